@@ -1,0 +1,49 @@
+"""Time for the kernel model. The model never reads the system clock itself (design §2)."""
+from __future__ import annotations
+
+import time
+
+
+class Clock:
+    """Monotonic seconds for timers plus a wall-clock offset for xfrm_lifetime_cur.add_time."""
+
+    def now(self) -> float:
+        raise NotImplementedError
+
+    def wall(self) -> int:
+        """Unix seconds, as ``ktime_get_real_seconds`` (used for add_time/use_time)."""
+        raise NotImplementedError
+
+
+class SystemClock(Clock):
+    """The server's clock; ``advance`` (xfrmd ctl clock advance) shifts it forward."""
+
+    def __init__(self):
+        self.offset = 0.0
+
+    def now(self) -> float:
+        return time.monotonic() + self.offset
+
+    def wall(self) -> int:
+        return int(time.time() + self.offset)
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+class ManualClock(Clock):
+    """A clock that only moves when told: for tests and the sans-IO model."""
+
+    def __init__(self, start: float = 1000.0, wall_start: int = 1_700_000_000):
+        self._now = float(start)
+        self._wall0 = wall_start
+        self._start = float(start)
+
+    def now(self) -> float:
+        return self._now
+
+    def wall(self) -> int:
+        return int(self._wall0 + (self._now - self._start))
+
+    def advance(self, seconds: float) -> None:
+        self._now += seconds

@@ -1,0 +1,306 @@
+"""The emulated kernel: network namespaces, netlink sockets, timers. Sans-IO.
+
+``Kernel.deliver(sock, datagram)`` is ``sendmsg`` on an emulated netlink socket: it runs the
+protocol's handlers, which queue replies on ``sock`` and multicast events on other sockets.
+Whoever does the I/O (the trio server, or a test) then takes datagrams out of each socket in
+``kernel.dirty``. Time only moves through the injected :class:`~xfrmd.clock.Clock`; the server
+asks :meth:`Kernel.next_deadline` and calls :meth:`Kernel.run_timers`.
+"""
+from __future__ import annotations
+
+import errno as E
+import heapq
+import itertools
+import logging
+import random
+from typing import Callable
+
+from netlink_codec.netlink import NETLINK_GENERIC, NETLINK_ROUTE, NETLINK_XFRM
+
+from .clock import Clock, ManualClock
+from .netlink.core import MAX_RECVMSG_LEN, dump_batch, netlink_rcv_skb
+from .netlink.socket import RMEM_MAX, NetlinkSocket
+
+log = logging.getLogger("xfrmd.kernel")
+
+SOCK_DGRAM, SOCK_RAW = 2, 3
+
+
+class KernelError(Exception):
+    """A socket-level call failed with ``errno`` (bind, socket creation)."""
+
+    def __init__(self, errno: int, text: str = ""):
+        super().__init__(text or E.errorcode.get(errno, str(errno)))
+        self.errno = errno
+
+
+class Timer:
+    __slots__ = ("when", "fn", "cancelled")
+
+    def __init__(self, when: float, fn: Callable[[], None]):
+        self.when = when
+        self.fn = fn
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class NetNamespace:
+    """``struct net``: each subsystem keeps its per-namespace state as an attribute
+    (``xfrm``, ``links``, …), created by its family's ``init_net`` (pernet_operations)."""
+
+    def __init__(self, kernel: "Kernel", name: str):
+        self.kernel = kernel
+        self.name = name
+        self.sockets: dict[int, set[NetlinkSocket]] = {}      # protocol → open sockets
+        self.ports: dict[int, dict[int, NetlinkSocket]] = {}  # protocol → portid → socket
+
+    def __repr__(self):
+        return f"<netns {self.name}>"
+
+
+class Kernel:
+    """Holds everything; one per server."""
+
+    def __init__(self, clock: Clock | None = None, *, topology=None, admin_uids=None,
+                 auto_create_netns: bool = True, seed: int | None = None):
+        self.clock = clock or ManualClock()
+        self.namespaces: dict[str, NetNamespace] = {}
+        self.admin_uids = admin_uids  # None = every caller has CAP_NET_ADMIN
+        self.auto_create_netns = auto_create_netns
+        self.random = random.Random(seed)
+        self.dirty: set[NetlinkSocket] = set()   # sockets with new datagrams queued
+        self._timers: list[tuple[float, int, Timer]] = []
+        self._timer_seq = itertools.count()
+        self._sock_ids = itertools.count(1)
+        self.families: dict[int, object] = {}
+        self.tracers: list[Callable[[str, NetlinkSocket, bytes], None]] = []
+        self._register_families()
+        self.topology = topology
+        if topology is not None:
+            topology.apply(self)
+
+    # -- families ----------------------------------------------------------------------
+
+    def _register_families(self) -> None:
+        from .xfrm.user import XfrmUser
+        self.families[NETLINK_XFRM] = XfrmUser(self)
+        try:  # the rtnetlink and genetlink sides live in their own packages
+            from .rtnl import Rtnetlink
+            self.families[NETLINK_ROUTE] = Rtnetlink(self)
+        except ImportError:
+            pass
+        try:
+            from .genl import Genetlink
+            self.families[NETLINK_GENERIC] = Genetlink(self)
+        except ImportError:
+            pass
+
+    # -- namespaces --------------------------------------------------------------------
+
+    def netns(self, name: str = "default", create: bool | None = None) -> NetNamespace:
+        ns = self.namespaces.get(name)
+        if ns is None:
+            if not (self.auto_create_netns if create is None else create):
+                raise KernelError(E.ENOENT, f"no network namespace {name!r}")
+            ns = self.add_netns(name)
+        return ns
+
+    def add_netns(self, name: str) -> NetNamespace:
+        if name in self.namespaces:
+            raise KernelError(E.EEXIST, f"network namespace {name!r} exists")
+        ns = NetNamespace(self, name)
+        self.namespaces[name] = ns
+        for fam in self.families.values():
+            init = getattr(fam, "init_net", None)
+            if init:
+                init(ns)
+        return ns
+
+    def del_netns(self, name: str) -> None:
+        ns = self.namespaces.pop(name, None)
+        if ns is None:
+            raise KernelError(E.ENOENT, f"no network namespace {name!r}")
+        for fam in self.families.values():
+            exit_ = getattr(fam, "exit_net", None)
+            if exit_:
+                exit_(ns)
+
+    # -- sockets -----------------------------------------------------------------------
+
+    def socket(self, protocol: int, netns: str = "default", *, pid: int = 0, uid: int = 0,
+               sock_type: int = SOCK_RAW) -> NetlinkSocket:
+        """``socket(AF_NETLINK, type, protocol)``; unknown protocols → EPROTONOSUPPORT."""
+        if sock_type not in (SOCK_RAW, SOCK_DGRAM):
+            raise KernelError(E.ESOCKTNOSUPPORT)
+        if protocol not in self.families:
+            # netlink_create: no kernel socket registered for this protocol
+            raise KernelError(E.EPROTONOSUPPORT)
+        ns = self.netns(netns)
+        sock = NetlinkSocket(protocol, ns, pid=pid, uid=uid, sock_type=sock_type,
+                             id=next(self._sock_ids))
+        sock.cap_net_admin = self.admin_uids is None or uid in self.admin_uids
+        ns.sockets.setdefault(protocol, set()).add(sock)
+        return sock
+
+    def bind(self, sock: NetlinkSocket, portid: int = 0, groups: int = 0) -> None:
+        """``netlink_bind``: assign or check the port id, then set the legacy group mask."""
+        if sock.bound:
+            if portid and portid != sock.portid:
+                raise KernelError(E.EINVAL)
+        elif portid:
+            ports = sock.netns.ports.setdefault(sock.protocol, {})
+            if portid in ports:
+                raise KernelError(E.EADDRINUSE)
+            ports[portid] = sock
+            sock.portid = portid
+            sock.bound = True
+        else:
+            self.autobind(sock)
+        if groups or sock.groups & 0xFFFFFFFF:
+            sock.groups = (sock.groups & ~0xFFFFFFFF) | (groups & 0xFFFFFFFF)
+
+    def autobind(self, sock: NetlinkSocket) -> None:
+        """``netlink_autobind``: the process id if free, else a unique negative id."""
+        if sock.bound:
+            return
+        ports = sock.netns.ports.setdefault(sock.protocol, {})
+        portid = sock.pid
+        if not portid or portid in ports:
+            while True:
+                portid = self.random.randint(-(2 ** 31), -4097) & 0xFFFFFFFF
+                if portid not in ports:
+                    break
+        ports[portid] = sock
+        sock.portid = portid
+        sock.bound = True
+
+    def setsockopt(self, sock: NetlinkSocket, level: int, optname: int, value: int) -> None:
+        from netlink_codec import netlink as N
+        SOL_SOCKET, SO_RCVBUF, SO_RCVBUFFORCE = 1, 8, 33
+        if level == N.SOL_NETLINK:
+            if optname == N.NETLINK_ADD_MEMBERSHIP or optname == N.NETLINK_DROP_MEMBERSHIP:
+                fam = self.families[sock.protocol]
+                if value <= 0 or value > max(getattr(fam, "groups", 32), 32):
+                    raise KernelError(E.EINVAL)
+                if not sock.bound:
+                    self.autobind(sock)
+                bit = 1 << (value - 1)
+                sock.groups = sock.groups | bit if optname == N.NETLINK_ADD_MEMBERSHIP else sock.groups & ~bit
+            elif optname == N.NETLINK_EXT_ACK:
+                sock.ext_ack = bool(value)
+            elif optname == N.NETLINK_CAP_ACK:
+                sock.cap_ack = bool(value)
+            elif optname == N.NETLINK_GET_STRICT_CHK:
+                sock.strict_chk = bool(value)
+            elif optname == N.NETLINK_NO_ENOBUFS:
+                sock.no_enobufs = bool(value)
+        elif level == SOL_SOCKET and optname in (SO_RCVBUF, SO_RCVBUFFORCE):
+            # sock_setsockopt doubles the value; SO_RCVBUF is capped by rmem_max
+            v = value if optname == SO_RCVBUFFORCE else min(value, RMEM_MAX)
+            sock.rcvbuf = max(2 * v, 2304)
+
+    def close(self, sock: NetlinkSocket) -> None:
+        if sock.closed:
+            return
+        sock.closed = True
+        ns = sock.netns
+        ns.sockets.get(sock.protocol, set()).discard(sock)
+        if sock.bound:
+            ports = ns.ports.get(sock.protocol, {})
+            if ports.get(sock.portid) is sock:
+                del ports[sock.portid]
+        sock.dump = None
+        self.dirty.discard(sock)
+
+    # -- data path ---------------------------------------------------------------------
+
+    def deliver(self, sock: NetlinkSocket, datagram: bytes) -> None:
+        """``sendmsg`` of one datagram to the kernel."""
+        if not sock.bound:
+            self.autobind(sock)
+        for t in self.tracers:
+            t("tx", sock, datagram)
+        netlink_rcv_skb(self, sock, datagram, self.families[sock.protocol])
+
+    def unicast(self, sock: NetlinkSocket, datagram: bytes) -> None:
+        if sock.closed:
+            return
+        for t in self.tracers:
+            t("rx", sock, datagram)
+        sock.queue(datagram)
+        self.dirty.add(sock)
+
+    def multicast(self, netns: NetNamespace, protocol: int, group: int, datagram: bytes) -> None:
+        """``netlink_broadcast`` to every member of ``group``, the sender included."""
+        for s in netns.sockets.get(protocol, ()):
+            if s.member(group):
+                for t in self.tracers:
+                    t("event", s, datagram)
+                if s.queue_multicast(datagram):
+                    self.dirty.add(s)
+                else:
+                    self.dirty.add(s)
+
+    def has_listeners(self, netns: NetNamespace, protocol: int, group: int) -> bool:
+        return any(s.member(group) for s in netns.sockets.get(protocol, ()))
+
+    def netlink_dump(self, sock: NetlinkSocket) -> None:
+        batch = dump_batch(sock)
+        if batch is not None:
+            self.unicast(sock, batch)
+
+    def recvd(self, sock: NetlinkSocket, buflen: int) -> None:
+        """``netlink_recvmsg`` saw a receive of ``buflen`` bytes: remember the size and run
+        the next step of a running dump."""
+        if buflen > sock.max_recvmsg_len:
+            sock.max_recvmsg_len = min(buflen, MAX_RECVMSG_LEN)
+        if sock.dump is not None and sock.rx_bytes <= sock.rcvbuf // 2:
+            self.netlink_dump(sock)
+
+    def recv(self, sock: NetlinkSocket, buflen: int = MAX_RECVMSG_LEN) -> bytes | None:
+        """A whole ``recvmsg`` for in-process users: take one datagram, then continue a dump."""
+        d = sock.pop()
+        self.recvd(sock, buflen)
+        return d
+
+    # -- timers ------------------------------------------------------------------------
+
+    def add_timer(self, delay: float, fn: Callable[[], None]) -> Timer:
+        t = Timer(self.clock.now() + delay, fn)
+        heapq.heappush(self._timers, (t.when, next(self._timer_seq), t))
+        return t
+
+    def next_deadline(self) -> float | None:
+        while self._timers and self._timers[0][2].cancelled:
+            heapq.heappop(self._timers)
+        return self._timers[0][0] if self._timers else None
+
+    def run_timers(self) -> int:
+        """Run every timer that is due by the clock; returns how many ran."""
+        n = 0
+        now = self.clock.now()
+        while self._timers and self._timers[0][0] <= now:
+            _, _, t = heapq.heappop(self._timers)
+            if not t.cancelled:
+                t.cancelled = True
+                t.fn()
+                n += 1
+        return n
+
+    def advance(self, seconds: float) -> int:
+        """Move the clock forward, running each timer at its own due time and in order
+        (tests, ``xfrmd ctl clock advance``)."""
+        target = self.clock.now() + seconds
+        n = 0
+        while True:
+            due = self.next_deadline()
+            if due is None or due > target:
+                break
+            if due > self.clock.now():
+                self.clock.advance(due - self.clock.now())
+            n += self.run_timers()
+        if target > self.clock.now():
+            self.clock.advance(target - self.clock.now())
+        return n

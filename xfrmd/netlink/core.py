@@ -1,0 +1,133 @@
+"""What af_netlink.c does for every protocol: port ids, the receive loop, ACKs, dumps and
+multicast. Protocol families plug in with a ``rcv_msg`` method (see :class:`NetlinkFamily`)."""
+from __future__ import annotations
+
+import errno as E
+from typing import Iterable, Protocol
+
+from netlink_codec.netlink import (NLM_F_ACK, NLM_F_MULTI, NLM_F_REQUEST, NLMSG_HDRLEN,
+                                   NLMSG_MIN_TYPE, ExtAck, Header, encode_ack, encode_done,
+                                   extack_tlvs, kernel_messages)
+
+from .socket import NetlinkSocket
+
+# NLMSG_GOODSIZE on x86_64 with 4 KiB pages: SKB_WITH_OVERHEAD(4096) = 4096 - 320
+NLMSG_GOODSIZE = 3776
+MAX_RECVMSG_LEN = 32768
+
+# Returned by a handler that started a dump: the kernel's -EINTR, which suppresses the ACK.
+DUMP_STARTED = object()
+
+
+class Reply:
+    """A handler's outcome: errno (0 or negative) and extended-ACK data."""
+    __slots__ = ("error", "ext")
+
+    def __init__(self, error: int = 0, msg: str | None = None, **kw):
+        self.error = error
+        self.ext = ExtAck(msg, **kw) if (msg or kw) else None
+
+
+OK = Reply()
+
+
+class NetlinkFamily(Protocol):
+    """A netlink protocol's kernel side (``netlink_kernel_cfg.input``)."""
+
+    protocol: int
+    groups: int  # number of multicast groups
+
+    def rcv_msg(self, req: "Request") -> Reply | object: ...
+
+
+class Request:
+    """Context for one message being handled: the socket, the datagram and the header."""
+    __slots__ = ("kernel", "sock", "buf", "hdr")
+
+    def __init__(self, kernel, sock: NetlinkSocket, buf, hdr: Header):
+        self.kernel = kernel
+        self.sock = sock
+        self.buf = buf
+        self.hdr = hdr
+
+    @property
+    def netns(self):
+        return self.sock.netns
+
+    @property
+    def payload_offset(self) -> int:
+        return self.hdr.offset + NLMSG_HDRLEN
+
+    @property
+    def end(self) -> int:
+        return self.hdr.offset + self.hdr.len
+
+    def unicast(self, datagram: bytes) -> None:
+        self.kernel.unicast(self.sock, datagram)
+
+    def start_dump(self, messages: Iterable[bytes]) -> object:
+        """``netlink_dump_start``: EBUSY if one is running, else the first batch now."""
+        sock = self.sock
+        if sock.dump is not None:
+            return Reply(-E.EBUSY)
+        from .socket import DumpState
+        sock.dump = DumpState(seq=self.hdr.seq, iterator=iter(messages))
+        self.kernel.netlink_dump(sock)
+        return DUMP_STARTED
+
+
+def netlink_rcv_skb(kernel, sock: NetlinkSocket, buf, family: NetlinkFamily) -> None:
+    """Process every message of one sendmsg buffer as ``netlink_rcv_skb`` does."""
+    for hdr in kernel_messages(buf):
+        if not (hdr.flags & NLM_F_REQUEST) or hdr.type < NLMSG_MIN_TYPE:
+            # not dispatched; ACKed only when asked
+            if hdr.flags & NLM_F_ACK:
+                netlink_ack(kernel, sock, buf, hdr, OK)
+            continue
+        outcome = family.rcv_msg(Request(kernel, sock, buf, hdr))
+        if outcome is DUMP_STARTED:
+            continue
+        if outcome.error or hdr.flags & NLM_F_ACK:
+            netlink_ack(kernel, sock, buf, hdr, outcome)
+
+
+def netlink_ack(kernel, sock: NetlinkSocket, buf, hdr: Header, outcome: Reply) -> None:
+    kernel.unicast(sock, encode_ack(buf, hdr, outcome.error, sock.portid, cap_ack=sock.cap_ack,
+                                    ext_ack=sock.ext_ack, ext=outcome.ext))
+
+
+def dump_batch(sock: NetlinkSocket) -> bytes | None:
+    """One step of ``netlink_dump``: the next datagram of a running dump, or None."""
+    st = sock.dump
+    if st is None:
+        return None
+    if st.finished:
+        tlvs = b""
+        if sock.ext_ack and st.done_tlvs:
+            tlvs = st.done_tlvs
+        sock.dump = None
+        return encode_done(st.seq, sock.portid, st.done_error, tlvs)
+    size = max(NLMSG_GOODSIZE, sock.max_recvmsg_len)
+    parts: list[bytes] = []
+    used = 0
+    if st.pending is not None:
+        parts.append(st.pending)
+        used = len(st.pending)
+        st.pending = None
+    for msg in st.iterator:
+        if isinstance(msg, Reply):  # the callback failed: NLMSG_DONE carries the error
+            st.done_error = msg.error
+            st.done_tlvs = extack_tlvs(msg.ext, msg.error) if msg.ext else b""
+            break
+        if used + len(msg) > size and parts:
+            st.pending = msg
+            return b"".join(parts)
+        parts.append(msg)
+        used += len(msg)
+    st.finished = True
+    if parts:
+        return b"".join(parts)
+    return dump_batch(sock)
+
+
+MULTI = NLM_F_MULTI

@@ -1,0 +1,103 @@
+"""Attribute policies and their validation, as lib/nlattr.c applies them.
+
+A family declares a policy table ``{attr type: NlaPolicy}``; :func:`parse_attrs` walks the
+attributes the liberal ("deprecated") way the XFRM and classic rtnetlink parsers do, validates
+each against the table and returns the last occurrence of each type, or the first error with
+the kernel's errno, extack text, offset and policy description.
+"""
+from __future__ import annotations
+
+import errno as E
+import struct
+from dataclasses import dataclass
+
+from netlink_codec import netlink as N
+from netlink_codec.netlink import RawAttr, kernel_attrs, nla_u32, nla_u64
+
+from .core import Reply
+
+NLA_UNSPEC, NLA_U8, NLA_U16, NLA_U32, NLA_U64, NLA_STRING, NLA_FLAG = "unspec", "u8", "u16", "u32", "u64", "string", "flag"
+NLA_NESTED, NLA_BINARY, NLA_S32, NLA_NUL_STRING = "nested", "binary", "s32", "nul_string"
+
+_FIXED_LEN = {NLA_U8: 1, NLA_U16: 2, NLA_U32: 4, NLA_U64: 8, NLA_S32: 4, NLA_FLAG: 0}
+_MAX = {NLA_U8: 0xFF, NLA_U16: 0xFFFF, NLA_U32: 0xFFFFFFFF, NLA_U64: 0xFFFFFFFFFFFFFFFF}
+_NL_ATTR_TYPE = {NLA_U8: N.NL_ATTR_TYPE_U8, NLA_U16: N.NL_ATTR_TYPE_U16,
+                 NLA_U32: N.NL_ATTR_TYPE_U32, NLA_U64: N.NL_ATTR_TYPE_U64,
+                 NLA_FLAG: N.NL_ATTR_TYPE_FLAG, NLA_S32: N.NL_ATTR_TYPE_S32}
+
+
+@dataclass(frozen=True)
+class NlaPolicy:
+    """``struct nla_policy``: a type, a minimum length for NLA_UNSPEC/NLA_BINARY, a range."""
+    type: str = NLA_UNSPEC
+    len: int = 0
+    min: int | None = None
+    max: int | None = None
+
+
+def policy_tlv(pt: NlaPolicy) -> bytes | None:
+    """What ``netlink_policy_dump_write_attr`` puts in NLMSGERR_ATTR_POLICY (None if nothing)."""
+    if pt.type in (NLA_U8, NLA_U16, NLA_U32, NLA_U64):
+        lo = pt.min if pt.min is not None else 0
+        hi = pt.max if pt.max is not None else _MAX[pt.type]
+        # u64 values; no padding attribute on x86_64 (efficient unaligned access)
+        return (nla_u64(N.NL_POLICY_TYPE_ATTR_MIN_VALUE_U, lo) +
+                nla_u64(N.NL_POLICY_TYPE_ATTR_MAX_VALUE_U, hi) +
+                nla_u32(N.NL_POLICY_TYPE_ATTR_TYPE, _NL_ATTR_TYPE[pt.type]))
+    if pt.type == NLA_FLAG:
+        return nla_u32(N.NL_POLICY_TYPE_ATTR_TYPE, N.NL_ATTR_TYPE_FLAG)
+    return None
+
+
+def _fail(error: int, text: str, hdr_offset: int, ra: RawAttr, pt: NlaPolicy | None) -> Reply:
+    return Reply(error, text, offset=ra.offset - hdr_offset,
+                 policy=policy_tlv(pt) if pt is not None else None)
+
+
+def validate_nla(buf, ra: RawAttr, pt: NlaPolicy, strict: bool, hdr_offset: int) -> Reply | None:
+    """``validate_nla`` for one attribute; None when it passes."""
+    attrlen = ra.end - ra.start
+    fixed = _FIXED_LEN.get(pt.type)
+    if fixed is not None and attrlen != fixed:
+        if strict:
+            return _fail(-E.EINVAL, "invalid attribute length", hdr_offset, ra, pt)
+    if pt.type == NLA_FLAG:
+        if attrlen > 0 and strict:
+            return _fail(-E.EINVAL, "invalid attribute length", hdr_offset, ra, pt)
+        return None
+    minlen = pt.len if pt.len else (fixed or 0)
+    if attrlen < minlen:
+        # out_err: "Attribute failed policy validation", policy only where one can be dumped
+        return _fail(-E.ERANGE, "Attribute failed policy validation", hdr_offset, ra,
+                     pt if pt.type != NLA_UNSPEC else None)
+    if pt.min is not None or pt.max is not None:
+        fmt = {NLA_U8: "=B", NLA_U16: "=H", NLA_U32: "=I", NLA_U64: "=Q"}[pt.type]
+        (v,) = struct.unpack_from(fmt, buf, ra.start)
+        if (pt.min is not None and v < pt.min) or (pt.max is not None and v > pt.max):
+            return _fail(-E.ERANGE, "integer out of range", hdr_offset, ra, pt)
+    return None
+
+
+def parse_attrs(buf, start: int, end: int, policy: dict[int, NlaPolicy], maxtype: int, *,
+                hdr_offset: int, strict_start_type: int = 0
+                ) -> tuple[dict[int, RawAttr], Reply | None, Reply | None]:
+    """``nlmsg_parse_deprecated``: returns (attrs by type, error, warning).
+
+    Types 0 and above ``maxtype`` are ignored; the last occurrence of a type wins; a malformed
+    trailing attribute ends the walk with the warning "bytes leftover after parsing attributes".
+    """
+    raws, leftover = kernel_attrs(buf, start, end)
+    tb: dict[int, RawAttr] = {}
+    for ra in raws:
+        t = ra.type
+        if t == 0 or t > maxtype:
+            continue
+        pt = policy.get(t)
+        if pt is not None:
+            err = validate_nla(buf, ra, pt, bool(strict_start_type) and t >= strict_start_type,
+                               hdr_offset)
+            if err is not None:
+                return tb, err, None
+        tb[t] = ra
+    warning = Reply(0, "bytes leftover after parsing attributes") if leftover else None
+    return tb, None, warning

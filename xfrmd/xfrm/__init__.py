@@ -1,0 +1,1 @@
+"""The XFRM subsystem: xfrm_user (netlink), the SAD and SPD, lifetimes and events."""

@@ -1,0 +1,26 @@
+"""Per-namespace XFRM state (``struct netns_xfrm``)."""
+from __future__ import annotations
+
+from netlink_codec import xfrm as X
+
+
+class XfrmNet:
+    # xfrm_state_hashmax / xfrm_policy_hashmax (1 Mi buckets)
+    HASHMAX = 1024 * 1024
+
+    def __init__(self, ns):
+        self.ns = ns
+        # state_all / policy_all: insertion-ordered; dumps walk them newest first
+        self.state_all: dict[int, object] = {}
+        self.policy_all: dict[int, object] = {}
+        self.state_hmask = 7          # xfrm_state_init: 8 buckets
+        self.policy_idx_hmask = 7     # xfrm_policy_init: 8 index buckets
+        self.hthresh4 = (32, 32)      # policy_hthresh lbits4/rbits4
+        self.hthresh6 = (128, 128)
+        # SETDEFAULT: in, fwd, out
+        self.policy_default = [X.XFRM_USERPOLICY_ACCEPT] * 3
+        self.spd_counts = [0] * 6     # policy_count[dir] for IN OUT FWD and the socket dirs
+
+    def flush_all(self) -> None:
+        self.state_all.clear()
+        self.policy_all.clear()
