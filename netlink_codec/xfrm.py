@@ -544,7 +544,8 @@ def _fixed(t: int, flags: int):
 def _attrs_at(t: int, flags: int) -> int:
     if _is_dump_request(t, flags):
         return 0
-    return attrs_offset(t)
+    cls = MSG_FIXED.get(t)
+    return 0 if cls is None else (cls.size() + 3) & ~3
 
 
 def _space(t: int, flags: int):

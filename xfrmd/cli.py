@@ -1,0 +1,109 @@
+"""``xfrmd serve | run | replay | ctl | trace`` (design §4)."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+
+from . import transport as T
+
+
+def cmd_serve(args) -> int:
+    import trio
+
+    from .clock import SystemClock
+    from .kernel import Kernel
+    from .server import Server
+    topo = None
+    try:
+        from .topology import load_topology
+        topo = load_topology(args.topology or "default")
+    except ImportError:
+        if args.topology:
+            print("xfrmd: topologies are not available in this build", file=sys.stderr)
+            return 2
+    except ValueError as e:
+        print(f"xfrmd: {e}", file=sys.stderr)
+        return 2
+    kernel = Kernel(SystemClock(), topology=topo)
+    if args.trace:
+        from .trace import TraceWriter
+        kernel.tracers.append(TraceWriter.open(args.trace, kernel))
+    path = args.socket or T.default_socket_path()
+
+    async def main():
+        server = Server(kernel, path)
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(server.serve)
+                if not args.quiet:
+                    print(f"xfrmd: serving on {path}", file=sys.stderr, flush=True)
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+                    break
+    try:
+        trio.run(main)
+    except SystemExit as e:
+        print(e, file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_ctl(args) -> int:
+    from .client import Service
+    from .ctl import run_ctl
+    try:
+        with Service(args.netns or "", args.socket) as svc:
+            return run_ctl(svc, args.verb)
+    except (FileNotFoundError, ConnectionRefusedError):
+        print(f"xfrmd: no server on {args.socket or T.default_socket_path()}", file=sys.stderr)
+        return 1
+
+
+def cmd_trace(args) -> int:
+    from .trace import print_trace
+    return print_trace(args.file, sys.stdout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="xfrmd: %(message)s")
+    p = argparse.ArgumentParser(prog="xfrmd", description="A fake Linux kernel for IPsec control planes.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the server")
+    s.add_argument("--socket", help="listening socket path (default: $XFRMD_SOCKET, …)")
+    s.add_argument("--topology", help="built-in topology name or TOML file (default: default)")
+    s.add_argument("--trace", metavar="FILE|-", help="record every netlink datagram")
+    s.add_argument("--pcap", metavar="FILE", help="write a netlink pcap (LINKTYPE_NETLINK)")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(fn=cmd_serve)
+
+    try:
+        from .run import add_run_parser
+        add_run_parser(sub)
+    except ImportError:
+        pass
+    try:
+        from .replay.cli import add_replay_parser
+        add_replay_parser(sub)
+    except ImportError:
+        pass
+
+    c = sub.add_parser("ctl", help="what a kernel needs root or hardware for (see `xfrmd ctl help`)")
+    c.add_argument("--socket")
+    c.add_argument("--netns")
+    c.add_argument("verb", nargs=argparse.REMAINDER)
+    c.set_defaults(fn=cmd_ctl)
+
+    t = sub.add_parser("trace", help="decode a recorded trace like ip monitor")
+    t.add_argument("file")
+    t.set_defaults(fn=cmd_trace)
+
+    args = p.parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,296 @@
+"""Python clients of an xfrmd server, without the shim.
+
+:class:`NetlinkSocket` is a blocking emulated netlink socket; :class:`TrioNetlinkSocket` the
+same for trio; :class:`Service` sends service queries and ``xfrmd ctl`` verbs. They speak
+docs/protocol.md directly.
+
+    with NetlinkSocket(NETLINK_XFRM) as nl:
+        for msg in nl.request(XfrmMsg.GETPOLICY, NLM_F_DUMP):
+            ...
+"""
+from __future__ import annotations
+
+import errno as E
+import json
+import os
+import socket
+import struct
+from typing import Iterator
+
+import trio
+
+from netlink_codec.message import Family, Message
+from netlink_codec.netlink import (NETLINK_CAP_ACK, NETLINK_EXT_ACK, NLM_F_ACK, NLM_F_DUMP,
+                                   NLM_F_MULTI, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR,
+                                   SOL_NETLINK, encode_msg, split_messages)
+
+from . import transport as T
+
+SOL_SOCKET, SO_RCVBUF = 1, 8
+
+
+class NetlinkError(OSError):
+    """An NLMSG_ERROR with a non-zero error: ``errno``, and the extack message if any."""
+
+    def __init__(self, errno: int, msg: str | None = None, offset: int | None = None):
+        super().__init__(errno, msg or os.strerror(errno))
+        self.extack = msg
+        self.offset = offset
+
+
+def _family_for(protocol: int) -> Family | None:
+    from netlink_codec.netlink import NETLINK_XFRM
+    if protocol == NETLINK_XFRM:
+        from netlink_codec.xfrm import XFRM
+        return XFRM
+    try:
+        if protocol == 0:
+            from netlink_codec.rtnetlink import RTNL
+            return RTNL
+        if protocol == 16:
+            from netlink_codec.genl import GENL
+            return GENL
+    except ImportError:
+        pass
+    return None
+
+
+class _Base:
+    def _setup_frames(self, protocol, netns, groups, portid, ext_ack, cap_ack, rcvbuf, sock_type):
+        frames = [T.hello(protocol, sock_type, netns)]
+        if ext_ack:
+            frames.append(T.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1))
+        if cap_ack:
+            frames.append(T.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1))
+        if rcvbuf:
+            frames.append(T.setsockopt(SOL_SOCKET, SO_RCVBUF, rcvbuf))
+        frames.append(T.bind(portid, groups))
+        return frames
+
+    def _bind_result(self, rec: bytes) -> None:
+        version, kind, payload = T.parse_frame(rec)
+        if kind != T.F_BIND_REPLY:
+            raise OSError(E.EPROTO, f"xfrmd: expected BIND_REPLY, got frame kind {kind}")
+        err, portid, groups = struct.unpack_from("=iII", payload)
+        if err:
+            raise OSError(-err, os.strerror(-err))
+        self.portid = portid
+        self.groups = groups
+
+    def _next_seq(self) -> int:
+        self.seq = (self.seq + 1) & 0xFFFFFFFF
+        return self.seq
+
+    def _decode(self, datagram: bytes) -> list[Message]:
+        fam = self.family
+        if fam is None:
+            return [Message(h.type, h.flags, h.seq, h.pid, datagram[h.offset + 16:h.offset + h.len])
+                    for h in split_messages(datagram)]
+        return fam.decode_datagram(datagram)
+
+    def _is_dump_part(self, datagram: bytes) -> bool:
+        if len(datagram) < 16:
+            return False
+        _, t, flags = struct.unpack_from("=IHH", datagram)
+        last_done = any(h.type == NLMSG_DONE for h in split_messages(datagram))
+        return bool(flags & NLM_F_MULTI) and not last_done
+
+
+def _check_error(m: Message) -> None:
+    err = m.fixed.error
+    if err:
+        from netlink_codec.netlink import NLMSGERR_ATTR_MSG, NLMSGERR_ATTR_OFFS
+        raise NetlinkError(-err, m.attr(NLMSGERR_ATTR_MSG), m.attr(NLMSGERR_ATTR_OFFS))
+
+
+class NetlinkSocket(_Base):
+    """A blocking emulated netlink socket of ``protocol`` in namespace ``netns``."""
+
+    def __init__(self, protocol: int, netns: str = "", *, path: str | None = None, groups: int = 0,
+                 portid: int = 0, ext_ack: bool = True, cap_ack: bool = False, rcvbuf: int = 0,
+                 recv_size: int = 32768, sock_type: int = 3, timeout: float | None = 10.0):
+        self.protocol = protocol
+        self.family = _family_for(protocol)
+        self.path = path or T.default_socket_path()
+        self.recv_size = recv_size
+        self.seq = 0
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.sock.settimeout(timeout)
+        self.sock.connect(self.path)
+        netns = netns or os.environ.get("XFRMD_NETNS", "")
+        for f in self._setup_frames(protocol, netns, groups, portid, ext_ack, cap_ack, rcvbuf, sock_type):
+            self.sock.send(f)
+        self._bind_result(self.sock.recv(T.MAX_RECORD))
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def setsockopt(self, level: int, optname: int, value: int) -> None:
+        self.sock.send(T.setsockopt(level, optname, value))
+
+    def send(self, datagram: bytes) -> None:
+        self.sock.send(datagram)
+
+    def recv(self, size: int | None = None) -> bytes:
+        """One datagram, like recvmsg; a SOCK_ERROR frame raises that errno (e.g. ENOBUFS)."""
+        size = size or self.recv_size
+        while True:
+            rec = self.sock.recv(max(size, T.MAX_RECORD))
+            if not rec:
+                raise ConnectionResetError("xfrmd: server closed the connection")
+            if T.is_frame(rec):
+                _, kind, payload = T.parse_frame(rec)
+                if kind == T.F_SOCK_ERROR:
+                    (err,) = struct.unpack_from("=i", payload)
+                    raise OSError(-err, os.strerror(-err))
+                continue
+            if self._is_dump_part(rec):
+                self.sock.send(T.recvd(size))
+            return rec
+
+    def recv_messages(self) -> list[Message]:
+        return self._decode(self.recv())
+
+    def request(self, msg_type: int, flags: int = 0, payload: bytes = b"", *,
+                seq: int | None = None, pid: int = 0, raise_errors: bool = True) -> list[Message]:
+        """Send one request and collect its answer: the data messages up to the ACK or DONE.
+
+        NLM_F_REQUEST is always set. Without NLM_F_DUMP and NLM_F_ACK the first datagram that
+        answers it ends the exchange.
+        """
+        seq = self._next_seq() if seq is None else seq
+        self.send(encode_msg(msg_type, flags | NLM_F_REQUEST, seq, pid, payload))
+        return list(self._collect(seq, flags, raise_errors))
+
+    def _collect(self, seq: int, flags: int, raise_errors: bool) -> Iterator[Message]:
+        dump = bool(flags & NLM_F_DUMP)
+        while True:
+            msgs = self.recv_messages()
+            final = False
+            for m in msgs:
+                if m.seq != seq:
+                    continue
+                if m.type == NLMSG_ERROR:
+                    if raise_errors:
+                        _check_error(m)
+                    yield m
+                    final = True
+                elif m.type == NLMSG_DONE:
+                    yield m
+                    final = True
+                else:
+                    yield m
+                    if not dump and not (flags & NLM_F_ACK):
+                        final = True
+            if final:
+                return
+
+
+class TrioNetlinkSocket(_Base):
+    """The same for trio: ``sock = await TrioNetlinkSocket.open(protocol, …)``."""
+
+    @classmethod
+    async def open(cls, protocol: int, netns: str = "", *, path: str | None = None, groups: int = 0,
+                   portid: int = 0, ext_ack: bool = True, cap_ack: bool = False, rcvbuf: int = 0,
+                   recv_size: int = 32768, sock_type: int = 3) -> "TrioNetlinkSocket":
+        self = cls()
+        self.protocol = protocol
+        self.family = _family_for(protocol)
+        self.path = path or T.default_socket_path()
+        self.recv_size = recv_size
+        self.seq = 0
+        self.sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        await self.sock.connect(self.path)
+        netns = netns or os.environ.get("XFRMD_NETNS", "")
+        for f in self._setup_frames(protocol, netns, groups, portid, ext_ack, cap_ack, rcvbuf, sock_type):
+            await self.sock.send(f)
+        self._bind_result(await self.sock.recv(T.MAX_RECORD))
+        return self
+
+    def close(self) -> None:
+        self.sock.close()
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        self.close()
+
+    async def send(self, datagram: bytes) -> None:
+        await self.sock.send(datagram)
+
+    async def recv(self, size: int | None = None) -> bytes:
+        size = size or self.recv_size
+        while True:
+            rec = await self.sock.recv(max(size, T.MAX_RECORD))
+            if not rec:
+                raise ConnectionResetError("xfrmd: server closed the connection")
+            if T.is_frame(rec):
+                _, kind, payload = T.parse_frame(rec)
+                if kind == T.F_SOCK_ERROR:
+                    (err,) = struct.unpack_from("=i", payload)
+                    raise OSError(-err, os.strerror(-err))
+                continue
+            if self._is_dump_part(rec):
+                await self.sock.send(T.recvd(size))
+            return rec
+
+    async def recv_messages(self) -> list[Message]:
+        return self._decode(await self.recv())
+
+    async def request(self, msg_type: int, flags: int = 0, payload: bytes = b"", *,
+                      seq: int | None = None, pid: int = 0, raise_errors: bool = True) -> list[Message]:
+        seq = self._next_seq() if seq is None else seq
+        await self.send(encode_msg(msg_type, flags | NLM_F_REQUEST, seq, pid, payload))
+        out = []
+        dump = bool(flags & NLM_F_DUMP)
+        while True:
+            final = False
+            for m in await self.recv_messages():
+                if m.seq != seq:
+                    continue
+                out.append(m)
+                if m.type == NLMSG_ERROR:
+                    if raise_errors:
+                        _check_error(m)
+                    final = True
+                elif m.type == NLMSG_DONE or (not dump and not (flags & NLM_F_ACK)):
+                    final = True
+            if final:
+                return out
+
+
+class Service:
+    """Service queries and ``xfrmd ctl`` verbs over one service connection."""
+
+    def __init__(self, netns: str = "", path: str | None = None, timeout: float | None = 30.0):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path or T.default_socket_path())
+        self.sock.send(T.hello(T.SERVICE_PROTOCOL, 0, netns or os.environ.get("XFRMD_NETNS", "")))
+
+    def query(self, op: str, **fields) -> dict:
+        self.sock.send(T.query({"op": op, **fields}))
+        rec = self.sock.recv(T.MAX_RECORD)
+        if not rec:
+            raise ConnectionResetError("xfrmd: server closed the connection")
+        _, kind, payload = T.parse_frame(rec)
+        return json.loads(payload)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

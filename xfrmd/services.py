@@ -1,0 +1,64 @@
+"""Answers to what libc and programs learn outside netlink (the shim's service connection,
+docs/protocol.md) and the ``xfrmd ctl`` verbs. Subsystems register their ops here."""
+from __future__ import annotations
+
+import errno as E
+from typing import Callable
+
+SERVICES: dict[str, Callable] = {}
+
+
+def service(op: str):
+    """Register ``fn(kernel, netns, request) -> dict`` for a service op."""
+    def register(fn):
+        SERVICES[op] = fn
+        return fn
+    return register
+
+
+def handle(kernel, netns_name: str, request: dict, *, uid: int = 0, pid: int = 0) -> dict:
+    op = request.get("op")
+    fn = SERVICES.get(op)
+    if fn is None:
+        return {"errno": E.EOPNOTSUPP, "error": f"xfrmd: unknown service op {op!r}"}
+    try:
+        ns = kernel.netns(netns_name)
+    except Exception as e:  # noqa: BLE001 - reported to the caller
+        return {"errno": getattr(e, "errno", E.ENOENT), "error": str(e)}
+    return fn(kernel, ns, request)
+
+
+@service("ping")
+def _ping(kernel, ns, request) -> dict:
+    return {"errno": 0, "netns": ns.name}
+
+
+@service("netns_list")
+def _netns_list(kernel, ns, request) -> dict:
+    return {"errno": 0, "namespaces": sorted(kernel.namespaces)}
+
+
+@service("netns_add")
+def _netns_add(kernel, ns, request) -> dict:
+    from .kernel import KernelError
+    try:
+        kernel.add_netns(request["name"])
+    except KernelError as e:
+        return {"errno": e.errno, "error": str(e)}
+    return {"errno": 0}
+
+
+@service("netns_del")
+def _netns_del(kernel, ns, request) -> dict:
+    from .kernel import KernelError
+    try:
+        kernel.del_netns(request["name"])
+    except KernelError as e:
+        return {"errno": e.errno, "error": str(e)}
+    return {"errno": 0}
+
+
+@service("clock_advance")
+def _clock_advance(kernel, ns, request) -> dict:
+    ran = kernel.advance(float(request["seconds"]))
+    return {"errno": 0, "timers_run": ran}

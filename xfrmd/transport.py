@@ -1,0 +1,71 @@
+"""Framing of the shim ↔ server transport (docs/protocol.md), shared by server and clients."""
+from __future__ import annotations
+
+import json
+import os
+import struct
+
+from .netlink.socket import (F_ANSWER, F_AUTOBIND, F_BIND, F_BIND_REPLY, F_HELLO, F_QUERY,  # noqa: F401
+                             F_RECVD, F_SETSOCKOPT, F_SOCK_ERROR, FRAME, PROTOCOL_VERSION)
+
+SERVICE_PROTOCOL = 0xFFFFFFFF
+MAX_RECORD = 131000  # below glibc's mmap threshold: recv() stays cheap
+
+
+def default_socket_path() -> str:
+    """``$XFRMD_SOCKET``, else ``$XDG_RUNTIME_DIR/xfrmd.sock``, else ``/tmp/xfrmd-<uid>.sock``."""
+    p = os.environ.get("XFRMD_SOCKET")
+    if p:
+        return p
+    rt = os.environ.get("XDG_RUNTIME_DIR")
+    if rt:
+        return os.path.join(rt, "xfrmd.sock")
+    return f"/tmp/xfrmd-{os.getuid()}.sock"
+
+
+def frame(kind: int, payload: bytes = b"") -> bytes:
+    return FRAME.pack(0, PROTOCOL_VERSION, kind) + payload
+
+
+def is_frame(record: bytes) -> bool:
+    return len(record) >= 8 and record[:4] == b"\0\0\0\0"
+
+
+def parse_frame(record: bytes) -> tuple[int, int, bytes]:
+    """(version, kind, payload) of a control frame."""
+    _, version, kind = FRAME.unpack_from(record)
+    return version, kind, record[FRAME.size:]
+
+
+def hello(protocol: int, sock_type: int = 3, netns: str = "") -> bytes:
+    return frame(F_HELLO, struct.pack("=II", protocol, sock_type) + netns.encode() + b"\0")
+
+
+def parse_hello(payload: bytes) -> tuple[int, int, str]:
+    protocol, sock_type = struct.unpack_from("=II", payload)
+    name = payload[8:].split(b"\0", 1)[0].decode("utf-8", "replace")
+    return protocol, sock_type, name or "default"
+
+
+def bind(portid: int, groups: int) -> bytes:
+    return frame(F_BIND, struct.pack("=II", portid & 0xFFFFFFFF, groups & 0xFFFFFFFF))
+
+
+def bind_reply(error: int, portid: int, groups: int) -> bytes:
+    return frame(F_BIND_REPLY, struct.pack("=iII", error, portid & 0xFFFFFFFF, groups & 0xFFFFFFFF))
+
+
+def setsockopt(level: int, optname: int, value: int) -> bytes:
+    return frame(F_SETSOCKOPT, struct.pack("=IIi", level, optname, value))
+
+
+def recvd(buflen: int) -> bytes:
+    return frame(F_RECVD, struct.pack("=I", buflen))
+
+
+def query(obj: dict) -> bytes:
+    return frame(F_QUERY, json.dumps(obj).encode())
+
+
+def answer(obj: dict) -> bytes:
+    return frame(F_ANSWER, json.dumps(obj).encode())
