@@ -54,7 +54,22 @@ def _ping(svc, args) -> int:
     return _result(svc.query("ping"), show=True)
 
 
+# Modules that register more verbs on import (each subsystem owns its verbs).
+VERB_MODULES = ["xfrmd.xfrm.ctl", "xfrmd.rtnl.ctl", "devices.ctl", "bonding.ctl"]
+
+
+def _load_verbs() -> None:
+    import importlib
+    for name in VERB_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            if e.name != name:
+                raise
+
+
 def run_ctl(svc, argv: list[str]) -> int:
+    _load_verbs()
     if not argv or argv[0] in ("help", "-h", "--help"):
         print("xfrmd ctl verbs:")
         for name, (_, usage) in sorted(VERBS.items()):

@@ -16,7 +16,27 @@ def service(op: str):
     return register
 
 
+# Modules that register more ops on import (each subsystem owns its ops).
+SERVICE_MODULES = ["xfrmd.xfrm.services", "xfrmd.rtnl.services", "xfrmd.genl.services",
+                   "devices.services", "bonding.services"]
+_loaded = False
+
+
+def _load() -> None:
+    global _loaded
+    import importlib
+    for name in SERVICE_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            if e.name != name:  # a real import error inside an existing module
+                raise
+    _loaded = True
+
+
 def handle(kernel, netns_name: str, request: dict, *, uid: int = 0, pid: int = 0) -> dict:
+    if not _loaded:
+        _load()
     op = request.get("op")
     fn = SERVICES.get(op)
     if fn is None:
