@@ -31,6 +31,9 @@ def cmd_serve(args) -> int:
     if args.trace:
         from .trace import TraceWriter
         kernel.tracers.append(TraceWriter.open(args.trace, kernel))
+    if args.pcap:
+        from .pcap import PcapWriter
+        kernel.tracers.append(PcapWriter.open(args.pcap, kernel))
     path = args.socket or T.default_socket_path()
 
     async def main():

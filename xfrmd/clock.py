@@ -27,6 +27,9 @@ class SystemClock(Clock):
     def wall(self) -> int:
         return int(time.time() + self.offset)
 
+    def wall_precise(self) -> float:
+        return time.time() + self.offset
+
     def advance(self, seconds: float) -> None:
         self.offset += seconds
 
