@@ -82,3 +82,24 @@ def _netns_del(kernel, ns, request) -> dict:
 def _clock_advance(kernel, ns, request) -> dict:
     ran = kernel.advance(float(request["seconds"]))
     return {"errno": 0, "timers_run": ran}
+
+
+@service("read_file")
+def _read_file(kernel, ns, request) -> dict:
+    from . import vfs
+    err, text = vfs.read_file(kernel, ns, request["path"])
+    return {"errno": err, "data": text} if not err else {"errno": err}
+
+
+@service("write_file")
+def _write_file(kernel, ns, request) -> dict:
+    from . import vfs
+    return {"errno": vfs.write_file(kernel, ns, request["path"], request.get("data", ""))}
+
+
+@service("ioctl")
+def _ioctl(kernel, ns, request) -> dict:
+    from . import ioctl
+    err, out = ioctl.handle(kernel, ns, int(request["request"]), request.get("ifname", ""),
+                            bytes.fromhex(request.get("data", "")))
+    return {"errno": err, "data": out.hex()} if not err else {"errno": err}

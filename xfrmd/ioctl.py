@@ -1,0 +1,36 @@
+"""Interface ioctls answered for the shim (service op ``ioctl``, docs/protocol.md).
+
+A handler is registered per ioctl request number and called as
+``fn(kernel, ns, ifname, data: bytes) -> (errno, out: bytes)`` where ``data`` is the caller's
+``struct ifreq`` (or, for SIOCETHTOOL, the ethtool command buffer that ``ifr_data`` points
+at, which the shim copies in and out) and ``out`` replaces it on success."""
+from __future__ import annotations
+
+import errno as E
+from typing import Callable
+
+SIOCGIFNAME = 0x8910
+SIOCGIFCONF = 0x8912
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+SIOCGIFADDR = 0x8915
+SIOCGIFMTU = 0x8921
+SIOCGIFHWADDR = 0x8927
+SIOCGIFINDEX = 0x8933
+SIOCETHTOOL = 0x8946
+
+IOCTLS: dict[int, Callable] = {}
+
+
+def ioctl(request: int):
+    def register(fn):
+        IOCTLS[request] = fn
+        return fn
+    return register
+
+
+def handle(kernel, ns, request: int, ifname: str, data: bytes) -> tuple[int, bytes]:
+    fn = IOCTLS.get(request)
+    if fn is None:
+        return E.ENOTTY, b""  # what the kernel's sock_ioctl answers for unknown requests
+    return fn(kernel, ns, ifname, data)
