@@ -1,0 +1,87 @@
+"""``xfrmd replay SCRIPT|- [--socket PATH | --topology FILE] [--expect GOLDEN]
+[--record GOLDEN] [--stop-on-error] [--json] [--kernel]``."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+
+
+def add_replay_parser(sub) -> None:
+    p = sub.add_parser("replay", help="run an `ip xfrm` command script the way ip would")
+    p.add_argument("script", help="script file, or - for standard input")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--socket", help="server socket (default: $XFRMD_SOCKET, else a private "
+                                    "server)")
+    g.add_argument("--topology", help="topology of the private server (default: default)")
+    g.add_argument("--kernel", action="store_true",
+                   help="send the requests to the running Linux kernel instead")
+    p.add_argument("--netns", default=None, help="emulated namespace (default $XFRMD_NETNS)")
+    p.add_argument("--expect", metavar="GOLDEN", help="compare with a golden file")
+    p.add_argument("--record", metavar="GOLDEN", help="write the results as a golden file")
+    p.add_argument("--stop-on-error", action="store_true", help="stop at the first failure")
+    p.add_argument("--json", action="store_true", help="print results as JSON")
+    p.set_defaults(fn=cmd_replay)
+
+
+@contextlib.contextmanager
+def _backend(args):
+    from .runner import Backend
+    netns = args.netns if args.netns is not None else os.environ.get("XFRMD_NETNS", "")
+    if args.kernel:
+        b = Backend(kernel=True)
+        yield b
+        return
+    path = None if args.topology else (os.environ.get("XFRMD_SOCKET") or args.socket)
+    if path:
+        b = Backend(path=path, netns=netns)
+        try:
+            yield b
+        finally:
+            b.close()
+        return
+    from ..testing import make_kernel, running_server
+    with running_server(make_kernel(args.topology or "default")) as handle:
+        b = Backend(path=handle.path, netns=netns)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def cmd_replay(args) -> int:
+    from .runner import ScriptError, compare_golden, golden_text, run_script
+    text = sys.stdin.read() if args.script == "-" else open(args.script).read()
+    results = []
+    try:
+        with _backend(args) as backend:
+            for r in run_script(backend, text, stop_on_error=args.stop_on_error):
+                results.append(r)
+                if not args.json:
+                    for stream, chunk in r.output:
+                        (sys.stdout if stream == "out" else sys.stderr).write(chunk)
+                        (sys.stdout if stream == "out" else sys.stderr).flush()
+    except ScriptError as e:
+        print(f"xfrmd replay: {args.script}: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"xfrmd replay: cannot reach the kernel: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        json.dump([{"line": r.lineno, "command": r.command, "status": r.status,
+                    "stdout": r.stdout, "stderr": r.stderr} for r in results],
+                  sys.stdout, indent=2)
+        print()
+    if args.record:
+        with open(args.record, "w") as f:
+            f.write(golden_text(results))
+    failed = any(r.status for r in results)
+    if args.expect:
+        diffs = compare_golden(results, open(args.expect).read())
+        for d in diffs:
+            print(f"xfrmd replay: {d}", file=sys.stderr)
+        if diffs:
+            return 1
+        return 0
+    return 1 if failed else 0
