@@ -141,7 +141,7 @@ class Ctx:
         self.preferred_family = preferred_family
         self.show_stats = show_stats
         self.oneline = oneline
-        self.sl = " \\ " if oneline else "\n"
+        self.sl = "\\" if oneline else "\n"
         self._n2i = name_to_index or (lambda n: 0)
         self._i2n = index_to_name or (lambda i: None)
         self.out: list[tuple[str, str]] = []   # ("out"|"err", text) in the order written
@@ -238,6 +238,11 @@ def parse_id(ctx: Ctx, a: Argv, saddr, xid, loose: bool) -> int:
         a.next()
     if src and dst and src.family and dst.family and src.family != dst.family:
         invarg('the same address family is required between values after "src" and "dst"', a.cur)
+    if xid.spi and xid.proto:
+        if is_ro(xid.proto):
+            die(f'"spi" is invalid with XFRM-PROTO value "{strxf_xfrmproto(xid.proto)}"\n')
+        if xid.proto == IPPROTO_COMP and xid.spi >= 0x10000:
+            die(f'SPI value is too large with XFRM-PROTO value "{strxf_xfrmproto(xid.proto)}"\n')
     if not loose and xid.proto == 0:
         missarg("XFRM-PROTO")
     if a.argc == start:
@@ -348,7 +353,7 @@ def _upspec_parse(ctx: Ctx, a: Argv, sel) -> None:
     if a.argc == start:
         missarg("UPSPEC")
     if (sportp or dportp) and sel.proto not in (IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP,
-                                                 IPPROTO_DCCP):
+                                                 IPPROTO_DCCP, 0):
         die(f'"sport" and "dport" are invalid with PROTO value "{strxf_proto(sel.proto)}"\n')
     if (typep or codep) and sel.proto not in (IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_MH):
         die(f'"type" and "code" are invalid with PROTO value "{strxf_proto(sel.proto)}"\n')
@@ -703,10 +708,11 @@ _STATE_FLAGS = [(X.XFRM_STATE_NOECN, "noecn"), (X.XFRM_STATE_DECAP_DSCP, "decap-
 
 
 def _flag_print(ctx: Ctx, flags: int, table) -> int:
+    """XFRM_FLAG_PRINT: names separated by a space, none after the last."""
     for bit, name in table:
         if flags & bit:
-            ctx.w(name + " ")
             flags &= ~bit
+            ctx.w(name + (" " if flags else ""))
     return flags
 
 

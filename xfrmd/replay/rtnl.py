@@ -104,12 +104,13 @@ class Talker:
         """rtnl_send + rtnl_dump_filter: yields each message of the dump; errors print and
         raise IpExit(1) with ip's "Dump terminated"."""
         self.seq += 1
+        dump_seq = self.seq   # ip's rth.dump: callers may take more seqs while reading
         struct.pack_into("<I", req, 8, self.seq)
         self.send(req)
         while True:
             for msg in self._messages(self.sock.recv()):
                 _, mtype, _, seq, _ = struct.unpack_from("<IHHII", msg)
-                if seq != self.seq:
+                if seq != dump_seq:
                     continue
                 if mtype == NLMSG_DONE:
                     err = struct.unpack_from("<i", msg, 16)[0] if len(msg) >= 20 else 0
@@ -126,7 +127,7 @@ class Talker:
                     raise IpExit("", 1)
                 yield msg
 
-    def send_check(self, buf: bytes) -> None:
+    def send_check(self, buf: bytes, what: str = "Failed to send delete-all request") -> None:
         """rtnl_send_check: messages without NLM_F_ACK; only failures come back."""
         self.send(bytearray(buf))
         while True:
@@ -140,8 +141,7 @@ class Talker:
                 if struct.unpack_from("<H", msg, 4)[0] == NLMSG_ERROR:
                     error = struct.unpack_from("<i", msg, 16)[0]
                     if error:
-                        self.err("Failed to send delete-all request\n: "
-                                 f"{os.strerror(-error)}\n")
+                        self.err(f"{what}: {os.strerror(-error)}\n")
                         raise IpExit("", 1)
 
 

@@ -628,7 +628,7 @@ def state_list_or_deleteall(ctx: Ctx, nl, a: Argv, deleteall: bool) -> int:
                 count += 1
             if count == 0:
                 break
-            nl.send_check(bytes(buf))
+            nl.send_check(bytes(buf), "Failed to send delete-all request\n")
         return 0
     af = X.XfrmAddressFilter(saddr=f.xsinfo.saddr, daddr=f.xsinfo.id.daddr,
                              family=f.xsinfo.family, splen=f.id_src_mask & 0xFF,
