@@ -1,0 +1,129 @@
+"""The algorithm tables of net/xfrm/xfrm_algo.c and what the crypto API accepts for them.
+
+``xfrm_find_algo`` semantics: AUTH / CRYPT / COMP match the canonical name or the ``compat``
+alias (exact, case-sensitive); AEAD matches the canonical name only *and* the ICV length, so
+``rfc4106(gcm(aes))`` has three entries (64, 96, 128 bits). The stored and echoed name is always
+the canonical one. xfrm itself never checks key lengths: the crypto ``setkey`` in the type's
+``init_state`` does (see :mod:`xfrmd.xfrm.types`), so the key sizes the emulated crypto API
+accepts live here too (in bytes).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class AlgoDesc:
+    """``struct xfrm_algo_desc`` plus the emulated crypto API's rules for it."""
+    name: str
+    compat: str | None = None
+    icv_truncbits: int = 0       # auth: default truncation; aead: the entry's ICV length
+    icv_fullbits: int = 0        # auth: digest size
+    geniv: str | None = None     # crypt/aead IV generator template
+    keys: frozenset | None = None  # key sizes (bytes) setkey accepts; None = any length
+    threshold: int = 0           # comp: minimum payload to compress
+
+
+def _k(*sizes: int) -> frozenset:
+    return frozenset(sizes)
+
+
+_AES = (16, 24, 32)
+
+# xfrm_aead_list
+AEAD = (
+    AlgoDesc("rfc4106(gcm(aes))", icv_truncbits=64, geniv="seqiv", keys=_k(*(k + 4 for k in _AES))),
+    AlgoDesc("rfc4106(gcm(aes))", icv_truncbits=96, geniv="seqiv", keys=_k(*(k + 4 for k in _AES))),
+    AlgoDesc("rfc4106(gcm(aes))", icv_truncbits=128, geniv="seqiv", keys=_k(*(k + 4 for k in _AES))),
+    AlgoDesc("rfc4309(ccm(aes))", icv_truncbits=64, geniv="seqiv", keys=_k(*(k + 3 for k in _AES))),
+    AlgoDesc("rfc4309(ccm(aes))", icv_truncbits=96, geniv="seqiv", keys=_k(*(k + 3 for k in _AES))),
+    AlgoDesc("rfc4309(ccm(aes))", icv_truncbits=128, geniv="seqiv", keys=_k(*(k + 3 for k in _AES))),
+    AlgoDesc("rfc4543(gcm(aes))", icv_truncbits=128, geniv="seqiv", keys=_k(*(k + 4 for k in _AES))),
+    AlgoDesc("rfc7539esp(chacha20,poly1305)", icv_truncbits=128, geniv="seqiv", keys=_k(36)),
+)
+
+# xfrm_aalg_list (HMAC accepts any key length; the MACs built on AES do not)
+AUTH = (
+    AlgoDesc("digest_null", icv_truncbits=0, icv_fullbits=0),
+    AlgoDesc("hmac(md5)", "md5", 96, 128),
+    AlgoDesc("hmac(sha1)", "sha1", 96, 160),
+    AlgoDesc("hmac(sha256)", "sha256", 96, 256),
+    AlgoDesc("hmac(sha384)", None, 192, 384),
+    AlgoDesc("hmac(sha512)", None, 256, 512),
+    AlgoDesc("hmac(rmd160)", "rmd160", 96, 160),
+    AlgoDesc("xcbc(aes)", None, 96, 128, keys=_k(16)),
+    AlgoDesc("cmac(aes)", None, 96, 128, keys=_k(*_AES)),
+    AlgoDesc("hmac(sm3)", "sm3", 256, 256),
+)
+
+# xfrm_ealg_list
+CRYPT = (
+    AlgoDesc("ecb(cipher_null)", "cipher_null"),
+    AlgoDesc("cbc(des)", "des", geniv="echainiv", keys=_k(8)),
+    AlgoDesc("cbc(des3_ede)", "des3_ede", geniv="echainiv", keys=_k(24)),
+    AlgoDesc("cbc(cast5)", "cast5", geniv="echainiv", keys=_k(*range(5, 17))),
+    AlgoDesc("cbc(blowfish)", "blowfish", geniv="echainiv", keys=_k(*range(4, 57))),
+    AlgoDesc("cbc(aes)", "aes", geniv="echainiv", keys=_k(*_AES)),
+    AlgoDesc("cbc(serpent)", "serpent", geniv="echainiv", keys=_k(*range(0, 33))),
+    AlgoDesc("cbc(camellia)", "camellia", geniv="echainiv", keys=_k(*_AES)),
+    AlgoDesc("cbc(twofish)", "twofish", geniv="echainiv", keys=_k(*_AES)),
+    AlgoDesc("rfc3686(ctr(aes))", None, geniv="seqiv", keys=_k(*(k + 4 for k in _AES))),
+    AlgoDesc("cbc(sm4)", "sm4", geniv="echainiv", keys=_k(16)),
+)
+
+# xfrm_calg_list
+COMP = (
+    AlgoDesc("deflate", threshold=90),
+    AlgoDesc("lzs", threshold=90),
+    AlgoDesc("lzjh", threshold=50),
+)
+
+
+def _index(table) -> dict[str, AlgoDesc]:
+    out: dict[str, AlgoDesc] = {}
+    for d in table:  # first matching entry wins, as in the linear scan
+        out.setdefault(d.name, d)
+        if d.compat:
+            out.setdefault(d.compat, d)
+    return out
+
+
+_AUTH_BY_NAME = _index(AUTH)
+_CRYPT_BY_NAME = _index(CRYPT)
+_COMP_BY_NAME = _index(COMP)
+_AEAD_BY_NAME_ICV = {(d.name, d.icv_truncbits): d for d in AEAD}
+
+# Names the emulated crypto API lacks (``xfrmd`` topology may remove some to reproduce a
+# kernel built without them); a missing one makes the lookup fail with ENOSYS.
+UNAVAILABLE: set[str] = set()
+
+
+def _avail(d: AlgoDesc | None) -> AlgoDesc | None:
+    return None if d is None or d.name in UNAVAILABLE else d
+
+
+def aalg_get_byname(name: str) -> AlgoDesc | None:
+    """``xfrm_aalg_get_byname(name, probe=1)``."""
+    return _avail(_AUTH_BY_NAME.get(name))
+
+
+def ealg_get_byname(name: str) -> AlgoDesc | None:
+    """``xfrm_ealg_get_byname(name, probe=1)``."""
+    return _avail(_CRYPT_BY_NAME.get(name))
+
+
+def calg_get_byname(name: str) -> AlgoDesc | None:
+    """``xfrm_calg_get_byname(name, probe=1)``."""
+    return _avail(_COMP_BY_NAME.get(name))
+
+
+def aead_get_byname(name: str, icv_len: int) -> AlgoDesc | None:
+    """``xfrm_aead_get_byname(name, icv_len, probe=1)``: canonical name and ICV length."""
+    return _avail(_AEAD_BY_NAME_ICV.get((name, icv_len)))
+
+
+def c_name(raw: bytes) -> str:
+    """``alg_name`` as the kernel reads it: up to the first NUL (byte 63 forced to NUL)."""
+    raw = raw[:63]
+    n = raw.find(b"\0")
+    return (raw if n < 0 else raw[:n]).decode("latin-1")

@@ -1,0 +1,343 @@
+"""The per-namespace SA database: net/xfrm/xfrm_state.c.
+
+Hash chains become dicts so that no operation walks the table:
+``byspi`` (spi, proto) → states, ``bysrc`` (daddr, saddr, proto) → states,
+``byseq`` km.seq → larval states, ``bydst`` (daddr, saddr, reqid, family) → states. Each chain is
+a list with the newest state last (the kernel adds at the head; we walk it reversed).
+``state_all`` (``XfrmNet.state_all``) keeps insertion order for dumps (newest first).
+
+Timers follow ``xfrm_timer_handler``: armed 1 s after insert, rescheduled to the nearest
+soft/hard add/use deadline; soft → EXPIRE hard=0 (km.dying), hard → delete + EXPIRE hard=1.
+Larval (ACQ) states from ALLOCSPI expire after ``acq_expires`` seconds.
+"""
+from __future__ import annotations
+
+import itertools
+
+from netlink_codec import xfrm as X
+from netlink_codec.netlink import NETLINK_XFRM
+
+from . import offload
+from .state import (XFRM_STATE_ACQ, XFRM_STATE_DEAD, XFRM_STATE_EXPIRED, XFRM_STATE_VALID,
+                    SecurityAssociation, flush_message)
+
+G = X.XfrmNlGrp
+M = X.XfrmMsg
+
+# sysctls (net.core.*)
+XFRM_ACQ_EXPIRES = 30
+XFRM_AEVENT_ETIME = 10   # units of 100 ms
+XFRM_AEVENT_RSEQTH = 2
+
+
+def addr_key(addr: bytes, family: int) -> bytes:
+    """``xfrm_addr_equal`` compares 4 bytes for AF_INET, 16 for AF_INET6."""
+    return addr[:4] if family == X.AF_INET else addr
+
+
+def proto_match(proto: int, userproto: int) -> bool:
+    """``xfrm_id_proto_match``: 0 matches everything, 255 the three IPsec protocols."""
+    if not userproto or proto == userproto:
+        return True
+    if userproto == X.IPSEC_PROTO_ANY:
+        return proto in (X.IPPROTO_ESP, X.IPPROTO_AH, X.IPPROTO_COMP)
+    return proto == userproto
+
+
+def _chain_add(table: dict, key, x) -> None:
+    table.setdefault(key, []).append(x)
+
+
+def _chain_del(table: dict, key, x) -> None:
+    chain = table.get(key)
+    if chain is None:
+        return
+    try:
+        chain.remove(x)
+    except ValueError:
+        return
+    if not chain:
+        del table[key]
+
+
+class StateDb:
+    """``net->xfrm`` state side."""
+
+    def __init__(self, xnet):
+        self.xnet = xnet
+        self.ns = xnet.ns
+        self.kernel = xnet.ns.kernel
+        self.all = xnet.state_all         # id → SA, insertion order
+        self.byspi: dict = {}
+        self.bysrc: dict = {}
+        self.bydst: dict = {}
+        self.byseq: dict = {}
+        self._ids = itertools.count(1)
+        self.acq_expires = XFRM_ACQ_EXPIRES
+        self.aevent_etime = XFRM_AEVENT_ETIME
+        self.aevent_rseqth = XFRM_AEVENT_RSEQTH
+        self.num_possible_cpus = 2
+
+    # -- keys -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _spi_key(x):
+        return (x.id.spi, x.id.proto)
+
+    @staticmethod
+    def _src_key(x):
+        f = x.props.family
+        return (addr_key(x.id.daddr, f), addr_key(x.props.saddr, f), x.id.proto)
+
+    @staticmethod
+    def _dst_key(x):
+        f = x.props.family
+        return (addr_key(x.id.daddr, f), addr_key(x.props.saddr, f), x.props.reqid, f)
+
+    # -- lookups --------------------------------------------------------------------------
+
+    def lookup(self, mark: int, daddr: bytes, spi: int, proto: int, family: int):
+        """``__xfrm_state_lookup`` (byspi chain, newest first)."""
+        chain = self.byspi.get((spi, proto))
+        if not chain:
+            return None
+        d = addr_key(daddr, family)
+        for x in reversed(chain):
+            if (x.props.family == family and addr_key(x.id.daddr, family) == d
+                    and x.mark_match(mark)):
+                return x
+        return None
+
+    def lookup_byaddr(self, mark: int, daddr: bytes, saddr: bytes, proto: int, family: int):
+        """``__xfrm_state_lookup_byaddr`` (bysrc chain)."""
+        chain = self.bysrc.get((addr_key(daddr, family), addr_key(saddr, family), proto))
+        if not chain:
+            return None
+        for x in reversed(chain):
+            if x.props.family == family and x.mark_match(mark):
+                return x
+        return None
+
+    def locate(self, x):
+        """``__xfrm_state_locate``: the state that would collide with ``x``."""
+        mark = x.mark[0] & x.mark[1]
+        if x.use_spi:
+            return self.lookup(mark, x.id.daddr, x.id.spi, x.id.proto, x.props.family)
+        return self.lookup_byaddr(mark, x.id.daddr, x.props.saddr, x.id.proto, x.props.family)
+
+    def spi_in_use(self, spi: int, proto: int) -> bool:
+        """``xfrm_state_lookup_spi_proto``: any state, any daddr."""
+        return bool(self.byspi.get((spi, proto)))
+
+    def find_acq_byseq(self, mark: int, seq: int, pcpu_num: int | None = None):
+        """``__xfrm_find_acq_byseq``."""
+        for x in reversed(self.byseq.get(seq, ())):
+            if (x.km_state == XFRM_STATE_ACQ and x.mark_match(mark)
+                    and (pcpu_num is None or x.pcpu_num == pcpu_num)):
+                return x
+        return None
+
+    def find_acq(self, mark, family, mode, reqid, if_id, pcpu_num, proto, daddr, saddr,
+                 create: bool):
+        """``__find_acq_core``: a matching larval state, or a new one when ``create``."""
+        key = (addr_key(daddr, family), addr_key(saddr, family), reqid, family)
+        for x in reversed(self.bydst.get(key, ())):
+            if (x.props.mode == mode and x.km_state == XFRM_STATE_ACQ and x.id.spi == 0
+                    and x.id.proto == proto and (mark[0] & mark[1]) == x.mark[0]
+                    and x.mark[1] == mark[1] and x.if_id == if_id and x.pcpu_num == pcpu_num):
+                return x
+        if not create:
+            return None
+        x = self.alloc()
+        width = 4 if family == X.AF_INET else 16
+        x.sel.daddr = X.XfrmAddress.of(daddr[:width])
+        x.sel.saddr = X.XfrmAddress.of(saddr[:width])
+        x.sel.prefixlen_d = x.sel.prefixlen_s = width * 8
+        x.props.saddr = saddr[:width].ljust(16, b"\0")
+        x.id = x.id._replace(daddr=daddr[:width].ljust(16, b"\0"), proto=proto)
+        x.pcpu_num = pcpu_num
+        x.km_state = XFRM_STATE_ACQ
+        x.props.family, x.props.mode, x.props.reqid = family, mode, reqid
+        x.if_id = if_id
+        x.mark = mark
+        x.lft.hard_add_expires_seconds = self.acq_expires
+        self._link(x)
+        self._arm(x, self.acq_expires)
+        return x
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    def alloc(self) -> SecurityAssociation:
+        """``xfrm_state_alloc``: add_time now, limits infinite."""
+        x = SecurityAssociation()
+        x.curlft.add_time = self.kernel.clock.wall()
+        x.net = self
+        return x
+
+    def _link(self, x) -> None:
+        x.uid = next(self._ids)
+        self.all[x.uid] = x
+        if x.use_spi and x.id.spi:
+            _chain_add(self.byspi, self._spi_key(x), x)
+        _chain_add(self.bysrc, self._src_key(x), x)
+        _chain_add(self.bydst, self._dst_key(x), x)
+        if x.km_seq:
+            _chain_add(self.byseq, x.km_seq, x)
+        self._grow_check()
+
+    def _unlink(self, x) -> None:
+        self.all.pop(x.uid, None)
+        _chain_del(self.byspi, self._spi_key(x), x)
+        _chain_del(self.bysrc, self._src_key(x), x)
+        _chain_del(self.bydst, self._dst_key(x), x)
+        if x.km_seq:
+            _chain_del(self.byseq, x.km_seq, x)
+
+    def set_spi(self, x, spi: int) -> None:
+        """``xfrm_alloc_spi`` inserting the chosen SPI into byspi."""
+        x.id = x.id._replace(spi=spi)
+        _chain_add(self.byspi, self._spi_key(x), x)
+
+    def _grow_check(self) -> None:
+        # xfrm_hash_grow_check doubles the hash once it holds more states than buckets
+        # (the kernel also waits for a collision, which is certain at that load).
+        xn = self.xnet
+        if len(self.all) > xn.state_hmask and xn.state_hmask + 1 < xn.HASHMAX:
+            xn.state_hmask = xn.state_hmask * 2 + 1
+
+    def insert(self, x) -> None:
+        """``__xfrm_state_insert``: sanitize the mark, link, start the 1 s lifetime timer."""
+        x.mark = (x.mark[0] & x.mark[1], x.mark[1])
+        self._link(x)
+        self._arm(x, 1)
+
+    def add(self, x) -> int:
+        """``xfrm_state_add``: 0 or -EEXIST; a matching larval state is removed."""
+        if self.locate(x) is not None:
+            return -17
+        x1 = None
+        if x.use_spi and x.km_seq:
+            x1 = self.find_acq_byseq(x.mark[0] & x.mark[1], x.km_seq)
+            if x1 is not None and (x1.id.proto != x.id.proto or
+                                   addr_key(x1.id.daddr, x.family) != addr_key(x.id.daddr, x.family)):
+                x1 = None
+        if x.use_spi and x1 is None:
+            x1 = self.find_acq(x.mark, x.family, x.props.mode, x.props.reqid, x.if_id,
+                               x.pcpu_num, x.id.proto, x.id.daddr, x.props.saddr, False)
+        self.insert(x)
+        if x1 is not None:
+            self.delete(x1)
+        return 0
+
+    def delete(self, x) -> int:
+        """``__xfrm_state_delete``: DEAD, unlinked, offload removed. -ESRCH if already dead."""
+        if x.km_state == XFRM_STATE_DEAD:
+            return -3
+        x.km_state = XFRM_STATE_DEAD
+        self._unlink(x)
+        if x.timer is not None:
+            x.timer.cancel()
+            x.timer = None
+        if x.xso is not None:
+            offload.xfrm_dev_state_delete(x)
+            offload.xfrm_dev_state_free(x)
+        return 0
+
+    def flush(self, proto: int) -> list:
+        """``xfrm_state_flush``: every state matching ``proto`` (0 = all) that is not held by
+        a tunnel. Returns the deleted states (empty = the kernel's -ESRCH)."""
+        victims = [x for x in self.all.values()
+                   if proto_match(x.id.proto, proto) and not x.tunnel_users]
+        for x in victims:
+            self.delete(x)
+        return victims
+
+    # -- timers (xfrm_timer_handler) -------------------------------------------------------
+
+    def _arm(self, x, seconds: float) -> None:
+        if x.timer is not None:
+            x.timer.cancel()
+        x.timer = self.kernel.add_timer(seconds, lambda: self._timer(x))
+
+    def rearm(self, x) -> None:
+        """``xfrm_state_update`` restarts the timer 1 s from now."""
+        self._arm(x, 1)
+
+    def _timer(self, x) -> None:
+        x.timer = None
+        if x.km_state == XFRM_STATE_DEAD:
+            return
+        now = self.kernel.clock.wall()
+        lft, cur = x.lft, x.curlft
+        nxt = None
+        expired = x.km_state == XFRM_STATE_EXPIRED
+
+        def soonest(tmo):
+            nonlocal nxt
+            nxt = tmo if nxt is None or tmo < nxt else nxt
+
+        if not expired and lft.hard_add_expires_seconds:
+            tmo = lft.hard_add_expires_seconds + cur.add_time - now
+            if tmo <= 0:
+                expired = True
+            else:
+                soonest(tmo)
+        if not expired and lft.hard_use_expires_seconds:
+            tmo = lft.hard_use_expires_seconds + (cur.use_time or now) - now
+            if tmo <= 0:
+                expired = True
+            else:
+                soonest(tmo)
+        if expired:
+            if x.km_state == XFRM_STATE_ACQ and x.id.spi == 0:
+                x.km_state = XFRM_STATE_EXPIRED
+            if self.delete(x) == 0:
+                self.km_state_expired(x, True, 0)
+            return
+        if not x.km_dying:
+            warn = False
+            if lft.soft_add_expires_seconds:
+                tmo = lft.soft_add_expires_seconds + cur.add_time - now
+                if tmo <= 0:
+                    warn = True
+                else:
+                    soonest(tmo)
+            if lft.soft_use_expires_seconds:
+                tmo = lft.soft_use_expires_seconds + (cur.use_time or now) - now
+                if tmo <= 0:
+                    warn = True
+                else:
+                    soonest(tmo)
+            x.km_dying = int(warn)
+            if warn:
+                self.km_state_expired(x, False, 0)
+        if nxt is not None:
+            self._arm(x, nxt)
+
+    # -- key manager notifications (km_state_notify / km_state_expired) -------------------
+
+    def multicast(self, group: int, data: bytes) -> None:
+        self.kernel.multicast(self.ns, NETLINK_XFRM, group, data)
+
+    def km_state_notify(self, x, event: int, seq: int, pid: int) -> None:
+        self.multicast(G.SA, x.notify_message(event, seq, pid))
+
+    def km_flush_notify(self, proto: int, seq: int, pid: int) -> None:
+        self.multicast(G.SA, flush_message(proto, seq, pid))
+
+    def km_state_expired(self, x, hard: bool, pid: int) -> None:
+        self.multicast(G.EXPIRE, x.expire_message(hard, pid))
+
+    def km_aevent(self, x, flags: int, seq: int, pid: int) -> None:
+        self.multicast(G.AEVENTS, x.aevent_message(flags, seq, pid))
+
+
+def sad(xnet) -> StateDb:
+    """The namespace's :class:`StateDb`, created on first use."""
+    db = getattr(xnet, "sad", None)
+    if db is None:
+        db = xnet.sad = StateDb(xnet)
+    return db
+
+
+__all__ = ["StateDb", "sad", "proto_match", "addr_key", "XFRM_STATE_VALID"]

@@ -1,0 +1,299 @@
+"""``struct xfrm_state`` and how xfrm_user.c writes it to userspace.
+
+:class:`SecurityAssociation` mirrors the kernel struct (id, props, sel, algorithms, lifetimes,
+replay state, mark, if_id, dir, pcpu_num, km state, offload). The encoders reproduce
+``copy_to_user_state`` / ``copy_to_user_state_extra`` (dumps, GETSA, NEWSA/UPDSA/DELSA events),
+``build_expire`` and ``build_aevent`` byte for byte.
+"""
+from __future__ import annotations
+
+import struct
+from typing import NamedTuple
+
+from netlink_codec import xfrm as X
+from netlink_codec.netlink import NLM_F_MULTI, encode_msg, nla, nla_u8, nla_u32
+
+from . import offload
+
+A = X.Xfrma
+M = X.XfrmMsg
+UINT_MAX = 0xFFFFFFFF
+
+# km.state (enum in include/net/xfrm.h)
+XFRM_STATE_VOID, XFRM_STATE_ACQ, XFRM_STATE_VALID = 0, 1, 2
+XFRM_STATE_ERROR, XFRM_STATE_EXPIRED, XFRM_STATE_DEAD = 3, 4, 5
+
+# xfrm_usersa_info: sel, id, saddr, lft (8 u64), curlft (4 u64), stats (3 u32), seq, reqid,
+# family, mode, replay_window, flags, 7 bytes of padding
+USERSA_INFO = struct.Struct("=56s16s4sB3x16s8Q4Q3III HBBB7x".replace(" ", ""))
+assert USERSA_INFO.size == 224
+USERSA_ID = struct.Struct("=16s4sHBx")
+AEVENT_ID_TAIL = struct.Struct("=16sII")
+REPLAY = struct.Struct("=III")
+ESN_HEAD = struct.Struct("=6I")
+LIFETIME_CUR = struct.Struct("=4Q")
+
+
+class StateId(NamedTuple):
+    """``struct xfrm_id``: daddr (16 bytes), spi (host order), proto."""
+    daddr: bytes
+    spi: int
+    proto: int
+
+
+class Algo:
+    """An attached algorithm: ``xfrm_algo`` / ``xfrm_algo_auth`` / ``xfrm_algo_aead``."""
+    __slots__ = ("name", "key_len", "key", "trunc_len", "icv_len")
+
+    def __init__(self, name: str, key_len: int, key: bytes, trunc_len: int = 0, icv_len: int = 0):
+        self.name = name          # canonical name from the table
+        self.key_len = key_len    # bits
+        self.key = key            # (key_len + 7) // 8 bytes
+        self.trunc_len = trunc_len  # auth: ICV truncation bits
+        self.icv_len = icv_len      # aead: ICV bits
+
+    def head(self, extra: int | None = None) -> bytes:
+        name = self.name.encode()[:63].ljust(64, b"\0")
+        if extra is None:
+            return name + struct.pack("=I", self.key_len)
+        return name + struct.pack("=II", self.key_len, extra)
+
+
+class Props:
+    """``x->props``."""
+    __slots__ = ("family", "saddr", "mode", "reqid", "replay_window", "flags", "extra_flags",
+                 "smark")
+
+    def __init__(self):
+        self.family = 0
+        self.saddr = bytes(16)
+        self.mode = 0
+        self.reqid = 0
+        self.replay_window = 0
+        self.flags = 0
+        self.extra_flags = 0
+        self.smark = (0, 0)   # XFRMA_SET_MARK / _MASK
+
+
+class ReplayEsn:
+    """``struct xfrm_replay_state_esn`` with its bitmap as a list of u32 words."""
+    __slots__ = ("bmp_len", "oseq", "seq", "oseq_hi", "seq_hi", "replay_window", "bmp")
+
+    def __init__(self, bmp_len=0, oseq=0, seq=0, oseq_hi=0, seq_hi=0, replay_window=0, bmp=None):
+        self.bmp_len, self.oseq, self.seq = bmp_len, oseq, seq
+        self.oseq_hi, self.seq_hi, self.replay_window = oseq_hi, seq_hi, replay_window
+        self.bmp = list(bmp) if bmp is not None else [0] * bmp_len
+
+    @classmethod
+    def decode(cls, raw: bytes) -> "ReplayEsn":
+        """From an attribute payload; a 24-byte attribute has an all-zero bitmap
+        (``xfrm_alloc_replay_state_esn`` copies only what is there)."""
+        head = ESN_HEAD.unpack_from(raw.ljust(24, b"\0"))
+        n = head[0]
+        words = raw[24:24 + 4 * n] if len(raw) >= 24 + 4 * n else b""
+        bmp = list(struct.unpack(f"={n}I", words)) if words else [0] * n
+        return cls(*head, bmp=bmp)
+
+    def encode(self) -> bytes:
+        return (ESN_HEAD.pack(self.bmp_len, self.oseq, self.seq, self.oseq_hi, self.seq_hi,
+                              self.replay_window) + struct.pack(f"={self.bmp_len}I", *self.bmp))
+
+    def copy(self) -> "ReplayEsn":
+        return ReplayEsn(self.bmp_len, self.oseq, self.seq, self.oseq_hi, self.seq_hi,
+                         self.replay_window, self.bmp)
+
+
+class SecurityAssociation:
+    """``struct xfrm_state``. Addresses are 16-byte network-order strings; SPI in host order."""
+    __slots__ = ("id", "props", "sel", "aead", "auth", "enc", "comp", "encap", "coaddr",
+                 "tfcpad", "lft", "curlft", "stats", "replay", "preplay", "replay_esn",
+                 "preplay_esn", "replay_maxdiff", "replay_maxage", "mapping_maxage",
+                 "mark", "if_id", "dir", "pcpu_num", "nat_keepalive_interval", "lastused",
+                 "km_state", "km_seq", "km_dying", "xso", "geniv", "tunnel_users", "timer",
+                 "uid", "net", "__weakref__")
+
+    def __init__(self):
+        self.id = StateId(bytes(16), 0, 0)
+        self.props = Props()
+        self.sel = X.XfrmSelector()
+        self.aead = self.auth = self.enc = self.comp = None
+        self.encap = None            # XfrmEncapTmpl or None
+        self.coaddr = None           # 16 bytes or None
+        self.tfcpad = 0
+        # xfrm_state_alloc: every limit infinite, no expiry
+        self.lft = X.XfrmLifetimeCfg(X.XFRM_INF, X.XFRM_INF, X.XFRM_INF, X.XFRM_INF)
+        self.curlft = X.XfrmLifetimeCur()   # bytes, packets, add_time, use_time
+        self.stats = [0, 0, 0]              # replay_window, replay, integrity_failed
+        self.replay = [0, 0, 0]             # oseq, seq, bitmap
+        self.preplay = [0, 0, 0]
+        self.replay_esn: ReplayEsn | None = None
+        self.preplay_esn: ReplayEsn | None = None
+        self.replay_maxdiff = 0
+        self.replay_maxage = 0   # jiffies (HZ=1000 here), see build_aevent
+        self.mapping_maxage = 0
+        self.mark = (0, 0)
+        self.if_id = 0
+        self.dir = 0
+        self.pcpu_num = UINT_MAX
+        self.nat_keepalive_interval = 0
+        self.lastused = 0
+        self.km_state = XFRM_STATE_VOID
+        self.km_seq = 0
+        self.km_dying = 0
+        self.xso = None
+        self.geniv = None
+        self.tunnel_users = 0
+        self.timer = None
+        self.uid = 0
+        self.net = None
+
+    # -- identity ------------------------------------------------------------------------
+
+    @property
+    def family(self) -> int:
+        return self.props.family
+
+    @property
+    def use_spi(self) -> bool:
+        """``xfrm_id_proto_match(proto, IPSEC_PROTO_ANY)``: ESP, AH and IPComp use SPIs."""
+        return self.id.proto in (X.IPPROTO_ESP, X.IPPROTO_AH, X.IPPROTO_COMP)
+
+    def mark_match(self, mark: int) -> bool:
+        return (mark & self.mark[1]) == self.mark[0]
+
+    def __repr__(self):
+        return (f"<SA proto {self.id.proto} spi {self.id.spi:#x} dst {self.id.daddr.hex()} "
+                f"state {self.km_state}>")
+
+    # -- copy_to_user_state ---------------------------------------------------------------
+
+    def usersa_info(self) -> bytes:
+        """``copy_to_user_state``: the 224-byte xfrm_usersa_info, padding zeroed."""
+        p, lft, cur = self.props, self.lft, self.curlft
+        return USERSA_INFO.pack(
+            bytes(self.sel), self.id.daddr, struct.pack(">I", self.id.spi), self.id.proto,
+            p.saddr,
+            lft.soft_byte_limit, lft.hard_byte_limit, lft.soft_packet_limit,
+            lft.hard_packet_limit, lft.soft_add_expires_seconds, lft.hard_add_expires_seconds,
+            lft.soft_use_expires_seconds, lft.hard_use_expires_seconds,
+            cur.bytes, cur.packets, cur.add_time, cur.use_time,
+            self.stats[0], self.stats[1], self.stats[2],
+            self.km_seq, p.reqid, p.family, p.mode, p.replay_window, p.flags)
+
+    def usersa_id(self) -> bytes:
+        return USERSA_ID.pack(self.id.daddr, struct.pack(">I", self.id.spi), self.props.family,
+                              self.id.proto)
+
+    def replay_attr(self) -> bytes:
+        if self.replay_esn is not None:
+            return nla(A.REPLAY_ESN_VAL, self.replay_esn.encode())
+        return nla(A.REPLAY_VAL, REPLAY.pack(*self.replay))
+
+    def extra_attrs(self, hdr_len: int) -> bytes:
+        """``copy_to_user_state_extra`` after the fixed part; ``hdr_len`` is the message
+        length so far (XFRMA_LASTUSED is 64-bit aligned with XFRMA_PAD, as
+        ``nla_put_u64_64bit`` does on a platform that needs it — x86_64 does not)."""
+        out = []
+        p = self.props
+        if p.extra_flags:
+            out.append(nla(A.SA_EXTRA_FLAGS, struct.pack("=I", p.extra_flags)))
+        if self.coaddr is not None:
+            out.append(nla(A.COADDR, self.coaddr))
+        if self.lastused:
+            out.append(nla(A.LASTUSED, struct.pack("=Q", self.lastused)))
+        if self.aead is not None:
+            a = self.aead
+            out.append(nla(A.ALG_AEAD, a.head(a.icv_len) + a.key))
+        if self.auth is not None:
+            a = self.auth
+            out.append(nla(A.ALG_AUTH, a.head() + a.key))
+            out.append(nla(A.ALG_AUTH_TRUNC, a.head(a.trunc_len) + a.key))
+        if self.enc is not None:
+            a = self.enc
+            out.append(nla(A.ALG_CRYPT, a.head() + a.key))
+        if self.comp is not None:
+            # copy_to_user_calg: the bare struct, key length 0
+            out.append(nla(A.ALG_COMP, self.comp.name.encode()[:63].ljust(64, b"\0") + bytes(4)))
+        if self.encap is not None:
+            e = self.encap
+            out.append(nla(A.ENCAP, struct.pack("=H2s2s2x16s", e.encap_type,
+                                                 struct.pack(">H", e.encap_sport),
+                                                 struct.pack(">H", e.encap_dport),
+                                                 bytes(e.encap_oa))))
+        if self.tfcpad:
+            out.append(nla(A.TFCPAD, struct.pack("=I", self.tfcpad)))
+        if self.mark[0] | self.mark[1]:
+            out.append(nla(A.MARK, struct.pack("=II", *self.mark)))
+        if p.smark[0] | p.smark[1]:
+            out.append(nla(A.SET_MARK, struct.pack("=I", p.smark[0])))
+            out.append(nla(A.SET_MARK_MASK, struct.pack("=I", p.smark[1])))
+        out.append(self.replay_attr())
+        if self.xso is not None:
+            out.append(offload.copy_user_offload(self))
+        if self.if_id:
+            out.append(nla_u32(A.IF_ID, self.if_id))
+        if self.mapping_maxage:
+            out.append(nla_u32(A.MTIMER_THRESH, self.mapping_maxage))
+        if self.pcpu_num != UINT_MAX:
+            out.append(nla_u32(A.SA_PCPU, self.pcpu_num))
+        if self.dir:
+            out.append(nla_u8(A.SA_DIR, self.dir))
+        if self.nat_keepalive_interval:
+            out.append(nla_u32(A.NAT_KEEPALIVE_INTERVAL, self.nat_keepalive_interval))
+        return b"".join(out)
+
+    def dump_message(self, seq: int, portid: int, flags: int = NLM_F_MULTI) -> bytes:
+        """``dump_one_state``: a NEWSA message (dumps, GETSA and ALLOCSPI replies)."""
+        return encode_msg(M.NEWSA, flags, seq, portid, self.usersa_info() + self.extra_attrs(240))
+
+    # -- events ---------------------------------------------------------------------------
+
+    def notify_message(self, event: int, seq: int, pid: int) -> bytes:
+        """``xfrm_notify_sa``: NEWSA / UPDSA carry usersa_info; DELSA carries usersa_id and
+        the usersa_info inside XFRMA_SA, then the usual attributes."""
+        if event == M.DELSA:
+            body = self.usersa_id() + nla(A.SA, self.usersa_info())
+        else:
+            body = self.usersa_info()
+        return encode_msg(event, 0, seq, pid, body + self.extra_attrs(16 + len(body)))
+
+    def expire_message(self, hard: bool, pid: int) -> bytes:
+        """``build_expire``: xfrm_user_expire (padding after ``hard`` cleared), seq 0."""
+        body = self.usersa_info() + bytes([1 if hard else 0]) + bytes(7)
+        attrs = []
+        if self.mark[0] | self.mark[1]:
+            attrs.append(nla(A.MARK, struct.pack("=II", *self.mark)))
+        if self.if_id:
+            attrs.append(nla_u32(A.IF_ID, self.if_id))
+        if self.pcpu_num != UINT_MAX:
+            attrs.append(nla_u32(A.SA_PCPU, self.pcpu_num))
+        if self.dir:
+            attrs.append(nla_u8(A.SA_DIR, self.dir))
+        return encode_msg(M.EXPIRE, 0, 0, pid, body + b"".join(attrs))
+
+    def aevent_message(self, flags: int, seq: int, pid: int) -> bytes:
+        """``build_aevent``: NEWAE with xfrm_aevent_id and the replay/lifetime state."""
+        head = self.usersa_id() + AEVENT_ID_TAIL.pack(self.props.saddr, flags, self.props.reqid)
+        attrs = [self.replay_attr(), nla(A.LTIME_VAL, bytes(self.curlft))]
+        if flags & X.XFRM_AE_RTHR:
+            attrs.append(nla_u32(A.REPLAY_THRESH, self.replay_maxdiff))
+        if flags & X.XFRM_AE_ETHR:
+            # replay_maxage is in jiffies; reported in units of 100 ms (HZ = 1000)
+            attrs.append(nla_u32(A.ETIMER_THRESH, self.replay_maxage * 10 // HZ))
+        if self.mark[0] | self.mark[1]:
+            attrs.append(nla(A.MARK, struct.pack("=II", *self.mark)))
+        if self.if_id:
+            attrs.append(nla_u32(A.IF_ID, self.if_id))
+        if self.pcpu_num != UINT_MAX:
+            attrs.append(nla_u32(A.SA_PCPU, self.pcpu_num))
+        if self.dir:
+            attrs.append(nla_u8(A.SA_DIR, self.dir))
+        return encode_msg(M.NEWAE, 0, seq, pid, head + b"".join(attrs))
+
+
+HZ = 1000
+
+
+def flush_message(proto: int, seq: int, pid: int) -> bytes:
+    """``xfrm_notify_sa_flush``: a 1-byte xfrm_usersa_flush (nlmsg_len 17, padded)."""
+    return encode_msg(M.FLUSHSA, 0, seq, pid, bytes([proto]))

@@ -1,0 +1,141 @@
+"""``__xfrm_init_state`` (xfrm_state.c) and the ``init_state`` of the xfrm types:
+``esp_init_state`` (esp4.c/esp6.c), ``ah_init_state`` (ah4.c/ah6.c), ``ipcomp4/6_init_state``
+(xfrm_ipcomp.c). Each returns ``(errno, extack)`` with errno 0 on success.
+
+The emulated kernel has the ESP, AH and IPComp types for both families. ``DISABLED_TYPES``
+(a topology switch) removes some, so that a kernel without the modules — like the machine the
+differential tests run on — answers EPROTONOSUPPORT "Requested type not found".
+"""
+from __future__ import annotations
+
+import errno as E
+
+from netlink_codec import xfrm as X
+
+from . import algos
+
+CRYPTO_MAX_ALG_NAME = 128
+CRYPTO_FAIL = "Kernel was unable to initialize cryptographic operations"
+
+# (proto) → available; topology may disable ESP/AH/COMP (set of protocol numbers)
+DISABLED_TYPES: set[int] = set()
+
+_TUNNEL_FLAG_MODES = {X.XFRM_MODE_TUNNEL, X.XFRM_MODE_BEET, X.XFRM_MODE_IPTFS}
+
+
+def get_mode(mode: int, family: int) -> bool:
+    """``xfrm_get_mode``: transport, tunnel, BEET and IP-TFS for both families;
+    route optimisation (and in-trigger) only for IPv6 with MIPv6."""
+    if mode in (X.XFRM_MODE_TRANSPORT, X.XFRM_MODE_TUNNEL, X.XFRM_MODE_BEET, X.XFRM_MODE_IPTFS):
+        return family in (X.AF_INET, X.AF_INET6)
+    if mode == X.XFRM_MODE_ROUTEOPTIMIZATION:
+        return family == X.AF_INET6
+    return False
+
+
+def get_type(proto: int, family: int):
+    """``xfrm_get_type``: the init_state function, or None when no module provides it.
+    Mobile IPv6 (ROUTING/DSTOPTS) is not built into the emulated kernel."""
+    if proto in DISABLED_TYPES:
+        return None
+    return {X.IPPROTO_ESP: esp_init_state, X.IPPROTO_AH: ah_init_state,
+            X.IPPROTO_COMP: ipcomp_init_state}.get(proto)
+
+
+def init_state(x, *, ip_no_pmtu_disc: bool = False) -> tuple[int, str | None]:
+    """``__xfrm_init_state``."""
+    family = x.props.family
+    if family == X.AF_INET and ip_no_pmtu_disc:
+        x.props.flags |= X.XFRM_STATE_NOPMTUDISC
+    sel_family = x.sel.family
+    if sel_family != 0:
+        if not get_mode(x.props.mode, sel_family):
+            return -E.EPROTONOSUPPORT, "Requested mode not found"
+        if x.props.mode not in _TUNNEL_FLAG_MODES and family != sel_family:
+            return -E.EPROTONOSUPPORT, "Only tunnel modes can accommodate a change of family"
+    elif not get_mode(x.props.mode, family):
+        return -E.EPROTONOSUPPORT, "Requested mode not found"
+    type_init = get_type(x.id.proto, family)
+    if type_init is None:
+        return -E.EPROTONOSUPPORT, "Requested type not found"
+    err, msg = type_init(x)
+    if err:
+        return err, msg
+    if not get_mode(x.props.mode, family):
+        return -E.EPROTONOSUPPORT, "Requested mode not found"
+    if x.nat_keepalive_interval:
+        if x.dir != X.XFRM_SA_DIR_OUT:
+            return -E.EINVAL, "NAT keepalive is only supported for outbound SAs"
+        if x.encap is None or x.encap.encap_type != X.UDP_ENCAP_ESPINUDP:
+            return -E.EINVAL, "NAT keepalive is only supported for UDP encapsulation"
+    if x.props.mode == X.XFRM_MODE_IPTFS:
+        # xfrm_get_mode_cbs would load xfrm_iptfs; its data path is not emulated
+        return -E.EOPNOTSUPP, "xfrmd: IP-TFS mode is not modelled"
+    return 0, None
+
+
+def _key_ok(desc, key: bytes) -> bool:
+    return desc.keys is None or len(key) in desc.keys
+
+
+def esp_init_state(x) -> tuple[int, str | None]:
+    """``esp_init_state``: build the AEAD (``esp_init_aead``) or authenc transform
+    (``esp_init_authenc``), then check the encapsulation."""
+    if x.aead is not None:
+        desc = algos.aead_get_byname(x.aead.name, x.aead.icv_len)
+        name = f"{x.geniv}({x.aead.name})"
+        if len(name) >= CRYPTO_MAX_ALG_NAME:
+            return -E.ENAMETOOLONG, "Algorithm name is too long"
+        # crypto_aead_setkey, then setauthsize(icv_len / 8)
+        if desc is None or not _key_ok(desc, x.aead.key):
+            return -E.EINVAL, CRYPTO_FAIL
+    elif x.enc is not None:
+        enc = algos.ealg_get_byname(x.enc.name)
+        auth_name = x.auth.name if x.auth is not None else "digest_null"
+        esn = "authencesn" if x.props.flags & X.XFRM_STATE_ESN else "authenc"
+        name = f"{x.geniv}({esn}({auth_name},{x.enc.name}))" if x.geniv else \
+            f"{esn}({auth_name},{x.enc.name})"
+        if len(name) >= CRYPTO_MAX_ALG_NAME:
+            return -E.ENAMETOOLONG, "Algorithm name is too long"
+        if x.auth is not None:
+            auth = algos.aalg_get_byname(x.auth.name)
+            # setauthsize(trunc_len / 8) must not exceed the digest size
+            if auth is None or x.auth.trunc_len // 8 > auth.icv_fullbits // 8:
+                return -E.EINVAL, CRYPTO_FAIL
+            if not _key_ok(auth, x.auth.key):
+                return -E.EINVAL, CRYPTO_FAIL
+        # crypto_aead_setkey: the cipher checks its own key length
+        if enc is None or not _key_ok(enc, x.enc.key):
+            return -E.EINVAL, CRYPTO_FAIL
+    else:
+        return -E.EINVAL, "ESP: AEAD or CRYPT must be provided"
+    if x.encap is not None and x.encap.encap_type not in (X.UDP_ENCAP_ESPINUDP,
+                                                           X.TCP_ENCAP_ESPINTCP):
+        return -E.EINVAL, "Unsupported encapsulation type for ESP"
+    return 0, None
+
+
+def ah_init_state(x) -> tuple[int, str | None]:
+    """``ah_init_state``."""
+    if x.auth is None:
+        return -E.EINVAL, "AH requires a state with an AUTH algorithm"
+    if x.encap is not None:
+        return -E.EINVAL, "AH is not compatible with encapsulation"
+    desc = algos.aalg_get_byname(x.auth.name)
+    if desc is None or not _key_ok(desc, x.auth.key):
+        return -E.EINVAL, CRYPTO_FAIL
+    return 0, None
+
+
+def ipcomp_init_state(x) -> tuple[int, str | None]:
+    """``ipcomp4_init_state`` / ``ipcomp6_init_state`` + ``ipcomp_init_state``."""
+    if x.props.mode not in (X.XFRM_MODE_TRANSPORT, X.XFRM_MODE_TUNNEL):
+        return -E.EINVAL, "Unsupported XFRM mode for IPcomp"
+    if x.comp is None:
+        return -E.EINVAL, "Missing required compression algorithm"
+    if x.encap is not None:
+        return -E.EINVAL, "IPComp is not compatible with encapsulation"
+    if x.props.mode == X.XFRM_MODE_TUNNEL:
+        # ipcomp_tunnel_attach adds a hidden IPIP state (spi = outer saddr)
+        return -E.EOPNOTSUPP, "xfrmd: IPComp tunnel mode (hidden IPIP state) is not modelled"
+    return 0, None
