@@ -63,9 +63,8 @@ def test_optional_attributes_in_kernel_order(nl):
     nl.ok(newsa(AEAD, N.nla_u32(A.SA_EXTRA_FLAGS, 1), N.nla(A.MARK, struct.pack("=II", 0x15, 0xff)),
                 N.nla_u32(A.SET_MARK, 3), N.nla_u32(A.IF_ID, 9), N.nla_u32(A.TFCPAD, 100),
                 N.nla_u8(A.SA_DIR, X.XFRM_SA_DIR_OUT), replay_window=0))
-    raw = getsa(nl)[4] if False else None
-    _, _, _, _, raw = [m for d in nl.send(msg(M.GETSA, usersa_id() + N.nla(A.MARK, struct.pack("=II", 0x15, 0xff)),
-                                               N.NLM_F_REQUEST)) for m in messages(d)][0]
+    get = msg(M.GETSA, usersa_id() + N.nla(A.MARK, struct.pack("=II", 0x15, 0xff)), N.NLM_F_REQUEST)
+    raw = [m for d in nl.send(get) for m in messages(d)][0][4]
     assert attr_types(raw, 224) == [A.SA_EXTRA_FLAGS, A.ALG_AEAD, A.TFCPAD, A.MARK, A.SET_MARK,
                                     A.SET_MARK_MASK, A.REPLAY_VAL, A.IF_ID, A.SA_DIR]
     at = attrs_of(raw, 224)
@@ -339,7 +338,6 @@ def test_newsa_validation(nl, kw, attrs, err, text):
 
 def test_attribute_policy_errors_carry_offset(nl):
     data = msg(M.NEWSA, usersa_info() + AEAD + N.nla_u8(A.SA_DIR, 3))
-    replies = [m for d in nl.send(data) for m in messages(d)]
     assert nl.errno_of(data) == (-E.ERANGE, "integer out of range")
 
 

@@ -1,0 +1,188 @@
+"""SA events on their multicast groups with the kernel's bodies (xfrm_notify_sa,
+xfrm_notify_sa_flush, xfrm_exp_state_notify, build_aevent) and lifetimes driven by the clock."""
+import errno as E
+import struct
+
+import pytest
+
+from netlink_codec import netlink as N
+from netlink_codec import xfrm as X
+
+from .sad_helpers import AEAD, REQ_ACK, A, M, Nl, attrs_of, messages, msg, newsa, usersa_id, usersa_info
+
+G = X.XfrmNlGrp
+INF = X.XFRM_INF
+
+
+@pytest.fixture
+def nl(kernel):
+    return Nl(kernel)
+
+
+@pytest.fixture
+def mon(kernel):
+    return Nl(kernel, groups=(G.SA, G.EXPIRE, G.AEVENTS, G.ACQUIRE), pid=777)
+
+
+def events(mon):
+    return [m for d in mon.recv_all() for m in messages(d)]
+
+
+def get_body(nl, attrs=b"", **kw):
+    """What GETSA answers: the NEWSA message body (fixed part + attributes)."""
+    raw = [m for d in nl.send(msg(M.GETSA, usersa_id(**kw) + attrs, N.NLM_F_REQUEST))
+           for m in messages(d)][0]
+    assert raw[0] == M.NEWSA
+    return raw[4][16:]
+
+
+def test_newsa_updsa_delsa_events_have_kernel_bodies(nl, mon):
+    nl.ok(newsa(AEAD))
+    body = get_body(nl)
+    ev = events(mon)
+    # NEWSA: seq and nlmsg_pid copied from the request header, flags 0, same body as GETSA
+    assert ev == [(M.NEWSA, 0, 1, 0, N.encode_msg(M.NEWSA, 0, 1, 0, body))]
+
+    nl.ok(msg(M.UPDSA, usersa_info(lft=(INF, INF, INF, INF, 0, 99, 0, 0)) + AEAD, seq=5, pid=31337))
+    body = get_body(nl)
+    ev = events(mon)
+    assert ev == [(M.UPDSA, 0, 5, 31337, N.encode_msg(M.UPDSA, 0, 5, 31337, body))]
+
+    nl.ok(msg(M.DELSA, usersa_id(), seq=6, pid=99))
+    (t, flags, seq, pid, raw), = events(mon)
+    expect = usersa_id() + N.nla(A.SA, body[:224]) + body[224:]
+    assert (t, flags, seq, pid) == (M.DELSA, 0, 6, 99)
+    assert raw == N.encode_msg(M.DELSA, 0, 6, 99, expect)
+
+
+def test_failed_requests_send_no_event(nl, mon):
+    nl.ok(newsa())
+    events(mon)
+    assert nl.errno_of(newsa())[0] == -E.EEXIST
+    assert nl.errno_of(newsa(t=M.UPDSA, spi=77))[0] == -E.ESRCH
+    assert nl.errno_of(msg(M.DELSA, usersa_id(spi=77)))[0] == -E.ESRCH
+    assert events(mon) == []
+
+
+def test_flush_event_is_17_bytes_and_only_when_something_was_flushed(nl, mon):
+    nl.ok(msg(M.FLUSHSA, bytes([0])))
+    assert events(mon) == []
+    nl.ok(newsa())
+    events(mon)
+    nl.ok(msg(M.FLUSHSA, bytes([X.IPSEC_PROTO_ANY]), seq=3, pid=12))
+    (t, flags, seq, pid, raw), = events(mon)
+    assert (t, seq, pid) == (M.FLUSHSA, 3, 12)
+    assert struct.unpack_from("=I", raw)[0] == 17 and raw[16] == X.IPSEC_PROTO_ANY
+
+
+def lifetimes(soft_add=0, hard_add=0, soft_use=0, hard_use=0):
+    return (INF, INF, INF, INF, soft_add, hard_add, soft_use, hard_use)
+
+
+def expire_events(mon):
+    out = []
+    for t, flags, seq, pid, raw in events(mon):
+        assert t == M.EXPIRE and seq == 0 and flags == 0
+        out.append((raw[16 + 224], raw))
+    return out
+
+
+def test_soft_then_hard_add_expiry(kernel, nl, mon):
+    nl.ok(newsa(AEAD, N.nla(A.MARK, struct.pack("=II", 5, 0xff)), N.nla_u32(A.IF_ID, 4),
+                lft=lifetimes(soft_add=5, hard_add=10)))
+    events(mon)
+    kernel.advance(4.5)
+    assert events(mon) == []
+    kernel.advance(0.5)
+    (hard, raw), = expire_events(mon)
+    assert hard == 0
+    assert raw[16 + 225:16 + 232] == bytes(7)        # build_expire clears the padding
+    at = attrs_of(raw, 232)
+    assert at[A.MARK] == struct.pack("=II", 5, 0xff) and at[A.IF_ID] == struct.pack("=I", 4)
+    # the SA is still there (dying), the body is the state as the kernel copies it
+    assert raw[16:16 + 224] == get_body(nl, N.nla(A.MARK, struct.pack("=II", 5, 0xff)))[:224]
+    kernel.advance(4.9)
+    assert events(mon) == []
+    kernel.advance(0.1)
+    (hard, raw), = expire_events(mon)
+    assert hard == 1
+    assert nl.errno_of(msg(M.GETSA, usersa_id()))[0] == -E.ESRCH
+    assert events(mon) == []    # no DELSA after a hard expiry
+
+
+def test_use_expiry_waits_for_first_use(kernel, nl, mon):
+    nl.ok(newsa(lft=lifetimes(hard_use=10)))
+    events(mon)
+    kernel.advance(100)
+    assert expire_events(mon) == []
+    # the datapath (or NEWAE) sets use_time; the hard use limit then counts from it
+    now = kernel.clock.wall()
+    ae = (usersa_id() + usersa_info()[80:96] + struct.pack("=II", 0, 1)
+          + N.nla(A.LTIME_VAL, struct.pack("=4Q", 0, 0, now - 100, now)))
+    nl.ok(msg(M.NEWAE, ae, REQ_ACK | N.NLM_F_REPLACE))
+    events(mon)
+    kernel.advance(10)
+    assert [h for h, _ in expire_events(mon)] == [1]
+
+
+def test_update_restarts_lifetimes(kernel, nl, mon):
+    nl.ok(newsa(lft=lifetimes(hard_add=10)))
+    kernel.advance(8)
+    nl.ok(newsa(t=M.UPDSA, lft=lifetimes(hard_add=20)))
+    events(mon)
+    kernel.advance(5)
+    assert expire_events(mon) == []
+    kernel.advance(7)
+    assert [h for h, _ in expire_events(mon)] == [1]
+
+
+def test_larval_state_expires_after_acq_expires(kernel, nl, mon):
+    payload = usersa_info(spi=0, reqid=3) + struct.pack("=II", 0x200, 0x200)
+    nl.send(msg(M.ALLOCSPI, payload, N.NLM_F_REQUEST))
+    assert events(mon) == []       # ALLOCSPI answers by unicast only
+    kernel.advance(29)
+    assert expire_events(mon) == []
+    kernel.advance(1)
+    (hard, raw), = expire_events(mon)
+    assert hard == 1 and struct.unpack_from(">I", raw, 16 + 72)[0] == 0x200
+    assert nl.errno_of(msg(M.GETSA, usersa_id(spi=0x200)))[0] == -E.ESRCH
+
+
+def test_user_expire_soft_and_hard(nl, mon):
+    nl.ok(newsa())
+    events(mon)
+    nl.ok(msg(M.EXPIRE, usersa_info() + bytes([0]) + bytes(7), pid=55))
+    (t, _, seq, pid, raw), = events(mon)
+    assert (t, seq, pid, raw[16 + 224]) == (M.EXPIRE, 0, 55, 0)
+    nl.ok(msg(M.EXPIRE, usersa_info() + bytes([1]) + bytes(7), pid=55))
+    assert [e[4][16 + 224] for e in events(mon)] == [1]
+    assert nl.errno_of(msg(M.EXPIRE, usersa_info() + bytes(8))) == (-E.ENOENT, None)
+
+
+def test_newae_and_getae(nl, mon):
+    nl.ok(newsa(AEAD, N.nla_u8(A.SA_DIR, X.XFRM_SA_DIR_IN)))
+    events(mon)
+    head = usersa_id() + bytes(16)
+    ae = lambda flags: head + struct.pack("=II", flags, 0)   # noqa: E731
+    assert nl.errno_of(msg(M.NEWAE, ae(0), REQ_ACK | N.NLM_F_REPLACE)) == \
+        (-E.EINVAL, "Missing required attribute for AE")
+    rv = N.nla(A.REPLAY_VAL, struct.pack("=III", 0, 17, 0xff))
+    assert nl.errno_of(msg(M.NEWAE, ae(0) + rv)) == (-E.EINVAL, "NLM_F_REPLACE flag is required")
+    assert nl.errno_of(msg(M.NEWAE, usersa_id(spi=9) + bytes(24) + rv, REQ_ACK | N.NLM_F_REPLACE))[0] == -E.ESRCH
+    nl.ok(msg(M.NEWAE, ae(0) + rv + N.nla_u32(A.REPLAY_THRESH, 9), REQ_ACK | N.NLM_F_REPLACE, seq=4, pid=8))
+    (t, flags, seq, pid, raw), = events(mon)
+    assert (t, seq, pid) == (M.NEWAE, 4, 8)
+    assert struct.unpack_from("=I", raw, 16 + 40)[0] == X.XFRM_AE_CU
+    at = attrs_of(raw, 48)
+    assert at[A.REPLAY_VAL] == struct.pack("=III", 0, 17, 0xff)
+    assert at[A.SA_DIR] == bytes([X.XFRM_SA_DIR_IN])
+    # GETAE echoes the request's flags and adds the thresholds they ask for
+    out = [m for d in nl.send(msg(M.GETAE, ae(X.XFRM_AE_RTHR | X.XFRM_AE_ETHR), N.NLM_F_REQUEST, seq=11))
+           for m in messages(d)]
+    t, _, seq, _, raw = out[0]
+    assert (t, seq) == (M.NEWAE, 11)
+    at = attrs_of(raw, 48)
+    assert list(at) == [A.REPLAY_VAL, A.LTIME_VAL, A.REPLAY_THRESH, A.ETIMER_THRESH, A.SA_DIR]
+    assert at[A.REPLAY_THRESH] == struct.pack("=I", 9)
+    assert at[A.ETIMER_THRESH] == struct.pack("=I", 10)    # aevent_etime default, 100 ms units
+    assert events(mon) == []
