@@ -12,13 +12,14 @@ from netlink_codec import xfrm as X
 
 from ..netlink.core import Reply
 from . import algos, offload, types
-from .state import UINT_MAX, USERSA_INFO, Algo, ReplayEsn, StateId
+from .state import UINT_MAX, A, USERSA_INFO, Algo, LifetimeCfg, LifetimeCur, ReplayEsn, StateId
 
-A = X.Xfrma
 EINVAL = -E.EINVAL
 _ESN_HEAD = struct.Struct("=6I")
-_IPTFS = (A.IPTFS_DROP_TIME, A.IPTFS_REORDER_WINDOW, A.IPTFS_DONT_FRAG, A.IPTFS_INIT_DELAY,
-          A.IPTFS_MAX_QSIZE, A.IPTFS_PKT_SIZE)
+_IPTFS = frozenset((A.IPTFS_DROP_TIME, A.IPTFS_REORDER_WINDOW, A.IPTFS_DONT_FRAG,
+                    A.IPTFS_INIT_DELAY, A.IPTFS_MAX_QSIZE, A.IPTFS_PKT_SIZE))
+_AE = frozenset((A.REPLAY_ESN_VAL, A.REPLAY_VAL, A.LTIME_VAL, A.ETIMER_THRESH, A.REPLAY_THRESH,
+                 A.MTIMER_THRESH))
 
 
 class UsersaInfo:
@@ -124,7 +125,7 @@ def verify_newsa_info(req, p: UsersaInfo) -> Reply | None:
             return _err("Invalid attribute combination for ESP: AEAD can't be used with AUTH, AUTH_TRUNC, CRYPT")
         if A.TFCPAD in at and p.mode != X.XFRM_MODE_TUNNEL:
             return _err("TFC padding can only be used in tunnel mode")
-        if any(t in at for t in _IPTFS) and p.mode != X.XFRM_MODE_IPTFS:
+        if not _IPTFS.isdisjoint(at) and p.mode != X.XFRM_MODE_IPTFS:
             return _err("IP-TFS options can only be used in IP-TFS mode")
     elif proto == X.IPPROTO_COMP:
         if A.ALG_COMP not in at:
@@ -227,7 +228,7 @@ def state_construct(req, p: UsersaInfo, db):
     # copy_from_user_state
     x.id = StateId(p.daddr, p.spi, p.proto)
     x.sel = p.sel
-    x.lft = X.XfrmLifetimeCfg(*p.lft)
+    x.lft = LifetimeCfg(*p.lft)
     pr = x.props
     pr.mode, pr.reqid, pr.family, pr.saddr, pr.flags = p.mode, p.reqid, p.family, p.saddr, p.flags
     pr.replay_window = min(p.replay_window, 32)
@@ -333,6 +334,8 @@ def init_replay(x) -> Reply | None:
 def update_ae_params(req, x, update_esn: bool) -> None:
     """``xfrm_update_ae_params``: replay state, current lifetime and thresholds."""
     at = req.attrs
+    if _AE.isdisjoint(at):
+        return
     ra = at.get(A.REPLAY_ESN_VAL) if update_esn else None
     if ra is not None and x.replay_esn is not None:
         new = ReplayEsn.decode(bytes(req.buf[ra.start:ra.end]))
@@ -343,7 +346,7 @@ def update_ae_params(req, x, update_esn: bool) -> None:
         x.preplay = list(x.replay)
     ra = at.get(A.LTIME_VAL)
     if ra is not None:
-        x.curlft = X.XfrmLifetimeCur.from_buffer_copy(bytes(req.buf[ra.start:ra.start + 32]))
+        x.curlft = LifetimeCur(*struct.unpack_from("=4Q", req.buf, ra.start))
     if A.ETIMER_THRESH in at:
         x.replay_maxage = req.attr_int(A.ETIMER_THRESH)
     if A.REPLAY_THRESH in at:

@@ -15,11 +15,9 @@ from .policy_table import STRICT_START_TYPE, XFRMA_POLICY
 from .sa_verify import (UsersaInfo, replay_verify_len, state_construct, update_ae_params,
                         verify_newsa_info)
 from .sadb import addr_key, proto_match, sad
-from .state import XFRM_STATE_ACQ, XFRM_STATE_DEAD, XFRM_STATE_VALID, XFRM_STATE_VOID
+from .state import A, M, XFRM_STATE_ACQ, XFRM_STATE_DEAD, XFRM_STATE_VALID, XFRM_STATE_VOID
 from .user import XfrmRequest, handler, not_modelled
 
-A = X.Xfrma
-M = X.XfrmMsg
 USERSA_ID = struct.Struct("=16s4sHB")
 
 

@@ -150,6 +150,7 @@ class StateDb:
             return None
         x = self.alloc()
         width = 4 if family == X.AF_INET else 16
+        x.sel = X.XfrmSelector()
         x.sel.daddr = X.XfrmAddress.of(daddr[:width])
         x.sel.saddr = X.XfrmAddress.of(saddr[:width])
         x.sel.prefixlen_d = x.sel.prefixlen_s = width * 8
@@ -175,12 +176,17 @@ class StateDb:
         return x
 
     def _link(self, x) -> None:
+        # Only the chains a lookup can use are kept: bysrc serves the address lookups of
+        # protocols without SPI, bydst serves __find_acq_core (larval states only).
         x.uid = next(self._ids)
         self.all[x.uid] = x
-        if x.use_spi and x.id.spi:
-            _chain_add(self.byspi, self._spi_key(x), x)
-        _chain_add(self.bysrc, self._src_key(x), x)
-        _chain_add(self.bydst, self._dst_key(x), x)
+        use_spi = x.use_spi
+        if use_spi and x.id.spi:
+            _chain_add(self.byspi, (x.id.spi, x.id.proto), x)
+        if not use_spi:
+            _chain_add(self.bysrc, self._src_key(x), x)
+        if x.km_state == XFRM_STATE_ACQ:
+            _chain_add(self.bydst, self._dst_key(x), x)
         if x.km_seq:
             _chain_add(self.byseq, x.km_seq, x)
         self._grow_check()
@@ -206,10 +212,13 @@ class StateDb:
             xn.state_hmask = xn.state_hmask * 2 + 1
 
     def insert(self, x) -> None:
-        """``__xfrm_state_insert``: sanitize the mark, link, start the 1 s lifetime timer."""
+        """``__xfrm_state_insert``: sanitize the mark, link, start the 1 s lifetime timer.
+        Without add/use lifetimes that first run would find nothing to do and not rearm, so
+        no timer is queued then (the datapath arms one when a byte/packet limit hits)."""
         x.mark = (x.mark[0] & x.mark[1], x.mark[1])
         self._link(x)
-        self._arm(x, 1)
+        if x.lft.has_timeouts():
+            self._arm(x, 1)
 
     def add(self, x) -> int:
         """``xfrm_state_add``: 0 or -EEXIST; a matching larval state is removed."""
@@ -261,7 +270,11 @@ class StateDb:
 
     def rearm(self, x) -> None:
         """``xfrm_state_update`` restarts the timer 1 s from now."""
-        self._arm(x, 1)
+        if x.lft.has_timeouts():
+            self._arm(x, 1)
+        elif x.timer is not None:
+            x.timer.cancel()
+            x.timer = None
 
     def _timer(self, x) -> None:
         x.timer = None
@@ -319,8 +332,12 @@ class StateDb:
     def multicast(self, group: int, data: bytes) -> None:
         self.kernel.multicast(self.ns, NETLINK_XFRM, group, data)
 
+    def listening(self, group: int) -> bool:
+        return self.kernel.has_listeners(self.ns, NETLINK_XFRM, group)
+
     def km_state_notify(self, x, event: int, seq: int, pid: int) -> None:
-        self.multicast(G.SA, x.notify_message(event, seq, pid))
+        if self.listening(G.SA):   # the message is only worth building for a listener
+            self.multicast(G.SA, x.notify_message(event, seq, pid))
 
     def km_flush_notify(self, proto: int, seq: int, pid: int) -> None:
         self.multicast(G.SA, flush_message(proto, seq, pid))

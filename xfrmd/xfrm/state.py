@@ -8,6 +8,7 @@ replay state, mark, if_id, dir, pcpu_num, km state, offload). The encoders repro
 from __future__ import annotations
 
 import struct
+from types import SimpleNamespace
 from typing import NamedTuple
 
 from netlink_codec import xfrm as X
@@ -15,8 +16,10 @@ from netlink_codec.netlink import NLM_F_MULTI, encode_msg, nla, nla_u8, nla_u32
 
 from . import offload
 
-A = X.Xfrma
-M = X.XfrmMsg
+# XFRMA_* / XFRM_MSG_* as plain ints: IntEnum member access costs twice a dict lookup,
+# and the NEWSA path looks attributes up dozens of times
+A = SimpleNamespace(**{m.name: int(m) for m in X.Xfrma})
+M = SimpleNamespace(**{m.name: int(m) for m in X.XfrmMsg})
 UINT_MAX = 0xFFFFFFFF
 
 # km.state (enum in include/net/xfrm.h)
@@ -103,6 +106,41 @@ class ReplayEsn:
                          self.replay_window, self.bmp)
 
 
+class LifetimeCfg:
+    """``struct xfrm_lifetime_cfg`` (limits: XFRM_INF = none; seconds: 0 = none)."""
+    __slots__ = ("soft_byte_limit", "hard_byte_limit", "soft_packet_limit", "hard_packet_limit",
+                 "soft_add_expires_seconds", "hard_add_expires_seconds",
+                 "soft_use_expires_seconds", "hard_use_expires_seconds")
+
+    def __init__(self, sb=X.XFRM_INF, hb=X.XFRM_INF, sp=X.XFRM_INF, hp=X.XFRM_INF,
+                 sa=0, ha=0, su=0, hu=0):
+        self.soft_byte_limit, self.hard_byte_limit = sb, hb
+        self.soft_packet_limit, self.hard_packet_limit = sp, hp
+        self.soft_add_expires_seconds, self.hard_add_expires_seconds = sa, ha
+        self.soft_use_expires_seconds, self.hard_use_expires_seconds = su, hu
+
+    def values(self) -> tuple:
+        return (self.soft_byte_limit, self.hard_byte_limit, self.soft_packet_limit,
+                self.hard_packet_limit, self.soft_add_expires_seconds,
+                self.hard_add_expires_seconds, self.soft_use_expires_seconds,
+                self.hard_use_expires_seconds)
+
+    def has_timeouts(self) -> bool:
+        return bool(self.soft_add_expires_seconds or self.hard_add_expires_seconds
+                    or self.soft_use_expires_seconds or self.hard_use_expires_seconds)
+
+
+class LifetimeCur:
+    """``struct xfrm_lifetime_cur``: the datapath counts bytes/packets and sets use_time."""
+    __slots__ = ("bytes", "packets", "add_time", "use_time")
+
+    def __init__(self, nbytes=0, packets=0, add_time=0, use_time=0):
+        self.bytes, self.packets, self.add_time, self.use_time = nbytes, packets, add_time, use_time
+
+    def encode(self) -> bytes:
+        return LIFETIME_CUR.pack(self.bytes, self.packets, self.add_time, self.use_time)
+
+
 class SecurityAssociation:
     """``struct xfrm_state``. Addresses are 16-byte network-order strings; SPI in host order."""
     __slots__ = ("id", "props", "sel", "aead", "auth", "enc", "comp", "encap", "coaddr",
@@ -115,14 +153,14 @@ class SecurityAssociation:
     def __init__(self):
         self.id = StateId(bytes(16), 0, 0)
         self.props = Props()
-        self.sel = X.XfrmSelector()
+        self.sel = None              # XfrmSelector (set by construction / find_acq)
         self.aead = self.auth = self.enc = self.comp = None
         self.encap = None            # XfrmEncapTmpl or None
         self.coaddr = None           # 16 bytes or None
         self.tfcpad = 0
         # xfrm_state_alloc: every limit infinite, no expiry
-        self.lft = X.XfrmLifetimeCfg(X.XFRM_INF, X.XFRM_INF, X.XFRM_INF, X.XFRM_INF)
-        self.curlft = X.XfrmLifetimeCur()   # bytes, packets, add_time, use_time
+        self.lft = LifetimeCfg()
+        self.curlft = LifetimeCur()
         self.stats = [0, 0, 0]              # replay_window, replay, integrity_failed
         self.replay = [0, 0, 0]             # oseq, seq, bitmap
         self.preplay = [0, 0, 0]
@@ -169,13 +207,10 @@ class SecurityAssociation:
 
     def usersa_info(self) -> bytes:
         """``copy_to_user_state``: the 224-byte xfrm_usersa_info, padding zeroed."""
-        p, lft, cur = self.props, self.lft, self.curlft
+        p, cur = self.props, self.curlft
         return USERSA_INFO.pack(
             bytes(self.sel), self.id.daddr, struct.pack(">I", self.id.spi), self.id.proto,
-            p.saddr,
-            lft.soft_byte_limit, lft.hard_byte_limit, lft.soft_packet_limit,
-            lft.hard_packet_limit, lft.soft_add_expires_seconds, lft.hard_add_expires_seconds,
-            lft.soft_use_expires_seconds, lft.hard_use_expires_seconds,
+            p.saddr, *self.lft.values(),
             cur.bytes, cur.packets, cur.add_time, cur.use_time,
             self.stats[0], self.stats[1], self.stats[2],
             self.km_seq, p.reqid, p.family, p.mode, p.replay_window, p.flags)
@@ -274,7 +309,7 @@ class SecurityAssociation:
     def aevent_message(self, flags: int, seq: int, pid: int) -> bytes:
         """``build_aevent``: NEWAE with xfrm_aevent_id and the replay/lifetime state."""
         head = self.usersa_id() + AEVENT_ID_TAIL.pack(self.props.saddr, flags, self.props.reqid)
-        attrs = [self.replay_attr(), nla(A.LTIME_VAL, bytes(self.curlft))]
+        attrs = [self.replay_attr(), nla(A.LTIME_VAL, self.curlft.encode())]
         if flags & X.XFRM_AE_RTHR:
             attrs.append(nla_u32(A.REPLAY_THRESH, self.replay_maxdiff))
         if flags & X.XFRM_AE_ETHR:

@@ -38,8 +38,7 @@ def get_type(proto: int, family: int):
     Mobile IPv6 (ROUTING/DSTOPTS) is not built into the emulated kernel."""
     if proto in DISABLED_TYPES:
         return None
-    return {X.IPPROTO_ESP: esp_init_state, X.IPPROTO_AH: ah_init_state,
-            X.IPPROTO_COMP: ipcomp_init_state}.get(proto)
+    return _TYPES.get(proto)
 
 
 def init_state(x, *, ip_no_pmtu_disc: bool = False) -> tuple[int, str | None]:
@@ -139,3 +138,7 @@ def ipcomp_init_state(x) -> tuple[int, str | None]:
         # ipcomp_tunnel_attach adds a hidden IPIP state (spi = outer saddr)
         return -E.EOPNOTSUPP, "xfrmd: IPComp tunnel mode (hidden IPIP state) is not modelled"
     return 0, None
+
+
+_TYPES = {X.IPPROTO_ESP: esp_init_state, X.IPPROTO_AH: ah_init_state,
+          X.IPPROTO_COMP: ipcomp_init_state}

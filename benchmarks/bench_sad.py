@@ -1,0 +1,99 @@
+"""SAD figures (design §6, issue 4), in-process through ``Kernel.deliver`` (sans-IO):
+
+* one NEWSA (rfc4106(gcm(aes)) tunnel SA, NLM_F_ACK): decode + validate + insert + ACK,
+  median µs (bar ≤ 25 µs, goal ≤ 10 µs);
+* cost per add with 100,000 SAs in the table vs with 1,000 (bar ≤ 1.5×, goal ≤ 1.1×);
+* RSS growth for 100,000 SAs (the combined SA + policy figure lives in bench_spd.py /
+  whichever bench lands last; bar ≤ 1 GiB for both together).
+"""
+from __future__ import annotations
+
+import gc
+import statistics
+import struct
+import time
+
+from netlink_codec import netlink as N
+from netlink_codec import xfrm as X
+
+A = X.Xfrma
+AEAD = N.nla(A.ALG_AEAD, b"rfc4106(gcm(aes))".ljust(64, b"\0") + struct.pack("=II", 160, 128)
+             + bytes(range(20)))
+INF = X.XFRM_INF
+
+
+def newsa_request(i: int) -> bytes:
+    """A NEWSA as charon sends it: /32 selector, tunnel mode, reqid, GCM key, ACK wanted."""
+    dst = struct.pack(">I", 0xC6336400 + (i >> 16)).ljust(16, b"\0")
+    src = bytes([192, 0, 2, 1]).ljust(16, b"\0")
+    sel = struct.pack("=16s16sHHHHHBBB3xiI", dst, src, 0, 0, 0, 0, X.AF_INET, 32, 32, 0, 0, 0)
+    info = struct.pack("=56s16s4sB3x16s8Q4Q3IIIHBBB7x", sel, dst, struct.pack(">I", 0x1000 + i),
+                       X.IPPROTO_ESP, src, INF, INF, INF, INF, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                       0, i, X.AF_INET, X.XFRM_MODE_TUNNEL, 32, 0)
+    return N.encode_msg(X.XfrmMsg.NEWSA, N.NLM_F_REQUEST | N.NLM_F_ACK, i, 0, info + AEAD)
+
+
+def _kernel():
+    from xfrmd.clock import ManualClock
+    from xfrmd.kernel import Kernel
+    k = Kernel(ManualClock(), seed=1)
+    s = k.socket(N.NETLINK_XFRM)
+    k.bind(s)
+    return k, s
+
+
+def _add_batch(k, s, reqs) -> float:
+    """Seconds per add for this batch (every ACK is taken off the socket and checked)."""
+    deliver, pop = k.deliver, s.pop
+    t0 = time.perf_counter()
+    for r in reqs:
+        deliver(s, r)
+        ack = pop()
+    dt = time.perf_counter() - t0
+    assert struct.unpack_from("=i", ack, 16)[0] == 0, "NEWSA failed"
+    return dt / len(reqs)
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def run(quick: bool = False) -> list[dict]:
+    big = 20_000 if quick else 100_000
+    batch = 1000
+    reqs = [newsa_request(i) for i in range(big + 2 * batch)]
+    gc.collect()
+    k, s = _kernel()
+    # single-add latency: median over batches in a small table
+    samples = [_add_batch(k, s, reqs[j:j + 100]) for j in range(0, batch, 100)]
+    one = statistics.median(samples)
+    at_small = statistics.median(_add_batch(k, s, reqs[batch + j:batch + j + 100])
+                                 for j in range(0, batch, 100))
+    rss0 = _rss_kib()
+    n = 2 * batch
+    for j in range(n, big, batch):
+        _add_batch(k, s, reqs[j:j + batch])
+    n = max(n, big)
+    at_big = statistics.median(_add_batch(k, s, reqs[n + j:n + j + 100]) for j in range(0, batch, 100))
+    rss = (_rss_kib() - rss0) * 1024
+    count = len(k.netns("default").xfrm.state_all)
+    per_sa = rss / max(1, count - 2 * batch)
+    return [
+        {"name": "newsa_decode_validate_insert_ack", "value": one * 1e6, "unit": "µs",
+         "reference": 25.0, "ratio": one * 1e6 / 25.0, "bar": "<= 25 µs (ratio <= 1)"},
+        {"name": f"newsa_cost_at_{count // 1000}k_vs_1k", "value": at_big * 1e6, "unit": "µs",
+         "reference": at_small * 1e6, "ratio": at_big / at_small, "bar": "<= 1.5x"},
+        {"name": "sad_rss_per_100k_sas", "value": per_sa * 100_000 / 2**20, "unit": "MiB",
+         "reference": 1024.0, "ratio": per_sa * 100_000 / 2**30,
+         "bar": "<= 1 GiB with 100k policies too (ratio is the SA share)"},
+    ]
+
+
+if __name__ == "__main__":
+    import sys
+    for row in run(quick="--quick" in sys.argv):
+        print(row)
