@@ -69,16 +69,16 @@ def run(quick: bool = False) -> list[dict]:
     gc.collect()
     k, s = _kernel()
     # single-add latency: median over batches in a small table
-    samples = [_add_batch(k, s, reqs[j:j + 100]) for j in range(0, batch, 100)]
+    samples = [_add_batch(k, s, reqs[j:j + 50]) for j in range(0, batch, 50)]
     one = statistics.median(samples)
-    at_small = statistics.median(_add_batch(k, s, reqs[batch + j:batch + j + 100])
-                                 for j in range(0, batch, 100))
+    at_small = statistics.median(_add_batch(k, s, reqs[batch + j:batch + j + 50])
+                                 for j in range(0, batch, 50))
     rss0 = _rss_kib()
     n = 2 * batch
     for j in range(n, big, batch):
         _add_batch(k, s, reqs[j:j + batch])
     n = max(n, big)
-    at_big = statistics.median(_add_batch(k, s, reqs[n + j:n + j + 100]) for j in range(0, batch, 100))
+    at_big = statistics.median(_add_batch(k, s, reqs[n + j:n + j + 50]) for j in range(0, batch, 50))
     rss = (_rss_kib() - rss0) * 1024
     count = len(k.netns("default").xfrm.state_all)
     per_sa = rss / max(1, count - 2 * batch)

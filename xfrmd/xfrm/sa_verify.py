@@ -224,11 +224,10 @@ def _algo_attr(req, t: int, extra: bool):
 def state_construct(req, p: UsersaInfo, db):
     """``xfrm_state_construct``: (state, None) or (None, Reply)."""
     at = req.attrs
-    x = db.alloc()
+    x = db.alloc(LifetimeCfg(*p.lft))
     # copy_from_user_state
     x.id = StateId(p.daddr, p.spi, p.proto)
     x.sel = p.sel
-    x.lft = LifetimeCfg(*p.lft)
     pr = x.props
     pr.mode, pr.reqid, pr.family, pr.saddr, pr.flags = p.mode, p.reqid, p.family, p.saddr, p.flags
     pr.replay_window = min(p.replay_window, 32)

@@ -168,16 +168,16 @@ class StateDb:
 
     # -- life cycle -----------------------------------------------------------------------
 
-    def alloc(self) -> SecurityAssociation:
-        """``xfrm_state_alloc``: add_time now, limits infinite."""
-        x = SecurityAssociation()
+    def alloc(self, lft=None) -> SecurityAssociation:
+        """``xfrm_state_alloc``: add_time now, limits infinite (unless ``lft`` is given)."""
+        x = SecurityAssociation(lft)
         x.curlft.add_time = self.kernel.clock.wall()
         x.net = self
         return x
 
     def _link(self, x) -> None:
         # Only the chains a lookup can use are kept: bysrc serves the address lookups of
-        # protocols without SPI, bydst serves __find_acq_core (larval states only).
+        # protocols without SPI; bydst serves __find_acq_core and xfrm_state_find.
         x.uid = next(self._ids)
         self.all[x.uid] = x
         use_spi = x.use_spi
@@ -185,8 +185,7 @@ class StateDb:
             _chain_add(self.byspi, (x.id.spi, x.id.proto), x)
         if not use_spi:
             _chain_add(self.bysrc, self._src_key(x), x)
-        if x.km_state == XFRM_STATE_ACQ:
-            _chain_add(self.bydst, self._dst_key(x), x)
+        _chain_add(self.bydst, self._dst_key(x), x)
         if x.km_seq:
             _chain_add(self.byseq, x.km_seq, x)
         self._grow_check()

@@ -44,6 +44,9 @@ class StateId(NamedTuple):
     proto: int
 
 
+_NO_ID = StateId(bytes(16), 0, 0)
+
+
 class Algo:
     """An attached algorithm: ``xfrm_algo`` / ``xfrm_algo_auth`` / ``xfrm_algo_aead``."""
     __slots__ = ("name", "key_len", "key", "trunc_len", "icv_len")
@@ -150,8 +153,8 @@ class SecurityAssociation:
                  "km_state", "km_seq", "km_dying", "xso", "geniv", "tunnel_users", "timer",
                  "uid", "net", "__weakref__")
 
-    def __init__(self):
-        self.id = StateId(bytes(16), 0, 0)
+    def __init__(self, lft: LifetimeCfg | None = None):
+        self.id = _NO_ID
         self.props = Props()
         self.sel = None              # XfrmSelector (set by construction / find_acq)
         self.aead = self.auth = self.enc = self.comp = None
@@ -159,7 +162,7 @@ class SecurityAssociation:
         self.coaddr = None           # 16 bytes or None
         self.tfcpad = 0
         # xfrm_state_alloc: every limit infinite, no expiry
-        self.lft = LifetimeCfg()
+        self.lft = lft if lft is not None else LifetimeCfg()
         self.curlft = LifetimeCur()
         self.stats = [0, 0, 0]              # replay_window, replay, integrity_failed
         self.replay = [0, 0, 0]             # oseq, seq, bitmap
