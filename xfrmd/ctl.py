@@ -64,7 +64,7 @@ def _load_verbs() -> None:
         try:
             importlib.import_module(name)
         except ImportError as e:
-            if e.name != name:
+            if e.name != name and not name.startswith(f"{e.name}."):  # absent package too
                 raise
 
 

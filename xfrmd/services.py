@@ -29,7 +29,7 @@ def _load() -> None:
         try:
             importlib.import_module(name)
         except ImportError as e:
-            if e.name != name:  # a real import error inside an existing module
+            if e.name != name and not name.startswith(f"{e.name}."):  # a real import error inside an existing module
                 raise
     _loaded = True
 
