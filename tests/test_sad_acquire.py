@@ -1,0 +1,136 @@
+"""Kernel ACQUIRE (xfrm_state_find → km_query → build_acquire) through the ``acquire`` service
+op: the message on XFRMNLGRP_ACQUIRE, the larval state it leaves, and how ALLOCSPI / NEWSA /
+the acquire timeout consume that state."""
+import errno as E
+import struct
+
+import pytest
+
+from netlink_codec import netlink as N
+from netlink_codec import xfrm as X
+from xfrmd import services
+
+from .sad_helpers import AEAD, A, M, Nl, attr_types, attrs_of, messages, msg, usersa_info
+
+G = X.XfrmNlGrp
+FLOW = {"src": "10.0.0.1", "dst": "10.0.1.1", "proto": "tcp", "dport": 443,
+        "tmpl_src": "192.0.2.1", "tmpl_dst": "198.51.100.1", "reqid": 5, "xfrm": "esp",
+        "mode": "tunnel"}
+
+
+def query(kernel, **req):
+    return services.handle(kernel, "default", {"op": "acquire", **req})
+
+
+def dump(nl):
+    out = [m for d in nl.send(msg(M.GETSA, b"", N.NLM_F_REQUEST | N.NLM_F_DUMP)) for m in messages(d)]
+    return [X.XfrmUsersaInfo.decode(m[4], 16) for m in out if m[0] == M.NEWSA], out
+
+
+def test_without_key_manager_nothing_happens(kernel):
+    nl = Nl(kernel)
+    res = query(kernel, **FLOW)
+    assert res["errno"] == E.ESRCH and "no key manager" in res["error"]
+    assert dump(nl)[0] == []
+
+
+def test_acquire_message_layout_and_larval_state(kernel):
+    km = Nl(kernel, groups=(G.ACQUIRE,))
+    res = query(kernel, **FLOW, mark=0x10, mask=0xff, if_id=3)
+    assert res == {"errno": 0, "acquired": [5], "resolved": []}
+    (t, flags, seq, pid, raw), = [m for d in km.recv_all() for m in messages(d)]
+    assert (t, flags, seq, pid) == (M.ACQUIRE, 0, 0, 0)
+    ua = X.XfrmUserAcquire.decode(raw, 16)
+    assert bytes(ua.id.daddr)[:4] == bytes([198, 51, 100, 1]) and ua.id.spi == 0
+    assert ua.id.proto == X.IPPROTO_ESP and bytes(ua.saddr)[:4] == bytes([192, 0, 2, 1])
+    assert (ua.sel.prefixlen_d, ua.sel.proto, ua.sel.dport, ua.sel.dport_mask) == (32, 6, 443, 0xFFFF)
+    assert ua.policy.dir == X.XFRM_POLICY_OUT and ua.policy.share == 0
+    assert (ua.aalgos, ua.ealgos, ua.calgos) == (0xFFFFFFFF,) * 3
+    assert ua.seq == 1
+    assert attr_types(raw, 280) == [A.TMPL, A.POLICY_TYPE, A.MARK, A.IF_ID]
+    at = attrs_of(raw, 280)
+    tmpl = X.XfrmUserTmpl.decode(at[A.TMPL])
+    assert (tmpl.reqid, tmpl.mode, tmpl.family) == (5, X.XFRM_MODE_TUNNEL, X.AF_INET)
+    assert at[A.POLICY_TYPE] == bytes(6)                     # main, nla_len 10
+    # the larval state: dir out, km.seq = acquire seq, spi 0, expires after acq_expires
+    nl = Nl(kernel)
+    (info,), out = dump(nl)
+    assert info.id.spi == 0 and info.seq == 1 and info.reqid == 5
+    assert info.lft.hard_add_expires_seconds == 30
+    sa_attrs = attrs_of(out[0][4], 224)
+    assert sa_attrs[A.SA_DIR] == bytes([X.XFRM_SA_DIR_OUT])
+    assert sa_attrs[A.MARK] == struct.pack("=II", 0x10, 0xff)
+    # a second packet of the flow finds the acquire in progress: no new message
+    assert query(kernel, **FLOW, mark=0x10, mask=0xff, if_id=3)["acquired"] == []
+    assert km.recv_all() == []
+
+
+def test_acquire_sequence_numbers_increase_kernel_wide(kernel):
+    km = Nl(kernel, groups=(G.ACQUIRE,))
+    query(kernel, **FLOW)
+    query(kernel, **dict(FLOW, reqid=6))
+    seqs = [X.XfrmUserAcquire.decode(m[4], 16).seq for d in km.recv_all() for m in messages(d)]
+    assert seqs == [1, 2]
+
+
+def test_allocspi_with_acquire_seq_takes_the_larval_state(kernel):
+    km = Nl(kernel, groups=(G.ACQUIRE,))
+    query(kernel, **FLOW)
+    km.recv_all()
+    payload = usersa_info(src="192.0.2.1", dst="198.51.100.1", spi=0, reqid=5, seq=1) + \
+        struct.pack("=II", 0xc000, 0xc000)
+    out = [m for d in km.send(msg(M.ALLOCSPI, payload, N.NLM_F_REQUEST)) for m in messages(d)]
+    info = X.XfrmUsersaInfo.decode(out[0][4], 16)
+    assert info.id.spi == 0xc000 and info.seq == 1
+    assert len(dump(km)[0]) == 1                 # the same state, now with an SPI
+
+
+def test_newsa_with_acquire_seq_replaces_larval_state(kernel):
+    km = Nl(kernel, groups=(G.ACQUIRE, G.EXPIRE))
+    query(kernel, **FLOW)
+    km.recv_all()
+    km.ok(msg(M.NEWSA, usersa_info(src="192.0.2.1", dst="198.51.100.1", spi=0x1234, reqid=5, seq=1) + AEAD))
+    (info,), _ = dump(km)
+    assert info.id.spi == 0x1234 and info.seq == 1
+    # the larval state left silently: nothing expires later
+    kernel.advance(31)
+    assert km.recv_all() == []
+    # and the flow now resolves to the SA: no acquire
+    assert query(kernel, **FLOW) == {"errno": 0, "acquired": [], "resolved": [0x1234]}
+
+
+def test_larval_state_times_out_with_hard_expire(kernel):
+    km = Nl(kernel, groups=(G.ACQUIRE, G.EXPIRE))
+    query(kernel, **FLOW)
+    km.recv_all()
+    kernel.advance(30)
+    (t, _, _, _, raw), = [m for d in km.recv_all() for m in messages(d)]
+    assert t == M.EXPIRE and raw[16 + 224] == 1
+    assert dump(km)[0] == []
+    # after the timeout the next packet triggers a fresh acquire with a new sequence number
+    query(kernel, **FLOW)
+    assert [X.XfrmUserAcquire.decode(m[4], 16).seq for d in km.recv_all() for m in messages(d)] == [2]
+
+
+def test_bad_requests(kernel):
+    assert query(kernel, src="10.0.0.1", dst="2001:db8::1")["errno"] == E.EINVAL
+    assert query(kernel, src="nonsense", dst="10.0.0.1")["errno"] == E.EINVAL
+    assert query(kernel, src="10.0.0.1", dst="10.0.0.2", policy=99)["errno"] == E.ENOENT
+
+
+def test_ctl_verb_builds_the_query():
+    from xfrmd.xfrm import ctl
+
+    class Svc:
+        def query(self, op, **fields):
+            self.seen = (op, fields)
+            return {"errno": 0, "acquired": [1], "resolved": []}
+
+    svc = Svc()
+    rc = ctl._acquire(svc, ["10.0.0.1", "10.0.1.1", "proto", "udp", "dport", "53", "reqid", "7",
+                            "mark", "0x10"])
+    assert rc == 0
+    assert svc.seen == ("acquire", {"src": "10.0.0.1", "dst": "10.0.1.1", "proto": "udp",
+                                    "dport": "53", "reqid": 7, "mark": 16})
+    with pytest.raises(SystemExit):
+        ctl._acquire(svc, ["10.0.0.1", "10.0.1.1", "bogus", "1"])

@@ -1,0 +1,22 @@
+"""``xfrmd ctl`` verbs of the XFRM subsystem."""
+from __future__ import annotations
+
+from ..ctl import VERBS, _result, verb
+
+_KEYS = {"proto", "sport", "dport", "policy", "xfrm", "mode", "reqid", "tmpl-src", "tmpl-dst",
+         "mark", "mask", "if_id", "priority"}
+
+
+@verb("acquire", "acquire SRC DST [proto P] [sport N] [dport N] "
+                 "[policy INDEX | xfrm esp|ah|comp mode tunnel|transport|beet reqid N "
+                 "[tmpl-src A] [tmpl-dst B] [mark V mask M] [if_id N]]")
+def _acquire(svc, args) -> int:
+    if len(args) < 2 or len(args) % 2:
+        raise SystemExit("usage: xfrmd ctl " + VERBS["acquire"][1])
+    fields = {"src": args[0], "dst": args[1]}
+    for k, v in zip(args[2::2], args[3::2]):
+        if k not in _KEYS:
+            raise SystemExit(f"xfrmd ctl acquire: unknown keyword {k!r}")
+        fields[k.replace("-", "_")] = int(v, 0) if k in ("mark", "mask", "policy", "reqid",
+                                                        "if_id", "priority") else v
+    return _result(svc.query("acquire", **fields), show=True)

@@ -1,0 +1,83 @@
+"""Service ops of the XFRM subsystem (``xfrmd ctl`` and tests): ``acquire`` triggers what an
+outbound packet hitting a policy without SA would (see :mod:`xfrmd.xfrm.acquire`)."""
+from __future__ import annotations
+
+import errno as E
+import ipaddress
+import socket
+import struct
+
+from netlink_codec import xfrm as X
+
+from ..services import service
+from .acquire import PolicyWire, Template, acquire
+
+XFRM_PROTOS = {"esp": X.IPPROTO_ESP, "ah": X.IPPROTO_AH, "comp": X.IPPROTO_COMP}
+MODES = {"transport": X.XFRM_MODE_TRANSPORT, "tunnel": X.XFRM_MODE_TUNNEL,
+         "beet": X.XFRM_MODE_BEET}
+INF = X.XFRM_INF
+
+
+def _addr(text: str) -> tuple[bytes, int]:
+    a = ipaddress.ip_address(text)
+    return a.packed.ljust(16, b"\0"), (X.AF_INET if a.version == 4 else X.AF_INET6)
+
+
+def _l4(value) -> int:
+    if value in (None, "", "any"):
+        return 0
+    if isinstance(value, int) or str(value).isdigit():
+        return int(value)
+    return socket.getprotobyname(str(value))
+
+
+def _policy_by_index(ns, index: int) -> PolicyWire | None:
+    for pol in getattr(ns.xfrm, "policy_all", {}).values():
+        if getattr(pol, "index", None) == index:
+            return PolicyWire.from_message(pol.dump_message(0, 0))
+    return None
+
+
+def _hand_policy(req: dict, src: bytes, dst: bytes, family: int, proto: int,
+                 sport: int, dport: int) -> PolicyWire:
+    """A one-template outbound policy described on the command line."""
+    from .acquire import host_selector
+    sel = host_selector(src, dst, family, proto, sport, dport)
+    info = bytes(sel) + struct.pack("=8Q4QIIBBBB4x", INF, INF, INF, INF, 0, 0, 0, 0,
+                                    0, 0, 0, 0, int(req.get("priority", 0)), 0,
+                                    X.XFRM_POLICY_OUT, X.XFRM_POLICY_ALLOW, 0, 0)
+    mode = MODES[req.get("mode", "tunnel")]
+    t_src, t_dst = src, dst
+    if req.get("tmpl_src"):
+        t_src = _addr(req["tmpl_src"])[0]
+    if req.get("tmpl_dst"):
+        t_dst = _addr(req["tmpl_dst"])[0]
+    t = Template(t_dst, 0, XFRM_PROTOS[req.get("xfrm", "esp")], family, t_src,
+                 int(req.get("reqid", 0)), mode)
+    mark = (int(req.get("mark", 0)), int(req.get("mask", 0xFFFFFFFF if req.get("mark") else 0)))
+    return PolicyWire(info, [t], mark=mark, if_id=int(req.get("if_id", 0)))
+
+
+@service("acquire")
+def _acquire(kernel, ns, req: dict) -> dict:
+    try:
+        src, family = _addr(req["src"])
+        dst, family2 = _addr(req["dst"])
+        if family != family2:
+            return {"errno": E.EINVAL, "error": "xfrmd: src and dst of different families"}
+        proto = _l4(req.get("proto"))
+        sport, dport = int(req.get("sport", 0)), int(req.get("dport", 0))
+        if req.get("policy") is not None:
+            pol = _policy_by_index(ns, int(req["policy"]))
+            if pol is None:
+                return {"errno": E.ENOENT, "error": f"xfrmd: no policy with index {req['policy']}"}
+        else:
+            pol = _hand_policy(req, src, dst, family, proto, sport, dport)
+    except (KeyError, ValueError, OSError) as e:
+        return {"errno": E.EINVAL, "error": f"xfrmd: bad acquire request: {e}"}
+    res = acquire(ns, pol, src, dst, family, proto, sport, dport)
+    if res["errno"] == E.ESRCH:
+        res["error"] = "no key manager listens on XFRMNLGRP_ACQUIRE"
+    elif res["errno"] == E.EAGAIN:
+        res["errno"] = 0   # an acquire is in progress: what the caller asked for
+    return res
