@@ -73,7 +73,9 @@ def xfrm_set_default(req: XfrmRequest) -> Reply:
     # xfrm_notify_userpolicy: a GETDEFAULT message on the POLICY group
     cur = X.XfrmUserpolicyDefault(in_=x.policy_default[0], fwd=x.policy_default[1],
                                   out=x.policy_default[2])
-    req.notify(X.XfrmNlGrp.POLICY, M.GETDEFAULT, bytes(cur), seq=0, pid=0)
+    # the kernel's message is 20 bytes: the 3-byte struct plus one byte of padding counted
+    # in nlmsg_len (observed on 6.18, for the reply and for this event)
+    req.notify(X.XfrmNlGrp.POLICY, M.GETDEFAULT, bytes(cur) + b"\0", seq=0, pid=0)
     return req.ok()
 
 
@@ -82,5 +84,5 @@ def xfrm_get_default(req: XfrmRequest) -> Reply:
     x = req.xfrm
     cur = X.XfrmUserpolicyDefault(in_=x.policy_default[0], fwd=x.policy_default[1],
                                   out=x.policy_default[2])
-    req.reply(M.GETDEFAULT, bytes(cur))
+    req.reply(M.GETDEFAULT, bytes(cur) + b"\0")   # 20 bytes, as xfrm_get_default sends
     return req.ok()
