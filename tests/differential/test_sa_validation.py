@@ -270,3 +270,14 @@ def test_allocspi_larval_state_matches_kernel(pair):
             msg(M.DELSA, usersa_id(spi=0x200)),
             msg(M.GETSA, usersa_id(spi=0x200)),
             msg(M.FLUSHSA, bytes([X.IPPROTO_ESP])))
+
+
+def test_sad_hash_growth_reported_like_kernel(pair):
+    """GETSADINFO's bucket count after 1..40 larval states (xfrm_hash_grow_check). The kernel
+    resizes from a workqueue, so give it a moment before asking."""
+    import time
+    for n in range(1, 41):
+        compare(pair, allocspi(0x1000 + n, 0x1000 + n, reqid=n))
+        if n in (8, 9, 16, 17, 32, 33, 40):
+            time.sleep(0.05)
+            compare(pair, msg(M.GETSADINFO, struct.pack("=I", 0)))

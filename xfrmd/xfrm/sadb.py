@@ -204,10 +204,11 @@ class StateDb:
         _chain_add(self.byspi, self._spi_key(x), x)
 
     def _grow_check(self) -> None:
-        # xfrm_hash_grow_check doubles the hash once it holds more states than buckets
-        # (the kernel also waits for a collision, which is certain at that load).
+        # xfrm_hash_grow_check doubles the hash when an insert collides while the table
+        # holds more states than hmask; a collision is certain once states > buckets, which
+        # is when the probed kernel grows (9th, 17th, 33rd larval state).
         xn = self.xnet
-        if len(self.all) > xn.state_hmask and xn.state_hmask + 1 < xn.HASHMAX:
+        if len(self.all) > xn.state_hmask + 1 and xn.state_hmask + 1 < xn.HASHMAX:
             xn.state_hmask = xn.state_hmask * 2 + 1
 
     def insert(self, x) -> None:
