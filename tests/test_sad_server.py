@@ -1,0 +1,33 @@
+"""The SAD through the real server and the Python client: requests, errors with extack,
+events to a subscribed socket, ``acquire`` and ``clock_advance`` service ops."""
+import errno as E
+
+import pytest
+
+from netlink_codec import netlink as N
+from netlink_codec import xfrm as X
+from xfrmd.client import NetlinkError
+
+from .sad_helpers import AEAD, M, usersa_id, usersa_info
+
+
+def test_newsa_getsa_and_error_over_the_socket(xfrmd_server):
+    with xfrmd_server.netlink(N.NETLINK_XFRM) as nl:
+        nl.request(M.NEWSA, N.NLM_F_ACK, usersa_info(spi=0x42) + AEAD)
+        (reply,) = nl.request(M.GETSA, 0, usersa_id(spi=0x42))
+        assert reply.type == M.NEWSA and reply.fixed.id.spi == 0x42
+        with pytest.raises(NetlinkError) as e:
+            nl.request(M.NEWSA, N.NLM_F_ACK, usersa_info(spi=0x43, mode=9) + AEAD)
+        assert e.value.errno == E.EINVAL and "Unsupported mode" in str(e.value)
+
+
+def test_acquire_and_expiry_reach_a_listener(xfrmd_server):
+    groups = X.XFRMGRP_ACQUIRE | X.XFRMGRP_EXPIRE
+    with xfrmd_server.netlink(N.NETLINK_XFRM, groups=groups) as km, xfrmd_server.service() as svc:
+        res = svc.query("acquire", src="10.0.0.1", dst="10.0.1.1", reqid=3)
+        assert res["errno"] == 0 and res["acquired"] == [3]
+        (acq,) = km.recv_messages()
+        assert acq.type == M.ACQUIRE and acq.fixed.seq == 1
+        assert svc.query("clock_advance", seconds=30)["errno"] == 0
+        (exp,) = km.recv_messages()
+        assert exp.type == M.EXPIRE and exp.fixed.hard == 1
