@@ -14,7 +14,8 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 
-PKGS="iproute2 strace gcc libc6-dev ethtool strongswan-charon strongswan-swanctl tshark"
+# libreswan is extracted, not installed (it conflicts with strongSwan): its libraries are installed here
+PKGS="iproute2 strace gcc libc6-dev ethtool strongswan-charon strongswan-swanctl tshark libldns3 libevent-pthreads-2.1-7 libevent-core-2.1-7 libnss3-tools libunbound8 libcurl3-nss"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
