@@ -1,0 +1,35 @@
+"""Control for the IKE tests: two charons in real namespaces joined by a veth, talking to
+the REAL kernel (no shim). IKE works over the veth; this kernel has no ESP, so the CHILD_SA
+is refused exactly as research/clients.md §3 records (NO_PROPOSAL_CHOSEN, IKE_SA kept).
+When this fails, the fixture is broken, not xfrmd."""
+from __future__ import annotations
+
+import os
+
+from xfrmd.ike import charon
+from xfrmd.ike.netns import RealPair
+
+from .conftest import require
+
+
+def test_charon_pair_on_real_kernel_establishes_ike_but_no_child(tmp_path):
+    require(os.geteuid() == 0, "needs root for network namespaces")
+    require(charon.available(), "needs strongswan-charon and strongswan-swanctl")
+    pair = RealPair()
+    left = charon.Charon(pair, "left", str(tmp_path))
+    right = charon.Charon(pair, "right", str(tmp_path))
+    try:
+        left.start()
+        right.start()
+        p = left.initiate()
+        sas = left.list_sas()
+    finally:
+        left.stop()
+        right.stop()
+        pair.close()
+    assert "IKE_SA peer[1] established between 192.0.2.1" in p.stdout
+    assert "received NO_PROPOSAL_CHOSEN notify, no CHILD_SA built" in p.stdout
+    assert p.returncode != 0
+    assert "ESTABLISHED, IKEv2" in sas and "INSTALLED" not in sas
+    # the responder could not install its SAs in the real kernel
+    assert "unable to install inbound and outbound IPsec SA (SAD) in kernel" in right.logtext()

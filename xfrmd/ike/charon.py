@@ -1,0 +1,143 @@
+"""strongSwan's charon (Debian strongswan-charon 5.9.8) driven through swanctl."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import textwrap
+import time
+
+CHARON = "/usr/lib/ipsec/charon"
+PLUGINS = ("random nonce openssl aes sha1 sha2 hmac gmp pem pkcs1 x509 pubkey kdf "
+           "kernel-netlink socket-default vici updown")
+
+
+def available() -> bool:
+    return os.path.exists(CHARON) and shutil.which("swanctl") is not None
+
+
+class Charon:
+    """One charon in ``side`` of a pair; ``env`` adds the shim's variables (or nothing to
+    talk to the real kernel). Config lives in ``workdir``."""
+
+    def __init__(self, pair, side: str, workdir: str, env: dict | None = None, *,
+                 mode: str = "tunnel", hw_offload: str = "no", rekey_time: int = 0,
+                 life_time: int = 0, esp_proposals: str = "aes128-sha256",
+                 proposals: str = "aes128-sha256-modp2048", children: dict | None = None):
+        self.pair, self.side = pair, side
+        self.dir = os.path.join(workdir, f"charon-{side}")
+        os.makedirs(self.dir, exist_ok=True)
+        self.env = dict(env or {})
+        self.vici = os.path.join(self.dir, "charon.vici")
+        self.log = os.path.join(self.dir, "charon.log")
+        self.proc: subprocess.Popen | None = None
+        peer = "right" if side == "left" else "left"
+        me, them = pair.addr[side], pair.addr[peer]
+        self.children = children or {"ch": {"mode": mode, "hw_offload": hw_offload}}
+        child_blocks = []
+        for name, c in self.children.items():
+            child_blocks.append(textwrap.dedent(f"""\
+                  {name} {{
+                    local_ts = {c.get('local_ts', me + '/32')}
+                    remote_ts = {c.get('remote_ts', them + '/32')}
+                    esp_proposals = {c.get('esp_proposals', esp_proposals)}
+                    mode = {c.get('mode', mode)}
+                    hw_offload = {c.get('hw_offload', hw_offload)}
+                    rekey_time = {c.get('rekey_time', rekey_time)}s
+                    life_time = {c.get('life_time', life_time)}s
+                    start_action = none
+                  }}"""))
+        with open(os.path.join(self.dir, "strongswan.conf"), "w") as f:
+            f.write(textwrap.dedent(f"""\
+                charon {{
+                  load_modular = no
+                  load = {PLUGINS}
+                  install_routes = no
+                  install_virtual_ip = no
+                  retransmit_tries = 3
+                  retransmit_timeout = 1.0
+                  filelog {{
+                    charon {{
+                      path = {self.log}
+                      time_format = %H:%M:%S
+                      default = 1
+                      knl = 2
+                      ike = 2
+                      chd = 2
+                      flush_line = yes
+                    }}
+                  }}
+                  syslog {{
+                    daemon {{ default = -1 }}
+                    auth {{ default = -1 }}
+                  }}
+                  plugins {{
+                    vici {{ socket = unix://{self.vici} }}
+                  }}
+                }}
+                swanctl {{
+                  socket = unix://{self.vici}
+                }}
+                """))
+        with open(os.path.join(self.dir, "swanctl.conf"), "w") as f:
+            f.write("connections {\n  peer {\n"
+                    f"    remote_addrs = {them}\n    local_addrs = {me}\n"
+                    f"    version = 2\n    proposals = {proposals}\n"
+                    f"    local {{ auth = psk\n id = {me} }}\n"
+                    f"    remote {{ auth = psk\n id = {them} }}\n"
+                    "    children {\n" + "\n".join(child_blocks) + "\n    }\n  }\n}\n"
+                    'secrets {\n  ike-1 { secret = "xfrmd-test-psk-0123456789" }\n}\n')
+
+    @property
+    def _env(self) -> dict:
+        env = dict(os.environ)
+        env.update(self.env)
+        env["STRONGSWAN_CONF"] = os.path.join(self.dir, "strongswan.conf")
+        return env
+
+    def start(self, timeout: float = 10.0) -> None:
+        # a private /run so that two charons do not share /run/charon.pid
+        script = f"mount -t tmpfs tmpfs /run && exec {CHARON}"
+        self.proc = subprocess.Popen(self.pair.exec_argv(self.side, ["sh", "-c", script]),
+                                     env=self._env, stdout=subprocess.DEVNULL,
+                                     stderr=open(os.path.join(self.dir, "stderr"), "w"))
+        deadline = time.monotonic() + timeout
+        while not os.path.exists(self.vici):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"charon did not start:\n{self.logtext()}")
+            time.sleep(0.05)
+        self.swanctl("--load-all", "--file", os.path.join(self.dir, "swanctl.conf"))
+
+    def swanctl(self, *args: str, check: bool = True, timeout: float = 30.0):
+        p = subprocess.run(self.pair.exec_argv(self.side, ["swanctl", *args, "--uri",
+                                                           f"unix://{self.vici}"]),
+                           env=self._env, capture_output=True, text=True, timeout=timeout)
+        if check and p.returncode:
+            raise RuntimeError(f"swanctl {' '.join(args)} failed: {p.stdout}{p.stderr}")
+        return p
+
+    def initiate(self, child: str = "ch", timeout: int = 15):
+        return self.swanctl("--initiate", "--child", child, "--timeout", str(timeout),
+                            check=False, timeout=timeout + 5)
+
+    def terminate_ike(self, timeout: int = 10):
+        return self.swanctl("--terminate", "--ike", "peer", "--timeout", str(timeout),
+                            check=False, timeout=timeout + 5)
+
+    def list_sas(self) -> str:
+        return self.swanctl("--list-sas", check=False).stdout
+
+    def logtext(self) -> str:
+        try:
+            return open(self.log).read()
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
