@@ -33,3 +33,23 @@ def test_charon_pair_on_real_kernel_establishes_ike_but_no_child(tmp_path):
     assert "ESTABLISHED, IKEv2" in sas and "INSTALLED" not in sas
     # the responder could not install its SAs in the real kernel
     assert "unable to install inbound and outbound IPsec SA (SAD) in kernel" in right.logtext()
+
+
+def test_pluto_pair_on_real_kernel_establishes_ike_but_no_child(tmp_path):
+    from xfrmd.ike import pluto
+    require(os.geteuid() == 0, "needs root for network namespaces")
+    require(pluto.available(), "needs the extracted libreswan (tools/test-all.sh)")
+    pair = RealPair()
+    left = pluto.Pluto(pair, "left", str(tmp_path))
+    right = pluto.Pluto(pair, "right", str(tmp_path))
+    try:
+        left.start()
+        right.start()
+        p = left.initiate()
+    finally:
+        left.stop()
+        right.stop()
+        pair.close()
+    assert "initiator established IKE SA" in p.stdout
+    assert "IKE_AUTH response rejected Child SA with TS_UNACCEPTABLE" in p.stdout
+    assert "Protocol not supported" in right.logtext()

@@ -1,0 +1,132 @@
+"""libreswan's pluto 4.10, run from the .deb extracted by tools/test-all.sh
+($XFRMD_LIBRESWAN_DIR, default ~/.cache/xfrmd/libreswan), driven through addconn and whack.
+
+pluto insists on /usr/libexec/ipsec/addconn, so each pluto runs in its own mount namespace
+(``ip netns exec`` gives one) with the extracted directory bind-mounted there."""
+from __future__ import annotations
+
+import os
+import subprocess
+import textwrap
+import time
+
+
+def libreswan_dir() -> str:
+    return os.environ.get("XFRMD_LIBRESWAN_DIR") or os.path.expanduser(
+        "~/.cache/xfrmd/libreswan")
+
+
+def _libexec() -> str:
+    return os.path.join(libreswan_dir(), "usr", "libexec", "ipsec")
+
+
+def available() -> bool:
+    return os.access(os.path.join(_libexec(), "pluto"), os.X_OK)
+
+
+class Pluto:
+    def __init__(self, pair, side: str, workdir: str, env: dict | None = None, *,
+                 conn_type: str = "tunnel", nic_offload: str = "no",
+                 salifetime: int = 0, extra: str = ""):
+        self.pair, self.side = pair, side
+        self.dir = os.path.join(workdir, f"pluto-{side}")
+        self.run = os.path.join(self.dir, "run")
+        self.nss = os.path.join(self.dir, "nss")
+        for d in (self.dir, self.run, self.nss):
+            os.makedirs(d, exist_ok=True)
+        self.env = dict(env or {})
+        self.ctl = os.path.join(self.run, "pluto.ctl")
+        self.log = os.path.join(self.dir, "pluto.log")
+        self.conf = os.path.join(self.dir, "ipsec.conf")
+        self.secrets = os.path.join(self.dir, "ipsec.secrets")
+        self.proc: subprocess.Popen | None = None
+        peer = "right" if side == "left" else "left"
+        me, them = pair.addr[side], pair.addr[peer]
+        life = f"\tsalifetime={salifetime}s\n" if salifetime else ""
+        with open(self.conf, "w") as f:
+            f.write(textwrap.dedent(f"""\
+                config setup
+                \tlogfile={self.log}
+                \tlogappend=no
+                \tplutodebug=all
+                \tdumpdir={self.run}
+
+                conn peer
+                \tauthby=secret
+                \tleft={me}
+                \tright={them}
+                \tleftupdown=/bin/true
+                \tikev2=yes
+                \tike=aes128-sha2_256-modp2048
+                \tesp=aes128-sha2_256
+                \ttype={conn_type}
+                \tnic-offload={nic_offload}
+                \tauto=ignore
+                """) + life + extra)
+        with open(self.secrets, "w") as f:
+            f.write(f'{me} {them} : PSK "xfrmd-test-psk-0123456789"\n')
+        subprocess.run(["certutil", "-N", "-d", f"sql:{self.nss}", "--empty-password"],
+                       check=True, capture_output=True)
+
+    @property
+    def _env(self) -> dict:
+        env = dict(os.environ)
+        env.update(self.env)
+        return env
+
+    def _wrap(self, cmd: str) -> list[str]:
+        mounts = (f"mkdir -p /usr/libexec/ipsec && mount --bind {_libexec()} /usr/libexec/ipsec"
+                  " && mount -t tmpfs tmpfs /run && ")
+        return self.pair.exec_argv(self.side, ["sh", "-c", mounts + cmd])
+
+    def start(self, timeout: float = 15.0) -> None:
+        pluto = os.path.join(_libexec(), "pluto")
+        cmd = (f"exec {pluto} --nofork --stderrlog --config {self.conf} --rundir {self.run} "
+               f"--nssdir {self.nss} --secretsfile {self.secrets} --ipsecdir {self.dir} "
+               "--no-dnssec --nhelpers 1")
+        self.proc = subprocess.Popen(self._wrap(cmd), env=self._env, stdout=subprocess.DEVNULL,
+                                     stderr=open(os.path.join(self.dir, "stderr"), "w"))
+        deadline = time.monotonic() + timeout
+        while not os.path.exists(self.ctl):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"pluto did not start:\n{self.stderr()}")
+            time.sleep(0.05)
+        self.tool("addconn", "--ctlsocket", self.ctl, "--config", self.conf, "peer")
+        self.whack("--listen")
+
+    def tool(self, name: str, *args: str, check: bool = True, timeout: float = 30.0):
+        p = subprocess.run(self._wrap(" ".join([os.path.join(_libexec(), name), *args])),
+                           env=self._env, capture_output=True, text=True, timeout=timeout)
+        if check and p.returncode:
+            raise RuntimeError(f"{name} {' '.join(args)} failed: {p.stdout}{p.stderr}")
+        return p
+
+    def whack(self, *args: str, check: bool = True, timeout: float = 30.0):
+        return self.tool("whack", "--ctlsocket", self.ctl, *args, check=check, timeout=timeout)
+
+    def initiate(self, timeout: float = 30.0):
+        return self.whack("--name", "peer", "--initiate", check=False, timeout=timeout)
+
+    def status(self) -> str:
+        return self.whack("--trafficstatus", check=False).stdout
+
+    def stderr(self) -> str:
+        try:
+            return open(os.path.join(self.dir, "stderr")).read()
+        except OSError:
+            return ""
+
+    def logtext(self) -> str:
+        try:
+            return open(self.log).read()
+        except OSError:
+            return self.stderr()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
