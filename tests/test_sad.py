@@ -381,3 +381,41 @@ def test_random_attribute_bytes_never_crash(payload):
         out = nl.send(msg(t, usersa_info()[:fixed].ljust(fixed, b"\0") + payload,
                           REQ_ACK | N.NLM_F_REPLACE))
         assert out and messages(out[-1])[-1][0] in (N.NLMSG_ERROR, N.NLMSG_DONE, M.NEWSA, M.NEWAE)
+
+
+# -- IPComp tunnel mode: the hidden IPIP / IPv6 tunnel state ---------------------------------
+
+def _states(nl):
+    return [(i.id.proto, i.id.spi) for i in (X.XfrmUsersaInfo.decode(m[4], 16) for m in dump(nl)[0])]
+
+
+def test_ipcomp_tunnel_adds_shared_hidden_ipip_state(nl):
+    comp = N.nla(A.ALG_COMP, algo("deflate", b""))
+    nl.ok(newsa(comp, proto=X.IPPROTO_COMP, spi=0x100))
+    ipip_spi = int.from_bytes(bytes([192, 0, 2, 1]), "big")     # spi = outer saddr
+    assert _states(nl) == [(X.IPPROTO_COMP, 0x100), (4, ipip_spi)]
+    nl.ok(newsa(comp, proto=X.IPPROTO_COMP, spi=0x101))
+    assert _states(nl) == [(X.IPPROTO_COMP, 0x101), (X.IPPROTO_COMP, 0x100), (4, ipip_spi)]
+    # the user cannot remove or replace the kernel's state
+    by_addr = msg(M.DELSA, usersa_id(proto=4) + N.nla(A.SRCADDR, bytes([192, 0, 2, 1]).ljust(16, b"\0")))
+    assert nl.errno_of(by_addr) == (-E.EPERM, "SA is in use by tunnels")
+    # a failed add (duplicate) leaves the share count as it was
+    assert nl.errno_of(newsa(comp, proto=X.IPPROTO_COMP, spi=0x101))[0] == -E.EEXIST
+    nl.ok(msg(M.DELSA, usersa_id(proto=X.IPPROTO_COMP, spi=0x100)))
+    assert (4, ipip_spi) in _states(nl)
+    nl.ok(msg(M.DELSA, usersa_id(proto=X.IPPROTO_COMP, spi=0x101)))
+    assert _states(nl) == []
+
+
+def test_ipcomp_tunnel_flush_takes_the_tunnel_along(nl):
+    comp = N.nla(A.ALG_COMP, algo("lzs", b""))
+    nl.ok(newsa(comp, proto=X.IPPROTO_COMP, spi=0x200))
+    nl.ok(msg(M.FLUSHSA, bytes([X.IPSEC_PROTO_ANY])))
+    assert _states(nl) == []
+
+
+def test_ipcomp6_tunnel_uses_xfrm6_tunnel_spis(nl):
+    comp = N.nla(A.ALG_COMP, algo("deflate", b""))
+    nl.ok(newsa(comp, proto=X.IPPROTO_COMP, spi=0x300, src="2001:db8::1", dst="2001:db8::2"))
+    nl.ok(newsa(comp, proto=X.IPPROTO_COMP, spi=0x301, src="2001:db8::9", dst="2001:db8::2"))
+    assert _states(nl) == [(X.IPPROTO_COMP, 0x301), (41, 2), (X.IPPROTO_COMP, 0x300), (41, 1)]

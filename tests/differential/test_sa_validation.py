@@ -12,9 +12,7 @@ one.
 """
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import errno as E
 import os
 import select
 import shutil

@@ -297,6 +297,16 @@ def state_construct(req, p: UsersaInfo, db):
     err, msg = types.init_state(x)
     if err:
         return None, _err(msg, err)
+    bad = _construct_rest(req, p, x, db)
+    if bad is not None:
+        db.discard(x)      # nothing half-built stays behind (IPComp tunnel, offload)
+        return None, bad
+    return x, None
+
+
+def _construct_rest(req, p: UsersaInfo, x, db) -> Reply | None:
+    """``xfrm_state_construct`` after ``__xfrm_init_state``."""
+    at = req.attrs
     # SEC_CTX: no LSM is loaded, so security_xfrm_state_alloc accepts and stores nothing.
     if A.REPLAY_ESN_VAL in at:
         ra = at[A.REPLAY_ESN_VAL]
@@ -307,14 +317,12 @@ def state_construct(req, p: UsersaInfo, db):
     x.replay_maxage = db.aevent_etime * 1000 // 10   # (etime * HZ) / XFRM_AE_ETH_M
     bad = init_replay(x)
     if bad is not None:
-        return None, bad
+        return bad
     update_ae_params(req, x, update_esn=False)
     if A.OFFLOAD_DEV in at:
         xuo = req.attr_struct(A.OFFLOAD_DEV, X.XfrmUserOffload)
-        bad = offload.xfrm_dev_state_add(req, x, xuo)
-        if bad is not None:
-            return None, bad
-    return x, None
+        return offload.xfrm_dev_state_add(req, x, xuo)
+    return None
 
 
 def init_replay(x) -> Reply | None:

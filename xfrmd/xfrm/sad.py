@@ -10,7 +10,6 @@ from netlink_codec.netlink import NLM_F_REPLACE
 
 from ..netlink.core import Reply
 from ..netlink.nlattr import parse_attrs
-from . import offload
 from .policy_table import STRICT_START_TYPE, XFRMA_POLICY
 from .sa_verify import (UsersaInfo, replay_verify_len, state_construct, update_ae_params,
                         verify_newsa_info)
@@ -41,10 +40,7 @@ def xfrm_add_sa(req: XfrmRequest) -> Reply:
     event = req.hdr.type
     err = db.add(x) if event == M.NEWSA else _state_update(db, x)
     if err < 0:
-        x.km_state = XFRM_STATE_DEAD
-        if x.xso is not None:
-            offload.xfrm_dev_state_delete(x)
-            offload.xfrm_dev_state_free(x)
+        db.discard(x)
         return Reply(err)
     if x.km_state == XFRM_STATE_VOID:
         x.km_state = XFRM_STATE_VALID
@@ -87,10 +83,7 @@ def _state_update(db, x) -> int:
     if x.if_id:
         x1.if_id = x.if_id
     # the request's state is discarded; it becomes DEAD after the notification
-    x.km_state = XFRM_STATE_DEAD
-    if x.xso is not None:
-        offload.xfrm_dev_state_delete(x)
-        offload.xfrm_dev_state_free(x)
+    db.discard(x)
     return 0
 
 

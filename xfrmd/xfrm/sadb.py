@@ -77,6 +77,8 @@ class StateDb:
         self.aevent_etime = XFRM_AEVENT_ETIME
         self.aevent_rseqth = XFRM_AEVENT_RSEQTH
         self.num_possible_cpus = 2
+        self.tunnel6: dict[bytes, list] = {}   # xfrm6_tunnel: saddr → [spi, refcount]
+        self.tunnel6_spi = 0
 
     # -- keys -----------------------------------------------------------------------------
 
@@ -180,10 +182,9 @@ class StateDb:
         # protocols without SPI; bydst serves __find_acq_core and xfrm_state_find.
         x.uid = next(self._ids)
         self.all[x.uid] = x
-        use_spi = x.use_spi
-        if use_spi and x.id.spi:
+        if x.id.spi:
             _chain_add(self.byspi, (x.id.spi, x.id.proto), x)
-        if not use_spi:
+        if not x.use_spi:
             _chain_add(self.bysrc, self._src_key(x), x)
         _chain_add(self.bydst, self._dst_key(x), x)
         if x.km_seq:
@@ -250,7 +251,56 @@ class StateDb:
         if x.xso is not None:
             offload.xfrm_dev_state_delete(x)
             offload.xfrm_dev_state_free(x)
+        self.delete_tunnel(x)
+        if x.id.proto == 41 and x.tunnel_users:   # IPPROTO_IPV6: the xfrm6_tunnel state
+            self.tunnel6_free_spi(x.props.saddr)
         return 0
+
+    def discard(self, x) -> None:
+        """Undo what construction did for a state that is never inserted (or is dropped
+        after an in-place update): offload and the IPComp tunnel reference."""
+        x.km_state = XFRM_STATE_DEAD
+        if x.xso is not None:
+            offload.xfrm_dev_state_delete(x)
+            offload.xfrm_dev_state_free(x)
+        self.delete_tunnel(x)
+
+    def delete_tunnel(self, x) -> None:
+        """``xfrm_state_delete_tunnel``: the last user takes the hidden tunnel state along."""
+        t = x.tunnel
+        if t is None:
+            return
+        if t.tunnel_users == 2:
+            self.delete(t)
+        t.tunnel_users -= 1
+        x.tunnel = None
+
+    # -- xfrm6_tunnel SPIs (net/ipv6/xfrm6_tunnel.c) -----------------------------------------
+
+    def tunnel6_spi_lookup(self, saddr: bytes) -> int:
+        ent = self.tunnel6.get(saddr)
+        return ent[0] if ent else 0
+
+    def tunnel6_alloc_spi(self, saddr: bytes) -> int:
+        """``xfrm6_tunnel_alloc_spi``: one SPI per source address, counted from 1."""
+        ent = self.tunnel6.get(saddr)
+        if ent:
+            ent[1] += 1
+            return ent[0]
+        used = {e[0] for e in self.tunnel6.values()}
+        spi = self.tunnel6_spi + 1 if 1 <= self.tunnel6_spi < 0xFFFFFFFF else 1
+        while spi in used:
+            spi += 1
+        self.tunnel6_spi = spi
+        self.tunnel6[saddr] = [spi, 1]
+        return spi
+
+    def tunnel6_free_spi(self, saddr: bytes) -> None:
+        ent = self.tunnel6.get(saddr)
+        if ent:
+            ent[1] -= 1
+            if ent[1] <= 0:
+                del self.tunnel6[saddr]
 
     def flush(self, proto: int) -> list:
         """``xfrm_state_flush``: every state matching ``proto`` (0 = all) that is not held by

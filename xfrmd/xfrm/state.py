@@ -150,7 +150,7 @@ class SecurityAssociation:
                  "tfcpad", "lft", "curlft", "stats", "replay", "preplay", "replay_esn",
                  "preplay_esn", "replay_maxdiff", "replay_maxage", "mapping_maxage",
                  "mark", "if_id", "dir", "pcpu_num", "nat_keepalive_interval", "lastused",
-                 "km_state", "km_seq", "km_dying", "xso", "geniv", "tunnel_users", "timer",
+                 "km_state", "km_seq", "km_dying", "xso", "geniv", "tunnel", "tunnel_users", "timer",
                  "uid", "net", "__weakref__")
 
     def __init__(self, lft: LifetimeCfg | None = None):
@@ -183,7 +183,8 @@ class SecurityAssociation:
         self.km_dying = 0
         self.xso = None
         self.geniv = None
-        self.tunnel_users = 0
+        self.tunnel = None           # IPComp tunnel mode: the hidden IPIP / IPv6 state
+        self.tunnel_users = 0        # > 0: held by the kernel (xfrm_state_kern)
         self.timer = None
         self.uid = 0
         self.net = None

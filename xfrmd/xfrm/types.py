@@ -135,10 +135,54 @@ def ipcomp_init_state(x) -> tuple[int, str | None]:
     if x.encap is not None:
         return -E.EINVAL, "IPComp is not compatible with encapsulation"
     if x.props.mode == X.XFRM_MODE_TUNNEL:
-        # ipcomp_tunnel_attach adds a hidden IPIP state (spi = outer saddr)
-        return -E.EOPNOTSUPP, "xfrmd: IPComp tunnel mode (hidden IPIP state) is not modelled"
+        return ipcomp_tunnel_attach(x)
     return 0, None
 
 
+def ipcomp_tunnel_attach(x) -> tuple[int, str | None]:
+    """``ipcomp_tunnel_attach`` (ipcomp.c / ipcomp6.c): share or create the hidden tunnel
+    state — IPIP with spi = outer saddr for IPv4, IPv6-in-IPv6 with an xfrm6_tunnel SPI."""
+    from .state import StateId, XFRM_STATE_VALID
+    db = x.net
+    family = x.props.family
+    mark = x.mark[0] & x.mark[1]
+    if family == X.AF_INET:
+        proto, spi = IPPROTO_IPIP, int.from_bytes(x.props.saddr[:4], "big")
+    else:
+        proto, spi = IPPROTO_IPV6, db.tunnel6_spi_lookup(x.props.saddr)
+    t = db.lookup(mark, x.id.daddr, spi, proto, family) if spi else None
+    if t is None:
+        # ipcomp_tunnel_create
+        if family == X.AF_INET6:
+            spi = db.tunnel6_alloc_spi(x.props.saddr)
+        t = db.alloc()
+        t.id = StateId(x.id.daddr, spi, proto)
+        t.sel = x.sel.copy()
+        tp, xp = t.props, x.props
+        tp.family, tp.mode, tp.saddr = family, xp.mode, xp.saddr
+        tp.flags, tp.extra_flags = xp.flags, xp.extra_flags
+        t.mark, t.if_id = x.mark, x.if_id
+        err, _ = init_state(t)
+        if err:
+            if family == X.AF_INET6:
+                db.tunnel6_free_spi(x.props.saddr)
+            return -E.EINVAL, None
+        t.km_state = XFRM_STATE_VALID
+        t.tunnel_users = 1
+        db.insert(t)
+    x.tunnel = t
+    t.tunnel_users += 1
+    return 0, None
+
+
+def tunnel_init_state(x) -> tuple[int, str | None]:
+    """``ipip_init_state`` (xfrm4_tunnel.c) / ``xfrm6_tunnel_init_state``."""
+    if x.props.mode != X.XFRM_MODE_TUNNEL or x.encap is not None:
+        return -E.EINVAL, None
+    return 0, None
+
+
+IPPROTO_IPIP, IPPROTO_IPV6 = 4, 41
 _TYPES = {X.IPPROTO_ESP: esp_init_state, X.IPPROTO_AH: ah_init_state,
-          X.IPPROTO_COMP: ipcomp_init_state}
+          X.IPPROTO_COMP: ipcomp_init_state, IPPROTO_IPIP: tunnel_init_state,
+          IPPROTO_IPV6: tunnel_init_state}
