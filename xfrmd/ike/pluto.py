@@ -117,10 +117,12 @@ class Pluto:
             return ""
 
     def logtext(self) -> str:
+        """pluto logs to stderr (--stderrlog) and, depending on version, to logfile."""
         try:
-            return open(self.log).read()
+            text = open(self.log).read()
         except OSError:
-            return self.stderr()
+            text = ""
+        return text + self.stderr()
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
