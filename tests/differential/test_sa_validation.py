@@ -226,6 +226,11 @@ LOOKUPS = {
     "allocspi min>max": msg(M.ALLOCSPI, usersa_info() + struct.pack("=II", 9, 8)),
     "dump bad filter": msg(M.GETSA, N.nla(A.ADDRESS_FILTER, struct.pack("=32sHBB", bytes(32), 2, 200, 0)),
                            N.NLM_F_REQUEST | N.NLM_F_DUMP),
+    "dump short filter": msg(M.GETSA, N.nla(A.ADDRESS_FILTER, bytes(20)), N.NLM_F_REQUEST | N.NLM_F_DUMP),
+    "dump proto u8 short": msg(M.GETSA, N.nla(A.PROTO, b""), N.NLM_F_REQUEST | N.NLM_F_DUMP),
+    "dump sa_dir": msg(M.GETSA, N.nla_u8(A.SA_DIR, 1), N.NLM_F_REQUEST | N.NLM_F_DUMP),
+    "dump esp only": msg(M.GETSA, N.nla_u8(A.PROTO, 50), N.NLM_F_REQUEST | N.NLM_F_DUMP),
+    "dump root only": msg(M.GETSA, b"", N.NLM_F_REQUEST | N.NLM_F_ROOT),
     "dump empty": msg(M.GETSA, N.nla(A.ADDRESS_FILTER, bytes(36)), N.NLM_F_REQUEST | N.NLM_F_DUMP),
     "sadinfo empty": msg(M.GETSADINFO, struct.pack("=I", 0xffffffff)),
 }
