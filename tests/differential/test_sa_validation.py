@@ -91,7 +91,8 @@ class FakeXfrm:
 
 
 def normalise(datagrams: list[bytes]) -> list[tuple]:
-    """Messages with the header pid zeroed and curlft.add_time of SA messages zeroed."""
+    """Messages with the header pid zeroed and curlft.add_time of SA / AE messages zeroed
+    (the real kernel's wall clock is not the emulated one)."""
     out = []
     for d in datagrams:
         for h in N.split_messages(d):
@@ -99,6 +100,10 @@ def normalise(datagrams: list[bytes]) -> list[tuple]:
             struct.pack_into("=I", raw, 12, 0)
             if h.type == M.NEWSA and h.len >= 16 + 224:
                 struct.pack_into("=Q", raw, 16 + 160 + 16, 0)   # curlft.add_time
+            if h.type == M.NEWAE and h.len >= 16 + 48:
+                for ra in N.iter_attrs(raw, 16 + 48, len(raw)):
+                    if ra.type == A.LTIME_VAL:
+                        struct.pack_into("=Q", raw, ra.start + 16, 0)
             out.append((h.type, bytes(raw)))
     return out
 
@@ -190,6 +195,7 @@ CASES = {
     "in dont_encap_dscp": sa(ENC, DIR_IN, N.nla_u32(A.SA_EXTRA_FLAGS, 1)),
     "in iptfs dont frag": sa(ENC, DIR_IN, N.nla(A.IPTFS_DONT_FRAG), mode=X.XFRM_MODE_IPTFS),
     "pcpu without dir": sa(ENC, N.nla_u32(A.SA_PCPU, 0)),
+    "pcpu too big": sa(ENC, DIR_IN, N.nla_u32(A.SA_PCPU, 100)),
     "sa_dir 3": sa(ENC, N.nla_u8(A.SA_DIR, 3)),
     "sa_dir 2 bytes": sa(ENC, N.nla(A.SA_DIR, b"\x01\x00")),
     "if_id short": sa(ENC, N.nla(A.IF_ID, b"\x01\x00")),
@@ -223,6 +229,8 @@ LOOKUPS = {
     "expire missing": msg(M.EXPIRE, usersa_info() + bytes(8)),
     "allocspi proto 0": msg(M.ALLOCSPI, usersa_info(proto=0) + struct.pack("=II", 1, 2)),
     "allocspi comp range": msg(M.ALLOCSPI, usersa_info(proto=X.IPPROTO_COMP) + struct.pack("=II", 1, 0x10000)),
+    "allocspi pcpu too big": msg(M.ALLOCSPI, usersa_info() + struct.pack("=II", 1, 9)
+                                 + N.nla_u32(A.SA_PCPU, 64)),
     "allocspi min>max": msg(M.ALLOCSPI, usersa_info() + struct.pack("=II", 9, 8)),
     "dump bad filter": msg(M.GETSA, N.nla(A.ADDRESS_FILTER, struct.pack("=32sHBB", bytes(32), 2, 200, 0)),
                            N.NLM_F_REQUEST | N.NLM_F_DUMP),
@@ -267,8 +275,14 @@ def test_allocspi_larval_state_matches_kernel(pair):
             allocspi(0x200, 0x200, reqid=10),                       # SPI taken
             allocspi(0x300, 0x300, mark + N.nla_u32(A.IF_ID, 3) + DIR_IN, reqid=11,
                      src="2001:db8::1", dst="2001:db8::2"),
+            allocspi(0x400, 0x400, N.nla_u32(A.SA_PCPU, 1) + DIR_OUT, reqid=12),
+            allocspi(0x10, 0x10, reqid=13, proto=X.IPPROTO_COMP),
             msg(M.GETSA, usersa_id(spi=0x200)),
             msg(M.GETSA, N.nla(A.ADDRESS_FILTER, bytes(36)), N.NLM_F_REQUEST | N.NLM_F_DUMP),
+            msg(M.GETAE, usersa_id(spi=0x200) + bytes(16) + struct.pack("=II", 1 | 8, 0), seq=4),
+            msg(M.NEWAE, usersa_id(spi=0x200) + bytes(24) + N.nla(A.REPLAY_VAL, bytes(12)),
+                REQ_ACK | N.NLM_F_REPLACE),
+            msg(M.EXPIRE, usersa_info(spi=0x200) + bytes(8)),
             msg(M.GETSADINFO, struct.pack("=I", 0)),
             msg(M.DELSA, usersa_id(spi=0x200)),
             msg(M.GETSA, usersa_id(spi=0x200)),

@@ -291,8 +291,8 @@ def state_construct(req, p: UsersaInfo, db):
     if A.SA_PCPU in at:
         x.pcpu_num = req.attr_int(A.SA_PCPU)
         if x.pcpu_num >= db.num_possible_cpus:
-            # the 6.16 text jumps to its error label with err still 0; fixed later to EINVAL
-            return None, _err()
+            # probed on 6.18: ERANGE here (EINVAL in ALLOCSPI), same text
+            return None, _err("pCPU number too big", -E.ERANGE)
 
     err, msg = types.init_state(x)
     if err:

@@ -214,7 +214,7 @@ def xfrm_alloc_userspi(req: XfrmRequest) -> Reply:
     if A.SA_PCPU in req.attrs:
         pcpu = req.attr_int(A.SA_PCPU)
         if pcpu >= db.num_possible_cpus:
-            return Reply(-E.EINVAL, "Invalid CPU index")
+            return Reply(-E.EINVAL, "pCPU number too big")
     x = None
     if p.seq:
         x = db.find_acq_byseq(m[0] & m[1], p.seq, pcpu)
