@@ -64,7 +64,7 @@ def test_failed_requests_send_no_event(nl, mon):
     assert events(mon) == []
 
 
-def test_flush_event_is_17_bytes_and_only_when_something_was_flushed(nl, mon):
+def test_flush_event_is_20_bytes_and_only_when_something_was_flushed(nl, mon):
     nl.ok(msg(M.FLUSHSA, bytes([0])))
     assert events(mon) == []
     nl.ok(newsa())
@@ -72,7 +72,8 @@ def test_flush_event_is_17_bytes_and_only_when_something_was_flushed(nl, mon):
     nl.ok(msg(M.FLUSHSA, bytes([X.IPSEC_PROTO_ANY]), seq=3, pid=12))
     (t, flags, seq, pid, raw), = events(mon)
     assert (t, seq, pid) == (M.FLUSHSA, 3, 12)
-    assert struct.unpack_from("=I", raw)[0] == 17 and raw[16] == X.IPSEC_PROTO_ANY
+    # nlmsg_end measures the aligned tail: 20, not 16 + sizeof(xfrm_usersa_flush)
+    assert struct.unpack_from("=I", raw)[0] == 20 and raw[16:] == bytes([X.IPSEC_PROTO_ANY, 0, 0, 0])
 
 
 def lifetimes(soft_add=0, hard_add=0, soft_use=0, hard_use=0):

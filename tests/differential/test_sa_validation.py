@@ -43,6 +43,10 @@ class RealXfrm:
     def __init__(self):
         self.name = "xfrmd-sad-" + uuid.uuid4().hex[:8]
         subprocess.run(["ip", "netns", "add", self.name], check=True)
+        self.sock = self.open()
+
+    def open(self, groups: int = 0) -> socket.socket:
+        """A bound NETLINK_XFRM socket (EXT_ACK on) in this namespace."""
         libc = ctypes.CDLL(None, use_errno=True)
         own = os.open("/proc/self/ns/net", os.O_RDONLY)
         target = os.open(f"/var/run/netns/{self.name}", os.O_RDONLY)
@@ -50,15 +54,15 @@ class RealXfrm:
             if libc.setns(target, CLONE_NEWNET) != 0:
                 raise OSError(ctypes.get_errno(), "setns")
             try:
-                self.sock = socket.socket(AF_NETLINK, socket.SOCK_RAW, N.NETLINK_XFRM)
+                sock = socket.socket(AF_NETLINK, socket.SOCK_RAW, N.NETLINK_XFRM)
             finally:
                 libc.setns(own, CLONE_NEWNET)
         finally:
             os.close(own)
             os.close(target)
-        self.sock.bind((0, 0))
-        self.sock.setsockopt(N.SOL_NETLINK, N.NETLINK_EXT_ACK, 1)
-        self.portid = self.sock.getsockname()[0]
+        sock.bind((0, groups))
+        sock.setsockopt(N.SOL_NETLINK, N.NETLINK_EXT_ACK, 1)
+        return sock
 
     def send(self, data: bytes) -> list[bytes]:
         self.sock.send(data)
@@ -100,6 +104,8 @@ def normalise(datagrams: list[bytes]) -> list[tuple]:
             struct.pack_into("=I", raw, 12, 0)
             if h.type == M.NEWSA and h.len >= 16 + 224:
                 struct.pack_into("=Q", raw, 16 + 160 + 16, 0)   # curlft.add_time
+            if h.type == M.DELSA and h.len >= 16 + 24 + 4 + 224:     # usersa_id + XFRMA_SA
+                struct.pack_into("=Q", raw, 16 + 24 + 4 + 160 + 16, 0)
             if h.type == M.NEWAE and h.len >= 16 + 48:
                 for ra in N.iter_attrs(raw, 16 + 48, len(raw)):
                     if ra.type == A.LTIME_VAL:
@@ -298,3 +304,39 @@ def test_sad_hash_growth_reported_like_kernel(pair):
         if n in (8, 9, 16, 17, 32, 33, 40):
             time.sleep(0.05)
             compare(pair, msg(M.GETSADINFO, struct.pack("=I", 0)))
+
+
+def _drain(sock) -> list[bytes]:
+    out = []
+    while select.select([sock], [], [], 0.05)[0]:
+        out.append(sock.recv(65536))
+    return out
+
+
+def test_sa_events_match_kernel(real):
+    """DELSA and FLUSHSA notifications of larval states, seen by a listener on the SA and
+    EXPIRE groups (legacy bind mask), byte-equal with header pid and add_time normalised."""
+    from xfrmd.clock import ManualClock
+    from xfrmd.kernel import Kernel
+    groups = X.XFRMGRP_SA | X.XFRMGRP_EXPIRE
+    real.send(msg(M.FLUSHSA, bytes([0])))
+    mon_real = real.open(groups)
+    k = Kernel(ManualClock(), seed=1)
+    fake = Nl(k)
+    mon_fake = Nl(k, ext_ack=True, pid=999)
+    k.bind(mon_fake.s, 0, groups)
+    mark = N.nla(A.MARK, struct.pack("=II", 3, 0xf))
+    steps = [allocspi(0x700, 0x700, reqid=1), allocspi(0x701, 0x701, mark + DIR_IN, reqid=2),
+             msg(M.DELSA, usersa_id(spi=0x700), seq=77, pid=4321),
+             msg(M.DELSA, usersa_id(spi=0x701) + mark, seq=78),
+             msg(M.EXPIRE, usersa_info(spi=0x701) + bytes(8)),
+             allocspi(0x702, 0x702, reqid=3, proto=X.IPPROTO_AH),
+             msg(M.FLUSHSA, bytes([X.IPPROTO_ESP]), seq=79, pid=5),
+             msg(M.FLUSHSA, bytes([X.IPPROTO_AH]), seq=80, pid=6)]
+    try:
+        for req in steps:
+            assert normalise(fake.send(req)) == normalise(real.send(req))
+            got_real, got_fake = normalise(_drain(mon_real)), normalise(mon_fake.recv_all())
+            assert got_fake == got_real, _explain(got_real, got_fake)
+    finally:
+        mon_real.close()

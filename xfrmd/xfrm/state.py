@@ -334,5 +334,6 @@ HZ = 1000
 
 
 def flush_message(proto: int, seq: int, pid: int) -> bytes:
-    """``xfrm_notify_sa_flush``: a 1-byte xfrm_usersa_flush (nlmsg_len 17, padded)."""
-    return encode_msg(M.FLUSHSA, 0, seq, pid, bytes([proto]))
+    """``xfrm_notify_sa_flush``: xfrm_usersa_flush is 1 byte, but ``nlmsg_end`` measures
+    the aligned tail, so nlmsg_len is 20 (probed), the padding zeroed."""
+    return encode_msg(M.FLUSHSA, 0, seq, pid, bytes([proto, 0, 0, 0]))
