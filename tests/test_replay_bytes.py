@@ -99,3 +99,58 @@ def test_parse_errors_match_real_ip(realns, cmd):
     ours, r = _replay(cmd)
     assert (r.stdout, r.stderr, r.status) == (out, err, rc)
     assert ours == [] and real == []
+
+
+_RTM_CHANGES = (16, 17, 20, 21)   # RTM_NEWLINK, RTM_DELLINK, RTM_NEWADDR, RTM_DELADDR
+
+
+class _LinkBackend(RecordingBackend):
+    """Name lookups answered from the links the real netns has at that point."""
+
+    def __init__(self, names: dict):
+        super().__init__()
+        self.names = names
+
+    def name_to_index(self, name):
+        return self.names.get(name, 0)
+
+
+def _real_links(ns) -> dict:
+    import json
+    import subprocess
+    out = subprocess.run(["ip", "-netns", ns.name, "-j", "link", "show"], capture_output=True,
+                         text=True).stdout
+    return {d["ifname"]: d["ifindex"] for d in json.loads(out or "[]")}
+
+
+def test_link_and_addr_requests_equal_real_ip():
+    from .replay.forms import LINK_FORMS
+    require(have_tools(), "needs root, ip and strace")
+    ns = RealNetns()
+    try:
+        for cmd in LINK_FORMS:
+            names = _real_links(ns)
+            real, _, err, _ = ns.ip(cmd, trace=True, protocol="NETLINK_ROUTE")
+            real = [d for d in real if struct.unpack_from("<H", d, 4)[0] in _RTM_CHANGES]
+            assert len(real) >= 1 + cmd.startswith("link"), (cmd, err)   # link: probe + request
+            b = _LinkBackend(names)
+            r = run_line(b, shlex.split(cmd))
+            ours = [d for s in b.sockets for d in s.sent
+                    if struct.unpack_from("<H", d, 4)[0] in _RTM_CHANGES]
+            assert [_norm(d).hex() for d in ours] == [_norm(d).hex() for d in real], (cmd, err)
+    finally:
+        ns.close()
+
+
+def test_link_parse_errors_match_real_ip():
+    from .replay.forms import LINK_PARSE_ERRORS
+    require(have_tools(), "needs root, ip and strace")
+    ns = RealNetns()
+    try:
+        subprocess_names = _real_links(ns)
+        for cmd in LINK_PARSE_ERRORS:
+            _, out, err, rc = ns.ip(cmd)
+            r = run_line(_LinkBackend(subprocess_names), shlex.split(cmd))
+            assert (r.stdout, r.stderr, r.status) == (out, err, rc), cmd
+    finally:
+        ns.close()

@@ -122,3 +122,38 @@ PARSE_ERRORS = [
     "xfrm policy set hthresh4 33 0",
     "xfrm policy flush ptype bogus",
 ]
+
+# `ip link` / `ip addr` forms (run in order in one real netns: later ones use earlier links)
+LINK_FORMS = [
+    "link add vx0 type veth peer name vx1",
+    "link add name vy0 type veth peer name vy1 mtu 1400",
+    "link add br0 type bridge",
+    "link add dm0 type dummy",
+    "link add dm1 type dummy whatever words",
+    "link add bond9 type bond mode 802.3ad xmit_hash_policy layer3+4 miimon 100",
+    "link add bond8 type bond mode active-backup",
+    "link set vx0 up",
+    "link set dev vx1 down",
+    "link set vx0 mtu 1300",
+    "link set vx1 master br0",
+    "link set vx1 nomaster",
+    "link set vy0 address 02:00:00:00:00:01",
+    "link set vy1 name vy2",
+    "addr add 192.0.2.1/24 dev vx0",
+    "addr add 198.51.100.1/24 brd + dev vx0",
+    "address add 2001:db8::1/64 dev vx0",
+    "addr add 10.9.9.9 peer 10.9.9.10/32 dev vx0",
+    "addr add 127.0.0.2/8 dev lo",
+    "addr add 192.0.2.9/24 dev vx0 label vx0:1 scope link",
+    "addr del 192.0.2.1/24 dev vx0",
+    "link del vx0",
+    "link delete dev br0",
+]
+LINK_PARSE_ERRORS = [
+    "link add nope0",
+    "link set nosuchdev up",
+    "link set vy0 mtu abc",
+    "addr add 10.0.0.1/24",
+    "addr add 10.0.0.1/24 dev nosuchdev",
+    "link add name aaaaaaaaaaaaaaaaaaaa type dummy",
+]

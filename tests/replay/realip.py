@@ -27,7 +27,7 @@ class RealNetns:
     def close(self):
         subprocess.run(["ip", "netns", "del", self.name], check=False)
 
-    def ip(self, cmd: str, *, trace: bool = False):
+    def ip(self, cmd: str, *, trace: bool = False, protocol: str = "NETLINK_XFRM"):
         """(xfrm datagrams sent, stdout, stderr, status) of `ip -netns NS <cmd>`."""
         argv = ["ip", "-netns", self.name] + shlex.split(cmd)
         if not trace:
@@ -37,14 +37,15 @@ class RealNetns:
             p = subprocess.run(["strace", "-f", "-qq", "-e", "trace=socket,sendmsg,sendto",
                                 "-e", "write=3,4,5,6,7,8,9", "-o", log.name] + argv,
                                capture_output=True, text=True, timeout=30)
-            return parse_strace(log.read()), p.stdout, p.stderr, p.returncode
+            return parse_strace(log.read(), protocol), p.stdout, p.stderr, p.returncode
 
     def run_in(self, argv: list[str], **kw):
         return subprocess.run(["ip", "netns", "exec", self.name] + argv, capture_output=True,
                               text=True, timeout=60, **kw)
 
 
-def parse_strace(text: str) -> list[bytes]:
+def parse_strace(text: str, protocol: str = "NETLINK_XFRM") -> list[bytes]:
+    """The datagrams sent on sockets of ``protocol``, in order."""
     xfrm_fds: set[int] = set()
     out: list[bytes] = []
     current: bytearray | None = None
@@ -52,7 +53,7 @@ def parse_strace(text: str) -> list[bytes]:
         m = _SOCKET.match(line)
         if m:
             fd = int(m.group(2))
-            if m.group(1) == "NETLINK_XFRM":
+            if m.group(1) == protocol:
                 xfrm_fds.add(fd)
             else:
                 xfrm_fds.discard(fd)

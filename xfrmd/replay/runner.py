@@ -171,9 +171,15 @@ def run_line(backend: Backend, words: list[str], lineno: int = 0,
                              "`xfrmd run -- ip xfrm monitor` instead\n", 1)
             else:
                 raise IpExit(f'xfrm Object "{sub}" is unknown.\n', -1)
+        elif matches(obj, "address") or matches(obj, "link"):
+            from netlink_codec.netlink import NETLINK_ROUTE
+            from .iplink import do_ipaddr, do_iplink
+            talker = Talker(backend.open(NETLINK_ROUTE), ctx.err)
+            res.status = (do_ipaddr if matches(obj, "address") else do_iplink)(
+                ctx, talker, rest)
         else:
             raise IpExit(f'xfrmd replay: object "{obj}" is not supported by the replayer '
-                         "(supported: xfrm state, xfrm policy)\n", 1)
+                         "(supported: xfrm state, xfrm policy, link, address)\n", 1)
     except IpExit as e:
         if e.stderr:
             ctx.err(e.stderr)
