@@ -106,6 +106,8 @@ def normalise(datagrams: list[bytes]) -> list[tuple]:
                 struct.pack_into("=Q", raw, 16 + 160 + 16, 0)   # curlft.add_time
             if h.type == M.DELSA and h.len >= 16 + 24 + 4 + 224:     # usersa_id + XFRMA_SA
                 struct.pack_into("=Q", raw, 16 + 24 + 4 + 160 + 16, 0)
+            if h.type == M.EXPIRE and h.len >= 16 + 232:
+                struct.pack_into("=Q", raw, 16 + 160 + 16, 0)
             if h.type == M.NEWAE and h.len >= 16 + 48:
                 for ra in N.iter_attrs(raw, 16 + 48, len(raw)):
                     if ra.type == A.LTIME_VAL:
@@ -340,3 +342,35 @@ def test_sa_events_match_kernel(real):
             assert got_fake == got_real, _explain(got_real, got_fake)
     finally:
         mon_real.close()
+
+
+@pytest.mark.slow
+def test_larval_expiry_event_matches_kernel(real):
+    """A larval state's hard expiry (acq_expires set to 1 s in both kernels): same EXPIRE."""
+    import time
+    from xfrmd.clock import ManualClock
+    from xfrmd.kernel import Kernel
+    from xfrmd.xfrm.sadb import sad
+    subprocess.run(["ip", "netns", "exec", real.name, "sysctl", "-qw",
+                    "net.core.xfrm_acq_expires=1"], check=True)
+    mon_real = real.open(X.XFRMGRP_EXPIRE)
+    k = Kernel(ManualClock(), seed=1)
+    fake = Nl(k)
+    mon_fake = Nl(k, pid=999)
+    k.bind(mon_fake.s, 0, X.XFRMGRP_EXPIRE)
+    sad(fake.s.netns.xfrm).acq_expires = 1
+    req = allocspi(0x900, 0x900, N.nla(A.MARK, struct.pack("=II", 1, 1)) + DIR_IN, reqid=4)
+    try:
+        assert normalise(fake.send(req)) == normalise(real.send(req))
+        k.advance(0.9)
+        assert mon_fake.recv_all() == []
+        k.advance(0.1)
+        deadline = time.monotonic() + 5
+        got_real = []
+        while not got_real and time.monotonic() < deadline:
+            got_real = _drain(mon_real)
+        assert normalise(mon_fake.recv_all()) == normalise(got_real)
+    finally:
+        mon_real.close()
+        subprocess.run(["ip", "netns", "exec", real.name, "sysctl", "-qw",
+                        "net.core.xfrm_acq_expires=30"], check=True)
