@@ -184,6 +184,10 @@ def run_line(backend: Backend, words: list[str], lineno: int = 0,
         if e.stderr:
             ctx.err(e.stderr)
         res.status = e.status
+    except OSError as e:
+        # rtnl_open failing: perror("Cannot open netlink socket"), exit(1)
+        ctx.err(f"Cannot open netlink socket: {os.strerror(e.errno or 0)}\n")
+        res.status = 1
     finally:
         if talker is not None:
             res.sent = talker.sent
