@@ -187,3 +187,23 @@ def test_newae_and_getae(nl, mon):
     assert at[A.REPLAY_THRESH] == struct.pack("=I", 9)
     assert at[A.ETIMER_THRESH] == struct.pack("=I", 10)    # aevent_etime default, 100 ms units
     assert events(mon) == []
+
+
+def test_byte_and_packet_limits_through_check_expire(kernel, nl, mon):
+    """What the datapath calls after counting a packet (xfrm_state_check_expire)."""
+    from xfrmd.xfrm.sadb import sad
+    nl.ok(newsa(lft=(1000, 2000, INF, 5, 0, 0, 0, 0)))
+    events(mon)
+    db = sad(nl.s.netns.xfrm)
+    x = db.lookup(0, usersa_info()[56:72], 0x1000, X.IPPROTO_ESP, X.AF_INET)
+    x.curlft.bytes, x.curlft.packets = 1200, 1
+    assert db.check_expire(x) == 0
+    assert [h for h, _ in expire_events(mon)] == [0]          # soft byte limit, once
+    assert x.curlft.use_time == kernel.clock.wall()
+    x.curlft.bytes = 1300
+    assert db.check_expire(x) == 0 and expire_events(mon) == []
+    x.curlft.packets = 5
+    assert db.check_expire(x) == -E.EINVAL                     # hard packet limit
+    kernel.advance(0)
+    assert [h for h, _ in expire_events(mon)] == [1]
+    assert nl.errno_of(msg(M.GETSA, usersa_id()))[0] == -E.ESRCH

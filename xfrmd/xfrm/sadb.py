@@ -227,7 +227,7 @@ class StateDb:
             return -17
         x1 = None
         if x.use_spi and x.km_seq:
-            x1 = self.find_acq_byseq(x.mark[0] & x.mark[1], x.km_seq)
+            x1 = self.find_acq_byseq(x.mark[0] & x.mark[1], x.km_seq, x.pcpu_num)
             if x1 is not None and (x1.id.proto != x.id.proto or
                                    addr_key(x1.id.daddr, x.family) != addr_key(x.id.daddr, x.family)):
                 x1 = None
@@ -310,6 +310,23 @@ class StateDb:
         for x in victims:
             self.delete(x)
         return victims
+
+    def check_expire(self, x) -> int:
+        """``xfrm_state_check_expire``, for the datapath after it counted a packet in
+        ``x.curlft``: first use sets use_time; a hard byte/packet limit marks the state
+        EXPIRED and lets the timer delete it now (-EINVAL); a soft one sends EXPIRE hard=0."""
+        cur, lft = x.curlft, x.lft
+        if not cur.use_time:
+            cur.use_time = self.kernel.clock.wall()
+        if cur.bytes >= lft.hard_byte_limit or cur.packets >= lft.hard_packet_limit:
+            x.km_state = XFRM_STATE_EXPIRED
+            self._arm(x, 0)
+            return -22
+        if not x.km_dying and (cur.bytes >= lft.soft_byte_limit
+                               or cur.packets >= lft.soft_packet_limit):
+            x.km_dying = 1
+            self.km_state_expired(x, False, 0)
+        return 0
 
     # -- timers (xfrm_timer_handler) -------------------------------------------------------
 
