@@ -22,5 +22,8 @@ class XfrmNet:
         self.spd_counts = [0] * 6     # policy_count[dir] for IN OUT FWD and the socket dirs
 
     def flush_all(self) -> None:
+        sad = getattr(self, "sad", None)   # the SAD's indexes and timers (xfrm_state_fini)
+        if sad is not None:
+            sad.destroy()
         self.state_all.clear()
         self.policy_all.clear()
