@@ -207,3 +207,12 @@ def test_byte_and_packet_limits_through_check_expire(kernel, nl, mon):
     kernel.advance(0)
     assert [h for h, _ in expire_events(mon)] == [1]
     assert nl.errno_of(msg(M.GETSA, usersa_id()))[0] == -E.ESRCH
+
+
+def test_namespace_removal_drops_states_and_timers(kernel):
+    kernel.add_netns("other")
+    sock = kernel.socket(N.NETLINK_XFRM, "other")
+    kernel.deliver(sock, newsa(lft=lifetimes(hard_add=5)))
+    assert kernel.next_deadline() is not None
+    kernel.del_netns("other")
+    assert kernel.next_deadline() is None

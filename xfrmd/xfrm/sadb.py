@@ -275,6 +275,16 @@ class StateDb:
         t.tunnel_users -= 1
         x.tunnel = None
 
+    def destroy(self) -> None:
+        """``xfrm_state_fini`` when the namespace goes: every state and timer is dropped."""
+        for x in list(self.all.values()):
+            if x.timer is not None:
+                x.timer.cancel()
+                x.timer = None
+            x.km_state = XFRM_STATE_DEAD
+        for table in (self.all, self.byspi, self.bysrc, self.bydst, self.byseq, self.tunnel6):
+            table.clear()
+
     # -- xfrm6_tunnel SPIs (net/ipv6/xfrm6_tunnel.c) -----------------------------------------
 
     def tunnel6_spi_lookup(self, saddr: bytes) -> int:
