@@ -419,3 +419,14 @@ def test_ipcomp6_tunnel_uses_xfrm6_tunnel_spis(nl):
     nl.ok(newsa(comp, proto=X.IPPROTO_COMP, spi=0x300, src="2001:db8::1", dst="2001:db8::2"))
     nl.ok(newsa(comp, proto=X.IPPROTO_COMP, spi=0x301, src="2001:db8::9", dst="2001:db8::2"))
     assert _states(nl) == [(X.IPPROTO_COMP, 0x301), (41, 2), (X.IPPROTO_COMP, 0x300), (41, 1)]
+
+
+def test_type_switch_per_kernel_through_the_service_op(nl, kernel):
+    from xfrmd import services
+    assert services.handle(kernel, "default", {"op": "xfrm_type", "proto": "ah", "state": "off"}) == {"errno": 0}
+    ah = newsa(N.nla(A.ALG_AUTH, algo("hmac(sha1)", bytes(20))), proto=X.IPPROTO_AH)
+    assert nl.errno_of(ah) == (-E.EPROTONOSUPPORT, "Requested type not found")
+    nl.ok(newsa())                                   # ESP is still there
+    services.handle(kernel, "default", {"op": "xfrm_type", "proto": "ah", "state": "on"})
+    nl.ok(ah)
+    assert services.handle(kernel, "default", {"op": "xfrm_type", "proto": "x", "state": "on"})["errno"] == E.EINVAL

@@ -20,3 +20,10 @@ def _acquire(svc, args) -> int:
         fields[k.replace("-", "_")] = int(v, 0) if k in ("mark", "mask", "policy", "reqid",
                                                         "if_id", "priority") else v
     return _result(svc.query("acquire", **fields), show=True)
+
+
+@verb("xfrm-type", "xfrm-type esp|ah|comp on|off — load or unload an xfrm type module")
+def _xfrm_type(svc, args) -> int:
+    if len(args) != 2:
+        raise SystemExit("usage: xfrmd ctl " + VERBS["xfrm-type"][1])
+    return _result(svc.query("xfrm_type", proto=args[0], state=args[1]))

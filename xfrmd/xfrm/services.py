@@ -81,3 +81,16 @@ def _acquire(kernel, ns, req: dict) -> dict:
     elif res["errno"] == E.EAGAIN:
         res["errno"] = 0   # an acquire is in progress: what the caller asked for
     return res
+
+
+@service("xfrm_type")
+def _xfrm_type(kernel, ns, req: dict) -> dict:
+    """Load (``on``) or unload (``off``) the ESP / AH / IPComp type of this kernel: without it
+    NEWSA answers EPROTONOSUPPORT "Requested type not found", as a kernel without the module."""
+    from .types import set_type_enabled
+    proto = XFRM_PROTOS.get(str(req.get("proto")))
+    state = req.get("state")
+    if proto is None or state not in ("on", "off"):
+        return {"errno": E.EINVAL, "error": "xfrmd: xfrm-type esp|ah|comp on|off"}
+    set_type_enabled(kernel, proto, state == "on")
+    return {"errno": 0}

@@ -17,7 +17,8 @@ from . import algos
 CRYPTO_MAX_ALG_NAME = 128
 CRYPTO_FAIL = "Kernel was unable to initialize cryptographic operations"
 
-# (proto) → available; topology may disable ESP/AH/COMP (set of protocol numbers)
+# Types missing from every kernel of this process (tests); a kernel's own switch is
+# ``kernel.xfrm_disabled_types`` (topology, ``xfrmd ctl xfrm-type esp off``).
 DISABLED_TYPES: set[int] = set()
 
 _TUNNEL_FLAG_MODES = {X.XFRM_MODE_TUNNEL, X.XFRM_MODE_BEET, X.XFRM_MODE_IPTFS}
@@ -33,12 +34,19 @@ def get_mode(mode: int, family: int) -> bool:
     return False
 
 
-def get_type(proto: int, family: int):
+def get_type(proto: int, family: int, kernel=None):
     """``xfrm_get_type``: the init_state function, or None when no module provides it.
     Mobile IPv6 (ROUTING/DSTOPTS) is not built into the emulated kernel."""
-    if proto in DISABLED_TYPES:
+    if proto in DISABLED_TYPES or proto in getattr(kernel, "xfrm_disabled_types", ()):
         return None
     return _TYPES.get(proto)
+
+
+def set_type_enabled(kernel, proto: int, enabled: bool) -> None:
+    """Load or unload an xfrm type module in one emulated kernel."""
+    disabled = set(getattr(kernel, "xfrm_disabled_types", ()))
+    (disabled.discard if enabled else disabled.add)(proto)
+    kernel.xfrm_disabled_types = frozenset(disabled)
 
 
 def init_state(x, *, ip_no_pmtu_disc: bool = False) -> tuple[int, str | None]:
@@ -54,7 +62,7 @@ def init_state(x, *, ip_no_pmtu_disc: bool = False) -> tuple[int, str | None]:
             return -E.EPROTONOSUPPORT, "Only tunnel modes can accommodate a change of family"
     elif not get_mode(x.props.mode, family):
         return -E.EPROTONOSUPPORT, "Requested mode not found"
-    type_init = get_type(x.id.proto, family)
+    type_init = get_type(x.id.proto, family, x.net.kernel if x.net is not None else None)
     if type_init is None:
         return -E.EPROTONOSUPPORT, "Requested type not found"
     err, msg = type_init(x)
