@@ -7,6 +7,8 @@ import subprocess
 import textwrap
 import time
 
+from .daemon import Daemon
+
 CHARON = "/usr/lib/ipsec/charon"
 PLUGINS = ("random nonce openssl aes sha1 sha2 hmac gmp pem pkcs1 x509 pubkey kdf "
            "kernel-netlink socket-default vici updown")
@@ -16,7 +18,7 @@ def available() -> bool:
     return os.path.exists(CHARON) and shutil.which("swanctl") is not None
 
 
-class Charon:
+class Charon(Daemon):
     """One charon in ``side`` of a pair; ``env`` adds the shim's variables (or nothing to
     talk to the real kernel). Config lives in ``workdir``."""
 
@@ -133,11 +135,3 @@ class Charon:
         except OSError:
             return ""
 
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()

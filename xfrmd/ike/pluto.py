@@ -10,6 +10,8 @@ import subprocess
 import textwrap
 import time
 
+from .daemon import Daemon
+
 
 def libreswan_dir() -> str:
     return os.environ.get("XFRMD_LIBRESWAN_DIR") or os.path.expanduser(
@@ -24,7 +26,7 @@ def available() -> bool:
     return os.access(os.path.join(_libexec(), "pluto"), os.X_OK)
 
 
-class Pluto:
+class Pluto(Daemon):
     def __init__(self, pair, side: str, workdir: str, env: dict | None = None, *,
                  conn_type: str = "tunnel", nic_offload: str = "no",
                  salifetime: int = 0, extra: str = ""):
@@ -123,12 +125,3 @@ class Pluto:
         except OSError:
             text = ""
         return text + self.stderr()
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()

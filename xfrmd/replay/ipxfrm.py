@@ -274,7 +274,8 @@ def parse_reqid(a: Argv) -> int:
 def _upspec_parse(ctx: Ctx, a: Argv, sel) -> None:
     start = a.argc
     f = ctx.filter
-    sportp = dportp = typep = codep = grekey = False
+    seen: set[str] = set()
+    grekey = False
     while True:
         w = a.cur
         if w == "proto":
@@ -289,44 +290,19 @@ def _upspec_parse(ctx: Ctx, a: Argv, sel) -> None:
                         invarg("PROTO value is invalid", a.cur)
             sel.proto = up
             f.upspec_proto_mask = 0xFF
-        elif w == "sport":
-            sportp = True
+        elif w in ("sport", "dport", "type", "code"):
+            # sport/type live in sel.sport, dport/code in sel.dport; type/code are one byte
             a.next()
             v = get_u16(a.cur)
-            if v is None:
-                invarg("value after \"sport\" is invalid", a.cur)
-            sel.sport = v
-            if v:
-                sel.sport_mask = 0xFFFF
-            f.upspec_sport_mask = 0xFFFF
-        elif w == "dport":
-            dportp = True
-            a.next()
-            v = get_u16(a.cur)
-            if v is None:
-                invarg("value after \"dport\" is invalid", a.cur)
-            sel.dport = v
-            if v:
-                sel.dport_mask = 0xFFFF
-            f.upspec_dport_mask = 0xFFFF
-        elif w == "type":
-            typep = True
-            a.next()
-            v = get_u16(a.cur)
-            if v is None or v & ~0xFF:
-                invarg("value after \"type\" is invalid", a.cur)
-            sel.sport = v
-            sel.sport_mask = 0xFFFF
-            f.upspec_sport_mask = 0xFFFF
-        elif w == "code":
-            codep = True
-            a.next()
-            v = get_u16(a.cur)
-            if v is None or v & ~0xFF:
-                invarg("value after \"code\" is invalid", a.cur)
-            sel.dport = v
-            sel.dport_mask = 0xFFFF
-            f.upspec_dport_mask = 0xFFFF
+            icmp = w in ("type", "code")
+            if v is None or (icmp and v & ~0xFF):
+                invarg(f'value after "{w}" is invalid', a.cur)
+            port = "sport" if w in ("sport", "type") else "dport"
+            setattr(sel, port, v)
+            if v or icmp:
+                setattr(sel, port + "_mask", 0xFFFF)
+            setattr(f, f"upspec_{port}_mask", 0xFFFF)
+            seen.add(w)
         elif w == "key":
             grekey = True
             a.next()
@@ -352,10 +328,10 @@ def _upspec_parse(ctx: Ctx, a: Argv, sel) -> None:
         a.next()
     if a.argc == start:
         missarg("UPSPEC")
-    if (sportp or dportp) and sel.proto not in (IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP,
+    if seen & {"sport", "dport"} and sel.proto not in (IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP,
                                                  IPPROTO_DCCP, 0):
         die(f'"sport" and "dport" are invalid with PROTO value "{strxf_proto(sel.proto)}"\n')
-    if (typep or codep) and sel.proto not in (IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_MH):
+    if seen & {"type", "code"} and sel.proto not in (IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_MH):
         die(f'"type" and "code" are invalid with PROTO value "{strxf_proto(sel.proto)}"\n')
     if grekey and sel.proto != IPPROTO_GRE:
         die(f'"key" is invalid with PROTO value "{strxf_proto(sel.proto)}"\n')

@@ -33,6 +33,48 @@ def _ptype_parse(a: Argv) -> int:
     return t
 
 
+class _Common:
+    """Options policy add/update and get/delete share (dir, ctx, mark, ptype, if_id)."""
+
+    def __init__(self):
+        self.dirp = self.ptypep = None
+        self.dir = self.ptype = 0
+        self.sctx = None
+        self.mark = X.XfrmMark()
+        self.if_id = None
+
+    def parse(self, ctx: Ctx, a: Argv) -> bool:
+        """Consume one option at the cursor; False when it is not one of these."""
+        w = a.cur
+        if w == "dir":
+            if self.dirp:
+                duparg("dir", a.cur)
+            self.dirp = w
+            a.next()
+            self.dir = _dir_parse(a)
+        elif w == "ctx":
+            if self.sctx is not None:
+                duparg("ctx", a.cur)
+            a.next()
+            self.sctx = sctx_bytes(a.cur)
+        elif w == "mark":
+            self.mark = parse_mark(ctx, a)
+        elif w == "ptype":
+            if self.ptypep:
+                duparg("ptype", a.cur)
+            self.ptypep = w
+            a.next()
+            self.ptype = _ptype_parse(a)
+        elif w == "if_id":
+            a.next()
+            self.if_id = get_u32(a.cur)
+            if self.if_id is None:
+                invarg("IF_ID value is invalid", a.cur)
+        else:
+            return False
+        return True
+
+
 def _tmpl_parse(ctx: Ctx, a: Argv, t) -> None:
     start = a.argc
     idp = False
@@ -74,39 +116,20 @@ def policy_modify(ctx: Ctx, nl, cmd: int, a: Argv) -> int:
     xp.sel.family = ctx.preferred_family
     for f in ("soft_byte_limit", "hard_byte_limit", "soft_packet_limit", "hard_packet_limit"):
         setattr(xp.lft, f, X.XFRM_INF)
-    dirp = selp = ptypep = sctx = None
-    ptype = 0
+    c = _Common()
+    selp = None
     tmpls = b""
-    mark = X.XfrmMark()
-    if_id = None
     offload = None
     while a.argc > 0:
         w = a.cur
-        if w == "dir":
-            if dirp:
-                duparg("dir", a.cur)
-            dirp = w
-            a.next()
-            xp.dir = _dir_parse(a)
-        elif w == "ctx":
-            if sctx is not None:
-                duparg("ctx", a.cur)
-            a.next()
-            sctx = sctx_bytes(a.cur)
-        elif w == "mark":
-            mark = parse_mark(ctx, a)
+        if c.parse(ctx, a):
+            pass
         elif w == "index":
             a.next()
             v = get_u32(a.cur)
             if v is None:
                 invarg("INDEX value is invalid", a.cur)
             xp.index = v
-        elif w == "ptype":
-            if ptypep:
-                duparg("ptype", a.cur)
-            ptypep = w
-            a.next()
-            ptype = _ptype_parse(a)
         elif w == "action":
             a.next()
             if a.cur == "allow":
@@ -136,11 +159,6 @@ def policy_modify(ctx: Ctx, nl, cmd: int, a: Argv) -> int:
             a.next()
             _tmpl_parse(ctx, a, t)
             tmpls += t.encode()
-        elif w == "if_id":
-            a.next()
-            if_id = get_u32(a.cur)
-            if if_id is None:
-                invarg("IF_ID value is invalid", a.cur)
         elif w == "offload":                  # newer iproute2: offload packet dev DEV
             a.next()
             if a.cur != "packet":
@@ -149,10 +167,9 @@ def policy_modify(ctx: Ctx, nl, cmd: int, a: Argv) -> int:
             if a.cur != "dev":
                 invarg("Missing dev keyword", a.cur)
             a.next()
-            ifindex = ctx.ll_name_to_index(a.cur)
-            if not ifindex:
+            offload = ctx.ll_name_to_index(a.cur)
+            if not offload:
                 invarg("Invalid device name", a.cur)
-            offload = ifindex
         else:
             if selp:
                 duparg("unknown", a.cur)
@@ -161,22 +178,24 @@ def policy_modify(ctx: Ctx, nl, cmd: int, a: Argv) -> int:
             if ctx.preferred_family == AF_UNSPEC:
                 ctx.preferred_family = xp.sel.family
         a.advance()
-    if not dirp:
+    if not c.dirp:
         die("Not enough information: DIR is required.\n")
+    xp.dir = c.dir
     req = Request(cmd, NLM_F_REQUEST)
-    if ptypep:
-        req.addattr(A.POLICY_TYPE, X.XfrmUserpolicyType(type=ptype).encode())
+    if c.ptypep:
+        req.addattr(A.POLICY_TYPE, X.XfrmUserpolicyType(type=c.ptype).encode())
     if tmpls:
         req.addattr(A.TMPL, tmpls)
-    if mark.m:
-        req.addattr(A.MARK, mark.encode())
-    if sctx is not None:
-        req.addattr(A.SEC_CTX, sctx)
-    if if_id is not None:
-        req.addattr(A.IF_ID, struct.pack("<I", if_id))
+    if c.mark.m:
+        req.addattr(A.MARK, c.mark.encode())
+    if c.sctx is not None:
+        req.addattr(A.SEC_CTX, c.sctx)
+    if c.if_id is not None:
+        req.addattr(A.IF_ID, struct.pack("<I", c.if_id))
     if offload is not None:
-        flags = X.XFRM_OFFLOAD_PACKET   # the direction comes from the policy's dir
-        req.addattr(A.OFFLOAD_DEV, X.XfrmUserOffload(ifindex=offload, flags=flags).encode())
+        # the direction comes from the policy's dir
+        req.addattr(A.OFFLOAD_DEV, X.XfrmUserOffload(ifindex=offload,
+                                                    flags=X.XFRM_OFFLOAD_PACKET).encode())
     if xp.sel.family == AF_UNSPEC:
         xp.sel.family = AF_INET
     req.fixed = xp.encode()
@@ -267,26 +286,12 @@ def print_policy(ctx: Ctx, msg: bytes) -> int:
 
 def policy_get_or_delete(ctx: Ctx, nl, a: Argv, delete: bool) -> int:
     xpid = X.XfrmUserpolicyId()
-    dirp = selp = indexp = ptypep = None
-    ptype = 0
-    sctx = None
-    mark = X.XfrmMark()
-    if_id = None
+    c = _Common()
+    selp = indexp = None
     while a.argc > 0:
         w = a.cur
-        if w == "dir":
-            if dirp:
-                duparg("dir", a.cur)
-            dirp = w
-            a.next()
-            xpid.dir = _dir_parse(a)
-        elif w == "ctx":
-            if sctx is not None:
-                duparg("ctx", a.cur)
-            a.next()
-            sctx = sctx_bytes(a.cur)
-        elif w == "mark":
-            mark = parse_mark(ctx, a)
+        if c.parse(ctx, a):
+            pass
         elif w == "index":
             if indexp:
                 duparg("index", a.cur)
@@ -296,17 +301,6 @@ def policy_get_or_delete(ctx: Ctx, nl, a: Argv, delete: bool) -> int:
             if v is None:
                 invarg("INDEX value is invalid", a.cur)
             xpid.index = v
-        elif w == "ptype":
-            if ptypep:
-                duparg("ptype", a.cur)
-            ptypep = w
-            a.next()
-            ptype = _ptype_parse(a)
-        elif w == "if_id":
-            a.next()
-            if_id = get_u32(a.cur)
-            if if_id is None:
-                invarg("IF_ID value is invalid", a.cur)
         else:
             if selp:
                 invarg("unknown", a.cur)
@@ -315,23 +309,24 @@ def policy_get_or_delete(ctx: Ctx, nl, a: Argv, delete: bool) -> int:
             if ctx.preferred_family == AF_UNSPEC:
                 ctx.preferred_family = xpid.sel.family
         a.advance()
-    if not dirp:
+    if not c.dirp:
         die("Not enough information: DIR is required.\n")
+    xpid.dir = c.dir
     req = Request(M.DELPOLICY if delete else M.GETPOLICY, NLM_F_REQUEST)
-    if ptypep:
-        req.addattr(A.POLICY_TYPE, X.XfrmUserpolicyType(type=ptype).encode())
+    if c.ptypep:
+        req.addattr(A.POLICY_TYPE, X.XfrmUserpolicyType(type=c.ptype).encode())
     if not selp and not indexp:
         die("Not enough information: either SELECTOR or INDEX is required.\n")
     if selp and indexp:
         duparg2("SELECTOR", "INDEX")
     if xpid.sel.family == AF_UNSPEC:
         xpid.sel.family = AF_INET
-    if mark.m & mark.v:
-        req.addattr(A.MARK, mark.encode())
-    if sctx is not None:
-        req.addattr(A.SEC_CTX, sctx)
-    if if_id is not None:
-        req.addattr(A.IF_ID, struct.pack("<I", if_id))
+    if c.mark.m & c.mark.v:
+        req.addattr(A.MARK, c.mark.encode())
+    if c.sctx is not None:
+        req.addattr(A.SEC_CTX, c.sctx)
+    if c.if_id is not None:
+        req.addattr(A.IF_ID, struct.pack("<I", c.if_id))
     req.fixed = xpid.encode()
     if delete:
         nl.talk(req.bytes())
