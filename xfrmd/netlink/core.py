@@ -20,12 +20,16 @@ DUMP_STARTED = object()
 
 
 class Reply:
-    """A handler's outcome: errno (0 or negative) and extended-ACK data."""
-    __slots__ = ("error", "ext")
+    """A handler's outcome: errno (0 or negative) and extended-ACK data.
+
+    ``echo``: the datagram as the handler left it, when it changed the request in place
+    before failing (``validate_tmpl`` fills template families) — the error echoes that."""
+    __slots__ = ("error", "ext", "echo")
 
     def __init__(self, error: int = 0, msg: str | None = None, **kw):
         self.error = error
         self.ext = ExtAck(msg, **kw) if (msg or kw) else None
+        self.echo = None
 
 
 OK = Reply()
@@ -92,6 +96,8 @@ def netlink_rcv_skb(kernel, sock: NetlinkSocket, buf, family: NetlinkFamily) -> 
 
 
 def netlink_ack(kernel, sock: NetlinkSocket, buf, hdr: Header, outcome: Reply) -> None:
+    if outcome.echo is not None:
+        buf = outcome.echo
     kernel.unicast(sock, encode_ack(buf, hdr, outcome.error, sock.portid, cap_ack=sock.cap_ack,
                                     ext_ack=sock.ext_ack, ext=outcome.ext))
 
