@@ -134,3 +134,21 @@ def test_ctl_verb_builds_the_query():
                                     "dport": "53", "reqid": 7, "mark": 16})
     with pytest.raises(SystemExit):
         ctl._acquire(svc, ["10.0.0.1", "10.0.1.1", "bogus", "1"])
+
+
+def test_user_acquire_sends_one_message_per_template_and_keeps_no_state(kernel):
+    from .differential.test_sa_validation import USER_ACQUIRES
+    km = Nl(kernel, groups=(G.ACQUIRE,))
+    nl = Nl(kernel, pid=55)
+    nl.ok(USER_ACQUIRES["two templates + mark"])
+    got = [m for d in km.recv_all() for m in messages(d) if m[0] == M.ACQUIRE]
+    assert [X.XfrmUserAcquire.decode(m[4], 16).id.proto for m in got] == [X.IPPROTO_ESP, X.IPPROTO_AH]
+    assert [X.XfrmUserAcquire.decode(m[4], 16).seq for m in got] == [1, 2]
+    # km_query copies the request's algorithm masks into each template as it goes
+    first = attrs_of(got[0][4], 280)[A.TMPL]
+    assert struct.unpack_from("=III", first, 52) == (1, 2, 3)
+    assert struct.unpack_from("=III", first, 64 + 52) == (0xFF, 0xFFF, 0xFFFF)
+    assert struct.unpack_from("=H", first, 24)[0] == X.AF_INET        # family 0 filled in
+    assert dump(km)[0] == []
+    err, text = nl.errno_of(USER_ACQUIRES["tmpl any"])
+    assert (err, text) == (-E.EINVAL, "Invalid XFRM protocol in template")

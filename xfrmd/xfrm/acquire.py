@@ -152,15 +152,15 @@ def state_find(db, sel, t: Template, pol: PolicyWire, flow_src: bytes, flow_dst:
                 in_progress = True
     if in_progress:
         return None, -E.EAGAIN, False
-    if not db.listening(X.XfrmNlGrp.ACQUIRE):
-        return None, -E.ESRCH, False     # km_query: no key manager took it
     x = db.alloc()
     x.id = StateId(daddr, t.spi, t.proto)
     x.sel = sel.copy()
     x.props.saddr, x.props.mode, x.props.reqid, x.props.family = saddr, t.mode, t.reqid, fam
     x.mark = pol.mark
     x.if_id = pol.if_id
-    x.km_seq = _next_acqseq(db.kernel)
+    x.km_seq = _next_acqseq(db.kernel)    # build_acquire takes a number even if unheard
+    if not db.listening(X.XfrmNlGrp.ACQUIRE):
+        return None, -E.ESRCH, False     # km_query: no key manager took it
     db.multicast(X.XfrmNlGrp.ACQUIRE, build_acquire(x, t, pol))
     x.km_state = XFRM_STATE_ACQ
     x.dir = X.XFRM_SA_DIR_OUT
@@ -188,3 +188,139 @@ def acquire(ns, pol: PolicyWire, flow_src: bytes, flow_dst: bytes, family: int, 
             result["errno"] = -err
             break
     return result
+
+
+# -- XFRM_MSG_ACQUIRE from userspace (xfrm_add_acquire) -------------------------------------------
+#
+# The policy checks below are the ones xfrm_add_acquire runs on the policy it is given
+# (verify_newpolicy_info, copy_from_user_policy_type, validate_tmpl); the SPD has its own
+# policies, this only builds the throw-away policy km_query needs.
+
+def verify_newpolicy_info(info: bytes) -> tuple[int, str] | None:
+    """``verify_newpolicy_info`` on an xfrm_userpolicy_info."""
+    fam, plen_d, plen_s = struct.unpack_from("=HBB", info, 40)
+    index, pdir, action, _flags, share = struct.unpack_from("=IBBBB", info, 156)
+    if share > X.XFRM_SHARE_UNIQUE:
+        return -E.EINVAL, "Invalid policy share"
+    if action not in (X.XFRM_POLICY_ALLOW, X.XFRM_POLICY_BLOCK):
+        return -E.EINVAL, "Invalid policy action"
+    if fam == X.AF_INET:
+        if plen_d > 32 or plen_s > 32:
+            return -E.EINVAL, "Invalid prefix length in selector (must be <= 32 for IPv4)"
+    elif fam == X.AF_INET6:
+        if plen_d > 128 or plen_s > 128:
+            return -E.EINVAL, "Invalid prefix length in selector (must be <= 128 for IPv6)"
+    else:
+        return -E.EINVAL, "Invalid selector family"
+    if pdir > X.XFRM_POLICY_FWD:
+        return -E.EINVAL, "Invalid policy direction"
+    if index and (index & 7) != pdir:   # xfrm_policy_id2dir
+        return -E.EINVAL, "Policy index doesn't match direction"
+    return None
+
+
+# xfrm_id_proto_valid: IPSEC_PROTO_ANY is not a template protocol (probed on 6.18)
+_TMPL_PROTOS = {X.IPPROTO_ESP, X.IPPROTO_AH, X.IPPROTO_COMP, X.IPPROTO_ROUTING,
+                X.IPPROTO_DSTOPTS}
+
+
+def validate_tmpl(tmpls: list[Template], family: int, pdir: int) -> tuple[int, str] | None:
+    """``validate_tmpl``; fills a template family of 0 with the policy's, as the kernel
+    does in the request itself."""
+    if len(tmpls) > X.XFRM_MAX_DEPTH:
+        return -E.EINVAL, "Template count must be <= XFRM_MAX_DEPTH (6)"
+    prev = family
+    for t in tmpls:
+        if not t.family:
+            t.family = family
+        if t.mode in (X.XFRM_MODE_TUNNEL, X.XFRM_MODE_BEET):
+            if t.optional and pdir == X.XFRM_POLICY_OUT:
+                return -E.EINVAL, "Mode in optional template not allowed in outbound policy"
+        elif t.mode != X.XFRM_MODE_IPTFS and t.family != prev:
+            return -E.EINVAL, "Mode in template doesn't support a family change"
+        if t.mode >= X.XFRM_MODE_MAX:
+            return -E.EINVAL, "Mode in template must be < XFRM_MODE_MAX (6)"
+        prev = t.family
+        if t.family not in (X.AF_INET, X.AF_INET6):
+            return -E.EINVAL, "Invalid family in template"
+        if t.proto not in _TMPL_PROTOS:
+            return -E.EINVAL, "Invalid XFRM protocol in template"
+    return None
+
+
+def _add_acquire(req):
+    """``xfrm_add_acquire``: validate the policy, then one ACQUIRE per template (km_query);
+    no state is kept. Always ACK 0 once the checks pass."""
+    from ..netlink.core import Reply
+    buf, off = req.buf, req.payload_offset
+    db = sad(req.xfrm)
+    ra = req.attrs.get(A.MARK)
+    mark = (0, 0) if ra is None else struct.unpack_from("=II", buf, ra.start)
+    pcpu = UINT_MAX
+    if A.SA_PCPU in req.attrs:
+        pcpu = req.attr_int(A.SA_PCPU)
+        if pcpu >= db.num_possible_cpus:
+            return Reply(-E.EINVAL, "pCPU number too big")
+    info = bytes(buf[off + 96:off + 96 + 168])
+    bad = verify_newpolicy_info(info)
+    if bad is None and A.SEC_CTX in req.attrs:
+        ra = req.attrs[A.SEC_CTX]
+        ulen, _, _, _, ctx_len = struct.unpack_from("=HHBBH", buf, ra.start)
+        if ulen > ra.end - ra.start or ulen != 8 + ctx_len:
+            bad = (-E.EINVAL, "Invalid security context length")
+    if bad is not None:
+        return Reply(*bad)
+    # xfrm_policy_construct: type, templates, sec ctx, mark, if_id, offload
+    ptype = X.XFRM_POLICY_TYPE_MAIN
+    if A.POLICY_TYPE in req.attrs:
+        ptype = buf[req.attrs[A.POLICY_TYPE].start]
+        if ptype not in (X.XFRM_POLICY_TYPE_MAIN, X.XFRM_POLICY_TYPE_SUB):
+            return Reply(-E.EINVAL, "Invalid policy type")
+    tmpls: list[Template] = []
+    ra = req.attrs.get(A.TMPL)
+    if ra is not None:
+        raw = bytes(buf[ra.start:ra.end])
+        tmpls = [Template.decode(raw[i:i + 64]) for i in range(0, len(raw) - 63, 64)]
+        family, pdir = struct.unpack_from("=H", info, 40)[0], info[160]
+        filled = [i for i, t in enumerate(tmpls) if not t.family]
+        bad = validate_tmpl(tmpls, family, pdir)
+        if bad is not None:
+            reply = Reply(*bad)
+            reply.echo = _with_families(buf, ra.start, tmpls, filled)
+            return reply
+    if A.OFFLOAD_DEV in req.attrs:
+        return Reply(-E.EOPNOTSUPP, "xfrmd: XFRMA_OFFLOAD_DEV on XFRM_MSG_ACQUIRE is not modelled")
+    if_id = req.attr_int(A.IF_ID) or 0
+    pol = PolicyWire(info, tmpls, ptype, mark, if_id)
+    aalgos, ealgos, calgos = struct.unpack_from("=III", buf, off + 264)
+    x = db.alloc()
+    x.props.saddr = bytes(buf[off + 24:off + 40])
+    x.sel = X.XfrmSelector.from_buffer_copy(bytes(buf[off + 40:off + 96]))
+    x.mark = mark
+    x.pcpu_num = pcpu
+    for t in tmpls:
+        x.id = StateId(t.daddr, t.spi, t.proto)
+        x.props.mode, x.props.reqid, x.props.family = t.mode, t.reqid, t.family
+        t.aalgos, t.ealgos, t.calgos = aalgos, ealgos, calgos
+        x.km_seq = _next_acqseq(db.kernel)
+        if db.listening(X.XfrmNlGrp.ACQUIRE):
+            db.multicast(X.XfrmNlGrp.ACQUIRE, build_acquire(x, t, pol))
+    return req.ok()
+
+
+def _with_families(buf, start: int, tmpls: list[Template], filled: list[int]) -> bytes | None:
+    """The request with the template families validate_tmpl wrote into it."""
+    if not filled:
+        return None
+    out = bytearray(buf)
+    for i in filled:
+        struct.pack_into("=H", out, start + 64 * i + 24, tmpls[i].family)
+    return bytes(out)
+
+
+def _register() -> None:
+    from .user import handler
+    handler(M.ACQUIRE)(_add_acquire)
+
+
+_register()

@@ -310,4 +310,4 @@ def xfrm_add_sa_expire(req: XfrmRequest) -> Reply:
 
 
 handler(M.MIGRATE)(not_modelled("XFRM_MSG_MIGRATE"))
-handler(M.ACQUIRE)(not_modelled("XFRM_MSG_ACQUIRE from userspace"))
+from . import acquire  # noqa: E402,F401  (registers XFRM_MSG_ACQUIRE)
