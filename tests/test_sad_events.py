@@ -216,3 +216,44 @@ def test_namespace_removal_drops_states_and_timers(kernel):
     assert kernel.next_deadline() is not None
     kernel.del_netns("other")
     assert kernel.next_deadline() is None
+
+
+def test_replay_aevents_for_the_datapath(kernel, nl):
+    """xfrm_replay_notify: CR after replay_maxdiff packets, CE when replay_maxage passed."""
+    from xfrmd.xfrm.aevent import replay_advanced
+    from xfrmd.xfrm.sadb import sad
+    ae = Nl(kernel, groups=(G.AEVENTS,), pid=778)
+    nl.ok(newsa(AEAD, N.nla_u32(A.REPLAY_THRESH, 3)))
+    x = sad(nl.s.netns.xfrm).lookup(0, usersa_info()[56:72], 0x1000, X.IPPROTO_ESP, X.AF_INET)
+
+    def packet(n=1):
+        x.replay[1] += n                  # input: highest sequence number seen
+        replay_advanced(x)
+        return [(struct.unpack_from("=I", m[4], 16 + 40)[0], attrs_of(m[4], 48)[A.REPLAY_VAL])
+                for d in ae.recv_all() for m in messages(d)]
+
+    assert packet() == [] and packet() == []                   # moved 2 < maxdiff 3
+    assert packet() == [(X.XFRM_AE_CR, struct.pack("=III", 0, 3, 0))]
+    # the replay timer (replay_maxage = 1 s) finds changes: XFRM_AE_CE from the timer
+    x.replay[1] += 1
+    kernel.advance(1)
+    got = [(struct.unpack_from("=I", m[4], 16 + 40)[0]) for d in ae.recv_all() for m in messages(d)]
+    assert got == [X.XFRM_AE_CE]
+    # nothing changed for a whole period: deferred, the next packet reports at once
+    kernel.advance(1)
+    assert ae.recv_all() == []
+    assert packet() == [(X.XFRM_AE_CE, struct.pack("=III", 0, 5, 0))]
+
+
+def test_replay_events_need_a_listener_and_an_idle_sa_defers(kernel, nl):
+    from xfrmd.xfrm.aevent import replay_advanced
+    from xfrmd.xfrm.sadb import sad
+    nl.ok(newsa(AEAD))
+    x = sad(nl.s.netns.xfrm).lookup(0, usersa_info()[56:72], 0x1000, X.IPPROTO_ESP, X.AF_INET)
+    assert kernel.next_deadline() is None            # no timer per idle SA
+    kernel.advance(5)
+    ae = Nl(kernel, groups=(G.AEVENTS,), pid=778)
+    x.replay[1] += 1
+    replay_advanced(x)                               # first expiry had deferred: CE at once
+    (m,) = [m for d in ae.recv_all() for m in messages(d)]
+    assert struct.unpack_from("=I", m[4], 16 + 40)[0] == X.XFRM_AE_CE

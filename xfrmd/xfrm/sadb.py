@@ -18,7 +18,7 @@ from netlink_codec import xfrm as X
 from netlink_codec.netlink import NETLINK_XFRM
 
 from . import offload
-from .state import (XFRM_STATE_ACQ, XFRM_STATE_DEAD, XFRM_STATE_EXPIRED, XFRM_STATE_VALID,
+from .state import (HZ, XFRM_STATE_ACQ, XFRM_STATE_DEAD, XFRM_STATE_EXPIRED, XFRM_STATE_VALID,
                     SecurityAssociation, flush_message)
 
 G = X.XfrmNlGrp
@@ -220,6 +220,9 @@ class StateDb:
         self._link(x)
         if x.lft.has_timeouts():
             self._arm(x, 1)
+        if x.replay_maxage:
+            # mod_timer(&x->rtimer, jiffies + replay_maxage): recorded only; see replay.py
+            x.rtimer_when = self.kernel.clock.now() + x.replay_maxage / HZ
 
     def add(self, x) -> int:
         """``xfrm_state_add``: 0 or -EEXIST; a matching larval state is removed."""
@@ -248,6 +251,9 @@ class StateDb:
         if x.timer is not None:
             x.timer.cancel()
             x.timer = None
+        if x.rtimer is not None:
+            x.rtimer.cancel()
+            x.rtimer = None
         if x.xso is not None:
             offload.xfrm_dev_state_delete(x)
             offload.xfrm_dev_state_free(x)
@@ -278,9 +284,10 @@ class StateDb:
     def destroy(self) -> None:
         """``xfrm_state_fini`` when the namespace goes: every state and timer is dropped."""
         for x in list(self.all.values()):
-            if x.timer is not None:
-                x.timer.cancel()
-                x.timer = None
+            for t in (x.timer, x.rtimer):
+                if t is not None:
+                    t.cancel()
+            x.timer = x.rtimer = None
             x.km_state = XFRM_STATE_DEAD
         for table in (self.all, self.byspi, self.bysrc, self.bydst, self.byseq, self.tunnel6):
             table.clear()

@@ -151,6 +151,7 @@ class SecurityAssociation:
                  "preplay_esn", "replay_maxdiff", "replay_maxage", "mapping_maxage",
                  "mark", "if_id", "dir", "pcpu_num", "nat_keepalive_interval", "lastused",
                  "km_state", "km_seq", "km_dying", "xso", "geniv", "tunnel", "tunnel_users", "timer",
+                 "xflags", "rtimer", "rtimer_when",
                  "uid", "net", "__weakref__")
 
     def __init__(self, lft: LifetimeCfg | None = None):
@@ -186,6 +187,9 @@ class SecurityAssociation:
         self.tunnel = None           # IPComp tunnel mode: the hidden IPIP / IPv6 state
         self.tunnel_users = 0        # > 0: held by the kernel (xfrm_state_kern)
         self.timer = None
+        self.xflags = 0              # XFRM_TIME_DEFER
+        self.rtimer = None           # replay timer (xfrm_replay_timer_handler), see replay.py
+        self.rtimer_when = None      # its first expiry, kept lazily until the datapath runs
         self.uid = 0
         self.net = None
 
