@@ -31,3 +31,26 @@ def test_acquire_and_expiry_reach_a_listener(xfrmd_server):
         assert svc.query("clock_advance", seconds=30)["errno"] == 0
         (exp,) = km.recv_messages()
         assert exp.type == M.EXPIRE and exp.fixed.hard == 1
+
+
+def test_ctl_verbs_from_the_command_line(xfrmd_server):
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, **xfrmd_server.env)
+    groups = X.XFRMGRP_ACQUIRE
+    with xfrmd_server.netlink(N.NETLINK_XFRM, groups=groups) as km:
+        out = subprocess.run([sys.executable, "-c", "from xfrmd.cli import main; main()", "ctl",
+                              "acquire", "10.0.0.1", "10.0.1.1", "proto", "tcp", "dport", "22",
+                              "reqid", "4"], env=env, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert '"acquired": [\n    4\n  ]' in out.stdout
+        (acq,) = km.recv_messages()
+        assert acq.type == M.ACQUIRE and acq.fixed.sel.dport == 22
+    out = subprocess.run([sys.executable, "-c", "from xfrmd.cli import main; main()", "ctl",
+                          "xfrm-type", "esp", "off"], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    with xfrmd_server.netlink(N.NETLINK_XFRM) as nl:
+        with pytest.raises(NetlinkError) as e:
+            nl.request(M.NEWSA, N.NLM_F_ACK, usersa_info() + AEAD)
+        assert e.value.errno == E.EPROTONOSUPPORT

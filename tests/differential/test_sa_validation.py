@@ -29,6 +29,8 @@ from tests.conftest import require
 from tests.sad_helpers import (CBC, REQ_ACK, A, M, Nl, addr, algo, algo2, msg, selector, usersa_id,
                                usersa_info)
 
+pytestmark = pytest.mark.netns
+
 CLONE_NEWNET = 0x40000000
 AF_NETLINK = 16
 
