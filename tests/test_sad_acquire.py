@@ -152,3 +152,29 @@ def test_user_acquire_sends_one_message_per_template_and_keeps_no_state(kernel):
     assert dump(km)[0] == []
     err, text = nl.errno_of(USER_ACQUIRES["tmpl any"])
     assert (err, text) == (-E.EINVAL, "Invalid XFRM protocol in template")
+
+
+def test_acquire_for_an_spd_policy_by_index(kernel):
+    """`xfrmd ctl acquire … policy INDEX`: the policy as the SPD holds it (its templates,
+    mark, if_id, priority) goes into the ACQUIRE."""
+    from .differential.test_sa_validation import _tmpl
+    from .sad_helpers import selector
+    nl = Nl(kernel, pid=55)
+    km = Nl(kernel, groups=(G.ACQUIRE,))
+    sel = selector("10.0.0.0", "10.0.1.0", 24, 24, X.AF_INET)
+    info = sel + struct.pack("=8Q4QIIBBBB4x", *([X.XFRM_INF] * 4), 0, 0, 0, 0, 0, 0, 0, 0,
+                             77, 0, X.XFRM_POLICY_OUT, 0, 0, 0)
+    nl.ok(msg(M.NEWPOLICY, info + N.nla(A.TMPL, _tmpl(reqid=9)) + N.nla(A.MARK, struct.pack("=II", 5, 0xff))))
+    pols = [m for d in nl.send(msg(M.GETPOLICY, b"", N.NLM_F_REQUEST | N.NLM_F_DUMP)) for m in messages(d)
+            if m[0] == M.NEWPOLICY]
+    index = X.XfrmUserpolicyInfo.decode(pols[0][4], 16).index
+    res = query(kernel, src="10.0.0.5", dst="10.0.1.7", proto="udp", dport=53, policy=index)
+    assert res == {"errno": 0, "acquired": [9], "resolved": []}
+    (t, _, _, _, raw), = [m for d in km.recv_all() for m in messages(d)]
+    ua = X.XfrmUserAcquire.decode(raw, 16)
+    assert ua.policy.index == index and ua.policy.priority == 77 and ua.policy.sel.prefixlen_d == 24
+    assert (ua.sel.prefixlen_d, ua.sel.dport) == (32, 53)
+    assert attrs_of(raw, 280)[A.MARK] == struct.pack("=II", 5, 0xff)
+    # the larval state carries the policy's mark
+    (info2,), out = dump(nl)
+    assert attrs_of(out[0][4], 224)[A.MARK] == struct.pack("=II", 5, 0xff) and info2.reqid == 9
