@@ -178,3 +178,29 @@ def test_acquire_for_an_spd_policy_by_index(kernel):
     # the larval state carries the policy's mark
     (info2,), out = dump(nl)
     assert attrs_of(out[0][4], 224)[A.MARK] == struct.pack("=II", 5, 0xff) and info2.reqid == 9
+
+
+def test_acquire_for_a_flow_uses_the_best_matching_out_policy(kernel):
+    from .differential.test_sa_validation import _tmpl
+    from .sad_helpers import selector
+    nl = Nl(kernel, pid=55)
+    km = Nl(kernel, groups=(G.ACQUIRE,))
+
+    def policy(plen, prio, reqid, action=0, dport=0):
+        sel = bytearray(selector("10.0.0.0", "10.0.1.0", plen, plen, X.AF_INET, 17 if dport else 0))
+        if dport:
+            struct.pack_into(">HH", sel, 32, dport, 0xFFFF)
+        info = bytes(sel) + struct.pack("=8Q4QIIBBBB4x", *([X.XFRM_INF] * 4), 0, 0, 0, 0, 0, 0, 0,
+                                        0, prio, 0, X.XFRM_POLICY_OUT, action, 0, 0)
+        nl.ok(msg(M.NEWPOLICY, info + N.nla(A.TMPL, _tmpl(reqid=reqid))))
+
+    policy(16, 100, 1)
+    policy(24, 50, 2)
+    policy(24, 50, 3, dport=53)        # same priority, younger: loses the tie
+    assert query(kernel, src="10.0.0.5", dst="10.0.1.7", proto="udp", dport=53)["acquired"] == [2]
+    assert query(kernel, src="10.0.0.5", dst="10.0.9.7")["acquired"] == [1]
+    assert query(kernel, src="10.9.0.5", dst="10.0.1.7") == {"errno": 0, "policy": None,
+                                                             "acquired": [], "resolved": []}
+    policy(32, 1, 4, action=X.XFRM_POLICY_BLOCK)
+    assert query(kernel, src="10.0.0.0", dst="10.0.1.0")["errno"] == E.EPERM
+    assert len([m for d in km.recv_all() for m in messages(d)]) == 2

@@ -9,7 +9,8 @@ _KEYS = {"proto", "sport", "dport", "policy", "xfrm", "mode", "reqid", "tmpl-src
 
 @verb("acquire", "acquire SRC DST [proto P] [sport N] [dport N] "
                  "[policy INDEX | xfrm esp|ah|comp mode tunnel|transport|beet reqid N "
-                 "[tmpl-src A] [tmpl-dst B] [mark V mask M] [if_id N]]")
+                 "[tmpl-src A] [tmpl-dst B] [mark V mask M] [if_id N]] — what an outbound "
+                 "packet of the flow does: without policy/xfrm, the SPD's best OUT policy")
 def _acquire(svc, args) -> int:
     if len(args) < 2 or len(args) % 2:
         raise SystemExit("usage: xfrmd ctl " + VERBS["acquire"][1])
