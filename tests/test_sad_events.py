@@ -257,3 +257,24 @@ def test_replay_events_need_a_listener_and_an_idle_sa_defers(kernel, nl):
     replay_advanced(x)                               # first expiry had deferred: CE at once
     (m,) = [m for d in ae.recv_all() for m in messages(d)]
     assert struct.unpack_from("=I", m[4], 16 + 40)[0] == X.XFRM_AE_CE
+
+
+def test_dev_flush_removes_offloaded_states_silently(kernel, nl, mon, monkeypatch):
+    from types import SimpleNamespace
+
+    from xfrmd.xfrm import offload
+    from xfrmd.xfrm.sadb import sad
+    nl.ok(newsa(spi=1))
+    nl.ok(newsa(spi=2))
+    db = sad(nl.s.netns.xfrm)
+    dev = object()
+    deleted = []
+    monkeypatch.setattr(offload, "xfrm_dev_state_delete", lambda x: deleted.append(x.id.spi))
+    monkeypatch.setattr(offload, "copy_user_offload", lambda x: b"")
+    x = db.lookup(0, usersa_info()[56:72], 1, X.IPPROTO_ESP, X.AF_INET)
+    x.xso = SimpleNamespace(dev=dev)
+    events(mon)
+    assert [v.id.spi for v in db.dev_flush(dev)] == [1] and deleted == [1]
+    assert events(mon) == []
+    assert nl.errno_of(msg(M.GETSA, usersa_id(spi=1)))[0] == -E.ESRCH
+    assert nl.errno_of(msg(M.GETSA, usersa_id(spi=2), N.NLM_F_REQUEST | N.NLM_F_ACK))[0] == 0

@@ -262,6 +262,16 @@ class StateDb:
             self.tunnel6_free_spi(x.props.saddr)
         return 0
 
+    def dev_flush(self, dev) -> list:
+        """``xfrm_dev_state_flush`` (NETDEV_DOWN / UNREGISTER, feature off): delete every
+        state offloaded to ``dev``, without netlink events. Returns the deleted states."""
+        victims = [x for x in self.all.values()
+                   if x.xso is not None and getattr(x.xso, "dev", None) is dev
+                   and not x.tunnel_users]
+        for x in victims:
+            self.delete(x)
+        return victims
+
     def discard(self, x) -> None:
         """Undo what construction did for a state that is never inserted (or is dropped
         after an in-place update): offload and the IPComp tunnel reference."""
