@@ -11,7 +11,7 @@ from netlink_codec import xfrm as X
 
 from ..netlink.core import Reply
 from . import offload
-from .acquire import Template
+from .acquire import _with_families, validate_tmpl, verify_newpolicy_info
 from .policy import SEL_LEN, Policy, decode_templates
 from .spdb import spd
 from .user import XfrmRequest, handler
@@ -21,7 +21,6 @@ M = X.XfrmMsg
 EINVAL = -E.EINVAL
 _INFO = struct.Struct("=56s8Q4QIIBBBB4x")   # xfrm_userpolicy_info (168)
 _ID = struct.Struct("=56sIB")                 # xfrm_userpolicy_id
-_TMPL_PROTOS = (X.IPPROTO_ESP, X.IPPROTO_AH, X.IPPROTO_COMP, 43, 60, X.IPSEC_PROTO_ANY)
 
 
 def _mark(req: XfrmRequest) -> tuple[int, int]:
@@ -30,37 +29,9 @@ def _mark(req: XfrmRequest) -> tuple[int, int]:
     return (0, 0) if ra is None else struct.unpack_from("=II", req.buf, ra.start)
 
 
-def _sel_family_check(sel: bytes) -> Reply | None:
-    family = int.from_bytes(sel[40:42], "little")
-    pd, ps = sel[42], sel[43]
-    if family == X.AF_INET:
-        if pd > 32 or ps > 32:
-            return Reply(EINVAL, "Invalid prefix length in selector (must be <= 32 for IPv4)")
-    elif family == X.AF_INET6:
-        if pd > 128 or ps > 128:
-            return Reply(EINVAL, "Invalid prefix length in selector (must be <= 128 for IPv6)")
-    else:
-        return Reply(EINVAL, "Invalid selector family")
-    return None
-
-
 def verify_policy_dir(dir: int) -> Reply | None:
     if dir not in (X.XFRM_POLICY_IN, X.XFRM_POLICY_OUT, X.XFRM_POLICY_FWD):
         return Reply(EINVAL, "Invalid policy direction")
-    return None
-
-
-def verify_newpolicy_info(sel: bytes, index: int, dir: int, action: int, share: int) -> Reply | None:
-    """``verify_newpolicy_info``."""
-    if share > X.XFRM_SHARE_UNIQUE:
-        return Reply(EINVAL, "Invalid policy share")
-    if action not in (X.XFRM_POLICY_ALLOW, X.XFRM_POLICY_BLOCK):
-        return Reply(EINVAL, "Invalid policy action")
-    bad = _sel_family_check(sel) or verify_policy_dir(dir)
-    if bad is not None:
-        return bad
-    if index and (index & 7) != dir:
-        return Reply(EINVAL, "Policy index doesn't match direction")
     return None
 
 
@@ -85,29 +56,6 @@ def policy_type(req: XfrmRequest) -> tuple[int, Reply | None]:
     return t, None
 
 
-def validate_tmpl(tmpls: list[Template], family: int, dir: int) -> Reply | None:
-    """``validate_tmpl`` (fills a zero template family with the policy's)."""
-    if len(tmpls) > X.XFRM_MAX_DEPTH:
-        return Reply(EINVAL, "Template count must be <= XFRM_MAX_DEPTH (6)")
-    prev = family
-    for t in tmpls:
-        if not t.family:
-            t.family = family
-        if t.mode in (X.XFRM_MODE_TUNNEL, X.XFRM_MODE_BEET):
-            if t.optional and dir == X.XFRM_POLICY_OUT:
-                return Reply(EINVAL, "Mode in optional template not allowed in outbound policy")
-        elif t.mode != X.XFRM_MODE_IPTFS and t.family != prev:
-            return Reply(EINVAL, "Mode in template doesn't support a family change")
-        if t.mode >= X.XFRM_MODE_MAX:
-            return Reply(EINVAL, f"Mode in template must be < XFRM_MODE_MAX ({X.XFRM_MODE_MAX})")
-        prev = t.family
-        if t.family not in (X.AF_INET, X.AF_INET6):
-            return Reply(EINVAL, "Invalid family in template")
-        if t.proto not in _TMPL_PROTOS:
-            return Reply(EINVAL, "Invalid XFRM protocol in template")
-    return None
-
-
 def _if_id(req: XfrmRequest) -> int:
     return req.attr_int(A.IF_ID) or 0
 
@@ -115,10 +63,14 @@ def _if_id(req: XfrmRequest) -> int:
 @handler(M.NEWPOLICY)
 @handler(M.UPDPOLICY)
 def xfrm_add_policy(req: XfrmRequest) -> Reply:
-    f = _INFO.unpack_from(req.buf, req.payload_offset)
-    sel, lft, priority, index, dir, action, flags, share = f[0], f[1:9], f[13], f[14], \
-        f[15], f[16], f[17], f[18]
-    bad = verify_newpolicy_info(sel, index, dir, action, share) or verify_sec_ctx_len(req)
+    off = req.payload_offset
+    f = _INFO.unpack_from(req.buf, off)
+    sel, lft, priority, index, dir, action, flags = f[0], f[1:9], f[13], f[14], f[15], \
+        f[16], f[17]
+    bad = verify_newpolicy_info(bytes(req.buf[off:off + _INFO.size]))
+    if bad is not None:
+        return Reply(*bad)
+    bad = verify_sec_ctx_len(req)
     if bad is not None:
         return bad
     # xfrm_policy_construct
@@ -127,9 +79,12 @@ def xfrm_add_policy(req: XfrmRequest) -> Reply:
         return bad
     ra = req.attrs.get(A.TMPL)
     tmpls = [] if ra is None else decode_templates(bytes(req.buf[ra.start:ra.end]))
+    filled = [i for i, t in enumerate(tmpls) if not t.family]
     bad = validate_tmpl(tmpls, int.from_bytes(sel[40:42], "little"), dir)
     if bad is not None:
-        return bad
+        reply = Reply(*bad)   # the kernel wrote the families into the request it echoes
+        reply.echo = _with_families(req.buf, ra.start, tmpls, filled)
+        return reply
     pol = Policy(sel, lft, priority, index, action, flags, ptype, tmpls, _mark(req),
                  _if_id(req), dir)
     xuo = req.attr_struct(A.OFFLOAD_DEV, X.XfrmUserOffload)
