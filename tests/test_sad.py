@@ -347,8 +347,14 @@ def test_type_disabled_reproduces_machine_without_esp(nl, monkeypatch):
     assert nl.errno_of(newsa(CBC)) == (-E.EPROTONOSUPPORT, "Requested type not found")
 
 
-def test_migrate_is_refused_with_xfrmd_message(nl):
-    err, text = nl.errno_of(msg(M.MIGRATE, bytes(64)))
+def test_migrate_checks_then_refuses_with_xfrmd_message(nl):
+    from .differential.test_sa_validation import MIGRATES, _tmpl
+    assert nl.errno_of(MIGRATES["no target policy"]) == (-E.ENOENT, "Target policy not found")
+    sel = selector("10.0.0.0", "10.0.1.0", 24, 24, X.AF_INET)
+    info = sel + struct.pack("=8Q4QIIBBBB4x", *([X.XFRM_INF] * 4), 0, 0, 0, 0, 0, 0, 0, 0,
+                             0, 0, X.XFRM_POLICY_OUT, 0, 0, 0)
+    nl.ok(msg(M.NEWPOLICY, info + N.nla(A.TMPL, _tmpl())))
+    err, text = nl.errno_of(MIGRATES["no target policy"])
     assert err == -E.EOPNOTSUPP and text.startswith("xfrmd: ")
 
 

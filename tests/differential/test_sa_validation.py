@@ -611,3 +611,29 @@ def test_user_acquire_matches_kernel(real, name):
         assert got_fake == got_real, _explain(got_real, got_fake)
     finally:
         mon_real.close()
+
+
+def _mig(od="198.51.100.1", os_="192.0.2.1", nd="198.51.100.9", ns="192.0.2.9", proto=50,
+         mode=1, reqid=1, of=2, nf=2) -> bytes:
+    return struct.pack("=16s16s16s16sBBHIHH", addr(od), addr(os_), addr(nd), addr(ns), proto,
+                       mode, 0, reqid, of, nf)
+
+
+_PID = selector("10.0.0.0", "10.0.1.0", 24, 24, 2) + struct.pack("=IB3x", 0, 1)
+MIGRATES = {
+    "no attribute": msg(M.MIGRATE, _PID),
+    "seven entries": msg(M.MIGRATE, _PID + N.nla(A.MIGRATE, _mig() * 7)),
+    "null new address": msg(M.MIGRATE, _PID + N.nla(A.MIGRATE, _mig(nd="0.0.0.0"))),
+    "duplicate entries": msg(M.MIGRATE, _PID + N.nla(A.MIGRATE, _mig() * 2)),
+    "no target policy": msg(M.MIGRATE, _PID + N.nla(A.MIGRATE, _mig())),
+    "bad dir": msg(M.MIGRATE, _PID[:60] + bytes([3]) + bytes(3) + N.nla(A.MIGRATE, _mig())),
+    "bad policy type": msg(M.MIGRATE, _PID + N.nla(A.MIGRATE, _mig()) + N.nla(A.POLICY_TYPE, bytes([5]) + bytes(5))),
+    "short entry": msg(M.MIGRATE, _PID + N.nla(A.MIGRATE, bytes(10))),
+    "v6 entries": msg(M.MIGRATE, _PID + N.nla(A.MIGRATE, _mig("2001:db8::1", "2001:db8::2", "2001:db8::3",
+                                                            "2001:db8::4", of=10, nf=10) + _mig())),
+}
+
+
+@pytest.mark.parametrize("name", list(MIGRATES))
+def test_migrate_checks_match_kernel(pair, name):
+    compare(pair, MIGRATES[name])

@@ -15,7 +15,7 @@ from .sa_verify import (UsersaInfo, replay_verify_len, state_construct, update_a
                         verify_newsa_info)
 from .sadb import addr_key, proto_match, sad
 from .state import A, M, XFRM_STATE_ACQ, XFRM_STATE_DEAD, XFRM_STATE_VALID, XFRM_STATE_VOID
-from .user import XfrmRequest, handler, not_modelled
+from .user import XfrmRequest, handler
 
 USERSA_ID = struct.Struct("=16s4sHB")
 
@@ -309,5 +309,4 @@ def xfrm_add_sa_expire(req: XfrmRequest) -> Reply:
     return req.ok()
 
 
-handler(M.MIGRATE)(not_modelled("XFRM_MSG_MIGRATE"))
-from . import acquire  # noqa: E402,F401  (registers XFRM_MSG_ACQUIRE)
+from . import acquire, migrate  # noqa: E402,F401  (register XFRM_MSG_ACQUIRE, _MIGRATE)
