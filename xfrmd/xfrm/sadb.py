@@ -9,6 +9,12 @@ a list with the newest state last (the kernel adds at the head; we walk it rever
 Timers follow ``xfrm_timer_handler``: armed 1 s after insert, rescheduled to the nearest
 soft/hard add/use deadline; soft → EXPIRE hard=0 (km.dying), hard → delete + EXPIRE hard=1.
 Larval (ACQ) states from ALLOCSPI expire after ``acq_expires`` seconds.
+
+For the datapath: ``sad(ns.xfrm).lookup(mark, daddr, spi, proto, family)`` is the input
+lookup (``xfrm_state_lookup``); after counting a packet in ``x.curlft`` call
+:meth:`StateDb.check_expire` (byte/packet limits), after moving ``x.replay``/``x.replay_esn``
+call :func:`xfrmd.xfrm.aevent.replay_advanced`; set ``x.lastused`` on output. Output
+resolution (policy templates → VALID state or ACQUIRE) is :func:`xfrmd.xfrm.acquire.acquire`.
 """
 from __future__ import annotations
 
