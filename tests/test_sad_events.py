@@ -278,3 +278,28 @@ def test_dev_flush_removes_offloaded_states_silently(kernel, nl, mon, monkeypatc
     assert events(mon) == []
     assert nl.errno_of(msg(M.GETSA, usersa_id(spi=1)))[0] == -E.ESRCH
     assert nl.errno_of(msg(M.GETSA, usersa_id(spi=2), N.NLM_F_REQUEST | N.NLM_F_ACK))[0] == 0
+
+
+def test_nat_mapping_events_rate_limited_by_mtimer_thresh(kernel, nl):
+    from xfrmd.xfrm.sadb import sad
+    mapping = Nl(kernel, groups=(G.MAPPING,), pid=779)
+    encap = N.nla(A.ENCAP, struct.pack("=H2s2s2x16s", X.UDP_ENCAP_ESPINUDP, (4500).to_bytes(2, "big"),
+                                       (4500).to_bytes(2, "big"), bytes(16)))
+    nl.ok(newsa(AEAD, encap, N.nla_u32(A.MTIMER_THRESH, 10), N.nla_u8(A.SA_DIR, X.XFRM_SA_DIR_IN)))
+    db = sad(nl.s.netns.xfrm)
+    x = db.lookup(0, usersa_info()[56:72], 0x1000, X.IPPROTO_ESP, X.AF_INET)
+    new = bytes([203, 0, 113, 7])
+    assert db.km_new_mapping(x, new, 31000) == 0
+    (t, _, seq, pid, raw), = [m for d in mapping.recv_all() for m in messages(d)]
+    assert (t, seq, pid, len(raw)) == (M.MAPPING, 0, 0, 16 + 64)
+    um = X.XfrmUserMapping.decode(raw, 16)
+    assert (um.id.spi, um.reqid, um.old_sport, um.new_sport) == (0x1000, 1, 4500, 31000)
+    assert bytes(um.new_saddr)[:4] == new and bytes(um.old_saddr)[:4] == bytes([192, 0, 2, 1])
+    kernel.advance(5)
+    db.km_new_mapping(x, new, 31000)
+    assert mapping.recv_all() == []                   # same port within mapping_maxage
+    db.km_new_mapping(x, new, 31001)
+    assert len(mapping.recv_all()) == 1               # a port change always reports
+    kernel.advance(11)
+    db.km_new_mapping(x, new, 31001)
+    assert len(mapping.recv_all()) == 1

@@ -19,9 +19,10 @@ resolution (policy templates → VALID state or ACQUIRE) is :func:`xfrmd.xfrm.ac
 from __future__ import annotations
 
 import itertools
+import struct
 
 from netlink_codec import xfrm as X
-from netlink_codec.netlink import NETLINK_XFRM
+from netlink_codec.netlink import NETLINK_XFRM, encode_msg
 
 from . import offload
 from .state import (HZ, XFRM_STATE_ACQ, XFRM_STATE_DEAD, XFRM_STATE_EXPIRED, XFRM_STATE_VALID,
@@ -444,6 +445,24 @@ class StateDb:
 
     def km_state_expired(self, x, hard: bool, pid: int) -> None:
         self.multicast(G.EXPIRE, x.expire_message(hard, pid))
+
+    def km_new_mapping(self, x, new_saddr: bytes, new_sport: int) -> int:
+        """``km_new_mapping``: the datapath saw an ESP-in-UDP packet of ``x`` from another
+        address or port (NAT rebinding). Rate limited by XFRMA_MTIMER_THRESH (mapping_maxage)
+        unless the port changed; the XFRM_MSG_MAPPING goes to XFRMNLGRP_MAPPING."""
+        if x.mapping_maxage:
+            now = int(self.kernel.clock.now())       # jiffies / HZ
+            if now - x.new_mapping <= x.mapping_maxage and x.new_mapping_sport == new_sport:
+                return 0
+            x.new_mapping_sport, x.new_mapping = new_sport, now
+        # xfrm_send_mapping / build_mapping
+        if x.id.proto != X.IPPROTO_ESP or x.encap is None:
+            return -22
+        body = (x.usersa_id() + struct.pack("=I", x.props.reqid) + x.props.saddr
+                + new_saddr.ljust(16, b"\0")[:16]
+                + struct.pack(">HH", x.encap.encap_sport, new_sport))
+        self.multicast(G.MAPPING, encode_msg(M.MAPPING, 0, 0, 0, body))
+        return 0
 
     def km_aevent(self, x, flags: int, seq: int, pid: int) -> None:
         self.multicast(G.AEVENTS, x.aevent_message(flags, seq, pid))

@@ -151,7 +151,7 @@ class SecurityAssociation:
                  "preplay_esn", "replay_maxdiff", "replay_maxage", "mapping_maxage",
                  "mark", "if_id", "dir", "pcpu_num", "nat_keepalive_interval", "lastused",
                  "km_state", "km_seq", "km_dying", "xso", "geniv", "tunnel", "tunnel_users", "timer",
-                 "xflags", "rtimer", "rtimer_when",
+                 "xflags", "rtimer", "rtimer_when", "new_mapping", "new_mapping_sport",
                  "uid", "net", "__weakref__")
 
     def __init__(self, lft: LifetimeCfg | None = None):
@@ -190,6 +190,8 @@ class SecurityAssociation:
         self.xflags = 0              # XFRM_TIME_DEFER
         self.rtimer = None           # replay timer (xfrm_replay_timer_handler), see replay.py
         self.rtimer_when = None      # its first expiry, kept lazily until the datapath runs
+        self.new_mapping = 0         # km_new_mapping rate limit (seconds) and last port
+        self.new_mapping_sport = 0
         self.uid = 0
         self.net = None
 
