@@ -109,17 +109,17 @@ class XfrmUser:
         if not req.sock.cap_net_admin:
             # "All operations require privileges, even GET"
             return Reply(-E.EPERM)
-        if t in (X.XfrmMsg.GETSA, X.XfrmMsg.GETPOLICY) and req.hdr.flags & NLM_F_DUMP:
+        if t in _DUMPABLE and req.hdr.flags & NLM_F_DUMP:
             dumper = DUMPERS.get(t)
             if dumper is None:
                 return Reply(-E.EINVAL)
             return dumper(XfrmRequest(req))
         payload_len = req.hdr.len - 16
-        min_len = X.MSG_MIN[t]
+        min_len = _MSG_MIN[t]
         if payload_len < min_len:
             return Reply(-E.EINVAL, "Invalid header length")
         start = req.payload_offset + ((min_len + 3) & ~3)
-        if t == X.XfrmMsg.NEWSPDINFO:
+        if t == _NEWSPDINFO:
             tb, err, warn = parse_attrs(req.buf, start, req.end, XFRMA_SPD_POLICY, X.XFRMA_SPD_MAX,
                                         hdr_offset=req.hdr.offset)
         else:
@@ -128,7 +128,7 @@ class XfrmUser:
                                         strict_start_type=STRICT_START_TYPE)
         if err is not None:
             return err
-        if t != X.XfrmMsg.NEWSPDINFO:
+        if t != _NEWSPDINFO and (_SA_DIR in tb or _SA_PCPU in tb):
             bad = _reject_unused_attr(t, tb)
             if bad is not None:
                 return bad
@@ -136,6 +136,13 @@ class XfrmUser:
         if doit is None:
             return Reply(-E.EINVAL)
         return doit(XfrmRequest(req, tb, warn))
+
+
+# plain ints for the per-message path (IntEnum member access costs a dict lookup each)
+_DUMPABLE = frozenset((int(X.XfrmMsg.GETSA), int(X.XfrmMsg.GETPOLICY)))
+_MSG_MIN = {int(k): v for k, v in X.MSG_MIN.items()}
+_NEWSPDINFO = int(X.XfrmMsg.NEWSPDINFO)
+_SA_DIR, _SA_PCPU = int(X.Xfrma.SA_DIR), int(X.Xfrma.SA_PCPU)
 
 
 def _reject_unused_attr(t: int, tb) -> Reply | None:
