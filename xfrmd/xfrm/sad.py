@@ -1,5 +1,6 @@
 """The Security Association Database over netlink (xfrm_user.c): NEWSA, UPDSA, DELSA, GETSA,
-the SA dump, FLUSHSA, ALLOCSPI, NEWAE, GETAE and user EXPIRE. MIGRATE is not modelled."""
+the SA dump, FLUSHSA, ALLOCSPI, NEWAE, GETAE and user EXPIRE (ACQUIRE: acquire.py,
+MIGRATE: migrate.py)."""
 from __future__ import annotations
 
 import errno as E
@@ -78,6 +79,8 @@ def _state_update(db, x) -> int:
     x1.lft = x.lft
     x1.km_dying = 0
     db.rearm(x1)
+    if x1.curlft.use_time:
+        db.check_expire(x1)
     if x.props.smark[0] or x.props.smark[1]:
         x1.props.smark = x.props.smark
     if x.if_id:
