@@ -228,7 +228,7 @@ class StateDb:
         if x.lft.has_timeouts():
             self._arm(x, 1)
         if x.replay_maxage:
-            # mod_timer(&x->rtimer, jiffies + replay_maxage): recorded only; see replay.py
+            # mod_timer(&x->rtimer, jiffies + replay_maxage): recorded only; see aevent.py
             x.rtimer_when = self.kernel.clock.now() + x.replay_maxage / HZ
 
     def add(self, x) -> int:
@@ -306,6 +306,9 @@ class StateDb:
                     t.cancel()
             x.timer = x.rtimer = None
             x.km_state = XFRM_STATE_DEAD
+            if x.xso is not None:
+                offload.xfrm_dev_state_delete(x)
+                offload.xfrm_dev_state_free(x)
         for table in (self.all, self.byspi, self.bysrc, self.bydst, self.byseq, self.tunnel6):
             table.clear()
 
