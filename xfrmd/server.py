@@ -106,6 +106,8 @@ class Server:
                 protocol, sock_type, netns = T.parse_hello(payload)
                 if protocol == T.SERVICE_PROTOCOL:
                     await self._service_loop(conn, netns)
+                elif protocol == T.FILE_WRITE_PROTOCOL:
+                    await self._file_write_loop(conn, netns, T.hello_extra(payload))
                 else:
                     await self._netlink_loop(conn, protocol, sock_type, netns)
         except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionResetError, BrokenPipeError):
@@ -134,6 +136,25 @@ class Server:
                 result = {"errno": E.EINVAL, "error": f"xfrmd: {e}"}
             self._after_kernel_work()
             await conn.tsock.send(T.answer(result))
+
+    async def _file_write_loop(self, conn: Connection, netns: str, path: str) -> None:
+        """A virtual file opened for writing: every record is data; when the program's last
+        reference closes (EOF), the whole text is written (service op ``write_file``)."""
+        chunks = []
+        while True:
+            rec = await conn.tsock.recv(T.MAX_RECORD)
+            if not rec:
+                break
+            chunks.append(rec)
+        data = b"".join(chunks).decode("utf-8", "replace")
+        try:
+            res = services.handle(self.kernel, netns, {"op": "write_file", "path": path,
+                                                       "data": data}, uid=conn.uid, pid=conn.pid)
+            if res.get("errno"):
+                log.info("write to %s failed: %s", path, res)
+        except Exception:
+            log.exception("write to %s failed", path)
+        self._after_kernel_work()
 
     async def _netlink_loop(self, conn: Connection, protocol: int, sock_type: int, netns: str) -> None:
         kernel = self.kernel

@@ -9,6 +9,7 @@ from .netlink.socket import (F_ANSWER, F_AUTOBIND, F_BIND, F_BIND_REPLY, F_HELLO
                              F_RECVD, F_SETSOCKOPT, F_SOCK_ERROR, FRAME, PROTOCOL_VERSION)
 
 SERVICE_PROTOCOL = 0xFFFFFFFF
+FILE_WRITE_PROTOCOL = 0xFFFFFFFE   # a virtual file opened for writing (docs/protocol.md)
 MAX_RECORD = 131000  # below glibc's mmap threshold: recv() stays cheap
 
 
@@ -45,6 +46,12 @@ def parse_hello(payload: bytes) -> tuple[int, int, str]:
     protocol, sock_type = struct.unpack_from("=II", payload)
     name = payload[8:].split(b"\0", 1)[0].decode("utf-8", "replace")
     return protocol, sock_type, name or "default"
+
+
+def hello_extra(payload: bytes) -> str:
+    """The string after the namespace in HELLO (the path of a FILE_WRITE connection)."""
+    parts = payload[8:].split(b"\0")
+    return parts[1].decode("utf-8", "replace") if len(parts) > 1 else ""
 
 
 def bind(portid: int, groups: int) -> bytes:

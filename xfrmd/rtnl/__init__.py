@@ -1,0 +1,59 @@
+"""NETLINK_ROUTE (net/core/rtnetlink.c ``rtnetlink_rcv_msg``): links, addresses, routes.
+
+Handlers register per message type with :func:`rtnl_handler` (doit) or
+``rtnl_handler(t, dump=True)`` (dumpit). What is not modelled answers EOPNOTSUPP with an
+``xfrmd:`` message; GET requests need no privilege, everything else CAP_NET_ADMIN."""
+from __future__ import annotations
+
+import errno as E
+from typing import Callable
+
+from netlink_codec.netlink import NETLINK_ROUTE, NLM_F_DUMP
+
+from ..netlink.core import Reply, Request
+
+DOIT: dict[int, Callable] = {}
+DUMPIT: dict[int, Callable] = {}
+RTM_BASE, RTM_MAX = 16, 127
+
+
+def rtnl_handler(msg_type: int, *, dump: bool = False):
+    def register(fn):
+        (DUMPIT if dump else DOIT)[msg_type] = fn
+        return fn
+    return register
+
+
+class Rtnetlink:
+    protocol = NETLINK_ROUTE
+    groups = 32          # RTNLGRP_* used by the clients fit in the first 32
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+        from . import addr, link, route  # noqa: F401  (handlers register on import)
+
+    def init_net(self, ns) -> None:
+        from devices.netdev import LinkTable, loopback
+        ns.links = LinkTable(ns)
+        ns.links.register(loopback())
+        ns.routes = []
+
+    def exit_net(self, ns) -> None:
+        pass
+
+    def rcv_msg(self, req: Request):
+        t = req.hdr.type
+        if t > RTM_MAX:
+            return Reply(-E.EOPNOTSUPP)
+        kind = (t - RTM_BASE) & 3      # NEW, DEL, GET, SET of each family of messages
+        if kind == 2 and req.hdr.flags & NLM_F_DUMP:
+            fn = DUMPIT.get(t)
+            if fn is None:
+                return Reply(-E.EOPNOTSUPP, f"xfrmd: dumps of rtnetlink message {t} are not modelled")
+            return fn(req)
+        if kind != 2 and not req.sock.cap_net_admin:
+            return Reply(-E.EPERM)
+        fn = DOIT.get(t)
+        if fn is None:
+            return Reply(-E.EOPNOTSUPP, f"xfrmd: rtnetlink message {t} is not modelled")
+        return fn(req)

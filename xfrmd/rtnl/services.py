@@ -1,0 +1,120 @@
+"""What the shim asks outside netlink about interfaces (docs/protocol.md service ops) and
+the interface ioctls (SIOCGIF*)."""
+from __future__ import annotations
+
+import errno as E
+import struct
+
+from .. import ioctl, vfs
+from ..services import service
+
+IFNAMSIZ = 16
+
+
+@service("if_nametoindex")
+def _if_nametoindex(kernel, ns, request) -> dict:
+    dev = ns.links.by_name(request.get("name", ""))
+    return {"errno": 0, "index": dev.ifindex if dev else 0}
+
+
+@service("if_indextoname")
+def _if_indextoname(kernel, ns, request) -> dict:
+    dev = ns.links.by_index(int(request.get("index", 0)))
+    return {"errno": 0, "name": dev.name} if dev else {"errno": E.ENXIO}
+
+
+@service("if_nameindex")
+def _if_nameindex(kernel, ns, request) -> dict:
+    return {"errno": 0, "links": [[d.ifindex, d.name] for d in ns.links]}
+
+
+@service("getifaddrs")
+def _getifaddrs(kernel, ns, request) -> dict:
+    out = []
+    for d in ns.links:
+        if not d.addresses:
+            out.append({"name": d.name, "index": d.ifindex, "flags": d.dev_flags(), "family": 0})
+        for a in d.addresses:
+            out.append({"name": d.name, "index": d.ifindex, "flags": d.dev_flags(),
+                        "family": a.family, "addr": a.address, "prefixlen": a.prefixlen})
+    return {"errno": 0, "ifaddrs": out}
+
+
+def _ifr_name(data: bytes) -> str:
+    return data[:IFNAMSIZ].split(b"\0", 1)[0].decode(errors="replace")
+
+
+def _dev(ns, data: bytes):
+    return ns.links.by_name(_ifr_name(data))
+
+
+@ioctl.ioctl(ioctl.SIOCGIFINDEX)
+def _siocgifindex(kernel, ns, ifname, data):
+    dev = _dev(ns, data)
+    if dev is None:
+        return E.ENODEV, b""
+    return 0, data[:16] + struct.pack("=i", dev.ifindex) + data[20:]
+
+
+@ioctl.ioctl(ioctl.SIOCGIFNAME)
+def _siocgifname(kernel, ns, ifname, data):
+    (index,) = struct.unpack_from("=i", data, 16)
+    dev = ns.links.by_index(index)
+    if dev is None:
+        return E.ENODEV, b""
+    return 0, dev.name.encode().ljust(16, b"\0") + data[16:]
+
+
+@ioctl.ioctl(ioctl.SIOCGIFFLAGS)
+def _siocgifflags(kernel, ns, ifname, data):
+    dev = _dev(ns, data)
+    if dev is None:
+        return E.ENODEV, b""
+    return 0, data[:16] + struct.pack("=H", dev.dev_flags() & 0xFFFF) + data[18:]
+
+
+@ioctl.ioctl(ioctl.SIOCGIFMTU)
+def _siocgifmtu(kernel, ns, ifname, data):
+    dev = _dev(ns, data)
+    if dev is None:
+        return E.ENODEV, b""
+    return 0, data[:16] + struct.pack("=i", dev.mtu) + data[20:]
+
+
+@ioctl.ioctl(ioctl.SIOCGIFHWADDR)
+def _siocgifhwaddr(kernel, ns, ifname, data):
+    dev = _dev(ns, data)
+    if dev is None:
+        return E.ENODEV, b""
+    return 0, data[:16] + struct.pack("=H", dev.type) + dev.address.ljust(14, b"\0") + data[32:]
+
+
+def _sysfs(kernel, ns, path: str) -> str:
+    parts = path.split("/")          # /sys/class/net/DEV/ATTR
+    if len(parts) < 6:
+        raise FileNotFoundError(path)
+    dev = ns.links.by_name(parts[4])
+    if dev is None:
+        raise FileNotFoundError(path)
+    attr = parts[5]
+    values = {"ifindex": dev.ifindex, "mtu": dev.mtu, "flags": hex(dev.flags),
+              "address": ":".join(f"{b:02x}" for b in dev.address), "type": dev.type,
+              "operstate": {0: "unknown", 2: "down", 6: "up"}[dev.operstate],
+              "carrier": int(dev.carrier)}
+    if attr not in values:
+        raise FileNotFoundError(path)
+    return f"{values[attr]}\n"
+
+
+def _if_inet6(kernel, ns, path: str) -> str:
+    lines = []
+    for dev in ns.links:
+        for a in dev.addresses:
+            if a.family == 10:
+                lines.append(f"{a.packed.hex()} {dev.ifindex:02x} {a.prefixlen:02x} "
+                             f"{a.scope:02x} {a.flags:02x} {dev.name:>8}\n")
+    return "".join(lines)
+
+
+vfs.register("/sys/class/net/*", _sysfs)
+vfs.register("/proc/net/if_inet6", _if_inet6)

@@ -1,0 +1,57 @@
+"""The preload shim (C source in tools/shim/xfrmd_shim.c): build it and find it.
+
+``python3 -m xfrmd.shim build`` compiles it with the system's C compiler into
+``$XFRMD_SHIM_DIR`` (default ``~/.cache/xfrmd``) under a name that carries the source's hash,
+so a changed source is rebuilt and concurrent users never see a half-written library.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_CANDIDATES = [os.path.join(_HERE, "xfrmd_shim.c"),
+               os.path.join(_HERE, "..", "..", "tools", "shim", "xfrmd_shim.c")]
+
+
+class ShimError(RuntimeError):
+    pass
+
+
+def source() -> str:
+    for c in _CANDIDATES:
+        if os.path.exists(c):
+            return os.path.normpath(c)
+    raise ShimError("xfrmd: the shim's C source (tools/shim/xfrmd_shim.c) is not installed")
+
+
+def _cache_dir() -> str:
+    return os.environ.get("XFRMD_SHIM_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "xfrmd")
+
+
+def path(build: bool = True) -> str:
+    """The shared object for LD_PRELOAD, compiled on first use."""
+    src = source()
+    with open(src, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()[:16]
+    out = os.path.join(_cache_dir(), f"xfrmd_shim-{digest}.so")
+    if os.path.exists(out) or not build:
+        return out
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        raise ShimError("xfrmd: a C compiler (cc or gcc) is needed to build the preload shim; "
+                        "install gcc (Debian: apt-get install gcc libc6-dev)")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=os.path.dirname(out))
+    os.close(fd)
+    p = subprocess.run([cc, "-O2", "-Wall", "-shared", "-fPIC", "-o", tmp, src, "-ldl"],
+                       capture_output=True, text=True)
+    if p.returncode:
+        os.unlink(tmp)
+        raise ShimError(f"xfrmd: building the shim failed:\n{p.stderr}")
+    os.replace(tmp, out)
+    return out
