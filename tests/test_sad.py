@@ -436,3 +436,16 @@ def test_type_switch_per_kernel_through_the_service_op(nl, kernel):
     services.handle(kernel, "default", {"op": "xfrm_type", "proto": "ah", "state": "on"})
     nl.ok(ah)
     assert services.handle(kernel, "default", {"op": "xfrm_type", "proto": "x", "state": "on"})["errno"] == E.EINVAL
+
+
+def test_namespaces_have_their_own_sad(kernel):
+    kernel.add_netns("blue")
+    red, blue = Nl(kernel), Nl(kernel, pid=77)
+    blue.s = kernel.socket(N.NETLINK_XFRM, "blue", pid=77)
+    kernel.bind(blue.s)
+    kernel.setsockopt(blue.s, N.SOL_NETLINK, N.NETLINK_EXT_ACK, 1)
+    red.ok(newsa(spi=0x42))
+    blue.ok(newsa(spi=0x42))                      # same key, other namespace
+    assert len(dump(red)[0]) == 1 and len(dump(blue)[0]) == 1
+    red.ok(msg(M.FLUSHSA, bytes([0])))
+    assert dump(red)[0] == [] and len(dump(blue)[0]) == 1
