@@ -194,7 +194,7 @@ def test_policy_case(real, name):
     listener = Nl(fake.nl.k, groups=(X.XfrmNlGrp.POLICY, X.XfrmNlGrp.EXPIRE), pid=777)
     for req in CASES[name]:
         if req == WAIT:
-            time.sleep(0.6)
+            _settle(real)
             continue
         got_real = _norm(real.send(req))
         got_fake = _norm(fake.send(req))
@@ -202,6 +202,19 @@ def test_policy_case(real, name):
     ev_real = _norm(_drain(real.listener))
     ev_fake = _norm(listener.recv_all())
     assert ev_fake == ev_real, _explain("events", b"", ev_real, ev_fake)
+
+
+def _settle(real) -> None:
+    """Wait until the kernel's resize work has run: GETSPDINFO answers the same twice in a
+    row, 0.2 s apart (at most 5 s)."""
+    last = None
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = _norm(real.send(COUNT))
+        if now == last:
+            return
+        last = now
 
 
 def _explain(what, req, real, fake) -> str:
