@@ -4,6 +4,8 @@ import errno as E
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from netlink_codec import netlink as N
 from netlink_codec import xfrm as X
@@ -303,3 +305,25 @@ def test_nat_mapping_events_rate_limited_by_mtimer_thresh(kernel, nl):
     kernel.advance(11)
     db.km_new_mapping(x, new, 31001)
     assert len(mapping.recv_all()) == 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 12), st.integers(0, 12), st.integers(0, 12))
+def test_add_lifetimes_fire_at_their_second(soft, hard, soft_use):
+    """xfrm_timer_handler on the manual clock: soft at soft_add (if before hard), hard at
+    hard_add; an unused SA never reaches its use lifetime."""
+    from xfrmd.clock import ManualClock
+    from xfrmd.kernel import Kernel
+    k = Kernel(ManualClock(), seed=1)
+    nl, mon = Nl(k), Nl(k, groups=(G.EXPIRE,), pid=5)
+    nl.ok(newsa(lft=lifetimes(soft_add=soft, hard_add=hard, soft_use=soft_use)))
+    seen = []
+    for t in range(1, 16):
+        k.advance(1)
+        seen += [(t, h) for h, _ in expire_events(mon)]
+    want = []
+    if soft and (not hard or soft < hard):
+        want.append((soft, 0))
+    if hard:
+        want.append((hard, 1))
+    assert seen == want
