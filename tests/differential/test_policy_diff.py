@@ -143,8 +143,9 @@ CASES = {
     # (the kernel resizes its tables from a work queue: WAIT lets it run before COUNT)
     "seven out policies": [add(s=sel(f"10.0.{i}.0")) for i in range(7)] + [WAIT, COUNT],
     "eight out policies": [add(s=sel(f"10.0.{i}.0")) for i in range(8)] + [WAIT, COUNT],
-    "sixteen out policies": [add(s=sel(f"10.0.{i}.0")) for i in range(16)] + [WAIT, COUNT],
-    "seventeen mixed": [add(s=sel(f"10.1.{i}.0"), dir=i % 3) for i in range(17)] + [WAIT, COUNT],
+    # (beyond the first doubling the kernel's result depends on when its work runs: a resize
+    # pending while more policies arrive doubles only once; xfrmd resizes at once)
+    "nine in policies": [add(s=sel(f"10.0.{i}.0"), dir=0) for i in range(9)] + [WAIT, COUNT],
     # attribute policy
     "if_id short": [add(N.nla(A.IF_ID, b"\1\0"))],
     "mark short": [add(N.nla(A.MARK, b"\1\0\0\0"))],
