@@ -449,3 +449,15 @@ def test_namespaces_have_their_own_sad(kernel):
     assert len(dump(red)[0]) == 1 and len(dump(blue)[0]) == 1
     red.ok(msg(M.FLUSHSA, bytes([0])))
     assert dump(red)[0] == [] and len(dump(blue)[0]) == 1
+
+
+def test_crypto_algorithms_per_kernel_through_the_service_op(nl, kernel):
+    from xfrmd import services
+    off = {"op": "crypto_alg", "state": "off", "names": ["rfc4106(gcm(aes))", "sha1"]}
+    assert services.handle(kernel, "default", off) == {"errno": 0}
+    assert nl.errno_of(newsa(AEAD)) == (-E.ENOSYS, "Requested AEAD algorithm not found")
+    auth = newsa(N.nla(A.ALG_CRYPT, algo("aes", bytes(16))), N.nla(A.ALG_AUTH, algo("hmac(sha1)", bytes(20))))
+    assert nl.errno_of(auth) == (-E.ENOSYS, "Requested AUTH algorithm not found")
+    services.handle(kernel, "default", dict(off, state="on"))
+    nl.ok(newsa(AEAD))
+    assert services.handle(kernel, "default", dict(off, names=["rot13"]))["errno"] == E.EINVAL

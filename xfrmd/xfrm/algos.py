@@ -93,33 +93,53 @@ _CRYPT_BY_NAME = _index(CRYPT)
 _COMP_BY_NAME = _index(COMP)
 _AEAD_BY_NAME_ICV = {(d.name, d.icv_truncbits): d for d in AEAD}
 
-# Names the emulated crypto API lacks (``xfrmd`` topology may remove some to reproduce a
-# kernel built without them); a missing one makes the lookup fail with ENOSYS.
+# Names the emulated crypto API lacks in every kernel of this process (tests); one kernel's
+# own set is ``kernel.xfrm_unavailable_algos`` (``xfrmd ctl crypto-alg off NAME``). A missing
+# algorithm makes the lookup fail as the crypto probe does: ENOSYS.
 UNAVAILABLE: set[str] = set()
 
 
-def _avail(d: AlgoDesc | None) -> AlgoDesc | None:
-    return None if d is None or d.name in UNAVAILABLE else d
+def _avail(d: AlgoDesc | None, kernel=None) -> AlgoDesc | None:
+    if d is None or d.name in UNAVAILABLE:
+        return None
+    if kernel is not None and d.name in getattr(kernel, "xfrm_unavailable_algos", ()):
+        return None
+    return d
 
 
-def aalg_get_byname(name: str) -> AlgoDesc | None:
+def aalg_get_byname(name: str, kernel=None) -> AlgoDesc | None:
     """``xfrm_aalg_get_byname(name, probe=1)``."""
-    return _avail(_AUTH_BY_NAME.get(name))
+    return _avail(_AUTH_BY_NAME.get(name), kernel)
 
 
-def ealg_get_byname(name: str) -> AlgoDesc | None:
+def ealg_get_byname(name: str, kernel=None) -> AlgoDesc | None:
     """``xfrm_ealg_get_byname(name, probe=1)``."""
-    return _avail(_CRYPT_BY_NAME.get(name))
+    return _avail(_CRYPT_BY_NAME.get(name), kernel)
 
 
-def calg_get_byname(name: str) -> AlgoDesc | None:
+def calg_get_byname(name: str, kernel=None) -> AlgoDesc | None:
     """``xfrm_calg_get_byname(name, probe=1)``."""
-    return _avail(_COMP_BY_NAME.get(name))
+    return _avail(_COMP_BY_NAME.get(name), kernel)
 
 
-def aead_get_byname(name: str, icv_len: int) -> AlgoDesc | None:
+def aead_get_byname(name: str, icv_len: int, kernel=None) -> AlgoDesc | None:
     """``xfrm_aead_get_byname(name, icv_len, probe=1)``: canonical name and ICV length."""
-    return _avail(_AEAD_BY_NAME_ICV.get((name, icv_len)))
+    return _avail(_AEAD_BY_NAME_ICV.get((name, icv_len)), kernel)
+
+
+def canonical(name: str) -> str | None:
+    """The table name for ``name`` (itself or a compat alias), in any class."""
+    for table in (_AUTH_BY_NAME, _CRYPT_BY_NAME, _COMP_BY_NAME):
+        if name in table:
+            return table[name].name
+    return name if any(n == name for n, _ in _AEAD_BY_NAME_ICV) else None
+
+
+def set_available(kernel, names, available: bool) -> None:
+    """Load or unload crypto algorithms (canonical names) in one emulated kernel."""
+    cur = set(getattr(kernel, "xfrm_unavailable_algos", ()))
+    (cur.difference_update if available else cur.update)(names)
+    kernel.xfrm_unavailable_algos = frozenset(cur)
 
 
 def c_name(raw: bytes) -> str:

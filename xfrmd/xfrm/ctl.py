@@ -28,3 +28,10 @@ def _xfrm_type(svc, args) -> int:
     if len(args) != 2:
         raise SystemExit("usage: xfrmd ctl " + VERBS["xfrm-type"][1])
     return _result(svc.query("xfrm_type", proto=args[0], state=args[1]))
+
+
+@verb("crypto-alg", "crypto-alg on|off NAME… — load or unload crypto algorithms (xfrm_algo.c names)")
+def _crypto_alg(svc, args) -> int:
+    if len(args) < 2 or args[0] not in ("on", "off"):
+        raise SystemExit("usage: xfrmd ctl " + VERBS["crypto-alg"][1])
+    return _result(svc.query("crypto_alg", state=args[0], names=args[1:]))

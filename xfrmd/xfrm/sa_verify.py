@@ -242,14 +242,14 @@ def state_construct(req, p: UsersaInfo, db):
 
     if A.ALG_AEAD in at:  # attach_aead
         name, key_len, key, icv = _algo_attr(req, A.ALG_AEAD, True)
-        desc = algos.aead_get_byname(name, icv)
+        desc = algos.aead_get_byname(name, icv, db.kernel)
         if desc is None:
             return None, _err("Requested AEAD algorithm not found", -E.ENOSYS)
         x.aead = Algo(desc.name, key_len, key, icv_len=icv)
         x.geniv = desc.geniv
     if A.ALG_AUTH_TRUNC in at:  # attach_auth_trunc
         name, key_len, key, trunc = _algo_attr(req, A.ALG_AUTH_TRUNC, True)
-        desc = algos.aalg_get_byname(name)
+        desc = algos.aalg_get_byname(name, db.kernel)
         if desc is None:
             return None, _err("Requested AUTH_TRUNC algorithm not found", -E.ENOSYS)
         if trunc > desc.icv_fullbits:
@@ -257,20 +257,20 @@ def state_construct(req, p: UsersaInfo, db):
         x.auth = Algo(desc.name, key_len, key, trunc_len=trunc or desc.icv_truncbits)
     elif A.ALG_AUTH in at:  # attach_auth (only when no AUTH_TRUNC was attached)
         name, key_len, key, _ = _algo_attr(req, A.ALG_AUTH, False)
-        desc = algos.aalg_get_byname(name)
+        desc = algos.aalg_get_byname(name, db.kernel)
         if desc is None:
             return None, _err("Requested AUTH algorithm not found", -E.ENOSYS)
         x.auth = Algo(desc.name, key_len, key, trunc_len=desc.icv_truncbits)
     if A.ALG_CRYPT in at:  # attach_crypt
         name, key_len, key, _ = _algo_attr(req, A.ALG_CRYPT, False)
-        desc = algos.ealg_get_byname(name)
+        desc = algos.ealg_get_byname(name, db.kernel)
         if desc is None:
             return None, _err("Requested CRYPT algorithm not found", -E.ENOSYS)
         x.enc = Algo(desc.name, key_len, key)
         x.geniv = desc.geniv
     if A.ALG_COMP in at:  # attach_one_algo
         name, key_len, key, _ = _algo_attr(req, A.ALG_COMP, False)
-        desc = algos.calg_get_byname(name)
+        desc = algos.calg_get_byname(name, db.kernel)
         if desc is None:
             return None, _err("Requested COMP algorithm not found", -E.ENOSYS)
         x.comp = Algo(desc.name, key_len, key)

@@ -139,3 +139,18 @@ def _xfrm_type(kernel, ns, req: dict) -> dict:
         return {"errno": E.EINVAL, "error": "xfrmd: xfrm-type esp|ah|comp on|off"}
     set_type_enabled(kernel, proto, state == "on")
     return {"errno": 0}
+
+
+@service("crypto_alg")
+def _crypto_alg(kernel, ns, req: dict) -> dict:
+    """Make crypto algorithms (table names or aliases) available (``on``) or not (``off``)
+    in this kernel: a missing one answers ENOSYS "Requested … algorithm not found"."""
+    from .algos import canonical, set_available
+    names = req.get("names") or []
+    state = req.get("state")
+    canon = [canonical(str(n)) for n in names]
+    if state not in ("on", "off") or not names or None in canon:
+        bad = [n for n, c in zip(names, canon) if c is None]
+        return {"errno": E.EINVAL, "error": f"xfrmd: crypto-alg on|off NAME… (unknown: {bad})"}
+    set_available(kernel, canon, state == "on")
+    return {"errno": 0}
