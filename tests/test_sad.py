@@ -461,3 +461,27 @@ def test_crypto_algorithms_per_kernel_through_the_service_op(nl, kernel):
     services.handle(kernel, "default", dict(off, state="on"))
     nl.ok(newsa(AEAD))
     assert services.handle(kernel, "default", dict(off, names=["rot13"]))["errno"] == E.EINVAL
+
+
+def test_charon_inbound_sa_sequence(nl, kernel):
+    """What charon 5.9.8 sends (research traces): ALLOCSPI over its range, then UPDSA of the
+    larval state with XFRM_STATE_AF_UNSPEC and an empty selector; the outbound SA by NEWSA."""
+    mon = Nl(kernel, groups=(X.XfrmNlGrp.EXPIRE,), pid=9)
+    payload = (usersa_info(src="192.0.2.2", dst="192.0.2.1", spi=0, reqid=0, replay_window=0,
+                           sel=selector(family=0)) + struct.pack("=II", 0xC0000000, 0xCFFFFFFF))
+    out = [m for d in nl.send(msg(M.ALLOCSPI, payload, N.NLM_F_REQUEST)) for m in messages(d)]
+    spi = X.XfrmUsersaInfo.decode(out[0][4], 16).id.spi
+    assert 0xC0000000 <= spi <= 0xCFFFFFFF
+    lft = (X.XFRM_INF,) * 4 + (3381, 3960, 0, 0)
+    algs = (N.nla(A.ALG_CRYPT, algo("aes", bytes(16)))
+            + N.nla(A.ALG_AUTH_TRUNC, algo2("hmac(sha256)", bytes(32), 128)))
+    nl.ok(msg(M.UPDSA, usersa_info(src="192.0.2.2", dst="192.0.2.1", spi=spi, reqid=1, lft=lft,
+                                   flags=X.XFRM_STATE_AF_UNSPEC, sel=selector(family=0)) + algs))
+    nl.ok(msg(M.NEWSA, usersa_info(src="192.0.2.1", dst="192.0.2.2", spi=0xCB253403, reqid=1,
+                                   lft=lft, replay_window=0, flags=X.XFRM_STATE_AF_UNSPEC,
+                                   sel=selector(family=0)) + algs))
+    states = [X.XfrmUsersaInfo.decode(m[4], 16) for m in dump(nl)[0]]
+    assert [(i.id.spi, i.reqid, i.sel.family, i.replay_window) for i in states] == \
+        [(0xCB253403, 1, 0, 0), (spi, 1, 0, 32)]
+    kernel.advance(3381)
+    assert sorted(m[4][16 + 224] for d in mon.recv_all() for m in messages(d)) == [0, 0]
