@@ -13,7 +13,8 @@ from . import rtnl_handler
 
 RTM_NEWROUTE, RTM_GETROUTE = 24, 26
 RTMSG = struct.Struct("=BBBBBBBBI")
-RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 7, 15
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PREFSRC, RTA_CACHEINFO, RTA_TABLE, RTA_UID = 1, 4, 5, 7, 12, 15, 25
+RTM_F_CLONED = 0x200
 RT_TABLE_MAIN = 254
 RTPROT_KERNEL, RTPROT_BOOT = 2, 3
 RT_SCOPE_UNIVERSE, RT_SCOPE_LINK = 0, 253
@@ -31,24 +32,39 @@ def routes(ns) -> list[dict]:
             if a.address.startswith("127.") or a.address == "::1":
                 continue
             net = ipaddress.ip_network(f"{a.address}/{a.prefixlen}", strict=False)
+            if net.prefixlen == net.max_prefixlen:
+                continue        # fib_add_ifaddr: no prefix route for a host address
             out.append({"dst": net, "dev": dev, "src": a.address, "gw": None,
                         "proto": RTPROT_KERNEL, "scope": RT_SCOPE_LINK})
     for r in getattr(ns, "routes", []):
         out.append(r)
+    # the FIB trie walks keys in order: by network address, then prefix length
+    out.sort(key=lambda r: (r["dst"].version, int(r["dst"].network_address), r["dst"].prefixlen))
     return out
 
 
 def fill_route(r: dict, seq: int, portid: int, flags: int, *, dst_host=None) -> bytes:
+    """``fib_dump_info`` for table routes; ``rt_fill_info`` (a cloned route: uid, cache
+    info) for ``route get`` answers."""
     net = r["dst"]
     fam = 2 if net.version == 4 else 10
-    plen = net.max_prefixlen if dst_host is not None else net.prefixlen
-    body = RTMSG.pack(fam, plen, 0, 0, RT_TABLE_MAIN, r["proto"], r["scope"], RTN_UNICAST, 0)
-    body += nla_u32(RTA_TABLE, RT_TABLE_MAIN)
     if dst_host is not None:
-        body += nla(RTA_DST, dst_host.packed)
-    elif net.prefixlen:
+        body = RTMSG.pack(fam, net.max_prefixlen, 0, 0, RT_TABLE_MAIN, 0, 0, RTN_UNICAST,
+                          RTM_F_CLONED)
+        body += nla_u32(RTA_TABLE, RT_TABLE_MAIN) + nla(RTA_DST, dst_host.packed)
+        body += nla_u32(RTA_OIF, r["dev"].ifindex)
+        if r.get("src"):
+            body += nla(RTA_PREFSRC, ipaddress.ip_address(r["src"]).packed)
+        if r.get("gw"):
+            body += nla(RTA_GATEWAY, ipaddress.ip_address(r["gw"]).packed)
+        body += nla_u32(RTA_UID, 0) + nla(RTA_CACHEINFO, bytes(32))
+        return encode_msg(RTM_NEWROUTE, flags, seq, portid, body)
+    body = RTMSG.pack(fam, net.prefixlen, 0, 0, RT_TABLE_MAIN, r["proto"], r["scope"],
+                      RTN_UNICAST, 0)
+    body += nla_u32(RTA_TABLE, RT_TABLE_MAIN)
+    if net.prefixlen:
         body += nla(RTA_DST, net.network_address.packed)
-    if r.get("src") and (dst_host is not None or r["proto"] == RTPROT_KERNEL):
+    if r.get("src") and r["proto"] == RTPROT_KERNEL:
         body += nla(RTA_PREFSRC, ipaddress.ip_address(r["src"]).packed)
     if r.get("gw"):
         body += nla(RTA_GATEWAY, ipaddress.ip_address(r["gw"]).packed)

@@ -1,0 +1,164 @@
+"""Topologies: which namespaces, devices, addresses and routes a kernel starts with.
+
+A topology is a TOML file (format in docs/topology.md) or one of the built-in names:
+``bare`` — a namespace exactly as ``ip netns add`` makes it (only ``lo``, down) — and
+``default`` (design §4, also shipped as xfrmd/topologies/default.toml). ``load_topology``
+returns a :class:`Topology` whose ``apply(kernel)`` builds it; a bad file raises ValueError
+naming the line and the problem."""
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+
+BUILTIN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "topologies")
+KINDS = ("loopback", "dummy", "veth", "bridge", "bond", "netdevsim", "mlx5", "airoha-soe")
+DRIVERS = {"dummy": "dummy", "veth": "veth", "bridge": "bridge", "bond": "bonding",
+           "netdevsim": "netdevsim", "mlx5": "mlx5_core", "airoha-soe": "airoha_eth"}
+DEVICE_KEYS = {"name", "kind", "nic", "mac", "up", "carrier", "mtu", "addresses", "master",
+               "peer", "mode", "xmit_hash_policy", "miimon", "lacp_rate", "ad_select",
+               "lag_model", "capabilities", "esp_hw_offload"}
+
+
+class Topology:
+    def __init__(self, spec: dict, text: str = "", source: str = ""):
+        self.spec, self.text, self.source = spec, text, source
+        self._validate()
+
+    # -- errors name the line -----------------------------------------------------------
+    def _line_of(self, needle: str) -> int | None:
+        """The line of the first occurrence (a quoted value matches either quote style)."""
+        alts = [needle]
+        if needle.startswith('"') and needle.endswith('"'):
+            alts.append("'" + needle[1:-1] + "'")
+        for i, line in enumerate(self.text.splitlines(), 1):
+            if any(a in line for a in alts):
+                return i
+        return None
+
+    def _fail(self, problem: str, needle: str | None = None):
+        line = self._line_of(needle) if needle else None
+        where = f"{self.source}:{line}: " if line else (f"{self.source}: " if self.source else "")
+        raise ValueError(f"{where}{problem}")
+
+    def _validate(self) -> None:
+        nss = self.spec.get("netns", [])
+        if not isinstance(nss, list) or not nss:
+            self._fail("a topology needs at least one [[netns]]")
+        seen_ns = set()
+        for ns in nss:
+            name = ns.get("name", "default")
+            if name in seen_ns:
+                self._fail(f"namespace {name!r} is defined twice", f'"{name}"')
+            seen_ns.add(name)
+            names = {"lo"}
+            for d in ns.get("device", []):
+                n = d.get("name")
+                if not n or len(n) > 15:
+                    self._fail(f"device name {n!r} is not a valid interface name", f'"{n}"' if n else "[[netns.device]]")
+                if n in names:
+                    self._fail(f"device {n!r} is defined twice", f'"{n}"')
+                names.add(n)
+                unknown = set(d) - DEVICE_KEYS
+                if unknown:
+                    self._fail(f"device {n!r}: unknown key {sorted(unknown)[0]!r}", sorted(unknown)[0])
+                if d.get("kind") not in KINDS:
+                    self._fail(f"device {n!r}: unknown kind {d.get('kind')!r} "
+                               f"(one of {', '.join(KINDS)})", f'"{d.get("kind")}"')
+                for a in d.get("addresses", []):
+                    try:
+                        ipaddress.ip_interface(a)
+                    except ValueError:
+                        self._fail(f"device {n!r}: bad address {a!r}", a)
+            for d in ns.get("device", []):
+                m = d.get("master")
+                if m and m not in names:
+                    self._fail(f"device {d['name']!r}: master {m!r} does not exist", f'"{m}"')
+            for r in ns.get("route", []):
+                if r.get("dev") and r["dev"] not in names:
+                    self._fail(f"route: device {r['dev']!r} does not exist", f'"{r["dev"]}"')
+
+    # -- building ------------------------------------------------------------------------
+    def apply(self, kernel) -> None:
+        from devices.netdev import IFF_UP, NetDevice
+        from .rtnl.addr import add_address
+        for nspec in self.spec.get("netns", []):
+            ns = kernel.netns(nspec.get("name", "default"), create=True)
+            links = ns.links
+            lo = links.by_name("lo")
+            if nspec.get("lo_up", True) and nspec.get("device") is not None:
+                lo.flags |= IFF_UP
+                lo.ever_up = True
+                add_address(lo, "127.0.0.1", 8)
+                add_address(lo, "::1", 128)
+            devs = {}
+            for i, d in enumerate(nspec.get("device", [])):
+                if d["kind"] == "loopback":
+                    continue
+                mac = _mac(d.get("mac"), len(kernel.namespaces), i)
+                dev = NetDevice(d["name"], d["kind"], mtu=d.get("mtu", 1500), address=mac,
+                                driver=DRIVERS.get(d["kind"], d["kind"]))
+                dev.nic = d.get("nic", "")
+                dev.options = {k: v for k, v in d.items() if k not in ("name", "kind", "addresses")}
+                _attach_driver(dev, d)
+                links.register(dev)
+                devs[d["name"]] = dev
+            for d in nspec.get("device", []):
+                dev = devs.get(d["name"]) or links.by_name(d["name"])
+                if d.get("master"):
+                    dev.master = devs.get(d["master"])
+                if d.get("up", True):
+                    dev.flags |= IFF_UP
+                    dev.ever_up = True
+                dev.carrier = d.get("carrier", True)
+                for a in d.get("addresses", []):
+                    iface = ipaddress.ip_interface(a)
+                    add_address(dev, str(iface.ip), iface.network.prefixlen)
+            ns.routes = []
+            for r in nspec.get("route", []):
+                dst = ipaddress.ip_network("0.0.0.0/0" if r.get("dst", "default") == "default"
+                                           else r["dst"], strict=False)
+                dev = links.by_name(r["dev"])
+                ns.routes.append({"dst": dst, "dev": dev, "gw": r.get("via"), "src": None,
+                                  "proto": 3, "scope": 0})
+
+
+def _attach_driver(dev, spec: dict) -> None:
+    """Let the driver and bonding packages turn the device into theirs, when present."""
+    try:
+        from devices import registry
+    except ImportError:
+        return
+    hook = getattr(registry, "setup_device", None)
+    if hook is not None:
+        hook(dev, spec)
+
+
+def _mac(text, ns_no: int, i: int) -> bytes:
+    if text:
+        return bytes(int(x, 16) for x in text.split(":"))
+    return bytes([0x02, 0x00, 0x00, ns_no & 0xFF, 0x00, (i + 1) & 0xFF])
+
+
+def load_topology(name_or_path: str) -> Topology:
+    if name_or_path == "bare":
+        return Topology({"netns": [{"name": "default"}]}, source="bare")
+    path = name_or_path
+    if not os.path.exists(path):
+        builtin = os.path.join(BUILTIN_DIR, f"{name_or_path}.toml")
+        if not os.path.exists(builtin):
+            raise ValueError(f"topology {name_or_path!r}: no such file or built-in topology "
+                             "(built-in: default, bare)")
+        path = builtin
+    text = open(path).read()
+    try:
+        spec = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        m = re.search(r"line (\d+)", str(e))
+        raise ValueError(f"{path}:{m.group(1) if m else '?'}: {e}") from None
+    return Topology(spec, text, path)
+
+
+def from_dict(spec: dict) -> Topology:
+    return Topology(spec, source="<dict>")
