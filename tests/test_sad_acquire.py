@@ -204,3 +204,19 @@ def test_acquire_for_a_flow_uses_the_best_matching_out_policy(kernel):
     policy(32, 1, 4, action=X.XFRM_POLICY_BLOCK)
     assert query(kernel, src="10.0.0.0", dst="10.0.1.0")["errno"] == E.EPERM
     assert len([m for d in km.recv_all() for m in messages(d)]) == 2
+
+
+def test_existing_sa_serves_the_flow_even_dying_but_only_if_its_selector_covers_it(kernel):
+    from .sad_helpers import AEAD, selector
+    nl = Nl(kernel, pid=55)
+    km = Nl(kernel, groups=(G.ACQUIRE,))
+    # an SA for reqid 5 between the template addresses, selector 10.0.0.0/24 -> 10.0.1.0/24
+    info = usersa_info(src="192.0.2.1", dst="198.51.100.1", spi=0x77, reqid=5,
+                       sel=selector("10.0.0.0", "10.0.1.0", 24, 24, X.AF_INET),
+                       lft=(X.XFRM_INF,) * 4 + (2, 0, 0, 0))
+    nl.ok(msg(M.NEWSA, info + AEAD))
+    kernel.advance(2)                                      # soft expiry: dying
+    assert query(kernel, **FLOW) == {"errno": 0, "acquired": [], "resolved": [0x77]}
+    other = dict(FLOW, dst="10.9.1.1")                     # outside the SA's selector
+    assert query(kernel, **other)["acquired"] == [5]
+    assert len([m for d in km.recv_all() for m in messages(d)]) == 1

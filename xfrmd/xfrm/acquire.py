@@ -102,6 +102,23 @@ def host_selector(src: bytes, dst: bytes, family: int, proto: int = 0, sport: in
     return sel
 
 
+def _prefix_ok(a: bytes, b: bytes, plen: int) -> bool:
+    whole, rest = divmod(plen, 8)
+    if a[:whole] != b[:whole]:
+        return False
+    mask = (0xFF << (8 - rest)) & 0xFF
+    return not rest or (a[whole] & mask) == (b[whole] & mask)
+
+
+def _sel_covers(sel: bytes, flow: bytes) -> bool:
+    """``xfrm_selector_match`` of a selector against a flow given as a host selector."""
+    dp, dpm, sp, spm = struct.unpack_from(">HHHH", sel, 32)
+    fdp, _, fsp, _ = struct.unpack_from(">HHHH", flow, 32)
+    return (_prefix_ok(flow[0:16], sel[0:16], sel[42]) and _prefix_ok(flow[16:32], sel[16:32], sel[43])
+            and not ((fdp ^ dp) & dpm) and not ((fsp ^ sp) & spm)
+            and (sel[44] == 0 or sel[44] == flow[44]))
+
+
 def _next_acqseq(kernel) -> int:
     """``xfrm_get_acqseq``: one counter for the whole kernel, never 0."""
     seq = (getattr(kernel, "_xfrm_acqseq", 0) + 1) & 0xFFFFFFFF or 1
@@ -141,15 +158,25 @@ def state_find(db, sel, t: Template, pol: PolicyWire, flow_src: bytes, flow_dst:
     key = (addr_key(daddr, fam), addr_key(saddr, fam), t.reqid, fam)
     mark = pol.mark[0] & pol.mark[1]
     in_progress = False
+    best = None
+    flow = bytes(sel)
     for x in reversed(db.bydst.get(key, ())):
         if (x.props.family == fam and x.props.reqid == t.reqid and x.mark_match(mark)
                 and x.if_id == pol.if_id and not x.props.flags & X.XFRM_STATE_WILDRECV
                 and x.props.mode == t.mode and x.id.proto == t.proto
                 and (not t.spi or t.spi == x.id.spi)):
-            if x.km_state == XFRM_STATE_VALID and not x.km_dying:
-                return x, 0, False
-            if x.km_state == XFRM_STATE_ACQ:
+            if x.km_state == XFRM_STATE_VALID:
+                # xfrm_state_look_at: the SA's selector must cover the flow; prefer one
+                # that is not dying, then the most recently added
+                if x.sel.family and (x.sel.family != family or not _sel_covers(bytes(x.sel), flow)):
+                    continue
+                if (best is None or best.km_dying > x.km_dying or
+                        (best.km_dying == x.km_dying and best.curlft.add_time < x.curlft.add_time)):
+                    best = x
+            elif x.km_state == XFRM_STATE_ACQ:
                 in_progress = True
+    if best is not None:
+        return best, 0, False
     if in_progress:
         return None, -E.EAGAIN, False
     x = db.alloc()
