@@ -116,7 +116,8 @@ def _sel_covers(sel: bytes, flow: bytes) -> bool:
     fdp, _, fsp, _ = struct.unpack_from(">HHHH", flow, 32)
     return (_prefix_ok(flow[0:16], sel[0:16], sel[42]) and _prefix_ok(flow[16:32], sel[16:32], sel[43])
             and not ((fdp ^ dp) & dpm) and not ((fsp ^ sp) & spm)
-            and (sel[44] == 0 or sel[44] == flow[44]))
+            and (sel[44] == 0 or sel[44] == flow[44])
+            and sel[48:52] in (bytes(4), flow[48:52]))          # ifindex: 0 = any
 
 
 def _next_acqseq(kernel) -> int:
@@ -195,6 +196,27 @@ def state_find(db, sel, t: Template, pol: PolicyWire, flow_src: bytes, flow_dst:
     db._link(x)
     db._arm(x, db.acq_expires)
     return None, -E.EAGAIN, True
+
+
+def policy_for_flow(ns, src: bytes, dst: bytes, family: int, proto: int = 0, sport: int = 0,
+                    dport: int = 0, mark: int = 0, if_id: int = 0):
+    """``xfrm_policy_lookup`` for an outbound flow over the SPD's policies: sub policies
+    first, then main; the lowest priority value wins, the older policy on a tie."""
+    flow = bytes(host_selector(src, dst, family, proto, sport, dport))
+    for ptype in (X.XFRM_POLICY_TYPE_SUB, X.XFRM_POLICY_TYPE_MAIN):
+        best = None
+        for pol in getattr(ns.xfrm, "policy_all", {}).values():
+            if (getattr(pol, "dir", None) != X.XFRM_POLICY_OUT or pol.type != ptype
+                    or pol.family != family or (mark & pol.mark[1]) != pol.mark[0]
+                    or pol.if_id != if_id or getattr(pol, "dead", False)):
+                continue
+            if not _sel_covers(bytes(pol.sel), flow):
+                continue
+            if best is None or pol.priority < best.priority:
+                best = pol
+        if best is not None:
+            return best
+    return None
 
 
 def acquire(ns, pol: PolicyWire, flow_src: bytes, flow_dst: bytes, family: int, proto: int = 0,

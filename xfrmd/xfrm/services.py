@@ -10,7 +10,7 @@ import struct
 from netlink_codec import xfrm as X
 
 from ..services import service
-from .acquire import PolicyWire, Template, acquire
+from .acquire import PolicyWire, Template, acquire, policy_for_flow
 
 XFRM_PROTOS = {"esp": X.IPPROTO_ESP, "ah": X.IPPROTO_AH, "comp": X.IPPROTO_COMP}
 MODES = {"transport": X.XFRM_MODE_TRANSPORT, "tunnel": X.XFRM_MODE_TUNNEL,
@@ -29,44 +29,6 @@ def _l4(value) -> int:
     if isinstance(value, int) or str(value).isdigit():
         return int(value)
     return socket.getprotobyname(str(value))
-
-
-def _prefix_ok(a: bytes, b: bytes, plen: int) -> bool:
-    whole, rest = divmod(plen, 8)
-    if a[:whole] != b[:whole]:
-        return False
-    mask = (0xFF << (8 - rest)) & 0xFF
-    return not rest or (a[whole] & mask) == (b[whole] & mask)
-
-
-def _selector_match(sel: bytes, src: bytes, dst: bytes, proto: int, sport: int, dport: int) -> bool:
-    """``__xfrm4/6_selector_match`` for a flow (no interface)."""
-    d, s_ = sel[0:16], sel[16:32]
-    dp, dpm, sp, spm = struct.unpack_from(">HHHH", sel, 32)
-    plen_d, plen_s, sproto = sel[42], sel[43], sel[44]
-    return (_prefix_ok(dst, d, plen_d) and _prefix_ok(src, s_, plen_s)
-            and not ((dport ^ dp) & dpm) and not ((sport ^ sp) & spm)
-            and (sproto == 0 or sproto == proto))
-
-
-def _policy_for_flow(ns, src: bytes, dst: bytes, family: int, proto: int, sport: int,
-                     dport: int):
-    """``xfrm_policy_lookup`` for an outbound flow with mark 0 and no if_id: sub policies
-    first, then main; the lowest priority value wins, the older policy on a tie."""
-    for ptype in (X.XFRM_POLICY_TYPE_SUB, X.XFRM_POLICY_TYPE_MAIN):
-        best = None
-        for pol in getattr(ns.xfrm, "policy_all", {}).values():
-            if (getattr(pol, "dir", None) != X.XFRM_POLICY_OUT or pol.type != ptype
-                    or pol.family != family or pol.mark[0] != 0 or pol.if_id
-                    or getattr(pol, "dead", False)):
-                continue
-            if not _selector_match(pol.sel, src, dst, proto, sport, dport):
-                continue
-            if best is None or pol.priority < best.priority:
-                best = pol
-        if best is not None:
-            return best
-    return None
 
 
 def _policy_by_index(ns, index: int) -> PolicyWire | None:
@@ -112,7 +74,7 @@ def _acquire(kernel, ns, req: dict) -> dict:
         elif req.get("xfrm") or req.get("reqid") is not None:
             pol = _hand_policy(req, src, dst, family, proto, sport, dport)
         else:
-            found = _policy_for_flow(ns, src, dst, family, proto, sport, dport)
+            found = policy_for_flow(ns, src, dst, family, proto, sport, dport)
             if found is None:
                 return {"errno": 0, "policy": None, "acquired": [], "resolved": []}
             if found.action == X.XFRM_POLICY_BLOCK:
