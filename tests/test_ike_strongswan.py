@@ -1,0 +1,116 @@
+"""strongSwan charon 5.9.8 ↔ charon, unmodified, with the shim: IKE over a real veth between
+two real namespaces, SAs and policies in xfrmd's emulated kernels ``left`` and ``right``."""
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from xfrmd.ike import charon
+from xfrmd.ike.pair import KernelPair
+
+from .conftest import require
+
+
+
+def _require():
+    require(os.geteuid() == 0, "needs root for network namespaces")
+    require(charon.available(), "needs strongswan-charon and strongswan-swanctl")
+
+
+def _wait(cond, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.1)
+    return cond()
+
+
+class Peers:
+    def __init__(self, tmp_path, **opts):
+        self.kp = KernelPair()
+        self.tmp, self.opts = str(tmp_path), opts
+
+    def __enter__(self):
+        self.kp.__enter__()
+        try:
+            self.left = charon.Charon(self.kp.real, "left", self.tmp, self.kp.env("left"), **self.opts)
+            self.right = charon.Charon(self.kp.real, "right", self.tmp, self.kp.env("right"), **self.opts)
+            self.left.start()
+            self.right.start()
+        except Exception:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        for d in ("left", "right"):
+            c = getattr(self, d, None)
+            if c is not None:
+                c.stop()
+        if exc and exc[0] is not None:     # a red run explains itself: the daemons' logs
+            for d in ("left", "right"):
+                c = getattr(self, d, None)
+                if c is not None:
+                    print(f"---- charon {d} log ----\n{c.logtext()[-6000:]}")
+        self.kp.__exit__(*exc)
+
+
+def _spis(sas):
+    return sorted((s["src"], s["dst"], s["spi"]) for s in sas)
+
+
+@pytest.mark.parametrize("mode", ["tunnel", "transport"])
+def test_child_sa_installed_in_both_emulated_kernels(tmp_path, mode):
+    _require()
+    with Peers(tmp_path, mode=mode) as p:
+        r = p.left.initiate()
+        assert "initiate completed successfully" in r.stdout, r.stdout
+        assert "INSTALLED, " + mode.upper() in p.left.list_sas()
+        left, right = p.kp.sad("left"), p.kp.sad("right")
+        assert len(left) == 2 and len(right) == 2
+        # the same SAs with the same SPIs and keys on both sides
+        assert _spis(left) == _spis(right)
+        keys = lambda sas: sorted((s["spi"], s["algs"]["enc"], s["algs"]["auth"]) for s in sas)
+        assert keys(left) == keys(right)
+        assert all(s["algs"]["enc"][0] == "cbc(aes)" and s["algs"]["auth"][0] == "hmac(sha256)"
+                   for s in left)
+        assert {s["mode"] for s in left} == {1 if mode == "tunnel" else 0}
+        # policies: in, fwd and out on each side (fwd only for tunnel mode)
+        dirs = sorted(pol["dir"] for pol in p.kp.spd("left"))
+        assert dirs == ([0, 1, 2] if mode == "tunnel" else [0, 1])
+
+
+def test_terminate_removes_sas_and_policies(tmp_path):
+    _require()
+    with Peers(tmp_path) as p:
+        assert "initiate completed successfully" in p.left.initiate().stdout
+        p.left.terminate_ike()
+        assert _wait(lambda: not p.kp.sad("left") and not p.kp.sad("right"))
+        assert p.kp.spd("left") == [] and p.kp.spd("right") == []
+
+
+def test_soft_expire_from_the_emulated_clock_makes_charon_rekey(tmp_path):
+    _require()
+    with Peers(tmp_path, rekey_time=600, life_time=1200) as p:
+        assert "initiate completed successfully" in p.left.initiate().stdout
+        before = _spis(p.kp.sad("left"))
+        lft = p.kp.sad("left")[0]["lft"]
+        assert 0 < lft["soft_add_expires_seconds"] <= 600 < lft["hard_add_expires_seconds"] <= 1200
+        p.kp.advance(lft["soft_add_expires_seconds"] + 2)     # kernel sends EXPIRE soft
+        after = _wait(lambda: (lambda s: s if len(s) == 2 and s != before else None)(
+            _spis(p.kp.sad("left"))), timeout=20)
+        assert after and set(after).isdisjoint(before), p.left.logtext()[-3000:]
+        assert "rekeying" in p.left.logtext() or "rekeying" in p.right.logtext()
+
+
+def test_hard_expire_removes_the_sa(tmp_path):
+    _require()
+    with Peers(tmp_path, rekey_time=0, life_time=300) as p:
+        assert "initiate completed successfully" in p.left.initiate().stdout
+        assert len(p.kp.sad("left")) == 2
+        p.kp.advance(400)
+        assert _wait(lambda: p.kp.sad("left") == [] or None, timeout=15) is not None

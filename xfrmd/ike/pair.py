@@ -1,0 +1,78 @@
+"""A kernel pair: two real network namespaces joined by a veth (IKE traffic flows over the
+real kernel) and one xfrmd server whose emulated namespaces ``left`` and ``right`` mirror
+their devices and addresses. Daemons started with :meth:`KernelPair.env` install their SAs
+and policies into xfrmd.
+
+    with KernelPair() as kp:
+        left = Charon(kp.real, "left", workdir, kp.env("left"))
+        …
+        kp.sad("left")        # the SAs xfrmd holds for the left daemon
+"""
+from __future__ import annotations
+
+import os
+
+from ..netlink_helpers import dump_policies, dump_states
+from .netns import RealPair
+
+
+def mirror_topology(real: RealPair, device_kind: str = "veth", extra: dict | None = None) -> dict:
+    """One emulated namespace per side with the same device name and address."""
+    spec = {"netns": []}
+    for side in ("left", "right"):
+        dev = {"name": real.dev[side], "kind": device_kind,
+               "addresses": [f"{real.addr[side]}/{real.prefixlen}"]}
+        dev.update((extra or {}).get(side, {}))
+        spec["netns"].append({"name": side, "device": [dev]})
+    return spec
+
+
+class KernelPair:
+    def __init__(self, device_kind: str = "veth", extra: dict | None = None):
+        self.device_kind, self.extra = device_kind, extra
+        self.real: RealPair | None = None
+        self._server = None
+        self.handle = None
+
+    def __enter__(self) -> "KernelPair":
+        from .. import shim
+        from ..clock import SystemClock
+        from ..kernel import Kernel
+        from ..testing import running_server
+        from ..topology import from_dict
+        self.shim = shim.path()
+        self.real = RealPair()
+        try:
+            topo = from_dict(mirror_topology(self.real, self.device_kind, self.extra))
+            self.kernel = Kernel(SystemClock(), topology=topo)
+            self._server = running_server(self.kernel)
+            self.handle = self._server.__enter__()
+        except Exception:
+            self.real.close()
+            raise
+        return self
+
+    def env(self, side: str) -> dict:
+        """What a daemon on ``side`` needs to see its emulated kernel."""
+        return {"LD_PRELOAD": self.shim, "XFRMD_SOCKET": self.handle.path,
+                "XFRMD_NETNS": side}
+
+    def sad(self, side: str) -> list[dict]:
+        return dump_states(self.handle.path, side)
+
+    def spd(self, side: str) -> list[dict]:
+        return dump_policies(self.handle.path, side)
+
+    def advance(self, seconds: float) -> None:
+        """Move the emulated clock (lifetimes, expiry) for both sides."""
+        from ..client import Service
+        with Service(path=self.handle.path) as svc:
+            svc.query("clock_advance", seconds=seconds)
+
+    def __exit__(self, *exc) -> None:
+        try:
+            if self._server is not None:
+                self._server.__exit__(*exc)
+        finally:
+            if self.real is not None:
+                self.real.close()
