@@ -192,7 +192,7 @@ def state_find(db, sel, t: Template, pol: PolicyWire, flow_src: bytes, flow_dst:
     db.multicast(X.XfrmNlGrp.ACQUIRE, build_acquire(x, t, pol))
     x.km_state = XFRM_STATE_ACQ
     x.dir = X.XFRM_SA_DIR_OUT
-    x.lft.hard_add_expires_seconds = db.acq_expires
+    x.lft = x.lft._replace(hard_add_expires_seconds=db.acq_expires)
     db._link(x)
     db._arm(x, db.acq_expires)
     return None, -E.EAGAIN, True

@@ -170,7 +170,7 @@ class StateDb:
         x.props.family, x.props.mode, x.props.reqid = family, mode, reqid
         x.if_id = if_id
         x.mark = mark
-        x.lft.hard_add_expires_seconds = self.acq_expires
+        x.lft = x.lft._replace(hard_add_expires_seconds=self.acq_expires)
         self._link(x)
         self._arm(x, self.acq_expires)
         return x

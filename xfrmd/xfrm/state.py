@@ -109,28 +109,26 @@ class ReplayEsn:
                          self.replay_window, self.bmp)
 
 
-class LifetimeCfg:
-    """``struct xfrm_lifetime_cfg`` (limits: XFRM_INF = none; seconds: 0 = none)."""
-    __slots__ = ("soft_byte_limit", "hard_byte_limit", "soft_packet_limit", "hard_packet_limit",
-                 "soft_add_expires_seconds", "hard_add_expires_seconds",
-                 "soft_use_expires_seconds", "hard_use_expires_seconds")
-
-    def __init__(self, sb=X.XFRM_INF, hb=X.XFRM_INF, sp=X.XFRM_INF, hp=X.XFRM_INF,
-                 sa=0, ha=0, su=0, hu=0):
-        self.soft_byte_limit, self.hard_byte_limit = sb, hb
-        self.soft_packet_limit, self.hard_packet_limit = sp, hp
-        self.soft_add_expires_seconds, self.hard_add_expires_seconds = sa, ha
-        self.soft_use_expires_seconds, self.hard_use_expires_seconds = su, hu
+class LifetimeCfg(NamedTuple):
+    """``struct xfrm_lifetime_cfg`` (limits: XFRM_INF = none; seconds: 0 = none). Immutable:
+    a tuple of ints is not tracked by the garbage collector, which 100k SAs notice."""
+    soft_byte_limit: int = X.XFRM_INF
+    hard_byte_limit: int = X.XFRM_INF
+    soft_packet_limit: int = X.XFRM_INF
+    hard_packet_limit: int = X.XFRM_INF
+    soft_add_expires_seconds: int = 0
+    hard_add_expires_seconds: int = 0
+    soft_use_expires_seconds: int = 0
+    hard_use_expires_seconds: int = 0
 
     def values(self) -> tuple:
-        return (self.soft_byte_limit, self.hard_byte_limit, self.soft_packet_limit,
-                self.hard_packet_limit, self.soft_add_expires_seconds,
-                self.hard_add_expires_seconds, self.soft_use_expires_seconds,
-                self.hard_use_expires_seconds)
+        return tuple(self)
 
     def has_timeouts(self) -> bool:
-        return bool(self.soft_add_expires_seconds or self.hard_add_expires_seconds
-                    or self.soft_use_expires_seconds or self.hard_use_expires_seconds)
+        return bool(self[4] or self[5] or self[6] or self[7])
+
+
+_DEFAULT_LFT = LifetimeCfg()
 
 
 class LifetimeCur:
@@ -163,7 +161,7 @@ class SecurityAssociation:
         self.coaddr = None           # 16 bytes or None
         self.tfcpad = 0
         # xfrm_state_alloc: every limit infinite, no expiry
-        self.lft = lft if lft is not None else LifetimeCfg()
+        self.lft = lft if lft is not None else _DEFAULT_LFT
         self.curlft = LifetimeCur()
         self.stats = [0, 0, 0]              # replay_window, replay, integrity_failed
         self.replay = [0, 0, 0]             # oseq, seq, bitmap
