@@ -347,15 +347,39 @@ def test_type_disabled_reproduces_machine_without_esp(nl, monkeypatch):
     assert nl.errno_of(newsa(CBC)) == (-E.EPROTONOSUPPORT, "Requested type not found")
 
 
-def test_migrate_checks_then_refuses_with_xfrmd_message(nl):
-    from .differential.test_sa_validation import MIGRATES, _tmpl
-    assert nl.errno_of(MIGRATES["no target policy"]) == (-E.ENOENT, "Target policy not found")
-    sel = selector("10.0.0.0", "10.0.1.0", 24, 24, X.AF_INET)
+def _out_policy(nl, tmpl: bytes, sel=None):
+    sel = sel or selector("10.0.0.0", "10.0.1.0", 24, 24, X.AF_INET)
     info = sel + struct.pack("=8Q4QIIBBBB4x", *([X.XFRM_INF] * 4), 0, 0, 0, 0, 0, 0, 0, 0,
                              0, 0, X.XFRM_POLICY_OUT, 0, 0, 0)
-    nl.ok(msg(M.NEWPOLICY, info + N.nla(A.TMPL, _tmpl())))
-    err, text = nl.errno_of(MIGRATES["no target policy"])
-    assert err == -E.EOPNOTSUPP and text.startswith("xfrmd: ")
+    nl.ok(msg(M.NEWPOLICY, info + N.nla(A.TMPL, tmpl)))
+
+
+def test_migrate_moves_sas_and_templates_and_tells_the_initial_namespace(nl, kernel):
+    from .differential.test_sa_validation import MIGRATES, _mig, _PID, _tmpl
+    assert nl.errno_of(MIGRATES["no target policy"]) == (-E.ENOENT, "Target policy not found")
+    km = Nl(kernel, groups=(X.XfrmNlGrp.MIGRATE,), pid=31)
+    _out_policy(nl, _tmpl(reqid=1, family=2))
+    nl.ok(newsa(spi=0x500, src="192.0.2.1", dst="198.51.100.1", reqid=1))
+    nl.ok(msg(M.MIGRATE, _PID + N.nla(A.MIGRATE, _mig())))
+    # the SA moved to the new addresses, the old one is gone, keys kept
+    assert nl.errno_of(msg(M.GETSA, usersa_id(dst="198.51.100.1", spi=0x500)))[0] == -E.ESRCH
+    raw = [m for d in nl.send(msg(M.GETSA, usersa_id(dst="198.51.100.9", spi=0x500), N.NLM_F_REQUEST))
+           for m in messages(d)][0][4]
+    info = X.XfrmUsersaInfo.decode(raw, 16)
+    assert bytes(info.saddr)[:4] == bytes([192, 0, 2, 9]) and info.reqid == 1
+    assert attrs_of(raw, 224)[A.ALG_AEAD][72:] == GCM_KEY
+    # the policy's template follows
+    pols = [m for d in nl.send(msg(M.GETPOLICY, b"", N.NLM_F_REQUEST | N.NLM_F_DUMP)) for m in messages(d)
+            if m[0] == M.NEWPOLICY]
+    tmpl = X.XfrmUserTmpl.decode(attrs_of(pols[0][4], 168)[A.TMPL])
+    assert bytes(tmpl.id.daddr)[:4] == bytes([198, 51, 100, 9]) and bytes(tmpl.saddr)[:4] == bytes([192, 0, 2, 9])
+    # one XFRM_MSG_MIGRATE: userpolicy_id, POLICY_TYPE, one XFRMA_MIGRATE per entry
+    (t, _, seq, pid, ev), = [m for d in km.recv_all() for m in messages(d)]
+    assert (t, seq, pid) == (M.MIGRATE, 0, 0)
+    assert attr_types(ev, 64) == [A.POLICY_TYPE, A.MIGRATE]
+    # nothing left to move: ENODATA, no message
+    assert nl.errno_of(MIGRATES["no target policy"]) == (-E.ENODATA, None)
+    assert km.recv_all() == []
 
 
 def test_accepted_algorithm_combinations(nl):

@@ -108,6 +108,8 @@ def normalise(datagrams: list[bytes]) -> list[tuple]:
                 struct.pack_into("=Q", raw, 16 + 160 + 16, 0)   # curlft.add_time
             if h.type == M.DELSA and h.len >= 16 + 24 + 4 + 224:     # usersa_id + XFRMA_SA
                 struct.pack_into("=Q", raw, 16 + 24 + 4 + 160 + 16, 0)
+            if h.type == M.NEWPOLICY and h.len >= 16 + 168:          # policy curlft.add_time
+                struct.pack_into("=Q", raw, 16 + 120 + 16, 0)
             if h.type == M.EXPIRE and h.len >= 16 + 232:
                 struct.pack_into("=Q", raw, 16 + 160 + 16, 0)
             if h.type == M.ACQUIRE and h.len >= 16 + 280:           # global acquire seq
@@ -642,3 +644,34 @@ MIGRATES = {
 @pytest.mark.parametrize("name", list(MIGRATES))
 def test_migrate_checks_match_kernel(pair, name):
     compare(pair, MIGRATES[name])
+
+
+def _policy_msg(tmpls: bytes, sel=None, pdir=X.XFRM_POLICY_OUT, prio=0) -> bytes:
+    sel = sel or selector("10.0.0.0", "10.0.1.0", 24, 24, 2)
+    info = sel + struct.pack("=8Q4QIIBBBB4x", *([X.XFRM_INF] * 4), 0, 0, 0, 0, 0, 0, 0, 0,
+                             prio, 0, pdir, 0, 0, 0)
+    return msg(M.NEWPOLICY, info + N.nla(A.TMPL, tmpls))
+
+
+def test_migrate_of_policy_templates_matches_kernel(pair):
+    """A migration with no SA to move (the kernel here has none): the policy's tunnel
+    template takes the new endpoints, transport templates stay, a second run finds nothing
+    (ENODATA); KMADDRESS/ENCAP attributes and the IPSEC_ULPROTO_ANY selector rule too."""
+    real, _ = pair
+    real.send(msg(M.FLUSHPOLICY, b""))
+    kma = N.nla(A.KMADDRESS, struct.pack("=16s16sIH2x", addr("192.0.2.1"), addr("198.51.100.1"), 0, 2))
+    encap = N.nla(A.ENCAP, struct.pack("=HHH2x16s", 2, 4500, 4500, bytes(16)))
+    any_sel = bytearray(selector("10.0.0.0", "10.0.1.0", 24, 24, 2, 255))
+    try:
+        compare(pair,
+                _policy_msg(_tmpl(reqid=1, family=2) + _tmpl(X.IPPROTO_AH, 2, 1, 0)),
+                _policy_msg(_tmpl(reqid=2, family=2), pdir=X.XFRM_POLICY_IN),
+                msg(M.MIGRATE, _PID + N.nla(A.MIGRATE, _mig()) + kma + encap),
+                msg(M.GETPOLICY, b"", N.NLM_F_REQUEST | N.NLM_F_DUMP),
+                msg(M.MIGRATE, _PID + N.nla(A.MIGRATE, _mig())),
+                msg(M.MIGRATE, _PID + N.nla(A.MIGRATE, _mig(proto=51, mode=0, reqid=0))),
+                msg(M.MIGRATE, bytes(any_sel) + struct.pack("=IB3x", 0, 0)
+                    + N.nla(A.MIGRATE, _mig(reqid=2))),
+                msg(M.GETPOLICY, b"", N.NLM_F_REQUEST | N.NLM_F_DUMP))
+    finally:
+        real.send(msg(M.FLUSHPOLICY, b""))

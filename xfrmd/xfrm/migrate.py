@@ -1,7 +1,12 @@
-"""XFRM_MSG_MIGRATE (xfrm_user.c ``xfrm_do_migrate``, xfrm_policy.c ``xfrm_migrate``): every
-check the kernel makes before it moves anything is reproduced, so malformed requests and
-requests without a target policy get the kernel's answer; an actual migration (policy found)
-is not modelled and answers EOPNOTSUPP with an ``xfrmd:`` message."""
+"""XFRM_MSG_MIGRATE (xfrm_user.c ``xfrm_do_migrate``, xfrm_policy.c ``xfrm_migrate``).
+
+Stage 0 checks, stage 1 finds the target policy (the SPD's), stage 2 clones every matching
+SA onto the new addresses (``xfrm_state_migrate``), stage 3 moves the policy's tunnel/BEET
+template endpoints (``xfrm_policy_migrate``; -ENODATA when no template matches, undoing
+stage 2), stage 4 deletes the old SAs, stage 5 sends XFRM_MSG_MIGRATE (``km_migrate``) — to
+the initial namespace's listeners, as the kernel does. No SA/policy events are sent.
+XFRMA_OFFLOAD_DEV on a migration is not modelled (EOPNOTSUPP ``xfrmd:``).
+"""
 from __future__ import annotations
 
 import errno as E
@@ -10,7 +15,8 @@ import struct
 from netlink_codec import xfrm as X
 
 from ..netlink.core import Reply
-from .state import A, M
+from .sadb import addr_key, sad
+from .state import XFRM_STATE_VALID, A, M
 
 MIGRATE = struct.Struct("=16s16s16s16sBBHIHH")
 IPSEC_ULPROTO_ANY = 255
@@ -78,10 +84,126 @@ def xfrm_do_migrate(req) -> Reply:
     sel, pdir = bytes(req.buf[off:off + 56]), req.buf[off + 60]
     if pdir >= X.XFRM_POLICY_MAX:
         return Reply(-E.EINVAL, "Invalid policy direction")
-    if _policy_find(req.netns, sel, pdir, ptype, if_id) is None:
+    pol = _policy_find(req.netns, sel, pdir, ptype, if_id)
+    if pol is None:
         return Reply(-E.ENOENT, "Target policy not found")
-    return Reply(-E.EOPNOTSUPP, "xfrmd: XFRM_MSG_MIGRATE of an existing policy and its SAs "
-                                "is not modelled")
+    if A.OFFLOAD_DEV in at:
+        return Reply(-E.EOPNOTSUPP, "xfrmd: XFRMA_OFFLOAD_DEV on XFRM_MSG_MIGRATE is not modelled")
+    encap = req.attr_struct(A.ENCAP, X.XfrmEncapTmpl) if A.ENCAP in at else None
+    db = sad(req.xfrm)
+    # stage 2: the SAs
+    old_states, new_states = [], []
+    for m in entries:
+        x = _state_find(db, m, if_id)
+        if x is None:
+            continue
+        old_states.append(x)
+        xc = _state_migrate(db, x, m, encap)
+        if xc is None:
+            for y in new_states:
+                db.delete(y)
+            return Reply(-E.ENODATA)
+        new_states.append(xc)
+    # stage 3: the policy's templates
+    if not _policy_migrate(pol, entries):
+        for y in new_states:
+            db.delete(y)
+        return Reply(-E.ENODATA)
+    # stage 4, 5
+    for x in old_states:
+        db.delete(x)
+    _km_migrate(req, sel, pdir, ptype, raw, n, encap)
+    return req.ok()
+
+
+def _state_find(db, m, if_id: int):
+    """``xfrm_migrate_state_find``: by (old daddr, old saddr, reqid) or, without reqid, by
+    the addresses alone; mode and protocol must match."""
+    od, os_, _nd, _ns, proto, mode, _r, reqid, ofam, _nf = m
+    for x in reversed(list(db.all.values())):
+        if (x.props.mode != mode or x.id.proto != proto or (reqid and x.props.reqid != reqid)
+                or (if_id and x.if_id != if_id) or x.props.family != ofam):
+            continue
+        if addr_key(x.id.daddr, ofam) == addr_key(od, ofam) and \
+                addr_key(x.props.saddr, ofam) == addr_key(os_, ofam):
+            return x
+    return None
+
+
+def _state_migrate(db, x, m, encap):
+    """``xfrm_state_migrate``: clone onto the new addresses, init, insert (or add when the
+    destination changed, which can collide)."""
+    from .state import StateId
+    from .types import init_state
+    _od, _os, nd, ns, _p, _mo, _r, _rq, _of, nfam = m
+    xc = db.alloc(x.lft)
+    xc.id = StateId(nd, x.id.spi, x.id.proto)
+    xc.sel = x.sel.copy()
+    p, q = x.props, xc.props
+    q.family, q.saddr, q.mode, q.reqid = nfam, ns, p.mode, p.reqid
+    q.replay_window, q.flags, q.extra_flags, q.smark = p.replay_window, p.flags, p.extra_flags, p.smark
+    for f in ("aead", "auth", "enc", "comp", "coaddr", "tfcpad", "mark", "if_id", "dir",
+              "pcpu_num", "nat_keepalive_interval", "replay_maxdiff", "replay_maxage",
+              "mapping_maxage", "lastused", "km_seq", "geniv"):
+        setattr(xc, f, getattr(x, f))
+    xc.encap = encap if encap is not None else x.encap
+    xc.replay, xc.preplay = list(x.replay), list(x.preplay)
+    if x.replay_esn is not None:
+        xc.replay_esn, xc.preplay_esn = x.replay_esn.copy(), x.preplay_esn.copy()
+    err, _ = init_state(xc)
+    if err:
+        db.discard(xc)
+        return None
+    xc.km_state = XFRM_STATE_VALID
+    if addr_key(x.id.daddr, nfam) == addr_key(nd, nfam):
+        db.insert(xc)
+    elif db.add(xc) < 0:
+        db.discard(xc)
+        return None
+    return xc
+
+
+def _policy_migrate(pol, entries) -> bool:
+    """``xfrm_policy_migrate``: tunnel/BEET templates take the new endpoints."""
+    n = 0
+    for t in pol.templates:
+        for m in entries:
+            od, os_, nd, ns, proto, mode, _r, reqid, ofam, nfam = m
+            if t.mode != mode or t.proto != proto or (reqid and t.reqid != reqid):
+                continue
+            if t.mode in (X.XFRM_MODE_TUNNEL, X.XFRM_MODE_BEET):
+                if addr_key(t.daddr, ofam) != addr_key(od, ofam) or \
+                        addr_key(t.saddr, ofam) != addr_key(os_, ofam):
+                    continue
+            elif t.mode != X.XFRM_MODE_TRANSPORT:
+                continue
+            n += 1
+            if t.mode in (X.XFRM_MODE_TUNNEL, X.XFRM_MODE_BEET):
+                t.daddr, t.saddr, t.family = nd, ns, nfam
+    return n > 0
+
+
+def _km_migrate(req, sel: bytes, pdir: int, ptype: int, raw: bytes, n: int, encap) -> None:
+    """``xfrm_send_migrate`` / ``build_migrate``: one XFRMA_MIGRATE attribute per entry, to
+    XFRMNLGRP_MIGRATE of the initial namespace."""
+    from netlink_codec.netlink import NETLINK_XFRM, encode_msg, nla
+    kernel = req.kernel
+    init = kernel.namespaces.get("default")
+    if init is None:
+        return
+    body = sel + struct.pack("=IB3x", 0, pdir)
+    at = req.attrs
+    if A.KMADDRESS in at:
+        k = X.XfrmUserKmaddress.decode_padded(req.buf, at[A.KMADDRESS].start, at[A.KMADDRESS].end)
+        body += nla(A.KMADDRESS, struct.pack("=16s16sIH2x", bytes(k.local), bytes(k.remote),
+                                             k.reserved, k.family))
+    if encap is not None:
+        body += nla(A.ENCAP, bytes(encap))
+    body += nla(A.POLICY_TYPE, struct.pack("=BxHBx", ptype, 0, 0))
+    for i in range(n):
+        od, os_, nd, ns, proto, mode, _res, reqid, ofam, nfam = MIGRATE.unpack_from(raw, i * MIGRATE.size)
+        body += nla(A.MIGRATE, MIGRATE.pack(od, os_, nd, ns, proto, mode, 0, reqid, ofam, nfam))
+    kernel.multicast(init, NETLINK_XFRM, X.XfrmNlGrp.MIGRATE, encode_msg(M.MIGRATE, 0, 0, 0, body))
 
 
 def _register() -> None:
