@@ -23,7 +23,7 @@ _SCALARS = {"u8": struct.Struct("=B"), "u16": struct.Struct("=H"), "u32": struct
             "be16": struct.Struct(">H"), "be32": struct.Struct(">I")}
 
 
-@dataclass
+@dataclass(slots=True)
 class Attr:
     """One attribute. ``value`` depends on the declared kind:
 
@@ -40,7 +40,7 @@ class Attr:
     def payload(self, space: "AttrSpace | None" = None) -> bytes:
         v = self.value
         if isinstance(v, CStruct):
-            return bytes(v) + self.tail
+            return bytes(v) + self.tail if self.tail else bytes(v)
         if self.raw is not None:
             return self.raw
         if isinstance(v, bool):
@@ -86,10 +86,54 @@ class AttrSpace:
         return f"{self.name}#{t}"
 
     def decode(self, buf, start: int, end: int) -> list[Attr]:
+        fast = self._fast
         out = []
         for ra in iter_attrs(buf, start, end):
-            out.append(self._decode_one(buf, ra))
+            f = fast.get(ra.type)
+            out.append(f(buf, ra) if f is not None else self._decode_one(buf, ra))
         return out
+
+    @property
+    def _fast(self) -> dict:
+        """Per-type decoders for the struct kinds (the hot ones), built on first use."""
+        try:
+            return self.__dict__["_fast_cache"]
+        except KeyError:
+            pass
+        fast = {}
+        for t, kind in self.kinds.items():
+            if t in self.nested_spaces:
+                continue
+            if isinstance(kind, type) and issubclass(kind, CStruct):
+                fast[t] = self._struct_decoder(t, kind)
+            elif isinstance(kind, str) and kind in _SCALARS:
+                fast[t] = self._scalar_decoder(kind)
+        self.__dict__["_fast_cache"] = fast
+        return fast
+
+    def _struct_decoder(self, t: int, kind):
+        size = kind.size()
+        copy = kind.from_buffer_copy
+
+        def dec(buf, ra):
+            n = ra.end - ra.start
+            if n < size:
+                raise DecodeError(f"attribute {self.attr_name(ra.type)}: {n} bytes, "
+                                  f"{kind.__name__} needs {size}", ra.offset)
+            payload = bytes(buf[ra.start:ra.end])
+            return Attr(ra.type, copy(payload), ra.flags, payload[size:] if n > size else b"")
+        return dec
+
+    def _scalar_decoder(self, kind: str):
+        sc = _SCALARS[kind]
+        size, unpack = sc.size, sc.unpack_from
+
+        def dec(buf, ra):
+            if ra.end - ra.start != size:
+                raise DecodeError(f"attribute {self.attr_name(ra.type)}: {ra.end - ra.start} "
+                                  f"bytes, expected {size}", ra.offset)
+            return Attr(ra.type, unpack(buf, ra.start)[0], ra.flags)
+        return dec
 
     def _decode_one(self, buf, ra) -> Attr:
         kind = self.kinds.get(ra.type)
@@ -165,6 +209,7 @@ class Family:
         self._space = space
         self._attrs_at = attrs_at
         self._type_name = type_name
+        self._plans: dict = {}
 
     def type_name(self, t: int) -> str:
         control = {NLMSG_NOOP: "NLMSG_NOOP", NLMSG_ERROR: "NLMSG_ERROR",
@@ -177,6 +222,17 @@ class Family:
             except ValueError:
                 pass
         return f"{self.name}#{t}"
+
+    def _plan(self, t: int, flags: int):
+        """(fixed class, attribute offset, attribute space) of a message type, cached."""
+        key = (t, flags)
+        plan = self._plans.get(key)
+        if plan is None:
+            cls = self._fixed(t, flags)
+            rel = (self._attrs_at(t, flags) if self._attrs_at else
+                   (align(cls.size()) if cls else 0))
+            plan = self._plans[key] = (cls, rel, self._space(t, flags))
+        return plan
 
     def decode(self, buf, hdr=None) -> Message:
         """Decode one message (``hdr`` from :func:`split_messages`, else the whole ``buf``)."""
@@ -206,19 +262,18 @@ class Family:
             else:
                 msg.fixed = bytes(buf[body:end])
             return msg
-        cls = self._fixed(hdr.type, hdr.flags)
-        at = body + (self._attrs_at(hdr.type, hdr.flags) if self._attrs_at else
-                     (align(cls.size()) if cls else 0))
+        cls, rel, space = self._plan(hdr.type, hdr.flags)
+        at = body + rel
         if cls is not None:
-            if at - body >= cls.size():
+            size = cls.size()
+            if at - body >= size:
                 msg.fixed = cls.decode(buf, body, end)
-                msg.gap = bytes(buf[body + cls.size():min(at, end)])
+                msg.gap = bytes(buf[body + size:min(at, end)]) if at - body > size else b""
             elif at > body:
                 raise DecodeError(f"{self.type_name(hdr.type)}: fixed part shorter than declared", body)
         if at > end:
             raise DecodeError(f"{self.type_name(hdr.type)}: payload of {end - body} bytes, "
                               f"fixed part needs {at - body}", body)
-        space = self._space(hdr.type, hdr.flags)
         msg.attrs = space.decode(buf, at, end) if space else []
         if space is None and at < end:
             msg.gap += bytes(buf[at:end])
@@ -231,7 +286,7 @@ class Family:
                 return encode_msg(msg.type, msg.flags, msg.seq, msg.pid,
                                   head + ERR_SPACE.encode(msg.attrs))
             return encode_msg(msg.type, msg.flags, msg.seq, msg.pid, bytes(msg.fixed or b""))
-        space = self._space(msg.type, msg.flags)
+        space = self._plan(msg.type, msg.flags)[2]
         head = (bytes(msg.fixed) if msg.fixed is not None else b"") + msg.gap
         body = head + (space.encode(msg.attrs) if space else b"")
         return encode_msg(msg.type, msg.flags, msg.seq, msg.pid, body)
