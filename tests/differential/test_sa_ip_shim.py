@@ -40,3 +40,38 @@ def test_real_ip_through_the_shim_matches_the_kernel(tmp_path):
         ns.close()
     assert emu.stderr.split("==\n") == real.stderr.split("==\n")
     assert emu.stdout.split("== ") == real.stdout.split("== ")
+
+
+MONITOR = """ip xfrm monitor > "$1" 2>&1 &
+M=$!
+sleep 0.3
+ip xfrm state allocspi src 192.0.2.1 dst 198.51.100.1 proto esp mode tunnel reqid 7 min 0x300 max 0x300 > /dev/null
+ip xfrm state allocspi src 2001:db8::1 dst 2001:db8::2 proto ah mode transport reqid 9 mark 7 mask 0xff min 0x400 max 0x400 > /dev/null
+ip xfrm state delete src 192.0.2.1 dst 198.51.100.1 proto esp spi 0x300
+ip xfrm state delete src 2001:db8::1 dst 2001:db8::2 proto ah spi 0x400 mark 7 mask 0xff
+ip xfrm state allocspi src 192.0.2.1 dst 198.51.100.1 proto comp mode tunnel reqid 7 min 0x30 max 0x30 > /dev/null
+ip xfrm state flush proto comp
+ip xfrm state flush
+sleep 0.3
+kill $M
+"""
+
+
+def test_ip_xfrm_monitor_prints_what_the_kernel_sends(tmp_path):
+    """`ip xfrm monitor` (real ip) sees the same SA events from xfrmd as from the kernel."""
+    require(have_tools(), "needs root and ip")
+    require(shutil.which("gcc") or shutil.which("cc"), "needs a C compiler for the shim")
+    script = tmp_path / "mon.sh"
+    script.write_text(MONITOR)
+    emu_out, real_out = tmp_path / "emu.txt", tmp_path / "real.txt"
+    emu = subprocess.run(XFRMD + ["run", "--topology", "bare", "--", "sh", str(script), str(emu_out)],
+                         capture_output=True, text=True, timeout=120)
+    assert emu.returncode == 0, emu.stderr
+    ns = RealNetns()
+    try:
+        ns.run_in(["sh", str(script), str(real_out)])
+    finally:
+        ns.close()
+    real = real_out.read_text()
+    assert "Deleted src" in real and "Flushed state proto comp" in real
+    assert emu_out.read_text() == real
