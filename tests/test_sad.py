@@ -338,7 +338,11 @@ def test_newsa_validation(nl, kw, attrs, err, text):
 
 def test_attribute_policy_errors_carry_offset(nl):
     data = msg(M.NEWSA, usersa_info() + AEAD + N.nla_u8(A.SA_DIR, 3))
-    assert nl.errno_of(data) == (-E.ERANGE, "integer out of range")
+    (t, flags, _, _, raw), = [m for d in nl.send(data) for m in messages(d)]
+    assert struct.unpack_from("=i", raw, 16)[0] == -E.ERANGE
+    tlvs = {ra.type: raw[ra.start:ra.end] for ra in N.iter_attrs(raw, 20 + len(data), len(raw))}
+    assert tlvs[N.NLMSGERR_ATTR_MSG] == b"integer out of range\0"
+    assert struct.unpack("=I", tlvs[N.NLMSGERR_ATTR_OFFS])[0] == 16 + 224 + len(AEAD)
 
 
 def test_type_disabled_reproduces_machine_without_esp(nl, monkeypatch):
