@@ -34,6 +34,7 @@ class Connection:
         self.sock = None            # the kernel's NetlinkSocket
         self.wake = trio.Event()
         self.closed = False
+        self.drain_inline = False   # this connection's own answers are queued
 
 
 class Server:
@@ -42,6 +43,7 @@ class Server:
         self.path = path
         self.conns: dict[object, Connection] = {}   # NetlinkSocket → Connection
         self.timers_changed = trio.Event()
+        self._last_deadline = None
         self.listener = None
         self.ready = trio.Event()
 
@@ -168,6 +170,9 @@ class Server:
         if sock is not None:
             self.conns[sock] = conn
         async with trio.open_nursery() as nursery:
+            # the writer task delivers what other connections or timers queue on this socket
+            # (events, later dump parts); answers to this connection's own requests are
+            # sent inline below, without a task switch
             if sock is not None:
                 nursery.start_soon(self._writer, conn)
             while True:
@@ -193,7 +198,13 @@ class Server:
                         # would have answered, so answer EINVAL rather than hang the client
                         log.exception("handler failed on a datagram from pid %d", conn.pid)
                         self._internal_error(sock, rec)
-                self._after_kernel_work()
+                self._after_kernel_work(current=conn)
+                if conn.drain_inline:
+                    while True:
+                        d = sock.pop()
+                        if d is None:
+                            break
+                        await conn.tsock.send(d)
 
     def _internal_error(self, sock, rec: bytes) -> None:
         from netlink_codec.netlink import ExtAck, encode_ack, kernel_messages
@@ -234,15 +245,23 @@ class Server:
         log.warning("unknown control frame kind %d", kind)
         return None
 
-    def _after_kernel_work(self) -> None:
+    def _after_kernel_work(self, current=None) -> None:
         k = self.kernel
+        if current is not None:
+            current.drain_inline = False
         if k.dirty:
             for s in k.dirty:
                 c = self.conns.get(s)
-                if c is not None:
+                if c is current and c is not None:
+                    c.drain_inline = True      # its own answers: sent by the caller
+                elif c is not None:
                     c.wake.set()
             k.dirty.clear()
-        self.timers_changed.set()
+        # wake the timer task only when the earliest deadline moved
+        deadline = k.next_deadline()
+        if deadline != self._last_deadline:
+            self._last_deadline = deadline
+            self.timers_changed.set()
 
     async def _writer(self, conn: Connection) -> None:
         sock = conn.sock
