@@ -44,7 +44,7 @@ def test_real_ip_through_the_shim_matches_the_kernel(tmp_path):
 
 MONITOR = """ip xfrm monitor > "$1" 2>&1 &
 M=$!
-sleep 0.3
+sleep 1
 ip xfrm state allocspi src 192.0.2.1 dst 198.51.100.1 proto esp mode tunnel reqid 7 min 0x300 max 0x300 > /dev/null
 ip xfrm state allocspi src 2001:db8::1 dst 2001:db8::2 proto ah mode transport reqid 9 mark 7 mask 0xff min 0x400 max 0x400 > /dev/null
 ip xfrm state delete src 192.0.2.1 dst 198.51.100.1 proto esp spi 0x300
@@ -52,7 +52,7 @@ ip xfrm state delete src 2001:db8::1 dst 2001:db8::2 proto ah spi 0x400 mark 7 m
 ip xfrm state allocspi src 192.0.2.1 dst 198.51.100.1 proto comp mode tunnel reqid 7 min 0x30 max 0x30 > /dev/null
 ip xfrm state flush proto comp
 ip xfrm state flush
-sleep 0.3
+sleep 1
 kill $M
 """
 
