@@ -513,3 +513,24 @@ def test_charon_inbound_sa_sequence(nl, kernel):
         [(0xCB253403, 1, 0, 0), (spi, 1, 0, 32)]
     kernel.advance(3381)
     assert sorted(m[4][16 + 224] for d in mon.recv_all() for m in messages(d)) == [0, 0]
+
+
+def test_iptfs_mode_defaults_options_and_packet_size_check(nl):
+    """IP-TFS SAs (xfrm_iptfs.c user_init / copy_to_user): defaults per direction, options,
+    and the outer packet size checked against the ESP + IP-TFS header length."""
+    iptfs = dict(mode=X.XFRM_MODE_IPTFS, replay_window=0)
+    nl.ok(newsa(AEAD, N.nla_u8(A.SA_DIR, X.XFRM_SA_DIR_IN), spi=1, **iptfs))
+    nl.ok(newsa(AEAD, N.nla_u8(A.SA_DIR, X.XFRM_SA_DIR_OUT), N.nla(A.IPTFS_DONT_FRAG),
+                N.nla_u32(A.IPTFS_PKT_SIZE, 1400), spi=2, **iptfs))
+    raw_in, raw_out = getsa(nl, spi=1)[4], getsa(nl, spi=2)[4]
+    assert attr_types(raw_in, 224)[-3:] == [A.IPTFS_DROP_TIME, A.IPTFS_REORDER_WINDOW, A.SA_DIR]
+    at = attrs_of(raw_in, 224)
+    assert at[A.IPTFS_DROP_TIME] == struct.pack("=I", 1000000) and at[A.IPTFS_REORDER_WINDOW] == b"\x03\x00"
+    assert attr_types(raw_out, 224)[-5:] == [A.IPTFS_DONT_FRAG, A.IPTFS_INIT_DELAY, A.IPTFS_MAX_QSIZE,
+                                             A.IPTFS_PKT_SIZE, A.SA_DIR]
+    at = attrs_of(raw_out, 224)
+    assert at[A.IPTFS_MAX_QSIZE] == struct.pack("=I", 10485760) and at[A.IPTFS_PKT_SIZE] == struct.pack("=I", 1400)
+    # ESP header 8 + IV 8 (rfc4106) + outer IPv4 20 + IP-TFS header 4 = 40
+    tiny = newsa(AEAD, N.nla_u8(A.SA_DIR, X.XFRM_SA_DIR_OUT), N.nla_u32(A.IPTFS_PKT_SIZE, 40), spi=3, **iptfs)
+    assert nl.errno_of(tiny) == (-E.EINVAL, "Packet size must be 0 or greater than IPTFS/ESP header length")
+    nl.ok(newsa(AEAD, N.nla_u8(A.SA_DIR, X.XFRM_SA_DIR_OUT), N.nla_u32(A.IPTFS_PKT_SIZE, 41), spi=3, **iptfs))

@@ -321,7 +321,14 @@ def _construct_rest(req, p: UsersaInfo, x, db) -> Reply | None:
     update_ae_params(req, x, update_esn=False)
     if A.OFFLOAD_DEV in at:
         xuo = req.attr_struct(A.OFFLOAD_DEV, X.XfrmUserOffload)
-        return offload.xfrm_dev_state_add(req, x, xuo)
+        bad = offload.xfrm_dev_state_add(req, x, xuo)
+        if bad is not None:
+            return bad
+    if x.props.mode == X.XFRM_MODE_IPTFS:       # x->mode_cbs->user_init
+        from .iptfs import user_init
+        err, msg = user_init(req, x, A)
+        if err:
+            return _err(msg, err)
     return None
 
 

@@ -149,7 +149,7 @@ class SecurityAssociation:
                  "preplay_esn", "replay_maxdiff", "replay_maxage", "mapping_maxage",
                  "mark", "if_id", "dir", "pcpu_num", "nat_keepalive_interval", "lastused",
                  "km_state", "km_seq", "km_dying", "xso", "geniv", "tunnel", "tunnel_users", "timer",
-                 "xflags", "rtimer", "rtimer_when", "new_mapping", "new_mapping_sport",
+                 "xflags", "rtimer", "rtimer_when", "new_mapping", "new_mapping_sport", "iptfs",
                  "uid", "net", "__weakref__")
 
     def __init__(self, lft: LifetimeCfg | None = None):
@@ -188,6 +188,7 @@ class SecurityAssociation:
         self.xflags = 0              # XFRM_TIME_DEFER
         self.rtimer = None           # replay timer (xfrm_replay_timer_handler), see replay.py
         self.rtimer_when = None      # its first expiry, kept lazily until the datapath runs
+        self.iptfs = None            # IP-TFS mode configuration (iptfs.IptfsConfig)
         self.new_mapping = 0         # km_new_mapping rate limit (seconds) and last port
         self.new_mapping_sport = 0
         self.uid = 0
@@ -275,6 +276,9 @@ class SecurityAssociation:
             out.append(offload.copy_user_offload(self))
         if self.if_id:
             out.append(nla_u32(A.IF_ID, self.if_id))
+        if self.iptfs is not None:
+            from .iptfs import copy_to_user
+            out.append(copy_to_user(self, A))
         if self.mapping_maxage:
             out.append(nla_u32(A.MTIMER_THRESH, self.mapping_maxage))
         if self.pcpu_num != UINT_MAX:

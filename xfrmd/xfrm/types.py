@@ -75,9 +75,6 @@ def init_state(x, *, ip_no_pmtu_disc: bool = False) -> tuple[int, str | None]:
             return -E.EINVAL, "NAT keepalive is only supported for outbound SAs"
         if x.encap is None or x.encap.encap_type != X.UDP_ENCAP_ESPINUDP:
             return -E.EINVAL, "NAT keepalive is only supported for UDP encapsulation"
-    if x.props.mode == X.XFRM_MODE_IPTFS:
-        # xfrm_get_mode_cbs would load xfrm_iptfs; its data path is not emulated
-        return -E.EOPNOTSUPP, "xfrmd: IP-TFS mode is not modelled"
     return 0, None
 
 
