@@ -101,8 +101,8 @@ class Topology:
                                 driver=DRIVERS.get(d["kind"], d["kind"]))
                 dev.nic = d.get("nic", "")
                 dev.options = {k: v for k, v in d.items() if k not in ("name", "kind", "addresses")}
-                _attach_driver(dev, d)
                 links.register(dev)
+                _attach_driver(dev, d)
                 devs[d["name"]] = dev
             for d in nspec.get("device", []):
                 dev = devs.get(d["name"]) or links.by_name(d["name"])

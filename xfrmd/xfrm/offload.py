@@ -1,49 +1,212 @@
-"""XFRMA_OFFLOAD_DEV: the core offload path (net/xfrm/xfrm_device.c).
+"""XFRMA_OFFLOAD_DEV: the core offload path of net/xfrm/xfrm_device.c — checks in the
+kernel's order, the crypto-offload software fallback, and what reads back.
 
-Interface used by the SAD and SPD (owned by the offload work; until it lands every request
-with XFRMA_OFFLOAD_DEV is refused with an ``xfrmd:`` message):
+Interface used by the SAD and SPD:
 
-* ``xfrm_dev_state_add(req, x, xuo) -> Reply | None`` — called from the state construction
-  path after the type init, before the SA is inserted (``xfrm_state_construct``).
-  ``xuo`` is the decoded ``XfrmUserOffload``. ``None`` means success (or a silent software
-  fallback for crypto offload, leaving ``x.xso`` empty); a Reply is the failure to return.
-* ``xfrm_dev_state_delete(x)`` / ``xfrm_dev_state_free(x)`` — when the SA is deleted
-  (``__xfrm_state_delete``) and destroyed.
-* ``xfrm_dev_policy_add(req, pol, xuo, dir) -> Reply | None`` / ``xfrm_dev_policy_delete(pol)``
-  / ``xfrm_dev_policy_free(pol)`` — the same for policies (``xfrm_policy_construct``).
-* ``copy_user_offload(obj) -> bytes`` — the XFRMA_OFFLOAD_DEV attribute (header included)
-  for an SA or policy read back, or ``b""`` when it is not offloaded (``copy_user_offload``).
+* ``xfrm_dev_state_add(req, x, xuo) -> Reply | None`` — from ``xfrm_state_construct``;
+  None is success (or the silent software fallback of crypto offload, ``x.xso`` left None).
+* ``xfrm_dev_state_delete(x)`` / ``xfrm_dev_state_free(x)``.
+* ``xfrm_dev_policy_add(req, pol, xuo, dir)`` / ``xfrm_dev_policy_delete`` / ``_free``.
+* ``copy_user_offload(obj) -> bytes`` — the XFRMA_OFFLOAD_DEV attribute or b"".
 """
 from __future__ import annotations
 
 import errno as E
+import struct
+
+from netlink_codec import xfrm as X
+from netlink_codec.netlink import nla
 
 from ..netlink.core import Reply
 
+XFRM_DEV_OFFLOAD_IN, XFRM_DEV_OFFLOAD_OUT, XFRM_DEV_OFFLOAD_FWD = 1, 2, 3
+XFRM_DEV_OFFLOAD_CRYPTO, XFRM_DEV_OFFLOAD_PACKET = 1, 2
+_KNOWN_FLAGS = X.XFRM_OFFLOAD_IPV6 | X.XFRM_OFFLOAD_INBOUND | X.XFRM_OFFLOAD_PACKET
+
+
+class XfrmDevOffload:
+    """``struct xfrm_dev_offload``."""
+    __slots__ = ("dev", "real_dev", "dir", "type", "flags", "offload_handle", "priv")
+
+    def __init__(self, dev, dir: int, type: int):
+        self.dev = dev
+        self.real_dev = dev
+        self.dir = dir
+        self.type = type
+        self.flags = 0
+        self.offload_handle = 0
+        self.priv = None
+
+
+def _ops(dev):
+    return getattr(dev, "xfrmdev_ops", None)
+
+
+def _hw_esp(dev) -> bool:
+    """NETIF_F_HW_ESP active on the device (``ethtool -k`` esp-hw-offload)."""
+    f = getattr(dev, "features", None)
+    if f is None:
+        return _ops(dev) is not None
+    return f.active("esp-hw-offload") if hasattr(f, "active") else "esp-hw-offload" in f
+
+
+def _route_dev(req, x, inbound: bool):
+    """``__xfrm_dst_lookup`` for an offload request without a (known) device."""
+    from ..rtnl.route import routes
+    import ipaddress
+    width = 4 if x.props.family == X.AF_INET else 16
+    daddr = x.props.saddr if inbound else x.id.daddr
+    try:
+        dst = ipaddress.ip_address(bytes(daddr[:width]))
+    except ValueError:
+        return None
+    best = None
+    for r in routes(req.netns) if hasattr(req.netns, "links") else []:
+        if r["dst"].version == dst.version and dst in r["dst"]:
+            if best is None or r["dst"].prefixlen > best["dst"].prefixlen:
+                best = r
+    return best["dev"] if best else None
+
 
 def xfrm_dev_state_add(req, x, xuo) -> Reply | None:
-    return Reply(-E.EOPNOTSUPP, "xfrmd: XFRMA_OFFLOAD_DEV is not modelled yet")
+    """``xfrm_dev_state_add``."""
+    from devices.xfrmdev import OffloadError
+    flags = xuo.flags
+    if flags & ~_KNOWN_FLAGS:
+        return Reply(-E.EINVAL, "Unrecognized flags in offload request")
+    inbound = bool(flags & X.XFRM_OFFLOAD_INBOUND)
+    if (inbound and x.dir == X.XFRM_SA_DIR_OUT) or (not inbound and x.dir == X.XFRM_SA_DIR_IN):
+        return Reply(-E.EINVAL, "Mismatched SA and offload direction")
+    if inbound and x.if_id:
+        return Reply(-E.EINVAL, "XFRM if_id is not supported in RX path")
+    if x.tfcpad:
+        return Reply(-E.EINVAL, "TFC padding can't be offloaded")
+    packet = bool(flags & X.XFRM_OFFLOAD_PACKET)
+    links = getattr(req.netns, "links", None)
+    dev = links.by_index(xuo.ifindex) if links is not None else None
+    if dev is None:
+        dev = _route_dev(req, x, inbound)
+        if dev is None:
+            return Reply(-E.EINVAL) if packet else None
+    ops = _ops(dev)
+    if ops is None or not _hw_esp(dev):
+        return Reply(-E.EINVAL) if packet else None
+    if not packet and x.props.flags & X.XFRM_STATE_ESN and not ops.has_advance_esn:
+        return Reply(-E.EINVAL, "Device doesn't support offload with ESN")
+    if x.id.proto != X.IPPROTO_ESP:
+        return Reply(-E.EINVAL, "Type doesn't support offload")
+    x.xso = XfrmDevOffload(dev, XFRM_DEV_OFFLOAD_IN if inbound else XFRM_DEV_OFFLOAD_OUT,
+                           XFRM_DEV_OFFLOAD_PACKET if packet else XFRM_DEV_OFFLOAD_CRYPTO)
+    try:
+        ops.xdo_dev_state_add(dev, x)
+    except OffloadError as e:
+        x.xso = None
+        if packet or e.errno != E.EOPNOTSUPP:
+            return Reply(-e.errno, _mod(ops, e.msg) or "Device failed to offload this state")
+        return None            # crypto offload refused with EOPNOTSUPP: software fallback
+    return None
+
+
+def _mod(ops, msg):
+    """NL_SET_ERR_MSG_MOD: the driver's module name in front of its message."""
+    return f"{ops.module}: {msg}" if msg and ops.module else msg
 
 
 def xfrm_dev_state_delete(x) -> None:
-    pass
+    xso = x.xso
+    if xso is not None and _ops(xso.dev) is not None:
+        _ops(xso.dev).xdo_dev_state_delete(xso.dev, x)
 
 
 def xfrm_dev_state_free(x) -> None:
-    pass
+    xso = x.xso
+    if xso is not None and _ops(xso.dev) is not None:
+        _ops(xso.dev).xdo_dev_state_free(xso.dev, x)
+    x.xso = None
 
 
 def xfrm_dev_policy_add(req, pol, xuo, dir) -> Reply | None:
-    return Reply(-E.EOPNOTSUPP, "xfrmd: XFRMA_OFFLOAD_DEV is not modelled yet")
+    """``xfrm_dev_policy_add``."""
+    from devices.xfrmdev import OffloadError
+    if xuo.flags != X.XFRM_OFFLOAD_PACKET:
+        return Reply(-E.EINVAL, "Unrecognized flags in offload request")
+    links = getattr(req.netns, "links", None)
+    dev = links.by_index(xuo.ifindex) if links is not None else None
+    if dev is None:
+        return Reply(-E.EINVAL)
+    ops = _ops(dev)
+    if ops is None or not ops.has_policy_ops:
+        return Reply(-E.EINVAL, "Policy offload is not supported")
+    if dir == X.XFRM_POLICY_IN:
+        xdir = XFRM_DEV_OFFLOAD_IN
+    elif dir == X.XFRM_POLICY_OUT:
+        xdir = XFRM_DEV_OFFLOAD_OUT
+    elif dir == X.XFRM_POLICY_FWD:
+        xdir = XFRM_DEV_OFFLOAD_FWD
+    else:
+        return Reply(-E.EINVAL, "Unrecognized offload direction")
+    pol.xdo = XfrmDevOffload(dev, xdir, XFRM_DEV_OFFLOAD_PACKET)
+    try:
+        ops.xdo_dev_policy_add(dev, pol)
+    except OffloadError as e:
+        pol.xdo = None
+        return Reply(-e.errno, _mod(ops, e.msg) or "Device failed to offload this policy")
+    return None
 
 
 def xfrm_dev_policy_delete(pol) -> None:
-    pass
+    xdo = pol.xdo
+    if xdo is not None and _ops(xdo.dev) is not None:
+        _ops(xdo.dev).xdo_dev_policy_delete(xdo.dev, pol)
 
 
 def xfrm_dev_policy_free(pol) -> None:
-    pass
+    xdo = pol.xdo
+    if xdo is not None and _ops(xdo.dev) is not None:
+        _ops(xdo.dev).xdo_dev_policy_free(xdo.dev, pol)
+    pol.xdo = None
 
 
 def copy_user_offload(obj) -> bytes:
-    return b""
+    """``copy_user_offload``: {bound ifindex, INBOUND if dir IN, PACKET if packet type}."""
+    xso = getattr(obj, "xso", None) or getattr(obj, "xdo", None)
+    if xso is None or xso.dev is None:
+        return b""
+    flags = 0
+    if xso.dir == XFRM_DEV_OFFLOAD_IN:
+        flags |= X.XFRM_OFFLOAD_INBOUND
+    if xso.type == XFRM_DEV_OFFLOAD_PACKET:
+        flags |= X.XFRM_OFFLOAD_PACKET
+    return nla(X.Xfrma.OFFLOAD_DEV, struct.pack("=iB3x", xso.dev.ifindex, flags))
+
+
+def _xfrm_dev_event(event: str, dev, **info) -> None:
+    """``xfrm_dev_event``: a device going down or away takes its offloaded states and
+    policies with it (``xfrm_dev_down``); so does turning esp-hw-offload off."""
+    if event == "NETDEV_FEAT_CHANGE":
+        if dev.features is None or dev.features.active("esp-hw-offload"):
+            return
+    elif event not in ("NETDEV_DOWN", "NETDEV_UNREGISTER"):
+        return
+    ns = dev.netns
+    xnet = getattr(ns, "xfrm", None) if ns is not None else None
+    if xnet is None:
+        return
+    from .sadb import sad
+    sad(xnet).dev_flush(dev)
+    spd_db = getattr(xnet, "spd", None)
+    if spd_db is not None:
+        for pol in list(spd_db.all.values()):
+            if pol.xdo is not None and pol.xdo.dev is dev:
+                spd_db.delete(pol)
+
+
+def _register() -> None:
+    try:
+        from devices.netdev import register_netdevice_notifier
+    except ImportError:
+        return
+    register_netdevice_notifier(_xfrm_dev_event)
+
+
+_register()

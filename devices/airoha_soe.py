@@ -1,0 +1,150 @@
+"""Airoha EN7581 Secure Offload Engine (the posted patches, lag-offload.md §E): packet offload
+only, IPv4 outer tunnel mode, one engine with 32 SA slots shared by all its ports, opted in to
+the proposed LAG flags (lower handle + shared state), compatible only within one engine."""
+from __future__ import annotations
+
+import errno as E
+
+from netlink_codec import xfrm as X
+
+from .xfrmdev import (XFRM_DEV_OFFLOAD_IN, XFRM_DEV_OFFLOAD_OUT, XFRM_DEV_OFFLOAD_PACKET,
+                      XFRMDEV_OPS_F_LAG_SHARED_STATE, XFRMDEV_OPS_F_LOWER_HANDLE, XfrmDevOps,
+                      refuse)
+
+AIROHA_SOE_NUM_SA = 32
+INF = X.XFRM_INF
+EOPNOTSUPP = E.EOPNOTSUPP
+_ALLOWED_FLAGS = X.XFRM_STATE_DECAP_DSCP | X.XFRM_STATE_NOPMTUDISC | X.XFRM_STATE_AF_UNSPEC | \
+    X.XFRM_STATE_ESN
+
+
+class SoeEngine:
+    """The SoC's engine: one table for every port."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.slots: list[dict | None] = [None] * AIROHA_SOE_NUM_SA
+
+
+class SoeIpsec(XfrmDevOps):
+    name = "airoha-soe"
+    module = "airoha_eth"
+    flags = XFRMDEV_OPS_F_LOWER_HANDLE | XFRMDEV_OPS_F_LAG_SHARED_STATE
+    has_policy_ops = True
+    has_offload_ok = True
+
+    def __init__(self, engine: SoeEngine):
+        self.engine = engine
+
+    def lag_compatible(self, other) -> bool:
+        """``xdo_dev_state_lag_compatible``: both ports on the same engine."""
+        return isinstance(other, SoeIpsec) and other.engine is self.engine
+
+    def build_sa(self, x) -> None:
+        """``airoha_soe_build_sa``: the checks, in the driver's order."""
+        if x.xso.type != XFRM_DEV_OFFLOAD_PACKET:
+            refuse("SOE supports XFRM packet offload only", EOPNOTSUPP)
+        if x.xso.dir not in (XFRM_DEV_OFFLOAD_IN, XFRM_DEV_OFFLOAD_OUT):
+            refuse("SOE supports in/out SAs only", EOPNOTSUPP)
+        if x.id.proto != X.IPPROTO_ESP:
+            refuse("SOE supports ESP only", EOPNOTSUPP)
+        if x.props.family != X.AF_INET:
+            refuse("SOE bring-up supports IPv4 outer tunnel only", EOPNOTSUPP)
+        if x.props.mode != X.XFRM_MODE_TUNNEL:
+            refuse("SOE supports tunnel mode only", EOPNOTSUPP)
+        if x.encap is not None and x.encap.encap_type != X.UDP_ENCAP_ESPINUDP:
+            refuse("SOE supports native ESP or UDP_ENCAP_ESPINUDP", EOPNOTSUPP)
+        if x.tfcpad:
+            refuse("SOE does not support TFC padding", EOPNOTSUPP)
+        if x.props.flags & X.XFRM_STATE_NOECN:
+            refuse("SOE cannot disable ECN processing", EOPNOTSUPP)
+        if x.props.flags & ~_ALLOWED_FLAGS:
+            refuse("SOE does not support the requested SA flags", EOPNOTSUPP)
+        if x.props.extra_flags & ~X.XFRM_SA_XFLAG_DONT_ENCAP_DSCP:
+            refuse("SOE does not support the requested extra SA flags", EOPNOTSUPP)
+        lft = x.lft
+        if (lft.soft_byte_limit != INF or lft.hard_byte_limit != INF
+                or lft.soft_packet_limit != INF or lft.hard_packet_limit != INF):
+            refuse("SOE does not support byte or packet lifetime limits", EOPNOTSUPP)
+        if lft.soft_use_expires_seconds or lft.hard_use_expires_seconds:
+            refuse("SOE does not support use-time lifetime limits", EOPNOTSUPP)
+        if x.curlft.bytes or x.curlft.packets:
+            refuse("SOE cannot import non-zero lifetime counters", EOPNOTSUPP)
+        if x.aead is not None:
+            if x.aead.name != "rfc4106(gcm(aes))":
+                refuse("SOE supports rfc4106(gcm(aes)) AEAD only", EOPNOTSUPP)
+            if x.aead.key_len < 32:
+                refuse("invalid AEAD key length", E.EINVAL)
+            if x.aead.key_len - 32 not in (128, 192, 256):
+                refuse("SOE supports AES-128/192/256 keys only", EOPNOTSUPP)
+            if x.aead.icv_len not in (64, 96, 128):
+                refuse("SOE supports 64/96/128-bit GCM ICV only", EOPNOTSUPP)
+        else:
+            if x.enc is None or x.enc.name != "cbc(aes)":
+                refuse("SOE supports cbc(aes) encryption only", EOPNOTSUPP)
+            if x.enc.key_len not in (128, 192, 256):
+                refuse("SOE supports AES-128/192/256 keys only", EOPNOTSUPP)
+            if x.auth is None:
+                refuse("SOE CBC mode requires HMAC authentication", EOPNOTSUPP)
+            if x.auth.name == "hmac(sha1)":
+                if x.auth.trunc_len != 96:
+                    refuse("SOE supports HMAC-SHA1-96 only", EOPNOTSUPP)
+            elif x.auth.name == "hmac(sha256)":
+                if x.auth.trunc_len != 128:
+                    refuse("SOE supports HMAC-SHA256-128 only", EOPNOTSUPP)
+            else:
+                refuse("SOE supports HMAC-SHA1/SHA256 only", EOPNOTSUPP)
+        if x.props.flags & X.XFRM_STATE_ESN:
+            refuse("SOE does not support ESN", EOPNOTSUPP)
+        r = x.replay_esn
+        if (r is not None and (r.seq or r.oseq or r.seq_hi or r.oseq_hi)) or any(x.replay[:2]):
+            refuse("SOE cannot import non-zero replay state", EOPNOTSUPP)
+        if x.xso.dir == XFRM_DEV_OFFLOAD_IN:
+            window = r.replay_window if r is not None else x.props.replay_window
+            if window not in (0, 64, 128, 192, 256):
+                refuse("SOE supports replay windows of 64, 128, 192, or 256 packets only",
+                       EOPNOTSUPP)
+
+    def _existing(self, x):
+        for s in self.engine.slots:
+            if s is not None and s["x"] is not x and s["key"] == (x.mark, x.id.daddr, x.id.spi, x.id.proto):
+                return s
+        return None
+
+    def xdo_dev_state_add(self, dev, x) -> None:
+        if self._existing(x) is not None:
+            refuse("SOE requires delete-and-add for SA updates", EOPNOTSUPP)
+        self.build_sa(x)
+        try:
+            i = self.engine.slots.index(None)
+        except ValueError:
+            refuse(None, E.ENOSPC)
+        self.engine.slots[i] = {"x": x, "key": (x.mark, x.id.daddr, x.id.spi, x.id.proto),
+                                "port": dev.name, "spi": x.id.spi,
+                                "dir": "in" if x.xso.dir == XFRM_DEV_OFFLOAD_IN else "out"}
+        x.xso.offload_handle = i
+
+    def xdo_dev_state_delete(self, dev, x) -> None:
+        i = x.xso.offload_handle
+        if 0 <= i < AIROHA_SOE_NUM_SA and self.engine.slots[i] is not None \
+                and self.engine.slots[i]["x"] is x:
+            self.engine.slots[i] = None
+
+    def xdo_dev_policy_add(self, dev, pol) -> None:
+        if pol.xdo.type != XFRM_DEV_OFFLOAD_PACKET:
+            refuse("SOE supports XFRM packet policies only", EOPNOTSUPP)
+        if pol.dir >= 3:
+            refuse("SOE does not offload socket policies", EOPNOTSUPP)
+        if any(t.proto != X.IPPROTO_ESP for t in pol.templates):
+            refuse("SOE offloads ESP policies only", EOPNOTSUPP)
+        if pol.xdo.dir == XFRM_DEV_OFFLOAD_IN:
+            refuse("SOE requires software inbound XFRM policies", EOPNOTSUPP)
+        if pol.xdo.dir != XFRM_DEV_OFFLOAD_OUT:
+            refuse("SOE offloads outbound policies only", EOPNOTSUPP)
+
+    def active_sas(self, dev) -> int:
+        return sum(1 for s in self.engine.slots if s is not None and s["port"] == dev.name)
+
+    def table(self, dev) -> list[dict]:
+        return [{"handle": i, "spi": s["spi"], "dir": s["dir"], "port": s["port"]}
+                for i, s in enumerate(self.engine.slots) if s is not None]

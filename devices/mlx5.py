@@ -1,0 +1,144 @@
+"""mlx5-like IPsec offload (mlx5e_xfrm_validate_state / validate_policy): crypto and packet
+offload by capability bits (configurable per NIC in the topology: ``capabilities``), one
+hardware SA and sequence/replay context per port, stats through update_stats."""
+from __future__ import annotations
+
+import errno as E
+
+from netlink_codec import xfrm as X
+
+from .xfrmdev import (XFRM_DEV_OFFLOAD_CRYPTO, XFRM_DEV_OFFLOAD_IN, XFRM_DEV_OFFLOAD_OUT,
+                      XFRM_DEV_OFFLOAD_PACKET, XfrmDevOps, refuse)
+
+DEFAULT_CAPS = {"crypto": True, "packet": True, "tunnel": True, "esn": True, "espinudp": True,
+                "prio": True}
+INF = X.XFRM_INF
+
+
+class Mlx5Ipsec(XfrmDevOps):
+    name = "mlx5"
+    module = "mlx5_core"
+    flags = 0                       # upstream: no LAG opt-in
+    has_advance_esn = True
+    has_policy_ops = True
+    has_update_stats = True
+
+    def __init__(self, caps: dict | None = None):
+        self.caps = dict(DEFAULT_CAPS, **(caps or {}))
+        self.sadb: dict[int, dict] = {}      # handle -> hardware SA
+        self.policies: dict[int, object] = {}
+        self._next = 1
+
+    def validate_state(self, x) -> None:
+        """``mlx5e_xfrm_validate_state``: the first failing check's message."""
+        c = self.caps
+        t = x.xso.type
+        if x.auth is not None:
+            refuse("Cannot offload authenticated xfrm states")
+        if x.enc is not None and x.aead is None:
+            refuse("Only AES-GCM-ICV16 xfrm state may be offloaded")
+        if x.comp is not None:
+            refuse("Cannot offload compressed xfrm states")
+        if x.props.flags & X.XFRM_STATE_ESN and not c["esn"]:
+            refuse("Cannot offload ESN xfrm states")
+        if x.props.family not in (X.AF_INET, X.AF_INET6):
+            refuse("Only IPv4/6 xfrm states may be offloaded")
+        if x.id.proto != X.IPPROTO_ESP:
+            refuse("Only ESP xfrm state may be offloaded")
+        if x.encap is not None:
+            if not c["espinudp"]:
+                refuse("Encapsulation is not supported")
+            if x.encap.encap_type != X.UDP_ENCAP_ESPINUDP:
+                refuse("Encapsulation other than UDP is not supported")
+            if t != XFRM_DEV_OFFLOAD_PACKET:
+                refuse("Encapsulation is supported in packet offload mode only")
+            if x.props.mode != X.XFRM_MODE_TRANSPORT:
+                refuse("Encapsulation is supported in transport mode only")
+        if x.aead is None:
+            refuse("Cannot offload xfrm states without aead")
+        if x.aead.icv_len != 128:
+            refuse("Cannot offload xfrm states with AEAD ICV length other than 128bit")
+        if x.aead.key_len not in (160, 288):
+            refuse("Cannot offload xfrm states with AEAD key length other than 128/256 bit")
+        if x.tfcpad:
+            refuse("Cannot offload xfrm states with tfc padding")
+        if x.geniv not in (None, "seqiv"):
+            refuse("Cannot offload xfrm states with geniv other than seqiv")
+        if x.sel is not None and x.sel.proto not in (0, 6, 17):
+            refuse("Device does not support upper protocol other than TCP/UDP")
+        if x.props.mode not in (X.XFRM_MODE_TRANSPORT, X.XFRM_MODE_TUNNEL):
+            refuse("Only transport and tunnel xfrm states may be offloaded")
+        if t == XFRM_DEV_OFFLOAD_CRYPTO:
+            if not c["crypto"]:
+                refuse("Crypto offload is not supported")
+            return
+        if t != XFRM_DEV_OFFLOAD_PACKET:
+            refuse("Unsupported xfrm offload type")
+        if not c["packet"]:
+            refuse("Packet offload is not supported")
+        if x.props.mode == X.XFRM_MODE_TUNNEL and not c["tunnel"]:
+            refuse("Packet offload is not supported for tunnel mode")
+        if (x.xso.dir == XFRM_DEV_OFFLOAD_IN and x.replay_esn is not None
+                and x.replay_esn.replay_window not in (32, 64, 128, 256)):
+            refuse("Unsupported replay window size")
+        if not x.props.reqid:
+            refuse("Cannot offload without reqid")
+        lft = x.lft
+        if lft.hard_byte_limit != INF and lft.soft_byte_limit >= lft.hard_byte_limit:
+            refuse("Hard byte limit must be greater than soft one")
+        if not lft.soft_byte_limit or not lft.hard_byte_limit:
+            refuse("Soft/hard byte limits can't be 0")
+        if lft.hard_packet_limit != INF and lft.soft_packet_limit >= lft.hard_packet_limit:
+            refuse("Hard packet limit must be greater than soft one")
+        if not lft.soft_packet_limit or not lft.hard_packet_limit:
+            refuse("Soft/hard packet limits can't be 0")
+
+    def xdo_dev_state_add(self, dev, x) -> None:
+        if x.km_state == 1:            # XFRM_STATE_ACQ: accepted without validation
+            pass
+        else:
+            self.validate_state(x)
+        h = self._next
+        self._next += 1
+        self.sadb[h] = {"spi": x.id.spi, "dir": "in" if x.xso.dir == XFRM_DEV_OFFLOAD_IN else "out",
+                        "type": "packet" if x.xso.type == XFRM_DEV_OFFLOAD_PACKET else "crypto",
+                        "port": dev.name, "packets": 0, "bytes": 0}
+        x.xso.offload_handle = h
+
+    def xdo_dev_state_delete(self, dev, x) -> None:
+        self.sadb.pop(x.xso.offload_handle, None)
+
+    def validate_policy(self, pol) -> None:
+        """``mlx5e_xfrm_validate_policy``."""
+        if pol.type != X.XFRM_POLICY_TYPE_MAIN:
+            refuse("Cannot offload non-main policy types")
+        if len(pol.templates) > 1:
+            refuse("Cannot offload more than one template")
+        if pol.xdo.dir not in (XFRM_DEV_OFFLOAD_IN, XFRM_DEV_OFFLOAD_OUT):
+            refuse("Cannot offload forward policy")
+        sel = pol.sel
+        addrs_zero = sel[:32] == bytes(32)
+        proto = sel[44]
+        if pol.templates and not pol.templates[0].reqid and addrs_zero and not proto:
+            refuse("Unsupported policy with reqid 0 without at least one of upper protocol "
+                   "or ip addr(s) different than 0")
+        if pol.xdo.type != XFRM_DEV_OFFLOAD_PACKET:
+            refuse("Unsupported xfrm offload type")
+        if proto not in (0, 6, 17):
+            refuse("Device does not support upper protocol other than TCP/UDP")
+        if pol.priority and not self.caps["prio"]:
+            refuse("Device does not support policy priority")
+        if pol.priority == 0xFFFFFFFF:
+            refuse("Device does not support requested policy priority")
+        if not self.caps["packet"]:
+            refuse("Packet offload is not supported")
+
+    def xdo_dev_policy_add(self, dev, pol) -> None:
+        self.validate_policy(pol)
+        self.policies[id(pol)] = pol
+
+    def xdo_dev_policy_delete(self, dev, pol) -> None:
+        self.policies.pop(id(pol), None)
+
+    def table(self, dev) -> list[dict]:
+        return [dict(handle=h, **s) for h, s in self.sadb.items()]

@@ -1,0 +1,49 @@
+"""Which driver a device of each kind gets (called by the topology and by netdevsim's
+sysfs ``new_device``): the xfrmdev ops, the features ethtool shows, driver facts."""
+from __future__ import annotations
+
+import errno as E
+
+from .features import ESP_FEATURES, NetdevFeatures
+
+_ENGINES: dict = {}        # (kernel id, nic name) -> SoeEngine
+
+
+def setup_device(dev, spec: dict) -> None:
+    kind = dev.kind
+    if kind == "netdevsim":
+        from .netdevsim import NsimIpsec
+        dev_id, port = spec.get("nsim_id", 0), spec.get("nsim_port", 0)
+        dev.xfrmdev_ops = NsimIpsec(dev_id, port)
+        dev.bus_info = f"netdevsim{dev_id}"
+        dev.nsim = (dev_id, port)
+        # NETIF_F_HW_ESP & co in features, not in hw_features: fixed on
+        dev.features = NetdevFeatures(active=ESP_FEATURES, hw=())
+    elif kind == "mlx5":
+        from .mlx5 import Mlx5Ipsec
+        dev.xfrmdev_ops = Mlx5Ipsec(spec.get("capabilities"))
+        dev.bus_info = f"0000:08:00.{spec.get('port_no', 0)}"
+        on = ("esp-hw-offload", "esp-tx-csum-hw-offload")
+        dev.features = NetdevFeatures(active=on if spec.get("esp_hw_offload", True) else (),
+                                      hw=("esp-hw-offload", "tx-esp-segmentation"))
+    elif kind == "airoha-soe":
+        from .airoha_soe import SoeEngine, SoeIpsec
+        key = (id(dev.netns.kernel) if dev.netns is not None else 0, spec.get("nic", "soe"))
+        engine = _ENGINES.get(key)
+        if engine is None:
+            engine = _ENGINES[key] = SoeEngine(spec.get("nic", "soe"))
+        dev.xfrmdev_ops = SoeIpsec(engine)
+        dev.features = NetdevFeatures(
+            active=("esp-hw-offload",) if spec.get("esp_hw_offload", True) else (),
+            hw=("esp-hw-offload",))
+        dev.set_features_hook = _soe_set_features
+    else:
+        dev.features = NetdevFeatures()
+
+
+def _soe_set_features(dev, new: set) -> int:
+    """airoha: any ESP feature change while the port holds SAs → EBUSY."""
+    if ("esp-hw-offload" in new) != dev.features.active("esp-hw-offload"):
+        if dev.xfrmdev_ops.active_sas(dev):
+            return E.EBUSY
+    return 0

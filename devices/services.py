@@ -1,0 +1,85 @@
+"""Device files the shim serves: netdevsim's sysfs bus files (create/delete a simulated
+device as the kernel selftests do) and its debugfs ``ipsec`` file; ``xfrmd ctl
+show-offload``'s service op."""
+from __future__ import annotations
+
+import errno as E
+
+from xfrmd import vfs
+from xfrmd.services import service
+
+
+def _nsim_new_device(kernel, ns, path: str, data: str) -> int:
+    """``echo "ID [PORTS [QUEUES]]" > /sys/bus/netdevsim/new_device``: ports eni<ID>np<N>."""
+    from devices.netdev import NetDevice
+    from devices.registry import setup_device
+    words = data.split()
+    if not words or not words[0].isdigit():
+        return E.EINVAL
+    dev_id = int(words[0])
+    ports = int(words[1]) if len(words) > 1 and words[1].isdigit() else 1
+    existing = getattr(ns, "nsim_devices", {})
+    if dev_id in existing:
+        return E.EEXIST
+    made = []
+    for p in range(ports):
+        dev = NetDevice(f"eni{dev_id}np{p + 1}", "netdevsim", driver="netdevsim",
+                        address=bytes([0x02, 0x00, 0x00, 0x00, dev_id & 0xFF, p + 1]))
+        ns.links.register(dev)
+        setup_device(dev, {"nsim_id": dev_id, "nsim_port": p})
+        made.append(dev)
+    existing[dev_id] = made
+    ns.nsim_devices = existing
+    return 0
+
+
+def _nsim_del_device(kernel, ns, path: str, data: str) -> int:
+    words = data.split()
+    if not words or not words[0].isdigit():
+        return E.EINVAL
+    made = getattr(ns, "nsim_devices", {}).pop(int(words[0]), None)
+    if made is None:
+        return E.ENOENT
+    for dev in made:
+        ns.links.unregister(dev)
+    return 0
+
+
+def _nsim_ipsec(kernel, ns, path: str) -> str:
+    """/sys/kernel/debug/netdevsim/netdevsim<ID>/ports/<P>/ipsec"""
+    parts = path.split("/")
+    try:
+        dev_id = int(parts[5][len("netdevsim"):])
+        port = int(parts[7])
+    except (IndexError, ValueError):
+        raise FileNotFoundError(path) from None
+    for dev in ns.links:
+        if getattr(dev, "nsim", None) == (dev_id, port):
+            return dev.xfrmdev_ops.debugfs()
+    raise FileNotFoundError(path)
+
+
+vfs.register("/sys/bus/netdevsim/new_device", None, _nsim_new_device)
+vfs.register("/sys/bus/netdevsim/del_device", None, _nsim_del_device)
+vfs.register("/sys/kernel/debug/netdevsim/netdevsim*/ports/*/ipsec", _nsim_ipsec)
+
+
+@service("show_offload")
+def _show_offload(kernel, ns, request) -> dict:
+    name = request.get("dev")
+    out = {}
+    for dev in ns.links:
+        if name and dev.name != name:
+            continue
+        ops = getattr(dev, "xfrmdev_ops", None)
+        if ops is None:
+            if name:
+                return {"errno": 0, "devices": {dev.name: {"driver": dev.driver, "sas": [],
+                                                           "offload": False}}}
+            continue
+        out[dev.name] = {"driver": ops.name, "flags": ops.flags, "sas": ops.table(dev),
+                         "esp-hw-offload": dev.features.active("esp-hw-offload")
+                         if dev.features is not None else False}
+    if name and not out:
+        return {"errno": E.ENODEV, "error": f"no device {name!r}"}
+    return {"errno": 0, "devices": out}

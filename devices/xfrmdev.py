@@ -1,0 +1,77 @@
+"""The driver side of IPsec offload, modelled on ``struct xfrmdev_ops``.
+
+A driver subclasses :class:`XfrmDevOps` and overrides what it implements; an op left as
+``None`` is absent (the core checks presence, e.g. no ``xdo_dev_state_advance_esn`` means no
+crypto offload with ESN). ``flags`` carries the proposed LAG opt-ins. Refusals are
+:class:`OffloadError` with the driver's errno and its own extack text."""
+from __future__ import annotations
+
+import errno as E
+
+XFRMDEV_OPS_F_LOWER_HANDLE = 1 << 0
+XFRMDEV_OPS_F_LAG_SHARED_STATE = 1 << 1
+# the RFC's illustrative split of LAG_SHARED_STATE (lag-offload.md, "mapping")
+XFRMDEV_OPS_F_LAG_SHARED_TX_SEQ = 1 << 2
+XFRMDEV_OPS_F_LAG_SHARED_RX_REPLAY = 1 << 3
+
+XFRM_DEV_OFFLOAD_IN, XFRM_DEV_OFFLOAD_OUT, XFRM_DEV_OFFLOAD_FWD = 1, 2, 3
+XFRM_DEV_OFFLOAD_CRYPTO, XFRM_DEV_OFFLOAD_PACKET = 1, 2
+
+
+class OffloadError(Exception):
+    def __init__(self, errno: int, msg: str | None = None):
+        super().__init__(msg or E.errorcode.get(errno, str(errno)))
+        self.errno = errno
+        self.msg = msg
+
+
+def refuse(msg: str | None, errno: int = E.EINVAL):
+    raise OffloadError(errno, msg)
+
+
+class XfrmDevOps:
+    """Base of a driver's ops. Methods are called with the device and the state/policy; the
+    driver keeps its hardware tables on itself (``self``) or on the port."""
+    flags = 0
+    name = "xfrmdev"
+    module = ""           # KBUILD_MODNAME: NL_SET_ERR_MSG_MOD prefixes it
+    # which optional ops exist (the core tests for them like the kernel tests pointers)
+    has_advance_esn = False
+    has_policy_ops = False
+    has_update_stats = False
+    has_offload_ok = False
+
+    def xdo_dev_state_add(self, dev, x) -> None:
+        refuse(None, E.EOPNOTSUPP)
+
+    def xdo_dev_state_delete(self, dev, x) -> None:
+        pass
+
+    def xdo_dev_state_free(self, dev, x) -> None:
+        pass
+
+    def xdo_dev_offload_ok(self, x) -> bool:
+        return True
+
+    def xdo_dev_state_advance_esn(self, x) -> None:
+        pass
+
+    def xdo_dev_state_update_stats(self, x) -> None:
+        pass
+
+    def xdo_dev_policy_add(self, dev, pol) -> None:
+        refuse("Policy offload is not supported")
+
+    def xdo_dev_policy_delete(self, dev, pol) -> None:
+        pass
+
+    def xdo_dev_policy_free(self, dev, pol) -> None:
+        pass
+
+    def xdo_dev_state_lower_handle(self, x, lower):
+        """The proposed op: the hardware handle ``lower`` holds for state ``x``."""
+        return None
+
+    # observability (xfrmd ctl show-offload)
+    def table(self, dev) -> list[dict]:
+        return []
