@@ -534,3 +534,12 @@ def test_iptfs_mode_defaults_options_and_packet_size_check(nl):
     tiny = newsa(AEAD, N.nla_u8(A.SA_DIR, X.XFRM_SA_DIR_OUT), N.nla_u32(A.IPTFS_PKT_SIZE, 40), spi=3, **iptfs)
     assert nl.errno_of(tiny) == (-E.EINVAL, "Packet size must be 0 or greater than IPTFS/ESP header length")
     nl.ok(newsa(AEAD, N.nla_u8(A.SA_DIR, X.XFRM_SA_DIR_OUT), N.nla_u32(A.IPTFS_PKT_SIZE, 41), spi=3, **iptfs))
+
+
+def test_xfrm_id_padding_is_echoed_like_the_kernel_memcpy(nl):
+    info = bytearray(usersa_info(spi=0x66))
+    info[56 + 21:56 + 24] = b"\x01\x02\x03"          # xfrm_id's 3 padding bytes
+    nl.ok(msg(M.NEWSA, bytes(info) + AEAD))
+    raw = getsa(nl, spi=0x66)[4]
+    assert raw[16 + 56 + 21:16 + 56 + 24] == b"\x01\x02\x03"
+    assert raw[16 + 217:16 + 224] == bytes(7)          # the struct's own tail padding: zeroed

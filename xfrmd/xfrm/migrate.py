@@ -144,7 +144,7 @@ def _state_migrate(db, x, m, encap):
     q.replay_window, q.flags, q.extra_flags, q.smark = p.replay_window, p.flags, p.extra_flags, p.smark
     for f in ("aead", "auth", "enc", "comp", "coaddr", "tfcpad", "mark", "if_id", "dir",
               "pcpu_num", "nat_keepalive_interval", "replay_maxdiff", "replay_maxage",
-              "mapping_maxage", "lastused", "km_seq", "geniv", "iptfs"):
+              "mapping_maxage", "lastused", "km_seq", "geniv", "iptfs", "id_pad"):
         setattr(xc, f, getattr(x, f))
     xc.encap = encap if encap is not None else x.encap
     xc.replay, xc.preplay = list(x.replay), list(x.preplay)

@@ -24,17 +24,18 @@ _AE = frozenset((A.REPLAY_ESN_VAL, A.REPLAY_VAL, A.LTIME_VAL, A.ETIMER_THRESH, A
 
 class UsersaInfo:
     """The fields of a request's xfrm_usersa_info that construction needs."""
-    __slots__ = ("sel", "daddr", "spi", "proto", "saddr", "lft", "curlft", "seq", "reqid",
-                 "family", "mode", "replay_window", "flags")
+    __slots__ = ("sel", "daddr", "spi", "proto", "id_pad", "saddr", "lft", "curlft", "seq",
+                 "reqid", "family", "mode", "replay_window", "flags")
 
     def __init__(self, buf, off: int):
         f = USERSA_INFO.unpack_from(buf, off)
         self.sel = X.XfrmSelector.from_buffer_copy(f[0])
-        self.daddr, self.spi, self.proto, self.saddr = f[1], int.from_bytes(f[2], "big"), f[3], f[4]
-        self.lft = f[5:13]
-        self.curlft = f[13:17]
-        self.seq, self.reqid, self.family, self.mode = f[20], f[21], f[22], f[23]
-        self.replay_window, self.flags = f[24], f[25]
+        self.daddr, self.spi, self.proto = f[1], int.from_bytes(f[2], "big"), f[3]
+        self.id_pad, self.saddr = f[4], f[5]
+        self.lft = f[6:14]
+        self.curlft = f[14:18]
+        self.seq, self.reqid, self.family, self.mode = f[21], f[22], f[23], f[24]
+        self.replay_window, self.flags = f[25], f[26]
 
 
 def _err(msg: str | None = None, errno: int = EINVAL) -> Reply:
@@ -227,6 +228,7 @@ def state_construct(req, p: UsersaInfo, db):
     x = db.alloc(LifetimeCfg(*p.lft))
     # copy_from_user_state
     x.id = StateId(p.daddr, p.spi, p.proto)
+    x.id_pad = p.id_pad
     x.sel = p.sel
     pr = x.props
     pr.mode, pr.reqid, pr.family, pr.saddr, pr.flags = p.mode, p.reqid, p.family, p.saddr, p.flags

@@ -28,7 +28,9 @@ XFRM_STATE_ERROR, XFRM_STATE_EXPIRED, XFRM_STATE_DEAD = 3, 4, 5
 
 # xfrm_usersa_info: sel, id, saddr, lft (8 u64), curlft (4 u64), stats (3 u32), seq, reqid,
 # family, mode, replay_window, flags, 7 bytes of padding
-USERSA_INFO = struct.Struct("=56s16s4sB3x16s8Q4Q3III HBBB7x".replace(" ", ""))
+# (the 3 padding bytes of xfrm_id are kept: copy_from_user_state memcpy's the id and
+# copy_to_user_state copies it back, so a sender's padding reappears in dumps)
+USERSA_INFO = struct.Struct("=56s16s4sB3s16s8Q4Q3III HBBB7x".replace(" ", ""))
 assert USERSA_INFO.size == 224
 USERSA_ID = struct.Struct("=16s4sHBx")
 AEVENT_ID_TAIL = struct.Struct("=16sII")
@@ -150,6 +152,7 @@ class SecurityAssociation:
                  "mark", "if_id", "dir", "pcpu_num", "nat_keepalive_interval", "lastused",
                  "km_state", "km_seq", "km_dying", "xso", "geniv", "tunnel", "tunnel_users", "timer",
                  "xflags", "rtimer", "rtimer_when", "new_mapping", "new_mapping_sport", "iptfs",
+                 "id_pad",
                  "uid", "net", "__weakref__")
 
     def __init__(self, lft: LifetimeCfg | None = None):
@@ -189,6 +192,7 @@ class SecurityAssociation:
         self.rtimer = None           # replay timer (xfrm_replay_timer_handler), see replay.py
         self.rtimer_when = None      # its first expiry, kept lazily until the datapath runs
         self.iptfs = None            # IP-TFS mode configuration (iptfs.IptfsConfig)
+        self.id_pad = b"\0\0\0"      # xfrm_id padding as the user sent it
         self.new_mapping = 0         # km_new_mapping rate limit (seconds) and last port
         self.new_mapping_sport = 0
         self.uid = 0
@@ -219,7 +223,7 @@ class SecurityAssociation:
         p, cur = self.props, self.curlft
         return USERSA_INFO.pack(
             bytes(self.sel), self.id.daddr, struct.pack(">I", self.id.spi), self.id.proto,
-            p.saddr, *self.lft.values(),
+            self.id_pad, p.saddr, *self.lft.values(),
             cur.bytes, cur.packets, cur.add_time, cur.use_time,
             self.stats[0], self.stats[1], self.stats[2],
             self.km_seq, p.reqid, p.family, p.mode, p.replay_window, p.flags)
