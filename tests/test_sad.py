@@ -543,3 +543,13 @@ def test_xfrm_id_padding_is_echoed_like_the_kernel_memcpy(nl):
     raw = getsa(nl, spi=0x66)[4]
     assert raw[16 + 56 + 21:16 + 56 + 24] == b"\x01\x02\x03"
     assert raw[16 + 217:16 + 224] == bytes(7)          # the struct's own tail padding: zeroed
+
+
+def test_ipcomp_tunnel_without_the_tunnel_type(nl, kernel):
+    from xfrmd.xfrm import types
+    types.set_type_enabled(kernel, 4, False)             # no xfrm4_tunnel module
+    comp = N.nla(A.ALG_COMP, algo("deflate", b""))
+    assert nl.errno_of(newsa(comp, proto=X.IPPROTO_COMP, spi=0x100)) == \
+        (-E.EINVAL, "Kernel error: failed to initialize the associated state")
+    assert _states(nl) == []
+    nl.ok(newsa(comp, proto=X.IPPROTO_COMP, spi=0x100, mode=X.XFRM_MODE_TRANSPORT))

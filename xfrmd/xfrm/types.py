@@ -171,7 +171,7 @@ def ipcomp_tunnel_attach(x) -> tuple[int, str | None]:
         if err:
             if family == X.AF_INET6:
                 db.tunnel6_free_spi(x.props.saddr)
-            return -E.EINVAL, None
+            return -E.EINVAL, "Kernel error: failed to initialize the associated state"
         t.km_state = XFRM_STATE_VALID
         t.tunnel_users = 1
         db.insert(t)
