@@ -553,3 +553,37 @@ def test_ipcomp_tunnel_without_the_tunnel_type(nl, kernel):
         (-E.EINVAL, "Kernel error: failed to initialize the associated state")
     assert _states(nl) == []
     nl.ok(newsa(comp, proto=X.IPPROTO_COMP, spi=0x100, mode=X.XFRM_MODE_TRANSPORT))
+
+
+def test_offload_hooks_are_called_where_the_kernel_calls_them(nl, monkeypatch):
+    """xfrm_dev_state_add after the type init (a refusal leaves nothing behind), the
+    XFRMA_OFFLOAD_DEV attribute from copy_user_offload in dumps, delete/free on DELSA."""
+    from types import SimpleNamespace
+
+    from netlink_codec.netlink import nla
+
+    from xfrmd.netlink.core import Reply
+    from xfrmd.xfrm import offload
+    calls = []
+
+    def add(req, x, xuo):
+        calls.append(("add", x.id.spi, xuo.ifindex, x.aead is not None))
+        if xuo.ifindex == 99:
+            return Reply(-E.EINVAL, "Device failed to offload this state")
+        x.xso = SimpleNamespace(dev=xuo.ifindex)
+        return None
+
+    monkeypatch.setattr(offload, "xfrm_dev_state_add", add)
+    monkeypatch.setattr(offload, "xfrm_dev_state_delete", lambda x: calls.append(("delete", x.id.spi)))
+    monkeypatch.setattr(offload, "xfrm_dev_state_free", lambda x: calls.append(("free", x.id.spi)))
+    monkeypatch.setattr(offload, "copy_user_offload",
+                        lambda x: nla(A.OFFLOAD_DEV, struct.pack("=iB3x", x.xso.dev, 0)))
+    xuo = lambda ifindex: N.nla(A.OFFLOAD_DEV, struct.pack("=iB3x", ifindex, 0))   # noqa: E731
+    assert nl.errno_of(newsa(AEAD, xuo(99), spi=1)) == (-E.EINVAL, "Device failed to offload this state")
+    assert dump(nl)[0] == []
+    # the type init fails first: the device is never asked
+    assert nl.errno_of(newsa(N.nla(A.ALG_CRYPT, algo("aes", bytes(3))), xuo(3), spi=2))[0] == -E.EINVAL
+    nl.ok(newsa(AEAD, xuo(3), spi=3))
+    assert attrs_of(getsa(nl, spi=3)[4], 224)[A.OFFLOAD_DEV] == struct.pack("=iB3x", 3, 0)
+    nl.ok(msg(M.DELSA, usersa_id(spi=3)))
+    assert calls == [("add", 1, 99, True), ("add", 3, 3, True), ("delete", 3), ("free", 3)]
