@@ -77,3 +77,60 @@ def inet_dump_ifaddr(req):
                 if a.family == fam:
                     msgs.append(fill_ifaddr(dev, a, seq, portid, NLM_F_MULTI))
     return req.start_dump(msgs)
+
+
+RTM_DELADDR = 21
+
+
+def _parse(req):
+    import errno as E
+    from ..netlink.core import Reply
+    off = req.payload_offset
+    if req.hdr.len - 16 < IFADDRMSG.size:
+        return None, Reply(-E.EINVAL)
+    family, plen, _flags, scope, index = IFADDRMSG.unpack_from(req.buf, off)
+    local = address = None
+    for ra in iter_attrs(req.buf, off + IFADDRMSG.size, req.end):
+        if ra.type == IFA_LOCAL:
+            local = bytes(req.buf[ra.start:ra.end])
+        elif ra.type == IFA_ADDRESS:
+            address = bytes(req.buf[ra.start:ra.end])
+    raw = local or address
+    dev = req.netns.links.by_index(index)
+    if dev is None:
+        return None, Reply(-E.ENODEV)
+    if raw is None or family not in (2, 10) or len(raw) != (4 if family == 2 else 16):
+        return None, Reply(-E.EINVAL)
+    return (dev, str(ipaddress.ip_address(raw)), plen, scope), None
+
+
+@rtnl_handler(RTM_NEWADDR)
+def inet_rtm_newaddr(req):
+    """``ip addr add``: EEXIST for an address the device has (with NLM_F_EXCL)."""
+    import errno as E
+    from ..netlink.core import Reply
+    parsed, bad = _parse(req)
+    if bad is not None:
+        return bad
+    dev, address, plen, scope = parsed
+    for a in dev.addresses:
+        if a.address == address and a.prefixlen == plen:
+            return Reply(-E.EEXIST) if req.hdr.flags & 0x200 else Reply()
+    a = add_address(dev, address, plen)
+    a.scope = scope
+    return Reply()
+
+
+@rtnl_handler(RTM_DELADDR)
+def inet_rtm_deladdr(req):
+    import errno as E
+    from ..netlink.core import Reply
+    parsed, bad = _parse(req)
+    if bad is not None:
+        return bad
+    dev, address, plen, _ = parsed
+    for a in list(dev.addresses):
+        if a.address == address and (not plen or a.prefixlen == plen):
+            dev.addresses.remove(a)
+            return Reply()
+    return Reply(-E.EADDRNOTAVAIL, "Address not found" if False else None)
