@@ -219,7 +219,13 @@ class SecurityAssociation:
     # -- copy_to_user_state ---------------------------------------------------------------
 
     def usersa_info(self) -> bytes:
-        """``copy_to_user_state``: the 224-byte xfrm_usersa_info, padding zeroed."""
+        """``copy_to_user_state``: the 224-byte xfrm_usersa_info, padding zeroed. An offloaded
+        state first asks its driver for fresh counters (``xfrm_dev_state_update_stats``),
+        when the offload module provides that hook."""
+        if self.xso is not None:
+            update = getattr(offload, "xfrm_dev_state_update_stats", None)
+            if update is not None:
+                update(self)
         p, cur = self.props, self.curlft
         return USERSA_INFO.pack(
             bytes(self.sel), self.id.daddr, struct.pack(">I", self.id.spi), self.id.proto,
