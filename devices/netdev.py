@@ -129,5 +129,8 @@ class LinkTable:
 
 
 def loopback() -> NetDevice:
-    return NetDevice("lo", "loopback", mtu=65536, flags=IFF_LOOPBACK, type=ARPHRD_LOOPBACK,
-                     driver="")
+    from .features import NetdevFeatures
+    dev = NetDevice("lo", "loopback", mtu=65536, flags=IFF_LOOPBACK, type=ARPHRD_LOOPBACK,
+                    driver="")
+    dev.features = NetdevFeatures(kind="loopback")
+    return dev

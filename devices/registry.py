@@ -18,14 +18,16 @@ def setup_device(dev, spec: dict) -> None:
         dev.bus_info = f"netdevsim{dev_id}"
         dev.nsim = (dev_id, port)
         # NETIF_F_HW_ESP & co in features, not in hw_features: fixed on
-        dev.features = NetdevFeatures(active=ESP_FEATURES, hw=())
+        dev.features = NetdevFeatures(active=ESP_FEATURES, kind="netdevsim")
     elif kind == "mlx5":
         from .mlx5 import Mlx5Ipsec
         dev.xfrmdev_ops = Mlx5Ipsec(spec.get("capabilities"))
         dev.bus_info = f"0000:08:00.{spec.get('port_no', 0)}"
-        on = ("esp-hw-offload", "esp-tx-csum-hw-offload")
+        # mlx5e_ipsec_build_netdev: HW_ESP (+TX_CSUM) in features, GSO_ESP toggleable
+        on = ("esp-hw-offload", "esp-tx-csum-hw-offload", "tx-esp-segmentation")
         dev.features = NetdevFeatures(active=on if spec.get("esp_hw_offload", True) else (),
-                                      hw=("esp-hw-offload", "tx-esp-segmentation"))
+                                      hw=("tx-esp-segmentation",) if spec.get("esp_hw_offload", True)
+                                      else ("esp-hw-offload", "tx-esp-segmentation"), kind="mlx5")
     elif kind == "airoha-soe":
         from .airoha_soe import SoeEngine, SoeIpsec
         key = (id(dev.netns.kernel) if dev.netns is not None else 0, spec.get("nic", "soe"))
@@ -35,10 +37,10 @@ def setup_device(dev, spec: dict) -> None:
         dev.xfrmdev_ops = SoeIpsec(engine)
         dev.features = NetdevFeatures(
             active=("esp-hw-offload",) if spec.get("esp_hw_offload", True) else (),
-            hw=("esp-hw-offload",))
+            hw=("esp-hw-offload",), kind="airoha-soe")
         dev.set_features_hook = _soe_set_features
     else:
-        dev.features = NetdevFeatures()
+        dev.features = NetdevFeatures(kind=kind)
 
 
 def _soe_set_features(dev, new: set) -> int:

@@ -7,6 +7,7 @@ import struct
 
 from .. import ioctl, vfs
 from ..services import service
+from . import ethtool  # noqa: F401  (SIOCETHTOOL)
 
 IFNAMSIZ = 16
 
