@@ -787,7 +787,15 @@ int ioctl(int fd, unsigned long req, ...)
     long e = json_int(a, "errno", 0);
     if (e) { free(a); errno = (int)e; return -1; }
     const char *p = json_find(a, "data");
-    if (p && *p == '"') hex_decode(p + 1, data, len);
+    size_t out_len = len;
+    if (req == SIOCETHTOOL) {
+        /* the kernel writes what the command returns (GSTRINGS: the whole string set,
+         * whatever len the caller passed), trusting the caller sized its buffer */
+        const char *q = p && *p == '"' ? strchr(p + 1, '"') : NULL;
+        if (q) out_len = (size_t)(q - p - 1) / 2;
+        if (out_len > 65536) out_len = 65536;
+    }
+    if (p && *p == '"') hex_decode(p + 1, data, out_len);
     free(a);
     return 0;
 }

@@ -29,7 +29,7 @@ def available() -> bool:
 class Pluto(Daemon):
     def __init__(self, pair, side: str, workdir: str, env: dict | None = None, *,
                  conn_type: str = "tunnel", nic_offload: str = "no",
-                 salifetime: int = 0, extra: str = ""):
+                 salifetime: int = 0, extra: str = "", esp: str = "aes128-sha2_256"):
         self.pair, self.side = pair, side
         self.dir = os.path.join(workdir, f"pluto-{side}")
         self.run = os.path.join(self.dir, "run")
@@ -60,7 +60,7 @@ class Pluto(Daemon):
                 \tleftupdown=/bin/true
                 \tikev2=yes
                 \tike=aes128-sha2_256-modp2048
-                \tesp=aes128-sha2_256
+                \tesp={esp}
                 \ttype={conn_type}
                 \tnic-offload={nic_offload}
                 \tauto=ignore

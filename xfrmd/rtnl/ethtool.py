@@ -56,8 +56,10 @@ def _siocethtool(kernel, ns, ifname, data: bytes):
         _, sset, n = struct.unpack_from("=III", data)
         if sset != ETH_SS_FEATURES:
             return E.EOPNOTSUPP, b""
+        # ethtool_get_strings fills the whole set whatever len the caller put in (charon
+        # asks with len 0 after sizing its buffer from ETHTOOL_GSSET_INFO)
         names = b"".join(name.encode().ljust(32, b"\0") for name in FEATURE_NAMES)
-        return 0, struct.pack("=III", cmd, sset, len(FEATURE_NAMES)) + names[:32 * n].ljust(32 * n, b"\0")
+        return 0, struct.pack("=III", cmd, sset, len(FEATURE_NAMES)) + names
     if f is None:
         return E.EOPNOTSUPP, b""
     if cmd == ETHTOOL_GFEATURES:
