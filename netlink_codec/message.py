@@ -266,12 +266,13 @@ class Family:
         at = body + rel
         if cls is not None:
             size = cls.size()
-            if at - body >= size:
-                msg.fixed = cls.decode(buf, body, end)
-                msg.gap = bytes(buf[body + size:min(at, end)]) if at - body > size else b""
-            elif at > body:
-                raise DecodeError(f"{self.type_name(hdr.type)}: fixed part shorter than declared", body)
-        if at > end:
+            if end - body < size:
+                raise DecodeError(f"{self.type_name(hdr.type)}: payload of {end - body} bytes, "
+                                  f"fixed part needs {size}", body)
+            msg.fixed = cls.decode(buf, body, end)
+            at = min(at, end)      # an unaligned fixed part with nothing after it (FLUSHSA: 17)
+            msg.gap = bytes(buf[body + size:at]) if at > body + size else b""
+        elif at > end:
             raise DecodeError(f"{self.type_name(hdr.type)}: payload of {end - body} bytes, "
                               f"fixed part needs {at - body}", body)
         msg.attrs = space.decode(buf, at, end) if space else []
