@@ -39,6 +39,18 @@ def setup_device(dev, spec: dict) -> None:
             active=("esp-hw-offload",) if spec.get("esp_hw_offload", True) else (),
             hw=("esp-hw-offload",), kind="airoha-soe")
         dev.set_features_hook = _soe_set_features
+    elif kind == "bond":
+        from bonding.bond import Bond
+        from bonding.offload import BondXfrmDevOps
+        bond = Bond(dev, spec.get("mode", "balance-rr"), spec.get("xmit_hash_policy", "layer2"),
+                    spec.get("miimon", 0), spec.get("lag_model", "off"))
+        dev.bond = bond
+        dev.xfrmdev_ops = BondXfrmDevOps(bond)
+        dev.driver = "bonding"
+        # bond_setup: BOND_XFRM_FEATURES toggleable, on only in active-backup
+        ab = bond.mode == "active-backup"
+        dev.features = NetdevFeatures(active=ESP_FEATURES if ab else (), hw=ESP_FEATURES,
+                                      kind="bond")
     else:
         dev.features = NetdevFeatures(kind=kind)
 

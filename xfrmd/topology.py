@@ -93,6 +93,7 @@ class Topology:
                 add_address(lo, "127.0.0.1", 8)
                 add_address(lo, "::1", 128)
             devs = {}
+            nsim_nics: dict[str, list] = {}     # netdevsim NIC → [device id, next port]
             for i, d in enumerate(nspec.get("device", [])):
                 if d["kind"] == "loopback":
                     continue
@@ -102,12 +103,14 @@ class Topology:
                 dev.nic = d.get("nic", "")
                 dev.options = {k: v for k, v in d.items() if k not in ("name", "kind", "addresses")}
                 links.register(dev)
+                if d["kind"] == "netdevsim":
+                    nic = nsim_nics.setdefault(d.get("nic", d["name"]), [len(nsim_nics), 0])
+                    d = dict(d, nsim_id=nic[0], nsim_port=nic[1])
+                    nic[1] += 1
                 _attach_driver(dev, d)
                 devs[d["name"]] = dev
             for d in nspec.get("device", []):
                 dev = devs.get(d["name"]) or links.by_name(d["name"])
-                if d.get("master"):
-                    dev.master = devs.get(d["master"])
                 if d.get("up", True):
                     dev.flags |= IFF_UP
                     dev.ever_up = True
@@ -115,6 +118,13 @@ class Topology:
                 for a in d.get("addresses", []):
                     iface = ipaddress.ip_interface(a)
                     add_address(dev, str(iface.ip), iface.network.prefixlen)
+            for d in nspec.get("device", []):      # enslave once links are up
+                if d.get("master"):
+                    dev, master = devs[d["name"]], devs.get(d["master"])
+                    if getattr(master, "bond", None) is not None:
+                        master.bond.enslave(dev)
+                    else:
+                        dev.master = master
             ns.routes = []
             for r in nspec.get("route", []):
                 dst = ipaddress.ip_network("0.0.0.0/0" if r.get("dst", "default") == "default"

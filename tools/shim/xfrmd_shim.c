@@ -804,6 +804,7 @@ int ioctl(int fd, unsigned long req, ...)
 static int is_virtual(const char *path)
 {
     return path && (!strcmp(path, "/proc/net/if_inet6") || !strncmp(path, "/sys/class/net/", 15) ||
+                    !strncmp(path, "/proc/net/bonding/", 18) ||
                     !strncmp(path, "/sys/bus/netdevsim/", 19) ||
                     !strncmp(path, "/sys/kernel/debug/netdevsim/", 28));
 }

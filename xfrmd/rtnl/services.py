@@ -119,3 +119,31 @@ def _if_inet6(kernel, ns, path: str) -> str:
 
 vfs.register("/sys/class/net/*", _sysfs)
 vfs.register("/proc/net/if_inet6", _if_inet6)
+
+
+@service("link_carrier")
+def _link_carrier(kernel, ns, request) -> dict:
+    """``xfrmd ctl link DEV carrier on|off``: what a cable does (netif_carrier_on/off)."""
+    from devices.netdev import call_netdevice_notifiers
+    from netlink_codec.netlink import NETLINK_ROUTE
+    from .link import RTM_NEWLINK, fill_ifinfo
+    dev = ns.links.by_name(request.get("dev", ""))
+    if dev is None:
+        return {"errno": E.ENODEV, "error": f"no device {request.get('dev')!r}"}
+    on = bool(request.get("on"))
+    if dev.carrier != on:
+        dev.carrier = on
+        dev.carrier_changes = getattr(dev, "carrier_changes", 0) + 1
+        call_netdevice_notifiers("NETDEV_CHANGE", dev)
+        kernel.multicast(ns, NETLINK_ROUTE, 1, fill_ifinfo(dev, RTM_NEWLINK, 0, 0))  # RTNLGRP_LINK
+    return {"errno": 0}
+
+
+@service("links")
+def _links(kernel, ns, request) -> dict:
+    rows = []
+    for d in ns.links:
+        rows.append(f"{d.ifindex:>3} {d.name:<10} {d.kind:<11} {'up' if d.up else 'down':<5}"
+                    f" carrier={'on' if d.carrier else 'off'}"
+                    + (f" master={d.master.name}" if d.master is not None else ""))
+    return {"errno": 0, "text": "\n".join(rows) + "\n"}

@@ -1,0 +1,16 @@
+"""``xfrmd ctl`` verbs for links."""
+from __future__ import annotations
+
+from ..ctl import VERBS, _result, verb
+
+
+@verb("link", "link DEV carrier on|off — a cable plugged or pulled (failover on bonds)")
+def _link(svc, args) -> int:
+    if len(args) != 3 or args[1] != "carrier" or args[2] not in ("on", "off"):
+        raise SystemExit("usage: xfrmd ctl " + VERBS["link"][1])
+    return _result(svc.query("link_carrier", dev=args[0], on=args[2] == "on"))
+
+
+@verb("links", "links — the device table of the namespace")
+def _links(svc, args) -> int:
+    return _result(svc.query("links"), show=True)
