@@ -166,3 +166,38 @@ def test_server_life_cycle(tmp_path):
         p.wait(timeout=20)
     assert p.returncode == 0
     assert not os.path.exists(path)
+
+
+def test_mutated_datagrams_through_the_server_socket(srv):
+    """3,000 mutated datagrams through the real server connection: every answer is a
+    well-formed netlink datagram, and the connection (and the server) keep working."""
+    import random
+    from .test_codec_fuzz import _well_formed_replies
+    rnd = random.Random(11)
+    with NetlinkSocket(N.NETLINK_XFRM, path=srv.path) as s:
+        s.sock.settimeout(0.2)
+        for _ in range(3000):
+            b = bytearray(rnd.choice(SEEDS))
+            for _ in range(rnd.randint(1, 4)):
+                if b and rnd.random() < 0.6:
+                    b[rnd.randrange(len(b))] = rnd.randrange(256)
+                elif b:
+                    del b[rnd.randrange(len(b)):]
+            if len(b) >= 4 and b[:4] == b"\0\0\0\0":
+                continue                                  # that would be a control frame
+            s.send(bytes(b))
+        replies = []
+        while True:
+            try:
+                replies.append(s.recv())
+            except (TimeoutError, socket.timeout):
+                break
+        _well_formed_replies(replies)
+        assert replies
+        s.sock.settimeout(10)
+        s.send(N.encode_msg(X.XfrmMsg.GETSADINFO, N.NLM_F_REQUEST, 77, 0, b"\xff" * 4))
+        while True:
+            d = s.recv()
+            if N.split_messages(d)[0].seq == 77:
+                break
+        assert N.split_messages(d)[0].type == X.XfrmMsg.NEWSADINFO

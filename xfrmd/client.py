@@ -138,6 +138,11 @@ class NetlinkSocket(_Base):
         self.sock.send(T.setsockopt(level, optname, value))
 
     def send(self, datagram: bytes) -> None:
+        """sendmsg of one datagram. As the shim does (docs/protocol.md), a datagram the
+        kernel would ignore (shorter than a header, or starting with four zero bytes) is
+        not sent: on SEQPACKET an empty record would read as the end of the connection."""
+        if len(datagram) < 16 or datagram[:4] == b"\0\0\0\0":
+            return
         self.sock.send(datagram)
 
     def recv(self, size: int | None = None) -> bytes:
@@ -226,6 +231,8 @@ class TrioNetlinkSocket(_Base):
         self.close()
 
     async def send(self, datagram: bytes) -> None:
+        if len(datagram) < 16 or datagram[:4] == b"\0\0\0\0":
+            return                      # ignored by the kernel; see NetlinkSocket.send
         await self.sock.send(datagram)
 
     async def recv(self, size: int | None = None) -> bytes:

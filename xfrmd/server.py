@@ -7,6 +7,7 @@ until the kernel's next deadline.
 """
 from __future__ import annotations
 
+import collections
 import errno as E
 import json
 import logging
@@ -35,6 +36,8 @@ class Connection:
         self.wake = trio.Event()
         self.closed = False
         self.drain_inline = False   # this connection's own answers are queued
+        self.backlog = collections.deque()   # answers the inline path could not send yet
+        self.raw = None             # a blocking-free handle on the same socket (inline sends)
 
 
 class Server:
@@ -116,6 +119,8 @@ class Server:
             pass
         finally:
             conn.closed = True
+            if conn.raw is not None:
+                conn.raw.close()
             if conn.sock is not None:
                 self.conns.pop(conn.sock, None)
                 self.kernel.close(conn.sock)
@@ -169,6 +174,7 @@ class Server:
         conn.sock = sock
         if sock is not None:
             self.conns[sock] = conn
+            conn.raw = pysocket.socket(fileno=os.dup(conn.tsock.fileno()))
         async with trio.open_nursery() as nursery:
             # the writer task delivers what other connections or timers queue on this socket
             # (events, later dump parts); answers to this connection's own requests are
@@ -200,11 +206,7 @@ class Server:
                         self._internal_error(sock, rec)
                 self._after_kernel_work(current=conn)
                 if conn.drain_inline:
-                    while True:
-                        d = sock.pop()
-                        if d is None:
-                            break
-                        await conn.tsock.send(d)
+                    self._send_inline(conn)
 
     def _internal_error(self, sock, rec: bytes) -> None:
         from netlink_codec.netlink import ExtAck, encode_ack, kernel_messages
@@ -263,11 +265,36 @@ class Server:
             self._last_deadline = deadline
             self.timers_changed.set()
 
+    def _send_inline(self, conn: Connection) -> None:
+        """Send this connection's own answers without a task switch, but never block: what
+        the peer's buffer cannot take now waits in the backlog for the writer task, so a
+        client that writes without reading cannot stall the server (its emulated socket
+        overruns and gets ENOBUFS, as on Linux)."""
+        sock = conn.sock
+        if conn.backlog:
+            conn.wake.set()
+            return
+        raw = conn.raw
+        while True:
+            d = sock.pop()
+            if d is None:
+                return
+            try:
+                raw.send(d, pysocket.MSG_DONTWAIT)
+            except BlockingIOError:
+                conn.backlog.append(d)
+                conn.wake.set()
+                return
+            except OSError:
+                return                  # the peer went away; the read loop will notice
+
     async def _writer(self, conn: Connection) -> None:
         sock = conn.sock
         while True:
             await conn.wake.wait()
             conn.wake = trio.Event()
+            while conn.backlog:
+                await conn.tsock.send(conn.backlog.popleft())
             while True:
                 d = sock.pop()
                 if d is None:

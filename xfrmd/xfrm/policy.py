@@ -27,7 +27,7 @@ def policy_id2dir(index: int) -> int:
 class Policy:
     __slots__ = ("sel", "family", "lft", "curlft_add", "curlft_use", "priority", "index",
                  "dir", "action", "flags", "type", "templates", "mark", "if_id", "xdo",
-                 "dead", "timer", "hard_expired")
+                 "dead", "timer", "hard_expired", "_wire", "_wire_key")
 
     def __init__(self, sel: bytes, lft: tuple, priority: int, index: int, action: int,
                  flags: int, ptype: int, templates: list, mark: tuple, if_id: int, dir: int):
@@ -45,6 +45,8 @@ class Policy:
         self.xdo = None                # offload state (xfrmd.xfrm.offload)
         self.dead = False
         self.timer = None
+        self._wire = None              # cached dump body (userpolicy_info + attributes)
+        self._wire_key = None
 
     # -- identity ---------------------------------------------------------------------
     @property
@@ -78,8 +80,13 @@ class Policy:
         return out
 
     def dump_message(self, seq: int, portid: int, flags: int = NLM_F_MULTI) -> bytes:
-        """``dump_one_policy``: NEWPOLICY for dumps (NLM_F_MULTI) and GETPOLICY answers."""
-        return encode_msg(M.NEWPOLICY, flags, seq, portid, self.userpolicy_info() + self._attrs())
+        """``dump_one_policy``: NEWPOLICY for dumps (NLM_F_MULTI) and GETPOLICY answers.
+        The body is cached: only the lifetimes' times and the offload binding can change it."""
+        key = (self.curlft_add, self.curlft_use, self.index, self.xdo)
+        if self._wire_key != key:
+            self._wire = self.userpolicy_info() + self._attrs()
+            self._wire_key = key
+        return encode_msg(M.NEWPOLICY, flags, seq, portid, self._wire)
 
     def notify_message(self, event: int, seq: int, pid: int, byid: bool = False) -> bytes:
         """``xfrm_notify_policy``."""
