@@ -180,6 +180,8 @@ def _policy_migrate(pol, entries) -> bool:
             n += 1
             if t.mode in (X.XFRM_MODE_TUNNEL, X.XFRM_MODE_BEET):
                 t.daddr, t.saddr, t.family = nd, ns, nfam
+    if n and hasattr(pol, "invalidate"):
+        pol.invalidate()        # the policy's cached wire form carries the templates
     return n > 0
 
 

@@ -79,6 +79,10 @@ class Policy:
             out += offload.copy_user_offload(self)
         return out
 
+    def invalidate(self) -> None:
+        """Something the cached wire form holds changed (templates moved by MIGRATE)."""
+        self._wire_key = None
+
     def dump_message(self, seq: int, portid: int, flags: int = NLM_F_MULTI) -> bytes:
         """``dump_one_policy``: NEWPOLICY for dumps (NLM_F_MULTI) and GETPOLICY answers.
         The body is cached: only the lifetimes' times and the offload binding can change it."""
