@@ -55,3 +55,20 @@ def test_rtnetlink_sh_ipsec_offload_flow():
                         "sh", "-c", SCRIPT], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     assert p.stdout + p.stderr == EXPECTED
+
+
+def test_show_offload_verb():
+    require(shutil.which("ip") is not None, "needs iproute2")
+    script = ("ip xfrm state add src 203.0.113.1 dst 203.0.113.2 proto esp spi 0x300 reqid 4 "
+              "mode transport aead 'rfc4106(gcm(aes))' 0x0102030405060708090a0b0c0d0e0f1011121314 "
+              "128 offload dev nsim0 dir out && xfrmd ctl show-offload nsim0 && "
+              "xfrmd ctl show-offload --json soe2")
+    p = subprocess.run([sys.executable, "-m", "xfrmd.cli", "run", "--", "sh", "-c", script],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[:2] == ["nsim0: driver netdevsim, esp-hw-offload on",
+                         "  handle=0x80000000 spi=0x300 dir=tx port=nsim0"]
+    import json
+    assert json.loads("\n".join(lines[2:])) == {
+        "soe2": {"driver": "airoha-soe", "flags": 3, "sas": [], "esp-hw-offload": True}}

@@ -1,0 +1,30 @@
+"""``xfrmd ctl show-offload [DEV] [--json]``: what each driver holds in hardware."""
+from __future__ import annotations
+
+import json
+
+from xfrmd.ctl import VERBS, _result, verb
+
+
+@verb("show-offload", "show-offload [DEV] [--json] — per-device hardware SA tables "
+                      "(handles, SPI, direction, port) of the offload drivers and bonds")
+def _show_offload(svc, args) -> int:
+    as_json = "--json" in args
+    rest = [a for a in args if a != "--json"]
+    if len(rest) > 1:
+        raise SystemExit("usage: xfrmd ctl " + VERBS["show-offload"][1])
+    res = svc.query("show_offload", **({"dev": rest[0]} if rest else {}))
+    if res.get("errno"):
+        return _result(res)
+    if as_json:
+        print(json.dumps(res["devices"], indent=2))
+        return 0
+    for name, d in res["devices"].items():
+        flags = d.get("flags", 0)
+        print(f"{name}: driver {d.get('driver')}"
+              + (f", esp-hw-offload {'on' if d.get('esp-hw-offload') else 'off'}")
+              + (f", xfrmdev flags {flags:#x}" if flags else ""))
+        for sa in d.get("sas", []):
+            print("  " + " ".join(f"{k}={v:#x}" if k in ("spi", "handle") and isinstance(v, int)
+                                   else f"{k}={v}" for k, v in sa.items()))
+    return 0
