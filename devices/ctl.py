@@ -28,3 +28,20 @@ def _show_offload(svc, args) -> int:
             print("  " + " ".join(f"{k}={v:#x}" if k in ("spi", "handle") and isinstance(v, int)
                                    else f"{k}={v}" for k, v in sa.items()))
     return 0
+
+
+@verb("offload-traffic", "offload-traffic DEV SPI [PACKETS [BYTES]] — emulate packets "
+                         "through the hardware SA (driver counters, netdevsim tx=)")
+def _offload_traffic(svc, args) -> int:
+    if not 2 <= len(args) <= 4:
+        raise SystemExit("usage: xfrmd ctl " + VERBS["offload-traffic"][1])
+    try:
+        nums = [int(a, 0) for a in args[1:]]
+    except ValueError:
+        raise SystemExit("usage: xfrmd ctl " + VERBS["offload-traffic"][1]) from None
+    req = {"dev": args[0], "spi": nums[0]}
+    if len(nums) > 1:
+        req["packets"] = nums[1]
+    if len(nums) > 2:
+        req["bytes"] = nums[2]
+    return _result(svc.query("offload_traffic", **req))

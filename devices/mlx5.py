@@ -27,6 +27,7 @@ class Mlx5Ipsec(XfrmDevOps):
         self.caps = dict(DEFAULT_CAPS, **(caps or {}))
         self.sadb: dict[int, dict] = {}      # handle -> hardware SA
         self.policies: dict[int, object] = {}
+        self._synced: dict[int, tuple] = {}  # handle -> counters at the last update_stats
         self._next = 1
 
     def validate_state(self, x) -> None:
@@ -102,11 +103,43 @@ class Mlx5Ipsec(XfrmDevOps):
         self._next += 1
         self.sadb[h] = {"spi": x.id.spi, "dir": "in" if x.xso.dir == XFRM_DEV_OFFLOAD_IN else "out",
                         "type": "packet" if x.xso.type == XFRM_DEV_OFFLOAD_PACKET else "crypto",
-                        "port": dev.name, "packets": 0, "bytes": 0}
+                        "port": dev.name, "packets": 0, "bytes": 0, "replay_drops": 0,
+                        "auth_drops": 0}
+        self._synced[h] = (0, 0, 0, 0)
         x.xso.offload_handle = h
+
+    def hw_traffic(self, dev, x, packets: int, nbytes: int, replay_drops: int = 0,
+                   auth_drops: int = 0) -> None:
+        """Emulated traffic through the hardware SA: its flow counters grow."""
+        s = self.sadb[x.xso.offload_handle]
+        s["packets"] += packets
+        s["bytes"] += nbytes
+        s["replay_drops"] += replay_drops
+        s["auth_drops"] += auth_drops
+
+    def xdo_dev_state_update_stats(self, x) -> None:
+        """``mlx5e_xfrm_update_stats``: packet offload only; what the flow counters gained
+        since the last read goes into curlft (good packets) and, for RX, the replay and
+        integrity drop counters into x->stats."""
+        if x.xso.type != XFRM_DEV_OFFLOAD_PACKET:
+            return
+        h = x.xso.offload_handle
+        s = self.sadb.get(h)
+        if s is None:
+            return
+        now = (s["packets"], s["bytes"], s["replay_drops"], s["auth_drops"])
+        last = self._synced[h]
+        packets, nbytes, replay, auth = (a - b for a, b in zip(now, last))
+        self._synced[h] = now
+        x.curlft.packets += packets
+        x.curlft.bytes += nbytes
+        if x.xso.dir == XFRM_DEV_OFFLOAD_IN:
+            x.stats[1] += replay
+            x.stats[2] += auth
 
     def xdo_dev_state_delete(self, dev, x) -> None:
         self.sadb.pop(x.xso.offload_handle, None)
+        self._synced.pop(x.xso.offload_handle, None)
 
     def validate_policy(self, pol) -> None:
         """``mlx5e_xfrm_validate_policy``."""
@@ -141,4 +174,4 @@ class Mlx5Ipsec(XfrmDevOps):
         self.policies.pop(id(pol), None)
 
     def table(self, dev) -> list[dict]:
-        return [dict(handle=h, **s) for h, s in self.sadb.items()]
+        return [dict(handle=h, **s) for h, s in self.sadb.items() if s["port"] == dev.name]

@@ -87,6 +87,14 @@ class NsimIpsec(XfrmDevOps):
         self.tx += 1
         return True
 
+    def hw_traffic(self, dev, x, packets: int, nbytes: int) -> None:
+        """Only transmitted skbs pass ``nsim_ipsec_tx``; netdevsim counts nothing on RX and
+        keeps no byte counters (crypto offload: the stack accounts lifetimes itself)."""
+        if x.xso.dir == XFRM_DEV_OFFLOAD_IN:
+            refuse("xfrmd: netdevsim counts transmitted packets only", E.EOPNOTSUPP)
+        for _ in range(packets):
+            self.tx_check(x)
+
     def debugfs(self) -> str:
         """``nsim_dbg_netdev_ops_read``."""
         lines = [f"SA count={self.count} tx={self.tx}"]

@@ -72,6 +72,10 @@ class XfrmDevOps:
         """The proposed op: the hardware handle ``lower`` holds for state ``x``."""
         return None
 
+    # emulation: packets crossing the hardware with state ``x`` (xfrmd ctl offload-traffic)
+    def hw_traffic(self, dev, x, packets: int, nbytes: int) -> None:
+        refuse(f"xfrmd: {self.name} keeps no per-SA traffic counters", E.EOPNOTSUPP)
+
     # observability (xfrmd ctl show-offload)
     def table(self, dev) -> list[dict]:
         return []

@@ -1,8 +1,9 @@
 """The kernel selftest flow of tools/testing/selftests/net/rtnetlink.sh
 ``kci_test_ipsec_offload`` (research lag-offload.md §C.2), as the same shell commands through
 `xfrmd run`: create a netdevsim device through sysfs, address it, add offloaded SAs and
-policies with the real `ip`, read the debugfs file. The emulator sends no packets, so the
-TX counter stays 0 (the selftest pings three times and expects tx=3)."""
+policies with the real `ip`, read the debugfs file. The emulator sends no packets: where the
+selftest pings three times, `xfrmd ctl offload-traffic` passes three packets through the
+port's SAs, and the file shows tx=3 as the selftest expects."""
 from __future__ import annotations
 
 import shutil
@@ -28,6 +29,7 @@ ip x p add dir in src $dstip/24 dst $srcip/24 tmpl proto esp src $dstip dst $src
 ip x s add proto esp src $srcip dst $dstip spi 9 mode transport reqid 42 $algo sel src $srcip/24 dst $dstip/24 offload dev $dev dir out
 ip x s add proto esp src $dstip dst $srcip spi 9 mode transport reqid 42 $algo sel src $dstip/24 dst $srcip/24 offload dev $dev dir in
 echo "lines=$(ip x s list | grep -c "crypto offload parameters: dev $dev dir")"
+xfrmd ctl offload-traffic $dev 9 3
 cat ${sysfsd}ipsec
 ip x s flush ; ip x p flush
 cat ${sysfsd}ipsec
@@ -36,14 +38,14 @@ ip link show $dev 2>&1 || true
 '''
 
 EXPECTED = """lines=2
-SA count=2 tx=0
+SA count=2 tx=3
 sa[0] tx ipaddr=192.168.123.4
 sa[0]    spi=0x00000009 proto=0x32 salt=0x61626364 crypt=1
 sa[0]    key=0x34333231 38373635 32313039 36353433
 sa[1] rx ipaddr=192.168.123.3
 sa[1]    spi=0x00000009 proto=0x32 salt=0x61626364 crypt=1
 sa[1]    key=0x34333231 38373635 32313039 36353433
-SA count=0 tx=0
+SA count=0 tx=3
 Device "eni0np1" does not exist.
 """
 

@@ -8,6 +8,7 @@ Interface used by the SAD and SPD:
 * ``xfrm_dev_state_delete(x)`` / ``xfrm_dev_state_free(x)``.
 * ``xfrm_dev_policy_add(req, pol, xuo, dir)`` / ``xfrm_dev_policy_delete`` / ``_free``.
 * ``copy_user_offload(obj) -> bytes`` — the XFRMA_OFFLOAD_DEV attribute or b"".
+* ``xfrm_dev_state_update_stats(x)`` — from ``copy_to_user_state`` (driver counters).
 """
 from __future__ import annotations
 
@@ -123,6 +124,15 @@ def xfrm_dev_state_free(x) -> None:
     if xso is not None and _ops(xso.dev) is not None:
         _ops(xso.dev).xdo_dev_state_free(xso.dev, x)
     x.xso = None
+
+
+def xfrm_dev_state_update_stats(x) -> None:
+    """``xfrm_dev_state_update_stats``: a driver with the op refreshes ``x.curlft`` and
+    ``x.stats`` from its hardware counters before they are reported."""
+    xso = x.xso
+    ops = _ops(xso.dev) if xso is not None and xso.dev is not None else None
+    if ops is not None and ops.has_update_stats:
+        ops.xdo_dev_state_update_stats(x)
 
 
 def xfrm_dev_policy_add(req, pol, xuo, dir) -> Reply | None:
