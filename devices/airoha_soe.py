@@ -148,3 +148,21 @@ class SoeIpsec(XfrmDevOps):
     def table(self, dev) -> list[dict]:
         return [{"handle": i, "spi": s["spi"], "dir": s["dir"], "port": s["port"]}
                 for i, s in enumerate(self.engine.slots) if s is not None]
+
+
+def _soe_netdev_event(event: str, dev, **info) -> None:
+    """The SOE patches' notifier: a port whose esp-hw-offload goes off loses its offloaded
+    states and policies (set_features already refused the change while it held SAs)."""
+    if event != "NETDEV_FEAT_CHANGE" or not isinstance(getattr(dev, "xfrmdev_ops", None), SoeIpsec):
+        return
+    if dev.features is not None and not dev.features.active("esp-hw-offload"):
+        from xfrmd.xfrm.offload import xfrm_dev_flush
+        xfrm_dev_flush(dev)
+
+
+def _register() -> None:
+    from .netdev import register_netdevice_notifier
+    register_netdevice_notifier(_soe_netdev_event)
+
+
+_register()

@@ -256,8 +256,32 @@ def test_soe_feature_change_busy_while_sas_exist(k, nl):
     nl.k.deliver(nl.s, msg(M.FLUSHSA, bytes([0])))
     nl.recv_all()
     assert set_features(dev, {"esp-hw-offload": False}) == (0, None)
-    # with the feature off, crypto falls back and packet offload fails
-    assert nl.errno_of(soe(k, "soe2", PACKET, spi=0x777)) == (-E.EINVAL, None)
+    # xfrm_dev_state_add looks at xfrmdev_ops, never at features, and the SOE's add path
+    # has no feature check either: the state is accepted, and now pins the feature
+    assert nl.errno_of(soe(k, "soe2", PACKET, spi=0x777)) == (0, None)
+    assert set_features(dev, {"esp-hw-offload": True}) == (E.EBUSY, None)
+
+
+def test_soe_feature_off_flushes_the_ports_policies(k, nl):
+    from devices.features import set_features
+    links = k.netns("default").links
+    assert nl.errno_of(policy(k, "soe2", 1)) == (0, None)
+    assert set_features(links.by_name("soe0"), {"esp-hw-offload": False}) == (0, None)
+    assert len(k.netns("default").xfrm.policy_all) == 1       # another port: untouched
+    assert set_features(links.by_name("soe2"), {"esp-hw-offload": False}) == (0, None)
+    assert len(k.netns("default").xfrm.policy_all) == 0
+
+
+def test_down_without_esp_hw_offload_flushes_nothing(k, nl):
+    """``xfrm_dev_down`` acts only while NETIF_F_HW_ESP is on."""
+    from devices.features import set_features
+    from devices.netdev import IFF_UP, call_netdevice_notifiers
+    dev = k.netns("default").links.by_name("soe2")
+    assert set_features(dev, {"esp-hw-offload": False}) == (0, None)
+    assert nl.errno_of(soe(k, "soe2", PACKET, spi=0x778)) == (0, None)
+    dev.flags &= ~IFF_UP
+    call_netdevice_notifiers("NETDEV_DOWN", dev)
+    assert [offload_attr(m) for m in sad(nl)] == [(dev.ifindex, PACKET)]
 
 
 # -- policies -----------------------------------------------------------------------------------

@@ -90,7 +90,7 @@ def xfrm_dev_state_add(req, x, xuo) -> Reply | None:
         if dev is None:
             return Reply(-E.EINVAL) if packet else None
     ops = _ops(dev)
-    if ops is None or not _hw_esp(dev):
+    if ops is None:                 # no xdo_dev_state_add; the core never looks at features
         return Reply(-E.EINVAL) if packet else None
     if not packet and x.props.flags & X.XFRM_STATE_ESN and not ops.has_advance_esn:
         return Reply(-E.EINVAL, "Device doesn't support offload with ESN")
@@ -190,14 +190,10 @@ def copy_user_offload(obj) -> bytes:
     return nla(X.Xfrma.OFFLOAD_DEV, struct.pack("=iB3x", xso.dev.ifindex, flags))
 
 
-def _xfrm_dev_event(event: str, dev, **info) -> None:
-    """``xfrm_dev_event``: a device going down or away takes its offloaded states and
-    policies with it (``xfrm_dev_down``); so does turning esp-hw-offload off."""
-    if event == "NETDEV_FEAT_CHANGE":
-        if dev.features is None or dev.features.active("esp-hw-offload"):
-            return
-    elif event not in ("NETDEV_DOWN", "NETDEV_UNREGISTER"):
-        return
+def xfrm_dev_flush(dev) -> None:
+    """``xfrm_dev_state_flush`` + ``xfrm_dev_policy_flush``: every state and policy offloaded
+    to ``dev`` leaves the SAD/SPD. No XFRM_MSG_DELSA/DELPOLICY goes to key managers (those
+    come from the netlink delete paths only). Also called by drivers (airoha on FEAT_CHANGE)."""
     ns = dev.netns
     xnet = getattr(ns, "xfrm", None) if ns is not None else None
     if xnet is None:
@@ -209,6 +205,15 @@ def _xfrm_dev_event(event: str, dev, **info) -> None:
         for pol in list(spd_db.all.values()):
             if pol.xdo is not None and pol.xdo.dev is dev:
                 spd_db.delete(pol)
+
+
+def _xfrm_dev_event(event: str, dev, **info) -> None:
+    """``xfrm_dev_event``: NETDEV_DOWN / NETDEV_UNREGISTER → ``xfrm_dev_down``, which flushes
+    only while NETIF_F_HW_ESP is on. NETDEV_REGISTER / FEAT_CHANGE only run
+    ``xfrm_api_check`` (a veto on inconsistent ESP features, which the feature code already
+    prevents): the core flushes nothing when esp-hw-offload is turned off."""
+    if event in ("NETDEV_DOWN", "NETDEV_UNREGISTER") and _hw_esp(dev):
+        xfrm_dev_flush(dev)
 
 
 def _register() -> None:
