@@ -36,7 +36,10 @@ class Mlx5Ipsec(XfrmDevOps):
         t = x.xso.type
         if x.auth is not None:
             refuse("Cannot offload authenticated xfrm states")
-        if x.enc is not None and x.aead is None:
+        # props.ealgo is the SADB id of the matched algorithm: SADB_X_EALG_AES_GCM_ICV16 only
+        # for rfc4106(gcm(aes)) with a 128-bit ICV (96 → ICV12, CBC, CCM, ChaCha: others)
+        a = x.aead
+        if a is None or a.name != "rfc4106(gcm(aes))" or a.icv_len != 128:
             refuse("Only AES-GCM-ICV16 xfrm state may be offloaded")
         if x.comp is not None:
             refuse("Cannot offload compressed xfrm states")
@@ -63,7 +66,9 @@ class Mlx5Ipsec(XfrmDevOps):
             refuse("Cannot offload xfrm states with AEAD key length other than 128/256 bit")
         if x.tfcpad:
             refuse("Cannot offload xfrm states with tfc padding")
-        if x.geniv not in (None, "seqiv"):
+        if not x.geniv:
+            refuse("Cannot offload xfrm states without geniv")
+        if x.geniv != "seqiv":
             refuse("Cannot offload xfrm states with geniv other than seqiv")
         if x.sel is not None and x.sel.proto not in (0, 6, 17):
             refuse("Device does not support upper protocol other than TCP/UDP")

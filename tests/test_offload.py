@@ -169,7 +169,12 @@ LFT_ZERO_PKT = (INF, INF, 0, INF, 0, 0, 0, 0)
 @pytest.mark.parametrize("flags, attrs, kw, message", [
     (0, (CBC_SHA256,), {}, "Cannot offload authenticated xfrm states"),
     (0, (N.nla(A.ALG_CRYPT, algo("cbc(aes)", bytes(16))),), {}, "Only AES-GCM-ICV16 xfrm state may be offloaded"),
-    (0, (GCM96,), {}, "Cannot offload xfrm states with AEAD ICV length other than 128bit"),
+    # ealgo is SADB_X_EALG_AES_GCM_ICV12 for a 96-bit ICV: the ICV length check is never reached
+    (0, (GCM96,), {}, "Only AES-GCM-ICV16 xfrm state may be offloaded"),
+    (0, (N.nla(A.ALG_AEAD, algo2("rfc4309(ccm(aes))", bytes(19), 128)),), {},
+     "Only AES-GCM-ICV16 xfrm state may be offloaded"),
+    (0, (N.nla(A.ALG_AEAD, algo2("rfc4106(gcm(aes))", bytes(28), 128)),), {},
+     "Cannot offload xfrm states with AEAD key length other than 128/256 bit"),
     (PACKET, (GCM,), {"reqid": 0}, "Cannot offload without reqid"),
     (PACKET, (GCM,), {"lft": LFT_BAD_BYTES}, "Hard byte limit must be greater than soft one"),
     (PACKET, (GCM,), {"lft": LFT_ZERO_PKT}, "Soft/hard packet limits can't be 0"),
