@@ -27,7 +27,7 @@ class Mlx5Ipsec(XfrmDevOps):
         self.caps = dict(DEFAULT_CAPS, **(caps or {}))
         self.sadb: dict[int, dict] = {}      # handle -> hardware SA
         self.policies: dict[int, object] = {}
-        self._synced: dict[int, tuple] = {}  # handle -> counters at the last update_stats
+        self._synced: dict[int, dict] = {}   # handle -> flow counters at their last query
         self._next = 1
 
     def validate_state(self, x) -> None:
@@ -110,37 +110,49 @@ class Mlx5Ipsec(XfrmDevOps):
                         "type": "packet" if x.xso.type == XFRM_DEV_OFFLOAD_PACKET else "crypto",
                         "port": dev.name, "packets": 0, "bytes": 0, "replay_drops": 0,
                         "auth_drops": 0}
-        self._synced[h] = (0, 0, 0, 0)
+        self._synced[h] = {}
         x.xso.offload_handle = h
 
     def hw_traffic(self, dev, x, packets: int, nbytes: int, replay_drops: int = 0,
                    auth_drops: int = 0) -> None:
-        """Emulated traffic through the hardware SA: its flow counters grow."""
+        """Emulated traffic through the hardware SA. ``packets``/``nbytes`` are the good
+        frames as the NIC counts them (whole frames, Ethernet and IP headers included); the
+        SA's flow counter also sees the dropped ones (counted here without bytes), which the
+        auth and replay counters count separately."""
         s = self.sadb[x.xso.offload_handle]
-        s["packets"] += packets
+        s["packets"] += packets + replay_drops + auth_drops
         s["bytes"] += nbytes
         s["replay_drops"] += replay_drops
         s["auth_drops"] += auth_drops
 
+    def _query(self, h: int, name: str) -> int:
+        """``mlx5_fc_query_cached``: what a counter gained since its previous query."""
+        now = self.sadb[h][name]
+        last = self._synced[h].get(name, 0)
+        self._synced[h][name] = now
+        return now - last
+
     def xdo_dev_state_update_stats(self, x) -> None:
-        """``mlx5e_xfrm_update_stats``: packet offload only; what the flow counters gained
-        since the last read goes into curlft (good packets) and, for RX, the replay and
-        integrity drop counters into x->stats."""
+        """``mlx5e_xfrm_update_stats``: RX integrity drops for any offload type; for packet
+        offload also RX replay drops and the good packets into curlft, their bytes less the
+        always-present Ethernet + IP header per packet (the NIC cannot count payload)."""
+        h = x.xso.offload_handle
+        if h not in self.sadb:
+            return
+        auth = replay = 0
+        rx = x.xso.dir == XFRM_DEV_OFFLOAD_IN
+        if rx:
+            auth = self._query(h, "auth_drops")
+            x.stats[2] += auth
         if x.xso.type != XFRM_DEV_OFFLOAD_PACKET:
             return
-        h = x.xso.offload_handle
-        s = self.sadb.get(h)
-        if s is None:
-            return
-        now = (s["packets"], s["bytes"], s["replay_drops"], s["auth_drops"])
-        last = self._synced[h]
-        packets, nbytes, replay, auth = (a - b for a, b in zip(now, last))
-        self._synced[h] = now
-        x.curlft.packets += packets
-        x.curlft.bytes += nbytes
-        if x.xso.dir == XFRM_DEV_OFFLOAD_IN:
+        if rx:
+            replay = self._query(h, "replay_drops")
             x.stats[1] += replay
-            x.stats[2] += auth
+        good = self._query(h, "packets") - auth - replay
+        x.curlft.packets += good
+        headers = 14 + (20 if x.props.family == X.AF_INET else 40)
+        x.curlft.bytes += self._query(h, "bytes") - headers * good
 
     def xdo_dev_state_delete(self, dev, x) -> None:
         self.sadb.pop(x.xso.offload_handle, None)
@@ -157,7 +169,8 @@ class Mlx5Ipsec(XfrmDevOps):
         sel = pol.sel
         addrs_zero = sel[:32] == bytes(32)
         proto = sel[44]
-        if pol.templates and not pol.templates[0].reqid and addrs_zero and not proto:
+        reqid = pol.templates[0].reqid if pol.templates else 0     # xfrm_vec[0], zeroed
+        if not reqid and addrs_zero and not proto:
             refuse("Unsupported policy with reqid 0 without at least one of upper protocol "
                    "or ip addr(s) different than 0")
         if pol.xdo.type != XFRM_DEV_OFFLOAD_PACKET:

@@ -357,12 +357,13 @@ def counters(nl):
 def test_mlx5_packet_offload_counters_come_from_the_hardware(k, nl):
     assert nl.errno_of(sa(k, "eth2", PACKET, spi=0x77)) == (0, None)
     assert counters(nl) == [(0, 0, 0, 0)]
-    assert traffic(k, "eth2", 0x77, 5, 700) == {"errno": 0}
-    assert counters(nl) == [(700, 5, 0, 0)]
+    # 5 frames of 700 bytes on the wire: the payload estimate drops 14 + 20 header bytes each
+    assert traffic(k, "eth2", 0x77, 5, 3500) == {"errno": 0}
+    assert counters(nl) == [(3500 - 5 * 34, 5, 0, 0)]
     # read again without traffic: the delta since the last read is zero, nothing doubles
-    assert counters(nl) == [(700, 5, 0, 0)]
-    assert traffic(k, "eth2", 0x77, 1, 100) == {"errno": 0}
-    assert counters(nl) == [(800, 6, 0, 0)]
+    assert counters(nl) == [(3330, 5, 0, 0)]
+    assert traffic(k, "eth2", 0x77, 1, 134) == {"errno": 0}
+    assert counters(nl) == [(3430, 6, 0, 0)]
 
 
 def test_mlx5_rx_drops_land_in_xfrm_stats(k, nl):
@@ -371,8 +372,18 @@ def test_mlx5_rx_drops_land_in_xfrm_stats(k, nl):
     dev = k.netns("default").links.by_name("eth2")
     from xfrmd.xfrm.sadb import sad as sad_of
     (x,) = sad_of(k.netns("default").xfrm).all.values()
-    dev.xfrmdev_ops.hw_traffic(dev, x, 10, 1000, replay_drops=2, auth_drops=3)
-    assert counters(nl) == [(1000, 10, 2, 3)]
+    dev.xfrmdev_ops.hw_traffic(dev, x, 10, 1340, replay_drops=2, auth_drops=3)
+    assert counters(nl) == [(1000, 10, 2, 3)]        # drops are not good packets
+
+
+def test_mlx5_crypto_rx_still_reports_integrity_failures(k, nl):
+    assert nl.errno_of(sa(k, "eth2", IN, spi=0x7d, src="198.51.100.2",
+                          dst="198.51.100.1")) == (0, None)
+    dev = k.netns("default").links.by_name("eth2")
+    from xfrmd.xfrm.sadb import sad as sad_of
+    (x,) = sad_of(k.netns("default").xfrm).all.values()
+    dev.xfrmdev_ops.hw_traffic(dev, x, 10, 1340, replay_drops=2, auth_drops=3)
+    assert counters(nl) == [(0, 0, 0, 3)]
 
 
 def test_mlx5_crypto_offload_keeps_software_counters(k, nl):
@@ -401,3 +412,14 @@ def test_netdevsim_tx_counter_counts_transmitted_packets(k, nl):
     assert text.splitlines()[0] == "SA count=1 tx=4"
     # crypto offload: the stack keeps lifetimes itself, netdevsim has no update_stats
     assert counters(nl) == [(0, 0, 0, 0)]
+
+
+def test_mlx5_policy_without_template_reads_reqid_zero(k, nl):
+    """``mlx5e_xfrm_validate_policy`` reads xfrm_vec[0].reqid even with no template: 0."""
+    sel = struct.pack("=16s16sHHHHHBBB3xiI", bytes(16), bytes(16), 0, 0, 0, 0, 2, 0, 0, 0, 0, 0)
+    info = sel + struct.pack("=8Q4QIIBBBB4x", INF, INF, INF, INF, 0, 0, 0, 0, 0, 0, 0, 0,
+                             0, 0, 1, 0, 0, 0)
+    assert nl.errno_of(msg(M.NEWPOLICY, info + off(k, "eth2", PACKET))) == (
+        -E.EINVAL, "mlx5_core: Unsupported policy with reqid 0 without at least one of upper "
+                   "protocol or ip addr(s) different than 0")
+    assert len(k.netns("default").xfrm.policy_all) == 0
