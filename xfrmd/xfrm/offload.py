@@ -104,7 +104,12 @@ def xfrm_dev_state_add(req, x, xuo) -> Reply | None:
         x.xso = None
         if packet or e.errno != E.EOPNOTSUPP:
             return Reply(-e.errno, _mod(ops, e.msg) or "Device failed to offload this state")
-        return None            # crypto offload refused with EOPNOTSUPP: software fallback
+        # crypto offload refused with EOPNOTSUPP: software fallback. The driver's message
+        # stays in the extack, so the success ACK carries it (netlink_ack adds _msg whatever
+        # the error): `ip` prints it as a Warning
+        if e.msg and hasattr(req, "warning"):
+            req.warning = Reply(0, _mod(ops, e.msg))
+        return None
     return None
 
 
