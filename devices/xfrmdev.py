@@ -40,6 +40,7 @@ class XfrmDevOps:
     has_policy_ops = False
     has_update_stats = False
     has_offload_ok = False
+    has_lower_handle = False      # proposed LAG op: uppers (bonds) only, lowers must not
 
     def xdo_dev_state_add(self, dev, x) -> None:
         refuse(None, E.EOPNOTSUPP)
@@ -68,9 +69,10 @@ class XfrmDevOps:
     def xdo_dev_policy_free(self, dev, pol) -> None:
         pass
 
-    def xdo_dev_state_lower_handle(self, x, lower):
-        """The proposed op: the hardware handle ``lower`` holds for state ``x``."""
-        return None
+    def xdo_dev_state_lower_handle(self, dev, x, lower_dev) -> int:
+        """The proposed op, implemented by an upper device only (``has_lower_handle``):
+        the hardware handle ``lower_dev`` holds for the upper-owned state ``x``."""
+        return 0
 
     # emulation: packets crossing the hardware with state ``x`` (xfrmd ctl offload-traffic)
     def hw_traffic(self, dev, x, packets: int, nbytes: int) -> None:

@@ -9,6 +9,8 @@ Interface used by the SAD and SPD:
 * ``xfrm_dev_policy_add(req, pol, xuo, dir)`` / ``xfrm_dev_policy_delete`` / ``_free``.
 * ``copy_user_offload(obj) -> bytes`` — the XFRMA_OFFLOAD_DEV attribute or b"".
 * ``xfrm_dev_state_update_stats(x)`` — from ``copy_to_user_state`` (driver counters).
+* ``xfrm_dev_state_lower_handle(x, lower_dev)`` — the proposed LAG helper drivers with
+  XFRMDEV_OPS_F_LOWER_HANDLE resolve their hardware handle through.
 """
 from __future__ import annotations
 
@@ -26,8 +28,10 @@ _KNOWN_FLAGS = X.XFRM_OFFLOAD_IPV6 | X.XFRM_OFFLOAD_INBOUND | X.XFRM_OFFLOAD_PAC
 
 
 class XfrmDevOffload:
-    """``struct xfrm_dev_offload``."""
-    __slots__ = ("dev", "real_dev", "dir", "type", "flags", "offload_handle", "priv")
+    """``struct xfrm_dev_offload``; ``upper_priv`` is the proposed LAG back-reference an
+    upper device (the bond) keeps its per-lower instances in."""
+    __slots__ = ("dev", "real_dev", "dir", "type", "flags", "offload_handle", "priv",
+                 "upper_priv")
 
     def __init__(self, dev, dir: int, type: int):
         self.dev = dev
@@ -37,6 +41,7 @@ class XfrmDevOffload:
         self.flags = 0
         self.offload_handle = 0
         self.priv = None
+        self.upper_priv = None
 
 
 def _ops(dev):
@@ -128,7 +133,26 @@ def xfrm_dev_state_free(x) -> None:
     xso = x.xso
     if xso is not None and _ops(xso.dev) is not None:
         _ops(xso.dev).xdo_dev_state_free(xso.dev, x)
+    if xso is not None:
+        xso.upper_priv = None           # the RFC clears the back-reference with dev
     x.xso = None
+
+
+def xfrm_dev_state_lower_handle(x, lower_dev) -> int:
+    """The RFC's ``xfrm_dev_state_lower_handle``: the handle ``lower_dev`` uses for ``x``.
+    The state's own device → its offload_handle; an upper device with the op (the bond)
+    maps it; a state bound through ``real_dev`` → offload_handle; anything else → 0."""
+    xso = getattr(x, "xso", None)
+    if xso is None or xso.dev is None or lower_dev is None:
+        return 0
+    if xso.dev is lower_dev:
+        return xso.offload_handle
+    ops = _ops(xso.dev)
+    if ops is not None and getattr(ops, "has_lower_handle", False):
+        return ops.xdo_dev_state_lower_handle(xso.dev, x, lower_dev)
+    if xso.real_dev is lower_dev:
+        return xso.offload_handle
+    return 0
 
 
 def xfrm_dev_state_update_stats(x) -> None:
