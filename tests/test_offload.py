@@ -425,3 +425,14 @@ def test_mlx5_policy_without_template_reads_reqid_zero(k, nl):
         -E.EINVAL, "mlx5_core: Unsupported policy with reqid 0 without at least one of upper "
                    "protocol or ip addr(s) different than 0")
     assert len(k.netns("default").xfrm.policy_all) == 0
+
+
+@pytest.mark.parametrize("dir, flags", [(0, IN | PACKET), (1, PACKET)])
+def test_offloaded_policy_reads_back_its_device(k, nl, dir, flags):
+    """``copy_user_offload`` on xp->xdo: INBOUND for an in policy, PACKET always."""
+    assert nl.errno_of(policy(k, "eth2", dir)) == (0, None)
+    nl.k.deliver(nl.s, msg(M.GETPOLICY, b"", N.NLM_F_REQUEST | N.NLM_F_DUMP))
+    pols = [m for d in nl.recv_all() for m in messages(d) if m[0] == M.NEWPOLICY]
+    assert len(pols) == 1
+    a = attrs_of(pols[0][4], 168)       # xfrm_userpolicy_info
+    assert a[A.OFFLOAD_DEV] == struct.pack("=iB3x", ifindex(k, "eth2"), flags)
