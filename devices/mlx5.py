@@ -7,7 +7,7 @@ import errno as E
 
 from netlink_codec import xfrm as X
 
-from .xfrmdev import (XFRM_DEV_OFFLOAD_CRYPTO, XFRM_DEV_OFFLOAD_IN, XFRM_DEV_OFFLOAD_OUT,
+from .xfrmdev import (XFRM_DEV_OFFLOAD_CRYPTO, XFRM_DEV_OFFLOAD_FLAG_ACQ, XFRM_DEV_OFFLOAD_IN, XFRM_DEV_OFFLOAD_OUT,
                       XFRM_DEV_OFFLOAD_PACKET, XfrmDevOps, refuse)
 
 DEFAULT_CAPS = {"crypto": True, "packet": True, "tunnel": True, "esn": True, "espinudp": True,
@@ -100,10 +100,11 @@ class Mlx5Ipsec(XfrmDevOps):
             refuse("Soft/hard packet limits can't be 0")
 
     def xdo_dev_state_add(self, dev, x) -> None:
-        if x.km_state == 1:            # XFRM_STATE_ACQ: accepted without validation
-            pass
-        else:
-            self.validate_state(x)
+        if x.xso.flags & XFRM_DEV_OFFLOAD_FLAG_ACQ:
+            # a larval state from xfrm_state_find: accepted, nothing programmed (no keys yet)
+            x.xso.offload_handle = 0
+            return
+        self.validate_state(x)
         h = self._next
         self._next += 1
         self.sadb[h] = {"spi": x.id.spi, "dir": "in" if x.xso.dir == XFRM_DEV_OFFLOAD_IN else "out",
@@ -155,6 +156,8 @@ class Mlx5Ipsec(XfrmDevOps):
         x.curlft.bytes += self._query(h, "bytes") - headers * good
 
     def xdo_dev_state_delete(self, dev, x) -> None:
+        if x.xso.flags & XFRM_DEV_OFFLOAD_FLAG_ACQ:
+            return
         self.sadb.pop(x.xso.offload_handle, None)
         self._synced.pop(x.xso.offload_handle, None)
 

@@ -16,6 +16,7 @@ XFRMDEV_OPS_F_LAG_SHARED_RX_REPLAY = 1 << 3
 
 XFRM_DEV_OFFLOAD_IN, XFRM_DEV_OFFLOAD_OUT, XFRM_DEV_OFFLOAD_FWD = 1, 2, 3
 XFRM_DEV_OFFLOAD_CRYPTO, XFRM_DEV_OFFLOAD_PACKET = 1, 2
+XFRM_DEV_OFFLOAD_FLAG_ACQ = 1        # xso.flags: a larval state made by xfrm_state_find
 
 
 class OffloadError(Exception):

@@ -436,3 +436,29 @@ def test_offloaded_policy_reads_back_its_device(k, nl, dir, flags):
     assert len(pols) == 1
     a = attrs_of(pols[0][4], 168)       # xfrm_userpolicy_info
     assert a[A.OFFLOAD_DEV] == struct.pack("=iB3x", ifindex(k, "eth2"), flags)
+
+
+def test_acquire_under_a_packet_offloaded_policy_binds_the_larval_state(k, nl):
+    """``xfrm_state_find``: the larval state takes the policy's device with
+    XFRM_DEV_OFFLOAD_FLAG_ACQ; mlx5e_xfrm_add_state accepts it without programming it."""
+    from types import SimpleNamespace
+    from xfrmd.xfrm import offload
+    assert nl.errno_of(policy(k, "eth2", 1)) == (0, None)
+    (pol,) = k.netns("default").xfrm.policy_all.values()
+    mlx5 = k.netns("default").links.by_name("eth2").xfrmdev_ops
+    x = SimpleNamespace(xso=None)
+    assert offload.xfrm_dev_state_acquire(x, pol) == 0
+    assert (x.xso.dev.name, x.xso.dir, x.xso.type, x.xso.flags) == (
+        "eth2", offload.XFRM_DEV_OFFLOAD_OUT, offload.XFRM_DEV_OFFLOAD_PACKET,
+        offload.XFRM_DEV_OFFLOAD_FLAG_ACQ)
+    assert mlx5.table(pol.xdo.dev) == []                # nothing in the hardware SADB
+    offload.xfrm_dev_state_acquire_abort(x)
+    assert x.xso is None
+
+
+def test_acquire_under_a_software_policy_leaves_the_state_alone(k, nl):
+    from types import SimpleNamespace
+    from xfrmd.xfrm import offload
+    x = SimpleNamespace(xso=None)
+    assert offload.xfrm_dev_state_acquire(x, SimpleNamespace(xdo=None)) == 0
+    assert x.xso is None

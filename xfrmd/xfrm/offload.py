@@ -9,6 +9,8 @@ Interface used by the SAD and SPD:
 * ``xfrm_dev_policy_add(req, pol, xuo, dir)`` / ``xfrm_dev_policy_delete`` / ``_free``.
 * ``copy_user_offload(obj) -> bytes`` — the XFRMA_OFFLOAD_DEV attribute or b"".
 * ``xfrm_dev_state_update_stats(x)`` — from ``copy_to_user_state`` (driver counters).
+* ``xfrm_dev_state_acquire(x, pol) -> int`` / ``xfrm_dev_state_acquire_abort(x)`` — for
+  ``xfrm_state_find``'s larval state under a packet-offloaded policy.
 * ``xfrm_dev_state_lower_handle(x, lower_dev)`` — the proposed LAG helper drivers with
   XFRMDEV_OPS_F_LOWER_HANDLE resolve their hardware handle through.
 """
@@ -24,6 +26,7 @@ from ..netlink.core import Reply
 
 XFRM_DEV_OFFLOAD_IN, XFRM_DEV_OFFLOAD_OUT, XFRM_DEV_OFFLOAD_FWD = 1, 2, 3
 XFRM_DEV_OFFLOAD_CRYPTO, XFRM_DEV_OFFLOAD_PACKET = 1, 2
+XFRM_DEV_OFFLOAD_FLAG_ACQ = 1
 _KNOWN_FLAGS = X.XFRM_OFFLOAD_IPV6 | X.XFRM_OFFLOAD_INBOUND | X.XFRM_OFFLOAD_PACKET
 
 
@@ -136,6 +139,33 @@ def xfrm_dev_state_free(x) -> None:
     if xso is not None:
         xso.upper_priv = None           # the RFC clears the back-reference with dev
     x.xso = None
+
+
+def xfrm_dev_state_acquire(x, pol) -> int:
+    """``xfrm_state_find``: the larval (ACQ) state of a flow hitting a packet-offloaded
+    policy is bound to the policy's device, flagged XFRM_DEV_OFFLOAD_FLAG_ACQ, and handed to
+    the driver with no extack. 0, or the driver's negative errno (the caller then kills the
+    larval state and sends no ACQUIRE)."""
+    from devices.xfrmdev import OffloadError
+    xdo = getattr(pol, "xdo", None)
+    if xdo is None or xdo.type != XFRM_DEV_OFFLOAD_PACKET or _ops(xdo.dev) is None:
+        return 0
+    x.xso = XfrmDevOffload(xdo.dev, xdo.dir, XFRM_DEV_OFFLOAD_PACKET)
+    x.xso.flags = XFRM_DEV_OFFLOAD_FLAG_ACQ
+    try:
+        _ops(xdo.dev).xdo_dev_state_add(xdo.dev, x)
+    except OffloadError as e:
+        x.xso = None
+        return -e.errno
+    return 0
+
+
+def xfrm_dev_state_acquire_abort(x) -> None:
+    """``xfrm_state_find`` when km_query finds no key manager: a packet-offloaded larval
+    state is deleted and freed on the device before it dies."""
+    if x.xso is not None and x.xso.type == XFRM_DEV_OFFLOAD_PACKET:
+        xfrm_dev_state_delete(x)
+        xfrm_dev_state_free(x)
 
 
 def xfrm_dev_state_lower_handle(x, lower_dev) -> int:
