@@ -13,7 +13,9 @@ from .socket import NetlinkSocket
 
 # NLMSG_GOODSIZE on x86_64 with 4 KiB pages: SKB_WITH_OVERHEAD(4096) = 4096 - 320
 NLMSG_GOODSIZE = 3776
-MAX_RECVMSG_LEN = 32768
+# netlink_recvmsg caps the remembered read size at SKB_WITH_OVERHEAD(32768) = 32768 - 320:
+# the real kernel's dump datagrams never exceed 32448 bytes (checked by the policy differential)
+MAX_RECVMSG_LEN = 32768 - 320
 
 # Returned by a handler that started a dump: the kernel's -EINTR, which suppresses the ACK.
 DUMP_STARTED = object()
