@@ -54,7 +54,8 @@ def test_timer_polexpire_bodies_equal_the_kernel():
         real.close()
     fake.nl.k.advance(10)
     ev_fake = _norm(mon.recv_all())
-    kinds = [(t, r[16 + 168] if t == M.POLEXPIRE else None) for t, r in ev_real]
+    kinds = [(t, r[16 + 168] if t == M.POLEXPIRE else None) for t, r in ev_real
+             if t != "datagram"]
     assert kinds == [(M.NEWPOLICY, None)] * 3 + [(M.POLEXPIRE, 0), (M.POLEXPIRE, 1),
                                                  (M.POLEXPIRE, 1)]
     assert ev_fake == ev_real
