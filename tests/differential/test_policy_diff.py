@@ -304,3 +304,24 @@ def _explain(what, req, real, fake) -> str:
 
 def test_enough_cases():
     assert len(CASES) >= 60
+
+
+def test_first_dump_on_a_fresh_socket_is_goodsize(real):
+    """netlink_dump's first batch is built before any read: NLMSG_GOODSIZE, then the later
+    batches use the read size the reader showed (capped at SKB_WITH_OVERHEAD(32768))."""
+    fake = FakeXfrm()
+    for i in range(150):
+        req = add(TMPL1, s=sel(f"10.{i // 200}.{i % 200}.0"))
+        assert _norm(fake.send(req)) == _norm(real.send(req))
+    fresh_real = real.open()
+    fresh_fake = Nl(fake.nl.k, pid=888)
+    try:
+        fresh_real.send(DUMP)
+        got_real = []
+        while select.select([fresh_real], [], [], 0.2)[0]:
+            got_real.append(fresh_real.recv(65536))
+        got_fake = fresh_fake.send(DUMP)
+    finally:
+        fresh_real.close()
+    assert [len(d) for d in got_real][0] <= 3776 < len(got_real[1])
+    assert _norm(got_fake) == _norm(got_real)
