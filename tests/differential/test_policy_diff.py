@@ -101,6 +101,7 @@ CASES = {
     "add": [add(TMPL1, priority=5), DUMP, COUNT],
     "duplicate": [add(), add()],
     "duplicate other prio": [add(), add(priority=9)],
+    "duplicate echoes filled template family": [add(), add(TMPL1)],
     "same sel other dir": [add(), add(dir=0), add(dir=2), DUMP, COUNT],
     "same sel other mark": [add(), add(MARK), DUMP],
     "same sel other if_id": [add(), add(IFID), DUMP],

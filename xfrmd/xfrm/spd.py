@@ -60,6 +60,12 @@ def _if_id(req: XfrmRequest) -> int:
     return req.attr_int(A.IF_ID) or 0
 
 
+def _echoing(reply: Reply, echo) -> Reply:
+    if echo is not None and reply.echo is None:
+        reply.echo = echo
+    return reply
+
+
 @handler(M.NEWPOLICY)
 @handler(M.UPDPOLICY)
 def xfrm_add_policy(req: XfrmRequest) -> Reply:
@@ -81,24 +87,24 @@ def xfrm_add_policy(req: XfrmRequest) -> Reply:
     tmpls = [] if ra is None else decode_templates(bytes(req.buf[ra.start:ra.end]))
     filled = [i for i, t in enumerate(tmpls) if not t.family]
     bad = validate_tmpl(tmpls, int.from_bytes(sel[40:42], "little"), dir)
+    # validate_tmpl wrote the families into the request: every later error echoes that too
+    echo = _with_families(req.buf, ra.start, tmpls, filled) if filled else None
     if bad is not None:
-        reply = Reply(*bad)   # the kernel wrote the families into the request it echoes
-        reply.echo = _with_families(req.buf, ra.start, tmpls, filled)
-        return reply
+        return _echoing(Reply(*bad), echo)
     pol = Policy(sel, lft, priority, index, action, flags, ptype, tmpls, _mark(req),
                  _if_id(req), dir)
     xuo = req.attr_struct(A.OFFLOAD_DEV, X.XfrmUserOffload)
     if xuo is not None:
         bad = offload.xfrm_dev_policy_add(req, pol, xuo, dir)
         if bad is not None:
-            return bad
+            return _echoing(bad, echo)
     db = spd(req.xfrm)
     err = db.insert(pol, excl=req.hdr.type == M.NEWPOLICY)
     if err:
         if pol.xdo is not None:
             offload.xfrm_dev_policy_delete(pol)
             offload.xfrm_dev_policy_free(pol)
-        return Reply(err)
+        return _echoing(Reply(err), echo)
     db.km_policy_notify(pol, req.hdr.type, req.hdr.seq, req.hdr.pid)
     return req.ok()
 
