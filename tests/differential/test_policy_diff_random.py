@@ -10,10 +10,11 @@ from hypothesis import strategies as st
 
 from netlink_codec import netlink as N
 from tests.conftest import require
-from tests.differential.test_policy_diff import (DUMP, IFID, MARK, TMPL1, V6, _norm, add, m, pid,
-                                                 ptype, sel)
+from netlink_codec import xfrm as X
+from tests.differential.test_policy_diff import (DUMP, IFID, MARK, TMPL1, V6, _norm, add, info, m,
+                                                 pid, ptype, sel, tmpl)
 from tests.differential.test_sa_validation import FakeXfrm, RealXfrm, _can_netns
-from tests.sad_helpers import M
+from tests.sad_helpers import A, M
 
 pytestmark = pytest.mark.netns
 
@@ -29,11 +30,17 @@ def pair():
     real.close()
 
 
+TMPLS = [b"", TMPL1, N.nla(A.TMPL, tmpl(optional=1)), N.nla(A.TMPL, tmpl(mode=0) * 2),
+         N.nla(A.TMPL, tmpl("2001:db8::1", "2001:db8::2", family=X.AF_INET6))]
+
 op = st.one_of(
-    st.builds(lambda s, d, p, x, t, tm: add(EXTRA[x], *([TMPL1] if tm else []), s=SELS[s], dir=d,
-                                            priority=p, t=t),
+    st.builds(lambda s, d, p, x, t, tm, i: add(EXTRA[x], TMPLS[tm], s=SELS[s], dir=d,
+                                               priority=p, t=t, index=i),
               st.integers(0, 3), st.integers(0, 2), st.sampled_from([0, 5, 0x7FFFFFFF]),
-              st.integers(0, 3), st.sampled_from([M.NEWPOLICY, M.UPDPOLICY]), st.booleans()),
+              st.integers(0, 3), st.sampled_from([M.NEWPOLICY, M.UPDPOLICY]),
+              st.integers(0, len(TMPLS) - 1), st.sampled_from([0, 0, 0, 8, 9, 10, 0x101])),
+    st.builds(lambda i, h: m(M.POLEXPIRE, info(index=i) + bytes([h]) + bytes(7)),
+              st.integers(0, 20), st.integers(0, 1)),
     st.builds(lambda t, s, d, x: m(t, pid(s=SELS[s], dir=d) + EXTRA[x]),
               st.sampled_from([M.GETPOLICY, M.DELPOLICY]), st.integers(0, 3), st.integers(0, 2),
               st.integers(0, 3)),
@@ -45,7 +52,7 @@ op = st.one_of(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(op, min_size=1, max_size=12))
 def test_random_policy_sequences(pair, ops):
     real, fake = pair
