@@ -1,8 +1,10 @@
 """Differential with hypothesis: random sequences of policy requests (add, update, get and
 delete by selector or by index, dump, flush per type) sent to one real-kernel netns and one
-xfrmd kernel; every reply must be byte-equal. The two live across examples (each example
+xfrmd kernel; every reply, and the POLICY/EXPIRE events of each example, must be byte-equal. The two live across examples (each example
 starts with a flush of both types), so index generation must stay in step as well."""
 from __future__ import annotations
+
+import socket
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -11,10 +13,10 @@ from hypothesis import strategies as st
 from netlink_codec import netlink as N
 from tests.conftest import require
 from netlink_codec import xfrm as X
-from tests.differential.test_policy_diff import (DUMP, IFID, MARK, TMPL1, V6, _norm, add, info, m,
+from tests.differential.test_policy_diff import (DUMP, GROUPS, IFID, MARK, TMPL1, V6, _norm, add, info, m,
                                                  pid, ptype, sel, tmpl)
 from tests.differential.test_sa_validation import FakeXfrm, RealXfrm, _can_netns
-from tests.sad_helpers import A, M
+from tests.sad_helpers import A, M, Nl
 
 pytestmark = pytest.mark.netns
 
@@ -26,8 +28,22 @@ EXTRA = [b"", MARK, IFID, ptype(1)]
 def pair():
     require(_can_netns(), "needs root and iproute2 for a real-kernel netns")
     real = RealXfrm()
-    yield real, FakeXfrm()
+    real.listener = real.open(GROUPS)
+    fake = FakeXfrm()
+    fake.listener = Nl(fake.nl.k, groups=(X.XfrmNlGrp.POLICY, X.XfrmNlGrp.EXPIRE), pid=777)
+    yield real, fake
+    real.listener.close()
     real.close()
+
+
+def _pending(sock) -> list[bytes]:
+    """What the listener holds now: the kernel queued each event before its ACK."""
+    out = []
+    while True:
+        try:
+            out.append(sock.recv(65536, socket.MSG_DONTWAIT))
+        except BlockingIOError:
+            return out
 
 
 TMPLS = [b"", TMPL1, N.nla(A.TMPL, tmpl(optional=1)), N.nla(A.TMPL, tmpl(mode=0) * 2),
@@ -62,3 +78,4 @@ def test_random_policy_sequences(pair, ops):
     for req in ops:
         got_real = _norm(real.send(req))
         assert _norm(fake.send(req)) == got_real, req.hex()
+    assert _norm(fake.listener.recv_all()) == _norm(_pending(real.listener))
