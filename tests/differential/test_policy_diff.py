@@ -299,8 +299,9 @@ def _settle(real) -> None:
 
 
 def _explain(what, req, real, fake) -> str:
-    return (f"{what} to {req[:20].hex()}…\nreal: {[(t, r.hex()) for t, r in real]}\n"
-            f"fake: {[(t, r.hex()) for t, r in fake]}")
+    def show(msgs):
+        return [(t, r.hex() if isinstance(r, bytes) else r) for t, r in msgs]
+    return f"{what} to {req[:20].hex()}…\nreal: {show(real)}\nfake: {show(fake)}"
 
 
 def test_enough_cases():
