@@ -9,6 +9,7 @@ and lo report (ETHTOOL_GFEATURES) on that kernel."""
 from __future__ import annotations
 
 import errno as E
+import logging
 
 FEATURE_NAMES = [
     "tx-scatter-gather", "tx-checksum-ipv4", "", "tx-checksum-ip-generic", "tx-checksum-ipv6",
@@ -38,6 +39,17 @@ PROFILES = {"veth": _VETH, "loopback": _LO, "dummy": _VETH, "bridge": _VETH, "bo
             "netdevsim": _VETH, "mlx5": _VETH, "airoha-soe": _VETH}
 
 
+FEATURE_COUNT = len(FEATURE_NAMES)                  # NETDEV_FEATURE_COUNT
+ALL_FEATURES = (1 << FEATURE_COUNT) - 1
+ETHTOOL_BITS = ALL_FEATURES & ~NEVER_CHANGE         # NETIF_F_ETHTOOL_BITS
+HW_ESP = 1 << BIT["esp-hw-offload"]
+HW_ESP_TX_CSUM = 1 << BIT["esp-tx-csum-hw-offload"]
+GSO_ESP = 1 << BIT["tx-esp-segmentation"]
+BOND_XFRM_FEATURES = HW_ESP | HW_ESP_TX_CSUM | GSO_ESP
+
+log = logging.getLogger("xfrmd.features")
+
+
 def _names(mask: int) -> set:
     return {n for n, i in BIT.items() if mask >> i & 1}
 
@@ -50,51 +62,279 @@ def _mask(names) -> int:
 
 
 class NetdevFeatures:
+    """``hw_features``, ``wanted_features`` and ``features`` of one device, as 64-bit masks
+    (``hw_mask``, ``wanted_mask``, ``active_mask``); the name-set views are for readers."""
+
     def __init__(self, active=(), hw=(), wanted=None, kind: str = "veth"):
         avail, req, act = PROFILES.get(kind, _VETH)
-        self._active = _names(act) | set(active)
-        self.hw = _names(avail) | set(hw)
-        self.wanted = (_names(req) | set(active)) if wanted is None else set(wanted)
+        self.active_mask = act | _mask(active)
+        self.hw_mask = avail | _mask(hw)
+        self.wanted_mask = (req | _mask(active)) if wanted is None else _mask(wanted)
+        self.last_error = 0       # the driver's errno of the last refused ndo_set_features
 
     def active(self, name: str) -> bool:
-        return name in self._active
+        return bool(self.active_mask >> BIT[name] & 1)
+
+    @property
+    def hw(self) -> set:
+        return _names(self.hw_mask)
+
+    @property
+    def wanted(self) -> set:
+        return _names(self.wanted_mask)
 
     @property
     def fixed(self) -> set:
-        return self._active - self.hw
+        return _names(self.active_mask & ~self.hw_mask)
 
     def names(self) -> set:
-        return set(self._active)
+        return _names(self.active_mask)
 
     def masks(self) -> tuple[int, int, int, int]:
         """(available, requested, active, never_changed) as ETHTOOL_GFEATURES reports."""
-        return _mask(self.hw), _mask(self.wanted), _mask(self._active), NEVER_CHANGE
+        return self.hw_mask, self.wanted_mask, self.active_mask, NEVER_CHANGE
+
+
+# -- __netdev_update_features and its callers --------------------------------------------
+
+def _bond_running_slaves(dev) -> list:
+    bond = getattr(dev, "bond", None)
+    return [s for s in (bond.slaves if bond else []) if s.up and s.features is not None]
+
+
+def _lag_slave_capable(slave) -> bool:
+    """``bond_ipsec_lag_slave_capable`` as far as the driver model shows it: add/delete/free
+    ops and NETIF_F_HW_ESP in ``features | hw_features``."""
+    ops = getattr(slave, "xfrmdev_ops", None)
+    if ops is None or getattr(slave, "bond", None) is not None:
+        return False
+    f = slave.features
+    return bool((f.active_mask | f.hw_mask) & HW_ESP)
+
+
+def _bond_lag_eligible(bond) -> bool:
+    """``bond_mode_can_use_lag_xfrm``: 802.3ad or balance-xor with layer3+4."""
+    return bond.mode in ("802.3ad", "balance-xor") and bond.xmit_hash_policy == "layer3+4"
+
+
+def _bond_lag_ready(dev) -> bool:
+    """Every running slave can carry a LAG state (the bonding package's own predicate when it
+    has one: ``bond_lag_esp_eligible``)."""
+    bond = dev.bond
+    try:
+        from bonding import offload as bo
+        eligible = getattr(bo, "bond_lag_esp_eligible", None)
+    except ImportError:
+        eligible = None
+    if eligible is not None:
+        return bool(eligible(bond))
+    running = _bond_running_slaves(dev)
+    return bool(running) and all(_lag_slave_capable(s) for s in running)
+
+
+def bond_fix_features(dev, features: int) -> int:
+    """``bond_fix_features`` for the XFRM bits (lag-offload.md §A.7). Active-backup and the
+    upstream model (``off``) pass the requested bits through; in the LAG models the bits
+    stay only while the bond is LAG-eligible and every running slave is capable, and each
+    is ANDed over the slaves' ``features | (hw_features & mask)``; a mode that can use
+    neither clears them. HW_ESP off takes TX_CSUM and GSO_ESP with it."""
+    bond = getattr(dev, "bond", None)
+    if bond is None:
+        return features
+    if bond.mode != "active-backup" and bond.lag_model != "off":
+        xfrm = features & BOND_XFRM_FEATURES
+        features &= ~BOND_XFRM_FEATURES
+        if _bond_lag_eligible(bond) and _bond_lag_ready(dev):
+            for s in _bond_running_slaves(dev):
+                xfrm &= s.features.active_mask | (s.features.hw_mask & BOND_XFRM_FEATURES)
+            features |= xfrm
+    if not features & HW_ESP:
+        features &= ~(HW_ESP_TX_CSUM | GSO_ESP)
+    return features
+
+
+def _set_slave_xfrm_features(slave, on: bool) -> int:
+    """``bond_set_slave_xfrm_features``: only a slave whose HW_ESP is in ``hw_features``
+    is changed; -EOPNOTSUPP when its resulting HW_ESP differs from the request."""
+    f = slave.features
+    if not f.hw_mask & HW_ESP:
+        return 0 if bool(f.active_mask & HW_ESP) == on else E.EOPNOTSUPP
+    f.wanted_mask = (f.wanted_mask | HW_ESP) if on else (f.wanted_mask & ~HW_ESP)
+    netdev_update_features(slave)
+    return 0 if bool(f.active_mask & HW_ESP) == on else E.EOPNOTSUPP
+
+
+def bond_set_features(dev, features: int) -> int:
+    """``bond_set_features`` (ndo_set_features, LAG models only) on an HW_ESP change: off
+    flushes the bond's offloaded states, then every running slave gets the new value; on
+    pushes it to every running slave and refuses (-EOPNOTSUPP) unless all of them took it.
+    A refused change is rolled back on the slaves that had switched (design §5: a failing
+    multi-step operation leaves nothing half done)."""
+    bond = dev.bond
+    if bond.mode == "active-backup" or bond.lag_model == "off":
+        return 0
+    on = bool(features & HW_ESP)
+    if on == bool(dev.features.active_mask & HW_ESP):
+        return 0
+    if not on:
+        try:
+            from xfrmd.xfrm.offload import xfrm_dev_flush
+            xfrm_dev_flush(dev)
+        except ImportError:
+            pass
+    _BUSY.add(dev)          # bond->notifier_ctx: the slaves' FEAT_CHANGE must not recurse
+    try:
+        return _bond_push(dev, on)
+    finally:
+        _BUSY.discard(dev)
+
+
+_BUSY: set = set()
+
+
+def _bond_push(dev, on: bool) -> int:
+    running = _bond_running_slaves(dev)
+    saved = [(s, s.features.wanted_mask, s.features.active_mask) for s in running]
+    failed = [s for s in running if _set_slave_xfrm_features(s, on)]
+    if on and (failed or not _bond_lag_ready(dev)):
+        for s, wanted, active in saved:
+            if s.features.active_mask != active or s.features.wanted_mask != wanted:
+                s.features.wanted_mask = wanted
+                netdev_update_features(s)
+        for s in failed:
+            log.warning("%s: failed to apply LAG XFRM feature request on %s", dev.name, s.name)
+        return E.EOPNOTSUPP
+    return 0
+
+
+def __netdev_update_features(dev) -> int:
+    """``__netdev_update_features``: features = the fixed bits kept, the wanted bits of
+    ``hw_features``, through the driver's ``ndo_fix_features``; a change goes to the driver's
+    ``ndo_set_features``, which may refuse (then nothing changes: ``set_features() failed``
+    in the kernel log). Returns 1 changed, 0 nothing to do, -1 refused."""
+    f = dev.features
+    features = (f.active_mask & ~f.hw_mask) | (f.wanted_mask & f.hw_mask)
+    fix = getattr(dev, "fix_features_hook", None)
+    if fix is None and getattr(dev, "bond", None) is not None:
+        fix = bond_fix_features
+    if fix is not None:
+        features = fix(dev, features)
+    f.last_error = 0
+    if features == f.active_mask:
+        return 0
+    hook = getattr(dev, "set_features_hook", None)
+    if hook is not None:
+        err = hook(dev, _names(features))     # a driver's ndo_set_features
+    elif getattr(dev, "bond", None) is not None:
+        err = bond_set_features(dev, features)
+    else:
+        err = 0
+    if err:
+        f.last_error = abs(err)
+        log.info("%s: set_features() failed (%d); wanted %#x, left %#x", dev.name, -abs(err),
+                 features, f.active_mask)
+        return -1
+    f.active_mask = features
+    return 1
+
+
+def netdev_features_change(dev, old: int) -> None:
+    """``netdev_features_change``: NETDEV_FEAT_CHANGE (ethtool's FEATURES_NTF, the SOE's
+    flush, the bond's recomputation)."""
+    from .netdev import call_netdevice_notifiers
+    call_netdevice_notifiers("NETDEV_FEAT_CHANGE", dev, old=_names(old))
+
+
+def netdev_update_features(dev) -> int:
+    """``netdev_update_features``; returns the driver's errno if it refused, else 0."""
+    old = dev.features.active_mask
+    if __netdev_update_features(dev):
+        if dev.features.active_mask != old:
+            netdev_features_change(dev, old)
+    return dev.features.last_error
+
+
+def ethtool_sfeatures(dev, valid: int, wanted: int) -> int:
+    """``ethtool_set_features`` (ETHTOOL_SFEATURES): returns the ETHTOOL_F_* bits the ioctl
+    returns (UNSUPPORTED = 1: a bit the device cannot change; WISH = 2: wanted differs
+    from active afterwards), or a negative errno."""
+    f = dev.features
+    if valid & ~ETHTOOL_BITS:
+        return -E.EINVAL
+    ret = 0
+    if valid & ~f.hw_mask:
+        valid &= f.hw_mask
+        ret |= 1
+    f.wanted_mask = (f.wanted_mask & ~valid) | (wanted & valid)
+    netdev_update_features(dev)
+    if (f.wanted_mask ^ f.active_mask) & valid:
+        ret |= 2
+    return ret
+
+
+class FeaturesSetError(Exception):
+    def __init__(self, errno: int, msg: str | None = None):
+        super().__init__(msg)
+        self.errno = errno
+        self.msg = msg
+
+
+def ethnl_set_features(dev, req_wanted: int, req_mask: int) -> tuple[int, int, int, int]:
+    """``ethnl_set_features`` once the bitset is parsed: the wanted bits change only where
+    the request differs from ``wanted_features``; returns the reply's (wanted value, wanted
+    mask, active value, active mask): the requested bits that did not become active, and
+    the bits whose active state changed."""
+    f = dev.features
+    if req_mask & ~ETHTOOL_BITS:
+        raise FeaturesSetError(E.EINVAL, "attempt to change non-ethtool features")
+    old_active, old_wanted = f.active_mask, f.wanted_mask
+    req_wanted = (req_wanted & req_mask) | (old_wanted & ~req_mask)
+    if req_wanted != old_wanted:
+        f.wanted_mask = (f.wanted_mask & ~f.hw_mask) | (req_wanted & f.hw_mask)
+        __netdev_update_features(dev)
+    new_active = f.active_mask
+    wanted_diff = (req_wanted ^ new_active) & req_mask
+    active_diff = old_active ^ new_active
+    if new_active != old_active:
+        netdev_features_change(dev, old_active)
+    return req_wanted & wanted_diff, wanted_diff, new_active & active_diff, active_diff
 
 
 def set_features(dev, wanted: dict) -> tuple[int, str | None]:
-    """``__netdev_update_features`` for ``{name: on}``: only available features change; the
-    driver's hook may refuse (then nothing changes). Returns (errno, message)."""
+    """``{name: on}`` through the ETHTOOL_SFEATURES path; returns (the driver's errno if it
+    refused the change, None)."""
     f = dev.features
     if f is None:
         return E.EOPNOTSUPP, None
-    new = set(f.names())
-    want = set(f.wanted)
-    for name, on in wanted.items():
-        if name not in f.hw:
-            if on != f.active(name):
-                return E.EOPNOTSUPP, f"{name} is fixed"
-            continue
-        (new.add if on else new.discard)(name)
-        (want.add if on else want.discard)(name)
-    hook = getattr(dev, "set_features_hook", None)
-    if hook is not None:
-        err = hook(dev, new)
-        if err:
-            return err, None
-    old = f.names()
-    f._active = new
-    f.wanted = want
-    if new != old:
-        from .netdev import call_netdevice_notifiers
-        call_netdevice_notifiers("NETDEV_FEAT_CHANGE", dev, old=old)
-    return 0, None
+    valid = _mask(wanted)
+    req = _mask(n for n, on in wanted.items() if on)
+    ret = ethtool_sfeatures(dev, valid, req)
+    if ret < 0:
+        return -ret, None
+    return f.last_error, None
+
+
+def bond_compute_features(dev) -> None:
+    """``bond_compute_features`` → ``netdev_change_features``: recompute a bond's features
+    from its slaves (enslave, release, a slave's FEAT_CHANGE, a slave going up or down)."""
+    if dev.features is not None and dev not in _BUSY:
+        netdev_update_features(dev)
+
+
+def _bond_netdev_event(event: str, dev, **info) -> None:
+    if getattr(dev, "bond", None) is not None and event == "NETDEV_CHANGEUPPER":
+        bond_compute_features(dev)
+        return
+    master = getattr(dev, "master", None)
+    if master is None or getattr(master, "bond", None) is None:
+        return
+    if event in ("NETDEV_FEAT_CHANGE", "NETDEV_UP", "NETDEV_DOWN", "NETDEV_CHANGEUPPER"):
+        bond_compute_features(master)
+
+
+def _register() -> None:
+    from .netdev import register_netdevice_notifier
+    register_netdevice_notifier(_bond_netdev_event)
+
+
+_register()

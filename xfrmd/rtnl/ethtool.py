@@ -6,7 +6,7 @@ from __future__ import annotations
 import errno as E
 import struct
 
-from devices.features import BIT, FEATURE_NAMES, set_features
+from devices.features import FEATURE_NAMES, bond_compute_features, ethtool_sfeatures
 
 from .. import ioctl
 
@@ -64,6 +64,8 @@ def _siocethtool(kernel, ns, ifname, data: bytes):
         return E.EOPNOTSUPP, b""
     if cmd == ETHTOOL_GFEATURES:
         (size,) = struct.unpack_from("=I", data, 4)
+        if getattr(dev, "bond", None) is not None:
+            bond_compute_features(dev)
         avail, req, act, never = f.masks()
         blocks = b"".join(struct.pack("=IIII", (avail >> 32 * i) & 0xFFFFFFFF,
                                       (req >> 32 * i) & 0xFFFFFFFF, (act >> 32 * i) & 0xFFFFFFFF,
@@ -72,21 +74,21 @@ def _siocethtool(kernel, ns, ifname, data: bytes):
         return 0, struct.pack("=II", cmd, FEATURE_WORDS) + blocks + data[8 + len(blocks):]
     if cmd == ETHTOOL_SFEATURES:
         (size,) = struct.unpack_from("=I", data, 4)
-        if size != FEATURE_WORDS:
+        if size < FEATURE_WORDS:
             return E.EINVAL, b""
-        wanted = {}
-        for i in range(size):
-            valid, requested = struct.unpack_from("=II", data, 8 + 8 * i)
-            for b in range(32):
-                bit = 32 * i + b
-                if valid >> b & 1 and bit < len(FEATURE_NAMES) and FEATURE_NAMES[bit]:
-                    wanted[FEATURE_NAMES[bit]] = bool(requested >> b & 1)
-        # ethtool_set_features: bits the device cannot change are dropped (the kernel
-        # answers ETHTOOL_F_UNSUPPORTED; ethtool then finds nothing changed)
-        avail = f.masks()[0]
-        wanted = {n: v for n, v in wanted.items() if avail >> BIT[n] & 1}
-        err, _ = set_features(dev, wanted)
-        return err, (data if not err else b"")
+        valid = wanted = 0
+        for i in range(FEATURE_WORDS):
+            v, r = struct.unpack_from("=II", data, 8 + 8 * i)
+            valid |= v << 32 * i
+            wanted |= r << 32 * i
+        if getattr(dev, "bond", None) is not None:
+            bond_compute_features(dev)
+        # ethtool_set_features: the same path as ETHTOOL_MSG_FEATURES_SET (devices.features);
+        # its positive ETHTOOL_F_* result is not an error for ethtool, which reads back
+        ret = ethtool_sfeatures(dev, valid, wanted)
+        if ret < 0:
+            return -ret, b""
+        return 0, data
     if cmd in LEGACY:
         on = any(f.active(n) for n in LEGACY[cmd])
         return 0, struct.pack("=II", cmd, int(on))
