@@ -12,7 +12,7 @@ from typing import Callable
 IFF_UP, IFF_BROADCAST, IFF_LOOPBACK, IFF_POINTOPOINT = 0x1, 0x2, 0x8, 0x10
 IFF_RUNNING, IFF_NOARP, IFF_MULTICAST = 0x40, 0x80, 0x1000
 IFF_MASTER, IFF_SLAVE, IFF_LOWER_UP, IFF_DORMANT = 0x400, 0x800, 0x10000, 0x20000
-IF_OPER_UNKNOWN, IF_OPER_DOWN, IF_OPER_UP = 0, 2, 6
+IF_OPER_UNKNOWN, IF_OPER_DOWN, IF_OPER_LOWERLAYERDOWN, IF_OPER_UP = 0, 2, 5, 6
 ARPHRD_ETHER, ARPHRD_LOOPBACK = 1, 772
 
 _NOTIFIERS: list[Callable] = []
@@ -53,6 +53,17 @@ class NetDevice:
         self.xfrmdev_ops = None       # the driver's offload ops, if it has any
         self.port = None              # driver-private
         self.addresses: list = []     # xfrmd.rtnl.addr.IfAddr
+        self.ever_up = False          # qdisc noop until the first open, then noqueue/mq
+        self.promiscuity = 0
+        self.allmulti = 0
+        self.carrier_changes = 0      # IFLA_CARRIER_CHANGES = up count + down count
+        self.carrier_up_count = 0
+        self.carrier_down_count = 0
+        self.num_tx_queues = self.num_rx_queues = 1
+        self.tso_max_size = 524280
+        self.peer: NetDevice | None = None   # veth: the other end (IFLA_LINK)
+        self.rtnl_kind = None         # rtnl_link_ops kind when created through RTM_NEWLINK
+        self.addr_random = False      # NET_ADDR_RANDOM: a bond takes its first slave's MAC
 
     @property
     def up(self) -> bool:
@@ -63,14 +74,30 @@ class NetDevice:
         """RFC 2863 state as the kernel reports it: loopback UNKNOWN when up."""
         if not self.up:
             return IF_OPER_DOWN
-        if self.kind == "loopback":
+        if self.kind in ("loopback", "dummy"):     # never report a carrier event
             return IF_OPER_UNKNOWN
-        return IF_OPER_UP if self.carrier else IF_OPER_DOWN
+        if self.carrier:
+            return IF_OPER_UP
+        # default_operstate: a device stacked on another (iflink != ifindex) is
+        # LOWERLAYERDOWN without carrier
+        return IF_OPER_LOWERLAYERDOWN if self.kind == "veth" else IF_OPER_DOWN
+
+    def set_carrier(self, on: bool) -> bool:
+        """``netif_carrier_on/off``: True when it changed (and the counters moved)."""
+        if self.carrier == on:
+            return False
+        self.carrier = on
+        self.carrier_changes += 1
+        if on:
+            self.carrier_up_count += 1
+        else:
+            self.carrier_down_count += 1
+        return True
 
     def dev_flags(self) -> int:
         """``dev_get_flags``: RUNNING and LOWER_UP follow carrier while up."""
         f = self.flags
-        if self.up and (self.carrier or self.kind == "loopback"):
+        if self.up and (self.carrier or self.kind in ("loopback", "dummy")):
             f |= IFF_RUNNING | IFF_LOWER_UP
         return f
 

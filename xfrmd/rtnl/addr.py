@@ -25,6 +25,7 @@ class IfAddr:
     scope: int = RT_SCOPE_UNIVERSE
     flags: int = IFA_F_PERMANENT
     label: str = ""
+    brd: object = "auto"      # "auto": computed (topology addresses); None: none; bytes: given
 
     @property
     def family(self) -> int:
@@ -35,6 +36,8 @@ class IfAddr:
         return ipaddress.ip_address(self.address).packed
 
     def broadcast(self) -> bytes | None:
+        if self.brd != "auto":
+            return self.brd
         if self.family != 2 or self.prefixlen >= 31:
             return None
         net = ipaddress.ip_network(f"{self.address}/{self.prefixlen}", strict=False)
@@ -49,7 +52,8 @@ def add_address(dev, address: str, prefixlen: int) -> IfAddr:
     return a
 
 
-def fill_ifaddr(dev, a: IfAddr, seq: int, portid: int, flags: int) -> bytes:
+def fill_ifaddr(dev, a: IfAddr, seq: int, portid: int, flags: int,
+                msg_type: int = RTM_NEWADDR) -> bytes:
     body = IFADDRMSG.pack(a.family, a.prefixlen, a.flags & 0xFF, a.scope, dev.ifindex)
     cache = struct.pack("=IIII", INFINITY, INFINITY, 0, 0)
     if a.family == 2:
@@ -61,7 +65,51 @@ def fill_ifaddr(dev, a: IfAddr, seq: int, portid: int, flags: int) -> bytes:
         body += nla(IFA_CACHEINFO, cache)
     else:
         body += nla(IFA_ADDRESS, a.packed) + nla(IFA_CACHEINFO, cache) + nla_u32(IFA_FLAGS, a.flags)
-    return encode_msg(RTM_NEWADDR, flags, seq, portid, body)
+    return encode_msg(msg_type, flags, seq, portid, body)
+
+
+RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR = 5, 9
+IFA_F_TENTATIVE = 0x40
+
+
+def rtmsg_ifa(dev, a: IfAddr, msg_type: int, seq: int = 0, portid: int = 0) -> None:
+    """``rtmsg_ifa`` / ``inet6_ifa_notify``: the address to its family's group."""
+    ns = dev.netns
+    if ns is None:
+        return
+    from netlink_codec.netlink import NETLINK_ROUTE
+    group = RTNLGRP_IPV4_IFADDR if a.family == 2 else RTNLGRP_IPV6_IFADDR
+    ns.kernel.multicast(ns, NETLINK_ROUTE, group, fill_ifaddr(dev, a, seq, portid, 0, msg_type))
+
+
+def _del(dev, a: IfAddr) -> None:
+    dev.addresses.remove(a)
+    rtmsg_ifa(dev, a, RTM_DELADDR)
+
+
+def netdev_up(dev) -> None:
+    """NETDEV_UP: loopback gets 127.0.0.1/8 and ::1 (inetdev_event, init_loopback); IPv6
+    addresses of a device now running finish DAD (instantly here)."""
+    if dev.kind == "loopback":
+        if not any(a.address == "127.0.0.1" for a in dev.addresses):
+            a = add_address(dev, "127.0.0.1", 8)
+            a.brd = None
+            rtmsg_ifa(dev, a, RTM_NEWADDR)
+        if not any(a.address == "::1" for a in dev.addresses):
+            rtmsg_ifa(dev, add_address(dev, "::1", 128), RTM_NEWADDR)
+
+
+def netdev_down(dev) -> None:
+    """NETDEV_DOWN: ``addrconf_ifdown`` drops the IPv6 addresses (keep_addr_on_down=0);
+    IPv4 addresses stay."""
+    for a in [a for a in dev.addresses if a.family == 10]:
+        _del(dev, a)
+
+
+def netdev_unregister(dev) -> None:
+    """NETDEV_UNREGISTER: every address goes, each with RTM_DELADDR."""
+    for a in list(dev.addresses):
+        _del(dev, a)
 
 
 @rtnl_handler(RTM_GETADDR, dump=True)
@@ -90,8 +138,11 @@ def _parse(req):
         return None, Reply(-E.EINVAL)
     family, plen, _flags, scope, index = IFADDRMSG.unpack_from(req.buf, off)
     local = address = None
+    brd = None
     for ra in iter_attrs(req.buf, off + IFADDRMSG.size, req.end):
-        if ra.type == IFA_LOCAL:
+        if ra.type == IFA_BROADCAST and ra.end - ra.start == 4:
+            brd = bytes(req.buf[ra.start:ra.end])
+        elif ra.type == IFA_LOCAL:
             local = bytes(req.buf[ra.start:ra.end])
         elif ra.type == IFA_ADDRESS:
             address = bytes(req.buf[ra.start:ra.end])
@@ -101,7 +152,7 @@ def _parse(req):
         return None, Reply(-E.ENODEV)
     if raw is None or family not in (2, 10) or len(raw) != (4 if family == 2 else 16):
         return None, Reply(-E.EINVAL)
-    return (dev, str(ipaddress.ip_address(raw)), plen, scope), None
+    return (dev, str(ipaddress.ip_address(raw)), plen, scope, brd), None
 
 
 @rtnl_handler(RTM_NEWADDR)
@@ -112,12 +163,20 @@ def inet_rtm_newaddr(req):
     parsed, bad = _parse(req)
     if bad is not None:
         return bad
-    dev, address, plen, scope = parsed
+    dev, address, plen, scope, brd = parsed
     for a in dev.addresses:
         if a.address == address and a.prefixlen == plen:
             return Reply(-E.EEXIST) if req.hdr.flags & 0x200 else Reply()
     a = add_address(dev, address, plen)
     a.scope = scope
+    a.brd = brd if a.family == 2 else None
+    if a.family == 10 and not (dev.up and dev.carrier):
+        a.flags |= IFA_F_TENTATIVE               # DAD waits for a running device
+    # IPv4: the request's seq and port (rtmsg_ifa with nlh); IPv6: 0, 0
+    if a.family == 2:
+        rtmsg_ifa(dev, a, RTM_NEWADDR, req.hdr.seq, req.sock.portid)
+    else:
+        rtmsg_ifa(dev, a, RTM_NEWADDR)
     return Reply()
 
 
@@ -128,9 +187,11 @@ def inet_rtm_deladdr(req):
     parsed, bad = _parse(req)
     if bad is not None:
         return bad
-    dev, address, plen, _ = parsed
+    dev, address, plen, _, _ = parsed
     for a in list(dev.addresses):
         if a.address == address and (not plen or a.prefixlen == plen):
             dev.addresses.remove(a)
+            rtmsg_ifa(dev, a, RTM_DELADDR, *((req.hdr.seq, req.sock.portid)
+                                             if a.family == 2 else (0, 0)))
             return Reply()
     return Reply(-E.EADDRNOTAVAIL, "Address not found" if False else None)

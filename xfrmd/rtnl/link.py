@@ -1,76 +1,188 @@
-"""RTM_NEWLINK / GETLINK / SETLINK (rtnetlink.c ``rtnl_fill_ifinfo``, ``rtnl_getlink``,
-``rtnl_dump_ifinfo``, ``rtnl_newlink``)."""
+"""Links: RTM_NEWLINK / DELLINK / GETLINK / SETLINK (net/core/rtnetlink.c ``rtnl_newlink``,
+``do_setlink``, ``rtnl_dellink``, ``rtnl_getlink``, ``rtnl_dump_ifinfo``, ``rtnl_fill_ifinfo``)
+and the RTNLGRP_LINK notifications every change sends.
+
+Kinds that can be created: dummy, veth (pair in one namespace), bridge (bare: no STP, no VLANs,
+ports without bridge_slave data) and bond (options through IFLA_INFO_DATA, bonding/rtnl.py)."""
 from __future__ import annotations
 
 import errno as E
+import os
 import struct
 
-from netlink_codec.netlink import (NLM_F_MULTI, encode_msg, iter_attrs, nla, nla_nested,
-                                   nla_string, nla_u8, nla_u32)
+from netlink_codec.netlink import (NETLINK_ROUTE, NLM_F_MULTI, encode_msg, iter_attrs,
+                                   kernel_attrs, nla, nla_nested, nla_string, nla_u8, nla_u16,
+                                   nla_u32)
 
 from ..netlink.core import Reply
+from ..netlink.nlattr import NlaPolicy, parse_attrs
 from . import rtnl_handler
+from .linkdata import AF_SPEC_ETHER, AF_SPEC_LO, BRIDGE_INFO_DATA
 
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_SETLINK = 16, 17, 18, 19
 IFINFOMSG = struct.Struct("=BxHiII")
-(IFLA_ADDRESS, IFLA_BROADCAST, IFLA_IFNAME, IFLA_MTU, IFLA_QDISC, IFLA_MASTER, IFLA_TXQLEN,
- IFLA_OPERSTATE, IFLA_LINKMODE, IFLA_LINKINFO, IFLA_AF_SPEC, IFLA_GROUP, IFLA_PROMISCUITY,
- IFLA_NUM_TX_QUEUES, IFLA_NUM_RX_QUEUES, IFLA_CARRIER, IFLA_CARRIER_CHANGES, IFLA_PROTO_DOWN,
- IFLA_GSO_MAX_SEGS, IFLA_GSO_MAX_SIZE, IFLA_MIN_MTU, IFLA_MAX_MTU, IFLA_GRO_MAX_SIZE,
- IFLA_TSO_MAX_SIZE, IFLA_TSO_MAX_SEGS, IFLA_ALLMULTI) = (1, 2, 3, 4, 6, 10, 13, 16, 17, 18, 26,
-                                                           27, 30, 31, 32, 33, 35, 39, 40, 41,
-                                                           50, 51, 58, 59, 60, 61)
-IFLA_INFO_KIND = 1
-AF_INET6, IFLA_INET6_ADDR_GEN_MODE = 10, 8
+(IFLA_ADDRESS, IFLA_BROADCAST, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_QDISC, IFLA_STATS,
+ IFLA_MASTER, IFLA_PROTINFO, IFLA_TXQLEN, IFLA_MAP, IFLA_OPERSTATE, IFLA_LINKMODE,
+ IFLA_LINKINFO, IFLA_NET_NS_PID, IFLA_IFALIAS, IFLA_STATS64, IFLA_AF_SPEC, IFLA_GROUP,
+ IFLA_NET_NS_FD, IFLA_EXT_MASK, IFLA_PROMISCUITY, IFLA_NUM_TX_QUEUES, IFLA_NUM_RX_QUEUES,
+ IFLA_CARRIER, IFLA_CARRIER_CHANGES, IFLA_PROTO_DOWN, IFLA_GSO_MAX_SEGS, IFLA_GSO_MAX_SIZE,
+ IFLA_XDP, IFLA_CARRIER_UP_COUNT, IFLA_CARRIER_DOWN_COUNT, IFLA_MIN_MTU, IFLA_MAX_MTU,
+ IFLA_GRO_MAX_SIZE, IFLA_TSO_MAX_SIZE, IFLA_TSO_MAX_SEGS, IFLA_ALLMULTI, IFLA_DEVLINK_PORT,
+ IFLA_GSO_IPV4_MAX_SIZE, IFLA_GRO_IPV4_MAX_SIZE, IFLA_DPLL_PIN,
+ IFLA_MAX_PACING_OFFLOAD_HORIZON, IFLA_NETNS_IMMUTABLE, IFLA_HEADROOM, IFLA_TAILROOM) = (
+    1, 2, 3, 4, 5, 6, 7, 10, 12, 13, 14, 16, 17, 18, 19, 20, 23, 26, 27, 28, 29, 30, 31, 32, 33,
+    35, 39, 40, 41, 43, 47, 48, 50, 51, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69)
+IFLA_MAX = 69
+IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_INFO_SLAVE_KIND, IFLA_INFO_SLAVE_DATA = 1, 2, 4, 5
+VETH_INFO_PEER = 1
+IFLA_XDP_ATTACHED = 2
+NLA_F_NESTED = 0x8000
+NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE = 0x100, 0x200, 0x400
+RTNLGRP_LINK = 1
 HARDWARE_KINDS = ("netdevsim", "mlx5", "airoha-soe")
+RTNL_KINDS = ("dummy", "veth", "bridge", "bond")      # kinds with rtnl_link_ops here
+IFNAMSIZ = 16
+MAX_ADDR_LEN = 32
+
+# ifla_policy, the part requests use (rtnetlink.c)
+IFLA_POLICY = {
+    IFLA_IFNAME: NlaPolicy("string"), IFLA_ADDRESS: NlaPolicy("binary"),
+    IFLA_BROADCAST: NlaPolicy("binary"), IFLA_MTU: NlaPolicy("u32"),
+    IFLA_LINK: NlaPolicy("u32"), IFLA_MASTER: NlaPolicy("u32"),
+    IFLA_CARRIER: NlaPolicy("u8"), IFLA_TXQLEN: NlaPolicy("u32"),
+    15: NlaPolicy("u32"), IFLA_OPERSTATE: NlaPolicy("u8"),
+    IFLA_LINKMODE: NlaPolicy("u8"), IFLA_LINKINFO: NlaPolicy("nested"),
+    IFLA_NET_NS_PID: NlaPolicy("u32"), IFLA_NET_NS_FD: NlaPolicy("u32"),
+    IFLA_GROUP: NlaPolicy("u32"), IFLA_EXT_MASK: NlaPolicy("u32"),
+    IFLA_PROMISCUITY: NlaPolicy("u32"), IFLA_NUM_TX_QUEUES: NlaPolicy("u32"),
+    IFLA_NUM_RX_QUEUES: NlaPolicy("u32"), IFLA_PROTO_DOWN: NlaPolicy("u8"),
+    IFLA_GSO_MAX_SEGS: NlaPolicy("u32"), IFLA_GSO_MAX_SIZE: NlaPolicy("u32"),
+}
+
+
+def _possible_cpus() -> int:
+    """veth_get_num_queues: num_possible_cpus() of the machine."""
+    try:
+        text = open("/sys/devices/system/cpu/possible").read().strip()
+        n = 0
+        for part in text.split(","):
+            lo, _, hi = part.partition("-")
+            n += int(hi or lo) - int(lo) + 1
+        return n
+    except (OSError, ValueError):
+        return os.cpu_count() or 1
+
+
+VETH_QUEUES = _possible_cpus()
 
 
 def _qdisc(dev) -> str:
-    if not getattr(dev, "ever_up", False) and not dev.up:
+    if not dev.ever_up and not dev.up:
         return "noop"
     return "mq" if dev.kind in HARDWARE_KINDS else "noqueue"
 
 
-def fill_ifinfo(dev, msg_type: int, seq: int, portid: int, flags: int = 0) -> bytes:
-    """``rtnl_fill_ifinfo``: the attributes ip link shows, in the kernel's order."""
-    body = IFINFOMSG.pack(0, dev.type, dev.ifindex, dev.dev_flags(), 0)
-    body += nla_string(IFLA_IFNAME, dev.name) + nla_u32(IFLA_TXQLEN, dev.txqlen)
-    body += nla_u8(IFLA_OPERSTATE, dev.operstate) + nla_u8(IFLA_LINKMODE, 0)
-    body += nla_u32(IFLA_MTU, dev.mtu) + nla_u32(IFLA_MIN_MTU, dev.min_mtu)
-    body += nla_u32(IFLA_MAX_MTU, dev.max_mtu) + nla_u32(IFLA_GROUP, 0)
-    body += nla_u32(IFLA_PROMISCUITY, 0) + nla_u32(IFLA_ALLMULTI, 0)
-    body += nla_u32(IFLA_NUM_TX_QUEUES, 1) + nla_u32(IFLA_GSO_MAX_SEGS, 65535)
-    body += nla_u32(IFLA_GSO_MAX_SIZE, 65536) + nla_u32(IFLA_GRO_MAX_SIZE, 65536)
-    body += nla_u32(IFLA_TSO_MAX_SIZE, 524280) + nla_u32(IFLA_TSO_MAX_SEGS, 65535)
-    body += nla_u32(IFLA_NUM_RX_QUEUES, 1) + nla_u8(IFLA_CARRIER, int(dev.carrier))
-    body += nla_u32(IFLA_CARRIER_CHANGES, getattr(dev, "carrier_changes", 0))
-    body += nla_u8(IFLA_PROTO_DOWN, 0)
-    body += nla_string(IFLA_QDISC, _qdisc(dev))
+def _af_spec(dev) -> bytes:
+    if dev.kind == "loopback":
+        return AF_SPEC_LO
+    # AF_INET6's IFLA_INET6_CONF[DEVCONF_MTU6] follows the device MTU
+    return AF_SPEC_ETHER[:184] + struct.pack("=i", dev.mtu) + AF_SPEC_ETHER[188:]
+
+
+def _linkinfo(dev, cap_net_admin: bool) -> bytes | None:
+    """``rtnl_link_fill``: kind and data of the device's own ops, then its master's slave data."""
+    parts = []
+    kind = dev.kind if dev.kind not in ("loopback",) + HARDWARE_KINDS else None
+    if kind is not None:
+        parts.append(nla_string(IFLA_INFO_KIND, kind))
+        if kind == "bond" and getattr(dev, "bond", None) is not None:
+            from bonding.rtnl import bond_fill_info
+            parts.append(nla(IFLA_INFO_DATA, bond_fill_info(dev.bond, cap_net_admin)))
+        elif kind == "bridge":
+            parts.append(nla(IFLA_INFO_DATA, BRIDGE_INFO_DATA))
+    master = dev.master
+    if master is not None and getattr(master, "bond", None) is not None:
+        from bonding.rtnl import bond_fill_slave_info
+        parts.append(nla_string(IFLA_INFO_SLAVE_KIND, "bond"))
+        parts.append(nla(IFLA_INFO_SLAVE_DATA, bond_fill_slave_info(master.bond, dev)))
+    if not parts:
+        return None
+    return nla(IFLA_LINKINFO, b"".join(parts))
+
+
+def fill_ifinfo(dev, msg_type: int, seq: int, portid: int, flags: int = 0, *, change: int = 0,
+                cap_net_admin: bool = True) -> bytes:
+    """``rtnl_fill_ifinfo`` with the attributes and order of a 6.18 kernel."""
+    body = [IFINFOMSG.pack(0, dev.type, dev.ifindex, dev.dev_flags(), change),
+            nla_string(IFLA_IFNAME, dev.name), nla_u32(IFLA_TXQLEN, dev.txqlen),
+            nla_u8(IFLA_OPERSTATE, dev.operstate), nla_u8(IFLA_LINKMODE, 0),
+            nla_u8(IFLA_NETNS_IMMUTABLE, 1 if dev.kind == "loopback" else 0),
+            nla_u32(IFLA_MTU, dev.mtu), nla_u32(IFLA_MIN_MTU, dev.min_mtu),
+            nla_u32(IFLA_MAX_MTU, dev.max_mtu), nla_u32(IFLA_GROUP, 0),
+            nla_u32(IFLA_PROMISCUITY, dev.promiscuity), nla_u32(IFLA_ALLMULTI, dev.allmulti),
+            nla_u32(IFLA_NUM_TX_QUEUES, dev.num_tx_queues), nla_u32(IFLA_GSO_MAX_SEGS, 65535),
+            nla_u32(IFLA_GSO_MAX_SIZE, 65536), nla_u32(IFLA_GRO_MAX_SIZE, 65536),
+            nla_u32(IFLA_GSO_IPV4_MAX_SIZE, 65536), nla_u32(IFLA_GRO_IPV4_MAX_SIZE, 65536),
+            nla_u32(IFLA_TSO_MAX_SIZE, dev.tso_max_size), nla_u32(IFLA_TSO_MAX_SEGS, 65535),
+            nla_u32(IFLA_MAX_PACING_OFFLOAD_HORIZON, 0),
+            nla_u32(IFLA_NUM_RX_QUEUES, dev.num_rx_queues)]
     if dev.master is not None:
-        body += nla_u32(IFLA_MASTER, dev.master.ifindex)
-    body += nla(IFLA_ADDRESS, dev.address) + nla(IFLA_BROADCAST, dev.broadcast)
-    if dev.kind not in ("loopback",) + HARDWARE_KINDS:
-        body += nla_nested(IFLA_LINKINFO, nla_string(IFLA_INFO_KIND, dev.kind))
-    body += nla_nested(IFLA_AF_SPEC, nla_nested(AF_INET6, nla_u8(IFLA_INET6_ADDR_GEN_MODE, 0)))
-    return encode_msg(msg_type, flags, seq, portid, body)
+        body.append(nla_u32(IFLA_MASTER, dev.master.ifindex))
+    body += [nla_u8(IFLA_CARRIER, int(dev.carrier)),
+             nla_u32(IFLA_CARRIER_CHANGES, dev.carrier_changes),
+             nla_u32(IFLA_CARRIER_UP_COUNT, dev.carrier_up_count),
+             nla_u32(IFLA_CARRIER_DOWN_COUNT, dev.carrier_down_count),
+             nla_u16(IFLA_HEADROOM, 0), nla_u16(IFLA_TAILROOM, 0),
+             nla_u8(IFLA_PROTO_DOWN, 0),
+             nla(IFLA_ADDRESS, dev.address), nla(IFLA_BROADCAST, dev.broadcast),
+             nla(IFLA_STATS64, bytes(200)), nla(IFLA_STATS, bytes(96)),
+             nla(IFLA_XDP, nla_u8(IFLA_XDP_ATTACHED, 0))]
+    li = _linkinfo(dev, cap_net_admin)
+    if li is not None:
+        body.append(li)
+    if dev.kind == "veth":
+        peer = dev.peer
+        body.append(nla_u32(IFLA_LINK, peer.ifindex if peer is not None and peer.netns is not None
+                            and peer.netns is dev.netns else 0))
+    body += [nla_string(IFLA_QDISC, _qdisc(dev)), nla(IFLA_AF_SPEC, _af_spec(dev)),
+             nla(IFLA_MAP, bytes(32)), nla(IFLA_DEVLINK_PORT | NLA_F_NESTED),
+             nla(IFLA_DPLL_PIN | NLA_F_NESTED)]
+    return encode_msg(msg_type, flags, seq, portid, b"".join(body))
+
+
+def rtmsg_ifinfo(dev, msg_type: int = RTM_NEWLINK, change: int = 0) -> None:
+    """``rtmsg_ifinfo``: the link as it is now to RTNLGRP_LINK (seq 0, pid 0)."""
+    ns = dev.netns
+    if ns is None:
+        return
+    ns.kernel.multicast(ns, NETLINK_ROUTE, RTNLGRP_LINK, fill_ifinfo(dev, msg_type, 0, 0,
+                                                                     change=change))
+
+
+# ---------------------------------------------------------------------------------------
+# GETLINK
 
 
 def _find(req):
-    """The device a GETLINK/NEWLINK names: ifi_index, else IFLA_IFNAME."""
+    """The device a request names: ifi_index, else IFLA_IFNAME."""
     off = req.payload_offset
     if req.hdr.len - 16 < IFINFOMSG.size:
         return None, Reply(-E.EINVAL, "Invalid header for link request")
     _, _, ifindex, _, _ = IFINFOMSG.unpack_from(req.buf, off)
     name = None
-    for ra in iter_attrs(req.buf, off + IFINFOMSG.size, req.end):
+    for ra in kernel_attrs(req.buf, off + IFINFOMSG.size, req.end)[0]:
         if ra.type == IFLA_IFNAME:
-            name = bytes(req.buf[ra.start:ra.end]).split(b"\0", 1)[0].decode(errors="replace")
+            name = _str(req.buf, ra)
     links = req.netns.links
     if ifindex > 0:
         return links.by_index(ifindex), None
     if name:
         return links.by_name(name), None
     return None, None
+
+
+def _str(buf, ra) -> str:
+    return bytes(buf[ra.start:ra.end]).split(b"\0", 1)[0].decode(errors="replace")
 
 
 @rtnl_handler(RTM_GETLINK)
@@ -80,34 +192,661 @@ def rtnl_getlink(req):
         return bad
     if dev is None:
         return Reply(-E.ENODEV)
-    req.unicast(fill_ifinfo(dev, RTM_NEWLINK, req.hdr.seq, req.sock.portid))
+    req.unicast(fill_ifinfo(dev, RTM_NEWLINK, req.hdr.seq, req.sock.portid,
+                            cap_net_admin=req.sock.cap_net_admin))
     return Reply()
 
 
 @rtnl_handler(RTM_GETLINK, dump=True)
 def rtnl_dump_ifinfo(req):
-    seq, portid = req.hdr.seq, req.sock.portid
-    return req.start_dump(fill_ifinfo(d, RTM_NEWLINK, seq, portid, NLM_F_MULTI)
+    seq, portid, admin = req.hdr.seq, req.sock.portid, req.sock.cap_net_admin
+    return req.start_dump(fill_ifinfo(d, RTM_NEWLINK, seq, portid, NLM_F_MULTI,
+                                      cap_net_admin=admin)
                           for d in list(req.netns.links))
+
+
+# ---------------------------------------------------------------------------------------
+# device state changes, each with the notifications the kernel sends
+
+
+class LinkError(Exception):
+    def __init__(self, errno: int, msg: str | None = None, offset: int | None = None):
+        super().__init__(msg)
+        self.errno, self.msg, self.offset = errno, msg, offset
+
+    def reply(self) -> Reply:
+        kw = {"offset": self.offset} if self.offset is not None else {}
+        return Reply(self.errno, self.msg, **kw)
+
+
+def _notifiers(event: str, dev, **info) -> None:
+    from devices.netdev import call_netdevice_notifiers
+    call_netdevice_notifiers(event, dev, **info)
+
+
+def dev_open(dev) -> None:
+    """``__dev_open`` + ``__dev_notify_flags``: IFF_UP, carrier follow-ups, NEWLINK change=1,
+    loopback's 127.0.0.1/8 and ::1 (inetdev_event / addrconf_notify on NETDEV_UP)."""
+    from devices.netdev import IFF_UP
+    if dev.up:
+        return
+    dev.flags |= IFF_UP
+    dev.ever_up = True
+    if dev.kind == "veth":                      # veth_open: carrier only with the peer up
+        peer = dev.peer
+        if peer is not None and peer.up:
+            dev.set_carrier(True)
+            if peer.set_carrier(True):
+                rtmsg_ifinfo(peer)
+    elif dev.kind == "bridge":
+        _bridge_carrier(dev, notify=False)
+    rtmsg_ifinfo(dev, change=IFF_UP)
+    _notifiers("NETDEV_UP", dev)
+    from . import addr
+    addr.netdev_up(dev)
+
+
+def dev_close(dev) -> None:
+    from devices.netdev import IFF_UP
+    if not dev.up:
+        return
+    dev.flags &= ~IFF_UP
+    if dev.kind == "veth":
+        dev.set_carrier(False)
+        peer = dev.peer
+        if peer is not None and peer.set_carrier(False):
+            rtmsg_ifinfo(peer)
+    rtmsg_ifinfo(dev, change=IFF_UP)
+    _notifiers("NETDEV_DOWN", dev)
+    from . import addr
+    addr.netdev_down(dev)
+
+
+def _bridge_carrier(br, notify: bool = True) -> None:
+    """``br_port_carrier_check``: a bridge has carrier while one of its ports runs."""
+    ports = [d for d in br.netns.links if d.master is br]
+    on = any(p.up and p.carrier for p in ports)
+    if br.set_carrier(on) and notify:
+        rtmsg_ifinfo(br)
+
+
+def dev_set_mtu(dev, mtu: int, offset=None) -> None:
+    """``dev_validate_mtu``; NETDEV_CHANGEMTU → NEWLINK."""
+    if mtu < dev.min_mtu:
+        raise LinkError(-E.EINVAL, "mtu less than device minimum", offset)
+    if dev.max_mtu and mtu > dev.max_mtu:
+        raise LinkError(-E.EINVAL, "mtu greater than device maximum", offset)
+    if mtu == dev.mtu:
+        return
+    dev.mtu = mtu
+    rtmsg_ifinfo(dev)
+    _notifiers("NETDEV_CHANGEMTU", dev)
+
+
+def _valid_name(name: str) -> bool:
+    """``dev_valid_name``."""
+    return (0 < len(name) < IFNAMSIZ and name not in (".", "..")
+            and not any(c in name for c in "/: \t\n"))
+
+
+def dev_change_name(dev, name: str) -> None:
+    if name == dev.name:
+        return
+    if not _valid_name(name):
+        raise LinkError(-E.EINVAL)
+    if dev.netns.links.by_name(name) is not None:
+        raise LinkError(-E.EEXIST)
+    if dev.up and dev.kind != "loopback":
+        # dev_change_name: -EBUSY while running unless IFF_LIVE_RENAME_OK
+        raise LinkError(-E.EBUSY)
+    dev.netns.links.rename(dev, name)
+    rtmsg_ifinfo(dev)
+
+
+def dev_set_mac_address(dev, mac: bytes, offset=None) -> None:
+    """``dev_set_mac_address_user`` → ``eth_mac_addr``: a unicast, non-zero address."""
+    if len(mac) < len(dev.address):
+        raise LinkError(-E.EINVAL, None, offset)
+    mac = mac[:len(dev.address)]
+    if dev.kind != "loopback" and (mac[0] & 1 or mac == bytes(6)):
+        raise LinkError(-E.EADDRNOTAVAIL)
+    if mac == dev.address:
+        return
+    dev.address = mac
+    dev.addr_random = False
+    rtmsg_ifinfo(dev)
+    _notifiers("NETDEV_CHANGEADDR", dev)
+
+
+def do_set_master(dev, ifindex: int) -> None:
+    """``do_set_master``: leave the current master (unless it is the same), join the new one."""
+    upper = dev.master
+    if upper is not None:
+        if upper.ifindex == ifindex:
+            return
+        del_slave(upper, dev)
+    if ifindex:
+        upper = dev.netns.links.by_index(ifindex)
+        if upper is None:
+            raise LinkError(-E.EINVAL)
+        if upper.kind == "bond":
+            bond_enslave(upper, dev)
+        elif upper.kind == "bridge":
+            br_add_if(upper, dev)
+        else:
+            raise LinkError(-E.EOPNOTSUPP)
+
+
+def del_slave(upper, dev) -> None:
+    if upper.kind == "bond":
+        bond_release(upper, dev)
+    elif upper.kind == "bridge":
+        br_del_if(upper, dev)
+    else:
+        raise LinkError(-E.EOPNOTSUPP)
+
+
+def bond_enslave(bond_dev, slave) -> None:
+    """``bond_enslave``'s checks in the kernel's order, then: first slave gives the bond its
+    MAC, the slave takes the bond's MTU and MAC, is opened, and joins the bond."""
+    from devices.netdev import IFF_MASTER, IFF_SLAVE
+    bond = bond_dev.bond
+    if slave.flags & IFF_MASTER and slave.kind != "bond":
+        raise LinkError(-E.EPERM, "Device type (master device) cannot be enslaved")
+    if slave.master is not None:
+        raise LinkError(-E.EBUSY, "Device is in use and cannot be enslaved")
+    if slave is bond_dev:
+        raise LinkError(-E.EPERM, "Cannot enslave bond to itself.")
+    if slave.up:
+        raise LinkError(-E.EPERM, "Device can not be enslaved while up")
+    if bond.slaves and slave.type != bond_dev.type:
+        raise LinkError(-E.EINVAL, "Device type is different from other slaves")
+    upper = bond_dev
+    while upper is not None:        # netdev_upper_dev_link: no loops
+        if upper is slave:
+            raise LinkError(-E.EBUSY)
+        upper = upper.master
+    if not bond.slaves and bond_dev.addr_random:
+        bond_dev.address = slave.address
+        bond_dev.addr_random = False
+        rtmsg_ifinfo(bond_dev)
+    slave.perm_hwaddr = slave.address
+    slave.original_mtu = slave.mtu
+    if slave.mtu != bond_dev.mtu:
+        slave.mtu = bond_dev.mtu
+        rtmsg_ifinfo(slave)
+    slave.address = bond_dev.address
+    slave.flags |= IFF_SLAVE
+    dev_open(slave)
+    bond.enslave(slave)
+    slave.master = bond_dev
+    rtmsg_ifinfo(slave)
+    _notifiers("NETDEV_CHANGEUPPER", slave, upper=bond_dev, linking=True)
+    _bond_set_carrier(bond_dev)
+
+
+def bond_release(bond_dev, slave) -> None:
+    """``__bond_release_one``: the slave leaves, gets its MTU and MAC back and is closed."""
+    from devices.netdev import IFF_SLAVE
+    bond = bond_dev.bond
+    bond.release(slave)
+    slave.master = None
+    slave.flags &= ~IFF_SLAVE
+    rtmsg_ifinfo(slave)
+    _notifiers("NETDEV_CHANGEUPPER", slave, upper=bond_dev, linking=False)
+    dev_close(slave)
+    perm = getattr(slave, "perm_hwaddr", None)
+    if perm is not None:
+        slave.address = perm
+    if getattr(slave, "original_mtu", None):
+        slave.mtu = slave.original_mtu
+    _bond_set_carrier(bond_dev)
+
+
+def _bond_set_carrier(bond_dev) -> None:
+    """``bond_set_carrier``: on while enough slaves run (802.3ad: min_links)."""
+    from bonding.rtnl import params
+    bond = bond_dev.bond
+    usable = bond.usable_slaves()
+    on = bool(usable) and bond_dev.up
+    if bond.mode == "802.3ad":
+        on = on and len(usable) >= max(1, params(bond).min_links)
+    if bond_dev.set_carrier(on):
+        rtmsg_ifinfo(bond_dev)
+
+
+def br_add_if(br, dev) -> None:
+    """``br_add_if`` (bare): the port goes promiscuous and the bridge takes the lowest port
+    MAC unless one was set."""
+    if dev.kind == "loopback" or dev is br:
+        raise LinkError(-E.EINVAL)
+    if dev.master is not None:
+        raise LinkError(-E.EBUSY, "Device is already enslaved")   # br_add_if: rx_handler busy
+    if dev.kind == "bridge":
+        raise LinkError(-E.ELOOP, "Can not enslave a bridge to a bridge")
+    dev.master = br
+    dev.promiscuity += 1
+    dev.allmulti += 1
+    rtmsg_ifinfo(dev)
+    _bridge_mac(br)
+    _bridge_carrier(br)
+    _notifiers("NETDEV_CHANGEUPPER", dev, upper=br, linking=True)
+
+
+def br_del_if(br, dev) -> None:
+    dev.master = None
+    dev.promiscuity = max(0, dev.promiscuity - 1)
+    dev.allmulti = max(0, dev.allmulti - 1)
+    rtmsg_ifinfo(dev)
+    _bridge_mac(br)
+    _bridge_carrier(br)
+    _notifiers("NETDEV_CHANGEUPPER", dev, upper=br, linking=False)
+
+
+def _bridge_mac(br) -> None:
+    """``br_stp_recalculate_bridge_id``: the lowest port address; none left → zero."""
+    if getattr(br, "mac_set", False):
+        return
+    ports = [d.address for d in br.netns.links if d.master is br]
+    new = min(ports) if ports else bytes(6)
+    if new != br.address:
+        br.address = new
+        rtmsg_ifinfo(br)
+
+
+def unregister_many(devs: list) -> None:
+    """``unregister_netdevice_many``: close the running ones, let the subsystems let go
+    (addresses, SAs, bond/bridge membership), then RTM_DELLINK for each."""
+    for dev in devs:
+        dev_close(dev)
+    for dev in devs:
+        if dev.master is not None:
+            try:
+                del_slave(dev.master, dev)
+            except LinkError:
+                dev.master = None
+        if getattr(dev, "bond", None) is not None:
+            for s in list(dev.bond.slaves):
+                bond_release(dev, s)
+        if dev.kind == "bridge":
+            for p in [d for d in dev.netns.links if d.master is dev]:
+                br_del_if(dev, p)
+        from . import addr
+        addr.netdev_unregister(dev)
+    nss = []
+    for dev in devs:
+        nss.append(dev.netns)
+        dev.netns.links.unregister(dev)
+        dev.netns = None
+    for dev, ns in zip(devs, nss):      # a veth end's IFLA_LINK reads 0 once both are gone
+        ns.kernel.multicast(ns, NETLINK_ROUTE, RTNLGRP_LINK,
+                            fill_ifinfo(dev, RTM_DELLINK, 0, 0, change=0xFFFFFFFF))
+
+
+# ---------------------------------------------------------------------------------------
+# RTM_NEWLINK / RTM_SETLINK / RTM_DELLINK
+
+IFLA_INFO_POLICY = {IFLA_INFO_KIND: NlaPolicy("string"), IFLA_INFO_DATA: NlaPolicy("nested"),
+                    IFLA_INFO_SLAVE_KIND: NlaPolicy("string"),
+                    IFLA_INFO_SLAVE_DATA: NlaPolicy("nested")}
+
+
+class _Msg:
+    """A parsed ifinfomsg request: header fields and ``tb`` (type → RawAttr)."""
+
+    def __init__(self, req, off: int, end: int, hdr_offset: int):
+        self.buf = req.buf
+        self.hdr_offset = hdr_offset
+        (self.family, self.type, self.index, self.flags,
+         self.change) = IFINFOMSG.unpack_from(req.buf, off)
+        tb, err, _ = parse_attrs(req.buf, off + IFINFOMSG.size, end, IFLA_POLICY, IFLA_MAX,
+                                 hdr_offset=hdr_offset)
+        self.error = err
+        self.tb = tb
+
+    def u32(self, t) -> int:
+        return struct.unpack_from("=I", self.buf, self.tb[t].start)[0]
+
+    def u8(self, t) -> int:
+        return self.buf[self.tb[t].start]
+
+    def raw(self, t) -> bytes:
+        ra = self.tb[t]
+        return bytes(self.buf[ra.start:ra.end])
+
+    def name(self) -> str | None:
+        return _str(self.buf, self.tb[IFLA_IFNAME]) if IFLA_IFNAME in self.tb else None
+
+    def off(self, t) -> int:
+        return self.tb[t].offset - self.hdr_offset
+
+
+def _linkinfo_parse(m: _Msg):
+    """(kind, data RawAttr, slave data RawAttr) or a Reply on a policy error."""
+    if IFLA_LINKINFO not in m.tb:
+        return None, None, None, None
+    ra = m.tb[IFLA_LINKINFO]
+    linfo, err, _ = parse_attrs(m.buf, ra.start, ra.end, IFLA_INFO_POLICY, 5,
+                                hdr_offset=m.hdr_offset)
+    if err is not None:
+        return None, None, None, err
+    kind = _str(m.buf, linfo[IFLA_INFO_KIND]) if IFLA_INFO_KIND in linfo else None
+    return kind, linfo.get(IFLA_INFO_DATA), linfo.get(IFLA_INFO_SLAVE_DATA), None
+
+
+def _bond_data(m: _Msg, data_ra):
+    """Parse IFLA_INFO_DATA with bond_policy (nla_parse_nested_deprecated)."""
+    from bonding.rtnl import IFLA_BOND_MAX, POLICY_TYPES
+    pol = {t: NlaPolicy(v) for t, v in POLICY_TYPES.items()}
+    pol[26] = NlaPolicy("binary", len=6)          # IFLA_BOND_AD_ACTOR_SYSTEM
+    data, err, _ = parse_attrs(m.buf, data_ra.start, data_ra.end, pol, IFLA_BOND_MAX,
+                               hdr_offset=m.hdr_offset)
+    return data, err
+
+
+def _random_mac() -> bytes:
+    """``eth_hw_addr_random``: locally administered unicast."""
+    b = bytearray(os.urandom(6))
+    b[0] = (b[0] & 0xFE) | 0x02
+    return bytes(b)
+
+
+def _alloc_name(links, pattern: str) -> str:
+    """``dev_alloc_name``: the lowest free %d."""
+    i = 0
+    while links.by_name(pattern % i) is not None:
+        i += 1
+    return pattern % i
+
+
+def _new_device(kind: str, name: str):
+    from devices.netdev import (IFF_BROADCAST, IFF_MASTER, IFF_MULTICAST, IFF_NOARP,
+                                NetDevice)
+    from xfrmd.topology import DRIVERS
+    flags = IFF_BROADCAST | IFF_MULTICAST
+    if kind == "dummy":
+        flags = IFF_BROADCAST | IFF_NOARP
+    elif kind == "bond":
+        flags |= IFF_MASTER
+    dev = NetDevice(name, kind, address=_random_mac(), driver=DRIVERS.get(kind, kind),
+                    flags=flags)
+    dev.rtnl_kind = kind
+    dev.addr_random = True
+    if kind == "dummy":
+        dev.min_mtu = dev.max_mtu = 0
+    elif kind == "veth":
+        dev.num_tx_queues = dev.num_rx_queues = VETH_QUEUES
+        dev.set_carrier(False)                      # veth_newlink: netif_carrier_off
+    elif kind == "bridge":
+        dev.tso_max_size = 65536
+    elif kind == "bond":
+        dev.num_tx_queues = dev.num_rx_queues = 16  # tx_queues module parameter
+    return dev
+
+
+def _apply_create_attrs(dev, m: _Msg) -> None:
+    """``rtnl_create_link``: MTU (validated), address, txqlen, queues."""
+    if IFLA_MTU in m.tb:
+        mtu = m.u32(IFLA_MTU)
+        if mtu < dev.min_mtu:
+            raise LinkError(-E.EINVAL, "mtu less than device minimum", m.off(IFLA_MTU))
+        if dev.max_mtu and mtu > dev.max_mtu:
+            raise LinkError(-E.EINVAL, "mtu greater than device maximum", m.off(IFLA_MTU))
+        dev.mtu = mtu
+    if IFLA_ADDRESS in m.tb:
+        mac = m.raw(IFLA_ADDRESS)
+        if len(mac) != 6:
+            raise LinkError(-E.EINVAL)
+        if mac[0] & 1 or mac == bytes(6):
+            raise LinkError(-E.EADDRNOTAVAIL)
+        dev.address = mac
+        dev.addr_random = False
+        dev.mac_set = True
+    if IFLA_TXQLEN in m.tb:
+        dev.txqlen = m.u32(IFLA_TXQLEN)
+    for t, what in ((IFLA_NUM_TX_QUEUES, "transmit"), (IFLA_NUM_RX_QUEUES, "receive")):
+        if t in m.tb:
+            n = m.u32(t)
+            if n < 1 or n > 4096:
+                raise LinkError(-E.EINVAL, f"Invalid number of {what} queues")
+            if t == IFLA_NUM_TX_QUEUES:
+                dev.num_tx_queues = n
+            else:
+                dev.num_rx_queues = n
+
+
+def _register(links, dev, ifindex: int = 0) -> None:
+    if links.by_name(dev.name) is not None:
+        raise LinkError(-E.EEXIST)
+    if ifindex and links.by_index(ifindex) is not None:
+        raise LinkError(-E.EBUSY)
+    links.register(dev, ifindex)
+    if dev.kind != "bond":                      # bonds were set up before bond_changelink
+        from devices import registry
+        registry.setup_device(dev, {})
+
+
+def rtnl_newlink_create(req, m: _Msg, kind: str, data_ra) -> Reply:
+    links = req.netns.links
+    name = m.name()
+    if name is not None and not _valid_name(name):
+        return Reply(-E.EINVAL)
+    if m.index and links.by_index(m.index) is not None:
+        return Reply(-E.EBUSY)
+    pattern = {"bridge": "bridge%d"}.get(kind, kind + "%d")
+    name = name or _alloc_name(links, pattern)
+    dev = _new_device(kind, name)
+    created = []
+    try:
+        _apply_create_attrs(dev, m)
+        if kind == "bond":
+            from bonding.rtnl import OptError, bond_changelink
+            from devices.registry import setup_device
+            dev.netns = req.netns
+            setup_device(dev, {"mode": "balance-rr"})
+            if data_ra is not None:
+                data, err = _bond_data(m, data_ra)
+                if err is not None:
+                    return err
+                try:
+                    bond_changelink(dev.bond, m.buf, data, links, m.hdr_offset)
+                except OptError as e:
+                    kw = {"offset": e.attr} if e.msg and e.attr is not None else {}
+                    return Reply(e.errno, e.msg, **kw)
+            dev.netns = None
+        if kind == "veth":
+            peer_name, peer_m = None, None
+            if data_ra is not None:
+                for ra in kernel_attrs(m.buf, data_ra.start, data_ra.end)[0]:
+                    if ra.type == VETH_INFO_PEER and ra.end - ra.start >= IFINFOMSG.size:
+                        peer_m = _Msg(req, ra.start, ra.end, m.hdr_offset)
+                        if peer_m.error is not None:
+                            return peer_m.error
+                        peer_name = peer_m.name()
+            if peer_name is not None and not _valid_name(peer_name):
+                return Reply(-E.EINVAL)
+            peer = _new_device("veth", peer_name or _alloc_name(links, "veth%d"))
+            if peer_m is not None:
+                _apply_create_attrs(peer, peer_m)
+            # veth_newlink registers the peer first and announces it (IFLA_LINK still 0)
+            dev.peer, peer.peer = peer, dev
+            _register(links, peer, peer_m.index if peer_m is not None else 0)
+            created.append(peer)
+            rtmsg_ifinfo(peer, change=0xFFFFFFFF)
+        _register(links, dev, m.index)
+        created.append(dev)
+        if kind == "bond":
+            dev.set_carrier(False)                  # bond_newlink: netif_carrier_off
+        elif kind == "dummy":
+            pass
+        rtmsg_ifinfo(dev, change=0xFFFFFFFF)        # rtnl_configure_link
+        if m.flags & 1 and (m.change & 1 or m.change == 0):
+            dev_open(dev)
+        if IFLA_MASTER in m.tb:
+            do_set_master(dev, m.u32(IFLA_MASTER))
+    except LinkError as e:
+        if created:
+            unregister_many(created[::-1] if kind == "veth" and len(created) == 2 else created)
+        return e.reply()
+    return Reply()
+
+
+def do_setlink(req, dev, m: _Msg) -> None:
+    """``do_setlink`` in the kernel's order (raises LinkError)."""
+    from devices.netdev import IFF_UP
+    if IFLA_NET_NS_PID in m.tb or IFLA_NET_NS_FD in m.tb:
+        raise LinkError(-E.EOPNOTSUPP, "xfrmd: moving links between namespaces is not modelled")
+    if IFLA_ADDRESS in m.tb:
+        dev_set_mac_address(dev, m.raw(IFLA_ADDRESS), m.off(IFLA_ADDRESS))
+        dev.mac_set = True
+    if IFLA_MTU in m.tb:
+        dev_set_mtu(dev, m.u32(IFLA_MTU), m.off(IFLA_MTU))
+    if m.index > 0 and IFLA_IFNAME in m.tb:
+        dev_change_name(dev, m.name())
+    if m.flags or m.change:
+        change = m.change or 0xFFFFFFFF           # rtnl_dev_combine_flags
+        if change & IFF_UP:
+            if m.flags & IFF_UP:
+                dev_open(dev)
+            else:
+                dev_close(dev)
+            if dev.master is not None and getattr(dev.master, "bond", None) is not None:
+                _bond_set_carrier(dev.master)
+            elif dev.master is not None and dev.master.kind == "bridge":
+                _bridge_carrier(dev.master)
+            if dev.kind == "bond":
+                _bond_set_carrier(dev)
+    if IFLA_MASTER in m.tb:
+        do_set_master(dev, m.u32(IFLA_MASTER))
+    if IFLA_CARRIER in m.tb:
+        raise LinkError(-E.EOPNOTSUPP)               # change_carrier: no ndo here
+    if IFLA_TXQLEN in m.tb:
+        q = m.u32(IFLA_TXQLEN)
+        if q != dev.txqlen:
+            if q > 0x7FFFFFFF:
+                raise LinkError(-E.ERANGE)
+            dev.txqlen = q
+            rtmsg_ifinfo(dev)
+
+
+def _changelink(req, dev, m: _Msg, kind, data_ra) -> Reply | None:
+    if data_ra is None:
+        return None
+    if kind != dev.kind or dev.rtnl_kind is None and dev.kind not in RTNL_KINDS:
+        return Reply(-E.EOPNOTSUPP)
+    if kind == "bond":
+        from bonding.rtnl import OptError, bond_changelink
+        data, err = _bond_data(m, data_ra)
+        if err is not None:
+            return err
+        try:
+            bond_changelink(dev.bond, m.buf, data, req.netns.links, m.hdr_offset)
+        except OptError as e:
+            kw = {"offset": e.attr} if e.msg and e.attr is not None else {}
+            return Reply(e.errno, e.msg, **kw)
+        finally:
+            rtmsg_ifinfo(dev)
+        return None
+    if kind in ("veth", "dummy"):
+        return None
+    return Reply(-E.EOPNOTSUPP, "xfrmd: bridge options are not modelled")
 
 
 @rtnl_handler(RTM_NEWLINK)
 def rtnl_newlink(req):
-    """Changing an existing link (up/down); creating links is not modelled here yet."""
-    dev, bad = _find(req)
-    if bad is not None:
-        return bad
+    off = req.payload_offset
+    if req.hdr.len - 16 < IFINFOMSG.size:
+        return Reply(-E.EINVAL, "Invalid header for link request")
+    m = _Msg(req, off, req.end, req.hdr.offset)
+    if m.error is not None:
+        return m.error
+    links = req.netns.links
+    if m.index > 0:
+        dev, specified = links.by_index(m.index), True
+    elif m.index < 0:
+        return Reply(-E.EINVAL, "ifindex can't be negative")
+    elif IFLA_IFNAME in m.tb:
+        dev, specified = links.by_name(m.name()), True
+    else:
+        dev, specified = None, False
+    kind, data_ra, _slave_ra, err = _linkinfo_parse(m)
+    if err is not None:
+        return err
+    known = kind in RTNL_KINDS
+    if dev is not None:
+        if req.hdr.flags & NLM_F_EXCL:
+            return Reply(-E.EEXIST)
+        if req.hdr.flags & NLM_F_REPLACE:
+            return Reply(-E.EOPNOTSUPP)
+        if kind is not None and not known and data_ra is not None:
+            return Reply(-E.EOPNOTSUPP)
+        bad = _changelink(req, dev, m, kind, data_ra)
+        if bad is not None:
+            return bad
+        try:
+            do_setlink(req, dev, m)
+        except LinkError as e:
+            return e.reply()
+        return Reply()
+    if not req.hdr.flags & NLM_F_CREATE:
+        return Reply(-E.ENODEV)                      # also the empty probe ip sends
+    if IFLA_MAP in m.tb or IFLA_PROTINFO in m.tb:
+        return Reply(-E.EOPNOTSUPP)
+    if not known:
+        return Reply(-E.EOPNOTSUPP, "Unknown device type")
+    return rtnl_newlink_create(req, m, kind, data_ra)
+
+
+@rtnl_handler(RTM_SETLINK)
+def rtnl_setlink(req):
+    off = req.payload_offset
+    if req.hdr.len - 16 < IFINFOMSG.size:
+        return Reply(-E.EINVAL, "Invalid header for link request")
+    m = _Msg(req, off, req.end, req.hdr.offset)
+    if m.error is not None:
+        return m.error
+    links = req.netns.links
+    if m.index > 0:
+        dev = links.by_index(m.index)
+    elif IFLA_IFNAME in m.tb:
+        dev = links.by_name(m.name())
+    else:
+        return Reply(-E.EINVAL, "Invalid ifindex")  # rtnl_setlink without a device
     if dev is None:
         return Reply(-E.ENODEV)
-    _, _, _, flags, change = IFINFOMSG.unpack_from(req.buf, req.payload_offset)
-    if change & 1 or (change == 0 and flags & 1):
-        from devices.netdev import IFF_UP, call_netdevice_notifiers
-        want_up = bool(flags & IFF_UP)
-        if want_up != dev.up:
-            dev.flags = dev.flags | IFF_UP if want_up else dev.flags & ~IFF_UP
-            dev.ever_up = True
-            call_netdevice_notifiers("NETDEV_UP" if want_up else "NETDEV_DOWN", dev)
-    for ra in iter_attrs(req.buf, req.payload_offset + IFINFOMSG.size, req.end):
-        if ra.type not in (IFLA_IFNAME,):
-            return Reply(-E.EOPNOTSUPP, "xfrmd: this link change is not modelled yet")
+    try:
+        do_setlink(req, dev, m)
+    except LinkError as e:
+        return e.reply()
+    return Reply()
+
+
+@rtnl_handler(RTM_DELLINK)
+def rtnl_dellink(req):
+    """``rtnl_dellink``: by index or name; devices without rtnl_link_ops (lo, hardware ports)
+    → EOPNOTSUPP; a veth takes its peer along; a bond releases its slaves first. Offloaded
+    SAs do not block it: NETDEV_UNREGISTER flushes them (xfrm_dev_event)."""
+    off = req.payload_offset
+    if req.hdr.len - 16 < IFINFOMSG.size:
+        return Reply(-E.EINVAL, "Invalid header for link request")
+    m = _Msg(req, off, req.end, req.hdr.offset)
+    if m.error is not None:
+        return m.error
+    links = req.netns.links
+    if m.index > 0:
+        dev = links.by_index(m.index)
+    elif m.index < 0:
+        return Reply(-E.EINVAL, "ifindex can't be negative")
+    elif IFLA_IFNAME in m.tb:
+        dev = links.by_name(m.name())
+    else:
+        return Reply(-E.EINVAL)
+    if dev is None:
+        return Reply(-E.ENODEV)
+    if dev.kind not in RTNL_KINDS:
+        return Reply(-E.EOPNOTSUPP)
+    devs = [dev]
+    if dev.kind == "veth" and dev.peer is not None and dev.peer.netns is not None:
+        devs.append(dev.peer)
+    unregister_many(devs)
     return Reply()

@@ -131,9 +131,7 @@ def _link_carrier(kernel, ns, request) -> dict:
     if dev is None:
         return {"errno": E.ENODEV, "error": f"no device {request.get('dev')!r}"}
     on = bool(request.get("on"))
-    if dev.carrier != on:
-        dev.carrier = on
-        dev.carrier_changes = getattr(dev, "carrier_changes", 0) + 1
+    if dev.set_carrier(on):
         call_netdevice_notifiers("NETDEV_CHANGE", dev)
         kernel.multicast(ns, NETLINK_ROUTE, 1, fill_ifinfo(dev, RTM_NEWLINK, 0, 0))  # RTNLGRP_LINK
     return {"errno": 0}
