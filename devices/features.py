@@ -279,7 +279,8 @@ class FeaturesSetError(Exception):
         self.msg = msg
 
 
-def ethnl_set_features(dev, req_wanted: int, req_mask: int) -> tuple[int, int, int, int]:
+def ethnl_set_features(dev, req_wanted: int, req_mask: int, *, notify: bool = True
+                       ) -> tuple[int, int, int, int]:
     """``ethnl_set_features`` once the bitset is parsed: the wanted bits change only where
     the request differs from ``wanted_features``; returns the reply's (wanted value, wanted
     mask, active value, active mask): the requested bits that did not become active, and
@@ -295,7 +296,7 @@ def ethnl_set_features(dev, req_wanted: int, req_mask: int) -> tuple[int, int, i
     new_active = f.active_mask
     wanted_diff = (req_wanted ^ new_active) & req_mask
     active_diff = old_active ^ new_active
-    if new_active != old_active:
+    if notify and new_active != old_active:      # the genetlink handler notifies after its reply
         netdev_features_change(dev, old_active)
     return req_wanted & wanted_diff, wanted_diff, new_active & active_diff, active_diff
 

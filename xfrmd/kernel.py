@@ -134,8 +134,9 @@ class Kernel:
         """``socket(AF_NETLINK, type, protocol)``; unknown protocols → EPROTONOSUPPORT."""
         if sock_type not in (SOCK_RAW, SOCK_DGRAM):
             raise KernelError(E.ESOCKTNOSUPPORT)
-        if protocol not in self.families:
-            # netlink_create: no kernel socket registered for this protocol
+        if protocol not in self.families or getattr(self.families[protocol], "refuse_sockets", False):
+            # netlink_create: no kernel socket registered for this protocol (or switched off,
+            # `xfrmd ctl genetlink off`, to make programs take their non-netlink path)
             raise KernelError(E.EPROTONOSUPPORT)
         ns = self.netns(netns)
         sock = NetlinkSocket(protocol, ns, pid=pid, uid=uid, sock_type=sock_type,
