@@ -26,7 +26,11 @@ def _lag_model(kernel, ns, request) -> dict:
     model = request.get("model")
     if model not in ("off", "replicated", "shared"):
         return {"errno": E.EINVAL, "error": "model must be off, replicated or shared"}
+    if "notify_flush" in request:
+        dev.bond.lag_flush_notify = bool(request["notify_flush"])
+    if model == dev.bond.lag_model:
+        return {"errno": 0}
     if dev.bond.ipsec_list:
         return {"errno": E.EBUSY, "error": f"{dev.name} has offloaded SAs; delete them first"}
-    dev.bond.lag_model = model
+    dev.bond.set_lag_model(model)
     return {"errno": 0}

@@ -32,13 +32,18 @@ class SoeIpsec(XfrmDevOps):
     flags = XFRMDEV_OPS_F_LOWER_HANDLE | XFRMDEV_OPS_F_LAG_SHARED_STATE
     has_policy_ops = True
     has_offload_ok = True
+    has_lag_compatible = True
 
     def __init__(self, engine: SoeEngine):
         self.engine = engine
 
     def lag_compatible(self, other) -> bool:
-        """``xdo_dev_state_lag_compatible``: both ports on the same engine."""
+        """Both ports' ops on the same engine."""
         return isinstance(other, SoeIpsec) and other.engine is self.engine
+
+    def xdo_dev_state_lag_compatible(self, dev, peer_dev) -> bool:
+        """``xdo_dev_state_lag_compatible`` (P42): both ports resolve to one ``airoha_eth``."""
+        return self.lag_compatible(getattr(peer_dev, "xfrmdev_ops", None))
 
     def build_sa(self, x) -> None:
         """``airoha_soe_build_sa``: the checks, in the driver's order."""
@@ -114,20 +119,34 @@ class SoeIpsec(XfrmDevOps):
     def xdo_dev_state_add(self, dev, x) -> None:
         if self._existing(x) is not None:
             refuse("SOE requires delete-and-add for SA updates", EOPNOTSUPP)
+        # XFRMDEV_OPS_F_LAG_SHARED_STATE: a state an upper device (a bond replicating it)
+        # already installed through another port of this engine is the same hardware SA,
+        # so the port shares its slot and handle instead of taking a second one
+        for i, s in enumerate(self.engine.slots):
+            if s is not None and s["x"] is x and x.xso.dev is not dev and dev.name not in s["ports"]:
+                s["ports"].append(dev.name)
+                x.xso.offload_handle = i + 1
+                return
         self.build_sa(x)
         try:
             i = self.engine.slots.index(None)
         except ValueError:
             refuse(None, E.ENOSPC)
         self.engine.slots[i] = {"x": x, "key": (x.mark, x.id.daddr, x.id.spi, x.id.proto),
-                                "port": dev.name, "spi": x.id.spi,
+                                "port": dev.name, "ports": [dev.name], "spi": x.id.spi,
                                 "dir": "in" if x.xso.dir == XFRM_DEV_OFFLOAD_IN else "out"}
-        x.xso.offload_handle = i
+        # the driver's handle is its SA entry (a pointer, never 0): slot index + 1 here
+        x.xso.offload_handle = i + 1
 
     def xdo_dev_state_delete(self, dev, x) -> None:
-        i = x.xso.offload_handle
+        i = x.xso.offload_handle - 1
         if 0 <= i < AIROHA_SOE_NUM_SA and self.engine.slots[i] is not None \
                 and self.engine.slots[i]["x"] is x:
+            s = self.engine.slots[i]
+            if dev.name in s["ports"] and len(s["ports"]) > 1:
+                s["ports"].remove(dev.name)      # other ports still share the hardware SA
+                s["port"] = s["ports"][0]
+                return
             self.engine.slots[i] = None
 
     def xdo_dev_policy_add(self, dev, pol) -> None:
@@ -143,10 +162,11 @@ class SoeIpsec(XfrmDevOps):
             refuse("SOE offloads outbound policies only", EOPNOTSUPP)
 
     def active_sas(self, dev) -> int:
-        return sum(1 for s in self.engine.slots if s is not None and s["port"] == dev.name)
+        return sum(1 for s in self.engine.slots if s is not None and dev.name in s["ports"])
 
     def table(self, dev) -> list[dict]:
-        return [{"handle": i, "spi": s["spi"], "dir": s["dir"], "port": s["port"]}
+        return [{"handle": i + 1, "spi": s["spi"], "dir": s["dir"], "port": s["port"]}
+                | ({"ports": ",".join(s["ports"])} if len(s["ports"]) > 1 else {})
                 for i, s in enumerate(self.engine.slots) if s is not None]
 
 

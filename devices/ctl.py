@@ -24,10 +24,24 @@ def _show_offload(svc, args) -> int:
         print(f"{name}: driver {d.get('driver')}"
               + (f", esp-hw-offload {'on' if d.get('esp-hw-offload') else 'off'}")
               + (f", xfrmdev flags {flags:#x}" if flags else ""))
+        if "lag_model" in d:                    # a bond
+            print(f"  lag-model {d['lag_model']}, mode {d['mode']}, xmit_hash_policy "
+                  f"{d['xmit_hash_policy']}, slaves {','.join(d['slaves']) or '-'}, usable "
+                  f"{','.join(d['usable_slaves']) or '-'}"
+                  + (f", active {d['active_slave']}" if d.get("active_slave") else ""))
+            if d.get("esp_ineligible"):
+                print(f"  esp-hw-offload cannot be on: {d['esp_ineligible']}")
         for sa in d.get("sas", []):
-            print("  " + " ".join(f"{k}={v:#x}" if k in ("spi", "handle") and isinstance(v, int)
-                                   else f"{k}={v}" for k, v in sa.items()))
+            print("  " + _kv({k: v for k, v in sa.items() if k != "replicas"}))
+            for r in sa.get("replicas", []):
+                print("    replica " + _kv(r))
     return 0
+
+
+def _kv(row: dict) -> str:
+    return " ".join(f"{k}={v:#x}" if k in ("spi", "handle") and isinstance(v, int)
+                    else f"{k}={','.join(v) if isinstance(v, list) else v}"
+                    for k, v in row.items())
 
 
 @verb("offload-traffic", "offload-traffic DEV SPI [PACKETS [BYTES]] — emulate packets "

@@ -8,23 +8,28 @@ import errno as E
 from netlink_codec import xfrm as X
 
 from .xfrmdev import (XFRM_DEV_OFFLOAD_CRYPTO, XFRM_DEV_OFFLOAD_FLAG_ACQ, XFRM_DEV_OFFLOAD_IN, XFRM_DEV_OFFLOAD_OUT,
-                      XFRM_DEV_OFFLOAD_PACKET, XfrmDevOps, refuse)
+                      XFRM_DEV_OFFLOAD_PACKET, XFRMDEV_OPS_F_LOWER_HANDLE, XfrmDevOps, refuse)
 
 DEFAULT_CAPS = {"crypto": True, "packet": True, "tunnel": True, "esn": True, "espinudp": True,
-                "prio": True}
+                "prio": True, "lag_lower_handle": True}
 INF = X.XFRM_INF
 
 
 class Mlx5Ipsec(XfrmDevOps):
     name = "mlx5"
     module = "mlx5_core"
-    flags = 0                       # upstream: no LAG opt-in
+    flags = 0
     has_advance_esn = True
     has_policy_ops = True
     has_update_stats = True
 
     def __init__(self, caps: dict | None = None):
         self.caps = dict(DEFAULT_CAPS, **(caps or {}))
+        # LAG opt-in: the RFC cover letter's example personality (lag-offload.md, "mlx5-like"):
+        # XFRMDEV_OPS_F_LOWER_HANDLE only, since every port keeps its own hardware SA and its
+        # own sequence/replay context, so never LAG_SHARED_STATE. capabilities =
+        # {lag_lower_handle = false} is upstream mlx5 (no flag at all).
+        self.flags = XFRMDEV_OPS_F_LOWER_HANDLE if self.caps["lag_lower_handle"] else 0
         self.sadb: dict[int, dict] = {}      # handle -> hardware SA
         self.policies: dict[int, object] = {}
         self._synced: dict[int, dict] = {}   # handle -> flow counters at their last query

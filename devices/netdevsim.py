@@ -23,7 +23,8 @@ class NsimIpsec(XfrmDevOps):
     """One netdevsim port's SA table (``struct nsim_ipsec``). Only add and delete exist."""
     name = "netdevsim"
     module = "netdevsim"
-    flags = 0
+    flags = 0                   # no LAG opt-in: a LAG bond refuses it
+    has_state_free = False      # nsim_xfrmdev_ops: add and delete only
 
     def __init__(self, dev_id: int = 0, port: int = 0):
         self.dev_id, self.port_index = dev_id, port

@@ -51,6 +51,7 @@ def setup_device(dev, spec: dict) -> None:
         ab = bond.mode == "active-backup"
         dev.features = NetdevFeatures(active=ESP_FEATURES if ab else (), hw=ESP_FEATURES,
                                       kind="bond")
+        bond.set_lag_model(bond.lag_model)     # the model's ESP wanted bits
     else:
         dev.features = NetdevFeatures(kind=kind)
 

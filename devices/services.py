@@ -80,6 +80,8 @@ def _show_offload(kernel, ns, request) -> dict:
         out[dev.name] = {"driver": ops.name, "flags": ops.flags, "sas": ops.table(dev),
                          "esp-hw-offload": dev.features.active("esp-hw-offload")
                          if dev.features is not None else False}
+        if hasattr(ops, "describe"):            # a bond: its model, slaves, eligibility
+            out[dev.name].update(ops.describe(dev))
     if name and not out:
         return {"errno": E.ENODEV, "error": f"no device {name!r}"}
     return {"errno": 0, "devices": out}

@@ -20,10 +20,13 @@ XFRM_DEV_OFFLOAD_FLAG_ACQ = 1        # xso.flags: a larval state made by xfrm_st
 
 
 class OffloadError(Exception):
-    def __init__(self, errno: int, msg: str | None = None):
+    """``module``: whose NL_SET_ERR_MSG_MOD prefix the message carries when it is not the
+    called device's driver (a bond passing its slave's extack through)."""
+    def __init__(self, errno: int, msg: str | None = None, module: str | None = None):
         super().__init__(msg or E.errorcode.get(errno, str(errno)))
         self.errno = errno
         self.msg = msg
+        self.module = module
 
 
 def refuse(msg: str | None, errno: int = E.EINVAL):
@@ -42,6 +45,8 @@ class XfrmDevOps:
     has_update_stats = False
     has_offload_ok = False
     has_lower_handle = False      # proposed LAG op: uppers (bonds) only, lowers must not
+    has_state_free = True         # xdo_dev_state_free (netdevsim has none)
+    has_lag_compatible = False    # proposed xdo_dev_state_lag_compatible (lowers)
 
     def xdo_dev_state_add(self, dev, x) -> None:
         refuse(None, E.EOPNOTSUPP)
@@ -74,6 +79,11 @@ class XfrmDevOps:
         """The proposed op, implemented by an upper device only (``has_lower_handle``):
         the hardware handle ``lower_dev`` holds for the upper-owned state ``x``."""
         return 0
+
+    def xdo_dev_state_lag_compatible(self, dev, peer_dev) -> bool:
+        """The newest LAG series' op: do ``dev`` and ``peer_dev`` share one hardware XFRM
+        context? Only meaningful with ``has_lag_compatible``."""
+        return False
 
     # emulation: packets crossing the hardware with state ``x`` (xfrmd ctl offload-traffic)
     def hw_traffic(self, dev, x, packets: int, nbytes: int) -> None:

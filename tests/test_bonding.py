@@ -135,12 +135,12 @@ ip xfrm policy add src 192.0.2.1 dst 192.0.2.2 dir out 2>&1; echo "rc=$?"
     assert lines.count("rc=2") == 2
 
 
-def test_lag_models_are_selectable_and_not_yet_modelled(tmp_path):
+def test_lag_models_keep_active_backup_upstream(tmp_path):
     p = _run(tmp_path, f"""
 xfrmd ctl lag-model bond0 replicated
 {SA.format(dev='bond0')}; echo "rc=$?"
 ip xfrm state list | grep -c offload
 xfrmd ctl lag-model bond0 bogus; echo "rc=$?"
 """)
-    # EOPNOTSUPP from the bond: crypto offload falls back to software (no offload line)
-    assert p.stdout.splitlines() == ["rc=0", "0", "rc=1"], p.stderr
+    # the RFC leaves active-backup on the upstream single-slave path: offloaded as before
+    assert p.stdout.splitlines() == ["rc=0", "1", "rc=1"], p.stderr

@@ -111,19 +111,21 @@ def xfrm_dev_state_add(req, x, xuo) -> Reply | None:
     except OffloadError as e:
         x.xso = None
         if packet or e.errno != E.EOPNOTSUPP:
-            return Reply(-e.errno, _mod(ops, e.msg) or "Device failed to offload this state")
+            return Reply(-e.errno, _mod(ops, e.msg, e.module) or "Device failed to offload this state")
         # crypto offload refused with EOPNOTSUPP: software fallback. The driver's message
         # stays in the extack, so the success ACK carries it (netlink_ack adds _msg whatever
         # the error): `ip` prints it as a Warning
         if e.msg and hasattr(req, "warning"):
-            req.warning = Reply(0, _mod(ops, e.msg))
+            req.warning = Reply(0, _mod(ops, e.msg, e.module))
         return None
     return None
 
 
-def _mod(ops, msg):
-    """NL_SET_ERR_MSG_MOD: the driver's module name in front of its message."""
-    return f"{ops.module}: {msg}" if msg and ops.module else msg
+def _mod(ops, msg, module=None):
+    """NL_SET_ERR_MSG_MOD: the driver's module name in front of its message (the module
+    that set it, when an upper device passes its lower's message through)."""
+    module = ops.module if module is None else module
+    return f"{module}: {msg}" if msg and module else msg
 
 
 def xfrm_dev_state_delete(x) -> None:
@@ -219,7 +221,7 @@ def xfrm_dev_policy_add(req, pol, xuo, dir) -> Reply | None:
         ops.xdo_dev_policy_add(dev, pol)
     except OffloadError as e:
         pol.xdo = None
-        return Reply(-e.errno, _mod(ops, e.msg) or "Device failed to offload this policy")
+        return Reply(-e.errno, _mod(ops, e.msg, e.module) or "Device failed to offload this policy")
     return None
 
 
