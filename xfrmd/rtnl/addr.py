@@ -166,7 +166,10 @@ def inet_rtm_newaddr(req):
     dev, address, plen, scope, brd = parsed
     for a in dev.addresses:
         if a.address == address and a.prefixlen == plen:
-            return Reply(-E.EEXIST) if req.hdr.flags & 0x200 else Reply()
+            # inet_insert_ifa / ipv6_add_addr_hash
+            text = "ipv4: Address already assigned" if ":" not in address \
+                else "ipv6: address already assigned"
+            return Reply(-E.EEXIST, text) if req.hdr.flags & 0x200 else Reply()
     a = add_address(dev, address, plen)
     a.scope = scope
     a.brd = brd if a.family == 2 else None
@@ -194,4 +197,6 @@ def inet_rtm_deladdr(req):
             rtmsg_ifa(dev, a, RTM_DELADDR, *((req.hdr.seq, req.sock.portid)
                                              if a.family == 2 else (0, 0)))
             return Reply()
-    return Reply(-E.EADDRNOTAVAIL, "Address not found" if False else None)
+    # inet_rtm_deladdr / inet6_addr_del
+    return Reply(-E.EADDRNOTAVAIL, "ipv4: Address not found" if ":" not in address
+                 else "ipv6: address not found")

@@ -116,7 +116,8 @@ def fill_ifinfo(dev, msg_type: int, seq: int, portid: int, flags: int = 0, *, ch
     body = [IFINFOMSG.pack(0, dev.type, dev.ifindex, dev.dev_flags(), change),
             nla_string(IFLA_IFNAME, dev.name), nla_u32(IFLA_TXQLEN, dev.txqlen),
             nla_u8(IFLA_OPERSTATE, dev.operstate), nla_u8(IFLA_LINKMODE, 0),
-            nla_u8(IFLA_NETNS_IMMUTABLE, 1 if dev.kind == "loopback" else 0),
+            # netns_local devices: lo, bridges, bonds (bond_setup)
+            nla_u8(IFLA_NETNS_IMMUTABLE, 1 if dev.kind in ("loopback", "bridge", "bond") else 0),
             nla_u32(IFLA_MTU, dev.mtu), nla_u32(IFLA_MIN_MTU, dev.min_mtu),
             nla_u32(IFLA_MAX_MTU, dev.max_mtu), nla_u32(IFLA_GROUP, 0),
             nla_u32(IFLA_PROMISCUITY, dev.promiscuity), nla_u32(IFLA_ALLMULTI, dev.allmulti),
@@ -296,9 +297,6 @@ def dev_change_name(dev, name: str) -> None:
         raise LinkError(-E.EINVAL)
     if dev.netns.links.by_name(name) is not None:
         raise LinkError(-E.EEXIST)
-    if dev.up and dev.kind != "loopback":
-        # dev_change_name: -EBUSY while running unless IFF_LIVE_RENAME_OK
-        raise LinkError(-E.EBUSY)
     dev.netns.links.rename(dev, name)
     rtmsg_ifinfo(dev)
 
@@ -445,9 +443,16 @@ def br_del_if(br, dev) -> None:
 
 def _bridge_mac(br) -> None:
     """``br_stp_recalculate_bridge_id``: the lowest port address; none left → zero."""
+    ports = [d for d in br.netns.links if d.master is br]
+    if not getattr(br, "mtu_set", False):
+        # br_mtu_auto_adjust: the smallest port MTU, ETH_DATA_LEN without ports
+        mtu = min(p.mtu for p in ports) if ports else 1500
+        if mtu != br.mtu:
+            br.mtu = mtu
+            rtmsg_ifinfo(br)
     if getattr(br, "mac_set", False):
         return
-    ports = [d.address for d in br.netns.links if d.master is br]
+    ports = [d.address for d in ports]
     new = min(ports) if ports else bytes(6)
     if new != br.address:
         br.address = new
@@ -701,6 +706,7 @@ def do_setlink(req, dev, m: _Msg) -> None:
         dev.mac_set = True
     if IFLA_MTU in m.tb:
         dev_set_mtu(dev, m.u32(IFLA_MTU), m.off(IFLA_MTU))
+        dev.mtu_set = True
     if m.index > 0 and IFLA_IFNAME in m.tb:
         dev_change_name(dev, m.name())
     if m.flags or m.change:
