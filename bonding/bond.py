@@ -134,6 +134,7 @@ class Bond:
         self.active = new
         if self.mode == "active-backup" and new is not None:
             bond_ipsec_add_sa_all(self)
+            _failover_notify(self)
 
     # -- /proc/net/bonding/<bond> -------------------------------------------------------------
     def proc_text(self) -> str:
@@ -184,6 +185,22 @@ def _netdev_event(event: str, dev, **info) -> None:
             bond_ipsec_lag_add_slave(bond, dev)
         finally:
             bond._in_feat = False
+
+
+def _failover_notify(bond) -> None:
+    """NETDEV_BONDING_FAILOVER → rtnetlink_event: an RTM_NEWLINK of the bond on RTNLGRP_LINK.
+    The SAs moving with it send no XFRM notification (bond_ipsec_del_sa_all / add_sa_all
+    talk to drivers only)."""
+    ns = bond.dev.netns
+    kernel = getattr(ns, "kernel", None) if ns is not None else None
+    if kernel is None:
+        return
+    try:
+        from netlink_codec.netlink import NETLINK_ROUTE
+        from xfrmd.rtnl.link import RTM_NEWLINK, fill_ifinfo
+    except ImportError:
+        return
+    kernel.multicast(ns, NETLINK_ROUTE, 1, fill_ifinfo(bond.dev, RTM_NEWLINK, 0, 0))
 
 
 def _features_module():

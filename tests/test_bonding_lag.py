@@ -570,3 +570,32 @@ def _up(k, name):
     d = dev(k, name)
     d.flags |= IFF_UP
     call_netdevice_notifiers("NETDEV_UP", d)
+
+
+# -- notifications, topology ----------------------------------------------------------------------
+
+def test_failover_sends_rtm_newlink_of_the_bond_and_no_xfrm_event(k, nl):
+    """NETDEV_BONDING_FAILOVER → RTM_NEWLINK of the bond; the SA moving is silent."""
+    assert nl.errno_of(sa(k, "bonda", 0)) == (0, None)
+    rt = k.socket(N.NETLINK_ROUTE, pid=4444)
+    k.bind(rt)
+    k.setsockopt(rt, N.SOL_NETLINK, N.NETLINK_ADD_MEMBERSHIP, 1)
+    xl = Nl(k, groups=(X.XfrmNlGrp.SA,), pid=4545)
+    services.handle(k, "default", {"op": "link_carrier", "dev": "a0", "on": False})
+    got = []
+    while (d := k.recv(rt)) is not None:
+        got += [(m[0], struct.unpack_from("=BxHiII", m[4], 16)[2]) for m in messages(d)]
+    # the slave's carrier change and the bond's failover
+    assert sorted(got) == sorted([(16, dev(k, "a0").ifindex), (16, dev(k, "bonda").ifindex)])
+    assert xl.recv_all() == []
+
+
+def test_topology_lag_model_key():
+    text = TOPO.replace('name = "bonds"\nkind = "bond"', 'name = "bonds"\nkind = "bond"\nlag_model = "shared"')
+    k = Kernel(ManualClock(), topology=Topology(tomllib.loads(text), text, "lag"))
+    b = dev(k, "bonds")
+    assert b.bond.lag_model == "shared" and esp_on(k, "bonds")
+    assert "esp-hw-offload" in b.features.wanted
+    bad = TOPO.replace('name = "bonds"\nkind = "bond"', 'name = "bonds"\nkind = "bond"\nlag_model = "both"')
+    with pytest.raises(Exception, match="lag_model 'both' is not one of off, replicated, shared"):
+        Topology(tomllib.loads(bad), bad, "lag")

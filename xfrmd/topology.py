@@ -66,6 +66,9 @@ class Topology:
                 if d.get("kind") not in KINDS:
                     self._fail(f"device {n!r}: unknown kind {d.get('kind')!r} "
                                f"(one of {', '.join(KINDS)})", f'"{d.get("kind")}"')
+                if "lag_model" in d and d["lag_model"] not in ("off", "replicated", "shared"):
+                    self._fail(f"device {n!r}: lag_model {d['lag_model']!r} is not one of off, "
+                               "replicated, shared", f'"{d["lag_model"]}"')
                 for a in d.get("addresses", []):
                     try:
                         ipaddress.ip_interface(a)
