@@ -599,3 +599,60 @@ def test_topology_lag_model_key():
     bad = TOPO.replace('name = "bonds"\nkind = "bond"', 'name = "bonds"\nkind = "bond"\nlag_model = "both"')
     with pytest.raises(Exception, match="lag_model 'both' is not one of off, replicated, shared"):
         Topology(tomllib.loads(bad), bad, "lag")
+
+
+# -- through the real ip / ethtool and the replayer ------------------------------------------
+
+KEY = "0x0102030405060708090a0b0c0d0e0f1011121314"
+SCRIPT = f"""
+xfrmd ctl lag-model bond1 shared
+echo "xfrm state add src 192.0.2.129 dst 192.0.2.130 proto esp spi 0x100 reqid 1 mode tunnel \
+aead 'rfc4106(gcm(aes))' {KEY} 128 offload packet dev bond1 dir out" | xfrmd replay - >/dev/null
+ip xfrm state list | grep -c 'dev bond1'
+xfrmd ctl show-offload bond1 | tail -1 | cut -d' ' -f4-7
+xfrmd ctl lag-model bond0 shared
+echo "xfrm state add src 192.0.2.129 dst 192.0.2.130 proto esp spi 0x101 reqid 1 mode tunnel \
+aead 'rfc4106(gcm(aes))' {KEY} 128 offload packet dev bond0 dir out" | xfrmd replay - 2>&1 | grep -o 'bonding: .*'
+xfrmd ctl lag-model bond0 replicated
+ip xfrm state add src 192.0.2.1 dst 192.0.2.2 proto esp spi 0x200 reqid 1 mode tunnel \
+aead 'rfc4106(gcm(aes))' {KEY} 128 offload dev bond0 dir out 2>&1
+ethtool -K bond0 esp-hw-offload on; echo "rc=$?"
+ethtool -k bond0 | grep '^esp-hw-offload'
+ip xfrm state add src 192.0.2.1 dst 192.0.2.2 proto esp spi 0x201 reqid 1 mode tunnel \
+aead 'rfc4106(gcm(aes))' {KEY} 128 offload dev bond0 dir out; echo "rc=$?"
+ip xfrm state list | grep -c 'crypto offload parameters: dev bond0 dir out'
+xfrmd ctl show-offload bond0 | grep -c 'replica slave=eth'
+xfrmd ctl show-offload eth0 | grep -c 'spi=0x201'
+xfrmd ctl show-offload eth1 | grep -c 'spi=0x201'
+ip xfrm state flush
+xfrmd ctl show-offload eth1 | grep -c 'spi=' || true
+xfrmd ctl lag-model bond0 shared
+ethtool -K bond0 esp-hw-offload on >/dev/null 2>&1; echo "rc=$?"
+ethtool -k bond0 | grep '^esp-hw-offload'
+xfrmd ctl show-offload bond0 | grep 'cannot'
+"""
+
+
+def test_lag_models_through_ip_ethtool_and_replay(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+    from .conftest import require
+    require(shutil.which("ip") is not None, "needs iproute2")
+    require(shutil.which("ethtool") is not None, "needs ethtool")
+    require(shutil.which("gcc") or shutil.which("cc"), "needs a C compiler for the shim")
+    p = subprocess.run([sys.executable, "-m", "xfrmd.cli", "run", "--", "sh", "-c", SCRIPT],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines() == [
+        "1",                                                  # packet SA on the SOE bond
+        "dir=out type=packet model=shared slave=soe0",        # pinned (hash % 2 == 0)
+        "bonding: Bond IPsec offload is disabled.",           # mlx5 bond: no shared state
+        "Warning: bonding: Bond IPsec offload is disabled.",  # replicated: opt-in first
+        "rc=0", "esp-hw-offload: on",
+        "rc=0", "1",                                          # offloaded, on both slaves
+        "2", "1", "1",
+        "0",                                                  # the flush took both replicas
+        "rc=1",                                               # shared over mlx5: stays off
+        "esp-hw-offload: off [requested on]",
+        "  esp-hw-offload cannot be on: slave eth0: no XFRMDEV_OPS_F_LAG_SHARED_STATE"]
