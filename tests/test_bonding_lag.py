@@ -656,3 +656,26 @@ def test_lag_models_through_ip_ethtool_and_replay(tmp_path):
         "rc=1",                                               # shared over mlx5: stays off
         "esp-hw-offload: off [requested on]",
         "  esp-hw-offload cannot be on: slave eth0: no XFRMDEV_OPS_F_LAG_SHARED_STATE"]
+
+
+# -- model off: hash policy and slave removal ----------------------------------------------------
+
+def test_off_hash_policy_change_keeps_states_and_release_fails_over(k, nl):
+    """Upstream: xmit_hash_policy changes do not touch XFRM; releasing the active slave of
+    an active-backup bond moves its SAs to the next one (bond_change_active_slave)."""
+    assert nl.errno_of(sa(k, "bonda")) == (0, None)
+    b = dev(k, "bonda").bond
+    b.set_xmit_hash_policy("layer2")
+    assert len(sad(nl)) == 1 and len(dev(k, "a0").xfrmdev_ops.sadb) == 1
+    b.release(dev(k, "a0"))
+    assert [len(dev(k, p).xfrmdev_ops.sadb) for p in ("a0", "a1")] == [0, 1]
+    assert entries(k, "bonda")[0].x.xso.real_dev is dev(k, "a1")
+
+
+def test_off_lag_bond_uses_whatever_slave_is_active(k, nl):
+    """Upstream bond_ipsec_add_sa does not check the mode: an 802.3ad bond offloads to its
+    curr_active_slave, and a hash-policy change keeps it."""
+    assert nl.errno_of(sa(k, "bondm")) == (0, None)
+    assert [len(dev(k, p).xfrmdev_ops.sadb) for p in ("m0", "m1")] == [1, 0]
+    dev(k, "bondm").bond.set_xmit_hash_policy("layer2")
+    assert len(sad(nl)) == 1
