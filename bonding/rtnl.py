@@ -85,6 +85,11 @@ def params(bond) -> BondParams:
     p = getattr(bond, "params", None)
     if p is None:
         p = bond.params = BondParams(miimon=getattr(bond, "miimon", 0))
+        opts = getattr(bond.dev, "options", None) or {}     # a topology file's bond options
+        if opts.get("lacp_rate") in ("slow", "fast"):
+            p.lacp_fast = int(opts["lacp_rate"] == "fast")
+        if opts.get("ad_select") in AD_SELECT:
+            p.ad_select = AD_SELECT.index(opts["ad_select"])
     return p
 
 
