@@ -97,6 +97,10 @@ class NetDevice:
     def dev_flags(self) -> int:
         """``dev_get_flags``: RUNNING and LOWER_UP follow carrier while up."""
         f = self.flags
+        if self.kind == "bond":                 # bond_setup: IFF_MASTER; bond_enslave: IFF_SLAVE
+            f |= IFF_MASTER
+        if self.master is not None and self.master.kind == "bond":
+            f |= IFF_SLAVE
         if self.up and (self.carrier or self.kind in ("loopback", "dummy")):
             f |= IFF_RUNNING | IFF_LOWER_UP
         return f
