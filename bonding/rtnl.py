@@ -171,7 +171,7 @@ def _set_mode(bond, value, attr):
         p.tlb_dynamic_lb = 1
     p.arp_validate = 0
     p.broadcast_neighbor = 0
-    bond.mode = MODES[value]
+    bond.set_mode(MODES[value])        # flushes LAG-offloaded SAs as the models require
     bond.miimon = p.miimon
     _mode_features(bond)
 
@@ -247,7 +247,7 @@ _SETTERS = {
     "primary": _set_primary, "num_unsol_na": _plain("num_peer_notif"),
     "arp_missed_max": _plain("missed_max"), "lacp_rate": _plain("lacp_fast"),
     "ad_select": _plain("ad_select"), "broadcast_neighbor": _plain("broadcast_neighbor"),
-    "xmit_hash_policy": lambda b, v, a: setattr(b, "xmit_hash_policy", XMIT_HASH[v]),
+    "xmit_hash_policy": lambda b, v, a: b.set_xmit_hash_policy(XMIT_HASH[v]),
 }
 
 

@@ -679,3 +679,27 @@ def test_off_lag_bond_uses_whatever_slave_is_active(k, nl):
     assert [len(dev(k, p).xfrmdev_ops.sadb) for p in ("m0", "m1")] == [1, 0]
     dev(k, "bondm").bond.set_xmit_hash_policy("layer2")
     assert len(sad(nl)) == 1
+
+
+def test_hash_policy_change_through_ip_link_flushes_shared_states():
+    import shutil
+    import subprocess
+    import sys
+    from .conftest import require
+    require(shutil.which("ip") is not None, "needs iproute2")
+    require(shutil.which("gcc") or shutil.which("cc"), "needs a C compiler for the shim")
+    add = (f"echo \"xfrm state add src 192.0.2.129 dst 192.0.2.130 proto esp spi {{}} reqid 1 "
+           f"mode tunnel aead 'rfc4106(gcm(aes))' {KEY} 128 offload packet dev bond1 dir out\" "
+           "| xfrmd replay - 2>&1")
+    script = f"""
+xfrmd ctl lag-model bond1 shared
+{add.format('0x100')} >/dev/null
+ip xfrm state list | grep -c 'dev bond1'
+ip link set bond1 type bond xmit_hash_policy layer2; echo "rc=$?"
+ip xfrm state list | grep -c 'dev bond1'
+{add.format('0x101')} | grep -o 'bonding: .*'
+"""
+    p = subprocess.run([sys.executable, "-m", "xfrmd.cli", "run", "--", "sh", "-c", script],
+                       capture_output=True, text=True, timeout=60)
+    assert p.stdout.splitlines() == ["1", "rc=0", "0",
+                                     "bonding: Bond mode does not support IPsec offload."], p.stderr
