@@ -24,7 +24,7 @@ def add_run_parser(sub) -> None:
 
 def cmd_run(args) -> int:
     from . import shim
-    from .testing import make_kernel, running_server
+    from .embedded import make_kernel, running_server
     command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not command:
         print("usage: xfrmd run [--topology T] [--netns N] -- CMD ARGS…", file=sys.stderr)

@@ -1,9 +1,14 @@
-"""The only module that does I/O: a trio server on an AF_UNIX SOCK_SEQPACKET socket.
+"""The only module that does I/O: the server on an AF_UNIX SOCK_SEQPACKET socket.
 
-Each connection is one emulated netlink socket (or a service connection, see
-docs/protocol.md). Records from the client go to :meth:`Kernel.deliver`; what the kernel
-queues on sockets is written back by one writer task per connection; a timer task sleeps
-until the kernel's next deadline.
+Each connection is one emulated netlink socket, a service connection or a virtual file
+opened for writing (docs/protocol.md). One reactor thread serves them all from an epoll set:
+records go to :meth:`Kernel.deliver`, what the kernel queues on any socket is sent right
+after without blocking, and the epoll timeout is the kernel's next deadline.
+
+trio owns the server's life: :meth:`Server.serve` is a trio task that starts the reactor and
+stops it when cancelled. The reactor itself does not wake through trio: a wake-up through
+trio's scheduler costs about 40 µs more than a blocking ``epoll_wait`` (a 200-byte echo
+round trip: 59 µs vs 19 µs here), and `ip -batch` pays it three times per command.
 """
 from __future__ import annotations
 
@@ -12,8 +17,10 @@ import errno as E
 import json
 import logging
 import os
+import select
 import socket as pysocket
 import struct
+import threading
 
 import trio
 
@@ -23,21 +30,27 @@ from .kernel import Kernel, KernelError
 log = logging.getLogger("xfrmd.server")
 
 SO_PEERCRED = 17
-SNDBUF = 256 * 1024
+NETLINK, SERVICE, FILE_WRITE = "netlink", "service", "file"
 
 
 class Connection:
-    def __init__(self, server: "Server", tsock, pid: int, uid: int):
-        self.server = server
-        self.tsock = tsock
+    """One accepted unix connection; its kind is known once its HELLO arrived."""
+    __slots__ = ("s", "fd", "pid", "uid", "kind", "netns", "sock", "open_error", "pending",
+                 "out", "path", "chunks")
+
+    def __init__(self, s: pysocket.socket, pid: int, uid: int):
+        self.s = s
+        self.fd = s.fileno()
         self.pid = pid
         self.uid = uid
+        self.kind = None            # NETLINK, SERVICE, FILE_WRITE after HELLO
+        self.netns = ""
         self.sock = None            # the kernel's NetlinkSocket
-        self.wake = trio.Event()
-        self.closed = False
-        self.drain_inline = False   # this connection's own answers are queued
-        self.backlog = collections.deque()   # answers the inline path could not send yet
-        self.raw = None             # a blocking-free handle on the same socket (inline sends)
+        self.open_error = 0         # why kernel.socket() refused (answered on BIND)
+        self.pending = collections.deque()   # records the peer's buffer could not take yet
+        self.out = False            # registered for EPOLLOUT
+        self.path = ""              # FILE_WRITE: the virtual file
+        self.chunks = []            # FILE_WRITE: what was written
 
 
 class Server:
@@ -45,10 +58,12 @@ class Server:
         self.kernel = kernel
         self.path = path
         self.conns: dict[object, Connection] = {}   # NetlinkSocket → Connection
-        self.timers_changed = trio.Event()
-        self._last_deadline = None
+        self.by_fd: dict[int, Connection] = {}
         self.listener = None
+        self.ep = None
         self.ready = trio.Event()
+        self._wake_r = self._wake_w = -1
+        self._closing: list[pysocket.socket] = []
 
     # -- listening ---------------------------------------------------------------------
 
@@ -73,140 +88,280 @@ class Server:
 
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         self._prepare_path()
-        listener = trio.socket.socket(pysocket.AF_UNIX, pysocket.SOCK_SEQPACKET)
-        await listener.bind(self.path)
+        listener = pysocket.socket(pysocket.AF_UNIX, pysocket.SOCK_SEQPACKET)
+        listener.bind(self.path)
         os.chmod(self.path, 0o666)
         listener.listen(256)
+        listener.setblocking(False)
         self.listener = listener
+        self.ep = select.epoll()
+        self.ep.register(listener.fileno(), select.EPOLLIN)
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.ep.register(self._wake_r, select.EPOLLIN)
+        done_r, done_w = os.pipe2(os.O_CLOEXEC)
+        failure: list[BaseException] = []
+
+        def reactor():
+            try:
+                self._reactor()
+            except BaseException as e:  # noqa: BLE001 - re-raised in serve()
+                failure.append(e)
+            finally:
+                os.write(done_w, b"x")
+
+        thread = threading.Thread(target=reactor, name="xfrmd-reactor", daemon=True)
+        thread.start()
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._timer_task)
-                task_status.started(self)
-                self.ready.set()
-                while True:
-                    conn_sock, _ = await listener.accept()
-                    nursery.start_soon(self._connection, conn_sock)
+            task_status.started(self)
+            self.ready.set()
+            await trio.lowlevel.wait_readable(done_r)   # returns only if the reactor died
+            if failure:
+                raise failure[0]
         finally:
+            os.write(self._wake_w, b"q")
+            thread.join(10)
+            for conn in list(self.by_fd.values()):
+                self._close(conn)
+            while self._closing:
+                self._closing.pop().close()
+            for fd in (self._wake_r, self._wake_w, done_r, done_w):
+                os.close(fd)
+            self.ep.close()
             listener.close()
             try:
                 os.unlink(self.path)
             except FileNotFoundError:
                 pass
 
-    # -- connections -------------------------------------------------------------------
+    # -- the reactor (its own thread; the only code that touches the kernel while serving)
+    #
+    # Sends never block: what the peer's buffer cannot take waits in ``pending``
+    # (EPOLLOUT), and the emulated socket's own receive queue holds the rest, so a client
+    # that writes without reading overruns its emulated socket and gets ENOBUFS as on
+    # Linux, without stalling anybody else.
 
-    async def _connection(self, tsock) -> None:
-        creds = tsock.getsockopt(pysocket.SOL_SOCKET, SO_PEERCRED, struct.calcsize("3i"))
-        pid, uid, _gid = struct.unpack("3i", creds)
-        conn = Connection(self, tsock, pid, uid)
-        try:
-            with tsock:
-                first = await tsock.recv(T.MAX_RECORD)
-                if not first or not T.is_frame(first):
-                    return
-                version, kind, payload = T.parse_frame(first)
-                if version != T.PROTOCOL_VERSION or kind != T.F_HELLO:
-                    log.warning("connection from pid %d: bad hello (version %d kind %d)", pid, version, kind)
-                    return
-                protocol, sock_type, netns = T.parse_hello(payload)
-                if protocol == T.SERVICE_PROTOCOL:
-                    await self._service_loop(conn, netns)
-                elif protocol == T.FILE_WRITE_PROTOCOL:
-                    await self._file_write_loop(conn, netns, T.hello_extra(payload))
-                else:
-                    await self._netlink_loop(conn, protocol, sock_type, netns)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionResetError, BrokenPipeError):
-            pass
-        finally:
-            conn.closed = True
-            if conn.raw is not None:
-                conn.raw.close()
-            if conn.sock is not None:
-                self.conns.pop(conn.sock, None)
-                self.kernel.close(conn.sock)
-
-    async def _service_loop(self, conn: Connection, netns: str) -> None:
+    def _reactor(self) -> None:
+        ep, k = self.ep, self.kernel
+        lfd, wake = self.listener.fileno(), self._wake_r
         while True:
-            rec = await conn.tsock.recv(T.MAX_RECORD)
-            if not rec:
-                return
-            if not T.is_frame(rec):
-                continue
-            _, kind, payload = T.parse_frame(rec)
-            if kind != T.F_QUERY:
-                continue
-            try:
-                request = json.loads(payload)
-                result = services.handle(self.kernel, netns, request, uid=conn.uid, pid=conn.pid)
-            except Exception as e:  # never let a bad query kill the server
-                log.exception("service query failed")
-                result = {"errno": E.EINVAL, "error": f"xfrmd: {e}"}
-            self._after_kernel_work()
-            await conn.tsock.send(T.answer(result))
-
-    async def _file_write_loop(self, conn: Connection, netns: str, path: str) -> None:
-        """A virtual file opened for writing: every record is data; when the program's last
-        reference closes (EOF), the whole text is written (service op ``write_file``)."""
-        chunks = []
-        while True:
-            rec = await conn.tsock.recv(T.MAX_RECORD)
-            if not rec:
-                break
-            chunks.append(rec)
-        data = b"".join(chunks).decode("utf-8", "replace")
-        try:
-            res = services.handle(self.kernel, netns, {"op": "write_file", "path": path,
-                                                       "data": data}, uid=conn.uid, pid=conn.pid)
-            if res.get("errno"):
-                log.info("write to %s failed: %s", path, res)
-        except Exception:
-            log.exception("write to %s failed", path)
-        self._after_kernel_work()
-
-    async def _netlink_loop(self, conn: Connection, protocol: int, sock_type: int, netns: str) -> None:
-        kernel = self.kernel
-        open_error = 0
-        try:
-            sock = kernel.socket(protocol, netns, pid=conn.pid, uid=conn.uid, sock_type=sock_type)
-        except KernelError as e:
-            sock = None
-            open_error = e.errno
-        conn.sock = sock
-        if sock is not None:
-            self.conns[sock] = conn
-            conn.raw = pysocket.socket(fileno=os.dup(conn.tsock.fileno()))
-        async with trio.open_nursery() as nursery:
-            # the writer task delivers what other connections or timers queue on this socket
-            # (events, later dump parts); answers to this connection's own requests are
-            # sent inline below, without a task switch
-            if sock is not None:
-                nursery.start_soon(self._writer, conn)
-            while True:
-                rec = await conn.tsock.recv(T.MAX_RECORD)
-                if not rec:
-                    nursery.cancel_scope.cancel()
-                    return
-                if sock is None:
-                    # the socket could not be created (e.g. unknown namespace): every
-                    # binding request reports why; datagrams go nowhere
-                    if T.is_frame(rec) and T.parse_frame(rec)[1] in (T.F_BIND, T.F_AUTOBIND):
-                        await conn.tsock.send(T.bind_reply(-open_error, 0, 0))
+            deadline = k.next_deadline()
+            timeout = -1 if deadline is None else max(0.0, deadline - k.clock.now())
+            for fd, ev in ep.poll(timeout, 256):
+                if fd == lfd:
+                    self._accept()
                     continue
-                if T.is_frame(rec):
-                    reply = self._control(sock, rec)
-                    if reply is not None:
-                        await conn.tsock.send(reply)
-                else:
+                if fd == wake:
+                    return
+                conn = self.by_fd.get(fd)
+                if conn is not None:
+                    self._event(conn, ev)
+            deadline = k.next_deadline()
+            if deadline is not None and deadline <= k.clock.now():
+                try:
+                    k.run_timers()
+                except Exception:
+                    log.exception("kernel timers failed")
+            self._after_kernel_work()
+            while self._closing:
+                self._closing.pop().close()
+
+    def _event(self, conn: Connection, ev: int) -> None:
+        try:
+            if ev & select.EPOLLOUT:
+                self._flush(conn)
+            if ev & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR):
+                self._readable(conn)
+        except OSError:
+            self._close(conn)
+        except Exception:   # a bug or a malformed frame costs one connection, not the server
+            log.exception("connection from pid %d failed", conn.pid)
+            self._close(conn)
+
+    def _accept(self) -> None:
+        for _ in range(64):
+            try:
+                s, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:         # EMFILE and friends: try again on the next wake
+                log.warning("accept: %s", e)
+                return
+            creds = s.getsockopt(pysocket.SOL_SOCKET, SO_PEERCRED, struct.calcsize("3i"))
+            pid, uid, _gid = struct.unpack("3i", creds)
+            # left blocking: every recv and send says MSG_DONTWAIT (one syscall less here)
+            conn = Connection(s, pid, uid)
+            self.by_fd[conn.fd] = conn
+            self.ep.register(conn.fd, select.EPOLLIN)
+            # a client writes its HELLO right after connect(): read it now rather than on
+            # the next wake-up
+            self._event(conn, select.EPOLLIN)
+
+    def _close(self, conn: Connection) -> None:
+        if self.by_fd.pop(conn.fd, None) is None:
+            return
+        try:
+            self.ep.unregister(conn.fd)
+        except (OSError, ValueError):
+            pass
+        # the fd itself is closed after this round's answers went out: closing a unix
+        # socket is a slow syscall, and the next command's client is waiting for its ACK
+        self._closing.append(conn.s)
+        if conn.sock is not None:
+            self.conns.pop(conn.sock, None)
+            self.kernel.close(conn.sock)
+            conn.sock = None
+        if conn.kind == FILE_WRITE:
+            self._file_written(conn)
+
+    def _readable(self, conn: Connection) -> None:
+        """What the client has written, up to a few records (epoll is level-triggered: the
+        rest is reported on the next round), so one busy client cannot starve the others."""
+        for _ in range(16):
+            if conn.fd not in self.by_fd or not self._record(conn):
+                return
+
+    def _record(self, conn: Connection) -> bool:
+        try:
+            rec = conn.s.recv(T.MAX_RECORD, pysocket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return False
+        if not rec:
+            self._close(conn)
+            return False
+        kind = conn.kind
+        if kind is None:
+            return self._hello(conn, rec)
+        if kind == SERVICE:
+            self._query(conn, rec)
+            return True
+        if kind == FILE_WRITE:
+            conn.chunks.append(rec)
+            return True
+        sock = conn.sock
+        if sock is None:
+            # the socket could not be created (e.g. unknown namespace): every binding
+            # request reports why; datagrams go nowhere
+            if T.is_frame(rec) and T.parse_frame(rec)[1] in (T.F_BIND, T.F_AUTOBIND):
+                self._send(conn, T.bind_reply(-conn.open_error, 0, 0))
+            return True
+        if T.is_frame(rec):
+            reply = self._control(sock, rec, conn)
+            if reply is not None:
+                self._flush(conn)          # keep the order of what is already queued
+                self._send(conn, reply)
+            return True
+        try:
+            self.kernel.deliver(sock, rec)
+        except Exception:
+            # a bug in a handler must not take the server down; the kernel would have
+            # answered, so answer EINVAL rather than hang the client
+            log.exception("handler failed on a datagram from pid %d", conn.pid)
+            self._internal_error(sock, rec)
+        return True
+
+    def _hello(self, conn: Connection, rec: bytes) -> bool:
+        if not T.is_frame(rec):
+            self._close(conn)
+            return False
+        version, kind, payload = T.parse_frame(rec)
+        if version != T.PROTOCOL_VERSION or kind != T.F_HELLO:
+            log.warning("connection from pid %d: bad hello (version %d kind %d)", conn.pid, version, kind)
+            self._close(conn)
+            return False
+        protocol, sock_type, conn.netns = T.parse_hello(payload)
+        if protocol == T.SERVICE_PROTOCOL:
+            conn.kind = SERVICE
+            return True
+        if protocol == T.FILE_WRITE_PROTOCOL:
+            conn.kind = FILE_WRITE
+            conn.path = T.hello_extra(payload)
+            return True
+        conn.kind = NETLINK
+        try:
+            conn.sock = self.kernel.socket(protocol, conn.netns, pid=conn.pid, uid=conn.uid,
+                                           sock_type=sock_type)
+        except KernelError as e:
+            conn.open_error = e.errno
+            return True
+        self.conns[conn.sock] = conn
+        return True
+
+    # -- service queries and virtual files ---------------------------------------------
+
+    def _query(self, conn: Connection, rec: bytes) -> None:
+        if not T.is_frame(rec):
+            return
+        _, kind, payload = T.parse_frame(rec)
+        if kind != T.F_QUERY:
+            return
+        try:
+            request = json.loads(payload)
+            result = services.handle(self.kernel, conn.netns, request, uid=conn.uid, pid=conn.pid)
+        except Exception as e:  # never let a bad query kill the server
+            log.exception("service query failed")
+            result = {"errno": E.EINVAL, "error": f"xfrmd: {e}"}
+        self._send(conn, T.answer(result))
+
+    def _file_written(self, conn: Connection) -> None:
+        """A virtual file opened for writing: when the program's last reference closes
+        (EOF), the whole text is written (service op ``write_file``)."""
+        data = b"".join(conn.chunks).decode("utf-8", "replace")
+        try:
+            res = services.handle(self.kernel, conn.netns, {"op": "write_file", "path": conn.path,
+                                                            "data": data}, uid=conn.uid, pid=conn.pid)
+            if res.get("errno"):
+                log.info("write to %s failed: %s", conn.path, res)
+        except Exception:
+            log.exception("write to %s failed", conn.path)
+
+    # -- sending -----------------------------------------------------------------------
+
+    def _send(self, conn: Connection, data: bytes) -> None:
+        if conn.pending:
+            conn.pending.append(data)
+            return
+        try:
+            conn.s.send(data, pysocket.MSG_DONTWAIT)
+        except BlockingIOError:
+            conn.pending.append(data)
+            self._want_out(conn, True)
+        except OSError:
+            pass                        # the peer went away; the read side will notice
+
+    def _flush(self, conn: Connection) -> None:
+        """Send what is pending, then what the emulated socket has queued, until the peer's
+        buffer is full."""
+        s = conn.s
+        pending = conn.pending
+        try:
+            while pending:
+                s.send(pending[0], pysocket.MSG_DONTWAIT)
+                pending.popleft()
+            sock = conn.sock
+            if sock is not None:
+                while True:
+                    d = sock.pop()
+                    if d is None:
+                        break
                     try:
-                        kernel.deliver(sock, rec)
-                    except Exception:
-                        # a bug in a handler must not take the server down; the kernel
-                        # would have answered, so answer EINVAL rather than hang the client
-                        log.exception("handler failed on a datagram from pid %d", conn.pid)
-                        self._internal_error(sock, rec)
-                self._after_kernel_work(current=conn)
-                if conn.drain_inline:
-                    self._send_inline(conn)
+                        s.send(d, pysocket.MSG_DONTWAIT)
+                    except BlockingIOError:
+                        pending.append(d)
+                        raise
+        except BlockingIOError:
+            self._want_out(conn, True)
+            return
+        except OSError:
+            return                      # the peer went away; the read side will notice
+        if conn.out:
+            self._want_out(conn, False)
+
+    def _want_out(self, conn: Connection, on: bool) -> None:
+        if conn.out != on and conn.fd in self.by_fd:
+            conn.out = on
+            self.ep.modify(conn.fd, select.EPOLLIN | (select.EPOLLOUT if on else 0))
+
+    # -- kernel glue -------------------------------------------------------------------
 
     def _internal_error(self, sock, rec: bytes) -> None:
         from netlink_codec.netlink import ExtAck, encode_ack, kernel_messages
@@ -216,9 +371,11 @@ class Server:
                                                  ext=ExtAck("xfrmd: internal error, see the server log")))
             break
 
-    def _control(self, sock, rec: bytes) -> bytes | None:
+    def _control(self, sock, rec: bytes, conn: Connection) -> bytes | None:
         version, kind, payload = T.parse_frame(rec)
         k = self.kernel
+        if kind == T.F_BIND_AUTO:
+            return self._bind_auto(sock, conn, *struct.unpack_from("=II", payload))
         if kind in (T.F_BIND, T.F_AUTOBIND):
             was_bound = sock.bound
             try:
@@ -247,76 +404,40 @@ class Server:
         log.warning("unknown control frame kind %d", kind)
         return None
 
-    def _after_kernel_work(self, current=None) -> None:
+    def _bind_auto(self, sock, conn: Connection, portid: int, groups: int) -> bytes | None:
+        """The shim predicted that ``netlink_autobind`` gives this socket its process id
+        (the process has no other socket holding it) and did not wait. The id may still be
+        held by the process's previous socket whose close this loop has not read yet (another
+        connection, so no order between the two): read that connection first. Only if the id
+        is really taken does the socket get what autobind gives, and the shim is told."""
         k = self.kernel
-        if current is not None:
-            current.drain_inline = False
+        if sock.bound:
+            return None
+        holder = sock.netns.ports.get(sock.protocol, {}).get(portid)
+        if holder is not None:
+            hc = self.conns.get(holder)
+            if hc is not None and hc.pid == conn.pid and hc is not conn:
+                self._event(hc, select.EPOLLIN)
+        try:
+            if portid != (conn.pid & 0xFFFFFFFF):
+                raise KernelError(E.EADDRINUSE)
+            k.bind(sock, portid, groups)
+            return None
+        except KernelError:
+            k.autobind(sock)
+            k.bind(sock, 0, groups)
+            return T.bind_reply(0, sock.portid, sock.groups)
+
+    def _after_kernel_work(self) -> None:
+        """Send what the kernel queued on any socket."""
+        k = self.kernel
         if k.dirty:
-            for s in k.dirty:
-                c = self.conns.get(s)
-                if c is current and c is not None:
-                    c.drain_inline = True      # its own answers: sent by the caller
-                elif c is not None:
-                    c.wake.set()
+            dirty = list(k.dirty)
             k.dirty.clear()
-        # wake the timer task only when the earliest deadline moved
-        deadline = k.next_deadline()
-        if deadline != self._last_deadline:
-            self._last_deadline = deadline
-            self.timers_changed.set()
-
-    def _send_inline(self, conn: Connection) -> None:
-        """Send this connection's own answers without a task switch, but never block: what
-        the peer's buffer cannot take now waits in the backlog for the writer task, so a
-        client that writes without reading cannot stall the server (its emulated socket
-        overruns and gets ENOBUFS, as on Linux)."""
-        sock = conn.sock
-        if conn.backlog:
-            conn.wake.set()
-            return
-        raw = conn.raw
-        while True:
-            d = sock.pop()
-            if d is None:
-                return
-            try:
-                raw.send(d, pysocket.MSG_DONTWAIT)
-            except BlockingIOError:
-                conn.backlog.append(d)
-                conn.wake.set()
-                return
-            except OSError:
-                return                  # the peer went away; the read loop will notice
-
-    async def _writer(self, conn: Connection) -> None:
-        sock = conn.sock
-        while True:
-            await conn.wake.wait()
-            conn.wake = trio.Event()
-            while conn.backlog:
-                await conn.tsock.send(conn.backlog.popleft())
-            while True:
-                d = sock.pop()
-                if d is None:
-                    break
-                await conn.tsock.send(d)
-
-    async def _timer_task(self) -> None:
-        k = self.kernel
-        while True:
-            self.timers_changed = trio.Event()
-            deadline = k.next_deadline()
-            if deadline is None:
-                await self.timers_changed.wait()
-                continue
-            delay = deadline - k.clock.now()
-            if delay > 0:
-                with trio.move_on_after(delay):
-                    await self.timers_changed.wait()
-                    continue
-            k.run_timers()
-            self._after_kernel_work()
-
+            for s in dirty:
+                c = self.conns.get(s)
+                if c is not None and not c.out:
+                    self._flush(c)
 
 async def serve(kernel: Kernel, path: str, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
     server = Server(kernel, path)

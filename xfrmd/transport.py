@@ -5,7 +5,8 @@ import json
 import os
 import struct
 
-from .netlink.socket import (F_ANSWER, F_AUTOBIND, F_BIND, F_BIND_REPLY, F_HELLO, F_QUERY,  # noqa: F401
+from .netlink.socket import (F_ANSWER, F_AUTOBIND, F_BIND, F_BIND_AUTO, F_BIND_REPLY, F_HELLO,  # noqa: F401
+                             F_QUERY,
                              F_RECVD, F_SETSOCKOPT, F_SOCK_ERROR, FRAME, PROTOCOL_VERSION)
 
 SERVICE_PROTOCOL = 0xFFFFFFFF

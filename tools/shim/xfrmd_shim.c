@@ -28,12 +28,14 @@
 #include <sys/types.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <pthread.h>
 
 #define F_HELLO 1
 #define F_BIND 2
 #define F_AUTOBIND 3
 #define F_SETSOCKOPT 4
 #define F_RECVD 5
+#define F_BIND_AUTO 6      /* autobind to the port id the shim predicted; reply only if not */
 #define F_QUERY 16
 #define F_BIND_REPLY 0x81
 #define F_SOCK_ERROR 0x82
@@ -54,6 +56,33 @@ struct nlsock {
     int pending_err;
 };
 static struct nlsock *nltab[MAXFD];
+
+/* Optimistic autobind (docs/protocol.md, F_BIND_AUTO): once this process has had one
+ * autobind answered, a later autobind of a socket while no other socket of the process holds
+ * the process id as port id predicts that id (netlink_autobind's first choice) and does not
+ * wait for the server. Not after a netlink fd was dup'ed or shared with a child by fork:
+ * then a closed fd does not mean a released port. */
+#define NPROTO 3
+static pid_t auto_pid;                 /* the process the counters below belong to */
+static int auto_ok[NPROTO];            /* an autobind of this protocol was answered */
+static int pid_ports[NPROTO];          /* live sockets holding getpid() as port id */
+static int auto_off;                   /* dup or fork with live sockets seen */
+static int nl_live;
+
+static int proto_slot(int protocol)
+{
+    return protocol == NETLINK_XFRM ? 0 : protocol == NETLINK_ROUTE ? 1 : 2;
+}
+
+static void auto_check_pid(void)
+{
+    pid_t p = getpid();
+    if (p != auto_pid) {
+        auto_pid = p;
+        memset(auto_ok, 0, sizeof auto_ok);
+        memset(pid_ports, 0, sizeof pid_ports);
+    }
+}
 
 /* ---- real functions ------------------------------------------------------------------ */
 #define REAL(ret, name, args) static ret(*real_##name) args
@@ -191,6 +220,9 @@ static int bind_exchange(int fd, struct nlsock *s, uint16_t kind, uint32_t porti
             memcpy(&err, buf + 8, 4); memcpy(&pid, buf + 12, 4); memcpy(&grp, buf + 16, 4);
             if (err) { errno = -err; return -1; }
             s->bound = 1; s->portid = pid; s->groups = grp;
+            auto_check_pid();
+            if (portid == 0) auto_ok[proto_slot(s->protocol)] = 1;
+            if (pid == (uint32_t)auto_pid) pid_ports[proto_slot(s->protocol)]++;
             return 0;
         }
     }
@@ -309,6 +341,7 @@ int socket(int domain, int type, int protocol)
     s->rcvbuf = 212992; s->sndbuf = 212992;
     free(nltab[fd]);
     nltab[fd] = s;
+    nl_live++;
     return fd;
 }
 
@@ -321,6 +354,17 @@ int bind(int fd, const struct sockaddr *addr, socklen_t len)
         errno = EINVAL; return -1;
     }
     const struct sockaddr_nl *nl = (const void *)addr;
+    if (!s->bound && nl->nl_pid == 0 && !auto_off) {
+        auto_check_pid();
+        int k = proto_slot(s->protocol);
+        if (auto_ok[k] && pid_ports[k] == 0) {
+            uint32_t p[2] = { (uint32_t)auto_pid, nl->nl_groups };
+            if (send_frame(fd, F_BIND_AUTO, p, 8) < 0) return -1;
+            s->bound = 1; s->portid = (uint32_t)auto_pid; s->groups = nl->nl_groups;
+            pid_ports[k]++;
+            return 0;
+        }
+    }
     if (!s->bound) return bind_exchange(fd, s, F_BIND, nl->nl_pid, nl->nl_groups);
     if (nl->nl_pid && nl->nl_pid != s->portid) { errno = EINVAL; return -1; }
     uint32_t p[2] = { s->portid, nl->nl_groups };
@@ -503,6 +547,21 @@ static int take_frames(int fd, int flags)
         memcpy(&f, hdr, 8);
         if (f.zero != 0) return 0;
         real_recv(fd, hdr, sizeof hdr, 0);  /* consume it */
+        if (f.kind == F_BIND_REPLY && n >= 16) {
+            /* an optimistic autobind the server could not honour: the socket got another
+             * port id. Replies already addressed to the predicted id are lost to filters
+             * that check nlmsg_pid; say so once. */
+            struct nlsock *s = nl_of(fd);
+            uint32_t pid; memcpy(&pid, hdr + 12, 4);
+            if (s && s->portid != pid) {
+                fprintf(stderr, "xfrmd shim: port id %u was taken, the socket got %u\n",
+                        s->portid, pid);
+                auto_check_pid();
+                if (s->portid == (uint32_t)auto_pid) pid_ports[proto_slot(s->protocol)]--;
+                s->portid = pid;
+            }
+            continue;
+        }
         if (f.kind == F_SOCK_ERROR && n >= 12) {
             int32_t e; memcpy(&e, hdr + 8, 4);
             errno = -e;
@@ -588,11 +647,59 @@ ssize_t read(int fd, void *buf, size_t n)
     return nl_recv(fd, s, &iov, 1, 0, NULL, NULL, NULL);
 }
 
+static void forget(int fd)
+{
+    struct nlsock *s = nltab[fd];
+    auto_check_pid();
+    if (s->bound && s->portid == (uint32_t)auto_pid) pid_ports[proto_slot(s->protocol)]--;
+    free(s);
+    nltab[fd] = NULL;
+    nl_live--;
+}
+
 int close(int fd)
 {
     load_all();
-    if (fd >= 0 && fd < MAXFD && nltab[fd]) { free(nltab[fd]); nltab[fd] = NULL; }
+    if (fd >= 0 && fd < MAXFD && nltab[fd]) forget(fd);
     return real_close(fd);
+}
+
+/* dup of a netlink fd: closing one copy no longer releases the port (see auto_off) */
+REAL(int, dup, (int));
+REAL(int, dup2, (int, int));
+REAL(int, dup3, (int, int, int));
+
+int dup(int fd)
+{
+    if (!real_dup) real_dup = dlsym(RTLD_NEXT, "dup");
+    if (nl_of(fd)) auto_off = 1;
+    return real_dup(fd);
+}
+
+int dup2(int fd, int fd2)
+{
+    if (!real_dup2) real_dup2 = dlsym(RTLD_NEXT, "dup2");
+    if (nl_of(fd)) auto_off = 1;
+    if (fd != fd2 && nl_of(fd2)) forget(fd2);
+    return real_dup2(fd, fd2);
+}
+
+int dup3(int fd, int fd2, int flags)
+{
+    if (!real_dup3) real_dup3 = dlsym(RTLD_NEXT, "dup3");
+    if (nl_of(fd)) auto_off = 1;
+    if (fd != fd2 && nl_of(fd2)) forget(fd2);
+    return real_dup3(fd, fd2, flags);
+}
+
+static void before_fork(void)
+{
+    if (nl_live > 0) auto_off = 1;
+}
+
+__attribute__((constructor)) static void shim_atfork(void)
+{
+    pthread_atfork(before_fork, NULL, NULL);
 }
 
 /* ---- interface lookups ----------------------------------------------------------------- */

@@ -38,7 +38,7 @@ class KernelPair:
         from .. import shim
         from ..clock import SystemClock
         from ..kernel import Kernel
-        from ..testing import running_server
+        from ..embedded import running_server
         from ..topology import from_dict
         self.shim = shim.path()
         self.real = RealPair()

@@ -41,7 +41,7 @@ def _backend(args):
         finally:
             b.close()
         return
-    from ..testing import make_kernel, running_server
+    from ..embedded import make_kernel, running_server
     with running_server(make_kernel(args.topology or "default")) as handle:
         b = Backend(path=handle.path, netns=netns)
         try:

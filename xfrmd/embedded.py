@@ -1,0 +1,86 @@
+"""A server inside this process: :func:`running_server` runs one in a background thread for
+the duration of a ``with`` block (``xfrmd run``, the IKE kernel pair, tests). Kept apart from
+:mod:`xfrmd.testing` so that ``xfrmd run`` does not import pytest (a third of its start-up)."""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import threading
+
+import trio
+
+from .clock import SystemClock
+from .kernel import Kernel
+
+
+class ServerHandle:
+    def __init__(self, kernel: Kernel, path: str):
+        self.kernel = kernel
+        self.path = path
+        self.env = {"XFRMD_SOCKET": path}
+
+    def netlink(self, protocol: int, netns: str = "", **kw):
+        from .client import NetlinkSocket
+        return NetlinkSocket(protocol, netns, path=self.path, **kw)
+
+    async def trio_netlink(self, protocol: int, netns: str = "", **kw):
+        from .client import TrioNetlinkSocket
+        return await TrioNetlinkSocket.open(protocol, netns, path=self.path, **kw)
+
+    def service(self, netns: str = ""):
+        from .client import Service
+        return Service(netns, path=self.path)
+
+
+def make_kernel(topology: str | None = "bare") -> Kernel:
+    topo = None
+    if topology is not None:
+        try:
+            from .topology import load_topology
+            topo = load_topology(topology)
+        except ImportError:
+            topo = None
+    return Kernel(SystemClock(), topology=topo)
+
+
+@contextlib.contextmanager
+def running_server(kernel: Kernel | None = None, path: str | None = None):
+    """Run a server in a background thread for the duration of the block."""
+    from .server import Server
+    kernel = kernel or make_kernel()
+    tmpdir = None
+    if path is None:
+        tmpdir = tempfile.mkdtemp(prefix="xfrmd-")
+        path = os.path.join(tmpdir, "xfrmd.sock")
+    started = threading.Event()
+    state: dict = {}
+
+    async def main():
+        state["token"] = trio.lowlevel.current_trio_token()
+        async with trio.open_nursery() as nursery:
+            state["nursery"] = nursery
+            server = Server(kernel, path)
+            await nursery.start(server.serve)
+            started.set()
+
+    def run():
+        try:
+            trio.run(main)
+        except BaseException as e:  # noqa: BLE001 - reported to the test
+            state["error"] = e
+            started.set()
+
+    t = threading.Thread(target=run, name="xfrmd-server", daemon=True)
+    t.start()
+    started.wait(10)
+    if "error" in state:
+        raise state["error"]
+    try:
+        yield ServerHandle(kernel, path)
+    finally:
+        trio.from_thread.run_sync(state["nursery"].cancel_scope.cancel, trio_token=state["token"])
+        t.join(10)
+        if tmpdir:
+            with contextlib.suppress(OSError):
+                os.rmdir(tmpdir)
