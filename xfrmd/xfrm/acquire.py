@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from netlink_codec import netlink as N
 from netlink_codec import xfrm as X
 
+from .offload import XFRM_DEV_OFFLOAD_PACKET, xfrm_dev_state_acquire, xfrm_dev_state_acquire_abort
 from .sadb import addr_key, sad
 from .state import A, M, UINT_MAX, XFRM_STATE_ACQ, XFRM_STATE_VALID, StateId
 
@@ -58,6 +59,7 @@ class PolicyWire:
     mark: tuple[int, int] = (0, 0)
     if_id: int = 0
     offload: bytes = b""            # XFRMA_OFFLOAD_DEV attribute, header included
+    xdo: object = None              # the SPD policy's device binding (packet offload)
 
     @classmethod
     def from_message(cls, msg: bytes) -> "PolicyWire":
@@ -161,7 +163,17 @@ def state_find(db, sel, t: Template, pol: PolicyWire, flow_src: bytes, flow_dst:
     in_progress = False
     best = None
     flow = bytes(sel)
+    xdo = pol.xdo
+    pol_dev = xdo.dev if xdo is not None and xdo.type == XFRM_DEV_OFFLOAD_PACKET else None
     for x in reversed(db.bydst.get(key, ())):
+        # packet offload: a hardware policy only takes hardware states of its own device,
+        # and a software lookup skips hardware states (xfrm_state_find under
+        # CONFIG_XFRM_OFFLOAD; the kernel keeps HW states first in the chain and breaks at
+        # the first software one, which selects the same states)
+        xso = x.xso
+        x_dev = xso.dev if xso is not None and xso.type == XFRM_DEV_OFFLOAD_PACKET else None
+        if x_dev is not pol_dev:
+            continue
         if (x.props.family == fam and x.props.reqid == t.reqid and x.mark_match(mark)
                 and x.if_id == pol.if_id and not x.props.flags & X.XFRM_STATE_WILDRECV
                 and x.props.mode == t.mode and x.id.proto == t.proto
@@ -187,7 +199,14 @@ def state_find(db, sel, t: Template, pol: PolicyWire, flow_src: bytes, flow_dst:
     x.mark = pol.mark
     x.if_id = pol.if_id
     x.km_seq = _next_acqseq(db.kernel)    # build_acquire takes a number even if unheard
+    if pol_dev is not None:
+        # the larval state is handed to the policy's device before km_query; a refusal
+        # kills it and no ACQUIRE goes out (xfrm_state_find, the driver's errno)
+        err = xfrm_dev_state_acquire(x, pol)
+        if err:
+            return None, err, False
     if not db.listening(X.XfrmNlGrp.ACQUIRE):
+        xfrm_dev_state_acquire_abort(x)
         return None, -E.ESRCH, False     # km_query: no key manager took it
     db.multicast(X.XfrmNlGrp.ACQUIRE, build_acquire(x, t, pol))
     x.km_state = XFRM_STATE_ACQ

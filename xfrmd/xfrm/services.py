@@ -31,10 +31,17 @@ def _l4(value) -> int:
     return socket.getprotobyname(str(value))
 
 
+def _wire(pol) -> PolicyWire:
+    """The SPD policy as xfrm_state_find sees it: its wire form and its device binding."""
+    w = PolicyWire.from_message(pol.dump_message(0, 0))
+    w.xdo = getattr(pol, "xdo", None)
+    return w
+
+
 def _policy_by_index(ns, index: int) -> PolicyWire | None:
     for pol in getattr(ns.xfrm, "policy_all", {}).values():
         if getattr(pol, "index", None) == index:
-            return PolicyWire.from_message(pol.dump_message(0, 0))
+            return _wire(pol)
     return None
 
 
@@ -79,7 +86,7 @@ def _acquire(kernel, ns, req: dict) -> dict:
                 return {"errno": 0, "policy": None, "acquired": [], "resolved": []}
             if found.action == X.XFRM_POLICY_BLOCK:
                 return {"errno": E.EPERM, "error": f"xfrmd: policy {found.index} blocks the flow"}
-            pol = PolicyWire.from_message(found.dump_message(0, 0))
+            pol = _wire(found)
     except (KeyError, ValueError, OSError) as e:
         return {"errno": E.EINVAL, "error": f"xfrmd: bad acquire request: {e}"}
     res = acquire(ns, pol, src, dst, family, proto, sport, dport)
