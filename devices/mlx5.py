@@ -11,7 +11,11 @@ from .xfrmdev import (XFRM_DEV_OFFLOAD_CRYPTO, XFRM_DEV_OFFLOAD_FLAG_ACQ, XFRM_D
                       XFRM_DEV_OFFLOAD_PACKET, XFRMDEV_OPS_F_LOWER_HANDLE, XfrmDevOps, refuse)
 
 DEFAULT_CAPS = {"crypto": True, "packet": True, "tunnel": True, "esn": True, "espinudp": True,
-                "prio": True, "lag_lower_handle": True}
+                "prio": True, "lag_lower_handle": True,
+                # devlink state, not capabilities: an eswitch mode change in progress
+                # (mlx5_eswitch_block_mode fails) and an eswitch encap mode that blocks
+                # packet-offload tunnel mode (mlx5_eswitch_block_encap fails)
+                "eswitch_mode_change": False, "eswitch_encap": False}
 INF = X.XFRM_INF
 
 
@@ -110,6 +114,14 @@ class Mlx5Ipsec(XfrmDevOps):
             x.xso.offload_handle = 0
             return
         self.validate_state(x)
+        # mlx5e_xfrm_add_state after validation: the eswitch mode must not be changing (no
+        # message: the core's "Device failed to offload this state"), and tunnel-mode packet
+        # offload needs the eswitch encap mode to allow it
+        if self.caps["eswitch_mode_change"]:
+            refuse(None, E.EBUSY)
+        if (x.xso.type == XFRM_DEV_OFFLOAD_PACKET and x.props.mode == X.XFRM_MODE_TUNNEL
+                and self.caps["eswitch_encap"]):
+            refuse("Packet offload tunnel mode is disabled due to encap settings")
         h = self._next
         self._next += 1
         self.sadb[h] = {"spi": x.id.spi, "dir": "in" if x.xso.dir == XFRM_DEV_OFFLOAD_IN else "out",
@@ -194,6 +206,8 @@ class Mlx5Ipsec(XfrmDevOps):
 
     def xdo_dev_policy_add(self, dev, pol) -> None:
         self.validate_policy(pol)
+        if self.caps["eswitch_mode_change"]:
+            refuse(None, E.EBUSY)       # mlx5e_xfrm_add_policy: mlx5_eswitch_block_mode
         self.policies[id(pol)] = pol
 
     def xdo_dev_policy_delete(self, dev, pol) -> None:

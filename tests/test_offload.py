@@ -462,3 +462,20 @@ def test_acquire_under_a_software_policy_leaves_the_state_alone(k, nl):
     x = SimpleNamespace(xso=None)
     assert offload.xfrm_dev_state_acquire(x, SimpleNamespace(xdo=None)) == 0
     assert x.xso is None
+
+
+def test_mlx5_eswitch_mode_change_in_progress(k, nl):
+    """mlx5e_xfrm_add_state / add_policy: mlx5_eswitch_block_mode fails → EBUSY with no
+    driver message, so the core's weak one shows."""
+    k.netns("default").links.by_name("eth2").xfrmdev_ops.caps["eswitch_mode_change"] = True
+    assert nl.errno_of(sa(k, "eth2", PACKET)) == (-E.EBUSY, "Device failed to offload this state")
+    assert nl.errno_of(policy(k, "eth2", 1)) == (-E.EBUSY, "Device failed to offload this policy")
+    assert sad(nl) == []
+
+
+@pytest.mark.parametrize("mode, err", [
+    (1, (-E.EINVAL, "mlx5_core: Packet offload tunnel mode is disabled due to encap settings")),
+    (0, (0, None))])
+def test_mlx5_eswitch_encap_blocks_packet_tunnel_mode(k, nl, mode, err):
+    k.netns("default").links.by_name("eth2").xfrmdev_ops.caps["eswitch_encap"] = True
+    assert nl.errno_of(sa(k, "eth2", PACKET, mode=mode)) == err
