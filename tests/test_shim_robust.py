@@ -265,8 +265,7 @@ def run(argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("case", ["nonblock", "epoll", "fork", "cloexec", pytest.param(
-    "dup", marks=pytest.mark.xfail(strict=True, reason="see DUP_BUG"))])
+@pytest.mark.parametrize("case", ["nonblock", "epoll", "fork", "cloexec", "dup"])
 def test_c_program(prog, case):
     p = run([prog, case])
     assert p.returncode == 0, p.stdout + p.stderr
@@ -308,12 +307,8 @@ PY = textwrap.dedent("""
 """)
 
 
-DUP_BUG = ("the shim does not know a dup'ed netlink fd (dup/dup2/dup3/F_DUPFD): getsockname "
-           "returns the AF_UNIX address, recvmsg no netlink sender; reported to the lead")
 
-
-@pytest.mark.parametrize("dup", [False, pytest.param(True, marks=pytest.mark.xfail(
-    strict=True, reason=DUP_BUG))])
+@pytest.mark.parametrize("dup", [False, True])
 def test_python_socket_module(prog, dup):
     p = run([sys.executable, "-c", f"DUP = {dup}\n" + PY])
     assert p.returncode == 0, p.stdout + p.stderr

@@ -376,6 +376,10 @@ class Server:
         k = self.kernel
         if kind == T.F_BIND_AUTO:
             return self._bind_auto(sock, conn, *struct.unpack_from("=II", payload))
+        if kind == T.F_SYNC:
+            # what the earlier records produced is queued already (deliver is synchronous);
+            # the caller flushes it before this reply
+            return T.frame(T.F_SYNC_REPLY, payload[:4])
         if kind in (T.F_BIND, T.F_AUTOBIND):
             was_bound = sock.bound
             try:

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -35,7 +36,9 @@
 #define F_AUTOBIND 3
 #define F_SETSOCKOPT 4
 #define F_RECVD 5
-#define F_BIND_AUTO 6      /* autobind to the port id the shim predicted; reply only if not */
+#define F_BIND_AUTO 6
+#define F_SYNC 7           /* u32 count: answered with SYNC_REPLY after what came before */
+#define F_SYNC_REPLY 0x83      /* autobind to the port id the shim predicted; reply only if not */
 #define F_QUERY 16
 #define F_BIND_REPLY 0x81
 #define F_SOCK_ERROR 0x82
@@ -54,19 +57,22 @@ struct nlsock {
     int rcvbuf, sndbuf;
     int opts[16];            /* SOL_NETLINK boolean options by optname */
     int pending_err;
+    int refs;                /* fds that refer to this socket (dup, dup2, F_DUPFD) */
+    uint32_t sent, synced;   /* datagrams sent; how many of them the server surely answered */
 };
 static struct nlsock *nltab[MAXFD];
+static void release(int fd);
 
 /* Optimistic autobind (docs/protocol.md, F_BIND_AUTO): once this process has had one
  * autobind answered, a later autobind of a socket while no other socket of the process holds
  * the process id as port id predicts that id (netlink_autobind's first choice) and does not
- * wait for the server. Not after a netlink fd was dup'ed or shared with a child by fork:
- * then a closed fd does not mean a released port. */
+ * wait for the server. Not after the process forked with live netlink sockets: then a
+ * closed fd does not mean a released port (the child holds it too). */
 #define NPROTO 3
 static pid_t auto_pid;                 /* the process the counters below belong to */
 static int auto_ok[NPROTO];            /* an autobind of this protocol was answered */
 static int pid_ports[NPROTO];          /* live sockets holding getpid() as port id */
-static int auto_off;                   /* dup or fork with live sockets seen */
+static int auto_off;                   /* fork with live sockets seen */
 static int nl_live;
 
 static int proto_slot(int protocol)
@@ -339,7 +345,8 @@ int socket(int domain, int type, int protocol)
     if (!s) { real_close(fd); errno = ENOMEM; return -1; }
     s->protocol = protocol; s->type = base;
     s->rcvbuf = 212992; s->sndbuf = 212992;
-    free(nltab[fd]);
+    s->refs = 1;
+    release(fd);             /* a stale entry (the fd was closed behind our back) */
     nltab[fd] = s;
     nl_live++;
     return fd;
@@ -493,6 +500,7 @@ static ssize_t nl_send(int fd, struct nlsock *s, const struct iovec *iov, size_t
     if (first != 0) {
         r = real_send(fd, buf, total, (flags & MSG_DONTWAIT) | MSG_NOSIGNAL);
         if (r < 0 && (errno == EPIPE || errno == ECONNRESET)) { errno = ECONNREFUSED; complain("send"); }
+        if (r >= 0) s->sent++;
     }
     free(buf);
     return r < 0 ? -1 : (ssize_t)total;
@@ -562,6 +570,12 @@ static int take_frames(int fd, int flags)
             }
             continue;
         }
+        if (f.kind == F_SYNC_REPLY && n >= 12) {
+            struct nlsock *s = nl_of(fd);
+            uint32_t c; memcpy(&c, hdr + 8, 4);
+            if (s) s->synced = c;
+            continue;
+        }
         if (f.kind == F_SOCK_ERROR && n >= 12) {
             int32_t e; memcpy(&e, hdr + 8, 4);
             errno = -e;
@@ -578,8 +592,29 @@ static int is_dump_part(const unsigned char *b, ssize_t n)
     return (flags & NLM_F_MULTI) && type != NLMSG_DONE;
 }
 
+static ssize_t nl_recv1(int fd, struct nlsock *s, struct iovec *iov, size_t iovcnt, int flags,
+                        struct sockaddr *from, socklen_t *fromlen, int *msg_flags);
+
+/* On Linux a request's answer is queued before sendmsg returns, so a non-blocking read right
+ * after it finds the answer. Through the server it may still be on its way: a read that
+ * would fail with EAGAIN while requests are unanswered first asks the server for a SYNC mark
+ * (sent after everything the earlier requests produced) and waits for something to read. */
 static ssize_t nl_recv(int fd, struct nlsock *s, struct iovec *iov, size_t iovcnt, int flags,
                        struct sockaddr *from, socklen_t *fromlen, int *msg_flags)
+{
+    for (int tries = 0;; tries++) {
+        ssize_t r = nl_recv1(fd, s, iov, iovcnt, flags, from, fromlen, msg_flags);
+        if (r >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK) || tries > 0 || s->sent == s->synced)
+            return r;
+        uint32_t c = s->sent;
+        if (send_frame(fd, F_SYNC, &c, 4) < 0) { errno = EAGAIN; return -1; }
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        while (poll(&p, 1, 10000) < 0 && errno == EINTR) {}
+    }
+}
+
+static ssize_t nl_recv1(int fd, struct nlsock *s, struct iovec *iov, size_t iovcnt, int flags,
+                        struct sockaddr *from, socklen_t *fromlen, int *msg_flags)
 {
     (void)s;
     int t = take_frames(fd, flags);
@@ -647,49 +682,83 @@ ssize_t read(int fd, void *buf, size_t n)
     return nl_recv(fd, s, &iov, 1, 0, NULL, NULL, NULL);
 }
 
-static void forget(int fd)
+/* ---- fd copies: every fd of a socket points at one struct nlsock ----------------------- */
+static void release(int fd)
 {
-    struct nlsock *s = nltab[fd];
+    struct nlsock *s = nl_of(fd);
+    if (!s) return;
+    nltab[fd] = NULL;
+    if (--s->refs > 0) return;
     auto_check_pid();
     if (s->bound && s->portid == (uint32_t)auto_pid) pid_ports[proto_slot(s->protocol)]--;
     free(s);
-    nltab[fd] = NULL;
     nl_live--;
+}
+
+/* ``nfd`` is now a copy of ``fd`` (dup and friends succeeded) */
+static int share(int fd, int nfd)
+{
+    struct nlsock *s = nl_of(fd);
+    if (nfd < 0 || nfd >= MAXFD || nfd == fd) return nfd;
+    release(nfd);
+    if (s) { s->refs++; nltab[nfd] = s; }
+    return nfd;
 }
 
 int close(int fd)
 {
     load_all();
-    if (fd >= 0 && fd < MAXFD && nltab[fd]) forget(fd);
+    release(fd);
     return real_close(fd);
 }
 
-/* dup of a netlink fd: closing one copy no longer releases the port (see auto_off) */
 REAL(int, dup, (int));
 REAL(int, dup2, (int, int));
 REAL(int, dup3, (int, int, int));
+REAL(int, fcntl, (int, int, ...));
+REAL(int, fcntl64, (int, int, ...));
 
 int dup(int fd)
 {
     if (!real_dup) real_dup = dlsym(RTLD_NEXT, "dup");
-    if (nl_of(fd)) auto_off = 1;
-    return real_dup(fd);
+    return share(fd, real_dup(fd));
 }
 
 int dup2(int fd, int fd2)
 {
     if (!real_dup2) real_dup2 = dlsym(RTLD_NEXT, "dup2");
-    if (nl_of(fd)) auto_off = 1;
-    if (fd != fd2 && nl_of(fd2)) forget(fd2);
-    return real_dup2(fd, fd2);
+    return share(fd, real_dup2(fd, fd2));
 }
 
 int dup3(int fd, int fd2, int flags)
 {
     if (!real_dup3) real_dup3 = dlsym(RTLD_NEXT, "dup3");
-    if (nl_of(fd)) auto_off = 1;
-    if (fd != fd2 && nl_of(fd2)) forget(fd2);
-    return real_dup3(fd, fd2, flags);
+    return share(fd, real_dup3(fd, fd2, flags));
+}
+
+/* fcntl's third argument is an int or a pointer, or absent: passed on as the word it is,
+ * as glibc's own wrappers do */
+int fcntl(int fd, int cmd, ...)
+{
+    va_list ap;
+    va_start(ap, cmd);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    if (!real_fcntl) real_fcntl = dlsym(RTLD_NEXT, "fcntl");
+    int r = real_fcntl(fd, cmd, arg);
+    return (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) ? share(fd, r) : r;
+}
+
+int fcntl64(int fd, int cmd, ...)
+{
+    va_list ap;
+    va_start(ap, cmd);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    if (!real_fcntl64) real_fcntl64 = dlsym(RTLD_NEXT, "fcntl64");
+    if (!real_fcntl64) real_fcntl64 = dlsym(RTLD_NEXT, "fcntl");
+    int r = real_fcntl64(fd, cmd, arg);
+    return (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) ? share(fd, r) : r;
 }
 
 static void before_fork(void)

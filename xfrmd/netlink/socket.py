@@ -17,6 +17,7 @@ FRAME = struct.Struct("=IHH")
 PROTOCOL_VERSION = 1
 F_HELLO, F_BIND, F_AUTOBIND, F_SETSOCKOPT, F_RECVD = 1, 2, 3, 4, 5
 F_BIND_AUTO = 6       # autobind to the port id the shim predicted; BIND_REPLY only if not
+F_SYNC, F_SYNC_REPLY = 7, 0x83   # a mark after everything earlier requests produced
 F_QUERY = 16
 F_BIND_REPLY, F_SOCK_ERROR, F_ANSWER = 0x81, 0x82, 0x90
 
