@@ -7,10 +7,17 @@ and policies into xfrmd.
         left = Charon(kp.real, "left", workdir, kp.env("left"))
         …
         kp.sad("left")        # the SAs xfrmd holds for the left daemon
+
+Every netlink datagram of the pair is recorded (``kp.trace_path``, JSON lines as ``xfrmd run
+--trace`` writes them); when the ``with`` block ends with an exception, the decoded
+conversation is printed on stderr (``xfrmd trace``'s format), so a red CI run explains itself.
+``XFRMD_KEEP_TRACE=1`` keeps the file.
 """
 from __future__ import annotations
 
 import os
+import sys
+import tempfile
 
 from ..netlink_helpers import dump_policies, dump_states
 from .netns import RealPair
@@ -33,6 +40,8 @@ class KernelPair:
         self.real: RealPair | None = None
         self._server = None
         self.handle = None
+        self.trace_path: str | None = None
+        self._tracer = None
 
     def __enter__(self) -> "KernelPair":
         from .. import shim
@@ -45,6 +54,11 @@ class KernelPair:
         try:
             topo = from_dict(mirror_topology(self.real, self.device_kind, self.extra))
             self.kernel = Kernel(SystemClock(), topology=topo)
+            from ..trace import TraceWriter
+            fd, self.trace_path = tempfile.mkstemp(prefix="xfrmd-pair-", suffix=".trace.jsonl")
+            os.close(fd)
+            self._tracer = TraceWriter.open(self.trace_path, self.kernel)
+            self.kernel.tracers.append(self._tracer)
             self._server = running_server(self.kernel)
             self.handle = self._server.__enter__()
         except Exception:
@@ -69,6 +83,14 @@ class KernelPair:
         with Service(path=self.handle.path) as svc:
             svc.query("clock_advance", seconds=seconds)
 
+    def dump_trace(self, out=None) -> None:
+        """The decoded netlink conversation so far, one line per message."""
+        from ..trace import print_trace
+        out = out or sys.stderr
+        out.write(f"--- xfrmd: the kernel pair's netlink conversation ({self.trace_path}) ---\n")
+        print_trace(self.trace_path, out)
+        out.flush()
+
     def __exit__(self, *exc) -> None:
         try:
             if self._server is not None:
@@ -76,3 +98,9 @@ class KernelPair:
         finally:
             if self.real is not None:
                 self.real.close()
+            if self._tracer is not None:
+                self._tracer.out.close()
+                if exc[0] is not None:
+                    self.dump_trace()
+                if not os.environ.get("XFRMD_KEEP_TRACE"):
+                    os.unlink(self.trace_path)
