@@ -75,8 +75,12 @@ class NetlinkSocket:
         if self.rx_bytes + len(datagram) > self.rcvbuf:
             if not self.congested:
                 self.congested = True
-                if not self.no_enobufs:  # netlink_overrun
-                    self.rx.append(sock_error_frame(ENOBUFS))
+                if not self.no_enobufs:  # netlink_overrun sets sk_err, which the next
+                    # read reports before any queued datagram (__skb_try_recv_datagram
+                    # checks sock_error first): the frame goes to the front
+                    frame = sock_error_frame(ENOBUFS)
+                    self.rx.appendleft(frame)
+                    self.rx_bytes += len(frame)
             return False
         self.queue(datagram)
         return True
