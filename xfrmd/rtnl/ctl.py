@@ -4,8 +4,11 @@ from __future__ import annotations
 from ..ctl import VERBS, _result, verb
 
 
-@verb("link", "link DEV carrier on|off — a cable plugged or pulled (failover on bonds)")
+@verb("link", "link DEV carrier on|off | unplug | replug — a cable plugged or pulled "
+              "(failover on bonds); the port hot-unplugged or probed again")
 def _link(svc, args) -> int:
+    if len(args) == 2 and args[1] in ("unplug", "replug"):
+        return _result(svc.query("link_" + args[1], dev=args[0]))
     if len(args) != 3 or args[1] != "carrier" or args[2] not in ("on", "off"):
         raise SystemExit("usage: xfrmd ctl " + VERBS["link"][1])
     return _result(svc.query("link_carrier", dev=args[0], on=args[2] == "on"))

@@ -137,6 +137,44 @@ def _link_carrier(kernel, ns, request) -> dict:
     return {"errno": 0}
 
 
+@service("link_unplug")
+def _link_unplug(kernel, ns, request) -> dict:
+    """``xfrmd ctl link DEV unplug``: the port disappears as a hot-unplugged NIC does
+    (unregister_netdevice: closed, released from its master, addresses gone, offloaded SAs
+    flushed by NETDEV_UNREGISTER, RTM_DELLINK). The device is kept for ``replug``."""
+    from .link import unregister_many
+    dev = ns.links.by_name(request.get("dev", ""))
+    if dev is None:
+        return {"errno": E.ENODEV, "error": f"no device {request.get('dev')!r}"}
+    if dev.kind == "loopback":
+        return {"errno": E.EOPNOTSUPP, "error": "xfrmd: lo cannot be unplugged"}
+    unregister_many([dev])
+    ns.__dict__.setdefault("unplugged", {})[dev.name] = dev
+    return {"errno": 0}
+
+
+@service("link_replug")
+def _link_replug(kernel, ns, request) -> dict:
+    """``xfrmd ctl link DEV replug``: the unplugged port comes back as a newly probed device
+    does: a new ifindex, down, no addresses, its driver and features as before
+    (register_netdevice, RTM_NEWLINK)."""
+    from devices.netdev import IFF_UP
+    from .link import RTM_NEWLINK, rtmsg_ifinfo
+    name = request.get("dev", "")
+    dev = getattr(ns, "unplugged", {}).get(name)
+    if dev is None:
+        return {"errno": E.ENODEV, "error": f"no unplugged device {name!r}"}
+    if ns.links.by_name(name) is not None:
+        return {"errno": E.EEXIST, "error": f"a device named {name!r} exists now"}
+    del ns.unplugged[name]
+    dev.flags &= ~IFF_UP
+    dev.master = None
+    dev.addresses = []
+    ns.links.register(dev)
+    rtmsg_ifinfo(dev, RTM_NEWLINK, change=0xFFFFFFFF)
+    return {"errno": 0, "ifindex": dev.ifindex}
+
+
 @service("links")
 def _links(kernel, ns, request) -> dict:
     rows = []
