@@ -114,3 +114,28 @@ def test_hard_expire_removes_the_sa(tmp_path):
         assert len(p.kp.sad("left")) == 2
         p.kp.advance(400)
         assert _wait(lambda: p.kp.sad("left") == [] or None, timeout=15) is not None
+
+
+def test_restart_after_a_crash_finds_the_old_state(tmp_path):
+    """charon 5.9.8 killed with SIGKILL and started again does not flush what it left in the
+    kernel: the emulated kernel keeps the old SAs and policies, as Linux does. A new
+    initiate installs a second pair of SAs beside the stale ones; charon meets its own
+    policies again ("policy already exists, try to update it": EEXIST, then UPDPOLICY). The
+    peer replaces the old IKE_SA, so it keeps only the new pair."""
+    import signal
+    _require()
+    with Peers(tmp_path, mode="tunnel") as p:
+        assert "initiate completed successfully" in p.left.initiate().stdout
+        old = _spis(p.kp.sad("left"))
+        assert len(old) == 2 and len(p.kp.spd("left")) == 3
+        p.left.proc.send_signal(signal.SIGKILL)
+        p.left.proc.wait(10)
+        os.unlink(p.left.vici)                   # left behind by the killed daemon
+        p.left.start()
+        assert _spis(p.kp.sad("left")) == old and len(p.kp.spd("left")) == 3
+        assert "initiate completed successfully" in p.left.initiate().stdout
+        assert _wait(lambda: len(p.kp.sad("left")) == 4 and len(p.kp.sad("right")) == 2)
+        new = _spis(p.kp.sad("right"))
+        assert set(old) <= set(_spis(p.kp.sad("left"))) and not set(old) & set(new)
+        assert len(p.kp.spd("left")) == 3
+        assert p.left.logtext().count("policy already exists, try to update it") == 3
