@@ -1,4 +1,4 @@
-"""NETLINK_ROUTE (net/core/rtnetlink.c ``rtnetlink_rcv_msg``): links, addresses, routes.
+"""NETLINK_ROUTE (net/core/rtnetlink.c ``rtnetlink_rcv_msg``): links, addresses, routes, rules.
 
 Handlers register per message type with :func:`rtnl_handler` (doit) or
 ``rtnl_handler(t, dump=True)`` (dumpit). What is not modelled answers EOPNOTSUPP with an
@@ -30,7 +30,7 @@ class Rtnetlink:
 
     def __init__(self, kernel):
         self.kernel = kernel
-        from . import addr, link, route  # noqa: F401  (handlers register on import)
+        from . import addr, link, route, rule  # noqa: F401  (handlers register on import)
 
     def init_net(self, ns) -> None:
         from devices.netdev import LinkTable, loopback

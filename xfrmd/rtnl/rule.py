@@ -1,0 +1,229 @@
+"""Policy routing rules (net/core/fib_rules.c): RTM_NEWRULE / RTM_DELRULE / RTM_GETRULE for
+IPv4 and IPv6, the default rules of a new namespace, the automatic preference
+(``fib_default_rule_pref``), EEXIST under NLM_F_EXCL (``rule_exists``), ENOENT for a delete
+that matches nothing, and RTNLGRP_IPV4_RULE / RTNLGRP_IPV6_RULE notifications. IKE daemons
+add one at start (charon: ``220: from all lookup 220``). Rules are kept and shown; the route
+lookups of ``ip route get`` still use the main table only."""
+from __future__ import annotations
+
+import errno as E
+import struct
+from dataclasses import dataclass, field
+
+from netlink_codec.netlink import NETLINK_ROUTE, NLM_F_MULTI, encode_msg, iter_attrs, nla, nla_u32
+
+from ..netlink.core import Reply
+from . import rtnl_handler
+
+RTM_NEWRULE, RTM_DELRULE, RTM_GETRULE = 32, 33, 34
+FIB_RULE_HDR = struct.Struct("=BBBBBBBBI")   # family dst_len src_len tos table res1 res2 action flags
+FRA_DST, FRA_SRC, FRA_IIFNAME, FRA_PRIORITY, FRA_FWMARK = 1, 2, 3, 6, 10
+FRA_SUPPRESS_PREFIXLEN, FRA_TABLE, FRA_FWMASK, FRA_OIFNAME, FRA_PROTOCOL = 14, 15, 16, 17, 21
+FR_ACT_TO_TBL = 1
+FIB_RULE_INVERT, FIB_RULE_IIF_DETACHED, FIB_RULE_OIF_DETACHED = 2, 8, 16
+RT_TABLE_COMPAT, RT_TABLE_DEFAULT, RT_TABLE_MAIN, RT_TABLE_LOCAL = 252, 253, 254, 255
+RTPROT_KERNEL = 2
+RTNLGRP = {2: 8, 10: 19}                     # RTNLGRP_IPV4_RULE, RTNLGRP_IPV6_RULE
+NLM_F_EXCL = 0x200
+
+
+@dataclass
+class FibRule:
+    family: int
+    pref: int = 0
+    table: int = 0
+    action: int = FR_ACT_TO_TBL
+    flags: int = 0               # FIB_RULE_INVERT as asked (the DETACHED bits are computed)
+    proto: int = 0
+    dst: bytes = b""
+    dst_len: int = 0
+    src: bytes = b""
+    src_len: int = 0
+    tos: int = 0
+    iifname: str = ""
+    oifname: str = ""
+    mark: int = 0
+    mask: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+RTNL_FAMILY_IPMR, RTNL_FAMILY_IP6MR = 128, 129
+# the order rule families registered in, which an AF_UNSPEC dump follows
+DUMP_ORDER = (2, RTNL_FAMILY_IPMR, RTNL_FAMILY_IP6MR, 10)
+
+
+def default_rules(family: int) -> list[FibRule]:
+    """``fib4_rules_init`` / ``fib6_rules_init``: local, main (and default for IPv4); the
+    multicast routing families (``ipmr_rules_init``, ``ip6mr_rules_init``) have one rule,
+    32767 to their default table."""
+    if family == RTNL_FAMILY_IPMR:
+        return [FibRule(family, 0x7FFF, RT_TABLE_DEFAULT, proto=RTPROT_KERNEL)]
+    if family == RTNL_FAMILY_IP6MR:
+        return [FibRule(family, 0x7FFF, RT_TABLE_MAIN, proto=RTPROT_KERNEL)]
+    rules = [FibRule(family, 0, RT_TABLE_LOCAL, proto=RTPROT_KERNEL),
+             FibRule(family, 0x7FFE, RT_TABLE_MAIN, proto=RTPROT_KERNEL)]
+    if family == 2:
+        rules.append(FibRule(family, 0x7FFF, RT_TABLE_DEFAULT, proto=RTPROT_KERNEL))
+    return rules
+
+
+def _rules(ns, family: int) -> list[FibRule]:
+    store = ns.__dict__.setdefault("fib_rules", {})
+    if family not in store:
+        store[family] = default_rules(family)
+    return store[family]
+
+
+def fib_nl_fill_rule(ns, r: FibRule, msg_type: int, seq: int, portid: int, flags: int) -> bytes:
+    """The rule as ``fib_nl_fill_rule`` + ``fib4/6_rule_fill`` write it."""
+    rflags = r.flags
+    if r.iifname and ns.links.by_name(r.iifname) is None:
+        rflags |= FIB_RULE_IIF_DETACHED
+    if r.oifname and ns.links.by_name(r.oifname) is None:
+        rflags |= FIB_RULE_OIF_DETACHED
+    hdr = FIB_RULE_HDR.pack(r.family, r.dst_len, r.src_len, r.tos,
+                            r.table if r.table < 256 else RT_TABLE_COMPAT, 0, 0, r.action, rflags)
+    body = nla_u32(FRA_TABLE, r.table) + nla_u32(FRA_SUPPRESS_PREFIXLEN, 0xFFFFFFFF)
+    body += nla(FRA_PROTOCOL, bytes([r.proto]))
+    if r.iifname:
+        body += nla(FRA_IIFNAME, r.iifname.encode() + b"\0")
+    if r.oifname:
+        body += nla(FRA_OIFNAME, r.oifname.encode() + b"\0")
+    if r.pref:
+        body += nla_u32(FRA_PRIORITY, r.pref)
+    if r.mark:
+        body += nla_u32(FRA_FWMARK, r.mark)
+    if r.mask or r.mark:
+        body += nla_u32(FRA_FWMASK, r.mask)
+    if r.dst_len:
+        body += nla(FRA_DST, r.dst)
+    if r.src_len:
+        body += nla(FRA_SRC, r.src)
+    return encode_msg(msg_type, flags, seq, portid, hdr + body)
+
+
+def _parse(req) -> FibRule | Reply:
+    off = req.payload_offset
+    if req.end - off < FIB_RULE_HDR.size:
+        return Reply(-E.EINVAL, "Invalid header for rule request")
+    fam, dst_len, src_len, tos, table, _r1, _r2, action, flags = FIB_RULE_HDR.unpack_from(req.buf, off)
+    if fam not in (2, 10):
+        return Reply(-E.EAFNOSUPPORT)               # no fib_rules_ops for the family
+    alen = 4 if fam == 2 else 16
+    r = FibRule(fam, table=table, action=action, flags=flags & FIB_RULE_INVERT, tos=tos,
+                dst_len=dst_len, src_len=src_len)
+    r.extra["pref_given"] = r.extra["mask_given"] = False
+    for ra in iter_attrs(req.buf, off + FIB_RULE_HDR.size, req.end):
+        v = bytes(req.buf[ra.start:ra.end])
+        t = ra.type
+        if t == FRA_PRIORITY and len(v) == 4:
+            r.pref = struct.unpack("=I", v)[0]
+            r.extra["pref_given"] = True
+        elif t == FRA_TABLE and len(v) == 4:
+            r.table = struct.unpack("=I", v)[0]
+        elif t == FRA_FWMARK and len(v) == 4:
+            r.mark = struct.unpack("=I", v)[0]
+        elif t == FRA_FWMASK and len(v) == 4:
+            r.mask = struct.unpack("=I", v)[0]
+            r.extra["mask_given"] = True
+        elif t == FRA_IIFNAME:
+            r.iifname = v.split(b"\0", 1)[0].decode(errors="replace")
+        elif t == FRA_OIFNAME:
+            r.oifname = v.split(b"\0", 1)[0].decode(errors="replace")
+        elif t == FRA_PROTOCOL and len(v) >= 1:
+            r.proto = v[0]
+        elif t in (FRA_DST, FRA_SRC):
+            if len(v) != alen:
+                return Reply(-E.EINVAL)
+            if t == FRA_DST:
+                r.dst = v
+            else:
+                r.src = v
+    maxlen = alen * 8
+    if dst_len > maxlen or src_len > maxlen or (dst_len and not r.dst) or (src_len and not r.src):
+        return Reply(-E.EINVAL, "Invalid prefix length")
+    if r.mark and not r.extra["mask_given"]:
+        r.mask = 0xFFFFFFFF                         # fib_nl2rule: a mark alone matches all bits
+    return r
+
+
+def _same(a: FibRule, b: FibRule) -> bool:
+    """``rule_exists``: every field the rule was given."""
+    return (a.pref == b.pref and a.table == b.table and a.action == b.action
+            and a.flags == b.flags and a.iifname == b.iifname and a.oifname == b.oifname
+            and a.mark == b.mark and a.mask == b.mask and a.tos == b.tos
+            and a.dst_len == b.dst_len and a.src_len == b.src_len and a.dst == b.dst
+            and a.src == b.src and a.proto == b.proto)
+
+
+def _notify(ns, r: FibRule, msg_type: int, req) -> None:
+    ns.kernel.multicast(ns, NETLINK_ROUTE, RTNLGRP[r.family],
+                        fib_nl_fill_rule(ns, r, msg_type, req.hdr.seq, req.sock.portid, 0))
+
+
+@rtnl_handler(RTM_NEWRULE)
+def fib_nl_newrule(req):
+    r = _parse(req)
+    if isinstance(r, Reply):
+        return r
+    ns = req.netns
+    rules = _rules(ns, r.family)
+    if not r.extra["pref_given"]:                    # fib_default_rule_pref
+        r.pref = rules[1].pref - 1 if len(rules) > 1 and rules[1].pref else 0
+    if req.hdr.flags & NLM_F_EXCL and any(_same(r, x) for x in rules):
+        return Reply(-E.EEXIST)
+    at = len(rules)
+    for i, x in enumerate(rules):                    # after every rule of lower or equal pref
+        if x.pref > r.pref:
+            at = i
+            break
+    rules.insert(at, r)
+    _notify(ns, r, RTM_NEWRULE, req)
+    return Reply()
+
+
+@rtnl_handler(RTM_DELRULE)
+def fib_nl_delrule(req):
+    r = _parse(req)
+    if isinstance(r, Reply):
+        return r
+    ns = req.netns
+    rules = _rules(ns, r.family)
+    for x in rules:                                  # rule_find: what the request names
+        if r.extra["pref_given"] and x.pref != r.pref:
+            continue
+        if r.table and x.table != r.table:
+            continue
+        if r.action and r.action != FR_ACT_TO_TBL and x.action != r.action:
+            continue
+        if r.flags and x.flags != r.flags:
+            continue
+        if r.iifname and x.iifname != r.iifname:
+            continue
+        if r.oifname and x.oifname != r.oifname:
+            continue
+        if r.mark and (x.mark != r.mark or x.mask != r.mask):
+            continue
+        if r.dst_len and (x.dst_len != r.dst_len or x.dst != r.dst):
+            continue
+        if r.src_len and (x.src_len != r.src_len or x.src != r.src):
+            continue
+        rules.remove(x)
+        _notify(ns, x, RTM_DELRULE, req)
+        return Reply()
+    return Reply(-E.ENOENT)
+
+
+@rtnl_handler(RTM_GETRULE, dump=True)
+def fib_nl_dumprule(req):
+    off = req.payload_offset
+    family = req.buf[off] if req.end - off >= 1 else 0
+    ns = req.netns
+    msgs = []
+    for fam in (DUMP_ORDER if family == 0 else (family,)):
+        if fam not in DUMP_ORDER:
+            return Reply(-E.EAFNOSUPPORT)
+        for r in _rules(ns, fam):
+            msgs.append(fib_nl_fill_rule(ns, r, RTM_NEWRULE, req.hdr.seq, req.sock.portid, NLM_F_MULTI))
+    return req.start_dump(msgs)
+
