@@ -107,3 +107,39 @@ def test_pluto_initiates_to_charon(tmp_path):
             ok = True
         finally:
             _stop_all((left, right), not ok)
+
+
+def test_pluto_restart_after_a_crash_finds_the_old_state(tmp_path):
+    """pluto 4.10 killed with SIGKILL and started again does not flush what it left in the
+    kernel either: the emulated kernel keeps the old SAs and policies, as Linux does; a new
+    initiate installs a second pair of SAs beside the stale ones and replaces its policies
+    (still one set)."""
+    import glob
+    import signal
+    _require()
+    with KernelPair() as kp:
+        left = right = None
+        ok = False
+        try:
+            left = pluto.Pluto(kp.real, "left", str(tmp_path), kp.env("left"), conn_type="tunnel")
+            right = pluto.Pluto(kp.real, "right", str(tmp_path), kp.env("right"), conn_type="tunnel")
+            left.start()
+            right.start()
+            assert "initiator established Child SA" in left.initiate().stdout
+            mine = lambda: sorted(p["dir"] for p in kp.spd("left") if p["src"].startswith("192.0.2."))
+            old = _spis(kp.sad("left"))
+            assert len(old) == 2 and mine() == [0, 1, 2]
+            spd_size = len(kp.spd("left"))
+            left.proc.send_signal(signal.SIGKILL)
+            left.proc.wait(10)
+            for f in glob.glob(os.path.join(left.run, "*")):      # pid file and control socket
+                os.unlink(f)
+            left.start()
+            assert _spis(kp.sad("left")) == old and len(kp.spd("left")) == spd_size
+            assert "initiator established Child SA" in left.initiate().stdout
+            assert _wait(lambda: len(kp.sad("left")) == 4)
+            assert set(old) <= set(_spis(kp.sad("left")))
+            assert mine() == [0, 1, 2] and len(kp.spd("left")) == spd_size
+            ok = True
+        finally:
+            _stop_all((left, right), not ok)
