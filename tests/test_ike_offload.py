@@ -92,3 +92,48 @@ def _pluto_case(tmp_path, kind, nic, esp):
 def test_pluto_offload(tmp_path, kind, nic, esp, up, offloaded):
     got_up, got_off, text = _pluto_case(tmp_path, kind, nic, esp)
     assert (got_up, got_off) == (up, offloaded), text[-4000:]
+
+
+def _charon_bond_case(tmp_path, mode, model, slave_kind, hw):
+    """charon on a bond of two emulated ports (the IKE interface is the bond)."""
+    require(os.geteuid() == 0, "needs root for network namespaces")
+    require(charon.available(), "needs strongswan-charon and strongswan-swanctl")
+    extra = {s: {"mode": mode, "xmit_hash_policy": "layer3+4", "lag_model": model}
+             for s in ("left", "right")}
+    lower = {s: [{"name": f"p{i}", "kind": slave_kind, "nic": f"{s}-nic", "master": "@"}
+                 for i in range(2)] for s in ("left", "right")}
+    with KernelPair(device_kind="bond", extra=extra, lower=lower) as kp:
+        a = charon.Charon(kp.real, "left", str(tmp_path), kp.env("left"), hw_offload=hw,
+                          esp_proposals=GCM_CHARON)
+        b = charon.Charon(kp.real, "right", str(tmp_path), kp.env("right"), hw_offload=hw,
+                          esp_proposals=GCM_CHARON)
+        try:
+            a.start()
+            b.start()
+            out = a.initiate().stdout
+            return ("initiate completed successfully" in out, _offloads(kp.sad("left")),
+                    a.logtext() + b.logtext())
+        finally:
+            a.stop()
+            b.stop()
+
+
+@pytest.mark.parametrize("mode, model, slaves, hw, up, offloaded, log", [
+    # upstream: an active-backup bond offloads on its active slave
+    ("active-backup", "off", "mlx5", "yes", True, [True, True], "HW offload: yes"),
+    # upstream 802.3ad has no esp-hw-offload: charon refuses before any netlink request
+    ("802.3ad", "off", "mlx5", "yes", False, [], "HW offload is not supported by device"),
+    # the RFC model is opt-in (the bond's esp-hw-offload starts off): the same for yes,
+    # software for auto
+    ("802.3ad", "replicated", "mlx5", "yes", False, [], "HW offload is not supported by device"),
+    ("802.3ad", "replicated", "mlx5", "auto", True, [False, False], "HW offload: auto"),
+    # the newest series over mlx5-like ports (no shared state): not eligible
+    ("802.3ad", "shared", "mlx5", "yes", False, [], "HW offload is not supported by device"),
+    # over SOE ports of one engine: eligible, but charon asks for crypto offload, which the
+    # SOE refuses with EOPNOTSUPP: the kernel falls back to software and the CHILD_SA is up
+    ("802.3ad", "shared", "airoha-soe", "yes", True, [False, False], "HW offload: yes"),
+])
+def test_charon_offload_on_bonds(tmp_path, mode, model, slaves, hw, up, offloaded, log):
+    got_up, got_off, text = _charon_bond_case(tmp_path, mode, model, slaves, hw)
+    assert (got_up, got_off) == (up, offloaded), text[-4000:]
+    assert log in text

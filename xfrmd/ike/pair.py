@@ -23,20 +23,27 @@ from ..netlink_helpers import dump_policies, dump_states
 from .netns import RealPair
 
 
-def mirror_topology(real: RealPair, device_kind: str = "veth", extra: dict | None = None) -> dict:
-    """One emulated namespace per side with the same device name and address."""
+def mirror_topology(real: RealPair, device_kind: str = "veth", extra: dict | None = None,
+                    lower: dict | None = None) -> dict:
+    """One emulated namespace per side with the same device name and address. ``extra``
+    adds keys to that device per side; ``lower`` lists devices per side that come before it
+    (a bond's slaves: ``{"name": "p0", "kind": "mlx5", "master": "@"}``, where ``"@"``
+    names the mirrored device)."""
     spec = {"netns": []}
     for side in ("left", "right"):
         dev = {"name": real.dev[side], "kind": device_kind,
                "addresses": [f"{real.addr[side]}/{real.prefixlen}"]}
         dev.update((extra or {}).get(side, {}))
-        spec["netns"].append({"name": side, "device": [dev]})
+        devices = [dict(d, master=real.dev[side]) if d.get("master") == "@" else dict(d)
+                   for d in (lower or {}).get(side, [])] + [dev]
+        spec["netns"].append({"name": side, "device": devices})
     return spec
 
 
 class KernelPair:
-    def __init__(self, device_kind: str = "veth", extra: dict | None = None):
-        self.device_kind, self.extra = device_kind, extra
+    def __init__(self, device_kind: str = "veth", extra: dict | None = None,
+                 lower: dict | None = None):
+        self.device_kind, self.extra, self.lower = device_kind, extra, lower
         self.real: RealPair | None = None
         self._server = None
         self.handle = None
@@ -52,7 +59,7 @@ class KernelPair:
         self.shim = shim.path()
         self.real = RealPair()
         try:
-            topo = from_dict(mirror_topology(self.real, self.device_kind, self.extra))
+            topo = from_dict(mirror_topology(self.real, self.device_kind, self.extra, self.lower))
             self.kernel = Kernel(SystemClock(), topology=topo)
             from ..trace import TraceWriter
             fd, self.trace_path = tempfile.mkstemp(prefix="xfrmd-pair-", suffix=".trace.jsonl")
