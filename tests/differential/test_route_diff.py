@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.differential.test_rtnl_diff import XFRMD, RealNetns, _need_tools, _norm, _script, _split
+from tests.differential.test_rtnl_diff import XFRMD, RealNetns, _need_tools, check_line, run_both
 
 CASES = [
     "ip link add v0 type veth peer name v1",
@@ -63,26 +63,12 @@ assert len(CASES) >= 40
 
 @pytest.fixture(scope="module")
 def outputs(tmp_path_factory):
-    _need_tools()
-    script = _script(tmp_path_factory.mktemp("route"), CASES)
-    ns = RealNetns()
-    try:
-        real = ns.run(["sh", script])
-    finally:
-        ns.close()
-    emu = subprocess.run(XFRMD + ["run", "--topology", "bare", "--", "sh", script],
-                         capture_output=True, text=True, timeout=120)
-    return _split(real), _split(emu)
+    return run_both(tmp_path_factory, CASES, "route")
 
 
 @pytest.mark.parametrize("i", range(len(CASES)), ids=[f"{i:02d}" for i in range(len(CASES))])
 def test_ip_route_line_matches_the_kernel(outputs, i):
-    (rout, rerr), (eout, eerr) = outputs
-    assert len(rout) == len(CASES) + 1 and len(eout) == len(CASES) + 1, eerr
-    real = _norm(rout[i].split("\n", 1)[-1] if i else rout[0]) + rout[i + 1].split("\n", 1)[0]
-    emu = _norm(eout[i].split("\n", 1)[-1] if i else eout[0]) + eout[i + 1].split("\n", 1)[0]
-    assert emu == real, f"{CASES[i]!r}\n--- kernel\n{real}\n--- xfrmd\n{emu}"
-    assert eerr[i] == rerr[i], f"{CASES[i]!r}: stderr"
+    check_line(outputs, CASES, i)
 
 
 MONITORED = [

@@ -123,10 +123,11 @@ def _split(p):
     return p.stdout.split("== "), p.stderr.split("==\n")
 
 
-@pytest.fixture(scope="module")
-def outputs(tmp_path_factory):
+def run_both(tmp_path_factory, cases, name: str):
+    """The lines as one script on a fresh real netns and through `xfrmd run --topology bare`;
+    (stdout chunks, stderr chunks) of each, split per line."""
     _need_tools()
-    script = _script(tmp_path_factory.mktemp("rtnl"), CASES)
+    script = _script(tmp_path_factory.mktemp(name), cases)
     ns = RealNetns()
     try:
         real = ns.run(["sh", script])
@@ -137,15 +138,25 @@ def outputs(tmp_path_factory):
     return _split(real), _split(emu)
 
 
-@pytest.mark.parametrize("i", range(len(CASES)), ids=[f"{i:02d}" for i in range(len(CASES))])
-def test_ip_line_matches_the_kernel(outputs, i):
+def check_line(outputs, cases, i) -> None:
+    """Line i's stdout (MACs normalised), stderr and exit status are the kernel's."""
     (rout, rerr), (eout, eerr) = outputs
-    assert len(rout) == len(CASES) + 1 and len(eout) == len(CASES) + 1, eerr
+    assert len(rout) == len(cases) + 1 and len(eout) == len(cases) + 1, eerr
     # stdout chunk i ends with "<status>\n" of line i-1 then line i's output
     real = _norm(rout[i].split("\n", 1)[-1] if i else rout[0]) + rout[i + 1].split("\n", 1)[0]
     emu = _norm(eout[i].split("\n", 1)[-1] if i else eout[0]) + eout[i + 1].split("\n", 1)[0]
-    assert emu == real, f"{CASES[i]!r}\n--- kernel\n{real}\n--- xfrmd\n{emu}"
-    assert eerr[i] == rerr[i], f"{CASES[i]!r}: stderr"
+    assert emu == real, f"{cases[i]!r}\n--- kernel\n{real}\n--- xfrmd\n{emu}"
+    assert eerr[i] == rerr[i], f"{cases[i]!r}: stderr"
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory):
+    return run_both(tmp_path_factory, CASES, "rtnl")
+
+
+@pytest.mark.parametrize("i", range(len(CASES)), ids=[f"{i:02d}" for i in range(len(CASES))])
+def test_ip_line_matches_the_kernel(outputs, i):
+    check_line(outputs, CASES, i)
 
 
 # ---------------------------------------------------------------------------------------

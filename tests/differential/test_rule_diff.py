@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from tests.differential.test_rtnl_diff import XFRMD, RealNetns, _need_tools, _norm, _script, _split
+from tests.differential.test_rtnl_diff import XFRMD, RealNetns, _need_tools, check_line, run_both
 
 CASES = [
     "ip rule show",
@@ -42,26 +42,12 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def outputs(tmp_path_factory):
-    _need_tools()
-    script = _script(tmp_path_factory.mktemp("rule"), CASES)
-    ns = RealNetns()
-    try:
-        real = ns.run(["sh", script])
-    finally:
-        ns.close()
-    emu = subprocess.run(XFRMD + ["run", "--topology", "bare", "--", "sh", script],
-                         capture_output=True, text=True, timeout=120)
-    return _split(real), _split(emu)
+    return run_both(tmp_path_factory, CASES, "rule")
 
 
 @pytest.mark.parametrize("i", range(len(CASES)), ids=[f"{i:02d}" for i in range(len(CASES))])
 def test_ip_rule_line_matches_the_kernel(outputs, i):
-    (rout, rerr), (eout, eerr) = outputs
-    assert len(rout) == len(CASES) + 1 and len(eout) == len(CASES) + 1, eerr
-    real = _norm(rout[i].split("\n", 1)[-1] if i else rout[0]) + rout[i + 1].split("\n", 1)[0]
-    emu = _norm(eout[i].split("\n", 1)[-1] if i else eout[0]) + eout[i + 1].split("\n", 1)[0]
-    assert emu == real, f"{CASES[i]!r}\n--- kernel\n{real}\n--- xfrmd\n{emu}"
-    assert eerr[i] == rerr[i], f"{CASES[i]!r}: stderr"
+    check_line(outputs, CASES, i)
 
 
 _DUMP = r'''
