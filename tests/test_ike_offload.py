@@ -20,10 +20,10 @@ def _offloads(sas):
     return sorted(s["offload"] is not None for s in sas)
 
 
-def _charon_case(tmp_path, kind, hw_offload, esp):
+def _charon_case(tmp_path, kind, hw_offload, esp, **pair):
     require(os.geteuid() == 0, "needs root for network namespaces")
     require(charon.available(), "needs strongswan-charon and strongswan-swanctl")
-    with KernelPair(device_kind=kind) as kp:
+    with KernelPair(device_kind=kind, **pair) as kp:
         a = charon.Charon(kp.real, "left", str(tmp_path), kp.env("left"), hw_offload=hw_offload,
                           esp_proposals=esp)
         b = charon.Charon(kp.real, "right", str(tmp_path), kp.env("right"),
@@ -96,26 +96,11 @@ def test_pluto_offload(tmp_path, kind, nic, esp, up, offloaded):
 
 def _charon_bond_case(tmp_path, mode, model, slave_kind, hw):
     """charon on a bond of two emulated ports (the IKE interface is the bond)."""
-    require(os.geteuid() == 0, "needs root for network namespaces")
-    require(charon.available(), "needs strongswan-charon and strongswan-swanctl")
     extra = {s: {"mode": mode, "xmit_hash_policy": "layer3+4", "lag_model": model}
              for s in ("left", "right")}
     lower = {s: [{"name": f"p{i}", "kind": slave_kind, "nic": f"{s}-nic", "master": "@"}
                  for i in range(2)] for s in ("left", "right")}
-    with KernelPair(device_kind="bond", extra=extra, lower=lower) as kp:
-        a = charon.Charon(kp.real, "left", str(tmp_path), kp.env("left"), hw_offload=hw,
-                          esp_proposals=GCM_CHARON)
-        b = charon.Charon(kp.real, "right", str(tmp_path), kp.env("right"), hw_offload=hw,
-                          esp_proposals=GCM_CHARON)
-        try:
-            a.start()
-            b.start()
-            out = a.initiate().stdout
-            return ("initiate completed successfully" in out, _offloads(kp.sad("left")),
-                    a.logtext() + b.logtext())
-        finally:
-            a.stop()
-            b.stop()
+    return _charon_case(tmp_path, "bond", hw, GCM_CHARON, extra=extra, lower=lower)
 
 
 @pytest.mark.parametrize("mode, model, slaves, hw, up, offloaded, log", [
