@@ -60,10 +60,10 @@ def test_charon_offload(tmp_path, kind, hw, esp, up, offloaded, log):
     assert log in text
 
 
-def _pluto_case(tmp_path, kind, nic, esp):
+def _pluto_case(tmp_path, kind, nic, esp, **pair):
     require(os.geteuid() == 0, "needs root for network namespaces")
     require(pluto.available(), "needs the extracted libreswan (tools/test-all.sh)")
-    with KernelPair(device_kind=kind) as kp:
+    with KernelPair(device_kind=kind, **pair) as kp:
         a = pluto.Pluto(kp.real, "left", str(tmp_path), kp.env("left"), nic_offload=nic, esp=esp)
         b = pluto.Pluto(kp.real, "right", str(tmp_path), kp.env("right"), nic_offload=nic, esp=esp)
         try:
@@ -94,13 +94,17 @@ def test_pluto_offload(tmp_path, kind, nic, esp, up, offloaded):
     assert (got_up, got_off) == (up, offloaded), text[-4000:]
 
 
-def _charon_bond_case(tmp_path, mode, model, slave_kind, hw):
-    """charon on a bond of two emulated ports (the IKE interface is the bond)."""
+def _bond(mode, model, slave_kind) -> dict:
+    """KernelPair arguments: the IKE interface is a bond of two emulated ports."""
     extra = {s: {"mode": mode, "xmit_hash_policy": "layer3+4", "lag_model": model}
              for s in ("left", "right")}
     lower = {s: [{"name": f"p{i}", "kind": slave_kind, "nic": f"{s}-nic", "master": "@"}
                  for i in range(2)] for s in ("left", "right")}
-    return _charon_case(tmp_path, "bond", hw, GCM_CHARON, extra=extra, lower=lower)
+    return {"extra": extra, "lower": lower}
+
+
+def _charon_bond_case(tmp_path, mode, model, slave_kind, hw):
+    return _charon_case(tmp_path, "bond", hw, GCM_CHARON, **_bond(mode, model, slave_kind))
 
 
 @pytest.mark.parametrize("mode, model, slaves, hw, up, offloaded, log", [
@@ -122,3 +126,22 @@ def test_charon_offload_on_bonds(tmp_path, mode, model, slaves, hw, up, offloade
     got_up, got_off, text = _charon_bond_case(tmp_path, mode, model, slaves, hw)
     assert (got_up, got_off) == (up, offloaded), text[-4000:]
     assert log in text
+
+
+@pytest.mark.parametrize("mode, model, slaves, nic, up, offloaded", [
+    ("active-backup", "off", "mlx5", "yes", True, [True, True]),
+    # upstream bond_ipsec_add_sa does not look at the mode and xfrm_dev_state_add not at the
+    # features: with nic-offload=yes (no feature check in pluto) an 802.3ad bond takes the
+    # SAs onto its current slave — offloaded SAs that bond_ipsec_offload_ok would never use
+    ("802.3ad", "off", "mlx5", "yes", True, [True, True]),
+    # auto checks the bond's esp-hw-offload, which 802.3ad does not have: software
+    ("802.3ad", "off", "mlx5", "auto", True, [False, False]),
+    # the RFC model with its opt-in still off refuses crypto offload with EOPNOTSUPP: the
+    # kernel falls back to software
+    ("802.3ad", "replicated", "mlx5", "yes", True, [False, False]),
+    # the shared model over one SOE engine: crypto offload refused by the SOE, software
+    ("802.3ad", "shared", "airoha-soe", "yes", True, [False, False]),
+])
+def test_pluto_offload_on_bonds(tmp_path, mode, model, slaves, nic, up, offloaded):
+    got_up, got_off, text = _pluto_case(tmp_path, "bond", nic, GCM_PLUTO, **_bond(mode, model, slaves))
+    assert (got_up, got_off) == (up, offloaded), text[-4000:]
