@@ -94,17 +94,20 @@ def test_pluto_offload(tmp_path, kind, nic, esp, up, offloaded):
     assert (got_up, got_off) == (up, offloaded), text[-4000:]
 
 
-def _bond(mode, model, slave_kind) -> dict:
-    """KernelPair arguments: the IKE interface is a bond of two emulated ports."""
-    extra = {s: {"mode": mode, "xmit_hash_policy": "layer3+4", "lag_model": model}
-             for s in ("left", "right")}
+def _bond(mode, model, slave_kind, optin=False) -> dict:
+    """KernelPair arguments: the IKE interface is a bond of two emulated ports (``optin``:
+    the bond's esp-hw-offload switched on, as ``ethtool -K`` would)."""
+    extra = {s: {"mode": mode, "xmit_hash_policy": "layer3+4", "lag_model": model,
+                 "esp_hw_offload": optin} for s in ("left", "right")}
     lower = {s: [{"name": f"p{i}", "kind": slave_kind, "nic": f"{s}-nic", "master": "@"}
                  for i in range(2)] for s in ("left", "right")}
     return {"extra": extra, "lower": lower}
 
 
 def _charon_bond_case(tmp_path, mode, model, slave_kind, hw):
-    return _charon_case(tmp_path, "bond", hw, GCM_CHARON, **_bond(mode, model, slave_kind))
+    optin = model.endswith("+optin")
+    return _charon_case(tmp_path, "bond", hw, GCM_CHARON,
+                        **_bond(mode, model.removesuffix("+optin"), slave_kind, optin))
 
 
 @pytest.mark.parametrize("mode, model, slaves, hw, up, offloaded, log", [
@@ -116,6 +119,8 @@ def _charon_bond_case(tmp_path, mode, model, slave_kind, hw):
     # software for auto
     ("802.3ad", "replicated", "mlx5", "yes", False, [], "HW offload is not supported by device"),
     ("802.3ad", "replicated", "mlx5", "auto", True, [False, False], "HW offload: auto"),
+    # opted in (esp-hw-offload on): one copy per port, CHILD_SA up, offloaded
+    ("802.3ad", "replicated+optin", "mlx5", "yes", True, [True, True], "HW offload: yes"),
     # the newest series over mlx5-like ports (no shared state): not eligible
     ("802.3ad", "shared", "mlx5", "yes", False, [], "HW offload is not supported by device"),
     # over SOE ports of one engine: eligible, but charon asks for crypto offload, which the
@@ -139,9 +144,15 @@ def test_charon_offload_on_bonds(tmp_path, mode, model, slaves, hw, up, offloade
     # the RFC model with its opt-in still off refuses crypto offload with EOPNOTSUPP: the
     # kernel falls back to software
     ("802.3ad", "replicated", "mlx5", "yes", True, [False, False]),
+    # opted in, the RFC model still refuses pluto's ESN SAs ("LAG does not support XFRM ESN
+    # offload", EOPNOTSUPP): software — where charon's (no ESN) are offloaded
+    ("802.3ad", "replicated+optin", "mlx5", "yes", True, [False, False]),
     # the shared model over one SOE engine: crypto offload refused by the SOE, software
     ("802.3ad", "shared", "airoha-soe", "yes", True, [False, False]),
 ])
 def test_pluto_offload_on_bonds(tmp_path, mode, model, slaves, nic, up, offloaded):
-    got_up, got_off, text = _pluto_case(tmp_path, "bond", nic, GCM_PLUTO, **_bond(mode, model, slaves))
+    optin = model.endswith("+optin")
+    got_up, got_off, text = _pluto_case(tmp_path, "bond", nic, GCM_PLUTO,
+                                        **_bond(mode, model.removesuffix("+optin"), slaves, optin))
     assert (got_up, got_off) == (up, offloaded), text[-4000:]
+    assert "replay_window: 128" in text and "ESN_YES" in text     # pluto proposes ESN

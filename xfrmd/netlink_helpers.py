@@ -52,7 +52,7 @@ def dump_states(path: str, netns: str) -> list[dict]:
             ifindex, flags = struct.unpack_from("=iB", a[X.Xfrma.OFFLOAD_DEV])
             off = {"ifindex": ifindex, "flags": flags}
         out.append({"src": _addr(bytes(x.saddr), x.family), "dst": _addr(bytes(x.id.daddr), x.family),
-                    "spi": x.id.spi, "proto": x.id.proto, "mode": x.mode, "reqid": x.reqid,
+                    "spi": x.id.spi, "proto": x.id.proto, "mode": x.mode, "reqid": x.reqid, "flags": x.flags,
                     "algs": algs, "offload": off, "lft": x.lft.as_dict() if hasattr(x.lft, "as_dict") else None})
     return out
 

@@ -128,6 +128,10 @@ class Topology:
                         master.bond.enslave(dev)
                     else:
                         dev.master = master
+            for d in nspec.get("device", []):      # a bond's opt-in, once it has its slaves
+                if d["kind"] == "bond" and d.get("esp_hw_offload"):
+                    from devices.features import set_features
+                    set_features(devs[d["name"]], {"esp-hw-offload": True})   # ethtool -K
             ns.routes = []
             for r in nspec.get("route", []):
                 dst = ipaddress.ip_network("0.0.0.0/0" if r.get("dst", "default") == "default"
