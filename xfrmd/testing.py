@@ -17,10 +17,34 @@ import pytest
 from .embedded import ServerHandle, make_kernel, running_server  # noqa: F401 (re-exported)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Remember each phase's outcome on the test item, for the fixtures' failure dumps."""
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "xfrmd_rep_" + rep.when, rep)
+
+
 @pytest.fixture
-def xfrmd_server():
-    with running_server() as handle:
+def xfrmd_server(request, tmp_path):
+    """A server in a thread. Every netlink datagram is recorded; when the test fails, the
+    decoded conversation is printed (pytest shows it with the failure) — ``xfrmd trace``'s
+    format, one line per message."""
+    from .embedded import make_kernel as _make
+    from .trace import TraceWriter, print_trace
+    kernel = _make()
+    path = str(tmp_path / "xfrmd.trace.jsonl")
+    tracer = TraceWriter.open(path, kernel)
+    kernel.tracers.append(tracer)
+    with running_server(kernel) as handle:
+        handle.trace_path = path
         yield handle
+    tracer.out.close()
+    rep = getattr(request.node, "xfrmd_rep_call", None)
+    if rep is not None and rep.failed:
+        import sys
+        sys.stderr.write(f"--- xfrmd: the test's netlink conversation ({path}) ---\n")
+        print_trace(path, sys.stderr)
 
 
 @pytest.fixture
