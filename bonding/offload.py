@@ -599,18 +599,26 @@ def bond_ipsec_add_sa_all(bond) -> None:
         e.real_dev, e.real_ops = slave, ops
 
 
-# -- replicated (the RFC, R2/R4) -------------------------------------------------------------
-
-def _rfc_lag_add_sa(b, dev, x) -> None:
-    """``bond_ipsec_lag_add_sa`` (R2), in its order."""
+def _lag_state_checks(b, x, *, refuse_acquire: bool) -> None:
+    """The state checks both LAG models make first, in their order (the newest series also
+    refuses acquire-created states, between the type and the ESN checks)."""
     if x.xso.type not in (XFRM_DEV_OFFLOAD_CRYPTO, XFRM_DEV_OFFLOAD_PACKET):
         refuse("LAG supports only XFRM crypto or packet offload", E.EOPNOTSUPP)
+    if refuse_acquire and x.xso.flags & XFRM_DEV_OFFLOAD_FLAG_ACQ:
+        refuse("LAG does not support acquire offload states", E.EOPNOTSUPP)
     if x.props.flags & XFRM_STATE_ESN:
         refuse("LAG does not support XFRM ESN offload", E.EOPNOTSUPP)
     if b.ipsec_lag_block_count:
         refuse("Bond LAG XFRM state add is blocked", E.EAGAIN)
     if not _hw_esp(b.dev):
         refuse("Bond IPsec offload is disabled", E.EOPNOTSUPP)
+
+
+# -- replicated (the RFC, R2/R4) -------------------------------------------------------------
+
+def _rfc_lag_add_sa(b, dev, x) -> None:
+    """``bond_ipsec_lag_add_sa`` (R2), in its order."""
+    _lag_state_checks(b, x, refuse_acquire=False)
     if not bond_mode_can_use_lag_xfrm(b):
         refuse("Bond LAG XFRM eligibility changed", E.EAGAIN)
     entry = BondIpsec(x, lag=True, replicated=True)
@@ -836,16 +844,7 @@ def _shared_add_sa(b, dev, x) -> None:
     if b.mode != AB and not lag:
         refuse("Bond mode does not support IPsec offload", E.EOPNOTSUPP)
     if lag:
-        if x.xso.type not in (XFRM_DEV_OFFLOAD_CRYPTO, XFRM_DEV_OFFLOAD_PACKET):
-            refuse("LAG supports only XFRM crypto or packet offload", E.EOPNOTSUPP)
-        if x.xso.flags & XFRM_DEV_OFFLOAD_FLAG_ACQ:
-            refuse("LAG does not support acquire offload states", E.EOPNOTSUPP)
-        if x.props.flags & XFRM_STATE_ESN:
-            refuse("LAG does not support XFRM ESN offload", E.EOPNOTSUPP)
-        if b.ipsec_lag_block_count:
-            refuse("Bond LAG XFRM state add is blocked", E.EAGAIN)
-        if not _hw_esp(b.dev):
-            refuse("Bond IPsec offload is disabled", E.EOPNOTSUPP)
+        _lag_state_checks(b, x, refuse_acquire=True)
         slave = bond_ipsec_lag_select_dev(b, x)
     else:
         slave = b.active

@@ -143,8 +143,8 @@ class Server:
     def _reactor(self) -> None:
         ep, k = self.ep, self.kernel
         lfd, wake = self.listener.fileno(), self._wake_r
+        deadline = k.next_deadline()
         while True:
-            deadline = k.next_deadline()
             timeout = -1 if deadline is None else max(0.0, deadline - k.clock.now())
             for fd, ev in ep.poll(timeout, 256):
                 if fd == lfd:
@@ -155,12 +155,13 @@ class Server:
                 conn = self.by_fd.get(fd)
                 if conn is not None:
                     self._event(conn, ev)
-            deadline = k.next_deadline()
+            deadline = k.next_deadline()       # what this round's requests changed
             if deadline is not None and deadline <= k.clock.now():
                 try:
                     k.run_timers()
                 except Exception:
                     log.exception("kernel timers failed")
+                deadline = k.next_deadline()
             self._after_kernel_work()
             while self._closing:
                 self._closing.pop().close()
@@ -422,15 +423,15 @@ class Server:
             hc = self.conns.get(holder)
             if hc is not None and hc.pid == conn.pid and hc is not conn:
                 self._event(hc, select.EPOLLIN)
-        try:
-            if portid != (conn.pid & 0xFFFFFFFF):
-                raise KernelError(E.EADDRINUSE)
-            k.bind(sock, portid, groups)
-            return None
-        except KernelError:
-            k.autobind(sock)
-            k.bind(sock, 0, groups)
-            return T.bind_reply(0, sock.portid, sock.groups)
+        if portid == conn.pid & 0xFFFFFFFF:
+            try:
+                k.bind(sock, portid, groups)
+                return None
+            except KernelError:
+                pass
+        k.autobind(sock)
+        k.bind(sock, 0, groups)
+        return T.bind_reply(0, sock.portid, sock.groups)
 
     def _after_kernel_work(self) -> None:
         """Send what the kernel queued on any socket."""

@@ -738,6 +738,12 @@ int dup3(int fd, int fd2, int flags)
 
 /* fcntl's third argument is an int or a pointer, or absent: passed on as the word it is,
  * as glibc's own wrappers do */
+static int fcntl_via(int (*real)(int, int, ...), int fd, int cmd, void *arg)
+{
+    int r = real(fd, cmd, arg);
+    return (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) ? share(fd, r) : r;
+}
+
 int fcntl(int fd, int cmd, ...)
 {
     va_list ap;
@@ -745,8 +751,7 @@ int fcntl(int fd, int cmd, ...)
     void *arg = va_arg(ap, void *);
     va_end(ap);
     if (!real_fcntl) real_fcntl = dlsym(RTLD_NEXT, "fcntl");
-    int r = real_fcntl(fd, cmd, arg);
-    return (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) ? share(fd, r) : r;
+    return fcntl_via(real_fcntl, fd, cmd, arg);
 }
 
 int fcntl64(int fd, int cmd, ...)
@@ -757,8 +762,7 @@ int fcntl64(int fd, int cmd, ...)
     va_end(ap);
     if (!real_fcntl64) real_fcntl64 = dlsym(RTLD_NEXT, "fcntl64");
     if (!real_fcntl64) real_fcntl64 = dlsym(RTLD_NEXT, "fcntl");
-    int r = real_fcntl64(fd, cmd, arg);
-    return (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) ? share(fd, r) : r;
+    return fcntl_via(real_fcntl64, fd, cmd, arg);
 }
 
 static void before_fork(void)

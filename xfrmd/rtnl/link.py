@@ -327,21 +327,19 @@ def do_set_master(dev, ifindex: int) -> None:
         upper = dev.netns.links.by_index(ifindex)
         if upper is None:
             raise LinkError(-E.EINVAL)
-        if upper.kind == "bond":
-            bond_enslave(upper, dev)
-        elif upper.kind == "bridge":
-            br_add_if(upper, dev)
-        else:
-            raise LinkError(-E.EOPNOTSUPP)
+        _upper_ops(upper)[0](upper, dev)
 
 
 def del_slave(upper, dev) -> None:
-    if upper.kind == "bond":
-        bond_release(upper, dev)
-    elif upper.kind == "bridge":
-        br_del_if(upper, dev)
-    else:
+    _upper_ops(upper)[1](upper, dev)
+
+
+def _upper_ops(upper):
+    """(ndo_add_slave, ndo_del_slave) of an upper device: bonds and bridges have them."""
+    ops = {"bond": (bond_enslave, bond_release), "bridge": (br_add_if, br_del_if)}.get(upper.kind)
+    if ops is None:
         raise LinkError(-E.EOPNOTSUPP)
+    return ops
 
 
 def bond_enslave(bond_dev, slave) -> None:

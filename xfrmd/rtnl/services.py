@@ -158,7 +158,6 @@ def _link_replug(kernel, ns, request) -> dict:
     """``xfrmd ctl link DEV replug``: the unplugged port comes back as a newly probed device
     does: a new ifindex, down, no addresses, its driver and features as before
     (register_netdevice, RTM_NEWLINK)."""
-    from devices.netdev import IFF_UP
     from .link import RTM_NEWLINK, rtmsg_ifinfo
     name = request.get("dev", "")
     dev = getattr(ns, "unplugged", {}).get(name)
@@ -166,10 +165,7 @@ def _link_replug(kernel, ns, request) -> dict:
         return {"errno": E.ENODEV, "error": f"no unplugged device {name!r}"}
     if ns.links.by_name(name) is not None:
         return {"errno": E.EEXIST, "error": f"a device named {name!r} exists now"}
-    del ns.unplugged[name]
-    dev.flags &= ~IFF_UP
-    dev.master = None
-    dev.addresses = []
+    del ns.unplugged[name]          # unplug left it down, without master or addresses
     ns.links.register(dev)
     rtmsg_ifinfo(dev, RTM_NEWLINK, change=0xFFFFFFFF)
     return {"errno": 0, "ifindex": dev.ifindex}
