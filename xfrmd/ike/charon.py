@@ -25,7 +25,11 @@ class Charon(Daemon):
     def __init__(self, pair, side: str, workdir: str, env: dict | None = None, *,
                  mode: str = "tunnel", hw_offload: str = "no", rekey_time: int = 0,
                  life_time: int = 0, esp_proposals: str = "aes128-sha256",
-                 proposals: str = "aes128-sha256-modp2048", children: dict | None = None):
+                 proposals: str = "aes128-sha256-modp2048", children: dict | None = None,
+                 limits: dict | None = None):
+        """``limits`` adds CHILD_SA volume limits to every child, swanctl.conf's names:
+        ``{"rekey_bytes": 4000, "life_bytes": 8000, "rand_bytes": 0, "rekey_packets": …,
+        "life_packets": …, "rand_packets": …, "rand_time": …}``."""
         self.pair, self.side = pair, side
         self.dir = os.path.join(workdir, f"charon-{side}")
         os.makedirs(self.dir, exist_ok=True)
@@ -38,6 +42,8 @@ class Charon(Daemon):
         self.children = children or {"ch": {"mode": mode, "hw_offload": hw_offload}}
         child_blocks = []
         for name, c in self.children.items():
+            lim = "".join(f"\n{' ' * 20}{k} = {v}" for k, v in {**(limits or {}),
+                                                        **c.get("limits", {})}.items())
             child_blocks.append(textwrap.dedent(f"""\
                   {name} {{
                     local_ts = {c.get('local_ts', me + '/32')}
@@ -47,7 +53,7 @@ class Charon(Daemon):
                     hw_offload = {c.get('hw_offload', hw_offload)}
                     rekey_time = {c.get('rekey_time', rekey_time)}s
                     life_time = {c.get('life_time', life_time)}s
-                    start_action = none
+                    start_action = none{lim}
                   }}"""))
         with open(os.path.join(self.dir, "strongswan.conf"), "w") as f:
             f.write(textwrap.dedent(f"""\

@@ -90,6 +90,31 @@ class KernelPair:
         with Service(path=self.handle.path) as svc:
             svc.query("clock_advance", seconds=seconds)
 
+    def expires(self, side: str) -> list[dict]:
+        """The XFRM_MSG_EXPIREs the emulated kernel of ``side`` sent, from the trace, each
+        once (every listening socket gets its own copy): ``{"spi", "dst", "hard", "t"}`` in
+        the order they were first sent."""
+        import ipaddress
+        import json
+        from netlink_codec import xfrm as X
+        seen, out = set(), []
+        with open(self.trace_path) as f:
+            for line in f:
+                rec = json.loads(line)
+                if rec["netns"] != side or rec["dir"] == "tx" or rec["proto"] != 6:
+                    continue
+                data = bytes.fromhex(rec["data"])
+                if len(data) < 16 or int.from_bytes(data[4:6], sys.byteorder) != X.XfrmMsg.EXPIRE:
+                    continue
+                e = X.XfrmUserExpire.decode(data, 16)
+                fam = e.state.family
+                dst = bytes(e.state.id.daddr)[:4 if fam == X.AF_INET else 16]
+                key = (e.state.id.spi, str(ipaddress.ip_address(dst)), bool(e.hard))
+                if key not in seen:
+                    seen.add(key)
+                    out.append({"spi": key[0], "dst": key[1], "hard": key[2], "t": rec["t"]})
+        return out
+
     def dump_trace(self, out=None) -> None:
         """The decoded netlink conversation so far, one line per message."""
         from ..trace import print_trace
