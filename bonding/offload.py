@@ -284,6 +284,12 @@ class BondXfrmDevOps(XfrmDevOps):
     flags = 0
     has_advance_esn = True         # the bond forwards it to the active (or pinned) slave
     has_update_stats = True
+    has_offload_ok = True          # bond_ipsec_offload_ok
+
+    @property
+    def has_packet_xmit(self) -> bool:
+        """The newest series adds ``bond_ipsec_packet_xmit``; upstream and the RFC have none."""
+        return self.bond.lag_model == "shared"
 
     def __init__(self, bond):
         self.bond = bond
@@ -470,6 +476,59 @@ class BondXfrmDevOps(XfrmDevOps):
             refuse("xfrmd: the SA is not offloaded to a slave", E.EOPNOTSUPP)
         _ops(slave).hw_traffic(slave, x, packets, nbytes)
         _count(x, entry.tx, entry.rx, packets, nbytes)
+
+    def hw_xmit(self, dev, x, nbytes: int, account, spray=None):
+        """One packet-offloaded packet of ``x`` through the bond (xfrmd.datapath):
+
+        * RFC replicas: the TX pin (``bond_ipsec_xmit_dev``) — or, with ``spray`` (a
+          :class:`bonding.hash.Flow`), the slave ``bond_xmit_hash`` picks for the inner flow —
+          and that replica's own TX sequence context numbers it;
+        * newest series: ``bond_ipsec_packet_xmit`` — the pinned real_dev while it runs, else
+          EHOSTUNREACH; the core numbers it on the one state (X05);
+        * upstream: the active slave holding the state, whose hardware numbers it."""
+        from .hash import xmit_slave
+        b = self.bond
+        entry = _find(b, x)
+        if entry is None:
+            raise OffloadError(E.EHOSTUNREACH, "bonding: the SA is not offloaded to a slave")
+        if entry.replicated:
+            if spray is not None:
+                slave = xmit_slave(spray, b.xmit_hash_policy, b.usable_slaves())
+            else:
+                slave = bond_ipsec_xmit_dev(b, x)
+            inst = next((i for i in entry.instances if i.added and i.real_dev is slave), None)
+            if inst is None:
+                raise OffloadError(E.EHOSTUNREACH, "bonding: no usable slave holds a replica")
+            saved = (x.xso.real_dev, x.xso.offload_handle)
+            x.xso.real_dev, x.xso.offload_handle = slave, inst.lower_handle
+            try:
+                _ops(slave).hw_traffic(slave, x, 1, nbytes)
+            except OffloadError:
+                pass                       # the lower keeps no counters; the context does
+            finally:
+                x.xso.real_dev, x.xso.offload_handle = saved
+            inst.tx.oseq += 1
+            inst.tx.packets += 1
+            inst.tx.bytes += nbytes
+            return slave, inst.tx.oseq
+        if entry.lag:
+            slave = bond_ipsec_xmit_dev(b, x)
+            if slave is None:
+                raise OffloadError(E.EHOSTUNREACH, "bonding: the pinned slave is gone or not running")
+            account()
+            try:
+                _ops(slave).hw_traffic(slave, x, 1, nbytes)
+            except OffloadError:
+                pass
+            if entry.tx is not None:
+                _count(x, entry.tx, entry.rx, 1, nbytes)
+            return slave, None
+        real = x.xso.real_dev
+        if (real is None or real is dev or not _running(real)
+                or (b.mode == AB and real is not b.active)):
+            raise OffloadError(E.EHOSTUNREACH, "bonding: no active slave holds the state")
+        _, seq = _ops(real).hw_xmit(real, x, nbytes, account)
+        return real, seq
 
     def table(self, dev) -> list[dict]:
         return [bond_ipsec_describe(self.bond, e) for e in self.bond.ipsec_list]

@@ -33,6 +33,7 @@ class SoeIpsec(XfrmDevOps):
     has_policy_ops = True
     has_offload_ok = True
     has_lag_compatible = True
+    has_packet_xmit = True          # GSO segmented in software; the core accounts (X05)
 
     def __init__(self, engine: SoeEngine):
         self.engine = engine
@@ -40,6 +41,14 @@ class SoeIpsec(XfrmDevOps):
     def lag_compatible(self, other) -> bool:
         """Both ports' ops on the same engine."""
         return isinstance(other, SoeIpsec) and other.engine is self.engine
+
+    def xdo_dev_offload_ok(self, x) -> bool:
+        """The SOE's offload_ok (§E): packet offload, direction out, the SA alive (VALID) and
+        HW_ESP on ``xso.dev``."""
+        xso = x.xso
+        f = getattr(xso.dev, "features", None)
+        return (xso.type == XFRM_DEV_OFFLOAD_PACKET and xso.dir == XFRM_DEV_OFFLOAD_OUT
+                and x.km_state == 2 and (f is None or f.active("esp-hw-offload")))
 
     def xdo_dev_state_lag_compatible(self, dev, peer_dev) -> bool:
         """``xdo_dev_state_lag_compatible`` (P42): both ports resolve to one ``airoha_eth``."""

@@ -8,7 +8,8 @@ import errno as E
 from netlink_codec import xfrm as X
 
 from .xfrmdev import (XFRM_DEV_OFFLOAD_CRYPTO, XFRM_DEV_OFFLOAD_FLAG_ACQ, XFRM_DEV_OFFLOAD_IN, XFRM_DEV_OFFLOAD_OUT,
-                      XFRM_DEV_OFFLOAD_PACKET, XFRMDEV_OPS_F_LOWER_HANDLE, XfrmDevOps, refuse)
+                      XFRM_DEV_OFFLOAD_PACKET, XFRMDEV_OPS_F_LOWER_HANDLE, OffloadError, XfrmDevOps,
+                      refuse)
 
 DEFAULT_CAPS = {"crypto": True, "packet": True, "tunnel": True, "esn": True, "espinudp": True,
                 "prio": True, "lag_lower_handle": True,
@@ -17,6 +18,26 @@ DEFAULT_CAPS = {"crypto": True, "packet": True, "tunnel": True, "esn": True, "es
                 # packet-offload tunnel mode (mlx5_eswitch_block_encap fails)
                 "eswitch_mode_change": False, "eswitch_encap": False}
 INF = X.XFRM_INF
+MLX5E_IPSEC_ESN_SCOPE_MID = 0x80000000
+U32 = 0xFFFFFFFF
+XFRM_STATE_EXPIRED = 4
+
+
+def _oseq(x) -> int:
+    """The state's outbound sequence number (64-bit with ESN), which the hardware context
+    starts from."""
+    r = x.replay_esn
+    if r is None:
+        return x.replay[0]
+    return (r.oseq_hi << 32 | r.oseq) if x.props.flags & X.XFRM_STATE_ESN else r.oseq
+
+
+def _replay_seqhi(r, seq: int) -> int:
+    """``xfrm_replay_seqhi`` over the state's input replay state."""
+    bottom = (r.seq - r.replay_window + 1) & U32
+    if r.seq >= r.replay_window - 1:
+        return (r.seq_hi + 1) & U32 if seq < bottom else r.seq_hi
+    return (r.seq_hi - 1) & U32 if seq >= bottom else r.seq_hi
 
 
 class Mlx5Ipsec(XfrmDevOps):
@@ -127,9 +148,68 @@ class Mlx5Ipsec(XfrmDevOps):
         self.sadb[h] = {"spi": x.id.spi, "dir": "in" if x.xso.dir == XFRM_DEV_OFFLOAD_IN else "out",
                         "type": "packet" if x.xso.type == XFRM_DEV_OFFLOAD_PACKET else "crypto",
                         "port": dev.name, "packets": 0, "bytes": 0, "replay_drops": 0,
-                        "auth_drops": 0}
+                        "auth_drops": 0, "oseq": _oseq(x)}
         self._synced[h] = {}
         x.xso.offload_handle = h
+        if x.props.flags & X.XFRM_STATE_ESN and x.replay_esn is not None:
+            # mlx5e_xfrm_add_state: the ESN state the hardware is programmed with
+            self.sadb[h].update(esn=0, esn_msb=0, overlap=0, esn_updates=0)
+            self._update_esn_state(x, self.sadb[h])
+
+    def _update_esn_state(self, x, s) -> bool:
+        """``mlx5e_ipsec_update_esn_state``: the ESN the hardware needs from the state's
+        replay state; True when the overlap bit flips (the window's bottom crosses the middle
+        of the 32-bit space, or wraps into a new high word), i.e. the hardware must be
+        reprogrammed."""
+        r = x.replay_esn
+        if x.xso.dir == XFRM_DEV_OFFLOAD_IN:
+            esn, esn_msb = r.seq, r.seq_hi
+        else:
+            esn, esn_msb = r.oseq, r.oseq_hi
+        overlap = s["overlap"]
+        seq_bottom = 0
+        if not r.replay_window:
+            seq_bottom = esn
+        else:
+            if esn >= r.replay_window:
+                seq_bottom = esn - r.replay_window + 1
+            if x.xso.type == XFRM_DEV_OFFLOAD_CRYPTO:
+                esn_msb = _replay_seqhi(r, seq_bottom)
+        s["esn"] = esn if s["esn_msb"] else max(esn, 1)
+        s["esn_msb"] = esn_msb
+        if overlap and seq_bottom < MLX5E_IPSEC_ESN_SCOPE_MID:
+            s["overlap"] = 0
+            return True
+        if not overlap and seq_bottom >= MLX5E_IPSEC_ESN_SCOPE_MID:
+            s["overlap"] = 1
+            return True
+        return False
+
+    def xdo_dev_state_advance_esn(self, x) -> None:
+        """``mlx5e_xfrm_advance_esn_state``: called by the core on every packet of an ESN
+        state (xfrm_replay_advance_esn, xfrm_replay_overflow_offload_esn); the hardware is
+        reprogrammed (mlx5_accel_esp_modify_xfrm, counted in ``esn_updates``) only when
+        ``mlx5e_ipsec_update_esn_state`` says so."""
+        s = self.sadb.get(x.xso.offload_handle) if x.xso is not None else None
+        if s is None or "esn" not in s:
+            return
+        if self._update_esn_state(x, s):
+            s["esn_updates"] += 1
+
+    def hw_xmit(self, dev, x, nbytes: int, account, spray=None):
+        """Packet offload TX: the port's own sequence context numbers the packet and the
+        flow counter counts the frame; past the hard packet limit the hardware's drop rule
+        takes it (no software sees it)."""
+        s = self.sadb.get(x.xso.offload_handle)
+        if s is None:
+            raise OffloadError(E.EHOSTUNREACH, "xfrmd: mlx5 holds no hardware SA for this state")
+        lft = x.lft
+        if x.km_state == XFRM_STATE_EXPIRED or (lft.hard_packet_limit != INF
+                                                and s["packets"] >= lft.hard_packet_limit):
+            raise OffloadError(0, "mlx5_core: hardware drop rule (hard lifetime reached)")
+        s["oseq"] = (s["oseq"] + 1) & ((1 << 64) - 1 if x.props.flags & X.XFRM_STATE_ESN else U32)
+        self.hw_traffic(dev, x, 1, nbytes + 14)
+        return dev, s["oseq"]
 
     def hw_traffic(self, dev, x, packets: int, nbytes: int, replay_drops: int = 0,
                    auth_drops: int = 0) -> None:

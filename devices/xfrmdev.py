@@ -47,6 +47,9 @@ class XfrmDevOps:
     has_lower_handle = False      # proposed LAG op: uppers (bonds) only, lowers must not
     has_state_free = True         # xdo_dev_state_free (netdevsim has none)
     has_lag_compatible = False    # proposed xdo_dev_state_lag_compatible (lowers)
+    # xdo_dev_packet_xmit (the LAG tree's X01): the core then keeps the software accounting
+    # of a packet-offloaded state (X05 xfrm_dev_packet_state_check) instead of the hardware
+    has_packet_xmit = False
 
     def xdo_dev_state_add(self, dev, x) -> None:
         refuse(None, E.EOPNOTSUPP)
@@ -88,6 +91,21 @@ class XfrmDevOps:
     # emulation: packets crossing the hardware with state ``x`` (xfrmd ctl offload-traffic)
     def hw_traffic(self, dev, x, packets: int, nbytes: int) -> None:
         refuse(f"xfrmd: {self.name} keeps no per-SA traffic counters", E.EOPNOTSUPP)
+
+    def hw_xmit(self, dev, x, nbytes: int, account, spray=None):
+        """Emulation (xfrmd.datapath): one packet of the packet-offloaded state ``x`` leaves
+        through the hardware. ``account()`` is the core's software accounting (VALID,
+        lifetimes, sequence number, curlft), which a driver with ``xdo_dev_packet_xmit``
+        runs. Returns (the port the packet left through, the ESP sequence number the
+        hardware gave it, or None when the core numbered it). OffloadError drops the packet
+        (errno 0: silently, as a hardware rule drops)."""
+        if self.has_packet_xmit:
+            account()
+        try:
+            self.hw_traffic(dev, x, 1, nbytes)
+        except OffloadError:
+            pass
+        return dev, None
 
     # observability (xfrmd ctl show-offload)
     def table(self, dev) -> list[dict]:

@@ -18,7 +18,8 @@ def service(op: str):
 
 # Modules that register more ops on import (each subsystem owns its ops).
 SERVICE_MODULES = ["xfrmd.xfrm.services", "xfrmd.rtnl.services", "xfrmd.genl.services",
-                   "devices.services", "bonding.services"]
+                   "devices.services", "bonding.services", "xfrmd.datapath.services",
+                   "xfrmd.datapath.mib"]
 _loaded = False
 
 

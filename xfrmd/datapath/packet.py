@@ -1,0 +1,83 @@
+"""Just enough IPv4/IPv6 + UDP/TCP/ICMP to put real packets through the emulated ESP path:
+what an application's ``sendmsg`` hands to ``ip_output`` (headers with valid checksums, so
+scapy and Wireshark read them), and the outer headers ESP adds."""
+from __future__ import annotations
+
+import ipaddress
+import struct
+
+IPPROTO_ICMP, IPPROTO_IPIP, IPPROTO_TCP, IPPROTO_UDP = 1, 4, 6, 17
+IPPROTO_IPV6, IPPROTO_ESP, IPPROTO_ICMPV6 = 41, 50, 58
+PROTOS = {"udp": IPPROTO_UDP, "tcp": IPPROTO_TCP, "icmp": IPPROTO_ICMP}
+
+
+def _csum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def _pseudo(src: bytes, dst: bytes, proto: int, length: int) -> bytes:
+    if len(src) == 4:
+        return src + dst + struct.pack("!BBH", 0, proto, length)
+    return src + dst + struct.pack("!IxxxB", length, proto)
+
+
+def l4_segment(proto: int, src: bytes, dst: bytes, sport: int, dport: int, size: int,
+               seq: int = 0) -> bytes:
+    """The transport header and ``size`` bytes of payload, checksummed."""
+    payload = bytes((i & 0xFF) for i in range(size))
+    if proto == IPPROTO_UDP:
+        hdr = struct.pack("!HHHH", sport, dport, 8 + size, 0)
+        c = _csum(_pseudo(src, dst, proto, 8 + size) + hdr + payload) or 0xFFFF
+        return hdr[:6] + struct.pack("!H", c) + payload
+    if proto == IPPROTO_TCP:
+        hdr = struct.pack("!HHIIBBHHH", sport, dport, seq, 0, 5 << 4, 0x18, 65535, 0, 0)
+        c = _csum(_pseudo(src, dst, proto, 20 + size) + hdr + payload)
+        return hdr[:16] + struct.pack("!H", c) + hdr[18:] + payload
+    if proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
+        v6 = proto == IPPROTO_ICMPV6
+        hdr = struct.pack("!BBHHH", 128 if v6 else 8, 0, 0, sport or 1, seq & 0xFFFF)
+        body = hdr + payload
+        c = _csum((_pseudo(src, dst, proto, len(body)) if v6 else b"") + body)
+        return body[:2] + struct.pack("!H", c) + body[4:]
+    return payload
+
+
+_ip_id = [0]
+
+
+def ip_header(src: bytes, dst: bytes, proto: int, payload_len: int, ttl: int = 64) -> bytes:
+    """IPv4 (20 bytes, DF, as ip_build_and_send_pkt / __ip_make_skb set it) or IPv6 (40)."""
+    if len(src) == 4:
+        _ip_id[0] = (_ip_id[0] + 1) & 0xFFFF
+        hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + payload_len, _ip_id[0], 0x4000, ttl,
+                          proto, 0, src, dst)
+        return hdr[:10] + struct.pack("!H", _csum(hdr)) + hdr[12:]
+    return struct.pack("!IHBB16s16s", 6 << 28, payload_len, proto, ttl, src, dst)
+
+
+def ip_packet(src: str, dst: str, proto: int, sport: int, dport: int, size: int,
+              seq: int = 0) -> bytes:
+    s, d = ipaddress.ip_address(src).packed, ipaddress.ip_address(dst).packed
+    if proto == IPPROTO_ICMP and len(s) == 16:
+        proto = IPPROTO_ICMPV6
+    seg = l4_segment(proto, s, d, sport, dport, size, seq)
+    return ip_header(s, d, proto, len(seg)) + seg
+
+
+def split_ip(pkt: bytes) -> tuple[bytes, bytes, int, bytes]:
+    """(src, dst, protocol, payload) of an IPv4 or IPv6 packet without options/extensions."""
+    if pkt[0] >> 4 == 4:
+        ihl = (pkt[0] & 15) * 4
+        return pkt[12:16], pkt[16:20], pkt[9], pkt[ihl:]
+    return pkt[8:24], pkt[24:40], pkt[6], pkt[40:]
+
+
+def l4_ports(proto: int, seg: bytes) -> tuple[int, int]:
+    if proto in (IPPROTO_UDP, IPPROTO_TCP) and len(seg) >= 4:
+        return struct.unpack_from("!HH", seg)
+    return 0, 0
