@@ -80,6 +80,8 @@ def rtmsg_ifa(dev, a: IfAddr, msg_type: int, seq: int = 0, portid: int = 0) -> N
     from netlink_codec.netlink import NETLINK_ROUTE
     group = RTNLGRP_IPV4_IFADDR if a.family == 2 else RTNLGRP_IPV6_IFADDR
     ns.kernel.multicast(ns, NETLINK_ROUTE, group, fill_ifaddr(dev, a, seq, portid, 0, msg_type))
+    from .fib import ifa_event          # the inetaddr / inet6addr chains: the FIB follows
+    ifa_event(dev, a, msg_type)
 
 
 def _del(dev, a: IfAddr) -> None:

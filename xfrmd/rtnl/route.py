@@ -1,166 +1,312 @@
-"""Routes: RTM_GETROUTE dumps of the connected routes the addresses imply and of configured
-routes; ``ip route get`` style lookups (fib_table_lookup, longest prefix); RTM_NEWROUTE /
-RTM_DELROUTE of IPv4 unicast routes in the main table (inet_rtm_newroute, fib_table_insert,
-fib_table_delete) with their RTNLGRP_IPV4_ROUTE notifications. A device going down takes its
-IPv4 routes along, without notifications (fib_disable_ip)."""
+"""Routes over NETLINK_ROUTE: RTM_NEWROUTE / RTM_DELROUTE / RTM_GETROUTE for IPv4
+(``inet_rtm_newroute``, ``inet_rtm_delroute``, ``inet_dump_fib``, ``inet_rtm_getroute``) and
+IPv6 (``inet6_rtm_newroute``, ``inet6_rtm_delroute``, ``inet6_dump_fib``,
+``inet6_rtm_getroute``) in tables of any id, with RTNLGRP_IPV4_ROUTE / RTNLGRP_IPV6_ROUTE
+notifications. The tables, the kernel-made routes and the lookup are in fib.py
+(:func:`xfrmd.rtnl.fib.route_lookup` is the call for Python users)."""
 from __future__ import annotations
 
 import errno as E
 import ipaddress
 import struct
 
-from netlink_codec.netlink import NLM_F_MULTI, encode_msg, iter_attrs, nla, nla_u32
+from netlink_codec.netlink import NETLINK_ROUTE, NLM_F_MULTI, encode_msg, iter_attrs, nla, nla_u32
 
 from ..netlink.core import Reply
 from . import rtnl_handler
+from .fib import (REJECT_TYPES, RT_SCOPE_HOST, RT_SCOPE_LINK, RT_SCOPE_NOWHERE, RT_TABLE_LOCAL,
+                  RT_TABLE_MAIN, RTN_BROADCAST, RTN_LOCAL, RTN_MULTICAST, RTN_UNICAST,
+                  RTNH_F_LINKDOWN, IP6_RT_PRIO_USER, Route, fib, insert, remove, route_lookup,
+                  routes)
+
+__all__ = ["routes", "route_lookup", "rt_notify"]
 
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
 RTMSG = struct.Struct("=BBBBBBBBI")
-RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC = 1, 4, 5, 6, 7
-RTA_CACHEINFO, RTA_TABLE, RTA_UID = 12, 15, 25
-RTNLGRP_IPV4_ROUTE = 7
-RTNH_F_LINKDOWN = 16
+RTA_DST, RTA_SRC, RTA_IIF, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC = 1, 2, 3, 4, 5, 6, 7
+RTA_METRICS, RTA_MULTIPATH, RTA_CACHEINFO, RTA_TABLE, RTA_MARK = 8, 9, 12, 15, 16
+RTA_VIA, RTA_NEWDST, RTA_PREF, RTA_ENCAP_TYPE, RTA_ENCAP, RTA_EXPIRES = 18, 19, 20, 21, 22, 23
+RTA_UID, RTA_NH_ID = 25, 30
+RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE = 7, 11
 NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE, NLM_F_APPEND = 0x100, 0x200, 0x400, 0x800
-RTM_F_CLONED = 0x200
-RT_TABLE_MAIN = 254
-RTPROT_KERNEL, RTPROT_BOOT = 2, 3
-RT_SCOPE_UNIVERSE, RT_SCOPE_LINK = 0, 253
-RTN_UNICAST = 1
+NLM_F_DUMP_FILTERED = 0x20
+RTM_F_CLONED, RTM_F_LOOKUP_TABLE, RTM_F_FIB_MATCH = 0x200, 0x1000, 0x2000
+RT_TABLE_COMPAT = 252
+USER_HZ = 100
+MODELLED_TYPES4 = (RTN_UNICAST, RTN_LOCAL, RTN_BROADCAST) + REJECT_TYPES
 
 
-def routes(ns) -> list[dict]:
-    """Main-table routes: one connected route per address (prefix route), then the
-    topology's configured routes."""
-    out = []
-    for dev in ns.links:
-        if not dev.up:
-            continue
-        for a in dev.addresses:
-            if a.address.startswith("127.") or a.address == "::1":
-                continue
-            net = ipaddress.ip_network(f"{a.address}/{a.prefixlen}", strict=False)
-            if net.prefixlen == net.max_prefixlen:
-                continue        # fib_add_ifaddr: no prefix route for a host address
-            out.append({"dst": net, "dev": dev, "src": a.address, "gw": None,
-                        "proto": RTPROT_KERNEL, "scope": RT_SCOPE_LINK})
-    for r in getattr(ns, "routes", []):
-        out.append(r)
-    # the FIB trie walks keys in order: by network address, then prefix length
-    out.sort(key=lambda r: (r["dst"].version, int(r["dst"].network_address), r["dst"].prefixlen,
-                            r.get("metric", 0)))
-    return out
+def _now(ns) -> float:
+    return ns.kernel.clock.now()
 
 
-def fill_route(r: dict, seq: int, portid: int, flags: int, *, dst_host=None,
-               msg_type: int = RTM_NEWROUTE) -> bytes:
-    """``fib_dump_info`` for table routes; ``rt_fill_info`` (a cloned route: uid, cache
-    info) for ``route get`` answers."""
-    net = r["dst"]
-    fam = 2 if net.version == 4 else 10
-    if dst_host is not None:
-        body = RTMSG.pack(fam, net.max_prefixlen, 0, 0, RT_TABLE_MAIN, 0, 0, RTN_UNICAST,
-                          RTM_F_CLONED)
-        body += nla_u32(RTA_TABLE, RT_TABLE_MAIN) + nla(RTA_DST, dst_host.packed)
-        body += nla_u32(RTA_OIF, r["dev"].ifindex)
-        if r.get("src"):
-            body += nla(RTA_PREFSRC, ipaddress.ip_address(r["src"]).packed)
-        if r.get("gw"):
-            body += nla(RTA_GATEWAY, ipaddress.ip_address(r["gw"]).packed)
-        body += nla_u32(RTA_UID, 0) + nla(RTA_CACHEINFO, bytes(32))
-        return encode_msg(RTM_NEWROUTE, flags, seq, portid, body)
-    return encode_msg(msg_type, flags, seq, portid, fib_dump_info(r))
+# -- what routes look like on the wire ----------------------------------------------------
 
-
-def fib_dump_info(r: dict) -> bytes:
-    """The route as ``fib_dump_info`` writes it: rtmsg, table, dst, priority, prefsrc, then
-    the nexthop (gateway, oif) with RTNH_F_LINKDOWN while the device has no carrier."""
-    net = r["dst"]
-    fam = 2 if net.version == 4 else 10
-    dev = r["dev"]
-    rflags = RTNH_F_LINKDOWN if fam == 2 and dev.up and not dev.carrier else 0
-    body = RTMSG.pack(fam, net.prefixlen, 0, 0, RT_TABLE_MAIN, r["proto"], r["scope"],
-                      RTN_UNICAST, rflags)
-    body += nla_u32(RTA_TABLE, RT_TABLE_MAIN)
-    if net.prefixlen:
-        body += nla(RTA_DST, net.network_address.packed)
-    if r.get("metric"):
-        body += nla_u32(RTA_PRIORITY, r["metric"])
-    if r.get("src"):
-        body += nla(RTA_PREFSRC, ipaddress.ip_address(r["src"]).packed)
-    if r.get("gw"):
-        body += nla(RTA_GATEWAY, ipaddress.ip_address(r["gw"]).packed)
-    body += nla_u32(RTA_OIF, dev.ifindex)
+def fib_dump_info(r: Route) -> bytes:
+    """An IPv4 route as ``fib_dump_info`` writes it: rtmsg, table, dst, priority, prefsrc,
+    then the nexthop (gateway, oif) with RTNH_F_LINKDOWN while the device has no carrier
+    (host-scope nexthops never get it)."""
+    dev = r.dev
+    rflags = RTNH_F_LINKDOWN if (dev is not None and r.scope != RT_SCOPE_HOST
+                                 and not dev.carrier) else 0
+    body = RTMSG.pack(2, r.dst.prefixlen, 0, r.tos, r.table if r.table < 256 else RT_TABLE_COMPAT,
+                      r.proto, r.scope, r.type, rflags)
+    body += nla_u32(RTA_TABLE, r.table)
+    if r.dst.prefixlen:
+        body += nla(RTA_DST, r.dst.network_address.packed)
+    if r.metric:
+        body += nla_u32(RTA_PRIORITY, r.metric)
+    if r.prefsrc:
+        body += nla(RTA_PREFSRC, ipaddress.ip_address(r.prefsrc).packed)
+    if r.gw:
+        body += nla(RTA_GATEWAY, ipaddress.ip_address(r.gw).packed)
+    if dev is not None:
+        body += nla_u32(RTA_OIF, dev.ifindex)
     return body
+
+
+def _cacheinfo(expires_clk: int = 0, error: int = 0) -> bytes:
+    # struct rta_cacheinfo: clntref lastuse expires error used id ts tsage
+    return nla(RTA_CACHEINFO, struct.pack("=IiiIIIII", 0, 0, expires_clk, error & 0xFFFFFFFF,
+                                          0, 0, 0, 0))
+
+
+def rt6_fill_node(ns, r: Route) -> bytes:
+    """An IPv6 route as ``rt6_fill_node`` writes it for a dump or a notification."""
+    rflags = RTNH_F_LINKDOWN if r.linkdown else 0
+    body = RTMSG.pack(10, r.dst.prefixlen, 0, 0, r.table if r.table < 256 else RT_TABLE_COMPAT,
+                      r.proto, 0, r.type, rflags)
+    body += nla_u32(RTA_TABLE, r.table)
+    if r.dst.prefixlen:
+        body += nla(RTA_DST, r.dst.network_address.packed)
+    if r.prefsrc:
+        body += nla(RTA_PREFSRC, ipaddress.ip_address(r.prefsrc).packed)
+    body += nla_u32(RTA_PRIORITY, r.metric)
+    if r.gw:
+        body += nla(RTA_GATEWAY, ipaddress.ip_address(r.gw).packed)
+    if r.dev is not None:
+        body += nla_u32(RTA_OIF, r.dev.ifindex)
+    exp = 0
+    if r.expires is not None:
+        exp = max(0, int((r.expires - _now(ns)) * USER_HZ))
+    body += _cacheinfo(exp) + nla(RTA_PREF, b"\x00")
+    return body
+
+
+def fill_route(ns, r: Route, msg_type: int, seq: int, portid: int, flags: int) -> bytes:
+    body = fib_dump_info(r) if r.family == 2 else rt6_fill_node(ns, r)
+    return encode_msg(msg_type, flags, seq, portid, body)
+
+
+def rt_notify(ns, msg_type: int, r: Route, seq: int, portid: int, nlflags: int) -> None:
+    """``rtmsg_fib`` / ``inet6_rt_notify``: to RTNLGRP_IPV4_ROUTE or RTNLGRP_IPV6_ROUTE with the
+    requester's seq and port id (0, 0 for routes the kernel makes itself)."""
+    group = RTNLGRP_IPV4_ROUTE if r.family == 2 else RTNLGRP_IPV6_ROUTE
+    ns.kernel.multicast(ns, NETLINK_ROUTE, group, fill_route(ns, r, msg_type, seq, portid, nlflags))
+
+
+def fib6_expire(ns) -> None:
+    """``fib6_age``: routes whose RTF_EXPIRES time has passed go, with RTM_DELROUTE."""
+    now = _now(ns)
+    for _, tbl in fib(ns).dump_order(10):
+        for r in [r for r in tbl if r.expires is not None and r.expires <= now]:
+            remove(ns, r)
+
+
+# -- RTM_GETROUTE dump ---------------------------------------------------------------------
+
+def _dump_filter(req):
+    """``ip_valid_fib_dump_req``: with strict checking, RTA_TABLE / RTA_OIF filter the dump."""
+    off = req.payload_offset
+    table = oif = 0
+    cloned = False
+    if req.end - off >= RTMSG.size:
+        hdr = RTMSG.unpack_from(req.buf, off)
+        cloned = bool(hdr[8] & RTM_F_CLONED)
+        if req.sock.strict_chk:
+            table = hdr[4]
+            for ra in iter_attrs(req.buf, off + RTMSG.size, req.end):
+                v = bytes(req.buf[ra.start:ra.end])
+                if ra.type == RTA_TABLE and len(v) == 4:
+                    table = struct.unpack("=I", v)[0]
+                elif ra.type == RTA_OIF and len(v) == 4:
+                    oif = struct.unpack("=I", v)[0]
+    return table, oif, cloned
 
 
 @rtnl_handler(RTM_GETROUTE, dump=True)
 def inet_dump_fib(req):
-    family = req.buf[req.payload_offset] if req.hdr.len > 16 else 0
+    """``rtnl_dump_all`` over AF_INET then AF_INET6 (the IPMR / IP6MR caches are empty), or
+    one family; a table that does not exist ends the dump with ENOENT."""
+    ns = req.netns
+    family = req.buf[req.payload_offset] if req.end > req.payload_offset else 0
     seq, portid = req.hdr.seq, req.sock.portid
-    msgs = [fill_route(r, seq, portid, NLM_F_MULTI) for r in routes(req.netns)
-            if not family or (family == 2) == (r["dst"].version == 4)]
-    return req.start_dump(msgs)
+    table, oif, cloned = _dump_filter(req)
+    fib6_expire(ns)
+    f = fib(ns)
+
+    def gen():
+        for fam in (2, 10):
+            if family and family != fam:
+                continue
+            if cloned:              # the route cache: nothing cached here
+                continue
+            flags = NLM_F_MULTI | (NLM_F_DUMP_FILTERED if (table or oif) else 0)
+            if table and f.table(fam, table) is None:
+                if family:
+                    yield Reply(-E.ENOENT, ("ipv4" if fam == 2 else "ipv6")
+                                + ": FIB table does not exist")
+                    return
+                continue
+            for tb_id, tbl in f.dump_order(fam):
+                if table and tb_id != table:
+                    continue
+                for r in list(tbl):
+                    if oif and (r.dev is None or r.dev.ifindex != oif):
+                        continue
+                    yield fill_route(ns, r, RTM_NEWROUTE, seq, portid, flags)
+    return req.start_dump(gen())
+
+
+# -- RTM_GETROUTE (ip route get) --------------------------------------------------------------
+
+def _get_attrs(req):
+    off = req.payload_offset
+    if req.end - off < RTMSG.size:
+        return None
+    hdr = RTMSG.unpack_from(req.buf, off)
+    a = {}
+    for ra in iter_attrs(req.buf, off + RTMSG.size, req.end):
+        a[ra.type] = bytes(req.buf[ra.start:ra.end])
+    return hdr, a
+
+
+def _u32(a, t, default=0):
+    v = a.get(t)
+    return struct.unpack("=I", v[:4])[0] if v and len(v) >= 4 else default
 
 
 @rtnl_handler(RTM_GETROUTE)
 def inet_rtm_getroute(req):
-    """``ip route get``: the longest matching route, with the source address to use."""
-    off = req.payload_offset
-    fam = req.buf[off]
-    dst = None
-    for ra in iter_attrs(req.buf, off + RTMSG.size, req.end):
-        if ra.type == RTA_DST:
-            dst = ipaddress.ip_address(bytes(req.buf[ra.start:ra.end]))
-    if dst is None:
-        dst = ipaddress.ip_address("0.0.0.0" if fam != 10 else "::")
-    best = None
-    for r in routes(req.netns):
-        if r["dst"].version == dst.version and dst in r["dst"]:
-            if (best is None or r["dst"].prefixlen > best["dst"].prefixlen or
-                    (r["dst"].prefixlen == best["dst"].prefixlen
-                     and r.get("metric", 0) < best.get("metric", 0))):
-                best = r
-    if best is None:
-        return Reply(-E.ENETUNREACH)
-    if not best.get("src"):
-        for a in best["dev"].addresses:
-            if (":" in a.address) == (dst.version == 6):
-                best = dict(best, src=a.address)
-                break
-    req.unicast(fill_route(best, req.hdr.seq, req.sock.portid, 0, dst_host=dst))
+    """``ip route get``: the lookup through the rules with the flow's source, input or
+    output device and mark; the answer as ``rt_fill_info`` / ``rt6_fill_node`` write it."""
+    parsed = _get_attrs(req)
+    fam = req.buf[req.payload_offset] if req.end > req.payload_offset else 0
+    if parsed is None:
+        return Reply(-E.EINVAL, ("ipv6" if fam == 10 else "ipv4")
+                     + ": Invalid header for route get request")
+    hdr, a = parsed
+    rflags = hdr[8]
+    ns = req.netns
+    alen = 16 if fam == 10 else 4
+    zero = "::" if fam == 10 else "0.0.0.0"
+    dst = ipaddress.ip_address(a[RTA_DST][:alen]) if len(a.get(RTA_DST, b"")) >= alen \
+        else ipaddress.ip_address(zero)
+    src = ipaddress.ip_address(a[RTA_SRC][:alen]) if len(a.get(RTA_SRC, b"")) >= alen else None
+    iif, oif, mark = _u32(a, RTA_IIF), _u32(a, RTA_OIF), _u32(a, RTA_MARK)
+    uid = _u32(a, RTA_UID, None) if RTA_UID in a else (None if iif else req.sock.uid)
+    if iif and ns.links.by_index(iif) is None:
+        return Reply(-E.ENODEV)
+    if oif and ns.links.by_index(oif) is None:
+        return Reply(-E.ENODEV)
+    if fam == 10:
+        fib6_expire(ns)
+        return _getroute6(req, dst, src, iif, oif, mark)
+    if rflags & RTM_F_FIB_MATCH:
+        return Reply(-E.EOPNOTSUPP, "xfrmd: route get fibmatch is not modelled")
+    res = route_lookup(ns, dst, src=src, iif=iif or None, oif=oif or None, mark=mark)
+    if isinstance(res, int):
+        return Reply(-E.EINVAL if (iif and res == -E.EINVAL) else res)
+    table_id = RT_TABLE_MAIN
+    if rflags & RTM_F_LOOKUP_TABLE:
+        table_id = res.table
+    body = RTMSG.pack(2, 32, 0, hdr[3], table_id if table_id < 256 else RT_TABLE_COMPAT, 0, 0,
+                      res.type, (res.flags & ~0xFFFF) | RTM_F_CLONED)
+    body += nla_u32(RTA_TABLE, table_id) + nla(RTA_DST, dst.packed)
+    if src is not None:
+        body = body[:1] + b"\x20" + body[2:]          # rtm_src_len = 32
+        body += nla(RTA_SRC, src.packed)
+    if res.dev is not None:
+        body += nla_u32(RTA_OIF, res.dev.ifindex)
+    if not iif and res.src and (src is None or str(src) != res.src):
+        body += nla(RTA_PREFSRC, ipaddress.ip_address(res.src).packed)
+    if res.gw:
+        body += nla(RTA_GATEWAY, ipaddress.ip_address(res.gw).packed)
+    if mark:
+        body += nla_u32(RTA_MARK, mark)
+    if uid is not None:
+        body += nla_u32(RTA_UID, uid)
+    if iif:
+        body += nla_u32(RTA_IIF, iif)
+    body += _cacheinfo()
+    req.unicast(encode_msg(RTM_NEWROUTE, 0, req.hdr.seq, req.sock.portid, body))
     return Reply()
 
 
-# -- RTM_NEWROUTE / RTM_DELROUTE (IPv4, main table) -----------------------------------------
+def _getroute6(req, dst, src, iif, oif, mark):
+    ns = req.netns
+    res = route_lookup(ns, dst, src=src, iif=iif or None, oif=oif or None, mark=mark)
+    if isinstance(res, int):
+        return Reply(res)
+    r = res.route
+    body = RTMSG.pack(10, 128, 128, 0, r.table if r.table < 256 else RT_TABLE_COMPAT, r.proto, 0,
+                      r.type, 0)
+    body += nla_u32(RTA_TABLE, r.table) + nla(RTA_DST, dst.packed)
+    body += nla(RTA_SRC, (src or ipaddress.IPv6Address("::")).packed)
+    if iif:
+        body += nla_u32(RTA_IIF, iif)
+    elif res.src:
+        body += nla(RTA_PREFSRC, ipaddress.IPv6Address(res.src).packed)
+    body += nla_u32(RTA_PRIORITY, r.metric)
+    if r.gw:
+        body += nla(RTA_GATEWAY, ipaddress.IPv6Address(r.gw).packed)
+    if res.dev is not None:
+        body += nla_u32(RTA_OIF, res.dev.ifindex)
+    exp = max(0, int((r.expires - _now(ns)) * USER_HZ)) if r.expires is not None else 0
+    body += _cacheinfo(exp) + nla(RTA_PREF, b"\x00")
+    req.unicast(encode_msg(RTM_NEWROUTE, 0, req.hdr.seq, req.sock.portid, body))
+    return Reply()
 
-def _rtm_to_fib_config(req):
-    """``rtm_to_fib_config``: the request as a route description, or a Reply refusing it."""
+
+# -- RTM_NEWROUTE / RTM_DELROUTE ------------------------------------------------------------
+
+def _rtm_to_config(req):
+    """``rtm_to_fib_config`` / ``rtm_to_fib6_config``: the request as a route description,
+    or a Reply refusing it."""
     off = req.payload_offset
     if req.end - off < RTMSG.size:
         return Reply(-E.EINVAL, "Invalid header for route request")   # nlmsg_parse
-    fam, dst_len, _src_len, tos, table, proto, scope, rtype, _fl = RTMSG.unpack_from(req.buf, off)
-    if fam != 2:
-        return Reply(-E.EOPNOTSUPP, "xfrmd: only IPv4 routes can be added or deleted")
-    cfg = {"dst_len": dst_len, "tos": tos, "table": table, "proto": proto, "scope": scope,
-           "type": rtype, "oif": 0, "gw": None, "src": None, "metric": 0, "dst": 0}
+    fam, dst_len, src_len, tos, table, proto, scope, rtype, _fl = RTMSG.unpack_from(req.buf, off)
+    if fam not in (2, 10):
+        return Reply(-E.EAFNOSUPPORT)
+    alen = 4 if fam == 2 else 16
+    cfg = {"family": fam, "dst_len": dst_len, "src_len": src_len, "tos": tos, "table": table,
+           "proto": proto, "scope": scope, "type": rtype, "oif": 0, "gw": None, "src": None,
+           "metric": 0, "dst": 0, "expires": None}
     for ra in iter_attrs(req.buf, off + RTMSG.size, req.end):
         v = bytes(req.buf[ra.start:ra.end])
-        if ra.type == RTA_DST and len(v) == 4:
+        t = ra.type
+        if t == RTA_DST and len(v) == alen:
             cfg["dst"] = int.from_bytes(v, "big")
-        elif ra.type == RTA_OIF and len(v) == 4:
+        elif t == RTA_OIF and len(v) == 4:
             cfg["oif"] = struct.unpack("=I", v)[0]
-        elif ra.type == RTA_GATEWAY and len(v) == 4:
-            cfg["gw"] = str(ipaddress.IPv4Address(v))
-        elif ra.type == RTA_PREFSRC and len(v) == 4:
-            cfg["src"] = str(ipaddress.IPv4Address(v))
-        elif ra.type == RTA_PRIORITY and len(v) == 4:
+        elif t == RTA_GATEWAY and len(v) == alen:
+            cfg["gw"] = str(ipaddress.ip_address(v))
+        elif t == RTA_PREFSRC and len(v) == alen:
+            cfg["src"] = str(ipaddress.ip_address(v))
+        elif t == RTA_PRIORITY and len(v) == 4:
             cfg["metric"] = struct.unpack("=I", v)[0]
-        elif ra.type == RTA_TABLE and len(v) == 4:
+        elif t == RTA_TABLE and len(v) == 4:
             cfg["table"] = struct.unpack("=I", v)[0]
-    if dst_len > 32:
+        elif t == RTA_EXPIRES and len(v) == 4:
+            cfg["expires"] = struct.unpack("=I", v)[0]
+        elif t in (RTA_MULTIPATH, RTA_VIA, RTA_ENCAP, RTA_NH_ID, RTA_NEWDST):
+            return Reply(-E.EOPNOTSUPP, "xfrmd: multipath, via, encap and nexthop-object "
+                         "routes are not modelled")
+    if dst_len > alen * 8:
         return Reply(-E.EINVAL, "Invalid prefix length")
-    if cfg["table"] not in (0, RT_TABLE_MAIN):
-        return Reply(-E.EOPNOTSUPP, "xfrmd: only the main routing table is modelled")
+    if fam == 10 and src_len:
+        return Reply(-E.EOPNOTSUPP, "xfrmd: source-specific IPv6 routes are not modelled")
     return cfg
 
 
@@ -171,127 +317,232 @@ def _key_ok(cfg):
     return not cfg["dst"] & ~mask & 0xFFFFFFFF
 
 
-def _gw_route(ns, gw: str, oif: int):
-    """``fib_check_nh_v4_gw``: the gateway must be on a link route (a connected or a
-    device-only route, of a device that is up), on ``oif`` when one is given."""
+def _gw_route(ns, gw: str, table: int, oif: int):
+    """``fib_check_nh_v4_gw``: the gateway must be reached, in the route's table or else
+    through the rules, by a route of link or host scope (no gateway of its own) whose type
+    is unicast or local, on ``oif`` when one is given."""
     a = ipaddress.IPv4Address(gw)
-    best = None
-    for r in routes(ns):
-        if r["dst"].version != 4 or a not in r["dst"] or r.get("gw") or not r["dev"].up:
+    tables = ([table] if table and table != RT_TABLE_MAIN else []) + [RT_TABLE_LOCAL, RT_TABLE_MAIN]
+    for tb in tables:
+        best = None
+        for r in fib(ns).table(2, tb) or []:
+            if a not in r.dst or r.gw or r.scope < RT_SCOPE_LINK:
+                continue
+            if r.dev is not None and not r.dev.up and r.type != RTN_LOCAL:
+                continue
+            if oif and (r.dev is None or r.dev.ifindex != oif):
+                continue
+            if best is None or r.dst.prefixlen > best.dst.prefixlen:
+                best = r
+        if best is not None:
+            return best if best.type in (RTN_UNICAST, RTN_LOCAL) else None
+    return None
+
+
+def _local_addr(ns, addr: str, family: int, *, dev=None, usable=True) -> bool:
+    for d in ns.links:
+        if dev is not None and d is not dev:
             continue
-        if oif and r["dev"].ifindex != oif:
-            continue
-        if best is None or r["dst"].prefixlen > best["dst"].prefixlen:
-            best = r
-    return best
+        for a in d.addresses:
+            if a.family == family and a.address == addr and not (usable and a.flags & 0x40):
+                return True
+    return False
 
 
-def _local_v4(ns, addr: str) -> bool:
-    return any(a.address == addr for dev in ns.links for a in dev.addresses)
-
-
-def _notify(ns, msg_type: int, r: dict, req, nlflags: int) -> None:
-    """``rtmsg_fib``: to RTNLGRP_IPV4_ROUTE with the requester's seq and port id."""
-    from netlink_codec.netlink import NETLINK_ROUTE
-    ns.kernel.multicast(ns, NETLINK_ROUTE, RTNLGRP_IPV4_ROUTE,
-                        fill_route(r, req.hdr.seq, req.sock.portid, nlflags, msg_type=msg_type))
-
-
-def _same_slot(r: dict, dst, metric: int) -> bool:
-    return r["dst"] == dst and r.get("metric", 0) == metric
-
-
-@rtnl_handler(RTM_NEWROUTE)
-def inet_rtm_newroute(req):
-    cfg = _rtm_to_fib_config(req)
-    if isinstance(cfg, Reply):
-        return cfg
-    if cfg["type"] != RTN_UNICAST:
-        return Reply(-E.EOPNOTSUPP, "xfrmd: only unicast routes are modelled")
+def _newroute4(req, cfg):
     ns = req.netns
+    rtype = cfg["type"] or RTN_UNICAST
+    if rtype not in MODELLED_TYPES4:
+        return Reply(-E.EOPNOTSUPP, "xfrmd: only unicast, local, broadcast and reject routes "
+                     "are modelled")
+    if cfg["scope"] > RT_SCOPE_HOST:
+        return Reply(-E.EINVAL, "Invalid scope")
     if not _key_ok(cfg):                                   # fib_table_insert
         return Reply(-E.EINVAL, "Invalid prefix for given prefix length")
-    # fib_create_info → fib_check_nh
+    dev = None
+    if rtype in REJECT_TYPES:                              # fib_create_info
+        if cfg["gw"] or cfg["oif"]:
+            return Reply(-E.EINVAL, "Gateway, device and multipath can not be specified for "
+                         "this route type")
+    elif cfg["scope"] == RT_SCOPE_HOST:                    # fib_check_nh, host scope
+        if cfg["gw"]:
+            return Reply(-E.EINVAL, "Route with host scope can not have a gateway")
+        dev = ns.links.by_index(cfg["oif"]) if cfg["oif"] else None
+        if dev is None:
+            return Reply(-E.ENODEV, "Nexthop device required for host scope")
+    else:
+        if cfg["oif"]:
+            dev = ns.links.by_index(cfg["oif"])
+            if dev is None:
+                return Reply(-E.ENODEV)
+        if cfg["gw"]:
+            via = _gw_route(ns, cfg["gw"], cfg["table"], cfg["oif"])
+            if via is None:
+                return Reply(-E.EINVAL, "Nexthop has invalid gateway")
+            dev = dev or via.dev
+        elif dev is None:
+            return Reply(-E.ENODEV)
+        elif not dev.up:
+            return Reply(-E.ENETDOWN, "Nexthop device is not up")
+    dst = ipaddress.ip_network((cfg["dst"], cfg["dst_len"]))
+    if cfg["src"] and not (rtype == RTN_LOCAL and cfg["src"] == str(dst.network_address)) \
+            and not _local_addr(ns, cfg["src"], 2, usable=False):       # fib_valid_prefsrc
+        return Reply(-E.EINVAL, "Invalid prefsrc address")
+    table_id = cfg["table"] or RT_TABLE_MAIN
+    new = Route(dst, dev, cfg["gw"], cfg["src"], table_id, rtype, cfg["proto"], cfg["scope"],
+                cfg["metric"], cfg["tos"])
+    return _insert_checked(req, new)
+
+
+def _insert_checked(req, new: Route):
+    """``fib_table_insert`` / ``fib6_add_rt2node``: EXCL, REPLACE, CREATE and APPEND."""
+    ns = req.netns
+    flags = req.hdr.flags
+    tbl = fib(ns).table(new.family, new.table)
+    same = [r for r in (tbl or []) if r.dst == new.dst and r.metric == new.metric
+            and r.tos == new.tos]
+    if same:
+        if flags & NLM_F_EXCL:
+            return Reply(-E.EEXIST)
+        if flags & NLM_F_REPLACE:
+            old = same[0]
+            tbl[tbl.index(old)] = new
+            rt_notify(ns, RTM_NEWROUTE, new, req.hdr.seq, req.sock.portid, NLM_F_REPLACE)
+            return Reply()
+        if any(r.same(new) for r in same):
+            return Reply(-E.EEXIST)      # fib_find_alias / rt6_duplicate_nexthop
+        if new.family == 10:
+            return Reply(-E.EOPNOTSUPP, "xfrmd: IPv6 multipath routes are not modelled")
+    if not flags & NLM_F_CREATE:
+        if new.family == 10 and flags & NLM_F_REPLACE:
+            return Reply(-E.ENOENT, "Can not replace route - no match found")
+        return Reply(-E.ENOENT)
+    nl = NLM_F_CREATE | (NLM_F_EXCL if not same or new.family == 10 else 0)
+    if new.family == 10 and flags & NLM_F_APPEND:
+        nl = NLM_F_CREATE | NLM_F_APPEND
+    insert(ns, new, nlflags=nl, append=bool(flags & NLM_F_APPEND), seq=req.hdr.seq,
+           portid=req.sock.portid)
+    return Reply()
+
+
+def _ip6_route_check_nh(ns, gw: str, table: int, dev):
+    """``ip6_nh_lookup_table`` / ``ip6_route_check_nh``: the gateway must be reached by a
+    route without a gateway (on ``dev`` when one is given)."""
+    a = ipaddress.IPv6Address(gw)
+    for tb in ([table] if table else []) + [RT_TABLE_MAIN]:
+        best = None
+        for r in fib(ns).table(10, tb) or []:
+            if a in r.dst and (best is None or r.dst.prefixlen > best.dst.prefixlen):
+                best = r
+        if best is not None:
+            if best.gw or best.type != RTN_UNICAST or (dev is not None and best.dev is not dev):
+                return None
+            return best
+    return None
+
+
+def _newroute6(req, cfg):
+    """``ip6_route_info_create`` → ``fib6_nh_init`` / ``ip6_validate_gw``."""
+    ns = req.netns
+    rtype = cfg["type"] or RTN_UNICAST
+    if rtype != RTN_UNICAST:
+        return Reply(-E.EOPNOTSUPP, "xfrmd: only unicast IPv6 routes can be added")
     dev = None
     if cfg["oif"]:
         dev = ns.links.by_index(cfg["oif"])
         if dev is None:
             return Reply(-E.ENODEV)
     if cfg["gw"]:
-        via = _gw_route(ns, cfg["gw"], cfg["oif"])
-        if via is None:
-            return Reply(-E.EINVAL, "Nexthop has invalid gateway")
-        dev = dev or via["dev"]
-    elif dev is None:
+        gw = ipaddress.IPv6Address(cfg["gw"])
+        if _local_addr(ns, cfg["gw"], 10, dev=dev, usable=False):
+            return Reply(-E.EINVAL, "Gateway can not be a local address")
+        if not gw.is_link_local:
+            if gw.is_multicast or gw.is_unspecified:
+                return Reply(-E.EINVAL, "Invalid gateway address")
+            via = _ip6_route_check_nh(ns, cfg["gw"], cfg["table"], dev)
+            if via is None:
+                return Reply(-E.EHOSTUNREACH)
+            dev = dev or via.dev
+        if dev is None:
+            return Reply(-E.EINVAL, "Egress device not specified")
+        if dev.kind == "loopback":
+            return Reply(-E.EINVAL, "Egress device can not be loopback device for this route")
+    if dev is None:
         return Reply(-E.ENODEV)
-    elif not dev.up:
+    if not dev.up:
         return Reply(-E.ENETDOWN, "Nexthop device is not up")
-    if cfg["src"] and not _local_v4(ns, cfg["src"]):       # fib_valid_prefsrc
-        return Reply(-E.EINVAL, "Invalid prefsrc address")
-    dst = ipaddress.ip_network((cfg["dst"], cfg["dst_len"]))
-    new = {"dst": dst, "dev": dev, "gw": cfg["gw"], "src": cfg["src"], "proto": cfg["proto"],
-           "scope": cfg["scope"], "metric": cfg["metric"]}
-    table = ns.__dict__.setdefault("routes", [])
-    flags = req.hdr.flags
-    old = next((r for r in table if _same_slot(r, dst, cfg["metric"])), None)
-    if old is not None:
-        if flags & NLM_F_EXCL:
-            return Reply(-E.EEXIST)
-        if flags & NLM_F_REPLACE:
-            table[table.index(old)] = new
-            _notify(ns, RTM_NEWROUTE, new, req, NLM_F_REPLACE)
-            return Reply()
-        if any(_same_slot(r, dst, cfg["metric"]) and r["dev"] is dev and r.get("gw") == cfg["gw"]
-               for r in table):
-            return Reply(-E.EEXIST)      # fib_find_alias: the very same nexthop
-    if not flags & NLM_F_CREATE:
-        return Reply(-E.ENOENT)
-    table.append(new)
-    _notify(ns, RTM_NEWROUTE, new, req, NLM_F_CREATE | (NLM_F_EXCL if old is None else 0))
-    return Reply()
+    if cfg["src"] and not _local_addr(ns, cfg["src"], 10, dev=None):
+        return Reply(-E.EINVAL, "Invalid source address")
+    plen = cfg["dst_len"]
+    mask = ((1 << 128) - 1) ^ ((1 << (128 - plen)) - 1) if plen else 0
+    dst = ipaddress.IPv6Network((cfg["dst"] & mask, plen))   # ipv6_addr_prefix: host bits go
+    exp = _now(ns) + cfg["expires"] if cfg["expires"] else None
+    new = Route(dst, dev, cfg["gw"], cfg["src"], cfg["table"] or RT_TABLE_MAIN, RTN_UNICAST,
+                cfg["proto"], 0, cfg["metric"] or IP6_RT_PRIO_USER, expires=exp,
+                linkdown=not dev.carrier)
+    return _insert_checked(req, new)
+
+
+@rtnl_handler(RTM_NEWROUTE)
+def inet_rtm_newroute(req):
+    cfg = _rtm_to_config(req)
+    if isinstance(cfg, Reply):
+        return cfg
+    if cfg["family"] == 10:
+        fib6_expire(req.netns)
+        return _newroute6(req, cfg)
+    return _newroute4(req, cfg)
 
 
 @rtnl_handler(RTM_DELROUTE)
 def inet_rtm_delroute(req):
-    cfg = _rtm_to_fib_config(req)
+    cfg = _rtm_to_config(req)
     if isinstance(cfg, Reply):
         return cfg
     ns = req.netns
-    if not _key_ok(cfg):
-        return Reply(-E.EINVAL, "Invalid prefix for given prefix length")
-    dst = ipaddress.ip_network((cfg["dst"], cfg["dst_len"]))
-    table = getattr(ns, "routes", [])
-    for r in table:                                      # fib_table_delete
-        if r["dst"] != dst:
+    fam = cfg["family"]
+    tbl = fib(ns).table(fam, cfg["table"] or RT_TABLE_MAIN)
+    if tbl is None:
+        return Reply(-E.ESRCH, "FIB table does not exist")
+    if fam == 2:
+        if not _key_ok(cfg):
+            return Reply(-E.EINVAL, "Invalid prefix for given prefix length")
+        dst = ipaddress.ip_network((cfg["dst"], cfg["dst_len"]))
+    else:
+        fib6_expire(ns)
+        plen = cfg["dst_len"]
+        mask = ((1 << 128) - 1) ^ ((1 << (128 - plen)) - 1) if plen else 0
+        dst = ipaddress.IPv6Network((cfg["dst"] & mask, plen))
+    for r in list(tbl):                                  # fib_table_delete / ip6_route_del
+        if r.dst != dst:
             continue
-        if cfg["metric"] and r.get("metric", 0) != cfg["metric"]:
+        if cfg["metric"] and r.metric != cfg["metric"]:
             continue
-        if cfg["proto"] and r["proto"] != cfg["proto"]:
+        if cfg["proto"] and r.proto != cfg["proto"]:
             continue
-        if cfg["oif"] and r["dev"].ifindex != cfg["oif"]:
+        if cfg["oif"] and (r.dev is None or r.dev.ifindex != cfg["oif"]):
             continue
-        if cfg["gw"] and r.get("gw") != cfg["gw"]:
+        if cfg["gw"] and r.gw != cfg["gw"]:
             continue
-        table.remove(r)
-        _notify(ns, RTM_DELROUTE, r, req, 0)
+        if fam == 2:
+            if cfg["type"] and r.type != cfg["type"]:
+                continue
+            if cfg["scope"] != RT_SCOPE_NOWHERE and r.scope != cfg["scope"]:
+                continue
+            if cfg["src"] and r.prefsrc != cfg["src"]:
+                continue
+        remove(ns, r, seq=req.hdr.seq, portid=req.sock.portid)
         return Reply()
     return Reply(-E.ESRCH)
 
 
-def _route_netdev_event(event: str, dev, **info) -> None:
-    """``fib_disable_ip`` on NETDEV_DOWN / UNREGISTER: the device's IPv4 routes (and those
-    whose gateway it carried) go away; IPv4 sends no RTM_DELROUTE for them."""
-    if event not in ("NETDEV_DOWN", "NETDEV_UNREGISTER"):
-        return
-    ns = getattr(dev, "netns", None)
-    table = getattr(ns, "routes", None) if ns is not None else None
-    if table:
-        table[:] = [r for r in table if r["dev"] is not dev or r["dst"].version != 4]
-
-
 def _register() -> None:
     from devices.netdev import register_netdevice_notifier
-    register_netdevice_notifier(_route_netdev_event)
+    from .fib import netdev_event
+    register_netdevice_notifier(netdev_event)
 
 
 _register()
+
+# silence "imported but unused" for names kept for importers
+_ = (RTN_BROADCAST, RTN_LOCAL, RTN_MULTICAST)

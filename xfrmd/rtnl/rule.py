@@ -178,6 +178,9 @@ def fib_nl_newrule(req):
             at = i
             break
     rules.insert(at, r)
+    if r.family == 2:                                # fib4_rule_configure
+        from .fib import fib
+        fib(ns).custom_rules4 = True
     _notify(ns, r, RTM_NEWRULE, req)
     return Reply()
 

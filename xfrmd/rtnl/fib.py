@@ -1,0 +1,623 @@
+"""The forwarding information bases of a namespace (sans-IO): IPv4 (net/ipv4/fib_trie.c,
+fib_frontend.c, fib_semantics.c) and IPv6 (net/ipv6/ip6_fib.c, route.c) tables of any id,
+the routes the kernel makes itself (``fib_add_ifaddr`` / ``fib_del_ifaddr`` for IPv4
+addresses, addrconf's multicast, link-local and address routes for IPv6), and the route
+lookup through the policy routing rules (``fib_lookup`` / ``fib_rules_lookup``,
+``ip_route_output_key_hash_rcu``, ``ip_route_input_slow``, ``ip6_route_output``).
+
+Public entry point for other subsystems (the data path): :func:`route_lookup`. Netlink
+handlers live in route.py."""
+from __future__ import annotations
+
+import errno as E
+import ipaddress
+from dataclasses import dataclass
+
+RTN_UNICAST, RTN_LOCAL, RTN_BROADCAST, RTN_ANYCAST, RTN_MULTICAST = 1, 2, 3, 4, 5
+RTN_BLACKHOLE, RTN_UNREACHABLE, RTN_PROHIBIT, RTN_THROW = 6, 7, 8, 9
+RTPROT_KERNEL, RTPROT_BOOT = 2, 3
+RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_HOST, RT_SCOPE_NOWHERE = 0, 253, 254, 255
+RT_TABLE_UNSPEC, RT_TABLE_DEFAULT, RT_TABLE_MAIN, RT_TABLE_LOCAL = 0, 253, 254, 255
+RTNH_F_LINKDOWN = 16
+RTCF_LOCAL, RTCF_BROADCAST = 0x80000000, 0x10000000
+IP6_RT_PRIO_USER, IP6_RT_PRIO_ADDRCONF = 1024, 256
+# fib_props[type].error: what a lookup ending on a route of that type answers
+TYPE_ERROR = {RTN_BLACKHOLE: -E.EINVAL, RTN_UNREACHABLE: -E.EHOSTUNREACH,
+              RTN_PROHIBIT: -E.EACCES, RTN_THROW: -E.EAGAIN}
+REJECT_TYPES = tuple(TYPE_ERROR)
+
+
+@dataclass(eq=False)
+class Route:
+    """One route: a ``fib_alias`` + ``fib_info`` (IPv4) or a ``fib6_info`` (IPv6), single
+    nexthop. ``r["dst"]``, ``r["dev"]``, ``r["gw"]``, ``r["src"]`` also work (older callers)."""
+    dst: object                      # ipaddress.IPv4Network / IPv6Network
+    dev: object = None               # NetDevice, None for reject routes
+    gw: str | None = None
+    prefsrc: str | None = None
+    table: int = RT_TABLE_MAIN
+    type: int = RTN_UNICAST
+    proto: int = RTPROT_BOOT
+    scope: int = RT_SCOPE_UNIVERSE
+    metric: int = 0
+    tos: int = 0
+    expires: float | None = None     # IPv6 RTF_EXPIRES: absolute time on the kernel clock
+    linkdown: bool = False           # IPv6: RTNH_F_LINKDOWN kept on the nexthop
+
+    @property
+    def family(self) -> int:
+        return 2 if self.dst.version == 4 else 10
+
+    _KEYS = {"src": "prefsrc"}
+
+    def __getitem__(self, key):
+        return getattr(self, self._KEYS.get(key, key))
+
+    def get(self, key, default=None):
+        return getattr(self, self._KEYS.get(key, key), default)
+
+    def same(self, o: "Route") -> bool:
+        """``fib_info`` equality as ``fib_find_info`` / ``rt6_duplicate_nexthop`` see it."""
+        return (self.type == o.type and self.dev is o.dev and self.gw == o.gw
+                and self.prefsrc == o.prefsrc and self.metric == o.metric
+                and self.scope == o.scope and self.proto == o.proto and self.tos == o.tos)
+
+
+class Fib:
+    """Per-namespace FIB state: ``tables[(family, id)]`` in dump order; ``order`` the tables
+    as ``fib_new_table`` / ``fib6_new_table`` made them."""
+
+    def __init__(self):
+        self.tables: dict[tuple[int, int], list[Route]] = {}
+        self.created: dict[tuple[int, int], int] = {}
+        self.custom_rules4 = False       # net->ipv4.fib_has_custom_rules
+        self.carrier_seen: dict[int, bool] = {}
+        self.addrconf_done: set[int] = set()
+
+    def table(self, family: int, tb_id: int, create: bool = False) -> list[Route] | None:
+        key = (family, tb_id)
+        t = self.tables.get(key)
+        if t is None and create:
+            t = self.tables[key] = []
+            self.created[key] = len(self.created)
+        return t
+
+    def dump_order(self, family: int) -> list[tuple[int, list[Route]]]:
+        """Tables as ``inet_dump_fib`` / ``inet6_dump_fib`` walk them: by hash bucket
+        (id & 255), the newest table first in a bucket (hlist_add_head)."""
+        keys = [k for k in self.tables if k[0] == family]
+        keys.sort(key=lambda k: (k[1] & 255, -self.created[k]))
+        return [(k[1], self.tables[k]) for k in keys]
+
+
+def fib(ns) -> Fib:
+    """The namespace's FIB; made on first use from the addresses and the topology's routes
+    (which were put in place without events)."""
+    f = ns.__dict__.get("fib")
+    if f is None:
+        f = ns.__dict__["fib"] = Fib()
+        for fam in (2, 10):
+            f.table(fam, RT_TABLE_MAIN, True)
+            f.table(fam, RT_TABLE_LOCAL, True)
+        for dev in ns.links:
+            f.carrier_seen[dev.ifindex] = bool(dev.carrier)
+            for a in [a for a in dev.addresses if a.family == 2]:
+                fib_add_ifaddr(ns, dev, a, notify=False)
+            for a in [a for a in dev.addresses if a.family == 10]:
+                a.__dict__["_routed"] = True
+                addrconf_prefix_route(ns, dev, a, notify=False)
+                if not a.flags & 0x40 and (dev.up or dev.kind == "loopback"):
+                    addrconf_local_route(ns, dev, a, notify=False)
+        for r in getattr(ns, "routes", []) or []:
+            if isinstance(r, Route):
+                insert(ns, r, notify=False)
+            else:
+                insert(ns, Route(dst=r["dst"], dev=r["dev"], gw=r.get("gw"),
+                                 prefsrc=r.get("src"), proto=r.get("proto", RTPROT_BOOT),
+                                 scope=r.get("scope", 0), metric=r.get("metric", 0)),
+                       notify=False)
+    return f
+
+
+def fib_ready(ns) -> bool:
+    return ns is not None and "fib" in ns.__dict__
+
+
+# -- ordering ------------------------------------------------------------------------------
+
+def _key4(r: Route):
+    return (int(r.dst.network_address), r.dst.prefixlen)
+
+
+def _key6(r: Route) -> str:
+    """fib6 tree walk (``fib6_walk_continue``: left, right, then the node): a prefix after
+    every more specific prefix below it."""
+    bits = format(int(r.dst.network_address), "0128b")[:r.dst.prefixlen]
+    return bits + "2"
+
+
+def insert(ns, r: Route, *, notify: bool = True, nlflags: int | None = None,
+           append: bool = False, seq: int = 0, portid: int = 0) -> bool:
+    """Put ``r`` in its table at the place the kernel would (``fib_insert_alias`` /
+    ``fib6_add_rt2node``); an identical route is not added twice. Returns whether added."""
+    tbl = fib(ns).table(r.family, r.table, True)
+    if any(x.dst == r.dst and x.same(r) for x in tbl):
+        return False
+    if r.family == 2:
+        k = _key4(r)
+        i = 0
+        while i < len(tbl) and _key4(tbl[i]) < k:
+            i += 1
+        while i < len(tbl) and _key4(tbl[i]) == k and (
+                tbl[i].tos > r.tos or tbl[i].metric < r.metric
+                or (append and tbl[i].metric == r.metric)):
+            i += 1
+    else:
+        k = _key6(r)
+        i = 0
+        while i < len(tbl) and (_key6(tbl[i]), tbl[i].metric) <= (k, r.metric):
+            i += 1
+    tbl.insert(i, r)
+    if notify:
+        from .route import rt_notify
+        rt_notify(ns, 24, r, seq, portid, 0x600 if nlflags is None else nlflags)
+    return True
+
+
+def remove(ns, r: Route, *, notify: bool = True, seq: int = 0, portid: int = 0) -> None:
+    tbl = fib(ns).table(r.family, r.table)
+    if tbl is not None and r in tbl:
+        tbl.remove(r)
+        if notify:
+            from .route import rt_notify
+            rt_notify(ns, 25, r, seq, portid, 0)
+
+
+def all_routes(ns, family: int):
+    for _, tbl in fib(ns).dump_order(family):
+        yield from tbl
+
+
+def routes(ns) -> list[Route]:
+    """The main table's routes, IPv4 then IPv6 (kept for older callers)."""
+    f = fib(ns)
+    return list(f.table(2, RT_TABLE_MAIN) or []) + list(f.table(10, RT_TABLE_MAIN) or [])
+
+
+# -- IPv4: the routes addresses imply (fib_add_ifaddr / fib_del_ifaddr) ------------------
+
+def _net(a) -> ipaddress.IPv4Network:
+    return ipaddress.ip_network(f"{a.address}/{a.prefixlen}", strict=False)
+
+
+def _primary(dev, a):
+    """``inet_ifa_byprefix``: the first address of the device in the same subnet (the
+    primary one; later ones are secondaries, IFA_F_SECONDARY)."""
+    n = _net(a)
+    for b in dev.addresses:
+        if b.family == 2 and b.prefixlen == a.prefixlen and _net(b) == n:
+            return b
+    return a
+
+
+def _ifaddr_routes(dev, a) -> list[Route]:
+    """What ``fib_add_ifaddr`` adds for one address, in its order."""
+    prim = _primary(dev, a)
+    src = prim.address
+    lo = dev.kind == "loopback"
+    out = [Route(ipaddress.ip_network(f"{a.address}/32"), dev, None, src, RT_TABLE_LOCAL,
+                 RTN_LOCAL, RTPROT_KERNEL, RT_SCOPE_HOST)]
+    if not dev.up:
+        return out
+    brd = a.broadcast()
+    if brd is not None and brd != b"\xff\xff\xff\xff":
+        out.append(Route(ipaddress.ip_network(f"{ipaddress.IPv4Address(brd)}/32"), dev, None,
+                         src, RT_TABLE_LOCAL, RTN_BROADCAST, RTPROT_KERNEL, RT_SCOPE_LINK))
+    n = _net(a)
+    if int(n.network_address) and prim is a and (n.prefixlen < 32):
+        if not a.flags & 0x200:                         # IFA_F_NOPREFIXROUTE
+            out.append(Route(n, dev, None, src, RT_TABLE_LOCAL if lo else RT_TABLE_MAIN,
+                             RTN_LOCAL if lo else RTN_UNICAST, RTPROT_KERNEL,
+                             RT_SCOPE_HOST if lo else RT_SCOPE_LINK, a.__dict__.get("rt_priority", 0)))
+        if n.prefixlen < 31:
+            out.append(Route(ipaddress.ip_network(f"{n.broadcast_address}/32"), dev, None, src,
+                             RT_TABLE_LOCAL, RTN_BROADCAST, RTPROT_KERNEL, RT_SCOPE_LINK))
+    return out
+
+
+def fib_add_ifaddr(ns, dev, a, notify: bool = True) -> None:
+    for r in _ifaddr_routes(dev, a):
+        insert(ns, r, notify=notify)
+
+
+def fib_del_ifaddr(ns, dev, a) -> None:
+    """``fib_del_ifaddr``: the routes of the address that no other address still needs
+    (prefix route, broadcasts, then the local route)."""
+    keep = []
+    for d in ns.links:
+        for b in d.addresses:
+            if b.family == 2 and b is not a:
+                keep += _ifaddr_routes(d, b)
+    gone = _ifaddr_routes(dev, a)
+    order = [r for r in gone if r.type == RTN_UNICAST or (r.type == RTN_LOCAL and r.dst.prefixlen < 32)]
+    order += [r for r in gone if r.type == RTN_BROADCAST]
+    order += [r for r in gone if r.type == RTN_LOCAL and r.dst.prefixlen == 32]
+    f = fib(ns)
+    for g in order:
+        if any(k.dst == g.dst and k.type == g.type and k.table == g.table for k in keep):
+            continue
+        tbl = f.table(2, g.table) or []
+        for x in list(tbl):
+            if x.dst == g.dst and x.same(g):
+                remove(ns, x)
+
+
+def fib_disable_ip(ns, dev, force: bool) -> None:
+    """``fib_sync_down_dev`` + ``fib_flush`` on NETDEV_DOWN (host-scope routes stay) and
+    NETDEV_UNREGISTER (all go); IPv4 sends no RTM_DELROUTE for them."""
+    for _, tbl in fib(ns).dump_order(2):
+        tbl[:] = [r for r in tbl if r.dev is not dev or (not force and r.scope == RT_SCOPE_HOST)]
+
+
+# -- IPv6: addrconf ----------------------------------------------------------------------
+
+def addrconf_prefix_route(ns, dev, a, notify: bool = True) -> None:
+    if dev.kind == "loopback" or a.flags & 0x200:
+        return
+    n = ipaddress.ip_network(f"{a.address}/{a.prefixlen}", strict=False)
+    insert(ns, Route(n, dev, None, None, RT_TABLE_MAIN, RTN_UNICAST, RTPROT_KERNEL,
+                     RT_SCOPE_UNIVERSE, IP6_RT_PRIO_ADDRCONF, linkdown=not dev.carrier),
+           notify=notify)
+
+
+def addrconf_local_route(ns, dev, a, notify: bool = True) -> None:
+    """``addrconf_f6i_alloc`` inserted by ``__ipv6_ifa_notify`` once DAD is done."""
+    insert(ns, Route(ipaddress.ip_network(f"{a.address}/128"), dev, None, None, RT_TABLE_LOCAL,
+                     RTN_LOCAL, RTPROT_KERNEL, RT_SCOPE_UNIVERSE, 0), notify=notify)
+
+
+def _del_v6(ns, dev, pred) -> None:
+    for _, tbl in fib(ns).dump_order(10):
+        for r in [r for r in tbl if r.dev is dev and pred(r)]:
+            remove(ns, r)
+
+
+def addrconf_del(ns, dev, a) -> None:
+    """``__ipv6_ifa_notify(RTM_DELADDR)`` then ``cleanup_prefix_route``."""
+    host = ipaddress.ip_network(f"{a.address}/128")
+    _del_v6(ns, dev, lambda r: r.type == RTN_LOCAL and r.dst == host)
+    n = ipaddress.ip_network(f"{a.address}/{a.prefixlen}", strict=False)
+    if not any(b.family == 10 and b is not a and ipaddress.ip_network(
+            f"{b.address}/{b.prefixlen}", strict=False) == n for b in dev.addresses):
+        _del_v6(ns, dev, lambda r: r.proto == RTPROT_KERNEL and r.dst == n and r.type == RTN_UNICAST)
+
+
+ARPHRD_ETHER = 1
+IFA_F_TENTATIVE, IFA_F_PERMANENT = 0x40, 0x80
+
+
+def _eui64_linklocal(dev) -> str | None:
+    mac = bytes(dev.address or b"")
+    if getattr(dev, "type", ARPHRD_ETHER) != ARPHRD_ETHER or len(mac) != 6 or not any(mac):
+        return None
+    iid = bytes([mac[0] ^ 2]) + mac[1:3] + b"\xff\xfe" + mac[3:6]
+    return str(ipaddress.IPv6Address(b"\xfe\x80" + bytes(6) + iid))
+
+
+def addrconf_dev_config(ns, dev) -> None:
+    """``addrconf_dev_config`` once the device runs (NETDEV_UP with carrier, or
+    NETDEV_CHANGE gaining it): ff00::/8 (``addrconf_add_mroute``), the EUI-64 link-local
+    address with fe80::/64 (``addrconf_add_linklocal``, ``addrconf_prefix_route``);
+    DAD completes at once here, so each tentative address gets its local route."""
+    from .addr import IfAddr, rtmsg_ifa, RTM_NEWADDR, RT_SCOPE_LINK as SCOPE_LINK
+    f = fib(ns)
+    if dev.kind != "loopback" and dev.ifindex not in f.addrconf_done:
+        ll = _eui64_linklocal(dev)
+        if ll is not None:
+            f.addrconf_done.add(dev.ifindex)
+            insert(ns, Route(ipaddress.ip_network("ff00::/8"), dev, None, None, RT_TABLE_LOCAL,
+                             RTN_MULTICAST, RTPROT_KERNEL, RT_SCOPE_UNIVERSE, IP6_RT_PRIO_ADDRCONF))
+            if not any(a.address == ll for a in dev.addresses):
+                a = IfAddr(ll, 64, SCOPE_LINK, IFA_F_PERMANENT | IFA_F_TENTATIVE, label=dev.name,
+                           brd=None)
+                # ipv6_link_dev_addr: before the first address of no larger scope
+                at = next((i for i, b in enumerate(dev.addresses)
+                           if b.family == 10 and b.scope >= SCOPE_LINK), len(dev.addresses))
+                dev.addresses.insert(at, a)
+                a.__dict__["_routed"] = True
+                addrconf_prefix_route(ns, dev, a)
+    for a in dev.addresses:                       # addrconf_dad_completed
+        if a.family == 10 and a.flags & IFA_F_TENTATIVE:
+            a.flags &= ~IFA_F_TENTATIVE
+            rtmsg_ifa(dev, a, RTM_NEWADDR)
+            addrconf_local_route(ns, dev, a)
+
+
+def addrconf_ifdown(ns, dev) -> None:
+    """``addrconf_ifdown`` → ``rt6_disable_ip``: every IPv6 route through the device goes,
+    each with RTM_DELROUTE, in the order of a dump."""
+    _del_v6(ns, dev, lambda r: True)
+    fib(ns).addrconf_done.discard(dev.ifindex)
+
+
+# -- events ------------------------------------------------------------------------------
+
+def ifa_event(dev, a, msg_type: int) -> None:
+    """The inetaddr / inet6addr notifiers: an address came (RTM_NEWADDR) or went."""
+    ns = getattr(dev, "netns", None)
+    if not fib_ready(ns):
+        return
+    if a.family == 2:
+        if msg_type == 20:
+            fib_add_ifaddr(ns, dev, a)
+        else:
+            fib_del_ifaddr(ns, dev, a)
+    elif msg_type == 20:
+        if a.__dict__.get("_routed"):
+            return
+        a.__dict__["_routed"] = True
+        addrconf_prefix_route(ns, dev, a)
+        if not a.flags & IFA_F_TENTATIVE:
+            addrconf_local_route(ns, dev, a)
+    else:
+        addrconf_del(ns, dev, a)
+
+
+def netdev_event(event: str, dev, **info) -> None:
+    ns = getattr(dev, "netns", None)
+    if not fib_ready(ns):
+        return
+    f = fib(ns)
+    if event == "NETDEV_UP":
+        for a in [a for a in dev.addresses if a.family == 2]:     # fib_netdev_event
+            fib_add_ifaddr(ns, dev, a)
+        for r in all_routes(ns, 10):                            # rt6_sync_up
+            if r.dev is dev:
+                r.linkdown = False
+        f.carrier_seen[dev.ifindex] = bool(dev.carrier)
+        if dev.carrier and dev.kind != "loopback":          # addrconf_notify: this one first
+            addrconf_dev_config(ns, dev)
+    elif event == "NETDEV_DOWN":
+        fib_disable_ip(ns, dev, False)
+        addrconf_ifdown(ns, dev)
+    elif event == "NETDEV_UNREGISTER":
+        fib_disable_ip(ns, dev, True)
+        addrconf_ifdown(ns, dev)
+        f.carrier_seen.pop(dev.ifindex, None)
+    sync_carrier(ns)
+
+
+def sync_carrier(ns) -> None:
+    """NETDEV_CHANGE as linkwatch delivers it: devices that started running get addrconf
+    (the one just opened first, then the rest by index); IPv6 routes of a device that lost
+    its carrier get RTNH_F_LINKDOWN (``rt6_sync_down_dev``), and lose it with the carrier
+    back (``rt6_sync_up``)."""
+    f = fib(ns)
+    for dev in ns.links:
+        was = f.carrier_seen.get(dev.ifindex)
+        now = bool(dev.carrier)
+        f.carrier_seen[dev.ifindex] = now
+        if was is not None and was != now:
+            for r in all_routes(ns, 10):
+                if r.dev is dev:
+                    r.linkdown = not now
+        if dev.up and dev.carrier:
+            if dev.kind == "loopback":
+                continue
+            if dev.ifindex not in f.addrconf_done or any(
+                    a.family == 10 and a.flags & IFA_F_TENTATIVE for a in dev.addresses):
+                addrconf_dev_config(ns, dev)
+
+
+# -- lookups -----------------------------------------------------------------------------
+
+@dataclass
+class RouteResult:
+    """What a lookup found: the route (None for a made-up one), its table (0 when no table
+    answered), the type, the output device, the source address and the gateway."""
+    route: Route | None
+    table: int
+    type: int
+    dev: object
+    src: str | None
+    gw: str | None
+    flags: int = 0          # RTCF_LOCAL / RTCF_BROADCAST
+
+
+def _rule_matches(ns, rule, family, dst, src, iif_dev, oif_dev, mark) -> bool:
+    """``fib_rule_match`` + ``fib4_rule_match`` / ``fib6_rule_match``."""
+    ok = True
+    if rule.iifname:
+        ok = iif_dev is not None and iif_dev.name == rule.iifname
+    if ok and rule.oifname:
+        ok = oif_dev is not None and oif_dev.name == rule.oifname
+    if ok and (rule.mark ^ mark) & rule.mask:
+        ok = False
+    if ok and rule.src_len:
+        net = ipaddress.ip_network((int.from_bytes(rule.src, "big"), rule.src_len), strict=False)
+        ok = src is not None and src in net
+    if ok and rule.dst_len:
+        net = ipaddress.ip_network((int.from_bytes(rule.dst, "big"), rule.dst_len), strict=False)
+        ok = dst in net
+    if rule.flags & 2:                                  # FIB_RULE_INVERT
+        ok = not ok
+    return ok
+
+
+def _table_lookup(ns, family, tb_id, dst, oif_dev):
+    """``fib_table_lookup`` / ``fib6_table_lookup``: the longest prefix, then the first
+    usable alias (a dead or wrong-device nexthop is skipped)."""
+    tbl = fib(ns).table(family, tb_id)
+    if not tbl:
+        return None
+    cands = [r for r in tbl if dst in r.dst]
+    cands.sort(key=lambda r: -r.dst.prefixlen)          # stable: list order within a prefix
+    for r in cands:
+        if r.type in REJECT_TYPES:
+            return r
+        if oif_dev is not None and r.dev is not oif_dev and r.type != RTN_LOCAL:
+            continue
+        if r.dev is not None and not r.dev.up and r.type != RTN_LOCAL:
+            continue
+        return r
+    return None
+
+
+def fib_rules_lookup(ns, family, dst, src=None, iif_dev=None, oif_dev=None, mark=0):
+    """Walk the rules (rule.py) in order: (route, table id) or a negative errno."""
+    from .rule import FR_ACT_TO_TBL, _rules
+    for rule in _rules(ns, family):
+        if not _rule_matches(ns, rule, family, dst, src, iif_dev, oif_dev, mark):
+            continue
+        if rule.action == FR_ACT_TO_TBL:
+            r = _table_lookup(ns, family, rule.table, dst, oif_dev)
+            if r is None or r.type == RTN_THROW:
+                continue
+            if r.type in REJECT_TYPES:
+                return TYPE_ERROR[r.type], rule.table
+            return r, rule.table
+        if rule.action == 6:                            # FR_ACT_BLACKHOLE
+            return -E.EINVAL, 0
+        if rule.action == 7:                            # FR_ACT_UNREACHABLE
+            return -E.ENETUNREACH, 0
+        if rule.action == 8:                            # FR_ACT_PROHIBIT
+            return -E.EACCES, 0
+    return -E.ENETUNREACH, 0
+
+
+def inet_select_addr(ns, dev, dst=None, scope: int = RT_SCOPE_LINK) -> str | None:
+    """``inet_select_addr``: a primary address of the device no wider than ``scope`` (the
+    one in the subnet of ``dst`` first), else one of another device, not of link scope."""
+    first = None
+    if dev is not None:
+        for a in dev.addresses:
+            if a.family != 2 or a.scope > scope or _primary(dev, a) is not a:
+                continue
+            if dst is not None and ipaddress.IPv4Address(dst) in _net(a):
+                return a.address
+            first = first or a.address
+    if first:
+        return first
+    for d in ns.links:
+        for a in d.addresses:
+            if a.family == 2 and a.scope != RT_SCOPE_LINK and a.scope <= scope:
+                return a.address
+    return None
+
+
+def _local4(ns, addr) -> bool:
+    s = str(addr)
+    return any(a.address == s for d in ns.links for a in d.addresses if a.family == 2)
+
+
+def ipv6_dev_get_saddr(ns, dev, dst) -> str | None:
+    """``ipv6_dev_get_saddr`` simplified: a non-tentative address of the same scope class
+    as ``dst`` on the output device first, then on the others; the destination itself when
+    it is local."""
+    dst = ipaddress.IPv6Address(dst)
+    ll = dst.is_link_local
+    devs = ([dev] if dev is not None else []) + [d for d in ns.links if d is not dev]
+    for d in devs:
+        for a in d.addresses:
+            if a.family == 10 and a.address == str(dst) and not a.flags & IFA_F_TENTATIVE:
+                return a.address
+    for i, d in enumerate(devs):
+        for a in d.addresses:
+            if a.family != 10 or a.flags & IFA_F_TENTATIVE:
+                continue
+            is_ll = ipaddress.IPv6Address(a.address).is_link_local
+            if ll and is_ll and i == 0:
+                return a.address
+            if not ll and not is_ll and a.address != "::1":
+                return a.address
+    return None
+
+
+def route_lookup(ns, dst, *, src=None, iif=None, oif=None, mark: int = 0) -> RouteResult | int:
+    """``ip route get`` as a Python call — the data path's route lookup.
+
+    ``dst``/``src``: address strings or ipaddress objects (IPv4 or IPv6); ``iif``/``oif``:
+    a NetDevice, an ifindex or None; ``mark``: the fwmark. With ``iif`` the lookup is an
+    input route (``ip_route_input_slow``: a local destination, or EHOSTUNREACH as this
+    kernel does not forward); without, an output route (``ip_route_output_key_hash_rcu``
+    / ``ip6_route_output``). Returns a :class:`RouteResult` or a negative errno
+    (-ENETUNREACH, -EHOSTUNREACH, -EACCES, -EINVAL, -ENODEV). The rules of rule.py are
+    consulted in order."""
+    dst = ipaddress.ip_address(dst)
+    src = ipaddress.ip_address(src) if src is not None else None
+    family = 2 if dst.version == 4 else 10
+
+    def _dev(x):
+        if x is None or x == 0:
+            return None
+        if isinstance(x, int):
+            d = ns.links.by_index(x)
+            return d if d is not None else -E.ENODEV
+        return x
+    iif_dev, oif_dev = _dev(iif), _dev(oif)
+    if iif_dev == -E.ENODEV or oif_dev == -E.ENODEV:
+        return -E.ENODEV
+    f = fib(ns)
+    if family == 10:
+        return _lookup6(ns, dst, src, iif_dev, oif_dev, mark)
+    lo = ns.links.by_index(1)
+    if iif_dev is not None:                              # ip_route_input_slow
+        if src is None or int(src) == 0 or src.is_multicast or int(src) == 0xFFFFFFFF:
+            return -E.EINVAL                             # martian source
+        res = fib_rules_lookup(ns, 2, dst, src, iif_dev, None, mark)
+        if isinstance(res, tuple) and isinstance(res[0], Route):
+            r, tb = res
+            if r.type == RTN_LOCAL:
+                return RouteResult(r, _tb4(f, tb), RTN_LOCAL, lo, None, None, RTCF_LOCAL)
+            if r.type == RTN_BROADCAST:
+                return RouteResult(r, _tb4(f, tb), RTN_BROADCAST, lo, None, None,
+                                   RTCF_LOCAL | RTCF_BROADCAST)
+        return -E.EHOSTUNREACH if not isinstance(res[0], int) or res[0] == -E.ENETUNREACH \
+            else res[0]
+    # ip_route_output_key_hash_rcu
+    if src is not None:
+        if src.is_multicast or int(src) == 0xFFFFFFFF or int(src) == 0:
+            return -E.EINVAL
+        if oif_dev is None and not _local4(ns, src):
+            return -E.ENETUNREACH
+    if oif_dev is not None and not oif_dev.up:
+        return -E.ENETUNREACH
+    if int(dst) == 0:
+        s = str(src) if src is not None else "127.0.0.1"
+        return RouteResult(None, 0, RTN_LOCAL, lo, s, None, RTCF_LOCAL)
+    res = fib_rules_lookup(ns, 2, dst, src, lo, oif_dev, mark)
+    if isinstance(res[0], int):
+        if oif_dev is not None and res[0] == -E.ENETUNREACH:
+            # "routing tables are wrong; assume the destination is on link"
+            s = str(src) if src else inet_select_addr(ns, oif_dev, None, RT_SCOPE_LINK)
+            return RouteResult(None, 0, RTN_UNICAST, oif_dev, s, None,
+                               RTCF_LOCAL if oif_dev.kind == "loopback" else 0)
+        return res[0]
+    r, tb = res
+    tb = _tb4(f, tb)
+    if r.type == RTN_LOCAL:
+        s = str(src) if src else (r.prefsrc or str(dst))
+        return RouteResult(r, tb, RTN_LOCAL, lo, s, None, RTCF_LOCAL)
+    s = str(src) if src else (r.prefsrc or inet_select_addr(ns, r.dev, r.gw, r.scope))
+    if r.type == RTN_BROADCAST:
+        return RouteResult(r, tb, RTN_BROADCAST, r.dev, s, None, RTCF_LOCAL | RTCF_BROADCAST)
+    flags = RTCF_LOCAL if r.dev is not None and r.dev.kind == "loopback" else 0
+    return RouteResult(r, tb, r.type, r.dev, s, r.gw, flags)
+
+
+def _tb4(f: Fib, tb: int) -> int:
+    """Without custom rules the local table is merged into main (``fib_table_merge`` /
+    the ``fib_lookup`` fast path), so a result reports the main table."""
+    return tb if f.custom_rules4 else RT_TABLE_MAIN
+
+
+def _lookup6(ns, dst, src, iif_dev, oif_dev, mark):
+    res = fib_rules_lookup(ns, 10, dst, src, iif_dev, oif_dev, mark)
+    if isinstance(res[0], int):
+        return res[0]
+    r, tb = res
+    if r.type == RTN_LOCAL:
+        lo = ns.links.by_index(1)
+        return RouteResult(r, tb, RTN_LOCAL, lo, str(dst), None, 0)
+    s = r.prefsrc or ipv6_dev_get_saddr(ns, r.dev, dst)
+    return RouteResult(r, tb, r.type, r.dev, s, r.gw, 0)
