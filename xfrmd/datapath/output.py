@@ -52,9 +52,19 @@ class Drop(Exception):
 
 # -- routing ------------------------------------------------------------------------------------
 
-def ip_route_output_key(ns, daddr):
-    """``fib_lookup`` on the main table as ``ip route get`` answers it: the longest prefix,
-    then the lowest metric; None = ENETUNREACH."""
+def ip_route_output_key(ns, daddr, saddr=None) -> tuple[object, int]:
+    """The output route of a packet: (device, 0) or (None, errno). The FIB's
+    ``route_lookup`` (``ip_route_output_key_hash_rcu`` through the rules) where the routing
+    code provides it; else the main table's longest prefix, then the lowest metric."""
+    try:
+        from ..rtnl.fib import route_lookup
+    except ImportError:
+        route_lookup = None
+    if route_lookup is not None:
+        res = route_lookup(ns, daddr, src=saddr)
+        if isinstance(res, int):
+            return None, -res
+        return res.dev, 0
     from ..rtnl.route import routes
     dst = ipaddress.ip_address(daddr)
     best = None
@@ -66,7 +76,7 @@ def ip_route_output_key(ns, daddr):
                 or (net.prefixlen == best["dst"].prefixlen
                     and r.get("metric", 0) < best.get("metric", 0))):
             best = r
-    return best
+    return (best["dev"], 0) if best is not None else (None, E.ENETUNREACH)
 
 
 # -- the SPD ------------------------------------------------------------------------------------
@@ -437,7 +447,7 @@ def xfrm_xmit(ns, src: str, dst: str, proto: int = P.IPPROTO_UDP, sport: int = 0
     l4_sport, l4_dport = (sport, dport) if proto in (P.IPPROTO_UDP, P.IPPROTO_TCP) else (0, 0)
     flow_sel = host_selector(sbytes, dbytes, family, proto, l4_sport, l4_dport)
     flow = bytes(flow_sel)
-    rt = ip_route_output_key(ns, dst)
+    rt_dev, rt_err = ip_route_output_key(ns, dst, src)
     pol = xfrm_policy_lookup(ns, X.XFRM_POLICY_OUT, flow, family, mark)
     wire = policy_wire(pol) if pol is not None and pol.action == X.XFRM_POLICY_ALLOW else None
     db = sad(ns.xfrm)
@@ -449,8 +459,9 @@ def xfrm_xmit(ns, src: str, dst: str, proto: int = P.IPPROTO_UDP, sport: int = 0
     for i in range(count):
         sig = {"policy": pol_desc, "result": "sent", "sas": []}
         pkt = P.ip_packet(src, dst, proto, sport, dport, size, seq=i + 1)
-        if rt is None:
-            sig.update(result="dropped", reason="no route", errno="ENETUNREACH")
+        if rt_dev is None:
+            sig.update(result="dropped", reason="no route",
+                       errno=E.errorcode.get(rt_err, str(rt_err)))
             res.add(sig, None)
             continue
         if pol is None:
@@ -458,7 +469,7 @@ def xfrm_xmit(ns, src: str, dst: str, proto: int = P.IPPROTO_UDP, sport: int = 0
                 sig.update(result="dropped", reason="policy default out block", errno="EPERM")
                 res.add(sig, None)
                 continue
-            sig.update(path="clear", dev=rt["dev"].name)
+            sig.update(path="clear", dev=rt_dev.name)
             res.add(sig, None, pkt if keep_packets else None)
             continue
         pol.curlft_use = ns.kernel.clock.wall()        # xfrm_lookup: pol->curlft.use_time
@@ -467,7 +478,7 @@ def xfrm_xmit(ns, src: str, dst: str, proto: int = P.IPPROTO_UDP, sport: int = 0
                 raise Drop("XfrmOutPolBlock", E.EPERM, "policy action block")
             states = _tmpl_resolve(db, flow_sel, wire, sbytes, dbytes, family, sig)
             if not states:
-                sig.update(path="clear", dev=rt["dev"].name)
+                sig.update(path="clear", dev=rt_dev.name)
                 res.add(sig, None, pkt if keep_packets else None)
                 continue
             # the path device: the route toward the outermost tunnel endpoint
@@ -476,10 +487,9 @@ def xfrm_xmit(ns, src: str, dst: str, proto: int = P.IPPROTO_UDP, sport: int = 0
                 if x.props.mode == X.XFRM_MODE_TUNNEL:
                     w = 4 if x.props.family == X.AF_INET else 16
                     outer = str(ipaddress.ip_address(bytes(x.id.daddr[:w])))
-            prt = rt if outer == dst else ip_route_output_key(ns, outer)
-            if prt is None:
-                raise Drop(None, E.ENETUNREACH, f"no route to the tunnel endpoint {outer}")
-            path_dev = prt["dev"]
+            path_dev, err = (rt_dev, 0) if outer == dst else ip_route_output_key(ns, outer)
+            if path_dev is None:
+                raise Drop(None, err, f"no route to the tunnel endpoint {outer}")
             seqs = {}
             real = True
             for x in states:
