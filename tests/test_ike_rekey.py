@@ -118,22 +118,25 @@ class Run:
 
     def rekeyed(self, old, since, timeout):
         """Wait until both SADs hold exactly one new pair, the same SPIs with the same keys,
-        none of them from ``old``; returns (when the first new SA was seen, in seconds after
-        ``since``; the SAs)."""
-        first = [None]
-        t0 = since
+        none of them from ``old``; returns (seconds after ``since``: when the first new SA
+        showed, when each side held only the new pair; the SAs)."""
+        seen = {}
 
         def done():
             sl, sr = self.kp.sad("left"), self.kp.sad("right")
-            if first[0] is None and set(_spis(sl)) - set(old):
-                first[0] = time.monotonic() - t0
+            now = time.monotonic() - since
+            if set(_spis(sl)) - set(old):
+                seen.setdefault("first_new", now)
+            for side, sas in (("left", sl), ("right", sr)):
+                if len(sas) == 2 and set(_spis(sas)).isdisjoint(old):
+                    seen.setdefault(side, now)
             if (len(sl) == 2 and _spis(sl) == _spis(sr) and set(_spis(sl)).isdisjoint(old)
                     and _keys(sl) == _keys(sr)):
                 return sl
             return None
         sas = _wait(done, timeout)
         assert sas, ("no clean rekey", old, self.kp.sad("left"), self.kp.sad("right"))
-        return first[0], sas
+        return seen, sas
 
 
 # --- pluto: its own timers --------------------------------------------------------------
@@ -162,8 +165,8 @@ def test_pluto_pair_rekeys_the_child_sa_on_its_own_timer(tmp_path):
         assert sorted(p[2] for p in pols["left"]) == [0, 1, 2]
         kp.advance(86400)
         assert _spis(kp.sad("left")) == old and _spis(kp.sad("right")) == old
-        after, new = r.rekeyed(old, since=t_up, timeout=20)
-        assert 3.0 < after < 8.0          # salifetime - rekeymargin = 4 s, before the 8 s
+        seen, new = r.rekeyed(old, since=t_up, timeout=20)
+        assert 3.0 < seen["first_new"] < 8.0    # salifetime - rekeymargin = 4 s, before 8 s
         assert kp.expires("left") == [] and kp.expires("right") == []
         assert {s: _pair_policies(kp, s) for s in ("left", "right")} == pols
         left_log, right_log = r.left.logtext(), r.right.logtext()
@@ -172,3 +175,94 @@ def test_pluto_pair_rekeys_the_child_sa_on_its_own_timer(tmp_path):
         assert "responder rekeyed Child SA #2 using #1" in right_log
         assert '"peer" #2: deleting established Child SA using IKE SA #1' in left_log
         assert "deleting established Child SA" not in right_log
+
+
+def test_pluto_rekey_no_deletes_the_child_sa_when_salifetime_ends(tmp_path):
+    """rekey=no, salifetime=3s: soft and hard limits are the same (no soft margin), and at
+    3 s pluto's own expiry timer deletes the Child SA (INFORMATIONAL DELETE; the peer
+    deletes its half). Both SADs end empty and stay so; pluto turns its outbound policy
+    back into the conn's template policy (UPDPOLICY, same index) and deletes in and fwd.
+    The IKE SA stays up."""
+    conf = _conf(salifetime="3s", rekey="no", ikelifetime="1h")
+    with Run(tmp_path, (pluto.Pluto, {"extra": conf}), (pluto.Pluto, {"extra": conf})) as r:
+        kp = r.kp
+        t_up, old = r.established()
+        for sa in kp.sad("left") + kp.sad("right"):
+            lft = sa["lft"]
+            assert lft["soft_add_expires_seconds"] == lft["hard_add_expires_seconds"] == 0
+            assert lft["soft_byte_limit"] == lft["hard_byte_limit"] == HARD_NEVER
+        pols = _pair_policies(kp, "left")
+        assert _wait(lambda: not kp.sad("left") and not kp.sad("right"), timeout=15)
+        gone = time.monotonic() - t_up
+        assert 2.0 < gone < 10.0, gone
+        time.sleep(1.0)
+        assert kp.sad("left") == [] and kp.sad("right") == []
+        assert kp.expires("left") == [] and kp.expires("right") == []
+        for side in ("left", "right"):
+            assert [p for p in _pair_policies(kp, side) if p[2] != 1] == []
+        assert _pair_policies(kp, "left") == [p for p in pols if p[2] == 1]
+        logs = r.left.logtext() + r.right.logtext()
+        assert '"peer" #2: deleting established Child SA using IKE SA #1' in logs
+        assert "rekey" not in "\n".join(x for x in logs.splitlines()
+                                        if '"peer" #' in x and ": | " not in x)
+        assert "STATE_V2_ESTABLISHED_IKE_SA" in r.left.whack("--status").stdout
+
+
+def test_pluto_rekeys_against_charon(tmp_path):
+    """pluto (salifetime=16s, rekeymargin=8s) initiates to charon 5.9.8 (no rekey_time or
+    life_time: its SAs carry no lifetime either): pluto's timer rekeys at 8 s, charon
+    answers the CREATE_CHILD_SA and installs the new pair, pluto deletes the old one 1 s
+    later; charon deletes its old outbound SA at once but keeps the old inbound one 5 s
+    longer (charon.delete_rekeyed_delay). pluto's rekey proposes PFS (the IKE SA's
+    MODP2048): charon accepts it only with a DH group in esp_proposals, without one it
+    answers NO_PROPOSAL_CHOSEN and the Child SA dies at salifetime."""
+    conf = _conf(salifetime="16s", rekeymargin="8s", rekeyfuzz="0%", ikelifetime="1h")
+    with Run(tmp_path, (pluto.Pluto, {"extra": conf}),
+             (charon.Charon, {"esp_proposals": "aes128-sha256-modp2048"})) as r:
+        kp = r.kp
+        t_up, old = r.established()
+        assert all(sa["lft"]["soft_add_expires_seconds"] == 0 for sa in kp.sad("right"))
+        pols = {s: _pair_policies(kp, s) for s in ("left", "right")}
+        seen, new = r.rekeyed(old, since=t_up, timeout=25)
+        assert 7.0 < seen["first_new"] < 16.0
+        assert seen["right"] - seen["left"] > 3.0           # charon's old inbound SA lingers
+        assert kp.expires("left") == [] and kp.expires("right") == []
+        assert {s: _pair_policies(kp, s) for s in ("left", "right")} == pols
+        assert "initiator rekeyed Child SA #2 using #1" in r.left.logtext()
+        clog = r.right.logtext()
+        assert "parsed CREATE_CHILD_SA request 2 [ N(REKEY_SA) SA No KE TSi TSr ]" in clog
+        assert "received DELETE for ESP CHILD_SA with SPI" in clog
+        assert "INSTALLED" in r.right.list_sas()
+
+
+def test_charon_rekeys_against_pluto_on_the_kernels_soft_expire(tmp_path):
+    """charon 5.9.8 (rekey_time=5s, life_time=6s, rand_time=0s: hard add-time expiry 6 s on
+    both SAs, soft 5 s on the inbound SA only — without jitter 5.9.8 leaves the outbound
+    SA without a soft limit, so one EXPIRE, not two, starts the rekey)
+    initiates to pluto (salifetime default 8h). The emulated kernel's clock runs in real
+    time: its soft XFRM_MSG_EXPIRE reaches charon, charon rekeys (CREATE_CHILD_SA), pluto
+    as responder installs the new pair and charon deletes the old — kernel-driven, unlike
+    pluto's own timer. pluto (pfs=yes by default) wants a KE in the CREATE_CHILD_SA: charon
+    must list a DH group in esp_proposals, otherwise pluto answers NO_PROPOSAL_CHOSEN,
+    charon retries in 15 s and the hard expiry at 6 s takes the Child SA down."""
+    with Run(tmp_path, (charon.Charon, {"rekey_time": 5, "life_time": 6,
+                                         "esp_proposals": "aes128-sha256-modp2048",
+                                         "limits": {"rand_time": "0s"}}),
+             (pluto.Pluto, {})) as r:
+        kp = r.kp
+        t_up, old = r.established()
+        inbound = [sa["spi"] for sa in kp.sad("left") if sa["dst"] == "192.0.2.1"]
+        assert {(sa["dst"], sa["lft"]["soft_add_expires_seconds"],
+                 sa["lft"]["hard_add_expires_seconds"]) for sa in kp.sad("left")} == {
+            ("192.0.2.1", 5, 6), ("192.0.2.2", 0, 6)}
+        for sa in kp.sad("right"):
+            assert sa["lft"]["soft_add_expires_seconds"] == 0
+        seen, new = r.rekeyed(old, since=t_up, timeout=20)
+        assert 4.0 < seen["first_new"] < 6.0
+        # the soft EXPIRE started the rekey; charon keeps the old inbound SA for
+        # delete_rekeyed_delay (5 s), past its hard lifetime: the kernel's hard EXPIRE ends it
+        assert [(e["spi"], e["hard"]) for e in kp.expires("left")] == [
+            (inbound[0], False), (inbound[0], True)]
+        assert kp.expires("right") == []
+        assert "rekeying CHILD_SA" in r.left.logtext() or "rekeying" in r.left.logtext()
+        assert "responder rekeyed Child SA #2 using #1" in r.right.logtext()
