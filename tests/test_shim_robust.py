@@ -29,8 +29,10 @@ PROG = r"""
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <arpa/inet.h>
 
 #define CHECK(c) do { if (!(c)) { printf("FAIL %s:%d %s errno=%d\n", __func__, __LINE__, #c, errno); exit(1); } } while (0)
 
@@ -234,6 +236,117 @@ static int t_after_exec(int gone, int keep)
     return 0;
 }
 
+/* GETSADINFO with NLM_F_ACK: NEWSADINFO, then the ACK */
+static void ask_ack(int fd, unsigned seq)
+{
+    struct { struct nlmsghdr h; unsigned flags; } m = {
+        { sizeof m, XFRM_MSG_GETSADINFO, NLM_F_REQUEST | NLM_F_ACK, seq, 0 }, 0xffffffff };
+    CHECK(send(fd, &m, sizeof m, 0) == (ssize_t)sizeof m);
+}
+
+static void answer_ack(int fd, unsigned seq)
+{
+    char buf[8192];
+    answer(fd, seq, 0);
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    struct nlmsghdr *h = (void *)buf;
+    CHECK(n >= 20 && h->nlmsg_type == NLMSG_ERROR && h->nlmsg_seq == seq);
+    CHECK(((struct nlmsgerr *)NLMSG_DATA(h))->error == 0);
+}
+
+/* an OUT policy 10.9.0.<i>/32 → any, with NLM_F_ACK */
+static void add_policy(int fd, int i)
+{
+    struct { struct nlmsghdr h; struct xfrm_userpolicy_info p; } m;
+    memset(&m, 0, sizeof m);
+    m.h = (struct nlmsghdr){ sizeof m, XFRM_MSG_NEWPOLICY, NLM_F_REQUEST | NLM_F_ACK, 900 + i, 0 };
+    m.p.sel.family = AF_INET;
+    m.p.sel.saddr.a4 = htonl(0x0a090000 + i);
+    m.p.sel.prefixlen_s = 32;
+    m.p.dir = XFRM_POLICY_OUT;
+    m.p.lft.soft_byte_limit = m.p.lft.hard_byte_limit = XFRM_INF;
+    m.p.lft.soft_packet_limit = m.p.lft.hard_packet_limit = XFRM_INF;
+    CHECK(send(fd, &m, sizeof m, 0) == (ssize_t)sizeof m);
+    char buf[1024];
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    struct nlmsghdr *h = (void *)buf;
+    CHECK(n >= 20 && h->nlmsg_type == NLMSG_ERROR && ((struct nlmsgerr *)NLMSG_DATA(h))->error == 0);
+}
+
+/* The shim keeps a closed socket's connection for the next socket() (docs/protocol.md,
+ * RELEASE and BATCH). Nothing of the old socket may show through the new one. */
+static int t_reuse(void)
+{
+    int a = nl_socket(0);
+    int one = 1;
+    CHECK(setsockopt(a, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof one) == 0);
+    ask_ack(a, 50); answer_ack(a, 50);
+    CHECK(portid(a) == (unsigned)getpid());
+    close(a);
+    /* the closed number is free again, as on Linux */
+    int n = open("/dev/null", O_RDONLY);
+    CHECK(n == a);
+    close(n);
+    int b = nl_socket(0);
+    CHECK(b == a);
+    CHECK(portid(b) == 0);                                   /* a new socket is unbound */
+    int v = -1; socklen_t vl = sizeof v;
+    CHECK(getsockopt(b, SOL_NETLINK, NETLINK_EXT_ACK, &v, &vl) == 0 && v == 0);
+    ask_ack(b, 51); answer_ack(b, 51);
+    CHECK(portid(b) == (unsigned)getpid());                  /* the old one let its id go */
+    /* closed with its answer unread: the next socket never sees that answer */
+    ask_ack(b, 52);
+    close(b);
+    int c = nl_socket(0);
+    ask_ack(c, 53); answer_ack(c, 53);
+    nothing_queued(c);
+    close(c);
+    /* a socket in the policy group: its events do not reach the next socket */
+    int g = nl_socket(0);
+    struct sockaddr_nl ga = { .nl_family = AF_NETLINK, .nl_groups = XFRMGRP_POLICY };
+    CHECK(bind(g, (struct sockaddr *)&ga, sizeof ga) == 0);
+    close(g);
+    int d = nl_socket(0);
+    add_policy(d, 1);
+    nothing_queued(d);
+    close(d);
+    /* flags are the new socket's own */
+    int f = nl_socket(SOCK_NONBLOCK | SOCK_CLOEXEC);
+    CHECK((fcntl(f, F_GETFL) & O_NONBLOCK) && (fcntl(f, F_GETFD) & FD_CLOEXEC));
+    ask_ack(f, 54);
+    CHECK(poll(&(struct pollfd){ f, POLLIN, 0 }, 1, 5000) == 1);
+    answer_ack(f, 54);
+    close(f);
+    int h = nl_socket(0);
+    CHECK(!(fcntl(h, F_GETFL) & O_NONBLOCK) && !(fcntl(h, F_GETFD) & FD_CLOEXEC));
+    ask_ack(h, 55); answer_ack(h, 55);
+    close(h);
+    /* the program closes every fd above 2 (as daemons do): the next socket still works */
+    CHECK(syscall(SYS_close_range, 3, ~0U, 0) == 0);
+    int e = nl_socket(0);
+    ask_ack(e, 56); answer_ack(e, 56);
+    close(e);
+    /* a forked child does not take its parent's kept connection */
+    int p0 = nl_socket(0);
+    ask_ack(p0, 57); answer_ack(p0, 57);
+    close(p0);
+    pid_t ch = fork();
+    CHECK(ch >= 0);
+    if (ch == 0) {
+        int cs = nl_socket(0);
+        ask_ack(cs, 58); answer_ack(cs, 58);
+        CHECK(portid(cs) == (unsigned)getpid());
+        _exit(0);
+    }
+    int st;
+    CHECK(waitpid(ch, &st, 0) == ch && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    int q = nl_socket(0);
+    ask_ack(q, 59); answer_ack(q, 59);
+    close(q);
+    printf("reuse ok\n");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IONBF, 0);
@@ -241,6 +354,7 @@ int main(int argc, char **argv)
     if (argc > 1 && !strcmp(argv[1], "epoll")) return t_epoll();
     if (argc > 1 && !strcmp(argv[1], "fork")) return t_fork();
     if (argc > 1 && !strcmp(argv[1], "dup")) return t_dup();
+    if (argc > 1 && !strcmp(argv[1], "reuse")) return t_reuse();
     if (argc > 1 && !strcmp(argv[1], "cloexec")) return t_cloexec(argv[0]);
     if (argc > 3 && !strcmp(argv[1], "after-exec")) return t_after_exec(atoi(argv[2]), atoi(argv[3]));
     return 2;
@@ -265,7 +379,7 @@ def run(argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("case", ["nonblock", "epoll", "fork", "cloexec", "dup"])
+@pytest.mark.parametrize("case", ["nonblock", "epoll", "fork", "cloexec", "dup", "reuse"])
 def test_c_program(prog, case):
     p = run([prog, case])
     assert p.returncode == 0, p.stdout + p.stderr
@@ -313,3 +427,19 @@ def test_python_socket_module(prog, dup):
     p = run([sys.executable, "-c", f"DUP = {dup}\n" + PY])
     assert p.returncode == 0, p.stdout + p.stderr
     assert p.stdout.strip() == "python ok"
+
+
+def test_ip_batch_uses_one_connection(tmp_path):
+    """`ip -batch` opens a socket per line; the shim reuses one connection for all of them
+    (socket+connect once; without reuse this run makes seven), which is what makes the batch benchmark's figure."""
+    require(shutil.which("strace"), "needs strace")
+    script = tmp_path / "b.ip"
+    script.write_text("".join(f"xfrm policy add src 10.0.{i}.0/24 dst 198.51.100.0/24 dir out\n"
+                              for i in range(5)) + "xfrm policy count\n")
+    p = run(["strace", "-f", "-qq", "-e", "trace=connect", "-o", str(tmp_path / "tr"),
+             "ip", "-batch", str(script)])
+    assert p.returncode == 0, p.stderr
+    assert "SPD IN  0 OUT 5 FWD 0" in p.stdout
+    connects = [ln for ln in (tmp_path / "tr").read_text().splitlines() if "xfrmd.sock" in ln]
+    # ip's own NETLINK_ROUTE handle (open for the whole batch) and one for the six lines
+    assert len(connects) == 2, connects

@@ -134,6 +134,12 @@ BAD_FRAMES_KILLING = {
     "short frames after hello": [T.hello(6, 3), T.frame(T.F_BIND, b"\0"),
                                  T.frame(T.F_SETSOCKOPT, b"\0"), T.frame(T.F_RECVD, b""),
                                  T.frame(99, b"")],
+    "batch length past its end": [T.frame(T.F_BATCH, struct.pack("=I", 500) + T.hello(6, 3))],
+    "batch cut inside a length": [T.frame(T.F_BATCH, struct.pack("=I", 4) + b"abcd\1\0")],
+    "nested batch": [T.batch([T.hello(6, 3), T.batch([T.frame(T.F_AUTOBIND)])])],
+    "release then a datagram without hello": [
+        T.batch([T.hello(6, 3), T.frame(T.F_RELEASE),
+                 N.encode_msg(X.XfrmMsg.GETSADINFO, N.NLM_F_REQUEST, 1, 0, b"\xff" * 4)])],
 }
 
 
@@ -155,3 +161,42 @@ def test_malformed_transport_frames(name):
             assert sadinfo_round_trip(bystander, 3) < 2.0
         with NetlinkSocket(N.NETLINK_XFRM, path=srv.path, timeout=5) as newcomer:
             assert sadinfo_round_trip(newcomer, 4) < 2.0
+
+
+def test_batch_and_release_on_one_connection():
+    """What the shim sends for `ip -batch` (docs/protocol.md: BATCH, RELEASE): HELLO,
+    options, an optimistic bind and the request in one record; RELEASE closes the emulated
+    socket (its port id is free again, it leaves its groups) and the next HELLO on the same
+    connection is a new socket."""
+    import os
+    with running_server(make_kernel("bare")) as srv:
+        k = srv.kernel
+        raw = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        raw.connect(srv.path)
+        raw.settimeout(5)
+        pid = os.getpid()
+        req = N.encode_msg(X.XfrmMsg.GETSADINFO, N.NLM_F_REQUEST | N.NLM_F_ACK, 7, 0, b"\xff" * 4)
+        raw.send(T.batch([T.hello(N.NETLINK_XFRM, 3), T.setsockopt(270, 11, 1),
+                          T.frame(T.F_BIND, struct.pack("=II", pid, 1 << 1)), req]))
+        # the BIND (groups: a change a program can see) is answered, then the request
+        rep = raw.recv(1000)
+        assert T.parse_frame(rep)[1] == T.F_BIND_REPLY
+        assert struct.unpack_from("=iII", rep, 8) == (0, pid, 2)
+        info = raw.recv(1000)
+        assert struct.unpack_from("=IHHII", info)[1:5] == (X.XfrmMsg.NEWSADINFO, 0, 7, pid)
+        ack = raw.recv(1000)
+        assert struct.unpack_from("=IHHIIi", ack)[1] == N.NLMSG_ERROR
+        assert struct.unpack_from("=i", ack, 16)[0] == 0
+        ns = k.netns("default")
+        first = ns.ports[N.NETLINK_XFRM][pid]
+        assert first.groups == 2 and first.ext_ack
+        raw.send(T.frame(T.F_RELEASE))
+        raw.send(T.batch([T.hello(N.NETLINK_XFRM, 3), T.frame(T.F_BIND_AUTO, struct.pack("=II", pid, 0)),
+                          N.encode_msg(X.XfrmMsg.GETSADINFO, N.NLM_F_REQUEST, 8, 0, b"\xff" * 4)]))
+        info = raw.recv(1000)
+        assert struct.unpack_from("=IHHII", info)[1:5] == (X.XfrmMsg.NEWSADINFO, 0, 8, pid)
+        second = ns.ports[N.NETLINK_XFRM][pid]
+        assert second is not first and first.closed
+        assert second.groups == 0 and not second.ext_ack   # nothing carried over
+        assert first not in ns.sockets[N.NETLINK_XFRM]
+        raw.close()

@@ -21,15 +21,23 @@ import select
 import socket as pysocket
 import struct
 import threading
+import time
 
 import trio
 
 from . import services, transport as T
 from .kernel import Kernel, KernelError
 
+_BATCH_KIND = struct.pack("=H", T.F_BATCH)
+_U16 = struct.Struct("=H")
+
 log = logging.getLogger("xfrmd.server")
 
 SO_PEERCRED = 17
+# how long the reactor polls for the next request before it sleeps (0 on one CPU, where it
+# would only keep the client from running)
+SPIN_SECONDS = (float(os.environ.get("XFRMD_SPIN_US", "150")) / 1e6
+                if len(os.sched_getaffinity(0)) > 1 else 0.0)
 NETLINK, SERVICE, FILE_WRITE = "netlink", "service", "file"
 
 
@@ -144,9 +152,20 @@ class Server:
         ep, k = self.ep, self.kernel
         lfd, wake = self.listener.fileno(), self._wake_r
         deadline = k.next_deadline()
+        spin_until = 0.0
+        clock = time.perf_counter
         while True:
             timeout = -1 if deadline is None else max(0.0, deadline - k.clock.now())
-            for fd, ev in ep.poll(timeout, 256):
+            events = ep.poll(0, 256) if spin_until else None
+            while not events and spin_until and clock() < spin_until:
+                events = ep.poll(0, 256)
+            if not events:
+                events = ep.poll(timeout, 256)
+            # a client that just got its answer usually sends its next request within tens
+            # of microseconds (`ip -batch`): polling for it, rather than sleeping, saves the
+            # cross-CPU wake-up that costs this much again on a VM (docs/architecture.md)
+            spin_until = clock() + SPIN_SECONDS if events and SPIN_SECONDS else 0.0
+            for fd, ev in events:
                 if fd == lfd:
                     self._accept()
                     continue
@@ -229,6 +248,17 @@ class Server:
         if not rec:
             self._close(conn)
             return False
+        return self._dispatch(conn, rec)
+
+    def _dispatch(self, conn: Connection, rec: bytes) -> bool:
+        """One record: a frame, a datagram, or a BATCH of them (docs/protocol.md)."""
+        if rec[:4] == b"\0\0\0\0" and len(rec) >= 8 and rec[6:8] == _BATCH_KIND:
+            for sub in T.split_batch(rec[8:]):
+                if sub[:4] == b"\0\0\0\0" and sub[6:8] == _BATCH_KIND:
+                    raise ValueError("nested batch")
+                if not self._dispatch(conn, sub) or conn.fd not in self.by_fd:
+                    return False
+            return True
         kind = conn.kind
         if kind is None:
             return self._hello(conn, rec)
@@ -242,10 +272,14 @@ class Server:
         if sock is None:
             # the socket could not be created (e.g. unknown namespace): every binding
             # request reports why; datagrams go nowhere
-            if T.is_frame(rec) and T.parse_frame(rec)[1] in (T.F_BIND, T.F_AUTOBIND):
-                self._send(conn, T.bind_reply(-conn.open_error, 0, 0))
+            if T.is_frame(rec):
+                fkind = T.parse_frame(rec)[1]
+                if fkind in (T.F_BIND, T.F_AUTOBIND):
+                    self._send(conn, T.bind_reply(-conn.open_error, 0, 0))
+                elif fkind == T.F_RELEASE:
+                    self._release(conn)
             return True
-        if T.is_frame(rec):
+        if rec[:4] == b"\0\0\0\0" and len(rec) >= 8:
             reply = self._control(sock, rec, conn)
             if reply is not None:
                 self._flush(conn)          # keep the order of what is already queued
@@ -373,10 +407,23 @@ class Server:
             break
 
     def _control(self, sock, rec: bytes, conn: Connection) -> bytes | None:
-        version, kind, payload = T.parse_frame(rec)
+        kind = _U16.unpack_from(rec, 6)[0]
+        payload = rec[8:]
         k = self.kernel
+        if kind == T.F_SETSOCKOPT:
+            level, optname, value = struct.unpack_from("=IIi", payload)
+            try:
+                k.setsockopt(sock, level, optname, value)
+            except KernelError:
+                pass  # the shim checked what it could; the kernel would have said EINVAL
+            return None
         if kind == T.F_BIND_AUTO:
             return self._bind_auto(sock, conn, *struct.unpack_from("=II", payload))
+        if kind == T.F_RELEASE:
+            # close() of the emulated socket (netlink_release); the shim keeps the connection
+            # for its next socket(), whose HELLO follows
+            self._release(conn)
+            return None
         if kind == T.F_SYNC:
             # what the earlier records produced is queued already (deliver is synchronous);
             # the caller flushes it before this reply
@@ -395,19 +442,21 @@ class Server:
             if was_bound and kind == T.F_BIND and err == 0:
                 return None  # later binds only update groups; the shim does not wait
             return T.bind_reply(err, sock.portid, sock.groups)
-        if kind == T.F_SETSOCKOPT:
-            level, optname, value = struct.unpack_from("=IIi", payload)
-            try:
-                k.setsockopt(sock, level, optname, value)
-            except KernelError:
-                pass  # the shim checked what it could; the kernel would have said EINVAL
-            return None
         if kind == T.F_RECVD:
             (buflen,) = struct.unpack_from("=I", payload)
             k.recvd(sock, buflen)
             return None
         log.warning("unknown control frame kind %d", kind)
         return None
+
+    def _release(self, conn: Connection) -> None:
+        if conn.sock is not None:
+            self.conns.pop(conn.sock, None)
+            self.kernel.close(conn.sock)
+            conn.sock = None
+        conn.kind = None
+        conn.open_error = 0
+        conn.pending.clear()
 
     def _bind_auto(self, sock, conn: Connection, portid: int, groups: int) -> bytes | None:
         """The shim predicted that ``netlink_autobind`` gives this socket its process id

@@ -6,7 +6,7 @@ import os
 import struct
 
 from .netlink.socket import (F_ANSWER, F_AUTOBIND, F_BIND, F_BIND_AUTO, F_BIND_REPLY, F_HELLO,  # noqa: F401
-                             F_QUERY, F_SYNC, F_SYNC_REPLY,
+                             F_QUERY, F_SYNC, F_SYNC_REPLY, F_BATCH, F_RELEASE,
                              F_RECVD, F_SETSOCKOPT, F_SOCK_ERROR, FRAME, PROTOCOL_VERSION)
 
 SERVICE_PROTOCOL = 0xFFFFFFFF
@@ -37,6 +37,26 @@ def parse_frame(record: bytes) -> tuple[int, int, bytes]:
     """(version, kind, payload) of a control frame."""
     _, version, kind = FRAME.unpack_from(record)
     return version, kind, record[FRAME.size:]
+
+
+def batch(records: list[bytes]) -> bytes:
+    """One BATCH frame carrying ``records`` (frames or datagrams), handled in order."""
+    return frame(F_BATCH, b"".join(struct.pack("=I", len(r)) + r for r in records))
+
+
+def split_batch(payload: bytes) -> list[bytes]:
+    """The records of a BATCH payload; ValueError when a length runs past the end."""
+    out, o, n = [], 0, len(payload)
+    while o < n:
+        if o + 4 > n:
+            raise ValueError("truncated batch")
+        (length,) = struct.unpack_from("=I", payload, o)
+        o += 4
+        if o + length > n:
+            raise ValueError("truncated batch")
+        out.append(payload[o:o + length])
+        o += length
+    return out
 
 
 def hello(protocol: int, sock_type: int = 3, netns: str = "") -> bytes:

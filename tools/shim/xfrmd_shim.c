@@ -30,6 +30,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 #include <pthread.h>
+#include <time.h>
 
 #define F_HELLO 1
 #define F_BIND 2
@@ -38,7 +39,9 @@
 #define F_RECVD 5
 #define F_BIND_AUTO 6
 #define F_SYNC 7           /* u32 count: answered with SYNC_REPLY after what came before */
-#define F_SYNC_REPLY 0x83      /* autobind to the port id the shim predicted; reply only if not */
+#define F_SYNC_REPLY 0x83
+#define F_BATCH 8          /* several records in one: u32 length + record, repeated */
+#define F_RELEASE 9        /* close() of the emulated socket; the connection is kept for reuse */
 #define F_QUERY 16
 #define F_BIND_REPLY 0x81
 #define F_SOCK_ERROR 0x82
@@ -59,9 +62,23 @@ struct nlsock {
     int pending_err;
     int refs;                /* fds that refer to this socket (dup, dup2, F_DUPFD) */
     uint32_t sent, synced;   /* datagrams sent; how many of them the server surely answered */
+    /* records not sent yet (docs/protocol.md, BATCH): HELLO, SETSOCKOPT and a group-less
+     * BIND_AUTO change nothing a program could observe before its first datagram, so they
+     * travel with it in one record. Each is a u32 length + the record. */
+    char *out;
+    size_t outlen, outcap;
+    int outn;
+    int announced;           /* the server has seen this socket's HELLO */
+    /* Whether the connection may be reused after close() (see pool_put): every request
+     * asked for exactly one final answer (NLMSG_ERROR or NLMSG_DONE) and all were read. */
+    uint32_t expect, finals;
+    int unsure, syncs;
+    unsigned gen;            /* fork generation it was created in */
 };
 static struct nlsock *nltab[MAXFD];
 static void release(int fd);
+static unsigned fork_gen;                /* forks seen while netlink sockets were live */
+static int max_nlfd = -1;                /* highest fd that ever held a netlink socket */
 
 /* Optimistic autobind (docs/protocol.md, F_BIND_AUTO): once this process has had one
  * autobind answered, a later autobind of a socket while no other socket of the process holds
@@ -114,6 +131,7 @@ REAL(int, open64, (const char *, int, ...));
 REAL(int, openat, (int, const char *, int, ...));
 REAL(FILE *, fopen, (const char *, const char *));
 REAL(FILE *, fopen64, (const char *, const char *));
+REAL(int, fcntl, (int, int, ...));
 
 #define LOAD(name) do { if (!real_##name) real_##name = dlsym(RTLD_NEXT, #name); } while (0)
 
@@ -123,6 +141,7 @@ static void load_all(void)
     LOAD(setsockopt); LOAD(getsockopt); LOAD(sendto); LOAD(sendmsg); LOAD(send);
     LOAD(recvfrom); LOAD(recvmsg); LOAD(recv); LOAD(read); LOAD(write); LOAD(close);
     LOAD(ioctl); LOAD(open); LOAD(open64); LOAD(openat); LOAD(fopen); LOAD(fopen64);
+    LOAD(fcntl);
 }
 
 __attribute__((constructor)) static void shim_init(void) { load_all(); }
@@ -161,7 +180,25 @@ static int server_connect(uint32_t protocol, uint32_t type, int flags)
     return server_connect_x(protocol, type, flags, NULL);
 }
 
-static int server_connect_x(uint32_t protocol, uint32_t type, int flags, const char *extra)
+/* HELLO into msg (at least 1300 bytes); returns its length */
+static size_t build_hello(char *msg, uint32_t protocol, uint32_t type, const char *extra)
+{
+    const char *ns = getenv("XFRMD_NETNS");
+    if (!ns) ns = "";
+    struct frame f = { 0, PROTO_VERSION, F_HELLO };
+    size_t nlen = strnlen(ns, 250), xlen = extra ? strnlen(extra, 1000) : 0;
+    memcpy(msg, &f, 8);
+    memcpy(msg + 8, &protocol, 4);
+    memcpy(msg + 12, &type, 4);
+    memcpy(msg + 16, ns, nlen);
+    msg[16 + nlen] = 0;
+    size_t total = 17 + nlen;
+    if (extra) { memcpy(msg + total, extra, xlen); msg[total + xlen] = 0; total += xlen + 1; }
+    return total;
+}
+
+/* A connected SEQPACKET socket to the server (no HELLO yet); -1 with errno on failure. */
+static int server_dial(int flags)
 {
     char pb[256];
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -175,18 +212,15 @@ static int server_connect_x(uint32_t protocol, uint32_t type, int flags, const c
         errno = (e == ENOENT) ? ECONNREFUSED : e;
         return -1;
     }
-    const char *ns = getenv("XFRMD_NETNS");
-    if (!ns) ns = "";
+    return fd;
+}
+
+static int server_connect_x(uint32_t protocol, uint32_t type, int flags, const char *extra)
+{
+    int fd = server_dial(flags);
+    if (fd < 0) return -1;
     char msg[8 + 8 + 256 + 1024];
-    struct frame f = { 0, PROTO_VERSION, F_HELLO };
-    size_t nlen = strnlen(ns, 250), xlen = extra ? strnlen(extra, 1000) : 0;
-    memcpy(msg, &f, 8);
-    memcpy(msg + 8, &protocol, 4);
-    memcpy(msg + 12, &type, 4);
-    memcpy(msg + 16, ns, nlen);
-    msg[16 + nlen] = 0;
-    size_t total = 17 + nlen;
-    if (extra) { memcpy(msg + total, extra, xlen); msg[total + xlen] = 0; total += xlen + 1; }
+    size_t total = build_hello(msg, protocol, type, extra);
     if (real_send(fd, msg, total, MSG_NOSIGNAL) < 0) {
         int e = errno;
         real_close(fd);
@@ -205,11 +239,82 @@ static int send_frame(int fd, uint16_t kind, const void *payload, size_t n)
     return real_send(fd, buf, 8 + n, MSG_NOSIGNAL) < 0 ? -1 : 0;
 }
 
+/* ---- deferred records (BATCH) ---------------------------------------------------------- */
+static int queue_record(struct nlsock *s, const void *rec, size_t n)
+{
+    if (s->outlen + 4 + n > s->outcap) {
+        size_t cap = s->outcap ? s->outcap * 2 : 256;
+        while (cap < s->outlen + 4 + n) cap *= 2;
+        char *o = realloc(s->out, cap);
+        if (!o) { errno = ENOMEM; return -1; }
+        s->out = o; s->outcap = cap;
+    }
+    uint32_t len = (uint32_t)n;
+    memcpy(s->out + s->outlen, &len, 4);
+    memcpy(s->out + s->outlen + 4, rec, n);
+    s->outlen += 4 + n;
+    s->outn++;
+    return 0;
+}
+
+static int queue_frame(struct nlsock *s, uint16_t kind, const void *payload, size_t n)
+{
+    char buf[64];
+    struct frame f = { 0, PROTO_VERSION, kind };
+    memcpy(buf, &f, 8);
+    if (n) memcpy(buf + 8, payload, n);
+    return queue_record(s, buf, 8 + n);
+}
+
+/* Send what is deferred, plus ``rec`` (may be NULL) after it, as one record. */
+static int flush_with(int fd, struct nlsock *s, const void *rec, size_t n, int flags)
+{
+    if (!s->outlen) {
+        if (!rec) return 0;
+        return real_send(fd, rec, n, flags | MSG_NOSIGNAL) < 0 ? -1 : 0;
+    }
+    if (rec && queue_record(s, rec, n) < 0) return -1;
+    ssize_t w;
+    if (s->outn == 1) {
+        w = real_send(fd, s->out + 4, s->outlen - 4, flags | MSG_NOSIGNAL);
+    } else {
+        char *b = malloc(8 + s->outlen);
+        if (!b) { errno = ENOMEM; return -1; }
+        struct frame f = { 0, PROTO_VERSION, F_BATCH };
+        memcpy(b, &f, 8);
+        memcpy(b + 8, s->out, s->outlen);
+        w = real_send(fd, b, 8 + s->outlen, flags | MSG_NOSIGNAL);
+        free(b);
+    }
+    if (w < 0) {
+        if (rec) { s->outlen -= 4 + n; s->outn--; }   /* the caller reports the failure */
+        return -1;
+    }
+    s->outlen = 0; s->outn = 0; s->announced = 1;
+    return 0;
+}
+
+static int flush_out(int fd, struct nlsock *s)
+{
+    return flush_with(fd, s, NULL, 0, 0);
+}
+
+/* a frame that must reach the server now (it waits for an answer, or it changes what the
+ * socket receives): whatever is deferred goes with it */
+static int send_frame_now(int fd, struct nlsock *s, uint16_t kind, const void *payload, size_t n)
+{
+    char buf[64];
+    struct frame f = { 0, PROTO_VERSION, kind };
+    memcpy(buf, &f, 8);
+    if (n) memcpy(buf + 8, payload, n);
+    return flush_with(fd, s, buf, 8 + n, 0);
+}
+
 /* Wait for BIND_REPLY (nothing else can be queued before the first binding). */
 static int bind_exchange(int fd, struct nlsock *s, uint16_t kind, uint32_t portid, uint32_t groups)
 {
     uint32_t p[2] = { portid, groups };
-    if (send_frame(fd, kind, p, kind == F_BIND ? 8 : 0) < 0) return -1;
+    if (send_frame_now(fd, s, kind, p, kind == F_BIND ? 8 : 0) < 0) return -1;
     for (;;) {
         char buf[64];
         ssize_t n = real_recv(fd, buf, sizeof buf, 0);
@@ -329,6 +434,79 @@ static size_t hex_decode(const char *hex, unsigned char *out, size_t n)
     return i;
 }
 
+/* ---- connection reuse ------------------------------------------------------------------
+ * `ip -batch` opens and closes a netlink socket per line. Rather than a new connection each
+ * time (connect, and on the server accept, credentials, epoll registration, close), close()
+ * sends RELEASE (the server closes the emulated socket, as netlink_release) and keeps the
+ * connection; the next socket() of this process takes it and its HELLO goes with the first
+ * datagram. Only a connection with nothing left to read is kept: the socket joined no group,
+ * each request asked for one final answer and all were read, no SYNC is outstanding, the
+ * queue is empty, and the process has not forked since the socket was made. The kept fd sits
+ * above POOL_FD_MIN with FD_CLOEXEC, so fd numbers the program sees are those Linux gives. */
+#define POOL_MAX 4
+#define POOL_FD_MIN 512
+struct pooled { int fd; dev_t dev; ino_t ino; };
+static struct pooled pool[POOL_MAX];
+static int pool_n;
+static pid_t pool_pid;
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int poolable(int fd, struct nlsock *s)
+{
+    if (s->refs != 1 || s->groups || s->unsure || s->syncs || s->gen != fork_gen) return 0;
+    if (s->announced && (s->expect == 0 || s->finals != s->expect)) return 0;
+    char c;
+    ssize_t r = real_recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+/* close() of the last fd of ``s``: 1 if the connection went to the pool */
+static int pool_put(int fd, struct nlsock *s)
+{
+    int e = errno, kept = 0;
+    pthread_mutex_lock(&pool_lock);
+    if (pool_pid != getpid()) { pool_n = 0; pool_pid = getpid(); }
+    if (pool_n < POOL_MAX && poolable(fd, s)) {
+        struct stat st;
+        int ok = !s->announced || send_frame(fd, F_RELEASE, NULL, 0) == 0;
+        int pfd = ok ? real_fcntl(fd, F_DUPFD_CLOEXEC, POOL_FD_MIN) : -1;
+        if (pfd >= 0 && fstat(pfd, &st) == 0) {
+            pool[pool_n++] = (struct pooled){ pfd, st.st_dev, st.st_ino };
+            kept = 1;
+        } else if (pfd >= 0) {
+            real_close(pfd);
+        }
+    }
+    pthread_mutex_unlock(&pool_lock);
+    errno = e;
+    return kept;
+}
+
+/* a kept connection as the new socket's fd (lowest free number, as socket() gives), or -1 */
+static int pool_get(int type)
+{
+    int fd = -1;
+    pthread_mutex_lock(&pool_lock);
+    if (pool_pid != getpid()) {
+        /* the parent's connections: not ours to use (the copies are closed on exec) */
+        for (int i = 0; i < pool_n; i++) real_close(pool[i].fd);
+        pool_n = 0; pool_pid = getpid();
+    }
+    while (fd < 0 && pool_n > 0) {
+        struct pooled p = pool[--pool_n];
+        struct stat st;
+        /* the program may have closed it behind our back (closefrom, close_range) */
+        if (fstat(p.fd, &st) < 0 || st.st_dev != p.dev || st.st_ino != p.ino) continue;
+        fd = real_fcntl(p.fd, (type & SOCK_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, 0);
+        real_close(p.fd);
+        if (fd >= 0 && real_fcntl(fd, F_SETFL, (type & SOCK_NONBLOCK) ? O_NONBLOCK : 0) < 0) {
+            real_close(fd); fd = -1;
+        }
+    }
+    pthread_mutex_unlock(&pool_lock);
+    return fd;
+}
+
 /* ---- socket calls --------------------------------------------------------------------- */
 int socket(int domain, int type, int protocol)
 {
@@ -338,16 +516,22 @@ int socket(int domain, int type, int protocol)
         return real_socket(domain, type, protocol);
     int base = type & ~(SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (base != SOCK_RAW && base != SOCK_DGRAM) { errno = ESOCKTNOSUPPORT; return -1; }
-    int fd = server_connect((uint32_t)protocol, (uint32_t)base, type & (SOCK_CLOEXEC | SOCK_NONBLOCK));
+    int fd = pool_get(type);
+    if (fd < 0) fd = server_dial(type & (SOCK_CLOEXEC | SOCK_NONBLOCK));
     if (fd < 0) { complain("socket(AF_NETLINK)"); return -1; }
     if (fd >= MAXFD) { real_close(fd); errno = EMFILE; return -1; }
     struct nlsock *s = calloc(1, sizeof *s);
-    if (!s) { real_close(fd); errno = ENOMEM; return -1; }
+    char hello[8 + 8 + 256 + 1024];
+    if (!s || queue_record(s, hello, build_hello(hello, (uint32_t)protocol, (uint32_t)base, NULL)) < 0) {
+        free(s); real_close(fd); errno = ENOMEM; return -1;
+    }
     s->protocol = protocol; s->type = base;
     s->rcvbuf = 212992; s->sndbuf = 212992;
     s->refs = 1;
+    s->gen = fork_gen;
     release(fd);             /* a stale entry (the fd was closed behind our back) */
     nltab[fd] = s;
+    if (fd > max_nlfd) max_nlfd = fd;
     nl_live++;
     return fd;
 }
@@ -366,7 +550,8 @@ int bind(int fd, const struct sockaddr *addr, socklen_t len)
         int k = proto_slot(s->protocol);
         if (auto_ok[k] && pid_ports[k] == 0) {
             uint32_t p[2] = { (uint32_t)auto_pid, nl->nl_groups };
-            if (send_frame(fd, F_BIND_AUTO, p, 8) < 0) return -1;
+            if ((nl->nl_groups ? send_frame_now(fd, s, F_BIND_AUTO, p, 8)
+                               : queue_frame(s, F_BIND_AUTO, p, 8)) < 0) return -1;
             s->bound = 1; s->portid = (uint32_t)auto_pid; s->groups = nl->nl_groups;
             pid_ports[k]++;
             return 0;
@@ -376,7 +561,7 @@ int bind(int fd, const struct sockaddr *addr, socklen_t len)
     if (nl->nl_pid && nl->nl_pid != s->portid) { errno = EINVAL; return -1; }
     uint32_t p[2] = { s->portid, nl->nl_groups };
     s->groups = nl->nl_groups;
-    return send_frame(fd, F_BIND, p, 8);
+    return send_frame_now(fd, s, F_BIND, p, 8);
 }
 
 int connect(int fd, const struct sockaddr *addr, socklen_t len)
@@ -447,7 +632,9 @@ int setsockopt(int fd, int level, int optname, const void *val, socklen_t len)
         return 0;
     }
     uint32_t p[3] = { (uint32_t)level, (uint32_t)optname, (uint32_t)v };
-    return send_frame(fd, F_SETSOCKOPT, p, 12);
+    if (level == SOL_NETLINK && (optname == NETLINK_ADD_MEMBERSHIP || optname == NETLINK_DROP_MEMBERSHIP))
+        return send_frame_now(fd, s, F_SETSOCKOPT, p, 12);
+    return queue_frame(s, F_SETSOCKOPT, p, 12);
 }
 
 int getsockopt(int fd, int level, int optname, void *val, socklen_t *len)
@@ -483,6 +670,35 @@ int getsockopt(int fd, int level, int optname, void *val, socklen_t *len)
     return 0;
 }
 
+/* What the requests of a datagram will be answered with, for pool_put: a message with
+ * NLM_F_ACK, or a dump request (NLM_F_DUMP), gets exactly one final NLMSG_ERROR or
+ * NLMSG_DONE (netlink_rcv_skb, netlink_dump_done); anything else may or may not be
+ * answered, so the connection is not reused. */
+static void count_requests(struct nlsock *s, const unsigned char *b, size_t n)
+{
+    size_t o = 0;
+    while (o + 16 <= n) {
+        uint32_t len; uint16_t flags;
+        memcpy(&len, b + o, 4); memcpy(&flags, b + o + 6, 2);
+        if (len < 16 || len > n - o) { s->unsure = 1; return; }
+        if ((flags & NLM_F_ACK) || (flags & NLM_F_DUMP) == NLM_F_DUMP) s->expect++;
+        else s->unsure = 1;
+        o += (len + 3) & ~3u;
+    }
+}
+
+static void count_finals(struct nlsock *s, const unsigned char *b, size_t n)
+{
+    size_t o = 0;
+    while (o + 16 <= n) {
+        uint32_t len; uint16_t type;
+        memcpy(&len, b + o, 4); memcpy(&type, b + o + 4, 2);
+        if (len < 16 || len > n - o) return;
+        if (type == NLMSG_ERROR || type == NLMSG_DONE) s->finals++;
+        o += (len + 3) & ~3u;
+    }
+}
+
 /* One datagram to the kernel. A datagram the kernel would ignore (shorter than a header or
  * starting with four zero bytes) is not forwarded, but still binds the socket. */
 static ssize_t nl_send(int fd, struct nlsock *s, const struct iovec *iov, size_t iovcnt, int flags)
@@ -498,9 +714,9 @@ static ssize_t nl_send(int fd, struct nlsock *s, const struct iovec *iov, size_t
     uint32_t first; memcpy(&first, buf, 4);
     ssize_t r = (ssize_t)total;
     if (first != 0) {
-        r = real_send(fd, buf, total, (flags & MSG_DONTWAIT) | MSG_NOSIGNAL);
+        r = flush_with(fd, s, buf, total, flags & MSG_DONTWAIT) < 0 ? -1 : (ssize_t)total;
         if (r < 0 && (errno == EPIPE || errno == ECONNRESET)) { errno = ECONNREFUSED; complain("send"); }
-        if (r >= 0) s->sent++;
+        if (r >= 0) { s->sent++; count_requests(s, (const unsigned char *)buf, total); }
     }
     free(buf);
     return r < 0 ? -1 : (ssize_t)total;
@@ -541,47 +757,37 @@ ssize_t write(int fd, const void *buf, size_t n)
     return nl_send(fd, s, &iov, 1, 0);
 }
 
-/* Consume control frames at the head of the queue; returns 1 if a SOCK_ERROR was taken
- * (errno set), 0 when a datagram (or nothing, for non-blocking) is next, -1 on error. */
-static int take_frames(int fd, int flags)
+/* A control frame taken off the head of the queue: 1 if it was a SOCK_ERROR (errno set, the
+ * read fails with it, as sk_err), 0 otherwise. */
+static int handle_frame(struct nlsock *s, const unsigned char *hdr, ssize_t n)
 {
-    for (;;) {
-        char hdr[16];
-        ssize_t n = real_recv(fd, hdr, sizeof hdr, MSG_PEEK | (flags & MSG_DONTWAIT));
-        if (n < 0) return -1;
-        if (n == 0) { errno = ECONNREFUSED; complain("recv"); return -1; }
-        struct frame f;
-        if (n < 8) return 0;
-        memcpy(&f, hdr, 8);
-        if (f.zero != 0) return 0;
-        real_recv(fd, hdr, sizeof hdr, 0);  /* consume it */
-        if (f.kind == F_BIND_REPLY && n >= 16) {
-            /* an optimistic autobind the server could not honour: the socket got another
-             * port id. Replies already addressed to the predicted id are lost to filters
-             * that check nlmsg_pid; say so once. */
-            struct nlsock *s = nl_of(fd);
-            uint32_t pid; memcpy(&pid, hdr + 12, 4);
-            if (s && s->portid != pid) {
-                fprintf(stderr, "xfrmd shim: port id %u was taken, the socket got %u\n",
-                        s->portid, pid);
-                auto_check_pid();
-                if (s->portid == (uint32_t)auto_pid) pid_ports[proto_slot(s->protocol)]--;
-                s->portid = pid;
-            }
-            continue;
+    struct frame f;
+    memcpy(&f, hdr, 8);
+    if (f.kind == F_BIND_REPLY && n >= 16) {
+        /* an optimistic autobind the server could not honour: the socket got another
+         * port id. Replies already addressed to the predicted id are lost to filters
+         * that check nlmsg_pid; say so once. */
+        uint32_t pid; memcpy(&pid, hdr + 12, 4);
+        if (s && s->portid != pid) {
+            fprintf(stderr, "xfrmd shim: port id %u was taken, the socket got %u\n",
+                    s->portid, pid);
+            auto_check_pid();
+            if (s->portid == (uint32_t)auto_pid) pid_ports[proto_slot(s->protocol)]--;
+            s->portid = pid;
         }
-        if (f.kind == F_SYNC_REPLY && n >= 12) {
-            struct nlsock *s = nl_of(fd);
-            uint32_t c; memcpy(&c, hdr + 8, 4);
-            if (s) s->synced = c;
-            continue;
-        }
-        if (f.kind == F_SOCK_ERROR && n >= 12) {
-            int32_t e; memcpy(&e, hdr + 8, 4);
-            errno = -e;
-            return 1;
-        }
+        return 0;
     }
+    if (f.kind == F_SYNC_REPLY && n >= 12) {
+        uint32_t c; memcpy(&c, hdr + 8, 4);
+        if (s) { s->synced = c; if (s->syncs > 0) s->syncs--; }
+        return 0;
+    }
+    if (f.kind == F_SOCK_ERROR && n >= 12) {
+        int32_t e; memcpy(&e, hdr + 8, 4);
+        errno = -e;
+        return 1;
+    }
+    return 0;
 }
 
 static int is_dump_part(const unsigned char *b, ssize_t n)
@@ -602,30 +808,63 @@ static ssize_t nl_recv1(int fd, struct nlsock *s, struct iovec *iov, size_t iovc
 static ssize_t nl_recv(int fd, struct nlsock *s, struct iovec *iov, size_t iovcnt, int flags,
                        struct sockaddr *from, socklen_t *fromlen, int *msg_flags)
 {
+    if (s->outlen && flush_out(fd, s) < 0) { errno = ECONNREFUSED; complain("recv"); return -1; }
     for (int tries = 0;; tries++) {
         ssize_t r = nl_recv1(fd, s, iov, iovcnt, flags, from, fromlen, msg_flags);
         if (r >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK) || tries > 0 || s->sent == s->synced)
             return r;
         uint32_t c = s->sent;
         if (send_frame(fd, F_SYNC, &c, 4) < 0) { errno = EAGAIN; return -1; }
+        s->syncs++;
         struct pollfd p = { .fd = fd, .events = POLLIN };
         while (poll(&p, 1, 10000) < 0 && errno == EINTR) {}
     }
 }
 
+/* XFRMD_SPIN_US (default 100): how long a read waiting for an answer polls before it sleeps */
+static long spin_ns(void)
+{
+    static long v = -1;
+    if (v < 0) {
+        const char *e = getenv("XFRMD_SPIN_US");
+        v = (e && *e) ? strtol(e, NULL, 10) * 1000L : 150000L;
+        if (v < 0 || sysconf(_SC_NPROCESSORS_ONLN) < 2) v = 0;   /* it would only delay the server */
+    }
+    return v;
+}
+
 static ssize_t nl_recv1(int fd, struct nlsock *s, struct iovec *iov, size_t iovcnt, int flags,
                         struct sockaddr *from, socklen_t *fromlen, int *msg_flags)
 {
-    (void)s;
-    int t = take_frames(fd, flags);
-    if (t != 0) return -1;
     size_t want = 0;
     for (size_t i = 0; i < iovcnt; i++) want += iov[i].iov_len;
     unsigned char *buf = malloc(RECORD_MAX);
     if (!buf) { errno = ENOMEM; return -1; }
-    ssize_t n = real_recv(fd, buf, RECORD_MAX, flags & (MSG_PEEK | MSG_DONTWAIT));
-    if (n < 0) { free(buf); return -1; }
-    if (n == 0) { free(buf); errno = ECONNREFUSED; complain("recv"); return -1; }
+    ssize_t n;
+    /* one recv per record: control frames are taken off and handled, a datagram is the
+     * answer (peeked or read, as the caller asked) */
+    for (;;) {
+        n = -1;
+        if (!(flags & MSG_DONTWAIT) && s && s->finals < s->expect && spin_ns() > 0) {
+            /* an answer is due: poll for it a little before sleeping (the server does the
+             * same for the next request), which spares the cross-CPU wake-up */
+            struct timespec t0, t;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            for (;;) {
+                n = real_recv(fd, buf, RECORD_MAX, (flags & MSG_PEEK) | MSG_DONTWAIT);
+                if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) break;
+                clock_gettime(CLOCK_MONOTONIC, &t);
+                if ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) > spin_ns()) break;
+            }
+        }
+        if (n < 0) n = real_recv(fd, buf, RECORD_MAX, flags & (MSG_PEEK | MSG_DONTWAIT));
+        if (n < 0) { free(buf); return -1; }
+        if (n == 0) { free(buf); errno = ECONNREFUSED; complain("recv"); return -1; }
+        uint32_t first; memcpy(&first, buf, 4);
+        if (n < 8 || first != 0) break;
+        if (flags & MSG_PEEK) { char t[64]; real_recv(fd, t, sizeof t, MSG_DONTWAIT); }
+        if (handle_frame(s, buf, n)) { free(buf); return -1; }
+    }
     size_t copy = (size_t)n < want ? (size_t)n : want, o = 0;
     for (size_t i = 0; i < iovcnt && o < copy; i++) {
         size_t c = iov[i].iov_len < copy - o ? iov[i].iov_len : copy - o;
@@ -634,9 +873,12 @@ static ssize_t nl_recv1(int fd, struct nlsock *s, struct iovec *iov, size_t iovc
     }
     if (msg_flags) *msg_flags = ((size_t)n > want) ? MSG_TRUNC : 0;
     fill_nl(from, fromlen, 0, 0);
-    if (!(flags & MSG_PEEK) && is_dump_part(buf, n)) {
-        uint32_t b = (uint32_t)(want > 32768 ? 32768 : want);
-        send_frame(fd, F_RECVD, &b, 4);
+    if (!(flags & MSG_PEEK)) {
+        count_finals(s, buf, (size_t)n);
+        if (is_dump_part(buf, n)) {
+            uint32_t b = (uint32_t)(want > 32768 ? 32768 : want);
+            send_frame(fd, F_RECVD, &b, 4);
+        }
     }
     free(buf);
     return (flags & MSG_TRUNC) ? n : (ssize_t)copy;
@@ -691,6 +933,7 @@ static void release(int fd)
     if (--s->refs > 0) return;
     auto_check_pid();
     if (s->bound && s->portid == (uint32_t)auto_pid) pid_ports[proto_slot(s->protocol)]--;
+    free(s->out);
     free(s);
     nl_live--;
 }
@@ -708,6 +951,11 @@ static int share(int fd, int nfd)
 int close(int fd)
 {
     load_all();
+    struct nlsock *s = nl_of(fd);
+    if (s && s->refs == 1) {
+        s->outlen = 0; s->outn = 0;          /* never sent: the server need not hear of it */
+        pool_put(fd, s);
+    }
     release(fd);
     return real_close(fd);
 }
@@ -715,7 +963,6 @@ int close(int fd)
 REAL(int, dup, (int));
 REAL(int, dup2, (int, int));
 REAL(int, dup3, (int, int, int));
-REAL(int, fcntl, (int, int, ...));
 REAL(int, fcntl64, (int, int, ...));
 
 int dup(int fd)
@@ -767,7 +1014,12 @@ int fcntl64(int fd, int cmd, ...)
 
 static void before_fork(void)
 {
-    if (nl_live > 0) auto_off = 1;
+    if (nl_live <= 0) return;
+    auto_off = 1;
+    fork_gen++;
+    /* parent and child must not both send what is deferred */
+    for (int fd = 0; fd <= max_nlfd && fd < MAXFD; fd++)
+        if (nltab[fd] && nltab[fd]->outlen) flush_out(fd, nltab[fd]);
 }
 
 __attribute__((constructor)) static void shim_atfork(void)

@@ -18,6 +18,8 @@ PROTOCOL_VERSION = 1
 F_HELLO, F_BIND, F_AUTOBIND, F_SETSOCKOPT, F_RECVD = 1, 2, 3, 4, 5
 F_BIND_AUTO = 6       # autobind to the port id the shim predicted; BIND_REPLY only if not
 F_SYNC, F_SYNC_REPLY = 7, 0x83   # a mark after everything earlier requests produced
+F_BATCH = 8           # several records in one: u32 length + record, repeated
+F_RELEASE = 9         # close() of the emulated socket; the connection awaits a new HELLO
 F_QUERY = 16
 F_BIND_REPLY, F_SOCK_ERROR, F_ANSWER = 0x81, 0x82, 0x90
 
@@ -41,7 +43,7 @@ class DumpState:
     done_tlvs: bytes = b""
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class NetlinkSocket:
     protocol: int
     netns: Any                    # the NetNamespace

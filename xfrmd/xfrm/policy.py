@@ -86,11 +86,15 @@ class Policy:
     def dump_message(self, seq: int, portid: int, flags: int = NLM_F_MULTI) -> bytes:
         """``dump_one_policy``: NEWPOLICY for dumps (NLM_F_MULTI) and GETPOLICY answers.
         The body is cached: only the lifetimes' times and the offload binding can change it."""
+        return encode_msg(M.NEWPOLICY, flags, seq, portid, self.wire_body())
+
+    def wire_body(self) -> bytes:
+        """userpolicy_info + attributes, rebuilt only when something in them changed."""
         key = (self.curlft_add, self.curlft_use, self.index, self.xdo)
         if self._wire_key != key:
             self._wire = self.userpolicy_info() + self._attrs()
             self._wire_key = key
-        return encode_msg(M.NEWPOLICY, flags, seq, portid, self._wire)
+        return self._wire
 
     def notify_message(self, event: int, seq: int, pid: int, byid: bool = False) -> bytes:
         """``xfrm_notify_policy``."""

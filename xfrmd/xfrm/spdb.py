@@ -78,7 +78,7 @@ class PolicyDb:
         self.byidx[pol.index] = pol
         pol.curlft_add = self.kernel.clock.wall()
         pol.curlft_use = 0
-        pol.dump_message(0, 0)        # build the cached wire form now, not in the first dump
+        pol.wire_body()               # build the cached wire form now, not in the first dump
         self._arm(pol, 1)
         if old is None:
             self._resize_check(pol.dir)
