@@ -530,6 +530,40 @@ class BondXfrmDevOps(XfrmDevOps):
         _, seq = _ops(real).hw_xmit(real, x, nbytes, account)
         return real, seq
 
+    def hw_recv(self, dev, x, rx_dev, seq: int, nbytes: int, account) -> None:
+        """One packet-offloaded packet of the IN state ``x`` arriving on slave ``rx_dev``:
+        RFC replicas — that slave's replica and its RX replay context (per port unless the
+        lowers share it: S3); newest series — the core's check on the one state (X06);
+        upstream — the active slave holding the state."""
+        from devices.xfrmdev import hw_replay_window
+        b = self.bond
+        entry = _find(b, x)
+        if entry is None:
+            raise OffloadError(0, "bonding: the SA is not offloaded to a slave")
+        if entry.replicated:
+            inst = next((i for i in entry.instances if i.added and i.real_dev is rx_dev), None)
+            if inst is None:
+                raise OffloadError(0, f"bonding: no replica on {getattr(rx_dev, 'name', rx_dev)}")
+            ctx = inst.rx
+            why, ctx.seq, ctx.bitmap = hw_replay_window(ctx.seq, ctx.bitmap, ctx.window, seq)
+            if why:
+                ctx.replay_drops += 1
+                raise OffloadError(0, f"replay drop in {rx_dev.name}'s replica context: {why}")
+            ctx.packets += 1
+            ctx.bytes += nbytes
+            return
+        if entry.lag:
+            account()
+            if entry.rx is not None:
+                entry.rx.seq = max(entry.rx.seq, seq)
+                entry.rx.packets += 1
+                entry.rx.bytes += nbytes
+            return
+        real = x.xso.real_dev
+        if real is None or real is not rx_dev:
+            raise OffloadError(0, "bonding: the packet arrived on a slave without the state")
+        _ops(real).hw_recv(real, x, rx_dev, seq, nbytes, account)
+
     def table(self, dev) -> list[dict]:
         return [bond_ipsec_describe(self.bond, e) for e in self.bond.ipsec_list]
 

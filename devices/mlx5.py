@@ -196,6 +196,23 @@ class Mlx5Ipsec(XfrmDevOps):
         if self._update_esn_state(x, s):
             s["esn_updates"] += 1
 
+    def hw_recv(self, dev, x, rx_dev, seq: int, nbytes: int, account) -> None:
+        """Packet offload RX: the port's own ASO replay context (window from the state)
+        decides; a replay is the hardware's replay drop (``replay_drops``, reported through
+        update_stats as x->stats.replay)."""
+        from .xfrmdev import hw_replay_window
+        s = self.sadb.get(x.xso.offload_handle)
+        if s is None:
+            raise OffloadError(0, "xfrmd: mlx5 holds no hardware SA for this state")
+        r = x.replay_esn
+        window = r.replay_window if r is not None else x.props.replay_window
+        why, s["rx_seq"], s["rx_bitmap"] = hw_replay_window(s.get("rx_seq", 0), s.get("rx_bitmap", 0),
+                                                            window, seq)
+        if why:
+            self.hw_traffic(dev, x, 0, 0, replay_drops=1)
+            raise OffloadError(0, f"mlx5_core: hardware replay drop on {dev.name}: {why}")
+        self.hw_traffic(dev, x, 1, nbytes + 14 + (20 if x.props.family == X.AF_INET else 40))
+
     def hw_xmit(self, dev, x, nbytes: int, account, spray=None):
         """Packet offload TX: the port's own sequence context numbers the packet and the
         flow counter counts the frame; past the hard packet limit the hardware's drop rule

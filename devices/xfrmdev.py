@@ -19,6 +19,26 @@ XFRM_DEV_OFFLOAD_CRYPTO, XFRM_DEV_OFFLOAD_PACKET = 1, 2
 XFRM_DEV_OFFLOAD_FLAG_ACQ = 1        # xso.flags: a larval state made by xfrm_state_find
 
 
+def hw_replay_window(top: int, bitmap: int, window: int, seq: int):
+    """A hardware anti-replay context (mlx5's ASO, an SOE IN SA, a bond replica's): is
+    ``seq`` acceptable given the right edge ``top`` and ``bitmap`` (bit i = top - i seen)?
+    Returns (None, new top, new bitmap) or (why, top, bitmap)."""
+    if not window:
+        return None, max(top, seq), bitmap
+    if seq == 0:
+        return "sequence number 0", top, bitmap
+    if seq > top:
+        shift = seq - top
+        nb = ((bitmap << shift) | 1) & ((1 << window) - 1) if shift < window else 1
+        return None, seq, nb
+    diff = top - seq
+    if diff >= window:
+        return f"sequence {seq} left of the window (top {top})", top, bitmap
+    if bitmap >> diff & 1:
+        return f"sequence {seq} already received", top, bitmap
+    return None, top, bitmap | (1 << diff)
+
+
 class OffloadError(Exception):
     """``module``: whose NL_SET_ERR_MSG_MOD prefix the message carries when it is not the
     called device's driver (a bond passing its slave's extack through)."""
@@ -106,6 +126,18 @@ class XfrmDevOps:
         except OffloadError:
             pass
         return dev, None
+
+    def hw_recv(self, dev, x, rx_dev, seq: int, nbytes: int, account) -> None:
+        """Emulation (xfrmd.datapath): one packet of the packet-offloaded IN state ``x``
+        arrives on ``rx_dev``. A driver with the LAG tree's software accounting runs
+        ``account()`` (replay check, lifetime, advance, curlft on the one state); others
+        check their own hardware replay context. OffloadError(0, why) drops it."""
+        if self.has_packet_xmit:
+            account()
+        try:
+            self.hw_traffic(dev, x, 1, nbytes)
+        except OffloadError:
+            pass
 
     # observability (xfrmd ctl show-offload)
     def table(self, dev) -> list[dict]:

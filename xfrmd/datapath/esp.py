@@ -83,6 +83,23 @@ class EspGcmSA:
             out = out[:len(out) - 16 + self.icv_len]
         return out
 
+    def open_esp(self, packet: bytes, seq: int) -> bytes:
+        """Decrypt and verify an ESP packet whose full (64-bit with ESN) sequence number the
+        caller inferred: the plaintext with its trailer. InvalidTag on ICV mismatch. The
+        caller keeps the replay state (the xfrm_state's)."""
+        iv = packet[8:16]
+        body = memoryview(packet)[16:]
+        if self.icv_len != 16:
+            # a truncated GCM tag is a prefix of the full one: recompute and compare
+            ct = bytes(body[:len(body) - self.icv_len])
+            from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+            dec = Cipher(algorithms.AES(self.key[:-4]), modes.CTR(self._salt + iv + b"\0\0\0\2")).decryptor()
+            plain = dec.update(ct) + dec.finalize()
+            if self._aead_seal(iv, plain, self._aad(seq))[-self.icv_len:] != bytes(body[-self.icv_len:]):
+                raise InvalidTag()
+            return plain
+        return self._aead.decrypt(self._salt + iv, body, self._aad(seq))
+
     def decapsulate(self, packet: bytes) -> tuple[bytes, int, int]:
         """Check and open an ESP packet: returns (payload, next header, sequence number)."""
         if len(packet) < 8 + 8 + self.icv_len + 2:

@@ -1,0 +1,443 @@
+"""The emulated input path: an IP packet arriving in a namespace (net/xfrm/xfrm_input.c
+``xfrm_input``, xfrm_replay.c ``xfrm_replay_check*`` / ``xfrm_replay_advance*`` /
+``xfrm_replay_seqhi``, esp4/esp6 ``esp_input``, xfrm_policy.c ``__xfrm_policy_check``).
+
+ESP (and ESP-in-UDP on port 4500) is looked up by (daddr, SPI, proto), replay-checked
+against the state's window (XFRMA_REPLAY_ESN_VAL or replay_window; the ESN high word
+inferred as RFC 4303 Appendix A says), its lifetime checked, decrypted (AES-GCM with the
+state's key), re-checked, the window advanced, curlft counted; the inner packet then meets
+the inbound policy check. A state offloaded ``dir in`` is handled by its driver when the
+packet arrives on its device: crypto offload — the hardware decrypts and counts; packet
+offload — the hardware's own replay context decides (mlx5-like per port, a bond's RFC
+replicas per slave) unless the driver has the LAG tree's software accounting (SOE, the
+newest bond: X06 on the one state)."""
+from __future__ import annotations
+
+import errno as E
+import ipaddress
+import struct
+from dataclasses import dataclass, field
+
+from cryptography.exceptions import InvalidTag
+
+from netlink_codec import xfrm as X
+
+from ..xfrm import aevent
+from ..xfrm.acquire import host_selector
+from ..xfrm.offload import XFRM_DEV_OFFLOAD_CRYPTO, XFRM_DEV_OFFLOAD_IN, XFRM_DEV_OFFLOAD_PACKET
+from ..xfrm.sadb import sad
+from ..xfrm.state import XFRM_STATE_ACQ, XFRM_STATE_VALID
+from . import packet as P
+from .mib import XFRM_INC_STATS
+from .output import Drop, _ops, esp_gcm, xfrm_dev_state_advance_esn, xfrm_policy_lookup
+
+U32 = 0xFFFFFFFF
+UDP_ENCAP_ESPINUDP = 2
+
+
+# -- replay (xfrm_replay.c) ----------------------------------------------------------------------
+
+def _mode(x) -> str:
+    if x.replay_esn is None:
+        return "legacy"
+    return "esn" if x.props.flags & X.XFRM_STATE_ESN else "bmp"
+
+
+def xfrm_replay_seqhi(x, seq: int) -> int:
+    """``xfrm_replay_seqhi``: the high 32 bits an ESN receiver infers for ``seq``."""
+    if not x.props.flags & X.XFRM_STATE_ESN:
+        return 0
+    r = x.replay_esn
+    bottom = (r.seq - r.replay_window + 1) & U32
+    if r.seq >= r.replay_window - 1:
+        return (r.seq_hi + 1) & U32 if seq < bottom else r.seq_hi
+    return (r.seq_hi - 1) & U32 if seq >= bottom else r.seq_hi
+
+
+def _bit(r, seq_diff_pos: int) -> tuple[int, int]:
+    return seq_diff_pos >> 5, 1 << (seq_diff_pos & 31)
+
+
+def _bitnr(r, diff: int) -> int:
+    pos = (r.seq - 1) % r.replay_window
+    return (pos - diff) % r.replay_window if pos >= diff else r.replay_window - (diff - pos)
+
+
+def xfrm_replay_check(x, seq: int) -> None:
+    """``xfrm_replay_check_legacy`` / ``_bmp`` / ``_esn``: Drop(XfrmInStateSeqError) for a
+    replay (``x->stats.replay``) or a packet left of the window (``stats.replay_window``)."""
+    mode = _mode(x)
+
+    def fail(what, counter):
+        if counter is not None:
+            x.stats[counter] += 1
+        raise Drop("XfrmInStateSeqError", 0, what)
+    if mode == "legacy":
+        win = x.props.replay_window
+        if not win:
+            return
+        if seq == 0:
+            fail("sequence number 0", None)
+        top, bitmap = x.replay[1], x.replay[2]
+        if seq > top:
+            return
+        diff = top - seq
+        if diff >= win:
+            fail(f"sequence {seq} left of the window (top {top})", 0)
+        if bitmap & (1 << diff):
+            fail(f"sequence {seq} already received (replay)", 1)
+        return
+    r = x.replay_esn
+    win = r.replay_window
+    if not win:
+        return
+    if mode == "bmp":
+        if seq == 0:
+            fail("sequence number 0", None)
+        if seq > r.seq:
+            return
+        diff = (r.seq - seq) & U32
+    else:
+        top, bottom = r.seq, (r.seq - win + 1) & U32
+        if seq == 0 and r.seq_hi == 0 and r.seq < win - 1:
+            fail("sequence number 0", None)
+        diff = (top - seq) & U32
+        if top >= win - 1:
+            if seq > top or seq < bottom:
+                return
+        else:
+            if top < seq < bottom:
+                return
+            if seq >= bottom:
+                diff = (~seq + top + 1) & U32
+    if diff >= win:
+        fail(f"sequence {seq} left of the window (top {r.seq})", 0)
+    nr, mask = _bit(r, _bitnr(r, diff))
+    if r.bmp[nr] & mask:
+        fail(f"sequence {seq} already received (replay)", 1)
+
+
+def xfrm_replay_advance(x, seq: int) -> None:
+    """``xfrm_replay_advance`` (legacy / ``_bmp`` / ``_esn``; the ESN variant calls
+    ``xfrm_dev_state_advance_esn``), then the NEWAE notification."""
+    mode = _mode(x)
+    if mode == "legacy":
+        win = x.props.replay_window
+        if not win:
+            return
+        top = x.replay[1]
+        if seq > top:
+            diff = seq - top
+            x.replay[2] = ((x.replay[2] << diff) | 1) & U32 if diff < win else 1
+            x.replay[1] = seq
+        else:
+            x.replay[2] |= 1 << (top - seq)
+        aevent.replay_advanced(x)
+        return
+    r = x.replay_esn
+    win = r.replay_window
+    if not win:
+        return
+    pos = (r.seq - 1) % win
+    wrap = 0
+    if mode == "esn":
+        seq_hi = xfrm_replay_seqhi(x, seq)
+        wrap = (seq_hi - r.seq_hi) & U32
+        wrap = wrap - (1 << 32) if wrap >= 1 << 31 else wrap
+    if (not wrap and seq > r.seq) or wrap > 0:
+        diff = (seq - r.seq) & U32 if not wrap else (~r.seq + seq + 1) & U32
+        if diff < win:
+            for i in range(1, diff):
+                nr, mask = _bit(r, (pos + i) % win)
+                r.bmp[nr] &= ~mask & U32
+        else:
+            for i in range(((win - 1) >> 5) + 1):
+                r.bmp[i] = 0
+        bitnr = (pos + diff) % win
+        r.seq = seq
+        if wrap > 0:
+            r.seq_hi = (r.seq_hi + 1) & U32
+    else:
+        diff = (r.seq - seq) & U32
+        bitnr = (pos - diff) % win if pos >= diff else win - (diff - pos)
+    if mode == "esn":
+        xfrm_dev_state_advance_esn(x)
+    nr, mask = _bit(r, bitnr)
+    r.bmp[nr] |= mask
+    aevent.replay_advanced(x)
+
+
+# -- results ----------------------------------------------------------------------------------------
+
+@dataclass
+class InputResult:
+    batches: list = field(default_factory=list)
+    delivered: int = 0
+    dropped: int = 0
+    inner: list = field(default_factory=list)       # the packets the stack delivered
+
+    def add(self, sig: dict, seq: int | None = None, inner: bytes | None = None) -> None:
+        last = self.batches[-1] if self.batches else None
+        if last is not None and last["_sig"] == sig and (seq is None) == (last.get("seq") is None):
+            last["count"] += 1
+            if seq is not None:
+                last["seq"][1] = seq
+        else:
+            last = dict(sig, count=1)
+            last["_sig"] = dict(sig)
+            if seq is not None:
+                last["seq"] = [seq, seq]
+            self.batches.append(last)
+        if sig["result"] == "delivered":
+            self.delivered += 1
+            if inner is not None:
+                self.inner.append(inner)
+        else:
+            self.dropped += 1
+
+    def to_dict(self) -> dict:
+        return {"batches": [{k: v for k, v in b.items() if k != "_sig"} for b in self.batches],
+                "delivered": self.delivered, "dropped": self.dropped}
+
+
+# -- the input path -----------------------------------------------------------------------------
+
+def _local(ns, addr: bytes) -> bool:
+    a = str(ipaddress.ip_address(addr))
+    for dev in ns.links:
+        for ifa in getattr(dev, "addresses", ()):
+            if ifa.address == a:
+                return True
+    return False
+
+
+def _owner(ns, addr: bytes):
+    a = str(ipaddress.ip_address(addr))
+    for dev in ns.links:
+        for ifa in getattr(dev, "addresses", ()):
+            if ifa.address == a:
+                return dev
+    return None
+
+
+def _input_account(ns, x, seq: int, length: int) -> None:
+    """The software part of ``xfrm_input`` around the decryption (also the LAG tree's
+    ``xfrm_dev_packet_input_state_check``): replay check, lifetime, advance, curlft."""
+    xfrm_replay_check(x, seq & U32)
+    if x.net.check_expire(x):
+        raise Drop("XfrmInStateExpired", 0, "state reached its hard lifetime")
+    xfrm_replay_advance(x, seq & U32)
+    x.curlft.bytes += length
+    x.curlft.packets += 1
+    x.lastused = ns.kernel.clock.wall()
+
+
+def _esp_decrypt(x, esp: bytes, seq_lo: int) -> tuple[bytes, int]:
+    """``esp_input`` with the state's AES-GCM key: (payload, next header), or
+    Drop(XfrmInStateProtoError) with ``x->stats.integrity_failed`` counted."""
+    g = esp_gcm(x)
+    if g is None:
+        raise Drop(None, 0, f"xfrmd: ESP with {x.aead.name if x.aead else 'this algorithm'} "
+                            "is not modelled on input")
+    hi = xfrm_replay_seqhi(x, seq_lo)
+    seq = (hi << 32) | seq_lo
+    icv = g.icv_len
+    if len(esp) < 16 + icv + 2:
+        raise Drop("XfrmInHdrError", 0, "packet too short for ESP")
+    try:
+        plain = g.open_esp(esp, seq)
+    except InvalidTag:
+        x.stats[2] += 1
+        raise Drop("XfrmInStateProtoError", 0, "ICV mismatch (integrity failed)") from None
+    padlen, nh = plain[-2], plain[-1]
+    return plain[:-2 - padlen], nh
+
+
+def xfrm_input(ns, pkt: bytes, rx_dev=None, mark: int = 0) -> tuple[bytes, list, dict]:
+    """One packet into ``ns``: (the inner packet handed to the stack, the states used, a
+    description). ESP inside ESP is unwrapped in a loop, as xfrm_input does."""
+    db = sad(ns.xfrm)
+    sp = []
+    desc = {}
+    while True:
+        src, dst, proto, seg = P.split_ip(pkt)
+        family = X.AF_INET if len(src) == 4 else X.AF_INET6
+        encap = 0
+        esp = None
+        if proto == P.IPPROTO_ESP:
+            esp = seg
+        elif proto == P.IPPROTO_UDP and len(seg) >= 16 and struct.unpack_from("!H", seg, 2)[0] == 4500 \
+                and seg[8:12] != b"\0\0\0\0":
+            esp, encap = seg[8:], UDP_ENCAP_ESPINUDP
+        if esp is None:
+            return pkt, sp, desc
+        if len(esp) < 8:
+            raise Drop("XfrmInHdrError", 0, "ESP header truncated")
+        spi, seq_lo = struct.unpack_from("!II", esp)
+        x = db.lookup(mark, dst.ljust(16, b"\0"), spi, X.IPPROTO_ESP, family)
+        desc.update(spi=f"0x{spi:08x}")
+        if x is None:
+            raise Drop("XfrmInNoStates", 0, f"no SA for spi 0x{spi:08x}")
+        desc.update(reqid=x.props.reqid)
+        if x.dir and x.dir != X.XFRM_SA_DIR_IN:
+            raise Drop("XfrmInStateDirError", 0, "the SA is dir out")
+        if x.km_state != XFRM_STATE_VALID:
+            raise Drop("XfrmAcquireError" if x.km_state == XFRM_STATE_ACQ else "XfrmInStateInvalid",
+                       0, "state not valid")
+        if (x.encap.encap_type if x.encap is not None else 0) != encap:
+            raise Drop("XfrmInStateMismatch", 0, "encapsulation differs from the state's")
+        desc["seq_lo"] = seq_lo
+        xso = x.xso
+        here = (xso is not None and xso.dir == XFRM_DEV_OFFLOAD_IN and rx_dev is not None
+                and (rx_dev is xso.dev or getattr(rx_dev, "master", None) is xso.dev))
+        if here and xso.type == XFRM_DEV_OFFLOAD_PACKET:
+            # the hardware decrypts (emulated with the state's key) and its replay context,
+            # or the core's check on the one state (X06), decides
+            from devices.xfrmdev import OffloadError
+            try:
+                payload, nh = _esp_decrypt(x, esp, seq_lo)
+            except Drop as d:
+                raise Drop(None, 0, f"hardware auth drop: {d.text}") from None
+            try:
+                _ops(xso.dev).hw_recv(xso.dev, x, rx_dev, seq_lo, len(payload),
+                                      lambda: _input_account(ns, x, seq_lo, len(payload)))
+            except OffloadError as e:
+                raise Drop(None, 0, e.msg or "dropped by the hardware") from None
+            path = "packet-offload"
+            desc["dev"] = rx_dev.name
+        else:
+            if here:
+                # crypto offload: the device decrypted before xfrm_input looked (CRYPTO_DONE);
+                # a failed ICV is counted before the replay check
+                payload, nh = _esp_decrypt(x, esp, seq_lo)
+                from devices.xfrmdev import OffloadError
+                try:
+                    _ops(xso.dev).hw_traffic(xso.dev, x, 1, len(payload))
+                except OffloadError:
+                    pass
+                path = "crypto-offload"
+                desc["dev"] = rx_dev.name
+            xfrm_replay_check(x, seq_lo)
+            if x.net.check_expire(x):
+                raise Drop("XfrmInStateExpired", 0, "state reached its hard lifetime")
+            if not here:
+                payload, nh = _esp_decrypt(x, esp, seq_lo)
+                path = "software"
+                xfrm_replay_check(x, seq_lo)             # xfrm_replay_recheck
+            xfrm_replay_advance(x, seq_lo)
+            x.curlft.bytes += len(payload)
+            x.curlft.packets += 1
+            x.lastused = ns.kernel.clock.wall()
+        desc["path"] = path
+        desc["seq"] = (xfrm_replay_seqhi(x, seq_lo) << 32) | seq_lo if _mode(x) == "esn" else seq_lo
+        sp.append(x)
+        if x.props.mode == X.XFRM_MODE_TUNNEL:
+            if nh not in (P.IPPROTO_IPIP, P.IPPROTO_IPV6):
+                raise Drop("XfrmInStateModeError", 0, f"tunnel mode with next header {nh}")
+            pkt = payload
+        else:
+            pkt = P.ip_header(src, dst, nh, len(payload)) + payload
+
+
+def _tmpl_ok(t, x, family) -> bool:
+    """``xfrm_state_ok``."""
+    w = 4 if family == X.AF_INET else 16
+    if t.spi and t.spi != x.id.spi:
+        return False
+    if t.proto != x.id.proto or (t.reqid and t.reqid != x.props.reqid) or t.mode != x.props.mode:
+        return False
+    if x.props.mode != X.XFRM_MODE_TRANSPORT:
+        if any(t.daddr[:w]) and t.daddr[:w] != x.id.daddr[:w]:
+            return False
+        if any(t.saddr[:w]) and t.saddr[:w] != x.props.saddr[:w]:
+            return False
+    return True
+
+
+def _policy_ok(t, sp, start, family) -> int:
+    """``xfrm_policy_ok``."""
+    idx = start
+    if t.optional:
+        if t.mode == X.XFRM_MODE_TRANSPORT:
+            return start
+    else:
+        start = -1
+    while idx < len(sp):
+        if _tmpl_ok(t, sp[idx], family):
+            return idx + 1
+        if sp[idx].props.mode != X.XFRM_MODE_TRANSPORT:
+            if start == -1:
+                start = -2 - idx
+            break
+        idx += 1
+    return start
+
+
+def xfrm_policy_check(ns, pkt: bytes, sp: list) -> object:
+    """``__xfrm_policy_check(dir IN)`` for the inner packet: the SAs' selectors must match
+    (XfrmInStateMismatch), the best IN policy's templates must be matched by the secpath
+    (XfrmInTmplMismatch); block → XfrmInPolBlock; no policy after a tunnel-mode SA →
+    XfrmInNoPols. Returns the policy (or None)."""
+    from ..xfrm.acquire import _sel_covers
+    src, dst, proto, seg = P.split_ip(pkt)
+    family = X.AF_INET if len(src) == 4 else X.AF_INET6
+    sport, dport = P.l4_ports(proto, seg)
+    flow = bytes(host_selector(src.ljust(16, b"\0"), dst.ljust(16, b"\0"), family, proto,
+                               sport, dport))
+    for x in sp:
+        if x.sel is not None and x.sel.family and not _sel_covers(bytes(x.sel), flow):
+            raise Drop("XfrmInStateMismatch", 0, f"flow outside SA 0x{x.id.spi:08x}'s selector")
+    pol = xfrm_policy_lookup(ns, X.XFRM_POLICY_IN, flow, family)
+    if pol is None:
+        if ns.xfrm.policy_default[X.XFRM_POLICY_IN] == X.XFRM_USERPOLICY_BLOCK:
+            raise Drop("XfrmInNoPols", 0, "no IN policy and policy default in block")
+        if any(x.props.mode != X.XFRM_MODE_TRANSPORT for x in sp):
+            raise Drop("XfrmInNoPols", 0, "tunnel-mode SA but no IN policy")
+        return None
+    pol.curlft_use = ns.kernel.clock.wall()
+    if pol.action != X.XFRM_POLICY_ALLOW:
+        raise Drop("XfrmInPolBlock", 0, f"IN policy {pol.index} blocks")
+    from .output import policy_wire
+    tmpls = policy_wire(pol).templates
+    k = 0
+    for t in reversed(tmpls):
+        k = _policy_ok(t, sp, k, family)
+        if k < 0:
+            raise Drop("XfrmInTmplMismatch", 0, f"IN policy {pol.index}: no SA matches template "
+                                                f"reqid {t.reqid}")
+    if any(x.props.mode != X.XFRM_MODE_TRANSPORT for x in sp[k:]):
+        raise Drop("XfrmInTmplMismatch", 0, f"IN policy {pol.index}: tunnel SA not in the policy")
+    return pol
+
+
+def deliver_packets(ns, packets: list[bytes], rx_dev=None) -> InputResult:
+    """Each packet into ``ns`` (arriving on ``rx_dev``, default: the device holding its
+    destination address), through xfrm_input and the inbound policy check."""
+    res = InputResult()
+    for pkt in packets:
+        sig = {"result": "delivered"}
+        dev = rx_dev
+        seq = None
+        try:
+            src, dst, _, _ = P.split_ip(pkt)
+            if not _local(ns, dst):
+                raise Drop(None, 0, f"{ipaddress.ip_address(dst)} is not local to {ns.name} "
+                                    "(xfrmd: forwarding is not modelled)")
+            if dev is None:
+                dev = _owner(ns, dst)
+            desc: dict = {}
+            try:
+                inner, sp, desc = xfrm_input(ns, pkt, dev)
+            finally:
+                sig.update({k: v for k, v in desc.items() if k in ("spi", "reqid", "path", "dev")})
+                seq = desc.get("seq")
+            pol = xfrm_policy_check(ns, inner, sp)
+            if pol is not None:
+                sig["policy"] = {"index": pol.index, "dir": "in"}
+            res.add(sig, seq, inner)
+        except Drop as d:
+            if d.mib:
+                XFRM_INC_STATS(ns, d.mib)
+            sig.update(result="dropped", reason=d.mib or d.text, detail=d.text)
+            res.add(sig, seq)
+    return res
