@@ -139,6 +139,8 @@ class Topology:
                 dev = links.by_name(r["dev"])
                 ns.routes.append({"dst": dst, "dev": dev, "gw": r.get("via"), "src": None,
                                   "proto": 3, "scope": 0})
+            from .rtnl.fib import fib_rebuild     # the FIB from what was put in place
+            fib_rebuild(ns)
 
 
 def _attach_driver(dev, spec: dict) -> None:

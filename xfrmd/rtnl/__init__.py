@@ -37,6 +37,8 @@ class Rtnetlink:
         ns.links = LinkTable(ns)
         ns.links.register(loopback())
         ns.routes = []
+        from .fib import fib
+        fib(ns)                 # a new namespace's FIB (fib_net_init, fib6_net_init)
 
     def exit_net(self, ns) -> None:
         pass

@@ -172,8 +172,11 @@ def inet_rtm_newaddr(req):
             text = "ipv4: Address already assigned" if ":" not in address \
                 else "ipv6: address already assigned"
             return Reply(-E.EEXIST, text) if req.hdr.flags & 0x200 else Reply()
-    a = add_address(dev, address, plen)
-    a.scope = scope
+    if ":" not in address:
+        a = inet_insert_ifa(dev, address, plen, scope)
+    else:
+        a = add_address(dev, address, plen)
+        a.scope = scope
     a.brd = brd if a.family == 2 else None
     if a.family == 10 and not (dev.up and dev.carrier):
         a.flags |= IFA_F_TENTATIVE               # DAD waits for a running device
@@ -195,6 +198,15 @@ def inet_rtm_deladdr(req):
     dev, address, plen, _, _ = parsed
     for a in list(dev.addresses):
         if a.address == address and (not plen or a.prefixlen == plen):
+            if a.family == 2 and not a.flags & IFA_F_SECONDARY:
+                # __inet_del_ifa without promote_secondaries: the primary takes its
+                # secondaries along, each with RTM_DELADDR first
+                net = _subnet(a)
+                for b in [b for b in dev.addresses if b.family == 2 and b is not a
+                          and b.flags & IFA_F_SECONDARY and b.prefixlen == a.prefixlen
+                          and _subnet(b) == net]:
+                    dev.addresses.remove(b)
+                    rtmsg_ifa(dev, b, RTM_DELADDR, req.hdr.seq, req.sock.portid)
             dev.addresses.remove(a)
             rtmsg_ifa(dev, a, RTM_DELADDR, *((req.hdr.seq, req.sock.portid)
                                              if a.family == 2 else (0, 0)))
@@ -202,3 +214,33 @@ def inet_rtm_deladdr(req):
     # inet_rtm_deladdr / inet6_addr_del
     return Reply(-E.EADDRNOTAVAIL, "ipv4: Address not found" if ":" not in address
                  else "ipv6: address not found")
+
+
+IFA_F_SECONDARY = 0x01
+
+
+def _subnet(a: IfAddr):
+    return ipaddress.ip_network(f"{a.address}/{a.prefixlen}", strict=False)
+
+
+def inet_insert_ifa(dev, address: str, plen: int, scope: int) -> IfAddr:
+    """``__inet_insert_ifa``: an address in the subnet of one the device has (same mask) is
+    a secondary and goes to the end of the list; a primary goes after the last primary of no
+    narrower scope."""
+    a = IfAddr(address, plen, scope, label=dev.name)
+    net = _subnet(a)
+    v4 = [b for b in dev.addresses if b.family == 2]
+    last_primary = None
+    for b in v4:
+        if not b.flags & IFA_F_SECONDARY and scope <= b.scope:
+            last_primary = b
+        if b.prefixlen == plen and _subnet(b) == net:
+            a.flags |= IFA_F_SECONDARY
+    if a.flags & IFA_F_SECONDARY or not v4:
+        at = (dev.addresses.index(v4[-1]) + 1) if v4 else len(dev.addresses)
+    elif last_primary is None:
+        at = dev.addresses.index(v4[0])
+    else:
+        at = dev.addresses.index(last_primary) + 1
+    dev.addresses.insert(at, a)
+    return a

@@ -96,14 +96,15 @@ def fib(ns) -> Fib:
     f = ns.__dict__.get("fib")
     if f is None:
         f = ns.__dict__["fib"] = Fib()
-        for fam in (2, 10):
-            f.table(fam, RT_TABLE_MAIN, True)
-            f.table(fam, RT_TABLE_LOCAL, True)
+        # fib4: main exists, local comes with its first route; fib6_tables_init: both
+        f.table(2, RT_TABLE_MAIN, True)
+        f.table(10, RT_TABLE_MAIN, True)
+        f.table(10, RT_TABLE_LOCAL, True)
         for dev in ns.links:
             f.carrier_seen[dev.ifindex] = bool(dev.carrier)
             for a in [a for a in dev.addresses if a.family == 2]:
                 fib_add_ifaddr(ns, dev, a, notify=False)
-            for a in [a for a in dev.addresses if a.family == 10]:
+            for a in [a for a in dev.addresses if a.family == 10 and dev.up]:
                 a.__dict__["_routed"] = True
                 addrconf_prefix_route(ns, dev, a, notify=False)
                 if not a.flags & 0x40 and (dev.up or dev.kind == "loopback"):
@@ -117,6 +118,13 @@ def fib(ns) -> Fib:
                                  scope=r.get("scope", 0), metric=r.get("metric", 0)),
                        notify=False)
     return f
+
+
+def fib_rebuild(ns) -> Fib:
+    """Make the FIB again from the namespace's addresses and ``ns.routes``, without events
+    (a topology builds devices and addresses directly)."""
+    ns.__dict__.pop("fib", None)
+    return fib(ns)
 
 
 def fib_ready(ns) -> bool:
@@ -250,6 +258,13 @@ def fib_del_ifaddr(ns, dev, a) -> None:
         for x in list(tbl):
             if x.dst == g.dst and x.same(g):
                 remove(ns, x)
+    if not any(b.family == 2 and b is not a and b.address == a.address
+               for d in ns.links for b in d.addresses):
+        # fib_sync_down_addr + fib_flush: routes with the vanished source go (this path
+        # sends RTM_DELROUTE, as the kernel does)
+        for _, tbl in f.dump_order(2):
+            for r in [r for r in tbl if r.prefsrc == a.address]:
+                remove(ns, r)
 
 
 def fib_disable_ip(ns, dev, force: bool) -> None:
@@ -268,6 +283,13 @@ def addrconf_prefix_route(ns, dev, a, notify: bool = True) -> None:
     insert(ns, Route(n, dev, None, None, RT_TABLE_MAIN, RTN_UNICAST, RTPROT_KERNEL,
                      RT_SCOPE_UNIVERSE, IP6_RT_PRIO_ADDRCONF, linkdown=not dev.carrier),
            notify=notify)
+
+
+def rt6_remove_prefsrc(ns, a) -> None:
+    """``rt6_remove_prefsrc``: routes that named the address as their source forget it."""
+    for r in all_routes(ns, 10):
+        if r.prefsrc == a.address:
+            r.prefsrc = None
 
 
 def addrconf_local_route(ns, dev, a, notify: bool = True) -> None:
@@ -290,6 +312,7 @@ def addrconf_del(ns, dev, a) -> None:
     if not any(b.family == 10 and b is not a and ipaddress.ip_network(
             f"{b.address}/{b.prefixlen}", strict=False) == n for b in dev.addresses):
         _del_v6(ns, dev, lambda r: r.proto == RTPROT_KERNEL and r.dst == n and r.type == RTN_UNICAST)
+    rt6_remove_prefsrc(ns, a)
 
 
 ARPHRD_ETHER = 1
@@ -356,7 +379,8 @@ def ifa_event(dev, a, msg_type: int) -> None:
         if a.__dict__.get("_routed"):
             return
         a.__dict__["_routed"] = True
-        addrconf_prefix_route(ns, dev, a)
+        if dev.up:                      # a down device gets it on NETDEV_UP
+            addrconf_prefix_route(ns, dev, a)
         if not a.flags & IFA_F_TENTATIVE:
             addrconf_local_route(ns, dev, a)
     else:
@@ -371,9 +395,9 @@ def netdev_event(event: str, dev, **info) -> None:
     if event == "NETDEV_UP":
         for a in [a for a in dev.addresses if a.family == 2]:     # fib_netdev_event
             fib_add_ifaddr(ns, dev, a)
-        for r in all_routes(ns, 10):                            # rt6_sync_up
-            if r.dev is dev:
-                r.linkdown = False
+        for a in [a for a in dev.addresses if a.family == 10]:  # addrconf_permanent_addr
+            a.__dict__["_routed"] = True
+            addrconf_prefix_route(ns, dev, a)
         f.carrier_seen[dev.ifindex] = bool(dev.carrier)
         if dev.carrier and dev.kind != "loopback":          # addrconf_notify: this one first
             addrconf_dev_config(ns, dev)
@@ -398,8 +422,8 @@ def sync_carrier(ns) -> None:
         now = bool(dev.carrier)
         f.carrier_seen[dev.ifindex] = now
         if was is not None and was != now:
-            for r in all_routes(ns, 10):
-                if r.dev is dev:
+            for r in all_routes(ns, 10):      # fib6_ifdown / fib6_ifup: not local routes
+                if r.dev is dev and r.type != RTN_LOCAL:
                     r.linkdown = not now
         if dev.up and dev.carrier:
             if dev.kind == "loopback":
@@ -515,7 +539,7 @@ def ipv6_dev_get_saddr(ns, dev, dst) -> str | None:
     as ``dst`` on the output device first, then on the others; the destination itself when
     it is local."""
     dst = ipaddress.IPv6Address(dst)
-    ll = dst.is_link_local
+    ll = dst.is_link_local or (dst.is_multicast and (dst.packed[1] & 0xF) <= 2)
     devs = ([dev] if dev is not None else []) + [d for d in ns.links if d is not dev]
     for d in devs:
         for a in d.addresses:

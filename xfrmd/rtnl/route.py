@@ -224,7 +224,7 @@ def inet_rtm_getroute(req):
                       res.type, (res.flags & ~0xFFFF) | RTM_F_CLONED)
     body += nla_u32(RTA_TABLE, table_id) + nla(RTA_DST, dst.packed)
     if src is not None:
-        body = body[:1] + b"\x20" + body[2:]          # rtm_src_len = 32
+        body = body[:2] + b"\x20" + body[3:]          # rtm_src_len = 32
         body += nla(RTA_SRC, src.packed)
     if res.dev is not None:
         body += nla_u32(RTA_OIF, res.dev.ifindex)
