@@ -230,3 +230,146 @@ def test_aevent_on_output_sequence(k, nl):
     xmit(k, count=4)
     ae = [m for d in mon.recv_all() for m in messages(d) if m[0] == X.XfrmMsg.NEWAE]
     assert len(ae) == 2                       # at oseq 2 and 4 (replay_maxdiff 2)
+
+
+# -- offload ------------------------------------------------------------------------------------
+
+NL, NR = "203.0.113.1", "203.0.113.2"          # nsim0's subnet
+IN_ = X.XFRM_OFFLOAD_INBOUND
+PKT = X.XFRM_OFFLOAD_PACKET
+
+
+def dev(k, name):
+    return ns(k).links.by_name(name)
+
+
+def nsim_debugfs_first_line(k):
+    return dev(k, "nsim0").xfrmdev_ops.debugfs().splitlines()[0]
+
+
+def test_crypto_offload_on_netdevsim_counts_tx_and_still_decrypts(k, nl):
+    nl.ok(sa(NL, NR, 0x1000, offload=(dev(k, "nsim0").ifindex, 0)))
+    nl.ok(policy(NL, NR, OUT, [(NL, NR, 1, TUNNEL)]))
+    res = xmit(k, count=3, src=NL, dst=NR)
+    [b] = res.to_dict()["batches"]
+    assert b["sas"][0]["path"] == "crypto-offload" and b["sas"][0]["dev"] == "nsim0"
+    assert b["seq"] == {"0x00001000": [1, 3]}
+    assert nsim_debugfs_first_line(k) == "SA count=1 tx=3"
+    assert scapy_sa().decrypt(IP(res.packets[2][0]))[UDP].dport == 2000
+    assert state(k, 0x1000).curlft.packets == 3      # crypto offload: the core still counts
+
+
+def test_route_out_of_another_device_takes_the_software_path(k, nl):
+    # offloaded to nsim0, but 198.51.100.2 is reached through eth2
+    nl.ok(sa(L, R, 0x1000, offload=(dev(k, "nsim0").ifindex, 0)))
+    nl.ok(policy(L, R, OUT, [(L, R, 1, TUNNEL)]))
+    [b] = xmit(k, count=2).to_dict()["batches"]
+    hop = b["sas"][0]
+    assert hop["path"] == "software" and hop["fallback"] == "route leaves through eth2, not nsim0"
+    assert nsim_debugfs_first_line(k) == "SA count=1 tx=0"
+
+
+def test_packet_larger_than_the_state_mtu_takes_the_software_path(k, nl):
+    nl.ok(sa(NL, NR, 0x1000, offload=(dev(k, "nsim0").ifindex, 0)))
+    nl.ok(policy(NL, NR, OUT, [(NL, NR, 1, TUNNEL)]))
+    # esp4_get_mtu(1500), tunnel, GCM: ((1500 - 36 - 16) & ~3) - 2 = 1446
+    [ok] = xmit(k, count=1, src=NL, dst=NR, size=1446 - 28).to_dict()["batches"]
+    [big] = xmit(k, count=1, src=NL, dst=NR, size=1447 - 28).to_dict()["batches"]
+    assert ok["sas"][0]["path"] == "crypto-offload"
+    assert big["sas"][0]["fallback"] == "1447 bytes exceed the state's MTU 1446"
+    assert nsim_debugfs_first_line(k) == "SA count=1 tx=1"
+
+
+def test_mlx5_crypto_esn_advance_reprograms_when_the_window_crosses(k, nl):
+    nl.ok(sa(L, R, 0x1000, flags=X.XFRM_STATE_ESN, esn=(32, 0x7FFFFFD0, 0, 0, 0),
+             offload=(dev(k, "eth2").ifindex, 0)))
+    nl.ok(policy(L, R, OUT, [(L, R, 1, TUNNEL)]))
+    ops = dev(k, "eth2").xfrmdev_ops
+    x = state(k, 0x1000)
+    hw = ops.sadb[x.xso.offload_handle]
+    assert (hw["overlap"], hw["esn_updates"]) == (0, 0)
+    [b] = xmit(k, count=0x4E).to_dict()["batches"]            # oseq 0x7fffffd1 … 0x8000001e
+    assert b["sas"][0]["path"] == "crypto-offload"
+    assert hw["esn"] == x.replay_esn.oseq == 0x8000001E     # called on every packet
+    assert (hw["overlap"], hw["esn_updates"]) == (0, 0)     # bottom 0x7fffffff < MID
+    xmit(k, count=1)                                         # bottom reaches 0x80000000
+    assert (hw["overlap"], hw["esn_updates"]) == (1, 1)
+    x.replay_esn.oseq = 0xFFFFFFF0                           # (2^31 packets later)
+    xmit(k, count=0x30)                                      # wraps into high word 1
+    assert (x.replay_esn.oseq_hi, x.replay_esn.oseq) == (1, 0x20)
+    assert (hw["overlap"], hw["esn_updates"]) == (0, 2)
+
+
+def test_mlx5_packet_offload_numbers_in_hardware_and_its_counters_expire_the_state(k, nl):
+    mon = Nl(k, groups=(G.EXPIRE,), pid=77)
+    ifx = dev(k, "eth2").ifindex
+    nl.ok(sa(L, R, 0x1000, offload=(ifx, PKT), lft=lifetime(soft_packets=3, hard_packets=5)))
+    nl.ok(policy(L, R, OUT, [(L, R, 1, TUNNEL)], offload=(ifx, PKT)))
+    res = xmit(k, count=5)
+    [b] = res.to_dict()["batches"]
+    hop = b["sas"][0]
+    assert (hop["path"], hop["numbered_by"], b["seq"]) == ("packet-offload", "hardware",
+                                                          {"0x00001000": [1, 5]})
+    x = state(k, 0x1000)
+    assert x.replay[0] == 0                                  # the software oseq never moved
+    assert IP(res.packets[4][0])[ESP].seq == 5
+    k.run_timers()
+    hards = [m[4][16 + 224] for d in mon.recv_all() for m in messages(d)
+             if m[0] == X.XfrmMsg.EXPIRE]
+    assert hards == [0, 1] and state(k, 0x1000) is None
+
+
+def test_soe_packet_offload_is_numbered_by_the_core(k, nl):
+    ifx = dev(k, "soe2").ifindex
+    s, d = "203.0.113.129", "203.0.113.130"
+    nl.ok(sa(s, d, 0x1000, offload=(ifx, PKT)))
+    nl.ok(policy(s, d, OUT, [(s, d, 1, TUNNEL)], offload=(ifx, PKT)))
+    res = xfrm_xmit(ns(k), s, d, 17, 1, 2, 10, count=3, keep_packets=True)
+    [b] = res.to_dict()["batches"]
+    assert (b["sas"][0]["path"], b["sas"][0]["numbered_by"]) == ("packet-offload", "core")
+    assert state(k, 0x1000).replay[0] == 3 and state(k, 0x1000).curlft.packets == 3
+    assert IP(res.packets[2][0])[ESP].seq == 3
+
+
+def test_packet_offload_refused_by_offload_ok_is_ehostunreach(k, nl):
+    # packet-offloaded to soe2, but the destination routes through eth2
+    ifx = dev(k, "soe2").ifindex
+    nl.ok(sa(L, R, 0x1000, offload=(ifx, PKT)))
+    nl.ok(policy(L, R, OUT, [(L, R, 1, TUNNEL)], offload=(ifx, PKT)))
+    [b] = xmit(k).to_dict()["batches"]
+    assert (b["reason"], b["errno"]) == ("XfrmOutError", "EHOSTUNREACH")
+
+
+AB_MIXED = {"netns": [{"name": "default", "device": [
+    {"name": "nsimA", "kind": "netdevsim", "nic": "netdevsim0", "master": "bond0"},
+    {"name": "mlxB", "kind": "mlx5", "nic": "mlx5-0", "master": "bond0",
+     "capabilities": {"crypto": False}},
+    {"name": "bond0", "kind": "bond", "mode": "active-backup", "addresses": ["192.0.2.1/24"]},
+]}]}
+
+
+def test_active_backup_failover_is_software_until_the_state_is_re_added():
+    from xfrmd.services import handle
+    from xfrmd.topology import from_dict
+    k = Kernel(ManualClock(), topology=from_dict(AB_MIXED))
+    nl = Nl(k)
+    bond = ns(k).links.by_name("bond0")
+    nl.ok(sa("192.0.2.1", "192.0.2.2", 0x1000, offload=(bond.ifindex, 0)))
+    nl.ok(policy("192.0.2.1", "192.0.2.2", OUT, [("192.0.2.1", "192.0.2.2", 1, TUNNEL)]))
+
+    def send():
+        [b] = xfrm_xmit(ns(k), "192.0.2.1", "192.0.2.2", 17, count=2).to_dict()["batches"]
+        return b["sas"][0]
+
+    def carrier(name, on):
+        assert handle(k, "default", {"op": "link_carrier", "dev": name, "on": on})["errno"] == 0
+    hop = send()
+    assert (hop["path"], hop["slave"]) == ("crypto-offload", "nsimA")
+    carrier("nsimA", False)                     # mlxB (no crypto offload) becomes active
+    hop = send()
+    assert hop["path"] == "software" and "bonding: xdo_dev_offload_ok refused" in hop["fallback"]
+    carrier("nsimA", True)
+    carrier("mlxB", False)                      # back to nsimA: add_sa_all re-adds the state
+    hop = send()
+    assert (hop["path"], hop["slave"]) == ("crypto-offload", "nsimA")
+    assert dev(k, "nsimA").xfrmdev_ops.debugfs().splitlines()[0] == "SA count=1 tx=4"
