@@ -262,9 +262,11 @@ def fib_del_ifaddr(ns, dev, a) -> None:
                for d in ns.links for b in d.addresses):
         # fib_sync_down_addr + fib_flush: routes with the vanished source go (this path
         # sends RTM_DELROUTE, as the kernel does)
-        for _, tbl in f.dump_order(2):
-            for r in [r for r in tbl if r.prefsrc == a.address]:
-                remove(ns, r)
+        # (main-table routes only, as fib_sync_down_addr looks at RT_TABLE_MAIN)
+        for r in [r for r in f.table(2, RT_TABLE_MAIN) or [] if r.prefsrc == a.address]:
+            remove(ns, r)
+    if dev.netns is ns and not any(b.family == 2 for b in dev.addresses):
+        fib_disable_ip(ns, dev, True)    # fib_inetaddr_event: the last address went
 
 
 def fib_disable_ip(ns, dev, force: bool) -> None:

@@ -65,10 +65,10 @@ def fib_dump_info(r: Route) -> bytes:
     return body
 
 
-def _cacheinfo(expires_clk: int = 0, error: int = 0) -> bytes:
+def _cacheinfo(expires_clk: int = 0, error: int = 0, clntref: int = 0) -> bytes:
     # struct rta_cacheinfo: clntref lastuse expires error used id ts tsage
-    return nla(RTA_CACHEINFO, struct.pack("=IiiIIIII", 0, 0, expires_clk, error & 0xFFFFFFFF,
-                                          0, 0, 0, 0))
+    return nla(RTA_CACHEINFO, struct.pack("=IiiIIIII", clntref, 0, expires_clk,
+                                          error & 0xFFFFFFFF, 0, 0, 0, 0))
 
 
 def rt6_fill_node(ns, r: Route) -> bytes:
@@ -255,15 +255,18 @@ def _getroute6(req, dst, src, iif, oif, mark):
     body += nla(RTA_SRC, (src or ipaddress.IPv6Address("::")).packed)
     if iif:
         body += nla_u32(RTA_IIF, iif)
-    elif res.src:
+    elif res.src:                        # ip6_route_get_saddr for the destination
         body += nla(RTA_PREFSRC, ipaddress.IPv6Address(res.src).packed)
+    if r.prefsrc:                        # and the route's own, again (rt6_fill_node)
+        body += nla(RTA_PREFSRC, ipaddress.IPv6Address(r.prefsrc).packed)
     body += nla_u32(RTA_PRIORITY, r.metric)
     if r.gw:
         body += nla(RTA_GATEWAY, ipaddress.IPv6Address(r.gw).packed)
     if res.dev is not None:
         body += nla_u32(RTA_OIF, res.dev.ifindex)
     exp = max(0, int((r.expires - _now(ns)) * USER_HZ)) if r.expires is not None else 0
-    body += _cacheinfo(exp) + nla(RTA_PREF, b"\x00")
+    # the answer is a dst the lookup holds a reference on, as the reply is made
+    body += _cacheinfo(exp, clntref=2) + nla(RTA_PREF, b"\x00")
     req.unicast(encode_msg(RTM_NEWROUTE, 0, req.hdr.seq, req.sock.portid, body))
     return Reply()
 
