@@ -456,9 +456,17 @@ def xfrm_xmit(ns, src: str, dst: str, proto: int = P.IPPROTO_UDP, sport: int = 0
     if spray:
         from bonding.hash import Flow
         spray_flow = Flow(bytes(6), bytes(6), src, dst, proto, l4_sport, l4_dport)
+    w = 4 if family == X.AF_INET else 16
+    s_raw, d_raw = sbytes[:w], dbytes[:w]
+    udp_seg = P.l4_segment(proto, s_raw, d_raw, sport, dport, size) if proto == P.IPPROTO_UDP \
+        else None
     for i in range(count):
         sig = {"policy": pol_desc, "result": "sent", "sas": []}
-        pkt = P.ip_packet(src, dst, proto, sport, dport, size, seq=i + 1)
+        if udp_seg is None:
+            seg = P.l4_segment(proto, s_raw, d_raw, sport, dport, size, i + 1)
+        else:
+            seg = udp_seg                      # one UDP datagram is like the next
+        pkt = P.ip_header(s_raw, d_raw, proto, len(seg)) + seg
         if rt_dev is None:
             sig.update(result="dropped", reason="no route",
                        errno=E.errorcode.get(rt_err, str(rt_err)))

@@ -5,19 +5,34 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+import sys
+from array import array
+from functools import lru_cache
 
 IPPROTO_ICMP, IPPROTO_IPIP, IPPROTO_TCP, IPPROTO_UDP = 1, 4, 6, 17
 IPPROTO_IPV6, IPPROTO_ESP, IPPROTO_ICMPV6 = 41, 50, 58
 PROTOS = {"udp": IPPROTO_UDP, "tcp": IPPROTO_TCP, "icmp": IPPROTO_ICMP}
 
 
+_SWAP = sys.byteorder == "little"
+
+
 def _csum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071) of ``data``."""
     if len(data) % 2:
         data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    words = array("H", data)
+    if _SWAP:
+        words.byteswap()
+    s = sum(words)
     while s >> 16:
         s = (s & 0xFFFF) + (s >> 16)
     return ~s & 0xFFFF
+
+
+@lru_cache(maxsize=16)
+def _payload(size: int) -> bytes:
+    return bytes(i & 0xFF for i in range(size))
 
 
 def _pseudo(src: bytes, dst: bytes, proto: int, length: int) -> bytes:
@@ -29,7 +44,7 @@ def _pseudo(src: bytes, dst: bytes, proto: int, length: int) -> bytes:
 def l4_segment(proto: int, src: bytes, dst: bytes, sport: int, dport: int, size: int,
                seq: int = 0) -> bytes:
     """The transport header and ``size`` bytes of payload, checksummed."""
-    payload = bytes((i & 0xFF) for i in range(size))
+    payload = _payload(size)
     if proto == IPPROTO_UDP:
         hdr = struct.pack("!HHHH", sport, dport, 8 + size, 0)
         c = _csum(_pseudo(src, dst, proto, 8 + size) + hdr + payload) or 0xFFFF
