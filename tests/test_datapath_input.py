@@ -190,3 +190,31 @@ def test_bitmap_window_of_128(k):
     assert "left of the window" in d[1]["detail"] and "already received" in d[2]["detail"]
     x = state(k, 0x1000, "right")
     assert (x.stats[0], x.stats[1]) == (1, 1)
+
+
+MLX_PAIR = {"netns": [
+    PAIR["netns"][0],
+    {"name": "right", "device": [{"name": "eth0", "kind": "mlx5", "nic": "mlx5-0",
+                                   "addresses": [f"{R}/24"]}]},
+]}
+
+
+def test_crypto_offload_in_the_device_decrypts_counts_and_advances_esn():
+    k = Kernel(ManualClock(), topology=from_dict(MLX_PAIR))
+    left, right = nl(k, "left"), nl(k, "right")
+    eth0 = k.netns("right").links.by_name("eth0")
+    left.ok(sa(L, R, 0x1000, flags=X.XFRM_STATE_ESN, esn=(32, 0x7FFFFFD0, 0, 0, 0)))
+    right.ok(sa(L, R, 0x1000, flags=X.XFRM_STATE_ESN, esn=(32, 0, 0x7FFFFFD0, 0, 0),
+                offload=(eth0.ifindex, X.XFRM_OFFLOAD_INBOUND)))
+    left.ok(policy(L, R, OUT, [(L, R, 1, TUNNEL)]))
+    right.ok(policy(L, R, IN, [(L, R, 1, TUNNEL)]))
+    x = state(k, 0x1000, "right")
+    hw = eth0.xfrmdev_ops.sadb[x.xso.offload_handle]
+    res = deliver(k, send(k, 0x4E))                        # right edge 0x8000001e
+    [b] = res.to_dict()["batches"]
+    assert (b["path"], b["dev"], res.delivered) == ("crypto-offload", "eth0", 0x4E)
+    assert hw["packets"] == 0x4E                           # the device counted them
+    assert (hw["esn"], hw["overlap"], hw["esn_updates"]) == (0x8000001E, 0, 0)
+    deliver(k, send(k, 1))                                 # the window's bottom reaches the middle
+    assert (hw["overlap"], hw["esn_updates"]) == (1, 1)
+    assert x.curlft.packets == 0x4F and x.replay_esn.seq == 0x8000001F

@@ -126,6 +126,7 @@ XFRMD_NETNS=right ip xfrm policy add src 198.51.100.1/32 dst 198.51.100.2/32 dir
 xfrmd ctl xmit 198.51.100.1 198.51.100.2 sport 1000 dport 2000 count 40 size 200 --deliver right --pcap {pcap}
 XFRMD_NETNS=right ip -s xfrm state | grep -A1 'lifetime current' | tail -1
 """)
+    out2 = out
     lines = out.splitlines()
     assert lines[0].startswith("40 sent: policy out index 1; SA spi 0x00001000 reqid 1 tunnel")
     assert "right: 40 delivered: SA spi 0x00001000 reqid 1; software; seq 1-40; policy in index 8" in lines
@@ -141,3 +142,16 @@ XFRMD_NETNS=right ip -s xfrm state | grep -A1 'lifetime current' | tail -1
         ip = IP(bytes(p))
         assert ip[ESP].seq == i
         assert sa.decrypt(ip)[UDP].dport == 2000
+
+
+def test_drops_are_counted_in_xfrm_stat(tmp_path):
+    out = _run(tmp_path, None, """
+ip xfrm policy add src 198.51.100.1/32 dst 198.51.100.2/32 dir out action block
+xfrmd ctl xmit 198.51.100.1 198.51.100.2 count 2
+xfrmd ctl xfrm-stat | grep -E 'XfrmOutPolBlock|XfrmOutNoStates'
+""")
+    assert out.splitlines() == [
+        "2 dropped: policy out index 1; XfrmOutPolBlock: policy action block (errno EPERM)",
+        "sent 0 dropped 2",
+        "XfrmOutNoStates         \t0",
+        "XfrmOutPolBlock         \t2"]

@@ -157,3 +157,18 @@ def _xmit(svc, args) -> int:
         print(f"{d['netns']}: delivered {d['delivered']} dropped {d['dropped']}")
     sys.stdout.flush()
     return 0
+
+
+@verb("xfrm-stat", "xfrm-stat [--netns NS] — the namespace's /proc/net/xfrm_stat (the data "
+                   "path's drop counters under the kernel's MIB names)")
+def _xfrm_stat(svc, args) -> int:
+    req = {"path": "/proc/net/xfrm_stat"}
+    if args[:1] == ["--netns"] and len(args) == 2:
+        req["netns"] = args[1]
+    elif args:
+        raise SystemExit("usage: xfrmd ctl " + VERBS["xfrm-stat"][1])
+    res = svc.query("xfrm_stat", **req)
+    if res.get("errno"):
+        return _result(res)
+    print(res["data"], end="")
+    return 0

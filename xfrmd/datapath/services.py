@@ -49,3 +49,15 @@ def _xmit(kernel, ns, req: dict) -> dict:
         out["packets"] = [p.hex() for p, real in res.packets if real]
     kernel.run_timers()          # a hard byte/packet expiry deletes the state now
     return out
+
+
+@service("xfrm_stat")
+def _xfrm_stat(kernel, ns, req: dict) -> dict:
+    from ..kernel import KernelError
+    from .mib import xfrm_statistics_seq_show
+    try:
+        if req.get("netns"):
+            ns = kernel.netns(req["netns"])
+    except KernelError as e:
+        return {"errno": e.errno, "error": str(e)}
+    return {"errno": 0, "data": xfrm_statistics_seq_show(ns)}
