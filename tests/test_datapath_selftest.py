@@ -126,7 +126,6 @@ XFRMD_NETNS=right ip xfrm policy add src 198.51.100.1/32 dst 198.51.100.2/32 dir
 xfrmd ctl xmit 198.51.100.1 198.51.100.2 sport 1000 dport 2000 count 40 size 200 --deliver right --pcap {pcap}
 XFRMD_NETNS=right ip -s xfrm state | grep -A1 'lifetime current' | tail -1
 """)
-    out2 = out
     lines = out.splitlines()
     assert lines[0].startswith("40 sent: policy out index 1; SA spi 0x00001000 reqid 1 tunnel")
     assert "right: 40 delivered: SA spi 0x00001000 reqid 1; software; seq 1-40; policy in index 8" in lines
