@@ -88,7 +88,7 @@ def rt6_fill_node(ns, r: Route) -> bytes:
         body += nla_u32(RTA_OIF, r.dev.ifindex)
     exp = 0
     if r.expires is not None:
-        exp = max(0, int((r.expires - _now(ns)) * USER_HZ))
+        exp = max(0, round((r.expires - _now(ns)) * USER_HZ))
     body += _cacheinfo(exp) + nla(RTA_PREF, b"\x00")
     return body
 
@@ -264,7 +264,7 @@ def _getroute6(req, dst, src, iif, oif, mark):
         body += nla(RTA_GATEWAY, ipaddress.IPv6Address(r.gw).packed)
     if res.dev is not None:
         body += nla_u32(RTA_OIF, res.dev.ifindex)
-    exp = max(0, int((r.expires - _now(ns)) * USER_HZ)) if r.expires is not None else 0
+    exp = max(0, round((r.expires - _now(ns)) * USER_HZ)) if r.expires is not None else 0
     # the answer is a dst the lookup holds a reference on, as the reply is made
     body += _cacheinfo(exp, clntref=2) + nla(RTA_PREF, b"\x00")
     req.unicast(encode_msg(RTM_NEWROUTE, 0, req.hdr.seq, req.sock.portid, body))
@@ -483,7 +483,10 @@ def _newroute6(req, cfg):
     new = Route(dst, dev, cfg["gw"], cfg["src"], cfg["table"] or RT_TABLE_MAIN, RTN_UNICAST,
                 cfg["proto"], 0, cfg["metric"] or IP6_RT_PRIO_USER, expires=exp,
                 linkdown=not dev.carrier)
-    return _insert_checked(req, new)
+    res = _insert_checked(req, new)
+    if exp is not None and not res.error:         # the fib6 GC timer (fib6_run_gc)
+        ns.kernel.add_timer(cfg["expires"], lambda: fib6_expire(ns))
+    return res
 
 
 @rtnl_handler(RTM_NEWROUTE)
