@@ -30,7 +30,7 @@ class Rtnetlink:
 
     def __init__(self, kernel):
         self.kernel = kernel
-        from . import addr, link, route, rule  # noqa: F401  (handlers register on import)
+        from . import addr, link, netconf, route, rule  # noqa: F401  (handlers register on import)
 
     def init_net(self, ns) -> None:
         from devices.netdev import LinkTable, loopback

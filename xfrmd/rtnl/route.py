@@ -24,7 +24,7 @@ __all__ = ["routes", "route_lookup", "rt_notify"]
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
 RTMSG = struct.Struct("=BBBBBBBBI")
 RTA_DST, RTA_SRC, RTA_IIF, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC = 1, 2, 3, 4, 5, 6, 7
-RTA_METRICS, RTA_MULTIPATH, RTA_CACHEINFO, RTA_TABLE, RTA_MARK = 8, 9, 12, 15, 16
+RTA_METRICS, RTA_MULTIPATH, RTA_FLOW, RTA_CACHEINFO, RTA_TABLE, RTA_MARK = 8, 9, 11, 12, 15, 16
 RTA_VIA, RTA_NEWDST, RTA_PREF, RTA_ENCAP_TYPE, RTA_ENCAP, RTA_EXPIRES = 18, 19, 20, 21, 22, 23
 RTA_UID, RTA_NH_ID = 25, 30
 RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE = 7, 11
@@ -303,9 +303,16 @@ def _rtm_to_config(req):
             cfg["table"] = struct.unpack("=I", v)[0]
         elif t == RTA_EXPIRES and len(v) == 4:
             cfg["expires"] = struct.unpack("=I", v)[0]
+        elif t == RTA_METRICS and len(v) > 0 or t == RTA_FLOW:
+            return Reply(-E.EOPNOTSUPP, "xfrmd: route metrics and realms are not modelled")
+        elif t == RTA_PREF and v[:1] not in (b"", b"\x00"):
+            return Reply(-E.EOPNOTSUPP, "xfrmd: IPv6 route preferences other than medium "
+                         "are not modelled")
         elif t in (RTA_MULTIPATH, RTA_VIA, RTA_ENCAP, RTA_NH_ID, RTA_NEWDST):
             return Reply(-E.EOPNOTSUPP, "xfrmd: multipath, via, encap and nexthop-object "
                          "routes are not modelled")
+    if _fl & 4:                                          # RTNH_F_ONLINK
+        return Reply(-E.EOPNOTSUPP, "xfrmd: onlink nexthops are not modelled")
     if dst_len > alen * 8:
         return Reply(-E.EINVAL, "Invalid prefix length")
     if fam == 10 and src_len:

@@ -1,0 +1,75 @@
+"""RTM_GETNETCONF (``ip netconf show``): the per-device and ``all`` / ``default`` IP
+configuration a namespace reports, as devinet.c ``inet_netconf_get_devconf`` /
+``inet_netconf_dump_devconf`` and addrconf.c ``inet6_netconf_get_devconf`` /
+``inet6_netconf_dump_devconf`` write it. Every value is a fresh namespace's: forwarding,
+rp_filter, mc_forwarding, bc_forwarding, proxy_arp / proxy_ndp and
+ignore_routes_with_linkdown all 0 (nothing in xfrmd changes them: there are no sysctls)."""
+from __future__ import annotations
+
+import errno as E
+import struct
+
+from netlink_codec.netlink import NLM_F_MULTI, encode_msg, iter_attrs, nla
+
+from ..netlink.core import Reply
+from . import rtnl_handler
+
+RTM_NEWNETCONF, RTM_GETNETCONF = 80, 82
+NETCONFA_IFINDEX, NETCONFA_FORWARDING, NETCONFA_RP_FILTER, NETCONFA_MC_FORWARDING = 1, 2, 3, 4
+NETCONFA_PROXY_NEIGH, NETCONFA_IGNORE_ROUTES_WITH_LINKDOWN = 5, 6
+NETCONFA_BC_FORWARDING = 8
+NETCONFA_IFINDEX_ALL, NETCONFA_IFINDEX_DEFAULT = -1, -2
+# the attributes of a NETCONFA_ALL message, in the order each family writes them
+ATTRS = {2: (NETCONFA_FORWARDING, NETCONFA_RP_FILTER, NETCONFA_MC_FORWARDING,
+             NETCONFA_BC_FORWARDING, NETCONFA_PROXY_NEIGH, NETCONFA_IGNORE_ROUTES_WITH_LINKDOWN),
+         10: (NETCONFA_FORWARDING, NETCONFA_MC_FORWARDING, NETCONFA_PROXY_NEIGH,
+              NETCONFA_IGNORE_ROUTES_WITH_LINKDOWN)}
+
+
+def _s32(t: int, v: int) -> bytes:
+    return nla(t, struct.pack("=i", v))
+
+
+def fill_devconf(family: int, ifindex: int, seq: int, portid: int, flags: int) -> bytes:
+    """``inet_netconf_fill_devconf`` / ``inet6_netconf_fill_devconf`` with NETCONFA_ALL:
+    netconfmsg (padded to 4), the index, then each value."""
+    body = struct.pack("=Bxxx", family) + _s32(NETCONFA_IFINDEX, ifindex)
+    for t in ATTRS[family]:
+        body += _s32(t, 0)
+    return encode_msg(RTM_NEWNETCONF, flags, seq, portid, body)
+
+
+def _indexes(ns) -> list[int]:
+    return [d.ifindex for d in ns.links] + [NETCONFA_IFINDEX_ALL, NETCONFA_IFINDEX_DEFAULT]
+
+
+@rtnl_handler(RTM_GETNETCONF, dump=True)
+def netconf_dump_devconf(req):
+    """Devices by index, then ``all`` and ``default``; AF_UNSPEC gives IPv4 then IPv6."""
+    family = req.buf[req.payload_offset] if req.end > req.payload_offset else 0
+    if family not in (0, 2, 10):
+        return Reply(-E.EOPNOTSUPP, f"xfrmd: netconf of address family {family} is not modelled")
+    seq, portid = req.hdr.seq, req.sock.portid
+    msgs = [fill_devconf(fam, i, seq, portid, NLM_F_MULTI)
+            for fam in (2, 10) if family in (0, fam) for i in _indexes(req.netns)]
+    return req.start_dump(msgs)
+
+
+@rtnl_handler(RTM_GETNETCONF)
+def netconf_get_devconf(req):
+    """One index (NETCONFA_IFINDEX): EINVAL without one, ENODEV for an unknown device."""
+    off = req.payload_offset
+    family = req.buf[off] if req.end > off else 0
+    if family not in (2, 10):
+        return Reply(-E.EOPNOTSUPP, f"xfrmd: netconf of address family {family} is not modelled")
+    ifindex = None
+    for ra in iter_attrs(req.buf, off + 4, req.end):
+        if ra.type == NETCONFA_IFINDEX and ra.end - ra.start == 4:
+            ifindex = struct.unpack("=i", bytes(req.buf[ra.start:ra.end]))[0]
+    if ifindex is None:
+        return Reply(-E.EINVAL)
+    if ifindex not in (NETCONFA_IFINDEX_ALL, NETCONFA_IFINDEX_DEFAULT) \
+            and req.netns.links.by_index(ifindex) is None:
+        return Reply(-E.ENODEV)
+    req.unicast(fill_devconf(family, ifindex, req.hdr.seq, req.sock.portid, 0))
+    return Reply()
