@@ -71,6 +71,10 @@ class Kernel:
         self.auto_create_netns = auto_create_netns
         self.random = random.Random(seed)
         self.dirty: set[NetlinkSocket] = set()   # sockets with new datagrams queued
+        # work whose result nobody waits for (cached wire forms): the server runs it after
+        # the answers went out; without a server it simply never runs and the cache fills
+        # on first use
+        self.idle_work: list = []
         self._timers: list[tuple[float, int, Timer]] = []
         self._timer_seq = itertools.count()
         self._sock_ids = itertools.count(1)
@@ -272,6 +276,11 @@ class Kernel:
         t = Timer(self.clock.now() + delay, fn)
         heapq.heappush(self._timers, (t.when, next(self._timer_seq), t))
         return t
+
+    def run_idle_work(self, limit: int = 256) -> None:
+        work, self.idle_work = self.idle_work[:limit], self.idle_work[limit:]
+        for fn in work:
+            fn()
 
     def next_deadline(self) -> float | None:
         while self._timers and self._timers[0][2].cancelled:

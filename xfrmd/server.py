@@ -152,19 +152,29 @@ class Server:
         ep, k = self.ep, self.kernel
         lfd, wake = self.listener.fileno(), self._wake_r
         deadline = k.next_deadline()
-        spin_until = 0.0
-        clock = time.perf_counter
+        spin_until, spin_skip = 0.0, 0
+        clock, yield_cpu = time.perf_counter, os.sched_yield
         while True:
             timeout = -1 if deadline is None else max(0.0, deadline - k.clock.now())
+            # a client that just got its answer usually sends its next request within tens
+            # of microseconds (`ip -batch`): polling for it, rather than sleeping, saves the
+            # cross-CPU wake-up that costs this much again on a VM (docs/architecture.md).
+            # Yield while polling (the client may share this CPU); a poll that found nothing
+            # turns polling off for the next rounds.
             events = ep.poll(0, 256) if spin_until else None
-            while not events and spin_until and clock() < spin_until:
+            while not events and spin_until:
+                if clock() >= spin_until:
+                    spin_skip = 32
+                    break
+                yield_cpu()
                 events = ep.poll(0, 256)
             if not events:
                 events = ep.poll(timeout, 256)
-            # a client that just got its answer usually sends its next request within tens
-            # of microseconds (`ip -batch`): polling for it, rather than sleeping, saves the
-            # cross-CPU wake-up that costs this much again on a VM (docs/architecture.md)
-            spin_until = clock() + SPIN_SECONDS if events and SPIN_SECONDS else 0.0
+            if events and SPIN_SECONDS and spin_skip <= 0:
+                spin_until = clock() + SPIN_SECONDS
+            else:
+                spin_until = 0.0
+                spin_skip -= 1
             for fd, ev in events:
                 if fd == lfd:
                     self._accept()
@@ -184,6 +194,11 @@ class Server:
             self._after_kernel_work()
             while self._closing:
                 self._closing.pop().close()
+            if k.idle_work:
+                try:
+                    k.run_idle_work()
+                except Exception:
+                    log.exception("deferred kernel work failed")
 
     def _event(self, conn: Connection, ev: int) -> None:
         try:

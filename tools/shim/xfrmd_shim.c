@@ -31,6 +31,7 @@
 #include <unistd.h>
 #include <pthread.h>
 #include <time.h>
+#include <sched.h>
 
 #define F_HELLO 1
 #define F_BIND 2
@@ -847,14 +848,25 @@ static ssize_t nl_recv1(int fd, struct nlsock *s, struct iovec *iov, size_t iovc
         n = -1;
         if (!(flags & MSG_DONTWAIT) && s && s->finals < s->expect && spin_ns() > 0) {
             /* an answer is due: poll for it a little before sleeping (the server does the
-             * same for the next request), which spares the cross-CPU wake-up */
-            struct timespec t0, t;
-            clock_gettime(CLOCK_MONOTONIC, &t0);
-            for (;;) {
-                n = real_recv(fd, buf, RECORD_MAX, (flags & MSG_PEEK) | MSG_DONTWAIT);
-                if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) break;
-                clock_gettime(CLOCK_MONOTONIC, &t);
-                if ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) > spin_ns()) break;
+             * same for the next request), which spares the cross-CPU wake-up. Yielding lets
+             * the server run if it shares this CPU; a poll that found nothing turns polling
+             * off for the next waits (the server is busy, or on this CPU). */
+            static __thread int skip;
+            if (skip > 0) {
+                skip--;
+            } else {
+                struct timespec t0, t;
+                clock_gettime(CLOCK_MONOTONIC, &t0);
+                for (;;) {
+                    n = real_recv(fd, buf, RECORD_MAX, (flags & MSG_PEEK) | MSG_DONTWAIT);
+                    if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) break;
+                    clock_gettime(CLOCK_MONOTONIC, &t);
+                    if ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) > spin_ns()) {
+                        skip = 32;
+                        break;
+                    }
+                    sched_yield();
+                }
             }
         }
         if (n < 0) n = real_recv(fd, buf, RECORD_MAX, flags & (MSG_PEEK | MSG_DONTWAIT));

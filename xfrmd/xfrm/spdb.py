@@ -78,7 +78,8 @@ class PolicyDb:
         self.byidx[pol.index] = pol
         pol.curlft_add = self.kernel.clock.wall()
         pol.curlft_use = 0
-        pol.wire_body()               # build the cached wire form now, not in the first dump
+        # the cached wire form: built once the ACK is out, not in the first dump
+        self.kernel.idle_work.append(pol.wire_body)
         self._arm(pol, 1)
         if old is None:
             self._resize_check(pol.dir)
