@@ -11,6 +11,9 @@ Who drives a rekey differs between the daemons, and these tests pin it down:
 * strongSwan charon 5.9.8 gives the kernel ``rekey_time`` (minus jitter) as the soft and
   ``life_time`` as the hard add-time lifetime and rekeys when the kernel's soft
   XFRM_MSG_EXPIRE arrives.
+* Byte and packet limits (pluto's ipsec-max-bytes/-packets, charon's rekey_/life_bytes)
+  are the kernel's to enforce, so there both daemons react to EXPIREs: emulated traffic
+  (``kp.xmit``, ``xfrmd ctl xmit``) drives them.
 
 Every wait is bounded; the daemons are stopped and the namespaces removed whatever happens;
 a failure prints both daemons' logs and the emulated kernels' netlink conversation."""
@@ -18,6 +21,8 @@ from __future__ import annotations
 
 import os
 import time
+
+import pytest
 
 from xfrmd.ike import charon, pluto
 from xfrmd.ike.pair import KernelPair
@@ -266,3 +271,210 @@ def test_charon_rekeys_against_pluto_on_the_kernels_soft_expire(tmp_path):
         assert kp.expires("right") == []
         assert "rekeying CHILD_SA" in r.left.logtext() or "rekeying" in r.left.logtext()
         assert "responder rekeyed Child SA #2 using #1" in r.right.logtext()
+
+
+# --- kernel-driven: byte and packet limits reached by emulated traffic -------------------
+#
+# ``kp.xmit`` sends UDP packets through the emulated output path (xfrm_output_one): the
+# kernel checks the limits before it counts a packet (xfrm_state_check_expire), so the
+# packet after the one that reached a limit raises the EXPIRE — a soft one is sent at once
+# and the packet goes out, a hard one drops that packet (XfrmOutStateExpired) and the
+# state's timer deletes it and sends the hard EXPIRE.
+
+PAYLOAD = 1000
+WIRE = PAYLOAD + 28                  # what curlft.bytes counts per packet: IPv4 + UDP + data
+
+
+def _out_sa(kp, side):
+    me = kp.real.addr[side]
+    [sa] = [s for s in kp.sad(side) if s["src"] == me]
+    return sa
+
+
+def _ceil(a, b):
+    return -(-a // b)
+
+
+def _plain_log(d) -> str:
+    return "\n".join(x for x in d.logtext().splitlines() if ": | " not in x)
+
+
+def _new_child_after_acquire(kp, old):
+    """After an ACQUIRE: pluto's new Child SA in both SADs. Beside it the kernel's larval
+    state stays (spi 0, reqid 0, transport: pluto's outbound trap template is a wildcard
+    ``proto esp reqid 0 mode transport``, and its NEWSA carries reqid 16389, tunnel mode
+    and no km.seq, so xfrm_state_add finds no larval state to replace) until
+    xfrm_acq_expires (30 s)."""
+    real = lambda side: [s for s in kp.sad(side) if s["spi"]]
+    assert _wait(lambda: len(real("left")) == 2 and _spis(real("left")) == _spis(real("right")),
+                 timeout=10), (kp.sad("left"), kp.sad("right"))
+    assert set(_spis(real("left"))).isdisjoint(old)
+    assert _keys(real("left")) == _keys(real("right"))
+    [larval] = [s for s in kp.sad("left") if not s["spi"]]
+    assert (larval["src"], larval["dst"], larval["reqid"], larval["mode"]) == (
+        "192.0.2.1", "192.0.2.2", 0, 0)
+    assert [s for s in kp.sad("right") if not s["spi"]] == []
+
+
+@pytest.mark.parametrize("unit", ["bytes", "packets"])
+def test_pluto_rekeys_on_the_kernels_soft_expire(tmp_path, unit):
+    """ipsec-max-bytes=100000 (or ipsec-max-packets=100): pluto gives the kernel that as
+    the hard limit and a randomised soft one — the original initiator a quarter of it plus
+    a random fuzz, the responder a half minus one (plutodebug logs "hard-limit= soft-limit=
+    softer-limit= fuzz= actual-limit="); seen: up to an eighth. Traffic up to the soft limit changes nothing;
+    the next packet makes the kernel send a soft EXPIRE, and pluto 4.10 rekeys at once
+    ("received soft EXPIRE for outbound SPI … rekey=yes; replacing"), the same rekey as its
+    timer's: new SPIs with the same keys on both sides, the old pair deleted 1 s later."""
+    hard = 100000 if unit == "bytes" else 100
+    key = "ipsec_max_bytes" if unit == "bytes" else "ipsec_max_packets"
+    conf = _conf(**{key: hard}, ikelifetime="1h")
+    with Run(tmp_path, (pluto.Pluto, {"extra": conf}), (pluto.Pluto, {"extra": conf})) as r:
+        kp = r.kp
+        t_up, old = r.established()
+        limit = "byte_limit" if unit == "bytes" else "packet_limit"
+        for side, lo, hi in (("left", 0.25, 0.375), ("right", 0.375, 0.5)):
+            for sa in kp.sad(side):
+                assert sa["lft"]["hard_" + limit] == hard
+                assert lo * hard <= sa["lft"]["soft_" + limit] <= hi * hard, (side, sa["lft"])
+                assert sa["lft"]["soft_add_expires_seconds"] == 0
+        out = _out_sa(kp, "left")
+        soft = out["lft"]["soft_" + limit]
+        n = _ceil(soft, WIRE) if unit == "bytes" else soft
+        pols = {s: _pair_policies(kp, s) for s in ("left", "right")}
+        res = kp.xmit("left", count=n, size=PAYLOAD)
+        assert (res["sent"], res["dropped"]) == (n, 0)
+        time.sleep(0.3)
+        assert kp.expires("left") == [] and _spis(kp.sad("left")) == old
+        res = kp.xmit("left", count=1, size=PAYLOAD)
+        assert (res["sent"], res["dropped"]) == (1, 0)          # a soft limit drops nothing
+        assert [(e["spi"], e["hard"]) for e in kp.expires("left")] == [(out["spi"], False)]
+        seen, new = r.rekeyed(old, since=time.monotonic(), timeout=15)
+        assert seen["first_new"] < 3.0                          # at once, not on a timer
+        log = _plain_log(r.left)
+        assert (f'"peer" #2: received soft EXPIRE for outbound SPI {out["spi"]:08x} '
+                f"bytes {n * WIRE} packets {n} rekey=yes; replacing") in log
+        assert '"peer" #3: initiating rekey to replace Child SA #2' in log
+        assert '"peer" #2: deleting established Child SA using IKE SA #1' in log
+        assert "initiating Child SA using IKE SA" not in log    # a rekey, not a new Child SA
+        assert {s: _pair_policies(kp, s) for s in ("left", "right")} == pols
+        # the new outbound SA carries fresh counters and a fresh soft limit
+        assert kp.xmit("left", count=1, size=PAYLOAD)["sent"] == 1
+        assert len(kp.expires("left")) == 1
+
+
+def test_pluto_rekey_no_deletes_the_child_sa_on_the_kernels_hard_expire(tmp_path):
+    """rekey=no, ipsec-max-bytes=100000: soft = hard = 100000. The packet after the limit
+    is dropped (XfrmOutStateExpired), the kernel deletes the SA and sends a hard EXPIRE;
+    pluto deletes the Child SA (the peer deletes its half): both SADs empty. pluto left its
+    outbound policy in place as the conn's template policy, so the next packet makes the
+    kernel send an ACQUIRE and pluto negotiates a new Child SA (CREATE_CHILD_SA, not a
+    rekey) — traffic-driven, not a rekey."""
+    conf = _conf(ipsec_max_bytes=100000, rekey="no", ikelifetime="1h")
+    with Run(tmp_path, (pluto.Pluto, {"extra": conf}), (pluto.Pluto, {"extra": conf})) as r:
+        kp = r.kp
+        t_up, old = r.established()
+        out = _out_sa(kp, "left")
+        assert out["lft"]["soft_byte_limit"] == out["lft"]["hard_byte_limit"] == 100000
+        n = _ceil(100000, WIRE)
+        assert kp.xmit("left", count=n, size=PAYLOAD)["sent"] == n
+        assert kp.expires("left") == []
+        res = kp.xmit("left", count=1, size=PAYLOAD)
+        assert (res["sent"], res["dropped"]) == (0, 1)
+        assert res["batches"][0]["reason"] == "XfrmOutStateExpired"
+        assert [(e["spi"], e["hard"]) for e in kp.expires("left")] == [(out["spi"], True)]
+        assert _wait(lambda: not kp.sad("left") and not kp.sad("right"), timeout=10)
+        time.sleep(1.0)
+        assert kp.sad("left") == [] and kp.sad("right") == []
+        log = _plain_log(r.left)
+        assert (f'"peer" #2: received hard EXPIRE for outbound SPI {out["spi"]:08x} '
+                f"bytes {n * WIRE} packets {n} rekey=no") in log
+        assert '"peer" #2: deleting established Child SA using IKE SA #1' in log
+        assert [p[2] for p in _pair_policies(kp, "left")] == [1]      # out stays, as a trap
+        # the next packet: ACQUIRE, and pluto brings a new Child SA up
+        res = kp.xmit("left", count=1, size=PAYLOAD)
+        assert res["dropped"] == 1 and res["batches"][0].get("acquire")
+        _new_child_after_acquire(kp, old)
+        assert '"peer" #3: initiating Child SA using IKE SA #1' in _plain_log(r.left)
+
+
+def test_pluto_soft_and_hard_expire_in_one_burst_leave_no_child_sa(tmp_path):
+    """rekey=yes, ipsec-max-bytes=100000, and one burst past the hard limit: the soft
+    EXPIRE ("replacing") and the hard EXPIRE ("already soft expired") reach pluto before
+    its rekey runs; it deletes the Child SA on the hard one, and the queued rekey then
+    finds nothing to replace ("Child SA to rekey #2 vanished abort this exchange", and
+    "state transition function … had internal error"). pluto 4.10 is left with no Child
+    SA until traffic meets its outbound policy again (ACQUIRE → new Child SA)."""
+    conf = _conf(ipsec_max_bytes=100000, ikelifetime="1h")
+    with Run(tmp_path, (pluto.Pluto, {"extra": conf}), (pluto.Pluto, {"extra": conf})) as r:
+        kp = r.kp
+        t_up, old = r.established()
+        out = _out_sa(kp, "left")
+        n = _ceil(100000, WIRE) + 1
+        res = kp.xmit("left", count=n, size=PAYLOAD)
+        assert (res["sent"], res["dropped"]) == (n - 1, 1)
+        assert [(e["spi"], e["hard"]) for e in kp.expires("left")] == [
+            (out["spi"], False), (out["spi"], True)]
+        assert _wait(lambda: not kp.sad("left") and not kp.sad("right"), timeout=10)
+        assert _wait(lambda: "vanished abort this exchange" in _plain_log(r.left), timeout=5)
+        time.sleep(1.5)
+        assert kp.sad("left") == [] and kp.sad("right") == []
+        log = _plain_log(r.left)
+        assert "rekey=yes; replacing" in log and "rekey=yes; already soft expired" in log
+        assert "Child SA to rekey #2 vanished abort this exchange" in log
+        res = kp.xmit("left", count=1, size=PAYLOAD)
+        assert res["dropped"] == 1 and res["batches"][0].get("acquire")
+        _new_child_after_acquire(kp, old)
+
+
+def test_charon_rekeys_on_the_kernels_soft_byte_expire(tmp_path):
+    """charon 5.9.8, rekey_bytes=30000, life_bytes=100000, rand_bytes=0: both SAs get the
+    soft limit 30000 and the hard 100000 (unlike time, where without jitter only the
+    inbound SA gets a soft limit). The packet after 30000 bytes raises the soft EXPIRE and
+    charon rekeys (CHILD_REKEY); its old inbound SA lingers 5 s (delete_rekeyed_delay)."""
+    lim = {"rekey_bytes": 30000, "life_bytes": 100000, "rand_bytes": 0}
+    with Run(tmp_path, (charon.Charon, {"limits": lim}), (charon.Charon, {"limits": lim})) as r:
+        kp = r.kp
+        t_up, old = r.established()
+        for sa in kp.sad("left") + kp.sad("right"):
+            assert (sa["lft"]["soft_byte_limit"], sa["lft"]["hard_byte_limit"]) == (30000, 100000)
+        out = _out_sa(kp, "left")
+        n = _ceil(30000, WIRE)
+        assert kp.xmit("left", count=n, size=PAYLOAD)["sent"] == n
+        time.sleep(0.3)
+        assert kp.expires("left") == []
+        assert kp.xmit("left", count=1, size=PAYLOAD)["sent"] == 1
+        assert [(e["spi"], e["hard"]) for e in kp.expires("left")] == [(out["spi"], False)]
+        seen, new = r.rekeyed(old, since=time.monotonic(), timeout=15)
+        assert seen["first_new"] < 3.0
+        log = r.left.logtext()
+        assert "activating CHILD_REKEY task" in log
+        assert "sending DELETE for ESP CHILD_SA with SPI" in log
+
+
+def test_charon_hard_byte_expire_deletes_and_recreates_the_child_sa(tmp_path):
+    """charon 5.9.8, life_bytes=100000 and no rekey_bytes: rand_bytes defaults to
+    life_bytes - rekey_bytes = 100000 and charon subtracts a random part of it from the
+    rekey_bytes of 0 — the unsigned soft limit wraps to just under 2^64, so there is in
+    effect none (the same wrap hits any rekey_bytes smaller than the default jitter). The
+    packet after
+    100000 bytes is dropped and the kernel's hard EXPIRE arrives; charon closes the expired
+    CHILD_SA (DELETE to the peer) and at once creates a new one ("scheduling CHILD_SA
+    recreate after hard expire", CREATE_CHILD_SA without REKEY_SA) — no traffic needed,
+    unlike pluto."""
+    lim = {"life_bytes": 100000}
+    with Run(tmp_path, (charon.Charon, {"limits": lim}), (charon.Charon, {"limits": lim})) as r:
+        kp = r.kp
+        t_up, old = r.established()
+        out = _out_sa(kp, "left")
+        assert out["lft"]["hard_byte_limit"] == 100000
+        assert 2 ** 64 - 100000 <= out["lft"]["soft_byte_limit"] < 2 ** 64     # wrapped
+        n = _ceil(100000, WIRE)
+        assert kp.xmit("left", count=n, size=PAYLOAD)["sent"] == n
+        res = kp.xmit("left", count=1, size=PAYLOAD)
+        assert (res["sent"], res["dropped"]) == (0, 1)
+        assert [(e["spi"], e["hard"]) for e in kp.expires("left")] == [(out["spi"], True)]
+        seen, new = r.rekeyed(old, since=time.monotonic(), timeout=15)
+        log = r.left.logtext()
+        assert "closing expired CHILD_SA ch{1}" in log
+        assert "scheduling CHILD_SA recreate after hard expire" in log
+        assert "CHILD_REKEY" not in log

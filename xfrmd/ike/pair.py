@@ -90,6 +90,18 @@ class KernelPair:
         with Service(path=self.handle.path) as svc:
             svc.query("clock_advance", seconds=seconds)
 
+    def xmit(self, side: str, count: int = 1, size: int = 64, **flow) -> dict:
+        """``xfrmd ctl xmit`` from ``side``'s address to the other side's: ``count`` UDP
+        packets of ``size`` payload bytes through the emulated output path (policy → SA →
+        byte/packet counters → soft/hard EXPIRE). ``flow`` overrides src, dst, proto,
+        sport, dport. Returns the service's answer (``sent``, ``dropped``, ``batches``)."""
+        from ..client import Service
+        peer = "right" if side == "left" else "left"
+        req = {"netns": side, "src": self.real.addr[side], "dst": self.real.addr[peer],
+               "count": count, "size": size, **flow}
+        with Service(path=self.handle.path) as svc:
+            return svc.query("xmit", **req)
+
     def expires(self, side: str) -> list[dict]:
         """The XFRM_MSG_EXPIREs the emulated kernel of ``side`` sent, from the trace, each
         once (every listening socket gets its own copy): ``{"spi", "dst", "hard", "t"}`` in
