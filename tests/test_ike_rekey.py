@@ -478,3 +478,66 @@ def test_charon_hard_byte_expire_deletes_and_recreates_the_child_sa(tmp_path):
         assert "closing expired CHILD_SA ch{1}" in log
         assert "scheduling CHILD_SA recreate after hard expire" in log
         assert "CHILD_REKEY" not in log
+
+
+# --- what pluto 4.10 accepts ---------------------------------------------------------------
+
+@pytest.mark.parametrize("conf, status, logged", [
+    # no lower bound: one second and a margin of nothing are taken as they are
+    (_conf(salifetime="1s", rekeymargin="0s"), "ipsec_life: 1s;", None),
+    (_conf(salifetime="1s", rekeymargin="0s"), "rekey_margin: 0s;", None),
+    (_conf(ikelifetime="1s"), "ike_life: 1s;", None),
+    # a margin not below the lifetime is cut to half of it (integer seconds)
+    (_conf(salifetime="3s"), "rekey_margin: 1s;",
+     "rekeymargin (540s) >= salifetime (3s); reducing rekeymargin to 1s seconds"),
+    # 0 and anything above a day end as the maximum, 24 h
+    (_conf(salifetime="0s"), "ipsec_life: 86400s;", None),
+    (_conf(salifetime="2d"), "ipsec_life: 86400s;",
+     "IPsec lifetime set to the maximum allowed 86400s"),
+    (_conf(ipsec_max_bytes="1000", ipsec_max_packets="10"),
+     "ipsec_max_bytes: 1000B; ipsec_max_packets: 10;", None),
+    (_conf(ipsec_lifetime="5s"), "ipsec_life: 5s;", None),         # salifetime's alias
+], ids=["salifetime=1s", "rekeymargin=0s", "ikelifetime=1s", "margin-cut", "salifetime=0s",
+        "salifetime=2d", "max-bytes", "ipsec-lifetime"])
+def test_pluto_lifetime_settings(tmp_path, conf, status, logged):
+    """The lifetimes pluto 4.10 takes from ipsec.conf, as `whack --status` shows them."""
+    _require({pluto.Pluto})
+    with KernelPair() as kp:
+        p = pluto.Pluto(kp.real, "left", str(tmp_path), kp.env("left"), extra=conf)
+        try:
+            p.start()
+            line = [x for x in p.whack("--status").stdout.splitlines() if "ipsec_life:" in x]
+            assert len(line) == 1 and status in line[0], line
+            if logged:
+                assert logged in _plain_log(p)
+        finally:
+            p.stop()
+
+
+def test_pluto_ike_sa_rekey_leaves_the_kernel_alone(tmp_path):
+    """ikelifetime=6s, rekeymargin=3s: pluto rekeys the IKE SA at 3 s (CREATE_CHILD_SA)
+    and deletes the old one 1 s later; the Child SA moves to the new IKE SA, so the kernels
+    see nothing — no SA or policy request after the Child SA was installed."""
+    conf = _conf(ikelifetime="6s", salifetime="1h", rekeymargin="3s", rekeyfuzz="0%")
+    with Run(tmp_path, (pluto.Pluto, {"extra": conf}), (pluto.Pluto, {"extra": conf})) as r:
+        kp = r.kp
+        t_up, old = r.established()
+        pols = {s: _pair_policies(kp, s) for s in ("left", "right")}
+        mark = sum(1 for _ in open(kp.trace_path))
+        assert _wait(lambda: '"peer" #1: deleting state (STATE_V2_ESTABLISHED_IKE_SA)'
+                     in _plain_log(r.left), timeout=10)
+        left_log = _plain_log(r.left)
+        assert '"peer" #3: initiator rekeyed IKE SA #1' in left_log
+        assert "responder rekeyed IKE SA #1" in _plain_log(r.right)
+        assert _spis(kp.sad("left")) == old == _spis(kp.sad("right"))
+        assert {s: _pair_policies(kp, s) for s in ("left", "right")} == pols
+        import json
+        import sys
+        from netlink_codec import xfrm as X
+        changes = {X.XfrmMsg.NEWSA, X.XfrmMsg.UPDSA, X.XfrmMsg.DELSA, X.XfrmMsg.NEWPOLICY,
+                   X.XfrmMsg.UPDPOLICY, X.XfrmMsg.DELPOLICY, X.XfrmMsg.ALLOCSPI}
+        with open(kp.trace_path) as f:
+            later = [json.loads(x) for x in list(f)[mark:]]
+        asked = [int.from_bytes(bytes.fromhex(m["data"])[4:6], sys.byteorder) for m in later
+                 if m["dir"] == "tx" and m["proto"] == 6]
+        assert not set(asked) & changes, asked
