@@ -217,18 +217,41 @@ static int t_cloexec(const char *self)
     ask(gone, 41); answer(gone, 41, 0);
     CHECK(fcntl(gone, F_GETFD) & FD_CLOEXEC);
     CHECK(!(fcntl(keep, F_GETFD) & FD_CLOEXEC));
-    char a[16], b[16];
+    int one = 1;
+    CHECK(setsockopt(keep, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof one) == 0);
+    /* and one that has sent nothing yet (what the shim holds back goes out before exec) */
+    int fresh = nl_socket(0);
+    CHECK(setsockopt(fresh, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof one) == 0);
+    char a[16], b[16], c[16], d[16];
     snprintf(a, sizeof a, "%d", gone); snprintf(b, sizeof b, "%d", keep);
-    execl(self, self, "after-exec", a, b, (char *)NULL);
+    snprintf(c, sizeof c, "%u", portid(keep)); snprintf(d, sizeof d, "%d", fresh);
+    execl(self, self, "after-exec", a, b, c, d, (char *)NULL);
     CHECK(0);
     return 1;
 }
 
-static int t_after_exec(int gone, int keep)
+static int t_after_exec(int gone, int keep, unsigned keep_port, int fresh)
 {
     errno = 0;
     CHECK(fcntl(gone, F_GETFD) == -1 && errno == EBADF);   /* closed by exec */
     CHECK(fcntl(keep, F_GETFD) >= 0);                       /* inherited */
+    /* the inherited fd is still the same netlink socket: its address, options, answers */
+    CHECK(portid(keep) == keep_port);
+    int v = 0; socklen_t vl = sizeof v;
+    CHECK(getsockopt(keep, SOL_NETLINK, NETLINK_EXT_ACK, &v, &vl) == 0 && v == 1);
+    CHECK(getsockopt(keep, SOL_SOCKET, SO_PROTOCOL, &v, &vl) == 0 && v == NETLINK_XFRM);
+    ask(keep, 43); answer(keep, 43, 0);
+    close(keep);
+    CHECK(portid(fresh) == 0);                              /* still unbound */
+    v = 0;
+    CHECK(getsockopt(fresh, SOL_NETLINK, NETLINK_EXT_ACK, &v, &vl) == 0 && v == 1);
+    ask(fresh, 44); answer(fresh, 44, 0);
+    close(fresh);
+    /* the shim's own connections stay out of the program's fd numbers */
+    CHECK(if_nametoindex("lo") == 1);
+    int n = open("/dev/null", O_RDONLY), low = keep < gone ? keep : gone;
+    CHECK(n == (fresh < low ? fresh : low));
+    close(n);
     /* and netlink works in the new image */
     int fd = nl_socket(0);
     ask(fd, 42); answer(fd, 42, 0);
@@ -356,7 +379,9 @@ int main(int argc, char **argv)
     if (argc > 1 && !strcmp(argv[1], "dup")) return t_dup();
     if (argc > 1 && !strcmp(argv[1], "reuse")) return t_reuse();
     if (argc > 1 && !strcmp(argv[1], "cloexec")) return t_cloexec(argv[0]);
-    if (argc > 3 && !strcmp(argv[1], "after-exec")) return t_after_exec(atoi(argv[2]), atoi(argv[3]));
+    if (argc > 5 && !strcmp(argv[1], "after-exec"))
+        return t_after_exec(atoi(argv[2]), atoi(argv[3]), (unsigned)strtoul(argv[4], NULL, 10),
+                            atoi(argv[5]));
     return 2;
 }
 """

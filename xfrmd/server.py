@@ -333,6 +333,7 @@ class Server:
         except KernelError as e:
             conn.open_error = e.errno
             return True
+        conn.sock.client_ino = T.hello_ino(payload)
         self.conns[conn.sock] = conn
         return True
 

@@ -104,3 +104,21 @@ def _ioctl(kernel, ns, request) -> dict:
     err, out = ioctl.handle(kernel, ns, int(request["request"]), request.get("ifname", ""),
                             bytes.fromhex(request.get("data", "")))
     return {"errno": err, "data": out.hex()} if not err else {"errno": err}
+
+
+@service("nlsock_state")
+def _nlsock_state(kernel, ns, request) -> dict:
+    """A program that inherited a netlink fd across exec (no FD_CLOEXEC) brings no shim state
+    with it: the shim finds its socket again by the inode of its end of the connection (sent
+    in HELLO) and rebuilds what getsockname/getsockopt answer from this."""
+    ino = int(request.get("ino", 0))
+    for n in kernel.namespaces.values():
+        for socks in n.sockets.values():
+            for s in socks:
+                if ino and s.client_ino == ino and not s.closed:
+                    return {"errno": 0, "protocol": s.protocol, "type": s.sock_type,
+                            "bound": int(s.bound), "portid": s.portid, "groups": s.groups & 0xFFFFFFFF,
+                            "ext_ack": int(s.ext_ack), "cap_ack": int(s.cap_ack),
+                            "strict_chk": int(s.strict_chk), "no_enobufs": int(s.no_enobufs),
+                            "rcvbuf": s.rcvbuf}
+    return {"errno": E.ENOENT}

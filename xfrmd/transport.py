@@ -69,6 +69,16 @@ def parse_hello(payload: bytes) -> tuple[int, int, str]:
     return protocol, sock_type, name or "default"
 
 
+def hello_ino(payload: bytes) -> int:
+    """The u64 after the namespace's NUL in a netlink HELLO: the inode of the shim's end of
+    the connection, by which a program that inherited the fd across exec finds its socket
+    again (service op ``nlsock_state``); 0 when absent."""
+    end = payload.find(b"\0", 8)
+    if end < 0 or len(payload) < end + 9:
+        return 0
+    return struct.unpack_from("=Q", payload, end + 1)[0]
+
+
 def hello_extra(payload: bytes) -> str:
     """The string after the namespace in HELLO (the path of a FILE_WRITE connection)."""
     parts = payload[8:].split(b"\0")

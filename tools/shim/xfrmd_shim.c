@@ -32,6 +32,8 @@
 #include <pthread.h>
 #include <time.h>
 #include <sched.h>
+#include <sys/syscall.h>
+#include <stddef.h>
 
 #define F_HELLO 1
 #define F_BIND 2
@@ -52,6 +54,7 @@
 #define FILE_WRITE_PROTOCOL 0xFFFFFFFEu
 #define MAXFD 65536
 #define RECORD_MAX 131072
+#define POOL_FD_MIN 512    /* the shim's own fds live at or above this */
 
 struct frame { uint32_t zero; uint16_t version; uint16_t kind; };
 
@@ -181,8 +184,18 @@ static int server_connect(uint32_t protocol, uint32_t type, int flags)
     return server_connect_x(protocol, type, flags, NULL);
 }
 
-/* HELLO into msg (at least 1300 bytes); returns its length */
+/* HELLO into msg (at least 1300 bytes); returns its length. ``ino`` (netlink connections):
+ * the inode of our end, by which the socket is found again after exec (nlsock_state). */
+static size_t build_hello_ino(char *msg, uint32_t protocol, uint32_t type, const char *extra,
+                              uint64_t ino);
+
 static size_t build_hello(char *msg, uint32_t protocol, uint32_t type, const char *extra)
+{
+    return build_hello_ino(msg, protocol, type, extra, 0);
+}
+
+static size_t build_hello_ino(char *msg, uint32_t protocol, uint32_t type, const char *extra,
+                              uint64_t ino)
 {
     const char *ns = getenv("XFRMD_NETNS");
     if (!ns) ns = "";
@@ -195,6 +208,7 @@ static size_t build_hello(char *msg, uint32_t protocol, uint32_t type, const cha
     msg[16 + nlen] = 0;
     size_t total = 17 + nlen;
     if (extra) { memcpy(msg + total, extra, xlen); msg[total + xlen] = 0; total += xlen + 1; }
+    else if (ino) { memcpy(msg + total, &ino, 8); total += 8; }
     return total;
 }
 
@@ -258,9 +272,14 @@ static int queue_record(struct nlsock *s, const void *rec, size_t n)
     return 0;
 }
 
-static int queue_frame(struct nlsock *s, uint16_t kind, const void *payload, size_t n)
+static int send_frame_now(int fd, struct nlsock *s, uint16_t kind, const void *payload, size_t n);
+
+/* a frame that may wait for the socket's first datagram; once the server has seen the
+ * socket there is nothing to gain, and it goes at once */
+static int defer_frame(int fd, struct nlsock *s, uint16_t kind, const void *payload, size_t n)
 {
     char buf[64];
+    if (s->announced) return send_frame_now(fd, s, kind, payload, n);
     struct frame f = { 0, PROTO_VERSION, kind };
     memcpy(buf, &f, 8);
     if (n) memcpy(buf + 8, payload, n);
@@ -357,6 +376,9 @@ static int service_query(const char *json, char *out, size_t outlen)
         svc_fd = server_connect(SERVICE_PROTOCOL, 0, SOCK_CLOEXEC);
         svc_pid = getpid();
         if (svc_fd < 0) { complain("interface lookup"); return -1; }
+        /* out of the program's way: its next open() gets the number Linux would give */
+        int high = real_fcntl(svc_fd, F_DUPFD_CLOEXEC, POOL_FD_MIN);
+        if (high >= 0) { real_close(svc_fd); svc_fd = high; }
     }
     size_t n = strlen(json);
     char *buf = malloc(8 + n);
@@ -445,7 +467,6 @@ static size_t hex_decode(const char *hex, unsigned char *out, size_t n)
  * queue is empty, and the process has not forked since the socket was made. The kept fd sits
  * above POOL_FD_MIN with FD_CLOEXEC, so fd numbers the program sees are those Linux gives. */
 #define POOL_MAX 4
-#define POOL_FD_MIN 512
 struct pooled { int fd; dev_t dev; ino_t ino; };
 static struct pooled pool[POOL_MAX];
 static int pool_n;
@@ -484,7 +505,7 @@ static int pool_put(int fd, struct nlsock *s)
 }
 
 /* a kept connection as the new socket's fd (lowest free number, as socket() gives), or -1 */
-static int pool_get(int type)
+static int pool_get(int type, uint64_t *ino)
 {
     int fd = -1;
     pthread_mutex_lock(&pool_lock);
@@ -499,6 +520,7 @@ static int pool_get(int type)
         /* the program may have closed it behind our back (closefrom, close_range) */
         if (fstat(p.fd, &st) < 0 || st.st_dev != p.dev || st.st_ino != p.ino) continue;
         fd = real_fcntl(p.fd, (type & SOCK_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, 0);
+        *ino = (uint64_t)p.ino;
         real_close(p.fd);
         if (fd >= 0 && real_fcntl(fd, F_SETFL, (type & SOCK_NONBLOCK) ? O_NONBLOCK : 0) < 0) {
             real_close(fd); fd = -1;
@@ -517,13 +539,18 @@ int socket(int domain, int type, int protocol)
         return real_socket(domain, type, protocol);
     int base = type & ~(SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (base != SOCK_RAW && base != SOCK_DGRAM) { errno = ESOCKTNOSUPPORT; return -1; }
-    int fd = pool_get(type);
-    if (fd < 0) fd = server_dial(type & (SOCK_CLOEXEC | SOCK_NONBLOCK));
+    uint64_t ino = 0;
+    int fd = pool_get(type, &ino);
+    if (fd < 0) {
+        fd = server_dial(type & (SOCK_CLOEXEC | SOCK_NONBLOCK));
+        struct stat st;
+        if (fd >= 0 && fstat(fd, &st) == 0) ino = (uint64_t)st.st_ino;
+    }
     if (fd < 0) { complain("socket(AF_NETLINK)"); return -1; }
     if (fd >= MAXFD) { real_close(fd); errno = EMFILE; return -1; }
     struct nlsock *s = calloc(1, sizeof *s);
     char hello[8 + 8 + 256 + 1024];
-    if (!s || queue_record(s, hello, build_hello(hello, (uint32_t)protocol, (uint32_t)base, NULL)) < 0) {
+    if (!s || queue_record(s, hello, build_hello_ino(hello, (uint32_t)protocol, (uint32_t)base, NULL, ino)) < 0) {
         free(s); real_close(fd); errno = ENOMEM; return -1;
     }
     s->protocol = protocol; s->type = base;
@@ -552,7 +579,7 @@ int bind(int fd, const struct sockaddr *addr, socklen_t len)
         if (auto_ok[k] && pid_ports[k] == 0) {
             uint32_t p[2] = { (uint32_t)auto_pid, nl->nl_groups };
             if ((nl->nl_groups ? send_frame_now(fd, s, F_BIND_AUTO, p, 8)
-                               : queue_frame(s, F_BIND_AUTO, p, 8)) < 0) return -1;
+                               : defer_frame(fd, s, F_BIND_AUTO, p, 8)) < 0) return -1;
             s->bound = 1; s->portid = (uint32_t)auto_pid; s->groups = nl->nl_groups;
             pid_ports[k]++;
             return 0;
@@ -635,7 +662,7 @@ int setsockopt(int fd, int level, int optname, const void *val, socklen_t len)
     uint32_t p[3] = { (uint32_t)level, (uint32_t)optname, (uint32_t)v };
     if (level == SOL_NETLINK && (optname == NETLINK_ADD_MEMBERSHIP || optname == NETLINK_DROP_MEMBERSHIP))
         return send_frame_now(fd, s, F_SETSOCKOPT, p, 12);
-    return queue_frame(s, F_SETSOCKOPT, p, 12);
+    return defer_frame(fd, s, F_SETSOCKOPT, p, 12);
 }
 
 int getsockopt(int fd, int level, int optname, void *val, socklen_t *len)
@@ -1037,6 +1064,150 @@ static void before_fork(void)
 __attribute__((constructor)) static void shim_atfork(void)
 {
     pthread_atfork(before_fork, NULL, NULL);
+}
+
+/* ---- exec: what is deferred must reach the server first (the image that follows has no
+ * memory of it); glibc's exec functions call the system call directly, so each is wrapped */
+static void flush_all(void)
+{
+    for (int fd = 0; fd <= max_nlfd && fd < MAXFD; fd++)
+        if (nltab[fd] && nltab[fd]->outlen) flush_out(fd, nltab[fd]);
+}
+
+#define EXEC_WRAP(name, params, args) \
+    int name params { \
+        static int (*real) params; \
+        if (!real) real = dlsym(RTLD_NEXT, #name); \
+        flush_all(); \
+        return real args; \
+    }
+EXEC_WRAP(execve, (const char *p, char *const a[], char *const e[]), (p, a, e))
+EXEC_WRAP(execv, (const char *p, char *const a[]), (p, a))
+EXEC_WRAP(execvp, (const char *p, char *const a[]), (p, a))
+EXEC_WRAP(execvpe, (const char *p, char *const a[], char *const e[]), (p, a, e))
+EXEC_WRAP(fexecve, (int fd, char *const a[], char *const e[]), (fd, a, e))
+
+/* execl, execlp, execle: the arguments gathered, then the v form (wrapped above) */
+static char **gather(const char *arg0, va_list ap, char *const **envp)
+{
+    size_t n = 1, cap = 16;
+    char **v = malloc(cap * sizeof *v);
+    if (!v) return NULL;
+    v[0] = (char *)arg0;
+    for (char *a = arg0 ? va_arg(ap, char *) : NULL;; a = va_arg(ap, char *)) {
+        if (n + 1 >= cap) { cap *= 2; char **w = realloc(v, cap * sizeof *v); if (!w) { free(v); return NULL; } v = w; }
+        v[n++] = a;
+        if (!a) break;
+    }
+    if (!arg0) v[0] = NULL;
+    if (envp) *envp = va_arg(ap, char *const *);
+    return v;
+}
+
+int execl(const char *path, const char *arg0, ...)
+{
+    va_list ap; va_start(ap, arg0);
+    char **v = gather(arg0, ap, NULL);
+    va_end(ap);
+    if (!v) { errno = ENOMEM; return -1; }
+    int r = execv(path, v);
+    free(v);
+    return r;
+}
+
+int execlp(const char *file, const char *arg0, ...)
+{
+    va_list ap; va_start(ap, arg0);
+    char **v = gather(arg0, ap, NULL);
+    va_end(ap);
+    if (!v) { errno = ENOMEM; return -1; }
+    int r = execvp(file, v);
+    free(v);
+    return r;
+}
+
+int execle(const char *path, const char *arg0, ...)
+{
+    va_list ap; va_start(ap, arg0);
+    char *const *env = NULL;
+    char **v = gather(arg0, ap, &env);
+    va_end(ap);
+    if (!v) { errno = ENOMEM; return -1; }
+    int r = execve(path, v, env);
+    free(v);
+    return r;
+}
+
+/* ---- netlink fds inherited across exec ---------------------------------------------------
+ * A netlink fd without FD_CLOEXEC survives exec, but the shim's table of it does not. At
+ * start-up, every fd that is a SEQPACKET connection to the server is looked up by the inode
+ * of our end (sent in its HELLO); the server answers what the socket is (nlsock_state). */
+static int service_query(const char *json, char *out, size_t outlen);
+
+static void adopt(int fd, uint64_t ino)
+{
+    char q[128], a[1024];
+    snprintf(q, sizeof q, "{\"op\":\"nlsock_state\",\"ino\":%llu}", (unsigned long long)ino);
+    if (service_query(q, a, sizeof a) < 0 || json_int(a, "errno", 1) != 0) return;
+    struct nlsock *s = calloc(1, sizeof *s);
+    if (!s) return;
+    s->protocol = (int)json_int(a, "protocol", 0);
+    s->type = (int)json_int(a, "type", SOCK_RAW);
+    s->bound = (int)json_int(a, "bound", 0);
+    s->portid = (uint32_t)json_int(a, "portid", 0);
+    s->groups = (uint32_t)json_int(a, "groups", 0);
+    s->opts[NETLINK_EXT_ACK] = (int)json_int(a, "ext_ack", 0);
+    s->opts[NETLINK_CAP_ACK] = (int)json_int(a, "cap_ack", 0);
+    s->opts[NETLINK_GET_STRICT_CHK] = (int)json_int(a, "strict_chk", 0);
+    s->opts[NETLINK_NO_ENOBUFS] = (int)json_int(a, "no_enobufs", 0);
+    s->rcvbuf = (int)json_int(a, "rcvbuf", 212992);
+    s->sndbuf = 212992;
+    s->refs = 1;
+    s->announced = 1;
+    s->unsure = 1;           /* what the old image sent and read is unknown: never reused */
+    s->gen = fork_gen;
+    nltab[fd] = s;
+    if (fd > max_nlfd) max_nlfd = fd;
+    nl_live++;
+    auto_check_pid();
+    if (s->bound && s->portid == (uint32_t)auto_pid) pid_ports[proto_slot(s->protocol)]++;
+}
+
+__attribute__((constructor)) static void shim_adopt_inherited(void)
+{
+    load_all();
+    char pb[256];
+    const char *path = server_path(pb, sizeof pb);
+    int dfd = real_open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) return;
+    int fds[64], n = 0;
+    char buf[4096];
+    long got;
+    while (n < 64 && (got = syscall(SYS_getdents64, dfd, buf, sizeof buf)) > 0) {
+        for (long o = 0; o < got && n < 64;) {
+            unsigned short reclen; memcpy(&reclen, buf + o + 16, 2);
+            const char *name = buf + o + 19;
+            if (name[0] >= '0' && name[0] <= '9') {
+                int fd = atoi(name);
+                if (fd != dfd && fd > 2 && fd < MAXFD) fds[n++] = fd;
+            }
+            o += reclen;
+        }
+    }
+    real_close(dfd);
+    for (int i = 0; i < n; i++) {
+        int fd = fds[i], type = 0;
+        struct stat st;
+        socklen_t tl = sizeof type;
+        struct sockaddr_un peer;
+        socklen_t pl = sizeof peer;
+        if (nltab[fd] || fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode)) continue;
+        if (real_getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_SEQPACKET) continue;
+        if (real_getpeername(fd, (struct sockaddr *)&peer, &pl) < 0 || peer.sun_family != AF_UNIX) continue;
+        if (pl <= offsetof(struct sockaddr_un, sun_path) ||
+            strncmp(peer.sun_path, path, sizeof peer.sun_path) != 0) continue;
+        adopt(fd, (uint64_t)st.st_ino);
+    }
 }
 
 /* ---- interface lookups ----------------------------------------------------------------- */

@@ -66,6 +66,7 @@ class NetlinkSocket:
     dump: DumpState | None = None
     closed: bool = False
     id: int = 0                   # unique per kernel, for logs and traces
+    client_ino: int = 0           # inode of the shim's end of the connection (found again after exec)
 
     def queue(self, datagram: bytes) -> None:
         """Unicast delivery: always queued (the kernel blocks or drops; we never lose answers)."""
