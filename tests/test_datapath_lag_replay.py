@@ -245,3 +245,13 @@ def test_s6_crypto_offload_numbers_and_checks_in_software():
     assert lab.to_dut(pkts, "s0").delivered == 10
     assert lab.to_dut([pkts[4]], "s1").dropped == 1               # the software window
     assert state(lab.k, 0x200, "dut").stats[1] == 1
+
+
+def test_packet_xmit_without_a_usable_replica_is_ehostunreach():
+    from xfrmd.services import handle
+    lab = Lab("mlx5", "replicated")
+    for s in ("s0", "s1"):                  # carrier loss keeps the replicas, empties usable[]
+        assert handle(lab.k, "dut", {"op": "link_carrier", "dev": s, "on": False})["errno"] == 0
+    [b] = lab.dut_send(2).to_dict()["batches"]
+    assert (b["reason"], b["errno"], b["count"]) == ("XfrmOutError", "EHOSTUNREACH", 2)
+    assert "no usable slave holds a replica" in b["detail"]
