@@ -541,3 +541,25 @@ def test_pluto_ike_sa_rekey_leaves_the_kernel_alone(tmp_path):
         asked = [int.from_bytes(bytes.fromhex(m["data"])[4:6], sys.byteorder) for m in later
                  if m["dir"] == "tx" and m["proto"] == 6]
         assert not set(asked) & changes, asked
+
+
+def test_charon_hard_time_expire_recreates_the_child_sa(tmp_path):
+    """charon 5.9.8 with rekey_time=0, life_time=3s: no soft limit, the kernel hard-expires
+    both SAs at 3 s (real time) and charon closes the CHILD_SA and recreates it at once, as
+    after a hard byte expiry — the SADs are empty only for a moment. (The peer has no
+    lifetime, so the left side's kernel is the one that expires.)"""
+    with Run(tmp_path, (charon.Charon, {"rekey_time": 0, "life_time": 3}),
+             (charon.Charon, {})) as r:
+        kp = r.kp
+        t_up, old = r.established()
+        for sa in kp.sad("left"):
+            # no soft expiry before the hard one: 0, or the time jitter's wrap (seen: 2^64-1)
+            soft = sa["lft"]["soft_add_expires_seconds"]
+            assert sa["lft"]["hard_add_expires_seconds"] == 3 and (soft == 0 or soft > 3)
+        seen, new = r.rekeyed(old, since=t_up, timeout=10)
+        assert 2.0 < seen["first_new"] < 6.0
+        assert sorted((e["spi"], e["hard"]) for e in kp.expires("left")) == sorted(
+            (spi, True) for _, _, spi in old)
+        log = r.left.logtext()
+        assert "closing expired CHILD_SA ch{1}" in log
+        assert "scheduling CHILD_SA recreate after hard expire" in log
