@@ -3,8 +3,6 @@ into another — SA lookup, replay window (legacy, bitmap, ESN), AES-GCM decrypt
 receiving SAD's key, curlft, and the inbound policy check — each drop under its MIB name."""
 from __future__ import annotations
 
-import struct
-
 import pytest
 
 from netlink_codec import xfrm as X

@@ -3,9 +3,6 @@ xfrm_state_find, ESP that scapy decrypts, sequence numbers, lifetimes and EXPIRE
 with its MIB counter, and the offload decisions (xfrm_dev_offload_ok and the drivers)."""
 from __future__ import annotations
 
-import errno as E
-import struct
-
 import pytest
 from scapy.layers.inet import IP, UDP
 from scapy.layers.ipsec import ESP, SecurityAssociation

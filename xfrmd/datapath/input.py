@@ -13,7 +13,6 @@ replicas per slave) unless the driver has the LAG tree's software accounting (SO
 newest bond: X06 on the one state)."""
 from __future__ import annotations
 
-import errno as E
 import ipaddress
 import struct
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from netlink_codec import xfrm as X
 
 from ..xfrm import aevent
 from ..xfrm.acquire import host_selector
-from ..xfrm.offload import XFRM_DEV_OFFLOAD_CRYPTO, XFRM_DEV_OFFLOAD_IN, XFRM_DEV_OFFLOAD_PACKET
+from ..xfrm.offload import XFRM_DEV_OFFLOAD_IN, XFRM_DEV_OFFLOAD_PACKET
 from ..xfrm.sadb import sad
 from ..xfrm.state import XFRM_STATE_ACQ, XFRM_STATE_VALID
 from . import packet as P

@@ -32,7 +32,7 @@ from ..xfrm import aevent
 from ..xfrm.acquire import PolicyWire, _sel_covers, host_selector, state_find
 from ..xfrm.offload import XFRM_DEV_OFFLOAD_CRYPTO, XFRM_DEV_OFFLOAD_PACKET, xfrm_dev_state_update_stats
 from ..xfrm.sadb import sad
-from ..xfrm.state import XFRM_STATE_EXPIRED, XFRM_STATE_VALID
+from ..xfrm.state import XFRM_STATE_VALID
 from . import packet as P
 from .esp import EspGcmSA
 from .mib import XFRM_INC_STATS
@@ -511,19 +511,14 @@ def xfrm_xmit(ns, src: str, dst: str, proto: int = P.IPPROTO_UDP, sport: int = 0
                 if seq is not None:
                     seqs[x.id.spi] = seq
             sig["out_dev"] = path_dev.name
-            res.add(_freeze(sig), seqs, pkt if keep_packets else None, real)
+            res.add(sig, seqs, pkt if keep_packets else None, real)
         except Drop as d:
             if d.mib:
                 XFRM_INC_STATS(ns, d.mib)
             sig.update(result="dropped", reason=d.mib or d.text, detail=d.text,
                        errno=E.errorcode.get(d.errno, str(d.errno)) if d.errno else "none")
-            res.add(_freeze(sig), None)
+            res.add(sig, None)
     return res
-
-
-def _freeze(sig: dict) -> dict:
-    """Batches compare signatures; hops are dicts, kept as they are (equal dicts compare equal)."""
-    return sig
 
 
 def _tmpl_resolve(db, sel, wire: PolicyWire, src: bytes, dst: bytes, family: int, sig) -> list:
