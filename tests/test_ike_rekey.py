@@ -563,3 +563,22 @@ def test_charon_hard_time_expire_recreates_the_child_sa(tmp_path):
         log = r.left.logtext()
         assert "closing expired CHILD_SA ch{1}" in log
         assert "scheduling CHILD_SA recreate after hard expire" in log
+
+
+def test_a_failing_run_stops_the_daemons_removes_the_namespaces_and_explains_itself(
+        tmp_path, capsys):
+    """What every test above relies on: an assertion inside ``Run`` still stops both daemons,
+    removes both real namespaces, and prints the daemons' logs and the netlink trace."""
+    import subprocess
+    with pytest.raises(AssertionError, match="deliberate"):
+        with Run(tmp_path, (pluto.Pluto, {}), (pluto.Pluto, {})) as r:
+            procs, names = (r.left.proc, r.right.proc), set(r.kp.real.ns.values())
+            r.established()
+            assert False, "deliberate"
+    assert all(p.poll() is not None for p in procs)
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert not names & {line.split()[0] for line in listed.splitlines() if line.strip()}
+    out, err = capsys.readouterr()
+    assert "---- Pluto left log ----" in out and "---- Pluto right log ----" in out
+    assert "initiator established Child SA" in out
+    assert "the kernel pair's netlink conversation" in err and "XFRM_MSG_NEWSA" in err
