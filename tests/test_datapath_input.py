@@ -3,6 +3,8 @@ into another — SA lookup, replay window (legacy, bitmap, ESN), AES-GCM decrypt
 receiving SAD's key, curlft, and the inbound policy check — each drop under its MIB name."""
 from __future__ import annotations
 
+import struct
+
 import pytest
 
 from netlink_codec import xfrm as X
@@ -216,3 +218,46 @@ def test_crypto_offload_in_the_device_decrypts_counts_and_advances_esn():
     deliver(k, send(k, 1))                                 # the window's bottom reaches the middle
     assert (hw["overlap"], hw["esn_updates"]) == (1, 1)
     assert x.curlft.packets == 0x4F and x.replay_esn.seq == 0x8000001F
+
+
+PAIR6 = {"netns": [
+    {"name": "left", "device": [{"name": "eth0", "kind": "dummy", "addresses": ["2001:db8::1/64"]}]},
+    {"name": "right", "device": [{"name": "eth0", "kind": "dummy", "addresses": ["2001:db8::2/64"]}]},
+]}
+
+
+@pytest.mark.parametrize("mode", [TUNNEL, TRANSPORT])
+def test_ipv6_left_to_right(mode):
+    k = Kernel(ManualClock(), topology=from_dict(PAIR6))
+    l6, r6 = "2001:db8::1", "2001:db8::2"
+    left, right = nl(k, "left"), nl(k, "right")
+    left.ok(sa(l6, r6, 0x1000, mode=mode))
+    right.ok(sa(l6, r6, 0x1000, mode=mode, replay_window=32))
+    tmpl = [(l6, r6, 1, mode)] if mode == TUNNEL else [(None, None, 1, mode)]
+    left.ok(policy(l6, r6, OUT, tmpl))
+    right.ok(policy(l6, r6, IN, tmpl))
+    out = xfrm_xmit(k.netns("left"), l6, r6, 17, 1000, 2000, 50, 3, keep_packets=True)
+    assert out.sent == 3 and out.packets[0][0][6] == 50          # IPv6 next header ESP
+    res = deliver_packets(k.netns("right"), [p for p, _ in out.packets])
+    assert res.delivered == 3
+    x = state(k, 0x1000, "right")
+    assert x.curlft.bytes == 3 * (8 + 50 + (40 if mode == TUNNEL else 0))
+
+
+def test_nat_t_esp_in_udp_both_ways(k):
+    from netlink_codec import netlink as N
+    from .datapath_helpers import A
+    encap = N.nla(A.ENCAP, struct.pack("=H2s2s2x16s", 2, (4500).to_bytes(2, "big"),
+                                       (4500).to_bytes(2, "big"), bytes(16)))
+    left, right = nl(k, "left"), nl(k, "right")
+    left.ok(sa(L, R, 0x1000, extra=encap))
+    right.ok(sa(L, R, 0x1000, replay_window=32, extra=encap))
+    left.ok(policy(L, R, OUT, [(L, R, 1, TUNNEL)]))
+    right.ok(policy(L, R, IN, [(L, R, 1, TUNNEL)]))
+    out = send(k, 2)
+    pkt = out.packets[0][0]
+    assert pkt[9] == 17 and struct.unpack_from("!HH", pkt, 20) == (4500, 4500)
+    assert deliver(k, out).delivered == 2
+    # the same ESP without the UDP header does not match the NAT-T state
+    bare = [p[:9] + b"\x32" + p[10:20] + p[28:] for p, _ in out.packets]
+    assert deliver(k, bare).to_dict()["batches"][0]["reason"] == "XfrmInStateMismatch"
