@@ -4,10 +4,11 @@ Who drives a rekey differs between the daemons, and these tests pin it down:
 
 * libreswan pluto 4.10 installs its SAs with no add-time lifetimes (soft/hard_add_expires
   = 0), so the kernel never sends it a time EXPIRE: pluto rekeys on its own timer, at
-  ``salifetime - rekeymargin`` (plus up to ``rekeyfuzz``) as the original initiator and at
-  ``salifetime - rekeymargin/2`` as the original responder, which by then finds the Child SA
-  superseded and deletes it. With ``rekey=no`` the same timer fires at ``salifetime`` and
-  deletes the Child SA.
+  ``salifetime - rekeymargin`` (the margin grown by up to ``rekeyfuzz`` per cent) as the
+  original initiator and at ``salifetime - rekeymargin/2`` as the original responder. The
+  rekeying side deletes the replaced Child SA 1 s after the rekey (EXPIRE_OLD_SA_DELAY);
+  a responder whose timer comes first finds it superseded and deletes it itself. With
+  ``rekey=no`` the same timer fires at ``salifetime`` and deletes the Child SA.
 * strongSwan charon 5.9.8 gives the kernel ``rekey_time`` (minus jitter) as the soft and
   ``life_time`` as the hard add-time lifetime and rekeys when the kernel's soft
   XFRM_MSG_EXPIRE arrives.
