@@ -16,6 +16,8 @@ def _proc(kernel, ns, path: str) -> str:
 
 
 vfs.register("/proc/net/bonding/*", _proc)
+vfs.register_dir("/proc/net/bonding", lambda kernel, ns, path: [
+    (dev.name, "file") for dev in ns.links if getattr(dev, "bond", None) is not None])
 
 
 @service("lag_model")

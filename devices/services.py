@@ -59,6 +59,55 @@ def _nsim_ipsec(kernel, ns, path: str) -> str:
     raise FileNotFoundError(path)
 
 
+def _nsim_ports(ns) -> dict:
+    """netdevsim device id → {port number: net device}"""
+    out: dict = {}
+    for dev in ns.links:
+        nsim = getattr(dev, "nsim", None)
+        if nsim is not None:
+            out.setdefault(nsim[0], {})[nsim[1]] = dev
+    return out
+
+
+def _nsim_dirs(kernel, ns, path: str) -> list:
+    """The directories of /sys/bus/netdevsim and debugfs netdevsim a selftest walks."""
+    parts = path.split("/")[1:]
+    devs = _nsim_ports(ns)
+
+    def dev_of(word: str):
+        if not word.startswith("netdevsim") or not word[9:].isdigit() or int(word[9:]) not in devs:
+            raise FileNotFoundError(path)
+        return devs[int(word[9:])]
+
+    if parts[:3] == ["sys", "bus", "netdevsim"]:
+        rest = parts[3:]
+        if not rest:
+            return [("new_device", "file"), ("del_device", "file"), ("devices", "dir")]
+        if rest == ["devices"]:
+            return [(f"netdevsim{i}", "dir") for i in devs]
+        if len(rest) == 2 and rest[0] == "devices":
+            dev_of(rest[1])
+            return [("net", "dir")]
+        if len(rest) == 3 and rest[0] == "devices" and rest[2] == "net":
+            return [(d.name, "dir") for d in dev_of(rest[1]).values()]
+    elif parts[:4] == ["sys", "kernel", "debug", "netdevsim"]:
+        rest = parts[4:]
+        if not rest:
+            return [(f"netdevsim{i}", "dir") for i in devs]
+        ports = dev_of(rest[0])
+        if len(rest) == 1:
+            return [("ports", "dir")]
+        if len(rest) == 2 and rest[1] == "ports":
+            return [(str(p), "dir") for p in ports]
+        if len(rest) == 3 and rest[1] == "ports" and rest[2].isdigit() and int(rest[2]) in ports:
+            return [("ipsec", "file")]
+    raise FileNotFoundError(path)
+
+
+vfs.register_dir("/sys/bus/netdevsim", _nsim_dirs)
+vfs.register_dir("/sys/bus/netdevsim/*", _nsim_dirs)
+vfs.register_dir("/sys/kernel/debug/netdevsim", _nsim_dirs)
+vfs.register_dir("/sys/kernel/debug/netdevsim/*", _nsim_dirs)
 vfs.register("/sys/bus/netdevsim/new_device", None, _nsim_new_device)
 vfs.register("/sys/bus/netdevsim/del_device", None, _nsim_del_device)
 vfs.register("/sys/kernel/debug/netdevsim/netdevsim*/ports/*/ipsec", _nsim_ipsec)

@@ -98,6 +98,20 @@ def _write_file(kernel, ns, request) -> dict:
     return {"errno": vfs.write_file(kernel, ns, request["path"], request.get("data", ""))}
 
 
+@service("stat_file")
+def _stat_file(kernel, ns, request) -> dict:
+    from . import vfs
+    err, kind, mode = vfs.stat(kernel, ns, request["path"])
+    return {"errno": err, "dir": int(kind == "dir"), "mode": mode} if not err else {"errno": err}
+
+
+@service("list_dir")
+def _list_dir(kernel, ns, request) -> dict:
+    from . import vfs
+    err, entries = vfs.list_dir(kernel, ns, request["path"])
+    return {"errno": err, "entries": [[n, int(k == "dir")] for n, k in entries]} if not err else {"errno": err}
+
+
 @service("ioctl")
 def _ioctl(kernel, ns, request) -> dict:
     from . import ioctl

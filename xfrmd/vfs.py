@@ -2,9 +2,12 @@
 ``/sys/class/net/…``, netdevsim's ``/sys/bus/netdevsim/…`` and its debugfs ``ipsec`` file).
 
 Subsystems register a path pattern with a reader (and a writer where the kernel file is
-writable). Patterns are :mod:`fnmatch`-style globs; the first registered match wins, so
-register specific paths before wide ones. Service ops ``read_file`` / ``write_file``
-(docs/protocol.md) come here."""
+writable), and directories with a lister, so that ``stat``, ``access`` and ``opendir`` see
+the same tree a program would find on Linux (``[ -w /sys/bus/netdevsim/new_device ]``,
+``ls /sys/bus/netdevsim/devices/netdevsim0/net/``). Patterns are :mod:`fnmatch`-style
+globs (``*`` does not stop at ``/``: listers check their own depth); the first registered
+match wins, so register specific paths before wide ones. Service ops ``read_file`` /
+``write_file`` / ``stat_file`` / ``list_dir`` (docs/protocol.md) come here."""
 from __future__ import annotations
 
 import errno as E
@@ -13,10 +16,57 @@ from typing import Callable
 
 # pattern → (read(kernel, ns, path) -> str, write(kernel, ns, path, data) -> int errno or None)
 FILES: list[tuple[str, Callable | None, Callable | None]] = []
+# pattern → list(kernel, ns, path) -> [(name, "dir" | "file"), …]; FileNotFoundError if absent
+DIRS: list[tuple[str, Callable]] = []
 
 
 def register(pattern: str, read: Callable | None = None, write: Callable | None = None) -> None:
     FILES.append((pattern, read, write))
+
+
+def register_dir(pattern: str, lister: Callable) -> None:
+    DIRS.append((pattern, lister))
+
+
+def _norm(path: str) -> str:
+    parts = [p for p in path.split("/") if p and p != "."]
+    return "/" + "/".join(parts)
+
+
+def list_dir(kernel, ns, path: str) -> tuple[int, list]:
+    """(errno, [(name, kind), …]) of a virtual directory; ENOTDIR for a file, ENOENT else."""
+    path = _norm(path)
+    for pattern, lister in DIRS:
+        if fnmatch.fnmatchcase(path, pattern):
+            try:
+                return 0, sorted(lister(kernel, ns, path))
+            except FileNotFoundError:
+                continue
+    return (E.ENOTDIR if stat(kernel, ns, path)[0] == 0 else E.ENOENT), []
+
+
+def stat(kernel, ns, path: str) -> tuple[int, str, int]:
+    """(errno, "dir" | "file", permission bits) as sysfs/procfs/debugfs show them: files
+    that can be read 0444 (0644 if also written), write-only ones 0200, directories 0755."""
+    path = _norm(path)
+    for pattern, lister in DIRS:
+        if fnmatch.fnmatchcase(path, pattern):
+            try:
+                lister(kernel, ns, path)
+                return 0, "dir", 0o755
+            except FileNotFoundError:
+                continue
+    found = lookup(path)
+    if found is None:
+        return E.ENOENT, "", 0
+    read, write = found
+    if read is None:
+        return 0, "file", 0o200
+    try:
+        read(kernel, ns, path)
+    except FileNotFoundError:
+        return E.ENOENT, "", 0
+    return 0, "file", 0o644 if write is not None else 0o444
 
 
 def lookup(path: str):

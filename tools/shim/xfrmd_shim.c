@@ -26,6 +26,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <dirent.h>
 #include <sys/types.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -1416,12 +1417,18 @@ int ioctl(int fd, unsigned long req, ...)
 }
 
 /* ---- virtual files ------------------------------------------------------------------------ */
+/* ``prefix`` itself, or anything below it */
+static int under(const char *path, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return !strncmp(path, prefix, n) && (path[n] == 0 || path[n] == '/');
+}
+
 static int is_virtual(const char *path)
 {
-    return path && (!strcmp(path, "/proc/net/if_inet6") || !strncmp(path, "/sys/class/net/", 15) ||
-                    !strncmp(path, "/proc/net/bonding/", 18) ||
-                    !strncmp(path, "/sys/bus/netdevsim/", 19) ||
-                    !strncmp(path, "/sys/kernel/debug/netdevsim/", 28));
+    return path && (!strcmp(path, "/proc/net/if_inet6") || !strcmp(path, "/proc/net/xfrm_stat") ||
+                    under(path, "/sys/class/net") || under(path, "/proc/net/bonding") ||
+                    under(path, "/sys/bus/netdevsim") || under(path, "/sys/kernel/debug/netdevsim"));
 }
 
 static void json_escape(const char *s, size_t n, char *out, size_t on)
@@ -1515,4 +1522,233 @@ FILE *fopen64(const char *path, const char *mode)
     load_all();
     if (is_virtual(path)) return virtual_fopen(path, mode);
     return real_fopen64(path, mode);
+}
+
+
+/* ---- stat, access and opendir of virtual paths ------------------------------------------
+ * The server says what exists (service ops stat_file and list_dir); the shim fills in what
+ * sysfs and debugfs show: directories 0755, files 0444/0644 (0200 write-only), size 4096,
+ * owned by root. */
+static int vstat_query(const char *path, int *is_dir, int *mode)
+{
+    char q[1024], esc[900], a[256];
+    json_escape(path, strlen(path), esc, sizeof esc);
+    snprintf(q, sizeof q, "{\"op\":\"stat_file\",\"path\":\"%s\"}", esc);
+    if (service_query(q, a, sizeof a) < 0) return -1;
+    long e = json_int(a, "errno", 0);
+    if (e) { errno = (int)e; return -1; }
+    *is_dir = (int)json_int(a, "dir", 0);
+    *mode = (int)json_int(a, "mode", 0444);
+    return 0;
+}
+
+static uint64_t path_ino(const char *p)
+{
+    uint64_t h = 1469598103934665603ull;          /* FNV-1a: stable per path */
+    for (; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    return h | 1;
+}
+
+static int vstat(const char *path, struct stat *st)
+{
+    int d, m;
+    if (vstat_query(path, &d, &m) < 0) return -1;
+    memset(st, 0, sizeof *st);
+    st->st_dev = 0x16;
+    st->st_ino = (ino_t)path_ino(path);
+    st->st_mode = (mode_t)((d ? S_IFDIR : S_IFREG) | m);
+    st->st_nlink = d ? 2 : 1;
+    st->st_size = d ? 0 : 4096;
+    st->st_blksize = 4096;
+    struct timespec now; clock_gettime(CLOCK_REALTIME, &now);
+    st->st_atim = st->st_mtim = st->st_ctim = now;
+    return 0;
+}
+
+#define STAT_WRAP(name, type) \
+    int name(const char *path, type *st) { \
+        static int (*real)(const char *, type *); \
+        if (!real) real = dlsym(RTLD_NEXT, #name); \
+        if (is_virtual(path)) return vstat(path, (struct stat *)st); \
+        return real(path, st); \
+    }
+STAT_WRAP(stat, struct stat)
+STAT_WRAP(lstat, struct stat)
+STAT_WRAP(stat64, struct stat64)
+STAT_WRAP(lstat64, struct stat64)
+
+#define FSTATAT_WRAP(name, type) \
+    int name(int dfd, const char *path, type *st, int flags) { \
+        static int (*real)(int, const char *, type *, int); \
+        if (!real) real = dlsym(RTLD_NEXT, #name); \
+        if (is_virtual(path)) return vstat(path, (struct stat *)st); \
+        return real(dfd, path, st, flags); \
+    }
+FSTATAT_WRAP(fstatat, struct stat)
+FSTATAT_WRAP(fstatat64, struct stat64)
+
+/* programs built against glibc before 2.33 call these */
+#define XSTAT_WRAP(name, type) \
+    int name(int ver, const char *path, type *st) { \
+        static int (*real)(int, const char *, type *); \
+        if (!real) real = dlsym(RTLD_NEXT, #name); \
+        if (is_virtual(path)) return vstat(path, (struct stat *)st); \
+        return real(ver, path, st); \
+    }
+XSTAT_WRAP(__xstat, struct stat)
+XSTAT_WRAP(__lxstat, struct stat)
+XSTAT_WRAP(__xstat64, struct stat64)
+XSTAT_WRAP(__lxstat64, struct stat64)
+
+int __fxstatat(int ver, int dfd, const char *path, struct stat *st, int flags)
+{
+    static int (*real)(int, int, const char *, struct stat *, int);
+    if (!real) real = dlsym(RTLD_NEXT, "__fxstatat");
+    if (is_virtual(path)) return vstat(path, st);
+    return real(ver, dfd, path, st, flags);
+}
+
+int statx(int dfd, const char *path, int flags, unsigned int mask, struct statx *sx)
+{
+    static int (*real)(int, const char *, int, unsigned int, struct statx *);
+    if (!real) real = dlsym(RTLD_NEXT, "statx");
+    if (!is_virtual(path)) return real(dfd, path, flags, mask, sx);
+    struct stat st;
+    if (vstat(path, &st) < 0) return -1;
+    memset(sx, 0, sizeof *sx);
+    sx->stx_mask = STATX_BASIC_STATS;
+    sx->stx_blksize = (uint32_t)st.st_blksize;
+    sx->stx_nlink = (uint32_t)st.st_nlink;
+    sx->stx_mode = (uint16_t)st.st_mode;
+    sx->stx_ino = st.st_ino;
+    sx->stx_size = (uint64_t)st.st_size;
+    sx->stx_atime.tv_sec = sx->stx_mtime.tv_sec = sx->stx_ctime.tv_sec = st.st_mtim.tv_sec;
+    sx->stx_dev_minor = 0x16;
+    return 0;
+}
+
+/* access(2) for root and for others: the owner is root, so others use the "other" bits;
+ * root may read and write anything and execute what has an x bit (directories: search) */
+static int vaccess(const char *path, int amode, int effective)
+{
+    int d, m;
+    if (vstat_query(path, &d, &m) < 0) return -1;
+    if (amode == F_OK) return 0;
+    uid_t uid = effective ? geteuid() : getuid();
+    int ok;
+    if (uid == 0) ok = !(amode & X_OK) || d || (m & 0111);
+    else ok = !((amode & R_OK) && !(m & 04)) && !((amode & W_OK) && !(m & 02)) &&
+              !((amode & X_OK) && !(m & 01));
+    if (!ok) { errno = EACCES; return -1; }
+    return 0;
+}
+
+int access(const char *path, int amode)
+{
+    static int (*real)(const char *, int);
+    if (!real) real = dlsym(RTLD_NEXT, "access");
+    if (is_virtual(path)) return vaccess(path, amode, 0);
+    return real(path, amode);
+}
+
+int faccessat(int dfd, const char *path, int amode, int flags)
+{
+    static int (*real)(int, const char *, int, int);
+    if (!real) real = dlsym(RTLD_NEXT, "faccessat");
+    if (is_virtual(path)) return vaccess(path, amode, (flags & AT_EACCESS) != 0);
+    return real(dfd, path, amode, flags);
+}
+
+int euidaccess(const char *path, int amode)
+{
+    static int (*real)(const char *, int);
+    if (!real) real = dlsym(RTLD_NEXT, "euidaccess");
+    if (is_virtual(path)) return vaccess(path, amode, 1);
+    return real(path, amode);
+}
+
+int eaccess(const char *path, int amode)
+{
+    return euidaccess(path, amode);
+}
+
+/* opendir of a virtual directory: its entries, as the server lists them, are made in a
+ * private temporary directory that the DIR reads; closedir removes it */
+#define VDIRS 16
+static struct { DIR *d; char path[64]; } vdirs[VDIRS];
+static pthread_mutex_t vdir_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void rm_tree(const char *dir)
+{
+    DIR *d = NULL;
+    static DIR *(*real_od)(const char *);
+    static int (*real_cd)(DIR *);
+    if (!real_od) real_od = dlsym(RTLD_NEXT, "opendir");
+    if (!real_cd) real_cd = dlsym(RTLD_NEXT, "closedir");
+    if (!(d = real_od(dir))) return;
+    struct dirent *e;
+    char p[512];
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        if (unlink(p) < 0) rmdir(p);
+    }
+    real_cd(d);
+    rmdir(dir);
+}
+
+DIR *opendir(const char *path)
+{
+    static DIR *(*real)(const char *);
+    if (!real) real = dlsym(RTLD_NEXT, "opendir");
+    load_all();
+    if (!is_virtual(path)) return real(path);
+    char q[1024], esc[900];
+    json_escape(path, strlen(path), esc, sizeof esc);
+    snprintf(q, sizeof q, "{\"op\":\"list_dir\",\"path\":\"%s\"}", esc);
+    char *a = malloc(RECORD_MAX);
+    if (!a) { errno = ENOMEM; return NULL; }
+    if (service_query(q, a, RECORD_MAX) < 0) { free(a); return NULL; }
+    long e = json_int(a, "errno", 0);
+    if (e) { free(a); errno = (int)e; return NULL; }
+    const char *tmp = getenv("TMPDIR");
+    char dir[64];
+    snprintf(dir, sizeof dir, "%s/xfrmd-dir-XXXXXX", tmp && strlen(tmp) < 40 ? tmp : "/tmp");
+    if (!mkdtemp(dir)) { free(a); return NULL; }
+    /* "entries": [["name", is_dir], …] */
+    const char *p = json_find(a, "entries");
+    while (p && (p = strchr(p, '"'))) {
+        char name[256], full[512];
+        p = json_str_at(p, name, sizeof name);
+        while (*p == ',' || *p == ' ') p++;
+        int is_dir = (*p == '1');
+        if (!name[0] || strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, "..")) continue;
+        snprintf(full, sizeof full, "%s/%s", dir, name);
+        if (is_dir) mkdir(full, 0755);
+        else { int f = real_open(full, O_CREAT | O_WRONLY | O_CLOEXEC, 0444); if (f >= 0) real_close(f); }
+    }
+    free(a);
+    DIR *d = real(dir);
+    if (!d) { rm_tree(dir); return NULL; }
+    pthread_mutex_lock(&vdir_lock);
+    int slot = -1;
+    for (int i = 0; i < VDIRS; i++) if (!vdirs[i].d) { slot = i; break; }
+    if (slot >= 0) { vdirs[slot].d = d; snprintf(vdirs[slot].path, sizeof vdirs[slot].path, "%s", dir); }
+    pthread_mutex_unlock(&vdir_lock);
+    /* more than VDIRS open at once: that one's temporary directory stays behind */
+    return d;
+}
+
+int closedir(DIR *d)
+{
+    static int (*real)(DIR *);
+    if (!real) real = dlsym(RTLD_NEXT, "closedir");
+    char dir[64] = "";
+    pthread_mutex_lock(&vdir_lock);
+    for (int i = 0; i < VDIRS; i++)
+        if (vdirs[i].d == d) { snprintf(dir, sizeof dir, "%s", vdirs[i].path); vdirs[i].d = NULL; break; }
+    pthread_mutex_unlock(&vdir_lock);
+    int r = real(d);
+    if (dir[0]) rm_tree(dir);
+    return r;
 }

@@ -117,6 +117,21 @@ def _if_inet6(kernel, ns, path: str) -> str:
     return "".join(lines)
 
 
+_SYSFS_ATTRS = ("address", "carrier", "flags", "ifindex", "mtu", "operstate", "type")
+
+
+def _sysfs_dir(kernel, ns, path: str) -> list:
+    """/sys/class/net: one entry per device; /sys/class/net/DEV: the attributes served."""
+    parts = path.split("/")[1:]                    # sys class net [DEV]
+    if len(parts) == 3:
+        return [(dev.name, "dir") for dev in ns.links]
+    if len(parts) == 4 and ns.links.by_name(parts[3]) is not None:
+        return [(a, "file") for a in _SYSFS_ATTRS]
+    raise FileNotFoundError(path)
+
+
+vfs.register_dir("/sys/class/net", _sysfs_dir)
+vfs.register_dir("/sys/class/net/*", _sysfs_dir)
 vfs.register("/sys/class/net/*", _sysfs)
 vfs.register("/proc/net/if_inet6", _if_inet6)
 

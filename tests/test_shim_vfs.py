@@ -1,0 +1,94 @@
+"""stat(), access() and opendir() of the virtual files through the shim: the sysfs, debugfs
+and procfs trees the emulated kernel serves look to a program as they would on Linux, so
+the kernel selftests' existence checks and `ls` of sysfs directories work unchanged."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+from .conftest import require
+
+XFRMD = [sys.executable, "-m", "xfrmd.cli"]
+
+
+def run(script: str, topology: str = "default", env: dict | None = None) -> subprocess.CompletedProcess:
+    require(shutil.which("gcc") or shutil.which("cc"), "needs a C compiler for the shim")
+    return subprocess.run(XFRMD + ["run", "--topology", topology, "--", "sh", "-c", script],
+                          capture_output=True, text=True, timeout=60, env=env)
+
+
+# the start of tools/testing/selftests/net/rtnetlink.sh kci_test_ipsec_offload, as written
+# there: it checks the sysfs file is writable, waits for the device's directory, finds the
+# port with ls, and checks the debugfs directory and file exist
+SELFTEST = r'''
+sysfsd=/sys/kernel/debug/netdevsim/netdevsim0/ports/0/
+sysfsf=$sysfsd/ipsec
+sysfsnet=/sys/bus/netdevsim/devices/netdevsim0/net/
+if [ ! -w /sys/bus/netdevsim/new_device ] ; then
+    echo "SKIP: netdevsim not writable"; exit 4
+fi
+echo "0" > /sys/bus/netdevsim/new_device
+n=0
+while [ ! -d $sysfsnet ] ; do n=$((n+1)); [ $n -lt 1000 ] || { echo "FAIL: no $sysfsnet"; exit 1; }; done
+dev=`ls $sysfsnet`
+ip addr add 192.168.123.3/24 dev $dev
+ip link set $dev up
+if [ ! -d $sysfsd ] ; then echo "FAIL: ipsec_offload can't access $sysfsd"; exit 1; fi
+if [ ! -e $sysfsf ] ; then echo "FAIL: ipsec_offload can't access $sysfsf"; exit 1; fi
+echo "dev=$dev"
+cat $sysfsf
+echo "0" > /sys/bus/netdevsim/del_device
+[ -d $sysfsnet ] || echo "gone"
+'''
+
+
+def test_selftest_existence_checks_and_ls():
+    p = run(SELFTEST, topology="bare")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout == "dev=eni0np1\nSA count=0 tx=0\ngone\n"
+
+
+def test_stat_shows_sysfs_modes_and_sizes():
+    p = run("stat -c '%F %a %s %U' /sys/bus/netdevsim/new_device /sys/class/net/eth0/mtu "
+            "/sys/class/net /sys/kernel/debug/netdevsim/netdevsim0/ports/0/ipsec /proc/net/bonding/bond0; "
+            "stat /sys/class/net/nosuch 2>&1; "
+            "[ -x /sys/class/net/eth0/mtu ] || echo 'mtu: not executable'; "
+            "[ -x /sys/class/net ] && echo 'class/net: searchable'; "
+            "[ -f /sys/class/net/eth0 ] || echo 'eth0: not a file'")
+    assert p.stdout.splitlines() == [
+        "regular file 200 4096 root",
+        "regular file 444 4096 root",
+        "directory 755 0 root",
+        "regular file 444 4096 root",
+        "regular file 444 4096 root",
+        "stat: cannot statx '/sys/class/net/nosuch': No such file or directory",
+        "mtu: not executable",
+        "class/net: searchable",
+        "eth0: not a file",
+    ], p.stdout + p.stderr
+
+
+def test_directory_listings_follow_the_model(tmp_path):
+    """ls, the shell's glob and Python's os.listdir see the namespace's devices, bonds and
+    netdevsim ports; a device made with `ip link add` appears; nothing is left in TMPDIR."""
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    p = run("ls /sys/class/net | tr '\\n' ' '; echo; "
+            "ip link add extra0 type dummy; ls /sys/class/net/extra0 | tr '\\n' ' '; echo; "
+            "for b in /proc/net/bonding/*; do echo $b; done; "
+            "ls /sys/kernel/debug/netdevsim/netdevsim0/ports; "
+            + sys.executable + " -c \"import os; print(sorted(os.listdir('/sys/bus/netdevsim')), "
+            "os.path.isdir('/sys/class/net/lo'), os.path.exists('/sys/class/net/nosuch'))\"; "
+            "ls /sys/class/net/nosuch 2>&1 | sed 's/^ls: //'",
+            env=env)
+    assert p.stdout.splitlines() == [
+        "bond0 bond1 dummy0 eth0 eth1 eth2 lo nsim0 soe0 soe1 soe2 ",
+        "address carrier flags ifindex mtu operstate type ",
+        "/proc/net/bonding/bond0",
+        "/proc/net/bonding/bond1",
+        "0",
+        "['del_device', 'devices', 'new_device'] True False",
+        "cannot access '/sys/class/net/nosuch': No such file or directory",
+    ], p.stdout + p.stderr
+    assert list(tmp_path.iterdir()) == []        # the listing's temporary directories went
