@@ -15,11 +15,14 @@ import logging
 import random
 from typing import Callable
 
+from netlink_codec import netlink as N
 from netlink_codec.netlink import NETLINK_GENERIC, NETLINK_ROUTE, NETLINK_XFRM
 
 from .clock import Clock, ManualClock
 from .netlink.core import MAX_RECVMSG_LEN, dump_batch, netlink_rcv_skb
 from .netlink.socket import RMEM_MAX, NetlinkSocket
+
+SOL_SOCKET, SO_RCVBUF, SO_RCVBUFFORCE = 1, 8, 33
 
 log = logging.getLogger("xfrmd.kernel")
 
@@ -182,8 +185,6 @@ class Kernel:
         sock.bound = True
 
     def setsockopt(self, sock: NetlinkSocket, level: int, optname: int, value: int) -> None:
-        from netlink_codec import netlink as N
-        SOL_SOCKET, SO_RCVBUF, SO_RCVBUFFORCE = 1, 8, 33
         if level == N.SOL_NETLINK:
             if optname == N.NETLINK_ADD_MEMBERSHIP or optname == N.NETLINK_DROP_MEMBERSHIP:
                 fam = self.families[sock.protocol]
@@ -249,7 +250,13 @@ class Kernel:
                     self.dirty.add(s)
 
     def has_listeners(self, netns: NetNamespace, protocol: int, group: int) -> bool:
-        return any(s.member(group) for s in netns.sockets.get(protocol, ()))
+        if group <= 0:
+            return False
+        bit = 1 << (group - 1)
+        for s in netns.sockets.get(protocol, ()):
+            if s.groups & bit:
+                return True
+        return False
 
     def netlink_dump(self, sock: NetlinkSocket) -> None:
         batch = dump_batch(sock)

@@ -268,12 +268,16 @@ class Server:
     def _dispatch(self, conn: Connection, rec: bytes) -> bool:
         """One record: a frame, a datagram, or a BATCH of them (docs/protocol.md)."""
         if rec[:4] == b"\0\0\0\0" and len(rec) >= 8 and rec[6:8] == _BATCH_KIND:
+            one, by_fd = self._one, self.by_fd
             for sub in T.split_batch(rec[8:]):
                 if sub[:4] == b"\0\0\0\0" and sub[6:8] == _BATCH_KIND:
                     raise ValueError("nested batch")
-                if not self._dispatch(conn, sub) or conn.fd not in self.by_fd:
+                if not one(conn, sub) or conn.fd not in by_fd:
                     return False
             return True
+        return self._one(conn, rec)
+
+    def _one(self, conn: Connection, rec: bytes) -> bool:
         kind = conn.kind
         if kind is None:
             return self._hello(conn, rec)
