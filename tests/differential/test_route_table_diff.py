@@ -39,6 +39,8 @@ IPV4 = [
     'ip route show table local',
     'ip link set v0 up',
     'ip link set v1 up',
+    # the kernel clears linkdown when linkwatch reports the carrier, up to 1 s later
+    'sleep 1.2',
     'ip route show table local',
     'ip addr add 198.51.100.1/24 brd + dev v0',
     'ip addr add 203.0.113.5/32 dev v0',
