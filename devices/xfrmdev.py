@@ -119,12 +119,7 @@ class XfrmDevOps:
         runs. Returns (the port the packet left through, the ESP sequence number the
         hardware gave it, or None when the core numbered it). OffloadError drops the packet
         (errno 0: silently, as a hardware rule drops)."""
-        if self.has_packet_xmit:
-            account()
-        try:
-            self.hw_traffic(dev, x, 1, nbytes)
-        except OffloadError:
-            pass
+        self._hw_count(dev, x, nbytes, account)
         return dev, None
 
     def hw_recv(self, dev, x, rx_dev, seq: int, nbytes: int, account) -> None:
@@ -132,6 +127,11 @@ class XfrmDevOps:
         arrives on ``rx_dev``. A driver with the LAG tree's software accounting runs
         ``account()`` (replay check, lifetime, advance, curlft on the one state); others
         check their own hardware replay context. OffloadError(0, why) drops it."""
+        self._hw_count(dev, x, nbytes, account)
+
+    def _hw_count(self, dev, x, nbytes: int, account) -> None:
+        """The core's accounting where the driver lets it run, then the hardware's counters
+        (a driver without counters keeps none)."""
         if self.has_packet_xmit:
             account()
         try:

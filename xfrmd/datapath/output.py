@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from netlink_codec import xfrm as X
 
 from ..xfrm import aevent
-from ..xfrm.acquire import PolicyWire, _sel_covers, host_selector, state_find
+from ..xfrm.acquire import PolicyWire, host_selector, state_find, xfrm_policy_lookup
 from ..xfrm.offload import XFRM_DEV_OFFLOAD_CRYPTO, XFRM_DEV_OFFLOAD_PACKET, xfrm_dev_state_update_stats
 from ..xfrm.sadb import sad
 from ..xfrm.state import XFRM_STATE_VALID
@@ -80,25 +80,6 @@ def ip_route_output_key(ns, daddr, saddr=None) -> tuple[object, int]:
 
 
 # -- the SPD ------------------------------------------------------------------------------------
-
-def xfrm_policy_lookup(ns, dir: int, flow: bytes, family: int, mark: int = 0, if_id: int = 0):
-    """``xfrm_policy_lookup_bytype`` over sub then main policies of ``dir``: the selector
-    must cover the flow (a host selector), the lowest priority value wins, the oldest on a
-    tie (the kernel walks the chains in insertion order and keeps the first best)."""
-    for ptype in (X.XFRM_POLICY_TYPE_SUB, X.XFRM_POLICY_TYPE_MAIN):
-        best = None
-        for pol in getattr(ns.xfrm, "policy_all", {}).values():
-            if (pol.dir != dir or pol.type != ptype or pol.family != family
-                    or (mark & pol.mark[1]) != pol.mark[0] or pol.if_id != if_id
-                    or getattr(pol, "dead", False)):
-                continue
-            if not _sel_covers(bytes(pol.sel), flow):
-                continue
-            if best is None or pol.priority < best.priority:
-                best = pol
-        if best is not None:
-            return best
-    return None
 
 
 def policy_wire(pol) -> PolicyWire:

@@ -217,17 +217,16 @@ def state_find(db, sel, t: Template, pol: PolicyWire, flow_src: bytes, flow_dst:
     return None, -E.EAGAIN, True
 
 
-def policy_for_flow(ns, src: bytes, dst: bytes, family: int, proto: int = 0, sport: int = 0,
-                    dport: int = 0, mark: int = 0, if_id: int = 0):
-    """``xfrm_policy_lookup`` for an outbound flow over the SPD's policies: sub policies
-    first, then main; the lowest priority value wins, the older policy on a tie."""
-    flow = bytes(host_selector(src, dst, family, proto, sport, dport))
+def xfrm_policy_lookup(ns, dir: int, flow: bytes, family: int, mark: int = 0, if_id: int = 0):
+    """``xfrm_policy_lookup_bytype`` over sub then main policies of ``dir``: the selector
+    must cover the flow (a host selector), the lowest priority value wins, the oldest on a
+    tie (the kernel walks the chains in insertion order and keeps the first best)."""
     for ptype in (X.XFRM_POLICY_TYPE_SUB, X.XFRM_POLICY_TYPE_MAIN):
         best = None
         for pol in getattr(ns.xfrm, "policy_all", {}).values():
-            if (getattr(pol, "dir", None) != X.XFRM_POLICY_OUT or pol.type != ptype
-                    or pol.family != family or (mark & pol.mark[1]) != pol.mark[0]
-                    or pol.if_id != if_id or getattr(pol, "dead", False)):
+            if (pol.dir != dir or pol.type != ptype or pol.family != family
+                    or (mark & pol.mark[1]) != pol.mark[0] or pol.if_id != if_id
+                    or getattr(pol, "dead", False)):
                 continue
             if not _sel_covers(bytes(pol.sel), flow):
                 continue
@@ -236,6 +235,14 @@ def policy_for_flow(ns, src: bytes, dst: bytes, family: int, proto: int = 0, spo
         if best is not None:
             return best
     return None
+
+
+def policy_for_flow(ns, src: bytes, dst: bytes, family: int, proto: int = 0, sport: int = 0,
+                    dport: int = 0, mark: int = 0, if_id: int = 0):
+    """``xfrm_policy_lookup`` for an outbound flow (``xfrmd ctl acquire``)."""
+    return xfrm_policy_lookup(ns, X.XFRM_POLICY_OUT,
+                              bytes(host_selector(src, dst, family, proto, sport, dport)),
+                              family, mark, if_id)
 
 
 def acquire(ns, pol: PolicyWire, flow_src: bytes, flow_dst: bytes, family: int, proto: int = 0,
