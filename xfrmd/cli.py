@@ -28,6 +28,8 @@ def cmd_serve(args) -> int:
         print(f"xfrmd: {e}", file=sys.stderr)
         return 2
     kernel = Kernel(SystemClock(), topology=topo)
+    from .embedded import tune_gc
+    tune_gc()
     if args.trace:
         from .trace import TraceWriter
         kernel.tracers.append(TraceWriter.open(args.trace, kernel))

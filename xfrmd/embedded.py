@@ -33,6 +33,16 @@ class ServerHandle:
         return Service(netns, path=self.path)
 
 
+def tune_gc() -> None:
+    """For a process whose job is the server (``xfrmd serve``, ``xfrmd run``): what exists
+    at start-up is kept out of the collector, and young-generation collections come 140
+    times less often. The kernel model's objects (states, policies, sockets) live long and
+    seldom form cycles; scanning them every 700 allocations cost ~10% of each request."""
+    import gc
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
+
+
 def make_kernel(topology: str | None = "bare") -> Kernel:
     topo = None
     if topology is not None:

@@ -24,7 +24,7 @@ def add_run_parser(sub) -> None:
 
 def cmd_run(args) -> int:
     from . import shim
-    from .embedded import make_kernel, running_server
+    from .embedded import make_kernel, running_server, tune_gc
     command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not command:
         print("usage: xfrmd run [--topology T] [--netns N] -- CMD ARGS…", file=sys.stderr)
@@ -35,6 +35,7 @@ def cmd_run(args) -> int:
         print(e, file=sys.stderr)
         return 1
     kernel = make_kernel(args.topology or "default")
+    tune_gc()
     if args.trace:
         from .trace import TraceWriter
         kernel.tracers.append(TraceWriter.open(args.trace, kernel))
