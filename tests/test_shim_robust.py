@@ -30,6 +30,7 @@ PROG = r"""
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <arpa/inet.h>
@@ -343,7 +344,21 @@ static int t_reuse(void)
     int h = nl_socket(0);
     CHECK(!(fcntl(h, F_GETFL) & O_NONBLOCK) && !(fcntl(h, F_GETFD) & FD_CLOEXEC));
     ask_ack(h, 55); answer_ack(h, 55);
+    /* made non-blocking after socket(), by fcntl and by ioctl: the next socket is not */
+    CHECK(fcntl(h, F_SETFL, O_NONBLOCK) == 0);
     close(h);
+    int h2 = nl_socket(0);
+    CHECK(!(fcntl(h2, F_GETFL) & O_NONBLOCK));
+    int on = 1;
+    CHECK(ioctl(h2, FIONBIO, &on) == 0 && (fcntl(h2, F_GETFL) & O_NONBLOCK));
+    ask_ack(h2, 60);
+    CHECK(poll(&(struct pollfd){ h2, POLLIN, 0 }, 1, 5000) == 1);
+    answer_ack(h2, 60);
+    close(h2);
+    int h3 = nl_socket(0);
+    CHECK(!(fcntl(h3, F_GETFL) & O_NONBLOCK));
+    ask_ack(h3, 61); answer_ack(h3, 61);
+    close(h3);
     /* the program closes every fd above 2 (as daemons do): the next socket still works */
     CHECK(syscall(SYS_close_range, 3, ~0U, 0) == 0);
     int e = nl_socket(0);

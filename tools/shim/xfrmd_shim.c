@@ -79,6 +79,8 @@ struct nlsock {
     uint32_t expect, finals;
     int unsure, syncs;
     unsigned gen;            /* fork generation it was created in */
+    uint64_t ino;            /* inode of our end of the connection */
+    int nb;                  /* O_NONBLOCK as the program set it */
 };
 static struct nlsock *nltab[MAXFD];
 static void release(int fd);
@@ -97,6 +99,15 @@ static int pid_ports[NPROTO];          /* live sockets holding getpid() as port 
 static int auto_off;                   /* fork with live sockets seen */
 static int nl_live;
 
+/* getpid() without a system call each time: reset in a fork's child (pthread_atfork) */
+static pid_t cached_pid;
+static void child_pid_reset(void) { cached_pid = 0; }
+static pid_t my_pid(void)
+{
+    if (!cached_pid) cached_pid = getpid();
+    return cached_pid;
+}
+
 static int proto_slot(int protocol)
 {
     return protocol == NETLINK_XFRM ? 0 : protocol == NETLINK_ROUTE ? 1 : 2;
@@ -104,7 +115,7 @@ static int proto_slot(int protocol)
 
 static void auto_check_pid(void)
 {
-    pid_t p = getpid();
+    pid_t p = my_pid();
     if (p != auto_pid) {
         auto_pid = p;
         memset(auto_ok, 0, sizeof auto_ok);
@@ -372,10 +383,10 @@ static pid_t svc_pid;
 
 static int service_query(const char *json, char *out, size_t outlen)
 {
-    if (svc_fd < 0 || svc_pid != getpid()) {
-        if (svc_fd >= 0 && svc_pid != getpid()) svc_fd = -1;  /* the parent's: leave it */
+    if (svc_fd < 0 || svc_pid != my_pid()) {
+        if (svc_fd >= 0 && svc_pid != my_pid()) svc_fd = -1;  /* the parent's: leave it */
         svc_fd = server_connect(SERVICE_PROTOCOL, 0, SOCK_CLOEXEC);
-        svc_pid = getpid();
+        svc_pid = my_pid();
         if (svc_fd < 0) { complain("interface lookup"); return -1; }
         /* out of the program's way: its next open() gets the number Linux would give */
         int high = real_fcntl(svc_fd, F_DUPFD_CLOEXEC, POOL_FD_MIN);
@@ -468,7 +479,7 @@ static size_t hex_decode(const char *hex, unsigned char *out, size_t n)
  * queue is empty, and the process has not forked since the socket was made. The kept fd sits
  * above POOL_FD_MIN with FD_CLOEXEC, so fd numbers the program sees are those Linux gives. */
 #define POOL_MAX 4
-struct pooled { int fd; dev_t dev; ino_t ino; };
+struct pooled { int fd; ino_t ino; int nb; };
 static struct pooled pool[POOL_MAX];
 static int pool_n;
 static pid_t pool_pid;
@@ -488,16 +499,13 @@ static int pool_put(int fd, struct nlsock *s)
 {
     int e = errno, kept = 0;
     pthread_mutex_lock(&pool_lock);
-    if (pool_pid != getpid()) { pool_n = 0; pool_pid = getpid(); }
+    if (pool_pid != my_pid()) { pool_n = 0; pool_pid = my_pid(); }
     if (pool_n < POOL_MAX && poolable(fd, s)) {
-        struct stat st;
-        int ok = !s->announced || send_frame(fd, F_RELEASE, NULL, 0) == 0;
+        int ok = s->ino && (!s->announced || send_frame(fd, F_RELEASE, NULL, 0) == 0);
         int pfd = ok ? real_fcntl(fd, F_DUPFD_CLOEXEC, POOL_FD_MIN) : -1;
-        if (pfd >= 0 && fstat(pfd, &st) == 0) {
-            pool[pool_n++] = (struct pooled){ pfd, st.st_dev, st.st_ino };
+        if (pfd >= 0) {
+            pool[pool_n++] = (struct pooled){ pfd, (ino_t)s->ino, s->nb };
             kept = 1;
-        } else if (pfd >= 0) {
-            real_close(pfd);
         }
     }
     pthread_mutex_unlock(&pool_lock);
@@ -510,20 +518,21 @@ static int pool_get(int type, uint64_t *ino)
 {
     int fd = -1;
     pthread_mutex_lock(&pool_lock);
-    if (pool_pid != getpid()) {
+    if (pool_pid != my_pid()) {
         /* the parent's connections: not ours to use (the copies are closed on exec) */
         for (int i = 0; i < pool_n; i++) real_close(pool[i].fd);
-        pool_n = 0; pool_pid = getpid();
+        pool_n = 0; pool_pid = my_pid();
     }
     while (fd < 0 && pool_n > 0) {
         struct pooled p = pool[--pool_n];
         struct stat st;
         /* the program may have closed it behind our back (closefrom, close_range) */
-        if (fstat(p.fd, &st) < 0 || st.st_dev != p.dev || st.st_ino != p.ino) continue;
+        if (fstat(p.fd, &st) < 0 || !S_ISSOCK(st.st_mode) || st.st_ino != p.ino) continue;
         fd = real_fcntl(p.fd, (type & SOCK_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, 0);
         *ino = (uint64_t)p.ino;
         real_close(p.fd);
-        if (fd >= 0 && real_fcntl(fd, F_SETFL, (type & SOCK_NONBLOCK) ? O_NONBLOCK : 0) < 0) {
+        int nb = (type & SOCK_NONBLOCK) != 0;
+        if (fd >= 0 && nb != p.nb && real_fcntl(fd, F_SETFL, nb ? O_NONBLOCK : 0) < 0) {
             real_close(fd); fd = -1;
         }
     }
@@ -558,6 +567,8 @@ int socket(int domain, int type, int protocol)
     s->rcvbuf = 212992; s->sndbuf = 212992;
     s->refs = 1;
     s->gen = fork_gen;
+    s->ino = ino;
+    s->nb = (type & SOCK_NONBLOCK) != 0;
     release(fd);             /* a stale entry (the fd was closed behind our back) */
     nltab[fd] = s;
     if (fd > max_nlfd) max_nlfd = fd;
@@ -1028,6 +1039,8 @@ int dup3(int fd, int fd2, int flags)
 static int fcntl_via(int (*real)(int, int, ...), int fd, int cmd, void *arg)
 {
     int r = real(fd, cmd, arg);
+    struct nlsock *s = nl_of(fd);
+    if (s && cmd == F_SETFL && r == 0) s->nb = ((long)arg & O_NONBLOCK) != 0;
     return (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) ? share(fd, r) : r;
 }
 
@@ -1064,7 +1077,7 @@ static void before_fork(void)
 
 __attribute__((constructor)) static void shim_atfork(void)
 {
-    pthread_atfork(before_fork, NULL, NULL);
+    pthread_atfork(before_fork, NULL, child_pid_reset);
 }
 
 /* ---- exec: what is deferred must reach the server first (the image that follows has no
@@ -1381,6 +1394,11 @@ int ioctl(int fd, unsigned long req, ...)
     va_list ap; va_start(ap, req);
     void *arg = va_arg(ap, void *);
     va_end(ap);
+    if (req == FIONBIO && arg && nl_of(fd)) {
+        int r = real_ioctl(fd, req, arg);
+        if (r == 0) nl_of(fd)->nb = *(int *)arg != 0;
+        return r;
+    }
     if (!is_if_ioctl(req) || !arg) return real_ioctl(fd, req, arg);
     if (req == SIOCGIFCONF) return do_ifconf(arg);
     struct ifreq *ifr = arg;
