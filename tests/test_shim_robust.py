@@ -385,6 +385,33 @@ static int t_reuse(void)
     return 0;
 }
 
+/* The server goes away under a live socket: calls fail with ECONNREFUSED, and the fd never
+ * polls ready again (a hung-up connection would keep an event loop spinning) */
+static int t_gone(void)
+{
+    int fd = nl_socket(0);
+    ask(fd, 70); answer(fd, 70, 0);
+    int ep = epoll_create1(0);
+    struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd }, out[2];
+    CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) == 0);
+    printf("ready\n");
+    char line[16];
+    CHECK(fgets(line, sizeof line, stdin) != NULL);      /* the server is stopped now */
+    char b[64];
+    errno = 0;
+    CHECK(recv(fd, b, sizeof b, 0) == -1 && errno == ECONNREFUSED);
+    CHECK(epoll_wait(ep, out, 2, 300) == 0);
+    struct pollfd p = { fd, POLLIN, 0 };
+    CHECK(poll(&p, 1, 100) == 0);
+    errno = 0;
+    struct { struct nlmsghdr h; unsigned flags; } m = {
+        { sizeof m, XFRM_MSG_GETSADINFO, NLM_F_REQUEST, 71, 0 }, 0xffffffff };
+    CHECK(send(fd, &m, sizeof m, 0) == -1 && errno == ECONNREFUSED);
+    CHECK(close(fd) == 0);
+    printf("gone ok\n");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IONBF, 0);
@@ -393,6 +420,7 @@ int main(int argc, char **argv)
     if (argc > 1 && !strcmp(argv[1], "fork")) return t_fork();
     if (argc > 1 && !strcmp(argv[1], "dup")) return t_dup();
     if (argc > 1 && !strcmp(argv[1], "reuse")) return t_reuse();
+    if (argc > 1 && !strcmp(argv[1], "gone")) return t_gone();
     if (argc > 1 && !strcmp(argv[1], "cloexec")) return t_cloexec(argv[0]);
     if (argc > 5 && !strcmp(argv[1], "after-exec"))
         return t_after_exec(atoi(argv[2]), atoi(argv[3]), (unsigned)strtoul(argv[4], NULL, 10),
@@ -483,3 +511,20 @@ def test_ip_batch_uses_one_connection(tmp_path):
     connects = [ln for ln in (tmp_path / "tr").read_text().splitlines() if "xfrmd.sock" in ln]
     # ip's own NETLINK_ROUTE handle (open for the whole batch) and one for the six lines
     assert len(connects) == 2, connects
+
+
+def test_server_gone_under_a_live_socket(prog):
+    """`xfrmd run` stops its server only after the command, but a server can die under a
+    daemon: the daemon's calls fail with ECONNREFUSED (and the shim says so on stderr)
+    instead of its event loop spinning on a hung-up connection."""
+    from xfrmd import shim
+    from xfrmd.embedded import make_kernel, running_server
+    with running_server(make_kernel("bare")) as srv:
+        env = dict(os.environ, XFRMD_SOCKET=srv.path, LD_PRELOAD=shim.path())
+        p = subprocess.Popen([prog, "gone"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=env)
+        assert p.stdout.readline() == "ready\n"
+    out, err = p.communicate("go\n", timeout=30)
+    assert p.returncode == 0, out + err
+    assert out == "gone ok\n"
+    assert "cannot reach the xfrmd server" in err and err.count("\n") == 1, err

@@ -34,6 +34,7 @@
 #include <time.h>
 #include <sched.h>
 #include <sys/syscall.h>
+#include <sys/eventfd.h>
 #include <stddef.h>
 
 #define F_HELLO 1
@@ -80,6 +81,7 @@ struct nlsock {
     int unsure, syncs;
     unsigned gen;            /* fork generation it was created in */
     uint64_t ino;            /* inode of our end of the connection */
+    int gone;                /* the server went away: every call fails, nothing polls ready */
     int nb;                  /* O_NONBLOCK as the program set it */
 };
 static struct nlsock *nltab[MAXFD];
@@ -185,6 +187,28 @@ static void complain(const char *what)
     fprintf(stderr, "xfrmd shim: %s: cannot reach the xfrmd server at %s: %s\n", what,
             server_path(pb, sizeof pb), strerror(e));
     errno = e;
+}
+
+/* The server went away under a netlink socket. A hung-up connection polls readable forever,
+ * which turns an event loop into a busy loop (seen with pluto); Linux's netlink socket never
+ * hangs up. The fd becomes an eventfd that never fires, and every later call on it fails
+ * with ECONNREFUSED. */
+static void server_gone(int fd, int *gone, const char *what)
+{
+    int e = errno;
+    if (!*gone) {
+        errno = ECONNREFUSED;
+        complain(what);
+        int ev = eventfd(0, EFD_CLOEXEC);
+        if (ev >= 0) {
+            int cloexec = real_fcntl(fd, F_GETFD) & FD_CLOEXEC;
+            syscall(SYS_dup3, ev, fd, cloexec ? O_CLOEXEC : 0);   /* not our dup3 wrapper */
+            real_close(ev);
+        }
+        *gone = 1;
+    }
+    (void)e;
+    errno = ECONNREFUSED;
 }
 
 /* A connected SEQPACKET socket to the server, HELLO sent; -1 with errno on failure.
@@ -356,7 +380,7 @@ static int bind_exchange(int fd, struct nlsock *s, uint16_t kind, uint32_t porti
             select(fd + 1, &r, NULL, NULL, NULL);
             continue;
         }
-        if (n <= 0) { errno = ECONNREFUSED; complain("bind"); return -1; }
+        if (n <= 0) { server_gone(fd, &s->gone, "bind"); return -1; }
         struct frame f; memcpy(&f, buf, sizeof f);
         if (n >= 8 && f.zero == 0 && f.kind == F_BIND_REPLY && n >= 20) {
             int32_t err; uint32_t pid, grp;
@@ -487,7 +511,7 @@ static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static int poolable(int fd, struct nlsock *s)
 {
-    if (s->refs != 1 || s->groups || s->unsure || s->syncs || s->gen != fork_gen) return 0;
+    if (s->gone || s->refs != 1 || s->groups || s->unsure || s->syncs || s->gen != fork_gen) return 0;
     if (s->announced && (s->expect == 0 || s->finals != s->expect)) return 0;
     char c;
     ssize_t r = real_recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
@@ -745,6 +769,7 @@ static ssize_t nl_send(int fd, struct nlsock *s, const struct iovec *iov, size_t
 {
     size_t total = 0;
     for (size_t i = 0; i < iovcnt; i++) total += iov[i].iov_len;
+    if (s->gone) { errno = ECONNREFUSED; return -1; }
     if (ensure_bound(fd, s) < 0) return -1;
     if (total < 16) return (ssize_t)total;
     char *buf = malloc(total);
@@ -755,7 +780,7 @@ static ssize_t nl_send(int fd, struct nlsock *s, const struct iovec *iov, size_t
     ssize_t r = (ssize_t)total;
     if (first != 0) {
         r = flush_with(fd, s, buf, total, flags & MSG_DONTWAIT) < 0 ? -1 : (ssize_t)total;
-        if (r < 0 && (errno == EPIPE || errno == ECONNRESET)) { errno = ECONNREFUSED; complain("send"); }
+        if (r < 0 && (errno == EPIPE || errno == ECONNRESET)) server_gone(fd, &s->gone, "send");
         if (r >= 0) { s->sent++; count_requests(s, (const unsigned char *)buf, total); }
     }
     free(buf);
@@ -848,7 +873,8 @@ static ssize_t nl_recv1(int fd, struct nlsock *s, struct iovec *iov, size_t iovc
 static ssize_t nl_recv(int fd, struct nlsock *s, struct iovec *iov, size_t iovcnt, int flags,
                        struct sockaddr *from, socklen_t *fromlen, int *msg_flags)
 {
-    if (s->outlen && flush_out(fd, s) < 0) { errno = ECONNREFUSED; complain("recv"); return -1; }
+    if (s->gone) { errno = ECONNREFUSED; return -1; }
+    if (s->outlen && flush_out(fd, s) < 0) { server_gone(fd, &s->gone, "recv"); return -1; }
     for (int tries = 0;; tries++) {
         ssize_t r = nl_recv1(fd, s, iov, iovcnt, flags, from, fromlen, msg_flags);
         if (r >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK) || tries > 0 || s->sent == s->synced)
@@ -909,8 +935,8 @@ static ssize_t nl_recv1(int fd, struct nlsock *s, struct iovec *iov, size_t iovc
             }
         }
         if (n < 0) n = real_recv(fd, buf, RECORD_MAX, flags & (MSG_PEEK | MSG_DONTWAIT));
-        if (n < 0) { free(buf); return -1; }
-        if (n == 0) { free(buf); errno = ECONNREFUSED; complain("recv"); return -1; }
+        if (n < 0 && errno != ECONNRESET) { free(buf); return -1; }
+        if (n == 0 || (n < 0 && errno == ECONNRESET)) { free(buf); server_gone(fd, &s->gone, "recv"); return -1; }
         uint32_t first; memcpy(&first, buf, 4);
         if (n < 8 || first != 0) break;
         if (flags & MSG_PEEK) { char t[64]; real_recv(fd, t, sizeof t, MSG_DONTWAIT); }
