@@ -74,6 +74,10 @@ class NetDevice:
         """RFC 2863 state as the kernel reports it: loopback UNKNOWN when up."""
         if not self.up:
             return IF_OPER_DOWN
+        if getattr(self, "linkwatch_pending", False):
+            # opened with the carrier just on: linkwatch has not run yet, the operstate is
+            # still the one of a carrier-less veth (rtnl_fill_ifinfo reads dev->operstate)
+            return IF_OPER_LOWERLAYERDOWN
         if self.kind in ("loopback", "dummy"):     # never report a carrier event
             return IF_OPER_UNKNOWN
         if self.carrier:
@@ -103,6 +107,8 @@ class NetDevice:
             f |= IFF_SLAVE
         if self.up and (self.carrier or self.kind in ("loopback", "dummy")):
             f |= IFF_RUNNING | IFF_LOWER_UP
+            if getattr(self, "linkwatch_pending", False):
+                f &= ~IFF_RUNNING               # netif_oper_up() is false until linkwatch
         return f
 
     def __repr__(self):
@@ -131,8 +137,10 @@ class LinkTable:
     def by_name(self, name: str) -> NetDevice | None:
         return self._by_name.get(name)
 
-    def register(self, dev: NetDevice, ifindex: int = 0) -> NetDevice:
-        """``register_netdevice``."""
+    def register(self, dev: NetDevice, ifindex: int = 0, *, reserve: bool = False) -> NetDevice:
+        """``register_netdevice``. ``reserve``: the given index is taken as
+        ``dev_index_reserve`` takes a chosen one (xa_insert), without moving the cyclic
+        counter later devices are numbered from (a device moved in from another namespace)."""
         if dev.name in self._by_name:
             raise ValueError(f"device {dev.name!r} exists")
         if not ifindex:
@@ -140,7 +148,8 @@ class LinkTable:
             while ifindex in self._by_index:
                 ifindex += 1
         dev.ifindex = ifindex
-        self.last_index = max(self.last_index, ifindex)
+        if not reserve:
+            self.last_index = max(self.last_index, ifindex)
         dev.netns = self.ns
         self._by_index[ifindex] = dev
         self._by_name[dev.name] = dev

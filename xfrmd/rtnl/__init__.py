@@ -30,7 +30,7 @@ class Rtnetlink:
 
     def __init__(self, kernel):
         self.kernel = kernel
-        from . import addr, link, netconf, route, rule  # noqa: F401  (handlers register on import)
+        from . import addr, link, netconf, netns, route, rule  # noqa: F401  (handlers register on import)
 
     def init_net(self, ns) -> None:
         from devices.netdev import LinkTable, loopback
@@ -41,7 +41,12 @@ class Rtnetlink:
         fib(ns)                 # a new namespace's FIB (fib_net_init, fib6_net_init)
 
     def exit_net(self, ns) -> None:
-        pass
+        """``cleanup_net``: other namespaces forget their id for this one, then its hardware
+        ports go home to ``default`` and its rtnetlink-made devices are deleted
+        (xfrmd/rtnl/netns.py)."""
+        from .netns import default_device_exit_net, net_exit_ids
+        net_exit_ids(ns)
+        default_device_exit_net(ns)
 
     def rcv_msg(self, req: Request):
         t = req.hdr.type

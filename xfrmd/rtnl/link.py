@@ -33,6 +33,7 @@ IFINFOMSG = struct.Struct("=BxHiII")
     1, 2, 3, 4, 5, 6, 7, 10, 12, 13, 14, 16, 17, 18, 19, 20, 23, 26, 27, 28, 29, 30, 31, 32, 33,
     35, 39, 40, 41, 43, 47, 48, 50, 51, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69)
 IFLA_MAX = 69
+IFLA_LINK_NETNSID, IFLA_NEW_NETNSID, IFLA_TARGET_NETNSID, IFLA_NEW_IFINDEX = 37, 45, 46, 49
 IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_INFO_SLAVE_KIND, IFLA_INFO_SLAVE_DATA = 1, 2, 4, 5
 VETH_INFO_PEER = 1
 IFLA_XDP_ATTACHED = 2
@@ -57,6 +58,8 @@ IFLA_POLICY = {
     IFLA_PROMISCUITY: NlaPolicy("u32"), IFLA_NUM_TX_QUEUES: NlaPolicy("u32"),
     IFLA_NUM_RX_QUEUES: NlaPolicy("u32"), IFLA_PROTO_DOWN: NlaPolicy("u8"),
     IFLA_GSO_MAX_SEGS: NlaPolicy("u32"), IFLA_GSO_MAX_SIZE: NlaPolicy("u32"),
+    IFLA_LINK_NETNSID: NlaPolicy("s32"), IFLA_TARGET_NETNSID: NlaPolicy("s32"),
+    IFLA_NEW_IFINDEX: NlaPolicy("s32"),
 }
 
 
@@ -111,8 +114,11 @@ def _linkinfo(dev, cap_net_admin: bool) -> bytes | None:
 
 
 def fill_ifinfo(dev, msg_type: int, seq: int, portid: int, flags: int = 0, *, change: int = 0,
-                cap_net_admin: bool = True) -> bytes:
-    """``rtnl_fill_ifinfo`` with the attributes and order of a 6.18 kernel."""
+                cap_net_admin: bool = True, new_nsid: int | None = None,
+                new_ifindex: int = 0) -> bytes:
+    """``rtnl_fill_ifinfo`` with the attributes and order of a 6.18 kernel. ``new_nsid`` /
+    ``new_ifindex``: the RTM_DELLINK of a device leaving for another namespace
+    (``rtmsg_ifinfo_newnet``)."""
     body = [IFINFOMSG.pack(0, dev.type, dev.ifindex, dev.dev_flags(), change),
             nla_string(IFLA_IFNAME, dev.name), nla_u32(IFLA_TXQLEN, dev.txqlen),
             nla_u8(IFLA_OPERSTATE, dev.operstate), nla_u8(IFLA_LINKMODE, 0),
@@ -141,10 +147,20 @@ def fill_ifinfo(dev, msg_type: int, seq: int, portid: int, flags: int = 0, *, ch
     li = _linkinfo(dev, cap_net_admin)
     if li is not None:
         body.append(li)
+    if new_nsid is not None:
+        body.append(nla(IFLA_NEW_NETNSID, struct.pack("=i", new_nsid)))
+    if new_ifindex:
+        body.append(nla(IFLA_NEW_IFINDEX, struct.pack("=i", new_ifindex)))
     if dev.kind == "veth":
+        # veth_get_iflink: the peer's index, also in another namespace; 0 once it is gone
         peer = dev.peer
-        body.append(nla_u32(IFLA_LINK, peer.ifindex if peer is not None and peer.netns is not None
-                            and peer.netns is dev.netns else 0))
+        alive = peer is not None and peer.netns is not None
+        if alive and dev.netns is not None and peer.netns is not dev.netns:
+            # rtnl_fill_link_netnsid: veth_get_link_net differs → the peer's nsid here
+            from .netns import peernet2id_alloc
+            body.append(nla(IFLA_LINK_NETNSID,
+                            struct.pack("=i", peernet2id_alloc(dev.netns, peer.netns))))
+        body.append(nla_u32(IFLA_LINK, peer.ifindex if alive else 0))
     body += [nla_string(IFLA_QDISC, _qdisc(dev)), nla(IFLA_AF_SPEC, _af_spec(dev)),
              nla(IFLA_MAP, bytes(32)), nla(IFLA_DEVLINK_PORT | NLA_F_NESTED),
              nla(IFLA_DPLL_PIN | NLA_F_NESTED)]
@@ -233,15 +249,25 @@ def dev_open(dev) -> None:
         return
     dev.flags |= IFF_UP
     dev.ever_up = True
+    linkwatch = []
     if dev.kind == "veth":                      # veth_open: carrier only with the peer up
         peer = dev.peer
         if peer is not None and peer.up:
-            dev.set_carrier(True)
+            if dev.set_carrier(True):
+                linkwatch.append(dev)
             if peer.set_carrier(True):
-                rtmsg_ifinfo(peer)
+                linkwatch.append(peer)
     elif dev.kind == "bridge":
         _bridge_carrier(dev, notify=False)
-    rtmsg_ifinfo(dev, change=IFF_UP)
+    # __dev_notify_flags announces the device before linkwatch has seen its new carrier
+    # (netif_carrier_on only queues the event): no RUNNING yet, the old operstate
+    dev.linkwatch_pending = dev in linkwatch
+    try:
+        rtmsg_ifinfo(dev, change=IFF_UP)
+    finally:
+        dev.linkwatch_pending = False
+    for d in linkwatch:                         # linkwatch_do_dev → netdev_state_change
+        rtmsg_ifinfo(d)
     _notifiers("NETDEV_UP", dev)
     from . import addr
     addr.netdev_up(dev)
@@ -255,7 +281,9 @@ def dev_close(dev) -> None:
     if dev.kind == "veth":
         dev.set_carrier(False)
         peer = dev.peer
-        if peer is not None and peer.set_carrier(False):
+        # (a device leaving for another namespace has linkwatch tell of the peer afterwards)
+        if peer is not None and not getattr(dev, "defer_peer_carrier", False) \
+                and peer.set_carrier(False):
             rtmsg_ifinfo(peer)
     rtmsg_ifinfo(dev, change=IFF_UP)
     _notifiers("NETDEV_DOWN", dev)
@@ -623,14 +651,18 @@ def _register(links, dev, ifindex: int = 0) -> None:
         raise LinkError(-E.EEXIST)
     if ifindex and links.by_index(ifindex) is not None:
         raise LinkError(-E.EBUSY)
-    links.register(dev, ifindex)
+    links.register(dev, ifindex, reserve=bool(ifindex))   # dev_index_reserve: xa_insert
     if dev.kind != "bond":                      # bonds were set up before bond_changelink
         from devices import registry
         registry.setup_device(dev, {})
 
 
 def rtnl_newlink_create(req, m: _Msg, kind: str, data_ra) -> Reply:
-    links = req.netns.links
+    try:                              # `ip link add … netns PID`: made in that namespace
+        dest = target_net(req, m) or req.netns
+    except LinkError as e:
+        return e.reply()
+    links = dest.links
     name = m.name()
     if name is not None and not _valid_name(name):
         return Reply(-E.EINVAL)
@@ -645,7 +677,7 @@ def rtnl_newlink_create(req, m: _Msg, kind: str, data_ra) -> Reply:
         if kind == "bond":
             from bonding.rtnl import OptError, bond_changelink
             from devices.registry import setup_device
-            dev.netns = req.netns
+            dev.netns = dest
             setup_device(dev, {"mode": "balance-rr"})
             if data_ra is not None:
                 data, err = _bond_data(m, data_ra)
@@ -668,12 +700,15 @@ def rtnl_newlink_create(req, m: _Msg, kind: str, data_ra) -> Reply:
                         peer_name = peer_m.name()
             if peer_name is not None and not _valid_name(peer_name):
                 return Reply(-E.EINVAL)
-            peer = _new_device("veth", peer_name or _alloc_name(links, "veth%d"))
+            # the peer's own IFLA_NET_NS_PID puts it in another namespace (veth_newlink)
+            peer_net = (target_net(req, peer_m) if peer_m is not None else None) or req.netns
+            peer_links = peer_net.links
+            peer = _new_device("veth", peer_name or _alloc_name(peer_links, "veth%d"))
             if peer_m is not None:
                 _apply_create_attrs(peer, peer_m)
             # veth_newlink registers the peer first and announces it (IFLA_LINK still 0)
             dev.peer, peer.peer = peer, dev
-            _register(links, peer, peer_m.index if peer_m is not None else 0)
+            _register(peer_links, peer, peer_m.index if peer_m is not None else 0)
             created.append(peer)
             rtmsg_ifinfo(peer, change=0xFFFFFFFF)
         _register(links, dev, m.index)
@@ -694,11 +729,38 @@ def rtnl_newlink_create(req, m: _Msg, kind: str, data_ra) -> Reply:
     return Reply()
 
 
+def target_net(req, m: _Msg):
+    """``rtnl_link_get_net_ifla``: the namespace IFLA_NET_NS_PID names (that of the process's
+    netlink sockets), None without one. A namespace fd (``netns NAME``) names a real
+    namespace, which is none of the emulated ones."""
+    if IFLA_NET_NS_PID in m.tb:
+        from .netns import get_net_ns_by_pid
+        ns = get_net_ns_by_pid(req.kernel, m.u32(IFLA_NET_NS_PID))
+        if ns is None:
+            raise LinkError(-E.ESRCH)
+        return ns
+    if IFLA_NET_NS_FD in m.tb:
+        raise LinkError(-E.EOPNOTSUPP, "xfrmd: a namespace file (netns NAME) cannot name an "
+                        "emulated namespace: give the pid of a process in it (netns PID) or "
+                        "use xfrmd ctl link DEV netns NS")
+    if IFLA_TARGET_NETNSID in m.tb:
+        raise LinkError(-E.EOPNOTSUPP, "xfrmd: IFLA_TARGET_NETNSID is not modelled")
+    return None
+
+
 def do_setlink(req, dev, m: _Msg) -> None:
     """``do_setlink`` in the kernel's order (raises LinkError)."""
     from devices.netdev import IFF_UP
-    if IFLA_NET_NS_PID in m.tb or IFLA_NET_NS_FD in m.tb:
-        raise LinkError(-E.EOPNOTSUPP, "xfrmd: moving links between namespaces is not modelled")
+    tgt_net = target_net(req, m)
+    if tgt_net is not None:
+        from .netns import NetnsError, dev_change_net_namespace
+        new_ifindex = struct.unpack_from("=i", m.buf, m.tb[IFLA_NEW_IFINDEX].start)[0] \
+            if IFLA_NEW_IFINDEX in m.tb else 0
+        try:
+            dev_change_net_namespace(dev, tgt_net, m.name() if IFLA_IFNAME in m.tb else None,
+                                     new_ifindex)
+        except NetnsError as e:
+            raise LinkError(e.errno, e.msg) from None
     if IFLA_ADDRESS in m.tb:
         dev_set_mac_address(dev, m.raw(IFLA_ADDRESS), m.off(IFLA_ADDRESS))
         dev.mac_set = True

@@ -194,3 +194,24 @@ def _links(kernel, ns, request) -> dict:
                     f" carrier={'on' if d.carrier else 'off'}"
                     + (f" master={d.master.name}" if d.master is not None else ""))
     return {"errno": 0, "text": "\n".join(rows) + "\n"}
+
+
+@service("link_netns")
+def _link_netns(kernel, ns, request) -> dict:
+    """``xfrmd ctl link DEV netns NS [name NEWNAME]``: ``dev_change_net_namespace``, as
+    ``ip link set DEV netns NS`` would do (RTM_DELLINK here, RTM_NEWLINK there)."""
+    from .netns import NetnsError, dev_change_net_namespace
+    dev = ns.links.by_name(request.get("dev", ""))
+    if dev is None:
+        return {"errno": E.ENODEV, "error": f"no device {request.get('dev')!r}"}
+    target = kernel.namespaces.get(request.get("target", ""))
+    if target is None:
+        return {"errno": E.ENOENT, "error": f"no namespace {request.get('target')!r}"}
+    from .link import LinkError, dev_change_name
+    try:
+        dev_change_net_namespace(dev, target, request.get("name"))
+        if request.get("name"):                 # as do_setlink's IFLA_IFNAME after the move
+            dev_change_name(dev, request["name"])
+    except (NetnsError, LinkError) as e:
+        return {"errno": -e.errno, "error": e.msg or E.errorcode.get(-e.errno, str(e.errno))}
+    return {"errno": 0, "ifindex": dev.ifindex, "name": dev.name}
