@@ -84,7 +84,7 @@ class Topology:
 
     # -- building ------------------------------------------------------------------------
     def apply(self, kernel) -> None:
-        from devices.netdev import IFF_UP, NetDevice
+        from devices.netdev import IFF_BROADCAST, IFF_NOARP, IFF_UP, NetDevice
         from .rtnl.addr import add_address
         for nspec in self.spec.get("netns", []):
             ns = kernel.netns(nspec.get("name", "default"), create=True)
@@ -103,6 +103,11 @@ class Topology:
                 mac = _mac(d.get("mac"), len(kernel.namespaces), i)
                 dev = NetDevice(d["name"], d["kind"], mtu=d.get("mtu", 1500), address=mac,
                                 driver=DRIVERS.get(d["kind"], d["kind"]))
+                if d["kind"] == "dummy":        # dummy_setup: NOARP, no MULTICAST
+                    dev.flags = IFF_BROADCAST | IFF_NOARP
+                    dev.min_mtu = dev.max_mtu = 0
+                elif d["kind"] == "bond":       # alloc_netdev_mq(…, tx_queues = 16)
+                    dev.num_tx_queues = dev.num_rx_queues = 16
                 dev.nic = d.get("nic", "")
                 dev.options = {k: v for k, v in d.items() if k not in ("name", "kind", "addresses")}
                 links.register(dev)
