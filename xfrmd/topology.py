@@ -144,8 +144,11 @@ class Topology:
                 dev = links.by_name(r["dev"])
                 ns.routes.append({"dst": dst, "dev": dev, "gw": r.get("via"), "src": None,
                                   "proto": 3, "scope": 0})
-            from .rtnl.fib import fib_rebuild     # the FIB from what was put in place
-            fib_rebuild(ns)
+            from .rtnl.fib import addrconf_dev_config, fib_rebuild
+            fib_rebuild(ns)                       # the FIB from what was put in place
+            for dev in links:                     # running devices: addrconf's link-local
+                if dev.up and dev.carrier and dev.kind != "loopback":
+                    addrconf_dev_config(ns, dev)
 
 
 def _attach_driver(dev, spec: dict) -> None:

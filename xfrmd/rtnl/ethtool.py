@@ -30,7 +30,8 @@ def _dev(ns, ifname):
 
 def _drvinfo(dev, buf: bytes) -> bytes:
     version = {"veth": "1.0", "bonding": "6.18.0", "bridge": "2.3"}.get(dev.driver, "6.18.0")
-    fw = {"mlx5_core": "16.35.2000 (MT_0000000008)"}.get(dev.driver, "")
+    # bond_ethtool_get_drvinfo: fw_version is BOND_ABI_VERSION (2)
+    fw = {"mlx5_core": "16.35.2000 (MT_0000000008)", "bonding": "2"}.get(dev.driver, "")
     return (struct.pack("=I", ETHTOOL_GDRVINFO) + dev.driver.encode().ljust(32, b"\0")
             + version.encode().ljust(32, b"\0") + fw.encode().ljust(32, b"\0")
             + dev.bus_info.encode().ljust(32, b"\0") + bytes(32) + bytes(12) + bytes(20))

@@ -336,6 +336,8 @@ def addrconf_dev_config(ns, dev) -> None:
     DAD completes at once here, so each tentative address gets its local route."""
     from .addr import IfAddr, rtmsg_ifa, RTM_NEWADDR, RT_SCOPE_LINK as SCOPE_LINK
     f = fib(ns)
+    if dev.flags & 0x800 or (dev.master is not None and dev.master.kind == "bond"):
+        return          # bond_enslave sets IFF_NO_ADDRCONF before opening a slave
     if dev.kind != "loopback" and dev.ifindex not in f.addrconf_done:
         ll = _eui64_linklocal(dev)
         if ll is not None:

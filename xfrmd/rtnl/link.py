@@ -437,6 +437,7 @@ def _bond_set_carrier(bond_dev) -> None:
         on = on and len(usable) >= max(1, params(bond).min_links)
     if bond_dev.set_carrier(on):
         rtmsg_ifinfo(bond_dev)
+        _notifiers("NETDEV_CHANGE", bond_dev)     # linkwatch: addrconf, IPv6 linkdown
 
 
 def br_add_if(br, dev) -> None:
