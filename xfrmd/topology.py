@@ -111,6 +111,9 @@ class Topology:
                 dev.nic = d.get("nic", "")
                 dev.options = {k: v for k, v in d.items() if k not in ("name", "kind", "addresses")}
                 links.register(dev)
+                if d["kind"] == "bond" and "miimon" not in d and d.get("mode") in (
+                        "802.3ad", "balance-tlb", "balance-alb"):
+                    d = dict(d, miimon=100)         # bond_option_mode_set: miimon 0 → 100
                 if d["kind"] == "netdevsim":
                     nic = nsim_nics.setdefault(d.get("nic", d["name"]), [len(nsim_nics), 0])
                     d = dict(d, nsim_id=nic[0], nsim_port=nic[1])
@@ -130,6 +133,13 @@ class Topology:
                 if d.get("master"):
                     dev, master = devs[d["name"]], devs.get(d["master"])
                     if getattr(master, "bond", None) is not None:
+                        # bond_enslave: a bond without a MAC of its own takes its first
+                        # slave's; every slave takes the bond's (fail_over_mac none)
+                        if not master.bond.slaves and not master.options.get("mac"):
+                            master.address = dev.address
+                        dev.perm_hwaddr = dev.address
+                        dev.original_mtu = dev.mtu
+                        dev.address = master.address
                         master.bond.enslave(dev)
                     else:
                         dev.master = master
