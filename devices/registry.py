@@ -35,6 +35,8 @@ def setup_device(dev, spec: dict) -> None:
         if engine is None:
             engine = _ENGINES[key] = SoeEngine(spec.get("nic", "soe"))
         dev.xfrmdev_ops = SoeIpsec(engine)
+        # airoha_ethtool_get_drvinfo: dev_name() of the one platform device behind the ports
+        dev.bus_info = "1fb50000.ethernet"
         dev.features = NetdevFeatures(
             active=("esp-hw-offload",) if spec.get("esp_hw_offload", True) else (),
             hw=("esp-hw-offload",), kind="airoha-soe")

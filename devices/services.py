@@ -28,6 +28,8 @@ def _nsim_new_device(kernel, ns, path: str, data: str) -> int:
         ns.links.register(dev)
         setup_device(dev, {"nsim_id": dev_id, "nsim_port": p})
         made.append(dev)
+        from xfrmd.rtnl.link import RTM_NEWLINK, rtmsg_ifinfo
+        rtmsg_ifinfo(dev, RTM_NEWLINK, change=0xFFFFFFFF)     # register_netdevice
     existing[dev_id] = made
     ns.nsim_devices = existing
     return 0
@@ -40,8 +42,12 @@ def _nsim_del_device(kernel, ns, path: str, data: str) -> int:
     made = getattr(ns, "nsim_devices", {}).pop(int(words[0]), None)
     if made is None:
         return E.ENOENT
-    for dev in made:
-        ns.links.unregister(dev)
+    # nsim_dev_port_del → unregister_netdevice: closed (NETDEV_DOWN flushes offloaded SAs),
+    # released from a bond, addresses gone, RTM_DELLINK — wherever the port lives now
+    from xfrmd.rtnl.link import unregister_many
+    live = [dev for dev in made if dev.netns is not None]
+    if live:
+        unregister_many(live)
     return 0
 
 

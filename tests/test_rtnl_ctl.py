@@ -82,9 +82,9 @@ default
     link/ether 02:00:00:01:00:04 brd ff:ff:ff:ff:ff:ff
 10: soe2: <BROADCAST,MULTICAST> mtu 1500 qdisc mq state DOWN group default 
     link/ether 02:00:00:01:00:09 brd ff:ff:ff:ff:ff:ff
-Deleted 10: soe2: <BROADCAST,MULTICAST> mtu 1500 qdisc mq state DOWN group default 
+Deleted 10: soe2: <BROADCAST,MULTICAST> mtu 1500 qdisc noop state DOWN group default 
     link/ether 02:00:00:01:00:09 brd ff:ff:ff:ff:ff:ff
-12: soe2: <BROADCAST,MULTICAST> mtu 1500 qdisc mq state DOWN group default 
+12: soe2: <BROADCAST,MULTICAST> mtu 1500 qdisc noop state DOWN group default 
     link/ether 02:00:00:01:00:09 brd ff:ff:ff:ff:ff:ff
 7: nsim0: <BROADCAST,MULTICAST> mtu 1500 qdisc mq state DOWN group default 
     link/ether 02:00:00:01:00:06 brd ff:ff:ff:ff:ff:ff

@@ -97,6 +97,7 @@ class Topology:
                 add_address(lo, "::1", 128)
             devs = {}
             nsim_nics: dict[str, list] = {}     # netdevsim NIC → [device id, next port]
+            mlx5_nics: dict[str, list] = {}     # mlx5 NIC → [next PCI function]
             for i, d in enumerate(nspec.get("device", [])):
                 if d["kind"] == "loopback":
                     continue
@@ -114,6 +115,10 @@ class Topology:
                 if d["kind"] == "bond" and "miimon" not in d and d.get("mode") in (
                         "802.3ad", "balance-tlb", "balance-alb"):
                     d = dict(d, miimon=100)         # bond_option_mode_set: miimon 0 → 100
+                if d["kind"] == "mlx5":             # one PCI function per port of a NIC
+                    nic = mlx5_nics.setdefault(d.get("nic", d["name"]), [0])
+                    d = dict(d, port_no=nic[0])
+                    nic[0] += 1
                 if d["kind"] == "netdevsim":
                     nic = nsim_nics.setdefault(d.get("nic", d["name"]), [len(nsim_nics), 0])
                     d = dict(d, nsim_id=nic[0], nsim_port=nic[1])

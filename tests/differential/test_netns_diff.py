@@ -60,6 +60,9 @@ line ip link del v2
 line inb ip -o link show
 line ip link add w0 type veth peer name w1
 line ip -br link show
+line ip link set w0 up
+line ip link set w1 up
+line ip link del w0
 sleep 0.3
 kill $M $A
 echo "== mona"; cat "$OUT/mona"

@@ -490,6 +490,12 @@ def unregister_many(devs: list) -> None:
     """``unregister_netdevice_many``: close the running ones, let the subsystems let go
     (addresses, SAs, bond/bridge membership), then RTM_DELLINK for each."""
     for dev in devs:
+        # veth_dellink forgets the pair before unregistering it: the close and DELLINK
+        # messages already read IFLA_LINK 0, and no carrier change is announced
+        if dev.kind == "veth" and dev.peer is not None and dev.peer in devs:
+            dev.peer.peer = None
+            dev.peer = None
+    for dev in devs:
         dev_close(dev)
     for dev in devs:
         if dev.master is not None:
@@ -511,6 +517,7 @@ def unregister_many(devs: list) -> None:
         dev.netns.links.unregister(dev)
         dev.netns = None
     for dev, ns in zip(devs, nss):      # a veth end's IFLA_LINK reads 0 once both are gone
+        dev.ever_up = False             # dev_shutdown: noop qdisc in the DELLINK
         ns.kernel.multicast(ns, NETLINK_ROUTE, RTNLGRP_LINK,
                             fill_ifinfo(dev, RTM_DELLINK, 0, 0, change=0xFFFFFFFF))
 
