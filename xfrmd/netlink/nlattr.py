@@ -65,6 +65,12 @@ def validate_nla(buf, ra: RawAttr, pt: NlaPolicy, strict: bool, hdr_offset: int)
         if attrlen > 0 and strict:
             return _fail(-E.EINVAL, "invalid attribute length", hdr_offset, ra, pt)
         return None
+    if pt.type == NLA_STRING:
+        # NLA_STRING: at least one byte; .len is the longest string, a trailing NUL not counted
+        n = attrlen - 1 if attrlen and buf[ra.start + attrlen - 1] == 0 else attrlen
+        if attrlen < 1 or (pt.len and n > pt.len):
+            return _fail(-E.ERANGE, "Attribute failed policy validation", hdr_offset, ra, pt)
+        return None
     minlen = pt.len if pt.len else (fixed or 0)
     if attrlen < minlen:
         # out_err: "Attribute failed policy validation", policy only where one can be dumped

@@ -47,7 +47,7 @@ MAX_ADDR_LEN = 32
 
 # ifla_policy, the part requests use (rtnetlink.c)
 IFLA_POLICY = {
-    IFLA_IFNAME: NlaPolicy("string"), IFLA_ADDRESS: NlaPolicy("binary"),
+    IFLA_IFNAME: NlaPolicy("string", len=IFNAMSIZ - 1), IFLA_ADDRESS: NlaPolicy("binary"),
     IFLA_BROADCAST: NlaPolicy("binary"), IFLA_MTU: NlaPolicy("u32"),
     IFLA_LINK: NlaPolicy("u32"), IFLA_MASTER: NlaPolicy("u32"),
     IFLA_CARRIER: NlaPolicy("u8"), IFLA_TXQLEN: NlaPolicy("u32"),
@@ -443,12 +443,12 @@ def _bond_set_carrier(bond_dev) -> None:
 def br_add_if(br, dev) -> None:
     """``br_add_if`` (bare): the port goes promiscuous and the bridge takes the lowest port
     MAC unless one was set."""
-    if dev.kind == "loopback" or dev is br:
+    if dev.kind == "loopback":
         raise LinkError(-E.EINVAL)
+    if dev.kind == "bridge":                    # also the bridge itself
+        raise LinkError(-E.ELOOP, "Can not enslave a bridge to a bridge")
     if dev.master is not None:
         raise LinkError(-E.EBUSY, "Device is already enslaved")   # br_add_if: rx_handler busy
-    if dev.kind == "bridge":
-        raise LinkError(-E.ELOOP, "Can not enslave a bridge to a bridge")
     dev.master = br
     dev.promiscuity += 1
     dev.allmulti += 1
@@ -716,7 +716,8 @@ def rtnl_newlink_create(req, m: _Msg, kind: str, data_ra) -> Reply:
                 _apply_create_attrs(peer, peer_m)
             # veth_newlink registers the peer first and announces it (IFLA_LINK still 0)
             dev.peer, peer.peer = peer, dev
-            _register(peer_links, peer, peer_m.index if peer_m is not None else 0)
+            # rtnl_newlink_peer: the peer's ifi_index counts only when the device's does
+            _register(peer_links, peer, peer_m.index if peer_m is not None and m.index else 0)
             created.append(peer)
             rtmsg_ifinfo(peer, change=0xFFFFFFFF)
         _register(links, dev, m.index)
@@ -770,6 +771,8 @@ def do_setlink(req, dev, m: _Msg) -> None:
         except NetnsError as e:
             raise LinkError(e.errno, e.msg) from None
     if IFLA_ADDRESS in m.tb:
+        if len(m.raw(IFLA_ADDRESS)) < len(dev.address):
+            raise LinkError(-E.EINVAL)              # validate_linkmsg: no message
         dev_set_mac_address(dev, m.raw(IFLA_ADDRESS), m.off(IFLA_ADDRESS))
         dev.mac_set = True
     if IFLA_MTU in m.tb:
@@ -822,7 +825,7 @@ def _changelink(req, dev, m: _Msg, kind, data_ra) -> Reply | None:
             rtmsg_ifinfo(dev)
         return None
     if kind in ("veth", "dummy"):
-        return None
+        return Reply(-E.EOPNOTSUPP)                 # rtnl_changelink: no ops->changelink
     return Reply(-E.EOPNOTSUPP, "xfrmd: bridge options are not modelled")
 
 
@@ -830,7 +833,7 @@ def _changelink(req, dev, m: _Msg, kind, data_ra) -> Reply | None:
 def rtnl_newlink(req):
     off = req.payload_offset
     if req.hdr.len - 16 < IFINFOMSG.size:
-        return Reply(-E.EINVAL, "Invalid header for link request")
+        return Reply(-E.EINVAL, "Invalid header length")
     m = _Msg(req, off, req.end, req.hdr.offset)
     if m.error is not None:
         return m.error
@@ -875,7 +878,7 @@ def rtnl_newlink(req):
 def rtnl_setlink(req):
     off = req.payload_offset
     if req.hdr.len - 16 < IFINFOMSG.size:
-        return Reply(-E.EINVAL, "Invalid header for link request")
+        return Reply(-E.EINVAL, "Invalid header length")
     m = _Msg(req, off, req.end, req.hdr.offset)
     if m.error is not None:
         return m.error
@@ -885,7 +888,7 @@ def rtnl_setlink(req):
     elif IFLA_IFNAME in m.tb:
         dev = links.by_name(m.name())
     else:
-        return Reply(-E.EINVAL, "Invalid ifindex")  # rtnl_setlink without a device
+        return Reply(-E.EINVAL)                     # rtnl_setlink without a device
     if dev is None:
         return Reply(-E.ENODEV)
     try:
@@ -902,7 +905,7 @@ def rtnl_dellink(req):
     SAs do not block it: NETDEV_UNREGISTER flushes them (xfrm_dev_event)."""
     off = req.payload_offset
     if req.hdr.len - 16 < IFINFOMSG.size:
-        return Reply(-E.EINVAL, "Invalid header for link request")
+        return Reply(-E.EINVAL, "Invalid header length")
     m = _Msg(req, off, req.end, req.hdr.offset)
     if m.error is not None:
         return m.error
