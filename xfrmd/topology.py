@@ -17,7 +17,7 @@ KINDS = ("loopback", "dummy", "veth", "bridge", "bond", "netdevsim", "mlx5", "ai
 DRIVERS = {"dummy": "dummy", "veth": "veth", "bridge": "bridge", "bond": "bonding",
            "netdevsim": "netdevsim", "mlx5": "mlx5_core", "airoha-soe": "airoha_eth"}
 DEVICE_KEYS = {"name", "kind", "nic", "mac", "up", "carrier", "mtu", "addresses", "master",
-               "peer", "mode", "xmit_hash_policy", "miimon", "lacp_rate", "ad_select",
+               "peer", "peer_netns", "mode", "xmit_hash_policy", "miimon", "lacp_rate", "ad_select",
                "lag_model", "capabilities", "esp_hw_offload"}
 
 
@@ -78,9 +78,37 @@ class Topology:
                 m = d.get("master")
                 if m and m not in names:
                     self._fail(f"device {d['name']!r}: master {m!r} does not exist", f'"{m}"')
+            for d in ns.get("device", []):
+                if ("peer" in d or "peer_netns" in d) and d.get("kind") != "veth":
+                    self._fail(f"device {d['name']!r}: only a veth has a peer", '"peer')
             for r in ns.get("route", []):
                 if r.get("dev") and r["dev"] not in names:
                     self._fail(f"route: device {r['dev']!r} does not exist", f'"{r["dev"]}"')
+
+        self._validate_veth_pairs(nss)
+
+    def _validate_veth_pairs(self, nss) -> None:
+        """``peer = "NAME"`` (``peer_netns = "NS"`` for the other end in another namespace)
+        names the other end, a veth defined there; each end has one peer."""
+        veths = {(n.get("name", "default"), d["name"]): d for n in nss
+                 for d in n.get("device", []) if d.get("kind") == "veth"}
+        taken: dict = {}
+        for (nsname, name), d in veths.items():
+            if "peer" not in d:
+                continue
+            other = (d.get("peer_netns", nsname), d["peer"])
+            if other not in veths:
+                self._fail(f"device {name!r}: peer {other[1]!r} is not a veth of namespace "
+                           f"{other[0]!r}", f'"{d["peer"]}"')
+            if other == (nsname, name):
+                self._fail(f"device {name!r}: a veth cannot be its own peer", f'"{d["peer"]}"')
+            back = veths[other]
+            if "peer" in back and (back.get("peer_netns", other[0]), back["peer"]) != (nsname, name):
+                self._fail(f"device {other[1]!r}: its peer is not {name!r}", f'"{back["peer"]}"')
+            for end in ((nsname, name), other):
+                if taken.get(end, (nsname, name)) not in ((nsname, name), other):
+                    self._fail(f"device {end[1]!r} is the peer of two veths", f'"{d["peer"]}"')
+                taken[end] = (nsname, name)
 
     # -- building ------------------------------------------------------------------------
     def apply(self, kernel) -> None:
@@ -131,6 +159,13 @@ class Topology:
                     dev.flags |= IFF_UP
                     dev.ever_up = True
                 dev.carrier = d.get("carrier", True)
+                if d.get("kind") == "veth":
+                    from .rtnl.link import VETH_QUEUES
+                    dev.num_tx_queues = dev.num_rx_queues = VETH_QUEUES
+                    if d.get("peer") or any(o.get("peer") == d["name"] for o in _all_veths(
+                            self.spec, nspec.get("name", "default"))):
+                        dev.carrier = True
+                        dev.set_carrier(False)      # veth_newlink; on once both ends are up
                 for a in d.get("addresses", []):
                     iface = ipaddress.ip_interface(a)
                     add_address(dev, str(iface.ip), iface.network.prefixlen)
@@ -164,6 +199,34 @@ class Topology:
             for dev in links:                     # running devices: addrconf's link-local
                 if dev.up and dev.carrier and dev.kind != "loopback":
                     addrconf_dev_config(ns, dev)
+        self._pair_veths(kernel)
+
+    def _pair_veths(self, kernel) -> None:
+        """Join the veth ends named by ``peer`` (across namespaces too); a pair whose ends
+        are both up gets its carrier (veth_open) and addrconf."""
+        from .rtnl.fib import addrconf_dev_config, fib
+        for nspec in self.spec.get("netns", []):
+            nsname = nspec.get("name", "default")
+            for d in nspec.get("device", []):
+                if d.get("kind") != "veth" or "peer" not in d:
+                    continue
+                dev = kernel.namespaces[nsname].links.by_name(d["name"])
+                peer = kernel.namespaces[d.get("peer_netns", nsname)].links.by_name(d["peer"])
+                dev.peer, peer.peer = peer, dev
+                if dev.up and peer.up:
+                    for end in (peer, dev):
+                        end.set_carrier(True)
+                        fib(end.netns).carrier_seen[end.ifindex] = True
+                        addrconf_dev_config(end.netns, end)
+
+
+def _all_veths(spec: dict, nsname: str):
+    """The veth specs of every namespace that name a peer in ``nsname``."""
+    for n in spec.get("netns", []):
+        for d in n.get("device", []):
+            if d.get("kind") == "veth" and "peer" in d and \
+                    d.get("peer_netns", n.get("name", "default")) == nsname:
+                yield d
 
 
 def _attach_driver(dev, spec: dict) -> None:
