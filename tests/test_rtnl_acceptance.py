@@ -335,7 +335,7 @@ def test_pyroute2_iproute_dump_of_links_and_addresses(tmp_path):
 
 
 NSIM_SCRIPT = r"""ip monitor link > "$OUT/mon" 2>&1 & M=$!
-sleep 0.5
+sleep 1
 echo "1 2" > /sys/bus/netdevsim/new_device; echo "== $?"
 ls /sys/bus/netdevsim/devices
 ip -br link show
@@ -349,7 +349,7 @@ cat /sys/kernel/debug/netdevsim/netdevsim1/ports/0/ipsec | head -1
 echo "1" > /sys/bus/netdevsim/del_device; echo "== $?"
 ip xfrm state; echo "== states $?"
 ip -br link show
-sleep 0.3; kill $M
+sleep 1; kill $M
 echo "== mon"; cat "$OUT/mon"
 """
 
@@ -430,12 +430,12 @@ ip xfrm state add proto esp src 192.0.2.1 dst 192.0.2.3 spi 0x11 mode transport 
 ip xfrm state | grep -E "^src|offload"
 head -1 /sys/kernel/debug/netdevsim/netdevsim0/ports/0/ipsec
 ip xfrm monitor > "$OUT/xmon" 2>&1 & M=$!
-sleep 0.3
+sleep 1
 ip link del bond0; echo "== $?"
 ip xfrm state | grep -E "^src|offload"; echo "== $?"
 head -1 /sys/kernel/debug/netdevsim/netdevsim0/ports/0/ipsec
 ip -br link
-sleep 0.3; kill $M; echo "== xmon"; cat "$OUT/xmon"
+sleep 1; kill $M; echo "== xmon"; cat "$OUT/xmon"
 """
 
 DELSA_OUT = """\

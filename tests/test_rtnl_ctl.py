@@ -14,7 +14,7 @@ import pytest
 SCRIPT = r'''
 C="$PY -m xfrmd.cli ctl"
 ip monitor link > "$OUT/mon" 2>&1 & M=$!
-sleep 0.5
+sleep 1
 $C link eth2 carrier off; echo "== $?"
 ip -o link show eth2
 $C link eth2 carrier on; echo "== $?"
@@ -25,7 +25,7 @@ $C netns add c; echo "== $?"
 $C netns add c; echo "== $?"
 $C netns list
 XFRMD_NETNS=c ip monitor link > "$OUT/monc" 2>&1 & MC=$!
-sleep 0.5
+sleep 1
 $C link nsim0 netns c; echo "== $?"
 XFRMD_NETNS=c ip -o link
 $C link dummy0 netns c name d9; echo "== $?"
@@ -36,7 +36,7 @@ kill $MC
 $C netns del c; echo "== $?"
 $C netns list
 $C links
-sleep 0.3
+sleep 1
 kill $M
 echo "== mon"; cat "$OUT/mon"
 echo "== monc"; cat "$OUT/monc"
@@ -138,8 +138,8 @@ def test_ip_d_monitor_and_netns_list_id_get_their_nsid_answers(tmp_path):
     namespace is none of the emulated ones, so the answer is NETNSA_NSID_NOT_ASSIGNED and ip
     goes on; ip netns list-id dumps the ids this namespace gave."""
     _need_ip()
-    script = ('ip -d monitor link > "$OUT/m" 2>&1 & M=$!; sleep 0.5; '
-              'ip link add v0 type veth peer name v1; sleep 0.3; kill $M; cat "$OUT/m"; '
+    script = ('ip -d monitor link > "$OUT/m" 2>&1 & M=$!; sleep 1; '
+              'ip link add v0 type veth peer name v1; sleep 1; kill $M; cat "$OUT/m"; '
               'ip netns list-id; echo "== $?"')
     env = dict(os.environ, OUT=str(tmp_path))
     p = subprocess.run([sys.executable, "-m", "xfrmd.cli", "run", "--topology", "bare", "--",

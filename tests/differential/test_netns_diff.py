@@ -32,7 +32,7 @@ if [ -n "$REAL" ]; then unshare -n ip monitor link > "$OUT/monb" 2>&1 &
 else XFRMD_NETNS=b ip monitor link > "$OUT/monb" 2>&1 & fi
 M=$!
 ip monitor link > "$OUT/mona" 2>&1 & A=$!
-sleep 0.5
+sleep 1
 line ip link set v1 netns $M
 line ip -o link show
 line inb ip -o link show
@@ -63,7 +63,7 @@ line ip -br link show
 line ip link set w0 up
 line ip link set w1 up
 line ip link del w0
-sleep 0.3
+sleep 1
 kill $M $A
 echo "== mona"; cat "$OUT/mona"
 echo "== monb"; cat "$OUT/monb"
@@ -138,7 +138,7 @@ def test_raw_attributes_of_a_veth_across_namespaces(tmp_path):
     script.write_text(
         'if [ -n "$REAL" ]; then unshare -n sleep 5 >/dev/null 2>&1 &\n'
         'else XFRMD_NETNS=b ip monitor link > /dev/null 2>&1 & fi\n'
-        "M=$!; sleep 0.5\n"
+        "M=$!; sleep 1\n"
         "ip link add v0 type veth peer name v1 netns $M && ip link set v0 mtu 1400 && "
         f"{sys.executable} {prog}\nkill $M\n")
     res = []

@@ -102,15 +102,98 @@ def _linkinfo(dev, cap_net_admin: bool) -> bytes | None:
             from bonding.rtnl import bond_fill_info
             parts.append(nla(IFLA_INFO_DATA, bond_fill_info(dev.bond, cap_net_admin)))
         elif kind == "bridge":
-            parts.append(nla(IFLA_INFO_DATA, BRIDGE_INFO_DATA))
+            parts.append(nla(IFLA_INFO_DATA, br_fill_info(dev)))
     master = dev.master
     if master is not None and getattr(master, "bond", None) is not None:
         from bonding.rtnl import bond_fill_slave_info
         parts.append(nla_string(IFLA_INFO_SLAVE_KIND, "bond"))
         parts.append(nla(IFLA_INFO_SLAVE_DATA, bond_fill_slave_info(master.bond, dev)))
+    elif master is not None and master.kind == "bridge":
+        parts.append(nla_string(IFLA_INFO_SLAVE_KIND, "bridge"))
+        parts.append(nla(IFLA_INFO_SLAVE_DATA, br_port_fill_attrs(master, dev)))
     if not parts:
         return None
     return nla(IFLA_LINKINFO, b"".join(parts))
+
+
+# IFLA_BR_BRIDGE_ID / IFLA_BR_ROOT_ID in the captured br_fill_info: 8-byte ifla_bridge_id
+_BR_ID_AT = [BRIDGE_INFO_DATA.index(bytes.fromhex(h)) + 4
+             for h in ("0c000b008000", "0c000a008000")]
+
+
+def _bridge_id(br) -> bytes:
+    """``br->bridge_id``: priority 0x8000, then the address br_stp_recalculate_bridge_id
+    chose (zero until a port came or an address was set)."""
+    return b"\x80\x00" + getattr(br, "bridge_id", bytes(6))
+
+
+def br_fill_info(br) -> bytes:
+    """``br_fill_info`` of a bare bridge (STP off, defaults) with its bridge id; the timers
+    read 0."""
+    data = bytearray(BRIDGE_INFO_DATA)
+    for at in _BR_ID_AT:
+        data[at:at + 8] = _bridge_id(br)
+    return bytes(data)
+
+
+# IFLA_BRPORT_* (if_link.h)
+(BRPORT_STATE, BRPORT_PRIORITY, BRPORT_COST, BRPORT_MODE, BRPORT_GUARD, BRPORT_PROTECT,
+ BRPORT_FAST_LEAVE, BRPORT_LEARNING, BRPORT_UNICAST_FLOOD, BRPORT_PROXYARP,
+ BRPORT_PROXYARP_WIFI, BRPORT_ROOT_ID, BRPORT_BRIDGE_ID, BRPORT_DESIGNATED_PORT,
+ BRPORT_DESIGNATED_COST, BRPORT_ID, BRPORT_NO, BRPORT_TOPOLOGY_CHANGE_ACK,
+ BRPORT_CONFIG_PENDING, BRPORT_MESSAGE_AGE_TIMER, BRPORT_FORWARD_DELAY_TIMER,
+ BRPORT_HOLD_TIMER, BRPORT_MULTICAST_ROUTER, BRPORT_MCAST_FLOOD, BRPORT_MCAST_TO_UCAST,
+ BRPORT_VLAN_TUNNEL, BRPORT_BCAST_FLOOD, BRPORT_GROUP_FWD_MASK, BRPORT_NEIGH_SUPPRESS,
+ BRPORT_ISOLATED, BRPORT_MRP_RING_OPEN, BRPORT_MRP_IN_OPEN, BRPORT_MCAST_EHT_HOSTS_LIMIT,
+ BRPORT_MCAST_EHT_HOSTS_CNT, BRPORT_LOCKED, BRPORT_MAB, BRPORT_MCAST_N_GROUPS,
+ BRPORT_MCAST_MAX_GROUPS, BRPORT_NEIGH_VLAN_SUPPRESS) = (
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 25, 27, 28,
+    29, 30, 31, 32, 33, 35, 36, 37, 38, 39, 40, 41, 42, 43)
+BR_STATE_DISABLED, BR_STATE_FORWARDING = 0, 3
+
+
+def _port_cost(dev) -> int:
+    """``port_cost``: from the ethtool speed (10G: 2, faster: 1, unknown or none: 100)."""
+    from xfrmd.genl.ethtool import _LINK_KSETTINGS, _bond_speed
+    ks = _LINK_KSETTINGS.get(dev.kind)
+    if ks is None:
+        return 100
+    speed = _bond_speed(dev)[0] if dev.kind == "bond" else ks[1]
+    table = {10000: 2, 5000: 3, 2500: 4, 1000: 4, 100: 19, 10: 100, 0xFFFFFFFF: 100}
+    if speed in table:
+        return table[speed]
+    return 1 if speed > 10000 else 100
+
+
+def br_port_fill_attrs(br, p) -> bytes:
+    """``br_port_fill_attrs`` for a port of a bare bridge: STP off, so a running port of a
+    running bridge forwards and any other is disabled; defaults for the rest (learning and
+    flooding on, EHT hosts limit 512); timers and multicast group counts read 0."""
+    from netlink_codec.netlink import nla_u64
+    state = BR_STATE_FORWARDING if br.up and p.up and p.carrier else BR_STATE_DISABLED
+    no = getattr(p, "br_port_no", 1)
+    port_id = (0x20 << 10) | no                  # br_make_port_id(priority 0x20, no)
+    bid = _bridge_id(br)
+    u8 = nla_u8
+    return b"".join([
+        u8(BRPORT_STATE, state), nla_u16(BRPORT_PRIORITY, 0x20),
+        nla_u32(BRPORT_COST, getattr(p, "br_port_cost", 100)),
+        u8(BRPORT_MODE, 0), u8(BRPORT_GUARD, 0), u8(BRPORT_PROTECT, 0),
+        u8(BRPORT_FAST_LEAVE, 0), u8(BRPORT_MCAST_TO_UCAST, 0), u8(BRPORT_LEARNING, 1),
+        u8(BRPORT_UNICAST_FLOOD, 1), u8(BRPORT_MCAST_FLOOD, 1), u8(BRPORT_BCAST_FLOOD, 1),
+        u8(BRPORT_PROXYARP, 0), u8(BRPORT_PROXYARP_WIFI, 0),
+        nla(BRPORT_ROOT_ID, bid), nla(BRPORT_BRIDGE_ID, bid),
+        nla_u16(BRPORT_DESIGNATED_PORT, port_id), nla_u16(BRPORT_DESIGNATED_COST, 0),
+        nla_u16(BRPORT_ID, port_id), nla_u16(BRPORT_NO, no),
+        u8(BRPORT_TOPOLOGY_CHANGE_ACK, 0), u8(BRPORT_CONFIG_PENDING, 0),
+        u8(BRPORT_VLAN_TUNNEL, 0), nla_u16(BRPORT_GROUP_FWD_MASK, 0),
+        u8(BRPORT_NEIGH_SUPPRESS, 0), u8(BRPORT_ISOLATED, 0), u8(BRPORT_LOCKED, 0),
+        u8(BRPORT_MAB, 0), u8(BRPORT_MRP_RING_OPEN, 0), u8(BRPORT_MRP_IN_OPEN, 0),
+        u8(BRPORT_NEIGH_VLAN_SUPPRESS, 0),
+        nla_u64(BRPORT_MESSAGE_AGE_TIMER, 0), nla_u64(BRPORT_FORWARD_DELAY_TIMER, 0),
+        nla_u64(BRPORT_HOLD_TIMER, 0), u8(BRPORT_MULTICAST_ROUTER, 1),
+        nla_u32(BRPORT_MCAST_EHT_HOSTS_LIMIT, 512), nla_u32(BRPORT_MCAST_EHT_HOSTS_CNT, 0),
+        nla_u32(BRPORT_MCAST_N_GROUPS, 0), nla_u32(BRPORT_MCAST_MAX_GROUPS, 0)])
 
 
 def fill_ifinfo(dev, msg_type: int, seq: int, portid: int, flags: int = 0, *, change: int = 0,
@@ -340,6 +423,8 @@ def dev_set_mac_address(dev, mac: bytes, offset=None) -> None:
         return
     dev.address = mac
     dev.addr_random = False
+    if dev.kind == "bridge":                    # br_set_mac_address → br_stp_change_bridge_id
+        dev.bridge_id = mac
     rtmsg_ifinfo(dev)
     _notifiers("NETDEV_CHANGEADDR", dev)
 
@@ -449,13 +534,26 @@ def br_add_if(br, dev) -> None:
         raise LinkError(-E.ELOOP, "Can not enslave a bridge to a bridge")
     if dev.master is not None:
         raise LinkError(-E.EBUSY, "Device is already enslaved")   # br_add_if: rx_handler busy
+    used = {getattr(d, "br_port_no", 0) for d in br.netns.links if d.master is br}
+    no = 1
+    while no in used:                           # find_portno: the lowest free number
+        no += 1
+    dev.br_port_no = no
+    dev.br_port_cost = _port_cost(dev)          # new_nbp → port_cost
     dev.master = br
     dev.promiscuity += 1
     dev.allmulti += 1
     rtmsg_ifinfo(dev)
+    _br_set_gso_limits(br)
     _bridge_mac(br)
     _bridge_carrier(br)
     _notifiers("NETDEV_CHANGEUPPER", dev, upper=br, linking=True)
+
+
+def _br_set_gso_limits(br) -> None:
+    """``br_set_gso_limits``: the smallest tso_max_size of the ports (TSO_MAX_SIZE without)."""
+    ports = [d for d in br.netns.links if d.master is br]
+    br.tso_max_size = min([524280] + [p.tso_max_size for p in ports])
 
 
 def br_del_if(br, dev) -> None:
@@ -463,6 +561,7 @@ def br_del_if(br, dev) -> None:
     dev.promiscuity = max(0, dev.promiscuity - 1)
     dev.allmulti = max(0, dev.allmulti - 1)
     rtmsg_ifinfo(dev)
+    _br_set_gso_limits(br)
     _bridge_mac(br)
     _bridge_carrier(br)
     _notifiers("NETDEV_CHANGEUPPER", dev, upper=br, linking=False)
@@ -478,9 +577,11 @@ def _bridge_mac(br) -> None:
             br.mtu = mtu
             rtmsg_ifinfo(br)
     if getattr(br, "mac_set", False):
+        br.bridge_id = br.address
         return
     ports = [d.address for d in ports]
     new = min(ports) if ports else bytes(6)
+    br.bridge_id = new
     if new != br.address:
         br.address = new
         rtmsg_ifinfo(br)
