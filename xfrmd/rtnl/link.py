@@ -3,7 +3,7 @@
 and the RTNLGRP_LINK notifications every change sends.
 
 Kinds that can be created: dummy, veth (pair in one namespace), bridge (bare: no STP, no VLANs,
-ports without bridge_slave data) and bond (options through IFLA_INFO_DATA, bonding/rtnl.py)."""
+ports with their bridge_slave data) and bond (options through IFLA_INFO_DATA, bonding/rtnl.py)."""
 from __future__ import annotations
 
 import errno as E
