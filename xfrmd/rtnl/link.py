@@ -2,7 +2,7 @@
 ``do_setlink``, ``rtnl_dellink``, ``rtnl_getlink``, ``rtnl_dump_ifinfo``, ``rtnl_fill_ifinfo``)
 and the RTNLGRP_LINK notifications every change sends.
 
-Kinds that can be created: dummy, veth (pair in one namespace), bridge (bare: no STP, no VLANs,
+Kinds that can be created: dummy, veth (a pair, also across namespaces: netns.py), bridge (bare: no STP, no VLANs,
 ports with their bridge_slave data) and bond (options through IFLA_INFO_DATA, bonding/rtnl.py)."""
 from __future__ import annotations
 
