@@ -439,6 +439,15 @@ class Server:
             return None
         if kind == T.F_BIND_AUTO:
             return self._bind_auto(sock, conn, *struct.unpack_from("=II", payload))
+        if kind == T.F_NETNS_FD:
+            # `ip link set DEV netns NAME` opened /var/run/netns/NAME: the shim says which
+            # emulated namespace that fd stands for, ahead of the request that carries it
+            fd = struct.unpack_from("=I", payload)[0]
+            name = payload[4:].split(b"\0", 1)[0].decode("utf-8", "replace")
+            if sock.netns_fds is None:
+                sock.netns_fds = {}
+            sock.netns_fds[fd] = name
+            return None
         if kind == T.F_RELEASE:
             # close() of the emulated socket (netlink_release); the shim keeps the connection
             # for its next socket(), whose HELLO follows

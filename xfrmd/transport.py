@@ -6,7 +6,7 @@ import os
 import struct
 
 from .netlink.socket import (F_ANSWER, F_AUTOBIND, F_BIND, F_BIND_AUTO, F_BIND_REPLY, F_HELLO,  # noqa: F401
-                             F_QUERY, F_SYNC, F_SYNC_REPLY, F_BATCH, F_RELEASE,
+                             F_QUERY, F_SYNC, F_SYNC_REPLY, F_BATCH, F_RELEASE, F_NETNS_FD,
                              F_RECVD, F_SETSOCKOPT, F_SOCK_ERROR, FRAME, PROTOCOL_VERSION)
 
 SERVICE_PROTOCOL = 0xFFFFFFFF

@@ -47,6 +47,7 @@
 #define F_SYNC_REPLY 0x83
 #define F_BATCH 8          /* several records in one: u32 length + record, repeated */
 #define F_RELEASE 9        /* close() of the emulated socket; the connection is kept for reuse */
+#define F_NETNS_FD 10      /* u32 fd + name: that fd of this process is emulated namespace NAME */
 #define F_QUERY 16
 #define F_BIND_REPLY 0x81
 #define F_SOCK_ERROR 0x82
@@ -87,6 +88,20 @@ struct nlsock {
 static struct nlsock *nltab[MAXFD];
 static void release(int fd);
 static unsigned fork_gen;                /* forks seen while netlink sockets were live */
+/* placeholder fds of emulated namespaces (netns_open) */
+#define NSFDS 16
+static struct { int fd; char name[64]; } nsfds[NSFDS];
+static int nsfd_n;
+static pthread_mutex_t nsfd_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void nsfd_forget(int fd)
+{
+    if (!nsfd_n) return;
+    pthread_mutex_lock(&nsfd_lock);
+    for (int i = 0; i < nsfd_n; i++)
+        if (nsfds[i].fd == fd) { nsfds[i] = nsfds[--nsfd_n]; break; }
+    pthread_mutex_unlock(&nsfd_lock);
+}
 static int max_nlfd = -1;                /* highest fd that ever held a netlink socket */
 
 /* Optimistic autobind (docs/protocol.md, F_BIND_AUTO): once this process has had one
@@ -779,6 +794,18 @@ static ssize_t nl_send(int fd, struct nlsock *s, const struct iovec *iov, size_t
     uint32_t first; memcpy(&first, buf, 4);
     ssize_t r = (ssize_t)total;
     if (first != 0) {
+        if (nsfd_n) {
+            pthread_mutex_lock(&nsfd_lock);
+            for (int i = 0; i < nsfd_n; i++) {
+                char fr[8 + 4 + 64];
+                struct frame f = { 0, PROTO_VERSION, F_NETNS_FD };
+                uint32_t nfd = (uint32_t)nsfds[i].fd;
+                size_t nl = strlen(nsfds[i].name) + 1;
+                memcpy(fr, &f, 8); memcpy(fr + 8, &nfd, 4); memcpy(fr + 12, nsfds[i].name, nl);
+                queue_record(s, fr, 12 + nl);
+            }
+            pthread_mutex_unlock(&nsfd_lock);
+        }
         r = flush_with(fd, s, buf, total, flags & MSG_DONTWAIT) < 0 ? -1 : (ssize_t)total;
         if (r < 0 && (errno == EPIPE || errno == ECONNRESET)) server_gone(fd, &s->gone, "send");
         if (r >= 0) { s->sent++; count_requests(s, (const unsigned char *)buf, total); }
@@ -1028,6 +1055,7 @@ static int share(int fd, int nfd)
 int close(int fd)
 {
     load_all();
+    nsfd_forget(fd);
     struct nlsock *s = nl_of(fd);
     if (s && s->refs == 1) {
         s->outlen = 0; s->outn = 0;          /* never sent: the server need not hear of it */
@@ -1516,6 +1544,34 @@ static int virtual_open(const char *path, int flags)
     return fd;
 }
 
+/* ---- `ip link set DEV netns NAME`: ip opens /var/run/netns/NAME and sends the fd
+ * (IFLA_NET_NS_FD). For an emulated namespace the shim hands out a placeholder fd and, with
+ * every datagram while it is open, tells the server which namespace that fd number is
+ * (F_NETNS_FD). Names the server does not know are real namespaces: opened as usual. */
+static int netns_open(const char *path, int flags)
+{
+    const char *name = NULL;
+    if (!path) return -2;
+    if (!strncmp(path, "/var/run/netns/", 15)) name = path + 15;
+    else if (!strncmp(path, "/run/netns/", 11)) name = path + 11;
+    if (!name || !*name || strchr(name, '/') || strlen(name) >= sizeof nsfds[0].name) return -2;
+    char a[8192], pat[80];
+    if (service_query("{\"op\":\"netns_list\"}", a, sizeof a) < 0) return -2;
+    snprintf(pat, sizeof pat, "\"%s\"", name);
+    const char *list = json_find(a, "namespaces");
+    if (!list || !strstr(list, pat)) return -2;
+    pthread_mutex_lock(&nsfd_lock);
+    if (nsfd_n >= NSFDS) { pthread_mutex_unlock(&nsfd_lock); errno = EMFILE; return -1; }
+    int fd = memfd_create("xfrmd-netns", (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);
+    if (fd >= 0) {
+        nsfds[nsfd_n].fd = fd;
+        snprintf(nsfds[nsfd_n].name, sizeof nsfds[nsfd_n].name, "%s", name);
+        nsfd_n++;
+    }
+    pthread_mutex_unlock(&nsfd_lock);
+    return fd;
+}
+
 int open(const char *path, int flags, ...)
 {
     load_all();
@@ -1523,6 +1579,8 @@ int open(const char *path, int flags, ...)
     mode_t mode = (flags & (O_CREAT | O_TMPFILE)) ? va_arg(ap, mode_t) : 0;
     va_end(ap);
     if (is_virtual(path)) return virtual_open(path, flags);
+    int nfd = netns_open(path, flags);
+    if (nfd != -2) return nfd;
     return real_open(path, flags, mode);
 }
 
@@ -1533,6 +1591,8 @@ int open64(const char *path, int flags, ...)
     mode_t mode = (flags & (O_CREAT | O_TMPFILE)) ? va_arg(ap, mode_t) : 0;
     va_end(ap);
     if (is_virtual(path)) return virtual_open(path, flags);
+    int nfd = netns_open(path, flags);
+    if (nfd != -2) return nfd;
     return real_open64(path, flags, mode);
 }
 
@@ -1543,6 +1603,8 @@ int openat(int dirfd, const char *path, int flags, ...)
     mode_t mode = (flags & (O_CREAT | O_TMPFILE)) ? va_arg(ap, mode_t) : 0;
     va_end(ap);
     if (is_virtual(path)) return virtual_open(path, flags);
+    int nfd = netns_open(path, flags);
+    if (nfd != -2) return nfd;
     return real_openat(dirfd, path, flags, mode);
 }
 

@@ -20,6 +20,7 @@ F_BIND_AUTO = 6       # autobind to the port id the shim predicted; BIND_REPLY o
 F_SYNC, F_SYNC_REPLY = 7, 0x83   # a mark after everything earlier requests produced
 F_BATCH = 8           # several records in one: u32 length + record, repeated
 F_RELEASE = 9         # close() of the emulated socket; the connection awaits a new HELLO
+F_NETNS_FD = 10       # u32 fd + name: the sender's fd NUMBER is emulated namespace NAME
 F_QUERY = 16
 F_BIND_REPLY, F_SOCK_ERROR, F_ANSWER = 0x81, 0x82, 0x90
 
@@ -67,6 +68,7 @@ class NetlinkSocket:
     closed: bool = False
     id: int = 0                   # unique per kernel, for logs and traces
     client_ino: int = 0           # inode of the shim's end of the connection (found again after exec)
+    netns_fds: dict | None = None # fd → emulated namespace name, for IFLA_NET_NS_FD (F_NETNS_FD)
 
     def queue(self, datagram: bytes) -> None:
         """Unicast delivery: always queued (the kernel blocks or drops; we never lose answers)."""

@@ -850,9 +850,14 @@ def target_net(req, m: _Msg):
             raise LinkError(-E.ESRCH)
         return ns
     if IFLA_NET_NS_FD in m.tb:
-        raise LinkError(-E.EOPNOTSUPP, "xfrmd: a namespace file (netns NAME) cannot name an "
-                        "emulated namespace: give the pid of a process in it (netns PID) or "
-                        "use xfrmd ctl link DEV netns NS")
+        from .netns import get_net_ns_by_fd
+        ns = get_net_ns_by_fd(req, m.u32(IFLA_NET_NS_FD))
+        if ns is None:
+            raise LinkError(-E.EOPNOTSUPP, "xfrmd: this namespace file names no emulated "
+                            "namespace (a real one, or opened without the shim): use netns NAME "
+                            "of an emulated namespace under the shim, netns PID, or xfrmd ctl "
+                            "link DEV netns NS")
+        return ns
     if IFLA_TARGET_NETNSID in m.tb:
         raise LinkError(-E.EOPNOTSUPP, "xfrmd: IFLA_TARGET_NETNSID is not modelled")
     return None

@@ -5,8 +5,10 @@
 A process is "in" the emulated namespace its netlink sockets were opened in (XFRMD_NETNS),
 so ``get_net_ns_by_pid`` finds the namespace of a process by its sockets' SO_PEERCRED pid:
 ``ip link set DEV netns PID`` and ``ip link add … peer … netns PID`` work as on Linux. A
-namespace file descriptor (``netns NAME``: IFLA_NET_NS_FD / NETNSA_FD) names a real
-namespace the server cannot see; it is never one of the emulated ones."""
+namespace file descriptor (``netns NAME``: IFLA_NET_NS_FD / NETNSA_FD) is one the shim
+handed out for ``/var/run/netns/NAME`` of an emulated namespace and announced (F_NETNS_FD)
+with the request (``get_net_ns_by_fd``); any other fd names a real namespace the server
+cannot see."""
 from __future__ import annotations
 
 import errno as E
@@ -87,6 +89,13 @@ def net_exit_ids(ns) -> None:
     _ids(ns).clear()
 
 
+def get_net_ns_by_fd(req, fd: int):
+    """``get_net_ns_by_fd``: the emulated namespace the shim said this fd stands for, or
+    None (a real namespace's fd, or not a namespace at all)."""
+    name = (req.sock.netns_fds or {}).get(fd)
+    return req.kernel.namespaces.get(name) if name is not None else None
+
+
 def get_net_ns_by_pid(kernel, pid: int):
     """The emulated namespace of process ``pid``: where its netlink sockets live."""
     for ns in kernel.namespaces.values():
@@ -122,7 +131,7 @@ def rtnl_net_getid(req):
         if peer is None:
             return bad(NETNSA_PID)
     elif NETNSA_FD in tb:
-        peer = None              # a real namespace: never one of the emulated ones
+        peer = get_net_ns_by_fd(req, u32(NETNSA_FD))   # None: a real namespace
     elif NETNSA_NSID in tb:
         peer = _ids(net).get(u32(NETNSA_NSID))
         if peer is None:
