@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from tests.differential.test_rtnl_diff import _norm, run_both
+from tests.differential.test_rtnl_diff import _norm, check_line, line_ids, outputs_fixture
 
 CASES = [
     "ip link add br0 type bridge",
@@ -50,19 +50,12 @@ def _n(text: str) -> str:
     return _norm(_ID.sub("8000.ID", _TIMER.sub("timer X", text)))
 
 
-@pytest.fixture(scope="module")
-def outputs(tmp_path_factory):
-    return run_both(tmp_path_factory, CASES, "bridge")
+outputs = outputs_fixture(CASES, "bridge")
 
 
-@pytest.mark.parametrize("i", range(len(CASES)), ids=[f"{i:02d}" for i in range(len(CASES))])
+@pytest.mark.parametrize("i", range(len(CASES)), ids=line_ids(CASES))
 def test_bridge_line_matches_the_kernel(outputs, i):
-    (rout, rerr), (eout, eerr) = outputs
-    assert len(rout) == len(CASES) + 1 and len(eout) == len(CASES) + 1, eerr
-    real = _n(rout[i].split("\n", 1)[-1] if i else rout[0]) + rout[i + 1].split("\n", 1)[0]
-    emu = _n(eout[i].split("\n", 1)[-1] if i else eout[0]) + eout[i + 1].split("\n", 1)[0]
-    assert emu == real, f"{CASES[i]!r}\n--- kernel\n{real}\n--- xfrmd\n{emu}"
-    assert eerr[i] == rerr[i], f"{CASES[i]!r}: stderr"
+    check_line(outputs, CASES, i, norm=_n)
 
 
 def test_bridge_id_follows_the_lowest_port_then_a_set_address(outputs):

@@ -8,10 +8,9 @@ this kernel: tests/test_rtnl.py covers them against the kernel source.)"""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
-from tests.differential.test_rtnl_diff import XFRMD, RealNetns, _need_tools
+from tests.differential.test_rtnl_diff import _need_tools, run_in_both
 
 CLIENT = r'''
 import json, socket, struct, sys
@@ -131,13 +130,7 @@ def test_bad_link_requests_answer_as_the_kernel(tmp_path):
     _need_tools()
     prog = tmp_path / "client.py"
     prog.write_text(CLIENT)
-    ns = RealNetns()
-    try:
-        real = ns.run([sys.executable, str(prog)])
-    finally:
-        ns.close()
-    emu = subprocess.run(XFRMD + ["run", "--topology", "bare", "--", sys.executable, str(prog)],
-                         capture_output=True, text=True, timeout=120)
+    real, emu = run_in_both([sys.executable, str(prog)])
     assert real.returncode == 0, real.stderr
     assert emu.returncode == 0, emu.stderr
     r, e = json.loads(real.stdout), json.loads(emu.stdout)

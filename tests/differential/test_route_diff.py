@@ -5,12 +5,10 @@ device takes along when it goes down, RTNH_F_LINKDOWN without carrier). A second
 compares the RTM_NEWROUTE / RTM_DELROUTE notifications `ip monitor route` prints."""
 from __future__ import annotations
 
-import subprocess
-import time
-
 import pytest
 
-from tests.differential.test_rtnl_diff import XFRMD, RealNetns, _need_tools, check_line, run_both
+from tests.differential.test_rtnl_diff import (check_line, line_ids, outputs_fixture,
+                                               run_monitor_both)
 
 CASES = [
     "ip link add v0 type veth peer name v1",
@@ -61,12 +59,10 @@ CASES = [
 assert len(CASES) >= 40
 
 
-@pytest.fixture(scope="module")
-def outputs(tmp_path_factory):
-    return run_both(tmp_path_factory, CASES, "route")
+outputs = outputs_fixture(CASES, "route")
 
 
-@pytest.mark.parametrize("i", range(len(CASES)), ids=[f"{i:02d}" for i in range(len(CASES))])
+@pytest.mark.parametrize("i", range(len(CASES)), ids=line_ids(CASES))
 def test_ip_route_line_matches_the_kernel(outputs, i):
     check_line(outputs, CASES, i)
 
@@ -84,24 +80,8 @@ MONITORED = [
 ]
 
 
-def _monitor_script() -> str:
-    return ("ip monitor route > \"$1\" & M=$!; sleep 0.3\n" + "\n".join(MONITORED)
-            + "\nkill $M; wait $M 2>/dev/null; true\n")
-
-
 def test_ip_monitor_route_prints_what_the_kernel_prints(tmp_path):
-    _need_tools()
-    script = tmp_path / "mon.sh"
-    script.write_text(_monitor_script())
-    real_out, emu_out = tmp_path / "real.txt", tmp_path / "emu.txt"
-    ns = RealNetns()
-    try:
-        ns.run(["sh", str(script), str(real_out)])
-    finally:
-        ns.close()
-    subprocess.run(XFRMD + ["run", "--topology", "bare", "--", "sh", str(script), str(emu_out)],
-                   capture_output=True, text=True, timeout=120)
-    time.sleep(0.1)
-    real = [ln for ln in real_out.read_text().splitlines() if "10." in ln]
-    emu = [ln for ln in emu_out.read_text().splitlines() if "10." in ln]
+    real, emu = run_monitor_both(tmp_path, "ip monitor route", MONITORED)
+    real = [ln for ln in real.splitlines() if "10." in ln]
+    emu = [ln for ln in emu.splitlines() if "10." in ln]
     assert real and emu == real, f"--- kernel\n{real}\n--- xfrmd\n{emu}"

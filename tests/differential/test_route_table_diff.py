@@ -17,13 +17,11 @@ changes of both families (RTNLGRP_IPV4_ROUTE / RTNLGRP_IPV6_ROUTE)."""
 from __future__ import annotations
 
 import struct
-import subprocess
-import sys
-import time
 
 import pytest
 
-from tests.differential.test_rtnl_diff import XFRMD, RealNetns, _need_tools, check_line, run_both
+from tests.differential.test_rtnl_diff import (NL_DUMP, check_line, line_ids, outputs_fixture,
+                                               run_monitor_both, run_probe_both)
 
 IPV4 = [
     'ip route show table local',
@@ -212,22 +210,16 @@ IPV6 = [
 assert len(IPV6) >= 70
 
 
-@pytest.fixture(scope="module")
-def outputs4(tmp_path_factory):
-    return run_both(tmp_path_factory, IPV4, "route4")
+outputs4 = outputs_fixture(IPV4, "route4")
+outputs6 = outputs_fixture(IPV6, "route6")
 
 
-@pytest.fixture(scope="module")
-def outputs6(tmp_path_factory):
-    return run_both(tmp_path_factory, IPV6, "route6")
-
-
-@pytest.mark.parametrize("i", range(len(IPV4)), ids=[f"{i:02d}" for i in range(len(IPV4))])
+@pytest.mark.parametrize("i", range(len(IPV4)), ids=line_ids(IPV4))
 def test_ipv4_tables_and_route_get_match_the_kernel(outputs4, i):
     check_line(outputs4, IPV4, i)
 
 
-@pytest.mark.parametrize("i", range(len(IPV6)), ids=[f"{i:02d}" for i in range(len(IPV6))])
+@pytest.mark.parametrize("i", range(len(IPV6)), ids=line_ids(IPV6))
 def test_ipv6_routes_match_the_kernel(outputs6, i):
     check_line(outputs6, IPV6, i)
 
@@ -259,31 +251,15 @@ MONITORED = [
 ]
 
 
-def _monitor_script() -> str:
-    return ("ip -d monitor route > \"$1\" & M=$!; sleep 0.3\n" + "\n".join(MONITORED)
-            + "\nsleep 0.3\nkill $M; wait $M 2>/dev/null; true\n")
-
-
-def _lines(path) -> list[str]:
+def _lines(text: str) -> list[str]:
     # the local routes of link-local addresses come when the real kernel's DAD ends (its
     # own timing); they are checked by the dump tests above
-    return [ln for ln in path.read_text().splitlines() if " fe80::ff:fe00:" not in ln]
+    return [ln for ln in text.splitlines() if " fe80::ff:fe00:" not in ln]
 
 
 def test_ip_monitor_route_prints_what_the_kernel_prints_for_both_families(tmp_path):
-    _need_tools()
-    script = tmp_path / "mon.sh"
-    script.write_text(_monitor_script())
-    real_out, emu_out = tmp_path / "real.txt", tmp_path / "emu.txt"
-    ns = RealNetns()
-    try:
-        ns.run(["sh", str(script), str(real_out)])
-    finally:
-        ns.close()
-    subprocess.run(XFRMD + ["run", "--topology", "bare", "--", "sh", str(script), str(emu_out)],
-                   capture_output=True, text=True, timeout=120)
-    time.sleep(0.1)
-    real, emu = _lines(real_out), _lines(emu_out)
+    real, emu = run_monitor_both(tmp_path, "ip -d monitor route", MONITORED + ["sleep 0.3"])
+    real, emu = _lines(real), _lines(emu)
     assert len(real) >= 35
     assert emu == real, "\n".join(["--- kernel", *real, "--- xfrmd", *emu])
 
@@ -303,23 +279,13 @@ _SETUP = [
 GETS = ["10.1.2.3", "192.0.2.1", "192.0.2.255", "192.0.2.7", "127.0.0.1", "2001:db8:1::9",
         "2001:db8::1", "ff02::1", "fe80::9", "2001:db8::5"]
 
-_DUMP = r'''
-import socket, struct, sys, json, ipaddress
+_DUMP = NL_DUMP + r'''
+import sys, ipaddress
 def dump():
     s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
     s.bind((0, 0))
     body = struct.pack("=BBBBBBBBI", 0, 0, 0, 0, 0, 0, 0, 0, 0)
-    s.send(struct.pack("=IHHII", 16 + len(body), 26, 0x301, 1, 0) + body)
-    out = []
-    while True:
-        d = s.recv(65536); off = 0; done = False
-        while off < len(d):
-            L, T = struct.unpack_from("=IH", d, off)
-            if T in (2, 3):
-                done = True; break
-            out.append(d[off + 16:off + L].hex()); off += L
-        if done: break
-    return out
+    return nl_dump(s, struct.pack("=IHHII", 16 + len(body), 26, 0x301, 1, 0) + body)
 def get(dst):
     a = ipaddress.ip_address(dst).packed
     s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
@@ -348,19 +314,8 @@ def _mask_cacheinfo(hexmsg: str) -> str:
 
 def test_route_dump_and_route_get_bytes_match_the_kernel(tmp_path):
     import json
-    _need_tools()
-    py = tmp_path / "dump.py"
-    py.write_text(_DUMP)
-    script = tmp_path / "s.sh"
-    script.write_text("\n".join(_SETUP) + f"\n{sys.executable} {py} {' '.join(GETS)}\n")
-    ns = RealNetns()
-    try:
-        real = json.loads(ns.run(["sh", str(script)]).stdout)
-    finally:
-        ns.close()
-    p = subprocess.run(XFRMD + ["run", "--topology", "bare", "--", "sh", str(script)],
-                       capture_output=True, text=True, timeout=120)
-    emu = json.loads(p.stdout)
+    real, emu = run_probe_both(tmp_path, "\n".join(_SETUP) + "\n", _DUMP, " ".join(GETS))
+    real, emu = json.loads(real.stdout), json.loads(emu.stdout)
     assert len(real["all"]) >= 15
     assert emu["all"] == real["all"]
     for dst, r, e in zip(GETS, real["get"], emu["get"]):

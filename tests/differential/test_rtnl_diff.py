@@ -14,6 +14,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -123,38 +124,84 @@ def _split(p):
     return p.stdout.split("== "), p.stderr.split("==\n")
 
 
+def run_in_both(argv):
+    """argv on a fresh real netns and through `xfrmd run --topology bare`: (real, emu)
+    CompletedProcess, text mode."""
+    ns = RealNetns()
+    try:
+        real = ns.run(argv)
+    finally:
+        ns.close()
+    emu = subprocess.run(XFRMD + ["run", "--topology", "bare", "--"] + argv,
+                         capture_output=True, text=True, timeout=120)
+    return real, emu
+
+
 def run_both(tmp_path_factory, cases, name: str):
     """The lines as one script on a fresh real netns and through `xfrmd run --topology bare`;
     (stdout chunks, stderr chunks) of each, split per line."""
     _need_tools()
     script = _script(tmp_path_factory.mktemp(name), cases)
-    ns = RealNetns()
-    try:
-        real = ns.run(["sh", script])
-    finally:
-        ns.close()
-    emu = subprocess.run(XFRMD + ["run", "--topology", "bare", "--", "sh", script],
-                         capture_output=True, text=True, timeout=120)
+    real, emu = run_in_both(["sh", script])
     return _split(real), _split(emu)
 
 
-def check_line(outputs, cases, i) -> None:
-    """Line i's stdout (MACs normalised), stderr and exit status are the kernel's."""
+def outputs_fixture(cases, name: str):
+    """A module-scoped fixture holding run_both's outputs for cases."""
+    def outputs(tmp_path_factory):
+        return run_both(tmp_path_factory, cases, name)
+    return pytest.fixture(scope="module")(outputs)
+
+
+def line_ids(cases) -> list[str]:
+    return [f"{i:02d}" for i in range(len(cases))]
+
+
+def check_line(outputs, cases, i, norm=_norm) -> None:
+    """Line i's stdout (normalised by norm: MACs), stderr and exit status are the kernel's."""
     (rout, rerr), (eout, eerr) = outputs
     assert len(rout) == len(cases) + 1 and len(eout) == len(cases) + 1, eerr
     # stdout chunk i ends with "<status>\n" of line i-1 then line i's output
-    real = _norm(rout[i].split("\n", 1)[-1] if i else rout[0]) + rout[i + 1].split("\n", 1)[0]
-    emu = _norm(eout[i].split("\n", 1)[-1] if i else eout[0]) + eout[i + 1].split("\n", 1)[0]
+    real = norm(rout[i].split("\n", 1)[-1] if i else rout[0]) + rout[i + 1].split("\n", 1)[0]
+    emu = norm(eout[i].split("\n", 1)[-1] if i else eout[0]) + eout[i + 1].split("\n", 1)[0]
     assert emu == real, f"{cases[i]!r}\n--- kernel\n{real}\n--- xfrmd\n{emu}"
     assert eerr[i] == rerr[i], f"{cases[i]!r}: stderr"
 
 
-@pytest.fixture(scope="module")
-def outputs(tmp_path_factory):
-    return run_both(tmp_path_factory, CASES, "rtnl")
+def run_probe_both(tmp_path, setup: str, probe: str, args: str = ""):
+    """The shell text setup, then the python program probe (with args), as one script on a
+    fresh real netns and through `xfrmd run --topology bare`: (real, emu) CompletedProcess."""
+    _need_tools()
+    py = tmp_path / "probe.py"
+    py.write_text(probe)
+    script = tmp_path / "s.sh"
+    script.write_text(setup + f"{sys.executable} {py} {args}".rstrip() + "\n")
+    return run_in_both(["sh", str(script)])
 
 
-@pytest.mark.parametrize("i", range(len(CASES)), ids=[f"{i:02d}" for i in range(len(CASES))])
+def run_monitor_both(tmp_path, monitor: str, lines) -> tuple[str, str]:
+    """monitor (e.g. `ip monitor route`) in the background while the shell lines run, on a
+    fresh real netns and through `xfrmd run --topology bare`: what it printed, (real, emu)."""
+    _need_tools()
+    script = tmp_path / "mon.sh"
+    script.write_text(f"{monitor} > \"$1\" & M=$!; sleep 0.3\n" + "\n".join(lines)
+                      + "\nkill $M; wait $M 2>/dev/null; true\n")
+    real_out, emu_out = tmp_path / "real.txt", tmp_path / "emu.txt"
+    ns = RealNetns()
+    try:
+        ns.run(["sh", str(script), str(real_out)])
+    finally:
+        ns.close()
+    subprocess.run(XFRMD + ["run", "--topology", "bare", "--", "sh", str(script), str(emu_out)],
+                   capture_output=True, text=True, timeout=120)
+    time.sleep(0.1)
+    return real_out.read_text(), emu_out.read_text()
+
+
+outputs = outputs_fixture(CASES, "rtnl")
+
+
+@pytest.mark.parametrize("i", range(len(CASES)), ids=line_ids(CASES))
 def test_ip_line_matches_the_kernel(outputs, i):
     check_line(outputs, CASES, i)
 
@@ -162,23 +209,26 @@ def test_ip_line_matches_the_kernel(outputs, i):
 # ---------------------------------------------------------------------------------------
 # raw attributes of a link dump
 
-_DUMP = r'''
-import socket, struct, sys, json
+# a python probe's helper: the payloads (after the nlmsghdr) of a dump's answers, in hex
+NL_DUMP = r'''
+import socket, struct, json
+def nl_dump(s, msg):
+    s.send(msg)
+    out = []
+    while True:
+        d = s.recv(65536); off = 0
+        while off < len(d):
+            L, T = struct.unpack_from("=IH", d, off)
+            if T in (2, 3):
+                return out
+            out.append(d[off + 16:off + L].hex()); off += L
+'''
+
+_DUMP = NL_DUMP + r'''
 s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
 s.bind((0, 0))
 body = struct.pack("=BxHiII", 17, 0, 0, 0, 0) + struct.pack("=HHI", 8, 29, 1)
-s.send(struct.pack("=IHHII", 16 + len(body), 18, 0x301, 1, 0) + body)
-out = []
-while True:
-    d = s.recv(65536); off = 0; done = False
-    while off < len(d):
-        L, T = struct.unpack_from("=IH", d, off)
-        if T in (2, 3):
-            done = True; break
-        out.append(d[off + 16:off + L].hex()); off += L
-    if done:
-        break
-print(json.dumps(out))
+print(json.dumps(nl_dump(s, struct.pack("=IHHII", 16 + len(body), 18, 0x301, 1, 0) + body)))
 '''
 
 
@@ -208,19 +258,9 @@ def _links(hexes) -> dict:
 
 def test_link_dump_attributes_match_the_kernel(tmp_path):
     import json
-    _need_tools()
-    prog = tmp_path / "dump.py"
-    prog.write_text(_DUMP)
     setup = ("ip link add v0 type veth peer name v1 && ip link add br0 type bridge && "
              "ip link set lo up && ip link set v0 mtu 1400 && ip link set v1 up && ")
-    cmd = ["sh", "-c", setup + f"{sys.executable} {prog}"]
-    ns = RealNetns()
-    try:
-        real = ns.run(cmd)
-    finally:
-        ns.close()
-    emu = subprocess.run(XFRMD + ["run", "--topology", "bare", "--"] + cmd,
-                         capture_output=True, text=True, timeout=120)
+    real, emu = run_probe_both(tmp_path, setup, _DUMP)
     assert real.returncode == 0 and emu.returncode == 0, (real.stderr, emu.stderr)
     r, e = _links(json.loads(real.stdout)), _links(json.loads(emu.stdout))
     assert sorted(r) == sorted(e)

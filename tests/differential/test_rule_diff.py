@@ -4,11 +4,10 @@ flush), stdout, stderr and exit status identical line by line; and the RTM_NEWRU
 of a set of rules equal to the kernel's."""
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
-from tests.differential.test_rtnl_diff import XFRMD, RealNetns, _need_tools, check_line, run_both
+from tests.differential.test_rtnl_diff import (NL_DUMP, check_line, line_ids, outputs_fixture,
+                                               run_probe_both)
 
 CASES = [
     "ip rule show",
@@ -40,30 +39,19 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def outputs(tmp_path_factory):
-    return run_both(tmp_path_factory, CASES, "rule")
+outputs = outputs_fixture(CASES, "rule")
 
 
-@pytest.mark.parametrize("i", range(len(CASES)), ids=[f"{i:02d}" for i in range(len(CASES))])
+@pytest.mark.parametrize("i", range(len(CASES)), ids=line_ids(CASES))
 def test_ip_rule_line_matches_the_kernel(outputs, i):
     check_line(outputs, CASES, i)
 
 
-_DUMP = r'''
-import socket, struct
+_DUMP = NL_DUMP + r'''
 s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
 s.bind((0, 0))
-s.send(struct.pack("=IHHII", 28, 34, 0x301, 1, 0) + bytes(12))     # AF_UNSPEC: every family
-out, done = [], False
-while not done:
-    d = s.recv(65536); off = 0
-    while off < len(d):
-        L, T = struct.unpack_from("=IH", d, off)
-        if T in (2, 3):
-            done = True; break
-        out.append(d[off + 16:off + L].hex()); off += L
-print("\n".join(out))
+# AF_UNSPEC: every family
+print("\n".join(nl_dump(s, struct.pack("=IHHII", 28, 34, 0x301, 1, 0) + bytes(12))))
 '''
 
 _SETUP = ("ip rule add pref 220 table 220; ip rule add from 10.0.0.0/8 table 100; "
@@ -75,16 +63,6 @@ _SETUP = ("ip rule add pref 220 table 220; ip rule add from 10.0.0.0/8 table 100
 
 
 def test_rule_dump_bytes_match_the_kernel(tmp_path):
-    import sys
-    _need_tools()
-    script = tmp_path / "dump.sh"
-    (tmp_path / "dump.py").write_text(_DUMP)
-    script.write_text(_SETUP + f"{sys.executable} {tmp_path / 'dump.py'}\n")
-    ns = RealNetns()
-    try:
-        real = ns.run(["sh", str(script)]).stdout.split()
-    finally:
-        ns.close()
-    emu = subprocess.run(XFRMD + ["run", "--topology", "bare", "--", "sh", str(script)],
-                         capture_output=True, text=True, timeout=120).stdout.split()
+    real, emu = run_probe_both(tmp_path, _SETUP, _DUMP)
+    real, emu = real.stdout.split(), emu.stdout.split()
     assert len(real) == 17 and emu == real
