@@ -1,5 +1,8 @@
 """Shared fixtures. ``xfrmd.testing`` provides xfrmd_server / xfrmd_trio_server."""
 import os
+import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -15,6 +18,25 @@ def require(condition: bool, why: str) -> None:
     if IN_CI:
         pytest.fail(f"required in CI: {why}")
     pytest.skip(why)
+
+
+XFRMD = [sys.executable, "-m", "xfrmd.cli"]
+
+
+def require_shim(*tools: str) -> None:
+    """The programs tools on PATH and a C compiler for the LD_PRELOAD shim (see require)."""
+    for tool in tools:
+        require(shutil.which(tool) is not None, f"needs {tool}")
+    require(shutil.which("gcc") or shutil.which("cc"), "needs a C compiler for the shim")
+
+
+def xfrmd_run(script: str, topology=None, *, env=None,
+              timeout: int = 60) -> subprocess.CompletedProcess:
+    """`xfrmd run [--topology T] -- sh -c script` (T: a topology name or a TOML file's path),
+    text output captured."""
+    args = XFRMD + ["run"] + (["--topology", str(topology)] if topology is not None else [])
+    return subprocess.run(args + ["--", "sh", "-c", script], capture_output=True, text=True,
+                          timeout=timeout, env=env)
 
 
 @pytest.fixture
