@@ -3,15 +3,11 @@ state machine, and upstream (model "off") IPsec offload with active-backup failo
 flow of the kernel selftest bond_ipsec_offload.sh, through `xfrmd run` and the real `ip`."""
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
-
 import pytest
 
 from bonding.hash import Flow, bond_xmit_hash, xmit_slave
 
-from .conftest import require
+from .conftest import require_shim, xfrmd_run
 
 F = Flow(src_mac=bytes.fromhex("020000000002"), dst_mac=bytes.fromhex("020000000003"),
          src="10.0.0.1", dst="10.0.0.2", proto=17, sport=1000, dport=2000)
@@ -84,12 +80,10 @@ NSIM = "/sys/kernel/debug/netdevsim/netdevsim{}/ports/0/ipsec"
 
 
 def _run(tmp_path, script):
-    require(shutil.which("ip") is not None, "needs iproute2")
-    require(shutil.which("gcc") or shutil.which("cc"), "needs a C compiler for the shim")
+    require_shim("ip")
     topo = tmp_path / "bond.toml"
     topo.write_text(TOPO)
-    return subprocess.run([sys.executable, "-m", "xfrmd.cli", "run", "--topology", str(topo),
-                           "--", "sh", "-c", script], capture_output=True, text=True, timeout=60)
+    return xfrmd_run(script, topo)
 
 
 def test_active_backup_failover_moves_the_sa(tmp_path):

@@ -21,6 +21,7 @@ from xfrmd.clock import ManualClock
 from xfrmd.kernel import Kernel
 from xfrmd.topology import Topology
 
+from .conftest import require_shim, xfrmd_run
 from .sad_helpers import A, M, Nl, algo2, messages, msg, usersa_info
 
 GCM = N.nla(A.ALG_AEAD, algo2("rfc4106(gcm(aes))", bytes(range(20)), 128))
@@ -634,15 +635,8 @@ xfrmd ctl show-offload bond0 | grep 'cannot'
 
 
 def test_lag_models_through_ip_ethtool_and_replay(tmp_path):
-    import shutil
-    import subprocess
-    import sys
-    from .conftest import require
-    require(shutil.which("ip") is not None, "needs iproute2")
-    require(shutil.which("ethtool") is not None, "needs ethtool")
-    require(shutil.which("gcc") or shutil.which("cc"), "needs a C compiler for the shim")
-    p = subprocess.run([sys.executable, "-m", "xfrmd.cli", "run", "--", "sh", "-c", SCRIPT],
-                       capture_output=True, text=True, timeout=60)
+    require_shim("ip", "ethtool")
+    p = xfrmd_run(SCRIPT)
     assert p.returncode == 0, p.stderr
     assert p.stdout.splitlines() == [
         "1",                                                  # packet SA on the SOE bond
@@ -682,12 +676,7 @@ def test_off_lag_bond_uses_whatever_slave_is_active(k, nl):
 
 
 def test_hash_policy_change_through_ip_link_flushes_shared_states():
-    import shutil
-    import subprocess
-    import sys
-    from .conftest import require
-    require(shutil.which("ip") is not None, "needs iproute2")
-    require(shutil.which("gcc") or shutil.which("cc"), "needs a C compiler for the shim")
+    require_shim("ip")
     add = (f"echo \"xfrm state add src 192.0.2.129 dst 192.0.2.130 proto esp spi {{}} reqid 1 "
            f"mode tunnel aead 'rfc4106(gcm(aes))' {KEY} 128 offload packet dev bond1 dir out\" "
            "| xfrmd replay - 2>&1")
@@ -699,7 +688,6 @@ ip link set bond1 type bond xmit_hash_policy layer2; echo "rc=$?"
 ip xfrm state list | grep -c 'dev bond1'
 {add.format('0x101')} | grep -o 'bonding: .*'
 """
-    p = subprocess.run([sys.executable, "-m", "xfrmd.cli", "run", "--", "sh", "-c", script],
-                       capture_output=True, text=True, timeout=60)
+    p = xfrmd_run(script)
     assert p.stdout.splitlines() == ["1", "rc=0", "0",
                                      "bonding: Bond mode does not support IPsec offload."], p.stderr

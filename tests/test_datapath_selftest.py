@@ -5,11 +5,7 @@ them, the new active slave after a failover too); plus an IKE-style pair of name
 ESP decrypts across, written to a pcap that scapy reads."""
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
-
-from .conftest import require
+from .conftest import require_shim, xfrmd_run
 
 KEY = "0x3132333435363738393031323334353664636261"
 NSIM_TOPO = """
@@ -43,15 +39,12 @@ addresses = ["192.0.2.1/24"]
 
 
 def _run(tmp_path, topo, script):
-    require(shutil.which("ip") is not None, "needs iproute2")
-    require(shutil.which("gcc") or shutil.which("cc"), "needs a C compiler for the shim")
-    args = [sys.executable, "-m", "xfrmd.cli", "run"]
+    require_shim("ip")
+    f = None
     if topo:
         f = tmp_path / "topo.toml"
         f.write_text(topo)
-        args += ["--topology", str(f)]
-    p = subprocess.run(args + ["--", "sh", "-c", script], capture_output=True, text=True,
-                       timeout=90)
+    p = xfrmd_run(script, f, timeout=90)
     assert p.returncode == 0, p.stdout + p.stderr
     return p.stdout
 

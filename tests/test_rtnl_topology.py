@@ -3,15 +3,12 @@ joined as veth_newlink joins them (IFLA_LINK, IFLA_LINK_NETNSID, carrier only wi
 up, link-local addresses once running), and the file errors that name the line."""
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-
 import pytest
 
 from xfrmd.topology import from_dict, load_topology
 from xfrmd.testing import make_kernel
+
+from .conftest import require_shim, xfrmd_run
 
 PAIR = """\
 [[netns]]
@@ -59,16 +56,11 @@ def test_pairs_in_the_model(tmp_path):
 
 
 def test_ip_shows_the_pair_from_both_namespaces(tmp_path):
-    if not shutil.which("ip"):
-        if os.environ.get("CI"):
-            pytest.fail("ip is needed under CI")
-        pytest.skip("needs ip")
+    require_shim("ip")
     f = tmp_path / "pair.toml"
     f.write_text(PAIR)
-    p = subprocess.run([sys.executable, "-m", "xfrmd.cli", "run", "--topology", str(f), "--",
-                        "sh", "-c", "ip -o link; XFRMD_NETNS=b ip -o link show v1; "
-                        "ip netns list-id; ip route get 192.0.2.2"],
-                       capture_output=True, text=True, timeout=60)
+    p = xfrmd_run("ip -o link; XFRMD_NETNS=b ip -o link show v1; ip netns list-id; "
+                  "ip route get 192.0.2.2", f)
     assert p.returncode == 0, p.stderr
     assert p.stdout.splitlines()[1:] == [
         "2: v0@if2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP mode "
