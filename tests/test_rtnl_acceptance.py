@@ -13,27 +13,16 @@ iproute2 print them (checked against the kernel source in tests/test_rtnl.py).""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 
 import pytest
 
-XFRMD = [sys.executable, "-m", "xfrmd.cli"]
-
-
-def _need(*tools):
-    missing = [t for t in tools if not shutil.which(t)]
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"needs {missing} under CI")
-        pytest.skip(f"needs {missing}")
+from .conftest import XFRMD, require_shim, xfrmd_run
 
 
 def run(script: str, topology: str = "default", **env) -> subprocess.CompletedProcess:
-    return subprocess.run(XFRMD + ["run", "--topology", topology, "--", "sh", "-c", script],
-                          capture_output=True, text=True, timeout=120,
-                          env=dict(os.environ, **env))
+    return xfrmd_run(script, topology, env=dict(os.environ, **env), timeout=120)
 
 
 IP_OUTPUT = """\
@@ -124,7 +113,7 @@ IP_OUTPUT = """\
 
 
 def test_ip_link_bond0_addr_and_route_get():
-    _need("ip")
+    require_shim("ip")
     p = run("ip link; ip -d link show bond0; ip addr; ip route get 198.51.100.7")
     assert p.returncode == 0 and p.stderr == "", p.stderr
     assert p.stdout == IP_OUTPUT
@@ -190,7 +179,7 @@ supports-priv-flags: no
 
 
 def test_ethtool_i_on_each_driver_the_bond_and_dummy():
-    _need("ethtool")
+    require_shim("ethtool")
     p = run('for d in nsim0 eth0 soe0 bond0 dummy0; do echo "== $d"; ethtool -i $d; done')
     assert p.returncode == 0 and p.stderr == "", p.stderr
     assert p.stdout == ETHTOOL_I
@@ -214,7 +203,7 @@ ESP_K = {
 
 
 def test_ethtool_k_on_each_driver_the_bond_and_dummy():
-    _need("ethtool")
+    require_shim("ethtool")
     p = run('for d in nsim0 eth0 soe0 bond0 dummy0; do echo "== $d"; ethtool -k $d; done')
     assert p.returncode == 0 and p.stderr == "", p.stderr
     parts = {c.split("\n", 1)[0]: c.split("\n")[1:] for c in p.stdout.split("== ")[1:]}
@@ -274,7 +263,7 @@ def test_ethtool_K_on_each_driver_the_bond_and_dummy():
     """Toggleable features change, fixed ones are refused the way Linux reports a fixed
     feature ("Could not change any device features", exit 1); a bond takes esp-hw-offload
     as the upstream model lets it."""
-    _need("ethtool")
+    require_shim("ethtool")
     p = run(ETHTOOL_K_SCRIPT)
     assert p.stdout == ETHTOOL_K_OUT
     assert p.stderr == ETHTOOL_K_ERR
@@ -413,7 +402,7 @@ def test_netdevsim_device_made_through_sysfs_appears_and_goes(tmp_path):
     each); an SA offloaded to one shows in its debugfs file; `del_device` unregisters both
     ports (closed, RTM_DELLINK) and NETDEV_DOWN flushes the offloaded SA: `ip xfrm state` is
     empty afterwards."""
-    _need("ip", "ethtool")
+    require_shim("ip", "ethtool")
     p = run(NSIM_SCRIPT, OUT=str(tmp_path))
     assert p.returncode == 0 and p.stderr == "", p.stderr
     assert p.stdout == NSIM_OUT
@@ -461,7 +450,7 @@ def test_deleting_a_bond_that_has_offloaded_sas_flushes_them(tmp_path):
     NETDEV_DOWN / NETDEV_UNREGISTER run xfrm_dev_state_flush, which deletes the offloaded
     states (no XFRM notification, as xfrm_dev_state_flush sends none) and leaves the others;
     the driver's table (netdevsim debugfs) is empty and the slaves are released."""
-    _need("ip")
+    require_shim("ip")
     p = run(DELSA_SCRIPT, topology="bare", OUT=str(tmp_path))
     assert p.returncode == 0 and p.stderr == "", p.stderr
     assert p.stdout == DELSA_OUT

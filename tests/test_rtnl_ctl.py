@@ -5,11 +5,9 @@ link` prints them in both namespaces (default topology, whose MACs are fixed).""
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import sys
 
-import pytest
+from .conftest import require_shim, xfrmd_run
 
 SCRIPT = r'''
 C="$PY -m xfrmd.cli ctl"
@@ -114,20 +112,10 @@ xfrmd ctl: no namespace 'nosuch'
 """
 
 
-def _need_ip():
-    if not shutil.which("ip"):
-        if os.environ.get("CI"):
-            pytest.fail("ip is needed under CI")
-        pytest.skip("needs ip")
-
-
 def test_ctl_verbs_and_the_notifications_ip_monitor_prints(tmp_path):
-    _need_ip()
-    script = tmp_path / "ctl.sh"
-    script.write_text(SCRIPT)
-    env = dict(os.environ, OUT=str(tmp_path), PY=sys.executable)
-    p = subprocess.run([sys.executable, "-m", "xfrmd.cli", "run", "--", "sh", str(script)],
-                       capture_output=True, text=True, timeout=120, env=env)
+    require_shim("ip")
+    p = xfrmd_run(SCRIPT, env=dict(os.environ, OUT=str(tmp_path), PY=sys.executable),
+                  timeout=120)
     assert p.returncode == 0, p.stderr
     assert p.stdout == EXPECTED
     assert p.stderr == EXPECTED_ERR
@@ -137,13 +125,11 @@ def test_ip_d_monitor_and_netns_list_id_get_their_nsid_answers(tmp_path):
     """ip -d monitor asks RTM_GETNSID for every file in /var/run/netns (NETNSA_FD): a real
     namespace is none of the emulated ones, so the answer is NETNSA_NSID_NOT_ASSIGNED and ip
     goes on; ip netns list-id dumps the ids this namespace gave."""
-    _need_ip()
+    require_shim("ip")
     script = ('ip -d monitor link > "$OUT/m" 2>&1 & M=$!; sleep 1; '
               'ip link add v0 type veth peer name v1; sleep 1; kill $M; cat "$OUT/m"; '
               'ip netns list-id; echo "== $?"')
-    env = dict(os.environ, OUT=str(tmp_path))
-    p = subprocess.run([sys.executable, "-m", "xfrmd.cli", "run", "--topology", "bare", "--",
-                        "sh", "-c", script], capture_output=True, text=True, timeout=60, env=env)
+    p = xfrmd_run(script, "bare", env=dict(os.environ, OUT=str(tmp_path)))
     assert p.returncode == 0, p.stderr
     assert "xfrmd:" not in p.stdout and p.stderr == ""
     lines = p.stdout.splitlines()
