@@ -3,7 +3,6 @@ xfrm_state_find, ESP that scapy decrypts, sequence numbers, lifetimes and EXPIRE
 with its MIB counter, and the offload decisions (xfrm_dev_offload_ok and the drivers)."""
 from __future__ import annotations
 
-import pytest
 from scapy.layers.inet import IP, UDP
 from scapy.layers.ipsec import ESP, SecurityAssociation
 
@@ -17,20 +16,12 @@ from xfrmd import vfs
 
 from .datapath_helpers import (CBC, KEY, TRANSPORT, TUNNEL, Nl, lifetime, policy, sa, state)
 from .sad_helpers import messages
+# the fixtures: a sans-IO kernel with the default topology (k) and its NETLINK_XFRM socket (nl)
+from .test_offload import k, nl  # noqa: F401
 
 OUT, IN = X.XFRM_POLICY_OUT, X.XFRM_POLICY_IN
 L, R = "198.51.100.1", "198.51.100.2"       # eth2's subnet in the default topology
 G = X.XfrmNlGrp
-
-
-@pytest.fixture
-def k():
-    return Kernel(ManualClock(), topology=load_topology("default"))
-
-
-@pytest.fixture
-def nl(k):
-    return Nl(k)
 
 
 def ns(k):
