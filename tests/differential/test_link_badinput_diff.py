@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import sys
 
-from tests.differential.test_rtnl_diff import _need_tools, run_in_both
+from tests.differential.test_rtnl_diff import NL_DUMP, _need_tools, run_in_both
 
-CLIENT = r'''
-import json, socket, struct, sys
+CLIENT = NL_DUMP + r'''
+import sys
 IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO, IFLA_TXQLEN = 3, 4, 10, 18, 13
 IFLA_NET_NS_PID, IFLA_ADDRESS = 19, 1
 s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
@@ -40,22 +40,17 @@ def idx(n):
 def s_dump():
     global seq
     seq += 1
-    s.send(struct.pack("=IHHII", 32, 18, 0x301, seq, 0) + ifi())
     out = {}
-    while True:
-        d = s.recv(65536); off = 0
-        while off < len(d):
-            L, T = struct.unpack_from("=IH", d, off)
-            if T in (2, 3):
-                return out
-            i = struct.unpack_from("=i", d, off + 20)[0]
-            a = off + 32
-            while a < off + L:
-                al, at = struct.unpack_from("=HH", d, a)
-                if at == 3:
-                    out[d[a + 4:a + al].rstrip(b"\0").decode()] = i
-                a += (al + 3) & ~3
-            off += (L + 3) & ~3
+    for h in nl_dump(s, struct.pack("=IHHII", 32, 18, 0x301, seq, 0) + ifi()):
+        m = bytes.fromhex(h)                  # ifinfomsg, then the attributes
+        i = struct.unpack_from("=i", m, 4)[0]
+        a = 16
+        while a < len(m):
+            al, at = struct.unpack_from("=HH", m, a)
+            if at == 3:
+                out[m[a + 4:a + al].rstrip(b"\0").decode()] = i
+            a += (al + 3) & ~3
+    return out
 
 def req(t, flags, body):
     global seq
