@@ -479,3 +479,25 @@ def test_mlx5_eswitch_mode_change_in_progress(k, nl):
 def test_mlx5_eswitch_encap_blocks_packet_tunnel_mode(k, nl, mode, err):
     k.netns("default").links.by_name("eth2").xfrmdev_ops.caps["eswitch_encap"] = True
     assert nl.errno_of(sa(k, "eth2", PACKET, mode=mode)) == err
+
+
+def test_unknown_ifindex_route_lookup_follows_the_rules(k, nl):
+    """The fallback route lookup is the full one (``__xfrm_dst_lookup``): a rule sending
+    198.18.0.0/24 to table 220, whose route leaves through nsim0, decides the device."""
+    import struct
+    from netlink_codec import netlink as N
+    from netlink_codec.netlink import encode_msg, nla, nla_u32
+    s = k.socket(N.NETLINK_ROUTE)
+    k.bind(s)
+    net = bytes([198, 18, 0, 0])
+    # fib_rule_hdr: family, dst_len, src_len, tos, table, res1, res2, action (FR_ACT_TO_TBL)
+    rule = struct.pack("=BBBBBBBBI", 2, 24, 0, 0, 0, 0, 0, 1, 0) + nla(1, net) \
+        + nla_u32(15, 220) + nla_u32(6, 100)             # FRA_DST, FRA_TABLE, FRA_PRIORITY
+    route = struct.pack("=BBBBBBBBI", 2, 24, 0, 0, 252, 4, 253, 1, 0) + nla(1, net) \
+        + nla_u32(15, 220) + nla_u32(4, ifindex(k, "nsim0"))   # RTA_DST, RTA_TABLE, RTA_OIF
+    for t, body in ((32, rule), (24, route)):
+        k.deliver(s, encode_msg(t, N.NLM_F_REQUEST | N.NLM_F_ACK | N.NLM_F_CREATE, 1, 0, body))
+        ack = k.recv(s)
+        assert struct.unpack_from("=i", ack, 16)[0] == 0
+    assert nl.errno_of(sa(k, 9999, 0, src="203.0.113.1", dst="198.18.0.2")) == (0, None)
+    assert offload_attr(sad(nl)[0]) == (ifindex(k, "nsim0"), 0)

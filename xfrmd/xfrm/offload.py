@@ -60,21 +60,20 @@ def _hw_esp(dev) -> bool:
 
 
 def _route_dev(req, x, inbound: bool):
-    """``__xfrm_dst_lookup`` for an offload request without a (known) device."""
-    from ..rtnl.route import routes
+    """``__xfrm_dst_lookup`` for an offload request without a (known) device: the output
+    route to the peer (through the rules and tables, ``route_lookup``)."""
     import ipaddress
+    from ..rtnl.fib import route_lookup
     width = 4 if x.props.family == X.AF_INET else 16
     daddr = x.props.saddr if inbound else x.id.daddr
     try:
         dst = ipaddress.ip_address(bytes(daddr[:width]))
     except ValueError:
         return None
-    best = None
-    for r in routes(req.netns) if hasattr(req.netns, "links") else []:
-        if r["dst"].version == dst.version and dst in r["dst"]:
-            if best is None or r["dst"].prefixlen > best["dst"].prefixlen:
-                best = r
-    return best["dev"] if best else None
+    if not hasattr(req.netns, "links"):
+        return None
+    res = route_lookup(req.netns, dst)
+    return None if isinstance(res, int) else res.dev
 
 
 def xfrm_dev_state_add(req, x, xuo) -> Reply | None:
