@@ -79,18 +79,23 @@ def rt6_fill_node(ns, r: Route) -> bytes:
     body += nla_u32(RTA_TABLE, r.table)
     if r.dst.prefixlen:
         body += nla(RTA_DST, r.dst.network_address.packed)
+    return body + _rt6_fill_tail(ns, r, r.dev)
+
+
+def _rt6_fill_tail(ns, r: Route, dev, clntref: int = 0) -> bytes:
+    """rt6_fill_node's attributes after the addresses: the route's preferred source, its
+    priority, gateway, output device dev, cacheinfo (expiry in USER_HZ; clntref, the dst's
+    references) and preference."""
+    body = b""
     if r.prefsrc:
         body += nla(RTA_PREFSRC, ipaddress.ip_address(r.prefsrc).packed)
     body += nla_u32(RTA_PRIORITY, r.metric)
     if r.gw:
         body += nla(RTA_GATEWAY, ipaddress.ip_address(r.gw).packed)
-    if r.dev is not None:
-        body += nla_u32(RTA_OIF, r.dev.ifindex)
-    exp = 0
-    if r.expires is not None:
-        exp = max(0, round((r.expires - _now(ns)) * USER_HZ))
-    body += _cacheinfo(exp) + nla(RTA_PREF, b"\x00")
-    return body
+    if dev is not None:
+        body += nla_u32(RTA_OIF, dev.ifindex)
+    exp = max(0, round((r.expires - _now(ns)) * USER_HZ)) if r.expires is not None else 0
+    return body + _cacheinfo(exp, clntref=clntref) + nla(RTA_PREF, b"\x00")
 
 
 def fill_route(ns, r: Route, msg_type: int, seq: int, portid: int, flags: int) -> bytes:
@@ -257,16 +262,9 @@ def _getroute6(req, dst, src, iif, oif, mark):
         body += nla_u32(RTA_IIF, iif)
     elif res.src:                        # ip6_route_get_saddr for the destination
         body += nla(RTA_PREFSRC, ipaddress.IPv6Address(res.src).packed)
-    if r.prefsrc:                        # and the route's own, again (rt6_fill_node)
-        body += nla(RTA_PREFSRC, ipaddress.IPv6Address(r.prefsrc).packed)
-    body += nla_u32(RTA_PRIORITY, r.metric)
-    if r.gw:
-        body += nla(RTA_GATEWAY, ipaddress.IPv6Address(r.gw).packed)
-    if res.dev is not None:
-        body += nla_u32(RTA_OIF, res.dev.ifindex)
-    exp = max(0, round((r.expires - _now(ns)) * USER_HZ)) if r.expires is not None else 0
-    # the answer is a dst the lookup holds a reference on, as the reply is made
-    body += _cacheinfo(exp, clntref=2) + nla(RTA_PREF, b"\x00")
+    # then the route's own preferred source again and the rest as rt6_fill_node writes it;
+    # the answer is a dst the lookup holds a reference on as the reply is made: clntref 2
+    body += _rt6_fill_tail(ns, r, res.dev, clntref=2)
     req.unicast(encode_msg(RTM_NEWROUTE, 0, req.hdr.seq, req.sock.portid, body))
     return Reply()
 
