@@ -62,6 +62,7 @@ line ip link add w0 type veth peer name w1
 line ip -br link show
 line ip link set w0 up
 line ip link set w1 up
+sleep 1.2
 line ip link del w0
 sleep 1
 kill $M $A
