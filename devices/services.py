@@ -59,10 +59,10 @@ def _nsim_ipsec(kernel, ns, path: str) -> str:
         port = int(parts[7])
     except (IndexError, ValueError):
         raise FileNotFoundError(path) from None
-    for dev in ns.links:
-        if getattr(dev, "nsim", None) == (dev_id, port):
-            return dev.xfrmdev_ops.debugfs()
-    raise FileNotFoundError(path)
+    dev = _nsim_ports(ns).get(dev_id, {}).get(port)
+    if dev is None:
+        raise FileNotFoundError(path)
+    return dev.xfrmdev_ops.debugfs()
 
 
 def _nsim_ports(ns) -> dict:

@@ -179,6 +179,13 @@ static void load_all(void)
 
 __attribute__((constructor)) static void shim_init(void) { load_all(); }
 
+static void nl_register(int fd, struct nlsock *s)
+{
+    nltab[fd] = s;
+    if (fd > max_nlfd) max_nlfd = fd;
+    nl_live++;
+}
+
 static struct nlsock *nl_of(int fd)
 {
     return (fd >= 0 && fd < MAXFD) ? nltab[fd] : NULL;
@@ -210,7 +217,6 @@ static void complain(const char *what)
  * with ECONNREFUSED. */
 static void server_gone(int fd, int *gone, const char *what)
 {
-    int e = errno;
     if (!*gone) {
         errno = ECONNREFUSED;
         complain(what);
@@ -222,7 +228,6 @@ static void server_gone(int fd, int *gone, const char *what)
         }
         *gone = 1;
     }
-    (void)e;
     errno = ECONNREFUSED;
 }
 
@@ -296,13 +301,19 @@ static int server_connect_x(uint32_t protocol, uint32_t type, int flags, const c
     return fd;
 }
 
-static int send_frame(int fd, uint16_t kind, const void *payload, size_t n)
+/* frame header + payload into buf; returns the record's length */
+static size_t build_frame(char *buf, uint16_t kind, const void *payload, size_t n)
 {
-    char buf[64];
     struct frame f = { 0, PROTO_VERSION, kind };
     memcpy(buf, &f, 8);
     if (n) memcpy(buf + 8, payload, n);
-    return real_send(fd, buf, 8 + n, MSG_NOSIGNAL) < 0 ? -1 : 0;
+    return 8 + n;
+}
+
+static int send_frame(int fd, uint16_t kind, const void *payload, size_t n)
+{
+    char buf[64];
+    return real_send(fd, buf, build_frame(buf, kind, payload, n), MSG_NOSIGNAL) < 0 ? -1 : 0;
 }
 
 /* ---- deferred records (BATCH) ---------------------------------------------------------- */
@@ -331,10 +342,7 @@ static int defer_frame(int fd, struct nlsock *s, uint16_t kind, const void *payl
 {
     char buf[64];
     if (s->announced) return send_frame_now(fd, s, kind, payload, n);
-    struct frame f = { 0, PROTO_VERSION, kind };
-    memcpy(buf, &f, 8);
-    if (n) memcpy(buf + 8, payload, n);
-    return queue_record(s, buf, 8 + n);
+    return queue_record(s, buf, build_frame(buf, kind, payload, n));
 }
 
 /* Send what is deferred, plus ``rec`` (may be NULL) after it, as one record. */
@@ -375,10 +383,7 @@ static int flush_out(int fd, struct nlsock *s)
 static int send_frame_now(int fd, struct nlsock *s, uint16_t kind, const void *payload, size_t n)
 {
     char buf[64];
-    struct frame f = { 0, PROTO_VERSION, kind };
-    memcpy(buf, &f, 8);
-    if (n) memcpy(buf + 8, payload, n);
-    return flush_with(fd, s, buf, 8 + n, 0);
+    return flush_with(fd, s, buf, build_frame(buf, kind, payload, n), 0);
 }
 
 /* Wait for BIND_REPLY (nothing else can be queued before the first binding). */
@@ -609,9 +614,7 @@ int socket(int domain, int type, int protocol)
     s->ino = ino;
     s->nb = (type & SOCK_NONBLOCK) != 0;
     release(fd);             /* a stale entry (the fd was closed behind our back) */
-    nltab[fd] = s;
-    if (fd > max_nlfd) max_nlfd = fd;
-    nl_live++;
+    nl_register(fd, s);
     return fd;
 }
 
@@ -797,12 +800,11 @@ static ssize_t nl_send(int fd, struct nlsock *s, const struct iovec *iov, size_t
         if (nsfd_n) {
             pthread_mutex_lock(&nsfd_lock);
             for (int i = 0; i < nsfd_n; i++) {
-                char fr[8 + 4 + 64];
-                struct frame f = { 0, PROTO_VERSION, F_NETNS_FD };
+                char pl[4 + 64], fr[8 + 4 + 64];
                 uint32_t nfd = (uint32_t)nsfds[i].fd;
                 size_t nl = strlen(nsfds[i].name) + 1;
-                memcpy(fr, &f, 8); memcpy(fr + 8, &nfd, 4); memcpy(fr + 12, nsfds[i].name, nl);
-                queue_record(s, fr, 12 + nl);
+                memcpy(pl, &nfd, 4); memcpy(pl + 4, nsfds[i].name, nl);
+                queue_record(s, fr, build_frame(fr, F_NETNS_FD, pl, 4 + nl));
             }
             pthread_mutex_unlock(&nsfd_lock);
         }
@@ -1234,9 +1236,7 @@ static void adopt(int fd, uint64_t ino)
     s->announced = 1;
     s->unsure = 1;           /* what the old image sent and read is unknown: never reused */
     s->gen = fork_gen;
-    nltab[fd] = s;
-    if (fd > max_nlfd) max_nlfd = fd;
-    nl_live++;
+    nl_register(fd, s);
     auto_check_pid();
     if (s->bound && s->portid == (uint32_t)auto_pid) pid_ports[proto_slot(s->protocol)]++;
 }

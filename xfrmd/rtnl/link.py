@@ -543,11 +543,17 @@ def br_add_if(br, dev) -> None:
     dev.master = br
     dev.promiscuity += 1
     dev.allmulti += 1
+    _br_ports_changed(br, dev, linking=True)
+
+
+def _br_ports_changed(br, dev, linking: bool) -> None:
+    """What br_add_if and br_del_if both do after the port list changed: the port's new
+    flags, the bridge's GSO limit, address/MTU and carrier, then NETDEV_CHANGEUPPER."""
     rtmsg_ifinfo(dev)
     _br_set_gso_limits(br)
     _bridge_mac(br)
     _bridge_carrier(br)
-    _notifiers("NETDEV_CHANGEUPPER", dev, upper=br, linking=True)
+    _notifiers("NETDEV_CHANGEUPPER", dev, upper=br, linking=linking)
 
 
 def _br_set_gso_limits(br) -> None:
@@ -560,11 +566,7 @@ def br_del_if(br, dev) -> None:
     dev.master = None
     dev.promiscuity = max(0, dev.promiscuity - 1)
     dev.allmulti = max(0, dev.allmulti - 1)
-    rtmsg_ifinfo(dev)
-    _br_set_gso_limits(br)
-    _bridge_mac(br)
-    _bridge_carrier(br)
-    _notifiers("NETDEV_CHANGEUPPER", dev, upper=br, linking=False)
+    _br_ports_changed(br, dev, linking=False)
 
 
 def _bridge_mac(br) -> None:
@@ -579,8 +581,7 @@ def _bridge_mac(br) -> None:
     if getattr(br, "mac_set", False):
         br.bridge_id = br.address
         return
-    ports = [d.address for d in ports]
-    new = min(ports) if ports else bytes(6)
+    new = min(p.address for p in ports) if ports else bytes(6)
     br.bridge_id = new
     if new != br.address:
         br.address = new
