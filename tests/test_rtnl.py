@@ -13,6 +13,8 @@ import sys
 
 import pytest
 
+from .conftest import require
+
 from netlink_codec import netlink as N
 from netlink_codec.netlink import encode_msg, nla, nla_string, nla_u8, nla_u32
 from xfrmd.testing import make_kernel
@@ -224,8 +226,7 @@ def test_bond_fill_info_decodes_with_pyroute2():
 
 
 def _xfrmd_run(script: str, topology="bare"):
-    if not shutil.which("ip"):
-        pytest.skip("needs ip")
+    require(shutil.which("ip") is not None, "needs ip")
     return subprocess.run([sys.executable, "-m", "xfrmd.cli", "run", "--topology", topology,
                            "--", "sh", "-c", script], capture_output=True, text=True, timeout=60)
 
