@@ -74,10 +74,11 @@ class Kernel:
         self.auto_create_netns = auto_create_netns
         self.random = random.Random(seed)
         self.dirty: set[NetlinkSocket] = set()   # sockets with new datagrams queued
-        # work whose result nobody waits for (cached wire forms): the server runs it after
-        # the answers went out; without a server it simply never runs and the cache fills
-        # on first use
-        self.idle_work: list = []
+        # work whose result nobody waits for (cached wire forms): a server sets this to a
+        # list and runs it after the answers went out; None without a server, where nothing
+        # is queued (it would never run, and would keep deleted objects alive) and the
+        # caches fill on first use
+        self.idle_work: list | None = None
         self._timers: list[tuple[float, int, Timer]] = []
         self._timer_seq = itertools.count()
         self._sock_ids = itertools.count(1)

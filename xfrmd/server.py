@@ -64,6 +64,8 @@ class Connection:
 class Server:
     def __init__(self, kernel: Kernel, path: str):
         self.kernel = kernel
+        if kernel.idle_work is None:
+            kernel.idle_work = []
         self.path = path
         self.conns: dict[object, Connection] = {}   # NetlinkSocket → Connection
         self.by_fd: dict[int, Connection] = {}

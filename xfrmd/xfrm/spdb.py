@@ -79,7 +79,8 @@ class PolicyDb:
         pol.curlft_add = self.kernel.clock.wall()
         pol.curlft_use = 0
         # the cached wire form: built once the ACK is out, not in the first dump
-        self.kernel.idle_work.append(pol.wire_body)
+        if self.kernel.idle_work is not None:
+            self.kernel.idle_work.append(pol.wire_body)
         self._arm(pol, 1)
         if old is None:
             self._resize_check(pol.dir)
