@@ -630,6 +630,17 @@ def bond_ipsec_describe(bond, e: BondIpsec) -> dict:
 
 # -- upstream (model off, and active-backup under the RFC) ------------------------------------
 
+def _add_on_slave(x, slave, ops) -> None:
+    """The lower's xdo_dev_state_add with ``xso.real_dev`` already the slave (the lower sees
+    itself as real_dev); a refusal clears it and carries the slave's own message."""
+    x.xso.real_dev = slave
+    try:
+        ops.xdo_dev_state_add(slave, x)
+    except OffloadError as e:
+        x.xso.real_dev = None
+        raise _lower_error(e, slave, False) from None
+
+
 def _upstream_add_sa(b, x) -> None:
     """``bond_ipsec_add_sa`` (upstream): the mode is not checked; whatever
     curr_active_slave is."""
@@ -639,12 +650,7 @@ def _upstream_add_sa(b, x) -> None:
     ops = _ops(slave)
     if ops is None or _is_bond(slave):
         refuse("Slave does not support ipsec offload", E.EINVAL)
-    x.xso.real_dev = slave
-    try:
-        ops.xdo_dev_state_add(slave, x)
-    except OffloadError as e:
-        x.xso.real_dev = None
-        raise _lower_error(e, slave, False) from None
+    _add_on_slave(x, slave, ops)
     b.ipsec_list.append(BondIpsec(x, slave, ops))
 
 
@@ -947,12 +953,7 @@ def _shared_add_sa(b, dev, x) -> None:
         refuse("Slave does not support IPsec offload", E.EOPNOTSUPP)
     ops = _ops(slave)
     # real_dev / real_ops are set before the lower add: the lower sees itself as real_dev
-    x.xso.real_dev = slave
-    try:
-        ops.xdo_dev_state_add(slave, x)
-    except OffloadError as e:
-        x.xso.real_dev = None
-        raise _lower_error(e, slave, False) from None
+    _add_on_slave(x, slave, ops)
     if lag and not x.xso.offload_handle:
         ops.xdo_dev_state_delete(slave, x)
         ops.xdo_dev_state_free(slave, x)

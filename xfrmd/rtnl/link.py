@@ -936,14 +936,20 @@ def _changelink(req, dev, m: _Msg, kind, data_ra) -> Reply | None:
     return Reply(-E.EOPNOTSUPP, "xfrmd: bridge options are not modelled")
 
 
-@rtnl_handler(RTM_NEWLINK)
-def rtnl_newlink(req):
-    off = req.payload_offset
+def _ifinfomsg(req):
+    """The ifinfomsg header and attributes of a NEWLINK/SETLINK/DELLINK, or the Reply that
+    refuses it (a short header, an attribute the policy rejects)."""
     if req.hdr.len - 16 < IFINFOMSG.size:
         return Reply(-E.EINVAL, "Invalid header length")
-    m = _Msg(req, off, req.end, req.hdr.offset)
-    if m.error is not None:
-        return m.error
+    m = _Msg(req, req.payload_offset, req.end, req.hdr.offset)
+    return m.error if m.error is not None else m
+
+
+@rtnl_handler(RTM_NEWLINK)
+def rtnl_newlink(req):
+    m = _ifinfomsg(req)
+    if isinstance(m, Reply):
+        return m
     links = req.netns.links
     if m.index > 0:
         dev, specified = links.by_index(m.index), True
@@ -983,12 +989,9 @@ def rtnl_newlink(req):
 
 @rtnl_handler(RTM_SETLINK)
 def rtnl_setlink(req):
-    off = req.payload_offset
-    if req.hdr.len - 16 < IFINFOMSG.size:
-        return Reply(-E.EINVAL, "Invalid header length")
-    m = _Msg(req, off, req.end, req.hdr.offset)
-    if m.error is not None:
-        return m.error
+    m = _ifinfomsg(req)
+    if isinstance(m, Reply):
+        return m
     links = req.netns.links
     if m.index > 0:
         dev = links.by_index(m.index)
@@ -1010,12 +1013,9 @@ def rtnl_dellink(req):
     """``rtnl_dellink``: by index or name; devices without rtnl_link_ops (lo, hardware ports)
     → EOPNOTSUPP; a veth takes its peer along; a bond releases its slaves first. Offloaded
     SAs do not block it: NETDEV_UNREGISTER flushes them (xfrm_dev_event)."""
-    off = req.payload_offset
-    if req.hdr.len - 16 < IFINFOMSG.size:
-        return Reply(-E.EINVAL, "Invalid header length")
-    m = _Msg(req, off, req.end, req.hdr.offset)
-    if m.error is not None:
-        return m.error
+    m = _ifinfomsg(req)
+    if isinstance(m, Reply):
+        return m
     links = req.netns.links
     if m.index > 0:
         dev = links.by_index(m.index)
