@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import errno as E
 
-from xfrmd import vfs
+from xfrmd import kconfig, vfs
 from xfrmd.services import service
 
 
 def _nsim_new_device(kernel, ns, path: str, data: str) -> int:
     """``echo "ID [PORTS [QUEUES]]" > /sys/bus/netdevsim/new_device``: ports eni<ID>np<N>."""
+    if not kconfig.enabled(kernel, "NETDEVSIM"):
+        return E.ENOENT                 # no netdevsim bus in a kernel built without it
     from devices.netdev import NetDevice
     from devices.registry import setup_device
     words = data.split()
@@ -36,6 +38,8 @@ def _nsim_new_device(kernel, ns, path: str, data: str) -> int:
 
 
 def _nsim_del_device(kernel, ns, path: str, data: str) -> int:
+    if not kconfig.enabled(kernel, "NETDEVSIM"):
+        return E.ENOENT
     words = data.split()
     if not words or not words[0].isdigit():
         return E.EINVAL
@@ -78,6 +82,8 @@ def _nsim_ports(ns) -> dict:
 def _nsim_dirs(kernel, ns, path: str) -> list:
     """The directories of /sys/bus/netdevsim and debugfs netdevsim a selftest walks."""
     parts = path.split("/")[1:]
+    if not kconfig.enabled(kernel, "NETDEVSIM"):
+        raise FileNotFoundError(path)
     devs = _nsim_ports(ns)
 
     def dev_of(word: str):

@@ -12,6 +12,8 @@ import os
 import re
 import tomllib
 
+from . import kconfig
+
 BUILTIN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "topologies")
 KINDS = ("loopback", "dummy", "veth", "bridge", "bond", "netdevsim", "mlx5", "airoha-soe")
 DRIVERS = {"dummy": "dummy", "veth": "veth", "bridge": "bridge", "bond": "bonding",
@@ -43,6 +45,7 @@ class Topology:
         raise ValueError(f"{where}{problem}")
 
     def _validate(self) -> None:
+        self.kconfig = self._validate_kernel()
         nss = self.spec.get("netns", [])
         if not isinstance(nss, list) or not nss:
             self._fail("a topology needs at least one [[netns]]")
@@ -66,6 +69,10 @@ class Topology:
                 if d.get("kind") not in KINDS:
                     self._fail(f"device {n!r}: unknown kind {d.get('kind')!r} "
                                f"(one of {', '.join(KINDS)})", f'"{d.get("kind")}"')
+                opt = kconfig.LINK_KINDS.get(d["kind"])
+                if opt and not self.kconfig.enabled(opt):
+                    self._fail(f"device {n!r}: kind {d['kind']} needs CONFIG_{opt}, which the "
+                               "[kernel] table turns off", f'"{d["kind"]}"')
                 if "lag_model" in d and d["lag_model"] not in ("off", "replicated", "shared"):
                     self._fail(f"device {n!r}: lag_model {d['lag_model']!r} is not one of off, "
                                "replicated, shared", f'"{d["lag_model"]}"')
@@ -86,6 +93,25 @@ class Topology:
                     self._fail(f"route: device {r['dev']!r} does not exist", f'"{r["dev"]}"')
 
         self._validate_veth_pairs(nss)
+
+    def _validate_kernel(self):
+        """The ``[kernel]`` table: ``CONFIG_NAME = true|false`` (or "y"/"m"/"n") for the
+        options of :mod:`xfrmd.kconfig`; the rest stay on."""
+        table = self.spec.get("kernel", {})
+        if not isinstance(table, dict):
+            self._fail("[kernel] must be a table of CONFIG_NAME = true|false", "kernel")
+        cfg = kconfig.KernelConfig()
+        values = {}
+        for key, value in table.items():
+            try:
+                values[kconfig.normalise_name(key)] = kconfig.parse_value(value)
+            except ValueError as e:
+                self._fail(f"[kernel]: {e}", key)
+        try:
+            cfg.update(values)
+        except ValueError as e:
+            self._fail(f"[kernel]: {e}", "[kernel]")
+        return cfg
 
     def _validate_veth_pairs(self, nss) -> None:
         """``peer = "NAME"`` (``peer_netns = "NS"`` for the other end in another namespace)
@@ -114,6 +140,7 @@ class Topology:
     def apply(self, kernel) -> None:
         from devices.netdev import IFF_BROADCAST, IFF_NOARP, IFF_UP, NetDevice
         from .rtnl.addr import add_address
+        kernel.kconfig = self.kconfig.copy()               # before anything is built
         for nspec in self.spec.get("netns", []):
             ns = kernel.netns(nspec.get("name", "default"), create=True)
             links = ns.links

@@ -14,6 +14,7 @@ from netlink_codec.netlink import (NETLINK_ROUTE, NLM_F_MULTI, encode_msg, iter_
                                    kernel_attrs, nla, nla_nested, nla_string, nla_u8, nla_u16,
                                    nla_u32)
 
+from .. import kconfig
 from ..netlink.core import Reply
 from ..netlink.nlattr import NlaPolicy, parse_attrs
 from . import rtnl_handler
@@ -42,6 +43,8 @@ NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE = 0x100, 0x200, 0x400
 RTNLGRP_LINK = 1
 HARDWARE_KINDS = ("netdevsim", "mlx5", "airoha-soe")
 RTNL_KINDS = ("dummy", "veth", "bridge", "bond")      # kinds with rtnl_link_ops here
+NSIM_VALIDATE_MSG = ('netdevsim: Please use: echo "[ID] [PORT_COUNT] [NUM_QUEUES]" > '
+                     '/sys/bus/netdevsim/new_device')
 IFNAMSIZ = 16
 MAX_ADDR_LEN = 32
 
@@ -962,7 +965,12 @@ def rtnl_newlink(req):
     kind, data_ra, _slave_ra, err = _linkinfo_parse(m)
     if err is not None:
         return err
-    known = kind in RTNL_KINDS
+    kernel = req.netns.kernel
+    if kind == "netdevsim" and kconfig.link_kind_built(kernel, kind):
+        # nsim_link_ops.validate, run before the device lookup: ports come from sysfs only
+        return Reply(-E.EOPNOTSUPP, NSIM_VALIDATE_MSG)
+    # rtnl_link_ops_get: a kind the kernel was built without has no ops
+    known = kind in RTNL_KINDS and kconfig.link_kind_built(kernel, kind)
     if dev is not None:
         if req.hdr.flags & NLM_F_EXCL:
             return Reply(-E.EEXIST)

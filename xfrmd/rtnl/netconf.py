@@ -11,6 +11,7 @@ import struct
 
 from netlink_codec.netlink import NLM_F_MULTI, encode_msg, iter_attrs, nla
 
+from .. import kconfig
 from ..netlink.core import Reply
 from . import rtnl_handler
 
@@ -30,11 +31,16 @@ def _s32(t: int, v: int) -> bytes:
     return nla(t, struct.pack("=i", v))
 
 
-def fill_devconf(family: int, ifindex: int, seq: int, portid: int, flags: int) -> bytes:
+def fill_devconf(family: int, ifindex: int, seq: int, portid: int, flags: int,
+                 kernel=None) -> bytes:
     """``inet_netconf_fill_devconf`` / ``inet6_netconf_fill_devconf`` with NETCONFA_ALL:
-    netconfmsg (padded to 4), the index, then each value."""
+    netconfmsg (padded to 4), the index, then each value. IPv6 writes mc_forwarding only
+    in a kernel built with CONFIG_IPV6_MROUTE (IPv4 always writes it)."""
     body = struct.pack("=Bxxx", family) + _s32(NETCONFA_IFINDEX, ifindex)
+    no_mc6 = family == 10 and not kconfig.enabled(kernel, "IPV6_MROUTE")
     for t in ATTRS[family]:
+        if t == NETCONFA_MC_FORWARDING and no_mc6:
+            continue
         body += _s32(t, 0)
     return encode_msg(RTM_NEWNETCONF, flags, seq, portid, body)
 
@@ -50,7 +56,7 @@ def netconf_dump_devconf(req):
     if family not in (0, 2, 10):
         return Reply(-E.EOPNOTSUPP, f"xfrmd: netconf of address family {family} is not modelled")
     seq, portid = req.hdr.seq, req.sock.portid
-    msgs = [fill_devconf(fam, i, seq, portid, NLM_F_MULTI)
+    msgs = [fill_devconf(fam, i, seq, portid, NLM_F_MULTI, req.netns.kernel)
             for fam in (2, 10) if family in (0, fam) for i in _indexes(req.netns)]
     return req.start_dump(msgs)
 
@@ -71,5 +77,5 @@ def netconf_get_devconf(req):
     if ifindex not in (NETCONFA_IFINDEX_ALL, NETCONFA_IFINDEX_DEFAULT) \
             and req.netns.links.by_index(ifindex) is None:
         return Reply(-E.ENODEV)
-    req.unicast(fill_devconf(family, ifindex, req.hdr.seq, req.sock.portid, 0))
+    req.unicast(fill_devconf(family, ifindex, req.hdr.seq, req.sock.portid, 0, req.netns.kernel))
     return Reply()

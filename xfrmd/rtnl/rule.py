@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from netlink_codec.netlink import NETLINK_ROUTE, NLM_F_MULTI, encode_msg, iter_attrs, nla, nla_u32
 
+from .. import kconfig
 from ..netlink.core import Reply
 from . import rtnl_handler
 
@@ -50,6 +51,16 @@ class FibRule:
 RTNL_FAMILY_IPMR, RTNL_FAMILY_IP6MR = 128, 129
 # the order rule families registered in, which an AF_UNSPEC dump follows
 DUMP_ORDER = (2, RTNL_FAMILY_IPMR, RTNL_FAMILY_IP6MR, 10)
+# the multicast families have fib_rules_ops only in a kernel with multiple mroute tables
+# (ipmr_rules_init / ip6mr_rules_init: the single-table variants register none)
+_FAMILY_OPTION = {RTNL_FAMILY_IPMR: "IP_MROUTE_MULTIPLE_TABLES",
+                  RTNL_FAMILY_IP6MR: "IPV6_MROUTE_MULTIPLE_TABLES"}
+
+
+def rule_families(kernel) -> tuple[int, ...]:
+    """The families with fib_rules_ops in this kernel, in registration order."""
+    return tuple(f for f in DUMP_ORDER
+                 if f not in _FAMILY_OPTION or kconfig.enabled(kernel, _FAMILY_OPTION[f]))
 
 
 def default_rules(family: int) -> list[FibRule]:
@@ -223,9 +234,10 @@ def fib_nl_dumprule(req):
     family = req.buf[off] if req.end - off >= 1 else 0
     ns = req.netns
     msgs = []
-    for fam in (DUMP_ORDER if family == 0 else (family,)):
-        if fam not in DUMP_ORDER:
-            return Reply(-E.EAFNOSUPPORT)
+    families = rule_families(ns.kernel)
+    for fam in (families if family == 0 else (family,)):
+        if fam not in families:
+            return Reply(-E.EAFNOSUPPORT)               # lookup_rules_ops found none
         for r in _rules(ns, fam):
             msgs.append(fib_nl_fill_rule(ns, r, RTM_NEWRULE, req.hdr.seq, req.sock.portid, NLM_F_MULTI))
     return req.start_dump(msgs)

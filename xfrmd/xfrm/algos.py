@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .. import kconfig
+
 
 @dataclass(frozen=True)
 class AlgoDesc:
@@ -94,7 +96,8 @@ _COMP_BY_NAME = _index(COMP)
 _AEAD_BY_NAME_ICV = {(d.name, d.icv_truncbits): d for d in AEAD}
 
 # Names the emulated crypto API lacks in every kernel of this process (tests); one kernel's
-# own set is ``kernel.xfrm_unavailable_algos`` (``xfrmd ctl crypto-alg off NAME``). A missing
+# own set is ``kernel.xfrm_unavailable_algos`` (``xfrmd ctl crypto-alg off NAME``), and its
+# profile's CRYPTO_* options say which were built (xfrmd.kconfig). A missing
 # algorithm makes the lookup fail as the crypto probe does: ENOSYS.
 UNAVAILABLE: set[str] = set()
 
@@ -102,7 +105,8 @@ UNAVAILABLE: set[str] = set()
 def _avail(d: AlgoDesc | None, kernel=None) -> AlgoDesc | None:
     if d is None or d.name in UNAVAILABLE:
         return None
-    if kernel is not None and d.name in getattr(kernel, "xfrm_unavailable_algos", ()):
+    if kernel is not None and (d.name in getattr(kernel, "xfrm_unavailable_algos", ())
+                               or not kconfig.algorithm_built(kernel, d.name)):
         return None
     return d
 

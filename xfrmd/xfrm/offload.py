@@ -22,6 +22,7 @@ import struct
 from netlink_codec import xfrm as X
 from netlink_codec.netlink import nla
 
+from .. import kconfig
 from ..netlink.core import Reply
 
 XFRM_DEV_OFFLOAD_IN, XFRM_DEV_OFFLOAD_OUT, XFRM_DEV_OFFLOAD_FWD = 1, 2, 3
@@ -79,6 +80,8 @@ def _route_dev(req, x, inbound: bool):
 def xfrm_dev_state_add(req, x, xuo) -> Reply | None:
     """``xfrm_dev_state_add``."""
     from devices.xfrmdev import OffloadError
+    if not kconfig.enabled(req.netns.kernel, "XFRM_OFFLOAD"):
+        return None                 # the !CONFIG_XFRM_OFFLOAD stub: accepted, nothing offloaded
     flags = xuo.flags
     if flags & ~_KNOWN_FLAGS:
         return Reply(-E.EINVAL, "Unrecognized flags in offload request")
@@ -198,6 +201,8 @@ def xfrm_dev_state_update_stats(x) -> None:
 def xfrm_dev_policy_add(req, pol, xuo, dir) -> Reply | None:
     """``xfrm_dev_policy_add``."""
     from devices.xfrmdev import OffloadError
+    if not kconfig.enabled(req.netns.kernel, "XFRM_OFFLOAD"):
+        return None                 # the !CONFIG_XFRM_OFFLOAD stub, as for states
     if xuo.flags != X.XFRM_OFFLOAD_PACKET:
         return Reply(-E.EINVAL, "Unrecognized flags in offload request")
     links = getattr(req.netns, "links", None)

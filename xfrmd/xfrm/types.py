@@ -2,9 +2,10 @@
 ``esp_init_state`` (esp4.c/esp6.c), ``ah_init_state`` (ah4.c/ah6.c), ``ipcomp4/6_init_state``
 (xfrm_ipcomp.c). Each returns ``(errno, extack)`` with errno 0 on success.
 
-The emulated kernel has the ESP, AH and IPComp types for both families. ``DISABLED_TYPES``
-(a topology switch) removes some, so that a kernel without the modules — like the machine the
-differential tests run on — answers EPROTONOSUPPORT "Requested type not found".
+Which types exist is the kernel's profile (:mod:`xfrmd.kconfig`: CONFIG_INET_ESP,
+CONFIG_INET6_ESP, CONFIG_INET_AH, …; all on by default). A kernel without one — like a
+machine whose kernel lacks the modules — answers EPROTONOSUPPORT "Requested type not found".
+``DISABLED_TYPES`` removes a type from every kernel of the process (tests).
 """
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ import errno as E
 
 from netlink_codec import xfrm as X
 
+from .. import kconfig
 from . import algos
 
 CRYPTO_MAX_ALG_NAME = 128
 CRYPTO_FAIL = "Kernel was unable to initialize cryptographic operations"
 
-# Types missing from every kernel of this process (tests); a kernel's own switch is
-# ``kernel.xfrm_disabled_types`` (topology, ``xfrmd ctl xfrm-type esp off``).
+# Types missing from every kernel of this process (tests); a kernel's own switch is its
+# profile (topology ``[kernel]``, ``xfrmd ctl kconfig set INET_ESP=n``, ``xfrm-type esp off``).
 DISABLED_TYPES: set[int] = set()
 
 _TUNNEL_FLAG_MODES = {X.XFRM_MODE_TUNNEL, X.XFRM_MODE_BEET, X.XFRM_MODE_IPTFS}
@@ -35,18 +37,20 @@ def get_mode(mode: int, family: int) -> bool:
 
 
 def get_type(proto: int, family: int, kernel=None):
-    """``xfrm_get_type``: the init_state function, or None when no module provides it.
-    Mobile IPv6 (ROUTING/DSTOPTS) is not built into the emulated kernel."""
-    if proto in DISABLED_TYPES or proto in getattr(kernel, "xfrm_disabled_types", ()):
+    """``xfrm_get_type``: the init_state function, or None when no module provides it (for
+    this family: esp4 and esp6 are separate modules). Mobile IPv6 (ROUTING/DSTOPTS) is not
+    built into the emulated kernel."""
+    if proto in DISABLED_TYPES or not kconfig.xfrm_type_built(kernel, proto, family):
         return None
     return _TYPES.get(proto)
 
 
 def set_type_enabled(kernel, proto: int, enabled: bool) -> None:
-    """Load or unload an xfrm type module in one emulated kernel."""
-    disabled = set(getattr(kernel, "xfrm_disabled_types", ()))
-    (disabled.discard if enabled else disabled.add)(proto)
-    kernel.xfrm_disabled_types = frozenset(disabled)
+    """Load or unload an xfrm type module in one emulated kernel, both families (the
+    profile's options for it, e.g. CONFIG_INET_ESP and CONFIG_INET6_ESP)."""
+    cfg = kconfig.of(kernel)
+    for name in set(kconfig.XFRM_TYPES[proto]):
+        cfg.set(name, enabled)
 
 
 def init_state(x, *, ip_no_pmtu_disc: bool = False) -> tuple[int, str | None]:

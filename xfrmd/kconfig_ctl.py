@@ -1,0 +1,49 @@
+"""``xfrmd ctl kconfig show|set``: the emulated kernel's build profile (:mod:`xfrmd.kconfig`)
+read and changed at run time, and the service op behind it."""
+from __future__ import annotations
+
+import errno as E
+
+from . import kconfig
+from .ctl import VERBS, _result, verb
+from .services import service
+
+_USAGE = ("kconfig show [NAME…] | kconfig set NAME=y|n… — the kernel's build options "
+          "(IP_MROUTE, IPV6_MROUTE, XFRM_OFFLOAD, INET_ESP, DUMMY, CRYPTO_GCM, …; "
+          "docs/topology.md): shown as .config lines; a change applies to requests from "
+          "then on, what exists stays")
+
+
+@verb("kconfig", _USAGE)
+def _kconfig(svc, args) -> int:
+    if args[:1] == ["show"]:
+        return _result(svc.query("kconfig", action="show", names=args[1:]), show=True)
+    if args[:1] == ["set"] and len(args) > 1 and all("=" in a for a in args[1:]):
+        values = dict(a.split("=", 1) for a in args[1:])
+        return _result(svc.query("kconfig", action="set", values=values), show=True)
+    raise SystemExit("usage: xfrmd ctl " + VERBS["kconfig"][1])
+
+
+@service("kconfig")
+def _kconfig_op(kernel, ns, req: dict) -> dict:
+    """``show``: the options as .config text (all, or the ``names`` asked for); ``set``:
+    ``values`` {NAME: y|n}, all or nothing."""
+    cfg = kconfig.of(kernel)
+    try:
+        if req.get("action") == "set":
+            values = {kconfig.normalise_name(k): kconfig.parse_value(v)
+                      for k, v in (req.get("values") or {}).items()}
+            trial = cfg.copy()
+            trial.update(values)              # an unmet dependency fails before any change
+            cfg.values = trial.values
+            return {"errno": 0}
+        if req.get("action") != "show":
+            return {"errno": E.EINVAL, "error": "xfrmd: kconfig show|set"}
+        names = [kconfig.normalise_name(n) for n in req.get("names") or []]
+    except ValueError as e:
+        return {"errno": E.EINVAL, "error": f"xfrmd: {e}"}
+    lines = cfg.show().splitlines(keepends=True)
+    if names:
+        lines = [ln for ln in lines if any(f"CONFIG_{n}=" in ln or f"CONFIG_{n} " in ln
+                                           for n in names)]
+    return {"errno": 0, "text": "".join(lines)}
