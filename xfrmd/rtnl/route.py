@@ -12,6 +12,7 @@ import struct
 
 from netlink_codec.netlink import NETLINK_ROUTE, NLM_F_MULTI, encode_msg, iter_attrs, nla, nla_u32
 
+from .. import kconfig
 from ..netlink.core import Reply
 from . import rtnl_handler
 from .fib import (REJECT_TYPES, RT_SCOPE_HOST, RT_SCOPE_LINK, RT_SCOPE_NOWHERE, RT_TABLE_LOCAL,
@@ -139,12 +140,19 @@ def _dump_filter(req):
     return table, oif, cloned
 
 
+# RTNL_FAMILY_IPMR / IP6MR have their RTM_GETROUTE dumpit (the empty mfc cache) only in a
+# kernel with multicast routing
+_MROUTE_OPTION = {128: "IP_MROUTE", 129: "IPV6_MROUTE"}
+
+
 @rtnl_handler(RTM_GETROUTE, dump=True)
 def inet_dump_fib(req):
     """``rtnl_dump_all`` over AF_INET then AF_INET6 (the IPMR / IP6MR caches are empty), or
     one family; a table that does not exist ends the dump with ENOENT."""
     ns = req.netns
     family = req.buf[req.payload_offset] if req.end > req.payload_offset else 0
+    if family in _MROUTE_OPTION and not kconfig.enabled(ns.kernel, _MROUTE_OPTION[family]):
+        family = 0      # rtnetlink_rcv_msg: no RTNL_FAMILY_IPMR dumpit, the PF_UNSPEC one runs
     seq, portid = req.hdr.seq, req.sock.portid
     table, oif, cloned = _dump_filter(req)
     fib6_expire(ns)
