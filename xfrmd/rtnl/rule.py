@@ -233,11 +233,12 @@ def fib_nl_dumprule(req):
     off = req.payload_offset
     family = req.buf[off] if req.end - off >= 1 else 0
     ns = req.netns
-    msgs = []
     families = rule_families(ns.kernel)
+    if family and family not in families:
+        # lookup_rules_ops found none: the dumpit's error, so NLMSG_DONE carries it
+        return req.start_dump([Reply(-E.EAFNOSUPPORT)])
+    msgs = []
     for fam in (families if family == 0 else (family,)):
-        if fam not in families:
-            return Reply(-E.EAFNOSUPPORT)               # lookup_rules_ops found none
         for r in _rules(ns, fam):
             msgs.append(fib_nl_fill_rule(ns, r, RTM_NEWRULE, req.hdr.seq, req.sock.portid, NLM_F_MULTI))
     return req.start_dump(msgs)
