@@ -1,10 +1,12 @@
 """Differential, bad input to RTM_NEWLINK / RTM_SETLINK / RTM_DELLINK as raw requests: the
-same datagrams on a fresh real namespace and through `xfrmd run --topology bare`, comparing
+same datagrams on a fresh real namespace and through `xfrmd run` (`bare`), comparing
 errno, extack message and extack offset of each answer, then the device list — nothing of a
 refused request may be left behind. Covers bad attribute types and lengths, unknown kinds,
 duplicate names and indexes, enslaving what cannot be enslaved, a port already in another
-master (do_set_master moves it), missing devices and namespaces. (dummy and bond are not in
-this kernel: tests/test_rtnl.py covers them against the kernel source.)"""
+master (do_set_master moves it), missing devices and namespaces, and the kinds a kernel may
+be built without (dummy, bond, netdevsim: the emulated kernel is built like the running one,
+tests/differential/kconfig_host.py; tests/test_rtnl.py covers dummy and bond against the
+kernel source too)."""
 from __future__ import annotations
 
 import json
@@ -110,6 +112,11 @@ case("mac multicast", req(NEW, A, ifi(idx("v1")) + attr(IFLA_ADDRESS, bytes.from
 case("mac short", req(NEW, A, ifi(idx("v1")) + attr(IFLA_ADDRESS, bytes.fromhex("0203"))))
 case("netns no such pid", req(NEW, A, ifi(idx("v1")) + attr(IFLA_NET_NS_PID, struct.pack("=I", 999999))))
 case("create in no such pid", req(NEW, C, ifi() + name(IFLA_IFNAME, "x8") + attr(IFLA_NET_NS_PID, struct.pack("=I", 999999)) + kind("veth")))
+# kinds the running kernel may lack (the emulated one is built alike: kconfig_host.py)
+case("dummy d0", req(NEW, C, ifi() + name(IFLA_IFNAME, "d0") + kind("dummy")))
+case("bond b0", req(NEW, C, ifi() + name(IFLA_IFNAME, "b0") + kind("bond")))
+case("netdevsim n0", req(NEW, C, ifi() + name(IFLA_IFNAME, "n0") + kind("netdevsim")))
+case("v0 kind netdevsim", req(NEW, A, ifi(idx("v0")) + kind("netdevsim")))
 case("setlink missing dev", req(SET, A, ifi(999)))
 case("setlink no index no name", req(SET, A, ifi()))
 case("dellink missing", req(DEL, A, ifi(999)))

@@ -1,5 +1,6 @@
 """Differential: devices moving between namespaces and veth pairs across two namespaces, on a
-pair of fresh real namespaces and through `xfrmd run --topology bare` with a second emulated
+pair of fresh real namespaces and through `xfrmd run` (`bare`, built like the running kernel:
+tests/differential/kconfig_host.py) with a second emulated
 namespace — `ip link set DEV netns PID`, `ip link add … peer name B netns PID`, errors
 (netns-immutable lo and bridge, no such process, a name taken in the target), ifindexes kept
 unless taken, addresses dropped, `link-netnsid`, `ip netns list-id`, and what `ip monitor
@@ -18,6 +19,7 @@ import sys
 
 import pytest
 
+from tests.differential.kconfig_host import host_topology
 from tests.differential.test_rtnl_diff import _DUMP, XFRMD, _links, _need_tools, _norm
 
 SCRIPT = r'''
@@ -84,7 +86,7 @@ def _run(tmp_path):
             env["REAL"] = "1"
             cmd = ["unshare", "-n", "sh", str(script)]
         else:
-            cmd = XFRMD + ["run", "--topology", "bare", "--", "sh", str(script)]
+            cmd = XFRMD + ["run", "--topology", host_topology(), "--", "sh", str(script)]
             import os
             env["PYTHONPATH"] = os.getcwd()
             env["PYTHONDONTWRITEBYTECODE"] = "1"
@@ -148,7 +150,7 @@ def test_raw_attributes_of_a_veth_across_namespaces(tmp_path):
         env = dict(os.environ, REAL="1") if real else {k: v for k, v in os.environ.items()
                                                       if k != "REAL"}
         cmd = (["unshare", "-n", "sh", str(script)] if real else
-               XFRMD + ["run", "--topology", "bare", "--", "sh", str(script)])
+               XFRMD + ["run", "--topology", host_topology(), "--", "sh", str(script)])
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
         assert p.returncode == 0, p.stderr
         res.append(_links(json.loads(p.stdout.strip().splitlines()[-1])))

@@ -1,11 +1,13 @@
 """Differential: the same `ip link/addr/route` lines on a fresh real network namespace and
-through `xfrmd run --topology bare` — stdout, stderr and exit status must be identical, with
-MAC addresses normalised (both kernels pick random ones). The lines run in order in one
-namespace, so later lines see what earlier ones left behind (ifindexes must match too).
+through `xfrmd run` of `bare` built like the running kernel (tests/differential/kconfig_host.py)
+— stdout, stderr and exit status must be identical, with MAC addresses normalised (both
+kernels pick random ones). The lines run in order in one namespace, so later lines see what
+earlier ones left behind (ifindexes must match too). The link kinds the running kernel may
+lack (dummy, bond, netdevsim) come last: both kernels make them or refuse them alike.
 
 A second test compares the raw RTM_NEWLINK attributes (types, order, and the values that are
-not random) of a dump on both kernels. Bonding and dummy are not built into the kernel here;
-tests/test_rtnl.py covers them against the kernel source."""
+not random) of a dump on both kernels. tests/test_rtnl.py covers bonding and dummy against
+the kernel source too."""
 from __future__ import annotations
 
 import os
@@ -18,6 +20,8 @@ import time
 import uuid
 
 import pytest
+
+from tests.differential.kconfig_host import host_topology
 
 XFRMD = [sys.executable, "-m", "xfrmd.cli"]
 
@@ -82,6 +86,11 @@ CASES = [
     "ip link add name v5 type veth peer name v6",      # ifindexes keep counting up
     "ip -br link show",
     "ip link show",
+    "ip link add d0 type dummy",                       # CONFIG_DUMMY or "Unknown device type"
+    "ip link del d0",
+    "ip link add b0 type bond",                        # CONFIG_BONDING
+    "ip link del b0",
+    "ip link add n0 type netdevsim",                   # nsim_validate, or no such kind
 ]
 assert len(CASES) >= 40
 
@@ -125,20 +134,21 @@ def _split(p):
 
 
 def run_in_both(argv):
-    """argv on a fresh real netns and through `xfrmd run --topology bare`: (real, emu)
-    CompletedProcess, text mode."""
+    """argv on a fresh real netns and through `xfrmd run` of `bare` built like the running
+    kernel: (real, emu) CompletedProcess, text mode."""
+    topology = host_topology()
     ns = RealNetns()
     try:
         real = ns.run(argv)
     finally:
         ns.close()
-    emu = subprocess.run(XFRMD + ["run", "--topology", "bare", "--"] + argv,
+    emu = subprocess.run(XFRMD + ["run", "--topology", topology, "--"] + argv,
                          capture_output=True, text=True, timeout=120)
     return real, emu
 
 
 def run_both(tmp_path_factory, cases, name: str):
-    """The lines as one script on a fresh real netns and through `xfrmd run --topology bare`;
+    """The lines as one script on a fresh real netns and through `xfrmd run` (`bare`, the running kernel's options);
     (stdout chunks, stderr chunks) of each, split per line."""
     _need_tools()
     script = _script(tmp_path_factory.mktemp(name), cases)
@@ -170,7 +180,7 @@ def check_line(outputs, cases, i, norm=_norm) -> None:
 
 def run_probe_both(tmp_path, setup: str, probe: str, args: str = ""):
     """The shell text setup, then the python program probe (with args), as one script on a
-    fresh real netns and through `xfrmd run --topology bare`: (real, emu) CompletedProcess."""
+    fresh real netns and through `xfrmd run` (`bare`, the running kernel's options): (real, emu) CompletedProcess."""
     _need_tools()
     py = tmp_path / "probe.py"
     py.write_text(probe)
@@ -181,7 +191,7 @@ def run_probe_both(tmp_path, setup: str, probe: str, args: str = ""):
 
 def run_monitor_both(tmp_path, monitor: str, lines) -> tuple[str, str]:
     """monitor (e.g. `ip monitor route`) in the background while the shell lines run, on a
-    fresh real netns and through `xfrmd run --topology bare`: what it printed, (real, emu)."""
+    fresh real netns and through `xfrmd run` (`bare`, the running kernel's options): what it printed, (real, emu)."""
     _need_tools()
     script = tmp_path / "mon.sh"
     script.write_text(f"{monitor} > \"$1\" & M=$!; sleep 0.3\n" + "\n".join(lines)
@@ -192,7 +202,8 @@ def run_monitor_both(tmp_path, monitor: str, lines) -> tuple[str, str]:
         ns.run(["sh", str(script), str(real_out)])
     finally:
         ns.close()
-    subprocess.run(XFRMD + ["run", "--topology", "bare", "--", "sh", str(script), str(emu_out)],
+    subprocess.run(XFRMD + ["run", "--topology", host_topology(), "--", "sh", str(script),
+                            str(emu_out)],
                    capture_output=True, text=True, timeout=120)
     time.sleep(0.1)
     return real_out.read_text(), emu_out.read_text()
