@@ -1,6 +1,8 @@
 """Differential: RTM_GETNETCONF — `ip netconf show` lines (dump of both families, one
 device, `all`/`default`, an unknown device) and the raw bytes of a dump and of three gets,
-on a fresh real network namespace and through `xfrmd run --topology bare`."""
+on a fresh real network namespace and through `xfrmd run` of `bare` built like the running
+kernel (inet6 reports mc_forwarding only with CONFIG_IPV6_MROUTE); and `ip mroute show`,
+which a kernel without multicast routing answers with the AF_UNSPEC route dump."""
 from __future__ import annotations
 
 import json
@@ -22,6 +24,9 @@ CASES = [
     "ip netconf show dev nosuch",
     "ip link del v0",
     "ip netconf show",
+    "ip link set lo up",
+    "ip mroute show",                                  # CONFIG_IP_MROUTE or every route
+    "ip -6 mroute show",                               # CONFIG_IPV6_MROUTE
 ]
 
 

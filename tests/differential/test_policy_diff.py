@@ -230,6 +230,12 @@ CASES = {
     "mark zero mask get": [add(N.nla(A.MARK, struct.pack("=II", 5, 0))),
                            m(M.GETPOLICY, pid() + N.nla(A.MARK, struct.pack("=II", 5, 0))),
                            m(M.DELPOLICY, pid()), DUMP],
+    # xfrm_dev_policy_add, or its !CONFIG_XFRM_OFFLOAD stub that ignores the request
+    "offload flags 0": [add(N.nla(A.OFFLOAD_DEV, struct.pack("=iB3x", 1, 0))), DUMP],
+    "offload packet lo": [add(N.nla(A.OFFLOAD_DEV, struct.pack("=iB3x", 1, X.XFRM_OFFLOAD_PACKET)),
+                              TMPL1), DUMP],
+    "offload packet no dev": [add(N.nla(A.OFFLOAD_DEV, struct.pack("=iB3x", 99, X.XFRM_OFFLOAD_PACKET)),
+                                  TMPL1), DUMP],
 }
 
 

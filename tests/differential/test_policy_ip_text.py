@@ -8,6 +8,7 @@ import shlex
 import pytest
 
 from tests.conftest import require
+from tests.differential.kconfig_host import host_profile
 from tests.replay.realip import RealNetns, have_tools
 
 pytestmark = pytest.mark.netns
@@ -74,7 +75,9 @@ def real_ns():
 def fake_results():
     from xfrmd.replay.runner import Backend, run_line
     from xfrmd.testing import make_kernel, running_server
-    with running_server(make_kernel("bare")) as srv:
+    k = make_kernel("bare")
+    host_profile().apply(k)                 # built like the running kernel
+    with running_server(k) as srv:
         b = Backend(path=srv.path)
         try:
             return [run_line(b, shlex.split(ln), i) for i, ln in enumerate(_lines(), 1)]

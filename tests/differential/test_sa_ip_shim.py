@@ -1,6 +1,7 @@
-"""Real `ip` 6.1 through the preload shim against xfrmd (module set of this machine: no
-ESP/AH/IPComp types, its crypto algorithms, set with `xfrmd ctl`), and on the real kernel in a
-fresh netns: the same `ip xfrm state` lines print the same stdout/stderr/status."""
+"""Real `ip` 6.1 through the preload shim against xfrmd built like the running kernel (its
+options in the topology's [kernel] table, the crypto algorithms it lacks switched off with
+`xfrmd ctl`: tests/differential/kconfig_host.py), and on the real kernel in a fresh netns:
+the same `ip xfrm state` lines print the same stdout/stderr/status."""
 from __future__ import annotations
 
 import shlex
@@ -12,7 +13,7 @@ import pytest
 
 from tests.conftest import require
 from tests.differential.test_sa_ip_text import _lines
-from tests.differential.test_sa_validation import MISSING_HERE
+from tests.differential.kconfig_host import host_profile, host_topology
 from tests.replay.realip import RealNetns, have_tools
 
 pytestmark = pytest.mark.netns
@@ -23,15 +24,14 @@ def test_real_ip_through_the_shim_matches_the_kernel(tmp_path):
     require(have_tools(), "needs root and ip")
     require(shutil.which("gcc") or shutil.which("cc"), "needs a C compiler for the shim")
     ctl = " ".join(XFRMD) + " ctl"
-    setup = [f"{ctl} xfrm-type esp off", f"{ctl} xfrm-type ah off", f"{ctl} xfrm-type comp off",
-             f"{ctl} crypto-alg off " + " ".join(f"'{n}'" for n in sorted(MISSING_HERE))]
+    setup = host_profile().crypto_ctl(ctl) or ["true"]
     quoted = [" ".join(shlex.quote(w) for w in shlex.split(c)) for c in _lines()]
     body = "\n".join(f"ip {c}; echo \"== $?\"; echo '==' >&2" for c in quoted) + "\n"
     emu_script = tmp_path / "emu.sh"
     emu_script.write_text("set -e\n" + "\n".join(setup) + "\nset +e\n" + body)
     real_script = tmp_path / "real.sh"
     real_script.write_text(body)
-    emu = subprocess.run(XFRMD + ["run", "--topology", "bare", "--", "sh", str(emu_script)],
+    emu = subprocess.run(XFRMD + ["run", "--topology", host_topology(), "--", "sh", str(emu_script)],
                          capture_output=True, text=True, timeout=120)
     ns = RealNetns()
     try:
@@ -64,7 +64,8 @@ def test_ip_xfrm_monitor_prints_what_the_kernel_sends(tmp_path):
     script = tmp_path / "mon.sh"
     script.write_text(MONITOR)
     emu_out, real_out = tmp_path / "emu.txt", tmp_path / "real.txt"
-    emu = subprocess.run(XFRMD + ["run", "--topology", "bare", "--", "sh", str(script), str(emu_out)],
+    emu = subprocess.run(XFRMD + ["run", "--topology", host_topology(), "--", "sh", str(script),
+                               str(emu_out)],
                          capture_output=True, text=True, timeout=120)
     assert emu.returncode == 0, emu.stderr
     ns = RealNetns()

@@ -1,7 +1,8 @@
 """Differential at the text level: each `ip xfrm state …` line runs with the real `ip` in a
 fresh kernel netns, and through xfrmd's `ip` replayer (byte-equal with ip 6.1, see
-docs/replay.md) against an xfrmd whose module set is this machine's (no ESP/AH/IPComp types,
-its crypto algorithms). stdout, stderr and exit status must be identical."""
+docs/replay.md) against an xfrmd built like the running kernel (its xfrm types and crypto
+algorithms: tests/differential/kconfig_host.py). stdout, stderr and exit status must be
+identical."""
 from __future__ import annotations
 
 import shlex
@@ -9,7 +10,7 @@ import shlex
 import pytest
 
 from tests.conftest import require
-from tests.differential.test_sa_validation import MISSING_HERE
+from tests.differential.kconfig_host import host_profile
 from tests.replay.realip import RealNetns, have_tools
 
 pytestmark = pytest.mark.netns
@@ -70,25 +71,16 @@ def real_ns():
 
 @pytest.fixture(scope="module")
 def fake_results():
-    from netlink_codec import xfrm as X
     from xfrmd.replay.runner import Backend, run_line
     from xfrmd.testing import make_kernel, running_server
-    from xfrmd.xfrm import algos, types
     k = make_kernel("bare")
-    for proto in (X.IPPROTO_ESP, X.IPPROTO_AH, X.IPPROTO_COMP):
-        types.set_type_enabled(k, proto, False)
-    saved = set(algos.UNAVAILABLE)
-    algos.UNAVAILABLE.update(MISSING_HERE)
-    try:
-        with running_server(k) as srv:
-            b = Backend(path=srv.path)
-            try:
-                return [run_line(b, shlex.split(ln), i) for i, ln in enumerate(_lines(), 1)]
-            finally:
-                b.close()
-    finally:
-        algos.UNAVAILABLE.clear()
-        algos.UNAVAILABLE.update(saved)
+    host_profile().apply(k)
+    with running_server(k) as srv:
+        b = Backend(path=srv.path)
+        try:
+            return [run_line(b, shlex.split(ln), i) for i, ln in enumerate(_lines(), 1)]
+        finally:
+            b.close()
 
 
 def test_ip_xfrm_state_text_matches_the_kernel(real_ns, fake_results):

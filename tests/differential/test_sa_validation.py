@@ -1,10 +1,11 @@
 """Differential: the same SA request bytes to a fresh real-kernel netns and to xfrmd; the
 replies must be byte-identical once port ids (and SA add times) are normalised.
 
-The machine's kernel has no ESP/AH/IPComp modules, so every SA it would accept fails there at
-the type lookup ("Requested type not found"); only the cases that fail earlier (verification,
-attribute policy, algorithm lookup, mode checks, lookups, ALLOCSPI, which needs no type) are
-compared. Accepted SAs are checked against source facts in tests/test_sad.py.
+The emulated kernel is built like the running one (tests/differential/kconfig_host.py: its
+xfrm types, crypto algorithms and XFRM_OFFLOAD), so every request is compared whatever the
+machine has: on a kernel without the ESP/AH/IPComp types every SA it would accept fails at the
+type lookup ("Requested type not found") in both. Accepted SAs are checked against source
+facts in tests/test_sad.py as well.
 
 This file carries a minimal harness of its own (a raw NETLINK_XFRM socket opened inside a
 throw-away namespace with setns); tests/differential/harness.py, when it lands, is the shared
@@ -26,6 +27,7 @@ import pytest
 from netlink_codec import netlink as N
 from netlink_codec import xfrm as X
 from tests.conftest import require
+from tests.differential.kconfig_host import emulated_kernel
 from tests.sad_helpers import (CBC, REQ_ACK, A, M, Nl, addr, algo, algo2, msg, selector, usersa_id,
                                usersa_info)
 
@@ -87,10 +89,10 @@ def _final(datagram: bytes) -> bool:
 
 
 class FakeXfrm:
+    """An emulated NETLINK_XFRM socket, the kernel built like the running one."""
+
     def __init__(self):
-        from xfrmd.clock import ManualClock
-        from xfrmd.kernel import Kernel
-        self.nl = Nl(Kernel(ManualClock(), seed=1))
+        self.nl = Nl(emulated_kernel())
 
     def send(self, data: bytes) -> list[bytes]:
         return self.nl.send(data)
@@ -268,12 +270,14 @@ def test_lookups_and_small_ops_match_kernel(pair, name):
     compare(pair, LOOKUPS[name])
 
 
-def test_type_lookup_is_where_the_real_kernel_stops(pair, monkeypatch):
-    """An SA that passes every earlier check: the kernel here has no ESP module; xfrmd with
-    the ESP type switched off must answer the same bytes."""
-    from xfrmd.xfrm import types
-    monkeypatch.setattr(types, "DISABLED_TYPES", {X.IPPROTO_ESP, X.IPPROTO_AH, X.IPPROTO_COMP})
-    compare(pair, sa(CBC), sa(AUTH, proto=X.IPPROTO_AH), sa(COMP, proto=X.IPPROTO_COMP, mode=0))
+def test_sas_that_pass_every_check_before_the_type_lookup(pair):
+    """ESP, AH and IPComp SAs of both families that pass every earlier check: accepted, or
+    refused at the type lookup, as the running kernel was built."""
+    v6 = {"src": "2001:db8::1", "dst": "2001:db8::2"}
+    compare(pair, sa(CBC), sa(AUTH, proto=X.IPPROTO_AH), sa(COMP, proto=X.IPPROTO_COMP, mode=0),
+            sa(CBC, **v6), sa(AUTH, proto=X.IPPROTO_AH, **v6),
+            sa(COMP, proto=X.IPPROTO_COMP, mode=0, **v6),
+            msg(M.GETSA, N.nla(A.ADDRESS_FILTER, bytes(36)), N.NLM_F_REQUEST | N.NLM_F_DUMP))
 
 
 def allocspi(lo, hi, attrs=b"", **kw):
@@ -330,12 +334,10 @@ def _drain(sock, timeout: float = 0.0) -> list[bytes]:
 def test_sa_events_match_kernel(real):
     """DELSA and FLUSHSA notifications of larval states, seen by a listener on the SA and
     EXPIRE groups (legacy bind mask), byte-equal with header pid and add_time normalised."""
-    from xfrmd.clock import ManualClock
-    from xfrmd.kernel import Kernel
     groups = X.XFRMGRP_SA | X.XFRMGRP_EXPIRE
     real.send(msg(M.FLUSHSA, bytes([0])))
     mon_real = real.open(groups)
-    k = Kernel(ManualClock(), seed=1)
+    k = emulated_kernel()
     fake = Nl(k)
     mon_fake = Nl(k, ext_ack=True, pid=999)
     k.bind(mon_fake.s, 0, groups)
@@ -360,13 +362,11 @@ def test_sa_events_match_kernel(real):
 def test_larval_expiry_event_matches_kernel(real):
     """A larval state's hard expiry (acq_expires set to 1 s in both kernels): same EXPIRE."""
     import time
-    from xfrmd.clock import ManualClock
-    from xfrmd.kernel import Kernel
     from xfrmd.xfrm.sadb import sad
     subprocess.run(["ip", "netns", "exec", real.name, "sysctl", "-qw",
                     "net.core.xfrm_acq_expires=1"], check=True)
     mon_real = real.open(X.XFRMGRP_EXPIRE)
-    k = Kernel(ManualClock(), seed=1)
+    k = emulated_kernel()
     fake = Nl(k)
     mon_fake = Nl(k, pid=999)
     k.bind(mon_fake.s, 0, X.XFRMGRP_EXPIRE)
@@ -389,13 +389,6 @@ def test_larval_expiry_event_matches_kernel(real):
 
 
 # -- property: any NEWSA gets the kernel's answer ------------------------------------------------
-
-# what this machine's crypto API lacks (probed: the lookup answers ENOSYS for these)
-MISSING_HERE = {"rfc4106(gcm(aes))", "rfc4309(ccm(aes))", "rfc4543(gcm(aes))",
-                "rfc7539esp(chacha20,poly1305)", "hmac(rmd160)", "xcbc(aes)", "cmac(aes)",
-                "hmac(sm3)", "cbc(des)", "cbc(des3_ede)", "cbc(cast5)", "cbc(blowfish)",
-                "cbc(serpent)", "cbc(camellia)", "cbc(twofish)", "cbc(sm4)", "lzs", "lzjh"}
-
 
 def _newsa_strategy():
     from hypothesis import strategies as st
@@ -465,14 +458,11 @@ def _newsa_strategy():
                      st.sampled_from([M.NEWSA, M.NEWSA, M.UPDSA]))
 
 
-def test_any_newsa_gets_the_kernels_answer(real, monkeypatch):
-    """Random NEWSA/UPDSA requests: with the machine's module set (no ESP/AH/IPComp types,
-    its crypto algorithms) xfrmd answers every one with the kernel's bytes."""
+def test_any_newsa_gets_the_kernels_answer(real):
+    """Random NEWSA/UPDSA requests: built like the machine's kernel (its xfrm types, its
+    crypto algorithms) xfrmd answers every one with the kernel's bytes."""
     from hypothesis import HealthCheck, given, settings
 
-    from xfrmd.xfrm import algos, types
-    monkeypatch.setattr(types, "DISABLED_TYPES", {X.IPPROTO_ESP, X.IPPROTO_AH, X.IPPROTO_COMP})
-    monkeypatch.setattr(algos, "UNAVAILABLE", MISSING_HERE)
     fake = FakeXfrm()
 
     @settings(max_examples=600, deadline=None, derandomize=True,
@@ -526,12 +516,10 @@ def test_random_sa_operation_sequences_match_kernel(real):
     across the examples (flushed in between) so that the SAD hash history matches too."""
     from hypothesis import HealthCheck, given, settings
 
-    from xfrmd.clock import ManualClock
-    from xfrmd.kernel import Kernel
     groups = X.XFRMGRP_SA | X.XFRMGRP_EXPIRE
     own = RealXfrm()
     mon_real = own.open(groups)
-    k = Kernel(ManualClock(), seed=1)
+    k = emulated_kernel()
     fake = Nl(k)
     mon_fake = Nl(k, pid=999)
     k.bind(mon_fake.s, 0, groups)
@@ -604,10 +592,8 @@ USER_ACQUIRES = {
 def test_user_acquire_matches_kernel(real, name):
     """XFRM_MSG_ACQUIRE from a key manager: the answer and the ACQUIRE events (one per
     template, algorithm masks copied into the templates as km_query goes)."""
-    from xfrmd.clock import ManualClock
-    from xfrmd.kernel import Kernel
     mon_real = real.open(X.XFRMGRP_ACQUIRE)
-    k = Kernel(ManualClock(), seed=1)
+    k = emulated_kernel()
     fake = Nl(k)
     mon_fake = Nl(k, pid=999)
     k.bind(mon_fake.s, 0, X.XFRMGRP_ACQUIRE)
