@@ -386,6 +386,17 @@ def host_profile() -> HostProfile:
     return _host_profile()
 
 
+def needs_kernel(*options: str) -> None:
+    """Skip a test whose comparison needs the running kernel to have ``options`` (e.g. the
+    attributes of a veth): on a kernel without them both sides only refuse, which the
+    line-by-line tests compare already. Not a missing tool, so a skip under CI too."""
+    import pytest
+    missing = [o for o in options if not host_profile().options[o]]
+    if missing:
+        pytest.skip("the running kernel was built without "
+                    + ", ".join(f"CONFIG_{o}" for o in missing) + ": nothing to compare")
+
+
 @functools.lru_cache(maxsize=None)
 def _topology_path() -> str:
     d = tempfile.mkdtemp(prefix="xfrmd-kconfig-")

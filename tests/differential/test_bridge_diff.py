@@ -11,6 +11,7 @@ import re
 
 import pytest
 
+from tests.differential.kconfig_host import needs_kernel
 from tests.differential.test_rtnl_diff import _norm, check_line, line_ids, outputs_fixture
 
 CASES = [
@@ -60,6 +61,7 @@ def test_bridge_line_matches_the_kernel(outputs, i):
 
 def test_bridge_id_follows_the_lowest_port_then_a_set_address(outputs):
     """Not normalised away entirely: the emulated bridge id is the port's or the set MAC."""
+    needs_kernel("BRIDGE", "VETH")
     _, (eout, _) = outputs
     text = "".join(eout)
     assert text.count("bridge_id 8000.2:11:22:33:44:55 ") == 2

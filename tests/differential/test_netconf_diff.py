@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from tests.differential.kconfig_host import needs_kernel
 from tests.differential.test_rtnl_diff import (NL_DUMP, check_line, line_ids, outputs_fixture,
                                                run_probe_both)
 
@@ -52,6 +53,7 @@ print(json.dumps(out))
 
 
 def test_netconf_bytes_match_the_kernel(tmp_path):
+    needs_kernel("VETH")
     real, emu = run_probe_both(tmp_path, "ip link add v0 type veth peer name v1\n", _PROBE)
     real, emu = json.loads(real.stdout), json.loads(emu.stdout)
     assert len(real) == 14 and emu == real

@@ -19,7 +19,7 @@ import sys
 
 import pytest
 
-from tests.differential.kconfig_host import host_topology
+from tests.differential.kconfig_host import host_topology, needs_kernel
 from tests.differential.test_rtnl_diff import _DUMP, XFRMD, _links, _need_tools, _norm
 
 SCRIPT = r'''
@@ -75,6 +75,7 @@ echo "== monb"; cat "$OUT/monb"
 
 def _run(tmp_path):
     _need_tools()
+    needs_kernel("VETH")
     script = tmp_path / "netns.sh"
     script.write_text(SCRIPT)
     outs = []
@@ -135,6 +136,7 @@ def test_raw_attributes_of_a_veth_across_namespaces(tmp_path):
     """IFLA_LINK (the peer's index in the other namespace) and IFLA_LINK_NETNSID, in the
     kernel's order, in a link dump."""
     _need_tools()
+    needs_kernel("VETH")
     prog = tmp_path / "dump.py"
     prog.write_text(_DUMP)
     script = tmp_path / "s.sh"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.differential.kconfig_host import needs_kernel
 from tests.differential.test_rtnl_diff import (check_line, line_ids, outputs_fixture,
                                                run_monitor_both)
 
@@ -81,6 +82,7 @@ MONITORED = [
 
 
 def test_ip_monitor_route_prints_what_the_kernel_prints(tmp_path):
+    needs_kernel("VETH")
     real, emu = run_monitor_both(tmp_path, "ip monitor route", MONITORED)
     real = [ln for ln in real.splitlines() if "10." in ln]
     emu = [ln for ln in emu.splitlines() if "10." in ln]

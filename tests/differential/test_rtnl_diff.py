@@ -21,7 +21,7 @@ import uuid
 
 import pytest
 
-from tests.differential.kconfig_host import host_topology
+from tests.differential.kconfig_host import host_topology, needs_kernel
 
 XFRMD = [sys.executable, "-m", "xfrmd.cli"]
 
@@ -269,6 +269,7 @@ def _links(hexes) -> dict:
 
 def test_link_dump_attributes_match_the_kernel(tmp_path):
     import json
+    needs_kernel("VETH", "BRIDGE")
     setup = ("ip link add v0 type veth peer name v1 && ip link add br0 type bridge && "
              "ip link set lo up && ip link set v0 mtu 1400 && ip link set v1 up && ")
     real, emu = run_probe_both(tmp_path, setup, _DUMP)
