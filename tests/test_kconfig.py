@@ -179,6 +179,18 @@ def test_a_crypto_option_removes_its_algorithms():
         (E.ENOSYS, "Requested COMP algorithm not found")
 
 
+def test_without_xfrm_iptfs_an_iptfs_sa_keeps_no_iptfs_settings():
+    def iptfs_attrs(nl):
+        extra = N.nla(A.SA_DIR, bytes([X.XFRM_SA_DIR_OUT])) + N.nla_u32(A.IPTFS_PKT_SIZE, 1400)
+        ans = nl.ask(NETLINK_XFRM, _msg(M.NEWSA, usersa_info(mode=X.XFRM_MODE_IPTFS, replay_window=0,
+                                                             **V4) + CRYPT + extra))
+        assert ans.errno == 0
+        sa = nl.ask(NETLINK_XFRM, _msg(M.GETSA, usersa_id(dst=V4["dst"]))).messages[0]
+        return sorted(t for t in (ra.type for ra in N.iter_attrs(sa, 224, len(sa))) if 36 <= t <= 41)
+    assert iptfs_attrs(make()) == [39, 40, 41]      # an outbound SA: the egress settings
+    assert iptfs_attrs(make(XFRM_IPTFS=False)) == []
+
+
 # -- XFRM_OFFLOAD ------------------------------------------------------------------------------
 
 def _offloaded_sa(nl) -> tuple[int, list[int], list]:

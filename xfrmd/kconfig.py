@@ -44,6 +44,9 @@ OPTIONS: dict[str, Option] = {
     "XFRM_OFFLOAD": Option("IPsec offload core (xfrm_device.c): without it XFRMA_OFFLOAD_DEV "
                            "is accepted and ignored (the xfrm_dev_state_add / "
                            "xfrm_dev_policy_add stubs), nothing is offloaded"),
+    "XFRM_IPTFS": Option("xfrm_iptfs (IP-TFS mode callbacks): without it an IP-TFS-mode SA "
+                         "is kept without its IP-TFS settings (no mode_cbs->user_init) and "
+                         "dumps carry no XFRMA_IPTFS_* attributes"),
     "INET_ESP": Option("esp4: the ESP xfrm type for IPv4 SAs"),
     "INET6_ESP": Option("esp6: the ESP xfrm type for IPv6 SAs"),
     "INET_AH": Option("ah4: the AH xfrm type for IPv4 SAs"),

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from netlink_codec import netlink as N
 from netlink_codec import xfrm as X
-from tests.sad_helpers import A, M, algo, algo2, selector, usersa_info
+from tests.sad_helpers import A, M, algo, algo2, selector, usersa_id, usersa_info
 from xfrmd import kconfig
 from xfrmd.xfrm import algos
 
@@ -283,6 +283,24 @@ def probe_xfrm_type(nl, proto: int, family: int, present: dict[str, bool],
 
 
 _TUNNEL_FAIL = "Kernel error: failed to initialize the associated state"
+_IPTFS_ATTRS = {36, 37, 38, 39, 40, 41}         # XFRMA_IPTFS_*
+
+
+def probe_iptfs(nl, present: dict[str, bool]) -> bool:
+    """An outbound IP-TFS-mode ESP SA: with xfrm_iptfs it reads back with its IP-TFS
+    settings (iptfs_copy_to_user); without, or without ESP, nothing shows them."""
+    for c, d in _all_algorithms():
+        if c == "crypt" and present.get(d.name):
+            src, dst, spi = "192.0.2.1", "198.51.100.1", next(_spi)
+            info = usersa_info(src=src, dst=dst, spi=spi, mode=X.XFRM_MODE_IPTFS, replay_window=0)
+            ans = nl.ask(NETLINK_XFRM, _msg(M.NEWSA, info + _alg_attr(c, d)
+                                            + N.nla(A.SA_DIR, bytes([X.XFRM_SA_DIR_OUT]))))
+            if ans.errno:
+                return False
+            got = nl.ask(NETLINK_XFRM, _msg(M.GETSA, usersa_id(dst=dst, spi=spi)))
+            sa = got.messages[0]
+            return any(ra.type in _IPTFS_ATTRS for ra in N.iter_attrs(sa, 224, len(sa)))
+    return False
 
 
 def probe_options(nl, present: dict[str, bool]) -> dict[str, bool]:
@@ -293,6 +311,7 @@ def probe_options(nl, present: dict[str, bool]) -> dict[str, bool]:
     out["IP_MROUTE_MULTIPLE_TABLES"] = probe_rule_family(nl, 128)
     out["IPV6_MROUTE_MULTIPLE_TABLES"] = probe_rule_family(nl, 129)
     out["XFRM_OFFLOAD"] = probe_xfrm_offload(nl)
+    out["XFRM_IPTFS"] = probe_iptfs(nl, present)
     for proto, (v4, v6) in kconfig.XFRM_TYPES.items():
         if proto in (X.IPPROTO_ESP, X.IPPROTO_AH, X.IPPROTO_COMP):
             for opt, family in ((v4, 2), (v6, 10)):

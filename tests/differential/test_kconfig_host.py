@@ -32,8 +32,10 @@ def _profile(seed: int) -> dict[str, bool]:
 
 
 def _observable(options: dict[str, bool]) -> dict[str, bool]:
-    """What the probes can see: the tunnel types only through IPComp's tunnel mode."""
+    """What the probes can see: the tunnel types only through IPComp's tunnel mode, IP-TFS
+    only through an ESP SA."""
     out = dict(options)
+    out["XFRM_IPTFS"] = options["XFRM_IPTFS"] and options["INET_ESP"]
     out["INET_XFRM_TUNNEL"] = options["INET_XFRM_TUNNEL"] and options["INET_IPCOMP"]
     out["INET6_XFRM_TUNNEL"] = options["INET6_XFRM_TUNNEL"] and options["INET6_IPCOMP"]
     return out

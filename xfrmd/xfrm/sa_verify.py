@@ -10,6 +10,7 @@ import struct
 
 from netlink_codec import xfrm as X
 
+from .. import kconfig
 from ..netlink.core import Reply
 from . import algos, offload, types
 from .state import UINT_MAX, A, USERSA_INFO, Algo, LifetimeCfg, LifetimeCur, ReplayEsn, StateId
@@ -326,7 +327,9 @@ def _construct_rest(req, p: UsersaInfo, x, db) -> Reply | None:
         bad = offload.xfrm_dev_state_add(req, x, xuo)
         if bad is not None:
             return bad
-    if x.props.mode == X.XFRM_MODE_IPTFS:       # x->mode_cbs->user_init
+    if x.props.mode == X.XFRM_MODE_IPTFS and kconfig.enabled(db.kernel, "XFRM_IPTFS"):
+        # x->mode_cbs->user_init; without xfrm_iptfs, xfrm_get_mode_cbs finds no callbacks
+        # and the SA is kept without its IP-TFS configuration
         from .iptfs import user_init
         err, msg = user_init(req, x, A)
         if err:
