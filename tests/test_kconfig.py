@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno as E
 import struct
+import sys
 
 import pytest
 
@@ -265,7 +266,7 @@ def test_the_kernel_table_of_a_topology(tmp_path):
 def test_ctl_kconfig_shows_and_sets_the_profile(tmp_path):
     require_shim("ip")
     topo = _topo(tmp_path, "[kernel]\nCONFIG_DUMMY = false\n")
-    ctl = "python3 -m xfrmd.cli ctl"
+    ctl = f"{sys.executable} -m xfrmd.cli ctl"
     p = xfrmd_run(f"{ctl} kconfig show DUMMY BONDING; ip link add d0 type dummy; "
                   f"{ctl} kconfig set CONFIG_DUMMY=y BONDING=n && ip link add d0 type dummy && "
                   f"ip link add b0 type bond; {ctl} kconfig show DUMMY BONDING; "
