@@ -72,10 +72,10 @@ def test_a_config_file_is_read_plain_or_gzipped(tmp_path):
         assert prof.missing_algorithms == {"rfc4106(gcm(aes))", "rfc4543(gcm(aes))"}
 
 
-def test_probing_the_running_kernel_without_a_config_gives_its_config():
+def test_probing_the_running_kernel_without_a_config_gives_its_config(host_kconfig):
     """With /proc/config.gz (and /boot) absent the reader probes a scratch namespace; on a
     machine whose config is readable both ways must agree, option by option."""
-    prof = H.host_profile()
+    prof = host_kconfig
     probed = H.read_host_profile(paths=[])
     assert probed.source == "probe"
     assert probed.missing_algorithms == prof.missing_algorithms
@@ -84,10 +84,10 @@ def test_probing_the_running_kernel_without_a_config_gives_its_config():
     assert _observable(probed.options) == _observable(prof.options)
 
 
-def test_the_emulated_kernel_of_the_differential_tests_is_built_like_this_one():
+def test_the_emulated_kernel_of_the_differential_tests_is_built_like_this_one(host_kconfig):
     """What the differential tests run against: probing it gives the running kernel's
     observable profile back."""
-    prof = H.host_profile()
+    prof = host_kconfig
     nl = H.EmulatedKernel(H.emulated_kernel())
     present = H.probe_algorithms(nl)
     assert {a for a, ok in present.items() if not ok} == prof.missing_algorithms

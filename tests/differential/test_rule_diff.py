@@ -8,7 +8,6 @@ import json
 
 import pytest
 
-from tests.differential.kconfig_host import host_profile
 from tests.differential.test_rtnl_diff import (NL_DUMP, check_line, line_ids, outputs_fixture,
                                                run_probe_both)
 
@@ -65,12 +64,12 @@ _SETUP = ("ip rule add pref 220 table 220; ip rule add from 10.0.0.0/8 table 100
           "ip -6 rule add to 2001:db8::/32 table 9 pref 10; ")
 
 
-def test_rule_dump_bytes_match_the_kernel(tmp_path):
+def test_rule_dump_bytes_match_the_kernel(tmp_path, host_kconfig):
     """Every family's rules: IPv4 and IPv6, and the multicast families' default rule in a
     kernel with multiple mroute tables (ipmr_rules_init / ip6mr_rules_init)."""
     real, emu = run_probe_both(tmp_path, _SETUP, _DUMP)
     real, emu = real.stdout.split(), emu.stdout.split()
-    opts = host_profile().options
+    opts = host_kconfig.options
     mcast = opts["IP_MROUTE_MULTIPLE_TABLES"] + opts["IPV6_MROUTE_MULTIPLE_TABLES"]
     assert len(real) == 15 + mcast and emu == real
 
