@@ -212,19 +212,21 @@ def algorithm_built(kernel, name: str) -> bool:
 _LINE = re.compile(r"^(?:CONFIG_(\w+)=(.*)|# CONFIG_(\w+) is not set)$")
 
 
-def parse_config(text: str) -> dict[str, bool]:
-    """A kernel ``.config`` (or /proc/config.gz's text): every CONFIG_ symbol set to y or m
-    is True, ``is not set`` False (other values — strings, numbers — count as set)."""
-    out: dict[str, bool] = {}
+def parse_config_values(text: str) -> dict[str, str]:
+    """A kernel ``.config`` (or /proc/config.gz's text): each CONFIG_ symbol's value as
+    written (``y``, ``m``, a string or number), ``n`` for ``# CONFIG_X is not set``."""
+    out: dict[str, str] = {}
     for line in text.splitlines():
         m = _LINE.match(line.strip())
-        if not m:
-            continue
-        if m.group(1):
-            out[m.group(1)] = m.group(2) not in ("n", "")
-        else:
-            out[m.group(3)] = False
+        if m:
+            out[m.group(1) or m.group(3)] = m.group(2) if m.group(1) else "n"
     return out
+
+
+def parse_config(text: str) -> dict[str, bool]:
+    """Every CONFIG_ symbol set to y or m is True, ``is not set`` False (other values —
+    strings, numbers — count as set)."""
+    return {k: v not in ("n", "") for k, v in parse_config_values(text).items()}
 
 
 def from_config(symbols: dict[str, bool], names=None) -> dict[str, bool]:

@@ -374,9 +374,13 @@ def read_host_profile(paths=None, *, nl=None) -> HostProfile:
         present = probe_algorithms(nl)
         text, path = read_config(config_files() if paths is None else paths)
         if text is not None:
-            symbols = kconfig.parse_config(text)
-            options = kconfig.from_config(symbols, [n for n, o in kconfig.OPTIONS.items()
-                                                    if not o.algorithms])
+            values = kconfig.parse_config_values(text)
+            names = [n for n, o in kconfig.OPTIONS.items() if not o.algorithms]
+            options = {n: values.get(n, "n") not in ("n", "") for n in names}
+            modular = [n for n in names if values.get(n) == "m"]
+            if modular:         # =m: only a probe says whether the module can be loaded here
+                probed = probe_options(nl, present)
+                options.update({n: probed[n] for n in modular})
             source = path
         else:
             options, source = probe_options(nl, present), "probe"

@@ -72,6 +72,18 @@ def test_a_config_file_is_read_plain_or_gzipped(tmp_path):
         assert prof.missing_algorithms == {"rfc4106(gcm(aes))", "rfc4543(gcm(aes))"}
 
 
+def test_a_module_the_kernel_cannot_load_counts_as_absent(tmp_path):
+    """CONFIG_DUMMY=m says a module exists somewhere; the probe says whether this kernel
+    can load it (a container without the host's modules, a blacklist)."""
+    path = tmp_path / "config"
+    path.write_text("CONFIG_DUMMY=m\nCONFIG_BONDING=m\nCONFIG_VETH=y\n")
+    k = Kernel(ManualClock(), seed=1)
+    kconfig.configure(k, {"DUMMY": False})
+    prof = H.read_host_profile([str(path)], nl=H.EmulatedKernel(k))
+    assert (prof.options["DUMMY"], prof.options["BONDING"], prof.options["VETH"]) == \
+        (False, True, True)
+
+
 def test_probing_the_running_kernel_without_a_config_gives_its_config(host_kconfig):
     """With /proc/config.gz (and /boot) absent the reader probes a scratch namespace; on a
     machine whose config is readable both ways must agree, option by option."""
