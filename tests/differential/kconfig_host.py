@@ -2,8 +2,9 @@
 emulated kernel built the same way (xfrmd.kconfig; docs/topology.md "Kernel options").
 
 Nothing about the machine is assumed. The options come from the kernel's own ``.config``
-(``/proc/config.gz``, else ``/boot/config-$(uname -r)``); when neither exists they are probed
-in a scratch network namespace, each by the request whose answer the option changes (a
+(``/proc/config.gz``, else ``/boot/config-$(uname -r)``; an option built as a module is
+probed, as the module may not be loadable here); when neither exists they are probed in a
+scratch network namespace, each by the request whose answer the option changes (a
 ``dummy`` link, an ESP SA, the inet6 netconf, the ipmr rule dump, …). The crypto algorithms
 are always probed (an SA naming each one: ENOSYS means the crypto API lacks it), because one
 algorithm can come from several symbols (the generic C code or an arch driver such as
