@@ -192,6 +192,10 @@ def test_mutated_datagrams_through_the_server_socket(srv):
                 replies.append(s.recv())
             except (TimeoutError, socket.timeout):
                 break
+            except OSError as e:
+                # 3,000 unread answers do not fit a receive buffer: Linux drops the rest
+                # and reports ENOBUFS once (netlink_overrun)
+                assert e.errno == E.ENOBUFS
         _well_formed_replies(replies)
         assert replies
         s.sock.settimeout(10)

@@ -39,7 +39,8 @@ def cmd_serve(args) -> int:
     path = args.socket or T.default_socket_path()
 
     async def main():
-        server = Server(kernel, path)
+        server = Server(kernel, path, max_clients=args.max_clients,
+                        hello_timeout=args.hello_timeout)
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 await nursery.start(server.serve)
@@ -82,6 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--topology", help="built-in topology name or TOML file (default: default)")
     s.add_argument("--trace", metavar="FILE|-", help="record every netlink datagram")
     s.add_argument("--pcap", metavar="FILE", help="write a netlink pcap (LINKTYPE_NETLINK)")
+    s.add_argument("--max-clients", type=int, metavar="N",
+                   help="connections served at once; more are closed at once "
+                        "(default: RLIMIT_NOFILE less 64)")
+    s.add_argument("--hello-timeout", type=float, default=5.0, metavar="SECONDS",
+                   help="close a connection that sent nothing for this long (0: never; default 5)")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(fn=cmd_serve)
 

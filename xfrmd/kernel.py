@@ -19,8 +19,8 @@ from netlink_codec import netlink as N
 from netlink_codec.netlink import NETLINK_GENERIC, NETLINK_ROUTE, NETLINK_XFRM
 
 from .clock import Clock, ManualClock
-from .netlink.core import MAX_RECVMSG_LEN, dump_batch, netlink_rcv_skb
-from .netlink.socket import RMEM_MAX, NetlinkSocket
+from .netlink.core import MAX_RECVMSG_LEN, dump_alloc_size, dump_batch, netlink_rcv_skb
+from .netlink.socket import ENOBUFS, NetlinkSocket, rcvbuf_for, skb_truesize
 
 SOL_SOCKET, SO_RCVBUF, SO_RCVBUFFORCE = 1, 8, 33
 
@@ -203,10 +203,10 @@ class Kernel:
                 sock.strict_chk = bool(value)
             elif optname == N.NETLINK_NO_ENOBUFS:
                 sock.no_enobufs = bool(value)
+                if value:                  # netlink_setsockopt: a congestion ends at once
+                    sock.congested = False
         elif level == SOL_SOCKET and optname in (SO_RCVBUF, SO_RCVBUFFORCE):
-            # sock_setsockopt doubles the value; SO_RCVBUF is capped by rmem_max
-            v = value if optname == SO_RCVBUFFORCE else min(value, RMEM_MAX)
-            sock.rcvbuf = max(2 * v, 2304)
+            sock.rcvbuf = rcvbuf_for(value, optname == SO_RCVBUFFORCE)
 
     def close(self, sock: NetlinkSocket) -> None:
         if sock.closed:
@@ -231,13 +231,18 @@ class Kernel:
             t("tx", sock, datagram)
         netlink_rcv_skb(self, sock, datagram, self.families[sock.protocol])
 
-    def unicast(self, sock: NetlinkSocket, datagram: bytes) -> None:
+    def unicast(self, sock: NetlinkSocket, datagram: bytes, truesize: int = 0) -> bool:
+        """``netlink_unicast`` from a kernel socket (MSG_DONTWAIT): False when the receive
+        buffer had no room and the datagram was dropped (``netlink_overrun``)."""
         if sock.closed:
-            return
-        for t in self.tracers:
-            t("rx", sock, datagram)
-        sock.queue(datagram)
-        self.dirty.add(sock)
+            return False
+        queued = sock.queue(datagram, truesize)
+        self.dirty.add(sock)       # a drop may have queued the ENOBUFS error
+        if queued:
+            # taps see what was queued (__netlink_sendskb), not what was dropped
+            for t in self.tracers:
+                t("rx", sock, datagram)
+        return queued
 
     def multicast(self, netns: NetNamespace, protocol: int, group: int, datagram: bytes) -> None:
         """``netlink_broadcast`` to every member of ``group``, the sender included."""
@@ -259,18 +264,44 @@ class Kernel:
                 return True
         return False
 
-    def netlink_dump(self, sock: NetlinkSocket) -> None:
+    def netlink_dump(self, sock: NetlinkSocket) -> int:
+        """One step of ``netlink_dump``: 0, or -ENOBUFS when the step's skb does not fit
+        the receive buffer (charged first; refused unless alone in the queue or the total
+        stays below rcvbuf). A dump ignores congestion, as ``__netlink_sendskb`` does."""
+        if sock.dump is None or sock.closed:
+            return 0
+        ts = skb_truesize(dump_alloc_size(sock))
+        rmem = sock.rmem() + ts
+        if rmem != ts and rmem >= sock.rcvbuf and sock.outq_probe is not None:
+            sock.outq = sock.outq_probe()
+            rmem = sock.rmem() + ts
+        if rmem != ts and rmem >= sock.rcvbuf:
+            return -ENOBUFS
         batch = dump_batch(sock)
         if batch is not None:
-            self.unicast(sock, batch)
+            sock.rx.append(batch)
+            sock.rx_truesize.append(ts)
+            sock.rx_bytes += ts
+            self.dirty.add(sock)
+            for t in self.tracers:
+                t("rx", sock, batch)
+        return 0
 
     def recvd(self, sock: NetlinkSocket, buflen: int) -> None:
-        """``netlink_recvmsg`` saw a receive of ``buflen`` bytes: remember the size and run
-        the next step of a running dump."""
+        """``netlink_recvmsg`` saw a receive of ``buflen`` bytes: remember the size and, if
+        at most half the receive buffer is in use, run the next step of a running dump; a
+        step that fails sets ``sk_err``."""
         if buflen > sock.max_recvmsg_len:
             sock.max_recvmsg_len = min(buflen, MAX_RECVMSG_LEN)
-        if sock.dump is not None and sock.rx_bytes <= sock.rcvbuf // 2:
-            self.netlink_dump(sock)
+        if sock.dump is None:
+            return
+        if sock.outq_probe is not None:
+            sock.outq = sock.outq_probe()
+        if sock.rmem() <= sock.rcvbuf // 2:
+            err = self.netlink_dump(sock)
+            if err:
+                sock.set_error(-err)
+                self.dirty.add(sock)
 
     def recv(self, sock: NetlinkSocket, buflen: int = MAX_RECVMSG_LEN) -> bytes | None:
         """A whole ``recvmsg`` for in-process users: take one datagram, then continue a dump."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import errno as E
+import fcntl
 import json
 import logging
 import os
@@ -39,12 +40,25 @@ SO_PEERCRED = 17
 SPIN_SECONDS = (float(os.environ.get("XFRMD_SPIN_US", "150")) / 1e6
                 if len(os.sched_getaffinity(0)) > 1 else 0.0)
 NETLINK, SERVICE, FILE_WRITE = "netlink", "service", "file"
+SIOCOUTQ = 0x5411          # TIOCOUTQ: what the peer has not read yet (unix_outq_len)
+HELLO_TIMEOUT = 5.0        # seconds a connection may stay without its first HELLO
+ACCEPT_BACKOFF = 1.0       # seconds the listener rests after accept() ran out of fds
+FD_RESERVE = 64            # fds kept for the server's own files (trace, pcap, pipes, epoll)
+
+
+def default_max_clients() -> int:
+    """Connections served at once: what RLIMIT_NOFILE leaves after the server's own fds."""
+    import resource
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return 1 << 20
+    return max(16, soft - FD_RESERVE)
 
 
 class Connection:
     """One accepted unix connection; its kind is known once its HELLO arrived."""
     __slots__ = ("s", "fd", "pid", "uid", "kind", "netns", "sock", "open_error", "pending",
-                 "out", "path", "chunks")
+                 "pending_ts", "out", "path", "chunks", "greeted", "born")
 
     def __init__(self, s: pysocket.socket, pid: int, uid: int):
         self.s = s
@@ -56,14 +70,24 @@ class Connection:
         self.sock = None            # the kernel's NetlinkSocket
         self.open_error = 0         # why kernel.socket() refused (answered on BIND)
         self.pending = collections.deque()   # records the peer's buffer could not take yet
+        self.pending_ts = 0         # what they are charged to the emulated socket (truesize)
+        self.greeted = False        # a HELLO arrived at some time (idle timeout)
+        self.born = time.monotonic()
         self.out = False            # registered for EPOLLOUT
         self.path = ""              # FILE_WRITE: the virtual file
         self.chunks = []            # FILE_WRITE: what was written
 
 
 class Server:
-    def __init__(self, kernel: Kernel, path: str):
+    def __init__(self, kernel: Kernel, path: str, *, max_clients: int | None = None,
+                 hello_timeout: float = HELLO_TIMEOUT):
         self.kernel = kernel
+        self.max_clients = max_clients or default_max_clients()
+        self.hello_timeout = hello_timeout      # 0: never close a silent connection
+        self._unhello: collections.deque = collections.deque()  # accept order = deadline order
+        self._accept_resume = 0.0   # listener out of the epoll set until then (EMFILE)
+        self._accept_failing = False
+        self._refusing = False
         if kernel.idle_work is None:
             kernel.idle_work = []
         self.path = path
@@ -146,9 +170,10 @@ class Server:
     # -- the reactor (its own thread; the only code that touches the kernel while serving)
     #
     # Sends never block: what the peer's buffer cannot take waits in ``pending``
-    # (EPOLLOUT), and the emulated socket's own receive queue holds the rest, so a client
-    # that writes without reading overruns its emulated socket and gets ENOBUFS as on
-    # Linux, without stalling anybody else.
+    # (EPOLLOUT). Until the client has read it, a datagram stays charged to its emulated
+    # socket's receive buffer, so a client that writes without reading overruns the socket
+    # and gets ENOBUFS as on Linux: what waits here is bounded by that buffer, and nobody
+    # else stalls.
 
     def _reactor(self) -> None:
         ep, k = self.ep, self.kernel
@@ -158,6 +183,7 @@ class Server:
         clock, yield_cpu = time.perf_counter, os.sched_yield
         while True:
             timeout = -1 if deadline is None else max(0.0, deadline - k.clock.now())
+            timeout = self._io_timeout(timeout)
             # a client that just got its answer usually sends its next request within tens
             # of microseconds (`ip -batch`): polling for it, rather than sleeping, saves the
             # cross-CPU wake-up that costs this much again on a VM (docs/architecture.md).
@@ -194,8 +220,13 @@ class Server:
                     log.exception("kernel timers failed")
                 deadline = k.next_deadline()
             self._after_kernel_work()
+            if self._unhello:
+                self._close_silent()
+            closed = bool(self._closing)
             while self._closing:
                 self._closing.pop().close()
+            if self._accept_resume:
+                self._resume_accept(closed)
             if k.idle_work:
                 try:
                     k.run_idle_work()
@@ -220,18 +251,76 @@ class Server:
                 s, _ = self.listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as e:         # EMFILE and friends: try again on the next wake
-                log.warning("accept: %s", e)
+            except OSError as e:
+                # EMFILE, ENFILE, ENOBUFS, ENOMEM: the connection stays in the backlog and
+                # the listener stays readable; polling it now would spin. Rest it until a
+                # connection closes or ACCEPT_BACKOFF passed; say so once per episode.
+                self._accept_pause(e)
                 return
+            if self._accept_failing:
+                self._accept_failing = False
+                log.warning("accept works again (%d connections)", len(self.by_fd) + 1)
+            if len(self.by_fd) >= self.max_clients:
+                # refused: closed before anything is read (the client's first call fails,
+                # the shim says it cannot reach the server)
+                if not self._refusing:
+                    self._refusing = True
+                    log.warning("%d connections (--max-clients): refusing new ones",
+                                len(self.by_fd))
+                s.close()
+                continue
+            self._refusing = False
             creds = s.getsockopt(pysocket.SOL_SOCKET, SO_PEERCRED, struct.calcsize("3i"))
             pid, uid, _gid = struct.unpack("3i", creds)
             # left blocking: every recv and send says MSG_DONTWAIT (one syscall less here)
             conn = Connection(s, pid, uid)
             self.by_fd[conn.fd] = conn
             self.ep.register(conn.fd, select.EPOLLIN)
+            if self.hello_timeout:
+                self._unhello.append(conn)
             # a client writes its HELLO right after connect(): read it now rather than on
             # the next wake-up
             self._event(conn, select.EPOLLIN)
+
+    def _accept_pause(self, e: OSError) -> None:
+        if not self._accept_failing:
+            self._accept_failing = True
+            log.warning("accept: %s (%d connections): not accepting for up to %g s at a time",
+                        e.strerror or e, len(self.by_fd), ACCEPT_BACKOFF)
+        if not self._accept_resume:
+            self.ep.unregister(self.listener.fileno())
+        self._accept_resume = time.monotonic() + ACCEPT_BACKOFF
+
+    # -- I/O timers: the silent-connection timeout and the accept back-off ------------
+
+    def _io_timeout(self, timeout: float) -> float:
+        """The epoll timeout, shortened to the next I/O timer."""
+        now = None
+        if self._accept_resume:
+            now = time.monotonic()
+            t = max(0.0, self._accept_resume - now)
+            timeout = t if timeout < 0 else min(timeout, t)
+        if self._unhello:
+            now = now or time.monotonic()
+            t = max(0.0, self._unhello[0].born + self.hello_timeout - now)
+            timeout = t if timeout < 0 else min(timeout, t)
+        return timeout
+
+    def _resume_accept(self, closed: bool) -> None:
+        if closed or time.monotonic() >= self._accept_resume:
+            self._accept_resume = 0.0      # an fd was freed, or time to try again
+            self.ep.register(self.listener.fileno(), select.EPOLLIN)
+
+    def _close_silent(self) -> None:
+        """Close the connections that sent no HELLO within ``hello_timeout``."""
+        limit = time.monotonic() - self.hello_timeout
+        q = self._unhello
+        while q and (q[0].greeted or q[0].fd not in self.by_fd or q[0].born <= limit):
+            c = q.popleft()
+            if not c.greeted and self.by_fd.get(c.fd) is c:
+                log.info("closing a connection from pid %d: no HELLO in %g s", c.pid,
+                         self.hello_timeout)
+                self._close(c)
 
     def _close(self, conn: Connection) -> None:
         if self.by_fd.pop(conn.fd, None) is None:
@@ -324,6 +413,7 @@ class Server:
             log.warning("connection from pid %d: bad hello (version %d kind %d)", conn.pid, version, kind)
             self._close(conn)
             return False
+        conn.greeted = True
         protocol, sock_type, conn.netns = T.parse_hello(payload)
         if protocol == T.SERVICE_PROTOCOL:
             conn.kind = SERVICE
@@ -340,6 +430,7 @@ class Server:
             conn.open_error = e.errno
             return True
         conn.sock.client_ino = T.hello_ino(payload)
+        conn.sock.outq_probe = lambda: self._unread(conn)
         self.conns[conn.sock] = conn
         return True
 
@@ -375,35 +466,56 @@ class Server:
 
     def _send(self, conn: Connection, data: bytes) -> None:
         if conn.pending:
-            conn.pending.append(data)
+            self._hold(conn, data, 0)
             return
         try:
             conn.s.send(data, pysocket.MSG_DONTWAIT)
         except BlockingIOError:
-            conn.pending.append(data)
+            self._hold(conn, data, 0)
             self._want_out(conn, True)
         except OSError:
             pass                        # the peer went away; the read side will notice
 
+    def _hold(self, conn: Connection, data: bytes, truesize: int) -> None:
+        conn.pending.append((data, truesize))
+        conn.pending_ts += truesize
+
+    def _unread(self, conn: Connection) -> int:
+        """What the emulated socket's reader has not read (docs/protocol.md, "Flow
+        control"): the records in the client's receive queue, as the host kernel charges
+        them to our end (SIOCOUTQ), and those still waiting here."""
+        try:
+            buf = fcntl.ioctl(conn.fd, SIOCOUTQ, b"\0\0\0\0")
+        except OSError:
+            return conn.pending_ts
+        return struct.unpack("=i", buf)[0] + conn.pending_ts
+
     def _flush(self, conn: Connection) -> None:
         """Send what is pending, then what the emulated socket has queued, until the peer's
-        buffer is full."""
+        buffer is full. Every datagram taken from the socket stays charged to it (``outq``)
+        until the client has read it: the socket's receive buffer bounds what waits here."""
         s = conn.s
         pending = conn.pending
+        sock = conn.sock
+        if pending and sock is not None and sock.rx and sock.rx_truesize[0] == 0:
+            # an sk_err frame (the only record charged nothing) is reported before what is
+            # queued: it goes ahead of what still waits here too
+            pending.appendleft(sock.pop_skb())
         try:
             while pending:
-                s.send(pending[0], pysocket.MSG_DONTWAIT)
-                pending.popleft()
-            sock = conn.sock
+                s.send(pending[0][0], pysocket.MSG_DONTWAIT)
+                conn.pending_ts -= pending.popleft()[1]
             if sock is not None:
+                pop = sock.pop_skb
                 while True:
-                    d = sock.pop()
-                    if d is None:
+                    r = pop()
+                    if r is None:
                         break
+                    sock.outq += r[1]
                     try:
-                        s.send(d, pysocket.MSG_DONTWAIT)
+                        s.send(r[0], pysocket.MSG_DONTWAIT)
                     except BlockingIOError:
-                        pending.append(d)
+                        self._hold(conn, r[0], r[1])
                         raise
         except BlockingIOError:
             self._want_out(conn, True)
@@ -488,6 +600,7 @@ class Server:
         conn.kind = None
         conn.open_error = 0
         conn.pending.clear()
+        conn.pending_ts = 0
 
     def _bind_auto(self, sock, conn: Connection, portid: int, groups: int) -> bytes | None:
         """The shim predicted that ``netlink_autobind`` gives this socket its process id

@@ -84,6 +84,7 @@ struct nlsock {
     uint64_t ino;            /* inode of our end of the connection */
     int gone;                /* the server went away: every call fails, nothing polls ready */
     int nb;                  /* O_NONBLOCK as the program set it */
+    int dumps;               /* dump requests sent whose NLMSG_DONE was not read yet */
 };
 static struct nlsock *nltab[MAXFD];
 static void release(int fd);
@@ -345,6 +346,28 @@ static int defer_frame(int fd, struct nlsock *s, uint16_t kind, const void *payl
     return queue_record(s, buf, build_frame(buf, kind, payload, n));
 }
 
+/* The server closes a connection that sent no HELLO for a while (docs/protocol.md, "Flow
+ * control"), and a socket whose HELLO is still deferred has told it nothing: dial again onto
+ * the same fd number, keeping its flags, and point the deferred HELLO at the new inode. */
+static int redial(int fd, struct nlsock *s)
+{
+    int fl = real_fcntl(fd, F_GETFL), cloexec = real_fcntl(fd, F_GETFD) & FD_CLOEXEC;
+    int nfd = server_dial(0);
+    if (nfd < 0) return -1;
+    int r = (int)syscall(SYS_dup3, nfd, fd, cloexec ? O_CLOEXEC : 0);   /* not our wrapper */
+    real_close(nfd);
+    if (r < 0) return -1;
+    if (fl >= 0 && (fl & O_NONBLOCK)) real_fcntl(fd, F_SETFL, fl);
+    struct stat st;
+    uint32_t hlen;
+    memcpy(&hlen, s->out, 4);
+    if (s->ino && fstat(fd, &st) == 0 && hlen >= 8) {
+        s->ino = (uint64_t)st.st_ino;
+        memcpy(s->out + 4 + hlen - 8, &s->ino, 8);
+    }
+    return 0;
+}
+
 /* Send what is deferred, plus ``rec`` (may be NULL) after it, as one record. */
 static int flush_with(int fd, struct nlsock *s, const void *rec, size_t n, int flags)
 {
@@ -354,6 +377,8 @@ static int flush_with(int fd, struct nlsock *s, const void *rec, size_t n, int f
     }
     if (rec && queue_record(s, rec, n) < 0) return -1;
     ssize_t w;
+    int redialed = 0;
+again:
     if (s->outn == 1) {
         w = real_send(fd, s->out + 4, s->outlen - 4, flags | MSG_NOSIGNAL);
     } else {
@@ -364,6 +389,11 @@ static int flush_with(int fd, struct nlsock *s, const void *rec, size_t n, int f
         memcpy(b + 8, s->out, s->outlen);
         w = real_send(fd, b, 8 + s->outlen, flags | MSG_NOSIGNAL);
         free(b);
+    }
+    if (w < 0 && !s->announced && !redialed && (errno == EPIPE || errno == ECONNRESET)) {
+        redialed = 1;
+        if (redial(fd, s) == 0) goto again;
+        errno = EPIPE;
     }
     if (w < 0) {
         if (rec) { s->outlen -= 4 + n; s->outn--; }   /* the caller reports the failure */
@@ -681,6 +711,17 @@ int getpeername(int fd, struct sockaddr *addr, socklen_t *len)
     return 0;
 }
 
+/* sk_rcvbuf / sk_sndbuf after SO_RCVBUF(FORCE) / SO_SNDBUF(FORCE) as sock_setsockopt sets
+ * them: the plain option compares the value as unsigned with the emulated kernel's
+ * rmem_max / wmem_max (212992, the Linux default), FORCE takes a negative value as 0; then
+ * doubled, at most INT_MAX, at least SOCK_MIN_RCVBUF (2304) / SOCK_MIN_SNDBUF (4608). */
+static int sock_bufsize(int v, int force, int min)
+{
+    unsigned u = force ? (v < 0 ? 0u : (unsigned)v) : ((unsigned)v > 212992u ? 212992u : (unsigned)v);
+    if (u > INT32_MAX / 2) u = INT32_MAX / 2;
+    return (int)(u * 2) < min ? min : (int)(u * 2);
+}
+
 int setsockopt(int fd, int level, int optname, const void *val, socklen_t len)
 {
     load_all();
@@ -691,10 +732,10 @@ int setsockopt(int fd, int level, int optname, const void *val, socklen_t len)
     if (level == SOL_SOCKET) {
         switch (optname) {
         case SO_RCVBUF: case SO_RCVBUFFORCE:
-            s->rcvbuf = v * 2;
+            s->rcvbuf = sock_bufsize(v, optname == SO_RCVBUFFORCE, 2304);
             break;
         case SO_SNDBUF: case SO_SNDBUFFORCE:
-            s->sndbuf = v * 2;
+            s->sndbuf = sock_bufsize(v, optname == SO_SNDBUFFORCE, 4608);
             return 0;
         default:
             return 0;
@@ -763,6 +804,7 @@ static void count_requests(struct nlsock *s, const unsigned char *b, size_t n)
         uint32_t len; uint16_t flags;
         memcpy(&len, b + o, 4); memcpy(&flags, b + o + 6, 2);
         if (len < 16 || len > n - o) { s->unsure = 1; return; }
+        if ((flags & NLM_F_DUMP) == NLM_F_DUMP) s->dumps++;
         if ((flags & NLM_F_ACK) || (flags & NLM_F_DUMP) == NLM_F_DUMP) s->expect++;
         else s->unsure = 1;
         o += (len + 3) & ~3u;
@@ -777,6 +819,14 @@ static void count_finals(struct nlsock *s, const unsigned char *b, size_t n)
         memcpy(&len, b + o, 4); memcpy(&type, b + o + 4, 2);
         if (len < 16 || len > n - o) return;
         if (type == NLMSG_ERROR || type == NLMSG_DONE) s->finals++;
+        if (s->dumps > 0 && type == NLMSG_DONE) s->dumps--;
+        if (s->dumps > 0 && type == NLMSG_ERROR && len >= 36) {
+            /* a dump request refused; but one whose first step found no room (ENOBUFS)
+             * is still running (__netlink_dump_start) */
+            int32_t err; uint16_t rflags;
+            memcpy(&err, b + o + 16, 4); memcpy(&rflags, b + o + 26, 2);
+            if ((rflags & NLM_F_DUMP) == NLM_F_DUMP && err != -ENOBUFS) s->dumps--;
+        }
         o += (len + 3) & ~3u;
     }
 }
@@ -981,7 +1031,8 @@ static ssize_t nl_recv1(int fd, struct nlsock *s, struct iovec *iov, size_t iovc
     fill_nl(from, fromlen, 0, 0);
     if (!(flags & MSG_PEEK)) {
         count_finals(s, buf, (size_t)n);
-        if (is_dump_part(buf, n)) {
+        /* netlink_recvmsg runs the next step of a running dump on any read */
+        if (is_dump_part(buf, n) || s->dumps > 0) {
             uint32_t b = (uint32_t)(want > 32768 ? 32768 : want);
             send_frame(fd, F_RECVD, &b, 4);
         }

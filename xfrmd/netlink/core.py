@@ -78,7 +78,11 @@ class Request:
             return Reply(-E.EBUSY)
         from .socket import DumpState
         sock.dump = DumpState(seq=self.hdr.seq, iterator=iter(messages))
-        self.kernel.netlink_dump(sock)
+        err = self.kernel.netlink_dump(sock)
+        if err:
+            # __netlink_dump_start returns the first step's error, which netlink_rcv_skb
+            # ACKs; the dump stays running and goes on as the reader reads
+            return Reply(err)
         return DUMP_STARTED
 
 
@@ -90,9 +94,14 @@ def netlink_rcv_skb(kernel, sock: NetlinkSocket, buf, family: NetlinkFamily) -> 
             if hdr.flags & NLM_F_ACK:
                 netlink_ack(kernel, sock, buf, hdr, OK)
             continue
+        sock.reply_dropped = False
         outcome = family.rcv_msg(Request(kernel, sock, buf, hdr))
         if outcome is DUMP_STARTED:
             continue
+        if sock.reply_dropped and not outcome.error:
+            # a doit returns what nlmsg_unicast said: its reply found no room (-EAGAIN
+            # from netlink_attachskb), which netlink_rcv_skb then ACKs as the error
+            outcome = Reply(-E.EAGAIN)
         if outcome.error or hdr.flags & NLM_F_ACK:
             netlink_ack(kernel, sock, buf, hdr, outcome)
 
@@ -102,6 +111,12 @@ def netlink_ack(kernel, sock: NetlinkSocket, buf, hdr: Header, outcome: Reply) -
         buf = outcome.echo
     kernel.unicast(sock, encode_ack(buf, hdr, outcome.error, sock.portid, cap_ack=sock.cap_ack,
                                     ext_ack=sock.ext_ack, ext=outcome.ext))
+
+
+def dump_alloc_size(sock: NetlinkSocket) -> int:
+    """What ``netlink_dump`` allocates for a step: the largest read seen (capped), at least
+    NLMSG_GOODSIZE."""
+    return max(NLMSG_GOODSIZE, sock.max_recvmsg_len)
 
 
 def dump_batch(sock: NetlinkSocket) -> bytes | None:
@@ -115,7 +130,7 @@ def dump_batch(sock: NetlinkSocket) -> bytes | None:
             tlvs = st.done_tlvs
         sock.dump = None
         return encode_done(st.seq, sock.portid, st.done_error, tlvs)
-    size = max(NLMSG_GOODSIZE, sock.max_recvmsg_len)
+    size = dump_alloc_size(sock)
     parts: list[bytes] = []
     used = 0
     if st.pending is not None:

@@ -2,6 +2,11 @@
 
 Replies and events are appended to ``rx`` as whole datagrams (or transport frames for
 socket errors); whoever owns the I/O takes them out with :meth:`NetlinkSocket.pop`.
+
+Receive-buffer accounting is the kernel's: every queued datagram is charged the
+``truesize`` of the skb Linux would queue for it (:func:`skb_truesize`), and what is charged
+may not pass ``rcvbuf`` (``sk_rcvbuf``). What has left ``rx`` but was not read yet is still
+charged: the I/O side keeps ``outq`` up to date (docs/protocol.md, "Flow control").
 """
 from __future__ import annotations
 
@@ -27,6 +32,40 @@ F_BIND_REPLY, F_SOCK_ERROR, F_ANSWER = 0x81, 0x82, 0x90
 # net.core.rmem_default; SO_RCVBUF doubles the request and caps it at 2 * rmem_max
 RMEM_DEFAULT = 212992
 RMEM_MAX = 212992
+SOCK_MIN_RCVBUF = 2304        # 2048 + SKB_DATA_ALIGN(sizeof(struct sk_buff)) on x86_64
+
+# x86_64 skb sizes: SKB_DATA_ALIGN(sizeof(struct sk_buff)), SKB_DATA_ALIGN(sizeof(struct
+# skb_shared_info)), and the small-head cache that alloc_skb uses for short data
+# (SKB_SMALL_HEAD_CACHE_SIZE)
+_SKB_STRUCT, _SKB_SHINFO, _SKB_SMALL_HEAD = 256, 320, 576
+
+
+def skb_truesize(size: int) -> int:
+    """``skb->truesize`` of an skb whose data area holds ``size`` bytes: the kmalloc'ed head
+    (data + shared info, rounded up to its slab size) plus the sk_buff itself.
+
+    For a unicast reply ``size`` is its length (``netlink_trim`` gives back an oversized
+    head); for a dump step it is what ``netlink_dump`` allocated. The real kernel (6.18)
+    queues 92 RTM_GETLINK replies of 1468 bytes (2304 each) in the default 212992 bytes,
+    and charges an ACK 832."""
+    need = ((size + 63) & ~63) + _SKB_SHINFO
+    if need <= _SKB_SMALL_HEAD:
+        return _SKB_SMALL_HEAD + _SKB_STRUCT
+    return (1 << (need - 1).bit_length()) + _SKB_STRUCT
+
+
+def rcvbuf_for(value: int, force: bool, rmem_max: int = RMEM_MAX) -> int:
+    """``sk_rcvbuf`` after ``setsockopt(SO_RCVBUF / SO_RCVBUFFORCE, value)``
+    (``sock_setsockopt``, ``__sock_set_rcvbuf``): SO_RCVBUF compares ``value`` as an
+    unsigned int with rmem_max (a negative value gets rmem_max); SO_RCVBUFFORCE takes a
+    negative value as 0; the result is doubled, capped at INT_MAX and at least
+    SOCK_MIN_RCVBUF."""
+    if force:
+        v = max(value, 0)
+    else:
+        v = min(value & 0xFFFFFFFF, rmem_max)
+    v = min(v, 0x7FFFFFFF // 2)
+    return max(v * 2, SOCK_MIN_RCVBUF)
 
 
 def sock_error_frame(errno: int) -> bytes:
@@ -62,42 +101,99 @@ class NetlinkSocket:
     rcvbuf: int = RMEM_DEFAULT
     max_recvmsg_len: int = 0
     rx: deque = field(default_factory=deque)
-    rx_bytes: int = 0
-    congested: bool = False
+    rx_truesize: deque = field(default_factory=deque)  # what each datagram in rx is charged
+    rx_bytes: int = 0             # truesize charged for rx (sk_rmem_alloc, this side)
+    outq: int = 0                 # charged for what left rx but was not read (set by I/O)
+    outq_probe: Any = None        # I/O's exact count of that, called before a drop decision
+    congested: bool = False       # NETLINK_S_CONGESTED
+    drops: int = 0                # sk_drops
+    reply_dropped: bool = False   # a unicast to it was dropped while a request was handled
     dump: DumpState | None = None
     closed: bool = False
     id: int = 0                   # unique per kernel, for logs and traces
     client_ino: int = 0           # inode of the shim's end of the connection (found again after exec)
     netns_fds: dict | None = None # fd → emulated namespace name, for IFLA_NET_NS_FD (F_NETNS_FD)
 
-    def queue(self, datagram: bytes) -> None:
-        """Unicast delivery: always queued (the kernel blocks or drops; we never lose answers)."""
-        self.rx.append(datagram)
-        self.rx_bytes += len(datagram)
+    def rmem(self) -> int:
+        """``sk_rmem_alloc``: what is queued and not read yet."""
+        return self.rx_bytes + self.outq
+
+    def _room(self, truesize: int) -> bool:
+        """``netlink_attachskb`` / ``netlink_broadcast_deliver``'s test: the skb is charged
+        first, and it stays if it is alone in the queue or the total is within rcvbuf, and
+        the socket is not congested. Before refusing, the exact unread count is fetched (the
+        reader may have read since ``outq`` was last set), and a congestion ends once the
+        queue is empty (``netlink_rcv_wake`` clears it when a read empties the queue)."""
+        for exact in (False, True):
+            if exact:
+                if self.outq_probe is None:
+                    return False
+                self.outq = self.outq_probe()
+                if self.congested and not self.rx and self.outq == 0:
+                    self.congested = False
+            rmem = self.rx_bytes + self.outq + truesize
+            if not self.congested and (rmem == truesize or rmem <= self.rcvbuf):
+                return True
+        return False
+
+    def overrun(self) -> None:
+        """``netlink_overrun``: unless NETLINK_NO_ENOBUFS, the first drop congests the socket
+        and sets ``sk_err``, which the next read reports before any queued datagram
+        (``__skb_try_recv_datagram`` checks ``sock_error`` first): the frame goes to the
+        front. With NETLINK_NO_ENOBUFS nothing is congested: a later datagram that fits is
+        queued."""
+        self.drops += 1
+        if not self.no_enobufs and not self.congested:
+            self.congested = True
+            self.set_error(ENOBUFS)
+
+    def set_error(self, errno: int) -> None:
+        """``sk->sk_err = errno``: the next read fails with it (a SOCK_ERROR frame, not
+        charged to the buffer)."""
+        self.rx.appendleft(sock_error_frame(errno))
+        self.rx_truesize.appendleft(0)
+
+    def queue(self, datagram: bytes, truesize: int = 0) -> bool:
+        """Unicast delivery from the kernel (``netlink_unicast`` with MSG_DONTWAIT, as
+        ``nlmsg_unicast`` sends every reply, ACK and error): a datagram that does not fit is
+        dropped and the socket overruns. ``truesize`` is what it is charged (default: an
+        skb trimmed to its length)."""
+        if self._attach(datagram, truesize):
+            return True
+        self.reply_dropped = True
+        return False
 
     def queue_multicast(self, datagram: bytes) -> bool:
-        """Multicast delivery with receive-buffer accounting (``netlink_broadcast_deliver``)."""
-        if self.rx_bytes + len(datagram) > self.rcvbuf:
-            if not self.congested:
-                self.congested = True
-                if not self.no_enobufs:  # netlink_overrun sets sk_err, which the next
-                    # read reports before any queued datagram (__skb_try_recv_datagram
-                    # checks sock_error first): the frame goes to the front
-                    frame = sock_error_frame(ENOBUFS)
-                    self.rx.appendleft(frame)
-                    self.rx_bytes += len(frame)
+        """Multicast delivery (``netlink_broadcast_deliver``; a refusal is
+        ``netlink_overrun``, as in ``do_one_broadcast``)."""
+        return self._attach(datagram, 0)
+
+    def _attach(self, datagram: bytes, truesize: int) -> bool:
+        ts = truesize or skb_truesize(len(datagram))
+        if not self._room(ts):
+            self.overrun()
             return False
-        self.queue(datagram)
+        self.rx.append(datagram)
+        self.rx_truesize.append(ts)
+        self.rx_bytes += ts
         return True
 
-    def pop(self) -> bytes | None:
+    def pop_skb(self) -> tuple[bytes, int] | None:
+        """The next datagram or frame and the truesize it was charged."""
         if not self.rx:
             return None
         d = self.rx.popleft()
-        self.rx_bytes -= len(d)
-        if self.rx_bytes < self.rcvbuf // 2:
+        ts = self.rx_truesize.popleft()
+        self.rx_bytes -= ts
+        return d, ts
+
+    def pop(self) -> bytes | None:
+        """A read (in-process users): the next datagram or frame; a read that empties the
+        queue ends a congestion (``netlink_rcv_wake``)."""
+        r = self.pop_skb()
+        if not self.rx and self.outq == 0:
             self.congested = False
-        return d
+        return None if r is None else r[0]
 
     def member(self, group: int) -> bool:
         return group > 0 and bool(self.groups >> (group - 1) & 1)
