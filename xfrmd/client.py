@@ -68,6 +68,8 @@ class _Base:
         return frames
 
     def _bind_result(self, rec: bytes) -> None:
+        if not rec:    # refused (--max-clients) or the server went away
+            raise ConnectionResetError(E.ECONNRESET, "xfrmd: the server closed the connection")
         version, kind, payload = T.parse_frame(rec)
         if kind != T.F_BIND_REPLY:
             raise OSError(E.EPROTO, f"xfrmd: expected BIND_REPLY, got frame kind {kind}")

@@ -395,6 +395,12 @@ again:
         if (redial(fd, s) == 0) goto again;
         errno = EPIPE;
     }
+    if (w < 0 && !s->announced && (errno == EPIPE || errno == ECONNRESET)) {
+        /* refused again (--max-clients) or no server: say so once, as for a lost server */
+        if (rec) { s->outlen -= 4 + n; s->outn--; }
+        server_gone(fd, &s->gone, "connect");
+        return -1;
+    }
     if (w < 0) {
         if (rec) { s->outlen -= 4 + n; s->outn--; }   /* the caller reports the failure */
         return -1;
