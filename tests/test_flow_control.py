@@ -360,3 +360,48 @@ def test_fd_exhaustion_backs_off_instead_of_spinning(tmp_path):
         for s in extra:
             s.close()
         _stop(p)
+
+
+def test_through_the_shim_as_a_program_sees_it(tmp_path):
+    """A program under the shim: SO_RCVBUF as getsockopt reports it on Linux (doubled,
+    capped by rmem_max), and 400 unread RTM_GETLINK answers as on 6.18: ENOBUFS, 92
+    replies, then nothing; the socket then answers a new request."""
+    require_shim()
+    from xfrmd.shim import path as shim_path
+    path = str(tmp_path / "s.sock")
+    p = _serve(path)
+    packed = b"".join(getlink(i) for i in range(400))
+    prog = (
+        "import errno, socket, struct\n"
+        "s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)\n"
+        "got = []\n"
+        "for v in (4096, 1 << 20, -1, 0):\n"
+        "    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, v)\n"
+        "    got.append(s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))\n"
+        "s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 106496)\n"
+        "s.bind((0, 0))\n"
+        f"s.send({packed!r})\n"
+        "s.setblocking(False)\n"
+        "while True:\n"
+        "    try:\n"
+        "        d = s.recv(65536)\n"
+        "    except BlockingIOError:\n"
+        "        break\n"
+        "    except OSError as e:\n"
+        "        got.append(errno.errorcode[e.errno])\n"
+        "        continue\n"
+        "    got.append(struct.unpack_from('=HHI', d, 4)[2])\n"
+        "s.setblocking(True)\n"
+        f"s.send({getlink(999, N.NLM_F_REQUEST | N.NLM_F_ACK)!r})\n"
+        "got.append(struct.unpack_from('=HHI', s.recv(65536), 4))\n"
+        "print(got)\n")
+    try:
+        env = dict(os.environ, LD_PRELOAD=shim_path(), XFRMD_SOCKET=path)
+        r = subprocess.run([sys.executable, "-c", prog], env=env, capture_output=True,
+                           text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        got = eval(r.stdout)
+        assert got[:4] == [8192, 425984, 425984, 2304]
+        assert got[4:] == ["ENOBUFS"] + list(range(92)) + [(16, 0, 999)]
+    finally:
+        _stop(p)

@@ -192,7 +192,8 @@ class XfrmdSocket(socket.socket):
             v = int(value)
         if level == socket.SOL_SOCKET:
             if optname in (SO_RCVBUF, SO_RCVBUFFORCE):
-                self.nl_rcvbuf = v * 2
+                from .netlink.socket import rcvbuf_for     # what the server will use
+                self.nl_rcvbuf = rcvbuf_for(v, optname == SO_RCVBUFFORCE)
             elif optname in (SO_SNDBUF, SO_SNDBUFFORCE):
                 self.nl_sndbuf = v * 2
                 return

@@ -44,6 +44,7 @@ SIOCOUTQ = 0x5411          # TIOCOUTQ: what the peer has not read yet (unix_outq
 HELLO_TIMEOUT = 5.0        # seconds a connection may stay without its first HELLO
 ACCEPT_BACKOFF = 1.0       # seconds the listener rests after accept() ran out of fds
 FD_RESERVE = 64            # fds kept for the server's own files (trace, pcap, pipes, epoll)
+FILE_WRITE_MAX_RECORD, FILE_WRITE_MAX_RECORDS = 4096, 256   # a virtual file's write: 1 MiB
 
 
 def default_max_clients() -> int:
@@ -376,7 +377,10 @@ class Server:
             self._query(conn, rec)
             return True
         if kind == FILE_WRITE:
-            conn.chunks.append(rec)
+            # what a sysfs/debugfs file takes is small (kernfs stores one page per write):
+            # a writer that never stops must not grow the server
+            if len(conn.chunks) < FILE_WRITE_MAX_RECORDS:
+                conn.chunks.append(rec[:FILE_WRITE_MAX_RECORD])
             return True
         sock = conn.sock
         if sock is None:
