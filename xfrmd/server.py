@@ -448,11 +448,21 @@ class Server:
             return
         try:
             request = json.loads(payload)
+            if isinstance(request, dict) and request.get("op") == "nlsock_state":
+                self._read_socket_of(request.get("ino"))
             result = services.handle(self.kernel, conn.netns, request, uid=conn.uid, pid=conn.pid)
         except Exception as e:  # never let a bad query kill the server
             log.exception("service query failed")
             result = {"errno": E.EINVAL, "error": f"xfrmd: {e}"}
         self._send(conn, T.answer(result))
+
+    def _read_socket_of(self, ino) -> None:
+        """A program after exec asks what its inherited netlink fd is: what the old image
+        sent on it (a SETSOCKOPT, say) is in that connection's buffer, on another connection
+        than this question, so read it first, as Linux applied it before exec returned."""
+        for c in list(self.conns.values()):
+            if c.sock is not None and c.sock.client_ino == ino and c.fd in self.by_fd:
+                self._event(c, select.EPOLLIN)
 
     def _file_written(self, conn: Connection) -> None:
         """A virtual file opened for writing: when the program's last reference closes

@@ -85,6 +85,7 @@ struct nlsock {
     int gone;                /* the server went away: every call fails, nothing polls ready */
     int nb;                  /* O_NONBLOCK as the program set it */
     int dumps;               /* dump requests sent whose NLMSG_DONE was not read yet */
+    int hello_sent;          /* HELLO went ahead of the deferred records (a fresh connection) */
 };
 static struct nlsock *nltab[MAXFD];
 static void release(int fd);
@@ -346,28 +347,6 @@ static int defer_frame(int fd, struct nlsock *s, uint16_t kind, const void *payl
     return queue_record(s, buf, build_frame(buf, kind, payload, n));
 }
 
-/* The server closes a connection that sent no HELLO for a while (docs/protocol.md, "Flow
- * control"), and a socket whose HELLO is still deferred has told it nothing: dial again onto
- * the same fd number, keeping its flags, and point the deferred HELLO at the new inode. */
-static int redial(int fd, struct nlsock *s)
-{
-    int fl = real_fcntl(fd, F_GETFL), cloexec = real_fcntl(fd, F_GETFD) & FD_CLOEXEC;
-    int nfd = server_dial(0);
-    if (nfd < 0) return -1;
-    int r = (int)syscall(SYS_dup3, nfd, fd, cloexec ? O_CLOEXEC : 0);   /* not our wrapper */
-    real_close(nfd);
-    if (r < 0) return -1;
-    if (fl >= 0 && (fl & O_NONBLOCK)) real_fcntl(fd, F_SETFL, fl);
-    struct stat st;
-    uint32_t hlen;
-    memcpy(&hlen, s->out, 4);
-    if (s->ino && fstat(fd, &st) == 0 && hlen >= 8) {
-        s->ino = (uint64_t)st.st_ino;
-        memcpy(s->out + 4 + hlen - 8, &s->ino, 8);
-    }
-    return 0;
-}
-
 /* Send what is deferred, plus ``rec`` (may be NULL) after it, as one record. */
 static int flush_with(int fd, struct nlsock *s, const void *rec, size_t n, int flags)
 {
@@ -377,8 +356,6 @@ static int flush_with(int fd, struct nlsock *s, const void *rec, size_t n, int f
     }
     if (rec && queue_record(s, rec, n) < 0) return -1;
     ssize_t w;
-    int redialed = 0;
-again:
     if (s->outn == 1) {
         w = real_send(fd, s->out + 4, s->outlen - 4, flags | MSG_NOSIGNAL);
     } else {
@@ -389,11 +366,6 @@ again:
         memcpy(b + 8, s->out, s->outlen);
         w = real_send(fd, b, 8 + s->outlen, flags | MSG_NOSIGNAL);
         free(b);
-    }
-    if (w < 0 && !s->announced && !redialed && (errno == EPIPE || errno == ECONNRESET)) {
-        redialed = 1;
-        if (redial(fd, s) == 0) goto again;
-        errno = EPIPE;
     }
     if (w < 0 && !s->announced && (errno == EPIPE || errno == ECONNRESET)) {
         /* refused again (--max-clients) or no server: say so once, as for a lost server */
@@ -581,7 +553,8 @@ static int pool_put(int fd, struct nlsock *s)
     pthread_mutex_lock(&pool_lock);
     if (pool_pid != my_pid()) { pool_n = 0; pool_pid = my_pid(); }
     if (pool_n < POOL_MAX && poolable(fd, s)) {
-        int ok = s->ino && (!s->announced || send_frame(fd, F_RELEASE, NULL, 0) == 0);
+        int ok = s->ino && ((!s->announced && !s->hello_sent) ||
+                            send_frame(fd, F_RELEASE, NULL, 0) == 0);
         int pfd = ok ? real_fcntl(fd, F_DUPFD_CLOEXEC, POOL_FD_MIN) : -1;
         if (pfd >= 0) {
             pool[pool_n++] = (struct pooled){ pfd, (ino_t)s->ino, s->nb };
@@ -630,7 +603,7 @@ int socket(int domain, int type, int protocol)
     int base = type & ~(SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (base != SOCK_RAW && base != SOCK_DGRAM) { errno = ESOCKTNOSUPPORT; return -1; }
     uint64_t ino = 0;
-    int fd = pool_get(type, &ino);
+    int fd = pool_get(type, &ino), fresh = fd < 0;
     if (fd < 0) {
         fd = server_dial(type & (SOCK_CLOEXEC | SOCK_NONBLOCK));
         struct stat st;
@@ -640,7 +613,18 @@ int socket(int domain, int type, int protocol)
     if (fd >= MAXFD) { real_close(fd); errno = EMFILE; return -1; }
     struct nlsock *s = calloc(1, sizeof *s);
     char hello[8 + 8 + 256 + 1024];
-    if (!s || queue_record(s, hello, build_hello_ino(hello, (uint32_t)protocol, (uint32_t)base, NULL, ino)) < 0) {
+    size_t hlen = build_hello_ino(hello, (uint32_t)protocol, (uint32_t)base, NULL, ino);
+    if (s && fresh) {
+        /* a fresh connection says HELLO at once: the server closes connections that stay
+         * silent (docs/protocol.md, "Flow control"), and a program may keep an unused
+         * socket for hours. A kept connection was greeted before; its HELLO waits for the
+         * first datagram like the rest. */
+        if (real_send(fd, hello, hlen, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+            complain("socket(AF_NETLINK)");
+            free(s); real_close(fd); errno = ECONNREFUSED; return -1;
+        }
+        s->hello_sent = 1;
+    } else if (!s || queue_record(s, hello, hlen) < 0) {
         free(s); real_close(fd); errno = ENOMEM; return -1;
     }
     s->protocol = protocol; s->type = base;
