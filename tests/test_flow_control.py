@@ -394,3 +394,49 @@ def test_through_the_shim_as_a_program_sees_it(tmp_path):
         assert got[4:] == ["ENOBUFS"] + list(range(92)) + [(16, 0, 999)]
     finally:
         _stop(p)
+
+
+def test_a_peer_that_asks_without_reading_loses_its_connection(tmp_path):
+    """Answers to frames (service queries, SYNC) are not charged to a receive buffer: the
+    shim waits for each, so a peer that sends thousands without reading is closed (one log
+    line) rather than grow the server; the server goes on serving others."""
+    path = str(tmp_path / "s.sock")
+    log = tmp_path / "log"
+    with open(log, "w") as err:
+        p = _serve(path, stderr=err)
+    try:
+        before = _status_kib(p.pid, "VmHWM")
+        svc = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        svc.connect(path)
+        svc.send(T.hello(T.SERVICE_PROTOCOL))
+        q = T.query({"op": "if_nameindex"})
+        svc.settimeout(10)
+        sent = 0
+        try:
+            for _ in range(40000):
+                svc.send(q)
+                sent += 1
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert sent < 40000                         # closed on the way
+        with NetlinkSocket(N.NETLINK_ROUTE, path=path) as c:
+            c.send(getlink(3, N.NLM_F_REQUEST | N.NLM_F_ACK))
+            assert classify(c.recv()) == (16, 3, None)
+        assert _status_kib(p.pid, "VmHWM") - before < 16 * 1024
+        svc.close()
+    finally:
+        _stop(p)
+    assert log.read_text().count("answers unread") == 1
+
+
+def test_namespace_fds_remembered_per_socket_are_bounded():
+    from xfrmd.testing import running_server
+    with running_server(make_kernel("bare")) as h:
+        with NetlinkSocket(N.NETLINK_ROUTE, path=h.path) as c:
+            for fd in range(5000):
+                c.sock.send(T.frame(T.F_NETNS_FD, struct.pack("=I", fd) + b"other\0"))
+            c.send(getlink(1, N.NLM_F_REQUEST | N.NLM_F_ACK))
+            assert classify(c.recv()) == (16, 1, None)
+            (sock,) = [s for s in h.kernel.netns("default").sockets[N.NETLINK_ROUTE]
+                       if s.portid == c.portid]
+            assert len(sock.netns_fds) == 256 and 4999 in sock.netns_fds

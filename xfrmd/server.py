@@ -45,6 +45,8 @@ HELLO_TIMEOUT = 5.0        # seconds a connection may stay without its first HEL
 ACCEPT_BACKOFF = 1.0       # seconds the listener rests after accept() ran out of fds
 FD_RESERVE = 64            # fds kept for the server's own files (trace, pcap, pipes, epoll)
 FILE_WRITE_MAX_RECORD, FILE_WRITE_MAX_RECORDS = 4096, 256   # a virtual file's write: 1 MiB
+NETNS_FDS_MAX = 256        # namespace fds remembered per socket (the shim sends at most 16)
+FRAMES_UNREAD_MAX = 4096   # answers to frames (queries, SYNC) a peer may leave unread
 
 
 def default_max_clients() -> int:
@@ -59,7 +61,7 @@ def default_max_clients() -> int:
 class Connection:
     """One accepted unix connection; its kind is known once its HELLO arrived."""
     __slots__ = ("s", "fd", "pid", "uid", "kind", "netns", "sock", "open_error", "pending",
-                 "pending_ts", "out", "path", "chunks", "greeted", "born")
+                 "pending_ts", "pending_frames", "out", "path", "chunks", "greeted", "born")
 
     def __init__(self, s: pysocket.socket, pid: int, uid: int):
         self.s = s
@@ -72,6 +74,7 @@ class Connection:
         self.open_error = 0         # why kernel.socket() refused (answered on BIND)
         self.pending = collections.deque()   # records the peer's buffer could not take yet
         self.pending_ts = 0         # what they are charged to the emulated socket (truesize)
+        self.pending_frames = 0     # how many of them are not charged (answers to frames)
         self.greeted = False        # a HELLO arrived at some time (idle timeout)
         self.born = time.monotonic()
         self.out = False            # registered for EPOLLOUT
@@ -491,6 +494,16 @@ class Server:
             pass                        # the peer went away; the read side will notice
 
     def _hold(self, conn: Connection, data: bytes, truesize: int) -> None:
+        if not truesize:
+            # an answer to a frame (a service query, SYNC, BIND) is not charged to a
+            # receive buffer; the shim waits for each, so only a peer that asks without
+            # ever reading piles them up: it loses its connection instead
+            conn.pending_frames += 1
+            if conn.pending_frames > FRAMES_UNREAD_MAX:
+                log.warning("closing a connection from pid %d: %d answers unread", conn.pid,
+                            conn.pending_frames)
+                self._close(conn)
+                return
         conn.pending.append((data, truesize))
         conn.pending_ts += truesize
 
@@ -515,10 +528,14 @@ class Server:
             # an sk_err frame (the only record charged nothing) is reported before what is
             # queued: it goes ahead of what still waits here too
             pending.appendleft(sock.pop_skb())
+            conn.pending_frames += 1
         try:
             while pending:
                 s.send(pending[0][0], pysocket.MSG_DONTWAIT)
-                conn.pending_ts -= pending.popleft()[1]
+                ts = pending.popleft()[1]
+                conn.pending_ts -= ts
+                if not ts:
+                    conn.pending_frames -= 1
             if sock is not None:
                 pop = sock.pop_skb
                 while True:
@@ -574,6 +591,8 @@ class Server:
             name = payload[4:].split(b"\0", 1)[0].decode("utf-8", "replace")
             if sock.netns_fds is None:
                 sock.netns_fds = {}
+            elif len(sock.netns_fds) >= NETNS_FDS_MAX and fd not in sock.netns_fds:
+                del sock.netns_fds[next(iter(sock.netns_fds))]   # the oldest: bounded
             sock.netns_fds[fd] = name
             return None
         if kind == T.F_RELEASE:
@@ -615,6 +634,7 @@ class Server:
         conn.open_error = 0
         conn.pending.clear()
         conn.pending_ts = 0
+        conn.pending_frames = 0
 
     def _bind_auto(self, sock, conn: Connection, portid: int, groups: int) -> bytes | None:
         """The shim predicted that ``netlink_autobind`` gives this socket its process id
