@@ -440,3 +440,37 @@ def test_namespace_fds_remembered_per_socket_are_bounded():
             (sock,) = [s for s in h.kernel.netns("default").sockets[N.NETLINK_ROUTE]
                        if s.portid == c.portid]
             assert len(sock.netns_fds) == 256 and 4999 in sock.netns_fds
+
+
+def test_a_dump_through_the_server_goes_on_only_as_the_client_reads():
+    """netlink_dump runs again from netlink_recvmsg: a client that asked for a dump of 300
+    links and does not read has one step waiting, whatever the dump's size; each read
+    (RECVD) brings the next."""
+    import fcntl
+    import termios
+    from xfrmd.testing import running_server
+    k = make_kernel("bare")
+    s = k.socket(N.NETLINK_ROUTE)
+    for i in range(300):
+        k.deliver(s, N.encode_msg(16, N.NLM_F_REQUEST | N.NLM_F_CREATE | N.NLM_F_EXCL, i, 0,
+                                  struct.pack("=BxHiII", 0, 0, 0, 0, 0) +
+                                  N.nla_string(3, f"d{i}") + N.nla(18, N.nla_string(1, "dummy"))))
+    k.close(s)
+
+    def queued(c) -> int:     # bytes of every record waiting in the client's socket
+        return struct.unpack("=i", fcntl.ioctl(c.sock.fileno(), termios.FIONREAD, b"\0" * 4))[0]
+
+    with running_server(k) as h, NetlinkSocket(N.NETLINK_ROUTE, path=h.path, recv_size=4096) as c:
+        c.send(getlink_dump(7))
+        time.sleep(0.3)
+        assert 0 < queued(c) <= 3776
+        parts = 0
+        while True:
+            d = c.recv()
+            t = classify(d)
+            if t[0] == N.NLMSG_DONE:
+                break
+            parts += 1
+            time.sleep(0.002)
+            assert queued(c) <= 4096          # the next step only
+        assert parts > 20
