@@ -333,7 +333,7 @@ def test_fd_exhaustion_backs_off_instead_of_spinning(tmp_path):
             assert classify(c.recv())[0] == 16 and classify(c.recv()) == (N.NLMSG_ERROR, i, 0)
             time.sleep(0.2)
         cpu = _cpu_seconds(p.pid) - cpu0
-        assert cpu < 0.5, f"{cpu:.2f} s of CPU in 2 s"
+        assert cpu < 0.2, f"{cpu:.2f} s of CPU in 2 s"
         assert log.stat().st_size - size0 < 1000
         assert "Too many open files" in log.read_text()
         assert log.read_text().count("accept:") == 1
