@@ -1,6 +1,7 @@
 """Bounded memory per client (issue 16): the receive buffer as netlink_unicast,
-netlink_attachskb and netlink_overrun account it, checked against this machine's 6.18 kernel
-(a fresh netns, figures below); a client that never reads cannot grow the server; silent
+netlink_attachskb and netlink_overrun account it, with the figures Linux 6.18 gives in a
+fresh netns (measured on this machine; skb sizes differ between kernel builds, so they are
+not compared live); a client that never reads cannot grow the server; silent
 connections time out; fd exhaustion and --max-clients do not spin or crash the server."""
 from __future__ import annotations
 
