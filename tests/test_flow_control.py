@@ -25,7 +25,7 @@ from xfrmd.testing import make_kernel
 from .conftest import XFRMD, require_shim
 
 RTM_GETLINK = 18
-SOL_SOCKET, SO_RCVBUF, SO_RCVBUFFORCE = 1, 8, 33
+SOL_SOCKET, SO_RCVBUF = 1, 8
 NETLINK_NO_ENOBUFS = 5
 
 
