@@ -277,6 +277,17 @@ def test_a_socket_unused_past_the_timeout_still_works(tmp_path):
         _stop(p)
 
 
+def _connect_when_free(path: str) -> NetlinkSocket:
+    """A connection once the server has seen an earlier one close (no order between them)."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return NetlinkSocket(N.NETLINK_ROUTE, path=path)
+        except (ConnectionError, BrokenPipeError):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+
 def test_max_clients(tmp_path):
     """Past --max-clients a connection is accepted and closed at once: the client reads EOF
     (the shim reports that it cannot reach the server); one line in the log per episode."""
@@ -298,16 +309,24 @@ def test_max_clients(tmp_path):
             c.send(getlink(i, N.NLM_F_REQUEST | N.NLM_F_ACK))
             assert classify(c.recv())[0] == 16
         clients.pop().close()
-        time.sleep(0.2)
-        with NetlinkSocket(N.NETLINK_ROUTE, path=path) as again:
+        with _connect_when_free(path) as again:
             again.send(getlink(9, N.NLM_F_REQUEST | N.NLM_F_ACK))
             assert classify(again.recv()) == (16, 9, None)
+        text = log.read_text()
+        assert text.count("refusing new ones") == 1, text
+        clients.append(_connect_when_free(path))   # full again
+        # what a program under the shim sees: one line, and ECONNREFUSED
+        require_shim("ip")
+        from xfrmd.shim import path as shim_path
+        r = subprocess.run(["ip", "link"], capture_output=True, text=True, timeout=30,
+                           env=dict(os.environ, LD_PRELOAD=shim_path(), XFRMD_SOCKET=path))
+        assert r.returncode != 0
+        assert r.stderr.count("cannot reach the xfrmd server") == 1, r.stderr
+        assert "Connection refused" in r.stderr
         for c in clients:
             c.close()
     finally:
         _stop(p)
-    text = log.read_text()
-    assert text.count("refusing new ones") == 1, text
 
 
 def test_fd_exhaustion_backs_off_instead_of_spinning(tmp_path):
