@@ -51,10 +51,35 @@ def cmd_serve(args) -> int:
                     break
     try:
         trio.run(main)
-    except SystemExit as e:
-        print(e, file=sys.stderr)
+    except (SystemExit, BaseExceptionGroup) as e:
+        refusal = _system_exit(e)
+        if refusal is None:
+            raise
+        print(refusal, file=sys.stderr)
         return 1
+    if not args.quiet:
+        print("xfrmd: stopped", file=sys.stderr)
     return 0
+
+
+def _system_exit(e: BaseException) -> SystemExit | None:
+    """The server refuses to start (socket busy, …) with a SystemExit; trio ≥ 0.25 hands it
+    out of the nursery wrapped in an ExceptionGroup. The refusal, or None for anything else."""
+    if isinstance(e, SystemExit):
+        return e
+    if isinstance(e, BaseExceptionGroup):
+        match, rest = e.split(SystemExit)
+        if match is not None and rest is None:
+            return next(iter(_leaves(match)))
+    return None
+
+
+def _leaves(group: BaseExceptionGroup):
+    for e in group.exceptions:
+        if isinstance(e, BaseExceptionGroup):
+            yield from _leaves(e)
+        else:
+            yield e
 
 
 def cmd_ctl(args) -> int:
@@ -113,7 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     t.set_defaults(fn=cmd_trace)
 
     args = p.parse_args(argv)
-    return args.fn(args)
+    try:
+        return args.fn(args)
+    except KeyboardInterrupt:          # Ctrl-C before a command set up its own handling
+        return 130
 
 
 if __name__ == "__main__":
