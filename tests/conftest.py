@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+# the plugin registers itself through its entry point once xfrmd is installed; this line
+# loads it when the tests run from a checkout on PYTHONPATH (a no-op otherwise)
 pytest_plugins = ["xfrmd.testing"]
 
 IN_CI = os.environ.get("CI") == "true"

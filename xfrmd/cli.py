@@ -84,7 +84,11 @@ def _leaves(group: BaseExceptionGroup):
 
 def cmd_ctl(args) -> int:
     from .client import Service
-    from .ctl import run_ctl
+    from .ctl import run_ctl, usage
+    if not args.verb or args.verb[0] in ("help", "-h", "--help"):
+        return run_ctl(None, [])                 # the list of verbs needs no server
+    if any(a in ("-h", "--help") for a in args.verb[1:]):
+        return usage(args.verb[0])
     try:
         with Service(args.netns or "", args.socket) as svc:
             return run_ctl(svc, args.verb)
@@ -142,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.fn(args)
     except KeyboardInterrupt:          # Ctrl-C before a command set up its own handling
         return 130
+    except BrokenPipeError:            # `xfrmd ctl help | head`: the reader left, stop quietly
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -69,6 +69,17 @@ def _load_verbs() -> None:
                 raise
 
 
+def usage(name: str) -> int:
+    """``xfrmd ctl VERB --help``: that verb's usage line, without a server."""
+    _load_verbs()
+    entry = VERBS.get(name)
+    if entry is None:
+        print(f"xfrmd ctl: unknown verb {name!r} (try `xfrmd ctl help`)", file=sys.stderr)
+        return 2
+    print(f"usage: xfrmd ctl {entry[1]}")
+    return 0
+
+
 def run_ctl(svc, argv: list[str]) -> int:
     _load_verbs()
     if not argv or argv[0] in ("help", "-h", "--help"):

@@ -9,11 +9,12 @@ from netlink_codec import netlink as N
 from netlink_codec import xfrm as X
 
 
-def _dump(path: str, netns: str, msg_type: int) -> list[bytes]:
+def _dump(path: str, netns: str, msg_type: int, protocol: int = N.NETLINK_XFRM,
+          payload: bytes = b"") -> list[bytes]:
     from .client import NetlinkSocket
     out = []
-    with NetlinkSocket(N.NETLINK_XFRM, netns, path=path) as s:
-        s.send(N.encode_msg(msg_type, N.NLM_F_REQUEST | N.NLM_F_DUMP, 1, 0))
+    with NetlinkSocket(protocol, netns, path=path) as s:
+        s.send(N.encode_msg(msg_type, N.NLM_F_REQUEST | N.NLM_F_DUMP, 1, 0, payload))
         while True:
             d = s.recv()
             done = False
@@ -34,8 +35,24 @@ def _attrs(msg: bytes, start: int) -> dict:
     return {ra.type: bytes(msg[ra.start:ra.end]) for ra in N.iter_attrs(msg, start, len(msg))}
 
 
+RTM_GETLINK, IFLA_IFNAME, IFINFOMSG_SIZE = 18, 3, 16
+
+
+def link_names(path: str, netns: str) -> dict[int, str]:
+    """ifindex → name of the namespace's links (an RTM_GETLINK dump, as ``ip link`` makes)."""
+    names = {}
+    for m in _dump(path, netns, RTM_GETLINK, N.NETLINK_ROUTE, bytes(IFINFOMSG_SIZE)):
+        (ifindex,) = struct.unpack_from("=i", m, 16 + 4)
+        name = _attrs(m, 16 + IFINFOMSG_SIZE).get(IFLA_IFNAME, b"")
+        names[ifindex] = name.split(b"\0")[0].decode()
+    return names
+
+
 def dump_states(path: str, netns: str) -> list[dict]:
+    """The SAD, one dict per SA. ``offload`` is None for a software SA, else
+    ``{"dev": "eth0", "type": "crypto"|"packet", "dir": "in"|"out", "ifindex", "flags"}``."""
     out = []
+    names = None
     for m in _dump(path, netns, X.XfrmMsg.GETSA):
         x = X.XfrmUsersaInfo.decode(m, 16)
         a = _attrs(m, 16 + X.XfrmUsersaInfo.size())
@@ -50,7 +67,11 @@ def dump_states(path: str, netns: str) -> list[dict]:
         off = None
         if X.Xfrma.OFFLOAD_DEV in a:
             ifindex, flags = struct.unpack_from("=iB", a[X.Xfrma.OFFLOAD_DEV])
-            off = {"ifindex": ifindex, "flags": flags}
+            if names is None:
+                names = link_names(path, netns)
+            off = {"dev": names.get(ifindex, f"if{ifindex}"), "ifindex": ifindex, "flags": flags,
+                   "type": "packet" if flags & X.XFRM_OFFLOAD_PACKET else "crypto",
+                   "dir": "in" if flags & X.XFRM_OFFLOAD_INBOUND else "out"}
         out.append({"src": _addr(bytes(x.saddr), x.family), "dst": _addr(bytes(x.id.daddr), x.family),
                     "spi": x.id.spi, "proto": x.id.proto, "mode": x.mode, "reqid": x.reqid, "flags": x.flags,
                     "algs": algs, "offload": off, "lft": x.lft.as_dict() if hasattr(x.lft, "as_dict") else None})

@@ -1,47 +1,103 @@
-"""``xfrmd run [--topology NAME|FILE] [--netns NAME] [--trace FILE] -- CMD ARGS…``
+"""``xfrmd run [--topology NAME|FILE | --socket PATH] [--netns NAME] [--trace FILE]
+[--pcap FILE] -- CMD ARGS…`` and ``xfrmd env [--socket PATH] [--netns NAME]``.
 
-A private server (in this process, on a temporary socket) for CMD and all its children, with
-the preload shim in LD_PRELOAD and XFRMD_SOCKET / XFRMD_NETNS exported. The exit status is
-CMD's (128+N when a signal N killed it); the server stops and the socket goes away whatever
-happens to CMD."""
+``run`` starts a private server (in this process, on a temporary socket) for CMD and all its
+children — or, with ``--socket``, attaches CMD to a server already running there — with the
+preload shim in LD_PRELOAD and XFRMD_SOCKET / XFRMD_NETNS exported. The exit status is CMD's
+(128+N when a signal N killed it); a private server stops and its socket goes away whatever
+happens to CMD. ``env`` prints the same variables as shell exports: ``eval "$(xfrmd env)"``
+points every later ``ip``, ``ethtool`` or daemon of that shell at a running ``xfrmd serve``."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shlex
 import signal
 import subprocess
 import sys
 
 
 def add_run_parser(sub) -> None:
-    p = sub.add_parser("run", help="run a command against a private xfrmd server")
-    p.add_argument("--topology", default=None, help="built-in name or TOML file (default: default)")
-    p.add_argument("--netns", default=None, help="emulated namespace the command sees")
-    p.add_argument("--trace", default=None, help="record the netlink conversation (JSON lines)")
+    p = sub.add_parser("run", help="run a command against a private xfrmd server (or a running "
+                                   "one: --socket)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--topology", default=None,
+                       help="built-in name or TOML file of the private server (default: default)")
+    where.add_argument("--socket", default=None, metavar="PATH",
+                       help="attach CMD to the server listening on PATH instead of starting one")
+    p.add_argument("--netns", default=None,
+                   help="emulated namespace the command sees (default: $XFRMD_NETNS, else default)")
+    p.add_argument("--trace", default=None, metavar="FILE",
+                   help="record the private server's netlink conversation (JSON lines)")
+    p.add_argument("--pcap", default=None, metavar="FILE",
+                   help="write the private server's netlink pcap (LINKTYPE_NETLINK), as serve does")
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD ARGS…")
     p.set_defaults(fn=cmd_run)
+
+    e = sub.add_parser("env", help="print the shell exports that point programs at a running "
+                                   "server: eval \"$(xfrmd env)\"")
+    e.add_argument("--socket", default=None, metavar="PATH",
+                   help="the server's socket (default: $XFRMD_SOCKET, else "
+                        "$XDG_RUNTIME_DIR/xfrmd.sock, …)")
+    e.add_argument("--netns", default=None,
+                   help="emulated namespace (default: $XFRMD_NETNS, else default)")
+    e.set_defaults(fn=cmd_env)
+
+
+def _server_listens(path: str) -> bool:
+    import socket
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def cmd_env(args) -> int:
+    from . import shim
+    from . import transport as T
+    path = os.path.abspath(args.socket or T.default_socket_path())
+    try:
+        preload = shim.path()
+    except shim.ShimError as e:
+        print(e, file=sys.stderr)
+        return 1
+    netns = args.netns or os.environ.get("XFRMD_NETNS") or "default"
+    print(f"export XFRMD_SOCKET={shlex.quote(path)}")
+    print(f"export XFRMD_NETNS={shlex.quote(netns)}")
+    # prepended at eval time, so the shell's own LD_PRELOAD (if any) is kept
+    print(f'export LD_PRELOAD={shlex.quote(preload)}"${{LD_PRELOAD:+ $LD_PRELOAD}}"')
+    if not _server_listens(path):
+        print(f"xfrmd env: no server listens on {path} yet (start one: xfrmd serve"
+              f"{' --socket ' + shlex.quote(path) if args.socket else ''})", file=sys.stderr)
+    return 0
 
 
 def cmd_run(args) -> int:
     from . import shim
-    from .embedded import make_kernel, running_server, tune_gc
     command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not command:
-        print("usage: xfrmd run [--topology T] [--netns N] -- CMD ARGS…", file=sys.stderr)
+        print("usage: xfrmd run [--topology T | --socket PATH] [--netns N] -- CMD ARGS…",
+              file=sys.stderr)
+        return 2
+    if args.socket and (args.trace or args.pcap):
+        print("xfrmd run: --trace and --pcap record a private server; with --socket, start "
+              "the server with `xfrmd serve --trace/--pcap` instead", file=sys.stderr)
         return 2
     try:
         preload = shim.path()
     except shim.ShimError as e:
         print(e, file=sys.stderr)
         return 1
-    kernel = make_kernel(args.topology or "default")
-    tune_gc()
-    if args.trace:
-        from .trace import TraceWriter
-        kernel.tracers.append(TraceWriter.open(args.trace, kernel))
-    with running_server(kernel) as srv:
+    with _server(args) as path:
+        if path is None:
+            return 1
         env = dict(os.environ)
-        env["XFRMD_SOCKET"] = srv.path
+        env["XFRMD_SOCKET"] = path
         env["XFRMD_NETNS"] = args.netns or env.get("XFRMD_NETNS") or "default"
         env["LD_PRELOAD"] = (preload + " " + env["LD_PRELOAD"]) if env.get("LD_PRELOAD") else preload
         try:
@@ -61,3 +117,34 @@ def cmd_run(args) -> int:
             for s, h in old.items():
                 signal.signal(s, h)
     return 128 - rc if rc < 0 else rc
+
+
+@contextlib.contextmanager
+def _server(args):
+    """The socket path CMD talks to: the running server's (--socket; None and a message
+    when nothing listens there), else a private server's for the duration of the block."""
+    if args.socket:
+        path = os.path.abspath(args.socket)
+        if not _server_listens(path):
+            print(f"xfrmd run: no server listens on {path} (start one: xfrmd serve --socket "
+                  f"{shlex.quote(path)})", file=sys.stderr)
+            yield None
+            return
+        yield path
+        return
+    from .embedded import make_kernel, running_server, tune_gc
+    kernel = make_kernel(args.topology or "default")
+    tune_gc()
+    if args.trace:
+        from .trace import TraceWriter
+        kernel.tracers.append(TraceWriter.open(args.trace, kernel))
+    if args.pcap:
+        from .pcap import PcapWriter
+        kernel.tracers.append(PcapWriter.open(args.pcap, kernel))
+    try:
+        with running_server(kernel) as srv:
+            yield srv.path
+    finally:
+        for tracer in kernel.tracers:
+            if tracer.out not in (sys.stdout, sys.stderr):      # --trace - writes to stderr
+                tracer.out.close()

@@ -40,10 +40,130 @@ def mirror_topology(real: RealPair, device_kind: str = "veth", extra: dict | Non
     return spec
 
 
+SIDES = ("left", "right")
+# what extra= may set on the mirrored device, and lower= on a device before it
+# (name, kind and address are the pair's own)
+EXTRA_KEYS = frozenset({"mac", "up", "carrier", "mtu", "mode", "xmit_hash_policy", "miimon",
+                        "lacp_rate", "ad_select", "lag_model", "capabilities", "esp_hw_offload"})
+LOWER_KEYS = frozenset({"name", "kind", "nic", "mac", "up", "carrier", "mtu", "master",
+                        "capabilities", "esp_hw_offload"})
+# the emulated NICs whose ports share one engine (a bond's slaves on one card)
+NIC_KINDS = ("mlx5", "airoha-soe", "netdevsim")
+
+
+class NamespaceError(RuntimeError):
+    """The real network namespaces of a pair could not be made (not root, no iproute2, a
+    container without CAP_SYS_ADMIN); the message says which and why."""
+
+
+def _check_keys(what: str, d, allowed) -> None:
+    if not isinstance(d, dict):
+        raise TypeError(f"{what} must be a dict with keys from: {', '.join(sorted(allowed))}; "
+                        f"got {type(d).__name__} {d!r}")
+    unknown = sorted(set(d) - set(allowed))
+    if unknown:
+        raise ValueError(f"{what}: unknown key {unknown[0]!r}; allowed keys: "
+                         f"{', '.join(sorted(allowed))}")
+
+
+def pair_shape(device_kind: str = "veth", *, lag_model: str | None = None, slaves=None,
+               bond_mode: str = "802.3ad", xmit_hash_policy: str = "layer3+4",
+               esp_hw_offload: bool | None = None, extra: dict | None = None,
+               lower: dict | None = None) -> tuple[dict, dict]:
+    """The (extra, lower) per-side dicts of :func:`mirror_topology`, from the arguments a
+    person thinks in; every shape is checked, and a wrong key names the allowed ones."""
+    from ..topology import KINDS
+    if device_kind not in KINDS:
+        raise ValueError(f"device_kind {device_kind!r} is not one of {', '.join(KINDS)}")
+    _check_keys("extra (per side)", extra or {}, SIDES)
+    _check_keys("lower (per side)", lower or {}, SIDES)
+    extra = {side: v for side, v in (extra or {}).items()}
+    lower = {side: v for side, v in (lower or {}).items()}
+    for side in SIDES:
+        _check_keys(f"extra[{side!r}]", extra.setdefault(side, {}), EXTRA_KEYS)
+        extra[side] = dict(extra[side])
+        devs = lower.setdefault(side, [])
+        if not isinstance(devs, list):
+            raise TypeError(f"lower[{side!r}] must be a list of device dicts, got {devs!r}")
+        lower[side] = devs = [dict(d) if isinstance(d, dict) else d for d in devs]
+        for i, d in enumerate(devs):
+            _check_keys(f"lower[{side!r}][{i}]", d, LOWER_KEYS)
+            if "name" not in d or "kind" not in d:
+                raise ValueError(f"lower[{side!r}][{i}] needs a name and a kind: {d!r}")
+    if device_kind != "bond":
+        for arg, value in (("lag_model", lag_model), ("slaves", slaves)):
+            if value:
+                raise ValueError(f"{arg}= needs device_kind='bond' (got {device_kind!r})")
+        for side in SIDES:
+            if esp_hw_offload is not None:
+                extra[side].setdefault("esp_hw_offload", esp_hw_offload)
+        return extra, lower
+    for i, sl in enumerate(slaves or []):
+        spec = {"kind": sl} if isinstance(sl, str) else dict(sl)
+        _check_keys(f"slaves[{i}]", spec, LOWER_KEYS - {"master"})
+        for side in SIDES:
+            d = {"name": f"p{i}", "nic": f"{side}-nic", **spec, "master": "@"}
+            if d["kind"] not in NIC_KINDS:
+                d.pop("nic")
+            lower[side].append(d)
+    for side in SIDES:
+        if not any(d.get("master") == "@" for d in lower[side]):
+            raise ValueError("a bond needs slaves: slaves=['mlx5', 'mlx5'] (device kinds, or "
+                             "dicts of device keys); without them it has nothing to offload to")
+        e = extra[side]
+        e.setdefault("mode", bond_mode)
+        e.setdefault("xmit_hash_policy", xmit_hash_policy)
+        if lag_model is not None:
+            e.setdefault("lag_model", lag_model)
+        if esp_hw_offload is not None:
+            e.setdefault("esp_hw_offload", esp_hw_offload)
+    return extra, lower
+
+
+def describe_sa(sa: dict) -> str:
+    """One line a person reads: ``spi 0xc1a2b3c4 192.0.2.1 → 192.0.2.2 reqid 1: crypto
+    offload on veth-l (out)`` or ``…: software``."""
+    off = sa.get("offload")
+    where = f"{off['type']} offload on {off['dev']} ({off['dir']})" if off else "software"
+    return f"  spi 0x{sa['spi']:08x} {sa['src']} → {sa['dst']} reqid {sa['reqid']}: {where}"
+
+
+def make_real_pair() -> RealPair:
+    """A :class:`RealPair`, or :class:`NamespaceError` saying why the system refused."""
+    import shutil
+    import subprocess
+    if shutil.which("ip") is None:
+        raise NamespaceError("cannot make network namespaces: `ip` (iproute2) is not installed")
+    if os.geteuid() != 0:
+        raise NamespaceError("cannot make network namespaces: needs root (`ip netns add` "
+                             "needs CAP_SYS_ADMIN)")
+    try:
+        return RealPair()
+    except subprocess.CalledProcessError as e:
+        raise NamespaceError(f"cannot make network namespaces: `{' '.join(e.cmd)}` said: "
+                             f"{(e.stderr or '').strip() or e}") from None
+
+
 class KernelPair:
+    """Two real namespaces and their emulated kernels (see the module's doc).
+
+    ``device_kind`` is the kind of the mirrored device on each side (``veth``, ``mlx5``,
+    ``netdevsim``, ``airoha-soe``, ``bond`` …). A bond needs ``slaves`` — device kinds
+    (``["mlx5", "mlx5"]``, ports of one card per side) or dicts of device keys — and takes
+    ``lag_model`` (off, replicated, shared), ``bond_mode``, ``xmit_hash_policy``;
+    ``esp_hw_offload`` switches the device's esp-hw-offload feature as ``ethtool -K`` would.
+    ``extra`` / ``lower`` (per side: ``{"left": {…}, "right": {…}}``) set any other device
+    key; a wrong shape or key raises, naming the allowed keys."""
+
     def __init__(self, device_kind: str = "veth", extra: dict | None = None,
-                 lower: dict | None = None):
-        self.device_kind, self.extra, self.lower = device_kind, extra, lower
+                 lower: dict | None = None, *, lag_model: str | None = None, slaves=None,
+                 bond_mode: str = "802.3ad", xmit_hash_policy: str = "layer3+4",
+                 esp_hw_offload: bool | None = None):
+        self.device_kind = device_kind
+        self.extra, self.lower = pair_shape(
+            device_kind, lag_model=lag_model, slaves=slaves, bond_mode=bond_mode,
+            xmit_hash_policy=xmit_hash_policy, esp_hw_offload=esp_hw_offload, extra=extra,
+            lower=lower)
         self.real: RealPair | None = None
         self._server = None
         self.handle = None
@@ -57,7 +177,7 @@ class KernelPair:
         from ..embedded import running_server
         from ..topology import from_dict
         self.shim = shim.path()
-        self.real = RealPair()
+        self.real = make_real_pair()
         try:
             topo = from_dict(mirror_topology(self.real, self.device_kind, self.extra, self.lower))
             self.kernel = Kernel(SystemClock(), topology=topo)
@@ -80,6 +200,29 @@ class KernelPair:
 
     def sad(self, side: str) -> list[dict]:
         return dump_states(self.handle.path, side)
+
+    def assert_offloaded(self, side: str, dev: str | None = None, mode: str = "crypto") -> None:
+        """Every SA of ``side`` is offloaded (``mode``: crypto or packet) to ``dev`` (default:
+        the mirrored device, e.g. ``veth-l``). An empty SAD fails: nothing was installed."""
+        dev = dev or self.real.dev[side]
+        sas = self.sad(side)
+        if not sas:
+            raise AssertionError(f"{side}: the SAD is empty (no SA was installed; the daemon's "
+                                 "log and kp.dump_trace() say why)")
+        wrong = [sa for sa in sas if not sa["offload"] or sa["offload"]["dev"] != dev
+                 or sa["offload"]["type"] != mode]
+        if wrong:
+            raise AssertionError(f"{side}: not every SA is {mode}-offloaded to {dev}:\n"
+                                 + "\n".join(describe_sa(sa) for sa in sas))
+
+    def assert_not_offloaded(self, side: str) -> None:
+        """``side`` has SAs, and all of them are software SAs."""
+        sas = self.sad(side)
+        if not sas:
+            raise AssertionError(f"{side}: the SAD is empty (no SA was installed)")
+        if any(sa["offload"] for sa in sas):
+            raise AssertionError(f"{side}: some SAs are offloaded:\n"
+                                 + "\n".join(describe_sa(sa) for sa in sas))
 
     def spd(self, side: str) -> list[dict]:
         return dump_policies(self.handle.path, side)

@@ -33,7 +33,9 @@ def _backend(args):
         b = Backend(kernel=True)
         yield b
         return
-    path = None if args.topology else (os.environ.get("XFRMD_SOCKET") or args.socket)
+    # an explicit --socket beats $XFRMD_SOCKET (as in every subcommand); --topology asks
+    # for a private server whatever the environment says
+    path = None if args.topology else (args.socket or os.environ.get("XFRMD_SOCKET"))
     if path:
         b = Backend(path=path, netns=netns)
         try:
