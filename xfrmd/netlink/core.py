@@ -109,8 +109,14 @@ def netlink_rcv_skb(kernel, sock: NetlinkSocket, buf, family: NetlinkFamily) -> 
 def netlink_ack(kernel, sock: NetlinkSocket, buf, hdr: Header, outcome: Reply) -> None:
     if outcome.echo is not None:
         buf = outcome.echo
+    # a trace shows the extack a client without NETLINK_EXT_ACK was not sent (xfrmd/trace.py)
+    note = outcome.ext is not None and not sock.ext_ack and kernel.tracers
+    if note:
+        kernel.trace_note = (sock.id, extack_tlvs(outcome.ext, outcome.error))
     kernel.unicast(sock, encode_ack(buf, hdr, outcome.error, sock.portid, cap_ack=sock.cap_ack,
                                     ext_ack=sock.ext_ack, ext=outcome.ext))
+    if note:
+        kernel.trace_note = None
 
 
 def dump_alloc_size(sock: NetlinkSocket) -> int:
