@@ -54,7 +54,11 @@ def _backend(args):
 
 def cmd_replay(args) -> int:
     from .runner import ScriptError, compare_golden, golden_text, run_script
-    text = sys.stdin.read() if args.script == "-" else open(args.script).read()
+    try:
+        text = sys.stdin.read() if args.script == "-" else open(args.script).read()
+    except OSError as e:
+        print(f"xfrmd replay: {args.script}: {e.strerror}", file=sys.stderr)
+        return 1
     results = []
     try:
         with _backend(args) as backend:
@@ -64,8 +68,12 @@ def cmd_replay(args) -> int:
                     for stream, chunk in r.output:
                         (sys.stdout if stream == "out" else sys.stderr).write(chunk)
                         (sys.stdout if stream == "out" else sys.stderr).flush()
+                    if r.status:
+                        # what `ip -batch FILE` prints after a failed line (ip.c batch())
+                        print(f"Command failed {args.script}:{r.lineno}", file=sys.stderr,
+                              flush=True)
     except ScriptError as e:
-        print(f"xfrmd replay: {args.script}: {e}", file=sys.stderr)
+        print(f"xfrmd replay: {args.script}:{e.lineno}: {e.reason}", file=sys.stderr)
         return 1
     except OSError as e:
         print(f"xfrmd replay: cannot reach the kernel: {e}", file=sys.stderr)
@@ -80,7 +88,7 @@ def cmd_replay(args) -> int:
             f.write(golden_text(results))
     failed = any(r.status for r in results)
     if args.expect:
-        diffs = compare_golden(results, open(args.expect).read())
+        diffs = compare_golden(results, open(args.expect).read(), args.script, args.expect)
         for d in diffs:
             print(f"xfrmd replay: {d}", file=sys.stderr)
         if diffs:

@@ -33,7 +33,12 @@ class LineResult:
 
 
 class ScriptError(Exception):
-    pass
+    """A script ip would not read (an unterminated quote, a missing continuation line);
+    ``lineno`` is where, ``reason`` what."""
+
+    def __init__(self, reason: str, lineno: int = 0):
+        super().__init__(f"line {lineno}: {reason}" if lineno else reason)
+        self.reason, self.lineno = reason, lineno
 
 
 def read_script(text: str) -> list[tuple[int, list[str], str]]:
@@ -48,7 +53,7 @@ def read_script(text: str) -> list[tuple[int, list[str], str]]:
         i += 1
         while line.endswith("\\") and i <= len(lines):
             if i == len(lines):
-                raise ScriptError(f"line {start}: Missing continuation line")
+                raise ScriptError("Missing continuation line", start)
             line = line[:-1] + lines[i].split("#", 1)[0]
             i += 1
         words = makeargs(line, start)
@@ -69,7 +74,7 @@ def makeargs(line: str, lineno: int) -> list[str]:
             q = line[j]
             k = line.find(q, j + 1)
             if k < 0:
-                raise ScriptError(f"line {lineno}: Unterminated quoted string")
+                raise ScriptError("Unterminated quoted string", lineno)
             words.append(line[j + 1:k])
             j = k + 1
         else:
@@ -236,35 +241,43 @@ def _lines(output):
     return order
 
 
-def compare_golden(results: list[LineResult], golden: str) -> list[str]:
-    """The first difference of each command, as messages (empty when identical)."""
-    want = _golden_blocks(golden)
+def compare_golden(results: list[LineResult], golden: str, script: str = "script",
+                   golden_name: str = "golden") -> list[str]:
+    """The first difference of each command, as messages (empty when identical), each
+    starting with ``SCRIPT:LINE`` of the command and ending with ``GOLDEN:LINE`` of the
+    expected line, so an editor jumps to both."""
+    want = _golden_blocks(golden, numbered=True)
     got = _golden_blocks(golden_text(results))
     diffs = []
     for i in range(max(len(want), len(got))):
         w = want[i] if i < len(want) else None
         g = got[i] if i < len(got) else None
-        if w == g:
+        if w is not None and g is not None and [ln for ln, _ in w] == g:
             continue
+        where = f"{script}:{results[i].lineno}" if i < len(results) else f"{script}:end"
         if w is None or g is None:
-            diffs.append(f"command {i + 1}: " + ("unexpected extra command " + g[0]
-                                                  if w is None else "missing " + w[0]))
+            diffs.append(f"{where}: unexpected extra command {g[0][2:].rstrip()!r}" if w is None
+                         else f"{where}: missing command {w[0][0][2:].rstrip()!r} "
+                              f"({golden_name}:{w[0][1]})")
             continue
         for j in range(max(len(w), len(g))):
-            wl = w[j] if j < len(w) else "<nothing>"
+            wl, gline = w[j] if j < len(w) else ("<nothing>", w[-1][1] + 1)
             gl = g[j] if j < len(g) else "<nothing>"
             if wl != gl:
-                diffs.append(f"command {i + 1} ({w[0][2:].rstrip()}), line {j}: "
-                             f"expected {wl.rstrip()!r}, got {gl.rstrip()!r}")
+                diffs.append(f"{where}: {w[0][0][2:].rstrip()}: expected {wl.rstrip()!r}, "
+                             f"got {gl.rstrip()!r} ({golden_name}:{gline})")
                 break
     return diffs
 
 
-def _golden_blocks(text: str) -> list[list[str]]:
-    blocks: list[list[str]] = []
-    for line in text.splitlines(keepends=True):
+def _golden_blocks(text: str, numbered: bool = False) -> list[list]:
+    """The blocks of a golden text (one per ``$ command``): lists of lines, or of
+    (line, line number) pairs when ``numbered``."""
+    blocks: list[list] = []
+    for n, line in enumerate(text.splitlines(keepends=True), 1):
+        item = (line, n) if numbered else line
         if line.startswith("$ "):
-            blocks.append([line])
+            blocks.append([item])
         elif blocks:
-            blocks[-1].append(line)
+            blocks[-1].append(item)
     return blocks
