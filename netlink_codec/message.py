@@ -186,6 +186,11 @@ class Message:
     fixed: Any = None          # CStruct, or raw bytes when the family declares none
     attrs: list[Attr] = field(default_factory=list)
     gap: bytes = b""           # bytes between the fixed part and the attributes (alignment)
+    family: Any = field(default=None, repr=False, compare=False)  # the decoding Family, for names
+
+    def __repr__(self) -> str:
+        from .pretty import message
+        return message(self)
 
     def attr(self, t: int, default=None):
         """Value of the last attribute of type ``t`` (the kernel's rule for duplicates)."""
@@ -244,7 +249,7 @@ class Family:
         base = hdr.offset
         end = base + hdr.len
         body = base + NLMSG_HDRLEN
-        msg = Message(hdr.type, hdr.flags, hdr.seq, hdr.pid)
+        msg = Message(hdr.type, hdr.flags, hdr.seq, hdr.pid, family=self)
         if hdr.type < NLMSG_MIN_TYPE:
             if hdr.type == NLMSG_ERROR:
                 err = NlMsgErr.decode(buf, body, end)

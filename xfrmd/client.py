@@ -98,6 +98,17 @@ class _Base:
         return bool(flags & NLM_F_MULTI) and not last_done
 
 
+def _raise_done(m: Message) -> None:
+    from netlink_codec.netlink import NLMSGERR_ATTR_MSG
+    raise NetlinkError(-_done_error(m), m.attr(NLMSGERR_ATTR_MSG))
+
+
+def _done_error(m: Message) -> int:
+    """The errno (negative) NLMSG_DONE carries when the dump failed, else 0."""
+    raw = m.fixed if isinstance(m.fixed, (bytes, bytearray)) else b""
+    return struct.unpack_from("=i", raw)[0] if len(raw) >= 4 else 0
+
+
 def _check_error(m: Message) -> None:
     err = m.fixed.error
     if err:
@@ -169,10 +180,12 @@ class NetlinkSocket(_Base):
 
     def request(self, msg_type: int, flags: int = 0, payload: bytes = b"", *,
                 seq: int | None = None, pid: int = 0, raise_errors: bool = True) -> list[Message]:
-        """Send one request and collect its answer: the data messages up to the ACK or DONE.
+        """Send one request and collect its answer: the data messages, and the ACK when
+        NLM_F_ACK asks for one. A dump's closing NLMSG_DONE is not one of them (a failed
+        dump raises :class:`NetlinkError` with the errno it carried).
 
         NLM_F_REQUEST is always set. Without NLM_F_DUMP and NLM_F_ACK the first datagram that
-        answers it ends the exchange.
+        answers it ends the exchange. ``raise_errors=False`` returns error messages instead.
         """
         seq = self._next_seq() if seq is None else seq
         self.send(encode_msg(msg_type, flags | NLM_F_REQUEST, seq, pid, payload))
@@ -192,7 +205,11 @@ class NetlinkSocket(_Base):
                     yield m
                     final = True
                 elif m.type == NLMSG_DONE:
-                    yield m
+                    # the end of a dump, not a message of it; a failed dump's errno is in it
+                    if _done_error(m) and raise_errors:
+                        _raise_done(m)
+                    if _done_error(m):
+                        yield m
                     final = True
                 else:
                     yield m
@@ -267,12 +284,19 @@ class TrioNetlinkSocket(_Base):
             for m in await self.recv_messages():
                 if m.seq != seq:
                     continue
+                if m.type == NLMSG_DONE:           # see NetlinkSocket._collect
+                    if _done_error(m) and raise_errors:
+                        _raise_done(m)
+                    if _done_error(m):
+                        out.append(m)
+                    final = True
+                    continue
                 out.append(m)
                 if m.type == NLMSG_ERROR:
                     if raise_errors:
                         _check_error(m)
                     final = True
-                elif m.type == NLMSG_DONE or (not dump and not (flags & NLM_F_ACK)):
+                elif not dump and not (flags & NLM_F_ACK):
                     final = True
             if final:
                 return out
