@@ -1,6 +1,7 @@
 """The preload shim (C source in tools/shim/xfrmd_shim.c): build it and find it.
 
-``python3 -m xfrmd.shim build`` compiles it with the system's C compiler into
+A wheel carries it prebuilt (setup.py). Otherwise ``python3 -m xfrmd.shim build`` compiles it
+with the system's C compiler into
 ``$XFRMD_SHIM_DIR`` (default ``~/.cache/xfrmd``) under a name that carries the source's hash,
 so a changed source is rebuilt and concurrent users never see a half-written library.
 """
@@ -34,10 +35,14 @@ def _cache_dir() -> str:
 
 
 def path(build: bool = True) -> str:
-    """The shared object for LD_PRELOAD, compiled on first use."""
+    """The shared object for LD_PRELOAD: the one a wheel carries (built for its platform
+    from the same source), else one compiled on first use into the cache directory."""
     src = source()
     with open(src, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()[:16]
+    prebuilt = os.path.join(_HERE, f"xfrmd_shim-{digest}.so")
+    if os.path.exists(prebuilt):
+        return prebuilt
     out = os.path.join(_cache_dir(), f"xfrmd_shim-{digest}.so")
     if os.path.exists(out) or not build:
         return out
