@@ -44,9 +44,11 @@ def _kv(row: dict) -> str:
                     for k, v in row.items())
 
 
-@verb("offload-traffic", "offload-traffic DEV SPI [PACKETS [BYTES]] — emulate packets "
-                         "through the hardware SA (driver counters, netdevsim tx=)")
+@verb("offload-traffic", "offload-traffic DEV SPI [PACKETS [BYTES]] [--json] — emulate "
+                         "packets through the hardware SA (driver counters, netdevsim tx=)")
 def _offload_traffic(svc, args) -> int:
+    as_json = "--json" in args
+    args = [a for a in args if a != "--json"]
     if not 2 <= len(args) <= 4:
         raise SystemExit("usage: xfrmd ctl " + VERBS["offload-traffic"][1])
     try:
@@ -58,4 +60,16 @@ def _offload_traffic(svc, args) -> int:
         req["packets"] = nums[1]
     if len(nums) > 2:
         req["bytes"] = nums[2]
-    return _result(svc.query("offload_traffic", **req))
+    res = svc.query("offload_traffic", **req)
+    if res.get("errno"):
+        return _result(res)
+    # what was done: a silent verb leaves its user guessing
+    done = {"dev": args[0], "spi": nums[0], "packets": req.get("packets", 1),
+            "bytes": req.get("bytes", 0)}
+    if as_json:
+        print(json.dumps(done))
+        return 0
+    n = done["packets"]
+    print(f"{n} packet{'' if n == 1 else 's'} ({done['bytes']} bytes) through the hardware "
+          f"SA spi {done['spi']:#x} on {done['dev']}")
+    return 0

@@ -38,6 +38,7 @@ ip link show $dev 2>&1 || true
 '''
 
 EXPECTED = """lines=2
+3 packets (0 bytes) through the hardware SA spi 0x9 on eni0np1
 SA count=2 tx=3
 sa[0] tx ipaddr=192.168.123.4
 sa[0]    spi=0x00000009 proto=0x32 salt=0x61626364 crypt=1
@@ -84,12 +85,14 @@ def test_mlx5_hardware_counters_reach_ip_xfrm_state():
         "echo \"xfrm state add src 198.51.100.1 dst 198.51.100.2 proto esp spi 0x500 reqid 5 "
         "mode tunnel aead 'rfc4106(gcm(aes))' 0x0102030405060708090a0b0c0d0e0f1011121314 128 "
         "offload packet dev eth2 dir out\" | xfrmd replay - >/dev/null && "
-        "xfrmd ctl offload-traffic eth2 0x500 5 3500 && "
+        "xfrmd ctl offload-traffic eth2 0x500 5 3500 --json && "
         "ip -s xfrm state list | grep -A1 'lifetime current' && "
         "ip -s xfrm state list | grep -A1 'lifetime current'")
     p = subprocess.run([sys.executable, "-m", "xfrmd.cli", "run", "--", "sh", "-c", script],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     # 5 frames, 3500 bytes on the wire, less (14 + 20) header bytes each; read twice, no doubling
-    assert [ln.split() for ln in p.stdout.splitlines()] == [
+    lines = p.stdout.splitlines()
+    assert lines[0] == '{"dev": "eth2", "spi": 1280, "packets": 5, "bytes": 3500}'
+    assert [ln.split() for ln in lines[1:]] == [
         ["lifetime", "current:"], ["3330(bytes),", "5(packets)"]] * 2

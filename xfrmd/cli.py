@@ -84,10 +84,12 @@ def _leaves(group: BaseExceptionGroup):
 
 def cmd_ctl(args) -> int:
     from .client import Service
-    from .ctl import run_ctl, usage
+    from .ctl import run_ctl
+
     if not args.verb or args.verb[0] in ("help", "-h", "--help"):
         return run_ctl(None, [])                 # the list of verbs needs no server
     if any(a in ("-h", "--help") for a in args.verb[1:]):
+        from .ctl import usage
         return usage(args.verb[0])
     try:
         with Service(args.netns or "", args.socket) as svc:

@@ -159,9 +159,12 @@ def _xmit(svc, args) -> int:
     return 0
 
 
-@verb("xfrm-stat", "xfrm-stat [--netns NS] — the namespace's /proc/net/xfrm_stat (the data "
-                   "path's drop counters under the kernel's MIB names)")
+@verb("xfrm-stat", "xfrm-stat [--netns NS] [--nonzero] — the namespace's /proc/net/xfrm_stat "
+                   "(the data path's drop counters under the kernel's MIB names); --nonzero: "
+                   "only the counters that moved")
 def _xfrm_stat(svc, args) -> int:
+    nonzero = "--nonzero" in args
+    args = [a for a in args if a != "--nonzero"]
     req = {"path": "/proc/net/xfrm_stat"}
     if args[:1] == ["--netns"] and len(args) == 2:
         req["netns"] = args[1]
@@ -170,5 +173,9 @@ def _xfrm_stat(svc, args) -> int:
     res = svc.query("xfrm_stat", **req)
     if res.get("errno"):
         return _result(res)
-    print(res["data"], end="")
+    data = res["data"]
+    if nonzero:
+        data = "".join(ln for ln in data.splitlines(keepends=True)
+                       if ln.split()[-1:] != ["0"])
+    print(data, end="")
     return 0

@@ -521,12 +521,48 @@ def _tmpl_resolve(db, sel, wire: PolicyWire, src: bytes, dst: bytes, family: int
             sig.setdefault("acquire", []).append(t.reqid)
         if t.optional:
             continue
+        why = offload_mismatch(db, t, wire, local, remote, family)
         if err == -E.EAGAIN:
-            raise Drop("XfrmOutNoStates", 0, f"no SA for reqid {t.reqid}"
-                       + (" (ACQUIRE sent)" if sent else " (acquire pending)")
+            raise Drop("XfrmOutNoStates", 0, (f"no usable SA for reqid {t.reqid}: {why}; "
+                                              if why else f"no SA for reqid {t.reqid} ")
+                       + ("(ACQUIRE sent)" if sent else "(acquire pending)")
                        + "; blackholed (xfrm_larval_drop)")
         if err == -E.ESRCH:
-            raise Drop("XfrmOutPolError", E.ESRCH,
-                       f"no SA for reqid {t.reqid} and no key manager listens")
-        raise Drop("XfrmOutPolError", -err, f"xfrm_state_find failed for reqid {t.reqid}")
+            raise Drop("XfrmOutPolError", E.ESRCH, f"no usable SA for reqid {t.reqid}: {why}"
+                       if why else f"no SA for reqid {t.reqid} and no key manager listens")
+        raise Drop("XfrmOutPolError", -err, f"no usable SA for reqid {t.reqid}: {why}" if why
+                   else f"xfrm_state_find failed for reqid {t.reqid}")
     return states
+
+
+def offload_mismatch(db, t, wire: PolicyWire, src: bytes, dst: bytes, family: int) -> str | None:
+    """Why an SA that matches the template was passed over, when packet offload is the
+    reason (xfrm_state_find keeps packet-offloaded states and software policies apart),
+    in words a user can act on; None when no such SA exists."""
+    from ..xfrm.sadb import addr_key
+    w = 4 if (t.family or family) == X.AF_INET else 16
+    daddr = t.daddr if any(t.daddr[:w]) else dst
+    saddr = t.saddr if any(t.saddr[:w]) else src
+    fam = t.family or family
+    xdo = wire.xdo
+    pol_dev = xdo.dev if xdo is not None and xdo.type == XFRM_DEV_OFFLOAD_PACKET else None
+    for x in db.bydst.get((addr_key(daddr, fam), addr_key(saddr, fam), t.reqid, fam), ()):
+        if x.id.proto != t.proto or x.props.mode != t.mode:
+            continue
+        xso = x.xso
+        x_dev = xso.dev if xso is not None and xso.type == XFRM_DEV_OFFLOAD_PACKET else None
+        if x_dev is pol_dev:
+            continue
+        spi = f"SA 0x{x.id.spi:x}"
+        if pol_dev is None:
+            return (f"{spi} is packet-offloaded on {x_dev.name}, but the matching policy is a "
+                    "software policy: the kernel only uses packet-offloaded SAs through "
+                    f"packet-offloaded policies (add the policy with `offload packet dev "
+                    f"{x_dev.name}`)")
+        if x_dev is None:
+            return (f"the matching policy is packet-offloaded on {pol_dev.name}, but {spi} is "
+                    "not: a packet-offloaded policy only uses SAs packet-offloaded on its "
+                    "device")
+        return (f"{spi} is packet-offloaded on {x_dev.name} but the matching policy on "
+                f"{pol_dev.name}: both must be on the same device")
+    return None
