@@ -116,3 +116,16 @@ def test_readme_commands_work_in_a_fresh_venv_from_the_system_python(tmp_path):
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     assert re.search(r"\b2 passed\b", p.stdout), p.stdout[-2000:]
     assert os.path.exists(venv_bin / "pytest")      # the extras went into the same venv
+
+
+def test_an_active_venv_is_the_one_used(tmp_path):
+    """$VIRTUAL_ENV wins over $XFRMD_VENV (and over making .venv); one that is not a venv is
+    refused in one line."""
+    fake = tmp_path / "active"
+    fake.mkdir()
+    env = _clean_env(tmp_path, VIRTUAL_ENV=str(fake))
+    p = subprocess.run(["bash", "tools/install.sh", "--", "true"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1
+    assert p.stderr == f"tools/install.sh: {fake} is not a virtual environment (no bin/python)\n"
+    assert not (tmp_path / "venv").exists()          # XFRMD_VENV was not made
