@@ -129,3 +129,14 @@ def test_run_pcap_records_the_private_servers_traffic(tmp_path):
 def test_run_recording_needs_a_private_server(flag):
     p = _xfrmd("run", "--socket", NOWHERE, flag, "x", "--", "true")
     assert p.returncode == 2 and "xfrmd serve --trace/--pcap" in p.stderr
+
+
+def test_a_refusal_inside_an_exception_group_is_still_one_line():
+    """trio >= 0.25 wraps what leaves a nursery in an ExceptionGroup: serve unwraps the
+    SystemExit carrying its refusal, and lets anything else through."""
+    from xfrmd.cli import _system_exit
+    refusal = SystemExit("xfrmd: another server is already listening on x")
+    assert _system_exit(refusal) is refusal
+    assert _system_exit(BaseExceptionGroup("", [BaseExceptionGroup("", [refusal])])) is refusal
+    assert _system_exit(BaseExceptionGroup("", [refusal, ValueError()])) is None
+    assert _system_exit(ExceptionGroup("", [ValueError()])) is None
