@@ -59,6 +59,8 @@ def cmd_replay(args) -> int:
     except OSError as e:
         print(f"xfrmd replay: {args.script}: {e.strerror}", file=sys.stderr)
         return 1
+    if args.kernel:
+        _kernel_check(args.script, text)
     results = []
     try:
         with _backend(args) as backend:
@@ -95,3 +97,16 @@ def cmd_replay(args) -> int:
             return 1
         return 0
     return 1 if failed else 0
+
+
+def _kernel_check(script: str, text: str) -> None:
+    """What the running kernel lacks, and the script lines that will differ for it."""
+    from .kernel_check import host_lacks, report
+    from .runner import ScriptError, read_script
+    try:
+        lines = read_script(text)
+    except ScriptError:
+        return                          # reported when the script runs
+    lacks, path = host_lacks()
+    for line in report(script, lines, lacks, path):
+        print(line, file=sys.stderr)
