@@ -99,7 +99,7 @@ def test_no_namespaces_is_a_skip_with_the_reason_but_not_in_ci(pytester, monkeyp
         monkeypatch.delenv("CI", raising=False)
     pytester.makepyfile(test_inner=INNER)
     pytester.makeconftest('pytest_plugins = ["xfrmd.testing"]\n')
-    res = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rsf")
+    res = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-rsf")
     out = res.stdout.str()
     if ci:
         res.assert_outcomes(failed=1)
