@@ -82,6 +82,8 @@ class TestServer:
         self._preload: str | None = None
 
     def __getattr__(self, name: str):
+        if name == "_handle":                   # not set yet (copy, pickle): no recursion
+            raise AttributeError(name)
         return getattr(self._handle, name)
 
     @property
