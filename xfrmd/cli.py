@@ -132,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         add_replay_parser(sub)
     except ImportError:
         pass
+    from .userland.cli import add_userland_parser
+    add_userland_parser(sub)
 
     c = sub.add_parser("ctl", help="what a kernel needs root or hardware for (see `xfrmd ctl help`)")
     c.add_argument("--socket")

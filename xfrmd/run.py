@@ -1,12 +1,14 @@
 """``xfrmd run [--topology NAME|FILE | --socket PATH] [--netns NAME] [--trace FILE]
-[--pcap FILE] -- CMD ARGS…`` and ``xfrmd env [--socket PATH] [--netns NAME]``.
+[--pcap FILE] [--userland NAME|DIR] -- CMD ARGS…`` and ``xfrmd env [--socket PATH]
+[--netns NAME]``.
 
 ``run`` starts a private server (in this process, on a temporary socket) for CMD and all its
 children — or, with ``--socket``, attaches CMD to a server already running there — with the
 preload shim in LD_PRELOAD and XFRMD_SOCKET / XFRMD_NETNS exported. The exit status is CMD's
 (128+N when a signal N killed it); a private server stops and its socket goes away whatever
 happens to CMD. ``env`` prints the same variables as shell exports: ``eval "$(xfrmd env)"``
-points every later ``ip``, ``ethtool`` or daemon of that shell at a running ``xfrmd serve``."""
+points every later ``ip``, ``ethtool`` or daemon of that shell at a running ``xfrmd serve``.
+With ``--userland`` CMD runs inside that root filesystem (xfrmd.userland, docs/userland.md)."""
 from __future__ import annotations
 
 import argparse
@@ -32,6 +34,9 @@ def add_run_parser(sub) -> None:
                    help="record the private server's netlink conversation (JSON lines)")
     p.add_argument("--pcap", default=None, metavar="FILE",
                    help="write the private server's netlink pcap (LINKTYPE_NETLINK), as serve does")
+    p.add_argument("--userland", default=None, metavar="NAME|DIR",
+                   help="run CMD inside a userland (`xfrmd userland list`) or a root "
+                        "filesystem directory")
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD ARGS…")
     p.set_defaults(fn=cmd_run)
 
@@ -93,9 +98,21 @@ def cmd_run(args) -> int:
     except shim.ShimError as e:
         print(e, file=sys.stderr)
         return 1
-    with _server(args) as path:
+    root = None
+    if args.userland:
+        from .userland import UserlandError, resolve
+        try:
+            root = resolve(args.userland)
+        except UserlandError as e:
+            print(e, file=sys.stderr)
+            return 1
+    with _server(args) as path, _userland_stage(root) as stage:
         if path is None:
             return 1
+        if root:
+            from .userland import entry_argv
+            command = entry_argv(root, stage, command, shim=preload,
+                                 binds=(os.path.dirname(path),))
         env = dict(os.environ)
         env["XFRMD_SOCKET"] = path
         env["XFRMD_NETNS"] = args.netns or env.get("XFRMD_NETNS") or "default"
@@ -117,6 +134,11 @@ def cmd_run(args) -> int:
             for s, h in old.items():
                 signal.signal(s, h)
     return 128 - rc if rc < 0 else rc
+
+
+def _userland_stage(root):
+    from .userland import stage_dir
+    return stage_dir() if root else contextlib.nullcontext()
 
 
 @contextlib.contextmanager
