@@ -53,3 +53,12 @@ def kernel():
     except ImportError:
         pass
     return Kernel(ManualClock(), topology=topo, seed=1)
+
+
+def require_userland(name: str) -> str:
+    """A built, current userland's root (``xfrmd userland build NAME``; tools/test-all.sh
+    builds them before the tests): a skip on a developer's machine, a failure under CI."""
+    from xfrmd import userland
+    ul = userland.known(name)
+    require(userland.is_current(ul), f"needs the userland {name} (xfrmd userland build {name})")
+    return ul.path

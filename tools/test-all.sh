@@ -36,7 +36,7 @@ step() {
 }
 
 # libreswan is extracted, not installed (it conflicts with strongSwan): its libraries are installed here
-PKGS="iproute2 strace gcc libc6-dev ethtool strongswan-charon strongswan-swanctl tshark libldns3 libevent-pthreads-2.1-7 libevent-core-2.1-7 libnss3-tools libunbound8 libcurl3-nss"
+PKGS="iproute2 strace gcc libc6-dev ethtool strongswan-charon strongswan-swanctl tshark mmdebstrap libldns3 libevent-pthreads-2.1-7 libevent-core-2.1-7 libnss3-tools libunbound8 libcurl3-nss"
 # the system Python's venv module (Debian ships it apart), unless a venv is already active
 if [ -z "${VIRTUAL_ENV:-}" ]; then PKGS="$PKGS python3-venv"; fi
 
@@ -87,6 +87,13 @@ case "$VENV" in /*) ;; *) VENV="$PWD/$VENV" ;; esac
 export VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH"
 
 step "building the preload shim" python3 -m xfrmd.shim build
+
+# the userlands (trixie: ip 6.15, charon 6.0.1, pluto 5.2) for the tests marked `userland`;
+# cached in $XDG_CACHE_HOME/xfrmd/userlands, rebuilt only when their package lists change.
+# Not a step: a mirror that fails here fails those tests (under CI), not the whole run.
+echo "== building the userlands"
+python3 -m xfrmd.cli userland build trixie-strongswan trixie-libreswan ||
+  echo "== a userland could not be built: the tests marked userland will fail" >&2
 
 echo "== running the test suite"
 set +e

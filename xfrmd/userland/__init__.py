@@ -144,13 +144,14 @@ def tool_versions(root: str) -> dict[str, str]:
 
 
 def built() -> list[tuple[str, str, dict | None]]:
-    """(name, root, stamp) of every userland in the cache, known names first."""
+    """(name, root, stamp) of every userland in the cache, known ones first in their order."""
     d = cache_dir()
     try:
         names = sorted(n for n in os.listdir(d) if not n.startswith("."))
     except OSError:
         return []
-    names.sort(key=lambda n: (n not in KNOWN, n))
+    order = list(KNOWN)
+    names.sort(key=lambda n: (order.index(n) if n in KNOWN else len(order), n))
     return [(n, os.path.join(d, n), stamp(os.path.join(d, n))) for n in names
             if os.path.isdir(os.path.join(d, n))]
 

@@ -131,7 +131,8 @@ def failure_line(ul: Userland, mirror: str, lines: list[str], rc: int) -> str:
             why = re.sub(r"^[EW]: ", "", text[start:end if end >= 0 else None].strip())
             return f"{head}, package {m.group(1)}: {why}"
     for l in lines:
-        if "Failed to fetch" in l or "Could not resolve" in l or "Could not connect" in l:
+        if any(m in l for m in ("Failed to fetch", "Could not resolve", "Could not connect",
+                                "does not have a Release file", "Connection failed")):
             why = re.sub(r"^[EW]: ", "", l.strip())
             return f"{head}, mirror {mirror} unreachable: {why}"
     errors = [re.sub(r"^E: ", "", l.strip()) for l in lines if l.startswith("E: ")

@@ -104,8 +104,12 @@ def populate(merged: str, binds: list[str], shim: str | None) -> None:
         _mkdirs(merged + d)
         mount(d, merged + d, None, MS_BIND | MS_REC)
     _mkdirs(merged + "/tmp")
-    # not recursive: the host's /tmp may hold this very overlay's stage below it
-    mount("/tmp", merged + "/tmp", None, MS_BIND)
+    # not recursive: the host's /tmp may hold this very overlay's stage below it; but in a
+    # user namespace mounts below /tmp are locked to it and only a recursive bind is allowed
+    try:
+        mount("/tmp", merged + "/tmp", None, MS_BIND)
+    except SetupError:
+        mount("/tmp", merged + "/tmp", None, MS_BIND | MS_REC)
     _mkdirs(merged + "/run")
     mount("tmpfs", merged + "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
     for d in ("lock", "xfrmd"):
