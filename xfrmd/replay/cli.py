@@ -1,5 +1,5 @@
 """``xfrmd replay SCRIPT|- [--socket PATH | --topology FILE] [--expect GOLDEN]
-[--record GOLDEN] [--stop-on-error] [--json] [--kernel]``."""
+[--record GOLDEN] [--stop-on-error] [--json] [--kernel] [--iproute2 6.1|6.15]``."""
 from __future__ import annotations
 
 import contextlib
@@ -22,6 +22,9 @@ def add_replay_parser(sub) -> None:
     p.add_argument("--record", metavar="GOLDEN", help="write the results as a golden file")
     p.add_argument("--stop-on-error", action="store_true", help="stop at the first failure")
     p.add_argument("--json", action="store_true", help="print results as JSON")
+    p.add_argument("--iproute2", choices=("6.1", "6.15"), default="6.1",
+                   help="which ip to be: 6.1 (Debian 12, default; newer syntax accepted too) "
+                        "or 6.15 (Debian 13: its syntax, messages and output)")
     p.set_defaults(fn=cmd_replay)
 
 
@@ -64,7 +67,8 @@ def cmd_replay(args) -> int:
     results = []
     try:
         with _backend(args) as backend:
-            for r in run_script(backend, text, stop_on_error=args.stop_on_error):
+            for r in run_script(backend, text, stop_on_error=args.stop_on_error,
+                                base_opts={"iproute2": args.iproute2}):
                 results.append(r)
                 if not args.json:
                     for stream, chunk in r.output:

@@ -137,8 +137,11 @@ class Ctx:
     """Per-command state of `ip`: options, output, device name lookups."""
 
     def __init__(self, *, preferred_family=AF_UNSPEC, show_stats=0, oneline=False,
-                 name_to_index=None, index_to_name=None):
+                 name_to_index=None, index_to_name=None, iproute2: str = "6.1"):
         self.preferred_family = preferred_family
+        # which `ip` to be: "6.1" (Debian 12; newer syntax accepted as an extension) or
+        # "6.15" (Debian 13: its parser, its messages, its printing) — docs/replay.md
+        self.iproute2 = iproute2
         self.show_stats = show_stats
         self.oneline = oneline
         self.sl = "\\" if oneline else "\n"
@@ -572,7 +575,8 @@ def _output_mark(ctx: Ctx, tb) -> None:
         ctx.w("/0x%x" % _u32(tb[X.Xfrma.SET_MARK_MASK]))
 
 
-def xfrma_print(ctx: Ctx, tb: dict, family: int, prefix: str, nokeys: bool) -> None:
+def xfrma_print(ctx: Ctx, tb: dict, family: int, prefix: str, nokeys: bool,
+                is_policy: bool = False) -> None:
     """xfrm_xfrma_print: ``tb`` maps XFRMA_* to payload bytes."""
     A = X.Xfrma
     w, sl = ctx.w, ctx.sl
@@ -652,11 +656,17 @@ def xfrma_print(ctx: Ctx, tb: dict, family: int, prefix: str, nokeys: bool) -> N
             w("(ERROR truncated)" + sl)
             return
         xuo = X.XfrmUserOffload.decode(tb[A.OFFLOAD_DEV])
-        w(f"dev {ctx.ll_index_to_name(xuo.ifindex)} dir "
-          + ("in" if xuo.flags & X.XFRM_OFFLOAD_INBOUND else "out"))
-        # newer iproute2 (6.2+) also prints the offload mode (docs/replay.md)
-        if xuo.flags & X.XFRM_OFFLOAD_PACKET:
-            w(" mode packet")
+        direction = "in" if xuo.flags & X.XFRM_OFFLOAD_INBOUND else "out"
+        mode = "packet" if xuo.flags & X.XFRM_OFFLOAD_PACKET else "crypto"
+        if ctx.iproute2 == "6.15":
+            # 6.15 always names the mode, and a policy's offload has no direction
+            w(f"dev {ctx.ll_index_to_name(xuo.ifindex)} "
+              + ("" if is_policy else f"dir {direction} ") + f"mode {mode}")
+        else:
+            w(f"dev {ctx.ll_index_to_name(xuo.ifindex)} dir {direction}")
+            # 6.1 knows no mode; packet offload is marked as newer iproute2 marks it
+            if xuo.flags & X.XFRM_OFFLOAD_PACKET:
+                w(" mode packet")
         w(sl)
     if A.IF_ID in tb:
         w(prefix + "if_id 0x%x" % _u32(tb[A.IF_ID]) + sl)
@@ -778,4 +788,4 @@ def policy_info_print(ctx: Ctx, xp, tb: dict, prefix: str | None, title: str | N
     w(ctx.sl)
     if ctx.show_stats > 0:
         lifetime_print(ctx, xp.lft, xp.curlft, buf)
-    xfrma_print(ctx, tb, xp.sel.family, buf, False)
+    xfrma_print(ctx, tb, xp.sel.family, buf, False, is_policy=True)

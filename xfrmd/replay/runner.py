@@ -153,7 +153,7 @@ def run_line(backend: Backend, words: list[str], lineno: int = 0,
             return res
     ctx = Ctx(preferred_family=opts["family"], show_stats=opts["stats"],
               oneline=opts["oneline"], name_to_index=backend.name_to_index,
-              index_to_name=backend.index_to_name)
+              index_to_name=backend.index_to_name, iproute2=opts.get("iproute2", "6.1"))
     talker = None
     try:
         if not w:

@@ -86,24 +86,27 @@ def state_modify(ctx: Ctx, nl, cmd: int, a: Argv) -> int:
     iptfs: list[tuple[int, bytes]] = []
     while a.argc > 0:
         w = a.cur
-        if w == "mode":
+        # the keyword this is, for ip; 6.15 does not know the newest ones: they reach the
+        # ID branch below, which calls them "unknown"
+        kw = None if w in NEWER_THAN_6_15 and ctx.iproute2 == "6.15" else w
+        if kw == "mode":
             a.next()
-            if a.cur == "iptfs":   # newer iproute2
+            if a.cur == "iptfs" and ctx.iproute2 != "6.15":   # newer iproute2
                 xs.mode = 5
             else:
                 xs.mode = parse_mode(a)
-        elif w == "mark":
+        elif kw == "mark":
             mark = parse_mark(ctx, a)
-        elif w == "reqid":
+        elif kw == "reqid":
             a.next()
             xs.reqid = parse_reqid(a)
-        elif w == "seq":
+        elif kw == "seq":
             a.next()
             v = get_u32(a.cur)
             if v is None:
                 invarg("SEQ value is invalid", a.cur)
             xs.seq = int.from_bytes(v.to_bytes(4, "big"), "little")   # get_be32
-        elif w in ("replay-window", "replay-seq", "replay-seq-hi", "replay-oseq",
+        elif kw in ("replay-window", "replay-seq", "replay-seq-hi", "replay-oseq",
                    "replay-oseq-hi"):
             a.next()
             v = get_u32(a.cur)
@@ -119,21 +122,21 @@ def state_modify(ctx: Ctx, nl, cmd: int, a: Argv) -> int:
                 oseq = v
             else:
                 oseq_hi = v
-        elif w == "flag":
+        elif kw == "flag":
             a.next()
             xs.flags = xs.flags | _flag_parse(a, STATE_FLAGS, "FLAG value is invalid", 8)
-        elif w == "extra-flag":
+        elif kw == "extra-flag":
             a.next()
             extra_flags |= _flag_parse(a, EXTRA_FLAGS, '"EXTRA-FLAG" is invalid', 32)
-        elif w == "sel":
+        elif kw == "sel":
             a.next()
             ctx.preferred_family = AF_UNSPEC
             parse_selector(ctx, a, xs.sel)
             ctx.preferred_family = xs.sel.family
-        elif w == "limit":
+        elif kw == "limit":
             a.next()
             parse_lifetime(a, xs.lft)
-        elif w == "encap":
+        elif kw == "encap":
             a.next()
             enc = X.XfrmEncapTmpl()
             enc.encap_type = parse_encap_type(a)
@@ -151,7 +154,7 @@ def state_modify(ctx: Ctx, nl, cmd: int, a: Argv) -> int:
             oa = get_addr(a.cur, AF_UNSPEC)
             enc.encap_oa = X.XfrmAddress.of(oa.data)
             attrs.append((A.ENCAP, enc.encode()))
-        elif w == "coa":
+        elif kw == "coa":
             if coap:
                 duparg("coa", a.cur)
             coap = w
@@ -160,13 +163,16 @@ def state_modify(ctx: Ctx, nl, cmd: int, a: Argv) -> int:
             if coa.family == AF_UNSPEC:
                 invarg('value after "coa" has an unrecognized address family', a.cur)
             attrs.append((A.COADDR, coa.data[:coa.bytelen].ljust(16, b"\0")))
-        elif w == "ctx":
+        elif kw == "ctx":
             if sctxp:
                 duparg("ctx", a.cur)
             sctxp = w
             a.next()
             attrs.append((A.SEC_CTX, sctx_bytes(a.cur)))
-        elif w == "offload":
+        elif kw == "offload" and ctx.iproute2 == "6.15":
+            offload = _offload_6_15(ctx, a)
+            sa_dir = offload[2]
+        elif kw == "offload":
             a.next()
             flags = 0
             if a.cur == "crypto":        # newer iproute2: offload [crypto|packet]
@@ -190,7 +196,7 @@ def state_modify(ctx: Ctx, nl, cmd: int, a: Argv) -> int:
             else:
                 invarg('value after "offload dir" is invalid', a.cur)
             offload = (ifindex, flags)
-        elif w == "output-mark":
+        elif kw == "output-mark":
             a.next()
             v = get_u32(a.cur)
             if v is None:
@@ -206,33 +212,36 @@ def state_modify(ctx: Ctx, nl, cmd: int, a: Argv) -> int:
                     output_mark.m = m
                 else:
                     a.prev()
-        elif w == "if_id":
+        elif kw == "if_id":
             a.next()
             if_id = get_u32(a.cur)
             if if_id is None:
                 invarg('value after "if_id" is invalid', a.cur)
-        elif w == "tfcpad":
+        elif kw == "tfcpad":
             a.next()
             v = get_u32(a.cur)
             if v is None:
                 invarg('value after "tfcpad" is invalid', a.cur)
             tfcpad = v
-        elif w == "dir":                      # newer iproute2: SA direction
+        elif kw == "dir" and ctx.iproute2 == "6.15":
+            a.next()
+            sa_dir = parse_dir_6_15(a)
+        elif kw == "dir":                      # newer iproute2: SA direction
             a.next()
             sa_dir = {"in": X.XFRM_SA_DIR_IN, "out": X.XFRM_SA_DIR_OUT}.get(a.cur)
             if sa_dir is None:
                 invarg('value after "dir" is invalid', a.cur)
-        elif w == "pcpu-num":                 # newer iproute2
+        elif kw == "pcpu-num":                 # newer iproute2
             a.next()
             pcpu = get_u32(a.cur)
             if pcpu is None:
                 invarg('value after "pcpu-num" is invalid', a.cur)
-        elif w == "nat-keepalive-interval":   # newer iproute2
+        elif kw == "nat-keepalive-interval":   # newer iproute2
             a.next()
             nat_ka = get_u32(a.cur)
             if nat_ka is None:
                 invarg('value after "nat-keepalive-interval" is invalid', a.cur)
-        elif w in _IPTFS:                     # newer iproute2: IP-TFS options
+        elif kw in _IPTFS:                     # newer iproute2: IP-TFS options
             t, width = _IPTFS[w]
             if width == 0:
                 iptfs.append((t, b""))
@@ -304,8 +313,11 @@ def state_modify(ctx: Ctx, nl, cmd: int, a: Argv) -> int:
         die(f"Error: replay-window ({replay_window}) > XFRMA_REPLAY_ESN_MAX "
             f"({X.XFRMA_REPLAY_ESN_MAX}).\n", -1)
     if offload is not None:
+        flags = offload[1]
+        if ctx.iproute2 == "6.15" and sa_dir == X.XFRM_SA_DIR_IN:
+            flags |= X.XFRM_OFFLOAD_INBOUND      # one direction for the SA and its offload
         attrs.append((A.OFFLOAD_DEV, X.XfrmUserOffload(ifindex=offload[0],
-                                                      flags=offload[1]).encode()))
+                                                      flags=flags).encode()))
     if xs.flags & X.XFRM_STATE_ESN or replay_window > 32:
         esn = X.XfrmReplayStateEsn(bmp_len=(replay_window + 31) // 32, oseq=oseq, seq=seq,
                                    oseq_hi=oseq_hi, seq_hi=seq_hi, replay_window=replay_window)
@@ -378,6 +390,41 @@ def state_modify(ctx: Ctx, nl, cmd: int, a: Argv) -> int:
     return 0
 
 
+# state keywords iproute2 6.15 does not have yet (6.16 and later)
+NEWER_THAN_6_15 = frozenset({"pcpu-num", "nat-keepalive-interval", "drop-time",
+                             "reorder-window", "dont-frag", "init-delay", "max-queue-size",
+                             "pkt-size"})
+
+
+def parse_dir_6_15(a: Argv) -> int:
+    d = {"in": X.XFRM_SA_DIR_IN, "out": X.XFRM_SA_DIR_OUT}.get(a.cur)
+    if d is None:
+        invarg('DIR value is not "in" or "out"', a.cur)
+    return d
+
+
+def _offload_6_15(ctx: Ctx, a: Argv):
+    """``offload [crypto|packet] dev DEV dir DIR`` as 6.15 parses it: each keyword required
+    in that order, and DIR is the SA's own direction (the later `dir` wins)."""
+    a.next()
+    flags = 0
+    if a.cur in ("crypto", "packet"):
+        if a.cur == "packet":
+            flags |= X.XFRM_OFFLOAD_PACKET
+        a.next()
+    if a.cur != "dev":
+        invarg("Missing dev keyword", a.cur)
+    a.next()
+    ifindex = ctx.ll_name_to_index(a.cur)
+    if not ifindex:
+        invarg("Invalid device name", a.cur)
+    a.next()
+    if a.cur != "dir":
+        invarg("Missing DIR keyword", a.cur)
+    a.next()
+    return ifindex, flags, parse_dir_6_15(a)
+
+
 _IPTFS = {"drop-time": (A.IPTFS_DROP_TIME, 32), "reorder-window": (A.IPTFS_REORDER_WINDOW, 16),
           "dont-frag": (A.IPTFS_DONT_FRAG, 0), "init-delay": (A.IPTFS_INIT_DELAY, 32),
           "max-queue-size": (A.IPTFS_MAX_QSIZE, 32), "pkt-size": (A.IPTFS_PKT_SIZE, 32)}
@@ -387,10 +434,14 @@ def state_allocspi(ctx: Ctx, nl, a: Argv) -> int:
     spi = X.XfrmUserspiInfo()
     spi.info.family = ctx.preferred_family
     idp = minp = maxp = None
+    sa_dir = None
     mark = X.XfrmMark()
     while a.argc > 0:
         w = a.cur
-        if w == "mode":
+        if w == "dir" and ctx.iproute2 == "6.15":
+            a.next()
+            sa_dir = parse_dir_6_15(a)
+        elif w == "mode":
             a.next()
             spi.info.mode = parse_mode(a)
         elif w == "mark":
@@ -443,6 +494,8 @@ def state_allocspi(ctx: Ctx, nl, a: Argv) -> int:
     req = Request(M.ALLOCSPI, NLM_F_REQUEST)
     if mark.m & mark.v:
         req.pending.append((A.MARK, mark.encode()))
+    if sa_dir is not None:
+        req.pending.append((A.SA_DIR, bytes([sa_dir])))
     if spi.info.family == AF_UNSPEC:
         spi.info.family = AF_INET
     req.fixed = spi.encode()
