@@ -1,4 +1,6 @@
-"""strongSwan's charon (Debian strongswan-charon 5.9.8) driven through swanctl."""
+"""strongSwan's charon driven through swanctl: Debian's strongswan-charon 5.9.8 on the host,
+or the one of a userland (``userland="trixie-strongswan"``: 6.0.1) or of the user's own build
+(``charon=PATH``), see :mod:`xfrmd.ike.install`."""
 from __future__ import annotations
 
 import os
@@ -26,13 +28,21 @@ class Charon(Daemon):
                  mode: str = "tunnel", hw_offload: str = "no", rekey_time: int = 0,
                  life_time: int = 0, esp_proposals: str = "aes128-sha256",
                  proposals: str = "aes128-sha256-modp2048", children: dict | None = None,
-                 limits: dict | None = None):
-        """``limits`` adds CHILD_SA volume limits to every child, swanctl.conf's names:
+                 limits: dict | None = None, charon: str | None = None,
+                 userland: str | None = None):
+        """``charon``: the daemon, an install prefix or a build tree; ``userland``: a
+        userland name or root directory (both checked here, before anything starts).
+        ``limits`` adds CHILD_SA volume limits to every child, swanctl.conf's names:
         ``{"rekey_bytes": 4000, "life_bytes": 8000, "rand_bytes": 0, "rekey_packets": …,
         "life_packets": …, "rand_packets": …, "rand_time": …}``."""
+        from .install import charon_install
+        self.install = charon_install(charon, userland)
         self.pair, self.side = pair, side
         self.dir = os.path.join(workdir, f"charon-{side}")
         os.makedirs(self.dir, exist_ok=True)
+        self.stage = os.path.join(workdir, f".stage-charon-{side}")
+        if self.install.root:
+            os.makedirs(self.stage, exist_ok=True)
         self.env = dict(env or {})
         self.vici = os.path.join(self.dir, "charon.vici")
         self.log = os.path.join(self.dir, "charon.log")
@@ -104,10 +114,12 @@ class Charon(Daemon):
         return env
 
     def start(self, timeout: float = 10.0) -> None:
-        # a private /run so that two charons do not share /run/charon.pid
-        script = f"mount -t tmpfs tmpfs /run && exec {CHARON}"
-        self.proc = subprocess.Popen(self.pair.exec_argv(self.side, ["sh", "-c", script]),
-                                     env=self._env, stdout=subprocess.DEVNULL,
+        # a private /run so that two charons do not share /run/charon.pid (a userland's
+        # /run is private already)
+        charon = self.install.paths["charon"]
+        argv = ([charon] if self.install.root else
+                ["sh", "-c", f"mount -t tmpfs tmpfs /run && exec {charon}"])
+        self.proc = subprocess.Popen(self._argv(argv), env=self._env, stdout=subprocess.DEVNULL,
                                      stderr=open(os.path.join(self.dir, "stderr"), "w"))
         deadline = time.monotonic() + timeout
         while not os.path.exists(self.vici):
@@ -116,10 +128,13 @@ class Charon(Daemon):
             time.sleep(0.05)
         self.swanctl("--load-all", "--file", os.path.join(self.dir, "swanctl.conf"))
 
+    def _argv(self, argv: list[str]) -> list[str]:
+        return self.install.argv(self.pair.exec_argv, self.side, argv, stage=self.stage,
+                                 env=self.env, binds=(self.dir,))
+
     def swanctl(self, *args: str, check: bool = True, timeout: float = 30.0):
-        p = subprocess.run(self.pair.exec_argv(self.side, ["swanctl", *args, "--uri",
-                                                           f"unix://{self.vici}"]),
-                           env=self._env, capture_output=True, text=True, timeout=timeout)
+        p = subprocess.run(self._argv([self.install.paths["swanctl"], *args, "--uri",
+                                       f"unix://{self.vici}"]), env=self._env, capture_output=True, text=True, timeout=timeout)
         if check and p.returncode:
             raise RuntimeError(f"swanctl {' '.join(args)} failed: {p.stdout}{p.stderr}")
         return p

@@ -1,8 +1,10 @@
-"""libreswan's pluto 4.10, run from the .deb extracted by tools/test-all.sh
-($XFRMD_LIBRESWAN_DIR, default ~/.cache/xfrmd/libreswan), driven through addconn and whack.
+"""libreswan's pluto driven through addconn and whack: by default 4.10 from the .deb extracted
+by tools/test-all.sh ($XFRMD_LIBRESWAN_DIR, default ~/.cache/xfrmd/libreswan); or the one of a
+userland (``userland="trixie-libreswan"``: 5.2) or of the user's own build (``pluto=PATH``),
+see :mod:`xfrmd.ike.install`.
 
-pluto insists on /usr/libexec/ipsec/addconn, so each pluto runs in its own mount namespace
-(``ip netns exec`` gives one) with the extracted directory bind-mounted there."""
+The extracted pluto insists on /usr/libexec/ipsec/addconn, so each pluto runs in its own mount
+namespace (``ip netns exec`` gives one) with the extracted directory bind-mounted there."""
 from __future__ import annotations
 
 import os
@@ -29,9 +31,17 @@ def available() -> bool:
 class Pluto(Daemon):
     def __init__(self, pair, side: str, workdir: str, env: dict | None = None, *,
                  conn_type: str = "tunnel", nic_offload: str = "no",
-                 salifetime: int = 0, extra: str = "", esp: str = "aes128-sha2_256"):
+                 salifetime: int = 0, extra: str = "", esp: str = "aes128-sha2_256",
+                 pluto: str | None = None, userland: str | None = None):
+        """``pluto``: the daemon, an install prefix or a build tree; ``userland``: a userland
+        name or root directory (both checked here, before anything starts)."""
+        from .install import pluto_install
+        self.install = pluto_install(pluto, userland)
         self.pair, self.side = pair, side
         self.dir = os.path.join(workdir, f"pluto-{side}")
+        self.stage = os.path.join(workdir, f".stage-pluto-{side}")
+        if self.install.root:
+            os.makedirs(self.stage, exist_ok=True)
         self.run = os.path.join(self.dir, "run")
         self.nss = os.path.join(self.dir, "nss")
         for d in (self.dir, self.run, self.nss):
@@ -45,6 +55,8 @@ class Pluto(Daemon):
         peer = "right" if side == "left" else "left"
         me, them = pair.addr[side], pair.addr[peer]
         life = f"\tsalifetime={salifetime}s\n" if salifetime else ""
+        # libreswan 5 replaced ikev2= (and warns about it) by keyexchange=
+        ikev2 = "keyexchange=ikev2" if (self.install.major or 4) >= 5 else "ikev2=yes"
         with open(self.conf, "w") as f:
             f.write(textwrap.dedent(f"""\
                 config setup
@@ -58,7 +70,7 @@ class Pluto(Daemon):
                 \tleft={me}
                 \tright={them}
                 \tleftupdown=/bin/true
-                \tikev2=yes
+                \t{ikev2}
                 \tike=aes128-sha2_256-modp2048
                 \tesp={esp}
                 \ttype={conn_type}
@@ -67,7 +79,10 @@ class Pluto(Daemon):
                 """) + life + extra)
         with open(self.secrets, "w") as f:
             f.write(f'{me} {them} : PSK "xfrmd-test-psk-0123456789"\n')
-        subprocess.run(["certutil", "-N", "-d", f"sql:{self.nss}", "--empty-password"],
+        certutil = [self.install.paths["certutil"], "-N", "-d", f"sql:{self.nss}",
+                    "--empty-password"]
+        subprocess.run(self.install.argv(lambda side, argv: argv, side, certutil,
+                                         stage=self.stage, env=self.env, binds=(self.dir,)),
                        check=True, capture_output=True)
 
     @property
@@ -77,12 +92,17 @@ class Pluto(Daemon):
         return env
 
     def _wrap(self, cmd: str) -> list[str]:
-        mounts = (f"mkdir -p /usr/libexec/ipsec && mount --bind {_libexec()} /usr/libexec/ipsec"
-                  " && mount -t tmpfs tmpfs /run && ")
+        if self.install.root:           # a userland: its own /usr/libexec/ipsec, private /run
+            return self.install.argv(self.pair.exec_argv, self.side, ["sh", "-c", cmd],
+                                     stage=self.stage, env=self.env, binds=(self.dir,))
+        mounts = "mount -t tmpfs tmpfs /run && "
+        if self.install.origin == "deb":
+            mounts = (f"mkdir -p /usr/libexec/ipsec && mount --bind {_libexec()} "
+                      "/usr/libexec/ipsec && " + mounts)
         return self.pair.exec_argv(self.side, ["sh", "-c", mounts + cmd])
 
     def start(self, timeout: float = 15.0) -> None:
-        pluto = os.path.join(_libexec(), "pluto")
+        pluto = self.install.paths["pluto"]
         cmd = (f"exec {pluto} --nofork --stderrlog --config {self.conf} --rundir {self.run} "
                f"--nssdir {self.nss} --secretsfile {self.secrets} --ipsecdir {self.dir} "
                "--no-dnssec --nhelpers 1")
@@ -97,7 +117,7 @@ class Pluto(Daemon):
         self.whack("--listen")
 
     def tool(self, name: str, *args: str, check: bool = True, timeout: float = 30.0):
-        p = subprocess.run(self._wrap(" ".join([os.path.join(_libexec(), name), *args])),
+        p = subprocess.run(self._wrap(" ".join([self.install.paths[name], *args])),
                            env=self._env, capture_output=True, text=True, timeout=timeout)
         if check and p.returncode:
             raise RuntimeError(f"{name} {' '.join(args)} failed: {p.stdout}{p.stderr}")
