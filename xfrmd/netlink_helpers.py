@@ -82,9 +82,14 @@ def dump_policies(path: str, netns: str) -> list[dict]:
     out = []
     for m in _dump(path, netns, X.XfrmMsg.GETPOLICY):
         p = X.XfrmUserpolicyInfo.decode(m, 16)
+        a = _attrs(m, 16 + X.XfrmUserpolicyInfo.size())
+        off = None
+        if X.Xfrma.OFFLOAD_DEV in a:        # packet offload of a policy
+            ifindex, flags = struct.unpack_from("=iB", a[X.Xfrma.OFFLOAD_DEV])
+            off = {"ifindex": ifindex, "flags": flags}
         fam = p.sel.family
         out.append({"src": f"{_addr(bytes(p.sel.saddr), fam)}/{p.sel.prefixlen_s}",
                     "dst": f"{_addr(bytes(p.sel.daddr), fam)}/{p.sel.prefixlen_d}",
                     "dir": p.dir, "priority": p.priority, "index": p.index,
-                    "action": p.action})
+                    "action": p.action, "offload": off})
     return out

@@ -57,7 +57,7 @@ def _executable(path: str) -> bool:
 
 def _first(base: str, candidates) -> str | None:
     for c in candidates:
-        p = os.path.join(base, c)
+        p = os.path.normpath(os.path.join(base, c))
         if _executable(p):
             return p
     return None

@@ -96,8 +96,10 @@ class Pluto(Daemon):
             return self.install.argv(self.pair.exec_argv, self.side, ["sh", "-c", cmd],
                                      stage=self.stage, env=self.env, binds=(self.dir,))
         mounts = "mount -t tmpfs tmpfs /run && "
-        if self.install.origin == "deb":
-            mounts = (f"mkdir -p /usr/libexec/ipsec && mount --bind {_libexec()} "
+        libexec = os.path.dirname(self.install.paths["pluto"])
+        if libexec.endswith("/usr/libexec/ipsec") and libexec != "/usr/libexec/ipsec":
+            # a DESTDIR tree (the extracted .deb): built for /usr, so shown there
+            mounts = (f"mkdir -p /usr/libexec/ipsec && mount --bind {libexec} "
                       "/usr/libexec/ipsec && " + mounts)
         return self.pair.exec_argv(self.side, ["sh", "-c", mounts + cmd])
 

@@ -1,0 +1,262 @@
+"""Daemons from a userland or from the user's own build (xfrmd.ike.install), and the daemon
+pairs on the versions that have packet offload: charon 6.0.1 and pluto 5.2 (trixie
+userlands), against each other and against the host's charon 5.9.8 and pluto 4.10."""
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from xfrmd.ike import charon, pluto
+from xfrmd.ike.charon import Charon
+from xfrmd.ike.install import DaemonError, charon_install, pluto_install
+from xfrmd.ike.pair import KernelPair
+from xfrmd.ike.pluto import Pluto
+
+from .conftest import require, require_userland
+
+GCM_CHARON, GCM_PLUTO = "aes128gcm16", "aes_gcm128"
+PACKET, INBOUND = 4, 2          # XFRM_OFFLOAD_PACKET, XFRM_OFFLOAD_INBOUND
+
+
+# ---- a bad daemon path is one clear error, before anything starts ----
+
+def _script(path, text: str) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n" + text + "\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_bad_charon_paths(tmp_path):
+    with pytest.raises(DaemonError, match=r"charon=/no/such: no such file$"):
+        charon_install("/no/such")
+    with pytest.raises(DaemonError, match=r"charon=/bin/true is not strongSwan's charon "
+                                          r"\(`--version` said: true \(GNU coreutils\)"):
+        charon_install("/bin/true")
+    silent = _script(tmp_path / "bin" / "charon", "exit 3")
+    with pytest.raises(DaemonError, match=r"is not strongSwan's charon \(`--version` said: "
+                                          r"exit status 3, no output\)"):
+        charon_install(silent)
+    with pytest.raises(DaemonError, match=r"no charon in it \(looked for"):
+        charon_install(str(tmp_path / "bin" / ".."))
+    # a prefix whose charon was built without the kernel-netlink plugin
+    prefix = tmp_path / "prefix"
+    _script(prefix / "lib/ipsec/charon", 'echo "strongSwan 6.1.0"')
+    _script(prefix / "sbin/swanctl", "true")
+    with pytest.raises(DaemonError, match=r"strongSwan 6.1.0 has no kernel-netlink plugin "
+                                          r"\(libstrongswan-kernel-netlink.so not found"):
+        charon_install(str(prefix))
+    (prefix / "lib/ipsec/plugins").mkdir()
+    (prefix / "lib/ipsec/plugins/libstrongswan-kernel-netlink.so").write_bytes(b"")
+    inst = charon_install(str(prefix))
+    assert inst.paths == {"charon": str(prefix / "lib/ipsec/charon"),
+                          "swanctl": str(prefix / "sbin/swanctl")}
+    assert inst.major == 6 and inst.root is None
+    (prefix / "sbin/swanctl").unlink()
+    with pytest.raises(DaemonError, match="no swanctl beside it"):
+        charon_install(str(prefix))
+    with pytest.raises(DaemonError, match="give charon=PATH or userland=NAME, not both"):
+        charon_install(str(prefix), "trixie-strongswan")
+
+
+def test_bad_pluto_paths_and_userlands(tmp_path, monkeypatch):
+    with pytest.raises(DaemonError, match=r"pluto=/bin/sh is not Libreswan's pluto"):
+        pluto_install("/bin/sh")
+    build = tmp_path / "libreswan"
+    _script(build / "OBJ.linux.x86_64/programs/pluto/pluto", 'echo "Libreswan 5.3"')
+    with pytest.raises(DaemonError, match="no whack beside it"):
+        pluto_install(str(build))
+    _script(build / "OBJ.linux.x86_64/programs/whack/whack", "true")
+    _script(build / "OBJ.linux.x86_64/programs/addconn/addconn", "true")
+    assert pluto_install(str(build)).paths["addconn"].endswith("programs/addconn/addconn")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with pytest.raises(DaemonError, match="unknown userland 'trixie-nope'; known: "):
+        pluto_install(userland="trixie-nope")
+    with pytest.raises(DaemonError, match="userland trixie-libreswan is not built"):
+        pluto_install(userland="trixie-libreswan")
+
+
+def test_the_error_comes_before_anything_starts(tmp_path):
+    """The wrapper checks its daemon first: no pair, namespace or file is touched."""
+    with pytest.raises(DaemonError):
+        Charon(None, "left", str(tmp_path), charon="/bin/true")
+    with pytest.raises(DaemonError):
+        Pluto(None, "left", str(tmp_path), pluto="/no/such")
+    assert os.listdir(tmp_path) == []
+
+
+# ---- real pairs ----
+
+def _root():
+    require(os.geteuid() == 0, "needs root for network namespaces")
+
+
+def _wait(cond, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.1)
+    return cond()
+
+
+def _spis(sas):
+    return sorted((s["src"], s["dst"], s["spi"]) for s in sas)
+
+
+class Pair:
+    """Two daemons (``make(kp, side)`` each) in a KernelPair; logs printed on failure."""
+
+    def __init__(self, tmp_path, left, right, **kp):
+        self.kp, self.tmp, self.make = KernelPair(**kp), str(tmp_path), (left, right)
+        self.daemons = []
+
+    def __enter__(self):
+        self.kp.__enter__()
+        try:
+            for side, make in zip(("left", "right"), self.make):
+                d = make(self.kp, side, self.tmp)
+                self.daemons.append(d)
+            for d in reversed(self.daemons):      # the responder first
+                d.start()
+        except BaseException:
+            self.__exit__(*__import__("sys").exc_info())
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        for d in self.daemons:
+            d.stop()
+        if exc[0] is not None:
+            for d in self.daemons:
+                print(f"---- {type(d).__name__} {d.side} ({d.install.origin}) ----\n"
+                      f"{d.logtext()[-5000:]}")
+        self.kp.__exit__(*exc)
+
+    @property
+    def left(self):
+        return self.daemons[0]
+
+
+def charon6(**kw):
+    return lambda kp, side, tmp: Charon(kp.real, side, tmp, kp.env(side),
+                                        userland="trixie-strongswan", **kw)
+
+
+def charon5(**kw):
+    return lambda kp, side, tmp: Charon(kp.real, side, tmp, kp.env(side), **kw)
+
+
+def pluto5(**kw):
+    return lambda kp, side, tmp: Pluto(kp.real, side, tmp, kp.env(side),
+                                       userland="trixie-libreswan", **kw)
+
+
+def pluto4(**kw):
+    return lambda kp, side, tmp: Pluto(kp.real, side, tmp, kp.env(side), **kw)
+
+
+@pytest.mark.userland
+def test_charon6_pair_with_packet_offload_on_mlx5(tmp_path):
+    """charon 6.0.1 ↔ 6.0.1, hw_offload=packet on mlx5-like ports: both SAs and the in/out
+    policies are offloaded in packet mode (the fwd policy stays in software)."""
+    _root()
+    require_userland("trixie-strongswan")
+    c = charon6(hw_offload="packet", esp_proposals=GCM_CHARON)
+    with Pair(tmp_path, c, c, device_kind="mlx5") as p:
+        assert p.left.install.version == "charon 6.0.1"
+        r = p.left.initiate()
+        assert "initiate completed successfully" in r.stdout, r.stdout
+        sas = p.kp.sad("left")
+        assert sorted(sa["offload"]["flags"] for sa in sas) == [PACKET, PACKET | INBOUND]
+        assert _spis(sas) == _spis(p.kp.sad("right"))
+        child = [sp for sp in p.kp.spd("left") if sp["src"] in ("192.0.2.1/32", "192.0.2.2/32")]
+        offloaded = sorted((sp["dir"], (sp["offload"] or {}).get("flags")) for sp in child)
+        assert offloaded == [(0, PACKET | INBOUND), (1, PACKET), (2, None)]    # in, out, fwd
+        assert "HW offload: packet" in p.left.logtext()
+        assert "ESP:AES_GCM_16-128" in p.left.list_sas()
+
+
+@pytest.mark.userland
+def test_pluto5_pair_with_packet_offload(tmp_path):
+    """pluto 5.2 ↔ 5.2, nic-offload=packet (5.2 allows it in transport mode only)."""
+    _root()
+    require_userland("trixie-libreswan")
+    make = pluto5(nic_offload="packet", esp=GCM_PLUTO, conn_type="transport")
+    with Pair(tmp_path, make, make, device_kind="mlx5") as p:
+        assert p.left.install.version == "pluto 5.2"
+        r = p.left.initiate()
+        assert "initiator established Child SA" in r.stdout, r.stdout
+        assert "nic-offload=packet" in r.stdout
+        sas = p.kp.sad("left")
+        assert sorted(sa["offload"]["flags"] for sa in sas) == [PACKET, PACKET | INBOUND]
+        assert _wait(lambda: _spis(p.kp.sad("right")) == _spis(sas))
+        assert "type=ESP(nic-offload=packet)" in p.left.status()
+
+
+@pytest.mark.userland
+def test_pluto5_refuses_packet_offload_in_tunnel_mode(tmp_path):
+    _root()
+    require_userland("trixie-libreswan")
+    with KernelPair(device_kind="mlx5") as kp:
+        d = Pluto(kp.real, "left", str(tmp_path), kp.env("left"), userland="trixie-libreswan",
+                  nic_offload="packet", conn_type="tunnel")
+        try:
+            with pytest.raises(RuntimeError, match="nic-offload=packet restricted to "
+                                                   "type=transport"):
+                d.start()
+        finally:
+            d.stop()
+
+
+CROSS = {
+    "charon6-to-pluto5": (charon6(esp_proposals="aes128-sha256-modp2048"), pluto5()),
+    "pluto5-to-charon6": (pluto5(), charon6(esp_proposals="aes128-sha256-modp2048")),
+    "charon5-to-charon6": (charon5(), charon6()),
+    "charon6-to-charon5": (charon6(), charon5()),
+    "pluto4-to-pluto5": (pluto4(), pluto5()),
+    "pluto5-to-pluto4": (pluto5(), pluto4()),
+}
+
+
+@pytest.mark.userland
+@pytest.mark.parametrize("name", list(CROSS))
+def test_cross_pairs(tmp_path, name):
+    _root()
+    if "charon6" in name:
+        require_userland("trixie-strongswan")
+    if "pluto5" in name:
+        require_userland("trixie-libreswan")
+    if "charon5" in name:
+        require(charon.available(), "needs strongswan-charon and strongswan-swanctl")
+    if "pluto4" in name:
+        require(pluto.available(), "needs the extracted libreswan (tools/test-all.sh)")
+    with Pair(tmp_path, *CROSS[name]) as p:
+        r = p.left.initiate()
+        done = ("initiate completed successfully" if isinstance(p.left, Charon)
+                else "initiator established Child SA")
+        assert done in r.stdout, r.stdout
+        assert _wait(lambda: len(p.kp.sad("right")) == 2)
+        assert _spis(p.kp.sad("left")) == _spis(p.kp.sad("right"))
+
+
+def test_own_build_by_prefix_and_by_destdir(tmp_path):
+    """charon=PREFIX (the host's /usr) and pluto=DESTDIR (the extracted .deb, built for /usr:
+    shown there in its mount namespace) negotiate like the packaged ones."""
+    _root()
+    require(charon.available(), "needs strongswan-charon and strongswan-swanctl")
+    require(pluto.available(), "needs the extracted libreswan (tools/test-all.sh)")
+    destdir = pluto.libreswan_dir()
+    with Pair(tmp_path,
+              lambda kp, side, tmp: Charon(kp.real, side, tmp, kp.env(side), charon="/usr",
+                                           esp_proposals="aes128-sha256-modp2048"),
+              lambda kp, side, tmp: Pluto(kp.real, side, tmp, kp.env(side),
+                                          pluto=destdir)) as p:
+        assert p.left.install.paths["charon"] == "/usr/lib/ipsec/charon"
+        assert p.daemons[1].install.origin == f"pluto={destdir}"
+        r = p.left.initiate()
+        assert "initiate completed successfully" in r.stdout, r.stdout
+        assert _spis(p.kp.sad("left")) == _spis(p.kp.sad("right"))
