@@ -63,7 +63,7 @@ class Charon(Daemon):
                     hw_offload = {c.get('hw_offload', hw_offload)}
                     rekey_time = {c.get('rekey_time', rekey_time)}s
                     life_time = {c.get('life_time', life_time)}s
-                    start_action = none{lim}
+                    start_action = {c.get("start_action", "none")}{lim}
                   }}"""))
         with open(os.path.join(self.dir, "strongswan.conf"), "w") as f:
             f.write(textwrap.dedent(f"""\
