@@ -260,3 +260,78 @@ def test_own_build_by_prefix_and_by_destdir(tmp_path):
         r = p.left.initiate()
         assert "initiate completed successfully" in r.stdout, r.stdout
         assert _spis(p.kp.sad("left")) == _spis(p.kp.sad("right"))
+
+
+# ---- rekey and restart on the new versions ----
+
+def _new_spis(kp, old, side="left"):
+    return set(_spis(kp.sad(side))) - set(old)
+
+
+@pytest.mark.userland
+def test_charon6_rekeys_on_the_kernels_soft_time_expire(tmp_path):
+    """charon 6.0.1 hands rekey_time to the kernel as the soft add-time lifetime, as 5.9.8
+    does: moving the emulated clock past it raises the soft EXPIRE and charon rekeys."""
+    _root()
+    require_userland("trixie-strongswan")
+    c = charon6(rekey_time=60, life_time=120, limits={"rand_time": 0})
+    with Pair(tmp_path, c, c) as p:
+        assert "initiate completed successfully" in p.left.initiate().stdout
+        old = _spis(p.kp.sad("left"))
+        assert {sa["lft"]["soft_add_expires_seconds"] for sa in p.kp.sad("left")} & {60}
+        p.kp.advance(61)
+        assert _wait(lambda: len(_new_spis(p.kp, old)) == 2), p.kp.sad("left")
+        assert _wait(lambda: set(_spis(p.kp.sad("right"))) >= _new_spis(p.kp, old))
+        assert any(not e["hard"] for e in p.kp.expires("left") + p.kp.expires("right"))
+        assert "CHILD_REKEY" in p.left.logtext() + p.daemons[1].logtext()
+
+
+@pytest.mark.userland
+def test_charon6_rekeys_on_the_kernels_soft_byte_expire(tmp_path):
+    """Emulated traffic (kp.xmit) past rekey_bytes: soft EXPIRE, charon 6.0.1 rekeys."""
+    _root()
+    require_userland("trixie-strongswan")
+    lim = {"rekey_bytes": 30000, "life_bytes": 100000, "rand_bytes": 0}
+    with Pair(tmp_path, charon6(limits=lim), charon6(limits=lim)) as p:
+        assert "initiate completed successfully" in p.left.initiate().stdout
+        old = _spis(p.kp.sad("left"))
+        n = -(-30000 // 1028)
+        assert p.kp.xmit("left", count=n + 1, size=1000)["sent"] == n + 1
+        assert [e["hard"] for e in p.kp.expires("left")] == [False]
+        assert _wait(lambda: len(_new_spis(p.kp, old)) == 2), p.kp.sad("left")
+        assert "activating CHILD_REKEY task" in p.left.logtext()
+
+
+@pytest.mark.userland
+@pytest.mark.parametrize("daemon", ["charon6", "pluto5"])
+def test_restart_after_a_crash_on_the_new_versions(tmp_path, daemon):
+    """Killed with SIGKILL and started again: charon 6.0.1 (like 5.9.8) finds its old SAs
+    still in the kernel and negotiates a new pair beside them; pluto 5.2, unlike 4.10, flushes
+    the kernel's SAs and policies when it starts (XFRM_MSG_FLUSHPOLICY, XFRM_MSG_FLUSHSA), so
+    only the new pair is left."""
+    import signal
+    _root()
+    require_userland("trixie-strongswan" if daemon == "charon6" else "trixie-libreswan")
+    make = charon6() if daemon == "charon6" else pluto5()
+    with Pair(tmp_path, make, make) as p:
+        done = ("initiate completed successfully" if daemon == "charon6"
+                else "initiator established Child SA")
+        assert done in p.left.initiate().stdout
+        old = _spis(p.kp.sad("left"))
+        assert len(old) == 2
+        p.left.proc.send_signal(signal.SIGKILL)
+        p.left.proc.wait(10)
+        for leftover in (getattr(p.left, "vici", None), getattr(p.left, "ctl", None)):
+            if leftover and os.path.exists(leftover):
+                os.unlink(leftover)
+        assert _spis(p.kp.sad("left")) == old          # the kernel kept them
+        p.left.start()
+        if daemon == "pluto5":
+            # what is left are the policies 5.2 installs at start (priority 1, any to any)
+            assert p.kp.sad("left") == []
+            assert {(sp["src"], sp["priority"]) for sp in p.kp.spd("left")} <= {
+                ("0.0.0.0/0", 1), ("::/0", 1)}
+        assert done in p.left.initiate().stdout
+        assert _wait(lambda: len(_new_spis(p.kp, old)) == 2)
+        stale = set(old) & set(_spis(p.kp.sad("left")))
+        assert stale == (set(old) if daemon == "charon6" else set())
