@@ -335,3 +335,49 @@ def test_restart_after_a_crash_on_the_new_versions(tmp_path, daemon):
         assert _wait(lambda: len(_new_spis(p.kp, old)) == 2)
         stale = set(old) & set(_spis(p.kp.sad("left")))
         assert stale == (set(old) if daemon == "charon6" else set())
+
+
+# ---- charon 6.0.1's hw_offload on each emulated device (docs/ike.md) ----
+
+NONE = -1        # not offloaded
+# device, hw_offload → CHILD_SA up, the SAs' offload flags, the child policies' (dir: flags),
+# a line of charon's log
+CHARON6_OFFLOAD = [
+    ("mlx5", "packet", True, [PACKET, PACKET | INBOUND], {0: PACKET | INBOUND, 1: PACKET, 2: NONE},
+     "HW offload: packet"),
+    ("mlx5", "yes", True, [0, INBOUND], {0: NONE, 1: NONE, 2: NONE}, "HW offload: crypto"),
+    ("mlx5", "auto", True, [PACKET, PACKET | INBOUND], {0: PACKET | INBOUND, 1: PACKET, 2: NONE},
+     "HW offload: auto"),
+    ("netdevsim", "packet", False, [], {}, "Policy offload is not supported (22)"),
+    ("netdevsim", "yes", True, [0, INBOUND], {0: NONE, 1: NONE, 2: NONE}, "HW offload: crypto"),
+    ("netdevsim", "auto", True, [0, INBOUND], {0: NONE, 1: NONE, 2: NONE},
+     "failed to install SA with packet HW offload, trying with crypto HW offload"),
+    ("veth", "packet", False, [], {}, "Unknown device type (95)"),
+    ("veth", "yes", False, [], {}, "Unknown device type (95)"),
+    ("veth", "auto", True, [NONE, NONE], {0: NONE, 1: NONE, 2: NONE},
+     "HW offload is not supported by device veth-l"),
+    ("airoha-soe", "packet", False, [], {},
+     "airoha_eth: SOE requires software inbound XFRM policies (95)"),
+    ("airoha-soe", "yes", True, [NONE, NONE], {0: NONE, 1: NONE, 2: NONE},
+     "received netlink warning: airoha_eth: SOE supports XFRM packet offload only"),
+    ("airoha-soe", "auto", True, [NONE, PACKET], {0: NONE, 1: PACKET, 2: NONE},
+     "airoha_eth: SOE requires delete-and-add for SA updates (95)"),
+]
+
+
+@pytest.mark.userland
+@pytest.mark.parametrize("dev,hw,up,sa_flags,sp_flags,logged", CHARON6_OFFLOAD,
+                         ids=[f"{c[0]}-{c[1]}" for c in CHARON6_OFFLOAD])
+def test_charon6_hw_offload_on_each_device(tmp_path, dev, hw, up, sa_flags, sp_flags, logged):
+    _root()
+    require_userland("trixie-strongswan")
+    c = charon6(hw_offload=hw, esp_proposals=GCM_CHARON)
+    with Pair(tmp_path, c, c, device_kind=dev) as p:
+        r = p.left.initiate()
+        assert ("initiate completed successfully" in r.stdout) == up, r.stdout
+        flags = lambda o: NONE if o is None else o["flags"]
+        assert sorted(flags(sa["offload"]) for sa in p.kp.sad("left")) == sorted(sa_flags)
+        child = {sp["dir"]: flags(sp["offload"]) for sp in p.kp.spd("left")
+                 if sp["src"].startswith("192.0.2.")}
+        assert child == sp_flags
+        assert logged in p.left.logtext()
