@@ -381,3 +381,74 @@ def test_charon6_hw_offload_on_each_device(tmp_path, dev, hw, up, sa_flags, sp_f
                  if sp["src"].startswith("192.0.2.")}
         assert child == sp_flags
         assert logged in p.left.logtext()
+
+
+# ---- pluto 5.2's nic-offload on each emulated device (docs/ike.md) ----
+
+# device, nic-offload → outcome ("up", "refused": whack says so at once, "stuck": the
+# responder's kernel refuses the SA, the initiator hits an internal error and `whack
+# --initiate` never returns), the SAs' and child policies' offload flags when up, and the
+# text that shows it (the initiator's whack output, or the responder's log when stuck).
+SOFTWARE = "xfrm=AES_GCM_16_128-NONE DPD=passive}"     # no nic-offload= in whack's line
+PLUTO5_OFFLOAD = [
+    ("mlx5", "no", "up", [NONE, NONE], {0: NONE, 1: NONE}, SOFTWARE),
+    ("mlx5", "yes", "up", [0, INBOUND], {0: NONE, 1: NONE}, "nic-offload=crypto DPD"),
+    ("mlx5", "packet", "up", [PACKET, PACKET | INBOUND], {0: PACKET | INBOUND, 1: PACKET},
+     "nic-offload=packet DPD"),
+    ("mlx5", "auto", "up", [NONE, NONE], {0: NONE, 1: NONE}, SOFTWARE),
+    ("netdevsim", "yes", "stuck", None, None,
+     "netlink ext_ack: Device doesn't support offload with ESN"),
+    ("netdevsim", "packet", "stuck", None, None,
+     "netlink ext_ack: netdevsim: Unsupported ipsec offload type"),
+    ("netdevsim", "auto", "up", [NONE, NONE], {0: NONE, 1: NONE}, SOFTWARE),
+    ("veth", "yes", "refused", None, None,
+     "we cannot identify ourselves with either end of this connection"),
+    ("veth", "packet", "refused", None, None,
+     "we cannot identify ourselves with either end of this connection"),
+    ("veth", "auto", "up", [NONE, NONE], {0: NONE, 1: NONE}, SOFTWARE),
+    ("airoha-soe", "yes", "stuck", None, None,
+     "netlink ext_ack: Device doesn't support offload with ESN"),
+    ("airoha-soe", "packet", "stuck", None, None,
+     "netlink ext_ack: airoha_eth: SOE supports tunnel mode only"),
+    ("airoha-soe", "auto", "up", [NONE, NONE], {0: NONE, 1: NONE}, SOFTWARE),
+]
+
+
+@pytest.mark.userland
+@pytest.mark.parametrize("dev,off,outcome,sa_flags,sp_flags,shown", PLUTO5_OFFLOAD,
+                         ids=[f"{c[0]}-{c[1]}" for c in PLUTO5_OFFLOAD])
+def test_pluto5_nic_offload_on_each_device(tmp_path, dev, off, outcome, sa_flags, sp_flags,
+                                           shown):
+    """Transport mode (5.2 allows packet offload only there), AES-GCM-128 (ESN proposed and
+    chosen). `auto` never offloads here: pluto 5.2 installs both SAs in software."""
+    import signal
+    import subprocess
+    _root()
+    require_userland("trixie-libreswan")
+    make = pluto5(nic_offload=off, esp=GCM_PLUTO, conn_type="transport")
+    with Pair(tmp_path, make, make, device_kind=dev) as p:
+        left, right = p.daemons
+        if outcome == "stuck":
+            whack = subprocess.Popen(left._wrap(f"{left.install.paths['whack']} --ctlsocket "
+                                                f"{left.ctl} --name peer --initiate"),
+                                     env=left._env, stdout=subprocess.PIPE, text=True,
+                                     start_new_session=True)
+            try:
+                assert _wait(lambda: "state transition function for ESTABLISHED_IKE_SA had "
+                                     "internal error" in left.logtext(), timeout=10)
+                assert shown in right.logtext()
+                assert whack.poll() is None          # still waiting for its Child SA
+            finally:
+                os.killpg(whack.pid, signal.SIGKILL)
+                whack.wait()
+            # nothing but the larval SA of its own ALLOCSPI (no algorithms) on the initiator
+            assert [sa["algs"] for sa in p.kp.sad("left")] in ([], [{}])
+            return
+        r = left.initiate()
+        assert ("initiator established Child SA" in r.stdout) == (outcome == "up"), r.stdout
+        assert shown in r.stdout
+        if outcome == "up":
+            flags = lambda o: NONE if o is None else o["flags"]
+            assert sorted(flags(sa["offload"]) for sa in p.kp.sad("left")) == sorted(sa_flags)
+            assert {sp["dir"]: flags(sp["offload"]) for sp in p.kp.spd("left")
+                    if sp["src"].startswith("192.0.2.")} == sp_flags
