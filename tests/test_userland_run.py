@@ -20,7 +20,6 @@ from xfrmd import userland as U
 
 from .conftest import XFRMD, require, require_userland
 
-pytestmark = pytest.mark.userland
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,6 +29,7 @@ def _run(name, script, *, cwd=None, timeout=60, extra=()):
                           capture_output=True, text=True, cwd=cwd, timeout=timeout)
 
 
+@pytest.mark.userland
 def test_real_ip_6_15_talks_to_xfrmd_through_the_shim():
     require_userland("trixie-strongswan")
     p = _run("trixie-strongswan", "ip -V; ip -br link show eth2; ip xfrm state add src 192.0.2.1 "
@@ -46,6 +46,7 @@ def test_real_ip_6_15_talks_to_xfrmd_through_the_shim():
     assert out[4].startswith("/run/xfrmd/xfrmd_shim-") and out[4].endswith(".so")
 
 
+@pytest.mark.userland
 def test_filesystems_inside():
     root = require_userland("trixie-strongswan")
     p = _run("trixie-strongswan", textwrap.dedent("""\
@@ -72,6 +73,7 @@ def test_filesystems_inside():
     assert not os.path.exists(os.path.join(root, REPO.lstrip("/")))
 
 
+@pytest.mark.userland
 def test_exit_status_and_signals_as_without_userland():
     require_userland("trixie-libreswan")
     assert _run("trixie-libreswan", "exit 7").returncode == 7
@@ -93,6 +95,7 @@ def test_exit_status_and_signals_as_without_userland():
     assert proc.stdout.read() == "got-term\n"
 
 
+@pytest.mark.userland
 def test_a_directory_the_user_made():
     root = require_userland("trixie-libreswan")
     p = subprocess.run(XFRMD + ["run", "--userland", root, "--", "/usr/libexec/ipsec/pluto",
@@ -101,6 +104,7 @@ def test_a_directory_the_user_made():
     assert p.stdout.startswith("Libreswan 5.2 ")
 
 
+@pytest.mark.userland
 def test_cold_run_is_fast():
     require_userland("trixie-strongswan")
     best = min(_timed(["true"]) for _ in range(3))
@@ -174,6 +178,7 @@ def _as_nobody_in(root, tmp, limit, cmd):
                           capture_output=True, text=True, timeout=30, cwd="/tmp")
 
 
+@pytest.mark.userland
 def test_non_root_gets_a_user_namespace():
     require(os.geteuid() == 0, "needs root to play a non-root user")
     root = require_userland("trixie-libreswan")
@@ -183,6 +188,7 @@ def test_non_root_gets_a_user_namespace():
     assert p.stdout.split("\n")[:4] == ["0", "Libreswan 5.2", "lock", "xfrmd"]
 
 
+@pytest.mark.userland
 def test_non_root_without_user_namespaces_gets_one_line():
     require(os.geteuid() == 0, "needs root to play a non-root user")
     root = require_userland("trixie-libreswan")
@@ -194,3 +200,17 @@ def test_non_root_without_user_namespaces_gets_one_line():
         "non-root user needs an unprivileged user namespace, which this host refuses "
         r"\(unshare\(CLONE_NEWUSER\): No space left on device\); run as root, or allow them",
         p.stderr), p.stderr
+
+
+def test_root_without_cap_sys_admin_gets_one_line(tmp_path):
+    """Root in an unprivileged container (no CAP_SYS_ADMIN) cannot make a mount namespace."""
+    require(os.geteuid() == 0 and shutil.which("setpriv") is not None, "needs root and setpriv")
+    (tmp_path / "stage").mkdir()
+    p = subprocess.run(["setpriv", "--bounding-set", "-sys_admin", "--inh-caps", "-sys_admin",
+                        sys.executable, "-I", "-S", U.ENTER, "--root", str(tmp_path),
+                        "--stage", str(tmp_path / "stage"), "--", "true"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 125
+    assert p.stderr == (f"xfrmd run --userland: {tmp_path}: entering a root filesystem needs a "
+                        "private mount namespace (unshare(CLONE_NEWNS): Operation not "
+                        "permitted): CAP_SYS_ADMIN is missing (an unprivileged container?)\n")

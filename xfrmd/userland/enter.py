@@ -53,7 +53,11 @@ def mount(src, target, fstype, flags, data=None) -> None:
 def enter_namespaces() -> None:
     uid, gid = os.getuid(), os.getgid()
     if os.geteuid() == 0:
-        _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+        if _libc.unshare(CLONE_NEWNS) != 0:
+            e = ctypes.get_errno()
+            raise SetupError("entering a root filesystem needs a private mount namespace "
+                             f"(unshare(CLONE_NEWNS): {os.strerror(e)}): CAP_SYS_ADMIN is "
+                             "missing (an unprivileged container?)")
     elif _libc.unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0:
         e = ctypes.get_errno()
         raise SetupError(
