@@ -452,3 +452,41 @@ def test_pluto5_nic_offload_on_each_device(tmp_path, dev, off, outcome, sa_flags
             assert sorted(flags(sa["offload"]) for sa in p.kp.sad("left")) == sorted(sa_flags)
             assert {sp["dir"]: flags(sp["offload"]) for sp in p.kp.spd("left")
                     if sp["src"].startswith("192.0.2.")} == sp_flags
+
+
+# ---- the daemons' own open offload bugs ----
+
+@pytest.mark.userland
+@pytest.mark.parametrize("dev", ["netdevsim", "mlx5"])
+def test_pluto5_ike_port_bypass_with_packet_offload(tmp_path, dev):
+    """libreswan issue 2875 (open): with nic-offload=packet pluto 5.2 installs its IKE-port
+    bypass policies with packet offload at start. On a crypto-only NIC (netdevsim) the kernel
+    answers EINVAL, extack "Policy offload is not supported" (xfrm_dev_policy_add), and pluto
+    logs an ERROR ("poke_ipsec_offload_policy_hole failed"); the extack text shows only in its
+    debug log (plutodebug). On a packet-capable port (mlx5-like) the bypass policies are
+    offloaded."""
+    import json
+    _root()
+    require_userland("trixie-libreswan")
+    with KernelPair(device_kind=dev) as kp:
+        d = Pluto(kp.real, "left", str(tmp_path), kp.env("left"), userland="trixie-libreswan",
+                  nic_offload="packet", esp=GCM_PLUTO, conn_type="transport")
+        try:
+            d.start()
+            spd = kp.spd("left")
+        finally:
+            d.stop()
+        replies = [bytes.fromhex(json.loads(line)["data"]) for line in open(kp.trace_path)]
+    log = d.logtext()
+    failed = ("ERROR: kernel: xfrm XFRM_MSG_NEWPOLICY add IPv4 ike port bypass for nic-offload "
+              "response for flow (out): Invalid argument (errno 22)")
+    refused = any(b"Policy offload is not supported" in r for r in replies)
+    if dev == "netdevsim":
+        assert failed in log and "poke_ipsec_offload_policy_hole failed" in log
+        assert refused
+        [ext] = [l for l in log.splitlines() if "ext_ack: Policy offload is not supported" in l]
+        assert ": | " in ext                     # a debug line, not part of the ERROR
+        assert not any(sp["offload"] for sp in spd)
+    else:
+        assert failed not in log and not refused
+        assert any(sp["offload"] and sp["offload"]["flags"] & PACKET for sp in spd)
