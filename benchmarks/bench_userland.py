@@ -52,7 +52,8 @@ def _cpu_of_path(path: str) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def charon_pair_200(children: int = 200) -> tuple[float, float]:
+def charon_pair_200(children: int = 200) -> tuple[float, float, float]:
+    """(seconds until all SAs are in, xfrmd's CPU seconds, both charons' CPU seconds)"""
     from xfrmd.ike.charon import Charon
     from xfrmd.ike.pair import KernelPair
     tmp = tempfile.mkdtemp(prefix="xfrmd-bench-")
@@ -84,7 +85,7 @@ def charon_pair_200(children: int = 200) -> tuple[float, float]:
                 d.stop()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return total, xfrmd_cpu / (xfrmd_cpu + charon_cpu)
+    return total, xfrmd_cpu, charon_cpu
 
 
 def run(quick: bool = False) -> list[dict]:
@@ -113,11 +114,13 @@ def run(quick: bool = False) -> list[dict]:
     rows.append({"name": "xfrmd_run_userland_true", "value": inside, "unit": "s",
                  "reference": plain, "ratio": inside / plain, "bar": "<= 0.5 s"})
     n = 20 if quick else 200
-    total, share = charon_pair_200(n)
+    total, xfrmd_cpu, charon_cpu = charon_pair_200(n)
+    share = xfrmd_cpu / (xfrmd_cpu + charon_cpu)
     rows.append({"name": f"charon6_pair_{n}_child_sas_packet_offload", "value": total,
                  "unit": "s", "reference": n, "ratio": total / n, "bar": "(s per Child SA)"})
     rows.append({"name": "  xfrmd_share_of_cpu", "value": share * 100, "unit": "%",
-                 "reference": 25.0, "ratio": share / 0.25, "bar": "goal <= 25 %"})
+                 "reference": 25.0, "ratio": share / 0.25,
+                 "bar": f"goal <= 25 % (xfrmd {xfrmd_cpu:.2f} s, charons {charon_cpu:.2f} s CPU)"})
     return rows
 
 
