@@ -492,3 +492,26 @@ def test_pluto5_ike_port_bypass_with_packet_offload(tmp_path, dev):
     else:
         assert failed not in log and not refused
         assert any(sp["offload"] and sp["offload"]["flags"] & PACKET for sp in spd)
+
+
+@pytest.mark.userland
+@pytest.mark.parametrize("initiator", ["charon6", "pluto5"])
+def test_charon6_and_pluto5_with_packet_offload(tmp_path, initiator):
+    """charon 6.0.1 (hw_offload=packet) and pluto 5.2 (nic-offload=packet), transport mode,
+    AES-GCM-128, on mlx5-like ports: both sides' SAs offloaded in packet mode."""
+    _root()
+    require_userland("trixie-strongswan")
+    require_userland("trixie-libreswan")
+    c = charon6(hw_offload="packet", esp_proposals=GCM_CHARON, mode="transport")
+    pl = pluto5(nic_offload="packet", esp=GCM_PLUTO, conn_type="transport")
+    with Pair(tmp_path, *((c, pl) if initiator == "charon6" else (pl, c)),
+              device_kind="mlx5") as p:
+        r = p.left.initiate()
+        done = ("initiate completed successfully" if initiator == "charon6"
+                else "initiator established Child SA")
+        assert done in r.stdout, r.stdout
+        assert _wait(lambda: len(p.kp.sad("right")) == 2)
+        for side in ("left", "right"):
+            assert sorted(sa["offload"]["flags"] for sa in p.kp.sad(side)) == [
+                PACKET, PACKET | INBOUND]
+        assert _spis(p.kp.sad("left")) == _spis(p.kp.sad("right"))
