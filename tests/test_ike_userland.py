@@ -515,3 +515,23 @@ def test_charon6_and_pluto5_with_packet_offload(tmp_path, initiator):
             assert sorted(sa["offload"]["flags"] for sa in p.kp.sad(side)) == [
                 PACKET, PACKET | INBOUND]
         assert _spis(p.kp.sad("left")) == _spis(p.kp.sad("right"))
+
+
+@pytest.mark.userland
+def test_pluto5_rekeys_on_its_own_timer(tmp_path):
+    """pluto 5.2, like 4.10, rekeys the Child SA on its own timer (salifetime=6s,
+    rekeymargin=3s, rekeyfuzz=0%: about 3 s after it is up) with no EXPIRE from the kernel,
+    and the old pair goes away."""
+    _root()
+    require_userland("trixie-libreswan")
+    conf = "\tsalifetime=6s\n\trekeymargin=3s\n\trekeyfuzz=0%\n\tikelifetime=1h\n"
+    make = pluto5(extra=conf)
+    with Pair(tmp_path, make, make) as p:
+        assert "initiator established Child SA" in p.left.initiate().stdout
+        t_up, old = time.monotonic(), _spis(p.kp.sad("left"))
+        assert all(sa["lft"]["soft_add_expires_seconds"] == 0 for sa in p.kp.sad("left"))
+        assert _wait(lambda: len(_new_spis(p.kp, old)) == 2, timeout=15)
+        assert 1.5 < time.monotonic() - t_up < 6.0
+        assert _wait(lambda: not set(old) & set(_spis(p.kp.sad("left"))), timeout=10)
+        assert p.kp.expires("left") == [] and p.kp.expires("right") == []
+        assert "initiating rekey to replace Child SA #2" in p.left.logtext()
