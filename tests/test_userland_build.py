@@ -156,7 +156,7 @@ def test_interrupted_build_leaves_nothing(tmp_path):
             seen.append(line)
             if "downloading packages" in line or "extracting archives" in line:
                 break
-        assert seen and "extracting" in seen[-1] or "downloading" in seen[-1], seen
+        assert seen and ("extracting" in seen[-1] or "downloading" in seen[-1]), seen
         time.sleep(1.0)
         os.killpg(p.pid, sig)          # as Ctrl-C / kill would: mmdebstrap gets it too
         rest = p.stderr.read()
