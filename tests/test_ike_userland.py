@@ -535,3 +535,40 @@ def test_pluto5_rekeys_on_its_own_timer(tmp_path):
         assert _wait(lambda: not set(old) & set(_spis(p.kp.sad("left"))), timeout=10)
         assert p.kp.expires("left") == [] and p.kp.expires("right") == []
         assert "initiating rekey to replace Child SA #2" in p.left.logtext()
+
+
+# charon 6.0.1's hw_offload=auto retries a refused packet offload as crypto offload, but a
+# refused crypto offload fails the CHILD_SA: it does not fall back to software when the
+# driver answers EINVAL (mlx5 on an authenticated state, netdevsim on ESN).
+CHARON6_AUTO_FAILS = [
+    ("mlx5", "packet", "aes128-sha256",
+     ["received netlink error: mlx5_core: Cannot offload authenticated xfrm states (22)",
+      "unable to add SAD entry"]),
+    ("mlx5", "auto", "aes128-sha256",
+     ["received netlink error: mlx5_core: Cannot offload authenticated xfrm states (22)",
+      "failed to install SA with packet HW offload, trying with crypto HW offload",
+      "unable to add SAD entry"]),
+    ("netdevsim", "auto", "aes128gcm16-esn",
+     ["received netlink error: netdevsim: Unsupported ipsec offload type (22)",
+      "failed to install SA with packet HW offload, trying with crypto HW offload",
+      "received netlink error: Device doesn't support offload with ESN (22)",
+      "unable to add SAD entry"]),
+]
+
+
+@pytest.mark.userland
+@pytest.mark.parametrize("dev,hw,esp,lines", CHARON6_AUTO_FAILS,
+                         ids=[f"{c[0]}-{c[1]}-{c[2]}" for c in CHARON6_AUTO_FAILS])
+def test_charon6_refused_offload_fails_the_child_sa(tmp_path, dev, hw, esp, lines):
+    _root()
+    require_userland("trixie-strongswan")
+    c = charon6(hw_offload=hw, esp_proposals=esp)
+    with Pair(tmp_path, c, c, device_kind=dev) as p:
+        r = p.left.initiate()
+        assert "initiate completed successfully" not in r.stdout
+        log = p.daemons[1].logtext()                  # the responder installs first
+        pos = [log.find(line) for line in lines]
+        assert -1 not in pos and pos == sorted(pos), (lines, pos)
+        assert "failed to establish CHILD_SA, keeping IKE_SA" in log
+        assert "trying without" not in log
+        assert [sa for sa in p.kp.sad("right") if sa["algs"]] == []
