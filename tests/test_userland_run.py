@@ -214,3 +214,29 @@ def test_root_without_cap_sys_admin_gets_one_line(tmp_path):
     assert p.stderr == (f"xfrmd run --userland: {tmp_path}: entering a root filesystem needs a "
                         "private mount namespace (unshare(CLONE_NEWNS): Operation not "
                         "permitted): CAP_SYS_ADMIN is missing (an unprivileged container?)\n")
+
+
+@pytest.mark.userland
+def test_userland_against_a_running_server(tmp_path):
+    """`xfrmd run --socket PATH --userland NAME`: ip 6.15 in the userland talks to a server
+    that outlives it; what one run adds, the next one lists."""
+    require_userland("trixie-strongswan")
+    sock = str(tmp_path / "x.sock")
+    srv = subprocess.Popen(XFRMD + ["serve", "--socket", sock, "--quiet"])
+    try:
+        deadline = time.monotonic() + 10
+        while not os.path.exists(sock) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        run = XFRMD + ["run", "--socket", sock, "--userland", "trixie-strongswan", "--"]
+        p = subprocess.run(run + ["ip", "xfrm", "policy", "add", "src", "10.0.0.0/24", "dst",
+                                  "10.0.1.0/24", "dir", "out", "tmpl", "src", "192.0.2.1",
+                                  "dst", "198.51.100.1", "proto", "esp", "reqid", "1", "mode",
+                                  "tunnel", "offload", "packet", "dev", "eth2"],
+                           capture_output=True, text=True, timeout=30)
+        assert p.returncode == 0, p.stderr
+        p = subprocess.run(run + ["ip", "xfrm", "policy", "list"], capture_output=True,
+                           text=True, timeout=30)
+        assert "\tcrypto offload parameters: dev eth2 mode packet\n" in p.stdout, p.stdout
+    finally:
+        srv.terminate()
+        srv.wait(10)
