@@ -287,19 +287,37 @@ def test_charon6_rekeys_on_the_kernels_soft_time_expire(tmp_path):
 
 
 @pytest.mark.userland
-def test_charon6_rekeys_on_the_kernels_soft_byte_expire(tmp_path):
-    """Emulated traffic (kp.xmit) past rekey_bytes: soft EXPIRE, charon 6.0.1 rekeys."""
+@pytest.mark.parametrize("offload", ["software", "packet"])
+def test_charon6_rekeys_on_the_kernels_soft_byte_expire(tmp_path, offload):
+    """Emulated traffic (kp.xmit) past rekey_bytes: soft EXPIRE, charon 6.0.1 rekeys — in
+    software on veths, and under packet offload on mlx5-like ports, where the hardware
+    counts (what charon reads back with GETSA shows in `swanctl --list-sas`)."""
     _root()
     require_userland("trixie-strongswan")
     lim = {"rekey_bytes": 30000, "life_bytes": 100000, "rand_bytes": 0}
-    with Pair(tmp_path, charon6(limits=lim), charon6(limits=lim)) as p:
+    kw = ({"hw_offload": "packet", "esp_proposals": GCM_CHARON} if offload == "packet"
+          else {})
+    dev = {"device_kind": "mlx5"} if offload == "packet" else {}
+    with Pair(tmp_path, charon6(limits=lim, **kw), charon6(limits=lim, **kw), **dev) as p:
         assert "initiate completed successfully" in p.left.initiate().stdout
         old = _spis(p.kp.sad("left"))
-        n = -(-30000 // 1028)
+        res = p.kp.xmit("left", count=10, size=1000)
+        assert res["sent"] == 10
+        path = res["batches"][0]["sas"][0]["path"]
+        assert path == ("packet-offload" if offload == "packet" else "software"), res
+        out = [sa for sa in p.kp.sad("left") if sa["src"] == "192.0.2.1"][0]
+        # software counts the inner IPv4 packet (20 + 8 + 1000, xfrm_output); under packet
+        # offload the count is the mlx5-like driver's hardware counter as xfrmd models it
+        per_packet = 1008 if offload == "packet" else 1028
+        assert f"out {out['spi']:08x}, {10 * per_packet:6d} bytes,    10 packets" in \
+            p.left.list_sas()
+        n = -(-30000 // 1028) - 10
         assert p.kp.xmit("left", count=n + 1, size=1000)["sent"] == n + 1
         assert [e["hard"] for e in p.kp.expires("left")] == [False]
         assert _wait(lambda: len(_new_spis(p.kp, old)) == 2), p.kp.sad("left")
         assert "activating CHILD_REKEY task" in p.left.logtext()
+        if offload == "packet":
+            assert all(sa["offload"] for sa in p.kp.sad("left"))
 
 
 @pytest.mark.userland
