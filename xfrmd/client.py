@@ -86,7 +86,10 @@ class _Base:
     def _decode(self, datagram: bytes) -> list[Message]:
         fam = self.family
         if fam is None:
-            return [Message(h.type, h.flags, h.seq, h.pid, datagram[h.offset + 16:h.offset + h.len])
+            # no declared family (NETLINK_ROUTE): data messages keep their payload as bytes,
+            # but NLMSG_ERROR and NLMSG_DONE are decoded, so errors raise NetlinkError
+            return [_CONTROL.decode(datagram, h) if h.type in (NLMSG_ERROR, NLMSG_DONE) else
+                    Message(h.type, h.flags, h.seq, h.pid, datagram[h.offset + 16:h.offset + h.len])
                     for h in split_messages(datagram)]
         return fam.decode_datagram(datagram)
 
@@ -107,6 +110,10 @@ def _done_error(m: Message) -> int:
     """The errno (negative) NLMSG_DONE carries when the dump failed, else 0."""
     raw = m.fixed if isinstance(m.fixed, (bytes, bytearray)) else b""
     return struct.unpack_from("=i", raw)[0] if len(raw) >= 4 else 0
+
+
+# decodes only the messages every protocol shares (NLMSG_ERROR with its extack, NLMSG_DONE)
+_CONTROL = Family("netlink", lambda t, f: None, lambda t, f: None)
 
 
 def _check_error(m: Message) -> None:

@@ -56,7 +56,8 @@ def _ping(svc, args) -> int:
 
 # Modules that register more verbs on import (each subsystem owns its verbs).
 VERB_MODULES = ["xfrmd.xfrm.ctl", "xfrmd.rtnl.ctl", "xfrmd.genl.ctl", "devices.ctl", "bonding.ctl",
-                "xfrmd.datapath.ctl", "xfrmd.kconfig_ctl"]
+                "xfrmd.datapath.ctl", "xfrmd.kconfig_ctl",
+                "xfrmd.stats"]
 
 
 def _load_verbs() -> None:

@@ -84,6 +84,8 @@ class Kernel:
         self._sock_ids = itertools.count(1)
         self.families: dict[int, object] = {}
         self.tracers: list[Callable[[str, NetlinkSocket, bytes], None]] = []
+        from .stats import Stats
+        self.stats = Stats()
         self._register_families()
         self.topology = topology
         if topology is not None:
@@ -227,6 +229,7 @@ class Kernel:
         """``sendmsg`` of one datagram to the kernel."""
         if not sock.bound:
             self.autobind(sock)
+        self.stats.datagrams += 1
         for t in self.tracers:
             t("tx", sock, datagram)
         netlink_rcv_skb(self, sock, datagram, self.families[sock.protocol])

@@ -56,6 +56,19 @@ def default_max_clients() -> int:
     if soft == resource.RLIM_INFINITY:
         return 1 << 20
     return max(16, soft - FD_RESERVE)
+# epoll_wait takes its timeout in int milliseconds: Python refuses more than 2**31 - 1 ms
+# (OverflowError), and the kernel accepts lifetimes of 2**64 - 1 seconds. The reactor wakes
+# at least this often and looks at the deadline again; a 30-day SA lifetime simply costs a
+# few idle wake-ups.
+MAX_POLL_SECONDS = 3600.0
+
+
+def poll_timeout(deadline: float | None, now: float) -> float:
+    """epoll's timeout for the kernel's next ``deadline``: -1 (none), else the wait in
+    seconds, never negative and never past :data:`MAX_POLL_SECONDS`."""
+    if deadline is None:
+        return -1
+    return min(max(0.0, deadline - now), MAX_POLL_SECONDS)
 
 
 class Connection:
@@ -186,8 +199,7 @@ class Server:
         spin_until, spin_skip = 0.0, 0
         clock, yield_cpu = time.perf_counter, os.sched_yield
         while True:
-            timeout = -1 if deadline is None else max(0.0, deadline - k.clock.now())
-            timeout = self._io_timeout(timeout)
+            timeout = self._io_timeout(poll_timeout(deadline, k.clock.now()))
             # a client that just got its answer usually sends its next request within tens
             # of microseconds (`ip -batch`): polling for it, rather than sleeping, saves the
             # cross-CPU wake-up that costs this much again on a VM (docs/architecture.md).
@@ -245,8 +257,13 @@ class Server:
                 self._readable(conn)
         except OSError:
             self._close(conn)
-        except Exception:   # a bug or a malformed frame costs one connection, not the server
-            log.exception("connection from pid %d failed", conn.pid)
+        except (struct.error, T.FrameError) as e:
+            # a control frame shorter than its kind's payload, a bad BATCH: the connection is
+            # closed (docs/protocol.md), the server goes on
+            self.kernel.stats.bad_frame(conn.pid, str(e))
+            self._close(conn)
+        except Exception as e:   # a bug costs one connection, not the server
+            self.kernel.stats.internal_error(e, f"a record from pid {conn.pid}")
             self._close(conn)
 
     def _accept(self) -> None:
@@ -366,7 +383,7 @@ class Server:
             one, by_fd = self._one, self.by_fd
             for sub in T.split_batch(rec[8:]):
                 if sub[:4] == b"\0\0\0\0" and sub[6:8] == _BATCH_KIND:
-                    raise ValueError("nested batch")
+                    raise T.FrameError("nested batch")
                 if not one(conn, sub) or conn.fd not in by_fd:
                     return False
             return True
@@ -404,10 +421,10 @@ class Server:
             return True
         try:
             self.kernel.deliver(sock, rec)
-        except Exception:
-            # a bug in a handler must not take the server down; the kernel would have
-            # answered, so answer EINVAL rather than hang the client
-            log.exception("handler failed on a datagram from pid %d", conn.pid)
+        except Exception as e:
+            # a bug outside the handlers (which netlink_rcv_skb guards) must not take the
+            # server down; the kernel would have answered, so answer EINVAL rather than hang
+            self.kernel.stats.internal_error(e, f"a datagram from pid {conn.pid}")
             self._internal_error(sock, rec)
         return True
 
@@ -565,10 +582,10 @@ class Server:
 
     def _internal_error(self, sock, rec: bytes) -> None:
         from netlink_codec.netlink import ExtAck, encode_ack, kernel_messages
+        from .stats import INTERNAL_ERROR
         for hdr in kernel_messages(rec):
             self.kernel.unicast(sock, encode_ack(rec, hdr, -E.EINVAL, sock.portid, cap_ack=sock.cap_ack,
-                                                 ext_ack=sock.ext_ack,
-                                                 ext=ExtAck("xfrmd: internal error, see the server log")))
+                                                 ext_ack=sock.ext_ack, ext=ExtAck(INTERNAL_ERROR)))
             break
 
     def _control(self, sock, rec: bytes, conn: Connection) -> bytes | None:

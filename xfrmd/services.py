@@ -19,7 +19,8 @@ def service(op: str):
 # Modules that register more ops on import (each subsystem owns its ops).
 SERVICE_MODULES = ["xfrmd.xfrm.services", "xfrmd.rtnl.services", "xfrmd.genl.services",
                    "devices.services", "bonding.services", "xfrmd.datapath.services",
-                   "xfrmd.datapath.mib", "xfrmd.kconfig_ctl"]
+                   "xfrmd.datapath.mib", "xfrmd.kconfig_ctl",
+                   "xfrmd.stats"]
 _loaded = False
 
 

@@ -14,6 +14,10 @@ FILE_WRITE_PROTOCOL = 0xFFFFFFFE   # a virtual file opened for writing (docs/pro
 MAX_RECORD = 131000  # below glibc's mmap threshold: recv() stays cheap
 
 
+class FrameError(ValueError):
+    """A malformed control frame or BATCH: the server closes the connection."""
+
+
 def default_socket_path() -> str:
     """``$XFRMD_SOCKET``, else ``$XDG_RUNTIME_DIR/xfrmd.sock``, else ``/tmp/xfrmd-<uid>.sock``."""
     p = os.environ.get("XFRMD_SOCKET")
@@ -49,11 +53,11 @@ def split_batch(payload: bytes) -> list[bytes]:
     out, o, n = [], 0, len(payload)
     while o < n:
         if o + 4 > n:
-            raise ValueError("truncated batch")
+            raise FrameError("truncated batch")
         (length,) = struct.unpack_from("=I", payload, o)
         o += 4
         if o + length > n:
-            raise ValueError("truncated batch")
+            raise FrameError("truncated batch")
         out.append(payload[o:o + length])
         o += length
     return out

@@ -95,7 +95,10 @@ def netlink_rcv_skb(kernel, sock: NetlinkSocket, buf, family: NetlinkFamily) -> 
                 netlink_ack(kernel, sock, buf, hdr, OK)
             continue
         sock.reply_dropped = False
-        outcome = family.rcv_msg(Request(kernel, sock, buf, hdr))
+        try:
+            outcome = family.rcv_msg(Request(kernel, sock, buf, hdr))
+        except Exception as exc:  # noqa: BLE001 - a bug answers EINVAL, never kills the server
+            outcome = internal_error(kernel, exc, f"message type {hdr.type} (protocol {sock.protocol})")
         if outcome is DUMP_STARTED:
             continue
         if sock.reply_dropped and not outcome.error:
@@ -104,6 +107,14 @@ def netlink_rcv_skb(kernel, sock: NetlinkSocket, buf, family: NetlinkFamily) -> 
             outcome = Reply(-E.EAGAIN)
         if outcome.error or hdr.flags & NLM_F_ACK:
             netlink_ack(kernel, sock, buf, hdr, outcome)
+
+
+def internal_error(kernel, exc: BaseException, what: str) -> Reply:
+    """A handler raised: the request gets EINVAL "xfrmd: internal error" and the server
+    counts and logs it in one line (xfrmd/stats.py)."""
+    from ..stats import INTERNAL_ERROR
+    kernel.stats.internal_error(exc, what)
+    return Reply(-E.EINVAL, INTERNAL_ERROR)
 
 
 def netlink_ack(kernel, sock: NetlinkSocket, buf, hdr: Header, outcome: Reply) -> None:
@@ -125,6 +136,11 @@ def dump_alloc_size(sock: NetlinkSocket) -> int:
     return max(NLMSG_GOODSIZE, sock.max_recvmsg_len)
 
 
+def _dump_error(st, msg: Reply) -> None:
+    st.done_error = msg.error
+    st.done_tlvs = extack_tlvs(msg.ext, msg.error) if msg.ext else b""
+
+
 def dump_batch(sock: NetlinkSocket) -> bytes | None:
     """One step of ``netlink_dump``: the next datagram of a running dump, or None."""
     st = sock.dump
@@ -143,16 +159,18 @@ def dump_batch(sock: NetlinkSocket) -> bytes | None:
         parts.append(st.pending)
         used = len(st.pending)
         st.pending = None
-    for msg in st.iterator:
-        if isinstance(msg, Reply):  # the callback failed: NLMSG_DONE carries the error
-            st.done_error = msg.error
-            st.done_tlvs = extack_tlvs(msg.ext, msg.error) if msg.ext else b""
-            break
-        if used + len(msg) > size and parts:
-            st.pending = msg
-            return b"".join(parts)
-        parts.append(msg)
-        used += len(msg)
+    try:
+        for msg in st.iterator:
+            if isinstance(msg, Reply):  # the callback failed: NLMSG_DONE carries the error
+                _dump_error(st, msg)
+                break
+            if used + len(msg) > size and parts:
+                st.pending = msg
+                return b"".join(parts)
+            parts.append(msg)
+            used += len(msg)
+    except Exception as exc:  # noqa: BLE001 - a bug ends the dump with EINVAL in NLMSG_DONE
+        _dump_error(st, internal_error(sock.netns.kernel, exc, f"a dump (protocol {sock.protocol})"))
     st.finished = True
     if parts:
         return b"".join(parts)

@@ -24,6 +24,27 @@ def rtnl_handler(msg_type: int, *, dump: bool = False):
     return register
 
 
+class RtnlRequest(Request):
+    """A request with the extack message its attribute parse left (xfrmd/rtnl/policy.py)."""
+    __slots__ = ("warning",)
+
+    def __init__(self, base: Request):
+        super().__init__(base.kernel, base.sock, base.buf, base.hdr)
+        self.warning = None
+
+
+def _with_warning(out, warning: str):
+    """The parser's extack message stays unless a later step set one (NL_SET_ERR_MSG only
+    overwrites): on the ACK of a success, and on an error that says nothing else."""
+    if isinstance(out, Reply) and (out.ext is None or out.ext.msg is None):
+        from netlink_codec.netlink import ExtAck
+        r = Reply(out.error)
+        r.ext = (out.ext or ExtAck())._replace(msg=warning)
+        r.echo = out.echo
+        return r
+    return out
+
+
 class Rtnetlink:
     protocol = NETLINK_ROUTE
     groups = 32          # RTNLGRP_* used by the clients fit in the first 32
@@ -63,4 +84,6 @@ class Rtnetlink:
         fn = DOIT.get(t)
         if fn is None:
             return Reply(-E.EOPNOTSUPP, f"xfrmd: rtnetlink message {t} is not modelled")
-        return fn(req)
+        req = RtnlRequest(req)
+        out = fn(req)
+        return out if req.warning is None else _with_warning(out, req.warning)

@@ -132,29 +132,46 @@ def inet_dump_ifaddr(req):
 RTM_DELADDR = 21
 
 
-def _parse(req):
+def _parse(req, new: bool):
+    """``rtm_to_ifaddr`` / ``inet6_rtm_newaddr`` and the two deladdr handlers, in the
+    kernel's order: the policy parse (nlmsg_parse_deprecated), the prefix length, the
+    address, then the device. Returns ((dev, address, plen, scope, brd, local_given), None)
+    or (None, Reply)."""
     import errno as E
     from ..netlink.core import Reply
+    from .policy import IFA_IPV4_POLICY, IFA_IPV6_POLICY, IFA_MAX, rtnl_parse
     off = req.payload_offset
-    if req.hdr.len - 16 < IFADDRMSG.size:
+    if req.end - off < IFADDRMSG.size:
         return None, Reply(-E.EINVAL)
     family, plen, _flags, scope, index = IFADDRMSG.unpack_from(req.buf, off)
-    local = address = None
-    brd = None
-    for ra in iter_attrs(req.buf, off + IFADDRMSG.size, req.end):
-        if ra.type == IFA_BROADCAST and ra.end - ra.start == 4:
-            brd = bytes(req.buf[ra.start:ra.end])
-        elif ra.type == IFA_LOCAL:
-            local = bytes(req.buf[ra.start:ra.end])
-        elif ra.type == IFA_ADDRESS:
-            address = bytes(req.buf[ra.start:ra.end])
-    raw = local or address
+    if family not in (2, 10):
+        # rtnetlink_rcv_msg: no handler for the family, none for PF_UNSPEC either
+        return None, Reply(-E.EOPNOTSUPP)
+    tb, bad = rtnl_parse(req, IFADDRMSG.size, IFA_IPV4_POLICY if family == 2 else IFA_IPV6_POLICY,
+                         IFA_MAX)
+    if bad is not None:
+        return None, bad
+    brd = tb.get(IFA_BROADCAST)
+    if family == 2:
+        if plen > 32 and new:
+            return None, Reply(-E.EINVAL, "ipv4: Invalid prefix length")
+        raw = tb.get(IFA_LOCAL, tb.get(IFA_ADDRESS) if not new else None)
+        if raw is None:
+            return None, Reply(-E.EINVAL, "ipv4: Local address is not supplied" if new else None)
+        raw = raw[:4]
+    else:
+        if plen > 128:
+            return None, Reply(-E.EINVAL, "ipv6: Invalid prefix length")
+        raw = tb.get(IFA_LOCAL, tb.get(IFA_ADDRESS))     # extract_addr: the local one wins
+        if raw is None:
+            return None, Reply(-E.EINVAL)
+        raw = raw[:16]
     dev = req.netns.links.by_index(index)
     if dev is None:
-        return None, Reply(-E.ENODEV)
-    if raw is None or family not in (2, 10) or len(raw) != (4 if family == 2 else 16):
-        return None, Reply(-E.EINVAL)
-    return (dev, str(ipaddress.ip_address(raw)), plen, scope, brd), None
+        return None, Reply(-E.ENODEV, "ipv4: Device not found" if family == 2
+                           else "ipv6: Unable to find the interface")
+    return (dev, str(ipaddress.ip_address(raw)), plen, scope, brd[:4] if brd else None,
+            IFA_ADDRESS in tb), None
 
 
 @rtnl_handler(RTM_NEWADDR)
@@ -162,10 +179,10 @@ def inet_rtm_newaddr(req):
     """``ip addr add``: EEXIST for an address the device has (with NLM_F_EXCL)."""
     import errno as E
     from ..netlink.core import Reply
-    parsed, bad = _parse(req)
+    parsed, bad = _parse(req, True)
     if bad is not None:
         return bad
-    dev, address, plen, scope, brd = parsed
+    dev, address, plen, scope, brd, _ = parsed
     for a in dev.addresses:
         if a.address == address and a.prefixlen == plen:
             # inet_insert_ifa / ipv6_add_addr_hash
@@ -192,12 +209,14 @@ def inet_rtm_newaddr(req):
 def inet_rtm_deladdr(req):
     import errno as E
     from ..netlink.core import Reply
-    parsed, bad = _parse(req)
+    parsed, bad = _parse(req, False)
     if bad is not None:
         return bad
-    dev, address, plen, _, _ = parsed
+    dev, address, plen, _, _, with_address = parsed
     for a in list(dev.addresses):
-        if a.address == address and (not plen or a.prefixlen == plen):
+        # inet_rtm_deladdr compares the prefix length only when IFA_ADDRESS is given
+        if a.address == address and (not plen or a.prefixlen == plen
+                                     or (a.family == 2 and not with_address)):
             if a.family == 2 and not a.flags & IFA_F_SECONDARY:
                 # __inet_del_ifa without promote_secondaries: the primary takes its
                 # secondaries along, each with RTM_DELADDR first

@@ -386,11 +386,15 @@ def _bridge_carrier(br, notify: bool = True) -> None:
 
 
 def dev_set_mtu(dev, mtu: int, offset=None) -> None:
-    """``dev_validate_mtu``; NETDEV_CHANGEMTU → NEWLINK."""
+    """``dev_validate_mtu``; NETDEV_CHANGEMTU → NEWLINK. The kernel's MTU is an int: a u32
+    of 2**31 or more is negative there, hence less than any device's minimum."""
+    if mtu >= 1 << 31:
+        mtu -= 1 << 32
+    # NL_SET_ERR_MSG: no attribute offset (checked against the host kernel)
     if mtu < dev.min_mtu:
-        raise LinkError(-E.EINVAL, "mtu less than device minimum", offset)
+        raise LinkError(-E.EINVAL, "mtu less than device minimum")
     if dev.max_mtu and mtu > dev.max_mtu:
-        raise LinkError(-E.EINVAL, "mtu greater than device maximum", offset)
+        raise LinkError(-E.EINVAL, "mtu greater than device maximum")
     if mtu == dev.mtu:
         return
     dev.mtu = mtu
@@ -732,6 +736,8 @@ def _apply_create_attrs(dev, m: _Msg) -> None:
     """``rtnl_create_link``: MTU (validated), address, txqlen, queues."""
     if IFLA_MTU in m.tb:
         mtu = m.u32(IFLA_MTU)
+        if mtu >= 1 << 31:
+            mtu -= 1 << 32                        # an int in dev_validate_mtu
         if mtu < dev.min_mtu:
             raise LinkError(-E.EINVAL, "mtu less than device minimum", m.off(IFLA_MTU))
         if dev.max_mtu and mtu > dev.max_mtu:

@@ -68,12 +68,16 @@ def netconf_get_devconf(req):
     family = req.buf[off] if req.end > off else 0
     if family not in (2, 10):
         return Reply(-E.EOPNOTSUPP, f"xfrmd: netconf of address family {family} is not modelled")
-    ifindex = None
-    for ra in iter_attrs(req.buf, off + 4, req.end):
-        if ra.type == NETCONFA_IFINDEX and ra.end - ra.start == 4:
-            ifindex = struct.unpack("=i", bytes(req.buf[ra.start:ra.end]))[0]
-    if ifindex is None:
+    # inet_netconf_valid_get_req / inet6_netconf_valid_get_req: the family's policy,
+    # strictly on a socket with NETLINK_GET_STRICT_CHK
+    from .policy import DEVCONF_IPV4_POLICY, DEVCONF_IPV6_POLICY, NETCONFA_MAX, rtnl_parse
+    tb, bad = rtnl_parse(req, 4, DEVCONF_IPV4_POLICY if family == 2 else DEVCONF_IPV6_POLICY,
+                         NETCONFA_MAX, strict=req.sock.strict_chk)
+    if bad is not None:
+        return bad
+    if NETCONFA_IFINDEX not in tb:
         return Reply(-E.EINVAL)
+    ifindex = struct.unpack_from("=i", tb[NETCONFA_IFINDEX])[0]
     if ifindex not in (NETCONFA_IFINDEX_ALL, NETCONFA_IFINDEX_DEFAULT) \
             and req.netns.links.by_index(ifindex) is None:
         return Reply(-E.ENODEV)

@@ -188,10 +188,13 @@ def _get_attrs(req):
     if req.end - off < RTMSG.size:
         return None
     hdr = RTMSG.unpack_from(req.buf, off)
-    a = {}
-    for ra in iter_attrs(req.buf, off + RTMSG.size, req.end):
-        a[ra.type] = bytes(req.buf[ra.start:ra.end])
-    return hdr, a
+    # inet_rtm_valid_getroute_req / inet6_rtm_valid_getroute_req: the family's policy,
+    # strictly on a socket with NETLINK_GET_STRICT_CHK (the header checks of that mode are
+    # not modelled)
+    from .policy import RTA_MAX, RTM_IPV4_POLICY, RTM_IPV6_POLICY, rtnl_parse
+    a, bad = rtnl_parse(req, RTMSG.size, RTM_IPV6_POLICY if hdr[0] == 10 else RTM_IPV4_POLICY,
+                        RTA_MAX, strict=req.sock.strict_chk)
+    return bad if bad is not None else (hdr, a)
 
 
 def _u32(a, t, default=0):
@@ -208,7 +211,11 @@ def inet_rtm_getroute(req):
     if parsed is None:
         return Reply(-E.EINVAL, ("ipv6" if fam == 10 else "ipv4")
                      + ": Invalid header for route get request")
+    if isinstance(parsed, Reply):
+        return parsed
     hdr, a = parsed
+    if fam == 10 and any(len(a.get(t, b"\0" * 16)) < 16 for t in (RTA_SRC, RTA_DST)):
+        return Reply(-E.EINVAL)          # inet6_rtm_getroute: short RTA_SRC / RTA_DST
     rflags = hdr[8]
     ns = req.netns
     alen = 16 if fam == 10 else 4
@@ -292,23 +299,33 @@ def _rtm_to_config(req):
     cfg = {"family": fam, "dst_len": dst_len, "src_len": src_len, "tos": tos, "table": table,
            "proto": proto, "scope": scope, "type": rtype, "oif": 0, "gw": None, "src": None,
            "metric": 0, "dst": 0, "expires": None}
-    for ra in iter_attrs(req.buf, off + RTMSG.size, req.end):
-        v = bytes(req.buf[ra.start:ra.end])
-        t = ra.type
-        if t == RTA_DST and len(v) == alen:
-            cfg["dst"] = int.from_bytes(v, "big")
-        elif t == RTA_OIF and len(v) == 4:
-            cfg["oif"] = struct.unpack("=I", v)[0]
-        elif t == RTA_GATEWAY and len(v) == alen:
-            cfg["gw"] = str(ipaddress.ip_address(v))
-        elif t == RTA_PREFSRC and len(v) == alen:
-            cfg["src"] = str(ipaddress.ip_address(v))
-        elif t == RTA_PRIORITY and len(v) == 4:
-            cfg["metric"] = struct.unpack("=I", v)[0]
-        elif t == RTA_TABLE and len(v) == 4:
-            cfg["table"] = struct.unpack("=I", v)[0]
-        elif t == RTA_EXPIRES and len(v) == 4:
-            cfg["expires"] = struct.unpack("=I", v)[0]
+    from .policy import RTA_MAX, RTM_IPV4_POLICY, RTM_IPV6_POLICY, rtnl_parse
+    tb, bad = rtnl_parse(req, RTMSG.size, RTM_IPV4_POLICY if fam == 2 else RTM_IPV6_POLICY, RTA_MAX)
+    if bad is not None:
+        return bad
+    if fam == 10:
+        # rtm_to_fib6_config: RTA_DST / RTA_SRC must hold the prefix length's bytes
+        for t, plen in ((RTA_DST, dst_len), (RTA_SRC, src_len)):
+            if t in tb and len(tb[t]) < (plen + 7) >> 3:
+                return Reply(-E.EINVAL)
+    for t in sorted(tb):
+        v = tb[t]
+        if t == RTA_DST:
+            # IPv4 reads four bytes; IPv6 copies the prefix length's bytes (nla_memcpy)
+            n = alen if fam == 2 else (dst_len + 7) >> 3
+            cfg["dst"] = int.from_bytes(v[:n].ljust(alen, b"\0"), "big")
+        elif t == RTA_OIF:
+            cfg["oif"] = struct.unpack_from("=I", v)[0]
+        elif t == RTA_GATEWAY and len(v) >= alen:
+            cfg["gw"] = str(ipaddress.ip_address(v[:alen]))
+        elif t == RTA_PREFSRC:
+            cfg["src"] = str(ipaddress.ip_address(v[:alen]))
+        elif t == RTA_PRIORITY:
+            cfg["metric"] = struct.unpack_from("=I", v)[0]
+        elif t == RTA_TABLE:
+            cfg["table"] = struct.unpack_from("=I", v)[0]
+        elif t == RTA_EXPIRES and fam == 10:
+            cfg["expires"] = struct.unpack_from("=I", v)[0]
         elif t == RTA_METRICS and len(v) > 0 or t == RTA_FLOW:
             return Reply(-E.EOPNOTSUPP, "xfrmd: route metrics and realms are not modelled")
         elif t == RTA_PREF and v[:1] not in (b"", b"\x00"):
@@ -320,7 +337,9 @@ def _rtm_to_config(req):
     if _fl & 4:                                          # RTNH_F_ONLINK
         return Reply(-E.EOPNOTSUPP, "xfrmd: onlink nexthops are not modelled")
     if dst_len > alen * 8:
-        return Reply(-E.EINVAL, "Invalid prefix length")
+        return Reply(-E.EINVAL, "Invalid prefix length")   # fib_table_insert, ip6_route_info_create
+    if fam == 10 and src_len > 128:
+        return Reply(-E.EINVAL, "Invalid source address length")
     if fam == 10 and src_len:
         return Reply(-E.EOPNOTSUPP, "xfrmd: source-specific IPv6 routes are not modelled")
     return cfg

@@ -124,33 +124,40 @@ def _parse(req) -> FibRule | Reply:
     r = FibRule(fam, table=table, action=action, flags=flags & FIB_RULE_INVERT, tos=tos,
                 dst_len=dst_len, src_len=src_len)
     r.extra["pref_given"] = r.extra["mask_given"] = False
-    for ra in iter_attrs(req.buf, off + FIB_RULE_HDR.size, req.end):
-        v = bytes(req.buf[ra.start:ra.end])
-        t = ra.type
-        if t == FRA_PRIORITY and len(v) == 4:
-            r.pref = struct.unpack("=I", v)[0]
-            r.extra["pref_given"] = True
-        elif t == FRA_TABLE and len(v) == 4:
-            r.table = struct.unpack("=I", v)[0]
-        elif t == FRA_FWMARK and len(v) == 4:
-            r.mark = struct.unpack("=I", v)[0]
-        elif t == FRA_FWMASK and len(v) == 4:
-            r.mask = struct.unpack("=I", v)[0]
-            r.extra["mask_given"] = True
-        elif t == FRA_IIFNAME:
-            r.iifname = v.split(b"\0", 1)[0].decode(errors="replace")
-        elif t == FRA_OIFNAME:
-            r.oifname = v.split(b"\0", 1)[0].decode(errors="replace")
-        elif t == FRA_PROTOCOL and len(v) >= 1:
-            r.proto = v[0]
-        elif t in (FRA_DST, FRA_SRC):
-            if len(v) != alen:
-                return Reply(-E.EINVAL)
-            if t == FRA_DST:
-                r.dst = v
-            else:
-                r.src = v
+    from .policy import FIB_RULE_POLICY, FRA_MAX, rtnl_parse
+    tb, bad = rtnl_parse(req, FIB_RULE_HDR.size, FIB_RULE_POLICY, FRA_MAX)
+    if bad is not None:
+        # fib_nl_newrule / fib_nl_delrule replace the parser's message, keep its offset
+        out = Reply(bad.error)
+        out.ext = bad.ext._replace(msg="Error parsing msg") if bad.ext else None
+        return out
+    u32 = lambda t: struct.unpack_from("=I", tb[t])[0]   # noqa: E731 - the policy checked the length
+    if FRA_PRIORITY in tb:
+        r.pref = u32(FRA_PRIORITY)
+        r.extra["pref_given"] = True
+    if FRA_TABLE in tb:
+        r.table = u32(FRA_TABLE)
+    if FRA_FWMARK in tb:
+        r.mark = u32(FRA_FWMARK)
+    if FRA_FWMASK in tb:
+        r.mask = u32(FRA_FWMASK)
+        r.extra["mask_given"] = True
+    if FRA_IIFNAME in tb:
+        r.iifname = tb[FRA_IIFNAME].split(b"\0", 1)[0].decode(errors="replace")
+    if FRA_OIFNAME in tb:
+        r.oifname = tb[FRA_OIFNAME].split(b"\0", 1)[0].decode(errors="replace")
+    if FRA_PROTOCOL in tb:
+        r.proto = tb[FRA_PROTOCOL][0]
+    # fib_nl2rule: an address must be the family's size and its prefix length fit it
     maxlen = alen * 8
+    if src_len or FRA_SRC in tb:
+        if src_len > maxlen or len(tb.get(FRA_SRC, b"")) != alen:
+            return Reply(-E.EINVAL, "Invalid source address")
+        r.src = tb[FRA_SRC]
+    if dst_len or FRA_DST in tb:
+        if dst_len > maxlen or len(tb.get(FRA_DST, b"")) != alen:
+            return Reply(-E.EINVAL, "Invalid dst address")
+        r.dst = tb[FRA_DST]
     if dst_len > maxlen or src_len > maxlen or (dst_len and not r.dst) or (src_len and not r.src):
         return Reply(-E.EINVAL, "Invalid prefix length")
     if r.mark and not r.extra["mask_given"]:
