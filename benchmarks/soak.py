@@ -230,18 +230,18 @@ class Mutator:
                 b += bytes(r.randrange(256) for _ in range(r.randrange(1, 9)))
         return t, flags, b
 
-    def header_lie(self, proto: int, seq: int) -> bytes:
+    def header_lie(self, proto: int, seq: int, pid: int = 0) -> bytes:
         """A datagram whose header does not match its length, or several messages in one."""
         r = self.r
         t, flags, b = self.body(proto)
-        d = bytearray(HDR.pack(16 + len(b), t, flags | F_REQUEST, seq, 0) + b)
+        d = bytearray(HDR.pack(16 + len(b), t, flags | F_REQUEST, seq, pid) + b)
         kind = r.randrange(3)
         if kind == 0:
             struct.pack_into("=I", d, 0, r.choice((0, 1, 15, 16, len(d) - 1, len(d) + 1, len(d) + 4096,
                                                    0xFFFFFFFF)))
         elif kind == 1:
             t2, f2, b2 = self.body(proto)
-            d += bytes(-len(d) % 4) + HDR.pack(16 + len(b2), t2, f2 | F_REQUEST | F_ACK, seq, 0) + b2
+            d += bytes(-len(d) % 4) + HDR.pack(16 + len(b2), t2, f2 | F_REQUEST | F_ACK, seq, pid) + b2
         else:
             del d[r.randrange(4, 16):]
         if d[:4] == b"\0\0\0\0":
@@ -326,11 +326,11 @@ def _fuzz_client(path: str, netns: str, n: int, seed: int, out) -> None:
         seq = (seq + 1) & 0xFFFFFFFF
         s = sock(proto)
         if rnd.random() < 0.05:
-            d = mut.header_lie(proto, seq)
+            d = mut.header_lie(proto, seq, s.portid)
             s.sock.send(d)
             f.lies += 1
             seq = (seq + 1) & 0xFFFFFFFF
-            s.sock.send(HDR.pack(16, NLMSG_NOOP, F_ACK, seq, 0))
+            s.sock.send(HDR.pack(16, NLMSG_NOOP, F_ACK, seq, s.portid))
             what = f"probe after {proto}/{d[:24].hex()}"
         else:
             t, flags, b = mut.body(proto)

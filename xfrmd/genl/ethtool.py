@@ -98,6 +98,9 @@ def parse_header(info, hdr_type: int, require_dev: bool, flag_mask: int = 3):
     dev = None
     idx_ra = tb.get(T.ETHTOOL_A_HEADER_DEV_INDEX)
     if idx_ra is not None:
+        # ethnl_header_policy: an NLA_U32, validated strictly (genetlink's nested policy)
+        if idx_ra.end - idx_ra.start != 4:
+            raise _err(E.EINVAL, "invalid attribute length", info, idx_ra)
         (ifindex,) = struct.unpack_from("=I", buf, idx_ra.start)
         dev = links.by_index(ifindex)
         if dev is None:
@@ -132,6 +135,8 @@ def parse_bitset(info, ra: RawAttr, nbits: int, names: list[str]) -> tuple[int, 
             raise _err(E.EINVAL, "missing value in compact bitset", info, ra)
         if not no_mask and mask_ra is None:
             raise _err(E.EINVAL, "missing mask in compact nonlist bitset", info, ra)
+        if size_ra.end - size_ra.start != 4:          # bitset_policy: NLA_U32, strict
+            raise _err(E.EINVAL, "invalid attribute length", info, size_ra)
         (size,) = struct.unpack_from("=I", buf, size_ra.start)
         nbytes = (size + 31) // 32 * 4
         if val_ra.end - val_ra.start != nbytes:
@@ -162,6 +167,8 @@ def parse_bitset(info, ra: RawAttr, nbits: int, names: list[str]) -> tuple[int, 
         if name_ra is not None:
             name = bytes(buf[name_ra.start:name_ra.end]).split(b"\0", 1)[0].decode("utf-8", "replace")
         if idx_ra is not None:
+            if idx_ra.end - idx_ra.start != 4:        # bit_policy: NLA_U32, strict
+                raise _err(E.EINVAL, "invalid attribute length", info, idx_ra)
             (idx,) = struct.unpack_from("=I", buf, idx_ra.start)
             if idx >= nbits:
                 raise _err(E.EOPNOTSUPP, "bit index too high", info, idx_ra)
@@ -269,6 +276,8 @@ def _strset(info, dev, flags: int) -> bytes:
             id_ra = tb.get(T.ETHTOOL_A_STRINGSET_ID)
             if id_ra is None:
                 continue
+            if id_ra.end - id_ra.start != 4:          # stringset_policy: NLA_U32, strict
+                raise _err(E.EINVAL, "invalid attribute length", info, id_ra)
             (sid,) = struct.unpack_from("=I", info.req.buf, id_ra.start)
             if sid >= 21:   # ETH_SS_COUNT
                 raise _err(E.EOPNOTSUPP, "unknown string set id", info, r)

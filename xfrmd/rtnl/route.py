@@ -68,6 +68,8 @@ def fib_dump_info(r: Route) -> bytes:
 
 def _cacheinfo(expires_clk: int = 0, error: int = 0, clntref: int = 0) -> bytes:
     # struct rta_cacheinfo: clntref lastuse expires error used id ts tsage
+    # rtnl_put_cacheinfo: the expiry in clock ticks, capped at INT_MAX
+    expires_clk = max(-0x7FFFFFFF, min(expires_clk, 0x7FFFFFFF))
     return nla(RTA_CACHEINFO, struct.pack("=IiiIIIII", clntref, 0, expires_clk,
                                           error & 0xFFFFFFFF, 0, 0, 0, 0))
 
@@ -325,7 +327,9 @@ def _rtm_to_config(req):
         elif t == RTA_TABLE:
             cfg["table"] = struct.unpack_from("=I", v)[0]
         elif t == RTA_EXPIRES and fam == 10:
-            cfg["expires"] = struct.unpack_from("=I", v)[0]
+            # addrconf_timeout_fixup: 0xFFFFFFFF is an infinite lifetime, no RTF_EXPIRES
+            exp = struct.unpack_from("=I", v)[0]
+            cfg["expires"] = None if exp == 0xFFFFFFFF else exp
         elif t == RTA_METRICS and len(v) > 0 or t == RTA_FLOW:
             return Reply(-E.EOPNOTSUPP, "xfrmd: route metrics and realms are not modelled")
         elif t == RTA_PREF and v[:1] not in (b"", b"\x00"):
