@@ -158,6 +158,38 @@ def _attr_spans(buf: bytes, start: int) -> list[tuple[int, int]]:
     return out
 
 
+def _attr_tree(buf: bytes, start: int, end: int, parents: tuple = (), depth: int = 0) -> list:
+    """Every attribute from ``start`` to ``end``, nested ones too (a payload that parses as
+    attributes exactly is taken for a nest): (offset, nla_len, offsets of the enclosing ones)."""
+    out, o = [], start
+    while o + 4 <= end:
+        ln = struct.unpack_from("=H", buf, o)[0]
+        if ln < 4 or o + ln > end:
+            break
+        out.append((o, ln, parents))
+        if depth < 4 and ln >= 8:
+            inner = _attr_spans(buf[:o + ln], o + 4)
+            if inner and inner[-1][0] + inner[-1][1] >= o + ln:
+                out += _attr_tree(buf, o + 4, o + ln, parents + (o,), depth + 1)
+        o += (ln + 3) & ~3
+    return out
+
+
+def _resize(b: bytearray, at: int, ln: int, parents: tuple, new_payload: bytes) -> None:
+    """Replace the payload of the attribute at ``at`` and fix the length of every enclosing
+    attribute, so that only that one attribute is malformed."""
+    old_size = (ln + 3) & ~3
+    head = bytes(b[at:at + 2])
+    new_ln = 4 + len(new_payload)
+    blob = struct.pack("=H", new_ln) + bytes(b[at + 2:at + 4]) + new_payload + bytes(-new_ln % 4)
+    del head
+    b[at:at + old_size] = blob
+    delta = len(blob) - old_size
+    for p in parents:
+        pl = struct.unpack_from("=H", b, p)[0]
+        struct.pack_into("=H", b, p, max(4, min(0xFFFF, pl + delta)))
+
+
 def _attrs_start(buf: bytes, proto: int) -> int:
     """Where a seed's attributes begin: the first offset after the header from which the
     rest parses as attributes (the fixed part's size is not needed)."""
@@ -186,7 +218,22 @@ class Mutator:
         _, t, flags, _, _ = HDR.unpack_from(seed)
         b = bytearray(seed[16:])
         for _ in range(r.choice((1, 1, 1, 2, 2, 3, 5))):
-            op = r.randrange(12)
+            op = r.randrange(15)
+            if op >= 12:                                        # inside a nest, lengths fixed up
+                tree = _attr_tree(bytes(b), max(0, start), len(b))
+                if not tree:
+                    continue
+                at, ln, parents = r.choice(tree)
+                payload = bytes(b[at + 4:at + ln])
+                if op == 12 and payload:                        # shorter payload
+                    payload = payload[:r.randrange(len(payload))]
+                elif op == 13:                                  # longer payload
+                    payload += bytes(r.randrange(256) for _ in range(r.choice((1, 2, 4, 8))))
+                else:                                           # a stray attribute inside it
+                    data = bytes(r.randrange(256) for _ in range(r.choice((0, 1, 2, 4, 8))))
+                    payload += struct.pack("=HH", 4 + len(data), r.randrange(0, 48)) + data + bytes(-len(data) % 4)
+                _resize(b, at, ln, parents, payload)
+                continue
             if op == 0 and b:                                   # bit flip
                 j = r.randrange(len(b))
                 b[j] ^= 1 << r.randrange(8)
@@ -285,7 +332,10 @@ def _fuzz_client(path: str, netns: str, n: int, seed: int, out) -> None:
     def sock(proto: int) -> NetlinkSocket:
         s = socks.get(proto)
         if s is None:
-            s = socks[proto] = NetlinkSocket(proto, netns, path=path, timeout=20.0)
+            s = socks[proto] = NetlinkSocket(proto, netns, path=path, timeout=20.0,
+                                             cap_ack=rnd.random() < 0.3)
+            if rnd.random() < 0.5:              # as iproute2 does: strict GET/dump checks
+                s.setsockopt(270, 12, 1)          # SOL_NETLINK, NETLINK_GET_STRICT_CHK
         return s
 
     def collect(s: NetlinkSocket, proto: int, want: int, what: str) -> bool:

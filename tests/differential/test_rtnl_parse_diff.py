@@ -22,9 +22,12 @@ socks, out, seq = {}, [], 0
 for label, proto, hexd in cases:
     s = socks.get(proto)
     if s is None:
-        s = socks[proto] = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, proto)
+        # 100: NETLINK_ROUTE with NETLINK_GET_STRICT_CHK, as iproute2 opens it
+        s = socks[proto] = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, proto % 100)
         s.bind((0, 0))
         s.setsockopt(270, 11, 1)                       # NETLINK_EXT_ACK
+        if proto == 100:
+            s.setsockopt(270, 12, 1)
         s.settimeout(5)
     seq += 1
     d = bytearray(bytes.fromhex(hexd))
@@ -44,7 +47,8 @@ for label, proto, hexd in cases:
                 err = struct.unpack_from("=i", r, off + 16)[0]
                 msg = offs = None
                 if F & 0x200:                          # NLM_F_ACK_TLVS
-                    a = off + 20 + (struct.unpack_from("=I", r, off + 20)[0] if err else 16)
+                    a = off + 20 + ((struct.unpack_from("=I", r, off + 20)[0] if err else 16)
+                                    if T == 2 else 0)
                     while a + 4 <= off + L:
                         al, at = struct.unpack_from("=HH", r, a)
                         if al < 4:
@@ -165,6 +169,22 @@ CASES = [
     ("setlink mtu 70000", msg(19, A, ifi(1) + attr(4, struct.pack("=I", 70000)))),
     ("getlink dump after", msg(18, 0x305, ifi(0))),
 ]
+DUMP = 0x301
+STRICT = [   # on a NETLINK_GET_STRICT_CHK socket
+    ("strict route dump", msg(26, DUMP, rtm(2, 0))),
+    ("strict route dump dst_len", msg(26, DUMP, rtm(2, 8))),
+    ("strict route dump flags", msg(26, DUMP, rtm(2, 0)[:8] + struct.pack("=I", 0x4))),
+    ("strict route dump short header", msg(26, DUMP, b"\2\0\0\0")),
+    ("strict route dump unsupported attr", msg(26, DUMP, rtm(2, 0) + attr(6, struct.pack("=I", 5)))),
+    ("strict route dump unknown attr", msg(26, DUMP, rtm(2, 0) + attr(99, struct.pack("=I", 5)))),
+    ("strict route dump table 2 bytes", msg(26, DUMP, rtm(2, 0) + attr(15, b"\1\0"))),
+    ("strict route dump trailing junk", msg(26, DUMP, rtm(2, 0) + JUNK)),
+    ("strict route dump no such oif", msg(26, DUMP, rtm(2, 0) + attr(4, struct.pack("=I", 99)))),
+    ("strict route dump table", msg(26, DUMP, rtm(2, 0) + attr(15, struct.pack("=I", 254)))),
+    ("strict route6 dump unsupported attr", msg(26, DUMP, rtm(10, 0) + attr(1, V6))),
+    ("strict netconf4 trailing junk", msg(82, A, netconf(2) + attr(1, struct.pack("=i", 1)) + JUNK)),
+    ("strict netconf4 unknown attr", msg(82, A, netconf(2) + attr(1, struct.pack("=i", 1)) + attr(40, b"\0" * 4))),
+]
 
 
 def test_rtnl_requests_parse_as_the_kernel(tmp_path):
@@ -172,12 +192,13 @@ def test_rtnl_requests_parse_as_the_kernel(tmp_path):
     prog = tmp_path / "client.py"
     prog.write_text(CLIENT)
     cases = tmp_path / "cases.json"
-    cases.write_text(json.dumps([[label, 0, hexd] for label, hexd in CASES]))
+    cases.write_text(json.dumps([[label, 0, hexd] for label, hexd in CASES]
+                                + [[label, 100, hexd] for label, hexd in STRICT]))
     real, emu = run_in_both([sys.executable, str(prog), str(cases)])
     assert real.returncode == 0, real.stderr
     assert emu.returncode == 0, emu.stderr
     r, e = json.loads(real.stdout), json.loads(emu.stdout)
-    assert len(r) == len(e) == len(CASES)
+    assert len(r) == len(e) == len(CASES) + len(STRICT)
     bad = [f"{rc[0]}: kernel {rc[1:]} xfrmd {ec[1:]}" for rc, ec in zip(r, e) if rc != ec]
     assert not bad, "\n".join(bad)
     # the cases did fail, and the warnings were there (a test that cannot fail is a defect)

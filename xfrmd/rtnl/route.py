@@ -123,22 +123,41 @@ def fib6_expire(ns) -> None:
 
 # -- RTM_GETROUTE dump ---------------------------------------------------------------------
 
+RTM_F_PREFIX = 0x800
+
+
 def _dump_filter(req):
-    """``ip_valid_fib_dump_req``: with strict checking, RTA_TABLE / RTA_OIF filter the dump."""
+    """``ip_valid_fib_dump_req``: with strict checking the header must be clean and only
+    RTA_TABLE / RTA_OIF may filter the dump (parsed strictly); (table, oif, cloned) or the
+    Reply that ends the dump."""
     off = req.payload_offset
     table = oif = 0
     cloned = False
-    if req.end - off >= RTMSG.size:
-        hdr = RTMSG.unpack_from(req.buf, off)
-        cloned = bool(hdr[8] & RTM_F_CLONED)
-        if req.sock.strict_chk:
-            table = hdr[4]
-            for ra in iter_attrs(req.buf, off + RTMSG.size, req.end):
-                v = bytes(req.buf[ra.start:ra.end])
-                if ra.type == RTA_TABLE and len(v) == 4:
-                    table = struct.unpack("=I", v)[0]
-                elif ra.type == RTA_OIF and len(v) == 4:
-                    oif = struct.unpack("=I", v)[0]
+    strict = req.sock.strict_chk
+    if req.end - off < RTMSG.size:
+        return Reply(-E.EINVAL, "Invalid header for FIB dump request") if strict else (0, 0, False)
+    hdr = RTMSG.unpack_from(req.buf, off)
+    cloned = bool(hdr[8] & RTM_F_CLONED)
+    if not strict:
+        return table, oif, cloned
+    if hdr[1] or hdr[2] or hdr[3] or hdr[6]:          # dst_len, src_len, tos, scope
+        return Reply(-E.EINVAL, "Invalid values in header for FIB dump request")
+    if hdr[8] & ~(RTM_F_CLONED | RTM_F_PREFIX):
+        return Reply(-E.EINVAL, "Invalid flags for FIB dump request")
+    table = hdr[4]
+    from .policy import RTA_MAX, RTM_IPV4_POLICY, rtnl_parse
+    tb, bad = rtnl_parse(req, RTMSG.size, RTM_IPV4_POLICY, RTA_MAX, strict=True)
+    if bad is not None:
+        return bad
+    for t in sorted(tb):
+        if t == RTA_TABLE:
+            table = struct.unpack_from("=I", tb[t])[0]
+        elif t == RTA_OIF:
+            oif = struct.unpack_from("=I", tb[t])[0]
+            if req.netns.links.by_index(oif) is None:
+                return Reply(-E.ENODEV)
+        else:
+            return Reply(-E.EINVAL, "Unsupported attribute in dump request")
     return table, oif, cloned
 
 
@@ -156,7 +175,10 @@ def inet_dump_fib(req):
     if family in _MROUTE_OPTION and not kconfig.enabled(ns.kernel, _MROUTE_OPTION[family]):
         family = 0      # rtnetlink_rcv_msg: no RTNL_FAMILY_IPMR dumpit, the PF_UNSPEC one runs
     seq, portid = req.hdr.seq, req.sock.portid
-    table, oif, cloned = _dump_filter(req)
+    filt = _dump_filter(req)
+    if isinstance(filt, Reply):
+        return req.start_dump(iter([filt]))     # the first dumpit call fails: NLMSG_DONE says why
+    table, oif, cloned = filt
     fib6_expire(ns)
     f = fib(ns)
 
