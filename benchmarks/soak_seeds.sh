@@ -104,4 +104,41 @@ ethtool -T eth0
 ethtool --show-fec eth0
 ethtool -m eth0
 ethtool --monitor & P=$!; sleep 0.2; kill $P
+ip link add br9 type bridge stp_state 0 forward_delay 400
+ip link set eth2 master br9
+ip link set eth2 nomaster
+ip link add bond7 type bond mode active-backup miimon 100 primary eth2 arp_interval 0
+ip link set bond7 type bond mode balance-xor xmit_hash_policy layer2+3
+ip link add link eth2 name eth2.10 type vlan id 10 2>/dev/null
+ip link set eth2 txqueuelen 500 promisc on allmulticast on arp off multicast on
+ip link set eth2 alias "uplink" group 5
+ip link property add dev eth2 altname uplink0 2>/dev/null
+ip -6 addr add 2001:db8:7::1/64 dev eth2 nodad noprefixroute
+ip addr add 10.9.2.1/24 dev eth2 valid_lft forever preferred_lft forever metric 50
+ip addr change 10.9.2.1/24 dev eth2 preferred_lft 0
+ip netns add other2 2>/dev/null
+ip netns set other2 7 2>/dev/null
+ip netns list-id 2>/dev/null
+ip xfrm state add src 192.0.2.1 dst 192.0.2.6 proto esp spi 0x108 mode beet aead 'rfc4106(gcm(aes))' 0x0011223344556677889900112233445566778899 128 sel src 10.8.0.1 dst 10.8.0.2 flag icmp flag af-unspec extra-flag dont-encap-dscp
+ip xfrm state add src 192.0.2.1 dst 192.0.2.7 proto esp spi 0x109 aead 'rfc4106(gcm(aes))' 0x0011223344556677889900112233445566778899 128 replay-oseq 5 replay-seq 3 replay-window 64 tfcpad 16 mark 7 mask 0xff coa 192.0.2.99
+ip xfrm state add src 192.0.2.1 dst 192.0.2.8 proto esp spi 0x10a aead 'rfc4106(gcm(aes))' 0x0011223344556677889900112233445566778899 128 offload crypto dev nsim0 dir out
+ip xfrm state add src 192.0.2.1 dst 192.0.2.8 proto esp spi 0x10b aead 'rfc4106(gcm(aes))' 0x0011223344556677889900112233445566778899 128 flag esn replay-window 128 limit byte-soft 1000 limit packet-hard 100000 limit time-use-soft 60
+ip xfrm state add src 192.0.2.1 dst 192.0.2.8 proto esp spi 0x10c enc 'cbc(aes)' 0x00112233445566778899aabbccddeeff auth 'hmac(sha1)' 0x0011223344556677889900112233445566778899 encap espinudp-nonike 4501 4502 0.0.0.0 dir out
+ip xfrm policy add src 10.5.0.0/16 dst 10.6.0.0/16 dir out ptype sub tmpl src 192.0.2.1 dst 192.0.2.2 proto esp reqid 2 mode tunnel 2>/dev/null
+ip xfrm policy add src 10.5.0.0/16 dst 10.6.0.0/16 dev eth2 dir in ctx "a" action allow flag localok flag icmp tmpl proto ah mode transport optional
+ip xfrm policy add dir out src 10.7.0.0/16 dst 10.8.0.0/16 tmpl src 192.0.2.1 dst 192.0.2.2 proto esp reqid 3 mode tunnel tmpl src 192.0.2.1 dst 192.0.2.3 proto comp mode tunnel
+ip xfrm policy deleteall dir in
+ip xfrm state deleteall proto esp
+ip xfrm state list spi 0x100
+ip xfrm policy list dir out priority 10
+ethtool -K nsim0 esp-hw-offload on esp-tx-csum-hw-offload on
+ethtool --show-priv-flags eth0
+ethtool -x eth0
+ethtool --show-rxfh eth0
+ethtool -s eth2 msglvl 7
+ethtool --set-priv-flags eth0 x on
+ethtool -A eth0 rx on
+ethtool -G eth0 rx 512
+ethtool -L eth0 combined 4
+ethtool -C eth0 rx-usecs 10
 true
