@@ -340,3 +340,16 @@ def test_route_expires_beyond_int_ticks_still_dumps(expires):
                                   for a in N.iter_attrs(d, h.offset + 28, h.offset + h.len) if a.type == 12]
     assert expiry == [0x7FFFFFFF if expires < 2 ** 32 - 1 else 0]
     assert rt.k.stats.internal_errors == 0
+
+
+def test_a_malformed_service_query_is_answered(xfrmd_server):
+    """Service connections too: bad JSON is EINVAL; a query an op cannot take (a missing
+    field) is EINVAL, one log line and one count; the connection and server go on."""
+    with xfrmd_server.service() as svc:
+        svc.sock.send(T.frame(T.F_QUERY, b"{not json"))
+        _, _, payload = T.parse_frame(svc.sock.recv(T.MAX_RECORD))
+        assert json.loads(payload)["errno"] == E.EINVAL
+        res = svc.query("netns_add")                                 # no "name"
+        assert res["errno"] == E.EINVAL and "KeyError" in res["error"]
+        st = svc.query("stats")
+    assert st["internal_errors"] == 1 and list(st["internal_error_sites"])[0].startswith("KeyError at xfrmd/")

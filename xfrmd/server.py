@@ -232,8 +232,8 @@ class Server:
             if deadline is not None and deadline <= k.clock.now():
                 try:
                     k.run_timers()
-                except Exception:
-                    log.exception("kernel timers failed")
+                except Exception as e:   # one line and a count, as a handler's bug
+                    k.stats.internal_error(e, "a kernel timer")
                 deadline = k.next_deadline()
             self._after_kernel_work()
             if self._unhello:
@@ -246,8 +246,8 @@ class Server:
             if k.idle_work:
                 try:
                     k.run_idle_work()
-                except Exception:
-                    log.exception("deferred kernel work failed")
+                except Exception as e:
+                    k.stats.internal_error(e, "deferred kernel work")
 
     def _event(self, conn: Connection, ev: int) -> None:
         try:
@@ -468,12 +468,18 @@ class Server:
             return
         try:
             request = json.loads(payload)
-            if isinstance(request, dict) and request.get("op") == "nlsock_state":
+            if not isinstance(request, dict):
+                raise ValueError("a query is a JSON object")
+        except ValueError as e:
+            self._send(conn, T.answer({"errno": E.EINVAL, "error": f"xfrmd: malformed query: {e}"}))
+            return
+        try:
+            if request.get("op") == "nlsock_state":
                 self._read_socket_of(request.get("ino"))
             result = services.handle(self.kernel, conn.netns, request, uid=conn.uid, pid=conn.pid)
-        except Exception as e:  # never let a bad query kill the server
-            log.exception("service query failed")
-            result = {"errno": E.EINVAL, "error": f"xfrmd: {e}"}
+        except Exception as e:  # never let a bad query kill the server: one line, counted
+            self.kernel.stats.internal_error(e, f"service op {str(request.get('op'))[:40]!r}")
+            result = {"errno": E.EINVAL, "error": f"xfrmd: {type(e).__name__}: {e}"}
         self._send(conn, T.answer(result))
 
     def _read_socket_of(self, ino) -> None:
