@@ -328,6 +328,8 @@ def _fuzz_client(path: str, netns: str, n: int, seed: int, out) -> None:
     f = Findings()
     socks: dict[int, NetlinkSocket] = {}
     seq = seed * 10_000_000
+    finished: set[int] = set()      # requests whose one final answer arrived
+    lies: set[int] = set()          # seqs of datagrams with a lying header (any answers)
 
     def sock(proto: int) -> NetlinkSocket:
         s = socks.get(proto)
@@ -357,7 +359,13 @@ def _fuzz_client(path: str, netns: str, n: int, seed: int, out) -> None:
                 if pid != s.portid:
                     f.problem(f"{what}: answer for port {pid}, this socket is {s.portid}")
                 if mseq != want:
-                    continue          # what an earlier lying datagram produced
+                    if mseq in lies:
+                        continue      # what an earlier lying datagram produced
+                    if mseq in finished and t in (NLMSG_ERROR, NLMSG_DONE):
+                        f.problem(f"{what}: a second final answer to request {mseq}")
+                    elif mseq not in finished:
+                        f.problem(f"{what}: an answer to seq {mseq}, never sent on this socket")
+                    continue
                 if t in (NLMSG_ERROR, NLMSG_DONE):
                     finals += 1
                     if t == NLMSG_ERROR and len(body) >= 4:
@@ -368,6 +376,7 @@ def _fuzz_client(path: str, netns: str, n: int, seed: int, out) -> None:
             if finals:
                 if finals > 1:
                     f.problem(f"{what}: {finals} final answers")
+                finished.add(want)
                 return True
 
     protos = (NETLINK_XFRM, NETLINK_ROUTE, NETLINK_GENERIC)
@@ -377,6 +386,7 @@ def _fuzz_client(path: str, netns: str, n: int, seed: int, out) -> None:
         s = sock(proto)
         if rnd.random() < 0.05:
             d = mut.header_lie(proto, seq, s.portid)
+            lies.add(seq)
             s.sock.send(d)
             f.lies += 1
             seq = (seq + 1) & 0xFFFFFFFF

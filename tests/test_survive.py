@@ -37,13 +37,22 @@ def test_poll_timeout_is_clamped_not_the_deadline():
     assert poll_timeout(6.5, 5.0) == 1.5
     assert poll_timeout(5.0 + 2592000, 5.0) == MAX_POLL_SECONDS
     assert poll_timeout(2.0 ** 64, 5.0) == MAX_POLL_SECONDS
-    # what epoll.poll() accepts (it refused anything above 2**31 - 1 ms before)
+    # epoll.poll() refuses a wait of 2**31 ms or more; the clamped one it takes (a readable
+    # pipe makes it return at once)
+    import os
     import select
     ep = select.epoll()
+    r, w = os.pipe()
     try:
-        ep.poll(poll_timeout(2.0 ** 64, 0.0) / 1e6)
+        os.write(w, b"x")
+        ep.register(r, select.EPOLLIN)
+        with pytest.raises(OverflowError):
+            ep.poll(2592000.0)
+        assert ep.poll(poll_timeout(2.0 ** 64, 0.0)) == [(r, select.EPOLLIN)]
     finally:
         ep.close()
+        os.close(r)
+        os.close(w)
 
 
 @pytest.mark.parametrize("add, show", [
