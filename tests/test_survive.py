@@ -319,10 +319,11 @@ def test_ethtool_nested_u32s_of_the_wrong_length():
     s = _nl(k, N.NETLINK_GENERIC)
     hdr = nla(1 | N.NLA_F_NESTED, nla(2, b"eth0\0"))
     nest = lambda t, *a: nla(t | N.NLA_F_NESTED, b"".join(a))   # noqa: E731
-    bit = nest(1, nest(1, nla(1, b"\3\0")))                          # BITS { BIT { INDEX: 2 bytes } }
+    bit = nest(3, nest(1, nla(1, b"\3\0")))                          # BITS { BIT { INDEX: 2 bytes } }
     compact = nla(2, b"\1") + nla(4, bytes(4)) + nla(5, bytes(4))    # SIZE of 1 byte
     for wanted in (bit, compact):
-        answers = _ethtool(k, s, 12, hdr + nest(2, wanted))              # ETHTOOL_MSG_FEATURES_SET
+        k.stats.datagrams = 0
+        answers = _ethtool(k, s, 12, hdr + nest(3, wanted))              # FEATURES_SET, WANTED
         assert answers == [(N.NLMSG_ERROR, 6, -E.EINVAL, False)]
     strset = nest(2, nest(1, nla(1, b"\4")))                          # STRINGSETS { STRINGSET { ID } }
     assert _ethtool(k, s, 1, hdr + strset) == [(N.NLMSG_ERROR, 6, -E.EINVAL, False)]
