@@ -60,7 +60,30 @@ def load_seeds() -> dict[int, list[bytes]]:
             r = json.loads(line)
             seeds[r["proto"]].append(bytes.fromhex(r["data"]))
     seeds[NETLINK_XFRM] += _xfrm_extra()
+    seeds[NETLINK_ROUTE] += _rtnl_extra()
+    seeds[NETLINK_GENERIC] += _genl_extra()
     return seeds
+
+
+def _rtnl_extra() -> list[bytes]:
+    """RTM_SETLINK (ip uses NEWLINK for `ip link set`; pyroute2 and others send SETLINK) and
+    RTM_DELNSID."""
+    from netlink_codec.netlink import encode_msg, nla
+    ifi = struct.pack("=BxHiII", 0, 0, 2, 1, 1)
+    setlink = (ifi + nla(4, struct.pack("=I", 1400)) + nla(3, b"eth0\0") + nla(16, b"\6")
+               + nla(17, b"\1") + nla(13, struct.pack("=I", 1000)))
+    delnsid = struct.pack("=Bxxx", 0) + nla(1, struct.pack("=i", 7))
+    return [encode_msg(19, F_REQUEST | F_ACK, 1, 0, setlink), encode_msg(89, F_REQUEST | F_ACK, 1, 0, delnsid)]
+
+
+def _genl_extra() -> list[bytes]:
+    """nlctrl: GETFAMILY by id and as a dump, GETPOLICY of ethtool."""
+    from netlink_codec.netlink import encode_msg, nla
+    hdr = lambda cmd: struct.pack("=BBH", cmd, 2, 0)   # noqa: E731
+    return [encode_msg(16, F_REQUEST | F_ACK, 1, 0, hdr(3) + nla(1, struct.pack("=H", 20))),
+            encode_msg(16, F_REQUEST | F_DUMP, 1, 0, hdr(3)),
+            encode_msg(16, F_REQUEST | F_DUMP, 1, 0, hdr(10) + nla(2, b"ethtool\0")
+                       + nla(10, struct.pack("=I", 1)))]
 
 
 def _xfrm_extra() -> list[bytes]:
@@ -329,6 +352,7 @@ def _fuzz_client(path: str, netns: str, n: int, seed: int, out) -> None:
     socks: dict[int, NetlinkSocket] = {}
     seq = seed * 10_000_000
     finished: set[int] = set()      # requests whose one final answer arrived
+    kinds: set[tuple] = set()       # (protocol, message type or genetlink family·command) sent
     lies: set[int] = set()          # seqs of datagrams with a lying header (any answers)
 
     def sock(proto: int) -> NetlinkSocket:
@@ -397,13 +421,14 @@ def _fuzz_client(path: str, netns: str, n: int, seed: int, out) -> None:
             d = HDR.pack(16 + len(b), t, flags | F_REQUEST | F_ACK, seq, s.portid) + bytes(b)
             s.sock.send(d)
             what = f"proto {proto} type {t} flags {flags:#x}: {d[:64].hex()}"
+            kinds.add((proto, t if proto != NETLINK_GENERIC or len(b) < 1 else t * 256 + b[0]))
         f.sent += 1
         if collect(s, proto, seq, what):
             f.answered += 1
     for s in socks.values():
         s.close()
     out.put({"sent": f.sent, "answered": f.answered, "lies": f.lies, "errors": f.errors,
-             "problems": f.problems})
+             "problems": f.problems, "kinds": sorted(kinds)})
 
 
 # -- consistency: the dumps say what the successful requests did ---------------------------
@@ -552,6 +577,7 @@ def run(datagrams: int, clients: int, seed: int, consistency_ops: int, rss_bound
             result["problems"].append(f"{st['internal_errors']} internal errors: {st['internal_error_sites']}")
         result.update(datagrams=sent, answered=sum(o["answered"] for o in fuzz),
                       header_lies=sum(o["lies"] for o in fuzz), seconds=round(elapsed, 1),
+                      message_kinds=len({tuple(k) for o in fuzz for k in o["kinds"]}),
                       per_second=round(sent / elapsed), internal_errors=st["internal_errors"],
                       internal_error_sites=st["internal_error_sites"], bad_frames=st["bad_frames"],
                       rss_start_mib=round(rss0 / 1024, 1), rss_end_mib=round(rss1 / 1024, 1),
@@ -574,7 +600,7 @@ def run(datagrams: int, clients: int, seed: int, consistency_ops: int, rss_bound
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python3 -m benchmarks.soak", description=__doc__.split("\n\n")[1])
     size = p.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="the CI size: 20,000 datagrams")
+    size.add_argument("--quick", action="store_true", help="the CI size: 50,000 datagrams")
     size.add_argument("--long", action="store_true", help="10^6 datagrams")
     p.add_argument("--datagrams", type=int)
     p.add_argument("--clients", type=int, default=4)
@@ -583,7 +609,7 @@ def main(argv: list[str]) -> int:
     a = p.parse_args(argv)
     if a.record_seeds:
         return record_seeds()
-    n = a.datagrams or (1_000_000 if a.long else 20_000 if a.quick else 100_000)
+    n = a.datagrams or (1_000_000 if a.long else 50_000 if a.quick else 100_000)
     res = run(n, a.clients, a.seed, consistency_ops=2000 if a.quick else 20_000,
               rss_bound_mib=64 if n <= 100_000 else 256)
     return 1 if res["problems"] else 0

@@ -29,6 +29,9 @@ ip xfrm policy set hthresh4 24 16 hthresh6 64 48
 ip xfrm policy setdefault in block fwd accept out accept
 ip xfrm policy getdefault
 ip xfrm policy delete src 10.1.0.0/24 dst 10.0.0.0/24 dir in mark 0x1/0xff if_id 3
+ip xfrm policy add src 10.2.0.0/24 dst 10.3.0.0/24 dir in mark 1 mask 0xff if_id 3 tmpl src 192.0.2.2 dst 192.0.2.1 proto esp mode tunnel
+ip xfrm policy delete src 10.2.0.0/24 dst 10.3.0.0/24 dir in mark 1 mask 0xff if_id 3
+ip xfrm policy delete src 10.0.0.0/24 dst 10.1.0.0/24 dir out
 ip xfrm policy flush
 ip xfrm state flush proto ah
 ip xfrm state flush
