@@ -27,7 +27,7 @@ def req(t, cmd, body, flags=5):
             if S == seq and T == 2:
                 err = struct.unpack_from("=i", r, off + 16)[0]; msg = offs = None
                 if F & 0x200:
-                    a = off + 20 + (struct.unpack_from("=I", r, off + 20)[0] if err else 16)
+                    a = off + 20 + ((struct.unpack_from("=I", r, off + 20)[0] + 3) & ~3 if err else 16)
                     while a + 4 <= off + L:
                         al, at = struct.unpack_from("=HH", r, a)
                         if al < 4: break

@@ -47,8 +47,8 @@ for label, proto, hexd in cases:
                 err = struct.unpack_from("=i", r, off + 16)[0]
                 msg = offs = None
                 if F & 0x200:                          # NLM_F_ACK_TLVS
-                    a = off + 20 + ((struct.unpack_from("=I", r, off + 20)[0] if err else 16)
-                                    if T == 2 else 0)
+                    olen = (struct.unpack_from("=I", r, off + 20)[0] + 3) & ~3 if err else 16
+                    a = off + 20 + (olen if T == 2 else 0)     # after the echoed request
                     while a + 4 <= off + L:
                         al, at = struct.unpack_from("=HH", r, a)
                         if al < 4:
@@ -127,7 +127,17 @@ CASES = [
     ("addr unknown family", msg(20, C, ifa(7, 24) + attr(2, V4))),
     ("deladdr4 plen 33, local only", msg(21, A, ifa(2, 33) + attr(2, V4))),
     ("deladdr6 plen 129", msg(21, A, ifa(10, 129) + attr(2, V6))),
+    ("deladdr4 trailing junk, gone", msg(21, A, ifa(2, 8) + attr(2, V4) + JUNK)),
+    ("addr4 again", msg(20, C, ifa(2, 24) + attr(2, V4))),
+    ("deladdr4 trailing junk", msg(21, A, ifa(2, 24) + attr(2, V4) + JUNK)),
+    ("deladdr6 trailing junk, gone", msg(21, A, ifa(10, 64) + attr(2, V6) + JUNK)),
     ("addr short header", msg(20, C, b"\x02\x18")),
+    ("deladdr short header", msg(21, A, b"\x02\x18")),
+    ("route short header", msg(24, C, b"\x02\x18")),
+    ("delroute short header", msg(25, A, b"\x02\x18")),
+    ("getroute short header", msg(26, A, b"\x02\x18")),
+    ("rule short header", msg(32, C, b"\x02\x18")),
+    ("delrule short header", msg(33, A, b"\x02\x18")),
     ("route4 dst_len 33", msg(24, C, rtm(2, 33) + attr(1, V4) + OIF)),
     ("route6 dst_len 129", msg(24, C, rtm(10, 129) + attr(1, V6) + OIF)),
     ("route6 dst_len 129, no dst", msg(24, C, rtm(10, 129) + OIF)),

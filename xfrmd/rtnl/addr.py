@@ -142,7 +142,7 @@ def _parse(req, new: bool):
     from .policy import IFA_IPV4_POLICY, IFA_IPV6_POLICY, IFA_MAX, rtnl_parse
     off = req.payload_offset
     if req.end - off < IFADDRMSG.size:
-        return None, Reply(-E.EINVAL)
+        return None, Reply(-E.EINVAL, "Invalid header length")       # __nlmsg_parse
     family, plen, _flags, scope, index = IFADDRMSG.unpack_from(req.buf, off)
     if family not in (2, 10):
         # rtnetlink_rcv_msg: no handler for the family, none for PF_UNSPEC either

@@ -71,7 +71,7 @@ def netconf_get_devconf(req):
     # inet_netconf_valid_get_req / inet6_netconf_valid_get_req: the family's policy,
     # strictly on a socket with NETLINK_GET_STRICT_CHK
     from .policy import DEVCONF_IPV4_POLICY, DEVCONF_IPV6_POLICY, NETCONFA_MAX, rtnl_parse
-    tb, bad = rtnl_parse(req, 4, DEVCONF_IPV4_POLICY if family == 2 else DEVCONF_IPV6_POLICY,
+    tb, bad = rtnl_parse(req, 1, DEVCONF_IPV4_POLICY if family == 2 else DEVCONF_IPV6_POLICY,
                          NETCONFA_MAX, strict=req.sock.strict_chk)
     if bad is not None:
         return bad

@@ -65,7 +65,7 @@ def rtnl_parse(req, hdrlen: int, policy: dict, maxtype: int, *, strict: bool = F
     ``hdrlen`` bytes: (attribute payloads by type, the last occurrence winning; error)."""
     off = req.payload_offset
     if req.end - off < hdrlen:
-        return {}, Reply(-E.EINVAL)               # __nlmsg_parse: header too short
+        return {}, Reply(-E.EINVAL, "Invalid header length")       # __nlmsg_parse
     start = off + ((hdrlen + 3) & ~3)
     if strict:
         from netlink_codec.netlink import kernel_attrs

@@ -315,7 +315,7 @@ def _rtm_to_config(req):
     or a Reply refusing it."""
     off = req.payload_offset
     if req.end - off < RTMSG.size:
-        return Reply(-E.EINVAL, "Invalid header for route request")   # nlmsg_parse
+        return Reply(-E.EINVAL)          # nlmsg_validate_deprecated: no message
     fam, dst_len, src_len, tos, table, proto, scope, rtype, _fl = RTMSG.unpack_from(req.buf, off)
     if fam not in (2, 10):
         return Reply(-E.EAFNOSUPPORT)

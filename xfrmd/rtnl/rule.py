@@ -116,7 +116,7 @@ def fib_nl_fill_rule(ns, r: FibRule, msg_type: int, seq: int, portid: int, flags
 def _parse(req) -> FibRule | Reply:
     off = req.payload_offset
     if req.end - off < FIB_RULE_HDR.size:
-        return Reply(-E.EINVAL, "Invalid header for rule request")
+        return Reply(-E.EINVAL, "Invalid msg length")                 # fib_nl_newrule
     fam, dst_len, src_len, tos, table, _r1, _r2, action, flags = FIB_RULE_HDR.unpack_from(req.buf, off)
     if fam not in (2, 10):
         return Reply(-E.EAFNOSUPPORT)               # no fib_rules_ops for the family
