@@ -69,6 +69,9 @@ def _nested(info, ra: RawAttr) -> dict[int, RawAttr]:
     return {r.type: r for r in raws}
 
 
+ETHTOOL_A_HEADER_MAX = 4     # DEV_INDEX, DEV_NAME, FLAGS, PHY_INDEX
+
+
 def parse_header(info, hdr_type: int, require_dev: bool, flag_mask: int = 3):
     """``ethnl_parse_header_dev_get`` (with the header policy's checks): (dev, flags)."""
     buf = info.req.buf
@@ -77,7 +80,17 @@ def parse_header(info, hdr_type: int, require_dev: bool, flag_mask: int = 3):
         if not require_dev:
             return None, 0
         raise _err(E.EINVAL, "request header missing")
-    tb = _nested(info, ra)
+    # genetlink's strict parse of the nest (NLA_POLICY_NESTED(ethnl_header_policy)):
+    # the flag, known types only, nothing left over
+    if not ra.flags & NLA_F_NESTED:
+        raise _err(E.EINVAL, "NLA_F_NESTED is missing", info, ra)
+    raws, leftover = kernel_attrs(buf, ra.start, ra.end)
+    for r in raws:
+        if r.type == 0 or r.type > ETHTOOL_A_HEADER_MAX:
+            raise _err(E.EINVAL, "Unknown attribute type", info, r)
+    if leftover:
+        raise _err(E.EINVAL, "bytes leftover after parsing attributes")
+    tb = {r.type: r for r in raws}
     flags = 0
     fl = tb.get(T.ETHTOOL_A_HEADER_FLAGS)
     if fl is not None:
@@ -91,8 +104,8 @@ def parse_header(info, hdr_type: int, require_dev: bool, flag_mask: int = 3):
     if name_ra is not None:
         raw = bytes(buf[name_ra.start:name_ra.end])
         if b"\0" not in raw or raw.index(b"\0") > ALTIFNAMSIZ - 1:
-            raise _err(E.EINVAL, "Attribute failed policy validation" if b"\0" in raw
-                       else "NUL-terminated string missing", info, name_ra)
+            # NLA_NUL_STRING: no NUL within len + 1 bytes fails the policy (EINVAL)
+            raise _err(E.EINVAL, "Attribute failed policy validation", info, name_ra)
         name = raw.split(b"\0", 1)[0].decode("utf-8", "replace")
     links = info.req.netns.links
     dev = None
