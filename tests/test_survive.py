@@ -99,9 +99,8 @@ def test_a_handler_exception_is_one_einval_and_one_log_line(monkeypatch, caplog)
     monkeypatch.setitem(rtnl.DOIT, 88, broken)                  # RTM_NEWNSID
     # two messages in one datagram: the first fails, the second is still handled
     d = encode_msg(88, REQ_ACK, 1, 0, bytes(4)) + encode_msg(18, REQ_ACK, 2, 0, bytes(16))
-    with caplog.at_level(logging.DEBUG, logger="xfrmd.server"):
-        caplog.set_level(logging.ERROR, logger="xfrmd.server")
-        k.deliver(s, d)
+    caplog.set_level(logging.INFO, logger="xfrmd.server")
+    k.deliver(s, d)
     answers = _answers(k, s)
     assert answers[0] == (N.NLMSG_ERROR, 1, -E.EINVAL, True)
     assert [a[1] for a in answers] == [1, 2]
