@@ -88,6 +88,11 @@ def rtm(fam, dl, sl=0):
     return struct.pack("=BBBBBBBBI", fam, dl, sl, 0, 254, 3, 0, 1, 0)
 
 
+def gr(fam, dl, table=0, scope=0, flags=0):
+    """An rtmsg as a route get sends it (no table, protocol, scope or type)."""
+    return struct.pack("=BBBBBBBBI", fam, dl, 0, 0, table, 0, scope, 0, flags)
+
+
 def frh(fam, dl, sl):
     return struct.pack("=BBBBBBBBI", fam, dl, sl, 0, 100, 0, 0, 1, 0)
 
@@ -192,6 +197,23 @@ STRICT = [   # on a NETLINK_GET_STRICT_CHK socket
     ("strict route dump no such oif", msg(26, DUMP, rtm(2, 0) + attr(4, struct.pack("=I", 99)))),
     ("strict route dump table", msg(26, DUMP, rtm(2, 0) + attr(15, struct.pack("=I", 254)))),
     ("strict route6 dump unsupported attr", msg(26, DUMP, rtm(10, 0) + attr(1, V6))),
+    ("strict route get4", msg(26, A, gr(2, 32) + attr(1, V4))),
+    ("strict route get4 header from a dump", msg(26, A, rtm(2, 32) + attr(1, V4))),
+    ("strict route get4 dst_len 24", msg(26, A, gr(2, 24) + attr(1, V4))),
+    ("strict route get4 table", msg(26, A, gr(2, 32, table=254) + attr(1, V4))),
+    ("strict route get4 flags", msg(26, A, gr(2, 32, flags=0x200) + attr(1, V4))),
+    ("strict route get4 dst, no dst_len", msg(26, A, gr(2, 0) + attr(1, V4))),
+    ("strict route get4 table attr", msg(26, A, gr(2, 32) + attr(1, V4) + attr(15, struct.pack("=I", 254)))),
+    ("strict route get4 trailing junk", msg(26, A, gr(2, 32) + attr(1, V4) + JUNK)),
+    ("strict route get4 unknown attr", msg(26, A, gr(2, 32) + attr(1, V4) + attr(99, bytes(4)))),
+    ("strict route get6", msg(26, A, gr(10, 128) + attr(1, V6))),
+    ("strict route get6 dst_len 64", msg(26, A, gr(10, 64) + attr(1, V6))),
+    ("strict route get6 scope", msg(26, A, gr(10, 128, scope=200) + attr(1, V6))),
+    ("strict route get6 flags", msg(26, A, gr(10, 128, flags=0x1000) + attr(1, V6))),
+    ("strict route get6 dst, no dst_len", msg(26, A, gr(10, 0) + attr(1, V6))),
+    ("strict route get6 table attr", msg(26, A, gr(10, 128) + attr(1, V6) + attr(15, struct.pack("=I", 254)))),
+    ("strict route get6 trailing junk", msg(26, A, gr(10, 128) + attr(1, V6) + JUNK)),
+    ("strict route get short header", msg(26, A, b"\2\0")),
     ("strict netconf4 trailing junk", msg(82, A, netconf(2) + attr(1, struct.pack("=i", 1)) + JUNK)),
     ("strict netconf4 unknown attr", msg(82, A, netconf(2) + attr(1, struct.pack("=i", 1)) + attr(40, b"\0" * 4))),
 ]

@@ -212,13 +212,40 @@ def _get_attrs(req):
     if req.end - off < RTMSG.size:
         return None
     hdr = RTMSG.unpack_from(req.buf, off)
-    # inet_rtm_valid_getroute_req / inet6_rtm_valid_getroute_req: the family's policy,
-    # strictly on a socket with NETLINK_GET_STRICT_CHK (the header checks of that mode are
-    # not modelled)
+    # inet_rtm_valid_getroute_req / inet6_rtm_valid_getroute_req: the family's policy; on a
+    # socket with NETLINK_GET_STRICT_CHK (iproute2's) also a clean header, a strict parse and
+    # only the attributes a lookup uses
     from .policy import RTA_MAX, RTM_IPV4_POLICY, RTM_IPV6_POLICY, rtnl_parse
-    a, bad = rtnl_parse(req, RTMSG.size, RTM_IPV6_POLICY if hdr[0] == 10 else RTM_IPV4_POLICY,
-                        RTA_MAX, strict=req.sock.strict_chk)
-    return bad if bad is not None else (hdr, a)
+    v6 = hdr[0] == 10
+    strict = req.sock.strict_chk
+    fam, dst_len, src_len, _tos, table, proto, scope, rtype, rflags = hdr
+    full = 128 if v6 else 32
+    if strict and ((src_len and src_len != full) or (dst_len and dst_len != full) or table
+                   or proto or scope or rtype):
+        return Reply(-E.EINVAL, "ipv6: Invalid values in header for get route request" if v6
+                     else "ipv4: Invalid values in header for route get request")
+    if strict and rflags & ~(RTM_F_FIB_MATCH if v6 else (RTM_F_NOTIFY | RTM_F_LOOKUP_TABLE
+                                                           | RTM_F_FIB_MATCH)):
+        return Reply(-E.EINVAL, "ipv6: Invalid flags for get route request" if v6
+                     else "ipv4: Unsupported rtm_flags for route get request")
+    a, bad = rtnl_parse(req, RTMSG.size, RTM_IPV6_POLICY if v6 else RTM_IPV4_POLICY,
+                        RTA_MAX, strict=strict)
+    if bad is not None:
+        return bad
+    if strict:
+        if (RTA_SRC in a and not src_len) or (RTA_DST in a and not dst_len):
+            return Reply(-E.EINVAL, "ipv6: rtm_src_len and rtm_dst_len must be 128 for IPv6" if v6
+                         else "ipv4: rtm_src_len and rtm_dst_len must be 32 for IPv4")
+        if set(a) - _GETROUTE_ATTRS:
+            return Reply(-E.EINVAL, "ipv6: Unsupported attribute in get route request" if v6
+                         else "ipv4: Unsupported attribute in route get request")
+    return hdr, a
+
+
+# what a strict route get may carry: RTA_SRC, RTA_DST, RTA_IIF, RTA_OIF, RTA_MARK, RTA_UID,
+# RTA_IP_PROTO, RTA_SPORT, RTA_DPORT
+_GETROUTE_ATTRS = {2, 1, 3, 4, 16, 25, 27, 28, 29}
+RTM_F_NOTIFY = 0x100
 
 
 def _u32(a, t, default=0):
