@@ -606,7 +606,11 @@ def run(datagrams: int, clients: int, seed: int, consistency_ops: int, rss_bound
         except subprocess.TimeoutExpired:
             server.kill()
         logf.close()
-        result["server_log"] = log_path
+        if result["problems"]:
+            result["server_log"] = log_path          # kept for the findings
+        else:
+            import shutil
+            shutil.rmtree(tmp, ignore_errors=True)
     if verbose:
         print(json.dumps(result, indent=2))
     return result
