@@ -37,10 +37,19 @@ def cmd_serve(args) -> int:
         from .pcap import PcapWriter
         kernel.tracers.append(PcapWriter.open(args.pcap, kernel))
     path = args.socket or T.default_socket_path()
+    gid = None
+    if args.group is not None:
+        import grp
+        try:
+            gid = int(args.group) if args.group.isdigit() else grp.getgrnam(args.group).gr_gid
+        except KeyError:
+            print(f"xfrmd: no group {args.group!r}", file=sys.stderr)
+            return 2
 
     async def main():
         server = Server(kernel, path, max_clients=args.max_clients,
                         hello_timeout=args.hello_timeout)
+        server.group = gid
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 await nursery.start(server.serve)
@@ -83,7 +92,7 @@ def _leaves(group: BaseExceptionGroup):
 
 
 def cmd_ctl(args) -> int:
-    from .client import Service
+    from .client import Service, ServerRefused
     from .ctl import run_ctl
 
     if not args.verb or args.verb[0] in ("help", "-h", "--help"):
@@ -94,6 +103,9 @@ def cmd_ctl(args) -> int:
     try:
         with Service(args.netns or "", args.socket) as svc:
             return run_ctl(svc, args.verb)
+    except ServerRefused as e:
+        print(e.strerror, file=sys.stderr)
+        return 1
     except (FileNotFoundError, ConnectionRefusedError):
         print(f"xfrmd: no server on {args.socket or T.default_socket_path()}", file=sys.stderr)
         return 1
@@ -110,7 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("serve", help="run the server")
-    s.add_argument("--socket", help="listening socket path (default: $XFRMD_SOCKET, …)")
+    s.add_argument("--socket", help="listening socket path (default: $XFRMD_SOCKET, else "
+                   "$XDG_RUNTIME_DIR/xfrmd.sock, else /tmp/xfrmd-UID/xfrmd.sock)")
+    s.add_argument("--group", help="make the socket 0660 with this group (default: 0600, "
+                   "the owner's alone); its members connect without CAP_NET_ADMIN")
     s.add_argument("--topology", help="built-in topology name or TOML file (default: default)")
     s.add_argument("--trace", metavar="FILE|-", help="record every netlink datagram")
     s.add_argument("--pcap", metavar="FILE", help="write a netlink pcap (LINKTYPE_NETLINK)")

@@ -38,6 +38,22 @@ class NetlinkError(OSError):
         self.offset = offset
 
 
+SO_PEERCRED = 17
+
+
+class ServerRefused(ConnectionRefusedError):
+    """The socket's server runs as another user (neither ours nor root): not our kernel,
+    and what we would send it (keys) is not for it (docs/security.md)."""
+
+
+def check_server(sock: socket.socket, path: str) -> None:
+    """After connect: the server's SO_PEERCRED uid must be ours or root's."""
+    uid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, SO_PEERCRED, 12))[1]
+    if uid not in (0, os.geteuid()):
+        sock.close()
+        raise ServerRefused(E.ECONNREFUSED, f"xfrmd: refusing server at {path} owned by uid {uid}")
+
+
 def _family_for(protocol: int) -> Family | None:
     from netlink_codec.netlink import NETLINK_XFRM
     if protocol == NETLINK_XFRM:
@@ -137,6 +153,7 @@ class NetlinkSocket(_Base):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.sock.settimeout(timeout)
         self.sock.connect(self.path)
+        check_server(self.sock, self.path)
         netns = netns or os.environ.get("XFRMD_NETNS", "")
         for f in self._setup_frames(protocol, netns, groups, portid, ext_ack, cap_ack, rcvbuf, sock_type):
             self.sock.send(f)
@@ -241,6 +258,7 @@ class TrioNetlinkSocket(_Base):
         self.seq = 0
         self.sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         await self.sock.connect(self.path)
+        check_server(self.sock, self.path)
         netns = netns or os.environ.get("XFRMD_NETNS", "")
         for f in self._setup_frames(protocol, netns, groups, portid, ext_ack, cap_ack, rcvbuf, sock_type):
             await self.sock.send(f)
@@ -315,7 +333,9 @@ class Service:
     def __init__(self, netns: str = "", path: str | None = None, timeout: float | None = 30.0):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.sock.settimeout(timeout)
-        self.sock.connect(path or T.default_socket_path())
+        path = path or T.default_socket_path()
+        self.sock.connect(path)
+        check_server(self.sock, path)
         self.sock.send(T.hello(T.SERVICE_PROTOCOL, 0, netns or os.environ.get("XFRMD_NETNS", "")))
 
     def query(self, op: str, **fields) -> dict:

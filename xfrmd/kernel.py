@@ -140,23 +140,33 @@ class Kernel:
     # -- sockets -----------------------------------------------------------------------
 
     def socket(self, protocol: int, netns: str = "default", *, pid: int = 0, uid: int = 0,
-               sock_type: int = SOCK_RAW) -> NetlinkSocket:
-        """``socket(AF_NETLINK, type, protocol)``; unknown protocols → EPROTONOSUPPORT."""
+               sock_type: int = SOCK_RAW, cred=None, create: bool | None = None) -> NetlinkSocket:
+        """``socket(AF_NETLINK, type, protocol)``; unknown protocols → EPROTONOSUPPORT.
+
+        ``cred`` (:class:`~xfrmd.capability.Credentials`): what the opener may do (the
+        server's peers); without it ``admin_uids`` decides. ``create=False``: an unknown
+        namespace is ENOENT (a peer cannot make namespaces, docs/security.md)."""
         if sock_type not in (SOCK_RAW, SOCK_DGRAM):
             raise KernelError(E.ESOCKTNOSUPPORT)
         if protocol not in self.families or getattr(self.families[protocol], "refuse_sockets", False):
             # netlink_create: no kernel socket registered for this protocol (or switched off,
             # `xfrmd ctl genetlink off`, to make programs take their non-netlink path)
             raise KernelError(E.EPROTONOSUPPORT)
-        ns = self.netns(netns)
+        ns = self.netns(netns, create)
         sock = NetlinkSocket(protocol, ns, pid=pid, uid=uid, sock_type=sock_type,
                              id=next(self._sock_ids))
-        sock.cap_net_admin = self.admin_uids is None or uid in self.admin_uids
+        if cred is not None:
+            sock.cap_net_admin = cred.net_admin
+            sock.cap_net_admin_init = cred.net_admin_init
+        else:
+            sock.cap_net_admin = sock.cap_net_admin_init = self.admin_uids is None or uid in self.admin_uids
         ns.sockets.setdefault(protocol, set()).add(sock)
         return sock
 
     def bind(self, sock: NetlinkSocket, portid: int = 0, groups: int = 0) -> None:
         """``netlink_bind``: assign or check the port id, then set the legacy group mask."""
+        if groups and not self._may_join(sock):
+            raise KernelError(E.EPERM)     # checked before the port id (netlink_bind)
         if sock.bound:
             if portid and portid != sock.portid:
                 raise KernelError(E.EINVAL)
@@ -171,6 +181,12 @@ class Kernel:
             self.autobind(sock)
         if groups or sock.groups & 0xFFFFFFFF:
             sock.groups = (sock.groups & ~0xFFFFFFFF) | (groups & 0xFFFFFFFF)
+
+    @staticmethod
+    def _may_join(sock: NetlinkSocket) -> bool:
+        """``netlink_allowed(sock, NL_CFG_F_NONROOT_RECV)`` (xfrmd/capability.py)."""
+        from .capability import NONROOT_RECV_PROTOCOLS
+        return sock.cap_net_admin or sock.protocol in NONROOT_RECV_PROTOCOLS
 
     def autobind(self, sock: NetlinkSocket) -> None:
         """``netlink_autobind``: the process id if free, else a unique negative id."""
@@ -191,6 +207,8 @@ class Kernel:
         if level == N.SOL_NETLINK:
             if optname == N.NETLINK_ADD_MEMBERSHIP or optname == N.NETLINK_DROP_MEMBERSHIP:
                 fam = self.families[sock.protocol]
+                if not self._may_join(sock):
+                    raise KernelError(E.EPERM)   # netlink_setsockopt: before the group check
                 if value <= 0 or value > max(getattr(fam, "groups", 32), 32):
                     raise KernelError(E.EINVAL)
                 if not sock.bound:
@@ -207,6 +225,10 @@ class Kernel:
                 sock.no_enobufs = bool(value)
                 if value:                  # netlink_setsockopt: a congestion ends at once
                     sock.congested = False
+        elif level == SOL_SOCKET and optname == SO_RCVBUFFORCE and not sock.cap_net_admin_init:
+            # sk_setsockopt: capable(CAP_NET_ADMIN) in the init user namespace, or EPERM and
+            # nothing changes (docs/security.md)
+            raise KernelError(E.EPERM)
         elif level == SOL_SOCKET and optname in (SO_RCVBUF, SO_RCVBUFFORCE):
             sock.rcvbuf = rcvbuf_for(value, optname == SO_RCVBUFFORCE)
 

@@ -103,6 +103,8 @@ class XfrmdSocket(socket.socket):
             raise ConnectionRefusedError(
                 E.ECONNREFUSED, f"xfrmd: cannot reach the xfrmd server at {self.nl_path}: "
                 f"{e.strerror}") from None
+        from .client import check_server
+        check_server(self, self.nl_path)
         super().send(T.hello(protocol, sock_type, netns))
 
     # -- what pyroute2 and asyncio look at ------------------------------------------------

@@ -163,6 +163,10 @@ def _server(args):
     if args.pcap:
         from .pcap import PcapWriter
         kernel.tracers.append(PcapWriter.open(args.pcap, kernel))
+    netns = args.netns or os.environ.get("XFRMD_NETNS") or "default"
+    if netns not in kernel.namespaces:
+        # the owner makes it, as `xfrmd ctl netns add` would: a HELLO cannot
+        kernel.add_netns(netns)
     try:
         with running_server(kernel) as srv:
             yield srv.path

@@ -19,7 +19,9 @@ import json
 import logging
 import os
 import select
+import signal
 import socket as pysocket
+import stat
 import struct
 import threading
 import time
@@ -71,10 +73,62 @@ def poll_timeout(deadline: float | None, now: float) -> float:
     return min(max(0.0, deadline - now), MAX_POLL_SECONDS)
 
 
+SO_PEERPIDFD = 77
+
+
+def _userns_same(pid: int) -> bool:
+    """Whether the peer lives in this server's user namespace. The namespace link needs
+    ptrace access; without it, the uid maps (readable by anyone, and shown relative to the
+    reader's namespace) tell: a process of another namespace shows another map."""
+    try:
+        return os.readlink(f"/proc/{pid}/ns/user") == os.readlink("/proc/self/ns/user")
+    except PermissionError:
+        pass
+    except OSError:
+        return False
+    try:
+        with open(f"/proc/{pid}/uid_map") as a, open("/proc/self/uid_map") as b:
+            return a.read() == b.read()
+    except OSError:
+        return False
+
+
+def _peer_credentials(s: pysocket.socket, pid: int, uid: int, gid: int, owner_uid: int):
+    """A peer's capabilities from its /proc/<pid>/status (xfrmd/capability.py). The peer's
+    pidfd (SO_PEERPIDFD) guards against a pid reused between connect and this read: the
+    process must still be alive after the read."""
+    from .capability import peer_credentials
+    pidfd = -1
+    try:
+        pidfd = s.getsockopt(pysocket.SOL_SOCKET, SO_PEERPIDFD)
+    except OSError:
+        pass                       # kernels before 6.5: the uid in the status must match
+    status = None
+    try:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                status = f.read()
+        except OSError:
+            pass
+        same = status is not None and _userns_same(pid)
+        if pidfd >= 0 and status is not None:
+            try:
+                signal.pidfd_send_signal(pidfd, 0)
+            except PermissionError:
+                pass               # alive, another user's
+            except OSError:
+                status = None      # gone: the pid may name another process by now
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
+    return peer_credentials(pid, uid, gid, owner_uid=owner_uid, status=status, same_userns=same)
+
+
 class Connection:
     """One accepted unix connection; its kind is known once its HELLO arrived."""
     __slots__ = ("s", "fd", "pid", "uid", "kind", "netns", "sock", "open_error", "pending",
-                 "pending_ts", "pending_frames", "out", "path", "chunks", "greeted", "born")
+                 "pending_ts", "pending_frames", "out", "path", "chunks", "greeted", "born",
+                 "cred")
 
     def __init__(self, s: pysocket.socket, pid: int, uid: int):
         self.s = s
@@ -93,9 +147,14 @@ class Connection:
         self.out = False            # registered for EPOLLOUT
         self.path = ""              # FILE_WRITE: the virtual file
         self.chunks = []            # FILE_WRITE: what was written
+        self.cred = None            # capability.Credentials, read at accept
 
 
 class Server:
+    # whose server this is: that uid (and root) has CAP_NET_ADMIN and may use `xfrmd ctl`
+    owner_uid = os.geteuid()
+    group: int | None = None      # `serve --group`: the socket is 0660 with this group
+
     def __init__(self, kernel: Kernel, path: str, *, max_clients: int | None = None,
                  hello_timeout: float = HELLO_TIMEOUT):
         self.kernel = kernel
@@ -119,9 +178,41 @@ class Server:
     # -- listening ---------------------------------------------------------------------
 
     def _prepare_path(self) -> None:
-        """Refuse a path a live server serves; replace a stale socket file."""
-        if not os.path.exists(self.path):
+        """Refuse a path a live server serves, or one that is not ours (a socket, file or
+        symlink another user planted: binding there would fail, or hand our clients to
+        them); replace a stale socket of our own. The default per-user directory is made
+        0700, and must be ours alone (docs/security.md)."""
+        me = os.geteuid()
+        parent = os.path.dirname(os.path.abspath(self.path))
+        if parent == T.private_dir():
+            try:
+                os.mkdir(parent, 0o700)
+            except FileExistsError:
+                pass
+            st = os.lstat(parent)
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != me or st.st_mode & 0o077:
+                raise SystemExit(f"xfrmd: refusing {parent}: not a directory only uid {me} can use "
+                                 f"(owner uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):04o})")
+        else:
+            try:
+                st = os.stat(parent)
+            except FileNotFoundError:
+                raise SystemExit(f"xfrmd: cannot serve on {self.path}: {parent} does not exist") from None
+            if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+                # anyone could replace our socket there
+                raise SystemExit(f"xfrmd: refusing {self.path}: {parent} is writable by others")
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
             return
+        if stat.S_ISLNK(st.st_mode):
+            # bind() would not follow it (EADDRINUSE), and it is nobody's socket
+            raise SystemExit(f"xfrmd: refusing {self.path}: it is a symbolic link (owned by uid "
+                             f"{st.st_uid}), not a socket of this server's user")
+        if st.st_uid != me:
+            what = "a socket" if stat.S_ISSOCK(st.st_mode) else "a file"
+            raise SystemExit(f"xfrmd: refusing {self.path}: it is {what} owned by uid {st.st_uid}, "
+                             f"not by this server's user (uid {me})")
         probe = pysocket.socket(pysocket.AF_UNIX, pysocket.SOCK_SEQPACKET)
         try:
             probe.connect(self.path)
@@ -137,11 +228,20 @@ class Server:
             probe.close()
         raise SystemExit(f"xfrmd: another server is already listening on {self.path}")
 
+    def _restrict_path(self) -> None:
+        """The socket is the owner's alone (0600), or 0660 with ``group``. Done before
+        listen(): until then a connect is refused whatever the mode."""
+        if self.group is not None:
+            os.chown(self.path, -1, self.group, follow_symlinks=False)
+            os.chmod(self.path, 0o660)
+        else:
+            os.chmod(self.path, 0o600)
+
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         self._prepare_path()
         listener = pysocket.socket(pysocket.AF_UNIX, pysocket.SOCK_SEQPACKET)
         listener.bind(self.path)
-        os.chmod(self.path, 0o666)
+        self._restrict_path()
         listener.listen(256)
         listener.setblocking(False)
         self.listener = listener
@@ -292,9 +392,11 @@ class Server:
                 continue
             self._refusing = False
             creds = s.getsockopt(pysocket.SOL_SOCKET, SO_PEERCRED, struct.calcsize("3i"))
-            pid, uid, _gid = struct.unpack("3i", creds)
+            pid, uid, gid = struct.unpack("3i", creds)
             # left blocking: every recv and send says MSG_DONTWAIT (one syscall less here)
             conn = Connection(s, pid, uid)
+            # what the peer may do, read once now as Linux checks the opener's credentials
+            conn.cred = _peer_credentials(s, pid, uid, gid, self.owner_uid)
             self.by_fd[conn.fd] = conn
             self.ep.register(conn.fd, select.EPOLLIN)
             if self.hello_timeout:
@@ -412,6 +514,10 @@ class Server:
                     self._send(conn, T.bind_reply(-conn.open_error, 0, 0))
                 elif fkind == T.F_RELEASE:
                     self._release(conn)
+            elif conn.open_error:
+                # a datagram after an optimistic bind: its read fails with the reason
+                from .netlink.socket import sock_error_frame
+                self._send(conn, sock_error_frame(conn.open_error))
             return True
         if rec[:4] == b"\0\0\0\0" and len(rec) >= 8:
             reply = self._control(sock, rec, conn)
@@ -448,10 +554,15 @@ class Server:
             return True
         conn.kind = NETLINK
         try:
+            # a HELLO never makes a namespace: only `xfrmd ctl netns add` or the topology
+            # does (docs/security.md); an unknown one is ENOENT on the first BIND
             conn.sock = self.kernel.socket(protocol, conn.netns, pid=conn.pid, uid=conn.uid,
-                                           sock_type=sock_type)
+                                           sock_type=sock_type, cred=conn.cred, create=False)
         except KernelError as e:
             conn.open_error = e.errno
+            if e.errno == E.ENOENT:
+                log.info("pid %d asked for network namespace %r, which does not exist "
+                         "(create it with `xfrmd ctl netns add`)", conn.pid, conn.netns)
             return True
         conn.sock.client_ino = T.hello_ino(payload)
         conn.sock.outq_probe = lambda: self._unread(conn)
@@ -476,7 +587,8 @@ class Server:
         try:
             if request.get("op") == "nlsock_state":
                 self._read_socket_of(request.get("ino"))
-            result = services.handle(self.kernel, conn.netns, request, uid=conn.uid, pid=conn.pid)
+            result = services.handle(self.kernel, conn.netns, request, uid=conn.uid, pid=conn.pid,
+                                     cred=conn.cred)
         except Exception as e:  # never let a bad query kill the server: one line, counted
             self.kernel.stats.internal_error(e, f"service op {str(request.get('op'))[:40]!r}")
             result = {"errno": E.EINVAL, "error": f"xfrmd: {type(e).__name__}: {e}"}
@@ -496,7 +608,8 @@ class Server:
         data = b"".join(conn.chunks).decode("utf-8", "replace")
         try:
             res = services.handle(self.kernel, conn.netns, {"op": "write_file", "path": conn.path,
-                                                            "data": data}, uid=conn.uid, pid=conn.pid)
+                                                            "data": data}, uid=conn.uid, pid=conn.pid,
+                                  cred=conn.cred)
             if res.get("errno"):
                 log.info("write to %s failed: %s", conn.path, res)
         except Exception:
@@ -680,7 +793,10 @@ class Server:
             except KernelError:
                 pass
         k.autobind(sock)
-        k.bind(sock, 0, groups)
+        try:
+            k.bind(sock, 0, groups)
+        except KernelError as e:       # a group the peer may not join (the shim checks first)
+            return T.bind_reply(-e.errno, sock.portid, sock.groups)
         return T.bind_reply(0, sock.portid, sock.groups)
 
     def _after_kernel_work(self) -> None:

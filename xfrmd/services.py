@@ -36,23 +36,46 @@ def _load() -> None:
     _loaded = True
 
 
-def handle(kernel, netns_name: str, request: dict, *, uid: int = 0, pid: int = 0) -> dict:
+def handle(kernel, netns_name: str, request: dict, *, uid: int = 0, pid: int = 0,
+           cred=None) -> dict:
+    """``cred`` (the peer's :class:`~xfrmd.capability.Credentials`; None in-process, where
+    everything is allowed) decides which ops the caller may use (docs/security.md)."""
     if not _loaded:
         _load()
     op = request.get("op")
     fn = SERVICES.get(op)
     if fn is None:
         return {"errno": E.EOPNOTSUPP, "error": f"xfrmd: unknown service op {op!r}"}
+    if cred is not None:
+        from .capability import service_allowed
+        why = service_allowed(op, request, cred)
+        if why is not None:
+            return {"errno": E.EPERM, "error": f"xfrmd: {why}"}
     try:
-        ns = kernel.netns(netns_name)
+        # never creates a namespace: only `netns add` and the topology do
+        ns = kernel.netns(netns_name, create=False)
     except Exception as e:  # noqa: BLE001 - reported to the caller
         return {"errno": getattr(e, "errno", E.ENOENT), "error": str(e)}
+    if op == "capable":
+        return fn(kernel, ns, request, cred)
     return fn(kernel, ns, request)
 
 
 @service("ping")
 def _ping(kernel, ns, request) -> dict:
     return {"errno": 0, "netns": ns.name}
+
+
+@service("capable")
+def _capable(kernel, ns, request, cred=None) -> dict:
+    """What the caller may do, for the shim's local socket options: CAP_NET_ADMIN in the
+    emulated namespaces (group joins of protocols without NL_CFG_F_NONROOT_RECV) and in
+    the init user namespace (SO_RCVBUFFORCE); ``nonroot_recv``: bit p set for protocol p
+    whose groups anyone may join."""
+    from .capability import NONROOT_RECV_PROTOCOLS, ROOT
+    c = cred or ROOT
+    return {"errno": 0, "net_admin": int(c.net_admin), "net_admin_init": int(c.net_admin_init),
+            "nonroot_recv": sum(1 << p for p in NONROOT_RECV_PROTOCOLS)}
 
 
 @service("netns_list")

@@ -18,15 +18,21 @@ class FrameError(ValueError):
     """A malformed control frame or BATCH: the server closes the connection."""
 
 
+def private_dir() -> str:
+    """The per-user directory of the last-resort default path (``serve`` makes it 0700)."""
+    return f"/tmp/xfrmd-{os.geteuid()}"
+
+
 def default_socket_path() -> str:
-    """``$XFRMD_SOCKET``, else ``$XDG_RUNTIME_DIR/xfrmd.sock``, else ``/tmp/xfrmd-<uid>.sock``."""
+    """``$XFRMD_SOCKET``, else ``$XDG_RUNTIME_DIR/xfrmd.sock``, else ``xfrmd.sock`` in a
+    per-user 0700 directory under /tmp (docs/security.md)."""
     p = os.environ.get("XFRMD_SOCKET")
     if p:
         return p
     rt = os.environ.get("XDG_RUNTIME_DIR")
     if rt:
         return os.path.join(rt, "xfrmd.sock")
-    return f"/tmp/xfrmd-{os.getuid()}.sock"
+    return os.path.join(private_dir(), "xfrmd.sock")
 
 
 def frame(kind: int, payload: bytes = b"") -> bytes:

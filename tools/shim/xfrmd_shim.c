@@ -200,14 +200,18 @@ static const char *server_path(char *buf, size_t n)
     if (p && *p) return p;
     p = getenv("XDG_RUNTIME_DIR");
     if (p && *p) { snprintf(buf, n, "%s/xfrmd.sock", p); return buf; }
-    snprintf(buf, n, "/tmp/xfrmd-%u.sock", (unsigned)getuid());
+    snprintf(buf, n, "/tmp/xfrmd-%u/xfrmd.sock", (unsigned)geteuid());
     return buf;
 }
+
+/* uid of a server we refused (docs/security.md): said once, then every connection fails */
+static int refused_uid = -1;
 
 static void complain(const char *what)
 {
     char pb[256];
     int e = errno;
+    if (refused_uid >= 0) return;        /* the refusal was the one line */
     fprintf(stderr, "xfrmd shim: %s: cannot reach the xfrmd server at %s: %s\n", what,
             server_path(pb, sizeof pb), strerror(e));
     errno = e;
@@ -283,6 +287,21 @@ static int server_dial(int flags)
         int e = errno;
         real_close(fd);
         errno = (e == ENOENT) ? ECONNREFUSED : e;
+        return -1;
+    }
+    /* the server must be ours or root's: a socket another user put at the path would get
+     * our requests, keys included (docs/security.md) */
+    struct ucred cr;
+    socklen_t crlen = sizeof cr;
+    if (real_getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) < 0 ||
+        (cr.uid != 0 && cr.uid != geteuid())) {
+        int uid = crlen == sizeof cr ? (int)cr.uid : -2;
+        real_close(fd);
+        if (refused_uid < 0) {
+            refused_uid = uid < 0 ? 0 : uid;
+            fprintf(stderr, "xfrmd: refusing server %s owned by uid %d\n", path, uid);
+        }
+        errno = ECONNREFUSED;
         return -1;
     }
     return fd;
@@ -413,6 +432,15 @@ static int bind_exchange(int fd, struct nlsock *s, uint16_t kind, uint32_t porti
         if (n >= 8 && f.zero == 0 && f.kind == F_BIND_REPLY && n >= 20) {
             int32_t err; uint32_t pid, grp;
             memcpy(&err, buf + 8, 4); memcpy(&pid, buf + 12, 4); memcpy(&grp, buf + 16, 4);
+            if (err == -ENOENT) {
+                /* a HELLO cannot make a namespace (docs/security.md): say which is missing */
+                static int said;
+                const char *ns = getenv("XFRMD_NETNS");
+                if (!said++)
+                    fprintf(stderr, "xfrmd: the server has no network namespace \"%s\" "
+                            "(create it with `xfrmd ctl netns add %s`)\n", ns ? ns : "default",
+                            ns ? ns : "default");
+            }
             if (err) { errno = -err; return -1; }
             s->bound = 1; s->portid = pid; s->groups = grp;
             auto_check_pid();
@@ -480,6 +508,36 @@ static long json_int(const char *js, const char *key, long dflt)
 {
     const char *p = json_find(js, key);
     return p ? strtol(p, NULL, 10) : dflt;
+}
+
+/* What this process may do, asked once per process (service op "capable"): the server
+ * decides from our credentials as the kernel would (docs/security.md). The kernel answers
+ * these checks at once, where the shim does not wait for the server: joining a group of a
+ * protocol without NL_CFG_F_NONROOT_RECV, and SO_RCVBUFFORCE. If the server cannot be
+ * asked, the call goes through and the server refuses it on its side. */
+static pid_t cap_pid;
+static int cap_admin = 1, cap_admin_init = 1;
+static long cap_nonroot = -1;
+
+static void caps_load(void)
+{
+    char out[512];
+    if (cap_pid == my_pid()) return;
+    if (service_query("{\"op\":\"capable\"}", out, sizeof out) < 0 || json_int(out, "errno", 1)) {
+        cap_admin = cap_admin_init = 1; cap_nonroot = -1;
+        return;
+    }
+    cap_pid = my_pid();
+    cap_admin = (int)json_int(out, "net_admin", 1);
+    cap_admin_init = (int)json_int(out, "net_admin_init", 1);
+    cap_nonroot = json_int(out, "nonroot_recv", -1);
+}
+
+/* netlink_allowed(sock, NL_CFG_F_NONROOT_RECV) */
+static int may_join(int protocol)
+{
+    caps_load();
+    return cap_admin || ((unsigned long)cap_nonroot >> protocol & 1);
 }
 
 /* Decodes a JSON string at p (pointing at the opening quote) into out; returns the end. */
@@ -647,6 +705,7 @@ int bind(int fd, const struct sockaddr *addr, socklen_t len)
         errno = EINVAL; return -1;
     }
     const struct sockaddr_nl *nl = (const void *)addr;
+    if (nl->nl_groups && !may_join(s->protocol)) { errno = EPERM; return -1; }  /* netlink_bind */
     if (!s->bound && nl->nl_pid == 0 && !auto_off) {
         auto_check_pid();
         int k = proto_slot(s->protocol);
@@ -722,6 +781,10 @@ int setsockopt(int fd, int level, int optname, const void *val, socklen_t len)
     if (level == SOL_SOCKET) {
         switch (optname) {
         case SO_RCVBUF: case SO_RCVBUFFORCE:
+            if (optname == SO_RCVBUFFORCE) {       /* sk_setsockopt: capable(CAP_NET_ADMIN) */
+                caps_load();
+                if (!cap_admin_init) { errno = EPERM; return -1; }
+            }
             s->rcvbuf = sock_bufsize(v, optname == SO_RCVBUFFORCE, 2304);
             break;
         case SO_SNDBUF: case SO_SNDBUFFORCE:
@@ -733,6 +796,7 @@ int setsockopt(int fd, int level, int optname, const void *val, socklen_t len)
     } else if (level == SOL_NETLINK) {
         if (!val || len < sizeof(int)) { errno = EINVAL; return -1; }
         if (optname == NETLINK_ADD_MEMBERSHIP || optname == NETLINK_DROP_MEMBERSHIP) {
+            if (!may_join(s->protocol)) { errno = EPERM; return -1; }   /* netlink_setsockopt */
             if (ensure_bound(fd, s) < 0) return -1;
             if (v > 0 && v <= 32) {
                 if (optname == NETLINK_ADD_MEMBERSHIP) s->groups |= 1u << (v - 1);

@@ -112,7 +112,11 @@ class Genetlink:
         op = fam.ops.get(cmd)
         if op is None:
             return Reply(-E.EOPNOTSUPP)
-        if op.flags & (GENL_ADMIN_PERM | GENL_UNS_ADMIN_PERM) and not req.sock.cap_net_admin:
+        # genl_family_rcv_msg: GENL_ADMIN_PERM is netlink_capable (the init user namespace),
+        # GENL_UNS_ADMIN_PERM netlink_ns_capable in the netns's (xfrmd/capability.py)
+        if op.flags & GENL_ADMIN_PERM and not req.sock.cap_net_admin_init:
+            return Reply(-E.EPERM)
+        if op.flags & GENL_UNS_ADMIN_PERM and not req.sock.cap_net_admin:
             return Reply(-E.EPERM)
         info = GenlRequest(req, fam, cmd, version)
         if h.flags & NLM_F_DUMP == NLM_F_DUMP:

@@ -97,7 +97,8 @@ class NetlinkSocket:
     cap_ack: bool = False
     strict_chk: bool = False
     no_enobufs: bool = False
-    cap_net_admin: bool = True
+    cap_net_admin: bool = True    # in the namespace's user namespace (xfrmd/capability.py)
+    cap_net_admin_init: bool = True   # in the init user namespace (SO_RCVBUFFORCE)
     rcvbuf: int = RMEM_DEFAULT
     max_recvmsg_len: int = 0
     rx: deque = field(default_factory=deque)
