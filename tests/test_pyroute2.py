@@ -163,6 +163,7 @@ def test_xfrm_events_to_a_pyroute2_listener(srv):
 def test_namespaces_and_unread_listener_overrun(srv):
     with XfrmdClient(N.NETLINK_XFRM, path=srv.path) as c:
         c.request(X.XfrmMsg.NEWPOLICY, N.NLM_F_ACK, policy(1))
+    srv.kernel.add_netns("other")       # the owner makes namespaces; a HELLO cannot
     with XfrmSocket(path=srv.path, netns="other", rcvbuf=1024) as xs:
         xs.bind(groups=1 << (X.XfrmNlGrp.POLICY - 1))   # before any send, as on Linux
         xs.register_policy({X.XfrmMsg.NEWPOLICY: userpolicy})

@@ -102,6 +102,8 @@ def test_server_gone_is_an_error_not_a_hang(tools, tmp_path):
 
 
 def test_namespaces_are_separate(tools):
-    p = run(["sh", "-c", "ip xfrm policy add dir out src 10.1.0.0/16 dst 10.2.0.0/16 && "
+    # a namespace is made by the owner (`xfrmd ctl netns add`), never by a HELLO
+    p = run(["sh", "-c", f"{sys.executable} -m xfrmd.cli ctl netns add other && "
+                         "ip xfrm policy add dir out src 10.1.0.0/16 dst 10.2.0.0/16 && "
                          "XFRMD_NETNS=other ip xfrm policy count && ip xfrm policy count"])
     assert p.stdout.splitlines() == ["\t SPD IN  0 OUT 0 FWD 0", "\t SPD IN  0 OUT 1 FWD 0"]

@@ -18,10 +18,12 @@ out = []
 def check(name, fn):
     try:
         fn()
-        err = 0
+        err = "ok"
+    except socket.timeout:
+        err = "no answer"
     except OSError as e:
-        err = e.errno
-    out.append([name, errno.errorcode.get(err, str(err)) if err else "ok"])
+        err = errno.errorcode.get(e.errno, str(e.errno))
+    out.append([name, err])
 
 
 def sock(proto, groups=0):
@@ -82,7 +84,7 @@ def main():
                     (90, "GETNSID")):
         body = ifi if t in (18, 90) else struct.pack("=BBBBI", 0, 0, 0, 0, 0) + bytes(8)
         check(f"rtnl dump {name}", lambda t=t, body=body: expect_ok(r, t, DUMP, body))
-    check("rtnl GETLINK lo", lambda: expect_ok(r, 18, 0, struct.pack("=BxHiII", 0, 0, 1, 0, 0)))
+    check("rtnl GETLINK lo", lambda: expect_ok(r, 18, ACK, struct.pack("=BxHiII", 0, 0, 1, 0, 0)))
     for t in range(16, 112):
         if (t - 16) & 3 != 2:
             check(f"rtnl type {t}", lambda t=t: expect_ok(r, t, ACK, ifi))

@@ -1,0 +1,442 @@
+"""Who may do what (docs/security.md): capabilities as the kernel checks them, the server
+socket's ownership, namespaces only the owner makes, and a client that will not talk to
+somebody else's server.
+
+The setpriv tests run an unprivileged uid (nobody) against a server owned by root and, for
+the capability checks, against a real network namespace of the running kernel with the same
+program: both must answer the same errno to every request."""
+from __future__ import annotations
+
+import errno as E
+import json
+import os
+import shutil
+import socket
+import stat
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from netlink_codec import netlink as N
+from netlink_codec import xfrm as X
+from xfrmd import transport as T
+from xfrmd.capability import (ROOT, Credentials, cap_effective, ioctl_allowed, peer_credentials,
+                              service_allowed)
+from xfrmd.client import NetlinkSocket, ServerRefused, Service
+from xfrmd.kernel import Kernel, KernelError
+from xfrmd.testing import make_kernel, running_server
+
+from .conftest import XFRMD, require
+
+NOBODY = 65534
+SETPRIV = ["setpriv", "--reuid", str(NOBODY), "--regid", str(NOBODY), "--clear-groups",
+           "--inh-caps=-all"]
+PROBE = Path(__file__).with_name("unpriv_probe.py")
+SYS_PY = "/usr/bin/python3"        # a python any uid can run (the probe needs only stdlib)
+STATUS = "Name:\tx\nUid:\t{u}\t{u}\t{u}\t{u}\nCapEff:\t{c:016x}\n"
+UNPRIV = Credentials(pid=1, uid=NOBODY, gid=NOBODY, owner=False, net_admin=False,
+                     net_admin_init=False)
+
+
+# -- the decision, sans-IO ----------------------------------------------------------------
+
+def test_peer_credentials_decide_as_cap_capable():
+    full = (1 << 41) - 1
+    # the owner's uid: CAP_NET_ADMIN in the namespace it owns, not in the init namespace
+    c = peer_credentials(7, 1000, 1000, owner_uid=1000, status=STATUS.format(u=1000, c=0),
+                         same_userns=True)
+    assert (c.owner, c.net_admin, c.net_admin_init) == (True, True, False)
+    # another uid: what its effective set says
+    c = peer_credentials(7, 1001, 1001, owner_uid=1000, status=STATUS.format(u=1001, c=0),
+                         same_userns=True)
+    assert (c.owner, c.net_admin, c.net_admin_init) == (False, False, False)
+    c = peer_credentials(7, 1001, 1001, owner_uid=1000, status=STATUS.format(u=1001, c=1 << 12),
+                         same_userns=True)
+    assert (c.owner, c.net_admin, c.net_admin_init) == (False, True, True)
+    # root with its capabilities; root without them only counts as the owner (ctl)
+    c = peer_credentials(7, 0, 0, owner_uid=1000, status=STATUS.format(u=0, c=full), same_userns=True)
+    assert (c.owner, c.net_admin, c.net_admin_init) == (True, True, True)
+    c = peer_credentials(7, 0, 0, owner_uid=1000, status=STATUS.format(u=0, c=0), same_userns=True)
+    assert (c.net_admin, c.net_admin_init) == (False, False)
+    # capabilities held in a user namespace of its own count for nothing here
+    c = peer_credentials(7, 1001, 1001, owner_uid=1000, status=STATUS.format(u=1001, c=full),
+                         same_userns=False)
+    assert (c.net_admin, c.net_admin_init) == (False, False)
+    # a pid that now names another process (its uid differs), or no status at all
+    c = peer_credentials(7, 1001, 1001, owner_uid=1000, status=STATUS.format(u=0, c=full),
+                         same_userns=True)
+    assert c.net_admin is False
+    c = peer_credentials(7, 1001, 1001, owner_uid=1000, status=None, same_userns=True)
+    assert c.net_admin is False
+    assert cap_effective("garbage") == (None, 0)
+
+
+def _kernel_and_sockets(protocol):
+    k = Kernel(topology=None)
+    return k, k.socket(protocol, cred=UNPRIV), k.socket(protocol, cred=ROOT)
+
+
+def _errno(k, sock, msg_type, flags=N.NLM_F_ACK, payload=b""):
+    k.deliver(sock, struct.pack("=IHHII", 16 + len(payload), msg_type, flags | N.NLM_F_REQUEST,
+                                1, 0) + payload)
+    d = sock.pop()
+    while d is not None:
+        for h in N.split_messages(d):
+            if h.type == N.NLMSG_ERROR:
+                return -struct.unpack_from("=i", d, h.offset + 16)[0]
+            if h.type == N.NLMSG_DONE:
+                return 0
+        k.recvd(sock, 65536)
+        d = sock.pop()
+    raise AssertionError("no answer")
+
+
+def test_every_xfrm_message_needs_cap_net_admin():
+    k, unpriv, root = _kernel_and_sockets(N.NETLINK_XFRM)
+    for t in range(X.XfrmMsg.NEWSA, X.XFRM_MSG_MAX + 1):
+        assert _errno(k, unpriv, t, payload=bytes(256)) == E.EPERM, t
+    assert _errno(k, unpriv, X.XFRM_MSG_MAX + 1) == E.EINVAL      # checked before
+    assert _errno(k, unpriv, X.XfrmMsg.GETSA, N.NLM_F_DUMP) == E.EPERM
+    assert _errno(k, root, X.XfrmMsg.GETSA, N.NLM_F_DUMP) == 0
+
+
+def test_rtnetlink_reads_are_anyones_changes_need_cap_net_admin():
+    k, unpriv, root = _kernel_and_sockets(N.NETLINK_ROUTE)
+    ifi = bytes(16)
+    for t in (18, 22, 26, 34):                                     # link, addr, route, rule
+        assert _errno(k, unpriv, t, N.NLM_F_DUMP, ifi) == 0
+    for t in (16, 17, 19, 20, 21, 24, 25, 32, 33):                 # NEW/DEL/SET …
+        assert _errno(k, unpriv, t, payload=ifi) == E.EPERM, t
+    assert _errno(k, root, 17, payload=struct.pack("=BxHiII", 0, 0, 99, 0, 0)) == E.ENODEV
+
+
+def test_group_joins_and_rcvbufforce():
+    k, unpriv, root = _kernel_and_sockets(N.NETLINK_XFRM)
+    with pytest.raises(KernelError) as e:
+        k.bind(unpriv, 0, 1 << 2)
+    assert e.value.errno == E.EPERM and not unpriv.bound           # refused before binding
+    for opt in (N.NETLINK_ADD_MEMBERSHIP, N.NETLINK_DROP_MEMBERSHIP):
+        with pytest.raises(KernelError) as e:
+            k.setsockopt(unpriv, N.SOL_NETLINK, opt, 3)
+        assert e.value.errno == E.EPERM
+    assert unpriv.groups == 0
+    k.bind(root, 0, 1 << 2)
+    assert root.groups == 4
+    r = k.socket(N.NETLINK_ROUTE, cred=UNPRIV)                     # NL_CFG_F_NONROOT_RECV
+    k.bind(r, 0, 1)
+    k.setsockopt(r, N.SOL_NETLINK, N.NETLINK_ADD_MEMBERSHIP, 3)
+    assert r.groups == 0b101
+    before = r.rcvbuf
+    with pytest.raises(KernelError) as e:
+        k.setsockopt(r, 1, 33, 1 << 29)                            # SO_RCVBUFFORCE, 512 MiB
+    assert e.value.errno == E.EPERM and r.rcvbuf == before
+    owner = k.socket(N.NETLINK_ROUTE, cred=Credentials(uid=1000, net_admin=True, net_admin_init=False))
+    with pytest.raises(KernelError):
+        k.setsockopt(owner, 1, 33, 1 << 20)                        # needs the init namespace's
+
+
+def test_ethtool_set_ops_need_cap_net_admin():
+    from xfrmd.topology import load_topology
+    k = Kernel(topology=load_topology("default"))
+    fam_id = k.families[N.NETLINK_GENERIC].by_name("ethtool").id
+    unpriv = k.socket(N.NETLINK_GENERIC, cred=UNPRIV)
+    for cmd in (3, 5, 8, 10, 12, 14, 16, 18, 20, 22, 24):          # the *_SET ops
+        assert _errno(k, unpriv, fam_id, payload=struct.pack("=BBH", cmd, 1, 0)) == E.EPERM
+
+
+def test_service_ops_open_to_all_and_the_owners():
+    assert service_allowed("if_nametoindex", {}, UNPRIV) is None
+    assert service_allowed("read_file", {}, UNPRIV) is None
+    for op in ("clock_advance", "netns_add", "netns_del", "link_carrier", "lag_model", "acquire",
+               "xfrm_type", "show_offload", "some_future_verb"):
+        assert "owner" in service_allowed(op, {}, UNPRIV), op
+    assert service_allowed("clock_advance", {}, Credentials(uid=1000, owner=True)) is None
+    assert service_allowed("write_file", {}, UNPRIV) == "write_file needs CAP_NET_ADMIN"
+    # dev_ioctl / dev_ethtool: reads are anyone's, changes need CAP_NET_ADMIN
+    ethtool = lambda cmd: {"request": 0x8946, "data": struct.pack("=I", cmd).hex()}
+    assert service_allowed("ioctl", ethtool(3), UNPRIV) is None           # GDRVINFO
+    assert service_allowed("ioctl", ethtool(2), UNPRIV) is not None       # SSET
+    assert service_allowed("ioctl", {"request": 0x8913, "data": ""}, UNPRIV) is None   # SIOCGIFFLAGS
+    assert not ioctl_allowed(0x8914, b"", UNPRIV)                              # SIOCSIFFLAGS
+    assert ioctl_allowed(0x8946, struct.pack("=II", 0x4B, 0x0E), UNPRIV)       # PERQUEUE(GCOALESCE)
+
+
+def test_services_refuse_non_owner_and_do_not_make_namespaces():
+    from xfrmd import services
+    k = Kernel(topology=None)
+    t0 = k.clock.now()
+    res = services.handle(k, "default", {"op": "clock_advance", "seconds": 5}, cred=UNPRIV)
+    assert res["errno"] == E.EPERM and "owner" in res["error"]
+    assert k.clock.now() == t0
+    res = services.handle(k, "default", {"op": "netns_add", "name": "x"}, cred=UNPRIV)
+    assert res["errno"] == E.EPERM and "x" not in k.namespaces
+    res = services.handle(k, "nosuch", {"op": "ping"})
+    assert res["errno"] == E.ENOENT and "nosuch" not in k.namespaces
+
+
+# -- through the server socket ------------------------------------------------------------
+
+@pytest.fixture
+def srv():
+    with running_server(make_kernel("bare")) as h:
+        yield h
+
+
+def test_socket_is_the_owners_alone(srv):
+    st = os.stat(srv.path)
+    assert stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == os.geteuid()
+
+
+def test_hello_cannot_make_a_namespace(srv):
+    with pytest.raises(OSError) as e:
+        NetlinkSocket(N.NETLINK_XFRM, "nosuch", path=srv.path)
+    assert e.value.errno == E.ENOENT
+    t0 = time.monotonic()
+    for i in range(2000):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        while True:
+            try:
+                s.connect(srv.path)
+                break
+            except BlockingIOError:             # the listen backlog is full for a moment
+                time.sleep(0.001)
+        s.send(T.hello(N.NETLINK_XFRM, 3, f"ns{i}"))
+        s.close()
+    for _ in range(1000):                           # the server may still be accepting
+        try:
+            svc = Service(path=srv.path)
+            break
+        except BlockingIOError:
+            time.sleep(0.01)
+    with svc:                                       # after every HELLO above was read
+        assert svc.query("netns_list")["namespaces"] == ["default"]
+        assert svc.query("netns_add", name="ns1")["errno"] == 0     # the owner may
+    assert time.monotonic() - t0 < 30
+    with NetlinkSocket(N.NETLINK_XFRM, "ns1", path=srv.path) as nl:
+        assert nl.request(X.XfrmMsg.GETSA, N.NLM_F_DUMP)[-1].type == N.NLMSG_DONE
+    with Service("nosuch", path=srv.path) as svc:
+        assert svc.query("ping")["errno"] == E.ENOENT
+
+
+def test_run_netns_still_works():
+    require(shutil.which("ip") and (shutil.which("gcc") or shutil.which("cc")), "needs ip and cc")
+    p = subprocess.run(XFRMD + ["run", "--netns", "fresh", "--", "ip", "-br", "link"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split()[0] == "lo"
+
+
+def _serve(*args):
+    return subprocess.run(XFRMD + ["serve", "--quiet", *args], capture_output=True, text=True,
+                          timeout=30)
+
+
+def test_serve_refuses_paths_it_does_not_own(tmp_path):
+    link = tmp_path / "dangling.sock"
+    link.symlink_to(tmp_path / "nowhere")
+    p = _serve("--socket", str(link))
+    assert p.returncode == 1
+    assert p.stderr.strip().splitlines() == [
+        f"xfrmd: refusing {link}: it is a symbolic link (owned by uid {os.geteuid()}), "
+        "not a socket of this server's user"]
+    if os.geteuid() == 0:                     # a file planted by another uid
+        f = tmp_path / "planted.sock"
+        f.write_text("")
+        os.chown(f, NOBODY, NOBODY)
+        p = _serve("--socket", str(f))
+        assert p.returncode == 1
+        assert p.stderr.strip().splitlines() == [
+            f"xfrmd: refusing {f}: it is a file owned by uid {NOBODY}, not by this server's user (uid 0)"]
+        os.lchown(link, NOBODY, NOBODY)
+        p = _serve("--socket", str(link))
+        assert p.returncode == 1 and len(p.stderr.strip().splitlines()) == 1
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)                      # anyone could replace the socket there
+    p = _serve("--socket", str(shared / "x.sock"))
+    assert p.returncode == 1 and "writable by others" in p.stderr
+
+
+def test_default_path_order(monkeypatch):
+    monkeypatch.setenv("XFRMD_SOCKET", "/run/x/a.sock")
+    assert T.default_socket_path() == "/run/x/a.sock"
+    monkeypatch.delenv("XFRMD_SOCKET")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/7")
+    assert T.default_socket_path() == "/run/user/7/xfrmd.sock"
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    assert T.default_socket_path() == f"/tmp/xfrmd-{os.geteuid()}/xfrmd.sock"
+
+
+# -- other uids (setpriv, as root) ----------------------------------------------------------
+
+def _need_setpriv():
+    ok = os.geteuid() == 0 and shutil.which("setpriv") and os.path.exists(SYS_PY)
+    require(bool(ok), "needs root, setpriv and /usr/bin/python3")
+
+
+@pytest.fixture
+def public_dir():
+    """A directory nobody can reach (0711: through, not list), with a copy of the shim."""
+    from xfrmd import shim
+    d = Path(tempfile.mkdtemp(prefix="xfrmd-sec-"))
+    d.chmod(0o711)
+    so = d / "shim.so"
+    shutil.copy(shim.path(), so)
+    so.chmod(0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def _start_server(path: Path, *args):
+    p = subprocess.Popen(XFRMD + ["serve", "--quiet", "--topology", "bare", "--socket", str(path),
+                                  *args], stderr=subprocess.PIPE, text=True)
+    for _ in range(200):
+        if path.exists():
+            time.sleep(0.05)
+            return p
+        if p.poll() is not None:
+            raise AssertionError(p.stderr.read())
+        time.sleep(0.05)
+    p.kill()
+    raise AssertionError("server did not start")
+
+
+def _stop(p):
+    p.terminate()
+    p.wait(10)
+
+
+def _as_nobody(argv, env=None, **kw):
+    return subprocess.run(SETPRIV + ["env", *(f"{k}={v}" for k, v in (env or {}).items())] + argv,
+                          capture_output=True, text=True, timeout=120, **kw)
+
+
+def test_unprivileged_peer_gets_the_kernels_eperms(public_dir):
+    """The probe as nobody: on a fresh real namespace, and through the shim against a
+    root-owned server whose socket is 0660 with nobody's group. Same answer everywhere."""
+    _need_setpriv()
+    require(shutil.which("ip") is not None, "needs ip")
+    ns = f"xfrmd-sec-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        real = subprocess.run(["ip", "netns", "exec", ns] + SETPRIV + [SYS_PY, str(PROBE)],
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+    assert real.returncode == 0, real.stderr
+    sock = public_dir / "x.sock"
+    server = _start_server(sock, "--group", str(NOBODY))
+    try:
+        st = os.stat(sock)
+        assert stat.S_IMODE(st.st_mode) == 0o660 and st.st_gid == NOBODY
+        emu = _as_nobody([SYS_PY, str(PROBE)], {"LD_PRELOAD": public_dir / "shim.so",
+                                                 "XFRMD_SOCKET": sock})
+    finally:
+        _stop(server)
+    assert emu.returncode == 0, emu.stderr
+    want = [json.loads(line) for line in real.stdout.splitlines()]
+    got = [json.loads(line) for line in emu.stdout.splitlines()]
+    assert got == want
+    table = dict(want)     # what the comparison covered (the real kernel's answers)
+    assert "no answer" not in table.values()
+    assert table["rtnl dump GETLINK"] == "ok" and table["rtnl type 16"] == "EPERM"
+    assert table["xfrm type 16"] == "EPERM" and table["xfrm type 41"] == "EINVAL"
+    assert table["xfrm join group 3"] == "EPERM" and table["rtnl join RTNLGRP_LINK"] == "ok"
+    assert table["SO_RCVBUFFORCE"] == "EPERM" and table["ethtool FEATURES_SET"] == "EPERM"
+
+
+CTL = r'''
+import json, socket, struct, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.connect(sys.argv[1])
+s.send(struct.pack("=IHH", 0, 1, 1) + struct.pack("=II", 0xFFFFFFFF, 0) + b"\0")
+for q in sys.argv[2:]:
+    s.send(struct.pack("=IHH", 0, 1, 16) + q.encode())
+    print(s.recv(65536)[8:].decode())
+'''
+
+
+def test_ctl_needs_the_owner_and_0600_keeps_others_out(public_dir):
+    _need_setpriv()
+    require(shutil.which("ip") is not None, "needs ip")
+    sock = public_dir / "x.sock"
+    server = _start_server(sock, "--group", str(NOBODY))
+    try:
+        p = _as_nobody([SYS_PY, "-c", CTL, str(sock), '{"op": "clock_advance", "seconds": 5}',
+                        '{"op": "netns_add", "name": "mine"}', '{"op": "if_nametoindex", "name": "lo"}'])
+        answers = [json.loads(line) for line in p.stdout.splitlines()]
+        assert [a["errno"] for a in answers] == [E.EPERM, E.EPERM, 0], p.stderr
+        assert answers[0]["error"] == ("xfrmd: `xfrmd ctl` (clock_advance) needs the server's "
+                                       f"owner or root (you are uid {NOBODY})")
+        assert answers[2]["index"] == 1
+        with Service(path=str(sock)) as svc:                     # the owner (root) may
+            assert svc.query("netns_list")["namespaces"] == ["default"]
+            assert svc.query("netns_add", name="mine")["errno"] == 0
+    finally:
+        _stop(server)
+    server = _start_server(sock)                                  # 0600: nobody cannot connect
+    try:
+        p = _as_nobody(["ip", "link"], {"LD_PRELOAD": public_dir / "shim.so", "XFRMD_SOCKET": sock})
+        assert p.returncode != 0 and "Permission denied" in p.stderr
+        assert p.stdout == ""
+    finally:
+        _stop(server)
+
+
+PLANT = r'''
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.bind(sys.argv[1])
+s.listen(8)
+print("listening", flush=True)
+while True:
+    c, _ = s.accept()
+    c.recv(65536)
+'''
+
+
+def test_a_squatted_default_path_is_refused(public_dir):
+    """Another uid listens at our default path ($XDG_RUNTIME_DIR/xfrmd.sock): the shim and
+    the Python client refuse it with one line, `ip` fails, nothing is sent; `serve` refuses
+    to take the path over."""
+    _need_setpriv()
+    require(shutil.which("ip") is not None, "needs ip")
+    rundir = public_dir / "run"
+    rundir.mkdir()
+    rundir.chmod(0o1777)                     # as /tmp: anyone may create, only owners remove
+    path = rundir / "xfrmd.sock"
+    squatter = subprocess.Popen(SETPRIV + [SYS_PY, "-c", PLANT, str(path)], stdout=subprocess.PIPE,
+                                text=True)
+    try:
+        assert squatter.stdout.readline() == "listening\n"
+        env = {k: v for k, v in os.environ.items() if k != "XFRMD_SOCKET"}
+        env.update(XDG_RUNTIME_DIR=str(rundir), LD_PRELOAD=str(public_dir / "shim.so"))
+        p = subprocess.run(["ip", "xfrm", "state", "add", "src", "192.0.2.1", "dst", "192.0.2.2",
+                            "proto", "esp", "spi", "1", "enc", "aes", "0x" + "11" * 16],
+                           env=env, capture_output=True, text=True, timeout=30)
+        assert p.returncode != 0
+        lines = p.stderr.splitlines()
+        assert lines[0] == f"xfrmd: refusing server {path} owned by uid {NOBODY}"
+        assert not any("xfrmd" in line for line in lines[1:])      # said once
+        env.pop("LD_PRELOAD")
+        with pytest.raises(ServerRefused) as e:
+            NetlinkSocket(N.NETLINK_XFRM, path=str(path))
+        assert e.value.strerror == f"xfrmd: refusing server at {path} owned by uid {NOBODY}"
+        p = subprocess.run(XFRMD + ["ctl", "ping"], env=env, capture_output=True, text=True,
+                           timeout=30)
+        assert p.returncode == 1
+        assert p.stderr.splitlines() == [f"xfrmd: refusing server at {path} owned by uid {NOBODY}"]
+        p = subprocess.run(XFRMD + ["serve", "--quiet"], env=env, capture_output=True, text=True,
+                           timeout=30)
+        assert p.returncode == 1
+        assert p.stderr.splitlines() == [
+            f"xfrmd: refusing {path}: it is a socket owned by uid {NOBODY}, not by this server's "
+            "user (uid 0)"]
+    finally:
+        squatter.kill()
+        squatter.wait()
