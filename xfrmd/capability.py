@@ -56,13 +56,17 @@ def cap_effective(status: str) -> tuple[int | None, int]:
     """(effective uid, CapEff mask) from a ``/proc/<pid>/status`` text; (None, 0) when the
     text has no such lines (the process is gone or the file is not what it should be)."""
     euid, caps = None, 0
-    for line in status.splitlines():
-        if line.startswith("Uid:"):
-            parts = line.split()
-            if len(parts) >= 3:
-                euid = int(parts[2])
-        elif line.startswith("CapEff:"):
-            caps = int(line.split()[1], 16)
+    i = status.find("\nUid:")
+    if i >= 0:
+        parts = status[i + 5:status.find("\n", i + 5)].split()
+        if len(parts) >= 2 and parts[1].isdigit():
+            euid = int(parts[1])
+    i = status.find("\nCapEff:")
+    if i >= 0:
+        try:
+            caps = int(status[i + 8:status.find("\n", i + 8)].strip() or "0", 16)
+        except ValueError:
+            caps = 0
     return euid, caps
 
 
