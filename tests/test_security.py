@@ -440,3 +440,46 @@ def test_a_squatted_default_path_is_refused(public_dir):
     finally:
         squatter.kill()
         squatter.wait()
+
+
+IP_CASES = r'''
+ip xfrm state; echo "rc=$?"
+ip xfrm policy; echo "rc=$?"
+ip xfrm state add src 192.0.2.1 dst 192.0.2.2 proto esp spi 1 enc 'cbc(aes)' 0x00112233445566778899aabbccddeeff; echo "rc=$?"
+timeout 5 ip xfrm monitor; echo "rc=$?"
+ip link add d0 type dummy; echo "rc=$?"
+ip link set lo up; echo "rc=$?"
+ip addr add 192.0.2.1/24 dev lo; echo "rc=$?"
+ip route add 198.51.100.0/24 dev lo; echo "rc=$?"
+ip -br link; echo "rc=$?"
+ip rule; echo "rc=$?"
+ethtool -K lo rx off; echo "rc=$?"
+'''
+
+
+def test_ip_and_ethtool_as_nobody_say_what_the_kernel_says(public_dir):
+    """What a user sees: the same commands as nobody on a real namespace and through the
+    shim against a root-owned server (0660, nobody's group) — same text, same exit codes."""
+    _need_setpriv()
+    require(shutil.which("ip") is not None and shutil.which("ethtool") is not None,
+            "needs ip and ethtool")
+    script = public_dir / "cases.sh"
+    script.write_text(IP_CASES)
+    script.chmod(0o755)
+    ns = f"xfrmd-sec-ip-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        real = subprocess.run(["ip", "netns", "exec", ns] + SETPRIV + ["sh", str(script)],
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+    sock = public_dir / "x.sock"
+    server = _start_server(sock, "--group", str(NOBODY))
+    try:
+        emu = _as_nobody(["sh", str(script)], {"LD_PRELOAD": public_dir / "shim.so",
+                                               "XFRMD_SOCKET": sock})
+    finally:
+        _stop(server)
+    assert (emu.stdout, emu.stderr) == (real.stdout, real.stderr)
+    assert real.stdout.count("rc=2") == 5                      # what the comparison covered
+    assert "Cannot bind netlink socket: Operation not permitted" in real.stderr
