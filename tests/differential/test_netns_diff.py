@@ -23,6 +23,8 @@ from tests.differential.kconfig_host import host_topology, needs_kernel
 from tests.differential.test_rtnl_diff import _DUMP, XFRMD, _links, _need_tools, _norm
 
 SCRIPT = r'''
+# xfrmd: namespace b is made by the owner (a HELLO cannot make one)
+if [ -z "$REAL" ]; then "$PY" -m xfrmd.cli ctl netns add b; fi
 inb() { if [ -n "$REAL" ]; then nsenter -t $M -n "$@"; else XFRMD_NETNS=b "$@"; fi; }
 line() { "$@"; echo "== $?"; }
 ip link add v0 type veth peer name v1
@@ -91,6 +93,7 @@ def _run(tmp_path):
             import os
             env["PYTHONPATH"] = os.getcwd()
             env["PYTHONDONTWRITEBYTECODE"] = "1"
+            env["PY"] = sys.executable
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
         outs.append(p)
     return outs
@@ -142,7 +145,8 @@ def test_raw_attributes_of_a_veth_across_namespaces(tmp_path):
     script = tmp_path / "s.sh"
     script.write_text(
         'if [ -n "$REAL" ]; then unshare -n sleep 5 >/dev/null 2>&1 &\n'
-        'else XFRMD_NETNS=b ip monitor link > /dev/null 2>&1 & fi\n'
+        f'else {sys.executable} -m xfrmd.cli ctl netns add b\n'     # a HELLO cannot make it
+        'XFRMD_NETNS=b ip monitor link > /dev/null 2>&1 & fi\n'
         "M=$!; sleep 1\n"
         "ip link add v0 type veth peer name v1 netns $M && ip link set v0 mtu 1400 && "
         f"{sys.executable} {prog}\nkill $M\n")
