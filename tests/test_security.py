@@ -177,6 +177,9 @@ def test_services_refuse_non_owner_and_do_not_make_namespaces():
     assert res["errno"] == E.EPERM and "x" not in k.namespaces
     res = services.handle(k, "nosuch", {"op": "ping"})
     assert res["errno"] == E.ENOENT and "nosuch" not in k.namespaces
+    # knobs of the whole kernel work whatever namespace the connection named
+    assert services.handle(k, "nosuch", {"op": "clock_advance", "seconds": 5})["errno"] == 0
+    assert k.clock.now() == t0 + 5 and "nosuch" not in k.namespaces
 
 
 # -- through the server socket ------------------------------------------------------------

@@ -22,6 +22,11 @@ SERVICE_MODULES = ["xfrmd.xfrm.services", "xfrmd.rtnl.services", "xfrmd.genl.ser
                    "xfrmd.datapath.mib", "xfrmd.kconfig_ctl",
                    "xfrmd.stats"]
 _loaded = False
+# ops that do not act on the connection's namespace (knobs of the whole kernel, or ops that
+# name their namespace in the request): they work whatever namespace the HELLO named, so
+# `xfrmd ctl clock advance` reaches a server whose topology has no "default"
+KERNEL_WIDE_OPS = frozenset({"clock_advance", "netns_add", "netns_del", "netns_list", "capable",
+                             "xfrm_type", "crypto_alg", "genetlink"})
 
 
 def _load() -> None:
@@ -55,7 +60,9 @@ def handle(kernel, netns_name: str, request: dict, *, uid: int = 0, pid: int = 0
         # never creates a namespace: only `netns add` and the topology do
         ns = kernel.netns(netns_name, create=False)
     except Exception as e:  # noqa: BLE001 - reported to the caller
-        return {"errno": getattr(e, "errno", E.ENOENT), "error": str(e)}
+        if not (op in KERNEL_WIDE_OPS or op in ("xmit", "xfrm_stat") and request.get("netns")):
+            return {"errno": getattr(e, "errno", E.ENOENT), "error": str(e)}
+        ns = None           # the op does not use the connection's namespace
     if op == "capable":
         return fn(kernel, ns, request, cred)
     return fn(kernel, ns, request)
