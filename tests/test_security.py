@@ -226,6 +226,40 @@ def test_hello_cannot_make_a_namespace(srv):
         assert svc.query("ping")["errno"] == E.ENOENT
 
 
+def test_python_clients_get_the_eperms(monkeypatch, srv):
+    """Every connection counts as unprivileged (the credentials read at accept replaced):
+    xfrmd.client and the pyroute2 adapter report what the kernel refuses."""
+    import xfrmd.server
+    from xfrmd.client import NetlinkError
+    monkeypatch.setattr(xfrmd.server, "_peer_credentials", lambda *a: UNPRIV)
+    with NetlinkSocket(N.NETLINK_XFRM, path=srv.path) as nl:
+        with pytest.raises(NetlinkError) as e:
+            nl.request(X.XfrmMsg.GETSA, N.NLM_F_DUMP)
+        assert e.value.errno == E.EPERM
+        for level, opt, v in ((N.SOL_NETLINK, N.NETLINK_ADD_MEMBERSHIP, 3), (1, 33, 1 << 20)):
+            with pytest.raises(OSError) as e:
+                nl.setsockopt(level, opt, v)
+            assert e.value.errno == E.EPERM
+        nl.setsockopt(1, 8, 1 << 16)                           # SO_RCVBUF is anyone's
+    with pytest.raises(OSError) as e:
+        NetlinkSocket(N.NETLINK_XFRM, path=srv.path, groups=1 << 2)
+    assert e.value.errno == E.EPERM
+    with NetlinkSocket(N.NETLINK_ROUTE, path=srv.path, groups=1) as nl:
+        nl.setsockopt(N.SOL_NETLINK, N.NETLINK_ADD_MEMBERSHIP, 5)
+        assert nl.request(18, N.NLM_F_DUMP, bytes(16))[-1].type == N.NLMSG_DONE
+    from xfrmd.pyroute2 import XfrmdSocket
+    xs = XfrmdSocket(N.NETLINK_XFRM, path=srv.path)
+    xs.bind((0, 0))
+    with pytest.raises(OSError) as e:
+        xs.bind((0, 1 << 2))
+    assert e.value.errno == E.EPERM
+    xs.close()
+    with Service(path=srv.path) as svc:
+        assert svc.query("clock_advance", seconds=1)["errno"] == E.EPERM
+        assert svc.query("capable") == {"errno": 0, "net_admin": 0, "net_admin_init": 0,
+                                        "nonroot_recv": 1 | 1 << 16}
+
+
 def test_run_netns_still_works():
     require(shutil.which("ip") and (shutil.which("gcc") or shutil.which("cc")), "needs ip and cc")
     p = subprocess.run(XFRMD + ["run", "--netns", "fresh", "--", "ip", "-br", "link"],

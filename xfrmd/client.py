@@ -54,6 +54,25 @@ def check_server(sock: socket.socket, path: str) -> None:
         raise ServerRefused(E.ECONNREFUSED, f"xfrmd: refusing server at {path} owned by uid {uid}")
 
 
+def refused_option(path: str, netns: str, protocol: int, level: int, optname: int,
+                   groups: int = 0) -> int:
+    """EPERM if the kernel would refuse this socket option (or a bind joining ``groups``)
+    to the caller, else 0: a group join of a protocol without NL_CFG_F_NONROOT_RECV, or
+    SO_RCVBUFFORCE, without CAP_NET_ADMIN (docs/security.md). Such frames get no reply, so
+    the client asks first (service op ``capable``), as the shim does."""
+    join = (level == SOL_NETLINK and optname in (1, 2)) or groups   # ADD/DROP_MEMBERSHIP
+    force = level == SOL_SOCKET and optname == 33                   # SO_RCVBUFFORCE
+    if not (join or force):
+        return 0
+    with Service(netns, path=path) as svc:
+        c = svc.query("capable")
+    if c.get("errno"):
+        return 0                        # the server refuses on its side
+    if force:
+        return 0 if c["net_admin_init"] else E.EPERM
+    return 0 if c["net_admin"] or c["nonroot_recv"] >> protocol & 1 else E.EPERM
+
+
 def _family_for(protocol: int) -> Family | None:
     from netlink_codec.netlink import NETLINK_XFRM
     if protocol == NETLINK_XFRM:
@@ -155,6 +174,7 @@ class NetlinkSocket(_Base):
         self.sock.connect(self.path)
         check_server(self.sock, self.path)
         netns = netns or os.environ.get("XFRMD_NETNS", "")
+        self.netns = netns
         for f in self._setup_frames(protocol, netns, groups, portid, ext_ack, cap_ack, rcvbuf, sock_type):
             self.sock.send(f)
         self._bind_result(self.sock.recv(T.MAX_RECORD))
@@ -172,6 +192,9 @@ class NetlinkSocket(_Base):
         return self.sock.fileno()
 
     def setsockopt(self, level: int, optname: int, value: int) -> None:
+        err = refused_option(self.path, self.netns, self.protocol, level, optname)
+        if err:
+            raise OSError(err, os.strerror(err))
         self.sock.send(T.setsockopt(level, optname, value))
 
     def send(self, datagram: bytes) -> None:

@@ -96,6 +96,7 @@ class XfrmdSocket(socket.socket):
         self._fence_seq = 0
         self.nl_path = path or T.default_socket_path()
         netns = netns or os.environ.get("XFRMD_NETNS", "")
+        self.nl_netns = netns
         try:
             super().connect(self.nl_path)
         except (FileNotFoundError, ConnectionRefusedError) as e:
@@ -169,6 +170,7 @@ class XfrmdSocket(socket.socket):
         if not self.nl_bound:
             self._bind_exchange(T.bind(pid, groups))
             return
+        self._check_option(0, 0, groups)
         if pid and pid != self.nl_portid:
             raise OSError(E.EINVAL, os.strerror(E.EINVAL))
         self.nl_groups = groups
@@ -185,6 +187,13 @@ class XfrmdSocket(socket.socket):
 
     # -- options --------------------------------------------------------------------------
 
+    def _check_option(self, level: int, optname: int, groups: int = 0) -> None:
+        """EPERM where the kernel refuses the caller (docs/security.md); no reply comes."""
+        from .client import refused_option
+        err = refused_option(self.nl_path, self.nl_netns, self.nl_protocol, level, optname, groups)
+        if err:
+            raise OSError(err, os.strerror(err))
+
     def setsockopt(self, level, optname, value, optlen=None) -> None:
         if isinstance(value, (bytes, bytearray)):
             v = struct.unpack_from("=i", bytes(value).ljust(4, b"\0"))[0]
@@ -192,6 +201,7 @@ class XfrmdSocket(socket.socket):
             v = 0
         else:
             v = int(value)
+        self._check_option(level, optname)
         if level == socket.SOL_SOCKET:
             if optname in (SO_RCVBUF, SO_RCVBUFFORCE):
                 from .netlink.socket import rcvbuf_for     # what the server will use
