@@ -299,6 +299,25 @@ def test_serve_refuses_paths_it_does_not_own(tmp_path):
     assert p.returncode == 1 and "writable by others" in p.stderr
 
 
+def test_the_per_user_directory(monkeypatch, tmp_path):
+    """serve makes the default path's directory 0700 and refuses one others may use."""
+    from xfrmd.server import Server
+    priv = tmp_path / "xfrmd-me"
+    monkeypatch.setattr(T, "private_dir", lambda: str(priv))
+    server = Server(Kernel(topology=None), str(priv / "xfrmd.sock"))
+    server._prepare_path()
+    assert stat.S_IMODE(os.stat(priv).st_mode) == 0o700
+    priv.chmod(0o755)
+    with pytest.raises(SystemExit) as e:
+        server._prepare_path()
+    assert str(e.value) == (f"xfrmd: refusing {priv}: not a directory only uid {os.geteuid()} "
+                            f"can use (owner uid {os.geteuid()}, mode 0755)")
+    priv.rmdir()
+    priv.symlink_to(tmp_path)
+    with pytest.raises(SystemExit):
+        server._prepare_path()
+
+
 def test_default_path_order(monkeypatch):
     monkeypatch.setenv("XFRMD_SOCKET", "/run/x/a.sock")
     assert T.default_socket_path() == "/run/x/a.sock"
