@@ -10,7 +10,7 @@ from typing import Callable
 
 from netlink_codec.netlink import NETLINK_ROUTE, NLM_F_DUMP
 
-from ..netlink.core import Reply, Request
+from ..netlink.core import OK, Reply, Request
 
 DOIT: dict[int, Callable] = {}
 DUMPIT: dict[int, Callable] = {}
@@ -73,6 +73,8 @@ class Rtnetlink:
         t = req.hdr.type
         if t > RTM_MAX:
             return Reply(-E.EOPNOTSUPP)
+        if req.hdr.len - 16 < 1:
+            return OK                  # "All the messages must have at least 1 byte length"
         kind = (t - RTM_BASE) & 3      # NEW, DEL, GET, SET of each family of messages
         if kind == 2 and req.hdr.flags & NLM_F_DUMP:
             fn = DUMPIT.get(t)
@@ -80,7 +82,7 @@ class Rtnetlink:
                 return Reply(-E.EOPNOTSUPP, f"xfrmd: dumps of rtnetlink message {t} are not modelled")
             return fn(req)
         if kind != 2 and not req.sock.cap_net_admin:
-            return Reply(-E.EPERM)
+            return Reply(-E.EPERM)     # netlink_net_capable(skb, CAP_NET_ADMIN)
         fn = DOIT.get(t)
         if fn is None:
             return Reply(-E.EOPNOTSUPP, f"xfrmd: rtnetlink message {t} is not modelled")

@@ -107,7 +107,8 @@ class XfrmUser:
         if t > X.XFRM_MSG_MAX:
             return Reply(-E.EINVAL)
         if not req.sock.cap_net_admin:
-            # "All operations require privileges, even GET"
+            # xfrm_user_rcv_msg: "All operations require privileges, even GET"
+            # (netlink_net_capable, the opener's credentials: docs/security.md)
             return Reply(-E.EPERM)
         if t in _DUMPABLE and req.hdr.flags & NLM_F_DUMP:
             dumper = DUMPERS.get(t)
