@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from netlink_codec import netlink as N
 from netlink_codec import xfrm as X
@@ -74,6 +76,21 @@ def test_peer_credentials_decide_as_cap_capable():
     c = peer_credentials(7, 1001, 1001, owner_uid=1000, status=None, same_userns=True)
     assert c.net_admin is False
     assert cap_effective("garbage") == (None, 0)
+
+
+_TOKEN = st.sampled_from(["0", "1", "²", "٣", "ff", "-1", "0x10", "", " ", "\t"]) | st.text(max_size=3)
+_LINE = st.builds(lambda k, a: f"{k}\t{a}", st.sampled_from(["Uid:", "CapEff:", "Gid:", "x"]),
+                  st.lists(_TOKEN, max_size=5).map("\t".join))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_LINE | st.text(max_size=6)).map("\n".join),
+       st.integers(0, 2**32), st.integers(0, 2**32))
+def test_any_status_text_decides_without_failing(text, uid, owner):
+    c = peer_credentials(1, uid, 0, owner_uid=owner, status="x\n" + text, same_userns=True)
+    assert c.net_admin == (uid == owner or c.net_admin_init)
+    euid, caps = cap_effective("\n" + text)
+    assert euid is None or isinstance(euid, int)
 
 
 def _kernel_and_sockets(protocol):

@@ -59,7 +59,7 @@ def cap_effective(status: str) -> tuple[int | None, int]:
     i = status.find("\nUid:")
     if i >= 0:
         parts = status[i + 5:status.find("\n", i + 5)].split()
-        if len(parts) >= 2 and parts[1].isdigit():
+        if len(parts) >= 2 and parts[1].isascii() and parts[1].isdigit():
             euid = int(parts[1])
     i = status.find("\nCapEff:")
     if i >= 0:

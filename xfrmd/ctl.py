@@ -84,7 +84,7 @@ def usage(name: str) -> int:
 def run_ctl(svc, argv: list[str]) -> int:
     _load_verbs()
     if not argv or argv[0] in ("help", "-h", "--help"):
-        print("xfrmd ctl verbs:")
+        print("xfrmd ctl verbs (they need the server's owner or root; docs/security.md):")
         for name, (_, usage) in sorted(VERBS.items()):
             print(f"  {usage}")
         return 0
