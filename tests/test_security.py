@@ -423,6 +423,37 @@ def test_unprivileged_peer_gets_the_kernels_eperms(public_dir):
     assert table["SO_RCVBUFFORCE"] == "EPERM" and table["ethtool FEATURES_SET"] == "EPERM"
 
 
+def test_the_owners_uid_has_cap_net_admin_without_capabilities(public_dir, monkeypatch):
+    """A server owned by nobody (the owner uid patched; the process is root's): nobody,
+    without any capability, is the owner of the emulated user namespace — CAP_NET_ADMIN in
+    it, not in the init namespace — as nobody is in a user namespace of its own
+    (`unshare -rn`) on the real kernel."""
+    _need_setpriv()
+    real = subprocess.run(SETPRIV + ["unshare", "-rn", SYS_PY, str(PROBE)], capture_output=True,
+                          text=True, timeout=120)
+    require(real.returncode == 0, f"needs unprivileged user namespaces: {real.stderr.strip()}")
+    import xfrmd.server
+    monkeypatch.setattr(xfrmd.server.Server, "owner_uid", NOBODY)
+    monkeypatch.setattr(xfrmd.server.Server, "group", NOBODY)
+    with running_server(make_kernel("bare"), path=str(public_dir / "x.sock")) as h:
+        emu = _as_nobody([SYS_PY, str(PROBE)], {"LD_PRELOAD": public_dir / "shim.so",
+                                                 "XFRMD_SOCKET": h.path})
+        p = _as_nobody([SYS_PY, "-c", CTL, h.path, '{"op": "netns_add", "name": "mine"}'])
+        assert json.loads(p.stdout) == {"errno": 0}                 # the owner's ctl
+        assert "mine" in h.kernel.namespaces
+    assert emu.returncode == 0, emu.stderr
+    r, e = dict(json.loads(x) for x in real.stdout.splitlines()), \
+        dict(json.loads(x) for x in emu.stdout.splitlines())
+    for key in ("xfrm dump GETSA", "xfrm dump GETPOLICY", "xfrm join group 3", "xfrm bind groups",
+                "xfrm drop group 3", "rtnl dump GETLINK", "SO_RCVBUF", "SO_RCVBUFFORCE"):
+        assert e[key] == r[key], key
+    assert r["SO_RCVBUFFORCE"] == "EPERM" and r["xfrm join group 3"] == "ok"
+    for key in r:            # no capability check refuses what the kernel lets the owner do
+        if key.startswith(("xfrm type", "ethtool")) or key in ("rtnl type 16", "rtnl type 17",
+                                                               "rtnl type 19", "rtnl type 20"):
+            assert (e[key] == "EPERM") == (r[key] == "EPERM"), (key, r[key], e[key])
+
+
 CTL = r'''
 import json, socket, struct, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)

@@ -238,11 +238,16 @@ class Server:
     def _restrict_path(self) -> None:
         """The socket is the owner's alone (0600), or 0660 with ``group``. Done before
         listen(): until then a connect is refused whatever the mode."""
-        if self.group is not None:
-            os.chown(self.path, -1, self.group, follow_symlinks=False)
-            os.chmod(self.path, 0o660)
-        else:
-            os.chmod(self.path, 0o600)
+        try:
+            if self.group is not None:
+                os.chown(self.path, -1, self.group, follow_symlinks=False)
+                os.chmod(self.path, 0o660)
+            else:
+                os.chmod(self.path, 0o600)
+        except OSError as e:          # e.g. a group the server's user is not a member of
+            os.unlink(self.path)
+            raise SystemExit(f"xfrmd: cannot give {self.path} to group {self.group}: "
+                             f"{e.strerror}") from None
 
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         self._prepare_path()
