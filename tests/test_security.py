@@ -283,6 +283,12 @@ def test_run_netns_still_works():
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     assert p.stdout.split()[0] == "lo"
+    p = subprocess.run(XFRMD + ["run", "--", "sh", "-c", "XFRMD_NETNS=nope ip -br link"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0 and p.stdout == ""
+    assert p.stderr.splitlines() == [
+        'xfrmd: the server has no network namespace "nope" (create it with `xfrmd ctl netns add nope`)',
+        "Cannot bind netlink socket: No such file or directory"]
 
 
 def _serve(*args):
