@@ -523,11 +523,12 @@ static void caps_load(void)
 {
     char out[512];
     if (cap_pid == my_pid()) return;
-    if (service_query("{\"op\":\"capable\"}", out, sizeof out) < 0 || json_int(out, "errno", 1)) {
+    if (service_query("{\"op\":\"capable\"}", out, sizeof out) < 0) return;
+    cap_pid = my_pid();
+    if (json_int(out, "errno", 1)) {        /* e.g. no such namespace: the server decides */
         cap_admin = cap_admin_init = 1; cap_nonroot = -1;
         return;
     }
-    cap_pid = my_pid();
     cap_admin = (int)json_int(out, "net_admin", 1);
     cap_admin_init = (int)json_int(out, "net_admin_init", 1);
     cap_nonroot = json_int(out, "nonroot_recv", -1);
