@@ -487,6 +487,13 @@ def test_ctl_needs_the_owner_and_0600_keeps_others_out(public_dir):
         with Service(path=str(sock)) as svc:                     # the owner (root) may
             assert svc.query("netns_list")["namespaces"] == ["default"]
             assert svc.query("netns_add", name="mine")["errno"] == 0
+            assert svc.query("genetlink", state="off")["errno"] == 0
+        if shutil.which("ethtool"):
+            # ethtool's ioctl path (no genetlink): dev_ethtool lets anyone read, not change
+            p = _as_nobody(["sh", "-c", "ethtool -k lo >/dev/null; echo rc=$?; ethtool -K lo rx off"],
+                           {"LD_PRELOAD": public_dir / "shim.so", "XFRMD_SOCKET": sock})
+            assert p.stdout == "rc=0\n" and p.returncode == 1
+            assert "Cannot set device feature settings: Operation not permitted" in p.stderr
     finally:
         _stop(server)
     server = _start_server(sock)                                  # 0600: nobody cannot connect
