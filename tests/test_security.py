@@ -544,6 +544,9 @@ def test_a_squatted_default_path_is_refused(public_dir):
         with pytest.raises(ServerRefused) as e:
             NetlinkSocket(N.NETLINK_XFRM, path=str(path))
         assert e.value.strerror == f"xfrmd: refusing server at {path} owned by uid {NOBODY}"
+        from xfrmd.pyroute2 import XfrmdSocket
+        with pytest.raises(ServerRefused):
+            XfrmdSocket(N.NETLINK_ROUTE, path=str(path))
         p = subprocess.run(XFRMD + ["ctl", "ping"], env=env, capture_output=True, text=True,
                            timeout=30)
         assert p.returncode == 1
