@@ -31,9 +31,9 @@ from dataclasses import dataclass
 
 CAP_NET_ADMIN = 12
 
-# netlink_kernel_cfg.flags: members of the protocol's groups need no privilege
-# (rtnetlink_net_init, genl_pernet_init set it; xfrm_user_net_init does not)
-NL_CFG_F_NONROOT_RECV = 0x1
+# protocols whose kernel socket has NL_CFG_F_NONROOT_RECV in netlink_kernel_cfg.flags:
+# anyone may join their groups (rtnetlink_net_init, genl_pernet_init set it;
+# xfrm_user_net_init does not)
 NONROOT_RECV_PROTOCOLS = frozenset({0, 16})     # NETLINK_ROUTE, NETLINK_GENERIC
 
 
