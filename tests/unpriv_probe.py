@@ -94,6 +94,8 @@ def main():
     check("rtnl bind groups", lambda: sock(NETLINK_ROUTE, 1).close())
     check("SO_RCVBUF", lambda: r.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20))
     check("SO_RCVBUFFORCE", lambda: r.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 1 << 20))
+    check("SO_SNDBUFFORCE", lambda: r.setsockopt(socket.SOL_SOCKET, 32, 1 << 20))
+    check("SO_SNDBUF", lambda: r.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20))
     r.close()
 
     # -- xfrm: every message needs CAP_NET_ADMIN, GETs and dumps included; so do its groups

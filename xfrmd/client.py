@@ -58,10 +58,10 @@ def refused_option(path: str, netns: str, protocol: int, level: int, optname: in
                    groups: int = 0) -> int:
     """EPERM if the kernel would refuse this socket option (or a bind joining ``groups``)
     to the caller, else 0: a group join of a protocol without NL_CFG_F_NONROOT_RECV, or
-    SO_RCVBUFFORCE, without CAP_NET_ADMIN (docs/security.md). Such frames get no reply, so
+    SO_RCVBUFFORCE / SO_SNDBUFFORCE, without CAP_NET_ADMIN (docs/security.md). Such frames get no reply, so
     the client asks first (service op ``capable``), as the shim does."""
     join = (level == SOL_NETLINK and optname in (1, 2)) or groups   # ADD/DROP_MEMBERSHIP
-    force = level == SOL_SOCKET and optname == 33                   # SO_RCVBUFFORCE
+    force = level == SOL_SOCKET and optname in (32, 33)             # SO_SND/RCVBUFFORCE
     if not (join or force):
         return 0
     with Service(netns, path=path) as svc:

@@ -789,6 +789,10 @@ int setsockopt(int fd, int level, int optname, const void *val, socklen_t len)
             s->rcvbuf = sock_bufsize(v, optname == SO_RCVBUFFORCE, 2304);
             break;
         case SO_SNDBUF: case SO_SNDBUFFORCE:
+            if (optname == SO_SNDBUFFORCE) {       /* sk_setsockopt: capable(CAP_NET_ADMIN) */
+                caps_load();
+                if (!cap_admin_init) { errno = EPERM; return -1; }
+            }
             s->sndbuf = sock_bufsize(v, optname == SO_SNDBUFFORCE, 4608);
             return 0;
         default:
