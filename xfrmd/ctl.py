@@ -84,9 +84,11 @@ def usage(name: str) -> int:
 def run_ctl(svc, argv: list[str]) -> int:
     _load_verbs()
     if not argv or argv[0] in ("help", "-h", "--help"):
-        print("xfrmd ctl verbs (they need the server's owner or root; docs/security.md):")
+        print("xfrmd ctl verbs:")
         for name, (_, usage) in sorted(VERBS.items()):
             print(f"  {usage}")
+        print("Verbs that change the emulated machine need the server's owner or root "
+              "(docs/security.md).")
         return 0
     entry = VERBS.get(argv[0])
     if entry is None:
