@@ -54,6 +54,82 @@ def _ping(svc, args) -> int:
     return _result(svc.query("ping"), show=True)
 
 
+FAULT_USAGE = ("fault TYPE ACTION [count N|always] [skip K] [netns NS] [comm NAME] [pid PID] "
+               "| fault list [--json] | fault clear [ID] — the next N requests of TYPE "
+               "(XFRM_MSG_NEWSA, RTM_NEWLINK, … or any) misbehave; ACTION: fail ERRNO "
+               "[extack TEXT] | drop | delay SECONDS | dump-intr | overflow [group G | port P] "
+               "(docs/faults.md)")
+# keyword → what its value is called in the service request
+_FAULT_KEYS = {"count": "count", "skip": "skip", "netns": "netns", "comm": "comm", "pid": "pid",
+               "extack": "extack", "group": "group", "port": "port"}
+
+
+def _fault_request(args: list[str]) -> dict:
+    """``TYPE ACTION [ARG] KEY VALUE…`` → the ``fault_add`` request (checked by the server)."""
+    if len(args) < 2:
+        raise ValueError("needs TYPE and ACTION")
+    req = {"type": args[0], "action": args[1]}
+    rest = args[2:]
+    if args[1] in ("fail", "delay"):
+        if not rest or rest[0] in _FAULT_KEYS:
+            raise ValueError(f"{args[1]} needs {'ERRNO' if args[1] == 'fail' else 'SECONDS'}")
+        req["errno" if args[1] == "fail" else "seconds"] = rest[0]
+        rest = rest[1:]
+    if len(rest) % 2:
+        raise ValueError(f"{rest[-1]!r} needs a value" if rest[-1] in _FAULT_KEYS
+                         else f"unexpected {rest[-1]!r}")
+    for k, v in zip(rest[::2], rest[1::2]):
+        if k not in _FAULT_KEYS:
+            raise ValueError(f"unknown keyword {k!r}")
+        req[_FAULT_KEYS[k]] = v
+    return req
+
+
+def _fault_line(f: dict) -> str:
+    words = [f"{f['id']}: {f['type']} {f['action']}"]
+    for k in ("errno", "seconds", "extack", "group", "port", "netns", "comm", "pid", "skip"):
+        if k in f:
+            v = f[k]
+            words.append(json.dumps(v) if k == "extack" else
+                         (str(v) if k in ("errno", "seconds") else f"{k} {v}"))
+    words.append(f"remaining {f['remaining']} hits {f['hits']}")
+    return " ".join(words)
+
+
+@verb("fault", FAULT_USAGE)
+def _fault(svc, args) -> int:
+    as_json = "--json" in args
+    args = [a for a in args if a != "--json"]
+    if args[:1] == ["list"] and len(args) == 1:
+        res = svc.query("fault_list")
+        if not res.get("errno"):
+            if as_json:
+                print(json.dumps(res["faults"], indent=2))
+            else:
+                for f in res["faults"]:
+                    print(_fault_line(f))
+        return _result(res)
+    if args[:1] == ["clear"] and len(args) <= 2:
+        try:
+            req = {"id": int(args[1])} if len(args) == 2 else {}
+        except ValueError:
+            print(f"xfrmd ctl: fault: clear takes a fault id, not {args[1]!r}", file=sys.stderr)
+            return 2
+        res = svc.query("fault_clear", **req)
+        if as_json and not res.get("errno"):
+            print(json.dumps({"cleared": res["cleared"]}))
+        return _result(res)
+    try:
+        req = _fault_request(args)
+    except ValueError as e:
+        print(f"xfrmd ctl: fault: {e} (see `xfrmd ctl help`)", file=sys.stderr)
+        return 2
+    res = svc.query("fault_add", **req)
+    if not res.get("errno"):
+        print(json.dumps(res["fault"]) if as_json else _fault_line(res["fault"]))
+    return _result(res)
+
+
 # Modules that register more verbs on import (each subsystem owns its verbs).
 VERB_MODULES = ["xfrmd.xfrm.ctl", "xfrmd.rtnl.ctl", "xfrmd.genl.ctl", "devices.ctl", "bonding.ctl",
                 "xfrmd.datapath.ctl", "xfrmd.kconfig_ctl",

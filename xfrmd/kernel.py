@@ -19,6 +19,7 @@ from netlink_codec import netlink as N
 from netlink_codec.netlink import NETLINK_GENERIC, NETLINK_ROUTE, NETLINK_XFRM
 
 from .clock import Clock, ManualClock
+from .fault import FaultTable
 from .netlink.core import MAX_RECVMSG_LEN, dump_alloc_size, dump_batch, netlink_rcv_skb
 from .netlink.socket import ENOBUFS, NetlinkSocket, rcvbuf_for, skb_truesize
 
@@ -86,6 +87,7 @@ class Kernel:
         self.tracers: list[Callable[[str, NetlinkSocket, bytes], None]] = []
         from .stats import Stats
         self.stats = Stats()
+        self.faults = FaultTable()               # `xfrmd ctl fault` rules (xfrmd/fault.py)
         self._register_families()
         self.topology = topology
         if topology is not None:

@@ -131,6 +131,15 @@ def _peer_credentials(s: pysocket.socket, pid: int, uid: int, gid: int, owner_ui
     return peer_credentials(pid, uid, gid, owner_uid=owner_uid, status=status, same_userns=same)
 
 
+def proc_comm(pid: int) -> str | None:
+    """The command name of a peer process (its ``task->comm``)."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().rstrip("\n")
+    except OSError:
+        return None
+
+
 class Connection:
     """One accepted unix connection; its kind is known once its HELLO arrived."""
     __slots__ = ("s", "fd", "pid", "uid", "kind", "netns", "sock", "open_error", "pending",
@@ -165,6 +174,7 @@ class Server:
     def __init__(self, kernel: Kernel, path: str, *, max_clients: int | None = None,
                  hello_timeout: float = HELLO_TIMEOUT):
         self.kernel = kernel
+        kernel.faults.comm_of = proc_comm     # `xfrmd ctl fault … comm NAME` matches by it
         self.max_clients = max_clients or default_max_clients()
         self.hello_timeout = hello_timeout      # 0: never close a silent connection
         self._unhello: collections.deque = collections.deque()  # accept order = deadline order

@@ -167,3 +167,28 @@ def _nlsock_state(kernel, ns, request) -> dict:
                             "strict_chk": int(s.strict_chk), "no_enobufs": int(s.no_enobufs),
                             "rcvbuf": s.rcvbuf}
     return {"errno": E.ENOENT}
+
+
+@service("fault_add")
+def _fault_add(kernel, ns, request) -> dict:
+    """Arm a fault rule (xfrmd/fault.py); the answer carries its id."""
+    fields = {k: v for k, v in request.items() if k != "op"}
+    try:
+        rule = kernel.faults.add(fields)
+    except ValueError as e:
+        return {"errno": E.EINVAL, "error": f"fault: {e}"}
+    return {"errno": 0, "id": rule.id, "fault": rule.as_dict()}
+
+
+@service("fault_list")
+def _fault_list(kernel, ns, request) -> dict:
+    return {"errno": 0, "faults": kernel.faults.listing()}
+
+
+@service("fault_clear")
+def _fault_clear(kernel, ns, request) -> dict:
+    rid = request.get("id")
+    n = kernel.faults.clear(None if rid is None else int(rid))
+    if rid is not None and not n:
+        return {"errno": E.ENOENT, "error": f"fault: no fault {rid}"}
+    return {"errno": 0, "cleared": n}

@@ -3,11 +3,12 @@ multicast. Protocol families plug in with a ``rcv_msg`` method (see :class:`Netl
 from __future__ import annotations
 
 import errno as E
+import sys
 from typing import Iterable, Protocol
 
-from netlink_codec.netlink import (NLM_F_ACK, NLM_F_MULTI, NLM_F_REQUEST, NLMSG_HDRLEN,
-                                   NLMSG_MIN_TYPE, ExtAck, Header, encode_ack, encode_done,
-                                   extack_tlvs, kernel_messages)
+from netlink_codec.netlink import (NLM_F_ACK, NLM_F_DUMP_INTR, NLM_F_MULTI, NLM_F_REQUEST,
+                                   NLMSG_HDRLEN, NLMSG_MIN_TYPE, ExtAck, Header, encode_ack,
+                                   encode_done, extack_tlvs, kernel_messages)
 
 from .socket import NetlinkSocket
 
@@ -88,25 +89,33 @@ class Request:
 
 def netlink_rcv_skb(kernel, sock: NetlinkSocket, buf, family: NetlinkFamily) -> None:
     """Process every message of one sendmsg buffer as ``netlink_rcv_skb`` does."""
+    faults = kernel.faults
     for hdr in kernel_messages(buf):
         if not (hdr.flags & NLM_F_REQUEST) or hdr.type < NLMSG_MIN_TYPE:
             # not dispatched; ACKed only when asked
             if hdr.flags & NLM_F_ACK:
                 netlink_ack(kernel, sock, buf, hdr, OK)
             continue
-        sock.reply_dropped = False
-        try:
-            outcome = family.rcv_msg(Request(kernel, sock, buf, hdr))
-        except Exception as exc:  # noqa: BLE001 - a bug answers EINVAL, never kills the server
-            outcome = internal_error(kernel, exc, f"message type {hdr.type} (protocol {sock.protocol})")
-        if outcome is DUMP_STARTED:
-            continue
-        if sock.reply_dropped and not outcome.error:
-            # a doit returns what nlmsg_unicast said: its reply found no room (-EAGAIN
-            # from netlink_attachskb), which netlink_rcv_skb then ACKs as the error
-            outcome = Reply(-E.EAGAIN)
-        if outcome.error or hdr.flags & NLM_F_ACK:
-            netlink_ack(kernel, sock, buf, hdr, outcome)
+        if faults.rules and faults.rcv_msg(kernel, sock, buf, hdr, family):
+            continue            # `xfrmd ctl fault`: answered (or not) as the rule says
+        netlink_rcv_msg(kernel, sock, buf, hdr, family)
+
+
+def netlink_rcv_msg(kernel, sock: NetlinkSocket, buf, hdr: Header, family: NetlinkFamily) -> None:
+    """One request: the family's handler (``cb``), then the ACK netlink_rcv_skb sends."""
+    sock.reply_dropped = False
+    try:
+        outcome = family.rcv_msg(Request(kernel, sock, buf, hdr))
+    except Exception as exc:  # noqa: BLE001 - a bug answers EINVAL, never kills the server
+        outcome = internal_error(kernel, exc, f"message type {hdr.type} (protocol {sock.protocol})")
+    if outcome is DUMP_STARTED:
+        return
+    if sock.reply_dropped and not outcome.error:
+        # a doit returns what nlmsg_unicast said: its reply found no room (-EAGAIN
+        # from netlink_attachskb), which netlink_rcv_skb then ACKs as the error
+        outcome = Reply(-E.EAGAIN)
+    if outcome.error or hdr.flags & NLM_F_ACK:
+        netlink_ack(kernel, sock, buf, hdr, outcome)
 
 
 def internal_error(kernel, exc: BaseException, what: str) -> Reply:
@@ -151,10 +160,15 @@ def dump_batch(sock: NetlinkSocket) -> bytes | None:
         if sock.ext_ack and st.done_tlvs:
             tlvs = st.done_tlvs
         sock.dump = None
-        return encode_done(st.seq, sock.portid, st.done_error, tlvs)
+        done = encode_done(st.seq, sock.portid, st.done_error, tlvs)
+        return dump_intr(done) if st.intr else done
     size = dump_alloc_size(sock)
     parts: list[bytes] = []
     used = 0
+    intr = st.intr        # the next message put says the dump was interrupted
+    if intr and st.pending is not None:
+        st.pending = dump_intr(st.pending)
+        st.intr = intr = False
     if st.pending is not None:
         parts.append(st.pending)
         used = len(st.pending)
@@ -164,6 +178,9 @@ def dump_batch(sock: NetlinkSocket) -> bytes | None:
             if isinstance(msg, Reply):  # the callback failed: NLMSG_DONE carries the error
                 _dump_error(st, msg)
                 break
+            if intr:
+                msg = dump_intr(msg)
+                st.intr = intr = False
             if used + len(msg) > size and parts:
                 st.pending = msg
                 return b"".join(parts)
@@ -175,6 +192,13 @@ def dump_batch(sock: NetlinkSocket) -> bytes | None:
     if parts:
         return b"".join(parts)
     return dump_batch(sock)
+
+
+def dump_intr(msg) -> bytes:
+    """``nl_dump_check_consistent`` saw the generation move: NLM_F_DUMP_INTR on the first
+    message put afterwards."""
+    flags = int.from_bytes(msg[6:8], sys.byteorder) | NLM_F_DUMP_INTR
+    return bytes(msg[:6]) + flags.to_bytes(2, sys.byteorder) + bytes(msg[8:])
 
 
 MULTI = NLM_F_MULTI

@@ -81,6 +81,7 @@ class DumpState:
     finished: bool = False        # iterator exhausted; NLMSG_DONE still to send
     done_error: int = 0           # errno for NLMSG_DONE (dump callback failure)
     done_tlvs: bytes = b""
+    intr: bool = False            # NLM_F_DUMP_INTR on the next message put (xfrmd.fault)
 
 
 @dataclass(eq=False, slots=True)
