@@ -163,6 +163,17 @@ def test_dump_intr_flags_the_first_message_after_the_first_datagram(nl, kernel):
     assert got[0] == normal[0] and got[2:] == normal[2:]
 
 
+def test_dump_intr_counts_only_dumps(nl, kernel):
+    """NLM_F_EXCL|NLM_F_CREATE is 0x600 and NLM_F_ROOT alone is not a dump for xfrm_user:
+    neither consumes the rule."""
+    arm(kernel, type="any", action="dump-intr")
+    nl.ok(newsa(flags=REQ_ACK | N.NLM_F_EXCL | N.NLM_F_CREATE))
+    nl.send(msg(M.GETSA, usersa_id(), N.NLM_F_REQUEST | N.NLM_F_ROOT))
+    assert kernel.faults.listing()[0]["hits"] == 0
+    got = [m for d in nl.send(msg(M.GETSA, b"", DUMP)) for m in messages(d)]
+    assert got[-1][1] & N.NLM_F_DUMP_INTR and kernel.faults.listing()[0]["hits"] == 1
+
+
 def test_dump_intr_on_a_one_datagram_dump_flags_done(nl, kernel):
     nl.ok(newsa())
     arm(kernel, type="XFRM_MSG_GETSA", action="dump-intr")

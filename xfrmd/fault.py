@@ -230,9 +230,21 @@ def _int(v, what: str, low: int) -> int:
 
 
 def _is_get(proto: int, t: int) -> bool:
+    """A type whose request can be a dump: rtnetlink's GETs, xfrm_user's GETSA/GETPOLICY."""
     if proto == NETLINK_ROUTE:
-        return (t - 16) & 3 == 2
-    return t in (XfrmMsg.GETSA, XfrmMsg.GETPOLICY, XfrmMsg.GETAE)
+        return t >= 16 and (t - 16) & 3 == 2
+    if proto == NETLINK_XFRM:
+        return t in (XfrmMsg.GETSA, XfrmMsg.GETPOLICY)
+    return True
+
+
+def _is_dump(proto: int, t: int, flags: int) -> bool:
+    """What the family dispatches as a dump: rtnetlink_rcv_msg takes either NLM_F_DUMP bit
+    on a GET; xfrm_user_rcv_msg and genetlink want both (0x300 is NLM_F_EXCL|NLM_F_CREATE
+    on a NEW request)."""
+    if proto == NETLINK_ROUTE:
+        return bool(flags & NLM_F_DUMP) and _is_get(proto, t)
+    return flags & NLM_F_DUMP == NLM_F_DUMP and _is_get(proto, t)
 
 
 def _group_name(proto: int, g: int) -> str:
@@ -274,7 +286,7 @@ class FaultTable:
         for rule in self.rules:
             if rule.proto is not None and (rule.proto != sock.protocol or rule.msg_type != hdr.type):
                 continue
-            if rule.action == "dump-intr" and not hdr.flags & NLM_F_DUMP:
+            if rule.action == "dump-intr" and not _is_dump(sock.protocol, hdr.type, hdr.flags):
                 continue
             if rule.netns is not None and rule.netns != sock.netns.name:
                 continue
