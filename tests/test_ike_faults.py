@@ -100,6 +100,12 @@ class Pair:
             self.kp.__exit__(*exc)
 
 
+def _ext_ack(p: Pair, side: str) -> set[bool]:
+    """NETLINK_EXT_ACK on the daemon's NETLINK_XFRM sockets: without it Linux (and xfrmd)
+    leaves the extack out of every answer."""
+    return {s.ext_ack for s in p.kp.kernel.namespaces[side].sockets.get(6, ())}
+
+
 def _lines(text: str, *patterns: str) -> list[str]:
     """The log lines that match each pattern, in order (pattern → first matching line)."""
     out = []
@@ -118,7 +124,7 @@ def _lines(text: str, *patterns: str) -> list[str]:
 ])
 def test_charon_newsa_refused(tmp_path, errno, extack, text):
     """The outbound SA (charon's only NEWSA; the inbound one is UPDSA after GETSPI) refused:
-    charon logs the errno (not the extack), deletes the CHILD_SA on both sides with a DELETE,
+    charon logs the errno — it never sets NETLINK_EXT_ACK, so no extack reaches it — deletes the CHILD_SA on both sides with a DELETE,
     keeps the IKE_SA, and does not retry."""
     with Pair(tmp_path, charon.Charon) as p:
         rid = p.arm(type="XFRM_MSG_NEWSA", action="fail", errno=errno, extack=extack, netns="left")
@@ -131,7 +137,7 @@ def test_charon_newsa_refused(tmp_path, errno, extack, text):
                r"\[IKE\] unable to install outbound IPsec SA \(SAD\) in kernel",
                r"\[IKE\] failed to establish CHILD_SA, keeping IKE_SA",
                r"\[IKE\] sending DELETE for ESP CHILD_SA with SPI [0-9a-f]{8}")
-        assert "xfrmd fault" not in log
+        assert "xfrmd fault" not in log and _ext_ack(p, "left") == {False}
         assert _wait(lambda: p.kp.sad("left") == [] and p.kp.sad("right") == [])
         assert p.kp.spd("left") == []
         assert "ESTABLISHED" in p.left.list_sas() and "INSTALLED" not in p.left.list_sas()
@@ -243,7 +249,8 @@ def test_charon_rt_event_socket_overrun_loses_the_address_for_good(tmp_path):
     ("EINVAL", "xfrmd fault: SA refused", r"Invalid argument \(errno 22\)"),
 ])
 def test_pluto_newsa_refused(tmp_path, errno, extack, text):
-    """pluto's NEWSA (the outbound SA) refused: pluto logs the errno (not the extack), tears
+    """pluto's NEWSA (the outbound SA) refused: pluto logs the errno (it never sets
+    NETLINK_EXT_ACK, so no extack reaches it), tears
     down the Child SA and the IKE SA *without* telling the peer, and revives the connection
     at once with a new IKE SA. The peer keeps the abandoned Child SA's pair beside the new
     one."""
@@ -261,7 +268,7 @@ def test_pluto_newsa_refused(tmp_path, errno, extack, text):
                r'"peer" #1: deleting state \(STATE_V2_ESTABLISHED_IKE_SA\) aged .* and NOT sending notification',
                r'"peer" #1: deleting IKE SA but connection is supposed to remain up; schedule EVENT_REVIVE_CONNS',
                r'"peer" #4: initiator established Child SA using #3')
-        assert "xfrmd fault" not in log
+        assert "xfrmd fault" not in log and _ext_ack(p, "left") == {False}
         left = {s["spi"] for s in p.kp.sad("left")}
         assert left < {s["spi"] for s in p.kp.sad("right")}
 
@@ -291,6 +298,23 @@ def test_pluto_getspi_answer_delayed(tmp_path):
                       for m in ("IKE_SA_INIT request", "IKE_AUTH request"))
         secs = lambda m: sum(float(x) * f for x, f in zip(m.group(1).split(":"), (3600, 60, 1)))
         assert 2.0 <= secs(auth) - secs(init) < 3.0
+
+
+def test_pluto_rt_event_socket_overrun_loses_the_address(tmp_path):
+    """ENOBUFS on pluto's rtnetlink event socket while an address is added: the same ERROR
+    line; the lost address is never seen, the next one is."""
+    with Pair(tmp_path, pluto.Pluto) as p:
+        rid = p.arm(type="RTM_NEWADDR", action="overflow", group="RTNLGRP_IPV4_IFADDR",
+                    netns="left")
+        env = {**os.environ, **p.kp.env("left")}
+        for a in ("192.0.2.10", "192.0.2.11"):
+            subprocess.run(["ip", "addr", "add", f"{a}/24", "dev", "veth-l"], env=env, check=True)
+        assert p.hits(rid) == 1
+        assert _wait(lambda: "XFRM RTM_NEWADDR 192.0.2.11 IFA_LOCAL" in p.left.logtext())
+        log = p.left.logtext()
+        _lines(log, r"ERROR: kernel: recvfrom\(\) failed in netlink_get: "
+                    r"No buffer space available \(errno 105\)")
+        assert "RTM_NEWADDR 192.0.2.10" not in log
 
 
 def test_pluto_event_socket_overrun_is_logged_and_has_no_dump_to_interrupt(tmp_path):
