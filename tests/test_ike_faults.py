@@ -147,7 +147,8 @@ def test_charon_newsa_refused(tmp_path, errno, extack, text):
 def test_charon_newpolicy_ack_lost_blocks_the_child_sa_for_ever(tmp_path):
     """charon's kernel-netlink waits for an answer without a timeout by default: the ACK of
     its first NEWPOLICY (the inbound policy) never comes, and the thread installing the
-    CHILD_SA waits for ever, holding the IKE_SA (swanctl --initiate gives up)."""
+    CHILD_SA waits for ever, holding the IKE_SA (swanctl --initiate gives up); SIGTERM
+    starts a shutdown that never ends."""
     with Pair(tmp_path, charon.Charon) as p:
         rid = p.arm(type="XFRM_MSG_NEWPOLICY", action="drop", netns="left")
         r = p.left.initiate(timeout=2)
@@ -158,6 +159,11 @@ def test_charon_newpolicy_ack_lost_blocks_the_child_sa_for_ever(tmp_path):
         assert re.search(r"\[KNL\] adding policy 192\.0\.2\.2/32 === 192\.0\.2\.1/32 in ", knl[-1]), knl[-3:]
         assert [pol["dir"] for pol in p.kp.spd("left")] == [0]       # applied, never ACKed
         assert len(p.kp.sad("left")) == 2
+        # SIGTERM is received, but the shutdown waits for the blocked thread
+        p.left.proc.send_signal(signal.SIGTERM)
+        assert _wait(lambda: "[DMN] SIGTERM received, shutting down" in p.left.logtext(), 3)
+        time.sleep(1)
+        assert p.left.proc.poll() is None
         p.kill(p.left)
 
 
@@ -275,7 +281,8 @@ def test_pluto_newsa_refused(tmp_path, errno, extack, text):
 
 def test_pluto_updpolicy_ack_lost_blocks_the_daemon(tmp_path):
     """pluto is one thread and waits for every netlink answer: the ACK of its first
-    UPDPOLICY never comes, and the whole daemon stops (whack gets no answer)."""
+    UPDPOLICY never comes, and the whole daemon stops (whack gets no answer, SIGTERM is not
+    acted on)."""
     with Pair(tmp_path, pluto.Pluto) as p:
         rid = p.arm(type="XFRM_MSG_UPDPOLICY", action="drop", netns="left")
         with pytest.raises(subprocess.TimeoutExpired):
@@ -283,6 +290,9 @@ def test_pluto_updpolicy_ack_lost_blocks_the_daemon(tmp_path):
         assert p.hits(rid) == 1 and p.left.proc.poll() is None
         last = p.left.logtext().rstrip().splitlines()[-1]
         assert last.endswith("| xfrm: sendrecv_xfrm_msg() sending 25"), last
+        p.left.proc.send_signal(signal.SIGTERM)      # handled only by the blocked loop
+        time.sleep(1.5)
+        assert p.left.proc.poll() is None and p.left.logtext().rstrip().splitlines()[-1] == last
         p.kill(p.left)
 
 
