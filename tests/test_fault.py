@@ -8,9 +8,12 @@ import errno as E
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from netlink_codec import netlink as N
 from netlink_codec import xfrm as X
+from xfrmd.fault import MAX_DELAY
 from xfrmd.netlink.socket import F_SOCK_ERROR
 
 from .sad_helpers import REQ_ACK, M, Nl, ack_info, messages, msg, newsa, usersa_id
@@ -254,6 +257,11 @@ def test_bad_rules_are_refused_with_one_line(kernel, req, text):
     assert kernel.faults.rules == []
 
 
+def test_extack_of_any_json_type_is_sent_as_text(nl, kernel):
+    arm(kernel, type="any", action="fail", errno=5, extack=42)
+    assert nl.errno_of(newsa()) == (-E.EIO, "42")
+
+
 def test_names_are_case_insensitive_and_listed_in_kernel_terms(kernel):
     r = arm(kernel, type="rtm_newlink", action="overflow", group="rtnlgrp_link", count="always",
             netns="left", comm="charon")
@@ -261,3 +269,57 @@ def test_names_are_case_insensitive_and_listed_in_kernel_terms(kernel):
                            "remaining": "always", "hits": 0, "netns": "left", "comm": "charon",
                            "group": "RTNLGRP_LINK"}
     assert kernel.faults.clear() == 1 and kernel.faults.listing() == []
+
+
+_noise = st.one_of(st.none(), st.integers(-2**40, 2**40), st.floats(allow_nan=True),
+                   st.text(max_size=12), st.booleans())
+# per key: a plausible value or noise, so that most requests get far enough to be armed
+_GOOD = {"type": st.sampled_from(["XFRM_MSG_NEWSA", "XFRM_MSG_GETSA", "RTM_GETLINK", "any"]),
+         "errno": st.sampled_from(["ENOMEM", "22", "EINVAL"]),
+         "extack": st.one_of(st.text(max_size=20), st.integers()),
+         "seconds": st.sampled_from([0, "0.5", 3, "86400"]),
+         "count": st.sampled_from([1, "2", "always"]), "skip": st.sampled_from([0, "1"]),
+         "netns": st.sampled_from(["default", 7]), "pid": st.sampled_from([4242, "4242"]),
+         "comm": st.sampled_from(["ip", 5]), "group": st.sampled_from(["XFRMNLGRP_SA", 3, "0x4"]),
+         "port": st.sampled_from([4242, "0"])}
+
+
+_ACTION_KEYS = {"fail": ("errno", "extack"), "delay": ("seconds",), "overflow": ("group", "port"),
+                "drop": (), "dump-intr": ()}
+
+
+@st.composite
+def _fault_requests(draw):
+    """Mostly what the action takes (plausible values or noise), sometimes a stray key."""
+    action = draw(st.sampled_from(list(_ACTION_KEYS)))
+    keys = ["type", "count", "skip", "netns", "pid", "comm"] + list(_ACTION_KEYS.get(action, ()))
+    req = draw(st.fixed_dictionaries({}, optional={k: st.one_of(*[_GOOD[k]] * 7, _noise)
+                                                   for k in keys}))
+    if draw(st.integers(0, 9)) == 0:
+        k = draw(st.sampled_from(sorted(_GOOD)))
+        req[k] = draw(st.one_of(_GOOD[k], _noise))
+    req["action"] = action
+    return req
+
+
+@settings(max_examples=400, deadline=None)
+@given(_fault_requests())
+def test_any_service_request_is_armed_or_refused_with_einval(req):
+    """Whatever a client sends to fault_add: a rule, or EINVAL with one line — never an
+    exception, and a refused request arms nothing."""
+    from xfrmd import services
+    from xfrmd.clock import ManualClock
+    from xfrmd.kernel import Kernel
+    k = Kernel(ManualClock())
+    res = services.handle(k, "default", dict(req, op="fault_add"))
+    if res["errno"]:
+        assert res["errno"] == E.EINVAL and "\n" not in res["error"] and k.faults.rules == []
+    else:
+        assert len(k.faults.rules) == 1 and res["fault"]["action"] == req["action"]
+        nl = Nl(k)                          # and it fires without an exception
+        nl.send(newsa())
+        nl.send(msg(M.GETSA, b"", DUMP))
+        k.advance(MAX_DELAY)
+        nl.recv_all()
+    res = services.handle(k, "default", {"op": "fault_clear", "id": req.get("pid")})
+    assert res["errno"] in (0, E.ENOENT, E.EINVAL)

@@ -170,7 +170,7 @@ class FaultRule:
             if req.get("errno") is None:
                 raise ValueError("fail needs an errno (fail ENOMEM, fail EINVAL extack TEXT)")
             r.errno = errno_value(req["errno"])
-            r.extack = req.get("extack") or None
+            r.extack = str(req["extack"]) if req.get("extack") not in (None, "") else None
         elif req.get("extack") is not None:
             raise ValueError("extack goes with fail")
         if action == "delay":

@@ -188,7 +188,10 @@ def _fault_list(kernel, ns, request) -> dict:
 @service("fault_clear")
 def _fault_clear(kernel, ns, request) -> dict:
     rid = request.get("id")
-    n = kernel.faults.clear(None if rid is None else int(rid))
+    try:
+        n = kernel.faults.clear(None if rid is None else int(str(rid), 10))
+    except ValueError:
+        return {"errno": E.EINVAL, "error": f"fault: clear takes a fault id, not {rid!r}"}
     if rid is not None and not n:
         return {"errno": E.ENOENT, "error": f"fault: no fault {rid}"}
     return {"errno": 0, "cleared": n}
