@@ -139,6 +139,17 @@ def test_delayed_dump_goes_on_only_after_its_first_datagram(nl, kernel):
     assert nl.recv_all() == normal
 
 
+def test_a_dump_already_running_is_not_taken_by_a_dropped_request(nl, kernel):
+    for spi in range(1, 121):
+        nl.ok(newsa(spi=spi))
+    normal = nl.send(msg(M.GETSA, b"", DUMP, seq=4))
+    kernel.deliver(nl.s, msg(M.GETSA, b"", DUMP, seq=4))
+    first = kernel.recv(nl.s)                              # the dump is running
+    arm(kernel, type="XFRM_MSG_NEWSA", action="drop")
+    kernel.deliver(nl.s, newsa(spi=500))                   # its ACK is lost, not the dump
+    assert [first] + nl.recv_all() == normal
+
+
 def test_delayed_answer_to_a_closed_socket_is_discarded(nl, kernel):
     arm(kernel, type="XFRM_MSG_NEWSA", action="delay", seconds=1)
     nl.send(newsa())

@@ -321,15 +321,18 @@ class FaultTable:
             # the request never reaches its handler: nothing is applied
             netlink_ack(kernel, sock, buf, hdr, Reply(-rule.errno, rule.extack))
             return True
+        running = sock.dump                     # a dump this request did not start
         if rule.action in ("drop", "delay"):
             answers = _captured(kernel, sock, lambda: _handle(kernel, sock, buf, hdr, family))
-            held, sock.dump = sock.dump, None    # a dump's rest: abandoned, or held back
+            held = None
+            if sock.dump is not running:        # its own dump's rest: abandoned, or held back
+                held, sock.dump = sock.dump, running
             if rule.action == "delay":
                 kernel.add_timer(rule.delay, lambda: _release(kernel, sock, answers, held))
             return True
         if rule.action == "dump-intr":
             _handle(kernel, sock, buf, hdr, family)
-            if sock.dump is not None and sock.dump.seq == hdr.seq:
+            if sock.dump is not None and sock.dump is not running:
                 sock.dump.intr = True           # the generation moved after datagram one
             return True
         # overflow: the targets' buffers are full while the request runs
