@@ -152,9 +152,10 @@ def test_charon_newpolicy_ack_lost_blocks_the_child_sa_for_ever(tmp_path):
     with Pair(tmp_path, charon.Charon) as p:
         rid = p.arm(type="XFRM_MSG_NEWPOLICY", action="drop", netns="left")
         r = p.left.initiate(timeout=2)
-        assert p.hits(rid) == 1
         assert "initiate completed successfully" not in r.stdout
-        time.sleep(0.5)
+        assert _wait(lambda: "adding policy 192.0.2.2/32 === 192.0.2.1/32 in " in p.left.logtext())
+        assert p.hits(rid) == 1
+        time.sleep(1)                                   # and nothing happens after it
         knl = [ln for ln in p.left.logtext().splitlines() if "[KNL]" in ln or "[CHD]" in ln]
         assert re.search(r"\[KNL\] adding policy 192\.0\.2\.2/32 === 192\.0\.2\.1/32 in ", knl[-1]), knl[-3:]
         assert [pol["dir"] for pol in p.kp.spd("left")] == [0]       # applied, never ACKed
@@ -288,8 +289,8 @@ def test_pluto_updpolicy_ack_lost_blocks_the_daemon(tmp_path):
         with pytest.raises(subprocess.TimeoutExpired):
             p.left.initiate(timeout=3)
         assert p.hits(rid) == 1 and p.left.proc.poll() is None
+        assert _wait(lambda: p.left.logtext().rstrip().endswith("| xfrm: sendrecv_xfrm_msg() sending 25"))
         last = p.left.logtext().rstrip().splitlines()[-1]
-        assert last.endswith("| xfrm: sendrecv_xfrm_msg() sending 25"), last
         p.left.proc.send_signal(signal.SIGTERM)      # handled only by the blocked loop
         time.sleep(1.5)
         assert p.left.proc.poll() is None and p.left.logtext().rstrip().splitlines()[-1] == last
@@ -307,7 +308,7 @@ def test_pluto_getspi_answer_delayed(tmp_path):
         init, auth = (re.search(r"^\w+ +\d+ ([\d:.]+): \"peer\" #1: sent " + m, p.left.logtext(), re.M)
                       for m in ("IKE_SA_INIT request", "IKE_AUTH request"))
         secs = lambda m: sum(float(x) * f for x, f in zip(m.group(1).split(":"), (3600, 60, 1)))
-        assert 2.0 <= secs(auth) - secs(init) < 3.0
+        assert 2.0 <= secs(auth) - secs(init) < 4.0
 
 
 def test_pluto_rt_event_socket_overrun_loses_the_address(tmp_path):
