@@ -151,7 +151,7 @@ def test_charon_newpolicy_ack_lost_blocks_the_child_sa_for_ever(tmp_path):
     starts a shutdown that never ends."""
     with Pair(tmp_path, charon.Charon) as p:
         rid = p.arm(type="XFRM_MSG_NEWPOLICY", action="drop", netns="left")
-        r = p.left.initiate(timeout=2)
+        r = p.left.initiate(timeout=1)
         assert "initiate completed successfully" not in r.stdout
         assert _wait(lambda: "adding policy 192.0.2.2/32 === 192.0.2.1/32 in " in p.left.logtext())
         assert p.hits(rid) == 1
@@ -187,16 +187,16 @@ def test_charon_retransmits_a_request_whose_ack_was_lost(tmp_path):
 
 @pytest.mark.parametrize("side", ["left", "right"])
 def test_charon_getspi_answer_delayed(tmp_path, side):
-    """GETSPI (XFRM_MSG_ALLOCSPI) answered 2.5 s late. The initiator waits before it sends
+    """GETSPI (XFRM_MSG_ALLOCSPI) answered 1.5 s late. The initiator waits before it sends
     IKE_AUTH; a responder waits inside IKE_AUTH, so the initiator retransmits it (1 s
     retransmit_timeout) and the exchange completes once the SPI arrives."""
     with Pair(tmp_path, charon.Charon) as p:
-        rid = p.arm(type="XFRM_MSG_ALLOCSPI", action="delay", seconds=2.5, netns=side)
+        rid = p.arm(type="XFRM_MSG_ALLOCSPI", action="delay", seconds=1.5, netns=side)
         t0 = time.monotonic()
         r = p.left.initiate(timeout=10)
         took = time.monotonic() - t0
         assert "initiate completed successfully" in r.stdout, r.stdout
-        assert p.hits(rid) == 1 and 2.5 <= took < 6, took
+        assert p.hits(rid) == 1 and 1.5 <= took < 5, took
         retransmits = re.findall(r"retransmit \d of request with message ID 1", p.left.logtext())
         assert bool(retransmits) == (side == "right"), retransmits
         assert len(p.kp.sad("left")) == len(p.kp.sad("right")) == 2
@@ -218,7 +218,7 @@ def test_charon_ignores_an_interrupted_dump_at_start(tmp_path):
 def test_charon_xfrm_event_socket_overrun_is_logged_and_survived(tmp_path):
     """ENOBUFS on charon's XFRM event socket (every socket of the namespace that joined a
     group overflows while the outbound NEWSA runs): charon logs it and reads on; the soft
-    EXPIRE that comes later still makes it rekey."""
+    EXPIRE that comes later still makes it rekey (a CHILD_SA with new SPIs)."""
     with Pair(tmp_path, charon.Charon, rekey_time=600, life_time=1200) as p:
         rid = p.arm(type="XFRM_MSG_NEWSA", action="overflow", netns="left")
         assert "initiate completed successfully" in p.left.initiate().stdout
@@ -228,8 +228,8 @@ def test_charon_xfrm_event_socket_overrun_is_logged_and_survived(tmp_path):
         before = {s["spi"] for s in p.kp.sad("left")}
         soft = p.kp.sad("left")[0]["lft"]["soft_add_expires_seconds"]
         p.kp.advance(soft + 2)
-        assert _wait(lambda: (lambda now: len(now) == 2 and not now & before)(
-            {s["spi"] for s in p.kp.sad("left")}), timeout=15)
+        assert _wait(lambda: len({s["spi"] for s in p.kp.sad("left")} - before) == 2, timeout=15)
+        _lines(p.left.logtext(), r"\[KNL\] creating rekey job for CHILD_SA ESP/0x[0-9a-f]{8}/192\.0\.2\.2")
 
 
 def test_charon_rt_event_socket_overrun_loses_the_address_for_good(tmp_path):
@@ -287,28 +287,28 @@ def test_pluto_updpolicy_ack_lost_blocks_the_daemon(tmp_path):
     with Pair(tmp_path, pluto.Pluto) as p:
         rid = p.arm(type="XFRM_MSG_UPDPOLICY", action="drop", netns="left")
         with pytest.raises(subprocess.TimeoutExpired):
-            p.left.initiate(timeout=3)
+            p.left.initiate(timeout=2)
         assert p.hits(rid) == 1 and p.left.proc.poll() is None
         assert _wait(lambda: p.left.logtext().rstrip().endswith("| xfrm: sendrecv_xfrm_msg() sending 25"))
         last = p.left.logtext().rstrip().splitlines()[-1]
         p.left.proc.send_signal(signal.SIGTERM)      # handled only by the blocked loop
-        time.sleep(1.5)
+        time.sleep(1)
         assert p.left.proc.poll() is None and p.left.logtext().rstrip().splitlines()[-1] == last
         p.kill(p.left)
 
 
 def test_pluto_getspi_answer_delayed(tmp_path):
-    """GETSPI answered 2 s late: pluto (one thread) sends its IKE_AUTH request 2 s after
+    """GETSPI answered 1 s late: pluto (one thread) sends its IKE_AUTH request 1 s after
     IKE_SA_INIT, and the Child SA comes up."""
     with Pair(tmp_path, pluto.Pluto) as p:
-        rid = p.arm(type="XFRM_MSG_ALLOCSPI", action="delay", seconds=2, netns="left")
+        rid = p.arm(type="XFRM_MSG_ALLOCSPI", action="delay", seconds=1, netns="left")
         r = p.left.initiate(timeout=15)
         assert "initiator established Child SA" in r.stdout, r.stdout
         assert p.hits(rid) == 1
         init, auth = (re.search(r"^\w+ +\d+ ([\d:.]+): \"peer\" #1: sent " + m, p.left.logtext(), re.M)
                       for m in ("IKE_SA_INIT request", "IKE_AUTH request"))
         secs = lambda m: sum(float(x) * f for x, f in zip(m.group(1).split(":"), (3600, 60, 1)))
-        assert 2.0 <= secs(auth) - secs(init) < 4.0
+        assert 1.0 <= secs(auth) - secs(init) < 3.0
 
 
 def test_pluto_rt_event_socket_overrun_loses_the_address(tmp_path):
