@@ -16,7 +16,6 @@ import time
 
 import pytest
 
-from xfrmd.client import Service
 from xfrmd.ike import charon, pluto
 from xfrmd.ike.pair import KernelPair
 
@@ -73,14 +72,10 @@ class Pair:
         return self
 
     def arm(self, **rule) -> int:
-        with Service(path=self.kp.handle.path) as svc:
-            res = svc.query("fault_add", **rule)
-        assert res["errno"] == 0, res
-        return res["id"]
+        return self.kp.fault(**rule)
 
     def hits(self, rid: int) -> int:
-        with Service(path=self.kp.handle.path) as svc:
-            return next(f["hits"] for f in svc.query("fault_list")["faults"] if f["id"] == rid)
+        return next(f["hits"] for f in self.kp.faults() if f["id"] == rid)
 
     def kill(self, d) -> None:
         """SIGKILL for a daemon a fault left blocked."""

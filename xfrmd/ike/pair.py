@@ -233,6 +233,22 @@ class KernelPair:
         with Service(path=self.handle.path) as svc:
             svc.query("clock_advance", seconds=seconds)
 
+    def fault(self, type: str, action: str, **opts) -> int:
+        """Arm an ``xfrmd ctl fault`` rule (docs/faults.md): ``kp.fault("XFRM_MSG_NEWSA",
+        "fail", errno="ENOMEM", netns="left")``. Returns its id; ValueError if refused."""
+        from ..client import Service
+        with Service(path=self.handle.path) as svc:
+            res = svc.query("fault_add", type=type, action=action, **opts)
+        if res.get("errno"):
+            raise ValueError(res.get("error"))
+        return res["id"]
+
+    def faults(self) -> list[dict]:
+        """Every rule armed so far, spent ones included (``hits``: how often it fired)."""
+        from ..client import Service
+        with Service(path=self.handle.path) as svc:
+            return svc.query("fault_list")["faults"]
+
     def xmit(self, side: str, count: int = 1, size: int = 64, **flow) -> dict:
         """``xfrmd ctl xmit`` from ``side``'s address to the other side's: ``count`` UDP
         packets of ``size`` payload bytes through the emulated output path (policy → SA →
