@@ -97,3 +97,29 @@ def test_fault_verb_with_ip(tmp_path):
     assert listing[0] == {"id": 1, "type": "XFRM_MSG_NEWSA", "action": "fail", "remaining": 0,
                           "hits": 1, "errno": "ENOMEM", "extack": "xfrmd fault: out of SA memory"}
     assert listing[2]["seconds"] == 1.0 and listing[2]["comm"] == "ip"
+
+
+def test_pyroute2_and_an_interrupted_or_refused_dump():
+    """pyroute2 0.9.7 (xfrmd.pyroute2): an interrupted link dump is returned whole and
+    without an error (NetlinkDumpInterrupted is not raised); a refused one raises
+    NetlinkError with the errno."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    from xfrmd.pyroute2 import IPRoute
+    from xfrmd.testing import make_kernel, running_server
+    with running_server(make_kernel("default")) as h:
+        with IPRoute(path=h.path) as ipr:
+            normal = [link.get("ifname") for link in ipr.get_links()]
+        with h.service() as svc:             # what `xfrmd ctl fault` sends
+            svc.query("fault_add", type="RTM_GETLINK", action="dump-intr")
+            svc.query("fault_add", type="RTM_GETLINK", action="fail", errno="EBUSY")
+        with IPRoute(path=h.path) as ipr:
+            assert [link.get("ifname") for link in ipr.get_links()] == normal
+            try:
+                ipr.get_links()
+            except NetlinkError as e:
+                assert e.code == 16
+            else:
+                raise AssertionError("no NetlinkError")
+        with h.service() as svc:
+            assert [f["hits"] for f in svc.query("fault_list")["faults"]] == [1, 1]
