@@ -47,6 +47,22 @@ def test_fail_answers_errno_and_extack_and_stores_nothing(nl, kernel):
     assert sa_count(nl) == 1 and kernel.faults.rules == []
 
 
+def test_fail_follows_the_sockets_ack_options(kernel):
+    """Without NETLINK_EXT_ACK no TLV (as for IKE daemons); with NETLINK_CAP_ACK only the
+    request's header is echoed — what netlink_ack does for any handler's error."""
+    plain = Nl(kernel, ext_ack=False)
+    capped = Nl(kernel, pid=77)
+    kernel.setsockopt(capped.s, N.SOL_NETLINK, N.NETLINK_CAP_ACK, 1)
+    arm(kernel, type="XFRM_MSG_NEWSA", action="fail", errno="ENOMEM", extack="gone", count=2)
+    req = newsa(seq=9)
+    (a,) = [m for d in plain.send(req) for m in messages(d)]
+    assert ack_info(a) == (-E.ENOMEM, None) and not a[1] & N.NLM_F_ACK_TLVS
+    assert a[4][20:] == req                               # the whole request echoed
+    (b,) = [m for d in capped.send(req) for m in messages(d)]
+    assert ack_info(b) == (-E.ENOMEM, "gone") and b[1] & N.NLM_F_CAPPED
+    assert b[4][20:36] == req[:16] and len(b[4]) < len(req) + 20
+
+
 def test_fail_exactly_count_times_then_normal_and_without_extack(nl, kernel):
     arm(kernel, type="XFRM_MSG_NEWSA", action="fail", errno="22", count=2)
     assert nl.errno_of(newsa(spi=1)) == (-E.EINVAL, None)
