@@ -103,11 +103,13 @@ def test_pid_and_comm_match_the_sender(kernel):
     assert b.errno_of(newsa(spi=5)) == (0, None)
 
 
-def test_drop_applies_but_never_answers(nl, kernel):
-    arm(kernel, type="XFRM_MSG_NEWSA", action="drop")
+def test_drop_applies_but_never_answers_exactly_count_times(nl, kernel):
+    arm(kernel, type="XFRM_MSG_NEWSA", action="drop", count=2)
     assert nl.send(newsa(spi=1)) == []
-    assert sa_count(nl) == 1
+    assert sa_count(nl) == 1                               # applied
+    assert nl.send(newsa(spi=1)) == []                     # EEXIST, and that is lost too
     assert nl.errno_of(newsa(spi=2)) == (0, None)
+    assert sa_count(nl) == 2
 
 
 def test_drop_of_an_allocspi_reply_keeps_the_larval_state(nl, kernel):
