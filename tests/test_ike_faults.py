@@ -119,8 +119,8 @@ def _lines(text: str, *patterns: str) -> list[str]:
 ])
 def test_charon_newsa_refused(tmp_path, errno, extack, text):
     """The outbound SA (charon's only NEWSA; the inbound one is UPDSA after GETSPI) refused:
-    charon logs the errno — it never sets NETLINK_EXT_ACK, so no extack reaches it — deletes the CHILD_SA on both sides with a DELETE,
-    keeps the IKE_SA, and does not retry."""
+    charon logs the errno — it never sets NETLINK_EXT_ACK, so no extack reaches it —
+    deletes the CHILD_SA on both sides with a DELETE, keeps the IKE_SA, and does not retry."""
     with Pair(tmp_path, charon.Charon) as p:
         rid = p.arm(type="XFRM_MSG_NEWSA", action="fail", errno=errno, extack=extack, netns="left")
         r = p.left.initiate(timeout=5)
