@@ -32,6 +32,7 @@ first ``skip`` matches) fires and counts down. Spent rules stay listed until cle
 """
 from __future__ import annotations
 
+import contextlib
 import errno as E
 import logging
 import math
@@ -314,45 +315,42 @@ class FaultTable:
         rule = self._match(sock, hdr)
         if rule is None:
             return False
-        from .netlink.core import Reply, netlink_ack
+        from .netlink.core import Reply, netlink_ack, netlink_rcv_msg
         log.info("fault %d (%s) fires on %s seq=%d from pid %d in %s", rule.id, rule.action,
                  type_name(sock.protocol, hdr.type), hdr.seq, sock.pid, sock.netns.name)
         if rule.action == "fail":
             # the request never reaches its handler: nothing is applied
             netlink_ack(kernel, sock, buf, hdr, Reply(-rule.errno, rule.extack))
             return True
-        running = sock.dump                     # a dump this request did not start
         if rule.action in ("drop", "delay"):
-            answers = _captured(kernel, sock, lambda: _handle(kernel, sock, buf, hdr, family))
-            held = None
-            if sock.dump is not running:        # its own dump's rest: abandoned, or held back
-                held, sock.dump = sock.dump, running
+            if _is_dump(sock.protocol, hdr.type, hdr.flags):
+                # a dump changes nothing and reads the tables as it goes: losing its answer
+                # is not running it, delaying its answer is running it late
+                if rule.action == "delay":
+                    one = bytes(buf[hdr.offset:hdr.offset + hdr.len])
+                    kernel.add_timer(rule.delay, lambda: _late(kernel, sock, one, family))
+                return True
+            answers = _captured(kernel, sock, lambda: netlink_rcv_msg(kernel, sock, buf, hdr, family))
             if rule.action == "delay":
-                kernel.add_timer(rule.delay, lambda: _release(kernel, sock, answers, held))
+                kernel.add_timer(rule.delay, lambda: _release(kernel, sock, answers))
             return True
         if rule.action == "dump-intr":
-            _handle(kernel, sock, buf, hdr, family)
+            running = sock.dump                 # a dump this request did not start
+            netlink_rcv_msg(kernel, sock, buf, hdr, family)
             if sock.dump is not None and sock.dump is not running:
                 sock.dump.intr = True           # the generation moved after datagram one
             return True
         # overflow: the targets' buffers are full while the request runs
-        targets = self._targets(kernel, sock, rule)
-        saved = [(t, t.rcvbuf) for t in targets]
-        try:
-            for t in targets:
-                t.rcvbuf = 0
-            _handle(kernel, sock, buf, hdr, family)
-            for t in targets:
-                if not t.congested:              # it heard nothing: overrun it anyway
-                    t.queue_multicast(b"\0")    # dropped; sets the error (netlink_overrun)
-                    kernel.dirty.add(t)
-        finally:
-            for t, rcvbuf in saved:
-                t.rcvbuf = rcvbuf
+        targets = self._targets(sock, rule)
+        for t in targets:
+            t.overrun()                         # ENOBUFS on the next read, congested
+            kernel.dirty.add(t)
+        with _shadow(kernel, "multicast", _dropping(kernel, targets)):
+            netlink_rcv_msg(kernel, sock, buf, hdr, family)
         return True
 
     @staticmethod
-    def _targets(kernel, sock, rule: FaultRule) -> list:
+    def _targets(sock, rule: FaultRule) -> list:
         ns = sock.netns
         if rule.port is not None:
             s = ns.ports.get(sock.protocol, {}).get(rule.port)
@@ -364,40 +362,67 @@ class FaultTable:
         return [s for s in ns.sockets.get(sock.protocol, ()) if s.groups]
 
 
-def _handle(kernel, sock, buf, hdr, family) -> None:
-    """What netlink_rcv_skb does with one request: the family's handler, then the ACK."""
-    from .netlink.core import DUMP_STARTED, Request, netlink_ack
-    outcome = family.rcv_msg(Request(kernel, sock, buf, hdr))
-    if outcome is DUMP_STARTED:
-        return
-    if outcome.error or hdr.flags & NLM_F_ACK:
-        netlink_ack(kernel, sock, buf, hdr, outcome)
+@contextlib.contextmanager
+def _shadow(kernel, name: str, fn):
+    """The kernel's method ``name`` is ``fn`` for the duration (every caller looks it up on
+    the kernel object)."""
+    setattr(kernel, name, fn)
+    try:
+        yield
+    finally:
+        delattr(kernel, name)
 
 
-def _captured(kernel, sock, fn) -> list[bytes]:
-    """Run ``fn`` keeping what it unicasts to ``sock`` (its answers) instead of queueing it;
-    what goes to other sockets goes out as usual."""
-    out: list[bytes] = []
+def _captured(kernel, sock, fn) -> list[tuple[bytes, int]]:
+    """Run ``fn`` keeping what it unicasts to ``sock`` (its answers, with the truesize each
+    would be charged) instead of queueing it; what goes to other sockets goes out as usual."""
+    out: list[tuple[bytes, int]] = []
     real = type(kernel).unicast
 
-    def unicast(s, datagram):
-        if s is sock:
-            out.append(datagram)
-        else:
-            real(kernel, s, datagram)
-    kernel.unicast = unicast
-    try:
+    def unicast(s, datagram, truesize=0):
+        if s is not sock:
+            return real(kernel, s, datagram, truesize)
+        out.append((datagram, truesize))
+        return True                 # taken: it goes out when (if ever) the fault says
+    with _shadow(kernel, "unicast", unicast):
         fn()
-    finally:
-        del kernel.unicast
     return out
 
 
-def _release(kernel, sock, answers: list[bytes], held) -> None:
-    """A delayed answer is due: queue it, and let a held-back dump go on."""
-    if sock.closed:
-        return
-    for d in answers:
-        kernel.unicast(sock, d)
-    if held is not None and sock.dump is None:
-        sock.dump = held
+def _release(kernel, sock, answers: list[tuple[bytes, int]]) -> None:
+    """A delayed answer is due: queue it (now subject to the receive buffer)."""
+    if not sock.closed:
+        for d, truesize in answers:
+            kernel.unicast(sock, d, truesize)
+
+
+def _late(kernel, sock, message: bytes, family) -> None:
+    """A delayed dump request runs now."""
+    from netlink_codec.netlink import kernel_messages
+
+    from .netlink.core import netlink_rcv_msg
+    if not sock.closed:
+        for hdr in kernel_messages(message):
+            netlink_rcv_msg(kernel, sock, message, hdr, family)
+
+
+def _dropping(kernel, targets: list):
+    """``netlink_broadcast`` where the targets have no room: each of their copies is dropped
+    (``netlink_overrun``); the other members get theirs."""
+    real = type(kernel).multicast
+    lost = set(targets)
+
+    def multicast(netns, protocol, group, datagram):
+        full = [(s, s.groups) for s in netns.sockets.get(protocol, ()) if s in lost and s.member(group)]
+        for s, _ in full:           # out of the delivery for this one call
+            s.groups = 0
+        try:
+            real(kernel, netns, protocol, group, datagram)
+        finally:
+            for s, groups in full:
+                s.groups = groups
+        for s, _ in full:
+            for t in kernel.tracers:
+                t("event", s, datagram)
+            s.overrun()
+    return multicast
