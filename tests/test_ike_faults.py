@@ -392,3 +392,18 @@ def test_pluto5_logs_the_extack_tells_the_peer_and_revives(tmp_path):
                r'"peer" #2: CHILD SA failed: TEMPORARY_FAILURE',
                r'"peer" #2: sent INFORMATIONAL request to delete larval Child SA using IKE SA #1',
                r'"peer" #2: connection is supposed to remain up; revival attempt 1 scheduled')
+
+
+def test_pluto5_blocks_on_a_lost_updpolicy_ack(tmp_path):
+    """pluto 5.2, like 4.10, waits for ever for the ACK of its first UPDPOLICY."""
+    require_userland("trixie-libreswan")
+    with Pair(tmp_path, pluto.Pluto, userland="trixie-libreswan") as p:
+        rid = p.arm(type="XFRM_MSG_UPDPOLICY", action="drop", netns="left")
+        with pytest.raises(subprocess.TimeoutExpired):
+            p.left.initiate(timeout=2)
+        assert p.hits(rid) == 1 and p.left.proc.poll() is None
+        blocked = "| sendrecv_xfrm_msg() sending 25 policy IPv4"
+        assert _wait(lambda: open(p.left.log).read().rstrip().endswith(blocked))
+        time.sleep(0.5)
+        assert open(p.left.log).read().rstrip().endswith(blocked)
+        p.kill(p.left)
