@@ -357,7 +357,8 @@ def test_charon6_logs_the_extack_of_a_refused_newsa(tmp_path):
 
 def test_charon6_blocks_on_a_lost_newpolicy_ack_and_ignores_interrupted_dumps(tmp_path):
     """charon 6.0.1 still waits for ever for a lost ACK (kernel-netlink's timeout is 0 by
-    default); its three start-up dumps, all interrupted, go unremarked."""
+    default); its three start-up dumps (RTM_GETLINK on two sockets, RTM_GETADDR), all
+    interrupted, go unremarked."""
     require_userland("trixie-strongswan")
     faults = [dict(type="any", action="dump-intr", comm="charon", count="always", netns="left")]
     with Pair(tmp_path, charon.Charon, faults=faults, userland="trixie-strongswan") as p:
