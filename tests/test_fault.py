@@ -341,6 +341,8 @@ def test_any_service_request_is_armed_or_refused_with_einval(req):
     from xfrmd.clock import ManualClock
     from xfrmd.kernel import Kernel
     k = Kernel(ManualClock())
+    if "default" not in k.namespaces:
+        k.add_netns("default")
     res = services.handle(k, "default", dict(req, op="fault_add"))
     if res["errno"]:
         assert res["errno"] == E.EINVAL and "\n" not in res["error"] and k.faults.rules == []
@@ -353,3 +355,19 @@ def test_any_service_request_is_armed_or_refused_with_einval(req):
         nl.recv_all()
     res = services.handle(k, "default", {"op": "fault_clear", "id": req.get("pid")})
     assert res["errno"] in (0, E.ENOENT, E.EINVAL)
+
+
+def test_fault_ops_need_the_servers_owner_and_work_in_any_namespace(kernel):
+    """Arming a fault is a `xfrmd ctl` verb: another uid gets EPERM (docs/security.md); the
+    owner reaches it whatever namespace the connection named (a pair has no "default")."""
+    from xfrmd import services
+    from xfrmd.capability import Credentials
+    other = Credentials(pid=5, uid=1000, owner=False, net_admin=True, net_admin_init=False)
+    for op in ("fault_add", "fault_list", "fault_clear"):
+        res = services.handle(kernel, "default", {"op": op, "type": "any", "action": "drop"},
+                              cred=other)
+        assert res["errno"] == E.EPERM and "owner" in res["error"]
+    assert kernel.faults.rules == []
+    res = services.handle(kernel, "no-such-ns", {"op": "fault_add", "type": "any", "action": "drop"},
+                          cred=Credentials())
+    assert res["errno"] == 0 and len(kernel.faults.rules) == 1

@@ -26,7 +26,8 @@ _loaded = False
 # name their namespace in the request): they work whatever namespace the HELLO named, so
 # `xfrmd ctl clock advance` reaches a server whose topology has no "default"
 KERNEL_WIDE_OPS = frozenset({"clock_advance", "netns_add", "netns_del", "netns_list", "capable",
-                             "xfrm_type", "crypto_alg", "genetlink"})
+                             "xfrm_type", "crypto_alg", "genetlink",
+                             "fault_add", "fault_list", "fault_clear"})
 
 
 def _load() -> None:
