@@ -154,8 +154,16 @@ def test_server_life_cycle(tmp_path):
     s.close()
     p = _serve(path)
     try:
-        time.sleep(1.0)
-        with NetlinkSocket(N.NETLINK_XFRM, path=path) as c:
+        # the stale file is still there until the server replaces it: retry the connect
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                c = NetlinkSocket(N.NETLINK_XFRM, path=path)
+                break
+            except (ConnectionRefusedError, FileNotFoundError):
+                assert time.monotonic() < deadline, "server did not start"
+                time.sleep(0.05)
+        with c:
             assert c.portid
         # a second server on a live path refuses with a clear message
         q = _serve(path)

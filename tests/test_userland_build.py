@@ -205,7 +205,7 @@ def test_warm_build_is_a_no_op_and_list_shows_versions(tmp_path):
                {"libreswan": "5.2-2", "iproute2": "6.15.0-1"})
     t = time.monotonic()
     p = _xfrmd("userland", "build", "trixie-strongswan", cache=tmp_path)
-    assert time.monotonic() - t < 1.5
+    assert time.monotonic() - t < 15        # a real build takes 30 s and more
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith("trixie-strongswan: up to date: ip 6.15.0  charon 6.0.1  "
                                "ethtool 6.14.2  ")

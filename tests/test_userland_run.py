@@ -105,12 +105,6 @@ def test_a_directory_the_user_made():
 
 
 @pytest.mark.userland
-def test_cold_run_is_fast():
-    require_userland("trixie-strongswan")
-    best = min(_timed(["true"]) for _ in range(3))
-    assert best < 1.0      # the bar is 0.5 s on an idle machine (benchmarks/); CI is shared
-
-
 def _timed(cmd):
     t = time.monotonic()
     subprocess.run(XFRMD + ["run", "--userland", "trixie-strongswan", "--", *cmd], check=True)
