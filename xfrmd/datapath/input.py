@@ -29,7 +29,7 @@ from ..xfrm.state import XFRM_STATE_ACQ, XFRM_STATE_VALID
 from . import packet as P
 from .mib import XFRM_INC_STATS
 from .output import Drop, _ops, esp_gcm, xfrm_dev_state_advance_esn, xfrm_policy_lookup
-from .words import addr, hw_hint, km_state_text, pol_name, sa_name, sel_text
+from .words import addr, hw_hint, km_state_text, sa_name, sel_text
 
 U32 = 0xFFFFFFFF
 UDP_ENCAP_ESPINUDP = 2
@@ -431,9 +431,9 @@ def xfrm_policy_check(ns, pkt: bytes, sp: list) -> object:
         return None
     pol.curlft_use = ns.kernel.clock.wall()
     if pol.action != X.XFRM_POLICY_ALLOW:
-        raise Drop("XfrmInPolBlock", 0, f"IN policy {pol.index} blocks: "
-                   f"{pol_name(pol, 'in')} has action block; delete it or add it with action "
-                   "allow")
+        raise Drop("XfrmInPolBlock", 0, f"IN policy {pol.index} blocks: its selector "
+                   f"{sel_text(pol.sel)} covers this flow; delete the policy or add it with "
+                   "action allow")
     from .output import policy_wire
     tmpls = policy_wire(pol).templates
     k = 0
@@ -441,14 +441,14 @@ def xfrm_policy_check(ns, pkt: bytes, sp: list) -> object:
         k = _policy_ok(t, sp, k, family)
         if k < 0:
             used = ", ".join(sa_name(x) for x in sp) or "no SA (the packet came in clear)"
-            raise Drop("XfrmInTmplMismatch", 0, f"IN policy {pol.index}: no SA matches template "
-                       f"reqid {t.reqid}: {pol_name(pol, 'in')} wants reqid {t.reqid}, the packet "
-                       f"used {used}; make the template's reqid, mode and addresses match "
-                       "the SA (or the template optional: `level use`)")
+            raise Drop("XfrmInTmplMismatch", 0, f"IN policy {pol.index} ({sel_text(pol.sel)}): no "
+                       f"SA matches template reqid {t.reqid}: the packet used {used}; make the "
+                       "template's reqid, mode and addresses match the SA (or the template "
+                       "optional: `level use`)")
     if any(x.props.mode != X.XFRM_MODE_TRANSPORT for x in sp[k:]):
         extra = ", ".join(sa_name(x) for x in sp[k:] if x.props.mode != X.XFRM_MODE_TRANSPORT)
-        raise Drop("XfrmInTmplMismatch", 0, f"IN policy {pol.index}: tunnel SA not in the policy:"
-                   f" {pol_name(pol, 'in')} has no template for {extra}; add one")
+        raise Drop("XfrmInTmplMismatch", 0, f"IN policy {pol.index} ({sel_text(pol.sel)}): "
+                   f"tunnel SA not in the policy: it has no template for {extra}; add one")
     return pol
 
 

@@ -36,7 +36,7 @@ from ..xfrm.state import XFRM_STATE_VALID
 from . import packet as P
 from .esp import EspGcmSA
 from .mib import XFRM_INC_STATS
-from .words import hw_hint, km_state_text, offload_hint, pol_name, sa_name, sel_text
+from .words import hw_hint, km_state_text, offload_hint, sa_name, sel_text
 
 U32 = 0xFFFFFFFF
 GCM = "rfc4106(gcm(aes))"
@@ -562,9 +562,8 @@ def _tmpl_resolve(db, sel, wire: PolicyWire, src: bytes, dst: bytes, family: int
         x, err, sent = state_find(db, sel, t, wire, local, remote, family)
         if x is not None and x.dir and x.dir != X.XFRM_SA_DIR_OUT:
             raise Drop("XfrmOutStateDirError", E.EINVAL,
-                       f"SA 0x{x.id.spi:08x} is dir in, but it is the SA the out policy's "
-                       f"template finds ({sa_name(x)}): add the outbound SA with dir out (or "
-                       "no dir)")
+                       f"{sa_name(x)} is dir in, but the out policy's template finds it: add "
+                       "the outbound SA with dir out (or no dir)")
         if x is not None:
             states.append(x)
             if t.mode in (X.XFRM_MODE_TUNNEL, X.XFRM_MODE_BEET):
@@ -576,8 +575,7 @@ def _tmpl_resolve(db, sel, wire: PolicyWire, src: bytes, dst: bytes, family: int
             continue
         why = offload_mismatch(db, t, wire, local, remote, family)
         tmpl = _tmpl_text(t, local, remote, family)
-        via = f" (template {tmpl} of {pol_name(pol, 'out')})" if pol is not None else \
-            f" (template {tmpl})"
+        via = f" (template {tmpl})"
         if err == -E.EAGAIN:
             raise Drop("XfrmOutNoStates", 0, (f"no usable SA for reqid {t.reqid}: {why}; "
                                               if why else f"no SA for reqid {t.reqid}{via} ")
