@@ -1,4 +1,4 @@
-"""docs/ci.md (issue 21, deliver 8): the workflow and the shell recipe are the same steps,
+"""docs/ci.md: the workflow and the shell recipe are the same steps,
 start nothing by hand and run the tests under CI=true through the plugin."""
 from __future__ import annotations
 

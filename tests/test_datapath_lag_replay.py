@@ -1,4 +1,4 @@
-"""The replay scenarios of lag-offload.md (S1–S6), driven through the emulated data path: a
+"""The replay scenarios S1–S6 of docs/bonding.md, driven through the emulated data path: a
 DUT namespace with an 802.3ad layer3+4 bond and a software IPsec peer namespace, ESP carried
 between them. This is why the LAG design is controversial: replicated states with per-slave
 sequence/replay contexts (mlx5-like lowers under the RFC) reuse sequence numbers and accept
