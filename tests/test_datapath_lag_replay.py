@@ -6,6 +6,8 @@ replays; one shared context (SOE lowers under the newest series) does not; crypt
 is not exposed at all."""
 from __future__ import annotations
 
+import errno as E
+
 import pytest
 
 from netlink_codec import xfrm as X
@@ -261,3 +263,9 @@ def test_packet_xmit_without_a_usable_replica_is_ehostunreach():
     # the drop names the SA and the device, and what brings traffic back
     assert ("SA 0x100 (reqid 1) packet-offloaded on bond0; bring a slave of bond0 holding the "
             "SA back (xfrmd ctl link SLAVE carrier on or replug)") in b["detail"]
+    # the same through `xfrmd ctl offload-traffic`
+    assert handle(lab.k, "dut", {"op": "offload_traffic", "dev": "bond0", "spi": 0x100}) == {
+        "errno": E.EOPNOTSUPP,
+        "error": "xfrmd: no usable slave holds a replica: bring a slave of bond0 holding the SA "
+                 "back (xfrmd ctl link SLAVE carrier on or replug), or delete and re-add the SA "
+                 "(SA 0x100 reqid 1 on bond0)"}

@@ -141,3 +141,25 @@ def test_a_destination_that_is_not_local_says_so(xfrmd_server, tmp_path, capsys)
     out = _ctl(xfrmd_server, capsys, "xmit", "198.51.100.1", "198.51.100.2", "--deliver", "right")
     assert ("198.51.100.2 is not local to right (xfrmd: forwarding is not modelled): add the "
             "address to a link in right or send to one it has") in out
+
+
+@pytest.mark.parametrize("dev, spi, error", [
+    ("nosuch", "0x301", "no offload device 'nosuch': no device of that name in default (xfrmd "
+                        "ctl links lists them)"),
+    ("dummy0", "0x301", "no offload device 'dummy0': dummy0 has no IPsec offload (xfrmdev_ops); "
+                        "use a netdevsim, mlx5-like, airoha-soe port or a bond of them"),
+    ("nsim0", "0x999", "no SA with spi 0x999 offloaded to nsim0: add it with `offload "
+                       "crypto|packet dev nsim0 dir in|out` (`ip xfrm state` shows which SAs are "
+                       "offloaded where)"),
+], ids=["no-device", "no-offload", "no-sa"])
+def test_offload_traffic_refusals_say_what_to_change(xfrmd_server, tmp_path, capsys, dev, spi,
+                                                     error):
+    _replay(xfrmd_server, tmp_path, capsys,
+            "link set nsim0 up\n"
+            "xfrm state add src 203.0.113.1 dst 203.0.113.2 proto esp spi 0x301 reqid 3 mode "
+            "transport {gcm} offload dev nsim0 dir out\n")
+    assert _ctl(xfrmd_server, capsys, "offload-traffic", "nsim0", "0x301", "3", "300") == (
+        "3 packets (300 bytes) through the hardware SA spi 0x301 on nsim0\n")
+    assert xfrmd(["ctl", "--socket", xfrmd_server.path, "offload-traffic", dev, spi]) == 1
+    cap = capsys.readouterr()
+    assert cap.out == "" and cap.err == f"xfrmd ctl: {error}\n"
