@@ -1,4 +1,4 @@
-"""Airoha EN7581 Secure Offload Engine (the posted patches; docs/offload.md, docs/bonding.md): packet offload
+"""Airoha EN7581 Secure Offload Engine (the posted patches; docs/bonding.md): packet offload
 only, IPv4 outer tunnel mode, one engine with 32 SA slots shared by all its ports, opted in to
 the proposed LAG flags (lower handle + shared state), compatible only within one engine."""
 from __future__ import annotations

@@ -8,7 +8,8 @@ from . import kconfig
 from .ctl import VERBS, _result, done, split_json, verb
 from .services import service
 
-_USAGE = ("kconfig show [NAME…] | kconfig set NAME=y|n… [-v|--json] — the kernel's build options "
+_USAGE = ("kconfig show [NAME…] | kconfig set NAME=y|n… [-v|--json] — the kernel's build "
+          "options "
           "(IP_MROUTE, IPV6_MROUTE, XFRM_OFFLOAD, INET_ESP, DUMMY, CRYPTO_GCM, …; "
           "docs/topology.md): shown as .config lines; a change applies to requests from "
           "then on, what exists stays; set prints the options it set")

@@ -13,7 +13,6 @@ from ..xfrm.state import XFRM_STATE_ACQ, XFRM_STATE_DEAD, XFRM_STATE_ERROR, XFRM
 _PROTO = {1: "icmp", 6: "tcp", 17: "udp", 50: "esp", 51: "ah", 58: "ipv6-icmp", 108: "comp"}
 _KM_STATE = {XFRM_STATE_ACQ: "larval (an acquire is pending)", XFRM_STATE_ERROR: "in error",
              XFRM_STATE_EXPIRED: "expired", XFRM_STATE_DEAD: "deleted"}
-_DIR = {X.XFRM_POLICY_IN: "in", X.XFRM_POLICY_OUT: "out", X.XFRM_POLICY_FWD: "fwd"}
 
 
 def sa_name(x) -> str:
@@ -42,12 +41,6 @@ def sel_text(sel: bytes) -> str:
     if dmask:
         out += f" dport {dport}"
     return out
-
-
-def pol_name(pol, dir_: str | None = None) -> str:
-    """``policy out index 1 (src 192.0.2.1/32 dst 192.0.2.2/32)``."""
-    d = dir_ or _DIR.get(getattr(pol, "dir", None), "?")
-    return f"policy {d} index {pol.index} ({sel_text(pol.sel)})"
 
 
 def km_state_text(x) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 from ..ctl import VERBS, _result, done, split_json, verb
 
 
-@verb("link", "link DEV carrier on|off | unplug | replug | netns NS [name NEWNAME] [-v|--json] — a "
-              "cable plugged or pulled (failover on bonds); the port hot-unplugged or probed "
+@verb("link", "link DEV carrier on|off | unplug | replug | netns NS [name NEWNAME] [-v|--json] "
+              "— a cable plugged or pulled (failover on bonds); the port hot-unplugged or probed "
               "again; the device moved to another namespace (ip link set DEV netns); carrier, "
               "unplug and replug print what they did")
 def _link(svc, args) -> int:
