@@ -5,8 +5,9 @@ from xfrmd.ctl import VERBS, done, split_json, verb
 
 
 @verb("lag-model", "lag-model BOND off|replicated|shared [--notify-flush on|off] [-v|--json] "
-                   "— the bond's IPsec offload model; --notify-flush: XFRM_MSG_DELSA for states a LAG "
-                   "flush deletes (the kernel sends none); prints what it set")
+                   "— the bond's IPsec offload model; --notify-flush: XFRM_MSG_DELSA for "
+                   "states a LAG flush deletes (the kernel sends none); says what it set on a "
+                   "terminal or with -v")
 def _lag_model(svc, args) -> int:
     args, how = split_json(args)
     req = {}

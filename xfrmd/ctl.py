@@ -56,7 +56,7 @@ def done(res: dict, how: bool | None, line: str, what: dict) -> int:
 
 
 @verb("netns", "netns add|del NAME [-v|--json] | netns list — add or delete an emulated network "
-               "namespace (prints what it did)")
+               "namespace (says so on a terminal or with -v)")
 def _netns(svc, args) -> int:
     args, how = split_json(args)
     if args[:1] == ["list"]:
@@ -73,7 +73,7 @@ def _netns(svc, args) -> int:
 
 
 @verb("clock", "clock advance SECONDS [-v|--json] — move the emulated clock on (lifetimes, "
-               "timers); prints how far and how many timers fired")
+               "timers); says how far and how many timers fired on a terminal or with -v")
 def _clock(svc, args) -> int:
     args, how = split_json(args)
     if len(args) != 2 or args[0] != "advance":

@@ -12,7 +12,7 @@ _USAGE = ("kconfig show [NAME…] | kconfig set NAME=y|n… [-v|--json] — the 
           "options "
           "(IP_MROUTE, IPV6_MROUTE, XFRM_OFFLOAD, INET_ESP, DUMMY, CRYPTO_GCM, …; "
           "docs/topology.md): shown as .config lines; a change applies to requests from "
-          "then on, what exists stays; set prints the options it set")
+          "then on, what exists stays; set says what it set on a terminal or with -v")
 
 
 @verb("kconfig", _USAGE)

@@ -7,7 +7,7 @@ from ..ctl import VERBS, _result, done, split_json, verb
 @verb("link", "link DEV carrier on|off | unplug | replug | netns NS [name NEWNAME] [-v|--json] "
               "— a cable plugged or pulled (failover on bonds); the port hot-unplugged or probed "
               "again; the device moved to another namespace (ip link set DEV netns); carrier, "
-              "unplug and replug print what they did")
+              "unplug and replug say what they did on a terminal or with -v")
 def _link(svc, args) -> int:
     args, how = split_json(args)
     if len(args) == 2 and args[1] == "unplug":
