@@ -14,10 +14,14 @@ CODE_EXT = (".py", ".c", ".h", ".toml", ".sh", ".md", ".txt")
 
 OUTSIDE = [
     (re.compile(r"\bdesign(\.md\b| §)"), "the project's design notes"),
-    (re.compile(r"§"), "a section of a document outside the repository"),
+    # a section sign cites a section: of an RFC (public), or of notes outside the repository
+    (re.compile(r"(?<!RFC \d{4} )(?<!RFC \d{4}, )§"), "a section of a document outside the "
+                                                       "repository"),
     (re.compile(r"\bresearch(/| notes| traces)"), "the research notes"),
     (re.compile(r"\b(lag-offload|xfrm-netlink|clients|peers)\.md\b"), "a research note"),
-    (re.compile(r"(?<!libreswan )\b[Ii]ssue #?\d+"), "an issue of the project's own tracker"),
+    # an upstream project's issue is public; a bare "issue N" is the project's own tracker
+    (re.compile(r"(?<!libreswan )(?<!strongSwan )(?<!strongswan )(?<!iproute2 )"
+                r"\b[Ii]ssue #?\d+"), "an issue of the project's own tracker"),
     (re.compile(r"\bdeliver \d+\b"), "an issue's deliverable"),
     (re.compile(r"/work/"), "a machine path"),
 ]
