@@ -105,7 +105,7 @@ def test_the_shell_recipe_runs_end_to_end(tmp_path):
     repo = tmp_path / "repo"
     shutil.copytree(ROOT, repo / "third_party" / "xfrmd", ignore=shutil.ignore_patterns(
         ".git", ".venv", "venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
-        ".hypothesis"))
+        ".hypothesis", ".cache"))
     (repo / "tests" / "offload").mkdir(parents=True)
     (repo / "tests" / "offload" / "test_offload.py").write_text(_TEST)
     env = {k: v for k, v in os.environ.items()
