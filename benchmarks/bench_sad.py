@@ -1,4 +1,4 @@
-"""SAD figures (design §6, issue 4), in-process through ``Kernel.deliver`` (sans-IO):
+"""SAD figures (docs/architecture.md), in-process through ``Kernel.deliver`` (sans-IO):
 
 * one NEWSA (rfc4106(gcm(aes)) tunnel SA, NLM_F_ACK): decode + validate + insert + ACK,
   median µs (bar ≤ 25 µs, goal ≤ 10 µs);

@@ -1,4 +1,4 @@
-"""Userlands (issue 18): building one cold (into an empty cache; skipped with --quick) and warm
+"""Userlands: building one cold (into an empty cache; skipped with --quick) and warm
 (cached: a no-op), ``xfrmd run --userland trixie-strongswan -- true`` against plain ``xfrmd
 run -- true``, and a charon 6.0.1 pair negotiating 200 Child SAs with packet offload on
 mlx5-like ports: the time until all 400 SAs are in xfrmd, and xfrmd's share of the CPU

@@ -1,4 +1,4 @@
-"""The bond's xfrmdev_ops under three models (``bond.lag_model``, lag-offload.md §A/§B):
+"""The bond's xfrmdev_ops under three models (``bond.lag_model``, docs/bonding.md):
 
 * ``off`` — upstream bond_main.c ``bond_ipsec_*``: an SA offloaded on the bond lives on the
   current active slave and moves on failover (``bond_ipsec_del_sa_all`` / ``add_sa_all``).
@@ -13,7 +13,7 @@
 
 Extack texts are the patches' (``NL_SET_ERR_MSG_MOD``: "bonding: …"). Where the replicated
 model refuses because of one slave among several, xfrmd names the slave in parentheses after
-the kernel text, as issue 7 asks (docs/bonding.md)."""
+the kernel text (docs/bonding.md)."""
 from __future__ import annotations
 
 import errno as E
@@ -938,7 +938,7 @@ def bond_ipsec_xmit_dev(bond, x):
 
 
 def _shared_add_sa(b, dev, x) -> None:
-    """``bond_ipsec_add_sa`` of the newest series (P39), checks in the order of §A.5."""
+    """``bond_ipsec_add_sa`` of the newest series (P39), checks in the order of docs/bonding.md's table."""
     lag = bond_mode_can_use_lag_xfrm(b)
     if b.mode != AB and not lag:
         refuse("Bond mode does not support IPsec offload", E.EOPNOTSUPP)
@@ -1010,7 +1010,7 @@ def bond_ipsec_lag_flush(bond) -> list:
 def bond_ipsec_topology_begin(bond, event: str, slave=None) -> None:
     """Before a membership / link change (enslave, release, a slave's UP, DOWN or carrier
     CHANGE): the newest series flushes every bond state of a LAG-eligible bond and blocks
-    adds until :func:`bond_ipsec_topology_end` (§A.8)."""
+    adds until :func:`bond_ipsec_topology_end` (P39, P40)."""
     if bond.lag_model == "shared" and bond_mode_can_use_lag_xfrm(bond):
         bond_ipsec_lag_begin_flush(bond)
         bond_xfrm_dev_state_flush(bond)

@@ -1,4 +1,4 @@
-"""Airoha EN7581 Secure Offload Engine (the posted patches, lag-offload.md §E): packet offload
+"""Airoha EN7581 Secure Offload Engine (the posted patches; docs/bonding.md): packet offload
 only, IPv4 outer tunnel mode, one engine with 32 SA slots shared by all its ports, opted in to
 the proposed LAG flags (lower handle + shared state), compatible only within one engine."""
 from __future__ import annotations
@@ -43,7 +43,7 @@ class SoeIpsec(XfrmDevOps):
         return isinstance(other, SoeIpsec) and other.engine is self.engine
 
     def xdo_dev_offload_ok(self, x) -> bool:
-        """The SOE's offload_ok (§E): packet offload, direction out, the SA alive (VALID) and
+        """The SOE's offload_ok: packet offload, direction out, the SA alive (VALID) and
         HW_ESP on ``xso.dev``."""
         xso = x.xso
         f = getattr(xso.dev, "features", None)

@@ -133,7 +133,7 @@ def _bond_lag_ready(dev) -> bool:
 
 
 def bond_fix_features(dev, features: int) -> int:
-    """``bond_fix_features`` for the XFRM bits (lag-offload.md §A.7). Active-backup and the
+    """``bond_fix_features`` for the XFRM bits (P39, R3; docs/bonding.md). Active-backup and the
     upstream model (``off``) pass the requested bits through; in the LAG models the bits
     stay only while the bond is LAG-eligible and every running slave is capable, and each
     is ANDed over the slaves' ``features | (hw_features & mask)``; a mode that can use
@@ -168,8 +168,8 @@ def bond_set_features(dev, features: int) -> int:
     """``bond_set_features`` (ndo_set_features, LAG models only) on an HW_ESP change: off
     flushes the bond's offloaded states, then every running slave gets the new value; on
     pushes it to every running slave and refuses (-EOPNOTSUPP) unless all of them took it.
-    A refused change is rolled back on the slaves that had switched (design §5: a failing
-    multi-step operation leaves nothing half done)."""
+    A refused change is rolled back on the slaves that had switched (a failing multi-step
+    operation leaves nothing half done)."""
     bond = dev.bond
     if bond.mode == "active-backup" or bond.lag_model == "off":
         return 0

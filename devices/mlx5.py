@@ -50,7 +50,7 @@ class Mlx5Ipsec(XfrmDevOps):
 
     def __init__(self, caps: dict | None = None):
         self.caps = dict(DEFAULT_CAPS, **(caps or {}))
-        # LAG opt-in: the RFC cover letter's example personality (lag-offload.md, "mlx5-like"):
+        # LAG opt-in: the RFC cover letter's example personality (docs/bonding.md):
         # XFRMDEV_OPS_F_LOWER_HANDLE only, since every port keeps its own hardware SA and its
         # own sequence/replay context, so never LAG_SHARED_STATE. capabilities =
         # {lag_lower_handle = false} is upstream mlx5 (no flag at all).

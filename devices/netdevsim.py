@@ -92,7 +92,8 @@ class NsimIpsec(XfrmDevOps):
         """Only transmitted skbs pass ``nsim_ipsec_tx``; netdevsim counts nothing on RX and
         keeps no byte counters (crypto offload: the stack accounts lifetimes itself)."""
         if x.xso.dir == XFRM_DEV_OFFLOAD_IN:
-            refuse("xfrmd: netdevsim counts transmitted packets only", E.EOPNOTSUPP)
+            refuse("xfrmd: netdevsim counts transmitted packets only: this SA is offloaded "
+                   "dir in; send through its dir out partner", E.EOPNOTSUPP)
         for _ in range(packets):
             self.tx_check(x)
 

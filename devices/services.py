@@ -154,15 +154,22 @@ def _offload_traffic(kernel, ns, request) -> dict:
     counters grow (netdevsim's TX check, mlx5's flow counters read by update_stats)."""
     from devices.xfrmdev import OffloadError
     dev = ns.links.by_name(request.get("dev", ""))
-    if dev is None or getattr(dev, "xfrmdev_ops", None) is None:
-        return {"errno": E.ENODEV, "error": f"no offload device {request.get('dev')!r}"}
+    if dev is None:
+        return {"errno": E.ENODEV, "error": f"no offload device {request.get('dev')!r}: no "
+                f"device of that name in {ns.name} (xfrmd ctl links lists them)"}
+    if getattr(dev, "xfrmdev_ops", None) is None:
+        return {"errno": E.ENODEV, "error": f"no offload device {dev.name!r}: {dev.name} has no "
+                "IPsec offload (xfrmdev_ops); use a netdevsim, mlx5-like, airoha-soe port or "
+                "a bond of them"}
     xnet = getattr(ns, "xfrm", None)
     from xfrmd.xfrm.sadb import sad
     spi = int(request.get("spi", 0))
     hits = [x for x in (sad(xnet).all.values() if xnet is not None else ())
             if x.xso is not None and x.xso.dev is dev and x.id.spi == spi]
     if not hits:
-        return {"errno": E.ENOENT, "error": f"no SA with spi {spi:#x} offloaded to {dev.name}"}
+        return {"errno": E.ENOENT, "error": f"no SA with spi {spi:#x} offloaded to {dev.name}: "
+                f"add it with `offload crypto|packet dev {dev.name} dir in|out` (`ip xfrm "
+                "state` shows which SAs are offloaded where)"}
     # every SA with that SPI on the port sees the packets (a ping crosses the out and the in
     # SA of a pair); a driver that counts nothing for one of them is fine if another counts
     errors = []
@@ -173,5 +180,11 @@ def _offload_traffic(kernel, ns, request) -> dict:
         except OffloadError as e:
             errors.append(e)
     if len(errors) == len(hits):
-        return {"errno": errors[0].errno, "error": errors[0].msg}
+        x = hits[0]
+        msg = errors[0].msg
+        if "no usable slave" in msg or "not offloaded to a slave" in msg:
+            from xfrmd.datapath.words import hw_hint
+            msg += f": {hw_hint(msg, x, dev)}"
+        return {"errno": errors[0].errno,
+                "error": f"{msg} (SA {x.id.spi:#x} reqid {x.props.reqid} on {dev.name})"}
     return {"errno": 0}

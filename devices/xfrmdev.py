@@ -10,7 +10,7 @@ import errno as E
 
 XFRMDEV_OPS_F_LOWER_HANDLE = 1 << 0
 XFRMDEV_OPS_F_LAG_SHARED_STATE = 1 << 1
-# the RFC's illustrative split of LAG_SHARED_STATE (lag-offload.md, "mapping")
+# the RFC's illustrative split of LAG_SHARED_STATE (docs/bonding.md)
 XFRMDEV_OPS_F_LAG_SHARED_TX_SEQ = 1 << 2
 XFRMDEV_OPS_F_LAG_SHARED_RX_REPLAY = 1 << 3
 

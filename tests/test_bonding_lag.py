@@ -1,8 +1,8 @@
-"""LAG IPsec offload on bonds (issue 7): the RFC's ``replicated`` model and the newest
+"""LAG IPsec offload on bonds (docs/bonding.md): the RFC's ``replicated`` model and the newest
 series' ``shared`` model, per driver pair — mlx5-like+mlx5-like, SOE+SOE on one engine, SOE
 ports of two engines, mixed drivers, netdevsim — each admission rule and refusal message,
 rollback leaving no replica, topology and hash-policy changes, and the S7 admission table
-(lag-offload.md §A.4–A.8). Sans-IO: netlink requests straight into the kernel model."""
+(P39, P40). Sans-IO: netlink requests straight into the kernel model."""
 from __future__ import annotations
 
 import errno as E
@@ -438,7 +438,7 @@ def test_shared_mode_refusal(k, nl):
 
 @pytest.mark.parametrize("change", ["carrier", "down", "release", "enslave", "hash", "esp-off"])
 def test_shared_topology_changes_flush_every_bond_state(k, nl, change):
-    """§A.8 / S7 last row: no migration, no DELSA; the IKE daemon must reinstall."""
+    """P40 / S7 last row: no migration, no DELSA; the IKE daemon must reinstall."""
     model(k, "bonds", "shared")
     assert nl.errno_of(sa(k, "bonds")) == (0, None)
     assert nl.errno_of(sa(k, "bonds", PACKET | IN, spi=0x200)) == (0, None)

@@ -1,5 +1,5 @@
 """Attaching to a running server (``xfrmd run --socket``, ``xfrmd env``), explicit flags
-beating environment variables, and help that needs no server (issue 21, deliver 3)."""
+beating environment variables, and help that needs no server."""
 from __future__ import annotations
 
 import os

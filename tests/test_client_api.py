@@ -1,4 +1,4 @@
-"""Python API habits (issue 21, deliver 7): request() returns the answer's messages without
+"""Python API habits: request() returns the answer's messages without
 the dump's closing NLMSG_DONE, and messages print with names and addresses."""
 from __future__ import annotations
 

@@ -1,10 +1,12 @@
-"""The replay scenarios of lag-offload.md (S1–S6), driven through the emulated data path: a
+"""The replay scenarios S1–S6 of docs/bonding.md, driven through the emulated data path: a
 DUT namespace with an 802.3ad layer3+4 bond and a software IPsec peer namespace, ESP carried
 between them. This is why the LAG design is controversial: replicated states with per-slave
 sequence/replay contexts (mlx5-like lowers under the RFC) reuse sequence numbers and accept
 replays; one shared context (SOE lowers under the newest series) does not; crypto offload
 is not exposed at all."""
 from __future__ import annotations
+
+import errno as E
 
 import pytest
 
@@ -183,6 +185,9 @@ def test_s3_a_replay_is_accepted_on_the_other_slave_with_per_slave_windows():
     again = lab.to_dut([pkts[4]], "s0")
     assert again.dropped == 1 and "replay drop in s0's replica context" in \
         again.to_dict()["batches"][0]["reason"]
+    assert ("sequence 5 already received: SA 0x200 (reqid 1) packet-offloaded on bond0, arrived "
+            "on s0; a replayed or reordered packet; a larger replay-window tolerates more "
+            "reordering") in again.to_dict()["batches"][0]["detail"]
 
 
 def test_s3_one_shared_window_drops_both_reinjections():
@@ -255,3 +260,12 @@ def test_packet_xmit_without_a_usable_replica_is_ehostunreach():
     [b] = lab.dut_send(2).to_dict()["batches"]
     assert (b["reason"], b["errno"], b["count"]) == ("XfrmOutError", "EHOSTUNREACH", 2)
     assert "no usable slave holds a replica" in b["detail"]
+    # the drop names the SA and the device, and what brings traffic back
+    assert ("SA 0x100 (reqid 1) packet-offloaded on bond0; bring a slave of bond0 holding the "
+            "SA back (xfrmd ctl link SLAVE carrier on or replug)") in b["detail"]
+    # the same through `xfrmd ctl offload-traffic`
+    assert handle(lab.k, "dut", {"op": "offload_traffic", "dev": "bond0", "spi": 0x100}) == {
+        "errno": E.EOPNOTSUPP,
+        "error": "xfrmd: no usable slave holds a replica: bring a slave of bond0 holding the SA "
+                 "back (xfrmd ctl link SLAVE carrier on or replug), or delete and re-add the SA "
+                 "(SA 0x100 reqid 1 on bond0)"}

@@ -143,7 +143,9 @@ xfrmd ctl xmit 198.51.100.1 198.51.100.2 count 2
 xfrmd ctl xfrm-stat | grep -E 'XfrmOutPolBlock|XfrmOutNoStates'
 """)
     assert out.splitlines() == [
-        "2 dropped: policy out index 1; XfrmOutPolBlock: policy action block (errno EPERM)",
+        "2 dropped: policy out index 1; XfrmOutPolBlock: policy action block: its selector "
+        "src 198.51.100.1/32 dst 198.51.100.2/32 covers this flow; delete the policy or add it "
+        "with action allow (errno EPERM)",
         "sent 0 dropped 2",
         "XfrmOutNoStates         \t0",
         "XfrmOutPolBlock         \t2"]

@@ -1,4 +1,4 @@
-"""A drop in the data path names its cause in words a user can act on (issue 21, deliver 5):
+"""A drop in the data path names its cause in words a user can act on:
 packet-offloaded SAs and software policies do not mix, and the drop says so; the counters
 that moved are shown alone. Run in-process (the CLI's own functions, one server thread)."""
 from __future__ import annotations

@@ -122,7 +122,7 @@ def test_both_paths_alike_on_every_driver(tools, value, tmp_path):
 
 
 def test_bond_esp_follows_slaves_under_shared_model(tools):
-    """lag-offload.md §A.7 (P39): under `shared` a LAG-eligible bond keeps esp-hw-offload
+    """P39 (docs/bonding.md): under `shared` a LAG-eligible bond keeps esp-hw-offload
     while every running slave is capable (HW_ESP in features | hw_features: a slave that
     merely has it switched off still counts); TX_CSUM/GSO_ESP are ANDed over the slaves'
     features, which the SOE lacks; the mlx5 ports of bond0 are not LAG-capable (no shared

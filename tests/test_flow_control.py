@@ -1,4 +1,4 @@
-"""Bounded memory per client (issue 16): the receive buffer as netlink_unicast,
+"""Bounded memory per client: the receive buffer as netlink_unicast,
 netlink_attachskb and netlink_overrun account it, with the figures Linux 6.18 gives in a
 fresh netns (measured on this machine; skb sizes differ between kernel builds, so they are
 not compared live); a client that never reads cannot grow the server; silent
@@ -193,7 +193,7 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def test_a_client_that_never_reads_cannot_grow_the_server(tmp_path):
-    """The reproducer of issue 16: datagrams packed with 4,000 RTM_GETLINK requests each,
+    """The reproducer: datagrams packed with 4,000 RTM_GETLINK requests each,
     never read (before: +298 MiB for 50 of them, +58 MiB for the 10 here). The server's peak
     RSS stays within a bound; the client's first read fails with ENOBUFS, then it reads the
     92 replies that fit its buffer, as on Linux; and its socket keeps working."""

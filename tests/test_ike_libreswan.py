@@ -51,8 +51,8 @@ def test_pluto_pair_installs_child_sa_in_xfrmd(tmp_path, conn_type):
         left = right = None
         ok = False
         try:
-            left = pluto.Pluto(kp.real, "left", str(tmp_path), kp.env("left"), conn_type=conn_type)
-            right = pluto.Pluto(kp.real, "right", str(tmp_path), kp.env("right"), conn_type=conn_type)
+            left = pluto.Pluto(kp.real, "left", str(tmp_path), kp.env("left"), type=conn_type)
+            right = pluto.Pluto(kp.real, "right", str(tmp_path), kp.env("right"), type=conn_type)
             left.start()
             right.start()
             r = left.initiate()

@@ -1,6 +1,6 @@
 """Control for the IKE tests: two charons in real namespaces joined by a veth, talking to
 the REAL kernel (no shim). IKE works over the veth; this kernel has no ESP, so the CHILD_SA
-is refused exactly as research/clients.md §3 records (NO_PROPOSAL_CHOSEN, IKE_SA kept).
+is refused (NO_PROPOSAL_CHOSEN, IKE_SA kept).
 When this fails, the fixture is broken, not xfrmd."""
 from __future__ import annotations
 

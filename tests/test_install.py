@@ -1,5 +1,5 @@
 """The README's quick start: two commands, run as written in a fresh virtual environment made
-from the system interpreter, with the dependencies pip picks today (issue 21, deliver 1)."""
+from the system interpreter, with the dependencies pip picks today."""
 import os
 import re
 import shutil

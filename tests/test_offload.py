@@ -398,7 +398,9 @@ def test_traffic_op_refusals(k, nl):
     assert nl.errno_of(sa(k, "nsim0", IN, spi=0x7a, src="198.51.100.2",
                           dst="198.51.100.1")) == (0, None)
     assert traffic(k, "nsim0", 0x7a, 1) == {
-        "errno": E.EOPNOTSUPP, "error": "xfrmd: netdevsim counts transmitted packets only"}
+        "errno": E.EOPNOTSUPP, "error": "xfrmd: netdevsim counts transmitted packets only: "
+        "this SA is offloaded dir in; send through its dir out partner (SA 0x7a reqid 1 on "
+        "nsim0)"}
     assert traffic(k, "nsim0", 0x7b, 1)["errno"] == E.ENOENT
     assert traffic(k, "lo", 0x7a, 1)["errno"] == E.ENODEV
     assert traffic(k, "nope", 0x7a, 1)["errno"] == E.ENODEV

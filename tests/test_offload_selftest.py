@@ -1,5 +1,5 @@
 """The kernel selftest flow of tools/testing/selftests/net/rtnetlink.sh
-``kci_test_ipsec_offload`` (research lag-offload.md §C.2), as the same shell commands through
+``kci_test_ipsec_offload``, as the same shell commands through
 `xfrmd run`: create a netdevsim device through sysfs, address it, add offloaded SAs and
 policies with the real `ip`, read the debugfs file. The emulator sends no packets: where the
 selftest pings three times, `xfrmd ctl offload-traffic` passes three packets through the

@@ -1,4 +1,4 @@
-"""Replay errors say where (issue 21, deliver 6): a failed line as `ip -batch` reports it,
+"""Replay errors say where: a failed line as `ip -batch` reports it,
 an unreadable script and a golden mismatch with file:line. In-process: the CLI's main()."""
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """replay --kernel says first what the running kernel lacks and which lines will differ for
-that reason (issue 21, deliver 6), from the kernel's .config."""
+that reason, from the kernel's .config."""
 from __future__ import annotations
 
 import gzip

@@ -92,7 +92,7 @@ def test_route_lookup_follows_the_rules_and_the_mark():
     assert (plain.dev.name, plain.table) == ("eth2", 254)
 
 
-# -- what charon sends (research/clients.md, install_routes = yes) -----------------------------
+# -- what charon sends (install_routes = yes) -----------------------------
 
 def test_charon_route_dump_and_table_220_route():
     rt = Rt("default")

@@ -1,5 +1,5 @@
-"""Issue 8's acceptance list through `xfrmd run` with the real programs, on the default
-topology (design §4; MACs fixed by the topology): `ip link`, `ip -d link show bond0`, `ip addr`,
+"""The link, address and route features through `xfrmd run` with the real programs, on the default
+topology (docs/topology.md; MACs fixed by the topology): `ip link`, `ip -d link show bond0`, `ip addr`,
 `ip route get 198.51.100.7`, `ethtool -i/-k/-K` on a port of each driver (nsim0, eth0
 mlx5-like, soe0 airoha-soe), on bond0 and on dummy0, a pyroute2 IPRoute dump of links and
 addresses (xfrmd.pyroute2), and a netdevsim device made through the emulated sysfs file whose

@@ -1,4 +1,4 @@
-"""`xfrmd ctl` verbs of issue 8 through `xfrmd run` with real `ip`: carrier off/on, unplug
+"""`xfrmd ctl` verbs through `xfrmd run` with real `ip`: carrier off/on, unplug
 and replug, a namespace added, a port moved into it and back when it is deleted, the device
 table — each with the RTM_NEWLINK / RTM_DELLINK notifications Linux sends, as `ip monitor
 link` prints them in both namespaces (default topology, whose MACs are fixed)."""

@@ -492,7 +492,7 @@ def test_crypto_algorithms_per_kernel_through_the_service_op(nl, kernel):
 
 
 def test_charon_inbound_sa_sequence(nl, kernel):
-    """What charon 5.9.8 sends (research traces): ALLOCSPI over its range, then UPDSA of the
+    """What charon 5.9.8 sends (recorded from a real run): ALLOCSPI over its range, then UPDSA of the
     larval state with XFRM_STATE_AF_UNSPEC and an empty selector; the outbound SA by NEWSA."""
     mon = Nl(kernel, groups=(X.XfrmNlGrp.EXPIRE,), pid=9)
     payload = (usersa_info(src="192.0.2.2", dst="192.0.2.1", spi=0, reqid=0, replay_window=0,

@@ -1,4 +1,4 @@
-"""Bad clients must not affect other clients (issue 5, "Bad input"): a client that closes in
+"""Bad clients must not affect other clients (bad input): a client that closes in
 the middle of a dump, one that sends requests and never reads its socket, a listener that never
 reads while events flood, and connections that send malformed transport frames. Each time
 another client keeps getting its answers promptly and the server keeps serving."""

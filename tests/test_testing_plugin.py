@@ -1,6 +1,6 @@
 """The pytest plugin's kernel_pair: argument shapes checked, the SAD readable at a glance,
 assert helpers that cannot pass on an empty SAD, a clean skip where namespaces cannot be made
-(issue 21, deliver 2)."""
+(docs/tutorial.md)."""
 from __future__ import annotations
 
 import os

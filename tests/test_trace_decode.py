@@ -1,4 +1,4 @@
-"""Traces that explain a failure (issue 21, deliver 4): every family decoded by name, and each
+"""Traces that explain a failure: every family decoded by name, and each
 NLMSG_ERROR with its errno name, extack message, the attribute its offset points at, and the
 request it answers — including the extack a client without NETLINK_EXT_ACK never got."""
 from __future__ import annotations

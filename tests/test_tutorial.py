@@ -1,5 +1,5 @@
 """docs/tutorial.md, run as written, by a pytest in a directory outside the repository that
-finds xfrmd's plugin only through its ``pytest11`` entry point (issue 21, deliver 2)."""
+finds xfrmd's plugin only through its ``pytest11`` entry point."""
 from __future__ import annotations
 
 import os

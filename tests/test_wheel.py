@@ -1,4 +1,4 @@
-"""A built wheel carries the preload shim for its platform (issue 21, deliver 8): installed
+"""A built wheel carries the preload shim for its platform: installed
 where there is no C compiler, `xfrmd run` works."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``xfrmd serve | run | replay | ctl | trace`` (design §4)."""
+"""``xfrmd serve | run | replay | ctl | trace`` (docs/README.md; each has ``--help``)."""
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,5 @@
-"""Time for the kernel model. The model never reads the system clock itself (design §2)."""
+"""Time for the kernel model. The model never reads the system clock itself
+(docs/architecture.md)."""
 from __future__ import annotations
 
 import time

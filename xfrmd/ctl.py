@@ -30,8 +30,35 @@ def _result(res: dict, show: bool = False) -> int:
     return 0
 
 
-@verb("netns", "netns add|del NAME | netns list")
+def split_json(args: list[str]) -> tuple[list[str], bool | None]:
+    """``args`` without ``--json`` / ``-v`` / ``--verbose``, and how to report: True (JSON),
+    False (one line), None (one line only when stdout is a terminal)."""
+    how = None
+    if "-v" in args or "--verbose" in args:
+        how = False
+    if "--json" in args:
+        how = True
+    return [a for a in args if a not in ("--json", "-v", "--verbose")], how
+
+
+def done(res: dict, how: bool | None, line: str, what: dict) -> int:
+    """A state-changing verb's answer: on success one line saying what it did, or ``what``
+    as one JSON object with ``--json``. Without either flag the line goes to a terminal only:
+    scripts that capture ``xfrmd ctl`` output around these verbs (as with ``ip``, which is
+    silent on success) keep reading what they read before. Errors as :func:`_result`."""
+    if res.get("errno"):
+        return _result(res)
+    if how is True:
+        print(json.dumps(what))
+    elif how is False or sys.stdout.isatty():
+        print(line)
+    return 0
+
+
+@verb("netns", "netns add|del NAME [-v|--json] | netns list — add or delete an emulated network "
+               "namespace (says so on a terminal or with -v)")
 def _netns(svc, args) -> int:
+    args, how = split_json(args)
     if args[:1] == ["list"]:
         res = svc.query("netns_list")
         if not res.get("errno"):
@@ -39,14 +66,28 @@ def _netns(svc, args) -> int:
         return _result(res)
     if len(args) != 2 or args[0] not in ("add", "del"):
         raise SystemExit("usage: xfrmd ctl " + VERBS["netns"][1])
-    return _result(svc.query("netns_" + args[0], name=args[1]))
+    op, name = args
+    return done(svc.query("netns_" + op, name=name), how,
+                f"{'added' if op == 'add' else 'deleted'} network namespace {name}",
+                {"netns": name, "action": op})
 
 
-@verb("clock", "clock advance SECONDS")
+@verb("clock", "clock advance SECONDS [-v|--json] — move the emulated clock on (lifetimes, "
+               "timers); says how far and how many timers fired on a terminal or with -v")
 def _clock(svc, args) -> int:
+    args, how = split_json(args)
     if len(args) != 2 or args[0] != "advance":
         raise SystemExit("usage: xfrmd ctl " + VERBS["clock"][1])
-    return _result(svc.query("clock_advance", seconds=float(args[1])))
+    try:
+        seconds = float(args[1])
+    except ValueError:
+        raise SystemExit("usage: xfrmd ctl " + VERBS["clock"][1]) from None
+    res = svc.query("clock_advance", seconds=seconds)
+    ran = res.get("timers_run", 0)
+    ran = ran if isinstance(ran, int) else len(ran)
+    return done(res, how,
+                f"clock advanced by {seconds:g} s ({ran} timer{'' if ran == 1 else 's'} fired)",
+                {"advanced": seconds, "timers_run": ran})
 
 
 @verb("ping", "ping — check that the server answers")

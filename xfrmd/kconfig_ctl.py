@@ -5,22 +5,27 @@ from __future__ import annotations
 import errno as E
 
 from . import kconfig
-from .ctl import VERBS, _result, verb
+from .ctl import VERBS, _result, done, split_json, verb
 from .services import service
 
-_USAGE = ("kconfig show [NAME…] | kconfig set NAME=y|n… — the kernel's build options "
+_USAGE = ("kconfig show [NAME…] | kconfig set NAME=y|n… [-v|--json] — the kernel's build "
+          "options "
           "(IP_MROUTE, IPV6_MROUTE, XFRM_OFFLOAD, INET_ESP, DUMMY, CRYPTO_GCM, …; "
           "docs/topology.md): shown as .config lines; a change applies to requests from "
-          "then on, what exists stays")
+          "then on, what exists stays; set says what it set on a terminal or with -v")
 
 
 @verb("kconfig", _USAGE)
 def _kconfig(svc, args) -> int:
     if args[:1] == ["show"]:
         return _result(svc.query("kconfig", action="show", names=args[1:]), show=True)
+    args, how = split_json(args)
     if args[:1] == ["set"] and len(args) > 1 and all("=" in a for a in args[1:]):
         values = dict(a.split("=", 1) for a in args[1:])
-        return _result(svc.query("kconfig", action="set", values=values), show=True)
+        res = svc.query("kconfig", action="set", values=values)
+        shown = {k if k.startswith("CONFIG_") else f"CONFIG_{k}": v for k, v in values.items()}
+        return done(res, how, "set " + " ".join(f"{k}={v}" for k, v in shown.items()),
+                    {"kconfig": shown})
     raise SystemExit("usage: xfrmd ctl " + VERBS["kconfig"][1])
 
 

@@ -218,7 +218,8 @@ def charon(request, tmp_path, kernel_pair):
 @pytest.fixture
 def pluto(request, tmp_path, kernel_pair):
     """``pluto(kp, side, **Pluto options)``: a started libreswan pluto on ``side`` (options in
-    :class:`xfrmd.ike.pluto.Pluto`: nic_offload, esp, conn_type …)."""
+    :class:`xfrmd.ike.pluto.Pluto`: ipsec.conf's conn keys with ``_`` for ``-``: type,
+    nic_offload, esp …)."""
     from .ike import pluto as module
     yield from _daemon_fixture(request, tmp_path, module, "Pluto",
                                "libreswan's pluto (tools/test-all.sh extracts it; "

@@ -2,7 +2,7 @@
 
 A topology is a TOML file (format in docs/topology.md) or one of the built-in names:
 ``bare`` — a namespace exactly as ``ip netns add`` makes it (only ``lo``, down) — and
-``default`` (design §4, also shipped as xfrmd/topologies/default.toml). ``load_topology``
+``default`` (docs/topology.md, also shipped as xfrmd/topologies/default.toml). ``load_topology``
 returns a :class:`Topology` whose ``apply(kernel)`` builds it; a bad file raises ValueError
 naming the line and the problem."""
 from __future__ import annotations

@@ -29,6 +29,7 @@ from ..xfrm.state import XFRM_STATE_ACQ, XFRM_STATE_VALID
 from . import packet as P
 from .mib import XFRM_INC_STATS
 from .output import Drop, _ops, esp_gcm, xfrm_dev_state_advance_esn, xfrm_policy_lookup
+from .words import addr, hw_hint, km_state_text, sa_name, sel_text
 
 U32 = 0xFFFFFFFF
 UDP_ENCAP_ESPINUDP = 2
@@ -70,7 +71,10 @@ def xfrm_replay_check(x, seq: int) -> None:
     def fail(what, counter):
         if counter is not None:
             x.stats[counter] += 1
-        raise Drop("XfrmInStateSeqError", 0, what)
+        hint = ("a replayed or reordered packet; a larger replay-window (now "
+                f"{win}) tolerates more reordering") if counter is not None else \
+            "a sender starts at sequence number 1"
+        raise Drop("XfrmInStateSeqError", 0, f"{sa_name(x)}: {what}: {hint}")
     if mode == "legacy":
         win = x.props.replay_window
         if not win:
@@ -219,12 +223,17 @@ def _owner(ns, addr: bytes):
     return None
 
 
+def _expired(x) -> str:
+    return (f"{sa_name(x)} reached its hard lifetime: the key manager must rekey before the "
+            "hard limit (or raise it: `limit time-hard|byte-hard|packet-hard`)")
+
+
 def _input_account(ns, x, seq: int, length: int) -> None:
     """The software part of ``xfrm_input`` around the decryption (also the LAG tree's
     ``xfrm_dev_packet_input_state_check``): replay check, lifetime, advance, curlft."""
     xfrm_replay_check(x, seq & U32)
     if x.net.check_expire(x):
-        raise Drop("XfrmInStateExpired", 0, "state reached its hard lifetime")
+        raise Drop("XfrmInStateExpired", 0, _expired(x))
     xfrm_replay_advance(x, seq & U32)
     x.curlft.bytes += length
     x.curlft.packets += 1
@@ -236,18 +245,22 @@ def _esp_decrypt(x, esp: bytes, seq_lo: int) -> tuple[bytes, int]:
     Drop(XfrmInStateProtoError) with ``x->stats.integrity_failed`` counted."""
     g = esp_gcm(x)
     if g is None:
-        raise Drop(None, 0, f"xfrmd: ESP with {x.aead.name if x.aead else 'this algorithm'} "
-                            "is not modelled on input")
+        raise Drop(None, 0, f"xfrmd: {sa_name(x)}: ESP with "
+                            f"{x.aead.name if x.aead else 'this algorithm'} is not modelled on "
+                            "input (use aead 'rfc4106(gcm(aes))' to carry packets across)")
     hi = xfrm_replay_seqhi(x, seq_lo)
     seq = (hi << 32) | seq_lo
     icv = g.icv_len
     if len(esp) < 16 + icv + 2:
-        raise Drop("XfrmInHdrError", 0, "packet too short for ESP")
+        raise Drop("XfrmInHdrError", 0, f"{sa_name(x)}: packet too short for ESP with "
+                                        f"{g.icv_len}-byte ICV ({len(esp)} bytes)")
     try:
         plain = g.open_esp(esp, seq)
     except InvalidTag:
         x.stats[2] += 1
-        raise Drop("XfrmInStateProtoError", 0, "ICV mismatch (integrity failed)") from None
+        raise Drop("XfrmInStateProtoError", 0,
+                   f"ICV mismatch (integrity failed) on {sa_name(x)}: the sender's key, "
+                   "algorithm or ESN setting differs from this SA's") from None
     padlen, nh = plain[-2], plain[-1]
     return plain[:-2 - padlen], nh
 
@@ -271,20 +284,31 @@ def xfrm_input(ns, pkt: bytes, rx_dev=None, mark: int = 0) -> tuple[bytes, list,
         if esp is None:
             return pkt, sp, desc
         if len(esp) < 8:
-            raise Drop("XfrmInHdrError", 0, "ESP header truncated")
+            raise Drop("XfrmInHdrError", 0, f"ESP header truncated ({len(esp)} bytes) in a "
+                                            f"packet to {addr(dst, family)}")
         spi, seq_lo = struct.unpack_from("!II", esp)
         x = db.lookup(mark, dst.ljust(16, b"\0"), spi, X.IPPROTO_ESP, family)
         desc.update(spi=f"0x{spi:08x}")
         if x is None:
-            raise Drop("XfrmInNoStates", 0, f"no SA for spi 0x{spi:08x}")
+            raise Drop("XfrmInNoStates", 0, f"no SA for spi 0x{spi:08x} to "
+                       f"{addr(dst, family)} in {ns.name}: add the inbound SA (ip xfrm state "
+                       f"add src {addr(src, family)} dst {addr(dst, family)} proto esp spi "
+                       f"0x{spi:x} …) with the sender's keys")
         desc.update(reqid=x.props.reqid)
         if x.dir and x.dir != X.XFRM_SA_DIR_IN:
-            raise Drop("XfrmInStateDirError", 0, "the SA is dir out")
+            raise Drop("XfrmInStateDirError", 0, f"the SA is dir out: {sa_name(x)} received an "
+                                                 "ESP packet; add the inbound SA with dir in "
+                                                 "(or no dir)")
         if x.km_state != XFRM_STATE_VALID:
             raise Drop("XfrmAcquireError" if x.km_state == XFRM_STATE_ACQ else "XfrmInStateInvalid",
-                       0, "state not valid")
+                       0, f"{sa_name(x)} is {km_state_text(x)}, not valid: the key manager "
+                          "must install a fresh SA")
         if (x.encap.encap_type if x.encap is not None else 0) != encap:
-            raise Drop("XfrmInStateMismatch", 0, "encapsulation differs from the state's")
+            has = "ESP-in-UDP" if encap else "plain ESP"
+            wants = "encap espinudp" if x.encap is not None else "no encap"
+            raise Drop("XfrmInStateMismatch", 0, f"encapsulation differs from the state's: the "
+                       f"packet is {has} but {sa_name(x)} has {wants}; add the SA with the "
+                       "sender's encapsulation (NAT-T: encap espinudp SPORT DPORT 0.0.0.0)")
         desc["seq_lo"] = seq_lo
         xso = x.xso
         here = (xso is not None and xso.dir == XFRM_DEV_OFFLOAD_IN and rx_dev is not None
@@ -296,12 +320,15 @@ def xfrm_input(ns, pkt: bytes, rx_dev=None, mark: int = 0) -> tuple[bytes, list,
             try:
                 payload, nh = _esp_decrypt(x, esp, seq_lo)
             except Drop as d:
-                raise Drop(None, 0, f"hardware auth drop: {d.text}") from None
+                raise Drop(None, 0, f"hardware auth drop on {rx_dev.name}: {d.text}") from None
             try:
                 _ops(xso.dev).hw_recv(xso.dev, x, rx_dev, seq_lo, len(payload),
                                       lambda: _input_account(ns, x, seq_lo, len(payload)))
             except OffloadError as e:
-                raise Drop(None, 0, e.msg or "dropped by the hardware") from None
+                msg = e.msg or "dropped by the hardware"
+                raise Drop(None, 0, f"{msg}: {sa_name(x)} packet-offloaded on {xso.dev.name}, "
+                                    f"arrived on {rx_dev.name}; "
+                                    + hw_hint(msg, x, xso.dev)) from None
             path = "packet-offload"
             desc["dev"] = rx_dev.name
         else:
@@ -318,7 +345,7 @@ def xfrm_input(ns, pkt: bytes, rx_dev=None, mark: int = 0) -> tuple[bytes, list,
                 desc["dev"] = rx_dev.name
             xfrm_replay_check(x, seq_lo)
             if x.net.check_expire(x):
-                raise Drop("XfrmInStateExpired", 0, "state reached its hard lifetime")
+                raise Drop("XfrmInStateExpired", 0, _expired(x))
             if not here:
                 payload, nh = _esp_decrypt(x, esp, seq_lo)
                 path = "software"
@@ -332,7 +359,9 @@ def xfrm_input(ns, pkt: bytes, rx_dev=None, mark: int = 0) -> tuple[bytes, list,
         sp.append(x)
         if x.props.mode == X.XFRM_MODE_TUNNEL:
             if nh not in (P.IPPROTO_IPIP, P.IPPROTO_IPV6):
-                raise Drop("XfrmInStateModeError", 0, f"tunnel mode with next header {nh}")
+                raise Drop("XfrmInStateModeError", 0, f"{sa_name(x)} is tunnel mode but the "
+                           f"packet carries next header {nh}: the sender uses transport mode; "
+                           "both ends need the same mode")
             pkt = payload
         else:
             pkt = P.ip_header(src, dst, nh, len(payload)) + payload
@@ -385,27 +414,41 @@ def xfrm_policy_check(ns, pkt: bytes, sp: list) -> object:
                                sport, dport))
     for x in sp:
         if x.sel is not None and x.sel.family and not _sel_covers(bytes(x.sel), flow):
-            raise Drop("XfrmInStateMismatch", 0, f"flow outside SA 0x{x.id.spi:08x}'s selector")
+            raise Drop("XfrmInStateMismatch", 0, f"flow outside SA 0x{x.id.spi:08x}'s selector: "
+                       f"the inner packet {sel_text(flow)} is not covered by {sa_name(x)}'s "
+                       f"selector {sel_text(x.sel)}; widen the SA's `sel` or send within it")
     pol = xfrm_policy_lookup(ns, X.XFRM_POLICY_IN, flow, family)
     if pol is None:
         if ns.xfrm.policy_default[X.XFRM_POLICY_IN] == X.XFRM_USERPOLICY_BLOCK:
-            raise Drop("XfrmInNoPols", 0, "no IN policy and policy default in block")
+            raise Drop("XfrmInNoPols", 0, f"no IN policy and policy default in block: no in "
+                       f"policy matches {sel_text(flow)}; add one or `ip xfrm policy setdefault "
+                       "in accept`")
         if any(x.props.mode != X.XFRM_MODE_TRANSPORT for x in sp):
-            raise Drop("XfrmInNoPols", 0, "tunnel-mode SA but no IN policy")
+            t = next(x for x in sp if x.props.mode != X.XFRM_MODE_TRANSPORT)
+            raise Drop("XfrmInNoPols", 0, f"tunnel-mode SA but no IN policy: {sa_name(t)} "
+                       f"decrypted the packet, but no in policy matches {sel_text(flow)}; add "
+                       "a dir in policy with a template for this SA")
         return None
     pol.curlft_use = ns.kernel.clock.wall()
     if pol.action != X.XFRM_POLICY_ALLOW:
-        raise Drop("XfrmInPolBlock", 0, f"IN policy {pol.index} blocks")
+        raise Drop("XfrmInPolBlock", 0, f"IN policy {pol.index} blocks: its selector "
+                   f"{sel_text(pol.sel)} covers this flow; delete the policy or add it with "
+                   "action allow")
     from .output import policy_wire
     tmpls = policy_wire(pol).templates
     k = 0
     for t in reversed(tmpls):
         k = _policy_ok(t, sp, k, family)
         if k < 0:
-            raise Drop("XfrmInTmplMismatch", 0, f"IN policy {pol.index}: no SA matches template "
-                                                f"reqid {t.reqid}")
+            used = ", ".join(sa_name(x) for x in sp) or "no SA (the packet came in clear)"
+            raise Drop("XfrmInTmplMismatch", 0, f"IN policy {pol.index} ({sel_text(pol.sel)}): no "
+                       f"SA matches template reqid {t.reqid}: the packet used {used}; make the "
+                       "template's reqid, mode and addresses match the SA (or the template "
+                       "optional: `level use`)")
     if any(x.props.mode != X.XFRM_MODE_TRANSPORT for x in sp[k:]):
-        raise Drop("XfrmInTmplMismatch", 0, f"IN policy {pol.index}: tunnel SA not in the policy")
+        extra = ", ".join(sa_name(x) for x in sp[k:] if x.props.mode != X.XFRM_MODE_TRANSPORT)
+        raise Drop("XfrmInTmplMismatch", 0, f"IN policy {pol.index} ({sel_text(pol.sel)}): "
+                   f"tunnel SA not in the policy: it has no template for {extra}; add one")
     return pol
 
 
@@ -421,7 +464,8 @@ def deliver_packets(ns, packets: list[bytes], rx_dev=None) -> InputResult:
             src, dst, _, _ = P.split_ip(pkt)
             if not _local(ns, dst):
                 raise Drop(None, 0, f"{ipaddress.ip_address(dst)} is not local to {ns.name} "
-                                    "(xfrmd: forwarding is not modelled)")
+                                    "(xfrmd: forwarding is not modelled): add the address to a "
+                                    f"link in {ns.name} or send to one it has")
             if dev is None:
                 dev = _owner(ns, dst)
             desc: dict = {}

@@ -36,6 +36,7 @@ from ..xfrm.state import XFRM_STATE_VALID
 from . import packet as P
 from .esp import EspGcmSA
 from .mib import XFRM_INC_STATS
+from .words import hw_hint, km_state_text, offload_hint, sa_name, sel_text
 
 U32 = 0xFFFFFFFF
 GCM = "rfc4106(gcm(aes))"
@@ -184,7 +185,9 @@ def xfrm_replay_overflow(x, offload: bool = False) -> int:
         seq = (cur + 1) & U32
         if seq == 0 and not may_wrap:
             raise Drop("XfrmOutStateSeqError", E.EOVERFLOW,
-                       "sequence number would wrap (no ESN, no oseq-may-wrap)")
+                       f"{sa_name(x)}: its 32-bit sequence number would wrap (no ESN, no "
+                       "oseq-may-wrap): the key manager must rekey before 2^32 packets, or add "
+                       "the SA with `flag esn` (or `extra-flag oseq-may-wrap`)")
         if r is None:
             x.replay[0] = seq
         else:
@@ -194,7 +197,9 @@ def xfrm_replay_overflow(x, offload: bool = False) -> int:
         if lo == 0:
             hi = (hi + 1) & U32
             if hi == 0:
-                raise Drop("XfrmOutStateSeqError", E.EOVERFLOW, "64-bit ESN sequence would wrap")
+                raise Drop("XfrmOutStateSeqError", E.EOVERFLOW,
+                           f"{sa_name(x)}: its 64-bit ESN sequence number would wrap: the key "
+                           "manager must rekey before that")
         r.oseq, r.oseq_hi = lo, hi
         seq = (hi << 32) | lo
         if offload:
@@ -329,14 +334,28 @@ def _account(ns, x, pkt: bytes, offload: bool) -> int:
     that runs under the state lock: VALID, lifetime check, sequence number, curlft."""
     db = x.net
     if x.km_state != XFRM_STATE_VALID:
-        raise Drop("XfrmOutStateInvalid", E.EINVAL, "state not valid")
+        raise Drop("XfrmOutStateInvalid", E.EINVAL,
+                   f"{sa_name(x)} is {km_state_text(x)}, not valid: the key manager must "
+                   "install a fresh SA for this reqid")
     if db.check_expire(x):
-        raise Drop("XfrmOutStateExpired", E.EINVAL, "state reached its hard lifetime")
+        raise Drop("XfrmOutStateExpired", E.EINVAL, f"{sa_name(x)} reached its hard lifetime "
+                   f"({_hard_limits(x)}): the key manager must rekey before the hard limit "
+                   "(or raise it: `limit time-hard|byte-hard|packet-hard`)")
     seq = xfrm_replay_overflow(x, offload)
     x.curlft.bytes += skb_len_at_accounting(x, pkt)
     x.curlft.packets += 1
     x.lastused = ns.kernel.clock.wall()
     return seq
+
+
+def _hard_limits(x) -> str:
+    lft = x.lft
+    parts = [f"{what} {v}" for what, v in (("time-hard", lft.hard_add_expires_seconds),
+                                           ("time-use-hard", lft.hard_use_expires_seconds),
+                                           ("byte-hard", lft.hard_byte_limit),
+                                           ("packet-hard", lft.hard_packet_limit))
+             if v not in (0, X.XFRM_INF)]
+    return ", ".join(parts) or "hard limit"
 
 
 def _finite_limits(x) -> bool:
@@ -351,14 +370,19 @@ def _xfrm_output_state(ns, x, pkt: bytes, path_dev, nstates: int, hop: dict, spr
     from devices.xfrmdev import OffloadError
     xso = x.xso
     if x.props.mode not in (X.XFRM_MODE_TRANSPORT, X.XFRM_MODE_TUNNEL):
-        raise Drop(None, E.EOPNOTSUPP, "xfrmd: only transport and tunnel mode are modelled on "
-                                        "the data path")
+        raise Drop(None, E.EOPNOTSUPP, f"xfrmd: {sa_name(x)}: only transport and tunnel mode "
+                                        "are modelled on the data path (use mode transport "
+                                        "or tunnel)")
     if x.id.proto != X.IPPROTO_ESP:
-        raise Drop(None, E.EOPNOTSUPP, "xfrmd: only ESP is modelled on the data path")
+        raise Drop(None, E.EOPNOTSUPP, f"xfrmd: {sa_name(x)}: only ESP is modelled on the data "
+                                        "path (use proto esp)")
     if xso is not None and xso.type == XFRM_DEV_OFFLOAD_PACKET:
         ok, why = xfrm_dev_offload_ok(x, path_dev, len(pkt), nstates)
         if not ok:
-            raise Drop("XfrmOutError", E.EHOSTUNREACH, f"packet offload: {why}")
+            raise Drop("XfrmOutError", E.EHOSTUNREACH,
+                       f"packet offload: {why}: {sa_name(x)} is packet-offloaded on "
+                       f"{xso.dev.name} and a packet-offloaded SA has no software fallback; "
+                       + offload_hint(why, x, xso.dev))
         ops = _ops(xso.dev)
         hop["path"] = "packet-offload"
         hop["dev"] = xso.dev.name
@@ -370,9 +394,12 @@ def _xfrm_output_state(ns, x, pkt: bytes, path_dev, nstates: int, hop: dict, spr
         try:
             port, hw_seq = ops.hw_xmit(xso.dev, x, len(pkt), account, spray)
         except OffloadError as e:
+            msg = e.msg or "dropped by the hardware"
+            text = (f"{msg}: {sa_name(x)} packet-offloaded on {xso.dev.name}; "
+                    + hw_hint(msg, x, xso.dev))
             if e.errno == 0:
-                raise Drop(None, 0, e.msg or "dropped by the hardware") from None
-            raise Drop("XfrmOutError", e.errno, e.msg or "packet offload xmit failed") from None
+                raise Drop(None, 0, text) from None
+            raise Drop("XfrmOutError", e.errno, text) from None
         if port is not None and port is not xso.dev:
             hop["slave"] = port.name
         if hw_seq is None:
@@ -450,12 +477,17 @@ def xfrm_xmit(ns, src: str, dst: str, proto: int = P.IPPROTO_UDP, sport: int = 0
         pkt = P.ip_header(s_raw, d_raw, proto, len(seg)) + seg
         if rt_dev is None:
             sig.update(result="dropped", reason="no route",
+                       detail=f"no route from {src} to {dst} in {ns.name}: add a route (ip route "
+                              f"add {dst} dev …) or an address on a link that is up",
                        errno=E.errorcode.get(rt_err, str(rt_err)))
             res.add(sig, None)
             continue
         if pol is None:
             if ns.xfrm.policy_default[X.XFRM_POLICY_OUT] == X.XFRM_USERPOLICY_BLOCK:
-                sig.update(result="dropped", reason="policy default out block", errno="EPERM")
+                sig.update(result="dropped", reason="policy default out block", errno="EPERM",
+                           detail=f"no out policy matches {src} → {dst} and the namespace's "
+                                  "default for out is block: add a policy for this flow or "
+                                  "`ip xfrm policy setdefault out accept`")
                 res.add(sig, None)
                 continue
             sig.update(path="clear", dev=rt_dev.name)
@@ -464,8 +496,10 @@ def xfrm_xmit(ns, src: str, dst: str, proto: int = P.IPPROTO_UDP, sport: int = 0
         pol.curlft_use = ns.kernel.clock.wall()        # xfrm_lookup: pol->curlft.use_time
         try:
             if wire is None:
-                raise Drop("XfrmOutPolBlock", E.EPERM, "policy action block")
-            states = _tmpl_resolve(db, flow_sel, wire, sbytes, dbytes, family, sig)
+                raise Drop("XfrmOutPolBlock", E.EPERM,
+                           f"policy action block: its selector {sel_text(pol.sel)} covers "
+                           "this flow; delete the policy or add it with action allow")
+            states = _tmpl_resolve(db, flow_sel, wire, sbytes, dbytes, family, sig, pol)
             if not states:
                 sig.update(path="clear", dev=rt_dev.name)
                 res.add(sig, None, pkt if keep_packets else None)
@@ -478,7 +512,8 @@ def xfrm_xmit(ns, src: str, dst: str, proto: int = P.IPPROTO_UDP, sport: int = 0
                     outer = str(ipaddress.ip_address(bytes(x.id.daddr[:w])))
             path_dev, err = (rt_dev, 0) if outer == dst else ip_route_output_key(ns, outer)
             if path_dev is None:
-                raise Drop(None, err, f"no route to the tunnel endpoint {outer}")
+                raise Drop(None, err, f"no route to the tunnel endpoint {outer} of "
+                                      f"{sa_name(states[-1])}: add a route to {outer}")
             seqs = {}
             real = True
             for x in states:
@@ -502,7 +537,22 @@ def xfrm_xmit(ns, src: str, dst: str, proto: int = P.IPPROTO_UDP, sport: int = 0
     return res
 
 
-def _tmpl_resolve(db, sel, wire: PolicyWire, src: bytes, dst: bytes, family: int, sig) -> list:
+def _tmpl_text(t, src: bytes, dst: bytes, family: int) -> str:
+    """A template as `ip xfrm policy` writes it, addresses filled in as the lookup used them."""
+    from .words import addr
+    fam = t.family or family
+    w = 4 if fam == X.AF_INET else 16
+    daddr = t.daddr if any(t.daddr[:w]) else dst
+    saddr = t.saddr if any(t.saddr[:w]) else src
+    mode = {X.XFRM_MODE_TRANSPORT: "transport", X.XFRM_MODE_TUNNEL: "tunnel",
+            X.XFRM_MODE_BEET: "beet"}.get(t.mode, t.mode)
+    proto = {X.IPPROTO_ESP: "esp", X.IPPROTO_AH: "ah"}.get(t.proto, t.proto)
+    return (f"src {addr(saddr, fam)} dst {addr(daddr, fam)} proto {proto} reqid {t.reqid} "
+            f"mode {mode}")
+
+
+def _tmpl_resolve(db, sel, wire: PolicyWire, src: bytes, dst: bytes, family: int, sig,
+                  pol=None) -> list:
     """``xfrm_tmpl_resolve_one``: a VALID state per template; an optional template without one
     is skipped. Failures: -EAGAIN (acquire sent or pending) → XfrmOutNoStates, blackholed
     under larval drop; anything else (-ESRCH: no key manager) → XfrmOutPolError."""
@@ -511,7 +561,9 @@ def _tmpl_resolve(db, sel, wire: PolicyWire, src: bytes, dst: bytes, family: int
     for t in wire.templates:
         x, err, sent = state_find(db, sel, t, wire, local, remote, family)
         if x is not None and x.dir and x.dir != X.XFRM_SA_DIR_OUT:
-            raise Drop("XfrmOutStateDirError", E.EINVAL, f"SA 0x{x.id.spi:08x} is dir in")
+            raise Drop("XfrmOutStateDirError", E.EINVAL,
+                       f"{sa_name(x)} is dir in, but the out policy's template finds it: add "
+                       "the outbound SA with dir out (or no dir)")
         if x is not None:
             states.append(x)
             if t.mode in (X.XFRM_MODE_TUNNEL, X.XFRM_MODE_BEET):
@@ -522,16 +574,20 @@ def _tmpl_resolve(db, sel, wire: PolicyWire, src: bytes, dst: bytes, family: int
         if t.optional:
             continue
         why = offload_mismatch(db, t, wire, local, remote, family)
+        tmpl = _tmpl_text(t, local, remote, family)
+        via = f" (template {tmpl})"
         if err == -E.EAGAIN:
             raise Drop("XfrmOutNoStates", 0, (f"no usable SA for reqid {t.reqid}: {why}; "
-                                              if why else f"no SA for reqid {t.reqid} ")
+                                              if why else f"no SA for reqid {t.reqid}{via} ")
                        + ("(ACQUIRE sent)" if sent else "(acquire pending)")
-                       + "; blackholed (xfrm_larval_drop)")
+                       + "; blackholed (xfrm_larval_drop) until the key manager adds the SA")
         if err == -E.ESRCH:
             raise Drop("XfrmOutPolError", E.ESRCH, f"no usable SA for reqid {t.reqid}: {why}"
-                       if why else f"no SA for reqid {t.reqid} and no key manager listens")
+                       if why else f"no SA for reqid {t.reqid}{via} and no key manager listens: "
+                                   "add the SA (ip xfrm state add … reqid "
+                                   f"{t.reqid}) or start the IKE daemon first")
         raise Drop("XfrmOutPolError", -err, f"no usable SA for reqid {t.reqid}: {why}" if why
-                   else f"xfrm_state_find failed for reqid {t.reqid}")
+                   else f"xfrm_state_find failed for reqid {t.reqid}{via}")
     return states
 
 

@@ -20,6 +20,17 @@ def available() -> bool:
     return os.path.exists(CHARON) and shutil.which("swanctl") is not None
 
 
+def child_section(name: str, keys: dict, limits: dict) -> str:
+    """One ``children.<name>`` section of swanctl.conf: ``keys`` are its own key names
+    (``rekey_time`` / ``life_time`` in seconds), ``limits`` the volume limits."""
+    lines = []
+    for k, v in {**{k: v for k, v in keys.items() if k != "limits"}, **limits}.items():
+        if k in ("rekey_time", "life_time") and isinstance(v, int):
+            v = f"{v}s"
+        lines.append(f"        {k} = {v}\n")
+    return f"      {name} {{\n" + "".join(lines) + "      }"
+
+
 class Charon(Daemon):
     """One charon in ``side`` of a pair; ``env`` adds the shim's variables (or nothing to
     talk to the real kernel). Config lives in ``workdir``."""
@@ -29,12 +40,18 @@ class Charon(Daemon):
                  life_time: int = 0, esp_proposals: str = "aes128-sha256",
                  proposals: str = "aes128-sha256-modp2048", children: dict | None = None,
                  limits: dict | None = None, charon: str | None = None,
-                 userland: str | None = None):
-        """``charon``: the daemon, an install prefix or a build tree; ``userland``: a
-        userland name or root directory (both checked here, before anything starts).
-        ``limits`` adds CHILD_SA volume limits to every child, swanctl.conf's names:
-        ``{"rekey_bytes": 4000, "life_bytes": 8000, "rand_bytes": 0, "rekey_packets": …,
-        "life_packets": …, "rand_packets": …, "rand_time": …}``."""
+                 userland: str | None = None, **child):
+        """Options are swanctl.conf's own keys: ``proposals`` (the IKE_SA's), and for the
+        CHILD_SA ``mode``, ``hw_offload`` (no, yes, auto, packet), ``esp_proposals``,
+        ``rekey_time`` and ``life_time`` (seconds), and any other key of a swanctl.conf
+        ``children.<name>`` section (``replay_window``, ``start_action``, ``copy_df`` …),
+        written into every child. ``children`` gives several CHILD_SAs: name → the same keys
+        (plus ``local_ts`` / ``remote_ts``). ``limits`` adds CHILD_SA volume limits to every
+        child, swanctl.conf's names: ``{"rekey_bytes": 4000, "life_bytes": 8000,
+        "rand_bytes": 0, "rekey_packets": …, "life_packets": …, "rand_packets": …,
+        "rand_time": …}``. ``charon``: the daemon, an install prefix or a build tree;
+        ``userland``: a userland name or root directory (both checked here, before anything
+        starts)."""
         from .install import charon_install
         self.install = charon_install(charon, userland)
         self.pair, self.side = pair, side
@@ -50,21 +67,13 @@ class Charon(Daemon):
         peer = "right" if side == "left" else "left"
         me, them = pair.addr[side], pair.addr[peer]
         self.children = children or {"ch": {"mode": mode, "hw_offload": hw_offload}}
-        child_blocks = []
-        for name, c in self.children.items():
-            lim = "".join(f"\n{' ' * 20}{k} = {v}" for k, v in {**(limits or {}),
-                                                        **c.get("limits", {})}.items())
-            child_blocks.append(textwrap.dedent(f"""\
-                  {name} {{
-                    local_ts = {c.get('local_ts', me + '/32')}
-                    remote_ts = {c.get('remote_ts', them + '/32')}
-                    esp_proposals = {c.get('esp_proposals', esp_proposals)}
-                    mode = {c.get('mode', mode)}
-                    hw_offload = {c.get('hw_offload', hw_offload)}
-                    rekey_time = {c.get('rekey_time', rekey_time)}s
-                    life_time = {c.get('life_time', life_time)}s
-                    start_action = {c.get("start_action", "none")}{lim}
-                  }}"""))
+        defaults = {"local_ts": me + "/32", "remote_ts": them + "/32",
+                    "esp_proposals": esp_proposals, "mode": mode, "hw_offload": hw_offload,
+                    "rekey_time": rekey_time, "life_time": life_time, "start_action": "none",
+                    **child}
+        child_blocks = [child_section(name, {**defaults, **c}, {**(limits or {}),
+                                                                **c.get("limits", {})})
+                        for name, c in self.children.items()]
         with open(os.path.join(self.dir, "strongswan.conf"), "w") as f:
             f.write(textwrap.dedent(f"""\
                 charon {{

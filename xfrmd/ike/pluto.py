@@ -11,6 +11,7 @@ import os
 import subprocess
 import textwrap
 import time
+import warnings
 
 from .daemon import Daemon
 
@@ -28,13 +29,59 @@ def available() -> bool:
     return os.access(os.path.join(_libexec(), "pluto"), os.X_OK)
 
 
+# keyword arguments renamed to ipsec.conf's own key names: old name → key
+DEPRECATED = {"conn_type": "type"}
+
+
+def conn_options(options: dict) -> dict:
+    """The ``conn`` keys of ipsec.conf from keyword arguments: ``_`` stands for ``-``
+    (``nic_offload`` → ``nic-offload``), ``salifetime`` in seconds; a deprecated name
+    (``conn_type``) still works, with a DeprecationWarning, and given beside its new name it
+    is an error."""
+    out: dict = {}
+    for name, value in options.items():
+        if name in DEPRECATED:
+            new = DEPRECATED[name]
+            warnings.warn(f"Pluto({name}=…) is deprecated: use {new}=…, ipsec.conf's own key",
+                          DeprecationWarning, stacklevel=3)
+            if options.get(new) is not None:
+                raise TypeError(f"Pluto: give {new}= or its deprecated alias {name}=, not both")
+            name = new
+        if value is None:
+            continue
+        key = name.replace("_", "-")
+        if key == "salifetime" and isinstance(value, int):
+            if not value:
+                continue
+            value = f"{value}s"
+        out[key] = value
+    return out
+
+
+def conn_text(me: str, them: str, ikev2: str, options: dict) -> str:
+    """``conn peer`` of the ipsec.conf: fixed keys (addresses, PSK, a no-op updown), then
+    the defaults and ``options`` (ipsec.conf key → value; a key given replaces a default)."""
+    keys = {"ike": "aes128-sha2_256-modp2048", "esp": "aes128-sha2_256", "type": "tunnel",
+            "nic-offload": "no", "auto": "ignore", **options}
+    return ("conn peer\n\tauthby=secret\n"
+            f"\tleft={me}\n\tright={them}\n\tleftupdown=/bin/true\n\t{ikev2}\n"
+            + "".join(f"\t{k}={v}\n" for k, v in keys.items()))
+
+
 class Pluto(Daemon):
     def __init__(self, pair, side: str, workdir: str, env: dict | None = None, *,
-                 conn_type: str = "tunnel", nic_offload: str = "no",
+                 type: str | None = None, nic_offload: str = "no",
                  salifetime: int = 0, extra: str = "", esp: str = "aes128-sha2_256",
-                 pluto: str | None = None, userland: str | None = None):
-        """``pluto``: the daemon, an install prefix or a build tree; ``userland``: a userland
+                 pluto: str | None = None, userland: str | None = None, **conn):
+        """Options are ipsec.conf ``conn`` keys with ``_`` for ``-``: ``type`` (tunnel or
+        transport), ``nic_offload`` (no, yes, crypto, packet), ``esp``, ``salifetime``
+        (seconds), and any other key of libreswan's conn section (``ike``,
+        ``replay_window``, ``encapsulation`` …); ``extra`` appends raw lines.
+        ``conn_type`` is the deprecated name of ``type``.
+        ``pluto``: the daemon, an install prefix or a build tree; ``userland``: a userland
         name or root directory (both checked here, before anything starts)."""
+        options = conn_options({"type": type, "nic_offload": nic_offload, "esp": esp,
+                                "salifetime": salifetime, **conn})
         from .install import pluto_install
         self.install = pluto_install(pluto, userland)
         self.pair, self.side = pair, side
@@ -54,7 +101,6 @@ class Pluto(Daemon):
         self.proc: subprocess.Popen | None = None
         peer = "right" if side == "left" else "left"
         me, them = pair.addr[side], pair.addr[peer]
-        life = f"\tsalifetime={salifetime}s\n" if salifetime else ""
         # libreswan 5 replaced ikev2= (and warns about it) by keyexchange=
         ikev2 = "keyexchange=ikev2" if (self.install.major or 4) >= 5 else "ikev2=yes"
         with open(self.conf, "w") as f:
@@ -65,18 +111,7 @@ class Pluto(Daemon):
                 \tplutodebug=all
                 \tdumpdir={self.run}
 
-                conn peer
-                \tauthby=secret
-                \tleft={me}
-                \tright={them}
-                \tleftupdown=/bin/true
-                \t{ikev2}
-                \tike=aes128-sha2_256-modp2048
-                \tesp={esp}
-                \ttype={conn_type}
-                \tnic-offload={nic_offload}
-                \tauto=ignore
-                """) + life + extra)
+                """) + conn_text(me, them, ikev2, options) + extra)
         with open(self.secrets, "w") as f:
             f.write(f'{me} {them} : PSK "xfrmd-test-psk-0123456789"\n')
         certutil = [self.install.paths["certutil"], "-N", "-d", f"sql:{self.nss}",

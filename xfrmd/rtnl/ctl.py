@@ -1,15 +1,23 @@
 """``xfrmd ctl`` verbs for links."""
 from __future__ import annotations
 
-from ..ctl import VERBS, _result, verb
+from ..ctl import VERBS, _result, done, split_json, verb
 
 
-@verb("link", "link DEV carrier on|off | unplug | replug | netns NS [name NEWNAME] — a cable "
-              "plugged or pulled (failover on bonds); the port hot-unplugged or probed again; "
-              "the device moved to another namespace (ip link set DEV netns)")
+@verb("link", "link DEV carrier on|off | unplug | replug | netns NS [name NEWNAME] [-v|--json] "
+              "— a cable plugged or pulled (failover on bonds); the port hot-unplugged or probed "
+              "again; the device moved to another namespace (ip link set DEV netns); carrier, "
+              "unplug and replug say what they did on a terminal or with -v")
 def _link(svc, args) -> int:
-    if len(args) == 2 and args[1] in ("unplug", "replug"):
-        return _result(svc.query("link_" + args[1], dev=args[0]))
+    args, how = split_json(args)
+    if len(args) == 2 and args[1] == "unplug":
+        return done(svc.query("link_unplug", dev=args[0]), how,
+                    f"{args[0]} unplugged (gone from its namespace until `link {args[0]} replug`)",
+                    {"dev": args[0], "action": "unplug"})
+    if len(args) == 2 and args[1] == "replug":
+        res = svc.query("link_replug", dev=args[0])
+        return done(res, how, f"{args[0]} probed again as ifindex {res.get('ifindex')}",
+                    {"dev": args[0], "action": "replug", "ifindex": res.get("ifindex")})
     if len(args) in (3, 5) and args[1] == "netns" and (len(args) == 3 or args[3] == "name"):
         req = {"dev": args[0], "target": args[2]}
         if len(args) == 5:
@@ -17,7 +25,8 @@ def _link(svc, args) -> int:
         return _result(svc.query("link_netns", **req))
     if len(args) != 3 or args[1] != "carrier" or args[2] not in ("on", "off"):
         raise SystemExit("usage: xfrmd ctl " + VERBS["link"][1])
-    return _result(svc.query("link_carrier", dev=args[0], on=args[2] == "on"))
+    return done(svc.query("link_carrier", dev=args[0], on=args[2] == "on"), how,
+                f"{args[0]}: carrier {args[2]}", {"dev": args[0], "carrier": args[2]})
 
 
 @verb("links", "links — the device table of the namespace")
