@@ -1,33 +1,104 @@
-"""``python3 -m benchmarks [--quick] [NAME…]``: run every benchmarks/bench_*.py and print
-each figure with its reference (measured in the same run), the ratio and the bar."""
+"""``python3 -m benchmarks [--quick] [--update-baseline] [NAME…]``: run every
+benchmarks/bench_*.py and print each figure with its reference (measured in the same run where
+there is one), the ratio, the goal (issue 22's table) and the bar.
+
+``--quick`` is the CI mode (smaller tables, well under 60 s): it exits non-zero when a figure
+whose reference is measured in the same run (``gate`` in its row: "lower" or "higher" is the
+better direction of its ratio) regressed by more than 50 % against the ratio recorded in
+benchmarks/baseline.json — never on absolute times, which depend on the machine. A module with
+a failing figure is run once more before the run fails (the machine may have been busy).
+``--update-baseline`` records this run's gated ratios as the new baseline for its mode.
+"""
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import sys
 import traceback
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+BASELINE = os.path.join(HERE, "baseline.json")
+TOLERANCE = 1.5          # a ratio 50 % worse than the baseline's fails --quick
+
+
+def regressed(row: dict, base: float) -> bool:
+    """Whether ``row``'s ratio is more than 50 % worse than ``base`` (in its better direction:
+    a time ratio 1.5× higher, a throughput ratio below 1/1.5 of it)."""
+    if row["gate"] == "lower":
+        return row["ratio"] > base * TOLERANCE
+    return row["ratio"] < base / TOLERANCE
+
+
+def _fmt(r: dict) -> str:
+    ref = r.get("reference")
+    ref_s = f"{ref:12.3f}" if isinstance(ref, (int, float)) else f"{str(ref):>12}"
+    return (f"{r['name']:44} {r['value']:12.3f} {r['unit']:10} {ref_s} {r['ratio']:8.2f}  "
+            f"{r.get('goal', ''):14} {r['bar']}")
+
+
+def _run(name: str, quick: bool) -> list[dict] | None:
+    try:
+        return importlib.import_module(f"benchmarks.{name}").run(quick=quick)
+    except Exception:
+        print(f"{name}: failed\n{traceback.format_exc()}")
+        return None
+
 
 def main(argv: list[str]) -> int:
     quick = "--quick" in argv
+    update = "--update-baseline" in argv
+    mode = "quick" if quick else "full"
     only = [a for a in argv if not a.startswith("-")]
-    here = os.path.dirname(os.path.abspath(__file__))
-    names = sorted(f[:-3] for f in os.listdir(here) if f.startswith("bench_") and f.endswith(".py"))
-    print(f"{'figure':48} {'value':>12} {'unit':10} {'reference':>12} {'ratio':>8}  bar")
+    names = sorted(f[:-3] for f in os.listdir(HERE) if f.startswith("bench_") and f.endswith(".py"))
+    baseline = {}
+    if os.path.exists(BASELINE):
+        with open(BASELINE) as f:
+            baseline = json.load(f)
+    base = baseline.get(mode, {})
+    print(f"{'figure':44} {'value':>12} {'unit':10} {'reference':>12} {'ratio':>8}  "
+          f"{'goal':14} bar")
+    failed, measured = [], {}
     for name in names:
         if only and not any(o in name for o in only):
             continue
-        try:
-            rows = importlib.import_module(f"benchmarks.{name}").run(quick=quick)
-        except Exception:
-            print(f"{name}: failed\n{traceback.format_exc()}")
+        rows = _run(name, quick)
+        if rows is None:
+            failed.append(f"{name}: raised")
             continue
+        bad = [r for r in rows if r.get("gate") and r["name"] in base
+               and regressed(r, base[r["name"]])]
+        if bad and quick and not update:
+            print(f"# {name}: {', '.join(r['name'] for r in bad)} regressed; once more")
+            again = _run(name, quick) or []
+            worse = {r["name"] for r in again if r.get("gate") and r["name"] in base
+                     and regressed(r, base[r["name"]])}
+            rows = again if again else rows
+            bad = [r for r in rows if r["name"] in worse]
         for r in rows:
-            ref = r.get("reference")
-            ref_s = f"{ref:12.3f}" if isinstance(ref, (int, float)) else f"{str(ref):>12}"
-            print(f"{r['name']:48} {r['value']:12.3f} {r['unit']:10} {ref_s} "
-                  f"{r['ratio']:8.2f}  {r['bar']}")
+            flag = ""
+            if r.get("gate") and r["name"] in base:
+                flag = f"  [baseline ratio {base[r['name']]:.2f}]"
+                if r in bad:
+                    flag += " REGRESSED"
+                    failed.append(f"{r['name']}: ratio {r['ratio']:.2f} vs baseline "
+                                  f"{base[r['name']]:.2f}")
+            if r.get("gate"):
+                measured[r["name"]] = round(r["ratio"], 3)
+            print(_fmt(r) + flag)
         sys.stdout.flush()
+    if update:
+        baseline[mode] = dict(base, **measured)
+        with open(BASELINE, "w") as f:
+            json.dump(baseline, f, indent=1, sort_keys=True)
+            f.write("\n")
+        print(f"# baseline for {mode} mode written: {len(measured)} ratios")
+        return 0
+    if failed and quick:
+        print("regressions (more than 50 % against the same-run reference):", file=sys.stderr)
+        for f in failed:
+            print("  " + f, file=sys.stderr)
+        return 1
     return 0
 
 
