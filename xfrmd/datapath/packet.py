@@ -63,15 +63,28 @@ def l4_segment(proto: int, src: bytes, dst: bytes, sport: int, dport: int, size:
 
 
 _ip_id = [0]
+_IP4 = struct.Struct("!BBHHHBBH4s4s")
+
+
+@lru_cache(maxsize=256)
+def _ip4_words(src: bytes, dst: bytes, proto: int, total_len: int, ttl: int) -> int:
+    """The sum of an IPv4 header's 16-bit words but the ID (the checksum field is 0), not
+    folded: the ID is added per packet and the sum folded then (RFC 1624's incremental
+    update; one fold of the whole sum gives the same checksum as summing every word)."""
+    s, d = int.from_bytes(src, "big"), int.from_bytes(dst, "big")
+    return (0x4500 + total_len + 0x4000 + (ttl << 8 | proto)
+            + (s >> 16) + (s & 0xFFFF) + (d >> 16) + (d & 0xFFFF))
 
 
 def ip_header(src: bytes, dst: bytes, proto: int, payload_len: int, ttl: int = 64) -> bytes:
     """IPv4 (20 bytes, DF, as ip_build_and_send_pkt / __ip_make_skb set it) or IPv6 (40)."""
     if len(src) == 4:
-        _ip_id[0] = (_ip_id[0] + 1) & 0xFFFF
-        hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + payload_len, _ip_id[0], 0x4000, ttl,
-                          proto, 0, src, dst)
-        return hdr[:10] + struct.pack("!H", _csum(hdr)) + hdr[12:]
+        ident = _ip_id[0] = (_ip_id[0] + 1) & 0xFFFF
+        s = _ip4_words(src, dst, proto, 20 + payload_len, ttl) + ident
+        while s >> 16:
+            s = (s & 0xFFFF) + (s >> 16)
+        return _IP4.pack(0x45, 0, 20 + payload_len, ident, 0x4000, ttl, proto, ~s & 0xFFFF,
+                         src, dst)
     return struct.pack("!IHBB16s16s", 6 << 28, payload_len, proto, ttl, src, dst)
 
 
