@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from .replay import ReplayError, ReplayWindow
 
 _HDR = struct.Struct(">II")
+_HDR_IV = struct.Struct(">II8s")      # SPI, sequence number (low 32 bits), IV
 _ESN_AAD = struct.Struct(">III")      # SPI, seq hi, seq lo (RFC 4303 §2.2.1 with ESN)
 # ESP trailer per pad length and next header: monotonic padding 1, 2, … then pad len, nh
 _TRAILERS = [[bytes(range(1, p + 1)) + bytes((p, nh)) for nh in range(256)] for p in range(4)]
@@ -56,6 +57,9 @@ class EspGcmSA:
         self._aead = AESGCM(self.key[:-4])
         self._salt = self.key[-4:]
         self.replay = ReplayWindow(self.replay_window, self.esn)
+        self._min_len = 8 + 8 + self.icv_len + 2
+        # ESN (the AAD and the number to infer) and truncated ICVs take the general path
+        self._checked_input = self.esn or self.icv_len != 16
         self._ivsalt = None
         if self.iv_source is None:
             # seqiv (crypto/seqiv.c): the IV is the 64-bit sequence number XOR a per-SA salt;
@@ -119,25 +123,27 @@ class EspGcmSA:
 
     def decapsulate(self, packet: bytes) -> tuple[bytes, int, int]:
         """Check and open an ESP packet: returns (payload, next header, sequence number)."""
-        if len(packet) < 8 + 8 + self.icv_len + 2:
+        if len(packet) < self._min_len:
             raise IntegrityError("packet too short for ESP")
-        spi, seq = _HDR.unpack_from(packet)
+        spi, seq, iv = _HDR_IV.unpack_from(packet)
         if spi != self.spi:
             raise IntegrityError(f"SPI 0x{spi:08x} is not this SA's")
         r = self.replay
-        if self.esn or self.icv_len != 16 or not seq > r.top:
+        top = r.top
+        if not seq > top or self._checked_input:
             return self._decapsulate_checked(packet, seq)
         # the common case, inline: a new highest number (nothing to check in the window) and
         # the AAD is the ESP header as received
         try:
-            plain = self._aead.decrypt(self._salt + packet[8:16], packet[16:], packet[:8])
+            plain = self._aead.decrypt(self._salt + iv, packet[16:], packet[:8])
         except InvalidTag:
             self.stats.integrity_failed += 1
             raise IntegrityError("ICV mismatch") from None
-        if r.window:
+        window = r.window
+        if window:
             # xfrm_replay_advance: shift the bitmap, the new top is seen
-            shift = seq - r.top
-            r.bitmap = ((r.bitmap << shift) | 1) & ((1 << r.window) - 1) if shift < r.window else 1
+            shift = seq - top
+            r.bitmap = ((r.bitmap << shift) | 1) & r.mask if shift < window else 1
         r.top = seq
         payload = plain[:-2 - plain[-2]]
         st = self.stats

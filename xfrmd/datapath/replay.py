@@ -19,6 +19,7 @@ class SequenceOverflow(Exception):
 class ReplayWindow:
     def __init__(self, window: int, esn: bool = False):
         self.window = window        # in packets; 0 disables the check
+        self.mask = (1 << window) - 1
         self.esn = esn
         self.top = 0                # highest sequence number accepted (64-bit with ESN)
         self.bitmap = 0             # bit i set = (top - i) was seen
@@ -70,7 +71,7 @@ class ReplayWindow:
             return
         if seq > self.top:
             shift = seq - self.top
-            self.bitmap = ((self.bitmap << shift) | 1) & ((1 << self.window) - 1) if shift < self.window else 1
+            self.bitmap = ((self.bitmap << shift) | 1) & self.mask if shift < self.window else 1
             self.top = seq
         else:
             self.bitmap |= 1 << (self.top - seq)
