@@ -544,6 +544,9 @@ def xfrm_xmit(ns, src: str, dst: str, proto: int = P.IPPROTO_UDP, sport: int = 0
     return res
 
 
+_CHUNK = 64      # packets per encapsulate_batch: large enough to amortise, small for the cache
+
+
 def _software_batch(ns, pol, states, res: XmitResult, s_raw: bytes, d_raw: bytes, proto: int,
                     seg: bytes, n: int, keep_packets: bool) -> int:
     """Up to ``n`` more packets of a flow whose previous packet went out through one software
@@ -584,15 +587,25 @@ def _software_batch(ns, pol, states, res: XmitResult, s_raw: bytes, d_raw: bytes
         o_src, o_dst = bytes(x.props.saddr[:w]), bytes(x.id.daddr[:w])
     else:
         nh, o_src, o_dst = proto, s_raw, d_raw
-    ip_header, encapsulate, esp_proto = P.ip_header, g.encapsulate, P.IPPROTO_ESP
-    keep = res.packets.append if keep_packets else None
-    seq = oseq
-    for seq in range(oseq + 1, oseq + n + 1):
-        pkt = ip_header(s_raw, d_raw, proto, len(seg)) + seg
-        esp = encapsulate(pkt if tunnel else seg, nh, seq)
-        out = ip_header(o_src, o_dst, esp_proto, len(esp)) + esp
+    esp_proto = P.IPPROTO_ESP
+    # the per-packet loop takes an IPv4 ID for the inner header, then one for the outer: the
+    # same IDs, reserved here, as the inner headers are built first and the outer ones last
+    step = (len(s_raw) == 4) + (len(o_src) == 4)
+    first = P.take_ip_ids(n * step)
+    seg_len, keep = len(seg), res.packets.extend if keep_packets else None
+    for c in range(0, n, _CHUNK):
+        m = min(_CHUNK, n - c)
+        ids = [(first + j * step) & 0xFFFF for j in range(c, c + m)]
+        bodies = [h + seg for h in P.ip_headers(s_raw, d_raw, proto, seg_len, ids)] \
+            if tunnel else [seg] * m
+        esps = g.encapsulate_batch(bodies, nh, oseq + 1 + c)
+        # every ESP packet of the chunk has the same length (the same payload each time)
+        outs = [h + esp for h, esp in zip(
+            P.ip_headers(o_src, o_dst, esp_proto, len(esps[0]),
+                         [(i + step - 1) & 0xFFFF for i in ids]), esps)]
         if keep is not None:
-            keep((out, True))
+            keep((out, True) for out in outs)
+    seq = oseq + n
     # the counters, as n passes through _account and xfrm_replay_overflow would leave them
     if r is None:
         x.replay[0] = seq

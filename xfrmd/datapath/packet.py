@@ -76,16 +76,43 @@ def _ip4_words(src: bytes, dst: bytes, proto: int, total_len: int, ttl: int) -> 
             + (s >> 16) + (s & 0xFFFF) + (d >> 16) + (d & 0xFFFF))
 
 
-def ip_header(src: bytes, dst: bytes, proto: int, payload_len: int, ttl: int = 64) -> bytes:
-    """IPv4 (20 bytes, DF, as ip_build_and_send_pkt / __ip_make_skb set it) or IPv6 (40)."""
+def ip_header(src: bytes, dst: bytes, proto: int, payload_len: int, ttl: int = 64,
+              ident: int | None = None) -> bytes:
+    """IPv4 (20 bytes, DF, as ip_build_and_send_pkt / __ip_make_skb set it) or IPv6 (40).
+    The IPv4 ID is the next of one counter unless ``ident`` gives it (see take_ip_ids)."""
     if len(src) == 4:
-        ident = _ip_id[0] = (_ip_id[0] + 1) & 0xFFFF
+        if ident is None:
+            ident = _ip_id[0] = (_ip_id[0] + 1) & 0xFFFF
         s = _ip4_words(src, dst, proto, 20 + payload_len, ttl) + ident
         while s >> 16:
             s = (s & 0xFFFF) + (s >> 16)
         return _IP4.pack(0x45, 0, 20 + payload_len, ident, 0x4000, ttl, proto, ~s & 0xFFFF,
                          src, dst)
     return struct.pack("!IHBB16s16s", 6 << 28, payload_len, proto, ttl, src, dst)
+
+
+def ip_headers(src: bytes, dst: bytes, proto: int, payload_len: int, idents: list[int],
+               ttl: int = 64) -> list[bytes]:
+    """``ip_header`` for each of ``idents`` (IPv4 IDs; IPv6 has none: the same header
+    each time), the sum of the other words taken once."""
+    if len(src) != 4:
+        return [ip_header(src, dst, proto, payload_len, ttl)] * len(idents)
+    base, pack, total = _ip4_words(src, dst, proto, 20 + payload_len, ttl), _IP4.pack, 20 + payload_len
+    out = []
+    for ident in idents:
+        s = base + ident
+        s = (s & 0xFFFF) + (s >> 16)
+        s = (s & 0xFFFF) + (s >> 16)          # base < 2^20: two folds leave 16 bits
+        out.append(pack(0x45, 0, total, ident, 0x4000, ttl, proto, ~s & 0xFFFF, src, dst))
+    return out
+
+
+def take_ip_ids(n: int) -> int:
+    """Reserve the next ``n`` IPv4 IDs of the counter for a caller that builds the headers in
+    another order: returns the first; the i-th is ``(first + i) & 0xFFFF``."""
+    first = _ip_id[0] + 1
+    _ip_id[0] = (_ip_id[0] + n) & 0xFFFF
+    return first
 
 
 def ip_packet(src: str, dst: str, proto: int, sport: int, dport: int, size: int,
