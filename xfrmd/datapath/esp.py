@@ -27,7 +27,7 @@ class IntegrityError(Exception):
     """The ICV did not verify (counted in xfrm_stats.integrity_failed)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Counters:
     bytes: int = 0
     packets: int = 0
@@ -58,8 +58,8 @@ class EspGcmSA:
         self._salt = self.key[-4:]
         self.replay = ReplayWindow(self.replay_window, self.esn)
         self._min_len = 8 + 8 + self.icv_len + 2
-        # ESN (the AAD and the number to infer) and truncated ICVs take the general path
-        self._checked_input = self.esn or self.icv_len != 16
+        # ESN (the AAD and the number to infer) and truncated ICVs take the general code
+        self._general = self.esn or self.icv_len != 16
         self._ivsalt = None
         if self.iv_source is None:
             # seqiv (crypto/seqiv.c): the IV is the 64-bit sequence number XOR a per-SA salt;
@@ -75,10 +75,11 @@ class EspGcmSA:
     def encapsulate(self, payload: bytes, next_header: int, seq: int | None = None) -> bytes:
         """ESP header + IV + ciphertext + ICV for ``payload`` (an IP packet in tunnel mode,
         the transport payload in transport mode)."""
+        checked = self._general
         if seq is None:
             r = self.replay
             seq = r.oseq + 1
-            if seq > 0xFFFFFFFF or self.esn:
+            if seq > 0xFFFFFFFF or checked:
                 seq = r.next_oseq()        # the limit and the wrap error live there
             else:
                 r.oseq = seq
@@ -87,7 +88,7 @@ class EspGcmSA:
         ivsalt = self._ivsalt
         iv = (seq ^ ivsalt).to_bytes(8, "big") if ivsalt is not None else self.iv_source(seq)
         hdr = _HDR.pack(self.spi, seq & 0xFFFFFFFF)
-        if self.esn or self.icv_len != 16:
+        if checked:
             sealed = self._aead_seal(iv, payload + _TRAILERS[-(len(payload) + 2) & 3][next_header],
                                      self._aad(seq))
         else:                      # without ESN the AAD is the ESP header itself (RFC 4106 §5)
@@ -152,7 +153,7 @@ class EspGcmSA:
             raise IntegrityError(f"SPI 0x{spi:08x} is not this SA's")
         r = self.replay
         top = r.top
-        if not seq > top or self._checked_input:
+        if not seq > top or self._general:
             return self._decapsulate_checked(packet, seq)
         # the common case, inline: a new highest number (nothing to check in the window) and
         # the AAD is the ESP header as received
