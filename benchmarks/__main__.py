@@ -7,7 +7,9 @@ whose reference is measured in the same run (``gate`` in its row: "lower" or "hi
 better direction of its ratio) regressed by more than 50 % against the ratio recorded in
 benchmarks/baseline.json — never on absolute times, which depend on the machine. A module with
 a failing figure is run once more before the run fails (the machine may have been busy).
-``--update-baseline`` records this run's gated ratios as the new baseline for its mode.
+``--update-baseline`` runs the selected modules three times and records the worst of the three
+ratios of each gated figure as the new baseline for its mode (worst: the machine's noise is
+in the baseline then, not in a failing CI run).
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ import sys
 import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-BASELINE = os.path.join(HERE, "baseline.json")
+# $XFRMD_BENCH_BASELINE: another baseline file (the harness's own test uses one)
+BASELINE = os.environ.get("XFRMD_BENCH_BASELINE") or os.path.join(HERE, "baseline.json")
 TOLERANCE = 1.5          # a ratio 50 % worse than the baseline's fails --quick
 
 
@@ -63,6 +66,13 @@ def main(argv: list[str]) -> int:
         if only and not any(o in name for o in only):
             continue
         rows = _run(name, quick)
+        if update and rows is not None:
+            for _ in range(2):
+                for r2 in _run(name, quick) or []:
+                    if r2.get("gate") and r2["name"] in (r["name"] for r in rows):
+                        r = next(r for r in rows if r["name"] == r2["name"])
+                        if (r2["ratio"] > r["ratio"]) == (r["gate"] == "lower"):
+                            r["ratio"] = r2["ratio"]       # keep the worst of the runs
         if rows is None:
             failed.append(f"{name}: raised")
             continue
@@ -102,4 +112,5 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-sys.exit(main(sys.argv[1:]))
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

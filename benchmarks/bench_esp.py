@@ -5,7 +5,6 @@ The ratio is throughput relative to the bare calls (bar ≥ 0.25×, goal ≥ 0.6
 from __future__ import annotations
 
 import os
-import statistics
 import time
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -16,20 +15,22 @@ KEY = os.urandom(16) + os.urandom(4)
 PAYLOAD = os.urandom(1400)
 
 
-def _per_call(fn, n: int, rounds: int = 5) -> float:
-    """Median CPU seconds per call (process time: the machine may be shared, and both sides
-    of every ratio here are CPU-bound in this process)."""
-    samples = []
+def _best(fn, ref, n: int, rounds: int = 9) -> tuple[float, float]:
+    """CPU seconds per call of ``fn`` and of ``ref``, their rounds interleaved, the best round
+    of each (process time, the minimum: the machine may be shared; both sides of every ratio
+    here are CPU-bound in this process)."""
+    ours, theirs = [], []
     for _ in range(rounds):
-        t0 = time.process_time()
-        for _ in range(n):
-            fn()
-        samples.append((time.process_time() - t0) / n)
-    return statistics.median(samples)
+        for f, out in ((fn, ours), (ref, theirs)):
+            t0 = time.process_time()
+            for _ in range(n):
+                f()
+            out.append((time.process_time() - t0) / n)
+    return min(ours), min(theirs)
 
 
 def run(quick: bool = False) -> list[dict]:
-    n = 2000 if quick else 20000
+    n = 1000 if quick else 10000
     out_sa = EspGcmSA(0x100, KEY, replay_window=0)
     in_sa = EspGcmSA(0x100, KEY, replay_window=64)
 
@@ -43,8 +44,7 @@ def run(quick: bool = False) -> list[dict]:
     def bare():
         aead.decrypt(nonce, aead.encrypt(nonce, PAYLOAD, aad), aad)
 
-    ours = _per_call(emulated, n)
-    ref = _per_call(bare, n)
+    ours, ref = _best(emulated, bare, n)
     rows = [{"name": "esp_gcm128_1400B_encrypt_decrypt", "value": ours * 1e6, "unit": "µs/packet",
              "reference": ref * 1e6, "ratio": ref / ours, "bar": ">= 0.25 (throughput vs bare AESGCM)",
              "goal": ">= 0.6x", "gate": "higher"}]
@@ -86,10 +86,15 @@ def _output_path(quick: bool) -> dict:
     n = 500 if quick else 5000
     res = xfrm_xmit(ns, "198.51.100.1", "198.51.100.2", 17, 1, 2, 1400, 10)
     assert res.sent == 10, res.to_dict()
-    per_pkt = _per_call(lambda: xfrm_xmit(ns, "198.51.100.1", "198.51.100.2", 17, 1, 2, 1400,
-                                          n), 1) / n
     sa = EspGcmSA(0x1000, KEY, replay_window=0)
-    ref = _per_call(lambda: sa.encapsulate(PAYLOAD, 4), n)
+
+    def bare_n():
+        for _ in range(n):
+            sa.encapsulate(PAYLOAD, 4)
+    # one round: one xmit of n packets against n bare encapsulations
+    per_call, ref_call = _best(lambda: xfrm_xmit(ns, "198.51.100.1", "198.51.100.2", 17, 1, 2,
+                                                 1400, n), bare_n, 1, 7 if quick else 9)
+    per_pkt, ref = per_call / n, ref_call / n
     return {"name": "xmit_software_path_1400B", "value": 1 / per_pkt, "unit": "packets/s",
             "reference": 1 / ref, "ratio": ref / per_pkt,
             "bar": "(figure) vs bare EspGcmSA.encapsulate", "goal": ">= 0.5x",
