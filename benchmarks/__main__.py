@@ -1,4 +1,4 @@
-"""``python3 -m benchmarks [--quick] [--update-baseline] [NAME…]``: run every
+"""``python3 -m benchmarks [--quick | --long] [--update-baseline] [NAME…]``: run every
 benchmarks/bench_*.py and print each figure with its reference (measured in the same run where
 there is one), the ratio, the goal (issue 22's table) and the bar.
 
@@ -14,6 +14,7 @@ in the baseline then, not in a failing CI run).
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import os
 import sys
@@ -40,9 +41,15 @@ def _fmt(r: dict) -> str:
             f"{r.get('goal', ''):14} {r['bar']}")
 
 
+LONG = "--long" in sys.argv     # the modules that take it add their largest points (1M entries)
+
+
 def _run(name: str, quick: bool) -> list[dict] | None:
     try:
-        return importlib.import_module(f"benchmarks.{name}").run(quick=quick)
+        run = importlib.import_module(f"benchmarks.{name}").run
+        if LONG and "long" in inspect.signature(run).parameters:
+            return run(quick=quick, long=True)
+        return run(quick=quick)
     except Exception:
         print(f"{name}: failed\n{traceback.format_exc()}")
         return None

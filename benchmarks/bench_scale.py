@@ -1,0 +1,156 @@
+"""The SAD and the SPD as they grow (issue 22, deliver 2), in-process through ``Kernel.deliver``:
+add (NEWSA / NEWPOLICY with ACK), lookup (GETSA by daddr+SPI, GETPOLICY by selector+dir),
+delete (DELSA / DELPOLICY) and dump (per entry) at 1k, 10k and 100k entries — 1k and 10k
+with --quick, 1M more with ``--long`` (``python3 -m benchmarks.bench_scale --long``: minutes and
+≈ 3 GiB). The reference of each figure is the same operation at 1k entries (goal ≤ 1.2×).
+Also the RSS growth and the longest garbage-collector pause (``gc.callbacks``) while the
+largest table is loaded (goal: no pause over 10 ms)."""
+from __future__ import annotations
+
+import gc
+import random
+import statistics
+import struct
+import sys
+import time
+
+from netlink_codec import netlink as N
+from netlink_codec import xfrm as X
+
+from .bench_sad import _kernel, _rss_kib, newpolicy_request, newsa_request
+
+M = X.XfrmMsg
+OPS = 200            # operations timed per figure, in batches of 20 (the median batch)
+
+
+class GcPauses:
+    """The longest pause of the cyclic garbage collector while active (gc.callbacks)."""
+
+    def __init__(self):
+        self.longest, self.count, self._t0 = 0.0, 0, 0.0
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        else:
+            self.longest = max(self.longest, time.perf_counter() - self._t0)
+            self.count += 1
+
+    def __enter__(self):
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        gc.callbacks.remove(self)
+
+
+def _sa_id(i: int, msg: int, flags: int) -> bytes:
+    req = newsa_request(i)
+    daddr, spi = req[16 + 56:16 + 72], req[16 + 72:16 + 76]
+    return N.encode_msg(msg, N.NLM_F_REQUEST | flags, i, 0,
+                        struct.pack("=16s4sHBx", daddr, spi, X.AF_INET, X.IPPROTO_ESP))
+
+
+def _pol_id(i: int, msg: int, flags: int) -> bytes:
+    sel = newpolicy_request(i)[16:16 + 56]
+    return N.encode_msg(msg, N.NLM_F_REQUEST | flags, i, 0,
+                        struct.pack("=56sIB3x", sel, 0, X.XFRM_POLICY_OUT))
+
+
+TABLES = {
+    "sad": (newsa_request, _sa_id, M.GETSA, M.DELSA),
+    "spd": (newpolicy_request, _pol_id, M.GETPOLICY, M.DELPOLICY),
+}
+
+
+def _per_op(k, s, reqs: list[bytes]) -> float:
+    """Median seconds per operation over batches of 20; every answer is read and checked."""
+    deliver, recv = k.deliver, k.recv
+    samples = []
+    for j in range(0, len(reqs), 20):
+        batch = reqs[j:j + 20]
+        t0 = time.perf_counter()
+        for r in batch:
+            deliver(s, r)
+            a = recv(s)
+        samples.append((time.perf_counter() - t0) / len(batch))
+        t = struct.unpack_from("=H", a, 4)[0]
+        assert t != N.NLMSG_ERROR or struct.unpack_from("=i", a, 16)[0] == 0, a[:64]
+    return statistics.median(samples)
+
+
+def _dump(k, s, msg: int) -> tuple[float, int]:
+    """Seconds per entry of a whole dump, and the entries counted."""
+    t0 = time.perf_counter()
+    k.deliver(s, N.encode_msg(msg, N.NLM_F_REQUEST | N.NLM_F_DUMP, 1, 0,
+                              bytes(24 if msg == M.GETSA else 64)))
+    n, done = 0, False
+    while not done:
+        d = k.recv(s)
+        assert d is not None, "dump ended without NLMSG_DONE"
+        off = 0
+        while off < len(d):
+            ln, t = struct.unpack_from("=IH", d, off)
+            if t == N.NLMSG_DONE:
+                done = True
+            elif t != N.NLMSG_ERROR:
+                n += 1
+            off += (ln + 3) & ~3
+    return (time.perf_counter() - t0) / max(1, n), n
+
+
+def curve(table: str, sizes: list[int]) -> tuple[dict, float, int, float]:
+    """{size: {op: seconds}}, the longest GC pause while loading, its count, RSS growth."""
+    new, ident, get, delete = TABLES[table]
+    gc.collect()
+    k, s = _kernel()
+    rss0, have, out = _rss_kib(), 0, {}
+    rnd = random.Random(1)
+    with GcPauses() as pauses:
+        for size in sizes:
+            for j in range(have, size, 1000):
+                for i in range(j, min(size, j + 1000)):
+                    k.deliver(s, new(i))
+                    k.recv(s)
+            have = size
+            probe = list(range(size, size + OPS))        # added, looked up, deleted again
+            look = [rnd.randrange(size) for _ in range(OPS)]
+            out[size] = {
+                "add": _per_op(k, s, [new(i) for i in probe]),
+                "lookup": _per_op(k, s, [ident(i, get, 0) for i in look]),
+                "delete": _per_op(k, s, [ident(i, delete, N.NLM_F_ACK) for i in probe]),
+            }
+            out[size]["dump_per_entry"], n = _dump(k, s, get)
+            assert n == size, (table, n, size)
+    return out, pauses.longest, pauses.count, (_rss_kib() - rss0) * 1024
+
+
+def run(quick: bool = False, long: bool = False) -> list[dict]:
+    sizes = [1000, 10_000] if quick else [1000, 10_000, 100_000]
+    if long:
+        sizes.append(1_000_000)
+    rows = []
+    for table in ("sad", "spd"):
+        points, pause, collections, rss = curve(table, sizes)
+        base = points[sizes[0]]
+        for size in sizes:
+            for op, sec in points[size].items():
+                rows.append({"name": f"{table}_{op}_at_{size // 1000}k", "value": sec * 1e6,
+                             "unit": "µs", "reference": base[op] * 1e6,
+                             "ratio": sec / base[op], "bar": "(vs the same at 1k)",
+                             "goal": "<= 1.2x"})
+        top = sizes[-1]
+        rows.append({"name": f"{table}_gc_longest_pause_loading_{top // 1000}k",
+                     "value": pause * 1e3, "unit": "ms", "reference": 10.0,
+                     "ratio": pause * 1e3 / 10, "goal": "<= 10 ms",
+                     "bar": f"({collections} collections)"})
+        rows.append({"name": f"{table}_rss_{top // 1000}k_entries", "value": rss / 2**20,
+                     "unit": "MiB", "reference": top / 1000, "ratio": rss / top,
+                     "bar": "(ratio: bytes per entry)", "goal": ""})
+    return rows
+
+
+if __name__ == "__main__":
+    from .__main__ import _fmt
+    for row in run(quick="--quick" in sys.argv, long="--long" in sys.argv):
+        print(_fmt(row))
