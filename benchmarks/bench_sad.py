@@ -82,7 +82,7 @@ def _rss_kib() -> int:
 
 
 def run(quick: bool = False) -> list[dict]:
-    big = 20_000 if quick else 100_000
+    big = 10_000 if quick else 100_000
     batch = 1000
     reqs = [newsa_request(i) for i in range(big + 2 * batch)]
     gc.collect()

@@ -114,7 +114,9 @@ def run(quick: bool = False) -> list[dict]:
     rows.append({"name": "xfrmd_run_userland_true", "value": inside, "unit": "s",
                  "reference": plain, "ratio": inside / plain, "bar": "<= 0.5 s",
                  "gate": "lower"})
-    n = 20 if quick else 200
+    if quick:                 # the charon pair takes ~10 s even with 20 children: not in CI's 60
+        return rows
+    n = 200
     total, xfrmd_cpu, charon_cpu = charon_pair_200(n)
     share = xfrmd_cpu / (xfrmd_cpu + charon_cpu)
     rows.append({"name": f"charon6_pair_{n}_child_sas_packet_offload", "value": total,
