@@ -1,6 +1,6 @@
 """``python3 -m benchmarks [--quick | --long] [--update-baseline] [NAME…]``: run every
 benchmarks/bench_*.py and print each figure with its reference (measured in the same run where
-there is one), the ratio, the goal (issue 22's table) and the bar.
+there is one), the ratio, the goal (docs/performance.md's table) and the bar.
 
 ``--quick`` is the CI mode (smaller tables, well under 60 s): it exits non-zero when a figure
 whose reference is measured in the same run (``gate`` in its row: "lower" or "higher" is the

@@ -1,4 +1,4 @@
-"""The SAD and the SPD as they grow (issue 22, deliver 2), in-process through ``Kernel.deliver``:
+"""The SAD and the SPD as they grow (docs/performance.md), in-process through ``Kernel.deliver``:
 add (NEWSA / NEWPOLICY with ACK), lookup (GETSA by daddr+SPI, GETPOLICY by selector+dir),
 delete (DELSA / DELPOLICY) and dump (per entry) at 1k, 10k and 100k entries — 1k and 10k
 with --quick, 1M more with ``--long`` (``python3 -m benchmarks.bench_scale --long``: minutes and
