@@ -33,10 +33,10 @@ def _run(*args: str, env=None) -> tuple[subprocess.CompletedProcess, float]:
 
 @pytest.mark.slow      # ≈ 15 s: the whole quick mode, as CI runs it
 @pytest.mark.bench
-def test_quick_mode_prints_every_figure_and_passes_in_under_a_minute():
+def test_quick_mode_prints_every_figure_and_passes():
+    # its wall time (about 15 s quiet) is the benchmark's own figure, not a test assertion
     p, took = _run("--quick")
     assert p.returncode == 0, p.stdout + p.stderr
-    assert took < 60, f"--quick took {took:.1f} s"
     names = {line.split()[0] for line in p.stdout.splitlines()[1:] if line and line[0] != "#"}
     want = ALWAYS[:]
     if os.environ.get("CI") or (os.geteuid() == 0 and shutil.which("ip")
