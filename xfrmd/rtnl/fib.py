@@ -195,7 +195,8 @@ def routes(ns) -> list[Route]:
 # -- IPv4: the routes addresses imply (fib_add_ifaddr / fib_del_ifaddr) ------------------
 
 def _net(a) -> ipaddress.IPv4Network:
-    return ipaddress.ip_network(f"{a.address}/{a.prefixlen}", strict=False)
+    """The subnet of ``ifa_address`` (the peer of a point-to-point address)."""
+    return ipaddress.ip_network(f"{a.prefix_base}/{a.prefixlen}", strict=False)
 
 
 def _primary(dev, a):
@@ -222,7 +223,7 @@ def _ifaddr_routes(dev, a) -> list[Route]:
         out.append(Route(ipaddress.ip_network(f"{ipaddress.IPv4Address(brd)}/32"), dev, None,
                          src, RT_TABLE_LOCAL, RTN_BROADCAST, RTPROT_KERNEL, RT_SCOPE_LINK))
     n = _net(a)
-    if int(n.network_address) and prim is a and (n.prefixlen < 32):
+    if int(n.network_address) and prim is a and (n.prefixlen < 32 or a.peer):
         if not a.flags & 0x200:                         # IFA_F_NOPREFIXROUTE
             out.append(Route(n, dev, None, src, RT_TABLE_LOCAL if lo else RT_TABLE_MAIN,
                              RTN_LOCAL if lo else RTN_UNICAST, RTPROT_KERNEL,
@@ -298,6 +299,10 @@ def addrconf_local_route(ns, dev, a, notify: bool = True) -> None:
     """``addrconf_f6i_alloc`` inserted by ``__ipv6_ifa_notify`` once DAD is done."""
     insert(ns, Route(ipaddress.ip_network(f"{a.address}/128"), dev, None, None, RT_TABLE_LOCAL,
                      RTN_LOCAL, RTPROT_KERNEL, RT_SCOPE_UNIVERSE, 0), notify=notify)
+    if a.peer:                          # and a host route to a point-to-point peer
+        insert(ns, Route(ipaddress.ip_network(f"{a.peer}/128"), dev, None, None, RT_TABLE_MAIN,
+                         RTN_UNICAST, RTPROT_KERNEL, RT_SCOPE_UNIVERSE, IP6_RT_PRIO_ADDRCONF,
+                         linkdown=not dev.carrier), notify=notify)
 
 
 def _del_v6(ns, dev, pred) -> None:
@@ -309,6 +314,10 @@ def _del_v6(ns, dev, pred) -> None:
 def addrconf_del(ns, dev, a) -> None:
     """``__ipv6_ifa_notify(RTM_DELADDR)`` then ``cleanup_prefix_route``."""
     host = ipaddress.ip_network(f"{a.address}/128")
+    if a.peer:
+        peer = ipaddress.ip_network(f"{a.peer}/128")
+        _del_v6(ns, dev, lambda r: r.proto == RTPROT_KERNEL and r.dst == peer
+                and r.type == RTN_UNICAST)
     _del_v6(ns, dev, lambda r: r.type == RTN_LOCAL and r.dst == host)
     n = ipaddress.ip_network(f"{a.address}/{a.prefixlen}", strict=False)
     if not any(b.family == 10 and b is not a and ipaddress.ip_network(
