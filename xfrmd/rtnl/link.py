@@ -34,6 +34,11 @@ IFINFOMSG = struct.Struct("=BxHiII")
     1, 2, 3, 4, 5, 6, 7, 10, 12, 13, 14, 16, 17, 18, 19, 20, 23, 26, 27, 28, 29, 30, 31, 32, 33,
     35, 39, 40, 41, 43, 47, 48, 50, 51, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69)
 IFLA_MAX = 69
+IFALIASZ = 256
+# __dev_change_flags: the flags a request may set directly (UP, PROMISC and ALLMULTI have
+# their own paths): IFF_DEBUG, IFF_NOTRAILERS, IFF_NOARP, IFF_DYNAMIC, IFF_MULTICAST,
+# IFF_PORTSEL, IFF_AUTOMEDIA
+IFF_CHANGEABLE = 0x4 | 0x20 | 0x80 | 0x8000 | 0x1000 | 0x2000 | 0x4000
 IFLA_LINK_NETNSID, IFLA_NEW_NETNSID, IFLA_TARGET_NETNSID, IFLA_NEW_IFINDEX = 37, 45, 46, 49
 IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_INFO_SLAVE_KIND, IFLA_INFO_SLAVE_DATA = 1, 2, 4, 5
 VETH_INFO_PEER = 1
@@ -221,8 +226,10 @@ def fill_ifinfo(dev, msg_type: int, seq: int, portid: int, flags: int = 0, *, ch
             nla_u32(IFLA_NUM_RX_QUEUES, dev.num_rx_queues)]
     if dev.master is not None:
         body.append(nla_u32(IFLA_MASTER, dev.master.ifindex))
-    body += [nla_u8(IFLA_CARRIER, int(dev.carrier)),
-             nla_u32(IFLA_CARRIER_CHANGES, dev.carrier_changes),
+    body.append(nla_u8(IFLA_CARRIER, int(dev.carrier)))
+    if getattr(dev, "ifalias", ""):                # nla_put_ifalias
+        body.append(nla_string(IFLA_IFALIAS, dev.ifalias))
+    body += [nla_u32(IFLA_CARRIER_CHANGES, dev.carrier_changes),
              nla_u32(IFLA_CARRIER_UP_COUNT, dev.carrier_up_count),
              nla_u32(IFLA_CARRIER_DOWN_COUNT, dev.carrier_down_count),
              nla_u16(IFLA_HEADROOM, 0), nla_u16(IFLA_TAILROOM, 0),
@@ -327,9 +334,10 @@ def _notifiers(event: str, dev, **info) -> None:
     call_netdevice_notifiers(event, dev, **info)
 
 
-def dev_open(dev) -> None:
-    """``__dev_open`` + ``__dev_notify_flags``: IFF_UP, carrier follow-ups, NEWLINK change=1,
-    loopback's 127.0.0.1/8 and ::1 (inetdev_event / addrconf_notify on NETDEV_UP)."""
+def dev_open(dev, gchanges: int = 0) -> None:
+    """``__dev_open`` + ``__dev_notify_flags``: IFF_UP, carrier follow-ups, NEWLINK change=1
+    (with ``gchanges``, the other flags the same request changed), loopback's 127.0.0.1/8
+    and ::1 (inetdev_event / addrconf_notify on NETDEV_UP)."""
     from devices.netdev import IFF_UP
     if dev.up:
         return
@@ -349,7 +357,7 @@ def dev_open(dev) -> None:
     # (netif_carrier_on only queues the event): no RUNNING yet, the old operstate
     dev.linkwatch_pending = dev in linkwatch
     try:
-        rtmsg_ifinfo(dev, change=IFF_UP)
+        rtmsg_ifinfo(dev, change=IFF_UP | gchanges)
     finally:
         dev.linkwatch_pending = False
     for d in linkwatch:                         # linkwatch_do_dev → netdev_state_change
@@ -359,7 +367,7 @@ def dev_open(dev) -> None:
     addr.netdev_up(dev)
 
 
-def dev_close(dev) -> None:
+def dev_close(dev, gchanges: int = 0) -> None:
     from devices.netdev import IFF_UP
     if not dev.up:
         return
@@ -371,7 +379,7 @@ def dev_close(dev) -> None:
         if peer is not None and not getattr(dev, "defer_peer_carrier", False) \
                 and peer.set_carrier(False):
             rtmsg_ifinfo(peer)
-    rtmsg_ifinfo(dev, change=IFF_UP)
+    rtmsg_ifinfo(dev, change=IFF_UP | gchanges)
     _notifiers("NETDEV_DOWN", dev)
     from . import addr
     addr.netdev_down(dev)
@@ -896,13 +904,30 @@ def do_setlink(req, dev, m: _Msg) -> None:
         dev.mtu_set = True
     if m.index > 0 and IFLA_IFNAME in m.tb:
         dev_change_name(dev, m.name())
+    state_change = False
+    if IFLA_IFALIAS in m.tb:                        # dev_set_alias; an empty one clears it
+        alias = _str(m.buf, m.tb[IFLA_IFALIAS])
+        if len(alias.encode()) >= IFALIASZ:         # ifla_policy: .len = IFALIASZ - 1
+            raise LinkError(-E.ERANGE, "Attribute failed policy validation",
+                            m.off(IFLA_IFALIAS))
+        dev.ifalias = alias
+        state_change = True
     if m.flags or m.change:
         change = m.change or 0xFFFFFFFF           # rtnl_dev_combine_flags
-        if change & IFF_UP:
+        # __dev_change_flags: the plain flags first (IFF_NOARP: `ip link set arp off`), then
+        # open or close; __dev_notify_flags announces all that changed in one message
+        mask = change & IFF_CHANGEABLE
+        old = dev.flags
+        dev.flags = (old & ~mask) | (m.flags & mask)
+        gchanges = old ^ dev.flags
+        if change & IFF_UP and bool(m.flags & IFF_UP) != dev.up:
             if m.flags & IFF_UP:
-                dev_open(dev)
+                dev_open(dev, gchanges)
             else:
-                dev_close(dev)
+                dev_close(dev, gchanges)
+        elif gchanges:
+            rtmsg_ifinfo(dev, change=gchanges)
+        if change & IFF_UP:
             if dev.master is not None and getattr(dev.master, "bond", None) is not None:
                 _bond_set_carrier(dev.master)
             elif dev.master is not None and dev.master.kind == "bridge":
@@ -920,6 +945,8 @@ def do_setlink(req, dev, m: _Msg) -> None:
                 raise LinkError(-E.ERANGE)
             dev.txqlen = q
             rtmsg_ifinfo(dev)
+    if state_change and dev.up:
+        rtmsg_ifinfo(dev)                          # DO_SETLINK_NOTIFY: netdev_state_change
 
 
 def _changelink(req, dev, m: _Msg, kind, data_ra) -> Reply | None:
