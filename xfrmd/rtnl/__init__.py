@@ -8,7 +8,7 @@ from __future__ import annotations
 import errno as E
 from typing import Callable
 
-from netlink_codec.netlink import NETLINK_ROUTE, NLM_F_DUMP
+from netlink_codec.netlink import NETLINK_ROUTE, NLM_F_DUMP, NLM_F_ECHO
 
 from ..netlink.core import OK, Reply, Request
 
@@ -87,5 +87,11 @@ class Rtnetlink:
         if fn is None:
             return Reply(-E.EOPNOTSUPP, f"xfrmd: rtnetlink message {t} is not modelled")
         req = RtnlRequest(req)
-        out = fn(req)
+        if req.hdr.flags & NLM_F_ECHO:
+            # nlmsg_report: the notifications this request causes are echoed to its sender
+            self.kernel.report = (req.sock, req.hdr.seq)
+        try:
+            out = fn(req)
+        finally:
+            self.kernel.report = None
         return out if req.warning is None else _with_warning(out, req.warning)

@@ -260,12 +260,14 @@ def fill_ifinfo(dev, msg_type: int, seq: int, portid: int, flags: int = 0, *, ch
     return encode_msg(msg_type, flags, seq, portid, b"".join(body))
 
 
-def rtmsg_ifinfo(dev, msg_type: int = RTM_NEWLINK, change: int = 0) -> None:
-    """``rtmsg_ifinfo``: the link as it is now to RTNLGRP_LINK (seq 0, pid 0)."""
+def rtmsg_ifinfo(dev, msg_type: int = RTM_NEWLINK, change: int = 0, seq: int = 0,
+                 portid: int = 0) -> None:
+    """``rtmsg_ifinfo``: the link as it is now to RTNLGRP_LINK (seq 0, pid 0 unless a
+    request's, as ``rtnl_configure_link`` passes them)."""
     ns = dev.netns
     if ns is None:
         return
-    ns.kernel.multicast(ns, NETLINK_ROUTE, RTNLGRP_LINK, fill_ifinfo(dev, msg_type, 0, 0,
+    ns.kernel.multicast(ns, NETLINK_ROUTE, RTNLGRP_LINK, fill_ifinfo(dev, msg_type, seq, portid,
                                                                      change=change))
 
 
@@ -603,9 +605,10 @@ def _bridge_mac(br) -> None:
         rtmsg_ifinfo(br)
 
 
-def unregister_many(devs: list) -> None:
-    """``unregister_netdevice_many``: close the running ones, let the subsystems let go
-    (addresses, SAs, bond/bridge membership), then RTM_DELLINK for each."""
+def unregister_many(devs: list, seq: int = 0, portid: int = 0) -> None:
+    """``unregister_netdevice_many_notify``: close the running ones, let the subsystems let
+    go (addresses, SAs, bond/bridge membership), then RTM_DELLINK for each (with the seq
+    and port of the RTM_DELLINK request that asked, if one did)."""
     for dev in devs:
         # veth_dellink forgets the pair before unregistering it: the close and DELLINK
         # messages already read IFLA_LINK 0, and no carrier change is announced
@@ -636,7 +639,7 @@ def unregister_many(devs: list) -> None:
     for dev, ns in zip(devs, nss):      # a veth end's IFLA_LINK reads 0 once both are gone
         dev.ever_up = False             # dev_shutdown: noop qdisc in the DELLINK
         ns.kernel.multicast(ns, NETLINK_ROUTE, RTNLGRP_LINK,
-                            fill_ifinfo(dev, RTM_DELLINK, 0, 0, change=0xFFFFFFFF))
+                            fill_ifinfo(dev, RTM_DELLINK, seq, portid, change=0xFFFFFFFF))
 
 
 # ---------------------------------------------------------------------------------------
@@ -845,7 +848,8 @@ def rtnl_newlink_create(req, m: _Msg, kind: str, data_ra) -> Reply:
             dev.set_carrier(False)                  # bond_newlink: netif_carrier_off
         elif kind == "dummy":
             pass
-        rtmsg_ifinfo(dev, change=0xFFFFFFFF)        # rtnl_configure_link
+        # rtnl_configure_link: with the request's seq and port (echoed under NLM_F_ECHO)
+        rtmsg_ifinfo(dev, change=0xFFFFFFFF, seq=req.hdr.seq, portid=req.sock.portid)
         if m.flags & 1 and (m.change & 1 or m.change == 0):
             dev_open(dev)
         if IFLA_MASTER in m.tb:
@@ -1073,5 +1077,5 @@ def rtnl_dellink(req):
     devs = [dev]
     if dev.kind == "veth" and dev.peer is not None and dev.peer.netns is not None:
         devs.append(dev.peer)
-    unregister_many(devs)
+    unregister_many(devs, req.hdr.seq, req.sock.portid)
     return Reply()
