@@ -461,9 +461,12 @@ class RouteResult:
     flags: int = 0          # RTCF_LOCAL / RTCF_BROADCAST
 
 
-def _rule_matches(ns, rule, family, dst, src, iif_dev, oif_dev, mark) -> bool:
-    """``fib_rule_match`` + ``fib4_rule_match`` / ``fib6_rule_match``."""
+def _rule_matches(ns, rule, family, dst, src, iif_dev, oif_dev, mark, tos=0) -> bool:
+    """``fib_rule_match`` + ``fib4_rule_match`` / ``fib6_rule_match`` (an IPv4 rule's tos
+    compares DSCP, the ECN bits left out)."""
     ok = True
+    if rule.tos and family == 2 and (rule.tos ^ tos) & 0xFC:
+        ok = False
     if rule.iifname:
         ok = iif_dev is not None and iif_dev.name == rule.iifname
     if ok and rule.oifname:
@@ -500,11 +503,11 @@ def _table_lookup(ns, family, tb_id, dst, oif_dev):
     return None
 
 
-def fib_rules_lookup(ns, family, dst, src=None, iif_dev=None, oif_dev=None, mark=0):
+def fib_rules_lookup(ns, family, dst, src=None, iif_dev=None, oif_dev=None, mark=0, tos=0):
     """Walk the rules (rule.py) in order: (route, table id) or a negative errno."""
     from .rule import FR_ACT_TO_TBL, _rules
     for rule in _rules(ns, family):
-        if not _rule_matches(ns, rule, family, dst, src, iif_dev, oif_dev, mark):
+        if not _rule_matches(ns, rule, family, dst, src, iif_dev, oif_dev, mark, tos):
             continue
         if rule.action == FR_ACT_TO_TBL:
             r = _table_lookup(ns, family, rule.table, dst, oif_dev)
@@ -570,11 +573,13 @@ def ipv6_dev_get_saddr(ns, dev, dst) -> str | None:
     return None
 
 
-def route_lookup(ns, dst, *, src=None, iif=None, oif=None, mark: int = 0) -> RouteResult | int:
+def route_lookup(ns, dst, *, src=None, iif=None, oif=None, mark: int = 0,
+                 tos: int = 0) -> RouteResult | int:
     """``ip route get`` as a Python call — the data path's route lookup.
 
     ``dst``/``src``: address strings or ipaddress objects (IPv4 or IPv6); ``iif``/``oif``:
-    a NetDevice, an ifindex or None; ``mark``: the fwmark. With ``iif`` the lookup is an
+    a NetDevice, an ifindex or None; ``mark``: the fwmark; ``tos``: the IPv4 dsfield the
+    rules see. With ``iif`` the lookup is an
     input route (``ip_route_input_slow``: a local destination, or EHOSTUNREACH as this
     kernel does not forward); without, an output route (``ip_route_output_key_hash_rcu``
     / ``ip6_route_output``). Returns a :class:`RouteResult` or a negative errno
@@ -601,7 +606,7 @@ def route_lookup(ns, dst, *, src=None, iif=None, oif=None, mark: int = 0) -> Rou
     if iif_dev is not None:                              # ip_route_input_slow
         if src is None or int(src) == 0 or src.is_multicast or int(src) == 0xFFFFFFFF:
             return -E.EINVAL                             # martian source
-        res = fib_rules_lookup(ns, 2, dst, src, iif_dev, None, mark)
+        res = fib_rules_lookup(ns, 2, dst, src, iif_dev, None, mark, tos)
         if isinstance(res, tuple) and isinstance(res[0], Route):
             r, tb = res
             if r.type == RTN_LOCAL:
@@ -622,7 +627,7 @@ def route_lookup(ns, dst, *, src=None, iif=None, oif=None, mark: int = 0) -> Rou
     if int(dst) == 0:
         s = str(src) if src is not None else "127.0.0.1"
         return RouteResult(None, 0, RTN_LOCAL, lo, s, None, RTCF_LOCAL)
-    res = fib_rules_lookup(ns, 2, dst, src, lo, oif_dev, mark)
+    res = fib_rules_lookup(ns, 2, dst, src, lo, oif_dev, mark, tos)
     if isinstance(res[0], int):
         if oif_dev is not None and res[0] == -E.ENETUNREACH:
             # "routing tables are wrong; assume the destination is on link"
