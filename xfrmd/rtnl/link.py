@@ -173,33 +173,55 @@ def _port_cost(dev) -> int:
     return 1 if speed > 10000 else 100
 
 
+# the port flags br_setport sets from IFLA_BRPORT_* u8 attributes, with new_nbp's defaults
+BRPORT_FLAG_DEFAULTS = {
+    BRPORT_MODE: 0, BRPORT_GUARD: 0, BRPORT_PROTECT: 0, BRPORT_FAST_LEAVE: 0,
+    BRPORT_MCAST_TO_UCAST: 0, BRPORT_LEARNING: 1, BRPORT_UNICAST_FLOOD: 1,
+    BRPORT_MCAST_FLOOD: 1, BRPORT_BCAST_FLOOD: 1, BRPORT_PROXYARP: 0, BRPORT_PROXYARP_WIFI: 0,
+    BRPORT_VLAN_TUNNEL: 0, BRPORT_NEIGH_SUPPRESS: 0, BRPORT_ISOLATED: 0, BRPORT_LOCKED: 0,
+    BRPORT_MAB: 0, BRPORT_NEIGH_VLAN_SUPPRESS: 0}
+
+
+def brport(p) -> dict:
+    """The port's settings (flags, priority, multicast router type), created on first use."""
+    d = p.__dict__.get("brport")
+    if d is None:
+        d = p.__dict__["brport"] = dict(BRPORT_FLAG_DEFAULTS, priority=0x20, mcast_router=1)
+    return d
+
+
 def br_port_fill_attrs(br, p) -> bytes:
     """``br_port_fill_attrs`` for a port of a bare bridge: STP off, so a running port of a
-    running bridge forwards and any other is disabled; defaults for the rest (learning and
-    flooding on, EHT hosts limit 512); timers and multicast group counts read 0."""
+    running bridge forwards and any other is disabled; the flags, cost, priority and
+    multicast router type as set (``bridge link set``); timers and multicast group counts
+    read 0."""
     from netlink_codec.netlink import nla_u64
     state = BR_STATE_FORWARDING if br.up and p.up and p.carrier else BR_STATE_DISABLED
     no = getattr(p, "br_port_no", 1)
-    port_id = (0x20 << 10) | no                  # br_make_port_id(priority 0x20, no)
+    cfg = brport(p)
+    port_id = (cfg["priority"] << 10) | no       # br_make_port_id(priority, no)
     bid = _bridge_id(br)
     u8 = nla_u8
+
+    def flag(t):
+        return u8(t, cfg[t])
     return b"".join([
-        u8(BRPORT_STATE, state), nla_u16(BRPORT_PRIORITY, 0x20),
+        u8(BRPORT_STATE, state), nla_u16(BRPORT_PRIORITY, cfg["priority"]),
         nla_u32(BRPORT_COST, getattr(p, "br_port_cost", 100)),
-        u8(BRPORT_MODE, 0), u8(BRPORT_GUARD, 0), u8(BRPORT_PROTECT, 0),
-        u8(BRPORT_FAST_LEAVE, 0), u8(BRPORT_MCAST_TO_UCAST, 0), u8(BRPORT_LEARNING, 1),
-        u8(BRPORT_UNICAST_FLOOD, 1), u8(BRPORT_MCAST_FLOOD, 1), u8(BRPORT_BCAST_FLOOD, 1),
-        u8(BRPORT_PROXYARP, 0), u8(BRPORT_PROXYARP_WIFI, 0),
+        flag(BRPORT_MODE), flag(BRPORT_GUARD), flag(BRPORT_PROTECT), flag(BRPORT_FAST_LEAVE),
+        flag(BRPORT_MCAST_TO_UCAST), flag(BRPORT_LEARNING), flag(BRPORT_UNICAST_FLOOD),
+        flag(BRPORT_MCAST_FLOOD), flag(BRPORT_BCAST_FLOOD), flag(BRPORT_PROXYARP),
+        flag(BRPORT_PROXYARP_WIFI),
         nla(BRPORT_ROOT_ID, bid), nla(BRPORT_BRIDGE_ID, bid),
         nla_u16(BRPORT_DESIGNATED_PORT, port_id), nla_u16(BRPORT_DESIGNATED_COST, 0),
         nla_u16(BRPORT_ID, port_id), nla_u16(BRPORT_NO, no),
         u8(BRPORT_TOPOLOGY_CHANGE_ACK, 0), u8(BRPORT_CONFIG_PENDING, 0),
-        u8(BRPORT_VLAN_TUNNEL, 0), nla_u16(BRPORT_GROUP_FWD_MASK, 0),
-        u8(BRPORT_NEIGH_SUPPRESS, 0), u8(BRPORT_ISOLATED, 0), u8(BRPORT_LOCKED, 0),
-        u8(BRPORT_MAB, 0), u8(BRPORT_MRP_RING_OPEN, 0), u8(BRPORT_MRP_IN_OPEN, 0),
-        u8(BRPORT_NEIGH_VLAN_SUPPRESS, 0),
+        flag(BRPORT_VLAN_TUNNEL), nla_u16(BRPORT_GROUP_FWD_MASK, 0),
+        flag(BRPORT_NEIGH_SUPPRESS), u8(BRPORT_MRP_RING_OPEN, 0), u8(BRPORT_MRP_IN_OPEN, 0),
+        flag(BRPORT_ISOLATED), flag(BRPORT_LOCKED), flag(BRPORT_MAB),
+        flag(BRPORT_NEIGH_VLAN_SUPPRESS),
         nla_u64(BRPORT_MESSAGE_AGE_TIMER, 0), nla_u64(BRPORT_FORWARD_DELAY_TIMER, 0),
-        nla_u64(BRPORT_HOLD_TIMER, 0), u8(BRPORT_MULTICAST_ROUTER, 1),
+        nla_u64(BRPORT_HOLD_TIMER, 0), u8(BRPORT_MULTICAST_ROUTER, cfg["mcast_router"]),
         nla_u32(BRPORT_MCAST_EHT_HOSTS_LIMIT, 512), nla_u32(BRPORT_MCAST_EHT_HOSTS_CNT, 0),
         nla_u32(BRPORT_MCAST_N_GROUPS, 0), nla_u32(BRPORT_MCAST_MAX_GROUPS, 0)])
 
@@ -364,6 +386,9 @@ def dev_open(dev, gchanges: int = 0) -> None:
         dev.linkwatch_pending = False
     for d in linkwatch:                         # linkwatch_do_dev → netdev_state_change
         rtmsg_ifinfo(d)
+    for d in linkwatch:                         # … → br_device_event: br_port_carrier_check
+        if d is not dev:
+            br_port_carrier_check(d)
     _notifiers("NETDEV_UP", dev)
     from . import addr
     addr.netdev_up(dev)
@@ -381,10 +406,19 @@ def dev_close(dev, gchanges: int = 0) -> None:
         if peer is not None and not getattr(dev, "defer_peer_carrier", False) \
                 and peer.set_carrier(False):
             rtmsg_ifinfo(peer)
+            br_port_carrier_check(peer)
     rtmsg_ifinfo(dev, change=IFF_UP | gchanges)
     _notifiers("NETDEV_DOWN", dev)
     from . import addr
     addr.netdev_down(dev)
+
+
+def br_port_carrier_check(dev) -> None:
+    """``br_port_carrier_check``: a bridge port's carrier changed (its veth peer came up or
+    went down, a cable): the bridge has carrier while one of its ports runs. (The port's
+    own up/down is handled where it is opened or closed.)"""
+    if dev.master is not None and dev.master.kind == "bridge":
+        _bridge_carrier(dev.master)
 
 
 def _bridge_carrier(br, notify: bool = True) -> None:
@@ -557,6 +591,7 @@ def br_add_if(br, dev) -> None:
         no += 1
     dev.br_port_no = no
     dev.br_port_cost = _port_cost(dev)          # new_nbp → port_cost
+    dev.__dict__.pop("brport", None)            # new_nbp: default flags and priority
     dev.master = br
     dev.promiscuity += 1
     dev.allmulti += 1

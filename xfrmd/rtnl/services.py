@@ -141,7 +141,7 @@ def _link_carrier(kernel, ns, request) -> dict:
     """``xfrmd ctl link DEV carrier on|off``: what a cable does (netif_carrier_on/off)."""
     from devices.netdev import call_netdevice_notifiers
     from netlink_codec.netlink import NETLINK_ROUTE
-    from .link import RTM_NEWLINK, fill_ifinfo
+    from .link import RTM_NEWLINK, br_port_carrier_check, fill_ifinfo
     dev = ns.links.by_name(request.get("dev", ""))
     if dev is None:
         return {"errno": E.ENODEV, "error": f"no device {request.get('dev')!r}"}
@@ -149,6 +149,7 @@ def _link_carrier(kernel, ns, request) -> dict:
     if dev.set_carrier(on):
         call_netdevice_notifiers("NETDEV_CHANGE", dev)
         kernel.multicast(ns, NETLINK_ROUTE, 1, fill_ifinfo(dev, RTM_NEWLINK, 0, 0))  # RTNLGRP_LINK
+        br_port_carrier_check(dev)
     return {"errno": 0}
 
 
