@@ -603,6 +603,9 @@ def _br_ports_changed(br, dev, linking: bool) -> None:
     flags, the bridge's GSO limit, address/MTU and carrier, then NETDEV_CHANGEUPPER."""
     rtmsg_ifinfo(dev)
     _br_set_gso_limits(br)
+    if br.features is not None:                 # br_add_if / br_del_if
+        from devices.features import netdev_update_features
+        netdev_update_features(br)
     _bridge_mac(br)
     _bridge_carrier(br)
     _notifiers("NETDEV_CHANGEUPPER", dev, upper=br, linking=linking)
