@@ -1529,7 +1529,9 @@ static int is_if_ioctl(unsigned long req)
 {
     return req == SIOCGIFNAME || req == SIOCGIFINDEX || req == SIOCGIFFLAGS ||
            req == SIOCSIFFLAGS || req == SIOCGIFHWADDR || req == SIOCGIFMTU ||
-           req == SIOCGIFADDR || req == SIOCETHTOOL || req == SIOCGIFCONF;
+           req == SIOCGIFADDR || req == SIOCETHTOOL || req == SIOCGIFCONF ||
+           req == SIOCGIFNETMASK || req == SIOCGIFBRDADDR || req == SIOCGIFDSTADDR ||
+           req == SIOCGIFTXQLEN || req == SIOCGIFMETRIC || req == SIOCGIFMAP;
 }
 
 static int do_ifconf(struct ifconf *ifc)

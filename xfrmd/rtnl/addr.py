@@ -304,6 +304,11 @@ def inet_rtm_newaddr(req):
                    if b.family == 10 and b.scope >= scope), len(dev.addresses))
         dev.addresses.insert(at, a)
     a.brd = brd if a.family == 2 else None
+    if a.family == 2:                                # IFA_LABEL: an alias name (eth0:1)
+        for ra in iter_attrs(req.buf, req.payload_offset + IFADDRMSG.size, req.end):
+            if ra.type == IFA_LABEL and ra.end > ra.start:
+                a.label = bytes(req.buf[ra.start:ra.end]).split(b"\0", 1)[0].decode(
+                    errors="replace")[:15] or dev.name
     if lifetimes is not None:
         set_ifa_lifetime(dev, a, *lifetimes)
     if a.family == 10 and not (dev.up and dev.carrier):
