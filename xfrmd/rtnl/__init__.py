@@ -57,7 +57,7 @@ class Rtnetlink:
 
     def __init__(self, kernel):
         self.kernel = kernel
-        from . import addr, bridge, link, netconf, netns, procfs, route, rule  # noqa: F401  (handlers register on import)
+        from . import addr, bridge, link, neigh, netconf, netns, procfs, route, rule  # noqa: F401  (handlers register on import)
 
     def init_net(self, ns) -> None:
         from devices.netdev import LinkTable, loopback

@@ -177,6 +177,9 @@ def rtmsg_ifa(dev, a: IfAddr, msg_type: int, seq: int = 0, portid: int = 0) -> N
     ns.kernel.multicast(ns, NETLINK_ROUTE, group, fill_ifaddr(dev, a, seq, portid, 0, msg_type))
     from .fib import ifa_event          # the inetaddr / inet6addr chains: the FIB follows
     ifa_event(dev, a, msg_type)
+    if msg_type == RTM_NEWADDR:
+        from .neigh import addrconf_join_solict
+        addrconf_join_solict(dev, a)
 
 
 def _del(dev, a: IfAddr) -> None:
