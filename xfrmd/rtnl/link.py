@@ -47,7 +47,7 @@ NLA_F_NESTED = 0x8000
 NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE = 0x100, 0x200, 0x400
 RTNLGRP_LINK = 1
 HARDWARE_KINDS = ("netdevsim", "mlx5", "airoha-soe")
-RTNL_KINDS = ("dummy", "veth", "bridge", "bond")      # kinds with rtnl_link_ops here
+RTNL_KINDS = ("dummy", "veth", "bridge", "bond", "xfrm")      # kinds with rtnl_link_ops here
 NSIM_VALIDATE_MSG = ('netdevsim: Please use: echo "[ID] [PORT_COUNT] [NUM_QUEUES]" > '
                      '/sys/bus/netdevsim/new_device')
 IFNAMSIZ = 16
@@ -111,6 +111,9 @@ def _linkinfo(dev, cap_net_admin: bool) -> bytes | None:
             parts.append(nla(IFLA_INFO_DATA, bond_fill_info(dev.bond, cap_net_admin)))
         elif kind == "bridge":
             parts.append(nla(IFLA_INFO_DATA, br_fill_info(dev)))
+        elif kind == "xfrm":
+            from .xfrmi import xfrmi_fill_info
+            parts.append(nla(IFLA_INFO_DATA, xfrmi_fill_info(dev)))
     master = dev.master
     if master is not None and getattr(master, "bond", None) is not None:
         from bonding.rtnl import bond_fill_slave_info
@@ -255,9 +258,10 @@ def fill_ifinfo(dev, msg_type: int, seq: int, portid: int, flags: int = 0, *, ch
              nla_u32(IFLA_CARRIER_UP_COUNT, dev.carrier_up_count),
              nla_u32(IFLA_CARRIER_DOWN_COUNT, dev.carrier_down_count),
              nla_u16(IFLA_HEADROOM, 0), nla_u16(IFLA_TAILROOM, 0),
-             nla_u8(IFLA_PROTO_DOWN, 0),
-             nla(IFLA_ADDRESS, dev.address), nla(IFLA_BROADCAST, dev.broadcast),
-             nla(IFLA_STATS64, bytes(200)), nla(IFLA_STATS, bytes(96)),
+             nla_u8(IFLA_PROTO_DOWN, 0)]
+    if dev.address:                                 # only with an addr_len
+        body += [nla(IFLA_ADDRESS, dev.address), nla(IFLA_BROADCAST, dev.broadcast)]
+    body += [nla(IFLA_STATS64, bytes(200)), nla(IFLA_STATS, bytes(96)),
              nla(IFLA_XDP, nla_u8(IFLA_XDP_ATTACHED, 0))]
     li = _linkinfo(dev, cap_net_admin)
     if li is not None:
@@ -276,6 +280,8 @@ def fill_ifinfo(dev, msg_type: int, seq: int, portid: int, flags: int = 0, *, ch
             body.append(nla(IFLA_LINK_NETNSID,
                             struct.pack("=i", peernet2id_alloc(dev.netns, peer.netns))))
         body.append(nla_u32(IFLA_LINK, peer.ifindex if alive else 0))
+    elif getattr(dev, "xfrmi", None) is not None and dev.xfrmi.link:
+        body.append(nla_u32(IFLA_LINK, dev.xfrmi.link))      # xfrmi_get_iflink
     body += [nla_string(IFLA_QDISC, _qdisc(dev)), nla(IFLA_AF_SPEC, _af_spec(dev)),
              nla(IFLA_MAP, bytes(32)), nla(IFLA_DEVLINK_PORT | NLA_F_NESTED),
              nla(IFLA_DPLL_PIN | NLA_F_NESTED)]
@@ -778,6 +784,9 @@ def _new_device(kind: str, name: str):
         dev.tso_max_size = 65536
     elif kind == "bond":
         dev.num_tx_queues = dev.num_rx_queues = 16  # tx_queues module parameter
+    elif kind == "xfrm":
+        from .xfrmi import xfrmi_dev_setup
+        xfrmi_dev_setup(dev)
     return dev
 
 
@@ -840,6 +849,11 @@ def rtnl_newlink_create(req, m: _Msg, kind: str, data_ra) -> Reply:
     name = name or _alloc_name(links, pattern)
     dev = _new_device(kind, name)
     created = []
+    if kind == "xfrm":
+        from .xfrmi import xfrmi_newlink
+        bad = xfrmi_newlink(dest, dev, m.buf, data_ra)
+        if bad is not None:
+            return bad
     try:
         _apply_create_attrs(dev, m)
         if kind == "bond":
@@ -1009,6 +1023,12 @@ def _changelink(req, dev, m: _Msg, kind, data_ra) -> Reply | None:
         finally:
             rtmsg_ifinfo(dev)
         return None
+    if kind == "xfrm":
+        from .xfrmi import xfrmi_changelink
+        bad = xfrmi_changelink(req.netns, dev, m.buf, data_ra)
+        if bad is None and dev.up:
+            rtmsg_ifinfo(dev)                       # xfrmi_update: netdev_state_change
+        return bad
     if kind in ("veth", "dummy"):
         return Reply(-E.EOPNOTSUPP)                 # rtnl_changelink: no ops->changelink
     return Reply(-E.EOPNOTSUPP, "xfrmd: bridge options are not modelled")
