@@ -75,3 +75,49 @@ def test_ip_d_link_show_prints_the_interface():
     assert "    xfrm if_id 0x5 " in out and "    xfrm external " in out
     assert "RTNETLINK answers: File exists" in p.stderr
     assert "xfrm if_id 0x20 " in out.splitlines()[-1]
+
+
+# -- the data path: a route through the interface selects policies and states by its if_id
+
+def _route(rt, dst: str, plen: int, oif: int):
+    import ipaddress
+    body = struct.pack("=BBBBBBBBI", 2, plen, 0, 0, 254, 3, 253, 1, 0)
+    body += nla(1, ipaddress.ip_address(dst).packed) + nla_u32(4, oif)
+    return rt.req(24, CREATE, body)
+
+
+def _with_if_id(message: bytes, if_id: int) -> bytes:
+    from .sad_helpers import A
+    t = struct.unpack_from("=H", message, 4)[0]
+    return N.encode_msg(t, N.NLM_F_REQUEST | N.NLM_F_ACK, 1, 0,
+                        message[16:] + nla_u32(A.IF_ID, if_id))
+
+
+def test_traffic_routed_through_the_interface_uses_its_if_id():
+    from netlink_codec import xfrm as X
+    from xfrmd.datapath.output import xfrm_xmit
+    from .datapath_helpers import TUNNEL, Nl, policy, sa
+    L, R, INNER = "198.51.100.1", "198.51.100.2", "10.9.0.5"
+    rt = Rt("default")
+    eth2 = rt.links.by_name("eth2").ifindex
+    assert _add(rt, "x0", nla_u32(1, eth2) + nla_u32(2, 7)) == (0, None)
+    x0 = rt.links.by_name("x0")
+    assert rt.req(RTM_NEWLINK, N.NLM_F_REQUEST | N.NLM_F_ACK, ifinfo(x0.ifindex, 1, 1)) == (0, None)
+    assert _route(rt, "10.9.0.0", 24, x0.ifindex) == (0, None)
+    nl = Nl(rt.k)
+    nl.ok(_with_if_id(sa(L, R, 0x1000), 7))
+    nl.ok(_with_if_id(policy(L, INNER, X.XFRM_POLICY_OUT, [(L, R, 1, TUNNEL)]), 7))
+    ns = rt.k.netns("default")
+    res = xfrm_xmit(ns, L, INNER, 17, sport=1, dport=2, size=50).to_dict()
+    [b] = res["batches"]
+    assert b["result"] == "sent" and b["xfrm_dev"] == "x0" and b["out_dev"] == "eth2"
+    assert b["sas"][0]["spi"] == "0x00001000"
+    # the same flow's policy without the if_id does not serve the interface's traffic …
+    assert _add(rt, "x0", nla_u32(1, eth2) + nla_u32(2, 8), N.NLM_F_REQUEST | N.NLM_F_ACK,
+                x0.ifindex) == (0, None)
+    [b] = xfrm_xmit(ns, L, INNER, 17, sport=1, dport=2, size=50).to_dict()["batches"]
+    assert b["result"] == "dropped" and "no policy for if_id 8" in b["reason"]
+    # … and the if_id policy does not catch traffic routed elsewhere
+    nl.ok(_with_if_id(policy(L, R, X.XFRM_POLICY_OUT, [(L, R, 1, TUNNEL)]), 8))
+    [b] = xfrm_xmit(ns, L, R, 17, sport=1, dport=2, size=50).to_dict()["batches"]
+    assert b["result"] == "sent" and b.get("path") == "clear"

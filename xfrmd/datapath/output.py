@@ -429,7 +429,11 @@ def xfrm_xmit(ns, src: str, dst: str, proto: int = P.IPPROTO_UDP, sport: int = 0
     flow_sel = host_selector(sbytes, dbytes, family, proto, l4_sport, l4_dport)
     flow = bytes(flow_sel)
     rt_dev, rt_err = ip_route_output_key(ns, dst, src)
-    pol = xfrm_policy_lookup(ns, X.XFRM_POLICY_OUT, flow, family, mark)
+    # a route through an XFRM interface: xfrmi_xmit2 looks the policy up by its if_id
+    # (xfrm_lookup_with_ifid); any other route by if_id 0
+    xfrmi = getattr(rt_dev, "xfrmi", None)
+    if_id = xfrmi.if_id if xfrmi is not None else 0
+    pol = xfrm_policy_lookup(ns, X.XFRM_POLICY_OUT, flow, family, mark, if_id)
     wire = policy_wire(pol) if pol is not None and pol.action == X.XFRM_POLICY_ALLOW else None
     db = sad(ns.xfrm)
     pol_desc = {"index": pol.index, "dir": "out"} if pol is not None else None
@@ -453,6 +457,15 @@ def xfrm_xmit(ns, src: str, dst: str, proto: int = P.IPPROTO_UDP, sport: int = 0
                        errno=E.errorcode.get(rt_err, str(rt_err)))
             res.add(sig, None)
             continue
+        if xfrmi is not None and (xfrmi.collect_md or pol is None):
+            # xfrmi_xmit2: no metadata (a socket's packet on the collect_md interface) is
+            # -EINVAL; no state for the if_id is tx_err_link_failure (tx_carrier_errors)
+            why = ("no metadata for the collect_md interface" if xfrmi.collect_md
+                   else f"no policy for if_id {if_id}")
+            sig.update(result="dropped", reason=f"xfrm interface {rt_dev.name}: {why}",
+                       errno="EINVAL" if xfrmi.collect_md else "EHOSTUNREACH")
+            res.add(sig, None)
+            continue
         if pol is None:
             if ns.xfrm.policy_default[X.XFRM_POLICY_OUT] == X.XFRM_USERPOLICY_BLOCK:
                 sig.update(result="dropped", reason="policy default out block", errno="EPERM")
@@ -466,6 +479,8 @@ def xfrm_xmit(ns, src: str, dst: str, proto: int = P.IPPROTO_UDP, sport: int = 0
             if wire is None:
                 raise Drop("XfrmOutPolBlock", E.EPERM, "policy action block")
             states = _tmpl_resolve(db, flow_sel, wire, sbytes, dbytes, family, sig)
+            if not states and xfrmi is not None:
+                raise Drop(None, E.EHOSTUNREACH, f"xfrm interface {rt_dev.name}: no state")
             if not states:
                 sig.update(path="clear", dev=rt_dev.name)
                 res.add(sig, None, pkt if keep_packets else None)
@@ -492,6 +507,8 @@ def xfrm_xmit(ns, src: str, dst: str, proto: int = P.IPPROTO_UDP, sport: int = 0
                 if seq is not None:
                     seqs[x.id.spi] = seq
             sig["out_dev"] = path_dev.name
+            if xfrmi is not None:
+                sig["xfrm_dev"] = rt_dev.name
             res.add(sig, seqs, pkt if keep_packets else None, real)
         except Drop as d:
             if d.mib:
