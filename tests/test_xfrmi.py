@@ -121,3 +121,42 @@ def test_traffic_routed_through_the_interface_uses_its_if_id():
     nl.ok(_with_if_id(policy(L, R, X.XFRM_POLICY_OUT, [(L, R, 1, TUNNEL)]), 8))
     [b] = xfrm_xmit(ns, L, R, 17, sport=1, dport=2, size=50).to_dict()["batches"]
     assert b["result"] == "sent" and b.get("path") == "clear"
+
+
+def test_inbound_packets_arrive_on_the_interface_of_their_sas_if_id():
+    """xfrmi_rcv_cb / xfrmi_decode_session: the right side's SA and IN policy carry if_id 7;
+    the packet is accepted while the running interface with if_id 7 exists, and fails the
+    policy check (no IN policy for if_id 0 after a tunnel SA) when the interface is down."""
+    from netlink_codec import xfrm as X
+    from xfrmd.clock import ManualClock
+    from xfrmd.datapath.input import deliver_packets
+    from xfrmd.datapath.output import xfrm_xmit
+    from xfrmd.kernel import Kernel
+    from xfrmd.topology import from_dict
+    from .datapath_helpers import TUNNEL, policy, sa
+    from .test_datapath_input import PAIR, L, R, nl
+    k = Kernel(ManualClock(), topology=from_dict(PAIR))
+    left, right = nl(k, "left"), nl(k, "right")
+    left.ok(sa(L, R, 0x1000))
+    left.ok(policy(L, R, X.XFRM_POLICY_OUT, [(L, R, 1, TUNNEL)]))
+    right.ok(_with_if_id(sa(L, R, 0x1000), 7))
+    right.ok(_with_if_id(policy(L, R, X.XFRM_POLICY_IN, [(L, R, 1, TUNNEL)]), 7))
+    rs = k.socket(N.NETLINK_ROUTE, "right")
+    k.bind(rs)
+
+    def rtnl(body, flags=CREATE):
+        k.deliver(rs, N.encode_msg(RTM_NEWLINK, flags, 1, 0, body))
+        d = k.recv(rs)
+        return struct.unpack_from("=i", d, 16)[0]
+    assert rtnl(ifinfo() + nla(3, b"x0\0") + linkinfo("xfrm", nla_u32(2, 7))) == 0
+    x0 = k.netns("right").links.by_name("x0")
+    assert rtnl(ifinfo(x0.ifindex, 1, 1), N.NLM_F_REQUEST | N.NLM_F_ACK) == 0
+
+    def go():
+        res = xfrm_xmit(k.netns("left"), L, R, 17, sport=1, dport=2, size=20, keep_packets=True)
+        return deliver_packets(k.netns("right"), [p for p, _ in res.packets]).to_dict()["batches"][0]
+    b = go()
+    assert b["result"] == "delivered" and b["xfrm_dev"] == "x0"
+    assert rtnl(ifinfo(x0.ifindex, 0, 1), N.NLM_F_REQUEST | N.NLM_F_ACK) == 0   # down
+    b = go()
+    assert b["result"] == "dropped" and b["reason"] == "XfrmInNoPols"

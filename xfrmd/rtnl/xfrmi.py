@@ -5,7 +5,9 @@ devices that tie an ``if_id`` to the states and policies carrying the same XFRMA
 ``xfrmi_newlink`` / ``xfrmi_changelink`` do, with their extack; the device is set up as
 ``xfrmi_dev_setup`` makes it (ARPHRD_NONE, NOARP, no hardware address, MTU 1500) and
 ``xfrmi_fill_info`` reports it, so ``ip -d link show`` prints ``xfrm if_id 0x…``.
-The data path does not send or receive through the interface yet."""
+Traffic routed through an interface is looked up by its if_id (datapath/output.py); an
+inbound packet whose SA carries an interface's if_id arrives on that interface and is
+checked against the IN policies of that if_id (datapath/input.py)."""
 from __future__ import annotations
 
 import errno as E
@@ -106,9 +108,9 @@ def xfrmi_fill_info(dev) -> bytes:
 
 
 def xfrmi_lookup(ns, if_id: int):
-    """The interface an if_id belongs to (``xfrmi_lookup`` by the state's if_id), or the
-    collect_md one, or None."""
-    devs = [d for d in ns.links if getattr(d, "xfrmi", None) is not None]
+    """``xfrmi_lookup``: the running interface of a state's if_id, else the running
+    collect_md one, else None."""
+    devs = [d for d in ns.links if getattr(d, "xfrmi", None) is not None and d.up]
     for d in devs:
         if not d.xfrmi.collect_md and d.xfrmi.if_id == if_id:
             return d
