@@ -52,16 +52,17 @@ class Drop(Exception):
 
 # -- routing ------------------------------------------------------------------------------------
 
-def ip_route_output_key(ns, daddr, saddr=None) -> tuple[object, int]:
+def ip_route_output_key(ns, daddr, saddr=None, oif: int = 0) -> tuple[object, int]:
     """The output route of a packet: (device, 0) or (None, errno). The FIB's
     ``route_lookup`` (``ip_route_output_key_hash_rcu`` through the rules) where the routing
-    code provides it; else the main table's longest prefix, then the lowest metric."""
+    code provides it; else the main table's longest prefix, then the lowest metric.
+    ``oif``: the output device asked for (an XFRM interface's link for the outer packet)."""
     try:
         from ..rtnl.fib import route_lookup
     except ImportError:
         route_lookup = None
     if route_lookup is not None:
-        res = route_lookup(ns, daddr, src=saddr)
+        res = route_lookup(ns, daddr, src=saddr, oif=oif or None)
         if isinstance(res, int):
             return None, -res
         return res.dev, 0
@@ -491,7 +492,11 @@ def xfrm_xmit(ns, src: str, dst: str, proto: int = P.IPPROTO_UDP, sport: int = 0
                 if x.props.mode == X.XFRM_MODE_TUNNEL:
                     w = 4 if x.props.family == X.AF_INET else 16
                     outer = str(ipaddress.ip_address(bytes(x.id.daddr[:w])))
-            path_dev, err = (rt_dev, 0) if outer == dst else ip_route_output_key(ns, outer)
+            if xfrmi is not None:
+                # xfrmi_xmit: the bundle's route goes out through the interface's link
+                path_dev, err = ip_route_output_key(ns, outer, None, xfrmi.link)
+            else:
+                path_dev, err = (rt_dev, 0) if outer == dst else ip_route_output_key(ns, outer)
             if path_dev is None:
                 raise Drop(None, err, f"no route to the tunnel endpoint {outer}")
             seqs = {}

@@ -52,8 +52,10 @@ class Charon(Daemon):
         self.children = children or {"ch": {"mode": mode, "hw_offload": hw_offload}}
         child_blocks = []
         for name, c in self.children.items():
+            # limits, then any other swanctl child option ("options": {"if_id_in": 42})
             lim = "".join(f"\n{' ' * 20}{k} = {v}" for k, v in {**(limits or {}),
-                                                        **c.get("limits", {})}.items())
+                                                        **c.get("limits", {}),
+                                                        **c.get("options", {})}.items())
             child_blocks.append(textwrap.dedent(f"""\
                   {name} {{
                     local_ts = {c.get('local_ts', me + '/32')}
