@@ -51,6 +51,8 @@ def _decode(d) -> list[tuple]:
 class Addr(Rt):
     def __init__(self):
         super().__init__()
+        from xfrmd.clock import ManualClock
+        self.k.clock = ManualClock(start=self.k.clock.now())    # time moves only when told
         assert self.req(16, CREATE, ifinfo() + nla(3, b"d0\0") + linkinfo("dummy"))[0] == 0
         self.index = self.links.by_name("d0").ifindex
         self.ev2 = self.k.socket(N.NETLINK_ROUTE)
@@ -134,3 +136,30 @@ def test_peer_is_kept_and_routed_like_the_kernel():
                                                "2001:db8:2::1")) == (0, None)
     assert [(e[1], e[2]) for e in a.dump()] == [("10.0.0.1", "10.0.1.1"),
                                                 ("2001:db8:1::1", "2001:db8:2::1")]
+
+
+def test_ipv6_prefix_route_of_a_dynamic_address_expires_with_it():
+    """inet6_addr_add gives the prefix route RTF_EXPIRES; deleting the address leaves the
+    route to expire (check_cleanup_prefix_route), a permanent address takes it along."""
+    import ipaddress as ip
+    from xfrmd.rtnl.fib import all_routes
+    a = Addr()
+    up = N.NLM_F_REQUEST | N.NLM_F_ACK
+    assert a.req(16, up, ifinfo(a.index, 1, 1)) == (0, None)
+    assert a.req(RTM_NEWADDR, CREATE, _ifaddr(10, 64, a.index, "2001:db8::1",
+                                               lifetimes=(30, 20))) == (0, None)
+    assert a.req(RTM_NEWADDR, CREATE, _ifaddr(10, 64, a.index, "2001:db8:7::1")) == (0, None)
+    ns = a.k.netns("default")
+    now = a.k.clock.now()
+
+    def prefix(net):
+        return [r for r in all_routes(ns, 10) if r.dst == ip.ip_network(net)]
+    [r] = prefix("2001:db8::/64")
+    assert r.expires == now + 30
+    [p] = prefix("2001:db8:7::/64")
+    assert p.expires is None
+    assert a.req(RTM_DELADDR, CREATE, _ifaddr(10, 64, a.index, "2001:db8::1")) == (0, None)
+    assert a.req(RTM_DELADDR, CREATE, _ifaddr(10, 64, a.index, "2001:db8:7::1")) == (0, None)
+    assert prefix("2001:db8::/64") and not prefix("2001:db8:7::/64")
+    a.k.advance(30)
+    assert not prefix("2001:db8::/64")

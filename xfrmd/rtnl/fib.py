@@ -283,9 +283,19 @@ def addrconf_prefix_route(ns, dev, a, notify: bool = True) -> None:
     if dev.kind == "loopback" or a.flags & 0x200:
         return
     n = ipaddress.ip_network(f"{a.address}/{a.prefixlen}", strict=False)
+    # inet6_addr_add: a finite valid lifetime gives the prefix route RTF_EXPIRES
+    expires = None
+    if not a.flags & IFA_F_PERMANENT and getattr(a, "valid_lft", 0xFFFFFFFF) != 0xFFFFFFFF:
+        expires = a.tstamp + a.valid_lft
+        ns.kernel.add_timer(max(expires - ns.kernel.clock.now(), 0), lambda: _fib6_gc(ns))
     insert(ns, Route(n, dev, None, None, RT_TABLE_MAIN, RTN_UNICAST, RTPROT_KERNEL,
-                     RT_SCOPE_UNIVERSE, IP6_RT_PRIO_ADDRCONF, linkdown=not dev.carrier),
-           notify=notify)
+                     RT_SCOPE_UNIVERSE, IP6_RT_PRIO_ADDRCONF, expires=expires,
+                     linkdown=not dev.carrier), notify=notify)
+
+
+def _fib6_gc(ns) -> None:
+    from .route import fib6_expire
+    fib6_expire(ns)
 
 
 def rt6_remove_prefsrc(ns, a) -> None:
@@ -320,7 +330,8 @@ def addrconf_del(ns, dev, a) -> None:
                 and r.type == RTN_UNICAST)
     _del_v6(ns, dev, lambda r: r.type == RTN_LOCAL and r.dst == host)
     n = ipaddress.ip_network(f"{a.address}/{a.prefixlen}", strict=False)
-    if not any(b.family == 10 and b is not a and ipaddress.ip_network(
+    # check_cleanup_prefix_route: a dynamic address leaves its prefix route to expire
+    if a.flags & IFA_F_PERMANENT and not any(b.family == 10 and b is not a and ipaddress.ip_network(
             f"{b.address}/{b.prefixlen}", strict=False) == n for b in dev.addresses):
         _del_v6(ns, dev, lambda r: r.proto == RTPROT_KERNEL and r.dst == n and r.type == RTN_UNICAST)
     rt6_remove_prefsrc(ns, a)
