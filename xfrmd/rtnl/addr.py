@@ -6,7 +6,8 @@ import ipaddress
 import struct
 from dataclasses import dataclass
 
-from netlink_codec.netlink import NLM_F_MULTI, encode_msg, iter_attrs, nla, nla_string, nla_u32
+from netlink_codec.netlink import (NLM_F_MULTI, encode_msg, iter_attrs, kernel_attrs, nla,
+                                   nla_string, nla_u32)
 
 from . import rtnl_handler
 
@@ -308,7 +309,7 @@ def inet_rtm_newaddr(req):
         dev.addresses.insert(at, a)
     a.brd = brd if a.family == 2 else None
     if a.family == 2:                                # IFA_LABEL: an alias name (eth0:1)
-        for ra in iter_attrs(req.buf, req.payload_offset + IFADDRMSG.size, req.end):
+        for ra in kernel_attrs(req.buf, req.payload_offset + IFADDRMSG.size, req.end)[0]:
             if ra.type == IFA_LABEL and ra.end > ra.start:
                 a.label = bytes(req.buf[ra.start:ra.end]).split(b"\0", 1)[0].decode(
                     errors="replace")[:15] or dev.name
@@ -377,7 +378,7 @@ def _ifa_peer_and_lifetimes(req, local: str):
     family = req.buf[off]
     peer = lifetimes = None
     has_local = False
-    for ra in iter_attrs(req.buf, off + IFADDRMSG.size, req.end):
+    for ra in kernel_attrs(req.buf, off + IFADDRMSG.size, req.end)[0]:
         v = bytes(req.buf[ra.start:ra.end])
         if ra.type == IFA_LOCAL:
             has_local = True
