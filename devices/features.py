@@ -4,8 +4,8 @@
 through ``dev.set_features_hook``.
 
 FEATURE_NAMES is the kernel's ETH_SS_FEATURES string set (Linux 6.18, read with
-ETHTOOL_GSTRINGS): the index is the NETIF_F_*_BIT. The per-kind masks are what a real veth
-and lo report (ETHTOOL_GFEATURES) on that kernel."""
+ETHTOOL_GSTRINGS): the index is the NETIF_F_*_BIT. The per-kind masks are what a real veth,
+lo and bridge report (ETHTOOL_GFEATURES) on that kernel."""
 from __future__ import annotations
 
 import errno as E
@@ -35,8 +35,16 @@ NEVER_CHANGE = 1 << BIT["vlan-challenged"]
 # (available, requested, active) as a real device of that kind reports them
 _VETH = (0x0A00632E_4FDD49E9, 0x0000612E_4FDD09E9, 0x0000612E_4FDD09E9)
 _LO = (0x0A00000E_401D4800, 0x0A00000E_401D4800, 0x0000052E_401D4C69)
-PROFILES = {"veth": _VETH, "loopback": _LO, "dummy": _VETH, "bridge": _VETH, "bond": _VETH,
-            "netdevsim": _VETH, "mlx5": _VETH, "airoha-soe": _VETH}
+_BRIDGE = (0x0A00220F_FFFF48E9, 0x0000200F_FFFF48E9, 0x0000200F_FFFF48E9)
+# register_netdevice turns the soft features (GSO, GRO) on for every device; veth is the
+# one that turns GRO off again (veth_setup, unless XDP or GRO is asked for). Kinds this
+# kernel cannot make (dummy, bond, netdevsim, the hardware ports) take veth's masks with
+# GRO on, as registration leaves them.
+_GRO = 1 << BIT["rx-gro"]
+_REGISTERED = (_VETH[0], _VETH[1] | _GRO, _VETH[2] | _GRO)
+PROFILES = {"veth": _VETH, "loopback": _LO, "bridge": _BRIDGE, "dummy": _REGISTERED,
+            "bond": _REGISTERED, "netdevsim": _REGISTERED, "mlx5": _REGISTERED,
+            "airoha-soe": _REGISTERED}
 
 
 FEATURE_COUNT = len(FEATURE_NAMES)                  # NETDEV_FEATURE_COUNT
@@ -153,6 +161,48 @@ def bond_fix_features(dev, features: int) -> int:
     return features
 
 
+def _bits(*names) -> int:
+    return _mask(names)
+
+
+_ALL_TSO = _bits("tx-tcp-segmentation", "tx-tcp6-segmentation", "tx-tcp-ecn-segmentation",
+                 "tx-tcp-mangleid-segmentation", "tx-tcp-accecn-segmentation")
+_GSO_SOFTWARE = _ALL_TSO | _bits("tx-sctp-segmentation", "tx-udp-segmentation",
+                                 "tx-gso-list")
+_ONE_FOR_ALL = _GSO_SOFTWARE | _bits("tx-gso-robust", "tx-scatter-gather", "highdma",
+                                     "tx-scatter-gather-fraglist", "vlan-challenged")
+_ALL_FOR_ALL = _bits("tx-nocache-copy", "tx-fcoe-segmentation")
+_HW_CSUM = _bits("tx-checksum-ip-generic")
+_CSUM_MASK = _bits("tx-checksum-ipv4", "tx-checksum-ipv6") | _HW_CSUM
+
+
+def netdev_increment_features(all_: int, one: int, mask: int) -> int:
+    """``netdev_increment_features``: a lower device's features folded into an upper's
+    (one-for-all bits if any lower has them, all-for-all bits only if every lower has)."""
+    if mask & _HW_CSUM:
+        mask |= _CSUM_MASK
+    mask |= NEVER_CHANGE                            # NETIF_F_VLAN_CHALLENGED
+    all_ |= one & (_ONE_FOR_ALL | _CSUM_MASK) & mask
+    all_ &= one | ~_ALL_FOR_ALL
+    if all_ & _HW_CSUM:
+        all_ &= ~(_CSUM_MASK & ~_HW_CSUM)
+    return all_
+
+
+def br_fix_features(dev, features: int) -> int:
+    """``br_fix_features`` → ``br_features_recompute``: with ports, the one-for-all bits
+    come from them, then ``netdev_add_tso_features``."""
+    ns = getattr(dev, "netns", None)
+    ports = [p for p in ns.links if p.master is dev and p.features is not None] if ns else []
+    if not ports:
+        return features
+    mask = features
+    features &= ~_ONE_FOR_ALL
+    for p in ports:
+        features = netdev_increment_features(features, p.features.active_mask, mask)
+    return netdev_increment_features(features, _ALL_TSO, mask)
+
+
 def _set_slave_xfrm_features(slave, on: bool) -> int:
     """``bond_set_slave_xfrm_features``: only a slave whose HW_ESP is in ``hw_features``
     is changed; -EOPNOTSUPP when its resulting HW_ESP differs from the request."""
@@ -217,6 +267,8 @@ def __netdev_update_features(dev) -> int:
     fix = getattr(dev, "fix_features_hook", None)
     if fix is None and getattr(dev, "bond", None) is not None:
         fix = bond_fix_features
+    if fix is None and dev.kind == "bridge":
+        fix = br_fix_features
     if fix is not None:
         features = fix(dev, features)
     f.last_error = 0

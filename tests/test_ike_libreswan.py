@@ -143,3 +143,43 @@ def test_pluto_restart_after_a_crash_finds_the_old_state(tmp_path):
             ok = True
         finally:
             _stop_all((left, right), not ok)
+
+
+def test_pluto_ipsec_interface_creates_an_xfrm_interface_and_if_id_sas(tmp_path):
+    """``ipsec-interface=1``: pluto creates ipsec1 (link kind xfrm, if_id 1, on the device
+    of its address) through xfrmd and installs SAs and policies with XFRMA_IF_ID 1; traffic
+    routed through ipsec1 uses them and leaves through the veth."""
+    import subprocess
+    from xfrmd.xfrm.sadb import sad
+    _require()
+    with KernelPair() as kp:
+        left = right = None
+        ok = False
+        try:
+            left = pluto.Pluto(kp.real, "left", str(tmp_path), kp.env("left"),
+                               extra="\tipsec-interface=1\n")
+            right = pluto.Pluto(kp.real, "right", str(tmp_path), kp.env("right"),
+                                extra="\tipsec-interface=1\n")
+            left.start()
+            right.start()
+            r = left.initiate()
+            assert "initiator established Child SA" in r.stdout, r.stdout
+            for side in ("left", "right"):
+                ns = kp.kernel.netns(side)
+                x = ns.links.by_name("ipsec1")
+                assert x is not None and x.kind == "xfrm" and x.xfrmi.if_id == 1
+                assert x.xfrmi.link == ns.links.by_name(kp.real.dev[side]).ifindex
+                states = list(sad(ns.xfrm).all.values())
+                assert len(states) == 2 and {s.if_id for s in states} == {1}
+                assert any(p.if_id == 1 for p in ns.xfrm.policy_all.values())
+            env = {**os.environ, **kp.env("left")}
+            p = subprocess.run(["ip", "route", "add", kp.real.addr["right"] + "/32", "dev",
+                                "ipsec1"], env=env, capture_output=True, text=True)
+            assert p.returncode == 0, p.stderr
+            res = kp.xmit("left", count=3)
+            [b] = res["batches"]
+            assert b["result"] == "sent" and b["xfrm_dev"] == "ipsec1", b
+            assert b["out_dev"] == kp.real.dev["left"]
+            ok = True
+        finally:
+            _stop_all((left, right), not ok)

@@ -139,3 +139,36 @@ def test_restart_after_a_crash_finds_the_old_state(tmp_path):
         assert set(old) <= set(_spis(p.kp.sad("left"))) and not set(old) & set(new)
         assert len(p.kp.spd("left")) == 3
         assert p.left.logtext().count("policy already exists, try to update it") == 3
+
+
+def test_if_id_in_out_install_sas_and_policies_for_an_xfrm_interface(tmp_path):
+    """Route-based VPN: an xfrm interface with if_id 42 on each side (``ip link add ipsec0
+    type xfrm dev VETH if_id 42`` through the shim) and ``if_id_in = if_id_out = 42`` in the
+    child: charon installs SAs and policies with XFRMA_IF_ID 42, and traffic routed through
+    ipsec0 is protected by them."""
+    import subprocess
+    from xfrmd.xfrm.sadb import sad
+    _require()
+    children = {"ch": {"mode": "tunnel", "hw_offload": "no",
+                       "options": {"if_id_in": 42, "if_id_out": 42}}}
+    with Peers(tmp_path, children=children) as p:
+        for side in ("left", "right"):
+            env = {**os.environ, **p.kp.env(side)}
+            r = subprocess.run(["sh", "-c", f"ip link add ipsec0 type xfrm dev "
+                                f"{p.kp.real.dev[side]} if_id 42 && ip link set ipsec0 up"],
+                               env=env, capture_output=True, text=True)
+            assert r.returncode == 0, r.stderr
+        r = p.left.initiate()
+        assert "initiate completed successfully" in r.stdout, r.stdout
+        for side in ("left", "right"):
+            ns = p.kp.kernel.netns(side)
+            states = list(sad(ns.xfrm).all.values())
+            assert len(states) == 2 and {s.if_id for s in states} == {42}
+            assert {pol.if_id for pol in ns.xfrm.policy_all.values()} == {42}
+        env = {**os.environ, **p.kp.env("left")}
+        r = subprocess.run(["ip", "route", "add", p.kp.real.addr["right"] + "/32", "dev",
+                            "ipsec0"], env=env, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        [b] = p.kp.xmit("left", count=2)["batches"]
+        assert b["result"] == "sent" and b["xfrm_dev"] == "ipsec0", b
+        assert b["out_dev"] == p.kp.real.dev["left"]

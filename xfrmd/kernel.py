@@ -75,6 +75,8 @@ class Kernel:
         self.auto_create_netns = auto_create_netns
         self.random = random.Random(seed)
         self.dirty: set[NetlinkSocket] = set()   # sockets with new datagrams queued
+        # (socket, seq) of the NLM_F_ECHO request being handled, see multicast
+        self.report: tuple[NetlinkSocket, int] | None = None
         # work whose result nobody waits for (cached wire forms): a server sets this to a
         # list and runs it after the answers went out; None without a server, where nothing
         # is queued (it would never run, and would keep deleted objects alive) and the
@@ -272,9 +274,18 @@ class Kernel:
         return queued
 
     def multicast(self, netns: NetNamespace, protocol: int, group: int, datagram: bytes) -> None:
-        """``netlink_broadcast`` to every member of ``group``, the sender included."""
+        """``netlink_broadcast`` to every member of ``group``, the sender included. A
+        notification built from an NLM_F_ECHO request (its seq and port id) goes to the
+        requester by unicast instead (``nlmsg_notify`` with report set)."""
+        exclude = None
+        rep = self.report
+        if rep is not None and len(datagram) >= 16 and rep[0].netns is netns \
+                and rep[0].protocol == protocol \
+                and N.HDR.unpack_from(datagram)[3:5] == (rep[1], rep[0].portid):
+            exclude = rep[0]
+            self.unicast(exclude, datagram)
         for s in netns.sockets.get(protocol, ()):
-            if s.member(group):
+            if s is not exclude and s.member(group):
                 for t in self.tracers:
                     t("event", s, datagram)
                 if s.queue_multicast(datagram):

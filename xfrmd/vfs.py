@@ -66,6 +66,8 @@ def stat(kernel, ns, path: str) -> tuple[int, str, int]:
         read(kernel, ns, path)
     except FileNotFoundError:
         return E.ENOENT, "", 0
+    except OSError:
+        pass                            # there, but reading it fails (stable_secret)
     return 0, "file", 0o644 if write is not None else 0o444
 
 
@@ -88,6 +90,8 @@ def read_file(kernel, ns, path: str) -> tuple[int, str]:
         return 0, read(kernel, ns, path)
     except FileNotFoundError:
         return E.ENOENT, ""
+    except OSError as e:                # a file whose read fails (stable_secret unset: EIO)
+        return e.errno or E.EIO, ""
 
 
 def write_file(kernel, ns, path: str, data: str) -> int:

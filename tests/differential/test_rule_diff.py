@@ -38,6 +38,14 @@ CASES = [
     "ip rule show",
     "ip -6 rule flush",
     "ip -6 rule show",
+    "ip rule add dsfield 0x10 table 10",
+    "ip rule del dsfield 0x10",                        # the tos rule, not rule 0 (local)
+    "ip rule del dsfield 0x18",                        # ENOENT
+    "ip rule show",
+    "ip -6 rule add dsfield 0x10 table 10",
+    "ip -6 rule add dsfield 0x20 table 11",
+    "ip -6 rule del dsfield 0x20",
+    "ip -6 rule show",
 ]
 
 

@@ -20,6 +20,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -1528,7 +1529,9 @@ static int is_if_ioctl(unsigned long req)
 {
     return req == SIOCGIFNAME || req == SIOCGIFINDEX || req == SIOCGIFFLAGS ||
            req == SIOCSIFFLAGS || req == SIOCGIFHWADDR || req == SIOCGIFMTU ||
-           req == SIOCGIFADDR || req == SIOCETHTOOL || req == SIOCGIFCONF;
+           req == SIOCGIFADDR || req == SIOCETHTOOL || req == SIOCGIFCONF ||
+           req == SIOCGIFNETMASK || req == SIOCGIFBRDADDR || req == SIOCGIFDSTADDR ||
+           req == SIOCGIFTXQLEN || req == SIOCGIFMETRIC || req == SIOCGIFMAP;
 }
 
 static int do_ifconf(struct ifconf *ifc)
@@ -1609,6 +1612,8 @@ static int under(const char *path, const char *prefix)
 static int is_virtual(const char *path)
 {
     return path && (!strcmp(path, "/proc/net/if_inet6") || !strcmp(path, "/proc/net/xfrm_stat") ||
+                    !strcmp(path, "/proc/net/dev") || !strcmp(path, "/proc/self/net/dev") ||
+                    under(path, "/proc/sys/net/ipv4/conf") || under(path, "/proc/sys/net/ipv6/conf") ||
                     under(path, "/sys/class/net") || under(path, "/proc/net/bonding") ||
                     under(path, "/sys/bus/netdevsim") || under(path, "/sys/kernel/debug/netdevsim"));
 }
@@ -1717,6 +1722,23 @@ int openat(int dirfd, const char *path, int flags, ...)
     if (nfd != -2) return nfd;
     return real_openat(dirfd, path, flags, mode);
 }
+
+/* _FORTIFY_SOURCE builds (procps' sysctl) call the checking variants of open/openat */
+#define FORTIFIED_OPEN(name, params, args)                                               \
+int name params                                                                          \
+{                                                                                        \
+    static int (*real) params;                                                           \
+    if (!real) real = dlsym(RTLD_NEXT, #name);                                           \
+    load_all();                                                                          \
+    if (is_virtual(path)) return virtual_open(path, flags);                              \
+    int nfd = netns_open(path, flags);                                                   \
+    if (nfd != -2) return nfd;                                                           \
+    return real args;                                                                    \
+}
+FORTIFIED_OPEN(__open_2, (const char *path, int flags), (path, flags))
+FORTIFIED_OPEN(__open64_2, (const char *path, int flags), (path, flags))
+FORTIFIED_OPEN(__openat_2, (int dirfd, const char *path, int flags), (dirfd, path, flags))
+FORTIFIED_OPEN(__openat64_2, (int dirfd, const char *path, int flags), (dirfd, path, flags))
 
 static FILE *virtual_fopen(const char *path, const char *mode)
 {
@@ -1891,7 +1913,7 @@ int eaccess(const char *path, int amode)
 /* opendir of a virtual directory: its entries, as the server lists them, are made in a
  * private temporary directory that the DIR reads; closedir removes it */
 #define VDIRS 16
-static struct { DIR *d; char path[64]; } vdirs[VDIRS];
+static struct { DIR *d; char path[64]; int dots; } vdirs[VDIRS];
 static pthread_mutex_t vdir_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void rm_tree(const char *dir)
@@ -1911,6 +1933,39 @@ static void rm_tree(const char *dir)
     }
     real_cd(d);
     rmdir(dir);
+}
+
+/* realpath resolves with readlink/lstat inside libc, where the virtual tree is not
+ * visible: an emulated device's /proc/sys or /sys path would not resolve (sysctl checks
+ * every path it reads this way). A virtual path that exists is its own real path. */
+static char *virtual_realpath(const char *path, char *resolved)
+{
+    struct stat st;
+    if (vstat(path, &st) < 0) return NULL;
+    size_t n = strlen(path);
+    if (n >= PATH_MAX) { errno = ENAMETOOLONG; return NULL; }
+    char *out = resolved ? resolved : malloc(PATH_MAX);
+    if (!out) { errno = ENOMEM; return NULL; }
+    memcpy(out, path, n + 1);
+    return out;
+}
+
+char *realpath(const char *path, char *resolved)
+{
+    static char *(*real)(const char *, char *);
+    if (!real) real = dlsym(RTLD_NEXT, "realpath");
+    load_all();
+    if (is_virtual(path)) return virtual_realpath(path, resolved);
+    return real(path, resolved);
+}
+
+char *__realpath_chk(const char *path, char *resolved, size_t resolvedlen)
+{
+    static char *(*real)(const char *, char *, size_t);
+    if (!real) real = dlsym(RTLD_NEXT, "__realpath_chk");
+    load_all();
+    if (is_virtual(path)) return virtual_realpath(path, resolved);
+    return real(path, resolved, resolvedlen);
 }
 
 DIR *opendir(const char *path)
@@ -1949,11 +2004,44 @@ DIR *opendir(const char *path)
     pthread_mutex_lock(&vdir_lock);
     int slot = -1;
     for (int i = 0; i < VDIRS; i++) if (!vdirs[i].d) { slot = i; break; }
-    if (slot >= 0) { vdirs[slot].d = d; snprintf(vdirs[slot].path, sizeof vdirs[slot].path, "%s", dir); }
+    if (slot >= 0) {
+        vdirs[slot].d = d; vdirs[slot].dots = 0;
+        snprintf(vdirs[slot].path, sizeof vdirs[slot].path, "%s", dir);
+    }
     pthread_mutex_unlock(&vdir_lock);
     /* more than VDIRS open at once: that one's temporary directory stays behind */
     return d;
 }
+
+/* A virtual directory reads "." and ".." first, as procfs and sysfs give them (sysctl
+ * skips the first two entries unread); the temporary directory's own come in any order. */
+static int vdir_slot(DIR *d)
+{
+    for (int i = 0; i < VDIRS; i++) if (vdirs[i].d == d) return i;
+    return -1;
+}
+
+#define VDIR_READDIR(name, type)                                                          \
+type *name(DIR *d)                                                                        \
+{                                                                                         \
+    static type *(*real)(DIR *);                                                          \
+    static __thread type dot;                                                             \
+    if (!real) real = dlsym(RTLD_NEXT, #name);                                            \
+    int slot = d ? vdir_slot(d) : -1;                                                     \
+    if (slot < 0) return real(d);                                                         \
+    if (vdirs[slot].dots < 2) {                                                           \
+        memset(&dot, 0, sizeof dot);                                                      \
+        dot.d_type = DT_DIR;                                                              \
+        strcpy(dot.d_name, vdirs[slot].dots++ ? ".." : ".");                              \
+        return &dot;                                                                      \
+    }                                                                                     \
+    type *e;                                                                              \
+    while ((e = real(d)) && (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")))       \
+        ;                                                                                 \
+    return e;                                                                             \
+}
+VDIR_READDIR(readdir, struct dirent)
+VDIR_READDIR(readdir64, struct dirent64)
 
 int closedir(DIR *d)
 {

@@ -401,11 +401,12 @@ def _policy_ok(t, sp, start, family) -> int:
     return start
 
 
-def xfrm_policy_check(ns, pkt: bytes, sp: list) -> object:
+def xfrm_policy_check(ns, pkt: bytes, sp: list, if_id: int = 0) -> object:
     """``__xfrm_policy_check(dir IN)`` for the inner packet: the SAs' selectors must match
     (XfrmInStateMismatch), the best IN policy's templates must be matched by the secpath
     (XfrmInTmplMismatch); block → XfrmInPolBlock; no policy after a tunnel-mode SA →
-    XfrmInNoPols. Returns the policy (or None)."""
+    XfrmInNoPols. ``if_id``: the XFRM interface's the packet came in on (0: none). Returns
+    the policy (or None)."""
     from ..xfrm.acquire import _sel_covers
     src, dst, proto, seg = P.split_ip(pkt)
     family = X.AF_INET if len(src) == 4 else X.AF_INET6
@@ -417,7 +418,7 @@ def xfrm_policy_check(ns, pkt: bytes, sp: list) -> object:
             raise Drop("XfrmInStateMismatch", 0, f"flow outside SA 0x{x.id.spi:08x}'s selector: "
                        f"the inner packet {sel_text(flow)} is not covered by {sa_name(x)}'s "
                        f"selector {sel_text(x.sel)}; widen the SA's `sel` or send within it")
-    pol = xfrm_policy_lookup(ns, X.XFRM_POLICY_IN, flow, family)
+    pol = xfrm_policy_lookup(ns, X.XFRM_POLICY_IN, flow, family, 0, if_id)
     if pol is None:
         if ns.xfrm.policy_default[X.XFRM_POLICY_IN] == X.XFRM_USERPOLICY_BLOCK:
             raise Drop("XfrmInNoPols", 0, f"no IN policy and policy default in block: no in "
@@ -474,7 +475,14 @@ def deliver_packets(ns, packets: list[bytes], rx_dev=None) -> InputResult:
             finally:
                 sig.update({k: v for k, v in desc.items() if k in ("spi", "reqid", "path", "dev")})
                 seq = desc.get("seq")
-            pol = xfrm_policy_check(ns, inner, sp)
+            # xfrmi_rcv_cb: the inner packet arrives on the XFRM interface of the SA's if_id
+            # (a running one), and the IN policy is looked up with that if_id
+            # (xfrmi_decode_session)
+            from ..rtnl.xfrmi import xfrmi_lookup
+            xi = xfrmi_lookup(ns, sp[-1].if_id) if sp else None
+            if xi is not None:
+                sig["xfrm_dev"] = xi.name
+            pol = xfrm_policy_check(ns, inner, sp, sp[-1].if_id if xi is not None else 0)
             if pol is not None:
                 sig["policy"] = {"index": pol.index, "dir": "in"}
             res.add(sig, seq, inner)

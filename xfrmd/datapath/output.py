@@ -53,16 +53,17 @@ class Drop(Exception):
 
 # -- routing ------------------------------------------------------------------------------------
 
-def ip_route_output_key(ns, daddr, saddr=None) -> tuple[object, int]:
+def ip_route_output_key(ns, daddr, saddr=None, oif: int = 0) -> tuple[object, int]:
     """The output route of a packet: (device, 0) or (None, errno). The FIB's
     ``route_lookup`` (``ip_route_output_key_hash_rcu`` through the rules) where the routing
-    code provides it; else the main table's longest prefix, then the lowest metric."""
+    code provides it; else the main table's longest prefix, then the lowest metric.
+    ``oif``: the output device asked for (an XFRM interface's link for the outer packet)."""
     try:
         from ..rtnl.fib import route_lookup
     except ImportError:
         route_lookup = None
     if route_lookup is not None:
-        res = route_lookup(ns, daddr, src=saddr)
+        res = route_lookup(ns, daddr, src=saddr, oif=oif or None)
         if isinstance(res, int):
             return None, -res
         return res.dev, 0
@@ -456,7 +457,11 @@ def xfrm_xmit(ns, src: str, dst: str, proto: int = P.IPPROTO_UDP, sport: int = 0
     flow_sel = host_selector(sbytes, dbytes, family, proto, l4_sport, l4_dport)
     flow = bytes(flow_sel)
     rt_dev, rt_err = ip_route_output_key(ns, dst, src)
-    pol = xfrm_policy_lookup(ns, X.XFRM_POLICY_OUT, flow, family, mark)
+    # a route through an XFRM interface: xfrmi_xmit2 looks the policy up by its if_id
+    # (xfrm_lookup_with_ifid); any other route by if_id 0
+    xfrmi = getattr(rt_dev, "xfrmi", None)
+    if_id = xfrmi.if_id if xfrmi is not None else 0
+    pol = xfrm_policy_lookup(ns, X.XFRM_POLICY_OUT, flow, family, mark, if_id)
     wire = policy_wire(pol) if pol is not None and pol.action == X.XFRM_POLICY_ALLOW else None
     db = sad(ns.xfrm)
     pol_desc = {"index": pol.index, "dir": "out"} if pol is not None else None
@@ -484,6 +489,15 @@ def xfrm_xmit(ns, src: str, dst: str, proto: int = P.IPPROTO_UDP, sport: int = 0
                        errno=E.errorcode.get(rt_err, str(rt_err)))
             res.add(sig, None)
             continue
+        if xfrmi is not None and (xfrmi.collect_md or pol is None):
+            # xfrmi_xmit2: no metadata (a socket's packet on the collect_md interface) is
+            # -EINVAL; no state for the if_id is tx_err_link_failure (tx_carrier_errors)
+            why = ("no metadata for the collect_md interface" if xfrmi.collect_md
+                   else f"no policy for if_id {if_id}")
+            sig.update(result="dropped", reason=f"xfrm interface {rt_dev.name}: {why}",
+                       errno="EINVAL" if xfrmi.collect_md else "EHOSTUNREACH")
+            res.add(sig, None)
+            continue
         if pol is None:
             if ns.xfrm.policy_default[X.XFRM_POLICY_OUT] == X.XFRM_USERPOLICY_BLOCK:
                 sig.update(result="dropped", reason="policy default out block", errno="EPERM",
@@ -502,6 +516,8 @@ def xfrm_xmit(ns, src: str, dst: str, proto: int = P.IPPROTO_UDP, sport: int = 0
                            f"policy action block: its selector {sel_text(pol.sel)} covers "
                            "this flow; delete the policy or add it with action allow")
             states = _tmpl_resolve(db, flow_sel, wire, sbytes, dbytes, family, sig, pol)
+            if not states and xfrmi is not None:
+                raise Drop(None, E.EHOSTUNREACH, f"xfrm interface {rt_dev.name}: no state")
             if not states:
                 sig.update(path="clear", dev=rt_dev.name)
                 res.add(sig, None, pkt if keep_packets else None)
@@ -512,7 +528,11 @@ def xfrm_xmit(ns, src: str, dst: str, proto: int = P.IPPROTO_UDP, sport: int = 0
                 if x.props.mode == X.XFRM_MODE_TUNNEL:
                     w = 4 if x.props.family == X.AF_INET else 16
                     outer = str(ipaddress.ip_address(bytes(x.id.daddr[:w])))
-            path_dev, err = (rt_dev, 0) if outer == dst else ip_route_output_key(ns, outer)
+            if xfrmi is not None:
+                # xfrmi_xmit: the bundle's route goes out through the interface's link
+                path_dev, err = ip_route_output_key(ns, outer, None, xfrmi.link)
+            else:
+                path_dev, err = (rt_dev, 0) if outer == dst else ip_route_output_key(ns, outer)
             if path_dev is None:
                 raise Drop(None, err, f"no route to the tunnel endpoint {outer} of "
                                       f"{sa_name(states[-1])}: add a route to {outer}")
@@ -529,8 +549,10 @@ def xfrm_xmit(ns, src: str, dst: str, proto: int = P.IPPROTO_UDP, sport: int = 0
                 if seq is not None:
                     seqs[x.id.spi] = seq
             sig["out_dev"] = path_dev.name
+            if xfrmi is not None:
+                sig["xfrm_dev"] = rt_dev.name
             res.add(sig, seqs, pkt if keep_packets else None, real)
-            if udp_seg is not None and i + 1 < count:
+            if udp_seg is not None and xfrmi is None and i + 1 < count:
                 # the packets after this one take the same path: the batch below does for
                 # them what the loop would, counted together (None: not such a path)
                 i += _software_batch(ns, pol, states, res, s_raw, d_raw, proto, udp_seg,

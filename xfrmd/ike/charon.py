@@ -31,6 +31,12 @@ def child_section(name: str, keys: dict, limits: dict) -> str:
     return f"      {name} {{\n" + "".join(lines) + "      }"
 
 
+def _child_keys(c: dict) -> dict:
+    """A child's keys, with ``options`` (any further swanctl child keys, e.g.
+    ``{"if_id_in": 42}``) written as keys of their own."""
+    return {**{k: v for k, v in c.items() if k != "options"}, **c.get("options", {})}
+
+
 class Charon(Daemon):
     """One charon in ``side`` of a pair; ``env`` adds the shim's variables (or nothing to
     talk to the real kernel). Config lives in ``workdir``."""
@@ -71,7 +77,7 @@ class Charon(Daemon):
                     "esp_proposals": esp_proposals, "mode": mode, "hw_offload": hw_offload,
                     "rekey_time": rekey_time, "life_time": life_time, "start_action": "none",
                     **child}
-        child_blocks = [child_section(name, {**defaults, **c}, {**(limits or {}),
+        child_blocks = [child_section(name, {**defaults, **_child_keys(c)}, {**(limits or {}),
                                                                 **c.get("limits", {})})
                         for name, c in self.children.items()]
         with open(os.path.join(self.dir, "strongswan.conf"), "w") as f:

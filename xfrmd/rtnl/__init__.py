@@ -8,18 +8,24 @@ from __future__ import annotations
 import errno as E
 from typing import Callable
 
-from netlink_codec.netlink import NETLINK_ROUTE, NLM_F_DUMP
+from netlink_codec.netlink import NETLINK_ROUTE, NLM_F_DUMP, NLM_F_ECHO
 
 from ..netlink.core import OK, Reply, Request
 
 DOIT: dict[int, Callable] = {}
 DUMPIT: dict[int, Callable] = {}
+# handlers one family registered for itself (rtnl_register(PF_BRIDGE, …)), looked up first
+FAMILY_DOIT: dict[tuple[int, int], Callable] = {}
+FAMILY_DUMPIT: dict[tuple[int, int], Callable] = {}
 RTM_BASE, RTM_MAX = 16, 127
 
 
-def rtnl_handler(msg_type: int, *, dump: bool = False):
+def rtnl_handler(msg_type: int, *, dump: bool = False, family: int = 0):
     def register(fn):
-        (DUMPIT if dump else DOIT)[msg_type] = fn
+        if family:
+            (FAMILY_DUMPIT if dump else FAMILY_DOIT)[(family, msg_type)] = fn
+        else:
+            (DUMPIT if dump else DOIT)[msg_type] = fn
         return fn
     return register
 
@@ -51,7 +57,7 @@ class Rtnetlink:
 
     def __init__(self, kernel):
         self.kernel = kernel
-        from . import addr, link, netconf, netns, route, rule  # noqa: F401  (handlers register on import)
+        from . import addr, bridge, link, neigh, netconf, netns, procfs, route, rule  # noqa: F401  (handlers register on import)
 
     def init_net(self, ns) -> None:
         from devices.netdev import LinkTable, loopback
@@ -76,16 +82,24 @@ class Rtnetlink:
         if req.hdr.len - 16 < 1:
             return OK                  # "All the messages must have at least 1 byte length"
         kind = (t - RTM_BASE) & 3      # NEW, DEL, GET, SET of each family of messages
+        # rtnl_get_link: the family's own handler, else the PF_UNSPEC one
+        family = req.buf[req.payload_offset] if req.end > req.payload_offset else 0
         if kind == 2 and req.hdr.flags & NLM_F_DUMP:
-            fn = DUMPIT.get(t)
+            fn = FAMILY_DUMPIT.get((family, t)) or DUMPIT.get(t)
             if fn is None:
                 return Reply(-E.EOPNOTSUPP, f"xfrmd: dumps of rtnetlink message {t} are not modelled")
             return fn(req)
         if kind != 2 and not req.sock.cap_net_admin:
             return Reply(-E.EPERM)     # netlink_net_capable(skb, CAP_NET_ADMIN)
-        fn = DOIT.get(t)
+        fn = FAMILY_DOIT.get((family, t)) or DOIT.get(t)
         if fn is None:
             return Reply(-E.EOPNOTSUPP, f"xfrmd: rtnetlink message {t} is not modelled")
         req = RtnlRequest(req)
-        out = fn(req)
+        if req.hdr.flags & NLM_F_ECHO:
+            # nlmsg_report: the notifications this request causes are echoed to its sender
+            self.kernel.report = (req.sock, req.hdr.seq)
+        try:
+            out = fn(req)
+        finally:
+            self.kernel.report = None
         return out if req.warning is None else _with_warning(out, req.warning)

@@ -6,14 +6,15 @@ import ipaddress
 import struct
 from dataclasses import dataclass
 
-from netlink_codec.netlink import NLM_F_MULTI, encode_msg, iter_attrs, nla, nla_string, nla_u32
+from netlink_codec.netlink import (NLM_F_MULTI, encode_msg, iter_attrs, kernel_attrs, nla,
+                                   nla_string, nla_u32)
 
 from . import rtnl_handler
 
 RTM_NEWADDR, RTM_GETADDR = 20, 22
 IFADDRMSG = struct.Struct("=BBBBi")
 IFA_ADDRESS, IFA_LOCAL, IFA_LABEL, IFA_BROADCAST, IFA_CACHEINFO, IFA_FLAGS = 1, 2, 3, 4, 6, 8
-IFA_F_PERMANENT, IFA_F_NOPREFIXROUTE = 0x80, 0x200
+IFA_F_DEPRECATED, IFA_F_PERMANENT, IFA_F_NOPREFIXROUTE = 0x20, 0x80, 0x200
 RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_HOST = 0, 253, 254
 INFINITY = 0xFFFFFFFF
 
@@ -26,6 +27,15 @@ class IfAddr:
     flags: int = IFA_F_PERMANENT
     label: str = ""
     brd: object = "auto"      # "auto": computed (topology addresses); None: none; bytes: given
+    peer: str | None = None   # IFA_ADDRESS when it differs from IFA_LOCAL (point-to-point)
+    valid_lft: int = INFINITY
+    prefered_lft: int = INFINITY
+    tstamp: float = 0.0       # the clock when the lifetimes were set (ifa_tstamp)
+
+    @property
+    def prefix_base(self) -> str:
+        """``ifa_address``: the peer where there is one; the subnet is the peer's."""
+        return self.peer or self.address
 
     @property
     def family(self) -> int:
@@ -55,17 +65,103 @@ def add_address(dev, address: str, prefixlen: int) -> IfAddr:
 def fill_ifaddr(dev, a: IfAddr, seq: int, portid: int, flags: int,
                 msg_type: int = RTM_NEWADDR) -> bytes:
     body = IFADDRMSG.pack(a.family, a.prefixlen, a.flags & 0xFF, a.scope, dev.ifindex)
-    cache = struct.pack("=IIII", INFINITY, INFINITY, 0, 0)
+    cache = struct.pack("=IIII", *ifa_lifetimes_left(dev, a), 0, 0)
+    peer = ipaddress.ip_address(a.peer).packed if a.peer else None
     if a.family == 2:
-        body += nla(IFA_ADDRESS, a.packed) + nla(IFA_LOCAL, a.packed)
+        body += nla(IFA_ADDRESS, peer or a.packed) + nla(IFA_LOCAL, a.packed)
         brd = a.broadcast()
         if brd is not None:
             body += nla(IFA_BROADCAST, brd)
         body += nla_string(IFA_LABEL, a.label or dev.name) + nla_u32(IFA_FLAGS, a.flags)
         body += nla(IFA_CACHEINFO, cache)
     else:
-        body += nla(IFA_ADDRESS, a.packed) + nla(IFA_CACHEINFO, cache) + nla_u32(IFA_FLAGS, a.flags)
+        # inet6_fill_ifaddr: with a peer, IFA_LOCAL is the address and IFA_ADDRESS the peer
+        body += (nla(IFA_LOCAL, a.packed) + nla(IFA_ADDRESS, peer)) if peer \
+            else nla(IFA_ADDRESS, a.packed)
+        body += nla(IFA_CACHEINFO, cache) + nla_u32(IFA_FLAGS, a.flags)
     return encode_msg(msg_type, flags, seq, portid, body)
+
+
+def _now(dev) -> float:
+    ns = getattr(dev, "netns", None)
+    return ns.kernel.clock.now() if ns is not None else 0.0
+
+
+def ifa_lifetimes_left(dev, a: IfAddr) -> tuple[int, int]:
+    """(preferred, valid) seconds left, as ``inet_fill_ifaddr`` / ``inet6_fill_ifaddr`` count
+    them: whole seconds since the lifetimes were set come off both, but only when the
+    preferred lifetime is finite (with an infinite one the valid lifetime stays as set)."""
+    if a.family == 2:
+        infinite = a.flags & IFA_F_PERMANENT or a.valid_lft == INFINITY
+    else:
+        infinite = a.flags & IFA_F_PERMANENT and a.prefered_lft == INFINITY
+    if infinite:
+        return INFINITY, INFINITY
+    preferred, valid = a.prefered_lft, a.valid_lft
+    if preferred != INFINITY:
+        tval = int(_now(dev) - a.tstamp)
+        preferred = max(preferred - tval, 0)
+        if valid != INFINITY:
+            valid = max(valid - tval, 0)
+    return preferred, valid
+
+
+def set_ifa_lifetime(dev, a: IfAddr, valid: int, prefered: int) -> None:
+    """``set_ifa_lifetime`` (IPv4) / the lifetime part of ``inet6_addr_add`` and
+    ``inet6_addr_modify``: a finite valid lifetime makes the address dynamic (no
+    IFA_F_PERMANENT), a zero preferred one deprecated; the countdown starts now and the
+    expiry check (``check_lifetime`` / ``addrconf_verify``) is scheduled on the clock."""
+    a.flags &= ~(IFA_F_PERMANENT | IFA_F_DEPRECATED)
+    if valid == INFINITY:
+        a.flags |= IFA_F_PERMANENT
+    if prefered == 0:
+        a.flags |= IFA_F_DEPRECATED
+    a.valid_lft, a.prefered_lft = valid, prefered
+    a.tstamp = _now(dev)
+    _schedule_lifetime_check(dev, a)
+
+
+def _schedule_lifetime_check(dev, a: IfAddr) -> None:
+    ns = getattr(dev, "netns", None)
+    if ns is None:
+        return
+    due = None
+    if a.valid_lft != INFINITY:
+        due = a.valid_lft
+    if a.prefered_lft != INFINITY and not a.flags & IFA_F_DEPRECATED:
+        due = a.prefered_lft if due is None else min(due, a.prefered_lft)
+    if due is None:
+        return
+    stamp = a.tstamp
+    wait = max(a.tstamp + due - _now(dev), 0.0)
+    ns.kernel.add_timer(wait, lambda: _check_lifetime(dev, a, stamp))
+
+
+def _check_lifetime(dev, a: IfAddr, stamp: float) -> None:
+    """``check_lifetime`` (IPv4) / ``addrconf_verify_rtnl`` (IPv6) for one address: past
+    its valid lifetime it is deleted (RTM_DELADDR, its routes go); past its preferred one
+    it turns deprecated, announced with RTM_NEWADDR."""
+    if a.tstamp != stamp or a not in dev.addresses or getattr(dev, "netns", None) is None:
+        return                          # deleted, or its lifetimes were set again
+    age = _now(dev) - a.tstamp
+    if a.valid_lft != INFINITY and age >= a.valid_lft:
+        if a.family == 2:
+            inet_del_ifa(dev, a, 0, 0)
+        else:
+            _del(dev, a)                # ipv6_del_addr
+        return
+    if a.prefered_lft != INFINITY and age >= a.prefered_lft and not a.flags & IFA_F_DEPRECATED:
+        a.flags |= IFA_F_DEPRECATED
+        _ifa_notify(dev, a, RTM_NEWADDR)
+    _schedule_lifetime_check(dev, a)
+
+
+def _ifa_notify(dev, a: IfAddr, msg_type: int, seq: int = 0, portid: int = 0) -> None:
+    """The netlink notification alone (the address's routes are unchanged)."""
+    from netlink_codec.netlink import NETLINK_ROUTE
+    ns = dev.netns
+    group = RTNLGRP_IPV4_IFADDR if a.family == 2 else RTNLGRP_IPV6_IFADDR
+    ns.kernel.multicast(ns, NETLINK_ROUTE, group, fill_ifaddr(dev, a, seq, portid, 0, msg_type))
 
 
 RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR = 5, 9
@@ -82,6 +178,9 @@ def rtmsg_ifa(dev, a: IfAddr, msg_type: int, seq: int = 0, portid: int = 0) -> N
     ns.kernel.multicast(ns, NETLINK_ROUTE, group, fill_ifaddr(dev, a, seq, portid, 0, msg_type))
     from .fib import ifa_event          # the inetaddr / inet6addr chains: the FIB follows
     ifa_event(dev, a, msg_type)
+    if msg_type == RTM_NEWADDR:
+        from .neigh import addrconf_join_solict
+        addrconf_join_solict(dev, a)
 
 
 def _del(dev, a: IfAddr) -> None:
@@ -183,18 +282,39 @@ def inet_rtm_newaddr(req):
     if bad is not None:
         return bad
     dev, address, plen, scope, brd, _ = parsed
+    peer, lifetimes = _ifa_peer_and_lifetimes(req, address)
+    if isinstance(lifetimes, Reply):
+        return lifetimes
     for a in dev.addresses:
-        if a.address == address and a.prefixlen == plen:
-            # inet_insert_ifa / ipv6_add_addr_hash
+        if a.address == address and a.prefixlen == plen and (
+                a.family == 10 or _same_subnet(a, peer or address, plen)):
+            # find_matching_ifa / ipv6_add_addr_hash
             text = "ipv4: Address already assigned" if ":" not in address \
                 else "ipv6: address already assigned"
-            return Reply(-E.EEXIST, text) if req.hdr.flags & 0x200 else Reply()
+            if req.hdr.flags & 0x200:
+                return Reply(-E.EEXIST, text)
+            # NLM_F_REPLACE: new lifetimes (infinite unless given), announced
+            set_ifa_lifetime(dev, a, *(lifetimes or (INFINITY, INFINITY)))
+            _ifa_notify(dev, a, RTM_NEWADDR, *((req.hdr.seq, req.sock.portid)
+                                               if a.family == 2 else (0, 0)))
+            return Reply()
     if ":" not in address:
-        a = inet_insert_ifa(dev, address, plen, scope)
+        a = inet_insert_ifa(dev, address, plen, scope, peer)
     else:
-        a = add_address(dev, address, plen)
-        a.scope = scope
+        a = IfAddr(address, plen, scope, label=dev.name, peer=peer)
+        # ipv6_link_dev_addr: before the first address of no smaller scope (a global one
+        # goes first)
+        at = next((i for i, b in enumerate(dev.addresses)
+                   if b.family == 10 and b.scope >= scope), len(dev.addresses))
+        dev.addresses.insert(at, a)
     a.brd = brd if a.family == 2 else None
+    if a.family == 2:                                # IFA_LABEL: an alias name (eth0:1)
+        for ra in kernel_attrs(req.buf, req.payload_offset + IFADDRMSG.size, req.end)[0]:
+            if ra.type == IFA_LABEL and ra.end > ra.start:
+                a.label = bytes(req.buf[ra.start:ra.end]).split(b"\0", 1)[0].decode(
+                    errors="replace")[:15] or dev.name
+    if lifetimes is not None:
+        set_ifa_lifetime(dev, a, *lifetimes)
     if a.family == 10 and not (dev.up and dev.carrier):
         a.flags |= IFA_F_TENTATIVE               # DAD waits for a running device
     # IPv4: the request's seq and port (rtmsg_ifa with nlh); IPv6: 0, 0
@@ -213,40 +333,82 @@ def inet_rtm_deladdr(req):
     if bad is not None:
         return bad
     dev, address, plen, _, _, with_address = parsed
+    peer, _ = _ifa_peer_and_lifetimes(req, address)
     for a in list(dev.addresses):
+        if a.family == 2 and peer and not _same_subnet(a, peer, plen):
+            continue                # inet_rtm_deladdr: IFA_ADDRESS names the peer's subnet
         # inet_rtm_deladdr compares the prefix length only when IFA_ADDRESS is given
         if a.address == address and (not plen or a.prefixlen == plen
                                      or (a.family == 2 and not with_address)):
-            if a.family == 2 and not a.flags & IFA_F_SECONDARY:
-                # __inet_del_ifa without promote_secondaries: the primary takes its
-                # secondaries along, each with RTM_DELADDR first
-                net = _subnet(a)
-                for b in [b for b in dev.addresses if b.family == 2 and b is not a
-                          and b.flags & IFA_F_SECONDARY and b.prefixlen == a.prefixlen
-                          and _subnet(b) == net]:
-                    dev.addresses.remove(b)
-                    rtmsg_ifa(dev, b, RTM_DELADDR, req.hdr.seq, req.sock.portid)
-            dev.addresses.remove(a)
-            rtmsg_ifa(dev, a, RTM_DELADDR, *((req.hdr.seq, req.sock.portid)
-                                             if a.family == 2 else (0, 0)))
+            if a.family == 2:
+                inet_del_ifa(dev, a, req.hdr.seq, req.sock.portid)
+            else:
+                dev.addresses.remove(a)
+                rtmsg_ifa(dev, a, RTM_DELADDR)
             return Reply()
     # inet_rtm_deladdr / inet6_addr_del
     return Reply(-E.EADDRNOTAVAIL, "ipv4: Address not found" if ":" not in address
                  else "ipv6: address not found")
 
 
+def inet_del_ifa(dev, a: IfAddr, seq: int, portid: int) -> None:
+    """``__inet_del_ifa`` without promote_secondaries: a primary takes its secondaries
+    along, each with RTM_DELADDR first."""
+    if not a.flags & IFA_F_SECONDARY:
+        net = _subnet(a)
+        for b in [b for b in dev.addresses if b.family == 2 and b is not a
+                  and b.flags & IFA_F_SECONDARY and b.prefixlen == a.prefixlen
+                  and _subnet(b) == net]:
+            dev.addresses.remove(b)
+            rtmsg_ifa(dev, b, RTM_DELADDR, seq, portid)
+    dev.addresses.remove(a)
+    rtmsg_ifa(dev, a, RTM_DELADDR, seq, portid)
+
+
 IFA_F_SECONDARY = 0x01
 
 
+def _ifa_peer_and_lifetimes(req, local: str):
+    """IFA_ADDRESS beside IFA_LOCAL names a point-to-point peer (``rtm_to_ifaddr``,
+    ``extract_addr``); IFA_CACHEINFO carries the lifetimes, checked as ``rtm_to_ifaddr`` /
+    ``inet6_rtm_newaddr`` check them. (peer or None, (valid, preferred) or None or a Reply)."""
+    import errno as E
+    from ..netlink.core import Reply
+    off = req.payload_offset
+    family = req.buf[off]
+    peer = lifetimes = None
+    has_local = False
+    for ra in kernel_attrs(req.buf, off + IFADDRMSG.size, req.end)[0]:
+        v = bytes(req.buf[ra.start:ra.end])
+        if ra.type == IFA_LOCAL:
+            has_local = True
+        elif ra.type == IFA_ADDRESS and len(v) == (4 if family == 2 else 16):
+            peer = str(ipaddress.ip_address(v))
+        elif ra.type == IFA_CACHEINFO and len(v) >= 16:
+            prefered, valid = struct.unpack_from("=II", v)
+            if not valid or prefered > valid:
+                return None, Reply(-E.EINVAL, "ipv4: address lifetime invalid" if family == 2
+                                   else "ipv6: address lifetime invalid")
+            lifetimes = (valid, prefered)
+    if not has_local or peer == local:
+        peer = None
+    return peer, lifetimes
+
+
 def _subnet(a: IfAddr):
-    return ipaddress.ip_network(f"{a.address}/{a.prefixlen}", strict=False)
+    return ipaddress.ip_network(f"{a.prefix_base}/{a.prefixlen}", strict=False)
 
 
-def inet_insert_ifa(dev, address: str, plen: int, scope: int) -> IfAddr:
+def _same_subnet(a: IfAddr, base: str, plen: int) -> bool:
+    return a.prefixlen == plen and _subnet(a) == ipaddress.ip_network(f"{base}/{plen}",
+                                                                         strict=False)
+
+
+def inet_insert_ifa(dev, address: str, plen: int, scope: int, peer: str | None = None) -> IfAddr:
     """``__inet_insert_ifa``: an address in the subnet of one the device has (same mask) is
     a secondary and goes to the end of the list; a primary goes after the last primary of no
     narrower scope."""
-    a = IfAddr(address, plen, scope, label=dev.name)
+    a = IfAddr(address, plen, scope, label=dev.name, peer=peer)
     net = _subnet(a)
     v4 = [b for b in dev.addresses if b.family == 2]
     last_primary = None

@@ -195,7 +195,8 @@ def routes(ns) -> list[Route]:
 # -- IPv4: the routes addresses imply (fib_add_ifaddr / fib_del_ifaddr) ------------------
 
 def _net(a) -> ipaddress.IPv4Network:
-    return ipaddress.ip_network(f"{a.address}/{a.prefixlen}", strict=False)
+    """The subnet of ``ifa_address`` (the peer of a point-to-point address)."""
+    return ipaddress.ip_network(f"{a.prefix_base}/{a.prefixlen}", strict=False)
 
 
 def _primary(dev, a):
@@ -222,7 +223,7 @@ def _ifaddr_routes(dev, a) -> list[Route]:
         out.append(Route(ipaddress.ip_network(f"{ipaddress.IPv4Address(brd)}/32"), dev, None,
                          src, RT_TABLE_LOCAL, RTN_BROADCAST, RTPROT_KERNEL, RT_SCOPE_LINK))
     n = _net(a)
-    if int(n.network_address) and prim is a and (n.prefixlen < 32):
+    if int(n.network_address) and prim is a and (n.prefixlen < 32 or a.peer):
         if not a.flags & 0x200:                         # IFA_F_NOPREFIXROUTE
             out.append(Route(n, dev, None, src, RT_TABLE_LOCAL if lo else RT_TABLE_MAIN,
                              RTN_LOCAL if lo else RTN_UNICAST, RTPROT_KERNEL,
@@ -282,9 +283,19 @@ def addrconf_prefix_route(ns, dev, a, notify: bool = True) -> None:
     if dev.kind == "loopback" or a.flags & 0x200:
         return
     n = ipaddress.ip_network(f"{a.address}/{a.prefixlen}", strict=False)
+    # inet6_addr_add: a finite valid lifetime gives the prefix route RTF_EXPIRES
+    expires = None
+    if not a.flags & IFA_F_PERMANENT and getattr(a, "valid_lft", 0xFFFFFFFF) != 0xFFFFFFFF:
+        expires = a.tstamp + a.valid_lft
+        ns.kernel.add_timer(max(expires - ns.kernel.clock.now(), 0), lambda: _fib6_gc(ns))
     insert(ns, Route(n, dev, None, None, RT_TABLE_MAIN, RTN_UNICAST, RTPROT_KERNEL,
-                     RT_SCOPE_UNIVERSE, IP6_RT_PRIO_ADDRCONF, linkdown=not dev.carrier),
-           notify=notify)
+                     RT_SCOPE_UNIVERSE, IP6_RT_PRIO_ADDRCONF, expires=expires,
+                     linkdown=not dev.carrier), notify=notify)
+
+
+def _fib6_gc(ns) -> None:
+    from .route import fib6_expire
+    fib6_expire(ns)
 
 
 def rt6_remove_prefsrc(ns, a) -> None:
@@ -298,6 +309,10 @@ def addrconf_local_route(ns, dev, a, notify: bool = True) -> None:
     """``addrconf_f6i_alloc`` inserted by ``__ipv6_ifa_notify`` once DAD is done."""
     insert(ns, Route(ipaddress.ip_network(f"{a.address}/128"), dev, None, None, RT_TABLE_LOCAL,
                      RTN_LOCAL, RTPROT_KERNEL, RT_SCOPE_UNIVERSE, 0), notify=notify)
+    if a.peer:                          # and a host route to a point-to-point peer
+        insert(ns, Route(ipaddress.ip_network(f"{a.peer}/128"), dev, None, None, RT_TABLE_MAIN,
+                         RTN_UNICAST, RTPROT_KERNEL, RT_SCOPE_UNIVERSE, IP6_RT_PRIO_ADDRCONF,
+                         linkdown=not dev.carrier), notify=notify)
 
 
 def _del_v6(ns, dev, pred) -> None:
@@ -309,9 +324,14 @@ def _del_v6(ns, dev, pred) -> None:
 def addrconf_del(ns, dev, a) -> None:
     """``__ipv6_ifa_notify(RTM_DELADDR)`` then ``cleanup_prefix_route``."""
     host = ipaddress.ip_network(f"{a.address}/128")
+    if a.peer:
+        peer = ipaddress.ip_network(f"{a.peer}/128")
+        _del_v6(ns, dev, lambda r: r.proto == RTPROT_KERNEL and r.dst == peer
+                and r.type == RTN_UNICAST)
     _del_v6(ns, dev, lambda r: r.type == RTN_LOCAL and r.dst == host)
     n = ipaddress.ip_network(f"{a.address}/{a.prefixlen}", strict=False)
-    if not any(b.family == 10 and b is not a and ipaddress.ip_network(
+    # check_cleanup_prefix_route: a dynamic address leaves its prefix route to expire
+    if a.flags & IFA_F_PERMANENT and not any(b.family == 10 and b is not a and ipaddress.ip_network(
             f"{b.address}/{b.prefixlen}", strict=False) == n for b in dev.addresses):
         _del_v6(ns, dev, lambda r: r.proto == RTPROT_KERNEL and r.dst == n and r.type == RTN_UNICAST)
     rt6_remove_prefsrc(ns, a)
@@ -452,9 +472,12 @@ class RouteResult:
     flags: int = 0          # RTCF_LOCAL / RTCF_BROADCAST
 
 
-def _rule_matches(ns, rule, family, dst, src, iif_dev, oif_dev, mark) -> bool:
-    """``fib_rule_match`` + ``fib4_rule_match`` / ``fib6_rule_match``."""
+def _rule_matches(ns, rule, family, dst, src, iif_dev, oif_dev, mark, tos=0) -> bool:
+    """``fib_rule_match`` + ``fib4_rule_match`` / ``fib6_rule_match`` (an IPv4 rule's tos
+    compares DSCP, the ECN bits left out)."""
     ok = True
+    if rule.tos and family == 2 and (rule.tos ^ tos) & 0xFC:
+        ok = False
     if rule.iifname:
         ok = iif_dev is not None and iif_dev.name == rule.iifname
     if ok and rule.oifname:
@@ -491,11 +514,11 @@ def _table_lookup(ns, family, tb_id, dst, oif_dev):
     return None
 
 
-def fib_rules_lookup(ns, family, dst, src=None, iif_dev=None, oif_dev=None, mark=0):
+def fib_rules_lookup(ns, family, dst, src=None, iif_dev=None, oif_dev=None, mark=0, tos=0):
     """Walk the rules (rule.py) in order: (route, table id) or a negative errno."""
     from .rule import FR_ACT_TO_TBL, _rules
     for rule in _rules(ns, family):
-        if not _rule_matches(ns, rule, family, dst, src, iif_dev, oif_dev, mark):
+        if not _rule_matches(ns, rule, family, dst, src, iif_dev, oif_dev, mark, tos):
             continue
         if rule.action == FR_ACT_TO_TBL:
             r = _table_lookup(ns, family, rule.table, dst, oif_dev)
@@ -561,11 +584,13 @@ def ipv6_dev_get_saddr(ns, dev, dst) -> str | None:
     return None
 
 
-def route_lookup(ns, dst, *, src=None, iif=None, oif=None, mark: int = 0) -> RouteResult | int:
+def route_lookup(ns, dst, *, src=None, iif=None, oif=None, mark: int = 0,
+                 tos: int = 0) -> RouteResult | int:
     """``ip route get`` as a Python call — the data path's route lookup.
 
     ``dst``/``src``: address strings or ipaddress objects (IPv4 or IPv6); ``iif``/``oif``:
-    a NetDevice, an ifindex or None; ``mark``: the fwmark. With ``iif`` the lookup is an
+    a NetDevice, an ifindex or None; ``mark``: the fwmark; ``tos``: the IPv4 dsfield the
+    rules see. With ``iif`` the lookup is an
     input route (``ip_route_input_slow``: a local destination, or EHOSTUNREACH as this
     kernel does not forward); without, an output route (``ip_route_output_key_hash_rcu``
     / ``ip6_route_output``). Returns a :class:`RouteResult` or a negative errno
@@ -592,7 +617,7 @@ def route_lookup(ns, dst, *, src=None, iif=None, oif=None, mark: int = 0) -> Rou
     if iif_dev is not None:                              # ip_route_input_slow
         if src is None or int(src) == 0 or src.is_multicast or int(src) == 0xFFFFFFFF:
             return -E.EINVAL                             # martian source
-        res = fib_rules_lookup(ns, 2, dst, src, iif_dev, None, mark)
+        res = fib_rules_lookup(ns, 2, dst, src, iif_dev, None, mark, tos)
         if isinstance(res, tuple) and isinstance(res[0], Route):
             r, tb = res
             if r.type == RTN_LOCAL:
@@ -613,7 +638,7 @@ def route_lookup(ns, dst, *, src=None, iif=None, oif=None, mark: int = 0) -> Rou
     if int(dst) == 0:
         s = str(src) if src is not None else "127.0.0.1"
         return RouteResult(None, 0, RTN_LOCAL, lo, s, None, RTCF_LOCAL)
-    res = fib_rules_lookup(ns, 2, dst, src, lo, oif_dev, mark)
+    res = fib_rules_lookup(ns, 2, dst, src, lo, oif_dev, mark, tos)
     if isinstance(res[0], int):
         if oif_dev is not None and res[0] == -E.ENETUNREACH:
             # "routing tables are wrong; assume the destination is on link"

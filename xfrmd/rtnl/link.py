@@ -34,6 +34,11 @@ IFINFOMSG = struct.Struct("=BxHiII")
     1, 2, 3, 4, 5, 6, 7, 10, 12, 13, 14, 16, 17, 18, 19, 20, 23, 26, 27, 28, 29, 30, 31, 32, 33,
     35, 39, 40, 41, 43, 47, 48, 50, 51, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69)
 IFLA_MAX = 69
+IFALIASZ = 256
+# __dev_change_flags: the flags a request may set directly (UP, PROMISC and ALLMULTI have
+# their own paths): IFF_DEBUG, IFF_NOTRAILERS, IFF_NOARP, IFF_DYNAMIC, IFF_MULTICAST,
+# IFF_PORTSEL, IFF_AUTOMEDIA
+IFF_CHANGEABLE = 0x4 | 0x20 | 0x80 | 0x8000 | 0x1000 | 0x2000 | 0x4000
 IFLA_LINK_NETNSID, IFLA_NEW_NETNSID, IFLA_TARGET_NETNSID, IFLA_NEW_IFINDEX = 37, 45, 46, 49
 IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_INFO_SLAVE_KIND, IFLA_INFO_SLAVE_DATA = 1, 2, 4, 5
 VETH_INFO_PEER = 1
@@ -42,7 +47,7 @@ NLA_F_NESTED = 0x8000
 NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE = 0x100, 0x200, 0x400
 RTNLGRP_LINK = 1
 HARDWARE_KINDS = ("netdevsim", "mlx5", "airoha-soe")
-RTNL_KINDS = ("dummy", "veth", "bridge", "bond")      # kinds with rtnl_link_ops here
+RTNL_KINDS = ("dummy", "veth", "bridge", "bond", "xfrm")      # kinds with rtnl_link_ops here
 NSIM_VALIDATE_MSG = ('netdevsim: Please use: echo "[ID] [PORT_COUNT] [NUM_QUEUES]" > '
                      '/sys/bus/netdevsim/new_device')
 IFNAMSIZ = 16
@@ -106,6 +111,9 @@ def _linkinfo(dev, cap_net_admin: bool) -> bytes | None:
             parts.append(nla(IFLA_INFO_DATA, bond_fill_info(dev.bond, cap_net_admin)))
         elif kind == "bridge":
             parts.append(nla(IFLA_INFO_DATA, br_fill_info(dev)))
+        elif kind == "xfrm":
+            from .xfrmi import xfrmi_fill_info
+            parts.append(nla(IFLA_INFO_DATA, xfrmi_fill_info(dev)))
     master = dev.master
     if master is not None and getattr(master, "bond", None) is not None:
         from bonding.rtnl import bond_fill_slave_info
@@ -168,33 +176,55 @@ def _port_cost(dev) -> int:
     return 1 if speed > 10000 else 100
 
 
+# the port flags br_setport sets from IFLA_BRPORT_* u8 attributes, with new_nbp's defaults
+BRPORT_FLAG_DEFAULTS = {
+    BRPORT_MODE: 0, BRPORT_GUARD: 0, BRPORT_PROTECT: 0, BRPORT_FAST_LEAVE: 0,
+    BRPORT_MCAST_TO_UCAST: 0, BRPORT_LEARNING: 1, BRPORT_UNICAST_FLOOD: 1,
+    BRPORT_MCAST_FLOOD: 1, BRPORT_BCAST_FLOOD: 1, BRPORT_PROXYARP: 0, BRPORT_PROXYARP_WIFI: 0,
+    BRPORT_VLAN_TUNNEL: 0, BRPORT_NEIGH_SUPPRESS: 0, BRPORT_ISOLATED: 0, BRPORT_LOCKED: 0,
+    BRPORT_MAB: 0, BRPORT_NEIGH_VLAN_SUPPRESS: 0}
+
+
+def brport(p) -> dict:
+    """The port's settings (flags, priority, multicast router type), created on first use."""
+    d = p.__dict__.get("brport")
+    if d is None:
+        d = p.__dict__["brport"] = dict(BRPORT_FLAG_DEFAULTS, priority=0x20, mcast_router=1)
+    return d
+
+
 def br_port_fill_attrs(br, p) -> bytes:
     """``br_port_fill_attrs`` for a port of a bare bridge: STP off, so a running port of a
-    running bridge forwards and any other is disabled; defaults for the rest (learning and
-    flooding on, EHT hosts limit 512); timers and multicast group counts read 0."""
+    running bridge forwards and any other is disabled; the flags, cost, priority and
+    multicast router type as set (``bridge link set``); timers and multicast group counts
+    read 0."""
     from netlink_codec.netlink import nla_u64
     state = BR_STATE_FORWARDING if br.up and p.up and p.carrier else BR_STATE_DISABLED
     no = getattr(p, "br_port_no", 1)
-    port_id = (0x20 << 10) | no                  # br_make_port_id(priority 0x20, no)
+    cfg = brport(p)
+    port_id = (cfg["priority"] << 10) | no       # br_make_port_id(priority, no)
     bid = _bridge_id(br)
     u8 = nla_u8
+
+    def flag(t):
+        return u8(t, cfg[t])
     return b"".join([
-        u8(BRPORT_STATE, state), nla_u16(BRPORT_PRIORITY, 0x20),
+        u8(BRPORT_STATE, state), nla_u16(BRPORT_PRIORITY, cfg["priority"]),
         nla_u32(BRPORT_COST, getattr(p, "br_port_cost", 100)),
-        u8(BRPORT_MODE, 0), u8(BRPORT_GUARD, 0), u8(BRPORT_PROTECT, 0),
-        u8(BRPORT_FAST_LEAVE, 0), u8(BRPORT_MCAST_TO_UCAST, 0), u8(BRPORT_LEARNING, 1),
-        u8(BRPORT_UNICAST_FLOOD, 1), u8(BRPORT_MCAST_FLOOD, 1), u8(BRPORT_BCAST_FLOOD, 1),
-        u8(BRPORT_PROXYARP, 0), u8(BRPORT_PROXYARP_WIFI, 0),
+        flag(BRPORT_MODE), flag(BRPORT_GUARD), flag(BRPORT_PROTECT), flag(BRPORT_FAST_LEAVE),
+        flag(BRPORT_MCAST_TO_UCAST), flag(BRPORT_LEARNING), flag(BRPORT_UNICAST_FLOOD),
+        flag(BRPORT_MCAST_FLOOD), flag(BRPORT_BCAST_FLOOD), flag(BRPORT_PROXYARP),
+        flag(BRPORT_PROXYARP_WIFI),
         nla(BRPORT_ROOT_ID, bid), nla(BRPORT_BRIDGE_ID, bid),
         nla_u16(BRPORT_DESIGNATED_PORT, port_id), nla_u16(BRPORT_DESIGNATED_COST, 0),
         nla_u16(BRPORT_ID, port_id), nla_u16(BRPORT_NO, no),
         u8(BRPORT_TOPOLOGY_CHANGE_ACK, 0), u8(BRPORT_CONFIG_PENDING, 0),
-        u8(BRPORT_VLAN_TUNNEL, 0), nla_u16(BRPORT_GROUP_FWD_MASK, 0),
-        u8(BRPORT_NEIGH_SUPPRESS, 0), u8(BRPORT_ISOLATED, 0), u8(BRPORT_LOCKED, 0),
-        u8(BRPORT_MAB, 0), u8(BRPORT_MRP_RING_OPEN, 0), u8(BRPORT_MRP_IN_OPEN, 0),
-        u8(BRPORT_NEIGH_VLAN_SUPPRESS, 0),
+        flag(BRPORT_VLAN_TUNNEL), nla_u16(BRPORT_GROUP_FWD_MASK, 0),
+        flag(BRPORT_NEIGH_SUPPRESS), u8(BRPORT_MRP_RING_OPEN, 0), u8(BRPORT_MRP_IN_OPEN, 0),
+        flag(BRPORT_ISOLATED), flag(BRPORT_LOCKED), flag(BRPORT_MAB),
+        flag(BRPORT_NEIGH_VLAN_SUPPRESS),
         nla_u64(BRPORT_MESSAGE_AGE_TIMER, 0), nla_u64(BRPORT_FORWARD_DELAY_TIMER, 0),
-        nla_u64(BRPORT_HOLD_TIMER, 0), u8(BRPORT_MULTICAST_ROUTER, 1),
+        nla_u64(BRPORT_HOLD_TIMER, 0), u8(BRPORT_MULTICAST_ROUTER, cfg["mcast_router"]),
         nla_u32(BRPORT_MCAST_EHT_HOSTS_LIMIT, 512), nla_u32(BRPORT_MCAST_EHT_HOSTS_CNT, 0),
         nla_u32(BRPORT_MCAST_N_GROUPS, 0), nla_u32(BRPORT_MCAST_MAX_GROUPS, 0)])
 
@@ -221,14 +251,17 @@ def fill_ifinfo(dev, msg_type: int, seq: int, portid: int, flags: int = 0, *, ch
             nla_u32(IFLA_NUM_RX_QUEUES, dev.num_rx_queues)]
     if dev.master is not None:
         body.append(nla_u32(IFLA_MASTER, dev.master.ifindex))
-    body += [nla_u8(IFLA_CARRIER, int(dev.carrier)),
-             nla_u32(IFLA_CARRIER_CHANGES, dev.carrier_changes),
+    body.append(nla_u8(IFLA_CARRIER, int(dev.carrier)))
+    if getattr(dev, "ifalias", ""):                # nla_put_ifalias
+        body.append(nla_string(IFLA_IFALIAS, dev.ifalias))
+    body += [nla_u32(IFLA_CARRIER_CHANGES, dev.carrier_changes),
              nla_u32(IFLA_CARRIER_UP_COUNT, dev.carrier_up_count),
              nla_u32(IFLA_CARRIER_DOWN_COUNT, dev.carrier_down_count),
              nla_u16(IFLA_HEADROOM, 0), nla_u16(IFLA_TAILROOM, 0),
-             nla_u8(IFLA_PROTO_DOWN, 0),
-             nla(IFLA_ADDRESS, dev.address), nla(IFLA_BROADCAST, dev.broadcast),
-             nla(IFLA_STATS64, bytes(200)), nla(IFLA_STATS, bytes(96)),
+             nla_u8(IFLA_PROTO_DOWN, 0)]
+    if dev.address:                                 # only with an addr_len
+        body += [nla(IFLA_ADDRESS, dev.address), nla(IFLA_BROADCAST, dev.broadcast)]
+    body += [nla(IFLA_STATS64, bytes(200)), nla(IFLA_STATS, bytes(96)),
              nla(IFLA_XDP, nla_u8(IFLA_XDP_ATTACHED, 0))]
     li = _linkinfo(dev, cap_net_admin)
     if li is not None:
@@ -247,18 +280,22 @@ def fill_ifinfo(dev, msg_type: int, seq: int, portid: int, flags: int = 0, *, ch
             body.append(nla(IFLA_LINK_NETNSID,
                             struct.pack("=i", peernet2id_alloc(dev.netns, peer.netns))))
         body.append(nla_u32(IFLA_LINK, peer.ifindex if alive else 0))
+    elif getattr(dev, "xfrmi", None) is not None and dev.xfrmi.link:
+        body.append(nla_u32(IFLA_LINK, dev.xfrmi.link))      # xfrmi_get_iflink
     body += [nla_string(IFLA_QDISC, _qdisc(dev)), nla(IFLA_AF_SPEC, _af_spec(dev)),
              nla(IFLA_MAP, bytes(32)), nla(IFLA_DEVLINK_PORT | NLA_F_NESTED),
              nla(IFLA_DPLL_PIN | NLA_F_NESTED)]
     return encode_msg(msg_type, flags, seq, portid, b"".join(body))
 
 
-def rtmsg_ifinfo(dev, msg_type: int = RTM_NEWLINK, change: int = 0) -> None:
-    """``rtmsg_ifinfo``: the link as it is now to RTNLGRP_LINK (seq 0, pid 0)."""
+def rtmsg_ifinfo(dev, msg_type: int = RTM_NEWLINK, change: int = 0, seq: int = 0,
+                 portid: int = 0) -> None:
+    """``rtmsg_ifinfo``: the link as it is now to RTNLGRP_LINK (seq 0, pid 0 unless a
+    request's, as ``rtnl_configure_link`` passes them)."""
     ns = dev.netns
     if ns is None:
         return
-    ns.kernel.multicast(ns, NETLINK_ROUTE, RTNLGRP_LINK, fill_ifinfo(dev, msg_type, 0, 0,
+    ns.kernel.multicast(ns, NETLINK_ROUTE, RTNLGRP_LINK, fill_ifinfo(dev, msg_type, seq, portid,
                                                                      change=change))
 
 
@@ -327,9 +364,10 @@ def _notifiers(event: str, dev, **info) -> None:
     call_netdevice_notifiers(event, dev, **info)
 
 
-def dev_open(dev) -> None:
-    """``__dev_open`` + ``__dev_notify_flags``: IFF_UP, carrier follow-ups, NEWLINK change=1,
-    loopback's 127.0.0.1/8 and ::1 (inetdev_event / addrconf_notify on NETDEV_UP)."""
+def dev_open(dev, gchanges: int = 0) -> None:
+    """``__dev_open`` + ``__dev_notify_flags``: IFF_UP, carrier follow-ups, NEWLINK change=1
+    (with ``gchanges``, the other flags the same request changed), loopback's 127.0.0.1/8
+    and ::1 (inetdev_event / addrconf_notify on NETDEV_UP)."""
     from devices.netdev import IFF_UP
     if dev.up:
         return
@@ -349,17 +387,20 @@ def dev_open(dev) -> None:
     # (netif_carrier_on only queues the event): no RUNNING yet, the old operstate
     dev.linkwatch_pending = dev in linkwatch
     try:
-        rtmsg_ifinfo(dev, change=IFF_UP)
+        rtmsg_ifinfo(dev, change=IFF_UP | gchanges)
     finally:
         dev.linkwatch_pending = False
     for d in linkwatch:                         # linkwatch_do_dev → netdev_state_change
         rtmsg_ifinfo(d)
+    for d in linkwatch:                         # … → br_device_event: br_port_carrier_check
+        if d is not dev:
+            br_port_carrier_check(d)
     _notifiers("NETDEV_UP", dev)
     from . import addr
     addr.netdev_up(dev)
 
 
-def dev_close(dev) -> None:
+def dev_close(dev, gchanges: int = 0) -> None:
     from devices.netdev import IFF_UP
     if not dev.up:
         return
@@ -371,10 +412,19 @@ def dev_close(dev) -> None:
         if peer is not None and not getattr(dev, "defer_peer_carrier", False) \
                 and peer.set_carrier(False):
             rtmsg_ifinfo(peer)
-    rtmsg_ifinfo(dev, change=IFF_UP)
+            br_port_carrier_check(peer)
+    rtmsg_ifinfo(dev, change=IFF_UP | gchanges)
     _notifiers("NETDEV_DOWN", dev)
     from . import addr
     addr.netdev_down(dev)
+
+
+def br_port_carrier_check(dev) -> None:
+    """``br_port_carrier_check``: a bridge port's carrier changed (its veth peer came up or
+    went down, a cable): the bridge has carrier while one of its ports runs. (The port's
+    own up/down is handled where it is opened or closed.)"""
+    if dev.master is not None and dev.master.kind == "bridge":
+        _bridge_carrier(dev.master)
 
 
 def _bridge_carrier(br, notify: bool = True) -> None:
@@ -547,6 +597,7 @@ def br_add_if(br, dev) -> None:
         no += 1
     dev.br_port_no = no
     dev.br_port_cost = _port_cost(dev)          # new_nbp → port_cost
+    dev.__dict__.pop("brport", None)            # new_nbp: default flags and priority
     dev.master = br
     dev.promiscuity += 1
     dev.allmulti += 1
@@ -558,6 +609,9 @@ def _br_ports_changed(br, dev, linking: bool) -> None:
     flags, the bridge's GSO limit, address/MTU and carrier, then NETDEV_CHANGEUPPER."""
     rtmsg_ifinfo(dev)
     _br_set_gso_limits(br)
+    if br.features is not None:                 # br_add_if / br_del_if
+        from devices.features import netdev_update_features
+        netdev_update_features(br)
     _bridge_mac(br)
     _bridge_carrier(br)
     _notifiers("NETDEV_CHANGEUPPER", dev, upper=br, linking=linking)
@@ -595,9 +649,10 @@ def _bridge_mac(br) -> None:
         rtmsg_ifinfo(br)
 
 
-def unregister_many(devs: list) -> None:
-    """``unregister_netdevice_many``: close the running ones, let the subsystems let go
-    (addresses, SAs, bond/bridge membership), then RTM_DELLINK for each."""
+def unregister_many(devs: list, seq: int = 0, portid: int = 0) -> None:
+    """``unregister_netdevice_many_notify``: close the running ones, let the subsystems let
+    go (addresses, SAs, bond/bridge membership), then RTM_DELLINK for each (with the seq
+    and port of the RTM_DELLINK request that asked, if one did)."""
     for dev in devs:
         # veth_dellink forgets the pair before unregistering it: the close and DELLINK
         # messages already read IFLA_LINK 0, and no carrier change is announced
@@ -628,7 +683,7 @@ def unregister_many(devs: list) -> None:
     for dev, ns in zip(devs, nss):      # a veth end's IFLA_LINK reads 0 once both are gone
         dev.ever_up = False             # dev_shutdown: noop qdisc in the DELLINK
         ns.kernel.multicast(ns, NETLINK_ROUTE, RTNLGRP_LINK,
-                            fill_ifinfo(dev, RTM_DELLINK, 0, 0, change=0xFFFFFFFF))
+                            fill_ifinfo(dev, RTM_DELLINK, seq, portid, change=0xFFFFFFFF))
 
 
 # ---------------------------------------------------------------------------------------
@@ -729,6 +784,9 @@ def _new_device(kind: str, name: str):
         dev.tso_max_size = 65536
     elif kind == "bond":
         dev.num_tx_queues = dev.num_rx_queues = 16  # tx_queues module parameter
+    elif kind == "xfrm":
+        from .xfrmi import xfrmi_dev_setup
+        xfrmi_dev_setup(dev)
     return dev
 
 
@@ -791,6 +849,11 @@ def rtnl_newlink_create(req, m: _Msg, kind: str, data_ra) -> Reply:
     name = name or _alloc_name(links, pattern)
     dev = _new_device(kind, name)
     created = []
+    if kind == "xfrm":
+        from .xfrmi import xfrmi_newlink
+        bad = xfrmi_newlink(dest, dev, m.buf, data_ra)
+        if bad is not None:
+            return bad
     try:
         _apply_create_attrs(dev, m)
         if kind == "bond":
@@ -837,7 +900,8 @@ def rtnl_newlink_create(req, m: _Msg, kind: str, data_ra) -> Reply:
             dev.set_carrier(False)                  # bond_newlink: netif_carrier_off
         elif kind == "dummy":
             pass
-        rtmsg_ifinfo(dev, change=0xFFFFFFFF)        # rtnl_configure_link
+        # rtnl_configure_link: with the request's seq and port (echoed under NLM_F_ECHO)
+        rtmsg_ifinfo(dev, change=0xFFFFFFFF, seq=req.hdr.seq, portid=req.sock.portid)
         if m.flags & 1 and (m.change & 1 or m.change == 0):
             dev_open(dev)
         if IFLA_MASTER in m.tb:
@@ -896,13 +960,30 @@ def do_setlink(req, dev, m: _Msg) -> None:
         dev.mtu_set = True
     if m.index > 0 and IFLA_IFNAME in m.tb:
         dev_change_name(dev, m.name())
+    state_change = False
+    if IFLA_IFALIAS in m.tb:                        # dev_set_alias; an empty one clears it
+        alias = _str(m.buf, m.tb[IFLA_IFALIAS])
+        if len(alias.encode()) >= IFALIASZ:         # ifla_policy: .len = IFALIASZ - 1
+            raise LinkError(-E.ERANGE, "Attribute failed policy validation",
+                            m.off(IFLA_IFALIAS))
+        dev.ifalias = alias
+        state_change = True
     if m.flags or m.change:
         change = m.change or 0xFFFFFFFF           # rtnl_dev_combine_flags
-        if change & IFF_UP:
+        # __dev_change_flags: the plain flags first (IFF_NOARP: `ip link set arp off`), then
+        # open or close; __dev_notify_flags announces all that changed in one message
+        mask = change & IFF_CHANGEABLE
+        old = dev.flags
+        dev.flags = (old & ~mask) | (m.flags & mask)
+        gchanges = old ^ dev.flags
+        if change & IFF_UP and bool(m.flags & IFF_UP) != dev.up:
             if m.flags & IFF_UP:
-                dev_open(dev)
+                dev_open(dev, gchanges)
             else:
-                dev_close(dev)
+                dev_close(dev, gchanges)
+        elif gchanges:
+            rtmsg_ifinfo(dev, change=gchanges)
+        if change & IFF_UP:
             if dev.master is not None and getattr(dev.master, "bond", None) is not None:
                 _bond_set_carrier(dev.master)
             elif dev.master is not None and dev.master.kind == "bridge":
@@ -920,6 +1001,8 @@ def do_setlink(req, dev, m: _Msg) -> None:
                 raise LinkError(-E.ERANGE)
             dev.txqlen = q
             rtmsg_ifinfo(dev)
+    if state_change and dev.up:
+        rtmsg_ifinfo(dev)                          # DO_SETLINK_NOTIFY: netdev_state_change
 
 
 def _changelink(req, dev, m: _Msg, kind, data_ra) -> Reply | None:
@@ -940,6 +1023,12 @@ def _changelink(req, dev, m: _Msg, kind, data_ra) -> Reply | None:
         finally:
             rtmsg_ifinfo(dev)
         return None
+    if kind == "xfrm":
+        from .xfrmi import xfrmi_changelink
+        bad = xfrmi_changelink(req.netns, dev, m.buf, data_ra)
+        if bad is None and dev.up:
+            rtmsg_ifinfo(dev)                       # xfrmi_update: netdev_state_change
+        return bad
     if kind in ("veth", "dummy"):
         return Reply(-E.EOPNOTSUPP)                 # rtnl_changelink: no ops->changelink
     return Reply(-E.EOPNOTSUPP, "xfrmd: bridge options are not modelled")
@@ -1046,5 +1135,5 @@ def rtnl_dellink(req):
     devs = [dev]
     if dev.kind == "veth" and dev.peer is not None and dev.peer.netns is not None:
         devs.append(dev.peer)
-    unregister_many(devs)
+    unregister_many(devs, req.hdr.seq, req.sock.portid)
     return Reply()

@@ -10,7 +10,8 @@ import errno as E
 import ipaddress
 import struct
 
-from netlink_codec.netlink import NETLINK_ROUTE, NLM_F_MULTI, encode_msg, iter_attrs, nla, nla_u32
+from netlink_codec.netlink import (NETLINK_ROUTE, NLM_F_MULTI, encode_msg, iter_attrs,
+                                   kernel_attrs, nla, nla_u32)
 
 from .. import kconfig
 from ..netlink.core import Reply
@@ -31,7 +32,7 @@ RTA_UID, RTA_NH_ID = 25, 30
 RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE = 7, 11
 NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE, NLM_F_APPEND = 0x100, 0x200, 0x400, 0x800
 NLM_F_DUMP_FILTERED = 0x20
-RTM_F_CLONED, RTM_F_LOOKUP_TABLE, RTM_F_FIB_MATCH = 0x200, 0x1000, 0x2000
+RTM_F_NOTIFY, RTM_F_CLONED, RTM_F_LOOKUP_TABLE, RTM_F_FIB_MATCH = 0x100, 0x200, 0x1000, 0x2000
 RT_TABLE_COMPAT = 252
 USER_HZ = 100
 MODELLED_TYPES4 = (RTN_UNICAST, RTN_LOCAL, RTN_BROADCAST) + REJECT_TYPES
@@ -236,7 +237,16 @@ def _get_attrs(req):
         if (RTA_SRC in a and not src_len) or (RTA_DST in a and not dst_len):
             return Reply(-E.EINVAL, "ipv6: rtm_src_len and rtm_dst_len must be 128 for IPv6" if v6
                          else "ipv4: rtm_src_len and rtm_dst_len must be 32 for IPv4")
-        if set(a) - _GETROUTE_ATTRS:
+        extra = set(a) - _GETROUTE_ATTRS
+        if v6 and extra == {RTA_FLOWLABEL} and len(a[RTA_FLOWLABEL]) >= 4:
+            # inet6_rtm_valid_getroute_req (6.18): a flow label within IPV6_FLOWLABEL_MASK
+            if int.from_bytes(a[RTA_FLOWLABEL][:4], "big") & ~IPV6_FLOWLABEL_MASK:
+                off = next(ra.offset for ra in kernel_attrs(req.buf, off + RTMSG.size,
+                                                            req.end)[0]
+                           if ra.type == RTA_FLOWLABEL)
+                return Reply(-E.EINVAL, "Invalid flow label", offset=off - req.hdr.offset)
+            extra = set()
+        if extra:
             return Reply(-E.EINVAL, "ipv6: Unsupported attribute in get route request" if v6
                          else "ipv4: Unsupported attribute in route get request")
     return hdr, a
@@ -246,6 +256,7 @@ def _get_attrs(req):
 # RTA_IP_PROTO, RTA_SPORT, RTA_DPORT
 _GETROUTE_ATTRS = {2, 1, 3, 4, 16, 25, 27, 28, 29}
 RTM_F_NOTIFY = 0x100
+RTA_FLOWLABEL, IPV6_FLOWLABEL_MASK = 31, 0x000FFFFF
 
 
 def _u32(a, t, default=0):
@@ -260,8 +271,8 @@ def inet_rtm_getroute(req):
     parsed = _get_attrs(req)
     fam = req.buf[req.payload_offset] if req.end > req.payload_offset else 0
     if parsed is None:
-        return Reply(-E.EINVAL, ("ipv6" if fam == 10 else "ipv4")
-                     + ": Invalid header for route get request")
+        return Reply(-E.EINVAL, "ipv6: Invalid header for get route request" if fam == 10
+                     else "ipv4: Invalid header for route get request")
     if isinstance(parsed, Reply):
         return parsed
     hdr, a = parsed
@@ -285,13 +296,15 @@ def inet_rtm_getroute(req):
         return _getroute6(req, dst, src, iif, oif, mark)
     if rflags & RTM_F_FIB_MATCH:
         return Reply(-E.EOPNOTSUPP, "xfrmd: route get fibmatch is not modelled")
-    res = route_lookup(ns, dst, src=src, iif=iif or None, oif=oif or None, mark=mark)
+    res = route_lookup(ns, dst, src=src, iif=iif or None, oif=oif or None, mark=mark,
+                       tos=hdr[3])
     if isinstance(res, int):
         return Reply(-E.EINVAL if (iif and res == -E.EINVAL) else res)
     table_id = RT_TABLE_MAIN
     if rflags & RTM_F_LOOKUP_TABLE:
         table_id = res.table
-    body = RTMSG.pack(2, 32, 0, hdr[3], table_id if table_id < 256 else RT_TABLE_COMPAT, 0, 0,
+    # rt_fill_info (6.18): rtm_tos is 0 whatever tos the lookup used
+    body = RTMSG.pack(2, 32, 0, 0, table_id if table_id < 256 else RT_TABLE_COMPAT, 0, 0,
                       res.type, (res.flags & ~0xFFFF) | RTM_F_CLONED)
     body += nla_u32(RTA_TABLE, table_id) + nla(RTA_DST, dst.packed)
     if src is not None:

@@ -219,6 +219,8 @@ def fib_nl_delrule(req):
             continue
         if r.flags and x.flags != r.flags:
             continue
+        if r.tos and x.tos != r.tos:                 # fib4/fib6_rule_compare: dsfield
+            continue
         if r.iifname and x.iifname != r.iifname:
             continue
         if r.oifname and x.oifname != r.oifname:

@@ -35,8 +35,9 @@ def _getifaddrs(kernel, ns, request) -> dict:
     for d in ns.links:
         if not d.addresses:
             out.append({"name": d.name, "index": d.ifindex, "flags": d.dev_flags(), "family": 0})
-        for a in d.addresses:
-            out.append({"name": d.name, "index": d.ifindex, "flags": d.dev_flags(),
+        for a in d.addresses:           # an IPv4 address under its label (eth0:1)
+            name = (a.label or d.name) if a.family == 2 else d.name
+            out.append({"name": name, "index": d.ifindex, "flags": d.dev_flags(),
                         "family": a.family, "addr": a.address, "prefixlen": a.prefixlen})
     return {"errno": 0, "ifaddrs": out}
 
@@ -46,7 +47,8 @@ def _ifr_name(data: bytes) -> str:
 
 
 def _dev(ns, data: bytes):
-    return ns.links.by_name(_ifr_name(data))
+    """dev_ioctl: an alias label (eth0:1) names its device."""
+    return ns.links.by_name(_ifr_name(data).split(":", 1)[0])
 
 
 @ioctl.ioctl(ioctl.SIOCGIFINDEX)
@@ -88,6 +90,69 @@ def _siocgifhwaddr(kernel, ns, ifname, data):
     if dev is None:
         return E.ENODEV, b""
     return 0, data[:16] + struct.pack("=H", dev.type) + dev.address.ljust(14, b"\0") + data[32:]
+
+
+def _inet_ifa(ns, data: bytes):
+    """``devinet_ioctl``'s lookup: the device, then its IPv4 address whose label is the
+    name asked (the primary first); (errno, address)."""
+    name = _ifr_name(data)
+    dev = ns.links.by_name(name.split(":", 1)[0])
+    if dev is None:
+        return E.ENODEV, None
+    for a in dev.addresses:
+        if a.family == 2 and (a.label or dev.name) == name:
+            return 0, a
+    return E.EADDRNOTAVAIL, None
+
+
+def _sockaddr_in(packed: bytes) -> bytes:
+    return struct.pack("=H", 2) + b"\0\0" + packed + bytes(8)
+
+
+def _inet_ioctl(field):
+    def handler(kernel, ns, ifname, data):
+        err, a = _inet_ifa(ns, data)
+        if err:
+            return err, b""
+        return 0, data[:16] + _sockaddr_in(field(a)) + data[32:]
+    return handler
+
+
+def _netmask(a) -> bytes:
+    return ((0xFFFFFFFF << (32 - a.prefixlen)) & 0xFFFFFFFF).to_bytes(4, "big")
+
+
+def _peer(a) -> bytes:
+    import ipaddress
+    return ipaddress.ip_address(a.prefix_base).packed   # ifa_address
+
+
+ioctl.ioctl(ioctl.SIOCGIFADDR)(_inet_ioctl(lambda a: a.packed))
+ioctl.ioctl(ioctl.SIOCGIFNETMASK)(_inet_ioctl(_netmask))
+ioctl.ioctl(ioctl.SIOCGIFBRDADDR)(_inet_ioctl(lambda a: a.broadcast() or bytes(4)))
+ioctl.ioctl(ioctl.SIOCGIFDSTADDR)(_inet_ioctl(_peer))
+
+
+@ioctl.ioctl(ioctl.SIOCGIFTXQLEN)
+def _siocgiftxqlen(kernel, ns, ifname, data):
+    dev = _dev(ns, data)
+    if dev is None:
+        return E.ENODEV, b""
+    return 0, data[:16] + struct.pack("=i", dev.txqlen) + data[20:]
+
+
+@ioctl.ioctl(ioctl.SIOCGIFMETRIC)
+def _siocgifmetric(kernel, ns, ifname, data):
+    if _dev(ns, data) is None:
+        return E.ENODEV, b""
+    return 0, data[:16] + struct.pack("=i", 0) + data[20:]     # ifr_metric: always 0
+
+
+@ioctl.ioctl(ioctl.SIOCGIFMAP)
+def _siocgifmap(kernel, ns, ifname, data):
+    if _dev(ns, data) is None:
+        return E.ENODEV, b""
+    return 0, data[:16] + bytes(24) + data[40:]                # no I/O map, if_port 0
 
 
 def _sysfs(kernel, ns, path: str) -> str:
@@ -141,7 +206,7 @@ def _link_carrier(kernel, ns, request) -> dict:
     """``xfrmd ctl link DEV carrier on|off``: what a cable does (netif_carrier_on/off)."""
     from devices.netdev import call_netdevice_notifiers
     from netlink_codec.netlink import NETLINK_ROUTE
-    from .link import RTM_NEWLINK, fill_ifinfo
+    from .link import RTM_NEWLINK, br_port_carrier_check, fill_ifinfo
     dev = ns.links.by_name(request.get("dev", ""))
     if dev is None:
         return {"errno": E.ENODEV, "error": f"no device {request.get('dev')!r}"}
@@ -149,6 +214,7 @@ def _link_carrier(kernel, ns, request) -> dict:
     if dev.set_carrier(on):
         call_netdevice_notifiers("NETDEV_CHANGE", dev)
         kernel.multicast(ns, NETLINK_ROUTE, 1, fill_ifinfo(dev, RTM_NEWLINK, 0, 0))  # RTNLGRP_LINK
+        br_port_carrier_check(dev)
     return {"errno": 0}
 
 

@@ -1,0 +1,181 @@
+"""PF_BRIDGE link messages (net/bridge/br_netlink.c, ``rtnl_bridge_getlink`` /
+``rtnl_bridge_setlink`` in net/core/rtnetlink.c): what `bridge link show` and
+`bridge link set` talk to. A dump lists bridge ports only (the bridge itself too when VLAN
+information is asked for); a set changes a port's flags, path cost, priority and multicast
+router type as ``br_setport`` does, with its errnos, and announces the port."""
+from __future__ import annotations
+
+import errno as E
+import struct
+
+from netlink_codec.netlink import (NETLINK_ROUTE, NLA_F_NESTED, NLM_F_MULTI, encode_msg,
+                                   kernel_attrs, nla, nla_string, nla_u8, nla_u32)
+
+from ..netlink.core import Reply
+from . import rtnl_handler
+from .link import (BRPORT_COST, BRPORT_FLAG_DEFAULTS, BRPORT_MULTICAST_ROUTER,
+                   BRPORT_PRIORITY, BRPORT_STATE, IFINFOMSG, RTNLGRP_LINK, br_port_fill_attrs,
+                   brport)
+
+AF_BRIDGE = 7
+RTM_NEWLINK, RTM_GETLINK, RTM_SETLINK = 16, 18, 19
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER = 1, 3, 4, 5, 10
+IFLA_PROTINFO, IFLA_OPERSTATE, IFLA_EXT_MASK, IFLA_AF_SPEC = 12, 16, 29, 26
+IFLA_BRIDGE_FLAGS, BRIDGE_FLAGS_MASTER, BRIDGE_FLAGS_SELF = 0, 1, 2
+# the dump asks for VLAN / MRP / CFM data: the bridge device answers for itself too
+RTEXT_FILTER_BRIDGE_SELF = 0x2 | 0x10 | 0x20 | 0x40 | 0x80
+BR_MAX_PATH_COST, BR_MAX_PORT_PRIORITY, BR_STATE_BLOCKING = 65535, 63, 4
+MDB_RTR_TYPE_TEMP = 3
+
+
+def _attrs(buf, start: int, end: int):
+    return kernel_attrs(buf, start, end)[0]         # nla_for_each_attr: liberal
+
+
+def _is_port(dev) -> bool:
+    return dev.master is not None and dev.master.kind == "bridge"
+
+
+def br_fill_ifinfo(dev, seq: int, portid: int, flags: int) -> bytes:
+    """``br_fill_ifinfo``: the device in AF_BRIDGE form; a port with its IFLA_PROTINFO."""
+    br = dev.master if _is_port(dev) else dev
+    body = IFINFOMSG.pack(AF_BRIDGE, dev.type, dev.ifindex, dev.dev_flags(), 0)
+    body += nla_string(IFLA_IFNAME, dev.name) + nla_u32(IFLA_MASTER, br.ifindex)
+    body += nla_u32(IFLA_MTU, dev.mtu) + nla_u8(IFLA_OPERSTATE, dev.operstate)
+    if dev.address:
+        body += nla(IFLA_ADDRESS, dev.address)
+    if dev.kind == "veth" and dev.peer is not None and dev.peer.netns is not None:
+        body += nla_u32(IFLA_LINK, dev.peer.ifindex)     # dev_get_iflink differs
+    if br is not dev:
+        body += nla(IFLA_PROTINFO | NLA_F_NESTED, br_port_fill_attrs(br, dev))
+    return encode_msg(RTM_NEWLINK, flags, seq, portid, body)
+
+
+def _ext_mask(req) -> int:
+    for ra in _attrs(req.buf, req.payload_offset + IFINFOMSG.size, req.end):
+        if ra.type == IFLA_EXT_MASK and ra.end - ra.start >= 4:
+            return struct.unpack_from("=I", req.buf, ra.start)[0]
+    return 0
+
+
+@rtnl_handler(RTM_GETLINK, dump=True, family=AF_BRIDGE)
+def rtnl_bridge_getlink(req):
+    """Every device in index order: a port answers through its bridge (``br_getlink``), a
+    bridge for itself only when the filter asks for VLAN, MRP or CFM data."""
+    if req.end - req.payload_offset < IFINFOMSG.size:
+        mask = 0
+    else:
+        mask = _ext_mask(req)
+    seq, portid = req.hdr.seq, req.sock.portid
+    msgs = []
+    for dev in list(req.netns.links):
+        if _is_port(dev) or (dev.kind == "bridge" and mask & RTEXT_FILTER_BRIDGE_SELF):
+            msgs.append(br_fill_ifinfo(dev, seq, portid, NLM_F_MULTI))
+    return req.start_dump(msgs)
+
+
+def br_ifinfo_notify(dev) -> None:
+    """``br_ifinfo_notify(RTM_NEWLINK, NULL, p)``: the port to RTNLGRP_LINK."""
+    ns = dev.netns
+    ns.kernel.multicast(ns, NETLINK_ROUTE, RTNLGRP_LINK, br_fill_ifinfo(dev, 0, 0, 0))
+
+
+class _SetportError(Exception):
+    def __init__(self, errno: int, msg: str | None = None):
+        super().__init__(msg)
+        self.errno, self.msg = errno, msg
+
+
+def _u(v: bytes, fmt: str) -> int:
+    n = struct.calcsize(fmt)
+    if len(v) < n:
+        raise _SetportError(-E.ERANGE)               # br_port_policy: too short
+    return struct.unpack_from(fmt, v)[0]
+
+
+def br_setport(dev, tb: dict) -> None:
+    """``br_setport``: the flags first (kept even when a later attribute fails, as the
+    kernel keeps them), then path cost, priority, state and multicast router type."""
+    cfg = brport(dev)
+    for t in BRPORT_FLAG_DEFAULTS:
+        if t in tb:
+            cfg[t] = 1 if _u(tb[t], "=B") else 0
+    if cfg[40] and not cfg[8]:                      # BRPORT_MAB without learning
+        raise _SetportError(-E.EINVAL, "Cannot enable MAB on a port with learning disabled")
+    if cfg[40] and not cfg[39]:
+        raise _SetportError(-E.EINVAL, "Cannot enable MAB on an unlocked port")
+    if BRPORT_COST in tb:                           # br_stp_set_path_cost
+        cost = _u(tb[BRPORT_COST], "=I")
+        if cost < 1 or cost > BR_MAX_PATH_COST:
+            raise _SetportError(-E.ERANGE)
+        dev.br_port_cost = cost
+    if BRPORT_PRIORITY in tb:                       # br_stp_set_port_priority
+        prio = _u(tb[BRPORT_PRIORITY], "=H")
+        if prio > BR_MAX_PORT_PRIORITY:
+            raise _SetportError(-E.ERANGE)
+        cfg["priority"] = prio
+    if BRPORT_STATE in tb:                          # br_set_port_state
+        state = _u(tb[BRPORT_STATE], "=B")
+        if state > BR_STATE_BLOCKING:
+            raise _SetportError(-E.EINVAL)
+        if not dev.up or (not dev.carrier and state != 0):
+            raise _SetportError(-E.ENETDOWN)
+        raise _SetportError(-E.EOPNOTSUPP, "xfrmd: setting a bridge port's STP state is not "
+                            "modelled (STP is off: a running port forwards)")
+    if BRPORT_MULTICAST_ROUTER in tb:               # br_multicast_set_port_router
+        rtr = _u(tb[BRPORT_MULTICAST_ROUTER], "=B")
+        if rtr > MDB_RTR_TYPE_TEMP:
+            raise _SetportError(-E.EINVAL)
+        cfg["mcast_router"] = rtr
+    known = set(BRPORT_FLAG_DEFAULTS) | {BRPORT_COST, BRPORT_PRIORITY, BRPORT_STATE,
+                                         BRPORT_MULTICAST_ROUTER}
+    other = sorted(set(tb) - known)
+    if other:
+        raise _SetportError(-E.EOPNOTSUPP, f"xfrmd: bridge port attribute {other[0]} is not "
+                            "modelled")
+
+
+@rtnl_handler(RTM_SETLINK, family=AF_BRIDGE)
+def rtnl_bridge_setlink(req):
+    """``rtnl_bridge_setlink``: to the device's master bridge (``br_setlink``) unless
+    IFLA_BRIDGE_FLAGS says self only; a device without a bridge master → EOPNOTSUPP."""
+    off = req.payload_offset
+    if req.end - off < IFINFOMSG.size:
+        return Reply(-E.EINVAL)
+    _, _, index, _, _ = IFINFOMSG.unpack_from(req.buf, off)
+    dev = req.netns.links.by_index(index)
+    if dev is None:
+        return Reply(-E.ENODEV, "unknown ifindex")
+    attrs = list(_attrs(req.buf, off + IFINFOMSG.size, req.end))
+    flags = 0
+    for ra in attrs:
+        if ra.type == IFLA_AF_SPEC:
+            for a in _attrs(req.buf, ra.start, ra.end):
+                if a.type == IFLA_BRIDGE_FLAGS:
+                    if a.end - a.start < 2:
+                        return Reply(-E.EINVAL)
+                    flags = struct.unpack_from("=H", req.buf, a.start)[0]
+                    break
+            else:
+                continue
+            break
+    if flags and not flags & BRIDGE_FLAGS_MASTER:
+        return Reply(-E.EOPNOTSUPP)                 # self: no ndo_bridge_setlink here
+    if not _is_port(dev):
+        return Reply(-E.EOPNOTSUPP)
+    protinfo = next((ra for ra in attrs if ra.type == IFLA_PROTINFO), None)
+    if protinfo is None:
+        if any(ra.type == IFLA_AF_SPEC for ra in attrs):
+            return Reply(-E.EOPNOTSUPP, "xfrmd: bridge VLAN settings are not modelled")
+        return Reply()
+    if not protinfo.flags & NLA_F_NESTED:
+        return Reply(-E.EOPNOTSUPP, "xfrmd: the old binary IFLA_PROTINFO (a port state "
+                     "byte) is not modelled")
+    tb = {a.type: bytes(req.buf[a.start:a.end])
+          for a in _attrs(req.buf, protinfo.start, protinfo.end)}
+    try:
+        br_setport(dev, tb)
+    except _SetportError as e:
+        return Reply(e.errno, e.msg)
+    br_ifinfo_notify(dev)
+    return Reply()

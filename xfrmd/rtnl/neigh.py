@@ -1,0 +1,351 @@
+"""The neighbour tables (net/core/neighbour.c with arp_tbl and nd_tbl): RTM_NEWNEIGH /
+RTM_DELNEIGH / RTM_GETNEIGH for IPv4 and IPv6 entries a program adds (``ip neigh add``),
+dumps in ``neigh_fill_info``'s form (an empty dump for a namespace without entries, as
+Linux gives one), the errors and extack of ``neigh_add`` / ``neigh_delete`` /
+``neigh_get``, RTNLGRP_NEIGH notifications, and the flush of a device's entries when it goes
+down or away (``neigh_ifdown``). Nothing resolves addresses: only entries that were added
+exist, in the state they were given."""
+from __future__ import annotations
+
+import errno as E
+import ipaddress
+import struct
+from dataclasses import dataclass
+
+from netlink_codec.netlink import (NETLINK_ROUTE, NLM_F_MULTI, encode_msg, kernel_attrs, nla,
+                                   nla_u32)
+
+from ..netlink.core import Reply
+from . import rtnl_handler
+
+RTM_NEWNEIGH, RTM_DELNEIGH, RTM_GETNEIGH = 28, 29, 30
+NDMSG = struct.Struct("=BxxxiHBB")          # family, ifindex, state, flags, type
+NDA_DST, NDA_LLADDR, NDA_CACHEINFO, NDA_PROBES, NDA_IFINDEX, NDA_MASTER = 1, 2, 3, 4, 8, 9
+NDA_PROTOCOL = 12
+NUD_INCOMPLETE, NUD_REACHABLE, NUD_STALE, NUD_DELAY, NUD_PROBE = 0x01, 0x02, 0x04, 0x08, 0x10
+NUD_FAILED, NUD_NOARP, NUD_PERMANENT = 0x20, 0x40, 0x80
+NUD_VALID = NUD_PERMANENT | NUD_NOARP | NUD_REACHABLE | NUD_PROBE | NUD_STALE | NUD_DELAY
+NTF_USE, NTF_PROXY, NTF_ROUTER = 0x01, 0x08, 0x80
+RTNLGRP_NEIGH = 3
+RTN_UNICAST = 1
+NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE = 0x100, 0x200, 0x400
+IFF_LOOPBACK, IFF_POINTOPOINT = 0x8, 0x10
+TABLES = (2, 10)                            # arp_tbl, nd_tbl: a dump's order
+
+
+@dataclass
+class Neighbour:
+    family: int
+    dst: bytes
+    dev: object
+    lladdr: bytes | None
+    state: int
+    flags: int = 0
+    protocol: int = 0
+    updated: float = 0.0
+    type: int = RTN_UNICAST
+
+
+RTN_LOCAL, RTN_BROADCAST, RTN_MULTICAST = 2, 3, 5
+
+
+def _addr_type(ns, dev, family: int, dst: bytes) -> int:
+    """``arp_constructor``'s ``inet_addr_type_dev_table`` (a broadcast answer while the
+    local table does not exist yet, then what the local table says for this device) /
+    ``ndisc_constructor`` (multicast or unicast)."""
+    addr = ipaddress.ip_address(dst)
+    if addr.is_multicast:
+        return RTN_MULTICAST
+    if family == 10:
+        return RTN_UNICAST
+    if int(addr) == 0 or int(addr) == 0xFFFFFFFF:
+        return RTN_BROADCAST
+    from .fib import RT_TABLE_LOCAL, _table_lookup, fib
+    if fib(ns).table(2, RT_TABLE_LOCAL) is None:
+        return RTN_BROADCAST
+    r = _table_lookup(ns, 2, RT_TABLE_LOCAL, addr, None)
+    return r.type if r is not None and r.dev is dev else RTN_UNICAST
+
+
+def _constructor_ha(dev, ntype: int, dst: bytes) -> bytes:
+    """The hardware address the constructor starts an entry with: the device's broadcast
+    address for a broadcast one, the multicast mapping for a group (arp_mc_map /
+    ndisc_mc_map), zeros otherwise."""
+    if ntype == RTN_BROADCAST:
+        return bytes(dev.broadcast)
+    if ntype == RTN_MULTICAST:
+        if len(dst) == 4:
+            return b"\x01\x00\x5e" + bytes([dst[1] & 0x7F]) + dst[2:4]
+        return b"\x33\x33" + dst[12:16]
+    return bytes(len(dev.address))
+
+
+def _table(ns, family: int) -> list[Neighbour]:
+    return ns.__dict__.setdefault("neigh_tables", {}).setdefault(family, [])
+
+
+def _now(ns) -> float:
+    return ns.kernel.clock.now()
+
+
+def neigh_fill_info(ns, n: Neighbour, msg_type: int, seq: int, portid: int, flags: int) -> bytes:
+    body = NDMSG.pack(n.family, n.dev.ifindex, n.state, n.flags, n.type)
+    body += nla(NDA_DST, n.dst)
+    if n.state & NUD_VALID and n.lladdr is not None:
+        body += nla(NDA_LLADDR, n.lladdr)
+    age = int((_now(ns) - n.updated) * 100)     # clock_t since confirmed / used / updated
+    body += nla_u32(NDA_PROBES, 0) + nla(NDA_CACHEINFO, struct.pack("=IIII", age, age, age, 0))
+    if n.protocol:
+        body += nla(NDA_PROTOCOL, bytes([n.protocol]))
+    return encode_msg(msg_type, flags, seq, portid, body)
+
+
+def _notify(ns, n: Neighbour, msg_type: int) -> None:
+    ns.kernel.multicast(ns, NETLINK_ROUTE, RTNLGRP_NEIGH, neigh_fill_info(ns, n, msg_type, 0, 0, 0))
+
+
+def _key(dev, family: int, dst: bytes) -> bytes:
+    """arp_hashfn / arp_key_eq: a loopback or point-to-point device has one IPv4 entry,
+    keyed 0.0.0.0."""
+    if family == 2 and dev.flags & (IFF_LOOPBACK | IFF_POINTOPOINT):
+        return bytes(4)
+    return dst
+
+
+def _find(ns, family: int, dst: bytes, dev) -> Neighbour | None:
+    key = _key(dev, family, dst)
+    return next((n for n in _table(ns, family) if n.dev is dev and n.dst == key), None)
+
+
+def _parse(req, need_dst: bool = True):
+    """(ndmsg fields, attrs by type) or a Reply."""
+    off = req.payload_offset
+    if req.end - off < NDMSG.size:
+        return Reply(-E.EINVAL, "Invalid header for neighbor message")
+    family, ifindex, state, flags, ntype = NDMSG.unpack_from(req.buf, off)
+    attrs = {ra.type: bytes(req.buf[ra.start:ra.end])
+             for ra in kernel_attrs(req.buf, off + NDMSG.size, req.end)[0]}
+    return (family, ifindex, state, flags, ntype), attrs
+
+
+def _dst(family: int, attrs: dict):
+    """The table and NDA_DST checked as neigh_add / neigh_delete check them."""
+    if NDA_DST not in attrs:
+        return Reply(-E.EINVAL, "Network address not specified")
+    if family not in TABLES:
+        return Reply(-E.EAFNOSUPPORT)
+    if len(attrs[NDA_DST]) < (4 if family == 2 else 16):
+        return Reply(-E.EINVAL, "Invalid network address")
+    return attrs[NDA_DST][:4 if family == 2 else 16]
+
+
+@rtnl_handler(RTM_NEWNEIGH)
+def neigh_add(req):
+    parsed = _parse(req)
+    if isinstance(parsed, Reply):
+        return parsed
+    (family, ifindex, state, nflags, _), attrs = parsed
+    ns = req.netns
+    dev = None
+    if ifindex:
+        dev = ns.links.by_index(ifindex)
+        if dev is None:
+            return Reply(-E.ENODEV)
+    if family == 7:
+        return Reply(-E.EOPNOTSUPP, "xfrmd: bridge FDB entries are not modelled")
+    dst = _dst(family, attrs)
+    if isinstance(dst, Reply):
+        return dst
+    if nflags & NTF_PROXY:
+        return Reply(-E.EOPNOTSUPP, "xfrmd: proxy neighbour entries are not modelled")
+    if dev is None:
+        return Reply(-E.EINVAL, "Device not specified")     # pneigh only without a device
+    lladdr = attrs.get(NDA_LLADDR)
+    if lladdr is not None and len(lladdr) < len(dev.address):
+        return Reply(-E.EINVAL, "Invalid link address")
+    if lladdr is not None:
+        lladdr = lladdr[:len(dev.address)]
+    n = _find(ns, family, dst, dev)
+    flags = req.hdr.flags
+    if n is None:
+        if not flags & NLM_F_CREATE:
+            return Reply(-E.ENOENT)
+        key = _key(dev, family, dst)
+        ntype = _addr_type(ns, dev, family, key)
+        n = Neighbour(family, key, dev, lladdr or _constructor_ha(dev, ntype, key),
+                      state or NUD_PERMANENT, nflags & NTF_ROUTER,
+                      attrs.get(NDA_PROTOCOL, b"\0")[0], _now(ns), ntype)
+        _table(ns, family).append(n)
+        _notify(ns, n, RTM_NEWNEIGH)
+        return Reply()
+    if flags & NLM_F_EXCL:
+        return Reply(-E.EEXIST)
+    n.state = state or n.state
+    if lladdr is not None:
+        n.lladdr = lladdr
+    n.flags = (n.flags & ~NTF_ROUTER) | (nflags & NTF_ROUTER)
+    n.updated = _now(ns)
+    _notify(ns, n, RTM_NEWNEIGH)
+    return Reply()
+
+
+@rtnl_handler(RTM_DELNEIGH)
+def neigh_delete(req):
+    parsed = _parse(req)
+    if isinstance(parsed, Reply):
+        return parsed
+    (family, ifindex, _, nflags, _), attrs = parsed
+    ns = req.netns
+    dev = ns.links.by_index(ifindex) if ifindex else None
+    if ifindex and dev is None:
+        return Reply(-E.ENODEV)
+    dst = _dst(family, attrs)
+    if isinstance(dst, Reply):
+        return dst
+    n = _find(ns, family, dst, dev) if dev is not None else None
+    if n is None:
+        return Reply(-E.ENOENT)
+    _table(ns, family).remove(n)
+    n.state = 0                                   # neigh_update(NUD_FAILED) then the delete
+    _notify(ns, n, RTM_DELNEIGH)
+    return Reply()
+
+
+@rtnl_handler(RTM_GETNEIGH)
+def neigh_get(req):
+    parsed = _parse(req)
+    if isinstance(parsed, Reply):
+        return parsed
+    (family, ifindex, _, _, _), attrs = parsed
+    ns = req.netns
+    dev = ns.links.by_index(ifindex) if ifindex else None
+    if ifindex and dev is None:
+        return Reply(-E.ENODEV, "Unknown device ifindex")
+    dst = _dst(family, attrs)
+    if isinstance(dst, Reply):
+        return dst
+    n = _find(ns, family, dst, dev) if dev is not None else None
+    if n is None:
+        return Reply(-E.ENOENT, "Neighbour entry not found")
+    req.unicast(neigh_fill_info(ns, n, RTM_NEWNEIGH, req.hdr.seq, req.sock.portid, 0))
+    return Reply()
+
+
+@rtnl_handler(RTM_GETNEIGH, dump=True)
+def neigh_dump_info(req):
+    """Every table for AF_UNSPEC (arp, then nd), or one; NDA_IFINDEX / NDA_MASTER filter
+    (``neigh_dump_filter``)."""
+    off = req.payload_offset
+    family = req.buf[off] if req.end > off else 0
+    if family == 7:
+        return rtnl_fdb_dump(req)
+    ifindex = master = 0
+    if req.end - off >= NDMSG.size:
+        for ra in kernel_attrs(req.buf, off + NDMSG.size, req.end)[0]:
+            if ra.type in (NDA_IFINDEX, NDA_MASTER) and ra.end - ra.start >= 4:
+                v = struct.unpack_from("=i", req.buf, ra.start)[0]
+                if ra.type == NDA_IFINDEX:
+                    ifindex = v
+                else:
+                    master = v
+    ns = req.netns
+    flags = NLM_F_MULTI | (0x20 if ifindex or master else 0)     # NLM_F_DUMP_FILTERED
+    msgs = []
+    for fam in TABLES:
+        if family and family != fam:
+            continue
+        for n in _table(ns, fam):
+            if ifindex and n.dev.ifindex != ifindex:
+                continue
+            if master and (n.dev.master is None or n.dev.master.ifindex != master):
+                continue
+            msgs.append(neigh_fill_info(ns, n, RTM_NEWNEIGH, req.hdr.seq, req.sock.portid, flags))
+    return req.start_dump(msgs)
+
+
+# -- PF_BRIDGE: the forwarding database (rtnl_fdb_dump) --------------------------------------
+
+NTF_SELF, NTF_MASTER = 0x02, 0x04
+NDA_VLAN = 5
+ARPHRD_ETHER = 1
+
+
+def dev_mc_list(dev) -> list[bytes]:
+    """The device's multicast list in the order the stack joined: IPv6's all-nodes group
+    (ipv6_add_dev), IPv4's all-hosts once up (ip_mc_up), then the solicited-node group of
+    each IPv6 address while the device runs (addrconf_join_solict at DAD start)."""
+    if dev.type != ARPHRD_ETHER or dev.kind == "loopback":
+        return []
+    if not dev.up:
+        # ipv6_mc_down / ip_mc_down take the groups off a device that was up
+        return [] if getattr(dev, "ever_up", False) else [b"\x33\x33\x00\x00\x00\x01"]
+    out = [b"\x33\x33\x00\x00\x00\x01", b"\x01\x00\x5e\x00\x00\x01"]
+    live = {b"\x33\x33\xff" + a.packed[13:16] for a in dev.addresses if a.family == 10}
+    out += [m for m in dev.__dict__.get("mc_solicit", []) if m in live]
+    return out
+
+
+def addrconf_join_solict(dev, a) -> None:
+    """An IPv6 address of a running device starts DAD: its solicited-node group joins the
+    device's multicast list (in that order)."""
+    if a.family != 10 or not dev.up or not dev.carrier:
+        return
+    joined = dev.__dict__.setdefault("mc_solicit", [])
+    mac = b"\x33\x33\xff" + a.packed[13:16]
+    if mac not in joined:
+        joined.append(mac)
+
+
+def _fdb_msg(dev, lladdr: bytes, flags: int, seq: int, portid: int, master=None) -> bytes:
+    """``nlmsg_populate_fdb_fill`` (a device's own entry, NTF_SELF) / ``fdb_fill_info`` (a
+    bridge's entry for its port, NTF_MASTER with NDA_MASTER and the cache times)."""
+    body = NDMSG.pack(7, dev.ifindex, NUD_PERMANENT, 0 if master else NTF_SELF, 0)
+    if master is not None:
+        body += nla_u32(NDA_MASTER, master.ifindex)
+    body += nla(NDA_LLADDR, lladdr)
+    if master is not None:
+        body += nla(NDA_CACHEINFO, bytes(16))
+    return encode_msg(RTM_NEWNEIGH, flags, seq, portid, body)
+
+
+def rtnl_fdb_dump(req):
+    """Each device in index order: a bridge port's entry in its bridge's table (the local
+    entry of its own address, ``br_fdb_dump``), then the device's own unicast and multicast
+    addresses (``ndo_dflt_fdb_dump``); learnt entries do not exist here."""
+    seq, portid = req.hdr.seq, req.sock.portid
+    msgs = []
+    for dev in list(req.netns.links):
+        br = dev.master if dev.master is not None and dev.master.kind == "bridge" else None
+        if br is not None:
+            msgs.append(_fdb_msg(dev, bytes(dev.address), NLM_F_MULTI, seq, portid, master=br))
+        for mac in dev_mc_list(dev):
+            msgs.append(_fdb_msg(dev, mac, NLM_F_MULTI, seq, portid))
+    return req.start_dump(msgs)
+
+
+def neigh_ifdown(dev) -> None:
+    """NETDEV_DOWN / NETDEV_UNREGISTER: every entry of the device goes (neigh_flush_dev),
+    announced with RTM_DELNEIGH."""
+    ns = getattr(dev, "netns", None)
+    if ns is None:
+        return
+    for fam in TABLES:
+        tbl = _table(ns, fam)
+        for n in [n for n in tbl if n.dev is dev]:
+            tbl.remove(n)
+            n.state = 0
+            _notify(ns, n, RTM_DELNEIGH)
+
+
+def _netdev_event(event: str, dev, **info) -> None:
+    if event in ("NETDEV_DOWN", "NETDEV_UNREGISTER"):
+        neigh_ifdown(dev)
+        dev.__dict__.pop("mc_solicit", None)
+
+
+def _register() -> None:
+    from devices.netdev import register_netdevice_notifier
+    register_netdevice_notifier(_netdev_event)
+
+
+_register()
