@@ -207,7 +207,8 @@ def test_offloading_port_unplugged(tmp_path, daemon):
         res = p.kp.xmit("left", count=5, size=100)
         assert (res["sent"], res["batches"][0]["reason"]) == (0, "no route")
         if daemon == "charon6":
-            for line in ("interface veth-l deleted", "192.0.2.1 disappeared from veth-l",
+            for line in ("interface veth-l deactivated", "interface veth-l deleted",
+                         "192.0.2.1 disappeared from veth-l",
                          "creating roam job due to address/link change",
                          "no address found to reach 192.0.2.2/32"):
                 assert _wait(lambda: line in p.left.logtext(), timeout=5), line
