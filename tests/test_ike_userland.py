@@ -110,13 +110,17 @@ def _spis(sas):
 class Pair:
     """Two daemons (``make(kp, side)`` each) in a KernelPair; logs printed on failure."""
 
-    def __init__(self, tmp_path, left, right, **kp):
+    def __init__(self, tmp_path, left, right, setup=None, **kp):
+        """``setup(kp)`` runs once the emulated kernels exist, before the daemons start."""
         self.kp, self.tmp, self.make = KernelPair(**kp), str(tmp_path), (left, right)
+        self.setup = setup
         self.daemons = []
 
     def __enter__(self):
         self.kp.__enter__()
         try:
+            if self.setup is not None:
+                self.setup(self.kp)
             for side, make in zip(("left", "right"), self.make):
                 d = make(self.kp, side, self.tmp)
                 self.daemons.append(d)

@@ -1,0 +1,152 @@
+"""The daemons' open offload issues as scenarios (docs/ike.md, "The daemons' own offload
+bugs"): libreswan 1603 (nic-offload=packet with NAT-T), 1697 (offload on a kernel without
+XFRM_OFFLOAD), 1520 (no nic-offload=auto in 5.2: tests/test_ike_userland.py's `auto` rows),
+and charon 6's start-up probes (an XFRM interface, per-port packet-offload bypass
+policies). When a daemon fixes one, the same test shows the fix."""
+from __future__ import annotations
+
+import io
+import re
+import os
+import signal
+import subprocess
+
+import pytest
+
+from xfrmd.client import Service
+from xfrmd.ike.charon import Charon
+from xfrmd.ike.pair import KernelPair
+
+from .conftest import require_userland
+from .test_ike_userland import (GCM_CHARON, GCM_PLUTO, INBOUND, PACKET, Pair, _root, _wait,
+                                charon6, pluto5)
+
+pytestmark = pytest.mark.userland
+
+NATT = "\tencapsulation=yes\n"
+
+
+def test_pluto5_packet_offload_with_nat_t_is_refused_by_addconn(tmp_path):
+    """libreswan issue 1603: with NAT-T forced (encapsulation=yes), 5.2 refuses
+    nic-offload=packet when the connection is added — before any kernel request."""
+    _root()
+    require_userland("trixie-libreswan")
+    make = pluto5(nic_offload="packet", esp=GCM_PLUTO, conn_type="transport", extra=NATT)
+    with pytest.raises(RuntimeError, match='"peer": failed to add connection: '
+                                           'nic-offload=packet cannot specify '
+                                           'encapsulation=yes'):
+        with Pair(tmp_path, make, make, device_kind="mlx5"):
+            pass
+
+
+def test_pluto5_crypto_offload_with_nat_t_is_refused_by_the_nic(tmp_path):
+    """… and the crypto offload it still allows with NAT-T is what an mlx5 port refuses: the
+    responder's ESP-in-UDP SA gets EINVAL, extack "mlx5_core: Encapsulation is supported in
+    packet offload mode only" (mlx5e_xfrm_validate_state), so with NAT-T pluto 5.2 gets no
+    offload at all on such a port; the initiator is left stuck (see the "stuck" rows)."""
+    _root()
+    require_userland("trixie-libreswan")
+    make = pluto5(nic_offload="yes", esp=GCM_PLUTO, conn_type="transport", extra=NATT)
+    with Pair(tmp_path, make, make, device_kind="mlx5") as p:
+        left, right = p.daemons
+        whack = subprocess.Popen(left._wrap(f"{left.install.paths['whack']} --ctlsocket "
+                                            f"{left.ctl} --name peer --initiate"),
+                                 env=left._env, stdout=subprocess.PIPE, text=True,
+                                 start_new_session=True)
+        try:
+            assert _wait(lambda: "state transition function for ESTABLISHED_IKE_SA had "
+                                 "internal error" in left.logtext(), timeout=10)
+            log = right.logtext()
+            assert "adding xfrm-encap-tmpl when adding sa encap_type=2(espinudp) sport=4500 " \
+                   "dport=4500" in log
+            assert "Invalid argument (errno 22)" in log
+            assert ('"peer" #2: netlink ext_ack: mlx5_core: Encapsulation is supported in '
+                    'packet offload mode only') in log
+            assert "IKE_AUTH response missing v2SA, v2TSi or v2TSr" in left.logtext()
+        finally:
+            os.killpg(whack.pid, signal.SIGKILL)
+            whack.wait()
+
+
+def _no_xfrm_offload(kp) -> None:
+    with Service(path=kp.handle.path) as svc:
+        assert svc.query("kconfig", action="set", values={"XFRM_OFFLOAD": "n"})["errno"] == 0
+
+
+@pytest.mark.parametrize("daemon", ["charon6", "pluto5"])
+def test_offload_on_a_kernel_without_xfrm_offload(tmp_path, daemon):
+    """libreswan issue 1697, the kernel side: a kernel built without CONFIG_XFRM_OFFLOAD
+    (``xfrmd ctl kconfig set XFRM_OFFLOAD=n``) accepts XFRMA_OFFLOAD_DEV and ignores it (the
+    xfrm_dev_state_add / xfrm_dev_policy_add stubs return 0). Neither daemon can tell: their
+    start-up probes look at the port's esp-hw-offload feature (pluto:
+    kernel_ops_detect_nic_offload, "Kernel supports NIC esp-hw-offload") and at the kernel
+    version ("kernel >= 6.7 is GTG for h/w offload"), both answer yes, the Child SA comes up
+    "offloaded" in the daemon's words and in software in the kernel's."""
+    _root()
+    if daemon == "charon6":
+        require_userland("trixie-strongswan")
+        make = charon6(hw_offload="packet", esp_proposals=GCM_CHARON)
+    else:
+        require_userland("trixie-libreswan")
+        make = pluto5(nic_offload="packet", esp=GCM_PLUTO, conn_type="transport")
+    with Pair(tmp_path, make, make, setup=_no_xfrm_offload, device_kind="mlx5") as p:
+        r = p.left.initiate()
+        assert [sa["offload"] for sa in p.kp.sad("left")] == [None, None]
+        assert not any(sp["offload"] for sp in p.kp.spd("left"))
+        res = p.kp.xmit("left", count=2, size=100)
+        assert [s["path"] for s in res["batches"][0]["sas"]] == ["software"]
+        log = p.left.logtext()
+        if daemon == "charon6":
+            assert "initiate completed successfully" in r.stdout, r.stdout
+            assert log.count("HW offload: packet") == 2
+            assert "received netlink error" not in log.split("CHILD_SA ch{1} state change: "
+                                                           "CREATED => INSTALLING")[1]
+        else:
+            assert "nic-offload=packet" in r.stdout, r.stdout
+            assert "type=ESP(nic-offload=packet)" in p.left.status()
+            for line in ("Kernel supports NIC esp-hw-offload",
+                         "kernel_ops_detect_nic_offload() ... yes",
+                         "kernel >= 6.7 is GTG for h/w offload",
+                         "kernel: NIC esp-hw-offload packet offload for connection 'peer' "
+                         "enabled on interface veth-l"):
+                assert line in log, line
+
+
+@pytest.mark.parametrize("dev", ["mlx5", "netdevsim"])
+def test_charon6_startup_probes(tmp_path, dev):
+    """charon 6.0.1 at start: (1) it creates a probe XFRM interface (RTM_NEWLINK kind xfrm,
+    `xfrmi-test-N`), which xfrmd does not model: EOPNOTSUPP "Unknown device type", logged as
+    `received netlink error: Unknown device type (95)` and `failed to create XFRM interface`;
+    (2) it installs its IKE bypass policies once per port with packet offload: offloaded on
+    an mlx5-like port (in P+I, out P, IPv4 and IPv6), refused on netdevsim ("Policy offload
+    is not supported", EINVAL), where it keeps them in software."""
+    _root()
+    require_userland("trixie-strongswan")
+    with KernelPair(device_kind=dev) as kp:
+        c = Charon(kp.real, "left", str(tmp_path), kp.env("left"),
+                   userland="trixie-strongswan")
+        try:
+            c.start()
+            spd = kp.spd("left")
+        finally:
+            c.stop()
+        log = c.logtext()
+        buf = io.StringIO()
+        kp.dump_trace(buf)
+    trace = buf.getvalue()
+    assert re.search(r'left sock\d+ → RTM_NEWLINK flags=0x605 seq=(\d+) .*\[IFLA_IFNAME='
+                     r'"xfrmi-test-\d+", IFLA_LINKINFO\]', trace)
+    assert re.search(r'left sock\d+ ← NLMSG_ERROR error -ENOTSUP \(Operation not supported\) '
+                     r'for RTM_NEWLINK .*extack: "Unknown device type"', trace)
+    assert "received netlink error: Unknown device type (95)" in log
+    assert "failed to create XFRM interface 'xfrmi-test-" in log
+    offloaded = sorted((sp["src"], sp["dir"], sp["offload"]["flags"]) for sp in spd
+                       if sp["offload"])
+    if dev == "mlx5":
+        assert "Policy offload is not supported" not in log
+        assert sorted(set(offloaded)) == [("0.0.0.0/0", 0, PACKET | INBOUND),
+                                          ("0.0.0.0/0", 1, PACKET),
+                                          ("::/0", 0, PACKET | INBOUND), ("::/0", 1, PACKET)]
+    else:
+        assert "received netlink error: Policy offload is not supported (22)" in log
+        assert offloaded == []
