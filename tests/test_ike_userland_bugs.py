@@ -150,3 +150,23 @@ def test_charon6_startup_probes(tmp_path, dev):
     else:
         assert "received netlink error: Policy offload is not supported (22)" in log
         assert offloaded == []
+
+
+def test_pluto5_startup_probe_on_a_port_without_offload(tmp_path):
+    """libreswan issue 1697, the NIC side: on a veth (no esp-hw-offload) pluto 5.2's start-up
+    probe says no for the port, yet still logs that the kernel supports offload (the kernel
+    knows the feature's name); the connection is then refused (the veth rows)."""
+    _root()
+    require_userland("trixie-libreswan")
+    from xfrmd.ike.pluto import Pluto
+    with KernelPair(device_kind="veth") as kp:
+        d = Pluto(kp.real, "left", str(tmp_path), kp.env("left"), userland="trixie-libreswan",
+                  nic_offload="packet", esp=GCM_PLUTO, conn_type="transport")
+        try:
+            d.start()
+        finally:
+            d.stop()
+    log = d.logtext()
+    probe = log[log.index("kernel_ops_detect_nic_offload() veth-l ..."):]
+    assert re.search(r"kernel_ops_detect_nic_offload\(\) \.\.\. (yes|no)", probe)[1] == "no"
+    assert "Kernel supports NIC esp-hw-offload" in log
