@@ -1,0 +1,118 @@
+"""Traffic and lifetimes under packet offload (docs/ike.md, "Traffic and expiry under packet
+offload"): the hardware counts — what ``KernelPair.xmit`` sends through a packet-offloaded SA
+shows in `ipsec trafficstatus` (pluto 5.2) and `swanctl --list-sas` (charon 6.0.1, see
+test_charon6_rekeys_on_the_kernels_soft_byte_expire), and byte/packet lifetimes expire from
+the hardware counters: soft EXPIRE → the daemon rekeys, hard EXPIRE → the state is gone."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from xfrmd.client import Service
+
+from .conftest import require_userland
+from .test_ike_userland import (GCM_CHARON, GCM_PLUTO, PACKET, Pair, _root, _wait, charon6,
+                                pluto5)
+
+pytestmark = pytest.mark.userland
+
+
+def _out(kp) -> dict:
+    return [sa for sa in kp.sad("left") if sa["src"] == "192.0.2.1"][0]
+
+
+def test_pluto5_trafficstatus_counts_the_hardware(tmp_path):
+    """pluto 5.2, nic-offload=packet on mlx5-like ports: `ipsec trafficstatus` asks the
+    kernel (GETSA → the driver's update_stats) and shows what the port counted: 10 packets of
+    100 bytes, 108 bytes each as the transport-mode SA counts them."""
+    _root()
+    require_userland("trixie-libreswan")
+    make = pluto5(nic_offload="packet", esp=GCM_PLUTO, conn_type="transport")
+    with Pair(tmp_path, make, make, device_kind="mlx5") as p:
+        assert "initiator established Child SA" in p.left.initiate().stdout
+        assert "inBytes=0, outBytes=0," in p.left.status()
+        res = p.kp.xmit("left", count=10, size=100)
+        assert [s["path"] for s in res["batches"][0]["sas"]] == ["packet-offload"]
+        out = _out(p.kp)
+        with Service(netns="left", path=p.kp.handle.path) as svc:
+            hw = svc.query("show_offload", dev="veth-l")["devices"]["veth-l"]["sas"]
+        assert [s["packets"] for s in hw if s["spi"] == out["spi"]] == [10]
+        status = p.left.status()
+        assert "type=ESP(nic-offload=packet)" in status and "outBytes=1080," in status
+        assert p.kp.xmit("left", count=5, size=100)["sent"] == 5
+        assert "outBytes=1620," in p.left.status()
+
+
+# daemon, limit → the SA's limits, the daemon's lines (spi formatted in)
+HARD = {
+    ("charon6", "bytes"): ({"rekey_bytes": 3000, "life_bytes": 5000, "rand_bytes": 0},
+                           ["creating rekey job for CHILD_SA ESP/0x{spi:08x}/192.0.2.2",
+                            "creating delete job for CHILD_SA ESP/0x{spi:08x}/192.0.2.2"]),
+    ("charon6", "packets"): ({"rekey_packets": 3, "life_packets": 5, "rand_packets": 0},
+                             ["creating rekey job for CHILD_SA ESP/0x{spi:08x}/192.0.2.2",
+                              "creating delete job for CHILD_SA ESP/0x{spi:08x}/192.0.2.2"]),
+    ("pluto5", "bytes"): ("\tipsec-max-bytes=5000\n",
+                          ["received soft EXPIRE for outbound SPI {spi:x} bytes 2016 "
+                           "packets 2 rekey=yes; replacing",
+                           "received hard EXPIRE for outbound SPI {spi:x} bytes 5040 "
+                           "packets 5 rekey=yes; already soft expired"]),
+    ("pluto5", "packets"): ("\tipsec-max-packets=5\n",
+                            ["received soft EXPIRE for outbound SPI {spi:x} bytes 1008 "
+                             "packets 1 rekey=yes; replacing",
+                             "received hard EXPIRE for outbound SPI {spi:x} bytes 5040 "
+                             "packets 5 rekey=yes; already soft expired"]),
+}
+
+
+@pytest.mark.parametrize("daemon,limit", list(HARD), ids=[f"{d}-{l}" for d, l in HARD])
+def test_hard_expiry_under_packet_offload(tmp_path, daemon, limit):
+    """Eight packets of 1000 bytes through the packet-offloaded outbound SA (1008 bytes each
+    as the mlx5-like hardware counts them) with a hard limit of 5000 bytes or 5 packets: the
+    soft and then the hard EXPIRE come from the hardware counters, the fifth packet is the
+    last one sent and the state is deleted (the rest: XfrmOutNoStates). charon 6.0.1 makes a
+    rekey job for the soft one and a delete job for the hard one; pluto 5.2 replaces on the
+    soft one and notes the hard one as already soft-expired. Both end with a new,
+    packet-offloaded pair."""
+    _root()
+    conf, lines = HARD[(daemon, limit)]
+    if daemon == "charon6":
+        require_userland("trixie-strongswan")
+        make = charon6(hw_offload="packet", esp_proposals=GCM_CHARON, limits=conf)
+        up = "initiate completed successfully"
+    else:
+        require_userland("trixie-libreswan")
+        make = pluto5(nic_offload="packet", esp=GCM_PLUTO, conn_type="transport", extra=conf)
+        up = "initiator established Child SA"
+    with Pair(tmp_path, make, make, device_kind="mlx5") as p:
+        assert up in p.left.initiate().stdout
+        old = {sa["spi"] for sa in p.kp.sad("left")}
+        spi = _out(p.kp)["spi"]
+        res = p.kp.xmit("left", count=8, size=1000)
+        assert (res["sent"], res["dropped"]) == (5, 3)
+        assert [b.get("reason") for b in res["batches"][1:]] == ["XfrmOutNoStates"] * 2
+        assert [(e["spi"], e["hard"]) for e in p.kp.expires("left")] == [(spi, False),
+                                                                          (spi, True)]
+        for line in lines:
+            # pluto's SPI with or without leading zeros
+            texts = {line.format(spi=spi), line.replace("{spi:x}", "{spi:08x}").format(spi=spi)}
+            assert _wait(lambda: any(t in p.left.logtext() for t in texts), timeout=5), texts
+        assert _wait(lambda: len({sa["spi"] for sa in p.kp.sad("left")} - old) == 2)
+        assert all(sa["offload"]["flags"] & PACKET for sa in p.kp.sad("left")
+                   if sa["spi"] not in old)
+
+
+def test_charon6_life_bytes_without_rekey_bytes_is_refused_by_mlx5(tmp_path):
+    """charon 6.0.1 with a hard byte limit and no soft one (rekey_bytes = 0: soft infinite):
+    the mlx5-like port refuses the packet-offloaded SA ("mlx5_core: Hard byte limit must be
+    greater than soft one", EINVAL, mlx5e_xfrm_validate_state) and the CHILD_SA fails."""
+    _root()
+    require_userland("trixie-strongswan")
+    c = charon6(hw_offload="packet", esp_proposals=GCM_CHARON,
+                limits={"rekey_bytes": 0, "life_bytes": 5000, "rand_bytes": 0})
+    with Pair(tmp_path, c, c, device_kind="mlx5") as p:
+        assert "initiate completed successfully" not in p.left.initiate().stdout
+        log = p.daemons[1].logtext()
+        assert re.search(r"received netlink error: mlx5_core: Hard byte limit must be greater "
+                         r"than soft one \(22\)", log)
+        assert "unable to add SAD entry" in log
