@@ -19,6 +19,8 @@ from .test_ike_userland import GCM_CHARON, GCM_PLUTO, Pair, _root, _wait, charon
 pytestmark = pytest.mark.userland
 
 MLX5 = ["mlx5", "mlx5"]
+SOE2 = {side: [{"name": f"p{i}", "kind": "airoha-soe", "nic": f"{side}-engine{i}",
+                "master": "@"} for i in range(2)] for side in ("left", "right")}
 BONDS = {
     "ab-off": dict(bond_mode="active-backup", slaves=MLX5),
     "ab-replicated": dict(bond_mode="active-backup", slaves=MLX5, lag_model="replicated"),
@@ -28,11 +30,16 @@ BONDS = {
     "lacp-shared-mlx5": dict(slaves=MLX5, lag_model="shared", esp_hw_offload=True),
     "lacp-shared-soe": dict(slaves=["airoha-soe", "airoha-soe"], lag_model="shared",
                             esp_hw_offload=True),
+    # SOE ports of two engines (two NICs) per side
+    "lacp-shared-soe2": dict(lag_model="shared", esp_hw_offload=True, lower=SOE2),
+    "lacp-replicated-soe2-optin": dict(lag_model="replicated", esp_hw_offload=True,
+                                       lower=SOE2),
 }
 # "lacp": 802.3ad hashing layer3+4 (LAG-eligible); "optin": esp-hw-offload switched on
 # the bonds whose esp-hw-offload is on under a LAG model (shared over mlx5-like ports is not
 # eligible: no shared state)
-BYPASS_REFUSED = {"ab-replicated", "lacp-replicated-optin", "lacp-shared-soe"}
+BYPASS_REFUSED = {"ab-replicated", "lacp-replicated-optin", "lacp-shared-soe",
+                  "lacp-replicated-soe2-optin"}
 
 
 def _flag(o) -> str:
@@ -113,6 +120,19 @@ CHARON6_BONDS = [
     ("lacp-shared-soe", "auto", GCM_CHARON, True, ["-", "P"], PKT, {"p0": 1, "p1": 1},
      "packet-offload", "failed to install SA with packet HW offload, trying with crypto HW "
                        "offload"),
+    # two engines share no state: the shared model does not make the bond eligible
+    ("lacp-shared-soe2", "packet", GCM_CHARON, False, [], {}, {}, None, NOT_SUPPORTED_R),
+    ("lacp-shared-soe2", "auto", GCM_CHARON, True, ["-", "-"], SOFT, {}, "software",
+     "HW offload is not supported by device veth-l"),
+    # the RFC replicates onto each engine
+    ("lacp-replicated-soe2-optin", "packet", GCM_CHARON, False, [], {}, {}, None,
+     "received netlink error: airoha_eth: SOE supports replay windows of 64, 128, 192, or "
+     "256 packets only (slave p0) (95)"),
+    ("lacp-replicated-soe2-optin", "yes", GCM_CHARON, True, ["-", "-"], SOFT, {}, "software",
+     "received netlink warning: airoha_eth: SOE supports XFRM packet offload only (slave p0)"),
+    ("lacp-replicated-soe2-optin", "auto", GCM_CHARON, True, ["-", "P"], PKT,
+     {"p0": 1, "p1": 1}, "packet-offload", "failed to install SA with packet HW offload, "
+                                           "trying with crypto HW offload"),
 ]
 
 
