@@ -116,3 +116,70 @@ def test_charon6_life_bytes_without_rekey_bytes_is_refused_by_mlx5(tmp_path):
         assert re.search(r"received netlink error: mlx5_core: Hard byte limit must be greater "
                          r"than soft one \(22\)", log)
         assert "unable to add SAD entry" in log
+
+
+def _flag(o) -> str:
+    return "-" if o is None else {0: "0", 2: "I", 4: "P", 6: "P+I"}[o["flags"]]
+
+
+def _child_policies(kp) -> dict:
+    return {sp["dir"]: _flag(sp["offload"]) for sp in kp.spd("left")
+            if sp["src"].startswith("192.0.2.")}
+
+
+@pytest.mark.parametrize("daemon", ["charon6", "pluto5"])
+@pytest.mark.parametrize("dev", ["mlx5", "netdevsim"])
+def test_trap_policies_with_packet_offload(tmp_path, daemon, dev):
+    """Trap (on-demand) policies with packet offload: charon 6.0.1 `start_action = trap`,
+    pluto 5.2 `whack --route`. On mlx5-like ports the trap policies are packet-offloaded
+    (charon: in and out, pluto: out only); the first packet finds no state, the kernel sends
+    an ACQUIRE and drops it (xfrm_larval_drop), the daemon negotiates, and the next packet
+    leaves in packet offload. On netdevsim the packet-offloaded trap policy is refused
+    (EINVAL): charon logs `installing trap failed`, pluto `could not route` — and with no
+    policy at all, the flow's packets leave **in the clear**."""
+    _root()
+    if daemon == "charon6":
+        require_userland("trixie-strongswan")
+        make = charon6(esp_proposals=GCM_CHARON, children={
+            "ch": {"mode": "tunnel", "hw_offload": "packet", "start_action": "trap"}})
+    else:
+        require_userland("trixie-libreswan")
+        make = pluto5(nic_offload="packet", esp=GCM_PLUTO, conn_type="transport")
+    with Pair(tmp_path, make, make, device_kind=dev) as p:
+        routed = [d.whack("--name", "peer", "--route", check=False).stdout
+                  for d in p.daemons] if daemon == "pluto5" else []
+        if dev == "netdevsim":
+            if daemon == "charon6":
+                assert _wait(lambda: "installing trap failed" in p.left.logtext(), timeout=5)
+                assert "received netlink error: Policy offload is not supported (22)" in \
+                    p.left.logtext()
+            else:
+                assert ('ERROR: "peer": kernel: xfrm XFRM_MSG_UPDPOLICY %trap(allow) response '
+                        'for flow (out): Invalid argument (errno 22)') in routed[0]
+                assert '"peer": could not route' in routed[0]
+            assert _child_policies(p.kp) == {}
+            res = p.kp.xmit("left", count=1, size=100)
+            assert res["sent"] == 1 and res["batches"][0]["path"] == "clear"
+            return
+        trap = {0: "P+I", 1: "P", 2: "-"} if daemon == "charon6" else {1: "P"}
+        assert _wait(lambda: _child_policies(p.kp) == trap, timeout=5), _child_policies(p.kp)
+        assert p.kp.sad("left") == []
+        res = p.kp.xmit("left", count=1, size=100)
+        b = res["batches"][0]
+        assert (res["sent"], b["reason"], b["acquire"]) == (
+            0, "XfrmOutNoStates", [1 if daemon == "charon6" else 0])
+        assert _wait(lambda: len([sa for sa in p.kp.sad("left") if sa["algs"]]) == 2)
+        assert sorted(_flag(sa["offload"]) for sa in p.kp.sad("left") if sa["algs"]) == [
+            "P", "P+I"]
+        assert [s["path"] for s in p.kp.xmit("left", count=1, size=100)["batches"][0]["sas"]] \
+            == ["packet-offload"]
+        # the larval state of the ACQUIRE (no algorithms, offload flagged for the device):
+        # gone once charon's SAs are in; pluto's leave it in the SAD (until it expires)
+        larval = [_flag(sa["offload"]) for sa in p.kp.sad("left") if not sa["algs"]]
+        assert larval == ([] if daemon == "charon6" else ["P"])
+        if daemon == "charon6":
+            assert "creating acquire job for policy 192.0.2.1/32[17] === 192.0.2.2/32[17] " \
+                   "with reqid {1}" in p.left.logtext()
+        else:
+            assert '"peer": initiate on-demand for packet 192.0.2.1-UDP->192.0.2.2:0' in \
+                p.left.logtext()
