@@ -596,3 +596,70 @@ def test_charon6_refused_offload_fails_the_child_sa(tmp_path, dev, hw, esp, line
         assert "failed to establish CHILD_SA, keeping IKE_SA" in log
         assert "trying without" not in log
         assert [sa for sa in p.kp.sad("right") if sa["algs"]] == []
+
+
+# ---- charon 6.0.1: the ESP proposal axis (CBC + HMAC, GCM with ESN) on each device ----
+
+CBC, ESN = "aes128-sha256", "aes128gcm16-esn"
+MLX5_AUTH = "received netlink error: mlx5_core: Cannot offload authenticated xfrm states (22)"
+NSIM_TYPE = "received netlink error: netdevsim: Unsupported ipsec offload type (22)"
+NO_ESN = "received netlink error: Device doesn't support offload with ESN (22)"
+RETRY = "failed to install SA with packet HW offload, trying with crypto HW offload"
+SOE_WINDOW = ("received netlink error: airoha_eth: SOE supports replay windows of 64, 128, 192, "
+              "or 256 packets only (95)")
+# device, ESP, hw_offload → CHILD_SA up, SAs' flags, child policies' flags, charon's lines
+CHARON6_ESP = [
+    ("mlx5", CBC, "packet", False, [], {}, [MLX5_AUTH]),
+    ("mlx5", CBC, "yes", False, [], {}, [MLX5_AUTH]),
+    ("mlx5", CBC, "auto", False, [], {}, [MLX5_AUTH, RETRY]),
+    ("mlx5", ESN, "packet", True, [PACKET, PACKET | INBOUND],
+     {0: PACKET | INBOUND, 1: PACKET, 2: NONE}, ["HW offload: packet"]),
+    ("mlx5", ESN, "yes", True, [0, INBOUND], {0: NONE, 1: NONE, 2: NONE},
+     ["HW offload: crypto"]),
+    ("mlx5", ESN, "auto", True, [PACKET, PACKET | INBOUND],
+     {0: PACKET | INBOUND, 1: PACKET, 2: NONE}, ["HW offload: auto"]),
+    ("netdevsim", CBC, "packet", False, [], {}, [NSIM_TYPE]),
+    ("netdevsim", CBC, "yes", False, [], {},
+     ["received netlink error: netdevsim: Failed to get key data for SA table (22)"]),
+    ("netdevsim", CBC, "auto", False, [], {},
+     [NSIM_TYPE, RETRY,
+      "received netlink error: netdevsim: Failed to get key data for SA table (22)"]),
+    ("netdevsim", ESN, "packet", False, [], {}, [NSIM_TYPE]),
+    ("netdevsim", ESN, "yes", False, [], {}, [NO_ESN]),
+    ("netdevsim", ESN, "auto", False, [], {}, [NSIM_TYPE, RETRY, NO_ESN]),
+    ("airoha-soe", CBC, "packet", False, [], {}, [SOE_WINDOW]),
+    ("airoha-soe", CBC, "yes", True, [NONE, NONE], {0: NONE, 1: NONE, 2: NONE},
+     ["received netlink warning: airoha_eth: SOE supports XFRM packet offload only"]),
+    ("airoha-soe", CBC, "auto", True, [NONE, PACKET], {0: NONE, 1: PACKET, 2: NONE},
+     ["received netlink error: airoha_eth: SOE requires delete-and-add for SA updates (95)",
+      RETRY]),
+    ("airoha-soe", ESN, "packet", False, [], {},
+     ["received netlink error: airoha_eth: SOE does not support ESN (95)"]),
+    ("airoha-soe", ESN, "yes", False, [], {}, [NO_ESN]),
+    ("airoha-soe", ESN, "auto", False, [], {},
+     ["received netlink error: airoha_eth: SOE does not support ESN (95)", RETRY, NO_ESN]),
+]
+
+
+@pytest.mark.userland
+@pytest.mark.parametrize("dev,esp,hw,up,sa_flags,sp_flags,lines", CHARON6_ESP,
+                         ids=[f"{c[0]}-{c[1]}-{c[2]}" for c in CHARON6_ESP])
+def test_charon6_esp_proposals_on_each_device(tmp_path, dev, esp, hw, up, sa_flags, sp_flags,
+                                              lines):
+    """Tunnel mode; a failed CHILD_SA is always `unable to add SAD entry`: no software
+    fallback for a refused crypto offload (EINVAL), only the kernel's own for EOPNOTSUPP."""
+    _root()
+    require_userland("trixie-strongswan")
+    c = charon6(hw_offload=hw, esp_proposals=esp)
+    with Pair(tmp_path, c, c, device_kind=dev) as p:
+        r = p.left.initiate()
+        assert ("initiate completed successfully" in r.stdout) == up, r.stdout
+        flags = lambda o: NONE if o is None else o["flags"]
+        assert sorted(flags(sa["offload"]) for sa in p.kp.sad("left") if sa["algs"]) == \
+            sorted(sa_flags)
+        assert {sp["dir"]: flags(sp["offload"]) for sp in p.kp.spd("left")
+                if sp["src"].startswith("192.0.2.")} == sp_flags
+        log = p.left.logtext() + p.daemons[1].logtext()
+        for line in lines:
+            assert line in log, line
+        assert ("unable to add SAD entry" in log) == (not up)
