@@ -663,3 +663,67 @@ def test_charon6_esp_proposals_on_each_device(tmp_path, dev, esp, hw, up, sa_fla
         for line in lines:
             assert line in log, line
         assert ("unable to add SAD entry" in log) == (not up)
+
+
+# ---- pluto 5.2: the ESP proposal axis (CBC + HMAC, GCM without ESN) ----
+
+PLUTO_CBC, NO_ESN_CONF = "aes128-sha2_256", "\tesn=no\n"
+# device, esp, extra, nic-offload → outcome, SAs, policies in/out, the text that shows it
+# (whack when up, the responder's log when stuck)
+PLUTO5_ESP = [
+    ("mlx5", PLUTO_CBC, "", "yes", "stuck", None, None,
+     '"peer" #2: netlink ext_ack: mlx5_core: Cannot offload authenticated xfrm states'),
+    ("mlx5", PLUTO_CBC, "", "packet", "stuck", None, None,
+     '"peer" #2: netlink ext_ack: mlx5_core: Cannot offload authenticated xfrm states'),
+    ("mlx5", GCM_PLUTO, NO_ESN_CONF, "yes", "up", [0, INBOUND], {0: NONE, 1: NONE},
+     "{ESP=>"),
+    ("mlx5", GCM_PLUTO, NO_ESN_CONF, "packet", "up", [PACKET, PACKET | INBOUND],
+     {0: PACKET | INBOUND, 1: PACKET}, "nic-offload=packet"),
+    # pluto proposes ESN with CBC too: the core's ESN check comes first
+    ("netdevsim", PLUTO_CBC, "", "yes", "stuck", None, None,
+     '"peer" #2: netlink ext_ack: Device doesn\'t support offload with ESN'),
+    ("netdevsim", PLUTO_CBC, "", "packet", "stuck", None, None,
+     '"peer" #2: netlink ext_ack: netdevsim: Unsupported ipsec offload type'),
+    ("netdevsim", GCM_PLUTO, NO_ESN_CONF, "yes", "up", [0, INBOUND], {0: NONE, 1: NONE},
+     "nic-offload=crypto"),
+    ("netdevsim", GCM_PLUTO, NO_ESN_CONF, "packet", "stuck", None, None,
+     '"peer" #2: netlink ext_ack: netdevsim: Unsupported ipsec offload type'),
+]
+
+
+@pytest.mark.userland
+@pytest.mark.parametrize("dev,esp,extra,off,outcome,sa_flags,sp_flags,shown", PLUTO5_ESP,
+                         ids=[f"{c[0]}-{c[1]}{'-esn-no' if c[2] else ''}-{c[3]}"
+                              for c in PLUTO5_ESP])
+def test_pluto5_esp_proposals_on_each_device(tmp_path, dev, esp, extra, off, outcome,
+                                             sa_flags, sp_flags, shown):
+    """Transport mode. Without ESN (`esn=no`) netdevsim takes pluto's crypto offload, which
+    it refuses with ESN (the `yes` row above); CBC + HMAC is refused by both NICs and, as
+    every refused Child SA on the responder, leaves the initiator stuck."""
+    import signal
+    import subprocess
+    _root()
+    require_userland("trixie-libreswan")
+    make = pluto5(nic_offload=off, esp=esp, conn_type="transport", extra=extra)
+    with Pair(tmp_path, make, make, device_kind=dev) as p:
+        left, right = p.daemons
+        if outcome == "stuck":
+            whack = subprocess.Popen(left._wrap(f"{left.install.paths['whack']} --ctlsocket "
+                                                f"{left.ctl} --name peer --initiate"),
+                                     env=left._env, stdout=subprocess.PIPE, text=True,
+                                     start_new_session=True)
+            try:
+                assert _wait(lambda: "state transition function for ESTABLISHED_IKE_SA had "
+                                     "internal error" in left.logtext(), timeout=10)
+                assert shown in right.logtext()
+                assert "Invalid argument (errno 22)" in right.logtext()
+            finally:
+                os.killpg(whack.pid, signal.SIGKILL)
+                whack.wait()
+            return
+        r = left.initiate()
+        assert "initiator established Child SA" in r.stdout and shown in r.stdout, r.stdout
+        flags = lambda o: NONE if o is None else o["flags"]
+        assert sorted(flags(sa["offload"]) for sa in p.kp.sad("left")) == sorted(sa_flags)
+        assert {sp["dir"]: flags(sp["offload"]) for sp in p.kp.spd("left")
+                if sp["src"].startswith("192.0.2.")} == sp_flags
