@@ -227,9 +227,11 @@ def bond_set_features(dev, features: int) -> int:
     if on == bool(dev.features.active_mask & HW_ESP):
         return 0
     if not on:
+        # bond_ipsec_lag_begin_flush + xfrm_dev_state_flush(bond) + end_flush: the bond's
+        # states only; policies offloaded to the bond stay (lag-offload.md A.7)
         try:
-            from xfrmd.xfrm.offload import xfrm_dev_flush
-            xfrm_dev_flush(dev)
+            from bonding.offload import bond_ipsec_lag_flush
+            bond_ipsec_lag_flush(bond)
         except ImportError:
             pass
     _BUSY.add(dev)          # bond->notifier_ctx: the slaves' FEAT_CHANGE must not recurse

@@ -296,6 +296,21 @@ def test_replicated_hash_policy_change_leaving_lag_flushes(k, nl):
     assert sad(nl) == [] and hw(k, "m0", "m1") == 0
 
 
+def test_esp_off_on_a_lag_bond_flushes_states_and_keeps_policies(k, nl):
+    """bond_set_features turning HW_ESP off: bond_ipsec_lag_begin_flush +
+    xfrm_dev_state_flush(bond) (lag-offload.md A.7) — the bond's states go, the policies
+    offloaded to it stay (only NETDEV_DOWN / UNREGISTER's xfrm_dev_down flushes those)."""
+    from .test_offload import policy
+    model(k, "bondm", "replicated")
+    esp(k, "bondm")
+    assert nl.errno_of(sa(k, "bondm")) == (0, None)
+    assert nl.errno_of(policy(k, "bondm", 1)) == (0, None)
+    esp(k, "bondm", False)
+    assert sad(nl) == [] and hw(k, "m0", "m1") == 0
+    spd = k.netns("default").xfrm.spd
+    assert [p.xdo.dev.name for p in spd.all.values() if p.xdo is not None] == ["bondm"]
+
+
 def test_replicated_active_backup_keeps_upstream_behaviour(k, nl):
     model(k, "bonda", "replicated")
     assert esp_on(k, "bonda")

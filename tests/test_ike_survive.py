@@ -279,9 +279,11 @@ def test_driver_sa_table_full(tmp_path, daemon):
 def test_bond_leaves_lag_eligibility(tmp_path, daemon):
     """The RFC's replicated model on an 802.3ad bond hashing layer3+4, opted in: both SAs
     packet-offloaded on both ports. `ip link set BOND type bond xmit_hash_policy layer2`
-    makes the bond LAG-ineligible: the RFC flushes the bond's states (and xfrmd's
-    bond_set_features the packet-offloaded policies with them, see docs/ike.md) without a
-    word to the daemon; both keep their Child SA and only fail to read it back."""
+    makes the bond LAG-ineligible: the RFC flushes the bond's states without a word to the
+    daemon, and the bond's esp-hw-offload goes off (bond_set_features flushes states only).
+    The packet-offloaded policies stay, so every packet is dropped: no state, and the bond
+    refuses the larval one (XfrmOutPolError, EOPNOTSUPP), so not even an ACQUIRE. Both
+    daemons keep their Child SA and only fail to read it back."""
     _root()
     if daemon == "charon6":
         make = _daemon(daemon, hw_offload="packet")
@@ -301,8 +303,12 @@ def test_bond_leaves_lag_eligibility(tmp_path, daemon):
         assert bond["esp_ineligible"] == ("bond mode 802.3ad with xmit_hash_policy layer2 "
                                           "cannot use IPsec offload")
         assert p.kp.sad("left") == [] and _hw(p.kp) == {"p0": [], "p1": [], "veth-l": []}
+        assert {sp["dir"]: sp["offload"]["flags"] for sp in p.kp.spd("left")
+                if sp["src"].startswith("192.0.2.") and sp["offload"]} == {
+            0: PACKET | INBOUND, 1: PACKET}
         res = p.kp.xmit("left", count=1, size=100)
-        assert _paths(res) == [("sent", [], None)] and res["batches"][0]["path"] == "clear"
+        assert _paths(res) == [("dropped", [], "XfrmOutPolError")]
+        assert res["batches"][0]["errno"] == "ENOTSUP" and "acquire" not in res["batches"][0]
         status = _traffic(p)
         if daemon == "charon6":
             assert "INSTALLED" in status
