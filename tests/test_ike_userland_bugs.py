@@ -69,8 +69,10 @@ def test_pluto5_crypto_offload_with_nat_t_is_refused_by_the_nic(tmp_path):
 
 
 def _no_xfrm_offload(kp) -> None:
-    with Service(path=kp.handle.path) as svc:
-        assert svc.query("kconfig", action="set", values={"XFRM_OFFLOAD": "n"})["errno"] == 0
+    """The build profile is the kernel's, asked through either side's namespace."""
+    with Service(netns="left", path=kp.handle.path) as svc:
+        res = svc.query("kconfig", action="set", values={"XFRM_OFFLOAD": "n"})
+        assert res["errno"] == 0, res
 
 
 @pytest.mark.parametrize("daemon", ["charon6", "pluto5"])
