@@ -47,7 +47,7 @@ def _daemon(name: str, **kw):
         return charon6(esp_proposals=GCM_CHARON, **kw)
     require_userland("trixie-libreswan")
     kw.setdefault("nic_offload", "packet")
-    return pluto5(esp=GCM_PLUTO, conn_type="transport", **kw)
+    return pluto5(esp=GCM_PLUTO, type="transport", **kw)
 
 
 def _up(p) -> None:

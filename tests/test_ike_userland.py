@@ -704,7 +704,7 @@ def test_pluto5_esp_proposals_on_each_device(tmp_path, dev, esp, extra, off, out
     import subprocess
     _root()
     require_userland("trixie-libreswan")
-    make = pluto5(nic_offload=off, esp=esp, conn_type="transport", extra=extra)
+    make = pluto5(nic_offload=off, esp=esp, type="transport", extra=extra)
     with Pair(tmp_path, make, make, device_kind=dev) as p:
         left, right = p.daemons
         if outcome == "stuck":

@@ -194,7 +194,7 @@ def test_pluto5_on_bonds(tmp_path, bond, off, extra, outcome, sas, sps, ports, p
     """Transport mode, AES-GCM-128 (ESN proposed and chosen unless ``esn=no``)."""
     _root()
     require_userland("trixie-libreswan")
-    make = pluto5(nic_offload=off, esp=GCM_PLUTO, conn_type="transport", extra=extra)
+    make = pluto5(nic_offload=off, esp=GCM_PLUTO, type="transport", extra=extra)
     with Pair(tmp_path, make, make, device_kind="bond", **BONDS[bond]) as p:
         left, right = p.daemons
         if outcome == "stuck":

@@ -31,7 +31,7 @@ def test_pluto5_packet_offload_with_nat_t_is_refused_by_addconn(tmp_path):
     nic-offload=packet when the connection is added — before any kernel request."""
     _root()
     require_userland("trixie-libreswan")
-    make = pluto5(nic_offload="packet", esp=GCM_PLUTO, conn_type="transport", extra=NATT)
+    make = pluto5(nic_offload="packet", esp=GCM_PLUTO, type="transport", extra=NATT)
     with pytest.raises(RuntimeError, match='"peer": failed to add connection: '
                                            'nic-offload=packet cannot specify '
                                            'encapsulation=yes'):
@@ -46,7 +46,7 @@ def test_pluto5_crypto_offload_with_nat_t_is_refused_by_the_nic(tmp_path):
     offload at all on such a port; the initiator is left stuck (see the "stuck" rows)."""
     _root()
     require_userland("trixie-libreswan")
-    make = pluto5(nic_offload="yes", esp=GCM_PLUTO, conn_type="transport", extra=NATT)
+    make = pluto5(nic_offload="yes", esp=GCM_PLUTO, type="transport", extra=NATT)
     with Pair(tmp_path, make, make, device_kind="mlx5") as p:
         left, right = p.daemons
         whack = subprocess.Popen(left._wrap(f"{left.install.paths['whack']} --ctlsocket "
@@ -90,7 +90,7 @@ def test_offload_on_a_kernel_without_xfrm_offload(tmp_path, daemon):
         make = charon6(hw_offload="packet", esp_proposals=GCM_CHARON)
     else:
         require_userland("trixie-libreswan")
-        make = pluto5(nic_offload="packet", esp=GCM_PLUTO, conn_type="transport")
+        make = pluto5(nic_offload="packet", esp=GCM_PLUTO, type="transport")
     with Pair(tmp_path, make, make, setup=_no_xfrm_offload, device_kind="mlx5") as p:
         r = p.left.initiate()
         assert [sa["offload"] for sa in p.kp.sad("left")] == [None, None]
@@ -163,7 +163,7 @@ def test_pluto5_startup_probe_on_a_port_without_offload(tmp_path):
     from xfrmd.ike.pluto import Pluto
     with KernelPair(device_kind="veth") as kp:
         d = Pluto(kp.real, "left", str(tmp_path), kp.env("left"), userland="trixie-libreswan",
-                  nic_offload="packet", esp=GCM_PLUTO, conn_type="transport")
+                  nic_offload="packet", esp=GCM_PLUTO, type="transport")
         try:
             d.start()
         finally:

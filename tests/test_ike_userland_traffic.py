@@ -28,7 +28,7 @@ def test_pluto5_trafficstatus_counts_the_hardware(tmp_path):
     100 bytes, 108 bytes each as the transport-mode SA counts them."""
     _root()
     require_userland("trixie-libreswan")
-    make = pluto5(nic_offload="packet", esp=GCM_PLUTO, conn_type="transport")
+    make = pluto5(nic_offload="packet", esp=GCM_PLUTO, type="transport")
     with Pair(tmp_path, make, make, device_kind="mlx5") as p:
         assert "initiator established Child SA" in p.left.initiate().stdout
         assert "inBytes=0, outBytes=0," in p.left.status()
@@ -82,7 +82,7 @@ def test_hard_expiry_under_packet_offload(tmp_path, daemon, limit):
         up = "initiate completed successfully"
     else:
         require_userland("trixie-libreswan")
-        make = pluto5(nic_offload="packet", esp=GCM_PLUTO, conn_type="transport", extra=conf)
+        make = pluto5(nic_offload="packet", esp=GCM_PLUTO, type="transport", extra=conf)
         up = "initiator established Child SA"
     with Pair(tmp_path, make, make, device_kind="mlx5") as p:
         assert up in p.left.initiate().stdout
@@ -145,7 +145,7 @@ def test_trap_policies_with_packet_offload(tmp_path, daemon, dev):
             "ch": {"mode": "tunnel", "hw_offload": "packet", "start_action": "trap"}})
     else:
         require_userland("trixie-libreswan")
-        make = pluto5(nic_offload="packet", esp=GCM_PLUTO, conn_type="transport")
+        make = pluto5(nic_offload="packet", esp=GCM_PLUTO, type="transport")
     with Pair(tmp_path, make, make, device_kind=dev) as p:
         routed = [d.whack("--name", "peer", "--route", check=False).stdout
                   for d in p.daemons] if daemon == "pluto5" else []
