@@ -228,7 +228,7 @@ def bond_set_features(dev, features: int) -> int:
         return 0
     if not on:
         # bond_ipsec_lag_begin_flush + xfrm_dev_state_flush(bond) + end_flush: the bond's
-        # states only; policies offloaded to the bond stay (lag-offload.md A.7)
+        # states only; policies offloaded to the bond stay (the newest series' bond_set_features)
         try:
             from bonding.offload import bond_ipsec_lag_flush
             bond_ipsec_lag_flush(bond)
