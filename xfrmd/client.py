@@ -114,6 +114,21 @@ class _Base:
         self.portid = portid
         self.groups = groups
 
+    nread = 0          # datagrams read; told to the server ahead of the next request
+    nread_told = 0
+
+    def _records_for(self, datagram: bytes) -> list[bytes]:
+        """What sending the datagram takes: it goes behind a READ report if this socket has
+        read since the last one, so the server admits the request's answers against what is
+        really unread (docs/protocol.md, "Flow control")."""
+        if self.nread == self.nread_told:
+            return [datagram]
+        self.nread_told = self.nread
+        report = T.read_report(self.nread)
+        if len(datagram) > T.MAX_RECORD - 64:     # no room for a BATCH: the report first
+            return [report, datagram]
+        return [T.batch([report, datagram])]
+
     def _next_seq(self) -> int:
         self.seq = (self.seq + 1) & 0xFFFFFFFF
         return self.seq
@@ -203,7 +218,8 @@ class NetlinkSocket(_Base):
         not sent: on SEQPACKET an empty record would read as the end of the connection."""
         if len(datagram) < 16 or datagram[:4] == b"\0\0\0\0":
             return
-        self.sock.send(datagram)
+        for rec in self._records_for(datagram):
+            self.sock.send(rec)
 
     def recv(self, size: int | None = None) -> bytes:
         """One datagram, like recvmsg; a SOCK_ERROR frame raises that errno (e.g. ENOBUFS)."""
@@ -218,6 +234,7 @@ class NetlinkSocket(_Base):
                     (err,) = struct.unpack_from("=i", payload)
                     raise OSError(-err, os.strerror(-err))
                 continue
+            self.nread += 1
             if self._is_dump_part(rec):
                 self.sock.send(T.recvd(size))
             return rec
@@ -300,7 +317,8 @@ class TrioNetlinkSocket(_Base):
     async def send(self, datagram: bytes) -> None:
         if len(datagram) < 16 or datagram[:4] == b"\0\0\0\0":
             return                      # ignored by the kernel; see NetlinkSocket.send
-        await self.sock.send(datagram)
+        for rec in self._records_for(datagram):
+            await self.sock.send(rec)
 
     async def recv(self, size: int | None = None) -> bytes:
         size = size or self.recv_size
@@ -314,6 +332,7 @@ class TrioNetlinkSocket(_Base):
                     (err,) = struct.unpack_from("=i", payload)
                     raise OSError(-err, os.strerror(-err))
                 continue
+            self.nread += 1
             if self._is_dump_part(rec):
                 await self.sock.send(T.recvd(size))
             return rec

@@ -43,6 +43,7 @@ SPIN_SECONDS = (float(os.environ.get("XFRMD_SPIN_US", "150")) / 1e6
                 if len(os.sched_getaffinity(0)) > 1 else 0.0)
 NETLINK, SERVICE, FILE_WRITE = "netlink", "service", "file"
 SIOCOUTQ = 0x5411          # TIOCOUTQ: what the peer has not read yet (unix_outq_len)
+SENT_TRACK_MAX = 8192       # unreported datagrams after which a peer counts as not reporting
 HELLO_TIMEOUT = 5.0        # seconds a connection may stay without its first HELLO
 ACCEPT_BACKOFF = 1.0       # seconds the listener rests after accept() ran out of fds
 FD_RESERVE = 64            # fds kept for the server's own files (trace, pcap, pipes, epoll)
@@ -144,7 +145,7 @@ class Connection:
     """One accepted unix connection; its kind is known once its HELLO arrived."""
     __slots__ = ("s", "fd", "pid", "uid", "kind", "netns", "sock", "open_error", "pending",
                  "pending_ts", "pending_frames", "out", "path", "chunks", "greeted", "born",
-                 "cred")
+                 "cred", "sent_ts", "sent_unread", "read_n")
 
     def __init__(self, s: pysocket.socket, pid: int, uid: int):
         self.s = s
@@ -164,6 +165,42 @@ class Connection:
         self.path = ""              # FILE_WRITE: the virtual file
         self.chunks = []            # FILE_WRITE: what was written
         self.cred = None            # capability.Credentials, read at accept
+        # what each charged datagram sent since the last READ report is charged (None: the
+        # peer does not report its reads); see _unread
+        self.sent_ts = collections.deque()
+        self.sent_unread = 0        # their sum
+        self.read_n = 0             # datagrams the peer said it has read (READ)
+
+    def reads_reset(self) -> None:
+        """A new emulated socket on this connection: the shim counts its reads from 0."""
+        self.sent_ts = collections.deque()
+        self.sent_unread = 0
+        self.read_n = 0
+
+    def sent(self, ts: int) -> None:
+        """A charged datagram went out; until a READ report covers it, it may be unread. A
+        peer that never reports (a Python client) stops being tracked once the count is
+        past anything a receive buffer could hold unread."""
+        q = self.sent_ts
+        if q is None:
+            return
+        q.append(ts)
+        self.sent_unread += ts
+        if len(q) > SENT_TRACK_MAX:
+            self.sent_ts = None
+
+    def read(self, n: int) -> None:
+        """READ: the program has taken ``n`` datagrams (mod 2**32) off the connection."""
+        q = self.sent_ts
+        if q is None:
+            return
+        k = (n - self.read_n) & 0xFFFFFFFF
+        self.read_n = n
+        if k > len(q):               # not counts this connection's datagrams can explain
+            self.sent_ts = None
+            return
+        for _ in range(k):
+            self.sent_unread -= q.popleft()
 
 
 class Server:
@@ -587,6 +624,7 @@ class Server:
                          "(create it with `xfrmd ctl netns add`)", conn.pid, conn.netns)
             return True
         conn.sock.client_ino = T.hello_ino(payload)
+        conn.reads_reset()
         conn.sock.outq_probe = lambda: self._unread(conn)
         self.conns[conn.sock] = conn
         return True
@@ -667,13 +705,20 @@ class Server:
 
     def _unread(self, conn: Connection) -> int:
         """What the emulated socket's reader has not read (docs/protocol.md, "Flow
-        control"): the records in the client's receive queue, as the host kernel charges
-        them to our end (SIOCOUTQ), and those still waiting here."""
+        control"): the records in the client's receive queue, and those still waiting here.
+        The first part is the smaller of two upper bounds: the host kernel's count of what
+        our end sent and the peer has not freed (SIOCOUTQ), and what was sent since the
+        shim's last READ report. SIOCOUTQ alone lags: skbs the peer has already read are
+        still counted for milliseconds (on 6.18 up to 31 of them were seen), so a program
+        that read everything and then asks got its answer dropped as if it had not."""
         try:
             buf = fcntl.ioctl(conn.fd, SIOCOUTQ, b"\0\0\0\0")
         except OSError:
             return conn.pending_ts
-        return struct.unpack("=i", buf)[0] + conn.pending_ts
+        outq = struct.unpack("=i", buf)[0]
+        if conn.sent_ts is not None and conn.sent_unread < outq:
+            outq = conn.sent_unread
+        return outq + conn.pending_ts
 
     def _flush(self, conn: Connection) -> None:
         """Send what is pending, then what the emulated socket has queued, until the peer's
@@ -692,7 +737,9 @@ class Server:
                 s.send(pending[0][0], pysocket.MSG_DONTWAIT)
                 ts = pending.popleft()[1]
                 conn.pending_ts -= ts
-                if not ts:
+                if ts:
+                    conn.sent(ts)
+                else:
                     conn.pending_frames -= 1
             if sock is not None:
                 pop = sock.pop_skb
@@ -706,6 +753,8 @@ class Server:
                     except BlockingIOError:
                         self._hold(conn, r[0], r[1])
                         raise
+                    if r[1]:
+                        conn.sent(r[1])
         except BlockingIOError:
             self._want_out(conn, True)
             return
@@ -776,6 +825,11 @@ class Server:
             if was_bound and kind == T.F_BIND and err == 0:
                 return None  # later binds only update groups; the shim does not wait
             return T.bind_reply(err, sock.portid, sock.groups)
+        if kind == T.F_READ:
+            # the shim's count of datagrams read, sent ahead of its next request: what the
+            # request's answers are admitted against (netlink_rcv_wake ran on those reads)
+            conn.read(struct.unpack_from("=I", payload)[0])
+            return None
         if kind == T.F_RECVD:
             (buflen,) = struct.unpack_from("=I", payload)
             k.recvd(sock, buflen)
@@ -793,6 +847,7 @@ class Server:
         conn.pending.clear()
         conn.pending_ts = 0
         conn.pending_frames = 0
+        conn.reads_reset()
 
     def _bind_auto(self, sock, conn: Connection, portid: int, groups: int) -> bytes | None:
         """The shim predicted that ``netlink_autobind`` gives this socket its process id

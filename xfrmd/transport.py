@@ -7,7 +7,7 @@ import struct
 
 from .netlink.socket import (F_ANSWER, F_AUTOBIND, F_BIND, F_BIND_AUTO, F_BIND_REPLY, F_HELLO,  # noqa: F401
                              F_QUERY, F_SYNC, F_SYNC_REPLY, F_BATCH, F_RELEASE, F_NETNS_FD,
-                             F_RECVD, F_SETSOCKOPT, F_SOCK_ERROR, FRAME, PROTOCOL_VERSION)
+                             F_READ, F_RECVD, F_SETSOCKOPT, F_SOCK_ERROR, FRAME, PROTOCOL_VERSION)
 
 SERVICE_PROTOCOL = 0xFFFFFFFF
 FILE_WRITE_PROTOCOL = 0xFFFFFFFE   # a virtual file opened for writing (docs/protocol.md)
@@ -109,6 +109,11 @@ def setsockopt(level: int, optname: int, value: int) -> bytes:
 
 def recvd(buflen: int) -> bytes:
     return frame(F_RECVD, struct.pack("=I", buflen))
+
+
+def read_report(count: int) -> bytes:
+    """READ: the datagrams this socket has read so far (mod 2**32), sent ahead of a request."""
+    return frame(F_READ, struct.pack("=I", count & 0xFFFFFFFF))
 
 
 def query(obj: dict) -> bytes:

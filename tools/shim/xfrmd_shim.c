@@ -49,6 +49,7 @@
 #define F_BATCH 8          /* several records in one: u32 length + record, repeated */
 #define F_RELEASE 9        /* close() of the emulated socket; the connection is kept for reuse */
 #define F_NETNS_FD 10      /* u32 fd + name: that fd of this process is emulated namespace NAME */
+#define F_READ 11          /* u32: datagrams this socket has read so far (before a request) */
 #define F_QUERY 16
 #define F_BIND_REPLY 0x81
 #define F_SOCK_ERROR 0x82
@@ -87,6 +88,10 @@ struct nlsock {
     int nb;                  /* O_NONBLOCK as the program set it */
     int dumps;               /* dump requests sent whose NLMSG_DONE was not read yet */
     int hello_sent;          /* HELLO went ahead of the deferred records (a fresh connection) */
+    /* datagrams read, and the count the server was last told: it goes ahead of the next
+     * request, so the server admits that request's answers against what is really unread
+     * (docs/protocol.md, "Flow control") */
+    uint32_t nread, nread_told;
 };
 static struct nlsock *nltab[MAXFD];
 static void release(int fd);
@@ -918,7 +923,16 @@ static ssize_t nl_send(int fd, struct nlsock *s, const struct iovec *iov, size_t
             }
             pthread_mutex_unlock(&nsfd_lock);
         }
+        uint32_t told = s->nread;
+        if (told != s->nread_told) {
+            char fr[16];
+            size_t fl = build_frame(fr, F_READ, &told, 4);
+            /* in the same record when a BATCH has room for both, else just before it */
+            if (total + s->outlen + 64 <= RECORD_MAX - 2048) queue_record(s, fr, fl);
+            else if (flush_with(fd, s, fr, fl, flags & MSG_DONTWAIT) < 0) told = s->nread_told;
+        }
         r = flush_with(fd, s, buf, total, flags & MSG_DONTWAIT) < 0 ? -1 : (ssize_t)total;
+        if (r >= 0) s->nread_told = told;
         if (r < 0 && (errno == EPIPE || errno == ECONNRESET)) server_gone(fd, &s->gone, "send");
         if (r >= 0) { s->sent++; count_requests(s, (const unsigned char *)buf, total); }
     }
@@ -1090,6 +1104,7 @@ static ssize_t nl_recv1(int fd, struct nlsock *s, struct iovec *iov, size_t iovc
     if (msg_flags) *msg_flags = ((size_t)n > want) ? MSG_TRUNC : 0;
     fill_nl(from, fromlen, 0, 0);
     if (!(flags & MSG_PEEK)) {
+        if (s) s->nread++;
         count_finals(s, buf, (size_t)n);
         /* netlink_recvmsg runs the next step of a running dump on any read */
         if (is_dump_part(buf, n) || s->dumps > 0) {

@@ -26,6 +26,7 @@ F_SYNC, F_SYNC_REPLY = 7, 0x83   # a mark after everything earlier requests prod
 F_BATCH = 8           # several records in one: u32 length + record, repeated
 F_RELEASE = 9         # close() of the emulated socket; the connection awaits a new HELLO
 F_NETNS_FD = 10       # u32 fd + name: the sender's fd NUMBER is emulated namespace NAME
+F_READ = 11           # u32: datagrams the program has read from this socket so far
 F_QUERY = 16
 F_BIND_REPLY, F_SOCK_ERROR, F_ANSWER = 0x81, 0x82, 0x90
 
