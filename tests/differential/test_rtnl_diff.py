@@ -131,14 +131,14 @@ settle() {
   while :; do
     _settle_p=$("$@" ip -o link show 2>/dev/null | awk '{
         f = $0; sub(/^[^<]*</, "", f); sub(/>.*/, "", f); n = split(f, a, ",")
-        up = 0; lower = 0; nocarrier = 0
+        up = 0; lower = 0
         for (i = 1; i <= n; i++) {
           if (a[i] == "UP") up = 1; else if (a[i] == "LOWER_UP") lower = 1
-          else if (a[i] == "NO-CARRIER") nocarrier = 1
         }
+        # LOWER_UP is the carrier; NO-CARRIER, as ip prints it, is !IFF_RUNNING (operstate)
         st = ""; for (i = 1; i < NF; i++) if ($i == "state") st = $(i + 1)
         if (up && lower && (st == "DOWN" || st == "LOWERLAYERDOWN")) print $2, st
-        if (up && nocarrier && (st == "UP" || st == "UNKNOWN")) print $2, st
+        if (up && !lower && (st == "UP" || st == "UNKNOWN")) print $2, st
       }')
     if [ -z "$_settle_p" ]; then
       # the operstate is written first; the rest of linkwatch_do_dev (dev_deactivate's
