@@ -20,13 +20,15 @@ import sys
 import pytest
 
 from tests.differential.kconfig_host import host_topology, needs_kernel
-from tests.differential.test_rtnl_diff import _DUMP, XFRMD, _links, _need_tools, _norm
+from tests.differential.test_rtnl_diff import (_DUMP, SETTLE_SH, XFRMD, _links, _need_tools,
+                                              _norm)
 
 SCRIPT = r'''
 # xfrmd: namespace b is made by the owner (a HELLO cannot make one)
 if [ -z "$REAL" ]; then "$PY" -m xfrmd.cli ctl netns add b; fi
 inb() { if [ -n "$REAL" ]; then nsenter -t $M -n "$@"; else XFRMD_NETNS=b "$@"; fi; }
-line() { "$@"; echo "== $?"; }
+# on the real kernel, linkwatch settles in both namespaces before the next line (SETTLE_SH)
+line() { "$@"; echo "== $?"; settle; if [ -n "$REAL" ]; then settle nsenter -t $M -n; fi; }
 ip link add v0 type veth peer name v1
 ip link add x0 type veth peer name x1
 ip addr add 198.51.100.1/24 dev x0
@@ -66,7 +68,6 @@ line ip link add w0 type veth peer name w1
 line ip -br link show
 line ip link set w0 up
 line ip link set w1 up
-sleep 1.2
 line ip link del w0
 sleep 1
 kill $M $A
@@ -79,14 +80,14 @@ def _run(tmp_path):
     _need_tools()
     needs_kernel("VETH")
     script = tmp_path / "netns.sh"
-    script.write_text(SCRIPT)
+    script.write_text(SETTLE_SH + SCRIPT)
     outs = []
     for real in (True, False):
         d = tmp_path / ("real" if real else "emu")
         d.mkdir()
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "OUT": str(d)}
         if real:
-            env["REAL"] = "1"
+            env["REAL"] = env["XFRMD_DIFF_REAL"] = "1"
             cmd = ["unshare", "-n", "sh", str(script)]
         else:
             cmd = XFRMD + ["run", "--topology", host_topology(), "--", "sh", str(script)]

@@ -110,12 +110,61 @@ def _need_tools():
         pytest.skip("needs root, ip and a C compiler")
 
 
+# The real kernel applies a carrier change in two steps: the carrier bit (LOWER_UP,
+# NO-CARRIER) at once, then linkwatch (net/core/link_watch.c, linkwatch_do_dev) from a
+# workqueue — the operstate (rfc2863_policy) and, in the same rtnl section, NETDEV_CHANGE:
+# the routes' linkdown flag (fib_sync_down_dev, fib_sync_up, rt6_sync_down_dev) and the
+# RTM_NEWLINK a monitor prints. Under load that work comes late, after the next line has
+# already read the state (link and route dumps take no lock, only RCU); xfrmd does both
+# steps at once. `settle [prefix...]` waits, on the real side only (XFRMD_DIFF_REAL set),
+# until no up device shows a carrier its operstate has not caught up with, then until the
+# rtnl section that wrote the operstate has ended: linkwatch has nothing left to do. After
+# 10 s it says so on stderr (which the comparisons then show). Its argument runs `ip` and
+# `ethtool` elsewhere (e.g. `nsenter -t PID -n`). Its own ip's stderr is dropped: printing
+# a link-netnsid, ip looks up the names in /run/netns, where another process's `ip netns
+# add` may have left a file not yet mounted ("Peer netns reference is invalid", from
+# rtnl_net_getid).
+SETTLE_SH = r'''
+settle() {
+  [ -n "$XFRMD_DIFF_REAL" ] || return 0
+  _settle_n=0
+  while :; do
+    _settle_p=$("$@" ip -o link show 2>/dev/null | awk '{
+        f = $0; sub(/^[^<]*</, "", f); sub(/>.*/, "", f); n = split(f, a, ",")
+        up = 0; lower = 0
+        for (i = 1; i <= n; i++) {
+          if (a[i] == "UP") up = 1; else if (a[i] == "LOWER_UP") lower = 1
+        }
+        # LOWER_UP is the carrier; NO-CARRIER, as ip prints it, is !IFF_RUNNING (operstate)
+        st = ""; for (i = 1; i < NF; i++) if ($i == "state") st = $(i + 1)
+        if (up && lower && (st == "DOWN" || st == "LOWERLAYERDOWN")) print $2, st
+        if (up && !lower && (st == "UP" || st == "UNKNOWN")) print $2, st
+      }')
+    if [ -z "$_settle_p" ]; then
+      # the operstate is written first; the rest of linkwatch_do_dev (dev_deactivate's
+      # synchronize_net, NETDEV_CHANGE) follows under rtnl_lock, which ethtool's netlink
+      # request takes too (ethnl_default_doit): when it answers, linkwatch is done
+      "$@" ethtool lo >/dev/null 2>&1
+      return 0
+    fi
+    _settle_n=$((_settle_n + 1))
+    if [ $_settle_n -ge 200 ]; then
+      echo "settle: linkwatch left pending after 10 s: $_settle_p" >&2; return 0
+    fi
+    sleep 0.05
+  done
+}
+'''
+
+
 class RealNetns:
     def __init__(self):
         self.name = f"xfrmd-rtnl-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         subprocess.run(["ip", "netns", "add", self.name], check=True)
 
     def run(self, argv, **kw):
+        """argv in the namespace; XFRMD_DIFF_REAL tells SETTLE_SH it is the real kernel."""
+        kw.setdefault("env", dict(os.environ, XFRMD_DIFF_REAL="1"))
         return subprocess.run(["ip", "netns", "exec", self.name] + argv, capture_output=True,
                               text=True, timeout=120, **kw)
 
@@ -124,8 +173,10 @@ class RealNetns:
 
 
 def _script(tmp_path, cases) -> str:
+    """Each case, then its status; on the real kernel linkwatch settles before the next."""
     path = tmp_path / "cases.sh"
-    path.write_text("".join(f"{c}; echo \"== $?\"; echo '==' >&2\n" for c in cases))
+    path.write_text(SETTLE_SH + "".join(f"{c}; echo \"== $?\"; settle; echo '==' >&2\n"
+                                        for c in cases))
     return str(path)
 
 
@@ -185,7 +236,8 @@ def run_probe_both(tmp_path, setup: str, probe: str, args: str = ""):
     py = tmp_path / "probe.py"
     py.write_text(probe)
     script = tmp_path / "s.sh"
-    script.write_text(setup + f"{sys.executable} {py} {args}".rstrip() + "\n")
+    script.write_text(SETTLE_SH + setup + "\nsettle\n"
+                      + f"{sys.executable} {py} {args}".rstrip() + "\n")
     return run_in_both(["sh", str(script)])
 
 
@@ -194,8 +246,9 @@ def run_monitor_both(tmp_path, monitor: str, lines) -> tuple[str, str]:
     fresh real netns and through `xfrmd run` (`bare`, the running kernel's options): what it printed, (real, emu)."""
     _need_tools()
     script = tmp_path / "mon.sh"
-    script.write_text(f"{monitor} > \"$1\" & M=$!; sleep 0.3\n" + "\n".join(lines)
-                      + "\nkill $M; wait $M 2>/dev/null; true\n")
+    script.write_text(SETTLE_SH + f"{monitor} > \"$1\" & M=$!; sleep 0.3\n"
+                      + "".join(f"{ln}\nsettle\n" for ln in lines)
+                      + "kill $M; wait $M 2>/dev/null; true\n")
     real_out, emu_out = tmp_path / "real.txt", tmp_path / "emu.txt"
     ns = RealNetns()
     try:
