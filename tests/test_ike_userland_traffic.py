@@ -99,7 +99,18 @@ def test_hard_expiry_under_packet_offload(tmp_path, daemon, limit):
             assert _wait(lambda: any(t in p.left.logtext() for t in texts), timeout=5), texts
         # the new pair (a larval ACQUIRE state for the dropped packets may sit beside it)
         new = lambda: [sa for sa in p.kp.sad("left") if sa["algs"] and sa["spi"] not in old]
-        assert _wait(lambda: len(new()) >= 2, timeout=20), p.kp.sad("left")
+        if daemon == "charon6":
+            assert _wait(lambda: len(new()) >= 2, timeout=20), p.kp.sad("left")
+        else:
+            # pluto 5.2 queues the replace on the soft EXPIRE; when the hard EXPIRE of the
+            # same burst deletes the Child SA first, the queued rekey aborts and no pair
+            # comes back until an ACQUIRE (docs/ike.md): either outcome, nothing else
+            vanished = "vanished abort this exchange"
+            assert _wait(lambda: len(new()) >= 2 or vanished in p.left.logtext(),
+                         timeout=20), p.kp.sad("left")
+            if len(new()) < 2:
+                assert vanished in p.left.logtext() and new() == [], p.kp.sad("left")
+                return
         assert all(sa["offload"]["flags"] & PACKET for sa in new())
 
 
