@@ -51,12 +51,17 @@ def _dev(ns, data: bytes):
     return ns.links.by_name(_ifr_name(data).split(":", 1)[0])
 
 
-@ioctl.ioctl(ioctl.SIOCGIFINDEX)
-def _siocgifindex(kernel, ns, ifname, data):
-    dev = _dev(ns, data)
-    if dev is None:
-        return E.ENODEV, b""
-    return 0, data[:16] + struct.pack("=i", dev.ifindex) + data[20:]
+def _int_ioctl(value):
+    """dev_ifsioc_locked: one int of the named device in ifr_ifru."""
+    def handler(kernel, ns, ifname, data):
+        dev = _dev(ns, data)
+        if dev is None:
+            return E.ENODEV, b""
+        return 0, data[:16] + struct.pack("=i", value(dev)) + data[20:]
+    return handler
+
+
+ioctl.ioctl(ioctl.SIOCGIFINDEX)(_int_ioctl(lambda dev: dev.ifindex))
 
 
 @ioctl.ioctl(ioctl.SIOCGIFNAME)
@@ -133,19 +138,8 @@ ioctl.ioctl(ioctl.SIOCGIFBRDADDR)(_inet_ioctl(lambda a: a.broadcast() or bytes(4
 ioctl.ioctl(ioctl.SIOCGIFDSTADDR)(_inet_ioctl(_peer))
 
 
-@ioctl.ioctl(ioctl.SIOCGIFTXQLEN)
-def _siocgiftxqlen(kernel, ns, ifname, data):
-    dev = _dev(ns, data)
-    if dev is None:
-        return E.ENODEV, b""
-    return 0, data[:16] + struct.pack("=i", dev.txqlen) + data[20:]
-
-
-@ioctl.ioctl(ioctl.SIOCGIFMETRIC)
-def _siocgifmetric(kernel, ns, ifname, data):
-    if _dev(ns, data) is None:
-        return E.ENODEV, b""
-    return 0, data[:16] + struct.pack("=i", 0) + data[20:]     # ifr_metric: always 0
+ioctl.ioctl(ioctl.SIOCGIFTXQLEN)(_int_ioctl(lambda dev: dev.txqlen))
+ioctl.ioctl(ioctl.SIOCGIFMETRIC)(_int_ioctl(lambda dev: 0))          # ifr_metric: always 0
 
 
 @ioctl.ioctl(ioctl.SIOCGIFMAP)
