@@ -15,17 +15,21 @@ IFF_MASTER, IFF_SLAVE, IFF_LOWER_UP, IFF_DORMANT = 0x400, 0x800, 0x10000, 0x2000
 IF_OPER_UNKNOWN, IF_OPER_DOWN, IF_OPER_LOWERLAYERDOWN, IF_OPER_UP = 0, 2, 3, 6
 ARPHRD_ETHER, ARPHRD_LOOPBACK = 1, 772
 
-_NOTIFIERS: list[Callable] = []
+_NOTIFIERS: list[Callable] = []   # transitional: modules not yet on kernel.netdev_chain
 
 
 def register_netdevice_notifier(fn: Callable) -> None:
-    """``fn(event, dev, **info)`` for NETDEV_REGISTER, _UNREGISTER, _UP, _DOWN, _CHANGE
+    """Transitional (use ``kernel.netdev_chain.register`` in an init call):
+    ``fn(event, dev, **info)`` for NETDEV_REGISTER, _UNREGISTER, _UP, _DOWN, _CHANGE
     (carrier), _FEAT_CHANGE, _CHANGEUPPER, _CHANGENAME."""
     if fn not in _NOTIFIERS:
         _NOTIFIERS.append(fn)
 
 
 def call_netdevice_notifiers(event: str, dev: "NetDevice", **info) -> None:
+    """``call_netdevice_notifiers``: the device's kernel's netdevice chain."""
+    if dev.netns is not None:
+        dev.netns.kernel.netdev_chain.call(event, dev, **info)
     for fn in list(_NOTIFIERS):
         fn(event, dev, **info)
 

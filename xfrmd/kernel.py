@@ -18,24 +18,21 @@ from typing import Callable
 from netlink_codec import netlink as N
 from netlink_codec.netlink import NETLINK_GENERIC, NETLINK_ROUTE, NETLINK_XFRM
 
+from . import initcalls as _initcalls
 from .clock import Clock, ManualClock
+from .errors import KernelError
 from .fault import FaultTable
 from .netlink.core import MAX_RECVMSG_LEN, dump_alloc_size, dump_batch, netlink_rcv_skb
 from .netlink.socket import ENOBUFS, NetlinkSocket, rcvbuf_for, skb_truesize
+from .notifier import NotifierChain
+from .stats import Stats
+from .vfs import Vfs
 
 SOL_SOCKET, SO_RCVBUF, SO_RCVBUFFORCE = 1, 8, 33
 
 log = logging.getLogger("xfrmd.kernel")
 
 SOCK_DGRAM, SOCK_RAW = 2, 3
-
-
-class KernelError(Exception):
-    """A socket-level call failed with ``errno`` (bind, socket creation)."""
-
-    def __init__(self, errno: int, text: str = ""):
-        super().__init__(text or E.errorcode.get(errno, str(errno)))
-        self.errno = errno
 
 
 class Timer:
@@ -64,11 +61,19 @@ class NetNamespace:
         return f"<netns {self.name}>"
 
 
+InitCall = Callable[["Kernel"], None]
+
+
 class Kernel:
-    """Holds everything; one per server."""
+    """Holds everything; one per server. Two kernels in one process share nothing: every
+    table a subsystem fills (protocol families, notifier chains, link kinds, service ops,
+    virtual files, ioctls, driver state) is an attribute of the kernel, filled by the
+    subsystem's init call. ``initcalls``: the start-up sequence (``do_initcalls``); the
+    default is :data:`xfrmd.initcalls.INITCALLS`, in the order that module gives."""
 
     def __init__(self, clock: Clock | None = None, *, topology=None, admin_uids=None,
-                 auto_create_netns: bool = True, seed: int | None = None):
+                 auto_create_netns: bool = True, seed: int | None = None,
+                 initcalls: "tuple[InitCall, ...] | None" = None):
         self.clock = clock or ManualClock()
         self.namespaces: dict[str, NetNamespace] = {}
         self.admin_uids = admin_uids  # None = every caller has CAP_NET_ADMIN
@@ -87,29 +92,43 @@ class Kernel:
         self._sock_ids = itertools.count(1)
         self.families: dict[int, object] = {}
         self.tracers: list[Callable[[str, NetlinkSocket, bytes], None]] = []
-        from .stats import Stats
         self.stats = Stats()
         self.faults = FaultTable()               # `xfrmd ctl fault` rules (xfrmd/fault.py)
-        self._register_families()
+        # the tables subsystems fill in their init calls
+        self.netdev_chain = NotifierChain("netdev")       # register_netdevice_notifier
+        self.inetaddr_chain = NotifierChain("inetaddr")   # register_inetaddr_notifier
+        self.link_ops: dict[str, object] = {}             # rtnl_link_register: kind → ops
+        self.services: dict[str, Callable] = {}           # service op → fn (xfrmd/services.py)
+        self.vfs = Vfs()                                  # /proc, /sys, debugfs files
+        self.ioctls: dict[int, Callable] = {}             # SIOC* → fn (xfrmd/ioctl.py)
+        self.drivers: dict[str, object] = {}              # a driver's global state, by driver
+        self.pernet: list = []                            # pernet_operations (init_net/exit_net)
+        for init in (_initcalls.INITCALLS if initcalls is None else initcalls):
+            init(self)
         self.topology = topology
         if topology is not None:
             topology.apply(self)
 
-    # -- families ----------------------------------------------------------------------
+    # -- registration (called by init calls) ----------------------------------------
 
-    def _register_families(self) -> None:
-        from .xfrm.user import XfrmUser
-        self.families[NETLINK_XFRM] = XfrmUser(self)
-        try:  # the rtnetlink and genetlink sides live in their own packages
-            from .rtnl import Rtnetlink
-            self.families[NETLINK_ROUTE] = Rtnetlink(self)
-        except ImportError:
-            pass
-        try:
-            from .genl import Genetlink
-            self.families[NETLINK_GENERIC] = Genetlink(self)
-        except ImportError:
-            pass
+    def netlink_kernel_create(self, family) -> None:
+        """``netlink_kernel_create``: the kernel side of a netlink protocol."""
+        self.families[family.protocol] = family
+
+    def register_pernet_subsys(self, ops) -> None:
+        """``register_pernet_subsys``: ``ops.init_net(ns)`` for every namespace made from
+        now on (and the ones that exist), ``ops.exit_net(ns)`` when one goes."""
+        self.pernet.append(ops)
+        for ns in self.namespaces.values():
+            init = getattr(ops, "init_net", None)
+            if init:
+                init(ns)
+
+    def rtnl_link_register(self, ops) -> None:
+        """``rtnl_link_register``: the link kind ``ops.kind`` (``struct rtnl_link_ops``)."""
+        if ops.kind in self.link_ops:
+            raise KernelError(E.EEXIST, f"link kind {ops.kind!r} registered twice")
+        self.link_ops[ops.kind] = ops
 
     # -- namespaces --------------------------------------------------------------------
 
@@ -126,18 +145,24 @@ class Kernel:
             raise KernelError(E.EEXIST, f"network namespace {name!r} exists")
         ns = NetNamespace(self, name)
         self.namespaces[name] = ns
-        for fam in self.families.values():
-            init = getattr(fam, "init_net", None)
+        for ops in self._pernet_ops():
+            init = getattr(ops, "init_net", None)
             if init:
                 init(ns)
         return ns
+
+    def _pernet_ops(self) -> list:
+        """Families first (netlink_kernel_create's order), then pernet subsystems in
+        registration order; exits run in the same order."""
+        return list(self.families.values()) + [o for o in self.pernet
+                                               if o not in self.families.values()]
 
     def del_netns(self, name: str) -> None:
         ns = self.namespaces.pop(name, None)
         if ns is None:
             raise KernelError(E.ENOENT, f"no network namespace {name!r}")
-        for fam in self.families.values():
-            exit_ = getattr(fam, "exit_net", None)
+        for ops in self._pernet_ops():
+            exit_ = getattr(ops, "exit_net", None)
             if exit_:
                 exit_(ns)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno as E
 from typing import Callable
 
+from .errors import KernelError
+
 SERVICES: dict[str, Callable] = {}
 
 
@@ -46,10 +48,8 @@ def handle(kernel, netns_name: str, request: dict, *, uid: int = 0, pid: int = 0
            cred=None) -> dict:
     """``cred`` (the peer's :class:`~xfrmd.capability.Credentials`; None in-process, where
     everything is allowed) decides which ops the caller may use (docs/security.md)."""
-    if not _loaded:
-        _load()
     op = request.get("op")
-    fn = SERVICES.get(op)
+    fn = kernel.services.get(op)
     if fn is None:
         return {"errno": E.EOPNOTSUPP, "error": f"xfrmd: unknown service op {op!r}"}
     if cred is not None:
@@ -64,9 +64,12 @@ def handle(kernel, netns_name: str, request: dict, *, uid: int = 0, pid: int = 0
         if not (op in KERNEL_WIDE_OPS or op in ("xmit", "xfrm_stat") and request.get("netns")):
             return {"errno": getattr(e, "errno", E.ENOENT), "error": str(e)}
         ns = None           # the op does not use the connection's namespace
-    if op == "capable":
-        return fn(kernel, ns, request, cred)
-    return fn(kernel, ns, request)
+    try:
+        if op == "capable":
+            return fn(kernel, ns, request, cred)
+        return fn(kernel, ns, request)
+    except KernelError as e:        # the one conversion of a model error for this entry point
+        return e.service()
 
 
 @service("ping")
@@ -93,21 +96,13 @@ def _netns_list(kernel, ns, request) -> dict:
 
 @service("netns_add")
 def _netns_add(kernel, ns, request) -> dict:
-    from .kernel import KernelError
-    try:
-        kernel.add_netns(request["name"])
-    except KernelError as e:
-        return {"errno": e.errno, "error": str(e)}
+    kernel.add_netns(request["name"])
     return {"errno": 0}
 
 
 @service("netns_del")
 def _netns_del(kernel, ns, request) -> dict:
-    from .kernel import KernelError
-    try:
-        kernel.del_netns(request["name"])
-    except KernelError as e:
-        return {"errno": e.errno, "error": str(e)}
+    kernel.del_netns(request["name"])
     return {"errno": 0}
 
 
@@ -196,3 +191,12 @@ def _fault_clear(kernel, ns, request) -> dict:
     if rid is not None and not n:
         return {"errno": E.ENOENT, "error": f"fault: no fault {rid}"}
     return {"errno": 0, "cleared": n}
+
+
+def init(kernel) -> None:
+    """The core ops (this module's) and, until each subsystem registers its own in its
+    init call, the ops the listed modules register on import."""
+    if not _loaded:
+        _load()
+    for op, fn in SERVICES.items():
+        kernel.services.setdefault(op, fn)

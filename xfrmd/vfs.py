@@ -14,18 +14,21 @@ import errno as E
 import fnmatch
 from typing import Callable
 
-# pattern → (read(kernel, ns, path) -> str, write(kernel, ns, path, data) -> int errno or None)
-FILES: list[tuple[str, Callable | None, Callable | None]] = []
-# pattern → list(kernel, ns, path) -> [(name, "dir" | "file"), …]; FileNotFoundError if absent
-DIRS: list[tuple[str, Callable]] = []
+Reader = Callable[..., str]
+Writer = Callable[..., "int | None"]
+Lister = Callable[..., list]
+
+# transitional: modules not yet converted to ``kernel.vfs.register`` in their init call
+_LEGACY_FILES: list[tuple[str, Reader | None, Writer | None]] = []
+_LEGACY_DIRS: list[tuple[str, Lister]] = []
 
 
-def register(pattern: str, read: Callable | None = None, write: Callable | None = None) -> None:
-    FILES.append((pattern, read, write))
+def register(pattern: str, read: Reader | None = None, write: Writer | None = None) -> None:
+    _LEGACY_FILES.append((pattern, read, write))
 
 
-def register_dir(pattern: str, lister: Callable) -> None:
-    DIRS.append((pattern, lister))
+def register_dir(pattern: str, lister: Lister) -> None:
+    _LEGACY_DIRS.append((pattern, lister))
 
 
 def _norm(path: str) -> str:
@@ -33,75 +36,108 @@ def _norm(path: str) -> str:
     return "/" + "/".join(parts)
 
 
+class Vfs:
+    """One kernel's virtual files: ``register(pattern, read, write)`` and
+    ``register_dir(pattern, lister)`` in each subsystem's init call; the first registered
+    match wins. ``read(kernel, ns, path) -> str``, ``write(kernel, ns, path, data) -> errno
+    or None``, ``lister(kernel, ns, path) -> [(name, "dir" | "file"), …]`` (FileNotFoundError
+    if absent)."""
+
+    def __init__(self) -> None:
+        self.files: list[tuple[str, Reader | None, Writer | None]] = []
+        self.dirs: list[tuple[str, Lister]] = []
+
+    def register(self, pattern: str, read: Reader | None = None,
+                 write: Writer | None = None) -> None:
+        self.files.append((pattern, read, write))
+
+    def register_dir(self, pattern: str, lister: Lister) -> None:
+        self.dirs.append((pattern, lister))
+
+    def _dirs(self):
+        return self.dirs + _LEGACY_DIRS
+
+    def lookup(self, path: str):
+        for pattern, read, write in self.files + _LEGACY_FILES:
+            if fnmatch.fnmatchcase(path, pattern):
+                return read, write
+        return None
+
+    def list_dir(self, kernel, ns, path: str) -> tuple[int, list]:
+        """(errno, [(name, kind), …]) of a virtual directory; ENOTDIR for a file, ENOENT else."""
+        path = _norm(path)
+        for pattern, lister in self._dirs():
+            if fnmatch.fnmatchcase(path, pattern):
+                try:
+                    return 0, sorted(lister(kernel, ns, path))
+                except FileNotFoundError:
+                    continue
+        return (E.ENOTDIR if self.stat(kernel, ns, path)[0] == 0 else E.ENOENT), []
+
+    def stat(self, kernel, ns, path: str) -> tuple[int, str, int]:
+        """(errno, "dir" | "file", permission bits) as sysfs/procfs/debugfs show them: files
+        that can be read 0444 (0644 if also written), write-only ones 0200, directories 0755."""
+        path = _norm(path)
+        for pattern, lister in self._dirs():
+            if fnmatch.fnmatchcase(path, pattern):
+                try:
+                    lister(kernel, ns, path)
+                    return 0, "dir", 0o755
+                except FileNotFoundError:
+                    continue
+        found = self.lookup(path)
+        if found is None:
+            return E.ENOENT, "", 0
+        read, write = found
+        if read is None:
+            return 0, "file", 0o200
+        try:
+            read(kernel, ns, path)
+        except FileNotFoundError:
+            return E.ENOENT, "", 0
+        except OSError:
+            pass                            # there, but reading it fails (stable_secret)
+        return 0, "file", 0o644 if write is not None else 0o444
+
+    def read_file(self, kernel, ns, path: str) -> tuple[int, str]:
+        """(errno, text): ENOENT for unknown paths, EACCES-like EINVAL for write-only files."""
+        found = self.lookup(path)
+        if found is None:
+            return E.ENOENT, ""
+        read, _ = found
+        if read is None:
+            return E.EINVAL, ""
+        try:
+            return 0, read(kernel, ns, path)
+        except FileNotFoundError:
+            return E.ENOENT, ""
+        except OSError as e:                # a file whose read fails (stable_secret unset: EIO)
+            return e.errno or E.EIO, ""
+
+    def write_file(self, kernel, ns, path: str, data: str) -> int:
+        found = self.lookup(path)
+        if found is None:
+            return E.ENOENT
+        _, write = found
+        if write is None:
+            return E.EACCES
+        try:
+            return write(kernel, ns, path, data) or 0
+        except FileNotFoundError:
+            return E.ENOENT
+
+
 def list_dir(kernel, ns, path: str) -> tuple[int, list]:
-    """(errno, [(name, kind), …]) of a virtual directory; ENOTDIR for a file, ENOENT else."""
-    path = _norm(path)
-    for pattern, lister in DIRS:
-        if fnmatch.fnmatchcase(path, pattern):
-            try:
-                return 0, sorted(lister(kernel, ns, path))
-            except FileNotFoundError:
-                continue
-    return (E.ENOTDIR if stat(kernel, ns, path)[0] == 0 else E.ENOENT), []
+    return kernel.vfs.list_dir(kernel, ns, path)
 
 
 def stat(kernel, ns, path: str) -> tuple[int, str, int]:
-    """(errno, "dir" | "file", permission bits) as sysfs/procfs/debugfs show them: files
-    that can be read 0444 (0644 if also written), write-only ones 0200, directories 0755."""
-    path = _norm(path)
-    for pattern, lister in DIRS:
-        if fnmatch.fnmatchcase(path, pattern):
-            try:
-                lister(kernel, ns, path)
-                return 0, "dir", 0o755
-            except FileNotFoundError:
-                continue
-    found = lookup(path)
-    if found is None:
-        return E.ENOENT, "", 0
-    read, write = found
-    if read is None:
-        return 0, "file", 0o200
-    try:
-        read(kernel, ns, path)
-    except FileNotFoundError:
-        return E.ENOENT, "", 0
-    except OSError:
-        pass                            # there, but reading it fails (stable_secret)
-    return 0, "file", 0o644 if write is not None else 0o444
-
-
-def lookup(path: str):
-    for pattern, read, write in FILES:
-        if fnmatch.fnmatchcase(path, pattern):
-            return read, write
-    return None
+    return kernel.vfs.stat(kernel, ns, path)
 
 
 def read_file(kernel, ns, path: str) -> tuple[int, str]:
-    """(errno, text): ENOENT for unknown paths, EACCES-like EINVAL for write-only files."""
-    found = lookup(path)
-    if found is None:
-        return E.ENOENT, ""
-    read, _ = found
-    if read is None:
-        return E.EINVAL, ""
-    try:
-        return 0, read(kernel, ns, path)
-    except FileNotFoundError:
-        return E.ENOENT, ""
-    except OSError as e:                # a file whose read fails (stable_secret unset: EIO)
-        return e.errno or E.EIO, ""
+    return kernel.vfs.read_file(kernel, ns, path)
 
 
 def write_file(kernel, ns, path: str, data: str) -> int:
-    found = lookup(path)
-    if found is None:
-        return E.ENOENT
-    _, write = found
-    if write is None:
-        return E.EACCES
-    try:
-        return write(kernel, ns, path, data) or 0
-    except FileNotFoundError:
-        return E.ENOENT
+    return kernel.vfs.write_file(kernel, ns, path, data)

@@ -126,3 +126,8 @@ class Genetlink:
         if op.doit is None:
             return Reply(-E.EOPNOTSUPP)
         return op.doit(info)
+
+
+def init(kernel) -> None:
+    """``genl_init``: the NETLINK_GENERIC family with nlctrl and ethtool."""
+    kernel.netlink_kernel_create(Genetlink(kernel))

@@ -10,6 +10,7 @@ from netlink_codec.netlink import (NLM_F_ACK, NLM_F_DUMP_INTR, NLM_F_MULTI, NLM_
                                    NLMSG_HDRLEN, NLMSG_MIN_TYPE, ExtAck, Header, encode_ack,
                                    encode_done, extack_tlvs, kernel_messages)
 
+from ..errors import KernelError
 from .socket import NetlinkSocket
 
 # NLMSG_GOODSIZE on x86_64 with 4 KiB pages: SKB_WITH_OVERHEAD(4096) = 4096 - 320
@@ -36,6 +37,14 @@ class Reply:
 
 
 OK = Reply()
+
+
+def error_reply(err: KernelError) -> Reply:
+    """The NLMSG_ERROR a :class:`KernelError` becomes (errno negated, extack fields)."""
+    r = Reply(-err.errno, **err.extack())
+    if err.echo is not None:
+        r.echo = err.echo
+    return r
 
 
 class NetlinkFamily(Protocol):
@@ -106,6 +115,8 @@ def netlink_rcv_msg(kernel, sock: NetlinkSocket, buf, hdr: Header, family: Netli
     sock.reply_dropped = False
     try:
         outcome = family.rcv_msg(Request(kernel, sock, buf, hdr))
+    except KernelError as err:   # the one conversion of a model error for netlink requests
+        outcome = error_reply(err)
     except Exception as exc:  # noqa: BLE001 - a bug answers EINVAL, never kills the server
         outcome = internal_error(kernel, exc, f"message type {hdr.type} (protocol {sock.protocol})")
     if outcome is DUMP_STARTED:
@@ -186,6 +197,8 @@ def dump_batch(sock: NetlinkSocket) -> bytes | None:
                 return b"".join(parts)
             parts.append(msg)
             used += len(msg)
+    except KernelError as err:   # a dump callback failed: NLMSG_DONE carries the error
+        _dump_error(st, error_reply(err))
     except Exception as exc:  # noqa: BLE001 - a bug ends the dump with EINVAL in NLMSG_DONE
         _dump_error(st, internal_error(sock.netns.kernel, exc, f"a dump (protocol {sock.protocol})"))
     st.finished = True

@@ -103,3 +103,8 @@ class Rtnetlink:
         finally:
             self.kernel.report = None
         return out if req.warning is None else _with_warning(out, req.warning)
+
+
+def init(kernel) -> None:
+    """``rtnetlink_init``: the NETLINK_ROUTE family and its message handlers."""
+    kernel.netlink_kernel_create(Rtnetlink(kernel))
