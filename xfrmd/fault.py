@@ -39,8 +39,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
-from netlink_codec.netlink import NETLINK_ROUTE, NETLINK_XFRM, NLM_F_ACK, NLM_F_DUMP
+from netlink_codec.netlink import NETLINK_ROUTE, NETLINK_XFRM, NLM_F_ACK, NLM_F_DUMP, kernel_messages
 from netlink_codec.xfrm import XfrmMsg, XfrmNlGrp
+
+from .netlink.core import Reply, netlink_ack, netlink_rcv_msg
 
 log = logging.getLogger("xfrmd.fault")
 
@@ -315,7 +317,6 @@ class FaultTable:
         rule = self._match(sock, hdr)
         if rule is None:
             return False
-        from .netlink.core import Reply, netlink_ack, netlink_rcv_msg
         log.info("fault %d (%s) fires on %s seq=%d from pid %d in %s", rule.id, rule.action,
                  type_name(sock.protocol, hdr.type), hdr.seq, sock.pid, sock.netns.name)
         if rule.action == "fail":
@@ -398,9 +399,6 @@ def _release(kernel, sock, answers: list[tuple[bytes, int]]) -> None:
 
 def _late(kernel, sock, message: bytes, family) -> None:
     """A delayed dump request runs now."""
-    from netlink_codec.netlink import kernel_messages
-
-    from .netlink.core import netlink_rcv_msg
     if not sock.closed:
         for hdr in kernel_messages(message):
             netlink_rcv_msg(kernel, sock, message, hdr, family)

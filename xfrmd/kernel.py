@@ -16,9 +16,9 @@ import random
 from typing import Callable
 
 from netlink_codec import netlink as N
-from netlink_codec.netlink import NETLINK_GENERIC, NETLINK_ROUTE, NETLINK_XFRM
 
 from . import initcalls as _initcalls
+from .capability import NONROOT_RECV_PROTOCOLS
 from .clock import Clock, ManualClock
 from .errors import KernelError
 from .fault import FaultTable
@@ -214,7 +214,6 @@ class Kernel:
     @staticmethod
     def _may_join(sock: NetlinkSocket) -> bool:
         """``netlink_allowed(sock, NL_CFG_F_NONROOT_RECV)`` (xfrmd/capability.py)."""
-        from .capability import NONROOT_RECV_PROTOCOLS
         return sock.cap_net_admin or sock.protocol in NONROOT_RECV_PROTOCOLS
 
     def autobind(self, sock: NetlinkSocket) -> None:

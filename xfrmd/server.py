@@ -18,6 +18,7 @@ import fcntl
 import json
 import logging
 import os
+import resource
 import select
 import signal
 import socket as pysocket
@@ -28,8 +29,13 @@ import time
 
 import trio
 
+from netlink_codec.netlink import ExtAck, encode_ack, kernel_messages
+
 from . import services, transport as T
+from .capability import peer_credentials
 from .kernel import Kernel, KernelError
+from .netlink.socket import sock_error_frame
+from .stats import INTERNAL_ERROR
 
 _BATCH_KIND = struct.pack("=H", T.F_BATCH)
 _U16 = struct.Struct("=H")
@@ -54,7 +60,6 @@ FRAMES_UNREAD_MAX = 4096   # answers to frames (queries, SYNC) a peer may leave 
 
 def default_max_clients() -> int:
     """Connections served at once: what RLIMIT_NOFILE leaves after the server's own fds."""
-    import resource
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     if soft == resource.RLIM_INFINITY:
         return 1 << 20
@@ -102,7 +107,6 @@ def _peer_credentials(s: pysocket.socket, pid: int, uid: int, gid: int, owner_ui
     """A peer's capabilities from its /proc/<pid>/status (xfrmd/capability.py). The peer's
     pidfd (SO_PEERPIDFD) guards against a pid reused between connect and this read: the
     process must still be alive after the read."""
-    from .capability import peer_credentials
     pidfd = -1
     try:
         pidfd = s.getsockopt(pysocket.SOL_SOCKET, SO_PEERPIDFD)
@@ -575,7 +579,6 @@ class Server:
                     self._release(conn)
             elif conn.open_error:
                 # a datagram after an optimistic bind: its read fails with the reason
-                from .netlink.socket import sock_error_frame
                 self._send(conn, sock_error_frame(conn.open_error))
             return True
         if rec[:4] == b"\0\0\0\0" and len(rec) >= 8:
@@ -771,8 +774,6 @@ class Server:
     # -- kernel glue -------------------------------------------------------------------
 
     def _internal_error(self, sock, rec: bytes) -> None:
-        from netlink_codec.netlink import ExtAck, encode_ack, kernel_messages
-        from .stats import INTERNAL_ERROR
         for hdr in kernel_messages(rec):
             self.kernel.unicast(sock, encode_ack(rec, hdr, -E.EINVAL, sock.portid, cap_ack=sock.cap_ack,
                                                  ext_ack=sock.ext_ack, ext=ExtAck(INTERNAL_ERROR)))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno as E
 from typing import Callable
 
+from . import ioctl, vfs
+from .capability import NONROOT_RECV_PROTOCOLS, ROOT, service_allowed
 from .errors import KernelError
 
 SERVICES: dict[str, Callable] = {}
@@ -53,7 +55,6 @@ def handle(kernel, netns_name: str, request: dict, *, uid: int = 0, pid: int = 0
     if fn is None:
         return {"errno": E.EOPNOTSUPP, "error": f"xfrmd: unknown service op {op!r}"}
     if cred is not None:
-        from .capability import service_allowed
         why = service_allowed(op, request, cred)
         if why is not None:
             return {"errno": E.EPERM, "error": f"xfrmd: {why}"}
@@ -72,82 +73,64 @@ def handle(kernel, netns_name: str, request: dict, *, uid: int = 0, pid: int = 0
         return e.service()
 
 
-@service("ping")
 def _ping(kernel, ns, request) -> dict:
     return {"errno": 0, "netns": ns.name}
 
 
-@service("capable")
 def _capable(kernel, ns, request, cred=None) -> dict:
     """What the caller may do, for the shim's local socket options: CAP_NET_ADMIN in the
     emulated namespaces (group joins of protocols without NL_CFG_F_NONROOT_RECV) and in
     the init user namespace (SO_RCVBUFFORCE); ``nonroot_recv``: bit p set for protocol p
     whose groups anyone may join."""
-    from .capability import NONROOT_RECV_PROTOCOLS, ROOT
     c = cred or ROOT
     return {"errno": 0, "net_admin": int(c.net_admin), "net_admin_init": int(c.net_admin_init),
             "nonroot_recv": sum(1 << p for p in NONROOT_RECV_PROTOCOLS)}
 
 
-@service("netns_list")
 def _netns_list(kernel, ns, request) -> dict:
     return {"errno": 0, "namespaces": sorted(kernel.namespaces)}
 
 
-@service("netns_add")
 def _netns_add(kernel, ns, request) -> dict:
     kernel.add_netns(request["name"])
     return {"errno": 0}
 
 
-@service("netns_del")
 def _netns_del(kernel, ns, request) -> dict:
     kernel.del_netns(request["name"])
     return {"errno": 0}
 
 
-@service("clock_advance")
 def _clock_advance(kernel, ns, request) -> dict:
     ran = kernel.advance(float(request["seconds"]))
     return {"errno": 0, "timers_run": ran}
 
 
-@service("read_file")
 def _read_file(kernel, ns, request) -> dict:
-    from . import vfs
     err, text = vfs.read_file(kernel, ns, request["path"])
     return {"errno": err, "data": text} if not err else {"errno": err}
 
 
-@service("write_file")
 def _write_file(kernel, ns, request) -> dict:
-    from . import vfs
     return {"errno": vfs.write_file(kernel, ns, request["path"], request.get("data", ""))}
 
 
-@service("stat_file")
 def _stat_file(kernel, ns, request) -> dict:
-    from . import vfs
     err, kind, mode = vfs.stat(kernel, ns, request["path"])
     return {"errno": err, "dir": int(kind == "dir"), "mode": mode} if not err else {"errno": err}
 
 
-@service("list_dir")
 def _list_dir(kernel, ns, request) -> dict:
-    from . import vfs
     err, entries = vfs.list_dir(kernel, ns, request["path"])
     return {"errno": err, "entries": [[n, int(k == "dir")] for n, k in entries]} if not err else {"errno": err}
 
 
-@service("ioctl")
 def _ioctl(kernel, ns, request) -> dict:
-    from . import ioctl
     err, out = ioctl.handle(kernel, ns, int(request["request"]), request.get("ifname", ""),
                             bytes.fromhex(request.get("data", "")))
     return {"errno": err, "data": out.hex()} if not err else {"errno": err}
 
 
-@service("nlsock_state")
 def _nlsock_state(kernel, ns, request) -> dict:
     """A program that inherited a netlink fd across exec (no FD_CLOEXEC) brings no shim state
     with it: the shim finds its socket again by the inode of its end of the connection (sent
@@ -165,7 +148,6 @@ def _nlsock_state(kernel, ns, request) -> dict:
     return {"errno": E.ENOENT}
 
 
-@service("fault_add")
 def _fault_add(kernel, ns, request) -> dict:
     """Arm a fault rule (xfrmd/fault.py); the answer carries its id."""
     fields = {k: v for k, v in request.items() if k != "op"}
@@ -176,12 +158,10 @@ def _fault_add(kernel, ns, request) -> dict:
     return {"errno": 0, "id": rule.id, "fault": rule.as_dict()}
 
 
-@service("fault_list")
 def _fault_list(kernel, ns, request) -> dict:
     return {"errno": 0, "faults": kernel.faults.listing()}
 
 
-@service("fault_clear")
 def _fault_clear(kernel, ns, request) -> dict:
     rid = request.get("id")
     try:
@@ -193,9 +173,29 @@ def _fault_clear(kernel, ns, request) -> dict:
     return {"errno": 0, "cleared": n}
 
 
+CORE_SERVICES: dict[str, Callable] = {
+    "ping": _ping,
+    "capable": _capable,
+    "netns_list": _netns_list,
+    "netns_add": _netns_add,
+    "netns_del": _netns_del,
+    "clock_advance": _clock_advance,
+    "read_file": _read_file,
+    "write_file": _write_file,
+    "stat_file": _stat_file,
+    "list_dir": _list_dir,
+    "ioctl": _ioctl,
+    "nlsock_state": _nlsock_state,
+    "fault_add": _fault_add,
+    "fault_list": _fault_list,
+    "fault_clear": _fault_clear,
+}
+
+
 def init(kernel) -> None:
     """The core ops (this module's) and, until each subsystem registers its own in its
-    init call, the ops the listed modules register on import."""
+    init call, the ops the listed modules register on import (transitional)."""
+    kernel.services.update(CORE_SERVICES)
     if not _loaded:
         _load()
     for op, fn in SERVICES.items():

@@ -11,7 +11,8 @@ from netlink_codec.netlink import (NLM_F_ACK, NLM_F_DUMP_INTR, NLM_F_MULTI, NLM_
                                    encode_done, extack_tlvs, kernel_messages)
 
 from ..errors import KernelError
-from .socket import NetlinkSocket
+from ..stats import INTERNAL_ERROR
+from .socket import DumpState, NetlinkSocket
 
 # NLMSG_GOODSIZE on x86_64 with 4 KiB pages: SKB_WITH_OVERHEAD(4096) = 4096 - 320
 NLMSG_GOODSIZE = 3776
@@ -86,7 +87,6 @@ class Request:
         sock = self.sock
         if sock.dump is not None:
             return Reply(-E.EBUSY)
-        from .socket import DumpState
         sock.dump = DumpState(seq=self.hdr.seq, iterator=iter(messages))
         err = self.kernel.netlink_dump(sock)
         if err:
@@ -132,7 +132,6 @@ def netlink_rcv_msg(kernel, sock: NetlinkSocket, buf, hdr: Header, family: Netli
 def internal_error(kernel, exc: BaseException, what: str) -> Reply:
     """A handler raised: the request gets EINVAL "xfrmd: internal error" and the server
     counts and logs it in one line (xfrmd/stats.py)."""
-    from ..stats import INTERNAL_ERROR
     kernel.stats.internal_error(exc, what)
     return Reply(-E.EINVAL, INTERNAL_ERROR)
 
