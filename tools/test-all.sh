@@ -6,7 +6,8 @@
 #   bash tools/test-all.sh [pytest args…]
 #
 # Needs root (or sudo) for apt-get. Debian packages: iproute2, strace, gcc, ethtool,
-# strongswan-charon, strongswan-swanctl, tshark. libreswan conflicts with strongSwan, so its
+# strongswan-charon, strongswan-swanctl, tshark, chromium (the lag-report page's screenshot
+# test). libreswan conflicts with strongSwan, so its
 # .deb is downloaded and extracted with `dpkg -x` into a cache dir ($XFRMD_LIBRESWAN_DIR).
 # Python packages go into the active virtual environment ($VIRTUAL_ENV), else into .venv
 # (see tools/install.sh: the system Python is "externally managed" and refuses pip).
@@ -36,7 +37,7 @@ step() {
 }
 
 # libreswan is extracted, not installed (it conflicts with strongSwan): its libraries are installed here
-PKGS="iproute2 strace gcc libc6-dev ethtool strongswan-charon strongswan-swanctl tshark mmdebstrap libldns3 libevent-pthreads-2.1-7 libevent-core-2.1-7 libnss3-tools libunbound8 libcurl3-nss"
+PKGS="iproute2 strace gcc libc6-dev ethtool strongswan-charon strongswan-swanctl tshark mmdebstrap libldns3 libevent-pthreads-2.1-7 libevent-core-2.1-7 libnss3-tools libunbound8 libcurl3-nss chromium"
 # the system Python's venv module (Debian ships it apart), unless a venv is already active
 if [ -z "${VIRTUAL_ENV:-}" ]; then PKGS="$PKGS python3-venv"; fi
 
