@@ -18,6 +18,7 @@ from xfrmd.kernel import Kernel
 from xfrmd.rtnl.link import dev_close
 from xfrmd.topology import from_dict
 from bonding.hash import Flow, xmit_slave
+from xfrmd.lagreport.lab import Pairing, topology as lab_topology
 
 from .datapath_helpers import TUNNEL, Nl, lifetime, policy, sa, state
 from .sad_helpers import messages
@@ -29,18 +30,8 @@ PKT = X.XFRM_OFFLOAD_PACKET
 
 
 def topology(kind: str, model: str) -> dict:
-    lower = {"kind": kind, "nic": "nic-0", "master": "bond0"}
-    return {"netns": [
-        {"name": "dut", "device": [
-            dict(lower, name="s0"), dict(lower, name="s1"),
-            {"name": "bond0", "kind": "bond", "mode": "802.3ad", "xmit_hash_policy": "layer3+4",
-             "lag_model": model, "esp_hw_offload": True, "addresses": [f"{DUT}/24"]},
-            {"name": "inner", "kind": "dummy", "addresses": [f"{A}/24"]}],
-         "route": [{"dst": "10.1.0.0/24", "via": PEER, "dev": "bond0"}]},
-        {"name": "peer", "device": [
-            {"name": "eth0", "kind": "dummy", "addresses": [f"{PEER}/24", f"{B}/24"]}],
-         "route": [{"dst": "10.0.0.0/24", "via": DUT, "dev": "eth0"}]},
-    ]}
+    """The lag-report bench (xfrmd/lagreport/lab.py) with two lowers of one kind on one NIC."""
+    return lab_topology(Pairing(kind, kind, ((kind, "nic-0"), (kind, "nic-0"))), model)
 
 
 def nl(k, ns):

@@ -18,6 +18,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..datapath.input import InputResult
+from ..datapath.output import XmitResult
 from .lab import OUT_SPI, Lab, Pairing, replay_drops, wire
 
 OK, UNSAFE, BLACKHOLED, REFUSED = "ok", "UNSAFE", "black-holed", "refused"
@@ -95,12 +97,13 @@ def pin_move(lab: Lab, cell: Cell) -> None:
     if after and cell.dup:
         cell.note = f"the new slave {after[0][0]} restarted at sequence {after[0][1]}"
     elif not after:
-        cell.note = f"after {pinned or 'the slave'} went down nothing was sent: " + _dropped(second)
+        cell.note = f"after {pinned or 'the slave'} went down nothing was sent: " + _first_drop(second)
 
 
-def _dropped(res) -> str:
+def _first_drop(res: XmitResult | InputResult) -> str:
+    """Why the first packet that did not make it was dropped (its first clause)."""
     for b in res.to_dict()["batches"]:
-        if b.get("result") != "sent":
+        if b.get("result") not in ("sent", "delivered"):
             return (b.get("detail") or b.get("reason") or "dropped").split(";")[0]
     return "no state"
 
@@ -121,14 +124,7 @@ def reinjection(lab: Lab, cell: Cell) -> None:
                      "one replay window per slave")
     elif cell.blackholed:
         cell.verdict = BLACKHOLED
-        cell.note = "inbound packets were not delivered: " + _in_reason(first)
-
-
-def _in_reason(res) -> str:
-    for b in res.to_dict()["batches"]:
-        if b.get("result") != "delivered":
-            return (b.get("detail") or b.get("reason") or "dropped").split(";")[0]
-    return ""
+        cell.note = "inbound packets were not delivered: " + _first_drop(first)
 
 
 def flap(lab: Lab, cell: Cell) -> None:
