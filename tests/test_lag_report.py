@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from xfrmd.lagreport import run_report
+from xfrmd.lagreport.report import run_report
 from xfrmd.lagreport.lab import MODELS, PAIRINGS
 from xfrmd.lagreport.scenarios import SCENARIOS
 

@@ -1,44 +1,7 @@
 """``xfrmd lag-report``: the LAG offload review's scenarios run on every LAG model and every
 pairing of lower devices, as one matrix a reviewer can attach to the thread.
 
-:func:`run_report` builds the matrix (``scenarios.py`` for what is measured, ``lab.py`` for
-the bench), ``render.py`` prints it as text, JSON or a self-contained HTML page."""
-from __future__ import annotations
-
-from dataclasses import dataclass, field
-from typing import Callable
-
-from .lab import MODELS, PAIRINGS
-from .scenarios import SCENARIOS, Cell, run_cell
-
-
-@dataclass
-class Report:
-    cells: list[Cell] = field(default_factory=list)
-
-    def cell(self, scenario: str, pairing: str, model: str) -> Cell:
-        return next(c for c in self.cells
-                    if (c.scenario, c.pairing, c.model) == (scenario, pairing, model))
-
-    def as_dict(self) -> dict:
-        return {"scenarios": [{"key": s.key, "title": s.title} for s in SCENARIOS],
-                "pairings": [{"key": p.name, "title": p.title,
-                              "lowers": [f"{k}@{n}" for k, n in p.lowers]} for p in PAIRINGS],
-                "models": list(MODELS),
-                "cells": [c.as_dict() for c in self.cells]}
-
-
-def run_report(progress: Callable[[int, int, str], None] | None = None) -> Report:
-    """Every scenario × pairing × model, each on a fresh in-process kernel."""
-    report = Report()
-    total = len(SCENARIOS) * len(PAIRINGS) * len(MODELS)
-    for scenario in SCENARIOS:
-        for pairing in PAIRINGS:
-            for model in MODELS:
-                if progress is not None:
-                    progress(len(report.cells), total,
-                             f"{scenario.key} {pairing.name} {model}")
-                report.cells.append(run_cell(scenario, pairing, model))
-    if progress is not None:
-        progress(total, total, "done")
-    return report
+``report.py`` builds the matrix (:func:`~xfrmd.lagreport.report.run_report`),
+``scenarios.py`` says what is measured, ``lab.py`` is the bench, ``render.py`` prints it
+as text, JSON or a self-contained HTML page, ``cli.py`` is the command. This package's
+``__init__`` imports nothing: ``xfrmd --help`` does not load the kernel model."""

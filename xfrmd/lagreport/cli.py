@@ -25,7 +25,7 @@ def _progress(done: int, total: int, what: str) -> None:
 
 def run(json_out: bool = False, html_path: str | None = None) -> int:
     # start-up time: the kernel model loads only for this command, not for `xfrmd --help`
-    from . import run_report
+    from .report import run_report
     from .render import as_json, text, write_html
     report = run_report(progress=_progress)
     sys.stdout.write(as_json(report) if json_out else text(report))

@@ -7,7 +7,7 @@ import html
 import json
 from typing import Any
 
-from . import Report
+from .report import Report
 from .lab import MODELS, PAIRINGS
 from .scenarios import OK, REFUSED, SCENARIOS, UNSAFE, Cell
 
