@@ -96,6 +96,12 @@ echo "== building the userlands"
 python3 -m xfrmd.cli userland build trixie-strongswan trixie-libreswan ||
   echo "== a userland could not be built: the tests marked userland will fail" >&2
 
+# the kernel's net selftests (Debian's linux-source-6.12 of trixie) for tests/test_suites.py;
+# cached in $XDG_CACHE_HOME/xfrmd/kselftest. Not a step either, for the same reason.
+echo "== fetching the kernel's net selftests"
+python3 -m xfrmd.cli suites fetch >/dev/null ||
+  echo "== the kernel selftests could not be fetched: tests/test_suites.py will fail" >&2
+
 echo "== running the test suite"
 set +e
 python3 -m pytest -q -p no:cacheprovider "$@"

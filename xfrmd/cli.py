@@ -151,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     add_userland_parser(sub)
     from .lagreport.cli import add_lagreport_parser
     add_lagreport_parser(sub)
+    from .suites.cli import add_suites_parser
+    add_suites_parser(sub)
 
     c = sub.add_parser("ctl", help="what a kernel needs root or hardware for (see `xfrmd ctl help`)")
     c.add_argument("--socket")

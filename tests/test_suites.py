@@ -1,0 +1,57 @@
+"""``xfrmd suites kselftest``: the kernel's net selftests (Debian's linux-source-6.12),
+unmodified under ``xfrmd run``. tools/test-all.sh fetches them (``xfrmd suites fetch``);
+without them a developer's run skips, CI fails."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from xfrmd.suites import kselftest
+
+XFRMD = [sys.executable, "-m", "xfrmd.cli"]
+# what passes today; a test leaving this set is a regression, a test joining it a fix to
+# record here (docs/suites.md has the table)
+PASSING = {"kci_test_polrouting", "kci_test_addrlft", "kci_test_promote_secondaries",
+           "kci_test_ipsec", "kci_test_bridge_parent_id"}
+
+
+@pytest.fixture(scope="module")
+def selftests():
+    root = kselftest.cache_root()
+    found = [os.path.join(root, v, "selftests") for v in sorted(os.listdir(root))] \
+        if os.path.isdir(root) else []
+    found = [f for f in found if os.path.isdir(f)]
+    if not found:
+        if os.environ.get("CI"):
+            pytest.fail("the kernel selftests are not fetched (tools/test-all.sh runs "
+                        "`xfrmd suites fetch`)")
+        pytest.skip("the kernel selftests are not fetched: xfrmd suites fetch")
+    return found[-1]
+
+
+def test_every_rtnetlink_test_and_ipsec_c_gets_one_line(selftests):
+    p = subprocess.run(XFRMD + ["suites", "kselftest"], capture_output=True, text=True,
+                       timeout=900)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    names = kselftest.rtnetlink_tests(selftests) + ["ipsec.c"]
+    assert len(names) == 25 and "kci_test_ipsec" in names
+    got = {ln.split()[1]: ln.split()[0] for ln in lines[:-1]}
+    assert list(got) == names
+    passing = {n for n, status in got.items() if status == "PASS"}
+    assert passing == PASSING, (sorted(passing - PASSING), sorted(PASSING - passing))
+    assert lines[-1] == (f"kselftest: {len(PASSING)} passed, "
+                         f"{sum(s == 'FAIL' for s in got.values())} failed, "
+                         f"{sum(s == 'SKIP' for s in got.values())} skipped of 25")
+
+
+def test_one_test_by_name_with_json(selftests):
+    p = subprocess.run(XFRMD + ["suites", "kselftest", "-t", "kci_test_ipsec", "--json"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    [r] = json.loads(p.stdout)
+    assert (r["name"], r["status"], r["detail"]) == ("kci_test_ipsec", "PASS", "PASS: ipsec")

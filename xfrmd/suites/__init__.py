@@ -1,0 +1,4 @@
+"""``xfrmd suites``: other projects' test suites run unmodified against xfrmd. Only the
+runner lives here: the suites' files come from the package registries at run time and are
+cached under the user's cache directory (``kselftest.py``: the kernel's net selftests from
+Debian's ``linux-source`` package). This package's ``__init__`` imports nothing."""

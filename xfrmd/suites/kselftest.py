@@ -1,0 +1,152 @@
+"""The kernel's own net selftests (tools/testing/selftests/net) from Debian's
+``linux-source-6.12`` package of the trixie suite, run unmodified under ``xfrmd run``.
+
+Fetching: the mirror the machine's apt sources name (never a host written here), its trixie
+``Packages`` index for the package's current file, the ``.deb`` (about 150 MB), and from its
+source tarball only the selftest folders, into ``<cache>/xfrmd/kselftest/<version>/``; a
+later run finds them there. Running: ``rtnetlink.sh -t TEST`` for each test its ALL_TESTS
+names, and ``ipsec.c`` built with gcc, each in its own ``xfrmd run --topology bare``; a test
+passes when its output has a PASS line and no FAIL line (rtnetlink.sh) or when it bails out
+nowhere and reports no failure (ipsec.c's kselftest plan)."""
+from __future__ import annotations
+
+import lzma
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+
+from ..userland.sources import debian_mirror
+
+PACKAGE = "linux-source-6.12"
+SUITE = "trixie"
+FOLDERS = ("net/", "kselftest")      # below tools/testing/selftests/
+XFRMD = [sys.executable, "-m", "xfrmd.cli"]
+
+
+def cache_root() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "xfrmd", "kselftest")
+
+
+def package_file(mirror: str) -> tuple[str, str]:
+    """(version, pool path) of the package in the suite's binary-all index."""
+    url = f"{mirror}/dists/{SUITE}/main/binary-all/Packages.xz"
+    with urllib.request.urlopen(url, timeout=60) as r:
+        text = lzma.decompress(r.read()).decode()
+    for stanza in text.split("\n\n"):
+        if re.search(rf"^Package: {re.escape(PACKAGE)}$", stanza, re.M):
+            version = re.search(r"^Version: (\S+)$", stanza, re.M)
+            filename = re.search(r"^Filename: (\S+)$", stanza, re.M)
+            if version and filename:
+                return version.group(1), filename.group(1)
+    raise RuntimeError(f"{PACKAGE} is not in the {SUITE} index of the apt mirror")
+
+
+def fetch(progress=print) -> str:
+    """The selftests folder, fetched into the cache if it is not there yet."""
+    root = cache_root()
+    for name in sorted(os.listdir(root)) if os.path.isdir(root) else ():
+        done = os.path.join(root, name, "selftests")
+        if os.path.isdir(done):
+            return done
+    mirror = debian_mirror()
+    version, pool = package_file(mirror)
+    os.makedirs(root, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root) as tmp:
+        deb = os.path.join(tmp, "src.deb")
+        progress(f"kselftest: downloading {PACKAGE} {version} (~150 MB)")
+        urllib.request.urlretrieve(f"{mirror}/{pool}", deb)
+        progress("kselftest: extracting tools/testing/selftests (about 30 s)")
+        # the .deb's data archive holds the source tarball; only the selftest folders of
+        # that are unpacked (tar strips linux-source-6.12/tools/testing/)
+        top = PACKAGE
+        patterns = [f"{top}/tools/testing/selftests/{f}*" for f in FOLDERS]
+        script = ('deb="$1"; dir="$2"; shift 2; dpkg-deb --fsys-tarfile "$deb" | '
+                  'tar -xO --wildcards "*.tar.xz" | '
+                  'tar -xJ -C "$dir" --strip-components=3 --wildcards "$@"')
+        subprocess.run(["sh", "-c", script, "sh", deb, tmp] + patterns, check=True,
+                       capture_output=True)
+        final = os.path.join(root, version)
+        os.makedirs(final, exist_ok=True)
+        os.rename(os.path.join(tmp, "selftests"), os.path.join(final, "selftests"))
+    return os.path.join(root, version, "selftests")
+
+
+@dataclass
+class Result:
+    name: str
+    status: str          # PASS, FAIL, SKIP
+    seconds: float
+    detail: str
+
+
+def rtnetlink_tests(selftests: str) -> list[str]:
+    text = open(os.path.join(selftests, "net", "rtnetlink.sh")).read()
+    m = re.search(r'^ALL_TESTS="(.*?)"', text, re.M | re.S)
+    return m.group(1).split() if m else []
+
+
+def _run(args: list[str], cwd: str, timeout: int) -> tuple[str, float]:
+    t = time.monotonic()
+    try:
+        p = subprocess.run(XFRMD + ["run", "--topology", "bare", "--"] + args, cwd=cwd,
+                           capture_output=True, text=True, timeout=timeout)
+        out = p.stdout + p.stderr
+    except subprocess.TimeoutExpired as e:
+        out = f"{e.stdout or ''}{e.stderr or ''}\nTIMEOUT after {timeout} s"
+    return out, time.monotonic() - t
+
+
+def run_rtnetlink(selftests: str, test: str, timeout: int = 120) -> Result:
+    out, secs = _run(["bash", "./rtnetlink.sh", "-t", test], os.path.join(selftests, "net"),
+                     timeout)
+    fails = [ln for ln in out.splitlines() if ln.startswith("FAIL")]
+    passes = [ln for ln in out.splitlines() if ln.startswith("PASS")]
+    skips = [ln for ln in out.splitlines() if ln.startswith("SKIP")]
+    if "TIMEOUT" in out:
+        return Result(test, "FAIL", secs, out.splitlines()[-1])
+    if fails:
+        return Result(test, "FAIL", secs, fails[0])
+    if passes:
+        return Result(test, "PASS", secs, passes[0])
+    return Result(test, "SKIP", secs, skips[0] if skips else "no PASS or FAIL line")
+
+
+def build_ipsec(selftests: str, out_dir: str) -> str:
+    exe = os.path.join(out_dir, "ipsec")
+    if not os.path.exists(exe):
+        subprocess.run(["gcc", "-O1", f"-I{selftests}", "-o", exe,
+                        os.path.join(selftests, "net", "ipsec.c")], check=True,
+                       capture_output=True)
+    return exe
+
+
+def run_ipsec(selftests: str, timeout: int = 300) -> Result:
+    exe = build_ipsec(selftests, os.path.dirname(selftests))
+    out, secs = _run([exe], os.path.join(selftests, "net"), timeout)
+    bail = next((ln for ln in out.splitlines() if ln.startswith("Bail out!")), None)
+    totals = re.search(r"# Totals: pass:(\d+) fail:(\d+)", out)
+    if bail or not totals:
+        return Result("ipsec.c", "FAIL", secs, bail or "no kselftest totals")
+    ok, bad = int(totals.group(1)), int(totals.group(2))
+    return Result("ipsec.c", "PASS" if ok and not bad else "FAIL", secs,
+                  f"pass:{ok} fail:{bad}")
+
+
+def run_all(selftests: str, only: list[str] | None = None, progress=None) -> list[Result]:
+    tests = [t for t in rtnetlink_tests(selftests) if not only or t in only]
+    out = []
+    for t in tests:
+        if progress:
+            progress(f"kselftest: rtnetlink.sh -t {t}")
+        out.append(run_rtnetlink(selftests, t))
+    if not only or "ipsec.c" in only:
+        if progress:
+            progress("kselftest: ipsec.c")
+        out.append(run_ipsec(selftests))
+    return out
