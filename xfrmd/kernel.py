@@ -33,6 +33,7 @@ SOL_SOCKET, SO_RCVBUF, SO_RCVBUFFORCE = 1, 8, 33
 log = logging.getLogger("xfrmd.kernel")
 
 SOCK_DGRAM, SOCK_RAW = 2, 3
+UNNAMED = "~unshared-"     # an unshare()d namespace before a bind mount names it
 
 
 class Timer:
@@ -71,6 +72,8 @@ class Kernel:
     subsystem's init call. ``initcalls``: the start-up sequence (``do_initcalls``); the
     default is :data:`xfrmd.initcalls.INITCALLS`, in the order that module gives."""
 
+    UNNAMED = UNNAMED
+
     def __init__(self, clock: Clock | None = None, *, topology=None, admin_uids=None,
                  auto_create_netns: bool = True, seed: int | None = None,
                  initcalls: "tuple[InitCall, ...] | None" = None):
@@ -103,6 +106,10 @@ class Kernel:
         self.ioctls: dict[int, Callable] = {}             # SIOC* → fn (xfrmd/ioctl.py)
         self.drivers: dict[str, object] = {}              # a driver's global state, by driver
         self.pernet: list = []                            # pernet_operations (init_net/exit_net)
+        # which emulated namespace a process is in, when it moved itself (unshare, setns:
+        # the shim tells); ``get_net_ns_by_pid`` asks here first
+        self.pid_netns: dict[int, str] = {}
+        self._unshared = itertools.count(1)
         for init in (_initcalls.INITCALLS if initcalls is None else initcalls):
             init(self)
         self.topology = topology
@@ -157,10 +164,37 @@ class Kernel:
         return list(self.families.values()) + [o for o in self.pernet
                                                if o not in self.families.values()]
 
+    def unshare_netns(self, pid: int) -> NetNamespace:
+        """``unshare(CLONE_NEWNET)`` by process ``pid`` (``copy_net_ns``): a new namespace
+        with no name yet (``ip netns list`` does not show it), the process's from now on."""
+        ns = self.add_netns(f"{UNNAMED}{pid}-{next(self._unshared)}")
+        self.pid_netns[pid] = ns.name
+        return ns
+
+    def rename_netns(self, old: str, new: str) -> None:
+        """A bind mount of a namespace onto /run/netns/NEW (``ip netns add``): an unnamed
+        namespace takes the name its users see."""
+        ns = self.namespaces.get(old)
+        if ns is None:
+            raise KernelError(E.ENOENT, f"no network namespace {old!r}")
+        if new in self.namespaces:
+            raise KernelError(E.EEXIST, f"network namespace {new!r} exists")
+        if not old.startswith(UNNAMED):
+            raise KernelError(E.EOPNOTSUPP, f"xfrmd: network namespace {old!r} has a name "
+                              "already; a second name for it is not emulated")
+        del self.namespaces[old]
+        ns.name = new
+        self.namespaces[new] = ns
+        for pid, name in list(self.pid_netns.items()):
+            if name == old:
+                self.pid_netns[pid] = new
+
     def del_netns(self, name: str) -> None:
         ns = self.namespaces.pop(name, None)
         if ns is None:
             raise KernelError(E.ENOENT, f"no network namespace {name!r}")
+        for pid in [p for p, n in self.pid_netns.items() if n == name]:
+            del self.pid_netns[pid]
         for ops in self._pernet_ops():
             exit_ = getattr(ops, "exit_net", None)
             if exit_:

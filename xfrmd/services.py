@@ -30,6 +30,7 @@ _loaded = False
 # name their namespace in the request): they work whatever namespace the HELLO named, so
 # `xfrmd ctl clock advance` reaches a server whose topology has no "default"
 KERNEL_WIDE_OPS = frozenset({"clock_advance", "netns_add", "netns_del", "netns_list", "capable",
+                             "netns_unshare", "netns_bind", "netns_enter",
                              "xfrm_type", "crypto_alg", "genetlink",
                              "fault_add", "fault_list", "fault_clear"})
 
@@ -99,6 +100,40 @@ def _netns_add(kernel, ns, request) -> dict:
 def _netns_del(kernel, ns, request) -> dict:
     kernel.del_netns(request["name"])
     return {"errno": 0}
+
+
+def _netns_unshare(kernel, ns, request) -> dict:
+    """The shim's ``unshare(CLONE_NEWNET)``: a fresh unnamed namespace for that process."""
+    new = kernel.unshare_netns(int(request["pid"]))
+    return {"errno": 0, "name": new.name}
+
+
+def _netns_bind(kernel, ns, request) -> dict:
+    """The shim's bind mount of /proc/PID/ns/net onto /run/netns/NAME: the namespace process
+    PID is in takes NAME."""
+    pid, name = int(request["pid"]), str(request["name"])
+    current = kernel.pid_netns.get(pid)
+    if current is None:
+        return {"errno": E.EOPNOTSUPP, "error": f"xfrmd: process {pid} did not unshare() its "
+                "network namespace; naming a namespace that has a name is not emulated"}
+    kernel.rename_netns(current, name)
+    return {"errno": 0}
+
+
+def _netns_enter(kernel, ns, request) -> dict:
+    """The shim's ``setns()`` into /run/netns/NAME: that process is in NAME from now on."""
+    name = str(request["name"])
+    kernel.netns(name, create=False)
+    kernel.pid_netns[int(request["pid"])] = name
+    return {"errno": 0}
+
+
+def run_netns_entries(kernel, ns, path: str) -> list[tuple[str, str]]:
+    """/run/netns as ``ip netns list`` reads it: the named namespaces but the initial one."""
+    if path not in ("/run/netns", "/var/run/netns"):
+        raise FileNotFoundError(path)
+    return [(n, "file") for n in kernel.namespaces
+            if n != "default" and not n.startswith(kernel.UNNAMED)]
 
 
 def _clock_advance(kernel, ns, request) -> dict:
@@ -179,6 +214,9 @@ CORE_SERVICES: dict[str, Callable] = {
     "netns_list": _netns_list,
     "netns_add": _netns_add,
     "netns_del": _netns_del,
+    "netns_unshare": _netns_unshare,
+    "netns_bind": _netns_bind,
+    "netns_enter": _netns_enter,
     "clock_advance": _clock_advance,
     "read_file": _read_file,
     "write_file": _write_file,
@@ -196,6 +234,8 @@ def init(kernel) -> None:
     """The core ops (this module's) and, until each subsystem registers its own in its
     init call, the ops the listed modules register on import (transitional)."""
     kernel.services.update(CORE_SERVICES)
+    kernel.vfs.register_dir("/run/netns", run_netns_entries)
+    kernel.vfs.register_dir("/var/run/netns", run_netns_entries)
     if not _loaded:
         _load()
     for op, fn in SERVICES.items():

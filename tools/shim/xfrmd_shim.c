@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -1678,18 +1679,9 @@ static int virtual_open(const char *path, int flags)
  * (IFLA_NET_NS_FD). For an emulated namespace the shim hands out a placeholder fd and, with
  * every datagram while it is open, tells the server which namespace that fd number is
  * (F_NETNS_FD). Names the server does not know are real namespaces: opened as usual. */
-static int netns_open(const char *path, int flags)
+/* a memfd standing for emulated namespace ``name`` (see F_NETNS_FD) */
+static int nsfd_placeholder(const char *name, int flags)
 {
-    const char *name = NULL;
-    if (!path) return -2;
-    if (!strncmp(path, "/var/run/netns/", 15)) name = path + 15;
-    else if (!strncmp(path, "/run/netns/", 11)) name = path + 11;
-    if (!name || !*name || strchr(name, '/') || strlen(name) >= sizeof nsfds[0].name) return -2;
-    char a[8192], pat[80];
-    if (service_query("{\"op\":\"netns_list\"}", a, sizeof a) < 0) return -2;
-    snprintf(pat, sizeof pat, "\"%s\"", name);
-    const char *list = json_find(a, "namespaces");
-    if (!list || !strstr(list, pat)) return -2;
     pthread_mutex_lock(&nsfd_lock);
     if (nsfd_n >= NSFDS) { pthread_mutex_unlock(&nsfd_lock); errno = EMFILE; return -1; }
     int fd = memfd_create("xfrmd-netns", (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);
@@ -1700,6 +1692,197 @@ static int netns_open(const char *path, int flags)
     }
     pthread_mutex_unlock(&nsfd_lock);
     return fd;
+}
+
+static int netns_open(const char *path, int flags)
+{
+    const char *name = NULL;
+    if (!path) return -2;
+    if (!strcmp(path, "/proc/self/ns/net") || !strcmp(path, "/proc/thread-self/ns/net")) {
+        /* the process's own namespace: a placeholder for the emulated one it is in (a
+         * program keeps it to come back with setns(), or passes it as IFLA_NET_NS_FD) */
+        const char *cur = getenv("XFRMD_NETNS");
+        return nsfd_placeholder(cur && *cur ? cur : "default", flags);
+    }
+    if (!strncmp(path, "/var/run/netns/", 15)) name = path + 15;
+    else if (!strncmp(path, "/run/netns/", 11)) name = path + 11;
+    if (!name || !*name || strchr(name, '/') || strlen(name) >= sizeof nsfds[0].name) return -2;
+    char a[8192], pat[80];
+    if (service_query("{\"op\":\"netns_list\"}", a, sizeof a) < 0) return -2;
+    snprintf(pat, sizeof pat, "\"%s\"", name);
+    const char *list = json_find(a, "namespaces");
+    int known = list && strstr(list, pat);
+    if (known && (flags & O_CREAT) && (flags & O_EXCL)) { errno = EEXIST; return -1; }
+    if (!known && (flags & O_CREAT))
+        /* `ip netns add`: the file the name will be bound on; only the mount names it */
+        return memfd_create("xfrmd-netns-new", (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);
+    if (!known) return -2;
+    return nsfd_placeholder(name, flags);
+}
+
+/* ---- emulated network namespaces for `ip netns`, `ip -n`, setns() and unshare() --------
+ * A process's emulated namespace is $XFRMD_NETNS (read by every HELLO, inherited across
+ * exec). unshare(CLONE_NEWNET) asks the server for a fresh unnamed namespace; a bind mount of
+ * /proc/<self|pid>/ns/net onto /run/netns/NAME names it (`ip netns add`); setns() on a
+ * placeholder fd of /run/netns/NAME enters it (`ip netns exec`, `ip -n`); umount2 of
+ * /run/netns/NAME deletes it (`ip netns del`). The mounts `ip` makes to share /run/netns,
+ * the file it creates there and the unlink are answered here: nothing of it reaches the
+ * host's mount table or /run. */
+static int netns_path(const char *path, const char **name)
+{
+    const char *n = NULL;
+    if (!path) return 0;
+    if (!strncmp(path, "/var/run/netns", 14)) n = path + 14;
+    else if (!strncmp(path, "/run/netns", 10)) n = path + 10;
+    else return 0;
+    if (*n && *n != '/') return 0;
+    if (*n == '/') n++;
+    if (name) *name = n;
+    return 1;
+}
+
+static char netns_before[128];   /* the namespace before the last unshare() */
+
+/* after the namespace changed: connections made for the old one are not reused */
+static void netns_switched_keep(void)
+{
+    if (svc_fd >= 0 && svc_pid == my_pid()) { real_close(svc_fd); }
+    svc_fd = -1;
+    pthread_mutex_lock(&pool_lock);
+    if (pool_pid == my_pid())
+        for (int i = 0; i < pool_n; i++) real_close(pool[i].fd);
+    pool_n = 0; pool_pid = my_pid();
+    pthread_mutex_unlock(&pool_lock);
+}
+
+static void netns_switched(const char *name)
+{
+    setenv("XFRMD_NETNS", name, 1);
+    netns_switched_keep();
+}
+
+static int netns_op(const char *op, const char *name, char *answer, size_t alen)
+{
+    char q[512];
+    snprintf(q, sizeof q, "{\"op\":\"%s\",\"name\":\"%s\",\"pid\":%d}", op, name ? name : "",
+             (int)my_pid());
+    if (service_query(q, answer, alen) < 0) return -1;
+    long e = json_int(answer, "errno", 0);
+    if (e) { errno = (int)e; return -1; }
+    return 0;
+}
+
+static const char *placeholder_name(int fd, char *out, size_t n)
+{
+    const char *found = NULL;
+    pthread_mutex_lock(&nsfd_lock);
+    for (int i = 0; i < nsfd_n; i++)
+        if (nsfds[i].fd == fd) { snprintf(out, n, "%s", nsfds[i].name); found = out; break; }
+    pthread_mutex_unlock(&nsfd_lock);
+    return found;
+}
+
+int setns(int fd, int nstype)
+{
+    static int (*real)(int, int);
+    if (!real) real = dlsym(RTLD_NEXT, "setns");
+    load_all();
+    char name[64], a[512];
+    if ((nstype == 0 || nstype == CLONE_NEWNET) && placeholder_name(fd, name, sizeof name)) {
+        if (netns_op("netns_enter", name, a, sizeof a) < 0) return -1;
+        netns_switched(name);
+        return 0;
+    }
+    return real(fd, nstype);
+}
+
+int unshare(int flags)
+{
+    static int (*real)(int);
+    if (!real) real = dlsym(RTLD_NEXT, "unshare");
+    load_all();
+    if (flags & CLONE_NEWNET) {
+        char a[512], name[128];
+        if (netns_op("netns_unshare", NULL, a, sizeof a) < 0) return -1;
+        const char *p = json_find(a, "name");
+        if (!p) { errno = EIO; return -1; }
+        json_str_at(p, name, sizeof name);
+        const char *cur = getenv("XFRMD_NETNS");
+        snprintf(netns_before, sizeof netns_before, "%s", cur ? cur : "");
+        netns_switched(name);
+        flags &= ~CLONE_NEWNET;
+        if (!flags) return 0;
+    }
+    return real(flags);
+}
+
+int mount(const char *src, const char *target, const char *fstype, unsigned long flags,
+          const void *data)
+{
+    static int (*real)(const char *, const char *, const char *, unsigned long, const void *);
+    if (!real) real = dlsym(RTLD_NEXT, "mount");
+    load_all();
+    const char *name;
+    if (!netns_path(target, &name)) return real(src, target, fstype, flags, data);
+    if ((flags & MS_BIND) && *name && src && !strncmp(src, "/proc/", 6) &&
+        strlen(src) > 7 && !strcmp(src + strlen(src) - 7, "/ns/net")) {
+        /* `ip netns add` / `attach`: the namespace of that process gets the name */
+        char a[512], q[600];
+        int pid = (int)my_pid();
+        if (strncmp(src, "/proc/self/", 11) && strncmp(src, "/proc/thread-self/", 18))
+            pid = atoi(src + 6);
+        snprintf(q, sizeof q, "{\"op\":\"netns_bind\",\"name\":\"%s\",\"pid\":%d}", name, pid);
+        if (service_query(q, a, sizeof a) < 0) return -1;
+        long e = json_int(a, "errno", 0);
+        if (e) { errno = (int)e; return -1; }
+        if (!strncmp(src, "/proc/thread-self/", 18) && syscall(SYS_gettid) != my_pid()) {
+            /* ip 6.x unshares in a thread so that it stays where it was: so does its env */
+            if (netns_before[0]) setenv("XFRMD_NETNS", netns_before, 1);
+            else unsetenv("XFRMD_NETNS");
+            netns_switched_keep();
+        } else if (pid == (int)my_pid()) {
+            setenv("XFRMD_NETNS", name, 1);
+        }
+        return 0;
+    }
+    return 0;        /* making /run/netns a shared mount point: nothing to do here */
+}
+
+int umount2(const char *target, int flags)
+{
+    static int (*real)(const char *, int);
+    if (!real) real = dlsym(RTLD_NEXT, "umount2");
+    load_all();
+    const char *name;
+    if (!netns_path(target, &name)) return real(target, flags);
+    if (!*name) return 0;
+    char a[512];
+    return netns_op("netns_del", name, a, sizeof a) < 0 ? -1 : 0;
+}
+
+int umount(const char *target)
+{
+    return umount2(target, 0);
+}
+
+int unlink(const char *path)
+{
+    static int (*real)(const char *);
+    if (!real) real = dlsym(RTLD_NEXT, "unlink");
+    load_all();
+    const char *name;
+    if (netns_path(path, &name) && *name) return 0;   /* the file `ip netns add` made */
+    return real(path);
+}
+
+int mkdir(const char *path, mode_t mode)
+{
+    static int (*real)(const char *, mode_t);
+    if (!real) real = dlsym(RTLD_NEXT, "mkdir");
+    load_all();
+    const char *name;
+    if (netns_path(path, &name) && !*name) return 0;
+    return real(path, mode);
 }
 
 int open(const char *path, int flags, ...)
@@ -1988,9 +2171,11 @@ DIR *opendir(const char *path)
     static DIR *(*real)(const char *);
     if (!real) real = dlsym(RTLD_NEXT, "opendir");
     load_all();
-    if (!is_virtual(path)) return real(path);
+    const char *nsname = NULL;
+    int nsdir = netns_path(path, &nsname) && !*nsname;
+    if (!is_virtual(path) && !nsdir) return real(path);
     char q[1024], esc[900];
-    json_escape(path, strlen(path), esc, sizeof esc);
+    json_escape(nsdir ? "/run/netns" : path, strlen(nsdir ? "/run/netns" : path), esc, sizeof esc);
     snprintf(q, sizeof q, "{\"op\":\"list_dir\",\"path\":\"%s\"}", esc);
     char *a = malloc(RECORD_MAX);
     if (!a) { errno = ENOMEM; return NULL; }

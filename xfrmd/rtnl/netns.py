@@ -97,7 +97,11 @@ def get_net_ns_by_fd(req, fd: int):
 
 
 def get_net_ns_by_pid(kernel, pid: int):
-    """The emulated namespace of process ``pid``: where its netlink sockets live."""
+    """The emulated namespace of process ``pid``: the one it moved to (unshare, setns), else
+    where its netlink sockets live."""
+    moved = kernel.pid_netns.get(pid)
+    if moved is not None and moved in kernel.namespaces:
+        return kernel.namespaces[moved]
     for ns in kernel.namespaces.values():
         for socks in ns.sockets.values():
             if any(s.pid == pid for s in socks):
