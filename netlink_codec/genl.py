@@ -7,6 +7,7 @@ from __future__ import annotations
 import struct
 
 from .cstruct import CStruct, u8, u16
+from .ethtool import ETHTOOL_SPACE
 from .message import AttrSpace, Family
 
 GENL_HDRLEN = 4
@@ -59,7 +60,6 @@ def _space(t: int, flags: int):
     if t == GENL_ID_CTRL:
         return CTRL_SPACE
     if t == ETHTOOL_GENL_ID:
-        from .ethtool import ETHTOOL_SPACE
         return ETHTOOL_SPACE
     return AttrSpace(f"genl#{t}", {})
 

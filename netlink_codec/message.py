@@ -11,6 +11,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from . import pretty
 from .cstruct import CStruct
 from .errors import DecodeError
 from .netlink import (NLA_F_NESTED, NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN, NLMSG_MIN_TYPE,
@@ -189,8 +190,7 @@ class Message:
     family: Any = field(default=None, repr=False, compare=False)  # the decoding Family, for names
 
     def __repr__(self) -> str:
-        from .pretty import message
-        return message(self)
+        return pretty.message(self)
 
     def attr(self, t: int, default=None):
         """Value of the last attribute of type ``t`` (the kernel's rule for duplicates)."""

@@ -6,6 +6,8 @@ import ctypes
 from enum import IntEnum
 
 from .cstruct import CStruct, be16, be32, chars, s32, u8, u16, u32, u64
+from .message import AttrSpace, Family
+from .netlink import NLM_F_DUMP
 
 XFRM_MAX_DEPTH = 6
 XFRM_INF = 0xFFFFFFFFFFFFFFFF
@@ -520,9 +522,6 @@ def attrs_offset(msg_type: int, dump: bool = False) -> int:
 
 # ---------------------------------------------------------------------------------------
 # the family, for generic decoding (tests, client, trace, replayer)
-
-from .message import AttrSpace, Family  # noqa: E402
-from .netlink import NLM_F_DUMP  # noqa: E402
 
 XFRMA_SPACE = AttrSpace("XFRMA", ATTR_KIND, lambda t: "XFRMA_" + Xfrma(t).name)
 SAD_SPACE = AttrSpace("XFRMA_SAD", SAD_ATTR_KIND, lambda t: "XFRMA_SAD_" + XfrmaSad(t).name)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import errno as E
+import random
 import struct
 
 from hypothesis import HealthCheck, given, settings
@@ -86,7 +87,6 @@ def _well_formed_replies(datagrams):
 def test_ten_thousand_bad_datagrams_through_the_kernel():
     """Deterministic mutation of the seeds (a fixed PRNG), delivered to one socket; after
     all of them the socket still gets correct answers."""
-    import random
     rnd = random.Random(7)
     k = Kernel(ManualClock())
     s = k.socket(N.NETLINK_XFRM, "default", pid=99)

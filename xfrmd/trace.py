@@ -21,7 +21,12 @@ from typing import TextIO
 
 from netlink_codec import netlink as N
 from netlink_codec.errors import DecodeError
+from netlink_codec.genl import GENL
+from netlink_codec.message import Family
 from netlink_codec.netlink import NETLINK_XFRM
+from netlink_codec.xfrm import XFRM
+
+from .trace_names import RTM_SHOWN, genl_attr_name, genl_cmd_name, rtm_layout, rtm_name
 
 NETLINK_ROUTE, NETLINK_GENERIC = 0, 16
 
@@ -53,12 +58,10 @@ def _errno_name(err: int) -> str:
     return f"-{errno.errorcode.get(e, str(e))} ({os.strerror(e)})"
 
 
-def _family(proto: int):
+def _family(proto: int) -> Family | None:
     if proto == NETLINK_XFRM:
-        from netlink_codec.xfrm import XFRM
         return XFRM
     if proto == NETLINK_GENERIC:
-        from netlink_codec.genl import GENL
         return GENL
     return None
 
@@ -68,7 +71,6 @@ def type_name(proto: int, t: int) -> str:
         return {N.NLMSG_NOOP: "NLMSG_NOOP", N.NLMSG_ERROR: "NLMSG_ERROR",
                 N.NLMSG_DONE: "NLMSG_DONE", N.NLMSG_OVERRUN: "NLMSG_OVERRUN"}.get(t, f"#{t}")
     if proto == NETLINK_ROUTE:
-        from .trace_names import rtm_name
         try:
             return rtm_name(t)
         except ValueError:
@@ -96,7 +98,6 @@ def body(proto: int, buf, hdr, to_kernel: bool) -> tuple[str, list[str], int, ob
     for a data message of ``proto``."""
     start, end = hdr.offset + N.NLMSG_HDRLEN, hdr.offset + hdr.len
     if proto == NETLINK_ROUTE:
-        from .trace_names import rtm_layout
         lay = rtm_layout(hdr.type)
         if lay is None:
             return "", [], end, None
@@ -104,7 +105,6 @@ def body(proto: int, buf, hdr, to_kernel: bool) -> tuple[str, list[str], int, ob
         if end - start < st.size:                 # a short (legacy rtgenmsg) dump request
             return (f"family={buf[start]}" if end > start else ""), [], end, None
         vals = dict(zip(fields, st.unpack_from(buf, start)))
-        from .trace_names import RTM_SHOWN
         summary = " ".join(f"{k}={v}" for k, v in vals.items() if k in RTM_SHOWN and
                            (v or k in ("ifindex", "family")))
         prefix = next(iter(names.values())).split("_")[0]
@@ -114,7 +114,6 @@ def body(proto: int, buf, hdr, to_kernel: bool) -> tuple[str, list[str], int, ob
         at = start + ((st.size + 3) & ~3)
         return summary, _attrs(buf, at, end, name)[0], at, name
     if proto == NETLINK_GENERIC:
-        from .trace_names import genl_attr_name, genl_cmd_name
         family = _family(proto).type_name(hdr.type)
         cmd = genl_cmd_name(family, buf[start], to_kernel) if end > start else ""
 

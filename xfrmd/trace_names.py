@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import struct
 
+from netlink_codec.ethtool import USER_MSGS
+
 # RTM_* come in groups of four from RTM_BASE (16): NEW, DEL, GET, SET
 RTM_GROUPS = ["LINK", "ADDR", "ROUTE", "NEIGH", "RULE", "QDISC", "TCLASS", "TFILTER", "ACTION",
               "PREFIX", "MULTICAST", "ANYCAST", "NEIGHTBL", "NDUSEROPT", "ADDRLABEL", "DCB",
@@ -113,7 +115,6 @@ def genl_cmd_name(family: str, cmd: int, to_kernel: bool) -> str:
     if family == "nlctrl":
         return f"CTRL_CMD_{CTRL_CMDS[cmd]}" if cmd < len(CTRL_CMDS) else f"CTRL_CMD#{cmd}"
     if family == "ethtool":
-        from netlink_codec.ethtool import USER_MSGS
         names = USER_MSGS if to_kernel else ETHTOOL_KERNEL_MSGS
         return f"ETHTOOL_MSG_{names[cmd - 1]}" if 0 < cmd <= len(names) else f"ETHTOOL_MSG#{cmd}"
     return f"cmd {cmd}"
