@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import struct
 
-from .cstruct import CStruct, u8, u16
+from .cstruct import CStruct, struct_format, u8, u16
 from .ethtool import ETHTOOL_SPACE
 from .message import AttrSpace, Family
 
 GENL_HDRLEN = 4
 GENL_ID_CTRL = 16
-GENL_HDR = struct.Struct("=BBH")
 
 CTRL_CMD_NEWFAMILY, CTRL_CMD_DELFAMILY, CTRL_CMD_GETFAMILY = 1, 2, 3
 CTRL_CMD_NEWOPS, CTRL_CMD_DELOPS, CTRL_CMD_GETOPS = 4, 5, 6
@@ -40,6 +39,10 @@ class GenlMsgHdr(CStruct):
     _fields_ = [("cmd", u8), ("version", u8), ("reserved", u16)]
 
 
+C_NAMES: dict[str, type[CStruct]] = {"struct genlmsghdr": GenlMsgHdr}
+GENL_HDR = struct.Struct(struct_format(GenlMsgHdr)[0])         # =BBH
+
+
 def genl_payload(cmd: int, version: int, attrs: bytes = b"") -> bytes:
     return GENL_HDR.pack(cmd, version, 0) + attrs
 
@@ -56,7 +59,7 @@ CTRL_SPACE = AttrSpace("CTRL_ATTR", {
     nested={CTRL_ATTR_OPS: _LIST_OPS, CTRL_ATTR_MCAST_GROUPS: _LIST_GRPS})
 
 
-def _space(t: int, flags: int):
+def _space(t: int, flags: int) -> AttrSpace:
     if t == GENL_ID_CTRL:
         return CTRL_SPACE
     if t == ETHTOOL_GENL_ID:

@@ -15,13 +15,10 @@ from . import pretty
 from .cstruct import CStruct
 from .errors import DecodeError
 from .netlink import (NLA_F_NESTED, NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN, NLMSG_MIN_TYPE,
-                      NLMSG_NOOP, NLMSG_OVERRUN, NlMsgErr, align, encode_msg, iter_attrs, nla,
+                      NLMSG_NOOP, NLMSG_OVERRUN, SCALARS, NlMsgErr, align, encode_msg, iter_attrs, nla,
                       split_messages)
 
-_SCALARS = {"u8": struct.Struct("=B"), "u16": struct.Struct("=H"), "u32": struct.Struct("=I"),
-            "u64": struct.Struct("=Q"), "s8": struct.Struct("=b"), "s16": struct.Struct("=h"),
-            "s32": struct.Struct("=i"), "s64": struct.Struct("=q"),
-            "be16": struct.Struct(">H"), "be32": struct.Struct(">I")}
+_SCALARS = SCALARS
 
 
 @dataclass(slots=True)

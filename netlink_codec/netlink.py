@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import struct
-from typing import Iterator, NamedTuple
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
-from .cstruct import CStruct, s32, u16, u32
+from .cstruct import Buffer, CStruct, s32, struct_format, u16, u32
 from .errors import DecodeError
 
 # protocols (socket(AF_NETLINK, …, proto))
@@ -101,8 +102,6 @@ NETLINK_GET_STRICT_CHK = 12
 
 NLMSG_HDRLEN = 16
 NLA_HDRLEN = 4
-HDR = struct.Struct("=IHHII")
-NLA_HDR = struct.Struct("=HH")
 
 
 def align(n: int) -> int:
@@ -121,6 +120,19 @@ class NlMsgErr(CStruct):
 
 class SockaddrNl(CStruct):
     _fields_ = [("nl_family", u16), ("nl_pad", u16), ("nl_pid", u32), ("nl_groups", u32)]
+
+
+class NlAttr(CStruct):
+    _fields_ = [("nla_len", u16), ("nla_type", u16)]
+
+
+# The C names of the structs above, for the layout test.
+C_NAMES: dict[str, type[CStruct]] = {"struct nlmsghdr": NlMsgHdr, "struct nlmsgerr": NlMsgErr,
+                                     "struct sockaddr_nl": SockaddrNl, "struct nlattr": NlAttr}
+
+# the hot path's flat formats of the two headers: =IHHII and =HH
+HDR = struct.Struct(struct_format(NlMsgHdr)[0])
+NLA_HDR = struct.Struct(struct_format(NlAttr)[0])
 
 
 class Header(NamedTuple):
@@ -144,7 +156,7 @@ def encode_msg(type_: int, flags: int, seq: int, pid: int, payload: bytes = b"")
     return HDR.pack(n, type_, flags, seq, pid) + payload + (b"\0" * pad if pad else b"")
 
 
-def kernel_messages(buf) -> Iterator[Header]:
+def kernel_messages(buf: Buffer) -> Iterator[Header]:
     """The messages the kernel would process in one sendmsg buffer (``netlink_rcv_skb``).
 
     Processing stops silently at the first header that is shorter than 16 bytes or claims
@@ -160,7 +172,7 @@ def kernel_messages(buf) -> Iterator[Header]:
         off += align(length)
 
 
-def split_messages(buf) -> list[Header]:
+def split_messages(buf: Buffer) -> list[Header]:
     """Strict split of a datagram into messages; raises DecodeError on any framing problem."""
     out = []
     off = 0
@@ -192,7 +204,7 @@ class RawAttr(NamedTuple):
     end: int       # payload end (start + nla_len - 4)
 
 
-def iter_attrs(buf, start: int, end: int) -> Iterator[RawAttr]:
+def iter_attrs(buf: Buffer, start: int, end: int) -> Iterator[RawAttr]:
     """Walk the attributes in ``buf[start:end]``, strictly: a malformed one raises DecodeError."""
     off = start
     while off < end:
@@ -205,7 +217,7 @@ def iter_attrs(buf, start: int, end: int) -> Iterator[RawAttr]:
         off += (nla_len + 3) & ~3       # NLA_ALIGN, inlined: this loop is the codec's hot path
 
 
-def kernel_attrs(buf, start: int, end: int) -> tuple[list[RawAttr], int]:
+def kernel_attrs(buf: Buffer, start: int, end: int) -> tuple[list[RawAttr], int]:
     """Liberal walk as ``nla_for_each_attr`` does: stop at the first malformed attribute.
 
     Returns the well-formed attributes and the number of bytes left over (``nla_ok`` false),
@@ -237,32 +249,30 @@ def nla_nested(type_: int, *children: bytes) -> bytes:
     return nla(type_ | NLA_F_NESTED, b"".join(children))
 
 
-def nla_u8(type_: int, v: int) -> bytes:
-    return nla(type_, struct.pack("=B", v))
+# scalar payloads by attribute kind: native byte order, except the network-order be16/be32
+SCALARS = {"u8": struct.Struct("=B"), "u16": struct.Struct("=H"), "u32": struct.Struct("=I"),
+           "u64": struct.Struct("=Q"), "s8": struct.Struct("=b"), "s16": struct.Struct("=h"),
+           "s32": struct.Struct("=i"), "s64": struct.Struct("=q"),
+           "be16": struct.Struct(">H"), "be32": struct.Struct(">I")}
 
 
-def nla_u16(type_: int, v: int) -> bytes:
-    return nla(type_, struct.pack("=H", v))
+def _nla_scalar(kind: str) -> Callable[[int, int], bytes]:
+    """``nla_put_<kind>``: one attribute holding one integer."""
+    pack = SCALARS[kind].pack
+
+    def put(type_: int, v: int) -> bytes:
+        return nla(type_, pack(v))
+    put.__name__ = put.__qualname__ = f"nla_{kind}"
+    return put
 
 
-def nla_u32(type_: int, v: int) -> bytes:
-    return nla(type_, struct.pack("=I", v))
-
-
-def nla_s32(type_: int, v: int) -> bytes:
-    return nla(type_, struct.pack("=i", v))
-
-
-def nla_u64(type_: int, v: int) -> bytes:
-    return nla(type_, struct.pack("=Q", v))
-
-
-def nla_be16(type_: int, v: int) -> bytes:
-    return nla(type_, struct.pack(">H", v))
-
-
-def nla_be32(type_: int, v: int) -> bytes:
-    return nla(type_, struct.pack(">I", v))
+nla_u8 = _nla_scalar("u8")
+nla_u16 = _nla_scalar("u16")
+nla_u32 = _nla_scalar("u32")
+nla_s32 = _nla_scalar("s32")
+nla_u64 = _nla_scalar("u64")
+nla_be16 = _nla_scalar("be16")
+nla_be32 = _nla_scalar("be32")
 
 
 def nla_string(type_: int, s: str | bytes) -> bytes:
