@@ -9,16 +9,23 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from collections.abc import Callable, Mapping
+from typing import Any, TypeAlias, Union
 
 from . import pretty
-from .cstruct import CStruct
+from .cstruct import Buffer, CStruct
 from .errors import DecodeError
 from .netlink import (NLA_F_NESTED, NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN, NLMSG_MIN_TYPE,
-                      NLMSG_NOOP, NLMSG_OVERRUN, SCALARS, NlMsgErr, align, encode_msg, iter_attrs, nla,
-                      split_messages)
+                      NLMSG_NOOP, NLMSG_OVERRUN, SCALARS, Header, NlMsgErr, RawAttr, align,
+                      encode_msg, iter_attrs, nla, split_messages)
 
 _SCALARS = SCALARS
+
+# An attribute's payload kind: a scalar or other kind name ("u32", "flag", "string",
+# "binary", "addr", "nested"), a struct (a fixed head, maybe followed by more bytes), or
+# ("array", struct) for a run of structs.
+Kind: TypeAlias = Union[str, type[CStruct], tuple[str, type[CStruct]]]
+Decoder: TypeAlias = Callable[[Buffer, RawAttr], "Attr"]
 
 
 @dataclass(slots=True)
@@ -62,14 +69,16 @@ class Attr:
 class AttrSpace:
     """Attribute numbers → payload kinds, with optional nested spaces and names."""
 
-    def __init__(self, name: str, kinds: dict, names: Callable[[int], str] | None = None,
-                 nested: dict | None = None):
+    def __init__(self, name: str, kinds: Mapping[int, Kind],
+                 names: Callable[[int], str] | None = None,
+                 nested: Mapping[int, AttrSpace] | None = None):
         self.name = name
         self.kinds = kinds
         self._names = names
-        self.nested_spaces = nested or {}
+        self.nested_spaces: Mapping[int, AttrSpace] = nested or {}
+        self._fast_cache: dict[int, Decoder] | None = None
 
-    def kind(self, t: int):
+    def kind(self, t: int) -> Kind | None:
         return self.kinds.get(t)
 
     def nested(self, t: int) -> "AttrSpace | None":
@@ -83,7 +92,7 @@ class AttrSpace:
                 pass
         return f"{self.name}#{t}"
 
-    def decode(self, buf, start: int, end: int) -> list[Attr]:
+    def decode(self, buf: Buffer, start: int, end: int) -> list[Attr]:
         fast = self._fast
         out = []
         for ra in iter_attrs(buf, start, end):
@@ -92,13 +101,11 @@ class AttrSpace:
         return out
 
     @property
-    def _fast(self) -> dict:
+    def _fast(self) -> dict[int, Decoder]:
         """Per-type decoders for the struct kinds (the hot ones), built on first use."""
-        try:
-            return self.__dict__["_fast_cache"]
-        except KeyError:
-            pass
-        fast = {}
+        if self._fast_cache is not None:
+            return self._fast_cache
+        fast: dict[int, Decoder] = {}
         for t, kind in self.kinds.items():
             if t in self.nested_spaces:
                 continue
@@ -106,14 +113,14 @@ class AttrSpace:
                 fast[t] = self._struct_decoder(t, kind)
             elif isinstance(kind, str) and kind in _SCALARS:
                 fast[t] = self._scalar_decoder(kind)
-        self.__dict__["_fast_cache"] = fast
+        self._fast_cache = fast
         return fast
 
-    def _struct_decoder(self, t: int, kind):
+    def _struct_decoder(self, t: int, kind: type[CStruct]) -> Decoder:
         size = kind.size()
         copy = kind.from_buffer_copy
 
-        def dec(buf, ra):
+        def dec(buf: Buffer, ra: RawAttr) -> Attr:
             n = ra.end - ra.start
             if n < size:
                 raise DecodeError(f"attribute {self.attr_name(ra.type)}: {n} bytes, "
@@ -122,18 +129,18 @@ class AttrSpace:
             return Attr(ra.type, copy(payload), ra.flags, payload[size:] if n > size else b"")
         return dec
 
-    def _scalar_decoder(self, kind: str):
+    def _scalar_decoder(self, kind: str) -> Decoder:
         sc = _SCALARS[kind]
         size, unpack = sc.size, sc.unpack_from
 
-        def dec(buf, ra):
+        def dec(buf: Buffer, ra: RawAttr) -> Attr:
             if ra.end - ra.start != size:
                 raise DecodeError(f"attribute {self.attr_name(ra.type)}: {ra.end - ra.start} "
                                   f"bytes, expected {size}", ra.offset)
             return Attr(ra.type, unpack(buf, ra.start)[0], ra.flags)
         return dec
 
-    def _decode_one(self, buf, ra) -> Attr:
+    def _decode_one(self, buf: Buffer, ra: RawAttr) -> Attr:
         kind = self.kinds.get(ra.type)
         payload = bytes(buf[ra.start:ra.end])
         n = len(payload)
@@ -189,12 +196,16 @@ class Message:
     def __repr__(self) -> str:
         return pretty.message(self)
 
-    def attr(self, t: int, default=None):
+    def attr(self, t: int, default: Any = None) -> Any:
         """Value of the last attribute of type ``t`` (the kernel's rule for duplicates)."""
         for a in reversed(self.attrs):
             if a.type == t:
                 return a.value
         return default
+
+
+# (fixed struct, where the attributes start after the nlmsghdr, attribute space) of a type
+Plan: TypeAlias = tuple[type[CStruct] | None, int, AttrSpace | None]
 
 
 class Family:
@@ -204,14 +215,16 @@ class Family:
     attribute space; ``attrs_at(type, flags)`` where attributes begin after the nlmsghdr.
     """
 
-    def __init__(self, name: str, fixed: Callable, space: Callable, attrs_at: Callable | None = None,
+    def __init__(self, name: str, fixed: Callable[[int, int], type[CStruct] | None],
+                 space: Callable[[int, int], AttrSpace | None],
+                 attrs_at: Callable[[int, int], int] | None = None,
                  type_name: Callable[[int], str] | None = None):
         self.name = name
         self._fixed = fixed
         self._space = space
         self._attrs_at = attrs_at
         self._type_name = type_name
-        self._plans: dict = {}
+        self._plans: dict[tuple[int, int], Plan] = {}
 
     def type_name(self, t: int) -> str:
         control = {NLMSG_NOOP: "NLMSG_NOOP", NLMSG_ERROR: "NLMSG_ERROR",
@@ -225,7 +238,7 @@ class Family:
                 pass
         return f"{self.name}#{t}"
 
-    def _plan(self, t: int, flags: int):
+    def _plan(self, t: int, flags: int) -> Plan:
         """(fixed class, attribute offset, attribute space) of a message type, cached."""
         key = (t, flags)
         plan = self._plans.get(key)
@@ -236,7 +249,7 @@ class Family:
             plan = self._plans[key] = (cls, rel, self._space(t, flags))
         return plan
 
-    def decode(self, buf, hdr=None) -> Message:
+    def decode(self, buf: Buffer, hdr: Header | None = None) -> Message:
         """Decode one message (``hdr`` from :func:`split_messages`, else the whole ``buf``)."""
         if hdr is None:
             hdrs = split_messages(buf)
@@ -294,7 +307,7 @@ class Family:
         body = head + (space.encode(msg.attrs) if space else b"")
         return encode_msg(msg.type, msg.flags, msg.seq, msg.pid, body)
 
-    def decode_datagram(self, buf) -> list[Message]:
+    def decode_datagram(self, buf: Buffer) -> list[Message]:
         return [self.decode(buf, h) for h in split_messages(buf)]
 
 

@@ -4,6 +4,10 @@ limits as ``inf`` — instead of 16-byte buffers."""
 from __future__ import annotations
 
 import ipaddress
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .message import Message
 
 AF_INET, AF_INET6 = 2, 10
 U64_INF = (1 << 64) - 1
@@ -15,7 +19,7 @@ def _address(raw: bytes, family: int | None) -> str:
     return str(ipaddress.IPv6Address(raw[:16]))
 
 
-def value(v, key: str = "", family: int | None = None) -> str:
+def value(v: Any, key: str = "", family: int | None = None) -> str:
     if isinstance(v, dict):
         family = v.get("family", family)
         return "{" + ", ".join(f"{k}={value(x, k, family)}" for k, x in v.items()) + "}"
@@ -42,14 +46,14 @@ ERR_ATTRS = {1: "extack", 2: "offset", 3: "cookie", 4: "policy", 5: "miss_type",
              6: "miss_nest"}
 
 
-def message(msg) -> str:
+def message(msg: Message) -> str:
     try:
         return _message(msg)
     except Exception:  # noqa: BLE001 - a repr never raises
         return f"<type {msg.type} seq={msg.seq} pid={msg.pid} flags=0x{msg.flags:x}>"
 
 
-def _message(msg) -> str:
+def _message(msg: Message) -> str:
     fam = getattr(msg, "family", None)
     name = fam.type_name(msg.type) if fam is not None else f"type {msg.type}"
     parts = [name, f"seq={msg.seq}", f"pid={msg.pid}"]

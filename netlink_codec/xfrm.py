@@ -6,7 +6,7 @@ import ctypes
 from enum import IntEnum
 
 from .cstruct import CStruct, be16, be32, chars, s32, u8, u16, u32, u64
-from .message import AttrSpace, Family
+from .message import AttrSpace, Family, Kind
 from .netlink import NLM_F_DUMP
 
 XFRM_MAX_DEPTH = 6
@@ -179,13 +179,13 @@ class XfrmAddress(ctypes.Union):
     def of(cls, raw: bytes) -> "XfrmAddress":
         return cls.from_buffer_copy(raw.ljust(16, b"\0"))
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, XfrmAddress) and bytes(self) == bytes(other)
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash(bytes(self))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"XfrmAddress({bytes(self).hex()})"
 
 
@@ -455,7 +455,7 @@ MSG_MIN[XfrmMsg.MAPPING] = 0
 
 # Attribute payload kinds: a CStruct class (fixed head; may be followed by more bytes), or one of
 # "u8" "u16" "u32" "u64" "flag" "addr" "binary"; TMPL and MIGRATE are arrays of their struct.
-ATTR_KIND: dict[int, object] = {
+ATTR_KIND: dict[int, Kind] = {
     Xfrma.ALG_AUTH: XfrmAlgo,
     Xfrma.ALG_CRYPT: XfrmAlgo,
     Xfrma.ALG_COMP: XfrmAlgo,
@@ -499,12 +499,13 @@ ATTR_KIND: dict[int, object] = {
     Xfrma.IPTFS_PKT_SIZE: "u32",
 }
 
-SAD_ATTR_KIND = {XfrmaSad.CNT: "u32", XfrmaSad.HINFO: XfrmuSadhinfo}
-SPD_ATTR_KIND = {XfrmaSpd.INFO: XfrmuSpdinfo, XfrmaSpd.HINFO: XfrmuSpdhinfo,
-                 XfrmaSpd.IPV4_HTHRESH: XfrmuSpdhthresh, XfrmaSpd.IPV6_HTHRESH: XfrmuSpdhthresh}
+SAD_ATTR_KIND: dict[int, Kind] = {XfrmaSad.CNT: "u32", XfrmaSad.HINFO: XfrmuSadhinfo}
+SPD_ATTR_KIND: dict[int, Kind] = {
+    XfrmaSpd.INFO: XfrmuSpdinfo, XfrmaSpd.HINFO: XfrmuSpdhinfo,
+    XfrmaSpd.IPV4_HTHRESH: XfrmuSpdhthresh, XfrmaSpd.IPV6_HTHRESH: XfrmuSpdhthresh}
 
 
-def attr_space(msg_type: int) -> tuple[dict, type]:
+def attr_space(msg_type: int) -> tuple[dict[int, Kind], type[IntEnum]]:
     """Which attribute table a message type uses (SAD/SPD info messages have their own)."""
     if msg_type in (XfrmMsg.NEWSADINFO, XfrmMsg.GETSADINFO):
         return SAD_ATTR_KIND, XfrmaSad
@@ -534,7 +535,7 @@ def _is_dump_request(t: int, flags: int) -> bool:
     return bool(flags & _REQUEST) and bool(flags & NLM_F_DUMP) and t in (XfrmMsg.GETSA, XfrmMsg.GETPOLICY)
 
 
-def _fixed(t: int, flags: int):
+def _fixed(t: int, flags: int) -> type[CStruct] | None:
     if _is_dump_request(t, flags):
         return None
     return MSG_FIXED.get(t)
@@ -547,7 +548,7 @@ def _attrs_at(t: int, flags: int) -> int:
     return 0 if cls is None else (cls.size() + 3) & ~3
 
 
-def _space(t: int, flags: int):
+def _space(t: int, flags: int) -> AttrSpace | None:
     if t in (XfrmMsg.NEWSADINFO, XfrmMsg.GETSADINFO):
         return SAD_SPACE
     if t in (XfrmMsg.NEWSPDINFO, XfrmMsg.GETSPDINFO):
