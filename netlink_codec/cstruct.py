@@ -106,8 +106,8 @@ _INT_CODES = {1: "b", 2: "h", 4: "i", 8: "q"}
 def _leaves(cls: type[ctypes.Structure], prefix: str, whole: frozenset[str],
             keep_padding: frozenset[str]) -> list[tuple[str, str, int]]:
     """(format code, dotted field name, size) of ``cls``'s fields in order, padding
-    included (name ``""`` for padding that is skipped, ``<prefix>_pad<offset>`` for padding
-    kept as bytes)."""
+    included: the compiler's and the fields named ``_…`` (name ``""`` for padding that is
+    skipped, ``<prefix>_pad<offset>`` for padding kept as bytes)."""
     out: list[tuple[str, str, int]] = []
     pos = 0
     path = prefix.rstrip(".")
@@ -117,8 +117,10 @@ def _leaves(cls: type[ctypes.Structure], prefix: str, whole: frozenset[str],
             out.append(_gap(prefix, path, pos, field.offset - pos, keep_padding))
         full = prefix + name
         size = ctypes.sizeof(ftype)
-        if issubclass(ftype, ctypes.Structure) and full not in whole:
-            out += [(code, n, s) for code, n, s in _leaves(ftype, full + ".", whole, keep_padding)]
+        if name.startswith("_"):                 # a padding field the header names
+            out.append(_gap(prefix, path, field.offset, size, keep_padding))
+        elif issubclass(ftype, ctypes.Structure) and full not in whole:
+            out += _leaves(ftype, full + ".", whole, keep_padding)
         elif (issubclass(ftype, (ctypes.Structure, ctypes.Union, ctypes.Array))
               or ftype in _BIG_ENDIAN):
             # structs kept whole, unions, byte arrays and network-order integers: bytes
@@ -148,7 +150,8 @@ def struct_format(cls: type[ctypes.Structure], *, whole: Iterable[str] = (),
     it unpacks to (dotted paths into nested structs): ``("=IHHII", ("nlmsg_len", …))``.
 
     Nested structs are flattened unless named in ``whole`` (then ``Ns`` bytes); unions, byte
-    arrays and big-endian fields are ``Ns`` bytes; padding is ``x``, or ``Ns`` bytes named
+    arrays and big-endian fields are ``Ns`` bytes; padding (the compiler's, and fields whose
+    name starts with ``_``) is ``x``, or ``Ns`` bytes named
     ``<struct>._pad<offset>`` for the structs named in ``keep_padding`` (``""`` for the
     outermost struct). ``struct.calcsize`` of the result is ``sizeof``.
     """

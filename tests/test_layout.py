@@ -1,6 +1,6 @@
 """Every struct the codec declares has the size and field offsets gcc gives the system's
-<linux/xfrm.h>, <linux/netlink.h> and <linux/genetlink.h> (compiled here; fails rather than
-skips in CI), and the flat ``struct`` formats derived from those declarations — the ones the
+<linux/xfrm.h>, <linux/netlink.h>, <linux/genetlink.h> and the rtnetlink headers (compiled
+here; fails rather than skips in CI), and the flat ``struct`` formats derived from those declarations — the ones the
 hot paths use — read and write the same bytes the declarations do."""
 from __future__ import annotations
 
@@ -15,14 +15,18 @@ import pytest
 
 from netlink_codec import genl as G
 from netlink_codec import netlink as N
+from netlink_codec import rtnl as R
 from netlink_codec import xfrm as X
 from netlink_codec.cstruct import be16, be32, struct_format
+from xfrmd.rtnl import addr, link, neigh, route, rule
 from xfrmd.xfrm import acquire, migrate, spd, state
 
 from .conftest import require
 
+RTNETLINK_H = "linux/rtnetlink.h linux/if_addr.h linux/fib_rules.h linux/neighbour.h linux/netconf.h"
 HEADERS = {"linux/xfrm.h": X.C_NAMES, "linux/netlink.h": N.C_NAMES,
-           "linux/genetlink.h": G.C_NAMES}
+           "linux/genetlink.h": G.C_NAMES, RTNETLINK_H: R.C_NAMES}
+ALIASES = {**X.C_FIELD_ALIASES, **R.C_FIELD_ALIASES}
 ALL = {cname: cls for names in HEADERS.values() for cname, cls in names.items()}
 
 
@@ -38,18 +42,18 @@ def _fields(cls, prefix=""):
     return out
 
 
-def _gcc_layouts(tmp_path, header: str, c_names: dict) -> tuple[list[str], list[int], list[int]]:
+def _gcc_layouts(tmp_path, headers: str, c_names: dict) -> tuple[list[str], list[int], list[int]]:
     """(labels, what the declarations say, what gcc says) of every sizeof and offsetof."""
     cc = shutil.which("gcc") or shutil.which("cc")
     require(cc is not None, "needs gcc")
-    lines = ["#include <stdio.h>", "#include <stddef.h>", f"#include <{header}>",
-             "int main(void) {"]
+    lines = ["#include <stdio.h>", "#include <stddef.h>",
+             *(f"#include <{h}>" for h in headers.split()), "int main(void) {"]
     labels, expected = [], []
     for cname, cls in c_names.items():
         lines.append(f'printf("%zu\\n", sizeof({cname}));')
         labels.append(f"sizeof({cname})")
         expected.append(ctypes.sizeof(cls))
-        back = {py: c for (cn, c), py in X.C_FIELD_ALIASES.items() if cn == cname}
+        back = {py: c for (cn, c), py in ALIASES.items() if cn == cname}
         for path, off in _fields(cls):
             cpath = ".".join(back.get(p, p) for p in path.split("."))
             lines.append(f'printf("%zu\\n", offsetof({cname}, {cpath}));')
@@ -73,7 +77,7 @@ def test_struct_layouts_match_linux_xfrm_h(tmp_path):
     assert len(got) == len(expected) > 150
 
 
-@pytest.mark.parametrize("header", ["linux/netlink.h", "linux/genetlink.h"])
+@pytest.mark.parametrize("header", ["linux/netlink.h", "linux/genetlink.h", RTNETLINK_H])
 def test_netlink_struct_layouts_match_the_headers(tmp_path, header):
     labels, expected, got = _gcc_layouts(tmp_path, header, HEADERS[header])
     assert [(l, e) for l, e, g in zip(labels, expected, got) if e != g] == []
@@ -144,6 +148,11 @@ def _expanded(fmt: str) -> list[str]:
     (spd._INFO.format, X.XfrmUserpolicyInfo, {"whole": ["sel"]}),
     (acquire.TMPL.format, X.XfrmUserTmpl, {}),
     (migrate.MIGRATE.format, X.XfrmUserMigrate, {}),
+    (link.IFINFOMSG.format, R.IfInfoMsg, {}),
+    (addr.IFADDRMSG.format, R.IfAddrMsg, {}),
+    (route.RTMSG.format, R.RtMsg, {}),
+    (rule.FIB_RULE_HDR.format, R.FibRuleHdr, {}),
+    (neigh.NDMSG.format, R.NdMsg, {}),
     (N.HDR.format, N.NlMsgHdr, {}),
     (N.NLA_HDR.format, N.NlAttr, {}),
     (G.GENL_HDR.format, G.GenlMsgHdr, {}),

@@ -102,7 +102,8 @@ def body(proto: int, buf, hdr, to_kernel: bool) -> tuple[str, list[str], int, ob
         if lay is None:
             return "", [], end, None
         st, fields, names = lay
-        if end - start < st.size:                 # a short (legacy rtgenmsg) dump request
+        at = start + ((st.size + 3) & ~3)
+        if end < at:                              # a short (legacy rtgenmsg) dump request
             return (f"family={buf[start]}" if end > start else ""), [], end, None
         vals = dict(zip(fields, st.unpack_from(buf, start)))
         summary = " ".join(f"{k}={v}" for k, v in vals.items() if k in RTM_SHOWN and
@@ -111,7 +112,6 @@ def body(proto: int, buf, hdr, to_kernel: bool) -> tuple[str, list[str], int, ob
 
         def name(t, names=names, prefix=prefix):
             return names.get(t, f"{prefix}#{t}")
-        at = start + ((st.size + 3) & ~3)
         return summary, _attrs(buf, at, end, name)[0], at, name
     if proto == NETLINK_GENERIC:
         family = _family(proto).type_name(hdr.type)
@@ -197,7 +197,7 @@ def _error(proto: int, buf, hdr, requests: dict, key, undelivered: bytes | None,
     if end - start < 20:
         return "NLMSG_ERROR <truncated>"
     (err,) = struct.unpack_from("=i", buf, start)
-    req_len, req_type, _, req_seq, req_pid = struct.unpack_from("=IHHII", buf, start + 4)
+    req_len, req_type, _, req_seq, req_pid = N.HDR.unpack_from(buf, start + 4)
     capped = bool(hdr.flags & 0x100)                     # NLM_F_CAPPED
     echoed = N.NLMSG_HDRLEN if capped else req_len
     tlv_at = start + 4 + ((max(echoed, N.NLMSG_HDRLEN) + 3) & ~3)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import struct
 
+from netlink_codec import rtnl as R
+from netlink_codec.cstruct import CStruct, struct_format
 from netlink_codec.ethtool import USER_MSGS
 
 # RTM_* come in groups of four from RTM_BASE (16): NEW, DEL, GET, SET
@@ -50,31 +52,41 @@ NDA = _names("NDA", "UNSPEC DST LLADDR CACHEINFO PROBES VLAN PORT VNI IFINDEX MA
                     "LINK_NETNSID SRC_VNI PROTOCOL NH_ID FDB_EXT_ATTRS FLAGS_EXT")
 NETNSA = _names("NETNSA", "NONE NSID PID FD TARGET_NSID CURRENT_NSID")
 
-# group → (fixed header: struct format, field names; attribute names)
-RTM_LAYOUT = {
-    "LINK": ("=BxHiII", ("family", "type", "ifindex", "flags", "change"), IFLA),
-    "LINKPROP": ("=BxHiII", ("family", "type", "ifindex", "flags", "change"), IFLA),
-    "ADDR": ("=BBBBi", ("family", "prefixlen", "flags", "scope", "ifindex"), IFA),
-    "ROUTE": ("=BBBBBBBBI", ("family", "dst_len", "src_len", "tos", "table", "protocol",
-                             "scope", "type", "flags"), RTA),
-    "RULE": ("=BBBBBBBBI", ("family", "dst_len", "src_len", "tos", "table", "res1", "res2",
-                            "action", "flags"), FRA),
-    "NEIGH": ("=BxxxiHBB", ("family", "ifindex", "state", "flags", "type"), NDA),
-    "NETCONF": ("=Bxxx", ("family",), NETCONFA),
-    "NSID": ("=Bxxx", ("family",), NETNSA),
+# group → (fixed header, attribute names)
+RTM_LAYOUT: dict[str, tuple[type[CStruct], dict[int, str]]] = {
+    "LINK": (R.IfInfoMsg, IFLA),
+    "LINKPROP": (R.IfInfoMsg, IFLA),
+    "ADDR": (R.IfAddrMsg, IFA),
+    "ROUTE": (R.RtMsg, RTA),
+    "RULE": (R.FibRuleHdr, FRA),
+    "NEIGH": (R.NdMsg, NDA),
+    "NETCONF": (R.NetconfMsg, NETCONFA),
+    "NSID": (R.RtGenMsg, NETNSA),
 }
 # shown in a message's summary when non-zero (or always, for these)
 RTM_SHOWN = {"ifindex", "family", "prefixlen", "dst_len", "table", "action"}
+# the header's field prefixes, dropped in a summary ("ifa_prefixlen" shows as "prefixlen")
+_PREFIXES = ("ifi_", "ifa_", "rtm_", "ndm_", "ncm_", "rtgen_")
 
 
-def rtm_layout(t: int):
+def _shown(field: str) -> str:
+    short = field.split("_", 1)[1] if field.startswith(_PREFIXES) else field
+    return "ifindex" if short == "index" else short
+
+
+def _layout(cls: type[CStruct]) -> tuple[struct.Struct, tuple[str, ...]]:
+    fmt, names = struct_format(cls)
+    return struct.Struct(fmt), tuple(_shown(n) for n in names)
+
+
+_LAYOUTS = {group: _layout(cls) + (names,) for group, (cls, names) in RTM_LAYOUT.items()}
+
+
+def rtm_layout(t: int) -> tuple[struct.Struct, tuple[str, ...], dict[int, str]] | None:
     """(struct, field names, attribute names) of an RTM_* type, or None."""
     if not 16 <= t < 16 + 4 * len(RTM_GROUPS):
         return None
-    lay = RTM_LAYOUT.get(RTM_GROUPS[(t - 16) // 4])
-    if lay is None:
-        return None
-    return struct.Struct(lay[0]), lay[1], lay[2]
+    return _LAYOUTS.get(RTM_GROUPS[(t - 16) // 4])
 
 
 # ethtool (include/uapi/linux/ethtool_netlink_generated.h): kernel → userspace numbering
