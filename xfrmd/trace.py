@@ -17,14 +17,20 @@ import json
 import os
 import struct
 import sys
-from typing import TextIO
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TextIO
 
 from netlink_codec import netlink as N
+from netlink_codec.cstruct import Buffer
 from netlink_codec.errors import DecodeError
 from netlink_codec.genl import GENL
 from netlink_codec.message import Family
 from netlink_codec.netlink import NETLINK_XFRM
 from netlink_codec.xfrm import XFRM
+
+if TYPE_CHECKING:
+    from .kernel import Kernel
+    from .netlink.socket import NetlinkSocket
 
 from .trace_names import RTM_SHOWN, genl_attr_name, genl_cmd_name, rtm_layout, rtm_name
 
@@ -32,17 +38,17 @@ NETLINK_ROUTE, NETLINK_GENERIC = 0, 16
 
 
 class TraceWriter:
-    def __init__(self, out: TextIO, kernel):
+    def __init__(self, out: TextIO, kernel: Kernel):
         self.out = out
         self.kernel = kernel
 
     @classmethod
-    def open(cls, target: str, kernel) -> "TraceWriter":
+    def open(cls, target: str, kernel: Kernel) -> TraceWriter:
         out = sys.stderr if target == "-" else open(target, "a", buffering=1)
         return cls(out, kernel)
 
-    def __call__(self, direction: str, sock, datagram: bytes) -> None:
-        rec = {"t": round(self.kernel.clock.now(), 6), "dir": direction,
+    def __call__(self, direction: str, sock: NetlinkSocket, datagram: bytes) -> None:
+        rec: dict[str, Any] = {"t": round(self.kernel.clock.now(), 6), "dir": direction,
                "netns": sock.netns.name, "proto": sock.protocol, "sock": sock.id,
                "portid": sock.portid, "ext_ack": sock.ext_ack, "data": datagram.hex()}
         note = getattr(self.kernel, "trace_note", None)
@@ -79,7 +85,8 @@ def type_name(proto: int, t: int) -> str:
     return fam.type_name(t) if fam else f"#{t}"
 
 
-def _attrs(buf, start: int, end: int, names) -> tuple[list[str], list]:
+def _attrs(buf: Buffer, start: int, end: int,
+           names: Callable[[int], str]) -> tuple[list[str], list[N.RawAttr]]:
     """Attribute labels (``IFLA_IFNAME="eth0"`` for names) and the raw attributes."""
     raws = N.kernel_attrs(buf, start, end)[0]
     out = []
@@ -93,7 +100,8 @@ def _attrs(buf, start: int, end: int, names) -> tuple[list[str], list]:
     return out, raws
 
 
-def body(proto: int, buf, hdr, to_kernel: bool) -> tuple[str, list[str], int, object]:
+def body(proto: int, buf: Buffer, hdr: N.Header,
+         to_kernel: bool) -> tuple[str, list[str], int, Callable[[int], str] | None]:
     """(summary after the type, attribute labels, where attributes start, name function)
     for a data message of ``proto``."""
     start, end = hdr.offset + N.NLMSG_HDRLEN, hdr.offset + hdr.len
@@ -110,17 +118,17 @@ def body(proto: int, buf, hdr, to_kernel: bool) -> tuple[str, list[str], int, ob
                            (v or k in ("ifindex", "family")))
         prefix = next(iter(names.values())).split("_")[0]
 
-        def name(t, names=names, prefix=prefix):
+        def name(t: int, names: dict[int, str] = names, prefix: str = prefix) -> str:
             return names.get(t, f"{prefix}#{t}")
         return summary, _attrs(buf, at, end, name)[0], at, name
     if proto == NETLINK_GENERIC:
-        family = _family(proto).type_name(hdr.type)
+        family = GENL.type_name(hdr.type)
         cmd = genl_cmd_name(family, buf[start], to_kernel) if end > start else ""
 
-        def name(t, family=family, cmd=cmd):
+        def genl_name(t: int, family: str = family, cmd: str = cmd) -> str:
             return genl_attr_name(family, cmd, t)
         at = start + 4
-        return cmd, _attrs(buf, at, end, name)[0], at, name
+        return cmd, _attrs(buf, at, end, genl_name)[0], at, genl_name
     fam = _family(proto)
     if fam is None:
         return f"<{hdr.len - N.NLMSG_HDRLEN} bytes>", [], end, None
@@ -149,8 +157,8 @@ def attr_at(proto: int, request: bytes, offset: int) -> str | None:
     return None
 
 
-def _extack(tlvs: bytes) -> dict:
-    out = {}
+def _extack(tlvs: bytes) -> dict[str | int, Any]:
+    out: dict[str | int, Any] = {}
     for ra in N.kernel_attrs(tlvs, 0, len(tlvs))[0]:
         v = tlvs[ra.start:ra.end]
         if ra.type == N.NLMSGERR_ATTR_MSG:
@@ -169,7 +177,7 @@ ATTR_TYPES = ["invalid", "flag", "u8", "u16", "u32", "u64", "s8", "s16", "s32", 
 
 def _policy(nest: bytes) -> str:
     """NLMSGERR_ATTR_POLICY as a person reads it: ``u8 in 0..2``, ``binary of 4..16 bytes``."""
-    f = {}
+    f: dict[int, int] = {}
     for ra in N.kernel_attrs(nest, 0, len(nest))[0]:
         v = nest[ra.start:ra.end]
         if len(v) == 8:
@@ -191,7 +199,8 @@ def _policy(nest: bytes) -> str:
     return text
 
 
-def _error(proto: int, buf, hdr, requests: dict, key, undelivered: bytes | None,
+def _error(proto: int, buf: Buffer, hdr: N.Header, requests: dict[Any, bytes], key: Any,
+           undelivered: bytes | None,
            ext_ack: bool | None) -> str:
     start, end = hdr.offset + N.NLMSG_HDRLEN, hdr.offset + hdr.len
     if end - start < 20:
@@ -235,7 +244,8 @@ def _error(proto: int, buf, hdr, requests: dict, key, undelivered: bytes | None,
 
 
 def describe(proto: int, datagram: bytes, *, to_kernel: bool = True,
-             requests: dict | None = None, key=None, undelivered: bytes | None = None,
+             requests: dict[Any, bytes] | None = None, key: Any = None,
+             undelivered: bytes | None = None,
              ext_ack: bool | None = None) -> list[str]:
     """One line per message: type name, flags, seq, pid, a summary and the attributes by
     name. ``requests`` maps (key, seq) → request bytes, to explain capped errors."""
@@ -269,7 +279,7 @@ def describe(proto: int, datagram: bytes, *, to_kernel: bool = True,
 
 
 def print_trace(path: str, out: TextIO) -> int:
-    requests: dict = {}
+    requests: dict[Any, bytes] = {}
     with (sys.stdin if path == "-" else open(path)) as f:
         for line in f:
             if not line.strip():
