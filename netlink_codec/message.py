@@ -7,19 +7,16 @@ message encodes back to the same bytes (for messages with zeroed attribute paddi
 """
 from __future__ import annotations
 
-import struct
-from dataclasses import dataclass, field
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, TypeAlias, Union
 
 from . import pretty
 from .cstruct import Buffer, CStruct
 from .errors import DecodeError
-from .netlink import (NLA_F_NESTED, NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN, NLMSG_MIN_TYPE,
+from .netlink import (NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN, NLMSG_MIN_TYPE,
                       NLMSG_NOOP, NLMSG_OVERRUN, SCALARS, Header, NlMsgErr, RawAttr, align,
                       encode_msg, iter_attrs, nla, split_messages)
-
-_SCALARS = SCALARS
 
 # An attribute's payload kind: a scalar or other kind name ("u32", "flag", "string",
 # "binary", "addr", "nested"), a struct (a fixed head, maybe followed by more bytes), or
@@ -58,8 +55,8 @@ class Attr:
                 return b"".join(a.encode(sub) for a in v)
             return b"".join(bytes(x) for x in v) + self.tail
         kind = space.kind(self.type) if space else None
-        if isinstance(kind, str) and kind in _SCALARS:
-            return _SCALARS[kind].pack(v)
+        if isinstance(kind, str) and kind in SCALARS:
+            return SCALARS[kind].pack(v)
         raise TypeError(f"cannot encode attribute {self.type} value {v!r}")
 
     def encode(self, space: "AttrSpace | None" = None) -> bytes:
@@ -111,7 +108,7 @@ class AttrSpace:
                 continue
             if isinstance(kind, type) and issubclass(kind, CStruct):
                 fast[t] = self._struct_decoder(t, kind)
-            elif isinstance(kind, str) and kind in _SCALARS:
+            elif isinstance(kind, str) and kind in SCALARS:
                 fast[t] = self._scalar_decoder(kind)
         self._fast_cache = fast
         return fast
@@ -130,7 +127,7 @@ class AttrSpace:
         return dec
 
     def _scalar_decoder(self, kind: str) -> Decoder:
-        sc = _SCALARS[kind]
+        sc = SCALARS[kind]
         size, unpack = sc.size, sc.unpack_from
 
         def dec(buf: Buffer, ra: RawAttr) -> Attr:
@@ -158,7 +155,7 @@ class AttrSpace:
             return Attr(ra.type, payload.split(b"\0", 1)[0].decode("utf-8", "replace"),
                         ra.flags, raw=payload)
         if isinstance(kind, str):
-            sc = _SCALARS[kind]
+            sc = SCALARS[kind]
             if n != sc.size:
                 raise DecodeError(f"attribute {self.attr_name(ra.type)}: {n} bytes, expected {sc.size}",
                                   ra.offset)

@@ -5,7 +5,6 @@
   kernel's silent drops), never an exception, and the namespace keeps working."""
 from __future__ import annotations
 
-import errno as E
 import random
 import struct
 
