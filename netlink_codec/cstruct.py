@@ -11,6 +11,7 @@ These declarations are the single source of the layouts: where a hot path wants 
 from __future__ import annotations
 
 import ctypes
+import struct
 from collections.abc import Iterable
 from typing import Any, Self, TypeAlias
 
@@ -166,3 +167,10 @@ def struct_format(cls: type[ctypes.Structure], *, whole: Iterable[str] = (),
         else:
             parts.append((code, count))
     return "=" + "".join(f"{n}{c}" if n > 1 else c for c, n in parts), tuple(names)
+
+
+def flat_struct(cls: type[ctypes.Structure], *, whole: Iterable[str] = (),
+                keep_padding: Iterable[str] = ()) -> struct.Struct:
+    """``struct.Struct`` of :func:`struct_format`: what a hot path unpacks a declared struct
+    with (``HDR = flat_struct(NlMsgHdr)``)."""
+    return struct.Struct(struct_format(cls, whole=whole, keep_padding=keep_padding)[0])

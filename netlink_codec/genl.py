@@ -4,9 +4,7 @@ ethtool family (the family id of ethtool is dynamic; :data:`ETHTOOL_GENL_ID` is 
 xfrmd hands out, the same as the 6.18 kernel here)."""
 from __future__ import annotations
 
-import struct
-
-from .cstruct import CStruct, struct_format, u8, u16
+from .cstruct import CStruct, flat_struct, u8, u16
 from .ethtool import ETHTOOL_SPACE
 from .message import AttrSpace, Family
 
@@ -40,7 +38,7 @@ class GenlMsgHdr(CStruct):
 
 
 C_NAMES: dict[str, type[CStruct]] = {"struct genlmsghdr": GenlMsgHdr}
-GENL_HDR = struct.Struct(struct_format(GenlMsgHdr)[0])         # =BBH
+GENL_HDR = flat_struct(GenlMsgHdr)         # =BBH
 
 
 def genl_payload(cmd: int, version: int, attrs: bytes = b"") -> bytes:

@@ -5,7 +5,7 @@ import struct
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
-from .cstruct import Buffer, CStruct, s32, struct_format, u16, u32
+from .cstruct import Buffer, CStruct, flat_struct, s32, u16, u32
 from .errors import DecodeError
 
 # protocols (socket(AF_NETLINK, …, proto))
@@ -131,8 +131,8 @@ C_NAMES: dict[str, type[CStruct]] = {"struct nlmsghdr": NlMsgHdr, "struct nlmsge
                                      "struct sockaddr_nl": SockaddrNl, "struct nlattr": NlAttr}
 
 # the hot path's flat formats of the two headers: =IHHII and =HH
-HDR = struct.Struct(struct_format(NlMsgHdr)[0])
-NLA_HDR = struct.Struct(struct_format(NlAttr)[0])
+HDR = flat_struct(NlMsgHdr)
+NLA_HDR = flat_struct(NlAttr)
 
 
 class Header(NamedTuple):

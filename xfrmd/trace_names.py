@@ -7,7 +7,7 @@ from __future__ import annotations
 import struct
 
 from netlink_codec import rtnl as R
-from netlink_codec.cstruct import CStruct, struct_format
+from netlink_codec.cstruct import CStruct, flat_struct, struct_format
 from netlink_codec.ethtool import USER_MSGS
 
 # RTM_* come in groups of four from RTM_BASE (16): NEW, DEL, GET, SET
@@ -75,8 +75,7 @@ def _shown(field: str) -> str:
 
 
 def _layout(cls: type[CStruct]) -> tuple[struct.Struct, tuple[str, ...]]:
-    fmt, names = struct_format(cls)
-    return struct.Struct(fmt), tuple(_shown(n) for n in names)
+    return flat_struct(cls), tuple(_shown(n) for n in struct_format(cls)[1])
 
 
 _LAYOUTS = {group: _layout(cls) + (names,) for group, (cls, names) in RTM_LAYOUT.items()}
