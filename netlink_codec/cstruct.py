@@ -148,7 +148,7 @@ def _gap(prefix: str, path: str, at: int, n: int,
 def struct_format(cls: type[ctypes.Structure], *, whole: Iterable[str] = (),
                   keep_padding: Iterable[str] = ()) -> tuple[str, tuple[str, ...]]:
     """The native-order ``struct`` format of a declared struct and the names of the values
-    it unpacks to (dotted paths into nested structs): ``("=IHHII", ("nlmsg_len", …))``.
+    it unpacks to (dotted paths into nested structs): ``("=I2H2I", ("nlmsg_len", …))``.
 
     Nested structs are flattened unless named in ``whole`` (then ``Ns`` bytes); unions, byte
     arrays and big-endian fields are ``Ns`` bytes; padding (the compiler's, and fields whose
