@@ -6,7 +6,8 @@ the layout test checks against gcc and the system headers. Decoding copies the b
 Big-endian (``__be16``/``__be32``) fields are declared with :data:`be16`/:data:`be32`.
 
 These declarations are the single source of the layouts: where a hot path wants a flat
-``struct`` format instead of a ctypes object, :func:`struct_format` derives it from them.
+``struct`` format instead of a ctypes object, :func:`struct_format` (or :func:`flat_struct`,
+its ``struct.Struct``) derives it from them.
 """
 from __future__ import annotations
 
