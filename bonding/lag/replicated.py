@@ -1,0 +1,403 @@
+"""Model ``replicated``: the RFC as posted (R1–R4 of docs/bonding.md, "bonding: replicate
+XFRM offload state across LAG slaves", ``bond_ipsec_lag_add_sa``). On an 802.3ad /
+balance-xor bond hashing layer3+4 the state is installed on every running slave through the
+lower-handle API: one :class:`BondIpsecInst` per slave, any refusal rolls back what was
+installed. Each replica keeps its hardware sequence (TX) and replay (RX) context, shared
+between replicas only where the lowers certify it (XFRMDEV_OPS_F_LAG_SHARED_STATE, or both
+illustrative halves). Active-backup stays on the upstream path.
+
+Where this model refuses because of one slave among several, xfrmd names the slave in
+parentheses after the kernel text (docs/bonding.md)."""
+from __future__ import annotations
+
+import errno as E
+from typing import Any
+
+from devices.xfrmdev import (XFRMDEV_OPS_F_LAG_SHARED_RX_REPLAY, XFRMDEV_OPS_F_LAG_SHARED_STATE,
+                             XFRMDEV_OPS_F_LAG_SHARED_TX_SEQ, XFRMDEV_OPS_F_LOWER_HANDLE,
+                             OffloadError, hw_replay_window)
+from xfrmd.xfrm.state import XFRM_STATE_DEAD
+
+from ..hash import bond_ipsec_xfrm_hash, xmit_slave
+from .common import (AB, OFFLOAD_TYPES, Account, BondIpsec, Bonding, Device, Eligibility,
+                     RxContext, TxContext, XState, bond_ipsec_lag_flush,
+                     bond_mode_can_use_lag_xfrm, compatible, count_traffic, describe_header, esp_capable,
+                     hw_esp, is_bond, lag_esp_eligible, lag_state_checks, log, lower_error,
+                     lower_traffic, lower_view, ops_of, replay_window, refuse, running)
+from .upstream import UpstreamModel
+
+
+def _rfc_slave_problem(dev: Device) -> str | None:
+    """Why the RFC's ``bond_ipsec_lag_slave_ok`` (HW_ESP on, add+delete, LOWER_HANDLE) is
+    false for ``dev``, or None."""
+    ops = ops_of(dev)
+    if ops is None or is_bond(dev):
+        return "no xfrmdev_ops" if ops is None else "a bond"
+    if not ops.flags & XFRMDEV_OPS_F_LOWER_HANDLE:
+        return "no XFRMDEV_OPS_F_LOWER_HANDLE"
+    if not hw_esp(dev):
+        return "esp-hw-offload off"
+    return None
+
+
+def _claims_half(flags: int, half: int) -> bool:
+    return bool(flags & (XFRMDEV_OPS_F_LAG_SHARED_STATE | half))
+
+
+def _shares(a: Device, b: Device, half: int) -> bool:
+    """Do lowers ``a`` and ``b`` keep one context for this half (TX sequence or RX replay)?
+    LAG_SHARED_STATE covers both halves; the RFC reply's illustrative flags one each."""
+    oa, ob = ops_of(a), ops_of(b)
+    fa = oa.flags if oa else 0
+    fb = ob.flags if ob else 0
+    if not (_claims_half(fa, half) and _claims_half(fb, half)):
+        return False
+    if oa.has_lag_compatible and ob.has_lag_compatible:
+        return compatible(a, b)
+    return type(oa) is type(ob)
+
+
+# -- the bond's records --------------------------------------------------------------------------
+
+class BondIpsecInst:
+    """``struct bond_ipsec_inst`` (RFC): one slave's replica of a state."""
+    __slots__ = ("real_dev", "lower_handle", "added", "deleted", "tx", "rx")
+
+    def __init__(self, real_dev: Device):
+        self.real_dev = real_dev
+        self.lower_handle = 0
+        self.added = self.deleted = False
+        self.tx: Any = None             # TxContext, once attached
+        self.rx: Any = None             # RxContext, once attached
+
+
+class ReplicatedIpsec(BondIpsec):
+    """A state replicated on every running slave (``instances``)."""
+    __slots__ = ()
+
+    def __init__(self, x: XState):
+        super().__init__(x, lag=True, replicated=True)
+
+    def delete(self, dev: Device) -> None:
+        """Deleted on every instance, in reverse order."""
+        self.call_state(delete=True, free=False)
+
+    def free(self, bond: Bonding, dev: Device) -> None:
+        bond.ipsec_list.remove(self)
+        self.call_state(delete=False, free=True)
+        x = self.x
+        x.xso.upper_priv = None
+        x.xso.real_dev = None
+        x.xso.offload_handle = 0
+
+    def call_state(self, delete: bool, free: bool) -> None:
+        for inst in reversed(self.instances):
+            _rfc_call_inst(self.x, inst, delete, free)
+
+    def forward_dev(self, bond: Bonding) -> Device | None:
+        """ESN advance and stats: nothing (R2 left them active-backup only)."""
+        return None
+
+    def xmit_dev(self, bond: Bonding) -> Device | None:
+        """``bond_ipsec_lag_xmit_dev``: the first usable slave from ``hash % count`` holding
+        a replica."""
+        usable = bond.usable_slaves()
+        if not usable:
+            return None
+        start = bond_ipsec_xfrm_hash(self.x) % len(usable)
+        for i in range(len(usable)):
+            s = usable[(start + i) % len(usable)]
+            if any(inst.added and inst.real_dev is s for inst in self.instances):
+                return s
+        return None
+
+    def _replica_traffic(self, slave: Device, inst: BondIpsecInst, packets: int,
+                         nbytes: int) -> None:
+        """The replica's lower sees its own handle; its counters move if it keeps any (the
+        replica's context counts anyway)."""
+        with lower_view(self.x, slave, inst.lower_handle):
+            lower_traffic(slave, self.x, packets, nbytes)
+
+    def hw_traffic(self, bond: Bonding, dev: Device, packets: int, nbytes: int) -> None:
+        """The packets cross the TX pin's replica."""
+        slave = self.xmit_dev(bond)
+        inst = next((i for i in self.instances if i.real_dev is slave), None)
+        if inst is None:
+            refuse("xfrmd: no usable slave holds a replica", E.EOPNOTSUPP)
+        self._replica_traffic(slave, inst, packets, nbytes)
+        count_traffic(self.x, inst.tx, inst.rx, packets, nbytes)
+
+    def hw_xmit(self, bond: Bonding, dev: Device, nbytes: int, account: Account,
+                spray: Any) -> tuple[Device, int | None]:
+        """The TX pin — or, with ``spray`` (a :class:`bonding.hash.Flow`), the slave
+        ``bond_xmit_hash`` picks for the inner flow — and that replica's own TX sequence
+        context numbers it."""
+        if spray is not None:
+            slave = xmit_slave(spray, bond.xmit_hash_policy, bond.usable_slaves())
+        else:
+            slave = self.xmit_dev(bond)
+        inst = next((i for i in self.instances if i.added and i.real_dev is slave), None)
+        if inst is None:
+            raise OffloadError(E.EHOSTUNREACH, "bonding: no usable slave holds a replica")
+        self._replica_traffic(slave, inst, 1, nbytes)
+        inst.tx.oseq += 1
+        inst.tx.packets += 1
+        inst.tx.bytes += nbytes
+        return slave, inst.tx.oseq
+
+    def hw_recv(self, bond: Bonding, dev: Device, rx_dev: Device, seq: int, nbytes: int,
+                account: Account) -> None:
+        """The replica on ``rx_dev`` and its RX replay context (per port unless the lowers
+        share it: scenario S3 of docs/bonding.md)."""
+        inst = next((i for i in self.instances if i.added and i.real_dev is rx_dev), None)
+        if inst is None:
+            raise OffloadError(0, f"bonding: no replica on {getattr(rx_dev, 'name', rx_dev)}")
+        ctx = inst.rx
+        why, ctx.seq, ctx.bitmap = hw_replay_window(ctx.seq, ctx.bitmap, ctx.window, seq)
+        if why:
+            ctx.replay_drops += 1
+            raise OffloadError(0, f"replay drop in {rx_dev.name}'s replica context: {why}")
+        ctx.packets += 1
+        ctx.bytes += nbytes
+
+    def describe(self, bond: Bonding) -> dict[str, Any]:
+        """The TX pin, per-slave handles and the counters of each hardware context."""
+        d = describe_header(self.x)
+        d["model"] = "replicated"
+        xmit = self.xmit_dev(bond)
+        d["xmit_slave"] = xmit.name if xmit is not None else None
+        tx_ids: dict[int, int] = {}
+        rx_ids: dict[int, int] = {}
+        reps = []
+        for inst in self.instances:
+            reps.append({"slave": inst.real_dev.name, "handle": inst.lower_handle,
+                         "added": inst.added,
+                         "tx_ctx": tx_ids.setdefault(id(inst.tx), len(tx_ids) + 1),
+                         "rx_ctx": rx_ids.setdefault(id(inst.rx), len(rx_ids) + 1),
+                         "oseq": inst.tx.oseq, "tx_packets": inst.tx.packets,
+                         "rx_seq": inst.rx.seq, "rx_packets": inst.rx.packets,
+                         "replay_drops": inst.rx.replay_drops})
+        d["replicas"] = reps
+        return d
+
+
+# -- add -------------------------------------------------------------------------------------------
+
+def _rfc_lag_add_sa(b: Bonding, x: XState) -> None:
+    """``bond_ipsec_lag_add_sa`` (R2), in its order."""
+    lag_state_checks(b, x, refuse_acquire=False)
+    if not bond_mode_can_use_lag_xfrm(b):
+        refuse("Bond LAG XFRM eligibility changed", E.EAGAIN)
+    entry = ReplicatedIpsec(x)
+    for s in b.slaves:
+        if not running(s):
+            continue
+        why = _rfc_slave_problem(s)
+        if why:
+            refuse(f"Not all slaves support IPsec offload (slave {s.name}: {why})", E.EOPNOTSUPP)
+        entry.instances.append(BondIpsecInst(s))
+    if not entry.instances:
+        refuse(None, E.ENODEV)
+    done = []
+    try:
+        for inst in entry.instances:
+            _rfc_add_inst(x, inst)
+            done.append(inst)
+    except OffloadError:
+        for inst in reversed(done):
+            _rfc_call_inst(x, inst, delete=True, free=True)
+        x.xso.real_dev = None
+        x.xso.offload_handle = 0
+        raise
+    x.xso.real_dev = None
+    x.xso.offload_handle = 0
+    for inst in entry.instances:
+        _attach_contexts(x, entry, inst)
+    x.xso.upper_priv = entry
+    b.ipsec_list.insert(0, entry)          # list_add: at the head
+
+
+def _rfc_add_inst(x: XState, inst: BondIpsecInst) -> None:
+    """``bond_ipsec_lag_add_inst``: the lower sees itself as real_dev and a zero handle;
+    the handle it leaves is the replica's."""
+    s = inst.real_dev
+    ops = ops_of(s)
+    if _rfc_slave_problem(s):
+        refuse(None, E.EOPNOTSUPP)
+    with lower_view(x, s, 0):
+        try:
+            ops.xdo_dev_state_add(s, x)
+        except OffloadError as e:
+            raise lower_error(e, s, True) from None
+        h = x.xso.offload_handle
+        if not h:
+            ops.xdo_dev_state_delete(s, x)
+            if ops.has_state_free:
+                ops.xdo_dev_state_free(s, x)
+            refuse(f"Slave did not return an IPsec offload handle (slave {s.name})", E.EINVAL)
+        inst.lower_handle = h
+        inst.deleted = False
+        inst.added = True
+
+
+def _attach_contexts(x: XState, entry: BondIpsec, inst: BondIpsecInst) -> None:
+    """The replica's TX sequence and RX replay contexts: its own, unless an earlier replica's
+    lower shares that half with it."""
+    s = inst.real_dev
+    for other in entry.instances:
+        if other is inst or other.tx is None:
+            continue
+        if inst.tx is None and _shares(other.real_dev, s, XFRMDEV_OPS_F_LAG_SHARED_TX_SEQ):
+            inst.tx = other.tx
+            inst.tx.ports.append(s.name)
+        if inst.rx is None and _shares(other.real_dev, s, XFRMDEV_OPS_F_LAG_SHARED_RX_REPLAY):
+            inst.rx = other.rx
+            inst.rx.ports.append(s.name)
+    if inst.tx is None:
+        inst.tx = TxContext(s.name)
+    if inst.rx is None:
+        inst.rx = RxContext(s.name, replay_window(x))
+
+
+def _rfc_call_inst(x: XState, inst: BondIpsecInst, delete: bool, free: bool) -> None:
+    """``bond_ipsec_lag_call_inst``: delete and/or free one replica on its lower, with
+    real_dev and the handle set to the replica's for the call."""
+    if not inst.lower_handle:
+        return
+    ops = ops_of(inst.real_dev)
+    if ops is None:
+        return
+    with lower_view(x, inst.real_dev, inst.lower_handle):
+        if delete:
+            if not inst.deleted:
+                ops.xdo_dev_state_delete(inst.real_dev, x)
+                inst.deleted = True
+            inst.added = False
+        if free:
+            if ops.has_state_free:
+                ops.xdo_dev_state_free(inst.real_dev, x)
+            inst.lower_handle = 0
+
+
+# -- membership (R4) ---------------------------------------------------------------------------
+
+def bond_ipsec_lag_remove_slave(bond: Bonding, slave: Device) -> None:
+    """``bond_ipsec_lag_remove_slave`` (R4): only the departing slave's replicas are deleted
+    and freed; the others stay."""
+    if not bond_mode_can_use_lag_xfrm(bond):
+        return
+    for e in bond.ipsec_list:
+        if not e.replicated:
+            continue
+        for inst in [i for i in e.instances if i.real_dev is slave]:
+            _rfc_call_inst(e.x, inst, delete=True, free=True)
+            e.instances.remove(inst)
+            for ctx in (inst.tx, inst.rx):
+                if ctx is not None and slave.name in ctx.ports:
+                    ctx.ports.remove(slave.name)
+
+
+def bond_ipsec_lag_add_slave(bond: Bonding, slave: Device) -> None:
+    """``bond_ipsec_lag_add_slave`` (R4): every replicated state gets a replica on a newly
+    running slave. A failure flushes every bond state ("failed to replicate IPsec SA,
+    flushing bond states")."""
+    if not bond_mode_can_use_lag_xfrm(bond) or not running(slave):
+        return
+    slave_ok = _rfc_slave_problem(slave) is None
+    have_states = False
+    err = 0
+    for e in bond.ipsec_list:
+        if not e.replicated:
+            continue
+        have_states = True
+        if e.x.km_state == XFRM_STATE_DEAD:
+            continue
+        if not slave_ok:
+            err = E.EOPNOTSUPP
+            break
+        if any(i.real_dev is slave for i in e.instances):
+            continue
+        inst = BondIpsecInst(slave)
+        try:
+            _rfc_add_inst(e.x, inst)
+        except OffloadError as exc:
+            err = exc.errno
+            break
+        e.instances.append(inst)
+        _attach_contexts(e.x, e, inst)
+    if err and have_states:
+        log.warning("%s: (slave %s): failed to replicate IPsec SA, flushing bond states",
+                    bond.dev.name, slave.name)
+        bond_ipsec_lag_flush(bond)
+
+
+# -- the model -----------------------------------------------------------------------------------
+
+def _slaves_eligible(slaves: list[Device]) -> Eligibility:
+    """R3: every running slave must be able to do HW_ESP (its flags are checked at SA add
+    time)."""
+    for s in slaves:
+        if not esp_capable(s):
+            return Eligibility(False, f"slave {s.name}: no esp-hw-offload")
+    return Eligibility(True)
+
+
+class ReplicatedModel(UpstreamModel):
+    name = "replicated"
+    has_lower_handle = True
+    has_policy_ops = True
+
+    def add_sa(self, bond: Bonding, dev: Device, x: XState) -> None:
+        if bond_mode_can_use_lag_xfrm(bond):
+            _rfc_lag_add_sa(bond, x)
+            return
+        if bond.mode != AB:
+            refuse("Bond mode does not support IPsec offload", E.EOPNOTSUPP)
+        super().add_sa(bond, dev, x)
+
+    def offload_ok(self, bond: Bonding, x: XState) -> bool:
+        if bond_mode_can_use_lag_xfrm(bond):
+            # crypto/packet and a replicated record present
+            return x.xso.type in OFFLOAD_TYPES and x.xso.upper_priv is not None
+        return super().offload_ok(bond, x)
+
+    def lower_handle(self, bond: Bonding, x: XState, lower_dev: Device) -> int:
+        if bond.mode == AB:
+            return int(x.xso.offload_handle) if x.xso.real_dev is lower_dev else 0
+        if not bond_mode_can_use_lag_xfrm(bond):
+            return 0
+        entry = x.xso.upper_priv
+        if not isinstance(entry, ReplicatedIpsec) or entry.x is not x:
+            return 0
+        for inst in entry.instances:
+            if inst.added and inst.real_dev is lower_dev:
+                return int(inst.lower_handle)
+        if lower_dev is bond.dev:
+            # an RX path that already promoted skb->dev to the bond: any installed one
+            for inst in entry.instances:
+                if inst.added:
+                    return int(inst.lower_handle)
+        return 0
+
+    def esp_eligible(self, bond: Bonding) -> Eligibility:
+        """A LAG-eligible bond needs a running slave, and every running slave must be able
+        to do HW_ESP."""
+        return lag_esp_eligible(bond, _slaves_eligible)
+
+    def topology_end(self, bond: Bonding, event: str, slave: Device | None) -> None:
+        """Replicas are added to a slave that now runs (enslave, UP, CHANGE, a feature
+        change) or removed from a stopped or departed slave (DOWN, release, unregister)."""
+        if slave is None:
+            return
+        if event in ("release", "NETDEV_DOWN", "NETDEV_UNREGISTER"):
+            bond_ipsec_lag_remove_slave(bond, slave)
+        elif event in ("enslave", "NETDEV_UP", "NETDEV_CHANGE", "NETDEV_FEAT_CHANGE"):
+            bond_ipsec_lag_add_slave(bond, slave)
+
+    def config_change(self, bond: Bonding, old_eligible: bool, new_eligible: bool) -> None:
+        """Leaving LAG flushes the bond's states."""
+        if old_eligible and not new_eligible:
+            bond_ipsec_lag_flush(bond)
+
+
+MODEL = ReplicatedModel()
