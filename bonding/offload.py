@@ -11,7 +11,8 @@ model, chosen from :data:`LAG_MODELS` by name:
 
 What depends on how a state was offloaded (on one slave, replicated, shared) is the state's
 record in ``bond.ipsec_list`` (:class:`BondIpsec` and its subclasses). Extack texts are the
-patches' (``NL_SET_ERR_MSG_MOD``: "bonding: …")."""
+patches' (``NL_SET_ERR_MSG_MOD``: "bonding: …"). The labels R1–R4, P38–P43, X01–X06 and
+S1–S7 are defined in docs/bonding.md."""
 from __future__ import annotations
 
 import errno as E
