@@ -21,9 +21,10 @@ from xfrmd.xfrm.state import XFRM_STATE_DEAD
 from ..hash import bond_ipsec_xfrm_hash, xmit_slave
 from .common import (AB, OFFLOAD_TYPES, Account, BondIpsec, Bonding, Device, Eligibility,
                      RxContext, TxContext, XState, bond_ipsec_lag_flush,
-                     bond_mode_can_use_lag_xfrm, compatible, count_traffic, describe_header, esp_capable,
-                     hw_esp, is_bond, lag_esp_eligible, lag_state_checks, log, lower_error,
-                     lower_traffic, lower_view, ops_of, replay_window, refuse, running)
+                     bond_mode_can_use_lag_xfrm, compatible, count_traffic, describe_header,
+                     esp_capable, hw_esp, is_bond, lag_esp_eligible, lag_state_checks, log,
+                     lower_error, lower_traffic, lower_view, ops_of, refuse, replay_window,
+                     running)
 from .upstream import UpstreamModel
 
 

@@ -11,11 +11,12 @@ from devices.xfrmdev import (XFRMDEV_OPS_F_LAG_SHARED_STATE, XFRMDEV_OPS_F_LOWER
 
 from ..hash import bond_ipsec_xfrm_hash
 from .common import (AB, OFFLOAD_TYPES, Account, BondIpsec, Bonding, Device, Eligibility,
-                     RxContext, TxContext, XState, add_on_slave, bond_ipsec_lag_begin_flush,
-                     bond_ipsec_lag_flush, bond_mode_can_use_lag_xfrm, bond_xfrm_dev_state_flush,
-                     compatible, count_traffic, esp_capable, find_entry, hw_esp, is_bond, LagModel,
-                     lag_esp_eligible, lag_state_checks, lower_traffic, ops_of, replay_window,
-                     refuse, running)
+                     LagModel, RxContext, TxContext, XState, add_on_slave,
+                     bond_ipsec_lag_begin_flush, bond_ipsec_lag_flush,
+                     bond_mode_can_use_lag_xfrm, bond_xfrm_dev_state_flush, compatible,
+                     count_traffic, esp_capable, find_entry, hw_esp, is_bond, lag_esp_eligible,
+                     lag_state_checks, lower_traffic, ops_of, refuse, replay_window, running)
+
 
 # -- slave eligibility (P39) ---------------------------------------------------------------------
 
@@ -218,7 +219,8 @@ class SharedModel(LagModel):
             return 0
         if lower_dev is bond.dev or lower_dev is real:
             return int(x.xso.offload_handle)
-        if getattr(lower_dev, "master", None) is bond.dev and bond_ipsec_lag_pair_ok(real, lower_dev):
+        if (getattr(lower_dev, "master", None) is bond.dev
+                and bond_ipsec_lag_pair_ok(real, lower_dev)):
             return int(x.xso.offload_handle)
         return 0
 
