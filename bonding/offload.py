@@ -38,16 +38,18 @@ from .lag.shared import (SharedIpsec, bond_ipsec_lag_pair_capable, bond_ipsec_la
 from .lag.upstream import bond_ipsec_add_sa_all, bond_ipsec_del_sa_all
 
 __all__ = [
-    "AB", "ESP", "LAG_MODELS", "MODELS", "XFRM_STATE_ESN", "BondIpsec", "BondIpsecInst",
-    "BondXfrmDevOps", "Eligibility", "LagModel", "ReplicatedIpsec", "RxContext", "SharedIpsec",
-    "TxContext", "bond_ipsec_add_sa_all", "bond_ipsec_config_change", "bond_ipsec_del_sa_all",
+    "AB", "BondIpsec", "BondIpsecInst", "BondXfrmDevOps", "ESP", "Eligibility", "LAG_MODELS",
+    "LagModel", "MODELS", "ReplicatedIpsec", "RxContext", "SharedIpsec", "TxContext",
+    "XFRM_STATE_ESN", "bond_ipsec_add_sa_all", "bond_ipsec_config_change", "bond_ipsec_del_sa_all",
     "bond_ipsec_describe", "bond_ipsec_lag_add_slave", "bond_ipsec_lag_begin_flush",
     "bond_ipsec_lag_end_flush", "bond_ipsec_lag_flush", "bond_ipsec_lag_pair_capable",
     "bond_ipsec_lag_pair_ok", "bond_ipsec_lag_ready", "bond_ipsec_lag_remove_slave",
     "bond_ipsec_lag_select_dev", "bond_ipsec_lag_slave_capable", "bond_ipsec_lag_slave_ok",
-    "bond_ipsec_slave_has_xfrm_ops", "bond_ipsec_topology_begin", "bond_ipsec_topology_end",
-    "bond_ipsec_xfrm_hash", "bond_ipsec_xmit_dev", "bond_lag_esp_eligible",
-    "bond_mode_can_use_lag_xfrm", "bond_xfrm_dev_state_flush", "lag_model_of", "log",
+    "bond_ipsec_slave_features_changed", "bond_ipsec_slave_has_xfrm_ops",
+    "bond_ipsec_topology_begin", "bond_ipsec_topology_end", "bond_ipsec_xfrm_hash",
+    "bond_ipsec_xmit_dev", "bond_lag_esp_eligible", "bond_lag_offload",
+    "bond_mode_can_use_lag_xfrm", "bond_xfrm_dev_state_flush", "bond_xfrm_esp_wanted",
+    "lag_model_of", "log",
 ]
 
 LAG_MODELS: dict[str, LagModel] = {
@@ -253,6 +255,22 @@ def bond_ipsec_topology_end(bond: Bonding, event: str, slave: Device | None = No
         bond._lag_flushing -= 1
         bond_ipsec_lag_end_flush(bond)
     lag_model_of(bond).topology_end(bond, event, slave)
+
+
+def bond_lag_offload(bond: Bonding) -> bool:
+    """Does the bond's model offload on a LAG (``replicated``, ``shared``; not upstream)?"""
+    return lag_model_of(bond).lag_offload
+
+
+def bond_xfrm_esp_wanted(bond: Bonding, entering_lag: bool = False) -> bool | None:
+    """The ESP *wanted* features of the bond's model (``bond_set_xfrm_features``): True
+    set, False cleared, None the user's choice left alone."""
+    return lag_model_of(bond).esp_wanted(bond, entering_lag)
+
+
+def bond_ipsec_slave_features_changed(bond: Bonding, slave: Device) -> None:
+    """A slave's NETDEV_FEAT_CHANGE: the RFC tries to replicate onto it (R4)."""
+    lag_model_of(bond).slave_features_changed(bond, slave)
 
 
 def bond_ipsec_config_change(bond: Bonding, old_eligible: bool, new_eligible: bool) -> None:

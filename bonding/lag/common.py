@@ -368,6 +368,7 @@ class LagModel:
     The bond's ops (bonding/offload.py) find the model in their table by name and call it;
     what depends on how a state was offloaded lives in the state's :class:`BondIpsec`."""
     name = ""
+    lag_offload = True           # offloads on a LAG (the bond's ESP features follow the slaves)
     has_lower_handle = True      # xdo_dev_state_lower_handle (the proposed models)
     has_policy_ops = True        # bond_ipsec_policy_add (validation only)
     has_packet_xmit = False      # bond_ipsec_packet_xmit (the newest series)
@@ -406,3 +407,11 @@ class LagModel:
 
     def config_change(self, bond: Bonding, old_eligible: bool, new_eligible: bool) -> None:
         """A mode or xmit_hash_policy change, before it takes effect."""
+
+    def slave_features_changed(self, bond: Bonding, slave: Device) -> None:
+        """A slave's NETDEV_FEAT_CHANGE (after the bond synced its features)."""
+
+    def esp_wanted(self, bond: Bonding, entering_lag: bool) -> bool | None:
+        """The bond's ESP *wanted* features under this model (``bond_set_xfrm_features``):
+        True set, False cleared, None the user's choice left alone."""
+        raise NotImplementedError

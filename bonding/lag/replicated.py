@@ -345,6 +345,7 @@ def _slaves_eligible(slaves: list[Device]) -> Eligibility:
 
 class ReplicatedModel(UpstreamModel):
     name = "replicated"
+    lag_offload = True
     has_lower_handle = True
     has_policy_ops = True
 
@@ -399,6 +400,20 @@ class ReplicatedModel(UpstreamModel):
         """Leaving LAG flushes the bond's states."""
         if old_eligible and not new_eligible:
             bond_ipsec_lag_flush(bond)
+
+    def slave_features_changed(self, bond: Bonding, slave: Device) -> None:
+        """R4: try to replicate onto the slave whose features changed."""
+        bond_ipsec_lag_add_slave(bond, slave)
+
+    def esp_wanted(self, bond: Bonding, entering_lag: bool) -> bool | None:
+        """R3/R4: wanted in active-backup; entering LAG clears them (the user opts in with
+        ``ethtool -K BOND esp-hw-offload on``), staying in LAG leaves the user's choice;
+        other modes cleared."""
+        if bond.mode == AB:
+            return True
+        if bond_mode_can_use_lag_xfrm(bond):
+            return None if not entering_lag else False
+        return False
 
 
 MODEL = ReplicatedModel()

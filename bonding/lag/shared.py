@@ -243,5 +243,10 @@ class SharedModel(LagModel):
         if old_eligible or new_eligible:
             bond_ipsec_lag_flush(bond)
 
+    def esp_wanted(self, bond: Bonding, entering_lag: bool) -> bool | None:
+        """P40: wanted in active-backup and in LAG-eligible configurations, cleared
+        otherwise; they take effect once every running slave qualifies."""
+        return bool(bond.mode == AB or bond_mode_can_use_lag_xfrm(bond))
+
 
 MODEL = SharedModel()

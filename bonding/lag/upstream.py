@@ -31,6 +31,7 @@ def upstream_offload_ok(b: Bonding, x: XState) -> bool:
 
 class UpstreamModel(LagModel):
     name = "off"
+    lag_offload = False
     has_lower_handle = False
     has_policy_ops = False       # packet-offload policies cannot target a bond
 
@@ -39,6 +40,10 @@ class UpstreamModel(LagModel):
 
     def offload_ok(self, bond: Bonding, x: XState) -> bool:
         return upstream_offload_ok(bond, x)
+
+    def esp_wanted(self, bond: Bonding, entering_lag: bool) -> bool | None:
+        """Wanted in active-backup, cleared otherwise (``bond_option_mode_set``)."""
+        return bool(bond.mode == AB)
 
 
 MODEL = UpstreamModel()
