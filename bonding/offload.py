@@ -124,6 +124,14 @@ class BondXfrmDevOps(XfrmDevOps):
         """Upstream: packet-offload policies cannot target a bond."""
         return self.model.has_policy_ops
 
+    # the net core's feature code asks the bond through these (bond_fix_features,
+    # bond_set_features turning esp-hw-offload off)
+    def xdo_dev_lag_esp_eligible(self, dev: Device) -> bool:
+        return bool(bond_lag_esp_eligible(self.bond))
+
+    def xdo_dev_lag_flush(self, dev: Device) -> None:
+        bond_ipsec_lag_flush(self.bond)
+
     # -- states -------------------------------------------------------------------------------
     def xdo_dev_state_add(self, dev: Device, x: XState) -> None:
         self.model.add_sa(self.bond, dev, x)

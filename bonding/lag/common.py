@@ -15,6 +15,7 @@ from typing import Any, NoReturn, TypeAlias
 from devices.xfrmdev import (XFRM_DEV_OFFLOAD_CRYPTO, XFRM_DEV_OFFLOAD_FLAG_ACQ,
                              XFRM_DEV_OFFLOAD_IN, XFRM_DEV_OFFLOAD_PACKET, OffloadError)
 from netlink_codec import xfrm as X
+from xfrmd.errors import KernelError
 from xfrmd.xfrm.sadb import sad
 
 log = logging.getLogger("xfrmd.bonding")
@@ -31,6 +32,10 @@ AB = "active-backup"
 ESP = "esp-hw-offload"
 XFRM_STATE_ESN = X.XFRM_STATE_ESN
 OFFLOAD_TYPES = (XFRM_DEV_OFFLOAD_CRYPTO, XFRM_DEV_OFFLOAD_PACKET)
+
+
+# A lower's refusal: a KernelError, or the drivers' transitional OffloadError.
+LOWER_ERRORS = (KernelError, OffloadError)
 
 
 def refuse(msg: str | None, errno: int = E.EINVAL) -> NoReturn:
@@ -149,7 +154,7 @@ def lower_traffic(dev: Device, x: XState, packets: int, nbytes: int) -> None:
     counts)."""
     try:
         ops_of(dev).hw_traffic(dev, x, packets, nbytes)
-    except OffloadError:
+    except LOWER_ERRORS:
         pass
 
 
@@ -283,7 +288,7 @@ def free_on_real(dev: Device, x: XState, real_ops: Any) -> None:
 
 # -- adding on a lower -------------------------------------------------------------------------
 
-def lower_error(e: OffloadError, slave: Device, name_slave: bool) -> OffloadError:
+def lower_error(e: KernelError | OffloadError, slave: Device, name_slave: bool) -> OffloadError:
     """The lower's extack passes through with its own module prefix (the bond hands the
     user's extack down); in the replicated model xfrmd adds which slave refused."""
     module = e.module if e.module is not None else ops_of(slave).module
@@ -301,7 +306,7 @@ def add_on_slave(x: XState, slave: Device, ops: Any) -> None:
     x.xso.real_dev = slave
     try:
         ops.xdo_dev_state_add(slave, x)
-    except OffloadError as e:
+    except LOWER_ERRORS as e:
         x.xso.real_dev = None
         raise lower_error(e, slave, False) from None
 

@@ -19,8 +19,8 @@ from devices.xfrmdev import (XFRMDEV_OPS_F_LAG_SHARED_RX_REPLAY, XFRMDEV_OPS_F_L
 from xfrmd.xfrm.state import XFRM_STATE_DEAD
 
 from ..hash import bond_ipsec_xfrm_hash, xmit_slave
-from .common import (AB, OFFLOAD_TYPES, Account, BondIpsec, Bonding, Device, Eligibility,
-                     RxContext, TxContext, XState, bond_ipsec_lag_flush,
+from .common import (AB, LOWER_ERRORS, OFFLOAD_TYPES, Account, BondIpsec, Bonding, Device,
+                     Eligibility, RxContext, TxContext, XState, bond_ipsec_lag_flush,
                      bond_mode_can_use_lag_xfrm, compatible, count_traffic, describe_header,
                      esp_capable, hw_esp, is_bond, lag_esp_eligible, lag_state_checks, log,
                      lower_error, lower_traffic, lower_view, ops_of, refuse, replay_window,
@@ -204,7 +204,7 @@ def _rfc_lag_add_sa(b: Bonding, x: XState) -> None:
         for inst in entry.instances:
             _rfc_add_inst(x, inst)
             done.append(inst)
-    except OffloadError:
+    except LOWER_ERRORS:
         for inst in reversed(done):
             _rfc_call_inst(x, inst, delete=True, free=True)
         x.xso.real_dev = None
@@ -228,7 +228,7 @@ def _rfc_add_inst(x: XState, inst: BondIpsecInst) -> None:
     with lower_view(x, s, 0):
         try:
             ops.xdo_dev_state_add(s, x)
-        except OffloadError as e:
+        except LOWER_ERRORS as e:
             raise lower_error(e, s, True) from None
         h = x.xso.offload_handle
         if not h:
@@ -321,7 +321,7 @@ def bond_ipsec_lag_add_slave(bond: Bonding, slave: Device) -> None:
         inst = BondIpsecInst(slave)
         try:
             _rfc_add_inst(e.x, inst)
-        except OffloadError as exc:
+        except LOWER_ERRORS as exc:
             err = exc.errno
             break
         e.instances.append(inst)

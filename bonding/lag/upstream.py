@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import errno as E
 
-from devices.xfrmdev import OffloadError
-
-from .common import AB, BondIpsec, Bonding, Device, LagModel, XState, add_on_slave, \
-    is_bond, log, ops_of, refuse
+from .common import (AB, LOWER_ERRORS, BondIpsec, Bonding, Device, LagModel, XState,
+                     add_on_slave, is_bond, log, ops_of, refuse)
 
 
 def upstream_add_sa(b: Bonding, x: XState) -> None:
@@ -86,7 +84,7 @@ def bond_ipsec_add_sa_all(bond: Bonding) -> None:
         x.xso.real_dev = slave
         try:
             ops.xdo_dev_state_add(slave, x)
-        except OffloadError:
+        except LOWER_ERRORS:
             x.xso.real_dev = None
             log.warning("%s: failed to add SA", bond.dev.name)
             continue
