@@ -23,33 +23,23 @@ from netlink_codec import xfrm as X
 
 from .hash import bond_ipsec_xfrm_hash
 from .lag import replicated, shared, upstream
-from .lag.common import (AB, ESP, XFRM_STATE_ESN, Account, BondIpsec, Bonding, Device,
-                         Eligibility, LagModel, RxContext, TxContext, XPolicy, XState,
-                         bond_ipsec_lag_begin_flush, bond_ipsec_lag_end_flush,
-                         bond_ipsec_lag_flush, bond_mode_can_use_lag_xfrm,
-                         bond_xfrm_dev_state_flush, delete_on_real, find_entry, hw_esp, log,
-                         ops_of, refuse)
-from .lag.replicated import (BondIpsecInst, ReplicatedIpsec, bond_ipsec_lag_add_slave,
-                             bond_ipsec_lag_remove_slave)
-from .lag.shared import (SharedIpsec, bond_ipsec_lag_pair_capable, bond_ipsec_lag_pair_ok,
-                         bond_ipsec_lag_ready, bond_ipsec_lag_select_dev,
-                         bond_ipsec_lag_slave_capable, bond_ipsec_lag_slave_ok,
-                         bond_ipsec_slave_has_xfrm_ops)
+from .lag.common import (AB, Account, BondIpsec, Bonding, Device, Eligibility, LagModel,
+                         XPolicy, XState, bond_ipsec_lag_end_flush, bond_ipsec_lag_flush,
+                         bond_mode_can_use_lag_xfrm, delete_on_real, find_entry, hw_esp, ops_of,
+                         refuse)
+from .lag.replicated import bond_ipsec_lag_add_slave
 from .lag.upstream import bond_ipsec_add_sa_all, bond_ipsec_del_sa_all
 
 __all__ = [
-    "AB", "BondIpsec", "BondIpsecInst", "BondXfrmDevOps", "ESP", "Eligibility", "LAG_MODELS",
-    "LagModel", "MODELS", "ReplicatedIpsec", "RxContext", "SharedIpsec", "TxContext",
-    "XFRM_STATE_ESN", "bond_ipsec_add_sa_all", "bond_ipsec_config_change", "bond_ipsec_del_sa_all",
-    "bond_ipsec_describe", "bond_ipsec_lag_add_slave", "bond_ipsec_lag_begin_flush",
-    "bond_ipsec_lag_end_flush", "bond_ipsec_lag_flush", "bond_ipsec_lag_pair_capable",
-    "bond_ipsec_lag_pair_ok", "bond_ipsec_lag_ready", "bond_ipsec_lag_remove_slave",
-    "bond_ipsec_lag_select_dev", "bond_ipsec_lag_slave_capable", "bond_ipsec_lag_slave_ok",
-    "bond_ipsec_slave_features_changed", "bond_ipsec_slave_has_xfrm_ops",
-    "bond_ipsec_topology_begin", "bond_ipsec_topology_end", "bond_ipsec_xfrm_hash",
-    "bond_ipsec_xmit_dev", "bond_lag_esp_eligible", "bond_lag_offload",
-    "bond_mode_can_use_lag_xfrm", "bond_xfrm_dev_state_flush", "bond_xfrm_esp_wanted",
-    "lag_model_of", "log",
+    # defined here
+    "LAG_MODELS", "MODELS", "BondXfrmDevOps", "bond_ipsec_config_change", "bond_ipsec_describe",
+    "bond_ipsec_slave_features_changed", "bond_ipsec_topology_begin", "bond_ipsec_topology_end",
+    "bond_ipsec_xmit_dev", "bond_lag_esp_eligible", "bond_lag_offload", "bond_xfrm_esp_wanted",
+    "lag_model_of",
+    # from the models, for the bond, the feature code and the tests
+    "BondIpsec", "Eligibility", "LagModel", "bond_ipsec_add_sa_all", "bond_ipsec_del_sa_all",
+    "bond_ipsec_lag_add_slave", "bond_ipsec_lag_flush", "bond_ipsec_xfrm_hash",
+    "bond_mode_can_use_lag_xfrm",
 ]
 
 LAG_MODELS: dict[str, LagModel] = {

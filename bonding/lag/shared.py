@@ -46,18 +46,8 @@ def bond_ipsec_lag_slave_ok(dev: Device) -> bool:
     return bond_ipsec_lag_slave_capable(dev) and hw_esp(dev)
 
 
-def bond_ipsec_lag_pair_capable(a: Device, b: Device) -> bool:
-    return bond_ipsec_lag_slave_capable(a) and bond_ipsec_lag_slave_capable(b) and compatible(a, b)
-
-
 def bond_ipsec_lag_pair_ok(a: Device, b: Device) -> bool:
     return bond_ipsec_lag_slave_ok(a) and bond_ipsec_lag_slave_ok(b) and compatible(a, b)
-
-
-def bond_ipsec_lag_ready(bond: Bonding) -> bool:
-    """``bond_ipsec_lag_ready`` (P39): usable slaves exist, each pair_ok with the first."""
-    usable = bond.usable_slaves()
-    return bool(usable) and all(bond_ipsec_lag_pair_ok(usable[0], s) for s in usable)
 
 
 def _shared_slave_problem(dev: Device) -> str | None:
