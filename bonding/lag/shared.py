@@ -121,18 +121,16 @@ class SharedIpsec(BondIpsec):
             raise OffloadError(E.EHOSTUNREACH, "bonding: the pinned slave is gone or not running")
         account()
         lower_traffic(slave, self.x, 1, nbytes)
-        if self.tx is not None:
-            count_traffic(self.x, self.tx, self.rx, 1, nbytes)
+        count_traffic(self.x, self.tx, self.rx, 1, nbytes)
         return slave, None
 
     def hw_recv(self, bond: Bonding, dev: Device, rx_dev: Device, seq: int, nbytes: int,
                 account: Account) -> None:
         """The core's check on the one state (X06)."""
         account()
-        if self.rx is not None:
-            self.rx.seq = max(self.rx.seq, seq)
-            self.rx.packets += 1
-            self.rx.bytes += nbytes
+        self.rx.seq = max(self.rx.seq, seq)
+        self.rx.packets += 1
+        self.rx.bytes += nbytes
 
     def model_label(self, bond: Bonding) -> str:
         return "shared"
@@ -144,9 +142,8 @@ class SharedIpsec(BondIpsec):
         ops = ops_of(bond.dev)
         d["valid_on"] = [s.name for s in bond.usable_slaves()
                          if ops.xdo_dev_state_lower_handle(bond.dev, x, s)]
-        if self.tx is not None:
-            d.update(oseq=self.tx.oseq, tx_packets=self.tx.packets, rx_seq=self.rx.seq,
-                     rx_packets=self.rx.packets)
+        d.update(oseq=self.tx.oseq, tx_packets=self.tx.packets, rx_seq=self.rx.seq,
+                 rx_packets=self.rx.packets)
         return d
 
 
