@@ -110,6 +110,9 @@ class Kernel:
         # the shim tells); ``get_net_ns_by_pid`` asks here first
         self.pid_netns: dict[int, str] = {}
         self._unshared = itertools.count(1)
+        # names bound in /run/netns (``ip netns add``): what ``ip netns list`` shows; a
+        # topology's namespaces are not there, as on a host where a test made them otherwise
+        self.netns_bound: set[str] = set()
         for init in (_initcalls.INITCALLS if initcalls is None else initcalls):
             init(self)
         self.topology = topology
@@ -185,6 +188,7 @@ class Kernel:
         del self.namespaces[old]
         ns.name = new
         self.namespaces[new] = ns
+        self.netns_bound.add(new)
         for pid, name in list(self.pid_netns.items()):
             if name == old:
                 self.pid_netns[pid] = new
@@ -195,6 +199,7 @@ class Kernel:
             raise KernelError(E.ENOENT, f"no network namespace {name!r}")
         for pid in [p for p, n in self.pid_netns.items() if n == name]:
             del self.pid_netns[pid]
+        self.netns_bound.discard(name)
         for ops in self._pernet_ops():
             exit_ = getattr(ops, "exit_net", None)
             if exit_:

@@ -129,11 +129,10 @@ def _netns_enter(kernel, ns, request) -> dict:
 
 
 def run_netns_entries(kernel, ns, path: str) -> list[tuple[str, str]]:
-    """/run/netns as ``ip netns list`` reads it: the named namespaces but the initial one."""
+    """/run/netns as ``ip netns list`` reads it: the names ``ip netns add`` bound there."""
     if path not in ("/run/netns", "/var/run/netns"):
         raise FileNotFoundError(path)
-    return [(n, "file") for n in kernel.namespaces
-            if n != "default" and not n.startswith(kernel.UNNAMED)]
+    return [(n, "file") for n in sorted(kernel.netns_bound) if n in kernel.namespaces]
 
 
 def _clock_advance(kernel, ns, request) -> dict:
