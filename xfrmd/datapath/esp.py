@@ -12,6 +12,7 @@ import struct
 from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .replay import ReplayError, ReplayWindow
@@ -136,7 +137,6 @@ class EspGcmSA:
         if self.icv_len != 16:
             # a truncated GCM tag is a prefix of the full one: recompute and compare
             ct = bytes(body[:len(body) - self.icv_len])
-            from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
             dec = Cipher(algorithms.AES(self.key[:-4]), modes.CTR(self._salt + iv + b"\0\0\0\2")).decryptor()
             plain = dec.update(ct) + dec.finalize()
             if self._aead_seal(iv, plain, self._aad(seq))[-self.icv_len:] != bytes(body[-self.icv_len:]):

@@ -16,20 +16,30 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from cryptography.exceptions import InvalidTag
 
+from devices.xfrmdev import OffloadError
 from netlink_codec import xfrm as X
 
+from ..rtnl.xfrmi import xfrmi_lookup
 from ..xfrm import aevent
-from ..xfrm.acquire import host_selector
+from ..xfrm.acquire import _sel_covers, host_selector, xfrm_policy_lookup
 from ..xfrm.offload import XFRM_DEV_OFFLOAD_IN, XFRM_DEV_OFFLOAD_PACKET
 from ..xfrm.sadb import sad
 from ..xfrm.state import XFRM_STATE_ACQ, XFRM_STATE_VALID
 from . import packet as P
 from .mib import XFRM_INC_STATS
-from .output import Drop, _ops, esp_gcm, xfrm_dev_state_advance_esn, xfrm_policy_lookup
+from .output import Drop, _ops, esp_gcm, xfrm_dev_state_advance_esn
 from .words import addr, hw_hint, km_state_text, sa_name, sel_text
+
+if TYPE_CHECKING:
+    from devices.netdev import NetDevice
+
+    from ..kernel import NetNamespace
+    from ..xfrm.acquire import Template
+    from ..xfrm.policy import Policy
 
 U32 = 0xFFFFFFFF
 UDP_ENCAP_ESPINUDP = 2
@@ -37,13 +47,13 @@ UDP_ENCAP_ESPINUDP = 2
 
 # -- replay (xfrm_replay.c) ----------------------------------------------------------------------
 
-def _mode(x) -> str:
+def _mode(x: Any) -> str:
     if x.replay_esn is None:
         return "legacy"
     return "esn" if x.props.flags & X.XFRM_STATE_ESN else "bmp"
 
 
-def xfrm_replay_seqhi(x, seq: int) -> int:
+def xfrm_replay_seqhi(x: Any, seq: int) -> int:
     """``xfrm_replay_seqhi``: the high 32 bits an ESN receiver infers for ``seq``."""
     if not x.props.flags & X.XFRM_STATE_ESN:
         return 0
@@ -54,21 +64,21 @@ def xfrm_replay_seqhi(x, seq: int) -> int:
     return (r.seq_hi - 1) & U32 if seq >= bottom else r.seq_hi
 
 
-def _bit(r, seq_diff_pos: int) -> tuple[int, int]:
+def _bit(seq_diff_pos: int) -> tuple[int, int]:
     return seq_diff_pos >> 5, 1 << (seq_diff_pos & 31)
 
 
-def _bitnr(r, diff: int) -> int:
+def _bitnr(r: Any, diff: int) -> int:
     pos = (r.seq - 1) % r.replay_window
     return (pos - diff) % r.replay_window if pos >= diff else r.replay_window - (diff - pos)
 
 
-def xfrm_replay_check(x, seq: int) -> None:
+def xfrm_replay_check(x: Any, seq: int) -> None:
     """``xfrm_replay_check_legacy`` / ``_bmp`` / ``_esn``: Drop(XfrmInStateSeqError) for a
     replay (``x->stats.replay``) or a packet left of the window (``stats.replay_window``)."""
     mode = _mode(x)
 
-    def fail(what, counter):
+    def fail(what: str, counter: int | None) -> NoReturn:
         if counter is not None:
             x.stats[counter] += 1
         hint = ("a replayed or reordered packet; a larger replay-window (now "
@@ -115,12 +125,12 @@ def xfrm_replay_check(x, seq: int) -> None:
                 diff = (~seq + top + 1) & U32
     if diff >= win:
         fail(f"sequence {seq} left of the window (top {r.seq})", 0)
-    nr, mask = _bit(r, _bitnr(r, diff))
+    nr, mask = _bit(_bitnr(r, diff))
     if r.bmp[nr] & mask:
         fail(f"sequence {seq} already received (replay)", 1)
 
 
-def xfrm_replay_advance(x, seq: int) -> None:
+def xfrm_replay_advance(x: Any, seq: int) -> None:
     """``xfrm_replay_advance`` (legacy / ``_bmp`` / ``_esn``; the ESN variant calls
     ``xfrm_dev_state_advance_esn``), then the NEWAE notification."""
     mode = _mode(x)
@@ -151,7 +161,7 @@ def xfrm_replay_advance(x, seq: int) -> None:
         diff = (seq - r.seq) & U32 if not wrap else (~r.seq + seq + 1) & U32
         if diff < win:
             for i in range(1, diff):
-                nr, mask = _bit(r, (pos + i) % win)
+                nr, mask = _bit((pos + i) % win)
                 r.bmp[nr] &= ~mask & U32
         else:
             for i in range(((win - 1) >> 5) + 1):
@@ -165,70 +175,136 @@ def xfrm_replay_advance(x, seq: int) -> None:
         bitnr = (pos - diff) % win if pos >= diff else win - (diff - pos)
     if mode == "esn":
         xfrm_dev_state_advance_esn(x)
-    nr, mask = _bit(r, bitnr)
+    nr, mask = _bit(bitnr)
     r.bmp[nr] |= mask
     aevent.replay_advanced(x)
 
 
 # -- results ----------------------------------------------------------------------------------------
 
-@dataclass
+@dataclass(slots=True)
+class RxHop:
+    """What ``xfrm_input`` did with a packet, as the last SA it unwrapped left it: the SPI
+    (set before the state lookup), the state's reqid, the sequence number on the wire and
+    the full one (``seq``: 64 bits with ESN), the path (software, crypto-offload,
+    packet-offload) and the offloading device. ``dev_first``: the device was named before
+    the path (the order ``--json`` prints them in)."""
+    spi: int | None = None
+    reqid: int | None = None
+    seq_lo: int | None = None
+    dev: str | None = None
+    path: str | None = None
+    dev_first: bool = False
+    seq: int | None = None
+
+    def set_dev(self, name: str) -> None:
+        if self.path is None and self.dev is None:
+            self.dev_first = True
+        self.dev = name
+
+
+@dataclass(slots=True)
+class RxRecord:
+    """What happened to one packet on the input path: the SA and path (from its
+    :class:`RxHop`), the XFRM interface it arrived on, the IN policy that let it in (its
+    index), or why it was dropped. Consecutive alike packets form a batch."""
+    result: str = "delivered"
+    spi: int | None = None
+    reqid: int | None = None
+    path: str | None = None
+    dev: str | None = None
+    dev_first: bool = field(default=False, compare=False)
+    xfrm_dev: str | None = None
+    policy: int | None = None
+    reason: str | None = None
+    detail: str | None = None
+
+    def took(self, hop: RxHop) -> None:
+        self.spi, self.reqid, self.path, self.dev = hop.spi, hop.reqid, hop.path, hop.dev
+        self.dev_first = hop.dev_first
+
+    def to_dict(self) -> dict[str, object]:
+        """The batch as ``xfrmd ctl xmit --deliver --json`` prints it."""
+        d: dict[str, object] = {"result": self.result}
+        if self.spi is not None:
+            d["spi"] = f"0x{self.spi:08x}"
+        if self.reqid is not None:
+            d["reqid"] = self.reqid
+        for key in (("dev", "path") if self.dev_first else ("path", "dev")):
+            v = getattr(self, key)
+            if v is not None:
+                d[key] = v
+        if self.xfrm_dev is not None:
+            d["xfrm_dev"] = self.xfrm_dev
+        if self.policy is not None:
+            d["policy"] = {"index": self.policy, "dir": "in"}
+        if self.reason is not None:
+            d["reason"] = self.reason
+        if self.detail is not None:
+            d["detail"] = self.detail
+        return d
+
+
+@dataclass(slots=True)
+class InputBatch:
+    """Consecutive packets with equal records: how many, their sequence numbers' range."""
+    rec: RxRecord
+    count: int = 1
+    seq: list[int] | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        d = self.rec.to_dict()
+        d["count"] = self.count
+        if self.seq is not None:
+            d["seq"] = self.seq
+        return d
+
+
+@dataclass(slots=True)
 class InputResult:
-    batches: list = field(default_factory=list)
+    batches: list[InputBatch] = field(default_factory=list)
     delivered: int = 0
     dropped: int = 0
-    inner: list = field(default_factory=list)       # the packets the stack delivered
+    inner: list[bytes] = field(default_factory=list)       # the packets the stack delivered
 
-    def add(self, sig: dict, seq: int | None = None, inner: bytes | None = None) -> None:
+    def add(self, rec: RxRecord, seq: int | None = None, inner: bytes | None = None) -> None:
         last = self.batches[-1] if self.batches else None
-        if last is not None and last["_sig"] == sig and (seq is None) == (last.get("seq") is None):
-            last["count"] += 1
-            if seq is not None:
-                last["seq"][1] = seq
+        if last is not None and last.rec == rec and (seq is None) == (last.seq is None):
+            last.count += 1
+            if seq is not None and last.seq is not None:
+                last.seq[1] = seq
         else:
-            last = dict(sig, count=1)
-            last["_sig"] = dict(sig)
-            if seq is not None:
-                last["seq"] = [seq, seq]
-            self.batches.append(last)
-        if sig["result"] == "delivered":
+            self.batches.append(InputBatch(rec, 1, None if seq is None else [seq, seq]))
+        if rec.result == "delivered":
             self.delivered += 1
             if inner is not None:
                 self.inner.append(inner)
         else:
             self.dropped += 1
 
-    def to_dict(self) -> dict:
-        return {"batches": [{k: v for k, v in b.items() if k != "_sig"} for b in self.batches],
+    def to_dict(self) -> dict[str, object]:
+        return {"batches": [b.to_dict() for b in self.batches],
                 "delivered": self.delivered, "dropped": self.dropped}
 
 
 # -- the input path -----------------------------------------------------------------------------
 
-def _local(ns, addr: bytes) -> bool:
-    a = str(ipaddress.ip_address(addr))
+def _owner(ns: NetNamespace, raw: bytes) -> NetDevice | None:
+    """The device holding the local address ``raw``, or None."""
+    a = str(ipaddress.ip_address(raw))
     for dev in ns.links:
-        for ifa in getattr(dev, "addresses", ()):
-            if ifa.address == a:
-                return True
-    return False
-
-
-def _owner(ns, addr: bytes):
-    a = str(ipaddress.ip_address(addr))
-    for dev in ns.links:
-        for ifa in getattr(dev, "addresses", ()):
+        for ifa in dev.addresses:
             if ifa.address == a:
                 return dev
     return None
 
 
-def _expired(x) -> str:
+def _expired(x: Any) -> str:
     return (f"{sa_name(x)} reached its hard lifetime: the key manager must rekey before the "
             "hard limit (or raise it: `limit time-hard|byte-hard|packet-hard`)")
 
 
-def _input_account(ns, x, seq: int, length: int) -> None:
+def _input_account(ns: NetNamespace, x: Any, seq: int, length: int) -> None:
     """The software part of ``xfrm_input`` around the decryption (also the LAG tree's
     ``xfrm_dev_packet_input_state_check``): replay check, lifetime, advance, curlft."""
     xfrm_replay_check(x, seq & U32)
@@ -240,7 +316,7 @@ def _input_account(ns, x, seq: int, length: int) -> None:
     x.lastused = ns.kernel.clock.wall()
 
 
-def _esp_decrypt(x, esp: bytes, seq_lo: int) -> tuple[bytes, int]:
+def _esp_decrypt(x: Any, esp: bytes, seq_lo: int) -> tuple[bytes, int]:
     """``esp_input`` with the state's AES-GCM key: (payload, next header), or
     Drop(XfrmInStateProtoError) with ``x->stats.integrity_failed`` counted."""
     g = esp_gcm(x)
@@ -265,12 +341,13 @@ def _esp_decrypt(x, esp: bytes, seq_lo: int) -> tuple[bytes, int]:
     return plain[:-2 - padlen], nh
 
 
-def xfrm_input(ns, pkt: bytes, rx_dev=None, mark: int = 0) -> tuple[bytes, list, dict]:
-    """One packet into ``ns``: (the inner packet handed to the stack, the states used, a
-    description). ESP inside ESP is unwrapped in a loop, as xfrm_input does."""
+def xfrm_input(ns: NetNamespace, pkt: bytes, rx_dev: NetDevice | None = None,
+               mark: int = 0) -> tuple[bytes, list[Any], RxHop]:
+    """One packet into ``ns``: (the inner packet handed to the stack, the states used, what
+    was done). ESP inside ESP is unwrapped in a loop, as xfrm_input does."""
     db = sad(ns.xfrm)
-    sp = []
-    desc = {}
+    sp: list[Any] = []
+    hop = RxHop()
     while True:
         src, dst, proto, seg = P.split_ip(pkt)
         family = X.AF_INET if len(src) == 4 else X.AF_INET6
@@ -282,19 +359,19 @@ def xfrm_input(ns, pkt: bytes, rx_dev=None, mark: int = 0) -> tuple[bytes, list,
                 and seg[8:12] != b"\0\0\0\0":
             esp, encap = seg[8:], UDP_ENCAP_ESPINUDP
         if esp is None:
-            return pkt, sp, desc
+            return pkt, sp, hop
         if len(esp) < 8:
             raise Drop("XfrmInHdrError", 0, f"ESP header truncated ({len(esp)} bytes) in a "
                                             f"packet to {addr(dst, family)}")
         spi, seq_lo = struct.unpack_from("!II", esp)
         x = db.lookup(mark, dst.ljust(16, b"\0"), spi, X.IPPROTO_ESP, family)
-        desc.update(spi=f"0x{spi:08x}")
+        hop.spi = spi
         if x is None:
             raise Drop("XfrmInNoStates", 0, f"no SA for spi 0x{spi:08x} to "
                        f"{addr(dst, family)} in {ns.name}: add the inbound SA (ip xfrm state "
                        f"add src {addr(src, family)} dst {addr(dst, family)} proto esp spi "
                        f"0x{spi:x} …) with the sender's keys")
-        desc.update(reqid=x.props.reqid)
+        hop.reqid = x.props.reqid
         if x.dir and x.dir != X.XFRM_SA_DIR_IN:
             raise Drop("XfrmInStateDirError", 0, f"the SA is dir out: {sa_name(x)} received an "
                                                  "ESP packet; add the inbound SA with dir in "
@@ -309,14 +386,13 @@ def xfrm_input(ns, pkt: bytes, rx_dev=None, mark: int = 0) -> tuple[bytes, list,
             raise Drop("XfrmInStateMismatch", 0, f"encapsulation differs from the state's: the "
                        f"packet is {has} but {sa_name(x)} has {wants}; add the SA with the "
                        "sender's encapsulation (NAT-T: encap espinudp SPORT DPORT 0.0.0.0)")
-        desc["seq_lo"] = seq_lo
+        hop.seq_lo = seq_lo
         xso = x.xso
         here = (xso is not None and xso.dir == XFRM_DEV_OFFLOAD_IN and rx_dev is not None
                 and (rx_dev is xso.dev or getattr(rx_dev, "master", None) is xso.dev))
         if here and xso.type == XFRM_DEV_OFFLOAD_PACKET:
             # the hardware decrypts (emulated with the state's key) and its replay context,
             # or the core's check on the one state (X06), decides
-            from devices.xfrmdev import OffloadError
             try:
                 payload, nh = _esp_decrypt(x, esp, seq_lo)
             except Drop as d:
@@ -330,19 +406,18 @@ def xfrm_input(ns, pkt: bytes, rx_dev=None, mark: int = 0) -> tuple[bytes, list,
                                     f"arrived on {rx_dev.name}; "
                                     + hw_hint(msg, x, xso.dev)) from None
             path = "packet-offload"
-            desc["dev"] = rx_dev.name
+            hop.set_dev(rx_dev.name)
         else:
             if here:
                 # crypto offload: the device decrypted before xfrm_input looked (CRYPTO_DONE);
                 # a failed ICV is counted before the replay check
                 payload, nh = _esp_decrypt(x, esp, seq_lo)
-                from devices.xfrmdev import OffloadError
                 try:
                     _ops(xso.dev).hw_traffic(xso.dev, x, 1, len(payload))
                 except OffloadError:
                     pass
                 path = "crypto-offload"
-                desc["dev"] = rx_dev.name
+                hop.set_dev(rx_dev.name)
             xfrm_replay_check(x, seq_lo)
             if x.net.check_expire(x):
                 raise Drop("XfrmInStateExpired", 0, _expired(x))
@@ -354,8 +429,8 @@ def xfrm_input(ns, pkt: bytes, rx_dev=None, mark: int = 0) -> tuple[bytes, list,
             x.curlft.bytes += len(payload)
             x.curlft.packets += 1
             x.lastused = ns.kernel.clock.wall()
-        desc["path"] = path
-        desc["seq"] = (xfrm_replay_seqhi(x, seq_lo) << 32) | seq_lo if _mode(x) == "esn" else seq_lo
+        hop.path = path
+        hop.seq = (xfrm_replay_seqhi(x, seq_lo) << 32) | seq_lo if _mode(x) == "esn" else seq_lo
         sp.append(x)
         if x.props.mode == X.XFRM_MODE_TUNNEL:
             if nh not in (P.IPPROTO_IPIP, P.IPPROTO_IPV6):
@@ -367,7 +442,7 @@ def xfrm_input(ns, pkt: bytes, rx_dev=None, mark: int = 0) -> tuple[bytes, list,
             pkt = P.ip_header(src, dst, nh, len(payload)) + payload
 
 
-def _tmpl_ok(t, x, family) -> bool:
+def _tmpl_ok(t: Template, x: Any, family: int) -> bool:
     """``xfrm_state_ok``."""
     w = 4 if family == X.AF_INET else 16
     if t.spi and t.spi != x.id.spi:
@@ -382,7 +457,7 @@ def _tmpl_ok(t, x, family) -> bool:
     return True
 
 
-def _policy_ok(t, sp, start, family) -> int:
+def _policy_ok(t: Template, sp: list[Any], start: int, family: int) -> int:
     """``xfrm_policy_ok``."""
     idx = start
     if t.optional:
@@ -401,13 +476,13 @@ def _policy_ok(t, sp, start, family) -> int:
     return start
 
 
-def xfrm_policy_check(ns, pkt: bytes, sp: list, if_id: int = 0) -> object:
+def xfrm_policy_check(ns: NetNamespace, pkt: bytes, sp: list[Any],
+                      if_id: int = 0) -> Policy | None:
     """``__xfrm_policy_check(dir IN)`` for the inner packet: the SAs' selectors must match
     (XfrmInStateMismatch), the best IN policy's templates must be matched by the secpath
     (XfrmInTmplMismatch); block → XfrmInPolBlock; no policy after a tunnel-mode SA →
     XfrmInNoPols. ``if_id``: the XFRM interface's the packet came in on (0: none). Returns
     the policy (or None)."""
-    from ..xfrm.acquire import _sel_covers
     src, dst, proto, seg = P.split_ip(pkt)
     family = X.AF_INET if len(src) == 4 else X.AF_INET6
     sport, dport = P.l4_ports(proto, seg)
@@ -435,10 +510,8 @@ def xfrm_policy_check(ns, pkt: bytes, sp: list, if_id: int = 0) -> object:
         raise Drop("XfrmInPolBlock", 0, f"IN policy {pol.index} blocks: its selector "
                    f"{sel_text(pol.sel)} covers this flow; delete the policy or add it with "
                    "action allow")
-    from .output import policy_wire
-    tmpls = policy_wire(pol).templates
     k = 0
-    for t in reversed(tmpls):
+    for t in reversed(pol.templates):
         k = _policy_ok(t, sp, k, family)
         if k < 0:
             used = ", ".join(sa_name(x) for x in sp) or "no SA (the packet came in clear)"
@@ -453,42 +526,37 @@ def xfrm_policy_check(ns, pkt: bytes, sp: list, if_id: int = 0) -> object:
     return pol
 
 
-def deliver_packets(ns, packets: list[bytes], rx_dev=None) -> InputResult:
+def deliver_packets(ns: NetNamespace, packets: list[bytes],
+                    rx_dev: NetDevice | None = None) -> InputResult:
     """Each packet into ``ns`` (arriving on ``rx_dev``, default: the device holding its
     destination address), through xfrm_input and the inbound policy check."""
     res = InputResult()
     for pkt in packets:
-        sig = {"result": "delivered"}
-        dev = rx_dev
+        rec = RxRecord()
         seq = None
         try:
             src, dst, _, _ = P.split_ip(pkt)
-            if not _local(ns, dst):
+            owner = _owner(ns, dst)
+            if owner is None:
                 raise Drop(None, 0, f"{ipaddress.ip_address(dst)} is not local to {ns.name} "
                                     "(xfrmd: forwarding is not modelled): add the address to a "
                                     f"link in {ns.name} or send to one it has")
-            if dev is None:
-                dev = _owner(ns, dst)
-            desc: dict = {}
-            try:
-                inner, sp, desc = xfrm_input(ns, pkt, dev)
-            finally:
-                sig.update({k: v for k, v in desc.items() if k in ("spi", "reqid", "path", "dev")})
-                seq = desc.get("seq")
+            inner, sp, hop = xfrm_input(ns, pkt, owner if rx_dev is None else rx_dev)
+            rec.took(hop)
+            seq = hop.seq
             # xfrmi_rcv_cb: the inner packet arrives on the XFRM interface of the SA's if_id
             # (a running one), and the IN policy is looked up with that if_id
             # (xfrmi_decode_session)
-            from ..rtnl.xfrmi import xfrmi_lookup
             xi = xfrmi_lookup(ns, sp[-1].if_id) if sp else None
             if xi is not None:
-                sig["xfrm_dev"] = xi.name
+                rec.xfrm_dev = xi.name
             pol = xfrm_policy_check(ns, inner, sp, sp[-1].if_id if xi is not None else 0)
             if pol is not None:
-                sig["policy"] = {"index": pol.index, "dir": "in"}
-            res.add(sig, seq, inner)
+                rec.policy = pol.index
+            res.add(rec, seq, inner)
         except Drop as d:
             if d.mib:
                 XFRM_INC_STATS(ns, d.mib)
-            sig.update(result="dropped", reason=d.mib or d.text, detail=d.text)
-            res.add(sig, seq)
+            rec.result, rec.reason, rec.detail = "dropped", d.mib or d.text, d.text
+            res.add(rec, seq)
     return res

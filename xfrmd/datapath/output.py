@@ -25,18 +25,33 @@ import errno as E
 import ipaddress
 import weakref
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
+from bonding.hash import Flow
+from devices.xfrmdev import OffloadError
 from netlink_codec import xfrm as X
 
+from ..errors import KernelError
+from ..rtnl.fib import route_lookup
 from ..xfrm import aevent
 from ..xfrm.acquire import PolicyWire, host_selector, state_find, xfrm_policy_lookup
-from ..xfrm.offload import XFRM_DEV_OFFLOAD_CRYPTO, XFRM_DEV_OFFLOAD_PACKET, xfrm_dev_state_update_stats
-from ..xfrm.sadb import sad
+from ..xfrm.offload import (XFRM_DEV_OFFLOAD_CRYPTO, XFRM_DEV_OFFLOAD_PACKET, copy_user_offload,
+                            xfrm_dev_state_update_stats)
+from ..xfrm.sadb import addr_key, sad
 from ..xfrm.state import XFRM_STATE_VALID
 from . import packet as P
 from .esp import EspGcmSA
 from .mib import XFRM_INC_STATS
-from .words import hw_hint, km_state_text, offload_hint, sa_name, sel_text
+from .words import addr, hw_hint, km_state_text, offload_hint, sa_name, sel_text
+
+if TYPE_CHECKING:
+    from devices.netdev import NetDevice
+    from devices.xfrmdev import XfrmDevOps
+
+    from ..kernel import NetNamespace
+    from ..xfrm.acquire import Template
+    from ..xfrm.policy import Policy
+    from ..xfrm.sadb import StateDb
 
 U32 = 0xFFFFFFFF
 GCM = "rfc4106(gcm(aes))"
@@ -46,53 +61,39 @@ class Drop(Exception):
     """A packet dropped: ``mib`` (the XFRM MIB counter or None), the errno the sender sees
     (0: silently), a text saying why."""
 
-    def __init__(self, mib: str | None, errno: int, text: str):
+    def __init__(self, mib: str | None, errno: int, text: str) -> None:
         super().__init__(text)
         self.mib, self.errno, self.text = mib, errno, text
 
 
 # -- routing ------------------------------------------------------------------------------------
 
-def ip_route_output_key(ns, daddr, saddr=None, oif: int = 0) -> tuple[object, int]:
-    """The output route of a packet: (device, 0) or (None, errno). The FIB's
-    ``route_lookup`` (``ip_route_output_key_hash_rcu`` through the rules) where the routing
-    code provides it; else the main table's longest prefix, then the lowest metric.
-    ``oif``: the output device asked for (an XFRM interface's link for the outer packet)."""
-    try:
-        from ..rtnl.fib import route_lookup
-    except ImportError:
-        route_lookup = None
-    if route_lookup is not None:
-        res = route_lookup(ns, daddr, src=saddr, oif=oif or None)
-        if isinstance(res, int):
-            return None, -res
-        return res.dev, 0
-    from ..rtnl.route import routes
-    dst = ipaddress.ip_address(daddr)
-    best = None
-    for r in routes(ns):
-        net = r["dst"]
-        if net.version != dst.version or dst not in net or not r["dev"].up:
-            continue
-        if (best is None or net.prefixlen > best["dst"].prefixlen
-                or (net.prefixlen == best["dst"].prefixlen
-                    and r.get("metric", 0) < best.get("metric", 0))):
-            best = r
-    return (best["dev"], 0) if best is not None else (None, E.ENETUNREACH)
+def ip_route_output_key(ns: NetNamespace, daddr: str, saddr: str | None = None,
+                        oif: int = 0) -> NetDevice:
+    """The output device of a packet (``ip_route_output_key_hash_rcu`` through the rules:
+    the FIB's ``route_lookup``), or KernelError with the lookup's errno. ``oif``: the output
+    device asked for (an XFRM interface's link for the outer packet)."""
+    res = route_lookup(ns, daddr, src=saddr, oif=oif or None)
+    if isinstance(res, int):
+        raise KernelError(-res)
+    dev: NetDevice = res.dev
+    return dev
 
 
 # -- the SPD ------------------------------------------------------------------------------------
 
-
-def policy_wire(pol) -> PolicyWire:
-    w = PolicyWire.from_message(pol.dump_message(0, 0))
-    w.xdo = getattr(pol, "xdo", None)
-    return w
+def acquire_view(pol: Policy) -> PolicyWire:
+    """What ``xfrm_state_find`` and ``build_acquire`` read of an SPD policy, taken from the
+    policy's own fields: the XFRM_MSG_ACQUIRE that km_query sends copies them."""
+    return PolicyWire(pol.userpolicy_info(), pol.templates, pol.type,
+                      (pol.mark[0], pol.mark[1]),
+                      pol.if_id, copy_user_offload(pol) if pol.xdo is not None else b"",
+                      pol.xdo)
 
 
 # -- xfrm_state_mtu / xfrm_dev_offload_ok -------------------------------------------------------
 
-def _ivsize(x) -> int:
+def _ivsize(x: Any) -> int:
     if x.aead is not None:
         return 8
     if x.enc is not None and x.enc.name not in ("ecb(cipher_null)",):
@@ -100,7 +101,7 @@ def _ivsize(x) -> int:
     return 0
 
 
-def _authsize(x) -> int:
+def _authsize(x: Any) -> int:
     if x.aead is not None:
         return x.aead.icv_len // 8
     if x.auth is not None:
@@ -108,13 +109,13 @@ def _authsize(x) -> int:
     return 0
 
 
-def _blksize(x) -> int:
+def _blksize(x: Any) -> int:
     if x.enc is not None and "cbc" in x.enc.name:
         return 16
     return 4                                      # ALIGN(blocksize 1, 4)
 
 
-def header_len(x) -> int:
+def header_len(x: Any) -> int:
     """``x->props.header_len`` of an ESP state (esp_init_state): ESP header + IV, the outer
     IP header in tunnel mode, the UDP header with NAT-T."""
     n = 8 + _ivsize(x)
@@ -125,7 +126,7 @@ def header_len(x) -> int:
     return n
 
 
-def xfrm_state_mtu(x, mtu: int) -> int:
+def xfrm_state_mtu(x: Any, mtu: int) -> int:
     """``esp4_get_mtu`` / ``esp6_get_mtu``."""
     net_adj = 0
     if x.props.mode != X.XFRM_MODE_TUNNEL:
@@ -133,11 +134,12 @@ def xfrm_state_mtu(x, mtu: int) -> int:
     return ((mtu - header_len(x) - _authsize(x) - net_adj) & ~(_blksize(x) - 1)) + net_adj - 2
 
 
-def _ops(dev):
+def _ops(dev: Any) -> XfrmDevOps | None:
     return getattr(dev, "xfrmdev_ops", None)
 
 
-def xfrm_dev_offload_ok(x, path_dev, skb_len: int, nstates: int) -> tuple[bool, str]:
+def xfrm_dev_offload_ok(x: Any, path_dev: NetDevice, skb_len: int,
+                        nstates: int) -> tuple[bool, str]:
     """``xfrm_dev_offload_ok``: (ok, why not). The core checks: a type with offload (ESP),
     the state's device is the route's path device and the bundle has one transform, the
     packet fits the state's MTU; then the driver's ``xdo_dev_offload_ok`` if it has one."""
@@ -162,7 +164,7 @@ def xfrm_dev_offload_ok(x, path_dev, skb_len: int, nstates: int) -> tuple[bool, 
     return True, ""
 
 
-def xfrm_dev_state_advance_esn(x) -> None:
+def xfrm_dev_state_advance_esn(x: Any) -> None:
     """``xfrm_dev_state_advance_esn``: the state's device's op, if it has one."""
     xso = x.xso
     ops = _ops(xso.dev) if xso is not None and xso.dev is not None else None
@@ -172,7 +174,7 @@ def xfrm_dev_state_advance_esn(x) -> None:
 
 # -- sequence numbers (xfrm_replay.c) ---------------------------------------------------------
 
-def xfrm_replay_overflow(x, offload: bool = False) -> int:
+def xfrm_replay_overflow(x: Any, offload: bool = False) -> int:
     """``xfrm_replay_overflow`` (legacy, bmp and ESN modes, the ``_offload`` variants when the
     skb carries crypto offload): the next outbound sequence number (64-bit with ESN), or
     Drop(XfrmOutStateSeqError, EOVERFLOW) when it would wrap without OSEQ_MAY_WRAP. The
@@ -209,7 +211,7 @@ def xfrm_replay_overflow(x, offload: bool = False) -> int:
     return seq
 
 
-def oseq_of(x) -> int:
+def oseq_of(x: Any) -> int:
     r = x.replay_esn
     if r is None:
         return x.replay[0]
@@ -220,10 +222,10 @@ def oseq_of(x) -> int:
 
 # -- ESP ------------------------------------------------------------------------------------------
 
-_esp_cache: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_esp_cache: weakref.WeakKeyDictionary[Any, EspGcmSA] = weakref.WeakKeyDictionary()
 
 
-def esp_gcm(x) -> EspGcmSA | None:
+def esp_gcm(x: Any) -> EspGcmSA | None:
     """The AES-GCM context of an rfc4106(gcm(aes)) state (keys from XFRMA_ALG_AEAD)."""
     a = x.aead
     if a is None or a.name != GCM:
@@ -239,14 +241,14 @@ def esp_gcm(x) -> EspGcmSA | None:
     return sa
 
 
-def crypto_name(x) -> str:
+def crypto_name(x: Any) -> str:
     if x.aead is not None:
         return x.aead.name
     names = [a.name for a in (x.enc, x.auth) if a is not None]
     return "+".join(names) or "null"
 
 
-def esp_output(x, pkt: bytes, seq: int) -> tuple[bytes, bool]:
+def esp_output(x: Any, pkt: bytes, seq: int) -> tuple[bytes, bool]:
     """``esp_output`` after the outer mode: the packet with ESP applied (tunnel: the whole
     packet inside a new outer header; transport: the L4 segment, the IP header kept), and
     whether real crypto was applied. NAT-T adds the UDP header (RFC 3948)."""
@@ -275,7 +277,7 @@ def esp_output(x, pkt: bytes, seq: int) -> tuple[bytes, bool]:
     return P.ip_header(src, dst, P.IPPROTO_ESP, len(esp)) + esp, real
 
 
-def skb_len_at_accounting(x, pkt: bytes) -> int:
+def skb_len_at_accounting(x: Any, pkt: bytes) -> int:
     """``skb->len`` when xfrm_output_one adds it to curlft: the outer mode has pulled the IP
     header in transport mode (the L4 segment is left); in tunnel mode the whole packet."""
     if x.props.mode == X.XFRM_MODE_TUNNEL:
@@ -285,52 +287,133 @@ def skb_len_at_accounting(x, pkt: bytes) -> int:
 
 # -- results --------------------------------------------------------------------------------------
 
-@dataclass
+_MODE_NAME = {X.XFRM_MODE_TRANSPORT: "transport", X.XFRM_MODE_TUNNEL: "tunnel",
+              X.XFRM_MODE_BEET: "beet"}
+NOT_MODELLED = " (not modelled: numbered and counted, not encrypted)"
+
+
+@dataclass(slots=True)
+class Hop:
+    """One transform of a packet's bundle (``xfrm_output_one`` for one state): the SA, where
+    it was processed (``path``: software, crypto-offload or packet-offload; ``dev``, and the
+    bond's ``slave``), who numbered the packet, why crypto offload was not used
+    (``fallback``), whether the crypto is real (``modelled``) and the sequence number the
+    packet got (``seq``: not part of what makes two packets alike)."""
+    spi: int
+    reqid: int
+    mode: int
+    crypto: str
+    seq: int | None = field(default=None, compare=False)
+    fallback: str | None = None
+    path: str | None = None
+    dev: str | None = None
+    slave: str | None = None
+    numbered_by: str | None = None
+    modelled: bool = True
+
+    @classmethod
+    def of(cls, x: Any) -> Hop:
+        return cls(x.id.spi, x.props.reqid, x.props.mode, crypto_name(x))
+
+    def to_dict(self) -> dict[str, object]:
+        d: dict[str, object] = {
+            "spi": f"0x{self.spi:08x}", "reqid": self.reqid,
+            "mode": _MODE_NAME.get(self.mode, str(self.mode)),
+            "crypto": self.crypto if self.modelled else self.crypto + NOT_MODELLED}
+        for key in ("fallback", "path", "dev", "slave", "numbered_by"):
+            v = getattr(self, key)
+            if v is not None:
+                d[key] = v
+        return d
+
+
+@dataclass(slots=True)
+class TxRecord:
+    """What happened to one packet on the output path: the out policy (its index), the
+    result, the transforms (``hops``), the templates an ACQUIRE went out for, the device it
+    left through (``clear_dev`` in clear, ``out_dev`` after ESP; ``xfrm_dev`` the XFRM
+    interface it was routed to), or why it was dropped (``reason``, ``detail``, the errno
+    name the sender sees). Consecutive alike packets form a batch."""
+    policy: int | None
+    result: str = "sent"
+    hops: list[Hop] = field(default_factory=list)
+    acquire: list[int] | None = None
+    clear_dev: str | None = None
+    out_dev: str | None = None
+    xfrm_dev: str | None = None
+    reason: str | None = None
+    detail: str | None = None
+    errno: str | None = None
+
+    def drop(self, reason: str, errno: str, detail: str | None = None) -> None:
+        self.result, self.reason, self.detail, self.errno = "dropped", reason, detail, errno
+
+    def to_dict(self) -> dict[str, object]:
+        """The batch as ``xfrmd ctl xmit --json`` prints it."""
+        d: dict[str, object] = {
+            "policy": None if self.policy is None else {"index": self.policy, "dir": "out"},
+            "result": self.result, "sas": [h.to_dict() for h in self.hops]}
+        if self.acquire is not None:
+            d["acquire"] = self.acquire
+        if self.clear_dev is not None:
+            d["path"], d["dev"] = "clear", self.clear_dev
+        for key in ("out_dev", "xfrm_dev", "reason", "detail", "errno"):
+            v = getattr(self, key)
+            if v is not None:
+                d[key] = v
+        return d
+
+
+@dataclass(slots=True)
+class XmitBatch:
+    """Consecutive packets with equal records: how many, and the range of sequence numbers
+    each SA (by SPI) gave them."""
+    rec: TxRecord
+    count: int = 1
+    seq: dict[int, list[int]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        d = self.rec.to_dict()
+        d["count"] = self.count
+        d["seq"] = {f"0x{spi:08x}": rng for spi, rng in self.seq.items()}
+        return d
+
+
+@dataclass(slots=True)
 class XmitResult:
     """What happened to the packets of one ``xmit`` call."""
-    batches: list = field(default_factory=list)
-    packets: list = field(default_factory=list)     # (bytes, crypto applied) of what left
+    batches: list[XmitBatch] = field(default_factory=list)
+    packets: list[tuple[bytes, bool]] = field(default_factory=list)  # (bytes, crypto applied)
     sent: int = 0
     dropped: int = 0
 
-    def add(self, sig: dict, seqs: dict | None, pkt_bytes: bytes | None = None,
-            real: bool = False) -> None:
+    def add(self, rec: TxRecord, pkt_bytes: bytes | None = None, real: bool = False) -> None:
         last = self.batches[-1] if self.batches else None
-        if last is not None and last["_sig"] == sig:
-            last["count"] += 1
+        if last is not None and last.rec == rec:
+            last.count += 1
         else:
-            last = dict(sig, count=1, seq={})
-            last["_sig"] = sig
+            last = XmitBatch(rec)
             self.batches.append(last)
-        for spi, s in (seqs or {}).items():
-            rng = last["seq"].setdefault(spi, [s, s])
-            rng[1] = s
-        if sig["result"] == "sent":
+        if rec.result == "sent":
             self.sent += 1
+            if rec.hops:
+                seqs = {h.spi: h.seq for h in rec.hops if h.seq is not None}
+                for spi, s in seqs.items():
+                    rng = last.seq.setdefault(spi, [s, s])
+                    rng[1] = s
         else:
             self.dropped += 1
         if pkt_bytes is not None:
             self.packets.append((pkt_bytes, real))
 
-    def to_dict(self) -> dict:
-        out = []
-        for b in self.batches:
-            d = {k: v for k, v in b.items() if k != "_sig"}
-            d["seq"] = {f"0x{spi:08x}": rng for spi, rng in b["seq"].items()}
-            out.append(d)
-        return {"batches": out, "sent": self.sent, "dropped": self.dropped}
+    def to_dict(self) -> dict[str, object]:
+        return {"batches": [b.to_dict() for b in self.batches], "sent": self.sent,
+                "dropped": self.dropped}
 
 
 # -- the output path ----------------------------------------------------------------------------
 
-def _sa_desc(x) -> dict:
-    mode = {X.XFRM_MODE_TRANSPORT: "transport", X.XFRM_MODE_TUNNEL: "tunnel",
-            X.XFRM_MODE_BEET: "beet"}.get(x.props.mode, str(x.props.mode))
-    return {"spi": f"0x{x.id.spi:08x}", "reqid": x.props.reqid, "mode": mode,
-            "crypto": crypto_name(x)}
-
-
-def _account(ns, x, pkt: bytes, offload: bool) -> int:
+def _account(ns: NetNamespace, x: Any, pkt: bytes, offload: bool) -> int:
     """The part of ``xfrm_output_one`` (and of the LAG tree's ``xfrm_dev_packet_state_check``)
     that runs under the state lock: VALID, lifetime check, sequence number, curlft."""
     db = x.net
@@ -349,7 +432,7 @@ def _account(ns, x, pkt: bytes, offload: bool) -> int:
     return seq
 
 
-def _hard_limits(x) -> str:
+def _hard_limits(x: Any) -> str:
     lft = x.lft
     parts = [f"{what} {v}" for what, v in (("time-hard", lft.hard_add_expires_seconds),
                                            ("time-use-hard", lft.hard_use_expires_seconds),
@@ -359,16 +442,16 @@ def _hard_limits(x) -> str:
     return ", ".join(parts) or "hard limit"
 
 
-def _finite_limits(x) -> bool:
+def _finite_limits(x: Any) -> bool:
     lft = x.lft
     return any(v != X.XFRM_INF for v in (lft.soft_byte_limit, lft.hard_byte_limit,
                                          lft.soft_packet_limit, lft.hard_packet_limit))
 
 
-def _xfrm_output_state(ns, x, pkt: bytes, path_dev, nstates: int, hop: dict, spray=None):
-    """``xfrm_output`` + ``xfrm_output_one`` for one state: returns (packet after ESP, seq,
-    crypto applied); fills ``hop`` with where it was processed."""
-    from devices.xfrmdev import OffloadError
+def _xfrm_output_state(ns: NetNamespace, x: Any, pkt: bytes, path_dev: NetDevice,
+                       nstates: int, hop: Hop, spray: Flow | None = None) -> tuple[bytes, bool]:
+    """``xfrm_output`` + ``xfrm_output_one`` for one state: returns (packet after ESP, crypto
+    applied); fills ``hop`` with where it was processed and the sequence number."""
     xso = x.xso
     if x.props.mode not in (X.XFRM_MODE_TRANSPORT, X.XFRM_MODE_TUNNEL):
         raise Drop(None, E.EOPNOTSUPP, f"xfrmd: {sa_name(x)}: only transport and tunnel mode "
@@ -385,13 +468,13 @@ def _xfrm_output_state(ns, x, pkt: bytes, path_dev, nstates: int, hop: dict, spr
                        f"{xso.dev.name} and a packet-offloaded SA has no software fallback; "
                        + offload_hint(why, x, xso.dev))
         ops = _ops(xso.dev)
-        hop["path"] = "packet-offload"
-        hop["dev"] = xso.dev.name
-        numbered = {}
+        hop.path = "packet-offload"
+        hop.dev = xso.dev.name
+        numbered: list[int] = []
 
         def account() -> int:
-            numbered["seq"] = _account(ns, x, pkt, False)
-            return numbered["seq"]
+            numbered.append(_account(ns, x, pkt, False))
+            return numbered[-1]
         try:
             port, hw_seq = ops.hw_xmit(xso.dev, x, len(pkt), account, spray)
         except OffloadError as e:
@@ -402,46 +485,54 @@ def _xfrm_output_state(ns, x, pkt: bytes, path_dev, nstates: int, hop: dict, spr
                 raise Drop(None, 0, text) from None
             raise Drop("XfrmOutError", e.errno, text) from None
         if port is not None and port is not xso.dev:
-            hop["slave"] = port.name
+            hop.slave = port.name
         if hw_seq is None:
-            seq = numbered.get("seq")
-            hop["numbered_by"] = "core"
+            seq = numbered[-1] if numbered else None
+            hop.numbered_by = "core"
         else:
             seq = hw_seq
-            hop["numbered_by"] = "hardware"
+            hop.numbered_by = "hardware"
             if _finite_limits(x) and x.km_state == XFRM_STATE_VALID:
                 # the driver's limit events / 1 s work (mlx5e_ipsec_handle_sw_limits):
                 # fresh counters from the hardware, then xfrm_state_check_expire
                 xfrm_dev_state_update_stats(x)
                 x.net.check_expire(x)
-        out, real = esp_output(x, pkt, seq or 0)
-        return out, seq, real
+        hop.seq = seq
+        return esp_output(x, pkt, seq or 0)
     offload = False
     if xso is not None and xso.type == XFRM_DEV_OFFLOAD_CRYPTO:
         offload, why = xfrm_dev_offload_ok(x, path_dev, len(pkt), nstates)
         if not offload:
-            hop["fallback"] = why
-    seq = _account(ns, x, pkt, offload)
-    out, real = esp_output(x, pkt, seq)
+            hop.fallback = why
+    hop.seq = _account(ns, x, pkt, offload)
+    out, real = esp_output(x, pkt, hop.seq)
     if offload:
-        hop["path"] = "crypto-offload"
-        hop["dev"] = xso.dev.name
-        ops = _ops(xso.dev)
-        real_dev = getattr(xso, "real_dev", None)
+        hop.path = "crypto-offload"
+        hop.dev = xso.dev.name
+        real_dev = xso.real_dev
         if real_dev is not None and real_dev is not xso.dev:
-            hop["slave"] = real_dev.name
+            hop.slave = real_dev.name
         try:
             # the device's xmit sees the secpath (nsim_ipsec_tx counts it, mlx5 counts)
-            ops.hw_traffic(xso.dev, x, 1, len(out))
+            _ops(xso.dev).hw_traffic(xso.dev, x, 1, len(out))
         except OffloadError:
             pass
     else:
-        hop["path"] = "software"
-    return out, seq, real
+        hop.path = "software"
+    return out, real
 
 
-def xfrm_xmit(ns, src: str, dst: str, proto: int = P.IPPROTO_UDP, sport: int = 0,
-              dport: int = 0, size: int = 0, count: int = 1, mark: int = 0,
+def _outer_daddr(states: list[Any], dst: str) -> str:
+    """The outermost tunnel endpoint of a bundle (``dst`` without a tunnel-mode state)."""
+    outer = dst
+    for x in states:
+        if x.props.mode == X.XFRM_MODE_TUNNEL:
+            outer = addr(x.id.daddr, x.props.family)
+    return outer
+
+
+def xfrm_xmit(ns: NetNamespace, src: str, dst: str, proto: int = P.IPPROTO_UDP,
+              sport: int = 0, dport: int = 0, size: int = 0, count: int = 1, mark: int = 0,
               keep_packets: bool = False, spray: bool = False) -> XmitResult:
     """Send ``count`` packets of a flow from namespace ``ns`` (``ip_route_output_flow`` →
     ``xfrm_lookup`` → ``xfrm_output``). ``spray``: a bond transmits each packet-offloaded
@@ -456,19 +547,20 @@ def xfrm_xmit(ns, src: str, dst: str, proto: int = P.IPPROTO_UDP, sport: int = 0
     l4_sport, l4_dport = (sport, dport) if proto in (P.IPPROTO_UDP, P.IPPROTO_TCP) else (0, 0)
     flow_sel = host_selector(sbytes, dbytes, family, proto, l4_sport, l4_dport)
     flow = bytes(flow_sel)
-    rt_dev, rt_err = ip_route_output_key(ns, dst, src)
+    rt_dev: NetDevice | None
+    try:
+        rt_dev, rt_err = ip_route_output_key(ns, dst, src), 0
+    except KernelError as e:
+        rt_dev, rt_err = None, e.errno
     # a route through an XFRM interface: xfrmi_xmit2 looks the policy up by its if_id
     # (xfrm_lookup_with_ifid); any other route by if_id 0
     xfrmi = getattr(rt_dev, "xfrmi", None)
     if_id = xfrmi.if_id if xfrmi is not None else 0
-    pol = xfrm_policy_lookup(ns, X.XFRM_POLICY_OUT, flow, family, mark, if_id)
-    wire = policy_wire(pol) if pol is not None and pol.action == X.XFRM_POLICY_ALLOW else None
+    pol: Policy | None = xfrm_policy_lookup(ns, X.XFRM_POLICY_OUT, flow, family, mark, if_id)
+    view = acquire_view(pol) if pol is not None and pol.action == X.XFRM_POLICY_ALLOW else None
     db = sad(ns.xfrm)
-    pol_desc = {"index": pol.index, "dir": "out"} if pol is not None else None
-    spray_flow = None
-    if spray:
-        from bonding.hash import Flow
-        spray_flow = Flow(bytes(6), bytes(6), src, dst, proto, l4_sport, l4_dport)
+    pol_index = pol.index if pol is not None else None
+    spray_flow = Flow(bytes(6), bytes(6), src, dst, proto, l4_sport, l4_dport) if spray else None
     w = 4 if family == X.AF_INET else 16
     s_raw, d_raw = sbytes[:w], dbytes[:w]
     udp_seg = P.l4_segment(proto, s_raw, d_raw, sport, dport, size) if proto == P.IPPROTO_UDP \
@@ -476,82 +568,74 @@ def xfrm_xmit(ns, src: str, dst: str, proto: int = P.IPPROTO_UDP, sport: int = 0
     i = -1
     while i + 1 < count:
         i += 1
-        sig = {"policy": pol_desc, "result": "sent", "sas": []}
+        rec = TxRecord(pol_index)
         if udp_seg is None:
             seg = P.l4_segment(proto, s_raw, d_raw, sport, dport, size, i + 1)
         else:
             seg = udp_seg                      # one UDP datagram is like the next
         pkt = P.ip_header(s_raw, d_raw, proto, len(seg)) + seg
         if rt_dev is None:
-            sig.update(result="dropped", reason="no route",
-                       detail=f"no route from {src} to {dst} in {ns.name}: add a route (ip route "
-                              f"add {dst} dev …) or an address on a link that is up",
-                       errno=E.errorcode.get(rt_err, str(rt_err)))
-            res.add(sig, None)
+            rec.drop("no route", E.errorcode.get(rt_err, str(rt_err)),
+                     f"no route from {src} to {dst} in {ns.name}: add a route (ip route "
+                     f"add {dst} dev …) or an address on a link that is up")
+            res.add(rec)
             continue
         if xfrmi is not None and (xfrmi.collect_md or pol is None):
             # xfrmi_xmit2: no metadata (a socket's packet on the collect_md interface) is
             # -EINVAL; no state for the if_id is tx_err_link_failure (tx_carrier_errors)
             why = ("no metadata for the collect_md interface" if xfrmi.collect_md
                    else f"no policy for if_id {if_id}")
-            sig.update(result="dropped", reason=f"xfrm interface {rt_dev.name}: {why}",
-                       errno="EINVAL" if xfrmi.collect_md else "EHOSTUNREACH")
-            res.add(sig, None)
+            rec.drop(f"xfrm interface {rt_dev.name}: {why}",
+                     "EINVAL" if xfrmi.collect_md else "EHOSTUNREACH")
+            res.add(rec)
             continue
         if pol is None:
             if ns.xfrm.policy_default[X.XFRM_POLICY_OUT] == X.XFRM_USERPOLICY_BLOCK:
-                sig.update(result="dropped", reason="policy default out block", errno="EPERM",
-                           detail=f"no out policy matches {src} → {dst} and the namespace's "
-                                  "default for out is block: add a policy for this flow or "
-                                  "`ip xfrm policy setdefault out accept`")
-                res.add(sig, None)
+                rec.drop("policy default out block", "EPERM",
+                         f"no out policy matches {src} → {dst} and the namespace's "
+                         "default for out is block: add a policy for this flow or "
+                         "`ip xfrm policy setdefault out accept`")
+                res.add(rec)
                 continue
-            sig.update(path="clear", dev=rt_dev.name)
-            res.add(sig, None, pkt if keep_packets else None)
+            rec.clear_dev = rt_dev.name
+            res.add(rec, pkt if keep_packets else None)
             continue
         pol.curlft_use = ns.kernel.clock.wall()        # xfrm_lookup: pol->curlft.use_time
         try:
-            if wire is None:
+            if view is None:
                 raise Drop("XfrmOutPolBlock", E.EPERM,
                            f"policy action block: its selector {sel_text(pol.sel)} covers "
                            "this flow; delete the policy or add it with action allow")
-            states = _tmpl_resolve(db, flow_sel, wire, sbytes, dbytes, family, sig, pol)
+            states = _tmpl_resolve(db, flow_sel, pol, view, sbytes, dbytes, family, rec)
             if not states and xfrmi is not None:
                 raise Drop(None, E.EHOSTUNREACH, f"xfrm interface {rt_dev.name}: no state")
             if not states:
-                sig.update(path="clear", dev=rt_dev.name)
-                res.add(sig, None, pkt if keep_packets else None)
+                rec.clear_dev = rt_dev.name
+                res.add(rec, pkt if keep_packets else None)
                 continue
             # the path device: the route toward the outermost tunnel endpoint
-            outer = dst
-            for x in states:
-                if x.props.mode == X.XFRM_MODE_TUNNEL:
-                    w = 4 if x.props.family == X.AF_INET else 16
-                    outer = str(ipaddress.ip_address(bytes(x.id.daddr[:w])))
-            if xfrmi is not None:
-                # xfrmi_xmit: the bundle's route goes out through the interface's link
-                path_dev, err = ip_route_output_key(ns, outer, None, xfrmi.link)
-            else:
-                path_dev, err = (rt_dev, 0) if outer == dst else ip_route_output_key(ns, outer)
-            if path_dev is None:
-                raise Drop(None, err, f"no route to the tunnel endpoint {outer} of "
-                                      f"{sa_name(states[-1])}: add a route to {outer}")
-            seqs = {}
+            outer = _outer_daddr(states, dst)
+            try:
+                if xfrmi is not None:
+                    # xfrmi_xmit: the bundle's route goes out through the interface's link
+                    path_dev = ip_route_output_key(ns, outer, None, xfrmi.link)
+                else:
+                    path_dev = rt_dev if outer == dst else ip_route_output_key(ns, outer)
+            except KernelError as e:
+                raise Drop(None, e.errno, f"no route to the tunnel endpoint {outer} of "
+                                          f"{sa_name(states[-1])}: add a route to {outer}") \
+                    from None
             real = True
             for x in states:
-                hop = _sa_desc(x)
-                sig["sas"].append(hop)
-                pkt, seq, r = _xfrm_output_state(ns, x, pkt, path_dev, len(states), hop,
-                                                 spray_flow)
+                hop = Hop.of(x)
+                rec.hops.append(hop)
+                pkt, r = _xfrm_output_state(ns, x, pkt, path_dev, len(states), hop, spray_flow)
                 real = real and r
-                if not r:
-                    hop["crypto"] += " (not modelled: numbered and counted, not encrypted)"
-                if seq is not None:
-                    seqs[x.id.spi] = seq
-            sig["out_dev"] = path_dev.name
+                hop.modelled = r
+            rec.out_dev = path_dev.name
             if xfrmi is not None:
-                sig["xfrm_dev"] = rt_dev.name
-            res.add(sig, seqs, pkt if keep_packets else None, real)
+                rec.xfrm_dev = rt_dev.name
+            res.add(rec, pkt if keep_packets else None, real)
             if udp_seg is not None and xfrmi is None and i + 1 < count:
                 # the packets after this one take the same path: the batch below does for
                 # them what the loop would, counted together (None: not such a path)
@@ -560,17 +644,18 @@ def xfrm_xmit(ns, src: str, dst: str, proto: int = P.IPPROTO_UDP, sport: int = 0
         except Drop as d:
             if d.mib:
                 XFRM_INC_STATS(ns, d.mib)
-            sig.update(result="dropped", reason=d.mib or d.text, detail=d.text,
-                       errno=E.errorcode.get(d.errno, str(d.errno)) if d.errno else "none")
-            res.add(sig, None)
+            rec.drop(d.mib or d.text, E.errorcode.get(d.errno, str(d.errno)) if d.errno
+                     else "none", d.text)
+            res.add(rec)
     return res
 
 
 _CHUNK = 64      # packets per encapsulate_batch: large enough to amortise, small for the cache
 
 
-def _software_batch(ns, pol, states, res: XmitResult, s_raw: bytes, d_raw: bytes, proto: int,
-                    seg: bytes, n: int, keep_packets: bool) -> int:
+def _software_batch(ns: NetNamespace, pol: Policy, states: list[Any], res: XmitResult,
+                    s_raw: bytes, d_raw: bytes, proto: int, seg: bytes, n: int,
+                    keep_packets: bool) -> int:
     """Up to ``n`` more packets of a flow whose previous packet went out through one software
     rfc4106(gcm(aes)) state (no offload, NAT-T, ESN or aevent listener): the ones that meet no
     limit in ``xfrm_output_one`` — VALID, below every lifetime limit ``check_expire`` would
@@ -638,35 +723,34 @@ def _software_batch(ns, pol, states, res: XmitResult, s_raw: bytes, d_raw: bytes
     x.lastused = pol.curlft_use = ns.kernel.clock.wall()
     aevent.replay_advanced(x)
     last = res.batches[-1]
-    last["count"] += n
-    last["seq"][x.id.spi][1] = seq
+    last.count += n
+    last.seq[x.id.spi][1] = seq
     res.sent += n
     return n
 
 
-def _tmpl_text(t, src: bytes, dst: bytes, family: int) -> str:
+def _tmpl_text(t: Template, src: bytes, dst: bytes, family: int) -> str:
     """A template as `ip xfrm policy` writes it, addresses filled in as the lookup used them."""
-    from .words import addr
     fam = t.family or family
     w = 4 if fam == X.AF_INET else 16
     daddr = t.daddr if any(t.daddr[:w]) else dst
     saddr = t.saddr if any(t.saddr[:w]) else src
-    mode = {X.XFRM_MODE_TRANSPORT: "transport", X.XFRM_MODE_TUNNEL: "tunnel",
-            X.XFRM_MODE_BEET: "beet"}.get(t.mode, t.mode)
+    mode = _MODE_NAME.get(t.mode, t.mode)
     proto = {X.IPPROTO_ESP: "esp", X.IPPROTO_AH: "ah"}.get(t.proto, t.proto)
     return (f"src {addr(saddr, fam)} dst {addr(daddr, fam)} proto {proto} reqid {t.reqid} "
             f"mode {mode}")
 
 
-def _tmpl_resolve(db, sel, wire: PolicyWire, src: bytes, dst: bytes, family: int, sig,
-                  pol=None) -> list:
-    """``xfrm_tmpl_resolve_one``: a VALID state per template; an optional template without one
-    is skipped. Failures: -EAGAIN (acquire sent or pending) → XfrmOutNoStates, blackholed
-    under larval drop; anything else (-ESRCH: no key manager) → XfrmOutPolError."""
+def _tmpl_resolve(db: StateDb, sel: X.XfrmSelector, pol: Policy, view: PolicyWire, src: bytes,
+                  dst: bytes, family: int, rec: TxRecord) -> list[Any]:
+    """``xfrm_tmpl_resolve_one``: a VALID state per template of the policy; an optional
+    template without one is skipped. Failures: -EAGAIN (acquire sent or pending) →
+    XfrmOutNoStates, blackholed under larval drop; anything else (-ESRCH: no key manager) →
+    XfrmOutPolError. ``view``: the policy as ``xfrm_state_find`` reads it."""
     states = []
     local, remote = src, dst
-    for t in wire.templates:
-        x, err, sent = state_find(db, sel, t, wire, local, remote, family)
+    for t in pol.templates:
+        x, err, sent = state_find(db, sel, t, view, local, remote, family)
         if x is not None and x.dir and x.dir != X.XFRM_SA_DIR_OUT:
             raise Drop("XfrmOutStateDirError", E.EINVAL,
                        f"{sa_name(x)} is dir in, but the out policy's template finds it: add "
@@ -677,10 +761,12 @@ def _tmpl_resolve(db, sel, wire: PolicyWire, src: bytes, dst: bytes, family: int
                 remote, local = x.id.daddr, x.props.saddr
             continue
         if sent:
-            sig.setdefault("acquire", []).append(t.reqid)
+            if rec.acquire is None:
+                rec.acquire = []
+            rec.acquire.append(t.reqid)
         if t.optional:
             continue
-        why = offload_mismatch(db, t, wire, local, remote, family)
+        why = offload_mismatch(db, t, pol, local, remote, family)
         tmpl = _tmpl_text(t, local, remote, family)
         via = f" (template {tmpl})"
         if err == -E.EAGAIN:
@@ -698,16 +784,16 @@ def _tmpl_resolve(db, sel, wire: PolicyWire, src: bytes, dst: bytes, family: int
     return states
 
 
-def offload_mismatch(db, t, wire: PolicyWire, src: bytes, dst: bytes, family: int) -> str | None:
+def offload_mismatch(db: StateDb, t: Template, pol: Policy, src: bytes, dst: bytes,
+                     family: int) -> str | None:
     """Why an SA that matches the template was passed over, when packet offload is the
     reason (xfrm_state_find keeps packet-offloaded states and software policies apart),
     in words a user can act on; None when no such SA exists."""
-    from ..xfrm.sadb import addr_key
     w = 4 if (t.family or family) == X.AF_INET else 16
     daddr = t.daddr if any(t.daddr[:w]) else dst
     saddr = t.saddr if any(t.saddr[:w]) else src
     fam = t.family or family
-    xdo = wire.xdo
+    xdo = pol.xdo
     pol_dev = xdo.dev if xdo is not None and xdo.type == XFRM_DEV_OFFLOAD_PACKET else None
     for x in db.bydst.get((addr_key(daddr, fam), addr_key(saddr, fam), t.reqid, fam), ()):
         if x.id.proto != t.proto or x.props.mode != t.mode:

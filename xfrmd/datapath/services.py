@@ -1,48 +1,57 @@
 """Service ops of the data path: ``xmit`` (``xfrmd ctl xmit``) sends packets of a flow from
 an emulated namespace through its SPD/SAD (and, with ``deliver``, into another namespace's
-input path)."""
+input path); ``xfrm_stat`` reads a namespace's XFRM MIB. Registered by the package's init
+call (:data:`SERVICES`)."""
 from __future__ import annotations
 
 import errno as E
 import ipaddress
+from typing import TYPE_CHECKING, Any, Callable
 
-from ..services import service
+from ..errors import KernelError
 from . import packet as P
+from .input import deliver_packets
+from .mib import xfrm_statistics_seq_show
+from .output import xfrm_xmit
+
+if TYPE_CHECKING:
+    from ..kernel import Kernel, NetNamespace
 
 
-def _int(req, key, default=0) -> int:
+def _int(req: dict[str, Any], key: str, default: int = 0) -> int:
     v = req.get(key, default)
     return int(v, 0) if isinstance(v, str) else int(v)
 
 
-@service("xmit")
-def _xmit(kernel, ns, req: dict) -> dict:
-    from ..kernel import KernelError
-    from .output import xfrm_xmit
+def _netns(kernel: Kernel, ns: NetNamespace | None, req: dict[str, Any]) -> NetNamespace:
+    """The namespace the request names (``netns``), else the connection's."""
+    if req.get("netns"):
+        return kernel.netns(req["netns"])
+    assert ns is not None
+    return ns
+
+
+def _xmit(kernel: Kernel, ns: NetNamespace | None, req: dict[str, Any]) -> dict[str, Any]:
+    ns = _netns(kernel, ns, req)
     try:
-        if req.get("netns"):
-            ns = kernel.netns(req["netns"])
         src, dst = str(req["src"]), str(req["dst"])
         if ipaddress.ip_address(src).version != ipaddress.ip_address(dst).version:
-            return {"errno": E.EINVAL, "error": "xfrmd: SRC and DST of different families"}
+            raise KernelError(E.EINVAL, "xfrmd: SRC and DST of different families")
         proto = req.get("proto", "udp")
         proto = P.PROTOS[proto] if proto in P.PROTOS else int(proto)
         count, size = _int(req, "count", 1), _int(req, "size", 64)
         sport, dport = _int(req, "sport", 0), _int(req, "dport", 0)
         if not (0 <= count <= 10_000_000 and 0 <= size <= 65000 and 0 <= sport < 65536
                 and 0 <= dport < 65536):
-            return {"errno": E.EINVAL, "error": "xfrmd: count, size or port out of range"}
+            raise KernelError(E.EINVAL, "xfrmd: count, size or port out of range")
         peer = kernel.netns(req["deliver"]) if req.get("deliver") else None
     except (KeyError, ValueError) as e:
-        return {"errno": E.EINVAL, "error": f"xfrmd: bad xmit request: {e}"}
-    except KernelError as e:
-        return {"errno": e.errno, "error": str(e)}
+        raise KernelError(E.EINVAL, f"xfrmd: bad xmit request: {e}") from None
     want_packets = bool(req.get("packets")) or peer is not None
     res = xfrm_xmit(ns, src, dst, proto, sport, dport, size, count,
                     keep_packets=want_packets, spray=bool(req.get("spray")))
-    out = {"errno": 0, "netns": ns.name, **res.to_dict()}
+    out: dict[str, Any] = {"errno": 0, "netns": ns.name, **res.to_dict()}
     if peer is not None:
-        from .input import deliver_packets
         out["deliver"] = deliver_packets(peer, [p for p, _ in res.packets]).to_dict()
         out["deliver"]["netns"] = peer.name
     if req.get("packets"):
@@ -51,13 +60,11 @@ def _xmit(kernel, ns, req: dict) -> dict:
     return out
 
 
-@service("xfrm_stat")
-def _xfrm_stat(kernel, ns, req: dict) -> dict:
-    from ..kernel import KernelError
-    from .mib import xfrm_statistics_seq_show
-    try:
-        if req.get("netns"):
-            ns = kernel.netns(req["netns"])
-    except KernelError as e:
-        return {"errno": e.errno, "error": str(e)}
-    return {"errno": 0, "data": xfrm_statistics_seq_show(ns)}
+def _xfrm_stat(kernel: Kernel, ns: NetNamespace | None, req: dict[str, Any]) -> dict[str, Any]:
+    return {"errno": 0, "data": xfrm_statistics_seq_show(_netns(kernel, ns, req))}
+
+
+SERVICES: dict[str, Callable[..., dict[str, Any]]] = {
+    "xmit": _xmit,
+    "xfrm_stat": _xfrm_stat,
+}
