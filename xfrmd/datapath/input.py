@@ -31,7 +31,7 @@ from ..xfrm.sadb import sad
 from ..xfrm.state import XFRM_STATE_ACQ, XFRM_STATE_VALID
 from . import packet as P
 from .mib import XFRM_INC_STATS
-from .output import Drop, _ops, esp_gcm, xfrm_dev_state_advance_esn
+from .output import Drop, esp_gcm, put_set, xfrm_dev_state_advance_esn
 from .words import addr, hw_hint, km_state_text, sa_name, sel_text
 
 if TYPE_CHECKING:
@@ -59,9 +59,12 @@ def xfrm_replay_seqhi(x: Any, seq: int) -> int:
         return 0
     r = x.replay_esn
     bottom = (r.seq - r.replay_window + 1) & U32
+    hi: int
     if r.seq >= r.replay_window - 1:
-        return (r.seq_hi + 1) & U32 if seq < bottom else r.seq_hi
-    return (r.seq_hi - 1) & U32 if seq >= bottom else r.seq_hi
+        hi = (r.seq_hi + 1) & U32 if seq < bottom else r.seq_hi
+    else:
+        hi = (r.seq_hi - 1) & U32 if seq >= bottom else r.seq_hi
+    return hi
 
 
 def _bit(seq_diff_pos: int) -> tuple[int, int]:
@@ -69,8 +72,9 @@ def _bit(seq_diff_pos: int) -> tuple[int, int]:
 
 
 def _bitnr(r: Any, diff: int) -> int:
-    pos = (r.seq - 1) % r.replay_window
-    return (pos - diff) % r.replay_window if pos >= diff else r.replay_window - (diff - pos)
+    win: int = r.replay_window
+    pos: int = (r.seq - 1) % win
+    return (pos - diff) % win if pos >= diff else win - (diff - pos)
 
 
 def xfrm_replay_check(x: Any, seq: int) -> None:
@@ -184,18 +188,15 @@ def xfrm_replay_advance(x: Any, seq: int) -> None:
 
 @dataclass(slots=True)
 class RxHop:
-    """What ``xfrm_input`` did with a packet, as the last SA it unwrapped left it: the SPI
-    (set before the state lookup), the state's reqid, the sequence number on the wire and
-    the full one (``seq``: 64 bits with ESN), the path (software, crypto-offload,
+    """What ``xfrm_input`` did with a packet: the last state it unwrapped (``x``), its full
+    sequence number (``seq``: 64 bits with ESN), the path (software, crypto-offload,
     packet-offload) and the offloading device. ``dev_first``: the device was named before
     the path (the order ``--json`` prints them in)."""
-    spi: int | None = None
-    reqid: int | None = None
-    seq_lo: int | None = None
-    dev: str | None = None
-    path: str | None = None
-    dev_first: bool = False
+    x: Any = None
     seq: int | None = None
+    path: str | None = None
+    dev: str | None = None
+    dev_first: bool = False
 
     def set_dev(self, name: str) -> None:
         if self.path is None and self.dev is None:
@@ -220,29 +221,20 @@ class RxRecord:
     detail: str | None = None
 
     def took(self, hop: RxHop) -> None:
-        self.spi, self.reqid, self.path, self.dev = hop.spi, hop.reqid, hop.path, hop.dev
-        self.dev_first = hop.dev_first
+        if hop.x is not None:
+            self.spi, self.reqid = hop.x.id.spi, hop.x.props.reqid
+        self.path, self.dev, self.dev_first = hop.path, hop.dev, hop.dev_first
 
     def to_dict(self) -> dict[str, object]:
         """The batch as ``xfrmd ctl xmit --deliver --json`` prints it."""
         d: dict[str, object] = {"result": self.result}
         if self.spi is not None:
             d["spi"] = f"0x{self.spi:08x}"
-        if self.reqid is not None:
-            d["reqid"] = self.reqid
-        for key in (("dev", "path") if self.dev_first else ("path", "dev")):
-            v = getattr(self, key)
-            if v is not None:
-                d[key] = v
-        if self.xfrm_dev is not None:
-            d["xfrm_dev"] = self.xfrm_dev
+        put_set(d, self, ("reqid", "dev", "path", "xfrm_dev") if self.dev_first
+                else ("reqid", "path", "dev", "xfrm_dev"))
         if self.policy is not None:
             d["policy"] = {"index": self.policy, "dir": "in"}
-        if self.reason is not None:
-            d["reason"] = self.reason
-        if self.detail is not None:
-            d["detail"] = self.detail
-        return d
+        return put_set(d, self, ("reason", "detail"))
 
 
 @dataclass(slots=True)
@@ -292,6 +284,7 @@ class InputResult:
 def _owner(ns: NetNamespace, raw: bytes) -> NetDevice | None:
     """The device holding the local address ``raw``, or None."""
     a = str(ipaddress.ip_address(raw))
+    dev: NetDevice
     for dev in ns.links:
         for ifa in dev.addresses:
             if ifa.address == a:
@@ -365,13 +358,12 @@ def xfrm_input(ns: NetNamespace, pkt: bytes, rx_dev: NetDevice | None = None,
                                             f"packet to {addr(dst, family)}")
         spi, seq_lo = struct.unpack_from("!II", esp)
         x = db.lookup(mark, dst.ljust(16, b"\0"), spi, X.IPPROTO_ESP, family)
-        hop.spi = spi
         if x is None:
             raise Drop("XfrmInNoStates", 0, f"no SA for spi 0x{spi:08x} to "
                        f"{addr(dst, family)} in {ns.name}: add the inbound SA (ip xfrm state "
                        f"add src {addr(src, family)} dst {addr(dst, family)} proto esp spi "
                        f"0x{spi:x} …) with the sender's keys")
-        hop.reqid = x.props.reqid
+        hop.x = x
         if x.dir and x.dir != X.XFRM_SA_DIR_IN:
             raise Drop("XfrmInStateDirError", 0, f"the SA is dir out: {sa_name(x)} received an "
                                                  "ESP packet; add the inbound SA with dir in "
@@ -386,20 +378,20 @@ def xfrm_input(ns: NetNamespace, pkt: bytes, rx_dev: NetDevice | None = None,
             raise Drop("XfrmInStateMismatch", 0, f"encapsulation differs from the state's: the "
                        f"packet is {has} but {sa_name(x)} has {wants}; add the SA with the "
                        "sender's encapsulation (NAT-T: encap espinudp SPORT DPORT 0.0.0.0)")
-        hop.seq_lo = seq_lo
         xso = x.xso
         here = (xso is not None and xso.dir == XFRM_DEV_OFFLOAD_IN and rx_dev is not None
-                and (rx_dev is xso.dev or getattr(rx_dev, "master", None) is xso.dev))
+                and (rx_dev is xso.dev or rx_dev.master is xso.dev))
         if here and xso.type == XFRM_DEV_OFFLOAD_PACKET:
             # the hardware decrypts (emulated with the state's key) and its replay context,
             # or the core's check on the one state (X06), decides
+            assert rx_dev is not None
             try:
                 payload, nh = _esp_decrypt(x, esp, seq_lo)
             except Drop as d:
                 raise Drop(None, 0, f"hardware auth drop on {rx_dev.name}: {d.text}") from None
             try:
-                _ops(xso.dev).hw_recv(xso.dev, x, rx_dev, seq_lo, len(payload),
-                                      lambda: _input_account(ns, x, seq_lo, len(payload)))
+                xso.dev.xfrmdev_ops.hw_recv(xso.dev, x, rx_dev, seq_lo, len(payload),
+                                            lambda: _input_account(ns, x, seq_lo, len(payload)))
             except OffloadError as e:
                 msg = e.msg or "dropped by the hardware"
                 raise Drop(None, 0, f"{msg}: {sa_name(x)} packet-offloaded on {xso.dev.name}, "
@@ -411,9 +403,10 @@ def xfrm_input(ns: NetNamespace, pkt: bytes, rx_dev: NetDevice | None = None,
             if here:
                 # crypto offload: the device decrypted before xfrm_input looked (CRYPTO_DONE);
                 # a failed ICV is counted before the replay check
+                assert rx_dev is not None
                 payload, nh = _esp_decrypt(x, esp, seq_lo)
                 try:
-                    _ops(xso.dev).hw_traffic(xso.dev, x, 1, len(payload))
+                    xso.dev.xfrmdev_ops.hw_traffic(xso.dev, x, 1, len(payload))
                 except OffloadError:
                     pass
                 path = "crypto-offload"
@@ -493,7 +486,7 @@ def xfrm_policy_check(ns: NetNamespace, pkt: bytes, sp: list[Any],
             raise Drop("XfrmInStateMismatch", 0, f"flow outside SA 0x{x.id.spi:08x}'s selector: "
                        f"the inner packet {sel_text(flow)} is not covered by {sa_name(x)}'s "
                        f"selector {sel_text(x.sel)}; widen the SA's `sel` or send within it")
-    pol = xfrm_policy_lookup(ns, X.XFRM_POLICY_IN, flow, family, 0, if_id)
+    pol: Policy | None = xfrm_policy_lookup(ns, X.XFRM_POLICY_IN, flow, family, 0, if_id)
     if pol is None:
         if ns.xfrm.policy_default[X.XFRM_POLICY_IN] == X.XFRM_USERPOLICY_BLOCK:
             raise Drop("XfrmInNoPols", 0, f"no IN policy and policy default in block: no in "

@@ -25,7 +25,7 @@ import errno as E
 import ipaddress
 import weakref
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from bonding.hash import Flow
 from devices.xfrmdev import OffloadError
@@ -76,8 +76,7 @@ def ip_route_output_key(ns: NetNamespace, daddr: str, saddr: str | None = None,
     res = route_lookup(ns, daddr, src=saddr, oif=oif or None)
     if isinstance(res, int):
         raise KernelError(-res)
-    dev: NetDevice = res.dev
-    return dev
+    return cast("NetDevice", res.dev)
 
 
 # -- the SPD ------------------------------------------------------------------------------------
@@ -102,11 +101,12 @@ def _ivsize(x: Any) -> int:
 
 
 def _authsize(x: Any) -> int:
+    n: int = 0
     if x.aead is not None:
-        return x.aead.icv_len // 8
-    if x.auth is not None:
-        return x.auth.trunc_len // 8
-    return 0
+        n = x.aead.icv_len // 8
+    elif x.auth is not None:
+        n = x.auth.trunc_len // 8
+    return n
 
 
 def _blksize(x: Any) -> int:
@@ -135,7 +135,8 @@ def xfrm_state_mtu(x: Any, mtu: int) -> int:
 
 
 def _ops(dev: Any) -> XfrmDevOps | None:
-    return getattr(dev, "xfrmdev_ops", None)
+    ops: XfrmDevOps | None = dev.xfrmdev_ops
+    return ops
 
 
 def xfrm_dev_offload_ok(x: Any, path_dev: NetDevice, skb_len: int,
@@ -150,10 +151,10 @@ def xfrm_dev_offload_ok(x: Any, path_dev: NetDevice, skb_len: int,
         return False, "no offload and NAT-T"
     dev = xso.dev if xso is not None else None
     if dev is not None and dev is not path_dev:
-        return False, f"route leaves through {getattr(path_dev, 'name', None)}, not {dev.name}"
+        return False, f"route leaves through {path_dev.name}, not {dev.name}"
     if nstates != 1:
         return False, "bundle of more than one transform"
-    mtu = xfrm_state_mtu(x, getattr(path_dev, "mtu", 1500))
+    mtu = xfrm_state_mtu(x, path_dev.mtu)
     if skb_len > mtu:
         return False, f"{skb_len} bytes exceed the state's MTU {mtu}"
     if dev is None:
@@ -208,16 +209,15 @@ def xfrm_replay_overflow(x: Any, offload: bool = False) -> int:
         if offload:
             xfrm_dev_state_advance_esn(x)
     aevent.replay_advanced(x)
-    return seq
+    out: int = seq
+    return out
 
 
 def oseq_of(x: Any) -> int:
     r = x.replay_esn
-    if r is None:
-        return x.replay[0]
-    if x.props.flags & X.XFRM_STATE_ESN:
-        return (r.oseq_hi << 32) | r.oseq
-    return r.oseq
+    seq: int = x.replay[0] if r is None else (
+        (r.oseq_hi << 32) | r.oseq if x.props.flags & X.XFRM_STATE_ESN else r.oseq)
+    return seq
 
 
 # -- ESP ------------------------------------------------------------------------------------------
@@ -243,7 +243,8 @@ def esp_gcm(x: Any) -> EspGcmSA | None:
 
 def crypto_name(x: Any) -> str:
     if x.aead is not None:
-        return x.aead.name
+        name: str = x.aead.name
+        return name
     names = [a.name for a in (x.enc, x.auth) if a is not None]
     return "+".join(names) or "null"
 
@@ -287,6 +288,15 @@ def skb_len_at_accounting(x: Any, pkt: bytes) -> int:
 
 # -- results --------------------------------------------------------------------------------------
 
+def put_set(d: dict[str, object], rec: object, keys: tuple[str, ...]) -> dict[str, object]:
+    """``d`` with the fields ``keys`` of ``rec`` that are set (not None), in that order."""
+    for key in keys:
+        v = getattr(rec, key)
+        if v is not None:
+            d[key] = v
+    return d
+
+
 _MODE_NAME = {X.XFRM_MODE_TRANSPORT: "transport", X.XFRM_MODE_TUNNEL: "tunnel",
               X.XFRM_MODE_BEET: "beet"}
 NOT_MODELLED = " (not modelled: numbered and counted, not encrypted)"
@@ -320,11 +330,7 @@ class Hop:
             "spi": f"0x{self.spi:08x}", "reqid": self.reqid,
             "mode": _MODE_NAME.get(self.mode, str(self.mode)),
             "crypto": self.crypto if self.modelled else self.crypto + NOT_MODELLED}
-        for key in ("fallback", "path", "dev", "slave", "numbered_by"):
-            v = getattr(self, key)
-            if v is not None:
-                d[key] = v
-        return d
+        return put_set(d, self, ("fallback", "path", "dev", "slave", "numbered_by"))
 
 
 @dataclass(slots=True)
@@ -357,11 +363,7 @@ class TxRecord:
             d["acquire"] = self.acquire
         if self.clear_dev is not None:
             d["path"], d["dev"] = "clear", self.clear_dev
-        for key in ("out_dev", "xfrm_dev", "reason", "detail", "errno"):
-            v = getattr(self, key)
-            if v is not None:
-                d[key] = v
-        return d
+        return put_set(d, self, ("out_dev", "xfrm_dev", "reason", "detail", "errno"))
 
 
 @dataclass(slots=True)
@@ -467,7 +469,7 @@ def _xfrm_output_state(ns: NetNamespace, x: Any, pkt: bytes, path_dev: NetDevice
                        f"packet offload: {why}: {sa_name(x)} is packet-offloaded on "
                        f"{xso.dev.name} and a packet-offloaded SA has no software fallback; "
                        + offload_hint(why, x, xso.dev))
-        ops = _ops(xso.dev)
+        ops = xso.dev.xfrmdev_ops
         hop.path = "packet-offload"
         hop.dev = xso.dev.name
         numbered: list[int] = []
@@ -514,7 +516,7 @@ def _xfrm_output_state(ns: NetNamespace, x: Any, pkt: bytes, path_dev: NetDevice
             hop.slave = real_dev.name
         try:
             # the device's xmit sees the secpath (nsim_ipsec_tx counts it, mlx5 counts)
-            _ops(xso.dev).hw_traffic(xso.dev, x, 1, len(out))
+            xso.dev.xfrmdev_ops.hw_traffic(xso.dev, x, 1, len(out))
         except OffloadError:
             pass
     else:

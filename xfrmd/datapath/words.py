@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+from typing import Any
 
 from netlink_codec import xfrm as X
 
@@ -15,7 +16,7 @@ _KM_STATE = {XFRM_STATE_ACQ: "larval (an acquire is pending)", XFRM_STATE_ERROR:
              XFRM_STATE_EXPIRED: "expired", XFRM_STATE_DEAD: "deleted"}
 
 
-def sa_name(x) -> str:
+def sa_name(x: Any) -> str:
     """``SA 0x201 (reqid 2)``: how `ip xfrm state` users find the state."""
     return f"SA 0x{x.id.spi:x} (reqid {x.props.reqid})"
 
@@ -24,7 +25,7 @@ def addr(raw: bytes, family: int) -> str:
     return str(ipaddress.ip_address(bytes(raw[:4] if family == X.AF_INET else raw[:16])))
 
 
-def sel_text(sel: bytes) -> str:
+def sel_text(sel: bytes | X.XfrmSelector) -> str:
     """A ``struct xfrm_selector`` as `ip xfrm policy` writes it: ``src A/n dst B/m [proto P]
     [sport N] [dport N]``."""
     sel = bytes(sel)
@@ -43,11 +44,11 @@ def sel_text(sel: bytes) -> str:
     return out
 
 
-def km_state_text(x) -> str:
+def km_state_text(x: Any) -> str:
     return _KM_STATE.get(x.km_state, f"in state {x.km_state}")
 
 
-def offload_hint(why: str, x, dev) -> str:
+def offload_hint(why: str, x: Any, dev: Any) -> str:
     """What to change when ``xfrm_dev_offload_ok`` turns a packet-offloaded SA down."""
     name = getattr(dev, "name", dev)
     if why.startswith("route leaves through"):
@@ -64,7 +65,7 @@ def offload_hint(why: str, x, dev) -> str:
     return "check the SA's offload with xfrmd ctl show-offload"
 
 
-def hw_hint(msg: str, x, dev) -> str:
+def hw_hint(msg: str, x: Any, dev: Any) -> str:
     """What to change after a driver or the bond dropped a packet-offloaded packet."""
     name = getattr(dev, "name", dev)
     m = msg.lower()
