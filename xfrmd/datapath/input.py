@@ -31,7 +31,7 @@ from ..xfrm.sadb import sad
 from ..xfrm.state import XFRM_STATE_ACQ, XFRM_STATE_VALID
 from . import packet as P
 from .mib import XFRM_INC_STATS
-from .output import Drop, esp_gcm, put_set, xfrm_dev_state_advance_esn
+from .output import Drop, dev_ops, esp_gcm, put_set, xfrm_dev_state_advance_esn
 from .words import addr, hw_hint, km_state_text, sa_name, sel_text
 
 if TYPE_CHECKING:
@@ -379,42 +379,42 @@ def xfrm_input(ns: NetNamespace, pkt: bytes, rx_dev: NetDevice | None = None,
                        f"packet is {has} but {sa_name(x)} has {wants}; add the SA with the "
                        "sender's encapsulation (NAT-T: encap espinudp SPORT DPORT 0.0.0.0)")
         xso = x.xso
-        here = (xso is not None and xso.dir == XFRM_DEV_OFFLOAD_IN and rx_dev is not None
-                and (rx_dev is xso.dev or rx_dev.master is xso.dev))
-        if here and xso.type == XFRM_DEV_OFFLOAD_PACKET:
+        # the device the packet arrived on when the state is offloaded there (to it or to its
+        # master); None: the software path
+        rx = rx_dev if (xso is not None and xso.dir == XFRM_DEV_OFFLOAD_IN and rx_dev is not None
+                        and (rx_dev is xso.dev or rx_dev.master is xso.dev)) else None
+        if rx is not None and xso is not None and xso.type == XFRM_DEV_OFFLOAD_PACKET:
             # the hardware decrypts (emulated with the state's key) and its replay context,
             # or the core's check on the one state (X06), decides
-            assert rx_dev is not None
             try:
                 payload, nh = _esp_decrypt(x, esp, seq_lo)
             except Drop as d:
-                raise Drop(None, 0, f"hardware auth drop on {rx_dev.name}: {d.text}") from None
+                raise Drop(None, 0, f"hardware auth drop on {rx.name}: {d.text}") from None
             try:
-                xso.dev.xfrmdev_ops.hw_recv(xso.dev, x, rx_dev, seq_lo, len(payload),
-                                            lambda: _input_account(ns, x, seq_lo, len(payload)))
+                dev_ops(xso.dev).hw_recv(xso.dev, x, rx, seq_lo, len(payload),
+                                         lambda: _input_account(ns, x, seq_lo, len(payload)))
             except OffloadError as e:
                 msg = e.msg or "dropped by the hardware"
                 raise Drop(None, 0, f"{msg}: {sa_name(x)} packet-offloaded on {xso.dev.name}, "
-                                    f"arrived on {rx_dev.name}; "
+                                    f"arrived on {rx.name}; "
                                     + hw_hint(msg, x, xso.dev)) from None
             path = "packet-offload"
-            hop.set_dev(rx_dev.name)
+            hop.set_dev(rx.name)
         else:
-            if here:
+            if rx is not None and xso is not None:
                 # crypto offload: the device decrypted before xfrm_input looked (CRYPTO_DONE);
                 # a failed ICV is counted before the replay check
-                assert rx_dev is not None
                 payload, nh = _esp_decrypt(x, esp, seq_lo)
                 try:
-                    xso.dev.xfrmdev_ops.hw_traffic(xso.dev, x, 1, len(payload))
+                    dev_ops(xso.dev).hw_traffic(xso.dev, x, 1, len(payload))
                 except OffloadError:
                     pass
                 path = "crypto-offload"
-                hop.set_dev(rx_dev.name)
+                hop.set_dev(rx.name)
             xfrm_replay_check(x, seq_lo)
-            if x.net.check_expire(x):
+            if db.check_expire(x):
                 raise Drop("XfrmInStateExpired", 0, _expired(x))
-            if not here:
+            if rx is None:
                 payload, nh = _esp_decrypt(x, esp, seq_lo)
                 path = "software"
                 xfrm_replay_check(x, seq_lo)             # xfrm_replay_recheck

@@ -139,6 +139,14 @@ def _ops(dev: Any) -> XfrmDevOps | None:
     return ops
 
 
+def dev_ops(dev: NetDevice) -> XfrmDevOps:
+    """The offload ops of the device a state is offloaded to (xdo_dev_state_add ran: it
+    has them)."""
+    ops = _ops(dev)
+    assert ops is not None
+    return ops
+
+
 def xfrm_dev_offload_ok(x: Any, path_dev: NetDevice, skb_len: int,
                         nstates: int) -> tuple[bool, str]:
     """``xfrm_dev_offload_ok``: (ok, why not). The core checks: a type with offload (ESP),
@@ -469,7 +477,7 @@ def _xfrm_output_state(ns: NetNamespace, x: Any, pkt: bytes, path_dev: NetDevice
                        f"packet offload: {why}: {sa_name(x)} is packet-offloaded on "
                        f"{xso.dev.name} and a packet-offloaded SA has no software fallback; "
                        + offload_hint(why, x, xso.dev))
-        ops = xso.dev.xfrmdev_ops
+        ops = dev_ops(xso.dev)
         hop.path = "packet-offload"
         hop.dev = xso.dev.name
         numbered: list[int] = []
@@ -516,7 +524,7 @@ def _xfrm_output_state(ns: NetNamespace, x: Any, pkt: bytes, path_dev: NetDevice
             hop.slave = real_dev.name
         try:
             # the device's xmit sees the secpath (nsim_ipsec_tx counts it, mlx5 counts)
-            xso.dev.xfrmdev_ops.hw_traffic(xso.dev, x, 1, len(out))
+            dev_ops(xso.dev).hw_traffic(xso.dev, x, 1, len(out))
         except OffloadError:
             pass
     else:
@@ -805,15 +813,16 @@ def offload_mismatch(db: StateDb, t: Template, pol: Policy, src: bytes, dst: byt
         if x_dev is pol_dev:
             continue
         spi = f"SA 0x{x.id.spi:x}"
-        if pol_dev is None:
+        if x_dev is not None and pol_dev is None:
             return (f"{spi} is packet-offloaded on {x_dev.name}, but the matching policy is a "
                     "software policy: the kernel only uses packet-offloaded SAs through "
                     f"packet-offloaded policies (add the policy with `offload packet dev "
                     f"{x_dev.name}`)")
-        if x_dev is None:
+        if pol_dev is not None and x_dev is None:
             return (f"the matching policy is packet-offloaded on {pol_dev.name}, but {spi} is "
                     "not: a packet-offloaded policy only uses SAs packet-offloaded on its "
                     "device")
-        return (f"{spi} is packet-offloaded on {x_dev.name} but the matching policy on "
-                f"{pol_dev.name}: both must be on the same device")
+        if x_dev is not None and pol_dev is not None:
+            return (f"{spi} is packet-offloaded on {x_dev.name} but the matching policy on "
+                    f"{pol_dev.name}: both must be on the same device")
     return None
