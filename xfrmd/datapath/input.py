@@ -10,7 +10,8 @@ the inbound policy check. A state offloaded ``dir in`` is handled by its driver 
 packet arrives on its device: crypto offload — the hardware decrypts and counts; packet
 offload — the hardware's own replay context decides (mlx5-like per port, a bond's RFC
 replicas per slave) unless the driver has the LAG tree's software accounting (SOE, the
-newest bond: X06 on the one state)."""
+newest bond: X06 on the one state). Each packet's fate is an :class:`RxRecord` (from the
+:class:`RxHop` of ``xfrm_input`` and the IN policy check); alike packets form batches."""
 from __future__ import annotations
 
 import ipaddress

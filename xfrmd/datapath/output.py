@@ -4,8 +4,10 @@ xfrm_state.c ``xfrm_state_find``, xfrm_output.c ``xfrm_output`` / ``xfrm_output_
 xfrm_replay.c ``xfrm_replay_overflow*``, xfrm_device.c ``xfrm_dev_offload_ok``).
 
 Sans-IO: :func:`xfrm_xmit` takes the namespace and a flow and returns what happened to each
-packet (grouped into batches) plus the ESP packets as bytes. Drops carry the kernel's MIB
-name (counted in ``/proc/net/xfrm_stat``) and the errno the sender would see.
+packet (a :class:`TxRecord` with a :class:`Hop` per transform, alike packets grouped into
+batches) plus the ESP packets as bytes. The SPD's policy object is read as it is: selector,
+action, templates, device binding. Drops carry the kernel's MIB name (counted in
+``/proc/net/xfrm_stat``) and the errno the sender would see.
 
 What is modelled where the kernel has a choice:
 
