@@ -2,20 +2,26 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
-from xfrmd.ctl import VERBS, _result, verb
+from xfrmd.ctl_util import VerbTable, result, usage_error
+
+if TYPE_CHECKING:
+    from xfrmd.client import Service
 
 
-@verb("show-offload", "show-offload [DEV] [--json] — per-device hardware SA tables "
-                      "(handles, SPI, direction, port) of the offload drivers and bonds")
-def _show_offload(svc, args) -> int:
+_USAGE_SHOW_OFFLOAD = ("show-offload [DEV] [--json] — per-device hardware SA tables "
+                       "(handles, SPI, direction, port) of the offload drivers and bonds")
+
+
+def _show_offload(svc: Service, args: list[str]) -> int:
     as_json = "--json" in args
     rest = [a for a in args if a != "--json"]
     if len(rest) > 1:
-        raise SystemExit("usage: xfrmd ctl " + VERBS["show-offload"][1])
+        raise usage_error(_USAGE_SHOW_OFFLOAD)
     res = svc.query("show_offload", **({"dev": rest[0]} if rest else {}))
     if res.get("errno"):
-        return _result(res)
+        return result(res)
     if as_json:
         print(json.dumps(res["devices"], indent=2))
         return 0
@@ -44,17 +50,19 @@ def _kv(row: dict) -> str:
                     for k, v in row.items())
 
 
-@verb("offload-traffic", "offload-traffic DEV SPI [PACKETS [BYTES]] [--json] — emulate "
-                         "packets through the hardware SA (driver counters, netdevsim tx=)")
-def _offload_traffic(svc, args) -> int:
+_USAGE_OFFLOAD_TRAFFIC = ("offload-traffic DEV SPI [PACKETS [BYTES]] [--json] — emulate "
+                          "packets through the hardware SA (driver counters, netdevsim tx=)")
+
+
+def _offload_traffic(svc: Service, args: list[str]) -> int:
     as_json = "--json" in args
     args = [a for a in args if a != "--json"]
     if not 2 <= len(args) <= 4:
-        raise SystemExit("usage: xfrmd ctl " + VERBS["offload-traffic"][1])
+        raise usage_error(_USAGE_OFFLOAD_TRAFFIC)
     try:
         nums = [int(a, 0) for a in args[1:]]
     except ValueError:
-        raise SystemExit("usage: xfrmd ctl " + VERBS["offload-traffic"][1]) from None
+        raise usage_error(_USAGE_OFFLOAD_TRAFFIC) from None
     req = {"dev": args[0], "spi": nums[0]}
     if len(nums) > 1:
         req["packets"] = nums[1]
@@ -62,7 +70,7 @@ def _offload_traffic(svc, args) -> int:
         req["bytes"] = nums[2]
     res = svc.query("offload_traffic", **req)
     if res.get("errno"):
-        return _result(res)
+        return result(res)
     # what was done: a silent verb leaves its user guessing
     done = {"dev": args[0], "spi": nums[0], "packets": req.get("packets", 1),
             "bytes": req.get("bytes", 0)}
@@ -73,3 +81,10 @@ def _offload_traffic(svc, args) -> int:
     print(f"{n} packet{'' if n == 1 else 's'} ({done['bytes']} bytes) through the hardware "
           f"SA spi {done['spi']:#x} on {done['dev']}")
     return 0
+
+
+# ``xfrmd ctl`` verbs of this module: name -> (function, usage); :mod:`xfrmd.ctl` assembles them.
+VERBS: VerbTable = {
+    "show-offload": (_show_offload, _USAGE_SHOW_OFFLOAD),
+    "offload-traffic": (_offload_traffic, _USAGE_OFFLOAD_TRAFFIC),
+}

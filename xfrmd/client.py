@@ -19,10 +19,13 @@ from typing import Iterator
 
 import trio
 
+from netlink_codec.genl import GENL
 from netlink_codec.message import Family, Message
-from netlink_codec.netlink import (NETLINK_CAP_ACK, NETLINK_EXT_ACK, NLM_F_ACK, NLM_F_DUMP,
-                                   NLM_F_MULTI, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR,
-                                   SOL_NETLINK, encode_msg, split_messages)
+from netlink_codec.netlink import (NETLINK_CAP_ACK, NETLINK_EXT_ACK, NETLINK_GENERIC,
+                                   NETLINK_XFRM, NLM_F_ACK, NLM_F_DUMP, NLM_F_MULTI,
+                                   NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NLMSGERR_ATTR_MSG,
+                                   NLMSGERR_ATTR_OFFS, SOL_NETLINK, encode_msg, split_messages)
+from netlink_codec.xfrm import XFRM
 
 from . import transport as T
 
@@ -74,19 +77,12 @@ def refused_option(path: str, netns: str, protocol: int, level: int, optname: in
 
 
 def _family_for(protocol: int) -> Family | None:
-    from netlink_codec.netlink import NETLINK_XFRM
+    """The codec family that decodes ``protocol``'s messages; None for NETLINK_ROUTE, which
+    the codec does not declare (its messages stay bytes, see ``_Base._decode``)."""
     if protocol == NETLINK_XFRM:
-        from netlink_codec.xfrm import XFRM
         return XFRM
-    try:
-        if protocol == 0:
-            from netlink_codec.rtnetlink import RTNL
-            return RTNL
-        if protocol == 16:
-            from netlink_codec.genl import GENL
-            return GENL
-    except ImportError:
-        pass
+    if protocol == NETLINK_GENERIC:
+        return GENL
     return None
 
 
@@ -152,7 +148,6 @@ class _Base:
 
 
 def _raise_done(m: Message) -> None:
-    from netlink_codec.netlink import NLMSGERR_ATTR_MSG
     raise NetlinkError(-_done_error(m), m.attr(NLMSGERR_ATTR_MSG))
 
 
@@ -169,7 +164,6 @@ _CONTROL = Family("netlink", lambda t, f: None, lambda t, f: None)
 def _check_error(m: Message) -> None:
     err = m.fixed.error
     if err:
-        from netlink_codec.netlink import NLMSGERR_ATTR_MSG, NLMSGERR_ATTR_OFFS
         raise NetlinkError(-err, m.attr(NLMSGERR_ATTR_MSG), m.attr(NLMSGERR_ATTR_OFFS))
 
 

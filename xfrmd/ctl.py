@@ -1,87 +1,58 @@
 """``xfrmd ctl VERB …``: each verb becomes one service query to the server.
 
-Verbs are registered with :func:`verb`; ``xfrmd ctl help`` lists them."""
+Each subsystem's ctl module declares its verbs in a ``VERBS`` table; :data:`VERBS` here
+assembles them in a fixed order, and ``xfrmd ctl help`` lists them."""
 from __future__ import annotations
 
 import json
 import sys
-from typing import Callable
+from typing import TYPE_CHECKING
 
-VERBS: dict[str, tuple[Callable, str]] = {}
+import bonding.ctl
+import devices.ctl
 
+from . import kconfig_ctl
+from .ctl_util import VerbTable, done, result, split_json, usage_error
+from .datapath import ctl as datapath_ctl
+from .genl import ctl as genl_ctl
+from .rtnl import ctl as rtnl_ctl
+from .stats import format_stats
+from .xfrm import ctl as xfrm_ctl
 
-def verb(name: str, usage: str):
-    def register(fn):
-        VERBS[name] = (fn, usage)
-        return fn
-    return register
+if TYPE_CHECKING:
+    from .client import Service
 
-
-def _result(res: dict, show: bool = False) -> int:
-    if res.get("errno"):
-        print(f"xfrmd ctl: {res.get('error') or res['errno']}", file=sys.stderr)
-        return 1
-    if show:
-        out = {k: v for k, v in res.items() if k != "errno"}
-        if "text" in out:
-            print(out["text"], end="" if out["text"].endswith("\n") else "\n")
-        elif out:
-            print(json.dumps(out, indent=2))
-    return 0
+_USAGE_NETNS = ("netns add|del NAME [-v|--json] | netns list — add or delete an emulated network "
+                "namespace (says so on a terminal or with -v)")
 
 
-def split_json(args: list[str]) -> tuple[list[str], bool | None]:
-    """``args`` without ``--json`` / ``-v`` / ``--verbose``, and how to report: True (JSON),
-    False (one line), None (one line only when stdout is a terminal)."""
-    how = None
-    if "-v" in args or "--verbose" in args:
-        how = False
-    if "--json" in args:
-        how = True
-    return [a for a in args if a not in ("--json", "-v", "--verbose")], how
-
-
-def done(res: dict, how: bool | None, line: str, what: dict) -> int:
-    """A state-changing verb's answer: on success one line saying what it did, or ``what``
-    as one JSON object with ``--json``. Without either flag the line goes to a terminal only:
-    scripts that capture ``xfrmd ctl`` output around these verbs (as with ``ip``, which is
-    silent on success) keep reading what they read before. Errors as :func:`_result`."""
-    if res.get("errno"):
-        return _result(res)
-    if how is True:
-        print(json.dumps(what))
-    elif how is False or sys.stdout.isatty():
-        print(line)
-    return 0
-
-
-@verb("netns", "netns add|del NAME [-v|--json] | netns list — add or delete an emulated network "
-               "namespace (says so on a terminal or with -v)")
-def _netns(svc, args) -> int:
+def _netns(svc: Service, args: list[str]) -> int:
     args, how = split_json(args)
     if args[:1] == ["list"]:
         res = svc.query("netns_list")
         if not res.get("errno"):
             print("\n".join(res["namespaces"]))
-        return _result(res)
+        return result(res)
     if len(args) != 2 or args[0] not in ("add", "del"):
-        raise SystemExit("usage: xfrmd ctl " + VERBS["netns"][1])
+        raise usage_error(_USAGE_NETNS)
     op, name = args
     return done(svc.query("netns_" + op, name=name), how,
                 f"{'added' if op == 'add' else 'deleted'} network namespace {name}",
                 {"netns": name, "action": op})
 
 
-@verb("clock", "clock advance SECONDS [-v|--json] — move the emulated clock on (lifetimes, "
-               "timers); says how far and how many timers fired on a terminal or with -v")
-def _clock(svc, args) -> int:
+_USAGE_CLOCK = ("clock advance SECONDS [-v|--json] — move the emulated clock on (lifetimes, "
+                "timers); says how far and how many timers fired on a terminal or with -v")
+
+
+def _clock(svc: Service, args: list[str]) -> int:
     args, how = split_json(args)
     if len(args) != 2 or args[0] != "advance":
-        raise SystemExit("usage: xfrmd ctl " + VERBS["clock"][1])
+        raise usage_error(_USAGE_CLOCK)
     try:
         seconds = float(args[1])
     except ValueError:
-        raise SystemExit("usage: xfrmd ctl " + VERBS["clock"][1]) from None
+        raise usage_error(_USAGE_CLOCK) from None
     res = svc.query("clock_advance", seconds=seconds)
     ran = res.get("timers_run", 0)
     ran = ran if isinstance(ran, int) else len(ran)
@@ -90,9 +61,11 @@ def _clock(svc, args) -> int:
                 {"advanced": seconds, "timers_run": ran})
 
 
-@verb("ping", "ping — check that the server answers")
-def _ping(svc, args) -> int:
-    return _result(svc.query("ping"), show=True)
+_USAGE_PING = "ping — check that the server answers"
+
+
+def _ping(svc: Service, args: list[str]) -> int:
+    return result(svc.query("ping"), show=True)
 
 
 FAULT_USAGE = ("fault TYPE ACTION [count N|always] [skip K] [netns NS] [comm NAME] [pid PID] "
@@ -137,8 +110,7 @@ def _fault_line(f: dict) -> str:
     return " ".join(words)
 
 
-@verb("fault", FAULT_USAGE)
-def _fault(svc, args) -> int:
+def _fault(svc: Service, args: list[str]) -> int:
     as_json = "--json" in args
     args = [a for a in args if a != "--json"]
     if args[:1] == ["list"] and len(args) == 1:
@@ -149,7 +121,7 @@ def _fault(svc, args) -> int:
             else:
                 for f in res["faults"]:
                     print(_fault_line(f))
-        return _result(res)
+        return result(res)
     if args[:1] == ["clear"] and len(args) <= 2:
         try:
             req = {"id": int(args[1])} if len(args) == 2 else {}
@@ -159,7 +131,7 @@ def _fault(svc, args) -> int:
         res = svc.query("fault_clear", **req)
         if as_json and not res.get("errno"):
             print(json.dumps({"cleared": res["cleared"]}))
-        return _result(res)
+        return result(res)
     try:
         req = _fault_request(args)
     except ValueError as e:
@@ -168,28 +140,56 @@ def _fault(svc, args) -> int:
     res = svc.query("fault_add", **req)
     if not res.get("errno"):
         print(json.dumps(res["fault"]) if as_json else _fault_line(res["fault"]))
-    return _result(res)
+    return result(res)
 
 
-# Modules that register more verbs on import (each subsystem owns its verbs).
-VERB_MODULES = ["xfrmd.xfrm.ctl", "xfrmd.rtnl.ctl", "xfrmd.genl.ctl", "devices.ctl", "bonding.ctl",
-                "xfrmd.datapath.ctl", "xfrmd.kconfig_ctl",
-                "xfrmd.stats"]
+_USAGE_STATS = ("stats [--json] — what the server counted: datagrams, internal errors "
+                "(by the site that raised them), malformed frames, sockets, RSS")
 
 
-def _load_verbs() -> None:
-    import importlib
-    for name in VERB_MODULES:
-        try:
-            importlib.import_module(name)
-        except ImportError as e:
-            if e.name != name and not name.startswith(f"{e.name}."):  # absent package too
-                raise
+def _stats(svc: Service, args: list[str]) -> int:
+    if args not in ([], ["--json"]):
+        raise usage_error(_USAGE_STATS)
+    res = svc.query("stats")
+    if res.get("errno"):
+        return result(res)
+    res.pop("errno", None)
+    if args:
+        print(json.dumps(res, indent=2))
+    else:
+        sys.stdout.write(format_stats(res))
+    return 0
+
+
+# The verbs of the server itself (namespaces, clock, faults, counters).
+CORE_VERBS: VerbTable = {
+    "netns": (_netns, _USAGE_NETNS),
+    "clock": (_clock, _USAGE_CLOCK),
+    "ping": (_ping, _USAGE_PING),
+    "fault": (_fault, FAULT_USAGE),
+    "stats": (_stats, _USAGE_STATS),
+}
+# Each subsystem owns its verbs; the tables in this order (a name in two is a mistake).
+VERB_TABLES: tuple[VerbTable, ...] = (CORE_VERBS, xfrm_ctl.VERBS, rtnl_ctl.VERBS, genl_ctl.VERBS,
+                                      devices.ctl.VERBS, bonding.ctl.VERBS, datapath_ctl.VERBS,
+                                      kconfig_ctl.VERBS)
+
+
+def _assemble(tables: tuple[VerbTable, ...]) -> VerbTable:
+    verbs: VerbTable = {}
+    for table in tables:
+        for name, entry in table.items():
+            if name in verbs:
+                raise ValueError(f"xfrmd ctl: verb {name!r} declared twice")
+            verbs[name] = entry
+    return verbs
+
+
+VERBS: VerbTable = _assemble(VERB_TABLES)
 
 
 def usage(name: str) -> int:
     """``xfrmd ctl VERB --help``: that verb's usage line, without a server."""
-    _load_verbs()
     entry = VERBS.get(name)
     if entry is None:
         print(f"xfrmd ctl: unknown verb {name!r} (try `xfrmd ctl help`)", file=sys.stderr)
@@ -198,12 +198,12 @@ def usage(name: str) -> int:
     return 0
 
 
-def run_ctl(svc, argv: list[str]) -> int:
-    _load_verbs()
+def run_ctl(svc: Service | None, argv: list[str]) -> int:
+    """``xfrmd ctl ARGV``: the verb named by ``argv[0]`` (``svc`` None: only ``help``)."""
     if not argv or argv[0] in ("help", "-h", "--help"):
         print("xfrmd ctl verbs:")
-        for name, (_, usage) in sorted(VERBS.items()):
-            print(f"  {usage}")
+        for name, (_, line) in sorted(VERBS.items()):
+            print(f"  {line}")
         print("Verbs that change the emulated machine need the server's owner or root "
               "(docs/security.md).")
         return 0

@@ -4,14 +4,20 @@ the duration of a ``with`` block (``xfrmd run``, the IKE kernel pair, tests). Ke
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import tempfile
 import threading
+from collections.abc import Iterator
+from typing import Any
 
 import trio
 
+from .client import NetlinkSocket, Service, TrioNetlinkSocket
 from .clock import SystemClock
 from .kernel import Kernel
+from .server import Server
+from .topology import load_topology
 
 
 class ServerHandle:
@@ -20,16 +26,13 @@ class ServerHandle:
         self.path = path
         self.env = {"XFRMD_SOCKET": path}
 
-    def netlink(self, protocol: int, netns: str = "", **kw):
-        from .client import NetlinkSocket
+    def netlink(self, protocol: int, netns: str = "", **kw: Any) -> NetlinkSocket:
         return NetlinkSocket(protocol, netns, path=self.path, **kw)
 
-    async def trio_netlink(self, protocol: int, netns: str = "", **kw):
-        from .client import TrioNetlinkSocket
+    async def trio_netlink(self, protocol: int, netns: str = "", **kw: Any) -> TrioNetlinkSocket:
         return await TrioNetlinkSocket.open(protocol, netns, path=self.path, **kw)
 
-    def service(self, netns: str = ""):
-        from .client import Service
+    def service(self, netns: str = "") -> Service:
         return Service(netns, path=self.path)
 
 
@@ -38,26 +41,19 @@ def tune_gc() -> None:
     at start-up is kept out of the collector, and young-generation collections come 140
     times less often. The kernel model's objects (states, policies, sockets) live long and
     seldom form cycles; scanning them every 700 allocations cost ~10% of each request."""
-    import gc
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
 
 
 def make_kernel(topology: str | None = "bare") -> Kernel:
-    topo = None
-    if topology is not None:
-        try:
-            from .topology import load_topology
-            topo = load_topology(topology)
-        except ImportError:
-            topo = None
+    topo = load_topology(topology) if topology is not None else None
     return Kernel(SystemClock(), topology=topo)
 
 
 @contextlib.contextmanager
-def running_server(kernel: Kernel | None = None, path: str | None = None):
+def running_server(kernel: Kernel | None = None,
+                   path: str | None = None) -> Iterator[ServerHandle]:
     """Run a server in a background thread for the duration of the block."""
-    from .server import Server
     kernel = kernel or make_kernel()
     tmpdir = None
     if path is None:
@@ -66,7 +62,7 @@ def running_server(kernel: Kernel | None = None, path: str | None = None):
     started = threading.Event()
     state: dict = {}
 
-    async def main():
+    async def main() -> None:
         state["token"] = trio.lowlevel.current_trio_token()
         async with trio.open_nursery() as nursery:
             state["nursery"] = nursery
@@ -74,7 +70,7 @@ def running_server(kernel: Kernel | None = None, path: str | None = None):
             await nursery.start(server.serve)
             started.set()
 
-    def run():
+    def run() -> None:
         try:
             trio.run(main)
         except BaseException as e:  # noqa: BLE001 - reported to the test

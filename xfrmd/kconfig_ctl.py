@@ -3,10 +3,14 @@ read and changed at run time, and the service op behind it."""
 from __future__ import annotations
 
 import errno as E
+from typing import TYPE_CHECKING
 
 from . import kconfig
-from .ctl import VERBS, _result, done, split_json, verb
+from .ctl_util import VerbTable, done, result, split_json, usage_error
 from .services import service
+
+if TYPE_CHECKING:
+    from .client import Service
 
 _USAGE = ("kconfig show [NAME…] | kconfig set NAME=y|n… [-v|--json] — the kernel's build "
           "options "
@@ -15,10 +19,9 @@ _USAGE = ("kconfig show [NAME…] | kconfig set NAME=y|n… [-v|--json] — the 
           "then on, what exists stays; set says what it set on a terminal or with -v")
 
 
-@verb("kconfig", _USAGE)
-def _kconfig(svc, args) -> int:
+def _kconfig(svc: Service, args: list[str]) -> int:
     if args[:1] == ["show"]:
-        return _result(svc.query("kconfig", action="show", names=args[1:]), show=True)
+        return result(svc.query("kconfig", action="show", names=args[1:]), show=True)
     args, how = split_json(args)
     if args[:1] == ["set"] and len(args) > 1 and all("=" in a for a in args[1:]):
         values = dict(a.split("=", 1) for a in args[1:])
@@ -26,7 +29,13 @@ def _kconfig(svc, args) -> int:
         shown = {k if k.startswith("CONFIG_") else f"CONFIG_{k}": v for k, v in values.items()}
         return done(res, how, "set " + " ".join(f"{k}={v}" for k, v in shown.items()),
                     {"kconfig": shown})
-    raise SystemExit("usage: xfrmd ctl " + VERBS["kconfig"][1])
+    raise usage_error(_USAGE)
+
+
+# ``xfrmd ctl`` verbs of this module: name -> (function, usage); :mod:`xfrmd.ctl` assembles them.
+VERBS: VerbTable = {
+    "kconfig": (_kconfig, _USAGE),
+}
 
 
 @service("kconfig")
@@ -52,3 +61,4 @@ def _kconfig_op(kernel, ns, req: dict) -> dict:
         lines = [ln for ln in lines if any(f"CONFIG_{n}=" in ln or f"CONFIG_{n} " in ln
                                            for n in names)]
     return {"errno": 0, "text": "".join(lines)}
+

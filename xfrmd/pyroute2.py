@@ -44,6 +44,8 @@ from pyroute2.netlink.rtnl.iprsocket import AsyncIPRSocket as _AsyncIPRSocket
 from pyroute2.netlink.rtnl.iprsocket import IPRSocket as _IPRSocket
 
 from . import transport as T
+from .client import check_server, refused_option
+from .netlink.socket import rcvbuf_for
 
 AF_NETLINK = 16
 NETLINK_ROUTE, NETLINK_XFRM, NETLINK_GENERIC = 0, 6, 16
@@ -104,7 +106,6 @@ class XfrmdSocket(socket.socket):
             raise ConnectionRefusedError(
                 E.ECONNREFUSED, f"xfrmd: cannot reach the xfrmd server at {self.nl_path}: "
                 f"{e.strerror}") from None
-        from .client import check_server
         check_server(self, self.nl_path)
         super().send(T.hello(protocol, sock_type, netns))
 
@@ -189,7 +190,6 @@ class XfrmdSocket(socket.socket):
 
     def _check_option(self, level: int, optname: int, groups: int = 0) -> None:
         """EPERM where the kernel refuses the caller (docs/security.md); no reply comes."""
-        from .client import refused_option
         err = refused_option(self.nl_path, self.nl_netns, self.nl_protocol, level, optname, groups)
         if err:
             raise OSError(err, os.strerror(err))
@@ -204,7 +204,7 @@ class XfrmdSocket(socket.socket):
         self._check_option(level, optname)
         if level == socket.SOL_SOCKET:
             if optname in (SO_RCVBUF, SO_RCVBUFFORCE):
-                from .netlink.socket import rcvbuf_for     # what the server will use
+                # what the server will use
                 self.nl_rcvbuf = rcvbuf_for(v, optname == SO_RCVBUFFORCE)
             elif optname in (SO_SNDBUF, SO_SNDBUFFORCE):
                 self.nl_sndbuf = v * 2

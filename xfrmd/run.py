@@ -16,11 +16,19 @@ import contextlib
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from types import FrameType
+from typing import Any, ContextManager
+
+from . import shim
+from . import transport as T
+from .userland import UserlandError, entry_argv, resolve, stage_dir
 
 
-def add_run_parser(sub) -> None:
+def add_run_parser(sub: Any) -> None:
     p = sub.add_parser("run", help="run a command against a private xfrmd server (or a running "
                                    "one: --socket)")
     where = p.add_mutually_exclusive_group()
@@ -51,7 +59,6 @@ def add_run_parser(sub) -> None:
 
 
 def _server_listens(path: str) -> bool:
-    import socket
     s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
         s.connect(path)
@@ -62,9 +69,7 @@ def _server_listens(path: str) -> bool:
         s.close()
 
 
-def cmd_env(args) -> int:
-    from . import shim
-    from . import transport as T
+def cmd_env(args: argparse.Namespace) -> int:
     path = os.path.abspath(args.socket or T.default_socket_path())
     try:
         preload = shim.path()
@@ -82,8 +87,7 @@ def cmd_env(args) -> int:
     return 0
 
 
-def cmd_run(args) -> int:
-    from . import shim
+def cmd_run(args: argparse.Namespace) -> int:
     command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not command:
         print("usage: xfrmd run [--topology T | --socket PATH] [--netns N] -- CMD ARGS…",
@@ -100,7 +104,6 @@ def cmd_run(args) -> int:
         return 1
     root = None
     if args.userland:
-        from .userland import UserlandError, resolve
         try:
             root = resolve(args.userland)
         except UserlandError as e:
@@ -110,7 +113,6 @@ def cmd_run(args) -> int:
         if path is None:
             return 1
         if root:
-            from .userland import entry_argv
             command = entry_argv(root, stage, command, shim=preload,
                                  binds=(os.path.dirname(path),))
         env = dict(os.environ)
@@ -123,7 +125,7 @@ def cmd_run(args) -> int:
             print(f"xfrmd run: {command[0]}: {e.strerror}", file=sys.stderr)
             return 127 if isinstance(e, FileNotFoundError) else 126
 
-        def forward(signum, frame):
+        def forward(signum: int, frame: FrameType | None) -> None:
             if child.poll() is None:
                 child.send_signal(signum)
 
@@ -136,13 +138,12 @@ def cmd_run(args) -> int:
     return 128 - rc if rc < 0 else rc
 
 
-def _userland_stage(root):
-    from .userland import stage_dir
+def _userland_stage(root: str | None) -> ContextManager[Any]:
     return stage_dir() if root else contextlib.nullcontext()
 
 
 @contextlib.contextmanager
-def _server(args):
+def _server(args: argparse.Namespace) -> Iterator[str | None]:
     """The socket path CMD talks to: the running server's (--socket; None and a message
     when nothing listens there), else a private server's for the duration of the block."""
     if args.socket:
@@ -154,14 +155,16 @@ def _server(args):
             return
         yield path
         return
+    # start-up time: the private server (trio, the kernel model: about 0.15 s) and its trace
+    # writers load only when one starts, not for `xfrmd env`, `run --socket` or `--help`
     from .embedded import make_kernel, running_server, tune_gc
+    from .pcap import PcapWriter
+    from .trace import TraceWriter
     kernel = make_kernel(args.topology or "default")
     tune_gc()
     if args.trace:
-        from .trace import TraceWriter
         kernel.tracers.append(TraceWriter.open(args.trace, kernel))
     if args.pcap:
-        from .pcap import PcapWriter
         kernel.tracers.append(PcapWriter.open(args.pcap, kernel))
     netns = args.netns or os.environ.get("XFRMD_NETNS") or "default"
     if netns not in kernel.namespaces:

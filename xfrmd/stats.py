@@ -92,28 +92,11 @@ def format_stats(d: dict) -> str:
 
 
 def _register() -> None:
-    from .ctl import VERBS, _result, verb
     from .services import service
 
     @service("stats")
     def _stats(kernel, ns, request) -> dict:
         return {"errno": 0, **kernel.stats.as_dict(kernel)}
-
-    @verb("stats", "stats [--json] — what the server counted: datagrams, internal errors "
-                   "(by the site that raised them), malformed frames, sockets, RSS")
-    def _stats_verb(svc, args) -> int:
-        if args not in ([], ["--json"]):
-            raise SystemExit("usage: xfrmd ctl " + VERBS["stats"][1])
-        res = svc.query("stats")
-        if res.get("errno"):
-            return _result(res)
-        res.pop("errno", None)
-        if args:
-            import json
-            print(json.dumps(res, indent=2))
-        else:
-            sys.stdout.write(format_stats(res))
-        return 0
 
 
 _register()

@@ -3,8 +3,13 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import TYPE_CHECKING
 
-from ..ctl import VERBS, _result, verb
+from ..ctl_util import VerbTable, result, usage_error
+from .pcapraw import write_raw_pcap
+
+if TYPE_CHECKING:
+    from ..client import Service
 
 _USAGE = ("xmit [--netns NS] SRC DST [proto udp|tcp|icmp] [sport N] [dport N] [count N] "
           "[size BYTES] [--deliver NS] [--pcap FILE] [--spray] [--json] — send COUNT packets "
@@ -44,7 +49,7 @@ def parse(args: list[str]) -> tuple[dict, dict]:
         else:
             pos.append(a)
     if len(pos) != 2:
-        raise SystemExit("usage: xfrmd ctl " + VERBS["xmit"][1])
+        raise usage_error(_USAGE)
     req["src"], req["dst"] = pos
     for k in ("sport", "dport", "count", "size"):
         if k in req:
@@ -119,8 +124,7 @@ def _merge(total: dict | None, part: dict) -> dict:
     return total
 
 
-@verb("xmit", _USAGE)
-def _xmit(svc, args) -> int:
+def _xmit(svc: Service, args: list[str]) -> int:
     req, opts = parse(args)
     count = req.get("count", 1)
     if opts["pcap"]:
@@ -135,13 +139,12 @@ def _xmit(svc, args) -> int:
         n = min(chunk, left)
         part = svc.query("xmit", **dict(req, count=n))
         if part.get("errno"):
-            return _result(part)
+            return result(part)
         res = _merge(res, part)
         left -= n
         if left <= 0:
             break
     if opts["pcap"]:
-        from .pcapraw import write_raw_pcap
         write_raw_pcap(opts["pcap"], [bytes.fromhex(h) for h in res.get("packets", [])])
     res.pop("packets", None)
     if opts["json"]:
@@ -159,23 +162,32 @@ def _xmit(svc, args) -> int:
     return 0
 
 
-@verb("xfrm-stat", "xfrm-stat [--netns NS] [--nonzero] — the namespace's /proc/net/xfrm_stat "
-                   "(the data path's drop counters under the kernel's MIB names); --nonzero: "
-                   "only the counters that moved")
-def _xfrm_stat(svc, args) -> int:
+_USAGE_XFRM_STAT = ("xfrm-stat [--netns NS] [--nonzero] — the namespace's /proc/net/xfrm_stat "
+                    "(the data path's drop counters under the kernel's MIB names); --nonzero: "
+                    "only the counters that moved")
+
+
+def _xfrm_stat(svc: Service, args: list[str]) -> int:
     nonzero = "--nonzero" in args
     args = [a for a in args if a != "--nonzero"]
     req = {"path": "/proc/net/xfrm_stat"}
     if args[:1] == ["--netns"] and len(args) == 2:
         req["netns"] = args[1]
     elif args:
-        raise SystemExit("usage: xfrmd ctl " + VERBS["xfrm-stat"][1])
+        raise usage_error(_USAGE_XFRM_STAT)
     res = svc.query("xfrm_stat", **req)
     if res.get("errno"):
-        return _result(res)
+        return result(res)
     data = res["data"]
     if nonzero:
         data = "".join(ln for ln in data.splitlines(keepends=True)
                        if ln.split()[-1:] != ["0"])
     print(data, end="")
     return 0
+
+
+# ``xfrmd ctl`` verbs of this module: name -> (function, usage); :mod:`xfrmd.ctl` assembles them.
+VERBS: VerbTable = {
+    "xmit": (_xmit, _USAGE),
+    "xfrm-stat": (_xfrm_stat, _USAGE_XFRM_STAT),
+}

@@ -1,12 +1,25 @@
 """``xfrmd ctl genetlink on|off`` (NETLINK_GENERIC sockets refused while off)."""
 from __future__ import annotations
 
-from ..ctl import VERBS, _result, verb
+from typing import TYPE_CHECKING
+
+from ..ctl_util import VerbTable, result, usage_error
+
+if TYPE_CHECKING:
+    from ..client import Service
 
 
-@verb("genetlink", "genetlink [on|off] — refuse NETLINK_GENERIC sockets (off: ethtool falls "
-                   "back to SIOCETHTOOL)")
-def _genetlink(svc, args) -> int:
+_USAGE_GENETLINK = ("genetlink [on|off] — refuse NETLINK_GENERIC sockets (off: ethtool falls "
+                    "back to SIOCETHTOOL)")
+
+
+def _genetlink(svc: Service, args: list[str]) -> int:
     if len(args) > 1 or (args and args[0] not in ("on", "off")):
-        raise SystemExit("usage: xfrmd ctl " + VERBS["genetlink"][1])
-    return _result(svc.query("genetlink", **({"state": args[0]} if args else {})), show=not args)
+        raise usage_error(_USAGE_GENETLINK)
+    return result(svc.query("genetlink", **({"state": args[0]} if args else {})), show=not args)
+
+
+# ``xfrmd ctl`` verbs of this module: name -> (function, usage); :mod:`xfrmd.ctl` assembles them.
+VERBS: VerbTable = {
+    "genetlink": (_genetlink, _USAGE_GENETLINK),
+}

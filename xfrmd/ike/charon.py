@@ -10,8 +10,7 @@ import textwrap
 import time
 
 from .daemon import Daemon
-
-CHARON = "/usr/lib/ipsec/charon"
+from .install import CHARON, charon_install
 PLUGINS = ("random nonce openssl aes sha1 sha2 hmac gmp pem pkcs1 x509 pubkey kdf "
            "kernel-netlink socket-default vici updown")
 
@@ -58,7 +57,6 @@ class Charon(Daemon):
         "rand_time": …}``. ``charon``: the daemon, an install prefix or a build tree;
         ``userland``: a userland name or root directory (both checked here, before anything
         starts)."""
-        from .install import charon_install
         self.install = charon_install(charon, userland)
         self.pair, self.side = pair, side
         self.dir = os.path.join(workdir, f"charon-{side}")

@@ -14,7 +14,24 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import subprocess
+
+from ..userland import UserlandError, entry_argv, resolve, tool_versions
+
+# the host's daemons: Debian's strongswan-charon, and libreswan's .deb as tools/test-all.sh
+# extracts it
+CHARON = "/usr/lib/ipsec/charon"
+
+
+def libreswan_dir() -> str:
+    return os.environ.get("XFRMD_LIBRESWAN_DIR") or os.path.expanduser(
+        "~/.cache/xfrmd/libreswan")
+
+
+def libreswan_libexec() -> str:
+    """Where the extracted libreswan keeps pluto, whack and addconn."""
+    return os.path.join(libreswan_dir(), "usr", "libexec", "ipsec")
 
 
 class DaemonError(ValueError):
@@ -34,7 +51,6 @@ class Install:
     @property
     def major(self) -> int | None:
         """The daemon's major version, when known (the host's packages: None)."""
-        import re
         m = re.search(r"(\d+)\.\d+", self.version)
         return int(m.group(1)) if m else None
 
@@ -44,7 +60,6 @@ class Install:
         the userland when there is one."""
         if self.root is None:
             return exec_argv(side, argv)
-        from ..userland import entry_argv
         shim = env.get("LD_PRELOAD") or None
         sock = env.get("XFRMD_SOCKET")
         extra = tuple(binds) + ((os.path.dirname(sock),) if sock else ())
@@ -114,7 +129,6 @@ def charon_install(charon: str | None = None, userland: str | None = None) -> In
             "charon": "/usr/lib/ipsec/charon", "swanctl": "/usr/sbin/swanctl"},
             plugin="/usr/lib/ipsec/plugins/" + _KERNEL_NETLINK)
     if not charon:
-        from .charon import CHARON
         return Install("charon", {"charon": CHARON, "swanctl": "swanctl"})
     path = os.path.abspath(charon)
     if os.path.isdir(path):
@@ -157,8 +171,7 @@ def pluto_install(pluto: str | None = None, userland: str | None = None) -> Inst
             "pluto": d + "pluto", "whack": d + "whack", "addconn": d + "addconn",
             "certutil": "/usr/bin/certutil"})
     if not pluto:
-        from .pluto import _libexec
-        d = _libexec()
+        d = libreswan_libexec()
         return Install("pluto", {"pluto": os.path.join(d, "pluto"),
                                  "whack": os.path.join(d, "whack"),
                                  "addconn": os.path.join(d, "addconn"),
@@ -195,7 +208,6 @@ def pluto_install(pluto: str | None = None, userland: str | None = None) -> Inst
 
 
 def _from_userland(what: str, name: str, paths: dict, plugin: str | None = None) -> Install:
-    from ..userland import UserlandError, resolve, tool_versions
     try:
         root = resolve(name)
     except UserlandError as e:

@@ -15,11 +15,26 @@ conversation is printed on stderr (``xfrmd trace``'s format), so a red CI run ex
 """
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
+from contextlib import AbstractContextManager
+from typing import IO, Any
 
+from netlink_codec import xfrm as X
+
+from .. import shim
+from ..client import Service
+from ..clock import SystemClock
+from ..embedded import ServerHandle, running_server
+from ..kernel import Kernel
 from ..netlink_helpers import dump_policies, dump_states
+from ..topology import KINDS, from_dict
+from ..trace import TraceWriter, print_trace
 from .netns import RealPair
 
 
@@ -72,7 +87,6 @@ def pair_shape(device_kind: str = "veth", *, lag_model: str | None = None, slave
                lower: dict | None = None) -> tuple[dict, dict]:
     """The (extra, lower) per-side dicts of :func:`mirror_topology`, from the arguments a
     person thinks in; every shape is checked, and a wrong key names the allowed ones."""
-    from ..topology import KINDS
     if device_kind not in KINDS:
         raise ValueError(f"device_kind {device_kind!r} is not one of {', '.join(KINDS)}")
     _check_keys("extra (per side)", extra or {}, SIDES)
@@ -130,8 +144,6 @@ def describe_sa(sa: dict) -> str:
 
 def make_real_pair() -> RealPair:
     """A :class:`RealPair`, or :class:`NamespaceError` saying why the system refused."""
-    import shutil
-    import subprocess
     if shutil.which("ip") is None:
         raise NamespaceError("cannot make network namespaces: `ip` (iproute2) is not installed")
     if os.geteuid() != 0:
@@ -165,23 +177,17 @@ class KernelPair:
             xmit_hash_policy=xmit_hash_policy, esp_hw_offload=esp_hw_offload, extra=extra,
             lower=lower)
         self.real: RealPair | None = None
-        self._server = None
-        self.handle = None
+        self._server: AbstractContextManager[ServerHandle] | None = None
+        self.handle: ServerHandle | None = None
         self.trace_path: str | None = None
-        self._tracer = None
+        self._tracer: TraceWriter | None = None
 
     def __enter__(self) -> "KernelPair":
-        from .. import shim
-        from ..clock import SystemClock
-        from ..kernel import Kernel
-        from ..embedded import running_server
-        from ..topology import from_dict
         self.shim = shim.path()
         self.real = make_real_pair()
         try:
             topo = from_dict(mirror_topology(self.real, self.device_kind, self.extra, self.lower))
             self.kernel = Kernel(SystemClock(), topology=topo)
-            from ..trace import TraceWriter
             fd, self.trace_path = tempfile.mkstemp(prefix="xfrmd-pair-", suffix=".trace.jsonl")
             os.close(fd)
             self._tracer = TraceWriter.open(self.trace_path, self.kernel)
@@ -227,47 +233,42 @@ class KernelPair:
     def spd(self, side: str) -> list[dict]:
         return dump_policies(self.handle.path, side)
 
+    def _query(self, op: str, **req: Any) -> dict:
+        """One service query to the pair's server (the namespace of the request, if any,
+        named in ``req``)."""
+        with Service(path=self.handle.path) as svc:
+            return svc.query(op, **req)
+
     def advance(self, seconds: float) -> None:
         """Move the emulated clock (lifetimes, expiry) for both sides."""
-        from ..client import Service
-        with Service(path=self.handle.path) as svc:
-            svc.query("clock_advance", seconds=seconds)
+        self._query("clock_advance", seconds=seconds)
 
-    def fault(self, type: str, action: str, **opts) -> int:
+    def fault(self, type: str, action: str, **opts: Any) -> int:
         """Arm an ``xfrmd ctl fault`` rule (docs/faults.md): ``kp.fault("XFRM_MSG_NEWSA",
         "fail", errno="ENOMEM", netns="left")``. Returns its id; ValueError if refused."""
-        from ..client import Service
-        with Service(path=self.handle.path) as svc:
-            res = svc.query("fault_add", type=type, action=action, **opts)
+        res = self._query("fault_add", type=type, action=action, **opts)
         if res.get("errno"):
             raise ValueError(res.get("error"))
         return res["id"]
 
     def faults(self) -> list[dict]:
         """Every rule armed so far, spent ones included (``hits``: how often it fired)."""
-        from ..client import Service
-        with Service(path=self.handle.path) as svc:
-            return svc.query("fault_list")["faults"]
+        return self._query("fault_list")["faults"]
 
-    def xmit(self, side: str, count: int = 1, size: int = 64, **flow) -> dict:
+    def xmit(self, side: str, count: int = 1, size: int = 64, **flow: Any) -> dict:
         """``xfrmd ctl xmit`` from ``side``'s address to the other side's: ``count`` UDP
         packets of ``size`` payload bytes through the emulated output path (policy → SA →
         byte/packet counters → soft/hard EXPIRE). ``flow`` overrides src, dst, proto,
         sport, dport. Returns the service's answer (``sent``, ``dropped``, ``batches``)."""
-        from ..client import Service
         peer = "right" if side == "left" else "left"
         req = {"netns": side, "src": self.real.addr[side], "dst": self.real.addr[peer],
                "count": count, "size": size, **flow}
-        with Service(path=self.handle.path) as svc:
-            return svc.query("xmit", **req)
+        return self._query("xmit", **req)
 
     def expires(self, side: str) -> list[dict]:
         """The XFRM_MSG_EXPIREs the emulated kernel of ``side`` sent, from the trace, each
         once (every listening socket gets its own copy): ``{"spi", "dst", "hard", "t"}`` in
         the order they were first sent."""
-        import ipaddress
-        import json
-        from netlink_codec import xfrm as X
         seen, out = set(), []
         with open(self.trace_path) as f:
             for line in f:
@@ -286,15 +287,14 @@ class KernelPair:
                     out.append({"spi": key[0], "dst": key[1], "hard": key[2], "t": rec["t"]})
         return out
 
-    def dump_trace(self, out=None) -> None:
+    def dump_trace(self, out: IO[str] | None = None) -> None:
         """The decoded netlink conversation so far, one line per message."""
-        from ..trace import print_trace
         out = out or sys.stderr
         out.write(f"--- xfrmd: the kernel pair's netlink conversation ({self.trace_path}) ---\n")
         print_trace(self.trace_path, out)
         out.flush()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: Any) -> None:
         try:
             if self._server is not None:
                 self._server.__exit__(*exc)

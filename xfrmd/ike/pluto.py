@@ -14,19 +14,11 @@ import time
 import warnings
 
 from .daemon import Daemon
-
-
-def libreswan_dir() -> str:
-    return os.environ.get("XFRMD_LIBRESWAN_DIR") or os.path.expanduser(
-        "~/.cache/xfrmd/libreswan")
-
-
-def _libexec() -> str:
-    return os.path.join(libreswan_dir(), "usr", "libexec", "ipsec")
+from .install import libreswan_dir, libreswan_libexec, pluto_install  # noqa: F401 (libreswan_dir: re-exported)
 
 
 def available() -> bool:
-    return os.access(os.path.join(_libexec(), "pluto"), os.X_OK)
+    return os.access(os.path.join(libreswan_libexec(), "pluto"), os.X_OK)
 
 
 # keyword arguments renamed to ipsec.conf's own key names: old name → key
@@ -82,7 +74,6 @@ class Pluto(Daemon):
         name or root directory (both checked here, before anything starts)."""
         options = conn_options({"type": type, "nic_offload": nic_offload, "esp": esp,
                                 "salifetime": salifetime, **conn})
-        from .install import pluto_install
         self.install = pluto_install(pluto, userland)
         self.pair, self.side = pair, side
         self.dir = os.path.join(workdir, f"pluto-{side}")

@@ -2,13 +2,23 @@
 [--record GOLDEN] [--stop-on-error] [--json] [--kernel] [--iproute2 6.1|6.15]``."""
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .runner import Backend
+
+# Start-up time: the replayer (ip's parsers and the codec tables, the client with trio: about
+# 0.1 s), the private server (the kernel model) and the host check load when `xfrmd replay`
+# runs, not for every `xfrmd` command; so the functions below import them.
 
 
-def add_replay_parser(sub) -> None:
+def add_replay_parser(sub: Any) -> None:
     p = sub.add_parser("replay", help="run an `ip xfrm` command script the way ip would")
     p.add_argument("script", help="script file, or - for standard input")
     g = p.add_mutually_exclusive_group()
@@ -29,8 +39,8 @@ def add_replay_parser(sub) -> None:
 
 
 @contextlib.contextmanager
-def _backend(args):
-    from .runner import Backend
+def _backend(args: argparse.Namespace) -> Iterator[Backend]:
+    from .runner import Backend               # start-up time (top of the file)
     netns = args.netns if args.netns is not None else os.environ.get("XFRMD_NETNS", "")
     if args.kernel:
         b = Backend(kernel=True)
@@ -46,7 +56,7 @@ def _backend(args):
         finally:
             b.close()
         return
-    from ..embedded import make_kernel, running_server
+    from ..embedded import make_kernel, running_server      # start-up time
     with running_server(make_kernel(args.topology or "default")) as handle:
         b = Backend(path=handle.path, netns=netns)
         try:
@@ -55,8 +65,8 @@ def _backend(args):
             b.close()
 
 
-def cmd_replay(args) -> int:
-    from .runner import ScriptError, compare_golden, golden_text, run_script
+def cmd_replay(args: argparse.Namespace) -> int:
+    from .runner import ScriptError, compare_golden, golden_text, run_script  # start-up time
     try:
         text = sys.stdin.read() if args.script == "-" else open(args.script).read()
     except OSError as e:
@@ -105,7 +115,7 @@ def cmd_replay(args) -> int:
 
 def _kernel_check(script: str, text: str) -> None:
     """What the running kernel lacks, and the script lines that will differ for it."""
-    from .kernel_check import host_lacks, report
+    from .kernel_check import host_lacks, report      # start-up time (top of the file)
     from .runner import ScriptError, read_script
     try:
         lines = read_script(text)

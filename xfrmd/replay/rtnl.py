@@ -6,6 +6,7 @@ Kernel errors become the stderr text ip prints ("Error: <extack>." or
 from __future__ import annotations
 
 import os
+import select
 import socket
 import struct
 import time
@@ -13,6 +14,7 @@ import time
 from netlink_codec.netlink import (NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_CAPPED, NLMSG_DONE,
                                    NLMSG_ERROR, NLMSGERR_ATTR_MSG)
 
+from ..client import NetlinkSocket
 from .args import IpExit
 
 SOL_NETLINK, NETLINK_EXT_ACK = 270, 11
@@ -174,7 +176,6 @@ class XfrmdSocket:
     """An emulated netlink socket on an xfrmd server (``xfrmd.client``)."""
 
     def __init__(self, protocol: int, path: str | None, netns: str):
-        from ..client import NetlinkSocket
         self.s = NetlinkSocket(protocol, netns, path=path, ext_ack=True)
 
     def send(self, data: bytes) -> None:
@@ -184,7 +185,6 @@ class XfrmdSocket:
         return self.s.recv()
 
     def recv_nowait(self) -> bytes | None:
-        import select
         r, _, _ = select.select([self.s.fileno()], [], [], 0.05)
         return self.s.recv() if r else None
 

@@ -6,13 +6,18 @@ failing line instead."""
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass, field
 
-from netlink_codec.netlink import NETLINK_XFRM
+from netlink_codec.netlink import NETLINK_ROUTE, NETLINK_XFRM
 
+from ..client import Service
 from .args import AF_INET, AF_INET6, AF_UNSPEC, IpExit, matches
+from .iplink import do_ipaddr, do_iplink
 from .ipxfrm import Ctx
 from .rtnl import KernelSocket, Talker, XfrmdSocket
+from .xfrm_policy import do_xfrm_policy
+from .xfrm_state import do_xfrm_state
 
 
 @dataclass
@@ -100,7 +105,6 @@ class Backend:
 
     def name_to_index(self, name: str) -> int:
         if self.kernel:
-            import socket
             try:
                 return socket.if_nametoindex(name)
             except OSError:
@@ -110,7 +114,6 @@ class Backend:
 
     def index_to_name(self, index: int) -> str | None:
         if self.kernel:
-            import socket
             try:
                 return socket.if_indextoname(index)
             except OSError:
@@ -118,9 +121,8 @@ class Backend:
         res = self._service().query("if_indextoname", index=index)
         return None if res.get("errno") else res.get("name")
 
-    def _service(self):
+    def _service(self) -> Service:
         if self._svc is None:
-            from ..client import Service
             self._svc = Service(self.netns, path=self.path)
         return self._svc
 
@@ -166,10 +168,8 @@ def run_line(backend: Backend, words: list[str], lineno: int = 0,
             sub = rest[0]
             talker = Talker(backend.open(NETLINK_XFRM), ctx.err)
             if matches(sub, "state") or matches(sub, "sa"):
-                from .xfrm_state import do_xfrm_state
                 res.status = do_xfrm_state(ctx, talker, rest[1:])
             elif matches(sub, "policy"):
-                from .xfrm_policy import do_xfrm_policy
                 res.status = do_xfrm_policy(ctx, talker, rest[1:])
             elif matches(sub, "monitor"):
                 raise IpExit("xfrmd replay: \"ip xfrm monitor\" runs forever; use "
@@ -177,8 +177,6 @@ def run_line(backend: Backend, words: list[str], lineno: int = 0,
             else:
                 raise IpExit(f'xfrm Object "{sub}" is unknown.\n', -1)
         elif matches(obj, "address") or matches(obj, "link"):
-            from netlink_codec.netlink import NETLINK_ROUTE
-            from .iplink import do_ipaddr, do_iplink
             talker = Talker(backend.open(NETLINK_ROUTE), ctx.err)
             res.status = (do_ipaddr if matches(obj, "address") else do_iplink)(
                 ctx, talker, rest)

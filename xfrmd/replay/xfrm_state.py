@@ -12,7 +12,7 @@ from .args import (AF_INET, AF_UNSPEC, Argv, IpExit, die, duparg, get_addr, get_
 from .ipxfrm import (IPPROTO_AH, IPPROTO_COMP, IPPROTO_ESP, Ctx, algotype_getbyname,
                      is_ipsec, is_ro, parse_encap_type, parse_id, parse_lifetime, parse_mark,
                      parse_mode, parse_reqid, parse_selector, sctx_bytes, state_info_print,
-                     strxf_algotype, strxf_xfrmproto)
+                     strxf_algotype, strxf_xfrmproto, xfrmproto_getbyname)
 from .msg import Request, parse_tb
 
 A = X.Xfrma
@@ -722,7 +722,6 @@ def state_flush(ctx: Ctx, nl, a: Argv) -> int:
                 duparg("proto", a.cur)
             protop = a.cur
             a.next()
-            from .ipxfrm import xfrmproto_getbyname
             p = xfrmproto_getbyname(a.cur)
             if p < 0:
                 invarg("XFRM-PROTO value is invalid", a.cur)

@@ -1,14 +1,21 @@
 """``xfrmd ctl`` verbs for links."""
 from __future__ import annotations
 
-from ..ctl import VERBS, _result, done, split_json, verb
+from typing import TYPE_CHECKING
+
+from ..ctl_util import VerbTable, done, result, split_json, usage_error
+
+if TYPE_CHECKING:
+    from ..client import Service
 
 
-@verb("link", "link DEV carrier on|off | unplug | replug | netns NS [name NEWNAME] [-v|--json] "
-              "— a cable plugged or pulled (failover on bonds); the port hot-unplugged or probed "
-              "again; the device moved to another namespace (ip link set DEV netns); carrier, "
-              "unplug and replug say what they did on a terminal or with -v")
-def _link(svc, args) -> int:
+_USAGE_LINK = ("link DEV carrier on|off | unplug | replug | netns NS [name NEWNAME] [-v|--json] "
+               "— a cable plugged or pulled (failover on bonds); the port hot-unplugged or probed "
+               "again; the device moved to another namespace (ip link set DEV netns); carrier, "
+               "unplug and replug say what they did on a terminal or with -v")
+
+
+def _link(svc: Service, args: list[str]) -> int:
     args, how = split_json(args)
     if len(args) == 2 and args[1] == "unplug":
         return done(svc.query("link_unplug", dev=args[0]), how,
@@ -22,13 +29,22 @@ def _link(svc, args) -> int:
         req = {"dev": args[0], "target": args[2]}
         if len(args) == 5:
             req["name"] = args[4]
-        return _result(svc.query("link_netns", **req))
+        return result(svc.query("link_netns", **req))
     if len(args) != 3 or args[1] != "carrier" or args[2] not in ("on", "off"):
-        raise SystemExit("usage: xfrmd ctl " + VERBS["link"][1])
+        raise usage_error(_USAGE_LINK)
     return done(svc.query("link_carrier", dev=args[0], on=args[2] == "on"), how,
                 f"{args[0]}: carrier {args[2]}", {"dev": args[0], "carrier": args[2]})
 
 
-@verb("links", "links — the device table of the namespace")
-def _links(svc, args) -> int:
-    return _result(svc.query("links"), show=True)
+_USAGE_LINKS = "links — the device table of the namespace"
+
+
+def _links(svc: Service, args: list[str]) -> int:
+    return result(svc.query("links"), show=True)
+
+
+# ``xfrmd ctl`` verbs of this module: name -> (function, usage); :mod:`xfrmd.ctl` assembles them.
+VERBS: VerbTable = {
+    "link": (_link, _USAGE_LINK),
+    "links": (_links, _USAGE_LINKS),
+}

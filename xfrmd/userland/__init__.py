@@ -15,6 +15,8 @@ import dataclasses
 import hashlib
 import json
 import os
+import sys
+import tempfile
 
 STAMP = ".xfrmd-userland.json"
 # Bumped when the way a userland is made changes (variant, dpkg filters), so old ones rebuild.
@@ -163,7 +165,6 @@ def entry_argv(root: str, stage: str, cmd: list[str], *, shim: str | None = None
                binds: tuple[str, ...] = ()) -> list[str]:
     """``cmd`` run inside ``root`` (see :mod:`xfrmd.userland.enter`); ``stage`` is an empty
     directory of the caller's (see :func:`stage_dir`), ``binds`` paths to show in there."""
-    import sys
     argv = [sys.executable, "-I", "-S", ENTER, "--root", root, "--stage", stage]
     if shim:
         argv += ["--shim", shim]
@@ -177,11 +178,10 @@ class stage_dir:
     live in the command's own mount namespace and go with it)."""
 
     def __enter__(self) -> str:
-        import tempfile
         self.path = tempfile.mkdtemp(prefix="xfrmd-userland-")
         return self.path
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         try:
             os.rmdir(self.path)
         except OSError:

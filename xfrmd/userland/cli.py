@@ -1,13 +1,17 @@
 """``xfrmd userland build NAME… | list | path NAME | remove NAME``."""
 from __future__ import annotations
 
+import argparse
 import os
 import sys
+from typing import Any
 
-from . import KNOWN, UserlandError, built, cache_dir, known, tool_versions
+from . import (KNOWN, Userland, UserlandError, built, cache_dir, is_current, known, resolve,
+               tool_versions)
+from .build import build, remove_tree
 
 
-def add_userland_parser(sub) -> None:
+def add_userland_parser(sub: Any) -> None:
     p = sub.add_parser("userland", help="build and list cached Debian userlands (newer ip, "
                                         "charon, pluto) for `xfrmd run --userland`")
     verbs = p.add_subparsers(dest="verb", required=True)
@@ -27,8 +31,7 @@ def add_userland_parser(sub) -> None:
     r.set_defaults(fn=cmd_remove)
 
 
-def cmd_build(args) -> int:
-    from .build import build
+def cmd_build(args: argparse.Namespace) -> int:
     try:
         uls = [known(n) for n in args.names]
         for ul in uls:
@@ -43,12 +46,11 @@ def cmd_build(args) -> int:
     return 0
 
 
-def _current(ul) -> bool:
-    from . import is_current
+def _current(ul: Userland) -> bool:
     return is_current(ul)
 
 
-def cmd_list(args) -> int:
+def cmd_list(args: argparse.Namespace) -> int:
     rows = built()
     if not rows:
         print(f"xfrmd userland: none built in {cache_dir()} (known: {', '.join(KNOWN)}; "
@@ -67,8 +69,7 @@ def cmd_list(args) -> int:
     return 0
 
 
-def cmd_path(args) -> int:
-    from . import resolve
+def cmd_path(args: argparse.Namespace) -> int:
     try:
         print(resolve(args.name))
     except UserlandError as e:
@@ -77,8 +78,7 @@ def cmd_path(args) -> int:
     return 0
 
 
-def cmd_remove(args) -> int:
-    from .build import remove_tree
+def cmd_remove(args: argparse.Namespace) -> int:
     try:
         ul = known(args.name)
         if not os.path.lexists(ul.path):
