@@ -17,59 +17,43 @@ import time
 import pytest
 
 from xfrmd.ike import charon, pluto
-from xfrmd.ike.pair import KernelPair
 
-from .conftest import require, require_userland
+from . import ike_helpers
+from .conftest import require_userland
+from .ike_helpers import require_charon, require_pluto, require_root, wait
 
 
 def _require(cls):
-    require(os.geteuid() == 0, "needs root for network namespaces")
+    require_root()
     if cls is pluto.Pluto:
-        require(pluto.available(), "needs the extracted libreswan (tools/test-all.sh)")
+        require_pluto()
     else:
-        require(charon.available(), "needs strongswan-charon and strongswan-swanctl")
+        require_charon()
 
 
 def _wait(cond, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.05)
-    return cond()
+    return wait(cond, timeout, interval=0.05)
 
 
-class Pair:
+class Pair(ike_helpers.Pair):
     """Two daemons of one kind in a KernelPair, with fault rules armed through the service
     (what `xfrmd ctl fault` sends). ``faults`` are armed before the daemons start;
     ``knl`` adds lines to charon's ``plugins.kernel-netlink`` section."""
 
     def __init__(self, tmp_path, cls, faults=(), knl: str = "", **opts):
         _require(cls)
-        self.cls, self.tmp, self.faults, self.knl, self.opts = cls, str(tmp_path), faults, knl, opts
-        self.kp = KernelPair()
-        self.left = self.right = None
+        self.cls, self.knl, self.opts = cls, knl, opts
+        super().__init__(tmp_path, self._make, self._make,
+                         setup=lambda kp: [kp.fault(**f) for f in faults])
 
-    def __enter__(self):
-        self.kp.__enter__()
-        try:
-            for f in self.faults:
-                self.arm(**f)
-            self.left = self.cls(self.kp.real, "left", self.tmp, self.kp.env("left"), **self.opts)
-            self.right = self.cls(self.kp.real, "right", self.tmp, self.kp.env("right"), **self.opts)
-            if self.knl:
-                for d in (self.left, self.right):
-                    conf = os.path.join(d.dir, "strongswan.conf")
-                    text = open(conf).read().replace(
-                        "  plugins {\n", "  plugins {\n    kernel-netlink {\n" + self.knl + "\n    }\n", 1)
-                    open(conf, "w").write(text)
-            self.right.start()
-            self.left.start()
-        except BaseException:
-            self.__exit__(None, None, None)
-            raise
-        return self
+    def _make(self, kp, side, tmp):
+        d = self.cls(kp.real, side, tmp, kp.env(side), **self.opts)
+        if self.knl:
+            conf = os.path.join(d.dir, "strongswan.conf")
+            text = open(conf).read().replace(
+                "  plugins {\n", "  plugins {\n    kernel-netlink {\n" + self.knl + "\n    }\n", 1)
+            open(conf, "w").write(text)
+        return d
 
     def arm(self, **rule) -> int:
         return self.kp.fault(**rule)
@@ -81,18 +65,6 @@ class Pair:
         """SIGKILL for a daemon a fault left blocked."""
         d.proc.send_signal(signal.SIGKILL)
         d.proc.wait(10)
-
-    def __exit__(self, *exc):
-        try:
-            for d in (self.left, self.right):
-                if d is not None:
-                    d.stop()
-            if exc and exc[0] is not None:
-                for d in (self.left, self.right):
-                    if d is not None:
-                        print(f"---- {type(d).__name__} {d.side} log ----\n{d.logtext()[-6000:]}")
-        finally:
-            self.kp.__exit__(*exc)
 
 
 def _ext_ack(p: Pair, side: str) -> set[bool]:

@@ -3,14 +3,12 @@ Each case asserts the daemon's observable reaction (CHILD_SA up or not; whether 
 the emulated kernel carry XFRMA_OFFLOAD_DEV). docs/ike.md tabulates the same results."""
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from xfrmd.ike import charon, pluto
 from xfrmd.ike.pair import KernelPair
 
-from .conftest import require
+from .ike_helpers import require_charon, require_pluto, require_root
 
 GCM_CHARON, CBC_CHARON = "aes128gcm16", "aes128-sha256"
 GCM_PLUTO, CBC_PLUTO = "aes_gcm128", "aes128-sha2_256"
@@ -21,8 +19,8 @@ def _offloads(sas):
 
 
 def _charon_case(tmp_path, kind, hw_offload, esp, **pair):
-    require(os.geteuid() == 0, "needs root for network namespaces")
-    require(charon.available(), "needs strongswan-charon and strongswan-swanctl")
+    require_root()
+    require_charon()
     with KernelPair(device_kind=kind, **pair) as kp:
         a = charon.Charon(kp.real, "left", str(tmp_path), kp.env("left"), hw_offload=hw_offload,
                           esp_proposals=esp)
@@ -61,8 +59,8 @@ def test_charon_offload(tmp_path, kind, hw, esp, up, offloaded, log):
 
 
 def _pluto_case(tmp_path, kind, nic, esp, **pair):
-    require(os.geteuid() == 0, "needs root for network namespaces")
-    require(pluto.available(), "needs the extracted libreswan (tools/test-all.sh)")
+    require_root()
+    require_pluto()
     with KernelPair(device_kind=kind, **pair) as kp:
         a = pluto.Pluto(kp.real, "left", str(tmp_path), kp.env("left"), nic_offload=nic, esp=esp)
         b = pluto.Pluto(kp.real, "right", str(tmp_path), kp.env("right"), nic_offload=nic, esp=esp)

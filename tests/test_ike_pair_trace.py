@@ -11,11 +11,11 @@ from netlink_codec import xfrm as X
 from xfrmd.client import NetlinkSocket
 from xfrmd.ike.pair import KernelPair
 
-from .conftest import require
+from .ike_helpers import require_root
 
 
 def test_a_failure_inside_the_pair_prints_the_decoded_conversation(capsys):
-    require(os.geteuid() == 0, "needs root for network namespaces")
+    require_root()
     with pytest.raises(AssertionError, match="the daemon's test failed"):
         with KernelPair() as kp:
             path = kp.trace_path
@@ -31,7 +31,7 @@ def test_a_failure_inside_the_pair_prints_the_decoded_conversation(capsys):
 
 
 def test_a_passing_test_prints_nothing(capsys):
-    require(os.geteuid() == 0, "needs root for network namespaces")
+    require_root()
     with KernelPair() as kp:
         with NetlinkSocket(N.NETLINK_XFRM, "right", path=kp.handle.path) as nl:
             list(nl.request(X.XfrmMsg.GETSADINFO, 0, b"\xff" * 4))

@@ -4,17 +4,16 @@ is refused (NO_PROPOSAL_CHOSEN, IKE_SA kept).
 When this fails, the fixture is broken, not xfrmd."""
 from __future__ import annotations
 
-import os
-
 from xfrmd.ike import charon
+from xfrmd.ike import pluto
 from xfrmd.ike.netns import RealPair
 
-from .conftest import require
+from .ike_helpers import require_charon, require_pluto, require_root
 
 
 def test_charon_pair_on_real_kernel_establishes_ike_but_no_child(tmp_path):
-    require(os.geteuid() == 0, "needs root for network namespaces")
-    require(charon.available(), "needs strongswan-charon and strongswan-swanctl")
+    require_root()
+    require_charon()
     pair = RealPair()
     left = charon.Charon(pair, "left", str(tmp_path))
     right = charon.Charon(pair, "right", str(tmp_path))
@@ -36,9 +35,8 @@ def test_charon_pair_on_real_kernel_establishes_ike_but_no_child(tmp_path):
 
 
 def test_pluto_pair_on_real_kernel_establishes_ike_but_no_child(tmp_path):
-    from xfrmd.ike import pluto
-    require(os.geteuid() == 0, "needs root for network namespaces")
-    require(pluto.available(), "needs the extracted libreswan (tools/test-all.sh)")
+    require_root()
+    require_pluto()
     pair = RealPair()
     left = pluto.Pluto(pair, "left", str(tmp_path))
     right = pluto.Pluto(pair, "right", str(tmp_path))

@@ -20,44 +20,39 @@ Every wait is bounded; the daemons are stopped and the namespaces removed whatev
 a failure prints both daemons' logs and the emulated kernels' netlink conversation."""
 from __future__ import annotations
 
-import os
+import json
+import subprocess
+import sys
 import time
 
 import pytest
 
+from netlink_codec import xfrm as X
 from xfrmd.ike import charon, pluto
 from xfrmd.ike.pair import KernelPair
 
-from .conftest import require
+from . import ike_helpers
+from .ike_helpers import require_charon, require_pluto, require_root, wait
+from .ike_helpers import spis as _spis
 
 HARD_NEVER = 2 ** 63         # pluto's "no limit" for bytes and packets (ipsec-max-bytes default)
 
 
 def _require(daemons):
-    require(os.geteuid() == 0, "needs root for network namespaces")
+    require_root()
     if pluto.Pluto in daemons:
-        require(pluto.available(), "needs the extracted libreswan (tools/test-all.sh)")
+        require_pluto()
     if charon.Charon in daemons:
-        require(charon.available(), "needs strongswan-charon and strongswan-swanctl")
+        require_charon()
 
 
 def _wait(cond, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.05)
-    return cond()
+    return wait(cond, timeout, interval=0.05)
 
 
 def _conf(**kv) -> str:
     """ipsec.conf lines for the ``peer`` conn: _conf(salifetime="6s", rekeyfuzz="0%")."""
     return "".join(f"\t{k.replace('_', '-')}={v}\n" for k, v in kv.items())
-
-
-def _spis(sas):
-    return sorted((s["src"], s["dst"], s["spi"]) for s in sas)
 
 
 def _keys(sas):
@@ -71,43 +66,23 @@ def _pair_policies(kp, side):
                   if p["src"].startswith("192.0.2."))
 
 
-class Run:
+def _daemon(cls, kw):
+    return lambda kp, side, tmp: cls(kp.real, side, tmp, kp.env(side), **kw)
+
+
+class Run(ike_helpers.Pair):
     """A kernel pair with ``left`` (the initiator) and ``right`` started; both stopped and
     the namespaces removed on the way out. ``left``/``right``: (class, keyword arguments)."""
 
     def __init__(self, tmp_path, left, right):
         _require({left[0], right[0]})
-        self.tmp, self.spec = str(tmp_path), {"left": left, "right": right}
-        self.kp = KernelPair()
-        self.left = self.right = None
+        super().__init__(tmp_path, _daemon(*left), _daemon(*right))
 
-    def __enter__(self):
-        self.kp.__enter__()
-        try:
-            for side in ("right", "left"):           # the responder first
-                cls, kw = self.spec[side]
-                d = cls(self.kp.real, side, self.tmp, self.kp.env(side), **kw)
-                setattr(self, side, d)
-                d.start()
-        except BaseException as e:
-            self.__exit__(type(e), e, e.__traceback__)
-            raise
-        return self
-
-    def __exit__(self, *exc):
-        try:
-            for d in (self.left, self.right):
-                if d is not None:
-                    d.stop()
-            if exc[0] is not None:
-                for d in (self.left, self.right):
-                    if d is not None:
-                        text = d.logtext()
-                        if isinstance(d, pluto.Pluto):     # plutodebug=all: the plain lines
-                            text = "\n".join(x for x in text.splitlines() if ": | " not in x)
-                        print(f"---- {type(d).__name__} {d.side} log ----\n{text[-8000:]}")
-        finally:
-            self.kp.__exit__(*exc)
+    def log_tail(self, d) -> str:
+        text = d.logtext()
+        if isinstance(d, pluto.Pluto):     # plutodebug=all: the plain lines
+            text = "\n".join(x for x in text.splitlines() if ": | " not in x)
+        return f"---- {type(d).__name__} {d.side} log ----\n{text[-8000:]}"
 
     def established(self):
         if isinstance(self.left, pluto.Pluto):
@@ -532,9 +507,6 @@ def test_pluto_ike_sa_rekey_leaves_the_kernel_alone(tmp_path):
         assert "responder rekeyed IKE SA #1" in _plain_log(r.right)
         assert _spis(kp.sad("left")) == old == _spis(kp.sad("right"))
         assert {s: _pair_policies(kp, s) for s in ("left", "right")} == pols
-        import json
-        import sys
-        from netlink_codec import xfrm as X
         changes = {X.XfrmMsg.NEWSA, X.XfrmMsg.UPDSA, X.XfrmMsg.DELSA, X.XfrmMsg.NEWPOLICY,
                    X.XfrmMsg.UPDPOLICY, X.XfrmMsg.DELPOLICY, X.XfrmMsg.ALLOCSPI}
         with open(kp.trace_path) as f:
@@ -570,7 +542,6 @@ def test_a_failing_run_stops_the_daemons_removes_the_namespaces_and_explains_its
         tmp_path, capsys):
     """What every test above relies on: an assertion inside ``Run`` still stops both daemons,
     removes both real namespaces, and prints the daemons' logs and the netlink trace."""
-    import subprocess
     with pytest.raises(AssertionError, match="deliberate"):
         with Run(tmp_path, (pluto.Pluto, {}), (pluto.Pluto, {})) as r:
             procs, names = (r.left.proc, r.right.proc), set(r.kp.real.ns.values())

@@ -11,7 +11,7 @@ import subprocess
 from xfrmd.ike import charon
 from xfrmd.ike.pair import KernelPair
 
-from .conftest import require
+from .ike_helpers import require_charon, require_root
 
 
 def _ip(kp, side, *args) -> subprocess.CompletedProcess:
@@ -20,8 +20,8 @@ def _ip(kp, side, *args) -> subprocess.CompletedProcess:
 
 
 def test_charon_install_routes_puts_its_route_in_table_220_of_each_kernel(tmp_path):
-    require(os.geteuid() == 0, "needs root for network namespaces")
-    require(charon.available(), "needs strongswan-charon and strongswan-swanctl")
+    require_root()
+    require_charon()
     with KernelPair() as kp:
         daemons = {}
         try:

@@ -3,64 +3,27 @@ two real namespaces, SAs and policies in xfrmd's emulated kernels ``left`` and `
 from __future__ import annotations
 
 import os
-import time
+import signal
+import subprocess
 
 import pytest
 
-from xfrmd.ike import charon
-from xfrmd.ike.pair import KernelPair
+from xfrmd.xfrm.sadb import sad
 
-from .conftest import require
-
+from .ike_helpers import Pair, charon5, require_charon, require_root
+from .ike_helpers import spis as _spis
+from .ike_helpers import wait as _wait
 
 
 def _require():
-    require(os.geteuid() == 0, "needs root for network namespaces")
-    require(charon.available(), "needs strongswan-charon and strongswan-swanctl")
+    require_root()
+    require_charon()
 
 
-def _wait(cond, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.1)
-    return cond()
-
-
-class Peers:
-    def __init__(self, tmp_path, **opts):
-        self.kp = KernelPair()
-        self.tmp, self.opts = str(tmp_path), opts
-
-    def __enter__(self):
-        self.kp.__enter__()
-        try:
-            self.left = charon.Charon(self.kp.real, "left", self.tmp, self.kp.env("left"), **self.opts)
-            self.right = charon.Charon(self.kp.real, "right", self.tmp, self.kp.env("right"), **self.opts)
-            self.left.start()
-            self.right.start()
-        except Exception:
-            self.__exit__(None, None, None)
-            raise
-        return self
-
-    def __exit__(self, *exc):
-        for d in ("left", "right"):
-            c = getattr(self, d, None)
-            if c is not None:
-                c.stop()
-        if exc and exc[0] is not None:     # a red run explains itself: the daemons' logs
-            for d in ("left", "right"):
-                c = getattr(self, d, None)
-                if c is not None:
-                    print(f"---- charon {d} log ----\n{c.logtext()[-6000:]}")
-        self.kp.__exit__(*exc)
-
-
-def _spis(sas):
-    return sorted((s["src"], s["dst"], s["spi"]) for s in sas)
+def Peers(tmp_path, **opts) -> Pair:
+    """Two host charons (``opts``: :class:`xfrmd.ike.charon.Charon` options) in a kernel
+    pair; a red run explains itself with the daemons' logs."""
+    return Pair(tmp_path, charon5(**opts), charon5(**opts))
 
 
 @pytest.mark.parametrize("mode", ["tunnel", "transport"])
@@ -122,7 +85,6 @@ def test_restart_after_a_crash_finds_the_old_state(tmp_path):
     initiate installs a second pair of SAs beside the stale ones; charon meets its own
     policies again ("policy already exists, try to update it": EEXIST, then UPDPOLICY). The
     peer replaces the old IKE_SA, so it keeps only the new pair."""
-    import signal
     _require()
     with Peers(tmp_path, mode="tunnel") as p:
         assert "initiate completed successfully" in p.left.initiate().stdout
@@ -146,8 +108,6 @@ def test_if_id_in_out_install_sas_and_policies_for_an_xfrm_interface(tmp_path):
     type xfrm dev VETH if_id 42`` through the shim) and ``if_id_in = if_id_out = 42`` in the
     child: charon installs SAs and policies with XFRMA_IF_ID 42, and traffic routed through
     ipsec0 is protected by them."""
-    import subprocess
-    from xfrmd.xfrm.sadb import sad
     _require()
     children = {"ch": {"mode": "tunnel", "hw_offload": "no",
                        "options": {"if_id_in": 42, "if_id_out": 42}}}

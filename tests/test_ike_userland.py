@@ -3,21 +3,25 @@ pairs on the versions that have packet offload: charon 6.0.1 and pluto 5.2 (trix
 userlands), against each other and against the host's charon 5.9.8 and pluto 4.10."""
 from __future__ import annotations
 
+import json
 import os
+import signal
 import time
 
 import pytest
 
-from xfrmd.ike import charon, pluto
+from xfrmd.ike import pluto
 from xfrmd.ike.charon import Charon
 from xfrmd.ike.install import DaemonError, charon_install, pluto_install
 from xfrmd.ike.pair import KernelPair
 from xfrmd.ike.pluto import Pluto
 
-from .conftest import require, require_userland
-
-GCM_CHARON, GCM_PLUTO = "aes128gcm16", "aes_gcm128"
-PACKET, INBOUND = 4, 2          # XFRM_OFFLOAD_PACKET, XFRM_OFFLOAD_INBOUND
+from .conftest import require_userland
+from .ike_helpers import (GCM_CHARON, GCM_PLUTO, INBOUND, PACKET, Pair, charon5, charon6,
+                          pluto4, pluto5, require_charon, require_pluto, stuck_initiation)
+from .ike_helpers import require_root as _root
+from .ike_helpers import spis as _spis
+from .ike_helpers import wait as _wait
 
 
 # ---- a bad daemon path is one clear error, before anything starts ----
@@ -88,80 +92,6 @@ def test_the_error_comes_before_anything_starts(tmp_path):
 
 
 # ---- real pairs ----
-
-def _root():
-    require(os.geteuid() == 0, "needs root for network namespaces")
-
-
-def _wait(cond, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.1)
-    return cond()
-
-
-def _spis(sas):
-    return sorted((s["src"], s["dst"], s["spi"]) for s in sas)
-
-
-class Pair:
-    """Two daemons (``make(kp, side)`` each) in a KernelPair; logs printed on failure."""
-
-    def __init__(self, tmp_path, left, right, setup=None, **kp):
-        """``setup(kp)`` runs once the emulated kernels exist, before the daemons start."""
-        self.kp, self.tmp, self.make = KernelPair(**kp), str(tmp_path), (left, right)
-        self.setup = setup
-        self.daemons = []
-
-    def __enter__(self):
-        self.kp.__enter__()
-        try:
-            if self.setup is not None:
-                self.setup(self.kp)
-            for side, make in zip(("left", "right"), self.make):
-                d = make(self.kp, side, self.tmp)
-                self.daemons.append(d)
-            for d in reversed(self.daemons):      # the responder first
-                d.start()
-        except BaseException:
-            self.__exit__(*__import__("sys").exc_info())
-            raise
-        return self
-
-    def __exit__(self, *exc):
-        for d in self.daemons:
-            d.stop()
-        if exc[0] is not None:
-            for d in self.daemons:
-                print(f"---- {type(d).__name__} {d.side} ({d.install.origin}) ----\n"
-                      f"{d.logtext()[-5000:]}")
-        self.kp.__exit__(*exc)
-
-    @property
-    def left(self):
-        return self.daemons[0]
-
-
-def charon6(**kw):
-    return lambda kp, side, tmp: Charon(kp.real, side, tmp, kp.env(side),
-                                        userland="trixie-strongswan", **kw)
-
-
-def charon5(**kw):
-    return lambda kp, side, tmp: Charon(kp.real, side, tmp, kp.env(side), **kw)
-
-
-def pluto5(**kw):
-    return lambda kp, side, tmp: Pluto(kp.real, side, tmp, kp.env(side),
-                                       userland="trixie-libreswan", **kw)
-
-
-def pluto4(**kw):
-    return lambda kp, side, tmp: Pluto(kp.real, side, tmp, kp.env(side), **kw)
-
 
 @pytest.mark.userland
 def test_charon6_pair_with_packet_offload_on_mlx5(tmp_path):
@@ -235,9 +165,9 @@ def test_cross_pairs(tmp_path, name):
     if "pluto5" in name:
         require_userland("trixie-libreswan")
     if "charon5" in name:
-        require(charon.available(), "needs strongswan-charon and strongswan-swanctl")
+        require_charon()
     if "pluto4" in name:
-        require(pluto.available(), "needs the extracted libreswan (tools/test-all.sh)")
+        require_pluto()
     with Pair(tmp_path, *CROSS[name]) as p:
         r = p.left.initiate()
         done = ("initiate completed successfully" if isinstance(p.left, Charon)
@@ -251,8 +181,8 @@ def test_own_build_by_prefix_and_by_destdir(tmp_path):
     """charon=PREFIX (the host's /usr) and pluto=DESTDIR (the extracted .deb, built for /usr:
     shown there in its mount namespace) negotiate like the packaged ones."""
     _root()
-    require(charon.available(), "needs strongswan-charon and strongswan-swanctl")
-    require(pluto.available(), "needs the extracted libreswan (tools/test-all.sh)")
+    require_charon()
+    require_pluto()
     destdir = pluto.libreswan_dir()
     with Pair(tmp_path,
               lambda kp, side, tmp: Charon(kp.real, side, tmp, kp.env(side), charon="/usr",
@@ -331,7 +261,6 @@ def test_restart_after_a_crash_on_the_new_versions(tmp_path, daemon):
     still in the kernel and negotiates a new pair beside them; pluto 5.2, unlike 4.10, flushes
     the kernel's SAs and policies when it starts (XFRM_MSG_FLUSHPOLICY, XFRM_MSG_FLUSHSA), so
     only the new pair is left."""
-    import signal
     _root()
     require_userland("trixie-strongswan" if daemon == "charon6" else "trixie-libreswan")
     make = charon6() if daemon == "charon6" else pluto5()
@@ -445,26 +374,15 @@ def test_pluto5_nic_offload_on_each_device(tmp_path, dev, off, outcome, sa_flags
                                            shown):
     """Transport mode (5.2 allows packet offload only there), AES-GCM-128 (ESN proposed and
     chosen). pluto 5.2 does not know `auto`: it warns and runs without offload."""
-    import signal
-    import subprocess
     _root()
     require_userland("trixie-libreswan")
     make = pluto5(nic_offload=off, esp=GCM_PLUTO, conn_type="transport")
     with Pair(tmp_path, make, make, device_kind=dev) as p:
         left, right = p.daemons
         if outcome == "stuck":
-            whack = subprocess.Popen(left._wrap(f"{left.install.paths['whack']} --ctlsocket "
-                                                f"{left.ctl} --name peer --initiate"),
-                                     env=left._env, stdout=subprocess.PIPE, text=True,
-                                     start_new_session=True)
-            try:
-                assert _wait(lambda: "state transition function for ESTABLISHED_IKE_SA had "
-                                     "internal error" in left.logtext(), timeout=10)
+            with stuck_initiation(left) as whack:
                 assert shown in right.logtext()
                 assert whack.poll() is None          # still waiting for its Child SA
-            finally:
-                os.killpg(whack.pid, signal.SIGKILL)
-                whack.wait()
             # nothing but the larval SA of its own ALLOCSPI (no algorithms) on the initiator
             assert [sa["algs"] for sa in p.kp.sad("left")] in ([], [{}])
             return
@@ -491,7 +409,6 @@ def test_pluto5_ike_port_bypass_with_packet_offload(tmp_path, dev):
     logs an ERROR ("poke_ipsec_offload_policy_hole failed"); the extack text shows only in its
     debug log (plutodebug). On a packet-capable port (mlx5-like) the bypass policies are
     offloaded."""
-    import json
     _root()
     require_userland("trixie-libreswan")
     with KernelPair(device_kind=dev) as kp:
@@ -700,26 +617,15 @@ def test_pluto5_esp_proposals_on_each_device(tmp_path, dev, esp, extra, off, out
     """Transport mode. Without ESN (`esn=no`) netdevsim takes pluto's crypto offload, which
     it refuses with ESN (the `yes` row above); CBC + HMAC is refused by both NICs and, as
     every refused Child SA on the responder, leaves the initiator stuck."""
-    import signal
-    import subprocess
     _root()
     require_userland("trixie-libreswan")
     make = pluto5(nic_offload=off, esp=esp, type="transport", extra=extra)
     with Pair(tmp_path, make, make, device_kind=dev) as p:
         left, right = p.daemons
         if outcome == "stuck":
-            whack = subprocess.Popen(left._wrap(f"{left.install.paths['whack']} --ctlsocket "
-                                                f"{left.ctl} --name peer --initiate"),
-                                     env=left._env, stdout=subprocess.PIPE, text=True,
-                                     start_new_session=True)
-            try:
-                assert _wait(lambda: "state transition function for ESTABLISHED_IKE_SA had "
-                                     "internal error" in left.logtext(), timeout=10)
+            with stuck_initiation(left):
                 assert shown in right.logtext()
                 assert "Invalid argument (errno 22)" in right.logtext()
-            finally:
-                os.killpg(whack.pid, signal.SIGKILL)
-                whack.wait()
             return
         r = left.initiate()
         assert "initiator established Child SA" in r.stdout and shown in r.stdout, r.stdout

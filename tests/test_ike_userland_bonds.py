@@ -5,16 +5,13 @@ the SAs' and policies' offload flags, which ports hold them, what a packet does 
 and the daemon's own line."""
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-
 import pytest
 
 from xfrmd.client import Service
 
 from .conftest import require_userland
-from .test_ike_userland import GCM_CHARON, GCM_PLUTO, Pair, _root, _wait, charon6, pluto5
+from .ike_helpers import GCM_CHARON, GCM_PLUTO, Pair, charon6, pluto5, stuck_initiation
+from .ike_helpers import require_root as _root
 
 pytestmark = pytest.mark.userland
 
@@ -198,18 +195,9 @@ def test_pluto5_on_bonds(tmp_path, bond, off, extra, outcome, sas, sps, ports, p
     with Pair(tmp_path, make, make, device_kind="bond", **BONDS[bond]) as p:
         left, right = p.daemons
         if outcome == "stuck":
-            whack = subprocess.Popen(left._wrap(f"{left.install.paths['whack']} --ctlsocket "
-                                                f"{left.ctl} --name peer --initiate"),
-                                     env=left._env, stdout=subprocess.PIPE, text=True,
-                                     start_new_session=True)
-            try:
-                assert _wait(lambda: "state transition function for ESTABLISHED_IKE_SA had "
-                                     "internal error" in left.logtext(), timeout=10)
+            with stuck_initiation(left) as whack:
                 assert shown in left.logtext() + right.logtext()
                 assert whack.poll() is None
-            finally:
-                os.killpg(whack.pid, signal.SIGKILL)
-                whack.wait()
             return
         r = left.initiate()
         bypass = ("ERROR: kernel: xfrm XFRM_MSG_NEWPOLICY add IPv4 ike port bypass for "

@@ -7,19 +7,18 @@ from __future__ import annotations
 
 import io
 import re
-import os
-import signal
-import subprocess
 
 import pytest
 
 from xfrmd.client import Service
 from xfrmd.ike.charon import Charon
 from xfrmd.ike.pair import KernelPair
+from xfrmd.ike.pluto import Pluto
 
 from .conftest import require_userland
-from .test_ike_userland import (GCM_CHARON, GCM_PLUTO, INBOUND, PACKET, Pair, _root, _wait,
-                                charon6, pluto5)
+from .ike_helpers import (GCM_CHARON, GCM_PLUTO, INBOUND, PACKET, Pair, charon6, pluto5,
+                          stuck_initiation)
+from .ike_helpers import require_root as _root
 
 pytestmark = pytest.mark.userland
 
@@ -49,13 +48,7 @@ def test_pluto5_crypto_offload_with_nat_t_is_refused_by_the_nic(tmp_path):
     make = pluto5(nic_offload="yes", esp=GCM_PLUTO, type="transport", extra=NATT)
     with Pair(tmp_path, make, make, device_kind="mlx5") as p:
         left, right = p.daemons
-        whack = subprocess.Popen(left._wrap(f"{left.install.paths['whack']} --ctlsocket "
-                                            f"{left.ctl} --name peer --initiate"),
-                                 env=left._env, stdout=subprocess.PIPE, text=True,
-                                 start_new_session=True)
-        try:
-            assert _wait(lambda: "state transition function for ESTABLISHED_IKE_SA had "
-                                 "internal error" in left.logtext(), timeout=10)
+        with stuck_initiation(left):
             log = right.logtext()
             assert "adding xfrm-encap-tmpl when adding sa encap_type=2(espinudp) sport=4500 " \
                    "dport=4500" in log
@@ -63,9 +56,6 @@ def test_pluto5_crypto_offload_with_nat_t_is_refused_by_the_nic(tmp_path):
             assert ('"peer" #2: netlink ext_ack: mlx5_core: Encapsulation is supported in '
                     'packet offload mode only') in log
             assert "IKE_AUTH response missing v2SA, v2TSi or v2TSr" in left.logtext()
-        finally:
-            os.killpg(whack.pid, signal.SIGKILL)
-            whack.wait()
 
 
 def _no_xfrm_offload(kp) -> None:
@@ -161,7 +151,6 @@ def test_pluto5_startup_probe_on_a_port_without_offload(tmp_path):
     knows the feature's name); the connection is then refused (the veth rows)."""
     _root()
     require_userland("trixie-libreswan")
-    from xfrmd.ike.pluto import Pluto
     with KernelPair(device_kind="veth") as kp:
         d = Pluto(kp.real, "left", str(tmp_path), kp.env("left"), userland="trixie-libreswan",
                   nic_offload="packet", esp=GCM_PLUTO, type="transport")

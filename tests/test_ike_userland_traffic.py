@@ -12,8 +12,9 @@ import pytest
 from xfrmd.client import Service
 
 from .conftest import require_userland
-from .test_ike_userland import (GCM_CHARON, GCM_PLUTO, PACKET, Pair, _root, _wait, charon6,
-                                pluto5)
+from .ike_helpers import GCM_CHARON, GCM_PLUTO, PACKET, Pair, charon6, pluto5
+from .ike_helpers import require_root as _root
+from .ike_helpers import wait as _wait
 
 pytestmark = pytest.mark.userland
 
