@@ -6,21 +6,26 @@ connections time out; fd exhaustion and --max-clients do not spin or crash the s
 from __future__ import annotations
 
 import errno as E
+import fcntl
 import os
 import resource
 import socket
 import struct
 import subprocess
 import sys
+import termios
 import time
+from types import SimpleNamespace
 
 import pytest
 
 from netlink_codec import netlink as N
+from xfrmd import server as server_mod
 from xfrmd import transport as T
 from xfrmd.client import NetlinkSocket
 from xfrmd.netlink.socket import F_SOCK_ERROR, rcvbuf_for, skb_truesize
-from xfrmd.testing import make_kernel
+from xfrmd.shim import path as shim_path
+from xfrmd.testing import make_kernel, running_server
 
 from .conftest import XFRMD, require_shim
 
@@ -173,6 +178,16 @@ def _serve(path: str, *extra: str, stderr=subprocess.DEVNULL, limit: int | None 
     return p
 
 
+def _shim_python(path: str, prog: str) -> subprocess.CompletedProcess:
+    """``python3 -c prog`` with the shim in LD_PRELOAD, talking to the server on ``path``;
+    asserts that it exited 0."""
+    env = dict(os.environ, LD_PRELOAD=shim_path(), XFRMD_SOCKET=path)
+    r = subprocess.run([sys.executable, "-c", prog], env=env, capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return r
+
+
 def _stop(p) -> None:
     p.terminate()
     p.wait(timeout=20)
@@ -256,7 +271,6 @@ def test_a_socket_unused_past_the_timeout_still_works(tmp_path):
     """The shim says HELLO when it connects (it defers the rest to the first datagram): a
     program that opens a netlink socket and uses it after the timeout gets its answers."""
     require_shim()
-    from xfrmd.shim import path as shim_path
     path = str(tmp_path / "s.sock")
     p = _serve(path, "--hello-timeout", "0.3")
     prog = (
@@ -268,10 +282,7 @@ def test_a_socket_unused_past_the_timeout_still_works(tmp_path):
         "d = s.recv(65536)\n"
         "print(struct.unpack_from('=HHI', d, 4))\n")
     try:
-        env = dict(os.environ, LD_PRELOAD=shim_path(), XFRMD_SOCKET=path)
-        r = subprocess.run([sys.executable, "-c", prog], env=env, capture_output=True,
-                           text=True, timeout=30)
-        assert r.returncode == 0, r.stderr
+        r = _shim_python(path, prog)
         assert r.stdout.strip() == "(16, 0, 5)"
     finally:
         _stop(p)
@@ -317,7 +328,6 @@ def test_max_clients(tmp_path):
         clients.append(_connect_when_free(path))   # full again
         # what a program under the shim sees: one line, and ECONNREFUSED
         require_shim("ip")
-        from xfrmd.shim import path as shim_path
         r = subprocess.run(["ip", "link"], capture_output=True, text=True, timeout=30,
                            env=dict(os.environ, LD_PRELOAD=shim_path(), XFRMD_SOCKET=path))
         assert r.returncode != 0
@@ -376,7 +386,6 @@ def test_through_the_shim_as_a_program_sees_it(tmp_path):
     capped by rmem_max), and 400 unread RTM_GETLINK answers as on 6.18: ENOBUFS, 92
     replies, then nothing; the socket then answers a new request."""
     require_shim()
-    from xfrmd.shim import path as shim_path
     path = str(tmp_path / "s.sock")
     p = _serve(path)
     packed = b"".join(getlink(i) for i in range(400))
@@ -405,10 +414,7 @@ def test_through_the_shim_as_a_program_sees_it(tmp_path):
         "got.append(struct.unpack_from('=HHI', s.recv(65536), 4))\n"
         "print(got)\n")
     try:
-        env = dict(os.environ, LD_PRELOAD=shim_path(), XFRMD_SOCKET=path)
-        r = subprocess.run([sys.executable, "-c", prog], env=env, capture_output=True,
-                           text=True, timeout=30)
-        assert r.returncode == 0, r.stderr
+        r = _shim_python(path, prog)
         got = eval(r.stdout)
         assert got[:4] == [8192, 425984, 425984, 2304]
         assert got[4:] == ["ENOBUFS"] + list(range(92)) + [(16, 0, 999)]
@@ -450,7 +456,6 @@ def test_a_peer_that_asks_without_reading_loses_its_connection(tmp_path):
 
 
 def test_namespace_fds_remembered_per_socket_are_bounded():
-    from xfrmd.testing import running_server
     with running_server(make_kernel("bare")) as h:
         with NetlinkSocket(N.NETLINK_ROUTE, path=h.path) as c:
             for fd in range(5000):
@@ -466,9 +471,6 @@ def test_a_dump_through_the_server_goes_on_only_as_the_client_reads():
     """netlink_dump runs again from netlink_recvmsg: a client that asked for a dump of 300
     links and does not read has one step waiting, whatever the dump's size; each read
     (RECVD) brings the next."""
-    import fcntl
-    import termios
-    from xfrmd.testing import running_server
     k = make_kernel("bare")
     s = k.socket(N.NETLINK_ROUTE)
     for i in range(300):
@@ -503,13 +505,9 @@ def test_answers_are_admitted_against_the_reads_the_client_reported(monkeypatch)
     client now reports its reads ahead of its next request (READ); after reading
     everything, that request is answered, as on Linux (netlink_rcv_wake emptied the queue).
     The lag is simulated here: SIOCOUTQ reports two replies more than are unread."""
-    import fcntl as real_fcntl
-    from types import SimpleNamespace
-    from xfrmd import server as server_mod
-    from xfrmd.testing import running_server
 
     def lagging_ioctl(fd, req, arg):
-        r = real_fcntl.ioctl(fd, req, arg)
+        r = fcntl.ioctl(fd, req, arg)
         if req == server_mod.SIOCOUTQ:
             r = struct.pack("=i", struct.unpack("=i", r)[0] + 2 * 2304)
         return r

@@ -67,6 +67,17 @@ class Pair(ike_helpers.Pair):
         d.proc.wait(10)
 
 
+def _add_two_addresses_first_lost(p: Pair) -> None:
+    """192.0.2.10 then .11 added on the left veth (``ip addr add``), the RTM_NEWADDR of the
+    first one overrunning the left daemon's rtnetlink event socket (asserted: the rule hit)."""
+    rid = p.arm(type="RTM_NEWADDR", action="overflow", group="RTNLGRP_IPV4_IFADDR",
+                netns="left")
+    env = {**os.environ, **p.kp.env("left")}
+    for a in ("192.0.2.10", "192.0.2.11"):
+        subprocess.run(["ip", "addr", "add", f"{a}/24", "dev", "veth-l"], env=env, check=True)
+    assert p.hits(rid) == 1
+
+
 def _ext_ack(p: Pair, side: str) -> set[bool]:
     """NETLINK_EXT_ACK on the daemon's NETLINK_XFRM sockets: without it Linux (and xfrmd)
     leaves the extack out of every answer."""
@@ -204,12 +215,7 @@ def test_charon_rt_event_socket_overrun_loses_the_address_for_good(tmp_path):
     and does not dump the addresses again — the lost address never "appears"; the next one
     does."""
     with Pair(tmp_path, charon.Charon) as p:
-        rid = p.arm(type="RTM_NEWADDR", action="overflow", group="RTNLGRP_IPV4_IFADDR",
-                    netns="left")
-        env = {**os.environ, **p.kp.env("left")}
-        for a in ("192.0.2.10", "192.0.2.11"):
-            subprocess.run(["ip", "addr", "add", f"{a}/24", "dev", "veth-l"], env=env, check=True)
-        assert p.hits(rid) == 1
+        _add_two_addresses_first_lost(p)
         assert _wait(lambda: "192.0.2.11 appeared on veth-l" in p.left.logtext())
         log = p.left.logtext()
         _lines(log, r"\[KNL\] unable to receive from RT event socket No buffer space available \(105\)")
@@ -282,12 +288,7 @@ def test_pluto_rt_event_socket_overrun_loses_the_address(tmp_path):
     """ENOBUFS on pluto's rtnetlink event socket while an address is added: the same ERROR
     line; the lost address is never seen, the next one is."""
     with Pair(tmp_path, pluto.Pluto) as p:
-        rid = p.arm(type="RTM_NEWADDR", action="overflow", group="RTNLGRP_IPV4_IFADDR",
-                    netns="left")
-        env = {**os.environ, **p.kp.env("left")}
-        for a in ("192.0.2.10", "192.0.2.11"):
-            subprocess.run(["ip", "addr", "add", f"{a}/24", "dev", "veth-l"], env=env, check=True)
-        assert p.hits(rid) == 1
+        _add_two_addresses_first_lost(p)
         assert _wait(lambda: "XFRM RTM_NEWADDR 192.0.2.11 IFA_LOCAL" in p.left.logtext())
         log = p.left.logtext()
         _lines(log, r"ERROR: kernel: recvfrom\(\) failed in netlink_get: "

@@ -4,28 +4,35 @@ is refused (NO_PROPOSAL_CHOSEN, IKE_SA kept).
 When this fails, the fixture is broken, not xfrmd."""
 from __future__ import annotations
 
-from xfrmd.ike import charon
-from xfrmd.ike import pluto
+from xfrmd.ike import charon, pluto
 from xfrmd.ike.netns import RealPair
 
 from .ike_helpers import require_charon, require_pluto, require_root
 
 
-def test_charon_pair_on_real_kernel_establishes_ike_but_no_child(tmp_path):
-    require_root()
-    require_charon()
+def _initiate_on_the_real_kernel(cls, tmp_path, *, list_sas=False):
+    """Two ``cls`` daemons in real namespaces (no shim), ``left`` initiating: the initiate
+    result, the initiator's SA list (``list_sas``) and the responder, both stopped and the
+    namespaces removed."""
     pair = RealPair()
-    left = charon.Charon(pair, "left", str(tmp_path))
-    right = charon.Charon(pair, "right", str(tmp_path))
+    left = cls(pair, "left", str(tmp_path))
+    right = cls(pair, "right", str(tmp_path))
     try:
         left.start()
         right.start()
         p = left.initiate()
-        sas = left.list_sas()
+        sas = left.list_sas() if list_sas else None
     finally:
         left.stop()
         right.stop()
         pair.close()
+    return p, sas, right
+
+
+def test_charon_pair_on_real_kernel_establishes_ike_but_no_child(tmp_path):
+    require_root()
+    require_charon()
+    p, sas, right = _initiate_on_the_real_kernel(charon.Charon, tmp_path, list_sas=True)
     assert "IKE_SA peer[1] established between 192.0.2.1" in p.stdout
     assert "received NO_PROPOSAL_CHOSEN notify, no CHILD_SA built" in p.stdout
     assert p.returncode != 0
@@ -37,17 +44,7 @@ def test_charon_pair_on_real_kernel_establishes_ike_but_no_child(tmp_path):
 def test_pluto_pair_on_real_kernel_establishes_ike_but_no_child(tmp_path):
     require_root()
     require_pluto()
-    pair = RealPair()
-    left = pluto.Pluto(pair, "left", str(tmp_path))
-    right = pluto.Pluto(pair, "right", str(tmp_path))
-    try:
-        left.start()
-        right.start()
-        p = left.initiate()
-    finally:
-        left.stop()
-        right.stop()
-        pair.close()
+    p, _, right = _initiate_on_the_real_kernel(pluto.Pluto, tmp_path)
     assert "initiator established IKE SA" in p.stdout
     assert "IKE_AUTH response rejected Child SA with TS_UNACCEPTABLE" in p.stdout
     assert "Protocol not supported" in right.logtext()

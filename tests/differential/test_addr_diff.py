@@ -8,10 +8,8 @@ from __future__ import annotations
 import re
 import subprocess
 
-from tests.differential.test_rtnl_diff import (XFRMD, RealNetns, _need_tools, _norm, check_line,
-                                               line_ids, outputs_fixture)
+from tests.differential.test_rtnl_diff import RealNetns, XFRMD, _need_tools, _norm, line_tests
 
-import pytest
 
 CASES = [
     "ip link add v0 type veth peer name v1",
@@ -42,12 +40,7 @@ CASES = [
     "ip -6 addr show dev v1",
 ]
 
-outputs = outputs_fixture(CASES, "addr")
-
-
-@pytest.mark.parametrize("i", range(len(CASES)), ids=line_ids(CASES))
-def test_ip_addr_line_matches_the_kernel(outputs, i):
-    check_line(outputs, CASES, i)
+outputs, test_ip_addr_line_matches_the_kernel = line_tests(CASES, "addr")
 
 
 _EXPIRE = """ip link add v0 type veth peer name v1

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
 from tests.differential.kconfig_host import needs_kernel
-from tests.differential.test_rtnl_diff import _norm, check_line, line_ids, outputs_fixture
+from tests.differential.test_rtnl_diff import _norm, line_tests
 
 CASES = [
     "ip link add br0 type bridge",
@@ -51,12 +49,7 @@ def _n(text: str) -> str:
     return _norm(_ID.sub("8000.ID", _TIMER.sub("timer X", text)))
 
 
-outputs = outputs_fixture(CASES, "bridge")
-
-
-@pytest.mark.parametrize("i", range(len(CASES)), ids=line_ids(CASES))
-def test_bridge_line_matches_the_kernel(outputs, i):
-    check_line(outputs, CASES, i, norm=_n)
+outputs, test_bridge_line_matches_the_kernel = line_tests(CASES, "bridge", norm=_n)
 
 
 def test_bridge_id_follows_the_lowest_port_then_a_set_address(outputs):

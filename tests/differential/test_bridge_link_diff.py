@@ -8,10 +8,7 @@ from __future__ import annotations
 import json
 import re
 
-import pytest
-
-from tests.differential.test_rtnl_diff import (NL_DUMP, _attrs, _norm, check_line, line_ids,
-                                               outputs_fixture, run_probe_both)
+from tests.differential.test_rtnl_diff import NL_DUMP, _attrs, _norm, line_tests, run_probe_both
 
 _ID = re.compile(r"8000\.[0-9a-f:]+")
 
@@ -68,12 +65,7 @@ CASES = [
     "ip link show br0",
 ]
 
-outputs = outputs_fixture(CASES, "bridgelink")
-
-
-@pytest.mark.parametrize("i", range(len(CASES)), ids=line_ids(CASES))
-def test_bridge_link_line_matches_the_kernel(outputs, i):
-    check_line(outputs, CASES, i, norm=_n)
+outputs, test_bridge_link_line_matches_the_kernel = line_tests(CASES, "bridgelink", norm=_n)
 
 
 _DUMP = NL_DUMP + r'''

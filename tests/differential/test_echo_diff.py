@@ -4,9 +4,7 @@ sender (nlmsg_notify with report set) and ip prints it; requests whose notificat
 kernel builds without the request (IPv6 addresses, a link going down) print nothing."""
 from __future__ import annotations
 
-import pytest
-
-from tests.differential.test_rtnl_diff import check_line, line_ids, outputs_fixture
+from tests.differential.test_rtnl_diff import line_tests
 
 CASES = [
     "ip -echo link add d1 type veth peer name d2",      # rtnl_configure_link
@@ -25,9 +23,4 @@ CASES = [
     "ip -echo link del d1",                              # unregister_netdevice_many_notify
 ]
 
-outputs = outputs_fixture(CASES, "echo")
-
-
-@pytest.mark.parametrize("i", range(len(CASES)), ids=line_ids(CASES))
-def test_ip_echo_line_matches_the_kernel(outputs, i):
-    check_line(outputs, CASES, i)
+outputs, test_ip_echo_line_matches_the_kernel = line_tests(CASES, "echo")

@@ -5,10 +5,8 @@ make the kind (dummy, bond, netdevsim, the mlx5-like and SOE ports), GRO on as r
 leaves it."""
 from __future__ import annotations
 
-import pytest
-
 from tests.conftest import require_shim, xfrmd_run
-from tests.differential.test_rtnl_diff import check_line, line_ids, outputs_fixture
+from tests.differential.test_rtnl_diff import line_tests
 
 CASES = [
     "ip link add br0 type bridge",
@@ -21,12 +19,7 @@ CASES = [
     "ethtool -k br0 | grep receive-offload",
 ]
 
-outputs = outputs_fixture(CASES, "features")
-
-
-@pytest.mark.parametrize("i", range(len(CASES)), ids=line_ids(CASES))
-def test_ethtool_k_line_matches_the_kernel(outputs, i):
-    check_line(outputs, CASES, i)
+outputs, test_ethtool_k_line_matches_the_kernel = line_tests(CASES, "features")
 
 
 def test_gro_is_on_for_every_registered_kind():

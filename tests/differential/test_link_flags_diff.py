@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-from tests.differential.test_rtnl_diff import (_DUMP, _links, _norm, check_line, line_ids,
-                                               outputs_fixture, run_monitor_both, run_probe_both)
+from tests.differential.test_rtnl_diff import (_DUMP, _links, _norm, line_tests, run_monitor_both,
+                                               run_probe_both)
 
 CASES = [
     "ip link add v0 type veth peer name v1",
@@ -28,12 +26,7 @@ CASES = [
     "ip -o link show",
 ]
 
-outputs = outputs_fixture(CASES, "linkflags")
-
-
-@pytest.mark.parametrize("i", range(len(CASES)), ids=line_ids(CASES))
-def test_ip_link_set_line_matches_the_kernel(outputs, i):
-    check_line(outputs, CASES, i)
+outputs, test_ip_link_set_line_matches_the_kernel = line_tests(CASES, "linkflags")
 
 
 def test_alias_and_flag_notifications_match_the_kernel(tmp_path):

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from tests.differential.test_rtnl_diff import (NL_DUMP, _norm, check_line, line_ids,
+from tests.differential.test_rtnl_diff import (NL_DUMP, _norm, check_line, line_ids, line_tests,
                                                outputs_fixture, run_probe_both)
 
 CASES = [
@@ -43,12 +43,7 @@ CASES = [
     "ip neigh show",
 ]
 
-outputs = outputs_fixture(CASES, "neigh")
-
-
-@pytest.mark.parametrize("i", range(len(CASES)), ids=line_ids(CASES))
-def test_ip_neigh_line_matches_the_kernel(outputs, i):
-    check_line(outputs, CASES, i)
+outputs, test_ip_neigh_line_matches_the_kernel = line_tests(CASES, "neigh")
 
 
 _DUMP = NL_DUMP + r'''

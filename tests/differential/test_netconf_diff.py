@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from tests.differential.kconfig_host import needs_kernel
-from tests.differential.test_rtnl_diff import (NL_DUMP, check_line, line_ids, outputs_fixture,
-                                               run_probe_both)
+from tests.differential.test_rtnl_diff import NL_DUMP, line_tests, run_probe_both
 
 CASES = [
     "ip netconf show",
@@ -31,12 +28,7 @@ CASES = [
 ]
 
 
-outputs = outputs_fixture(CASES, "netconf")
-
-
-@pytest.mark.parametrize("i", range(len(CASES)), ids=line_ids(CASES))
-def test_ip_netconf_line_matches_the_kernel(outputs, i):
-    check_line(outputs, CASES, i)
+outputs, test_ip_netconf_line_matches_the_kernel = line_tests(CASES, "netconf")
 
 
 _PROBE = NL_DUMP + r'''

@@ -5,9 +5,7 @@ and `all/forwarding` written (inet_forward_change / addrconf_fixup_forwarding). 
 devices stay down so that the real kernel's counters stay zero."""
 from __future__ import annotations
 
-import pytest
-
-from tests.differential.test_rtnl_diff import check_line, line_ids, outputs_fixture
+from tests.differential.test_rtnl_diff import line_tests
 
 _DUMP = ("for d in all default lo v0; do for f in $(ls /proc/sys/net/{p}/conf/$d | sort); do "
          "[ $f = stable_secret ] || echo $d $f=$(cat /proc/sys/net/{p}/conf/$d/$f); done; done")
@@ -39,9 +37,4 @@ CASES = [
     "cat /proc/net/dev",
 ]
 
-outputs = outputs_fixture(CASES, "procfs")
-
-
-@pytest.mark.parametrize("i", range(len(CASES)), ids=line_ids(CASES))
-def test_procfs_line_matches_the_kernel(outputs, i):
-    check_line(outputs, CASES, i)
+outputs, test_procfs_line_matches_the_kernel = line_tests(CASES, "procfs")

@@ -5,11 +5,8 @@ device takes along when it goes down, RTNH_F_LINKDOWN without carrier). A second
 compares the RTM_NEWROUTE / RTM_DELROUTE notifications `ip monitor route` prints."""
 from __future__ import annotations
 
-import pytest
-
 from tests.differential.kconfig_host import needs_kernel
-from tests.differential.test_rtnl_diff import (check_line, line_ids, outputs_fixture,
-                                               run_monitor_both)
+from tests.differential.test_rtnl_diff import line_tests, run_monitor_both
 
 CASES = [
     "ip link add v0 type veth peer name v1",
@@ -60,12 +57,7 @@ CASES = [
 assert len(CASES) >= 40
 
 
-outputs = outputs_fixture(CASES, "route")
-
-
-@pytest.mark.parametrize("i", range(len(CASES)), ids=line_ids(CASES))
-def test_ip_route_line_matches_the_kernel(outputs, i):
-    check_line(outputs, CASES, i)
+outputs, test_ip_route_line_matches_the_kernel = line_tests(CASES, "route")
 
 
 MONITORED = [

@@ -6,10 +6,7 @@ whatever tos the lookup used). RTM_F_NOTIFY is left out: the kernel keeps RTCF_N
 per-CPU cached route, so later answers depend on which CPU served the request."""
 from __future__ import annotations
 
-import pytest
-
-from tests.differential.test_rtnl_diff import (check_line, line_ids, outputs_fixture,
-                                               run_probe_both)
+from tests.differential.test_rtnl_diff import line_tests, run_probe_both
 
 _SETUP = ("ip link add v0 type veth peer name v1; ip link set v0 up; ip link set v1 up; "
           "ip addr add 192.0.2.1/24 dev v0; ip -6 addr add 2001:db8::1/64 dev v0 nodad\n")
@@ -91,9 +88,4 @@ CASES = [
     "ip route get 192.0.2.7 tos 0x10 from 192.0.2.1",
 ]
 
-outputs = outputs_fixture(CASES, "routeget")
-
-
-@pytest.mark.parametrize("i", range(len(CASES)), ids=line_ids(CASES))
-def test_ip_route_get_line_matches_the_kernel(outputs, i):
-    check_line(outputs, CASES, i)
+outputs, test_ip_route_get_line_matches_the_kernel = line_tests(CASES, "routeget")

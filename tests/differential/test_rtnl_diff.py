@@ -229,6 +229,18 @@ def check_line(outputs, cases, i, norm=_norm) -> None:
     assert eerr[i] == rerr[i], f"{cases[i]!r}: stderr"
 
 
+def line_tests(cases, name: str, norm=_norm):
+    """``outputs, test_x_line_matches_the_kernel = line_tests(CASES, "x")``: the module's
+    ``outputs`` fixture (:func:`outputs_fixture`) and the test, one per line of ``cases``,
+    that checks that line against the kernel (:func:`check_line`)."""
+    outputs = outputs_fixture(cases, name)
+
+    @pytest.mark.parametrize("i", range(len(cases)), ids=line_ids(cases))
+    def test_line(outputs, i):
+        check_line(outputs, cases, i, norm=norm)
+    return outputs, test_line
+
+
 def run_probe_both(tmp_path, setup: str, probe: str, args: str = ""):
     """The shell text setup, then the python program probe (with args), as one script on a
     fresh real netns and through `xfrmd run` (`bare`, the running kernel's options): (real, emu) CompletedProcess."""
@@ -262,12 +274,7 @@ def run_monitor_both(tmp_path, monitor: str, lines) -> tuple[str, str]:
     return real_out.read_text(), emu_out.read_text()
 
 
-outputs = outputs_fixture(CASES, "rtnl")
-
-
-@pytest.mark.parametrize("i", range(len(CASES)), ids=line_ids(CASES))
-def test_ip_line_matches_the_kernel(outputs, i):
-    check_line(outputs, CASES, i)
+outputs, test_ip_line_matches_the_kernel = line_tests(CASES, "rtnl")
 
 
 # ---------------------------------------------------------------------------------------

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-from tests.differential.test_rtnl_diff import (NL_DUMP, check_line, line_ids, outputs_fixture,
-                                               run_probe_both)
+from tests.differential.test_rtnl_diff import NL_DUMP, line_tests, run_probe_both
 
 CASES = [
     "ip rule show",
@@ -49,12 +46,7 @@ CASES = [
 ]
 
 
-outputs = outputs_fixture(CASES, "rule")
-
-
-@pytest.mark.parametrize("i", range(len(CASES)), ids=line_ids(CASES))
-def test_ip_rule_line_matches_the_kernel(outputs, i):
-    check_line(outputs, CASES, i)
+outputs, test_ip_rule_line_matches_the_kernel = line_tests(CASES, "rule")
 
 
 _DUMP = NL_DUMP + r'''
