@@ -25,6 +25,18 @@ def require(condition: bool, why: str) -> None:
 XFRMD = [sys.executable, "-m", "xfrmd.cli"]
 
 
+def closing_fixture(make, available, why: str):
+    """A module-scoped fixture: ``make()`` when ``available()`` says this machine can (else
+    see :func:`require`), its ``close()`` called after the module's tests."""
+    @pytest.fixture(scope="module")
+    def resource():
+        require(available(), why)
+        r = make()
+        yield r
+        r.close()
+    return resource
+
+
 def require_shim(*tools: str) -> None:
     """The programs tools on PATH and a C compiler for the LD_PRELOAD shim (see require)."""
     for tool in tools:

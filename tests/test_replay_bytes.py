@@ -11,10 +11,9 @@ import pytest
 from netlink_codec.netlink import NLMSG_DONE, NLMSG_ERROR
 from xfrmd.replay.runner import Backend, run_line
 
+from .conftest import closing_fixture, require
 from .replay.forms import PARSE_ERRORS, POLICY_FORMS, STATE_FORMS
 from .replay.realip import RealNetns, have_tools
-
-from .conftest import require
 
 
 class _RecordingSocket:
@@ -65,12 +64,7 @@ def _norm(datagram: bytes) -> bytes:
     return datagram[:8] + bytes(8) + datagram[16:]
 
 
-@pytest.fixture(scope="module")
-def realns():
-    require(have_tools(), "needs root, ip and strace")
-    ns = RealNetns()
-    yield ns
-    ns.close()
+realns = closing_fixture(RealNetns, have_tools, "needs root, ip and strace")
 
 
 def _replay(cmd: str):

@@ -92,6 +92,24 @@ def _parse(datagrams: list[bytes]) -> Answer | None:
     return None
 
 
+def netlink_socket_in(netns: str, proto: int) -> socket.socket:
+    """A raw netlink socket of ``proto`` created inside the named network namespace (``ip
+    netns add``): this thread enters it with setns, makes the socket, and comes back."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    own = os.open("/proc/self/ns/net", os.O_RDONLY)
+    target = os.open(f"/var/run/netns/{netns}", os.O_RDONLY)
+    try:
+        if libc.setns(target, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), "setns")
+        try:
+            return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, proto)
+        finally:
+            libc.setns(own, CLONE_NEWNET)
+    finally:
+        os.close(own)
+        os.close(target)
+
+
 class RealNetns:
     """Raw netlink sockets opened inside a fresh namespace of the running kernel."""
 
@@ -101,19 +119,7 @@ class RealNetns:
         self.socks: dict[int, socket.socket] = {}
 
     def _open(self, proto: int) -> socket.socket:
-        libc = ctypes.CDLL(None, use_errno=True)
-        own = os.open("/proc/self/ns/net", os.O_RDONLY)
-        target = os.open(f"/var/run/netns/{self.name}", os.O_RDONLY)
-        try:
-            if libc.setns(target, CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), "setns")
-            try:
-                s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, proto)
-            finally:
-                libc.setns(own, CLONE_NEWNET)
-        finally:
-            os.close(own)
-            os.close(target)
+        s = netlink_socket_in(self.name, proto)
         s.bind((0, 0))
         s.setsockopt(N.SOL_NETLINK, NETLINK_EXT_ACK, 1)
         s.setsockopt(N.SOL_NETLINK, NETLINK_CAP_ACK, 1)

@@ -5,13 +5,10 @@ algorithms: tests/differential/kconfig_host.py). stdout, stderr and exit status 
 identical."""
 from __future__ import annotations
 
-import shlex
-
 import pytest
 
-from tests.conftest import require
-from tests.differential.kconfig_host import host_profile
-from tests.replay.realip import RealNetns, have_tools
+from tests.differential.ip_text import (real_netns_fixture, replay_on_xfrmd, script_lines,
+                                        text_diffs)
 
 pytestmark = pytest.mark.netns
 
@@ -57,37 +54,15 @@ xfrm state count
 """
 
 
-def _lines():
-    return [ln for ln in SCRIPT.strip().splitlines() if ln.strip()]
-
-
-@pytest.fixture(scope="module")
-def real_ns():
-    require(have_tools(), "needs root, ip and strace for a real-kernel netns")
-    ns = RealNetns()
-    yield ns
-    ns.close()
+LINES = script_lines(SCRIPT)
+real_ns = real_netns_fixture()
 
 
 @pytest.fixture(scope="module")
 def fake_results():
-    from xfrmd.replay.runner import Backend, run_line
-    from xfrmd.testing import make_kernel, running_server
-    k = make_kernel("bare")
-    host_profile().apply(k)
-    with running_server(k) as srv:
-        b = Backend(path=srv.path)
-        try:
-            return [run_line(b, shlex.split(ln), i) for i, ln in enumerate(_lines(), 1)]
-        finally:
-            b.close()
+    return replay_on_xfrmd(LINES)
 
 
 def test_ip_xfrm_state_text_matches_the_kernel(real_ns, fake_results):
-    diffs = []
-    for line, fake in zip(_lines(), fake_results):
-        _, out, err, status = real_ns.ip(line)
-        if (out, err, status) != (fake.stdout, fake.stderr, fake.status):
-            diffs.append(f"$ ip {line}\nreal  [{status}] {out!r} {err!r}\n"
-                         f"xfrmd [{fake.status}] {fake.stdout!r} {fake.stderr!r}")
+    diffs = text_diffs(real_ns, LINES, fake_results)
     assert not diffs, "\n".join(diffs)

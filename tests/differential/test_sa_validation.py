@@ -13,7 +13,6 @@ one.
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import select
 import shutil
@@ -26,15 +25,12 @@ import pytest
 
 from netlink_codec import netlink as N
 from netlink_codec import xfrm as X
-from tests.conftest import require
-from tests.differential.kconfig_host import emulated_kernel
+from tests.conftest import closing_fixture
+from tests.differential.kconfig_host import emulated_kernel, netlink_socket_in
 from tests.sad_helpers import (CBC, REQ_ACK, A, M, Nl, addr, algo, algo2, msg, selector, usersa_id,
                                usersa_info)
 
 pytestmark = pytest.mark.netns
-
-CLONE_NEWNET = 0x40000000
-AF_NETLINK = 16
 
 
 def _can_netns() -> bool:
@@ -51,19 +47,7 @@ class RealXfrm:
 
     def open(self, groups: int = 0) -> socket.socket:
         """A bound NETLINK_XFRM socket (EXT_ACK on) in this namespace."""
-        libc = ctypes.CDLL(None, use_errno=True)
-        own = os.open("/proc/self/ns/net", os.O_RDONLY)
-        target = os.open(f"/var/run/netns/{self.name}", os.O_RDONLY)
-        try:
-            if libc.setns(target, CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), "setns")
-            try:
-                sock = socket.socket(AF_NETLINK, socket.SOCK_RAW, N.NETLINK_XFRM)
-            finally:
-                libc.setns(own, CLONE_NEWNET)
-        finally:
-            os.close(own)
-            os.close(target)
+        sock = netlink_socket_in(self.name, N.NETLINK_XFRM)
         sock.bind((0, groups))
         sock.setsockopt(N.SOL_NETLINK, N.NETLINK_EXT_ACK, 1)
         return sock
@@ -124,12 +108,7 @@ def normalise(datagrams: list[bytes]) -> list[tuple]:
     return out
 
 
-@pytest.fixture(scope="module")
-def real():
-    require(_can_netns(), "needs root and iproute2 for a real-kernel netns")
-    r = RealXfrm()
-    yield r
-    r.close()
+real = closing_fixture(RealXfrm, _can_netns, "needs root and iproute2 for a real-kernel netns")
 
 
 @pytest.fixture
