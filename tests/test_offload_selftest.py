@@ -6,11 +6,12 @@ selftest pings three times, `xfrmd ctl offload-traffic` passes three packets thr
 port's SAs, and the file shows tx=3 as the selftest expects."""
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
 
-from .conftest import require
+from .conftest import require, xfrmd_run
 
 SCRIPT = r'''
 set -e
@@ -66,13 +67,11 @@ def test_show_offload_verb():
               "mode transport aead 'rfc4106(gcm(aes))' 0x0102030405060708090a0b0c0d0e0f1011121314 "
               "128 offload dev nsim0 dir out && xfrmd ctl show-offload nsim0 && "
               "xfrmd ctl show-offload --json soe2")
-    p = subprocess.run([sys.executable, "-m", "xfrmd.cli", "run", "--", "sh", "-c", script],
-                       capture_output=True, text=True, timeout=60)
+    p = xfrmd_run(script)
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
     assert lines[:2] == ["nsim0: driver netdevsim, esp-hw-offload on",
                          "  handle=0x80000000 spi=0x300 dir=tx port=nsim0"]
-    import json
     assert json.loads("\n".join(lines[2:])) == {
         "soe2": {"driver": "airoha-soe", "flags": 3, "sas": [], "esp-hw-offload": True}}
 
@@ -88,8 +87,7 @@ def test_mlx5_hardware_counters_reach_ip_xfrm_state():
         "xfrmd ctl offload-traffic eth2 0x500 5 3500 --json && "
         "ip -s xfrm state list | grep -A1 'lifetime current' && "
         "ip -s xfrm state list | grep -A1 'lifetime current'")
-    p = subprocess.run([sys.executable, "-m", "xfrmd.cli", "run", "--", "sh", "-c", script],
-                       capture_output=True, text=True, timeout=60)
+    p = xfrmd_run(script)
     assert p.returncode == 0, p.stderr
     # 5 frames, 3500 bytes on the wire, less (14 + 20) header bytes each; read twice, no doubling
     lines = p.stdout.splitlines()

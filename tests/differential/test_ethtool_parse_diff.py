@@ -7,10 +7,8 @@ it), a string set's ID, a bitset's SIZE and a bit's INDEX (FEATURES_SET) of the 
 and offset must match (the nested u32s raised struct.error in the fuzz run of issue 16)."""
 from __future__ import annotations
 
-import json
-import sys
 
-from tests.differential.test_rtnl_diff import _need_tools, run_in_both
+from tests.differential.test_rtnl_diff import run_client_in_both
 
 CLIENT = r'''
 import socket, struct, json
@@ -73,13 +71,7 @@ print(json.dumps(out))
 
 
 def test_ethtool_nested_lengths_answer_as_the_kernel(tmp_path):
-    _need_tools()
-    prog = tmp_path / "client.py"
-    prog.write_text(CLIENT)
-    real, emu = run_in_both([sys.executable, str(prog)])
-    assert real.returncode == 0, real.stderr
-    assert emu.returncode == 0, emu.stderr
-    r, e = json.loads(real.stdout), json.loads(emu.stdout)
+    r, e, _ = run_client_in_both(tmp_path, CLIENT)
     assert len(r) == len(e) == 17
     bad = [f"{rc[0]}: kernel {rc[1]} xfrmd {ec[1]}" for rc, ec in zip(r, e) if rc != ec]
     assert not bad, "\n".join(bad)

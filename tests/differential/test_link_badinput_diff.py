@@ -9,10 +9,8 @@ tests/differential/kconfig_host.py; tests/test_rtnl.py covers dummy and bond aga
 kernel source too)."""
 from __future__ import annotations
 
-import json
-import sys
 
-from tests.differential.test_rtnl_diff import NL_DUMP, _need_tools, run_in_both
+from tests.differential.test_rtnl_diff import NL_DUMP, run_client_in_both
 
 CLIENT = NL_DUMP + r'''
 import sys
@@ -129,13 +127,7 @@ print(json.dumps({"cases": out, "links": sorted(s_dump().items(), key=lambda kv:
 
 
 def test_bad_link_requests_answer_as_the_kernel(tmp_path):
-    _need_tools()
-    prog = tmp_path / "client.py"
-    prog.write_text(CLIENT)
-    real, emu = run_in_both([sys.executable, str(prog)])
-    assert real.returncode == 0, real.stderr
-    assert emu.returncode == 0, emu.stderr
-    r, e = json.loads(real.stdout), json.loads(emu.stdout)
+    r, e, _ = run_client_in_both(tmp_path, CLIENT)
     assert len(e["cases"]) == len(r["cases"]) >= 30
     bad = [f"{rc[0]}: kernel {rc[1:]} xfrmd {ec[1:]}" for rc, ec in zip(r["cases"], e["cases"])
            if rc != ec]

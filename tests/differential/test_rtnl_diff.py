@@ -10,6 +10,7 @@ not random) of a dump on both kernels. tests/test_rtnl.py covers bonding and dum
 the kernel source too."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -196,6 +197,19 @@ def run_in_both(argv):
     emu = subprocess.run(XFRMD + ["run", "--topology", topology, "--"] + argv,
                          capture_output=True, text=True, timeout=120)
     return real, emu
+
+
+def run_client_in_both(tmp_path, client: str, *args: str):
+    """The python program ``client`` (it prints JSON) with ``args`` in both (see
+    :func:`run_in_both`), where it must exit 0: (the kernel's JSON, xfrmd's JSON, xfrmd's
+    CompletedProcess)."""
+    _need_tools()
+    prog = tmp_path / "client.py"
+    prog.write_text(client)
+    real, emu = run_in_both([sys.executable, str(prog), *args])
+    assert real.returncode == 0, real.stderr
+    assert emu.returncode == 0, emu.stderr
+    return json.loads(real.stdout), json.loads(emu.stdout), emu
 
 
 def run_both(tmp_path_factory, cases, name: str):

@@ -11,9 +11,8 @@ from __future__ import annotations
 import json
 import socket
 import struct
-import sys
 
-from tests.differential.test_rtnl_diff import _need_tools, run_in_both
+from tests.differential.test_rtnl_diff import run_client_in_both
 
 CLIENT = r'''
 import json, socket, struct, sys
@@ -220,16 +219,10 @@ STRICT = [   # on a NETLINK_GET_STRICT_CHK socket
 
 
 def test_rtnl_requests_parse_as_the_kernel(tmp_path):
-    _need_tools()
-    prog = tmp_path / "client.py"
-    prog.write_text(CLIENT)
     cases = tmp_path / "cases.json"
     cases.write_text(json.dumps([[label, 0, hexd] for label, hexd in CASES]
                                 + [[label, 100, hexd] for label, hexd in STRICT]))
-    real, emu = run_in_both([sys.executable, str(prog), str(cases)])
-    assert real.returncode == 0, real.stderr
-    assert emu.returncode == 0, emu.stderr
-    r, e = json.loads(real.stdout), json.loads(emu.stdout)
+    r, e, emu = run_client_in_both(tmp_path, CLIENT, str(cases))
     assert len(r) == len(e) == len(CASES) + len(STRICT)
     bad = [f"{rc[0]}: kernel {rc[1:]} xfrmd {ec[1:]}" for rc, ec in zip(r, e) if rc != ec]
     assert not bad, "\n".join(bad)
