@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import ctypes
 import time
+from typing import Any, Callable
 
 from netlink_codec import xfrm as X
 
-from .args import (AF_INET, AF_INET6, AF_UNSPEC, Argv, addr_n2a, die, get_addr_1, get_prefix,
-                   get_u8, get_u16, get_u32, get_u64, invarg, missarg, strtoul)
+from .args import (AF_INET, AF_INET6, AF_UNSPEC, Argv, IpExit, addr_n2a, die, get_addr_1,
+                   get_prefix, get_u8, get_u16, get_u32, get_u64, invarg, matches, missarg,
+                   strtoul)
 
 IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_GRE = 1, 6, 17, 47
 IPPROTO_ROUTING, IPPROTO_ESP, IPPROTO_AH, IPPROTO_ICMPV6 = 43, 50, 51, 58
@@ -31,32 +33,50 @@ XFRM_MODE_NAMES = {0: "transport", 1: "tunnel", 2: "ro", 3: "in_trigger", 4: "be
                    5: "iptfs"}
 
 
+def _value_of(table: list, name: str) -> int:
+    """The value ``name`` has in a (name, value) table, else -1."""
+    return next((int(v) for n, v in table if n == name), -1)
+
+
+def _name_of(table: list, value: int) -> str:
+    """The name of ``value`` in a (name, value) table, else the number."""
+    return next((n for n, v in table if v == value), str(value))
+
+
 def xfrmproto_getbyname(name: str) -> int:
-    for n, v in XFRMPROTO:
-        if n == name:
-            return v
-    return -1
+    return _value_of(XFRMPROTO, name)
 
 
 def strxf_xfrmproto(proto: int) -> str:
-    for n, v in XFRMPROTO:
-        if v == proto:
-            return n
-    return str(proto)
+    return _name_of(XFRMPROTO, proto)
 
 
 def algotype_getbyname(name: str) -> int:
-    for n, v in ALGOTYPES:
-        if n == name:
-            return int(v)
-    return -1
+    return _value_of(ALGOTYPES, name)
 
 
 def strxf_algotype(t: int) -> str:
-    for n, v in ALGOTYPES:
-        if v == t:
-            return n
-    return str(t)
+    return _name_of(ALGOTYPES, t)
+
+
+# a command of ``ip xfrm state|policy``: fn(ctx, nl, argv) -> exit status
+Command = Callable[["Ctx", Any, Argv], int]
+
+
+def do_command(ctx: Ctx, nl: Any, words: list[str], commands: tuple[tuple[tuple[str, ...], Command], ...],
+               default: Command, obj: str, usage: str) -> int:
+    """``ip xfrm OBJ words…`` as do_xfrm_state / do_xfrm_policy dispatch it: the first of
+    ``commands`` ((names, fn), in order) with a name that ``words[0]`` abbreviates; no word
+    at all: ``default`` (list)."""
+    if not words:
+        return default(ctx, nl, Argv([]))
+    c, a = words[0], Argv(words, 1)
+    for names, fn in commands:
+        if any(matches(c, n) for n in names):
+            return fn(ctx, nl, a)
+    if matches(c, "help"):
+        raise IpExit(usage, -1)
+    raise IpExit(f'Command "{c}" is unknown, try "ip xfrm {obj} help".\n', -1)
 
 
 def is_ipsec(proto: int) -> bool:

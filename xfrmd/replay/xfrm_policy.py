@@ -6,10 +6,10 @@ import struct
 from netlink_codec import xfrm as X
 from netlink_codec.netlink import NLM_F_DUMP, NLM_F_REQUEST
 
-from .args import (AF_INET, AF_UNSPEC, Argv, IpExit, die, duparg, duparg2, get_u8, get_u32,
-                   invarg, matches, missarg)
-from .ipxfrm import (Ctx, parse_id, parse_lifetime, parse_mark, parse_mode, parse_reqid,
-                     parse_selector, policy_info_print, sctx_bytes)
+from .args import (AF_INET, AF_UNSPEC, Argv, die, duparg, duparg2, get_u8, get_u32, invarg,
+                   missarg)
+from .ipxfrm import (Ctx, do_command, parse_id, parse_lifetime, parse_mark, parse_mode,
+                     parse_reqid, parse_selector, policy_info_print, sctx_bytes)
 from .msg import Request, parse_tb
 from .xfrm_state import _addr_match, _flag_parse
 
@@ -526,33 +526,27 @@ def policy_flush(ctx: Ctx, nl, a: Argv) -> int:
     return 0
 
 
+def _policy_list(ctx: Ctx, nl, a: Argv) -> int:
+    return policy_list_or_deleteall(ctx, nl, a, False)
+
+
+# do_xfrm_policy's commands, in the order it tries them
+POLICY_COMMANDS = (
+    (("add",), lambda ctx, nl, a: policy_modify(ctx, nl, M.NEWPOLICY, a)),
+    (("update",), lambda ctx, nl, a: policy_modify(ctx, nl, M.UPDPOLICY, a)),
+    (("delete",), lambda ctx, nl, a: policy_get_or_delete(ctx, nl, a, True)),
+    (("deleteall", "delall"), lambda ctx, nl, a: policy_list_or_deleteall(ctx, nl, a, True)),
+    (("list", "show", "lst"), _policy_list),
+    (("get",), lambda ctx, nl, a: policy_get_or_delete(ctx, nl, a, False)),
+    (("flush",), policy_flush),
+    (("count",), spd_getinfo),
+    (("set",), spd_setinfo),
+    (("setdefault",), spd_setdefault),
+    (("getdefault",), spd_getdefault),
+)
+
+
 def do_xfrm_policy(ctx: Ctx, nl, words: list[str]) -> int:
-    if not words:
-        return policy_list_or_deleteall(ctx, nl, Argv([]), False)
-    c, a = words[0], Argv(words, 1)
-    if matches(c, "add"):
-        return policy_modify(ctx, nl, M.NEWPOLICY, a)
-    if matches(c, "update"):
-        return policy_modify(ctx, nl, M.UPDPOLICY, a)
-    if matches(c, "delete"):
-        return policy_get_or_delete(ctx, nl, a, True)
-    if matches(c, "deleteall") or matches(c, "delall"):
-        return policy_list_or_deleteall(ctx, nl, a, True)
-    if matches(c, "list") or matches(c, "show") or matches(c, "lst"):
-        return policy_list_or_deleteall(ctx, nl, a, False)
-    if matches(c, "get"):
-        return policy_get_or_delete(ctx, nl, a, False)
-    if matches(c, "flush"):
-        return policy_flush(ctx, nl, a)
-    if matches(c, "count"):
-        return spd_getinfo(ctx, nl, a)
-    if matches(c, "set"):
-        return spd_setinfo(ctx, nl, a)
-    if matches(c, "setdefault"):
-        return spd_setdefault(ctx, nl, a)
-    if matches(c, "getdefault"):
-        return spd_getdefault(ctx, nl, a)
-    if matches(c, "help"):
-        raise IpExit("Usage: ip xfrm policy { add | update } SELECTOR dir DIR … "
-                     "(see ip-xfrm(8))\n", -1)
-    raise IpExit(f'Command "{c}" is unknown, try "ip xfrm policy help".\n', -1)
+    return do_command(ctx, nl, words, POLICY_COMMANDS, _policy_list, "policy",
+                      "Usage: ip xfrm policy { add | update } SELECTOR dir DIR … "
+                      "(see ip-xfrm(8))\n")

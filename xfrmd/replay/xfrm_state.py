@@ -7,9 +7,9 @@ import struct
 from netlink_codec import xfrm as X
 from netlink_codec.netlink import NLM_F_DUMP, NLM_F_REQUEST
 
-from .args import (AF_INET, AF_UNSPEC, Argv, IpExit, die, duparg, get_addr, get_prefix,
-                   get_u8, get_u16, get_u32, invarg, matches, missarg)
-from .ipxfrm import (IPPROTO_AH, IPPROTO_COMP, IPPROTO_ESP, Ctx, algotype_getbyname,
+from .args import (AF_INET, AF_UNSPEC, Argv, die, duparg, get_addr, get_prefix, get_u8, get_u16,
+                   get_u32, invarg, missarg)
+from .ipxfrm import (IPPROTO_AH, IPPROTO_COMP, IPPROTO_ESP, Ctx, algotype_getbyname, do_command,
                      is_ipsec, is_ro, parse_encap_type, parse_id, parse_lifetime, parse_mark,
                      parse_mode, parse_reqid, parse_selector, sctx_bytes, state_info_print,
                      strxf_algotype, strxf_xfrmproto, xfrmproto_getbyname)
@@ -735,29 +735,25 @@ def state_flush(ctx: Ctx, nl, a: Argv) -> int:
     return 0
 
 
+def _state_list(ctx: Ctx, nl, a: Argv) -> int:
+    return state_list_or_deleteall(ctx, nl, a, False)
+
+
+# do_xfrm_state's commands, in the order it tries them
+STATE_COMMANDS = (
+    (("add",), lambda ctx, nl, a: state_modify(ctx, nl, M.NEWSA, a)),
+    (("update",), lambda ctx, nl, a: state_modify(ctx, nl, M.UPDSA, a)),
+    (("allocspi",), state_allocspi),
+    (("delete",), lambda ctx, nl, a: state_get_or_delete(ctx, nl, a, True)),
+    (("deleteall", "delall"), lambda ctx, nl, a: state_list_or_deleteall(ctx, nl, a, True)),
+    (("list", "show", "lst"), _state_list),
+    (("get",), lambda ctx, nl, a: state_get_or_delete(ctx, nl, a, False)),
+    (("flush",), state_flush),
+    (("count",), sad_getinfo),
+)
+
+
 def do_xfrm_state(ctx: Ctx, nl, words: list[str]) -> int:
-    if not words:
-        return state_list_or_deleteall(ctx, nl, Argv([]), False)
-    c, a = words[0], Argv(words, 1)
-    if matches(c, "add"):
-        return state_modify(ctx, nl, M.NEWSA, a)
-    if matches(c, "update"):
-        return state_modify(ctx, nl, M.UPDSA, a)
-    if matches(c, "allocspi"):
-        return state_allocspi(ctx, nl, a)
-    if matches(c, "delete"):
-        return state_get_or_delete(ctx, nl, a, True)
-    if matches(c, "deleteall") or matches(c, "delall"):
-        return state_list_or_deleteall(ctx, nl, a, True)
-    if matches(c, "list") or matches(c, "show") or matches(c, "lst"):
-        return state_list_or_deleteall(ctx, nl, a, False)
-    if matches(c, "get"):
-        return state_get_or_delete(ctx, nl, a, False)
-    if matches(c, "flush"):
-        return state_flush(ctx, nl, a)
-    if matches(c, "count"):
-        return sad_getinfo(ctx, nl, a)
-    if matches(c, "help"):
-        raise IpExit("Usage: ip xfrm state { add | update } ID [ ALGO-LIST ] … (see ip-xfrm(8))\n",
-                     -1)
-    raise IpExit(f'Command "{c}" is unknown, try "ip xfrm state help".\n', -1)
+    return do_command(ctx, nl, words, STATE_COMMANDS, _state_list, "state",
+                      "Usage: ip xfrm state { add | update } ID [ ALGO-LIST ] … "
+                      "(see ip-xfrm(8))\n")
