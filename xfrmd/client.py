@@ -125,6 +125,21 @@ class _Base:
             return [report, datagram]
         return [T.batch([report, datagram])]
 
+    def _is_datagram(self, rec: bytes) -> bool:
+        """A record read from the server: a netlink datagram (True, counted as read) or a
+        frame to skip (False); a SOCK_ERROR frame raises its errno, an empty record (the
+        server closed the connection) ConnectionResetError."""
+        if not rec:
+            raise ConnectionResetError("xfrmd: server closed the connection")
+        if T.is_frame(rec):
+            _, kind, payload = T.parse_frame(rec)
+            if kind == T.F_SOCK_ERROR:
+                (err,) = struct.unpack_from("=i", payload)
+                raise OSError(-err, os.strerror(-err))
+            return False
+        self.nread += 1
+        return True
+
     def _next_seq(self) -> int:
         self.seq = (self.seq + 1) & 0xFFFFFFFF
         return self.seq
@@ -220,18 +235,10 @@ class NetlinkSocket(_Base):
         size = size or self.recv_size
         while True:
             rec = self.sock.recv(max(size, T.MAX_RECORD))
-            if not rec:
-                raise ConnectionResetError("xfrmd: server closed the connection")
-            if T.is_frame(rec):
-                _, kind, payload = T.parse_frame(rec)
-                if kind == T.F_SOCK_ERROR:
-                    (err,) = struct.unpack_from("=i", payload)
-                    raise OSError(-err, os.strerror(-err))
-                continue
-            self.nread += 1
-            if self._is_dump_part(rec):
-                self.sock.send(T.recvd(size))
-            return rec
+            if self._is_datagram(rec):
+                if self._is_dump_part(rec):
+                    self.sock.send(T.recvd(size))
+                return rec
 
     def recv_messages(self) -> list[Message]:
         return self._decode(self.recv())
@@ -318,18 +325,10 @@ class TrioNetlinkSocket(_Base):
         size = size or self.recv_size
         while True:
             rec = await self.sock.recv(max(size, T.MAX_RECORD))
-            if not rec:
-                raise ConnectionResetError("xfrmd: server closed the connection")
-            if T.is_frame(rec):
-                _, kind, payload = T.parse_frame(rec)
-                if kind == T.F_SOCK_ERROR:
-                    (err,) = struct.unpack_from("=i", payload)
-                    raise OSError(-err, os.strerror(-err))
-                continue
-            self.nread += 1
-            if self._is_dump_part(rec):
-                await self.sock.send(T.recvd(size))
-            return rec
+            if self._is_datagram(rec):
+                if self._is_dump_part(rec):
+                    await self.sock.send(T.recvd(size))
+                return rec
 
     async def recv_messages(self) -> list[Message]:
         return self._decode(await self.recv())

@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import textwrap
-import time
 
 from .daemon import Daemon
 from .install import CHARON, charon_install
@@ -132,13 +131,8 @@ class Charon(Daemon):
         charon = self.install.paths["charon"]
         argv = ([charon] if self.install.root else
                 ["sh", "-c", f"mount -t tmpfs tmpfs /run && exec {charon}"])
-        self.proc = subprocess.Popen(self._argv(argv), env=self._env, stdout=subprocess.DEVNULL,
-                                     stderr=open(os.path.join(self.dir, "stderr"), "w"))
-        deadline = time.monotonic() + timeout
-        while not os.path.exists(self.vici):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"charon did not start:\n{self.logtext()}")
-            time.sleep(0.05)
+        self._spawn(self._argv(argv), self.vici, timeout,
+                    lambda: f"charon did not start:\n{self.logtext()}")
         self.swanctl("--load-all", "--file", os.path.join(self.dir, "swanctl.conf"))
 
     def _argv(self, argv: list[str]) -> list[str]:

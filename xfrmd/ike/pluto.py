@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import textwrap
-import time
 import warnings
 
 from .daemon import Daemon
@@ -134,13 +133,8 @@ class Pluto(Daemon):
         cmd = (f"exec {pluto} --nofork --stderrlog --config {self.conf} --rundir {self.run} "
                f"--nssdir {self.nss} --secretsfile {self.secrets} --ipsecdir {self.dir} "
                "--no-dnssec --nhelpers 1")
-        self.proc = subprocess.Popen(self._wrap(cmd), env=self._env, stdout=subprocess.DEVNULL,
-                                     stderr=open(os.path.join(self.dir, "stderr"), "w"))
-        deadline = time.monotonic() + timeout
-        while not os.path.exists(self.ctl):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"pluto did not start:\n{self.stderr()}")
-            time.sleep(0.05)
+        self._spawn(self._wrap(cmd), self.ctl, timeout,
+                    lambda: f"pluto did not start:\n{self.stderr()}")
         self.tool("addconn", "--ctlsocket", self.ctl, "--config", self.conf, "peer")
         self.whack("--listen")
 
