@@ -1,12 +1,7 @@
 """``xfrmd ctl lag-model BOND off|replicated|shared [--notify-flush on|off]``."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from xfrmd.ctl_util import VerbTable, done, split_json, usage_error
-
-if TYPE_CHECKING:
-    from xfrmd.client import Service
+from xfrmd.ctl_util import Service, VerbTable, done, split_json, usage_error
 
 
 _USAGE_LAG_MODEL = ("lag-model BOND off|replicated|shared [--notify-flush on|off] [-v|--json] "

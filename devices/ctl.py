@@ -2,12 +2,9 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import Any
 
-from xfrmd.ctl_util import VerbTable, result, usage_error
-
-if TYPE_CHECKING:
-    from xfrmd.client import Service
+from xfrmd.ctl_util import Service, VerbTable, result, usage_error
 
 
 _USAGE_SHOW_OFFLOAD = ("show-offload [DEV] [--json] — per-device hardware SA tables "
@@ -44,7 +41,7 @@ def _show_offload(svc: Service, args: list[str]) -> int:
     return 0
 
 
-def _kv(row: dict) -> str:
+def _kv(row: dict[str, Any]) -> str:
     return " ".join(f"{k}={v:#x}" if k in ("spi", "handle") and isinstance(v, int)
                     else f"{k}={','.join(v) if isinstance(v, list) else v}"
                     for k, v in row.items())

@@ -6,21 +6,18 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING
+from typing import Any, cast
 
 import bonding.ctl
 import devices.ctl
 
 from . import kconfig_ctl
-from .ctl_util import VerbTable, done, result, split_json, usage_error
+from .ctl_util import Service, VerbTable, done, result, split_json, usage_error
 from .datapath import ctl as datapath_ctl
 from .genl import ctl as genl_ctl
 from .rtnl import ctl as rtnl_ctl
 from .stats import format_stats
 from .xfrm import ctl as xfrm_ctl
-
-if TYPE_CHECKING:
-    from .client import Service
 
 _USAGE_NETNS = ("netns add|del NAME [-v|--json] | netns list — add or delete an emulated network "
                 "namespace (says so on a terminal or with -v)")
@@ -78,7 +75,7 @@ _FAULT_KEYS = {"count": "count", "skip": "skip", "netns": "netns", "comm": "comm
                "extack": "extack", "group": "group", "port": "port"}
 
 
-def _fault_request(args: list[str]) -> dict:
+def _fault_request(args: list[str]) -> dict[str, Any]:
     """``TYPE ACTION [ARG] KEY VALUE…`` → the ``fault_add`` request (checked by the server)."""
     if len(args) < 2:
         raise ValueError("needs TYPE and ACTION")
@@ -99,7 +96,7 @@ def _fault_request(args: list[str]) -> dict:
     return req
 
 
-def _fault_line(f: dict) -> str:
+def _fault_line(f: dict[str, Any]) -> str:
     words = [f"{f['id']}: {f['type']} {f['action']}"]
     for k in ("errno", "seconds", "extack", "group", "port", "netns", "comm", "pid", "skip"):
         if k in f:
@@ -211,4 +208,4 @@ def run_ctl(svc: Service | None, argv: list[str]) -> int:
     if entry is None:
         print(f"xfrmd ctl: unknown verb {argv[0]!r} (try `xfrmd ctl help`)", file=sys.stderr)
         return 2
-    return entry[0](svc, argv[1:])
+    return entry[0](cast(Service, svc), argv[1:])   # only help runs without a server

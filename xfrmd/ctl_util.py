@@ -6,11 +6,17 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
-# ``fn(svc, args) -> exit status``; ``svc`` is a :class:`xfrmd.client.Service` (or None for
-# the verbs that need no server).
-VerbFn = Callable[[Any, list[str]], int]
+
+class Service(Protocol):
+    """What a verb asks the server through (:class:`xfrmd.client.Service`)."""
+
+    def query(self, op: str, **fields: Any) -> dict[str, Any]: ...
+
+
+# ``fn(svc, args) -> exit status``
+VerbFn = Callable[[Service, list[str]], int]
 # A verb module's table: verb name -> (function, usage line shown by ``xfrmd ctl help``).
 VerbTable = dict[str, tuple[VerbFn, str]]
 
@@ -20,7 +26,7 @@ def usage_error(usage: str) -> SystemExit:
     return SystemExit("usage: xfrmd ctl " + usage)
 
 
-def result(res: dict, show: bool = False) -> int:
+def result(res: dict[str, Any], show: bool = False) -> int:
     if res.get("errno"):
         print(f"xfrmd ctl: {res.get('error') or res['errno']}", file=sys.stderr)
         return 1
@@ -44,7 +50,7 @@ def split_json(args: list[str]) -> tuple[list[str], bool | None]:
     return [a for a in args if a not in ("--json", "-v", "--verbose")], how
 
 
-def done(res: dict, how: bool | None, line: str, what: dict) -> int:
+def done(res: dict[str, Any], how: bool | None, line: str, what: dict[str, Any]) -> int:
     """A state-changing verb's answer: on success one line saying what it did, or ``what``
     as one JSON object with ``--json``. Without either flag the line goes to a terminal only:
     scripts that capture ``xfrmd ctl`` output around these verbs (as with ``ip``, which is

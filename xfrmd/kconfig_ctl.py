@@ -3,14 +3,10 @@ read and changed at run time, and the service op behind it."""
 from __future__ import annotations
 
 import errno as E
-from typing import TYPE_CHECKING
 
 from . import kconfig
-from .ctl_util import VerbTable, done, result, split_json, usage_error
+from .ctl_util import Service, VerbTable, done, result, split_json, usage_error
 from .services import service
-
-if TYPE_CHECKING:
-    from .client import Service
 
 _USAGE = ("kconfig show [NAME…] | kconfig set NAME=y|n… [-v|--json] — the kernel's build "
           "options "

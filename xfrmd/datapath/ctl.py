@@ -3,13 +3,9 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING
 
-from ..ctl_util import VerbTable, result, usage_error
+from ..ctl_util import Service, VerbTable, result, usage_error
 from .pcapraw import write_raw_pcap
-
-if TYPE_CHECKING:
-    from ..client import Service
 
 _USAGE = ("xmit [--netns NS] SRC DST [proto udp|tcp|icmp] [sport N] [dport N] [count N] "
           "[size BYTES] [--deliver NS] [--pcap FILE] [--spray] [--json] — send COUNT packets "

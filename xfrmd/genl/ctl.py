@@ -1,12 +1,7 @@
 """``xfrmd ctl genetlink on|off`` (NETLINK_GENERIC sockets refused while off)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from ..ctl_util import VerbTable, result, usage_error
-
-if TYPE_CHECKING:
-    from ..client import Service
+from ..ctl_util import Service, VerbTable, result, usage_error
 
 
 _USAGE_GENETLINK = ("genetlink [on|off] — refuse NETLINK_GENERIC sockets (off: ethtool falls "

@@ -1,12 +1,7 @@
 """``xfrmd ctl`` verbs for links."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from ..ctl_util import VerbTable, done, result, split_json, usage_error
-
-if TYPE_CHECKING:
-    from ..client import Service
+from ..ctl_util import Service, VerbTable, done, result, split_json, usage_error
 
 
 _USAGE_LINK = ("link DEV carrier on|off | unplug | replug | netns NS [name NEWNAME] [-v|--json] "

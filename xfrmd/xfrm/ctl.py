@@ -1,12 +1,9 @@
 """``xfrmd ctl`` verbs of the XFRM subsystem."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
-from ..ctl_util import VerbTable, result, usage_error
-
-if TYPE_CHECKING:
-    from ..client import Service
+from ..ctl_util import Service, VerbTable, result, usage_error
 
 _KEYS = {"proto", "sport", "dport", "policy", "xfrm", "mode", "reqid", "tmpl-src", "tmpl-dst",
          "mark", "mask", "if_id", "priority"}
@@ -21,7 +18,7 @@ _USAGE_ACQUIRE = ("acquire SRC DST [proto P] [sport N] [dport N] "
 def _acquire(svc: Service, args: list[str]) -> int:
     if len(args) < 2 or len(args) % 2:
         raise usage_error(_USAGE_ACQUIRE)
-    fields = {"src": args[0], "dst": args[1]}
+    fields: dict[str, Any] = {"src": args[0], "dst": args[1]}
     for k, v in zip(args[2::2], args[3::2]):
         if k not in _KEYS:
             raise SystemExit(f"xfrmd ctl acquire: unknown keyword {k!r}")
