@@ -12,7 +12,7 @@ import time
 import pytest
 
 from .conftest import require
-from .replay.realip import RealNetns, have_tools
+from .replay.realip import have_tools, run_in_fresh_netns
 
 XFRMD = [sys.executable, "-m", "xfrmd.cli"]
 
@@ -62,11 +62,7 @@ def test_ip_through_the_shim_prints_what_the_kernel_prints(tools, tmp_path):
     script = tmp_path / "seq.sh"
     script.write_text("\n".join(f"{c}; echo \"== $?\"; echo '==' >&2" for c in SEQUENCE) + "\n")
     emu = run(["sh", str(script)])
-    ns = RealNetns()
-    try:
-        real = ns.run_in(["sh", str(script)])
-    finally:
-        ns.close()
+    real = run_in_fresh_netns(["sh", str(script)])
     assert emu.stdout.split("== ") == real.stdout.split("== ")
     assert emu.stderr.split("==\n") == real.stderr.split("==\n")
 

@@ -15,7 +15,7 @@ import json
 import os
 import socket
 import struct
-from typing import Iterator
+from typing import Any, Iterator, Self
 
 import trio
 
@@ -84,6 +84,20 @@ def _family_for(protocol: int) -> Family | None:
     if protocol == NETLINK_GENERIC:
         return GENL
     return None
+
+
+class _Closing:
+    """A connection to the server that ``with`` closes."""
+    sock: Any
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class _Base:
@@ -182,7 +196,7 @@ def _check_error(m: Message) -> None:
         raise NetlinkError(-err, m.attr(NLMSGERR_ATTR_MSG), m.attr(NLMSGERR_ATTR_OFFS))
 
 
-class NetlinkSocket(_Base):
+class NetlinkSocket(_Base, _Closing):
     """A blocking emulated netlink socket of ``protocol`` in namespace ``netns``."""
 
     def __init__(self, protocol: int, netns: str = "", *, path: str | None = None, groups: int = 0,
@@ -203,14 +217,6 @@ class NetlinkSocket(_Base):
             self.sock.send(f)
         self._bind_result(self.sock.recv(T.MAX_RECORD))
 
-    def close(self) -> None:
-        self.sock.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -362,7 +368,7 @@ class TrioNetlinkSocket(_Base):
                 return out
 
 
-class Service:
+class Service(_Closing):
     """Service queries and ``xfrmd ctl`` verbs over one service connection."""
 
     def __init__(self, netns: str = "", path: str | None = None, timeout: float | None = 30.0):
@@ -381,11 +387,3 @@ class Service:
         _, kind, payload = T.parse_frame(rec)
         return json.loads(payload)
 
-    def close(self) -> None:
-        self.sock.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

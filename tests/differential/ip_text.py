@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import shlex
 
+import pytest
+
 from tests.conftest import closing_fixture
 from tests.differential.kconfig_host import host_profile
 from tests.replay.realip import RealNetns, have_tools
@@ -44,3 +46,20 @@ def text_diffs(real_ns: RealNetns, lines: list[str], fake_results: list[LineResu
             diffs.append(f"$ ip {line}\nreal  [{status}] {out!r} {err!r}\n"
                          f"xfrmd [{fake.status}] {fake.stdout!r} {fake.stderr!r}")
     return diffs
+
+
+def text_tests(script: str):
+    """``real_ns, fake_results, test_x = text_tests(SCRIPT)``: the module's fixtures (the
+    kernel netns; the replayer's results for every line against xfrmd) and its test (each
+    line's text is the kernel's)."""
+    lines = script_lines(script)
+    real_ns = real_netns_fixture()
+
+    @pytest.fixture(scope="module")
+    def fake_results():
+        return replay_on_xfrmd(lines)
+
+    def test_text(real_ns, fake_results):
+        diffs = text_diffs(real_ns, lines, fake_results)
+        assert not diffs, "\n".join(diffs)
+    return real_ns, fake_results, test_text

@@ -12,9 +12,9 @@ import sys
 import pytest
 
 from tests.conftest import require
-from tests.differential.test_sa_ip_text import _lines
+from tests.differential.test_sa_ip_text import LINES
 from tests.differential.kconfig_host import host_profile, host_topology
-from tests.replay.realip import RealNetns, have_tools
+from tests.replay.realip import have_tools, run_in_fresh_netns
 
 pytestmark = pytest.mark.netns
 XFRMD = [sys.executable, "-m", "xfrmd.cli"]
@@ -25,7 +25,7 @@ def test_real_ip_through_the_shim_matches_the_kernel(tmp_path):
     require(shutil.which("gcc") or shutil.which("cc"), "needs a C compiler for the shim")
     ctl = " ".join(XFRMD) + " ctl"
     setup = host_profile().crypto_ctl(ctl) or ["true"]
-    quoted = [" ".join(shlex.quote(w) for w in shlex.split(c)) for c in _lines()]
+    quoted = [" ".join(shlex.quote(w) for w in shlex.split(c)) for c in LINES]
     body = "\n".join(f"ip {c}; echo \"== $?\"; echo '==' >&2" for c in quoted) + "\n"
     emu_script = tmp_path / "emu.sh"
     emu_script.write_text("set -e\n" + "\n".join(setup) + "\nset +e\n" + body)
@@ -33,11 +33,7 @@ def test_real_ip_through_the_shim_matches_the_kernel(tmp_path):
     real_script.write_text(body)
     emu = subprocess.run(XFRMD + ["run", "--topology", host_topology(), "--", "sh", str(emu_script)],
                          capture_output=True, text=True, timeout=120)
-    ns = RealNetns()
-    try:
-        real = ns.run_in(["sh", str(real_script)])
-    finally:
-        ns.close()
+    real = run_in_fresh_netns(["sh", str(real_script)])
     assert emu.stderr.split("==\n") == real.stderr.split("==\n")
     assert emu.stdout.split("== ") == real.stdout.split("== ")
 
@@ -68,11 +64,7 @@ def test_ip_xfrm_monitor_prints_what_the_kernel_sends(tmp_path):
                                str(emu_out)],
                          capture_output=True, text=True, timeout=120)
     assert emu.returncode == 0, emu.stderr
-    ns = RealNetns()
-    try:
-        ns.run_in(["sh", str(script), str(real_out)])
-    finally:
-        ns.close()
+    run_in_fresh_netns(["sh", str(script), str(real_out)])
     real = real_out.read_text()
     assert "Deleted src" in real and "Flushed state proto comp" in real
     assert emu_out.read_text() == real

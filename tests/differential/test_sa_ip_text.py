@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.differential.ip_text import (real_netns_fixture, replay_on_xfrmd, script_lines,
-                                        text_diffs)
+from tests.differential.ip_text import script_lines, text_tests
 
 pytestmark = pytest.mark.netns
 
@@ -53,16 +52,5 @@ xfrm state flush
 xfrm state count
 """
 
-
-LINES = script_lines(SCRIPT)
-real_ns = real_netns_fixture()
-
-
-@pytest.fixture(scope="module")
-def fake_results():
-    return replay_on_xfrmd(LINES)
-
-
-def test_ip_xfrm_state_text_matches_the_kernel(real_ns, fake_results):
-    diffs = text_diffs(real_ns, LINES, fake_results)
-    assert not diffs, "\n".join(diffs)
+LINES = script_lines(SCRIPT)      # test_sa_ip_shim.py runs them too
+real_ns, fake_results, test_ip_xfrm_state_text_matches_the_kernel = text_tests(SCRIPT)

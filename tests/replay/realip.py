@@ -19,6 +19,16 @@ def have_tools() -> bool:
     return bool(shutil.which("ip") and shutil.which("strace")) and os.geteuid() == 0
 
 
+def run_in_fresh_netns(argv: list[str], **kw):
+    """``argv`` run (:meth:`RealNetns.run_in`) in a fresh real network namespace, which is
+    removed afterwards."""
+    ns = RealNetns()
+    try:
+        return ns.run_in(argv, **kw)
+    finally:
+        ns.close()
+
+
 class RealNetns:
     def __init__(self):
         self.name = "xfrmd-t-" + uuid.uuid4().hex[:8]
