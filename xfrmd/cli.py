@@ -11,8 +11,10 @@ from collections.abc import Iterator
 
 from . import transport as T
 from .clock import SystemClock
+from .lagreport.cli import add_lagreport_parser
 from .replay.cli import add_replay_parser
 from .run import add_run_parser
+from .suites.cli import add_suites_parser
 from .userland.cli import add_userland_parser
 
 
@@ -143,9 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     add_run_parser(sub)
     add_replay_parser(sub)
     add_userland_parser(sub)
-    from .lagreport.cli import add_lagreport_parser
     add_lagreport_parser(sub)
-    from .suites.cli import add_suites_parser
     add_suites_parser(sub)
 
     c = sub.add_parser("ctl", help="what a kernel needs root or hardware for (see `xfrmd ctl help`)")

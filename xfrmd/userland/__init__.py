@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 
 STAMP = ".xfrmd-userland.json"
 # Bumped when the way a userland is made changes (variant, dpkg filters), so old ones rebuild.
@@ -178,6 +177,7 @@ class stage_dir:
     live in the command's own mount namespace and go with it)."""
 
     def __enter__(self) -> str:
+        import tempfile     # start-up time: random and friends, for `xfrmd run --userland` only
         self.path = tempfile.mkdtemp(prefix="xfrmd-userland-")
         return self.path
 

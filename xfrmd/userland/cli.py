@@ -8,7 +8,9 @@ from typing import Any
 
 from . import (KNOWN, Userland, UserlandError, built, cache_dir, is_current, known, resolve,
                tool_versions)
-from .build import build, remove_tree
+
+# Start-up time: the builder (debootstrap driving, threads, dates: about 10 ms) loads for
+# `build` and `remove` only, not for every `xfrmd` command that registers this parser.
 
 
 def add_userland_parser(sub: Any) -> None:
@@ -32,6 +34,7 @@ def add_userland_parser(sub: Any) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from .build import build                # start-up time (top of the file)
     try:
         uls = [known(n) for n in args.names]
         for ul in uls:
@@ -79,6 +82,7 @@ def cmd_path(args: argparse.Namespace) -> int:
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
+    from .build import remove_tree          # start-up time (top of the file)
     try:
         ul = known(args.name)
         if not os.path.lexists(ul.path):
