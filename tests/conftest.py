@@ -6,6 +6,11 @@ import sys
 
 import pytest
 
+from xfrmd import userland
+from xfrmd.clock import ManualClock
+from xfrmd.kernel import Kernel
+from xfrmd.topology import load_topology
+
 # the plugin registers itself through its entry point once xfrmd is installed; this line
 # loads it when the tests run from a checkout on PYTHONPATH (a no-op otherwise)
 pytest_plugins = ["xfrmd.testing"]
@@ -56,21 +61,12 @@ def xfrmd_run(script: str, topology=None, *, env=None,
 @pytest.fixture
 def kernel():
     """A fresh sans-IO kernel on a manual clock, with the `bare` namespace layout."""
-    from xfrmd.clock import ManualClock
-    from xfrmd.kernel import Kernel
-    topo = None
-    try:
-        from xfrmd.topology import load_topology
-        topo = load_topology("bare")
-    except ImportError:
-        pass
-    return Kernel(ManualClock(), topology=topo, seed=1)
+    return Kernel(ManualClock(), topology=load_topology("bare"), seed=1)
 
 
 def require_userland(name: str) -> str:
     """A built, current userland's root (``xfrmd userland build NAME``; tools/test-all.sh
     builds them before the tests): a skip on a developer's machine, a failure under CI."""
-    from xfrmd import userland
     ul = userland.known(name)
     require(userland.is_current(ul), f"needs the userland {name} (xfrmd userland build {name})")
     return ul.path
