@@ -83,7 +83,8 @@ def _system_exit(e: BaseException) -> SystemExit | None:
     if isinstance(e, BaseExceptionGroup):
         match, rest = e.split(SystemExit)
         if match is not None and rest is None:
-            return next(iter(_leaves(match)))
+            leaf = next(iter(_leaves(match)))
+            return leaf if isinstance(leaf, SystemExit) else None
     return None
 
 
@@ -160,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = p.parse_args(argv)
     try:
-        return args.fn(args)
+        status: int = args.fn(args)
+        return status
     except KeyboardInterrupt:          # Ctrl-C before a command set up its own handling
         return 130
     except BrokenPipeError:            # `xfrmd ctl help | head`: the reader left, stop quietly

@@ -60,7 +60,7 @@ def running_server(kernel: Kernel | None = None,
         tmpdir = tempfile.mkdtemp(prefix="xfrmd-")
         path = os.path.join(tmpdir, "xfrmd.sock")
     started = threading.Event()
-    state: dict = {}
+    state: dict[str, Any] = {}
 
     async def main() -> None:
         state["token"] = trio.lowlevel.current_trio_token()

@@ -101,6 +101,7 @@ class TestServer:
         self.kernel, self.path = handle.kernel, handle.path
         self._netns = netns
         self._preload: str | None = None
+        self.trace_path: str | None = None      # the recorded conversation (xfrmd_server)
 
     def __getattr__(self, name: str) -> Any:
         if name == "_handle":                   # not set yet (copy, pickle): no recursion
@@ -108,7 +109,7 @@ class TestServer:
         return getattr(self._handle, name)
 
     @property
-    def env(self) -> dict:
+    def env(self) -> dict[str, str]:
         """The variables a program needs: XFRMD_SOCKET, XFRMD_NETNS and LD_PRELOAD."""
         env = self.program_env()
         return {k: env[k] for k in ("XFRMD_SOCKET", "XFRMD_NETNS", "LD_PRELOAD")}
@@ -123,7 +124,7 @@ class TestServer:
                 unavailable(str(e))
         return self._preload
 
-    def program_env(self, netns: str | None = None) -> dict:
+    def program_env(self, netns: str | None = None) -> dict[str, str]:
         env = dict(os.environ)
         pre = env.get("LD_PRELOAD")
         env.update(XFRMD_SOCKET=self.path, XFRMD_NETNS=netns or self._netns,
@@ -167,7 +168,7 @@ def xfrmd_server(request: pytest.FixtureRequest, tmp_path: Path,
 
 
 @pytest.fixture
-def xfrmd_env(xfrmd_server: TestServer) -> dict:
+def xfrmd_env(xfrmd_server: TestServer) -> dict[str, str]:
     """``os.environ`` plus XFRMD_SOCKET, XFRMD_NETNS=default and the shim in LD_PRELOAD:
     ``subprocess.run(["ip", "xfrm", "state"], env=xfrmd_env)`` talks to xfrmd_server."""
     return xfrmd_server.program_env()

@@ -8,11 +8,11 @@ from typing import Callable
 
 
 class Daemon:
-    proc: subprocess.Popen | None = None
+    proc: subprocess.Popen[bytes] | None = None
     dir: str                    # the daemon's own directory (configuration, logs)
 
     @property
-    def _env(self) -> dict:
+    def _env(self) -> dict[str, str]:
         """The environment the daemon and its tools run in (the shim, the emulated kernel)."""
         raise NotImplementedError
 
