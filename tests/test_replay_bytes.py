@@ -3,8 +3,10 @@
 it prints ip's message and exits with ip's status without sending anything."""
 from __future__ import annotations
 
+import json
 import shlex
 import struct
+import subprocess
 
 import pytest
 
@@ -12,7 +14,8 @@ from netlink_codec.netlink import NLMSG_DONE, NLMSG_ERROR
 from xfrmd.replay.runner import Backend, run_line
 
 from .conftest import closing_fixture, require
-from .replay.forms import PARSE_ERRORS, POLICY_FORMS, STATE_FORMS
+from .replay.forms import (LINK_FORMS, LINK_PARSE_ERRORS, PARSE_ERRORS, POLICY_FORMS,
+                          STATE_FORMS)
 from .replay.realip import RealNetns, have_tools
 
 
@@ -110,15 +113,12 @@ class _LinkBackend(RecordingBackend):
 
 
 def _real_links(ns) -> dict:
-    import json
-    import subprocess
     out = subprocess.run(["ip", "-netns", ns.name, "-j", "link", "show"], capture_output=True,
                          text=True).stdout
     return {d["ifname"]: d["ifindex"] for d in json.loads(out or "[]")}
 
 
 def test_link_and_addr_requests_equal_real_ip():
-    from .replay.forms import LINK_FORMS
     require(have_tools(), "needs root, ip and strace")
     ns = RealNetns()
     try:
@@ -137,7 +137,6 @@ def test_link_and_addr_requests_equal_real_ip():
 
 
 def test_link_parse_errors_match_real_ip():
-    from .replay.forms import LINK_PARSE_ERRORS
     require(have_tools(), "needs root, ip and strace")
     ns = RealNetns()
     try:

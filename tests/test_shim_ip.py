@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+from xfrmd import shim
+
 from .conftest import require
 from .replay.realip import have_tools, run_in_fresh_netns
 
@@ -87,7 +89,6 @@ def test_environment_exported(tools):
 
 
 def test_server_gone_is_an_error_not_a_hang(tools, tmp_path):
-    from xfrmd import shim
     env = dict(os.environ, LD_PRELOAD=shim.path(), XFRMD_SOCKET=str(tmp_path / "none.sock"))
     t0 = time.monotonic()
     p = subprocess.run(["ip", "xfrm", "policy", "count"], env=env, capture_output=True,

@@ -27,6 +27,8 @@ def usage_error(usage: str) -> SystemExit:
 
 
 def result(res: dict[str, Any], show: bool = False) -> int:
+    """A query's answer as the verb's exit status: an error on stderr (1); with ``show``,
+    the answer's ``text`` (or the answer as JSON) on stdout."""
     if res.get("errno"):
         print(f"xfrmd ctl: {res.get('error') or res['errno']}", file=sys.stderr)
         return 1

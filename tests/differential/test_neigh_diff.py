@@ -5,6 +5,7 @@ dump lists, and a device's entries flushed when it goes down or away. The kernel
 order follows a per-boot hash, so the lines of a dump of several entries are sorted."""
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -67,7 +68,6 @@ def test_neigh_dump_is_the_kernels(tmp_path):
     real, emu = run_probe_both(tmp_path, setup, _DUMP)
 
     def strip(text):          # NDA_CACHEINFO (the last attribute but NDA_PROTOCOL): ages
-        import json
         out = []
         for line in text.splitlines():
             fam, msgs = line.split(" ", 1)

@@ -342,7 +342,6 @@ def _links(hexes) -> dict:
 
 
 def test_link_dump_attributes_match_the_kernel(tmp_path):
-    import json
     needs_kernel("VETH", "BRIDGE")
     setup = ("ip link add v0 type veth peer name v1 && ip link add br0 type bridge && "
              "ip link set lo up && ip link set v0 mtu 1400 && ip link set v1 up && ")

@@ -19,6 +19,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import time
 import uuid
 
 import pytest
@@ -29,6 +30,7 @@ from tests.conftest import closing_fixture
 from tests.differential.kconfig_host import emulated_kernel, netlink_socket_in
 from tests.sad_helpers import (CBC, REQ_ACK, A, M, Nl, addr, algo, algo2, msg, selector, usersa_id,
                                usersa_info)
+from xfrmd.xfrm.sadb import sad
 
 pytestmark = pytest.mark.netns
 
@@ -289,7 +291,6 @@ def test_allocspi_larval_state_matches_kernel(pair):
 def test_sad_hash_growth_reported_like_kernel(pair):
     """GETSADINFO's bucket count after 1..40 larval states (xfrm_hash_grow_check). The kernel
     resizes from a workqueue, so give it a moment before asking."""
-    import time
     real, fake = pair
     info = msg(M.GETSADINFO, struct.pack("=I", 0))
     for n in range(1, 41):
@@ -340,8 +341,6 @@ def test_sa_events_match_kernel(real):
 @pytest.mark.slow
 def test_larval_expiry_event_matches_kernel(real):
     """A larval state's hard expiry (acq_expires set to 1 s in both kernels): same EXPIRE."""
-    import time
-    from xfrmd.xfrm.sadb import sad
     subprocess.run(["ip", "netns", "exec", real.name, "sysctl", "-qw",
                     "net.core.xfrm_acq_expires=1"], check=True)
     mon_real = real.open(X.XFRMGRP_EXPIRE)
