@@ -4,12 +4,6 @@ from __future__ import annotations
 from xfrmd.ctl_util import Service, VerbTable, done, split_json, usage_error
 
 
-_USAGE_LAG_MODEL = ("lag-model BOND off|replicated|shared [--notify-flush on|off] [-v|--json] "
-                    "— the bond's IPsec offload model; --notify-flush: XFRM_MSG_DELSA for "
-                    "states a LAG flush deletes (the kernel sends none); says what it set on a "
-                    "terminal or with -v")
-
-
 def _lag_model(svc: Service, args: list[str]) -> int:
     args, how = split_json(args)
     req = {}
@@ -24,6 +18,12 @@ def _lag_model(svc: Service, args: list[str]) -> int:
         line += f", DELSA on LAG flush {'on' if req['notify_flush'] else 'off'}"
     return done(svc.query("lag_model", bond=args[0], model=args[1], **req), how, line, what)
 
+
+# what `xfrmd ctl help` shows of each verb
+_USAGE_LAG_MODEL = ("lag-model BOND off|replicated|shared [--notify-flush on|off] [-v|--json] "
+                    "— the bond's IPsec offload model; --notify-flush: XFRM_MSG_DELSA for "
+                    "states a LAG flush deletes (the kernel sends none); says what it set on a "
+                    "terminal or with -v")
 
 # ``xfrmd ctl`` verbs of this module: name -> (function, usage); :mod:`xfrmd.ctl` assembles them.
 VERBS: VerbTable = {

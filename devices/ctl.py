@@ -7,10 +7,6 @@ from typing import Any
 from xfrmd.ctl_util import Service, VerbTable, result, usage_error
 
 
-_USAGE_SHOW_OFFLOAD = ("show-offload [DEV] [--json] — per-device hardware SA tables "
-                       "(handles, SPI, direction, port) of the offload drivers and bonds")
-
-
 def _show_offload(svc: Service, args: list[str]) -> int:
     as_json = "--json" in args
     rest = [a for a in args if a != "--json"]
@@ -47,10 +43,6 @@ def _kv(row: dict[str, Any]) -> str:
                     for k, v in row.items())
 
 
-_USAGE_OFFLOAD_TRAFFIC = ("offload-traffic DEV SPI [PACKETS [BYTES]] [--json] — emulate "
-                          "packets through the hardware SA (driver counters, netdevsim tx=)")
-
-
 def _offload_traffic(svc: Service, args: list[str]) -> int:
     as_json = "--json" in args
     args = [a for a in args if a != "--json"]
@@ -79,6 +71,12 @@ def _offload_traffic(svc: Service, args: list[str]) -> int:
           f"SA spi {done['spi']:#x} on {done['dev']}")
     return 0
 
+
+# what `xfrmd ctl help` shows of each verb
+_USAGE_SHOW_OFFLOAD = ("show-offload [DEV] [--json] — per-device hardware SA tables "
+                       "(handles, SPI, direction, port) of the offload drivers and bonds")
+_USAGE_OFFLOAD_TRAFFIC = ("offload-traffic DEV SPI [PACKETS [BYTES]] [--json] — emulate "
+                          "packets through the hardware SA (driver counters, netdevsim tx=)")
 
 # ``xfrmd ctl`` verbs of this module: name -> (function, usage); :mod:`xfrmd.ctl` assembles them.
 VERBS: VerbTable = {

@@ -4,12 +4,6 @@ from __future__ import annotations
 from ..ctl_util import Service, VerbTable, done, result, split_json, usage_error
 
 
-_USAGE_LINK = ("link DEV carrier on|off | unplug | replug | netns NS [name NEWNAME] [-v|--json] "
-               "— a cable plugged or pulled (failover on bonds); the port hot-unplugged or probed "
-               "again; the device moved to another namespace (ip link set DEV netns); carrier, "
-               "unplug and replug say what they did on a terminal or with -v")
-
-
 def _link(svc: Service, args: list[str]) -> int:
     args, how = split_json(args)
     if len(args) == 2 and args[1] == "unplug":
@@ -31,12 +25,16 @@ def _link(svc: Service, args: list[str]) -> int:
                 f"{args[0]}: carrier {args[2]}", {"dev": args[0], "carrier": args[2]})
 
 
-_USAGE_LINKS = "links — the device table of the namespace"
-
-
 def _links(svc: Service, args: list[str]) -> int:
     return result(svc.query("links"), show=True)
 
+
+# what `xfrmd ctl help` shows of each verb
+_USAGE_LINK = ("link DEV carrier on|off | unplug | replug | netns NS [name NEWNAME] [-v|--json] "
+               "— a cable plugged or pulled (failover on bonds); the port hot-unplugged or probed "
+               "again; the device moved to another namespace (ip link set DEV netns); carrier, "
+               "unplug and replug say what they did on a terminal or with -v")
+_USAGE_LINKS = "links — the device table of the namespace"
 
 # ``xfrmd ctl`` verbs of this module: name -> (function, usage); :mod:`xfrmd.ctl` assembles them.
 VERBS: VerbTable = {

@@ -9,12 +9,6 @@ _KEYS = {"proto", "sport", "dport", "policy", "xfrm", "mode", "reqid", "tmpl-src
          "mark", "mask", "if_id", "priority"}
 
 
-_USAGE_ACQUIRE = ("acquire SRC DST [proto P] [sport N] [dport N] "
-                  "[policy INDEX | xfrm esp|ah|comp mode tunnel|transport|beet reqid N "
-                  "[tmpl-src A] [tmpl-dst B] [mark V mask M] [if_id N]] — what an outbound "
-                  "packet of the flow does: without policy/xfrm, the SPD's best OUT policy")
-
-
 def _acquire(svc: Service, args: list[str]) -> int:
     if len(args) < 2 or len(args) % 2:
         raise usage_error(_USAGE_ACQUIRE)
@@ -27,16 +21,10 @@ def _acquire(svc: Service, args: list[str]) -> int:
     return result(svc.query("acquire", **fields), show=True)
 
 
-_USAGE_XFRM_TYPE = "xfrm-type esp|ah|comp on|off — load or unload an xfrm type module"
-
-
 def _xfrm_type(svc: Service, args: list[str]) -> int:
     if len(args) != 2:
         raise usage_error(_USAGE_XFRM_TYPE)
     return result(svc.query("xfrm_type", proto=args[0], state=args[1]))
-
-
-_USAGE_CRYPTO_ALG = "crypto-alg on|off NAME… — load or unload crypto algorithms (xfrm_algo.c names)"
 
 
 def _crypto_alg(svc: Service, args: list[str]) -> int:
@@ -44,6 +32,14 @@ def _crypto_alg(svc: Service, args: list[str]) -> int:
         raise usage_error(_USAGE_CRYPTO_ALG)
     return result(svc.query("crypto_alg", state=args[0], names=args[1:]))
 
+
+# what `xfrmd ctl help` shows of each verb
+_USAGE_ACQUIRE = ("acquire SRC DST [proto P] [sport N] [dport N] "
+                  "[policy INDEX | xfrm esp|ah|comp mode tunnel|transport|beet reqid N "
+                  "[tmpl-src A] [tmpl-dst B] [mark V mask M] [if_id N]] — what an outbound "
+                  "packet of the flow does: without policy/xfrm, the SPD's best OUT policy")
+_USAGE_XFRM_TYPE = "xfrm-type esp|ah|comp on|off — load or unload an xfrm type module"
+_USAGE_CRYPTO_ALG = "crypto-alg on|off NAME… — load or unload crypto algorithms (xfrm_algo.c names)"
 
 # ``xfrmd ctl`` verbs of this module: name -> (function, usage); :mod:`xfrmd.ctl` assembles them.
 VERBS: VerbTable = {
