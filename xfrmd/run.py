@@ -28,7 +28,7 @@ from .userland import UserlandError, entry_argv, resolve, stage_dir
 
 # Start-up time: what `env` and `run` need beyond the parser loads when they run, not for
 # every `xfrmd` command (these functions are registered at start-up): the shim builder
-# (hashlib, tempfile, subprocess: about 10 ms) and, for a private server, trio and the
+# (hashlib, tempfile, shutil: about 10 ms) and, for a private server, trio and the
 # kernel model (about 0.15 s).
 
 
