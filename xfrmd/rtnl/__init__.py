@@ -1,33 +1,39 @@
 """NETLINK_ROUTE (net/core/rtnetlink.c ``rtnetlink_rcv_msg``): links, addresses, routes, rules.
 
-Handlers register per message type with :func:`rtnl_handler` (doit) or
-``rtnl_handler(t, dump=True)`` (dumpit). What is not modelled answers EOPNOTSUPP with an
-``xfrmd:`` message; GET requests need no privilege, everything else CAP_NET_ADMIN."""
+Each module declares its handlers in a constant table ``RTNL_MSG_HANDLERS`` of
+(family, msgtype, doit, dumpit) rows (``rtnl_register_many``); :func:`init` registers them
+into the kernel's :class:`Rtnetlink`. Family 0 is PF_UNSPEC; a row for another family
+(PF_BRIDGE) is looked up first for requests of that family. What is not modelled answers
+EOPNOTSUPP with an ``xfrmd:`` message; GET requests need no privilege, everything else
+CAP_NET_ADMIN."""
 from __future__ import annotations
 
 import errno as E
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
-from netlink_codec.netlink import NETLINK_ROUTE, NLM_F_DUMP, NLM_F_ECHO
+from devices.netdev import LinkTable, loopback
+from netlink_codec.netlink import NETLINK_ROUTE, NLM_F_DUMP, NLM_F_ECHO, ExtAck
 
+from ..errors import KernelError
 from ..netlink.core import OK, Reply, Request
+from ..notifier import NETDEV_PRI_FIB, NETDEV_PRI_NEIGH, NETDEV_PRI_PROCFS
+# transitional (link.py, bridge.py, netns.py still use the decorator): imported before the
+# modules below so that their ``from . import rtnl_handler`` finds it
+from .legacy import DOIT, DUMPIT, FAMILY_DOIT, FAMILY_DUMPIT, rtnl_handler
+from .legacy import handlers as legacy_handlers
+from . import addr, fib, neigh, netconf, procfs, route, rule, services
+from . import bridge, link, netns  # noqa: F401  (transitional: @rtnl_handler on import)
 
-DOIT: dict[int, Callable] = {}
-DUMPIT: dict[int, Callable] = {}
-# handlers one family registered for itself (rtnl_register(PF_BRIDGE, …)), looked up first
-FAMILY_DOIT: dict[tuple[int, int], Callable] = {}
-FAMILY_DUMPIT: dict[tuple[int, int], Callable] = {}
+if TYPE_CHECKING:
+    from ..kernel import Kernel, NetNamespace
+
+__all__ = ["DOIT", "DUMPIT", "FAMILY_DOIT", "FAMILY_DUMPIT", "Rtnetlink", "RtnlRequest",
+           "init", "rtnl_handler"]
+
+Handler = Callable[..., Any]
+# one row of a handler table: (family, msgtype, doit, dumpit), ``struct rtnl_msg_handler``
+MsgHandler = tuple[int, int, Optional[Handler], Optional[Handler]]
 RTM_BASE, RTM_MAX = 16, 127
-
-
-def rtnl_handler(msg_type: int, *, dump: bool = False, family: int = 0):
-    def register(fn):
-        if family:
-            (FAMILY_DUMPIT if dump else FAMILY_DOIT)[(family, msg_type)] = fn
-        else:
-            (DUMPIT if dump else DOIT)[msg_type] = fn
-        return fn
-    return register
 
 
 class RtnlRequest(Request):
@@ -36,14 +42,13 @@ class RtnlRequest(Request):
 
     def __init__(self, base: Request):
         super().__init__(base.kernel, base.sock, base.buf, base.hdr)
-        self.warning = None
+        self.warning: str | None = None
 
 
-def _with_warning(out, warning: str):
+def _with_warning(out: Any, warning: str) -> Any:
     """The parser's extack message stays unless a later step set one (NL_SET_ERR_MSG only
-    overwrites): on the ACK of a success, and on an error that says nothing else."""
+    overwrites): on the ACK of a success."""
     if isinstance(out, Reply) and (out.ext is None or out.ext.msg is None):
-        from netlink_codec.netlink import ExtAck
         r = Reply(out.error)
         r.ext = (out.ext or ExtAck())._replace(msg=warning)
         r.echo = out.echo
@@ -52,30 +57,47 @@ def _with_warning(out, warning: str):
 
 
 class Rtnetlink:
+    """The NETLINK_ROUTE family of one kernel: its handler tables (``rtnl_msg_handlers``)
+    and the namespace set-up of the link table and the FIB."""
     protocol = NETLINK_ROUTE
     groups = 32          # RTNLGRP_* used by the clients fit in the first 32
 
-    def __init__(self, kernel):
+    def __init__(self, kernel: Kernel):
         self.kernel = kernel
-        from . import addr, bridge, link, neigh, netconf, netns, procfs, route, rule  # noqa: F401  (handlers register on import)
+        self.doit: dict[int, Handler] = {}
+        self.dumpit: dict[int, Handler] = {}
+        # handlers one family registered for itself (rtnl_register(PF_BRIDGE, …)), looked up first
+        self.family_doit: dict[tuple[int, int], Handler] = {}
+        self.family_dumpit: dict[tuple[int, int], Handler] = {}
 
-    def init_net(self, ns) -> None:
-        from devices.netdev import LinkTable, loopback
+    def register_many(self, table: Iterable[MsgHandler]) -> None:
+        """``rtnl_register_many``: each (family, msgtype, doit, dumpit) row."""
+        for family, msgtype, doit, dumpit in table:
+            if doit is not None:
+                if family:
+                    self.family_doit[(family, msgtype)] = doit
+                else:
+                    self.doit[msgtype] = doit
+            if dumpit is not None:
+                if family:
+                    self.family_dumpit[(family, msgtype)] = dumpit
+                else:
+                    self.dumpit[msgtype] = dumpit
+
+    def init_net(self, ns: NetNamespace) -> None:
         ns.links = LinkTable(ns)
         ns.links.register(loopback())
         ns.routes = []
-        from .fib import fib
-        fib(ns)                 # a new namespace's FIB (fib_net_init, fib6_net_init)
+        fib.fib(ns)             # a new namespace's FIB (fib_net_init, fib6_net_init)
 
-    def exit_net(self, ns) -> None:
+    def exit_net(self, ns: NetNamespace) -> None:
         """``cleanup_net``: other namespaces forget their id for this one, then its hardware
         ports go home to ``default`` and its rtnetlink-made devices are deleted
         (xfrmd/rtnl/netns.py)."""
-        from .netns import default_device_exit_net, net_exit_ids
-        net_exit_ids(ns)
-        default_device_exit_net(ns)
+        netns.net_exit_ids(ns)
+        netns.default_device_exit_net(ns)
 
-    def rcv_msg(self, req: Request):
+    def rcv_msg(self, req: Request) -> Any:
         t = req.hdr.type
         if t > RTM_MAX:
             return Reply(-E.EOPNOTSUPP)
@@ -85,26 +107,57 @@ class Rtnetlink:
         # rtnl_get_link: the family's own handler, else the PF_UNSPEC one
         family = req.buf[req.payload_offset] if req.end > req.payload_offset else 0
         if kind == 2 and req.hdr.flags & NLM_F_DUMP:
-            fn = FAMILY_DUMPIT.get((family, t)) or DUMPIT.get(t)
+            fn = self.family_dumpit.get((family, t)) or self.dumpit.get(t)
             if fn is None:
-                return Reply(-E.EOPNOTSUPP, f"xfrmd: dumps of rtnetlink message {t} are not modelled")
+                raise KernelError(E.EOPNOTSUPP,
+                                  f"xfrmd: dumps of rtnetlink message {t} are not modelled")
             return fn(req)
         if kind != 2 and not req.sock.cap_net_admin:
-            return Reply(-E.EPERM)     # netlink_net_capable(skb, CAP_NET_ADMIN)
-        fn = FAMILY_DOIT.get((family, t)) or DOIT.get(t)
+            raise KernelError(E.EPERM)     # netlink_net_capable(skb, CAP_NET_ADMIN)
+        fn = self.family_doit.get((family, t)) or self.doit.get(t)
         if fn is None:
-            return Reply(-E.EOPNOTSUPP, f"xfrmd: rtnetlink message {t} is not modelled")
-        req = RtnlRequest(req)
-        if req.hdr.flags & NLM_F_ECHO:
+            raise KernelError(E.EOPNOTSUPP, f"xfrmd: rtnetlink message {t} is not modelled")
+        rreq = RtnlRequest(req)
+        if rreq.hdr.flags & NLM_F_ECHO:
             # nlmsg_report: the notifications this request causes are echoed to its sender
-            self.kernel.report = (req.sock, req.hdr.seq)
+            self.kernel.report = (rreq.sock, rreq.hdr.seq)
         try:
-            out = fn(req)
+            out = fn(rreq)
+        except KernelError as err:
+            # the parser's warning is the extack message of an error that says nothing else
+            if rreq.warning is not None and err.msg is None:
+                err.msg = rreq.warning
+            raise
         finally:
             self.kernel.report = None
-        return out if req.warning is None else _with_warning(out, req.warning)
+        return out if rreq.warning is None else _with_warning(out, rreq.warning)
 
 
-def init(kernel) -> None:
-    """``rtnetlink_init``: the NETLINK_ROUTE family and its message handlers."""
-    kernel.netlink_kernel_create(Rtnetlink(kernel))
+# the handler tables, in the order the kernel's subsystems register theirs
+RTNL_TABLES: tuple[tuple[MsgHandler, ...], ...] = (
+    addr.RTNL_MSG_HANDLERS, route.RTNL_MSG_HANDLERS, rule.RTNL_MSG_HANDLERS,
+    neigh.RTNL_MSG_HANDLERS, netconf.RTNL_MSG_HANDLERS)
+
+
+def init(kernel: Kernel) -> None:
+    """``rtnetlink_init`` and the rtnetlink subsystems' init calls: the NETLINK_ROUTE family
+    and its message handlers, the netdevice and inetaddr notifiers of the neighbour tables,
+    the IP sysctls and the FIB, the interface service ops, ioctls and virtual files."""
+    rtnl = Rtnetlink(kernel)
+    for table in RTNL_TABLES:
+        rtnl.register_many(table)
+    # -- links (link.py, bridge.py, netns.py, xfrmi.py): link kinds, rtnetlink_event, their
+    # handler tables; transitional until then: what @rtnl_handler registered on import
+    rtnl.register_many(legacy_handlers())
+    # -- end of links
+    kernel.netlink_kernel_create(rtnl)
+    kernel.netdev_chain.register(neigh.neigh_netdev_event, NETDEV_PRI_NEIGH)
+    kernel.netdev_chain.register(procfs.procfs_netdev_event, NETDEV_PRI_PROCFS)
+    kernel.netdev_chain.register(fib.fib_netdev_event, NETDEV_PRI_FIB)
+    kernel.inetaddr_chain.register(fib.fib_inetaddr_event)
+    for pattern, read, write in procfs.VFS_FILES + services.VFS_FILES:
+        kernel.vfs.register(pattern, read, write)
+    for pattern, lister in procfs.VFS_DIRS + services.VFS_DIRS:
+        kernel.vfs.register_dir(pattern, lister)
+    kernel.services.update(services.SERVICES)
+    kernel.ioctls.update(services.IOCTLS)

@@ -2,21 +2,28 @@
 ``inet6_fill_ifaddr``)."""
 from __future__ import annotations
 
+import errno as E
 import ipaddress
 import struct
 from dataclasses import dataclass
+from typing import Any
 
-from netlink_codec.netlink import (NLM_F_MULTI, encode_msg, iter_attrs, kernel_attrs, nla,
+from netlink_codec.netlink import (NETLINK_ROUTE, NLM_F_MULTI, encode_msg, kernel_attrs, nla,
                                    nla_string, nla_u32)
 
-from . import rtnl_handler
+from ..errors import KernelError
+from ..netlink.core import OK, Reply, Request
+from .policy import IFA_IPV4_POLICY, IFA_IPV6_POLICY, IFA_MAX, rtnl_parse
 
-RTM_NEWADDR, RTM_GETADDR = 20, 22
+RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 IFADDRMSG = struct.Struct("=BBBBi")
 IFA_ADDRESS, IFA_LOCAL, IFA_LABEL, IFA_BROADCAST, IFA_CACHEINFO, IFA_FLAGS = 1, 2, 3, 4, 6, 8
+IFA_F_SECONDARY, IFA_F_TENTATIVE = 0x01, 0x40
 IFA_F_DEPRECATED, IFA_F_PERMANENT, IFA_F_NOPREFIXROUTE = 0x20, 0x80, 0x200
 RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_HOST = 0, 253, 254
+RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR = 5, 9
 INFINITY = 0xFFFFFFFF
+NLM_F_EXCL = 0x200
 
 
 @dataclass
@@ -26,7 +33,7 @@ class IfAddr:
     scope: int = RT_SCOPE_UNIVERSE
     flags: int = IFA_F_PERMANENT
     label: str = ""
-    brd: object = "auto"      # "auto": computed (topology addresses); None: none; bytes: given
+    brd: Any = "auto"         # "auto": computed (topology addresses); None: none; bytes: given
     peer: str | None = None   # IFA_ADDRESS when it differs from IFA_LOCAL (point-to-point)
     valid_lft: int = INFINITY
     prefered_lft: int = INFINITY
@@ -54,7 +61,7 @@ class IfAddr:
         return net.broadcast_address.packed
 
 
-def add_address(dev, address: str, prefixlen: int) -> IfAddr:
+def add_address(dev: Any, address: str, prefixlen: int) -> IfAddr:
     """What an ``ip addr add`` leaves behind (used by topologies)."""
     scope = RT_SCOPE_HOST if address.startswith("127.") or address == "::1" else RT_SCOPE_UNIVERSE
     a = IfAddr(address, prefixlen, scope, label=dev.name)
@@ -62,7 +69,7 @@ def add_address(dev, address: str, prefixlen: int) -> IfAddr:
     return a
 
 
-def fill_ifaddr(dev, a: IfAddr, seq: int, portid: int, flags: int,
+def fill_ifaddr(dev: Any, a: IfAddr, seq: int, portid: int, flags: int,
                 msg_type: int = RTM_NEWADDR) -> bytes:
     body = IFADDRMSG.pack(a.family, a.prefixlen, a.flags & 0xFF, a.scope, dev.ifindex)
     cache = struct.pack("=IIII", *ifa_lifetimes_left(dev, a), 0, 0)
@@ -82,12 +89,12 @@ def fill_ifaddr(dev, a: IfAddr, seq: int, portid: int, flags: int,
     return encode_msg(msg_type, flags, seq, portid, body)
 
 
-def _now(dev) -> float:
+def _now(dev: Any) -> float:
     ns = getattr(dev, "netns", None)
     return ns.kernel.clock.now() if ns is not None else 0.0
 
 
-def ifa_lifetimes_left(dev, a: IfAddr) -> tuple[int, int]:
+def ifa_lifetimes_left(dev: Any, a: IfAddr) -> tuple[int, int]:
     """(preferred, valid) seconds left, as ``inet_fill_ifaddr`` / ``inet6_fill_ifaddr`` count
     them: whole seconds since the lifetimes were set come off both, but only when the
     preferred lifetime is finite (with an infinite one the valid lifetime stays as set)."""
@@ -106,7 +113,7 @@ def ifa_lifetimes_left(dev, a: IfAddr) -> tuple[int, int]:
     return preferred, valid
 
 
-def set_ifa_lifetime(dev, a: IfAddr, valid: int, prefered: int) -> None:
+def set_ifa_lifetime(dev: Any, a: IfAddr, valid: int, prefered: int) -> None:
     """``set_ifa_lifetime`` (IPv4) / the lifetime part of ``inet6_addr_add`` and
     ``inet6_addr_modify``: a finite valid lifetime makes the address dynamic (no
     IFA_F_PERMANENT), a zero preferred one deprecated; the countdown starts now and the
@@ -121,7 +128,7 @@ def set_ifa_lifetime(dev, a: IfAddr, valid: int, prefered: int) -> None:
     _schedule_lifetime_check(dev, a)
 
 
-def _schedule_lifetime_check(dev, a: IfAddr) -> None:
+def _schedule_lifetime_check(dev: Any, a: IfAddr) -> None:
     ns = getattr(dev, "netns", None)
     if ns is None:
         return
@@ -137,7 +144,7 @@ def _schedule_lifetime_check(dev, a: IfAddr) -> None:
     ns.kernel.add_timer(wait, lambda: _check_lifetime(dev, a, stamp))
 
 
-def _check_lifetime(dev, a: IfAddr, stamp: float) -> None:
+def _check_lifetime(dev: Any, a: IfAddr, stamp: float) -> None:
     """``check_lifetime`` (IPv4) / ``addrconf_verify_rtnl`` (IPv6) for one address: past
     its valid lifetime it is deleted (RTM_DELADDR, its routes go); past its preferred one
     it turns deprecated, announced with RTM_NEWADDR."""
@@ -156,39 +163,45 @@ def _check_lifetime(dev, a: IfAddr, stamp: float) -> None:
     _schedule_lifetime_check(dev, a)
 
 
-def _ifa_notify(dev, a: IfAddr, msg_type: int, seq: int = 0, portid: int = 0) -> None:
+def _ifa_notify(dev: Any, a: IfAddr, msg_type: int, seq: int = 0, portid: int = 0) -> None:
     """The netlink notification alone (the address's routes are unchanged)."""
-    from netlink_codec.netlink import NETLINK_ROUTE
     ns = dev.netns
     group = RTNLGRP_IPV4_IFADDR if a.family == 2 else RTNLGRP_IPV6_IFADDR
     ns.kernel.multicast(ns, NETLINK_ROUTE, group, fill_ifaddr(dev, a, seq, portid, 0, msg_type))
 
 
-RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR = 5, 9
-IFA_F_TENTATIVE = 0x40
-
-
-def rtmsg_ifa(dev, a: IfAddr, msg_type: int, seq: int = 0, portid: int = 0) -> None:
-    """``rtmsg_ifa`` / ``inet6_ifa_notify``: the address to its family's group."""
+def rtmsg_ifa(dev: Any, a: IfAddr, msg_type: int, seq: int = 0, portid: int = 0) -> None:
+    """``rtmsg_ifa`` / ``inet6_ifa_notify``: the address to its family's group, then the
+    inetaddr / inet6addr notifier chain (``blocking_notifier_call_chain(&inetaddr_chain,
+    NETDEV_UP or NETDEV_DOWN, ifa)``: the FIB follows, xfrmd/rtnl/fib.py), then for a new
+    IPv6 address of a running device the solicited-node group (``addrconf_join_solict``)."""
     ns = dev.netns
     if ns is None:
         return
-    from netlink_codec.netlink import NETLINK_ROUTE
-    group = RTNLGRP_IPV4_IFADDR if a.family == 2 else RTNLGRP_IPV6_IFADDR
-    ns.kernel.multicast(ns, NETLINK_ROUTE, group, fill_ifaddr(dev, a, seq, portid, 0, msg_type))
-    from .fib import ifa_event          # the inetaddr / inet6addr chains: the FIB follows
-    ifa_event(dev, a, msg_type)
+    _ifa_notify(dev, a, msg_type, seq, portid)
+    ns.kernel.inetaddr_chain.call("NETDEV_UP" if msg_type == RTM_NEWADDR else "NETDEV_DOWN",
+                                  a, dev=dev)
     if msg_type == RTM_NEWADDR:
-        from .neigh import addrconf_join_solict
         addrconf_join_solict(dev, a)
 
 
-def _del(dev, a: IfAddr) -> None:
+def addrconf_join_solict(dev: Any, a: IfAddr) -> None:
+    """An IPv6 address of a running device starts DAD: its solicited-node group joins the
+    device's multicast list (in that order; read by ``dev_mc_list`` in xfrmd/rtnl/neigh.py)."""
+    if a.family != 10 or not dev.up or not dev.carrier:
+        return
+    joined = dev.__dict__.setdefault("mc_solicit", [])
+    mac = b"\x33\x33\xff" + a.packed[13:16]
+    if mac not in joined:
+        joined.append(mac)
+
+
+def _del(dev: Any, a: IfAddr) -> None:
     dev.addresses.remove(a)
     rtmsg_ifa(dev, a, RTM_DELADDR)
 
 
-def netdev_up(dev) -> None:
+def netdev_up(dev: Any) -> None:
     """NETDEV_UP: loopback gets 127.0.0.1/8 and ::1 (inetdev_event, init_loopback); IPv6
     addresses of a device now running finish DAD (instantly here)."""
     if dev.kind == "loopback":
@@ -200,21 +213,20 @@ def netdev_up(dev) -> None:
             rtmsg_ifa(dev, add_address(dev, "::1", 128), RTM_NEWADDR)
 
 
-def netdev_down(dev) -> None:
+def netdev_down(dev: Any) -> None:
     """NETDEV_DOWN: ``addrconf_ifdown`` drops the IPv6 addresses (keep_addr_on_down=0);
     IPv4 addresses stay."""
     for a in [a for a in dev.addresses if a.family == 10]:
         _del(dev, a)
 
 
-def netdev_unregister(dev) -> None:
+def netdev_unregister(dev: Any) -> None:
     """NETDEV_UNREGISTER: every address goes, each with RTM_DELADDR."""
     for a in list(dev.addresses):
         _del(dev, a)
 
 
-@rtnl_handler(RTM_GETADDR, dump=True)
-def inet_dump_ifaddr(req):
+def inet_dump_ifaddr(req: Request) -> Any:
     family = req.buf[req.payload_offset] if req.hdr.len > 16 else 0
     seq, portid = req.hdr.seq, req.sock.portid
     msgs = []
@@ -228,76 +240,59 @@ def inet_dump_ifaddr(req):
     return req.start_dump(msgs)
 
 
-RTM_DELADDR = 21
-
-
-def _parse(req, new: bool):
+def _parse(req: Request, new: bool) -> tuple[Any, str, int, int, bytes | None, bool]:
     """``rtm_to_ifaddr`` / ``inet6_rtm_newaddr`` and the two deladdr handlers, in the
     kernel's order: the policy parse (nlmsg_parse_deprecated), the prefix length, the
-    address, then the device. Returns ((dev, address, plen, scope, brd, local_given), None)
-    or (None, Reply)."""
-    import errno as E
-    from ..netlink.core import Reply
-    from .policy import IFA_IPV4_POLICY, IFA_IPV6_POLICY, IFA_MAX, rtnl_parse
+    address, then the device: (dev, address, plen, scope, brd, local_given)."""
     off = req.payload_offset
     if req.end - off < IFADDRMSG.size:
-        return None, Reply(-E.EINVAL, "Invalid header length")       # __nlmsg_parse
+        raise KernelError(E.EINVAL, "Invalid header length")       # __nlmsg_parse
     family, plen, _flags, scope, index = IFADDRMSG.unpack_from(req.buf, off)
     if family not in (2, 10):
         # rtnetlink_rcv_msg: no handler for the family, none for PF_UNSPEC either
-        return None, Reply(-E.EOPNOTSUPP)
-    tb, bad = rtnl_parse(req, IFADDRMSG.size, IFA_IPV4_POLICY if family == 2 else IFA_IPV6_POLICY,
-                         IFA_MAX)
-    if bad is not None:
-        return None, bad
+        raise KernelError(E.EOPNOTSUPP)
+    tb = rtnl_parse(req, IFADDRMSG.size, IFA_IPV4_POLICY if family == 2 else IFA_IPV6_POLICY,
+                    IFA_MAX)
     brd = tb.get(IFA_BROADCAST)
     if family == 2:
         if plen > 32 and new:
-            return None, Reply(-E.EINVAL, "ipv4: Invalid prefix length")
+            raise KernelError(E.EINVAL, "ipv4: Invalid prefix length")
         raw = tb.get(IFA_LOCAL, tb.get(IFA_ADDRESS) if not new else None)
         if raw is None:
-            return None, Reply(-E.EINVAL, "ipv4: Local address is not supplied" if new else None)
+            raise KernelError(E.EINVAL, "ipv4: Local address is not supplied" if new else None)
         raw = raw[:4]
     else:
         if plen > 128:
-            return None, Reply(-E.EINVAL, "ipv6: Invalid prefix length")
+            raise KernelError(E.EINVAL, "ipv6: Invalid prefix length")
         raw = tb.get(IFA_LOCAL, tb.get(IFA_ADDRESS))     # extract_addr: the local one wins
         if raw is None:
-            return None, Reply(-E.EINVAL)
+            raise KernelError(E.EINVAL)
         raw = raw[:16]
     dev = req.netns.links.by_index(index)
     if dev is None:
-        return None, Reply(-E.ENODEV, "ipv4: Device not found" if family == 2
-                           else "ipv6: Unable to find the interface")
+        raise KernelError(E.ENODEV, "ipv4: Device not found" if family == 2
+                          else "ipv6: Unable to find the interface")
     return (dev, str(ipaddress.ip_address(raw)), plen, scope, brd[:4] if brd else None,
-            IFA_ADDRESS in tb), None
+            IFA_ADDRESS in tb)
 
 
-@rtnl_handler(RTM_NEWADDR)
-def inet_rtm_newaddr(req):
+def inet_rtm_newaddr(req: Request) -> Reply:
     """``ip addr add``: EEXIST for an address the device has (with NLM_F_EXCL)."""
-    import errno as E
-    from ..netlink.core import Reply
-    parsed, bad = _parse(req, True)
-    if bad is not None:
-        return bad
-    dev, address, plen, scope, brd, _ = parsed
-    peer, lifetimes = _ifa_peer_and_lifetimes(req, address)
-    if isinstance(lifetimes, Reply):
-        return lifetimes
+    dev, address, plen, scope, brd, _ = _parse(req, True)
+    peer, lifetimes = _ifa_peer_and_lifetimes(req, address, True)
     for a in dev.addresses:
         if a.address == address and a.prefixlen == plen and (
                 a.family == 10 or _same_subnet(a, peer or address, plen)):
             # find_matching_ifa / ipv6_add_addr_hash
             text = "ipv4: Address already assigned" if ":" not in address \
                 else "ipv6: address already assigned"
-            if req.hdr.flags & 0x200:
-                return Reply(-E.EEXIST, text)
+            if req.hdr.flags & NLM_F_EXCL:
+                raise KernelError(E.EEXIST, text)
             # NLM_F_REPLACE: new lifetimes (infinite unless given), announced
             set_ifa_lifetime(dev, a, *(lifetimes or (INFINITY, INFINITY)))
             _ifa_notify(dev, a, RTM_NEWADDR, *((req.hdr.seq, req.sock.portid)
                                                if a.family == 2 else (0, 0)))
-            return Reply()
+            return OK
     if ":" not in address:
         a = inet_insert_ifa(dev, address, plen, scope, peer)
     else:
@@ -322,18 +317,12 @@ def inet_rtm_newaddr(req):
         rtmsg_ifa(dev, a, RTM_NEWADDR, req.hdr.seq, req.sock.portid)
     else:
         rtmsg_ifa(dev, a, RTM_NEWADDR)
-    return Reply()
+    return OK
 
 
-@rtnl_handler(RTM_DELADDR)
-def inet_rtm_deladdr(req):
-    import errno as E
-    from ..netlink.core import Reply
-    parsed, bad = _parse(req, False)
-    if bad is not None:
-        return bad
-    dev, address, plen, _, _, with_address = parsed
-    peer, _ = _ifa_peer_and_lifetimes(req, address)
+def inet_rtm_deladdr(req: Request) -> Reply:
+    dev, address, plen, _, _, with_address = _parse(req, False)
+    peer, _ = _ifa_peer_and_lifetimes(req, address, False)
     for a in list(dev.addresses):
         if a.family == 2 and peer and not _same_subnet(a, peer, plen):
             continue                # inet_rtm_deladdr: IFA_ADDRESS names the peer's subnet
@@ -345,13 +334,13 @@ def inet_rtm_deladdr(req):
             else:
                 dev.addresses.remove(a)
                 rtmsg_ifa(dev, a, RTM_DELADDR)
-            return Reply()
+            return OK
     # inet_rtm_deladdr / inet6_addr_del
-    return Reply(-E.EADDRNOTAVAIL, "ipv4: Address not found" if ":" not in address
-                 else "ipv6: address not found")
+    raise KernelError(E.EADDRNOTAVAIL, "ipv4: Address not found" if ":" not in address
+                      else "ipv6: address not found")
 
 
-def inet_del_ifa(dev, a: IfAddr, seq: int, portid: int) -> None:
+def inet_del_ifa(dev: Any, a: IfAddr, seq: int, portid: int) -> None:
     """``__inet_del_ifa`` without promote_secondaries: a primary takes its secondaries
     along, each with RTM_DELADDR first."""
     if not a.flags & IFA_F_SECONDARY:
@@ -365,18 +354,16 @@ def inet_del_ifa(dev, a: IfAddr, seq: int, portid: int) -> None:
     rtmsg_ifa(dev, a, RTM_DELADDR, seq, portid)
 
 
-IFA_F_SECONDARY = 0x01
-
-
-def _ifa_peer_and_lifetimes(req, local: str):
+def _ifa_peer_and_lifetimes(req: Request, local: str, new: bool
+                            ) -> tuple[str | None, tuple[int, int] | None]:
     """IFA_ADDRESS beside IFA_LOCAL names a point-to-point peer (``rtm_to_ifaddr``,
     ``extract_addr``); IFA_CACHEINFO carries the lifetimes, checked as ``rtm_to_ifaddr`` /
-    ``inet6_rtm_newaddr`` check them. (peer or None, (valid, preferred) or None or a Reply)."""
-    import errno as E
-    from ..netlink.core import Reply
+    ``inet6_rtm_newaddr`` check them: (peer or None, (valid, preferred) or None). Invalid
+    lifetimes refuse a new address; a delete ignores them, and the peer with them."""
     off = req.payload_offset
     family = req.buf[off]
-    peer = lifetimes = None
+    peer: str | None = None
+    lifetimes: tuple[int, int] | None = None
     has_local = False
     for ra in kernel_attrs(req.buf, off + IFADDRMSG.size, req.end)[0]:
         v = bytes(req.buf[ra.start:ra.end])
@@ -387,15 +374,17 @@ def _ifa_peer_and_lifetimes(req, local: str):
         elif ra.type == IFA_CACHEINFO and len(v) >= 16:
             prefered, valid = struct.unpack_from("=II", v)
             if not valid or prefered > valid:
-                return None, Reply(-E.EINVAL, "ipv4: address lifetime invalid" if family == 2
-                                   else "ipv6: address lifetime invalid")
+                if not new:
+                    return None, None
+                raise KernelError(E.EINVAL, "ipv4: address lifetime invalid" if family == 2
+                                  else "ipv6: address lifetime invalid")
             lifetimes = (valid, prefered)
     if not has_local or peer == local:
         peer = None
     return peer, lifetimes
 
 
-def _subnet(a: IfAddr):
+def _subnet(a: IfAddr) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     return ipaddress.ip_network(f"{a.prefix_base}/{a.prefixlen}", strict=False)
 
 
@@ -404,7 +393,7 @@ def _same_subnet(a: IfAddr, base: str, plen: int) -> bool:
                                                                          strict=False)
 
 
-def inet_insert_ifa(dev, address: str, plen: int, scope: int, peer: str | None = None) -> IfAddr:
+def inet_insert_ifa(dev: Any, address: str, plen: int, scope: int, peer: str | None = None) -> IfAddr:
     """``__inet_insert_ifa``: an address in the subnet of one the device has (same mask) is
     a secondary and goes to the end of the list; a primary goes after the last primary of no
     narrower scope."""
@@ -425,3 +414,10 @@ def inet_insert_ifa(dev, address: str, plen: int, scope: int, peer: str | None =
         at = dev.addresses.index(last_primary) + 1
     dev.addresses.insert(at, a)
     return a
+
+
+RTNL_MSG_HANDLERS = (
+    (0, RTM_NEWADDR, inet_rtm_newaddr, None),
+    (0, RTM_DELADDR, inet_rtm_deladdr, None),
+    (0, RTM_GETADDR, None, inet_dump_ifaddr),
+)

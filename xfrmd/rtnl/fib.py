@@ -11,7 +11,15 @@ from __future__ import annotations
 
 import errno as E
 import ipaddress
+import struct
 from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+from netlink_codec.netlink import NETLINK_ROUTE, encode_msg, nla, nla_u32
+
+from .addr import RT_SCOPE_LINK as SCOPE_LINK
+from .addr import RTM_NEWADDR, IfAddr, rtmsg_ifa
+from .rule import FR_ACT_TO_TBL, fib_has_custom_rules, rules_of
 
 RTN_UNICAST, RTN_LOCAL, RTN_BROADCAST, RTN_ANYCAST, RTN_MULTICAST = 1, 2, 3, 4, 5
 RTN_BLACKHOLE, RTN_UNREACHABLE, RTN_PROHIBIT, RTN_THROW = 6, 7, 8, 9
@@ -25,14 +33,21 @@ IP6_RT_PRIO_USER, IP6_RT_PRIO_ADDRCONF = 1024, 256
 TYPE_ERROR = {RTN_BLACKHOLE: -E.EINVAL, RTN_UNREACHABLE: -E.EHOSTUNREACH,
               RTN_PROHIBIT: -E.EACCES, RTN_THROW: -E.EAGAIN}
 REJECT_TYPES = tuple(TYPE_ERROR)
+RTM_NEWROUTE, RTM_DELROUTE = 24, 25
+RTMSG = struct.Struct("=BBBBBBBBI")
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC = 1, 4, 5, 6, 7
+RTA_CACHEINFO, RTA_TABLE, RTA_PREF = 12, 15, 20
+RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE = 7, 11
+RT_TABLE_COMPAT = 252
+USER_HZ = 100
 
 
 @dataclass(eq=False)
 class Route:
     """One route: a ``fib_alias`` + ``fib_info`` (IPv4) or a ``fib6_info`` (IPv6), single
     nexthop. ``r["dst"]``, ``r["dev"]``, ``r["gw"]``, ``r["src"]`` also work (older callers)."""
-    dst: object                      # ipaddress.IPv4Network / IPv6Network
-    dev: object = None               # NetDevice, None for reject routes
+    dst: Any                         # ipaddress.IPv4Network / IPv6Network
+    dev: Any = None                  # NetDevice, None for reject routes
     gw: str | None = None
     prefsrc: str | None = None
     table: int = RT_TABLE_MAIN
@@ -50,10 +65,10 @@ class Route:
 
     _KEYS = {"src": "prefsrc"}
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: str) -> Any:
         return getattr(self, self._KEYS.get(key, key))
 
-    def get(self, key, default=None):
+    def get(self, key: str, default: Any = None) -> Any:
         return getattr(self, self._KEYS.get(key, key), default)
 
     def same(self, o: "Route") -> bool:
@@ -67,10 +82,9 @@ class Fib:
     """Per-namespace FIB state: ``tables[(family, id)]`` in dump order; ``order`` the tables
     as ``fib_new_table`` / ``fib6_new_table`` made them."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.tables: dict[tuple[int, int], list[Route]] = {}
         self.created: dict[tuple[int, int], int] = {}
-        self.custom_rules4 = False       # net->ipv4.fib_has_custom_rules
         self.carrier_seen: dict[int, bool] = {}
         self.addrconf_done: set[int] = set()
 
@@ -90,7 +104,7 @@ class Fib:
         return [(k[1], self.tables[k]) for k in keys]
 
 
-def fib(ns) -> Fib:
+def fib(ns: Any) -> Fib:
     """The namespace's FIB; made on first use from the addresses and the topology's routes
     (which were put in place without events)."""
     f = ns.__dict__.get("fib")
@@ -120,20 +134,20 @@ def fib(ns) -> Fib:
     return f
 
 
-def fib_rebuild(ns) -> Fib:
+def fib_rebuild(ns: Any) -> Fib:
     """Make the FIB again from the namespace's addresses and ``ns.routes``, without events
     (a topology builds devices and addresses directly)."""
     ns.__dict__.pop("fib", None)
     return fib(ns)
 
 
-def fib_ready(ns) -> bool:
+def fib_ready(ns: Any) -> bool:
     return ns is not None and "fib" in ns.__dict__
 
 
 # -- ordering ------------------------------------------------------------------------------
 
-def _key4(r: Route):
+def _key4(r: Route) -> tuple[int, int]:
     return (int(r.dst.network_address), r.dst.prefixlen)
 
 
@@ -144,7 +158,7 @@ def _key6(r: Route) -> str:
     return bits + "2"
 
 
-def insert(ns, r: Route, *, notify: bool = True, nlflags: int | None = None,
+def insert(ns: Any, r: Route, *, notify: bool = True, nlflags: int | None = None,
            append: bool = False, seq: int = 0, portid: int = 0) -> bool:
     """Put ``r`` in its table at the place the kernel would (``fib_insert_alias`` /
     ``fib6_add_rt2node``); an identical route is not added twice. Returns whether added."""
@@ -167,39 +181,122 @@ def insert(ns, r: Route, *, notify: bool = True, nlflags: int | None = None,
             i += 1
     tbl.insert(i, r)
     if notify:
-        from .route import rt_notify
-        rt_notify(ns, 24, r, seq, portid, 0x600 if nlflags is None else nlflags)
+        rt_notify(ns, RTM_NEWROUTE, r, seq, portid, 0x600 if nlflags is None else nlflags)
     return True
 
 
-def remove(ns, r: Route, *, notify: bool = True, seq: int = 0, portid: int = 0) -> None:
+def remove(ns: Any, r: Route, *, notify: bool = True, seq: int = 0, portid: int = 0) -> None:
     tbl = fib(ns).table(r.family, r.table)
     if tbl is not None and r in tbl:
         tbl.remove(r)
         if notify:
-            from .route import rt_notify
-            rt_notify(ns, 25, r, seq, portid, 0)
+            rt_notify(ns, RTM_DELROUTE, r, seq, portid, 0)
 
 
-def all_routes(ns, family: int):
+def all_routes(ns: Any, family: int) -> Iterator[Route]:
     for _, tbl in fib(ns).dump_order(family):
         yield from tbl
 
 
-def routes(ns) -> list[Route]:
+def routes(ns: Any) -> list[Route]:
     """The main table's routes, IPv4 then IPv6 (kept for older callers)."""
     f = fib(ns)
     return list(f.table(2, RT_TABLE_MAIN) or []) + list(f.table(10, RT_TABLE_MAIN) or [])
 
 
+# -- what routes look like on the wire (fib_semantics.c, ip6 route.c) -----------------
+
+def fib_dump_info(r: Route) -> bytes:
+    """An IPv4 route as ``fib_dump_info`` writes it: rtmsg, table, dst, priority, prefsrc,
+    then the nexthop (gateway, oif) with RTNH_F_LINKDOWN while the device has no carrier
+    (host-scope nexthops never get it)."""
+    dev = r.dev
+    rflags = RTNH_F_LINKDOWN if (dev is not None and r.scope != RT_SCOPE_HOST
+                                 and not dev.carrier) else 0
+    body = RTMSG.pack(2, r.dst.prefixlen, 0, r.tos, r.table if r.table < 256 else RT_TABLE_COMPAT,
+                      r.proto, r.scope, r.type, rflags)
+    body += nla_u32(RTA_TABLE, r.table)
+    if r.dst.prefixlen:
+        body += nla(RTA_DST, r.dst.network_address.packed)
+    if r.metric:
+        body += nla_u32(RTA_PRIORITY, r.metric)
+    if r.prefsrc:
+        body += nla(RTA_PREFSRC, ipaddress.ip_address(r.prefsrc).packed)
+    if r.gw:
+        body += nla(RTA_GATEWAY, ipaddress.ip_address(r.gw).packed)
+    if dev is not None:
+        body += nla_u32(RTA_OIF, dev.ifindex)
+    return body
+
+
+def rta_cacheinfo(expires_clk: int = 0, error: int = 0, clntref: int = 0) -> bytes:
+    # struct rta_cacheinfo: clntref lastuse expires error used id ts tsage
+    # rtnl_put_cacheinfo: the expiry in clock ticks, capped at INT_MAX
+    expires_clk = max(-0x7FFFFFFF, min(expires_clk, 0x7FFFFFFF))
+    return nla(RTA_CACHEINFO, struct.pack("=IiiIIIII", clntref, 0, expires_clk,
+                                          error & 0xFFFFFFFF, 0, 0, 0, 0))
+
+
+def rt6_fill_node(ns: Any, r: Route) -> bytes:
+    """An IPv6 route as ``rt6_fill_node`` writes it for a dump or a notification."""
+    rflags = RTNH_F_LINKDOWN if r.linkdown else 0
+    body = RTMSG.pack(10, r.dst.prefixlen, 0, 0, r.table if r.table < 256 else RT_TABLE_COMPAT,
+                      r.proto, 0, r.type, rflags)
+    body += nla_u32(RTA_TABLE, r.table)
+    if r.dst.prefixlen:
+        body += nla(RTA_DST, r.dst.network_address.packed)
+    return body + rt6_fill_tail(ns, r, r.dev)
+
+
+def rt6_fill_tail(ns: Any, r: Route, dev: Any, clntref: int = 0) -> bytes:
+    """rt6_fill_node's attributes after the addresses: the route's preferred source, its
+    priority, gateway, output device dev, cacheinfo (expiry in USER_HZ; clntref, the dst's
+    references) and preference."""
+    body = b""
+    if r.prefsrc:
+        body += nla(RTA_PREFSRC, ipaddress.ip_address(r.prefsrc).packed)
+    body += nla_u32(RTA_PRIORITY, r.metric)
+    if r.gw:
+        body += nla(RTA_GATEWAY, ipaddress.ip_address(r.gw).packed)
+    if dev is not None:
+        body += nla_u32(RTA_OIF, dev.ifindex)
+    exp = max(0, round((r.expires - _now(ns)) * USER_HZ)) if r.expires is not None else 0
+    return body + rta_cacheinfo(exp, clntref=clntref) + nla(RTA_PREF, b"\x00")
+
+
+def fill_route(ns: Any, r: Route, msg_type: int, seq: int, portid: int, flags: int) -> bytes:
+    body = fib_dump_info(r) if r.family == 2 else rt6_fill_node(ns, r)
+    return encode_msg(msg_type, flags, seq, portid, body)
+
+
+def rt_notify(ns: Any, msg_type: int, r: Route, seq: int, portid: int, nlflags: int) -> None:
+    """``rtmsg_fib`` / ``inet6_rt_notify``: to RTNLGRP_IPV4_ROUTE or RTNLGRP_IPV6_ROUTE with the
+    requester's seq and port id (0, 0 for routes the kernel makes itself)."""
+    group = RTNLGRP_IPV4_ROUTE if r.family == 2 else RTNLGRP_IPV6_ROUTE
+    ns.kernel.multicast(ns, NETLINK_ROUTE, group, fill_route(ns, r, msg_type, seq, portid, nlflags))
+
+
+def fib6_expire(ns: Any) -> None:
+    """``fib6_age`` (the fib6 GC): routes whose RTF_EXPIRES time has passed go, with
+    RTM_DELROUTE."""
+    now = _now(ns)
+    for _, tbl in fib(ns).dump_order(10):
+        for r in [r for r in tbl if r.expires is not None and r.expires <= now]:
+            remove(ns, r)
+
+
+def _now(ns: Any) -> float:
+    return ns.kernel.clock.now()
+
+
 # -- IPv4: the routes addresses imply (fib_add_ifaddr / fib_del_ifaddr) ------------------
 
-def _net(a) -> ipaddress.IPv4Network:
+def _net(a: IfAddr) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     """The subnet of ``ifa_address`` (the peer of a point-to-point address)."""
     return ipaddress.ip_network(f"{a.prefix_base}/{a.prefixlen}", strict=False)
 
 
-def _primary(dev, a):
+def _primary(dev: Any, a: IfAddr) -> IfAddr:
     """``inet_ifa_byprefix``: the first address of the device in the same subnet (the
     primary one; later ones are secondaries, IFA_F_SECONDARY)."""
     n = _net(a)
@@ -209,7 +306,7 @@ def _primary(dev, a):
     return a
 
 
-def _ifaddr_routes(dev, a) -> list[Route]:
+def _ifaddr_routes(dev: Any, a: IfAddr) -> list[Route]:
     """What ``fib_add_ifaddr`` adds for one address, in its order."""
     prim = _primary(dev, a)
     src = prim.address
@@ -234,12 +331,12 @@ def _ifaddr_routes(dev, a) -> list[Route]:
     return out
 
 
-def fib_add_ifaddr(ns, dev, a, notify: bool = True) -> None:
+def fib_add_ifaddr(ns: Any, dev: Any, a: IfAddr, notify: bool = True) -> None:
     for r in _ifaddr_routes(dev, a):
         insert(ns, r, notify=notify)
 
 
-def fib_del_ifaddr(ns, dev, a) -> None:
+def fib_del_ifaddr(ns: Any, dev: Any, a: IfAddr) -> None:
     """``fib_del_ifaddr``: the routes of the address that no other address still needs
     (prefix route, broadcasts, then the local route)."""
     keep = []
@@ -270,7 +367,7 @@ def fib_del_ifaddr(ns, dev, a) -> None:
         fib_disable_ip(ns, dev, True)    # fib_inetaddr_event: the last address went
 
 
-def fib_disable_ip(ns, dev, force: bool) -> None:
+def fib_disable_ip(ns: Any, dev: Any, force: bool) -> None:
     """``fib_sync_down_dev`` + ``fib_flush`` on NETDEV_DOWN (host-scope routes stay) and
     NETDEV_UNREGISTER (all go); IPv4 sends no RTM_DELROUTE for them."""
     for _, tbl in fib(ns).dump_order(2):
@@ -279,7 +376,7 @@ def fib_disable_ip(ns, dev, force: bool) -> None:
 
 # -- IPv6: addrconf ----------------------------------------------------------------------
 
-def addrconf_prefix_route(ns, dev, a, notify: bool = True) -> None:
+def addrconf_prefix_route(ns: Any, dev: Any, a: IfAddr, notify: bool = True) -> None:
     if dev.kind == "loopback" or a.flags & 0x200:
         return
     n = ipaddress.ip_network(f"{a.address}/{a.prefixlen}", strict=False)
@@ -287,25 +384,20 @@ def addrconf_prefix_route(ns, dev, a, notify: bool = True) -> None:
     expires = None
     if not a.flags & IFA_F_PERMANENT and getattr(a, "valid_lft", 0xFFFFFFFF) != 0xFFFFFFFF:
         expires = a.tstamp + a.valid_lft
-        ns.kernel.add_timer(max(expires - ns.kernel.clock.now(), 0), lambda: _fib6_gc(ns))
+        ns.kernel.add_timer(max(expires - ns.kernel.clock.now(), 0), lambda: fib6_expire(ns))
     insert(ns, Route(n, dev, None, None, RT_TABLE_MAIN, RTN_UNICAST, RTPROT_KERNEL,
                      RT_SCOPE_UNIVERSE, IP6_RT_PRIO_ADDRCONF, expires=expires,
                      linkdown=not dev.carrier), notify=notify)
 
 
-def _fib6_gc(ns) -> None:
-    from .route import fib6_expire
-    fib6_expire(ns)
-
-
-def rt6_remove_prefsrc(ns, a) -> None:
+def rt6_remove_prefsrc(ns: Any, a: IfAddr) -> None:
     """``rt6_remove_prefsrc``: routes that named the address as their source forget it."""
     for r in all_routes(ns, 10):
         if r.prefsrc == a.address:
             r.prefsrc = None
 
 
-def addrconf_local_route(ns, dev, a, notify: bool = True) -> None:
+def addrconf_local_route(ns: Any, dev: Any, a: IfAddr, notify: bool = True) -> None:
     """``addrconf_f6i_alloc`` inserted by ``__ipv6_ifa_notify`` once DAD is done."""
     insert(ns, Route(ipaddress.ip_network(f"{a.address}/128"), dev, None, None, RT_TABLE_LOCAL,
                      RTN_LOCAL, RTPROT_KERNEL, RT_SCOPE_UNIVERSE, 0), notify=notify)
@@ -315,13 +407,13 @@ def addrconf_local_route(ns, dev, a, notify: bool = True) -> None:
                          linkdown=not dev.carrier), notify=notify)
 
 
-def _del_v6(ns, dev, pred) -> None:
+def _del_v6(ns: Any, dev: Any, pred: Callable[[Route], bool]) -> None:
     for _, tbl in fib(ns).dump_order(10):
         for r in [r for r in tbl if r.dev is dev and pred(r)]:
             remove(ns, r)
 
 
-def addrconf_del(ns, dev, a) -> None:
+def addrconf_del(ns: Any, dev: Any, a: IfAddr) -> None:
     """``__ipv6_ifa_notify(RTM_DELADDR)`` then ``cleanup_prefix_route``."""
     host = ipaddress.ip_network(f"{a.address}/128")
     if a.peer:
@@ -341,7 +433,7 @@ ARPHRD_ETHER = 1
 IFA_F_TENTATIVE, IFA_F_PERMANENT = 0x40, 0x80
 
 
-def _eui64_linklocal(dev) -> str | None:
+def _eui64_linklocal(dev: Any) -> str | None:
     mac = bytes(dev.address or b"")
     if getattr(dev, "type", ARPHRD_ETHER) != ARPHRD_ETHER or len(mac) != 6 or not any(mac):
         return None
@@ -349,12 +441,11 @@ def _eui64_linklocal(dev) -> str | None:
     return str(ipaddress.IPv6Address(b"\xfe\x80" + bytes(6) + iid))
 
 
-def addrconf_dev_config(ns, dev) -> None:
+def addrconf_dev_config(ns: Any, dev: Any) -> None:
     """``addrconf_dev_config`` once the device runs (NETDEV_UP with carrier, or
     NETDEV_CHANGE gaining it): ff00::/8 (``addrconf_add_mroute``), the EUI-64 link-local
     address with fe80::/64 (``addrconf_add_linklocal``, ``addrconf_prefix_route``);
     DAD completes at once here, so each tentative address gets its local route."""
-    from .addr import IfAddr, rtmsg_ifa, RTM_NEWADDR, RT_SCOPE_LINK as SCOPE_LINK
     f = fib(ns)
     if dev.flags & 0x800 or (dev.master is not None and dev.master.kind == "bond"):
         return          # bond_enslave sets IFF_NO_ADDRCONF before opening a slave
@@ -380,7 +471,7 @@ def addrconf_dev_config(ns, dev) -> None:
             addrconf_local_route(ns, dev, a)
 
 
-def addrconf_ifdown(ns, dev) -> None:
+def addrconf_ifdown(ns: Any, dev: Any) -> None:
     """``addrconf_ifdown`` → ``rt6_disable_ip``: every IPv6 route through the device goes,
     each with RTM_DELROUTE, in the order of a dump."""
     _del_v6(ns, dev, lambda r: True)
@@ -389,17 +480,18 @@ def addrconf_ifdown(ns, dev) -> None:
 
 # -- events ------------------------------------------------------------------------------
 
-def ifa_event(dev, a, msg_type: int) -> None:
-    """The inetaddr / inet6addr notifiers: an address came (RTM_NEWADDR) or went."""
+def fib_inetaddr_event(event: str, a: IfAddr, *, dev: Any, **info: Any) -> None:
+    """The inetaddr / inet6addr notifiers (``fib_inetaddr_event``; addrconf's
+    ``__ipv6_ifa_notify``): an address came (NETDEV_UP) or went (NETDEV_DOWN)."""
     ns = getattr(dev, "netns", None)
     if not fib_ready(ns):
         return
     if a.family == 2:
-        if msg_type == 20:
+        if event == "NETDEV_UP":
             fib_add_ifaddr(ns, dev, a)
         else:
             fib_del_ifaddr(ns, dev, a)
-    elif msg_type == 20:
+    elif event == "NETDEV_UP":
         if a.__dict__.get("_routed"):
             return
         a.__dict__["_routed"] = True
@@ -411,7 +503,9 @@ def ifa_event(dev, a, msg_type: int) -> None:
         addrconf_del(ns, dev, a)
 
 
-def netdev_event(event: str, dev, **info) -> None:
+def fib_netdev_event(event: str, dev: Any, **info: Any) -> None:
+    """``fib_netdev_event`` and addrconf's ``addrconf_notify``: the routes of a device
+    that came up, went down or away; carrier changes (:func:`sync_carrier`)."""
     ns = getattr(dev, "netns", None)
     if not fib_ready(ns):
         return
@@ -435,7 +529,7 @@ def netdev_event(event: str, dev, **info) -> None:
     sync_carrier(ns)
 
 
-def sync_carrier(ns) -> None:
+def sync_carrier(ns: Any) -> None:
     """NETDEV_CHANGE as linkwatch delivers it: devices that started running get addrconf
     (the one just opened first, then the rest by index); IPv6 routes of a device that lost
     its carrier get RTNH_F_LINKDOWN (``rt6_sync_down_dev``), and lose it with the carrier
@@ -466,13 +560,14 @@ class RouteResult:
     route: Route | None
     table: int
     type: int
-    dev: object
+    dev: Any
     src: str | None
     gw: str | None
     flags: int = 0          # RTCF_LOCAL / RTCF_BROADCAST
 
 
-def _rule_matches(ns, rule, family, dst, src, iif_dev, oif_dev, mark, tos=0) -> bool:
+def _rule_matches(ns: Any, rule: Any, family: int, dst: Any, src: Any, iif_dev: Any,
+                  oif_dev: Any, mark: int, tos: int = 0) -> bool:
     """``fib_rule_match`` + ``fib4_rule_match`` / ``fib6_rule_match`` (an IPv4 rule's tos
     compares DSCP, the ECN bits left out)."""
     ok = True
@@ -495,7 +590,7 @@ def _rule_matches(ns, rule, family, dst, src, iif_dev, oif_dev, mark, tos=0) -> 
     return ok
 
 
-def _table_lookup(ns, family, tb_id, dst, oif_dev):
+def table_lookup(ns: Any, family: int, tb_id: int, dst: Any, oif_dev: Any) -> Route | None:
     """``fib_table_lookup`` / ``fib6_table_lookup``: the longest prefix, then the first
     usable alias (a dead or wrong-device nexthop is skipped)."""
     tbl = fib(ns).table(family, tb_id)
@@ -514,14 +609,15 @@ def _table_lookup(ns, family, tb_id, dst, oif_dev):
     return None
 
 
-def fib_rules_lookup(ns, family, dst, src=None, iif_dev=None, oif_dev=None, mark=0, tos=0):
-    """Walk the rules (rule.py) in order: (route, table id) or a negative errno."""
-    from .rule import FR_ACT_TO_TBL, _rules
-    for rule in _rules(ns, family):
+def fib_rules_lookup(ns: Any, family: int, dst: Any, src: Any = None, iif_dev: Any = None,
+                     oif_dev: Any = None, mark: int = 0, tos: int = 0
+                     ) -> tuple[Route | int, int]:
+    """Walk the rules (rule.py) in order: (route or a negative errno, table id)."""
+    for rule in rules_of(ns, family):
         if not _rule_matches(ns, rule, family, dst, src, iif_dev, oif_dev, mark, tos):
             continue
         if rule.action == FR_ACT_TO_TBL:
-            r = _table_lookup(ns, family, rule.table, dst, oif_dev)
+            r = table_lookup(ns, family, rule.table, dst, oif_dev)
             if r is None or r.type == RTN_THROW:
                 continue
             if r.type in REJECT_TYPES:
@@ -536,7 +632,7 @@ def fib_rules_lookup(ns, family, dst, src=None, iif_dev=None, oif_dev=None, mark
     return -E.ENETUNREACH, 0
 
 
-def inet_select_addr(ns, dev, dst=None, scope: int = RT_SCOPE_LINK) -> str | None:
+def inet_select_addr(ns: Any, dev: Any, dst: Any = None, scope: int = RT_SCOPE_LINK) -> str | None:
     """``inet_select_addr``: a primary address of the device no wider than ``scope`` (the
     one in the subnet of ``dst`` first), else one of another device, not of link scope."""
     first = None
@@ -556,12 +652,12 @@ def inet_select_addr(ns, dev, dst=None, scope: int = RT_SCOPE_LINK) -> str | Non
     return None
 
 
-def _local4(ns, addr) -> bool:
+def _local4(ns: Any, addr: Any) -> bool:
     s = str(addr)
     return any(a.address == s for d in ns.links for a in d.addresses if a.family == 2)
 
 
-def ipv6_dev_get_saddr(ns, dev, dst) -> str | None:
+def ipv6_dev_get_saddr(ns: Any, dev: Any, dst: Any) -> str | None:
     """``ipv6_dev_get_saddr`` simplified: a non-tentative address of the same scope class
     as ``dst`` on the output device first, then on the others; the destination itself when
     it is local."""
@@ -584,7 +680,8 @@ def ipv6_dev_get_saddr(ns, dev, dst) -> str | None:
     return None
 
 
-def route_lookup(ns, dst, *, src=None, iif=None, oif=None, mark: int = 0,
+def route_lookup(ns: Any, dst: Any, *, src: Any = None, iif: Any = None, oif: Any = None,
+                 mark: int = 0,
                  tos: int = 0) -> RouteResult | int:
     """``ip route get`` as a Python call — the data path's route lookup.
 
@@ -600,7 +697,7 @@ def route_lookup(ns, dst, *, src=None, iif=None, oif=None, mark: int = 0,
     src = ipaddress.ip_address(src) if src is not None else None
     family = 2 if dst.version == 4 else 10
 
-    def _dev(x):
+    def _dev(x: Any) -> Any:
         if x is None or x == 0:
             return None
         if isinstance(x, int):
@@ -610,7 +707,7 @@ def route_lookup(ns, dst, *, src=None, iif=None, oif=None, mark: int = 0,
     iif_dev, oif_dev = _dev(iif), _dev(oif)
     if iif_dev == -E.ENODEV or oif_dev == -E.ENODEV:
         return -E.ENODEV
-    f = fib(ns)
+    fib(ns)                                  # made on first use
     if family == 10:
         return _lookup6(ns, dst, src, iif_dev, oif_dev, mark)
     lo = ns.links.by_index(1)
@@ -621,9 +718,9 @@ def route_lookup(ns, dst, *, src=None, iif=None, oif=None, mark: int = 0,
         if isinstance(res, tuple) and isinstance(res[0], Route):
             r, tb = res
             if r.type == RTN_LOCAL:
-                return RouteResult(r, _tb4(f, tb), RTN_LOCAL, lo, None, None, RTCF_LOCAL)
+                return RouteResult(r, _tb4(ns, tb), RTN_LOCAL, lo, None, None, RTCF_LOCAL)
             if r.type == RTN_BROADCAST:
-                return RouteResult(r, _tb4(f, tb), RTN_BROADCAST, lo, None, None,
+                return RouteResult(r, _tb4(ns, tb), RTN_BROADCAST, lo, None, None,
                                    RTCF_LOCAL | RTCF_BROADCAST)
         return -E.EHOSTUNREACH if not isinstance(res[0], int) or res[0] == -E.ENETUNREACH \
             else res[0]
@@ -647,7 +744,7 @@ def route_lookup(ns, dst, *, src=None, iif=None, oif=None, mark: int = 0,
                                RTCF_LOCAL if oif_dev.kind == "loopback" else 0)
         return res[0]
     r, tb = res
-    tb = _tb4(f, tb)
+    tb = _tb4(ns, tb)
     if r.type == RTN_LOCAL:
         s = str(src) if src else (r.prefsrc or str(dst))
         return RouteResult(r, tb, RTN_LOCAL, lo, s, None, RTCF_LOCAL)
@@ -658,13 +755,14 @@ def route_lookup(ns, dst, *, src=None, iif=None, oif=None, mark: int = 0,
     return RouteResult(r, tb, r.type, r.dev, s, r.gw, flags)
 
 
-def _tb4(f: Fib, tb: int) -> int:
+def _tb4(ns: Any, tb: int) -> int:
     """Without custom rules the local table is merged into main (``fib_table_merge`` /
     the ``fib_lookup`` fast path), so a result reports the main table."""
-    return tb if f.custom_rules4 else RT_TABLE_MAIN
+    return tb if fib_has_custom_rules(ns) else RT_TABLE_MAIN
 
 
-def _lookup6(ns, dst, src, iif_dev, oif_dev, mark):
+def _lookup6(ns: Any, dst: Any, src: Any, iif_dev: Any, oif_dev: Any,
+             mark: int) -> RouteResult | int:
     res = fib_rules_lookup(ns, 10, dst, src, iif_dev, oif_dev, mark)
     if isinstance(res[0], int):
         return res[0]

@@ -11,12 +11,14 @@ import errno as E
 import ipaddress
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 from netlink_codec.netlink import (NETLINK_ROUTE, NLM_F_MULTI, encode_msg, kernel_attrs, nla,
                                    nla_u32)
 
-from ..netlink.core import Reply
-from . import rtnl_handler
+from ..errors import KernelError
+from ..netlink.core import OK, Reply, Request
+from .fib import RT_TABLE_LOCAL, fib, table_lookup
 
 RTM_NEWNEIGH, RTM_DELNEIGH, RTM_GETNEIGH = 28, 29, 30
 NDMSG = struct.Struct("=BxxxiHBB")          # family, ifindex, state, flags, type
@@ -37,7 +39,7 @@ TABLES = (2, 10)                            # arp_tbl, nd_tbl: a dump's order
 class Neighbour:
     family: int
     dst: bytes
-    dev: object
+    dev: Any
     lladdr: bytes | None
     state: int
     flags: int = 0
@@ -49,7 +51,7 @@ class Neighbour:
 RTN_LOCAL, RTN_BROADCAST, RTN_MULTICAST = 2, 3, 5
 
 
-def _addr_type(ns, dev, family: int, dst: bytes) -> int:
+def _addr_type(ns: Any, dev: Any, family: int, dst: bytes) -> int:
     """``arp_constructor``'s ``inet_addr_type_dev_table`` (a broadcast answer while the
     local table does not exist yet, then what the local table says for this device) /
     ``ndisc_constructor`` (multicast or unicast)."""
@@ -60,14 +62,13 @@ def _addr_type(ns, dev, family: int, dst: bytes) -> int:
         return RTN_UNICAST
     if int(addr) == 0 or int(addr) == 0xFFFFFFFF:
         return RTN_BROADCAST
-    from .fib import RT_TABLE_LOCAL, _table_lookup, fib
     if fib(ns).table(2, RT_TABLE_LOCAL) is None:
         return RTN_BROADCAST
-    r = _table_lookup(ns, 2, RT_TABLE_LOCAL, addr, None)
+    r = table_lookup(ns, 2, RT_TABLE_LOCAL, addr, None)
     return r.type if r is not None and r.dev is dev else RTN_UNICAST
 
 
-def _constructor_ha(dev, ntype: int, dst: bytes) -> bytes:
+def _constructor_ha(dev: Any, ntype: int, dst: bytes) -> bytes:
     """The hardware address the constructor starts an entry with: the device's broadcast
     address for a broadcast one, the multicast mapping for a group (arp_mc_map /
     ndisc_mc_map), zeros otherwise."""
@@ -80,15 +81,16 @@ def _constructor_ha(dev, ntype: int, dst: bytes) -> bytes:
     return bytes(len(dev.address))
 
 
-def _table(ns, family: int) -> list[Neighbour]:
-    return ns.__dict__.setdefault("neigh_tables", {}).setdefault(family, [])
+def _table(ns: Any, family: int) -> list[Neighbour]:
+    tbl: list[Neighbour] = ns.__dict__.setdefault("neigh_tables", {}).setdefault(family, [])
+    return tbl
 
 
-def _now(ns) -> float:
+def _now(ns: Any) -> float:
     return ns.kernel.clock.now()
 
 
-def neigh_fill_info(ns, n: Neighbour, msg_type: int, seq: int, portid: int, flags: int) -> bytes:
+def neigh_fill_info(ns: Any, n: Neighbour, msg_type: int, seq: int, portid: int, flags: int) -> bytes:
     body = NDMSG.pack(n.family, n.dev.ifindex, n.state, n.flags, n.type)
     body += nla(NDA_DST, n.dst)
     if n.state & NUD_VALID and n.lladdr is not None:
@@ -100,11 +102,11 @@ def neigh_fill_info(ns, n: Neighbour, msg_type: int, seq: int, portid: int, flag
     return encode_msg(msg_type, flags, seq, portid, body)
 
 
-def _notify(ns, n: Neighbour, msg_type: int) -> None:
+def _notify(ns: Any, n: Neighbour, msg_type: int) -> None:
     ns.kernel.multicast(ns, NETLINK_ROUTE, RTNLGRP_NEIGH, neigh_fill_info(ns, n, msg_type, 0, 0, 0))
 
 
-def _key(dev, family: int, dst: bytes) -> bytes:
+def _key(dev: Any, family: int, dst: bytes) -> bytes:
     """arp_hashfn / arp_key_eq: a loopback or point-to-point device has one IPv4 entry,
     keyed 0.0.0.0."""
     if family == 2 and dev.flags & (IFF_LOOPBACK | IFF_POINTOPOINT):
@@ -112,64 +114,73 @@ def _key(dev, family: int, dst: bytes) -> bytes:
     return dst
 
 
-def _find(ns, family: int, dst: bytes, dev) -> Neighbour | None:
+def _find(ns: Any, family: int, dst: bytes, dev: Any) -> Neighbour | None:
     key = _key(dev, family, dst)
     return next((n for n in _table(ns, family) if n.dev is dev and n.dst == key), None)
 
 
-def _parse(req, need_dst: bool = True):
-    """(ndmsg fields, attrs by type) or a Reply."""
+def _parse(req: Request) -> tuple[tuple[int, int, int, int, int], dict[int, bytes]]:
+    """(ndmsg fields, attrs by type)."""
     off = req.payload_offset
     if req.end - off < NDMSG.size:
-        return Reply(-E.EINVAL, "Invalid header for neighbor message")
+        raise KernelError(E.EINVAL, "Invalid header for neighbor message")
     family, ifindex, state, flags, ntype = NDMSG.unpack_from(req.buf, off)
     attrs = {ra.type: bytes(req.buf[ra.start:ra.end])
              for ra in kernel_attrs(req.buf, off + NDMSG.size, req.end)[0]}
     return (family, ifindex, state, flags, ntype), attrs
 
 
-def _dst(family: int, attrs: dict):
+def _dst(family: int, attrs: dict[int, bytes]) -> bytes:
     """The table and NDA_DST checked as neigh_add / neigh_delete check them."""
     if NDA_DST not in attrs:
-        return Reply(-E.EINVAL, "Network address not specified")
+        raise KernelError(E.EINVAL, "Network address not specified")
     if family not in TABLES:
-        return Reply(-E.EAFNOSUPPORT)
+        raise KernelError(E.EAFNOSUPPORT)
     if len(attrs[NDA_DST]) < (4 if family == 2 else 16):
-        return Reply(-E.EINVAL, "Invalid network address")
+        raise KernelError(E.EINVAL, "Invalid network address")
     return attrs[NDA_DST][:4 if family == 2 else 16]
 
 
-@rtnl_handler(RTM_NEWNEIGH)
-def neigh_add(req):
-    parsed = _parse(req)
-    if isinstance(parsed, Reply):
-        return parsed
-    (family, ifindex, state, nflags, _), attrs = parsed
+def _lookup(req: Request, unknown_dev: str | None
+            ) -> tuple[Any, tuple[int, int, int, int, int], Neighbour | None]:
+    """The prologue of ``neigh_delete`` / ``neigh_get``: the header, the device (ENODEV,
+    with ``unknown_dev`` as the message), NDA_DST, then the entry of that device if any:
+    (device, ndmsg fields, entry or None)."""
+    fields, attrs = _parse(req)
+    family, ifindex = fields[0], fields[1]
+    ns = req.netns
+    dev = ns.links.by_index(ifindex) if ifindex else None
+    if ifindex and dev is None:
+        raise KernelError(E.ENODEV, unknown_dev)
+    dst = _dst(family, attrs)
+    return dev, fields, (_find(ns, family, dst, dev) if dev is not None else None)
+
+
+def neigh_add(req: Request) -> Reply:
+    (family, ifindex, state, nflags, _), attrs = _parse(req)
     ns = req.netns
     dev = None
     if ifindex:
         dev = ns.links.by_index(ifindex)
         if dev is None:
-            return Reply(-E.ENODEV)
+            raise KernelError(E.ENODEV)
     if family == 7:
-        return Reply(-E.EOPNOTSUPP, "xfrmd: bridge FDB entries are not modelled")
+        raise KernelError(E.EOPNOTSUPP, "xfrmd: bridge FDB entries are not modelled")
     dst = _dst(family, attrs)
-    if isinstance(dst, Reply):
-        return dst
     if nflags & NTF_PROXY:
-        return Reply(-E.EOPNOTSUPP, "xfrmd: proxy neighbour entries are not modelled")
+        raise KernelError(E.EOPNOTSUPP, "xfrmd: proxy neighbour entries are not modelled")
     if dev is None:
-        return Reply(-E.EINVAL, "Device not specified")     # pneigh only without a device
+        raise KernelError(E.EINVAL, "Device not specified")     # pneigh only without a device
     lladdr = attrs.get(NDA_LLADDR)
     if lladdr is not None and len(lladdr) < len(dev.address):
-        return Reply(-E.EINVAL, "Invalid link address")
+        raise KernelError(E.EINVAL, "Invalid link address")
     if lladdr is not None:
         lladdr = lladdr[:len(dev.address)]
     n = _find(ns, family, dst, dev)
     flags = req.hdr.flags
     if n is None:
         if not flags & NLM_F_CREATE:
-            return Reply(-E.ENOENT)
+            raise KernelError(E.ENOENT)
         key = _key(dev, family, dst)
         ntype = _addr_type(ns, dev, family, key)
         n = Neighbour(family, key, dev, lladdr or _constructor_ha(dev, ntype, key),
@@ -177,62 +188,38 @@ def neigh_add(req):
                       attrs.get(NDA_PROTOCOL, b"\0")[0], _now(ns), ntype)
         _table(ns, family).append(n)
         _notify(ns, n, RTM_NEWNEIGH)
-        return Reply()
+        return OK
     if flags & NLM_F_EXCL:
-        return Reply(-E.EEXIST)
+        raise KernelError(E.EEXIST)
     n.state = state or n.state
     if lladdr is not None:
         n.lladdr = lladdr
     n.flags = (n.flags & ~NTF_ROUTER) | (nflags & NTF_ROUTER)
     n.updated = _now(ns)
     _notify(ns, n, RTM_NEWNEIGH)
-    return Reply()
+    return OK
 
 
-@rtnl_handler(RTM_DELNEIGH)
-def neigh_delete(req):
-    parsed = _parse(req)
-    if isinstance(parsed, Reply):
-        return parsed
-    (family, ifindex, _, nflags, _), attrs = parsed
-    ns = req.netns
-    dev = ns.links.by_index(ifindex) if ifindex else None
-    if ifindex and dev is None:
-        return Reply(-E.ENODEV)
-    dst = _dst(family, attrs)
-    if isinstance(dst, Reply):
-        return dst
-    n = _find(ns, family, dst, dev) if dev is not None else None
+def neigh_delete(req: Request) -> Reply:
+    _, fields, n = _lookup(req, None)
     if n is None:
-        return Reply(-E.ENOENT)
-    _table(ns, family).remove(n)
+        raise KernelError(E.ENOENT)
+    ns = req.netns
+    _table(ns, fields[0]).remove(n)
     n.state = 0                                   # neigh_update(NUD_FAILED) then the delete
     _notify(ns, n, RTM_DELNEIGH)
-    return Reply()
+    return OK
 
 
-@rtnl_handler(RTM_GETNEIGH)
-def neigh_get(req):
-    parsed = _parse(req)
-    if isinstance(parsed, Reply):
-        return parsed
-    (family, ifindex, _, _, _), attrs = parsed
-    ns = req.netns
-    dev = ns.links.by_index(ifindex) if ifindex else None
-    if ifindex and dev is None:
-        return Reply(-E.ENODEV, "Unknown device ifindex")
-    dst = _dst(family, attrs)
-    if isinstance(dst, Reply):
-        return dst
-    n = _find(ns, family, dst, dev) if dev is not None else None
+def neigh_get(req: Request) -> Reply:
+    _, _, n = _lookup(req, "Unknown device ifindex")
     if n is None:
-        return Reply(-E.ENOENT, "Neighbour entry not found")
-    req.unicast(neigh_fill_info(ns, n, RTM_NEWNEIGH, req.hdr.seq, req.sock.portid, 0))
-    return Reply()
+        raise KernelError(E.ENOENT, "Neighbour entry not found")
+    req.unicast(neigh_fill_info(req.netns, n, RTM_NEWNEIGH, req.hdr.seq, req.sock.portid, 0))
+    return OK
 
 
-@rtnl_handler(RTM_GETNEIGH, dump=True)
-def neigh_dump_info(req):
+def neigh_dump_info(req: Request) -> Any:
     """Every table for AF_UNSPEC (arp, then nd), or one; NDA_IFINDEX / NDA_MASTER filter
     (``neigh_dump_filter``)."""
     off = req.payload_offset
@@ -270,7 +257,7 @@ NDA_VLAN = 5
 ARPHRD_ETHER = 1
 
 
-def dev_mc_list(dev) -> list[bytes]:
+def dev_mc_list(dev: Any) -> list[bytes]:
     """The device's multicast list in the order the stack joined: IPv6's all-nodes group
     (ipv6_add_dev), IPv4's all-hosts once up (ip_mc_up), then the solicited-node group of
     each IPv6 address while the device runs (addrconf_join_solict at DAD start)."""
@@ -285,18 +272,8 @@ def dev_mc_list(dev) -> list[bytes]:
     return out
 
 
-def addrconf_join_solict(dev, a) -> None:
-    """An IPv6 address of a running device starts DAD: its solicited-node group joins the
-    device's multicast list (in that order)."""
-    if a.family != 10 or not dev.up or not dev.carrier:
-        return
-    joined = dev.__dict__.setdefault("mc_solicit", [])
-    mac = b"\x33\x33\xff" + a.packed[13:16]
-    if mac not in joined:
-        joined.append(mac)
-
-
-def _fdb_msg(dev, lladdr: bytes, flags: int, seq: int, portid: int, master=None) -> bytes:
+def _fdb_msg(dev: Any, lladdr: bytes, flags: int, seq: int, portid: int,
+             master: Any = None) -> bytes:
     """``nlmsg_populate_fdb_fill`` (a device's own entry, NTF_SELF) / ``fdb_fill_info`` (a
     bridge's entry for its port, NTF_MASTER with NDA_MASTER and the cache times)."""
     body = NDMSG.pack(7, dev.ifindex, NUD_PERMANENT, 0 if master else NTF_SELF, 0)
@@ -308,7 +285,7 @@ def _fdb_msg(dev, lladdr: bytes, flags: int, seq: int, portid: int, master=None)
     return encode_msg(RTM_NEWNEIGH, flags, seq, portid, body)
 
 
-def rtnl_fdb_dump(req):
+def rtnl_fdb_dump(req: Request) -> Any:
     """Each device in index order: a bridge port's entry in its bridge's table (the local
     entry of its own address, ``br_fdb_dump``), then the device's own unicast and multicast
     addresses (``ndo_dflt_fdb_dump``); learnt entries do not exist here."""
@@ -323,7 +300,7 @@ def rtnl_fdb_dump(req):
     return req.start_dump(msgs)
 
 
-def neigh_ifdown(dev) -> None:
+def neigh_ifdown(dev: Any) -> None:
     """NETDEV_DOWN / NETDEV_UNREGISTER: every entry of the device goes (neigh_flush_dev),
     announced with RTM_DELNEIGH."""
     ns = getattr(dev, "netns", None)
@@ -337,15 +314,16 @@ def neigh_ifdown(dev) -> None:
             _notify(ns, n, RTM_DELNEIGH)
 
 
-def _netdev_event(event: str, dev, **info) -> None:
+def neigh_netdev_event(event: str, dev: Any, **info: Any) -> None:
+    """``neigh_netdev_event``: a device going down or away flushes its entries; its
+    solicited-node groups go with it (``ipv6_mc_down``)."""
     if event in ("NETDEV_DOWN", "NETDEV_UNREGISTER"):
         neigh_ifdown(dev)
         dev.__dict__.pop("mc_solicit", None)
 
 
-def _register() -> None:
-    from devices.netdev import register_netdevice_notifier
-    register_netdevice_notifier(_netdev_event)
-
-
-_register()
+RTNL_MSG_HANDLERS = (
+    (0, RTM_NEWNEIGH, neigh_add, None),
+    (0, RTM_DELNEIGH, neigh_delete, None),
+    (0, RTM_GETNEIGH, neigh_get, neigh_dump_info),
+)

@@ -15,8 +15,12 @@ tests/differential/test_rtnl_parse_diff.py.
 from __future__ import annotations
 
 import errno as E
+from typing import Iterator, NoReturn
 
-from ..netlink.core import Reply
+from netlink_codec.netlink import ExtAck, kernel_attrs
+
+from ..errors import KernelError
+from ..netlink.core import Reply, Request
 from ..netlink.nlattr import NlaPolicy, parse_attrs
 
 U8, U16, U32, S32, U64 = NlaPolicy("u8"), NlaPolicy("u16"), NlaPolicy("u32"), NlaPolicy("s32"), NlaPolicy("u64")
@@ -59,26 +63,41 @@ DEVCONF_IPV4_POLICY = {1: _len(4), 2: _len(4), 3: _len(4), 5: _len(4), 6: _len(4
 DEVCONF_IPV6_POLICY = {1: _len(4), 2: _len(4), 5: _len(4), 6: _len(4)}
 
 
-def rtnl_parse(req, hdrlen: int, policy: dict, maxtype: int, *, strict: bool = False
-               ) -> tuple[dict[int, bytes], Reply | None]:
+def _raise(err: Reply) -> NoReturn:
+    """The attribute validation's answer (xfrmd/netlink/nlattr.py) as the handler's error."""
+    ext = err.ext or ExtAck()
+    raise KernelError(err.error, ext.msg, offset=ext.offset, policy=ext.policy,
+                      miss_type=ext.miss_type, miss_nest=ext.miss_nest, cookie=ext.cookie)
+
+
+def rtnl_parse(req: Request, hdrlen: int, policy: dict[int, NlaPolicy], maxtype: int, *,
+               strict: bool = False) -> dict[int, bytes]:
     """``nlmsg_parse_deprecated`` (or ``…_strict``) of ``req`` after a fixed header of
-    ``hdrlen`` bytes: (attribute payloads by type, the last occurrence winning; error)."""
+    ``hdrlen`` bytes: attribute payloads by type, the last occurrence winning; an invalid
+    request raises :class:`KernelError`."""
     off = req.payload_offset
     if req.end - off < hdrlen:
-        return {}, Reply(-E.EINVAL, "Invalid header length")       # __nlmsg_parse
+        raise KernelError(E.EINVAL, "Invalid header length")       # __nlmsg_parse
     start = off + ((hdrlen + 3) & ~3)
     if strict:
-        from netlink_codec.netlink import kernel_attrs
         raws, leftover = kernel_attrs(req.buf, start, req.end)
         for ra in raws:
             if ra.type == 0 or ra.type > maxtype:
-                return {}, Reply(-E.EINVAL, "Unknown attribute type", offset=ra.offset - req.hdr.offset)
+                raise KernelError(E.EINVAL, "Unknown attribute type",
+                                  offset=ra.offset - req.hdr.offset)
         if leftover:
-            return {}, Reply(-E.EINVAL, "bytes leftover after parsing attributes")
+            raise KernelError(E.EINVAL, "bytes leftover after parsing attributes")
     tb, err, warning = parse_attrs(req.buf, start, req.end, policy, maxtype,
                                    hdr_offset=req.hdr.offset)
     if err is not None:
-        return {}, err
+        _raise(err)
     if warning is not None and hasattr(req, "warning"):
         req.warning = warning.ext.msg if warning.ext else None
-    return {t: bytes(req.buf[ra.start:ra.end]) for t, ra in tb.items()}, None
+    return {t: bytes(req.buf[ra.start:ra.end]) for t, ra in tb.items()}
+
+
+def dump_error(err: KernelError) -> Iterator[bytes]:
+    """The messages of a dump whose first ``dumpit`` call fails: none, and NLMSG_DONE
+    carries the error (``netlink_dump``)."""
+    raise err
+    yield b""       # noqa: unreachable - makes this a generator

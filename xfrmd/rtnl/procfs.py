@@ -9,8 +9,9 @@ and read back; the stack does not act on them (no forwarding, no RA, no ARP)."""
 from __future__ import annotations
 
 import errno as E
+from typing import Any
 
-from .. import vfs
+from ..vfs import Lister, Reader, Writer
 
 # devinet.c's ipv4_devconf defaults as a fresh namespace shows them for a device
 IPV4_CONF = {
@@ -53,16 +54,18 @@ READ_ONLY = {"ipv4": {"mc_forwarding"}, "ipv6": set()}
 IPV6_MIN_MTU = 1280
 
 
-def _store(ns) -> dict:
+def _store(ns: Any) -> dict[tuple[str, str], dict[str, Any]]:
     """{("ipv4"|"ipv6", "all"|"default"): {name: value}} — what was written there."""
-    return ns.__dict__.setdefault("ip_devconf", {})
+    store: dict[tuple[str, str], dict[str, Any]] = ns.__dict__.setdefault("ip_devconf", {})
+    return store
 
 
-def _dev_conf(dev, proto: str) -> dict:
-    return dev.__dict__.setdefault("ip_devconf", {}).setdefault(proto, {})
+def _dev_conf(dev: Any, proto: str) -> dict[str, Any]:
+    conf: dict[str, Any] = dev.__dict__.setdefault("ip_devconf", {}).setdefault(proto, {})
+    return conf
 
 
-def _netdev_event(event: str, dev, **info) -> None:
+def procfs_netdev_event(event: str, dev: Any, **info: Any) -> None:
     """NETDEV_REGISTER: IPv6 starts from ``default``'s values (ipv6_add_dev copies them);
     IPv4 keeps following ``default`` for every value not set on the device itself
     (devinet_copy_dflt_conf), so only the device's own writes are kept."""
@@ -72,7 +75,7 @@ def _netdev_event(event: str, dev, **info) -> None:
                                       "ipv6": dict(store.get(("ipv6", "default"), {}))}
 
 
-def _value(ns, proto: str, who: str, name: str):
+def _value(ns: Any, proto: str, who: str, name: str) -> Any:
     """``who``: "all", "default" or a device name."""
     table, special = (IPV4_CONF, IPV4_SPECIAL) if proto == "ipv4" else (IPV6_CONF, IPV6_SPECIAL)
     if who in ("all", "default"):
@@ -93,7 +96,7 @@ def _value(ns, proto: str, who: str, name: str):
     return table[name]
 
 
-def _split(path: str):
+def _split(path: str) -> tuple[str, str, str | None]:
     """/proc/sys/net/PROTO/conf/WHO[/NAME] → (proto, who, name or None)."""
     parts = path.split("/")[1:]
     if len(parts) not in (6, 7) or parts[:3] != ["proc", "sys", "net"] or parts[4] != "conf":
@@ -101,7 +104,7 @@ def _split(path: str):
     return parts[3], parts[5], (parts[6] if len(parts) == 7 else None)
 
 
-def _exists(ns, proto: str, who: str, name: str | None) -> None:
+def _exists(ns: Any, proto: str, who: str, name: str | None) -> None:
     if who not in ("all", "default") and ns.links.by_name(who) is None:
         raise FileNotFoundError(who)
     table = IPV4_CONF if proto == "ipv4" else IPV6_CONF
@@ -109,7 +112,7 @@ def _exists(ns, proto: str, who: str, name: str | None) -> None:
         raise FileNotFoundError(name)
 
 
-def _conf_dir(kernel, ns, path: str) -> list:
+def _conf_dir(kernel: Any, ns: Any, path: str) -> list[tuple[str, str]]:
     parts = path.split("/")[1:]
     if len(parts) == 5:                           # …/PROTO/conf
         return [(w, "dir") for w in ["all", "default"] + [d.name for d in ns.links]]
@@ -120,7 +123,7 @@ def _conf_dir(kernel, ns, path: str) -> list:
     return [(n, "file") for n in (IPV4_CONF if proto == "ipv4" else IPV6_CONF)]
 
 
-def _conf_read(kernel, ns, path: str) -> str:
+def _conf_read(kernel: Any, ns: Any, path: str) -> str:
     proto, who, name = _split(path)
     _exists(ns, proto, who, name)
     if name is None:
@@ -131,12 +134,13 @@ def _conf_read(kernel, ns, path: str) -> str:
     return f"{v}\n"
 
 
-def _conf_write(kernel, ns, path: str, data: str) -> int | None:
+def _conf_write(kernel: Any, ns: Any, path: str, data: str) -> int | None:
     proto, who, name = _split(path)
     _exists(ns, proto, who, name)
     if name is None or name in READ_ONLY[proto]:
         return E.EACCES
     text = data.strip()
+    value: Any
     if name == "stable_secret":
         value = text
     else:
@@ -169,14 +173,14 @@ _DEV_HEADER = ("Inter-|   Receive                                               
                "bytes    packets errs drop fifo colls carrier compressed\n")
 
 
-def _stats(dev) -> tuple:
+def _stats(dev: Any) -> tuple[int, ...]:
     """rtnl_link_stats64 as IFLA_STATS64 reports it (all zero: nothing counts packets on
     the emulated devices' netdev level)."""
     s = getattr(dev, "stats64", None)
     return tuple(s) if s is not None else (0,) * 24
 
 
-def _proc_net_dev(kernel, ns, path: str) -> str:
+def _proc_net_dev(kernel: Any, ns: Any, path: str) -> str:
     """``dev_seq_show`` / ``dev_seq_printf_stats``: one line per device, in index order."""
     lines = [_DEV_HEADER]
     for dev in ns.links:
@@ -191,16 +195,18 @@ def _proc_net_dev(kernel, ns, path: str) -> str:
     return "".join(lines)
 
 
-def register() -> None:
-    from devices.netdev import register_netdevice_notifier
-    register_netdevice_notifier(_netdev_event)
-
-
-vfs.register("/proc/sys/net/ipv4/conf/*/mc_forwarding", _conf_read)      # 0444
-for _proto in ("ipv4", "ipv6"):
-    vfs.register_dir(f"/proc/sys/net/{_proto}/conf", _conf_dir)
-    vfs.register_dir(f"/proc/sys/net/{_proto}/conf/*", _conf_dir)
-    vfs.register(f"/proc/sys/net/{_proto}/conf/*/*", _conf_read, _conf_write)
-vfs.register("/proc/net/dev", _proc_net_dev)
-vfs.register("/proc/self/net/dev", _proc_net_dev)
-register()
+# the files (pattern, read, write) and directories (pattern, lister) registered by
+# xfrmd/rtnl/__init__.py ``init``, in this order: the first match wins
+VFS_FILES: tuple[tuple[str, Reader | None, Writer | None], ...] = (
+    ("/proc/sys/net/ipv4/conf/*/mc_forwarding", _conf_read, None),      # 0444
+    ("/proc/sys/net/ipv4/conf/*/*", _conf_read, _conf_write),
+    ("/proc/sys/net/ipv6/conf/*/*", _conf_read, _conf_write),
+    ("/proc/net/dev", _proc_net_dev, None),
+    ("/proc/self/net/dev", _proc_net_dev, None),
+)
+VFS_DIRS: tuple[tuple[str, Lister], ...] = (
+    ("/proc/sys/net/ipv4/conf", _conf_dir),
+    ("/proc/sys/net/ipv4/conf/*", _conf_dir),
+    ("/proc/sys/net/ipv6/conf", _conf_dir),
+    ("/proc/sys/net/ipv6/conf/*", _conf_dir),
+)

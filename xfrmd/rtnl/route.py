@@ -9,117 +9,32 @@ from __future__ import annotations
 import errno as E
 import ipaddress
 import struct
+from typing import Any, Iterator
 
-from netlink_codec.netlink import (NETLINK_ROUTE, NLM_F_MULTI, encode_msg, iter_attrs,
-                                   kernel_attrs, nla, nla_u32)
+from netlink_codec.netlink import NLM_F_MULTI, encode_msg, kernel_attrs, nla, nla_u32
 
 from .. import kconfig
-from ..netlink.core import Reply
-from . import rtnl_handler
-from .fib import (REJECT_TYPES, RT_SCOPE_HOST, RT_SCOPE_LINK, RT_SCOPE_NOWHERE, RT_TABLE_LOCAL,
-                  RT_TABLE_MAIN, RTN_BROADCAST, RTN_LOCAL, RTN_MULTICAST, RTN_UNICAST,
-                  RTNH_F_LINKDOWN, IP6_RT_PRIO_USER, Route, fib, insert, remove, route_lookup,
-                  routes)
+from ..errors import KernelError
+from ..netlink.core import OK, Reply, Request
+from .fib import (IP6_RT_PRIO_USER, REJECT_TYPES, RT_SCOPE_HOST, RT_SCOPE_LINK,
+                  RT_SCOPE_NOWHERE, RT_TABLE_COMPAT, RT_TABLE_LOCAL, RT_TABLE_MAIN, RTM_DELROUTE,
+                  RTM_NEWROUTE, RTMSG, RTN_BROADCAST, RTN_LOCAL, RTN_UNICAST, Route, fib, fib6_expire,
+                  fill_route, insert, remove, route_lookup, routes, rt6_fill_tail, rt_notify,
+                  rta_cacheinfo)
+from .policy import RTA_MAX, RTM_IPV4_POLICY, RTM_IPV6_POLICY, dump_error, rtnl_parse
 
-__all__ = ["routes", "route_lookup", "rt_notify"]
+# what other modules import from here (the FIB's wire form and lookup live in fib.py)
+__all__ = ["fib6_expire", "fill_route", "routes", "route_lookup", "rt_notify"]
 
-RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
-RTMSG = struct.Struct("=BBBBBBBBI")
+RTM_GETROUTE = 26
 RTA_DST, RTA_SRC, RTA_IIF, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC = 1, 2, 3, 4, 5, 6, 7
 RTA_METRICS, RTA_MULTIPATH, RTA_FLOW, RTA_CACHEINFO, RTA_TABLE, RTA_MARK = 8, 9, 11, 12, 15, 16
 RTA_VIA, RTA_NEWDST, RTA_PREF, RTA_ENCAP_TYPE, RTA_ENCAP, RTA_EXPIRES = 18, 19, 20, 21, 22, 23
 RTA_UID, RTA_NH_ID = 25, 30
-RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE = 7, 11
 NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE, NLM_F_APPEND = 0x100, 0x200, 0x400, 0x800
 NLM_F_DUMP_FILTERED = 0x20
 RTM_F_NOTIFY, RTM_F_CLONED, RTM_F_LOOKUP_TABLE, RTM_F_FIB_MATCH = 0x100, 0x200, 0x1000, 0x2000
-RT_TABLE_COMPAT = 252
-USER_HZ = 100
 MODELLED_TYPES4 = (RTN_UNICAST, RTN_LOCAL, RTN_BROADCAST) + REJECT_TYPES
-
-
-def _now(ns) -> float:
-    return ns.kernel.clock.now()
-
-
-# -- what routes look like on the wire ----------------------------------------------------
-
-def fib_dump_info(r: Route) -> bytes:
-    """An IPv4 route as ``fib_dump_info`` writes it: rtmsg, table, dst, priority, prefsrc,
-    then the nexthop (gateway, oif) with RTNH_F_LINKDOWN while the device has no carrier
-    (host-scope nexthops never get it)."""
-    dev = r.dev
-    rflags = RTNH_F_LINKDOWN if (dev is not None and r.scope != RT_SCOPE_HOST
-                                 and not dev.carrier) else 0
-    body = RTMSG.pack(2, r.dst.prefixlen, 0, r.tos, r.table if r.table < 256 else RT_TABLE_COMPAT,
-                      r.proto, r.scope, r.type, rflags)
-    body += nla_u32(RTA_TABLE, r.table)
-    if r.dst.prefixlen:
-        body += nla(RTA_DST, r.dst.network_address.packed)
-    if r.metric:
-        body += nla_u32(RTA_PRIORITY, r.metric)
-    if r.prefsrc:
-        body += nla(RTA_PREFSRC, ipaddress.ip_address(r.prefsrc).packed)
-    if r.gw:
-        body += nla(RTA_GATEWAY, ipaddress.ip_address(r.gw).packed)
-    if dev is not None:
-        body += nla_u32(RTA_OIF, dev.ifindex)
-    return body
-
-
-def _cacheinfo(expires_clk: int = 0, error: int = 0, clntref: int = 0) -> bytes:
-    # struct rta_cacheinfo: clntref lastuse expires error used id ts tsage
-    # rtnl_put_cacheinfo: the expiry in clock ticks, capped at INT_MAX
-    expires_clk = max(-0x7FFFFFFF, min(expires_clk, 0x7FFFFFFF))
-    return nla(RTA_CACHEINFO, struct.pack("=IiiIIIII", clntref, 0, expires_clk,
-                                          error & 0xFFFFFFFF, 0, 0, 0, 0))
-
-
-def rt6_fill_node(ns, r: Route) -> bytes:
-    """An IPv6 route as ``rt6_fill_node`` writes it for a dump or a notification."""
-    rflags = RTNH_F_LINKDOWN if r.linkdown else 0
-    body = RTMSG.pack(10, r.dst.prefixlen, 0, 0, r.table if r.table < 256 else RT_TABLE_COMPAT,
-                      r.proto, 0, r.type, rflags)
-    body += nla_u32(RTA_TABLE, r.table)
-    if r.dst.prefixlen:
-        body += nla(RTA_DST, r.dst.network_address.packed)
-    return body + _rt6_fill_tail(ns, r, r.dev)
-
-
-def _rt6_fill_tail(ns, r: Route, dev, clntref: int = 0) -> bytes:
-    """rt6_fill_node's attributes after the addresses: the route's preferred source, its
-    priority, gateway, output device dev, cacheinfo (expiry in USER_HZ; clntref, the dst's
-    references) and preference."""
-    body = b""
-    if r.prefsrc:
-        body += nla(RTA_PREFSRC, ipaddress.ip_address(r.prefsrc).packed)
-    body += nla_u32(RTA_PRIORITY, r.metric)
-    if r.gw:
-        body += nla(RTA_GATEWAY, ipaddress.ip_address(r.gw).packed)
-    if dev is not None:
-        body += nla_u32(RTA_OIF, dev.ifindex)
-    exp = max(0, round((r.expires - _now(ns)) * USER_HZ)) if r.expires is not None else 0
-    return body + _cacheinfo(exp, clntref=clntref) + nla(RTA_PREF, b"\x00")
-
-
-def fill_route(ns, r: Route, msg_type: int, seq: int, portid: int, flags: int) -> bytes:
-    body = fib_dump_info(r) if r.family == 2 else rt6_fill_node(ns, r)
-    return encode_msg(msg_type, flags, seq, portid, body)
-
-
-def rt_notify(ns, msg_type: int, r: Route, seq: int, portid: int, nlflags: int) -> None:
-    """``rtmsg_fib`` / ``inet6_rt_notify``: to RTNLGRP_IPV4_ROUTE or RTNLGRP_IPV6_ROUTE with the
-    requester's seq and port id (0, 0 for routes the kernel makes itself)."""
-    group = RTNLGRP_IPV4_ROUTE if r.family == 2 else RTNLGRP_IPV6_ROUTE
-    ns.kernel.multicast(ns, NETLINK_ROUTE, group, fill_route(ns, r, msg_type, seq, portid, nlflags))
-
-
-def fib6_expire(ns) -> None:
-    """``fib6_age``: routes whose RTF_EXPIRES time has passed go, with RTM_DELROUTE."""
-    now = _now(ns)
-    for _, tbl in fib(ns).dump_order(10):
-        for r in [r for r in tbl if r.expires is not None and r.expires <= now]:
-            remove(ns, r)
 
 
 # -- RTM_GETROUTE dump ---------------------------------------------------------------------
@@ -127,38 +42,36 @@ def fib6_expire(ns) -> None:
 RTM_F_PREFIX = 0x800
 
 
-def _dump_filter(req):
+def _dump_filter(req: Request) -> tuple[int, int, bool]:
     """``ip_valid_fib_dump_req``: with strict checking the header must be clean and only
-    RTA_TABLE / RTA_OIF may filter the dump (parsed strictly); (table, oif, cloned) or the
-    Reply that ends the dump."""
+    RTA_TABLE / RTA_OIF may filter the dump (parsed strictly): (table, oif, cloned)."""
     off = req.payload_offset
     table = oif = 0
     cloned = False
     strict = req.sock.strict_chk
     if req.end - off < RTMSG.size:
-        return Reply(-E.EINVAL, "Invalid header for FIB dump request") if strict else (0, 0, False)
+        if strict:
+            raise KernelError(E.EINVAL, "Invalid header for FIB dump request")
+        return 0, 0, False
     hdr = RTMSG.unpack_from(req.buf, off)
     cloned = bool(hdr[8] & RTM_F_CLONED)
     if not strict:
         return table, oif, cloned
     if hdr[1] or hdr[2] or hdr[3] or hdr[6]:          # dst_len, src_len, tos, scope
-        return Reply(-E.EINVAL, "Invalid values in header for FIB dump request")
+        raise KernelError(E.EINVAL, "Invalid values in header for FIB dump request")
     if hdr[8] & ~(RTM_F_CLONED | RTM_F_PREFIX):
-        return Reply(-E.EINVAL, "Invalid flags for FIB dump request")
+        raise KernelError(E.EINVAL, "Invalid flags for FIB dump request")
     table = hdr[4]
-    from .policy import RTA_MAX, RTM_IPV4_POLICY, rtnl_parse
-    tb, bad = rtnl_parse(req, RTMSG.size, RTM_IPV4_POLICY, RTA_MAX, strict=True)
-    if bad is not None:
-        return bad
+    tb = rtnl_parse(req, RTMSG.size, RTM_IPV4_POLICY, RTA_MAX, strict=True)
     for t in sorted(tb):
         if t == RTA_TABLE:
             table = struct.unpack_from("=I", tb[t])[0]
         elif t == RTA_OIF:
             oif = struct.unpack_from("=I", tb[t])[0]
             if req.netns.links.by_index(oif) is None:
-                return Reply(-E.ENODEV)
+                raise KernelError(E.ENODEV)
         else:
-            return Reply(-E.EINVAL, "Unsupported attribute in dump request")
+            raise KernelError(E.EINVAL, "Unsupported attribute in dump request")
     return table, oif, cloned
 
 
@@ -167,8 +80,7 @@ def _dump_filter(req):
 _MROUTE_OPTION = {128: "IP_MROUTE", 129: "IPV6_MROUTE"}
 
 
-@rtnl_handler(RTM_GETROUTE, dump=True)
-def inet_dump_fib(req):
+def inet_dump_fib(req: Request) -> Any:
     """``rtnl_dump_all`` over AF_INET then AF_INET6 (the IPMR / IP6MR caches are empty), or
     one family; a table that does not exist ends the dump with ENOENT."""
     ns = req.netns
@@ -176,14 +88,14 @@ def inet_dump_fib(req):
     if family in _MROUTE_OPTION and not kconfig.enabled(ns.kernel, _MROUTE_OPTION[family]):
         family = 0      # rtnetlink_rcv_msg: no RTNL_FAMILY_IPMR dumpit, the PF_UNSPEC one runs
     seq, portid = req.hdr.seq, req.sock.portid
-    filt = _dump_filter(req)
-    if isinstance(filt, Reply):
-        return req.start_dump(iter([filt]))     # the first dumpit call fails: NLMSG_DONE says why
-    table, oif, cloned = filt
+    try:
+        table, oif, cloned = _dump_filter(req)
+    except KernelError as err:
+        return req.start_dump(dump_error(err))  # the first dumpit call fails: NLMSG_DONE says why
     fib6_expire(ns)
     f = fib(ns)
 
-    def gen():
+    def gen() -> Iterator[bytes]:
         for fam in (2, 10):
             if family and family != fam:
                 continue
@@ -192,9 +104,8 @@ def inet_dump_fib(req):
             flags = NLM_F_MULTI | (NLM_F_DUMP_FILTERED if (table or oif) else 0)
             if table and f.table(fam, table) is None:
                 if family:
-                    yield Reply(-E.ENOENT, ("ipv4" if fam == 2 else "ipv6")
-                                + ": FIB table does not exist")
-                    return
+                    raise KernelError(E.ENOENT, ("ipv4" if fam == 2 else "ipv6")
+                                       + ": FIB table does not exist")
                 continue
             for tb_id, tbl in f.dump_order(fam):
                 if table and tb_id != table:
@@ -208,35 +119,35 @@ def inet_dump_fib(req):
 
 # -- RTM_GETROUTE (ip route get) --------------------------------------------------------------
 
-def _get_attrs(req):
+def _get_attrs(req: Request) -> tuple[tuple[int, ...], dict[int, bytes]]:
+    """The rtmsg and the attributes of a route get: (header fields, attributes)."""
     off = req.payload_offset
     if req.end - off < RTMSG.size:
-        return None
+        fam = req.buf[off] if req.end > off else 0
+        raise KernelError(E.EINVAL, "ipv6: Invalid header for get route request" if fam == 10
+                           else "ipv4: Invalid header for route get request")
     hdr = RTMSG.unpack_from(req.buf, off)
     # inet_rtm_valid_getroute_req / inet6_rtm_valid_getroute_req: the family's policy; on a
     # socket with NETLINK_GET_STRICT_CHK (iproute2's) also a clean header, a strict parse and
     # only the attributes a lookup uses
-    from .policy import RTA_MAX, RTM_IPV4_POLICY, RTM_IPV6_POLICY, rtnl_parse
     v6 = hdr[0] == 10
     strict = req.sock.strict_chk
     fam, dst_len, src_len, _tos, table, proto, scope, rtype, rflags = hdr
     full = 128 if v6 else 32
     if strict and ((src_len and src_len != full) or (dst_len and dst_len != full) or table
                    or proto or scope or rtype):
-        return Reply(-E.EINVAL, "ipv6: Invalid values in header for get route request" if v6
-                     else "ipv4: Invalid values in header for route get request")
+        raise KernelError(E.EINVAL, "ipv6: Invalid values in header for get route request" if v6
+                          else "ipv4: Invalid values in header for route get request")
     if strict and rflags & ~(RTM_F_FIB_MATCH if v6 else (RTM_F_NOTIFY | RTM_F_LOOKUP_TABLE
                                                            | RTM_F_FIB_MATCH)):
-        return Reply(-E.EINVAL, "ipv6: Invalid flags for get route request" if v6
-                     else "ipv4: Unsupported rtm_flags for route get request")
-    a, bad = rtnl_parse(req, RTMSG.size, RTM_IPV6_POLICY if v6 else RTM_IPV4_POLICY,
-                        RTA_MAX, strict=strict)
-    if bad is not None:
-        return bad
+        raise KernelError(E.EINVAL, "ipv6: Invalid flags for get route request" if v6
+                          else "ipv4: Unsupported rtm_flags for route get request")
+    a = rtnl_parse(req, RTMSG.size, RTM_IPV6_POLICY if v6 else RTM_IPV4_POLICY,
+                   RTA_MAX, strict=strict)
     if strict:
         if (RTA_SRC in a and not src_len) or (RTA_DST in a and not dst_len):
-            return Reply(-E.EINVAL, "ipv6: rtm_src_len and rtm_dst_len must be 128 for IPv6" if v6
-                         else "ipv4: rtm_src_len and rtm_dst_len must be 32 for IPv4")
+            raise KernelError(E.EINVAL, "ipv6: rtm_src_len and rtm_dst_len must be 128 for IPv6" if v6
+                              else "ipv4: rtm_src_len and rtm_dst_len must be 32 for IPv4")
         extra = set(a) - _GETROUTE_ATTRS
         if v6 and extra == {RTA_FLOWLABEL} and len(a[RTA_FLOWLABEL]) >= 4:
             # inet6_rtm_valid_getroute_req (6.18): a flow label within IPV6_FLOWLABEL_MASK
@@ -244,11 +155,11 @@ def _get_attrs(req):
                 off = next(ra.offset for ra in kernel_attrs(req.buf, off + RTMSG.size,
                                                             req.end)[0]
                            if ra.type == RTA_FLOWLABEL)
-                return Reply(-E.EINVAL, "Invalid flow label", offset=off - req.hdr.offset)
+                raise KernelError(E.EINVAL, "Invalid flow label", offset=off - req.hdr.offset)
             extra = set()
         if extra:
-            return Reply(-E.EINVAL, "ipv6: Unsupported attribute in get route request" if v6
-                         else "ipv4: Unsupported attribute in route get request")
+            raise KernelError(E.EINVAL, "ipv6: Unsupported attribute in get route request" if v6
+                              else "ipv4: Unsupported attribute in route get request")
     return hdr, a
 
 
@@ -259,25 +170,18 @@ RTM_F_NOTIFY = 0x100
 RTA_FLOWLABEL, IPV6_FLOWLABEL_MASK = 31, 0x000FFFFF
 
 
-def _u32(a, t, default=0):
+def _u32(a: dict[int, bytes], t: int, default: int | None = 0) -> int | None:
     v = a.get(t)
     return struct.unpack("=I", v[:4])[0] if v and len(v) >= 4 else default
 
 
-@rtnl_handler(RTM_GETROUTE)
-def inet_rtm_getroute(req):
+def inet_rtm_getroute(req: Request) -> Reply:
     """``ip route get``: the lookup through the rules with the flow's source, input or
     output device and mark; the answer as ``rt_fill_info`` / ``rt6_fill_node`` write it."""
-    parsed = _get_attrs(req)
-    fam = req.buf[req.payload_offset] if req.end > req.payload_offset else 0
-    if parsed is None:
-        return Reply(-E.EINVAL, "ipv6: Invalid header for get route request" if fam == 10
-                     else "ipv4: Invalid header for route get request")
-    if isinstance(parsed, Reply):
-        return parsed
-    hdr, a = parsed
+    hdr, a = _get_attrs(req)
+    fam = hdr[0]
     if fam == 10 and any(len(a.get(t, b"\0" * 16)) < 16 for t in (RTA_SRC, RTA_DST)):
-        return Reply(-E.EINVAL)          # inet6_rtm_getroute: short RTA_SRC / RTA_DST
+        raise KernelError(E.EINVAL)          # inet6_rtm_getroute: short RTA_SRC / RTA_DST
     rflags = hdr[8]
     ns = req.netns
     alen = 16 if fam == 10 else 4
@@ -288,18 +192,18 @@ def inet_rtm_getroute(req):
     iif, oif, mark = _u32(a, RTA_IIF), _u32(a, RTA_OIF), _u32(a, RTA_MARK)
     uid = _u32(a, RTA_UID, None) if RTA_UID in a else (None if iif else req.sock.uid)
     if iif and ns.links.by_index(iif) is None:
-        return Reply(-E.ENODEV)
+        raise KernelError(E.ENODEV)
     if oif and ns.links.by_index(oif) is None:
-        return Reply(-E.ENODEV)
+        raise KernelError(E.ENODEV)
     if fam == 10:
         fib6_expire(ns)
         return _getroute6(req, dst, src, iif, oif, mark)
     if rflags & RTM_F_FIB_MATCH:
-        return Reply(-E.EOPNOTSUPP, "xfrmd: route get fibmatch is not modelled")
+        raise KernelError(E.EOPNOTSUPP, "xfrmd: route get fibmatch is not modelled")
     res = route_lookup(ns, dst, src=src, iif=iif or None, oif=oif or None, mark=mark,
                        tos=hdr[3])
     if isinstance(res, int):
-        return Reply(-E.EINVAL if (iif and res == -E.EINVAL) else res)
+        raise KernelError(E.EINVAL if (iif and res == -E.EINVAL) else -res)
     table_id = RT_TABLE_MAIN
     if rflags & RTM_F_LOOKUP_TABLE:
         table_id = res.table
@@ -322,17 +226,18 @@ def inet_rtm_getroute(req):
         body += nla_u32(RTA_UID, uid)
     if iif:
         body += nla_u32(RTA_IIF, iif)
-    body += _cacheinfo()
+    body += rta_cacheinfo()
     req.unicast(encode_msg(RTM_NEWROUTE, 0, req.hdr.seq, req.sock.portid, body))
-    return Reply()
+    return OK
 
 
-def _getroute6(req, dst, src, iif, oif, mark):
+def _getroute6(req: Request, dst: Any, src: Any, iif: int, oif: int, mark: int) -> Reply:
     ns = req.netns
     res = route_lookup(ns, dst, src=src, iif=iif or None, oif=oif or None, mark=mark)
     if isinstance(res, int):
-        return Reply(res)
+        raise KernelError(-res)
     r = res.route
+    assert r is not None            # an IPv6 lookup answers with a route or an errno
     body = RTMSG.pack(10, 128, 128, 0, r.table if r.table < 256 else RT_TABLE_COMPAT, r.proto, 0,
                       r.type, 0)
     body += nla_u32(RTA_TABLE, r.table) + nla(RTA_DST, dst.packed)
@@ -343,35 +248,32 @@ def _getroute6(req, dst, src, iif, oif, mark):
         body += nla(RTA_PREFSRC, ipaddress.IPv6Address(res.src).packed)
     # then the route's own preferred source again and the rest as rt6_fill_node writes it;
     # the answer is a dst the lookup holds a reference on as the reply is made: clntref 2
-    body += _rt6_fill_tail(ns, r, res.dev, clntref=2)
+    body += rt6_fill_tail(ns, r, res.dev, clntref=2)
     req.unicast(encode_msg(RTM_NEWROUTE, 0, req.hdr.seq, req.sock.portid, body))
-    return Reply()
+    return OK
 
 
 # -- RTM_NEWROUTE / RTM_DELROUTE ------------------------------------------------------------
 
-def _rtm_to_config(req):
-    """``rtm_to_fib_config`` / ``rtm_to_fib6_config``: the request as a route description,
-    or a Reply refusing it."""
+def _rtm_to_config(req: Request) -> dict[str, Any]:
+    """``rtm_to_fib_config`` / ``rtm_to_fib6_config``: the request as a route description."""
     off = req.payload_offset
     if req.end - off < RTMSG.size:
-        return Reply(-E.EINVAL)          # nlmsg_validate_deprecated: no message
+        raise KernelError(E.EINVAL)          # nlmsg_validate_deprecated: no message
     fam, dst_len, src_len, tos, table, proto, scope, rtype, _fl = RTMSG.unpack_from(req.buf, off)
     if fam not in (2, 10):
-        return Reply(-E.EAFNOSUPPORT)
+        raise KernelError(E.EAFNOSUPPORT)
     alen = 4 if fam == 2 else 16
-    cfg = {"family": fam, "dst_len": dst_len, "src_len": src_len, "tos": tos, "table": table,
-           "proto": proto, "scope": scope, "type": rtype, "oif": 0, "gw": None, "src": None,
-           "metric": 0, "dst": 0, "expires": None}
-    from .policy import RTA_MAX, RTM_IPV4_POLICY, RTM_IPV6_POLICY, rtnl_parse
-    tb, bad = rtnl_parse(req, RTMSG.size, RTM_IPV4_POLICY if fam == 2 else RTM_IPV6_POLICY, RTA_MAX)
-    if bad is not None:
-        return bad
+    cfg: dict[str, Any] = {
+        "family": fam, "dst_len": dst_len, "src_len": src_len, "tos": tos, "table": table,
+        "proto": proto, "scope": scope, "type": rtype, "oif": 0, "gw": None, "src": None,
+        "metric": 0, "dst": 0, "expires": None}
+    tb = rtnl_parse(req, RTMSG.size, RTM_IPV4_POLICY if fam == 2 else RTM_IPV6_POLICY, RTA_MAX)
     if fam == 10:
         # rtm_to_fib6_config: RTA_DST / RTA_SRC must hold the prefix length's bytes
         for t, plen in ((RTA_DST, dst_len), (RTA_SRC, src_len)):
             if t in tb and len(tb[t]) < (plen + 7) >> 3:
-                return Reply(-E.EINVAL)
+                raise KernelError(E.EINVAL)
     for t in sorted(tb):
         v = tb[t]
         if t == RTA_DST:
@@ -393,32 +295,32 @@ def _rtm_to_config(req):
             exp = struct.unpack_from("=I", v)[0]
             cfg["expires"] = None if exp == 0xFFFFFFFF else exp
         elif t == RTA_METRICS and len(v) > 0 or t == RTA_FLOW:
-            return Reply(-E.EOPNOTSUPP, "xfrmd: route metrics and realms are not modelled")
+            raise KernelError(E.EOPNOTSUPP, "xfrmd: route metrics and realms are not modelled")
         elif t == RTA_PREF and v[:1] not in (b"", b"\x00"):
-            return Reply(-E.EOPNOTSUPP, "xfrmd: IPv6 route preferences other than medium "
-                         "are not modelled")
+            raise KernelError(E.EOPNOTSUPP, "xfrmd: IPv6 route preferences other than medium "
+                              "are not modelled")
         elif t in (RTA_MULTIPATH, RTA_VIA, RTA_ENCAP, RTA_NH_ID, RTA_NEWDST):
-            return Reply(-E.EOPNOTSUPP, "xfrmd: multipath, via, encap and nexthop-object "
-                         "routes are not modelled")
+            raise KernelError(E.EOPNOTSUPP, "xfrmd: multipath, via, encap and nexthop-object "
+                              "routes are not modelled")
     if _fl & 4:                                          # RTNH_F_ONLINK
-        return Reply(-E.EOPNOTSUPP, "xfrmd: onlink nexthops are not modelled")
+        raise KernelError(E.EOPNOTSUPP, "xfrmd: onlink nexthops are not modelled")
     if dst_len > alen * 8:
-        return Reply(-E.EINVAL, "Invalid prefix length")   # fib_table_insert, ip6_route_info_create
+        raise KernelError(E.EINVAL, "Invalid prefix length")   # fib_table_insert, ip6_route_info_create
     if fam == 10 and src_len > 128:
-        return Reply(-E.EINVAL, "Invalid source address length")
+        raise KernelError(E.EINVAL, "Invalid source address length")
     if fam == 10 and src_len:
-        return Reply(-E.EOPNOTSUPP, "xfrmd: source-specific IPv6 routes are not modelled")
+        raise KernelError(E.EOPNOTSUPP, "xfrmd: source-specific IPv6 routes are not modelled")
     return cfg
 
 
-def _key_ok(cfg):
+def _key_ok(cfg: dict[str, Any]) -> bool:
     """``fib_valid_key_len``: no host bits under the prefix length."""
     plen = cfg["dst_len"]
     mask = ((1 << 32) - 1) ^ ((1 << (32 - plen)) - 1) if plen else 0
     return not cfg["dst"] & ~mask & 0xFFFFFFFF
 
 
-def _gw_route(ns, gw: str, table: int, oif: int):
+def _gw_route(ns: Any, gw: str, table: int, oif: int) -> Route | None:
     """``fib_check_nh_v4_gw``: the gateway must be reached, in the route's table or else
     through the rules, by a route of link or host scope (no gateway of its own) whose type
     is unicast or local, on ``oif`` when one is given."""
@@ -440,7 +342,7 @@ def _gw_route(ns, gw: str, table: int, oif: int):
     return None
 
 
-def _local_addr(ns, addr: str, family: int, *, dev=None, usable=True) -> bool:
+def _local_addr(ns: Any, addr: str, family: int, *, dev: Any = None, usable: bool = True) -> bool:
     for d in ns.links:
         if dev is not None and d is not dev:
             continue
@@ -450,52 +352,52 @@ def _local_addr(ns, addr: str, family: int, *, dev=None, usable=True) -> bool:
     return False
 
 
-def _newroute4(req, cfg):
+def _newroute4(req: Request, cfg: dict[str, Any]) -> Reply:
     ns = req.netns
     rtype = cfg["type"] or RTN_UNICAST
     if rtype not in MODELLED_TYPES4:
-        return Reply(-E.EOPNOTSUPP, "xfrmd: only unicast, local, broadcast and reject routes "
-                     "are modelled")
+        raise KernelError(E.EOPNOTSUPP, "xfrmd: only unicast, local, broadcast and reject routes "
+                          "are modelled")
     if cfg["scope"] > RT_SCOPE_HOST:
-        return Reply(-E.EINVAL, "Invalid scope")
+        raise KernelError(E.EINVAL, "Invalid scope")
     if not _key_ok(cfg):                                   # fib_table_insert
-        return Reply(-E.EINVAL, "Invalid prefix for given prefix length")
+        raise KernelError(E.EINVAL, "Invalid prefix for given prefix length")
     dev = None
     if rtype in REJECT_TYPES:                              # fib_create_info
         if cfg["gw"] or cfg["oif"]:
-            return Reply(-E.EINVAL, "Gateway, device and multipath can not be specified for "
-                         "this route type")
+            raise KernelError(E.EINVAL, "Gateway, device and multipath can not be specified for "
+                              "this route type")
     elif cfg["scope"] == RT_SCOPE_HOST:                    # fib_check_nh, host scope
         if cfg["gw"]:
-            return Reply(-E.EINVAL, "Route with host scope can not have a gateway")
+            raise KernelError(E.EINVAL, "Route with host scope can not have a gateway")
         dev = ns.links.by_index(cfg["oif"]) if cfg["oif"] else None
         if dev is None:
-            return Reply(-E.ENODEV, "Nexthop device required for host scope")
+            raise KernelError(E.ENODEV, "Nexthop device required for host scope")
     else:
         if cfg["oif"]:
             dev = ns.links.by_index(cfg["oif"])
             if dev is None:
-                return Reply(-E.ENODEV)
+                raise KernelError(E.ENODEV)
         if cfg["gw"]:
             via = _gw_route(ns, cfg["gw"], cfg["table"], cfg["oif"])
             if via is None:
-                return Reply(-E.EINVAL, "Nexthop has invalid gateway")
+                raise KernelError(E.EINVAL, "Nexthop has invalid gateway")
             dev = dev or via.dev
         elif dev is None:
-            return Reply(-E.ENODEV)
+            raise KernelError(E.ENODEV)
         elif not dev.up:
-            return Reply(-E.ENETDOWN, "Nexthop device is not up")
+            raise KernelError(E.ENETDOWN, "Nexthop device is not up")
     dst = ipaddress.ip_network((cfg["dst"], cfg["dst_len"]))
     if cfg["src"] and not (rtype == RTN_LOCAL and cfg["src"] == str(dst.network_address)) \
             and not _local_addr(ns, cfg["src"], 2, usable=False):       # fib_valid_prefsrc
-        return Reply(-E.EINVAL, "Invalid prefsrc address")
+        raise KernelError(E.EINVAL, "Invalid prefsrc address")
     table_id = cfg["table"] or RT_TABLE_MAIN
     new = Route(dst, dev, cfg["gw"], cfg["src"], table_id, rtype, cfg["proto"], cfg["scope"],
                 cfg["metric"], cfg["tos"])
     return _insert_checked(req, new)
 
 
-def _insert_checked(req, new: Route):
+def _insert_checked(req: Request, new: Route) -> Reply:
     """``fib_table_insert`` / ``fib6_add_rt2node``: EXCL, REPLACE, CREATE and APPEND."""
     ns = req.netns
     flags = req.hdr.flags
@@ -504,29 +406,30 @@ def _insert_checked(req, new: Route):
             and r.tos == new.tos]
     if same:
         if flags & NLM_F_EXCL:
-            return Reply(-E.EEXIST)
+            raise KernelError(E.EEXIST)
         if flags & NLM_F_REPLACE:
+            assert tbl is not None
             old = same[0]
             tbl[tbl.index(old)] = new
             rt_notify(ns, RTM_NEWROUTE, new, req.hdr.seq, req.sock.portid, NLM_F_REPLACE)
-            return Reply()
+            return OK
         if any(r.same(new) for r in same):
-            return Reply(-E.EEXIST)      # fib_find_alias / rt6_duplicate_nexthop
+            raise KernelError(E.EEXIST)      # fib_find_alias / rt6_duplicate_nexthop
         if new.family == 10:
-            return Reply(-E.EOPNOTSUPP, "xfrmd: IPv6 multipath routes are not modelled")
+            raise KernelError(E.EOPNOTSUPP, "xfrmd: IPv6 multipath routes are not modelled")
     if not flags & NLM_F_CREATE:
         if new.family == 10 and flags & NLM_F_REPLACE:
-            return Reply(-E.ENOENT, "Can not replace route - no match found")
-        return Reply(-E.ENOENT)
+            raise KernelError(E.ENOENT, "Can not replace route - no match found")
+        raise KernelError(E.ENOENT)
     nl = NLM_F_CREATE | (NLM_F_EXCL if not same or new.family == 10 else 0)
     if new.family == 10 and flags & NLM_F_APPEND:
         nl = NLM_F_CREATE | NLM_F_APPEND
     insert(ns, new, nlflags=nl, append=bool(flags & NLM_F_APPEND), seq=req.hdr.seq,
            portid=req.sock.portid)
-    return Reply()
+    return OK
 
 
-def _ip6_route_check_nh(ns, gw: str, table: int, dev):
+def _ip6_route_check_nh(ns: Any, gw: str, table: int, dev: Any) -> Route | None:
     """``ip6_nh_lookup_table`` / ``ip6_route_check_nh``: the gateway must be reached by a
     route without a gateway (on ``dev`` when one is given)."""
     a = ipaddress.IPv6Address(gw)
@@ -542,75 +445,69 @@ def _ip6_route_check_nh(ns, gw: str, table: int, dev):
     return None
 
 
-def _newroute6(req, cfg):
+def _newroute6(req: Request, cfg: dict[str, Any]) -> Reply:
     """``ip6_route_info_create`` → ``fib6_nh_init`` / ``ip6_validate_gw``."""
     ns = req.netns
     rtype = cfg["type"] or RTN_UNICAST
     if rtype != RTN_UNICAST:
-        return Reply(-E.EOPNOTSUPP, "xfrmd: only unicast IPv6 routes can be added")
+        raise KernelError(E.EOPNOTSUPP, "xfrmd: only unicast IPv6 routes can be added")
     dev = None
     if cfg["oif"]:
         dev = ns.links.by_index(cfg["oif"])
         if dev is None:
-            return Reply(-E.ENODEV)
+            raise KernelError(E.ENODEV)
     if cfg["gw"]:
         gw = ipaddress.IPv6Address(cfg["gw"])
         if _local_addr(ns, cfg["gw"], 10, dev=dev, usable=False):
-            return Reply(-E.EINVAL, "Gateway can not be a local address")
+            raise KernelError(E.EINVAL, "Gateway can not be a local address")
         if not gw.is_link_local:
             if gw.is_multicast or gw.is_unspecified:
-                return Reply(-E.EINVAL, "Invalid gateway address")
+                raise KernelError(E.EINVAL, "Invalid gateway address")
             via = _ip6_route_check_nh(ns, cfg["gw"], cfg["table"], dev)
             if via is None:
-                return Reply(-E.EHOSTUNREACH)
+                raise KernelError(E.EHOSTUNREACH)
             dev = dev or via.dev
         if dev is None:
-            return Reply(-E.EINVAL, "Egress device not specified")
+            raise KernelError(E.EINVAL, "Egress device not specified")
         if dev.kind == "loopback":
-            return Reply(-E.EINVAL, "Egress device can not be loopback device for this route")
+            raise KernelError(E.EINVAL, "Egress device can not be loopback device for this route")
     if dev is None:
-        return Reply(-E.ENODEV)
+        raise KernelError(E.ENODEV)
     if not dev.up:
-        return Reply(-E.ENETDOWN, "Nexthop device is not up")
+        raise KernelError(E.ENETDOWN, "Nexthop device is not up")
     if cfg["src"] and not _local_addr(ns, cfg["src"], 10, dev=None):
-        return Reply(-E.EINVAL, "Invalid source address")
+        raise KernelError(E.EINVAL, "Invalid source address")
     plen = cfg["dst_len"]
     mask = ((1 << 128) - 1) ^ ((1 << (128 - plen)) - 1) if plen else 0
     dst = ipaddress.IPv6Network((cfg["dst"] & mask, plen))   # ipv6_addr_prefix: host bits go
-    exp = _now(ns) + cfg["expires"] if cfg["expires"] else None
+    exp = ns.kernel.clock.now() + cfg["expires"] if cfg["expires"] else None
     new = Route(dst, dev, cfg["gw"], cfg["src"], cfg["table"] or RT_TABLE_MAIN, RTN_UNICAST,
                 cfg["proto"], 0, cfg["metric"] or IP6_RT_PRIO_USER, expires=exp,
                 linkdown=not dev.carrier)
     res = _insert_checked(req, new)
-    if exp is not None and not res.error:         # the fib6 GC timer (fib6_run_gc)
+    if exp is not None:                            # the fib6 GC timer (fib6_run_gc)
         ns.kernel.add_timer(cfg["expires"], lambda: fib6_expire(ns))
     return res
 
 
-@rtnl_handler(RTM_NEWROUTE)
-def inet_rtm_newroute(req):
+def inet_rtm_newroute(req: Request) -> Reply:
     cfg = _rtm_to_config(req)
-    if isinstance(cfg, Reply):
-        return cfg
     if cfg["family"] == 10:
         fib6_expire(req.netns)
         return _newroute6(req, cfg)
     return _newroute4(req, cfg)
 
 
-@rtnl_handler(RTM_DELROUTE)
-def inet_rtm_delroute(req):
+def inet_rtm_delroute(req: Request) -> Reply:
     cfg = _rtm_to_config(req)
-    if isinstance(cfg, Reply):
-        return cfg
     ns = req.netns
     fam = cfg["family"]
     tbl = fib(ns).table(fam, cfg["table"] or RT_TABLE_MAIN)
     if tbl is None:
-        return Reply(-E.ESRCH, "FIB table does not exist")
+        raise KernelError(E.ESRCH, "FIB table does not exist")
     if fam == 2:
         if not _key_ok(cfg):
-            return Reply(-E.EINVAL, "Invalid prefix for given prefix length")
+            raise KernelError(E.EINVAL, "Invalid prefix for given prefix length")
         dst = ipaddress.ip_network((cfg["dst"], cfg["dst_len"]))
     else:
         fib6_expire(ns)
@@ -636,17 +533,12 @@ def inet_rtm_delroute(req):
             if cfg["src"] and r.prefsrc != cfg["src"]:
                 continue
         remove(ns, r, seq=req.hdr.seq, portid=req.sock.portid)
-        return Reply()
-    return Reply(-E.ESRCH)
+        return OK
+    raise KernelError(E.ESRCH)
 
 
-def _register() -> None:
-    from devices.netdev import register_netdevice_notifier
-    from .fib import netdev_event
-    register_netdevice_notifier(netdev_event)
-
-
-_register()
-
-# silence "imported but unused" for names kept for importers
-_ = (RTN_BROADCAST, RTN_LOCAL, RTN_MULTICAST)
+RTNL_MSG_HANDLERS = (
+    (0, RTM_NEWROUTE, inet_rtm_newroute, None),
+    (0, RTM_DELROUTE, inet_rtm_delroute, None),
+    (0, RTM_GETROUTE, inet_rtm_getroute, inet_dump_fib),
+)

@@ -9,12 +9,14 @@ from __future__ import annotations
 import errno as E
 import struct
 from dataclasses import dataclass, field
+from typing import Any
 
-from netlink_codec.netlink import NETLINK_ROUTE, NLM_F_MULTI, encode_msg, iter_attrs, nla, nla_u32
+from netlink_codec.netlink import NETLINK_ROUTE, NLM_F_MULTI, encode_msg, nla, nla_u32
 
 from .. import kconfig
-from ..netlink.core import Reply
-from . import rtnl_handler
+from ..errors import KernelError
+from ..netlink.core import OK, Reply, Request
+from .policy import FIB_RULE_POLICY, FRA_MAX, dump_error, rtnl_parse
 
 RTM_NEWRULE, RTM_DELRULE, RTM_GETRULE = 32, 33, 34
 FIB_RULE_HDR = struct.Struct("=BBBBBBBBI")   # family dst_len src_len tos table res1 res2 action flags
@@ -45,7 +47,7 @@ class FibRule:
     oifname: str = ""
     mark: int = 0
     mask: int = 0
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 RTNL_FAMILY_IPMR, RTNL_FAMILY_IP6MR = 128, 129
@@ -57,7 +59,7 @@ _FAMILY_OPTION = {RTNL_FAMILY_IPMR: "IP_MROUTE_MULTIPLE_TABLES",
                   RTNL_FAMILY_IP6MR: "IPV6_MROUTE_MULTIPLE_TABLES"}
 
 
-def rule_families(kernel) -> tuple[int, ...]:
+def rule_families(kernel: Any) -> tuple[int, ...]:
     """The families with fib_rules_ops in this kernel, in registration order."""
     return tuple(f for f in DUMP_ORDER
                  if f not in _FAMILY_OPTION or kconfig.enabled(kernel, _FAMILY_OPTION[f]))
@@ -78,14 +80,22 @@ def default_rules(family: int) -> list[FibRule]:
     return rules
 
 
-def _rules(ns, family: int) -> list[FibRule]:
+def rules_of(ns: Any, family: int) -> list[FibRule]:
+    """The namespace's rules of ``family`` in lookup order (the defaults until changed)."""
     store = ns.__dict__.setdefault("fib_rules", {})
     if family not in store:
         store[family] = default_rules(family)
-    return store[family]
+    rules: list[FibRule] = store[family]
+    return rules
 
 
-def fib_nl_fill_rule(ns, r: FibRule, msg_type: int, seq: int, portid: int, flags: int) -> bytes:
+def fib_has_custom_rules(ns: Any) -> bool:
+    """``net->ipv4.fib_has_custom_rules``: an IPv4 rule was added (``fib4_rule_configure``),
+    so the local and main tables are no longer one (xfrmd/rtnl/fib.py ``_tb4``)."""
+    return bool(ns.__dict__.get("fib_has_custom_rules"))
+
+
+def fib_nl_fill_rule(ns: Any, r: FibRule, msg_type: int, seq: int, portid: int, flags: int) -> bytes:
     """The rule as ``fib_nl_fill_rule`` + ``fib4/6_rule_fill`` write it."""
     rflags = r.flags
     if r.iifname and ns.links.by_name(r.iifname) is None:
@@ -113,25 +123,28 @@ def fib_nl_fill_rule(ns, r: FibRule, msg_type: int, seq: int, portid: int, flags
     return encode_msg(msg_type, flags, seq, portid, hdr + body)
 
 
-def _parse(req) -> FibRule | Reply:
+def _parse(req: Request) -> FibRule:
     off = req.payload_offset
     if req.end - off < FIB_RULE_HDR.size:
-        return Reply(-E.EINVAL, "Invalid msg length")                 # fib_nl_newrule
+        raise KernelError(E.EINVAL, "Invalid msg length")            # fib_nl_newrule
     fam, dst_len, src_len, tos, table, _r1, _r2, action, flags = FIB_RULE_HDR.unpack_from(req.buf, off)
     if fam not in (2, 10):
-        return Reply(-E.EAFNOSUPPORT)               # no fib_rules_ops for the family
+        raise KernelError(E.EAFNOSUPPORT)           # no fib_rules_ops for the family
     alen = 4 if fam == 2 else 16
     r = FibRule(fam, table=table, action=action, flags=flags & FIB_RULE_INVERT, tos=tos,
                 dst_len=dst_len, src_len=src_len)
     r.extra["pref_given"] = r.extra["mask_given"] = False
-    from .policy import FIB_RULE_POLICY, FRA_MAX, rtnl_parse
-    tb, bad = rtnl_parse(req, FIB_RULE_HDR.size, FIB_RULE_POLICY, FRA_MAX)
-    if bad is not None:
+    try:
+        tb = rtnl_parse(req, FIB_RULE_HDR.size, FIB_RULE_POLICY, FRA_MAX)
+    except KernelError as err:
         # fib_nl_newrule / fib_nl_delrule replace the parser's message, keep its offset
-        out = Reply(bad.error)
-        out.ext = bad.ext._replace(msg="Error parsing msg") if bad.ext else None
-        return out
-    u32 = lambda t: struct.unpack_from("=I", tb[t])[0]   # noqa: E731 - the policy checked the length
+        if err.extack():
+            err.msg = "Error parsing msg"
+        raise
+
+    def u32(t: int) -> int:                          # the policy checked the length
+        v: int = struct.unpack_from("=I", tb[t])[0]
+        return v
     if FRA_PRIORITY in tb:
         r.pref = u32(FRA_PRIORITY)
         r.extra["pref_given"] = True
@@ -152,14 +165,14 @@ def _parse(req) -> FibRule | Reply:
     maxlen = alen * 8
     if src_len or FRA_SRC in tb:
         if src_len > maxlen or len(tb.get(FRA_SRC, b"")) != alen:
-            return Reply(-E.EINVAL, "Invalid source address")
+            raise KernelError(E.EINVAL, "Invalid source address")
         r.src = tb[FRA_SRC]
     if dst_len or FRA_DST in tb:
         if dst_len > maxlen or len(tb.get(FRA_DST, b"")) != alen:
-            return Reply(-E.EINVAL, "Invalid dst address")
+            raise KernelError(E.EINVAL, "Invalid dst address")
         r.dst = tb[FRA_DST]
     if dst_len > maxlen or src_len > maxlen or (dst_len and not r.dst) or (src_len and not r.src):
-        return Reply(-E.EINVAL, "Invalid prefix length")
+        raise KernelError(E.EINVAL, "Invalid prefix length")
     if r.mark and not r.extra["mask_given"]:
         r.mask = 0xFFFFFFFF                         # fib_nl2rule: a mark alone matches all bits
     return r
@@ -174,22 +187,19 @@ def _same(a: FibRule, b: FibRule) -> bool:
             and a.src == b.src and a.proto == b.proto)
 
 
-def _notify(ns, r: FibRule, msg_type: int, req) -> None:
+def _notify(ns: Any, r: FibRule, msg_type: int, req: Request) -> None:
     ns.kernel.multicast(ns, NETLINK_ROUTE, RTNLGRP[r.family],
                         fib_nl_fill_rule(ns, r, msg_type, req.hdr.seq, req.sock.portid, 0))
 
 
-@rtnl_handler(RTM_NEWRULE)
-def fib_nl_newrule(req):
+def fib_nl_newrule(req: Request) -> Reply:
     r = _parse(req)
-    if isinstance(r, Reply):
-        return r
     ns = req.netns
-    rules = _rules(ns, r.family)
+    rules = rules_of(ns, r.family)
     if not r.extra["pref_given"]:                    # fib_default_rule_pref
         r.pref = rules[1].pref - 1 if len(rules) > 1 and rules[1].pref else 0
     if req.hdr.flags & NLM_F_EXCL and any(_same(r, x) for x in rules):
-        return Reply(-E.EEXIST)
+        raise KernelError(E.EEXIST)
     at = len(rules)
     for i, x in enumerate(rules):                    # after every rule of lower or equal pref
         if x.pref > r.pref:
@@ -197,19 +207,15 @@ def fib_nl_newrule(req):
             break
     rules.insert(at, r)
     if r.family == 2:                                # fib4_rule_configure
-        from .fib import fib
-        fib(ns).custom_rules4 = True
+        ns.__dict__["fib_has_custom_rules"] = True
     _notify(ns, r, RTM_NEWRULE, req)
-    return Reply()
+    return OK
 
 
-@rtnl_handler(RTM_DELRULE)
-def fib_nl_delrule(req):
+def fib_nl_delrule(req: Request) -> Reply:
     r = _parse(req)
-    if isinstance(r, Reply):
-        return r
     ns = req.netns
-    rules = _rules(ns, r.family)
+    rules = rules_of(ns, r.family)
     for x in rules:                                  # rule_find: what the request names
         if r.extra["pref_given"] and x.pref != r.pref:
             continue
@@ -233,22 +239,27 @@ def fib_nl_delrule(req):
             continue
         rules.remove(x)
         _notify(ns, x, RTM_DELRULE, req)
-        return Reply()
-    return Reply(-E.ENOENT)
+        return OK
+    raise KernelError(E.ENOENT)
 
 
-@rtnl_handler(RTM_GETRULE, dump=True)
-def fib_nl_dumprule(req):
+def fib_nl_dumprule(req: Request) -> Any:
     off = req.payload_offset
     family = req.buf[off] if req.end - off >= 1 else 0
     ns = req.netns
     families = rule_families(ns.kernel)
     if family and family not in families:
         # lookup_rules_ops found none: the dumpit's error, so NLMSG_DONE carries it
-        return req.start_dump([Reply(-E.EAFNOSUPPORT)])
+        return req.start_dump(dump_error(KernelError(E.EAFNOSUPPORT)))
     msgs = []
     for fam in (families if family == 0 else (family,)):
-        for r in _rules(ns, fam):
+        for r in rules_of(ns, fam):
             msgs.append(fib_nl_fill_rule(ns, r, RTM_NEWRULE, req.hdr.seq, req.sock.portid, NLM_F_MULTI))
     return req.start_dump(msgs)
 
+
+RTNL_MSG_HANDLERS = (
+    (0, RTM_NEWRULE, fib_nl_newrule, None),
+    (0, RTM_DELRULE, fib_nl_delrule, None),
+    (0, RTM_GETRULE, None, fib_nl_dumprule),
+)

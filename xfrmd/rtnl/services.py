@@ -1,36 +1,46 @@
-"""What the shim asks outside netlink about interfaces (docs/protocol.md service ops) and
-the interface ioctls (SIOCGIF*)."""
+"""What the shim asks outside netlink about interfaces (docs/protocol.md service ops), the
+interface ioctls (SIOCGIF*) and the files of /sys/class/net and /proc/net/if_inet6: the
+tables at the bottom, registered by xfrmd/rtnl/__init__.py ``init``."""
 from __future__ import annotations
 
 import errno as E
+import ipaddress
 import struct
+from typing import Any, Callable
 
-from .. import ioctl, vfs
-from ..services import service
-from . import ethtool  # noqa: F401  (SIOCETHTOOL)
+from devices.netdev import call_netdevice_notifiers
+from netlink_codec.netlink import NETLINK_ROUTE
+
+from .. import ioctl
+from ..errors import KernelError
+from ..vfs import Lister, Reader, Writer
+from . import ethtool  # noqa: F401  (SIOCETHTOOL, transitional: registers on import)
+from .addr import IfAddr
+from .link import (RTM_NEWLINK, LinkError, br_port_carrier_check, dev_change_name, fill_ifinfo,
+                   rtmsg_ifinfo, unregister_many)
+from .netns import NetnsError, dev_change_net_namespace
 
 IFNAMSIZ = 16
+RTNLGRP_LINK = 1
+Answer = dict[str, Any]
+IoctlFn = Callable[[Any, Any, str, bytes], tuple[int, bytes]]
 
 
-@service("if_nametoindex")
-def _if_nametoindex(kernel, ns, request) -> dict:
+def _if_nametoindex(kernel: Any, ns: Any, request: Answer) -> Answer:
     dev = ns.links.by_name(request.get("name", ""))
     return {"errno": 0, "index": dev.ifindex if dev else 0}
 
 
-@service("if_indextoname")
-def _if_indextoname(kernel, ns, request) -> dict:
+def _if_indextoname(kernel: Any, ns: Any, request: Answer) -> Answer:
     dev = ns.links.by_index(int(request.get("index", 0)))
     return {"errno": 0, "name": dev.name} if dev else {"errno": E.ENXIO}
 
 
-@service("if_nameindex")
-def _if_nameindex(kernel, ns, request) -> dict:
+def _if_nameindex(kernel: Any, ns: Any, request: Answer) -> Answer:
     return {"errno": 0, "links": [[d.ifindex, d.name] for d in ns.links]}
 
 
-@service("getifaddrs")
-def _getifaddrs(kernel, ns, request) -> dict:
+def _getifaddrs(kernel: Any, ns: Any, request: Answer) -> Answer:
     out = []
     for d in ns.links:
         if not d.addresses:
@@ -46,14 +56,14 @@ def _ifr_name(data: bytes) -> str:
     return data[:IFNAMSIZ].split(b"\0", 1)[0].decode(errors="replace")
 
 
-def _dev(ns, data: bytes):
+def _dev(ns: Any, data: bytes) -> Any:
     """dev_ioctl: an alias label (eth0:1) names its device."""
     return ns.links.by_name(_ifr_name(data).split(":", 1)[0])
 
 
-def _int_ioctl(value):
+def _int_ioctl(value: Callable[[Any], int]) -> IoctlFn:
     """dev_ifsioc_locked: one int of the named device in ifr_ifru."""
-    def handler(kernel, ns, ifname, data):
+    def handler(kernel: Any, ns: Any, ifname: str, data: bytes) -> tuple[int, bytes]:
         dev = _dev(ns, data)
         if dev is None:
             return E.ENODEV, b""
@@ -61,11 +71,7 @@ def _int_ioctl(value):
     return handler
 
 
-ioctl.ioctl(ioctl.SIOCGIFINDEX)(_int_ioctl(lambda dev: dev.ifindex))
-
-
-@ioctl.ioctl(ioctl.SIOCGIFNAME)
-def _siocgifname(kernel, ns, ifname, data):
+def _siocgifname(kernel: Any, ns: Any, ifname: str, data: bytes) -> tuple[int, bytes]:
     (index,) = struct.unpack_from("=i", data, 16)
     dev = ns.links.by_index(index)
     if dev is None:
@@ -73,31 +79,21 @@ def _siocgifname(kernel, ns, ifname, data):
     return 0, dev.name.encode().ljust(16, b"\0") + data[16:]
 
 
-@ioctl.ioctl(ioctl.SIOCGIFFLAGS)
-def _siocgifflags(kernel, ns, ifname, data):
+def _siocgifflags(kernel: Any, ns: Any, ifname: str, data: bytes) -> tuple[int, bytes]:
     dev = _dev(ns, data)
     if dev is None:
         return E.ENODEV, b""
     return 0, data[:16] + struct.pack("=H", dev.dev_flags() & 0xFFFF) + data[18:]
 
 
-@ioctl.ioctl(ioctl.SIOCGIFMTU)
-def _siocgifmtu(kernel, ns, ifname, data):
-    dev = _dev(ns, data)
-    if dev is None:
-        return E.ENODEV, b""
-    return 0, data[:16] + struct.pack("=i", dev.mtu) + data[20:]
-
-
-@ioctl.ioctl(ioctl.SIOCGIFHWADDR)
-def _siocgifhwaddr(kernel, ns, ifname, data):
+def _siocgifhwaddr(kernel: Any, ns: Any, ifname: str, data: bytes) -> tuple[int, bytes]:
     dev = _dev(ns, data)
     if dev is None:
         return E.ENODEV, b""
     return 0, data[:16] + struct.pack("=H", dev.type) + dev.address.ljust(14, b"\0") + data[32:]
 
 
-def _inet_ifa(ns, data: bytes):
+def _inet_ifa(ns: Any, data: bytes) -> tuple[int, IfAddr | None]:
     """``devinet_ioctl``'s lookup: the device, then its IPv4 address whose label is the
     name asked (the primary first); (errno, address)."""
     name = _ifr_name(data)
@@ -114,42 +110,31 @@ def _sockaddr_in(packed: bytes) -> bytes:
     return struct.pack("=H", 2) + b"\0\0" + packed + bytes(8)
 
 
-def _inet_ioctl(field):
-    def handler(kernel, ns, ifname, data):
+def _inet_ioctl(field: Callable[[IfAddr], bytes]) -> IoctlFn:
+    """``devinet_ioctl``: a sockaddr_in of the named IPv4 address in ifr_ifru."""
+    def handler(kernel: Any, ns: Any, ifname: str, data: bytes) -> tuple[int, bytes]:
         err, a = _inet_ifa(ns, data)
-        if err:
+        if a is None:
             return err, b""
         return 0, data[:16] + _sockaddr_in(field(a)) + data[32:]
     return handler
 
 
-def _netmask(a) -> bytes:
+def _netmask(a: IfAddr) -> bytes:
     return ((0xFFFFFFFF << (32 - a.prefixlen)) & 0xFFFFFFFF).to_bytes(4, "big")
 
 
-def _peer(a) -> bytes:
-    import ipaddress
+def _peer(a: IfAddr) -> bytes:
     return ipaddress.ip_address(a.prefix_base).packed   # ifa_address
 
 
-ioctl.ioctl(ioctl.SIOCGIFADDR)(_inet_ioctl(lambda a: a.packed))
-ioctl.ioctl(ioctl.SIOCGIFNETMASK)(_inet_ioctl(_netmask))
-ioctl.ioctl(ioctl.SIOCGIFBRDADDR)(_inet_ioctl(lambda a: a.broadcast() or bytes(4)))
-ioctl.ioctl(ioctl.SIOCGIFDSTADDR)(_inet_ioctl(_peer))
-
-
-ioctl.ioctl(ioctl.SIOCGIFTXQLEN)(_int_ioctl(lambda dev: dev.txqlen))
-ioctl.ioctl(ioctl.SIOCGIFMETRIC)(_int_ioctl(lambda dev: 0))          # ifr_metric: always 0
-
-
-@ioctl.ioctl(ioctl.SIOCGIFMAP)
-def _siocgifmap(kernel, ns, ifname, data):
+def _siocgifmap(kernel: Any, ns: Any, ifname: str, data: bytes) -> tuple[int, bytes]:
     if _dev(ns, data) is None:
         return E.ENODEV, b""
     return 0, data[:16] + bytes(24) + data[40:]                # no I/O map, if_port 0
 
 
-def _sysfs(kernel, ns, path: str) -> str:
+def _sysfs(kernel: Any, ns: Any, path: str) -> str:
     parts = path.split("/")          # /sys/class/net/DEV/ATTR
     if len(parts) < 6:
         raise FileNotFoundError(path)
@@ -166,7 +151,7 @@ def _sysfs(kernel, ns, path: str) -> str:
     return f"{values[attr]}\n"
 
 
-def _if_inet6(kernel, ns, path: str) -> str:
+def _if_inet6(kernel: Any, ns: Any, path: str) -> str:
     lines = []
     for dev in ns.links:
         for a in dev.addresses:
@@ -179,7 +164,7 @@ def _if_inet6(kernel, ns, path: str) -> str:
 _SYSFS_ATTRS = ("address", "carrier", "flags", "ifindex", "mtu", "operstate", "type")
 
 
-def _sysfs_dir(kernel, ns, path: str) -> list:
+def _sysfs_dir(kernel: Any, ns: Any, path: str) -> list[tuple[str, str]]:
     """/sys/class/net: one entry per device; /sys/class/net/DEV: the attributes served."""
     parts = path.split("/")[1:]                    # sys class net [DEV]
     if len(parts) == 3:
@@ -189,65 +174,54 @@ def _sysfs_dir(kernel, ns, path: str) -> list:
     raise FileNotFoundError(path)
 
 
-vfs.register_dir("/sys/class/net", _sysfs_dir)
-vfs.register_dir("/sys/class/net/*", _sysfs_dir)
-vfs.register("/sys/class/net/*", _sysfs)
-vfs.register("/proc/net/if_inet6", _if_inet6)
-
-
-@service("link_carrier")
-def _link_carrier(kernel, ns, request) -> dict:
-    """``xfrmd ctl link DEV carrier on|off``: what a cable does (netif_carrier_on/off)."""
-    from devices.netdev import call_netdevice_notifiers
-    from netlink_codec.netlink import NETLINK_ROUTE
-    from .link import RTM_NEWLINK, br_port_carrier_check, fill_ifinfo
+def _named_dev(ns: Any, request: Answer) -> Any:
+    """The device a ``xfrmd ctl link DEV …`` request names; ENODEV without one."""
     dev = ns.links.by_name(request.get("dev", ""))
     if dev is None:
-        return {"errno": E.ENODEV, "error": f"no device {request.get('dev')!r}"}
+        raise KernelError(E.ENODEV, f"no device {request.get('dev')!r}")
+    return dev
+
+
+def _link_carrier(kernel: Any, ns: Any, request: Answer) -> Answer:
+    """``xfrmd ctl link DEV carrier on|off``: what a cable does (netif_carrier_on/off)."""
+    dev = _named_dev(ns, request)
     on = bool(request.get("on"))
     if dev.set_carrier(on):
         call_netdevice_notifiers("NETDEV_CHANGE", dev)
-        kernel.multicast(ns, NETLINK_ROUTE, 1, fill_ifinfo(dev, RTM_NEWLINK, 0, 0))  # RTNLGRP_LINK
+        kernel.multicast(ns, NETLINK_ROUTE, RTNLGRP_LINK, fill_ifinfo(dev, RTM_NEWLINK, 0, 0))
         br_port_carrier_check(dev)
     return {"errno": 0}
 
 
-@service("link_unplug")
-def _link_unplug(kernel, ns, request) -> dict:
+def _link_unplug(kernel: Any, ns: Any, request: Answer) -> Answer:
     """``xfrmd ctl link DEV unplug``: the port disappears as a hot-unplugged NIC does
     (unregister_netdevice: closed, released from its master, addresses gone, offloaded SAs
     flushed by NETDEV_UNREGISTER, RTM_DELLINK). The device is kept for ``replug``."""
-    from .link import unregister_many
-    dev = ns.links.by_name(request.get("dev", ""))
-    if dev is None:
-        return {"errno": E.ENODEV, "error": f"no device {request.get('dev')!r}"}
+    dev = _named_dev(ns, request)
     if dev.kind == "loopback":
-        return {"errno": E.EOPNOTSUPP, "error": "xfrmd: lo cannot be unplugged"}
+        raise KernelError(E.EOPNOTSUPP, "xfrmd: lo cannot be unplugged")
     unregister_many([dev])
     ns.__dict__.setdefault("unplugged", {})[dev.name] = dev
     return {"errno": 0}
 
 
-@service("link_replug")
-def _link_replug(kernel, ns, request) -> dict:
+def _link_replug(kernel: Any, ns: Any, request: Answer) -> Answer:
     """``xfrmd ctl link DEV replug``: the unplugged port comes back as a newly probed device
     does: a new ifindex, down, no addresses, its driver and features as before
     (register_netdevice, RTM_NEWLINK)."""
-    from .link import RTM_NEWLINK, rtmsg_ifinfo
     name = request.get("dev", "")
     dev = getattr(ns, "unplugged", {}).get(name)
     if dev is None:
-        return {"errno": E.ENODEV, "error": f"no unplugged device {name!r}"}
+        raise KernelError(E.ENODEV, f"no unplugged device {name!r}")
     if ns.links.by_name(name) is not None:
-        return {"errno": E.EEXIST, "error": f"a device named {name!r} exists now"}
+        raise KernelError(E.EEXIST, f"a device named {name!r} exists now")
     del ns.unplugged[name]          # unplug left it down, without master or addresses
     ns.links.register(dev)
     rtmsg_ifinfo(dev, RTM_NEWLINK, change=0xFFFFFFFF)
     return {"errno": 0, "ifindex": dev.ifindex}
 
 
-@service("links")
-def _links(kernel, ns, request) -> dict:
+def _links(kernel: Any, ns: Any, request: Answer) -> Answer:
     rows = []
     for d in ns.links:
         rows.append(f"{d.ifindex:>3} {d.name:<10} {d.kind:<11} {'up' if d.up else 'down':<5}"
@@ -256,22 +230,56 @@ def _links(kernel, ns, request) -> dict:
     return {"errno": 0, "text": "\n".join(rows) + "\n"}
 
 
-@service("link_netns")
-def _link_netns(kernel, ns, request) -> dict:
+def _link_netns(kernel: Any, ns: Any, request: Answer) -> Answer:
     """``xfrmd ctl link DEV netns NS [name NEWNAME]``: ``dev_change_net_namespace``, as
     ``ip link set DEV netns NS`` would do (RTM_DELLINK here, RTM_NEWLINK there)."""
-    from .netns import NetnsError, dev_change_net_namespace
-    dev = ns.links.by_name(request.get("dev", ""))
-    if dev is None:
-        return {"errno": E.ENODEV, "error": f"no device {request.get('dev')!r}"}
+    dev = _named_dev(ns, request)
     target = kernel.namespaces.get(request.get("target", ""))
     if target is None:
-        return {"errno": E.ENOENT, "error": f"no namespace {request.get('target')!r}"}
-    from .link import LinkError, dev_change_name
+        raise KernelError(E.ENOENT, f"no namespace {request.get('target')!r}")
     try:
         dev_change_net_namespace(dev, target, request.get("name"))
         if request.get("name"):                 # as do_setlink's IFLA_IFNAME after the move
             dev_change_name(dev, request["name"])
-    except (NetnsError, LinkError) as e:
-        return {"errno": -e.errno, "error": e.msg or E.errorcode.get(-e.errno, str(e.errno))}
+    except (NetnsError, LinkError) as e:        # transitional: link.py's and netns.py's errors
+        raise KernelError(e.errno, e.msg) from None
     return {"errno": 0, "ifindex": dev.ifindex, "name": dev.name}
+
+
+# the service ops (docs/protocol.md), in the order they were always registered
+SERVICES: dict[str, Callable[[Any, Any, Answer], Answer]] = {
+    "if_nametoindex": _if_nametoindex,
+    "if_indextoname": _if_indextoname,
+    "if_nameindex": _if_nameindex,
+    "getifaddrs": _getifaddrs,
+    "link_carrier": _link_carrier,
+    "link_unplug": _link_unplug,
+    "link_replug": _link_replug,
+    "links": _links,
+    "link_netns": _link_netns,
+}
+
+IOCTLS: dict[int, IoctlFn] = {
+    ioctl.SIOCGIFINDEX: _int_ioctl(lambda dev: dev.ifindex),
+    ioctl.SIOCGIFNAME: _siocgifname,
+    ioctl.SIOCGIFFLAGS: _siocgifflags,
+    ioctl.SIOCGIFMTU: _int_ioctl(lambda dev: dev.mtu),
+    ioctl.SIOCGIFHWADDR: _siocgifhwaddr,
+    ioctl.SIOCGIFADDR: _inet_ioctl(lambda a: a.packed),
+    ioctl.SIOCGIFNETMASK: _inet_ioctl(_netmask),
+    ioctl.SIOCGIFBRDADDR: _inet_ioctl(lambda a: a.broadcast() or bytes(4)),
+    ioctl.SIOCGIFDSTADDR: _inet_ioctl(_peer),
+    ioctl.SIOCGIFTXQLEN: _int_ioctl(lambda dev: dev.txqlen),
+    ioctl.SIOCGIFMETRIC: _int_ioctl(lambda dev: 0),          # ifr_metric: always 0
+    ioctl.SIOCGIFMAP: _siocgifmap,
+}
+
+# the virtual files (pattern, read, write) and directories (pattern, lister)
+VFS_FILES: tuple[tuple[str, Reader | None, Writer | None], ...] = (
+    ("/sys/class/net/*", _sysfs, None),
+    ("/proc/net/if_inet6", _if_inet6, None),
+)
+VFS_DIRS: tuple[tuple[str, Lister], ...] = (
+    ("/sys/class/net", _sysfs_dir),
+    ("/sys/class/net/*", _sysfs_dir),
+)
