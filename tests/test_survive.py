@@ -90,13 +90,12 @@ def _answers(k, s):
 
 
 def test_a_handler_exception_is_one_einval_and_one_log_line(monkeypatch, caplog):
-    from xfrmd import rtnl
     k = make_kernel("bare")
     s = _nl(k)
 
     def broken(req):
         raise KeyError("a bug")
-    monkeypatch.setitem(rtnl.DOIT, 88, broken)                  # RTM_NEWNSID
+    monkeypatch.setitem(k.families[N.NETLINK_ROUTE].doit, 88, broken)    # RTM_NEWNSID
     # two messages in one datagram: the first fails, the second is still handled
     d = encode_msg(88, REQ_ACK, 1, 0, bytes(4)) + encode_msg(18, REQ_ACK, 2, 0, bytes(16))
     caplog.set_level(logging.INFO, logger="xfrmd.server")
@@ -112,7 +111,6 @@ def test_a_handler_exception_is_one_einval_and_one_log_line(monkeypatch, caplog)
 
 
 def test_a_dump_that_raises_ends_with_einval_in_done(monkeypatch):
-    from xfrmd import rtnl
     k = make_kernel("bare")
     s = _nl(k)
 
@@ -121,7 +119,7 @@ def test_a_dump_that_raises_ends_with_einval_in_done(monkeypatch):
             yield encode_msg(16, N.NLM_F_MULTI, req.hdr.seq, 0, bytes(16))
             raise struct.error("a bug")
         return req.start_dump(gen())
-    monkeypatch.setitem(rtnl.DUMPIT, 18, dump)
+    monkeypatch.setitem(k.families[N.NETLINK_ROUTE].dumpit, 18, dump)
     k.deliver(s, encode_msg(18, N.NLM_F_REQUEST | N.NLM_F_DUMP, 7, 0, bytes(16)))
     assert _answers(k, s) == [(N.NLMSG_DONE, 7, -E.EINVAL, True)]
     assert k.stats.internal_errors == 1

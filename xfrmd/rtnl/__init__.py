@@ -25,7 +25,7 @@ from . import addr, fib, neigh, netconf, procfs, route, rule, services
 from . import bridge, link, netns  # noqa: F401  (transitional: @rtnl_handler on import)
 
 if TYPE_CHECKING:
-    from ..kernel import Kernel, NetNamespace
+    from ..kernel import Kernel
 
 __all__ = ["DOIT", "DUMPIT", "FAMILY_DOIT", "FAMILY_DUMPIT", "Rtnetlink", "RtnlRequest",
            "init", "rtnl_handler"]
@@ -84,13 +84,13 @@ class Rtnetlink:
                 else:
                     self.dumpit[msgtype] = dumpit
 
-    def init_net(self, ns: NetNamespace) -> None:
+    def init_net(self, ns: Any) -> None:
         ns.links = LinkTable(ns)
         ns.links.register(loopback())
         ns.routes = []
         fib.fib(ns)             # a new namespace's FIB (fib_net_init, fib6_net_init)
 
-    def exit_net(self, ns: NetNamespace) -> None:
+    def exit_net(self, ns: Any) -> None:
         """``cleanup_net``: other namespaces forget their id for this one, then its hardware
         ports go home to ``default`` and its rtnetlink-made devices are deleted
         (xfrmd/rtnl/netns.py)."""

@@ -33,7 +33,7 @@ class IfAddr:
     scope: int = RT_SCOPE_UNIVERSE
     flags: int = IFA_F_PERMANENT
     label: str = ""
-    brd: Any = "auto"         # "auto": computed (topology addresses); None: none; bytes: given
+    brd: bytes | str | None = "auto"   # "auto": computed (topology addresses); None: none; bytes: given
     peer: str | None = None   # IFA_ADDRESS when it differs from IFA_LOCAL (point-to-point)
     valid_lft: int = INFINITY
     prefered_lft: int = INFINITY
@@ -53,7 +53,7 @@ class IfAddr:
         return ipaddress.ip_address(self.address).packed
 
     def broadcast(self) -> bytes | None:
-        if self.brd != "auto":
+        if isinstance(self.brd, bytes) or self.brd is None:
             return self.brd
         if self.family != 2 or self.prefixlen >= 31:
             return None

@@ -107,7 +107,7 @@ class Fib:
 def fib(ns: Any) -> Fib:
     """The namespace's FIB; made on first use from the addresses and the topology's routes
     (which were put in place without events)."""
-    f = ns.__dict__.get("fib")
+    f: Fib | None = ns.__dict__.get("fib")
     if f is None:
         f = ns.__dict__["fib"] = Fib()
         # fib4: main exists, local comes with its first route; fib6_tables_init: both
@@ -163,6 +163,7 @@ def insert(ns: Any, r: Route, *, notify: bool = True, nlflags: int | None = None
     """Put ``r`` in its table at the place the kernel would (``fib_insert_alias`` /
     ``fib6_add_rt2node``); an identical route is not added twice. Returns whether added."""
     tbl = fib(ns).table(r.family, r.table, True)
+    assert tbl is not None                  # made if missing
     if any(x.dst == r.dst and x.same(r) for x in tbl):
         return False
     if r.family == 2:
@@ -175,9 +176,9 @@ def insert(ns: Any, r: Route, *, notify: bool = True, nlflags: int | None = None
                 or (append and tbl[i].metric == r.metric)):
             i += 1
     else:
-        k = _key6(r)
+        k6 = _key6(r)
         i = 0
-        while i < len(tbl) and (_key6(tbl[i]), tbl[i].metric) <= (k, r.metric):
+        while i < len(tbl) and (_key6(tbl[i]), tbl[i].metric) <= (k6, r.metric):
             i += 1
     tbl.insert(i, r)
     if notify:
@@ -286,7 +287,8 @@ def fib6_expire(ns: Any) -> None:
 
 
 def _now(ns: Any) -> float:
-    return ns.kernel.clock.now()
+    now: float = ns.kernel.clock.now()
+    return now
 
 
 # -- IPv4: the routes addresses imply (fib_add_ifaddr / fib_del_ifaddr) ------------------
@@ -300,6 +302,7 @@ def _primary(dev: Any, a: IfAddr) -> IfAddr:
     """``inet_ifa_byprefix``: the first address of the device in the same subnet (the
     primary one; later ones are secondaries, IFA_F_SECONDARY)."""
     n = _net(a)
+    b: IfAddr
     for b in dev.addresses:
         if b.family == 2 and b.prefixlen == a.prefixlen and _net(b) == n:
             return b
@@ -635,7 +638,8 @@ def fib_rules_lookup(ns: Any, family: int, dst: Any, src: Any = None, iif_dev: A
 def inet_select_addr(ns: Any, dev: Any, dst: Any = None, scope: int = RT_SCOPE_LINK) -> str | None:
     """``inet_select_addr``: a primary address of the device no wider than ``scope`` (the
     one in the subnet of ``dst`` first), else one of another device, not of link scope."""
-    first = None
+    first: str | None = None
+    a: IfAddr
     if dev is not None:
         for a in dev.addresses:
             if a.family != 2 or a.scope > scope or _primary(dev, a) is not a:
@@ -661,6 +665,7 @@ def ipv6_dev_get_saddr(ns: Any, dev: Any, dst: Any) -> str | None:
     """``ipv6_dev_get_saddr`` simplified: a non-tentative address of the same scope class
     as ``dst`` on the output device first, then on the others; the destination itself when
     it is local."""
+    a: IfAddr
     dst = ipaddress.IPv6Address(dst)
     ll = dst.is_link_local or (dst.is_multicast and (dst.packed[1] & 0xF) <= 2)
     devs = ([dev] if dev is not None else []) + [d for d in ns.links if d is not dev]
@@ -714,16 +719,15 @@ def route_lookup(ns: Any, dst: Any, *, src: Any = None, iif: Any = None, oif: An
     if iif_dev is not None:                              # ip_route_input_slow
         if src is None or int(src) == 0 or src.is_multicast or int(src) == 0xFFFFFFFF:
             return -E.EINVAL                             # martian source
-        res = fib_rules_lookup(ns, 2, dst, src, iif_dev, None, mark, tos)
-        if isinstance(res, tuple) and isinstance(res[0], Route):
-            r, tb = res
-            if r.type == RTN_LOCAL:
-                return RouteResult(r, _tb4(ns, tb), RTN_LOCAL, lo, None, None, RTCF_LOCAL)
-            if r.type == RTN_BROADCAST:
-                return RouteResult(r, _tb4(ns, tb), RTN_BROADCAST, lo, None, None,
+        found, tb = fib_rules_lookup(ns, 2, dst, src, iif_dev, None, mark, tos)
+        if isinstance(found, Route):
+            if found.type == RTN_LOCAL:
+                return RouteResult(found, _tb4(ns, tb), RTN_LOCAL, lo, None, None, RTCF_LOCAL)
+            if found.type == RTN_BROADCAST:
+                return RouteResult(found, _tb4(ns, tb), RTN_BROADCAST, lo, None, None,
                                    RTCF_LOCAL | RTCF_BROADCAST)
-        return -E.EHOSTUNREACH if not isinstance(res[0], int) or res[0] == -E.ENETUNREACH \
-            else res[0]
+        return -E.EHOSTUNREACH if not isinstance(found, int) or found == -E.ENETUNREACH \
+            else found
     # ip_route_output_key_hash_rcu
     if src is not None:
         if src.is_multicast or int(src) == 0xFFFFFFFF or int(src) == 0:
@@ -733,17 +737,18 @@ def route_lookup(ns: Any, dst: Any, *, src: Any = None, iif: Any = None, oif: An
     if oif_dev is not None and not oif_dev.up:
         return -E.ENETUNREACH
     if int(dst) == 0:
-        s = str(src) if src is not None else "127.0.0.1"
-        return RouteResult(None, 0, RTN_LOCAL, lo, s, None, RTCF_LOCAL)
-    res = fib_rules_lookup(ns, 2, dst, src, lo, oif_dev, mark, tos)
-    if isinstance(res[0], int):
-        if oif_dev is not None and res[0] == -E.ENETUNREACH:
+        return RouteResult(None, 0, RTN_LOCAL, lo, str(src) if src is not None else "127.0.0.1",
+                           None, RTCF_LOCAL)
+    found, tb = fib_rules_lookup(ns, 2, dst, src, lo, oif_dev, mark, tos)
+    s: str | None
+    if isinstance(found, int):
+        if oif_dev is not None and found == -E.ENETUNREACH:
             # "routing tables are wrong; assume the destination is on link"
             s = str(src) if src else inet_select_addr(ns, oif_dev, None, RT_SCOPE_LINK)
             return RouteResult(None, 0, RTN_UNICAST, oif_dev, s, None,
                                RTCF_LOCAL if oif_dev.kind == "loopback" else 0)
-        return res[0]
-    r, tb = res
+        return found
+    r = found
     tb = _tb4(ns, tb)
     if r.type == RTN_LOCAL:
         s = str(src) if src else (r.prefsrc or str(dst))
@@ -763,10 +768,9 @@ def _tb4(ns: Any, tb: int) -> int:
 
 def _lookup6(ns: Any, dst: Any, src: Any, iif_dev: Any, oif_dev: Any,
              mark: int) -> RouteResult | int:
-    res = fib_rules_lookup(ns, 10, dst, src, iif_dev, oif_dev, mark)
-    if isinstance(res[0], int):
-        return res[0]
-    r, tb = res
+    r, tb = fib_rules_lookup(ns, 10, dst, src, iif_dev, oif_dev, mark)
+    if isinstance(r, int):
+        return r
     if r.type == RTN_LOCAL:
         lo = ns.links.by_index(1)
         return RouteResult(r, tb, RTN_LOCAL, lo, str(dst), None, 0)

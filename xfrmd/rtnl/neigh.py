@@ -87,7 +87,8 @@ def _table(ns: Any, family: int) -> list[Neighbour]:
 
 
 def _now(ns: Any) -> float:
-    return ns.kernel.clock.now()
+    now: float = ns.kernel.clock.now()
+    return now
 
 
 def neigh_fill_info(ns: Any, n: Neighbour, msg_type: int, seq: int, portid: int, flags: int) -> bytes:

@@ -170,9 +170,9 @@ RTM_F_NOTIFY = 0x100
 RTA_FLOWLABEL, IPV6_FLOWLABEL_MASK = 31, 0x000FFFFF
 
 
-def _u32(a: dict[int, bytes], t: int, default: int | None = 0) -> int | None:
+def _u32(a: dict[int, bytes], t: int) -> int | None:
     v = a.get(t)
-    return struct.unpack("=I", v[:4])[0] if v and len(v) >= 4 else default
+    return struct.unpack("=I", v[:4])[0] if v and len(v) >= 4 else None
 
 
 def inet_rtm_getroute(req: Request) -> Reply:
@@ -189,8 +189,8 @@ def inet_rtm_getroute(req: Request) -> Reply:
     dst = ipaddress.ip_address(a[RTA_DST][:alen]) if len(a.get(RTA_DST, b"")) >= alen \
         else ipaddress.ip_address(zero)
     src = ipaddress.ip_address(a[RTA_SRC][:alen]) if len(a.get(RTA_SRC, b"")) >= alen else None
-    iif, oif, mark = _u32(a, RTA_IIF), _u32(a, RTA_OIF), _u32(a, RTA_MARK)
-    uid = _u32(a, RTA_UID, None) if RTA_UID in a else (None if iif else req.sock.uid)
+    iif, oif, mark = (_u32(a, t) or 0 for t in (RTA_IIF, RTA_OIF, RTA_MARK))
+    uid = _u32(a, RTA_UID) if RTA_UID in a else (None if iif else req.sock.uid)
     if iif and ns.links.by_index(iif) is None:
         raise KernelError(E.ENODEV)
     if oif and ns.links.by_index(oif) is None:
