@@ -47,7 +47,8 @@ class RtnlRequest(Request):
 
 def _with_warning(out: Any, warning: str) -> Any:
     """The parser's extack message stays unless a later step set one (NL_SET_ERR_MSG only
-    overwrites): on the ACK of a success."""
+    overwrites): on the ACK of a success (and on an error Reply that says nothing else, from
+    the handlers that still return one: link.py, bridge.py, netns.py)."""
     if isinstance(out, Reply) and (out.ext is None or out.ext.msg is None):
         r = Reply(out.error)
         r.ext = (out.ext or ExtAck())._replace(msg=warning)
@@ -100,7 +101,7 @@ class Rtnetlink:
     def rcv_msg(self, req: Request) -> Any:
         t = req.hdr.type
         if t > RTM_MAX:
-            return Reply(-E.EOPNOTSUPP)
+            raise KernelError(E.EOPNOTSUPP)
         if req.hdr.len - 16 < 1:
             return OK                  # "All the messages must have at least 1 byte length"
         kind = (t - RTM_BASE) & 3      # NEW, DEL, GET, SET of each family of messages
