@@ -33,7 +33,8 @@ class IfAddr:
     scope: int = RT_SCOPE_UNIVERSE
     flags: int = IFA_F_PERMANENT
     label: str = ""
-    brd: bytes | str | None = "auto"   # "auto": computed (topology addresses); None: none; bytes: given
+    # "auto": computed (topology addresses); None: none; bytes: given
+    brd: bytes | str | None = "auto"
     peer: str | None = None   # IFA_ADDRESS when it differs from IFA_LOCAL (point-to-point)
     valid_lft: int = INFINITY
     prefered_lft: int = INFINITY
@@ -393,7 +394,8 @@ def _same_subnet(a: IfAddr, base: str, plen: int) -> bool:
                                                                          strict=False)
 
 
-def inet_insert_ifa(dev: Any, address: str, plen: int, scope: int, peer: str | None = None) -> IfAddr:
+def inet_insert_ifa(dev: Any, address: str, plen: int, scope: int,
+                    peer: str | None = None) -> IfAddr:
     """``__inet_insert_ifa``: an address in the subnet of one the device has (same mask) is
     a secondary and goes to the end of the list; a primary goes after the last primary of no
     narrower scope."""

@@ -91,7 +91,8 @@ def _now(ns: Any) -> float:
     return now
 
 
-def neigh_fill_info(ns: Any, n: Neighbour, msg_type: int, seq: int, portid: int, flags: int) -> bytes:
+def neigh_fill_info(ns: Any, n: Neighbour, msg_type: int, seq: int, portid: int,
+                    flags: int) -> bytes:
     body = NDMSG.pack(n.family, n.dev.ifindex, n.state, n.flags, n.type)
     body += nla(NDA_DST, n.dst)
     if n.state & NUD_VALID and n.lladdr is not None:

@@ -18,9 +18,9 @@ from ..errors import KernelError
 from ..netlink.core import OK, Reply, Request
 from .fib import (IP6_RT_PRIO_USER, REJECT_TYPES, RT_SCOPE_HOST, RT_SCOPE_LINK,
                   RT_SCOPE_NOWHERE, RT_TABLE_COMPAT, RT_TABLE_LOCAL, RT_TABLE_MAIN, RTM_DELROUTE,
-                  RTM_NEWROUTE, RTMSG, RTN_BROADCAST, RTN_LOCAL, RTN_UNICAST, Route, fib, fib6_expire,
-                  fill_route, insert, remove, route_lookup, routes, rt6_fill_tail, rt_notify,
-                  rta_cacheinfo)
+                  RTM_NEWROUTE, RTMSG, RTN_BROADCAST, RTN_LOCAL, RTN_UNICAST, Route, fib,
+                  fib6_expire, fill_route, insert, remove, route_lookup, routes, rt6_fill_tail,
+                  rt_notify, rta_cacheinfo)
 from .policy import RTA_MAX, RTM_IPV4_POLICY, RTM_IPV6_POLICY, dump_error, rtnl_parse
 
 # what other modules import from here (the FIB's wire form and lookup live in fib.py)
@@ -105,7 +105,7 @@ def inet_dump_fib(req: Request) -> Any:
             if table and f.table(fam, table) is None:
                 if family:
                     raise KernelError(E.ENOENT, ("ipv4" if fam == 2 else "ipv6")
-                                       + ": FIB table does not exist")
+                                      + ": FIB table does not exist")
                 continue
             for tb_id, tbl in f.dump_order(fam):
                 if table and tb_id != table:
@@ -125,7 +125,7 @@ def _get_attrs(req: Request) -> tuple[tuple[int, ...], dict[int, bytes]]:
     if req.end - off < RTMSG.size:
         fam = req.buf[off] if req.end > off else 0
         raise KernelError(E.EINVAL, "ipv6: Invalid header for get route request" if fam == 10
-                           else "ipv4: Invalid header for route get request")
+                          else "ipv4: Invalid header for route get request")
     hdr = RTMSG.unpack_from(req.buf, off)
     # inet_rtm_valid_getroute_req / inet6_rtm_valid_getroute_req: the family's policy; on a
     # socket with NETLINK_GET_STRICT_CHK (iproute2's) also a clean header, a strict parse and
@@ -146,7 +146,8 @@ def _get_attrs(req: Request) -> tuple[tuple[int, ...], dict[int, bytes]]:
                    RTA_MAX, strict=strict)
     if strict:
         if (RTA_SRC in a and not src_len) or (RTA_DST in a and not dst_len):
-            raise KernelError(E.EINVAL, "ipv6: rtm_src_len and rtm_dst_len must be 128 for IPv6" if v6
+            raise KernelError(E.EINVAL,
+                              "ipv6: rtm_src_len and rtm_dst_len must be 128 for IPv6" if v6
                               else "ipv4: rtm_src_len and rtm_dst_len must be 32 for IPv4")
         extra = set(a) - _GETROUTE_ATTRS
         if v6 and extra == {RTA_FLOWLABEL} and len(a[RTA_FLOWLABEL]) >= 4:
@@ -305,7 +306,8 @@ def _rtm_to_config(req: Request) -> dict[str, Any]:
     if _fl & 4:                                          # RTNH_F_ONLINK
         raise KernelError(E.EOPNOTSUPP, "xfrmd: onlink nexthops are not modelled")
     if dst_len > alen * 8:
-        raise KernelError(E.EINVAL, "Invalid prefix length")   # fib_table_insert, ip6_route_info_create
+        # fib_table_insert, ip6_route_info_create
+        raise KernelError(E.EINVAL, "Invalid prefix length")
     if fam == 10 and src_len > 128:
         raise KernelError(E.EINVAL, "Invalid source address length")
     if fam == 10 and src_len:

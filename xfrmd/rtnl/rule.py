@@ -95,7 +95,8 @@ def fib_has_custom_rules(ns: Any) -> bool:
     return bool(ns.__dict__.get("fib_has_custom_rules"))
 
 
-def fib_nl_fill_rule(ns: Any, r: FibRule, msg_type: int, seq: int, portid: int, flags: int) -> bytes:
+def fib_nl_fill_rule(ns: Any, r: FibRule, msg_type: int, seq: int, portid: int,
+                     flags: int) -> bytes:
     """The rule as ``fib_nl_fill_rule`` + ``fib4/6_rule_fill`` write it."""
     rflags = r.flags
     if r.iifname and ns.links.by_name(r.iifname) is None:
