@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno as E
 import ipaddress
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from netlink_codec.netlink import (NETLINK_ROUTE, NLM_F_MULTI, encode_msg, kernel_attrs, nla,
@@ -39,6 +39,10 @@ class IfAddr:
     valid_lft: int = INFINITY
     prefered_lft: int = INFINITY
     tstamp: float = 0.0       # the clock when the lifetimes were set (ifa_tstamp)
+    # IFA_RT_PRIORITY, the metric of the prefix route (not settable here: 0)
+    rt_priority: int = field(default=0, compare=False, repr=False)
+    # addrconf made the IPv6 address's routes (xfrmd/rtnl/fib.py): once per address
+    routed: bool = field(default=False, compare=False, repr=False)
 
     @property
     def prefix_base(self) -> str:
@@ -191,7 +195,9 @@ def addrconf_join_solict(dev: Any, a: IfAddr) -> None:
     device's multicast list (in that order; read by ``dev_mc_list`` in xfrmd/rtnl/neigh.py)."""
     if a.family != 10 or not dev.up or not dev.carrier:
         return
-    joined = dev.__dict__.setdefault("mc_solicit", [])
+    joined = getattr(dev, "mc_solicit", None)      # transitional: until NetDevice declares it
+    if joined is None:
+        joined = dev.mc_solicit = []
     mac = b"\x33\x33\xff" + a.packed[13:16]
     if mac not in joined:
         joined.append(mac)

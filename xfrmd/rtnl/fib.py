@@ -119,7 +119,7 @@ def fib(ns: Any) -> Fib:
             for a in [a for a in dev.addresses if a.family == 2]:
                 fib_add_ifaddr(ns, dev, a, notify=False)
             for a in [a for a in dev.addresses if a.family == 10 and dev.up]:
-                a.__dict__["_routed"] = True
+                a.routed = True
                 addrconf_prefix_route(ns, dev, a, notify=False)
                 if not a.flags & 0x40 and (dev.up or dev.kind == "loopback"):
                     addrconf_local_route(ns, dev, a, notify=False)
@@ -327,7 +327,7 @@ def _ifaddr_routes(dev: Any, a: IfAddr) -> list[Route]:
         if not a.flags & 0x200:                         # IFA_F_NOPREFIXROUTE
             out.append(Route(n, dev, None, src, RT_TABLE_LOCAL if lo else RT_TABLE_MAIN,
                              RTN_LOCAL if lo else RTN_UNICAST, RTPROT_KERNEL,
-                             RT_SCOPE_HOST if lo else RT_SCOPE_LINK, a.__dict__.get("rt_priority", 0)))
+                             RT_SCOPE_HOST if lo else RT_SCOPE_LINK, a.rt_priority))
         if n.prefixlen < 31:
             out.append(Route(ipaddress.ip_network(f"{n.broadcast_address}/32"), dev, None, src,
                              RT_TABLE_LOCAL, RTN_BROADCAST, RTPROT_KERNEL, RT_SCOPE_LINK))
@@ -465,7 +465,7 @@ def addrconf_dev_config(ns: Any, dev: Any) -> None:
                 at = next((i for i, b in enumerate(dev.addresses)
                            if b.family == 10 and b.scope >= SCOPE_LINK), len(dev.addresses))
                 dev.addresses.insert(at, a)
-                a.__dict__["_routed"] = True
+                a.routed = True
                 addrconf_prefix_route(ns, dev, a)
     for a in dev.addresses:                       # addrconf_dad_completed
         if a.family == 10 and a.flags & IFA_F_TENTATIVE:
@@ -495,9 +495,9 @@ def fib_inetaddr_event(event: str, a: IfAddr, *, dev: Any, **info: Any) -> None:
         else:
             fib_del_ifaddr(ns, dev, a)
     elif event == "NETDEV_UP":
-        if a.__dict__.get("_routed"):
+        if a.routed:
             return
-        a.__dict__["_routed"] = True
+        a.routed = True
         if dev.up:                      # a down device gets it on NETDEV_UP
             addrconf_prefix_route(ns, dev, a)
         if not a.flags & IFA_F_TENTATIVE:
@@ -517,7 +517,7 @@ def fib_netdev_event(event: str, dev: Any, **info: Any) -> None:
         for a in [a for a in dev.addresses if a.family == 2]:     # fib_netdev_event
             fib_add_ifaddr(ns, dev, a)
         for a in [a for a in dev.addresses if a.family == 10]:  # addrconf_permanent_addr
-            a.__dict__["_routed"] = True
+            a.routed = True
             addrconf_prefix_route(ns, dev, a)
         f.carrier_seen[dev.ifindex] = bool(dev.carrier)
         if dev.carrier and dev.kind != "loopback":          # addrconf_notify: this one first

@@ -270,7 +270,7 @@ def dev_mc_list(dev: Any) -> list[bytes]:
         return [] if getattr(dev, "ever_up", False) else [b"\x33\x33\x00\x00\x00\x01"]
     out = [b"\x33\x33\x00\x00\x00\x01", b"\x01\x00\x5e\x00\x00\x01"]
     live = {b"\x33\x33\xff" + a.packed[13:16] for a in dev.addresses if a.family == 10}
-    out += [m for m in dev.__dict__.get("mc_solicit", []) if m in live]
+    out += [m for m in getattr(dev, "mc_solicit", None) or () if m in live]
     return out
 
 
@@ -321,7 +321,7 @@ def neigh_netdev_event(event: str, dev: Any, **info: Any) -> None:
     solicited-node groups go with it (``ipv6_mc_down``)."""
     if event in ("NETDEV_DOWN", "NETDEV_UNREGISTER"):
         neigh_ifdown(dev)
-        dev.__dict__.pop("mc_solicit", None)
+        dev.mc_solicit = []
 
 
 RTNL_MSG_HANDLERS = (

@@ -61,7 +61,10 @@ def _store(ns: Any) -> dict[tuple[str, str], dict[str, Any]]:
 
 
 def _dev_conf(dev: Any, proto: str) -> dict[str, Any]:
-    conf: dict[str, Any] = dev.__dict__.setdefault("ip_devconf", {}).setdefault(proto, {})
+    confs = getattr(dev, "ip_devconf", None)       # transitional: until NetDevice declares it
+    if confs is None:
+        confs = dev.ip_devconf = {}
+    conf: dict[str, Any] = confs.setdefault(proto, {})
     return conf
 
 
@@ -71,8 +74,8 @@ def procfs_netdev_event(event: str, dev: Any, **info: Any) -> None:
     (devinet_copy_dflt_conf), so only the device's own writes are kept."""
     if event == "NETDEV_REGISTER" and dev.netns is not None:
         store = _store(dev.netns)
-        dev.__dict__["ip_devconf"] = {"ipv4": {},
-                                      "ipv6": dict(store.get(("ipv6", "default"), {}))}
+        dev.ip_devconf = {"ipv4": {},
+                          "ipv6": dict(store.get(("ipv6", "default"), {}))}
 
 
 def _value(ns: Any, proto: str, who: str, name: str) -> Any:
