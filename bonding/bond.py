@@ -2,15 +2,27 @@
 802.3ad aggregator membership from carrier (no LACPDUs), and ``/proc/net/bonding/<bond>``."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
+from devices.features import ESP_FEATURES, NetdevFeatures
+from devices.netdev import NetDevice, call_netdevice_notifiers
+
+from .bond_features import bond_compute_features, bond_set_xfrm_features
+from .offload import (BondXfrmDevOps, bond_ipsec_add_sa_all, bond_ipsec_config_change,
+                      bond_ipsec_del_sa_all, bond_ipsec_lag_add_slave,
+                      bond_ipsec_topology_begin, bond_ipsec_topology_end)
+
 MODES = ["balance-rr", "active-backup", "balance-xor", "broadcast", "802.3ad", "balance-tlb",
          "balance-alb"]
+AD_SELECT = ["stable", "bandwidth", "count"]
 
 
 class Bond:
     """Attached to a bond NetDevice as ``dev.bond``."""
 
-    def __init__(self, dev, mode: str = "balance-rr", xmit_hash_policy: str = "layer2",
-                 miimon: int = 0, lag_model: str = "off"):
+    def __init__(self, dev: NetDevice, mode: str = "balance-rr",
+                 xmit_hash_policy: str = "layer2", miimon: int = 0, lag_model: str = "off"):
         if mode not in MODES:
             raise ValueError(f"bond mode {mode!r} is not one of {', '.join(MODES)}")
         if lag_model not in ("off", "replicated", "shared"):
@@ -20,20 +32,22 @@ class Bond:
         self.xmit_hash_policy = xmit_hash_policy
         self.miimon = miimon
         self.lag_model = lag_model
-        self.slaves: list = []
-        self.active = None
+        self.slaves: list[NetDevice] = []
+        self.active: NetDevice | None = None
+        self.primary: NetDevice | None = None       # the primary option's slave
+        self.params: BondParams | None = None      # bond_params, made by params()
         # bond->ipsec_list: bonding.offload.BondIpsec entries (``.x`` is the xfrm_state)
         self.ipsec_list: list = []
-        self.ipsec_lag_block_count = 0  # LAG adds refused with EAGAIN while > 0 (P38)
+        self.ipsec_lag_block_count = 0  # LAG adds refused with EAGAIN while > 0
         self.lag_flush_notify = False   # xfrmd switch: DELSA for states a LAG flush deletes
+        self.in_feat_change = False     # bond->notifier_ctx: a slave's FEAT_CHANGE is handled
 
     def lag_eligible(self) -> bool:
         """``bond_mode_can_use_lag_xfrm``: 802.3ad or balance-xor hashing layer3+4."""
         return self.mode in ("802.3ad", "balance-xor") and self.xmit_hash_policy == "layer3+4"
 
     # -- slaves ----------------------------------------------------------------------------
-    def enslave(self, slave) -> None:
-        from .offload import bond_ipsec_topology_begin, bond_ipsec_topology_end
+    def enslave(self, slave: NetDevice) -> None:
         if slave in self.slaves:
             return
         bond_ipsec_topology_begin(self, "enslave", slave)
@@ -41,13 +55,12 @@ class Bond:
         self.slaves.append(slave)
         if self.active is None and self._usable(slave):
             self.change_active(slave)
-        _compute_features(self)
+        bond_compute_features(self)
         bond_ipsec_topology_end(self, "enslave", slave)
 
-    def release(self, slave) -> None:
+    def release(self, slave: NetDevice) -> None:
         """``__bond_release_one``: the newest LAG series flushes before detaching; the RFC
         updates the slave array first, then drops the departing slave's replicas."""
-        from .offload import bond_ipsec_topology_begin, bond_ipsec_topology_end
         if slave not in self.slaves:
             return
         bond_ipsec_topology_begin(self, "release", slave)
@@ -57,14 +70,13 @@ class Bond:
             self.change_active(self._select())
         bond_ipsec_topology_end(self, "release", slave)
         slave.master = None
-        _compute_features(self)
+        bond_compute_features(self)
 
     # -- options (called by the netlink/sysfs option code) ---------------------------------------
     def set_xmit_hash_policy(self, policy: str) -> None:
         """``bond_option_xmit_hash_policy_set`` with the LAG series' XFRM handling: the
         newest series flushes the bond's states when the old or the new setting is
         LAG-eligible, the RFC when leaving LAG; then the bond's ESP features follow."""
-        from .offload import bond_ipsec_config_change
         old = self.lag_eligible()
         saved, self.xmit_hash_policy = self.xmit_hash_policy, policy
         new = self.lag_eligible()
@@ -77,7 +89,6 @@ class Bond:
     def set_mode(self, mode: str) -> None:
         """``bond_option_mode_set`` (the caller checks the bond is down without slaves):
         XFRM flush as for the hash policy, then ``bond_set_xfrm_features``."""
-        from .offload import bond_ipsec_config_change
         if mode not in MODES:
             raise ValueError(f"bond mode {mode!r} is not one of {', '.join(MODES)}")
         old = self.lag_eligible()
@@ -95,24 +106,23 @@ class Bond:
         bond_set_xfrm_features(self, entering_lag=self.lag_eligible())
 
     @staticmethod
-    def _usable(slave) -> bool:
+    def _usable(slave: NetDevice) -> bool:
         return slave.up and slave.carrier
 
-    def usable_slaves(self) -> list:
+    def usable_slaves(self) -> list[NetDevice]:
         """Slaves that carry traffic: in 802.3ad those with carrier are in the aggregator."""
         return [s for s in self.slaves if self._usable(s)]
 
-    def _select(self):
+    def _select(self) -> NetDevice | None:
         """``bond_find_best_slave``: the first usable slave in enslave order."""
         for s in self.slaves:
             if self._usable(s):
                 return s
         return None
 
-    def carrier_changed(self, slave, event: str = "NETDEV_CHANGE") -> None:
+    def carrier_changed(self, slave: NetDevice, event: str = "NETDEV_CHANGE") -> None:
         """A slave's link went up or down (miimon / NETDEV_CHANGE, NETDEV_UP, NETDEV_DOWN).
         LAG offload models react around the change (bonding.offload)."""
-        from .offload import bond_ipsec_topology_begin, bond_ipsec_topology_end
         if slave not in self.slaves:
             return
         bond_ipsec_topology_begin(self, event, slave)
@@ -122,10 +132,12 @@ class Bond:
             self.change_active(slave)
         bond_ipsec_topology_end(self, event, slave)
 
-    def change_active(self, new) -> None:
+    def change_active(self, new: NetDevice | None) -> None:
         """``bond_change_active_slave``: offloaded SAs leave the old active slave before the
-        switch and are added on the new one after it (active-backup)."""
-        from .offload import bond_ipsec_add_sa_all, bond_ipsec_del_sa_all
+        switch and are added on the new one after it (active-backup); the failover is
+        announced on the netdevice chain (NETDEV_BONDING_FAILOVER: rtnetlink_event sends the
+        bond's RTM_NEWLINK). The SAs moving with it send no XFRM notification
+        (bond_ipsec_del_sa_all / add_sa_all talk to drivers only)."""
         old = self.active
         if new is old:
             return
@@ -134,7 +146,7 @@ class Bond:
         self.active = new
         if self.mode == "active-backup" and new is not None:
             bond_ipsec_add_sa_all(self)
-            _failover_notify(self)
+            call_netdevice_notifiers("NETDEV_BONDING_FAILOVER", self.dev)
 
     # -- /proc/net/bonding/<bond> -------------------------------------------------------------
     def proc_text(self) -> str:
@@ -166,9 +178,73 @@ class Bond:
         return "\n".join(lines) + "\n"
 
 
-def _netdev_event(event: str, dev, **info) -> None:
-    """The bond hears of its slaves' carrier changes and departures (bond_netdev_event)."""
-    master = getattr(dev, "master", None)
+@dataclass
+class BondParams:
+    """``struct bond_params`` with bonding_defaults (no module parameters)."""
+    miimon: int = 0
+    updelay: int = 0            # multiples of miimon, as the kernel stores them
+    downdelay: int = 0
+    peer_notif_delay: int = 0
+    use_carrier: int = 1
+    arp_interval: int = 0
+    arp_targets: list = field(default_factory=list)
+    ns_targets: list = field(default_factory=list)
+    arp_validate: int = 0
+    arp_all_targets: int = 0
+    primary: str = ""
+    primary_reselect: int = 0
+    fail_over_mac: int = 0
+    resend_igmp: int = 1
+    num_peer_notif: int = 1
+    all_slaves_active: int = 0
+    min_links: int = 0
+    lp_interval: int = 1
+    packets_per_slave: int = 1
+    lacp_active: int = 1
+    lacp_fast: int = 0
+    ad_select: int = 0
+    tlb_dynamic_lb: int = 1
+    missed_max: int = 2
+    coupled_control: int = 1
+    broadcast_neighbor: int = 0
+    ad_actor_sys_prio: int = 65535
+    ad_user_port_key: int = 0
+    ad_actor_system: bytes = bytes(6)
+
+
+def params(bond: Bond) -> BondParams:
+    """``bond->params``, made on first use from the bond's miimon and a topology file's
+    options."""
+    p = bond.params
+    if p is None:
+        p = bond.params = BondParams(miimon=bond.miimon)
+        opts = getattr(bond.dev, "options", None) or {}     # a topology file's bond options
+        if opts.get("lacp_rate") in ("slow", "fast"):
+            p.lacp_fast = int(opts["lacp_rate"] == "fast")
+        if opts.get("ad_select") in AD_SELECT:
+            p.ad_select = AD_SELECT.index(opts["ad_select"])
+    return p
+
+
+def bond_create(dev: NetDevice, spec: dict[str, Any]) -> None:
+    """``bond_create`` / ``bond_init``: the bond's state, its xfrmdev ops and features
+    (``bond_setup``: BOND_XFRM_FEATURES toggleable, on only in active-backup); ``spec``: a
+    topology's mode, xmit_hash_policy, miimon and lag_model."""
+    bond = Bond(dev, spec.get("mode", "balance-rr"), spec.get("xmit_hash_policy", "layer2"),
+                spec.get("miimon", 0), spec.get("lag_model", "off"))
+    dev.bond = bond
+    dev.xfrmdev_ops = BondXfrmDevOps(bond)
+    dev.driver = "bonding"
+    ab = bond.mode == "active-backup"
+    dev.features = NetdevFeatures(active=ESP_FEATURES if ab else (), hw=ESP_FEATURES,
+                                  kind="bond")
+    bond.set_lag_model(bond.lag_model)     # the model's ESP wanted bits
+
+
+def bond_netdev_event(event: str, dev: NetDevice, **info: Any) -> None:
+    """``bond_netdev_event``: the bond hears of its slaves' carrier changes and
+    departures."""
+    master = dev.master
     bond = getattr(master, "bond", None) if master is not None else None
     if bond is None:
         return
@@ -177,92 +253,11 @@ def _netdev_event(event: str, dev, **info) -> None:
     elif event == "NETDEV_UNREGISTER":
         bond.release(dev)
     elif event == "NETDEV_FEAT_CHANGE" and bond.lag_model == "replicated" \
-            and not getattr(bond, "_in_feat", False):
-        # RFC R4: a slave's features changed: sync, then try to replicate onto it
-        from .offload import bond_ipsec_lag_add_slave
-        bond._in_feat = True
+            and not bond.in_feat_change:
+        # the replicated model: a slave's features changed: sync, then try to replicate
+        # onto it
+        bond.in_feat_change = True
         try:
             bond_ipsec_lag_add_slave(bond, dev)
         finally:
-            bond._in_feat = False
-
-
-def _failover_notify(bond) -> None:
-    """NETDEV_BONDING_FAILOVER → rtnetlink_event: an RTM_NEWLINK of the bond on RTNLGRP_LINK.
-    The SAs moving with it send no XFRM notification (bond_ipsec_del_sa_all / add_sa_all
-    talk to drivers only)."""
-    ns = bond.dev.netns
-    kernel = getattr(ns, "kernel", None) if ns is not None else None
-    if kernel is None:
-        return
-    try:
-        from netlink_codec.netlink import NETLINK_ROUTE
-        from xfrmd.rtnl.link import RTM_NEWLINK, fill_ifinfo
-    except ImportError:
-        return
-    kernel.multicast(ns, NETLINK_ROUTE, 1, fill_ifinfo(bond.dev, RTM_NEWLINK, 0, 0))
-
-
-def _features_module():
-    try:
-        from devices import features
-    except ImportError:
-        return None
-    return features
-
-
-def _compute_features(bond) -> None:
-    """``bond_compute_features`` → ``netdev_update_features`` when the feature code has it."""
-    f = _features_module()
-    upd = getattr(f, "netdev_update_features", None) if f is not None else None
-    if upd is not None and bond.dev.features is not None and hasattr(bond.dev.features, "wanted_mask"):
-        upd(bond.dev)
-
-
-def bond_set_xfrm_features(bond, entering_lag: bool = False) -> None:
-    """The ESP ``wanted_features`` of the bond's model (P40 ``bond_set_xfrm_features``, RFC
-    R4, upstream ``bond_option_mode_set``), then the features are recomputed:
-
-    * ``off``: wanted in active-backup, cleared otherwise (upstream);
-    * ``replicated``: wanted in active-backup; entering LAG clears them (the user opts in
-      with ``ethtool -K BOND esp-hw-offload on``); other modes cleared;
-    * ``shared``: wanted in active-backup and in LAG-eligible configurations, cleared
-      otherwise; they take effect once every running slave qualifies."""
-    dev = bond.dev
-    f = dev.features
-    if f is None:
-        return
-    ab = bond.mode == "active-backup"
-    if bond.lag_model == "shared":
-        want = ab or bond.lag_eligible()
-    elif bond.lag_model == "replicated":
-        if ab:
-            want = True
-        elif bond.lag_eligible():
-            want = None if not entering_lag else False     # None: leave the user's choice
-        else:
-            want = False
-    else:
-        want = ab
-    if want is None:
-        _compute_features(bond)
-        return
-    from devices.features import ESP_FEATURES
-    if hasattr(f, "wanted_mask"):
-        from devices.features import BIT
-        m = 0
-        for n in ESP_FEATURES:
-            m |= 1 << BIT[n]
-        f.wanted_mask = (f.wanted_mask | m) if want else (f.wanted_mask & ~m)
-        _compute_features(bond)
-    else:                                   # plain name sets: wanted passes through
-        f.wanted = (set(f.wanted) | set(ESP_FEATURES)) if want else (set(f.wanted) - set(ESP_FEATURES))
-        f._active = (set(f._active) | set(ESP_FEATURES)) if want else (set(f._active) - set(ESP_FEATURES))
-
-
-def _register() -> None:
-    from devices.netdev import register_netdevice_notifier
-    register_netdevice_notifier(_netdev_event)
-
-
-_register()
+            bond.in_feat_change = False

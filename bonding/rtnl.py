@@ -10,15 +10,23 @@ from __future__ import annotations
 
 import errno as E
 import struct
-from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
 
-from netlink_codec.netlink import nla, nla_s32, nla_u8, nla_u16, nla_u32
+from devices.netdev import IFF_MASTER, NetDevice
+from netlink_codec.netlink import (RawAttr, kernel_attrs, nla, nla_s32, nla_u8, nla_u16,
+                                   nla_u32)
+from xfrmd.errors import KernelError
+from xfrmd.netlink.nlattr import NlaPolicy
+from xfrmd.rtnl.link import LinkMsg, NewLink, RtnlLinkOps, register_netdevice, rtmsg_ifinfo
 
-MODES = ["balance-rr", "active-backup", "balance-xor", "broadcast", "802.3ad", "balance-tlb",
-         "balance-alb"]
+from .bond import MODES, Bond, bond_create, params
+from .enslave import bond_enslave, bond_release, bond_set_carrier, bond_uninit
+
+if TYPE_CHECKING:
+    from xfrmd.netlink.core import Request
+
 RR, AB, XOR, BCAST, AD, TLB, ALB = range(7)
 XMIT_HASH = ["layer2", "layer3+4", "layer2+3", "encap2+3", "encap3+4", "vlan+srcmac"]
-AD_SELECT = ["stable", "bandwidth", "count"]
 BOND_DEFAULT_MIIMON = 100
 INT_MAX = 0x7FFFFFFF
 
@@ -43,62 +51,14 @@ IFLA_BOND_MAX = 33
 _ARP_MODES = {AD, TLB, ALB}             # modes where ARP monitoring is not supported
 
 
-def _all_ex(*modes) -> set:
+def _all_ex(*modes: int) -> set[int]:
     return set(range(7)) - set(modes)
 
 
-@dataclass
-class BondParams:
-    """``struct bond_params`` with bonding_defaults (no module parameters)."""
-    miimon: int = 0
-    updelay: int = 0            # multiples of miimon, as the kernel stores them
-    downdelay: int = 0
-    peer_notif_delay: int = 0
-    use_carrier: int = 1
-    arp_interval: int = 0
-    arp_targets: list = field(default_factory=list)
-    ns_targets: list = field(default_factory=list)
-    arp_validate: int = 0
-    arp_all_targets: int = 0
-    primary: str = ""
-    primary_reselect: int = 0
-    fail_over_mac: int = 0
-    resend_igmp: int = 1
-    num_peer_notif: int = 1
-    all_slaves_active: int = 0
-    min_links: int = 0
-    lp_interval: int = 1
-    packets_per_slave: int = 1
-    lacp_active: int = 1
-    lacp_fast: int = 0
-    ad_select: int = 0
-    tlb_dynamic_lb: int = 1
-    missed_max: int = 2
-    coupled_control: int = 1
-    broadcast_neighbor: int = 0
-    ad_actor_sys_prio: int = 65535
-    ad_user_port_key: int = 0
-    ad_actor_system: bytes = bytes(6)
-
-
-def params(bond) -> BondParams:
-    p = getattr(bond, "params", None)
-    if p is None:
-        p = bond.params = BondParams(miimon=getattr(bond, "miimon", 0))
-        opts = getattr(bond.dev, "options", None) or {}     # a topology file's bond options
-        if opts.get("lacp_rate") in ("slow", "fast"):
-            p.lacp_fast = int(opts["lacp_rate"] == "fast")
-        if opts.get("ad_select") in AD_SELECT:
-            p.ad_select = AD_SELECT.index(opts["ad_select"])
-    return p
-
-
-class OptError(Exception):
-    """A ``__bond_opt_set`` failure: errno, extack text (None: no message) and the attribute."""
-
-    def __init__(self, errno: int, msg: str | None, attr=None):
-        super().__init__(msg)
-        self.errno, self.msg, self.attr = errno, msg, attr
+def _opt_error(errno: int, msg: str | None, attr: int | None) -> KernelError:
+    """A ``__bond_opt_set`` failure: errno, extack text (None: no message) and the
+    attribute, whose offset the extack carries only with a message."""
+    return KernelError(errno, msg, offset=attr if msg and attr is not None else None)
 
 
 # option: (unsupported modes, flags, (min, max) or table of values)
@@ -137,30 +97,33 @@ OPTS = {
 }
 
 
-def bond_opt_set(bond, name: str, value, attr=None) -> None:
+def bond_opt_set(bond: Bond, name: str, value: Any, attr: int | None = None) -> None:
     """``__bond_opt_set``: dependencies (mode, slaves, up), value range, then the setter.
-    Raises OptError with ``bond_opt_error_interpret``'s extack."""
+    Raises KernelError with ``bond_opt_error_interpret``'s extack."""
     unsupp, flags, rng = OPTS[name]
     mode = MODES.index(bond.mode)
     if mode in unsupp:                                  # bond_opt_check_deps → -EACCES
-        raise OptError(-E.EACCES, "option not supported in mode", attr)
+        raise _opt_error(E.EACCES, "option not supported in mode", attr)
     if flags & NOSLAVES and bond.slaves:
-        raise OptError(-E.ENOTEMPTY,
+        raise _opt_error(E.ENOTEMPTY,
                        "unable to set option because the bond device has slaves", attr)
     if flags & IFDOWN and bond.dev.up:
-        raise OptError(-E.EBUSY, "unable to set option because the bond is up", attr)
+        raise _opt_error(E.EBUSY, "unable to set option because the bond is up", attr)
     if rng is not None and not (rng[0] <= value <= rng[1]):    # bond_opt_parse → -EINVAL
-        raise OptError(-E.EINVAL, "invalid option value", attr)
+        raise _opt_error(E.EINVAL, "invalid option value", attr)
     _SETTERS.get(name, _plain(name))(bond, value, attr)
 
 
-def _plain(field_name):
-    def set_(bond, value, attr):
+Setter = Callable[[Bond, Any, "int | None"], None]
+
+
+def _plain(field_name: str) -> Setter:
+    def set_(bond: Bond, value: Any, attr: int | None) -> None:
         setattr(params(bond), field_name, value)
     return set_
 
 
-def _set_mode(bond, value, attr):
+def _set_mode(bond: Bond, value: int, attr: int | None) -> None:
     """``bond_option_mode_set``: modes without ARP monitoring get miimon 100 if it was 0."""
     p = params(bond)
     if value in _ARP_MODES:
@@ -173,24 +136,9 @@ def _set_mode(bond, value, attr):
     p.broadcast_neighbor = 0
     bond.set_mode(MODES[value])        # flushes LAG-offloaded SAs as the models require
     bond.miimon = p.miimon
-    _mode_features(bond)
 
 
-def _mode_features(bond):
-    """``bond_set_xfrm_features``: ESP offload features wanted only in active-backup."""
-    feats = getattr(bond.dev, "features", None)
-    if feats is None:
-        return
-    try:
-        from devices import features as F
-        upd = getattr(F, "bond_mode_changed", None)
-        if upd is not None:
-            upd(bond.dev)
-    except ImportError:
-        pass
-
-
-def _set_miimon(bond, value, attr):
+def _set_miimon(bond: Bond, value: int, attr: int | None) -> None:
     p = params(bond)
     p.miimon = value
     bond.miimon = value
@@ -199,18 +147,18 @@ def _set_miimon(bond, value, attr):
         p.arp_validate = 0
 
 
-def _delay(field_name):
+def _delay(field_name: str) -> Setter:
     """``_bond_option_delay_set``: -EPERM without a message when miimon is off; stored as a
     multiple of miimon (rounded down)."""
-    def set_(bond, value, attr):
+    def set_(bond: Bond, value: int, attr: int | None) -> None:
         p = params(bond)
         if not p.miimon:
-            raise OptError(-E.EPERM, None, attr)
+            raise _opt_error(E.EPERM, None, attr)
         setattr(p, field_name, value // p.miimon)
     return set_
 
 
-def _set_arp_interval(bond, value, attr):
+def _set_arp_interval(bond: Bond, value: int, attr: int | None) -> None:
     p = params(bond)
     p.arp_interval = value
     if value and p.miimon:
@@ -218,36 +166,40 @@ def _set_arp_interval(bond, value, attr):
         bond.miimon = 0
 
 
-def _set_active_slave(bond, value, attr):
+def _set_active_slave(bond: Bond, value: NetDevice | None, attr: int | None) -> None:
     """``bond_option_active_slave_set``: value is a device or None."""
     if value is None:
         bond.change_active(bond._select())
         return
     if value.master is None or getattr(value.master, "bond", None) is None:
-        raise OptError(-E.EINVAL, "invalid option value", attr)
+        raise _opt_error(E.EINVAL, "invalid option value", attr)
     if value.master is not bond.dev:
-        raise OptError(-E.EINVAL, "invalid option value", attr)
+        raise _opt_error(E.EINVAL, "invalid option value", attr)
     if value is bond.active:
         return
     if bond.active is not None and bond._usable(value):
         bond.change_active(value)
     else:
-        raise OptError(-E.EINVAL, "invalid option value", attr)
+        raise _opt_error(E.EINVAL, "invalid option value", attr)
 
 
-def _set_primary(bond, value, attr):
+def _set_primary(bond: Bond, value: str, attr: int | None) -> None:
     params(bond).primary = value
     bond.primary = next((s for s in bond.slaves if s.name == value), None) if value else None
 
 
-_SETTERS = {
+def _set_xmit_hash_policy(bond: Bond, value: int, attr: int | None) -> None:
+    bond.set_xmit_hash_policy(XMIT_HASH[value])
+
+
+_SETTERS: dict[str, Setter] = {
     "mode": _set_mode, "miimon": _set_miimon, "updelay": _delay("updelay"),
     "downdelay": _delay("downdelay"), "peer_notif_delay": _delay("peer_notif_delay"),
     "arp_interval": _set_arp_interval, "active_slave": _set_active_slave,
     "primary": _set_primary, "num_unsol_na": _plain("num_peer_notif"),
     "arp_missed_max": _plain("missed_max"), "lacp_rate": _plain("lacp_fast"),
     "ad_select": _plain("ad_select"), "broadcast_neighbor": _plain("broadcast_neighbor"),
-    "xmit_hash_policy": lambda b, v, a: b.set_xmit_hash_policy(XMIT_HASH[v]),
+    "xmit_hash_policy": _set_xmit_hash_policy,
 }
 
 
@@ -286,9 +238,10 @@ POLICY_TYPES[IFLA_BOND_NS_IP6_TARGET] = "nested"
 POLICY_TYPES[IFLA_BOND_AD_INFO] = "nested"
 
 
-def bond_changelink(bond, buf, data: dict, links, hdr_offset: int) -> None:
+def bond_changelink(bond: Bond, buf: Any, data: dict[int, RawAttr], links: Any,
+                    hdr_offset: int) -> None:
     """Apply the parsed IFLA_INFO_DATA attributes (``data``: type → RawAttr) in the
-    kernel's order; raises OptError on the first failure (earlier options stay set, as in
+    kernel's order; raises KernelError on the first failure (earlier options stay set, as in
     the kernel)."""
     miimon = 0
     for atype, name, fmt in _CHANGELINK:
@@ -299,21 +252,20 @@ def bond_changelink(bond, buf, data: dict, links, hdr_offset: int) -> None:
         if name == "arp_ip_target":
             p = params(bond)
             p.arp_targets = []
-            from netlink_codec.netlink import kernel_attrs
             for t in kernel_attrs(buf, ra.start, ra.end)[0]:
                 if t.end - t.start < 4:
-                    raise OptError(-E.EINVAL, None, off)
+                    raise _opt_error(E.EINVAL, None, off)
                 p.arp_targets.append(bytes(buf[t.start:t.start + 4]))
             continue
         if name == "ad_actor_system":
             if ra.end - ra.start != 6:
-                raise OptError(-E.EINVAL, None, off)
+                raise _opt_error(E.EINVAL, None, off)
             mac = bytes(buf[ra.start:ra.end])
             unsupp, _, _ = OPTS[name]
             if MODES.index(bond.mode) in unsupp:
-                raise OptError(-E.EACCES, "option not supported in mode", off)
+                raise _opt_error(E.EACCES, "option not supported in mode", off)
             if mac[0] & 1 or mac == bytes(6):        # bond_option_ad_actor_system_set
-                raise OptError(-E.EINVAL, "invalid option value", off)
+                raise _opt_error(E.EINVAL, "invalid option value", off)
             params(bond).ad_actor_system = mac
             continue
         (value,) = struct.unpack_from("=" + fmt, buf, ra.start)
@@ -322,7 +274,7 @@ def bond_changelink(bond, buf, data: dict, links, hdr_offset: int) -> None:
             if value:
                 dev = links.by_index(value)
                 if dev is None:
-                    raise OptError(-E.ENODEV, None, off)
+                    raise _opt_error(E.ENODEV, None, off)
             bond_opt_set(bond, name, dev, off)
             continue
         if name == "primary":
@@ -332,9 +284,9 @@ def bond_changelink(bond, buf, data: dict, links, hdr_offset: int) -> None:
         if name == "miimon":
             miimon = value
         if name == "arp_interval" and value and miimon:
-            raise OptError(-E.EINVAL, "ARP monitoring cannot be used with MII monitoring", off)
+            raise _opt_error(E.EINVAL, "ARP monitoring cannot be used with MII monitoring", off)
         if name == "arp_validate" and value and miimon:
-            raise OptError(-E.EINVAL, "ARP validating cannot be used with MII monitoring", off)
+            raise _opt_error(E.EINVAL, "ARP validating cannot be used with MII monitoring", off)
         bond_opt_set(bond, name, value, off)
 
 
@@ -342,16 +294,16 @@ def bond_changelink(bond, buf, data: dict, links, hdr_offset: int) -> None:
 # IFLA_INFO_DATA out: bond_fill_info, bond_fill_slave_info
 
 
-def _agg_slaves(bond) -> list:
+def _agg_slaves(bond: Bond) -> list[NetDevice]:
     return bond.usable_slaves()
 
 
-def _speed_code(slave) -> int:
+def _speed_code(slave: NetDevice) -> int:
     """``__get_link_speed`` for the emulated ports (100G NICs; veth 10G; dummy unknown)."""
     return {"veth": 7, "dummy": 0, "loopback": 0, "bridge": 0, "bond": 0}.get(slave.kind, 14)
 
 
-def bond_fill_info(bond, cap_net_admin: bool = True) -> bytes:
+def bond_fill_info(bond: Bond, cap_net_admin: bool = True) -> bytes:
     p = params(bond)
     mode = MODES.index(bond.mode)
     out = [nla_u8(IFLA_BOND_MODE, mode)]
@@ -372,7 +324,7 @@ def bond_fill_info(bond, cap_net_admin: bool = True) -> bytes:
     if p.ns_targets:            # nla_nest_start (NLA_F_NESTED)
         out.append(nla(IFLA_BOND_NS_IP6_TARGET | 0x8000,
                        b"".join(nla(i, t) for i, t in enumerate(p.ns_targets))))
-    primary = getattr(bond, "primary", None)
+    primary = bond.primary
     if primary is not None and primary in bond.slaves:
         out.append(nla_u32(IFLA_BOND_PRIMARY, primary.ifindex))
     hash_no = XMIT_HASH.index(bond.xmit_hash_policy) if bond.xmit_hash_policy in XMIT_HASH else 0
@@ -410,7 +362,7 @@ def bond_fill_info(bond, cap_net_admin: bool = True) -> bytes:
     return b"".join(out)
 
 
-def bond_fill_slave_info(bond, slave) -> bytes:
+def bond_fill_slave_info(bond: Bond, slave: NetDevice) -> bytes:
     mode = MODES.index(bond.mode)
     usable = bond._usable(slave)
     if mode in (AB, TLB, ALB):
@@ -434,3 +386,59 @@ def bond_fill_slave_info(bond, slave) -> bytes:
                 nla_u8(IFLA_BOND_SLAVE_AD_ACTOR_OPER_PORT_STATE, state),
                 nla_u16(IFLA_BOND_SLAVE_AD_PARTNER_OPER_PORT_STATE, 1)]
     return b"".join(out)
+
+
+# ---------------------------------------------------------------------------------------
+# bond_link_ops
+
+
+# bond_policy: the u8/u16/u32 options, the nested target lists and the actor system MAC
+BOND_POLICY = {t: NlaPolicy(v) for t, v in POLICY_TYPES.items()}
+BOND_POLICY[IFLA_BOND_AD_ACTOR_SYSTEM] = NlaPolicy("binary", len=6)
+
+
+def bond_setup(dev: NetDevice) -> None:
+    """``bond_setup``: a master with the tx_queues module parameter's 16 queues."""
+    dev.flags |= IFF_MASTER
+    dev.num_tx_queues = dev.num_rx_queues = 16
+
+
+def bond_newlink(nl: NewLink) -> None:
+    """``bond_newlink``: the bond in balance-rr, its IFLA_INFO_DATA options (the device is
+    in its namespace meanwhile: active_slave and primary name devices there), then
+    ``register_netdevice`` and ``netif_carrier_off``."""
+    dev = nl.dev
+    dev.netns = nl.net
+    bond_create(dev, {"mode": "balance-rr"})
+    if nl.data is not None:
+        data = nl.m.parse_data(nl.data, BOND_POLICY, IFLA_BOND_MAX)
+        bond_changelink(dev.bond, nl.m.buf, data, nl.net.links, nl.m.hdr_offset)
+    dev.netns = None
+    register_netdevice(nl.net.links, dev, nl.m.index)
+    dev.set_carrier(False)
+
+
+def bond_changelink_msg(req: Request, dev: NetDevice, m: LinkMsg, data_ra: RawAttr) -> None:
+    """``bond_changelink`` of an existing bond; the bond is announced whether the options
+    applied or one failed (the ones before it stay)."""
+    data = m.parse_data(data_ra, BOND_POLICY, IFLA_BOND_MAX)
+    try:
+        bond_changelink(dev.bond, m.buf, data, req.netns.links, m.hdr_offset)
+    finally:
+        rtmsg_ifinfo(dev)
+
+
+def _fill_info(dev: NetDevice, cap_net_admin: bool) -> bytes:
+    return bond_fill_info(dev.bond, cap_net_admin)
+
+
+def _fill_slave_info(bond_dev: NetDevice, slave: NetDevice) -> bytes:
+    return bond_fill_slave_info(bond_dev.bond, slave)
+
+
+BOND_LINK_OPS = RtnlLinkOps(
+    kind="bond", driver="bonding", setup=bond_setup, newlink=bond_newlink,
+    changelink=bond_changelink_msg, fill_info=_fill_info, slave_kind="bond",
+    fill_slave_info=_fill_slave_info, add_slave=bond_enslave, del_slave=bond_release,
+    netns_immutable=True, uninit=bond_uninit, lower_updown=bond_set_carrier,
+    updown=bond_set_carrier)

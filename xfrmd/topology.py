@@ -11,20 +11,33 @@ import ipaddress
 import os
 import re
 import tomllib
+from typing import TYPE_CHECKING, Any, Callable, Iterator, NoReturn, cast
+
+from bonding.bond import bond_create
+from devices import registry
+from devices.features import set_features
+from devices.netdev import IFF_BROADCAST, IFF_NOARP, IFF_UP, NetDevice
 
 from . import kconfig
+from .rtnl.addr import add_address
+from .rtnl.fib import addrconf_dev_config, fib, fib_rebuild
+from .rtnl.link import VETH_QUEUES, RtnlLinkOps
+
+if TYPE_CHECKING:
+    from .kernel import Kernel
 
 BUILTIN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "topologies")
 KINDS = ("loopback", "dummy", "veth", "bridge", "bond", "netdevsim", "mlx5", "airoha-soe")
-DRIVERS = {"dummy": "dummy", "veth": "veth", "bridge": "bridge", "bond": "bonding",
-           "netdevsim": "netdevsim", "mlx5": "mlx5_core", "airoha-soe": "airoha_eth"}
+# the probe of a kind the hardware table does not cover: the bond's bond_create takes a
+# topology's mode, xmit_hash_policy, miimon and lag_model
+_SETUP: dict[str, Callable[[NetDevice, dict[str, Any]], None]] = {"bond": bond_create}
 DEVICE_KEYS = {"name", "kind", "nic", "mac", "up", "carrier", "mtu", "addresses", "master",
                "peer", "peer_netns", "mode", "xmit_hash_policy", "miimon", "lacp_rate", "ad_select",
                "lag_model", "capabilities", "esp_hw_offload"}
 
 
 class Topology:
-    def __init__(self, spec: dict, text: str = "", source: str = ""):
+    def __init__(self, spec: dict[str, Any], text: str = "", source: str = ""):
         self.spec, self.text, self.source = spec, text, source
         self._validate()
 
@@ -39,7 +52,7 @@ class Topology:
                 return i
         return None
 
-    def _fail(self, problem: str, needle: str | None = None):
+    def _fail(self, problem: str, needle: str | None = None) -> NoReturn:
         line = self._line_of(needle) if needle else None
         where = f"{self.source}:{line}: " if line else (f"{self.source}: " if self.source else "")
         raise ValueError(f"{where}{problem}")
@@ -94,7 +107,7 @@ class Topology:
 
         self._validate_veth_pairs(nss)
 
-    def _validate_kernel(self):
+    def _validate_kernel(self) -> kconfig.KernelConfig:
         """The ``[kernel]`` table: ``CONFIG_NAME = true|false`` (or "y"/"m"/"n") for the
         options of :mod:`xfrmd.kconfig`; the rest stay on."""
         table = self.spec.get("kernel", {})
@@ -113,7 +126,7 @@ class Topology:
             self._fail(f"[kernel]: {e}", "[kernel]")
         return cfg
 
-    def _validate_veth_pairs(self, nss) -> None:
+    def _validate_veth_pairs(self, nss: list[dict[str, Any]]) -> None:
         """``peer = "NAME"`` (``peer_netns = "NS"`` for the other end in another namespace)
         names the other end, a veth defined there; each end has one peer."""
         veths = {(n.get("name", "default"), d["name"]): d for n in nss
@@ -137,9 +150,7 @@ class Topology:
                 taken[end] = (nsname, name)
 
     # -- building ------------------------------------------------------------------------
-    def apply(self, kernel) -> None:
-        from devices.netdev import IFF_BROADCAST, IFF_NOARP, IFF_UP, NetDevice
-        from .rtnl.addr import add_address
+    def apply(self, kernel: Kernel) -> None:
         kernel.kconfig = self.kconfig.copy()               # before anything is built
         for nspec in self.spec.get("netns", []):
             ns = kernel.netns(nspec.get("name", "default"), create=True)
@@ -157,8 +168,12 @@ class Topology:
                 if d["kind"] == "loopback":
                     continue
                 mac = _mac(d.get("mac"), len(kernel.namespaces), i)
+                ops = cast("RtnlLinkOps | None", kernel.link_ops.get(d["kind"]))
+                hw = registry.DRIVERS.get(d["kind"])
+                driver = ops.driver if ops is not None else hw.name if hw is not None else ""
                 dev = NetDevice(d["name"], d["kind"], mtu=d.get("mtu", 1500), address=mac,
-                                driver=DRIVERS.get(d["kind"], d["kind"]))
+                                driver=driver)
+                dev.rtnl_link_ops = ops     # made as `ip link add` would make it
                 if d["kind"] == "dummy":        # dummy_setup: NOARP, no MULTICAST
                     dev.flags = IFF_BROADCAST | IFF_NOARP
                     dev.min_mtu = dev.max_mtu = 0
@@ -178,7 +193,7 @@ class Topology:
                     nic = nsim_nics.setdefault(d.get("nic", d["name"]), [len(nsim_nics), 0])
                     d = dict(d, nsim_id=nic[0], nsim_port=nic[1])
                     nic[1] += 1
-                _attach_driver(dev, d)
+                _SETUP.get(d["kind"], registry.setup_device)(dev, d)
                 devs[d["name"]] = dev
             for d in nspec.get("device", []):
                 dev = devs.get(d["name"]) or links.by_name(d["name"])
@@ -187,7 +202,6 @@ class Topology:
                     dev.ever_up = True
                 dev.carrier = d.get("carrier", True)
                 if d.get("kind") == "veth":
-                    from .rtnl.link import VETH_QUEUES
                     dev.num_tx_queues = dev.num_rx_queues = VETH_QUEUES
                     if d.get("peer") or any(o.get("peer") == d["name"] for o in _all_veths(
                             self.spec, nspec.get("name", "default"))):
@@ -212,7 +226,6 @@ class Topology:
                         dev.master = master
             for d in nspec.get("device", []):      # a bond's opt-in, once it has its slaves
                 if d["kind"] == "bond" and d.get("esp_hw_offload"):
-                    from devices.features import set_features
                     set_features(devs[d["name"]], {"esp-hw-offload": True})   # ethtool -K
             ns.routes = []
             for r in nspec.get("route", []):
@@ -221,17 +234,15 @@ class Topology:
                 dev = links.by_name(r["dev"])
                 ns.routes.append({"dst": dst, "dev": dev, "gw": r.get("via"), "src": None,
                                   "proto": 3, "scope": 0})
-            from .rtnl.fib import addrconf_dev_config, fib_rebuild
             fib_rebuild(ns)                       # the FIB from what was put in place
             for dev in links:                     # running devices: addrconf's link-local
                 if dev.up and dev.carrier and dev.kind != "loopback":
                     addrconf_dev_config(ns, dev)
         self._pair_veths(kernel)
 
-    def _pair_veths(self, kernel) -> None:
+    def _pair_veths(self, kernel: Kernel) -> None:
         """Join the veth ends named by ``peer`` (across namespaces too); a pair whose ends
         are both up gets its carrier (veth_open) and addrconf."""
-        from .rtnl.fib import addrconf_dev_config, fib
         for nspec in self.spec.get("netns", []):
             nsname = nspec.get("name", "default")
             for d in nspec.get("device", []):
@@ -247,7 +258,7 @@ class Topology:
                         addrconf_dev_config(end.netns, end)
 
 
-def _all_veths(spec: dict, nsname: str):
+def _all_veths(spec: dict[str, Any], nsname: str) -> Iterator[dict[str, Any]]:
     """The veth specs of every namespace that name a peer in ``nsname``."""
     for n in spec.get("netns", []):
         for d in n.get("device", []):
@@ -256,18 +267,7 @@ def _all_veths(spec: dict, nsname: str):
                 yield d
 
 
-def _attach_driver(dev, spec: dict) -> None:
-    """Let the driver and bonding packages turn the device into theirs, when present."""
-    try:
-        from devices import registry
-    except ImportError:
-        return
-    hook = getattr(registry, "setup_device", None)
-    if hook is not None:
-        hook(dev, spec)
-
-
-def _mac(text, ns_no: int, i: int) -> bytes:
+def _mac(text: str | None, ns_no: int, i: int) -> bytes:
     if text:
         return bytes(int(x, 16) for x in text.split(":"))
     return bytes([0x02, 0x00, 0x00, ns_no & 0xFF, 0x00, (i + 1) & 0xFF])
@@ -292,5 +292,5 @@ def load_topology(name_or_path: str) -> Topology:
     return Topology(spec, text, path)
 
 
-def from_dict(spec: dict) -> Topology:
+def from_dict(spec: dict[str, Any]) -> Topology:
     return Topology(spec, source="<dict>")

@@ -17,18 +17,12 @@ from netlink_codec.netlink import NETLINK_ROUTE, NLM_F_DUMP, NLM_F_ECHO, ExtAck
 from ..errors import KernelError
 from ..netlink.core import OK, Reply, Request
 from ..notifier import NETDEV_PRI_FIB, NETDEV_PRI_NEIGH, NETDEV_PRI_PROCFS
-# transitional (link.py, bridge.py, netns.py still use the decorator): imported before the
-# modules below so that their ``from . import rtnl_handler`` finds it
-from .legacy import DOIT, DUMPIT, FAMILY_DOIT, FAMILY_DUMPIT, rtnl_handler
-from .legacy import handlers as legacy_handlers
-from . import addr, fib, neigh, netconf, procfs, route, rule, services
-from . import bridge, link, netns  # noqa: F401  (transitional: @rtnl_handler on import)
+from . import addr, fib, links, neigh, netconf, procfs, route, rule, services
 
 if TYPE_CHECKING:
     from ..kernel import Kernel
 
-__all__ = ["DOIT", "DUMPIT", "FAMILY_DOIT", "FAMILY_DUMPIT", "Rtnetlink", "RtnlRequest",
-           "init", "rtnl_handler"]
+__all__ = ["Rtnetlink", "RtnlRequest", "init"]
 
 Handler = Callable[..., Any]
 # one row of a handler table: (family, msgtype, doit, dumpit), ``struct rtnl_msg_handler``
@@ -147,10 +141,10 @@ def init(kernel: Kernel) -> None:
     rtnl = Rtnetlink(kernel)
     for table in RTNL_TABLES:
         rtnl.register_many(table)
-    # -- links (link.py, bridge.py, netns.py, xfrmi.py): link kinds, rtnetlink_event, their
-    # handler tables; transitional until then: what @rtnl_handler registered on import
-    rtnl.register_many(legacy_handlers())
-    # -- end of links
+    # links (link.py, bridge.py, netns.py, xfrmi.py): their handler tables, the link kinds
+    # and rtnetlink_event
+    rtnl.register_many(links.RTNL_MSG_HANDLERS)
+    links.links_init(kernel)
     kernel.netlink_kernel_create(rtnl)
     kernel.netdev_chain.register(neigh.neigh_netdev_event, NETDEV_PRI_NEIGH)
     kernel.netdev_chain.register(procfs.procfs_netdev_event, NETDEV_PRI_PROCFS)

@@ -7,15 +7,21 @@ from __future__ import annotations
 
 import errno as E
 import struct
+from typing import TYPE_CHECKING, Any
 
-from netlink_codec.netlink import (NETLINK_ROUTE, NLA_F_NESTED, NLM_F_MULTI, encode_msg,
-                                   kernel_attrs, nla, nla_string, nla_u8, nla_u32)
+from devices.netdev import NetDevice
+from netlink_codec.netlink import (NETLINK_ROUTE, NLA_F_NESTED, NLM_F_MULTI, RawAttr,
+                                   encode_msg, kernel_attrs, nla, nla_string, nla_u8, nla_u32)
 
+from ..errors import KernelError
 from ..netlink.core import Reply
-from . import rtnl_handler
-from .link import (BRPORT_COST, BRPORT_FLAG_DEFAULTS, BRPORT_MULTICAST_ROUTER,
-                   BRPORT_PRIORITY, BRPORT_STATE, IFINFOMSG, RTNLGRP_LINK, br_port_fill_attrs,
-                   brport)
+from .br_netlink import (BRPORT_COST, BRPORT_FLAG_DEFAULTS, BRPORT_LEARNING, BRPORT_LOCKED,
+                         BRPORT_MAB, BRPORT_MULTICAST_ROUTER, BRPORT_PRIORITY, BRPORT_STATE,
+                         br_port_fill_attrs, brport)
+from .link import IFINFOMSG, RTNLGRP_LINK
+
+if TYPE_CHECKING:
+    from ..netlink.core import Request
 
 AF_BRIDGE = 7
 RTM_NEWLINK, RTM_GETLINK, RTM_SETLINK = 16, 18, 19
@@ -28,17 +34,17 @@ BR_MAX_PATH_COST, BR_MAX_PORT_PRIORITY, BR_STATE_BLOCKING = 65535, 63, 4
 MDB_RTR_TYPE_TEMP = 3
 
 
-def _attrs(buf, start: int, end: int):
+def _attrs(buf: Any, start: int, end: int) -> list[RawAttr]:
     return kernel_attrs(buf, start, end)[0]         # nla_for_each_attr: liberal
 
 
-def _is_port(dev) -> bool:
+def _is_port(dev: NetDevice) -> bool:
     return dev.master is not None and dev.master.kind == "bridge"
 
 
-def br_fill_ifinfo(dev, seq: int, portid: int, flags: int) -> bytes:
+def br_fill_ifinfo(dev: NetDevice, seq: int, portid: int, flags: int) -> bytes:
     """``br_fill_ifinfo``: the device in AF_BRIDGE form; a port with its IFLA_PROTINFO."""
-    br = dev.master if _is_port(dev) else dev
+    br = dev.master if dev.master is not None and _is_port(dev) else dev
     body = IFINFOMSG.pack(AF_BRIDGE, dev.type, dev.ifindex, dev.dev_flags(), 0)
     body += nla_string(IFLA_IFNAME, dev.name) + nla_u32(IFLA_MASTER, br.ifindex)
     body += nla_u32(IFLA_MTU, dev.mtu) + nla_u8(IFLA_OPERSTATE, dev.operstate)
@@ -51,15 +57,15 @@ def br_fill_ifinfo(dev, seq: int, portid: int, flags: int) -> bytes:
     return encode_msg(RTM_NEWLINK, flags, seq, portid, body)
 
 
-def _ext_mask(req) -> int:
+def _ext_mask(req: Request) -> int:
     for ra in _attrs(req.buf, req.payload_offset + IFINFOMSG.size, req.end):
         if ra.type == IFLA_EXT_MASK and ra.end - ra.start >= 4:
-            return struct.unpack_from("=I", req.buf, ra.start)[0]
+            mask: int = struct.unpack_from("=I", req.buf, ra.start)[0]
+            return mask
     return 0
 
 
-@rtnl_handler(RTM_GETLINK, dump=True, family=AF_BRIDGE)
-def rtnl_bridge_getlink(req):
+def rtnl_bridge_getlink(req: Request) -> object:
     """Every device in index order: a port answers through its bridge (``br_getlink``), a
     bridge for itself only when the filter asks for VLAN, MRP or CFM data."""
     if req.end - req.payload_offset < IFINFOMSG.size:
@@ -74,78 +80,72 @@ def rtnl_bridge_getlink(req):
     return req.start_dump(msgs)
 
 
-def br_ifinfo_notify(dev) -> None:
+def br_ifinfo_notify(dev: NetDevice) -> None:
     """``br_ifinfo_notify(RTM_NEWLINK, NULL, p)``: the port to RTNLGRP_LINK."""
     ns = dev.netns
     ns.kernel.multicast(ns, NETLINK_ROUTE, RTNLGRP_LINK, br_fill_ifinfo(dev, 0, 0, 0))
 
 
-class _SetportError(Exception):
-    def __init__(self, errno: int, msg: str | None = None):
-        super().__init__(msg)
-        self.errno, self.msg = errno, msg
-
-
 def _u(v: bytes, fmt: str) -> int:
     n = struct.calcsize(fmt)
     if len(v) < n:
-        raise _SetportError(-E.ERANGE)               # br_port_policy: too short
-    return struct.unpack_from(fmt, v)[0]
+        raise KernelError(E.ERANGE)                  # br_port_policy: too short
+    value: int = struct.unpack_from(fmt, v)[0]
+    return value
 
 
-def br_setport(dev, tb: dict) -> None:
+def br_setport(dev: NetDevice, tb: dict[int, bytes]) -> None:
     """``br_setport``: the flags first (kept even when a later attribute fails, as the
     kernel keeps them), then path cost, priority, state and multicast router type."""
     cfg = brport(dev)
     for t in BRPORT_FLAG_DEFAULTS:
         if t in tb:
             cfg[t] = 1 if _u(tb[t], "=B") else 0
-    if cfg[40] and not cfg[8]:                      # BRPORT_MAB without learning
-        raise _SetportError(-E.EINVAL, "Cannot enable MAB on a port with learning disabled")
-    if cfg[40] and not cfg[39]:
-        raise _SetportError(-E.EINVAL, "Cannot enable MAB on an unlocked port")
+    if cfg[BRPORT_MAB] and not cfg[BRPORT_LEARNING]:
+        raise KernelError(E.EINVAL, "Cannot enable MAB on a port with learning disabled")
+    if cfg[BRPORT_MAB] and not cfg[BRPORT_LOCKED]:
+        raise KernelError(E.EINVAL, "Cannot enable MAB on an unlocked port")
     if BRPORT_COST in tb:                           # br_stp_set_path_cost
         cost = _u(tb[BRPORT_COST], "=I")
         if cost < 1 or cost > BR_MAX_PATH_COST:
-            raise _SetportError(-E.ERANGE)
+            raise KernelError(E.ERANGE)
         dev.br_port_cost = cost
     if BRPORT_PRIORITY in tb:                       # br_stp_set_port_priority
         prio = _u(tb[BRPORT_PRIORITY], "=H")
         if prio > BR_MAX_PORT_PRIORITY:
-            raise _SetportError(-E.ERANGE)
+            raise KernelError(E.ERANGE)
         cfg["priority"] = prio
     if BRPORT_STATE in tb:                          # br_set_port_state
         state = _u(tb[BRPORT_STATE], "=B")
         if state > BR_STATE_BLOCKING:
-            raise _SetportError(-E.EINVAL)
+            raise KernelError(E.EINVAL)
         if not dev.up or (not dev.carrier and state != 0):
-            raise _SetportError(-E.ENETDOWN)
-        raise _SetportError(-E.EOPNOTSUPP, "xfrmd: setting a bridge port's STP state is not "
-                            "modelled (STP is off: a running port forwards)")
+            raise KernelError(E.ENETDOWN)
+        raise KernelError(E.EOPNOTSUPP, "xfrmd: setting a bridge port's STP state is not "
+                          "modelled (STP is off: a running port forwards)")
     if BRPORT_MULTICAST_ROUTER in tb:               # br_multicast_set_port_router
         rtr = _u(tb[BRPORT_MULTICAST_ROUTER], "=B")
         if rtr > MDB_RTR_TYPE_TEMP:
-            raise _SetportError(-E.EINVAL)
+            raise KernelError(E.EINVAL)
         cfg["mcast_router"] = rtr
     known = set(BRPORT_FLAG_DEFAULTS) | {BRPORT_COST, BRPORT_PRIORITY, BRPORT_STATE,
                                          BRPORT_MULTICAST_ROUTER}
     other = sorted(set(tb) - known)
     if other:
-        raise _SetportError(-E.EOPNOTSUPP, f"xfrmd: bridge port attribute {other[0]} is not "
-                            "modelled")
+        raise KernelError(E.EOPNOTSUPP, f"xfrmd: bridge port attribute {other[0]} is not "
+                          "modelled")
 
 
-@rtnl_handler(RTM_SETLINK, family=AF_BRIDGE)
-def rtnl_bridge_setlink(req):
+def rtnl_bridge_setlink(req: Request) -> Reply:
     """``rtnl_bridge_setlink``: to the device's master bridge (``br_setlink``) unless
     IFLA_BRIDGE_FLAGS says self only; a device without a bridge master → EOPNOTSUPP."""
     off = req.payload_offset
     if req.end - off < IFINFOMSG.size:
-        return Reply(-E.EINVAL)
+        raise KernelError(E.EINVAL)
     _, _, index, _, _ = IFINFOMSG.unpack_from(req.buf, off)
     dev = req.netns.links.by_index(index)
     if dev is None:
-        return Reply(-E.ENODEV, "unknown ifindex")
+        raise KernelError(E.ENODEV, "unknown ifindex")
     attrs = list(_attrs(req.buf, off + IFINFOMSG.size, req.end))
     flags = 0
     for ra in attrs:
@@ -153,29 +153,33 @@ def rtnl_bridge_setlink(req):
             for a in _attrs(req.buf, ra.start, ra.end):
                 if a.type == IFLA_BRIDGE_FLAGS:
                     if a.end - a.start < 2:
-                        return Reply(-E.EINVAL)
+                        raise KernelError(E.EINVAL)
                     flags = struct.unpack_from("=H", req.buf, a.start)[0]
                     break
             else:
                 continue
             break
     if flags and not flags & BRIDGE_FLAGS_MASTER:
-        return Reply(-E.EOPNOTSUPP)                 # self: no ndo_bridge_setlink here
+        raise KernelError(E.EOPNOTSUPP)             # self: no ndo_bridge_setlink here
     if not _is_port(dev):
-        return Reply(-E.EOPNOTSUPP)
+        raise KernelError(E.EOPNOTSUPP)
     protinfo = next((ra for ra in attrs if ra.type == IFLA_PROTINFO), None)
     if protinfo is None:
         if any(ra.type == IFLA_AF_SPEC for ra in attrs):
-            return Reply(-E.EOPNOTSUPP, "xfrmd: bridge VLAN settings are not modelled")
+            raise KernelError(E.EOPNOTSUPP, "xfrmd: bridge VLAN settings are not modelled")
         return Reply()
     if not protinfo.flags & NLA_F_NESTED:
-        return Reply(-E.EOPNOTSUPP, "xfrmd: the old binary IFLA_PROTINFO (a port state "
-                     "byte) is not modelled")
+        raise KernelError(E.EOPNOTSUPP, "xfrmd: the old binary IFLA_PROTINFO (a port "
+                          "state byte) is not modelled")
     tb = {a.type: bytes(req.buf[a.start:a.end])
           for a in _attrs(req.buf, protinfo.start, protinfo.end)}
-    try:
-        br_setport(dev, tb)
-    except _SetportError as e:
-        return Reply(e.errno, e.msg)
+    br_setport(dev, tb)
     br_ifinfo_notify(dev)
     return Reply()
+
+
+# br_netlink_init: the PF_BRIDGE rows (family, msgtype, doit, dumpit)
+RTNL_MSG_HANDLERS = (
+    (AF_BRIDGE, RTM_GETLINK, None, rtnl_bridge_getlink),
+    (AF_BRIDGE, RTM_SETLINK, rtnl_bridge_setlink, None),
+)

@@ -13,12 +13,19 @@ from __future__ import annotations
 
 import errno as E
 import struct
+from typing import TYPE_CHECKING
 
+from devices.netdev import NetDevice, call_netdevice_notifiers
 from netlink_codec.netlink import NETLINK_ROUTE, NLM_F_MULTI, encode_msg, nla
 
+from ..errors import KernelError
 from ..netlink.core import Reply
 from ..netlink.nlattr import NlaPolicy, parse_attrs
-from . import rtnl_handler
+from . import addr, link
+
+if TYPE_CHECKING:
+    from ..kernel import Kernel, NetNamespace
+    from ..netlink.core import Request
 
 RTM_NEWNSID, RTM_DELNSID, RTM_GETNSID = 88, 89, 90
 NETNSA_NSID, NETNSA_PID, NETNSA_FD, NETNSA_TARGET_NSID, NETNSA_CURRENT_NSID = 1, 2, 3, 4, 5
@@ -31,22 +38,22 @@ RTNL_NET_POLICY = {NETNSA_NSID: NlaPolicy("s32"), NETNSA_PID: NlaPolicy("u32"),
                    NETNSA_FD: NlaPolicy("u32"), NETNSA_TARGET_NSID: NlaPolicy("s32")}
 
 
-def _ids(ns) -> dict:
+def _ids(ns: NetNamespace) -> dict[int, NetNamespace]:
     """``net->netns_ids``: nsid → peer namespace."""
-    ids = ns.__dict__.get("netns_ids")
+    ids: dict[int, NetNamespace] | None = ns.__dict__.get("netns_ids")
     if ids is None:
         ids = ns.__dict__["netns_ids"] = {}
     return ids
 
 
-def peernet2id(ns, peer) -> int:
+def peernet2id(ns: NetNamespace, peer: NetNamespace) -> int:
     for nsid, p in _ids(ns).items():
         if p is peer:
             return nsid
     return NETNSA_NSID_NOT_ASSIGNED
 
 
-def peernet2id_alloc(ns, peer) -> int:
+def peernet2id_alloc(ns: NetNamespace, peer: NetNamespace) -> int:
     """``peernet2id_alloc``: the peer's id in ``ns``, allocated (lowest free, from 0) and
     announced with RTM_NEWNSID on RTNLGRP_NSID the first time."""
     nsid = peernet2id(ns, peer)
@@ -72,11 +79,11 @@ def _fill(msg_type: int, seq: int, portid: int, flags: int, nsid: int,
     return encode_msg(msg_type, flags, seq, portid, body)
 
 
-def rtnl_net_notifyid(ns, cmd: int, nsid: int) -> None:
+def rtnl_net_notifyid(ns: NetNamespace, cmd: int, nsid: int) -> None:
     ns.kernel.multicast(ns, NETLINK_ROUTE, RTNLGRP_NSID, _fill(cmd, 0, 0, 0, nsid))
 
 
-def net_exit_ids(ns) -> None:
+def net_exit_ids(ns: NetNamespace) -> None:
     """``unhash_nsid``: every namespace forgets the dying one (RTM_DELNSID there)."""
     ns.dying = True
     for other in list(ns.kernel.namespaces.values()):
@@ -89,14 +96,14 @@ def net_exit_ids(ns) -> None:
     _ids(ns).clear()
 
 
-def get_net_ns_by_fd(req, fd: int):
+def get_net_ns_by_fd(req: Request, fd: int) -> NetNamespace | None:
     """``get_net_ns_by_fd``: the emulated namespace the shim said this fd stands for, or
     None (a real namespace's fd, or not a namespace at all)."""
     name = (req.sock.netns_fds or {}).get(fd)
     return req.kernel.namespaces.get(name) if name is not None else None
 
 
-def get_net_ns_by_pid(kernel, pid: int):
+def get_net_ns_by_pid(kernel: Kernel, pid: int) -> NetNamespace | None:
     """The emulated namespace of process ``pid``: the one it moved to (unshare, setns), else
     where its netlink sockets live."""
     moved = kernel.pid_netns.get(pid)
@@ -113,101 +120,93 @@ def get_net_ns_by_pid(kernel, pid: int):
 # RTM_GETNSID
 
 
-@rtnl_handler(RTM_GETNSID)
-def rtnl_net_getid(req):
+def rtnl_net_getid(req: Request) -> Reply:
     off = req.payload_offset
     if req.hdr.len - 16 < 1:
-        return Reply(-E.EINVAL)
+        raise KernelError(E.EINVAL)
     tb, err, _ = parse_attrs(req.buf, off + RTGENMSG, req.end, RTNL_NET_POLICY, NETNSA_MAX,
                              hdr_offset=req.hdr.offset)
     if err is not None:
         return err
     net, kernel = req.netns, req.kernel
 
-    def u32(t):
-        return struct.unpack_from("=i", req.buf, tb[t].start)[0]
+    def u32(t: int) -> int:
+        v: int = struct.unpack_from("=i", req.buf, tb[t].start)[0]
+        return v
 
-    def bad(t):
-        return Reply(-E.ENOENT if t == NETNSA_NSID else -E.ESRCH,
-                     "Peer netns reference is invalid", offset=tb[t].offset - req.hdr.offset)
+    def bad(t: int) -> KernelError:
+        return KernelError(E.ENOENT if t == NETNSA_NSID else E.ESRCH,
+                           "Peer netns reference is invalid",
+                           offset=tb[t].offset - req.hdr.offset)
+    peer: NetNamespace | None
     if NETNSA_PID in tb:
         peer = get_net_ns_by_pid(kernel, u32(NETNSA_PID))
         if peer is None:
-            return bad(NETNSA_PID)
+            raise bad(NETNSA_PID)
     elif NETNSA_FD in tb:
         peer = get_net_ns_by_fd(req, u32(NETNSA_FD))   # None: a real namespace
     elif NETNSA_NSID in tb:
         peer = _ids(net).get(u32(NETNSA_NSID))
         if peer is None:
-            return bad(NETNSA_NSID)
+            raise bad(NETNSA_NSID)
     else:
-        return Reply(-E.EINVAL, "Peer netns reference is missing")
-    target, current = net, None
+        raise KernelError(E.EINVAL, "Peer netns reference is missing")
+    target: NetNamespace | None = net
+    current = None
     if NETNSA_TARGET_NSID in tb:
         target = _ids(net).get(u32(NETNSA_TARGET_NSID))
         if target is None:
-            return Reply(-E.ENOENT, "Target netns reference is invalid",
-                         offset=tb[NETNSA_TARGET_NSID].offset - req.hdr.offset)
+            raise KernelError(E.ENOENT, "Target netns reference is invalid",
+                              offset=tb[NETNSA_TARGET_NSID].offset - req.hdr.offset)
         current = peernet2id(target, net)
     nsid = peernet2id(target, peer) if peer is not None else NETNSA_NSID_NOT_ASSIGNED
     req.unicast(_fill(RTM_NEWNSID, req.hdr.seq, req.sock.portid, 0, nsid, current))
     return Reply()
 
 
-@rtnl_handler(RTM_GETNSID, dump=True)
-def rtnl_net_dumpid(req):
+def rtnl_net_dumpid(req: Request) -> object:
     seq, portid = req.hdr.seq, req.sock.portid
     ids = sorted(_ids(req.netns).items())
     return req.start_dump(_fill(RTM_NEWNSID, seq, portid, NLM_F_MULTI, nsid) for nsid, _ in ids)
 
 
-@rtnl_handler(RTM_NEWNSID)
-def rtnl_net_newid(req):
-    return Reply(-E.EOPNOTSUPP, "xfrmd: ip netns set (RTM_NEWNSID) is not modelled: ids are "
-                                "given when a device or veth peer crosses namespaces")
+def rtnl_net_newid(req: Request) -> Reply:
+    raise KernelError(E.EOPNOTSUPP, "xfrmd: ip netns set (RTM_NEWNSID) is not modelled: ids "
+                                    "are given when a device or veth peer crosses namespaces")
 
 
 # ---------------------------------------------------------------------------------------
 # moving a device
 
 
-class NetnsError(Exception):
-    def __init__(self, errno: int, msg: str | None = None):
-        super().__init__(msg)
-        self.errno, self.msg = errno, msg
-
-
-NETNS_IMMUTABLE = ("loopback", "bridge", "bond")      # netns_immutable: lo, bridge, bond
-
-
-def dev_change_net_namespace(dev, net, pat: str | None = None, new_ifindex: int = 0) -> None:
+def dev_change_net_namespace(dev: NetDevice, net: NetNamespace, pat: str | None = None,
+                             new_ifindex: int = 0) -> None:
     """``__dev_change_net_namespace``: the checks in the kernel's order, then close the device,
     let every subsystem drop it as on unregister (addresses, routes, offloaded SAs, bond or
     bridge membership), RTM_DELLINK in the old namespace with IFLA_NEW_NETNSID and
     IFLA_NEW_IFINDEX, and register it in ``net`` — ifindex kept unless taken there, down,
-    no addresses — with RTM_NEWLINK. Raises NetnsError."""
-    from .link import _alloc_name, _valid_name, dev_close, del_slave, LinkError
+    no addresses — with RTM_NEWLINK. Raises KernelError."""
     old = dev.netns
-    if dev.kind in NETNS_IMMUTABLE:
-        raise NetnsError(-E.EINVAL, "The interface netns is immutable")
+    if link.netns_immutable(dev):
+        raise KernelError(E.EINVAL, "The interface netns is immutable")
     if net is old:
         return
     name = dev.name
     if net.links.by_name(name) is not None:
         if not pat:
-            raise NetnsError(-E.EEXIST,
-                             "An interface with the same name exists in the target netns")
+            raise KernelError(E.EEXIST,
+                              "An interface with the same name exists in the target netns")
         if "%" in pat:
-            name = _alloc_name(net.links, pat)
-        elif _valid_name(pat) and net.links.by_name(pat) is None:
+            name = link.alloc_name(net.links, pat)
+        elif link.valid_name(pat) and net.links.by_name(pat) is None:
             name = pat
         else:
-            raise NetnsError(-E.EEXIST, f"Unable to use '{pat}' for the new interface name")
+            raise KernelError(E.EEXIST, f"Unable to use '{pat}' for the new interface name")
     reserve = True                   # dev_index_reserve(net, index): xa_insert
     if new_ifindex:
         if net.links.by_index(new_ifindex) is not None:
-            raise NetnsError(-E.EBUSY,
-                             f"The ifindex {new_ifindex} is not available in the target netns")
+            raise KernelError(E.EBUSY,
+                              f"The ifindex {new_ifindex} is not available in the target netns")
     elif net.links.by_index(dev.ifindex) is None:
         new_ifindex = dev.ifindex
     else:                            # taken there: the cyclic allocator's next
@@ -222,49 +221,44 @@ def dev_change_net_namespace(dev, net, pat: str | None = None, new_ifindex: int 
     if peer is not None:
         dev.defer_peer_carrier = True
         try:
-            dev_close(dev)
+            link.dev_close(dev)
         finally:
             dev.defer_peer_carrier = False
         lost_peer_carrier = peer.netns is not None and peer.set_carrier(False)
-    dev_close(dev)
+    link.dev_close(dev)
     dev.ever_up = False              # dev_shutdown: the qdisc is noop again
     if dev.master is not None:       # NETDEV_UNREGISTER: the bond or bridge lets go
         try:
-            del_slave(dev.master, dev)
-        except LinkError:
+            link.del_slave(dev.master, dev)
+        except KernelError:
             dev.master = None
-    from . import addr
     addr.netdev_unregister(dev)
     old.links.unregister(dev)        # NETDEV_UNREGISTER: routes, offloaded SAs
     new_nsid = peernet2id_alloc(old, net)
-    from .link import RTM_DELLINK, RTNLGRP_LINK, fill_ifinfo
-    old.kernel.multicast(old, NETLINK_ROUTE, RTNLGRP_LINK,
-                         fill_ifinfo(dev, RTM_DELLINK, 0, 0, change=0xFFFFFFFF,
+    old.kernel.multicast(old, NETLINK_ROUTE, link.RTNLGRP_LINK,
+                         link.fill_ifinfo(dev, link.RTM_DELLINK, 0, 0, change=0xFFFFFFFF,
                                      new_nsid=new_nsid, new_ifindex=new_ifindex))
     if name != dev.name:
         dev.name = name
     net.links.register(dev, new_ifindex, reserve=reserve)
-    from .link import RTM_NEWLINK, rtmsg_ifinfo
-    rtmsg_ifinfo(dev, RTM_NEWLINK, change=0xFFFFFFFF)
-    if lost_peer_carrier:            # linkwatch_do_dev → netdev_state_change
-        rtmsg_ifinfo(peer)
-        from devices.netdev import call_netdevice_notifiers
+    link.rtmsg_ifinfo(dev, link.RTM_NEWLINK, change=0xFFFFFFFF)
+    if peer is not None and lost_peer_carrier:   # linkwatch_do_dev → netdev_state_change
+        link.rtmsg_ifinfo(peer)
         call_netdevice_notifiers("NETDEV_CHANGE", peer)
 
 
-def default_device_exit_net(ns) -> None:
+def default_device_exit_net(ns: NetNamespace) -> None:
     """A namespace going away (``xfrmd ctl netns del``): hardware ports go back to the
     ``default`` namespace (``default_device_exit_net``: the name kept, else dev<ifindex>,
     else dev%d); devices made through rtnetlink are deleted, a veth's peer elsewhere
     with it (``default_device_exit_batch``)."""
-    from .link import RTNL_KINDS, unregister_many
     kernel = ns.kernel
     home = kernel.namespaces.get("default")
     doomed = []
     for dev in list(ns.links):
         if dev.kind == "loopback":
             continue
-        if dev.kind in RTNL_KINDS or home is None or home is ns:
+        if link.link_ops(dev) is not None or home is None or home is ns:
             doomed.append(dev)
             continue
         pat = None
@@ -273,7 +267,7 @@ def default_device_exit_net(ns) -> None:
             if home.links.by_name(pat) is not None:
                 pat = "dev%d"
         dev_change_net_namespace(dev, home, pat)
-    devs = []
+    devs: list[NetDevice] = []
     for dev in doomed:
         if dev in devs:
             continue
@@ -282,4 +276,11 @@ def default_device_exit_net(ns) -> None:
         if peer is not None and peer.netns is not None and peer not in devs:
             devs.append(peer)
     if devs:
-        unregister_many(devs)
+        link.unregister_many(devs)
+
+
+# net_ns_init's rows (family, msgtype, doit, dumpit)
+RTNL_MSG_HANDLERS = (
+    (0, RTM_NEWNSID, rtnl_net_newid, None),
+    (0, RTM_GETNSID, rtnl_net_getid, rtnl_net_dumpid),
+)

@@ -16,9 +16,9 @@ from ..errors import KernelError
 from ..vfs import Lister, Reader, Writer
 from . import ethtool  # noqa: F401  (SIOCETHTOOL, transitional: registers on import)
 from .addr import IfAddr
-from .link import (RTM_NEWLINK, LinkError, br_port_carrier_check, dev_change_name, fill_ifinfo,
+from .link import (RTM_NEWLINK, br_port_carrier_check, dev_change_name, fill_ifinfo,
                    rtmsg_ifinfo, unregister_many)
-from .netns import NetnsError, dev_change_net_namespace
+from .netns import dev_change_net_namespace
 
 IFNAMSIZ = 16
 RTNLGRP_LINK = 1
@@ -237,12 +237,9 @@ def _link_netns(kernel: Any, ns: Any, request: Answer) -> Answer:
     target = kernel.namespaces.get(request.get("target", ""))
     if target is None:
         raise KernelError(E.ENOENT, f"no namespace {request.get('target')!r}")
-    try:
-        dev_change_net_namespace(dev, target, request.get("name"))
-        if request.get("name"):                 # as do_setlink's IFLA_IFNAME after the move
-            dev_change_name(dev, request["name"])
-    except (NetnsError, LinkError) as e:        # transitional: link.py's and netns.py's errors
-        raise KernelError(e.errno, e.msg) from None
+    dev_change_net_namespace(dev, target, request.get("name"))    # KernelError: the errno
+    if request.get("name"):                 # as do_setlink's IFLA_IFNAME after the move
+        dev_change_name(dev, request["name"])
     return {"errno": 0, "ifindex": dev.ifindex, "name": dev.name}
 
 

@@ -13,10 +13,17 @@ from __future__ import annotations
 import errno as E
 import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from netlink_codec.netlink import kernel_attrs, nla, nla_u32
+from devices.netdev import NetDevice
+from netlink_codec.netlink import RawAttr, kernel_attrs, nla, nla_u32
 
-from ..netlink.core import Reply
+from ..errors import KernelError
+from .link import LinkMsg, RtnlLinkOps, rtmsg_ifinfo
+
+if TYPE_CHECKING:
+    from ..kernel import NetNamespace
+    from ..netlink.core import Request
 
 IFLA_XFRM_LINK, IFLA_XFRM_IF_ID, IFLA_XFRM_COLLECT_METADATA = 1, 2, 3
 ARPHRD_NONE, IFF_NOARP = 65534, 0x80
@@ -31,7 +38,8 @@ class XfrmIfParms:
     collect_md: bool = False
 
 
-def xfrmi_dev_setup(dev) -> None:
+def xfrmi_dev_setup(dev: NetDevice) -> None:
+    """``xfrmi_dev_setup``."""
     dev.type = ARPHRD_NONE
     dev.flags = IFF_NOARP
     dev.mtu, dev.min_mtu, dev.max_mtu = 1500, 68, IP_MAX_MTU
@@ -40,7 +48,7 @@ def xfrmi_dev_setup(dev) -> None:
     dev.xfrmi = XfrmIfParms()
 
 
-def _parms(buf, data_ra) -> XfrmIfParms | Reply:
+def _parms(buf: Any, data_ra: RawAttr | None) -> XfrmIfParms:
     """``xfrmi_netlink_parms`` after the policy (u32, u32, flag)."""
     p = XfrmIfParms()
     if data_ra is None:
@@ -49,7 +57,7 @@ def _parms(buf, data_ra) -> XfrmIfParms | Reply:
         n = ra.end - ra.start
         if ra.type in (IFLA_XFRM_LINK, IFLA_XFRM_IF_ID):
             if n < 4:
-                return Reply(-E.ERANGE, "Attribute failed policy validation")
+                raise KernelError(E.ERANGE, "Attribute failed policy validation")
             v = struct.unpack_from("=I", buf, ra.start)[0]
             if ra.type == IFLA_XFRM_LINK:
                 p.link = v
@@ -60,46 +68,46 @@ def _parms(buf, data_ra) -> XfrmIfParms | Reply:
     return p
 
 
-def _others(ns, dev):
+def _others(ns: NetNamespace, dev: NetDevice) -> list[NetDevice]:
     return [d for d in ns.links if d is not dev and getattr(d, "xfrmi", None) is not None]
 
 
-def xfrmi_newlink(ns, dev, buf, data_ra) -> Reply | None:
-    """Checks and parameters of a new interface; a Reply refuses it."""
+def xfrmi_newlink(ns: NetNamespace, dev: NetDevice, buf: Any, data_ra: RawAttr | None) -> None:
+    """``xfrmi_newlink``'s checks and parameters of a new interface (before the common
+    attributes are applied); KernelError refuses it."""
     p = _parms(buf, data_ra)
-    if isinstance(p, Reply):
-        return p
     if p.collect_md:
         if p.link or p.if_id:
-            return Reply(-E.EINVAL, "link and if_id must be zero")
+            raise KernelError(E.EINVAL, "link and if_id must be zero")
         if any(d.xfrmi.collect_md for d in _others(ns, dev)):
-            return Reply(-E.EEXIST)
+            raise KernelError(E.EEXIST)
     else:
         if not p.if_id:
-            return Reply(-E.EINVAL, "if_id must be non zero")
+            raise KernelError(E.EINVAL, "if_id must be non zero")
         if any(not d.xfrmi.collect_md and d.xfrmi.if_id == p.if_id for d in _others(ns, dev)):
-            return Reply(-E.EEXIST)                  # xfrmi_locate
+            raise KernelError(E.EEXIST)              # xfrmi_locate
     dev.xfrmi = p
-    return None
 
 
-def xfrmi_changelink(ns, dev, buf, data_ra) -> Reply | None:
-    p = _parms(buf, data_ra)
-    if isinstance(p, Reply):
-        return p
+def xfrmi_changelink(req: Request, dev: NetDevice, m: LinkMsg, data_ra: RawAttr) -> None:
+    """``xfrmi_changelink``: only the if_id changes; ``xfrmi_update`` announces a running
+    interface (netdev_state_change)."""
+    p = _parms(m.buf, data_ra)
     if not p.if_id:
-        return Reply(-E.EINVAL, "if_id must be non zero")
+        raise KernelError(E.EINVAL, "if_id must be non zero")
     if p.collect_md or dev.xfrmi.collect_md:
-        return Reply(-E.EINVAL, "collect_md can't be changed")
-    if any(not d.xfrmi.collect_md and d.xfrmi.if_id == p.if_id for d in _others(ns, dev)):
-        return Reply(-E.EEXIST)
+        raise KernelError(E.EINVAL, "collect_md can't be changed")
+    if any(not d.xfrmi.collect_md and d.xfrmi.if_id == p.if_id
+           for d in _others(req.netns, dev)):
+        raise KernelError(E.EEXIST)
     if dev.xfrmi.link != p.link:                     # xfrmi_change
-        return Reply(-E.EINVAL)
+        raise KernelError(E.EINVAL)
     dev.xfrmi.if_id = p.if_id
-    return None
+    if dev.up:
+        rtmsg_ifinfo(dev)
 
 
-def xfrmi_fill_info(dev) -> bytes:
+def xfrmi_fill_info(dev: NetDevice, cap_net_admin: bool = True) -> bytes:
     p = dev.xfrmi
     body = nla_u32(IFLA_XFRM_LINK, p.link) + nla_u32(IFLA_XFRM_IF_ID, p.if_id)
     if p.collect_md:
@@ -107,7 +115,18 @@ def xfrmi_fill_info(dev) -> bytes:
     return body
 
 
-def xfrmi_lookup(ns, if_id: int):
+def xfrmi_get_iflink(dev: NetDevice) -> int | None:
+    """``xfrmi_get_iflink``: the lower device's index, when the interface has one."""
+    link: int = dev.xfrmi.link
+    return link or None
+
+
+XFRMI_LINK_OPS = RtnlLinkOps(kind="xfrm", driver="xfrm", setup=xfrmi_dev_setup,
+                             validate=xfrmi_newlink, changelink=xfrmi_changelink,
+                             fill_info=xfrmi_fill_info, get_iflink=xfrmi_get_iflink)
+
+
+def xfrmi_lookup(ns: NetNamespace, if_id: int) -> NetDevice | None:
     """``xfrmi_lookup``: the running interface of a state's if_id, else the running
     collect_md one, else None."""
     devs = [d for d in ns.links if getattr(d, "xfrmi", None) is not None and d.up]

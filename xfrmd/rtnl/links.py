@@ -1,0 +1,25 @@
+"""The link side of rtnetlink's start-up: the link kinds rtnetlink provides itself (dummy,
+veth, bridge, xfrm; ``rtnl_link_register`` in each driver's module_init), the handler
+rows of links, PF_BRIDGE ports and namespace ids, and ``rtnetlink_event`` on the
+netdevice chain (``rtnetlink_dev_notifier``). Other packages register their own kinds
+(bonding: the bond)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from . import bridge, link, netns
+from .br_netlink import BRIDGE_LINK_OPS
+from .xfrmi import XFRMI_LINK_OPS
+
+if TYPE_CHECKING:
+    from ..kernel import Kernel
+
+LINK_KINDS = (link.DUMMY_LINK_OPS, link.VETH_LINK_OPS, BRIDGE_LINK_OPS, XFRMI_LINK_OPS)
+RTNL_MSG_HANDLERS = link.RTNL_MSG_HANDLERS + bridge.RTNL_MSG_HANDLERS + netns.RTNL_MSG_HANDLERS
+
+
+def links_init(kernel: Kernel) -> None:
+    """The link kinds, then rtnetlink's netdevice notifier (priority 0, as the kernel's)."""
+    for ops in LINK_KINDS:
+        kernel.rtnl_link_register(ops)
+    kernel.netdev_chain.register(link.rtnetlink_event)
