@@ -37,7 +37,7 @@ class Bond:
         self.primary: NetDevice | None = None       # the primary option's slave
         self.params: BondParams | None = None      # bond_params, made by params()
         # bond->ipsec_list: bonding.offload.BondIpsec entries (``.x`` is the xfrm_state)
-        self.ipsec_list: list = []
+        self.ipsec_list: list[Any] = []
         self.ipsec_lag_block_count = 0  # LAG adds refused with EAGAIN while > 0
         self.lag_flush_notify = False   # xfrmd switch: DELSA for states a LAG flush deletes
         self.in_feat_change = False     # bond->notifier_ctx: a slave's FEAT_CHANGE is handled
@@ -187,8 +187,8 @@ class BondParams:
     peer_notif_delay: int = 0
     use_carrier: int = 1
     arp_interval: int = 0
-    arp_targets: list = field(default_factory=list)
-    ns_targets: list = field(default_factory=list)
+    arp_targets: list[bytes] = field(default_factory=list)
+    ns_targets: list[bytes] = field(default_factory=list)
     arp_validate: int = 0
     arp_all_targets: int = 0
     primary: str = ""

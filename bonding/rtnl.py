@@ -268,6 +268,7 @@ def bond_changelink(bond: Bond, buf: Any, data: dict[int, RawAttr], links: Any,
                 raise _opt_error(E.EINVAL, "invalid option value", off)
             params(bond).ad_actor_system = mac
             continue
+        assert fmt is not None                      # the two options without one went above
         (value,) = struct.unpack_from("=" + fmt, buf, ra.start)
         if name == "active_slave":
             dev = None

@@ -131,7 +131,7 @@ class Topology:
         names the other end, a veth defined there; each end has one peer."""
         veths = {(n.get("name", "default"), d["name"]): d for n in nss
                  for d in n.get("device", []) if d.get("kind") == "veth"}
-        taken: dict = {}
+        taken: dict[tuple[str, str], tuple[str, str]] = {}
         for (nsname, name), d in veths.items():
             if "peer" not in d:
                 continue
@@ -162,8 +162,8 @@ class Topology:
                 add_address(lo, "127.0.0.1", 8)
                 add_address(lo, "::1", 128)
             devs = {}
-            nsim_nics: dict[str, list] = {}     # netdevsim NIC → [device id, next port]
-            mlx5_nics: dict[str, list] = {}     # mlx5 NIC → [next PCI function]
+            nsim_nics: dict[str, list[int]] = {}     # netdevsim NIC → [device id, next port]
+            mlx5_nics: dict[str, list[int]] = {}     # mlx5 NIC → [next PCI function]
             for i, d in enumerate(nspec.get("device", [])):
                 if d["kind"] == "loopback":
                     continue

@@ -64,9 +64,10 @@ def br_fill_info(br: NetDevice, cap_net_admin: bool = True) -> bytes:
 
 def brport(p: NetDevice) -> dict[Any, int]:
     """The port's settings (flags, priority, multicast router type), created on first use."""
-    d: dict[Any, int] | None = p.__dict__.get("brport")
+    d: dict[Any, int] | None = getattr(p, "brport", None)
     if d is None:
-        d = p.__dict__["brport"] = dict(BRPORT_FLAG_DEFAULTS, priority=0x20, mcast_router=1)
+        d = {**BRPORT_FLAG_DEFAULTS, "priority": 0x20, "mcast_router": 1}
+        p.brport = d
     return d
 
 
@@ -76,7 +77,7 @@ def br_port_fill_attrs(br: NetDevice, p: NetDevice) -> bytes:
     multicast router type as set (``bridge link set``); timers and multicast group counts
     read 0."""
     state = BR_STATE_FORWARDING if br.up and p.up and p.carrier else BR_STATE_DISABLED
-    no = getattr(p, "br_port_no", 1)
+    no = getattr(p, "br_port_no", 0) or 1
     cfg = brport(p)
     port_id = (cfg["priority"] << 10) | no       # br_make_port_id(priority, no)
     bid = _bridge_id(br)
@@ -120,6 +121,8 @@ def _port_cost(dev: NetDevice) -> int:
     if ks is None:
         return 100
     speed = _bond_speed(dev)[0] if dev.kind == "bond" else ks[1]
+    if speed is None:
+        return 100
     if speed in _PORT_COSTS:
         return _PORT_COSTS[speed]
     return 1 if speed > 10000 else 100
@@ -162,7 +165,7 @@ def br_add_if(br: NetDevice, dev: NetDevice) -> None:
         no += 1
     dev.br_port_no = no
     dev.br_port_cost = _port_cost(dev)          # new_nbp → port_cost
-    dev.__dict__.pop("brport", None)            # new_nbp: default flags and priority
+    dev.brport = None                           # new_nbp: default flags and priority
     dev.master = br
     dev.promiscuity += 1
     dev.allmulti += 1

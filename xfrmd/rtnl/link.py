@@ -25,8 +25,12 @@ from .. import kconfig
 from ..errors import KernelError
 from ..netlink.core import Reply
 from ..netlink.nlattr import NlaPolicy, parse_attrs
-from . import addr, netns
+from .addr import netdev_down, netdev_unregister, netdev_up
 from .linkdata import AF_SPEC_ETHER, AF_SPEC_LO
+
+# link.py and netns.py call each other (rtnetlink.c/dev.c and net_namespace.c): a module
+# import, resolved at call time
+import xfrmd.rtnl.netns as netns  # noqa: E402,I001
 
 if TYPE_CHECKING:
     from ..kernel import Kernel, NetNamespace
@@ -346,7 +350,7 @@ def dev_open(dev: NetDevice, gchanges: int = 0) -> None:
         if d is not dev:
             port_carrier_check(d)
     call_netdevice_notifiers("NETDEV_UP", dev)
-    addr.netdev_up(dev)
+    netdev_up(dev)
 
 
 def dev_close(dev: NetDevice, gchanges: int = 0) -> None:
@@ -358,7 +362,7 @@ def dev_close(dev: NetDevice, gchanges: int = 0) -> None:
         ops.stop(dev)
     rtmsg_ifinfo(dev, change=IFF_UP | gchanges)
     call_netdevice_notifiers("NETDEV_DOWN", dev)
-    addr.netdev_down(dev)
+    netdev_down(dev)
 
 
 def port_carrier_check(dev: NetDevice) -> None:
@@ -472,8 +476,8 @@ def unregister_many(devs: list[NetDevice], seq: int = 0, portid: int = 0) -> Non
         ops = link_ops(dev)
         if ops is not None and ops.uninit is not None:
             ops.uninit(dev)
-        addr.netdev_unregister(dev)
-    nss = []
+        netdev_unregister(dev)
+    nss: list[Any] = []
     for dev in devs:
         nss.append(dev.netns)
         dev.netns.links.unregister(dev)

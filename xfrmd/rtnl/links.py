@@ -7,19 +7,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import bridge, link, netns
 from .br_netlink import BRIDGE_LINK_OPS
+from .bridge import RTNL_MSG_HANDLERS as BRIDGE_MSG_HANDLERS
+from .link import DUMMY_LINK_OPS, RTNL_MSG_HANDLERS as LINK_MSG_HANDLERS, VETH_LINK_OPS
+from .link import rtnetlink_event
+from .netns import RTNL_MSG_HANDLERS as NETNS_MSG_HANDLERS
 from .xfrmi import XFRMI_LINK_OPS
 
 if TYPE_CHECKING:
     from ..kernel import Kernel
 
-LINK_KINDS = (link.DUMMY_LINK_OPS, link.VETH_LINK_OPS, BRIDGE_LINK_OPS, XFRMI_LINK_OPS)
-RTNL_MSG_HANDLERS = link.RTNL_MSG_HANDLERS + bridge.RTNL_MSG_HANDLERS + netns.RTNL_MSG_HANDLERS
+LINK_KINDS = (DUMMY_LINK_OPS, VETH_LINK_OPS, BRIDGE_LINK_OPS, XFRMI_LINK_OPS)
+RTNL_MSG_HANDLERS = LINK_MSG_HANDLERS + BRIDGE_MSG_HANDLERS + NETNS_MSG_HANDLERS
 
 
 def links_init(kernel: Kernel) -> None:
     """The link kinds, then rtnetlink's netdevice notifier (priority 0, as the kernel's)."""
     for ops in LINK_KINDS:
         kernel.rtnl_link_register(ops)
-    kernel.netdev_chain.register(link.rtnetlink_event)
+    kernel.netdev_chain.register(rtnetlink_event)

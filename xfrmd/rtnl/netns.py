@@ -21,7 +21,11 @@ from netlink_codec.netlink import NETLINK_ROUTE, NLM_F_MULTI, encode_msg, nla
 from ..errors import KernelError
 from ..netlink.core import Reply
 from ..netlink.nlattr import NlaPolicy, parse_attrs
-from . import addr, link
+from .addr import netdev_unregister
+
+# netns.py and link.py call each other (net_namespace.c and dev.c/rtnetlink.c): a module
+# import, resolved at call time
+import xfrmd.rtnl.link as link  # noqa: E402,I001
 
 if TYPE_CHECKING:
     from ..kernel import Kernel, NetNamespace
@@ -232,7 +236,7 @@ def dev_change_net_namespace(dev: NetDevice, net: NetNamespace, pat: str | None 
             link.del_slave(dev.master, dev)
         except KernelError:
             dev.master = None
-    addr.netdev_unregister(dev)
+    netdev_unregister(dev)
     old.links.unregister(dev)        # NETDEV_UNREGISTER: routes, offloaded SAs
     new_nsid = peernet2id_alloc(old, net)
     old.kernel.multicast(old, NETLINK_ROUTE, link.RTNLGRP_LINK,
