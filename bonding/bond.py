@@ -8,7 +8,7 @@ from typing import Any
 from devices.features import ESP_FEATURES, NetdevFeatures
 from devices.netdev import NetDevice, call_netdevice_notifiers
 
-from .bond_features import bond_compute_features, bond_set_xfrm_features
+from .bond_features import bond_update_features, bond_set_xfrm_features
 from .offload import (BondXfrmDevOps, bond_ipsec_add_sa_all, bond_ipsec_config_change,
                       bond_ipsec_del_sa_all, bond_ipsec_lag_add_slave,
                       bond_ipsec_topology_begin, bond_ipsec_topology_end)
@@ -55,7 +55,7 @@ class Bond:
         self.slaves.append(slave)
         if self.active is None and self._usable(slave):
             self.change_active(slave)
-        bond_compute_features(self)
+        bond_update_features(self)
         bond_ipsec_topology_end(self, "enslave", slave)
 
     def release(self, slave: NetDevice) -> None:
@@ -70,7 +70,7 @@ class Bond:
             self.change_active(self._select())
         bond_ipsec_topology_end(self, "release", slave)
         slave.master = None
-        bond_compute_features(self)
+        bond_update_features(self)
 
     # -- options (called by the netlink/sysfs option code) ---------------------------------------
     def set_xmit_hash_policy(self, policy: str) -> None:

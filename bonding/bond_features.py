@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 _ESP_MASK = sum(1 << BIT[n] for n in ESP_FEATURES)
 
 
-def bond_compute_features(bond: Bond) -> None:
+def bond_update_features(bond: Bond) -> None:
     """``bond_compute_features`` → ``netdev_update_features``."""
     if bond.dev.features is not None:
         netdev_update_features(bond.dev)
@@ -46,4 +46,4 @@ def bond_set_xfrm_features(bond: Bond, entering_lag: bool = False) -> None:
         want = ab
     if want is not None:
         f.wanted_mask = (f.wanted_mask | _ESP_MASK) if want else (f.wanted_mask & ~_ESP_MASK)
-    bond_compute_features(bond)
+    bond_update_features(bond)
