@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from devices.features import NetdevFeatures
-from devices.netdev import (IFF_BROADCAST, IFF_MULTICAST, IFF_NOARP, IFF_UP, NetDevice,
-                            call_netdevice_notifiers)
+from devices.netdev import (IFF_BROADCAST, IFF_MULTICAST, IFF_NOARP, IFF_UP, LinkTable,
+                            NetDevice, call_netdevice_notifiers)
 from netlink_codec.netlink import (NETLINK_ROUTE, NLM_F_MULTI, RawAttr, encode_msg,
                                    kernel_attrs, nla, nla_string, nla_u8, nla_u16, nla_u32)
 
@@ -295,7 +295,7 @@ def _find(req: Request) -> NetDevice | None:
     for ra in kernel_attrs(req.buf, off + IFINFOMSG.size, req.end)[0]:
         if ra.type == IFLA_IFNAME:
             name = _str(req.buf, ra)
-    links = req.netns.links
+    links: LinkTable = req.netns.links
     if ifindex > 0:
         return links.by_index(ifindex)
     if name:
@@ -817,7 +817,7 @@ def rtnl_newlink(req: Request) -> Reply:
 
 def _by_msg(req: Request, m: LinkMsg) -> NetDevice | None:
     """The device of a SETLINK/DELLINK: by index, else by name; neither → EINVAL."""
-    links = req.netns.links
+    links: LinkTable = req.netns.links
     if m.index > 0:
         return links.by_index(m.index)
     if IFLA_IFNAME in m.tb:

@@ -129,7 +129,7 @@ XFRMI_LINK_OPS = RtnlLinkOps(kind="xfrm", driver="xfrm", setup=xfrmi_dev_setup,
 def xfrmi_lookup(ns: NetNamespace, if_id: int) -> NetDevice | None:
     """``xfrmi_lookup``: the running interface of a state's if_id, else the running
     collect_md one, else None."""
-    devs = [d for d in ns.links if getattr(d, "xfrmi", None) is not None and d.up]
+    devs: list[NetDevice] = [d for d in ns.links if getattr(d, "xfrmi", None) is not None and d.up]
     for d in devs:
         if not d.xfrmi.collect_md and d.xfrmi.if_id == if_id:
             return d
