@@ -65,9 +65,10 @@ def _soe_setup(dev: NetDevice, spec: dict[str, Any]) -> None:
 
 def _soe_set_features(dev: NetDevice, new: set[str]) -> int:
     """airoha: any ESP feature change while the port holds SAs → EBUSY."""
-    if ("esp-hw-offload" in new) != dev.features.active("esp-hw-offload"):
-        if dev.xfrmdev_ops.active_sas(dev):
-            return E.EBUSY
+    f, ops = dev.features, dev.xfrmdev_ops
+    assert f is not None and isinstance(ops, SoeIpsec)     # _soe_setup gave it both
+    if ("esp-hw-offload" in new) != f.active("esp-hw-offload") and ops.active_sas(dev):
+        return E.EBUSY
     return 0
 
 
