@@ -77,12 +77,7 @@ class Bond:
         """``bond_option_xmit_hash_policy_set`` with the LAG series' XFRM handling: the
         newest series flushes the bond's states when the old or the new setting is
         LAG-eligible, the RFC when leaving LAG; then the bond's ESP features follow."""
-        old = self.lag_eligible()
-        saved, self.xmit_hash_policy = self.xmit_hash_policy, policy
-        new = self.lag_eligible()
-        self.xmit_hash_policy = saved
-        bond_ipsec_config_change(self, old, new)
-        self.xmit_hash_policy = policy
+        old, new = self._config_change("xmit_hash_policy", policy)
         if self.lag_model != "off":
             bond_set_xfrm_features(self, entering_lag=new and not old)
 
@@ -91,13 +86,21 @@ class Bond:
         XFRM flush as for the hash policy, then ``bond_set_xfrm_features``."""
         if mode not in MODES:
             raise ValueError(f"bond mode {mode!r} is not one of {', '.join(MODES)}")
-        old = self.lag_eligible()
-        saved, self.mode = self.mode, mode
-        new = self.lag_eligible()
-        self.mode = saved
-        bond_ipsec_config_change(self, old, new)
-        self.mode = mode
+        old, new = self._config_change("mode", mode)
         bond_set_xfrm_features(self, entering_lag=new and not old)
+
+    def _config_change(self, option: str, value: str) -> tuple[bool, bool]:
+        """Set ``option`` (mode or xmit_hash_policy) to ``value``; the LAG models flush
+        their XFRM states for the change first (``bond_ipsec_config_change`` with whether
+        the bond was and will be LAG-eligible). Returns (was, will be) eligible."""
+        old = self.lag_eligible()
+        saved = getattr(self, option)
+        setattr(self, option, value)
+        new = self.lag_eligible()
+        setattr(self, option, saved)
+        bond_ipsec_config_change(self, old, new)
+        setattr(self, option, value)
+        return old, new
 
     def set_lag_model(self, model: str) -> None:
         """``xfrmd ctl lag-model`` / the topology: choose how the bond offloads IPsec; the

@@ -304,6 +304,24 @@ def _speed_code(slave: NetDevice) -> int:
     return {"veth": 7, "dummy": 0, "loopback": 0, "bridge": 0, "bond": 0}.get(slave.kind, 14)
 
 
+# what bond_fill_info puts after the primary, in its order: (put, attribute, the bond_params
+# field; None: the bond's xmit hash policy)
+_FILL_PARAMS: tuple[tuple[Callable[[int, int], bytes], int, str | None], ...] = (
+    (nla_u8, IFLA_BOND_PRIMARY_RESELECT, "primary_reselect"),
+    (nla_u8, IFLA_BOND_FAIL_OVER_MAC, "fail_over_mac"), (nla_u8, IFLA_BOND_XMIT_HASH_POLICY, None),
+    (nla_u32, IFLA_BOND_RESEND_IGMP, "resend_igmp"),
+    (nla_u8, IFLA_BOND_NUM_PEER_NOTIF, "num_peer_notif"),
+    (nla_u8, IFLA_BOND_ALL_SLAVES_ACTIVE, "all_slaves_active"),
+    (nla_u32, IFLA_BOND_MIN_LINKS, "min_links"), (nla_u32, IFLA_BOND_LP_INTERVAL, "lp_interval"),
+    (nla_u32, IFLA_BOND_PACKETS_PER_SLAVE, "packets_per_slave"),
+    (nla_u8, IFLA_BOND_AD_LACP_ACTIVE, "lacp_active"),
+    (nla_u8, IFLA_BOND_AD_LACP_RATE, "lacp_fast"), (nla_u8, IFLA_BOND_AD_SELECT, "ad_select"),
+    (nla_u8, IFLA_BOND_TLB_DYNAMIC_LB, "tlb_dynamic_lb"),
+    (nla_u8, IFLA_BOND_MISSED_MAX, "missed_max"),
+    (nla_u8, IFLA_BOND_COUPLED_CONTROL, "coupled_control"),
+    (nla_u8, IFLA_BOND_BROADCAST_NEIGH, "broadcast_neighbor"))
+
+
 def bond_fill_info(bond: Bond, cap_net_admin: bool = True) -> bytes:
     p = params(bond)
     mode = MODES.index(bond.mode)
@@ -329,22 +347,7 @@ def bond_fill_info(bond: Bond, cap_net_admin: bool = True) -> bytes:
     if primary is not None and primary in bond.slaves:
         out.append(nla_u32(IFLA_BOND_PRIMARY, primary.ifindex))
     hash_no = XMIT_HASH.index(bond.xmit_hash_policy) if bond.xmit_hash_policy in XMIT_HASH else 0
-    out += [nla_u8(IFLA_BOND_PRIMARY_RESELECT, p.primary_reselect),
-            nla_u8(IFLA_BOND_FAIL_OVER_MAC, p.fail_over_mac),
-            nla_u8(IFLA_BOND_XMIT_HASH_POLICY, hash_no),
-            nla_u32(IFLA_BOND_RESEND_IGMP, p.resend_igmp),
-            nla_u8(IFLA_BOND_NUM_PEER_NOTIF, p.num_peer_notif),
-            nla_u8(IFLA_BOND_ALL_SLAVES_ACTIVE, p.all_slaves_active),
-            nla_u32(IFLA_BOND_MIN_LINKS, p.min_links),
-            nla_u32(IFLA_BOND_LP_INTERVAL, p.lp_interval),
-            nla_u32(IFLA_BOND_PACKETS_PER_SLAVE, p.packets_per_slave),
-            nla_u8(IFLA_BOND_AD_LACP_ACTIVE, p.lacp_active),
-            nla_u8(IFLA_BOND_AD_LACP_RATE, p.lacp_fast),
-            nla_u8(IFLA_BOND_AD_SELECT, p.ad_select),
-            nla_u8(IFLA_BOND_TLB_DYNAMIC_LB, p.tlb_dynamic_lb),
-            nla_u8(IFLA_BOND_MISSED_MAX, p.missed_max),
-            nla_u8(IFLA_BOND_COUPLED_CONTROL, p.coupled_control),
-            nla_u8(IFLA_BOND_BROADCAST_NEIGH, p.broadcast_neighbor)]
+    out += [put(t, hash_no if f is None else getattr(p, f)) for put, t, f in _FILL_PARAMS]
     if mode == AD:
         if cap_net_admin:
             out += [nla_u16(IFLA_BOND_AD_ACTOR_SYS_PRIO, p.ad_actor_sys_prio),
