@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import errno as E
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from .airoha_soe import SoeEngine, SoeIpsec
 from .features import ESP_FEATURES, NetdevFeatures
@@ -43,8 +43,7 @@ def _soe_engines(dev: NetDevice) -> dict[str, SoeEngine]:
     its ports); a device in no namespace has a table of its own."""
     if dev.netns is None:
         return {}
-    engines: dict[str, SoeEngine] = dev.netns.kernel.drivers.setdefault(AIROHA_DRIVER, {})
-    return engines
+    return cast("dict[str, SoeEngine]", dev.netns.kernel.drivers.setdefault(AIROHA_DRIVER, {}))
 
 
 def _soe_setup(dev: NetDevice, spec: dict[str, Any]) -> None:

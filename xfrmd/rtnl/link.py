@@ -13,7 +13,7 @@ import errno as E
 import os
 import struct
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 from devices.features import NetdevFeatures
 from devices.netdev import (IFF_BROADCAST, IFF_MULTICAST, IFF_NOARP, IFF_UP, LinkTable,
@@ -775,8 +775,7 @@ def _kind_ops(kernel: Kernel, kind: str | None) -> RtnlLinkOps | None:
     """``rtnl_link_ops_get``: a kind the kernel was built without has no ops."""
     if kind is None or not kconfig.link_kind_built(kernel, kind):
         return None
-    ops: RtnlLinkOps | None = kernel.link_ops.get(kind)   # type: ignore[assignment]
-    return ops
+    return cast("RtnlLinkOps | None", kernel.link_ops.get(kind))
 
 
 def rtnl_newlink(req: Request) -> Reply:
