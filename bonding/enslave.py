@@ -62,8 +62,9 @@ def bond_release(bond_dev: NetDevice, slave: NetDevice) -> None:
     perm = getattr(slave, "perm_hwaddr", None)
     if perm is not None:
         slave.address = perm
-    if getattr(slave, "original_mtu", None):
-        slave.mtu = slave.original_mtu
+    mtu = getattr(slave, "original_mtu", None)
+    if mtu:
+        slave.mtu = mtu
     bond_set_carrier(bond_dev)
 
 

@@ -13,7 +13,7 @@ from netlink_codec.netlink import RawAttr, nla, nla_u8, nla_u16, nla_u32, nla_u6
 
 from ..errors import KernelError
 from ..genl.ethtool import _LINK_KSETTINGS, _bond_speed
-from .link import LinkMsg, RtnlLinkOps, rtmsg_ifinfo
+from .link import LinkMsg, RtnlLinkOps, dev_net, rtmsg_ifinfo
 from .linkdata import BRIDGE_INFO_DATA
 
 if TYPE_CHECKING:
@@ -129,7 +129,7 @@ def _port_cost(dev: NetDevice) -> int:
 
 
 def _ports(br: NetDevice) -> list[NetDevice]:
-    return [d for d in br.netns.links if d.master is br]
+    return [d for d in dev_net(br).links if d.master is br]
 
 
 def bridge_carrier(br: NetDevice, notify: bool = True) -> None:

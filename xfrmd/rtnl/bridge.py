@@ -18,7 +18,7 @@ from ..netlink.core import Reply
 from .br_netlink import (BRPORT_COST, BRPORT_FLAG_DEFAULTS, BRPORT_LEARNING, BRPORT_LOCKED,
                          BRPORT_MAB, BRPORT_MULTICAST_ROUTER, BRPORT_PRIORITY, BRPORT_STATE,
                          br_port_fill_attrs, brport)
-from .link import IFINFOMSG, RTNLGRP_LINK
+from .link import IFINFOMSG, RTNLGRP_LINK, dev_net
 
 if TYPE_CHECKING:
     from ..netlink.core import Request
@@ -82,7 +82,7 @@ def rtnl_bridge_getlink(req: Request) -> object:
 
 def br_ifinfo_notify(dev: NetDevice) -> None:
     """``br_ifinfo_notify(RTM_NEWLINK, NULL, p)``: the port to RTNLGRP_LINK."""
-    ns = dev.netns
+    ns = dev_net(dev)
     ns.kernel.multicast(ns, NETLINK_ROUTE, RTNLGRP_LINK, br_fill_ifinfo(dev, 0, 0, 0))
 
 

@@ -147,6 +147,13 @@ def link_ops(dev: NetDevice) -> RtnlLinkOps | None:
     return ops
 
 
+def dev_net(dev: NetDevice) -> NetNamespace:
+    """``dev_net``: the namespace of a registered device."""
+    ns = dev.netns
+    assert ns is not None, f"{dev!r} is in no namespace"
+    return ns
+
+
 def netns_immutable(dev: NetDevice) -> bool:
     """``dev->netns_immutable``: lo, and the kinds whose setup sets it."""
     ops = link_ops(dev)
@@ -405,9 +412,10 @@ def dev_change_name(dev: NetDevice, name: str) -> None:
         return
     if not valid_name(name):
         raise KernelError(E.EINVAL)
-    if dev.netns.links.by_name(name) is not None:
+    links: LinkTable = dev_net(dev).links
+    if links.by_name(name) is not None:
         raise KernelError(E.EEXIST)
-    dev.netns.links.rename(dev, name)
+    links.rename(dev, name)
     rtmsg_ifinfo(dev)
 
 
@@ -438,7 +446,7 @@ def do_set_master(dev: NetDevice, ifindex: int) -> None:
             return
         del_slave(upper, dev)
     if ifindex:
-        upper = dev.netns.links.by_index(ifindex)
+        upper = dev_net(dev).links.by_index(ifindex)
         if upper is None:
             raise KernelError(E.EINVAL)
         ops = link_ops(upper)
@@ -479,8 +487,9 @@ def unregister_many(devs: list[NetDevice], seq: int = 0, portid: int = 0) -> Non
         netdev_unregister(dev)
     nss: list[Any] = []
     for dev in devs:
-        nss.append(dev.netns)
-        dev.netns.links.unregister(dev)
+        ns = dev_net(dev)
+        nss.append(ns)
+        ns.links.unregister(dev)
         dev.netns = None
     for dev, ns in zip(devs, nss):      # a veth end's IFLA_LINK reads 0 once both are gone
         dev.ever_up = False             # dev_shutdown: noop qdisc in the DELLINK
@@ -820,7 +829,7 @@ def _by_msg(req: Request, m: LinkMsg) -> NetDevice | None:
     if m.index > 0:
         return links.by_index(m.index)
     if IFLA_IFNAME in m.tb:
-        return links.by_name(m.name())
+        return links.by_name(m.name() or "")
     raise KernelError(E.EINVAL)
 
 

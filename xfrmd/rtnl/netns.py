@@ -155,13 +155,13 @@ def rtnl_net_getid(req: Request) -> Reply:
             raise bad(NETNSA_NSID)
     else:
         raise KernelError(E.EINVAL, "Peer netns reference is missing")
-    target: NetNamespace | None = net
-    current = None
+    target, current = net, None
     if NETNSA_TARGET_NSID in tb:
-        target = _ids(net).get(u32(NETNSA_TARGET_NSID))
-        if target is None:
+        other = _ids(net).get(u32(NETNSA_TARGET_NSID))
+        if other is None:
             raise KernelError(E.ENOENT, "Target netns reference is invalid",
                               offset=tb[NETNSA_TARGET_NSID].offset - req.hdr.offset)
+        target = other
         current = peernet2id(target, net)
     nsid = peernet2id(target, peer) if peer is not None else NETNSA_NSID_NOT_ASSIGNED
     req.unicast(_fill(RTM_NEWNSID, req.hdr.seq, req.sock.portid, 0, nsid, current))
@@ -190,7 +190,7 @@ def dev_change_net_namespace(dev: NetDevice, net: NetNamespace, pat: str | None 
     bridge membership), RTM_DELLINK in the old namespace with IFLA_NEW_NETNSID and
     IFLA_NEW_IFINDEX, and register it in ``net`` — ifindex kept unless taken there, down,
     no addresses — with RTM_NEWLINK. Raises KernelError."""
-    old = dev.netns
+    old = link.dev_net(dev)
     if link.netns_immutable(dev):
         raise KernelError(E.EINVAL, "The interface netns is immutable")
     if net is old:
