@@ -9,9 +9,9 @@ from devices.features import ESP_FEATURES, NetdevFeatures
 from devices.netdev import NetDevice, call_netdevice_notifiers
 
 from .bond_features import bond_update_features, bond_set_xfrm_features
-from .offload import (BondXfrmDevOps, bond_ipsec_add_sa_all, bond_ipsec_config_change,
-                      bond_ipsec_del_sa_all, bond_ipsec_lag_add_slave,
-                      bond_ipsec_topology_begin, bond_ipsec_topology_end)
+from .offload import (LAG_MODELS, BondXfrmDevOps, bond_ipsec_add_sa_all, bond_ipsec_config_change,
+                      bond_ipsec_del_sa_all, bond_ipsec_slave_features_changed,
+                      bond_ipsec_topology_begin, bond_ipsec_topology_end, bond_lag_offload)
 
 MODES = ["balance-rr", "active-backup", "balance-xor", "broadcast", "802.3ad", "balance-tlb",
          "balance-alb"]
@@ -25,8 +25,8 @@ class Bond:
                  xmit_hash_policy: str = "layer2", miimon: int = 0, lag_model: str = "off"):
         if mode not in MODES:
             raise ValueError(f"bond mode {mode!r} is not one of {', '.join(MODES)}")
-        if lag_model not in ("off", "replicated", "shared"):
-            raise ValueError(f"lag_model {lag_model!r} is not one of off, replicated, shared")
+        if lag_model not in LAG_MODELS:
+            raise ValueError(f"lag_model {lag_model!r} is not one of {', '.join(LAG_MODELS)}")
         self.dev = dev
         self.mode = mode
         self.xmit_hash_policy = xmit_hash_policy
@@ -78,7 +78,7 @@ class Bond:
         newest series flushes the bond's states when the old or the new setting is
         LAG-eligible, the RFC when leaving LAG; then the bond's ESP features follow."""
         old, new = self._config_change("xmit_hash_policy", policy)
-        if self.lag_model != "off":
+        if bond_lag_offload(self):
             bond_set_xfrm_features(self, entering_lag=new and not old)
 
     def set_mode(self, mode: str) -> None:
@@ -255,12 +255,11 @@ def bond_netdev_event(event: str, dev: NetDevice, **info: Any) -> None:
         bond.carrier_changed(dev, event)
     elif event == "NETDEV_UNREGISTER":
         bond.release(dev)
-    elif event == "NETDEV_FEAT_CHANGE" and bond.lag_model == "replicated" \
-            and not bond.in_feat_change:
-        # the replicated model: a slave's features changed: sync, then try to replicate
-        # onto it
+    elif event == "NETDEV_FEAT_CHANGE" and not bond.in_feat_change:
+        # a slave's features changed: its model hears of it (the replicated model tries to
+        # replicate onto it), the slave's own changes meanwhile not again
         bond.in_feat_change = True
         try:
-            bond_ipsec_lag_add_slave(bond, dev)
+            bond_ipsec_slave_features_changed(bond, dev)
         finally:
             bond.in_feat_change = False
