@@ -11,7 +11,8 @@ from devices.netdev import NetDevice, call_netdevice_notifiers
 from .bond_features import bond_update_features, bond_set_xfrm_features
 from .offload import (LAG_MODELS, BondXfrmDevOps, bond_ipsec_add_sa_all, bond_ipsec_config_change,
                       bond_ipsec_del_sa_all, bond_ipsec_slave_features_changed,
-                      bond_ipsec_topology_begin, bond_ipsec_topology_end, bond_lag_offload)
+                      bond_ipsec_topology_begin, bond_ipsec_topology_end, bond_lag_offload,
+                      bond_mode_can_use_lag_xfrm)
 
 MODES = ["balance-rr", "active-backup", "balance-xor", "broadcast", "802.3ad", "balance-tlb",
          "balance-alb"]
@@ -44,7 +45,7 @@ class Bond:
 
     def lag_eligible(self) -> bool:
         """``bond_mode_can_use_lag_xfrm``: 802.3ad or balance-xor hashing layer3+4."""
-        return self.mode in ("802.3ad", "balance-xor") and self.xmit_hash_policy == "layer3+4"
+        return bond_mode_can_use_lag_xfrm(self)
 
     # -- slaves ----------------------------------------------------------------------------
     def enslave(self, slave: NetDevice) -> None:
