@@ -442,7 +442,8 @@ def _fill_slave_info(bond_dev: NetDevice, slave: NetDevice) -> bytes:
 
 BOND_LINK_OPS = RtnlLinkOps(
     kind="bond", driver="bonding", setup=bond_setup, newlink=bond_newlink,
-    changelink=bond_changelink_msg, fill_info=_fill_info, slave_kind="bond",
+    changelink=bond_changelink_msg, policy=BOND_POLICY, maxtype=IFLA_BOND_MAX,
+    fill_info=_fill_info, slave_kind="bond",
     fill_slave_info=_fill_slave_info, add_slave=bond_enslave, del_slave=bond_release,
     netns_immutable=True, uninit=bond_uninit, lower_updown=bond_set_carrier,
     updown=bond_set_carrier)

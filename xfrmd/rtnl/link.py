@@ -107,6 +107,10 @@ class RtnlLinkOps:
     # with it; None: register_netdevice alone
     newlink: Callable[[NewLink], None] | None = None
     changelink: Callable[[Request, NetDevice, LinkMsg, RawAttr], None] | None = None
+    # ops->policy / ops->maxtype: how newlink and changelink parse IFLA_INFO_DATA
+    # (LinkMsg.parse_data)
+    policy: dict[int, NlaPolicy] | None = None
+    maxtype: int = 0
     fill_info: Callable[[NetDevice, bool], bytes | None] | None = None
     slave_kind: str | None = None    # IFLA_INFO_SLAVE_KIND of a lower device
     fill_slave_info: Callable[[NetDevice, NetDevice], bytes | None] | None = None
