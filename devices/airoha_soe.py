@@ -4,12 +4,20 @@ the proposed LAG flags (lower handle + shared state), compatible only within one
 from __future__ import annotations
 
 import errno as E
+from typing import TYPE_CHECKING, Any
 
 from netlink_codec import xfrm as X
+from xfrmd.xfrm.offload import xfrm_dev_flush
 
+from .features import HW_ESP
 from .xfrmdev import (XFRM_DEV_OFFLOAD_IN, XFRM_DEV_OFFLOAD_OUT, XFRM_DEV_OFFLOAD_PACKET,
                       XFRMDEV_OPS_F_LAG_SHARED_STATE, XFRMDEV_OPS_F_LOWER_HANDLE, XfrmDevOps,
                       refuse)
+
+if TYPE_CHECKING:
+    from xfrmd.kernel import Kernel
+
+    from .netdev import NetDevice
 
 AIROHA_SOE_NUM_SA = 32
 INF = X.XFRM_INF
@@ -23,7 +31,21 @@ class SoeEngine:
 
     def __init__(self, name: str):
         self.name = name
-        self.slots: list[dict | None] = [None] * AIROHA_SOE_NUM_SA
+        self.slots: list[dict[str, Any] | None] = [None] * AIROHA_SOE_NUM_SA
+
+
+def soe_engine(kernel: "Kernel | None", nic: str) -> SoeEngine:
+    """The engine of the SoC ``nic`` (every port of one NIC shares it): the driver's state
+    in ``kernel.drivers["airoha-soe"]`` (engines by NIC name), made on first use; a port
+    outside any kernel gets an engine of its own."""
+    if kernel is None:
+        return SoeEngine(nic)
+    engines = kernel.drivers.setdefault("airoha-soe", {})
+    assert isinstance(engines, dict)
+    engine = engines.get(nic)
+    if engine is None:
+        engine = engines[nic] = SoeEngine(nic)
+    return engine
 
 
 class SoeIpsec(XfrmDevOps):
@@ -38,23 +60,23 @@ class SoeIpsec(XfrmDevOps):
     def __init__(self, engine: SoeEngine):
         self.engine = engine
 
-    def lag_compatible(self, other) -> bool:
+    def lag_compatible(self, other: object) -> bool:
         """Both ports' ops on the same engine."""
         return isinstance(other, SoeIpsec) and other.engine is self.engine
 
-    def xdo_dev_offload_ok(self, x) -> bool:
+    def xdo_dev_offload_ok(self, x: Any) -> bool:
         """The SOE's offload_ok: packet offload, direction out, the SA alive (VALID) and
         HW_ESP on ``xso.dev``."""
         xso = x.xso
-        f = getattr(xso.dev, "features", None)
+        f = xso.dev.features
         return (xso.type == XFRM_DEV_OFFLOAD_PACKET and xso.dir == XFRM_DEV_OFFLOAD_OUT
                 and x.km_state == 2 and (f is None or f.active("esp-hw-offload")))
 
-    def xdo_dev_state_lag_compatible(self, dev, peer_dev) -> bool:
+    def xdo_dev_state_lag_compatible(self, dev: "NetDevice", peer_dev: "NetDevice") -> bool:
         """``xdo_dev_state_lag_compatible`` (P42): both ports resolve to one ``airoha_eth``."""
-        return self.lag_compatible(getattr(peer_dev, "xfrmdev_ops", None))
+        return self.lag_compatible(peer_dev.xfrmdev_ops)
 
-    def build_sa(self, x) -> None:
+    def build_sa(self, x: Any) -> None:
         """``airoha_soe_build_sa``: the checks, in the driver's order."""
         if x.xso.type != XFRM_DEV_OFFLOAD_PACKET:
             refuse("SOE supports XFRM packet offload only", EOPNOTSUPP)
@@ -119,13 +141,13 @@ class SoeIpsec(XfrmDevOps):
                 refuse("SOE supports replay windows of 64, 128, 192, or 256 packets only",
                        EOPNOTSUPP)
 
-    def _existing(self, x):
+    def _existing(self, x: Any) -> dict[str, Any] | None:
         for s in self.engine.slots:
             if s is not None and s["x"] is not x and s["key"] == (x.mark, x.id.daddr, x.id.spi, x.id.proto):
                 return s
         return None
 
-    def xdo_dev_state_add(self, dev, x) -> None:
+    def xdo_dev_state_add(self, dev: "NetDevice", x: Any) -> None:
         if self._existing(x) is not None:
             refuse("SOE requires delete-and-add for SA updates", EOPNOTSUPP)
         # XFRMDEV_OPS_F_LAG_SHARED_STATE: a state an upper device (a bond replicating it)
@@ -147,7 +169,7 @@ class SoeIpsec(XfrmDevOps):
         # the driver's handle is its SA entry (a pointer, never 0): slot index + 1 here
         x.xso.offload_handle = i + 1
 
-    def xdo_dev_state_delete(self, dev, x) -> None:
+    def xdo_dev_state_delete(self, dev: "NetDevice", x: Any) -> None:
         i = x.xso.offload_handle - 1
         if 0 <= i < AIROHA_SOE_NUM_SA and self.engine.slots[i] is not None \
                 and self.engine.slots[i]["x"] is x:
@@ -158,7 +180,7 @@ class SoeIpsec(XfrmDevOps):
                 return
             self.engine.slots[i] = None
 
-    def xdo_dev_policy_add(self, dev, pol) -> None:
+    def xdo_dev_policy_add(self, dev: "NetDevice", pol: Any) -> None:
         if pol.xdo.type != XFRM_DEV_OFFLOAD_PACKET:
             refuse("SOE supports XFRM packet policies only", EOPNOTSUPP)
         if pol.dir >= 3:
@@ -170,28 +192,31 @@ class SoeIpsec(XfrmDevOps):
         if pol.xdo.dir != XFRM_DEV_OFFLOAD_OUT:
             refuse("SOE offloads outbound policies only", EOPNOTSUPP)
 
-    def active_sas(self, dev) -> int:
+    def active_sas(self, dev: "NetDevice") -> int:
         return sum(1 for s in self.engine.slots if s is not None and dev.name in s["ports"])
 
-    def table(self, dev) -> list[dict]:
+    def table(self, dev: "NetDevice") -> list[dict[str, Any]]:
         return [{"handle": i + 1, "spi": s["spi"], "dir": s["dir"], "port": s["port"]}
                 | ({"ports": ",".join(s["ports"])} if len(s["ports"]) > 1 else {})
                 for i, s in enumerate(self.engine.slots) if s is not None]
 
 
-def _soe_netdev_event(event: str, dev, **info) -> None:
-    """The SOE patches' notifier: a port whose esp-hw-offload goes off loses its offloaded
-    states and policies (set_features already refused the change while it held SAs)."""
-    if event != "NETDEV_FEAT_CHANGE" or not isinstance(getattr(dev, "xfrmdev_ops", None), SoeIpsec):
+def soe_set_features(dev: "NetDevice", features: int) -> int:
+    """The SOE's ndo_set_features: an esp-hw-offload change while the port holds SAs is
+    refused with EBUSY."""
+    f = dev.features
+    ops = dev.xfrmdev_ops
+    assert f is not None and isinstance(ops, SoeIpsec), dev
+    if bool(features & HW_ESP) != f.active("esp-hw-offload") and ops.active_sas(dev):
+        return E.EBUSY
+    return 0
+
+
+def soe_netdev_event(event: str, dev: "NetDevice", **info: Any) -> None:
+    """The SOE patches' notifier (the netdevice chain at NETDEV_PRI_DRIVER): a port whose
+    esp-hw-offload goes off loses its offloaded states and policies (set_features already
+    refused the change while it held SAs)."""
+    if event != "NETDEV_FEAT_CHANGE" or not isinstance(dev.xfrmdev_ops, SoeIpsec):
         return
     if dev.features is not None and not dev.features.active("esp-hw-offload"):
-        from xfrmd.xfrm.offload import xfrm_dev_flush
         xfrm_dev_flush(dev)
-
-
-def _register() -> None:
-    from .netdev import register_netdevice_notifier
-    register_netdevice_notifier(_soe_netdev_event)
-
-
-_register()

@@ -1,7 +1,8 @@
 """Netdev features as ethtool names them (``ethtool -k``): what the hardware can toggle
 (``hw``, "available"), what was asked for (``wanted``, "requested") and what is on
 (``active``); a feature on but not in ``hw`` shows as fixed. Drivers may refuse a change
-through ``dev.set_features_hook``.
+through its ``ndo_set_features`` (``dev.set_features_hook``) and fix them up through
+``ndo_fix_features`` (``dev.fix_features_hook``).
 
 FEATURE_NAMES is the kernel's ETH_SS_FEATURES string set (Linux 6.18, read with
 ETHTOOL_GSTRINGS): the index is the NETIF_F_*_BIT. The per-kind masks are what a real veth,
@@ -10,6 +11,12 @@ from __future__ import annotations
 
 import errno as E
 import logging
+from typing import TYPE_CHECKING, Any, Iterable
+
+from xfrmd.errors import KernelError
+
+if TYPE_CHECKING:
+    from .netdev import NetDevice
 
 FEATURE_NAMES = [
     "tx-scatter-gather", "tx-checksum-ipv4", "", "tx-checksum-ip-generic", "tx-checksum-ipv6",
@@ -58,11 +65,11 @@ BOND_XFRM_FEATURES = HW_ESP | HW_ESP_TX_CSUM | GSO_ESP
 log = logging.getLogger("xfrmd.features")
 
 
-def _names(mask: int) -> set:
+def _names(mask: int) -> set[str]:
     return {n for n, i in BIT.items() if mask >> i & 1}
 
 
-def _mask(names) -> int:
+def _mask(names: Iterable[str]) -> int:
     m = 0
     for n in names:
         m |= 1 << BIT[n]
@@ -73,7 +80,8 @@ class NetdevFeatures:
     """``hw_features``, ``wanted_features`` and ``features`` of one device, as 64-bit masks
     (``hw_mask``, ``wanted_mask``, ``active_mask``); the name-set views are for readers."""
 
-    def __init__(self, active=(), hw=(), wanted=None, kind: str = "veth"):
+    def __init__(self, active: Iterable[str] = (), hw: Iterable[str] = (),
+                 wanted: Iterable[str] | None = None, kind: str = "veth"):
         avail, req, act = PROFILES.get(kind, _VETH)
         self.active_mask = act | _mask(active)
         self.hw_mask = avail | _mask(hw)
@@ -84,18 +92,18 @@ class NetdevFeatures:
         return bool(self.active_mask >> BIT[name] & 1)
 
     @property
-    def hw(self) -> set:
+    def hw(self) -> set[str]:
         return _names(self.hw_mask)
 
     @property
-    def wanted(self) -> set:
+    def wanted(self) -> set[str]:
         return _names(self.wanted_mask)
 
     @property
-    def fixed(self) -> set:
+    def fixed(self) -> set[str]:
         return _names(self.active_mask & ~self.hw_mask)
 
-    def names(self) -> set:
+    def names(self) -> set[str]:
         return _names(self.active_mask)
 
     def masks(self) -> tuple[int, int, int, int]:
@@ -105,48 +113,38 @@ class NetdevFeatures:
 
 # -- __netdev_update_features and its callers --------------------------------------------
 
-def _bond_running_slaves(dev) -> list:
-    bond = getattr(dev, "bond", None)
+def _feat(dev: "NetDevice") -> NetdevFeatures:
+    """The features of a device the caller knows has them."""
+    f = dev.features
+    assert f is not None, dev
+    return f
+
+
+def _bond_running_slaves(dev: "NetDevice") -> list["NetDevice"]:
+    bond = dev.bond
     return [s for s in (bond.slaves if bond else []) if s.up and s.features is not None]
 
 
-def _lag_slave_capable(slave) -> bool:
-    """``bond_ipsec_lag_slave_capable`` as far as the driver model shows it: add/delete/free
-    ops and NETIF_F_HW_ESP in ``features | hw_features``."""
-    ops = getattr(slave, "xfrmdev_ops", None)
-    if ops is None or getattr(slave, "bond", None) is not None:
-        return False
-    f = slave.features
-    return bool((f.active_mask | f.hw_mask) & HW_ESP)
-
-
-def _bond_lag_eligible(bond) -> bool:
+def _bond_lag_eligible(bond: Any) -> bool:
     """``bond_mode_can_use_lag_xfrm``: 802.3ad or balance-xor with layer3+4."""
     return bond.mode in ("802.3ad", "balance-xor") and bond.xmit_hash_policy == "layer3+4"
 
 
-def _bond_lag_ready(dev) -> bool:
-    """Every running slave can carry a LAG state (the bonding package's own predicate when it
-    has one: ``bond_lag_esp_eligible``)."""
-    bond = dev.bond
-    try:
-        from bonding import offload as bo
-        eligible = getattr(bo, "bond_lag_esp_eligible", None)
-    except ImportError:
-        eligible = None
-    if eligible is not None:
-        return bool(eligible(bond))
-    running = _bond_running_slaves(dev)
-    return bool(running) and all(_lag_slave_capable(s) for s in running)
+def _bond_lag_ready(dev: "NetDevice") -> bool:
+    """Every running slave can carry a LAG state: the bond's offload ops answer
+    (``xdo_dev_lag_esp_eligible``, the bonding driver's ``bond_lag_esp_eligible``)."""
+    ops = dev.xfrmdev_ops
+    assert ops is not None, dev
+    return bool(ops.xdo_dev_lag_esp_eligible(dev))
 
 
-def bond_fix_features(dev, features: int) -> int:
-    """``bond_fix_features`` for the XFRM bits (P39, R3; docs/bonding.md). Active-backup and the
+def bond_fix_features(dev: "NetDevice", features: int) -> int:
+    """``bond_fix_features`` for the XFRM bits (docs/bonding.md). Active-backup and the
     upstream model (``off``) pass the requested bits through; in the LAG models the bits
     stay only while the bond is LAG-eligible and every running slave is capable, and each
     is ANDed over the slaves' ``features | (hw_features & mask)``; a mode that can use
     neither clears them. HW_ESP off takes TX_CSUM and GSO_ESP with it."""
-    bond = getattr(dev, "bond", None)
+    bond = dev.bond
     if bond is None:
         return features
     if bond.mode != "active-backup" and bond.lag_model != "off":
@@ -154,14 +152,15 @@ def bond_fix_features(dev, features: int) -> int:
         features &= ~BOND_XFRM_FEATURES
         if _bond_lag_eligible(bond) and _bond_lag_ready(dev):
             for s in _bond_running_slaves(dev):
-                xfrm &= s.features.active_mask | (s.features.hw_mask & BOND_XFRM_FEATURES)
+                sf = _feat(s)
+                xfrm &= sf.active_mask | (sf.hw_mask & BOND_XFRM_FEATURES)
             features |= xfrm
     if not features & HW_ESP:
         features &= ~(HW_ESP_TX_CSUM | GSO_ESP)
     return features
 
 
-def _bits(*names) -> int:
+def _bits(*names: str) -> int:
     return _mask(names)
 
 
@@ -189,24 +188,24 @@ def netdev_increment_features(all_: int, one: int, mask: int) -> int:
     return all_
 
 
-def br_fix_features(dev, features: int) -> int:
+def br_fix_features(dev: "NetDevice", features: int) -> int:
     """``br_fix_features`` → ``br_features_recompute``: with ports, the one-for-all bits
     come from them, then ``netdev_add_tso_features``."""
-    ns = getattr(dev, "netns", None)
+    ns = dev.netns
     ports = [p for p in ns.links if p.master is dev and p.features is not None] if ns else []
     if not ports:
         return features
     mask = features
     features &= ~_ONE_FOR_ALL
     for p in ports:
-        features = netdev_increment_features(features, p.features.active_mask, mask)
+        features = netdev_increment_features(features, _feat(p).active_mask, mask)
     return netdev_increment_features(features, _ALL_TSO, mask)
 
 
-def _set_slave_xfrm_features(slave, on: bool) -> int:
+def _set_slave_xfrm_features(slave: "NetDevice", on: bool) -> int:
     """``bond_set_slave_xfrm_features``: only a slave whose HW_ESP is in ``hw_features``
     is changed; -EOPNOTSUPP when its resulting HW_ESP differs from the request."""
-    f = slave.features
+    f = _feat(slave)
     if not f.hw_mask & HW_ESP:
         return 0 if bool(f.active_mask & HW_ESP) == on else E.EOPNOTSUPP
     f.wanted_mask = (f.wanted_mask | HW_ESP) if on else (f.wanted_mask & ~HW_ESP)
@@ -214,7 +213,7 @@ def _set_slave_xfrm_features(slave, on: bool) -> int:
     return 0 if bool(f.active_mask & HW_ESP) == on else E.EOPNOTSUPP
 
 
-def bond_set_features(dev, features: int) -> int:
+def bond_set_features(dev: "NetDevice", features: int) -> int:
     """``bond_set_features`` (ndo_set_features, LAG models only) on an HW_ESP change: off
     flushes the bond's offloaded states, then every running slave gets the new value; on
     pushes it to every running slave and refuses (-EOPNOTSUPP) unless all of them took it.
@@ -224,34 +223,30 @@ def bond_set_features(dev, features: int) -> int:
     if bond.mode == "active-backup" or bond.lag_model == "off":
         return 0
     on = bool(features & HW_ESP)
-    if on == bool(dev.features.active_mask & HW_ESP):
+    if on == bool(_feat(dev).active_mask & HW_ESP):
         return 0
     if not on:
         # bond_ipsec_lag_begin_flush + xfrm_dev_state_flush(bond) + end_flush: the bond's
         # states only; policies offloaded to the bond stay (the newest series' bond_set_features)
-        try:
-            from bonding.offload import bond_ipsec_lag_flush
-            bond_ipsec_lag_flush(bond)
-        except ImportError:
-            pass
-    _BUSY.add(dev)          # bond->notifier_ctx: the slaves' FEAT_CHANGE must not recurse
+        ops = dev.xfrmdev_ops
+        assert ops is not None, dev
+        ops.xdo_dev_lag_flush(dev)
+    dev.notifier_ctx = True     # bond->notifier_ctx: the slaves' FEAT_CHANGE must not recurse
     try:
         return _bond_push(dev, on)
     finally:
-        _BUSY.discard(dev)
+        dev.notifier_ctx = False
 
 
-_BUSY: set = set()
-
-
-def _bond_push(dev, on: bool) -> int:
+def _bond_push(dev: "NetDevice", on: bool) -> int:
     running = _bond_running_slaves(dev)
-    saved = [(s, s.features.wanted_mask, s.features.active_mask) for s in running]
+    saved = [(s, _feat(s).wanted_mask, _feat(s).active_mask) for s in running]
     failed = [s for s in running if _set_slave_xfrm_features(s, on)]
     if on and (failed or not _bond_lag_ready(dev)):
         for s, wanted, active in saved:
-            if s.features.active_mask != active or s.features.wanted_mask != wanted:
-                s.features.wanted_mask = wanted
+            sf = _feat(s)
+            if sf.active_mask != active or sf.wanted_mask != wanted:
+                sf.wanted_mask = wanted
                 netdev_update_features(s)
         for s in failed:
             log.warning("%s: failed to apply LAG XFRM feature request on %s", dev.name, s.name)
@@ -259,15 +254,18 @@ def _bond_push(dev, on: bool) -> int:
     return 0
 
 
-def __netdev_update_features(dev) -> int:
+def __netdev_update_features(dev: "NetDevice") -> int:
     """``__netdev_update_features``: features = the fixed bits kept, the wanted bits of
     ``hw_features``, through the driver's ``ndo_fix_features``; a change goes to the driver's
     ``ndo_set_features``, which may refuse (then nothing changes: ``set_features() failed``
-    in the kernel log). Returns 1 changed, 0 nothing to do, -1 refused."""
-    f = dev.features
+    in the kernel log). Returns 1 changed, 0 nothing to do, -1 refused.
+
+    A bond whose driver set no ndo hooks gets :func:`bond_fix_features` and
+    :func:`bond_set_features`, a bridge :func:`br_fix_features`."""
+    f = _feat(dev)
     features = (f.active_mask & ~f.hw_mask) | (f.wanted_mask & f.hw_mask)
-    fix = getattr(dev, "fix_features_hook", None)
-    if fix is None and getattr(dev, "bond", None) is not None:
+    fix = dev.fix_features_hook
+    if fix is None and dev.bond is not None:
         fix = bond_fix_features
     if fix is None and dev.kind == "bridge":
         fix = br_fix_features
@@ -276,13 +274,10 @@ def __netdev_update_features(dev) -> int:
     f.last_error = 0
     if features == f.active_mask:
         return 0
-    hook = getattr(dev, "set_features_hook", None)
-    if hook is not None:
-        err = hook(dev, _names(features))     # a driver's ndo_set_features
-    elif getattr(dev, "bond", None) is not None:
-        err = bond_set_features(dev, features)
-    else:
-        err = 0
+    hook = dev.set_features_hook
+    if hook is None and dev.bond is not None:
+        hook = bond_set_features
+    err = hook(dev, features) if hook is not None else 0
     if err:
         f.last_error = abs(err)
         log.info("%s: set_features() failed (%d); wanted %#x, left %#x", dev.name, -abs(err),
@@ -292,27 +287,27 @@ def __netdev_update_features(dev) -> int:
     return 1
 
 
-def netdev_features_change(dev, old: int) -> None:
+def netdev_features_change(dev: "NetDevice", old: int) -> None:
     """``netdev_features_change``: NETDEV_FEAT_CHANGE (ethtool's FEATURES_NTF, the SOE's
     flush, the bond's recomputation)."""
-    from .netdev import call_netdevice_notifiers
-    call_netdevice_notifiers("NETDEV_FEAT_CHANGE", dev, old=_names(old))
+    dev.call_netdevice_notifiers("NETDEV_FEAT_CHANGE", old=_names(old))
 
 
-def netdev_update_features(dev) -> int:
+def netdev_update_features(dev: "NetDevice") -> int:
     """``netdev_update_features``; returns the driver's errno if it refused, else 0."""
-    old = dev.features.active_mask
+    f = _feat(dev)
+    old = f.active_mask
     if __netdev_update_features(dev):
-        if dev.features.active_mask != old:
+        if f.active_mask != old:
             netdev_features_change(dev, old)
-    return dev.features.last_error
+    return f.last_error
 
 
-def ethtool_sfeatures(dev, valid: int, wanted: int) -> int:
+def ethtool_sfeatures(dev: "NetDevice", valid: int, wanted: int) -> int:
     """``ethtool_set_features`` (ETHTOOL_SFEATURES): returns the ETHTOOL_F_* bits the ioctl
     returns (UNSUPPORTED = 1: a bit the device cannot change; WISH = 2: wanted differs
     from active afterwards), or a negative errno."""
-    f = dev.features
+    f = _feat(dev)
     if valid & ~ETHTOOL_BITS:
         return -E.EINVAL
     ret = 0
@@ -326,22 +321,15 @@ def ethtool_sfeatures(dev, valid: int, wanted: int) -> int:
     return ret
 
 
-class FeaturesSetError(Exception):
-    def __init__(self, errno: int, msg: str | None = None):
-        super().__init__(msg)
-        self.errno = errno
-        self.msg = msg
-
-
-def ethnl_set_features(dev, req_wanted: int, req_mask: int, *, notify: bool = True
-                       ) -> tuple[int, int, int, int]:
+def ethnl_set_features(dev: "NetDevice", req_wanted: int, req_mask: int, *,
+                       notify: bool = True) -> tuple[int, int, int, int]:
     """``ethnl_set_features`` once the bitset is parsed: the wanted bits change only where
     the request differs from ``wanted_features``; returns the reply's (wanted value, wanted
     mask, active value, active mask): the requested bits that did not become active, and
     the bits whose active state changed."""
-    f = dev.features
+    f = _feat(dev)
     if req_mask & ~ETHTOOL_BITS:
-        raise FeaturesSetError(E.EINVAL, "attempt to change non-ethtool features")
+        raise KernelError(E.EINVAL, "attempt to change non-ethtool features")
     old_active, old_wanted = f.active_mask, f.wanted_mask
     req_wanted = (req_wanted & req_mask) | (old_wanted & ~req_mask)
     if req_wanted != old_wanted:
@@ -355,7 +343,7 @@ def ethnl_set_features(dev, req_wanted: int, req_mask: int, *, notify: bool = Tr
     return req_wanted & wanted_diff, wanted_diff, new_active & active_diff, active_diff
 
 
-def set_features(dev, wanted: dict) -> tuple[int, str | None]:
+def set_features(dev: "NetDevice", wanted: dict[str, bool]) -> tuple[int, str | None]:
     """``{name: on}`` through the ETHTOOL_SFEATURES path; returns (the driver's errno if it
     refused the change, None)."""
     f = dev.features
@@ -369,27 +357,21 @@ def set_features(dev, wanted: dict) -> tuple[int, str | None]:
     return f.last_error, None
 
 
-def bond_compute_features(dev) -> None:
+def bond_compute_features(dev: "NetDevice") -> None:
     """``bond_compute_features`` → ``netdev_change_features``: recompute a bond's features
     from its slaves (enslave, release, a slave's FEAT_CHANGE, a slave going up or down)."""
-    if dev.features is not None and dev not in _BUSY:
+    if dev.features is not None and not dev.notifier_ctx:
         netdev_update_features(dev)
 
 
-def _bond_netdev_event(event: str, dev, **info) -> None:
-    if getattr(dev, "bond", None) is not None and event == "NETDEV_CHANGEUPPER":
+def bond_features_netdev_event(event: str, dev: "NetDevice", **info: Any) -> None:
+    """The part of ``bond_netdev_event`` that recomputes a bond's features (the netdevice
+    chain at NETDEV_PRI_BOND_FEATURES, registered by the devices init call)."""
+    if dev.bond is not None and event == "NETDEV_CHANGEUPPER":
         bond_compute_features(dev)
         return
-    master = getattr(dev, "master", None)
-    if master is None or getattr(master, "bond", None) is None:
+    master = dev.master
+    if master is None or master.bond is None:
         return
     if event in ("NETDEV_FEAT_CHANGE", "NETDEV_UP", "NETDEV_DOWN", "NETDEV_CHANGEUPPER"):
         bond_compute_features(master)
-
-
-def _register() -> None:
-    from .netdev import register_netdevice_notifier
-    register_netdevice_notifier(_bond_netdev_event)
-
-
-_register()

@@ -4,12 +4,16 @@ hardware SA and sequence/replay context per port, stats through update_stats."""
 from __future__ import annotations
 
 import errno as E
+from typing import TYPE_CHECKING, Any, Callable
 
 from netlink_codec import xfrm as X
 
-from .xfrmdev import (XFRM_DEV_OFFLOAD_CRYPTO, XFRM_DEV_OFFLOAD_FLAG_ACQ, XFRM_DEV_OFFLOAD_IN, XFRM_DEV_OFFLOAD_OUT,
-                      XFRM_DEV_OFFLOAD_PACKET, XFRMDEV_OPS_F_LOWER_HANDLE, OffloadError, XfrmDevOps,
-                      refuse)
+from .xfrmdev import (XFRM_DEV_OFFLOAD_CRYPTO, XFRM_DEV_OFFLOAD_FLAG_ACQ, XFRM_DEV_OFFLOAD_IN,
+                      XFRM_DEV_OFFLOAD_OUT, XFRM_DEV_OFFLOAD_PACKET, XFRMDEV_OPS_F_LOWER_HANDLE,
+                      XfrmDevOps, hw_replay_window, refuse)
+
+if TYPE_CHECKING:
+    from .netdev import NetDevice
 
 DEFAULT_CAPS = {"crypto": True, "packet": True, "tunnel": True, "esn": True, "espinudp": True,
                 "prio": True, "lag_lower_handle": True,
@@ -23,21 +27,22 @@ U32 = 0xFFFFFFFF
 XFRM_STATE_EXPIRED = 4
 
 
-def _oseq(x) -> int:
+def _oseq(x: Any) -> int:
     """The state's outbound sequence number (64-bit with ESN), which the hardware context
     starts from."""
     r = x.replay_esn
     if r is None:
-        return x.replay[0]
-    return (r.oseq_hi << 32 | r.oseq) if x.props.flags & X.XFRM_STATE_ESN else r.oseq
+        return int(x.replay[0])
+    return int(r.oseq_hi << 32 | r.oseq) if x.props.flags & X.XFRM_STATE_ESN else int(r.oseq)
 
 
-def _replay_seqhi(r, seq: int) -> int:
+def _replay_seqhi(r: Any, seq: int) -> int:
     """``xfrm_replay_seqhi`` over the state's input replay state."""
     bottom = (r.seq - r.replay_window + 1) & U32
+    seq_hi: int = r.seq_hi
     if r.seq >= r.replay_window - 1:
-        return (r.seq_hi + 1) & U32 if seq < bottom else r.seq_hi
-    return (r.seq_hi - 1) & U32 if seq >= bottom else r.seq_hi
+        return (seq_hi + 1) & U32 if seq < bottom else seq_hi
+    return (seq_hi - 1) & U32 if seq >= bottom else seq_hi
 
 
 class Mlx5Ipsec(XfrmDevOps):
@@ -48,19 +53,19 @@ class Mlx5Ipsec(XfrmDevOps):
     has_policy_ops = True
     has_update_stats = True
 
-    def __init__(self, caps: dict | None = None):
+    def __init__(self, caps: dict[str, bool] | None = None):
         self.caps = dict(DEFAULT_CAPS, **(caps or {}))
         # LAG opt-in: the RFC cover letter's example personality (docs/bonding.md):
         # XFRMDEV_OPS_F_LOWER_HANDLE only, since every port keeps its own hardware SA and its
         # own sequence/replay context, so never LAG_SHARED_STATE. capabilities =
         # {lag_lower_handle = false} is upstream mlx5 (no flag at all).
         self.flags = XFRMDEV_OPS_F_LOWER_HANDLE if self.caps["lag_lower_handle"] else 0
-        self.sadb: dict[int, dict] = {}      # handle -> hardware SA
+        self.sadb: dict[int, dict[str, Any]] = {}      # handle -> hardware SA
         self.policies: dict[int, object] = {}
-        self._synced: dict[int, dict] = {}   # handle -> flow counters at their last query
+        self._synced: dict[int, dict[str, int]] = {}   # handle -> flow counters at their last query
         self._next = 1
 
-    def validate_state(self, x) -> None:
+    def validate_state(self, x: Any) -> None:
         """``mlx5e_xfrm_validate_state``: the first failing check's message."""
         c = self.caps
         t = x.xso.type
@@ -129,7 +134,7 @@ class Mlx5Ipsec(XfrmDevOps):
         if not lft.soft_packet_limit or not lft.hard_packet_limit:
             refuse("Soft/hard packet limits can't be 0")
 
-    def xdo_dev_state_add(self, dev, x) -> None:
+    def xdo_dev_state_add(self, dev: "NetDevice", x: Any) -> None:
         if x.xso.flags & XFRM_DEV_OFFLOAD_FLAG_ACQ:
             # a larval state from xfrm_state_find: accepted, nothing programmed (no keys yet)
             x.xso.offload_handle = 0
@@ -156,7 +161,7 @@ class Mlx5Ipsec(XfrmDevOps):
             self.sadb[h].update(esn=0, esn_msb=0, overlap=0, esn_updates=0)
             self._update_esn_state(x, self.sadb[h])
 
-    def _update_esn_state(self, x, s) -> bool:
+    def _update_esn_state(self, x: Any, s: dict[str, Any]) -> bool:
         """``mlx5e_ipsec_update_esn_state``: the ESN the hardware needs from the state's
         replay state; True when the overlap bit flips (the window's bottom crosses the middle
         of the 32-bit space, or wraps into a new high word), i.e. the hardware must be
@@ -185,7 +190,7 @@ class Mlx5Ipsec(XfrmDevOps):
             return True
         return False
 
-    def xdo_dev_state_advance_esn(self, x) -> None:
+    def xdo_dev_state_advance_esn(self, x: Any) -> None:
         """``mlx5e_xfrm_advance_esn_state``: called by the core on every packet of an ESN
         state (xfrm_replay_advance_esn, xfrm_replay_overflow_offload_esn); the hardware is
         reprogrammed (mlx5_accel_esp_modify_xfrm, counted in ``esn_updates``) only when
@@ -196,40 +201,41 @@ class Mlx5Ipsec(XfrmDevOps):
         if self._update_esn_state(x, s):
             s["esn_updates"] += 1
 
-    def hw_recv(self, dev, x, rx_dev, seq: int, nbytes: int, account) -> None:
+    def hw_recv(self, dev: "NetDevice", x: Any, rx_dev: "NetDevice", seq: int, nbytes: int,
+                account: Callable[[], Any]) -> None:
         """Packet offload RX: the port's own ASO replay context (window from the state)
         decides; a replay is the hardware's replay drop (``replay_drops``, reported through
         update_stats as x->stats.replay)."""
-        from .xfrmdev import hw_replay_window
         s = self.sadb.get(x.xso.offload_handle)
         if s is None:
-            raise OffloadError(0, "xfrmd: mlx5 holds no hardware SA for this state")
+            refuse("xfrmd: mlx5 holds no hardware SA for this state", 0)
         r = x.replay_esn
         window = r.replay_window if r is not None else x.props.replay_window
         why, s["rx_seq"], s["rx_bitmap"] = hw_replay_window(s.get("rx_seq", 0), s.get("rx_bitmap", 0),
                                                             window, seq)
         if why:
             self.hw_traffic(dev, x, 0, 0, replay_drops=1)
-            raise OffloadError(0, f"mlx5_core: hardware replay drop on {dev.name}: {why}")
+            refuse(f"mlx5_core: hardware replay drop on {dev.name}: {why}", 0)
         self.hw_traffic(dev, x, 1, nbytes + 14 + (20 if x.props.family == X.AF_INET else 40))
 
-    def hw_xmit(self, dev, x, nbytes: int, account, spray=None):
+    def hw_xmit(self, dev: "NetDevice", x: Any, nbytes: int, account: Callable[[], Any],
+                spray: Any = None) -> tuple["NetDevice", int | None]:
         """Packet offload TX: the port's own sequence context numbers the packet and the
         flow counter counts the frame; past the hard packet limit the hardware's drop rule
         takes it (no software sees it)."""
         s = self.sadb.get(x.xso.offload_handle)
         if s is None:
-            raise OffloadError(E.EHOSTUNREACH, "xfrmd: mlx5 holds no hardware SA for this state")
+            refuse("xfrmd: mlx5 holds no hardware SA for this state", E.EHOSTUNREACH)
         lft = x.lft
         if x.km_state == XFRM_STATE_EXPIRED or (lft.hard_packet_limit != INF
                                                 and s["packets"] >= lft.hard_packet_limit):
-            raise OffloadError(0, "mlx5_core: hardware drop rule (hard lifetime reached)")
+            refuse("mlx5_core: hardware drop rule (hard lifetime reached)", 0)
         s["oseq"] = (s["oseq"] + 1) & ((1 << 64) - 1 if x.props.flags & X.XFRM_STATE_ESN else U32)
         self.hw_traffic(dev, x, 1, nbytes + 14)
         return dev, s["oseq"]
 
-    def hw_traffic(self, dev, x, packets: int, nbytes: int, replay_drops: int = 0,
-                   auth_drops: int = 0) -> None:
+    def hw_traffic(self, dev: "NetDevice", x: Any, packets: int, nbytes: int,
+                   replay_drops: int = 0, auth_drops: int = 0) -> None:
         """Emulated traffic through the hardware SA. ``packets``/``nbytes`` are the good
         frames as the NIC counts them (whole frames, Ethernet and IP headers included); the
         SA's flow counter also sees the dropped ones (counted here without bytes), which the
@@ -242,12 +248,12 @@ class Mlx5Ipsec(XfrmDevOps):
 
     def _query(self, h: int, name: str) -> int:
         """``mlx5_fc_query_cached``: what a counter gained since its previous query."""
-        now = self.sadb[h][name]
+        now: int = self.sadb[h][name]
         last = self._synced[h].get(name, 0)
         self._synced[h][name] = now
         return now - last
 
-    def xdo_dev_state_update_stats(self, x) -> None:
+    def xdo_dev_state_update_stats(self, x: Any) -> None:
         """``mlx5e_xfrm_update_stats``: RX integrity drops for any offload type; for packet
         offload also RX replay drops and the good packets into curlft, their bytes less the
         always-present Ethernet + IP header per packet (the NIC cannot count payload)."""
@@ -269,13 +275,13 @@ class Mlx5Ipsec(XfrmDevOps):
         headers = 14 + (20 if x.props.family == X.AF_INET else 40)
         x.curlft.bytes += self._query(h, "bytes") - headers * good
 
-    def xdo_dev_state_delete(self, dev, x) -> None:
+    def xdo_dev_state_delete(self, dev: "NetDevice", x: Any) -> None:
         if x.xso.flags & XFRM_DEV_OFFLOAD_FLAG_ACQ:
             return
         self.sadb.pop(x.xso.offload_handle, None)
         self._synced.pop(x.xso.offload_handle, None)
 
-    def validate_policy(self, pol) -> None:
+    def validate_policy(self, pol: Any) -> None:
         """``mlx5e_xfrm_validate_policy``."""
         if pol.type != X.XFRM_POLICY_TYPE_MAIN:
             refuse("Cannot offload non-main policy types")
@@ -301,14 +307,14 @@ class Mlx5Ipsec(XfrmDevOps):
         if not self.caps["packet"]:
             refuse("Packet offload is not supported")
 
-    def xdo_dev_policy_add(self, dev, pol) -> None:
+    def xdo_dev_policy_add(self, dev: "NetDevice", pol: Any) -> None:
         self.validate_policy(pol)
         if self.caps["eswitch_mode_change"]:
             refuse(None, E.EBUSY)       # mlx5e_xfrm_add_policy: mlx5_eswitch_block_mode
         self.policies[id(pol)] = pol
 
-    def xdo_dev_policy_delete(self, dev, pol) -> None:
+    def xdo_dev_policy_delete(self, dev: "NetDevice", pol: Any) -> None:
         self.policies.pop(id(pol), None)
 
-    def table(self, dev) -> list[dict]:
+    def table(self, dev: "NetDevice") -> list[dict[str, Any]]:
         return [dict(handle=h, **s) for h, s in self.sadb.items() if s["port"] == dev.name]

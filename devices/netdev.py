@@ -1,13 +1,21 @@
 """Net devices (``struct net_device``) and each namespace's link table.
 
-The interface the other subsystems use (agreed in the team briefs): ``ns.links`` is a
-:class:`LinkTable` (``by_index``, ``by_name``, iteration in ifindex order); a
-:class:`NetDevice` carries index, name, kind, flags, MTU, MAC, operstate/carrier, master,
-driver facts, ``features`` and ``xfrmdev_ops``; :func:`register_netdevice_notifier` tells
-subsystems about NETDEV_* events."""
+The interface the other subsystems use: ``ns.links`` is a :class:`LinkTable` (``by_index``,
+``by_name``, iteration in ifindex order); a :class:`NetDevice` declares every field the model
+keeps on a device (index, name, kind, flags, MTU, MAC, operstate/carrier, master, driver
+facts, ``features``, ``xfrmdev_ops``, the bridge-port and bond-slave fields, the driver's
+``priv``); :func:`call_netdevice_notifiers` runs the kernel's netdevice notifier chain
+(``kernel.netdev_chain``) for NETDEV_* events."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from .features import NetdevFeatures
+
+if TYPE_CHECKING:
+    from xfrmd.kernel import NetNamespace
+
+    from .xfrmdev import XfrmDevOps
 
 IFF_UP, IFF_BROADCAST, IFF_LOOPBACK, IFF_POINTOPOINT = 0x1, 0x2, 0x8, 0x10
 IFF_RUNNING, IFF_NOARP, IFF_MULTICAST = 0x40, 0x80, 0x1000
@@ -15,10 +23,20 @@ IFF_MASTER, IFF_SLAVE, IFF_LOWER_UP, IFF_DORMANT = 0x400, 0x800, 0x10000, 0x2000
 IF_OPER_UNKNOWN, IF_OPER_DOWN, IF_OPER_LOWERLAYERDOWN, IF_OPER_UP = 0, 2, 3, 6
 ARPHRD_ETHER, ARPHRD_LOOPBACK = 1, 772
 
-_NOTIFIERS: list[Callable] = []   # transitional: modules not yet on kernel.netdev_chain
+NetdevNotifier = Callable[..., None]
+# ndo_fix_features(dev, features) -> features; ndo_set_features(dev, features) -> errno
+FixFeatures = Callable[["NetDevice", int], int]
+SetFeatures = Callable[["NetDevice", int], int]
+
+_NOTIFIERS: list[NetdevNotifier] = []   # transitional: modules not yet on kernel.netdev_chain
+# transitional: the chain priority of a callback still registered the old way (its module's
+# NETDEV_PRI_* of xfrmd/notifier.py), so that it runs in the same place among the callbacks
+# already on the kernel's chain
+_LEGACY_PRIORITY = {"xfrmd.xfrm.offload": 50, "xfrmd.rtnl.neigh": 40, "xfrmd.rtnl.procfs": 30,
+                    "xfrmd.rtnl.fib": 20, "xfrmd.rtnl.route": 20, "bonding.bond": -10}
 
 
-def register_netdevice_notifier(fn: Callable) -> None:
+def register_netdevice_notifier(fn: NetdevNotifier) -> None:
     """Transitional (use ``kernel.netdev_chain.register`` in an init call):
     ``fn(event, dev, **info)`` for NETDEV_REGISTER, _UNREGISTER, _UP, _DOWN, _CHANGE
     (carrier), _FEAT_CHANGE, _CHANGEUPPER, _CHANGENAME."""
@@ -26,15 +44,89 @@ def register_netdevice_notifier(fn: Callable) -> None:
         _NOTIFIERS.append(fn)
 
 
-def call_netdevice_notifiers(event: str, dev: "NetDevice", **info) -> None:
+def call_netdevice_notifiers(event: str, dev: "NetDevice", **info: Any) -> None:
     """``call_netdevice_notifiers``: the device's kernel's netdevice chain."""
-    if dev.netns is not None:
-        dev.netns.kernel.netdev_chain.call(event, dev, **info)
-    for fn in list(_NOTIFIERS):
-        fn(event, dev, **info)
+    if dev.netns is None:
+        for fn in list(_NOTIFIERS):
+            fn(event, dev, **info)
+        return
+    chain = dev.netns.kernel.netdev_chain
+    for fn in _NOTIFIERS:
+        chain.register(fn, _LEGACY_PRIORITY.get(fn.__module__, 0))
+    chain.call(event, dev, **info)
 
 
 class NetDevice:
+    """``struct net_device``: every field the model keeps on a device is declared here
+    (``__slots__``), with its default; a driver keeps its own state in ``priv``
+    (``netdev_priv``), a bond's is ``bond``."""
+    __slots__ = (
+        "ifindex", "name", "kind", "netns", "flags", "mtu", "min_mtu", "max_mtu", "address",
+        "broadcast", "type", "txqlen", "carrier", "master", "driver", "bus_info", "features",
+        "xfrmdev_ops", "priv", "addresses", "ever_up", "promiscuity", "allmulti",
+        "carrier_changes", "carrier_up_count", "carrier_down_count", "num_tx_queues",
+        "num_rx_queues", "tso_max_size", "peer", "rtnl_kind", "rtnl_link_ops", "addr_random",
+        "ifalias", "stats64", "nic", "options", "mac_set", "mtu_set", "linkwatch_pending",
+        "defer_peer_carrier", "fix_features_hook", "set_features_hook", "notifier_ctx",
+        "bond", "perm_hwaddr", "original_mtu", "nsim", "xfrmi", "bridge_id", "br_port_no",
+        "br_port_cost", "brport", "ip_devconf", "mc_solicit")
+
+    ifindex: int
+    name: str
+    kind: str
+    netns: "NetNamespace | None"
+    flags: int                      # IFF_* as set (dev_get_flags adds RUNNING/LOWER_UP/…)
+    mtu: int
+    min_mtu: int
+    max_mtu: int
+    address: bytes
+    broadcast: bytes
+    type: int                       # ARPHRD_*
+    txqlen: int
+    carrier: bool
+    master: "NetDevice | None"
+    driver: str
+    bus_info: str
+    features: NetdevFeatures | None
+    xfrmdev_ops: "XfrmDevOps | None"    # the driver's offload ops, if it has any
+    priv: Any                       # netdev_priv: the driver's own state
+    addresses: list[Any]            # xfrmd.rtnl.addr.IfAddr
+    ever_up: bool                   # qdisc noop until the first open, then noqueue/mq
+    promiscuity: int
+    allmulti: int
+    carrier_changes: int            # IFLA_CARRIER_CHANGES = up count + down count
+    carrier_up_count: int
+    carrier_down_count: int
+    num_tx_queues: int
+    num_rx_queues: int
+    tso_max_size: int
+    peer: "NetDevice | None"        # veth: the other end (IFLA_LINK)
+    rtnl_kind: str | None           # the link kind when created through RTM_NEWLINK
+    rtnl_link_ops: Any              # struct rtnl_link_ops of that kind
+    addr_random: bool               # NET_ADDR_RANDOM: a bond takes its first slave's MAC
+    ifalias: str                    # IFLA_IFALIAS ("" = none)
+    stats64: tuple[int, ...] | None     # rtnl_link_stats64 (None: all zero)
+    nic: str                        # the topology's NIC name of a hardware port
+    options: dict[str, Any] | None  # the topology file's settings of the device
+    mac_set: bool                   # an address was set by the user (a bridge keeps it)
+    mtu_set: bool                   # an MTU was set by the user (a bridge keeps it)
+    linkwatch_pending: bool         # carrier on, linkwatch not run yet (operstate still down)
+    defer_peer_carrier: bool        # veth moving namespaces: the peer's carrier waits
+    fix_features_hook: FixFeatures | None   # ndo_fix_features
+    set_features_hook: SetFeatures | None   # ndo_set_features (errno; 0 = accepted)
+    notifier_ctx: bool              # bond->notifier_ctx: its own features change is running
+    bond: Any                       # netdev_priv of a bond (bonding.bond.Bond)
+    perm_hwaddr: bytes | None       # a bond slave's own address, restored on release
+    original_mtu: int | None        # a bond slave's own MTU, restored on release
+    nsim: tuple[int, int] | None    # netdevsim (device id, port index)
+    xfrmi: Any                      # an xfrm interface's parameters (xfrmd.rtnl.xfrmi)
+    bridge_id: bytes                # a bridge's br->bridge_id address part
+    br_port_no: int                 # a bridge port's number (0: not made by br_add_if)
+    br_port_cost: int               # a bridge port's path cost
+    brport: dict[int, int] | None   # a bridge port's flags, priority, multicast router
+    ip_devconf: dict[str, dict[str, Any]] | None    # /proc/sys/net/ipv{4,6}/conf/<dev>
+    mc_solicit: list[bytes]         # IPv6 solicited-node groups joined (addrconf_join_solict)
+
     def __init__(self, name: str, kind: str, *, mtu: int = 1500, address: bytes = bytes(6),
                  driver: str = "", bus_info: str = "", flags: int = IFF_BROADCAST | IFF_MULTICAST,
                  type: int = ARPHRD_ETHER, txqlen: int = 1000):
@@ -50,24 +142,47 @@ class NetDevice:
         self.type = type
         self.txqlen = txqlen
         self.carrier = True
-        self.master: NetDevice | None = None
+        self.master = None
         self.driver = driver or kind
         self.bus_info = bus_info
-        self.features = None          # devices.features.NetdevFeatures when that lands
-        self.xfrmdev_ops = None       # the driver's offload ops, if it has any
-        self.port = None              # driver-private
-        self.addresses: list = []     # xfrmd.rtnl.addr.IfAddr
-        self.ever_up = False          # qdisc noop until the first open, then noqueue/mq
+        self.features = None
+        self.xfrmdev_ops = None
+        self.priv = None
+        self.addresses = []
+        self.ever_up = False
         self.promiscuity = 0
         self.allmulti = 0
-        self.carrier_changes = 0      # IFLA_CARRIER_CHANGES = up count + down count
+        self.carrier_changes = 0
         self.carrier_up_count = 0
         self.carrier_down_count = 0
         self.num_tx_queues = self.num_rx_queues = 1
         self.tso_max_size = 524280
-        self.peer: NetDevice | None = None   # veth: the other end (IFLA_LINK)
-        self.rtnl_kind = None         # rtnl_link_ops kind when created through RTM_NEWLINK
-        self.addr_random = False      # NET_ADDR_RANDOM: a bond takes its first slave's MAC
+        self.peer = None
+        self.rtnl_kind = None
+        self.rtnl_link_ops = None
+        self.addr_random = False
+        self.ifalias = ""
+        self.stats64 = None
+        self.nic = ""
+        self.options = None
+        self.mac_set = False
+        self.mtu_set = False
+        self.linkwatch_pending = False
+        self.defer_peer_carrier = False
+        self.fix_features_hook = None
+        self.set_features_hook = None
+        self.notifier_ctx = False
+        self.bond = None
+        self.perm_hwaddr = None
+        self.original_mtu = None
+        self.nsim = None
+        self.xfrmi = None
+        self.bridge_id = bytes(6)
+        self.br_port_no = 0
+        self.br_port_cost = 100
+        self.brport = None
+        self.ip_devconf = None
+        self.mc_solicit = []
 
     @property
     def up(self) -> bool:
@@ -78,7 +193,7 @@ class NetDevice:
         """RFC 2863 state as the kernel reports it: loopback UNKNOWN when up."""
         if not self.up:
             return IF_OPER_DOWN
-        if getattr(self, "linkwatch_pending", False):
+        if self.linkwatch_pending:
             # opened with the carrier just on: linkwatch has not run yet, the operstate is
             # still the one of a carrier-less veth (rtnl_fill_ifinfo reads dev->operstate)
             return IF_OPER_LOWERLAYERDOWN
@@ -111,11 +226,16 @@ class NetDevice:
             f |= IFF_SLAVE
         if self.up and (self.carrier or self.kind in ("loopback", "dummy")):
             f |= IFF_RUNNING | IFF_LOWER_UP
-            if getattr(self, "linkwatch_pending", False):
+            if self.linkwatch_pending:
                 f &= ~IFF_RUNNING               # netif_oper_up() is false until linkwatch
         return f
 
-    def __repr__(self):
+    def call_netdevice_notifiers(self, event: str, **info: Any) -> None:
+        """:func:`call_netdevice_notifiers` for this device (for the feature code, which
+        sits below this module)."""
+        call_netdevice_notifiers(event, self, **info)
+
+    def __repr__(self) -> str:
         return f"<{self.kind} {self.name} #{self.ifindex}>"
 
 
@@ -123,16 +243,16 @@ class LinkTable:
     """One namespace's devices; ifindexes are handed out as ``dev_new_index`` does (the next
     number after the last one given out in this namespace)."""
 
-    def __init__(self, ns):
+    def __init__(self, ns: "NetNamespace"):
         self.ns = ns
         self._by_index: dict[int, NetDevice] = {}
         self._by_name: dict[str, NetDevice] = {}
         self.last_index = 0
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[NetDevice]:
         return iter(sorted(self._by_index.values(), key=lambda d: d.ifindex))
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._by_index)
 
     def by_index(self, ifindex: int) -> NetDevice | None:
@@ -173,7 +293,6 @@ class LinkTable:
 
 
 def loopback() -> NetDevice:
-    from .features import NetdevFeatures
     dev = NetDevice("lo", "loopback", mtu=65536, flags=IFF_LOOPBACK, type=ARPHRD_LOOPBACK,
                     driver="")
     dev.features = NetdevFeatures(kind="loopback")

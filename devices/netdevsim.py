@@ -6,17 +6,31 @@ from __future__ import annotations
 import errno as E
 import ipaddress
 import struct
+from typing import TYPE_CHECKING, Any
 
 from netlink_codec import xfrm as X
 
 from .xfrmdev import XFRM_DEV_OFFLOAD_CRYPTO, XFRM_DEV_OFFLOAD_IN, XfrmDevOps, refuse
+
+if TYPE_CHECKING:
+    from .netdev import NetDevice
 
 NSIM_IPSEC_MAX_SA_COUNT = 33
 NSIM_IPSEC_VALID = 1 << 31
 
 
 class NsimSA:
+    """``struct nsim_sa``."""
     __slots__ = ("used", "rx", "ipaddr", "family", "spi", "proto", "salt", "key", "crypt")
+    used: bool
+    rx: bool
+    ipaddr: bytes
+    family: int
+    spi: int
+    proto: int
+    salt: int
+    key: tuple[int, ...]
+    crypt: int
 
 
 class NsimIpsec(XfrmDevOps):
@@ -32,7 +46,7 @@ class NsimIpsec(XfrmDevOps):
         self.count = 0
         self.tx = 0
 
-    def _parse_key(self, x):
+    def _parse_key(self, x: Any) -> tuple[tuple[int, ...], int] | None:
         """``nsim_ipsec_parse_proto_keys``: (key words, salt) or a refusal."""
         a = x.aead
         if a is None:
@@ -47,7 +61,7 @@ class NsimIpsec(XfrmDevOps):
         salt = struct.unpack("=I", a.key[16:20])[0] if a.key_len > 128 else 0
         return struct.unpack("=4I", key), salt
 
-    def xdo_dev_state_add(self, dev, x) -> None:
+    def xdo_dev_state_add(self, dev: "NetDevice", x: Any) -> None:
         if x.id.proto not in (X.IPPROTO_ESP, X.IPPROTO_AH):
             refuse("Unsupported protocol for ipsec offload")
         if x.comp is not None:
@@ -72,13 +86,13 @@ class NsimIpsec(XfrmDevOps):
         self.count += 1
         x.xso.offload_handle = i | NSIM_IPSEC_VALID
 
-    def xdo_dev_state_delete(self, dev, x) -> None:
+    def xdo_dev_state_delete(self, dev: "NetDevice", x: Any) -> None:
         i = x.xso.offload_handle & ~NSIM_IPSEC_VALID
         if 0 <= i < NSIM_IPSEC_MAX_SA_COUNT and self.sa[i] is not None:
             self.sa[i] = None
             self.count -= 1
 
-    def tx_check(self, x) -> bool:
+    def tx_check(self, x: Any) -> bool:
         """``nsim_ipsec_tx`` for a packet carrying state ``x``: counts what passes."""
         i = x.xso.offload_handle & ~NSIM_IPSEC_VALID if x.xso else -1
         if not (0 <= i < NSIM_IPSEC_MAX_SA_COUNT) or self.sa[i] is None:
@@ -88,7 +102,7 @@ class NsimIpsec(XfrmDevOps):
         self.tx += 1
         return True
 
-    def hw_traffic(self, dev, x, packets: int, nbytes: int) -> None:
+    def hw_traffic(self, dev: "NetDevice", x: Any, packets: int, nbytes: int) -> None:
         """Only transmitted skbs pass ``nsim_ipsec_tx``; netdevsim counts nothing on RX and
         keeps no byte counters (crypto offload: the stack accounts lifetimes itself)."""
         if x.xso.dir == XFRM_DEV_OFFLOAD_IN:
@@ -114,6 +128,6 @@ class NsimIpsec(XfrmDevOps):
                          f"{s.key[3]:08x}")
         return "\n".join(lines) + "\n"
 
-    def table(self, dev) -> list[dict]:
+    def table(self, dev: "NetDevice") -> list[dict[str, Any]]:
         return [{"handle": i | NSIM_IPSEC_VALID, "spi": s.spi, "dir": "rx" if s.rx else "tx",
                  "port": dev.name} for i, s in enumerate(self.sa) if s is not None]

@@ -3,10 +3,17 @@
 A driver subclasses :class:`XfrmDevOps` and overrides what it implements; an op left as
 ``None`` is absent (the core checks presence, e.g. no ``xdo_dev_state_advance_esn`` means no
 crypto offload with ESN). ``flags`` carries the proposed LAG opt-ins. Refusals are
-:class:`OffloadError` with the driver's errno and its own extack text."""
+:class:`~xfrmd.errors.KernelError` with the driver's errno and its own extack text
+(:func:`refuse`)."""
 from __future__ import annotations
 
 import errno as E
+from typing import TYPE_CHECKING, Any, Callable, NoReturn
+
+from xfrmd.errors import KernelError
+
+if TYPE_CHECKING:
+    from .netdev import NetDevice
 
 XFRMDEV_OPS_F_LOWER_HANDLE = 1 << 0
 XFRMDEV_OPS_F_LAG_SHARED_STATE = 1 << 1
@@ -19,7 +26,8 @@ XFRM_DEV_OFFLOAD_CRYPTO, XFRM_DEV_OFFLOAD_PACKET = 1, 2
 XFRM_DEV_OFFLOAD_FLAG_ACQ = 1        # xso.flags: a larval state made by xfrm_state_find
 
 
-def hw_replay_window(top: int, bitmap: int, window: int, seq: int):
+def hw_replay_window(top: int, bitmap: int, window: int, seq: int
+                     ) -> tuple[str | None, int, int]:
     """A hardware anti-replay context (mlx5's ASO, an SOE IN SA, a bond replica's): is
     ``seq`` acceptable given the right edge ``top`` and ``bitmap`` (bit i = top - i seen)?
     Returns (None, new top, new bitmap) or (why, top, bitmap)."""
@@ -39,17 +47,17 @@ def hw_replay_window(top: int, bitmap: int, window: int, seq: int):
     return None, top, bitmap | (1 << diff)
 
 
-class OffloadError(Exception):
-    """``module``: whose NL_SET_ERR_MSG_MOD prefix the message carries when it is not the
-    called device's driver (a bond passing its slave's extack through)."""
+class OffloadError(KernelError):
+    """Transitional name of a driver's refusal: a :class:`KernelError` whose third
+    positional argument is ``module`` (whose NL_SET_ERR_MSG_MOD prefix the message carries
+    when it is not the called device's driver: a bond passing its slave's extack through).
+    New code raises and catches :class:`KernelError`."""
     def __init__(self, errno: int, msg: str | None = None, module: str | None = None):
-        super().__init__(msg or E.errorcode.get(errno, str(errno)))
-        self.errno = errno
-        self.msg = msg
-        self.module = module
+        super().__init__(errno, msg, module=module)
 
 
-def refuse(msg: str | None, errno: int = E.EINVAL):
+def refuse(msg: str | None, errno: int = E.EINVAL) -> NoReturn:
+    """A driver refuses: ``errno`` with its extack message."""
     raise OffloadError(errno, msg)
 
 
@@ -71,48 +79,59 @@ class XfrmDevOps:
     # of a packet-offloaded state (X05 xfrm_dev_packet_state_check) instead of the hardware
     has_packet_xmit = False
 
-    def xdo_dev_state_add(self, dev, x) -> None:
+    def xdo_dev_state_add(self, dev: "NetDevice", x: Any) -> None:
         refuse(None, E.EOPNOTSUPP)
 
-    def xdo_dev_state_delete(self, dev, x) -> None:
+    def xdo_dev_state_delete(self, dev: "NetDevice", x: Any) -> None:
         pass
 
-    def xdo_dev_state_free(self, dev, x) -> None:
+    def xdo_dev_state_free(self, dev: "NetDevice", x: Any) -> None:
         pass
 
-    def xdo_dev_offload_ok(self, x) -> bool:
+    def xdo_dev_offload_ok(self, x: Any) -> bool:
         return True
 
-    def xdo_dev_state_advance_esn(self, x) -> None:
+    def xdo_dev_state_advance_esn(self, x: Any) -> None:
         pass
 
-    def xdo_dev_state_update_stats(self, x) -> None:
+    def xdo_dev_state_update_stats(self, x: Any) -> None:
         pass
 
-    def xdo_dev_policy_add(self, dev, pol) -> None:
+    def xdo_dev_policy_add(self, dev: "NetDevice", pol: Any) -> None:
         refuse("Policy offload is not supported")
 
-    def xdo_dev_policy_delete(self, dev, pol) -> None:
+    def xdo_dev_policy_delete(self, dev: "NetDevice", pol: Any) -> None:
         pass
 
-    def xdo_dev_policy_free(self, dev, pol) -> None:
+    def xdo_dev_policy_free(self, dev: "NetDevice", pol: Any) -> None:
         pass
 
-    def xdo_dev_state_lower_handle(self, dev, x, lower_dev) -> int:
+    def xdo_dev_state_lower_handle(self, dev: "NetDevice", x: Any, lower_dev: "NetDevice") -> int:
         """The proposed op, implemented by an upper device only (``has_lower_handle``):
         the hardware handle ``lower_dev`` holds for the upper-owned state ``x``."""
         return 0
 
-    def xdo_dev_state_lag_compatible(self, dev, peer_dev) -> bool:
+    def xdo_dev_state_lag_compatible(self, dev: "NetDevice", peer_dev: "NetDevice") -> bool:
         """The newest LAG series' op: do ``dev`` and ``peer_dev`` share one hardware XFRM
         context? Only meaningful with ``has_lag_compatible``."""
         return False
 
+    def xdo_dev_lag_esp_eligible(self, dev: "NetDevice") -> bool:
+        """An upper device (a bond) only: may its esp-hw-offload be on with its lowers as
+        they are (``bond_lag_esp_eligible``)? Asked by ``bond_fix_features``."""
+        return False
+
+    def xdo_dev_lag_flush(self, dev: "NetDevice") -> None:
+        """An upper device (a bond) only: flush the states offloaded to it, adds blocked
+        meanwhile (``bond_ipsec_lag_begin_flush`` + ``xfrm_dev_state_flush`` + end);
+        ``bond_set_features`` calls it when esp-hw-offload goes off."""
+
     # emulation: packets crossing the hardware with state ``x`` (xfrmd ctl offload-traffic)
-    def hw_traffic(self, dev, x, packets: int, nbytes: int) -> None:
+    def hw_traffic(self, dev: "NetDevice", x: Any, packets: int, nbytes: int) -> None:
         refuse(f"xfrmd: {self.name} keeps no per-SA traffic counters", E.EOPNOTSUPP)
 
-    def hw_xmit(self, dev, x, nbytes: int, account, spray=None):
+    def hw_xmit(self, dev: "NetDevice", x: Any, nbytes: int, account: Callable[[], Any],
+                spray: Any = None) -> tuple["NetDevice", int | None]:
         """Emulation (xfrmd.datapath): one packet of the packet-offloaded state ``x`` leaves
         through the hardware. ``account()`` is the core's software accounting (VALID,
         lifetimes, sequence number, curlft), which a driver with ``xdo_dev_packet_xmit``
@@ -122,23 +141,25 @@ class XfrmDevOps:
         self._hw_count(dev, x, nbytes, account)
         return dev, None
 
-    def hw_recv(self, dev, x, rx_dev, seq: int, nbytes: int, account) -> None:
+    def hw_recv(self, dev: "NetDevice", x: Any, rx_dev: "NetDevice", seq: int, nbytes: int,
+                account: Callable[[], Any]) -> None:
         """Emulation (xfrmd.datapath): one packet of the packet-offloaded IN state ``x``
         arrives on ``rx_dev``. A driver with the LAG tree's software accounting runs
         ``account()`` (replay check, lifetime, advance, curlft on the one state); others
-        check their own hardware replay context. OffloadError(0, why) drops it."""
+        check their own hardware replay context. KernelError(0, why) drops it."""
         self._hw_count(dev, x, nbytes, account)
 
-    def _hw_count(self, dev, x, nbytes: int, account) -> None:
+    def _hw_count(self, dev: "NetDevice", x: Any, nbytes: int,
+                  account: Callable[[], Any]) -> None:
         """The core's accounting where the driver lets it run, then the hardware's counters
         (a driver without counters keeps none)."""
         if self.has_packet_xmit:
             account()
         try:
             self.hw_traffic(dev, x, 1, nbytes)
-        except OffloadError:
+        except KernelError:
             pass
 
     # observability (xfrmd ctl show-offload)
-    def table(self, dev) -> list[dict]:
+    def table(self, dev: "NetDevice") -> list[dict[str, Any]]:
         return []

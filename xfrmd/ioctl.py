@@ -1,13 +1,17 @@
 """Interface ioctls answered for the shim (service op ``ioctl``, docs/protocol.md).
 
 A handler is registered per ioctl request number and called as
-``fn(kernel, ns, ifname, data: bytes) -> (errno, out: bytes)`` where ``data`` is the caller's
+``fn(kernel, ns, ifname, data: bytes) -> (errno, out: bytes)`` in ``kernel.ioctls`` (filled
+by the subsystems' init calls) where ``data`` is the caller's
 ``struct ifreq`` (or, for SIOCETHTOOL, the ethtool command buffer that ``ifr_data`` points
 at, which the shim copies in and out) and ``out`` replaces it on success."""
 from __future__ import annotations
 
 import errno as E
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from .kernel import Kernel, NetNamespace
 
 SIOCGIFNAME = 0x8910
 SIOCGIFCONF = 0x8912
@@ -25,18 +29,26 @@ SIOCGIFTXQLEN = 0x8942
 SIOCGIFINDEX = 0x8933
 SIOCETHTOOL = 0x8946
 
-IOCTLS: dict[int, Callable] = {}
+IoctlHandler = Callable[["Kernel", "NetNamespace", str, bytes], tuple[int, bytes]]
+
+# transitional: handlers still registered on import with @ioctl (the kernel's own table,
+# ``kernel.ioctls``, filled in init calls, is looked up first)
+IOCTLS: dict[int, IoctlHandler] = {}
 
 
-def ioctl(request: int):
-    def register(fn):
+def ioctl(request: int) -> Callable[[IoctlHandler], IoctlHandler]:
+    """Transitional: register a handler on import (use ``kernel.ioctls[request] = fn`` in
+    the subsystem's init call)."""
+    def register(fn: IoctlHandler) -> IoctlHandler:
         IOCTLS[request] = fn
         return fn
     return register
 
 
-def handle(kernel, ns, request: int, ifname: str, data: bytes) -> tuple[int, bytes]:
-    fn = IOCTLS.get(request)
+def handle(kernel: "Kernel", ns: "NetNamespace", request: int, ifname: str,
+           data: bytes) -> tuple[int, bytes]:
+    """``sock_ioctl`` → ``dev_ioctl``: the handler of ``request`` in ``kernel.ioctls``."""
+    fn = kernel.ioctls.get(request) or IOCTLS.get(request)
     if fn is None:
         return E.ENOTTY, b""  # what the kernel's sock_ioctl answers for unknown requests
     return fn(kernel, ns, ifname, data)

@@ -1,133 +1,33 @@
 """NETLINK_GENERIC (net/netlink/genetlink.c): a registry of families by id, ``genl_rcv_msg``
 (family lookup, header length, command lookup, permissions, do/dump) and the nlctrl
-family that resolves names to ids. Families: nlctrl (``ctrl.py``) and ethtool
-(``ethtool.py``). A family is a :class:`GenlFamily` declaration: name, id, version,
-operations with their flags, multicast groups."""
+family that resolves names to ids (``core.py``). Families: nlctrl (``ctrl.py``) and
+ethtool (``ethtool.py``, with its SIOCETHTOOL ioctl in xfrmd/rtnl/ethtool.py). A family is
+a :class:`GenlFamily` declaration: name, id, version, operations with their flags,
+multicast groups."""
 from __future__ import annotations
 
-import errno as E
-from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING
 
-from netlink_codec.genl import (GENL_ADMIN_PERM, GENL_CMD_CAP_DO, GENL_CMD_CAP_DUMP,
-                                GENL_CMD_CAP_HASPOL, GENL_HDR, GENL_HDRLEN, GENL_UNS_ADMIN_PERM,
-                                genl_payload)
-from netlink_codec.netlink import (NETLINK_GENERIC, NLM_F_DUMP, NLMSG_HDRLEN, RawAttr,
-                                   encode_msg, kernel_attrs)
+from ..ioctl import SIOCETHTOOL
+from ..notifier import NETDEV_PRI_ETHTOOL
+from ..rtnl.ethtool import siocethtool
+from . import ctrl, ethtool, services
+from .core import FamilyMaker, Genetlink, GenlFamily, GenlOp, GenlRequest
 
-from ..netlink.core import Reply, Request
+if TYPE_CHECKING:
+    from ..kernel import Kernel
 
+__all__ = ["Genetlink", "GenlFamily", "GenlOp", "GenlRequest", "init"]
 
-@dataclass
-class GenlOp:
-    """``struct genl_ops``: ``flags`` are GENL_ADMIN_PERM / GENL_UNS_ADMIN_PERM; the
-    capability bits CTRL_CMD_GETFAMILY reports are derived from doit/dumpit/policy."""
-    cmd: int
-    doit: Callable | None = None
-    dumpit: Callable | None = None
-    flags: int = 0
-    has_policy: bool = True
-
-    @property
-    def ctrl_flags(self) -> int:
-        return (self.flags | (GENL_CMD_CAP_DO if self.doit else 0)
-                | (GENL_CMD_CAP_DUMP if self.dumpit else 0)
-                | (GENL_CMD_CAP_HASPOL if self.has_policy else 0))
+# genl_init's families, in registration order (nlctrl first)
+FAMILIES: tuple[FamilyMaker, ...] = (ctrl.family, ethtool.family)
 
 
-@dataclass
-class GenlFamily:
-    """``struct genl_family``."""
-    name: str
-    id: int
-    version: int
-    maxattr: int = 0
-    hdrsize: int = 0
-    ops: dict[int, GenlOp] = field(default_factory=dict)
-    mcgrps: list[tuple[str, int]] = field(default_factory=list)   # (name, group id)
-
-
-class GenlRequest:
-    """``struct genl_info`` for one message: the command, version and top-level attributes
-    (the last of each type, as ``nlmsg_parse`` keeps them)."""
-    __slots__ = ("req", "family", "cmd", "version", "attrs", "hdr_offset")
-
-    def __init__(self, req: Request, family: GenlFamily, cmd: int, version: int):
-        self.req = req
-        self.family = family
-        self.cmd = cmd
-        self.version = version
-        self.hdr_offset = req.hdr.offset
-        start = req.payload_offset + GENL_HDRLEN + family.hdrsize
-        raws, _ = kernel_attrs(req.buf, start, req.end)
-        self.attrs: dict[int, RawAttr] = {ra.type: ra for ra in raws}
-
-    def offset_of(self, ra: RawAttr) -> int:
-        """NLMSGERR_ATTR_OFFS of an attribute: from the start of the request's nlmsghdr."""
-        return ra.offset - self.hdr_offset
-
-    def reply(self, cmd: int, attrs: bytes, *, flags: int = 0) -> bytes:
-        """``genlmsg_put_reply``: the family's id and version, the request's seq and the
-        sender's port."""
-        h = self.req.hdr
-        return encode_msg(self.family.id, flags, h.seq, self.req.sock.portid,
-                          genl_payload(cmd, self.family.version, attrs))
-
-
-class Genetlink:
-    protocol = NETLINK_GENERIC
-    groups = 32
-
-    def __init__(self, kernel):
-        self.kernel = kernel
-        self.families: dict[int, GenlFamily] = {}
-        self.refuse_sockets = False      # `xfrmd ctl genetlink off`: socket() → EPROTONOSUPPORT
-        self.bcast_seq = 0               # ethnl_bcast_seq
-        from . import ctrl, ethtool
-        for mod in (ctrl, ethtool):
-            fam = mod.family(kernel, self)
-            self.families[fam.id] = fam
-
-    def by_name(self, name: str) -> GenlFamily | None:
-        for fam in self.families.values():
-            if fam.name == name:
-                return fam
-        return None
-
-    def init_net(self, ns) -> None:
-        pass
-
-    def exit_net(self, ns) -> None:
-        pass
-
-    def rcv_msg(self, req: Request):
-        """``genl_rcv_msg`` → ``genl_family_rcv_msg``."""
-        h = req.hdr
-        fam = self.families.get(h.type)
-        if fam is None:
-            return Reply(-E.ENOENT)
-        if h.len < NLMSG_HDRLEN + GENL_HDRLEN + fam.hdrsize:
-            return Reply(-E.EINVAL)
-        cmd, version, _ = GENL_HDR.unpack_from(req.buf, req.payload_offset)
-        op = fam.ops.get(cmd)
-        if op is None:
-            return Reply(-E.EOPNOTSUPP)
-        # genl_family_rcv_msg: GENL_ADMIN_PERM is netlink_capable (the init user namespace),
-        # GENL_UNS_ADMIN_PERM netlink_ns_capable in the netns's (xfrmd/capability.py)
-        if op.flags & GENL_ADMIN_PERM and not req.sock.cap_net_admin_init:
-            return Reply(-E.EPERM)
-        if op.flags & GENL_UNS_ADMIN_PERM and not req.sock.cap_net_admin:
-            return Reply(-E.EPERM)
-        info = GenlRequest(req, fam, cmd, version)
-        if h.flags & NLM_F_DUMP == NLM_F_DUMP:
-            if op.dumpit is None:
-                return Reply(-E.EOPNOTSUPP)
-            return op.dumpit(info)
-        if op.doit is None:
-            return Reply(-E.EOPNOTSUPP)
-        return op.doit(info)
-
-
-def init(kernel) -> None:
-    """``genl_init``: the NETLINK_GENERIC family with nlctrl and ethtool."""
-    kernel.netlink_kernel_create(Genetlink(kernel))
+def init(kernel: "Kernel") -> None:
+    """``genl_init`` and ``ethnl_init``: the NETLINK_GENERIC family with nlctrl and ethtool,
+    ethtool's netdevice notifier (FEATURES_NTF), its ioctl (SIOCETHTOOL) and the
+    genetlink service op."""
+    kernel.netlink_kernel_create(Genetlink(kernel, FAMILIES))
+    kernel.netdev_chain.register(ethtool.ethnl_netdev_event, NETDEV_PRI_ETHTOOL)
+    kernel.ioctls[SIOCETHTOOL] = siocethtool
+    kernel.services.update(services.SERVICES)

@@ -12,16 +12,25 @@ from __future__ import annotations
 
 import errno as E
 import struct
+from typing import TYPE_CHECKING, Any, Iterator
 
 from devices import features as F
 from netlink_codec import ethtool as T
 from netlink_codec.genl import (ETHTOOL_GENL_ID, GENL_CMD_CAP_DUMP, GENL_UNS_ADMIN_PERM,
                                 genl_payload)
-from netlink_codec.netlink import (NLA_F_NESTED, NLM_F_MULTI, RawAttr, encode_msg,
-                                   kernel_attrs, nla, nla_nested, nla_string, nla_u8, nla_u32)
+from netlink_codec.netlink import (NETLINK_GENERIC, NLA_F_NESTED, NLM_F_MULTI, RawAttr,
+                                   encode_msg, kernel_attrs, nla, nla_nested, nla_string, nla_u8,
+                                   nla_u32)
 
+from ..errors import KernelError
 from ..netlink.core import Reply
-from . import GenlFamily, GenlOp
+from ..rtnl.ethtool import get_link, get_link_ksettings
+from .core import Genetlink, GenlFamily, GenlOp, GenlRequest
+
+if TYPE_CHECKING:
+    from devices.netdev import NetDevice
+
+    from ..kernel import Kernel
 
 MONITOR_GROUP = 6            # ETHNL_MCGRP_MONITOR's id on the 6.18 kernel here
 # CTRL_ATTR_OP_FLAGS of ops 1..50 as the 6.18 kernel reports them (0x0e: a GET with do and
@@ -34,37 +43,23 @@ _OP_FLAGS = [14, 14, 26, 14, 26, 14, 14, 26, 30, 26, 14, 26, 14, 26, 14, 26, 14,
 _DRIVER_LACKS = {T.MSG["WOL_GET"], T.MSG["DEBUG_GET"]}
 ALTIFNAMSIZ = 128
 LINK_MODE_NBITS = 121        # __ETHTOOL_LINK_MODE_MASK_NBITS (6.18)
-PORT_TP, PORT_DA, PORT_OTHER = 0x00, 0x05, 0xFF
-DUPLEX_FULL, DUPLEX_UNKNOWN = 0x01, 0xFF
-SPEED_UNKNOWN = 0xFFFFFFFF
-
-# ethtool_link_ksettings of each kind that has get_link_ksettings: (port, speed, duplex)
-_LINK_KSETTINGS = {"veth": (PORT_TP, 10000, DUPLEX_FULL), "mlx5": (PORT_DA, 100000, DUPLEX_FULL),
-                   "airoha-soe": (PORT_TP, 10000, DUPLEX_FULL), "bond": (PORT_OTHER, None, None),
-                   "bridge": (PORT_OTHER, SPEED_UNKNOWN, DUPLEX_UNKNOWN)}
-# kinds whose driver has get_link (ethtool_op_get_link or an always-on one)
-_HAS_GET_LINK = {"veth", "mlx5", "airoha-soe", "bond", "bridge", "loopback"}
 
 
-
-class EthnlError(Exception):
-    def __init__(self, reply: Reply):
-        self.reply = reply
-
-
-def _err(errno: int, msg: str | None = None, info=None, ra: RawAttr | None = None, **kw) -> EthnlError:
+def _err(errno: int, msg: str | None = None, info: GenlRequest | None = None,
+         ra: RawAttr | None = None) -> KernelError:
+    """The error of a request, with NLMSGERR_ATTR_OFFS of ``ra`` when given."""
     if ra is not None and info is not None:
-        kw["offset"] = info.offset_of(ra)
-    return EthnlError(Reply(-errno, msg, **kw))
+        return KernelError(errno, msg, offset=info.offset_of(ra))
+    return KernelError(errno, msg)
 
 
-def reply_header(dev) -> bytes:
+def reply_header(dev: "NetDevice") -> bytes:
     """``ethnl_fill_reply_header``."""
     return nla_nested(1, nla_u32(T.ETHTOOL_A_HEADER_DEV_INDEX, dev.ifindex),
                       nla_string(T.ETHTOOL_A_HEADER_DEV_NAME, dev.name))
 
 
-def _nested(info, ra: RawAttr) -> dict[int, RawAttr]:
+def _nested(info: GenlRequest, ra: RawAttr) -> dict[int, RawAttr]:
     raws, _ = kernel_attrs(info.req.buf, ra.start, ra.end)
     return {r.type: r for r in raws}
 
@@ -72,7 +67,8 @@ def _nested(info, ra: RawAttr) -> dict[int, RawAttr]:
 ETHTOOL_A_HEADER_MAX = 4     # DEV_INDEX, DEV_NAME, FLAGS, PHY_INDEX
 
 
-def parse_header(info, hdr_type: int, require_dev: bool, flag_mask: int = 3):
+def parse_header(info: GenlRequest, hdr_type: int, require_dev: bool, flag_mask: int = 3
+                 ) -> tuple["NetDevice | None", int]:
     """``ethnl_parse_header_dev_get`` (with the header policy's checks): (dev, flags)."""
     buf = info.req.buf
     ra = info.attrs.get(hdr_type)
@@ -129,7 +125,7 @@ def parse_header(info, hdr_type: int, require_dev: bool, flag_mask: int = 3):
     return dev, flags
 
 
-def parse_bitset(info, ra: RawAttr, nbits: int, names: list[str]) -> tuple[int, int]:
+def parse_bitset(info: GenlRequest, ra: RawAttr, nbits: int, names: list[str]) -> tuple[int, int]:
     """``ethnl_parse_bitset``: the (value, mask) that a compact or verbose, list or
     value/mask bitset applies."""
     buf = info.req.buf
@@ -157,17 +153,17 @@ def parse_bitset(info, ra: RawAttr, nbits: int, names: list[str]) -> tuple[int, 
         if mask_ra is not None and mask_ra.end - mask_ra.start != nbytes:
             raise _err(E.EINVAL, "bitset mask length does not match size", info, mask_ra)
         value = T.words_to_int(bytes(buf[val_ra.start:val_ra.end]))
-        mask = None if mask_ra is None else T.words_to_int(bytes(buf[mask_ra.start:mask_ra.end]))
+        # without a mask (the list form) the value is the mask too
+        mask = value if mask_ra is None else T.words_to_int(bytes(buf[mask_ra.start:mask_ra.end]))
         if size > nbits:
-            test = value if no_mask else mask
-            if test >> nbits:
+            if (value if no_mask else mask) >> nbits:
                 raise _err(E.EINVAL, "cannot modify bits past kernel bitset size", info,
                            val_ra if no_mask else mask_ra)
         change = (1 << min(size, nbits)) - 1
         return value & change, (full if no_mask else mask & change)
-    for name, t in (("value", T.ETHTOOL_A_BITSET_VALUE), ("mask", T.ETHTOOL_A_BITSET_MASK)):
+    for which, t in (("value", T.ETHTOOL_A_BITSET_VALUE), ("mask", T.ETHTOOL_A_BITSET_MASK)):
         if t in tb:
-            raise _err(E.EINVAL, f"{name} only allowed in compact bitset", info, tb[t])
+            raise _err(E.EINVAL, f"{which} only allowed in compact bitset", info, tb[t])
     value, mask = 0, (full if no_mask else 0)
     raws, _ = kernel_attrs(buf, bits.start, bits.end)
     for bit_ra in raws:
@@ -202,10 +198,11 @@ def parse_bitset(info, ra: RawAttr, nbits: int, names: list[str]) -> tuple[int, 
 
 # -- message bodies -------------------------------------------------------------------------
 
-def features_body(dev, compact: bool) -> bytes:
+def features_body(dev: "NetDevice", compact: bool) -> bytes:
     """``features_fill_reply``: HW as value/mask over every feature, then WANTED, ACTIVE and
     NOCHANGE as lists."""
     f = dev.features
+    assert f is not None, dev
     names = F.FEATURE_NAMES
     n = F.FEATURE_COUNT
     return (T.put_bitset(T.ETHTOOL_A_FEATURES_HW, f.hw_mask, F.ALL_FEATURES, n, names, compact)
@@ -214,21 +211,21 @@ def features_body(dev, compact: bool) -> bytes:
             + T.put_bitset(T.ETHTOOL_A_FEATURES_NOCHANGE, F.NEVER_CHANGE, None, n, names, compact))
 
 
-def _sync(dev) -> None:
-    if getattr(dev, "bond", None) is not None:
+def _sync(dev: "NetDevice") -> None:
+    if dev.bond is not None:
         F.bond_compute_features(dev)
 
 
-def _features(dev, flags: int) -> bytes:
+def _features(dev: "NetDevice", flags: int) -> bytes:
     if dev.features is None:
         raise _err(E.EOPNOTSUPP)
     _sync(dev)
     return features_body(dev, bool(flags & T.ETHTOOL_FLAG_COMPACT_BITSETS))
 
 
-def _linkinfo(dev, flags: int) -> bytes:
+def _linkinfo(dev: "NetDevice", flags: int) -> bytes:
     """``linkinfo_fill_reply`` (``__ethtool_get_link_ksettings``)."""
-    ks = _LINK_KSETTINGS.get(dev.kind)
+    ks = get_link_ksettings(dev)
     if ks is None:
         raise _err(E.EOPNOTSUPP)
     return (nla_u8(T.ETHTOOL_A_LINKINFO_PORT, ks[0]) + nla_u8(T.ETHTOOL_A_LINKINFO_PHYADDR, 0)
@@ -236,27 +233,13 @@ def _linkinfo(dev, flags: int) -> bytes:
             + nla_u8(T.ETHTOOL_A_LINKINFO_TRANSCEIVER, 0))
 
 
-def _bond_speed(dev) -> tuple[int, int]:
-    """``bond_ethtool_get_link_ksettings``: the sum of the up slaves' speeds."""
-    speed, duplex = 0, DUPLEX_UNKNOWN
-    for s in dev.bond.usable_slaves():
-        ks = _LINK_KSETTINGS.get(s.kind)
-        if ks and ks[1] not in (None, SPEED_UNKNOWN):
-            speed += ks[1]
-            duplex = DUPLEX_FULL
-    return (speed or SPEED_UNKNOWN), duplex
-
-
-def _linkmodes(dev, flags: int) -> bytes:
+def _linkmodes(dev: "NetDevice", flags: int) -> bytes:
     """``linkmodes_fill_reply``: no supported/advertised modes are modelled (an empty
-    value/mask bitset, as a veth reports), speed and duplex of the kind."""
-    ks = _LINK_KSETTINGS.get(dev.kind)
+    value/mask bitset, as a veth reports), speed and duplex of the driver."""
+    ks = get_link_ksettings(dev)
     if ks is None:
         raise _err(E.EOPNOTSUPP)
-    speed, duplex = _bond_speed(dev) if dev.kind == "bond" else ks[1:]
-    if not dev.up or not dev.carrier:
-        if dev.kind in ("bond", "mlx5", "airoha-soe"):
-            speed, duplex = SPEED_UNKNOWN, DUPLEX_UNKNOWN
+    _, speed, duplex = ks
     compact = bool(flags & T.ETHTOOL_FLAG_COMPACT_BITSETS)
     return (nla_u8(T.ETHTOOL_A_LINKMODES_AUTONEG, 0)
             + T.put_bitset(T.ETHTOOL_A_LINKMODES_OURS, 0, 0, LINK_MODE_NBITS, None, compact)
@@ -265,19 +248,17 @@ def _linkmodes(dev, flags: int) -> bytes:
             + nla_u8(T.ETHTOOL_A_LINKMODES_RATE_MATCHING, 0))
 
 
-def _linkstate(dev, flags: int) -> bytes:
+def _linkstate(dev: "NetDevice", flags: int) -> bytes:
     """``linkstate_fill_reply``: LINK only where the driver has get_link."""
-    if dev.kind not in _HAS_GET_LINK:
-        return b""
-    link = 1 if dev.kind == "loopback" else int(dev.up and dev.carrier)
-    return nla_u8(T.ETHTOOL_A_LINKSTATE_LINK, link)
+    link = get_link(dev)
+    return b"" if link is None else nla_u8(T.ETHTOOL_A_LINKSTATE_LINK, link)
 
 
 _GETTERS = {T.MSG["FEATURES_GET"]: _features, T.MSG["LINKINFO_GET"]: _linkinfo,
             T.MSG["LINKMODES_GET"]: _linkmodes, T.MSG["LINKSTATE_GET"]: _linkstate}
 
 
-def _strset(info, dev, flags: int) -> bytes:
+def _strset(info: GenlRequest, dev: "NetDevice | None", flags: int) -> bytes:
     """``strset_fill_reply`` for the sets that are modelled: ETH_SS_FEATURES (global)."""
     req = info.attrs.get(T.ETHTOOL_A_STRSET_STRINGSETS)
     counts_only = T.ETHTOOL_A_STRSET_COUNTS_ONLY in info.attrs
@@ -317,72 +298,61 @@ def _strset(info, dev, flags: int) -> bytes:
 
 # -- the family --------------------------------------------------------------------------
 
-def family(kernel, genl) -> GenlFamily:
-    def default_doit(info):
+def family(kernel: "Kernel", genl: Genetlink) -> GenlFamily:
+    def default_doit(info: GenlRequest) -> Reply:
         """``ethnl_default_doit``."""
         cmd = info.cmd
         if 1 not in info.attrs:                          # GENL_REQ_ATTR_CHECK
-            return Reply(-E.EINVAL, miss_type=1)
-        try:
-            if cmd == T.MSG["STRSET_GET"]:
-                dev, flags = parse_header(info, 1, False)
-                body = _strset(info, dev, flags)
-            else:
-                dev, flags = parse_header(info, 1, True,
-                                          7 if cmd in _STATS_HDR else 3)
-                if cmd in _DRIVER_LACKS:
-                    return Reply(-E.EOPNOTSUPP)
-                getter = _GETTERS.get(cmd)
-                if getter is None:
-                    return Reply(-E.EOPNOTSUPP, f"xfrmd: ethtool ETHTOOL_MSG_{T.USER_MSGS[cmd - 1]} "
-                                 "is not modelled")
-                body = getter(dev, flags)
-        except EthnlError as e:
-            return e.reply
+            raise KernelError(E.EINVAL, miss_type=1)
+        if cmd == T.MSG["STRSET_GET"]:
+            dev, flags = parse_header(info, 1, False)
+            body = _strset(info, dev, flags)
+        else:
+            dev, flags = parse_header(info, 1, True, 7 if cmd in _STATS_HDR else 3)
+            assert dev is not None
+            if cmd in _DRIVER_LACKS:
+                raise KernelError(E.EOPNOTSUPP)
+            getter = _GETTERS.get(cmd)
+            if getter is None:
+                raise KernelError(E.EOPNOTSUPP, f"xfrmd: ethtool ETHTOOL_MSG_{T.USER_MSGS[cmd - 1]} "
+                                  "is not modelled")
+            body = getter(dev, flags)
         info.req.unicast(info.reply(cmd, (reply_header(dev) if dev is not None else b"") + body))
         return Reply()
 
-    def default_dumpit(info):
+    def default_dumpit(info: GenlRequest) -> Any:
         """``ethnl_default_dumpit``: one reply per device, devices without the op skipped."""
         cmd = info.cmd
         getter = _GETTERS.get(cmd)
         if getter is None:
-            return Reply(-E.EOPNOTSUPP, f"xfrmd: dumps of ethtool ETHTOOL_MSG_{T.USER_MSGS[cmd - 1]} "
-                         "are not modelled")
-        try:
-            _, flags = parse_header(info, 1, False)
-        except EthnlError as e:
-            return e.reply
+            raise KernelError(E.EOPNOTSUPP, f"xfrmd: dumps of ethtool ETHTOOL_MSG_{T.USER_MSGS[cmd - 1]} "
+                              "are not modelled")
+        _, flags = parse_header(info, 1, False)
         h, portid = info.req.hdr, info.req.sock.portid
 
-        def gen():
+        def gen() -> Iterator[bytes]:
             for dev in list(info.req.netns.links):
                 try:
                     body = getter(dev, flags)
-                except EthnlError:
+                except KernelError:          # a device without the op is left out
                     continue
                 yield encode_msg(ETHTOOL_GENL_ID, NLM_F_MULTI, h.seq, portid,
                                  genl_payload(cmd, 1, reply_header(dev) + body))
         return info.req.start_dump(gen())
 
-    def set_features(info):
+    def set_features(info: GenlRequest) -> Reply:
         """``ethnl_set_features``."""
         wanted_ra = info.attrs.get(T.ETHTOOL_A_FEATURES_WANTED)
         if wanted_ra is None:
-            return Reply(-E.EINVAL)
-        try:
-            dev, flags = parse_header(info, 1, True)
-            if dev.features is None:
-                return Reply(-E.EOPNOTSUPP)
-            _sync(dev)
-            req_wanted, req_mask = parse_bitset(info, wanted_ra, F.FEATURE_COUNT, F.FEATURE_NAMES)
-        except EthnlError as e:
-            return e.reply
+            raise KernelError(E.EINVAL)
+        dev, flags = parse_header(info, 1, True)
+        assert dev is not None
+        if dev.features is None:
+            raise KernelError(E.EOPNOTSUPP)
+        _sync(dev)
+        req_wanted, req_mask = parse_bitset(info, wanted_ra, F.FEATURE_COUNT, F.FEATURE_NAMES)
         old_active = dev.features.active_mask
-        try:
-            wv, wm, av, am = F.ethnl_set_features(dev, req_wanted, req_mask, notify=False)
-        except F.FeaturesSetError as e:
-            return Reply(-e.errno, e.msg)
+        wv, wm, av, am = F.ethnl_set_features(dev, req_wanted, req_mask, notify=False)
         if not flags & T.ETHTOOL_FLAG_OMIT_REPLY:
             compact = bool(flags & T.ETHTOOL_FLAG_COMPACT_BITSETS)
             n, names = F.FEATURE_COUNT, F.FEATURE_NAMES
@@ -393,7 +363,7 @@ def family(kernel, genl) -> GenlFamily:
             F.netdev_features_change(dev, old_active)
         return Reply()
 
-    ops = {}
+    ops: dict[int, GenlOp] = {}
     for cmd, fl in enumerate(_OP_FLAGS, 1):
         admin = fl & GENL_UNS_ADMIN_PERM
         if cmd == T.MSG["FEATURES_SET"]:
@@ -411,24 +381,17 @@ _STATS_HDR = {T.MSG[n] for n in ("LINKMODES_GET", "PAUSE_GET", "FEC_GET", "STATS
                                    "MM_GET", "RINGS_GET", "PHY_GET", "TSINFO_GET")}
 
 
-def _netdev_event(event: str, dev, **info) -> None:
-    """``ethnl_netdev_event``: NETDEV_FEAT_CHANGE → ETHTOOL_MSG_FEATURES_NTF to the
-    "monitor" group: compact bitsets, port 0 and the family's broadcast sequence number."""
+def ethnl_netdev_event(event: str, dev: "NetDevice", **info: Any) -> None:
+    """``ethnl_netdev_event`` (the netdevice chain at NETDEV_PRI_ETHTOOL, registered by the
+    genl init call): NETDEV_FEAT_CHANGE → ETHTOOL_MSG_FEATURES_NTF to the "monitor" group:
+    compact bitsets, port 0 and the family's broadcast sequence number."""
     if event != "NETDEV_FEAT_CHANGE" or dev.features is None or dev.netns is None:
         return
-    kernel = getattr(dev.netns, "kernel", None)
-    genl = kernel.families.get(16) if kernel is not None else None
-    if genl is None or not hasattr(genl, "bcast_seq"):
+    kernel = dev.netns.kernel
+    genl = kernel.families.get(NETLINK_GENERIC)
+    if not isinstance(genl, Genetlink):
         return
     genl.bcast_seq += 1
     msg = encode_msg(ETHTOOL_GENL_ID, 0, genl.bcast_seq, 0, genl_payload(
         T.ETHTOOL_MSG_FEATURES_NTF, 1, reply_header(dev) + features_body(dev, True)))
     kernel.multicast(dev.netns, genl.protocol, MONITOR_GROUP, msg)
-
-
-def _register() -> None:
-    from devices.netdev import register_netdevice_notifier
-    register_netdevice_notifier(_netdev_event)
-
-
-_register()

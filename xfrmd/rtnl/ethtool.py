@@ -1,14 +1,19 @@
 """SIOCETHTOOL, the ioctl interface of net/ethtool/ioctl.c that ethtool (as fallback),
 charon and pluto use: driver info, the feature string set and feature words, feature
-changes, link state and the legacy offload getters."""
+changes, link state and the legacy offload getters. :func:`siocethtool` is registered
+for SIOCETHTOOL by the genl init call (ethtool's netlink and ioctl sides together)."""
 from __future__ import annotations
 
 import errno as E
 import struct
+from typing import TYPE_CHECKING
 
 from devices.features import FEATURE_NAMES, bond_compute_features, ethtool_sfeatures
 
-from .. import ioctl
+if TYPE_CHECKING:
+    from devices.netdev import NetDevice
+
+    from ..kernel import Kernel, NetNamespace
 
 ETHTOOL_GDRVINFO, ETHTOOL_GLINK, ETHTOOL_GSTRINGS = 0x03, 0x0A, 0x1B
 ETHTOOL_GSSET_INFO, ETHTOOL_GFEATURES, ETHTOOL_SFEATURES = 0x37, 0x3A, 0x3B
@@ -24,11 +29,62 @@ _FLAG_BITS = {"rx-lro": 1 << 15, "rx-vlan-hw-parse": 1 << 8, "tx-vlan-hw-insert"
               "rx-ntuple-filter": 1 << 27, "rx-hashing": 1 << 28}
 
 
-def _dev(ns, ifname):
-    return ns.links.by_name(ifname)
+PORT_TP, PORT_DA, PORT_OTHER = 0x00, 0x05, 0xFF
+DUPLEX_FULL, DUPLEX_UNKNOWN = 0x01, 0xFF
+SPEED_UNKNOWN = 0xFFFFFFFF
+
+# the drivers' get_link_ksettings, by kind: (port, speed, duplex); a bond sums its slaves'
+_LINK_KSETTINGS = {"veth": (PORT_TP, 10000, DUPLEX_FULL), "mlx5": (PORT_DA, 100000, DUPLEX_FULL),
+                   "airoha-soe": (PORT_TP, 10000, DUPLEX_FULL), "bond": (PORT_OTHER, 0, 0),
+                   "bridge": (PORT_OTHER, SPEED_UNKNOWN, DUPLEX_UNKNOWN)}
+# kinds whose driver has get_link (ethtool_op_get_link or an always-on one)
+_HAS_GET_LINK = {"veth", "mlx5", "airoha-soe", "bond", "bridge", "loopback"}
+# drivers that report an unknown speed and duplex without a link
+_SPEED_NEEDS_LINK = {"bond", "mlx5", "airoha-soe"}
 
 
-def _drvinfo(dev, buf: bytes) -> bytes:
+def _bond_speed(dev: "NetDevice") -> tuple[int, int]:
+    """``bond_ethtool_get_link_ksettings``: the sum of the up slaves' speeds."""
+    speed, duplex = 0, DUPLEX_UNKNOWN
+    for s in dev.bond.usable_slaves():
+        ks = _LINK_KSETTINGS.get(s.kind)
+        if ks and s.kind != "bond" and ks[1] != SPEED_UNKNOWN:
+            speed += ks[1]
+            duplex = DUPLEX_FULL
+    return (speed or SPEED_UNKNOWN), duplex
+
+
+def link_speed(dev: "NetDevice") -> int | None:
+    """The speed the driver's ``get_link_ksettings`` gives whatever the link state (what
+    the bridge's ``port_cost`` reads), None without the op."""
+    ks = _LINK_KSETTINGS.get(dev.kind)
+    if ks is None:
+        return None
+    return _bond_speed(dev)[0] if dev.kind == "bond" else ks[1]
+
+
+def get_link_ksettings(dev: "NetDevice") -> tuple[int, int, int] | None:
+    """``__ethtool_get_link_ksettings``: (port, speed, duplex), None when the driver has no
+    ``get_link_ksettings`` (EOPNOTSUPP)."""
+    ks = _LINK_KSETTINGS.get(dev.kind)
+    if ks is None:
+        return None
+    port, speed, duplex = ks
+    if dev.kind == "bond":
+        speed, duplex = _bond_speed(dev)
+    if (not dev.up or not dev.carrier) and dev.kind in _SPEED_NEEDS_LINK:
+        speed, duplex = SPEED_UNKNOWN, DUPLEX_UNKNOWN
+    return port, speed, duplex
+
+
+def get_link(dev: "NetDevice") -> int | None:
+    """The driver's ``get_link``: 1 with a link, None when the driver has none."""
+    if dev.kind not in _HAS_GET_LINK:
+        return None
+    return 1 if dev.kind == "loopback" else int(dev.up and dev.carrier)
+
+
+def _drvinfo(dev: "NetDevice", buf: bytes) -> bytes:
     version = {"veth": "1.0", "bonding": "6.18.0", "bridge": "2.3"}.get(dev.driver, "6.18.0")
     # bond_ethtool_get_drvinfo: fw_version is BOND_ABI_VERSION (2)
     fw = {"mlx5_core": "16.35.2000 (MT_0000000008)", "bonding": "2"}.get(dev.driver, "")
@@ -37,9 +93,10 @@ def _drvinfo(dev, buf: bytes) -> bytes:
             + dev.bus_info.encode().ljust(32, b"\0") + bytes(32) + bytes(12) + bytes(20))
 
 
-@ioctl.ioctl(ioctl.SIOCETHTOOL)
-def _siocethtool(kernel, ns, ifname, data: bytes):
-    dev = _dev(ns, ifname)
+def siocethtool(kernel: "Kernel", ns: "NetNamespace", ifname: str,
+                data: bytes) -> tuple[int, bytes]:
+    """``dev_ethtool``: the command in the buffer ``ifr_data`` points at."""
+    dev = ns.links.by_name(ifname)
     if dev is None:
         return E.ENODEV, b""
     (cmd,) = struct.unpack_from("=I", data)
@@ -65,7 +122,7 @@ def _siocethtool(kernel, ns, ifname, data: bytes):
         return E.EOPNOTSUPP, b""
     if cmd == ETHTOOL_GFEATURES:
         (size,) = struct.unpack_from("=I", data, 4)
-        if getattr(dev, "bond", None) is not None:
+        if dev.bond is not None:
             bond_compute_features(dev)
         avail, req, act, never = f.masks()
         blocks = b"".join(struct.pack("=IIII", (avail >> 32 * i) & 0xFFFFFFFF,
@@ -82,7 +139,7 @@ def _siocethtool(kernel, ns, ifname, data: bytes):
             v, r = struct.unpack_from("=II", data, 8 + 8 * i)
             valid |= v << 32 * i
             wanted |= r << 32 * i
-        if getattr(dev, "bond", None) is not None:
+        if dev.bond is not None:
             bond_compute_features(dev)
         # ethtool_set_features: the same path as ETHTOOL_MSG_FEATURES_SET (devices.features);
         # its positive ETHTOOL_F_* result is not an error for ethtool, which reads back
