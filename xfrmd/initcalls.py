@@ -9,7 +9,7 @@ and the first registered virtual-file pattern that matches a path wins."""
 from __future__ import annotations
 
 import bonding
-import devices
+from devices import drivers as device_drivers
 
 from . import datapath, genl, rtnl, services, xfrm
 
@@ -17,7 +17,7 @@ INITCALLS = (
     xfrm.init,          # xfrm_init: NETLINK_XFRM, the SAD/SPD per namespace, xfrm_dev notifier
     rtnl.init,          # rtnetlink_init, devinet/ipv6 address and FIB notifiers, procfs
     genl.init,          # genl_init: nlctrl and ethtool families
-    devices.init,       # drivers: netdevsim, mlx5-like, Airoha SOE, dummy/veth link kinds
+    device_drivers.init,    # drivers: netdevsim, mlx5-like, Airoha SOE, dummy/veth link kinds
     bonding.init,       # bonding_init: the bond link kind, its notifier and offload models
     datapath.init,      # the emulated ESP data path: xmit, MIB files
     services.init,      # the core service ops (netns, clock, files, ioctls, faults)
