@@ -4,11 +4,10 @@ shows, driver facts. Kinds made through RTM_NEWLINK have link ops instead
 (``kernel.link_ops``); any other device gets its kind's default features."""
 from __future__ import annotations
 
-import errno as E
 from dataclasses import dataclass
-from typing import Any, Callable, cast
+from typing import Any, Callable
 
-from .airoha_soe import SoeEngine, SoeIpsec
+from .airoha_soe import SoeIpsec, soe_engine, soe_set_features
 from .features import ESP_FEATURES, NetdevFeatures
 from .mlx5 import Mlx5Ipsec
 from .netdev import NetDevice
@@ -38,37 +37,16 @@ def _mlx5_setup(dev: NetDevice, spec: dict[str, Any]) -> None:
                                   else ("esp-hw-offload", "tx-esp-segmentation"), kind="mlx5")
 
 
-def _soe_engines(dev: NetDevice) -> dict[str, SoeEngine]:
-    """The SOE engines of the device's kernel, by NIC name (one engine per NIC, shared by
-    its ports); a device in no namespace has a table of its own."""
-    if dev.netns is None:
-        return {}
-    return cast("dict[str, SoeEngine]", dev.netns.kernel.drivers.setdefault(AIROHA_DRIVER, {}))
-
-
 def _soe_setup(dev: NetDevice, spec: dict[str, Any]) -> None:
     """A port of the airoha SOE NIC ``spec["nic"]``, on that NIC's engine."""
-    engines = _soe_engines(dev)
-    nic = spec.get("nic", "soe")
-    engine = engines.get(nic)
-    if engine is None:
-        engine = engines[nic] = SoeEngine(nic)
-    dev.xfrmdev_ops = SoeIpsec(engine)
+    kernel = dev.netns.kernel if dev.netns is not None else None
+    dev.xfrmdev_ops = SoeIpsec(soe_engine(kernel, spec.get("nic", "soe")))
     # airoha_ethtool_get_drvinfo: dev_name() of the one platform device behind the ports
     dev.bus_info = "1fb50000.ethernet"
     dev.features = NetdevFeatures(
         active=("esp-hw-offload",) if spec.get("esp_hw_offload", True) else (),
         hw=("esp-hw-offload",), kind="airoha-soe")
-    dev.set_features_hook = _soe_set_features
-
-
-def _soe_set_features(dev: NetDevice, new: set[str]) -> int:
-    """airoha: any ESP feature change while the port holds SAs → EBUSY."""
-    f, ops = dev.features, dev.xfrmdev_ops
-    assert f is not None and isinstance(ops, SoeIpsec)     # _soe_setup gave it both
-    if ("esp-hw-offload" in new) != f.active("esp-hw-offload") and ops.active_sas(dev):
-        return E.EBUSY
-    return 0
+    dev.set_features_hook = soe_set_features
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from devices.netdev import NetDevice, call_netdevice_notifiers
 from netlink_codec.netlink import RawAttr, nla, nla_u8, nla_u16, nla_u32, nla_u64
 
 from ..errors import KernelError
-from ..genl.ethtool import _LINK_KSETTINGS, _bond_speed
+from .ethtool import link_speed
 from .link import LinkMsg, RtnlLinkOps, dev_net, rtmsg_ifinfo
 from .linkdata import BRIDGE_INFO_DATA
 
@@ -117,10 +117,7 @@ _PORT_COSTS = {10000: 2, 5000: 3, 2500: 4, 1000: 4, 100: 19, 10: 100, 0xFFFFFFFF
 
 def _port_cost(dev: NetDevice) -> int:
     """``port_cost``: from the ethtool speed (10G: 2, faster: 1, unknown or none: 100)."""
-    ks = _LINK_KSETTINGS.get(dev.kind)
-    if ks is None:
-        return 100
-    speed = _bond_speed(dev)[0] if dev.kind == "bond" else ks[1]
+    speed = link_speed(dev)
     if speed is None:
         return 100
     if speed in _PORT_COSTS:
