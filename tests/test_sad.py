@@ -562,16 +562,15 @@ def test_offload_hooks_are_called_where_the_kernel_calls_them(nl, monkeypatch):
 
     from netlink_codec.netlink import nla
 
-    from xfrmd.netlink.core import Reply
+    from xfrmd.errors import KernelError
     from xfrmd.xfrm import offload
     calls = []
 
     def add(req, x, xuo):
         calls.append(("add", x.id.spi, xuo.ifindex, x.aead is not None))
         if xuo.ifindex == 99:
-            return Reply(-E.EINVAL, "Device failed to offload this state")
+            raise KernelError(E.EINVAL, "Device failed to offload this state")
         x.xso = SimpleNamespace(dev=xuo.ifindex)
-        return None
 
     monkeypatch.setattr(offload, "xfrm_dev_state_add", add)
     monkeypatch.setattr(offload, "xfrm_dev_state_delete", lambda x: calls.append(("delete", x.id.spi)))

@@ -8,8 +8,9 @@ import struct
 from netlink_codec import xfrm as X
 from netlink_codec.netlink import nla, nla_u32
 
+from ..errors import KernelError
 from ..netlink.core import Reply
-from .user import XfrmRequest, handler
+from .request import XfrmRequest
 
 M = X.XfrmMsg
 
@@ -18,7 +19,6 @@ def _request_flags(req: XfrmRequest) -> int:
     return struct.unpack_from("=I", req.buf, req.payload_offset)[0]
 
 
-@handler(M.GETSADINFO)
 def xfrm_get_sadinfo(req: XfrmRequest) -> Reply:
     x = req.xfrm
     hinfo = X.XfrmuSadhinfo(sadhcnt=x.state_hmask + 1, sadhmcnt=x.HASHMAX)
@@ -28,7 +28,6 @@ def xfrm_get_sadinfo(req: XfrmRequest) -> Reply:
     return req.ok()
 
 
-@handler(M.GETSPDINFO)
 def xfrm_get_spdinfo(req: XfrmRequest) -> Reply:
     x = req.xfrm
     c = x.spd_counts
@@ -42,7 +41,6 @@ def xfrm_get_spdinfo(req: XfrmRequest) -> Reply:
     return req.ok()
 
 
-@handler(M.NEWSPDINFO)
 def xfrm_set_spdinfo(req: XfrmRequest) -> Reply:
     x = req.xfrm
     new4, new6 = x.hthresh4, x.hthresh6
@@ -51,10 +49,10 @@ def xfrm_set_spdinfo(req: XfrmRequest) -> Reply:
         if ra is None:
             continue
         if ra.end - ra.start < 2:
-            return Reply(-E.EINVAL, f"Invalid SPD_{fam}_HTHRESH attribute length")
+            raise KernelError(E.EINVAL, f"Invalid SPD_{fam}_HTHRESH attribute length")
         lbits, rbits = req.buf[ra.start], req.buf[ra.start + 1]
         if lbits > limit or rbits > limit:
-            return Reply(-E.EINVAL, f"Invalid hash threshold (must be <= {limit} for {fam[:2].upper()}v{fam[3]})")
+            raise KernelError(E.EINVAL, f"Invalid hash threshold (must be <= {limit} for {fam[:2].upper()}v{fam[3]})")
         if t == X.XfrmaSpd.IPV4_HTHRESH:
             new4 = (lbits, rbits)
         else:
@@ -63,7 +61,6 @@ def xfrm_set_spdinfo(req: XfrmRequest) -> Reply:
     return req.ok()
 
 
-@handler(M.SETDEFAULT)
 def xfrm_set_default(req: XfrmRequest) -> Reply:
     up = req.fixed(X.XfrmUserpolicyDefault)
     x = req.xfrm
@@ -79,7 +76,6 @@ def xfrm_set_default(req: XfrmRequest) -> Reply:
     return req.ok()
 
 
-@handler(M.GETDEFAULT)
 def xfrm_get_default(req: XfrmRequest) -> Reply:
     x = req.xfrm
     cur = X.XfrmUserpolicyDefault(in_=x.policy_default[0], fwd=x.policy_default[1],

@@ -6,9 +6,18 @@ from __future__ import annotations
 import errno as E
 import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from netlink_codec import netlink as N
 from netlink_codec import xfrm as X
+
+from ..errors import KernelError
+
+if TYPE_CHECKING:
+    from .request import XfrmRequest
+    from .state import SecurityAssociation
+
+A = X.Xfrma
 
 # IP-TFS defaults (tunnel egress: drop time, reorder window; ingress: delay, queue)
 DEFAULT_DROP_TIME_USECS = 1000000
@@ -34,7 +43,7 @@ class IptfsConfig:
     pkt_size: int = 0
 
 
-def header_len(x) -> int:
+def header_len(x: SecurityAssociation) -> int:
     """``x->props.header_len`` after ``esp_init_state`` and ``__iptfs_init_state``: ESP header
     + IV, UDP/TCP encapsulation, then the outer IP header and the IP-TFS header."""
     alg = x.aead if x.aead is not None else x.enc
@@ -44,31 +53,31 @@ def header_len(x) -> int:
     return n + (20 if x.props.family == X.AF_INET else 40) + 4
 
 
-def user_init(req, x, A) -> tuple[int, str | None]:
+def user_init(req: XfrmRequest, x: SecurityAssociation) -> None:
     """``iptfs_user_init``."""
     at = req.attrs
     c = IptfsConfig()
     if A.IPTFS_DONT_FRAG in at:
         c.dont_frag = True
     if A.IPTFS_REORDER_WINDOW in at:
-        c.reorder_window = req.attr_int(A.IPTFS_REORDER_WINDOW, 2)
+        c.reorder_window = req.attr_u32(A.IPTFS_REORDER_WINDOW, 2)
     if A.IPTFS_PKT_SIZE in at:
-        c.pkt_size = req.attr_int(A.IPTFS_PKT_SIZE)
+        c.pkt_size = req.attr_u32(A.IPTFS_PKT_SIZE)
         if c.pkt_size and c.pkt_size <= header_len(x):
-            return -E.EINVAL, "Packet size must be 0 or greater than IPTFS/ESP header length"
+            raise KernelError(E.EINVAL, "Packet size must be 0 or greater than IPTFS/ESP header length")
     if A.IPTFS_MAX_QSIZE in at:
-        c.max_queue_size = req.attr_int(A.IPTFS_MAX_QSIZE)
+        c.max_queue_size = req.attr_u32(A.IPTFS_MAX_QSIZE)
     if A.IPTFS_DROP_TIME in at:
-        c.drop_time_us = req.attr_int(A.IPTFS_DROP_TIME)
+        c.drop_time_us = req.attr_u32(A.IPTFS_DROP_TIME)
     if A.IPTFS_INIT_DELAY in at:
-        c.init_delay_us = req.attr_int(A.IPTFS_INIT_DELAY)
+        c.init_delay_us = req.attr_u32(A.IPTFS_INIT_DELAY)
     x.iptfs = c
-    return 0, None
 
 
-def copy_to_user(x, A) -> bytes:
+def copy_to_user(x: SecurityAssociation) -> bytes:
     """``iptfs_copy_to_user``: what an inbound / outbound IP-TFS SA reports."""
     c = x.iptfs
+    assert c is not None
     if x.dir == X.XFRM_SA_DIR_IN:
         return (N.nla_u32(A.IPTFS_DROP_TIME, c.drop_time_us)
                 + N.nla(A.IPTFS_REORDER_WINDOW, struct.pack("=H", c.reorder_window)))

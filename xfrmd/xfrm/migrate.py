@@ -13,84 +13,62 @@ import errno as E
 import struct
 
 from netlink_codec import xfrm as X
+from netlink_codec.netlink import NETLINK_XFRM, encode_msg, nla
 
+from ..errors import KernelError
 from ..netlink.core import Reply
-from .sadb import addr_key, sad
-from .state import XFRM_STATE_VALID, A, M
+from .policy import Policy
+from .request import XfrmRequest
+from .sadb import StateDb, addr_key
+from .state import XFRM_STATE_VALID, A, M, SecurityAssociation, StateId
+from .types import init_state
 
 MIGRATE = struct.Struct("=16s16s16s16sBBHIHH")
-IPSEC_ULPROTO_ANY = 255
+# xfrm_user_migrate: old daddr, old saddr, new daddr, new saddr, proto, mode, reserved,
+# reqid, old family, new family
+Entry = tuple[bytes, bytes, bytes, bytes, int, int, int, int, int, int]
 
 
 def _addr_any(addr: bytes, family: int) -> bool:
     return not any(addr[:4] if family == X.AF_INET else addr)
 
 
-def _migrate_check(entries: list[tuple]) -> str | None:
+def _migrate_check(entries: list[Entry]) -> None:
     """``xfrm_migrate_check``."""
     for i, m in enumerate(entries):
         _od, _os, nd, ns, _p, _mo, _r, _rq, _of, nf = m
         if _addr_any(nd, nf) or _addr_any(ns, nf):
-            return "Addresses in the MIGRATE attribute's list cannot be null"
+            raise KernelError(E.EINVAL, "Addresses in the MIGRATE attribute's list cannot be null")
         for n in entries[i + 1:]:
             if (m[0] == n[0] and m[1] == n[1] and m[4] == n[4] and m[5] == n[5]
                     and m[7] == n[7] and m[8] == n[8]):
-                return "Entries in the MIGRATE attribute's list must be unique"
-    return None
+                raise KernelError(E.EINVAL, "Entries in the MIGRATE attribute's list must be unique")
 
 
-def _selector_match(cmp: bytes, tgt: bytes) -> bool:
-    """``xfrm_migrate_selector_match``."""
-    if cmp[44] == IPSEC_ULPROTO_ANY:
-        fam = int.from_bytes(cmp[40:42], "little")
-        w = 4 if fam == X.AF_INET else 16
-        return (tgt[40:42] == cmp[40:42] and tgt[0:w] == cmp[0:w] and tgt[16:16 + w] == cmp[16:16 + w]
-                and tgt[42:44] == cmp[42:44])
-    return tgt == cmp
-
-
-def _policy_find(ns, sel: bytes, pdir: int, ptype: int, if_id: int):
-    """``xfrm_migrate_policy_find``: any live policy of that direction and type whose
-    selector matches (the kernel then prefers the lowest priority; only found/not found
-    matters here)."""
-    for pol in getattr(ns.xfrm, "policy_all", {}).values():
-        if (getattr(pol, "dir", None) == pdir and pol.type == ptype
-                and (if_id == 0 or pol.if_id == if_id) and not getattr(pol, "dead", False)
-                and _selector_match(sel, bytes(pol.sel))):
-            return pol
-    return None
-
-
-def xfrm_do_migrate(req) -> Reply:
+def xfrm_do_migrate(req: XfrmRequest) -> Reply:
     at = req.attrs
     ra = at.get(A.MIGRATE)
     if ra is None:
-        return Reply(-E.EINVAL, "Missing required MIGRATE attribute")
-    ptype = X.XFRM_POLICY_TYPE_MAIN
-    if A.POLICY_TYPE in at:
-        ptype = req.buf[at[A.POLICY_TYPE].start]
-        if ptype not in (X.XFRM_POLICY_TYPE_MAIN, X.XFRM_POLICY_TYPE_SUB):
-            return Reply(-E.EINVAL, "Invalid policy type")
+        raise KernelError(E.EINVAL, "Missing required MIGRATE attribute")
+    ptype = req.policy_type()
     raw = bytes(req.buf[ra.start:ra.end])
     n = len(raw) // MIGRATE.size
     if n <= 0 or n > X.XFRM_MAX_DEPTH:
-        return Reply(-E.EINVAL, "Invalid number of SAs to migrate, must be 0 < num <= XFRM_MAX_DEPTH (6)")
-    entries = [MIGRATE.unpack_from(raw, i * MIGRATE.size) for i in range(n)]
-    if_id = req.attr_int(A.IF_ID) or 0
-    bad = _migrate_check(entries)
-    if bad is not None:
-        return Reply(-E.EINVAL, bad)
+        raise KernelError(E.EINVAL, "Invalid number of SAs to migrate, must be 0 < num <= XFRM_MAX_DEPTH (6)")
+    entries: list[Entry] = [MIGRATE.unpack_from(raw, i * MIGRATE.size) for i in range(n)]
+    if_id = req.if_id()
+    _migrate_check(entries)
     off = req.payload_offset
     sel, pdir = bytes(req.buf[off:off + 56]), req.buf[off + 60]
     if pdir >= X.XFRM_POLICY_MAX:
-        return Reply(-E.EINVAL, "Invalid policy direction")
-    pol = _policy_find(req.netns, sel, pdir, ptype, if_id)
+        raise KernelError(E.EINVAL, "Invalid policy direction")
+    pol = req.xfrm.spd.migrate_find(sel, pdir, ptype, if_id)
     if pol is None:
-        return Reply(-E.ENOENT, "Target policy not found")
+        raise KernelError(E.ENOENT, "Target policy not found")
     if A.OFFLOAD_DEV in at:
-        return Reply(-E.EOPNOTSUPP, "xfrmd: XFRMA_OFFLOAD_DEV on XFRM_MSG_MIGRATE is not modelled")
-    encap = req.attr_struct(A.ENCAP, X.XfrmEncapTmpl) if A.ENCAP in at else None
-    db = sad(req.xfrm)
+        raise KernelError(E.EOPNOTSUPP, "xfrmd: XFRMA_OFFLOAD_DEV on XFRM_MSG_MIGRATE is not modelled")
+    encap = req.attr_struct(A.ENCAP, X.XfrmEncapTmpl)
+    db = req.xfrm.sad
     # stage 2: the SAs
     old_states, new_states = [], []
     for m in entries:
@@ -102,13 +80,13 @@ def xfrm_do_migrate(req) -> Reply:
         if xc is None:
             for y in new_states:
                 db.delete(y)
-            return Reply(-E.ENODATA)
+            raise KernelError(E.ENODATA)
         new_states.append(xc)
     # stage 3: the policy's templates
     if not _policy_migrate(pol, entries):
         for y in new_states:
             db.delete(y)
-        return Reply(-E.ENODATA)
+        raise KernelError(E.ENODATA)
     # stage 4, 5
     for x in old_states:
         db.delete(x)
@@ -116,7 +94,7 @@ def xfrm_do_migrate(req) -> Reply:
     return req.ok()
 
 
-def _state_find(db, m, if_id: int):
+def _state_find(db: StateDb, m: Entry, if_id: int) -> SecurityAssociation | None:
     """``xfrm_migrate_state_find``: by (old daddr, old saddr, reqid) or, without reqid, by
     the addresses alone; mode and protocol must match."""
     od, os_, _nd, _ns, proto, mode, _r, reqid, ofam, _nf = m
@@ -130,11 +108,10 @@ def _state_find(db, m, if_id: int):
     return None
 
 
-def _state_migrate(db, x, m, encap):
+def _state_migrate(db: StateDb, x: SecurityAssociation, m: Entry,
+                   encap: X.XfrmEncapTmpl | None) -> SecurityAssociation | None:
     """``xfrm_state_migrate``: clone onto the new addresses, init, insert (or add when the
     destination changed, which can collide)."""
-    from .state import StateId
-    from .types import init_state
     _od, _os, nd, ns, _p, _mo, _r, _rq, _of, nfam = m
     xc = db.alloc(x.lft)
     xc.id = StateId(nd, x.id.spi, x.id.proto)
@@ -148,10 +125,11 @@ def _state_migrate(db, x, m, encap):
         setattr(xc, f, getattr(x, f))
     xc.encap = encap if encap is not None else x.encap
     xc.replay, xc.preplay = list(x.replay), list(x.preplay)
-    if x.replay_esn is not None:
+    if x.replay_esn is not None and x.preplay_esn is not None:
         xc.replay_esn, xc.preplay_esn = x.replay_esn.copy(), x.preplay_esn.copy()
-    err, _ = init_state(xc)
-    if err:
+    try:
+        init_state(xc)
+    except KernelError:
         db.discard(xc)
         return None
     xc.km_state = XFRM_STATE_VALID
@@ -163,7 +141,7 @@ def _state_migrate(db, x, m, encap):
     return xc
 
 
-def _policy_migrate(pol, entries) -> bool:
+def _policy_migrate(pol: Policy, entries: list[Entry]) -> bool:
     """``xfrm_policy_migrate``: tunnel/BEET templates take the new endpoints."""
     n = 0
     for t in pol.templates:
@@ -180,15 +158,15 @@ def _policy_migrate(pol, entries) -> bool:
             n += 1
             if t.mode in (X.XFRM_MODE_TUNNEL, X.XFRM_MODE_BEET):
                 t.daddr, t.saddr, t.family = nd, ns, nfam
-    if n and hasattr(pol, "invalidate"):
+    if n:
         pol.invalidate()        # the policy's cached wire form carries the templates
     return n > 0
 
 
-def _km_migrate(req, sel: bytes, pdir: int, ptype: int, raw: bytes, n: int, encap) -> None:
+def _km_migrate(req: XfrmRequest, sel: bytes, pdir: int, ptype: int, raw: bytes, n: int,
+                encap: X.XfrmEncapTmpl | None) -> None:
     """``xfrm_send_migrate`` / ``build_migrate``: one XFRMA_MIGRATE attribute per entry, to
     XFRMNLGRP_MIGRATE of the initial namespace."""
-    from netlink_codec.netlink import NETLINK_XFRM, encode_msg, nla
     kernel = req.kernel
     init = kernel.namespaces.get("default")
     if init is None:
@@ -207,10 +185,3 @@ def _km_migrate(req, sel: bytes, pdir: int, ptype: int, raw: bytes, n: int, enca
         body += nla(A.MIGRATE, MIGRATE.pack(od, os_, nd, ns, proto, mode, 0, reqid, ofam, nfam))
     kernel.multicast(init, NETLINK_XFRM, X.XfrmNlGrp.MIGRATE, encode_msg(M.MIGRATE, 0, 0, 0, body))
 
-
-def _register() -> None:
-    from .user import handler
-    handler(M.MIGRATE)(xfrm_do_migrate)
-
-
-_register()

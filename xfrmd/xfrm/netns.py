@@ -1,18 +1,28 @@
 """Per-namespace XFRM state (``struct netns_xfrm``)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from netlink_codec import xfrm as X
+
+from .policy import Policy
+from .sadb import StateDb
+from .spdb import PolicyDb
+from .state import SecurityAssociation
+
+if TYPE_CHECKING:
+    from ..kernel import NetNamespace
 
 
 class XfrmNet:
     # xfrm_state_hashmax / xfrm_policy_hashmax (1 Mi buckets)
     HASHMAX = 1024 * 1024
 
-    def __init__(self, ns):
+    def __init__(self, ns: NetNamespace):
         self.ns = ns
         # state_all / policy_all: insertion-ordered; dumps walk them newest first
-        self.state_all: dict[int, object] = {}
-        self.policy_all: dict[int, object] = {}
+        self.state_all: dict[int, SecurityAssociation] = {}
+        self.policy_all: dict[int, Policy] = {}
         self.state_hmask = 7          # xfrm_state_init: 8 buckets
         self.policy_idx_hmask = 7     # xfrm_policy_init: 8 index buckets
         self.hthresh4 = (32, 32)      # policy_hthresh lbits4/rbits4
@@ -20,10 +30,10 @@ class XfrmNet:
         # SETDEFAULT: in, fwd, out
         self.policy_default = [X.XFRM_USERPOLICY_ACCEPT] * 3
         self.spd_counts = [0] * 6     # policy_count[dir] for IN OUT FWD and the socket dirs
+        self.sad = StateDb(self)      # xfrm_state_init
+        self.spd = PolicyDb(self)     # xfrm_policy_init
 
     def flush_all(self) -> None:
-        sad = getattr(self, "sad", None)   # the SAD's indexes and timers (xfrm_state_fini)
-        if sad is not None:
-            sad.destroy()
+        self.sad.destroy()            # the SAD's indexes and timers (xfrm_state_fini)
         self.state_all.clear()
         self.policy_all.clear()

@@ -1,10 +1,10 @@
 """XFRMA_OFFLOAD_DEV: the core offload path of net/xfrm/xfrm_device.c — checks in the
 kernel's order, the crypto-offload software fallback, and what reads back.
 
-Interface used by the SAD and SPD:
+Interface used by the SAD and SPD (failures raise :class:`~xfrmd.errors.KernelError`):
 
-* ``xfrm_dev_state_add(req, x, xuo) -> Reply | None`` — from ``xfrm_state_construct``;
-  None is success (or the silent software fallback of crypto offload, ``x.xso`` left None).
+* ``xfrm_dev_state_add(req, x, xuo)`` — from ``xfrm_state_construct``; returning is success
+  (or the silent software fallback of crypto offload, ``x.xso`` left None).
 * ``xfrm_dev_state_delete(x)`` / ``xfrm_dev_state_free(x)``.
 * ``xfrm_dev_policy_add(req, pol, xuo, dir)`` / ``xfrm_dev_policy_delete`` / ``_free``.
 * ``copy_user_offload(obj) -> bytes`` — the XFRMA_OFFLOAD_DEV attribute or b"".
@@ -13,17 +13,33 @@ Interface used by the SAD and SPD:
   ``xfrm_state_find``'s larval state under a packet-offloaded policy.
 * ``xfrm_dev_state_lower_handle(x, lower_dev)`` — the proposed LAG helper drivers with
   XFRMDEV_OPS_F_LOWER_HANDLE resolve their hardware handle through.
+* ``xfrm_dev_offload_ok(x, dev)`` — may this packet of ``x`` go out offloaded on ``dev``.
+
+The route to the peer of a request without a device is ``kernel.fib_lookup(ns, dst)``, the
+IPv4/IPv6 route lookup the routing side registers on the kernel (``xfrm_policy_afinfo``'s
+``dst_lookup``): this module does not import the routing code.
 """
 from __future__ import annotations
 
 import errno as E
+import ipaddress
 import struct
+from typing import TYPE_CHECKING, Any, Protocol
 
+from devices.xfrmdev import OffloadError, XfrmDevOps
 from netlink_codec import xfrm as X
 from netlink_codec.netlink import nla
 
 from .. import kconfig
+from ..errors import KernelError
 from ..netlink.core import Reply
+
+if TYPE_CHECKING:
+    from devices.netdev import NetDevice
+
+    from .policy import Policy, PolicyWire
+    from .request import XfrmRequest
+    from .state import SecurityAssociation
 
 XFRM_DEV_OFFLOAD_IN, XFRM_DEV_OFFLOAD_OUT, XFRM_DEV_OFFLOAD_FWD = 1, 2, 3
 XFRM_DEV_OFFLOAD_CRYPTO, XFRM_DEV_OFFLOAD_PACKET = 1, 2
@@ -37,22 +53,28 @@ class XfrmDevOffload:
     __slots__ = ("dev", "real_dev", "dir", "type", "flags", "offload_handle", "priv",
                  "upper_priv")
 
-    def __init__(self, dev, dir: int, type: int):
+    def __init__(self, dev: NetDevice, dir: int, type: int) -> None:
         self.dev = dev
         self.real_dev = dev
         self.dir = dir
         self.type = type
         self.flags = 0
         self.offload_handle = 0
-        self.priv = None
-        self.upper_priv = None
+        self.priv: Any = None
+        self.upper_priv: Any = None
 
 
-def _ops(dev):
+class _Offloaded(Protocol):
+    """A state (``xso``) or a policy (``xdo``): what ``copy_user_offload`` reads."""
+    @property
+    def xso(self) -> XfrmDevOffload | None: ...
+
+
+def _ops(dev: NetDevice) -> XfrmDevOps | None:
     return getattr(dev, "xfrmdev_ops", None)
 
 
-def _hw_esp(dev) -> bool:
+def _hw_esp(dev: NetDevice) -> bool:
     """NETIF_F_HW_ESP active on the device (``ethtool -k`` esp-hw-offload)."""
     f = getattr(dev, "features", None)
     if f is None:
@@ -60,83 +82,85 @@ def _hw_esp(dev) -> bool:
     return f.active("esp-hw-offload") if hasattr(f, "active") else "esp-hw-offload" in f
 
 
-def _route_dev(req, x, inbound: bool):
+def _route_dev(req: XfrmRequest, x: SecurityAssociation, inbound: bool) -> NetDevice | None:
     """``__xfrm_dst_lookup`` for an offload request without a (known) device: the output
-    route to the peer (through the rules and tables, ``route_lookup``)."""
-    import ipaddress
-    from ..rtnl.fib import route_lookup
+    route to the peer (through the rules and tables: the kernel's ``fib_lookup``)."""
     width = 4 if x.props.family == X.AF_INET else 16
     daddr = x.props.saddr if inbound else x.id.daddr
     try:
         dst = ipaddress.ip_address(bytes(daddr[:width]))
     except ValueError:
         return None
-    if not hasattr(req.netns, "links"):
+    fib_lookup = getattr(req.kernel, "fib_lookup", None)
+    if fib_lookup is None or not hasattr(req.netns, "links"):
         return None
-    res = route_lookup(req.netns, dst)
+    res = fib_lookup(req.netns, dst)
     return None if isinstance(res, int) else res.dev
 
 
-def xfrm_dev_state_add(req, x, xuo) -> Reply | None:
+def _links_dev(req: XfrmRequest, ifindex: int) -> NetDevice | None:
+    links = getattr(req.netns, "links", None)
+    return links.by_index(ifindex) if links is not None else None
+
+
+def xfrm_dev_state_add(req: XfrmRequest, x: SecurityAssociation,
+                       xuo: X.XfrmUserOffload) -> None:
     """``xfrm_dev_state_add``."""
-    from devices.xfrmdev import OffloadError
     if not kconfig.enabled(req.netns.kernel, "XFRM_OFFLOAD"):
-        return None                 # the !CONFIG_XFRM_OFFLOAD stub: accepted, nothing offloaded
+        return                      # the !CONFIG_XFRM_OFFLOAD stub: accepted, nothing offloaded
     flags = xuo.flags
     if flags & ~_KNOWN_FLAGS:
-        return Reply(-E.EINVAL, "Unrecognized flags in offload request")
+        raise KernelError(E.EINVAL, "Unrecognized flags in offload request")
     inbound = bool(flags & X.XFRM_OFFLOAD_INBOUND)
     if (inbound and x.dir == X.XFRM_SA_DIR_OUT) or (not inbound and x.dir == X.XFRM_SA_DIR_IN):
-        return Reply(-E.EINVAL, "Mismatched SA and offload direction")
+        raise KernelError(E.EINVAL, "Mismatched SA and offload direction")
     if inbound and x.if_id:
-        return Reply(-E.EINVAL, "XFRM if_id is not supported in RX path")
+        raise KernelError(E.EINVAL, "XFRM if_id is not supported in RX path")
     if x.tfcpad:
-        return Reply(-E.EINVAL, "TFC padding can't be offloaded")
+        raise KernelError(E.EINVAL, "TFC padding can't be offloaded")
     packet = bool(flags & X.XFRM_OFFLOAD_PACKET)
-    links = getattr(req.netns, "links", None)
-    dev = links.by_index(xuo.ifindex) if links is not None else None
+    dev = _links_dev(req, xuo.ifindex)
     if dev is None:
         dev = _route_dev(req, x, inbound)
-        if dev is None:
-            return Reply(-E.EINVAL) if packet else None
-    ops = _ops(dev)
-    if ops is None:                 # no xdo_dev_state_add; the core never looks at features
-        return Reply(-E.EINVAL) if packet else None
+    ops = _ops(dev) if dev is not None else None
+    if dev is None or ops is None:  # no xdo_dev_state_add; the core never looks at features
+        if packet:
+            raise KernelError(E.EINVAL)
+        return
     if not packet and x.props.flags & X.XFRM_STATE_ESN and not ops.has_advance_esn:
-        return Reply(-E.EINVAL, "Device doesn't support offload with ESN")
+        raise KernelError(E.EINVAL, "Device doesn't support offload with ESN")
     if x.id.proto != X.IPPROTO_ESP:
-        return Reply(-E.EINVAL, "Type doesn't support offload")
+        raise KernelError(E.EINVAL, "Type doesn't support offload")
     x.xso = XfrmDevOffload(dev, XFRM_DEV_OFFLOAD_IN if inbound else XFRM_DEV_OFFLOAD_OUT,
                            XFRM_DEV_OFFLOAD_PACKET if packet else XFRM_DEV_OFFLOAD_CRYPTO)
     try:
         ops.xdo_dev_state_add(dev, x)
-    except OffloadError as e:
+    except (OffloadError, KernelError) as e:
         x.xso = None
         if packet or e.errno != E.EOPNOTSUPP:
-            return Reply(-e.errno, _mod(ops, e.msg, e.module) or "Device failed to offload this state")
+            raise KernelError(e.errno, _mod(ops, e.msg, e.module)
+                              or "Device failed to offload this state") from e
         # crypto offload refused with EOPNOTSUPP: software fallback. The driver's message
         # stays in the extack, so the success ACK carries it (netlink_ack adds _msg whatever
         # the error): `ip` prints it as a Warning
-        if e.msg and hasattr(req, "warning"):
+        if e.msg:
             req.warning = Reply(0, _mod(ops, e.msg, e.module))
-        return None
-    return None
 
 
-def _mod(ops, msg, module=None):
+def _mod(ops: XfrmDevOps, msg: str | None, module: str | None = None) -> str | None:
     """NL_SET_ERR_MSG_MOD: the driver's module name in front of its message (the module
     that set it, when an upper device passes its lower's message through)."""
     module = ops.module if module is None else module
     return f"{module}: {msg}" if msg and module else msg
 
 
-def xfrm_dev_state_delete(x) -> None:
+def xfrm_dev_state_delete(x: SecurityAssociation) -> None:
     xso = x.xso
     if xso is not None and _ops(xso.dev) is not None:
         _ops(xso.dev).xdo_dev_state_delete(xso.dev, x)
 
 
-def xfrm_dev_state_free(x) -> None:
+def xfrm_dev_state_free(x: SecurityAssociation) -> None:
     xso = x.xso
     if xso is not None and _ops(xso.dev) is not None:
         _ops(xso.dev).xdo_dev_state_free(xso.dev, x)
@@ -145,26 +169,26 @@ def xfrm_dev_state_free(x) -> None:
     x.xso = None
 
 
-def xfrm_dev_state_acquire(x, pol) -> int:
+def xfrm_dev_state_acquire(x: SecurityAssociation, pol: Policy | PolicyWire) -> int:
     """``xfrm_state_find``: the larval (ACQ) state of a flow hitting a packet-offloaded
     policy is bound to the policy's device, flagged XFRM_DEV_OFFLOAD_FLAG_ACQ, and handed to
     the driver with no extack. 0, or the driver's negative errno (the caller then kills the
     larval state and sends no ACQUIRE)."""
-    from devices.xfrmdev import OffloadError
-    xdo = getattr(pol, "xdo", None)
-    if xdo is None or xdo.type != XFRM_DEV_OFFLOAD_PACKET or _ops(xdo.dev) is None:
+    xdo = pol.xdo
+    ops = _ops(xdo.dev) if xdo is not None else None
+    if xdo is None or xdo.type != XFRM_DEV_OFFLOAD_PACKET or ops is None:
         return 0
     x.xso = XfrmDevOffload(xdo.dev, xdo.dir, XFRM_DEV_OFFLOAD_PACKET)
     x.xso.flags = XFRM_DEV_OFFLOAD_FLAG_ACQ
     try:
-        _ops(xdo.dev).xdo_dev_state_add(xdo.dev, x)
-    except OffloadError as e:
+        ops.xdo_dev_state_add(xdo.dev, x)
+    except (OffloadError, KernelError) as e:
         x.xso = None
         return -e.errno
     return 0
 
 
-def xfrm_dev_state_acquire_abort(x) -> None:
+def xfrm_dev_state_acquire_abort(x: SecurityAssociation) -> None:
     """``xfrm_state_find`` when km_query finds no key manager: a packet-offloaded larval
     state is deleted and freed on the device before it dies."""
     if x.xso is not None and x.xso.type == XFRM_DEV_OFFLOAD_PACKET:
@@ -172,7 +196,7 @@ def xfrm_dev_state_acquire_abort(x) -> None:
         xfrm_dev_state_free(x)
 
 
-def xfrm_dev_state_lower_handle(x, lower_dev) -> int:
+def xfrm_dev_state_lower_handle(x: SecurityAssociation, lower_dev: NetDevice | None) -> int:
     """The RFC's ``xfrm_dev_state_lower_handle``: the handle ``lower_dev`` uses for ``x``.
     The state's own device → its offload_handle; an upper device with the op (the bond)
     maps it; a state bound through ``real_dev`` → offload_handle; anything else → 0."""
@@ -189,7 +213,7 @@ def xfrm_dev_state_lower_handle(x, lower_dev) -> int:
     return 0
 
 
-def xfrm_dev_state_update_stats(x) -> None:
+def xfrm_dev_state_update_stats(x: SecurityAssociation) -> None:
     """``xfrm_dev_state_update_stats``: a driver with the op refreshes ``x.curlft`` and
     ``x.stats`` from its hardware counters before they are reported."""
     xso = x.xso
@@ -198,20 +222,19 @@ def xfrm_dev_state_update_stats(x) -> None:
         ops.xdo_dev_state_update_stats(x)
 
 
-def xfrm_dev_policy_add(req, pol, xuo, dir) -> Reply | None:
+def xfrm_dev_policy_add(req: XfrmRequest, pol: Policy, xuo: X.XfrmUserOffload,
+                        dir: int) -> None:
     """``xfrm_dev_policy_add``."""
-    from devices.xfrmdev import OffloadError
     if not kconfig.enabled(req.netns.kernel, "XFRM_OFFLOAD"):
-        return None                 # the !CONFIG_XFRM_OFFLOAD stub, as for states
+        return                      # the !CONFIG_XFRM_OFFLOAD stub, as for states
     if xuo.flags != X.XFRM_OFFLOAD_PACKET:
-        return Reply(-E.EINVAL, "Unrecognized flags in offload request")
-    links = getattr(req.netns, "links", None)
-    dev = links.by_index(xuo.ifindex) if links is not None else None
+        raise KernelError(E.EINVAL, "Unrecognized flags in offload request")
+    dev = _links_dev(req, xuo.ifindex)
     if dev is None:
-        return Reply(-E.EINVAL)
+        raise KernelError(E.EINVAL)
     ops = _ops(dev)
     if ops is None or not ops.has_policy_ops:
-        return Reply(-E.EINVAL, "Policy offload is not supported")
+        raise KernelError(E.EINVAL, "Policy offload is not supported")
     if dir == X.XFRM_POLICY_IN:
         xdir = XFRM_DEV_OFFLOAD_IN
     elif dir == X.XFRM_POLICY_OUT:
@@ -219,30 +242,30 @@ def xfrm_dev_policy_add(req, pol, xuo, dir) -> Reply | None:
     elif dir == X.XFRM_POLICY_FWD:
         xdir = XFRM_DEV_OFFLOAD_FWD
     else:
-        return Reply(-E.EINVAL, "Unrecognized offload direction")
+        raise KernelError(E.EINVAL, "Unrecognized offload direction")
     pol.xdo = XfrmDevOffload(dev, xdir, XFRM_DEV_OFFLOAD_PACKET)
     try:
         ops.xdo_dev_policy_add(dev, pol)
-    except OffloadError as e:
+    except (OffloadError, KernelError) as e:
         pol.xdo = None
-        return Reply(-e.errno, _mod(ops, e.msg, e.module) or "Device failed to offload this policy")
-    return None
+        raise KernelError(e.errno, _mod(ops, e.msg, e.module)
+                          or "Device failed to offload this policy") from e
 
 
-def xfrm_dev_policy_delete(pol) -> None:
+def xfrm_dev_policy_delete(pol: Policy) -> None:
     xdo = pol.xdo
     if xdo is not None and _ops(xdo.dev) is not None:
         _ops(xdo.dev).xdo_dev_policy_delete(xdo.dev, pol)
 
 
-def xfrm_dev_policy_free(pol) -> None:
+def xfrm_dev_policy_free(pol: Policy) -> None:
     xdo = pol.xdo
     if xdo is not None and _ops(xdo.dev) is not None:
         _ops(xdo.dev).xdo_dev_policy_free(xdo.dev, pol)
     pol.xdo = None
 
 
-def copy_user_offload(obj) -> bytes:
+def copy_user_offload(obj: SecurityAssociation | Policy) -> bytes:
     """``copy_user_offload``: {bound ifindex, INBOUND if dir IN, PACKET if packet type}."""
     xso = getattr(obj, "xso", None) or getattr(obj, "xdo", None)
     if xso is None or xso.dev is None:
@@ -255,7 +278,7 @@ def copy_user_offload(obj) -> bytes:
     return nla(X.Xfrma.OFFLOAD_DEV, struct.pack("=iB3x", xso.dev.ifindex, flags))
 
 
-def xfrm_dev_flush(dev) -> None:
+def xfrm_dev_flush(dev: NetDevice) -> None:
     """``xfrm_dev_state_flush`` + ``xfrm_dev_policy_flush``: every state and policy offloaded
     to ``dev`` leaves the SAD/SPD. No XFRM_MSG_DELSA/DELPOLICY goes to key managers (those
     come from the netlink delete paths only). Also called by drivers (airoha on FEAT_CHANGE)."""
@@ -263,16 +286,11 @@ def xfrm_dev_flush(dev) -> None:
     xnet = getattr(ns, "xfrm", None) if ns is not None else None
     if xnet is None:
         return
-    from .sadb import sad
-    sad(xnet).dev_flush(dev)
-    spd_db = getattr(xnet, "spd", None)
-    if spd_db is not None:
-        for pol in list(spd_db.all.values()):
-            if pol.xdo is not None and pol.xdo.dev is dev:
-                spd_db.delete(pol)
+    xnet.sad.dev_flush(dev)
+    xnet.spd.dev_flush(dev)
 
 
-def _xfrm_dev_event(event: str, dev, **info) -> None:
+def xfrm_dev_event(event: str, dev: NetDevice, **info: Any) -> None:
     """``xfrm_dev_event``: NETDEV_DOWN / NETDEV_UNREGISTER → ``xfrm_dev_down``, which flushes
     only while NETIF_F_HW_ESP is on. NETDEV_REGISTER / FEAT_CHANGE only run
     ``xfrm_api_check`` (a veto on inconsistent ESP features, which the feature code already
@@ -281,12 +299,4 @@ def _xfrm_dev_event(event: str, dev, **info) -> None:
         xfrm_dev_flush(dev)
 
 
-def _register() -> None:
-    try:
-        from devices.netdev import register_netdevice_notifier
-    except ImportError:
-        return
-    register_netdevice_notifier(_xfrm_dev_event)
-
-
-_register()
+_xfrm_dev_event = xfrm_dev_event   # the name before the notifier was registered by init

@@ -1,15 +1,22 @@
-"""An SPD entry (``struct xfrm_policy``) and the messages that carry it to userspace:
+"""An SPD entry (``struct xfrm_policy``) with its templates (``struct xfrm_tmpl``), the
+selector matching of xfrm_policy.c, and the messages that carry a policy to userspace:
 ``dump_one_policy`` / ``xfrm_policy_netlink`` (NEWPOLICY), ``xfrm_notify_policy``
 (NEW/UPD/DELPOLICY events) and ``xfrm_exp_policy_notify`` (POLEXPIRE)."""
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from netlink_codec import netlink as N
 from netlink_codec import xfrm as X
 from netlink_codec.netlink import NLM_F_MULTI, encode_msg, nla, nla_u32
 
 from . import offload
-from .acquire import TMPL, Template
+
+if TYPE_CHECKING:
+    from ..kernel import Timer
+    from .offload import XfrmDevOffload
 
 A = X.Xfrma
 M = X.XfrmMsg
@@ -17,6 +24,120 @@ M = X.XfrmMsg
 # action, flags, share
 _INFO_TAIL = struct.Struct("=8Q4QIIBBBB4x")   # 168 bytes with the tail padding
 SEL_LEN = 56
+TMPL = struct.Struct("=16s4sB3xH2x16sIBBBxIII")
+assert TMPL.size == 64
+
+
+@dataclass
+class Template:
+    """``struct xfrm_tmpl`` (as XFRMA_TMPL carries it)."""
+    daddr: bytes
+    spi: int
+    proto: int
+    family: int
+    saddr: bytes
+    reqid: int
+    mode: int
+    share: int = 0
+    optional: int = 0
+    aalgos: int = 0xFFFFFFFF
+    ealgos: int = 0xFFFFFFFF
+    calgos: int = 0xFFFFFFFF
+
+    @classmethod
+    def decode(cls, raw: bytes) -> "Template":
+        d, spi, proto, fam, s, reqid, mode, share, opt, aa, ea, ca = TMPL.unpack(raw)
+        return cls(d, int.from_bytes(spi, "big"), proto, fam, s, reqid, mode, share, opt, aa, ea, ca)
+
+    def encode(self) -> bytes:
+        return TMPL.pack(self.daddr, self.spi.to_bytes(4, "big"), self.proto, self.family,
+                         self.saddr, self.reqid, self.mode, self.share, self.optional,
+                         self.aalgos, self.ealgos, self.calgos)
+
+
+def decode_templates(raw: bytes) -> list[Template]:
+    """The XFRMA_TMPL payload: as many whole templates as it holds."""
+    return [Template.decode(raw[i:i + TMPL.size]) for i in range(0, len(raw) - TMPL.size + 1,
+                                                                    TMPL.size)]
+
+
+# -- selectors (xfrm_selector_match) --------------------------------------------------------
+
+def host_selector(src: bytes, dst: bytes, family: int, proto: int = 0, sport: int = 0,
+                  dport: int = 0, ifindex: int = 0) -> X.XfrmSelector:
+    """``__xfrm_init_tempsel`` from a flow: host prefixes, ports with full masks if set."""
+    width = 4 if family == X.AF_INET else 16
+    sel = X.XfrmSelector()
+    sel.daddr = X.XfrmAddress.of(dst[:width])
+    sel.saddr = X.XfrmAddress.of(src[:width])
+    sel.prefixlen_d = sel.prefixlen_s = width * 8
+    sel.family, sel.proto, sel.ifindex = family, proto, ifindex
+    sel.dport, sel.sport = dport, sport
+    sel.dport_mask = 0xFFFF if dport else 0
+    sel.sport_mask = 0xFFFF if sport else 0
+    return sel
+
+
+def addr_match(a: bytes, b: bytes, plen: int) -> bool:
+    """``addr_match``: the first ``plen`` bits are equal."""
+    whole, rest = divmod(plen, 8)
+    if a[:whole] != b[:whole]:
+        return False
+    mask = (0xFF << (8 - rest)) & 0xFF
+    return not rest or (a[whole] & mask) == (b[whole] & mask)
+
+
+def selector_match(sel: bytes, flow: bytes) -> bool:
+    """``xfrm_selector_match`` of a selector against a flow given as a host selector."""
+    dp, dpm, sp, spm = struct.unpack_from(">HHHH", sel, 32)
+    fdp, _, fsp, _ = struct.unpack_from(">HHHH", flow, 32)
+    return (addr_match(flow[0:16], sel[0:16], sel[42]) and addr_match(flow[16:32], sel[16:32], sel[43])
+            and not ((fdp ^ dp) & dpm) and not ((fsp ^ sp) & spm)
+            and (sel[44] == 0 or sel[44] == flow[44])
+            and sel[48:52] in (bytes(4), flow[48:52]))          # ifindex: 0 = any
+
+
+# -- a policy as xfrm_state_find and km_query see it -----------------------------------------
+
+@dataclass
+class PolicyWire:
+    """A policy as the kernel would copy it to userspace: what ``xfrm_state_find`` and
+    ``build_acquire`` read of a policy (the SPD's :class:`Policy` answers the same)."""
+    info: bytes                     # xfrm_userpolicy_info (168)
+    templates: list[Template]
+    ptype: int = X.XFRM_POLICY_TYPE_MAIN
+    mark: tuple[int, int] = (0, 0)
+    if_id: int = 0
+    offload: bytes = b""            # XFRMA_OFFLOAD_DEV attribute, header included
+    xdo: XfrmDevOffload | None = None   # the SPD policy's device binding (packet offload)
+
+    @classmethod
+    def from_message(cls, msg: bytes) -> "PolicyWire":
+        """From a NEWPOLICY message (``dump_one_policy``)."""
+        info = bytes(msg[16:16 + 168])
+        tmpls: list[Template] = []
+        ptype, mark, if_id, off = 0, (0, 0), 0, b""
+        for ra in N.iter_attrs(msg, 16 + 168, len(msg)):
+            body = bytes(msg[ra.start:ra.end])
+            if ra.type == A.TMPL:
+                tmpls = decode_templates(body)
+            elif ra.type == A.POLICY_TYPE:
+                ptype = body[0]
+            elif ra.type == A.MARK:
+                mark = struct.unpack("=II", body[:8])
+            elif ra.type == A.IF_ID:
+                if_id = struct.unpack("=I", body[:4])[0]
+            elif ra.type == A.OFFLOAD_DEV:
+                off = N.nla(A.OFFLOAD_DEV, body)
+        return cls(info, tmpls, ptype, mark, if_id, off)
+
+    def out_info(self) -> bytes:
+        """``copy_to_user_policy(xp, p, XFRM_POLICY_OUT)``: dir OUT, share ANY."""
+        b = bytearray(self.info)
+        b[160] = X.XFRM_POLICY_OUT
+        b[163] = X.XFRM_SHARE_ANY
+        b[164:168] = bytes(4)
+        return bytes(b)
 
 
 def policy_id2dir(index: int) -> int:
@@ -29,8 +150,9 @@ class Policy:
                  "dir", "action", "flags", "type", "templates", "mark", "if_id", "xdo",
                  "dead", "timer", "hard_expired", "_wire", "_wire_key")
 
-    def __init__(self, sel: bytes, lft: tuple, priority: int, index: int, action: int,
-                 flags: int, ptype: int, templates: list, mark: tuple, if_id: int, dir: int):
+    def __init__(self, sel: bytes, lft: tuple[int, ...], priority: int, index: int,
+                 action: int, flags: int, ptype: int, templates: list[Template],
+                 mark: tuple[int, int], if_id: int, dir: int):
         self.sel = sel                 # the selector bytes as the user sent them
         self.family = int.from_bytes(sel[40:42], "little")
         self.lft = lft                 # the 8 lifetime_cfg values
@@ -42,15 +164,16 @@ class Policy:
         self.mark = mark               # (v, m), stored as given
         self.if_id = if_id
         self.dir = dir
-        self.xdo = None                # offload state (xfrmd.xfrm.offload)
+        self.xdo: XfrmDevOffload | None = None   # offload state (xfrmd.xfrm.offload)
         self.dead = False
-        self.timer = None
-        self._wire = None              # cached dump body (userpolicy_info + attributes)
-        self._wire_key = None
+        self.timer: Timer | None = None
+        self.hard_expired = False
+        self._wire: bytes = b""        # cached dump body (userpolicy_info + attributes)
+        self._wire_key: tuple[Any, ...] | None = None
 
     # -- identity ---------------------------------------------------------------------
     @property
-    def key(self) -> tuple:
+    def key(self) -> tuple[int, int, int, bytes, tuple[int, int]]:
         """What ``xfrm_policy_insert_list`` / ``xfrm_policy_bysel_ctx`` compare: type,
         if_id, the whole selector (memcmp), mark value and mask, (no security context
         without an LSM), within one direction."""
@@ -78,6 +201,20 @@ class Policy:
         if self.xdo is not None:
             out += offload.copy_user_offload(self)
         return out
+
+    # -- what xfrm_state_find and build_acquire read (the PolicyWire interface) ---------
+    @property
+    def ptype(self) -> int:
+        return self.type
+
+    @property
+    def offload(self) -> bytes:
+        """The XFRMA_OFFLOAD_DEV attribute ``copy_user_offload`` writes, or b""."""
+        return offload.copy_user_offload(self) if self.xdo is not None else b""
+
+    def out_info(self) -> bytes:
+        """``copy_to_user_policy(xp, p, XFRM_POLICY_OUT)``: dir OUT, share ANY."""
+        return self.userpolicy_info(X.XFRM_POLICY_OUT)
 
     def invalidate(self) -> None:
         """Something the cached wire form holds changed (templates moved by MIGRATE)."""
@@ -119,6 +256,3 @@ def flush_message(ptype: int, seq: int, pid: int) -> bytes:
     return encode_msg(M.FLUSHPOLICY, 0, seq, pid, nla(A.POLICY_TYPE, struct.pack("=BxHBx", ptype, 0, 0)))
 
 
-def decode_templates(raw: bytes) -> list[Template]:
-    return [Template.decode(raw[i:i + TMPL.size]) for i in range(0, len(raw) - TMPL.size + 1,
-                                                                    TMPL.size)]

@@ -1,21 +1,28 @@
 """NEWSA/UPDSA checking and state construction, in the order of xfrm_user.c:
 ``verify_newsa_info`` (with ``verify_replay``) then ``xfrm_state_construct`` (attach the
 algorithms, copy the attributes, ``__xfrm_init_state``, ``xfrm_init_replay``, AE overrides,
-offload). Every failure is a :class:`Reply` with the kernel's errno and extack text.
+offload). Every failure raises :class:`~xfrmd.errors.KernelError` with the kernel's errno
+and extack text.
 """
 from __future__ import annotations
 
 import errno as E
 import struct
+from typing import TYPE_CHECKING
 
 from netlink_codec import xfrm as X
 
 from .. import kconfig
-from ..netlink.core import Reply
-from . import algos, offload, types
-from .state import UINT_MAX, A, USERSA_INFO, Algo, LifetimeCfg, LifetimeCur, ReplayEsn, StateId
+from ..errors import KernelError
+from . import algos, iptfs, offload, types
+from .request import XfrmRequest
+from .state import (UINT_MAX, A, USERSA_INFO, Algo, LifetimeCfg, LifetimeCur, ReplayEsn,
+                    SecurityAssociation, StateId)
 
-EINVAL = -E.EINVAL
+if TYPE_CHECKING:
+    from .sadb import StateDb
+
+EINVAL = E.EINVAL
 _ESN_HEAD = struct.Struct("=6I")
 _IPTFS = frozenset((A.IPTFS_DROP_TIME, A.IPTFS_REORDER_WINDOW, A.IPTFS_DONT_FRAG,
                     A.IPTFS_INIT_DELAY, A.IPTFS_MAX_QSIZE, A.IPTFS_PKT_SIZE))
@@ -28,7 +35,7 @@ class UsersaInfo:
     __slots__ = ("sel", "daddr", "spi", "proto", "id_pad", "saddr", "lft", "curlft", "seq",
                  "reqid", "family", "mode", "replay_window", "flags")
 
-    def __init__(self, buf, off: int):
+    def __init__(self, buf: bytes | bytearray, off: int) -> None:
         f = USERSA_INFO.unpack_from(buf, off)
         self.sel = X.XfrmSelector.from_buffer_copy(f[0])
         self.daddr, self.spi, self.proto = f[1], int.from_bytes(f[2], "big"), f[3]
@@ -39,181 +46,177 @@ class UsersaInfo:
         self.replay_window, self.flags = f[25], f[26]
 
 
-def _err(msg: str | None = None, errno: int = EINVAL) -> Reply:
-    return Reply(errno, msg)
+def _err(msg: str | None = None, errno: int = EINVAL) -> KernelError:
+    return KernelError(errno, msg)
 
 
-def _verify_replay(req, p: UsersaInfo, sa_dir: int) -> Reply | None:
+def _verify_replay(req: XfrmRequest, p: UsersaInfo, sa_dir: int) -> None:
     """``verify_replay``."""
     ra = req.attrs.get(A.REPLAY_ESN_VAL)
     esn = p.flags & X.XFRM_STATE_ESN
     if ra is None:
-        return _err("Missing required attribute for ESN") if esn else None
+        if esn:
+            raise _err("Missing required attribute for ESN")
+        return
     bmp_len, oseq, seq, oseq_hi, seq_hi, window = _ESN_HEAD.unpack_from(req.buf, ra.start)
     if bmp_len > X.XFRMA_REPLAY_ESN_MAX // 4 // 8:
-        return _err("ESN bitmap length must be <= 128")
+        raise _err("ESN bitmap length must be <= 128")
     alen = ra.end - ra.start
     if alen < 24 + 4 * bmp_len and alen != 24:
-        return _err("ESN attribute is too short to fit the full bitmap length")
+        raise _err("ESN attribute is too short to fit the full bitmap length")
     if p.proto not in (X.IPPROTO_ESP, X.IPPROTO_AH):
-        return _err("ESN only supported for ESP and AH")
+        raise _err("ESN only supported for ESP and AH")
     if p.replay_window:
-        return _err("ESN not compatible with legacy replay_window")
+        raise _err("ESN not compatible with legacy replay_window")
     if sa_dir == X.XFRM_SA_DIR_OUT:
         if window:
-            return _err("Replay window should be 0 for output SA")
+            raise _err("Replay window should be 0 for output SA")
         if seq or seq_hi:
-            return _err("Replay seq and seq_hi should be 0 for output SA")
+            raise _err("Replay seq and seq_hi should be 0 for output SA")
         if not esn:
             if oseq_hi:
-                return _err("Replay oseq_hi should be 0 in non-ESN mode for output SA")
+                raise _err("Replay oseq_hi should be 0 in non-ESN mode for output SA")
             if oseq == UINT_MAX:
-                return _err("Replay oseq should be less than 0xFFFFFFFF in non-ESN mode for output SA")
+                raise _err("Replay oseq should be less than 0xFFFFFFFF in non-ESN mode for output SA")
         elif oseq == UINT_MAX and oseq_hi == UINT_MAX:
-            return _err("Replay oseq and oseq_hi should be less than 0xFFFFFFFF for output SA")
+            raise _err("Replay oseq and oseq_hi should be less than 0xFFFFFFFF for output SA")
         if bmp_len:
-            return _err("Replay bmp_len should 0 for output SA")
+            raise _err("Replay bmp_len should 0 for output SA")
     if sa_dir == X.XFRM_SA_DIR_IN:
         if oseq or oseq_hi:
-            return _err("Replay oseq and oseq_hi should be 0 for input SA")
+            raise _err("Replay oseq and oseq_hi should be 0 for input SA")
         if not esn:
             if seq_hi:
-                return _err("Replay seq_hi should be 0 in non-ESN mode for input SA")
+                raise _err("Replay seq_hi should be 0 in non-ESN mode for input SA")
             if seq == UINT_MAX:
-                return _err("Replay seq should be less than 0xFFFFFFFF in non-ESN mode for input SA")
+                raise _err("Replay seq should be less than 0xFFFFFFFF in non-ESN mode for input SA")
         elif seq == UINT_MAX and seq_hi == UINT_MAX:
-            return _err("Replay seq and seq_hi should be less than 0xFFFFFFFF for input SA")
+            raise _err("Replay seq and seq_hi should be less than 0xFFFFFFFF for input SA")
     return None
 
 
-def _alg_len(req, t: int, head: int) -> bool:
+def _alg_len(req: XfrmRequest, t: int, head: int) -> bool:
     """The attribute holds its key: nla_len >= head + (alg_key_len + 7) / 8."""
     ra = req.attrs[t]
     (key_len,) = struct.unpack_from("=I", req.buf, ra.start + 64)
     return ra.end - ra.start >= head + (key_len + 7) // 8
 
 
-def verify_newsa_info(req, p: UsersaInfo) -> Reply | None:
+def verify_newsa_info(req: XfrmRequest, p: UsersaInfo) -> None:
     """``verify_newsa_info``: EINVAL with the kernel's message, in its order."""
     at = req.attrs
-    sa_dir = req.attr_int(A.SA_DIR, 1) or 0
+    sa_dir = req.attr_u32(A.SA_DIR, 1)
     if p.family not in (X.AF_INET, X.AF_INET6):
-        return _err("Invalid address family")
+        raise _err("Invalid address family")
     family = p.sel.family
     if not family and not p.flags & X.XFRM_STATE_AF_UNSPEC:
         family = p.family
     if family == X.AF_INET:
         if p.sel.prefixlen_d > 32 or p.sel.prefixlen_s > 32:
-            return _err("Invalid prefix length in selector (must be <= 32 for IPv4)")
+            raise _err("Invalid prefix length in selector (must be <= 32 for IPv4)")
     elif family == X.AF_INET6:
         if p.sel.prefixlen_d > 128 or p.sel.prefixlen_s > 128:
-            return _err("Invalid prefix length in selector (must be <= 128 for IPv6)")
+            raise _err("Invalid prefix length in selector (must be <= 128 for IPv6)")
     elif family != 0:
-        return _err("Invalid address family in selector")
+        raise _err("Invalid address family in selector")
 
     auth = A.ALG_AUTH in at or A.ALG_AUTH_TRUNC in at
     proto = p.proto
     if proto == X.IPPROTO_AH:
         if not auth:
-            return _err("Missing required attribute for AH: AUTH_TRUNC or AUTH")
+            raise _err("Missing required attribute for AH: AUTH_TRUNC or AUTH")
         if A.ALG_AEAD in at or A.ALG_CRYPT in at or A.ALG_COMP in at or A.TFCPAD in at:
-            return _err("Invalid attributes for AH: AEAD, CRYPT, COMP, TFCPAD")
+            raise _err("Invalid attributes for AH: AEAD, CRYPT, COMP, TFCPAD")
     elif proto == X.IPPROTO_ESP:
         if A.ALG_COMP in at:
-            return _err("Invalid attribute for ESP: COMP")
+            raise _err("Invalid attribute for ESP: COMP")
         if not auth and A.ALG_CRYPT not in at and A.ALG_AEAD not in at:
-            return _err("Missing required attribute for ESP: at least one of AUTH, AUTH_TRUNC, CRYPT, AEAD")
+            raise _err("Missing required attribute for ESP: at least one of AUTH, AUTH_TRUNC, CRYPT, AEAD")
         if (auth or A.ALG_CRYPT in at) and A.ALG_AEAD in at:
-            return _err("Invalid attribute combination for ESP: AEAD can't be used with AUTH, AUTH_TRUNC, CRYPT")
+            raise _err("Invalid attribute combination for ESP: AEAD can't be used with AUTH, AUTH_TRUNC, CRYPT")
         if A.TFCPAD in at and p.mode != X.XFRM_MODE_TUNNEL:
-            return _err("TFC padding can only be used in tunnel mode")
+            raise _err("TFC padding can only be used in tunnel mode")
         if not _IPTFS.isdisjoint(at) and p.mode != X.XFRM_MODE_IPTFS:
-            return _err("IP-TFS options can only be used in IP-TFS mode")
+            raise _err("IP-TFS options can only be used in IP-TFS mode")
     elif proto == X.IPPROTO_COMP:
         if A.ALG_COMP not in at:
-            return _err("Missing required attribute for COMP: COMP")
+            raise _err("Missing required attribute for COMP: COMP")
         if A.ALG_AEAD in at or auth or A.ALG_CRYPT in at or A.TFCPAD in at:
-            return _err("Invalid attributes for COMP: AEAD, AUTH, AUTH_TRUNC, CRYPT, TFCPAD")
+            raise _err("Invalid attributes for COMP: AEAD, AUTH, AUTH_TRUNC, CRYPT, TFCPAD")
         if p.spi >= 0x10000:
-            return _err("SPI is too large for COMP (must be < 0x10000)")
+            raise _err("SPI is too large for COMP (must be < 0x10000)")
     elif proto in (X.IPPROTO_DSTOPTS, X.IPPROTO_ROUTING):
         if (A.ALG_COMP in at or auth or A.ALG_AEAD in at or A.ALG_CRYPT in at
                 or A.ENCAP in at or A.SEC_CTX in at or A.TFCPAD in at):
-            return _err("Invalid attributes for DSTOPTS/ROUTING")
+            raise _err("Invalid attributes for DSTOPTS/ROUTING")
         if A.COADDR not in at:
-            return _err("Missing required COADDR attribute for DSTOPTS/ROUTING")
+            raise _err("Missing required COADDR attribute for DSTOPTS/ROUTING")
     else:
-        return _err("Unsupported protocol")
+        raise _err("Unsupported protocol")
 
     if A.ALG_AEAD in at and not _alg_len(req, A.ALG_AEAD, 72):
-        return _err("Invalid AEAD attribute length")
+        raise _err("Invalid AEAD attribute length")
     if A.ALG_AUTH_TRUNC in at and not _alg_len(req, A.ALG_AUTH_TRUNC, 72):
-        return _err("Invalid AUTH_TRUNC attribute length")
+        raise _err("Invalid AUTH_TRUNC attribute length")
     for t in (A.ALG_AUTH, A.ALG_CRYPT, A.ALG_COMP):
         if t in at and not _alg_len(req, t, 68):
-            return _err("Invalid AUTH/CRYPT/COMP attribute length")
-    ra = at.get(A.SEC_CTX)
-    if ra is not None:
-        ulen, _, _, _, ctx_len = struct.unpack_from("=HHBBH", req.buf, ra.start)
-        if ulen > ra.end - ra.start or ulen != 8 + ctx_len:
-            return _err("Invalid security context length")
-    bad = _verify_replay(req, p, sa_dir)
-    if bad is not None:
-        return bad
+            raise _err("Invalid AUTH/CRYPT/COMP attribute length")
+    req.verify_sec_ctx_len()
+    _verify_replay(req, p, sa_dir)
 
     if p.mode == X.XFRM_MODE_IPTFS:
         if proto != X.IPPROTO_ESP:
-            return _err("IP-TFS mode only supported with ESP")
+            raise _err("IP-TFS mode only supported with ESP")
         if sa_dir == 0:
-            return _err("IP-TFS mode requires in or out direction attribute")
+            raise _err("IP-TFS mode requires in or out direction attribute")
     elif p.mode not in (X.XFRM_MODE_TRANSPORT, X.XFRM_MODE_TUNNEL,
                         X.XFRM_MODE_ROUTEOPTIMIZATION, X.XFRM_MODE_BEET):
-        return _err("Unsupported mode")
+        raise _err("Unsupported mode")
 
     if A.MTIMER_THRESH in at:
         if A.ENCAP not in at:
-            return _err("MTIMER_THRESH attribute can only be set on ENCAP states")
+            raise _err("MTIMER_THRESH attribute can only be set on ENCAP states")
         if sa_dir == X.XFRM_SA_DIR_OUT:
-            return _err("MTIMER_THRESH attribute should not be set on output SA")
+            raise _err("MTIMER_THRESH attribute should not be set on output SA")
     if sa_dir == X.XFRM_SA_DIR_OUT:
         if p.flags & X.XFRM_STATE_DECAP_DSCP:
-            return _err("Flag DECAP_DSCP should not be set for output SA")
+            raise _err("Flag DECAP_DSCP should not be set for output SA")
         if p.flags & X.XFRM_STATE_ICMP:
-            return _err("Flag ICMP should not be set for output SA")
+            raise _err("Flag ICMP should not be set for output SA")
         if p.flags & X.XFRM_STATE_WILDRECV:
-            return _err("Flag WILDRECV should not be set for output SA")
+            raise _err("Flag WILDRECV should not be set for output SA")
         if p.replay_window:
-            return _err("Replay window should be 0 for output SA")
+            raise _err("Replay window should be 0 for output SA")
         if A.IPTFS_DROP_TIME in at:
-            return _err("IP-TFS drop time should not be set for output SA")
+            raise _err("IP-TFS drop time should not be set for output SA")
         if A.IPTFS_REORDER_WINDOW in at:
-            return _err("IP-TFS reorder window should not be set for output SA")
+            raise _err("IP-TFS reorder window should not be set for output SA")
         ra = at.get(A.REPLAY_VAL)
         if ra is not None:
             _, seq, bitmap = struct.unpack_from("=III", req.buf, ra.start)
             if seq or bitmap:
-                return _err("Replay seq and bitmap should be 0 for output SA")
+                raise _err("Replay seq and bitmap should be 0 for output SA")
     if sa_dir == X.XFRM_SA_DIR_IN:
         if p.flags & X.XFRM_STATE_NOPMTUDISC:
-            return _err("Flag NOPMTUDISC should not be set for input SA")
+            raise _err("Flag NOPMTUDISC should not be set for input SA")
         xflags = req.attr_int(A.SA_EXTRA_FLAGS)
         if xflags is not None:
             if xflags & X.XFRM_SA_XFLAG_DONT_ENCAP_DSCP:
-                return _err("Flag DONT_ENCAP_DSCP should not be set for input SA")
+                raise _err("Flag DONT_ENCAP_DSCP should not be set for input SA")
             if xflags & X.XFRM_SA_XFLAG_OSEQ_MAY_WRAP:
-                return _err("Flag OSEQ_MAY_WRAP should not be set for input SA")
+                raise _err("Flag OSEQ_MAY_WRAP should not be set for input SA")
         for t, what in ((A.IPTFS_DONT_FRAG, "don't fragment"), (A.IPTFS_INIT_DELAY, "initial delay"),
                         (A.IPTFS_MAX_QSIZE, "max queue size"), (A.IPTFS_PKT_SIZE, "packet size")):
             if t in at:
-                return _err(f"IP-TFS {what} should not be set for input SA")
+                raise _err(f"IP-TFS {what} should not be set for input SA")
     if not sa_dir and A.SA_PCPU in at:
-        return _err("SA_PCPU only supported with SA_DIR")
+        raise _err("SA_PCPU only supported with SA_DIR")
     return None
 
 
 # -- xfrm_state_construct ------------------------------------------------------------------
 
-def _algo_attr(req, t: int, extra: bool):
+def _algo_attr(req: XfrmRequest, t: int, extra: bool) -> tuple[str, int, bytes, int]:
     ra = req.attrs[t]
     raw = bytes(req.buf[ra.start:ra.end])
     name = algos.c_name(raw[:64])
@@ -223,8 +226,8 @@ def _algo_attr(req, t: int, extra: bool):
     return name, key_len, key, second
 
 
-def state_construct(req, p: UsersaInfo, db):
-    """``xfrm_state_construct``: (state, None) or (None, Reply)."""
+def state_construct(req: XfrmRequest, p: UsersaInfo, db: StateDb) -> SecurityAssociation:
+    """``xfrm_state_construct``: the state, not yet inserted."""
     at = req.attrs
     x = db.alloc(LifetimeCfg(*p.lft))
     # copy_from_user_state
@@ -241,73 +244,73 @@ def state_construct(req, p: UsersaInfo, db):
     if A.COADDR in at:
         x.coaddr = req.attr_bytes(A.COADDR)[:16]
     if A.SA_EXTRA_FLAGS in at:
-        pr.extra_flags = req.attr_int(A.SA_EXTRA_FLAGS)
+        pr.extra_flags = req.attr_u32(A.SA_EXTRA_FLAGS)
 
     if A.ALG_AEAD in at:  # attach_aead
         name, key_len, key, icv = _algo_attr(req, A.ALG_AEAD, True)
         desc = algos.aead_get_byname(name, icv, db.kernel)
         if desc is None:
-            return None, _err("Requested AEAD algorithm not found", -E.ENOSYS)
+            raise _err("Requested AEAD algorithm not found", -E.ENOSYS)
         x.aead = Algo(desc.name, key_len, key, icv_len=icv)
         x.geniv = desc.geniv
     if A.ALG_AUTH_TRUNC in at:  # attach_auth_trunc
         name, key_len, key, trunc = _algo_attr(req, A.ALG_AUTH_TRUNC, True)
         desc = algos.aalg_get_byname(name, db.kernel)
         if desc is None:
-            return None, _err("Requested AUTH_TRUNC algorithm not found", -E.ENOSYS)
+            raise _err("Requested AUTH_TRUNC algorithm not found", -E.ENOSYS)
         if trunc > desc.icv_fullbits:
-            return None, _err("Invalid length requested for truncated ICV")
+            raise _err("Invalid length requested for truncated ICV")
         x.auth = Algo(desc.name, key_len, key, trunc_len=trunc or desc.icv_truncbits)
     elif A.ALG_AUTH in at:  # attach_auth (only when no AUTH_TRUNC was attached)
         name, key_len, key, _ = _algo_attr(req, A.ALG_AUTH, False)
         desc = algos.aalg_get_byname(name, db.kernel)
         if desc is None:
-            return None, _err("Requested AUTH algorithm not found", -E.ENOSYS)
+            raise _err("Requested AUTH algorithm not found", -E.ENOSYS)
         x.auth = Algo(desc.name, key_len, key, trunc_len=desc.icv_truncbits)
     if A.ALG_CRYPT in at:  # attach_crypt
         name, key_len, key, _ = _algo_attr(req, A.ALG_CRYPT, False)
         desc = algos.ealg_get_byname(name, db.kernel)
         if desc is None:
-            return None, _err("Requested CRYPT algorithm not found", -E.ENOSYS)
+            raise _err("Requested CRYPT algorithm not found", -E.ENOSYS)
         x.enc = Algo(desc.name, key_len, key)
         x.geniv = desc.geniv
     if A.ALG_COMP in at:  # attach_one_algo
         name, key_len, key, _ = _algo_attr(req, A.ALG_COMP, False)
         desc = algos.calg_get_byname(name, db.kernel)
         if desc is None:
-            return None, _err("Requested COMP algorithm not found", -E.ENOSYS)
+            raise _err("Requested COMP algorithm not found", -E.ENOSYS)
         x.comp = Algo(desc.name, key_len, key)
 
     if A.TFCPAD in at:
-        x.tfcpad = req.attr_int(A.TFCPAD)
+        x.tfcpad = req.attr_u32(A.TFCPAD)
     if A.MARK in at:
         x.mark = struct.unpack_from("=II", req.buf, at[A.MARK].start)
     if A.SET_MARK in at:
         smask = req.attr_int(A.SET_MARK_MASK)
-        pr.smark = (req.attr_int(A.SET_MARK), 0xFFFFFFFF if smask is None else smask)
+        pr.smark = (req.attr_u32(A.SET_MARK), 0xFFFFFFFF if smask is None else smask)
     if A.IF_ID in at:
-        x.if_id = req.attr_int(A.IF_ID)
+        x.if_id = req.attr_u32(A.IF_ID)
     if A.SA_DIR in at:
-        x.dir = req.attr_int(A.SA_DIR, 1)
+        x.dir = req.attr_u32(A.SA_DIR, 1)
     if A.NAT_KEEPALIVE_INTERVAL in at:
-        x.nat_keepalive_interval = req.attr_int(A.NAT_KEEPALIVE_INTERVAL)
+        x.nat_keepalive_interval = req.attr_u32(A.NAT_KEEPALIVE_INTERVAL)
     if A.SA_PCPU in at:
-        x.pcpu_num = req.attr_int(A.SA_PCPU)
+        x.pcpu_num = req.attr_u32(A.SA_PCPU)
         if x.pcpu_num >= db.num_possible_cpus:
             # probed on 6.18: ERANGE here (EINVAL in ALLOCSPI), same text
-            return None, _err("pCPU number too big", -E.ERANGE)
+            raise _err("pCPU number too big", -E.ERANGE)
 
-    err, msg = types.init_state(x)
-    if err:
-        return None, _err(msg, err)
-    bad = _construct_rest(req, p, x, db)
-    if bad is not None:
+    types.init_state(x)
+    try:
+        _construct_rest(req, p, x, db)
+    except KernelError:
         db.discard(x)      # nothing half-built stays behind (IPComp tunnel, offload)
-        return None, bad
-    return x, None
+        raise
+    return x
 
 
-def _construct_rest(req, p: UsersaInfo, x, db) -> Reply | None:
+def _construct_rest(req: XfrmRequest, p: UsersaInfo, x: SecurityAssociation,
+                    db: StateDb) -> None:
     """``xfrm_state_construct`` after ``__xfrm_init_state``."""
     at = req.attrs
     # SEC_CTX: no LSM is loaded, so security_xfrm_state_alloc accepts and stores nothing.
@@ -318,39 +321,31 @@ def _construct_rest(req, p: UsersaInfo, x, db) -> Reply | None:
     x.km_seq = p.seq
     x.replay_maxdiff = db.aevent_rseqth
     x.replay_maxage = db.aevent_etime * 1000 // 10   # (etime * HZ) / XFRM_AE_ETH_M
-    bad = init_replay(x)
-    if bad is not None:
-        return bad
+    init_replay(x)
     update_ae_params(req, x, update_esn=False)
-    if A.OFFLOAD_DEV in at:
-        xuo = req.attr_struct(A.OFFLOAD_DEV, X.XfrmUserOffload)
-        bad = offload.xfrm_dev_state_add(req, x, xuo)
-        if bad is not None:
-            return bad
+    xuo = req.attr_struct(A.OFFLOAD_DEV, X.XfrmUserOffload)
+    if xuo is not None:
+        offload.xfrm_dev_state_add(req, x, xuo)
     if x.props.mode == X.XFRM_MODE_IPTFS and kconfig.enabled(db.kernel, "XFRM_IPTFS"):
         # x->mode_cbs->user_init; without xfrm_iptfs, xfrm_get_mode_cbs finds no callbacks
         # and the SA is kept without its IP-TFS configuration
-        from .iptfs import user_init
-        err, msg = user_init(req, x, A)
-        if err:
-            return _err(msg, err)
-    return None
+        iptfs.user_init(req, x)
 
 
-def init_replay(x) -> Reply | None:
+def init_replay(x: SecurityAssociation) -> None:
     """``xfrm_init_replay``."""
     rs = x.replay_esn
     if rs is None:
-        return None
+        return
     if rs.replay_window > rs.bmp_len * 32:
-        return _err("ESN replay window is longer than the bitmap")
+        raise _err("ESN replay window is longer than the bitmap")
     if (x.props.flags & X.XFRM_STATE_ESN and rs.replay_window == 0
             and x.dir in (0, X.XFRM_SA_DIR_IN)):
-        return _err("ESN replay window must be > 0")
+        raise _err("ESN replay window must be > 0")
     return None
 
 
-def update_ae_params(req, x, update_esn: bool) -> None:
+def update_ae_params(req: XfrmRequest, x: SecurityAssociation, update_esn: bool) -> None:
     """``xfrm_update_ae_params``: replay state, current lifetime and thresholds."""
     at = req.attrs
     if _AE.isdisjoint(at):
@@ -367,26 +362,26 @@ def update_ae_params(req, x, update_esn: bool) -> None:
     if ra is not None:
         x.curlft = LifetimeCur(*struct.unpack_from("=4Q", req.buf, ra.start))
     if A.ETIMER_THRESH in at:
-        x.replay_maxage = req.attr_int(A.ETIMER_THRESH)
+        x.replay_maxage = req.attr_u32(A.ETIMER_THRESH)
     if A.REPLAY_THRESH in at:
-        x.replay_maxdiff = req.attr_int(A.REPLAY_THRESH)
+        x.replay_maxdiff = req.attr_u32(A.REPLAY_THRESH)
     if A.MTIMER_THRESH in at:
-        x.mapping_maxage = req.attr_int(A.MTIMER_THRESH)
+        x.mapping_maxage = req.attr_u32(A.MTIMER_THRESH)
 
 
-def replay_verify_len(x, req) -> Reply | None:
+def replay_verify_len(x: SecurityAssociation, req: XfrmRequest) -> None:
     """``xfrm_replay_verify_len`` for NEWAE."""
     ra = req.attrs.get(A.REPLAY_ESN_VAL)
     if x.replay_esn is None or ra is None:
-        return None
+        return
     bmp_len, *_rest, window = _ESN_HEAD.unpack_from(bytes(req.buf[ra.start:ra.end]).ljust(24, b"\0"))
     ulen = 24 + 4 * bmp_len
     if ra.end - ra.start < ulen:
-        return _err("ESN attribute is too short")
+        raise _err("ESN attribute is too short")
     if 24 + 4 * x.replay_esn.bmp_len != ulen:
-        return _err("New ESN size doesn't match the existing SA's ESN size")
+        raise _err("New ESN size doesn't match the existing SA's ESN size")
     if x.replay_esn.bmp_len != bmp_len:
-        return _err("New ESN bitmap size doesn't match the existing SA's ESN bitmap")
+        raise _err("New ESN bitmap size doesn't match the existing SA's ESN bitmap")
     if window > bmp_len * 32:
-        return _err("ESN replay window is longer than the bitmap")
+        raise _err("ESN replay window is longer than the bitmap")
     return None

@@ -14,19 +14,30 @@ For the datapath: ``sad(ns.xfrm).lookup(mark, daddr, spi, proto, family)`` is th
 lookup (``xfrm_state_lookup``); after counting a packet in ``x.curlft`` call
 :meth:`StateDb.check_expire` (byte/packet limits), after moving ``x.replay``/``x.replay_esn``
 call :func:`xfrmd.xfrm.aevent.replay_advanced`; set ``x.lastused`` on output. Output
-resolution (policy templates → VALID state or ACQUIRE) is :func:`xfrmd.xfrm.acquire.acquire`.
+resolution of one template (VALID state or ACQUIRE) is :meth:`StateDb.state_find`; of a
+policy, :meth:`xfrmd.xfrm.spdb.PolicyDb.tmpl_resolve`.
 """
 from __future__ import annotations
 
+import errno as E
 import itertools
 import struct
+from typing import TYPE_CHECKING, Any, Hashable, cast
 
 from netlink_codec import xfrm as X
 from netlink_codec.netlink import NETLINK_XFRM, encode_msg
 
 from . import offload
+from .offload import XFRM_DEV_OFFLOAD_PACKET, xfrm_dev_state_acquire, xfrm_dev_state_acquire_abort
+from .policy import Policy, PolicyWire, Template, selector_match
 from .state import (HZ, XFRM_STATE_ACQ, XFRM_STATE_DEAD, XFRM_STATE_EXPIRED, XFRM_STATE_VALID,
-                    SecurityAssociation, flush_message)
+                    LifetimeCfg, SecurityAssociation, StateId, flush_message)
+
+if TYPE_CHECKING:
+    from devices.netdev import NetDevice
+
+    from .netns import XfrmNet
+    from .user import XfrmUser
 
 G = X.XfrmNlGrp
 M = X.XfrmMsg
@@ -51,11 +62,14 @@ def proto_match(proto: int, userproto: int) -> bool:
     return proto == userproto
 
 
-def _chain_add(table: dict, key, x) -> None:
+Chains = dict[Any, list[SecurityAssociation]]
+
+
+def _chain_add(table: Chains, key: Hashable, x: SecurityAssociation) -> None:
     table.setdefault(key, []).append(x)
 
 
-def _chain_del(table: dict, key, x) -> None:
+def _chain_del(table: Chains, key: Hashable, x: SecurityAssociation) -> None:
     chain = table.get(key)
     if chain is None:
         return
@@ -70,42 +84,43 @@ def _chain_del(table: dict, key, x) -> None:
 class StateDb:
     """``net->xfrm`` state side."""
 
-    def __init__(self, xnet):
+    def __init__(self, xnet: XfrmNet):
         self.xnet = xnet
         self.ns = xnet.ns
         self.kernel = xnet.ns.kernel
         self.all = xnet.state_all         # id → SA, insertion order
-        self.byspi: dict = {}
-        self.bysrc: dict = {}
-        self.bydst: dict = {}
-        self.byseq: dict = {}
+        self.byspi: Chains = {}
+        self.bysrc: Chains = {}
+        self.bydst: Chains = {}
+        self.byseq: Chains = {}
         self._ids = itertools.count(1)
         self.acq_expires = XFRM_ACQ_EXPIRES
         self.aevent_etime = XFRM_AEVENT_ETIME
         self.aevent_rseqth = XFRM_AEVENT_RSEQTH
         self.num_possible_cpus = 2
-        self.tunnel6: dict[bytes, list] = {}   # xfrm6_tunnel: saddr → [spi, refcount]
+        self.tunnel6: dict[bytes, list[int]] = {}   # xfrm6_tunnel: saddr → [spi, refcount]
         self.tunnel6_spi = 0
 
     # -- keys -----------------------------------------------------------------------------
 
     @staticmethod
-    def _spi_key(x):
+    def _spi_key(x: SecurityAssociation) -> tuple[int, int]:
         return (x.id.spi, x.id.proto)
 
     @staticmethod
-    def _src_key(x):
+    def _src_key(x: SecurityAssociation) -> tuple[bytes, bytes, int]:
         f = x.props.family
         return (addr_key(x.id.daddr, f), addr_key(x.props.saddr, f), x.id.proto)
 
     @staticmethod
-    def _dst_key(x):
+    def _dst_key(x: SecurityAssociation) -> tuple[bytes, bytes, int, int]:
         f = x.props.family
         return (addr_key(x.id.daddr, f), addr_key(x.props.saddr, f), x.props.reqid, f)
 
     # -- lookups --------------------------------------------------------------------------
 
-    def lookup(self, mark: int, daddr: bytes, spi: int, proto: int, family: int):
+    def lookup(self, mark: int, daddr: bytes, spi: int, proto: int,
+               family: int) -> SecurityAssociation | None:
         """``__xfrm_state_lookup`` (byspi chain, newest first)."""
         chain = self.byspi.get((spi, proto))
         if not chain:
@@ -117,7 +132,8 @@ class StateDb:
                 return x
         return None
 
-    def lookup_byaddr(self, mark: int, daddr: bytes, saddr: bytes, proto: int, family: int):
+    def lookup_byaddr(self, mark: int, daddr: bytes, saddr: bytes, proto: int,
+                      family: int) -> SecurityAssociation | None:
         """``__xfrm_state_lookup_byaddr`` (bysrc chain)."""
         chain = self.bysrc.get((addr_key(daddr, family), addr_key(saddr, family), proto))
         if not chain:
@@ -127,7 +143,7 @@ class StateDb:
                 return x
         return None
 
-    def locate(self, x):
+    def locate(self, x: SecurityAssociation) -> SecurityAssociation | None:
         """``__xfrm_state_locate``: the state that would collide with ``x``."""
         mark = x.mark[0] & x.mark[1]
         if x.use_spi:
@@ -138,7 +154,8 @@ class StateDb:
         """``xfrm_state_lookup_spi_proto``: any state, any daddr."""
         return bool(self.byspi.get((spi, proto)))
 
-    def find_acq_byseq(self, mark: int, seq: int, pcpu_num: int | None = None):
+    def find_acq_byseq(self, mark: int, seq: int,
+                       pcpu_num: int | None = None) -> SecurityAssociation | None:
         """``__xfrm_find_acq_byseq``."""
         for x in reversed(self.byseq.get(seq, ())):
             if (x.km_state == XFRM_STATE_ACQ and x.mark_match(mark)
@@ -146,8 +163,9 @@ class StateDb:
                 return x
         return None
 
-    def find_acq(self, mark, family, mode, reqid, if_id, pcpu_num, proto, daddr, saddr,
-                 create: bool):
+    def find_acq(self, mark: tuple[int, int], family: int, mode: int, reqid: int, if_id: int,
+                 pcpu_num: int, proto: int, daddr: bytes, saddr: bytes,
+                 create: bool) -> SecurityAssociation | None:
         """``__find_acq_core``: a matching larval state, or a new one when ``create``."""
         key = (addr_key(daddr, family), addr_key(saddr, family), reqid, family)
         for x in reversed(self.bydst.get(key, ())):
@@ -175,16 +193,90 @@ class StateDb:
         self._arm(x, self.acq_expires)
         return x
 
+    def get_acqseq(self) -> int:
+        """``xfrm_get_acqseq``: one counter for the whole kernel, never 0."""
+        xu = cast("XfrmUser", self.kernel.families[NETLINK_XFRM])
+        xu.acqseq = (xu.acqseq + 1) & 0xFFFFFFFF or 1
+        return xu.acqseq
+
+    def state_find(self, sel: X.XfrmSelector, t: Template, pol: Policy | PolicyWire,
+                   flow_src: bytes, flow_dst: bytes,
+                   family: int) -> tuple[SecurityAssociation | None, int, bool]:
+        """``xfrm_state_find`` for one template: (state, 0, False) when a VALID SA serves it,
+        (None, -EAGAIN, sent) when an acquire is in progress (``sent``: this call sent it),
+        (None, -ESRCH, False) when no key manager listens."""
+        daddr = t.daddr if any(t.daddr[:4 if t.family == X.AF_INET else 16]) else flow_dst
+        saddr = t.saddr if any(t.saddr[:4 if t.family == X.AF_INET else 16]) else flow_src
+        fam = t.family or family
+        key = (addr_key(daddr, fam), addr_key(saddr, fam), t.reqid, fam)
+        mark = pol.mark[0] & pol.mark[1]
+        in_progress = False
+        best = None
+        flow = bytes(sel)
+        xdo = pol.xdo
+        pol_dev = xdo.dev if xdo is not None and xdo.type == XFRM_DEV_OFFLOAD_PACKET else None
+        for x in reversed(self.bydst.get(key, ())):
+            # packet offload: a hardware policy only takes hardware states of its own device,
+            # and a software lookup skips hardware states (xfrm_state_find under
+            # CONFIG_XFRM_OFFLOAD; the kernel keeps HW states first in the chain and breaks at
+            # the first software one, which selects the same states)
+            xso = x.xso
+            x_dev = xso.dev if xso is not None and xso.type == XFRM_DEV_OFFLOAD_PACKET else None
+            if x_dev is not pol_dev:
+                continue
+            if (x.props.family == fam and x.props.reqid == t.reqid and x.mark_match(mark)
+                    and x.if_id == pol.if_id and not x.props.flags & X.XFRM_STATE_WILDRECV
+                    and x.props.mode == t.mode and x.id.proto == t.proto
+                    and (not t.spi or t.spi == x.id.spi)):
+                if x.km_state == XFRM_STATE_VALID:
+                    # xfrm_state_look_at: the SA's selector must cover the flow; prefer one
+                    # that is not dying, then the most recently added
+                    if x.sel.family and (x.sel.family != family
+                                         or not selector_match(bytes(x.sel), flow)):
+                        continue
+                    if (best is None or best.km_dying > x.km_dying or
+                            (best.km_dying == x.km_dying
+                             and best.curlft.add_time < x.curlft.add_time)):
+                        best = x
+                elif x.km_state == XFRM_STATE_ACQ:
+                    in_progress = True
+        if best is not None:
+            return best, 0, False
+        if in_progress:
+            return None, -E.EAGAIN, False
+        x = self.alloc()
+        x.id = StateId(daddr, t.spi, t.proto)
+        x.sel = sel.copy()
+        x.props.saddr, x.props.mode, x.props.reqid, x.props.family = saddr, t.mode, t.reqid, fam
+        x.mark = pol.mark
+        x.if_id = pol.if_id
+        x.km_seq = self.get_acqseq()    # build_acquire takes a number even if unheard
+        if pol_dev is not None:
+            # the larval state is handed to the policy's device before km_query; a refusal
+            # kills it and no ACQUIRE goes out (xfrm_state_find, the driver's errno)
+            err = xfrm_dev_state_acquire(x, pol)
+            if err:
+                return None, err, False
+        if not self.km_query(x, t, pol):
+            xfrm_dev_state_acquire_abort(x)
+            return None, -E.ESRCH, False     # km_query: no key manager took it
+        x.km_state = XFRM_STATE_ACQ
+        x.dir = X.XFRM_SA_DIR_OUT
+        x.lft = x.lft._replace(hard_add_expires_seconds=self.acq_expires)
+        self._link(x)
+        self._arm(x, self.acq_expires)
+        return None, -E.EAGAIN, True
+
     # -- life cycle -----------------------------------------------------------------------
 
-    def alloc(self, lft=None) -> SecurityAssociation:
+    def alloc(self, lft: LifetimeCfg | None = None) -> SecurityAssociation:
         """``xfrm_state_alloc``: add_time now, limits infinite (unless ``lft`` is given)."""
         x = SecurityAssociation(lft)
         x.curlft.add_time = self.kernel.clock.wall()
         x.net = self
         return x
 
-    def _link(self, x) -> None:
+    def _link(self, x: SecurityAssociation) -> None:
         # Only the chains a lookup can use are kept: bysrc serves the address lookups of
         # protocols without SPI; bydst serves __find_acq_core and xfrm_state_find.
         x.uid = next(self._ids)
@@ -198,7 +290,7 @@ class StateDb:
             _chain_add(self.byseq, x.km_seq, x)
         self._grow_check()
 
-    def _unlink(self, x) -> None:
+    def _unlink(self, x: SecurityAssociation) -> None:
         self.all.pop(x.uid, None)
         _chain_del(self.byspi, self._spi_key(x), x)
         _chain_del(self.bysrc, self._src_key(x), x)
@@ -206,7 +298,7 @@ class StateDb:
         if x.km_seq:
             _chain_del(self.byseq, x.km_seq, x)
 
-    def set_spi(self, x, spi: int) -> None:
+    def set_spi(self, x: SecurityAssociation, spi: int) -> None:
         """``xfrm_alloc_spi`` inserting the chosen SPI into byspi."""
         x.id = x.id._replace(spi=spi)
         _chain_add(self.byspi, self._spi_key(x), x)
@@ -219,7 +311,7 @@ class StateDb:
         if len(self.all) > xn.state_hmask + 1 and xn.state_hmask + 1 < xn.HASHMAX:
             xn.state_hmask = xn.state_hmask * 2 + 1
 
-    def insert(self, x) -> None:
+    def insert(self, x: SecurityAssociation) -> None:
         """``__xfrm_state_insert``: sanitize the mark, link, start the 1 s lifetime timer.
         Without add/use lifetimes that first run would find nothing to do and not rearm, so
         no timer is queued then (the datapath arms one when a byte/packet limit hits)."""
@@ -231,10 +323,10 @@ class StateDb:
             # mod_timer(&x->rtimer, jiffies + replay_maxage): recorded only; see aevent.py
             x.rtimer_when = self.kernel.clock.now() + x.replay_maxage / HZ
 
-    def add(self, x) -> int:
+    def add(self, x: SecurityAssociation) -> int:
         """``xfrm_state_add``: 0 or -EEXIST; a matching larval state is removed."""
         if self.locate(x) is not None:
-            return -17
+            return -E.EEXIST
         x1 = None
         if x.use_spi and x.km_seq:
             x1 = self.find_acq_byseq(x.mark[0] & x.mark[1], x.km_seq, x.pcpu_num)
@@ -249,10 +341,10 @@ class StateDb:
             self.delete(x1)
         return 0
 
-    def delete(self, x) -> int:
+    def delete(self, x: SecurityAssociation) -> int:
         """``__xfrm_state_delete``: DEAD, unlinked, offload removed. -ESRCH if already dead."""
         if x.km_state == XFRM_STATE_DEAD:
-            return -3
+            return -E.ESRCH
         x.km_state = XFRM_STATE_DEAD
         self._unlink(x)
         if x.timer is not None:
@@ -269,7 +361,7 @@ class StateDb:
             self.tunnel6_free_spi(x.props.saddr)
         return 0
 
-    def dev_flush(self, dev) -> list:
+    def dev_flush(self, dev: NetDevice) -> list[SecurityAssociation]:
         """``xfrm_dev_state_flush`` (NETDEV_DOWN / UNREGISTER, feature off): delete every
         state offloaded to ``dev``, without netlink events. Returns the deleted states."""
         victims = [x for x in self.all.values()
@@ -279,7 +371,7 @@ class StateDb:
             self.delete(x)
         return victims
 
-    def discard(self, x) -> None:
+    def discard(self, x: SecurityAssociation) -> None:
         """Undo what construction did for a state that is never inserted (or is dropped
         after an in-place update): offload and the IPComp tunnel reference."""
         x.km_state = XFRM_STATE_DEAD
@@ -288,7 +380,7 @@ class StateDb:
             offload.xfrm_dev_state_free(x)
         self.delete_tunnel(x)
 
-    def delete_tunnel(self, x) -> None:
+    def delete_tunnel(self, x: SecurityAssociation) -> None:
         """``xfrm_state_delete_tunnel``: the last user takes the hidden tunnel state along."""
         t = x.tunnel
         if t is None:
@@ -339,7 +431,7 @@ class StateDb:
             if ent[1] <= 0:
                 del self.tunnel6[saddr]
 
-    def flush(self, proto: int) -> list:
+    def flush(self, proto: int) -> list[SecurityAssociation]:
         """``xfrm_state_flush``: every state matching ``proto`` (0 = all) that is not held by
         a tunnel. Returns the deleted states (empty = the kernel's -ESRCH)."""
         victims = [x for x in self.all.values()
@@ -348,7 +440,7 @@ class StateDb:
             self.delete(x)
         return victims
 
-    def check_expire(self, x) -> int:
+    def check_expire(self, x: SecurityAssociation) -> int:
         """``xfrm_state_check_expire``, for the datapath after it counted a packet in
         ``x.curlft``: first use sets use_time; a hard byte/packet limit marks the state
         EXPIRED and lets the timer delete it now (-EINVAL); a soft one sends EXPIRE hard=0."""
@@ -358,7 +450,7 @@ class StateDb:
         if cur.bytes >= lft.hard_byte_limit or cur.packets >= lft.hard_packet_limit:
             x.km_state = XFRM_STATE_EXPIRED
             self._arm(x, 0)
-            return -22
+            return -E.EINVAL
         if not x.km_dying and (cur.bytes >= lft.soft_byte_limit
                                or cur.packets >= lft.soft_packet_limit):
             x.km_dying = 1
@@ -367,12 +459,12 @@ class StateDb:
 
     # -- timers (xfrm_timer_handler) -------------------------------------------------------
 
-    def _arm(self, x, seconds: float) -> None:
+    def _arm(self, x: SecurityAssociation, seconds: float) -> None:
         if x.timer is not None:
             x.timer.cancel()
         x.timer = self.kernel.add_timer(seconds, lambda: self._timer(x))
 
-    def rearm(self, x) -> None:
+    def rearm(self, x: SecurityAssociation) -> None:
         """``xfrm_state_update`` restarts the timer 1 s from now."""
         if x.lft.has_timeouts():
             self._arm(x, 1)
@@ -380,16 +472,16 @@ class StateDb:
             x.timer.cancel()
             x.timer = None
 
-    def _timer(self, x) -> None:
+    def _timer(self, x: SecurityAssociation) -> None:
         x.timer = None
         if x.km_state == XFRM_STATE_DEAD:
             return
         now = self.kernel.clock.wall()
         lft, cur = x.lft, x.curlft
-        nxt = None
+        nxt: float | None = None
         expired = x.km_state == XFRM_STATE_EXPIRED
 
-        def soonest(tmo):
+        def soonest(tmo: float) -> None:
             nonlocal nxt
             nxt = tmo if nxt is None or tmo < nxt else nxt
 
@@ -439,17 +531,25 @@ class StateDb:
     def listening(self, group: int) -> bool:
         return self.kernel.has_listeners(self.ns, NETLINK_XFRM, group)
 
-    def km_state_notify(self, x, event: int, seq: int, pid: int) -> None:
+    def km_query(self, x: SecurityAssociation, t: Template, pol: Policy | PolicyWire) -> bool:
+        """``km_query`` → ``xfrm_send_acquire``: an ACQUIRE for the larval state ``x`` to
+        XFRMNLGRP_ACQUIRE; False when no key manager listens (-ESRCH in the kernel)."""
+        if not self.listening(G.ACQUIRE):
+            return False
+        self.multicast(G.ACQUIRE, x.acquire_message(t, pol))
+        return True
+
+    def km_state_notify(self, x: SecurityAssociation, event: int, seq: int, pid: int) -> None:
         if self.listening(G.SA):   # the message is only worth building for a listener
             self.multicast(G.SA, x.notify_message(event, seq, pid))
 
     def km_flush_notify(self, proto: int, seq: int, pid: int) -> None:
         self.multicast(G.SA, flush_message(proto, seq, pid))
 
-    def km_state_expired(self, x, hard: bool, pid: int) -> None:
+    def km_state_expired(self, x: SecurityAssociation, hard: bool, pid: int) -> None:
         self.multicast(G.EXPIRE, x.expire_message(hard, pid))
 
-    def km_new_mapping(self, x, new_saddr: bytes, new_sport: int) -> int:
+    def km_new_mapping(self, x: SecurityAssociation, new_saddr: bytes, new_sport: int) -> int:
         """``km_new_mapping``: the datapath saw an ESP-in-UDP packet of ``x`` from another
         address or port (NAT rebinding). Rate limited by XFRMA_MTIMER_THRESH (mapping_maxage)
         unless the port changed; the XFRM_MSG_MAPPING goes to XFRMNLGRP_MAPPING."""
@@ -460,23 +560,20 @@ class StateDb:
             x.new_mapping_sport, x.new_mapping = new_sport, now
         # xfrm_send_mapping / build_mapping
         if x.id.proto != X.IPPROTO_ESP or x.encap is None:
-            return -22
+            return -E.EINVAL
         body = (x.usersa_id() + struct.pack("=I", x.props.reqid) + x.props.saddr
                 + new_saddr.ljust(16, b"\0")[:16]
                 + struct.pack(">HH", x.encap.encap_sport, new_sport))
         self.multicast(G.MAPPING, encode_msg(M.MAPPING, 0, 0, 0, body))
         return 0
 
-    def km_aevent(self, x, flags: int, seq: int, pid: int) -> None:
+    def km_aevent(self, x: SecurityAssociation, flags: int, seq: int, pid: int) -> None:
         self.multicast(G.AEVENTS, x.aevent_message(flags, seq, pid))
 
 
-def sad(xnet) -> StateDb:
-    """The namespace's :class:`StateDb`, created on first use."""
-    db = getattr(xnet, "sad", None)
-    if db is None:
-        db = xnet.sad = StateDb(xnet)
-    return db
+def sad(xnet: XfrmNet) -> StateDb:
+    """The namespace's :class:`StateDb`."""
+    return xnet.sad
 
 
 __all__ = ["StateDb", "sad", "proto_match", "addr_key", "XFRM_STATE_VALID"]

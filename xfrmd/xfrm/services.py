@@ -1,16 +1,25 @@
 """Service ops of the XFRM subsystem (``xfrmd ctl`` and tests): ``acquire`` triggers what an
-outbound packet hitting a policy without SA would (see :mod:`xfrmd.xfrm.acquire`)."""
+outbound packet hitting a policy without SA would (``xfrm_tmpl_resolve_one``, see
+:meth:`xfrmd.xfrm.spdb.PolicyDb.tmpl_resolve`). :data:`SERVICES` is registered by the
+subsystem's init call (xfrmd/xfrm/__init__.py)."""
 from __future__ import annotations
 
 import errno as E
 import ipaddress
 import socket
 import struct
+from typing import TYPE_CHECKING, Any, Callable
 
 from netlink_codec import xfrm as X
 
-from ..services import service
-from .acquire import PolicyWire, Template, acquire, policy_for_flow
+from .algos import canonical, set_available
+from .policy import Policy, PolicyWire, Template, host_selector
+from .types import set_type_enabled
+
+if TYPE_CHECKING:
+    from ..kernel import Kernel, NetNamespace
+
+ServiceFn = Callable[["Kernel", "NetNamespace", dict[str, Any]], dict[str, Any]]
 
 XFRM_PROTOS = {"esp": X.IPPROTO_ESP, "ah": X.IPPROTO_AH, "comp": X.IPPROTO_COMP}
 MODES = {"transport": X.XFRM_MODE_TRANSPORT, "tunnel": X.XFRM_MODE_TUNNEL,
@@ -23,7 +32,7 @@ def _addr(text: str) -> tuple[bytes, int]:
     return a.packed.ljust(16, b"\0"), (X.AF_INET if a.version == 4 else X.AF_INET6)
 
 
-def _l4(value) -> int:
+def _l4(value: object) -> int:
     if value in (None, "", "any"):
         return 0
     if isinstance(value, int) or str(value).isdigit():
@@ -31,24 +40,16 @@ def _l4(value) -> int:
     return socket.getprotobyname(str(value))
 
 
-def _wire(pol) -> PolicyWire:
-    """The SPD policy as xfrm_state_find sees it: its wire form and its device binding."""
-    w = PolicyWire.from_message(pol.dump_message(0, 0))
-    w.xdo = getattr(pol, "xdo", None)
-    return w
-
-
-def _policy_by_index(ns, index: int) -> PolicyWire | None:
-    for pol in getattr(ns.xfrm, "policy_all", {}).values():
-        if getattr(pol, "index", None) == index:
-            return _wire(pol)
+def _policy_by_index(ns: NetNamespace, index: int) -> Policy | None:
+    for pol in ns.xfrm.spd.all.values():  # type: ignore[attr-defined]
+        if pol.index == index:
+            return pol  # type: ignore[no-any-return]
     return None
 
 
-def _hand_policy(req: dict, src: bytes, dst: bytes, family: int, proto: int,
+def _hand_policy(req: dict[str, Any], src: bytes, dst: bytes, family: int, proto: int,
                  sport: int, dport: int) -> PolicyWire:
     """A one-template outbound policy described on the command line."""
-    from .acquire import host_selector
     sel = host_selector(src, dst, family, proto, sport, dport)
     info = bytes(sel) + struct.pack("=8Q4QIIBBBB4x", INF, INF, INF, INF, 0, 0, 0, 0,
                                     0, 0, 0, 0, int(req.get("priority", 0)), 0,
@@ -65,8 +66,9 @@ def _hand_policy(req: dict, src: bytes, dst: bytes, family: int, proto: int,
     return PolicyWire(info, [t], mark=mark, if_id=int(req.get("if_id", 0)))
 
 
-@service("acquire")
-def _acquire(kernel, ns, req: dict) -> dict:
+def _acquire(kernel: Kernel, ns: NetNamespace, req: dict[str, Any]) -> dict[str, Any]:
+    spd = ns.xfrm.spd  # type: ignore[attr-defined]
+    pol: Policy | PolicyWire | None
     try:
         src, family = _addr(req["src"])
         dst, family2 = _addr(req["dst"])
@@ -81,15 +83,15 @@ def _acquire(kernel, ns, req: dict) -> dict:
         elif req.get("xfrm") or req.get("reqid") is not None:
             pol = _hand_policy(req, src, dst, family, proto, sport, dport)
         else:
-            found = policy_for_flow(ns, src, dst, family, proto, sport, dport)
+            found = spd.lookup_flow(src, dst, family, proto, sport, dport)
             if found is None:
                 return {"errno": 0, "policy": None, "acquired": [], "resolved": []}
             if found.action == X.XFRM_POLICY_BLOCK:
                 return {"errno": E.EPERM, "error": f"xfrmd: policy {found.index} blocks the flow"}
-            pol = _wire(found)
+            pol = found
     except (KeyError, ValueError, OSError) as e:
         return {"errno": E.EINVAL, "error": f"xfrmd: bad acquire request: {e}"}
-    res = acquire(ns, pol, src, dst, family, proto, sport, dport)
+    res: dict[str, Any] = spd.tmpl_resolve(pol, src, dst, family, proto, sport, dport)
     if res["errno"] == E.ESRCH:
         res["error"] = "no key manager listens on XFRMNLGRP_ACQUIRE"
     elif res["errno"] == E.EAGAIN:
@@ -97,11 +99,9 @@ def _acquire(kernel, ns, req: dict) -> dict:
     return res
 
 
-@service("xfrm_type")
-def _xfrm_type(kernel, ns, req: dict) -> dict:
+def _xfrm_type(kernel: Kernel, ns: NetNamespace, req: dict[str, Any]) -> dict[str, Any]:
     """Load (``on``) or unload (``off``) the ESP / AH / IPComp type of this kernel: without it
     NEWSA answers EPROTONOSUPPORT "Requested type not found", as a kernel without the module."""
-    from .types import set_type_enabled
     proto = XFRM_PROTOS.get(str(req.get("proto")))
     state = req.get("state")
     if proto is None or state not in ("on", "off"):
@@ -110,11 +110,9 @@ def _xfrm_type(kernel, ns, req: dict) -> dict:
     return {"errno": 0}
 
 
-@service("crypto_alg")
-def _crypto_alg(kernel, ns, req: dict) -> dict:
+def _crypto_alg(kernel: Kernel, ns: NetNamespace, req: dict[str, Any]) -> dict[str, Any]:
     """Make crypto algorithms (table names or aliases) available (``on``) or not (``off``)
     in this kernel: a missing one answers ENOSYS "Requested … algorithm not found"."""
-    from .algos import canonical, set_available
     names = req.get("names") or []
     state = req.get("state")
     canon = [canonical(str(n)) for n in names]
@@ -123,3 +121,10 @@ def _crypto_alg(kernel, ns, req: dict) -> dict:
         return {"errno": E.EINVAL, "error": f"xfrmd: crypto-alg on|off NAME… (unknown: {bad})"}
     set_available(kernel, canon, state == "on")
     return {"errno": 0}
+
+
+SERVICES: dict[str, ServiceFn] = {
+    "acquire": _acquire,
+    "xfrm_type": _xfrm_type,
+    "crypto_alg": _crypto_alg,
+}

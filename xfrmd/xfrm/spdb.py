@@ -4,30 +4,42 @@ direction counts and hash sizes GETSPDINFO reports, and the policy lifetime time
 from __future__ import annotations
 
 import errno as E
+from typing import TYPE_CHECKING, Any, Iterator
 
 from netlink_codec import xfrm as X
 from netlink_codec.netlink import NETLINK_XFRM
 
-from .policy import Policy, flush_message, policy_id2dir
+from . import offload
+from .policy import Policy, PolicyWire, flush_message, host_selector, policy_id2dir, selector_match
+
+if TYPE_CHECKING:
+    from devices.netdev import NetDevice
+
+    from ..kernel import NetNamespace
+    from .netns import XfrmNet
 
 G = X.XfrmNlGrp
 XFRM_KM_TIMEOUT = 30
 POLICY_MAX = 3
+IPSEC_ULPROTO_ANY = 255
 
 
 class PolicyDb:
-    def __init__(self, xnet):
+    """``net->xfrm`` policy side."""
+
+    def __init__(self, xnet: XfrmNet):
         self.xnet = xnet
         self.ns = xnet.ns
         self.kernel = xnet.ns.kernel
         self.all: dict[int, Policy] = xnet.policy_all   # insertion order = oldest first
         self.byidx: dict[int, Policy] = {}
-        self.by_selector: dict[tuple, Policy] = {}
+        self.by_selector: dict[tuple[Any, ...], Policy] = {}
         self.idx_generator = 0
         self.bydst_hmask = [7] * (2 * POLICY_MAX)
 
     # -- lookups ------------------------------------------------------------------------
-    def byid(self, mark, if_id: int, ptype: int, dir: int, index: int):
+    def byid(self, mark: tuple[int, int], if_id: int, ptype: int, dir: int,
+             index: int) -> Policy | None:
         """``xfrm_policy_byid`` (without the delete): None unless type, if_id and the mark
         (value and mask) match and the index belongs to ``dir``."""
         if policy_id2dir(index) != dir:
@@ -37,12 +49,70 @@ class PolicyDb:
             return None
         return p
 
-    def bysel(self, mark, if_id: int, ptype: int, dir: int, sel: bytes):
+    def bysel(self, mark: tuple[int, int], if_id: int, ptype: int, dir: int,
+              sel: bytes) -> Policy | None:
         """``xfrm_policy_bysel_ctx``."""
         return self.by_selector.get((dir, ptype, if_id, sel, tuple(mark)))
 
-    def walk_newest_first(self):
+    def walk_newest_first(self) -> Iterator[Policy]:
         return reversed(list(self.all.values()))
+
+    def lookup(self, dir: int, flow: bytes, family: int, mark: int = 0,
+               if_id: int = 0) -> Policy | None:
+        """``xfrm_policy_lookup_bytype`` over sub then main policies of ``dir``: the selector
+        must cover the flow (a host selector), the lowest priority value wins, the oldest on a
+        tie (the kernel walks the chains in insertion order and keeps the first best)."""
+        for ptype in (X.XFRM_POLICY_TYPE_SUB, X.XFRM_POLICY_TYPE_MAIN):
+            best = None
+            for pol in self.all.values():
+                if (pol.dir != dir or pol.type != ptype or pol.family != family
+                        or (mark & pol.mark[1]) != pol.mark[0] or pol.if_id != if_id
+                        or pol.dead):
+                    continue
+                if not selector_match(pol.sel, flow):
+                    continue
+                if best is None or pol.priority < best.priority:
+                    best = pol
+            if best is not None:
+                return best
+        return None
+
+    def lookup_flow(self, src: bytes, dst: bytes, family: int, proto: int = 0, sport: int = 0,
+                    dport: int = 0, mark: int = 0, if_id: int = 0) -> Policy | None:
+        """``xfrm_policy_lookup`` for an outbound flow (``xfrmd ctl acquire``)."""
+        return self.lookup(X.XFRM_POLICY_OUT,
+                           bytes(host_selector(src, dst, family, proto, sport, dport)),
+                           family, mark, if_id)
+
+    def migrate_find(self, sel: bytes, dir: int, ptype: int, if_id: int) -> Policy | None:
+        """``xfrm_migrate_policy_find``: any live policy of that direction and type whose
+        selector matches (the kernel then prefers the lowest priority; only found/not found
+        matters here)."""
+        for pol in self.all.values():
+            if (pol.dir == dir and pol.type == ptype and (if_id == 0 or pol.if_id == if_id)
+                    and not pol.dead and migrate_selector_match(sel, pol.sel)):
+                return pol
+        return None
+
+    def tmpl_resolve(self, pol: Policy | PolicyWire, flow_src: bytes, flow_dst: bytes,
+                     family: int, proto: int = 0, sport: int = 0,
+                     dport: int = 0) -> dict[str, Any]:
+        """``xfrm_tmpl_resolve_one`` for an outbound flow: walk the templates, acquiring for
+        the first that has no SA (optional templates are acquired for and skipped)."""
+        db = self.xnet.sad
+        sel = host_selector(flow_src, flow_dst, family, proto, sport, dport)
+        result: dict[str, Any] = {"errno": 0, "acquired": [], "resolved": []}
+        for t in pol.templates:
+            x, err, sent = db.state_find(sel, t, pol, flow_src, flow_dst, family)
+            if x is not None:
+                result["resolved"].append(x.id.spi)
+                continue
+            if sent:
+                result["acquired"].append(t.reqid)
+            if not t.optional:
+                result["errno"] = -err
+                break
+        return result
 
     # -- insert / unlink ------------------------------------------------------------------
     def gen_index(self, dir: int, index: int) -> int:
@@ -101,7 +171,6 @@ class PolicyDb:
 
     def _kill(self, pol: Policy) -> None:
         """``xfrm_policy_kill``: dead, timer stopped, hardware state released."""
-        from . import offload
         pol.dead = True
         if pol.timer is not None:
             pol.timer.cancel()
@@ -129,6 +198,12 @@ class PolicyDb:
     def destroy(self) -> None:
         for p in list(self.all.values()):
             self.delete(p)
+
+    def dev_flush(self, dev: NetDevice) -> None:
+        """``xfrm_dev_policy_flush``: every policy offloaded to ``dev`` leaves the SPD."""
+        for pol in list(self.all.values()):
+            if pol.xdo is not None and pol.xdo.dev is dev:
+                self.delete(pol)
 
     def _resize_check(self, dir: int) -> None:
         """``xfrm_bydst_should_resize`` → ``xfrm_hash_resize``: a direction's bydst table
@@ -160,10 +235,10 @@ class PolicyDb:
             return
         now = self.kernel.clock.wall()
         soft_add, hard_add, soft_use, hard_use = pol.lft[4], pol.lft[5], pol.lft[6], pol.lft[7]
-        nxt = None
+        nxt: float | None = None
         warn = False
 
-        def soonest(t):
+        def soonest(t: float) -> None:
             nonlocal nxt
             nxt = t if nxt is None or t < nxt else nxt
 
@@ -206,9 +281,16 @@ class PolicyDb:
         self.multicast(G.EXPIRE, pol.polexpire_message(hard, pid))
 
 
-def spd(xnet) -> PolicyDb:
-    """The namespace's :class:`PolicyDb`, created on first use."""
-    db = getattr(xnet, "spd", None)
-    if db is None:
-        db = xnet.spd = PolicyDb(xnet)
-    return db
+def migrate_selector_match(cmp: bytes, tgt: bytes) -> bool:
+    """``xfrm_migrate_selector_match``."""
+    if cmp[44] == IPSEC_ULPROTO_ANY:
+        fam = int.from_bytes(cmp[40:42], "little")
+        w = 4 if fam == X.AF_INET else 16
+        return (tgt[40:42] == cmp[40:42] and tgt[0:w] == cmp[0:w] and tgt[16:16 + w] == cmp[16:16 + w]
+                and tgt[42:44] == cmp[42:44])
+    return tgt == cmp
+
+
+def spd(xnet: XfrmNet) -> PolicyDb:
+    """The namespace's :class:`PolicyDb`."""
+    return xnet.spd

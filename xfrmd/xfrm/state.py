@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import struct
 from types import SimpleNamespace
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from netlink_codec import xfrm as X
 from netlink_codec.netlink import NLM_F_MULTI, encode_msg, nla, nla_u8, nla_u32
 
-from . import offload
+from . import iptfs, offload
+
+if TYPE_CHECKING:
+    from ..kernel import Timer
+    from .iptfs import IptfsConfig
+    from .offload import XfrmDevOffload
+    from .policy import Policy, PolicyWire, Template
+    from .sadb import StateDb
 
 # XFRMA_* / XFRM_MSG_* as plain ints: IntEnum member access costs twice a dict lookup,
 # and the NEWSA path looks attributes up dozens of times
@@ -53,7 +60,8 @@ class Algo:
     """An attached algorithm: ``xfrm_algo`` / ``xfrm_algo_auth`` / ``xfrm_algo_aead``."""
     __slots__ = ("name", "key_len", "key", "trunc_len", "icv_len")
 
-    def __init__(self, name: str, key_len: int, key: bytes, trunc_len: int = 0, icv_len: int = 0):
+    def __init__(self, name: str, key_len: int, key: bytes, trunc_len: int = 0,
+                 icv_len: int = 0) -> None:
         self.name = name          # canonical name from the table
         self.key_len = key_len    # bits
         self.key = key            # (key_len + 7) // 8 bytes
@@ -72,7 +80,7 @@ class Props:
     __slots__ = ("family", "saddr", "mode", "reqid", "replay_window", "flags", "extra_flags",
                  "smark")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.family = 0
         self.saddr = bytes(16)
         self.mode = 0
@@ -80,14 +88,15 @@ class Props:
         self.replay_window = 0
         self.flags = 0
         self.extra_flags = 0
-        self.smark = (0, 0)   # XFRMA_SET_MARK / _MASK
+        self.smark: tuple[int, int] = (0, 0)   # XFRMA_SET_MARK / _MASK
 
 
 class ReplayEsn:
     """``struct xfrm_replay_state_esn`` with its bitmap as a list of u32 words."""
     __slots__ = ("bmp_len", "oseq", "seq", "oseq_hi", "seq_hi", "replay_window", "bmp")
 
-    def __init__(self, bmp_len=0, oseq=0, seq=0, oseq_hi=0, seq_hi=0, replay_window=0, bmp=None):
+    def __init__(self, bmp_len: int = 0, oseq: int = 0, seq: int = 0, oseq_hi: int = 0,
+                 seq_hi: int = 0, replay_window: int = 0, bmp: list[int] | None = None) -> None:
         self.bmp_len, self.oseq, self.seq = bmp_len, oseq, seq
         self.oseq_hi, self.seq_hi, self.replay_window = oseq_hi, seq_hi, replay_window
         self.bmp = list(bmp) if bmp is not None else [0] * bmp_len
@@ -123,7 +132,7 @@ class LifetimeCfg(NamedTuple):
     soft_use_expires_seconds: int = 0
     hard_use_expires_seconds: int = 0
 
-    def values(self) -> tuple:
+    def values(self) -> tuple[int, ...]:
         return tuple(self)
 
     def has_timeouts(self) -> bool:
@@ -137,7 +146,8 @@ class LifetimeCur:
     """``struct xfrm_lifetime_cur``: the datapath counts bytes/packets and sets use_time."""
     __slots__ = ("bytes", "packets", "add_time", "use_time")
 
-    def __init__(self, nbytes=0, packets=0, add_time=0, use_time=0):
+    def __init__(self, nbytes: int = 0, packets: int = 0, add_time: int = 0,
+                 use_time: int = 0) -> None:
         self.bytes, self.packets, self.add_time, self.use_time = nbytes, packets, add_time, use_time
 
     def encode(self) -> bytes:
@@ -155,18 +165,22 @@ class SecurityAssociation:
                  "id_pad",
                  "uid", "net", "__weakref__")
 
-    def __init__(self, lft: LifetimeCfg | None = None):
+    def __init__(self, lft: LifetimeCfg | None = None) -> None:
         self.id = _NO_ID
         self.props = Props()
-        self.sel = None              # XfrmSelector (set by construction / find_acq)
-        self.aead = self.auth = self.enc = self.comp = None
-        self.encap = None            # XfrmEncapTmpl or None
-        self.coaddr = None           # 16 bytes or None
+        # XfrmSelector (set by construction / find_acq; the type says what it holds then)
+        self.sel: X.XfrmSelector = None  # type: ignore[assignment]
+        self.aead: Algo | None = None
+        self.auth: Algo | None = None
+        self.enc: Algo | None = None
+        self.comp: Algo | None = None
+        self.encap: X.XfrmEncapTmpl | None = None
+        self.coaddr: bytes | None = None   # 16 bytes
         self.tfcpad = 0
         # xfrm_state_alloc: every limit infinite, no expiry
         self.lft = lft if lft is not None else _DEFAULT_LFT
         self.curlft = LifetimeCur()
-        self.stats = [0, 0, 0]              # replay_window, replay, integrity_failed
+        self.stats: list[int] = [0, 0, 0]   # replay_window, replay, integrity_failed
         self.replay = [0, 0, 0]             # oseq, seq, bitmap
         self.preplay = [0, 0, 0]
         self.replay_esn: ReplayEsn | None = None
@@ -174,7 +188,7 @@ class SecurityAssociation:
         self.replay_maxdiff = 0
         self.replay_maxage = 0   # jiffies (HZ=1000 here), see build_aevent
         self.mapping_maxage = 0
-        self.mark = (0, 0)
+        self.mark: tuple[int, int] = (0, 0)
         self.if_id = 0
         self.dir = 0
         self.pcpu_num = UINT_MAX
@@ -183,20 +197,21 @@ class SecurityAssociation:
         self.km_state = XFRM_STATE_VOID
         self.km_seq = 0
         self.km_dying = 0
-        self.xso = None
-        self.geniv = None
-        self.tunnel = None           # IPComp tunnel mode: the hidden IPIP / IPv6 state
+        self.xso: XfrmDevOffload | None = None
+        self.geniv: str | None = None
+        # IPComp tunnel mode: the hidden IPIP / IPv6 state
+        self.tunnel: SecurityAssociation | None = None
         self.tunnel_users = 0        # > 0: held by the kernel (xfrm_state_kern)
-        self.timer = None
+        self.timer: Timer | None = None
         self.xflags = 0              # XFRM_TIME_DEFER
-        self.rtimer = None           # replay timer (xfrm_replay_timer_handler), see replay.py
-        self.rtimer_when = None      # its first expiry, kept lazily until the datapath runs
-        self.iptfs = None            # IP-TFS mode configuration (iptfs.IptfsConfig)
+        self.rtimer: Timer | None = None   # replay timer (xfrm_replay_timer_handler)
+        self.rtimer_when: float | None = None   # its first expiry, kept lazily until the datapath runs
+        self.iptfs: IptfsConfig | None = None   # IP-TFS mode configuration
         self.id_pad = b"\0\0\0"      # xfrm_id padding as the user sent it
         self.new_mapping = 0         # km_new_mapping rate limit (seconds) and last port
         self.new_mapping_sport = 0
         self.uid = 0
-        self.net = None
+        self.net: StateDb | None = None
 
     # -- identity ------------------------------------------------------------------------
 
@@ -212,7 +227,7 @@ class SecurityAssociation:
     def mark_match(self, mark: int) -> bool:
         return (mark & self.mark[1]) == self.mark[0]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"<SA proto {self.id.proto} spi {self.id.spi:#x} dst {self.id.daddr.hex()} "
                 f"state {self.km_state}>")
 
@@ -220,12 +235,9 @@ class SecurityAssociation:
 
     def usersa_info(self) -> bytes:
         """``copy_to_user_state``: the 224-byte xfrm_usersa_info, padding zeroed. An offloaded
-        state first asks its driver for fresh counters (``xfrm_dev_state_update_stats``),
-        when the offload module provides that hook."""
+        state first asks its driver for fresh counters (``xfrm_dev_state_update_stats``)."""
         if self.xso is not None:
-            update = getattr(offload, "xfrm_dev_state_update_stats", None)
-            if update is not None:
-                update(self)
+            offload.xfrm_dev_state_update_stats(self)
         p, cur = self.props, self.curlft
         return USERSA_INFO.pack(
             bytes(self.sel), self.id.daddr, struct.pack(">I", self.id.spi), self.id.proto,
@@ -287,8 +299,7 @@ class SecurityAssociation:
         if self.if_id:
             out.append(nla_u32(A.IF_ID, self.if_id))
         if self.iptfs is not None:
-            from .iptfs import copy_to_user
-            out.append(copy_to_user(self, A))
+            out.append(iptfs.copy_to_user(self))
         if self.mapping_maxage:
             out.append(nla_u32(A.MTIMER_THRESH, self.mapping_maxage))
         if self.pcpu_num != UINT_MAX:
@@ -327,6 +338,29 @@ class SecurityAssociation:
         if self.dir:
             attrs.append(nla_u8(A.SA_DIR, self.dir))
         return encode_msg(M.EXPIRE, 0, 0, pid, body + b"".join(attrs))
+
+    def acquire_message(self, t: Template, pol: Policy | PolicyWire) -> bytes:
+        """``build_acquire``: xfrm_user_acquire + TMPL + POLICY_TYPE + MARK + IF_ID + OFFLOAD
+        + PCPU, for the larval state of template ``t`` of ``pol``."""
+        ua = (struct.pack("=16s4sB3x", self.id.daddr, self.id.spi.to_bytes(4, "big"),
+                          self.id.proto)
+              + self.props.saddr + bytes(self.sel) + pol.out_info()
+              + struct.pack("=IIII", t.aalgos, t.ealgos, t.calgos, self.km_seq))
+        attrs = []
+        if pol.templates:
+            attrs.append(nla(A.TMPL, b"".join(tt.encode() for tt in pol.templates)))
+        # CONFIG_XFRM_SUB_POLICY=y on the reference kernel: the type is always sent
+        attrs.append(nla(A.POLICY_TYPE, struct.pack("=BxHBx", pol.ptype, 0, 0)))
+        if pol.mark[0] | pol.mark[1]:
+            attrs.append(nla(A.MARK, struct.pack("=II", *pol.mark)))
+        if pol.if_id:
+            attrs.append(nla_u32(A.IF_ID, pol.if_id))
+        offload_attr = pol.offload
+        if offload_attr:
+            attrs.append(offload_attr)
+        if self.pcpu_num != UINT_MAX:
+            attrs.append(nla_u32(A.SA_PCPU, self.pcpu_num))
+        return encode_msg(M.ACQUIRE, 0, 0, 0, ua + b"".join(attrs))
 
     def aevent_message(self, flags: int, seq: int, pid: int) -> bytes:
         """``build_aevent``: NEWAE with xfrm_aevent_id and the replay/lifetime state."""

@@ -1,6 +1,6 @@
 """``__xfrm_init_state`` (xfrm_state.c) and the ``init_state`` of the xfrm types:
 ``esp_init_state`` (esp4.c/esp6.c), ``ah_init_state`` (ah4.c/ah6.c), ``ipcomp4/6_init_state``
-(xfrm_ipcomp.c). Each returns ``(errno, extack)`` with errno 0 on success.
+(xfrm_ipcomp.c). Each raises :class:`~xfrmd.errors.KernelError` (errno and extack) on failure.
 
 Which types exist is the kernel's profile (:mod:`xfrmd.kconfig`: CONFIG_INET_ESP,
 CONFIG_INET6_ESP, CONFIG_INET_AH, …; all on by default). A kernel without one — like a
@@ -10,11 +10,17 @@ machine whose kernel lacks the modules — answers EPROTONOSUPPORT "Requested ty
 from __future__ import annotations
 
 import errno as E
+from typing import TYPE_CHECKING, Callable
 
 from netlink_codec import xfrm as X
 
 from .. import kconfig
+from ..errors import KernelError
 from . import algos
+from .state import XFRM_STATE_VALID, SecurityAssociation, StateId
+
+if TYPE_CHECKING:
+    from ..kernel import Kernel
 
 CRYPTO_MAX_ALG_NAME = 128
 CRYPTO_FAIL = "Kernel was unable to initialize cryptographic operations"
@@ -36,7 +42,8 @@ def get_mode(mode: int, family: int) -> bool:
     return False
 
 
-def get_type(proto: int, family: int, kernel=None):
+def get_type(proto: int, family: int,
+             kernel: Kernel | None = None) -> Callable[[SecurityAssociation], None] | None:
     """``xfrm_get_type``: the init_state function, or None when no module provides it (for
     this family: esp4 and esp6 are separate modules). Mobile IPv6 (ROUTING/DSTOPTS) is not
     built into the emulated kernel."""
@@ -45,7 +52,7 @@ def get_type(proto: int, family: int, kernel=None):
     return _TYPES.get(proto)
 
 
-def set_type_enabled(kernel, proto: int, enabled: bool) -> None:
+def set_type_enabled(kernel: Kernel, proto: int, enabled: bool) -> None:
     """Load or unload an xfrm type module in one emulated kernel, both families (the
     profile's options for it, e.g. CONFIG_INET_ESP and CONFIG_INET6_ESP)."""
     cfg = kconfig.of(kernel)
@@ -53,7 +60,7 @@ def set_type_enabled(kernel, proto: int, enabled: bool) -> None:
         cfg.set(name, enabled)
 
 
-def init_state(x, *, ip_no_pmtu_disc: bool = False) -> tuple[int, str | None]:
+def init_state(x: SecurityAssociation, *, ip_no_pmtu_disc: bool = False) -> None:
     """``__xfrm_init_state``."""
     family = x.props.family
     if family == X.AF_INET and ip_no_pmtu_disc:
@@ -61,42 +68,39 @@ def init_state(x, *, ip_no_pmtu_disc: bool = False) -> tuple[int, str | None]:
     sel_family = x.sel.family
     if sel_family != 0:
         if not get_mode(x.props.mode, sel_family):
-            return -E.EPROTONOSUPPORT, "Requested mode not found"
+            raise KernelError(E.EPROTONOSUPPORT, "Requested mode not found")
         if x.props.mode not in _TUNNEL_FLAG_MODES and family != sel_family:
-            return -E.EPROTONOSUPPORT, "Only tunnel modes can accommodate a change of family"
+            raise KernelError(E.EPROTONOSUPPORT, "Only tunnel modes can accommodate a change of family")
     elif not get_mode(x.props.mode, family):
-        return -E.EPROTONOSUPPORT, "Requested mode not found"
+        raise KernelError(E.EPROTONOSUPPORT, "Requested mode not found")
     type_init = get_type(x.id.proto, family, x.net.kernel if x.net is not None else None)
     if type_init is None:
-        return -E.EPROTONOSUPPORT, "Requested type not found"
-    err, msg = type_init(x)
-    if err:
-        return err, msg
+        raise KernelError(E.EPROTONOSUPPORT, "Requested type not found")
+    type_init(x)
     if not get_mode(x.props.mode, family):
-        return -E.EPROTONOSUPPORT, "Requested mode not found"
+        raise KernelError(E.EPROTONOSUPPORT, "Requested mode not found")
     if x.nat_keepalive_interval:
         if x.dir != X.XFRM_SA_DIR_OUT:
-            return -E.EINVAL, "NAT keepalive is only supported for outbound SAs"
+            raise KernelError(E.EINVAL, "NAT keepalive is only supported for outbound SAs")
         if x.encap is None or x.encap.encap_type != X.UDP_ENCAP_ESPINUDP:
-            return -E.EINVAL, "NAT keepalive is only supported for UDP encapsulation"
-    return 0, None
+            raise KernelError(E.EINVAL, "NAT keepalive is only supported for UDP encapsulation")
 
 
-def _key_ok(desc, key: bytes) -> bool:
+def _key_ok(desc: algos.AlgoDesc, key: bytes) -> bool:
     return desc.keys is None or len(key) in desc.keys
 
 
-def esp_init_state(x) -> tuple[int, str | None]:
+def esp_init_state(x: SecurityAssociation) -> None:
     """``esp_init_state``: build the AEAD (``esp_init_aead``) or authenc transform
     (``esp_init_authenc``), then check the encapsulation."""
     if x.aead is not None:
         desc = algos.aead_get_byname(x.aead.name, x.aead.icv_len)
         name = f"{x.geniv}({x.aead.name})"
         if len(name) >= CRYPTO_MAX_ALG_NAME:
-            return -E.ENAMETOOLONG, "Algorithm name is too long"
+            raise KernelError(E.ENAMETOOLONG, "Algorithm name is too long")
         # crypto_aead_setkey, then setauthsize(icv_len / 8)
         if desc is None or not _key_ok(desc, x.aead.key):
-            return -E.EINVAL, CRYPTO_FAIL
+            raise KernelError(E.EINVAL, CRYPTO_FAIL)
     elif x.enc is not None:
         enc = algos.ealg_get_byname(x.enc.name)
         auth_name = x.auth.name if x.auth is not None else "digest_null"
@@ -104,55 +108,52 @@ def esp_init_state(x) -> tuple[int, str | None]:
         name = f"{x.geniv}({esn}({auth_name},{x.enc.name}))" if x.geniv else \
             f"{esn}({auth_name},{x.enc.name})"
         if len(name) >= CRYPTO_MAX_ALG_NAME:
-            return -E.ENAMETOOLONG, "Algorithm name is too long"
+            raise KernelError(E.ENAMETOOLONG, "Algorithm name is too long")
         if x.auth is not None:
             auth = algos.aalg_get_byname(x.auth.name)
             # setauthsize(trunc_len / 8) must not exceed the digest size
             if auth is None or x.auth.trunc_len // 8 > auth.icv_fullbits // 8:
-                return -E.EINVAL, CRYPTO_FAIL
+                raise KernelError(E.EINVAL, CRYPTO_FAIL)
             if not _key_ok(auth, x.auth.key):
-                return -E.EINVAL, CRYPTO_FAIL
+                raise KernelError(E.EINVAL, CRYPTO_FAIL)
         # crypto_aead_setkey: the cipher checks its own key length
         if enc is None or not _key_ok(enc, x.enc.key):
-            return -E.EINVAL, CRYPTO_FAIL
+            raise KernelError(E.EINVAL, CRYPTO_FAIL)
     else:
-        return -E.EINVAL, "ESP: AEAD or CRYPT must be provided"
+        raise KernelError(E.EINVAL, "ESP: AEAD or CRYPT must be provided")
     if x.encap is not None and x.encap.encap_type not in (X.UDP_ENCAP_ESPINUDP,
                                                            X.TCP_ENCAP_ESPINTCP):
-        return -E.EINVAL, "Unsupported encapsulation type for ESP"
-    return 0, None
+        raise KernelError(E.EINVAL, "Unsupported encapsulation type for ESP")
 
 
-def ah_init_state(x) -> tuple[int, str | None]:
+def ah_init_state(x: SecurityAssociation) -> None:
     """``ah_init_state``."""
     if x.auth is None:
-        return -E.EINVAL, "AH requires a state with an AUTH algorithm"
+        raise KernelError(E.EINVAL, "AH requires a state with an AUTH algorithm")
     if x.encap is not None:
-        return -E.EINVAL, "AH is not compatible with encapsulation"
+        raise KernelError(E.EINVAL, "AH is not compatible with encapsulation")
     desc = algos.aalg_get_byname(x.auth.name)
     if desc is None or not _key_ok(desc, x.auth.key):
-        return -E.EINVAL, CRYPTO_FAIL
-    return 0, None
+        raise KernelError(E.EINVAL, CRYPTO_FAIL)
 
 
-def ipcomp_init_state(x) -> tuple[int, str | None]:
+def ipcomp_init_state(x: SecurityAssociation) -> None:
     """``ipcomp4_init_state`` / ``ipcomp6_init_state`` + ``ipcomp_init_state``."""
     if x.props.mode not in (X.XFRM_MODE_TRANSPORT, X.XFRM_MODE_TUNNEL):
-        return -E.EINVAL, "Unsupported XFRM mode for IPcomp"
+        raise KernelError(E.EINVAL, "Unsupported XFRM mode for IPcomp")
     if x.comp is None:
-        return -E.EINVAL, "Missing required compression algorithm"
+        raise KernelError(E.EINVAL, "Missing required compression algorithm")
     if x.encap is not None:
-        return -E.EINVAL, "IPComp is not compatible with encapsulation"
+        raise KernelError(E.EINVAL, "IPComp is not compatible with encapsulation")
     if x.props.mode == X.XFRM_MODE_TUNNEL:
-        return ipcomp_tunnel_attach(x)
-    return 0, None
+        ipcomp_tunnel_attach(x)
 
 
-def ipcomp_tunnel_attach(x) -> tuple[int, str | None]:
+def ipcomp_tunnel_attach(x: SecurityAssociation) -> None:
     """``ipcomp_tunnel_attach`` (ipcomp.c / ipcomp6.c): share or create the hidden tunnel
     state — IPIP with spi = outer saddr for IPv4, IPv6-in-IPv6 with an xfrm6_tunnel SPI."""
-    from .state import StateId, XFRM_STATE_VALID
     db = x.net
+    assert db is not None       # allocated by a StateDb
     family = x.props.family
     mark = x.mark[0] & x.mark[1]
     if family == X.AF_INET:
@@ -171,27 +172,27 @@ def ipcomp_tunnel_attach(x) -> tuple[int, str | None]:
         tp.family, tp.mode, tp.saddr = family, xp.mode, xp.saddr
         tp.flags, tp.extra_flags = xp.flags, xp.extra_flags
         t.mark, t.if_id = x.mark, x.if_id
-        err, _ = init_state(t)
-        if err:
+        try:
+            init_state(t)
+        except KernelError as e:
             if family == X.AF_INET6:
                 db.tunnel6_free_spi(x.props.saddr)
-            return -E.EINVAL, "Kernel error: failed to initialize the associated state"
+            raise KernelError(E.EINVAL, "Kernel error: failed to initialize the associated state") from e
         t.km_state = XFRM_STATE_VALID
         t.tunnel_users = 1
         db.insert(t)
     x.tunnel = t
     t.tunnel_users += 1
-    return 0, None
 
 
-def tunnel_init_state(x) -> tuple[int, str | None]:
+def tunnel_init_state(x: SecurityAssociation) -> None:
     """``ipip_init_state`` (xfrm4_tunnel.c) / ``xfrm6_tunnel_init_state``."""
     if x.props.mode != X.XFRM_MODE_TUNNEL or x.encap is not None:
-        return -E.EINVAL, None
-    return 0, None
+        raise KernelError(E.EINVAL)
 
 
 IPPROTO_IPIP, IPPROTO_IPV6 = 4, 41
-_TYPES = {X.IPPROTO_ESP: esp_init_state, X.IPPROTO_AH: ah_init_state,
-          X.IPPROTO_COMP: ipcomp_init_state, IPPROTO_IPIP: tunnel_init_state,
-          IPPROTO_IPV6: tunnel_init_state}
+_TYPES: dict[int, Callable[[SecurityAssociation], None]] = {
+    X.IPPROTO_ESP: esp_init_state, X.IPPROTO_AH: ah_init_state,
+    X.IPPROTO_COMP: ipcomp_init_state, IPPROTO_IPIP: tunnel_init_state,
+    IPPROTO_IPV6: tunnel_init_state}

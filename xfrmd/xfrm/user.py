@@ -1,124 +1,113 @@
 """xfrm_user: the NETLINK_XFRM family (net/xfrm/xfrm_user.c ``xfrm_user_rcv_msg``).
 
 This module is the single place where an XFRM request is checked in the kernel's order and
-handed to its handler. Handlers live next to what they manage and register themselves with
-:func:`handler`; each takes an :class:`XfrmRequest` and returns a :class:`Reply` (errno and
-extack) or ``DUMP_STARTED``.
+handed to its handler. Handlers live next to what they manage; :data:`XFRM_DISPATCH` (the
+kernel's ``xfrm_dispatch[]``) says which one serves a message type. Each takes an
+:class:`XfrmRequest` and returns a :class:`Reply` (success, with an extack warning maybe) or
+``DUMP_STARTED``; a failure raises :class:`~xfrmd.errors.KernelError`.
 """
 from __future__ import annotations
 
 import errno as E
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from netlink_codec import xfrm as X
-from netlink_codec.netlink import NETLINK_XFRM, NLM_F_DUMP, encode_msg
+from netlink_codec.netlink import NETLINK_XFRM, NLM_F_DUMP, RawAttr
 
+from ..errors import KernelError
 from ..netlink.core import Reply, Request
 from ..netlink.nlattr import parse_attrs
+from .acquire import xfrm_add_acquire
+from .info import (xfrm_get_default, xfrm_get_sadinfo, xfrm_get_spdinfo, xfrm_set_default,
+                   xfrm_set_spdinfo)
+from .migrate import xfrm_do_migrate
+from .netns import XfrmNet
 from .policy_table import STRICT_START_TYPE, XFRMA_POLICY, XFRMA_SPD_POLICY
+from .request import XfrmRequest
+from .sad import (xfrm_add_sa, xfrm_add_sa_expire, xfrm_alloc_userspi, xfrm_del_sa,
+                  xfrm_dump_sa, xfrm_flush_sa, xfrm_get_ae, xfrm_get_sa, xfrm_new_ae)
+from .spd import (xfrm_add_pol_expire, xfrm_add_policy, xfrm_dump_policy, xfrm_flush_policy,
+                  xfrm_get_policy)
 
-HANDLERS: dict[int, Callable] = {}   # doit, by message type
-DUMPERS: dict[int, Callable] = {}    # dumpit (GETSA, GETPOLICY)
+if TYPE_CHECKING:
+    from ..kernel import Kernel, NetNamespace
+
+Handler = Callable[[XfrmRequest], object]   # a Reply, or DUMP_STARTED
+M = X.XfrmMsg
 
 
-def handler(msg_type: int, *, dump: bool = False):
-    """Register the doit (or, with ``dump=True``, the dumpit) of a message type."""
-    def register(fn):
-        (DUMPERS if dump else HANDLERS)[msg_type] = fn
-        return fn
-    return register
+class XfrmLink(NamedTuple):
+    """``struct xfrm_link``: the doit and the dumpit of a message type."""
+    doit: Handler | None
+    dump: Handler | None = None
 
 
-class XfrmRequest(Request):
-    """A request after parsing: ``attrs`` maps XFRMA_* to the last RawAttr of that type."""
-    __slots__ = ("attrs", "warning")
-
-    def __init__(self, base: Request, attrs=None, warning=None):
-        super().__init__(base.kernel, base.sock, base.buf, base.hdr)
-        self.attrs = attrs or {}
-        self.warning = warning
-
-    @property
-    def xfrm(self):
-        return self.sock.netns.xfrm
-
-    def fixed(self, cls):
-        """The fixed part of the message; short ones are zero-padded (already length-checked)."""
-        return cls.decode_padded(self.buf, self.payload_offset, self.end)
-
-    def has(self, t: int) -> bool:
-        return t in self.attrs
-
-    def attr_bytes(self, t: int) -> bytes | None:
-        ra = self.attrs.get(t)
-        return None if ra is None else bytes(self.buf[ra.start:ra.end])
-
-    def attr_struct(self, t: int, cls):
-        """The attribute's payload as ``cls`` (the policy guaranteed its minimum length)."""
-        ra = self.attrs.get(t)
-        return None if ra is None else cls.decode_padded(self.buf, ra.start, ra.end)
-
-    def attr_int(self, t: int, size: int = 4) -> int | None:
-        ra = self.attrs.get(t)
-        if ra is None:
-            return None
-        return int.from_bytes(bytes(self.buf[ra.start:ra.start + size]).ljust(size, b"\0"), "little")
-
-    def attr_offset(self, t: int) -> int:
-        """Offset of the attribute from the request's nlmsghdr (for NLMSGERR_ATTR_OFFS)."""
-        return self.attrs[t].offset - self.hdr.offset
-
-    def reply(self, msg_type: int, payload: bytes, flags: int = 0) -> None:
-        """A unicast answer to the requester with the request's seq and the socket's port id."""
-        self.unicast(encode_msg(msg_type, flags, self.hdr.seq, self.sock.portid, payload))
-
-    def notify(self, group: int, msg_type: int, payload: bytes, *, seq: int | None = None,
-               pid: int | None = None) -> None:
-        """Multicast an event made by this request: seq and pid of the request header
-        (``km_event`` c.seq / c.portid), flags 0."""
-        data = encode_msg(msg_type, 0, self.hdr.seq if seq is None else seq,
-                          self.hdr.pid if pid is None else pid, payload)
-        self.kernel.multicast(self.sock.netns, NETLINK_XFRM, group, data)
-
-    def ok(self) -> Reply:
-        """Success, carrying a parse warning (extack message on the ACK) if there was one."""
-        return self.warning or Reply()
+# xfrm_dispatch[]: what xfrmd models of each XFRM_MSG_* (GETSA and GETPOLICY also dump)
+XFRM_DISPATCH: dict[int, XfrmLink] = {
+    M.NEWSA: XfrmLink(xfrm_add_sa),
+    M.DELSA: XfrmLink(xfrm_del_sa),
+    M.GETSA: XfrmLink(xfrm_get_sa, xfrm_dump_sa),
+    M.NEWPOLICY: XfrmLink(xfrm_add_policy),
+    M.DELPOLICY: XfrmLink(xfrm_get_policy),
+    M.GETPOLICY: XfrmLink(xfrm_get_policy, xfrm_dump_policy),
+    M.ALLOCSPI: XfrmLink(xfrm_alloc_userspi),
+    M.ACQUIRE: XfrmLink(xfrm_add_acquire),
+    M.EXPIRE: XfrmLink(xfrm_add_sa_expire),
+    M.UPDPOLICY: XfrmLink(xfrm_add_policy),
+    M.UPDSA: XfrmLink(xfrm_add_sa),
+    M.POLEXPIRE: XfrmLink(xfrm_add_pol_expire),
+    M.FLUSHSA: XfrmLink(xfrm_flush_sa),
+    M.FLUSHPOLICY: XfrmLink(xfrm_flush_policy),
+    M.NEWAE: XfrmLink(xfrm_new_ae),
+    M.GETAE: XfrmLink(xfrm_get_ae),
+    M.MIGRATE: XfrmLink(xfrm_do_migrate),
+    M.GETSADINFO: XfrmLink(xfrm_get_sadinfo),
+    M.NEWSPDINFO: XfrmLink(xfrm_set_spdinfo),
+    M.GETSPDINFO: XfrmLink(xfrm_get_spdinfo),
+    M.SETDEFAULT: XfrmLink(xfrm_set_default),
+    M.GETDEFAULT: XfrmLink(xfrm_get_default),
+}
+# the same table by role, plain ints as keys (benchmarks read HANDLERS)
+HANDLERS: dict[int, Handler] = {int(t): ln.doit for t, ln in XFRM_DISPATCH.items()
+                                if ln.doit is not None}
+DUMPERS: dict[int, Handler] = {int(t): ln.dump for t, ln in XFRM_DISPATCH.items()
+                               if ln.dump is not None}
 
 
 class XfrmUser:
-    """The NETLINK_XFRM kernel socket."""
+    """The NETLINK_XFRM kernel socket, and what the XFRM subsystem keeps per kernel."""
     protocol = NETLINK_XFRM
     groups = X.XFRMNLGRP_MAX
 
-    def __init__(self, kernel):
+    def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
-        # the handler modules register themselves on import
-        from . import info, sad, spd  # noqa: F401
+        self.doit = HANDLERS
+        self.dumpit = DUMPERS
+        self.acqseq = 0             # xfrm_get_acqseq's counter: one for the whole kernel
 
-    def init_net(self, ns) -> None:
-        from .netns import XfrmNet
-        ns.xfrm = XfrmNet(ns)
+    def init_net(self, ns: NetNamespace) -> None:
+        ns.xfrm = XfrmNet(ns)  # type: ignore[attr-defined]
 
-    def exit_net(self, ns) -> None:
-        ns.xfrm.flush_all()
+    def exit_net(self, ns: NetNamespace) -> None:
+        ns.xfrm.flush_all()  # type: ignore[attr-defined]
 
-    def rcv_msg(self, req: Request):
+    def rcv_msg(self, req: Request) -> object:
         t = req.hdr.type
         if t > X.XFRM_MSG_MAX:
-            return Reply(-E.EINVAL)
+            raise KernelError(E.EINVAL)
         if not req.sock.cap_net_admin:
             # xfrm_user_rcv_msg: "All operations require privileges, even GET"
             # (netlink_net_capable, the opener's credentials: docs/security.md)
-            return Reply(-E.EPERM)
+            raise KernelError(E.EPERM)
         if t in _DUMPABLE and req.hdr.flags & NLM_F_DUMP:
-            dumper = DUMPERS.get(t)
+            dumper = self.dumpit.get(t)
             if dumper is None:
-                return Reply(-E.EINVAL)
+                raise KernelError(E.EINVAL)
             return dumper(XfrmRequest(req))
         payload_len = req.hdr.len - 16
         min_len = _MSG_MIN[t]
         if payload_len < min_len:
-            return Reply(-E.EINVAL, "Invalid header length")
+            raise KernelError(E.EINVAL, "Invalid header length")
         start = req.payload_offset + ((min_len + 3) & ~3)
         if t == _NEWSPDINFO:
             tb, err, warn = parse_attrs(req.buf, start, req.end, XFRMA_SPD_POLICY, X.XFRMA_SPD_MAX,
@@ -130,12 +119,10 @@ class XfrmUser:
         if err is not None:
             return err
         if t != _NEWSPDINFO and (_SA_DIR in tb or _SA_PCPU in tb):
-            bad = _reject_unused_attr(t, tb)
-            if bad is not None:
-                return bad
-        doit = HANDLERS.get(t)
+            _reject_unused_attr(t, tb)
+        doit = self.doit.get(t)
         if doit is None:
-            return Reply(-E.EINVAL)
+            raise KernelError(E.EINVAL)
         return doit(XfrmRequest(req, tb, warn))
 
 
@@ -146,18 +133,19 @@ _NEWSPDINFO = int(X.XfrmMsg.NEWSPDINFO)
 _SA_DIR, _SA_PCPU = int(X.Xfrma.SA_DIR), int(X.Xfrma.SA_PCPU)
 
 
-def _reject_unused_attr(t: int, tb) -> Reply | None:
+def _reject_unused_attr(t: int, tb: dict[int, RawAttr]) -> None:
     """``xfrm_reject_unused_attr``: SA_DIR and SA_PCPU only where they mean something."""
-    M = X.XfrmMsg
     if X.Xfrma.SA_DIR in tb and t not in (M.NEWSA, M.UPDSA, M.ALLOCSPI):
-        return Reply(-E.EINVAL, "Invalid attribute SA_DIR")
+        raise KernelError(E.EINVAL, "Invalid attribute SA_DIR")
     if X.Xfrma.SA_PCPU in tb and t not in (M.NEWSA, M.UPDSA, M.ALLOCSPI, M.ACQUIRE):
-        return Reply(-E.EINVAL, "Invalid attribute SA_PCPU")
-    return None
+        raise KernelError(E.EINVAL, "Invalid attribute SA_PCPU")
 
 
-def not_modelled(name: str) -> Callable:
+def not_modelled(name: str) -> Handler:
     """A handler for what xfrmd does not model yet: EOPNOTSUPP with an ``xfrmd:`` message."""
     def doit(req: XfrmRequest) -> Reply:
-        return Reply(-E.EOPNOTSUPP, f"xfrmd: {name} is not modelled")
+        raise KernelError(E.EOPNOTSUPP, f"xfrmd: {name} is not modelled")
     return doit
+
+
+__all__ = ["HANDLERS", "DUMPERS", "XFRM_DISPATCH", "XfrmLink", "XfrmRequest", "XfrmUser"]
