@@ -21,6 +21,7 @@ from ..errors import KernelError
 from ..netlink.core import Reply
 from .policy import TMPL, PolicyWire, Template, host_selector
 from .policy import selector_match as _sel_covers
+from .netns import xfrm_net
 from .sadb import StateDb
 from .spd import user_templates, validate_tmpl, verify_newpolicy_info
 from .state import UINT_MAX, A, StateId
@@ -76,20 +77,20 @@ state_find = StateDb.state_find
 def xfrm_policy_lookup(ns: NetNamespace, dir: int, flow: bytes, family: int, mark: int = 0,
                        if_id: int = 0) -> Policy | None:
     """:meth:`xfrmd.xfrm.spdb.PolicyDb.lookup` of the namespace's SPD."""
-    return ns.xfrm.spd.lookup(dir, flow, family, mark, if_id)  # type: ignore[no-any-return]
+    return xfrm_net(ns).spd.lookup(dir, flow, family, mark, if_id)
 
 
 def policy_for_flow(ns: NetNamespace, src: bytes, dst: bytes, family: int, proto: int = 0,
                     sport: int = 0, dport: int = 0, mark: int = 0,
                     if_id: int = 0) -> Policy | None:
     """:meth:`xfrmd.xfrm.spdb.PolicyDb.lookup_flow` of the namespace's SPD."""
-    return ns.xfrm.spd.lookup_flow(src, dst, family, proto, sport, dport, mark, if_id)  # type: ignore[no-any-return]
+    return xfrm_net(ns).spd.lookup_flow(src, dst, family, proto, sport, dport, mark, if_id)
 
 
 def acquire(ns: NetNamespace, pol: Policy | PolicyWire, flow_src: bytes, flow_dst: bytes,
             family: int, proto: int = 0, sport: int = 0, dport: int = 0) -> dict[str, Any]:
     """:meth:`xfrmd.xfrm.spdb.PolicyDb.tmpl_resolve` of the namespace's SPD."""
-    return ns.xfrm.spd.tmpl_resolve(pol, flow_src, flow_dst, family, proto, sport, dport)  # type: ignore[no-any-return]
+    return xfrm_net(ns).spd.tmpl_resolve(pol, flow_src, flow_dst, family, proto, sport, dport)
 
 
 def build_acquire(x: SecurityAssociation, t: Template, pol: Policy | PolicyWire) -> bytes:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from netlink_codec import xfrm as X
 
-from .sadb import sad
-from .state import HZ, XFRM_STATE_VALID
+from .sadb import StateDb, sad
+from .state import HZ, XFRM_STATE_VALID, SecurityAssociation
 
 XFRM_TIME_DEFER = 1
 XFRM_REPLAY_UPDATE = X.XFRM_AE_CR
@@ -22,11 +22,11 @@ XFRM_REPLAY_TIMEOUT = X.XFRM_AE_CE
 U32 = 0xFFFFFFFF
 
 
-def _aevent_is_on(db) -> bool:
+def _aevent_is_on(db: StateDb) -> bool:
     return db.listening(X.XfrmNlGrp.AEVENTS)
 
 
-def _catch_up(db, x) -> None:
+def _catch_up(db: StateDb, x: SecurityAssociation) -> None:
     """The lazily kept first replay-timer expiry: replay == preplay then, so it only defers."""
     when = x.rtimer_when
     if x.rtimer is None and when is not None and db.kernel.clock.now() >= when:
@@ -34,7 +34,7 @@ def _catch_up(db, x) -> None:
         x.xflags |= XFRM_TIME_DEFER
 
 
-def _mod_timer(db, x) -> bool:
+def _mod_timer(db: StateDb, x: SecurityAssociation) -> bool:
     """``mod_timer(&x->rtimer, jiffies + replay_maxage)``: True if it was still pending."""
     now = db.kernel.clock.now()
     pending = (x.rtimer is not None) or (x.rtimer_when is not None and now < x.rtimer_when)
@@ -45,7 +45,7 @@ def _mod_timer(db, x) -> bool:
     return pending
 
 
-def _timer(db, x) -> None:
+def _timer(db: StateDb, x: SecurityAssociation) -> None:
     """``xfrm_replay_timer_handler``."""
     x.rtimer = None
     if x.km_state == XFRM_STATE_VALID:
@@ -55,13 +55,14 @@ def _timer(db, x) -> None:
             x.xflags |= XFRM_TIME_DEFER
 
 
-def _moved(x) -> bool:
+def _moved(x: SecurityAssociation) -> bool:
     """Did seq or oseq move by at least replay_maxdiff since the last event?"""
     d = x.replay_maxdiff
     if x.replay_esn is None:                       # legacy
-        r, p = x.replay, x.preplay
-        return bool(d) and ((r[1] - p[1]) & U32 >= d or (r[0] - p[0]) & U32 >= d)
+        lr, lp = x.replay, x.preplay
+        return bool(d) and ((lr[1] - lp[1]) & U32 >= d or (lr[0] - lp[0]) & U32 >= d)
     r, p = x.replay_esn, x.preplay_esn
+    assert p is not None                           # set with replay_esn
     if not x.props.flags & X.XFRM_STATE_ESN:       # bitmap mode
         return bool(d) and ((r.seq - p.seq) & U32 >= d or (r.oseq - p.oseq) & U32 >= d)
     if not d:                                      # ESN mode
@@ -71,13 +72,13 @@ def _moved(x) -> bool:
     return seq_diff >= d or oseq_diff >= d
 
 
-def _unchanged(x) -> bool:
+def _unchanged(x: SecurityAssociation) -> bool:
     if x.replay_esn is None:
         return x.replay == x.preplay
-    return x.replay_esn.encode() == x.preplay_esn.encode()
+    return x.preplay_esn is not None and x.replay_esn.encode() == x.preplay_esn.encode()
 
 
-def notify(db, x, event: int) -> None:
+def notify(db: StateDb, x: SecurityAssociation, event: int) -> None:
     """``xfrm_replay_notify`` / ``_bmp`` / ``_esn``."""
     if event == XFRM_REPLAY_UPDATE:
         if not _moved(x):
@@ -96,7 +97,7 @@ def notify(db, x, event: int) -> None:
         x.xflags &= ~XFRM_TIME_DEFER
 
 
-def replay_advanced(x) -> None:
+def replay_advanced(x: SecurityAssociation) -> None:
     """The datapath moved the replay state: ``if (xfrm_aevent_is_on(net))
     x->repl->notify(x, XFRM_REPLAY_UPDATE)``."""
     db = x.net if x.net is not None else None

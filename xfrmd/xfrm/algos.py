@@ -10,8 +10,13 @@ accepts live here too (in bytes).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable
 
 from .. import kconfig
+from .globals import xfrm_globals
+
+if TYPE_CHECKING:
+    from ..kernel import Kernel
 
 
 @dataclass(frozen=True)
@@ -22,11 +27,11 @@ class AlgoDesc:
     icv_truncbits: int = 0       # auth: default truncation; aead: the entry's ICV length
     icv_fullbits: int = 0        # auth: digest size
     geniv: str | None = None     # crypt/aead IV generator template
-    keys: frozenset | None = None  # key sizes (bytes) setkey accepts; None = any length
+    keys: frozenset[int] | None = None  # key sizes (bytes) setkey accepts; None = any length
     threshold: int = 0           # comp: minimum payload to compress
 
 
-def _k(*sizes: int) -> frozenset:
+def _k(*sizes: int) -> frozenset[int]:
     return frozenset(sizes)
 
 
@@ -81,7 +86,7 @@ COMP = (
 )
 
 
-def _index(table) -> dict[str, AlgoDesc]:
+def _index(table: Iterable[AlgoDesc]) -> dict[str, AlgoDesc]:
     out: dict[str, AlgoDesc] = {}
     for d in table:  # first matching entry wins, as in the linear scan
         out.setdefault(d.name, d)
@@ -96,37 +101,37 @@ _COMP_BY_NAME = _index(COMP)
 _AEAD_BY_NAME_ICV = {(d.name, d.icv_truncbits): d for d in AEAD}
 
 # Names the emulated crypto API lacks in every kernel of this process (tests); one kernel's
-# own set is ``kernel.xfrm_unavailable_algos`` (``xfrmd ctl crypto-alg off NAME``), and its
+# own set is its ``XfrmGlobals.unavailable_algos`` (``xfrmd ctl crypto-alg off NAME``), and its
 # profile's CRYPTO_* options say which were built (xfrmd.kconfig). A missing
 # algorithm makes the lookup fail as the crypto probe does: ENOSYS.
 UNAVAILABLE: set[str] = set()
 
 
-def _avail(d: AlgoDesc | None, kernel=None) -> AlgoDesc | None:
+def _avail(d: AlgoDesc | None, kernel: Kernel | None = None) -> AlgoDesc | None:
     if d is None or d.name in UNAVAILABLE:
         return None
-    if kernel is not None and (d.name in getattr(kernel, "xfrm_unavailable_algos", ())
+    if kernel is not None and (d.name in xfrm_globals(kernel).unavailable_algos
                                or not kconfig.algorithm_built(kernel, d.name)):
         return None
     return d
 
 
-def aalg_get_byname(name: str, kernel=None) -> AlgoDesc | None:
+def aalg_get_byname(name: str, kernel: Kernel | None = None) -> AlgoDesc | None:
     """``xfrm_aalg_get_byname(name, probe=1)``."""
     return _avail(_AUTH_BY_NAME.get(name), kernel)
 
 
-def ealg_get_byname(name: str, kernel=None) -> AlgoDesc | None:
+def ealg_get_byname(name: str, kernel: Kernel | None = None) -> AlgoDesc | None:
     """``xfrm_ealg_get_byname(name, probe=1)``."""
     return _avail(_CRYPT_BY_NAME.get(name), kernel)
 
 
-def calg_get_byname(name: str, kernel=None) -> AlgoDesc | None:
+def calg_get_byname(name: str, kernel: Kernel | None = None) -> AlgoDesc | None:
     """``xfrm_calg_get_byname(name, probe=1)``."""
     return _avail(_COMP_BY_NAME.get(name), kernel)
 
 
-def aead_get_byname(name: str, icv_len: int, kernel=None) -> AlgoDesc | None:
+def aead_get_byname(name: str, icv_len: int, kernel: Kernel | None = None) -> AlgoDesc | None:
     """``xfrm_aead_get_byname(name, icv_len, probe=1)``: canonical name and ICV length."""
     return _avail(_AEAD_BY_NAME_ICV.get((name, icv_len)), kernel)
 
@@ -139,11 +144,12 @@ def canonical(name: str) -> str | None:
     return name if any(n == name for n, _ in _AEAD_BY_NAME_ICV) else None
 
 
-def set_available(kernel, names, available: bool) -> None:
+def set_available(kernel: Kernel, names: Iterable[str], available: bool) -> None:
     """Load or unload crypto algorithms (canonical names) in one emulated kernel."""
-    cur = set(getattr(kernel, "xfrm_unavailable_algos", ()))
+    g = xfrm_globals(kernel)
+    cur = set(g.unavailable_algos)
     (cur.difference_update if available else cur.update)(names)
-    kernel.xfrm_unavailable_algos = frozenset(cur)
+    g.unavailable_algos = frozenset(cur)
 
 
 def c_name(raw: bytes) -> str:

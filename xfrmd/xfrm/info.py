@@ -16,7 +16,7 @@ M = X.XfrmMsg
 
 
 def _request_flags(req: XfrmRequest) -> int:
-    return struct.unpack_from("=I", req.buf, req.payload_offset)[0]
+    return int(struct.unpack_from("=I", req.buf, req.payload_offset)[0])
 
 
 def xfrm_get_sadinfo(req: XfrmRequest) -> Reply:

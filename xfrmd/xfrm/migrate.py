@@ -70,7 +70,8 @@ def xfrm_do_migrate(req: XfrmRequest) -> Reply:
     encap = req.attr_struct(A.ENCAP, X.XfrmEncapTmpl)
     db = req.xfrm.sad
     # stage 2: the SAs
-    old_states, new_states = [], []
+    old_states: list[SecurityAssociation] = []
+    new_states: list[SecurityAssociation] = []
     for m in entries:
         x = _state_find(db, m, if_id)
         if x is None:
@@ -115,7 +116,7 @@ def _state_migrate(db: StateDb, x: SecurityAssociation, m: Entry,
     _od, _os, nd, ns, _p, _mo, _r, _rq, _of, nfam = m
     xc = db.alloc(x.lft)
     xc.id = StateId(nd, x.id.spi, x.id.proto)
-    xc.sel = x.sel.copy()
+    xc.sel = X.XfrmSelector.from_buffer_copy(bytes(x.sel))
     p, q = x.props, xc.props
     q.family, q.saddr, q.mode, q.reqid = nfam, ns, p.mode, p.reqid
     q.replay_window, q.flags, q.extra_flags, q.smark = p.replay_window, p.flags, p.extra_flags, p.smark

@@ -1,7 +1,7 @@
 """Per-namespace XFRM state (``struct netns_xfrm``)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from netlink_codec import xfrm as X
 
@@ -37,3 +37,8 @@ class XfrmNet:
         self.sad.destroy()            # the SAD's indexes and timers (xfrm_state_fini)
         self.state_all.clear()
         self.policy_all.clear()
+
+
+def xfrm_net(ns: NetNamespace) -> XfrmNet:
+    """``net->xfrm``: the namespace's XFRM part (made by ``XfrmUser.init_net``)."""
+    return cast(XfrmNet, getattr(ns, "xfrm"))

@@ -156,14 +156,16 @@ def _mod(ops: XfrmDevOps, msg: str | None, module: str | None = None) -> str | N
 
 def xfrm_dev_state_delete(x: SecurityAssociation) -> None:
     xso = x.xso
-    if xso is not None and _ops(xso.dev) is not None:
-        _ops(xso.dev).xdo_dev_state_delete(xso.dev, x)
+    ops = _ops(xso.dev) if xso is not None else None
+    if xso is not None and ops is not None:
+        ops.xdo_dev_state_delete(xso.dev, x)
 
 
 def xfrm_dev_state_free(x: SecurityAssociation) -> None:
     xso = x.xso
-    if xso is not None and _ops(xso.dev) is not None:
-        _ops(xso.dev).xdo_dev_state_free(xso.dev, x)
+    ops = _ops(xso.dev) if xso is not None else None
+    if xso is not None and ops is not None:
+        ops.xdo_dev_state_free(xso.dev, x)
     if xso is not None:
         xso.upper_priv = None           # the RFC clears the back-reference with dev
     x.xso = None
@@ -204,12 +206,12 @@ def xfrm_dev_state_lower_handle(x: SecurityAssociation, lower_dev: NetDevice | N
     if xso is None or xso.dev is None or lower_dev is None:
         return 0
     if xso.dev is lower_dev:
-        return xso.offload_handle
+        return int(xso.offload_handle)
     ops = _ops(xso.dev)
     if ops is not None and getattr(ops, "has_lower_handle", False):
-        return ops.xdo_dev_state_lower_handle(xso.dev, x, lower_dev)
+        return int(ops.xdo_dev_state_lower_handle(xso.dev, x, lower_dev))
     if xso.real_dev is lower_dev:
-        return xso.offload_handle
+        return int(xso.offload_handle)
     return 0
 
 
@@ -254,14 +256,16 @@ def xfrm_dev_policy_add(req: XfrmRequest, pol: Policy, xuo: X.XfrmUserOffload,
 
 def xfrm_dev_policy_delete(pol: Policy) -> None:
     xdo = pol.xdo
-    if xdo is not None and _ops(xdo.dev) is not None:
-        _ops(xdo.dev).xdo_dev_policy_delete(xdo.dev, pol)
+    ops = _ops(xdo.dev) if xdo is not None else None
+    if xdo is not None and ops is not None:
+        ops.xdo_dev_policy_delete(xdo.dev, pol)
 
 
 def xfrm_dev_policy_free(pol: Policy) -> None:
     xdo = pol.xdo
-    if xdo is not None and _ops(xdo.dev) is not None:
-        _ops(xdo.dev).xdo_dev_policy_free(xdo.dev, pol)
+    ops = _ops(xdo.dev) if xdo is not None else None
+    if xdo is not None and ops is not None:
+        ops.xdo_dev_policy_free(xdo.dev, pol)
     pol.xdo = None
 
 

@@ -1,10 +1,19 @@
 """``xfrma_policy`` and ``xfrma_spd_policy`` of xfrm_user.c as data."""
+from __future__ import annotations
+
+from typing import Protocol
+
 from netlink_codec import xfrm as X
 
 from ..netlink.nlattr import (NLA_FLAG, NLA_U8, NLA_U16, NLA_U32, NLA_U64, NlaPolicy)
 
 
-def _len(cls) -> NlaPolicy:
+class _Sized(Protocol):
+    @classmethod
+    def size(cls) -> int: ...
+
+
+def _len(cls: type[_Sized]) -> NlaPolicy:
     return NlaPolicy(len=cls.size())
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import errno as E
 import struct
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from netlink_codec import xfrm as X
 from netlink_codec.netlink import NETLINK_XFRM, RawAttr, encode_msg
@@ -40,11 +40,11 @@ class XfrmRequest(Request):
 
     @property
     def xfrm(self) -> XfrmNet:
-        return self.sock.netns.xfrm
+        return cast("XfrmNet", self.sock.netns.xfrm)
 
     def fixed(self, cls: type[S]) -> S:
         """The fixed part of the message; short ones are zero-padded (already length-checked)."""
-        return cls.decode_padded(self.buf, self.payload_offset, self.end)
+        return cast(S, cls.decode_padded(self.buf, self.payload_offset, self.end))
 
     def has(self, t: int) -> bool:
         return t in self.attrs
@@ -56,7 +56,7 @@ class XfrmRequest(Request):
     def attr_struct(self, t: int, cls: type[S]) -> S | None:
         """The attribute's payload as ``cls`` (the policy guaranteed its minimum length)."""
         ra = self.attrs.get(t)
-        return None if ra is None else cls.decode_padded(self.buf, ra.start, ra.end)
+        return None if ra is None else cast(S, cls.decode_padded(self.buf, ra.start, ra.end))
 
     def attr_int(self, t: int, size: int = 4) -> int | None:
         ra = self.attrs.get(t)
@@ -78,7 +78,10 @@ class XfrmRequest(Request):
     def mark(self) -> tuple[int, int]:
         """``xfrm_mark_get``: the request's XFRMA_MARK (value, mask), or (0, 0)."""
         ra = self.attrs.get(A.MARK)
-        return (0, 0) if ra is None else struct.unpack_from("=II", self.buf, ra.start)
+        if ra is None:
+            return (0, 0)
+        v, m = struct.unpack_from("=II", self.buf, ra.start)
+        return (v, m)
 
     def if_id(self) -> int:
         """XFRMA_IF_ID, 0 when absent."""

@@ -98,7 +98,7 @@ def _verify_replay(req: XfrmRequest, p: UsersaInfo, sa_dir: int) -> None:
 def _alg_len(req: XfrmRequest, t: int, head: int) -> bool:
     """The attribute holds its key: nla_len >= head + (alg_key_len + 7) / 8."""
     ra = req.attrs[t]
-    (key_len,) = struct.unpack_from("=I", req.buf, ra.start + 64)
+    key_len: int = struct.unpack_from("=I", req.buf, ra.start + 64)[0]
     return ra.end - ra.start >= head + (key_len + 7) // 8
 
 
@@ -242,7 +242,7 @@ def state_construct(req: XfrmRequest, p: UsersaInfo, db: StateDb) -> SecurityAss
     if A.ENCAP in at:
         x.encap = req.attr_struct(A.ENCAP, X.XfrmEncapTmpl)
     if A.COADDR in at:
-        x.coaddr = req.attr_bytes(A.COADDR)[:16]
+        x.coaddr = bytes(req.buf[at[A.COADDR].start:at[A.COADDR].start + 16])
     if A.SA_EXTRA_FLAGS in at:
         pr.extra_flags = req.attr_u32(A.SA_EXTRA_FLAGS)
 

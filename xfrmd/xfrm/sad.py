@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import errno as E
 import struct
-from typing import Iterator
+from typing import Iterator, cast
 
 from netlink_codec import xfrm as X
 from netlink_codec.netlink import NLM_F_REPLACE
@@ -156,7 +156,8 @@ def xfrm_dump_sa(req: XfrmRequest) -> object:
                 continue
             if proto_match(x.id.proto, proto) and _filter_match(x, flt):
                 yield x.dump_message(seq, portid)
-    return req.start_dump(walk())
+    # a Reply among the messages ends the dump with its error (dump_batch)
+    return req.start_dump(cast(Iterator[bytes], walk()))
 
 
 def xfrm_flush_sa(req: XfrmRequest) -> Reply:

@@ -22,12 +22,13 @@ from __future__ import annotations
 import errno as E
 import itertools
 import struct
-from typing import TYPE_CHECKING, Any, Hashable, cast
+from typing import TYPE_CHECKING, Any, Hashable
 
 from netlink_codec import xfrm as X
 from netlink_codec.netlink import NETLINK_XFRM, encode_msg
 
 from . import offload
+from .globals import xfrm_globals
 from .offload import XFRM_DEV_OFFLOAD_PACKET, xfrm_dev_state_acquire, xfrm_dev_state_acquire_abort
 from .policy import Policy, PolicyWire, Template, selector_match
 from .state import (HZ, XFRM_STATE_ACQ, XFRM_STATE_DEAD, XFRM_STATE_EXPIRED, XFRM_STATE_VALID,
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
     from devices.netdev import NetDevice
 
     from .netns import XfrmNet
-    from .user import XfrmUser
 
 G = X.XfrmNlGrp
 M = X.XfrmMsg
@@ -195,9 +195,9 @@ class StateDb:
 
     def get_acqseq(self) -> int:
         """``xfrm_get_acqseq``: one counter for the whole kernel, never 0."""
-        xu = cast("XfrmUser", self.kernel.families[NETLINK_XFRM])
-        xu.acqseq = (xu.acqseq + 1) & 0xFFFFFFFF or 1
-        return xu.acqseq
+        g = xfrm_globals(self.kernel)
+        g.acqseq = (g.acqseq + 1) & 0xFFFFFFFF or 1
+        return g.acqseq
 
     def state_find(self, sel: X.XfrmSelector, t: Template, pol: Policy | PolicyWire,
                    flow_src: bytes, flow_dst: bytes,
@@ -246,7 +246,7 @@ class StateDb:
             return None, -E.EAGAIN, False
         x = self.alloc()
         x.id = StateId(daddr, t.spi, t.proto)
-        x.sel = sel.copy()
+        x.sel = X.XfrmSelector.from_buffer_copy(bytes(sel))
         x.props.saddr, x.props.mode, x.props.reqid, x.props.family = saddr, t.mode, t.reqid, fam
         x.mark = pol.mark
         x.if_id = pol.if_id

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from netlink_codec import xfrm as X
 
 from .algos import canonical, set_available
+from .netns import xfrm_net
 from .policy import Policy, PolicyWire, Template, host_selector
 from .types import set_type_enabled
 
@@ -36,14 +37,14 @@ def _l4(value: object) -> int:
     if value in (None, "", "any"):
         return 0
     if isinstance(value, int) or str(value).isdigit():
-        return int(value)
+        return int(str(value))
     return socket.getprotobyname(str(value))
 
 
 def _policy_by_index(ns: NetNamespace, index: int) -> Policy | None:
-    for pol in ns.xfrm.spd.all.values():  # type: ignore[attr-defined]
+    for pol in xfrm_net(ns).spd.all.values():
         if pol.index == index:
-            return pol  # type: ignore[no-any-return]
+            return pol
     return None
 
 
@@ -67,7 +68,7 @@ def _hand_policy(req: dict[str, Any], src: bytes, dst: bytes, family: int, proto
 
 
 def _acquire(kernel: Kernel, ns: NetNamespace, req: dict[str, Any]) -> dict[str, Any]:
-    spd = ns.xfrm.spd  # type: ignore[attr-defined]
+    spd = xfrm_net(ns).spd
     pol: Policy | PolicyWire | None
     try:
         src, family = _addr(req["src"])
@@ -119,7 +120,7 @@ def _crypto_alg(kernel: Kernel, ns: NetNamespace, req: dict[str, Any]) -> dict[s
     if state not in ("on", "off") or not names or None in canon:
         bad = [n for n, c in zip(names, canon) if c is None]
         return {"errno": E.EINVAL, "error": f"xfrmd: crypto-alg on|off NAME… (unknown: {bad})"}
-    set_available(kernel, canon, state == "on")
+    set_available(kernel, [c for c in canon if c is not None], state == "on")
     return {"errno": 0}
 
 

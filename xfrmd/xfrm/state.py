@@ -105,11 +105,10 @@ class ReplayEsn:
     def decode(cls, raw: bytes) -> "ReplayEsn":
         """From an attribute payload; a 24-byte attribute has an all-zero bitmap
         (``xfrm_alloc_replay_state_esn`` copies only what is there)."""
-        head = ESN_HEAD.unpack_from(raw.ljust(24, b"\0"))
-        n = head[0]
+        n, oseq, seq, oseq_hi, seq_hi, window = ESN_HEAD.unpack_from(raw.ljust(24, b"\0"))
         words = raw[24:24 + 4 * n] if len(raw) >= 24 + 4 * n else b""
         bmp = list(struct.unpack(f"={n}I", words)) if words else [0] * n
-        return cls(*head, bmp=bmp)
+        return cls(n, oseq, seq, oseq_hi, seq_hi, window, bmp=bmp)
 
     def encode(self) -> bytes:
         return (ESN_HEAD.pack(self.bmp_len, self.oseq, self.seq, self.oseq_hi, self.seq_hi,

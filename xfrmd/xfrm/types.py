@@ -167,7 +167,7 @@ def ipcomp_tunnel_attach(x: SecurityAssociation) -> None:
             spi = db.tunnel6_alloc_spi(x.props.saddr)
         t = db.alloc()
         t.id = StateId(x.id.daddr, spi, proto)
-        t.sel = x.sel.copy()
+        t.sel = X.XfrmSelector.from_buffer_copy(bytes(x.sel))
         tp, xp = t.props, x.props
         tp.family, tp.mode, tp.saddr = family, xp.mode, xp.saddr
         tp.flags, tp.extra_flags = xp.flags, xp.extra_flags

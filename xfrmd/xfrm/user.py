@@ -21,7 +21,7 @@ from .acquire import xfrm_add_acquire
 from .info import (xfrm_get_default, xfrm_get_sadinfo, xfrm_get_spdinfo, xfrm_set_default,
                    xfrm_set_spdinfo)
 from .migrate import xfrm_do_migrate
-from .netns import XfrmNet
+from .netns import XfrmNet, xfrm_net
 from .policy_table import STRICT_START_TYPE, XFRMA_POLICY, XFRMA_SPD_POLICY
 from .request import XfrmRequest
 from .sad import (xfrm_add_sa, xfrm_add_sa_expire, xfrm_alloc_userspi, xfrm_del_sa,
@@ -75,7 +75,7 @@ DUMPERS: dict[int, Handler] = {int(t): ln.dump for t, ln in XFRM_DISPATCH.items(
 
 
 class XfrmUser:
-    """The NETLINK_XFRM kernel socket, and what the XFRM subsystem keeps per kernel."""
+    """The NETLINK_XFRM kernel socket."""
     protocol = NETLINK_XFRM
     groups = X.XFRMNLGRP_MAX
 
@@ -83,13 +83,12 @@ class XfrmUser:
         self.kernel = kernel
         self.doit = HANDLERS
         self.dumpit = DUMPERS
-        self.acqseq = 0             # xfrm_get_acqseq's counter: one for the whole kernel
 
     def init_net(self, ns: NetNamespace) -> None:
-        ns.xfrm = XfrmNet(ns)  # type: ignore[attr-defined]
+        setattr(ns, "xfrm", XfrmNet(ns))    # net->xfrm
 
     def exit_net(self, ns: NetNamespace) -> None:
-        ns.xfrm.flush_all()  # type: ignore[attr-defined]
+        xfrm_net(ns).flush_all()
 
     def rcv_msg(self, req: Request) -> object:
         t = req.hdr.type
