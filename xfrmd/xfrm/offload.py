@@ -24,7 +24,7 @@ from __future__ import annotations
 import errno as E
 import ipaddress
 import struct
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from devices.xfrmdev import OffloadError, XfrmDevOps
 from netlink_codec import xfrm as X
@@ -154,20 +154,22 @@ def _mod(ops: XfrmDevOps, msg: str | None, module: str | None = None) -> str | N
     return f"{module}: {msg}" if msg and module else msg
 
 
+def _dev_call(xo: XfrmDevOffload | None, call: Callable[[XfrmDevOps, NetDevice], None]) -> None:
+    """``call(ops, dev)`` when the binding's device has xfrmdev ops."""
+    ops = _ops(xo.dev) if xo is not None else None
+    if xo is not None and ops is not None:
+        call(ops, xo.dev)
+
+
 def xfrm_dev_state_delete(x: SecurityAssociation) -> None:
-    xso = x.xso
-    ops = _ops(xso.dev) if xso is not None else None
-    if xso is not None and ops is not None:
-        ops.xdo_dev_state_delete(xso.dev, x)
+    _dev_call(x.xso, lambda ops, dev: ops.xdo_dev_state_delete(dev, x))
 
 
 def xfrm_dev_state_free(x: SecurityAssociation) -> None:
     xso = x.xso
-    ops = _ops(xso.dev) if xso is not None else None
-    if xso is not None and ops is not None:
-        ops.xdo_dev_state_free(xso.dev, x)
+    _dev_call(xso, lambda ops, dev: ops.xdo_dev_state_free(dev, x))
     if xso is not None:
-        xso.upper_priv = None           # the RFC clears the back-reference with dev
+        xso.upper_priv = None           # the proposed LAG API clears it with dev
     x.xso = None
 
 
@@ -199,7 +201,8 @@ def xfrm_dev_state_acquire_abort(x: SecurityAssociation) -> None:
 
 
 def xfrm_dev_state_lower_handle(x: SecurityAssociation, lower_dev: NetDevice | None) -> int:
-    """The RFC's ``xfrm_dev_state_lower_handle``: the handle ``lower_dev`` uses for ``x``.
+    """``xfrm_dev_state_lower_handle`` of the proposed LAG offload API (docs/bonding.md):
+    the handle ``lower_dev`` uses for ``x``.
     The state's own device → its offload_handle; an upper device with the op (the bond)
     maps it; a state bound through ``real_dev`` → offload_handle; anything else → 0."""
     xso = getattr(x, "xso", None)
@@ -255,18 +258,26 @@ def xfrm_dev_policy_add(req: XfrmRequest, pol: Policy, xuo: X.XfrmUserOffload,
 
 
 def xfrm_dev_policy_delete(pol: Policy) -> None:
-    xdo = pol.xdo
-    ops = _ops(xdo.dev) if xdo is not None else None
-    if xdo is not None and ops is not None:
-        ops.xdo_dev_policy_delete(xdo.dev, pol)
+    _dev_call(pol.xdo, lambda ops, dev: ops.xdo_dev_policy_delete(dev, pol))
 
 
 def xfrm_dev_policy_free(pol: Policy) -> None:
-    xdo = pol.xdo
-    ops = _ops(xdo.dev) if xdo is not None else None
-    if xdo is not None and ops is not None:
-        ops.xdo_dev_policy_free(xdo.dev, pol)
+    _dev_call(pol.xdo, lambda ops, dev: ops.xdo_dev_policy_free(dev, pol))
     pol.xdo = None
+
+
+def xfrm_dev_state_release(x: SecurityAssociation) -> None:
+    """A state leaving the SAD gives its hardware state back: delete, then free."""
+    if x.xso is not None:
+        xfrm_dev_state_delete(x)
+        xfrm_dev_state_free(x)
+
+
+def xfrm_dev_policy_release(pol: Policy) -> None:
+    """A policy leaving the SPD (or never entering it) gives its hardware state back."""
+    if pol.xdo is not None:
+        xfrm_dev_policy_delete(pol)
+        xfrm_dev_policy_free(pol)
 
 
 def copy_user_offload(obj: SecurityAssociation | Policy) -> bytes:

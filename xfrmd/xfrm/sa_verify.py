@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import errno as E
 import struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from netlink_codec import xfrm as X
 
@@ -26,6 +26,8 @@ EINVAL = E.EINVAL
 _ESN_HEAD = struct.Struct("=6I")
 _IPTFS = frozenset((A.IPTFS_DROP_TIME, A.IPTFS_REORDER_WINDOW, A.IPTFS_DONT_FRAG,
                     A.IPTFS_INIT_DELAY, A.IPTFS_MAX_QSIZE, A.IPTFS_PKT_SIZE))
+_AE_THRESH = ((A.ETIMER_THRESH, "replay_maxage"), (A.REPLAY_THRESH, "replay_maxdiff"),
+              (A.MTIMER_THRESH, "mapping_maxage"))
 _AE = frozenset((A.REPLAY_ESN_VAL, A.REPLAY_VAL, A.LTIME_VAL, A.ETIMER_THRESH, A.REPLAY_THRESH,
                  A.MTIMER_THRESH))
 
@@ -73,26 +75,25 @@ def _verify_replay(req: XfrmRequest, p: UsersaInfo, sa_dir: int) -> None:
             raise _err("Replay window should be 0 for output SA")
         if seq or seq_hi:
             raise _err("Replay seq and seq_hi should be 0 for output SA")
-        if not esn:
-            if oseq_hi:
-                raise _err("Replay oseq_hi should be 0 in non-ESN mode for output SA")
-            if oseq == UINT_MAX:
-                raise _err("Replay oseq should be less than 0xFFFFFFFF in non-ESN mode for output SA")
-        elif oseq == UINT_MAX and oseq_hi == UINT_MAX:
-            raise _err("Replay oseq and oseq_hi should be less than 0xFFFFFFFF for output SA")
+        _verify_replay_seq(bool(esn), "oseq", oseq, oseq_hi, "output SA")
         if bmp_len:
             raise _err("Replay bmp_len should 0 for output SA")
     if sa_dir == X.XFRM_SA_DIR_IN:
         if oseq or oseq_hi:
             raise _err("Replay oseq and oseq_hi should be 0 for input SA")
-        if not esn:
-            if seq_hi:
-                raise _err("Replay seq_hi should be 0 in non-ESN mode for input SA")
-            if seq == UINT_MAX:
-                raise _err("Replay seq should be less than 0xFFFFFFFF in non-ESN mode for input SA")
-        elif seq == UINT_MAX and seq_hi == UINT_MAX:
-            raise _err("Replay seq and seq_hi should be less than 0xFFFFFFFF for input SA")
-    return None
+        _verify_replay_seq(bool(esn), "seq", seq, seq_hi, "input SA")
+
+
+def _verify_replay_seq(esn: bool, name: str, seq: int, seq_hi: int, what: str) -> None:
+    """``verify_replay``: the sequence number the SA's direction counts (oseq out, seq in)
+    must leave room to count in its mode."""
+    if not esn:
+        if seq_hi:
+            raise _err(f"Replay {name}_hi should be 0 in non-ESN mode for {what}")
+        if seq == UINT_MAX:
+            raise _err(f"Replay {name} should be less than 0xFFFFFFFF in non-ESN mode for {what}")
+    elif seq == UINT_MAX and seq_hi == UINT_MAX:
+        raise _err(f"Replay {name} and {name}_hi should be less than 0xFFFFFFFF for {what}")
 
 
 def _alg_len(req: XfrmRequest, t: int, head: int) -> bool:
@@ -216,14 +217,21 @@ def verify_newsa_info(req: XfrmRequest, p: UsersaInfo) -> None:
 
 # -- xfrm_state_construct ------------------------------------------------------------------
 
-def _algo_attr(req: XfrmRequest, t: int, extra: bool) -> tuple[str, int, bytes, int]:
+def _attach(req: XfrmRequest, t: int, what: str,
+            get: Callable[[str, int], algos.AlgoDesc | None]) -> tuple[algos.AlgoDesc, int, bytes, int]:
+    """The algorithm attribute ``t`` looked up in its table (``get(name, second)``; ENOSYS
+    when the kernel lacks it): (desc, key bits, key, the ICV or truncation bits of the
+    attributes that have them). The key follows the 68-byte xfrm_algo head, or the 72-byte
+    head of xfrm_algo_aead / xfrm_algo_auth."""
     ra = req.attrs[t]
     raw = bytes(req.buf[ra.start:ra.end])
     name = algos.c_name(raw[:64])
     key_len, second = struct.unpack_from("=II", raw.ljust(72, b"\0"), 64)
-    head = 72 if extra else 68
-    key = raw[head:head + (key_len + 7) // 8]
-    return name, key_len, key, second
+    head = 72 if t in (A.ALG_AEAD, A.ALG_AUTH_TRUNC) else 68
+    desc = get(name, second)
+    if desc is None:
+        raise _err(f"Requested {what} algorithm not found", -E.ENOSYS)
+    return desc, key_len, raw[head:head + (key_len + 7) // 8], second
 
 
 def state_construct(req: XfrmRequest, p: UsersaInfo, db: StateDb) -> SecurityAssociation:
@@ -246,39 +254,30 @@ def state_construct(req: XfrmRequest, p: UsersaInfo, db: StateDb) -> SecurityAss
     if A.SA_EXTRA_FLAGS in at:
         pr.extra_flags = req.attr_u32(A.SA_EXTRA_FLAGS)
 
+    kernel = db.kernel
     if A.ALG_AEAD in at:  # attach_aead
-        name, key_len, key, icv = _algo_attr(req, A.ALG_AEAD, True)
-        desc = algos.aead_get_byname(name, icv, db.kernel)
-        if desc is None:
-            raise _err("Requested AEAD algorithm not found", -E.ENOSYS)
+        desc, key_len, key, icv = _attach(req, A.ALG_AEAD, "AEAD",
+                                          lambda n, icv: algos.aead_get_byname(n, icv, kernel))
         x.aead = Algo(desc.name, key_len, key, icv_len=icv)
         x.geniv = desc.geniv
     if A.ALG_AUTH_TRUNC in at:  # attach_auth_trunc
-        name, key_len, key, trunc = _algo_attr(req, A.ALG_AUTH_TRUNC, True)
-        desc = algos.aalg_get_byname(name, db.kernel)
-        if desc is None:
-            raise _err("Requested AUTH_TRUNC algorithm not found", -E.ENOSYS)
+        desc, key_len, key, trunc = _attach(req, A.ALG_AUTH_TRUNC, "AUTH_TRUNC",
+                                            lambda n, _: algos.aalg_get_byname(n, kernel))
         if trunc > desc.icv_fullbits:
             raise _err("Invalid length requested for truncated ICV")
         x.auth = Algo(desc.name, key_len, key, trunc_len=trunc or desc.icv_truncbits)
     elif A.ALG_AUTH in at:  # attach_auth (only when no AUTH_TRUNC was attached)
-        name, key_len, key, _ = _algo_attr(req, A.ALG_AUTH, False)
-        desc = algos.aalg_get_byname(name, db.kernel)
-        if desc is None:
-            raise _err("Requested AUTH algorithm not found", -E.ENOSYS)
+        desc, key_len, key, _ = _attach(req, A.ALG_AUTH, "AUTH",
+                                        lambda n, _: algos.aalg_get_byname(n, kernel))
         x.auth = Algo(desc.name, key_len, key, trunc_len=desc.icv_truncbits)
     if A.ALG_CRYPT in at:  # attach_crypt
-        name, key_len, key, _ = _algo_attr(req, A.ALG_CRYPT, False)
-        desc = algos.ealg_get_byname(name, db.kernel)
-        if desc is None:
-            raise _err("Requested CRYPT algorithm not found", -E.ENOSYS)
+        desc, key_len, key, _ = _attach(req, A.ALG_CRYPT, "CRYPT",
+                                        lambda n, _: algos.ealg_get_byname(n, kernel))
         x.enc = Algo(desc.name, key_len, key)
         x.geniv = desc.geniv
     if A.ALG_COMP in at:  # attach_one_algo
-        name, key_len, key, _ = _algo_attr(req, A.ALG_COMP, False)
-        desc = algos.calg_get_byname(name, db.kernel)
-        if desc is None:
-            raise _err("Requested COMP algorithm not found", -E.ENOSYS)
+        desc, key_len, key, _ = _attach(req, A.ALG_COMP, "COMP",
+                                        lambda n, _: algos.calg_get_byname(n, kernel))
         x.comp = Algo(desc.name, key_len, key)
 
     if A.TFCPAD in at:
@@ -361,12 +360,9 @@ def update_ae_params(req: XfrmRequest, x: SecurityAssociation, update_esn: bool)
     ra = at.get(A.LTIME_VAL)
     if ra is not None:
         x.curlft = LifetimeCur(*struct.unpack_from("=4Q", req.buf, ra.start))
-    if A.ETIMER_THRESH in at:
-        x.replay_maxage = req.attr_u32(A.ETIMER_THRESH)
-    if A.REPLAY_THRESH in at:
-        x.replay_maxdiff = req.attr_u32(A.REPLAY_THRESH)
-    if A.MTIMER_THRESH in at:
-        x.mapping_maxage = req.attr_u32(A.MTIMER_THRESH)
+    for t, field in _AE_THRESH:
+        if t in at:
+            setattr(x, field, req.attr_u32(t))
 
 
 def replay_verify_len(x: SecurityAssociation, req: XfrmRequest) -> None:

@@ -65,6 +65,14 @@ def proto_match(proto: int, userproto: int) -> bool:
 Chains = dict[Any, list[SecurityAssociation]]
 
 
+def _stop_timers(x: SecurityAssociation) -> None:
+    """The lifetime and the replay timer of a state going away."""
+    for t in (x.timer, x.rtimer):
+        if t is not None:
+            t.cancel()
+    x.timer = x.rtimer = None
+
+
 def _chain_add(table: Chains, key: Hashable, x: SecurityAssociation) -> None:
     table.setdefault(key, []).append(x)
 
@@ -347,15 +355,8 @@ class StateDb:
             return -E.ESRCH
         x.km_state = XFRM_STATE_DEAD
         self._unlink(x)
-        if x.timer is not None:
-            x.timer.cancel()
-            x.timer = None
-        if x.rtimer is not None:
-            x.rtimer.cancel()
-            x.rtimer = None
-        if x.xso is not None:
-            offload.xfrm_dev_state_delete(x)
-            offload.xfrm_dev_state_free(x)
+        _stop_timers(x)
+        offload.xfrm_dev_state_release(x)
         self.delete_tunnel(x)
         if x.id.proto == 41 and x.tunnel_users:   # IPPROTO_IPV6: the xfrm6_tunnel state
             self.tunnel6_free_spi(x.props.saddr)
@@ -375,9 +376,7 @@ class StateDb:
         """Undo what construction did for a state that is never inserted (or is dropped
         after an in-place update): offload and the IPComp tunnel reference."""
         x.km_state = XFRM_STATE_DEAD
-        if x.xso is not None:
-            offload.xfrm_dev_state_delete(x)
-            offload.xfrm_dev_state_free(x)
+        offload.xfrm_dev_state_release(x)
         self.delete_tunnel(x)
 
     def delete_tunnel(self, x: SecurityAssociation) -> None:
@@ -393,14 +392,9 @@ class StateDb:
     def destroy(self) -> None:
         """``xfrm_state_fini`` when the namespace goes: every state and timer is dropped."""
         for x in list(self.all.values()):
-            for t in (x.timer, x.rtimer):
-                if t is not None:
-                    t.cancel()
-            x.timer = x.rtimer = None
+            _stop_timers(x)
             x.km_state = XFRM_STATE_DEAD
-            if x.xso is not None:
-                offload.xfrm_dev_state_delete(x)
-                offload.xfrm_dev_state_free(x)
+            offload.xfrm_dev_state_release(x)
         for table in (self.all, self.byspi, self.bysrc, self.bydst, self.byseq, self.tunnel6):
             table.clear()
 

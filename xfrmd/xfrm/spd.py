@@ -132,9 +132,7 @@ def xfrm_add_policy(req: XfrmRequest) -> Reply:
         db = req.xfrm.spd
         err = db.insert(pol, excl=req.hdr.type == M.NEWPOLICY)
         if err:
-            if pol.xdo is not None:
-                offload.xfrm_dev_policy_delete(pol)
-                offload.xfrm_dev_policy_free(pol)
+            offload.xfrm_dev_policy_release(pol)
             raise KernelError(err)
     except KernelError as e:
         if echo is not None and e.echo is None:

@@ -175,9 +175,7 @@ class PolicyDb:
         if pol.timer is not None:
             pol.timer.cancel()
             pol.timer = None
-        if pol.xdo is not None:
-            offload.xfrm_dev_policy_delete(pol)
-            offload.xfrm_dev_policy_free(pol)
+        offload.xfrm_dev_policy_release(pol)
 
     def delete(self, pol: Policy) -> int:
         """``xfrm_policy_delete``: ENOENT if it was already gone."""

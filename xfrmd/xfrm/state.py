@@ -327,16 +327,19 @@ class SecurityAssociation:
     def expire_message(self, hard: bool, pid: int) -> bytes:
         """``build_expire``: xfrm_user_expire (padding after ``hard`` cleared), seq 0."""
         body = self.usersa_info() + bytes([1 if hard else 0]) + bytes(7)
-        attrs = []
-        if self.mark[0] | self.mark[1]:
-            attrs.append(nla(A.MARK, struct.pack("=II", *self.mark)))
-        if self.if_id:
-            attrs.append(nla_u32(A.IF_ID, self.if_id))
-        if self.pcpu_num != UINT_MAX:
-            attrs.append(nla_u32(A.SA_PCPU, self.pcpu_num))
-        if self.dir:
-            attrs.append(nla_u8(A.SA_DIR, self.dir))
-        return encode_msg(M.EXPIRE, 0, 0, pid, body + b"".join(attrs))
+        return encode_msg(M.EXPIRE, 0, 0, pid, body + b"".join(self._km_attrs([])))
+
+    def _km_attrs(self, attrs: list[bytes]) -> list[bytes]:
+        """``attrs`` and what build_expire and build_aevent end with: xfrm_mark_put,
+        xfrm_if_id_put, XFRMA_SA_PCPU, XFRMA_SA_DIR."""
+        mark, if_id, pcpu, sa_dir = self.mark, self.if_id, self.pcpu_num, self.dir
+        if mark[0] | mark[1]:
+            attrs.append(nla(A.MARK, struct.pack("=II", *mark)))
+        attrs.extend(nla_u32(t, v) for t, v, put in ((A.IF_ID, if_id, if_id),
+                                                     (A.SA_PCPU, pcpu, pcpu != UINT_MAX)) if put)
+        if sa_dir:
+            attrs.append(nla_u8(A.SA_DIR, sa_dir))
+        return attrs
 
     def acquire_message(self, t: Template, pol: Policy | PolicyWire) -> bytes:
         """``build_acquire``: xfrm_user_acquire + TMPL + POLICY_TYPE + MARK + IF_ID + OFFLOAD
@@ -370,15 +373,7 @@ class SecurityAssociation:
         if flags & X.XFRM_AE_ETHR:
             # replay_maxage is in jiffies; reported in units of 100 ms (HZ = 1000)
             attrs.append(nla_u32(A.ETIMER_THRESH, self.replay_maxage * 10 // HZ))
-        if self.mark[0] | self.mark[1]:
-            attrs.append(nla(A.MARK, struct.pack("=II", *self.mark)))
-        if self.if_id:
-            attrs.append(nla_u32(A.IF_ID, self.if_id))
-        if self.pcpu_num != UINT_MAX:
-            attrs.append(nla_u32(A.SA_PCPU, self.pcpu_num))
-        if self.dir:
-            attrs.append(nla_u8(A.SA_DIR, self.dir))
-        return encode_msg(M.NEWAE, 0, seq, pid, head + b"".join(attrs))
+        return encode_msg(M.NEWAE, 0, seq, pid, head + b"".join(self._km_attrs(attrs)))
 
 
 HZ = 1000
