@@ -13,7 +13,8 @@ Interface used by the SAD and SPD (failures raise :class:`~xfrmd.errors.KernelEr
   ``xfrm_state_find``'s larval state under a packet-offloaded policy.
 * ``xfrm_dev_state_lower_handle(x, lower_dev)`` — the proposed LAG helper drivers with
   XFRMDEV_OPS_F_LOWER_HANDLE resolve their hardware handle through.
-* ``xfrm_dev_offload_ok(x, dev)`` — may this packet of ``x`` go out offloaded on ``dev``.
+* ``xfrm_dev_offload_ok(x, path_dev, skb_len, nstates) -> (ok, why not)`` — may a packet of
+  ``x`` go out offloaded on the route's device; ``xfrm_dev_state_advance_esn(x)``.
 
 The route to the peer of a request without a device is ``kernel.fib_lookup(ns, dst)``, the
 IPv4/IPv6 route lookup the routing side registers on the kernel (``xfrm_policy_afinfo``'s
@@ -33,6 +34,7 @@ from netlink_codec.netlink import nla
 from .. import kconfig
 from ..errors import KernelError
 from ..netlink.core import Reply
+from .esp import xfrm_state_mtu
 
 if TYPE_CHECKING:
     from devices.netdev import NetDevice
@@ -216,6 +218,40 @@ def xfrm_dev_state_lower_handle(x: SecurityAssociation, lower_dev: NetDevice | N
     if xso.real_dev is lower_dev:
         return int(xso.offload_handle)
     return 0
+
+
+def xfrm_dev_offload_ok(x: SecurityAssociation, path_dev: NetDevice, skb_len: int,
+                        nstates: int) -> tuple[bool, str]:
+    """``xfrm_dev_offload_ok``: (ok, why not). The core checks: a type with offload (ESP),
+    the state's device is the route's path device and the bundle has one transform, the
+    packet fits the state's MTU; then the driver's ``xdo_dev_offload_ok`` if it has one."""
+    xso = x.xso
+    if x.id.proto != X.IPPROTO_ESP:
+        return False, "type has no offload"
+    if xso is None and x.encap is not None:
+        return False, "no offload and NAT-T"
+    dev = xso.dev if xso is not None else None
+    if dev is not None and dev is not path_dev:
+        return False, f"route leaves through {getattr(path_dev, 'name', None)}, not {dev.name}"
+    if nstates != 1:
+        return False, "bundle of more than one transform"
+    mtu = xfrm_state_mtu(x, getattr(path_dev, "mtu", 1500))
+    if skb_len > mtu:
+        return False, f"{skb_len} bytes exceed the state's MTU {mtu}"
+    if dev is None:
+        return True, ""
+    ops = _ops(dev)
+    if ops is not None and ops.has_offload_ok and not ops.xdo_dev_offload_ok(x):
+        return False, f"{ops.name}: xdo_dev_offload_ok refused"
+    return True, ""
+
+
+def xfrm_dev_state_advance_esn(x: SecurityAssociation) -> None:
+    """``xfrm_dev_state_advance_esn``: the state's device's op, if it has one."""
+    xso = x.xso
+    ops = _ops(xso.dev) if xso is not None and xso.dev is not None else None
+    if ops is not None and ops.has_advance_esn:
+        ops.xdo_dev_state_advance_esn(x)
 
 
 def xfrm_dev_state_update_stats(x: SecurityAssociation) -> None:

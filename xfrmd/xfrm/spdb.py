@@ -15,7 +15,6 @@ from .policy import Policy, PolicyWire, flush_message, host_selector, policy_id2
 if TYPE_CHECKING:
     from devices.netdev import NetDevice
 
-    from ..kernel import NetNamespace
     from .netns import XfrmNet
 
 G = X.XfrmNlGrp
