@@ -162,7 +162,8 @@ def verify_newsa_info(req: XfrmRequest, p: UsersaInfo) -> None:
     for t in (A.ALG_AUTH, A.ALG_CRYPT, A.ALG_COMP):
         if t in at and not _alg_len(req, t, 68):
             raise _err("Invalid AUTH/CRYPT/COMP attribute length")
-    req.verify_sec_ctx_len()
+    if A.SEC_CTX in at:
+        req.verify_sec_ctx_len()
     _verify_replay(req, p, sa_dir)
 
     if p.mode == X.XFRM_MODE_IPTFS:
@@ -322,8 +323,9 @@ def _construct_rest(req: XfrmRequest, p: UsersaInfo, x: SecurityAssociation,
     x.replay_maxage = db.aevent_etime * 1000 // 10   # (etime * HZ) / XFRM_AE_ETH_M
     init_replay(x)
     update_ae_params(req, x, update_esn=False)
-    xuo = req.attr_struct(A.OFFLOAD_DEV, X.XfrmUserOffload)
-    if xuo is not None:
+    if A.OFFLOAD_DEV in at:
+        xuo = req.attr_struct(A.OFFLOAD_DEV, X.XfrmUserOffload)
+        assert xuo is not None
         offload.xfrm_dev_state_add(req, x, xuo)
     if x.props.mode == X.XFRM_MODE_IPTFS and kconfig.enabled(db.kernel, "XFRM_IPTFS"):
         # x->mode_cbs->user_init; without xfrm_iptfs, xfrm_get_mode_cbs finds no callbacks

@@ -91,7 +91,7 @@ def user_templates(req: XfrmRequest, family: int,
     except KernelError as e:
         e.echo = _with_families(req.buf, ra, tmpls, filled)
         raise
-    return tmpls, _with_families(req.buf, ra, tmpls, filled)
+    return tmpls, _with_families(req.buf, ra, tmpls, filled) if filled else None
 
 
 def _with_families(buf: bytes | bytearray, ra: RawAttr, tmpls: list[Template],
