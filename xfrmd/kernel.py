@@ -109,6 +109,9 @@ class Kernel:
         # which emulated namespace a process is in, when it moved itself (unshare, setns:
         # the shim tells); ``get_net_ns_by_pid`` asks here first
         self.pid_netns: dict[int, str] = {}
+        # the FIB's route lookup (``fib_lookup``), set by rtnetlink's init: lower layers
+        # (xfrm's offload path) route through it without importing rtnl
+        self.fib_lookup: Callable | None = None
         self._unshared = itertools.count(1)
         # names bound in /run/netns (``ip netns add``): what ``ip netns list`` shows; a
         # topology's namespaces are not there, as on a host where a test made them otherwise

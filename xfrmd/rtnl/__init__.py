@@ -146,6 +146,7 @@ def init(kernel: Kernel) -> None:
     rtnl.register_many(links.RTNL_MSG_HANDLERS)
     links.links_init(kernel)
     kernel.netlink_kernel_create(rtnl)
+    kernel.fib_lookup = fib.route_lookup     # what xfrm's offload path routes with
     kernel.netdev_chain.register(neigh.neigh_netdev_event, NETDEV_PRI_NEIGH)
     kernel.netdev_chain.register(procfs.procfs_netdev_event, NETDEV_PRI_PROCFS)
     kernel.netdev_chain.register(fib.fib_netdev_event, NETDEV_PRI_FIB)

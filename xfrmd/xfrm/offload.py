@@ -93,7 +93,7 @@ def _route_dev(req: XfrmRequest, x: SecurityAssociation, inbound: bool) -> NetDe
         dst = ipaddress.ip_address(bytes(daddr[:width]))
     except ValueError:
         return None
-    fib_lookup = getattr(req.kernel, "fib_lookup", None)
+    fib_lookup = req.kernel.fib_lookup
     if fib_lookup is None or not hasattr(req.netns, "links"):
         return None
     res = fib_lookup(req.netns, dst)
