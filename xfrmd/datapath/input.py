@@ -27,12 +27,12 @@ from netlink_codec import xfrm as X
 from ..rtnl.xfrmi import xfrmi_lookup
 from ..xfrm import aevent
 from ..xfrm.acquire import _sel_covers, host_selector, xfrm_policy_lookup
-from ..xfrm.offload import XFRM_DEV_OFFLOAD_IN, XFRM_DEV_OFFLOAD_PACKET
+from ..xfrm.offload import XFRM_DEV_OFFLOAD_IN, XFRM_DEV_OFFLOAD_PACKET, xfrm_dev_state_advance_esn
 from ..xfrm.sadb import sad
 from ..xfrm.state import XFRM_STATE_ACQ, XFRM_STATE_VALID
 from . import packet as P
 from .mib import XFRM_INC_STATS
-from .output import Drop, dev_ops, esp_gcm, put_set, xfrm_dev_state_advance_esn
+from .output import Drop, dev_ops, esp_gcm, put_set
 from .words import addr, hw_hint, km_state_text, sa_name, sel_text
 
 if TYPE_CHECKING:

@@ -36,8 +36,10 @@ from netlink_codec import xfrm as X
 from ..errors import KernelError
 from ..rtnl.fib import route_lookup
 from ..xfrm import aevent
-from ..xfrm.acquire import PolicyWire, host_selector, state_find, xfrm_policy_lookup
-from ..xfrm.offload import (XFRM_DEV_OFFLOAD_CRYPTO, XFRM_DEV_OFFLOAD_PACKET, copy_user_offload,
+from ..xfrm.acquire import host_selector, state_find, xfrm_policy_lookup
+from ..xfrm.esp import _authsize, _blksize, _ivsize
+from ..xfrm.offload import (XFRM_DEV_OFFLOAD_CRYPTO, XFRM_DEV_OFFLOAD_PACKET,
+                            xfrm_dev_offload_ok, xfrm_dev_state_advance_esn,
                             xfrm_dev_state_update_stats)
 from ..xfrm.sadb import addr_key, sad
 from ..xfrm.state import XFRM_STATE_VALID
@@ -81,60 +83,7 @@ def ip_route_output_key(ns: NetNamespace, daddr: str, saddr: str | None = None,
     return cast("NetDevice", res.dev)
 
 
-# -- the SPD ------------------------------------------------------------------------------------
-
-def acquire_view(pol: Policy) -> PolicyWire:
-    """What ``xfrm_state_find`` and ``build_acquire`` read of an SPD policy, taken from the
-    policy's own fields: the XFRM_MSG_ACQUIRE that km_query sends copies them."""
-    return PolicyWire(pol.userpolicy_info(), pol.templates, pol.type,
-                      (pol.mark[0], pol.mark[1]),
-                      pol.if_id, copy_user_offload(pol) if pol.xdo is not None else b"",
-                      pol.xdo)
-
-
-# -- xfrm_state_mtu / xfrm_dev_offload_ok -------------------------------------------------------
-
-def _ivsize(x: Any) -> int:
-    if x.aead is not None:
-        return 8
-    if x.enc is not None and x.enc.name not in ("ecb(cipher_null)",):
-        return 16 if "cbc" in x.enc.name else 8
-    return 0
-
-
-def _authsize(x: Any) -> int:
-    n: int = 0
-    if x.aead is not None:
-        n = x.aead.icv_len // 8
-    elif x.auth is not None:
-        n = x.auth.trunc_len // 8
-    return n
-
-
-def _blksize(x: Any) -> int:
-    if x.enc is not None and "cbc" in x.enc.name:
-        return 16
-    return 4                                      # ALIGN(blocksize 1, 4)
-
-
-def header_len(x: Any) -> int:
-    """``x->props.header_len`` of an ESP state (esp_init_state): ESP header + IV, the outer
-    IP header in tunnel mode, the UDP header with NAT-T."""
-    n = 8 + _ivsize(x)
-    if x.props.mode == X.XFRM_MODE_TUNNEL:
-        n += 20 if x.props.family == X.AF_INET else 40
-    if x.encap is not None:
-        n += 8
-    return n
-
-
-def xfrm_state_mtu(x: Any, mtu: int) -> int:
-    """``esp4_get_mtu`` / ``esp6_get_mtu``."""
-    net_adj = 0
-    if x.props.mode != X.XFRM_MODE_TUNNEL:
-        net_adj = 20 if x.props.family == X.AF_INET else 40
-    return ((mtu - header_len(x) - _authsize(x) - net_adj) & ~(_blksize(x) - 1)) + net_adj - 2
-
+# -- the device a state is offloaded to --------------------------------------------------------
 
 def _ops(dev: Any) -> XfrmDevOps | None:
     ops: XfrmDevOps | None = dev.xfrmdev_ops
@@ -147,40 +96,6 @@ def dev_ops(dev: NetDevice) -> XfrmDevOps:
     ops = _ops(dev)
     assert ops is not None
     return ops
-
-
-def xfrm_dev_offload_ok(x: Any, path_dev: NetDevice, skb_len: int,
-                        nstates: int) -> tuple[bool, str]:
-    """``xfrm_dev_offload_ok``: (ok, why not). The core checks: a type with offload (ESP),
-    the state's device is the route's path device and the bundle has one transform, the
-    packet fits the state's MTU; then the driver's ``xdo_dev_offload_ok`` if it has one."""
-    xso = x.xso
-    if x.id.proto != X.IPPROTO_ESP:
-        return False, "type has no offload"
-    if xso is None and x.encap is not None:
-        return False, "no offload and NAT-T"
-    dev = xso.dev if xso is not None else None
-    if dev is not None and dev is not path_dev:
-        return False, f"route leaves through {path_dev.name}, not {dev.name}"
-    if nstates != 1:
-        return False, "bundle of more than one transform"
-    mtu = xfrm_state_mtu(x, path_dev.mtu)
-    if skb_len > mtu:
-        return False, f"{skb_len} bytes exceed the state's MTU {mtu}"
-    if dev is None:
-        return True, ""
-    ops = _ops(dev)
-    if ops is not None and ops.has_offload_ok and not ops.xdo_dev_offload_ok(x):
-        return False, f"{ops.name}: xdo_dev_offload_ok refused"
-    return True, ""
-
-
-def xfrm_dev_state_advance_esn(x: Any) -> None:
-    """``xfrm_dev_state_advance_esn``: the state's device's op, if it has one."""
-    xso = x.xso
-    ops = _ops(xso.dev) if xso is not None and xso.dev is not None else None
-    if ops is not None and ops.has_advance_esn:
-        ops.xdo_dev_state_advance_esn(x)
 
 
 # -- sequence numbers (xfrm_replay.c) ---------------------------------------------------------
@@ -569,7 +484,6 @@ def xfrm_xmit(ns: NetNamespace, src: str, dst: str, proto: int = P.IPPROTO_UDP,
     xfrmi = getattr(rt_dev, "xfrmi", None)
     if_id = xfrmi.if_id if xfrmi is not None else 0
     pol: Policy | None = xfrm_policy_lookup(ns, X.XFRM_POLICY_OUT, flow, family, mark, if_id)
-    view = acquire_view(pol) if pol is not None and pol.action == X.XFRM_POLICY_ALLOW else None
     db = sad(ns.xfrm)
     pol_index = pol.index if pol is not None else None
     spray_flow = Flow(bytes(6), bytes(6), src, dst, proto, l4_sport, l4_dport) if spray else None
@@ -614,11 +528,11 @@ def xfrm_xmit(ns: NetNamespace, src: str, dst: str, proto: int = P.IPPROTO_UDP,
             continue
         pol.curlft_use = ns.kernel.clock.wall()        # xfrm_lookup: pol->curlft.use_time
         try:
-            if view is None:
+            if pol.action != X.XFRM_POLICY_ALLOW:
                 raise Drop("XfrmOutPolBlock", E.EPERM,
                            f"policy action block: its selector {sel_text(pol.sel)} covers "
                            "this flow; delete the policy or add it with action allow")
-            states = _tmpl_resolve(db, flow_sel, pol, view, sbytes, dbytes, family, rec)
+            states = _tmpl_resolve(db, flow_sel, pol, sbytes, dbytes, family, rec)
             if not states and xfrmi is not None:
                 raise Drop(None, E.EHOSTUNREACH, f"xfrm interface {rt_dev.name}: no state")
             if not states:
@@ -753,16 +667,16 @@ def _tmpl_text(t: Template, src: bytes, dst: bytes, family: int) -> str:
             f"mode {mode}")
 
 
-def _tmpl_resolve(db: StateDb, sel: X.XfrmSelector, pol: Policy, view: PolicyWire, src: bytes,
-                  dst: bytes, family: int, rec: TxRecord) -> list[Any]:
+def _tmpl_resolve(db: StateDb, sel: X.XfrmSelector, pol: Policy, src: bytes, dst: bytes,
+                  family: int, rec: TxRecord) -> list[Any]:
     """``xfrm_tmpl_resolve_one``: a VALID state per template of the policy; an optional
     template without one is skipped. Failures: -EAGAIN (acquire sent or pending) →
     XfrmOutNoStates, blackholed under larval drop; anything else (-ESRCH: no key manager) →
-    XfrmOutPolError. ``view``: the policy as ``xfrm_state_find`` reads it."""
+    XfrmOutPolError."""
     states = []
     local, remote = src, dst
     for t in pol.templates:
-        x, err, sent = state_find(db, sel, t, view, local, remote, family)
+        x, err, sent = state_find(db, sel, t, pol, local, remote, family)
         if x is not None and x.dir and x.dir != X.XFRM_SA_DIR_OUT:
             raise Drop("XfrmOutStateDirError", E.EINVAL,
                        f"{sa_name(x)} is dir in, but the out policy's template finds it: add "
