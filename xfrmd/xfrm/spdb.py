@@ -60,9 +60,14 @@ class PolicyDb:
                if_id: int = 0) -> Policy | None:
         """``xfrm_policy_lookup_bytype`` over sub then main policies of ``dir``: the selector
         must cover the flow (a host selector), the lowest priority value wins, the oldest on a
-        tie (the kernel walks the chains in insertion order and keeps the first best)."""
+        tie (the kernel walks the chains in insertion order and keeps the first best).
+
+        Packet offload first: ``xfrm_policy_insert_list`` puts a policy offloaded in packet
+        mode at the head of its chain, so the walk meets hardware policies before any
+        software one, newest first, without comparing priorities (the packet offload series:
+        "HW policies are placed at the head of the SPD")."""
         for ptype in (X.XFRM_POLICY_TYPE_SUB, X.XFRM_POLICY_TYPE_MAIN):
-            best = None
+            best = hw = None
             for pol in self.all.values():
                 if (pol.dir != dir or pol.type != ptype or pol.family != family
                         or (mark & pol.mark[1]) != pol.mark[0] or pol.if_id != if_id
@@ -70,8 +75,12 @@ class PolicyDb:
                     continue
                 if not selector_match(pol.sel, flow):
                     continue
-                if best is None or pol.priority < best.priority:
+                if pol.xdo is not None and pol.xdo.type == offload.XFRM_DEV_OFFLOAD_PACKET:
+                    hw = pol                   # insertion order: the last one is the newest
+                elif best is None or pol.priority < best.priority:
                     best = pol
+            if hw is not None:
+                return hw
             if best is not None:
                 return best
         return None
