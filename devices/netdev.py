@@ -28,32 +28,10 @@ NetdevNotifier = Callable[..., None]
 FixFeatures = Callable[["NetDevice", int], int]
 SetFeatures = Callable[["NetDevice", int], int]
 
-_NOTIFIERS: list[NetdevNotifier] = []   # transitional: modules not yet on kernel.netdev_chain
-# transitional: the chain priority of a callback still registered the old way (its module's
-# NETDEV_PRI_* of xfrmd/notifier.py), so that it runs in the same place among the callbacks
-# already on the kernel's chain
-_LEGACY_PRIORITY = {"xfrmd.xfrm.offload": 50, "xfrmd.rtnl.neigh": 40, "xfrmd.rtnl.procfs": 30,
-                    "xfrmd.rtnl.fib": 20, "xfrmd.rtnl.route": 20, "bonding.bond": -10}
-
-
-def register_netdevice_notifier(fn: NetdevNotifier) -> None:
-    """Transitional (use ``kernel.netdev_chain.register`` in an init call):
-    ``fn(event, dev, **info)`` for NETDEV_REGISTER, _UNREGISTER, _UP, _DOWN, _CHANGE
-    (carrier), _FEAT_CHANGE, _CHANGEUPPER, _CHANGENAME."""
-    if fn not in _NOTIFIERS:
-        _NOTIFIERS.append(fn)
-
-
 def call_netdevice_notifiers(event: str, dev: "NetDevice", **info: Any) -> None:
     """``call_netdevice_notifiers``: the device's kernel's netdevice chain."""
-    if dev.netns is None:
-        for fn in list(_NOTIFIERS):
-            fn(event, dev, **info)
-        return
-    chain = dev.netns.kernel.netdev_chain
-    for fn in _NOTIFIERS:
-        chain.register(fn, _LEGACY_PRIORITY.get(fn.__module__, 0))
-    chain.call(event, dev, **info)
+    if dev.netns is not None:           # a device in no namespace has no kernel to tell
+        dev.netns.kernel.netdev_chain.call(event, dev, **info)
 
 
 class NetDevice:

@@ -31,24 +31,10 @@ SIOCETHTOOL = 0x8946
 
 IoctlHandler = Callable[["Kernel", "NetNamespace", str, bytes], tuple[int, bytes]]
 
-# transitional: handlers still registered on import with @ioctl (the kernel's own table,
-# ``kernel.ioctls``, filled in init calls, is looked up first)
-IOCTLS: dict[int, IoctlHandler] = {}
-
-
-def ioctl(request: int) -> Callable[[IoctlHandler], IoctlHandler]:
-    """Transitional: register a handler on import (use ``kernel.ioctls[request] = fn`` in
-    the subsystem's init call)."""
-    def register(fn: IoctlHandler) -> IoctlHandler:
-        IOCTLS[request] = fn
-        return fn
-    return register
-
-
 def handle(kernel: "Kernel", ns: "NetNamespace", request: int, ifname: str,
            data: bytes) -> tuple[int, bytes]:
     """``sock_ioctl`` → ``dev_ioctl``: the handler of ``request`` in ``kernel.ioctls``."""
-    fn = kernel.ioctls.get(request) or IOCTLS.get(request)
+    fn = kernel.ioctls.get(request)
     if fn is None:
         return E.ENOTTY, b""  # what the kernel's sock_ioctl answers for unknown requests
     return fn(kernel, ns, ifname, data)

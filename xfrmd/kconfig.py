@@ -18,8 +18,10 @@ tests can make the emulated kernel match the machine's (tests/differential/kconf
 """
 from __future__ import annotations
 
+import errno as E
 import re
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -233,3 +235,29 @@ def from_config(symbols: dict[str, bool], names=None) -> dict[str, bool]:
     """The profile's options (or ``names`` of them) as a parsed ``.config`` has them; a
     symbol the file does not mention is off, as Kconfig leaves it."""
     return {n: symbols.get(n, False) for n in (names or OPTIONS)}
+
+
+# the service op of `xfrmd ctl kconfig show|set` (xfrmd/kconfig_ctl.py)
+def kconfig_service(kernel: Any, ns: Any, req: dict[str, Any]) -> dict[str, Any]:
+    """``show``: the options as .config text (all, or the ``names`` asked for); ``set``:
+    ``values`` {NAME: y|n}, all or nothing."""
+    cfg = of(kernel)
+    try:
+        if req.get("action") == "set":
+            values = {normalise_name(k): parse_value(v)
+                      for k, v in (req.get("values") or {}).items()}
+            trial = cfg.copy()
+            trial.update(values)              # an unmet dependency fails before any change
+            cfg.values = trial.values
+            return {"errno": 0}
+        if req.get("action") != "show":
+            return {"errno": E.EINVAL, "error": "xfrmd: kconfig show|set"}
+        names = [normalise_name(n) for n in req.get("names") or []]
+    except ValueError as e:
+        return {"errno": E.EINVAL, "error": f"xfrmd: {e}"}
+    lines = cfg.show().splitlines(keepends=True)
+    if names:
+        lines = [ln for ln in lines if any(f"CONFIG_{n}=" in ln or f"CONFIG_{n} " in ln
+                                           for n in names)]
+    return {"errno": 0, "text": "".join(lines)}
+

@@ -2,11 +2,8 @@
 read and changed at run time, and the service op behind it."""
 from __future__ import annotations
 
-import errno as E
 
-from . import kconfig
 from .ctl_util import Service, VerbTable, done, result, split_json, usage_error
-from .services import service
 
 _USAGE = ("kconfig show [NAME…] | kconfig set NAME=y|n… [-v|--json] — the kernel's build "
           "options "
@@ -32,29 +29,3 @@ def _kconfig(svc: Service, args: list[str]) -> int:
 VERBS: VerbTable = {
     "kconfig": (_kconfig, _USAGE),
 }
-
-
-@service("kconfig")
-def _kconfig_op(kernel, ns, req: dict) -> dict:
-    """``show``: the options as .config text (all, or the ``names`` asked for); ``set``:
-    ``values`` {NAME: y|n}, all or nothing."""
-    cfg = kconfig.of(kernel)
-    try:
-        if req.get("action") == "set":
-            values = {kconfig.normalise_name(k): kconfig.parse_value(v)
-                      for k, v in (req.get("values") or {}).items()}
-            trial = cfg.copy()
-            trial.update(values)              # an unmet dependency fails before any change
-            cfg.values = trial.values
-            return {"errno": 0}
-        if req.get("action") != "show":
-            return {"errno": E.EINVAL, "error": "xfrmd: kconfig show|set"}
-        names = [kconfig.normalise_name(n) for n in req.get("names") or []]
-    except ValueError as e:
-        return {"errno": E.EINVAL, "error": f"xfrmd: {e}"}
-    lines = cfg.show().splitlines(keepends=True)
-    if names:
-        lines = [ln for ln in lines if any(f"CONFIG_{n}=" in ln or f"CONFIG_{n} " in ln
-                                           for n in names)]
-    return {"errno": 0, "text": "".join(lines)}
-

@@ -11,6 +11,7 @@ from netlink_codec import xfrm as X
 
 def _dump(path: str, netns: str, msg_type: int, protocol: int = N.NETLINK_XFRM,
           payload: bytes = b"") -> list[bytes]:
+    # start-up time: the client (and trio with it) loads only when a dump runs
     from .client import NetlinkSocket
     out = []
     with NetlinkSocket(protocol, netns, path=path) as s:

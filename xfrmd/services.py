@@ -8,24 +8,9 @@ from typing import Callable
 from . import ioctl, vfs
 from .capability import NONROOT_RECV_PROTOCOLS, ROOT, service_allowed
 from .errors import KernelError
+from .kconfig import kconfig_service
+from .stats import stats_service
 
-SERVICES: dict[str, Callable] = {}
-
-
-def service(op: str):
-    """Register ``fn(kernel, netns, request) -> dict`` for a service op."""
-    def register(fn):
-        SERVICES[op] = fn
-        return fn
-    return register
-
-
-# Modules that register more ops on import (each subsystem owns its ops).
-SERVICE_MODULES = ["xfrmd.xfrm.services", "xfrmd.rtnl.services", "xfrmd.genl.services",
-                   "devices.services", "bonding.services", "xfrmd.datapath.services",
-                   "xfrmd.datapath.mib", "xfrmd.kconfig_ctl",
-                   "xfrmd.stats"]
-_loaded = False
 # ops that do not act on the connection's namespace (knobs of the whole kernel, or ops that
 # name their namespace in the request): they work whatever namespace the HELLO named, so
 # `xfrmd ctl clock advance` reaches a server whose topology has no "default"
@@ -33,18 +18,6 @@ KERNEL_WIDE_OPS = frozenset({"clock_advance", "netns_add", "netns_del", "netns_l
                              "netns_unshare", "netns_bind", "netns_enter",
                              "xfrm_type", "crypto_alg", "genetlink",
                              "fault_add", "fault_list", "fault_clear"})
-
-
-def _load() -> None:
-    global _loaded
-    import importlib
-    for name in SERVICE_MODULES:
-        try:
-            importlib.import_module(name)
-        except ImportError as e:
-            if e.name != name and not name.startswith(f"{e.name}."):  # a real import error inside an existing module
-                raise
-    _loaded = True
 
 
 def handle(kernel, netns_name: str, request: dict, *, uid: int = 0, pid: int = 0,
@@ -226,16 +199,14 @@ CORE_SERVICES: dict[str, Callable] = {
     "fault_add": _fault_add,
     "fault_list": _fault_list,
     "fault_clear": _fault_clear,
+    "kconfig": kconfig_service,
+    "stats": stats_service,
 }
 
 
 def init(kernel) -> None:
-    """The core ops (this module's) and, until each subsystem registers its own in its
-    init call, the ops the listed modules register on import (transitional)."""
+    """The core service ops and the /run/netns listing (each subsystem registers its own
+    ops in its own init call)."""
     kernel.services.update(CORE_SERVICES)
     kernel.vfs.register_dir("/run/netns", run_netns_entries)
     kernel.vfs.register_dir("/var/run/netns", run_netns_entries)
-    if not _loaded:
-        _load()
-    for op, fn in SERVICES.items():
-        kernel.services.setdefault(op, fn)

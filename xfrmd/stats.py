@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import traceback
+from typing import Any
 
 log = logging.getLogger("xfrmd.server")
 
@@ -91,12 +91,6 @@ def format_stats(d: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _register() -> None:
-    from .services import service
-
-    @service("stats")
-    def _stats(kernel, ns, request) -> dict:
-        return {"errno": 0, **kernel.stats.as_dict(kernel)}
-
-
-_register()
+def stats_service(kernel: Any, ns: Any, request: dict[str, Any]) -> dict[str, Any]:
+    """The service op of ``xfrmd ctl stats``."""
+    return {"errno": 0, **kernel.stats.as_dict(kernel)}

@@ -60,6 +60,7 @@ def __getattr__(name: str) -> Any:
     """``ServerHandle``, ``make_kernel``, ``running_server`` from :mod:`xfrmd.embedded`,
     imported on first use (start-up time, above)."""
     if name in ("ServerHandle", "make_kernel", "running_server"):
+        # start-up time: the pytest plugin loads the server only for a test that uses it
         from . import embedded
         return getattr(embedded, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

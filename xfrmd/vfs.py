@@ -18,19 +18,6 @@ Reader = Callable[..., str]
 Writer = Callable[..., "int | None"]
 Lister = Callable[..., list]
 
-# transitional: modules not yet converted to ``kernel.vfs.register`` in their init call
-_LEGACY_FILES: list[tuple[str, Reader | None, Writer | None]] = []
-_LEGACY_DIRS: list[tuple[str, Lister]] = []
-
-
-def register(pattern: str, read: Reader | None = None, write: Writer | None = None) -> None:
-    _LEGACY_FILES.append((pattern, read, write))
-
-
-def register_dir(pattern: str, lister: Lister) -> None:
-    _LEGACY_DIRS.append((pattern, lister))
-
-
 def _norm(path: str) -> str:
     parts = [p for p in path.split("/") if p and p != "."]
     return "/" + "/".join(parts)
@@ -55,10 +42,10 @@ class Vfs:
         self.dirs.append((pattern, lister))
 
     def _dirs(self):
-        return self.dirs + _LEGACY_DIRS
+        return self.dirs
 
     def lookup(self, path: str):
-        for pattern, read, write in self.files + _LEGACY_FILES:
+        for pattern, read, write in self.files:
             if fnmatch.fnmatchcase(path, pattern):
                 return read, write
         return None
