@@ -13,7 +13,7 @@ import heapq
 import itertools
 import logging
 import random
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from netlink_codec import netlink as N
 
@@ -27,6 +27,11 @@ from .netlink.socket import ENOBUFS, NetlinkSocket, rcvbuf_for, skb_truesize
 from .notifier import NotifierChain
 from .stats import Stats
 from .vfs import Vfs
+
+if TYPE_CHECKING:
+    from devices.netdev import LinkTable
+
+    from .xfrm.netns import XfrmNet
 
 SOL_SOCKET, SO_RCVBUF, SO_RCVBUFFORCE = 1, 8, 33
 
@@ -49,8 +54,18 @@ class Timer:
 
 
 class NetNamespace:
-    """``struct net``: each subsystem keeps its per-namespace state as an attribute
-    (``xfrm``, ``links``, …), created by its family's ``init_net`` (pernet_operations)."""
+    """``struct net``: each subsystem keeps its per-namespace state as an attribute, created
+    by its ``init_net`` (pernet_operations). Declared here, set there: ``links`` (the link
+    table, rtnetlink), ``routes`` (routes given as (dst, dev) by a topology), ``xfrm`` (the
+    SAD and SPD, ``net->xfrm``), ``dying`` (cleanup_net has started), ``unplugged`` (ports
+    pulled with ``xfrmd ctl link … unplug``). The FIB, the rule table and the per-device IP
+    sysctls are made on first use by their modules (``fib``, ``fib_rules``, ``ip_devconf``)."""
+
+    links: LinkTable
+    routes: list[Any]
+    xfrm: XfrmNet
+    dying: bool
+    unplugged: dict[str, Any]
 
     def __init__(self, kernel: "Kernel", name: str):
         self.kernel = kernel

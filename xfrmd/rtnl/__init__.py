@@ -17,7 +17,7 @@ from netlink_codec.netlink import NETLINK_ROUTE, NLM_F_DUMP, NLM_F_ECHO, ExtAck
 from ..errors import KernelError
 from ..netlink.core import OK, Reply, Request
 from ..notifier import NETDEV_PRI_FIB, NETDEV_PRI_NEIGH, NETDEV_PRI_PROCFS
-from . import addr, fib, links, neigh, netconf, procfs, route, rule, services
+from . import addr, fib, links, neigh, netconf, netns, procfs, route, rule, services
 
 if TYPE_CHECKING:
     from ..kernel import Kernel
