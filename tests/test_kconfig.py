@@ -113,8 +113,6 @@ def test_netdevsim_refuses_ip_link_add_only_when_built():
 
 def test_no_netdevsim_bus_without_netdevsim():
     from xfrmd import vfs
-    from xfrmd.services import _load
-    _load()
     for on in (True, False):
         k = make(NETDEVSIM=on).kernel
         ns = k.netns("default")
