@@ -33,6 +33,7 @@ from netlink_codec.netlink import ExtAck, encode_ack, kernel_messages
 
 from . import services, transport as T
 from .capability import peer_credentials
+from .inet import udp as inet_udp
 from .kernel import Kernel, KernelError
 from .netlink.socket import sock_error_frame
 from .stats import INTERNAL_ERROR
@@ -47,7 +48,7 @@ SO_PEERCRED = 17
 # would only keep the client from running)
 SPIN_SECONDS = (float(os.environ.get("XFRMD_SPIN_US", "150")) / 1e6
                 if len(os.sched_getaffinity(0)) > 1 else 0.0)
-NETLINK, SERVICE, FILE_WRITE = "netlink", "service", "file"
+NETLINK, SERVICE, FILE_WRITE, INET = "netlink", "service", "file", "inet"
 SIOCOUTQ = 0x5411          # TIOCOUTQ: what the peer has not read yet (unix_outq_len)
 SENT_TRACK_MAX = 8192       # unreported datagrams after which a peer counts as not reporting
 HELLO_TIMEOUT = 5.0        # seconds a connection may stay without its first HELLO
@@ -149,7 +150,7 @@ class Connection:
     """One accepted unix connection; its kind is known once its HELLO arrived."""
     __slots__ = ("s", "fd", "pid", "uid", "kind", "netns", "sock", "open_error", "pending",
                  "pending_ts", "pending_frames", "out", "path", "chunks", "greeted", "born",
-                 "cred", "sent_ts", "sent_unread", "read_n")
+                 "cred", "sent_ts", "sent_unread", "read_n", "inet")
 
     def __init__(self, s: pysocket.socket, pid: int, uid: int):
         self.s = s
@@ -174,6 +175,7 @@ class Connection:
         self.sent_ts = collections.deque()
         self.sent_unread = 0        # their sum
         self.read_n = 0             # datagrams the peer said it has read (READ)
+        self.inet = None            # INET: the emulated UDP socket (xfrmd.inet.udp)
 
     def reads_reset(self) -> None:
         """A new emulated socket on this connection: the shim counts its reads from 0."""
@@ -524,6 +526,9 @@ class Server:
             conn.sock = None
         if conn.kind == FILE_WRITE:
             self._file_written(conn)
+        if conn.inet is not None:
+            inet_udp.close(conn.inet)
+            conn.inet = None
 
     def _readable(self, conn: Connection) -> None:
         """What the client has written, up to a few records (epoll is level-triggered: the
@@ -560,6 +565,9 @@ class Server:
             return self._hello(conn, rec)
         if kind == SERVICE:
             self._query(conn, rec)
+            return True
+        if kind == INET:
+            self._inet(conn, rec)
             return True
         if kind == FILE_WRITE:
             # what a sysfs/debugfs file takes is small (kernfs stores one page per write):
@@ -614,6 +622,8 @@ class Server:
             conn.kind = FILE_WRITE
             conn.path = T.hello_extra(payload)
             return True
+        if protocol == T.INET_PROTOCOL:
+            return self._hello_inet(conn, payload)
         conn.kind = NETLINK
         try:
             # a HELLO never makes a namespace: only `xfrmd ctl netns add` or the topology
@@ -630,6 +640,44 @@ class Server:
         conn.reads_reset()
         conn.sock.outq_probe = lambda: self._unread(conn)
         self.conns[conn.sock] = conn
+        return True
+
+    def _hello_inet(self, conn: Connection, payload: bytes) -> bool:
+        """An emulated UDP socket (docs/protocol.md, "INET connection"). An unknown namespace
+        or an unsupported family/protocol closes the connection (the shim then keeps the
+        program's real socket, as it does when the first BIND fails)."""
+        family, ipproto = T.hello_inet(payload)
+        try:
+            ns = self.kernel.netns(conn.netns, create=False)
+        except KernelError:
+            ns = None
+        if ns is None or family not in (inet_udp.AF_INET, inet_udp.AF_INET6) \
+                or ipproto not in (0, inet_udp.IPPROTO_UDP):
+            log.info("pid %d: INET connection refused (netns %r, family %d, protocol %d)",
+                     conn.pid, conn.netns, family, ipproto)
+            self._close(conn)
+            return False
+        conn.kind = INET
+        conn.inet = inet_udp.UdpSock(ns, family, lambda rec: self._push(conn, rec))
+        return True
+
+    def _inet(self, conn: Connection, rec: bytes) -> None:
+        reply = inet_udp.handle(conn.inet, rec)
+        if reply is not None:
+            self._send(conn, reply)
+
+    def _push(self, conn: Connection, rec: bytes) -> bool:
+        """A datagram for an emulated UDP socket: queued on its connection, or dropped when
+        the program's end is full (the socket's receive buffer, ``__udp_enqueue_schedule_skb``
+        drops then too)."""
+        if conn.fd not in self.by_fd:
+            return False
+        if conn.pending:
+            return False
+        try:
+            conn.s.send(rec, pysocket.MSG_DONTWAIT)
+        except OSError:
+            return False
         return True
 
     # -- service queries and virtual files ---------------------------------------------

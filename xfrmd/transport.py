@@ -11,6 +11,10 @@ from .netlink.socket import (F_ANSWER, F_AUTOBIND, F_BIND, F_BIND_AUTO, F_BIND_R
 
 SERVICE_PROTOCOL = 0xFFFFFFFF
 FILE_WRITE_PROTOCOL = 0xFFFFFFFE   # a virtual file opened for writing (docs/protocol.md)
+INET_PROTOCOL = 0xFFFFFFFD     # a UDP socket carried by the emulated stack (docs/protocol.md)
+# INET connection frames: shim → server, then server → shim
+F_INET_BIND, F_INET_CONNECT, F_INET_SEND, F_INET_SETSOCKOPT = 32, 33, 34, 35
+F_INET_BIND_REPLY, F_INET_DGRAM = 0xA0, 0xA1
 MAX_RECORD = 131000  # below glibc's mmap threshold: recv() stays cheap
 
 
@@ -87,6 +91,14 @@ def hello_ino(payload: bytes) -> int:
     if end < 0 or len(payload) < end + 9:
         return 0
     return struct.unpack_from("=Q", payload, end + 1)[0]
+
+
+def hello_inet(payload: bytes) -> tuple[int, int]:
+    """(family, ip protocol) after the namespace's NUL in an INET HELLO; (0, 0) when absent."""
+    end = payload.find(b"\0", 8)
+    if end < 0 or len(payload) < end + 9:
+        return 0, 0
+    return struct.unpack_from("=II", payload, end + 1)
 
 
 def hello_extra(payload: bytes) -> str:

@@ -659,6 +659,412 @@ static int pool_get(int type, uint64_t *ino)
     return fd;
 }
 
+/* ---- UDP sockets carried by the emulated stack (docs/protocol.md, "INET connection") ------
+ * An AF_INET/AF_INET6 SOCK_DGRAM (UDP) socket becomes an INET connection to the server when
+ * the emulated kernel is what it talks to:
+ *   - the process entered an emulated namespace through the shim (unshare, setns on a
+ *     placeholder, `ip netns exec`): XFRMD_INET=1, inherited across exec; its first bind,
+ *     connect, sendto/sendmsg or SO_BINDTODEVICE converts it;
+ *   - otherwise a bind() the host refuses with EADDRNOTAVAIL to an address the emulated
+ *     namespace has, or an SO_BINDTODEVICE the host refuses with ENODEV naming an emulated
+ *     device. Real programs' real sockets (IKE daemons on UDP 500/4500) stay real.
+ * XFRMD_INET=0 turns all of it off. The connection replaces the program's fd (dup3), so
+ * poll/epoll/SO_RCVTIMEO/O_NONBLOCK work natively; every record the server sends is a DGRAM
+ * (source address + payload) or SOCK_ERROR. TCP is not emulated: in an emulated namespace
+ * bind/connect of a stream socket fail with EOPNOTSUPP and one line on stderr. */
+#define INET_PROTOCOL 0xFFFFFFFDu
+#define F_INET_BIND 32
+#define F_INET_CONNECT 33
+#define F_INET_SEND 34
+#define F_INET_SETSOCKOPT 35
+#define F_INET_BIND_REPLY 0xA0
+#define F_INET_DGRAM 0xA1
+#define UDP_MAX_PAYLOAD 65507
+
+struct inetsock {
+    int family, refs, bound, connected, gone;
+    uint32_t reuse;                      /* bit 0 SO_REUSEADDR, bit 1 SO_REUSEPORT */
+    struct sockaddr_storage local, peer;
+    socklen_t locallen, peerlen;
+};
+static struct inetsock *intab[MAXFD];
+
+static struct inetsock *in_of(int fd)
+{
+    return (fd >= 0 && fd < MAXFD) ? intab[fd] : NULL;
+}
+
+static void in_release(int fd)
+{
+    struct inetsock *is = in_of(fd);
+    if (!is) return;
+    intab[fd] = NULL;
+    if (--is->refs <= 0) free(is);
+}
+
+/* XFRMD_INET: "1" every UDP socket is the emulated kernel's, "0" none is */
+static int inet_mode(void)
+{
+    const char *e = getenv("XFRMD_INET");
+    return e && *e == '1';
+}
+
+static int inet_off(void)
+{
+    const char *e = getenv("XFRMD_INET");
+    return e && *e == '0';
+}
+
+static socklen_t sa_len(int family)
+{
+    return family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+}
+
+/* the family of a real AF_INET/AF_INET6 socket of ``type`` (UDP: protocol 0 or 17), else 0 */
+static int real_inet_family(int fd, int type)
+{
+    int v = 0, dom = 0, proto = 0;
+    socklen_t l = sizeof v;
+    if (real_getsockopt(fd, SOL_SOCKET, SO_TYPE, &v, &l) < 0 || v != type) return 0;
+    l = sizeof dom;
+    if (real_getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &l) < 0) return 0;
+    if (dom != AF_INET && dom != AF_INET6) return 0;
+    l = sizeof proto;
+    if (type == SOCK_DGRAM && (real_getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &l) < 0 ||
+                               (proto != 0 && proto != IPPROTO_UDP)))
+        return 0;
+    return dom;
+}
+
+/* TCP (and raw/ICMP) sockets of a process in an emulated namespace: a clear error */
+static int inet_unsupported(int fd)
+{
+    static int said;
+    int v = 0;
+    socklen_t l = sizeof v;
+    if (real_getsockopt(fd, SOL_SOCKET, SO_TYPE, &v, &l) < 0) return 0;
+    if (!real_inet_family(fd, v) || (v == SOCK_DGRAM && real_inet_family(fd, SOCK_DGRAM)))
+        return 0;
+    if (!said++)
+        fprintf(stderr, "xfrmd shim: only UDP datagram sockets are carried by the emulated "
+                "stack (namespace \"%s\"); TCP, raw and ICMP sockets are not emulated\n",
+                getenv("XFRMD_NETNS") ? getenv("XFRMD_NETNS") : "default");
+    errno = EOPNOTSUPP;
+    return 1;
+}
+
+/* Wait for BIND_REPLY; nothing else can come first (an unbound socket receives nothing). */
+static int inet_bind_exchange(int fd, struct inetsock *is, const struct sockaddr *addr,
+                              socklen_t len)
+{
+    char buf[8 + 4 + sizeof(struct sockaddr_storage)];
+    uint32_t reuse = is->reuse;
+    if (addr && len > sizeof(struct sockaddr_storage)) len = sizeof(struct sockaddr_storage);
+    size_t n = build_frame(buf, F_INET_BIND, &reuse, 4);
+    if (addr) { memcpy(buf + n, addr, len); n += len; }
+    if (real_send(fd, buf, n, MSG_NOSIGNAL) < 0) {
+        if (errno == EPIPE || errno == ECONNRESET) server_gone(fd, &is->gone, "bind");
+        return -1;
+    }
+    for (;;) {
+        char r[64];
+        ssize_t k = real_recv(fd, r, sizeof r, 0);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct pollfd p = { .fd = fd, .events = POLLIN };
+            poll(&p, 1, -1);
+            continue;
+        }
+        if (k <= 0) { server_gone(fd, &is->gone, "bind"); return -1; }
+        struct frame f; memcpy(&f, r, 8 < k ? 8 : (size_t)k);
+        if (k < 12 || f.zero != 0 || f.kind != F_INET_BIND_REPLY) continue;
+        int32_t err; memcpy(&err, r + 8, 4);
+        if (err) { errno = -err; return -1; }
+        is->bound = 1;
+        is->locallen = (socklen_t)(k - 12) < sizeof is->local ? (socklen_t)(k - 12) : sizeof is->local;
+        memcpy(&is->local, r + 12, is->locallen);
+        return 0;
+    }
+}
+
+static int inet_frame(int fd, struct inetsock *is, uint16_t kind, const void *payload, size_t n)
+{
+    char buf[8 + 8 + 256];
+    if (n > sizeof buf - 8) { errno = EINVAL; return -1; }
+    if (real_send(fd, buf, build_frame(buf, kind, payload, n), MSG_NOSIGNAL) < 0) {
+        if (errno == EPIPE || errno == ECONNRESET) server_gone(fd, &is->gone, "send");
+        return -1;
+    }
+    return 0;
+}
+
+static int inet_setsockopt_frame(int fd, struct inetsock *is, int level, int optname,
+                                 const void *val, size_t len)
+{
+    char p[8 + 64];
+    uint32_t lv[2] = { (uint32_t)level, (uint32_t)optname };
+    if (len > 64) len = 64;
+    memcpy(p, lv, 8);
+    if (len) memcpy(p + 8, val, len);
+    return inet_frame(fd, is, F_INET_SETSOCKOPT, p, 8 + len);
+}
+
+/* The program's real socket ``fd`` becomes an INET connection (bound to ``addr`` if given);
+ * NULL with errno, the real socket left as it was, if the server refuses. */
+static struct inetsock *inet_convert(int fd, int family, const struct sockaddr *addr,
+                                     socklen_t len)
+{
+    int c = server_dial(SOCK_CLOEXEC);
+    if (c < 0) { complain("socket(AF_INET, SOCK_DGRAM)"); return NULL; }
+    char msg[8 + 8 + 256 + 8];
+    const char *ns = getenv("XFRMD_NETNS");
+    if (!ns) ns = "";
+    size_t nlen = strnlen(ns, 250);
+    uint32_t w[2] = { INET_PROTOCOL, SOCK_DGRAM }, fp[2] = { (uint32_t)family, IPPROTO_UDP };
+    size_t o = build_frame(msg, F_HELLO, w, 8);
+    memcpy(msg + o, ns, nlen); o += nlen; msg[o++] = 0;
+    memcpy(msg + o, fp, 8); o += 8;
+    struct inetsock *is = calloc(1, sizeof *is);
+    if (!is) { real_close(c); errno = ENOMEM; return NULL; }
+    is->family = family;
+    if (real_send(c, msg, o, MSG_NOSIGNAL) < 0) {
+        complain("socket(AF_INET, SOCK_DGRAM)");
+        real_close(c); free(is); errno = ECONNREFUSED; return NULL;
+    }
+    /* what the program set on the real socket before */
+    int v = 0;
+    socklen_t l = sizeof v;
+    if (real_getsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &v, &l) == 0 && v) is->reuse |= 1;
+    l = sizeof v; v = 0;
+    if (real_getsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &v, &l) == 0 && v) is->reuse |= 2;
+    char dev[IF_NAMESIZE + 1] = "";
+    l = IF_NAMESIZE;
+    if (real_getsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, dev, &l) == 0 && dev[0])
+        inet_setsockopt_frame(c, is, SOL_SOCKET, SO_BINDTODEVICE, dev, strnlen(dev, IF_NAMESIZE) + 1);
+    if (addr && inet_bind_exchange(c, is, addr, len) < 0) {
+        int e = errno;
+        real_close(c); free(is);
+        errno = e == ECONNREFUSED ? EADDRNOTAVAIL : e;
+        return NULL;
+    }
+    struct timeval tv;
+    l = sizeof tv;
+    if (real_getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &l) == 0) real_setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, l);
+    l = sizeof tv;
+    if (real_getsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, &l) == 0) real_setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, l);
+    int fl = real_fcntl(fd, F_GETFL), fdfl = real_fcntl(fd, F_GETFD);
+    if (syscall(SYS_dup3, c, fd, (fdfl >= 0 && (fdfl & FD_CLOEXEC)) ? O_CLOEXEC : 0) < 0) {
+        int e = errno;
+        real_close(c); free(is); errno = e; return NULL;
+    }
+    real_close(c);
+    if (fl >= 0 && (fl & O_NONBLOCK)) real_fcntl(fd, F_SETFL, O_NONBLOCK);
+    in_release(fd);
+    is->refs = 1;
+    intab[fd] = is;
+    return is;
+}
+
+/* in an emulated namespace, a real UDP socket's first use converts it; NULL: not such a case */
+static struct inetsock *inet_adopt(int fd, int need_mode)
+{
+    if (inet_off() || (need_mode && !inet_mode())) return NULL;
+    int fam = real_inet_family(fd, SOCK_DGRAM);
+    if (!fam) return NULL;
+    return inet_convert(fd, fam, NULL, 0);
+}
+
+static int inet_autobind(int fd, struct inetsock *is)
+{
+    return is->bound ? 0 : inet_bind_exchange(fd, is, NULL, 0);
+}
+
+static int inet_check_addr(struct inetsock *is, const struct sockaddr *a, socklen_t al)
+{
+    if (!a || al < sizeof(sa_family_t)) { errno = EINVAL; return -1; }
+    if (a->sa_family != is->family) { errno = EAFNOSUPPORT; return -1; }
+    if (al < sa_len(is->family)) { errno = EINVAL; return -1; }
+    return 0;
+}
+
+static int inet_bind(int fd, struct inetsock *is, const struct sockaddr *a, socklen_t al)
+{
+    if (inet_check_addr(is, a, al) < 0) return -1;
+    if (is->bound) { errno = EINVAL; return -1; }         /* inet_bind: already bound */
+    return inet_bind_exchange(fd, is, a, sa_len(is->family));
+}
+
+static int inet_connect(int fd, struct inetsock *is, const struct sockaddr *a, socklen_t al)
+{
+    if (a && al >= sizeof(sa_family_t) && a->sa_family == AF_UNSPEC) {
+        is->connected = 0;
+        return inet_frame(fd, is, F_INET_CONNECT, a, sizeof(sa_family_t));
+    }
+    if (inet_check_addr(is, a, al) < 0 || inet_autobind(fd, is) < 0) return -1;
+    socklen_t n = sa_len(is->family);
+    if (inet_frame(fd, is, F_INET_CONNECT, a, n) < 0) return -1;
+    memcpy(&is->peer, a, n);
+    is->peerlen = n;
+    is->connected = 1;
+    return 0;
+}
+
+static void inet_name(struct inetsock *is, const struct sockaddr_storage *ss, socklen_t sl,
+                      struct sockaddr *addr, socklen_t *len)
+{
+    struct sockaddr_storage any;
+    if (!sl) {
+        memset(&any, 0, sizeof any);
+        any.ss_family = (sa_family_t)is->family;
+        ss = &any; sl = sa_len(is->family);
+    }
+    if (!addr || !len) return;
+    memcpy(addr, ss, *len < sl ? *len : sl);
+    *len = sl;
+}
+
+static ssize_t in_send(int fd, struct inetsock *is, const struct iovec *iov, size_t iovcnt,
+                       int flags, const struct sockaddr *to, socklen_t tolen)
+{
+    if (is->gone) { errno = ECONNREFUSED; return -1; }
+    if (flags & MSG_OOB) { errno = EOPNOTSUPP; return -1; }
+    size_t total = 0;
+    for (size_t i = 0; i < iovcnt; i++) total += iov[i].iov_len;
+    if (total > UDP_MAX_PAYLOAD) { errno = EMSGSIZE; return -1; }
+    socklen_t alen = 0;
+    if (to) {
+        if (inet_check_addr(is, to, tolen) < 0) return -1;
+        alen = sa_len(is->family);
+    } else if (!is->connected) {
+        errno = EDESTADDRREQ; return -1;
+    }
+    if (inet_autobind(fd, is) < 0) return -1;
+    char *buf = malloc(8 + 4 + alen + total);
+    if (!buf) { errno = ENOMEM; return -1; }
+    uint32_t al = alen;
+    size_t o = build_frame(buf, F_INET_SEND, &al, 4);
+    if (alen) { memcpy(buf + o, to, alen); o += alen; }
+    for (size_t i = 0; i < iovcnt; i++) { memcpy(buf + o, iov[i].iov_base, iov[i].iov_len); o += iov[i].iov_len; }
+    ssize_t w = real_send(fd, buf, o, MSG_NOSIGNAL | (flags & MSG_DONTWAIT));
+    free(buf);
+    if (w < 0) {
+        if (errno == EPIPE || errno == ECONNRESET) server_gone(fd, &is->gone, "send");
+        return -1;
+    }
+    return (ssize_t)total;
+}
+
+static ssize_t in_recv(int fd, struct inetsock *is, struct iovec *iov, size_t iovcnt, int flags,
+                       struct sockaddr *from, socklen_t *fromlen, int *msg_flags)
+{
+    if (is->gone) { errno = ECONNREFUSED; return -1; }
+    if (flags & MSG_ERRQUEUE) { errno = EAGAIN; return -1; }   /* nothing on the error queue */
+    if (flags & MSG_OOB) { errno = EOPNOTSUPP; return -1; }
+    size_t want = 0;
+    for (size_t i = 0; i < iovcnt; i++) want += iov[i].iov_len;
+    unsigned char *buf = malloc(RECORD_MAX);
+    if (!buf) { errno = ENOMEM; return -1; }
+    ssize_t n;
+    uint32_t alen = 0;
+    for (;;) {
+        n = real_recv(fd, buf, RECORD_MAX, flags & (MSG_PEEK | MSG_DONTWAIT));
+        if (n < 0 && errno != ECONNRESET) { free(buf); return -1; }
+        if (n <= 0) { free(buf); server_gone(fd, &is->gone, "recv"); return -1; }
+        struct frame f; memcpy(&f, buf, n < 8 ? (size_t)n : 8);
+        int dgram = n >= 12 && f.zero == 0 && f.kind == F_INET_DGRAM;
+        if (dgram) {
+            memcpy(&alen, buf + 8, 4);
+            if (alen <= (size_t)n - 12) break;
+        }
+        if (flags & MSG_PEEK) { char t[64]; real_recv(fd, t, sizeof t, MSG_DONTWAIT); }
+        if (n >= 12 && f.zero == 0 && f.kind == F_SOCK_ERROR) {
+            int32_t e; memcpy(&e, buf + 8, 4);
+            free(buf); errno = -e; return -1;
+        }
+    }
+    const unsigned char *data = buf + 12 + alen;
+    size_t dlen = (size_t)n - 12 - alen;
+    size_t copy = dlen < want ? dlen : want, o = 0;
+    for (size_t i = 0; i < iovcnt && o < copy; i++) {
+        size_t c = iov[i].iov_len < copy - o ? iov[i].iov_len : copy - o;
+        memcpy(iov[i].iov_base, data + o, c);
+        o += c;
+    }
+    if (msg_flags) *msg_flags = dlen > want ? MSG_TRUNC : 0;
+    if (from && fromlen) {
+        memcpy(from, buf + 12, *fromlen < alen ? *fromlen : alen);
+        *fromlen = alen;
+    }
+    free(buf);
+    return (flags & MSG_TRUNC) ? (ssize_t)dlen : (ssize_t)copy;
+}
+
+/* bytes of the next datagram (FIONREAD / SIOCINQ), 0 if none */
+static int in_pending(int fd)
+{
+    unsigned char *buf = malloc(RECORD_MAX);
+    if (!buf) return 0;
+    ssize_t n = real_recv(fd, buf, RECORD_MAX, MSG_PEEK | MSG_DONTWAIT);
+    int r = 0;
+    struct frame f;
+    if (n >= 12) {
+        memcpy(&f, buf, 8);
+        uint32_t alen; memcpy(&alen, buf + 8, 4);
+        if (f.zero == 0 && f.kind == F_INET_DGRAM && alen <= (size_t)n - 12) r = (int)(n - 12 - alen);
+    }
+    free(buf);
+    return r;
+}
+
+static int in_setsockopt(int fd, struct inetsock *is, int level, int optname, const void *val,
+                         socklen_t len)
+{
+    if (level != SOL_SOCKET) return 0;      /* IP/IPv6/UDP options: accepted, not modelled */
+    switch (optname) {
+    case SO_BINDTODEVICE: {
+        char name[IF_NAMESIZE + 1] = "";
+        if (val && len) memcpy(name, val, len < IF_NAMESIZE ? len : IF_NAMESIZE);
+        if (name[0] && !if_nametoindex(name)) { errno = ENODEV; return -1; }
+        return inet_setsockopt_frame(fd, is, level, optname, name, strlen(name) + 1);
+    }
+    case SO_REUSEADDR: case SO_REUSEPORT: {
+        int v = 0;
+        if (!val || len < sizeof v) { errno = EINVAL; return -1; }
+        memcpy(&v, val, sizeof v);
+        uint32_t bit = optname == SO_REUSEADDR ? 1 : 2;
+        is->reuse = v ? (is->reuse | bit) : (is->reuse & ~bit);
+        return inet_setsockopt_frame(fd, is, level, optname, &v, sizeof v);
+    }
+    default: {
+        /* timeouts and buffer sizes act on the connection itself */
+        int r = real_setsockopt(fd, level, optname, val, len);
+        if (r < 0 && errno == ENOPROTOOPT) return 0;
+        return r;
+    }
+    }
+}
+
+static int in_getsockopt(int fd, struct inetsock *is, int level, int optname, void *val,
+                         socklen_t *len)
+{
+    int v = 0;
+    if (level == SOL_SOCKET) {
+        switch (optname) {
+        case SO_TYPE: v = SOCK_DGRAM; break;
+        case SO_DOMAIN: v = is->family; break;
+        case SO_PROTOCOL: v = IPPROTO_UDP; break;
+        case SO_ERROR: v = 0; break;
+        case SO_REUSEADDR: v = is->reuse & 1; break;
+        case SO_REUSEPORT: v = (is->reuse >> 1) & 1; break;
+        default: return real_getsockopt(fd, level, optname, val, len);
+        }
+    }
+    if (!val || !len || *len < sizeof(int)) { errno = EINVAL; return -1; }
+    memcpy(val, &v, sizeof v);
+    *len = sizeof v;
+    return 0;
+}
+
 /* ---- socket calls --------------------------------------------------------------------- */
 int socket(int domain, int type, int protocol)
 {
@@ -708,7 +1114,25 @@ int bind(int fd, const struct sockaddr *addr, socklen_t len)
 {
     load_all();
     struct nlsock *s = nl_of(fd);
-    if (!s) return real_bind(fd, addr, len);
+    if (!s) {
+        struct inetsock *is = in_of(fd);
+        if (is) return inet_bind(fd, is, addr, len);
+        if (!addr || len < sizeof(sa_family_t) || inet_off() ||
+            (addr->sa_family != AF_INET && addr->sa_family != AF_INET6))
+            return real_bind(fd, addr, len);
+        if (inet_mode()) {
+            int fam = real_inet_family(fd, SOCK_DGRAM);
+            if (fam) return inet_convert(fd, fam, addr, len) ? 0 : -1;
+            if (inet_unsupported(fd)) return -1;
+        }
+        int r = real_bind(fd, addr, len);
+        if (r == 0 || errno != EADDRNOTAVAIL) return r;
+        /* an address the host lacks: the emulated namespace's, if it has it */
+        int fam = real_inet_family(fd, SOCK_DGRAM);
+        if (fam && inet_convert(fd, fam, addr, len)) return 0;
+        errno = EADDRNOTAVAIL;
+        return -1;
+    }
     if (!addr || len < sizeof(struct sockaddr_nl) || addr->sa_family != AF_NETLINK) {
         errno = EINVAL; return -1;
     }
@@ -737,7 +1161,16 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
     load_all();
     struct nlsock *s = nl_of(fd);
-    if (!s) return real_connect(fd, addr, len);
+    if (!s) {
+        struct inetsock *is = in_of(fd);
+        if (!is && inet_mode() && addr && len >= sizeof(sa_family_t) &&
+            (addr->sa_family == AF_INET || addr->sa_family == AF_INET6)) {
+            if (inet_unsupported(fd)) return -1;
+            is = inet_adopt(fd, 1);
+        }
+        if (is) return inet_connect(fd, is, addr, len);
+        return real_connect(fd, addr, len);
+    }
     if (addr && addr->sa_family == AF_UNSPEC) return 0;
     return ensure_bound(fd, s);
 }
@@ -754,6 +1187,8 @@ int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
 {
     load_all();
     struct nlsock *s = nl_of(fd);
+    struct inetsock *is = in_of(fd);
+    if (is) { inet_name(is, &is->local, is->locallen, addr, len); return 0; }
     if (!s) return real_getsockname(fd, addr, len);
     fill_nl(addr, len, s->portid, s->groups);
     return 0;
@@ -763,6 +1198,12 @@ int getpeername(int fd, struct sockaddr *addr, socklen_t *len)
 {
     load_all();
     struct nlsock *s = nl_of(fd);
+    struct inetsock *is = in_of(fd);
+    if (is) {
+        if (!is->connected) { errno = ENOTCONN; return -1; }
+        inet_name(is, &is->peer, is->peerlen, addr, len);
+        return 0;
+    }
     if (!s) return real_getpeername(fd, addr, len);
     fill_nl(addr, len, 0, 0);
     return 0;
@@ -783,7 +1224,25 @@ int setsockopt(int fd, int level, int optname, const void *val, socklen_t len)
 {
     load_all();
     struct nlsock *s = nl_of(fd);
-    if (!s) return real_setsockopt(fd, level, optname, val, len);
+    if (!s) {
+        struct inetsock *is = in_of(fd);
+        if (!is && level == SOL_SOCKET && optname == SO_BINDTODEVICE && !inet_off()) {
+            /* in an emulated namespace, or a device only the emulated kernel has */
+            is = inet_adopt(fd, 1);
+            if (!is) {
+                int r = real_setsockopt(fd, level, optname, val, len);
+                if (r == 0 || errno != ENODEV) return r;
+                char name[IF_NAMESIZE + 1] = "";
+                if (val && len) memcpy(name, val, len < IF_NAMESIZE ? len : IF_NAMESIZE);
+                if (!name[0] || !if_nametoindex(name) || !(is = inet_adopt(fd, 0))) {
+                    errno = ENODEV;
+                    return -1;
+                }
+            }
+        }
+        if (is) return in_setsockopt(fd, is, level, optname, val, len);
+        return real_setsockopt(fd, level, optname, val, len);
+    }
     int v = 0;
     if (val && len >= sizeof(int)) memcpy(&v, val, sizeof v);
     if (level == SOL_SOCKET) {
@@ -830,6 +1289,8 @@ int getsockopt(int fd, int level, int optname, void *val, socklen_t *len)
 {
     load_all();
     struct nlsock *s = nl_of(fd);
+    struct inetsock *is = in_of(fd);
+    if (is) return in_getsockopt(fd, is, level, optname, val, len);
     if (!s) return real_getsockopt(fd, level, optname, val, len);
     int v = 0;
     if (level == SOL_SOCKET) {
@@ -945,7 +1406,13 @@ ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
     load_all();
     struct nlsock *s = nl_of(fd);
-    if (!s) return real_sendmsg(fd, msg, flags);
+    if (!s) {
+        struct inetsock *is = in_of(fd);
+        if (!is && msg && msg->msg_name && inet_mode()) is = inet_adopt(fd, 1);
+        if (is) return in_send(fd, is, msg->msg_iov, msg->msg_iovlen, flags,
+                               msg->msg_name, msg->msg_namelen);
+        return real_sendmsg(fd, msg, flags);
+    }
     return nl_send(fd, s, msg->msg_iov, msg->msg_iovlen, flags);
 }
 
@@ -953,7 +1420,18 @@ ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockad
 {
     load_all();
     struct nlsock *s = nl_of(fd);
-    if (!s) return real_sendto(fd, buf, n, flags, a, al);
+    if (!s) {
+        struct inetsock *is = in_of(fd);
+        if (!is && a && inet_mode()) {
+            if (inet_unsupported(fd)) return -1;
+            is = inet_adopt(fd, 1);
+        }
+        if (is) {
+            struct iovec iov = { (void *)buf, n };
+            return in_send(fd, is, &iov, 1, flags, a, al);
+        }
+        return real_sendto(fd, buf, n, flags, a, al);
+    }
     struct iovec iov = { (void *)buf, n };
     return nl_send(fd, s, &iov, 1, flags);
 }
@@ -962,7 +1440,12 @@ ssize_t send(int fd, const void *buf, size_t n, int flags)
 {
     load_all();
     struct nlsock *s = nl_of(fd);
-    if (!s) return real_send(fd, buf, n, flags);
+    if (!s) {
+        struct inetsock *is = in_of(fd);
+        if (!is) return real_send(fd, buf, n, flags);
+        struct iovec iov = { (void *)buf, n };
+        return in_send(fd, is, &iov, 1, flags, NULL, 0);
+    }
     struct iovec iov = { (void *)buf, n };
     return nl_send(fd, s, &iov, 1, flags);
 }
@@ -971,7 +1454,12 @@ ssize_t write(int fd, const void *buf, size_t n)
 {
     load_all();
     struct nlsock *s = nl_of(fd);
-    if (!s) return real_write(fd, buf, n);
+    if (!s) {
+        struct inetsock *is = in_of(fd);
+        if (!is) return real_write(fd, buf, n);
+        struct iovec iov = { (void *)buf, n };
+        return in_send(fd, is, &iov, 1, 0, NULL, 0);
+    }
     struct iovec iov = { (void *)buf, n };
     return nl_send(fd, s, &iov, 1, 0);
 }
@@ -1121,6 +1609,15 @@ ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
     load_all();
     struct nlsock *s = nl_of(fd);
+    struct inetsock *is = in_of(fd);
+    if (is) {
+        int mf = 0;
+        ssize_t r = in_recv(fd, is, msg->msg_iov, msg->msg_iovlen, flags,
+                            (struct sockaddr *)msg->msg_name, &msg->msg_namelen, &mf);
+        msg->msg_flags = mf;
+        msg->msg_controllen = 0;
+        return r;
+    }
     if (!s) return real_recvmsg(fd, msg, flags);
     int mf = 0;
     ssize_t r = nl_recv(fd, s, msg->msg_iov, msg->msg_iovlen, flags,
@@ -1134,6 +1631,11 @@ ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *from, 
 {
     load_all();
     struct nlsock *s = nl_of(fd);
+    struct inetsock *is = in_of(fd);
+    if (is) {
+        struct iovec iov = { buf, n };
+        return in_recv(fd, is, &iov, 1, flags, from, fl, NULL);
+    }
     if (!s) return real_recvfrom(fd, buf, n, flags, from, fl);
     struct iovec iov = { buf, n };
     return nl_recv(fd, s, &iov, 1, flags, from, fl, NULL);
@@ -1143,6 +1645,11 @@ ssize_t recv(int fd, void *buf, size_t n, int flags)
 {
     load_all();
     struct nlsock *s = nl_of(fd);
+    struct inetsock *is = in_of(fd);
+    if (is) {
+        struct iovec iov = { buf, n };
+        return in_recv(fd, is, &iov, 1, flags, NULL, NULL, NULL);
+    }
     if (!s) return real_recv(fd, buf, n, flags);
     struct iovec iov = { buf, n };
     return nl_recv(fd, s, &iov, 1, flags, NULL, NULL, NULL);
@@ -1152,6 +1659,11 @@ ssize_t read(int fd, void *buf, size_t n)
 {
     load_all();
     struct nlsock *s = nl_of(fd);
+    struct inetsock *is = in_of(fd);
+    if (is) {
+        struct iovec iov = { buf, n };
+        return in_recv(fd, is, &iov, 1, 0, NULL, NULL, NULL);
+    }
     if (!s) return real_read(fd, buf, n);
     struct iovec iov = { buf, n };
     return nl_recv(fd, s, &iov, 1, 0, NULL, NULL, NULL);
@@ -1175,9 +1687,12 @@ static void release(int fd)
 static int share(int fd, int nfd)
 {
     struct nlsock *s = nl_of(fd);
+    struct inetsock *is = in_of(fd);
     if (nfd < 0 || nfd >= MAXFD || nfd == fd) return nfd;
     release(nfd);
+    in_release(nfd);
     if (s) { s->refs++; nltab[nfd] = s; }
+    if (is) { is->refs++; intab[nfd] = is; }
     return nfd;
 }
 
@@ -1191,6 +1706,7 @@ int close(int fd)
         pool_put(fd, s);
     }
     release(fd);
+    in_release(fd);
     return real_close(fd);
 }
 
@@ -1577,6 +2093,10 @@ int ioctl(int fd, unsigned long req, ...)
     va_list ap; va_start(ap, req);
     void *arg = va_arg(ap, void *);
     va_end(ap);
+    if ((req == FIONREAD || req == SIOCINQ) && arg && in_of(fd)) {
+        *(int *)arg = in_pending(fd);
+        return 0;
+    }
     if (req == FIONBIO && arg && nl_of(fd)) {
         int r = real_ioctl(fd, req, arg);
         if (r == 0) nl_of(fd)->nb = *(int *)arg != 0;
@@ -1742,6 +2262,7 @@ static int netns_path(const char *path, const char **name)
 }
 
 static char netns_before[128];   /* the namespace before the last unshare() */
+static char inet_before[8];      /* XFRMD_INET then ("": unset) */
 
 /* after the namespace changed: connections made for the old one are not reused */
 static void netns_switched_keep(void)
@@ -1758,6 +2279,8 @@ static void netns_switched_keep(void)
 static void netns_switched(const char *name)
 {
     setenv("XFRMD_NETNS", name, 1);
+    /* the host's network is not this process's any more: its UDP sockets are emulated */
+    if (!inet_off()) setenv("XFRMD_INET", "1", 1);
     netns_switched_keep();
 }
 
@@ -1809,6 +2332,8 @@ int unshare(int flags)
         json_str_at(p, name, sizeof name);
         const char *cur = getenv("XFRMD_NETNS");
         snprintf(netns_before, sizeof netns_before, "%s", cur ? cur : "");
+        cur = getenv("XFRMD_INET");
+        snprintf(inet_before, sizeof inet_before, "%s", cur ? cur : "");
         netns_switched(name);
         flags &= ~CLONE_NEWNET;
         if (!flags) return 0;
@@ -1839,6 +2364,8 @@ int mount(const char *src, const char *target, const char *fstype, unsigned long
             /* ip 6.x unshares in a thread so that it stays where it was: so does its env */
             if (netns_before[0]) setenv("XFRMD_NETNS", netns_before, 1);
             else unsetenv("XFRMD_NETNS");
+            if (inet_before[0]) setenv("XFRMD_INET", inet_before, 1);
+            else unsetenv("XFRMD_INET");
             netns_switched_keep();
         } else if (pid == (int)my_pid()) {
             setenv("XFRMD_NETNS", name, 1);

@@ -460,11 +460,13 @@ def _outer_daddr(states: list[Any], dst: str) -> str:
 
 def xfrm_xmit(ns: NetNamespace, src: str, dst: str, proto: int = P.IPPROTO_UDP,
               sport: int = 0, dport: int = 0, size: int = 0, count: int = 1, mark: int = 0,
-              keep_packets: bool = False, spray: bool = False) -> XmitResult:
+              keep_packets: bool = False, spray: bool = False,
+              payload: bytes | None = None) -> XmitResult:
     """Send ``count`` packets of a flow from namespace ``ns`` (``ip_route_output_flow`` →
     ``xfrm_lookup`` → ``xfrm_output``). ``spray``: a bond transmits each packet-offloaded
     packet through the slave ``bond_xmit_hash`` picks for the inner flow, using that slave's
-    replica — the naive per-flow replication the LAG review questioned (not any patch)."""
+    replica — the naive per-flow replication the LAG review questioned (not any patch).
+    ``payload``: the UDP payload a socket sent (xfrmd.inet), instead of ``size`` filler bytes."""
     res = XmitResult()
     family = X.AF_INET if ipaddress.ip_address(dst).version == 4 else X.AF_INET6
     sbytes = ipaddress.ip_address(src).packed.ljust(16, b"\0")
@@ -489,8 +491,8 @@ def xfrm_xmit(ns: NetNamespace, src: str, dst: str, proto: int = P.IPPROTO_UDP,
     spray_flow = Flow(bytes(6), bytes(6), src, dst, proto, l4_sport, l4_dport) if spray else None
     w = 4 if family == X.AF_INET else 16
     s_raw, d_raw = sbytes[:w], dbytes[:w]
-    udp_seg = P.l4_segment(proto, s_raw, d_raw, sport, dport, size) if proto == P.IPPROTO_UDP \
-        else None
+    udp_seg = P.l4_segment(proto, s_raw, d_raw, sport, dport, size, payload=payload) \
+        if proto == P.IPPROTO_UDP else None
     i = -1
     while i + 1 < count:
         i += 1

@@ -42,9 +42,11 @@ def _pseudo(src: bytes, dst: bytes, proto: int, length: int) -> bytes:
 
 
 def l4_segment(proto: int, src: bytes, dst: bytes, sport: int, dport: int, size: int,
-               seq: int = 0) -> bytes:
-    """The transport header and ``size`` bytes of payload, checksummed."""
-    payload = _payload(size)
+               seq: int = 0, payload: bytes | None = None) -> bytes:
+    """The transport header and ``size`` bytes of payload (``payload`` when given: what a
+    socket sent), checksummed."""
+    if payload is None:
+        payload = _payload(size)
     if proto == IPPROTO_UDP:
         hdr = struct.pack("!HHHH", sport, dport, 8 + size, 0)
         c = _csum(_pseudo(src, dst, proto, 8 + size) + hdr + payload) or 0xFFFF

@@ -1,0 +1,413 @@
+"""UDP sockets of real programs in emulated namespaces (net/ipv4/udp.c, net/ipv6/udp.c).
+
+A socket is one INET connection of the server (docs/protocol.md, "INET connection"): the
+shim sends BIND, CONNECT, SETSOCKOPT and SEND records; delivered datagrams go back to the
+program as DGRAM records, which the shim hands to ``recvfrom``. This module is sans-IO: the
+server gives each socket a ``push`` callable that queues a record on its connection.
+
+The send path is the emulated one: ``ip_route_output_flow`` (:func:`route_lookup`) picks the
+source address and device, the data path's :func:`xfrm_xmit` runs the SPD, SAD and ESP, and
+what leaves a veth enters its peer's namespace through :func:`deliver_packets`
+(``xfrm_input`` and the inbound policy check); the inner packet meets this module's demux
+(``__udp4_lib_lookup`` / ``__udp6_lib_lookup``: the best-scoring socket gets it). A packet to
+an address of the namespace itself goes through loopback, without the SPD (xfrmd: the
+kernel looks policies up on loopback too; no test needs it).
+
+Not modelled: fragmentation (a datagram larger than the MTU crosses as one packet), ICMP
+errors (a datagram to a port nobody listens on is dropped silently), multicast and
+broadcast, IPv4-mapped addresses on IPv6 sockets, errors of a send (routing, a blocking
+policy: the datagram is dropped, counted per socket, as it would be after ``sendto``
+returned on Linux for errors found past routing)."""
+from __future__ import annotations
+
+import errno as E
+import ipaddress
+import logging
+import os
+import random
+import struct
+import time
+from typing import Callable
+
+from ..datapath import packet as P
+from ..datapath.input import deliver_packets
+from ..datapath.output import xfrm_xmit
+from ..rtnl.fib import RTCF_LOCAL, RTN_LOCAL, route_lookup
+from .. import transport as T
+
+log = logging.getLogger("xfrmd.inet")
+
+AF_INET, AF_INET6 = 2, 10
+IPPROTO_UDP = 17
+SOL_SOCKET, SO_REUSEADDR, SO_BROADCAST, SO_BINDTODEVICE, SO_REUSEPORT = 1, 2, 6, 25, 15
+EPHEMERAL = (32768, 60999)          # net.ipv4.ip_local_port_range's default
+MAX_PAYLOAD = 65507                 # 65535 - 20 (IPv4) - 8 (UDP)
+_SIN = struct.Struct("!H4s8x")      # after sin_family (host order): port, address, zero
+_SIN6 = struct.Struct("!HI16sI")    # after sin6_family: port, flowinfo, address, scope id
+
+
+class SockError(Exception):
+    """A bind/connect the kernel refuses: ``errno``."""
+
+    def __init__(self, errno: int, text: str = ""):
+        super().__init__(text or os.strerror(errno))
+        self.errno = errno
+
+
+class UdpSock:
+    """``struct udp_sock``: the bound (laddr, lport), the connected peer, the device bound to."""
+    __slots__ = ("ns", "family", "laddr", "lport", "raddr", "rport", "ifindex", "reuse",
+                 "push", "sent", "received", "drops", "closed")
+
+    def __init__(self, ns: object, family: int, push: Callable[[bytes], bool]):
+        self.ns = ns
+        self.family = family
+        self.laddr: str | None = None      # None: wildcard
+        self.lport = 0                     # 0: not bound
+        self.raddr: str | None = None
+        self.rport = 0
+        self.ifindex = 0                   # SO_BINDTODEVICE
+        self.reuse = 0                     # bit 0 SO_REUSEADDR, bit 1 SO_REUSEPORT
+        self.push = push                   # queue a record on the connection; False: full
+        self.sent = self.received = self.drops = 0
+        self.closed = False
+
+
+def _table(ns: object) -> dict[int, list[UdpSock]]:
+    """The namespace's ``udp_table``: port → the sockets bound to it."""
+    t = getattr(ns, "udp_table", None)
+    if t is None:
+        t = {}
+        ns.udp_table = t          # type: ignore[attr-defined]
+    return t
+
+
+# -- socket addresses ------------------------------------------------------------------------
+
+def sockaddr(family: int, addr: str | None, port: int) -> bytes:
+    """``struct sockaddr_in`` (16 bytes) or ``sockaddr_in6`` (28)."""
+    if family == AF_INET:
+        raw = ipaddress.IPv4Address(addr or "0.0.0.0").packed
+        return struct.pack("=H", AF_INET) + _SIN.pack(port, raw)
+    raw = ipaddress.IPv6Address(addr or "::").packed
+    return struct.pack("=H", AF_INET6) + _SIN6.pack(port, 0, raw, 0)
+
+
+def parse_sockaddr(family: int, raw: bytes) -> tuple[str, int]:
+    """(address, port) of a sockaddr the program gave; EAFNOSUPPORT/EINVAL as inet_bind /
+    udp_sendmsg say for a wrong family or length."""
+    if len(raw) < 2:
+        raise SockError(E.EINVAL)
+    (fam,) = struct.unpack_from("=H", raw)
+    if fam != family:
+        raise SockError(E.EAFNOSUPPORT)
+    if family == AF_INET:
+        if len(raw) < 16:
+            raise SockError(E.EINVAL)
+        port, a = struct.unpack_from("!H4s", raw, 2)
+        return str(ipaddress.IPv4Address(a)), port
+    if len(raw) < 24:
+        raise SockError(E.EINVAL)
+    port, _, a = struct.unpack_from("!HI16s", raw, 2)
+    return str(ipaddress.IPv6Address(a)), port
+
+
+def _wildcard(addr: str) -> bool:
+    return ipaddress.ip_address(addr).packed == bytes(len(ipaddress.ip_address(addr).packed))
+
+
+def _local_dev(ns: object, addr: str) -> object | None:
+    """The device holding ``addr`` in ``ns`` (``inet_addr_type == RTN_LOCAL``)."""
+    a = ipaddress.ip_address(addr)
+    for dev in ns.links:                                   # type: ignore[attr-defined]
+        for ifa in getattr(dev, "addresses", ()):
+            if ipaddress.ip_address(ifa.address) == a:
+                return dev
+    return None
+
+
+def is_local(ns: object, addr: str) -> bool:
+    """Whether ``addr`` is an address of ``ns`` (the shim's test before it emulates a bind)."""
+    try:
+        return _local_dev(ns, addr) is not None
+    except ValueError:
+        return False
+
+
+# -- bind / connect / setsockopt ---------------------------------------------------------------
+
+def _conflict(sk: UdpSock, addr: str | None, port: int, reuse: int) -> bool:
+    """``udp_lib_lport_inuse``: another socket of the family on the port, the addresses
+    overlapping (one a wildcard, or equal), not both with SO_REUSEADDR/SO_REUSEPORT."""
+    for o in _table(sk.ns).get(port, ()):
+        if o is sk or o.family != sk.family:
+            continue
+        if o.laddr is not None and addr is not None and o.laddr != addr:
+            continue
+        if o.ifindex and sk.ifindex and o.ifindex != sk.ifindex:
+            continue
+        if reuse & o.reuse:
+            continue
+        return True
+    return False
+
+
+def _insert(sk: UdpSock, addr: str | None, port: int, reuse: int) -> None:
+    """``udp_v4_get_port``: a given port, or a free ephemeral one (random start as
+    ``udp_lib_get_port`` does)."""
+    if port == 0:
+        lo, hi = EPHEMERAL
+        n = hi - lo + 1
+        start = random.randrange(n)
+        for i in range(n):
+            p = lo + (start + i) % n
+            if not _conflict(sk, addr, p, 0):
+                port = p
+                break
+        else:
+            raise SockError(E.EADDRINUSE)
+    elif _conflict(sk, addr, port, reuse):
+        raise SockError(E.EADDRINUSE)
+    sk.laddr, sk.lport, sk.reuse = addr, port, reuse
+    _table(sk.ns).setdefault(port, []).append(sk)
+
+
+def bind(sk: UdpSock, raw: bytes, reuse: int = 0) -> None:
+    """``inet_bind`` / ``inet6_bind``: the address must be the namespace's (or a wildcard)."""
+    if sk.lport:
+        raise SockError(E.EINVAL)
+    addr, port = parse_sockaddr(sk.family, raw)
+    if _wildcard(addr):
+        _insert(sk, None, port, reuse)
+        return
+    if _local_dev(sk.ns, addr) is None:
+        raise SockError(E.EADDRNOTAVAIL)
+    _insert(sk, str(ipaddress.ip_address(addr)), port, reuse)
+
+
+def autobind(sk: UdpSock) -> None:
+    """``inet_autobind``: an ephemeral port on the wildcard address."""
+    if not sk.lport:
+        _insert(sk, None, 0, 0)
+
+
+def connect(sk: UdpSock, raw: bytes) -> None:
+    """``ip4_datagram_connect``: remember the peer (AF_UNSPEC: forget it)."""
+    if len(raw) >= 2 and struct.unpack_from("=H", raw)[0] == 0:
+        sk.raddr, sk.rport = None, 0
+        return
+    addr, port = parse_sockaddr(sk.family, raw)
+    autobind(sk)
+    sk.raddr, sk.rport = str(ipaddress.ip_address(addr)), port
+
+
+def setsockopt(sk: UdpSock, level: int, optname: int, value: bytes) -> None:
+    """The options the server needs: SO_BINDTODEVICE (a name, empty to unbind),
+    SO_REUSEADDR, SO_REUSEPORT. Others are the shim's business."""
+    if level != SOL_SOCKET:
+        return
+    if optname == SO_BINDTODEVICE:
+        name = value.split(b"\0", 1)[0].decode("utf-8", "replace")
+        if not name:
+            sk.ifindex = 0
+            return
+        dev = sk.ns.links.by_name(name)                    # type: ignore[attr-defined]
+        if dev is None:
+            raise SockError(E.ENODEV)
+        sk.ifindex = dev.ifindex
+    elif optname in (SO_REUSEADDR, SO_REUSEPORT):
+        v = int.from_bytes(value[:4], "little") if value else 0
+        bit = 1 if optname == SO_REUSEADDR else 2
+        sk.reuse = (sk.reuse | bit) if v else (sk.reuse & ~bit)
+
+
+def close(sk: UdpSock) -> None:
+    """``udp_lib_unhash``."""
+    sk.closed = True
+    if sk.lport:
+        socks = _table(sk.ns).get(sk.lport)
+        if socks and sk in socks:
+            socks.remove(sk)
+            if not socks:
+                del _table(sk.ns)[sk.lport]
+
+
+# -- send ----------------------------------------------------------------------------------------
+
+def _udp_packet(src: str, dst: str, sport: int, dport: int, data: bytes) -> bytes:
+    s, d = ipaddress.ip_address(src).packed, ipaddress.ip_address(dst).packed
+    seg = P.l4_segment(P.IPPROTO_UDP, s, d, sport, dport, len(data), payload=data)
+    return P.ip_header(s, d, P.IPPROTO_UDP, len(seg)) + seg
+
+
+def sendmsg(sk: UdpSock, dest: bytes, data: bytes) -> int:
+    """``udp_sendmsg``: 0 or the errno the datagram met (it is dropped then)."""
+    if dest:
+        daddr, dport = parse_sockaddr(sk.family, dest)
+        daddr = str(ipaddress.ip_address(daddr))
+    elif sk.raddr is not None:
+        daddr, dport = sk.raddr, sk.rport
+    else:
+        return E.EDESTADDRREQ
+    if dport == 0:
+        return E.EINVAL
+    if len(data) > MAX_PAYLOAD:
+        return E.EMSGSIZE
+    autobind(sk)
+    ns = sk.ns
+    res = route_lookup(ns, daddr, src=sk.laddr, oif=sk.ifindex or None)
+    if isinstance(res, int):
+        return -res
+    src = sk.laddr or res.src
+    if src is None:
+        return E.EADDRNOTAVAIL
+    sk.sent += 1
+    if res.type == RTN_LOCAL or res.flags & RTCF_LOCAL:
+        udp_rcv(ns, _udp_packet(src, daddr, sk.lport, dport, data), res.dev)
+        return 0
+    xr = xfrm_xmit(ns, src, daddr, P.IPPROTO_UDP, sk.lport, dport, len(data), 1,
+                   keep_packets=True, payload=data)
+    if not xr.batches or xr.batches[0]["result"] != "sent":
+        why = xr.batches[0] if xr.batches else {}
+        log.debug("udp datagram %s → %s dropped: %s", src, daddr, why.get("detail") or why.get("reason"))
+        err = why.get("errno", "EINVAL")
+        return getattr(E, err, 0) if isinstance(err, str) else 0
+    out = ns.links.by_name(xr.batches[0].get("out_dev") or xr.batches[0].get("dev"))  # type: ignore[attr-defined]
+    for pkt, _ in xr.packets:
+        transmit(ns, out, pkt)
+    return 0
+
+
+# -- the wire between namespaces -----------------------------------------------------------------
+
+class _WirePcap:
+    """``XFRMD_WIRE_PCAP=FILE``: every packet that crosses a veth, LINKTYPE_RAW (101)."""
+    path: str | None = None
+    f = None
+
+    @classmethod
+    def write(cls, pkt: bytes) -> None:
+        path = os.environ.get("XFRMD_WIRE_PCAP")
+        if not path:
+            return
+        if cls.f is None or cls.path != path:
+            cls.f = open(path, "wb")
+            cls.path = path
+            cls.f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 101))
+        t = time.time()
+        cls.f.write(struct.pack("<IIII", int(t), int((t % 1) * 1e6), len(pkt), len(pkt)) + pkt)
+        cls.f.flush()
+
+
+def transmit(ns: object, dev: object | None, pkt: bytes) -> None:
+    """``dev_queue_xmit`` on ``dev``: a veth hands the packet to its peer (``veth_xmit``),
+    which receives it in its namespace; loopback back into ``ns``; other devices have no
+    wire here (the packet is gone, as on a port without a cable)."""
+    if dev is None or not dev.up:                           # type: ignore[attr-defined]
+        return
+    kind = getattr(dev, "kind", None)
+    if kind == "loopback":
+        ip_rcv(ns, pkt, dev)
+        return
+    peer = getattr(dev, "peer", None) if kind == "veth" else None
+    if peer is None or peer.netns is None or not peer.up:
+        return
+    _WirePcap.write(pkt)
+    ip_rcv(peer.netns, pkt, peer)
+
+
+def ip_rcv(ns: object, pkt: bytes, dev: object) -> None:
+    """A packet arriving on ``dev`` of ``ns``: ``xfrm_input`` and the policy check, then the
+    transport protocol of what is left."""
+    res = deliver_packets(ns, [pkt], rx_dev=dev)
+    for inner in res.inner:
+        udp_rcv(ns, inner, dev)
+
+
+def udp_rcv(ns: object, pkt: bytes, dev: object | None) -> None:
+    """``__udp4_lib_rcv``: the datagram to the socket ``compute_score`` likes best."""
+    src, dst, proto, seg = P.split_ip(pkt)
+    if proto != P.IPPROTO_UDP or len(seg) < 8:
+        return
+    sport, dport, length = struct.unpack_from("!HHH", seg)
+    if length < 8 or length > len(seg):
+        return
+    family = AF_INET if len(src) == 4 else AF_INET6
+    saddr, daddr = str(ipaddress.ip_address(src)), str(ipaddress.ip_address(dst))
+    ifindex = getattr(dev, "ifindex", 0)
+    best, best_score = None, -1
+    for sk in _table(ns).get(dport, ()):
+        if sk.family != family:
+            continue
+        score = 0
+        if sk.laddr is not None:
+            if sk.laddr != daddr:
+                continue
+            score += 4
+        if sk.raddr is not None:
+            if sk.raddr != saddr or sk.rport != sport:
+                continue
+            score += 4
+        if sk.ifindex:
+            if sk.ifindex != ifindex:
+                continue
+            score += 4
+        if score > best_score:
+            best, best_score = sk, score
+    if best is None:
+        return
+    rec = T.frame(T.F_INET_DGRAM, struct.pack("=I", 16 if family == AF_INET else 28)
+                  + sockaddr(family, saddr, sport) + seg[8:length])
+    if best.push(rec):
+        best.received += 1
+    else:
+        best.drops += 1                                   # the receive buffer is full
+
+
+# -- records from the shim -----------------------------------------------------------------------
+
+def handle(sk: UdpSock, rec: bytes) -> bytes | None:
+    """One record of an INET connection; the reply to send, if any. A malformed record
+    raises ``struct.error`` or :class:`~xfrmd.transport.FrameError` (the server closes the
+    connection)."""
+    if not T.is_frame(rec):
+        raise T.FrameError("an INET connection carries only frames")
+    version, kind, payload = T.parse_frame(rec)
+    if version != T.PROTOCOL_VERSION:
+        raise T.FrameError(f"version {version}")
+    if kind == T.F_INET_SEND:
+        (alen,) = struct.unpack_from("=I", payload)
+        if 4 + alen > len(payload):
+            raise T.FrameError("address past the end")
+        err = sendmsg(sk, payload[4:4 + alen], payload[4 + alen:])
+        if err:
+            sk.drops += 1
+        return None
+    if kind == T.F_INET_BIND:
+        (reuse,) = struct.unpack_from("=I", payload)
+        raw = payload[4:]
+        try:
+            if raw:
+                bind(sk, raw, reuse)
+            else:
+                autobind(sk)
+            err = 0
+        except SockError as e:
+            err = e.errno
+        return T.frame(T.F_INET_BIND_REPLY, struct.pack("=i", -err)
+                       + sockaddr(sk.family, sk.laddr, sk.lport))
+    if kind == T.F_INET_CONNECT:
+        try:
+            connect(sk, payload)
+        except SockError as e:
+            log.debug("udp connect refused: %s", e)
+        return None
+    if kind == T.F_INET_SETSOCKOPT:
+        level, optname = struct.unpack_from("=II", payload)
+        try:
+            setsockopt(sk, level, optname, payload[8:])
+        except SockError as e:
+            log.debug("udp setsockopt refused: %s", e)
+        return None
+    log.warning("unknown INET frame kind %d", kind)
+    return None
