@@ -175,7 +175,7 @@ class Connection:
         self.sent_ts = collections.deque()
         self.sent_unread = 0        # their sum
         self.read_n = 0             # datagrams the peer said it has read (READ)
-        self.inet = None            # INET: the emulated UDP socket (xfrmd.inet.udp)
+        self.inet: inet_udp.UdpSock | None = None   # INET: the emulated UDP socket
 
     def reads_reset(self) -> None:
         """A new emulated socket on this connection: the shim counts its reads from 0."""
@@ -662,6 +662,8 @@ class Server:
         return True
 
     def _inet(self, conn: Connection, rec: bytes) -> None:
+        if conn.inet is None:
+            return
         reply = inet_udp.handle(conn.inet, rec)
         if reply is not None:
             self._send(conn, reply)

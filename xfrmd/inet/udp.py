@@ -34,6 +34,7 @@ from ..datapath.input import deliver_packets
 from ..datapath.output import xfrm_xmit
 from ..rtnl.fib import RTCF_LOCAL, RTN_LOCAL, route_lookup
 from .. import transport as T
+from ..netlink.socket import PROTOCOL_VERSION
 
 log = logging.getLogger("xfrmd.inet")
 
@@ -122,7 +123,7 @@ def _local_dev(ns: object, addr: str) -> object | None:
     for dev in ns.links:                                   # type: ignore[attr-defined]
         for ifa in getattr(dev, "addresses", ()):
             if ipaddress.ip_address(ifa.address) == a:
-                return dev
+                return dev                                 # type: ignore[no-any-return]
     return None
 
 
@@ -373,7 +374,7 @@ def handle(sk: UdpSock, rec: bytes) -> bytes | None:
     if not T.is_frame(rec):
         raise T.FrameError("an INET connection carries only frames")
     version, kind, payload = T.parse_frame(rec)
-    if version != T.PROTOCOL_VERSION:
+    if version != PROTOCOL_VERSION:
         raise T.FrameError(f"version {version}")
     if kind == T.F_INET_SEND:
         (alen,) = struct.unpack_from("=I", payload)
