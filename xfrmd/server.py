@@ -651,14 +651,16 @@ class Server:
             ns = self.kernel.netns(conn.netns, create=False)
         except KernelError:
             ns = None
-        if ns is None or family not in (inet_udp.AF_INET, inet_udp.AF_INET6) \
-                or ipproto not in (0, inet_udp.IPPROTO_UDP):
+        ping = {inet_udp.AF_INET: inet_udp.IPPROTO_ICMP,
+                inet_udp.AF_INET6: inet_udp.IPPROTO_ICMPV6}.get(family)
+        if ns is None or ping is None or ipproto not in (0, inet_udp.IPPROTO_UDP, ping):
             log.info("pid %d: INET connection refused (netns %r, family %d, protocol %d)",
                      conn.pid, conn.netns, family, ipproto)
             self._close(conn)
             return False
         conn.kind = INET
-        conn.inet = inet_udp.UdpSock(ns, family, lambda rec: self._push(conn, rec))
+        conn.inet = inet_udp.UdpSock(ns, family, lambda rec: self._push(conn, rec),
+                                     ipproto or inet_udp.IPPROTO_UDP)
         return True
 
     def _inet(self, conn: Connection, rec: bytes) -> None:

@@ -682,7 +682,7 @@ static int pool_get(int type, uint64_t *ino)
 #define UDP_MAX_PAYLOAD 65507
 
 struct inetsock {
-    int family, refs, bound, connected, gone;
+    int family, proto, refs, bound, connected, gone;
     uint32_t reuse;                      /* bit 0 SO_REUSEADDR, bit 1 SO_REUSEPORT */
     struct sockaddr_storage local, peer;
     socklen_t locallen, peerlen;
@@ -809,28 +809,52 @@ static int inet_setsockopt_frame(int fd, struct inetsock *is, int level, int opt
     return inet_frame(fd, is, F_INET_SETSOCKOPT, p, 8 + len);
 }
 
+/* A connection for an emulated socket of ``family``/``proto``, HELLO sent; -1 with errno. */
+static int inet_dial(int family, int proto, int flags)
+{
+    int c = server_dial(flags);
+    if (c < 0) { complain("socket(AF_INET, SOCK_DGRAM)"); return -1; }
+    char msg[8 + 8 + 256 + 8];
+    const char *ns = getenv("XFRMD_NETNS");
+    if (!ns) ns = "";
+    size_t nlen = strnlen(ns, 250);
+    uint32_t w[2] = { INET_PROTOCOL, SOCK_DGRAM }, fp[2] = { (uint32_t)family, (uint32_t)proto };
+    size_t o = build_frame(msg, F_HELLO, w, 8);
+    memcpy(msg + o, ns, nlen); o += nlen; msg[o++] = 0;
+    memcpy(msg + o, fp, 8); o += 8;
+    if (real_send(c, msg, o, MSG_NOSIGNAL) < 0) {
+        complain("socket(AF_INET, SOCK_DGRAM)");
+        real_close(c); errno = ECONNREFUSED; return -1;
+    }
+    return c;
+}
+
+/* socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP) (or AF_INET6, IPPROTO_ICMPV6) in an emulated
+ * namespace: a ping socket of the emulated stack from the start (the host may refuse
+ * ping sockets, net.ipv4.ping_group_range) */
+static int inet_socket(int family, int proto, int type)
+{
+    int fd = inet_dial(family, proto, type & (SOCK_CLOEXEC | SOCK_NONBLOCK));
+    if (fd < 0) return -1;
+    if (fd >= MAXFD) { real_close(fd); errno = EMFILE; return -1; }
+    struct inetsock *is = calloc(1, sizeof *is);
+    if (!is) { real_close(fd); errno = ENOMEM; return -1; }
+    is->family = family; is->proto = proto; is->refs = 1;
+    in_release(fd);
+    intab[fd] = is;
+    return fd;
+}
+
 /* The program's real socket ``fd`` becomes an INET connection (bound to ``addr`` if given);
  * NULL with errno, the real socket left as it was, if the server refuses. */
 static struct inetsock *inet_convert(int fd, int family, const struct sockaddr *addr,
                                      socklen_t len)
 {
-    int c = server_dial(SOCK_CLOEXEC);
-    if (c < 0) { complain("socket(AF_INET, SOCK_DGRAM)"); return NULL; }
-    char msg[8 + 8 + 256 + 8];
-    const char *ns = getenv("XFRMD_NETNS");
-    if (!ns) ns = "";
-    size_t nlen = strnlen(ns, 250);
-    uint32_t w[2] = { INET_PROTOCOL, SOCK_DGRAM }, fp[2] = { (uint32_t)family, IPPROTO_UDP };
-    size_t o = build_frame(msg, F_HELLO, w, 8);
-    memcpy(msg + o, ns, nlen); o += nlen; msg[o++] = 0;
-    memcpy(msg + o, fp, 8); o += 8;
+    int c = inet_dial(family, IPPROTO_UDP, SOCK_CLOEXEC);
+    if (c < 0) return NULL;
     struct inetsock *is = calloc(1, sizeof *is);
     if (!is) { real_close(c); errno = ENOMEM; return NULL; }
-    is->family = family;
-    if (real_send(c, msg, o, MSG_NOSIGNAL) < 0) {
-        complain("socket(AF_INET, SOCK_DGRAM)");
-        real_close(c); free(is); errno = ECONNREFUSED; return NULL;
-    }
+    is->family = family; is->proto = IPPROTO_UDP;
     /* what the program set on the real socket before */
     int v = 0;
     socklen_t l = sizeof v;
@@ -1052,7 +1076,7 @@ static int in_getsockopt(int fd, struct inetsock *is, int level, int optname, vo
         switch (optname) {
         case SO_TYPE: v = SOCK_DGRAM; break;
         case SO_DOMAIN: v = is->family; break;
-        case SO_PROTOCOL: v = IPPROTO_UDP; break;
+        case SO_PROTOCOL: v = is->proto; break;
         case SO_ERROR: v = 0; break;
         case SO_REUSEADDR: v = is->reuse & 1; break;
         case SO_REUSEPORT: v = (is->reuse >> 1) & 1; break;
@@ -1069,6 +1093,10 @@ static int in_getsockopt(int fd, struct inetsock *is, int level, int optname, vo
 int socket(int domain, int type, int protocol)
 {
     load_all();
+    if ((domain == AF_INET || domain == AF_INET6) && inet_mode() &&
+        (type & ~(SOCK_CLOEXEC | SOCK_NONBLOCK)) == SOCK_DGRAM &&
+        protocol == (domain == AF_INET ? IPPROTO_ICMP : IPPROTO_ICMPV6))
+        return inet_socket(domain, protocol, type);
     if (domain != AF_NETLINK || (protocol != NETLINK_XFRM && protocol != NETLINK_ROUTE &&
                                  protocol != NETLINK_GENERIC))
         return real_socket(domain, type, protocol);

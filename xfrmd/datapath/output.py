@@ -466,7 +466,8 @@ def xfrm_xmit(ns: NetNamespace, src: str, dst: str, proto: int = P.IPPROTO_UDP,
     ``xfrm_lookup`` → ``xfrm_output``). ``spray``: a bond transmits each packet-offloaded
     packet through the slave ``bond_xmit_hash`` picks for the inner flow, using that slave's
     replica — the naive per-flow replication the LAG review questioned (not any patch).
-    ``payload``: the UDP payload a socket sent (xfrmd.inet), instead of ``size`` filler bytes."""
+    ``payload``: what a socket sent (xfrmd.inet) instead of ``size`` filler bytes: the UDP
+    payload, or for another protocol the whole transport segment (an ICMP echo)."""
     res = XmitResult()
     family = X.AF_INET if ipaddress.ip_address(dst).version == 4 else X.AF_INET6
     sbytes = ipaddress.ip_address(src).packed.ljust(16, b"\0")
@@ -497,10 +498,12 @@ def xfrm_xmit(ns: NetNamespace, src: str, dst: str, proto: int = P.IPPROTO_UDP,
     while i + 1 < count:
         i += 1
         rec = TxRecord(pol_index)
-        if udp_seg is None:
-            seg = P.l4_segment(proto, s_raw, d_raw, sport, dport, size, i + 1)
-        else:
+        if udp_seg is not None:
             seg = udp_seg                      # one UDP datagram is like the next
+        elif payload is not None:
+            seg = payload                      # a socket's own segment (an ICMP echo)
+        else:
+            seg = P.l4_segment(proto, s_raw, d_raw, sport, dport, size, i + 1)
         pkt = P.ip_header(s_raw, d_raw, proto, len(seg)) + seg
         if rt_dev is None:
             rec.drop("no route", E.errorcode.get(rt_err, str(rt_err)),

@@ -1,4 +1,5 @@
-"""UDP sockets of real programs in emulated namespaces (net/ipv4/udp.c, net/ipv6/udp.c).
+"""UDP and ping sockets of real programs in emulated namespaces (net/ipv4/udp.c,
+net/ipv6/udp.c, net/ipv4/ping.c; the echo answer of net/ipv4/icmp.c / net/ipv6/icmp.c).
 
 A socket is one INET connection of the server (docs/protocol.md, "INET connection"): the
 shim sends BIND, CONNECT, SETSOCKOPT and SEND records; delivered datagrams go back to the
@@ -12,6 +13,11 @@ what leaves a veth enters its peer's namespace through :func:`deliver_packets`
 (``__udp4_lib_lookup`` / ``__udp6_lib_lookup``: the best-scoring socket gets it). A packet to
 an address of the namespace itself goes through loopback, without the SPD (xfrmd: the
 kernel looks policies up on loopback too; no test needs it).
+
+A ping socket (``SOCK_DGRAM``, IPPROTO_ICMP / IPPROTO_ICMPV6) sends echo requests whose
+identifier is its bound "port" (``ping_v4_sendmsg``); the destination's namespace answers
+them (``icmp_echo``), through its own output path, and the reply reaches the socket whose
+identifier it carries (``ping_rcv``).
 
 Not modelled: fragmentation (a datagram larger than the MTU crosses as one packet), ICMP
 errors (a datagram to a port nobody listens on is dropped silently), multicast and
@@ -39,7 +45,9 @@ from ..netlink.socket import PROTOCOL_VERSION
 log = logging.getLogger("xfrmd.inet")
 
 AF_INET, AF_INET6 = 2, 10
-IPPROTO_UDP = 17
+IPPROTO_ICMP, IPPROTO_UDP, IPPROTO_ICMPV6 = 1, 17, 58
+ICMP_ECHO, ICMP_ECHOREPLY, ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY = 8, 0, 128, 129
+PING_IDENTS = (1, 65535)
 SOL_SOCKET, SO_REUSEADDR, SO_BROADCAST, SO_BINDTODEVICE, SO_REUSEPORT = 1, 2, 6, 25, 15
 EPHEMERAL = (32768, 60999)          # net.ipv4.ip_local_port_range's default
 MAX_PAYLOAD = 65507                 # 65535 - 20 (IPv4) - 8 (UDP)
@@ -57,12 +65,14 @@ class SockError(Exception):
 
 class UdpSock:
     """``struct udp_sock``: the bound (laddr, lport), the connected peer, the device bound to."""
-    __slots__ = ("ns", "family", "laddr", "lport", "raddr", "rport", "ifindex", "reuse",
+    __slots__ = ("ns", "family", "proto", "laddr", "lport", "raddr", "rport", "ifindex", "reuse",
                  "push", "sent", "received", "drops", "closed")
 
-    def __init__(self, ns: object, family: int, push: Callable[[bytes], bool]):
+    def __init__(self, ns: object, family: int, push: Callable[[bytes], bool],
+                 proto: int = IPPROTO_UDP):
         self.ns = ns
         self.family = family
+        self.proto = proto                 # IPPROTO_UDP, or ICMP/ICMPV6: a ping socket
         self.laddr: str | None = None      # None: wildcard
         self.lport = 0                     # 0: not bound
         self.raddr: str | None = None
@@ -74,12 +84,14 @@ class UdpSock:
         self.closed = False
 
 
-def _table(ns: object) -> dict[int, list[UdpSock]]:
-    """The namespace's ``udp_table``: port → the sockets bound to it."""
-    t = getattr(ns, "udp_table", None)
+def _table(ns: object, proto: int = IPPROTO_UDP) -> dict[int, list[UdpSock]]:
+    """The namespace's ``udp_table`` (port → the sockets bound to it), or for ping sockets
+    its ``ping_table`` (identifier → sockets)."""
+    attr = "udp_table" if proto == IPPROTO_UDP else "ping_table"
+    t = getattr(ns, attr, None)
     if t is None:
         t = {}
-        ns.udp_table = t          # type: ignore[attr-defined]
+        setattr(ns, attr, t)
     return t
 
 
@@ -140,7 +152,7 @@ def is_local(ns: object, addr: str) -> bool:
 def _conflict(sk: UdpSock, addr: str | None, port: int, reuse: int) -> bool:
     """``udp_lib_lport_inuse``: another socket of the family on the port, the addresses
     overlapping (one a wildcard, or equal), not both with SO_REUSEADDR/SO_REUSEPORT."""
-    for o in _table(sk.ns).get(port, ()):
+    for o in _table(sk.ns, sk.proto).get(port, ()):
         if o is sk or o.family != sk.family:
             continue
         if o.laddr is not None and addr is not None and o.laddr != addr:
@@ -157,7 +169,7 @@ def _insert(sk: UdpSock, addr: str | None, port: int, reuse: int) -> None:
     """``udp_v4_get_port``: a given port, or a free ephemeral one (random start as
     ``udp_lib_get_port`` does)."""
     if port == 0:
-        lo, hi = EPHEMERAL
+        lo, hi = EPHEMERAL if sk.proto == IPPROTO_UDP else PING_IDENTS
         n = hi - lo + 1
         start = random.randrange(n)
         for i in range(n):
@@ -170,7 +182,7 @@ def _insert(sk: UdpSock, addr: str | None, port: int, reuse: int) -> None:
     elif _conflict(sk, addr, port, reuse):
         raise SockError(E.EADDRINUSE)
     sk.laddr, sk.lport, sk.reuse = addr, port, reuse
-    _table(sk.ns).setdefault(port, []).append(sk)
+    _table(sk.ns, sk.proto).setdefault(port, []).append(sk)
 
 
 def bind(sk: UdpSock, raw: bytes, reuse: int = 0) -> None:
@@ -226,11 +238,12 @@ def close(sk: UdpSock) -> None:
     """``udp_lib_unhash``."""
     sk.closed = True
     if sk.lport:
-        socks = _table(sk.ns).get(sk.lport)
+        t = _table(sk.ns, sk.proto)
+        socks = t.get(sk.lport)
         if socks and sk in socks:
             socks.remove(sk)
             if not socks:
-                del _table(sk.ns)[sk.lport]
+                del t[sk.lport]
 
 
 # -- send ----------------------------------------------------------------------------------------
@@ -241,8 +254,53 @@ def _udp_packet(src: str, dst: str, sport: int, dport: int, data: bytes) -> byte
     return P.ip_header(s, d, P.IPPROTO_UDP, len(seg)) + seg
 
 
+def _csum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071)."""
+    if len(data) % 2:
+        data += b"\0"
+    s: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def _icmp_segment(src: str, dst: str, typ: int, rest: bytes) -> bytes:
+    """An ICMP (IPv4) or ICMPv6 message of ``typ`` (code 0) and ``rest`` (from the
+    identifier on), checksummed (ICMPv6 over the pseudo header)."""
+    body = bytes((typ, 0, 0, 0)) + rest
+    s, d = ipaddress.ip_address(src).packed, ipaddress.ip_address(dst).packed
+    pseudo = s + d + struct.pack("!IxxxB", len(body), IPPROTO_ICMPV6) if len(s) == 16 else b""
+    return body[:2] + struct.pack("!H", _csum(pseudo + body)) + body[4:]
+
+
+def _output(ns: object, res: object, src: str, daddr: str, proto: int, sport: int, dport: int,
+            data: bytes) -> int:
+    """``ip_local_out``: a local destination through loopback, else the data path's output
+    (SPD, SAD, ESP) and the device's wire. 0 or the errno of a drop."""
+    if res.type == RTN_LOCAL or res.flags & RTCF_LOCAL:          # type: ignore[attr-defined]
+        if proto == IPPROTO_UDP:
+            pkt = _udp_packet(src, daddr, sport, dport, data)
+        else:
+            s, d = ipaddress.ip_address(src).packed, ipaddress.ip_address(daddr).packed
+            pkt = P.ip_header(s, d, proto, len(data)) + data
+        ip_local_deliver(ns, pkt, res.dev)                         # type: ignore[attr-defined]
+        return 0
+    xr = xfrm_xmit(ns, src, daddr, proto, sport, dport, len(data), 1,
+                   keep_packets=True, payload=data)
+    if not xr.batches or xr.batches[0]["result"] != "sent":
+        why = xr.batches[0] if xr.batches else {}
+        log.debug("datagram %s → %s dropped: %s", src, daddr, why.get("detail") or why.get("reason"))
+        err = why.get("errno", "EINVAL")
+        return int(getattr(E, err, 0)) if isinstance(err, str) else 0
+    out = ns.links.by_name(xr.batches[0].get("out_dev") or xr.batches[0].get("dev"))  # type: ignore[attr-defined]
+    for pkt, _ in xr.packets:
+        transmit(ns, out, pkt)
+    return 0
+
+
 def sendmsg(sk: UdpSock, dest: bytes, data: bytes) -> int:
-    """``udp_sendmsg``: 0 or the errno the datagram met (it is dropped then)."""
+    """``udp_sendmsg`` / ``ping_v4_sendmsg``: 0 or the errno the datagram met (it is
+    dropped then)."""
     if dest:
         daddr, dport = parse_sockaddr(sk.family, dest)
         daddr = str(ipaddress.ip_address(daddr))
@@ -250,7 +308,13 @@ def sendmsg(sk: UdpSock, dest: bytes, data: bytes) -> int:
         daddr, dport = sk.raddr, sk.rport
     else:
         return E.EDESTADDRREQ
-    if dport == 0:
+    ping = sk.proto != IPPROTO_UDP
+    if ping:
+        # ping_common_sendmsg: an echo request header of the family, code 0
+        echo = ICMP_ECHO if sk.family == AF_INET else ICMPV6_ECHO_REQUEST
+        if len(data) < 8 or data[0] != echo or data[1] != 0:
+            return E.EINVAL
+    elif dport == 0:
         return E.EINVAL
     if len(data) > MAX_PAYLOAD:
         return E.EMSGSIZE
@@ -263,20 +327,11 @@ def sendmsg(sk: UdpSock, dest: bytes, data: bytes) -> int:
     if src is None:
         return E.EADDRNOTAVAIL
     sk.sent += 1
-    if res.type == RTN_LOCAL or res.flags & RTCF_LOCAL:
-        udp_rcv(ns, _udp_packet(src, daddr, sk.lport, dport, data), res.dev)
-        return 0
-    xr = xfrm_xmit(ns, src, daddr, P.IPPROTO_UDP, sk.lport, dport, len(data), 1,
-                   keep_packets=True, payload=data)
-    if not xr.batches or xr.batches[0]["result"] != "sent":
-        why = xr.batches[0] if xr.batches else {}
-        log.debug("udp datagram %s → %s dropped: %s", src, daddr, why.get("detail") or why.get("reason"))
-        err = why.get("errno", "EINVAL")
-        return getattr(E, err, 0) if isinstance(err, str) else 0
-    out = ns.links.by_name(xr.batches[0].get("out_dev") or xr.batches[0].get("dev"))  # type: ignore[attr-defined]
-    for pkt, _ in xr.packets:
-        transmit(ns, out, pkt)
-    return 0
+    if ping:
+        # the identifier is the socket's; the kernel computes the checksum
+        seg = _icmp_segment(src, daddr, data[0], struct.pack("!H", sk.lport) + data[6:])
+        return _output(ns, res, src, daddr, sk.proto, 0, 0, seg)
+    return _output(ns, res, src, daddr, IPPROTO_UDP, sk.lport, dport, data)
 
 
 # -- the wire between namespaces -----------------------------------------------------------------
@@ -308,7 +363,7 @@ def transmit(ns: object, dev: object | None, pkt: bytes) -> None:
         return
     kind = getattr(dev, "kind", None)
     if kind == "loopback":
-        ip_rcv(ns, pkt, dev)
+        ip_local_deliver(ns, pkt, dev)
         return
     peer = getattr(dev, "peer", None) if kind == "veth" else None
     if peer is None or peer.netns is None or not peer.up:
@@ -322,7 +377,50 @@ def ip_rcv(ns: object, pkt: bytes, dev: object) -> None:
     transport protocol of what is left."""
     res = deliver_packets(ns, [pkt], rx_dev=dev)
     for inner in res.inner:
-        udp_rcv(ns, inner, dev)
+        ip_local_deliver(ns, inner, dev)
+
+
+def ip_local_deliver(ns: object, pkt: bytes, dev: object | None) -> None:
+    """The transport protocol of a packet for this namespace."""
+    proto = P.split_ip(pkt)[2]
+    if proto == IPPROTO_UDP:
+        udp_rcv(ns, pkt, dev)
+    elif proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
+        icmp_rcv(ns, pkt, dev)
+
+
+def icmp_rcv(ns: object, pkt: bytes, dev: object | None) -> None:
+    """An echo request is answered (``icmp_echo`` / ``icmpv6_echo_reply``: the reply goes
+    out through the namespace's own route, SPD and SAD); an echo reply goes to the ping
+    socket of its identifier (``ping_rcv``)."""
+    src, dst, proto, seg = P.split_ip(pkt)
+    if len(seg) < 8:
+        return
+    v6 = proto == IPPROTO_ICMPV6
+    saddr, daddr = str(ipaddress.ip_address(src)), str(ipaddress.ip_address(dst))
+    if seg[0] == (ICMPV6_ECHO_REQUEST if v6 else ICMP_ECHO) and seg[1] == 0:
+        res = route_lookup(ns, saddr, src=daddr)
+        if isinstance(res, int):
+            return
+        reply = _icmp_segment(daddr, saddr, ICMPV6_ECHO_REPLY if v6 else ICMP_ECHOREPLY, seg[4:])
+        _output(ns, res, daddr, saddr, proto, 0, 0, reply)
+        return
+    if seg[0] != (ICMPV6_ECHO_REPLY if v6 else ICMP_ECHOREPLY):
+        return
+    (ident,) = struct.unpack_from("!H", seg, 4)
+    family = AF_INET6 if v6 else AF_INET
+    ifindex = getattr(dev, "ifindex", 0)
+    for sk in _table(ns, proto).get(ident, ()):
+        if sk.family != family or (sk.laddr is not None and sk.laddr != daddr) \
+                or (sk.ifindex and sk.ifindex != ifindex):
+            continue
+        rec = T.frame(T.F_INET_DGRAM, struct.pack("=I", 16 if family == AF_INET else 28)
+                      + sockaddr(family, saddr, 0) + seg)
+        if sk.push(rec):
+            sk.received += 1
+        else:
+            sk.drops += 1
+        return
 
 
 def udp_rcv(ns: object, pkt: bytes, dev: object | None) -> None:
