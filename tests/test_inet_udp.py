@@ -330,3 +330,21 @@ ip -n a -s xfrm state | grep -A1 'lifetime current' | grep packets
         del icmp.cksum                                         # scapy computes it again
         assert scapy.IPv6(bytes(ip6)).payload.cksum == chk
     assert len(pkts) == 12
+
+
+def test_ping_bound_to_an_emulated_device_outside_a_namespace_switch(tmp_path):
+    """`ping -I DEV` in the emulated default namespace: the host refuses the ping socket
+    (ping_group_range: EACCES) or lacks DEV (SO_BINDTODEVICE: ENODEV), so the socket is the
+    emulated stack's; the echo crosses the veth and is answered."""
+    require_shim("ip")
+    py = tmp_path / "ping.py"
+    py.write_text(PING)
+    p = xfrmd_run(f"""set -e
+ip netns add b
+ip link add xfrmd-vd type veth peer name vb netns b
+ip addr add 10.8.0.1/24 dev xfrmd-vd; ip -n b addr add 10.8.0.2/24 dev vb
+ip link set xfrmd-vd up; ip -n b link set vb up
+python3 {py} 10.8.0.2 xfrmd-vd
+""", "bare")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines() == [f"10.8.0.2 0 {seq} abcdefgh" for seq in (1, 2, 3)]

@@ -720,23 +720,36 @@ static socklen_t sa_len(int family)
     return family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
 }
 
-/* the family of a real AF_INET/AF_INET6 socket of ``type`` (UDP: protocol 0 or 17), else 0 */
+static int icmp_proto(int family)
+{
+    return family == AF_INET ? IPPROTO_ICMP : IPPROTO_ICMPV6;
+}
+
+/* the protocol of a real datagram socket the emulated stack can carry: IPPROTO_UDP (for 0
+ * too) or the family's ICMP (a ping socket); 0 for anything else */
+static int real_dgram_proto(int fd, int family)
+{
+    int proto = 0;
+    socklen_t l = sizeof proto;
+    if (real_getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &l) < 0) return 0;
+    if (proto == 0 || proto == IPPROTO_UDP) return IPPROTO_UDP;
+    return proto == icmp_proto(family) ? proto : 0;
+}
+
+/* the family of a real AF_INET/AF_INET6 socket of ``type`` (datagram: UDP or ping), else 0 */
 static int real_inet_family(int fd, int type)
 {
-    int v = 0, dom = 0, proto = 0;
+    int v = 0, dom = 0;
     socklen_t l = sizeof v;
     if (real_getsockopt(fd, SOL_SOCKET, SO_TYPE, &v, &l) < 0 || v != type) return 0;
     l = sizeof dom;
     if (real_getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &l) < 0) return 0;
     if (dom != AF_INET && dom != AF_INET6) return 0;
-    l = sizeof proto;
-    if (type == SOCK_DGRAM && (real_getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &l) < 0 ||
-                               (proto != 0 && proto != IPPROTO_UDP)))
-        return 0;
+    if (type == SOCK_DGRAM && !real_dgram_proto(fd, dom)) return 0;
     return dom;
 }
 
-/* TCP (and raw/ICMP) sockets of a process in an emulated namespace: a clear error */
+/* TCP and raw sockets of a process in an emulated namespace: a clear error */
 static int inet_unsupported(int fd)
 {
     static int said;
@@ -850,11 +863,12 @@ static int inet_socket(int family, int proto, int type)
 static struct inetsock *inet_convert(int fd, int family, const struct sockaddr *addr,
                                      socklen_t len)
 {
-    int c = inet_dial(family, IPPROTO_UDP, SOCK_CLOEXEC);
+    int proto = real_dgram_proto(fd, family);
+    int c = inet_dial(family, proto, SOCK_CLOEXEC);
     if (c < 0) return NULL;
     struct inetsock *is = calloc(1, sizeof *is);
     if (!is) { real_close(c); errno = ENOMEM; return NULL; }
-    is->family = family; is->proto = IPPROTO_UDP;
+    is->family = family; is->proto = proto;
     /* what the program set on the real socket before */
     int v = 0;
     socklen_t l = sizeof v;
@@ -1093,10 +1107,15 @@ static int in_getsockopt(int fd, struct inetsock *is, int level, int optname, vo
 int socket(int domain, int type, int protocol)
 {
     load_all();
-    if ((domain == AF_INET || domain == AF_INET6) && inet_mode() &&
-        (type & ~(SOCK_CLOEXEC | SOCK_NONBLOCK)) == SOCK_DGRAM &&
-        protocol == (domain == AF_INET ? IPPROTO_ICMP : IPPROTO_ICMPV6))
+    if ((domain == AF_INET || domain == AF_INET6) && !inet_off() &&
+        (type & ~(SOCK_CLOEXEC | SOCK_NONBLOCK)) == SOCK_DGRAM && protocol == icmp_proto(domain)) {
+        /* a ping socket: the emulated stack's in an emulated namespace, or when the host
+         * does not let this process have one (net.ipv4.ping_group_range: EACCES) */
+        if (inet_mode()) return inet_socket(domain, protocol, type);
+        int fd = real_socket(domain, type, protocol);
+        if (fd >= 0 || errno != EACCES) return fd;
         return inet_socket(domain, protocol, type);
+    }
     if (domain != AF_NETLINK || (protocol != NETLINK_XFRM && protocol != NETLINK_ROUTE &&
                                  protocol != NETLINK_GENERIC))
         return real_socket(domain, type, protocol);
