@@ -47,6 +47,8 @@ def l4_segment(proto: int, src: bytes, dst: bytes, sport: int, dport: int, size:
     socket sent), checksummed."""
     if payload is None:
         payload = _payload(size)
+    else:
+        size = len(payload)
     if proto == IPPROTO_UDP:
         hdr = struct.pack("!HHHH", sport, dport, 8 + size, 0)
         c = _csum(_pseudo(src, dst, proto, 8 + size) + hdr + payload) or 0xFFFF
