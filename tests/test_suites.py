@@ -43,6 +43,11 @@ def whole_run(selftests):
     return p.stdout
 
 
+# the module's run of the suite (ipsec.c: about 17 minutes) is part of the first test using it
+SUITE_TIMEOUT = 3000
+
+
+@pytest.mark.timeout(SUITE_TIMEOUT)
 def test_every_rtnetlink_test_and_ipsec_c_gets_one_line(selftests, whole_run):
     lines = whole_run.splitlines()
     names = kselftest.rtnetlink_tests(selftests) + ["ipsec.c"]
@@ -56,6 +61,7 @@ def test_every_rtnetlink_test_and_ipsec_c_gets_one_line(selftests, whole_run):
                          f"{sum(s == 'SKIP' for s in got.values())} skipped of 25")
 
 
+@pytest.mark.timeout(SUITE_TIMEOUT)
 def test_ipsec_c_runs_to_the_end(whole_run):
     """The kernel's ipsec.c: its namespaces (unshare, setns, a veth across them by
     IFLA_NET_NS_FD) are emulated, so it runs every test; the tunnel tests' UDP pings are
