@@ -33,14 +33,18 @@ import os
 import random
 import struct
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from ..datapath import packet as P
 from ..datapath.input import deliver_packets
 from ..datapath.output import xfrm_xmit
-from ..rtnl.fib import RTCF_LOCAL, RTN_LOCAL, route_lookup
+from ..rtnl.fib import RTCF_LOCAL, RTN_LOCAL, RouteResult, route_lookup
 from .. import transport as T
 from ..netlink.socket import PROTOCOL_VERSION
+
+if TYPE_CHECKING:
+    from devices.netdev import NetDevice
+    from ..kernel import NetNamespace
 
 log = logging.getLogger("xfrmd.inet")
 
@@ -68,7 +72,7 @@ class UdpSock:
     __slots__ = ("ns", "family", "proto", "laddr", "lport", "raddr", "rport", "ifindex", "reuse",
                  "push", "sent", "received", "drops", "closed")
 
-    def __init__(self, ns: object, family: int, push: Callable[[bytes], bool],
+    def __init__(self, ns: NetNamespace, family: int, push: Callable[[bytes], bool],
                  proto: int = IPPROTO_UDP):
         self.ns = ns
         self.family = family
@@ -84,7 +88,7 @@ class UdpSock:
         self.closed = False
 
 
-def _table(ns: object, proto: int = IPPROTO_UDP) -> dict[int, list[UdpSock]]:
+def _table(ns: NetNamespace, proto: int = IPPROTO_UDP) -> dict[int, list[UdpSock]]:
     """The namespace's ``udp_table`` (port → the sockets bound to it), or for ping sockets
     its ``ping_table`` (identifier → sockets)."""
     attr = "udp_table" if proto == IPPROTO_UDP else "ping_table"
@@ -129,7 +133,7 @@ def _wildcard(addr: str) -> bool:
     return ipaddress.ip_address(addr).packed == bytes(len(ipaddress.ip_address(addr).packed))
 
 
-def _local_dev(ns: object, addr: str) -> object | None:
+def _local_dev(ns: NetNamespace, addr: str) -> NetDevice | None:
     """The device holding ``addr`` in ``ns`` (``inet_addr_type == RTN_LOCAL``)."""
     a = ipaddress.ip_address(addr)
     for dev in ns.links:                                   # type: ignore[attr-defined]
@@ -139,7 +143,7 @@ def _local_dev(ns: object, addr: str) -> object | None:
     return None
 
 
-def is_local(ns: object, addr: str) -> bool:
+def is_local(ns: NetNamespace, addr: str) -> bool:
     """Whether ``addr`` is an address of ``ns`` (the shim's test before it emulates a bind)."""
     try:
         return _local_dev(ns, addr) is not None
@@ -273,26 +277,27 @@ def _icmp_segment(src: str, dst: str, typ: int, rest: bytes) -> bytes:
     return body[:2] + struct.pack("!H", _csum(pseudo + body)) + body[4:]
 
 
-def _output(ns: object, res: object, src: str, daddr: str, proto: int, sport: int, dport: int,
+def _output(ns: NetNamespace, res: RouteResult, src: str, daddr: str, proto: int, sport: int, dport: int,
             data: bytes) -> int:
     """``ip_local_out``: a local destination through loopback, else the data path's output
     (SPD, SAD, ESP) and the device's wire. 0 or the errno of a drop."""
-    if res.type == RTN_LOCAL or res.flags & RTCF_LOCAL:          # type: ignore[attr-defined]
+    if res.type == RTN_LOCAL or res.flags & RTCF_LOCAL:
         if proto == IPPROTO_UDP:
             pkt = _udp_packet(src, daddr, sport, dport, data)
         else:
             s, d = ipaddress.ip_address(src).packed, ipaddress.ip_address(daddr).packed
             pkt = P.ip_header(s, d, proto, len(data)) + data
-        ip_local_deliver(ns, pkt, res.dev)                         # type: ignore[attr-defined]
+        ip_local_deliver(ns, pkt, res.dev)
         return 0
     xr = xfrm_xmit(ns, src, daddr, proto, sport, dport, len(data), 1,
                    keep_packets=True, payload=data)
-    if not xr.batches or xr.batches[0]["result"] != "sent":
-        why = xr.batches[0] if xr.batches else {}
-        log.debug("datagram %s → %s dropped: %s", src, daddr, why.get("detail") or why.get("reason"))
-        err = why.get("errno", "EINVAL")
-        return int(getattr(E, err, 0)) if isinstance(err, str) else 0
-    out = ns.links.by_name(xr.batches[0].get("out_dev") or xr.batches[0].get("dev"))  # type: ignore[attr-defined]
+    if not xr.batches:
+        return E.EINVAL
+    rec = xr.batches[0].rec
+    if rec.result != "sent":
+        log.debug("datagram %s → %s dropped: %s", src, daddr, rec.detail or rec.reason)
+        return int(getattr(E, rec.errno or "", 0))
+    out = ns.links.by_name(rec.out_dev or rec.clear_dev)          # type: ignore[attr-defined]
     for pkt, _ in xr.packets:
         transmit(ns, out, pkt)
     return 0
@@ -355,11 +360,11 @@ class _WirePcap:
         cls.f.flush()
 
 
-def transmit(ns: object, dev: object | None, pkt: bytes) -> None:
+def transmit(ns: NetNamespace, dev: NetDevice | None, pkt: bytes) -> None:
     """``dev_queue_xmit`` on ``dev``: a veth hands the packet to its peer (``veth_xmit``),
     which receives it in its namespace; loopback back into ``ns``; other devices have no
     wire here (the packet is gone, as on a port without a cable)."""
-    if dev is None or not dev.up:                           # type: ignore[attr-defined]
+    if dev is None or not dev.up:
         return
     kind = getattr(dev, "kind", None)
     if kind == "loopback":
@@ -372,7 +377,7 @@ def transmit(ns: object, dev: object | None, pkt: bytes) -> None:
     ip_rcv(peer.netns, pkt, peer)
 
 
-def ip_rcv(ns: object, pkt: bytes, dev: object) -> None:
+def ip_rcv(ns: NetNamespace, pkt: bytes, dev: NetDevice) -> None:
     """A packet arriving on ``dev`` of ``ns``: ``xfrm_input`` and the policy check, then the
     transport protocol of what is left."""
     res = deliver_packets(ns, [pkt], rx_dev=dev)
@@ -380,7 +385,7 @@ def ip_rcv(ns: object, pkt: bytes, dev: object) -> None:
         ip_local_deliver(ns, inner, dev)
 
 
-def ip_local_deliver(ns: object, pkt: bytes, dev: object | None) -> None:
+def ip_local_deliver(ns: NetNamespace, pkt: bytes, dev: NetDevice | None) -> None:
     """The transport protocol of a packet for this namespace."""
     proto = P.split_ip(pkt)[2]
     if proto == IPPROTO_UDP:
@@ -389,7 +394,7 @@ def ip_local_deliver(ns: object, pkt: bytes, dev: object | None) -> None:
         icmp_rcv(ns, pkt, dev)
 
 
-def icmp_rcv(ns: object, pkt: bytes, dev: object | None) -> None:
+def icmp_rcv(ns: NetNamespace, pkt: bytes, dev: NetDevice | None) -> None:
     """An echo request is answered (``icmp_echo`` / ``icmpv6_echo_reply``: the reply goes
     out through the namespace's own route, SPD and SAD); an echo reply goes to the ping
     socket of its identifier (``ping_rcv``)."""
@@ -423,7 +428,7 @@ def icmp_rcv(ns: object, pkt: bytes, dev: object | None) -> None:
         return
 
 
-def udp_rcv(ns: object, pkt: bytes, dev: object | None) -> None:
+def udp_rcv(ns: NetNamespace, pkt: bytes, dev: NetDevice | None) -> None:
     """``__udp4_lib_rcv``: the datagram to the socket ``compute_score`` likes best."""
     src, dst, proto, seg = P.split_ip(pkt)
     if proto != P.IPPROTO_UDP or len(seg) < 8:
