@@ -136,10 +136,10 @@ def _wildcard(addr: str) -> bool:
 def _local_dev(ns: NetNamespace, addr: str) -> NetDevice | None:
     """The device holding ``addr`` in ``ns`` (``inet_addr_type == RTN_LOCAL``)."""
     a = ipaddress.ip_address(addr)
-    for dev in ns.links:                                   # type: ignore[attr-defined]
+    for dev in ns.links:
         for ifa in getattr(dev, "addresses", ()):
             if ipaddress.ip_address(ifa.address) == a:
-                return dev                                 # type: ignore[no-any-return]
+                return dev
     return None
 
 
@@ -228,7 +228,7 @@ def setsockopt(sk: UdpSock, level: int, optname: int, value: bytes) -> None:
         if not name:
             sk.ifindex = 0
             return
-        dev = sk.ns.links.by_name(name)                    # type: ignore[attr-defined]
+        dev = sk.ns.links.by_name(name)
         if dev is None:
             raise SockError(E.ENODEV)
         sk.ifindex = dev.ifindex
@@ -297,7 +297,7 @@ def _output(ns: NetNamespace, res: RouteResult, src: str, daddr: str, proto: int
     if rec.result != "sent":
         log.debug("datagram %s → %s dropped: %s", src, daddr, rec.detail or rec.reason)
         return int(getattr(E, rec.errno or "", 0))
-    out = ns.links.by_name(rec.out_dev or rec.clear_dev)          # type: ignore[attr-defined]
+    out = ns.links.by_name(rec.out_dev or rec.clear_dev or "")
     for pkt, _ in xr.packets:
         transmit(ns, out, pkt)
     return 0
