@@ -5,11 +5,12 @@ ratio to ``struct.unpack`` of the same fixed-size struct measured in the same ru
 from __future__ import annotations
 
 import struct
-import time
 
 from netlink_codec import netlink as N
 from netlink_codec import xfrm as X
 from netlink_codec.xfrm import XFRM
+
+from .bench_esp import _best
 
 A = X.Xfrma
 
@@ -37,19 +38,6 @@ _SEL = "16s16sHHHHHBBB3xiI"
 # the same structs' fields as plain struct formats (the reference: one unpack of the fixed part)
 _LAYOUT = {X.XfrmUsersaInfo: "=" + _SEL + "16s4sB3x16s8Q4Q3IIIHBBB7x",
            X.XfrmUserpolicyInfo: "=" + _SEL + "8Q4QIIBBBB4x"}
-
-
-def _best(fn, ref, n: int, rounds: int = 9) -> tuple[float, float]:
-    """CPU seconds per call of ``fn`` and of ``ref``, rounds interleaved, the best round of
-    each (process time, the minimum: what is left of the noise of a shared machine)."""
-    ours, theirs = [], []
-    for _ in range(rounds):
-        for f, out in ((fn, ours), (ref, theirs)):
-            t0 = time.process_time()
-            for _ in range(n):
-                f()
-            out.append((time.process_time() - t0) / n)
-    return min(ours), min(theirs)
 
 
 def run(quick: bool = False) -> list[dict]:

@@ -21,16 +21,13 @@ PASSING = {"kci_test_polrouting", "kci_test_addrlft", "kci_test_promote_secondar
 
 @pytest.fixture(scope="module")
 def selftests():
-    root = kselftest.cache_root()
-    found = [os.path.join(root, v, "selftests") for v in sorted(os.listdir(root))] \
-        if os.path.isdir(root) else []
-    found = [f for f in found if os.path.isdir(f)]
+    found = kselftest.cached()
     if not found:
         if os.environ.get("CI"):
             pytest.fail("the kernel selftests are not fetched (tools/test-all.sh runs "
                         "`xfrmd suites fetch`)")
         pytest.skip("the kernel selftests are not fetched: xfrmd suites fetch")
-    return found[-1]
+    return found
 
 
 @pytest.fixture(scope="module")

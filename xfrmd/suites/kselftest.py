@@ -47,13 +47,21 @@ def package_file(mirror: str) -> tuple[str, str]:
     raise RuntimeError(f"{PACKAGE} is not in the {SUITE} index of the apt mirror")
 
 
+def cached() -> str | None:
+    """The selftests folder already in the cache (the newest version), or None."""
+    root = cache_root()
+    found = [os.path.join(root, v, "selftests")
+             for v in (sorted(os.listdir(root)) if os.path.isdir(root) else ())]
+    found = [f for f in found if os.path.isdir(f)]
+    return found[-1] if found else None
+
+
 def fetch(progress=print) -> str:
     """The selftests folder, fetched into the cache if it is not there yet."""
+    done = cached()
+    if done is not None:
+        return done
     root = cache_root()
-    for name in sorted(os.listdir(root)) if os.path.isdir(root) else ():
-        done = os.path.join(root, name, "selftests")
-        if os.path.isdir(done):
-            return done
     mirror = debian_mirror()
     version, pool = package_file(mirror)
     os.makedirs(root, exist_ok=True)
