@@ -192,27 +192,29 @@ class BondXfrmDevOps(XfrmDevOps):
             refuse("xfrmd: the SA is not offloaded to a slave", E.EOPNOTSUPP)
         entry.hw_traffic(self.bond, dev, packets, nbytes)
 
-    def hw_xmit(self, dev: Device, x: XState, nbytes: int, account: Account,
+    def hw_xmit(self, dev: Device, x: XState, nbytes: int, account: Account | None,
                 spray: Any = None) -> tuple[Device, int | None]:
-        """One packet-offloaded packet of ``x`` through the bond (xfrmd.datapath):
+        """One packet-offloaded packet of ``x`` through the bond (xfrmd.datapath): the model
+        picks the slave, whose driver finds its hardware SA with
+        ``xfrm_dev_state_lower_handle(x, slave)`` and numbers it in its own context:
 
         * RFC replicas: the TX pin (``bond_ipsec_xmit_dev``) — or, with ``spray`` (a
-          :class:`bonding.hash.Flow`), the slave ``bond_xmit_hash`` picks for the inner flow —
-          and that replica's own TX sequence context numbers it;
+          :class:`bonding.hash.Flow`), the slave ``bond_xmit_hash`` picks for the inner flow;
         * newest series: ``bond_ipsec_packet_xmit`` — the pinned real_dev while it runs, else
-          EHOSTUNREACH; the core numbers it on the one state (X05);
-        * upstream: the active slave holding the state, whose hardware numbers it."""
+          EHOSTUNREACH; the core numbers it on the one state (X05: ``account``);
+        * upstream: the active slave holding the state."""
         entry = find_entry(self.bond, x)
         if entry is None:
             raise OffloadError(E.EHOSTUNREACH, "bonding: the SA is not offloaded to a slave")
         return entry.hw_xmit(self.bond, dev, nbytes, account, spray)
 
     def hw_recv(self, dev: Device, x: XState, rx_dev: Device, seq: int, nbytes: int,
-                account: Account) -> None:
+                account: Account | None) -> None:
         """One packet-offloaded packet of the IN state ``x`` arriving on slave ``rx_dev``:
-        RFC replicas — that slave's replica and its RX replay context (per port unless the
-        lowers share it: scenario S3 of docs/bonding.md); newest series — the core's check
-        on the one state (X06); upstream — the active slave holding the state."""
+        that slave's driver resolves its hardware SA and checks replay in the context that
+        owns it — RFC replicas: the replica's (per port for mlx5-like, engine-wide for the
+        SOE: scenario S3 of docs/bonding.md); newest series: the core's check on the one
+        state (X06); upstream: the active slave holding the state."""
         entry = find_entry(self.bond, x)
         if entry is None:
             raise OffloadError(0, "bonding: the SA is not offloaded to a slave")

@@ -4,15 +4,15 @@ the proposed LAG flags (lower handle + shared state), compatible only within one
 from __future__ import annotations
 
 import errno as E
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from netlink_codec import xfrm as X
-from xfrmd.xfrm.offload import xfrm_dev_flush
+from xfrmd.xfrm.offload import xfrm_dev_flush, xfrm_dev_lower_dev_handle
 
 from .features import HW_ESP
 from .xfrmdev import (XFRM_DEV_OFFLOAD_IN, XFRM_DEV_OFFLOAD_OUT, XFRM_DEV_OFFLOAD_PACKET,
                       XFRMDEV_OPS_F_LAG_SHARED_STATE, XFRMDEV_OPS_F_LOWER_HANDLE, XfrmDevOps,
-                      refuse)
+                      hw_replay_window, refuse)
 
 if TYPE_CHECKING:
     from xfrmd.kernel import Kernel
@@ -163,9 +163,15 @@ class SoeIpsec(XfrmDevOps):
             i = self.engine.slots.index(None)
         except ValueError:
             refuse(None, E.ENOSPC)
+        r = x.replay_esn
         self.engine.slots[i] = {"x": x, "key": (x.mark, x.id.daddr, x.id.spi, x.id.proto),
                                 "port": dev.name, "ports": [dev.name], "spi": x.id.spi,
-                                "dir": "in" if x.xso.dir == XFRM_DEV_OFFLOAD_IN else "out"}
+                                "dir": "in" if x.xso.dir == XFRM_DEV_OFFLOAD_IN else "out",
+                                # the SA record's sequence / anti-replay / lifetime words
+                                "oseq": 0, "rx_seq": 0, "rx_bitmap": 0, "packets": 0,
+                                "bytes": 0, "replay_drops": 0,
+                                "window": r.replay_window if r is not None
+                                else x.props.replay_window}
         # the driver's handle is its SA entry (a pointer, never 0): slot index + 1 here
         x.xso.offload_handle = i + 1
 
@@ -179,6 +185,76 @@ class SoeIpsec(XfrmDevOps):
                 s["port"] = s["ports"][0]
                 return
             self.engine.slots[i] = None
+
+    # -- the data path (emulation): every handle lookup goes through the resolver (P42) ----
+    def _slot(self, dev: "NetDevice", x: Any, errno: int) -> tuple[int, dict[str, Any]]:
+        """The engine slot port ``dev`` resolves ``x`` to with
+        ``xfrm_dev_state_lower_handle`` (P42: "all handle lookups go through it"); a port
+        of another engine, or a bond slave the bond gives no handle, finds none."""
+        h = xfrm_dev_lower_dev_handle(x, dev)
+        i = h - 1
+        s = self.engine.slots[i] if 0 <= i < AIROHA_SOE_NUM_SA else None
+        if s is None or s["x"] is not x:
+            refuse(f"xfrmd: SOE {self.engine.name} holds no SA for this state on {dev.name}",
+                   errno)
+        return h, s
+
+    def hw_xmit(self, dev: "NetDevice", x: Any, nbytes: int, account: Callable[[], Any] | None,
+                spray: Any = None) -> tuple["NetDevice", int | None]:
+        """TX through the engine slot. Where the core keeps the accounting of the one state
+        (``xdo_dev_packet_xmit``: X05) the slot carries the number the core gave; under an
+        upper without it (an RFC bond) the slot's own counter numbers the packet, one counter
+        per engine slot, so the ports of one engine share it."""
+        _, s = self._slot(dev, x, E.EHOSTUNREACH)
+        if account is not None:
+            s["oseq"] = account()
+            hw_seq = None
+        else:
+            s["oseq"] += 1
+            hw_seq = s["oseq"]
+        s["packets"] += 1
+        s["bytes"] += nbytes
+        return dev, hw_seq
+
+    def hw_recv(self, dev: "NetDevice", x: Any, rx_dev: "NetDevice", seq: int, nbytes: int,
+                account: Callable[[], Any] | None) -> None:
+        """RX on any port of the engine (P42: "RX accepts the state when its GDM is on the
+        same eth"): the slot's anti-replay window (ANTI_RPLY_EN) decides, engine-wide;
+        with the core's accounting (X06) the software window of the one state decides."""
+        h, s = self._slot(rx_dev, x, 0)
+        if account is not None:
+            account()
+            s["rx_seq"] = max(s["rx_seq"], seq)
+        else:
+            why, s["rx_seq"], s["rx_bitmap"] = hw_replay_window(s["rx_seq"], s["rx_bitmap"],
+                                                                s["window"], seq)
+            if why:
+                s["replay_drops"] += 1
+                refuse(f"airoha_eth: hardware replay drop in {self.engine.name} slot {h} "
+                       f"on {rx_dev.name}: {why}", 0)
+        s["packets"] += 1
+        s["bytes"] += nbytes
+
+    def hw_traffic(self, dev: "NetDevice", x: Any, packets: int, nbytes: int) -> None:
+        """``xfrmd ctl offload-traffic``: packets through the slot."""
+        _, s = self._slot(dev, x, E.EOPNOTSUPP)
+        if x.xso.dir != XFRM_DEV_OFFLOAD_IN:
+            s["oseq"] += packets
+        s["packets"] += packets
+        s["bytes"] += nbytes
+
+    def hw_context(self, dev: "NetDevice", x: Any) -> dict[str, Any] | None:
+        """The engine slot: one context for every port of the engine that resolves it."""
+        h = xfrm_dev_lower_dev_handle(x, dev)
+        i = h - 1
+        s = self.engine.slots[i] if 0 <= i < AIROHA_SOE_NUM_SA else None
+        if s is None or s["x"] is not x:
+            return None
+        return {"id": f"{self.engine.name} slot {h}", "scope": "engine",
+                "ports": list(s["ports"]), "handle": h, "oseq": s["oseq"],
+                "window": s["window"], "top": s["rx_seq"], "bitmap": s["rx_bitmap"],
+                "bytes": s["bytes"], "packets": s["packets"],
+                "replay_drops": s["replay_drops"]}
 
     def xdo_dev_policy_add(self, dev: "NetDevice", pol: Any) -> None:
         if pol.xdo.type != XFRM_DEV_OFFLOAD_PACKET:

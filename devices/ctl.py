@@ -19,10 +19,9 @@ def _show_offload(svc: Service, args: list[str]) -> int:
         print(json.dumps(res["devices"], indent=2))
         return 0
     for name, d in res["devices"].items():
-        flags = d.get("flags", 0)
         print(f"{name}: driver {d.get('driver')}"
               + (f", esp-hw-offload {'on' if d.get('esp-hw-offload') else 'off'}")
-              + (f", xfrmdev flags {flags:#x}" if flags else ""))
+              + (f", xfrmdev flags {d.get('flag_names')}" if d.get("flags") else ""))
         if "lag_model" in d:                    # a bond
             print(f"  lag-model {d['lag_model']}, mode {d['mode']}, xmit_hash_policy "
                   f"{d['xmit_hash_policy']}, slaves {','.join(d['slaves']) or '-'}, usable "
@@ -31,10 +30,46 @@ def _show_offload(svc: Service, args: list[str]) -> int:
             if d.get("esp_ineligible"):
                 print(f"  esp-hw-offload cannot be on: {d['esp_ineligible']}")
         for sa in d.get("sas", []):
-            print("  " + _kv({k: v for k, v in sa.items() if k != "replicas"}))
-            for r in sa.get("replicas", []):
-                print("    replica " + _kv(r))
+            print("  " + _kv({k: v for k, v in sa.items() if k not in _TREE_KEYS}))
+            lowers = sa.get("replicas", sa.get("lowers", []))
+            for line in _lower_tree(lowers, sa.get("contexts", {})):
+                print("    " + line)
     return 0
+
+
+_TREE_KEYS = ("replicas", "lowers", "contexts")
+
+
+def _lower_tree(lowers: list[dict[str, Any]], contexts: dict[str, Any]) -> list[str]:
+    """bond → slave → hardware context: each slave with its driver, flag names and the
+    handle ``xfrm_dev_state_lower_handle`` gives it, then the context its driver resolves;
+    a context shared by several ports (an SOE engine slot) is printed once, under its first
+    port, and named from the others."""
+    out: list[str] = []
+    shown: dict[str, str] = {}
+    for r in lowers:
+        head = (f"{r['slave']} ({r.get('driver')}, {r.get('flags', '-')}): handle "
+                f"{r.get('handle', 0):#x}" + ("" if r.get("added", True) else " (deleted)"))
+        cid = r.get("context")
+        if cid is None:
+            out.append(head + ", no hardware context")
+        elif cid in shown:
+            out.append(head + f" → {cid}, shared with {shown[cid]} (above)")
+        else:
+            shown[cid] = r["slave"]
+            c = contexts.get(cid, {})
+            out.append(head + f" → {cid} (per {c.get('scope', '?')}"
+                       + (f", ports {','.join(c['ports'])}" if len(c.get("ports", ())) > 1 else "")
+                       + ")")
+            out.append("  " + _context_text(c))
+    return out
+
+
+def _context_text(c: dict[str, Any]) -> str:
+    return (f"oseq {c.get('oseq', 0)}, replay window {c.get('window', 0)} top {c.get('top', 0)} "
+            f"bitmap {c.get('bitmap', 0):#x}, bytes {c.get('bytes', 0)}, packets "
+            f"{c.get('packets', 0)}"
+            + (f", replay drops {c['replay_drops']}" if c.get("replay_drops") else ""))
 
 
 def _kv(row: dict[str, Any]) -> str:

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from netlink_codec import xfrm as X
 
+from xfrmd.xfrm.offload import xfrm_dev_lower_dev_handle
+
 from .xfrmdev import (XFRM_DEV_OFFLOAD_CRYPTO, XFRM_DEV_OFFLOAD_FLAG_ACQ, XFRM_DEV_OFFLOAD_IN,
                       XFRM_DEV_OFFLOAD_OUT, XFRM_DEV_OFFLOAD_PACKET, XFRMDEV_OPS_F_LOWER_HANDLE,
                       XfrmDevOps, hw_replay_window, refuse)
@@ -34,6 +36,12 @@ def _oseq(x: Any) -> int:
     if r is None:
         return int(x.replay[0])
     return int(r.oseq_hi << 32 | r.oseq) if x.props.flags & X.XFRM_STATE_ESN else int(r.oseq)
+
+
+def _window(x: Any) -> int:
+    """The replay window the hardware's ASO context is programmed with."""
+    r = x.replay_esn
+    return int(r.replay_window if r is not None else x.props.replay_window)
 
 
 def _replay_seqhi(r: Any, seq: int) -> int:
@@ -153,7 +161,8 @@ class Mlx5Ipsec(XfrmDevOps):
         self.sadb[h] = {"spi": x.id.spi, "dir": "in" if x.xso.dir == XFRM_DEV_OFFLOAD_IN else "out",
                         "type": "packet" if x.xso.type == XFRM_DEV_OFFLOAD_PACKET else "crypto",
                         "port": dev.name, "packets": 0, "bytes": 0, "replay_drops": 0,
-                        "auth_drops": 0, "oseq": _oseq(x)}
+                        "auth_drops": 0, "oseq": _oseq(x), "rx_seq": 0, "rx_bitmap": 0,
+                        "window": _window(x)}
         self._synced[h] = {}
         x.xso.offload_handle = h
         if x.props.flags & X.XFRM_STATE_ESN and x.replay_esn is not None:
@@ -195,56 +204,81 @@ class Mlx5Ipsec(XfrmDevOps):
         state (xfrm_replay_advance_esn, xfrm_replay_overflow_offload_esn); the hardware is
         reprogrammed (mlx5_accel_esp_modify_xfrm, counted in ``esn_updates``) only when
         ``mlx5e_ipsec_update_esn_state`` says so."""
-        s = self.sadb.get(x.xso.offload_handle) if x.xso is not None else None
+        s = self.sadb.get(xfrm_dev_lower_dev_handle(x, x.xso.real_dev)) if x.xso is not None \
+            else None
         if s is None or "esn" not in s:
             return
         if self._update_esn_state(x, s):
             s["esn_updates"] += 1
 
+    def _sa_of(self, dev: "NetDevice", x: Any, errno: int) -> tuple[int, dict[str, Any]]:
+        """The port's hardware SA for ``x`` and its handle: ``xfrm_dev_state_lower_handle(x,
+        dev)`` with XFRMDEV_OPS_F_LOWER_HANDLE (its own offload_handle when ``x`` is
+        offloaded to this port, the bond's per-slave handle when a bond owns it: RFC patch
+        1/4), else ``xso.offload_handle``."""
+        h = xfrm_dev_lower_dev_handle(x, dev)
+        s = self.sadb.get(h)
+        if s is None:
+            refuse(f"xfrmd: mlx5 holds no hardware SA for this state on {dev.name}", errno)
+        return h, s
+
     def hw_recv(self, dev: "NetDevice", x: Any, rx_dev: "NetDevice", seq: int, nbytes: int,
-                account: Callable[[], Any]) -> None:
+                account: Callable[[], Any] | None) -> None:
         """Packet offload RX: the port's own ASO replay context (window from the state)
         decides; a replay is the hardware's replay drop (``replay_drops``, reported through
         update_stats as x->stats.replay)."""
-        s = self.sadb.get(x.xso.offload_handle)
-        if s is None:
-            refuse("xfrmd: mlx5 holds no hardware SA for this state", 0)
-        r = x.replay_esn
-        window = r.replay_window if r is not None else x.props.replay_window
-        why, s["rx_seq"], s["rx_bitmap"] = hw_replay_window(s.get("rx_seq", 0), s.get("rx_bitmap", 0),
-                                                            window, seq)
+        h, s = self._sa_of(rx_dev, x, 0)
+        why, s["rx_seq"], s["rx_bitmap"] = hw_replay_window(s["rx_seq"], s["rx_bitmap"],
+                                                            s["window"], seq)
         if why:
-            self.hw_traffic(dev, x, 0, 0, replay_drops=1)
-            refuse(f"mlx5_core: hardware replay drop on {dev.name}: {why}", 0)
-        self.hw_traffic(dev, x, 1, nbytes + 14 + (20 if x.props.family == X.AF_INET else 40))
+            self._count(h, 0, 0, replay_drops=1)
+            refuse(f"mlx5_core: hardware replay drop on {rx_dev.name}: {why}", 0)
+        self._count(h, 1, nbytes + 14 + (20 if x.props.family == X.AF_INET else 40))
 
-    def hw_xmit(self, dev: "NetDevice", x: Any, nbytes: int, account: Callable[[], Any],
+    def hw_xmit(self, dev: "NetDevice", x: Any, nbytes: int, account: Callable[[], Any] | None,
                 spray: Any = None) -> tuple["NetDevice", int | None]:
         """Packet offload TX: the port's own sequence context numbers the packet and the
         flow counter counts the frame; past the hard packet limit the hardware's drop rule
-        takes it (no software sees it)."""
-        s = self.sadb.get(x.xso.offload_handle)
-        if s is None:
-            refuse("xfrmd: mlx5 holds no hardware SA for this state", E.EHOSTUNREACH)
+        takes it (no software sees it: ``mlx5e_ipsec_handle_limits`` armed it)."""
+        h, s = self._sa_of(dev, x, E.EHOSTUNREACH)
         lft = x.lft
         if x.km_state == XFRM_STATE_EXPIRED or (lft.hard_packet_limit != INF
                                                 and s["packets"] >= lft.hard_packet_limit):
-            refuse("mlx5_core: hardware drop rule (hard lifetime reached)", 0)
+            refuse(f"mlx5_core: hardware drop rule on {dev.name} (hard lifetime reached: "
+                   f"{s['packets']} packets counted on this port)", 0)
         s["oseq"] = (s["oseq"] + 1) & ((1 << 64) - 1 if x.props.flags & X.XFRM_STATE_ESN else U32)
-        self.hw_traffic(dev, x, 1, nbytes + 14)
+        self._count(h, 1, nbytes + 14)
         return dev, s["oseq"]
 
     def hw_traffic(self, dev: "NetDevice", x: Any, packets: int, nbytes: int,
                    replay_drops: int = 0, auth_drops: int = 0) -> None:
-        """Emulated traffic through the hardware SA. ``packets``/``nbytes`` are the good
-        frames as the NIC counts them (whole frames, Ethernet and IP headers included); the
-        SA's flow counter also sees the dropped ones (counted here without bytes), which the
-        auth and replay counters count separately."""
-        s = self.sadb[x.xso.offload_handle]
+        """Emulated traffic through the port's hardware SA for ``x``. ``packets``/``nbytes``
+        are the good frames as the NIC counts them (whole frames, Ethernet and IP headers
+        included); the SA's flow counter also sees the dropped ones (counted here without
+        bytes), which the auth and replay counters count separately."""
+        h, s = self._sa_of(dev, x, E.EOPNOTSUPP)
+        if x.xso.dir != XFRM_DEV_OFFLOAD_IN and x.xso.type == XFRM_DEV_OFFLOAD_PACKET:
+            s["oseq"] += packets                # the hardware numbers packet offload
+        self._count(h, packets, nbytes, replay_drops, auth_drops)
+
+    def _count(self, h: int, packets: int, nbytes: int, replay_drops: int = 0,
+               auth_drops: int = 0) -> None:
+        s = self.sadb[h]
         s["packets"] += packets + replay_drops + auth_drops
         s["bytes"] += nbytes
         s["replay_drops"] += replay_drops
         s["auth_drops"] += auth_drops
+
+    def hw_context(self, dev: "NetDevice", x: Any) -> dict[str, Any] | None:
+        """The port's own context (one hardware SA per port: never shared)."""
+        h = xfrm_dev_lower_dev_handle(x, dev)
+        s = self.sadb.get(h)
+        if s is None:
+            return None
+        return {"id": f"{dev.name} sa {h}", "scope": "port", "ports": [dev.name],
+                "handle": h, "oseq": s["oseq"], "window": s["window"], "top": s["rx_seq"],
+                "bitmap": s["rx_bitmap"], "bytes": s["bytes"], "packets": s["packets"],
+                "replay_drops": s["replay_drops"]}
 
     def _query(self, h: int, name: str) -> int:
         """``mlx5_fc_query_cached``: what a counter gained since its previous query."""
@@ -257,7 +291,7 @@ class Mlx5Ipsec(XfrmDevOps):
         """``mlx5e_xfrm_update_stats``: RX integrity drops for any offload type; for packet
         offload also RX replay drops and the good packets into curlft, their bytes less the
         always-present Ethernet + IP header per packet (the NIC cannot count payload)."""
-        h = x.xso.offload_handle
+        h = xfrm_dev_lower_dev_handle(x, x.xso.real_dev)
         if h not in self.sadb:
             return
         auth = replay = 0

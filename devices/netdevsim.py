@@ -9,6 +9,7 @@ import struct
 from typing import TYPE_CHECKING, Any
 
 from netlink_codec import xfrm as X
+from xfrmd.xfrm.offload import xfrm_dev_lower_dev_handle
 
 from .xfrmdev import XFRM_DEV_OFFLOAD_CRYPTO, XFRM_DEV_OFFLOAD_IN, XfrmDevOps, refuse
 
@@ -92,9 +93,13 @@ class NsimIpsec(XfrmDevOps):
             self.sa[i] = None
             self.count -= 1
 
-    def tx_check(self, x: Any) -> bool:
-        """``nsim_ipsec_tx`` for a packet carrying state ``x``: counts what passes."""
-        i = x.xso.offload_handle & ~NSIM_IPSEC_VALID if x.xso else -1
+    def tx_check(self, dev: "NetDevice", x: Any) -> bool:
+        """``nsim_ipsec_tx`` for a packet carrying state ``x`` on port ``dev``: counts what
+        passes. netdevsim has no XFRMDEV_OPS_F_LOWER_HANDLE, so the handle is
+        ``xso.offload_handle`` (what ``xfrm_dev_lower_dev_handle`` gives it): under a bond
+        that holds only while the bond keeps the slave's own handle there (active-backup)."""
+        h = xfrm_dev_lower_dev_handle(x, dev) if x.xso else 0
+        i = h & ~NSIM_IPSEC_VALID if h & NSIM_IPSEC_VALID else -1
         if not (0 <= i < NSIM_IPSEC_MAX_SA_COUNT) or self.sa[i] is None:
             return False
         if x.id.proto not in (X.IPPROTO_ESP, X.IPPROTO_AH):
@@ -109,7 +114,16 @@ class NsimIpsec(XfrmDevOps):
             refuse("xfrmd: netdevsim counts transmitted packets only: this SA is offloaded "
                    "dir in; send through its dir out partner", E.EOPNOTSUPP)
         for _ in range(packets):
-            self.tx_check(x)
+            self.tx_check(dev, x)
+
+    def hw_context(self, dev: "NetDevice", x: Any) -> dict[str, Any] | None:
+        """The port's SA table entry (netdevsim keeps no sequence, replay or per-SA
+        counters: crypto offload, the stack numbers and checks)."""
+        h = xfrm_dev_lower_dev_handle(x, dev) if x.xso else 0
+        i = h & ~NSIM_IPSEC_VALID
+        if not h & NSIM_IPSEC_VALID or not 0 <= i < NSIM_IPSEC_MAX_SA_COUNT or self.sa[i] is None:
+            return None
+        return {"id": f"{dev.name} sa[{i}]", "scope": "port", "ports": [dev.name], "handle": h}
 
     def debugfs(self) -> str:
         """``nsim_dbg_netdev_ops_read``."""

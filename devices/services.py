@@ -16,6 +16,7 @@ from xfrmd.xfrm import sadb
 from . import registry
 from .netdev import NetDevice
 from .netdevsim import NsimIpsec
+from .xfrmdev import xfrmdev_flag_names
 
 if TYPE_CHECKING:
     from xfrmd.kernel import Kernel, NetNamespace
@@ -149,7 +150,8 @@ def _show_offload(kernel: "Kernel", ns: "NetNamespace", request: Request) -> dic
                 return {"errno": 0, "devices": {dev.name: {"driver": dev.driver, "sas": [],
                                                            "offload": False}}}
             continue
-        out[dev.name] = {"driver": ops.name, "flags": ops.flags, "sas": ops.table(dev),
+        out[dev.name] = {"driver": ops.name, "flags": ops.flags,
+                         "flag_names": xfrmdev_flag_names(ops.flags), "sas": ops.table(dev),
                          "esp-hw-offload": dev.features.active("esp-hw-offload")
                          if dev.features is not None else False}
         if hasattr(ops, "describe"):            # a bond: its model, slaves, eligibility

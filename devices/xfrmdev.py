@@ -21,6 +21,23 @@ XFRMDEV_OPS_F_LAG_SHARED_STATE = 1 << 1
 XFRMDEV_OPS_F_LAG_SHARED_TX_SEQ = 1 << 2
 XFRMDEV_OPS_F_LAG_SHARED_RX_REPLAY = 1 << 3
 
+
+
+def xfrmdev_flag_names(flags: int) -> str:
+    """``flags`` as the ``XFRMDEV_OPS_F_*`` names this module defines, joined with ``|``
+    (``LOWER_HANDLE|LAG_SHARED_STATE``); bits without a name in hex; "-" for none."""
+    names = []
+    for name, bit in sorted(((n, v) for n, v in globals().items()
+                             if n.startswith("XFRMDEV_OPS_F_") and isinstance(v, int)),
+                            key=lambda nv: nv[1]):
+        if flags & bit:
+            names.append(name[len("XFRMDEV_OPS_F_"):])
+            flags &= ~bit
+    if flags:
+        names.append(f"{flags:#x}")
+    return "|".join(names) or "-"
+
+
 XFRM_DEV_OFFLOAD_IN, XFRM_DEV_OFFLOAD_OUT, XFRM_DEV_OFFLOAD_FWD = 1, 2, 3
 XFRM_DEV_OFFLOAD_CRYPTO, XFRM_DEV_OFFLOAD_PACKET = 1, 2
 XFRM_DEV_OFFLOAD_FLAG_ACQ = 1        # xso.flags: a larval state made by xfrm_state_find
@@ -130,35 +147,51 @@ class XfrmDevOps:
     def hw_traffic(self, dev: "NetDevice", x: Any, packets: int, nbytes: int) -> None:
         refuse(f"xfrmd: {self.name} keeps no per-SA traffic counters", E.EOPNOTSUPP)
 
-    def hw_xmit(self, dev: "NetDevice", x: Any, nbytes: int, account: Callable[[], Any],
-                spray: Any = None) -> tuple["NetDevice", int | None]:
+    def hw_xmit(self, dev: "NetDevice", x: Any, nbytes: int,
+                account: Callable[[], Any] | None, spray: Any = None
+                ) -> tuple["NetDevice", int | None]:
         """Emulation (xfrmd.datapath): one packet of the packet-offloaded state ``x`` leaves
-        through the hardware. ``account()`` is the core's software accounting (VALID,
-        lifetimes, sequence number, curlft), which a driver with ``xdo_dev_packet_xmit``
-        runs. Returns (the port the packet left through, the ESP sequence number the
-        hardware gave it, or None when the core numbered it). OffloadError drops the packet
-        (errno 0: silently, as a hardware rule drops)."""
+        through port ``dev``. A lower driver finds its hardware SA with
+        ``xfrm_dev_state_lower_handle(x, dev)`` (RFC patch 1/4: "the lower device they are
+        transmitting or receiving on"), which is ``xso.offload_handle`` when ``x`` is
+        offloaded to ``dev`` itself. ``account``: the core's software accounting of the one
+        state (VALID, lifetimes, sequence number, curlft: the LAG tree's
+        ``xfrm_dev_packet_state_check``), which runs when the device the state is offloaded
+        to has ``xdo_dev_packet_xmit``; None when it does not (an RFC bond hands the packet
+        to its slave): then the driver's hardware context numbers it. Returns (the port the
+        packet left through, the ESP sequence number the hardware gave it, or None when the
+        core numbered it). OffloadError drops the packet (errno 0: silently, as a hardware
+        rule drops)."""
         self._hw_count(dev, x, nbytes, account)
         return dev, None
 
     def hw_recv(self, dev: "NetDevice", x: Any, rx_dev: "NetDevice", seq: int, nbytes: int,
-                account: Callable[[], Any]) -> None:
+                account: Callable[[], Any] | None) -> None:
         """Emulation (xfrmd.datapath): one packet of the packet-offloaded IN state ``x``
-        arrives on ``rx_dev``. A driver with the LAG tree's software accounting runs
-        ``account()`` (replay check, lifetime, advance, curlft on the one state); others
-        check their own hardware replay context. KernelError(0, why) drops it."""
+        arrives on port ``rx_dev``. With ``account`` (the LAG tree's
+        ``xfrm_dev_packet_input_state_check``: replay check, lifetime, advance, curlft on the
+        one state) the core decides; otherwise the driver's hardware replay context of the
+        SA ``xfrm_dev_state_lower_handle(x, rx_dev)`` resolves to (:meth:`hw_context` names
+        it). KernelError(0, why) drops it."""
         self._hw_count(dev, x, nbytes, account)
 
     def _hw_count(self, dev: "NetDevice", x: Any, nbytes: int,
-                  account: Callable[[], Any]) -> None:
-        """The core's accounting where the driver lets it run, then the hardware's counters
-        (a driver without counters keeps none)."""
-        if self.has_packet_xmit:
+                  account: Callable[[], Any] | None) -> None:
+        """The core's accounting where it runs, then the hardware's counters (a driver
+        without counters keeps none)."""
+        if account is not None:
             account()
         try:
             self.hw_traffic(dev, x, 1, nbytes)
         except KernelError:
             pass
+
+    def hw_context(self, dev: "NetDevice", x: Any) -> dict[str, Any] | None:
+        """Observability: the hardware context port ``dev`` uses for ``x`` (the one
+        ``xfrm_dev_state_lower_handle(x, dev)`` resolves to): ``id`` (the same for every
+        port sharing it), ``oseq``, the replay ``window``/``top``/``bitmap``, ``bytes``,
+        ``packets``; None when the port holds none."""
+        return None
 
     # observability (xfrmd ctl show-offload)
     def table(self, dev: "NetDevice") -> list[dict[str, Any]]:

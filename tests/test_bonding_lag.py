@@ -147,8 +147,9 @@ def test_replicated_mlx5_pair_gets_one_replica_per_slave(k, nl):
     for x in e:
         a, b = x.instances
         assert a.lower_handle and b.lower_handle        # each port's own table entry
-        # per-port contexts: the mlx5-like driver claims LOWER_HANDLE only
-        assert a.tx is not b.tx and a.rx is not b.rx
+        # per-port contexts in the driver, found through xfrm_dev_state_lower_handle
+        assert hw_ctx(x.x, a.real_dev) == f"{a.real_dev.name} sa {a.lower_handle}"
+        assert hw_ctx(x.x, b.real_dev) == f"{b.real_dev.name} sa {b.lower_handle}"
     from xfrmd.xfrm.offload import xfrm_dev_state_lower_handle
     x = e[0].x
     assert [xfrm_dev_state_lower_handle(x, dev(k, p)) for p in ("m0", "m1")] == \
@@ -166,7 +167,8 @@ def test_replicated_soe_pair_shares_one_hardware_sa_and_context(k, nl):
     (e,) = entries(k, "bonds")
     a, b = e.instances
     assert a.lower_handle == b.lower_handle             # one SOE slot, both ports
-    assert a.tx is b.tx and a.rx is b.rx                # LAG_SHARED_STATE: one context
+    # one engine slot: both ports resolve the same hardware context
+    assert hw_ctx(e.x, a.real_dev) == hw_ctx(e.x, b.real_dev) == f"soe-A slot {a.lower_handle}"
     assert hw(k, "s0", "s1") == 1
     nl.ok(msg(M.FLUSHSA, struct.pack("=B", 0)))
     assert hw(k, "s0", "s1") == 0
@@ -198,7 +200,8 @@ def test_replicated_mixed_pair_rolls_back_the_first_replica(k, nl):
     # packet offload both accept: two contexts (different drivers never share)
     assert nl.errno_of(sa(k, "bondy", PACKET | IN, spi=0x202)) == (0, None)
     (e,) = entries(k, "bondy")
-    assert e.instances[0].rx is not e.instances[1].rx
+    a, b = e.instances
+    assert hw_ctx(e.x, a.real_dev) != hw_ctx(e.x, b.real_dev)
 
 
 def test_replicated_soe_two_engines_accepts_with_separate_contexts(k, nl):
@@ -207,7 +210,8 @@ def test_replicated_soe_two_engines_accepts_with_separate_contexts(k, nl):
     assert nl.errno_of(sa(k, "bondx")) == (0, None)
     (e,) = entries(k, "bondx")
     a, b = e.instances
-    assert a.tx is not b.tx                         # not lag_compatible: one context each
+    # two engines: a slot on each, one context each
+    assert hw_ctx(e.x, a.real_dev).split()[0] != hw_ctx(e.x, b.real_dev).split()[0]
     assert hw(k, "x0", "x1") == 2
 
 
@@ -241,13 +245,14 @@ def test_replicated_slave_down_and_up_remove_and_add_its_replica(k, nl):
     esp(k, "bondm")
     assert nl.errno_of(sa(k, "bondm")) == (0, None)
     (e,) = entries(k, "bondm")
-    e.instances[0].tx.oseq = 1000                   # as if 1000 packets went out on m0
+    m0 = dev(k, "m0")
+    m0.xfrmdev_ops.sadb[e.instances[0].lower_handle]["oseq"] = 1000   # 1000 sent on m0
     _down(k, "m0")
     assert [i.real_dev.name for i in e.instances] == ["m1"]
     assert [len(dev(k, p).xfrmdev_ops.sadb) for p in ("m0", "m1")] == [0, 1]
     _up(k, "m0")
     assert [i.real_dev.name for i in e.instances] == ["m1", "m0"]
-    assert e.instances[1].tx.oseq == 0
+    assert m0.xfrmdev_ops.hw_context(m0, e.x)["oseq"] == 0   # a new hardware SA
     assert len(sad(nl)) == 1                        # the SA itself stays
 
 
@@ -550,8 +555,10 @@ def test_show_offload_bond_replicated(k, nl):
     (s,) = d["sas"]
     assert s["model"] == "replicated" and [r["slave"] for r in s["replicas"]] == ["m0", "m1"]
     pinned = [r for r in s["replicas"] if r["slave"] == s["xmit_slave"]][0]
-    assert pinned["oseq"] == 3 and pinned["tx_packets"] == 3
-    assert [r["tx_ctx"] for r in s["replicas"]] == [1, 2]
+    ctx = s["contexts"][pinned["context"]]
+    assert (ctx["oseq"], ctx["packets"], ctx["scope"]) == (3, 3, "port")
+    assert [r["context"] for r in s["replicas"]] == [f"m0 sa {s['replicas'][0]['handle']}",
+                                                     f"m1 sa {s['replicas'][1]['handle']}"]
     # the mlx5 flow counter of the pinned port's hardware SA moved
     port = dev(k, s["xmit_slave"])
     assert [row["packets"] for row in port.xfrmdev_ops.table(port)] == [3]
@@ -568,6 +575,12 @@ def test_show_offload_bond_shared(k, nl):
 
 
 # -- helpers --------------------------------------------------------------------------------
+
+def hw_ctx(x, port):
+    """The id of the hardware context ``port``'s driver resolves for ``x``."""
+    c = port.xfrmdev_ops.hw_context(port, x)
+    return None if c is None else c["id"]
+
 
 def _attrs(m):
     from .sad_helpers import attrs_of
@@ -625,7 +638,7 @@ xfrmd ctl lag-model bond1 shared
 echo "xfrm state add src 192.0.2.129 dst 192.0.2.130 proto esp spi 0x100 reqid 1 mode tunnel \
 aead 'rfc4106(gcm(aes))' {KEY} 128 offload packet dev bond1 dir out" | xfrmd replay - >/dev/null
 ip xfrm state list | grep -c 'dev bond1'
-xfrmd ctl show-offload bond1 | tail -1 | cut -d' ' -f4-7
+xfrmd ctl show-offload bond1 | grep 'spi=0x100' | cut -d' ' -f4-7
 xfrmd ctl lag-model bond0 shared
 echo "xfrm state add src 192.0.2.129 dst 192.0.2.130 proto esp spi 0x101 reqid 1 mode tunnel \
 aead 'rfc4106(gcm(aes))' {KEY} 128 offload packet dev bond0 dir out" | xfrmd replay - 2>&1 | grep -o 'bonding: .*'
@@ -637,7 +650,7 @@ ethtool -k bond0 | grep '^esp-hw-offload'
 ip xfrm state add src 192.0.2.1 dst 192.0.2.2 proto esp spi 0x201 reqid 1 mode tunnel \
 aead 'rfc4106(gcm(aes))' {KEY} 128 offload dev bond0 dir out; echo "rc=$?"
 ip xfrm state list | grep -c 'crypto offload parameters: dev bond0 dir out'
-xfrmd ctl show-offload bond0 | grep -c 'replica slave=eth'
+xfrmd ctl show-offload bond0 | grep -c '^    eth.*(per port)'
 xfrmd ctl show-offload eth0 | grep -c 'spi=0x201'
 xfrmd ctl show-offload eth1 | grep -c 'spi=0x201'
 ip xfrm state flush

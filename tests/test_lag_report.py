@@ -218,7 +218,10 @@ def test_the_html_page_in_headless_chromium(tmp_path):
     # the bond → slave → hardware context tree of each admitted pairing
     assert dom.count("<ul class=\"tree\">") == 5
     assert "s0: the one hardware context (handle 1), valid on s0, s1" in dom
-    assert "s1: replica, handle 1, tx context 2, rx context 2" in dom
+    # the contexts live in the drivers: one per mlx5-like port, one per SOE engine slot
+    assert "s1: replica, handle 1, hardware context s1 sa 1 (per port)" in dom
+    assert ("s1: replica, handle 1, hardware context soe0 slot 1 (per engine, shared by s0, s1)"
+            in dom)
     assert dom.count("<svg class=\"plot\"") == 10
     shot = tmp_path / "report.png"
     subprocess.run(args + ["--window-size=1200,6000", f"--screenshot={shot}", page.as_uri()],

@@ -13,9 +13,11 @@ from contextlib import contextmanager
 from typing import Any, NoReturn, TypeAlias
 
 from devices.xfrmdev import (XFRM_DEV_OFFLOAD_CRYPTO, XFRM_DEV_OFFLOAD_FLAG_ACQ,
-                             XFRM_DEV_OFFLOAD_IN, XFRM_DEV_OFFLOAD_PACKET, OffloadError)
+                             XFRM_DEV_OFFLOAD_IN, XFRM_DEV_OFFLOAD_PACKET, OffloadError,
+                             xfrmdev_flag_names)
 from netlink_codec import xfrm as X
 from xfrmd.errors import KernelError
+from xfrmd.xfrm.offload import xfrm_dev_state_lower_handle
 from xfrmd.xfrm.sadb import sad
 
 log = logging.getLogger("xfrmd.bonding")
@@ -107,55 +109,66 @@ def lag_esp_eligible(bond: Bonding,
     return slave_rules(slaves)
 
 
-# -- hardware contexts -------------------------------------------------------------------------
+# -- the lowers' hardware contexts ---------------------------------------------------------------
+# The sequence counters, replay windows and lifetime counters of an offloaded state live in
+# the lower drivers (mlx5-like: one per port; SOE: one per engine slot), which find them with
+# ``xfrm_dev_state_lower_handle(x, port)``: RFC patch 1/4, "the lower device they are
+# transmitting or receiving on". The bond only chooses the port.
 
-class TxContext:
-    """One hardware TX sequence counter (what a lower's SA instance numbers packets with)."""
-    __slots__ = ("oseq", "packets", "bytes", "ports")
+def lower_xmit(slave: Device, x: XState, nbytes: int,
+               account: Account | None) -> tuple[Device, int | None]:
+    """One packet of ``x`` handed to ``slave``'s driver. ``account``: the core's accounting
+    of the one state (X05), when the bond has ``xdo_dev_packet_xmit``; it runs once
+    whatever the lower does, and the core's number is the packet's."""
+    if account is None:
+        port, seq = ops_of(slave).hw_xmit(slave, x, nbytes, None)
+        return port, seq
+    ran: list[int | None] = []
 
-    def __init__(self, port: str):
-        self.oseq = 0
-        self.packets = self.bytes = 0
-        self.ports = [port]
-
-
-class RxContext:
-    """One hardware anti-replay window (right edge ``seq``, ``bitmap`` of the window)."""
-    __slots__ = ("seq", "bitmap", "window", "packets", "bytes", "replay_drops", "ports")
-
-    def __init__(self, port: str, window: int):
-        self.seq = 0
-        self.bitmap = 0
-        self.window = window
-        self.packets = self.bytes = self.replay_drops = 0
-        self.ports = [port]
-
-
-def replay_window(x: XState) -> int:
-    r = getattr(x, "replay_esn", None)
-    return int(r.replay_window if r is not None else x.props.replay_window)
+    def once() -> int | None:
+        if not ran:
+            ran.append(account())
+        return ran[0]
+    port, _ = ops_of(slave).hw_xmit(slave, x, nbytes, once)
+    once()
+    return port, None
 
 
-def count_traffic(x: XState, tx: TxContext | None, rx: RxContext | None, packets: int,
-                  nbytes: int) -> None:
-    """The packets cross the state's hardware context of their direction."""
-    if x.xso.dir == XFRM_DEV_OFFLOAD_IN:
-        if rx is not None:
-            rx.packets += packets
-            rx.bytes += nbytes
-    elif tx is not None:
-        tx.oseq += packets
-        tx.packets += packets
-        tx.bytes += nbytes
+def lower_recv(slave: Device, x: XState, seq: int, nbytes: int,
+               account: Account | None) -> None:
+    """One packet of ``x`` arriving on ``slave``: its driver checks it in the context it
+    resolves (or, with ``account``, the core's X06 check on the one state runs, once)."""
+    if account is None:
+        ops_of(slave).hw_recv(slave, x, slave, seq, nbytes, None)
+        return
+    ran: list[bool] = []
+
+    def once() -> None:
+        if not ran:
+            ran.append(True)
+            account()
+    ops_of(slave).hw_recv(slave, x, slave, seq, nbytes, once)
+    once()
 
 
-def lower_traffic(dev: Device, x: XState, packets: int, nbytes: int) -> None:
-    """The lower's own counters move; a lower that keeps none is fine (the bond's context
-    counts)."""
-    try:
-        ops_of(dev).hw_traffic(dev, x, packets, nbytes)
-    except LOWER_ERRORS:
-        pass
+def lower_contexts(x: XState, slaves: list[Device]) -> tuple[list[dict[str, Any]],
+                                                             dict[str, dict[str, Any]]]:
+    """For show-offload: per slave the handle ``xfrm_dev_state_lower_handle`` gives and the
+    id of the hardware context its driver resolves; and each context once, by id (a context
+    the ports of one engine share appears once)."""
+    rows: list[dict[str, Any]] = []
+    contexts: dict[str, dict[str, Any]] = {}
+    for s in slaves:
+        ops = ops_of(s)
+        row: dict[str, Any] = {"slave": s.name, "driver": ops.name if ops else None,
+                               "flags": xfrmdev_flag_names(ops.flags if ops else 0),
+                               "handle": xfrm_dev_state_lower_handle(x, s)}
+        ctx = ops.hw_context(s, x) if ops is not None else None
+        if ctx is not None:
+            row["context"] = ctx["id"]
+            contexts.setdefault(ctx["id"], ctx)
+        rows.append(row)
+    return rows, contexts
 
 
 @contextmanager
@@ -176,7 +189,7 @@ class BondIpsec:
     """``struct bond_ipsec``: one entry of ``bond.ipsec_list``. This class is a state on one
     slave as upstream keeps it (it follows the active slave on failover); the LAG models
     subclass it."""
-    __slots__ = ("x", "real_dev", "real_ops", "lag", "replicated", "instances", "tx", "rx")
+    __slots__ = ("x", "real_dev", "real_ops", "lag", "replicated", "instances")
 
     def __init__(self, x: XState, real_dev: Device | None = None, real_ops: Any = None,
                  lag: bool = False, replicated: bool = False):
@@ -186,8 +199,6 @@ class BondIpsec:
         self.lag = lag
         self.replicated = replicated
         self.instances: list[Any] = []          # replicated: one BondIpsecInst per slave
-        self.tx: Any = None                     # LAG: the hardware contexts of the state
-        self.rx: Any = None
 
     def delete(self, dev: Device) -> None:
         """``bond_ipsec_del_sa``: delete on ``xso.real_dev``."""
@@ -216,9 +227,8 @@ class BondIpsec:
         if slave is None or slave is dev:
             refuse("xfrmd: the SA is not offloaded to a slave", E.EOPNOTSUPP)
         ops_of(slave).hw_traffic(slave, x, packets, nbytes)
-        count_traffic(x, self.tx, self.rx, packets, nbytes)
 
-    def hw_xmit(self, bond: Bonding, dev: Device, nbytes: int, account: Account,
+    def hw_xmit(self, bond: Bonding, dev: Device, nbytes: int, account: Account | None,
                 spray: Any) -> tuple[Device, int | None]:
         """Upstream: the active slave holding the state, whose hardware numbers it."""
         x = self.x
@@ -226,17 +236,21 @@ class BondIpsec:
         if (real is None or real is dev or not running(real)
                 or (bond.mode == AB and real is not bond.active)):
             raise OffloadError(E.EHOSTUNREACH, "bonding: no active slave holds the state")
-        _, seq = ops_of(real).hw_xmit(real, x, nbytes, account)
-        return real, seq
+        return lower_xmit(real, x, nbytes, account)
 
     def hw_recv(self, bond: Bonding, dev: Device, rx_dev: Device, seq: int, nbytes: int,
-                account: Account) -> None:
+                account: Account | None) -> None:
         """Upstream: the active slave holding the state checks it."""
         x = self.x
         real = x.xso.real_dev
         if real is None or real is not rx_dev:
             raise OffloadError(0, "bonding: the packet arrived on a slave without the state")
-        ops_of(real).hw_recv(real, x, rx_dev, seq, nbytes, account)
+        lower_recv(real, x, seq, nbytes, account)
+
+    def slaves_holding(self, bond: Bonding) -> list[Device]:
+        """The slaves whose drivers hold (or may resolve) the state, for show-offload."""
+        real = self.x.xso.real_dev if self.x.xso is not None else None
+        return [real] if real is not None and real is not bond.dev else []
 
     def model_label(self, bond: Bonding) -> str:
         return "active-backup" if bond.mode == AB else str(bond.lag_model)
@@ -249,6 +263,7 @@ class BondIpsec:
         d["model"] = self.model_label(bond)
         d["slave"] = real.name if real is not None and real is not bond.dev else None
         d["handle"] = x.xso.offload_handle if x.xso is not None else 0
+        d["lowers"], d["contexts"] = lower_contexts(x, self.slaves_holding(bond))
         return d
 
 

@@ -2,9 +2,10 @@
 XFRM offload state across LAG slaves", ``bond_ipsec_lag_add_sa``). On an 802.3ad /
 balance-xor bond hashing layer3+4 the state is installed on every running slave through the
 lower-handle API: one :class:`BondIpsecInst` per slave, any refusal rolls back what was
-installed. Each replica keeps its hardware sequence (TX) and replay (RX) context, shared
-between replicas only where the lowers certify it (XFRMDEV_OPS_F_LAG_SHARED_STATE, or both
-illustrative halves). Active-backup stays on the upstream path.
+installed. The hardware sequence (TX), replay (RX) and lifetime counters of each replica live
+in its lower's driver, which finds them with ``xfrm_dev_state_lower_handle(x, port)`` (this
+model's :meth:`ReplicatedModel.lower_handle`): one per mlx5-like port, one per SOE engine slot
+(the ports of one engine share it). Active-backup stays on the upstream path.
 
 Where this model refuses because of one slave among several, xfrmd names the slave in
 parentheses after the kernel text (docs/bonding.md)."""
@@ -13,18 +14,15 @@ from __future__ import annotations
 import errno as E
 from typing import Any
 
-from devices.xfrmdev import (XFRMDEV_OPS_F_LAG_SHARED_RX_REPLAY, XFRMDEV_OPS_F_LAG_SHARED_STATE,
-                             XFRMDEV_OPS_F_LAG_SHARED_TX_SEQ, XFRMDEV_OPS_F_LOWER_HANDLE,
-                             OffloadError, hw_replay_window)
+from devices.xfrmdev import XFRMDEV_OPS_F_LOWER_HANDLE, OffloadError
 from xfrmd.xfrm.state import XFRM_STATE_DEAD
 
 from ..hash import bond_ipsec_xfrm_hash, xmit_slave
 from .common import (AB, LOWER_ERRORS, OFFLOAD_TYPES, Account, BondIpsec, Bonding, Device,
-                     Eligibility, RxContext, TxContext, XState, bond_ipsec_lag_flush,
-                     bond_mode_can_use_lag_xfrm, compatible, count_traffic, describe_header,
-                     esp_capable, hw_esp, is_bond, lag_esp_eligible, lag_state_checks, log,
-                     lower_error, lower_traffic, lower_view, ops_of, refuse, replay_window,
-                     running)
+                     Eligibility, XState, bond_ipsec_lag_flush, bond_mode_can_use_lag_xfrm,
+                     describe_header, esp_capable, hw_esp, is_bond, lag_esp_eligible,
+                     lag_state_checks, log, lower_contexts, lower_error, lower_recv, lower_view,
+                     lower_xmit, ops_of, refuse, running)
 from .upstream import UpstreamModel
 
 
@@ -41,35 +39,16 @@ def _rfc_slave_problem(dev: Device) -> str | None:
     return None
 
 
-def _claims_half(flags: int, half: int) -> bool:
-    return bool(flags & (XFRMDEV_OPS_F_LAG_SHARED_STATE | half))
-
-
-def _shares(a: Device, b: Device, half: int) -> bool:
-    """Do lowers ``a`` and ``b`` keep one context for this half (TX sequence or RX replay)?
-    LAG_SHARED_STATE covers both halves; the RFC reply's illustrative flags one each."""
-    oa, ob = ops_of(a), ops_of(b)
-    fa = oa.flags if oa else 0
-    fb = ob.flags if ob else 0
-    if not (_claims_half(fa, half) and _claims_half(fb, half)):
-        return False
-    if oa.has_lag_compatible and ob.has_lag_compatible:
-        return compatible(a, b)
-    return type(oa) is type(ob)
-
-
 # -- the bond's records --------------------------------------------------------------------------
 
 class BondIpsecInst:
     """``struct bond_ipsec_inst`` (RFC): one slave's replica of a state."""
-    __slots__ = ("real_dev", "lower_handle", "added", "deleted", "tx", "rx")
+    __slots__ = ("real_dev", "lower_handle", "added", "deleted")
 
     def __init__(self, real_dev: Device):
         self.real_dev = real_dev
         self.lower_handle = 0
         self.added = self.deleted = False
-        self.tx: Any = None             # TxContext, once attached
-        self.rx: Any = None             # RxContext, once attached
 
 
 class ReplicatedIpsec(BondIpsec):
@@ -112,73 +91,54 @@ class ReplicatedIpsec(BondIpsec):
                 return s
         return None
 
-    def _replica_traffic(self, slave: Device, inst: BondIpsecInst, packets: int,
-                         nbytes: int) -> None:
-        """The replica's lower sees its own handle; its counters move if it keeps any (the
-        replica's context counts anyway)."""
-        with lower_view(self.x, slave, inst.lower_handle):
-            lower_traffic(slave, self.x, packets, nbytes)
+    def _replica_on(self, slave: Device | None) -> BondIpsecInst | None:
+        return next((i for i in self.instances if i.added and i.real_dev is slave), None)
 
     def hw_traffic(self, bond: Bonding, dev: Device, packets: int, nbytes: int) -> None:
-        """The packets cross the TX pin's replica."""
+        """The packets cross the TX pin's replica (its driver's context counts them)."""
         slave = self.xmit_dev(bond)
-        inst = next((i for i in self.instances if i.real_dev is slave), None)
-        if inst is None:
+        if self._replica_on(slave) is None:
             refuse("xfrmd: no usable slave holds a replica", E.EOPNOTSUPP)
-        self._replica_traffic(slave, inst, packets, nbytes)
-        count_traffic(self.x, inst.tx, inst.rx, packets, nbytes)
+        ops_of(slave).hw_traffic(slave, self.x, packets, nbytes)
 
-    def hw_xmit(self, bond: Bonding, dev: Device, nbytes: int, account: Account,
+    def hw_xmit(self, bond: Bonding, dev: Device, nbytes: int, account: Account | None,
                 spray: Any) -> tuple[Device, int | None]:
         """The TX pin — or, with ``spray`` (a :class:`bonding.hash.Flow`), the slave
-        ``bond_xmit_hash`` picks for the inner flow — and that replica's own TX sequence
-        context numbers it."""
+        ``bond_xmit_hash`` picks for the inner flow. The RFC bond has no
+        ``xdo_dev_packet_xmit``, so the core keeps no accounting: the slave's driver
+        resolves its replica with ``xfrm_dev_state_lower_handle`` and its hardware context
+        numbers the packet (per port unless the lowers share one: an SOE engine slot)."""
         if spray is not None:
             slave = xmit_slave(spray, bond.xmit_hash_policy, bond.usable_slaves())
         else:
             slave = self.xmit_dev(bond)
-        inst = next((i for i in self.instances if i.added and i.real_dev is slave), None)
-        if inst is None:
+        if self._replica_on(slave) is None:
             raise OffloadError(E.EHOSTUNREACH, "bonding: no usable slave holds a replica")
-        self._replica_traffic(slave, inst, 1, nbytes)
-        inst.tx.oseq += 1
-        inst.tx.packets += 1
-        inst.tx.bytes += nbytes
-        return slave, inst.tx.oseq
+        return lower_xmit(slave, self.x, nbytes, None)
 
     def hw_recv(self, bond: Bonding, dev: Device, rx_dev: Device, seq: int, nbytes: int,
-                account: Account) -> None:
-        """The replica on ``rx_dev`` and its RX replay context (per port unless the lowers
-        share it: scenario S3 of docs/bonding.md)."""
-        inst = next((i for i in self.instances if i.added and i.real_dev is rx_dev), None)
-        if inst is None:
+                account: Account | None) -> None:
+        """The replica on ``rx_dev``: its driver's replay context decides (per port for
+        mlx5-like, engine-wide for SOE ports of one engine: scenario S3 of
+        docs/bonding.md)."""
+        if self._replica_on(rx_dev) is None:
             raise OffloadError(0, f"bonding: no replica on {getattr(rx_dev, 'name', rx_dev)}")
-        ctx = inst.rx
-        why, ctx.seq, ctx.bitmap = hw_replay_window(ctx.seq, ctx.bitmap, ctx.window, seq)
-        if why:
-            ctx.replay_drops += 1
-            raise OffloadError(0, f"replay drop in {rx_dev.name}'s replica context: {why}")
-        ctx.packets += 1
-        ctx.bytes += nbytes
+        lower_recv(rx_dev, self.x, seq, nbytes, None)
+
+    def slaves_holding(self, bond: Bonding) -> list[Device]:
+        return [i.real_dev for i in self.instances]
 
     def describe(self, bond: Bonding) -> dict[str, Any]:
-        """The TX pin, per-slave handles and the counters of each hardware context."""
+        """The TX pin, per-slave handles and the lowers' hardware contexts (each once)."""
         d = describe_header(self.x)
         d["model"] = "replicated"
         xmit = self.xmit_dev(bond)
         d["xmit_slave"] = xmit.name if xmit is not None else None
-        tx_ids: dict[int, int] = {}
-        rx_ids: dict[int, int] = {}
-        reps = []
-        for inst in self.instances:
-            reps.append({"slave": inst.real_dev.name, "handle": inst.lower_handle,
-                         "added": inst.added,
-                         "tx_ctx": tx_ids.setdefault(id(inst.tx), len(tx_ids) + 1),
-                         "rx_ctx": rx_ids.setdefault(id(inst.rx), len(rx_ids) + 1),
-                         "oseq": inst.tx.oseq, "tx_packets": inst.tx.packets,
-                         "rx_seq": inst.rx.seq, "rx_packets": inst.rx.packets,
-                         "replay_drops": inst.rx.replay_drops})
-        d["replicas"] = reps
+        rows, contexts = lower_contexts(self.x, self.slaves_holding(bond))
+        for row, inst in zip(rows, self.instances):
+            row["added"] = inst.added
+        d["replicas"] = rows
+        d["contexts"] = contexts
         return d
 
 
@@ -212,8 +172,6 @@ def _rfc_lag_add_sa(b: Bonding, x: XState) -> None:
         raise
     x.xso.real_dev = None
     x.xso.offload_handle = 0
-    for inst in entry.instances:
-        _attach_contexts(x, entry, inst)
     x.xso.upper_priv = entry
     b.ipsec_list.insert(0, entry)          # list_add: at the head
 
@@ -239,25 +197,6 @@ def _rfc_add_inst(x: XState, inst: BondIpsecInst) -> None:
         inst.lower_handle = h
         inst.deleted = False
         inst.added = True
-
-
-def _attach_contexts(x: XState, entry: BondIpsec, inst: BondIpsecInst) -> None:
-    """The replica's TX sequence and RX replay contexts: its own, unless an earlier replica's
-    lower shares that half with it."""
-    s = inst.real_dev
-    for other in entry.instances:
-        if other is inst or other.tx is None:
-            continue
-        if inst.tx is None and _shares(other.real_dev, s, XFRMDEV_OPS_F_LAG_SHARED_TX_SEQ):
-            inst.tx = other.tx
-            inst.tx.ports.append(s.name)
-        if inst.rx is None and _shares(other.real_dev, s, XFRMDEV_OPS_F_LAG_SHARED_RX_REPLAY):
-            inst.rx = other.rx
-            inst.rx.ports.append(s.name)
-    if inst.tx is None:
-        inst.tx = TxContext(s.name)
-    if inst.rx is None:
-        inst.rx = RxContext(s.name, replay_window(x))
 
 
 def _rfc_call_inst(x: XState, inst: BondIpsecInst, delete: bool, free: bool) -> None:
@@ -293,9 +232,6 @@ def bond_ipsec_lag_remove_slave(bond: Bonding, slave: Device) -> None:
         for inst in [i for i in e.instances if i.real_dev is slave]:
             _rfc_call_inst(e.x, inst, delete=True, free=True)
             e.instances.remove(inst)
-            for ctx in (inst.tx, inst.rx):
-                if ctx is not None and slave.name in ctx.ports:
-                    ctx.ports.remove(slave.name)
 
 
 def bond_ipsec_lag_add_slave(bond: Bonding, slave: Device) -> None:
@@ -325,7 +261,6 @@ def bond_ipsec_lag_add_slave(bond: Bonding, slave: Device) -> None:
             err = exc.errno
             break
         e.instances.append(inst)
-        _attach_contexts(e.x, e, inst)
     if err and have_states:
         log.warning("%s: (slave %s): failed to replicate IPsec SA, flushing bond states",
                     bond.dev.name, slave.name)

@@ -11,11 +11,11 @@ from devices.xfrmdev import (XFRMDEV_OPS_F_LAG_SHARED_STATE, XFRMDEV_OPS_F_LOWER
 
 from ..hash import bond_ipsec_xfrm_hash
 from .common import (AB, OFFLOAD_TYPES, Account, BondIpsec, Bonding, Device, Eligibility,
-                     LagModel, RxContext, TxContext, XState, add_on_slave,
-                     bond_ipsec_lag_begin_flush, bond_ipsec_lag_flush,
-                     bond_mode_can_use_lag_xfrm, bond_xfrm_dev_state_flush, compatible,
-                     count_traffic, esp_capable, find_entry, hw_esp, is_bond, lag_esp_eligible,
-                     lag_state_checks, lower_traffic, ops_of, refuse, replay_window, running)
+                     LagModel, XState, add_on_slave, bond_ipsec_lag_begin_flush,
+                     bond_ipsec_lag_flush, bond_mode_can_use_lag_xfrm,
+                     bond_xfrm_dev_state_flush, compatible, esp_capable, find_entry, hw_esp,
+                     is_bond, lag_esp_eligible, lag_state_checks, lower_recv, lower_xmit,
+                     ops_of, refuse, running)
 
 
 # -- slave eligibility (P39) ---------------------------------------------------------------------
@@ -99,51 +99,44 @@ def bond_ipsec_lag_select_dev(bond: Bonding, x: XState) -> Device | None:
 # -- the bond's records --------------------------------------------------------------------------
 
 class SharedIpsec(BondIpsec):
-    """A LAG state installed once, on the pinned slave, with one hardware context for the
-    SA whichever member carries its packets."""
+    """A LAG state installed once, on the pinned slave; the one hardware context (the
+    lower's: an SOE engine slot) serves every member that resolves its handle."""
     __slots__ = ()
 
     def __init__(self, x: XState, slave: Device, ops: Any):
         super().__init__(x, slave, ops, lag=True)
-        self.tx, self.rx = TxContext(slave.name), RxContext(slave.name, replay_window(x))
 
     def forward_dev(self, bond: Bonding) -> Device | None:
         """ESN advance and stats: the pinned lower's ops (its one context holds the
         totals)."""
         return self.real_dev
 
-    def hw_xmit(self, bond: Bonding, dev: Device, nbytes: int, account: Account,
+    def hw_xmit(self, bond: Bonding, dev: Device, nbytes: int, account: Account | None,
                 spray: Any) -> tuple[Device, int | None]:
         """``bond_ipsec_packet_xmit``: the pinned real_dev while it runs, else EHOSTUNREACH;
-        the core numbers it on the one state (X05)."""
+        the core numbers it on the one state (X05) and the lower's context carries it."""
         slave = self.xmit_dev(bond)
         if slave is None:
             raise OffloadError(E.EHOSTUNREACH, "bonding: the pinned slave is gone or not running")
-        account()
-        lower_traffic(slave, self.x, 1, nbytes)
-        count_traffic(self.x, self.tx, self.rx, 1, nbytes)
-        return slave, None
+        return lower_xmit(slave, self.x, nbytes, account)
 
     def hw_recv(self, bond: Bonding, dev: Device, rx_dev: Device, seq: int, nbytes: int,
-                account: Account) -> None:
-        """The core's check on the one state (X06)."""
-        account()
-        self.rx.seq = max(self.rx.seq, seq)
-        self.rx.packets += 1
-        self.rx.bytes += nbytes
+                account: Account | None) -> None:
+        """Any member: its driver resolves the one handle (0 on a slave not pair_ok with
+        the pinned one) and the core's check on the one state decides (X06)."""
+        lower_recv(rx_dev, self.x, seq, nbytes, account)
 
     def model_label(self, bond: Bonding) -> str:
         return "shared"
 
+    def slaves_holding(self, bond: Bonding) -> list[Device]:
+        return list(bond.slaves)
+
     def describe(self, bond: Bonding) -> dict[str, Any]:
-        """Also the slaves the state is valid on and the counters of its one context."""
+        """Also the slaves the state is valid on (a non-zero handle)."""
         d = super().describe(bond)
-        x = self.x
-        ops = ops_of(bond.dev)
-        d["valid_on"] = [s.name for s in bond.usable_slaves()
-                         if ops.xdo_dev_state_lower_handle(bond.dev, x, s)]
-        d.update(oseq=self.tx.oseq, tx_packets=self.tx.packets, rx_seq=self.rx.seq,
-                 rx_packets=self.rx.packets)
+        usable = {s.name for s in bond.usable_slaves()}
+        d["valid_on"] = [r["slave"] for r in d["lowers"] if r["handle"] and r["slave"] in usable]
         return d
 
 
@@ -197,9 +190,13 @@ class SharedModel(LagModel):
         return x.xso.type in OFFLOAD_TYPES
 
     def lower_handle(self, bond: Bonding, x: XState, lower_dev: Device) -> int:
-        """The one handle, for the bond, the pinned slave and every slave pair_ok with it."""
+        """The one handle, for the bond, the pinned slave and every slave pair_ok with it.
+        Outside LAG (active-backup) the slave holding the state: the newest series' helper
+        (P35) answers ``xso.real_dev`` itself before it asks the bond, the RFC's helper (patch
+        1/4, :func:`xfrmd.xfrm.offload.xfrm_dev_state_lower_handle`) asks the bond first."""
         if not bond_mode_can_use_lag_xfrm(bond):
-            return 0
+            real = x.xso.real_dev
+            return int(x.xso.offload_handle) if real is not None and real is lower_dev else 0
         entry = find_entry(bond, x)
         real = x.xso.real_dev
         if entry is None or not entry.lag or real is None:

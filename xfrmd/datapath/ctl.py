@@ -8,12 +8,14 @@ from ..ctl_util import Service, VerbTable, result, usage_error
 from .pcapraw import write_raw_pcap
 
 _USAGE = ("xmit [--netns NS] SRC DST [proto udp|tcp|icmp] [sport N] [dport N] [count N] "
-          "[size BYTES] [--deliver NS] [--pcap FILE] [--spray] [--json] — send COUNT packets "
+          "[size BYTES] [--deliver NS [--via SLAVE]] [--pcap FILE] [--spray] [--json] — send "
+          "COUNT packets "
           "of SIZE payload bytes through routing, the SPD and the SAD (ESP, offload, sequence "
           "numbers, lifetimes, EXPIRE); print per batch the policy, each SA (spi, reqid), "
           "software or offloaded on which device/slave, the sequence numbers used and the "
           "result or the drop's MIB counter. --deliver carries the ESP packets into NS's input "
-          "path; --pcap writes them (LINKTYPE_RAW); --spray: a bond sends each packet-offloaded "
+          "path (a bond there receives each on the slave the link partner's layer3+4 hash picks, "
+          "or on --via SLAVE); --pcap writes them (LINKTYPE_RAW); --spray: a bond sends each packet-offloaded "
           "packet through the slave its inner flow hashes to (the naive LAG replication)")
 _KEYS = ("proto", "sport", "dport", "count", "size")
 
@@ -24,7 +26,7 @@ def parse(args: list[str]) -> tuple[dict, dict]:
     pos = []
     it = iter(args)
     for a in it:
-        if a in ("--netns", "--deliver", "--pcap"):
+        if a in ("--netns", "--deliver", "--pcap", "--via"):
             try:
                 v = next(it)
             except StopIteration:
@@ -99,6 +101,9 @@ def format_in_batch(b: dict) -> str:
         parts.append(b["path"] + (f" dev {b['dev']}" if b.get("dev") else ""))
     if b.get("seq"):
         parts.append(f"seq {_rng(b['seq'])}")
+    if b.get("slave"):
+        parts.append(f"on slave {b['slave']}"
+                     + (f", replay checked by {b['context']}" if b.get("context") else ""))
     if b.get("policy"):
         parts.append(f"policy in index {b['policy']['index']}")
     if b["result"] != "delivered":

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from cryptography.exceptions import InvalidTag
 
+from bonding.hash import LAYER34, Flow, xmit_slave
 from devices.xfrmdev import OffloadError
 from netlink_codec import xfrm as X
 
@@ -192,12 +193,16 @@ class RxHop:
     """What ``xfrm_input`` did with a packet: the last state it unwrapped (``x``), its full
     sequence number (``seq``: 64 bits with ESN), the path (software, crypto-offload,
     packet-offload) and the offloading device. ``dev_first``: the device was named before
-    the path (the order ``--json`` prints them in)."""
+    the path (the order ``--json`` prints them in). On a bond slave also which slave it
+    arrived on and which replay context checked it (a port's, an engine slot's, the
+    stack's)."""
     x: Any = None
     seq: int | None = None
     path: str | None = None
     dev: str | None = None
     dev_first: bool = False
+    slave: str | None = None        # the bond slave the packet arrived on
+    context: str | None = None      # (on a bond slave) the replay context that checked it
 
     def set_dev(self, name: str) -> None:
         if self.path is None and self.dev is None:
@@ -220,11 +225,18 @@ class RxRecord:
     policy: int | None = None
     reason: str | None = None
     detail: str | None = None
+    slave: str | None = None
+    context: str | None = None
 
     def took(self, hop: RxHop) -> None:
         if hop.x is not None:
             self.spi, self.reqid = hop.x.id.spi, hop.x.props.reqid
         self.path, self.dev, self.dev_first = hop.path, hop.dev, hop.dev_first
+        self.arrived(hop)
+
+    def arrived(self, hop: RxHop) -> None:
+        """Which bond slave, which context: kept on a drop too."""
+        self.slave, self.context = hop.slave, hop.context
 
     def to_dict(self) -> dict[str, object]:
         """The batch as ``xfrmd ctl xmit --deliver --json`` prints it."""
@@ -235,7 +247,7 @@ class RxRecord:
                 else ("reqid", "path", "dev", "xfrm_dev"))
         if self.policy is not None:
             d["policy"] = {"index": self.policy, "dir": "in"}
-        return put_set(d, self, ("reason", "detail"))
+        return put_set(d, self, ("slave", "context", "reason", "detail"))
 
 
 @dataclass(slots=True)
@@ -284,7 +296,11 @@ class InputResult:
 
 def _owner(ns: NetNamespace, raw: bytes) -> NetDevice | None:
     """The device holding the local address ``raw``, or None."""
-    a = str(ipaddress.ip_address(raw))
+    return local_dev(ns, str(ipaddress.ip_address(raw)))
+
+
+def local_dev(ns: NetNamespace, a: str) -> NetDevice | None:
+    """The device of ``ns`` holding the local address ``a`` (text), or None."""
     dev: NetDevice
     for dev in ns.links:
         for ifa in dev.addresses:
@@ -336,12 +352,15 @@ def _esp_decrypt(x: Any, esp: bytes, seq_lo: int) -> tuple[bytes, int]:
 
 
 def xfrm_input(ns: NetNamespace, pkt: bytes, rx_dev: NetDevice | None = None,
-               mark: int = 0) -> tuple[bytes, list[Any], RxHop]:
+               mark: int = 0, hop: RxHop | None = None) -> tuple[bytes, list[Any], RxHop]:
     """One packet into ``ns``: (the inner packet handed to the stack, the states used, what
-    was done). ESP inside ESP is unwrapped in a loop, as xfrm_input does."""
+    was done: ``hop``, filled in as far as it got when a Drop is raised). ESP inside ESP is
+    unwrapped in a loop, as xfrm_input does."""
     db = sad(ns.xfrm)
     sp: list[Any] = []
-    hop = RxHop()
+    hop = RxHop() if hop is None else hop
+    if rx_dev is not None and rx_dev.master is not None:
+        hop.slave = rx_dev.name
     while True:
         src, dst, proto, seg = P.split_ip(pkt)
         family = X.AF_INET if len(src) == 4 else X.AF_INET6
@@ -391,9 +410,16 @@ def xfrm_input(ns: NetNamespace, pkt: bytes, rx_dev: NetDevice | None = None,
                 payload, nh = _esp_decrypt(x, esp, seq_lo)
             except Drop as d:
                 raise Drop(None, 0, f"hardware auth drop on {rx.name}: {d.text}") from None
+            ops = dev_ops(xso.dev)
+            if hop.slave is not None:
+                hop.context = rx_context(ops, rx, x)
             try:
-                dev_ops(xso.dev).hw_recv(xso.dev, x, rx, seq_lo, len(payload),
-                                         lambda: _input_account(ns, x, seq_lo, len(payload)))
+                # X06 (xfrm_dev_packet_input_state_check) where the device has
+                # xdo_dev_packet_xmit; otherwise the hardware's replay context decides
+                hop.context = ops.hw_recv(
+                    xso.dev, x, rx, seq_lo, len(payload),
+                    (lambda: _input_account(ns, x, seq_lo, len(payload)))
+                    if ops.has_packet_xmit else None)
             except OffloadError as e:
                 msg = e.msg or "dropped by the hardware"
                 raise Drop(None, 0, f"{msg}: {sa_name(x)} packet-offloaded on {xso.dev.name}, "
@@ -412,6 +438,8 @@ def xfrm_input(ns: NetNamespace, pkt: bytes, rx_dev: NetDevice | None = None,
                     pass
                 path = "crypto-offload"
                 hop.set_dev(rx.name)
+            if hop.slave is not None:
+                hop.context = "stack (xfrm_replay_check on the xfrm_state)"
             xfrm_replay_check(x, seq_lo)
             if db.check_expire(x):
                 raise Drop("XfrmInStateExpired", 0, _expired(x))
@@ -520,14 +548,45 @@ def xfrm_policy_check(ns: NetNamespace, pkt: bytes, sp: list[Any],
     return pol
 
 
+def rx_context(ops: Any, rx: NetDevice, x: Any) -> str:
+    """The replay context that checks a packet-offloaded packet of ``x`` arriving on ``rx``:
+    the core's, on the one state, where the state's device has ``xdo_dev_packet_xmit`` (the
+    LAG tree's X06); else the hardware context ``rx``'s driver resolves with
+    ``xfrm_dev_state_lower_handle`` (named by its ``hw_context``)."""
+    if ops.has_packet_xmit:
+        return "core (xfrm_dev_packet_input_state_check on the xfrm_state)"
+    lower = rx.xfrmdev_ops
+    ctx = lower.hw_context(rx, x) if lower is not None else None
+    if ctx is None:
+        return f"none ({rx.name} holds no hardware SA for it)"
+    return f"{ctx['id']} ({'per ' + ctx['scope']})"
+
+
+def lag_partner_slave(bond_dev: NetDevice, pkt: bytes) -> NetDevice | None:
+    """The slave of ``bond_dev`` a packet arrives on: the one the link partner's LAG hash
+    picks — ``bond_xmit_hash`` layer3+4 over the outer header (for ESP the SPI where the
+    ports would be), modulo the usable links, the partner's links wired in the same order."""
+    src, dst, proto, seg = P.split_ip(pkt)
+    sport, dport = P.l4_ports(proto, seg)
+    spi = int.from_bytes(seg[:4], "big") if proto == P.IPPROTO_ESP and len(seg) >= 4 else None
+    flow = Flow(bytes(6), bytes(6), str(ipaddress.ip_address(src)),
+                str(ipaddress.ip_address(dst)), proto, sport, dport, spi)
+    slave: NetDevice | None = xmit_slave(flow, LAYER34, bond_dev.bond.usable_slaves())
+    return slave
+
+
 def deliver_packets(ns: NetNamespace, packets: list[bytes],
-                    rx_dev: NetDevice | None = None) -> InputResult:
+                    rx_dev: NetDevice | None = None,
+                    via: NetDevice | None = None) -> InputResult:
     """Each packet into ``ns`` (arriving on ``rx_dev``, default: the device holding its
-    destination address), through xfrm_input and the inbound policy check."""
+    destination address), through xfrm_input and the inbound policy check. A packet for a
+    bond arrives on one slave: ``via``, or the one the link partner's LAG hash picks
+    (:func:`lag_partner_slave`)."""
     res = InputResult()
     for pkt in packets:
         rec = RxRecord()
         seq = None
+        hop = RxHop()
         try:
             src, dst, _, _ = P.split_ip(pkt)
             owner = _owner(ns, dst)
@@ -535,7 +594,10 @@ def deliver_packets(ns: NetNamespace, packets: list[bytes],
                 raise Drop(None, 0, f"{ipaddress.ip_address(dst)} is not local to {ns.name} "
                                     "(xfrmd: forwarding is not modelled): add the address to a "
                                     f"link in {ns.name} or send to one it has")
-            inner, sp, hop = xfrm_input(ns, pkt, owner if rx_dev is None else rx_dev)
+            arrival = owner if rx_dev is None else rx_dev
+            if getattr(arrival, "bond", None) is not None:
+                arrival = via or lag_partner_slave(arrival, pkt) or arrival
+            inner, sp, hop = xfrm_input(ns, pkt, arrival, hop=hop)
             rec.took(hop)
             seq = hop.seq
             # xfrmi_rcv_cb: the inner packet arrives on the XFRM interface of the SA's if_id
@@ -552,5 +614,6 @@ def deliver_packets(ns: NetNamespace, packets: list[bytes],
             if d.mib:
                 XFRM_INC_STATS(ns, d.mib)
             rec.result, rec.reason, rec.detail = "dropped", d.mib or d.text, d.text
+            rec.arrived(hop)
             res.add(rec, seq)
     return res

@@ -403,7 +403,10 @@ def _xfrm_output_state(ns: NetNamespace, x: Any, pkt: bytes, path_dev: NetDevice
             numbered.append(_account(ns, x, pkt, False))
             return numbered[-1]
         try:
-            port, hw_seq = ops.hw_xmit(xso.dev, x, len(pkt), account, spray)
+            # X05 (xfrm_dev_packet_state_check): the core keeps the accounting of a state
+            # whose device has xdo_dev_packet_xmit; otherwise the hardware does
+            port, hw_seq = ops.hw_xmit(xso.dev, x, len(pkt),
+                                       account if ops.has_packet_xmit else None, spray)
         except OffloadError as e:
             msg = e.msg or "dropped by the hardware"
             text = (f"{msg}: {sa_name(x)} packet-offloaded on {xso.dev.name}; "
@@ -658,6 +661,25 @@ def _software_batch(ns: NetNamespace, pol: Policy, states: list[Any], res: XmitR
     last.seq[x.id.spi][1] = seq
     res.sent += n
     return n
+
+
+def xfrm_outer_daddr(ns: NetNamespace, src: str, dst: str, proto: int, sport: int = 0,
+                     dport: int = 0, mark: int = 0) -> str:
+    """Where the flow's packets will be addressed after ESP, without sending any: the last
+    tunnel-mode template's endpoint of the out policy ``xfrm_policy_lookup`` finds (what
+    ``xfrm_tmpl_resolve_one`` would take), else DST."""
+    family = X.AF_INET if ipaddress.ip_address(dst).version == 4 else X.AF_INET6
+    sel = host_selector(ipaddress.ip_address(src).packed.ljust(16, b"\0"),
+                        ipaddress.ip_address(dst).packed.ljust(16, b"\0"), family, proto,
+                        sport, dport)
+    pol = xfrm_policy_lookup(ns, X.XFRM_POLICY_OUT, bytes(sel), family, mark, 0)
+    outer = dst
+    for t in pol.templates if pol is not None else ():
+        fam = t.family or family
+        w = 4 if fam == X.AF_INET else 16
+        if t.mode in (X.XFRM_MODE_TUNNEL, X.XFRM_MODE_BEET) and any(t.daddr[:w]):
+            outer = addr(t.daddr, fam)
+    return outer
 
 
 def _tmpl_text(t: Template, src: bytes, dst: bytes, family: int) -> str:

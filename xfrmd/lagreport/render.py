@@ -59,6 +59,15 @@ COLOURS = {OK: "#d8f0d8", UNSAFE: "#f6c6c6", REFUSED: "#e4e4e4", "black-holed": 
 SLAVE_COLOURS = {"s0": "#1f6fd1", "s1": "#d9480f", "bond0": "#555555"}
 
 
+def _context(e: dict, r: dict) -> str:
+    """A replica's hardware context as its driver names it, its scope and who shares it."""
+    cid = r.get("context")
+    c = e.get("contexts", {}).get(cid, {})
+    ports = c.get("ports", [])
+    return (f"{cid} (per {c.get('scope', '?')}"
+            + (f", shared by {', '.join(ports)}" if len(ports) > 1 else "") + ")")
+
+
 def _tree(c: Cell) -> str:
     """bond0 → slaves → hardware contexts of the SAs, from the bond's offload table."""
     items = []
@@ -67,7 +76,7 @@ def _tree(c: Cell) -> str:
         if "replicas" in e:
             subs = "".join(
                 f"<li>{html.escape(str(r.get('slave')))}: replica, handle {r.get('handle')}, "
-                f"tx context {r.get('tx_ctx')}, rx context {r.get('rx_ctx')}</li>"
+                f"hardware context {html.escape(_context(e, r))}</li>"
                 for r in e["replicas"])
         elif "valid_on" in e:
             subs = (f"<li>{html.escape(str(e.get('slave')))}: the one hardware context "

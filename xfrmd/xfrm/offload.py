@@ -12,7 +12,9 @@ Interface used by the SAD and SPD (failures raise :class:`~xfrmd.errors.KernelEr
 * ``xfrm_dev_state_acquire(x, pol) -> int`` / ``xfrm_dev_state_acquire_abort(x)`` — for
   ``xfrm_state_find``'s larval state under a packet-offloaded policy.
 * ``xfrm_dev_state_lower_handle(x, lower_dev)`` — the proposed LAG helper drivers with
-  XFRMDEV_OPS_F_LOWER_HANDLE resolve their hardware handle through.
+  XFRMDEV_OPS_F_LOWER_HANDLE resolve their hardware handle through
+  (``xfrm_dev_lower_dev_handle(x, dev)``: the handle a driver's datapath uses on its port,
+  through the helper or, without the flag, ``xso.offload_handle``).
 * ``xfrm_dev_offload_ok(x, path_dev, skb_len, nstates) -> (ok, why not)`` — may a packet of
   ``x`` go out offloaded on the route's device; ``xfrm_dev_state_advance_esn(x)``.
 
@@ -27,7 +29,7 @@ import ipaddress
 import struct
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-from devices.xfrmdev import OffloadError, XfrmDevOps
+from devices.xfrmdev import XFRMDEV_OPS_F_LOWER_HANDLE, OffloadError, XfrmDevOps
 from netlink_codec import xfrm as X
 from netlink_codec.netlink import nla
 
@@ -218,6 +220,22 @@ def xfrm_dev_state_lower_handle(x: SecurityAssociation, lower_dev: NetDevice | N
     if xso.real_dev is lower_dev:
         return int(xso.offload_handle)
     return 0
+
+
+def xfrm_dev_lower_dev_handle(x: SecurityAssociation, dev: NetDevice | None) -> int:
+    """The handle a lower driver's datapath uses for ``x`` on its port ``dev``: a driver
+    with ``XFRMDEV_OPS_F_LOWER_HANDLE`` asks :func:`xfrm_dev_state_lower_handle` (RFC patch
+    1/4: "helper-aware lower drivers can resolve the handle for the lower device they are
+    transmitting or receiving on"); one without reads ``xso.offload_handle`` as upstream
+    drivers do (under an upper device that holds it only when the upper put the lower's own
+    handle there: active-backup)."""
+    xso = getattr(x, "xso", None)
+    ops = _ops(dev) if dev is not None else None
+    if xso is None or ops is None:
+        return 0
+    if ops.flags & XFRMDEV_OPS_F_LOWER_HANDLE:
+        return xfrm_dev_state_lower_handle(x, dev)
+    return int(xso.offload_handle)
 
 
 def xfrm_dev_offload_ok(x: SecurityAssociation, path_dev: NetDevice, skb_len: int,
