@@ -207,7 +207,7 @@ class SoeIpsec(XfrmDevOps):
         per engine slot, so the ports of one engine share it."""
         _, s = self._slot(dev, x, E.EHOSTUNREACH)
         if account is not None:
-            s["oseq"] = account()
+            s["oseq"], s["core"] = account(), True
             hw_seq = None
         else:
             s["oseq"] += 1
@@ -224,7 +224,7 @@ class SoeIpsec(XfrmDevOps):
         h, s = self._slot(rx_dev, x, 0)
         if account is not None:
             account()
-            s["rx_seq"] = max(s["rx_seq"], seq)
+            s["rx_seq"], s["core"] = max(s["rx_seq"], seq), True
         else:
             why, s["rx_seq"], s["rx_bitmap"] = hw_replay_window(s["rx_seq"], s["rx_bitmap"],
                                                                 s["window"], seq)
@@ -251,10 +251,11 @@ class SoeIpsec(XfrmDevOps):
         if s is None or s["x"] is not x:
             return None
         return {"id": f"{self.engine.name} slot {h}", "scope": "engine",
-                "ports": list(s["ports"]), "handle": h, "oseq": s["oseq"],
+                "ports": list(s["ports"]), "handle": h, "dir": s["dir"], "oseq": s["oseq"],
                 "window": s["window"], "top": s["rx_seq"], "bitmap": s["rx_bitmap"],
                 "bytes": s["bytes"], "packets": s["packets"],
-                "replay_drops": s["replay_drops"]}
+                "replay_drops": s["replay_drops"],
+                "numbered_by": "core" if s.get("core") else "hardware"}
 
     def xdo_dev_policy_add(self, dev: "NetDevice", pol: Any) -> None:
         if pol.xdo.type != XFRM_DEV_OFFLOAD_PACKET:

@@ -66,9 +66,21 @@ def _lower_tree(lowers: list[dict[str, Any]], contexts: dict[str, Any]) -> list[
 
 
 def _context_text(c: dict[str, Any]) -> str:
-    return (f"oseq {c.get('oseq', 0)}, replay window {c.get('window', 0)} top {c.get('top', 0)} "
-            f"bitmap {c.get('bitmap', 0):#x}, bytes {c.get('bytes', 0)}, packets "
-            f"{c.get('packets', 0)}"
+    """A hardware context's words of its direction: the sequence counter of an outbound
+    SA, the anti-replay window (right edge, bitmap) of an inbound one; the lifetime
+    counters of both."""
+    if "packets" not in c:
+        return "no sequence, replay or lifetime counters (the stack keeps them)"
+    core = c.get("numbered_by") == "core"
+    if c.get("dir") == "in" and core:
+        head = (f"replay window {c.get('window', 0)} checked by the core on the xfrm_state "
+                f"(X06), top {c.get('top', 0)}")
+    elif c.get("dir") == "in":
+        head = (f"replay window {c.get('window', 0)} top {c.get('top', 0)} bitmap "
+                f"{c.get('bitmap', 0):#x}")
+    else:
+        head = f"oseq {c.get('oseq', 0)}" + (" (the core's, X05)" if core else "")
+    return (head + f", bytes {c.get('bytes', 0)}, packets {c.get('packets', 0)}"
             + (f", replay drops {c['replay_drops']}" if c.get("replay_drops") else ""))
 
 

@@ -276,7 +276,7 @@ class Mlx5Ipsec(XfrmDevOps):
         if s is None:
             return None
         return {"id": f"{dev.name} sa {h}", "scope": "port", "ports": [dev.name],
-                "handle": h, "oseq": s["oseq"], "window": s["window"], "top": s["rx_seq"],
+                "handle": h, "dir": s["dir"], "oseq": s["oseq"], "window": s["window"], "top": s["rx_seq"],
                 "bitmap": s["rx_bitmap"], "bytes": s["bytes"], "packets": s["packets"],
                 "replay_drops": s["replay_drops"]}
 

@@ -166,7 +166,9 @@ def lower_contexts(x: XState, slaves: list[Device]) -> tuple[list[dict[str, Any]
         ctx = ops.hw_context(s, x) if ops is not None else None
         if ctx is not None:
             row["context"] = ctx["id"]
-            contexts.setdefault(ctx["id"], ctx)
+            # the ports of this bond that reach the context (an SOE slot: every port of
+            # the engine the bond gives the handle to)
+            contexts.setdefault(ctx["id"], dict(ctx, ports=[]))["ports"].append(s.name)
         rows.append(row)
     return rows, contexts
 

@@ -416,7 +416,7 @@ def xfrm_input(ns: NetNamespace, pkt: bytes, rx_dev: NetDevice | None = None,
             try:
                 # X06 (xfrm_dev_packet_input_state_check) where the device has
                 # xdo_dev_packet_xmit; otherwise the hardware's replay context decides
-                hop.context = ops.hw_recv(
+                ops.hw_recv(
                     xso.dev, x, rx, seq_lo, len(payload),
                     (lambda: _input_account(ns, x, seq_lo, len(payload)))
                     if ops.has_packet_xmit else None)
@@ -563,15 +563,20 @@ def rx_context(ops: Any, rx: NetDevice, x: Any) -> str:
 
 
 def lag_partner_slave(bond_dev: NetDevice, pkt: bytes) -> NetDevice | None:
-    """The slave of ``bond_dev`` a packet arrives on: the one the link partner's LAG hash
-    picks — ``bond_xmit_hash`` layer3+4 over the outer header (for ESP the SPI where the
-    ports would be), modulo the usable links, the partner's links wired in the same order."""
+    """The slave of ``bond_dev`` a packet arrives on: in active-backup the active slave (the
+    backup's frames are not delivered); otherwise the one the link partner's LAG hash picks
+    — ``bond_xmit_hash`` layer3+4 over the outer header (for ESP the SPI where the ports
+    would be), modulo the usable links, the partner's links wired in the same order."""
+    bond = bond_dev.bond
+    if bond.mode == "active-backup":
+        active: NetDevice | None = bond.active
+        return active
     src, dst, proto, seg = P.split_ip(pkt)
     sport, dport = P.l4_ports(proto, seg)
     spi = int.from_bytes(seg[:4], "big") if proto == P.IPPROTO_ESP and len(seg) >= 4 else None
     flow = Flow(bytes(6), bytes(6), str(ipaddress.ip_address(src)),
                 str(ipaddress.ip_address(dst)), proto, sport, dport, spi)
-    slave: NetDevice | None = xmit_slave(flow, LAYER34, bond_dev.bond.usable_slaves())
+    slave: NetDevice | None = xmit_slave(flow, LAYER34, bond.usable_slaves())
     return slave
 
 
