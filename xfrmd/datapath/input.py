@@ -28,7 +28,8 @@ from netlink_codec import xfrm as X
 from ..rtnl.xfrmi import xfrmi_lookup
 from ..xfrm import aevent
 from ..xfrm.acquire import _sel_covers, host_selector, xfrm_policy_lookup
-from ..xfrm.offload import XFRM_DEV_OFFLOAD_IN, XFRM_DEV_OFFLOAD_PACKET, xfrm_dev_state_advance_esn
+from ..xfrm.offload import (XFRM_DEV_OFFLOAD_IN, XFRM_DEV_OFFLOAD_PACKET,
+                            xfrm_dev_lower_dev_handle, xfrm_dev_state_advance_esn)
 from ..xfrm.sadb import sad
 from ..xfrm.state import XFRM_STATE_ACQ, XFRM_STATE_VALID
 from . import packet as P
@@ -403,6 +404,11 @@ def xfrm_input(ns: NetNamespace, pkt: bytes, rx_dev: NetDevice | None = None,
         # master); None: the software path
         rx = rx_dev if (xso is not None and xso.dir == XFRM_DEV_OFFLOAD_IN and rx_dev is not None
                         and (rx_dev is xso.dev or rx_dev.master is xso.dev)) else None
+        if (rx is not None and rx is not xso.dev and xso.type != XFRM_DEV_OFFLOAD_PACKET
+                and not xfrm_dev_lower_dev_handle(x, rx)):
+            # crypto offload: a slave whose driver resolves no hardware SA for the state
+            # (an active-backup bond's backup) hands the packet up undecrypted
+            rx = None
         if rx is not None and xso is not None and xso.type == XFRM_DEV_OFFLOAD_PACKET:
             # the hardware decrypts (emulated with the state's key) and its replay context,
             # or the core's check on the one state (X06), decides
