@@ -118,19 +118,14 @@ def lag_esp_eligible(bond: Bonding,
 def lower_xmit(slave: Device, x: XState, nbytes: int,
                account: Account | None) -> tuple[Device, int | None]:
     """One packet of ``x`` handed to ``slave``'s driver. ``account``: the core's accounting
-    of the one state (X05), when the bond has ``xdo_dev_packet_xmit``; it runs once
-    whatever the lower does, and the core's number is the packet's."""
+    of the one state (X05: ``xfrm_dev_packet_state_check``), when the bond has
+    ``xdo_dev_packet_xmit``; it runs before the bond's xmit, and the lower carries the number
+    the core gave."""
     if account is None:
         port, seq = ops_of(slave).hw_xmit(slave, x, nbytes, None)
         return port, seq
-    ran: list[int | None] = []
-
-    def once() -> int | None:
-        if not ran:
-            ran.append(account())
-        return ran[0]
-    port, _ = ops_of(slave).hw_xmit(slave, x, nbytes, once)
-    once()
+    seq = account()
+    port, _ = ops_of(slave).hw_xmit(slave, x, nbytes, lambda: seq)
     return port, None
 
 

@@ -48,13 +48,17 @@ PAIRINGS = (
 MODELS = ("off", "replicated", "shared")
 
 
-def topology(pairing: Pairing, model: str) -> dict[str, Any]:
+def topology(pairing: Pairing, model: str, mode: str = "802.3ad") -> dict[str, Any]:
+    """The bench's two namespaces; bond0 in ``mode`` (802.3ad: hashing layer3+4)."""
+    bond: dict[str, Any] = {"name": "bond0", "kind": "bond", "mode": mode}
+    if mode != "active-backup":
+        bond["xmit_hash_policy"] = "layer3+4"
+    bond.update({"lag_model": model, "esp_hw_offload": True, "addresses": [f"{DUT}/24"]})
     lowers = [{"name": f"s{i}", "kind": kind, "nic": nic, "master": "bond0"}
               for i, (kind, nic) in enumerate(pairing.lowers)]
     return {"netns": [
         {"name": "dut", "device": lowers + [
-            {"name": "bond0", "kind": "bond", "mode": "802.3ad", "xmit_hash_policy": "layer3+4",
-             "lag_model": model, "esp_hw_offload": True, "addresses": [f"{DUT}/24"]},
+            bond,
             {"name": "inner", "kind": "dummy", "addresses": [f"{A}/24"]}],
          "route": [{"dst": "10.1.0.0/24", "via": PEER, "dev": "bond0"}]},
         {"name": "peer", "device": [
@@ -137,25 +141,31 @@ class Command:
 @dataclass
 class Lab:
     """The bench for one pairing under one LAG model. ``setup`` holds every command run,
-    ``admitted`` whether the DUT's SAs and policies were all accepted."""
+    ``admitted`` whether the DUT's SAs and policies were all accepted. ``mode``: the bond's
+    (802.3ad, or active-backup); ``offload``: ``packet`` (SAs and policies on bond0) or
+    ``crypto`` (the SAs only)."""
     pairing: Pairing
     model: str
     esn: bool = False
     lifetime: str = ""
     setup: list[Command] = field(default_factory=list)
+    mode: str = "802.3ad"
+    offload: str = "packet"
 
     def __post_init__(self) -> None:
-        self.kernel = Kernel(ManualClock(), topology=from_dict(topology(self.pairing, self.model)),
-                             seed=1)
+        self.kernel = Kernel(ManualClock(), seed=1, topology=from_dict(
+            topology(self.pairing, self.model, self.mode)))
         self.dut_ns, self.peer_ns = self.kernel.netns("dut"), self.kernel.netns("peer")
         self.bond = self.dut_ns.links.by_name("bond0")
-        off = "offload packet dev bond0"
+        packet = self.offload == "packet"
+        off = "offload packet dev bond0" if packet else "offload dev bond0"
+        pol = off if packet else ""
         esn = self.esn      # ESN on the peer → DUT direction (the DUT's inbound SA)
         self.run("dut", "\n".join([
             sa_line(DUT, PEER, OUT_SPI, offload=f"{off} dir out", extra=self.lifetime),
             sa_line(PEER, DUT, IN_SPI, offload=f"{off} dir in", esn=esn, replay=64),
-            policy_line("10.0.0.0/24", "10.1.0.0/24", "out", DUT, PEER, off),
-            policy_line("10.1.0.0/24", "10.0.0.0/24", "in", PEER, DUT, off)]))
+            policy_line("10.0.0.0/24", "10.1.0.0/24", "out", DUT, PEER, pol),
+            policy_line("10.1.0.0/24", "10.0.0.0/24", "in", PEER, DUT, pol)]))
         self.run("peer", "\n".join([
             sa_line(DUT, PEER, OUT_SPI, replay=64),
             sa_line(PEER, DUT, IN_SPI, esn=esn, replay=32 if esn else 0,
