@@ -73,7 +73,8 @@ def test_show_offload_verb():
     assert lines[:2] == ["nsim0: driver netdevsim, esp-hw-offload on",
                          "  handle=0x80000000 spi=0x300 dir=tx port=nsim0"]
     assert json.loads("\n".join(lines[2:])) == {
-        "soe2": {"driver": "airoha-soe", "flags": 3, "sas": [], "esp-hw-offload": True}}
+        "soe2": {"driver": "airoha-soe", "flags": 3, "flag_names": "LOWER_HANDLE|LAG_SHARED_STATE",
+                 "sas": [], "esp-hw-offload": True}}
 
 
 def test_mlx5_hardware_counters_reach_ip_xfrm_state():
