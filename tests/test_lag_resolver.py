@@ -211,3 +211,34 @@ def test_show_offload_json_keeps_every_context_once():
         ("s1", "LOWER_HANDLE|LAG_SHARED_STATE", "soe1 slot 1")]
     assert {k: (c["oseq"], c["ports"]) for k, c in out["contexts"].items()} == {
         "soe0 slot 1": (2, ["s0"]), "soe1 slot 1": (0, ["s1"])}
+
+
+# -- the output batch covers packets the core numbers under packet offload (X05) -------------------
+
+def _bond_run(monkeypatch, batched: bool, took: list[int]):
+    from xfrmd.datapath import output, packet
+    monkeypatch.setattr("xfrmd.datapath.esp.os.urandom", lambda n: bytes(range(n)))
+    monkeypatch.setattr(packet, "_ip_id", [0])
+    real = output._software_batch
+    monkeypatch.setattr(output, "_software_batch",
+                        lambda *a: took.append(real(*a)) or took[-1] if batched else 0)
+    lab = Lab(SOE1, "shared")
+    mon = lab.expires()
+    results = [lab.dut_send(20) for _ in range(2)]
+    lab.kernel.run_timers()
+    x = state(lab, OUT_SPI)
+    s = lab.dut_ns.links.by_name("s0")
+    return ([(r.to_dict(), r.packets) for r in results],
+            (x.curlft.packets, x.curlft.bytes, x.replay_esn.oseq if x.replay_esn else x.replay[0]),
+            s.xfrmdev_ops.hw_context(s, x), mon.seen())
+
+
+def test_offloaded_batch_is_the_per_packet_loop(monkeypatch):
+    took: list[int] = []
+    with monkeypatch.context() as m:
+        per_packet = _bond_run(m, False, took)
+    with monkeypatch.context() as m:
+        batched = _bond_run(m, True, took)
+    assert took == [19, 19]          # each call: the first packet, then a batch of the rest
+    assert batched == per_packet
+    assert batched[2]["oseq"] == batched[2]["packets"] == 40

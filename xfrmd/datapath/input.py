@@ -504,13 +504,15 @@ def _policy_ok(t: Template, sp: list[Any], start: int, family: int) -> int:
     return start
 
 
-def xfrm_policy_check(ns: NetNamespace, pkt: bytes, sp: list[Any],
-                      if_id: int = 0) -> Policy | None:
+def xfrm_policy_check(ns: NetNamespace, pkt: bytes, sp: list[Any], if_id: int = 0,
+                      found: dict[tuple[bytes, int], Policy | None] | None = None
+                      ) -> Policy | None:
     """``__xfrm_policy_check(dir IN)`` for the inner packet: the SAs' selectors must match
     (XfrmInStateMismatch), the best IN policy's templates must be matched by the secpath
     (XfrmInTmplMismatch); block → XfrmInPolBlock; no policy after a tunnel-mode SA →
-    XfrmInNoPols. ``if_id``: the XFRM interface's the packet came in on (0: none). Returns
-    the policy (or None)."""
+    XfrmInNoPols. ``if_id``: the XFRM interface's the packet came in on (0: none).
+    ``found``: the IN policies already looked up by (flow, if_id) while the SPD has not
+    changed (the packets of one delivery). Returns the policy (or None)."""
     src, dst, proto, seg = P.split_ip(pkt)
     family = X.AF_INET if len(src) == 4 else X.AF_INET6
     sport, dport = P.l4_ports(proto, seg)
@@ -521,7 +523,13 @@ def xfrm_policy_check(ns: NetNamespace, pkt: bytes, sp: list[Any],
             raise Drop("XfrmInStateMismatch", 0, f"flow outside SA 0x{x.id.spi:08x}'s selector: "
                        f"the inner packet {sel_text(flow)} is not covered by {sa_name(x)}'s "
                        f"selector {sel_text(x.sel)}; widen the SA's `sel` or send within it")
-    pol: Policy | None = xfrm_policy_lookup(ns, X.XFRM_POLICY_IN, flow, family, 0, if_id)
+    key = (flow, if_id)
+    if found is not None and key in found:
+        pol = found[key]
+    else:
+        pol = xfrm_policy_lookup(ns, X.XFRM_POLICY_IN, flow, family, 0, if_id)
+        if found is not None:
+            found[key] = pol
     if pol is None:
         if ns.xfrm.policy_default[X.XFRM_POLICY_IN] == X.XFRM_USERPOLICY_BLOCK:
             raise Drop("XfrmInNoPols", 0, f"no IN policy and policy default in block: no in "
@@ -592,15 +600,21 @@ def deliver_packets(ns: NetNamespace, packets: list[bytes],
     """Each packet into ``ns`` (arriving on ``rx_dev``, default: the device holding its
     destination address), through xfrm_input and the inbound policy check. A packet for a
     bond arrives on one slave: ``via``, or the one the link partner's LAG hash picks
-    (:func:`lag_partner_slave`)."""
+    (:func:`lag_partner_slave`). Nothing changes the namespace's addresses or XFRM
+    interfaces during the call: who owns a destination and which interface an if_id names
+    are looked up once per value, and the SPD does not change: an inner flow's IN policy
+    too."""
     res = InputResult()
+    policies: dict[tuple[bytes, int], Policy | None] = {}
+    owners: dict[bytes, NetDevice | None] = {}
+    xfrmis: dict[int, Any] = {}
     for pkt in packets:
         rec = RxRecord()
         seq = None
         hop = RxHop()
         try:
             src, dst, _, _ = P.split_ip(pkt)
-            owner = _owner(ns, dst)
+            owner = owners[dst] if dst in owners else owners.setdefault(dst, _owner(ns, dst))
             if owner is None:
                 raise Drop(None, 0, f"{ipaddress.ip_address(dst)} is not local to {ns.name} "
                                     "(xfrmd: forwarding is not modelled): add the address to a "
@@ -614,10 +628,14 @@ def deliver_packets(ns: NetNamespace, packets: list[bytes],
             # xfrmi_rcv_cb: the inner packet arrives on the XFRM interface of the SA's if_id
             # (a running one), and the IN policy is looked up with that if_id
             # (xfrmi_decode_session)
-            xi = xfrmi_lookup(ns, sp[-1].if_id) if sp else None
+            if_id = sp[-1].if_id if sp else None
+            if if_id is not None and if_id not in xfrmis:
+                xfrmis[if_id] = xfrmi_lookup(ns, if_id)
+            xi = xfrmis[if_id] if if_id is not None else None
             if xi is not None:
                 rec.xfrm_dev = xi.name
-            pol = xfrm_policy_check(ns, inner, sp, sp[-1].if_id if xi is not None else 0)
+            pol = xfrm_policy_check(ns, inner, sp, sp[-1].if_id if xi is not None else 0,
+                                    policies)
             if pol is not None:
                 rec.policy = pol.index
             res.add(rec, seq, inner)

@@ -452,6 +452,28 @@ def _xfrm_output_state(ns: NetNamespace, x: Any, pkt: bytes, path_dev: NetDevice
     return out, real
 
 
+def xfrm_bundle_ok(states: list[Any]) -> bool:
+    """``xfrm_bundle_ok``: the flow's cached bundle may carry the next packet while every
+    state in it is still VALID (nothing else changes within one ``xfrm_xmit`` call: no
+    state is added, no route changes), so the next packet skips ``xfrm_state_find`` and
+    the route lookup, as the kernel's cached dst does."""
+    return all(x.km_state == XFRM_STATE_VALID for x in states)
+
+
+def _path_dev(ns: NetNamespace, states: list[Any], dst: str, rt_dev: NetDevice,
+              xfrmi: Any) -> NetDevice:
+    """The bundle's path device: the route toward the outermost tunnel endpoint (through an
+    XFRM interface's link, ``xfrmi_xmit``)."""
+    outer = _outer_daddr(states, dst)
+    try:
+        if xfrmi is not None:
+            return ip_route_output_key(ns, outer, None, xfrmi.link)
+        return rt_dev if outer == dst else ip_route_output_key(ns, outer)
+    except KernelError as e:
+        raise Drop(None, e.errno, f"no route to the tunnel endpoint {outer} of "
+                                  f"{sa_name(states[-1])}: add a route to {outer}") from None
+
+
 def _outer_daddr(states: list[Any], dst: str) -> str:
     """The outermost tunnel endpoint of a bundle (``dst`` without a tunnel-mode state)."""
     outer = dst
@@ -497,6 +519,8 @@ def xfrm_xmit(ns: NetNamespace, src: str, dst: str, proto: int = P.IPPROTO_UDP,
     s_raw, d_raw = sbytes[:w], dbytes[:w]
     udp_seg = P.l4_segment(proto, s_raw, d_raw, sport, dport, size, payload=payload) \
         if proto == P.IPPROTO_UDP else None
+    # the flow's bundle (its states and path device), cached while xfrm_bundle_ok holds
+    bundle: tuple[list[Any], NetDevice] | None = None
     i = -1
     while i + 1 < count:
         i += 1
@@ -540,25 +564,19 @@ def xfrm_xmit(ns: NetNamespace, src: str, dst: str, proto: int = P.IPPROTO_UDP,
                 raise Drop("XfrmOutPolBlock", E.EPERM,
                            f"policy action block: its selector {sel_text(pol.sel)} covers "
                            "this flow; delete the policy or add it with action allow")
-            states = _tmpl_resolve(db, flow_sel, pol, sbytes, dbytes, family, rec)
-            if not states and xfrmi is not None:
-                raise Drop(None, E.EHOSTUNREACH, f"xfrm interface {rt_dev.name}: no state")
-            if not states:
-                rec.clear_dev = rt_dev.name
-                res.add(rec, pkt if keep_packets else None)
-                continue
-            # the path device: the route toward the outermost tunnel endpoint
-            outer = _outer_daddr(states, dst)
-            try:
-                if xfrmi is not None:
-                    # xfrmi_xmit: the bundle's route goes out through the interface's link
-                    path_dev = ip_route_output_key(ns, outer, None, xfrmi.link)
-                else:
-                    path_dev = rt_dev if outer == dst else ip_route_output_key(ns, outer)
-            except KernelError as e:
-                raise Drop(None, e.errno, f"no route to the tunnel endpoint {outer} of "
-                                          f"{sa_name(states[-1])}: add a route to {outer}") \
-                    from None
+            if bundle is not None and xfrm_bundle_ok(bundle[0]):
+                states, path_dev = bundle
+            else:
+                bundle = None
+                states = _tmpl_resolve(db, flow_sel, pol, sbytes, dbytes, family, rec)
+                if not states and xfrmi is not None:
+                    raise Drop(None, E.EHOSTUNREACH, f"xfrm interface {rt_dev.name}: no state")
+                if not states:
+                    rec.clear_dev = rt_dev.name
+                    res.add(rec, pkt if keep_packets else None)
+                    continue
+                path_dev = _path_dev(ns, states, dst, rt_dev, xfrmi)
+                bundle = (states, path_dev)
             real = True
             for x in states:
                 hop = Hop.of(x)
@@ -590,17 +608,23 @@ _CHUNK = 64      # packets per encapsulate_batch: large enough to amortise, smal
 def _software_batch(ns: NetNamespace, pol: Policy, states: list[Any], res: XmitResult,
                     s_raw: bytes, d_raw: bytes, proto: int, seg: bytes, n: int,
                     keep_packets: bool) -> int:
-    """Up to ``n`` more packets of a flow whose previous packet went out through one software
-    rfc4106(gcm(aes)) state (no offload, NAT-T, ESN or aevent listener): the ones that meet no
-    limit in ``xfrm_output_one`` — VALID, below every lifetime limit ``check_expire`` would
-    act on, no sequence wrap — each numbered, encrypted and counted as the per-packet loop
-    would, with the state's counters (curlft, oseq, lastused) written once at the end. The
-    packet that would meet a limit is left to that loop. Returns how many were sent."""
+    """Up to ``n`` more packets of a flow whose previous packet went out through one
+    rfc4106(gcm(aes)) state the core numbers (no NAT-T, ESN or aevent listener) — in
+    software, or packet-offloaded to a device with ``xdo_dev_packet_xmit`` (X05: the core
+    keeps the accounting; the previous packet passed ``xfrm_dev_offload_ok``, and nothing
+    it asks changes within the call): the ones that meet no limit in ``xfrm_output_one`` —
+    VALID, below every lifetime limit ``check_expire`` would act on, no sequence wrap —
+    each numbered, encrypted and counted as the per-packet loop would, with the state's
+    counters (curlft, oseq, lastused) written once at the end and the device's hardware
+    counters moved once (``hw_traffic``). The packet that would meet a limit is left to
+    that loop. Returns how many were sent."""
     if len(states) != 1:
         return 0
     x = states[0]
     g = esp_gcm(x)
-    if (g is None or x.xso is not None or x.encap is not None or g.esn
+    if x.xso is not None and not _core_numbered_offload(res):
+        return 0
+    if (g is None or x.encap is not None or g.esn
             or x.props.flags & X.XFRM_STATE_ESN or x.km_state != XFRM_STATE_VALID
             or x.props.mode not in (X.XFRM_MODE_TUNNEL, X.XFRM_MODE_TRANSPORT)
             or x.id.proto != X.IPPROTO_ESP or aevent._aevent_is_on(x.net)):
@@ -647,6 +671,9 @@ def _software_batch(ns: NetNamespace, pol: Policy, states: list[Any], res: XmitR
         if keep is not None:
             keep((out, True) for out in outs)
     seq = oseq + n
+    if x.xso is not None:
+        # the packets cross the hardware (the bond's pinned slave, the SOE's slot)
+        dev_ops(x.xso.dev).hw_traffic(x.xso.dev, x, n, n * inner_len)
     # the counters, as n passes through _account and xfrm_replay_overflow would leave them
     if r is None:
         x.replay[0] = seq
@@ -680,6 +707,13 @@ def xfrm_outer_daddr(ns: NetNamespace, src: str, dst: str, proto: int, sport: in
         if t.mode in (X.XFRM_MODE_TUNNEL, X.XFRM_MODE_BEET) and any(t.daddr[:w]):
             outer = addr(t.daddr, fam)
     return outer
+
+
+def _core_numbered_offload(res: XmitResult) -> bool:
+    """Did the previous packet go out packet-offloaded, numbered by the core (X05)?"""
+    hops = res.batches[-1].rec.hops if res.batches else []
+    return (len(hops) == 1 and hops[0].path == "packet-offload"
+            and hops[0].numbered_by == "core")
 
 
 def _tmpl_text(t: Template, src: bytes, dst: bytes, family: int) -> str:
