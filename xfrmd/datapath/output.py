@@ -13,13 +13,15 @@ What is modelled where the kernel has a choice:
 
 * larval drop (``net.core.xfrm_larval_drop`` = 1, the default): a packet without SA while an
   acquire is pending is blackholed — XfrmOutNoStates, the sender sees no error;
-* one ``xfrm_state_find`` per packet (the kernel caches the bundle; it finds the same states
-  as long as nothing changes, and re-resolves once a state stops being VALID);
+* one ``xfrm_state_find`` and outer route lookup per bundle: the next packet of the flow in
+  the same call reuses them while :func:`xfrm_bundle_ok` holds (every state still VALID),
+  as the kernel's cached dst does, and re-resolves once a state stops being VALID;
 * real ESP (RFC 4303/4106) for ``rfc4106(gcm(aes))`` states; other algorithms are numbered
   and counted exactly, but the packet is not encrypted (``crypto`` says so in the result);
 * packet offload: the hardware numbers packets (mlx5-like: per port; a bond's RFC replicas:
-  per replica context) unless the driver has ``xdo_dev_packet_xmit`` (the LAG tree's X01/X05:
-  SOE, the newest bond), where the core keeps the software accounting on the one state.
+  the context the slave's driver resolves with ``xfrm_dev_state_lower_handle``) unless the
+  device has ``xdo_dev_packet_xmit`` (the LAG tree's X01/X05: SOE, the newest bond), where
+  the core keeps the software accounting on the one state.
 """
 from __future__ import annotations
 
