@@ -276,8 +276,9 @@ class Mlx5Ipsec(XfrmDevOps):
         if s is None:
             return None
         return {"id": f"{dev.name} sa {h}", "scope": "port", "ports": [dev.name],
-                "handle": h, "dir": s["dir"], "oseq": s["oseq"], "window": s["window"], "top": s["rx_seq"],
-                "bitmap": s["rx_bitmap"], "bytes": s["bytes"], "packets": s["packets"],
+                "handle": h, "dir": s["dir"], "oseq": s["oseq"], "window": s["window"],
+                "top": s["rx_seq"], "bitmap": s["rx_bitmap"], "bytes": s["bytes"],
+                "packets": s["packets"],
                 "replay_drops": s["replay_drops"]}
 
     def _query(self, h: int, name: str) -> int:

@@ -9,14 +9,15 @@ from .pcapraw import write_raw_pcap
 
 _USAGE = ("xmit [--netns NS] SRC DST [proto udp|tcp|icmp] [sport N] [dport N] [count N] "
           "[size BYTES] [--deliver NS [--via SLAVE]] [--pcap FILE] [--spray] [--json] — send "
-          "COUNT packets "
-          "of SIZE payload bytes through routing, the SPD and the SAD (ESP, offload, sequence "
-          "numbers, lifetimes, EXPIRE); print per batch the policy, each SA (spi, reqid), "
-          "software or offloaded on which device/slave, the sequence numbers used and the "
-          "result or the drop's MIB counter. --deliver carries the ESP packets into NS's input "
-          "path (a bond there receives each on the slave the link partner's layer3+4 hash picks, "
-          "or on --via SLAVE); --pcap writes them (LINKTYPE_RAW); --spray: a bond sends each packet-offloaded "
-          "packet through the slave its inner flow hashes to (the naive LAG replication)")
+          "COUNT packets of SIZE payload bytes through routing, the SPD and the SAD (ESP, "
+          "offload, sequence numbers, lifetimes, EXPIRE); print per batch the policy, each SA "
+          "(spi, reqid), software or offloaded on which device/slave, the sequence numbers "
+          "used and the result or the drop's MIB counter. --deliver carries the ESP packets "
+          "into NS's input path (a bond there receives each on the slave the link partner's "
+          "layer3+4 hash picks, or on --via SLAVE; the result names the slave and the replay "
+          "context that checked it); --pcap writes them (LINKTYPE_RAW); --spray: a bond sends "
+          "each packet-offloaded packet through the slave its inner flow hashes to (the naive "
+          "LAG replication)")
 _KEYS = ("proto", "sport", "dport", "count", "size")
 
 
