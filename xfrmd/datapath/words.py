@@ -69,6 +69,12 @@ def hw_hint(msg: str, x: Any, dev: Any) -> str:
     """What to change after a driver or the bond dropped a packet-offloaded packet."""
     name = getattr(dev, "name", dev)
     m = msg.lower()
+    if "hard lifetime" in m and x.xso is not None and x.xso.upper_priv is not None:
+        # the RFC's bond_xfrm_update_stats is active-backup only (R2 of docs/bonding.md)
+        return (f"the port's hardware counted the SA to its hard limit, but {name} reports no "
+                "counters to the state (the RFC bond's update_stats is active-backup only), "
+                "so no EXPIRE reached the key manager: rekey before the limit, or delete and "
+                "re-add the SA")
     if "hard lifetime" in m:
         return "the SA is past its hard limit: the key manager must rekey earlier"
     if "replay" in m:
