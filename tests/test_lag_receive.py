@@ -116,10 +116,10 @@ def test_cli_receive_on_the_hashed_slave_then_a_repeat_via_each_slave(
     p = run(tmp_path, lab_topology(pairing, model), f"""
 {PEER_SEND} count 6 --deliver dut | grep '^dut:'
 {restart_peer_sa()}
-{PEER_SEND} count 1 --deliver dut --via {o} --json > other.json
+{PEER_SEND} count 1 --deliver dut --via {o} --json > {tmp_path}/other.json
 {restart_peer_sa()}
-{PEER_SEND} count 1 --deliver dut --via {s} --json > same.json
-cat other.json same.json
+{PEER_SEND} count 1 --deliver dut --via {s} --json > {tmp_path}/same.json
+cat {tmp_path}/other.json {tmp_path}/same.json
 """)
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
