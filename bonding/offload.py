@@ -185,8 +185,8 @@ class BondXfrmDevOps(XfrmDevOps):
     # -- emulation -------------------------------------------------------------------------------
     def hw_traffic(self, dev: Device, x: XState, packets: int, nbytes: int) -> None:
         """``xfrmd ctl offload-traffic BOND SPI``: the packets cross the slave the model
-        sends them through (active / pinned); the lower's counters and the replica's context
-        move."""
+        sends them through (active / pinned); that slave's driver counts them in the context
+        it resolves with ``xfrm_dev_state_lower_handle``."""
         entry = find_entry(self.bond, x)
         if entry is None:
             refuse("xfrmd: the SA is not offloaded to a slave", E.EOPNOTSUPP)
