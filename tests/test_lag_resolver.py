@@ -245,3 +245,15 @@ def test_offloaded_batch_is_the_per_packet_loop(monkeypatch):
     assert took == [19, 19]          # each call: the first packet, then a batch of the rest
     assert batched == per_packet
     assert batched[2]["oseq"] == batched[2]["packets"] == 40
+
+
+def test_crypto_offload_rx_is_counted_by_the_receiving_port():
+    """Replicated crypto SAs on a LAG bond: each slave's hardware SA counts what arrived on
+    that slave (the stack numbers and checks)."""
+    lab = Lab(MLX5, "replicated", offload="crypto")
+    inb = state(lab, IN_SPI)
+    assert inb.xso is not None and inb.xso.upper_priv is not None
+    pkts = lab.peer_send(3)
+    assert lab.to_dut(pkts[:2], "s0").delivered == 2
+    assert lab.to_dut(pkts[2:], "s1").delivered == 1
+    assert [c["packets"] for _, c in contexts(lab, inb).values()] == [2, 1]

@@ -439,7 +439,9 @@ def xfrm_input(ns: NetNamespace, pkt: bytes, rx_dev: NetDevice | None = None,
                 # a failed ICV is counted before the replay check
                 payload, nh = _esp_decrypt(x, esp, seq_lo)
                 try:
-                    dev_ops(xso.dev).hw_traffic(xso.dev, x, 1, len(payload))
+                    # the port it arrived on counts it (a bond's slave: in the SA its driver
+                    # resolves with xfrm_dev_state_lower_handle)
+                    dev_ops(rx).hw_traffic(rx, x, 1, len(payload))
                 except OffloadError:
                     pass
                 path = "crypto-offload"
