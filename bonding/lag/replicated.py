@@ -3,8 +3,9 @@ XFRM offload state across LAG slaves", ``bond_ipsec_lag_add_sa``). On an 802.3ad
 balance-xor bond hashing layer3+4 the state is installed on every running slave through the
 lower-handle API: one :class:`BondIpsecInst` per slave, any refusal rolls back what was
 installed. Each replica keeps its hardware sequence (TX) and replay (RX) context, shared
-between replicas only where the lowers certify it (XFRMDEV_OPS_F_LAG_SHARED_STATE, or both
-illustrative halves). Active-backup stays on the upstream path.
+between replicas only where the lowers certify it (XFRMDEV_OPS_F_LAG_SHARED_STATE and
+xdo_dev_state_lag_compatible). xfrmd's ``--require`` switch (require.py) refuses states whose
+slaves do not declare the review's guarantees. Active-backup stays on the upstream path.
 
 Where this model refuses because of one slave among several, xfrmd names the slave in
 parentheses after the kernel text (docs/bonding.md)."""
@@ -13,8 +14,7 @@ from __future__ import annotations
 import errno as E
 from typing import Any
 
-from devices.xfrmdev import (XFRMDEV_OPS_F_LAG_SHARED_RX_REPLAY, XFRMDEV_OPS_F_LAG_SHARED_STATE,
-                             XFRMDEV_OPS_F_LAG_SHARED_TX_SEQ, XFRMDEV_OPS_F_LOWER_HANDLE,
+from devices.xfrmdev import (XFRMDEV_OPS_F_LAG_SHARED_STATE, XFRMDEV_OPS_F_LOWER_HANDLE,
                              OffloadError, hw_replay_window)
 from xfrmd.xfrm.state import XFRM_STATE_DEAD
 
@@ -25,6 +25,7 @@ from .common import (AB, LOWER_ERRORS, OFFLOAD_TYPES, Account, BondIpsec, Bondin
                      esp_capable, hw_esp, is_bond, lag_esp_eligible, lag_state_checks, log,
                      lower_error, lower_traffic, lower_view, ops_of, refuse, replay_window,
                      running)
+from .require import lag_require_check, lag_require_problem
 from .upstream import UpstreamModel
 
 
@@ -41,21 +42,16 @@ def _rfc_slave_problem(dev: Device) -> str | None:
     return None
 
 
-def _claims_half(flags: int, half: int) -> bool:
-    return bool(flags & (XFRMDEV_OPS_F_LAG_SHARED_STATE | half))
-
-
-def _shares(a: Device, b: Device, half: int) -> bool:
-    """Do lowers ``a`` and ``b`` keep one context for this half (TX sequence or RX replay)?
-    LAG_SHARED_STATE covers both halves; the RFC reply's illustrative flags one each."""
+def _shares(a: Device, b: Device) -> bool:
+    """Do lowers ``a`` and ``b`` keep one context for a replicated state? Only what the
+    drivers declare counts: both claim XFRMDEV_OPS_F_LAG_SHARED_STATE and
+    ``xdo_dev_state_lag_compatible`` holds both ways (no "same driver type" guess)."""
     oa, ob = ops_of(a), ops_of(b)
-    fa = oa.flags if oa else 0
-    fb = ob.flags if ob else 0
-    if not (_claims_half(fa, half) and _claims_half(fb, half)):
+    if oa is None or ob is None:
         return False
-    if oa.has_lag_compatible and ob.has_lag_compatible:
-        return compatible(a, b)
-    return type(oa) is type(ob)
+    if not (oa.flags & ob.flags & XFRMDEV_OPS_F_LAG_SHARED_STATE):
+        return False
+    return bool(oa.has_lag_compatible and ob.has_lag_compatible and compatible(a, b))
 
 
 # -- the bond's records --------------------------------------------------------------------------
@@ -199,6 +195,7 @@ def _rfc_lag_add_sa(b: Bonding, x: XState) -> None:
         entry.instances.append(BondIpsecInst(s))
     if not entry.instances:
         refuse(None, E.ENODEV)
+    lag_require_check(b, [inst.real_dev for inst in entry.instances])   # xfrmd's --require
     done = []
     try:
         for inst in entry.instances:
@@ -248,10 +245,10 @@ def _attach_contexts(x: XState, entry: BondIpsec, inst: BondIpsecInst) -> None:
     for other in entry.instances:
         if other is inst or other.tx is None:
             continue
-        if inst.tx is None and _shares(other.real_dev, s, XFRMDEV_OPS_F_LAG_SHARED_TX_SEQ):
+        if inst.tx is None and _shares(other.real_dev, s):
             inst.tx = other.tx
             inst.tx.ports.append(s.name)
-        if inst.rx is None and _shares(other.real_dev, s, XFRMDEV_OPS_F_LAG_SHARED_RX_REPLAY):
+        if inst.rx is None and _shares(other.real_dev, s):
             inst.rx = other.rx
             inst.rx.ports.append(s.name)
     if inst.tx is None:
@@ -304,7 +301,8 @@ def bond_ipsec_lag_add_slave(bond: Bonding, slave: Device) -> None:
     flushing bond states")."""
     if not bond_mode_can_use_lag_xfrm(bond) or not running(slave):
         return
-    slave_ok = _rfc_slave_problem(slave) is None
+    slave_ok = _rfc_slave_problem(slave) is None and lag_require_problem(
+        bond, [s for s in bond.slaves if running(s)]) is None          # xfrmd's --require
     have_states = False
     err = 0
     for e in bond.ipsec_list:
