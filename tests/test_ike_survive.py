@@ -291,7 +291,8 @@ def test_bond_leaves_lag_eligibility(tmp_path, daemon):
         make = _daemon(daemon, hw_offload="packet")
     else:
         make = _daemon(daemon, extra="\tesn=no\n")     # the RFC model refuses ESN
-    with Pair(tmp_path, make, make, device_kind="bond", slaves=["mlx5", "mlx5"],
+    conv = {"kind": "mlx5", "lag_converted": True}      # the RFC example's converted port
+    with Pair(tmp_path, make, make, device_kind="bond", slaves=[conv, conv],
               lag_model="replicated", esp_hw_offload=True) as p:
         _up(p)
         spis = sorted(sa["spi"] for sa in p.kp.sad("left"))
