@@ -262,3 +262,38 @@ def test_xfrm_dst_offload_ok_counts_upper_priv(k, nl):
     x.xso.upper_priv = None                                  # before patch 1/4: no handle,
     assert xfrm_dst_offload_ok(x, other, 1) is True          # so it looked like software
     x.xso.upper_priv = e
+
+
+BOND_DP = {"netns": [{"name": "default", "device": [
+    {"name": "m0", "kind": "mlx5", "nic": "mlx5-0", "master": "bond0", "lag_converted": True},
+    {"name": "m1", "kind": "mlx5", "nic": "mlx5-0", "master": "bond0", "lag_converted": True},
+    {"name": "bond0", "kind": "bond", "mode": "802.3ad", "xmit_hash_policy": "layer3+4",
+     "lag_model": "replicated", "esp_hw_offload": True, "addresses": ["192.0.2.1/24"]},
+    {"name": "dum0", "kind": "dummy", "addresses": ["198.51.100.1/24"]}]}]}
+
+
+def test_the_data_path_reports_xfrm_dst_offload_ok_for_a_replicated_state():
+    """Crypto offload through the replicated bond: the bundle keeps GSO on the bond's route;
+    a state offloaded to the bond whose route leaves through dum0 falls back to software
+    ESP and loses GSO — it has offload state (upper_priv), though no handle."""
+    from xfrmd.clock import ManualClock
+    from xfrmd.datapath.output import xfrm_xmit
+    from xfrmd.kernel import Kernel
+
+    from .datapath_helpers import TUNNEL, Nl, policy
+    from .datapath_helpers import sa as dsa
+    kern = Kernel(ManualClock(), topology=from_dict(BOND_DP))
+    sock = Nl(kern)
+    ifx = dev(kern, "bond0").ifindex
+    out = X.XFRM_POLICY_OUT
+    for src, dst, spi in (("192.0.2.1", "192.0.2.2", 0x1000),
+                          ("198.51.100.1", "198.51.100.2", 0x1001)):
+        sock.ok(dsa(src, dst, spi, offload=(ifx, 0)))
+        sock.ok(policy(src, dst, out, [(src, dst, 1, TUNNEL)]))
+    hops = {}
+    for src, dst in (("192.0.2.1", "192.0.2.2"), ("198.51.100.1", "198.51.100.2")):
+        [b] = xfrm_xmit(kern.netns("default"), src, dst, 17).to_dict()["batches"]
+        hops[dst] = b["sas"][0]
+    assert hops["192.0.2.2"]["path"] == "crypto-offload" and hops["192.0.2.2"]["gso"] is True
+    assert hops["198.51.100.2"]["path"] == "software" and hops["198.51.100.2"]["gso"] is False
+    assert "route leaves through dum0" in hops["198.51.100.2"]["fallback"]
