@@ -234,11 +234,11 @@ def xfrm_dst_offload_ok(x: SecurityAssociation | None, path_dev: NetDevice | Non
     if x is None or x.id.proto != X.IPPROTO_ESP:           # !x->type_offload
         return False
     xso = x.xso
-    has_offload_state = xso is not None and bool(xso.offload_handle
-                                                 or xso.upper_priv is not None)
     if nstates != 1:                                       # xdst->child->xfrm
         return False
-    return not has_offload_state or xso.dev is path_dev
+    if xso is None or not (xso.offload_handle or xso.upper_priv is not None):
+        return True                                        # no offload state
+    return xso.dev is path_dev
 
 
 def xfrm_dev_offload_ok(x: SecurityAssociation, path_dev: NetDevice, skb_len: int,
