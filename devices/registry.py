@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from .airoha_soe import SoeIpsec, soe_engine, soe_set_features
 from .features import ESP_FEATURES, NetdevFeatures
-from .mlx5 import Mlx5Ipsec
+from .mlx5 import DEFAULT_CAPS, Mlx5Ipsec
 from .netdev import NetDevice
 from .netdevsim import NsimIpsec
 from .xfrmdev import LAG_GUARANTEES
@@ -83,6 +83,22 @@ PERSONALITY_KEYS: dict[str, tuple[tuple[str, ...], str]] = {
     "lag_converted": (("mlx5",), "true or false"),
     "lag_guarantees": (tuple(DRIVERS), "a list of " + ", ".join(LAG_GUARANTEES)),
 }
+
+
+def capabilities_problem(kind: str, value: Any) -> str | None:
+    """Why an mlx5-like port's ``capabilities`` table is wrong (a key it does not have, a
+    value not true/false), or None. The RFC opt-in is no capability: ``lag_converted``."""
+    if kind != "mlx5":
+        return f"capabilities applies to kind mlx5 only, not {kind}"
+    if not isinstance(value, dict):
+        return f"capabilities = {value!r} is not a table of {', '.join(DEFAULT_CAPS)}"
+    for key, v in value.items():
+        if key == "lag_lower_handle":
+            return "capabilities.lag_lower_handle is not a capability: use lag_converted = true"
+        if key not in DEFAULT_CAPS or not isinstance(v, bool):
+            return (f"capabilities.{key} = {v!r} is not one of {', '.join(DEFAULT_CAPS)} "
+                    "= true or false")
+    return None
 
 
 def personality_problem(kind: str, key: str, value: Any) -> str | None:

@@ -140,6 +140,12 @@ def _topo(**keys):
      "<dict>: device 'b0': lag_require = 1 is not a list of tx-seq, rx-replay"),
     ({"name": "e0", "kind": "dummy", "lag_require": ["tx-seq"]},
      "<dict>: device 'e0': lag_require applies to kind bond only, not dummy"),
+    ({"name": "e0", "kind": "mlx5", "capabilities": {"lag_lower_handle": True}},
+     "<dict>: device 'e0': capabilities.lag_lower_handle is not a capability: use "
+     "lag_converted = true"),
+    ({"name": "e0", "kind": "mlx5", "capabilities": {"esn": "no"}},
+     "<dict>: device 'e0': capabilities.esn = 'no' is not one of crypto, packet, tunnel, esn, "
+     "espinudp, prio, eswitch_mode_change, eswitch_encap = true or false"),
 ])
 def test_topology_personality_keys_bad_input(device, line):
     with pytest.raises(ValueError) as e:

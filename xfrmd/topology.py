@@ -112,9 +112,13 @@ class Topology:
         self._validate_veth_pairs(nss)
 
     def _validate_personality(self, n: str, d: dict[str, Any]) -> None:
-        """A hardware port's personality keys (``lag_converted``, ``lag_guarantees``) and a
-        bond's ``lag_require``: the value, its kind and type, or one line naming what is
-        allowed."""
+        """A hardware port's personality keys (``capabilities``, ``lag_converted``,
+        ``lag_guarantees``) and a bond's ``lag_require``: the value, its kind and type, or one
+        line naming what is allowed."""
+        if "capabilities" in d:
+            why = registry.capabilities_problem(d["kind"], d["capabilities"])
+            if why:
+                self._fail(f"device {n!r}: {why}", "capabilities")
         for key in registry.PERSONALITY_KEYS:
             if key in d:
                 why = registry.personality_problem(d["kind"], key, d[key])
