@@ -13,6 +13,7 @@ from .offload import (LAG_MODELS, BondXfrmDevOps, bond_ipsec_add_sa_all, bond_ip
                       bond_ipsec_del_sa_all, bond_ipsec_slave_features_changed,
                       bond_ipsec_topology_begin, bond_ipsec_topology_end, bond_lag_offload,
                       bond_mode_can_use_lag_xfrm)
+from .lag.require import lag_require_words
 
 MODES = ["balance-rr", "active-backup", "balance-xor", "broadcast", "802.3ad", "balance-tlb",
          "balance-alb"]
@@ -41,6 +42,9 @@ class Bond:
         self.ipsec_list: list[Any] = []
         self.ipsec_lag_block_count = 0  # LAG adds refused with EAGAIN while > 0
         self.lag_flush_notify = False   # xfrmd switch: DELSA for states a LAG flush deletes
+        # xfrmd switch (bonding/lag/require.py): the review's LAG guarantees a state's slaves
+        # must declare, in LAG_GUARANTEES order; () = off
+        self.lag_require: tuple[str, ...] = ()
         self.in_feat_change = False     # bond->notifier_ctx: a slave's FEAT_CHANGE is handled
 
     def lag_eligible(self) -> bool:
@@ -233,9 +237,10 @@ def params(bond: Bond) -> BondParams:
 def bond_create(dev: NetDevice, spec: dict[str, Any]) -> None:
     """``bond_create`` / ``bond_init``: the bond's state, its xfrmdev ops and features
     (``bond_setup``: BOND_XFRM_FEATURES toggleable, on only in active-backup); ``spec``: a
-    topology's mode, xmit_hash_policy, miimon and lag_model."""
+    topology's mode, xmit_hash_policy, miimon, lag_model and lag_require."""
     bond = Bond(dev, spec.get("mode", "balance-rr"), spec.get("xmit_hash_policy", "layer2"),
                 spec.get("miimon", 0), spec.get("lag_model", "off"))
+    bond.lag_require = lag_require_words(spec.get("lag_require", []))
     dev.bond = bond
     dev.xfrmdev_ops = BondXfrmDevOps(bond)
     dev.driver = "bonding"

@@ -233,6 +233,8 @@ class BondXfrmDevOps(XfrmDevOps):
                "usable_slaves": [s.name for s in b.usable_slaves()]}
         if b.mode == AB:
             out["active_slave"] = b.active.name if b.active is not None else None
+        if b.lag_require:                   # xfrmd's --require switch (lag/require.py)
+            out["lag_require"] = list(b.lag_require)
         if not ok:
             out["esp_ineligible"] = why
         return out

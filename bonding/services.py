@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from xfrmd.errors import KernelError
 
+from .lag.require import lag_require_words
 from .offload import MODELS
 
 if TYPE_CHECKING:
@@ -31,12 +32,20 @@ def _lag_model(kernel: Kernel, ns: Any, request: dict[str, Any]) -> dict[str, An
     model = request.get("model")
     if model not in MODELS:
         raise KernelError(E.EINVAL, "model must be off, replicated or shared")
+    require = None
+    if "require" in request:                # xfrmd's switch: checked before anything changes
+        try:
+            require = lag_require_words(request["require"])
+        except (ValueError, TypeError, AttributeError) as e:
+            raise KernelError(E.EINVAL, f"--require: {e}") from None
+    if model != dev.bond.lag_model and dev.bond.ipsec_list:
+        raise KernelError(E.EBUSY, f"{dev.name} has offloaded SAs; delete them first")
+    if require is not None:
+        dev.bond.lag_require = require
     if "notify_flush" in request:
         dev.bond.lag_flush_notify = bool(request["notify_flush"])
     if model == dev.bond.lag_model:
         return {"errno": 0}
-    if dev.bond.ipsec_list:
-        raise KernelError(E.EBUSY, f"{dev.name} has offloaded SAs; delete them first")
     dev.bond.set_lag_model(model)
     return {"errno": 0}
 

@@ -10,9 +10,9 @@ from netlink_codec import xfrm as X
 from xfrmd.xfrm.offload import xfrm_dev_flush, xfrm_dev_lower_dev_handle
 
 from .features import HW_ESP
-from .xfrmdev import (XFRM_DEV_OFFLOAD_IN, XFRM_DEV_OFFLOAD_OUT, XFRM_DEV_OFFLOAD_PACKET,
-                      XFRMDEV_OPS_F_LAG_SHARED_STATE, XFRMDEV_OPS_F_LOWER_HANDLE, XfrmDevOps,
-                      hw_replay_window, refuse)
+from .xfrmdev import (LAG_GUARANTEES, XFRM_DEV_OFFLOAD_IN, XFRM_DEV_OFFLOAD_OUT,
+                      XFRM_DEV_OFFLOAD_PACKET, XFRMDEV_OPS_F_LAG_SHARED_STATE,
+                      XFRMDEV_OPS_F_LOWER_HANDLE, XfrmDevOps, hw_replay_window, refuse)
 
 if TYPE_CHECKING:
     from xfrmd.kernel import Kernel
@@ -48,6 +48,29 @@ def soe_engine(kernel: "Kernel | None", nic: str) -> SoeEngine:
     return engine
 
 
+_U64_MAX = (1 << 64) - 1
+
+
+def soe_replay_window(x: Any) -> int:
+    """The window the SA's hardware checks (``airoha_soe_build_replay``, fbfe8f9): 0 when
+    the state has none or is outbound, else 64 × (min((w - 1) / 64, 3) + 1)."""
+    if x.xso.dir != XFRM_DEV_OFFLOAD_IN:
+        return 0
+    r = x.replay_esn
+    w = int(r.replay_window if r is not None else x.props.replay_window)
+    return 64 * (min((w - 1) // 64, 3) + 1) if w else 0
+
+
+def hw_limits(x: Any) -> dict[str, int]:
+    """The byte and packet thresholds the SA's hardware is programmed with
+    (``airoha_soe_limit``: XFRM_INF → U64_MAX)."""
+    lft = x.lft
+    return {k: _U64_MAX if v == INF else int(v) for k, v in (
+        ("soft_byte_limit", lft.soft_byte_limit), ("hard_byte_limit", lft.hard_byte_limit),
+        ("soft_packet_limit", lft.soft_packet_limit),
+        ("hard_packet_limit", lft.hard_packet_limit))}
+
+
 class SoeIpsec(XfrmDevOps):
     name = "airoha-soe"
     module = "airoha_eth"
@@ -56,6 +79,9 @@ class SoeIpsec(XfrmDevOps):
     has_offload_ok = True
     has_lag_compatible = True
     has_packet_xmit = True          # GSO segmented in software; the core accounts (X05)
+    # the review's proposal (LAG_GUARANTEES, not a kernel ABI): the ports of one engine keep
+    # one SA entry, so one sequence and one replay state (P42's shared state)
+    lag_guarantees = frozenset(LAG_GUARANTEES)
 
     def __init__(self, engine: SoeEngine):
         self.engine = engine
@@ -77,7 +103,11 @@ class SoeIpsec(XfrmDevOps):
         return self.lag_compatible(peer_dev.xfrmdev_ops)
 
     def build_sa(self, x: Any) -> None:
-        """``airoha_soe_build_sa``: the checks, in the driver's order."""
+        """``airoha_soe_build_sa`` / ``_build_algo`` / ``_build_replay``: the checks, in the
+        driver's order. The ESN message, the programmed byte/packet limits and the accepted
+        replay windows follow the snapshot the review reply links (OpenW1700k-test fbfe8f9);
+        the ECN, SA-flag, use-time and import refusals are only in the later public series
+        (046edd1, pending-6.18/9999-31), kept from there."""
         if x.xso.type != XFRM_DEV_OFFLOAD_PACKET:
             refuse("SOE supports XFRM packet offload only", EOPNOTSUPP)
         if x.xso.dir not in (XFRM_DEV_OFFLOAD_IN, XFRM_DEV_OFFLOAD_OUT):
@@ -99,9 +129,10 @@ class SoeIpsec(XfrmDevOps):
         if x.props.extra_flags & ~X.XFRM_SA_XFLAG_DONT_ENCAP_DSCP:
             refuse("SOE does not support the requested extra SA flags", EOPNOTSUPP)
         lft = x.lft
-        if (lft.soft_byte_limit != INF or lft.hard_byte_limit != INF
-                or lft.soft_packet_limit != INF or lft.hard_packet_limit != INF):
-            refuse("SOE does not support byte or packet lifetime limits", EOPNOTSUPP)
+        # byte and packet limits are not refused: airoha_soe_build_sa programs them into the
+        # SA's hardware thresholds (BCNT_THSHD_* / SEQ_THSHD_*, XFRM_INF → all ones) in the
+        # snapshot the review reply names (OpenW1700k-test fbfe8f9, 9999-05 "net: airoha: add
+        # SOE provider implementation"); see hw_limits()
         if lft.soft_use_expires_seconds or lft.hard_use_expires_seconds:
             refuse("SOE does not support use-time lifetime limits", EOPNOTSUPP)
         if x.curlft.bytes or x.curlft.packets:
@@ -130,16 +161,15 @@ class SoeIpsec(XfrmDevOps):
                     refuse("SOE supports HMAC-SHA256-128 only", EOPNOTSUPP)
             else:
                 refuse("SOE supports HMAC-SHA1/SHA256 only", EOPNOTSUPP)
+        # airoha_soe_build_replay (fbfe8f9): ESN by flag or replay mode, its own message
         if x.props.flags & X.XFRM_STATE_ESN:
-            refuse("SOE does not support ESN", EOPNOTSUPP)
+            refuse("SOE ESN is not supported yet", EOPNOTSUPP)
         r = x.replay_esn
         if (r is not None and (r.seq or r.oseq or r.seq_hi or r.oseq_hi)) or any(x.replay[:2]):
             refuse("SOE cannot import non-zero replay state", EOPNOTSUPP)
-        if x.xso.dir == XFRM_DEV_OFFLOAD_IN:
-            window = r.replay_window if r is not None else x.props.replay_window
-            if window not in (0, 64, 128, 192, 256):
-                refuse("SOE supports replay windows of 64, 128, 192, or 256 packets only",
-                       EOPNOTSUPP)
+        # every replay window is accepted (fbfe8f9's airoha_soe_build_replay): a non-zero one
+        # turns ANTI_RPLY_EN on with the window code min((w - 1) / 64, 3), so the hardware
+        # checks 64, 128, 192 or 256 packets (soe_replay_window)
 
     def _existing(self, x: Any) -> dict[str, Any] | None:
         for s in self.engine.slots:
@@ -163,15 +193,13 @@ class SoeIpsec(XfrmDevOps):
             i = self.engine.slots.index(None)
         except ValueError:
             refuse(None, E.ENOSPC)
-        r = x.replay_esn
         self.engine.slots[i] = {"x": x, "key": (x.mark, x.id.daddr, x.id.spi, x.id.proto),
                                 "port": dev.name, "ports": [dev.name], "spi": x.id.spi,
                                 "dir": "in" if x.xso.dir == XFRM_DEV_OFFLOAD_IN else "out",
                                 # the SA record's sequence / anti-replay / lifetime words
                                 "oseq": 0, "rx_seq": 0, "rx_bitmap": 0, "packets": 0,
                                 "bytes": 0, "replay_drops": 0,
-                                "window": r.replay_window if r is not None
-                                else x.props.replay_window}
+                                "window": soe_replay_window(x), **hw_limits(x)}
         # the driver's handle is its SA entry (a pointer, never 0): slot index + 1 here
         x.xso.offload_handle = i + 1
 
@@ -275,6 +303,8 @@ class SoeIpsec(XfrmDevOps):
     def table(self, dev: "NetDevice") -> list[dict[str, Any]]:
         return [{"handle": i + 1, "spi": s["spi"], "dir": s["dir"], "port": s["port"]}
                 | ({"ports": ",".join(s["ports"])} if len(s["ports"]) > 1 else {})
+                | ({"replay_window": s["window"]} if s["window"] else {})
+                | {k: v for k, v in s.items() if k.endswith("_limit") and v != _U64_MAX}
                 for i, s in enumerate(self.engine.slots) if s is not None]
 
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from .netdev import NetDevice
 
 DEFAULT_CAPS = {"crypto": True, "packet": True, "tunnel": True, "esn": True, "espinudp": True,
-                "prio": True, "lag_lower_handle": True,
+                "prio": True,
                 # devlink state, not capabilities: an eswitch mode change in progress
                 # (mlx5_eswitch_block_mode fails) and an eswitch encap mode that blocks
                 # packet-offload tunnel mode (mlx5_eswitch_block_encap fails)
@@ -61,13 +61,15 @@ class Mlx5Ipsec(XfrmDevOps):
     has_policy_ops = True
     has_update_stats = True
 
-    def __init__(self, caps: dict[str, bool] | None = None):
+    def __init__(self, caps: dict[str, bool] | None = None, lag_converted: bool = False):
         self.caps = dict(DEFAULT_CAPS, **(caps or {}))
-        # LAG opt-in: the RFC cover letter's example personality (docs/bonding.md):
+        # LAG opt-in: upstream mlx5 has none, and the RFC converted no physical driver (its
+        # cover letter's mlx5 example "was not tested", says the review reply). The topology
+        # key lag_converted = true makes the example's port for evaluation:
         # XFRMDEV_OPS_F_LOWER_HANDLE only, since every port keeps its own hardware SA and its
-        # own sequence/replay context, so never LAG_SHARED_STATE. capabilities =
-        # {lag_lower_handle = false} is upstream mlx5 (no flag at all).
-        self.flags = XFRMDEV_OPS_F_LOWER_HANDLE if self.caps["lag_lower_handle"] else 0
+        # own sequence/replay context, so never LAG_SHARED_STATE and no LAG guarantee.
+        self.lag_converted = lag_converted
+        self.flags = XFRMDEV_OPS_F_LOWER_HANDLE if lag_converted else 0
         self.sadb: dict[int, dict[str, Any]] = {}      # handle -> hardware SA
         self.policies: dict[int, object] = {}
         self._synced: dict[int, dict[str, int]] = {}   # handle -> flow counters at their last query

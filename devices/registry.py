@@ -9,9 +9,10 @@ from typing import Any, Callable
 
 from .airoha_soe import SoeIpsec, soe_engine, soe_set_features
 from .features import ESP_FEATURES, NetdevFeatures
-from .mlx5 import Mlx5Ipsec
+from .mlx5 import DEFAULT_CAPS, Mlx5Ipsec
 from .netdev import NetDevice
 from .netdevsim import NsimIpsec
+from .xfrmdev import LAG_GUARANTEES
 
 AIROHA_DRIVER = "airoha_eth"
 
@@ -28,7 +29,7 @@ def _nsim_setup(dev: NetDevice, spec: dict[str, Any]) -> None:
 
 def _mlx5_setup(dev: NetDevice, spec: dict[str, Any]) -> None:
     """``mlx5e_ipsec_build_netdev``: HW_ESP (+TX_CSUM) in features, GSO_ESP toggleable."""
-    dev.xfrmdev_ops = Mlx5Ipsec(spec.get("capabilities"))
+    dev.xfrmdev_ops = Mlx5Ipsec(spec.get("capabilities"), bool(spec.get("lag_converted")))
     dev.bus_info = f"0000:08:00.{spec.get('port_no', 0)}"
     on = ("esp-hw-offload", "esp-tx-csum-hw-offload", "tx-esp-segmentation")
     esp = spec.get("esp_hw_offload", True)
@@ -65,9 +66,48 @@ DRIVERS = {
 
 def setup_device(dev: NetDevice, spec: dict[str, Any]) -> None:
     """The hardware driver of the device's kind sets it up; any other device gets its
-    kind's default features."""
+    kind's default features. A topology's ``lag_guarantees`` replaces what the port's
+    driver declares of the review's LAG guarantees (xfrmd's model, docs/bonding.md)."""
     drv = DRIVERS.get(dev.kind)
     if drv is not None:
         drv.setup(dev, spec)
+        if "lag_guarantees" in spec and dev.xfrmdev_ops is not None:
+            dev.xfrmdev_ops.lag_guarantees = frozenset(spec["lag_guarantees"])
     else:
         dev.features = NetdevFeatures(kind=dev.kind)
+
+
+# the personality keys a topology may give a hardware port (docs/topology.md), each with
+# the kinds it applies to and the type a value must have
+PERSONALITY_KEYS: dict[str, tuple[tuple[str, ...], str]] = {
+    "lag_converted": (("mlx5",), "true or false"),
+    "lag_guarantees": (tuple(DRIVERS), "a list of " + ", ".join(LAG_GUARANTEES)),
+}
+
+
+def capabilities_problem(kind: str, value: Any) -> str | None:
+    """Why an mlx5-like port's ``capabilities`` table is wrong (a key it does not have, a
+    value not true/false), or None. The RFC opt-in is no capability: ``lag_converted``."""
+    if kind != "mlx5":
+        return f"capabilities applies to kind mlx5 only, not {kind}"
+    if not isinstance(value, dict):
+        return f"capabilities = {value!r} is not a table of {', '.join(DEFAULT_CAPS)}"
+    for key, v in value.items():
+        if key == "lag_lower_handle":
+            return "capabilities.lag_lower_handle is not a capability: use lag_converted = true"
+        if key not in DEFAULT_CAPS or not isinstance(v, bool):
+            return (f"capabilities.{key} = {v!r} is not one of {', '.join(DEFAULT_CAPS)} "
+                    "= true or false")
+    return None
+
+
+def personality_problem(kind: str, key: str, value: Any) -> str | None:
+    """Why ``key = value`` cannot set up a port of ``kind``, or None."""
+    kinds, allowed = PERSONALITY_KEYS[key]
+    if kind not in kinds:
+        return f"{key} applies to kind {' or '.join(kinds)} only, not {kind}"
+    if key == "lag_converted":
+        ok = isinstance(value, bool)
+    else:
+        ok = isinstance(value, list) and all(v in LAG_GUARANTEES for v in value)
+    return None if ok else f"{key} = {value!r} is not {allowed}"

@@ -15,11 +15,18 @@ from xfrmd.errors import KernelError
 if TYPE_CHECKING:
     from .netdev import NetDevice
 
+# xfrmdev_ops.flags as published: BIT(0) in the RFC's patch 1/4, BIT(1) in the later public
+# (shared-state) series. The review reply's XFRMDEV_OPS_F_LAG_SHARED_TX_SEQ / _RX_REPLAY are
+# "only illustrative" names with no values: xfrmd models them as LAG_GUARANTEES below.
 XFRMDEV_OPS_F_LOWER_HANDLE = 1 << 0
 XFRMDEV_OPS_F_LAG_SHARED_STATE = 1 << 1
-# the RFC's illustrative split of LAG_SHARED_STATE (docs/bonding.md)
-XFRMDEV_OPS_F_LAG_SHARED_TX_SEQ = 1 << 2
-XFRMDEV_OPS_F_LAG_SHARED_RX_REPLAY = 1 << 3
+
+# xfrmd's model of the review's proposal (not a kernel ABI): the guarantees a lower driver
+# may declare for a LAG upper's state (``XfrmDevOps.lag_guarantees``), which a bond can
+# require (``xfrmd ctl lag-model BOND replicated --require tx-seq,rx-replay``).
+# tx-seq: one outbound sequence state across the ports it is LAG-compatible with;
+# rx-replay: one replay state for inbound packets of the SA across those ports.
+LAG_GUARANTEES = ("tx-seq", "rx-replay")
 
 
 
@@ -92,6 +99,10 @@ class XfrmDevOps:
     has_lower_handle = False      # proposed LAG op: uppers (bonds) only, lowers must not
     has_state_free = True         # xdo_dev_state_free (netdevsim has none)
     has_lag_compatible = False    # proposed xdo_dev_state_lag_compatible (lowers)
+    # the review's proposal as xfrmd models it (LAG_GUARANTEES): what this port keeps in one
+    # context with the ports xdo_dev_state_lag_compatible accepts; a topology entry's
+    # ``lag_guarantees`` replaces the driver's declaration
+    lag_guarantees: frozenset[str] = frozenset()
     # xdo_dev_packet_xmit (the LAG tree's X01): the core then keeps the software accounting
     # of a packet-offloaded state (X05 xfrm_dev_packet_state_check) instead of the hardware
     has_packet_xmit = False

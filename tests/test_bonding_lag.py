@@ -6,6 +6,7 @@ rollback leaving no replica, topology and hash-policy changes, and the S7 admiss
 from __future__ import annotations
 
 import errno as E
+import pathlib
 import struct
 import tomllib
 
@@ -24,6 +25,7 @@ from xfrmd.topology import Topology
 from .conftest import require_shim, xfrmd_run
 from .sad_helpers import A, M, Nl, algo2, messages, msg, usersa_info
 
+DEFAULT_TOPOLOGY = pathlib.Path(__file__).parent.parent / "xfrmd" / "topologies" / "default.toml"
 GCM = N.nla(A.ALG_AEAD, algo2("rfc4106(gcm(aes))", bytes(range(20)), 128))
 IN, PACKET = X.XFRM_OFFLOAD_INBOUND, X.XFRM_OFFLOAD_PACKET
 
@@ -36,13 +38,16 @@ name = "{name}"
 kind = "{kind}"
 nic = "{nic}"
 master = "{master}"
-""" for name, kind, nic, master in [
+""" + ("lag_converted = true\n" if kind == "mlx5" and name[0] in "my" else "") for name, kind, nic, master in [
+    # m*, y0: the RFC example's converted mlx5-like port (lag_converted); u*, a*: as
+    # upstream mlx5, no LAG opt-in
     ("m0", "mlx5", "mlx5-A", "bondm"), ("m1", "mlx5", "mlx5-A", "bondm"),
     ("s0", "airoha-soe", "soe-A", "bonds"), ("s1", "airoha-soe", "soe-A", "bonds"),
     ("x0", "airoha-soe", "soe-A", "bondx"), ("x1", "airoha-soe", "soe-B", "bondx"),
     ("y0", "mlx5", "mlx5-B", "bondy"), ("y1", "airoha-soe", "soe-A", "bondy"),
     ("n0", "netdevsim", "nsim-A", "bondn"), ("n1", "netdevsim", "nsim-A", "bondn"),
     ("a0", "mlx5", "mlx5-C", "bonda"), ("a1", "mlx5", "mlx5-C", "bonda"),
+    ("u0", "mlx5", "mlx5-D", "bondu"), ("u1", "mlx5", "mlx5-D", "bondu"),
 ]) + "".join(f"""
 [[netns.device]]
 name = "{name}"
@@ -50,7 +55,8 @@ kind = "bond"
 mode = "{mode}"
 xmit_hash_policy = "layer3+4"
 """ for name, mode in [("bondm", "802.3ad"), ("bonds", "802.3ad"), ("bondx", "balance-xor"),
-                       ("bondy", "802.3ad"), ("bondn", "802.3ad"), ("bonda", "active-backup")])
+                       ("bondy", "802.3ad"), ("bondn", "802.3ad"), ("bonda", "active-backup"),
+                       ("bondu", "802.3ad")])
 
 PAIRS = {"bondm": "mlx5+mlx5", "bonds": "soe+soe same engine", "bondx": "soe+soe two engines",
          "bondy": "mlx5+soe", "bondn": "netdevsim+netdevsim"}
@@ -193,9 +199,9 @@ def test_replicated_mixed_pair_rolls_back_the_first_replica(k, nl):
     assert hw(k, "y0", "y1") == 0 and entries(k, "bondy") == []
     x = sad(nl)
     assert len(x) == 1 and A.OFFLOAD_DEV not in _attrs(x[0])      # software SA
-    # packet offload: the mlx5 side accepts, the SOE side refuses replay window 32 on IN
-    assert nl.errno_of(sa(k, "bondy", PACKET | IN, spi=0x201, replay_window=32)) == (
-        -E.EOPNOTSUPP, "airoha_eth: SOE supports replay windows of 64, 128, 192, or 256 packets only (slave y1)")
+    # packet offload: the mlx5 side accepts, the SOE side refuses XFRM_STATE_NOECN
+    assert nl.errno_of(sa(k, "bondy", PACKET | IN, spi=0x201, flags=X.XFRM_STATE_NOECN)) == (
+        -E.EOPNOTSUPP, "airoha_eth: SOE cannot disable ECN processing (slave y1)")
     assert hw(k, "y0", "y1") == 0
     # packet offload both accept: two contexts (different drivers never share)
     assert nl.errno_of(sa(k, "bondy", PACKET | IN, spi=0x202)) == (0, None)
@@ -414,8 +420,10 @@ def test_shared_pinning_hash_by_hand():
 @pytest.mark.parametrize("kw, oflags, err", [
     ({"flags": X.XFRM_STATE_ESN, "replay_window": 0}, PACKET,
      (-E.EOPNOTSUPP, "bonding: LAG does not support XFRM ESN offload")),
-    ({"replay_window": 32}, PACKET | IN,
-     (-E.EOPNOTSUPP, "airoha_eth: SOE supports replay windows of 64, 128, 192, or 256 packets only")),
+    # the SOE's own refusal after the bond's checks (a replay window of 32 is accepted
+    # since fbfe8f9's airoha_soe_build_replay: tests/test_lag_flags.py)
+    ({"flags": X.XFRM_STATE_NOECN}, PACKET | IN,
+     (-E.EOPNOTSUPP, "airoha_eth: SOE cannot disable ECN processing")),
 ])
 def test_shared_s7_refusals(k, nl, kw, oflags, err):
     model(k, "bonds", "shared")
@@ -664,7 +672,12 @@ xfrmd ctl show-offload bond0 | grep 'cannot'
 
 def test_lag_models_through_ip_ethtool_and_replay(tmp_path):
     require_shim("ip", "ethtool")
-    p = xfrmd_run(SCRIPT)
+    # the default topology with bond0's mlx5-like ports converted (lag_converted): the RFC
+    # example's port, which the replicated model admits
+    topo = tmp_path / "converted.toml"
+    topo.write_text(DEFAULT_TOPOLOGY.read_text().replace(
+        'master = "bond0"\n', 'master = "bond0"\nlag_converted = true\n'))
+    p = xfrmd_run(SCRIPT, topo)
     assert p.returncode == 0, p.stderr
     assert p.stdout.splitlines() == [
         "1",                                                  # packet SA on the SOE bond

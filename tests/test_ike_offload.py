@@ -97,7 +97,9 @@ def _bond(mode, model, slave_kind, optin=False) -> dict:
     the bond's esp-hw-offload switched on, as ``ethtool -K`` would)."""
     extra = {s: {"mode": mode, "xmit_hash_policy": "layer3+4", "lag_model": model,
                  "esp_hw_offload": optin} for s in ("left", "right")}
-    lower = {s: [{"name": f"p{i}", "kind": slave_kind, "nic": f"{s}-nic", "master": "@"}
+    # mlx5-like slaves are the RFC example's converted port (lag_converted)
+    conv = {"lag_converted": True} if slave_kind == "mlx5" else {}
+    lower = {s: [{"name": f"p{i}", "kind": slave_kind, "nic": f"{s}-nic", "master": "@", **conv}
                  for i in range(2)] for s in ("left", "right")}
     return {"extra": extra, "lower": lower}
 

@@ -221,8 +221,8 @@ def soe(k, dev, oflags=PACKET, *attrs, **kw):
     (PACKET, (GCM96,), {}, None),
     (PACKET, (CBC_SHA1,), {}, None),
     (PACKET, (CBC_SHA256,), {}, None),
-    (PACKET, (GCM,), {"lft": (1000, 2000, INF, INF, 0, 0, 0, 0)},
-     (-E.EOPNOTSUPP, "airoha_eth: SOE does not support byte or packet lifetime limits")),
+    # byte/packet limits are programmed into the SA (fbfe8f9's airoha_soe_build_sa)
+    (PACKET, (GCM,), {"lft": (1000, 2000, INF, INF, 0, 0, 0, 0)}, None),
     (PACKET, (GCM,), {"lft": (INF, INF, INF, INF, 0, 0, 10, 20)},
      (-E.EOPNOTSUPP, "airoha_eth: SOE does not support use-time lifetime limits")),
     (PACKET, (GCM,), {"flags": X.XFRM_STATE_NOECN},

@@ -14,9 +14,11 @@ import tomllib
 from typing import TYPE_CHECKING, Any, Callable, Iterator, NoReturn, cast
 
 from bonding.bond import bond_create
+from bonding.lag.require import lag_require_words
 from devices import registry
 from devices.features import set_features
 from devices.netdev import IFF_BROADCAST, IFF_NOARP, IFF_UP, NetDevice
+from devices.xfrmdev import LAG_GUARANTEES
 
 from . import kconfig
 from .rtnl.addr import add_address
@@ -33,7 +35,8 @@ KINDS = ("loopback", "dummy", "veth", "bridge", "bond", "netdevsim", "mlx5", "ai
 _SETUP: dict[str, Callable[[NetDevice, dict[str, Any]], None]] = {"bond": bond_create}
 DEVICE_KEYS = {"name", "kind", "nic", "mac", "up", "carrier", "mtu", "addresses", "master",
                "peer", "peer_netns", "mode", "xmit_hash_policy", "miimon", "lacp_rate", "ad_select",
-               "lag_model", "capabilities", "esp_hw_offload"}
+               "lag_model", "lag_require", "capabilities", "esp_hw_offload",
+               *registry.PERSONALITY_KEYS}
 
 
 class Topology:
@@ -89,6 +92,7 @@ class Topology:
                 if "lag_model" in d and d["lag_model"] not in ("off", "replicated", "shared"):
                     self._fail(f"device {n!r}: lag_model {d['lag_model']!r} is not one of off, "
                                "replicated, shared", f'"{d["lag_model"]}"')
+                self._validate_personality(n, d)
                 for a in d.get("addresses", []):
                     try:
                         ipaddress.ip_interface(a)
@@ -106,6 +110,32 @@ class Topology:
                     self._fail(f"route: device {r['dev']!r} does not exist", f'"{r["dev"]}"')
 
         self._validate_veth_pairs(nss)
+
+    def _validate_personality(self, n: str, d: dict[str, Any]) -> None:
+        """A hardware port's personality keys (``capabilities``, ``lag_converted``,
+        ``lag_guarantees``) and a bond's ``lag_require``: the value, its kind and type, or one
+        line naming what is allowed."""
+        if "capabilities" in d:
+            why = registry.capabilities_problem(d["kind"], d["capabilities"])
+            if why:
+                self._fail(f"device {n!r}: {why}", "capabilities")
+        for key in registry.PERSONALITY_KEYS:
+            if key in d:
+                why = registry.personality_problem(d["kind"], key, d[key])
+                if why:
+                    self._fail(f"device {n!r}: {why}", key)
+        if "lag_require" in d:
+            if d["kind"] != "bond":
+                self._fail(f"device {n!r}: lag_require applies to kind bond only, not "
+                           f"{d['kind']}", "lag_require")
+            value = d["lag_require"]
+            if not isinstance(value, list) or not all(isinstance(w, str) for w in value):
+                self._fail(f"device {n!r}: lag_require = {value!r} is not a list of "
+                           f"{', '.join(LAG_GUARANTEES)}", "lag_require")
+            try:
+                lag_require_words(value)
+            except ValueError as e:
+                self._fail(f"device {n!r}: lag_require: {e}", "lag_require")
 
     def _validate_kernel(self) -> kconfig.KernelConfig:
         """The ``[kernel]`` table: ``CONFIG_NAME = true|false`` (or "y"/"m"/"n") for the

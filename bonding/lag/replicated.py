@@ -5,7 +5,8 @@ lower-handle API: one :class:`BondIpsecInst` per slave, any refusal rolls back w
 installed. The hardware sequence (TX), replay (RX) and lifetime counters of each replica live
 in its lower's driver, which finds them with ``xfrm_dev_state_lower_handle(x, port)`` (this
 model's :meth:`ReplicatedModel.lower_handle`): one per mlx5-like port, one per SOE engine slot
-(the ports of one engine share it). Active-backup stays on the upstream path.
+(the ports of one engine share it). xfrmd's ``--require`` switch (require.py) refuses states
+whose slaves do not declare the review's guarantees. Active-backup stays on the upstream path.
 
 Where this model refuses because of one slave among several, xfrmd names the slave in
 parentheses after the kernel text (docs/bonding.md)."""
@@ -23,6 +24,7 @@ from .common import (AB, LOWER_ERRORS, OFFLOAD_TYPES, Account, BondIpsec, Bondin
                      describe_header, esp_capable, hw_esp, is_bond, lag_esp_eligible,
                      lag_state_checks, log, lower_contexts, lower_error, lower_recv, lower_view,
                      lower_xmit, ops_of, refuse, running)
+from .require import lag_require_check, lag_require_problem
 from .upstream import UpstreamModel
 
 
@@ -159,6 +161,7 @@ def _rfc_lag_add_sa(b: Bonding, x: XState) -> None:
         entry.instances.append(BondIpsecInst(s))
     if not entry.instances:
         refuse(None, E.ENODEV)
+    lag_require_check(b, [inst.real_dev for inst in entry.instances])   # xfrmd's --require
     done = []
     try:
         for inst in entry.instances:
@@ -240,7 +243,8 @@ def bond_ipsec_lag_add_slave(bond: Bonding, slave: Device) -> None:
     flushing bond states")."""
     if not bond_mode_can_use_lag_xfrm(bond) or not running(slave):
         return
-    slave_ok = _rfc_slave_problem(slave) is None
+    slave_ok = _rfc_slave_problem(slave) is None and lag_require_problem(
+        bond, [s for s in bond.slaves if running(s)]) is None          # xfrmd's --require
     have_states = False
     err = 0
     for e in bond.ipsec_list:

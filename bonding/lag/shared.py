@@ -16,6 +16,7 @@ from .common import (AB, OFFLOAD_TYPES, Account, BondIpsec, Bonding, Device, Eli
                      bond_xfrm_dev_state_flush, compatible, esp_capable, find_entry, hw_esp,
                      is_bond, lag_esp_eligible, lag_state_checks, lower_recv, lower_xmit,
                      ops_of, refuse, running)
+from .require import lag_require_check
 
 
 # -- slave eligibility (P39) ---------------------------------------------------------------------
@@ -155,6 +156,8 @@ def _shared_add_sa(b: Bonding, x: XState) -> None:
         slave = b.active
     if slave is None:
         refuse("No eligible IPsec offload slave", E.ENODEV)
+    if lag:
+        lag_require_check(b, b.usable_slaves())         # xfrmd's --require switch
     if not bond_ipsec_slave_has_xfrm_ops(slave):
         refuse("Slave does not support IPsec offload", E.EOPNOTSUPP)
     ops = ops_of(slave)

@@ -42,7 +42,7 @@ from ..xfrm.acquire import host_selector, state_find, xfrm_policy_lookup
 from ..xfrm.esp import _authsize, _blksize, _ivsize
 from ..xfrm.offload import (XFRM_DEV_OFFLOAD_CRYPTO, XFRM_DEV_OFFLOAD_PACKET,
                             xfrm_dev_offload_ok, xfrm_dev_state_advance_esn,
-                            xfrm_dev_state_update_stats)
+                            xfrm_dev_state_update_stats, xfrm_dst_offload_ok)
 from ..xfrm.sadb import addr_key, sad
 from ..xfrm.state import XFRM_STATE_VALID
 from . import packet as P
@@ -247,6 +247,9 @@ class Hop:
     slave: str | None = None
     numbered_by: str | None = None
     modelled: bool = True
+    # offloaded states only: xfrm_dst_offload_ok, i.e. may a socket on this bundle keep GSO
+    # (sk_setup_caps)
+    gso: bool | None = None
 
     @classmethod
     def of(cls, x: Any) -> Hop:
@@ -257,7 +260,7 @@ class Hop:
             "spi": f"0x{self.spi:08x}", "reqid": self.reqid,
             "mode": _MODE_NAME.get(self.mode, str(self.mode)),
             "crypto": self.crypto if self.modelled else self.crypto + NOT_MODELLED}
-        return put_set(d, self, ("fallback", "path", "dev", "slave", "numbered_by"))
+        return put_set(d, self, ("fallback", "path", "dev", "slave", "numbered_by", "gso"))
 
 
 @dataclass(slots=True)
@@ -389,6 +392,8 @@ def _xfrm_output_state(ns: NetNamespace, x: Any, pkt: bytes, path_dev: NetDevice
     if x.id.proto != X.IPPROTO_ESP:
         raise Drop(None, E.EOPNOTSUPP, f"xfrmd: {sa_name(x)}: only ESP is modelled on the data "
                                         "path (use proto esp)")
+    if xso is not None and xso.dev is not None:
+        hop.gso = xfrm_dst_offload_ok(x, path_dev, nstates)
     if xso is not None and xso.type == XFRM_DEV_OFFLOAD_PACKET:
         ok, why = xfrm_dev_offload_ok(x, path_dev, len(pkt), nstates)
         if not ok:

@@ -59,9 +59,10 @@ SIDES = ("left", "right")
 # what extra= may set on the mirrored device, and lower= on a device before it
 # (name, kind and address are the pair's own)
 EXTRA_KEYS = frozenset({"mac", "up", "carrier", "mtu", "mode", "xmit_hash_policy", "miimon",
-                        "lacp_rate", "ad_select", "lag_model", "capabilities", "esp_hw_offload"})
+                        "lacp_rate", "ad_select", "lag_model", "lag_require", "capabilities",
+                        "esp_hw_offload"})
 LOWER_KEYS = frozenset({"name", "kind", "nic", "mac", "up", "carrier", "mtu", "master",
-                        "capabilities", "esp_hw_offload"})
+                        "capabilities", "esp_hw_offload", "lag_converted", "lag_guarantees"})
 # the emulated NICs whose ports share one engine (a bond's slaves on one card)
 NIC_KINDS = ("mlx5", "airoha-soe", "netdevsim")
 

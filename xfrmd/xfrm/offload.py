@@ -15,6 +15,8 @@ Interface used by the SAD and SPD (failures raise :class:`~xfrmd.errors.KernelEr
   XFRMDEV_OPS_F_LOWER_HANDLE resolve their hardware handle through
   (``xfrm_dev_lower_dev_handle(x, dev)``: the handle a driver's datapath uses on its port,
   through the helper or, without the flag, ``xso.offload_handle``).
+* ``xfrm_dst_offload_ok(x, path_dev, nstates) -> bool`` — may a socket on the bundle keep GSO
+  (``sk_setup_caps``); an upper's ``xso.upper_priv`` counts as offload state (RFC patch 1/4).
 * ``xfrm_dev_offload_ok(x, path_dev, skb_len, nstates) -> (ok, why not)`` — may a packet of
   ``x`` go out offloaded on the route's device; ``xfrm_dev_state_advance_esn(x)``.
 
@@ -236,6 +238,25 @@ def xfrm_dev_lower_dev_handle(x: SecurityAssociation, dev: NetDevice | None) -> 
     if ops.flags & XFRMDEV_OPS_F_LOWER_HANDLE:
         return xfrm_dev_state_lower_handle(x, dev)
     return int(xso.offload_handle)
+
+
+def xfrm_dst_offload_ok(x: SecurityAssociation | None, path_dev: NetDevice | None,
+                        nstates: int) -> bool:
+    """``xfrm_dst_offload_ok`` (include/net/xfrm.h) on a bundle whose outermost state is
+    ``x``, routed out of ``path_dev``, with ``nstates`` transforms: may a socket on it keep
+    GSO (``sk_setup_caps``)? A state without offload state and alone in the bundle: yes (the
+    stack segments before ESP). A state with offload state: only on its own device, alone.
+    Offload state is ``xso.offload_handle`` or — RFC patch 1/4 — ``xso.upper_priv``: a state
+    a bond replicated over its slaves keeps no handle of its own (real_dev none) and still
+    counts."""
+    if x is None or x.id.proto != X.IPPROTO_ESP:           # !x->type_offload
+        return False
+    xso = x.xso
+    if nstates != 1:                                       # xdst->child->xfrm
+        return False
+    if xso is None or not (xso.offload_handle or xso.upper_priv is not None):
+        return True                                        # no offload state
+    return xso.dev is path_dev
 
 
 def xfrm_dev_offload_ok(x: SecurityAssociation, path_dev: NetDevice, skb_len: int,
