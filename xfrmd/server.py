@@ -716,6 +716,11 @@ class Server:
         for c in list(self.conns.values()):
             if c.sock is not None and c.sock.client_ino == ino and c.fd in self.by_fd:
                 self._event(c, select.EPOLLIN)
+                return
+        # a socket passed by SCM_RIGHTS right after socket(): its HELLO may be unread yet
+        for c in [c for c in self.by_fd.values() if c.kind is None]:
+            if c.fd in self.by_fd:
+                self._event(c, select.EPOLLIN)
 
     def _file_written(self, conn: Connection) -> None:
         """A virtual file opened for writing: when the program's last reference closes

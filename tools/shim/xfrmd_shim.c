@@ -96,6 +96,8 @@ struct nlsock {
 };
 static struct nlsock *nltab[MAXFD];
 static void release(int fd);
+static ssize_t scm_sendmsg(int fd, const struct msghdr *msg, int flags);
+static ssize_t scm_recvmsg(int fd, struct msghdr *msg, int flags);
 static unsigned fork_gen;                /* forks seen while netlink sockets were live */
 /* placeholder fds of emulated namespaces (netns_open) */
 #define NSFDS 16
@@ -1458,7 +1460,7 @@ ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
         if (!is && msg && msg->msg_name && inet_mode()) is = inet_adopt(fd, 1);
         if (is) return in_send(fd, is, msg->msg_iov, msg->msg_iovlen, flags,
                                msg->msg_name, msg->msg_namelen);
-        return real_sendmsg(fd, msg, flags);
+        return scm_sendmsg(fd, msg, flags);
     }
     return nl_send(fd, s, msg->msg_iov, msg->msg_iovlen, flags);
 }
@@ -1665,7 +1667,7 @@ ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
         msg->msg_controllen = 0;
         return r;
     }
-    if (!s) return real_recvmsg(fd, msg, flags);
+    if (!s) return scm_recvmsg(fd, msg, flags);
     int mf = 0;
     ssize_t r = nl_recv(fd, s, msg->msg_iov, msg->msg_iovlen, flags,
                         (struct sockaddr *)msg->msg_name, &msg->msg_namelen, &mf);
@@ -1931,11 +1933,28 @@ static void adopt(int fd, uint64_t ino)
     if (s->bound && s->portid == (uint32_t)auto_pid) pid_ports[proto_slot(s->protocol)]++;
 }
 
+/* 1 if ``fd`` is a SEQPACKET connection to the server; ``ino``: the inode of our end */
+static int server_conn_ino(int fd, uint64_t *ino)
+{
+    char pb[256];
+    const char *path = server_path(pb, sizeof pb);
+    int type = 0;
+    struct stat st;
+    socklen_t tl = sizeof type;
+    struct sockaddr_un peer;
+    socklen_t pl = sizeof peer;
+    if (fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode)) return 0;
+    if (real_getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_SEQPACKET) return 0;
+    if (real_getpeername(fd, (struct sockaddr *)&peer, &pl) < 0 || peer.sun_family != AF_UNIX) return 0;
+    if (pl <= offsetof(struct sockaddr_un, sun_path) ||
+        strncmp(peer.sun_path, path, sizeof peer.sun_path) != 0) return 0;
+    *ino = (uint64_t)st.st_ino;
+    return 1;
+}
+
 __attribute__((constructor)) static void shim_adopt_inherited(void)
 {
     load_all();
-    char pb[256];
-    const char *path = server_path(pb, sizeof pb);
     int dfd = real_open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0) return;
     int fds[64], n = 0;
@@ -1954,18 +1973,62 @@ __attribute__((constructor)) static void shim_adopt_inherited(void)
     }
     real_close(dfd);
     for (int i = 0; i < n; i++) {
-        int fd = fds[i], type = 0;
-        struct stat st;
-        socklen_t tl = sizeof type;
-        struct sockaddr_un peer;
-        socklen_t pl = sizeof peer;
-        if (nltab[fd] || fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode)) continue;
-        if (real_getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_SEQPACKET) continue;
-        if (real_getpeername(fd, (struct sockaddr *)&peer, &pl) < 0 || peer.sun_family != AF_UNIX) continue;
-        if (pl <= offsetof(struct sockaddr_un, sun_path) ||
-            strncmp(peer.sun_path, path, sizeof peer.sun_path) != 0) continue;
-        adopt(fd, (uint64_t)st.st_ino);
+        uint64_t ino;
+        if (!nltab[fds[i]] && server_conn_ino(fds[i], &ino)) adopt(fds[i], ino);
     }
+}
+
+/* ---- netlink fds passed to another process (SCM_RIGHTS) --------------------------------
+ * The fd that arrives is the same open file, so the same connection, so the same emulated
+ * socket, as on Linux (scm_fp_dup: the file is shared, not copied). The sender sends what it
+ * deferred first (HELLO above all: the receiver asks the server what the socket is), and
+ * never reuses the connection after its close() (another process holds the socket, as after
+ * fork). The receiver learns the socket's state as a program does after exec (adopt). */
+static void scm_passed(int fd)
+{
+    struct nlsock *s = nl_of(fd);
+    if (!s) return;
+    flush_out(fd, s);
+    s->unsure = 1;           /* never to the pool: the other process may still use it */
+    auto_off = 1;            /* a close() no longer frees the port id */
+}
+
+static void scm_rights_each(const struct msghdr *msg, void (*fn)(int))
+{
+    if (!msg || !msg->msg_control || msg->msg_controllen < sizeof(struct cmsghdr)) return;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR((struct msghdr *)msg); c;
+         c = CMSG_NXTHDR((struct msghdr *)msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < n; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+            fn(fd);
+        }
+    }
+}
+
+static void scm_received(int fd)
+{
+    uint64_t ino;
+    if (fd >= 0 && fd < MAXFD && !nltab[fd] && server_conn_ino(fd, &ino)) adopt(fd, ino);
+}
+
+static ssize_t scm_sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+    if (nl_live > 0) scm_rights_each(msg, scm_passed);
+    return real_sendmsg(fd, msg, flags);
+}
+
+static ssize_t scm_recvmsg(int fd, struct msghdr *msg, int flags)
+{
+    ssize_t r = real_recvmsg(fd, msg, flags);
+    if (r >= 0 && msg && msg->msg_controllen) {
+        int e = errno;
+        scm_rights_each(msg, scm_received);
+        errno = e;
+    }
+    return r;
 }
 
 /* ---- interface lookups ----------------------------------------------------------------- */
@@ -2457,6 +2520,128 @@ int mkdir(const char *path, mode_t mode)
     const char *name;
     if (netns_path(path, &name) && !*name) return 0;
     return real(path, mode);
+}
+
+/* ---- namespace calls that bypass the PLT: dlsym() on libc's handle, syscall(), clone() --
+ * ctypes (pyroute2's netns module: ctypes.CDLL("libc.so.6").mount / .unshare /
+ * .syscall(__NR_setns, …)) looks functions up with dlsym() on libc's own handle, which finds
+ * libc's and never the shim's. dlsym() here gives the shim's wrapper for the few names in
+ * ns_calls when that handle resolves the name to the very function the shim wraps; every
+ * other lookup is libc's. syscall() with the number of one of them is that call. clone()
+ * with CLONE_NEWNET gives the child a fresh emulated namespace (copy_net_ns for a new
+ * process); what cannot be emulated — the raw clone/clone3 system calls, or CLONE_NEWNET
+ * with CLONE_VM (a child sharing the shim's memory cannot be in another namespace) — fails
+ * with EOPNOTSUPP and says why: no real namespace is made under the shim. */
+static void *(*real_dlsym_fn)(void *, const char *);
+
+static void dlsym_init(void)
+{
+    /* dlsym's version differs by glibc release and architecture */
+    static const char *const vers[] = { "GLIBC_2.34", "GLIBC_2.2.5", "GLIBC_2.17", "GLIBC_2.0",
+                                        "GLIBC_2.27", "GLIBC_2.35", "GLIBC_2.36", NULL };
+    for (int i = 0; !real_dlsym_fn && vers[i]; i++)
+        real_dlsym_fn = (void *(*)(void *, const char *))dlvsym(RTLD_NEXT, "dlsym", vers[i]);
+}
+
+int clone(int (*fn)(void *), void *stack, int flags, void *arg, ...);
+
+/* the shim's wrapper when libc's ``name`` is what ``found`` is, else ``found`` */
+static void *ns_call_redirect(const char *name, void *found)
+{
+    static const struct { const char *name; void *fn; } ns_calls[] = {
+        { "setns", (void *)setns }, { "unshare", (void *)unshare }, { "mount", (void *)mount },
+        { "umount2", (void *)umount2 }, { "umount", (void *)umount },
+        { "syscall", (void *)syscall }, { "clone", (void *)clone },
+    };
+    for (size_t i = 0; i < sizeof ns_calls / sizeof ns_calls[0]; i++)
+        if (!strcmp(name, ns_calls[i].name))
+            return real_dlsym_fn(RTLD_NEXT, name) == found ? ns_calls[i].fn : found;
+    return found;
+}
+
+void *dlsym(void *handle, const char *name)
+{
+    if (!real_dlsym_fn) dlsym_init();
+    /* RTLD_NEXT is relative to the caller: a tail call keeps the caller's return address */
+    if (handle == RTLD_NEXT || handle == RTLD_DEFAULT)
+        return real_dlsym_fn(handle, name);
+    void *found = real_dlsym_fn(handle, name);
+    return found ? ns_call_redirect(name, found) : found;
+}
+
+static int clone_refused(const char *what)
+{
+    fprintf(stderr, "xfrmd: %s with CLONE_NEWNET is not emulated (the shim cannot make the "
+            "new process's namespace an emulated one; unshare(CLONE_NEWNET) in the child "
+            "is): %s\n", what, strerror(EOPNOTSUPP));
+    errno = EOPNOTSUPP;
+    return -1;
+}
+
+long syscall(long n, ...)
+{
+    static long (*real)(long, ...);
+    if (!real) real = dlsym(RTLD_NEXT, "syscall");
+    va_list ap;
+    va_start(ap, n);
+    long a[6];
+    for (int i = 0; i < 6; i++) a[i] = va_arg(ap, long);   /* as many as the kernel takes */
+    va_end(ap);
+    switch (n) {
+    case SYS_setns: return setns((int)a[0], (int)a[1]);
+    case SYS_unshare: return unshare((int)a[0]);
+    case SYS_mount:
+        return mount((const char *)a[0], (const char *)a[1], (const char *)a[2],
+                     (unsigned long)a[3], (const void *)a[4]);
+    case SYS_umount2: return umount2((const char *)a[0], (int)a[1]);
+#ifdef SYS_clone
+    case SYS_clone:
+        if (a[0] & CLONE_NEWNET) return clone_refused("the clone system call");
+        break;
+#endif
+#ifdef SYS_clone3
+    case SYS_clone3: {
+        const uint64_t *args = (const uint64_t *)a[0];     /* struct clone_args: flags first */
+        if (args && (size_t)a[1] >= 8 && (args[0] & CLONE_NEWNET))
+            return clone_refused("clone3()");
+        break;
+    }
+#endif
+    default: break;
+    }
+    return real(n, a[0], a[1], a[2], a[3], a[4], a[5]);
+}
+
+struct clone_netns { int (*fn)(void *); void *arg; };
+
+/* the child of clone(CLONE_NEWNET) without CLONE_VM: its own copy of the shim's memory */
+static int clone_netns_child(void *p)
+{
+    struct clone_netns *c = p;
+    child_pid_reset();
+    if (unshare(CLONE_NEWNET) < 0) {
+        fprintf(stderr, "xfrmd: clone(CLONE_NEWNET): no emulated namespace for the child: %s\n",
+                strerror(errno));
+        _exit(127);
+    }
+    return c->fn(c->arg);
+}
+
+int clone(int (*fn)(void *), void *stack, int flags, void *arg, ...)
+{
+    static int (*real)(int (*)(void *), void *, int, void *, ...);
+    if (!real) real = dlsym(RTLD_NEXT, "clone");
+    va_list ap;
+    va_start(ap, arg);
+    pid_t *ptid = va_arg(ap, pid_t *);
+    void *tls = va_arg(ap, void *);
+    pid_t *ctid = va_arg(ap, pid_t *);
+    va_end(ap);
+    if (!(flags & CLONE_NEWNET)) return real(fn, stack, flags, arg, ptid, tls, ctid);
+    if (flags & (CLONE_VM | CLONE_THREAD)) return clone_refused("clone() with CLONE_VM");
+    struct clone_netns c = { fn, arg };   /* the child reads its own copy of it */
+    before_fork();
+    return real(clone_netns_child, stack, flags & ~CLONE_NEWNET, &c, ptid, tls, ctid);
 }
 
 int open(const char *path, int flags, ...)
