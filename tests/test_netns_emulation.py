@@ -84,3 +84,69 @@ ip -n green link add g0 type dummy
     assert p.returncode == 0, p.stderr
     assert p.stdout.splitlines() == ["unshare 0", "lo", "dx", "first: lo ", "named: 0",
                                      "setns 0", "lo", "g0"]
+
+
+# a NETLINK_XFRM socket shared with another process: by fork, or passed by SCM_RIGHTS
+_SHARED = r'''
+import os, socket, struct, sys, subprocess
+XFRMGRP_SA, XFRM_MSG_GETSA, XFRM_MSG_NEWSA = 4, 18, 16
+
+def dump_sa(s, seq):
+    s.send(struct.pack("=IHHII", 16 + 232, XFRM_MSG_GETSA, 0x301, seq, 0) + bytes(232))
+    n = 0
+    while True:
+        d = s.recv(65536)
+        off = 0
+        while off < len(d):
+            ln, ty = struct.unpack_from("=IH", d, off)
+            if ty == 3:
+                return n
+            if ty == 2:
+                return -struct.unpack_from("=i", d, off + 16)[0]
+            n += 1
+            off += (ln + 3) & ~3
+
+if sys.argv[1] == "fork":
+    s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 6)
+    s.bind((0, XFRMGRP_SA))
+    pid = os.fork()
+    if pid == 0:
+        print("child dump", dump_sa(s, 1), flush=True)
+        os._exit(0)
+    os.waitpid(pid, 0)
+else:
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    pid = os.fork()
+    if pid == 0:
+        c = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 6)
+        socket.send_fds(b, [b"x"], [c.fileno()])
+        c.close()
+        os._exit(0)
+    _, fds, _, _ = socket.recv_fds(a, 10, 1)
+    os.waitpid(pid, 0)
+    s = socket.socket(fileno=fds[0])
+    print("received", s.family == socket.AF_NETLINK, s.proto)
+    s.bind((0, XFRMGRP_SA))
+    print("parent dump", dump_sa(s, 1))
+subprocess.run("ip xfrm state add src 10.0.0.1 dst 10.0.0.2 proto esp spi 0x100 mode tunnel "
+               "enc 'cbc(aes)' 0x00112233445566778899aabbccddeeff", shell=True, check=True)
+s.settimeout(5)
+print("event", struct.unpack_from("=IH", s.recv(65536))[1] == XFRM_MSG_NEWSA)
+print("dump", dump_sa(s, 2))
+'''
+
+
+def test_a_netlink_socket_shared_by_fork_or_passed_by_scm_rights(tmp_path):
+    """A forked child's request on the parent's NETLINK_XFRM socket is answered to the
+    child, and the parent's subscription still gets the event; a socket a child opened
+    and passed by SCM_RIGHTS is, in the receiver, the same netlink socket (family, protocol,
+    its requests answered, its group joined)."""
+    require_shim("ip")
+    script = tmp_path / "shared.py"
+    script.write_text(_SHARED)
+    p = xfrmd_run(f"python3 {script} fork; ip xfrm state flush; python3 {script} scm", "bare")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines() == [
+        "child dump 0", "event True", "dump 1",
+        "received True 6", "parent dump 0", "event True", "dump 1"]
+    assert "unknown control frame" not in p.stderr
