@@ -83,8 +83,9 @@ def _fill(msg_type: int, seq: int, portid: int, flags: int, nsid: int,
     return encode_msg(msg_type, flags, seq, portid, body)
 
 
-def rtnl_net_notifyid(ns: NetNamespace, cmd: int, nsid: int) -> None:
-    ns.kernel.multicast(ns, NETLINK_ROUTE, RTNLGRP_NSID, _fill(cmd, 0, 0, 0, nsid))
+def rtnl_net_notifyid(ns: NetNamespace, cmd: int, nsid: int, portid: int = 0,
+                      seq: int = 0) -> None:
+    ns.kernel.multicast(ns, NETLINK_ROUTE, RTNLGRP_NSID, _fill(cmd, seq, portid, 0, nsid))
 
 
 def net_exit_ids(ns: NetNamespace) -> None:
@@ -175,8 +176,47 @@ def rtnl_net_dumpid(req: Request) -> object:
 
 
 def rtnl_net_newid(req: Request) -> Reply:
-    raise KernelError(E.EOPNOTSUPP, "xfrmd: ip netns set (RTM_NEWNSID) is not modelled: ids "
-                                    "are given when a device or veth peer crosses namespaces")
+    """``rtnl_net_newid`` (``ip netns set NAME NSID|auto``): the peer by NETNSA_PID, else
+    NETNSA_FD; ``alloc_netid`` takes exactly the id asked for, or the lowest free one for a
+    negative id; RTM_NEWNSID goes to RTNLGRP_NSID with the request's port id and seq."""
+    tb, err, _ = parse_attrs(req.buf, req.payload_offset + RTGENMSG, req.end, RTNL_NET_POLICY,
+                             NETNSA_MAX, hdr_offset=req.hdr.offset)
+    if err is not None:
+        return err
+    if NETNSA_NSID not in tb:
+        raise KernelError(E.EINVAL, "nsid is missing")
+    net = req.netns
+
+    def s32(t: int) -> int:
+        v: int = struct.unpack_from("=i", req.buf, tb[t].start)[0]
+        return v
+
+    def at(t: int) -> int:
+        return tb[t].offset - req.hdr.offset
+    peer: NetNamespace | None
+    if NETNSA_PID in tb:
+        ref, missing = NETNSA_PID, E.ESRCH          # find_task_by_vpid found nothing
+        peer = get_net_ns_by_pid(req.kernel, s32(NETNSA_PID) & 0xFFFFFFFF)
+    elif NETNSA_FD in tb:
+        ref, missing = NETNSA_FD, E.EINVAL          # not an emulated namespace's fd
+        peer = get_net_ns_by_fd(req, s32(NETNSA_FD) & 0xFFFFFFFF)
+    else:
+        raise KernelError(E.EINVAL, "Peer netns reference is missing")
+    if peer is None:
+        raise KernelError(missing, "Peer netns reference is invalid", offset=at(ref))
+    if peernet2id(net, peer) >= 0:
+        raise KernelError(E.EEXIST, "Peer netns already has a nsid assigned", offset=at(ref))
+    ids, nsid = _ids(net), s32(NETNSA_NSID)
+    if nsid >= 0 and nsid in ids:                   # idr_alloc(nsid, nsid + 1): -ENOSPC
+        raise KernelError(E.EEXIST, "The specified nsid is already used",
+                          offset=at(NETNSA_NSID))
+    if nsid < 0:
+        nsid = 0
+        while nsid in ids:
+            nsid += 1
+    ids[nsid] = peer
+    rtnl_net_notifyid(net, RTM_NEWNSID, nsid, req.sock.portid, req.hdr.seq)
+    return Reply()
 
 
 # ---------------------------------------------------------------------------------------
