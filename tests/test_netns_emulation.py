@@ -150,3 +150,116 @@ def test_a_netlink_socket_shared_by_fork_or_passed_by_scm_rights(tmp_path):
         "child dump 0", "event True", "dump 1",
         "received True 6", "parent dump 0", "event True", "dump 1"]
     assert "unknown control frame" not in p.stderr
+
+
+_CLONE_C = r'''
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char stack[1 << 16];
+static int child(void *arg)
+{
+    (void)arg;
+    return system("ip link add c0 type dummy && echo \"child: $(ip -br link show | cut -d' ' -f1 | tr '\\n' ' ')\"");
+}
+
+static void host_ns(char *buf, size_t n)
+{
+    ssize_t r = readlink("/proc/self/ns/net", buf, n - 1);
+    buf[r < 0 ? 0 : r] = 0;
+}
+
+int main(void)
+{
+    char before[64], after[64];
+    host_ns(before, sizeof before);
+    pid_t p = clone(child, stack + sizeof stack, CLONE_NEWNET | SIGCHLD, NULL);
+    if (p < 0) { perror("clone"); return 1; }
+    int st;
+    waitpid(p, &st, 0);
+    printf("child exit %d\n", WEXITSTATUS(st));
+    fflush(stdout);
+    system("echo \"parent: $(ip -br link show | cut -d' ' -f1 | tr '\\n' ' ')\"");
+    errno = 0;
+    int r = clone(child, stack + sizeof stack, CLONE_NEWNET | CLONE_VM | SIGCHLD, NULL);
+    printf("clone CLONE_VM %d %s\n", r, strerror(errno));
+    struct { uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls; }
+        ca = { CLONE_NEWNET, 0, 0, 0, SIGCHLD, 0, 0, 0 };
+    errno = 0;
+    long r3 = syscall(SYS_clone3, &ca, sizeof ca);
+    if (r3 == 0) _exit(0);
+    printf("clone3 %ld %s\n", r3, strerror(errno));
+    errno = 0;
+    r3 = syscall(SYS_clone, CLONE_NEWNET | SIGCHLD, 0, 0, 0, 0);
+    if (r3 == 0) _exit(0);
+    printf("SYS_clone %ld %s\n", r3, strerror(errno));
+    host_ns(after, sizeof after);
+    printf("host namespace kept %d\n", strcmp(before, after) == 0);
+    return 0;
+}
+'''
+
+
+def test_clone_newnet_gives_the_child_an_emulated_namespace_or_fails(tmp_path):
+    """glibc's clone(CLONE_NEWNET) without CLONE_VM: the child is in a fresh emulated
+    namespace (its device is not the parent's); with CLONE_VM, and the raw clone/clone3
+    system calls, EOPNOTSUPP with the reason on stderr; the host's namespace never
+    changes."""
+    require_shim("ip")
+    src, exe = tmp_path / "clone.c", tmp_path / "clone"
+    src.write_text(_CLONE_C)
+    cc = subprocess.run(["gcc", "-O1", "-o", str(exe), str(src)], capture_output=True, text=True)
+    assert cc.returncode == 0, cc.stderr
+    p = xfrmd_run(str(exe), "bare")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines() == [
+        "child: lo c0 ", "child exit 0", "parent: lo ",
+        "clone CLONE_VM -1 Operation not supported",
+        "clone3 -1 Operation not supported", "SYS_clone -1 Operation not supported",
+        "host namespace kept 1"]
+    assert ("xfrmd: clone() with CLONE_VM with CLONE_NEWNET is not emulated" in p.stderr)
+    assert "xfrmd: clone3() with CLONE_NEWNET is not emulated" in p.stderr
+
+
+def test_ip_netns_identify_pids_set_and_attach():
+    """`ip netns identify [PID]` names the emulated namespace a process is in (nothing for
+    the unnamed root one); `ip netns pids NAME` lists the processes in it; `ip netns set`
+    gives ids as rtnl_net_newid does (differential expectations from a 6.x kernel); a
+    second name for a named namespace fails with the reason."""
+    require_shim("ip")
+    p = xfrmd_run("""
+ip netns add a; ip netns add b
+echo "self [$(ip netns identify)]"
+ip netns exec a ip netns identify
+ip netns exec b sh -c "sleep 3; true" & sleep 1
+echo "pids $(ip netns pids b | wc -l)"  # sh and its sleep
+ip netns identify $!
+ip netns identify 999999; echo "gone $?"
+kill $!; wait
+ip netns set a 7; echo "set $?"
+ip netns set b auto; echo "auto $?"
+ip netns set a 9; echo "again $?"
+ip netns add c; ip netns set c 7; echo "used $?"
+ip netns list-id
+ip netns exec a sh -c 'ip netns attach second $$'; echo "attach $?"
+ip netns list | sort
+""", "bare")
+    assert p.stdout.splitlines() == [
+        "self []", "a", "pids 2", "b", "gone 1",
+        "set 0", "auto 0", "again 2", "used 2",
+        "nsid 0 (iproute2 netns name: b)", "nsid 7 (iproute2 netns name: a)",
+        "attach 1", "a (id: 7)", "b (id: 0)", "c"], p.stderr
+    assert "Cannot open network namespace: No such file or directory" in p.stderr
+    assert "Error: Peer netns already has a nsid assigned." in p.stderr
+    assert "Error: The specified nsid is already used." in p.stderr
+    assert ("network namespace 'a' has a name already; a second name for it is not emulated"
+            in p.stderr)

@@ -131,6 +131,7 @@ def ioctl_allowed(request: int, data: bytes, cred: Credentials) -> bool:
 OPEN_SERVICE_OPS = frozenset({
     "ping", "netns_list", "if_nametoindex", "if_indextoname", "if_nameindex", "getifaddrs",
     "read_file", "stat_file", "list_dir", "ioctl", "nlsock_state", "capable", "links",
+    "netns_pid",
 })
 # writes to /proc/sys/net/… (net_ctl_permissions: CAP_NET_ADMIN in the netns's user
 # namespace gives the owner's write bit)

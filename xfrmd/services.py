@@ -15,7 +15,8 @@ from .stats import stats_service
 # name their namespace in the request): they work whatever namespace the HELLO named, so
 # `xfrmd ctl clock advance` reaches a server whose topology has no "default"
 KERNEL_WIDE_OPS = frozenset({"clock_advance", "netns_add", "netns_del", "netns_list", "capable",
-                             "netns_unshare", "netns_bind", "netns_enter",
+                             "netns_unshare", "netns_bind", "netns_enter", "netns_pid",
+                             "nlsock_state",
                              "xfrm_type", "crypto_alg", "genetlink",
                              "fault_add", "fault_list", "fault_clear"})
 

@@ -2324,15 +2324,21 @@ static int nsfd_placeholder(const char *name, int flags)
     return fd;
 }
 
+static int proc_ns_net_pid(const char *path);
+static int pid_netns_name(int pid, char *out, size_t n);
+
 static int netns_open(const char *path, int flags)
 {
     const char *name = NULL;
     if (!path) return -2;
-    if (!strcmp(path, "/proc/self/ns/net") || !strcmp(path, "/proc/thread-self/ns/net")) {
-        /* the process's own namespace: a placeholder for the emulated one it is in (a
-         * program keeps it to come back with setns(), or passes it as IFLA_NET_NS_FD) */
-        const char *cur = getenv("XFRMD_NETNS");
-        return nsfd_placeholder(cur && *cur ? cur : "default", flags);
+    int pid = proc_ns_net_pid(path);
+    if (pid) {
+        /* a process's namespace: a placeholder for the emulated one it is in (a program
+         * keeps its own to come back with setns(), passes it as IFLA_NET_NS_FD, or fstat()s
+         * it: `ip netns identify`) */
+        char cur[64];
+        if (pid_netns_name(pid, cur, sizeof cur) < 0) return -2;
+        return nsfd_placeholder(cur, flags);
     }
     if (!strncmp(path, "/var/run/netns/", 15)) name = path + 15;
     else if (!strncmp(path, "/run/netns/", 11)) name = path + 11;
@@ -2469,6 +2475,8 @@ int mount(const char *src, const char *target, const char *fstype, unsigned long
         snprintf(q, sizeof q, "{\"op\":\"netns_bind\",\"name\":\"%s\",\"pid\":%d}", name, pid);
         if (service_query(q, a, sizeof a) < 0) return -1;
         long e = json_int(a, "errno", 0);
+        char why[256];
+        if (e && json_str(a, "error", why, sizeof why) == 0) fprintf(stderr, "%s\n", why);
         if (e) { errno = (int)e; return -1; }
         if (!strncmp(src, "/proc/thread-self/", 18) && syscall(SYS_gettid) != my_pid()) {
             /* ip 6.x unshares in a thread so that it stays where it was: so does its env */
@@ -2760,11 +2768,122 @@ static int vstat(const char *path, struct stat *st)
     return 0;
 }
 
+/* ---- which namespace a process is in: /proc/PID/ns/net and the nsfs identity -----------
+ * `ip netns identify PID` opens /proc/PID/ns/net, fstat()s it and looks for the entry of
+ * /run/netns whose stat() has the same st_dev and st_ino; `ip netns pids NAME` and pyroute2's
+ * pid_to_ns stat() /proc/PID/ns/net. An emulated namespace's nsfs inode (proc_ns_file:
+ * dev 0:4) is derived from its name here, the same for its placeholder fds, its /run/netns
+ * file and /proc/PID/ns/net of its processes. */
+#define NSFS_DEV 4
+
+/* the emulated namespace of process ``pid`` into ``out``; -1 (ENOENT) if there is none */
+static int pid_netns_name(int pid, char *out, size_t n)
+{
+    char q[96], a[512], path[64];
+    if (pid == (int)my_pid()) {
+        const char *cur = getenv("XFRMD_NETNS");
+        snprintf(out, n, "%s", cur && *cur ? cur : "default");
+        return 0;
+    }
+    snprintf(path, sizeof path, "/proc/%d/environ", pid);
+    int fd = real_open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) return -1;      /* no such process */
+    /* the server knows where the process moved (setns, unshare) or keeps its sockets */
+    snprintf(q, sizeof q, "{\"op\":\"netns_pid\",\"pid\":%d}", pid);
+    const char *p;
+    if (service_query(q, a, sizeof a) == 0 && (p = json_find(a, "name")) &&
+        json_str_at(p, out, n) && *out) {
+        if (fd >= 0) real_close(fd);
+        return 0;
+    }
+    /* else where it started: XFRMD_NETNS in its environment (exec keeps it) */
+    char env[8192];
+    ssize_t got = fd >= 0 ? real_read(fd, env, sizeof env - 1) : -1;
+    if (fd >= 0) real_close(fd);
+    snprintf(out, n, "default");
+    for (ssize_t o = 0; got > 0 && o < got; o += (ssize_t)strlen(env + o) + 1) {
+        env[got] = 0;
+        if (!strncmp(env + o, "XFRMD_NETNS=", 12) && env[o + 12]) {
+            snprintf(out, n, "%s", env + o + 12);
+            break;
+        }
+    }
+    return 0;
+}
+
+/* the pid of /proc/<pid|self|thread-self>/ns/net, or 0 */
+static int proc_ns_net_pid(const char *path)
+{
+    if (!path || strncmp(path, "/proc/", 6)) return 0;
+    const char *p = path + 6;
+    if (!strcmp(p, "self/ns/net") || !strcmp(p, "thread-self/ns/net")) return (int)my_pid();
+    char *end;
+    long pid = strtol(p, &end, 10);
+    if (end == p || pid <= 0 || strcmp(end, "/ns/net")) return 0;
+    return (int)pid;
+}
+
+static void nsfs_stat(const char *name, struct stat *st)
+{
+    char key[96];
+    snprintf(key, sizeof key, "netns:%s", name);
+    memset(st, 0, sizeof *st);
+    st->st_dev = NSFS_DEV;
+    st->st_ino = (ino_t)(0xF0000000u | (path_ino(key) & 0x0FFFFFFFu));
+    st->st_mode = S_IFREG | 0444;
+    st->st_nlink = 1;
+    st->st_blksize = 4096;
+}
+
+/* stat() of a namespace path: 0 or -1 (errno), or -2 when ``path`` is not one */
+static int netns_vstat(const char *path, struct stat *st)
+{
+    char name[128];
+    const char *bound;
+    int pid = proc_ns_net_pid(path);
+    if (pid) {
+        if (pid_netns_name(pid, name, sizeof name) < 0) return -1;
+        nsfs_stat(name, st);
+        return 0;
+    }
+    if (!netns_path(path, &bound) || !*bound || strchr(bound, '/')) return -2;
+    char a[8192], pat[160];
+    if (strlen(bound) >= 64 || service_query("{\"op\":\"netns_list\"}", a, sizeof a) < 0) return -2;
+    snprintf(pat, sizeof pat, "\"%s\"", bound);
+    const char *list = json_find(a, "namespaces");
+    if (!list || !strstr(list, pat)) return -2;
+    nsfs_stat(bound, st);
+    return 0;
+}
+
+int fstat(int fd, struct stat *st)
+{
+    static int (*real)(int, struct stat *);
+    if (!real) real = dlsym(RTLD_NEXT, "fstat");
+    char name[64];
+    if (nsfd_n && placeholder_name(fd, name, sizeof name)) { nsfs_stat(name, st); return 0; }
+    return real(fd, st);
+}
+
+int fstat64(int fd, struct stat64 *st)
+{
+    static int (*real)(int, struct stat64 *);
+    if (!real) real = dlsym(RTLD_NEXT, "fstat64");
+    char name[64];
+    if (nsfd_n && placeholder_name(fd, name, sizeof name)) {
+        nsfs_stat(name, (struct stat *)st);
+        return 0;
+    }
+    return real(fd, st);
+}
+
 #define STAT_WRAP(name, type) \
     int name(const char *path, type *st) { \
         static int (*real)(const char *, type *); \
         if (!real) real = dlsym(RTLD_NEXT, #name); \
         if (is_virtual(path)) return vstat(path, (struct stat *)st); \
+        int nr = netns_vstat(path, (struct stat *)st); \
+        if (nr != -2) return nr; \
         return real(path, st); \
     }
 STAT_WRAP(stat, struct stat)
@@ -2777,6 +2896,8 @@ STAT_WRAP(lstat64, struct stat64)
         static int (*real)(int, const char *, type *, int); \
         if (!real) real = dlsym(RTLD_NEXT, #name); \
         if (is_virtual(path)) return vstat(path, (struct stat *)st); \
+        int nr = netns_vstat(path, (struct stat *)st); \
+        if (nr != -2) return nr; \
         return real(dfd, path, st, flags); \
     }
 FSTATAT_WRAP(fstatat, struct stat)
@@ -2788,6 +2909,8 @@ FSTATAT_WRAP(fstatat64, struct stat64)
         static int (*real)(int, const char *, type *); \
         if (!real) real = dlsym(RTLD_NEXT, #name); \
         if (is_virtual(path)) return vstat(path, (struct stat *)st); \
+        int nr = netns_vstat(path, (struct stat *)st); \
+        if (nr != -2) return nr; \
         return real(ver, path, st); \
     }
 XSTAT_WRAP(__xstat, struct stat)
@@ -2807,9 +2930,10 @@ int statx(int dfd, const char *path, int flags, unsigned int mask, struct statx 
 {
     static int (*real)(int, const char *, int, unsigned int, struct statx *);
     if (!real) real = dlsym(RTLD_NEXT, "statx");
-    if (!is_virtual(path)) return real(dfd, path, flags, mask, sx);
     struct stat st;
-    if (vstat(path, &st) < 0) return -1;
+    int nr = is_virtual(path) ? vstat(path, &st) : netns_vstat(path, &st);
+    if (nr == -2) return real(dfd, path, flags, mask, sx);
+    if (nr < 0) return -1;
     memset(sx, 0, sizeof *sx);
     sx->stx_mask = STATX_BASIC_STATS;
     sx->stx_blksize = (uint32_t)st.st_blksize;
@@ -2818,7 +2942,7 @@ int statx(int dfd, const char *path, int flags, unsigned int mask, struct statx 
     sx->stx_ino = st.st_ino;
     sx->stx_size = (uint64_t)st.st_size;
     sx->stx_atime.tv_sec = sx->stx_mtime.tv_sec = sx->stx_ctime.tv_sec = st.st_mtim.tv_sec;
-    sx->stx_dev_minor = 0x16;
+    sx->stx_dev_minor = (uint32_t)st.st_dev;
     return 0;
 }
 

@@ -18,7 +18,7 @@ from . import ethtool  # noqa: F401  (SIOCETHTOOL, transitional: registers on im
 from .addr import IfAddr
 from .link import (RTM_NEWLINK, br_port_carrier_check, dev_change_name, fill_ifinfo,
                    rtmsg_ifinfo, unregister_many)
-from .netns import dev_change_net_namespace
+from .netns import dev_change_net_namespace, get_net_ns_by_pid
 
 IFNAMSIZ = 16
 RTNLGRP_LINK = 1
@@ -244,7 +244,16 @@ def _link_netns(kernel: Any, ns: Any, request: Answer) -> Answer:
 
 
 # the service ops (docs/protocol.md), in the order they were always registered
+def _netns_pid(kernel, ns, request) -> Answer:
+    """The emulated namespace process PID is in, for /proc/PID/ns/net (``ip netns identify
+    PID``, ``ip netns pids``): ``get_net_ns_by_pid``; "" when the server has not seen the
+    process (the shim then reads its environment)."""
+    found = get_net_ns_by_pid(kernel, int(request["pid"]))
+    return {"errno": 0, "name": found.name if found is not None else ""}
+
+
 SERVICES: dict[str, Callable[[Any, Any, Answer], Answer]] = {
+    "netns_pid": _netns_pid,
     "if_nametoindex": _if_nametoindex,
     "if_indextoname": _if_indextoname,
     "if_nameindex": _if_nameindex,
