@@ -244,7 +244,7 @@ def _link_netns(kernel: Any, ns: Any, request: Answer) -> Answer:
 
 
 # the service ops (docs/protocol.md), in the order they were always registered
-def _netns_pid(kernel, ns, request) -> Answer:
+def _netns_pid(kernel: Any, ns: Any, request: Answer) -> Answer:
     """The emulated namespace process PID is in, for /proc/PID/ns/net (``ip netns identify
     PID``, ``ip netns pids``): ``get_net_ns_by_pid``; "" when the server has not seen the
     process (the shim then reads its environment)."""
