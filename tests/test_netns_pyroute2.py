@@ -1,5 +1,5 @@
 """pyroute2's namespaces under the shim: ``pyroute2.netns.create/remove/listnetns``,
-``NetNS(NAME)`` and ``IPRoute(netns=NAME)`` act on the emulated kernel's namespaces.
+``NetNS(NAME)``, ``IPRoute(netns=NAME)``, ``NSPopen`` and ``pushns/popns`` act on the emulated kernel's namespaces.
 
 pyroute2 calls libc through ``ctypes.CDLL("libc.so.6")`` (``mount``, ``unshare``,
 ``syscall(__NR_setns)``), which the shim sees through its dlsym(); ``IPRoute(netns=…)`` opens
@@ -14,8 +14,8 @@ import sys
 from .conftest import require, require_shim, xfrmd_run
 
 _SCRIPT = r'''
-import os, select
-from pyroute2 import IPRoute, NetNS, netns
+import errno, os, subprocess
+from pyroute2 import IPRoute, NetNS, NSPopen, netns
 netns.create("xfrmd-p2-red")
 print("list", sorted(netns.listnetns()))
 with NetNS("xfrmd-p2-red") as ns:
@@ -36,8 +36,22 @@ with IPRoute(netns="xfrmd-p2-red") as ipr:
     events = [m.get("ifname") for m in ipr.get() if m["event"] == "RTM_NEWLINK"]
     print("event", events)
     print("again", [l.get("ifname") for l in ipr.get_links()])
+p = NSPopen("xfrmd-p2-red", ["ip", "-br", "link", "show", "v9"], stdout=subprocess.PIPE)
+print("nspopen", p.communicate()[0].decode().split()[0])
+p.wait()
+p.release()
+netns.pushns("xfrmd-p2-red")
+with IPRoute() as ipr:
+    print("pushns", [l.get("ifname") for l in ipr.get_links()])
+netns.popns()
+with IPRoute() as ipr:
+    print("popns", [l.get("ifname") for l in ipr.get_links()])
 netns.remove("xfrmd-p2-red")
 print("removed", netns.listnetns())
+try:
+    NetNS("xfrmd-p2-red", flags=0)
+except FileNotFoundError as e:
+    print("flags=0", errno.errorcode[e.args[0]])
 with NetNS("xfrmd-p2-new") as ns:          # NetNS makes a namespace that does not exist
     print("new", [l.get("ifname") for l in ns.get_links()])
     ns.remove()
@@ -60,7 +74,11 @@ def test_pyroute2_netns_netns_and_iproute_netns(tmp_path):
         "default ['lo']",
         "event ['v9']",
         "again ['lo', 'v0', 'v9']",
+        "nspopen v9",
+        "pushns ['lo', 'v0', 'v9']",
+        "popns ['lo']",
         "removed []",
+        "flags=0 ENOENT",
         "new ['lo']",
         "end []",
         "0"]
