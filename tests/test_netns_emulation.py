@@ -127,6 +127,7 @@ else:
     s = socket.socket(fileno=fds[0])
     print("received", s.family == socket.AF_NETLINK, s.proto)
     s.bind((0, XFRMGRP_SA))
+    print("port is the receiver's pid", s.getsockname()[0] == os.getpid())
     print("parent dump", dump_sa(s, 1))
 subprocess.run("ip xfrm state add src 10.0.0.1 dst 10.0.0.2 proto esp spi 0x100 mode tunnel "
                "enc 'cbc(aes)' 0x00112233445566778899aabbccddeeff", shell=True, check=True)
@@ -148,7 +149,8 @@ def test_a_netlink_socket_shared_by_fork_or_passed_by_scm_rights(tmp_path):
     assert p.returncode == 0, p.stderr
     assert p.stdout.splitlines() == [
         "child dump 0", "event True", "dump 1",
-        "received True 6", "parent dump 0", "event True", "dump 1"]
+        "received True 6", "port is the receiver's pid True", "parent dump 0", "event True",
+        "dump 1"]
     assert "unknown control frame" not in p.stderr
 
 

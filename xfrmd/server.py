@@ -702,6 +702,7 @@ class Server:
         try:
             if request.get("op") == "nlsock_state":
                 self._read_socket_of(request.get("ino"))
+                self._adopted_by(conn, request.get("ino"))
             result = services.handle(self.kernel, conn.netns, request, uid=conn.uid, pid=conn.pid,
                                      cred=conn.cred)
         except Exception as e:  # never let a bad query kill the server: one line, counted
@@ -721,6 +722,16 @@ class Server:
         for c in [c for c in self.by_fd.values() if c.kind is None]:
             if c.fd in self.by_fd:
                 self._event(c, select.EPOLLIN)
+
+    def _adopted_by(self, asker: Connection, ino) -> None:
+        """A process took over a netlink socket another one opened (SCM_RIGHTS): while it is
+        unbound, its binding is that process's (``netlink_autobind`` takes the pid of the
+        process that binds, not of the one that opened the socket)."""
+        for c in self.conns.values():
+            if c.sock is not None and ino and c.sock.client_ino == ino:
+                if not c.sock.bound and c.pid != asker.pid:
+                    c.pid = c.sock.pid = asker.pid
+                return
 
     def _file_written(self, conn: Connection) -> None:
         """A virtual file opened for writing: when the program's last reference closes

@@ -2011,7 +2011,10 @@ static void scm_rights_each(const struct msghdr *msg, void (*fn)(int))
 static void scm_received(int fd)
 {
     uint64_t ino;
-    if (fd >= 0 && fd < MAXFD && !nltab[fd] && server_conn_ino(fd, &ino)) adopt(fd, ino);
+    if (fd < 0 || fd >= MAXFD) return;
+    release(fd);             /* the number was free: what the table says of it is stale */
+    in_release(fd);
+    if (server_conn_ino(fd, &ino)) adopt(fd, ino);
 }
 
 static ssize_t scm_sendmsg(int fd, const struct msghdr *msg, int flags)
