@@ -236,7 +236,7 @@ def test_ip_netns_identify_pids_set_and_attach():
     """`ip netns identify [PID]` names the emulated namespace a process is in (nothing for
     the unnamed root one); `ip netns pids NAME` lists the processes in it; `ip netns set`
     gives ids as rtnl_net_newid does (differential expectations from a 6.x kernel); a
-    second name for a named namespace fails with the reason."""
+    second name for a named namespace and `ip netns monitor` fail with the reason."""
     require_shim("ip")
     p = xfrmd_run("""
 ip netns add a; ip netns add b
@@ -254,14 +254,17 @@ ip netns add c; ip netns set c 7; echo "used $?"
 ip netns list-id
 ip netns exec a sh -c 'ip netns attach second $$'; echo "attach $?"
 ip netns list | sort
+timeout 5 ip netns monitor; echo "monitor $?"
 """, "bare")
     assert p.stdout.splitlines() == [
         "self []", "a", "pids 2", "b", "gone 1",
         "set 0", "auto 0", "again 2", "used 2",
         "nsid 0 (iproute2 netns name: b)", "nsid 7 (iproute2 netns name: a)",
-        "attach 1", "a (id: 7)", "b (id: 0)", "c"], p.stderr
+        "attach 1", "a (id: 7)", "b (id: 0)", "c", "monitor 1"], p.stderr
     assert "Cannot open network namespace: No such file or directory" in p.stderr
     assert "Error: Peer netns already has a nsid assigned." in p.stderr
     assert "Error: The specified nsid is already used." in p.stderr
     assert ("network namespace 'a' has a name already; a second name for it is not emulated"
             in p.stderr)
+    # the host's /run/netns is never watched in their place
+    assert "xfrmd: watching /run/netns (ip netns monitor) is not emulated" in p.stderr

@@ -2513,6 +2513,21 @@ int umount(const char *target)
     return umount2(target, 0);
 }
 
+/* `ip netns monitor` watches /run/netns with inotify: the host's directory would never show
+ * the emulated namespaces coming and going, so the watch is refused and says why */
+int inotify_add_watch(int fd, const char *path, uint32_t mask)
+{
+    static int (*real)(int, const char *, uint32_t);
+    if (!real) real = dlsym(RTLD_NEXT, "inotify_add_watch");
+    if (netns_path(path, NULL)) {
+        fprintf(stderr, "xfrmd: watching %s (ip netns monitor) is not emulated: the emulated "
+                "namespaces are not files there\n", path);
+        errno = EOPNOTSUPP;
+        return -1;
+    }
+    return real(fd, path, mask);
+}
+
 int unlink(const char *path)
 {
     static int (*real)(const char *);
