@@ -234,7 +234,8 @@ def test_clone_newnet_gives_the_child_an_emulated_namespace_or_fails(tmp_path):
 
 def test_ip_netns_identify_pids_set_and_attach():
     """`ip netns identify [PID]` names the emulated namespace a process is in (nothing for
-    the unnamed root one); `ip netns pids NAME` lists the processes in it; `ip netns set`
+    the unnamed root one); `ip netns pids NAME` lists the processes in it (not those of
+    another xfrmd server with a namespace of that name: cleanup scripts kill them); `ip netns set`
     gives ids as rtnl_net_newid does (differential expectations from a 6.x kernel); a
     second name for a named namespace and `ip netns monitor` fail with the reason."""
     require_shim("ip")
@@ -242,11 +243,13 @@ def test_ip_netns_identify_pids_set_and_attach():
 ip netns add a; ip netns add b
 echo "self [$(ip netns identify)]"
 ip netns exec a ip netns identify
+XFRMD_SOCKET=/nonexistent/other.sock XFRMD_NETNS=b sleep 3 & other=$!
 ip netns exec b sh -c "sleep 3; true" & sleep 1
-echo "pids $(ip netns pids b | wc -l)"  # sh and its sleep
+echo "pids $(ip netns pids b | wc -l)"  # sh and its sleep, not another server's process
 ip netns identify $!
+echo "other server's [$(ip netns identify $other)]"
 ip netns identify 999999; echo "gone $?"
-kill $!; wait
+kill $! $other; wait
 ip netns set a 7; echo "set $?"
 ip netns set b auto; echo "auto $?"
 ip netns set a 9; echo "again $?"
@@ -257,7 +260,7 @@ ip netns list | sort
 timeout 5 ip netns monitor; echo "monitor $?"
 """, "bare")
     assert p.stdout.splitlines() == [
-        "self []", "a", "pids 2", "b", "gone 1",
+        "self []", "a", "pids 2", "b", "other server's []", "gone 1",
         "set 0", "auto 0", "again 2", "used 2",
         "nsid 0 (iproute2 netns name: b)", "nsid 7 (iproute2 netns name: a)",
         "attach 1", "a (id: 7)", "b (id: 0)", "c", "monitor 1"], p.stderr

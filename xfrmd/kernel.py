@@ -124,6 +124,9 @@ class Kernel:
         # which emulated namespace a process is in, when it moved itself (unshare, setns:
         # the shim tells); ``get_net_ns_by_pid`` asks here first
         self.pid_netns: dict[int, str] = {}
+        # when each of those processes started (the shim's /proc/PID/stat starttime): a later
+        # process that reuses the pid is not taken for the one that moved
+        self.pid_start: dict[int, int] = {}
         # the FIB's route lookup (``fib_lookup``), set by rtnetlink's init: lower layers
         # (xfrm's offload path) route through it without importing rtnl
         self.fib_lookup: Callable | None = None

@@ -79,6 +79,7 @@ def _netns_del(kernel, ns, request) -> dict:
 def _netns_unshare(kernel, ns, request) -> dict:
     """The shim's ``unshare(CLONE_NEWNET)``: a fresh unnamed namespace for that process."""
     new = kernel.unshare_netns(int(request["pid"]))
+    kernel.pid_start[int(request["pid"])] = int(request.get("start", 0))
     return {"errno": 0, "name": new.name}
 
 
@@ -99,6 +100,7 @@ def _netns_enter(kernel, ns, request) -> dict:
     name = str(request["name"])
     kernel.netns(name, create=False)
     kernel.pid_netns[int(request["pid"])] = name
+    kernel.pid_start[int(request["pid"])] = int(request.get("start", 0))
     return {"errno": 0}
 
 

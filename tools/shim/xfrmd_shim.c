@@ -2341,7 +2341,8 @@ static int netns_open(const char *path, int flags)
          * keeps its own to come back with setns(), passes it as IFLA_NET_NS_FD, or fstat()s
          * it: `ip netns identify`) */
         char cur[64];
-        if (pid_netns_name(pid, cur, sizeof cur) < 0) return -2;
+        int r = pid_netns_name(pid, cur, sizeof cur);
+        if (r < 0) return -2;    /* no such process (ENOENT), or not ours: the real file */
         return nsfd_placeholder(cur, flags);
     }
     if (!strncmp(path, "/var/run/netns/", 15)) name = path + 15;
@@ -2406,11 +2407,13 @@ static void netns_switched(const char *name)
     netns_switched_keep();
 }
 
+static unsigned long long proc_start(int pid);
+
 static int netns_op(const char *op, const char *name, char *answer, size_t alen)
 {
     char q[512];
-    snprintf(q, sizeof q, "{\"op\":\"%s\",\"name\":\"%s\",\"pid\":%d}", op, name ? name : "",
-             (int)my_pid());
+    snprintf(q, sizeof q, "{\"op\":\"%s\",\"name\":\"%s\",\"pid\":%d,\"start\":%llu}", op,
+             name ? name : "", (int)my_pid(), proc_start((int)my_pid()));
     if (service_query(q, answer, alen) < 0) return -1;
     long e = json_int(answer, "errno", 0);
     if (e) { errno = (int)e; return -1; }
@@ -2807,10 +2810,40 @@ static int vstat(const char *path, struct stat *st)
  * file and /proc/PID/ns/net of its processes. */
 #define NSFS_DEV 4
 
-/* the emulated namespace of process ``pid`` into ``out``; -1 (ENOENT) if there is none */
+/* when process ``pid`` started (clock ticks after boot: /proc/PID/stat field 22), 0 if
+ * unknown; with the pid it names one process, whatever reuses the number later */
+static unsigned long long proc_start(int pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    int fd = real_open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t got = real_read(fd, buf, sizeof buf - 1);
+    real_close(fd);
+    if (got <= 0) return 0;
+    buf[got] = 0;
+    char *p = strrchr(buf, ')');           /* the command name may hold spaces */
+    for (int field = 2; p && field < 22; field++) {
+        p = strchr(p + 1, ' ');
+    }
+    return p ? strtoull(p + 1, NULL, 10) : 0;
+}
+
+/* the value of KEY= in an environment block (NUL-separated), or NULL */
+static const char *env_block_value(const char *env, size_t len, const char *key)
+{
+    size_t k = strlen(key);
+    for (size_t o = 0; o < len; o += strlen(env + o) + 1)
+        if (!strncmp(env + o, key, k) && env[o + k] == '=') return env + o + k + 1;
+    return NULL;
+}
+
+/* The emulated namespace of process ``pid`` into ``out``: 0; -1 (ENOENT) if there is no such
+ * process; -2 if the process belongs to another xfrmd server (or its environment cannot be
+ * read): its namespace is nothing of ours, the real object stands for it. */
 static int pid_netns_name(int pid, char *out, size_t n)
 {
-    char q[96], a[512], path[64];
+    char q[128], a[512], path[64];
     if (pid == (int)my_pid()) {
         const char *cur = getenv("XFRMD_NETNS");
         snprintf(out, n, "%s", cur && *cur ? cur : "default");
@@ -2818,27 +2851,35 @@ static int pid_netns_name(int pid, char *out, size_t n)
     }
     snprintf(path, sizeof path, "/proc/%d/environ", pid);
     int fd = real_open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 && errno == ENOENT) return -1;      /* no such process */
-    /* the server knows where the process moved (setns, unshare) or keeps its sockets */
-    snprintf(q, sizeof q, "{\"op\":\"netns_pid\",\"pid\":%d}", pid);
-    const char *p;
-    if (service_query(q, a, sizeof a) == 0 && (p = json_find(a, "name")) &&
-        json_str_at(p, out, n) && *out) {
-        if (fd >= 0) real_close(fd);
-        return 0;
-    }
-    /* else where it started: XFRMD_NETNS in its environment (exec keeps it) */
-    char env[8192];
-    ssize_t got = fd >= 0 ? real_read(fd, env, sizeof env - 1) : -1;
-    if (fd >= 0) real_close(fd);
-    snprintf(out, n, "default");
-    for (ssize_t o = 0; got > 0 && o < got; o += (ssize_t)strlen(env + o) + 1) {
-        env[got] = 0;
-        if (!strncmp(env + o, "XFRMD_NETNS=", 12) && env[o + 12]) {
-            snprintf(out, n, "%s", env + o + 12);
-            break;
+    if (fd < 0) return errno == ENOENT ? (errno = ENOENT, -1) : -2;
+    size_t cap = 65536, len = 0;
+    char *env = malloc(cap + 1);
+    ssize_t got = 0;
+    while (env && len < cap && (got = real_read(fd, env + len, cap - len)) > 0) len += (size_t)got;
+    real_close(fd);
+    if (!env) return -2;
+    env[len] = 0;
+    const char *sock = env_block_value(env, len, "XFRMD_SOCKET");
+    const char *mine = getenv("XFRMD_SOCKET");
+    int ours = sock ? (mine && !strcmp(sock, mine)) : !(mine && *mine);
+    if (sock && !ours) { free(env); return -2; }
+    snprintf(out, n, "default");       /* a process outside xfrmd: init_net's counterpart */
+    if (ours) {
+        /* where the server saw it move (setns, unshare) or keep its sockets; the start time
+         * tells a process from an earlier one with the same pid */
+        const char *p;
+        snprintf(q, sizeof q, "{\"op\":\"netns_pid\",\"pid\":%d,\"start\":%llu}", pid,
+                 proc_start(pid));
+        if (service_query(q, a, sizeof a) == 0 && (p = json_find(a, "name")) &&
+            json_str_at(p, out, n) && *out) {
+            free(env);
+            return 0;
         }
+        /* else where it started: XFRMD_NETNS in its environment (exec keeps it) */
+        const char *ns = env_block_value(env, len, "XFRMD_NETNS");
+        snprintf(out, n, "%s", ns && *ns ? ns : "default");
     }
+    free(env);
     return 0;
 }
 
@@ -2873,7 +2914,8 @@ static int netns_vstat(const char *path, struct stat *st)
     const char *bound;
     int pid = proc_ns_net_pid(path);
     if (pid) {
-        if (pid_netns_name(pid, name, sizeof name) < 0) return -1;
+        int r = pid_netns_name(pid, name, sizeof name);
+        if (r < 0) return r;           /* -1: no such process; -2: the real file's stat */
         nsfs_stat(name, st);
         return 0;
     }

@@ -247,8 +247,13 @@ def _link_netns(kernel: Any, ns: Any, request: Answer) -> Answer:
 def _netns_pid(kernel: Any, ns: Any, request: Answer) -> Answer:
     """The emulated namespace process PID is in, for /proc/PID/ns/net (``ip netns identify
     PID``, ``ip netns pids``): ``get_net_ns_by_pid``; "" when the server has not seen the
-    process (the shim then reads its environment)."""
-    found = get_net_ns_by_pid(kernel, int(request["pid"]))
+    process (the shim then reads its environment). ``start``: when that process started; a
+    record of an earlier process with the same pid is forgotten."""
+    pid, start = int(request["pid"]), int(request.get("start", 0))
+    if start and kernel.pid_start.get(pid, start) != start:
+        kernel.pid_netns.pop(pid, None)
+        kernel.pid_start.pop(pid, None)
+    found = get_net_ns_by_pid(kernel, pid)
     return {"errno": 0, "name": found.name if found is not None else ""}
 
 
