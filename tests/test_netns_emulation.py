@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from .conftest import require, require_shim, xfrmd_run
+from .conftest import require_shim, xfrmd_run
 
 # a program's own calls, through libc (what C programs such as the kernel's ipsec.c do)
 PY = '''python3 -c "
@@ -271,35 +271,3 @@ timeout 5 ip netns monitor; echo "monitor $?"
             in p.stderr)
     # the host's /run/netns is never watched in their place
     assert "xfrmd: watching /run/netns (ip netns monitor) is not emulated" in p.stderr
-
-
-_HOST_SETNS = r'''
-import ctypes, os, threading
-libc = ctypes.CDLL(None, use_errno=True)
-for what, fd, nstype in (
-        ("pidfd", os.pidfd_open(os.getpid()), 0x40000000),
-        ("task", os.open(f"/proc/self/task/{threading.get_native_id()}/ns/net", os.O_RDONLY), 0)):
-    r = libc.setns(fd, nstype)
-    print(what, r, os.strerror(ctypes.get_errno()) if r else "")
-'''
-
-
-def test_the_hosts_namespaces_stay_out_of_reach(tmp_path):
-    """Under the shim /run/netns holds the emulated namespaces only: a host namespace of
-    the same directory is ENOENT for `ip netns exec` (before, the program entered it and its
-    netlink stayed in the emulated default); setns() into any host network namespace (a
-    pidfd, a real nsfs file) fails with EOPNOTSUPP and says why."""
-    require_shim("ip")
-    require(os.geteuid() == 0, "needs root to make a host namespace")
-    host = f"xfrmd-host-{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", host], check=True)
-    try:
-        script = tmp_path / "setns.py"
-        script.write_text(_HOST_SETNS)
-        p = xfrmd_run(f"ip netns exec {host} true; echo \"exec $?\"; python3 {script}", "bare")
-    finally:
-        subprocess.run(["ip", "netns", "del", host], check=True)
-    assert p.stdout.splitlines() == ["exec 255", "pidfd -1 Operation not supported",
-                                     "task -1 Operation not supported"], p.stderr
-    assert f'Cannot open network namespace "{host}": No such file or directory' in p.stderr
-    assert "xfrmd: setns() into a network namespace of the host is refused" in p.stderr

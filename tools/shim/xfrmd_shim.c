@@ -2311,8 +2311,7 @@ static int virtual_open(const char *path, int flags)
 /* ---- `ip link set DEV netns NAME`: ip opens /var/run/netns/NAME and sends the fd
  * (IFLA_NET_NS_FD). For an emulated namespace the shim hands out a placeholder fd and, with
  * every datagram while it is open, tells the server which namespace that fd number is
- * (F_NETNS_FD). Names the server does not know are not there (ENOENT): /run/netns holds
- * the emulated namespaces only. */
+ * (F_NETNS_FD). Names the server does not know are real namespaces: opened as usual. */
 /* a memfd standing for emulated namespace ``name`` (see F_NETNS_FD) */
 static int nsfd_placeholder(const char *name, int flags)
 {
@@ -2357,9 +2356,7 @@ static int netns_open(const char *path, int flags)
     if (!known && (flags & O_CREAT))
         /* `ip netns add`: the file the name will be bound on; only the mount names it */
         return memfd_create("xfrmd-netns-new", (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);
-    /* /run/netns holds the emulated namespaces only (as `ip netns list` shows): a host
-     * namespace of that name is not there for the program */
-    if (!known) { errno = ENOENT; return -1; }
+    if (!known) return -2;
     return nsfd_placeholder(name, flags);
 }
 
@@ -2440,16 +2437,6 @@ int setns(int fd, int nstype)
         if (netns_op("netns_enter", name, a, sizeof a) < 0) return -1;
         netns_switched(name);
         return 0;
-    }
-    /* a namespace of the host (a pidfd with CLONE_NEWNET, or a real nsfs file): the program's
-     * netlink would stay in the emulated one while its other sockets moved, so it is refused */
-    if ((nstype & CLONE_NEWNET) ||
-        (nstype == 0 && real_ioctl(fd, _IO(0xb7, 0x3) /* NS_GET_NSTYPE */) == CLONE_NEWNET)) {
-        fprintf(stderr, "xfrmd: setns() into a network namespace of the host is refused under "
-                "the shim (only emulated namespaces can be entered: /run/netns/NAME of `ip "
-                "netns add`, /proc/PID/ns/net)\n");
-        errno = EOPNOTSUPP;
-        return -1;
     }
     return real(fd, nstype);
 }
