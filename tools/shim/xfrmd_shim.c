@@ -2600,7 +2600,7 @@ void *dlsym(void *handle, const char *name)
 
 static int clone_refused(const char *what)
 {
-    fprintf(stderr, "xfrmd: %s with CLONE_NEWNET is not emulated (the shim cannot make the "
+    fprintf(stderr, "xfrmd: %s is not emulated (the shim cannot make the "
             "new process's namespace an emulated one; unshare(CLONE_NEWNET) in the child "
             "is): %s\n", what, strerror(EOPNOTSUPP));
     errno = EOPNOTSUPP;
@@ -2625,14 +2625,14 @@ long syscall(long n, ...)
     case SYS_umount2: return umount2((const char *)a[0], (int)a[1]);
 #ifdef SYS_clone
     case SYS_clone:
-        if (a[0] & CLONE_NEWNET) return clone_refused("the clone system call");
+        if (a[0] & CLONE_NEWNET) return clone_refused("the clone system call with CLONE_NEWNET");
         break;
 #endif
 #ifdef SYS_clone3
     case SYS_clone3: {
         const uint64_t *args = (const uint64_t *)a[0];     /* struct clone_args: flags first */
         if (args && (size_t)a[1] >= 8 && (args[0] & CLONE_NEWNET))
-            return clone_refused("clone3()");
+            return clone_refused("clone3() with CLONE_NEWNET");
         break;
     }
 #endif
@@ -2667,7 +2667,7 @@ int clone(int (*fn)(void *), void *stack, int flags, void *arg, ...)
     pid_t *ctid = va_arg(ap, pid_t *);
     va_end(ap);
     if (!(flags & CLONE_NEWNET)) return real(fn, stack, flags, arg, ptid, tls, ctid);
-    if (flags & (CLONE_VM | CLONE_THREAD)) return clone_refused("clone() with CLONE_VM");
+    if (flags & (CLONE_VM | CLONE_THREAD)) return clone_refused("clone() with CLONE_NEWNET and CLONE_VM");
     struct clone_netns c = { fn, arg };   /* the child reads its own copy of it */
     before_fork();
     return real(clone_netns_child, stack, flags & ~CLONE_NEWNET, &c, ptid, tls, ctid);
@@ -2838,7 +2838,7 @@ static int pid_netns_name(int pid, char *out, size_t n)
     }
     snprintf(path, sizeof path, "/proc/%d/environ", pid);
     int fd = real_open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return errno == ENOENT ? (errno = ENOENT, -1) : -2;
+    if (fd < 0) return errno == ENOENT ? -1 : -2;
     size_t cap = 65536, len = 0;
     char *env = malloc(cap + 1);
     ssize_t got = 0;
