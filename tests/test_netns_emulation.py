@@ -129,6 +129,10 @@ else:
     s.bind((0, XFRMGRP_SA))
     print("port is the receiver's pid", s.getsockname()[0] == os.getpid())
     print("parent dump", dump_sa(s, 1))
+    a2, b2 = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    socket.send_fds(b2, [b"x"], [s.fileno()])             # to itself: a second fd
+    s2 = socket.socket(fileno=socket.recv_fds(a2, 10, 1)[1][0])
+    print("self-passed", s2.getsockname() == s.getsockname(), dump_sa(s2, 3))
 subprocess.run("ip xfrm state add src 10.0.0.1 dst 10.0.0.2 proto esp spi 0x100 mode tunnel "
                "enc 'cbc(aes)' 0x00112233445566778899aabbccddeeff", shell=True, check=True)
 s.settimeout(5)
@@ -149,8 +153,8 @@ def test_a_netlink_socket_shared_by_fork_or_passed_by_scm_rights(tmp_path):
     assert p.returncode == 0, p.stderr
     assert p.stdout.splitlines() == [
         "child dump 0", "event True", "dump 1",
-        "received True 6", "port is the receiver's pid True", "parent dump 0", "event True",
-        "dump 1"]
+        "received True 6", "port is the receiver's pid True", "parent dump 0",
+        "self-passed True 0", "event True", "dump 1"]
     assert "unknown control frame" not in p.stderr
 
 

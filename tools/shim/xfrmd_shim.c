@@ -1928,6 +1928,7 @@ static void adopt(int fd, uint64_t ino)
     s->announced = 1;
     s->unsure = 1;           /* what the old image sent and read is unknown: never reused */
     s->gen = fork_gen;
+    s->ino = ino;
     nl_register(fd, s);
     auto_check_pid();
     if (s->bound && s->portid == (uint32_t)auto_pid) pid_ports[proto_slot(s->protocol)]++;
@@ -2014,7 +2015,15 @@ static void scm_received(int fd)
     if (fd < 0 || fd >= MAXFD) return;
     release(fd);             /* the number was free: what the table says of it is stale */
     in_release(fd);
-    if (server_conn_ino(fd, &ino)) adopt(fd, ino);
+    if (!server_conn_ino(fd, &ino)) return;
+    /* passed to itself: one socket with two fds, as after dup() */
+    for (int i = 0; i <= max_nlfd && i < MAXFD; i++)
+        if (nltab[i] && nltab[i]->ino == ino) {
+            share(i, fd);
+            if (fd > max_nlfd) max_nlfd = fd;
+            return;
+        }
+    adopt(fd, ino);
 }
 
 static ssize_t scm_sendmsg(int fd, const struct msghdr *msg, int flags)
