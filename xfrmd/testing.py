@@ -43,7 +43,8 @@ from .ike import charon as charon_module
 from .ike import pluto as pluto_module
 from .shim import ShimError
 from .topology import load_topology
-from .trace import TraceWriter, print_trace
+from .trace import print_trace
+from .trace_tap import TraceTap
 
 if TYPE_CHECKING:
     from .embedded import ServerHandle
@@ -102,7 +103,12 @@ class TestServer:
         self.kernel, self.path = handle.kernel, handle.path
         self._netns = netns
         self._preload: str | None = None
-        self.trace_path: str | None = None      # the recorded conversation (xfrmd_server)
+        self.tap: TraceTap | None = None        # the recorded conversation (xfrmd_server)
+
+    @property
+    def trace_path(self) -> str | None:
+        """The recorded conversation as JSON lines (``xfrmd trace``'s input), up to now."""
+        return self.tap.path if self.tap is not None else None
 
     def __getattr__(self, name: str) -> Any:
         if name == "_handle":                   # not set yet (copy, pickle): no recursion
@@ -156,16 +162,18 @@ def xfrmd_server(request: pytest.FixtureRequest, tmp_path: Path,
     from .embedded import make_kernel, running_server      # start-up time (top of the file)
     kernel = make_kernel(xfrmd_topology)
     path = str(tmp_path / "xfrmd.trace.jsonl")
-    tracer = TraceWriter.open(path, kernel)
-    kernel.tracers.append(tracer)
+    tap = TraceTap(path, kernel)
+    kernel.tracers.append(tap)
     with running_server(kernel) as handle:
         server = TestServer(handle)
-        server.trace_path = path
+        server.tap = tap
         yield server
-    tracer.out.close()
+    tap.close()
     if _failed(request):
         sys.stderr.write(f"--- xfrmd: the test's netlink conversation ({path}) ---\n")
-        print_trace(path, sys.stderr)
+        print_trace(tap.keep(), sys.stderr)
+    else:
+        tap.discard()
 
 
 @pytest.fixture

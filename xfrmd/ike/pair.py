@@ -9,7 +9,7 @@ and policies into xfrmd.
         kp.sad("left")        # the SAs xfrmd holds for the left daemon
 
 Every netlink datagram of the pair is recorded (``kp.trace_path``, JSON lines as ``xfrmd run
---trace`` writes them); when the ``with`` block ends with an exception, the decoded
+--trace`` writes them, brought up to date when read: :mod:`xfrmd.trace_tap`); when the ``with`` block ends with an exception, the decoded
 conversation is printed on stderr (``xfrmd trace``'s format), so a red CI run explains itself.
 ``XFRMD_KEEP_TRACE=1`` keeps the file.
 """
@@ -34,7 +34,8 @@ from ..embedded import ServerHandle, running_server
 from ..kernel import Kernel
 from ..netlink_helpers import dump_policies, dump_states
 from ..topology import KINDS, from_dict
-from ..trace import TraceWriter, print_trace
+from ..trace import print_trace
+from ..trace_tap import TraceTap
 from .netns import RealPair
 
 
@@ -180,8 +181,7 @@ class KernelPair:
         self.real: RealPair | None = None
         self._server: AbstractContextManager[ServerHandle] | None = None
         self.handle: ServerHandle | None = None
-        self.trace_path: str | None = None
-        self._tracer: TraceWriter | None = None
+        self._tracer: TraceTap | None = None
 
     def __enter__(self) -> "KernelPair":
         self.shim = shim.path()
@@ -189,9 +189,9 @@ class KernelPair:
         try:
             topo = from_dict(mirror_topology(self.real, self.device_kind, self.extra, self.lower))
             self.kernel = Kernel(SystemClock(), topology=topo)
-            fd, self.trace_path = tempfile.mkstemp(prefix="xfrmd-pair-", suffix=".trace.jsonl")
+            fd, path = tempfile.mkstemp(prefix="xfrmd-pair-", suffix=".trace.jsonl")
             os.close(fd)
-            self._tracer = TraceWriter.open(self.trace_path, self.kernel)
+            self._tracer = TraceTap(path, self.kernel)
             self.kernel.tracers.append(self._tracer)
             self._server = running_server(self.kernel)
             self.handle = self._server.__enter__()
@@ -199,6 +199,11 @@ class KernelPair:
             self.real.close()
             raise
         return self
+
+    @property
+    def trace_path(self) -> str | None:
+        """The JSON-lines trace, with every datagram so far (None before ``__enter__``)."""
+        return self._tracer.path if self._tracer is not None else None
 
     def env(self, side: str) -> dict:
         """What a daemon on ``side`` needs to see its emulated kernel."""
@@ -303,8 +308,10 @@ class KernelPair:
             if self.real is not None:
                 self.real.close()
             if self._tracer is not None:
-                self._tracer.out.close()
+                self._tracer.close()
                 if exc[0] is not None:
                     self.dump_trace()
-                if not os.environ.get("XFRMD_KEEP_TRACE"):
-                    os.unlink(self.trace_path)
+                if os.environ.get("XFRMD_KEEP_TRACE"):
+                    self._tracer.keep()
+                else:
+                    self._tracer.remove()
