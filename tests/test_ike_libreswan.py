@@ -68,7 +68,7 @@ def test_pluto_restart_after_a_crash_finds_the_old_state(tmp_path):
     initiate installs a second pair of SAs beside the stale ones and replaces its policies
     (still one set)."""
     _require()
-    make = pluto4(conn_type="tunnel")
+    make = pluto4(type="tunnel")
     with Pair(tmp_path, make, make) as p:
         kp, left = p.kp, p.left
         assert "initiator established Child SA" in left.initiate().stdout

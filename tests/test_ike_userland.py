@@ -119,7 +119,7 @@ def test_pluto5_pair_with_packet_offload(tmp_path):
     """pluto 5.2 ↔ 5.2, nic-offload=packet (5.2 allows it in transport mode only)."""
     _root()
     require_userland("trixie-libreswan")
-    make = pluto5(nic_offload="packet", esp=GCM_PLUTO, conn_type="transport")
+    make = pluto5(nic_offload="packet", esp=GCM_PLUTO, type="transport")
     with Pair(tmp_path, make, make, device_kind="mlx5") as p:
         assert p.left.install.version == "pluto 5.2"
         r = p.left.initiate()
@@ -137,7 +137,7 @@ def test_pluto5_refuses_packet_offload_in_tunnel_mode(tmp_path):
     require_userland("trixie-libreswan")
     with KernelPair(device_kind="mlx5") as kp:
         d = Pluto(kp.real, "left", str(tmp_path), kp.env("left"), userland="trixie-libreswan",
-                  nic_offload="packet", conn_type="tunnel")
+                  nic_offload="packet", type="tunnel")
         try:
             with pytest.raises(RuntimeError, match="nic-offload=packet restricted to "
                                                    "type=transport"):
@@ -378,7 +378,7 @@ def test_pluto5_nic_offload_on_each_device(tmp_path, dev, off, outcome, sa_flags
     chosen). pluto 5.2 does not know `auto`: it warns and runs without offload."""
     _root()
     require_userland("trixie-libreswan")
-    make = pluto5(nic_offload=off, esp=GCM_PLUTO, conn_type="transport")
+    make = pluto5(nic_offload=off, esp=GCM_PLUTO, type="transport")
     with Pair(tmp_path, make, make, device_kind=dev) as p:
         left, right = p.daemons
         if outcome == "stuck":
@@ -415,7 +415,7 @@ def test_pluto5_ike_port_bypass_with_packet_offload(tmp_path, dev):
     require_userland("trixie-libreswan")
     with KernelPair(device_kind=dev) as kp:
         d = Pluto(kp.real, "left", str(tmp_path), kp.env("left"), userland="trixie-libreswan",
-                  nic_offload="packet", esp=GCM_PLUTO, conn_type="transport")
+                  nic_offload="packet", esp=GCM_PLUTO, type="transport")
         try:
             d.start()
             spd = kp.spd("left")
@@ -446,7 +446,7 @@ def test_charon6_and_pluto5_with_packet_offload(tmp_path, initiator):
     require_userland("trixie-strongswan")
     require_userland("trixie-libreswan")
     c = charon6(hw_offload="packet", esp_proposals=GCM_CHARON, mode="transport")
-    pl = pluto5(nic_offload="packet", esp=GCM_PLUTO, conn_type="transport")
+    pl = pluto5(nic_offload="packet", esp=GCM_PLUTO, type="transport")
     with Pair(tmp_path, *((c, pl) if initiator == "charon6" else (pl, c)),
               device_kind="mlx5") as p:
         r = p.left.initiate()
