@@ -51,7 +51,8 @@ def link_names(path: str, netns: str) -> dict[int, str]:
 
 def dump_states(path: str, netns: str) -> list[dict]:
     """The SAD, one dict per SA. ``offload`` is None for a software SA, else
-    ``{"dev": "eth0", "type": "crypto"|"packet", "dir": "in"|"out", "ifindex", "flags"}``."""
+    ``{"dev": "eth0", "type": "crypto"|"packet", "dir": "in"|"out", "ifindex", "flags"}``;
+    ``encap`` is None, or XFRMA_ENCAP as ``{"type": 2, "sport": 4500, "dport": 4500}``."""
     out = []
     names = None
     for m in _dump(path, netns, X.XfrmMsg.GETSA):
@@ -73,9 +74,14 @@ def dump_states(path: str, netns: str) -> list[dict]:
             off = {"dev": names.get(ifindex, f"if{ifindex}"), "ifindex": ifindex, "flags": flags,
                    "type": "packet" if flags & X.XFRM_OFFLOAD_PACKET else "crypto",
                    "dir": "in" if flags & X.XFRM_OFFLOAD_INBOUND else "out"}
+        encap = None
+        if X.Xfrma.ENCAP in a:
+            e = X.XfrmEncapTmpl.decode(a[X.Xfrma.ENCAP], 0)
+            encap = {"type": e.encap_type, "sport": e.encap_sport, "dport": e.encap_dport}
         out.append({"src": _addr(bytes(x.saddr), x.family), "dst": _addr(bytes(x.id.daddr), x.family),
                     "spi": x.id.spi, "proto": x.id.proto, "mode": x.mode, "reqid": x.reqid, "flags": x.flags,
-                    "algs": algs, "offload": off, "lft": x.lft.as_dict() if hasattr(x.lft, "as_dict") else None})
+                    "algs": algs, "offload": off, "encap": encap,
+                    "lft": x.lft.as_dict() if hasattr(x.lft, "as_dict") else None})
     return out
 
 

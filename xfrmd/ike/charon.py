@@ -43,8 +43,8 @@ class Charon(Daemon):
                  mode: str = "tunnel", hw_offload: str = "no", rekey_time: int = 0,
                  life_time: int = 0, esp_proposals: str = "aes128-sha256",
                  proposals: str = "aes128-sha256-modp2048", children: dict | None = None,
-                 limits: dict | None = None, charon: str | None = None,
-                 userland: str | None = None, **child):
+                 limits: dict | None = None, conn: dict | None = None,
+                 charon: str | None = None, userland: str | None = None, **child):
         """Options are swanctl.conf's own keys: ``proposals`` (the IKE_SA's), and for the
         CHILD_SA ``mode``, ``hw_offload`` (no, yes, auto, packet), ``esp_proposals``,
         ``rekey_time`` and ``life_time`` (seconds), and any other key of a swanctl.conf
@@ -53,7 +53,9 @@ class Charon(Daemon):
         (plus ``local_ts`` / ``remote_ts``). ``limits`` adds CHILD_SA volume limits to every
         child, swanctl.conf's names: ``{"rekey_bytes": 4000, "life_bytes": 8000,
         "rand_bytes": 0, "rekey_packets": …, "life_packets": …, "rand_packets": …,
-        "rand_time": …}``. ``charon``: the daemon, an install prefix or a build tree;
+        "rand_time": …}``. ``conn`` adds keys of the ``connections.<conn>`` section itself
+        (``{"encap": "yes"}`` forces UDP encapsulation, ``{"dpd_delay": "2s"}``…).
+        ``charon``: the daemon, an install prefix or a build tree;
         ``userland``: a userland name or root directory (both checked here, before anything
         starts)."""
         self.install = charon_install(charon, userland)
@@ -113,6 +115,7 @@ class Charon(Daemon):
             f.write("connections {\n  peer {\n"
                     f"    remote_addrs = {them}\n    local_addrs = {me}\n"
                     f"    version = 2\n    proposals = {proposals}\n"
+                    + "".join(f"    {k} = {v}\n" for k, v in (conn or {}).items()) +
                     f"    local {{ auth = psk\n id = {me} }}\n"
                     f"    remote {{ auth = psk\n id = {them} }}\n"
                     "    children {\n" + "\n".join(child_blocks) + "\n    }\n  }\n}\n"
