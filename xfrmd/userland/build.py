@@ -20,7 +20,8 @@ import sys
 import threading
 import time
 
-from . import STAMP, Userland, UserlandError, cache_dir, is_current, sources, tool_versions
+from . import (STAMP, Userland, UserlandError, cache_dir, is_current, nonroot, sources,
+               tool_versions)
 
 # Documentation, manual pages and translations are a third of a root filesystem and nothing
 # here reads them; copyright files stay (the packages' licences ask for them).
@@ -28,11 +29,14 @@ DPKG_FILTERS = ("path-exclude=/usr/share/man/*", "path-exclude=/usr/share/locale
                 "path-exclude=/usr/share/doc/*", "path-include=/usr/share/doc/*/copyright")
 
 
-def mmdebstrap_argv(ul: Userland, mirror: str, target: str) -> list[str]:
+def mmdebstrap_argv(ul: Userland, mirror: str, target: str,
+                    mode: str | None = None) -> list[str]:
     # essential + the listed packages: no apt inside (nobody installs into a userland; it is
     # rebuilt from its list), no Recommends (tshark would pull in half a desktop).
     argv = ["mmdebstrap", "--variant=essential", "--include=" + ",".join(ul.packages),
             "--aptopt=APT::Install-Recommends \"false\""]
+    if mode:
+        argv.append(f"--mode={mode}")
     argv += ["--dpkgopt=" + f for f in DPKG_FILTERS]
     return argv + [ul.suite, target, mirror]
 
@@ -151,11 +155,13 @@ def _progress(name: str, started: float, out) -> callable:
     return show
 
 
-def run_mmdebstrap(ul: Userland, mirror: str, target: str, out) -> None:
+def run_mmdebstrap(ul: Userland, mirror: str, target: str, out,
+                   mode: str | None = None) -> None:
     started = time.monotonic()
     show = _progress(ul.name, started, out)
-    show(f"mmdebstrap {ul.suite} from {mirror}: {' '.join(ul.packages)}")
-    proc = subprocess.Popen(mmdebstrap_argv(ul, mirror, target), stdin=subprocess.DEVNULL,
+    show(f"mmdebstrap {ul.suite} from {mirror}"
+         + (f" ({mode} mode)" if mode else "") + f": {' '.join(ul.packages)}")
+    proc = subprocess.Popen(mmdebstrap_argv(ul, mirror, target, mode), stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             errors="replace", env=dict(os.environ, LC_ALL="C.UTF-8"))
     lines: list[str] = []
@@ -199,6 +205,12 @@ def build(ul: Userland, *, mirror: str | None = None, force: bool = False, out=N
     if not shutil.which("mmdebstrap"):
         raise UserlandError("xfrmd userland: mmdebstrap is needed to build a userland "
                             "(Debian: apt-get install mmdebstrap)")
+    mode = None
+    if os.geteuid() != 0:           # root mode needs root; a user gets the unshare mode
+        missing = nonroot.unshare_mode_missing()
+        if missing:
+            raise UserlandError(nonroot.refusal(ul.name, os.geteuid(), missing))
+        mode = "unshare"
     try:
         mirror = (mirror or os.environ.get("XFRMD_DEBIAN_MIRROR")
                   or sources.debian_mirror()).rstrip("/")
@@ -218,15 +230,14 @@ def build(ul: Userland, *, mirror: str | None = None, force: bool = False, out=N
             tmp = os.path.join(directory, f"{_building_prefix(ul.name)}{os.getpid()}")
             try:
                 started = time.monotonic()
-                run_mmdebstrap(ul, mirror, tmp, out)
+                run_mmdebstrap(ul, mirror, tmp, out, mode)
                 info = {"name": ul.name, "suite": ul.suite, "packages": list(ul.packages),
                         "key": ul.key, "mirror": mirror,
                         "built": datetime.datetime.now(datetime.timezone.utc)
                         .strftime("%Y-%m-%d %H:%M UTC"),
                         "seconds": round(time.monotonic() - started, 1),
                         "bytes": _du(tmp), "versions": tool_versions(tmp)}
-                with open(os.path.join(tmp, STAMP), "w") as f:
-                    json.dump(info, f, indent=1)
+                _write_stamp(tmp, json.dumps(info, indent=1))
                 _swap_into_place(tmp, ul.path)
             except BaseException:
                 remove_tree(tmp)
@@ -241,6 +252,22 @@ def build(ul: Userland, *, mirror: str | None = None, force: bool = False, out=N
         for s, h in handlers.items():
             signal.signal(s, h)
     return ul.path
+
+
+def _write_stamp(root: str, text: str) -> None:
+    """The build's record, inside the root. A root made in unshare mode belongs to the user
+    namespace's root (the first subordinate uid), so a non-root user writes it through
+    mmdebstrap's --unshare-helper, as that root."""
+    path = os.path.join(root, STAMP)
+    if os.access(root, os.W_OK):
+        with open(path, "w") as f:
+            f.write(text)
+        return
+    p = subprocess.run(["mmdebstrap", "--unshare-helper", "sh", "-c", 'cat > "$0"', path],
+                       input=text, capture_output=True, text=True)
+    if p.returncode:
+        raise UserlandError(f"xfrmd userland: could not write {path} as the user namespace's "
+                            f"root: {(p.stderr.strip().splitlines() or ['?'])[-1]}")
 
 
 def _swap_into_place(tmp: str, final: str) -> None:
