@@ -71,12 +71,24 @@ def test_soft_expire_from_the_emulated_clock_makes_charon_rekey(tmp_path):
 
 
 def test_hard_expire_removes_the_sa(tmp_path):
+    """life_time=300 is the SAs' hard add-time lifetime: the emulated clock moved past it
+    makes each kernel delete its SAs and send the hard EXPIRE, and charon closes the CHILD_SA
+    (no rekey: rekey_time=0). Both sides are waited for first — the responder installs its
+    outbound SA after its IKE_AUTH answer left — so that every SA was added before the clock
+    moved, whatever the machine's load."""
     _require()
     with Peers(tmp_path, rekey_time=0, life_time=300) as p:
         assert "initiate completed successfully" in p.left.initiate().stdout
-        assert len(p.kp.sad("left")) == 2
+        assert _wait(lambda: len(p.kp.sad("left")) == 2 and
+                     _spis(p.kp.sad("left")) == _spis(p.kp.sad("right")), timeout=30), (
+            p.kp.sad("left"), p.kp.sad("right"))
+        old = {s for _, _, s in _spis(p.kp.sad("left"))}
         p.kp.advance(400)
-        assert _wait(lambda: p.kp.sad("left") == [] or None, timeout=15) is not None
+        for side in ("left", "right"):
+            assert _wait(lambda: p.kp.sad(side) == [], timeout=30), p.kp.sad(side)
+            # each kernel sent the hard EXPIRE of both its SAs
+            assert {e["spi"] for e in p.kp.expires(side) if e["hard"]} == old
+        assert _wait(lambda: "CHILD_SA closed" in p.left.logtext(), timeout=30)
 
 
 def test_restart_after_a_crash_finds_the_old_state(tmp_path):

@@ -21,8 +21,9 @@ class Daemon:
         """Start the daemon (its stderr to ``stderr`` in its directory) and wait until the
         file ``ready`` (its control socket) exists; RuntimeError with ``failed()`` when it
         exits or ``timeout`` seconds pass first."""
-        self.proc = subprocess.Popen(argv, env=self._env, stdout=subprocess.DEVNULL,
-                                     stderr=open(os.path.join(self.dir, "stderr"), "w"))
+        with open(os.path.join(self.dir, "stderr"), "w") as err:    # the daemon has its own fd
+            self.proc = subprocess.Popen(argv, env=self._env, stdout=subprocess.DEVNULL,
+                                         stderr=err)
         deadline = time.monotonic() + timeout
         while not os.path.exists(ready):
             if self.proc.poll() is not None or time.monotonic() > deadline:
