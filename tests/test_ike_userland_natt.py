@@ -3,9 +3,9 @@ fakes the NAT-D hashes, both ends float to port 4500), so every SA carries XFRMA
 (UDP_ENCAP_ESPINUDP, 4500 → 4500) and the ESP packets leave inside UDP.
 
 With offload, what the kernel answers is the driver's call. Since Linux 6.11
-xfrm_dev_state_add refuses only TFC padding (before: "Encapsulation and TFC padding can't be
-offloaded" for every offload, then — 6.3 to 6.10 — for crypto offload only), so the
-emulated drivers decide, as theirs do in 6.12:
+xfrm_dev_state_add refuses only TFC padding ("Encapsulation and TFC padding can't be
+offloaded" was its answer to an encapsulated SA with any offload up to 6.5 — Debian 12's 6.1
+— and with crypto offload in 6.6–6.10), so the emulated drivers decide, as theirs do in 6.12:
 
 * mlx5 (mlx5e_xfrm_validate_state): ESP-in-UDP in packet offload and transport mode only —
   "Encapsulation is supported in packet offload mode only" for crypto offload,
