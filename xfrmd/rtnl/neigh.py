@@ -2,7 +2,8 @@
 RTM_DELNEIGH / RTM_GETNEIGH for IPv4 and IPv6 entries a program adds (``ip neigh add``),
 dumps in ``neigh_fill_info``'s form (an empty dump for a namespace without entries, as
 Linux gives one), the errors and extack of ``neigh_add`` / ``neigh_delete`` /
-``neigh_get``, RTNLGRP_NEIGH notifications, and the flush of a device's entries when it goes
+``neigh_get``, RTNLGRP_NEIGH notifications, proxy entries (``pneigh_*``: ``ip neigh add
+proxy``, their dump, get and delete), and the flush of a device's entries when it goes
 down or away (``neigh_ifdown``). Nothing resolves addresses: only entries that were added
 exist, in the state they were given."""
 from __future__ import annotations
@@ -170,7 +171,8 @@ def neigh_add(req: Request) -> Reply:
         raise KernelError(E.EOPNOTSUPP, "xfrmd: bridge FDB entries are not modelled")
     dst = _dst(family, attrs)
     if nflags & NTF_PROXY:
-        raise KernelError(E.EOPNOTSUPP, "xfrmd: proxy neighbour entries are not modelled")
+        return pneigh_add(ns, family, dst, dev, nflags, state,
+                          attrs.get(NDA_PROTOCOL, b"\0")[0])
     if dev is None:
         raise KernelError(E.EINVAL, "Device not specified")     # pneigh only without a device
     lladdr = attrs.get(NDA_LLADDR)
@@ -203,7 +205,9 @@ def neigh_add(req: Request) -> Reply:
 
 
 def neigh_delete(req: Request) -> Reply:
-    _, fields, n = _lookup(req, None)
+    dev, fields, n = _lookup(req, None)
+    if fields[3] & NTF_PROXY:
+        return pneigh_delete(req.netns, fields[0], _dst(fields[0], _parse(req)[1]), dev)
     if n is None:
         raise KernelError(E.ENOENT)
     ns = req.netns
@@ -214,7 +218,13 @@ def neigh_delete(req: Request) -> Reply:
 
 
 def neigh_get(req: Request) -> Reply:
-    _, _, n = _lookup(req, "Unknown device ifindex")
+    dev, fields, n = _lookup(req, "Unknown device ifindex")
+    if fields[3] & NTF_PROXY:
+        pn = pneigh_lookup(req.netns, fields[0], _dst(fields[0], _parse(req)[1]), dev)
+        if pn is None:
+            raise KernelError(E.ENOENT, "Proxy neighbour entry not found")
+        req.unicast(pneigh_fill_info(pn, RTM_NEWNEIGH, req.hdr.seq, req.sock.portid, 0))
+        return OK
     if n is None:
         raise KernelError(E.ENOENT, "Neighbour entry not found")
     req.unicast(neigh_fill_info(req.netns, n, RTM_NEWNEIGH, req.hdr.seq, req.sock.portid, 0))
@@ -229,6 +239,8 @@ def neigh_dump_info(req: Request) -> Any:
     if family == 7:
         return rtnl_fdb_dump(req)
     ifindex = master = 0
+    # a request whose whole ndmsg has exactly NTF_PROXY dumps the proxy entries instead
+    proxy = req.end - off >= NDMSG.size and req.buf[off + 10] == NTF_PROXY
     if req.end - off >= NDMSG.size:
         for ra in kernel_attrs(req.buf, off + NDMSG.size, req.end)[0]:
             if ra.type in (NDA_IFINDEX, NDA_MASTER) and ra.end - ra.start >= 4:
@@ -243,6 +255,16 @@ def neigh_dump_info(req: Request) -> Any:
     for fam in TABLES:
         if family and family != fam:
             continue
+        if proxy:                                       # pneigh_dump_table
+            for pn in sorted(_ptable(ns, fam), key=lambda p: pneigh_hash(p.key)):
+                if ifindex and (pn.dev is None or pn.dev.ifindex != ifindex):
+                    continue
+                if master and (pn.dev is None or pn.dev.master is None
+                               or pn.dev.master.ifindex != master):
+                    continue
+                msgs.append(pneigh_fill_info(pn, RTM_NEWNEIGH, req.hdr.seq, req.sock.portid,
+                                             flags))
+            continue
         for n in _table(ns, fam):
             if ifindex and n.dev.ifindex != ifindex:
                 continue
@@ -250,6 +272,77 @@ def neigh_dump_info(req: Request) -> Any:
                 continue
             msgs.append(neigh_fill_info(ns, n, RTM_NEWNEIGH, req.hdr.seq, req.sock.portid, flags))
     return req.start_dump(msgs)
+
+
+# -- proxy entries (struct pneigh_entry): ``ip neigh add proxy`` ------------------------
+
+@dataclass
+class PneighEntry:
+    family: int
+    key: bytes
+    dev: Any                 # None: an entry for every device
+    flags: int
+    protocol: int = 0
+    permanent: bool = False
+
+
+def _ptable(ns: Any, family: int) -> list[PneighEntry]:
+    """The table's proxy entries, newest first (each hash bucket adds at its head)."""
+    tbl: list[PneighEntry] = ns.__dict__.setdefault("pneigh_tables", {}).setdefault(family, [])
+    return tbl
+
+
+def pneigh_hash(key: bytes) -> int:
+    """``pneigh_hash``: the key's last four bytes as a (little-endian) word, folded to one
+    of 16 buckets — the order a dump walks them in."""
+    h = int.from_bytes(key[-4:], "little")
+    h ^= h >> 16
+    h ^= h >> 8
+    h ^= h >> 4
+    return h & 0xF
+
+
+def pneigh_lookup(ns: Any, family: int, key: bytes, dev: Any) -> PneighEntry | None:
+    """``__pneigh_lookup_1``: an entry of this key for the device or for every device."""
+    return next((p for p in _ptable(ns, family)
+                 if p.key == key and (p.dev is dev or p.dev is None)), None)
+
+
+def pneigh_add(ns: Any, family: int, key: bytes, dev: Any, nflags: int, state: int,
+               protocol: int) -> Reply:
+    """``neigh_add`` with NTF_PROXY: ``pneigh_lookup(…, creat=1)`` finds or makes the entry
+    (an existing one is updated, never EEXIST); nd_tbl's ``pndisc_constructor`` refuses an
+    entry without a device, which the kernel reports as ENOBUFS."""
+    pn = pneigh_lookup(ns, family, key, dev)
+    if pn is None:
+        if family == 10 and dev is None:
+            raise KernelError(E.ENOBUFS)
+        pn = PneighEntry(family, key, dev, 0)
+        _ptable(ns, family).insert(0, pn)
+    pn.flags = nflags
+    pn.permanent = bool(state & NUD_PERMANENT)
+    if protocol:
+        pn.protocol = protocol
+    return OK
+
+
+def pneigh_delete(ns: Any, family: int, key: bytes, dev: Any) -> Reply:
+    """``pneigh_delete``: the entry of exactly this key and device, else ENOENT."""
+    tbl = _ptable(ns, family)
+    for pn in tbl:
+        if pn.key == key and pn.dev is dev:
+            tbl.remove(pn)
+            return OK
+    raise KernelError(E.ENOENT)
+
+
+def pneigh_fill_info(pn: PneighEntry, msg_type: int, seq: int, portid: int, flags: int) -> bytes:
+    body = NDMSG.pack(pn.family, pn.dev.ifindex if pn.dev is not None else 0, 0,
+                      (pn.flags | NTF_PROXY) & 0xFF, RTN_UNICAST)
+    body += nla(NDA_DST, pn.key)
+    if pn.protocol:
+        body += nla(NDA_PROTOCOL, bytes([pn.protocol]))
+    return encode_msg(msg_type, flags, seq, portid, body)
 
 
 # -- PF_BRIDGE: the forwarding database (rtnl_fdb_dump) --------------------------------------
@@ -309,6 +402,9 @@ def neigh_ifdown(dev: Any) -> None:
     if ns is None:
         return
     for fam in TABLES:
+        # pneigh_ifdown_and_unlock: the device's proxy entries go too, permanent or not
+        ptbl = _ptable(ns, fam)
+        ptbl[:] = [p for p in ptbl if p.dev is not dev]
         tbl = _table(ns, fam)
         for n in [n for n in tbl if n.dev is dev]:
             tbl.remove(n)
