@@ -171,9 +171,10 @@ def test_link_local_address_and_routes_when_a_veth_runs():
 def test_what_is_not_modelled_answers_eopnotsupp_with_xfrmd_text():
     rt = Rt("default")
     bond0 = rt.links.by_name("bond0").ifindex
-    err, msg = rt.req(RTM_NEWROUTE, CREATE_EXCL, rtmsg(2, 16) + nla(RTA_DST, _a("10.7.0.0"))
+    err, msg = rt.req(RTM_NEWROUTE, CREATE_EXCL, rtmsg(10, 48)
+                      + nla(RTA_DST, _a("2001:db8:7::"))
                       + nla(RTA_MULTIPATH, b"\x10\x00\x00\x00" + struct.pack("=I", bond0)
-                            + bytes(8)))
+                            + bytes(8)))            # IPv6 multipath (IPv4's is modelled)
     assert err == -E.EOPNOTSUPP and msg.startswith("xfrmd:")
     err, msg = rt.req(RTM_NEWROUTE, CREATE_EXCL, rtmsg(10, 48, rtype=6)
                       + nla(RTA_DST, _a("2001:db8:7::")))

@@ -1,7 +1,8 @@
 """Differential: `/proc/net/dev` and `/proc/sys/net/{ipv4,ipv6}/conf/*` through the shim
 (`xfrmd run --topology bare`) and on a fresh real network namespace — the emulated devices
 listed in dev_seq_show's format, each sysctl's value for a device, `all`, `default` and lo,
-and `all/forwarding` written (inet_forward_change / addrconf_fixup_forwarding). The
+and `all/forwarding` written (inet_forward_change / addrconf_fixup_forwarding), and
+`net.ipv4.fib_multipath_hash_policy` read and written. The
 devices stay down so that the real kernel's counters stay zero."""
 from __future__ import annotations
 
@@ -35,6 +36,9 @@ CASES = [
     "ip link del v0",
     "ls /proc/sys/net/ipv4/conf",
     "cat /proc/net/dev",
+    "sysctl net.ipv4.fib_multipath_hash_policy",           # per namespace, 0
+    "sysctl -w net.ipv4.fib_multipath_hash_policy=1",
+    "cat /proc/sys/net/ipv4/fib_multipath_hash_policy",
 ]
 
 outputs, test_procfs_line_matches_the_kernel = line_tests(CASES, "procfs")

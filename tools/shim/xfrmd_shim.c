@@ -2271,6 +2271,7 @@ static int is_virtual(const char *path)
 {
     return path && (!strcmp(path, "/proc/net/if_inet6") || !strcmp(path, "/proc/net/xfrm_stat") ||
                     !strcmp(path, "/proc/net/dev") || !strcmp(path, "/proc/self/net/dev") ||
+                    !strcmp(path, "/proc/sys/net/ipv4/fib_multipath_hash_policy") ||
                     under(path, "/proc/sys/net/ipv4/conf") || under(path, "/proc/sys/net/ipv6/conf") ||
                     under(path, "/sys/class/net") || under(path, "/proc/net/bonding") ||
                     under(path, "/sys/bus/netdevsim") || under(path, "/sys/kernel/debug/netdevsim"));

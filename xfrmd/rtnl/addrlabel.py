@@ -16,7 +16,7 @@ from netlink_codec.netlink import NLM_F_MULTI, encode_msg, nla, nla_u32
 
 from ..errors import KernelError
 from ..netlink.core import OK, Reply, Request
-from .policy import NlaPolicy, _len, rtnl_parse
+from .policy import IFAL_POLICY, rtnl_parse
 
 RTM_NEWADDRLABEL, RTM_DELADDRLABEL, RTM_GETADDRLABEL = 72, 73, 74
 IFAL_ADDRESS, IFAL_LABEL, IFAL_MAX = 1, 2, 2
@@ -25,7 +25,6 @@ NLM_F_REPLACE = 0x100
 IPV6_ADDR_LABEL_DEFAULT = 0xFFFFFFFF
 IPV6_ADDR_UNICAST, IPV6_ADDR_LOOPBACK, IPV6_ADDR_COMPATV4 = 0x0001, 0x0010, 0x0080
 IPV6_ADDR_MAPPED = 0x1000
-IFAL_POLICY: dict[int, NlaPolicy] = {IFAL_ADDRESS: _len(16), IFAL_LABEL: _len(4)}
 
 # ip6addrlbl_init_table, in the order ip6addrlbl_net_init adds it
 INIT_TABLE = (("::", 0, 1), ("fc00::", 7, 5), ("fec0::", 10, 11), ("2002::", 16, 2),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno as E
 import ipaddress
 import struct
+import zlib
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -19,6 +20,7 @@ from netlink_codec.netlink import NETLINK_ROUTE, encode_msg, nla, nla_u32
 
 from .addr import RT_SCOPE_LINK as SCOPE_LINK
 from .addr import RTM_NEWADDR, IfAddr, rtmsg_ifa
+from .procfs import multipath_hash_policy
 from .rule import FR_ACT_TO_TBL, fib_has_custom_rules, rules_of
 
 RTN_UNICAST, RTN_LOCAL, RTN_BROADCAST, RTN_ANYCAST, RTN_MULTICAST = 1, 2, 3, 4, 5
@@ -26,7 +28,7 @@ RTN_BLACKHOLE, RTN_UNREACHABLE, RTN_PROHIBIT, RTN_THROW = 6, 7, 8, 9
 RTPROT_KERNEL, RTPROT_BOOT = 2, 3
 RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_HOST, RT_SCOPE_NOWHERE = 0, 253, 254, 255
 RT_TABLE_UNSPEC, RT_TABLE_DEFAULT, RT_TABLE_MAIN, RT_TABLE_LOCAL = 0, 253, 254, 255
-RTNH_F_LINKDOWN = 16
+RTNH_F_DEAD, RTNH_F_LINKDOWN = 1, 16
 RTCF_LOCAL, RTCF_BROADCAST = 0x80000000, 0x10000000
 IP6_RT_PRIO_USER, IP6_RT_PRIO_ADDRCONF = 1024, 256
 # fib_props[type].error: what a lookup ending on a route of that type answers
@@ -36,16 +38,30 @@ REJECT_TYPES = tuple(TYPE_ERROR)
 RTM_NEWROUTE, RTM_DELROUTE = 24, 25
 RTMSG = struct.Struct("=BBBBBBBBI")
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC = 1, 4, 5, 6, 7
-RTA_CACHEINFO, RTA_TABLE, RTA_PREF = 12, 15, 20
+RTA_MULTIPATH, RTA_CACHEINFO, RTA_TABLE, RTA_PREF = 9, 12, 15, 20
 RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE = 7, 11
 RT_TABLE_COMPAT = 252
 USER_HZ = 100
 
 
 @dataclass(eq=False)
+class FibNh:
+    """One nexthop of an IPv4 multipath route (``struct fib_nh``): gateway, device, weight
+    (``rtnh_hops`` + 1) and RTNH_F_DEAD, which its device going down sets."""
+    gw: str | None
+    dev: Any
+    weight: int = 1
+    dead: bool = False
+
+    def key(self) -> tuple[Any, ...]:
+        return (self.gw, self.dev, self.weight)
+
+
+@dataclass(eq=False)
 class Route:
-    """One route: a ``fib_alias`` + ``fib_info`` (IPv4) or a ``fib6_info`` (IPv6), single
-    nexthop. ``r["dst"]``, ``r["dev"]``, ``r["gw"]``, ``r["src"]`` also work (older callers)."""
+    """One route: a ``fib_alias`` + ``fib_info`` (IPv4) or a ``fib6_info`` (IPv6). An IPv4
+    route of several nexthops lists them in ``nhs`` (``dev`` and ``gw`` are then the first
+    one's). ``r["dst"]``, ``r["dev"]``, ``r["gw"]``, ``r["src"]`` also work (older callers)."""
     dst: Any                         # ipaddress.IPv4Network / IPv6Network
     dev: Any = None                  # NetDevice, None for reject routes
     gw: str | None = None
@@ -58,6 +74,7 @@ class Route:
     tos: int = 0
     expires: float | None = None     # IPv6 RTF_EXPIRES: absolute time on the kernel clock
     linkdown: bool = False           # IPv6: RTNH_F_LINKDOWN kept on the nexthop
+    nhs: list[FibNh] | None = None   # IPv4 multipath (RTA_MULTIPATH), two or more
 
     @property
     def family(self) -> int:
@@ -75,7 +92,12 @@ class Route:
         """``fib_info`` equality as ``fib_find_info`` / ``rt6_duplicate_nexthop`` see it."""
         return (self.type == o.type and self.dev is o.dev and self.gw == o.gw
                 and self.prefsrc == o.prefsrc and self.metric == o.metric
-                and self.scope == o.scope and self.proto == o.proto and self.tos == o.tos)
+                and self.scope == o.scope and self.proto == o.proto and self.tos == o.tos
+                and [n.key() for n in self.nhs or ()] == [n.key() for n in o.nhs or ()])
+
+    def uses(self, dev: Any) -> bool:
+        """Whether a nexthop of the route goes out through ``dev``."""
+        return self.dev is dev or any(n.dev is dev for n in self.nhs or ())
 
 
 class Fib:
@@ -214,6 +236,8 @@ def fib_dump_info(r: Route) -> bytes:
     dev = r.dev
     rflags = RTNH_F_LINKDOWN if (dev is not None and r.scope != RT_SCOPE_HOST
                                  and not dev.carrier) else 0
+    if r.nhs:               # fib_create_info / fib_sync_down_dev: once every nexthop is down
+        rflags = RTNH_F_LINKDOWN if all(nh.dead or not nh.dev.carrier for nh in r.nhs) else 0
     body = RTMSG.pack(2, r.dst.prefixlen, 0, r.tos, r.table if r.table < 256 else RT_TABLE_COMPAT,
                       r.proto, r.scope, r.type, rflags)
     body += nla_u32(RTA_TABLE, r.table)
@@ -223,11 +247,48 @@ def fib_dump_info(r: Route) -> bytes:
         body += nla_u32(RTA_PRIORITY, r.metric)
     if r.prefsrc:
         body += nla(RTA_PREFSRC, ipaddress.ip_address(r.prefsrc).packed)
+    if r.nhs:
+        return body + fib_add_multipath(r)
     if r.gw:
         body += nla(RTA_GATEWAY, ipaddress.ip_address(r.gw).packed)
     if dev is not None:
         body += nla_u32(RTA_OIF, dev.ifindex)
     return body
+
+
+def fib_add_multipath(r: Route) -> bytes:
+    """RTA_MULTIPATH: one ``struct rtnexthop`` per nexthop (``fib_add_nexthop``: length,
+    flags — RTNH_F_DEAD, RTNH_F_LINKDOWN without carrier —, weight - 1, ifindex) with its
+    RTA_GATEWAY inside."""
+    out = b""
+    for nh in r.nhs or ():
+        attrs = nla(RTA_GATEWAY, ipaddress.ip_address(nh.gw).packed) if nh.gw else b""
+        flags = (RTNH_F_DEAD | RTNH_F_LINKDOWN) if nh.dead else \
+            RTNH_F_LINKDOWN if not nh.dev.carrier else 0
+        out += struct.pack("=HBBi", 8 + len(attrs), flags, nh.weight - 1, nh.dev.ifindex) + attrs
+    return nla(RTA_MULTIPATH, out)
+
+
+def fib_select_multipath(ns: Any, r: Route, src: Any, dst: Any) -> FibNh | None:
+    """``fib_select_multipath``: the first live nexthop whose upper bound (its share of
+    the weights, ``fib_rebalance``, on a 31-bit scale) is not below the flow's hash. The
+    hash covers the addresses (every ``fib_multipath_hash_policy`` reduces to them for a
+    flow without ports); it is a CRC, not the kernel's jhash with the namespace's random
+    seed, so which nexthop a flow takes differs from Linux's as it does between two boots."""
+    live = [nh for nh in r.nhs or () if not nh.dead]
+    if not live:
+        return None
+    total = sum(nh.weight for nh in live)
+    policy = multipath_hash_policy(ns)        # 1-3 add ports and protocol: 0 here
+    key = (src.packed if src is not None else b"") + b"|" + dst.packed
+    key += bytes(5) if policy else b""
+    h = zlib.crc32(key) >> 1
+    w = 0
+    for nh in live:
+        w += nh.weight
+        if h <= ((w << 31) + total // 2) // total - 1:
+            return nh
+    return live[-1]
 
 
 def rta_cacheinfo(expires_clk: int = 0, error: int = 0, clntref: int = 0) -> bytes:
@@ -374,7 +435,14 @@ def fib_disable_ip(ns: Any, dev: Any, force: bool) -> None:
     """``fib_sync_down_dev`` + ``fib_flush`` on NETDEV_DOWN (host-scope routes stay) and
     NETDEV_UNREGISTER (all go); IPv4 sends no RTM_DELROUTE for them."""
     for _, tbl in fib(ns).dump_order(2):
-        tbl[:] = [r for r in tbl if r.dev is not dev or (not force and r.scope == RT_SCOPE_HOST)]
+        for r in tbl:
+            for nh in r.nhs or ():           # fib_sync_down_dev: its nexthops die
+                if nh.dev is dev:
+                    nh.dead = True
+        # a multipath route goes once every nexthop is dead, or when one's device goes away
+        tbl[:] = [r for r in tbl if not (
+            r.nhs and (all(nh.dead for nh in r.nhs) or force and r.uses(dev))
+            or not r.nhs and r.dev is dev and (force or r.scope != RT_SCOPE_HOST))]
 
 
 # -- IPv6: addrconf ----------------------------------------------------------------------
@@ -514,6 +582,10 @@ def fib_netdev_event(event: str, dev: Any, **info: Any) -> None:
         return
     f = fib(ns)
     if event == "NETDEV_UP":
+        for r in all_routes(ns, 2):                               # fib_sync_up
+            for nh in r.nhs or ():
+                if nh.dev is dev:
+                    nh.dead = False
         for a in [a for a in dev.addresses if a.family == 2]:     # fib_netdev_event
             fib_add_ifaddr(ns, dev, a)
         for a in [a for a in dev.addresses if a.family == 10]:  # addrconf_permanent_addr
@@ -603,6 +675,12 @@ def table_lookup(ns: Any, family: int, tb_id: int, dst: Any, oif_dev: Any) -> Ro
     cands.sort(key=lambda r: -r.dst.prefixlen)          # stable: list order within a prefix
     for r in cands:
         if r.type in REJECT_TYPES:
+            return r
+        if r.nhs:
+            # fib_table_lookup: a nexthop that is alive (and the flow's oif, if it has one)
+            if not any(not nh.dead and nh.dev.up and (oif_dev is None or nh.dev is oif_dev)
+                       for nh in r.nhs):
+                continue
             return r
         if oif_dev is not None and r.dev is not oif_dev and r.type != RTN_LOCAL:
             continue
@@ -753,11 +831,17 @@ def route_lookup(ns: Any, dst: Any, *, src: Any = None, iif: Any = None, oif: An
     if r.type == RTN_LOCAL:
         s = str(src) if src else (r.prefsrc or str(dst))
         return RouteResult(r, tb, RTN_LOCAL, lo, s, None, RTCF_LOCAL)
-    s = str(src) if src else (r.prefsrc or inet_select_addr(ns, r.dev, r.gw, r.scope))
+    out_dev, gw = r.dev, r.gw
+    if r.nhs:                                            # fib_select_path
+        nh = next((n for n in r.nhs if n.dev is oif_dev and not n.dead), None) \
+            if oif_dev is not None else fib_select_multipath(ns, r, src, dst)
+        if nh is not None:
+            out_dev, gw = nh.dev, nh.gw
+    s = str(src) if src else (r.prefsrc or inet_select_addr(ns, out_dev, gw, r.scope))
     if r.type == RTN_BROADCAST:
-        return RouteResult(r, tb, RTN_BROADCAST, r.dev, s, None, RTCF_LOCAL | RTCF_BROADCAST)
-    flags = RTCF_LOCAL if r.dev is not None and r.dev.kind == "loopback" else 0
-    return RouteResult(r, tb, r.type, r.dev, s, r.gw, flags)
+        return RouteResult(r, tb, RTN_BROADCAST, out_dev, s, None, RTCF_LOCAL | RTCF_BROADCAST)
+    flags = RTCF_LOCAL if out_dev is not None and out_dev.kind == "loopback" else 0
+    return RouteResult(r, tb, r.type, out_dev, s, gw, flags)
 
 
 def _tb4(ns: Any, tb: int) -> int:

@@ -61,6 +61,8 @@ FIB_RULE_POLICY = {3: NlaPolicy("string", IFNAMSIZ - 1), 17: NlaPolicy("string",
 NETCONFA_MAX = 8
 DEVCONF_IPV4_POLICY = {1: _len(4), 2: _len(4), 3: _len(4), 5: _len(4), 6: _len(4)}
 DEVCONF_IPV6_POLICY = {1: _len(4), 2: _len(4), 5: _len(4), 6: _len(4)}
+# net/ipv6/addrlabel.c ifal_policy: IFAL_ADDRESS, IFAL_LABEL
+IFAL_POLICY = {1: _len(16), 2: _len(4)}
 
 
 def _raise(err: Reply) -> NoReturn:

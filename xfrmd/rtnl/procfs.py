@@ -2,7 +2,7 @@
 what ``ifconfig -a`` and ``netstat -i`` list devices from) and the per-device IP sysctls
 ``/proc/sys/net/ipv4/conf/{all,default,DEV}/*`` (devinet.c ``devinet_sysctl``) and
 ``/proc/sys/net/ipv6/conf/{all,default,DEV}/*`` (addrconf.c ``addrconf_sysctl``), with a
-fresh 6.18 namespace's values. A device takes ``default``'s values when it registers
+fresh 6.18 namespace's values, and ``net.ipv4.fib_multipath_hash_policy``. A device takes ``default``'s values when it registers
 (``inetdev_init`` / ``ipv6_add_dev``); writing ``all/forwarding`` sets every device's and
 ``default``'s (``inet_forward_change``, ``addrconf_fixup_forwarding``). The values are kept
 and read back; the stack does not act on them (no forwarding, no RA, no ARP)."""
@@ -169,6 +169,30 @@ def _conf_write(kernel: Any, ns: Any, path: str, data: str) -> int | None:
     return None
 
 
+# -- /proc/sys/net/ipv4/fib_multipath_hash_policy ------------------------------------------
+
+def multipath_hash_policy(ns: Any) -> int:
+    """``net.ipv4.fib_multipath_hash_policy`` of the namespace (0: layer 3)."""
+    v: int = ns.__dict__.get("ipv4_sysctl", {}).get("fib_multipath_hash_policy", 0)
+    return v
+
+
+def _hash_policy_read(kernel: Any, ns: Any, path: str) -> str:
+    return f"{multipath_hash_policy(ns)}\n"
+
+
+def _hash_policy_write(kernel: Any, ns: Any, path: str, data: str) -> int | None:
+    """``proc_fib_multipath_hash_policy``: an unsigned integer from 0 to 3."""
+    try:
+        value = int(data.strip(), 10)
+    except ValueError:
+        return E.EINVAL
+    if not 0 <= value <= 3:
+        return E.EINVAL
+    ns.__dict__.setdefault("ipv4_sysctl", {})["fib_multipath_hash_policy"] = value
+    return None
+
+
 # -- /proc/net/dev -----------------------------------------------------------------------
 
 _DEV_HEADER = ("Inter-|   Receive                                                |  Transmit\n"
@@ -204,6 +228,7 @@ VFS_FILES: tuple[tuple[str, Reader | None, Writer | None], ...] = (
     ("/proc/sys/net/ipv4/conf/*/mc_forwarding", _conf_read, None),      # 0444
     ("/proc/sys/net/ipv4/conf/*/*", _conf_read, _conf_write),
     ("/proc/sys/net/ipv6/conf/*/*", _conf_read, _conf_write),
+    ("/proc/sys/net/ipv4/fib_multipath_hash_policy", _hash_policy_read, _hash_policy_write),
     ("/proc/net/dev", _proc_net_dev, None),
     ("/proc/self/net/dev", _proc_net_dev, None),
 )

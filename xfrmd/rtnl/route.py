@@ -16,7 +16,7 @@ from netlink_codec.netlink import NLM_F_MULTI, encode_msg, kernel_attrs, nla, nl
 from .. import kconfig
 from ..errors import KernelError
 from ..netlink.core import OK, Reply, Request
-from .fib import (IP6_RT_PRIO_USER, REJECT_TYPES, RT_SCOPE_HOST, RT_SCOPE_LINK,
+from .fib import (IP6_RT_PRIO_USER, FibNh, REJECT_TYPES, RT_SCOPE_HOST, RT_SCOPE_LINK,
                   RT_SCOPE_NOWHERE, RT_TABLE_COMPAT, RT_TABLE_LOCAL, RT_TABLE_MAIN, RTM_DELROUTE,
                   RTM_NEWROUTE, RTMSG, RTN_BROADCAST, RTN_LOCAL, RTN_UNICAST, Route, fib,
                   fib6_expire, fill_route, insert, remove, route_lookup, routes, rt6_fill_tail,
@@ -300,9 +300,11 @@ def _rtm_to_config(req: Request) -> dict[str, Any]:
         elif t == RTA_PREF and v[:1] not in (b"", b"\x00"):
             raise KernelError(E.EOPNOTSUPP, "xfrmd: IPv6 route preferences other than medium "
                               "are not modelled")
+        elif t == RTA_MULTIPATH and fam == 2:
+            cfg["mp"] = _fib_get_nhs(v)
         elif t in (RTA_MULTIPATH, RTA_VIA, RTA_ENCAP, RTA_NH_ID, RTA_NEWDST):
-            raise KernelError(E.EOPNOTSUPP, "xfrmd: multipath, via, encap and nexthop-object "
-                              "routes are not modelled")
+            raise KernelError(E.EOPNOTSUPP, "xfrmd: IPv6 multipath, via, encap and "
+                              "nexthop-object routes are not modelled")
     if _fl & 4:                                          # RTNH_F_ONLINK
         raise KernelError(E.EOPNOTSUPP, "xfrmd: onlink nexthops are not modelled")
     if dst_len > alen * 8:
@@ -313,6 +315,73 @@ def _rtm_to_config(req: Request) -> dict[str, Any]:
     if fam == 10 and src_len:
         raise KernelError(E.EOPNOTSUPP, "xfrmd: source-specific IPv6 routes are not modelled")
     return cfg
+
+
+RTNH = struct.Struct("=HBBi")       # struct rtnexthop: len, flags, hops, ifindex
+RTNH_F_DEAD, RTNH_F_ONLINK, RTNH_F_LINKDOWN = 1, 4, 16
+
+
+def _fib_get_nhs(v: bytes) -> list[tuple[int, int, int, str | None]]:
+    """``fib_count_nexthops`` + ``fib_get_nhs``: the RTA_MULTIPATH payload as (ifindex,
+    flags, weight, gateway) per ``struct rtnexthop``."""
+    out = []
+    off = 0
+    while len(v) - off >= RTNH.size:
+        ln, flags, hops, ifindex = RTNH.unpack_from(v, off)
+        if ln < RTNH.size or ln > len(v) - off:
+            break
+        gw = None
+        attrs = v[off + RTNH.size:off + ln]
+        types: dict[int, bytes] = {}
+        a = 0
+        while len(attrs) - a >= 4:
+            alen, atype = struct.unpack_from("=HH", attrs, a)
+            if alen < 4 or alen > len(attrs) - a:
+                break
+            types.setdefault(atype & 0x3FFF, attrs[a + 4:a + alen])
+            a += (alen + 3) & ~3
+        if RTA_GATEWAY in types and RTA_VIA in types:
+            raise KernelError(E.EINVAL, "Nexthop configuration can not contain both GATEWAY "
+                              "and VIA")
+        if RTA_VIA in types or RTA_ENCAP in types or RTA_FLOW in types:
+            raise KernelError(E.EOPNOTSUPP, "xfrmd: via, encap and realms in multipath "
+                              "nexthops are not modelled")
+        if RTA_GATEWAY in types:
+            if len(types[RTA_GATEWAY]) < 4:               # fib_gw_from_attr
+                raise KernelError(E.EINVAL, "Invalid IPv4 address in RTA_GATEWAY")
+            g = ipaddress.IPv4Address(types[RTA_GATEWAY][:4])
+            gw = str(g) if int(g) else None
+        out.append((ifindex, flags, hops + 1, gw))
+        off += (ln + 3) & ~3
+    if len(v) - off > 0 or not out:
+        raise KernelError(E.EINVAL, "Invalid nexthop configuration - extra data after nexthops")
+    for _ifindex, flags, _w, _gw in out:
+        if flags & (RTNH_F_DEAD | RTNH_F_LINKDOWN):
+            raise KernelError(E.EINVAL, "Invalid flags for nexthop - can not contain DEAD or "
+                              "LINKDOWN")
+        if flags & RTNH_F_ONLINK:
+            raise KernelError(E.EOPNOTSUPP, "xfrmd: onlink nexthops are not modelled")
+    return out
+
+
+def _check_nh4(ns: Any, cfg: dict[str, Any], oif: int, gw: str | None) -> Any:
+    """``fib_check_nh``: a gateway reached by a link-scope route (on ``oif`` if given), or
+    a device that is up; the nexthop's device."""
+    dev = None
+    if oif:
+        dev = ns.links.by_index(oif)
+        if dev is None:
+            raise KernelError(E.ENODEV)
+    if gw:
+        via = _gw_route(ns, gw, cfg["table"], oif)
+        if via is None:
+            raise KernelError(E.EINVAL, "Nexthop has invalid gateway")
+        return dev or via.dev
+    if dev is None:
+        raise KernelError(E.ENODEV)
+    if not dev.up:
+        raise KernelError(E.ENETDOWN, "Nexthop device is not up")
+    return dev
 
 
 def _key_ok(cfg: dict[str, Any]) -> bool:
@@ -365,7 +434,26 @@ def _newroute4(req: Request, cfg: dict[str, Any]) -> Reply:
     if not _key_ok(cfg):                                   # fib_table_insert
         raise KernelError(E.EINVAL, "Invalid prefix for given prefix length")
     dev = None
-    if rtype in REJECT_TYPES:                              # fib_create_info
+    mp = cfg.get("mp")
+    if mp:                                                 # fib_get_nhs
+        if cfg["oif"] and mp[0][0] != cfg["oif"]:
+            raise KernelError(E.EINVAL, "Nexthop device index does not match RTA_OIF")
+        if cfg["gw"] and mp[0][3] != cfg["gw"]:
+            raise KernelError(E.EINVAL, "Nexthop gateway does not match RTA_GATEWAY or "
+                              "RTA_VIA")
+    if mp and rtype in REJECT_TYPES:
+        raise KernelError(E.EINVAL, "Gateway, device and multipath can not be specified for "
+                          "this route type")
+    if mp and len(mp) > 1 and cfg["scope"] == RT_SCOPE_HOST:
+        raise KernelError(E.EINVAL, "Route with host scope can not have multiple nexthops")
+    nhs = None
+    if mp and len(mp) > 1:
+        nhs = [FibNh(gw, _check_nh4(ns, cfg, oif, gw), w) for oif, _f, w, gw in mp]
+    elif mp:                              # one nexthop: an ordinary route
+        cfg["oif"], cfg["gw"] = mp[0][0], mp[0][3]
+    if nhs:
+        dev = nhs[0].dev
+    elif rtype in REJECT_TYPES:                            # fib_create_info
         if cfg["gw"] or cfg["oif"]:
             raise KernelError(E.EINVAL, "Gateway, device and multipath can not be specified for "
                               "this route type")
@@ -394,8 +482,8 @@ def _newroute4(req: Request, cfg: dict[str, Any]) -> Reply:
             and not _local_addr(ns, cfg["src"], 2, usable=False):       # fib_valid_prefsrc
         raise KernelError(E.EINVAL, "Invalid prefsrc address")
     table_id = cfg["table"] or RT_TABLE_MAIN
-    new = Route(dst, dev, cfg["gw"], cfg["src"], table_id, rtype, cfg["proto"], cfg["scope"],
-                cfg["metric"], cfg["tos"])
+    new = Route(dst, dev, nhs[0].gw if nhs else cfg["gw"], cfg["src"], table_id, rtype,
+                cfg["proto"], cfg["scope"], cfg["metric"], cfg["tos"], nhs=nhs)
     return _insert_checked(req, new)
 
 
@@ -523,6 +611,8 @@ def inet_rtm_delroute(req: Request) -> Reply:
             continue
         if cfg["proto"] and r.proto != cfg["proto"]:
             continue
+        if cfg.get("mp") and not _fib_nh_match(cfg["mp"], r):
+            continue
         if cfg["oif"] and (r.dev is None or r.dev.ifindex != cfg["oif"]):
             continue
         if cfg["gw"] and r.gw != cfg["gw"]:
@@ -537,6 +627,16 @@ def inet_rtm_delroute(req: Request) -> Reply:
         remove(ns, r, seq=req.hdr.seq, portid=req.sock.portid)
         return OK
     raise KernelError(E.ESRCH)
+
+
+def _fib_nh_match(mp: list[tuple[int, int, int, str | None]], r: Route) -> bool:
+    """``fib_nh_match`` for RTA_MULTIPATH: nexthop by nexthop, an ifindex or gateway given
+    must be the route's."""
+    nhs = r.nhs or [FibNh(r.gw, r.dev)]
+    if len(mp) != len(nhs):
+        return False
+    return all((not oif or (nh.dev is not None and nh.dev.ifindex == oif))
+               and (gw is None or gw == nh.gw) for (oif, _f, _w, gw), nh in zip(mp, nhs))
 
 
 RTNL_MSG_HANDLERS = (
