@@ -146,9 +146,30 @@ def _sysfs(kernel: Any, ns: Any, path: str) -> str:
               "address": ":".join(f"{b:02x}" for b in dev.address), "type": dev.type,
               "operstate": {0: "unknown", 2: "down", 6: "up"}[dev.operstate],
               "carrier": int(dev.carrier)}
+    if attr == "ifalias":                  # ifalias_show: nothing while there is none
+        alias = getattr(dev, "ifalias", "")
+        return f"{alias}\n" if alias else ""
     if attr not in values:
         raise FileNotFoundError(path)
     return f"{values[attr]}\n"
+
+
+IFALIASZ = 256
+
+
+def _sysfs_ifalias_write(kernel: Any, ns: Any, path: str, data: str) -> int | None:
+    """``ifalias_store``: the text without one trailing newline (empty clears it; 256
+    bytes or more is EINVAL, ``dev_set_alias``), then ``netdev_state_change``."""
+    dev = ns.links.by_name(path.split("/")[4])
+    if dev is None:
+        return E.ENOENT
+    alias = data[:-1] if data.endswith("\n") else data
+    if len(alias.encode()) >= IFALIASZ:
+        return E.EINVAL
+    dev.ifalias = alias
+    if dev.up:
+        rtmsg_ifinfo(dev)
+    return None
 
 
 def _if_inet6(kernel: Any, ns: Any, path: str) -> str:
@@ -161,7 +182,7 @@ def _if_inet6(kernel: Any, ns: Any, path: str) -> str:
     return "".join(lines)
 
 
-_SYSFS_ATTRS = ("address", "carrier", "flags", "ifindex", "mtu", "operstate", "type")
+_SYSFS_ATTRS = ("address", "carrier", "flags", "ifalias", "ifindex", "mtu", "operstate", "type")
 
 
 def _sysfs_dir(kernel: Any, ns: Any, path: str) -> list[tuple[str, str]]:
@@ -287,6 +308,7 @@ IOCTLS: dict[int, IoctlFn] = {
 
 # the virtual files (pattern, read, write) and directories (pattern, lister)
 VFS_FILES: tuple[tuple[str, Reader | None, Writer | None], ...] = (
+    ("/sys/class/net/*/ifalias", _sysfs, _sysfs_ifalias_write),
     ("/sys/class/net/*", _sysfs, None),
     ("/proc/net/if_inet6", _if_inet6, None),
 )
