@@ -23,6 +23,9 @@ CASES = [
     "ip link set dev v0 alias ''",
     "ip link show v0",
     "ls /sys/class/net/v0/ifalias",
+    "cat /sys/class/net/v0/operstate",
+    "ip link set v0 up",
+    "cat /sys/class/net/v0/operstate /sys/class/net/v0/carrier",     # lowerlayerdown
 ]
 
 outputs, test_ifalias_line_matches_the_kernel = line_tests(CASES, "ifalias")

@@ -18,6 +18,7 @@ from .policy import IFA_IPV4_POLICY, IFA_IPV6_POLICY, IFA_MAX, rtnl_parse
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 IFADDRMSG = struct.Struct("=BBBBi")
 IFA_ADDRESS, IFA_LOCAL, IFA_LABEL, IFA_BROADCAST, IFA_CACHEINFO, IFA_FLAGS = 1, 2, 3, 4, 6, 8
+IFA_PROTO = 11
 IFA_F_SECONDARY, IFA_F_TENTATIVE = 0x01, 0x40
 IFA_F_DEPRECATED, IFA_F_PERMANENT, IFA_F_NOPREFIXROUTE = 0x20, 0x80, 0x200
 RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_HOST = 0, 253, 254
@@ -41,6 +42,8 @@ class IfAddr:
     tstamp: float = 0.0       # the clock when the lifetimes were set (ifa_tstamp)
     # IFA_RT_PRIORITY, the metric of the prefix route (not settable here: 0)
     rt_priority: int = field(default=0, compare=False, repr=False)
+    # IFA_PROTO: who added the address (ifa_proto; 0: not said, and not dumped)
+    proto: int = field(default=0, compare=False, repr=False)
     # addrconf made the IPv6 address's routes (xfrmd/rtnl/fib.py): once per address
     routed: bool = field(default=False, compare=False, repr=False)
 
@@ -84,13 +87,17 @@ def fill_ifaddr(dev: Any, a: IfAddr, seq: int, portid: int, flags: int,
         brd = a.broadcast()
         if brd is not None:
             body += nla(IFA_BROADCAST, brd)
-        body += nla_string(IFA_LABEL, a.label or dev.name) + nla_u32(IFA_FLAGS, a.flags)
-        body += nla(IFA_CACHEINFO, cache)
+        body += nla_string(IFA_LABEL, a.label or dev.name)
+        if a.proto:
+            body += nla(IFA_PROTO, bytes([a.proto]))
+        body += nla_u32(IFA_FLAGS, a.flags) + nla(IFA_CACHEINFO, cache)
     else:
         # inet6_fill_ifaddr: with a peer, IFA_LOCAL is the address and IFA_ADDRESS the peer
         body += (nla(IFA_LOCAL, a.packed) + nla(IFA_ADDRESS, peer)) if peer \
             else nla(IFA_ADDRESS, a.packed)
         body += nla(IFA_CACHEINFO, cache) + nla_u32(IFA_FLAGS, a.flags)
+        if a.proto:
+            body += nla(IFA_PROTO, bytes([a.proto]))
     return encode_msg(msg_type, flags, seq, portid, body)
 
 
@@ -295,8 +302,10 @@ def inet_rtm_newaddr(req: Request) -> Reply:
                 else "ipv6: address already assigned"
             if req.hdr.flags & NLM_F_EXCL:
                 raise KernelError(E.EEXIST, text)
-            # NLM_F_REPLACE: new lifetimes (infinite unless given), announced
+            # NLM_F_REPLACE: new lifetimes (infinite unless given) and protocol (0 unless
+            # given), announced
             set_ifa_lifetime(dev, a, *(lifetimes or (INFINITY, INFINITY)))
+            a.proto = _ifa_proto(req)
             _ifa_notify(dev, a, RTM_NEWADDR, *((req.hdr.seq, req.sock.portid)
                                                if a.family == 2 else (0, 0)))
             return OK
@@ -310,6 +319,7 @@ def inet_rtm_newaddr(req: Request) -> Reply:
                    if b.family == 10 and b.scope >= scope), len(dev.addresses))
         dev.addresses.insert(at, a)
     a.brd = brd if a.family == 2 else None
+    a.proto = _ifa_proto(req)                        # rtm_to_ifaddr / inet6_rtm_newaddr
     if a.family == 2:                                # IFA_LABEL: an alias name (eth0:1)
         for ra in kernel_attrs(req.buf, req.payload_offset + IFADDRMSG.size, req.end)[0]:
             if ra.type == IFA_LABEL and ra.end > ra.start:
@@ -389,6 +399,14 @@ def _ifa_peer_and_lifetimes(req: Request, local: str, new: bool
     if not has_local or peer == local:
         peer = None
     return peer, lifetimes
+
+
+def _ifa_proto(req: Request) -> int:
+    """IFA_PROTO of the request (a u8; 0 when absent)."""
+    for ra in kernel_attrs(req.buf, req.payload_offset + IFADDRMSG.size, req.end)[0]:
+        if ra.type == IFA_PROTO and ra.end > ra.start:
+            return int(req.buf[ra.start])
+    return 0
 
 
 def _subnet(a: IfAddr) -> ipaddress.IPv4Network | ipaddress.IPv6Network:

@@ -134,6 +134,10 @@ def _siocgifmap(kernel: Any, ns: Any, ifname: str, data: bytes) -> tuple[int, by
     return 0, data[:16] + bytes(24) + data[40:]                # no I/O map, if_port 0
 
 
+# net-sysfs.c operstates[], by IF_OPER_*
+OPERSTATES = ("unknown", "notpresent", "down", "lowerlayerdown", "testing", "dormant", "up")
+
+
 def _sysfs(kernel: Any, ns: Any, path: str) -> str:
     parts = path.split("/")          # /sys/class/net/DEV/ATTR
     if len(parts) < 6:
@@ -144,7 +148,7 @@ def _sysfs(kernel: Any, ns: Any, path: str) -> str:
     attr = parts[5]
     values = {"ifindex": dev.ifindex, "mtu": dev.mtu, "flags": hex(dev.flags),
               "address": ":".join(f"{b:02x}" for b in dev.address), "type": dev.type,
-              "operstate": {0: "unknown", 2: "down", 6: "up"}[dev.operstate],
+              "operstate": OPERSTATES[dev.operstate],
               "carrier": int(dev.carrier)}
     if attr == "ifalias":                  # ifalias_show: nothing while there is none
         alias = getattr(dev, "ifalias", "")
