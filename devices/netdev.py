@@ -47,7 +47,7 @@ class NetDevice:
         "ifalias", "stats64", "nic", "options", "mac_set", "mtu_set", "linkwatch_pending",
         "defer_peer_carrier", "fix_features_hook", "set_features_hook", "notifier_ctx",
         "bond", "perm_hwaddr", "original_mtu", "nsim", "xfrmi", "bridge_id", "br_port_no",
-        "br_port_cost", "brport", "ip_devconf", "mc_solicit")
+        "br_port_cost", "brport", "ip_devconf", "mc_solicit", "oper_nocarrier")
 
     ifindex: int
     name: str
@@ -62,6 +62,7 @@ class NetDevice:
     type: int                       # ARPHRD_*
     txqlen: int
     carrier: bool
+    oper_nocarrier: "int | None"    # the operstate linkwatch worked out without carrier
     master: "NetDevice | None"
     driver: str
     bus_info: str
@@ -136,6 +137,7 @@ class NetDevice:
         self.num_tx_queues = self.num_rx_queues = 1
         self.tso_max_size = 524280
         self.peer = None
+        self.oper_nocarrier = None       # default_operstate without carrier, as kept
         self.rtnl_kind = None
         self.rtnl_link_ops = None
         self.addr_random = False
@@ -174,20 +176,45 @@ class NetDevice:
         if self.linkwatch_pending:
             # opened with the carrier just on: linkwatch has not run yet, the operstate is
             # still the one of a carrier-less veth (rtnl_fill_ifinfo reads dev->operstate)
-            return IF_OPER_LOWERLAYERDOWN
+            return self._kept_operstate()
         if self.kind in ("loopback", "dummy"):     # never report a carrier event
             return IF_OPER_UNKNOWN
         if self.carrier:
             return IF_OPER_UP
-        # default_operstate: a device stacked on another (iflink != ifindex) is
-        # LOWERLAYERDOWN without carrier
-        return IF_OPER_LOWERLAYERDOWN if self.kind == "veth" else IF_OPER_DOWN
+        return self._kept_operstate()
+
+    def _kept_operstate(self) -> int:
+        if self.oper_nocarrier is None:      # linkwatch's run after the carrier went off
+            self.linkwatch_operstate()
+        assert self.oper_nocarrier is not None
+        return self.oper_nocarrier
+
+    def linkwatch_operstate(self) -> None:
+        """``linkwatch_do_dev`` → ``rfc2863_policy``: the operstate is worked out when
+        linkwatch handles a carrier event and kept until the next one (a veth's peer moving
+        to another namespace does not change it)."""
+        self.oper_nocarrier = self._no_carrier_operstate()
+
+    def _no_carrier_operstate(self) -> int:
+        """``default_operstate`` without carrier: LOWERLAYERDOWN for a device stacked on
+        another (a veth's iflink is its peer's index) when a device of that index exists in
+        this device's own namespace — for a peer in another namespace that is usually not
+        the case (or the index is this device's own), and the state is DOWN."""
+        peer = self.peer if self.kind == "veth" else None
+        if peer is None or peer.netns is None or peer.ifindex == self.ifindex:
+            return IF_OPER_DOWN
+        ns = self.netns
+        if ns is not None and ns is not peer.netns and ns.links.by_index(peer.ifindex) is None:
+            return IF_OPER_DOWN
+        return IF_OPER_LOWERLAYERDOWN
 
     def set_carrier(self, on: bool) -> bool:
         """``netif_carrier_on/off``: True when it changed (and the counters moved)."""
         if self.carrier == on:
             return False
         self.carrier = on
+        if not on:
+            self.oper_nocarrier = None
         self.carrier_changes += 1
         if on:
             self.carrier_up_count += 1

@@ -362,6 +362,12 @@ def dev_open(dev: NetDevice, gchanges: int = 0) -> None:
             port_carrier_check(d)
     call_netdevice_notifiers("NETDEV_UP", dev)
     netdev_up(dev)
+    # linkwatch_do_dev → netdev_state_change: NETDEV_CHANGE for a peer in another namespace
+    # (addrconf_notify starts its DAD there; one in this namespace took it from NETDEV_UP's
+    # carrier sync, xfrmd/rtnl/fib.py ``sync_carrier``)
+    for d in linkwatch:
+        if d is not dev and d.netns is not dev.netns:
+            call_netdevice_notifiers("NETDEV_CHANGE", d)
 
 
 def dev_close(dev: NetDevice, gchanges: int = 0) -> None:
@@ -905,6 +911,9 @@ def veth_newlink(nl: NewLink) -> None:
     nl.created.append(peer)
     rtmsg_ifinfo(peer, change=0xFFFFFFFF)
     register_netdevice(nl.net.links, dev, m.index)
+    # the carrier-off events of veth_newlink reach linkwatch once both ends are registered
+    dev.linkwatch_operstate()
+    peer.linkwatch_operstate()
 
 
 def veth_open(dev: NetDevice) -> list[NetDevice]:
@@ -928,6 +937,8 @@ def veth_close(dev: NetDevice) -> None:
             and peer.set_carrier(False):
         rtmsg_ifinfo(peer)
         port_carrier_check(peer)
+        if peer.netns is not dev.netns:         # its routes' RTNH_F_LINKDOWN there
+            call_netdevice_notifiers("NETDEV_CHANGE", peer)
 
 
 def veth_get_link_net(dev: NetDevice) -> NetNamespace | None:
