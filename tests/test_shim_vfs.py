@@ -84,7 +84,7 @@ def test_directory_listings_follow_the_model(tmp_path):
             env=env)
     assert p.stdout.splitlines() == [
         "bond0 bond1 dummy0 eth0 eth1 eth2 lo nsim0 soe0 soe1 soe2 ",
-        "address carrier flags ifindex mtu operstate type ",
+        "address carrier flags ifalias ifindex mtu operstate type ",
         "/proc/net/bonding/bond0",
         "/proc/net/bonding/bond1",
         "0",
