@@ -177,7 +177,7 @@ class NetDevice:
             # opened with the carrier just on: linkwatch has not run yet, the operstate is
             # still the one of a carrier-less veth (rtnl_fill_ifinfo reads dev->operstate)
             return self._kept_operstate()
-        if self.kind in ("loopback", "dummy"):     # never report a carrier event
+        if self.kind in ("loopback", "dummy", "vxlan"):   # never report a carrier event
             return IF_OPER_UNKNOWN
         if self.carrier:
             return IF_OPER_UP

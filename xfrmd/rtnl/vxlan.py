@@ -1,0 +1,191 @@
+"""VXLAN devices (drivers/net/vxlan/vxlan_core.c, link kind ``vxlan``) as a control plane
+sees them: ``ip link add NAME type vxlan id VNI [local A] [group|remote A] [dev D]
+[dstport P] …`` validated as ``vxlan_validate`` / ``vxlan_config_validate`` do (with their
+extack), the device ``vxlan_setup`` makes (Ethernet, random MAC, no queue, MTU 1500 or the
+lower device's less the headroom), ``vxlan_fill_info``'s attributes in its order so that
+``ip -d link show`` prints ``vxlan id …``, and the device's own forwarding database
+(``vxlan_fdb_*``: ``bridge fdb add|del|get MAC dev NAME dst IP self``). Nothing is
+encapsulated: no packet goes through a VXLAN device here. Changing a device
+(``vxlan_changelink``) is EOPNOTSUPP ``xfrmd: …``."""
+from __future__ import annotations
+
+import errno as E
+import struct
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from devices.netdev import NetDevice
+from netlink_codec.netlink import RawAttr, kernel_attrs, nla, nla_u32
+
+from ..errors import KernelError
+from .link import RtnlLinkOps
+
+if TYPE_CHECKING:
+    from ..kernel import NetNamespace
+
+(IFLA_VXLAN_ID, IFLA_VXLAN_GROUP, IFLA_VXLAN_LINK, IFLA_VXLAN_LOCAL, IFLA_VXLAN_TTL,
+ IFLA_VXLAN_TOS, IFLA_VXLAN_LEARNING, IFLA_VXLAN_AGEING, IFLA_VXLAN_LIMIT,
+ IFLA_VXLAN_PORT_RANGE, IFLA_VXLAN_PROXY, IFLA_VXLAN_RSC, IFLA_VXLAN_L2MISS,
+ IFLA_VXLAN_L3MISS, IFLA_VXLAN_PORT, IFLA_VXLAN_GROUP6, IFLA_VXLAN_LOCAL6,
+ IFLA_VXLAN_UDP_CSUM, IFLA_VXLAN_UDP_ZERO_CSUM6_TX, IFLA_VXLAN_UDP_ZERO_CSUM6_RX,
+ IFLA_VXLAN_REMCSUM_TX, IFLA_VXLAN_REMCSUM_RX, IFLA_VXLAN_GBP, IFLA_VXLAN_REMCSUM_NOPARTIAL,
+ IFLA_VXLAN_COLLECT_METADATA, IFLA_VXLAN_LABEL, IFLA_VXLAN_GPE, IFLA_VXLAN_TTL_INHERIT,
+ IFLA_VXLAN_DF, IFLA_VXLAN_VNIFILTER, IFLA_VXLAN_LOCALBYPASS, IFLA_VXLAN_LABEL_POLICY,
+ IFLA_VXLAN_RESERVED_BITS) = range(1, 34)
+VXLAN_N_VID = 1 << 24
+VXLAN_PORT = 8472                  # the module's vxlan_port default (IANA's 4789 is ip's)
+FDB_AGE_DEFAULT = 300
+VXLAN_HEADROOM, VXLAN6_HEADROOM = 50, 70
+ETH_MIN_MTU, ETH_MAX_MTU = 68, 0xFFFF
+# the u8 booleans of the configuration, in vxlan_fill_info's order, with their defaults
+# for a new device (learning and local bypass are on; UDP_CSUM is "not zero-checksum")
+BOOLS = ((IFLA_VXLAN_LEARNING, 1), (IFLA_VXLAN_PROXY, 0), (IFLA_VXLAN_RSC, 0),
+         (IFLA_VXLAN_L2MISS, 0), (IFLA_VXLAN_L3MISS, 0), (IFLA_VXLAN_COLLECT_METADATA, 0))
+CSUMS = ((IFLA_VXLAN_UDP_CSUM, 1), (IFLA_VXLAN_UDP_ZERO_CSUM6_TX, 0),
+         (IFLA_VXLAN_UDP_ZERO_CSUM6_RX, 0), (IFLA_VXLAN_REMCSUM_TX, 0),
+         (IFLA_VXLAN_REMCSUM_RX, 0), (IFLA_VXLAN_LOCALBYPASS, 1))
+RESERVED_BITS_DEFAULT = bytes.fromhex("f7ffffff000000ff")
+UNMODELLED = {IFLA_VXLAN_GBP: "gbp", IFLA_VXLAN_GPE: "gpe", IFLA_VXLAN_VNIFILTER: "vnifilter",
+              IFLA_VXLAN_REMCSUM_NOPARTIAL: "remcsum_nopartial"}
+
+
+@dataclass
+class VxlanFdb:
+    """One entry of the device's own FDB (``struct vxlan_fdb`` with its one remote)."""
+    mac: bytes
+    dst: bytes                 # the remote's address (4 or 16 bytes)
+    state: int
+    flags: int = 0
+
+
+@dataclass
+class VxlanConfig:
+    """``struct vxlan_config``: what the device was made with."""
+    vni: int = 0
+    remote: bytes = b""        # group / remote (4 or 16 bytes), b"" for none
+    remote_ifindex: int = 0
+    saddr: bytes = b""
+    ttl: int = 0
+    tos: int = 0
+    df: int = 0
+    label: int = 0
+    label_policy: int = 0
+    age_interval: int = FDB_AGE_DEFAULT
+    addrmax: int = 0
+    dst_port: int = VXLAN_PORT
+    port_min: int = 0
+    port_max: int = 0
+    ttl_inherit: bool = False
+    flags: dict[int, int] = field(default_factory=dict)
+    reserved_bits: bytes = RESERVED_BITS_DEFAULT
+    fdb: list[VxlanFdb] = field(default_factory=list)
+
+
+def vxlan_setup(dev: NetDevice) -> None:
+    """``vxlan_setup`` + ``vxlan_ether_setup``: an Ethernet device without a queue."""
+    dev.min_mtu, dev.max_mtu = ETH_MIN_MTU, ETH_MAX_MTU
+    dev.tso_max_size = 65536
+    dev.priv = VxlanConfig()
+
+
+def _u(v: bytes, n: int) -> int:
+    if len(v) < n:
+        raise KernelError(E.ERANGE, "Attribute failed policy validation")
+    return int.from_bytes(v[:n], "little" if n == 4 else "big") if n != 1 else v[0]
+
+
+def vxlan_newlink(ns: NetNamespace, dev: NetDevice, buf: Any, data_ra: RawAttr | None) -> None:
+    """``vxlan_validate``, ``vxlan_nl2conf`` and ``vxlan_config_validate``."""
+    if data_ra is None:
+        raise KernelError(E.EINVAL, "Required attributes not provided to perform the operation")
+    tb = {ra.type & 0x3FFF: bytes(buf[ra.start:ra.end])
+          for ra in kernel_attrs(buf, data_ra.start, data_ra.end)[0]}
+    c = VxlanConfig()
+    for t, name in UNMODELLED.items():
+        if t in tb:
+            raise KernelError(E.EOPNOTSUPP, f"xfrmd: VXLAN {name} is not modelled")
+    if IFLA_VXLAN_ID in tb:
+        c.vni = struct.unpack_from("=I", tb[IFLA_VXLAN_ID].ljust(4, b"\0"))[0]
+        if c.vni >= VXLAN_N_VID:
+            raise KernelError(E.ERANGE, "VXLAN ID must be lower than 16777216")
+    if IFLA_VXLAN_PORT_RANGE in tb:
+        lo, hi = struct.unpack_from("!HH", tb[IFLA_VXLAN_PORT_RANGE].ljust(4, b"\0"))
+        if hi < lo:
+            raise KernelError(E.EINVAL, "Invalid source port range")
+        c.port_min, c.port_max = lo, hi
+    if IFLA_VXLAN_DF in tb:
+        c.df = _u(tb[IFLA_VXLAN_DF], 1)
+        if c.df > 2:
+            raise KernelError(E.EINVAL, "Invalid DF attribute")
+    for t, ln in ((IFLA_VXLAN_GROUP, 4), (IFLA_VXLAN_GROUP6, 16)):
+        if t in tb and any(tb[t][:ln]):
+            c.remote = tb[t][:ln]
+    for t, ln in ((IFLA_VXLAN_LOCAL, 4), (IFLA_VXLAN_LOCAL6, 16)):
+        if t in tb and any(tb[t][:ln]):
+            c.saddr = tb[t][:ln]
+    if c.remote and c.saddr and len(c.remote) != len(c.saddr):
+        raise KernelError(E.EINVAL, "Local and remote address must be from the same family")
+    if IFLA_VXLAN_LINK in tb:
+        c.remote_ifindex = _u(tb[IFLA_VXLAN_LINK], 4)
+    c.ttl = _u(tb[IFLA_VXLAN_TTL], 1) if IFLA_VXLAN_TTL in tb else 0
+    c.ttl_inherit = bool(_u(tb[IFLA_VXLAN_TTL_INHERIT], 1)) if IFLA_VXLAN_TTL_INHERIT in tb \
+        else False
+    c.tos = _u(tb[IFLA_VXLAN_TOS], 1) if IFLA_VXLAN_TOS in tb else 0
+    if IFLA_VXLAN_LABEL in tb:
+        c.label = int.from_bytes(tb[IFLA_VXLAN_LABEL][:4], "big") & 0xFFFFF
+    if IFLA_VXLAN_AGEING in tb:
+        c.age_interval = _u(tb[IFLA_VXLAN_AGEING], 4)
+    if IFLA_VXLAN_LIMIT in tb:
+        c.addrmax = _u(tb[IFLA_VXLAN_LIMIT], 4)
+    if IFLA_VXLAN_PORT in tb and len(tb[IFLA_VXLAN_PORT]) >= 2:
+        c.dst_port = int.from_bytes(tb[IFLA_VXLAN_PORT][:2], "big") or VXLAN_PORT
+    for t, default in BOOLS + CSUMS:
+        c.flags[t] = _u(tb[t], 1) and 1 if t in tb else default
+    if c.flags[IFLA_VXLAN_COLLECT_METADATA]:
+        raise KernelError(E.EOPNOTSUPP, "xfrmd: VXLAN external (collect_metadata) is not "
+                          "modelled")
+    lower = None
+    if c.remote_ifindex:
+        lower = ns.links.by_index(c.remote_ifindex)
+        if lower is None:
+            raise KernelError(E.ENODEV, "Invalid local interface, device not found")
+    for d in ns.links:                                   # vxlan_config_validate
+        o = d.priv if d.kind == "vxlan" and d is not dev else None
+        if isinstance(o, VxlanConfig) and o.vni == c.vni and o.dst_port == c.dst_port \
+                and o.remote_ifindex == c.remote_ifindex:
+            raise KernelError(E.EEXIST, "A VXLAN device with the specified VNI already exists")
+    if lower is not None:
+        # vxlan_config_apply: the MTU leaves room for the headers on the lower device
+        # (max_mtu stays), whose TSO limits the device takes (netif_inherit_tso_max)
+        head = VXLAN6_HEADROOM if len(c.remote or c.saddr) == 16 else VXLAN_HEADROOM
+        dev.mtu = max(lower.mtu - head, ETH_MIN_MTU)
+        dev.tso_max_size = lower.tso_max_size
+    dev.priv = c
+
+
+def vxlan_fill_info(dev: NetDevice, cap_net_admin: bool = True) -> bytes:
+    c: VxlanConfig = dev.priv
+    body = nla_u32(IFLA_VXLAN_ID, c.vni)
+    if c.remote:
+        body += nla(IFLA_VXLAN_GROUP if len(c.remote) == 4 else IFLA_VXLAN_GROUP6, c.remote)
+    if c.remote_ifindex:
+        body += nla_u32(IFLA_VXLAN_LINK, c.remote_ifindex)
+    if c.saddr:
+        body += nla(IFLA_VXLAN_LOCAL if len(c.saddr) == 4 else IFLA_VXLAN_LOCAL6, c.saddr)
+    body += (nla(IFLA_VXLAN_TTL, bytes([c.ttl])) + nla(IFLA_VXLAN_TTL_INHERIT,
+                                                        bytes([c.ttl_inherit]))
+             + nla(IFLA_VXLAN_TOS, bytes([c.tos])) + nla(IFLA_VXLAN_DF, bytes([c.df]))
+             + nla(IFLA_VXLAN_LABEL, c.label.to_bytes(4, "big"))
+             + nla_u32(IFLA_VXLAN_LABEL_POLICY, c.label_policy))
+    for t, _ in BOOLS:
+        body += nla(t, bytes([c.flags[t]]))
+    body += (nla_u32(IFLA_VXLAN_AGEING, c.age_interval) + nla_u32(IFLA_VXLAN_LIMIT, c.addrmax)
+             + nla(IFLA_VXLAN_PORT, c.dst_port.to_bytes(2, "big")))
+    for t, _ in CSUMS:
+        body += nla(t, bytes([c.flags[t]]))
+    body += nla(IFLA_VXLAN_PORT_RANGE, struct.pack("!HH", c.port_min, c.port_max))
+    return body + nla(IFLA_VXLAN_RESERVED_BITS, c.reserved_bits)
+
+
+VXLAN_LINK_OPS = RtnlLinkOps(kind="vxlan", driver="vxlan", setup=vxlan_setup,
+                             validate=vxlan_newlink, fill_info=vxlan_fill_info)
