@@ -47,7 +47,7 @@ class NetDevice:
         "ifalias", "stats64", "nic", "options", "mac_set", "mtu_set", "linkwatch_pending",
         "defer_peer_carrier", "fix_features_hook", "set_features_hook", "notifier_ctx",
         "bond", "perm_hwaddr", "original_mtu", "nsim", "xfrmi", "bridge_id", "br_port_no",
-        "br_port_cost", "brport", "ip_devconf", "mc_solicit", "oper_nocarrier")
+        "br_port_cost", "brport", "ip_devconf", "mc_solicit", "oper_nocarrier", "uc_list")
 
     ifindex: int
     name: str
@@ -63,6 +63,7 @@ class NetDevice:
     txqlen: int
     carrier: bool
     oper_nocarrier: "int | None"    # the operstate linkwatch worked out without carrier
+    uc_list: "list[bytes]"          # dev->uc: unicast addresses added (`bridge fdb … self`)
     master: "NetDevice | None"
     driver: str
     bus_info: str
@@ -138,6 +139,7 @@ class NetDevice:
         self.tso_max_size = 524280
         self.peer = None
         self.oper_nocarrier = None       # default_operstate without carrier, as kept
+        self.uc_list = []                 # secondary unicast addresses (dev_uc_add)
         self.rtnl_kind = None
         self.rtnl_link_ops = None
         self.addr_random = False

@@ -17,7 +17,7 @@ from netlink_codec.netlink import NETLINK_ROUTE, NLM_F_DUMP, NLM_F_ECHO, ExtAck
 from ..errors import KernelError
 from ..netlink.core import OK, Reply, Request
 from ..notifier import NETDEV_PRI_FIB, NETDEV_PRI_NEIGH, NETDEV_PRI_PROCFS
-from . import addr, addrlabel, fib, links, neigh, netconf, netns, procfs, route, rule, services
+from . import addr, addrlabel, br_fdb, fib, links, neigh, netconf, netns, procfs, route, rule, services
 
 if TYPE_CHECKING:
     from ..kernel import Kernel
@@ -131,7 +131,8 @@ class Rtnetlink:
 # the handler tables, in the order the kernel's subsystems register theirs
 RTNL_TABLES: tuple[tuple[MsgHandler, ...], ...] = (
     addr.RTNL_MSG_HANDLERS, route.RTNL_MSG_HANDLERS, rule.RTNL_MSG_HANDLERS,
-    neigh.RTNL_MSG_HANDLERS, netconf.RTNL_MSG_HANDLERS, addrlabel.RTNL_MSG_HANDLERS)
+    neigh.RTNL_MSG_HANDLERS, netconf.RTNL_MSG_HANDLERS, addrlabel.RTNL_MSG_HANDLERS,
+    br_fdb.RTNL_MSG_HANDLERS)
 
 
 def init(kernel: Kernel) -> None:

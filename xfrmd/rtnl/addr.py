@@ -199,7 +199,7 @@ def rtmsg_ifa(dev: Any, a: IfAddr, msg_type: int, seq: int = 0, portid: int = 0)
 
 def addrconf_join_solict(dev: Any, a: IfAddr) -> None:
     """An IPv6 address of a running device starts DAD: its solicited-node group joins the
-    device's multicast list (in that order; read by ``dev_mc_list`` in xfrmd/rtnl/neigh.py)."""
+    device's multicast list (in that order; read by ``dev_mc_list`` in xfrmd/rtnl/br_fdb.py)."""
     if a.family != 10 or not dev.up or not dev.carrier:
         return
     joined = getattr(dev, "mc_solicit", None)      # transitional: until NetDevice declares it

@@ -12,6 +12,7 @@ from devices.netdev import NetDevice, call_netdevice_notifiers
 from netlink_codec.netlink import RawAttr, nla, nla_u8, nla_u16, nla_u32, nla_u64
 
 from ..errors import KernelError
+from .br_fdb import br_fdb_delete_by_port, br_fdb_flush
 from .ethtool import link_speed
 from .link import LinkMsg, RtnlLinkOps, dev_net, rtmsg_ifinfo
 from .linkdata import BRIDGE_INFO_DATA
@@ -187,6 +188,7 @@ def _br_set_gso_limits(br: NetDevice) -> None:
 
 
 def br_del_if(br: NetDevice, dev: NetDevice) -> None:
+    br_fdb_delete_by_port(br, dev)
     dev.master = None
     dev.promiscuity = max(0, dev.promiscuity - 1)
     dev.allmulti = max(0, dev.allmulti - 1)
@@ -197,6 +199,7 @@ def br_dev_delete(br: NetDevice) -> None:
     """``br_dev_delete``: every port leaves before the bridge goes."""
     for p in _ports(br):
         br_del_if(br, p)
+    br_fdb_flush(br)
 
 
 def _bridge_mac(br: NetDevice) -> None:

@@ -167,8 +167,6 @@ def neigh_add(req: Request) -> Reply:
         dev = ns.links.by_index(ifindex)
         if dev is None:
             raise KernelError(E.ENODEV)
-    if family == 7:
-        raise KernelError(E.EOPNOTSUPP, "xfrmd: bridge FDB entries are not modelled")
     dst = _dst(family, attrs)
     if nflags & NTF_PROXY:
         return pneigh_add(ns, family, dst, dev, nflags, state,
@@ -236,8 +234,6 @@ def neigh_dump_info(req: Request) -> Any:
     (``neigh_dump_filter``)."""
     off = req.payload_offset
     family = req.buf[off] if req.end > off else 0
-    if family == 7:
-        return rtnl_fdb_dump(req)
     ifindex = master = 0
     # a request whose whole ndmsg has exactly NTF_PROXY dumps the proxy entries instead
     proxy = req.end - off >= NDMSG.size and req.buf[off + 10] == NTF_PROXY
@@ -343,56 +339,6 @@ def pneigh_fill_info(pn: PneighEntry, msg_type: int, seq: int, portid: int, flag
     if pn.protocol:
         body += nla(NDA_PROTOCOL, bytes([pn.protocol]))
     return encode_msg(msg_type, flags, seq, portid, body)
-
-
-# -- PF_BRIDGE: the forwarding database (rtnl_fdb_dump) --------------------------------------
-
-NTF_SELF, NTF_MASTER = 0x02, 0x04
-NDA_VLAN = 5
-ARPHRD_ETHER = 1
-
-
-def dev_mc_list(dev: Any) -> list[bytes]:
-    """The device's multicast list in the order the stack joined: IPv6's all-nodes group
-    (ipv6_add_dev), IPv4's all-hosts once up (ip_mc_up), then the solicited-node group of
-    each IPv6 address while the device runs (addrconf_join_solict at DAD start)."""
-    if dev.type != ARPHRD_ETHER or dev.kind == "loopback":
-        return []
-    if not dev.up:
-        # ipv6_mc_down / ip_mc_down take the groups off a device that was up
-        return [] if getattr(dev, "ever_up", False) else [b"\x33\x33\x00\x00\x00\x01"]
-    out = [b"\x33\x33\x00\x00\x00\x01", b"\x01\x00\x5e\x00\x00\x01"]
-    live = {b"\x33\x33\xff" + a.packed[13:16] for a in dev.addresses if a.family == 10}
-    out += [m for m in getattr(dev, "mc_solicit", None) or () if m in live]
-    return out
-
-
-def _fdb_msg(dev: Any, lladdr: bytes, flags: int, seq: int, portid: int,
-             master: Any = None) -> bytes:
-    """``nlmsg_populate_fdb_fill`` (a device's own entry, NTF_SELF) / ``fdb_fill_info`` (a
-    bridge's entry for its port, NTF_MASTER with NDA_MASTER and the cache times)."""
-    body = NDMSG.pack(7, dev.ifindex, NUD_PERMANENT, 0 if master else NTF_SELF, 0)
-    if master is not None:
-        body += nla_u32(NDA_MASTER, master.ifindex)
-    body += nla(NDA_LLADDR, lladdr)
-    if master is not None:
-        body += nla(NDA_CACHEINFO, bytes(16))
-    return encode_msg(RTM_NEWNEIGH, flags, seq, portid, body)
-
-
-def rtnl_fdb_dump(req: Request) -> Any:
-    """Each device in index order: a bridge port's entry in its bridge's table (the local
-    entry of its own address, ``br_fdb_dump``), then the device's own unicast and multicast
-    addresses (``ndo_dflt_fdb_dump``); learnt entries do not exist here."""
-    seq, portid = req.hdr.seq, req.sock.portid
-    msgs = []
-    for dev in list(req.netns.links):
-        br = dev.master if dev.master is not None and dev.master.kind == "bridge" else None
-        if br is not None:
-            msgs.append(_fdb_msg(dev, bytes(dev.address), NLM_F_MULTI, seq, portid, master=br))
-        for mac in dev_mc_list(dev):
-            msgs.append(_fdb_msg(dev, mac, NLM_F_MULTI, seq, portid))
-    return req.start_dump(msgs)
 
 
 def neigh_ifdown(dev: Any) -> None:

@@ -189,3 +189,85 @@ def vxlan_fill_info(dev: NetDevice, cap_net_admin: bool = True) -> bytes:
 
 VXLAN_LINK_OPS = RtnlLinkOps(kind="vxlan", driver="vxlan", setup=vxlan_setup,
                              validate=vxlan_newlink, fill_info=vxlan_fill_info)
+
+
+# -- the device's own forwarding database (vxlan_fdb_add / _delete / _get / _dump) --------
+
+NDA_DST, NDA_LLADDR, NDA_CACHEINFO, NDA_PORT, NDA_VNI, NDA_IFINDEX = 1, 2, 3, 6, 7, 8
+NUD_REACHABLE, NUD_PERMANENT = 0x02, 0x80
+NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE = 0x100, 0x200, 0x400
+RTN_UNICAST = 1
+NDMSG = struct.Struct("=BxxxiHBB")
+
+
+def _fdb_remote(c: VxlanConfig, tb: dict[int, bytes]) -> bytes:
+    """``vxlan_fdb_parse``: NDA_DST of the device's address family (4 or 16 bytes); a
+    port, VNI or lower device other than the device's own is not modelled."""
+    for t in (NDA_PORT, NDA_VNI, NDA_IFINDEX):
+        if t in tb:
+            raise KernelError(E.EOPNOTSUPP, "xfrmd: VXLAN FDB entries with their own port, "
+                              "VNI or device are not modelled")
+    v = tb[NDA_DST]
+    if len(v) not in (4, 16):
+        raise KernelError(E.EAFNOSUPPORT)
+    return v
+
+
+def vxlan_fdb_add(dev: NetDevice, mac: bytes, state: int, ndm_flags: int,
+                  tb: dict[int, bytes], nlflags: int) -> VxlanFdb:
+    """``vxlan_fdb_add`` → ``vxlan_fdb_update``: a permanent or reachable entry with a
+    remote (EINVAL otherwise); EEXIST under NLM_F_EXCL, ENOENT without NLM_F_CREATE, ENOSPC
+    past the device's address limit; NLM_F_REPLACE changes the remote of a unicast entry."""
+    c: VxlanConfig = dev.priv
+    if not state & (NUD_PERMANENT | NUD_REACHABLE) or NDA_DST not in tb:
+        raise KernelError(E.EINVAL)
+    remote = _fdb_remote(c, tb)
+    f = next((f for f in c.fdb if f.mac == mac), None)
+    if f is not None:
+        if nlflags & NLM_F_EXCL:
+            raise KernelError(E.EEXIST)
+        f.state = state
+        f.flags = ndm_flags
+        if nlflags & NLM_F_REPLACE:
+            f.dst = remote
+        elif f.dst != remote:
+            raise KernelError(E.EOPNOTSUPP, "xfrmd: VXLAN FDB entries with several remotes "
+                              "are not modelled")
+        return f
+    if not nlflags & NLM_F_CREATE:
+        raise KernelError(E.ENOENT)
+    if c.addrmax and len(c.fdb) >= c.addrmax:
+        raise KernelError(E.ENOSPC)
+    f = VxlanFdb(mac, remote, state, ndm_flags)
+    c.fdb.insert(0, f)
+    return f
+
+
+def vxlan_fdb_delete(dev: NetDevice, mac: bytes, tb: dict[int, bytes]) -> VxlanFdb:
+    """``vxlan_fdb_delete``: the entry of the address (and of the remote, when one is
+    given), else ENOENT."""
+    c: VxlanConfig = dev.priv
+    remote = _fdb_remote(c, tb) if NDA_DST in tb else None
+    f = next((f for f in c.fdb if f.mac == mac), None)
+    if f is None or remote is not None and f.dst != remote:
+        raise KernelError(E.ENOENT)
+    c.fdb.remove(f)
+    return f
+
+
+def vxlan_fdb_find(dev: NetDevice, mac: bytes) -> VxlanFdb | None:
+    c: VxlanConfig = dev.priv
+    return next((f for f in c.fdb if f.mac == mac), None)
+
+
+def vxlan_fdb_info(dev: NetDevice, f: VxlanFdb) -> bytes:
+    """``vxlan_fdb_info``'s body: the entry's state and flags, NDA_LLADDR, NDA_DST (port,
+    VNI and device are the device's own, so not written), the cache times."""
+    body = NDMSG.pack(7, dev.ifindex, f.state, f.flags & 0xFF, RTN_UNICAST)
+    return body + nla(NDA_LLADDR, f.mac) + nla(NDA_DST, f.dst) + nla(NDA_CACHEINFO, bytes(16))
+
+
+def vxlan_fdb_entries(dev: NetDevice) -> list[VxlanFdb]:
+    """The device's entries as ``vxlan_fdb_dump`` walks them (newest first)."""
+    c: VxlanConfig = dev.priv
+    return list(c.fdb)
