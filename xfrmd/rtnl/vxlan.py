@@ -5,10 +5,11 @@ extack), the device ``vxlan_setup`` makes (Ethernet, random MAC, no queue, MTU 1
 lower device's less the headroom), ``vxlan_fill_info``'s attributes in its order so that
 ``ip -d link show`` prints ``vxlan id …``, and the device's own forwarding database
 (``vxlan_fdb_*``: ``bridge fdb add|del|get MAC dev NAME dst IP self``). Nothing is
-encapsulated: no packet goes through a VXLAN device here. Changing a device
-(``vxlan_changelink``) is EOPNOTSUPP ``xfrmd: …``."""
+encapsulated: no packet goes through a VXLAN device here. ``ip link set NAME type vxlan …``
+changes what ``vxlan_changelink`` lets change."""
 from __future__ import annotations
 
+import dataclasses
 import errno as E
 import struct
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from .link import RtnlLinkOps
 
 if TYPE_CHECKING:
     from ..kernel import NetNamespace
+    from ..netlink.core import Request
 
 (IFLA_VXLAN_ID, IFLA_VXLAN_GROUP, IFLA_VXLAN_LINK, IFLA_VXLAN_LOCAL, IFLA_VXLAN_TTL,
  IFLA_VXLAN_TOS, IFLA_VXLAN_LEARNING, IFLA_VXLAN_AGEING, IFLA_VXLAN_LIMIT,
@@ -94,73 +96,159 @@ def _u(v: bytes, n: int) -> int:
     return int.from_bytes(v[:n], "little" if n == 4 else "big") if n != 1 else v[0]
 
 
-def vxlan_newlink(ns: NetNamespace, dev: NetDevice, buf: Any, data_ra: RawAttr | None) -> None:
-    """``vxlan_validate``, ``vxlan_nl2conf`` and ``vxlan_config_validate``."""
+def _data(buf: Any, data_ra: RawAttr | None) -> dict[int, bytes]:
     if data_ra is None:
         raise KernelError(E.EINVAL, "Required attributes not provided to perform the operation")
-    tb = {ra.type & 0x3FFF: bytes(buf[ra.start:ra.end])
-          for ra in kernel_attrs(buf, data_ra.start, data_ra.end)[0]}
-    c = VxlanConfig()
-    for t, name in UNMODELLED.items():
-        if t in tb:
-            raise KernelError(E.EOPNOTSUPP, f"xfrmd: VXLAN {name} is not modelled")
+    return {ra.type & 0x3FFF: bytes(buf[ra.start:ra.end])
+            for ra in kernel_attrs(buf, data_ra.start, data_ra.end)[0]}
+
+
+def vxlan_validate(tb: dict[int, bytes]) -> None:
+    """``vxlan_validate``: the VNI's range, the source port range, DF."""
     if IFLA_VXLAN_ID in tb:
-        c.vni = struct.unpack_from("=I", tb[IFLA_VXLAN_ID].ljust(4, b"\0"))[0]
-        if c.vni >= VXLAN_N_VID:
+        if struct.unpack_from("=I", tb[IFLA_VXLAN_ID].ljust(4, b"\0"))[0] >= VXLAN_N_VID:
             raise KernelError(E.ERANGE, "VXLAN ID must be lower than 16777216")
     if IFLA_VXLAN_PORT_RANGE in tb:
         lo, hi = struct.unpack_from("!HH", tb[IFLA_VXLAN_PORT_RANGE].ljust(4, b"\0"))
         if hi < lo:
             raise KernelError(E.EINVAL, "Invalid source port range")
-        c.port_min, c.port_max = lo, hi
-    if IFLA_VXLAN_DF in tb:
-        c.df = _u(tb[IFLA_VXLAN_DF], 1)
-        if c.df > 2:
-            raise KernelError(E.EINVAL, "Invalid DF attribute")
-    for t, ln in ((IFLA_VXLAN_GROUP, 4), (IFLA_VXLAN_GROUP6, 16)):
-        if t in tb and any(tb[t][:ln]):
-            c.remote = tb[t][:ln]
-    for t, ln in ((IFLA_VXLAN_LOCAL, 4), (IFLA_VXLAN_LOCAL6, 16)):
-        if t in tb and any(tb[t][:ln]):
-            c.saddr = tb[t][:ln]
-    if c.remote and c.saddr and len(c.remote) != len(c.saddr):
-        raise KernelError(E.EINVAL, "Local and remote address must be from the same family")
+    if IFLA_VXLAN_DF in tb and _u(tb[IFLA_VXLAN_DF], 1) > 2:
+        raise KernelError(E.EINVAL, "Invalid DF attribute")
+
+
+# the u8 flags a change may set (vxlan_nl2flag's changelink_supported), with their names
+# for "cannot change … flag"
+FLAG_NAMES = {IFLA_VXLAN_LEARNING: "LEARNING", IFLA_VXLAN_PROXY: "PROXY", IFLA_VXLAN_RSC: "RSC",
+              IFLA_VXLAN_L2MISS: "L2MISS", IFLA_VXLAN_L3MISS: "L3MISS",
+              IFLA_VXLAN_COLLECT_METADATA: "COLLECT_METADATA",
+              IFLA_VXLAN_UDP_ZERO_CSUM6_TX: "UDP_ZERO_CSUM6_TX",
+              IFLA_VXLAN_UDP_ZERO_CSUM6_RX: "UDP_ZERO_CSUM6_RX",
+              IFLA_VXLAN_REMCSUM_TX: "REMCSUM_TX", IFLA_VXLAN_REMCSUM_RX: "REMCSUM_RX",
+              IFLA_VXLAN_LOCALBYPASS: "LOCALBYPASS", IFLA_VXLAN_TTL_INHERIT: "TTL_INHERIT"}
+CHANGEABLE_FLAGS = {IFLA_VXLAN_LEARNING, IFLA_VXLAN_LOCALBYPASS}
+
+
+def vxlan_nl2conf(tb: dict[int, bytes], old: VxlanConfig | None) -> VxlanConfig:
+    """``vxlan_nl2conf``: a new configuration (``old`` None) or a change of ``old``, which
+    keeps what it does not name and refuses what cannot change (EOPNOTSUPP with the
+    kernel's extack)."""
+    change = old is not None
+    if change and IFLA_VXLAN_GBP in tb:
+        raise KernelError(E.EOPNOTSUPP, "vxlan: cannot change GBP flag")
+    if change and IFLA_VXLAN_REMCSUM_NOPARTIAL in tb:
+        raise KernelError(E.EOPNOTSUPP, "vxlan: cannot change REMCSUM_NOPARTIAL flag")
+    if change and IFLA_VXLAN_GPE in tb:             # GPE takes its own port
+        raise KernelError(E.EOPNOTSUPP, "Cannot change port")
+    for t, name in UNMODELLED.items():
+        if t in tb:
+            raise KernelError(E.EOPNOTSUPP, f"xfrmd: VXLAN {name} is not modelled")
+    c = dataclasses.replace(old, flags=dict(old.flags), fdb=old.fdb) if old is not None \
+        else VxlanConfig(flags={t: d for t, d in BOOLS + CSUMS})
+    if IFLA_VXLAN_ID in tb:
+        vni = struct.unpack_from("=I", tb[IFLA_VXLAN_ID].ljust(4, b"\0"))[0]
+        if change and vni != c.vni:
+            raise KernelError(E.EOPNOTSUPP, "Cannot change VNI")
+        c.vni = vni
+    for t, ln, what in ((IFLA_VXLAN_GROUP, 4, "group"), (IFLA_VXLAN_GROUP6, 16, "group"),
+                        (IFLA_VXLAN_LOCAL, 4, "local"), (IFLA_VXLAN_LOCAL6, 16, "local")):
+        if t not in tb:
+            continue
+        cur = c.remote if what == "group" else c.saddr
+        if change and (len(cur) or 4) != ln:
+            raise KernelError(E.EOPNOTSUPP, f"New {what} address family does not match old"
+                              + (" group" if what == "group" else ""))
+        v = tb[t][:ln] if any(tb[t][:ln]) else b""
+        if what == "group":
+            c.remote = v
+        else:
+            c.saddr = v
     if IFLA_VXLAN_LINK in tb:
         c.remote_ifindex = _u(tb[IFLA_VXLAN_LINK], 4)
-    c.ttl = _u(tb[IFLA_VXLAN_TTL], 1) if IFLA_VXLAN_TTL in tb else 0
-    c.ttl_inherit = bool(_u(tb[IFLA_VXLAN_TTL_INHERIT], 1)) if IFLA_VXLAN_TTL_INHERIT in tb \
-        else False
-    c.tos = _u(tb[IFLA_VXLAN_TOS], 1) if IFLA_VXLAN_TOS in tb else 0
+    if IFLA_VXLAN_TOS in tb:
+        c.tos = _u(tb[IFLA_VXLAN_TOS], 1)
+    if IFLA_VXLAN_TTL in tb:
+        c.ttl = _u(tb[IFLA_VXLAN_TTL], 1)
+    if IFLA_VXLAN_TTL_INHERIT in tb:
+        if change:
+            raise KernelError(E.EOPNOTSUPP, "vxlan: cannot change TTL_INHERIT flag")
+        c.ttl_inherit = bool(_u(tb[IFLA_VXLAN_TTL_INHERIT], 1))
     if IFLA_VXLAN_LABEL in tb:
         c.label = int.from_bytes(tb[IFLA_VXLAN_LABEL][:4], "big") & 0xFFFFF
+    if IFLA_VXLAN_DF in tb:
+        c.df = _u(tb[IFLA_VXLAN_DF], 1)
+    for t, _d in BOOLS + CSUMS:
+        if t not in tb:
+            continue
+        if t == IFLA_VXLAN_UDP_CSUM:
+            if change:
+                raise KernelError(E.EOPNOTSUPP, "Cannot change UDP_CSUM flag")
+        elif change and t not in CHANGEABLE_FLAGS:
+            raise KernelError(E.EOPNOTSUPP, f"vxlan: cannot change {FLAG_NAMES[t]} flag")
+        c.flags[t] = 1 if _u(tb[t], 1) else 0
     if IFLA_VXLAN_AGEING in tb:
         c.age_interval = _u(tb[IFLA_VXLAN_AGEING], 4)
     if IFLA_VXLAN_LIMIT in tb:
+        if change:
+            raise KernelError(E.EOPNOTSUPP, "Cannot change limit")
         c.addrmax = _u(tb[IFLA_VXLAN_LIMIT], 4)
+    if IFLA_VXLAN_PORT_RANGE in tb:
+        if change:
+            raise KernelError(E.EOPNOTSUPP, "Cannot change port range")
+        c.port_min, c.port_max = struct.unpack_from("!HH", tb[IFLA_VXLAN_PORT_RANGE])
     if IFLA_VXLAN_PORT in tb and len(tb[IFLA_VXLAN_PORT]) >= 2:
+        if change:
+            raise KernelError(E.EOPNOTSUPP, "Cannot change port")
         c.dst_port = int.from_bytes(tb[IFLA_VXLAN_PORT][:2], "big") or VXLAN_PORT
-    for t, default in BOOLS + CSUMS:
-        c.flags[t] = _u(tb[t], 1) and 1 if t in tb else default
     if c.flags[IFLA_VXLAN_COLLECT_METADATA]:
         raise KernelError(E.EOPNOTSUPP, "xfrmd: VXLAN external (collect_metadata) is not "
                           "modelled")
+    return c
+
+
+def vxlan_config_validate(ns: NetNamespace, dev: NetDevice, c: VxlanConfig) -> Any:
+    """``vxlan_config_validate``: one address family, a lower device that exists, a VNI
+    not taken on the same port and lower device; the lower device or None."""
+    if c.remote and c.saddr and len(c.remote) != len(c.saddr):
+        raise KernelError(E.EINVAL, "Local and remote address must be from the same family")
+    if c.label and len(c.remote or c.saddr) != 16:
+        raise KernelError(E.EINVAL, "Label attribute only applies to IPv6 VXLAN devices")
     lower = None
     if c.remote_ifindex:
         lower = ns.links.by_index(c.remote_ifindex)
         if lower is None:
             raise KernelError(E.ENODEV, "Invalid local interface, device not found")
-    for d in ns.links:                                   # vxlan_config_validate
+    for d in ns.links:
         o = d.priv if d.kind == "vxlan" and d is not dev else None
         if isinstance(o, VxlanConfig) and o.vni == c.vni and o.dst_port == c.dst_port \
                 and o.remote_ifindex == c.remote_ifindex:
             raise KernelError(E.EEXIST, "A VXLAN device with the specified VNI already exists")
-    if lower is not None:
-        # vxlan_config_apply: the MTU leaves room for the headers on the lower device
-        # (max_mtu stays), whose TSO limits the device takes (netif_inherit_tso_max)
+    return lower
+
+
+def vxlan_config_apply(dev: NetDevice, c: VxlanConfig, lower: Any, change: bool) -> None:
+    """``vxlan_config_apply``: a new device's MTU leaves room for the headers on the lower
+    device (max_mtu stays), whose TSO limits it takes (``netif_inherit_tso_max``)."""
+    if lower is not None and not change:
         head = VXLAN6_HEADROOM if len(c.remote or c.saddr) == 16 else VXLAN_HEADROOM
         dev.mtu = max(lower.mtu - head, ETH_MIN_MTU)
         dev.tso_max_size = lower.tso_max_size
     dev.priv = c
+
+
+def vxlan_newlink(ns: NetNamespace, dev: NetDevice, buf: Any, data_ra: RawAttr | None) -> None:
+    tb = _data(buf, data_ra)
+    vxlan_validate(tb)
+    c = vxlan_nl2conf(tb, None)
+    vxlan_config_apply(dev, c, vxlan_config_validate(ns, dev, c), False)
+
+
+def vxlan_changelink(req: Request, dev: NetDevice, m: Any, data_ra: RawAttr) -> None:
+    """``vxlan_changelink``: TTL, TOS, DF, label, learning, ageing, the group, local
+    address and lower device of the same family can change; the rest is refused."""
+    tb = _data(m.buf, data_ra)
+    vxlan_validate(tb)
+    c = vxlan_nl2conf(tb, dev.priv)
+    vxlan_config_apply(dev, c, vxlan_config_validate(req.netns, dev, c), True)
 
 
 def vxlan_fill_info(dev: NetDevice, cap_net_admin: bool = True) -> bytes:
@@ -188,7 +276,8 @@ def vxlan_fill_info(dev: NetDevice, cap_net_admin: bool = True) -> bytes:
 
 
 VXLAN_LINK_OPS = RtnlLinkOps(kind="vxlan", driver="vxlan", setup=vxlan_setup,
-                             validate=vxlan_newlink, fill_info=vxlan_fill_info)
+                             validate=vxlan_newlink, changelink=vxlan_changelink,
+                             fill_info=vxlan_fill_info)
 
 
 # -- the device's own forwarding database (vxlan_fdb_add / _delete / _get / _dump) --------
