@@ -202,6 +202,8 @@ class NetDevice:
         another (a veth's iflink is its peer's index) when a device of that index exists in
         this device's own namespace — for a peer in another namespace that is usually not
         the case (or the index is this device's own), and the state is DOWN."""
+        if self.kind == "vlan":              # stacked on a device of its own namespace
+            return IF_OPER_LOWERLAYERDOWN
         peer = self.peer if self.kind == "veth" else None
         if peer is None or peer.netns is None or peer.ifindex == self.ifindex:
             return IF_OPER_DOWN

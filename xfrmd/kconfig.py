@@ -63,6 +63,7 @@ OPTIONS: dict[str, Option] = {
     "VETH": Option("link kind veth"),
     "BRIDGE": Option("link kind bridge"),
     "VXLAN": Option("link kind vxlan"),
+    "VLAN_8021Q": Option("link kind vlan"),
     "NETDEVSIM": Option("netdevsim: /sys/bus/netdevsim and the link kind that refuses "
                         "`ip link add` (nsim_validate)"),
     # the crypto API (what xfrm_*_get_byname's probe finds)
@@ -96,7 +97,7 @@ OPTIONS: dict[str, Option] = {
 
 # ``ip link add … type KIND`` → the option that registers its rtnl_link_ops
 LINK_KINDS = {"dummy": "DUMMY", "bond": "BONDING", "veth": "VETH", "bridge": "BRIDGE",
-              "vxlan": "VXLAN",
+              "vxlan": "VXLAN", "vlan": "VLAN_8021Q",
               "netdevsim": "NETDEVSIM"}
 # xfrm type (IPPROTO_*) → the option registering it for (AF_INET, AF_INET6)
 XFRM_TYPES = {50: ("INET_ESP", "INET6_ESP"), 51: ("INET_AH", "INET6_AH"),
