@@ -5,9 +5,10 @@ Fetching: the mirror the machine's apt sources name (never a host written here),
 ``Packages`` index for the package's current file, the ``.deb`` (about 150 MB), and from its
 source tarball only the selftest folders, into ``<cache>/xfrmd/kselftest/<version>/``; a
 later run finds them there. Running: ``rtnetlink.sh -t TEST`` for each test its ALL_TESTS
-names, and ``ipsec.c`` built with gcc, each in its own ``xfrmd run --topology bare``; a test
-passes when its output has a PASS line and no FAIL line (rtnetlink.sh) or when it bails out
-nowhere and every TAP line of its plan is "ok" (ipsec.c)."""
+names, and ``ipsec.c`` built with gcc (in 8 processes: :func:`run_ipsec`), each in its own
+``xfrmd run --topology bare``; a test passes when its output has a PASS line and no FAIL line
+(rtnetlink.sh) or when it bails out nowhere and every TAP line of its plan is "ok"
+(ipsec.c)."""
 from __future__ import annotations
 
 import lzma
