@@ -124,12 +124,20 @@ REFUSALS = {
 
 
 @pytest.fixture(scope="module")
-def report_json():
-    p = subprocess.run(XFRMD + ["lag-report", "--json"], capture_output=True, text=True,
-                       timeout=120)
+def report_run(tmp_path_factory):
+    """One `lag-report --json --html FILE` for the module: the JSON on stdout, the page."""
+    page = tmp_path_factory.mktemp("lag-report") / "report.html"
+    p = subprocess.run(XFRMD + ["lag-report", "--json", "--html", str(page)],
+                       capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
-    assert p.stderr.splitlines()[-1] == f"lag-report: {len(EXPECTED)} cells"
-    return json.loads(p.stdout)
+    assert p.stderr.splitlines() == [f"lag-report: {len(EXPECTED)} cells",
+                                     f"lag-report: wrote {page}"]
+    return json.loads(p.stdout), page
+
+
+@pytest.fixture(scope="module")
+def report_json(report_run):
+    return report_run[0]
 
 
 def test_the_matrix_cell_by_cell(report_json):
@@ -205,17 +213,17 @@ def _has_colour(im, rgb, tolerance=12, at_least=200) -> bool:
     return n >= at_least
 
 
-def test_the_html_page_in_headless_chromium(tmp_path):
+def test_the_html_page_in_headless_chromium(tmp_path, report_run):
     from PIL import Image
     exe = _chromium()
-    page = tmp_path / "report.html"
-    p = subprocess.run(XFRMD + ["lag-report", "--html", str(page)], capture_output=True,
-                       text=True, timeout=120)
-    assert p.returncode == 0, p.stderr
-    assert f"lag-report: wrote {page}" in p.stderr
-    args = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
-    dom = subprocess.run(args + ["--dump-dom", page.as_uri()], capture_output=True, text=True,
-                         timeout=120).stdout
+    page = report_run[1]
+    shot = tmp_path / "report.png"
+    # one browser start: the DOM on stdout and the screenshot
+    p = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                        "--window-size=1200,6000", f"--screenshot={shot}", "--dump-dom",
+                        page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    dom = p.stdout
     # the bond → slave → hardware context tree of each admitted pairing
     assert dom.count("<ul class=\"tree\">") == 5
     assert "s0: the one hardware context (handle 1), valid on s0, s1" in dom
@@ -224,9 +232,6 @@ def test_the_html_page_in_headless_chromium(tmp_path):
     assert ("s1: replica, handle 1, hardware context soe0 slot 1 (per engine, shared by s0, s1)"
             in dom)
     assert dom.count("<svg class=\"plot\"") == 10
-    shot = tmp_path / "report.png"
-    subprocess.run(args + ["--window-size=1200,6000", f"--screenshot={shot}", page.as_uri()],
-                   capture_output=True, timeout=120, check=True)
     im = Image.open(shot).convert("RGB").resize((600, 3000))
     assert _has_colour(im, (0x1F, 0x6F, 0xD1)), "no s0 dots (blue) in the plots"
     assert _has_colour(im, (0xD9, 0x48, 0x0F)), "no s1 dots (orange) in the plots"

@@ -1,4 +1,4 @@
-"""``xfrmd suites kselftest [--json] [-t TEST]…``: fetch (once) and run the kernel's net
+"""``xfrmd suites kselftest [--json] [-t TEST]… [--ipsec-processes N]``: fetch (once) and run the kernel's net
 selftests under xfrmd; one line per test, a summary, exit status 0 (the run itself worked:
 which tests pass is the report, not an error)."""
 from __future__ import annotations
@@ -16,6 +16,10 @@ def add_suites_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
     p.add_argument("-t", dest="tests", action="append", metavar="TEST",
                    help="only this test (rtnetlink.sh's name, or ipsec.c); repeatable")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--ipsec-processes", type=int, default=8, metavar="N",
+                   help="run ipsec.c's plan in N processes (its [nr_process] argument; "
+                   "default 8, about 2 minutes); 1 is its single-process run, about 17 "
+                   "minutes")
     p.set_defaults(fn=run)
 
 
@@ -30,7 +34,11 @@ def run(args: argparse.Namespace) -> int:
     if args.suite == "fetch":
         print(selftests)
         return 0
-    results = kselftest.run_all(selftests, args.tests, progress=_say)
+    if not 1 <= args.ipsec_processes <= 64:
+        print("xfrmd suites: --ipsec-processes takes 1 to 64", file=sys.stderr)
+        return 2
+    results = kselftest.run_all(selftests, args.tests, progress=_say,
+                                ipsec_processes=args.ipsec_processes)
     if args.json:
         print(json.dumps([r.__dict__ for r in results], indent=2))
     else:
