@@ -152,8 +152,8 @@ def pack_header(length: int, type_: int, flags: int, seq: int, pid: int) -> byte
 def encode_msg(type_: int, flags: int, seq: int, pid: int, payload: bytes = b"") -> bytes:
     """One netlink message: header + payload, padded to 4 bytes."""
     n = NLMSG_HDRLEN + len(payload)
-    pad = align(n) - n
-    return HDR.pack(n, type_, flags, seq, pid) + payload + (b"\0" * pad if pad else b"")
+    msg = HDR.pack(n, type_, flags, seq, pid) + payload
+    return msg + _PADS[-n & 3] if n & 3 else msg    # align(n) - n bytes of padding
 
 
 def kernel_messages(buf: Buffer) -> Iterator[Header]:
@@ -319,6 +319,9 @@ def extack_tlvs(ext: ExtAck, error: int) -> bytes:
     return b"".join(out)
 
 
+_ERRNO = struct.Struct("=i")
+
+
 def encode_ack(request: bytes | memoryview, req: Header, error: int, portid: int, *,
                cap_ack: bool = False, ext_ack: bool = False, ext: ExtAck | None = None) -> bytes:
     """An NLMSG_ERROR answering ``req`` as ``netlink_ack`` builds it.
@@ -337,9 +340,9 @@ def encode_ack(request: bytes | memoryview, req: Header, error: int, portid: int
         tlvs = extack_tlvs(ext, error)
         if tlvs:
             flags |= NLM_F_ACK_TLVS
-    payload = struct.pack("=i", error) + echoed
+    payload = _ERRNO.pack(error) + echoed
     if len(payload) % 4:
-        payload += b"\0" * (align(len(payload)) - len(payload))
+        payload += _PADS[-len(payload) & 3]
     return encode_msg(NLMSG_ERROR, flags, req.seq, portid, payload + tlvs)
 
 

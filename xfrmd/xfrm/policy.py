@@ -13,13 +13,12 @@ from netlink_codec import xfrm as X
 from netlink_codec.netlink import NLM_F_MULTI, encode_msg, nla, nla_u32
 
 from . import offload
+from .uapi import A, M
 
 if TYPE_CHECKING:
     from ..kernel import Timer
     from .offload import XfrmDevOffload
 
-A = X.Xfrma
-M = X.XfrmMsg
 # xfrm_userpolicy_info without sel: lft (8 u64), curlft (4 u64), priority, index, dir,
 # action, flags, share
 _INFO_TAIL = struct.Struct("=8Q4QIIBBBB4x")   # 168 bytes with the tail padding
@@ -28,9 +27,10 @@ TMPL = struct.Struct("=16s4sB3xH2x16sIBBBxIII")
 assert TMPL.size == 64
 
 
-@dataclass
+@dataclass(slots=True)
 class Template:
-    """``struct xfrm_tmpl`` (as XFRMA_TMPL carries it)."""
+    """``struct xfrm_tmpl`` (as XFRMA_TMPL carries it). Slotted: one per policy and
+    template, no ``__dict__`` each."""
     daddr: bytes
     spi: int
     proto: int
@@ -57,8 +57,11 @@ class Template:
 
 def decode_templates(raw: bytes) -> list[Template]:
     """The XFRMA_TMPL payload: as many whole templates as it holds."""
-    return [Template.decode(raw[i:i + TMPL.size]) for i in range(0, len(raw) - TMPL.size + 1,
-                                                                    TMPL.size)]
+    whole = len(raw) - len(raw) % TMPL.size
+    return [Template(d, int.from_bytes(spi, "big"), proto, fam, s, reqid, mode, share, opt,
+                     aa, ea, ca)
+            for d, spi, proto, fam, s, reqid, mode, share, opt, aa, ea, ca
+            in TMPL.iter_unpack(raw[:whole])]
 
 
 # -- selectors (xfrm_selector_match) --------------------------------------------------------

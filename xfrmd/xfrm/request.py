@@ -12,11 +12,10 @@ from netlink_codec.netlink import NETLINK_XFRM, RawAttr, encode_msg
 
 from ..errors import KernelError
 from ..netlink.core import Reply, Request
+from .uapi import A
 
 if TYPE_CHECKING:
     from .netns import XfrmNet
-
-A = X.Xfrma
 
 
 class _Padded(Protocol):
@@ -40,7 +39,8 @@ class XfrmRequest(Request):
 
     @property
     def xfrm(self) -> XfrmNet:
-        return cast("XfrmNet", self.sock.netns.xfrm)
+        xnet: XfrmNet = self.sock.netns.xfrm    # not typing.cast: a call per request
+        return xnet
 
     def fixed(self, cls: type[S]) -> S:
         """The fixed part of the message; short ones are zero-padded (already length-checked)."""

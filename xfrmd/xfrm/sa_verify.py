@@ -20,6 +20,7 @@ from .state import (UINT_MAX, A, USERSA_INFO, Algo, LifetimeCfg, LifetimeCur, Re
                     SecurityAssociation, StateId)
 
 if TYPE_CHECKING:
+    from ..kernel import Kernel
     from .sadb import StateDb
 
 EINVAL = E.EINVAL
@@ -218,21 +219,51 @@ def verify_newsa_info(req: XfrmRequest, p: UsersaInfo) -> None:
 
 # -- xfrm_state_construct ------------------------------------------------------------------
 
-def _attach(req: XfrmRequest, t: int, what: str,
-            get: Callable[[str, int], algos.AlgoDesc | None]) -> tuple[algos.AlgoDesc, int, bytes, int]:
-    """The algorithm attribute ``t`` looked up in its table (``get(name, second)``; ENOSYS
-    when the kernel lacks it): (desc, key bits, key, the ICV or truncation bits of the
+_ALG_LENS = struct.Struct("=II")      # alg_key_len, then alg_icv_len / alg_trunc_len
+
+
+def _attach(req: XfrmRequest, t: int, what: str, kernel: Kernel,
+            get: Callable[[str, int, Kernel], algos.AlgoDesc | None]
+            ) -> tuple[algos.AlgoDesc, int, bytes, int]:
+    """The algorithm attribute ``t`` looked up in its table (``get(name, second, kernel)``;
+    ENOSYS when the kernel lacks it): (desc, key bits, key, the ICV or truncation bits of the
     attributes that have them). The key follows the 68-byte xfrm_algo head, or the 72-byte
-    head of xfrm_algo_aead / xfrm_algo_auth."""
+    head of xfrm_algo_aead / xfrm_algo_auth; a 68-byte attribute reads 0 as its second
+    field."""
     ra = req.attrs[t]
-    raw = bytes(req.buf[ra.start:ra.end])
-    name = algos.c_name(raw[:64])
-    key_len, second = struct.unpack_from("=II", raw.ljust(72, b"\0"), 64)
-    head = 72 if t in (A.ALG_AEAD, A.ALG_AUTH_TRUNC) else 68
-    desc = get(name, second)
+    buf, start, end = req.buf, ra.start, ra.end
+    if end - start >= 72:
+        key_len, second = _ALG_LENS.unpack_from(buf, start + 64)
+    else:
+        key_len, second = _ALG_LENS.unpack_from(bytes(buf[start:end]).ljust(72, b"\0"), 64)
+    desc = get(algos.c_name(bytes(buf[start:min(start + 64, end)])), second, kernel)
     if desc is None:
         raise _err(f"Requested {what} algorithm not found", -E.ENOSYS)
-    return desc, key_len, raw[head:head + (key_len + 7) // 8], second
+    head = start + (72 if t == A.ALG_AEAD or t == A.ALG_AUTH_TRUNC else 68)
+    return desc, key_len, bytes(buf[head:min(head + (key_len + 7) // 8, end)]), second
+
+
+def _aead(name: str, icv: int, kernel: Kernel) -> algos.AlgoDesc | None:
+    return algos.aead_get_byname(name, icv, kernel)
+
+
+def _aalg(name: str, _: int, kernel: Kernel) -> algos.AlgoDesc | None:
+    return algos.aalg_get_byname(name, kernel)
+
+
+def _ealg(name: str, _: int, kernel: Kernel) -> algos.AlgoDesc | None:
+    return algos.ealg_get_byname(name, kernel)
+
+
+def _calg(name: str, _: int, kernel: Kernel) -> algos.AlgoDesc | None:
+    return algos.calg_get_byname(name, kernel)
+
+
+# the attributes state construction copies (besides the algorithms), each group skipped
+# with one set test when a request has none of them (most have none)
+_COPIED_FIRST = frozenset((A.ENCAP, A.COADDR, A.SA_EXTRA_FLAGS))
+_COPIED_LATER = frozenset((A.TFCPAD, A.MARK, A.SET_MARK, A.IF_ID, A.SA_DIR,
+                           A.NAT_KEEPALIVE_INTERVAL, A.SA_PCPU))
 
 
 def state_construct(req: XfrmRequest, p: UsersaInfo, db: StateDb) -> SecurityAssociation:
@@ -248,46 +279,67 @@ def state_construct(req: XfrmRequest, p: UsersaInfo, db: StateDb) -> SecurityAss
     pr.replay_window = min(p.replay_window, 32)
     if not x.sel.family and not p.flags & X.XFRM_STATE_AF_UNSPEC:
         x.sel.family = p.family
+    if not _COPIED_FIRST.isdisjoint(at):
+        _copy_first(req, x)
+    _attach_algos(req, x, db.kernel)
+    if not _COPIED_LATER.isdisjoint(at):
+        _copy_later(req, x, db)
+    types.init_state(x)
+    try:
+        _construct_rest(req, p, x, db)
+    except KernelError:
+        db.discard(x)      # nothing half-built stays behind (IPComp tunnel, offload)
+        raise
+    return x
+
+
+def _copy_first(req: XfrmRequest, x: SecurityAssociation) -> None:
+    """What ``xfrm_state_construct`` copies before attaching the algorithms."""
+    at = req.attrs
     if A.ENCAP in at:
         x.encap = req.attr_struct(A.ENCAP, X.XfrmEncapTmpl)
     if A.COADDR in at:
         x.coaddr = bytes(req.buf[at[A.COADDR].start:at[A.COADDR].start + 16])
     if A.SA_EXTRA_FLAGS in at:
-        pr.extra_flags = req.attr_u32(A.SA_EXTRA_FLAGS)
+        x.props.extra_flags = req.attr_u32(A.SA_EXTRA_FLAGS)
 
-    kernel = db.kernel
+
+def _attach_algos(req: XfrmRequest, x: SecurityAssociation, kernel: Kernel) -> None:
+    """attach_aead, attach_auth_trunc (or attach_auth), attach_crypt, attach_one_algo."""
+    at = req.attrs
     if A.ALG_AEAD in at:  # attach_aead
-        desc, key_len, key, icv = _attach(req, A.ALG_AEAD, "AEAD",
-                                          lambda n, icv: algos.aead_get_byname(n, icv, kernel))
+        desc, key_len, key, icv = _attach(req, A.ALG_AEAD, "AEAD", kernel, _aead)
         x.aead = Algo(desc.name, key_len, key, icv_len=icv)
         x.geniv = desc.geniv
     if A.ALG_AUTH_TRUNC in at:  # attach_auth_trunc
-        desc, key_len, key, trunc = _attach(req, A.ALG_AUTH_TRUNC, "AUTH_TRUNC",
-                                            lambda n, _: algos.aalg_get_byname(n, kernel))
+        desc, key_len, key, trunc = _attach(req, A.ALG_AUTH_TRUNC, "AUTH_TRUNC", kernel,
+                                            _aalg)
         if trunc > desc.icv_fullbits:
             raise _err("Invalid length requested for truncated ICV")
         x.auth = Algo(desc.name, key_len, key, trunc_len=trunc or desc.icv_truncbits)
     elif A.ALG_AUTH in at:  # attach_auth (only when no AUTH_TRUNC was attached)
-        desc, key_len, key, _ = _attach(req, A.ALG_AUTH, "AUTH",
-                                        lambda n, _: algos.aalg_get_byname(n, kernel))
+        desc, key_len, key, _ = _attach(req, A.ALG_AUTH, "AUTH", kernel, _aalg)
         x.auth = Algo(desc.name, key_len, key, trunc_len=desc.icv_truncbits)
     if A.ALG_CRYPT in at:  # attach_crypt
-        desc, key_len, key, _ = _attach(req, A.ALG_CRYPT, "CRYPT",
-                                        lambda n, _: algos.ealg_get_byname(n, kernel))
+        desc, key_len, key, _ = _attach(req, A.ALG_CRYPT, "CRYPT", kernel, _ealg)
         x.enc = Algo(desc.name, key_len, key)
         x.geniv = desc.geniv
     if A.ALG_COMP in at:  # attach_one_algo
-        desc, key_len, key, _ = _attach(req, A.ALG_COMP, "COMP",
-                                        lambda n, _: algos.calg_get_byname(n, kernel))
+        desc, key_len, key, _ = _attach(req, A.ALG_COMP, "COMP", kernel, _calg)
         x.comp = Algo(desc.name, key_len, key)
 
+
+def _copy_later(req: XfrmRequest, x: SecurityAssociation, db: StateDb) -> None:
+    """What ``xfrm_state_construct`` copies after the algorithms, before
+    ``__xfrm_init_state``."""
+    at = req.attrs
     if A.TFCPAD in at:
         x.tfcpad = req.attr_u32(A.TFCPAD)
     if A.MARK in at:
         x.mark = struct.unpack_from("=II", req.buf, at[A.MARK].start)
     if A.SET_MARK in at:
         smask = req.attr_int(A.SET_MARK_MASK)
-        pr.smark = (req.attr_u32(A.SET_MARK), 0xFFFFFFFF if smask is None else smask)
+        x.props.smark = (req.attr_u32(A.SET_MARK), 0xFFFFFFFF if smask is None else smask)
     if A.IF_ID in at:
         x.if_id = req.attr_u32(A.IF_ID)
     if A.SA_DIR in at:
@@ -299,14 +351,6 @@ def state_construct(req: XfrmRequest, p: UsersaInfo, db: StateDb) -> SecurityAss
         if x.pcpu_num >= db.num_possible_cpus:
             # probed on 6.18: ERANGE here (EINVAL in ALLOCSPI), same text
             raise _err("pCPU number too big", -E.ERANGE)
-
-    types.init_state(x)
-    try:
-        _construct_rest(req, p, x, db)
-    except KernelError:
-        db.discard(x)      # nothing half-built stays behind (IPComp tunnel, offload)
-        raise
-    return x
 
 
 def _construct_rest(req: XfrmRequest, p: UsersaInfo, x: SecurityAssociation,

@@ -33,14 +33,13 @@ from .offload import XFRM_DEV_OFFLOAD_PACKET, xfrm_dev_state_acquire, xfrm_dev_s
 from .policy import Policy, PolicyWire, Template, selector_match
 from .state import (HZ, XFRM_STATE_ACQ, XFRM_STATE_DEAD, XFRM_STATE_EXPIRED, XFRM_STATE_VALID,
                     LifetimeCfg, SecurityAssociation, StateId, flush_message)
+from .uapi import G, M
 
 if TYPE_CHECKING:
     from devices.netdev import NetDevice
 
     from .netns import XfrmNet
 
-G = X.XfrmNlGrp
-M = X.XfrmMsg
 
 # sysctls (net.core.*)
 XFRM_ACQ_EXPIRES = 30
@@ -63,6 +62,8 @@ def proto_match(proto: int, userproto: int) -> bool:
 
 
 Chains = dict[Any, list[SecurityAssociation]]
+# xfrm_id_proto_match(proto, IPSEC_PROTO_ANY): the protocols that use SPIs
+_SPI_PROTOS = frozenset((X.IPPROTO_ESP, X.IPPROTO_AH, X.IPPROTO_COMP))
 
 
 def _stop_timers(x: SecurityAssociation) -> None:
@@ -154,7 +155,7 @@ class StateDb:
     def locate(self, x: SecurityAssociation) -> SecurityAssociation | None:
         """``__xfrm_state_locate``: the state that would collide with ``x``."""
         mark = x.mark[0] & x.mark[1]
-        if x.use_spi:
+        if x.id.proto in _SPI_PROTOS:    # x.use_spi
             return self.lookup(mark, x.id.daddr, x.id.spi, x.id.proto, x.props.family)
         return self.lookup_byaddr(mark, x.id.daddr, x.props.saddr, x.id.proto, x.props.family)
 
@@ -289,14 +290,17 @@ class StateDb:
         # protocols without SPI; bydst serves __find_acq_core and xfrm_state_find.
         x.uid = next(self._ids)
         self.all[x.uid] = x
-        if x.id.spi:
-            _chain_add(self.byspi, (x.id.spi, x.id.proto), x)
-        if not x.use_spi:
+        xid = x.id
+        if xid.spi:
+            _chain_add(self.byspi, (xid.spi, xid.proto), x)
+        if xid.proto not in _SPI_PROTOS:     # not x.use_spi
             _chain_add(self.bysrc, self._src_key(x), x)
         _chain_add(self.bydst, self._dst_key(x), x)
         if x.km_seq:
             _chain_add(self.byseq, x.km_seq, x)
-        self._grow_check()
+        xn = self.xnet
+        if len(self.all) > xn.state_hmask + 1:
+            self._grow_check()
 
     def _unlink(self, x: SecurityAssociation) -> None:
         self.all.pop(x.uid, None)
@@ -336,12 +340,13 @@ class StateDb:
         if self.locate(x) is not None:
             return -E.EEXIST
         x1 = None
-        if x.use_spi and x.km_seq:
+        use_spi = x.id.proto in _SPI_PROTOS
+        if use_spi and x.km_seq:
             x1 = self.find_acq_byseq(x.mark[0] & x.mark[1], x.km_seq, x.pcpu_num)
             if x1 is not None and (x1.id.proto != x.id.proto or
                                    addr_key(x1.id.daddr, x.family) != addr_key(x.id.daddr, x.family)):
                 x1 = None
-        if x.use_spi and x1 is None:
+        if use_spi and x1 is None:
             x1 = self.find_acq(x.mark, x.family, x.props.mode, x.props.reqid, x.if_id,
                                x.pcpu_num, x.id.proto, x.id.daddr, x.props.saddr, False)
         self.insert(x)

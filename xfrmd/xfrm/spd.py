@@ -17,9 +17,8 @@ from ..netlink.core import Reply
 from . import offload
 from .policy import Policy, Template, decode_templates
 from .request import XfrmRequest
+from .uapi import A, M
 
-A = X.Xfrma
-M = X.XfrmMsg
 _INFO = struct.Struct("=56s8Q4QIIBBBB4x")   # xfrm_userpolicy_info (168)
 _ID = struct.Struct("=56sIB")                 # xfrm_userpolicy_id
 

@@ -11,13 +11,13 @@ from netlink_codec.netlink import NETLINK_XFRM
 
 from . import offload
 from .policy import Policy, PolicyWire, flush_message, host_selector, policy_id2dir, selector_match
+from .uapi import G
 
 if TYPE_CHECKING:
     from devices.netdev import NetDevice
 
     from .netns import XfrmNet
 
-G = X.XfrmNlGrp
 XFRM_KM_TIMEOUT = 30
 POLICY_MAX = 3
 IPSEC_ULPROTO_ANY = 255

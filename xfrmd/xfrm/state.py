@@ -8,13 +8,13 @@ replay state, mark, if_id, dir, pcpu_num, km state, offload). The encoders repro
 from __future__ import annotations
 
 import struct
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, NamedTuple
 
 from netlink_codec import xfrm as X
 from netlink_codec.netlink import NLM_F_MULTI, encode_msg, nla, nla_u8, nla_u32
 
 from . import iptfs, offload
+from .uapi import A, M
 
 if TYPE_CHECKING:
     from ..kernel import Timer
@@ -23,10 +23,6 @@ if TYPE_CHECKING:
     from .policy import Policy, PolicyWire, Template
     from .sadb import StateDb
 
-# XFRMA_* / XFRM_MSG_* as plain ints: IntEnum member access costs twice a dict lookup,
-# and the NEWSA path looks attributes up dozens of times
-A = SimpleNamespace(**{m.name: int(m) for m in X.Xfrma})
-M = SimpleNamespace(**{m.name: int(m) for m in X.XfrmMsg})
 UINT_MAX = 0xFFFFFFFF
 
 # km.state (enum in include/net/xfrm.h)
