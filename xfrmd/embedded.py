@@ -4,8 +4,10 @@ the duration of a ``with`` block (``xfrmd run``, the IKE kernel pair, tests). Ke
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import os
+import socket
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -51,9 +53,10 @@ def make_kernel(topology: str | None = "bare") -> Kernel:
 
 
 @contextlib.contextmanager
-def running_server(kernel: Kernel | None = None,
-                   path: str | None = None) -> Iterator[ServerHandle]:
-    """Run a server in a background thread for the duration of the block."""
+def running_server(kernel: Kernel | None = None, path: str | None = None,
+                   listener: socket.socket | None = None) -> Iterator[ServerHandle]:
+    """Run a server in a background thread for the duration of the block (on
+    ``listener`` when given: a socket already listening on ``path``)."""
     kernel = kernel or make_kernel()
     tmpdir = None
     if path is None:
@@ -67,7 +70,7 @@ def running_server(kernel: Kernel | None = None,
         async with trio.open_nursery() as nursery:
             state["nursery"] = nursery
             server = Server(kernel, path)
-            await nursery.start(server.serve)
+            await nursery.start(functools.partial(server.serve, listener=listener))
             started.set()
 
     def run() -> None:

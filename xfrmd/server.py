@@ -302,12 +302,16 @@ class Server:
             raise SystemExit(f"xfrmd: cannot give {self.path} to group {self.group}: "
                              f"{e.strerror}") from None
 
-    async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        self._prepare_path()
-        listener = pysocket.socket(pysocket.AF_UNIX, pysocket.SOCK_SEQPACKET)
-        listener.bind(self.path)
-        self._restrict_path()
-        listener.listen(256)
+    async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED,
+                    listener: pysocket.socket | None = None) -> None:
+        """Serve until cancelled. ``listener``: a socket already listening on ``self.path``
+        (``xfrmd run`` binds its private socket before the kernel model has loaded)."""
+        if listener is None:
+            self._prepare_path()
+            listener = pysocket.socket(pysocket.AF_UNIX, pysocket.SOCK_SEQPACKET)
+            listener.bind(self.path)
+            self._restrict_path()
+            listener.listen(256)
         listener.setblocking(False)
         self.listener = listener
         self.ep = select.epoll()
