@@ -40,11 +40,26 @@ class ServerHandle:
 
 def tune_gc() -> None:
     """For a process whose job is the server (``xfrmd serve``, ``xfrmd run``): what exists
-    at start-up is kept out of the collector, and young-generation collections come 140
-    times less often. The kernel model's objects (states, policies, sockets) live long and
-    seldom form cycles; scanning them every 700 allocations cost ~10% of each request."""
+    at start-up is kept out of the collector, and so is whatever survives a collection of
+    the middle generation (``freeze_survivors``). The kernel model's objects (states,
+    policies, sockets) live long and seldom form cycles: without this a full collection
+    walks every SA (a dozen objects each), seconds at a million of them. Young collections
+    come every 10,000 allocations and the middle one after two of them, so no collection
+    walks more than ≈ 30,000 objects: the longest pause loading 100k SAs went from ≈ 12 ms
+    of CPU to ≈ 5.5 (docs/performance.md, ``python3 -m benchmarks gc``). The price: a cycle
+    among frozen objects that becomes garbage later is not collected (the model breaks its
+    cycles when it deletes an entry: timers are cancelled and dropped)."""
     gc.freeze()
-    gc.set_threshold(100_000, 50, 100)
+    gc.set_threshold(10_000, 2, 100)
+    if freeze_survivors not in gc.callbacks:
+        gc.callbacks.append(freeze_survivors)
+
+
+def freeze_survivors(phase: str, info: dict[str, int]) -> None:
+    """``gc.callbacks``: after a collection of generation 1 or 2, what survived it goes
+    to the permanent generation, which no later collection walks."""
+    if phase == "stop" and info["generation"] >= 1:
+        gc.freeze()
 
 
 def make_kernel(topology: str | None = "bare") -> Kernel:
