@@ -59,9 +59,14 @@ def decode_templates(raw: bytes) -> list[Template]:
     """The XFRMA_TMPL payload: as many whole templates as it holds."""
     whole = len(raw) - len(raw) % TMPL.size
     return [Template(d, int.from_bytes(spi, "big"), proto, fam, s, reqid, mode, share, opt,
-                     aa, ea, ca)
+                     _ANY if aa == _ANY else aa, _ANY if ea == _ANY else ea,
+                     _ANY if ca == _ANY else ca)
             for d, spi, proto, fam, s, reqid, mode, share, opt, aa, ea, ca
             in TMPL.iter_unpack(raw[:whole])]
+
+
+# every algorithm allowed (~0 as `ip` sends it): one shared int, not three per template
+_ANY = 0xFFFFFFFF
 
 
 # -- selectors (xfrm_selector_match) --------------------------------------------------------

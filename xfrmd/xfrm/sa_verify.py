@@ -16,8 +16,8 @@ from .. import kconfig
 from ..errors import KernelError
 from . import algos, iptfs, offload, types
 from .request import XfrmRequest
-from .state import (UINT_MAX, A, USERSA_INFO, Algo, LifetimeCfg, LifetimeCur, ReplayEsn,
-                    SecurityAssociation, StateId)
+from .state import (DEFAULT_LFT, UINT_MAX, A, USERSA_INFO, Algo, LifetimeCfg, LifetimeCur,
+                    ReplayEsn, SecurityAssociation, StateId)
 
 if TYPE_CHECKING:
     from ..kernel import Kernel
@@ -33,6 +33,9 @@ _AE = frozenset((A.REPLAY_ESN_VAL, A.REPLAY_VAL, A.LTIME_VAL, A.ETIMER_THRESH, A
                  A.MTIMER_THRESH))
 
 
+_NO_PAD = bytes(3)      # xfrm_id's padding as nearly everyone sends it: one shared object
+
+
 class UsersaInfo:
     """The fields of a request's xfrm_usersa_info that construction needs."""
     __slots__ = ("sel", "daddr", "spi", "proto", "id_pad", "saddr", "lft", "curlft", "seq",
@@ -42,7 +45,7 @@ class UsersaInfo:
         f = USERSA_INFO.unpack_from(buf, off)
         self.sel = X.XfrmSelector.from_buffer_copy(f[0])
         self.daddr, self.spi, self.proto = f[1], int.from_bytes(f[2], "big"), f[3]
-        self.id_pad, self.saddr = f[4], f[5]
+        self.id_pad, self.saddr = f[4] if f[4] != _NO_PAD else _NO_PAD, f[5]
         self.lft = f[6:14]
         self.curlft = f[14:18]
         self.seq, self.reqid, self.family, self.mode = f[21], f[22], f[23], f[24]
@@ -269,7 +272,9 @@ _COPIED_LATER = frozenset((A.TFCPAD, A.MARK, A.SET_MARK, A.IF_ID, A.SA_DIR,
 def state_construct(req: XfrmRequest, p: UsersaInfo, db: StateDb) -> SecurityAssociation:
     """``xfrm_state_construct``: the state, not yet inserted."""
     at = req.attrs
-    x = db.alloc(LifetimeCfg(*p.lft))
+    # most states carry the default limits: one shared tuple then (ints above 2**30 are
+    # objects of their own, four of them per lifetime)
+    x = db.alloc(DEFAULT_LFT if p.lft == DEFAULT_LFT else LifetimeCfg(*p.lft))
     # copy_from_user_state
     x.id = StateId(p.daddr, p.spi, p.proto)
     x.id_pad = p.id_pad

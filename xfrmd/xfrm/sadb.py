@@ -61,7 +61,9 @@ def proto_match(proto: int, userproto: int) -> bool:
     return proto == userproto
 
 
-Chains = dict[Any, list[SecurityAssociation]]
+# hash chains, oldest first: tuples while short, lists once long (_chain_add)
+Chains = dict[Any, tuple[SecurityAssociation, ...] | list[SecurityAssociation]]
+_SHORT_CHAIN = 8
 # xfrm_id_proto_match(proto, IPSEC_PROTO_ANY): the protocols that use SPIs
 _SPI_PROTOS = frozenset((X.IPPROTO_ESP, X.IPPROTO_AH, X.IPPROTO_COMP))
 
@@ -75,19 +77,32 @@ def _stop_timers(x: SecurityAssociation) -> None:
 
 
 def _chain_add(table: Chains, key: Hashable, x: SecurityAssociation) -> None:
-    table.setdefault(key, []).append(x)
+    """Append ``x`` to its hash chain. A short chain is a tuple (one SA: 48 bytes, where a
+    list takes 88), a long one a list (appending to a tuple copies it)."""
+    chain = table.get(key)
+    if chain is None:
+        table[key] = (x,)
+    elif type(chain) is list:
+        chain.append(x)
+    elif len(chain) < _SHORT_CHAIN:
+        table[key] = chain + (x,)
+    else:
+        table[key] = [*chain, x]
 
 
 def _chain_del(table: Chains, key: Hashable, x: SecurityAssociation) -> None:
     chain = table.get(key)
-    if chain is None:
+    if chain is None or x not in chain:
         return
-    try:
+    if type(chain) is list:
         chain.remove(x)
-    except ValueError:
+        if chain:
+            return
+    elif len(chain) > 1:
+        i = chain.index(x)
+        table[key] = chain[:i] + chain[i + 1:]
         return
-    if not chain:
-        del table[key]
+    del table[key]
 
 
 class StateDb:
@@ -327,7 +342,8 @@ class StateDb:
         """``__xfrm_state_insert``: sanitize the mark, link, start the 1 s lifetime timer.
         Without add/use lifetimes that first run would find nothing to do and not rearm, so
         no timer is queued then (the datapath arms one when a byte/packet limit hits)."""
-        x.mark = (x.mark[0] & x.mark[1], x.mark[1])
+        if x.mark[0] & ~x.mark[1]:
+            x.mark = (x.mark[0] & x.mark[1], x.mark[1])
         self._link(x)
         if x.lft.has_timeouts():
             self._arm(x, 1)

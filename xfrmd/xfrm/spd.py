@@ -21,6 +21,7 @@ from .uapi import A, M
 
 _INFO = struct.Struct("=56s8Q4QIIBBBB4x")   # xfrm_userpolicy_info (168)
 _ID = struct.Struct("=56sIB")                 # xfrm_userpolicy_id
+_NO_LIMITS = (X.XFRM_INF,) * 4 + (0,) * 4     # xfrm_lifetime_cfg as `ip` sends it
 
 
 # -- the policy checks of xfrm_user.c --------------------------------------------------------
@@ -116,6 +117,8 @@ def xfrm_add_policy(req: XfrmRequest) -> Reply:
     f = _INFO.unpack_from(req.buf, off)
     sel, lft, priority, index, dir, action, flags = f[0], f[1:9], f[13], f[14], f[15], \
         f[16], f[17]
+    if lft == _NO_LIMITS:
+        lft = _NO_LIMITS          # shared: XFRM_INF is an int object of its own each time
     verify_newpolicy_info(bytes(req.buf[off:off + _INFO.size]))
     req.verify_sec_ctx_len()
     # xfrm_policy_construct

@@ -142,7 +142,8 @@ class PolicyDb:
         the old policy's index and place (it moves to the head of the dump). The mark value
         is stored masked first, as xfrm_policy_insert sanitizes it (lookups compare the
         user's mark unmasked, so a GETPOLICY with value 5 mask 0 misses what it added)."""
-        pol.mark = (pol.mark[0] & pol.mark[1], pol.mark[1])
+        if pol.mark[0] & ~pol.mark[1]:
+            pol.mark = (pol.mark[0] & pol.mark[1], pol.mark[1])
         old = self.by_selector.get(pol.key)
         if old is not None and excl:
             return -E.EEXIST

@@ -134,7 +134,7 @@ class LifetimeCfg(NamedTuple):
         return bool(self[4] or self[5] or self[6] or self[7])
 
 
-_DEFAULT_LFT = LifetimeCfg()
+DEFAULT_LFT = LifetimeCfg()
 
 
 class LifetimeCur:
@@ -173,7 +173,7 @@ class SecurityAssociation:
         self.coaddr: bytes | None = None   # 16 bytes
         self.tfcpad = 0
         # xfrm_state_alloc: every limit infinite, no expiry
-        self.lft = lft if lft is not None else _DEFAULT_LFT
+        self.lft = lft if lft is not None else DEFAULT_LFT
         self.curlft = LifetimeCur()
         self.stats: list[int] = [0, 0, 0]   # replay_window, replay, integrity_failed
         self.replay = [0, 0, 0]             # oseq, seq, bitmap
