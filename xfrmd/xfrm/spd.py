@@ -21,15 +21,17 @@ from .uapi import A, M
 
 _INFO = struct.Struct("=56s8Q4QIIBBBB4x")   # xfrm_userpolicy_info (168)
 _ID = struct.Struct("=56sIB")                 # xfrm_userpolicy_id
+_SEL_FAMILY = struct.Struct("=HBB")          # family, prefixlen_d, prefixlen_s
+_INFO_END = struct.Struct("=IBBBB")           # index, dir, action, flags, share
 _NO_LIMITS = (X.XFRM_INF,) * 4 + (0,) * 4     # xfrm_lifetime_cfg as `ip` sends it
 
 
 # -- the policy checks of xfrm_user.c --------------------------------------------------------
 
-def verify_newpolicy_info(info: bytes) -> None:
-    """``verify_newpolicy_info`` on an xfrm_userpolicy_info."""
-    fam, plen_d, plen_s = struct.unpack_from("=HBB", info, 40)
-    index, pdir, action, _flags, share = struct.unpack_from("=IBBBB", info, 156)
+def verify_newpolicy_info(info: bytes | bytearray, off: int = 0) -> None:
+    """``verify_newpolicy_info`` on the xfrm_userpolicy_info at ``off`` in ``info``."""
+    fam, plen_d, plen_s = _SEL_FAMILY.unpack_from(info, off + 40)
+    index, pdir, action, _flags, share = _INFO_END.unpack_from(info, off + 156)
     if share > X.XFRM_SHARE_UNIQUE:
         raise KernelError(E.EINVAL, "Invalid policy share")
     if action not in (X.XFRM_POLICY_ALLOW, X.XFRM_POLICY_BLOCK):
@@ -119,7 +121,7 @@ def xfrm_add_policy(req: XfrmRequest) -> Reply:
         f[16], f[17]
     if lft == _NO_LIMITS:
         lft = _NO_LIMITS          # shared: XFRM_INF is an int object of its own each time
-    verify_newpolicy_info(bytes(req.buf[off:off + _INFO.size]))
+    verify_newpolicy_info(req.buf, off)
     req.verify_sec_ctx_len()
     # xfrm_policy_construct
     ptype = req.policy_type()

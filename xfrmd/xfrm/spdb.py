@@ -144,10 +144,11 @@ class PolicyDb:
         user's mark unmasked, so a GETPOLICY with value 5 mask 0 misses what it added)."""
         if pol.mark[0] & ~pol.mark[1]:
             pol.mark = (pol.mark[0] & pol.mark[1], pol.mark[1])
-        old = self.by_selector.get(pol.key)
+        key = pol.key
+        old = self.by_selector.get(key)
         if old is not None and excl:
             return -E.EEXIST
-        self._link(pol)
+        self._link(pol, key)
         if old is not None:
             self._unlink(old)
             self._kill(old)
@@ -165,9 +166,10 @@ class PolicyDb:
             self._resize_check(pol.dir)
         return 0
 
-    def _link(self, pol: Policy) -> None:
+    def _link(self, pol: Policy, key: tuple[Any, ...]) -> None:
+        """Into the tables; ``key`` is ``pol.key`` (made once per insert)."""
         self.all[id(pol)] = pol
-        self.by_selector[pol.key] = pol
+        self.by_selector[key] = pol
         self.xnet.spd_counts[pol.dir] += 1
 
     def _unlink(self, pol: Policy) -> None:
