@@ -24,8 +24,9 @@ from .policy import selector_match as _sel_covers
 from .netns import xfrm_net
 from .sadb import StateDb
 from .spd import user_templates, validate_tmpl, verify_newpolicy_info
-from .state import UINT_MAX, A, StateId
 from .request import XfrmRequest
+from .state import UINT_MAX, StateId
+from .uapi import A
 
 if TYPE_CHECKING:
     from ..kernel import NetNamespace

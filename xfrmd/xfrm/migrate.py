@@ -20,8 +20,9 @@ from ..netlink.core import Reply
 from .policy import Policy
 from .request import XfrmRequest
 from .sadb import StateDb, addr_key
-from .state import XFRM_STATE_VALID, A, M, SecurityAssociation, StateId
+from .state import XFRM_STATE_VALID, SecurityAssociation, StateId
 from .types import init_state
+from .uapi import A, M
 
 MIGRATE = struct.Struct("=16s16s16s16sBBHIHH")
 # xfrm_user_migrate: old daddr, old saddr, new daddr, new saddr, proto, mode, reserved,

@@ -16,8 +16,9 @@ from .. import kconfig
 from ..errors import KernelError
 from . import algos, iptfs, offload, types
 from .request import XfrmRequest
-from .state import (DEFAULT_LFT, UINT_MAX, A, USERSA_INFO, Algo, LifetimeCfg, LifetimeCur,
-                    ReplayEsn, SecurityAssociation, StateId)
+from .state import (DEFAULT_LFT, UINT_MAX, USERSA_INFO, Algo, LifetimeCfg, LifetimeCur, ReplayEsn,
+                    SecurityAssociation, StateId)
+from .uapi import A
 
 if TYPE_CHECKING:
     from ..kernel import Kernel

@@ -19,8 +19,9 @@ from .request import XfrmRequest
 from .sa_verify import (UsersaInfo, replay_verify_len, state_construct, update_ae_params,
                         verify_newsa_info)
 from .sadb import StateDb, addr_key, proto_match
-from .state import (A, M, XFRM_STATE_ACQ, XFRM_STATE_DEAD, XFRM_STATE_VALID, XFRM_STATE_VOID,
+from .state import (XFRM_STATE_ACQ, XFRM_STATE_DEAD, XFRM_STATE_VALID, XFRM_STATE_VOID,
                     SecurityAssociation)
+from .uapi import A, M
 
 USERSA_ID = struct.Struct("=16s4sHB")
 

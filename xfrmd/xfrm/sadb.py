@@ -82,7 +82,7 @@ def _chain_add(table: Chains, key: Hashable, x: SecurityAssociation) -> None:
     chain = table.get(key)
     if chain is None:
         table[key] = (x,)
-    elif type(chain) is list:
+    elif isinstance(chain, list):
         chain.append(x)
     elif len(chain) < _SHORT_CHAIN:
         table[key] = chain + (x,)
@@ -94,7 +94,7 @@ def _chain_del(table: Chains, key: Hashable, x: SecurityAssociation) -> None:
     chain = table.get(key)
     if chain is None or x not in chain:
         return
-    if type(chain) is list:
+    if isinstance(chain, list):
         chain.remove(x)
         if chain:
             return
