@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 ALWAYS = ["codec_newsa_aead_offload_dir_decode_encode", "codec_newpolicy_one_tmpl_decode_encode",
           "esp_gcm128_1400B_encrypt_decrypt", "xmit_software_path_1400B",
           "newsa_decode_validate_insert_ack", "newpolicy_decode_validate_insert_ack",
-          "rss_100k_sas_plus_100k_policies", "trace_tap_per_datagram"]
+          "rss_100k_sas_plus_100k_policies", "trace_tap_per_datagram",
+          "gc_longest_pause_loading_10k_sas"]
 WITH_IP = ["ip_batch_2000_policy_adds", "ip_policy_list_2000", "xfrmd_run_true_startup"]
 
 
