@@ -74,7 +74,7 @@ def _moved(x: SecurityAssociation) -> bool:
 
 def _unchanged(x: SecurityAssociation) -> bool:
     if x.replay_esn is None:
-        return x.replay == x.preplay
+        return tuple(x.replay) == x.preplay
     return x.preplay_esn is not None and x.replay_esn.encode() == x.preplay_esn.encode()
 
 
@@ -89,7 +89,7 @@ def notify(db: StateDb, x: SecurityAssociation, event: int) -> None:
         x.xflags |= XFRM_TIME_DEFER
         return
     if x.replay_esn is None:
-        x.preplay = list(x.replay)
+        x.preplay = tuple(x.replay)
     else:
         x.preplay_esn = x.replay_esn.copy()
     db.km_aevent(x, event, 0, 0)

@@ -126,7 +126,7 @@ def _state_migrate(db: StateDb, x: SecurityAssociation, m: Entry,
               "mapping_maxage", "lastused", "km_seq", "geniv", "iptfs", "id_pad"):
         setattr(xc, f, getattr(x, f))
     xc.encap = encap if encap is not None else x.encap
-    xc.replay, xc.preplay = list(x.replay), list(x.preplay)
+    xc.replay, xc.preplay = list(x.replay), x.preplay
     if x.replay_esn is not None and x.preplay_esn is not None:
         xc.replay_esn, xc.preplay_esn = x.replay_esn.copy(), x.preplay_esn.copy()
     try:

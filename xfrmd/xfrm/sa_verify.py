@@ -408,7 +408,7 @@ def update_ae_params(req: XfrmRequest, x: SecurityAssociation, update_esn: bool)
     ra = at.get(A.REPLAY_VAL)
     if ra is not None:
         x.replay = list(struct.unpack_from("=III", req.buf, ra.start))
-        x.preplay = list(x.replay)
+        x.preplay = tuple(x.replay)
     ra = at.get(A.LTIME_VAL)
     if ra is not None:
         x.curlft = LifetimeCur(*struct.unpack_from("=4Q", req.buf, ra.start))

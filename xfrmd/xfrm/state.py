@@ -50,6 +50,9 @@ class StateId(NamedTuple):
 
 
 _NO_ID = StateId(bytes(16), 0, 0)
+# the replay state an aevent last reported (x.preplay), read-only: one shared tuple until
+# the first aevent (xfrm_replay_notify copies x->replay there)
+_NO_REPLAY = (0, 0, 0)
 
 
 class Algo:
@@ -177,7 +180,7 @@ class SecurityAssociation:
         self.curlft = LifetimeCur()
         self.stats: list[int] = [0, 0, 0]   # replay_window, replay, integrity_failed
         self.replay = [0, 0, 0]             # oseq, seq, bitmap
-        self.preplay = [0, 0, 0]
+        self.preplay: tuple[int, ...] = _NO_REPLAY   # what the last aevent said
         self.replay_esn: ReplayEsn | None = None
         self.preplay_esn: ReplayEsn | None = None
         self.replay_maxdiff = 0
