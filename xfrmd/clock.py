@@ -8,12 +8,22 @@ import time
 class Clock:
     """Monotonic seconds for timers plus a wall-clock offset for xfrm_lifetime_cur.add_time."""
 
+    _last_wall = 0
+
     def now(self) -> float:
         raise NotImplementedError
 
     def wall(self) -> int:
         """Unix seconds, as ``ktime_get_real_seconds`` (used for add_time/use_time)."""
         raise NotImplementedError
+
+    def _shared(self, seconds: int) -> int:
+        """``seconds``, as the same int object as the last call's when the second has not
+        changed: every SA and policy keeps its add time, and an int of today's seconds is an
+        object of 32 bytes of its own (docs/performance.md, memory per entry)."""
+        if seconds != self._last_wall:
+            self._last_wall = seconds
+        return self._last_wall
 
 
 class SystemClock(Clock):
@@ -26,7 +36,7 @@ class SystemClock(Clock):
         return time.monotonic() + self.offset
 
     def wall(self) -> int:
-        return int(time.time() + self.offset)
+        return self._shared(int(time.time() + self.offset))
 
     def wall_precise(self) -> float:
         return time.time() + self.offset
@@ -47,7 +57,7 @@ class ManualClock(Clock):
         return self._now
 
     def wall(self) -> int:
-        return int(self._wall0 + (self._now - self._start))
+        return self._shared(int(self._wall0 + (self._now - self._start)))
 
     def advance(self, seconds: float) -> None:
         self._now += seconds

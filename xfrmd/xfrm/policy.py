@@ -13,6 +13,7 @@ from netlink_codec import xfrm as X
 from netlink_codec.netlink import NLM_F_MULTI, encode_msg, nla, nla_u32
 
 from . import offload
+from .addrcache import shared
 from .uapi import A, M
 
 if TYPE_CHECKING:
@@ -58,8 +59,8 @@ class Template:
 def decode_templates(raw: bytes) -> list[Template]:
     """The XFRMA_TMPL payload: as many whole templates as it holds."""
     whole = len(raw) - len(raw) % TMPL.size
-    return [Template(d, int.from_bytes(spi, "big"), proto, fam, s, reqid, mode, share, opt,
-                     _ANY if aa == _ANY else aa, _ANY if ea == _ANY else ea,
+    return [Template(shared(d), int.from_bytes(spi, "big"), proto, fam, shared(s), reqid, mode,
+                     share, opt, _ANY if aa == _ANY else aa, _ANY if ea == _ANY else ea,
                      _ANY if ca == _ANY else ca)
             for d, spi, proto, fam, s, reqid, mode, share, opt, aa, ea, ca
             in TMPL.iter_unpack(raw[:whole])]

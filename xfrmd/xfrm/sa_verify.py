@@ -15,6 +15,7 @@ from netlink_codec import xfrm as X
 from .. import kconfig
 from ..errors import KernelError
 from . import algos, iptfs, offload, types
+from .addrcache import shared
 from .request import XfrmRequest
 from .state import (DEFAULT_LFT, UINT_MAX, USERSA_INFO, Algo, LifetimeCfg, LifetimeCur, ReplayEsn,
                     SecurityAssociation, StateId)
@@ -45,8 +46,8 @@ class UsersaInfo:
     def __init__(self, buf: bytes | bytearray, off: int) -> None:
         f = USERSA_INFO.unpack_from(buf, off)
         self.sel = X.XfrmSelector.from_buffer_copy(f[0])
-        self.daddr, self.spi, self.proto = f[1], int.from_bytes(f[2], "big"), f[3]
-        self.id_pad, self.saddr = f[4] if f[4] != _NO_PAD else _NO_PAD, f[5]
+        self.daddr, self.spi, self.proto = shared(f[1]), int.from_bytes(f[2], "big"), f[3]
+        self.id_pad, self.saddr = f[4] if f[4] != _NO_PAD else _NO_PAD, shared(f[5])
         self.lft = f[6:14]
         self.curlft = f[14:18]
         self.seq, self.reqid, self.family, self.mode = f[21], f[22], f[23], f[24]
@@ -370,7 +371,7 @@ def _construct_rest(req: XfrmRequest, p: UsersaInfo, x: SecurityAssociation,
         x.preplay_esn = x.replay_esn.copy()
     x.km_seq = p.seq
     x.replay_maxdiff = db.aevent_rseqth
-    x.replay_maxage = db.aevent_etime * 1000 // 10   # (etime * HZ) / XFRM_AE_ETH_M
+    x.replay_maxage = db.aevent_maxage
     init_replay(x)
     update_ae_params(req, x, update_esn=False)
     if A.OFFLOAD_DEV in at:

@@ -28,6 +28,7 @@ from netlink_codec import xfrm as X
 from netlink_codec.netlink import NETLINK_XFRM, encode_msg
 
 from . import offload
+from .addrcache import shared
 from .globals import xfrm_globals
 from .offload import XFRM_DEV_OFFLOAD_PACKET, xfrm_dev_state_acquire, xfrm_dev_state_acquire_abort
 from .policy import Policy, PolicyWire, Template, selector_match
@@ -120,6 +121,9 @@ class StateDb:
         self._ids = itertools.count(1)
         self.acq_expires = XFRM_ACQ_EXPIRES
         self.aevent_etime = XFRM_AEVENT_ETIME
+        # what a new state's replay_maxage starts with: (etime * HZ) / XFRM_AE_ETH_M jiffies,
+        # one int object for every state
+        self.aevent_maxage = self.aevent_etime * HZ // 10
         self.aevent_rseqth = XFRM_AEVENT_RSEQTH
         self.num_possible_cpus = 2
         self.tunnel6: dict[bytes, list[int]] = {}   # xfrm6_tunnel: saddr → [spi, refcount]
@@ -134,12 +138,13 @@ class StateDb:
     @staticmethod
     def _src_key(x: SecurityAssociation) -> tuple[bytes, bytes, int]:
         f = x.props.family
-        return (addr_key(x.id.daddr, f), addr_key(x.props.saddr, f), x.id.proto)
+        return (shared(addr_key(x.id.daddr, f)), shared(addr_key(x.props.saddr, f)), x.id.proto)
 
     @staticmethod
     def _dst_key(x: SecurityAssociation) -> tuple[bytes, bytes, int, int]:
         f = x.props.family
-        return (addr_key(x.id.daddr, f), addr_key(x.props.saddr, f), x.props.reqid, f)
+        return (shared(addr_key(x.id.daddr, f)), shared(addr_key(x.props.saddr, f)),
+                x.props.reqid, f)
 
     # -- lookups --------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ class PolicyDb:
         self.xnet = xnet
         self.ns = xnet.ns
         self.kernel = xnet.ns.kernel
-        self.all: dict[int, Policy] = xnet.policy_all   # insertion order = oldest first
+        self.all: dict[Policy, Policy] = xnet.policy_all   # insertion order = oldest first
         self.byidx: dict[int, Policy] = {}
         self.by_selector: dict[tuple[Any, ...], Policy] = {}
         self.idx_generator = 0
@@ -168,12 +168,12 @@ class PolicyDb:
 
     def _link(self, pol: Policy, key: tuple[Any, ...]) -> None:
         """Into the tables; ``key`` is ``pol.key`` (made once per insert)."""
-        self.all[id(pol)] = pol
+        self.all[pol] = pol       # keyed by itself: an id() would be an int object more
         self.by_selector[key] = pol
         self.xnet.spd_counts[pol.dir] += 1
 
     def _unlink(self, pol: Policy) -> None:
-        del self.all[id(pol)]
+        del self.all[pol]
         if self.by_selector.get(pol.key) is pol:
             del self.by_selector[pol.key]
         if self.byidx.get(pol.index) is pol:
@@ -190,7 +190,7 @@ class PolicyDb:
 
     def delete(self, pol: Policy) -> int:
         """``xfrm_policy_delete``: ENOENT if it was already gone."""
-        if pol.dead or id(pol) not in self.all:
+        if pol.dead or pol not in self.all:
             return -E.ENOENT
         self._unlink(pol)
         self._kill(pol)
