@@ -33,7 +33,8 @@ class XfrmRequest(Request):
 
     def __init__(self, base: Request, attrs: dict[int, RawAttr] | None = None,
                  warning: Reply | None = None) -> None:
-        super().__init__(base.kernel, base.sock, base.buf, base.hdr)
+        # Request.__init__'s four fields, copied without the call (one per request)
+        self.kernel, self.sock, self.buf, self.hdr = base.kernel, base.sock, base.buf, base.hdr
         self.attrs = attrs or {}
         self.warning = warning
 

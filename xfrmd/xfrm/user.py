@@ -91,30 +91,30 @@ class XfrmUser:
         xfrm_net(ns).flush_all()
 
     def rcv_msg(self, req: Request) -> object:
-        t = req.hdr.type
+        hdr = req.hdr
+        t = hdr.type
         if t > X.XFRM_MSG_MAX:
             raise KernelError(E.EINVAL)
         if not req.sock.cap_net_admin:
             # xfrm_user_rcv_msg: "All operations require privileges, even GET"
             # (netlink_net_capable, the opener's credentials: docs/security.md)
             raise KernelError(E.EPERM)
-        if t in _DUMPABLE and req.hdr.flags & NLM_F_DUMP:
+        if t in _DUMPABLE and hdr.flags & NLM_F_DUMP:
             dumper = self.dumpit.get(t)
             if dumper is None:
                 raise KernelError(E.EINVAL)
             return dumper(XfrmRequest(req))
-        payload_len = req.hdr.len - 16
         min_len = _MSG_MIN[t]
-        if payload_len < min_len:
+        if hdr.len - 16 < min_len:
             raise KernelError(E.EINVAL, "Invalid header length")
-        start = req.payload_offset + ((min_len + 3) & ~3)
+        # the attributes: after the nlmsghdr and the aligned fixed part, to the message's end
+        start, end = hdr.offset + 16 + ((min_len + 3) & ~3), hdr.offset + hdr.len
         if t == _NEWSPDINFO:
-            tb, err, warn = parse_attrs(req.buf, start, req.end, XFRMA_SPD_POLICY, X.XFRMA_SPD_MAX,
-                                        hdr_offset=req.hdr.offset)
+            tb, err, warn = parse_attrs(req.buf, start, end, XFRMA_SPD_POLICY, X.XFRMA_SPD_MAX,
+                                        hdr_offset=hdr.offset)
         else:
-            tb, err, warn = parse_attrs(req.buf, start, req.end, XFRMA_POLICY, X.XFRMA_MAX,
-                                        hdr_offset=req.hdr.offset,
-                                        strict_start_type=STRICT_START_TYPE)
+            tb, err, warn = parse_attrs(req.buf, start, end, XFRMA_POLICY, X.XFRMA_MAX,
+                                        hdr_offset=hdr.offset, strict_start_type=STRICT_START_TYPE)
         if err is not None:
             return err
         if t != _NEWSPDINFO and (_SA_DIR in tb or _SA_PCPU in tb):
