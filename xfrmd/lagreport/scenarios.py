@@ -128,17 +128,16 @@ def reinjection(lab: Lab, cell: Cell) -> None:
 
 
 def flap(lab: Lab, cell: Cell) -> None:
-    """Slave flap: the pinned slave goes down and comes back; the pin returns to a replica
-    made anew (sequence 0 again under per-slave contexts)."""
+    """Slave flap: the pinned slave goes down and comes back (``ip link set … down``, ``up``):
+    the RFC bond deletes its replicas when it stops running and adds new ones when it runs
+    again (R4), so under per-slave contexts the pin returns to a counter restarting at 1."""
     first = lab.dut_send(10)
     pinned = next((s for s, _ in wire(first)), None)
-    other = {"s0": "s1", "s1": "s0"}.get(pinned or "", "s1")
     if pinned:
-        lab.carrier(pinned, False)
+        lab.run("dut", f"ip link set {pinned} down")
     middle = lab.dut_send(10)
     if pinned:
-        lab.carrier(pinned, True)
-        lab.carrier(other, False)
+        lab.run("dut", f"ip link set {pinned} up")
     last = lab.dut_send(10)
     _tx_cell(cell, lab, [first, middle, last], 30)
     _judge(cell)
