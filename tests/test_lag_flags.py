@@ -153,6 +153,18 @@ def test_topology_personality_keys_bad_input(device, line):
     assert str(e.value) == line
 
 
+def test_topology_personality_key_of_a_wrong_type_through_xfrmd_run(tmp_path):
+    """One line naming the file's line, the value and what is allowed; nothing started."""
+    path = tmp_path / "bad.toml"
+    path.write_text('[[netns]]\nname = "default"\n[[netns.device]]\nname = "e0"\n'
+                    'kind = "mlx5"\nlag_converted = "yes"\n')
+    p = subprocess.run(XFRMD + ["run", "--topology", str(path), "--", "echo", "started"],
+                       capture_output=True, text=True, timeout=60)
+    assert (p.returncode, p.stdout) == (1, "")
+    assert p.stderr.splitlines() == [
+        f"xfrmd run: {path}:6: device 'e0': lag_converted = 'yes' is not true or false"]
+
+
 def test_topology_personality_keys_take_effect():
     from xfrmd.clock import ManualClock
     from xfrmd.kernel import Kernel

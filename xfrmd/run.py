@@ -174,7 +174,13 @@ def _server(args: argparse.Namespace) -> Iterator[str | None]:
     from .embedded import make_kernel, running_server, tune_gc
     from .pcap import PcapWriter
     from .trace import TraceWriter
-    kernel = make_kernel(args.topology or "default")
+    try:
+        kernel = make_kernel(args.topology or "default")
+    except ValueError as e:
+        # a missing topology or a refused line of one: that line, as `xfrmd serve` prints it
+        print(f"xfrmd run: {e}", file=sys.stderr)
+        yield None
+        return
     tune_gc()
     if args.trace:
         kernel.tracers.append(TraceWriter.open(args.trace, kernel))
