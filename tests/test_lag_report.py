@@ -12,8 +12,8 @@ import sys
 import pytest
 
 from xfrmd.lagreport.report import run_report
-from xfrmd.lagreport.lab import MODELS, PAIRINGS
-from xfrmd.lagreport.scenarios import SCENARIOS
+from xfrmd.lagreport.lab import MODELS, PAIRINGS, Lab
+from xfrmd.lagreport.scenarios import SCENARIOS, Cell, esn_advance
 
 XFRMD = [sys.executable, "-m", "xfrmd.cli"]
 
@@ -195,6 +195,20 @@ def test_the_plot_data_follows_each_slaves_counter():
     soe = r.cell("S1", "soe-1-engine", "replicated").trace
     assert [s for _, _, s in soe] == list(range(1, 13))
     assert {sl for _, sl, _ in soe} == {"s0", "s1"}
+
+
+@pytest.mark.parametrize("model, mode", [("off", "active-backup"), ("replicated", "802.3ad")])
+def test_the_esn_scenario_where_the_bond_admits_esn(model, mode):
+    """Every cell of the ESN row is refused, so the scenario's traffic runs only here: crypto
+    offload on the same bench (the stack's one window), the peer's 32 packets across 2^32
+    alternating between the slaves, then one from before the wrap again: a replay."""
+    lab = Lab(next(p for p in PAIRINGS if p.name == "mlx5-pair"), model, esn=True, mode=mode,
+              offload="crypto")
+    assert lab.admitted, lab.refusal
+    cell = Cell("esn", "mlx5-pair", model)
+    esn_advance(lab, cell)
+    assert (cell.verdict, cell.sent, cell.accepted, cell.replay, cell.dup, cell.blackholed,
+            cell.note) == ("ok", 33, 32, 1, 1, 0, "")
 
 
 def _chromium() -> str:
