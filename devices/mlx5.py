@@ -53,6 +53,20 @@ def _replay_seqhi(r: Any, seq: int) -> int:
     return (seq_hi - 1) & U32 if seq >= bottom else seq_hi
 
 
+def _hw_esn_seq(top: int, window: int, seq: int) -> int:
+    """The 64-bit number an ESN state's ASO replay context takes the wire's 32 bits for:
+    the high half inferred from the context's own right edge ``top`` by
+    ``xfrm_replay_seqhi``'s rule (the hardware is programmed with the state's ESN:
+    ``mlx5e_ipsec_update_esn_state``)."""
+    lo, hi = top & U32, top >> 32
+    bottom = (lo - window + 1) & U32
+    if lo >= window - 1:
+        hi = hi + 1 if seq < bottom else hi
+    elif seq >= bottom:
+        hi -= 1
+    return ((hi & U32) << 32) | seq
+
+
 class Mlx5Ipsec(XfrmDevOps):
     name = "mlx5"
     module = "mlx5_core"
@@ -169,7 +183,8 @@ class Mlx5Ipsec(XfrmDevOps):
         x.xso.offload_handle = h
         if x.props.flags & X.XFRM_STATE_ESN and x.replay_esn is not None:
             # mlx5e_xfrm_add_state: the ESN state the hardware is programmed with
-            self.sadb[h].update(esn=0, esn_msb=0, overlap=0, esn_updates=0)
+            self.sadb[h].update(esn=0, esn_msb=0, overlap=0, esn_updates=0,
+                                rx_seq=(x.replay_esn.seq_hi << 32) | x.replay_esn.seq)
             self._update_esn_state(x, self.sadb[h])
 
     def _update_esn_state(self, x: Any, s: dict[str, Any]) -> bool:
@@ -230,6 +245,8 @@ class Mlx5Ipsec(XfrmDevOps):
         decides; a replay is the hardware's replay drop (``replay_drops``, reported through
         update_stats as x->stats.replay)."""
         h, s = self._sa_of(rx_dev, x, 0)
+        if x.props.flags & X.XFRM_STATE_ESN:
+            seq = _hw_esn_seq(s["rx_seq"], s["window"], seq)
         why, s["rx_seq"], s["rx_bitmap"] = hw_replay_window(s["rx_seq"], s["rx_bitmap"],
                                                             s["window"], seq)
         if why:

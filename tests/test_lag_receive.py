@@ -226,3 +226,19 @@ def test_api_the_other_models_refuse_packet_offload_on_these_bonds():
         assert not Lab(pairing, "off").admitted
     assert [Lab(p, "shared").admitted for p in (MLX5, SOE1, SOE2, MIXED)] == [
         False, True, False, False]
+
+
+def test_api_esn_packet_offload_window_crosses_2_32_on_the_port():
+    """mlx5-like packet offload with ESN (active-backup: the bond's upstream path): the port's
+    ASO window takes the high half from its own right edge (``xfrm_replay_seqhi``'s rule), so
+    the peer's packets across 2^32 are delivered, and one from before the wrap again is the
+    hardware's replay drop."""
+    lab = Lab(MLX5, "replicated", esn=True, mode="active-backup", offload="packet")
+    assert lab.admitted, lab.refusal
+    pkts = lab.peer_send(32)             # the peer starts at 0xfffffff0 (lab.py)
+    [b] = deliver(lab, pkts, via="s0").to_dict()["batches"]
+    assert (b["result"], b["count"], b["seq"]) == ("delivered", 32, [2**32 - 15, 2**32 + 16])
+    [b] = deliver(lab, [pkts[3]], via="s0").to_dict()["batches"]
+    assert (b["result"], b["slave"]) == ("dropped", "s0")
+    assert b["detail"].startswith(
+        f"mlx5_core: hardware replay drop on s0: sequence {2**32 - 12} already received")
