@@ -11,7 +11,7 @@ from __future__ import annotations
 import bonding
 from devices import drivers as device_drivers
 
-from . import datapath, genl, rtnl, services, xfrm
+from . import datapath, genl, inet, rtnl, services, xfrm
 
 INITCALLS = (
     xfrm.init,          # xfrm_init: NETLINK_XFRM, the SAD/SPD per namespace, xfrm_dev notifier
@@ -20,5 +20,6 @@ INITCALLS = (
     device_drivers.init,    # drivers: netdevsim, mlx5-like, Airoha SOE, dummy/veth link kinds
     bonding.init,       # bonding_init: the bond link kind, its notifier and offload models
     datapath.init,      # the emulated ESP data path: xmit, MIB files
+    inet.init,          # inet_init: the sysctls programs' sockets obey (ping_group_range)
     services.init,      # the core service ops (netns, clock, files, ioctls, faults)
 )

@@ -33,6 +33,7 @@ from netlink_codec.netlink import ExtAck, encode_ack, kernel_messages
 
 from . import services, transport as T
 from .capability import peer_credentials
+from .inet import raw as inet_raw
 from .inet import udp as inet_udp
 from .kernel import Kernel, KernelError
 from .netlink.socket import sock_error_frame
@@ -651,20 +652,23 @@ class Server:
         or an unsupported family/protocol closes the connection (the shim then keeps the
         program's real socket, as it does when the first BIND fails)."""
         family, ipproto = T.hello_inet(payload)
+        (stype,) = struct.unpack_from("=I", payload, 4)     # SOCK_DGRAM, or SOCK_RAW (ICMP)
         try:
             ns = self.kernel.netns(conn.netns, create=False)
         except KernelError:
             ns = None
         ping = {inet_udp.AF_INET: inet_udp.IPPROTO_ICMP,
                 inet_udp.AF_INET6: inet_udp.IPPROTO_ICMPV6}.get(family)
-        if ns is None or ping is None or ipproto not in (0, inet_udp.IPPROTO_UDP, ping):
+        if ns is None or ping is None or ipproto not in (0, inet_udp.IPPROTO_UDP, ping) \
+                or stype not in (inet_raw.SOCK_DGRAM, inet_raw.SOCK_RAW) \
+                or (stype == inet_raw.SOCK_RAW and ipproto != ping):
             log.info("pid %d: INET connection refused (netns %r, family %d, protocol %d)",
                      conn.pid, conn.netns, family, ipproto)
             self._close(conn)
             return False
         conn.kind = INET
         conn.inet = inet_udp.UdpSock(ns, family, lambda rec: self._push(conn, rec),
-                                     ipproto or inet_udp.IPPROTO_UDP)
+                                     ipproto or inet_udp.IPPROTO_UDP, stype)
         return True
 
     def _inet(self, conn: Connection, rec: bytes) -> None:

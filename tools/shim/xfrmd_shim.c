@@ -684,7 +684,8 @@ static int pool_get(int type, uint64_t *ino)
 #define UDP_MAX_PAYLOAD 65507
 
 struct inetsock {
-    int family, proto, refs, bound, connected, gone;
+    int family, proto, type, refs, bound, connected, gone;   /* type: SOCK_DGRAM or SOCK_RAW */
+    int recv_hoplimit;                   /* IPV6_RECVHOPLIMIT */
     uint32_t reuse;                      /* bit 0 SO_REUSEADDR, bit 1 SO_REUSEPORT */
     struct sockaddr_storage local, peer;
     socklen_t locallen, peerlen;
@@ -738,7 +739,18 @@ static int real_dgram_proto(int fd, int family)
     return proto == icmp_proto(family) ? proto : 0;
 }
 
-/* the family of a real AF_INET/AF_INET6 socket of ``type`` (datagram: UDP or ping), else 0 */
+/* the protocol of a real raw socket (SO_PROTOCOL), -1 if unknown */
+static int real_raw_proto(int fd, int family)
+{
+    int proto = -1;
+    socklen_t l = sizeof proto;
+    (void)family;
+    if (real_getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &l) < 0) return -1;
+    return proto;
+}
+
+/* the family of a real AF_INET/AF_INET6 socket of ``type`` (datagram: UDP or ping; raw:
+ * ICMP / ICMPv6), else 0 */
 static int real_inet_family(int fd, int type)
 {
     int v = 0, dom = 0;
@@ -748,6 +760,7 @@ static int real_inet_family(int fd, int type)
     if (real_getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &l) < 0) return 0;
     if (dom != AF_INET && dom != AF_INET6) return 0;
     if (type == SOCK_DGRAM && !real_dgram_proto(fd, dom)) return 0;
+    if (type == SOCK_RAW && real_raw_proto(fd, dom) != icmp_proto(dom)) return 0;
     return dom;
 }
 
@@ -758,15 +771,17 @@ static int inet_unsupported(int fd)
     int v = 0;
     socklen_t l = sizeof v;
     if (real_getsockopt(fd, SOL_SOCKET, SO_TYPE, &v, &l) < 0) return 0;
-    if (!real_inet_family(fd, v) || (v == SOCK_DGRAM && real_inet_family(fd, SOCK_DGRAM)))
+    if (!real_inet_family(fd, v) || ((v == SOCK_DGRAM || v == SOCK_RAW) && real_inet_family(fd, v)))
         return 0;
     if (!said++)
         fprintf(stderr, "xfrmd shim: only UDP datagram sockets are carried by the emulated "
-                "stack (namespace \"%s\"); TCP, raw and ICMP sockets are not emulated\n",
+                "stack (namespace \"%s\"); TCP and raw sockets other than ICMP are not emulated\n",
                 getenv("XFRMD_NETNS") ? getenv("XFRMD_NETNS") : "default");
     errno = EOPNOTSUPP;
     return 1;
 }
+
+static int inet_wait_reply(int fd, struct inetsock *is);
 
 /* Wait for BIND_REPLY; nothing else can come first (an unbound socket receives nothing). */
 static int inet_bind_exchange(int fd, struct inetsock *is, const struct sockaddr *addr,
@@ -781,6 +796,13 @@ static int inet_bind_exchange(int fd, struct inetsock *is, const struct sockaddr
         if (errno == EPIPE || errno == ECONNRESET) server_gone(fd, &is->gone, "bind");
         return -1;
     }
+    return inet_wait_reply(fd, is);
+}
+
+/* The BIND_REPLY to a BIND or CONNECT: errno, then the socket's local address. Datagrams
+ * queued before it are skipped (a connect() normally precedes traffic). */
+static int inet_wait_reply(int fd, struct inetsock *is)
+{
     for (;;) {
         char r[64];
         ssize_t k = real_recv(fd, r, sizeof r, 0);
@@ -825,7 +847,7 @@ static int inet_setsockopt_frame(int fd, struct inetsock *is, int level, int opt
 }
 
 /* A connection for an emulated socket of ``family``/``proto``, HELLO sent; -1 with errno. */
-static int inet_dial(int family, int proto, int flags)
+static int inet_dial(int family, int proto, int type, int flags)
 {
     int c = server_dial(flags);
     if (c < 0) { complain("socket(AF_INET, SOCK_DGRAM)"); return -1; }
@@ -833,7 +855,7 @@ static int inet_dial(int family, int proto, int flags)
     const char *ns = getenv("XFRMD_NETNS");
     if (!ns) ns = "";
     size_t nlen = strnlen(ns, 250);
-    uint32_t w[2] = { INET_PROTOCOL, SOCK_DGRAM }, fp[2] = { (uint32_t)family, (uint32_t)proto };
+    uint32_t w[2] = { INET_PROTOCOL, (uint32_t)type }, fp[2] = { (uint32_t)family, (uint32_t)proto };
     size_t o = build_frame(msg, F_HELLO, w, 8);
     memcpy(msg + o, ns, nlen); o += nlen; msg[o++] = 0;
     memcpy(msg + o, fp, 8); o += 8;
@@ -849,12 +871,14 @@ static int inet_dial(int family, int proto, int flags)
  * ping sockets, net.ipv4.ping_group_range) */
 static int inet_socket(int family, int proto, int type)
 {
-    int fd = inet_dial(family, proto, type & (SOCK_CLOEXEC | SOCK_NONBLOCK));
+    int fd = inet_dial(family, proto, type & ~(SOCK_CLOEXEC | SOCK_NONBLOCK),
+                       type & (SOCK_CLOEXEC | SOCK_NONBLOCK));
     if (fd < 0) return -1;
     if (fd >= MAXFD) { real_close(fd); errno = EMFILE; return -1; }
     struct inetsock *is = calloc(1, sizeof *is);
     if (!is) { real_close(fd); errno = ENOMEM; return -1; }
     is->family = family; is->proto = proto; is->refs = 1;
+    is->type = type & ~(SOCK_CLOEXEC | SOCK_NONBLOCK);
     in_release(fd);
     intab[fd] = is;
     return fd;
@@ -865,12 +889,15 @@ static int inet_socket(int family, int proto, int type)
 static struct inetsock *inet_convert(int fd, int family, const struct sockaddr *addr,
                                      socklen_t len)
 {
-    int proto = real_dgram_proto(fd, family);
-    int c = inet_dial(family, proto, SOCK_CLOEXEC);
+    int type = SOCK_DGRAM;
+    socklen_t tl = sizeof type;
+    if (real_getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0) type = SOCK_DGRAM;
+    int proto = type == SOCK_RAW ? icmp_proto(family) : real_dgram_proto(fd, family);
+    int c = inet_dial(family, proto, type, SOCK_CLOEXEC);
     if (c < 0) return NULL;
     struct inetsock *is = calloc(1, sizeof *is);
     if (!is) { real_close(c); errno = ENOMEM; return NULL; }
-    is->family = family; is->proto = proto;
+    is->family = family; is->proto = proto; is->type = type;
     /* what the program set on the real socket before */
     int v = 0;
     socklen_t l = sizeof v;
@@ -905,11 +932,18 @@ static struct inetsock *inet_convert(int fd, int family, const struct sockaddr *
     return is;
 }
 
+/* the family of a real socket the emulated stack can carry: UDP, ping or raw ICMP; else 0 */
+static int real_emulable_family(int fd)
+{
+    int fam = real_inet_family(fd, SOCK_DGRAM);
+    return fam ? fam : real_inet_family(fd, SOCK_RAW);
+}
+
 /* in an emulated namespace, a real UDP socket's first use converts it; NULL: not such a case */
 static struct inetsock *inet_adopt(int fd, int need_mode)
 {
     if (inet_off() || (need_mode && !inet_mode())) return NULL;
-    int fam = real_inet_family(fd, SOCK_DGRAM);
+    int fam = real_emulable_family(fd);
     if (!fam) return NULL;
     return inet_convert(fd, fam, NULL, 0);
 }
@@ -938,11 +972,13 @@ static int inet_connect(int fd, struct inetsock *is, const struct sockaddr *a, s
 {
     if (a && al >= sizeof(sa_family_t) && a->sa_family == AF_UNSPEC) {
         is->connected = 0;
-        return inet_frame(fd, is, F_INET_CONNECT, a, sizeof(sa_family_t));
+        if (inet_frame(fd, is, F_INET_CONNECT, a, sizeof(sa_family_t)) < 0) return -1;
+        return inet_wait_reply(fd, is);
     }
     if (inet_check_addr(is, a, al) < 0 || inet_autobind(fd, is) < 0) return -1;
     socklen_t n = sa_len(is->family);
-    if (inet_frame(fd, is, F_INET_CONNECT, a, n) < 0) return -1;
+    /* ip4_datagram_connect: the route's error, or the source address it picked */
+    if (inet_frame(fd, is, F_INET_CONNECT, a, n) < 0 || inet_wait_reply(fd, is) < 0) return -1;
     memcpy(&is->peer, a, n);
     is->peerlen = n;
     is->connected = 1;
@@ -957,6 +993,8 @@ static void inet_name(struct inetsock *is, const struct sockaddr_storage *ss, so
         memset(&any, 0, sizeof any);
         any.ss_family = (sa_family_t)is->family;
         ss = &any; sl = sa_len(is->family);
+        /* a raw socket's "port" is its protocol (inet_create: inet_sport) */
+        if (is->type == SOCK_RAW) ((struct sockaddr_in *)&any)->sin_port = htons((uint16_t)is->proto);
     }
     if (!addr || !len) return;
     memcpy(addr, ss, *len < sl ? *len : sl);
@@ -970,7 +1008,7 @@ static ssize_t in_send(int fd, struct inetsock *is, const struct iovec *iov, siz
     if (flags & MSG_OOB) { errno = EOPNOTSUPP; return -1; }
     size_t total = 0;
     for (size_t i = 0; i < iovcnt; i++) total += iov[i].iov_len;
-    if (total > UDP_MAX_PAYLOAD) { errno = EMSGSIZE; return -1; }
+    if (total > (is->type == SOCK_RAW ? 0xFFFFu : UDP_MAX_PAYLOAD)) { errno = EMSGSIZE; return -1; }
     socklen_t alen = 0;
     if (to) {
         if (inet_check_addr(is, to, tolen) < 0) return -1;
@@ -1039,6 +1077,25 @@ static ssize_t in_recv(int fd, struct inetsock *is, struct iovec *iov, size_t io
     return (flags & MSG_TRUNC) ? (ssize_t)dlen : (ssize_t)copy;
 }
 
+/* The control messages of a received datagram (ip6_datagram_recv_ctl): IPV6_HOPLIMIT when
+ * asked for — 64, the hop limit every emulated sender uses (nothing forwards, nothing
+ * decrements it). Others are not given: ping falls back to SIOCGSTAMP / gettimeofday. */
+static void in_cmsgs(struct inetsock *is, struct msghdr *msg, ssize_t r)
+{
+    size_t room = msg->msg_controllen;
+    msg->msg_controllen = 0;
+    if (r < 0 || !is->recv_hoplimit || !msg->msg_control || room < CMSG_SPACE(sizeof(int)))
+        return;
+    struct cmsghdr *c = (struct cmsghdr *)msg->msg_control;
+    memset(c, 0, CMSG_SPACE(sizeof(int)));
+    c->cmsg_level = IPPROTO_IPV6;
+    c->cmsg_type = IPV6_HOPLIMIT;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    int hl = 64;
+    memcpy(CMSG_DATA(c), &hl, sizeof hl);
+    msg->msg_controllen = CMSG_SPACE(sizeof(int));
+}
+
 /* bytes of the next datagram (FIONREAD / SIOCINQ), 0 if none */
 static int in_pending(int fd)
 {
@@ -1056,9 +1113,28 @@ static int in_pending(int fd)
     return r;
 }
 
+/* the ICMP filter option of a raw socket: SOL_RAW ICMP_FILTER (IPv4), SOL_ICMPV6
+ * ICMP6_FILTER (IPv6), both option 1 */
+static int raw_filter_opt(struct inetsock *is, int level, int optname)
+{
+    return optname == 1 && level == (is->family == AF_INET ? SOL_RAW : IPPROTO_ICMPV6);
+}
+
 static int in_setsockopt(int fd, struct inetsock *is, int level, int optname, const void *val,
                          socklen_t len)
 {
+    if (is->type == SOCK_RAW && raw_filter_opt(is, level, optname)) {
+        /* ICMP_FILTER / ICMP6_FILTER (raw_seticmpfilter): kept by the server */
+        if (!val) { errno = EFAULT; return -1; }
+        return inet_setsockopt_frame(fd, is, level, optname, val, len);
+    }
+    if (level == IPPROTO_IPV6 && optname == IPV6_RECVHOPLIMIT && is->family == AF_INET6) {
+        int v = 0;
+        if (!val || len < sizeof v) { errno = EINVAL; return -1; }
+        memcpy(&v, val, sizeof v);
+        is->recv_hoplimit = v != 0;
+        return 0;
+    }
     if (level != SOL_SOCKET) return 0;      /* IP/IPv6/UDP options: accepted, not modelled */
     switch (optname) {
     case SO_BINDTODEVICE: {
@@ -1090,7 +1166,7 @@ static int in_getsockopt(int fd, struct inetsock *is, int level, int optname, vo
     int v = 0;
     if (level == SOL_SOCKET) {
         switch (optname) {
-        case SO_TYPE: v = SOCK_DGRAM; break;
+        case SO_TYPE: v = is->type ? is->type : SOCK_DGRAM; break;
         case SO_DOMAIN: v = is->family; break;
         case SO_PROTOCOL: v = is->proto; break;
         case SO_ERROR: v = 0; break;
@@ -1105,6 +1181,36 @@ static int in_getsockopt(int fd, struct inetsock *is, int level, int optname, vo
     return 0;
 }
 
+/* ping_init_sock: the process's effective group or one of its groups lies in the emulated
+ * namespace's net.ipv4.ping_group_range (asked as a file; 1 if the server cannot say) */
+static int ping_group_ok(void)
+{
+    char out[512];
+    if (service_query("{\"op\":\"read_file\",\"path\":\"/proc/sys/net/ipv4/ping_group_range\"}",
+                      out, sizeof out) < 0 || json_int(out, "errno", 0))
+        return 1;
+    char text[64] = "";
+    const char *p = json_find(out, "data");
+    if (p) json_str_at(p, text, sizeof text);
+    unsigned long lo = 1, hi = 0;
+    if (sscanf(text, "%lu %lu", &lo, &hi) != 2) return 1;
+    gid_t g = getegid();
+    if (g >= lo && g <= hi) return 1;
+    gid_t groups[256];
+    int n = getgroups(256, groups);
+    for (int i = 0; i < n; i++)
+        if (groups[i] >= lo && groups[i] <= hi) return 1;
+    return 0;
+}
+
+/* inet_create: a raw socket needs CAP_NET_RAW; the emulated kernel's answer for
+ * CAP_NET_ADMIN stands in for it (root has both) */
+static int raw_capable(void)
+{
+    caps_load();
+    return cap_admin;
+}
+
 /* ---- socket calls --------------------------------------------------------------------- */
 int socket(int domain, int type, int protocol)
 {
@@ -1112,10 +1218,21 @@ int socket(int domain, int type, int protocol)
     if ((domain == AF_INET || domain == AF_INET6) && !inet_off() &&
         (type & ~(SOCK_CLOEXEC | SOCK_NONBLOCK)) == SOCK_DGRAM && protocol == icmp_proto(domain)) {
         /* a ping socket: the emulated stack's in an emulated namespace, or when the host
-         * does not let this process have one (net.ipv4.ping_group_range: EACCES) */
-        if (inet_mode()) return inet_socket(domain, protocol, type);
+         * does not let this process have one (net.ipv4.ping_group_range: EACCES); either
+         * way only if the emulated namespace's ping_group_range lets it (ping_init_sock) */
+        if (inet_mode()) {
+            if (!ping_group_ok()) { errno = EACCES; return -1; }
+            return inet_socket(domain, protocol, type);
+        }
         int fd = real_socket(domain, type, protocol);
         if (fd >= 0 || errno != EACCES) return fd;
+        if (!ping_group_ok()) { errno = EACCES; return -1; }
+        return inet_socket(domain, protocol, type);
+    }
+    if ((domain == AF_INET || domain == AF_INET6) && inet_mode() &&
+        (type & ~(SOCK_CLOEXEC | SOCK_NONBLOCK)) == SOCK_RAW && protocol == icmp_proto(domain)) {
+        /* a raw ICMP socket in an emulated namespace (root's ping) */
+        if (!raw_capable()) { errno = EPERM; return -1; }          /* inet_create */
         return inet_socket(domain, protocol, type);
     }
     if (domain != AF_NETLINK || (protocol != NETLINK_XFRM && protocol != NETLINK_ROUTE &&
@@ -1170,14 +1287,14 @@ int bind(int fd, const struct sockaddr *addr, socklen_t len)
             (addr->sa_family != AF_INET && addr->sa_family != AF_INET6))
             return real_bind(fd, addr, len);
         if (inet_mode()) {
-            int fam = real_inet_family(fd, SOCK_DGRAM);
+            int fam = real_emulable_family(fd);
             if (fam) return inet_convert(fd, fam, addr, len) ? 0 : -1;
             if (inet_unsupported(fd)) return -1;
         }
         int r = real_bind(fd, addr, len);
         if (r == 0 || errno != EADDRNOTAVAIL) return r;
         /* an address the host lacks: the emulated namespace's, if it has it */
-        int fam = real_inet_family(fd, SOCK_DGRAM);
+        int fam = real_emulable_family(fd);
         if (fam && inet_convert(fd, fam, addr, len)) return 0;
         errno = EADDRNOTAVAIL;
         return -1;
@@ -1664,7 +1781,7 @@ ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
         ssize_t r = in_recv(fd, is, msg->msg_iov, msg->msg_iovlen, flags,
                             (struct sockaddr *)msg->msg_name, &msg->msg_namelen, &mf);
         msg->msg_flags = mf;
-        msg->msg_controllen = 0;
+        in_cmsgs(is, msg, r);
         return r;
     }
     if (!s) return scm_recvmsg(fd, msg, flags);
@@ -2272,6 +2389,7 @@ static int is_virtual(const char *path)
     return path && (!strcmp(path, "/proc/net/if_inet6") || !strcmp(path, "/proc/net/xfrm_stat") ||
                     !strcmp(path, "/proc/net/dev") || !strcmp(path, "/proc/self/net/dev") ||
                     !strcmp(path, "/proc/sys/net/ipv4/fib_multipath_hash_policy") ||
+                    !strcmp(path, "/proc/sys/net/ipv4/ping_group_range") ||
                     under(path, "/proc/sys/net/ipv4/conf") || under(path, "/proc/sys/net/ipv6/conf") ||
                     under(path, "/sys/class/net") || under(path, "/proc/net/bonding") ||
                     under(path, "/sys/bus/netdevsim") || under(path, "/sys/kernel/debug/netdevsim"));

@@ -41,6 +41,7 @@ from ..datapath.output import xfrm_xmit
 from ..rtnl.fib import RTCF_LOCAL, RTN_LOCAL, RouteResult, route_lookup
 from .. import transport as T
 from ..netlink.socket import PROTOCOL_VERSION
+from . import raw as R
 
 if TYPE_CHECKING:
     from devices.netdev import NetDevice
@@ -70,13 +71,15 @@ class SockError(Exception):
 class UdpSock:
     """``struct udp_sock``: the bound (laddr, lport), the connected peer, the device bound to."""
     __slots__ = ("ns", "family", "proto", "laddr", "lport", "raddr", "rport", "ifindex", "reuse",
-                 "push", "sent", "received", "drops", "closed")
+                 "push", "sent", "received", "drops", "closed", "type", "icmp_filter")
 
     def __init__(self, ns: NetNamespace, family: int, push: Callable[[bytes], bool],
-                 proto: int = IPPROTO_UDP):
+                 proto: int = IPPROTO_UDP, type: int = R.SOCK_DGRAM):
         self.ns = ns
         self.family = family
         self.proto = proto                 # IPPROTO_UDP, or ICMP/ICMPV6: a ping socket
+        self.type = type                   # SOCK_RAW: a raw ICMP/ICMPv6 socket (raw.py)
+        self.icmp_filter = b""             # ICMP_FILTER / ICMP6_FILTER of a raw socket
         self.laddr: str | None = None      # None: wildcard
         self.lport = 0                     # 0: not bound
         self.raddr: str | None = None
@@ -86,6 +89,10 @@ class UdpSock:
         self.push = push                   # queue a record on the connection; False: full
         self.sent = self.received = self.drops = 0
         self.closed = False
+        if type == R.SOCK_RAW:
+            # inet_create: a raw socket is hashed at once, its "port" the protocol
+            self.lport = proto
+            R.table(ns).append(self)
 
 
 def _table(ns: NetNamespace, proto: int = IPPROTO_UDP) -> dict[int, list[UdpSock]]:
@@ -191,6 +198,13 @@ def _insert(sk: UdpSock, addr: str | None, port: int, reuse: int) -> None:
 
 def bind(sk: UdpSock, raw: bytes, reuse: int = 0) -> None:
     """``inet_bind`` / ``inet6_bind``: the address must be the namespace's (or a wildcard)."""
+    if sk.type == R.SOCK_RAW:
+        # raw_bind / rawv6_bind: only the address (the port is ignored), rebinding allowed
+        addr, _ = parse_sockaddr(sk.family, raw)
+        if not _wildcard(addr) and _local_dev(sk.ns, addr) is None:
+            raise SockError(E.EADDRNOTAVAIL)
+        sk.laddr = None if _wildcard(addr) else str(ipaddress.ip_address(addr))
+        return
     if sk.lport:
         raise SockError(E.EINVAL)
     addr, port = parse_sockaddr(sk.family, raw)
@@ -204,23 +218,33 @@ def bind(sk: UdpSock, raw: bytes, reuse: int = 0) -> None:
 
 def autobind(sk: UdpSock) -> None:
     """``inet_autobind``: an ephemeral port on the wildcard address."""
-    if not sk.lport:
+    if not sk.lport and sk.type != R.SOCK_RAW:
         _insert(sk, None, 0, 0)
 
 
 def connect(sk: UdpSock, raw: bytes) -> None:
-    """``ip4_datagram_connect``: remember the peer (AF_UNSPEC: forget it)."""
+    """``ip4_datagram_connect`` / ``ip6_datagram_connect``: the route to the peer must exist
+    (its error otherwise, ENETUNREACH); an unbound address becomes the route's source; the
+    peer is remembered (AF_UNSPEC: forgotten)."""
     if len(raw) >= 2 and struct.unpack_from("=H", raw)[0] == 0:
         sk.raddr, sk.rport = None, 0
         return
     addr, port = parse_sockaddr(sk.family, raw)
+    addr = str(ipaddress.ip_address(addr))
+    res = route_lookup(sk.ns, addr, src=sk.laddr, oif=sk.ifindex or None)
+    if isinstance(res, int):
+        raise SockError(-res)
     autobind(sk)
-    sk.raddr, sk.rport = str(ipaddress.ip_address(addr)), port
+    if sk.laddr is None and res.src is not None:
+        sk.laddr = str(ipaddress.ip_address(res.src))
+    sk.raddr, sk.rport = addr, port
 
 
 def setsockopt(sk: UdpSock, level: int, optname: int, value: bytes) -> None:
     """The options the server needs: SO_BINDTODEVICE (a name, empty to unbind),
-    SO_REUSEADDR, SO_REUSEPORT. Others are the shim's business."""
+    SO_REUSEADDR, SO_REUSEPORT, a raw socket's ICMP filter. Others are the shim's business."""
+    if sk.type == R.SOCK_RAW and R.set_filter(sk, level, optname, value):
+        return
     if level != SOL_SOCKET:
         return
     if optname == SO_BINDTODEVICE:
@@ -239,8 +263,13 @@ def setsockopt(sk: UdpSock, level: int, optname: int, value: bytes) -> None:
 
 
 def close(sk: UdpSock) -> None:
-    """``udp_lib_unhash``."""
+    """``udp_lib_unhash`` / ``raw_unhash_sk``."""
     sk.closed = True
+    if sk.type == R.SOCK_RAW:
+        t = R.table(sk.ns)
+        if sk in t:
+            t.remove(sk)
+        return
     if sk.lport:
         t = _table(sk.ns, sk.proto)
         socks = t.get(sk.lport)
@@ -313,6 +342,8 @@ def sendmsg(sk: UdpSock, dest: bytes, data: bytes) -> int:
         daddr, dport = sk.raddr, sk.rport
     else:
         return E.EDESTADDRREQ
+    if sk.type == R.SOCK_RAW:
+        return _raw_sendmsg(sk, daddr, data)
     ping = sk.proto != IPPROTO_UDP
     if ping:
         # ping_common_sendmsg: an echo request header of the family, code 0
@@ -337,6 +368,46 @@ def sendmsg(sk: UdpSock, dest: bytes, data: bytes) -> int:
         seg = _icmp_segment(src, daddr, data[0], struct.pack("!H", sk.lport) + data[6:])
         return _output(ns, res, src, daddr, sk.proto, 0, 0, seg)
     return _output(ns, res, src, daddr, IPPROTO_UDP, sk.lport, dport, data)
+
+
+def _raw_sendmsg(sk: UdpSock, daddr: str, data: bytes) -> int:
+    """``raw_sendmsg`` / ``rawv6_sendmsg`` (no IP_HDRINCL): the program's bytes are the ICMP
+    message; routed, sent as the socket's protocol (the destination's port is ignored)."""
+    if len(data) > R.RAW_MAX:
+        return E.EMSGSIZE
+    res = route_lookup(sk.ns, daddr, src=sk.laddr, oif=sk.ifindex or None)
+    if isinstance(res, int):
+        return -res
+    src = sk.laddr or res.src
+    if src is None:
+        return E.EADDRNOTAVAIL
+    sk.sent += 1
+    return _output(sk.ns, res, src, daddr, sk.proto, 0, 0, R.out_segment(sk, src, daddr, data))
+
+
+def raw_local_deliver(ns: NetNamespace, pkt: bytes, dev: NetDevice | None) -> None:
+    """``raw_local_deliver`` / ``ipv6_raw_deliver``: a copy of the packet to every matching
+    raw socket of its protocol (IPv4 with the IP header, IPv6 without), unless the socket's
+    ICMP filter drops its type."""
+    socks = getattr(ns, "raw_table", None)
+    if not socks:
+        return
+    src, dst, proto, seg = P.split_ip(pkt)
+    family = AF_INET if len(src) == 4 else AF_INET6
+    saddr, daddr = str(ipaddress.ip_address(src)), str(ipaddress.ip_address(dst))
+    ifindex = getattr(dev, "ifindex", 0)
+    name = sockaddr(family, saddr, 0)
+    body = pkt if family == AF_INET else seg
+    for sk in list(socks):
+        if not R.matches(sk, family, proto, saddr, daddr, ifindex):
+            continue
+        if seg and proto in (IPPROTO_ICMP, IPPROTO_ICMPV6) and R.filtered(sk, seg[0]):
+            continue
+        rec = T.frame(T.F_INET_DGRAM, struct.pack("=I", len(name)) + name + body)
+        if sk.push(rec):
+            sk.received += 1
+        else:
+            sk.drops += 1
 
 
 # -- the wire between namespaces -----------------------------------------------------------------
@@ -386,7 +457,9 @@ def ip_rcv(ns: NetNamespace, pkt: bytes, dev: NetDevice) -> None:
 
 
 def ip_local_deliver(ns: NetNamespace, pkt: bytes, dev: NetDevice | None) -> None:
-    """The transport protocol of a packet for this namespace."""
+    """``ip_local_deliver_finish``: the raw sockets' copies, then the transport protocol of a
+    packet for this namespace."""
+    raw_local_deliver(ns, pkt, dev)
     proto = P.split_ip(pkt)[2]
     if proto == IPPROTO_UDP:
         udp_rcv(ns, pkt, dev)
@@ -503,9 +576,11 @@ def handle(sk: UdpSock, rec: bytes) -> bytes | None:
     if kind == T.F_INET_CONNECT:
         try:
             connect(sk, payload)
+            err = 0
         except SockError as e:
-            log.debug("udp connect refused: %s", e)
-        return None
+            err = e.errno
+        return T.frame(T.F_INET_BIND_REPLY, struct.pack("=i", -err)
+                       + sockaddr(sk.family, sk.laddr, sk.lport))
     if kind == T.F_INET_SETSOCKOPT:
         level, optname = struct.unpack_from("=II", payload)
         try:
