@@ -308,7 +308,10 @@ def test_ping_sockets_are_answered_by_the_emulated_stack(tmp_path):
     py = tmp_path / "ping.py"
     py.write_text(PING)
     pcap = str(tmp_path / "wire.pcap")
+    # a ping socket needs the namespace's net.ipv4.ping_group_range to hold the group
+    # (a new namespace's "1 0" holds none: tests/test_inet_raw.py)
     p = xfrmd_run(SETUP + f"""
+ip netns exec a sysctl -qw net.ipv4.ping_group_range="0 2147483647"
 ip netns exec a python3 {py} 10.9.0.2 va
 ip netns exec a python3 {py} fd00::2
 ip netns exec a python3 {py} 10.9.0.1
@@ -344,6 +347,7 @@ ip netns add b
 ip link add xfrmd-vd type veth peer name vb netns b
 ip addr add 10.8.0.1/24 dev xfrmd-vd; ip -n b addr add 10.8.0.2/24 dev vb
 ip link set xfrmd-vd up; ip -n b link set vb up
+sysctl -qw net.ipv4.ping_group_range="0 2147483647"
 python3 {py} 10.8.0.2 xfrmd-vd
 """, "bare")
     assert p.returncode == 0, p.stderr
