@@ -37,7 +37,7 @@ step() {
 }
 
 # libreswan is extracted, not installed (it conflicts with strongSwan): its libraries are installed here
-PKGS="iproute2 strace gcc libc6-dev ethtool strongswan-charon strongswan-swanctl tshark mmdebstrap uidmap uuid-runtime libldns3 libevent-pthreads-2.1-7 libevent-core-2.1-7 libnss3-tools libunbound8 libcurl3-nss chromium"
+PKGS="iproute2 iputils-ping strace gcc libc6-dev ethtool strongswan-charon strongswan-swanctl tshark mmdebstrap uidmap uuid-runtime libldns3 libevent-pthreads-2.1-7 libevent-core-2.1-7 libnss3-tools libunbound8 libcurl3-nss chromium"
 # the system Python's venv module (Debian ships it apart), unless a venv is already active
 if [ -z "${VIRTUAL_ENV:-}" ]; then PKGS="$PKGS python3-venv"; fi
 
