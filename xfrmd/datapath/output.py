@@ -493,13 +493,14 @@ def _outer_daddr(states: list[Any], dst: str) -> str:
 def xfrm_xmit(ns: NetNamespace, src: str, dst: str, proto: int = P.IPPROTO_UDP,
               sport: int = 0, dport: int = 0, size: int = 0, count: int = 1, mark: int = 0,
               keep_packets: bool = False, spray: bool = False,
-              payload: bytes | None = None) -> XmitResult:
+              payload: bytes | None = None, oif: int = 0) -> XmitResult:
     """Send ``count`` packets of a flow from namespace ``ns`` (``ip_route_output_flow`` →
     ``xfrm_lookup`` → ``xfrm_output``). ``spray``: a bond transmits each packet-offloaded
     packet through the slave ``bond_xmit_hash`` picks for the inner flow, using that slave's
     replica — the naive per-flow replication the LAG review questioned (not any patch).
     ``payload``: what a socket sent (xfrmd.inet) instead of ``size`` filler bytes: the UDP
-    payload, or for another protocol the whole transport segment (an ICMP echo)."""
+    payload, or for another protocol the whole transport segment (an ICMP echo). ``oif``: the
+    device the socket is bound to (SO_BINDTODEVICE: ``flowi4_oif``)."""
     res = XmitResult()
     family = X.AF_INET if ipaddress.ip_address(dst).version == 4 else X.AF_INET6
     sbytes = ipaddress.ip_address(src).packed.ljust(16, b"\0")
@@ -511,7 +512,7 @@ def xfrm_xmit(ns: NetNamespace, src: str, dst: str, proto: int = P.IPPROTO_UDP,
     flow = bytes(flow_sel)
     rt_dev: NetDevice | None
     try:
-        rt_dev, rt_err = ip_route_output_key(ns, dst, src), 0
+        rt_dev, rt_err = ip_route_output_key(ns, dst, src, oif), 0
     except KernelError as e:
         rt_dev, rt_err = None, e.errno
     # a route through an XFRM interface: xfrmi_xmit2 looks the policy up by its if_id

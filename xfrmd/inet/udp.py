@@ -307,7 +307,7 @@ def _icmp_segment(src: str, dst: str, typ: int, rest: bytes) -> bytes:
 
 
 def _output(ns: NetNamespace, res: RouteResult, src: str, daddr: str, proto: int, sport: int, dport: int,
-            data: bytes) -> int:
+            data: bytes, oif: int = 0) -> int:
     """``ip_local_out``: a local destination through loopback, else the data path's output
     (SPD, SAD, ESP) and the device's wire. 0 or the errno of a drop."""
     if res.type == RTN_LOCAL or res.flags & RTCF_LOCAL:
@@ -319,7 +319,7 @@ def _output(ns: NetNamespace, res: RouteResult, src: str, daddr: str, proto: int
         ip_local_deliver(ns, pkt, res.dev)
         return 0
     xr = xfrm_xmit(ns, src, daddr, proto, sport, dport, len(data), 1,
-                   keep_packets=True, payload=data)
+                   keep_packets=True, payload=data, oif=oif)
     if not xr.batches:
         return E.EINVAL
     rec = xr.batches[0].rec
@@ -366,8 +366,8 @@ def sendmsg(sk: UdpSock, dest: bytes, data: bytes) -> int:
     if ping:
         # the identifier is the socket's; the kernel computes the checksum
         seg = _icmp_segment(src, daddr, data[0], struct.pack("!H", sk.lport) + data[6:])
-        return _output(ns, res, src, daddr, sk.proto, 0, 0, seg)
-    return _output(ns, res, src, daddr, IPPROTO_UDP, sk.lport, dport, data)
+        return _output(ns, res, src, daddr, sk.proto, 0, 0, seg, sk.ifindex)
+    return _output(ns, res, src, daddr, IPPROTO_UDP, sk.lport, dport, data, sk.ifindex)
 
 
 def _raw_sendmsg(sk: UdpSock, daddr: str, data: bytes) -> int:
@@ -382,7 +382,8 @@ def _raw_sendmsg(sk: UdpSock, daddr: str, data: bytes) -> int:
     if src is None:
         return E.EADDRNOTAVAIL
     sk.sent += 1
-    return _output(sk.ns, res, src, daddr, sk.proto, 0, 0, R.out_segment(sk, src, daddr, data))
+    return _output(sk.ns, res, src, daddr, sk.proto, 0, 0, R.out_segment(sk, src, daddr, data),
+                   sk.ifindex)
 
 
 def raw_local_deliver(ns: NetNamespace, pkt: bytes, dev: NetDevice | None) -> None:
