@@ -33,7 +33,7 @@ import os
 import random
 import struct
 import time
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, cast
 
 from ..datapath import packet as P
 from ..datapath.input import deliver_packets
@@ -42,6 +42,8 @@ from ..rtnl.fib import RTCF_LOCAL, RTN_LOCAL, RouteResult, route_lookup
 from .. import transport as T
 from ..netlink.socket import PROTOCOL_VERSION
 from . import raw as R
+from bonding.hash import Flow, xmit_slave
+from devices.netstats import frame_len, netstats_add
 
 if TYPE_CHECKING:
     from devices.netdev import NetDevice
@@ -316,7 +318,8 @@ def _output(ns: NetNamespace, res: RouteResult, src: str, daddr: str, proto: int
         else:
             s, d = ipaddress.ip_address(src).packed, ipaddress.ip_address(daddr).packed
             pkt = P.ip_header(s, d, proto, len(data)) + data
-        ip_local_deliver(ns, pkt, res.dev)
+        transmit(ns, res.dev if getattr(res.dev, "kind", None) == "loopback"
+                 else ns.links.by_index(1), pkt)
         return 0
     xr = xfrm_xmit(ns, src, daddr, proto, sport, dport, len(data), 1,
                    keep_packets=True, payload=data, oif=oif)
@@ -432,19 +435,62 @@ class _WirePcap:
         cls.f.flush()
 
 
+_rr = [0]                   # balance-rr's rr_tx_counter (one for all bonds: enough here)
+
+
+def _bond_xmit_slave(bond_dev: NetDevice, pkt: bytes) -> NetDevice | None:
+    """``bond_start_xmit``'s slave: the active one (active-backup), the next (balance-rr),
+    or the one ``bond_xmit_hash`` picks for the packet (balance-xor, 802.3ad)."""
+    bond = getattr(bond_dev, "bond", None)
+    if bond is None:
+        return None
+    slaves = bond.usable_slaves()
+    if bond.mode == "active-backup":
+        # the active slave; none chosen yet (the bonding model does not always choose one
+        # when a slave's carrier comes from its veth peer): bond_find_best_slave's choice
+        return cast("NetDevice | None", bond.active or (slaves[0] if slaves else None))
+    if not slaves:
+        return None
+    if bond.mode == "balance-rr":
+        _rr[0] += 1
+        return cast("NetDevice", slaves[(_rr[0] - 1) % len(slaves)])
+    src, dst, proto, seg = P.split_ip(pkt)
+    sport, dport = P.l4_ports(proto, seg)
+    flow = Flow(bytes(6), bytes(6), str(ipaddress.ip_address(src)),
+                str(ipaddress.ip_address(dst)), proto, sport, dport)
+    return cast("NetDevice | None", xmit_slave(flow, bond.xmit_hash_policy, slaves))
+
+
 def transmit(ns: NetNamespace, dev: NetDevice | None, pkt: bytes) -> None:
-    """``dev_queue_xmit`` on ``dev``: a veth hands the packet to its peer (``veth_xmit``),
-    which receives it in its namespace; loopback back into ``ns``; other devices have no
-    wire here (the packet is gone, as on a port without a cable)."""
+    """``dev_queue_xmit`` on ``dev``, counted as its driver counts (devices/netstats.py): a
+    veth hands the packet to its peer (``veth_xmit``: tx here, rx there), which receives it
+    in its namespace; loopback back into ``ns``; a bond through its slave; a dummy counts
+    and frees it (``dummy_xmit``); netdevsim without a linked peer drops it (``tx_dropped``,
+    ``nsim_start_xmit``); other devices have no wire here (gone, as on a port without a
+    cable)."""
     if dev is None or not dev.up:
         return
     kind = getattr(dev, "kind", None)
     if kind == "loopback":
+        netstats_add(dev, nbytes=len(pkt))                 # loopback_xmit: both directions
+        netstats_add(dev, rx=True, nbytes=len(pkt))
         ip_local_deliver(ns, pkt, dev)
         return
-    peer = getattr(dev, "peer", None) if kind == "veth" else None
-    if peer is None or peer.netns is None or not peer.up:
+    if kind == "bond":
+        transmit(ns, _bond_xmit_slave(dev, pkt), pkt)
         return
+    if kind == "netdevsim":
+        netstats_add(dev, dropped=True)
+        return
+    if kind != "veth":
+        netstats_add(dev, nbytes=frame_len(dev, len(pkt)))
+        return
+    peer = getattr(dev, "peer", None)
+    if peer is None or peer.netns is None or not peer.up:
+        netstats_add(dev, dropped=True)                    # veth_xmit: no peer to take it
+        return
+    netstats_add(dev, nbytes=frame_len(dev, len(pkt)))
+    netstats_add(peer, rx=True, nbytes=frame_len(peer, len(pkt)))
     _WirePcap.write(pkt)
     ip_rcv(peer.netns, pkt, peer)
 

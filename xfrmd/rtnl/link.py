@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, cast
 
 from devices.features import NetdevFeatures
+from devices.netstats import stats32_bytes, stats64_bytes
 from devices.netdev import (IFF_BROADCAST, IFF_MULTICAST, IFF_NOARP, IFF_UP, LinkTable,
                             NetDevice, call_netdevice_notifiers)
 from netlink_codec.netlink import (NETLINK_ROUTE, NLM_F_MULTI, RawAttr, encode_msg,
@@ -248,7 +249,7 @@ def fill_ifinfo(dev: NetDevice, msg_type: int, seq: int, portid: int, flags: int
              nla_u8(IFLA_PROTO_DOWN, 0)]
     if dev.address:                                 # only with an addr_len
         body += [nla(IFLA_ADDRESS, dev.address), nla(IFLA_BROADCAST, dev.broadcast)]
-    body += [nla(IFLA_STATS64, bytes(200)), nla(IFLA_STATS, bytes(96)),
+    body += [nla(IFLA_STATS64, stats64_bytes(dev)), nla(IFLA_STATS, stats32_bytes(dev)),
              nla(IFLA_XDP, nla_u8(IFLA_XDP_ATTACHED, 0))]
     li = _linkinfo(dev, cap_net_admin)
     if li is not None:
