@@ -132,6 +132,7 @@ OPEN_SERVICE_OPS = frozenset({
     "ping", "netns_list", "if_nametoindex", "if_indextoname", "if_nameindex", "getifaddrs",
     "read_file", "stat_file", "list_dir", "ioctl", "nlsock_state", "capable", "links",
     "netns_pid",
+    "inet_send_check",
 })
 # writes to /proc/sys/net/… (net_ctl_permissions: CAP_NET_ADMIN in the netns's user
 # namespace gives the owner's write bit)

@@ -686,6 +686,7 @@ static int pool_get(int type, uint64_t *ino)
 struct inetsock {
     int family, proto, type, refs, bound, connected, gone;   /* type: SOCK_DGRAM or SOCK_RAW */
     int recv_hoplimit;                   /* IPV6_RECVHOPLIMIT */
+    char dev[IF_NAMESIZE + 1];           /* SO_BINDTODEVICE */
     uint32_t reuse;                      /* bit 0 SO_REUSEADDR, bit 1 SO_REUSEPORT */
     struct sockaddr_storage local, peer;
     socklen_t locallen, peerlen;
@@ -906,8 +907,10 @@ static struct inetsock *inet_convert(int fd, int family, const struct sockaddr *
     if (real_getsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &v, &l) == 0 && v) is->reuse |= 2;
     char dev[IF_NAMESIZE + 1] = "";
     l = IF_NAMESIZE;
-    if (real_getsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, dev, &l) == 0 && dev[0])
+    if (real_getsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, dev, &l) == 0 && dev[0]) {
         inet_setsockopt_frame(c, is, SOL_SOCKET, SO_BINDTODEVICE, dev, strnlen(dev, IF_NAMESIZE) + 1);
+        memcpy(is->dev, dev, IF_NAMESIZE);
+    }
     if (addr && inet_bind_exchange(c, is, addr, len) < 0) {
         int e = errno;
         real_close(c); free(is);
@@ -1001,6 +1004,50 @@ static void inet_name(struct inetsock *is, const struct sockaddr_storage *ss, so
     *len = sl;
 }
 
+static void json_escape(const char *s, size_t n, char *out, size_t on);
+
+/* an address of ``sa`` as text ("" for a wildcard) and its port */
+static void inet_text(int family, const struct sockaddr *sa, char *out, size_t n, int *port)
+{
+    static const unsigned char zero[16];
+    const void *a = family == AF_INET ? (const void *)&((const struct sockaddr_in *)sa)->sin_addr
+                                      : (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
+    *port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
+    out[0] = 0;
+    if (memcmp(a, zero, family == AF_INET ? 4 : 16)) inet_ntop(family, a, out, (socklen_t)n);
+}
+
+/* The errors sendmsg returns at once (xfrmd/inet/sendmsg.py): a UDP datagram to port 0 and
+ * a ping socket's message that is no echo request are EINVAL (udp_sendmsg,
+ * ping_common_sendmsg); the route's error, EACCES for a broadcast without SO_BROADCAST and
+ * EPERM for a blocking policy are the server's answer to service op inet_send_check (asked
+ * here: an answer on the INET connection would queue behind received datagrams). */
+static int inet_send_check(int fd, struct inetsock *is, const struct sockaddr *to,
+                           const unsigned char *data, size_t len)
+{
+    const struct sockaddr *dst = to ? to : (const struct sockaddr *)&is->peer;
+    char d[INET6_ADDRSTRLEN] = "", src[INET6_ADDRSTRLEN] = "", dev[2 * IF_NAMESIZE + 8];
+    int dport = 0, sport = 0, b = 0;
+    inet_text(is->family, dst, d, sizeof d, &dport);
+    if (is->proto == IPPROTO_UDP && dport == 0) { errno = EINVAL; return -1; }
+    if (is->type == SOCK_DGRAM && is->proto != IPPROTO_UDP &&
+        (len < 8 || data[0] != (is->family == AF_INET ? 8 : 128) || data[1] != 0)) {
+        errno = EINVAL; return -1;
+    }
+    if (is->locallen) inet_text(is->family, (const struct sockaddr *)&is->local, src, sizeof src, &sport);
+    socklen_t l = sizeof b;
+    if (real_getsockopt(fd, SOL_SOCKET, SO_BROADCAST, &b, &l) < 0) b = 0;
+    json_escape(is->dev, strnlen(is->dev, IF_NAMESIZE), dev, sizeof dev);
+    char q[512], out[256];
+    snprintf(q, sizeof q, "{\"op\":\"inet_send_check\",\"dst\":\"%s\",\"src\":\"%s\",\"dev\":\"%s\","
+             "\"broadcast\":%d,\"proto\":%d,\"sport\":%d,\"dport\":%d}",
+             d, src, dev, b != 0, is->proto, sport, dport);
+    if (service_query(q, out, sizeof out) < 0) return 0;      /* cannot ask: it goes */
+    long e = json_int(out, "errno", 0);
+    if (e) { errno = (int)e; return -1; }
+    return 0;
+}
+
 static ssize_t in_send(int fd, struct inetsock *is, const struct iovec *iov, size_t iovcnt,
                        int flags, const struct sockaddr *to, socklen_t tolen)
 {
@@ -1022,7 +1069,12 @@ static ssize_t in_send(int fd, struct inetsock *is, const struct iovec *iov, siz
     uint32_t al = alen;
     size_t o = build_frame(buf, F_INET_SEND, &al, 4);
     if (alen) { memcpy(buf + o, to, alen); o += alen; }
+    size_t data_at = o;
     for (size_t i = 0; i < iovcnt; i++) { memcpy(buf + o, iov[i].iov_base, iov[i].iov_len); o += iov[i].iov_len; }
+    if (inet_send_check(fd, is, to, (const unsigned char *)buf + data_at, total) < 0) {
+        int e = errno;
+        free(buf); errno = e; return -1;
+    }
     ssize_t w = real_send(fd, buf, o, MSG_NOSIGNAL | (flags & MSG_DONTWAIT));
     free(buf);
     if (w < 0) {
@@ -1141,6 +1193,7 @@ static int in_setsockopt(int fd, struct inetsock *is, int level, int optname, co
         char name[IF_NAMESIZE + 1] = "";
         if (val && len) memcpy(name, val, len < IF_NAMESIZE ? len : IF_NAMESIZE);
         if (name[0] && !if_nametoindex(name)) { errno = ENODEV; return -1; }
+        memcpy(is->dev, name, sizeof is->dev);
         return inet_setsockopt_frame(fd, is, level, optname, name, strlen(name) + 1);
     }
     case SO_REUSEADDR: case SO_REUSEPORT: {
@@ -2398,6 +2451,7 @@ static int is_virtual(const char *path)
 static void json_escape(const char *s, size_t n, char *out, size_t on)
 {
     size_t o = 0;
+    if (!on) return;
     for (size_t i = 0; i < n && o + 7 < on; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c == '"' || c == '\\') { out[o++] = '\\'; out[o++] = (char)c; }

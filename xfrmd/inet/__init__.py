@@ -7,13 +7,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import sysctl
+from . import sendmsg, sysctl
 
 if TYPE_CHECKING:
     from ..kernel import Kernel
 
 
 def init(kernel: Kernel) -> None:
-    """inet_init's sysctls the sockets obey (``/proc/sys/net/ipv4/ping_group_range``)."""
+    """inet_init's sysctls the sockets obey (``/proc/sys/net/ipv4/ping_group_range``) and
+    the service op the shim asks before a send (``inet_send_check``)."""
+    kernel.services.update(sendmsg.SERVICES)
     for path, read, write in sysctl.VFS_FILES:
         kernel.vfs.register(path, read, write)

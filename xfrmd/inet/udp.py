@@ -467,8 +467,12 @@ def transmit(ns: NetNamespace, dev: NetDevice | None, pkt: bytes) -> None:
     in its namespace; loopback back into ``ns``; a bond through its slave; a dummy counts
     and frees it (``dummy_xmit``); netdevsim without a linked peer drops it (``tx_dropped``,
     ``nsim_start_xmit``); other devices have no wire here (gone, as on a port without a
-    cable)."""
-    if dev is None or not dev.up:
+    cable). A device that is down drops it (a packet to the namespace's own address with
+    lo down too, as on Linux)."""
+    if dev is None:
+        return
+    if not dev.up:
+        netstats_add(dev, dropped=True)     # __dev_queue_xmit on a device that is down
         return
     kind = getattr(dev, "kind", None)
     if kind == "loopback":

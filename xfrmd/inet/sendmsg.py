@@ -1,0 +1,76 @@
+"""The errors ``sendmsg`` returns at once on an emulated UDP, ping or raw socket — the ones
+``udp_sendmsg`` / ``ping_v4_sendmsg`` / ``raw_sendmsg`` find before the datagram leaves:
+the route's (``ip_route_output_flow``: ENETUNREACH, EHOSTUNREACH, EACCES for a prohibit
+route, EINVAL), EACCES for a broadcast destination without SO_BROADCAST, ENODEV for a bound
+device that is gone, and ``xfrm_lookup``'s EPERM for a blocking policy (or the namespace's
+out default "block" without a policy). A missing SA is no error: ``xfrm_lookup`` makes a
+blackhole route (``xfrm_larval_drop``) and the datagram is dropped after ``sendmsg``
+returned.
+
+The shim asks (service op ``inet_send_check``) before it hands the datagram to the INET
+connection: an answer there would queue behind datagrams already received."""
+from __future__ import annotations
+
+import errno as E
+import ipaddress
+from typing import TYPE_CHECKING, Any
+
+from netlink_codec import xfrm as X
+
+from ..rtnl.fib import RTCF_BROADCAST, RTCF_LOCAL, RTN_LOCAL, route_lookup
+from ..xfrm.acquire import host_selector, xfrm_policy_lookup
+
+if TYPE_CHECKING:
+    from ..kernel import Kernel, NetNamespace
+
+IPPROTO_UDP = 17
+
+
+def send_check(ns: NetNamespace, daddr: str, *, laddr: str | None = None, ifname: str = "",
+               broadcast: bool = False, proto: int = IPPROTO_UDP, sport: int = 0,
+               dport: int = 0) -> int:
+    """0, or the errno ``sendmsg`` returns for a datagram to ``daddr`` from a socket bound
+    to ``laddr`` / device ``ifname`` (see the module's text)."""
+    oif = None
+    if ifname:
+        dev = ns.links.by_name(ifname)
+        if dev is None:
+            return E.ENODEV
+        oif = dev.ifindex
+    res = route_lookup(ns, daddr, src=laddr or None, oif=oif)
+    if isinstance(res, int):
+        return -res
+    if res.flags & RTCF_BROADCAST and not broadcast:
+        return E.EACCES                                  # udp_sendmsg, raw_sendmsg
+    src = laddr or res.src
+    if src is None or res.type == RTN_LOCAL or res.flags & RTCF_LOCAL:
+        return 0
+    s, d = ipaddress.ip_address(src).packed, ipaddress.ip_address(daddr).packed
+    family = X.AF_INET if len(d) == 4 else X.AF_INET6
+    if proto != IPPROTO_UDP:
+        sport = dport = 0
+    flow = bytes(host_selector(s.ljust(16, b"\0"), d.ljust(16, b"\0"), family, proto,
+                               sport, dport))
+    pol = xfrm_policy_lookup(ns, X.XFRM_POLICY_OUT, flow, family)
+    if pol is None:
+        block = ns.xfrm.policy_default[X.XFRM_POLICY_OUT] == X.XFRM_USERPOLICY_BLOCK
+        return E.EPERM if block else 0
+    return E.EPERM if pol.action != X.XFRM_POLICY_ALLOW else 0
+
+
+def _inet_send_check(kernel: Kernel, ns: NetNamespace | None, req: dict[str, Any]) -> dict[str, Any]:
+    """Service op: ``{"dst", "src", "dev", "broadcast", "proto", "sport", "dport"}`` →
+    ``{"errno": N}``."""
+    if ns is None:
+        return {"errno": E.ENOENT}
+    try:
+        err = send_check(ns, str(req["dst"]), laddr=str(req.get("src") or "") or None,
+                         ifname=str(req.get("dev") or ""), broadcast=bool(req.get("broadcast")),
+                         proto=int(req.get("proto", IPPROTO_UDP)), sport=int(req.get("sport", 0)),
+                         dport=int(req.get("dport", 0)))
+    except (KeyError, ValueError, TypeError):
+        err = E.EINVAL
+    return {"errno": err}
+
+
+SERVICES = {"inet_send_check": _inet_send_check}
