@@ -268,9 +268,9 @@ def close(sk: UdpSock) -> None:
     """``udp_lib_unhash`` / ``raw_unhash_sk``."""
     sk.closed = True
     if sk.type == R.SOCK_RAW:
-        t = R.table(sk.ns)
-        if sk in t:
-            t.remove(sk)
+        raws = R.table(sk.ns)
+        if sk in raws:
+            raws.remove(sk)
         return
     if sk.lport:
         t = _table(sk.ns, sk.proto)
