@@ -201,8 +201,8 @@ _DEV_HEADER = ("Inter-|   Receive                                               
 
 
 def _stats(dev: Any) -> tuple[int, ...]:
-    """rtnl_link_stats64 as IFLA_STATS64 reports it (all zero: nothing counts packets on
-    the emulated devices' netdev level)."""
+    """rtnl_link_stats64 as IFLA_STATS64 reports it (devices/netstats.py counts the packets
+    of programs' sockets crossing the device)."""
     s = getattr(dev, "stats64", None)
     return tuple(s) if s is not None else (0,) * 24
 
