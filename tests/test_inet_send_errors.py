@@ -1,6 +1,7 @@
 """The errors `sendmsg` returns at once on emulated UDP and raw ICMP sockets
 (xfrmd/inet/sendmsg.py): no route, unreachable/prohibit/blackhole routes, a broadcast
-without SO_BROADCAST, port 0, oversize, a blocking XFRM policy — the same probe on the host
+without SO_BROADCAST, port 0, oversize, above the MTU with IP_MTU_DISCOVER "do", a blocking
+XFRM policy — the same probe on the host
 kernel in fresh namespaces and under xfrmd."""
 from __future__ import annotations
 
@@ -40,6 +41,14 @@ for what, addr in (("no route", ("198.51.100.1", 0)), ("broadcast", ("10.9.0.255
 v6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
 print("udp6 no route", send(v6, b"x", ("2001:db8::1", 9)))
 print("udp6 fine", send(v6, b"x", ("fd00::2", 9)))
+# IP_MTU_DISCOVER "do": no fragments, a datagram above the MTU (1500) is EMSGSIZE
+print("udp 2000 may fragment", send(u, bytes(2000), ("10.9.0.2", 9)))
+u.setsockopt(socket.IPPROTO_IP, 10, 2)                   # IP_MTU_DISCOVER, IP_PMTUDISC_DO
+print("udp df 1472", send(u, bytes(1472), ("10.9.0.2", 9)))
+print("udp df 1473", send(u, bytes(1473), ("10.9.0.2", 9)))
+v6.setsockopt(socket.IPPROTO_IPV6, 23, 2)               # IPV6_MTU_DISCOVER
+print("udp6 df 1452", send(v6, bytes(1452), ("fd00::2", 9)))
+print("udp6 df 1453", send(v6, bytes(1453), ("fd00::2", 9)))
 '''
 
 
@@ -63,7 +72,9 @@ ip netns exec $A {sys.executable} {py}
         "udp port 0 EINVAL", "udp blocked by policy EPERM", "udp fine ok",
         "udp oversize EMSGSIZE", "udp broadcast allowed ok", "udp bound to lo ok",
         "raw no route ENETUNREACH", "raw broadcast EACCES", "raw blocked by policy EPERM",
-        "raw fine ok", "udp6 no route ENETUNREACH", "udp6 fine ok"]
+        "raw fine ok", "udp6 no route ENETUNREACH", "udp6 fine ok",
+        "udp 2000 may fragment ok", "udp df 1472 ok", "udp df 1473 EMSGSIZE",
+        "udp6 df 1452 ok", "udp6 df 1453 EMSGSIZE"]
     host = _host(script)
     assert host.returncode == 0, host.stderr
     assert emu.stdout == host.stdout

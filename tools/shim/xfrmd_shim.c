@@ -687,6 +687,7 @@ struct inetsock {
     int family, proto, type, refs, bound, connected, gone;   /* type: SOCK_DGRAM or SOCK_RAW */
     int recv_hoplimit;                   /* IPV6_RECVHOPLIMIT */
     char dev[IF_NAMESIZE + 1];           /* SO_BINDTODEVICE */
+    int pmtudisc;                        /* IP_MTU_DISCOVER / IPV6_MTU_DISCOVER */
     uint32_t reuse;                      /* bit 0 SO_REUSEADDR, bit 1 SO_REUSEPORT */
     struct sockaddr_storage local, peer;
     socklen_t locallen, peerlen;
@@ -1040,8 +1041,9 @@ static int inet_send_check(int fd, struct inetsock *is, const struct sockaddr *t
     json_escape(is->dev, strnlen(is->dev, IF_NAMESIZE), dev, sizeof dev);
     char q[512], out[256];
     snprintf(q, sizeof q, "{\"op\":\"inet_send_check\",\"dst\":\"%s\",\"src\":\"%s\",\"dev\":\"%s\","
-             "\"broadcast\":%d,\"proto\":%d,\"sport\":%d,\"dport\":%d}",
-             d, src, dev, b != 0, is->proto, sport, dport);
+             "\"broadcast\":%d,\"proto\":%d,\"sport\":%d,\"dport\":%d,\"len\":%zu,\"dontfrag\":%d}",
+             d, src, dev, b != 0, is->proto, sport, dport, len,
+             is->pmtudisc == IP_PMTUDISC_DO || is->pmtudisc == IP_PMTUDISC_PROBE);
     if (service_query(q, out, sizeof out) < 0) return 0;      /* cannot ask: it goes */
     long e = json_int(out, "errno", 0);
     if (e) { errno = (int)e; return -1; }
@@ -1179,6 +1181,15 @@ static int in_setsockopt(int fd, struct inetsock *is, int level, int optname, co
         /* ICMP_FILTER / ICMP6_FILTER (raw_seticmpfilter): kept by the server */
         if (!val) { errno = EFAULT; return -1; }
         return inet_setsockopt_frame(fd, is, level, optname, val, len);
+    }
+    if ((level == IPPROTO_IP && optname == IP_MTU_DISCOVER) ||
+        (level == IPPROTO_IPV6 && optname == IPV6_MTU_DISCOVER)) {
+        int v = 0;
+        if (!val || len < sizeof v) { errno = EINVAL; return -1; }
+        memcpy(&v, val, sizeof v);
+        if (v < IP_PMTUDISC_DONT || v > IP_PMTUDISC_OMIT) { errno = EINVAL; return -1; }
+        is->pmtudisc = v;
+        return 0;
     }
     if (level == IPPROTO_IPV6 && optname == IPV6_RECVHOPLIMIT && is->family == AF_INET6) {
         int v = 0;

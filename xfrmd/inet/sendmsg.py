@@ -2,7 +2,10 @@
 ``udp_sendmsg`` / ``ping_v4_sendmsg`` / ``raw_sendmsg`` find before the datagram leaves:
 the route's (``ip_route_output_flow``: ENETUNREACH, EHOSTUNREACH, EACCES for a prohibit
 route, EINVAL), EACCES for a broadcast destination without SO_BROADCAST, ENODEV for a bound
-device that is gone, and ``xfrm_lookup``'s EPERM for a blocking policy (or the namespace's
+device that is gone, EMSGSIZE for a datagram that does not fit the device's MTU when the
+socket forbids fragmentation (IP_MTU_DISCOVER / IPV6_MTU_DISCOVER "do" or "probe":
+``ip_append_data`` / ``ip6_append_data``; the ESP overhead a tunnel adds is not taken off
+the MTU here), and ``xfrm_lookup``'s EPERM for a blocking policy (or the namespace's
 out default "block" without a policy). A missing SA is no error: ``xfrm_lookup`` makes a
 blackhole route (``xfrm_larval_drop``) and the datagram is dropped after ``sendmsg``
 returned.
@@ -28,7 +31,7 @@ IPPROTO_UDP = 17
 
 def send_check(ns: NetNamespace, daddr: str, *, laddr: str | None = None, ifname: str = "",
                broadcast: bool = False, proto: int = IPPROTO_UDP, sport: int = 0,
-               dport: int = 0) -> int:
+               dport: int = 0, length: int = 0, dontfrag: bool = False) -> int:
     """0, or the errno ``sendmsg`` returns for a datagram to ``daddr`` from a socket bound
     to ``laddr`` / device ``ifname`` (see the module's text)."""
     oif = None
@@ -42,6 +45,11 @@ def send_check(ns: NetNamespace, daddr: str, *, laddr: str | None = None, ifname
         return -res
     if res.flags & RTCF_BROADCAST and not broadcast:
         return E.EACCES                                  # udp_sendmsg, raw_sendmsg
+    if dontfrag and res.dev is not None:
+        v6 = ipaddress.ip_address(daddr).version == 6
+        size = (40 if v6 else 20) + (8 if proto == IPPROTO_UDP else 0) + length
+        if size > res.dev.mtu:
+            return E.EMSGSIZE
     src = laddr or res.src
     if src is None or res.type == RTN_LOCAL or res.flags & RTCF_LOCAL:
         return 0
@@ -59,7 +67,8 @@ def send_check(ns: NetNamespace, daddr: str, *, laddr: str | None = None, ifname
 
 
 def _inet_send_check(kernel: Kernel, ns: NetNamespace | None, req: dict[str, Any]) -> dict[str, Any]:
-    """Service op: ``{"dst", "src", "dev", "broadcast", "proto", "sport", "dport"}`` →
+    """Service op: ``{"dst", "src", "dev", "broadcast", "proto", "sport", "dport", "len",
+    "dontfrag"}`` →
     ``{"errno": N}``."""
     if ns is None:
         return {"errno": E.ENOENT}
@@ -67,7 +76,8 @@ def _inet_send_check(kernel: Kernel, ns: NetNamespace | None, req: dict[str, Any
         err = send_check(ns, str(req["dst"]), laddr=str(req.get("src") or "") or None,
                          ifname=str(req.get("dev") or ""), broadcast=bool(req.get("broadcast")),
                          proto=int(req.get("proto", IPPROTO_UDP)), sport=int(req.get("sport", 0)),
-                         dport=int(req.get("dport", 0)))
+                         dport=int(req.get("dport", 0)), length=int(req.get("len", 0)),
+                         dontfrag=bool(req.get("dontfrag")))
     except (KeyError, ValueError, TypeError):
         err = E.EINVAL
     return {"errno": err}
