@@ -918,6 +918,11 @@ static struct inetsock *inet_convert(int fd, int family, const struct sockaddr *
         errno = e == ECONNREFUSED ? EADDRNOTAVAIL : e;
         return NULL;
     }
+    l = sizeof v; v = 0;
+    if (real_getsockopt(fd, SOL_SOCKET, SO_BROADCAST, &v, &l) == 0 && v) {
+        real_setsockopt(c, SOL_SOCKET, SO_BROADCAST, &v, sizeof v);
+        inet_setsockopt_frame(c, is, SOL_SOCKET, SO_BROADCAST, &v, sizeof v);
+    }
     struct timeval tv;
     l = sizeof tv;
     if (real_getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &l) == 0) real_setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, l);
@@ -1213,6 +1218,15 @@ static int in_setsockopt(int fd, struct inetsock *is, int level, int optname, co
         memcpy(&v, val, sizeof v);
         uint32_t bit = optname == SO_REUSEADDR ? 1 : 2;
         is->reuse = v ? (is->reuse | bit) : (is->reuse & ~bit);
+        return inet_setsockopt_frame(fd, is, level, optname, &v, sizeof v);
+    }
+    case SO_BROADCAST: {
+        /* kept on the connection (getsockopt, the send check) and told to the server
+         * (ip4_datagram_connect's EACCES for a broadcast peer without it) */
+        int v = 0;
+        if (!val || len < sizeof v) { errno = EINVAL; return -1; }
+        memcpy(&v, val, sizeof v);
+        if (real_setsockopt(fd, level, optname, val, len) < 0) return -1;
         return inet_setsockopt_frame(fd, is, level, optname, &v, sizeof v);
     }
     default: {

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Callable, cast
 from ..datapath import packet as P
 from ..datapath.input import deliver_packets
 from ..datapath.output import xfrm_xmit
-from ..rtnl.fib import RTCF_LOCAL, RTN_LOCAL, RouteResult, route_lookup
+from ..rtnl.fib import RTCF_BROADCAST, RTCF_LOCAL, RTN_LOCAL, RouteResult, route_lookup
 from .. import transport as T
 from ..netlink.socket import PROTOCOL_VERSION
 from . import raw as R
@@ -73,7 +73,8 @@ class SockError(Exception):
 class UdpSock:
     """``struct udp_sock``: the bound (laddr, lport), the connected peer, the device bound to."""
     __slots__ = ("ns", "family", "proto", "laddr", "lport", "raddr", "rport", "ifindex", "reuse",
-                 "push", "sent", "received", "drops", "closed", "type", "icmp_filter")
+                 "push", "sent", "received", "drops", "closed", "type", "icmp_filter",
+                 "broadcast")
 
     def __init__(self, ns: NetNamespace, family: int, push: Callable[[bytes], bool],
                  proto: int = IPPROTO_UDP, type: int = R.SOCK_DGRAM):
@@ -82,6 +83,7 @@ class UdpSock:
         self.proto = proto                 # IPPROTO_UDP, or ICMP/ICMPV6: a ping socket
         self.type = type                   # SOCK_RAW: a raw ICMP/ICMPv6 socket (raw.py)
         self.icmp_filter = b""             # ICMP_FILTER / ICMP6_FILTER of a raw socket
+        self.broadcast = False             # SO_BROADCAST
         self.laddr: str | None = None      # None: wildcard
         self.lport = 0                     # 0: not bound
         self.raddr: str | None = None
@@ -236,6 +238,8 @@ def connect(sk: UdpSock, raw: bytes) -> None:
     res = route_lookup(sk.ns, addr, src=sk.laddr, oif=sk.ifindex or None)
     if isinstance(res, int):
         raise SockError(-res)
+    if res.flags & RTCF_BROADCAST and not sk.broadcast:
+        raise SockError(E.EACCES)           # a broadcast peer needs SO_BROADCAST
     autobind(sk)
     if sk.laddr is None and res.src is not None:
         sk.laddr = str(ipaddress.ip_address(res.src))
@@ -244,7 +248,7 @@ def connect(sk: UdpSock, raw: bytes) -> None:
 
 def setsockopt(sk: UdpSock, level: int, optname: int, value: bytes) -> None:
     """The options the server needs: SO_BINDTODEVICE (a name, empty to unbind),
-    SO_REUSEADDR, SO_REUSEPORT, a raw socket's ICMP filter. Others are the shim's business."""
+    SO_REUSEADDR, SO_REUSEPORT, SO_BROADCAST, a raw socket's ICMP filter. Others are the shim's business."""
     if sk.type == R.SOCK_RAW and R.set_filter(sk, level, optname, value):
         return
     if level != SOL_SOCKET:
@@ -258,6 +262,8 @@ def setsockopt(sk: UdpSock, level: int, optname: int, value: bytes) -> None:
         if dev is None:
             raise SockError(E.ENODEV)
         sk.ifindex = dev.ifindex
+    elif optname == SO_BROADCAST:
+        sk.broadcast = bool(int.from_bytes(value[:4], "little")) if value else False
     elif optname in (SO_REUSEADDR, SO_REUSEPORT):
         v = int.from_bytes(value[:4], "little") if value else 0
         bit = 1 if optname == SO_REUSEADDR else 2
