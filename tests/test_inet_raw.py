@@ -261,3 +261,22 @@ def test_ping_options_and_failures_print_what_linux_prints():
     assert _norm(emu.stdout) == _norm(host.stdout)
     assert _norm(emu.stderr) == _norm(host.stderr)
     assert emu.returncode == host.returncode == 0
+
+
+PING_SOCKETS = """set +e; sleep 1
+ip netns exec $A sysctl -qw net.ipv4.ping_group_range="0 2147483647"
+ip netns exec $A ping -c 2 -i 0.2 10.9.0.2; echo "status $?"
+ip netns exec $A ping -c 2 -i 0.2 fd00::2; echo "status $?"
+ip netns exec $A ping -c 2 -i 0.2 -I va 10.9.0.2; echo "status $?"
+"""
+
+
+def test_ping_with_a_ping_socket_prints_what_linux_prints():
+    """With the group in ping_group_range ping takes ping sockets (SOCK_DGRAM): the TTL and
+    hop limit come as IP_TTL / IPV6_HOPLIMIT control messages."""
+    require_shim("ip", "ping", "sysctl")
+    emu = _emu(LINK + PING_SOCKETS)
+    host = _host(LINK + PING_SOCKETS)
+    assert "64 bytes from 10.9.0.2: icmp_seq=2 ttl=64 time=T ms" in _norm(emu.stdout)
+    assert _norm(emu.stdout) == _norm(host.stdout)
+    assert emu.stderr == host.stderr

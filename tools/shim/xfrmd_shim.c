@@ -686,6 +686,7 @@ static int pool_get(int type, uint64_t *ino)
 struct inetsock {
     int family, proto, type, refs, bound, connected, gone;   /* type: SOCK_DGRAM or SOCK_RAW */
     int recv_hoplimit;                   /* IPV6_RECVHOPLIMIT */
+    int recv_ttl;                        /* IP_RECVTTL */
     char dev[IF_NAMESIZE + 1];           /* SO_BINDTODEVICE */
     int pmtudisc;                        /* IP_MTU_DISCOVER / IPV6_MTU_DISCOVER */
     uint32_t reuse;                      /* bit 0 SO_REUSEADDR, bit 1 SO_REUSEPORT */
@@ -1136,19 +1137,22 @@ static ssize_t in_recv(int fd, struct inetsock *is, struct iovec *iov, size_t io
     return (flags & MSG_TRUNC) ? (ssize_t)dlen : (ssize_t)copy;
 }
 
-/* The control messages of a received datagram (ip6_datagram_recv_ctl): IPV6_HOPLIMIT when
- * asked for — 64, the hop limit every emulated sender uses (nothing forwards, nothing
- * decrements it). Others are not given: ping falls back to SIOCGSTAMP / gettimeofday. */
+/* The control messages of a received datagram (ip_cmsg_recv, ip6_datagram_recv_ctl):
+ * IP_TTL / IPV6_HOPLIMIT when asked for — 64, what every emulated sender uses (nothing
+ * forwards, nothing decrements it). Others are not given: ping falls back to SIOCGSTAMP /
+ * gettimeofday. */
 static void in_cmsgs(struct inetsock *is, struct msghdr *msg, ssize_t r)
 {
     size_t room = msg->msg_controllen;
     msg->msg_controllen = 0;
-    if (r < 0 || !is->recv_hoplimit || !msg->msg_control || room < CMSG_SPACE(sizeof(int)))
+    int v6 = is->family == AF_INET6;
+    if (r < 0 || !(v6 ? is->recv_hoplimit : is->recv_ttl) || !msg->msg_control ||
+        room < CMSG_SPACE(sizeof(int)))
         return;
     struct cmsghdr *c = (struct cmsghdr *)msg->msg_control;
     memset(c, 0, CMSG_SPACE(sizeof(int)));
-    c->cmsg_level = IPPROTO_IPV6;
-    c->cmsg_type = IPV6_HOPLIMIT;
+    c->cmsg_level = v6 ? IPPROTO_IPV6 : IPPROTO_IP;
+    c->cmsg_type = v6 ? IPV6_HOPLIMIT : IP_TTL;
     c->cmsg_len = CMSG_LEN(sizeof(int));
     int hl = 64;
     memcpy(CMSG_DATA(c), &hl, sizeof hl);
@@ -1196,11 +1200,13 @@ static int in_setsockopt(int fd, struct inetsock *is, int level, int optname, co
         is->pmtudisc = v;
         return 0;
     }
-    if (level == IPPROTO_IPV6 && optname == IPV6_RECVHOPLIMIT && is->family == AF_INET6) {
+    if ((level == IPPROTO_IPV6 && optname == IPV6_RECVHOPLIMIT && is->family == AF_INET6) ||
+        (level == IPPROTO_IP && optname == IP_RECVTTL)) {
         int v = 0;
         if (!val || len < sizeof v) { errno = EINVAL; return -1; }
         memcpy(&v, val, sizeof v);
-        is->recv_hoplimit = v != 0;
+        if (level == IPPROTO_IP) is->recv_ttl = v != 0;
+        else is->recv_hoplimit = v != 0;
         return 0;
     }
     if (level != SOL_SOCKET) return 0;      /* IP/IPv6/UDP options: accepted, not modelled */
