@@ -470,7 +470,31 @@ static int ensure_bound(int fd, struct nlsock *s)
 static int svc_fd = -1;
 static pid_t svc_pid;
 
+static pthread_mutex_t svc_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int service_query_locked(const char *json, char *out, size_t outlen);
+
+/* One question at a time on the process's service connection: threads of one program
+ * (charon's senders, ping's) ask concurrently, e.g. inet_send_check for every datagram. */
 static int service_query(const char *json, char *out, size_t outlen)
+{
+    pthread_mutex_lock(&svc_lock);
+    int r = service_query_locked(json, out, outlen);
+    int e = errno;
+    pthread_mutex_unlock(&svc_lock);
+    errno = e;
+    return r;
+}
+
+/* a fork while another thread asks must not leave the child's lock held */
+static void svc_lock_take(void) { pthread_mutex_lock(&svc_lock); }
+static void svc_lock_give(void) { pthread_mutex_unlock(&svc_lock); }
+__attribute__((constructor)) static void svc_lock_atfork(void)
+{
+    pthread_atfork(svc_lock_take, svc_lock_give, svc_lock_give);
+}
+
+static int service_query_locked(const char *json, char *out, size_t outlen)
 {
     if (svc_fd < 0 || svc_pid != my_pid()) {
         if (svc_fd >= 0 && svc_pid != my_pid()) svc_fd = -1;  /* the parent's: leave it */
