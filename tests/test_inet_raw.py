@@ -247,17 +247,22 @@ ip netns exec $A ping -c 1 -W 1 10.9.0.255; echo "status $?"
 ip netns exec $A ping -c 2 -i 0.2 -I lo 127.0.0.1; echo "status $?"
 ip netns exec $A ping -c 1 -I 10.9.9.9 10.9.0.2; echo "status $?"
 ip netns exec $A ping -c 1 -I nosuch 10.9.0.2; echo "status $?"
+ip netns exec $A ping -c 2 -i 0.2 -M do -s 2000 10.9.0.2; echo "status $?"
+ip netns exec $A ping -c 2 -i 0.2 -M do -s 1472 10.9.0.2 | grep transmitted; echo "status $?"
+ip netns exec $A ping -c 2 -i 0.2 -M do -s 2000 fd00::2; echo "status $?"
 """
 
 
 def test_ping_options_and_failures_print_what_linux_prints():
     """-I DEV and -I ADDR for IPv6, no route (its source probe's connect), a 2000-byte
     echo, broadcast with and without -b (connect's EACCES without SO_BROADCAST; nobody
-    answers: icmp_echo_ignore_broadcasts), lo, a foreign source, an unknown device."""
+    answers: icmp_echo_ignore_broadcasts), lo, a foreign source, an unknown device, and
+    `-M do` above the MTU (EMSGSIZE, the error queue's local error with the MTU)."""
     require_shim("ip", "ping")
     emu = _emu(LINK + VARIANTS)
     host = _host(LINK + VARIANTS)
     assert "ping: Do you want to ping broadcast? Then -b." in emu.stderr + emu.stdout
+    assert "ping: local error: message too long, mtu=1500" in emu.stderr
     assert _norm(emu.stdout) == _norm(host.stdout)
     assert _norm(emu.stderr) == _norm(host.stderr)
     assert emu.returncode == host.returncode == 0

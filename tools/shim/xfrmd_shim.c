@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ifaddrs.h>
+#include <linux/errqueue.h>
 #include <linux/ethtool.h>
 #include <linux/netlink.h>
 #include <linux/sockios.h>
@@ -713,6 +714,12 @@ struct inetsock {
     int recv_ttl;                        /* IP_RECVTTL */
     char dev[IF_NAMESIZE + 1];           /* SO_BINDTODEVICE */
     int pmtudisc;                        /* IP_MTU_DISCOVER / IPV6_MTU_DISCOVER */
+    int recverr;                         /* IP_RECVERR / IPV6_RECVERR */
+    /* the error queue: one local error (ip_local_error / ipv6_local_error) at most */
+    int lerr, lerr_info;
+    struct sockaddr_storage lerr_dst;
+    size_t lerr_len;
+    unsigned char lerr_data[64];
     uint32_t reuse;                      /* bit 0 SO_REUSEADDR, bit 1 SO_REUSEPORT */
     struct sockaddr_storage local, peer;
     socklen_t locallen, peerlen;
@@ -1076,8 +1083,54 @@ static int inet_send_check(int fd, struct inetsock *is, const struct sockaddr *t
              is->pmtudisc == IP_PMTUDISC_DO || is->pmtudisc == IP_PMTUDISC_PROBE);
     if (service_query(q, out, sizeof out) < 0) return 0;      /* cannot ask: it goes */
     long e = json_int(out, "errno", 0);
+    if (e == EMSGSIZE && is->recverr) {
+        /* ip_local_error: the error queue says which MTU it did not fit */
+        is->lerr = EMSGSIZE;
+        is->lerr_info = (int)json_int(out, "mtu", 0);
+        memcpy(&is->lerr_dst, dst, sa_len(is->family));
+        is->lerr_len = len < sizeof is->lerr_data ? len : sizeof is->lerr_data;
+        memcpy(is->lerr_data, data, is->lerr_len);
+    }
     if (e) { errno = (int)e; return -1; }
     return 0;
+}
+
+/* recvmsg(MSG_ERRQUEUE) (ip_recv_error / ipv6_recv_error): the queued local error — the
+ * datagram's start, its destination as msg_name, and an IP_RECVERR / IPV6_RECVERR control
+ * message (sock_extended_err, origin SO_EE_ORIGIN_LOCAL, no offender); EAGAIN when empty. */
+static ssize_t in_recv_errqueue(struct inetsock *is, struct msghdr *msg)
+{
+    if (!is->lerr) { errno = EAGAIN; return -1; }
+    size_t o = 0;
+    for (size_t i = 0; i < (size_t)msg->msg_iovlen && o < is->lerr_len; i++) {
+        size_t c = msg->msg_iov[i].iov_len < is->lerr_len - o ? msg->msg_iov[i].iov_len : is->lerr_len - o;
+        memcpy(msg->msg_iov[i].iov_base, is->lerr_data + o, c);
+        o += c;
+    }
+    if (msg->msg_name) {
+        socklen_t n = sa_len(is->family);
+        memcpy(msg->msg_name, &is->lerr_dst, msg->msg_namelen < n ? msg->msg_namelen : n);
+        msg->msg_namelen = n;
+    }
+    size_t room = msg->msg_controllen, body = sizeof(struct sock_extended_err) + sa_len(is->family);
+    msg->msg_controllen = 0;
+    msg->msg_flags = MSG_ERRQUEUE | (o < is->lerr_len ? MSG_TRUNC : 0);
+    if (msg->msg_control && room >= CMSG_SPACE(body)) {
+        struct cmsghdr *c = (struct cmsghdr *)msg->msg_control;
+        memset(c, 0, CMSG_SPACE(body));
+        c->cmsg_level = is->family == AF_INET ? IPPROTO_IP : IPPROTO_IPV6;
+        c->cmsg_type = is->family == AF_INET ? IP_RECVERR : IPV6_RECVERR;
+        c->cmsg_len = CMSG_LEN(body);
+        struct sock_extended_err ee = { .ee_errno = (uint32_t)is->lerr,
+                                        .ee_origin = SO_EE_ORIGIN_LOCAL,
+                                        .ee_info = (uint32_t)is->lerr_info };
+        memcpy(CMSG_DATA(c), &ee, sizeof ee);      /* the offender: AF_UNSPEC, zeros */
+        msg->msg_controllen = CMSG_SPACE(body);
+    } else if (msg->msg_control) {
+        msg->msg_flags |= MSG_CTRUNC;
+    }
+    is->lerr = 0;
+    return (ssize_t)o;
 }
 
 static ssize_t in_send(int fd, struct inetsock *is, const struct iovec *iov, size_t iovcnt,
@@ -1214,6 +1267,15 @@ static int in_setsockopt(int fd, struct inetsock *is, int level, int optname, co
         /* ICMP_FILTER / ICMP6_FILTER (raw_seticmpfilter): kept by the server */
         if (!val) { errno = EFAULT; return -1; }
         return inet_setsockopt_frame(fd, is, level, optname, val, len);
+    }
+    if ((level == IPPROTO_IP && optname == IP_RECVERR) ||
+        (level == IPPROTO_IPV6 && optname == IPV6_RECVERR)) {
+        int v = 0;
+        if (!val || len < sizeof v) { errno = EINVAL; return -1; }
+        memcpy(&v, val, sizeof v);
+        is->recverr = v != 0;
+        if (!v) is->lerr = 0;            /* ip_setsockopt: turning it off purges the queue */
+        return 0;
     }
     if ((level == IPPROTO_IP && optname == IP_MTU_DISCOVER) ||
         (level == IPPROTO_IPV6 && optname == IPV6_MTU_DISCOVER)) {
@@ -1884,6 +1946,7 @@ ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
     load_all();
     struct nlsock *s = nl_of(fd);
     struct inetsock *is = in_of(fd);
+    if (is && (flags & MSG_ERRQUEUE)) return in_recv_errqueue(is, msg);
     if (is) {
         int mf = 0;
         ssize_t r = in_recv(fd, is, msg->msg_iov, msg->msg_iovlen, flags,

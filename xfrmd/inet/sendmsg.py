@@ -68,8 +68,7 @@ def send_check(ns: NetNamespace, daddr: str, *, laddr: str | None = None, ifname
 
 def _inet_send_check(kernel: Kernel, ns: NetNamespace | None, req: dict[str, Any]) -> dict[str, Any]:
     """Service op: ``{"dst", "src", "dev", "broadcast", "proto", "sport", "dport", "len",
-    "dontfrag"}`` →
-    ``{"errno": N}``."""
+    "dontfrag"}`` → ``{"errno": N}`` (EMSGSIZE: and ``"mtu"``)."""
     if ns is None:
         return {"errno": E.ENOENT}
     try:
@@ -80,6 +79,13 @@ def _inet_send_check(kernel: Kernel, ns: NetNamespace | None, req: dict[str, Any
                          dontfrag=bool(req.get("dontfrag")))
     except (KeyError, ValueError, TypeError):
         err = E.EINVAL
+    if err == E.EMSGSIZE:
+        # ip_local_error's ee_info: the MTU the datagram did not fit (IP_RECVERR)
+        dev = ns.links.by_name(str(req.get("dev") or "")) if req.get("dev") else None
+        res = route_lookup(ns, str(req["dst"]), src=str(req.get("src") or "") or None,
+                           oif=dev.ifindex if dev is not None else None)
+        if not isinstance(res, int) and res.dev is not None:
+            return {"errno": err, "mtu": res.dev.mtu}
     return {"errno": err}
 
 
