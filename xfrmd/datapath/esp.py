@@ -19,7 +19,6 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from .replay import ReplayError, ReplayWindow
 
 _HDR = struct.Struct(">II")
-_HDR_IV = struct.Struct(">II8s")      # SPI, sequence number (low 32 bits), IV
 _ESN_AAD = struct.Struct(">III")      # SPI, seq hi, seq lo (RFC 4303 §2.2.1 with ESN)
 # ESP trailer per pad length and next header: monotonic padding 1, 2, … then pad len, nh
 _TRAILERS = [[bytes(range(1, p + 1)) + bytes((p, nh)) for nh in range(256)] for p in range(4)]
@@ -68,6 +67,19 @@ class EspGcmSA:
             # computed inline in encapsulate (a call per packet costs as much as the XOR)
             ivsalt = self._ivsalt = int.from_bytes(os.urandom(8), "big")
             self.iv_source = lambda seq: (seq ^ ivsalt).to_bytes(8, "big")
+        # what the common packet reads, looked up once (one attribute and one unpack per
+        # packet instead of a lookup each): the AEAD's bound method, the salt, the seqiv
+        # salt, the SPI, the replay state and the counters. None: ESN, a truncated ICV or (on
+        # output) a caller's IV source, which take the general code.
+        self._seal: tuple | None = None
+        self._open: tuple | None = None
+        r = self.replay
+        if not self._general:
+            self._open = (self._aead.decrypt, self._salt, self.spi, self._min_len, r, r.window,
+                          r.mask, self.stats)
+            if self._ivsalt is not None:
+                self._seal = (self._aead.encrypt, self._salt, self._ivsalt, self.spi, r,
+                              self.stats)
 
     def _iv(self, seq: int) -> bytes:
         """The IV of a caller-given ``iv_source`` (the default seqiv is inline)."""
@@ -82,25 +94,32 @@ class EspGcmSA:
     def encapsulate(self, payload: bytes, next_header: int, seq: int | None = None) -> bytes:
         """ESP header + IV + ciphertext + ICV for ``payload`` (an IP packet in tunnel mode,
         the transport payload in transport mode)."""
-        checked = self._general
+        seal = self._seal
+        if seal is None:
+            return self._encapsulate_general(payload, next_header, seq)
+        encrypt, salt, ivsalt, spi, r, st = seal
         if seq is None:
-            r = self.replay
             seq = r.oseq + 1
-            if seq > 0xFFFFFFFF or checked:
-                seq = r.next_oseq()        # the limit and the wrap error live there
-            else:
-                r.oseq = seq
-        # per packet: two concatenations, one struct.pack, the AEAD call (profile in
-        # docs/performance.md: every further call or attribute showed up in the figure)
-        ivsalt = self._ivsalt
-        iv = (seq ^ ivsalt).to_bytes(8, "big") if ivsalt is not None else self._iv(seq)
+            if seq > 0xFFFFFFFF:
+                seq = r.next_oseq()        # the wrap error lives there
+            r.oseq = seq
+        # per packet (docs/performance.md): the IV, the header (the AAD without ESN,
+        # RFC 4106 §5), the plaintext with its trailer, the AEAD call, one concatenation
+        iv = (seq ^ ivsalt).to_bytes(8, "big")
+        hdr = _HDR.pack(spi, seq)
+        n = len(payload)
+        st.bytes += n
+        st.packets += 1
+        return hdr + iv + encrypt(salt + iv, payload + _TRAILERS[-(n + 2) & 3][next_header], hdr)
+
+    def _encapsulate_general(self, payload: bytes, next_header: int, seq: int | None) -> bytes:
+        """encapsulate with ESN, a truncated ICV or a caller's IV source."""
+        if seq is None:
+            seq = self.replay.next_oseq()  # the limit and the wrap error live there
+        iv = self._iv(seq)
         hdr = _HDR.pack(self.spi, seq & 0xFFFFFFFF)
-        if checked:
-            sealed = self._aead_seal(iv, payload + _TRAILERS[-(len(payload) + 2) & 3][next_header],
-                                     self._aad(seq))
-        else:                      # without ESN the AAD is the ESP header itself (RFC 4106 §5)
-            sealed = self._aead.encrypt(self._salt + iv, payload
-                                        + _TRAILERS[-(len(payload) + 2) & 3][next_header], hdr)
+        sealed = self._aead_seal(iv, payload + _TRAILERS[-(len(payload) + 2) & 3][next_header],
+                                 self._aad(seq))
         st = self.stats
         st.bytes += len(payload)
         st.packets += 1
@@ -154,36 +173,41 @@ class EspGcmSA:
 
     def decapsulate(self, packet: bytes) -> tuple[bytes, int, int]:
         """Check and open an ESP packet: returns (payload, next header, sequence number)."""
-        if len(packet) < self._min_len:
+        op = self._open
+        if op is None:
+            return self._decapsulate_checked(packet)
+        decrypt, salt, spi, min_len, r, window, mask, st = op
+        if len(packet) < min_len:
             raise IntegrityError("packet too short for ESP")
-        spi, seq, iv = _HDR_IV.unpack_from(packet)
-        if spi != self.spi:
-            raise IntegrityError(f"SPI 0x{spi:08x} is not this SA's")
-        r = self.replay
+        pkt_spi, seq = _HDR.unpack_from(packet)
         top = r.top
-        if not seq > top or self._general:
-            return self._decapsulate_checked(packet, seq)
+        if pkt_spi != spi or not seq > top:
+            return self._decapsulate_checked(packet)
         # the common case, inline: a new highest number (nothing to check in the window) and
         # the AAD is the ESP header as received
         try:
-            plain = self._aead.decrypt(self._salt + iv, packet[16:], packet[:8])
+            plain = decrypt(salt + packet[8:16], packet[16:], packet[:8])
         except InvalidTag:
-            self.stats.integrity_failed += 1
+            st.integrity_failed += 1
             raise IntegrityError("ICV mismatch") from None
-        window = r.window
         if window:
             # xfrm_replay_advance: shift the bitmap, the new top is seen
             shift = seq - top
-            r.bitmap = ((r.bitmap << shift) | 1) & r.mask if shift < window else 1
+            r.bitmap = ((r.bitmap << shift) | 1) & mask if shift < window else 1
         r.top = seq
         payload = plain[:-2 - plain[-2]]
-        st = self.stats
         st.bytes += len(payload)
         st.packets += 1
         return payload, plain[-1], seq
 
-    def _decapsulate_checked(self, packet: bytes, seq_lo: int) -> tuple[bytes, int, int]:
-        """decapsulate for ESN, truncated ICVs and numbers not above the window's top."""
+    def _decapsulate_checked(self, packet: bytes) -> tuple[bytes, int, int]:
+        """decapsulate for ESN, truncated ICVs, another SA's SPI and numbers not above the
+        window's top."""
+        if len(packet) < self._min_len:
+            raise IntegrityError("packet too short for ESP")
+        spi, seq_lo = _HDR.unpack_from(packet)
+        if spi != self.spi:
+            raise IntegrityError(f"SPI 0x{spi:08x} is not this SA's")
         r = self.replay
         seq = r.full_seq(seq_lo)
         try:
