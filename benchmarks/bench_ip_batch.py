@@ -1,6 +1,8 @@
 """`ip -batch` of N `xfrm policy add` lines (20,000; 2,000 with --quick) and then
 `ip xfrm policy list` of them, through `xfrmd run` (preload shim → server) against the same
 on the real kernel in a fresh netns, measured in one run. Bars: ≤ 3× each (goal ≤ 1.5×).
+With ``--long`` also 1,000,000 policies listed through `ip` against the kernel (one round each:
+minutes, ≈ 1 GiB of kernel memory and ≈ 1.5 GiB in xfrmd; goal ≤ 1.5×).
 Needs root, ip and a C compiler; reports nothing without them."""
 from __future__ import annotations
 
@@ -14,6 +16,10 @@ import uuid
 
 
 def _lines(n: int) -> str:
+    if n > 65536:            # /32 sources: 2^24 distinct selectors
+        return "".join(f"xfrm policy add src 10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}/32 "
+                       f"dst 198.51.100.0/24 dir out priority 100 tmpl src 192.0.2.1 "
+                       f"dst 192.0.2.2 proto esp mode tunnel\n" for i in range(n))
     return "".join(f"xfrm policy add src 10.{(i >> 8) & 255}.{i & 255}.0/24 dst 198.51.100.0/24 "
                    f"dir out priority 100 tmpl src 192.0.2.1 dst 192.0.2.2 proto esp mode tunnel\n"
                    for i in range(n))
@@ -27,20 +33,28 @@ def _time(argv: list[str]) -> float:
     return time.perf_counter() - t0
 
 
-def run(quick: bool = False) -> list[dict]:
+def run(quick: bool = False, long: bool = False) -> list[dict]:
     if os.geteuid() != 0 or not shutil.which("ip") or not (shutil.which("gcc") or shutil.which("cc")):
         return []
-    n = 2000 if quick else 20000
+    rows = _pair(2000 if quick else 20000, 3)
+    if long:
+        # the listing only (the adds: the 20k figure); issue 22's goal at 1M: ≤ 1.5×
+        rows += [dict(_pair(1_000_000, 1)[1], goal="<= 1.5x")]
+    return rows
+
+
+def _pair(n: int, rounds: int) -> list[dict]:
+    """The figures of ``n`` policies, best of ``rounds`` on both sides."""
     with tempfile.NamedTemporaryFile("w", suffix=".ip", delete=False) as f:
         f.write(_lines(n))
         batch = f.name
     ns = "xfrmd-bench-" + uuid.uuid4().hex[:6]
     subprocess.run(["ip", "netns", "add", ns], check=True)
     xfrmd = [sys.executable, "-m", "xfrmd.cli", "run", "--topology", "bare", "--"]
-    # best of 3 on both sides: this machine's timings are noisy (a VM)
+    # best of the rounds on both sides: this machine's timings are noisy (a VM)
     try:
         real_add = real_list = float("inf")
-        for _ in range(3):
+        for _ in range(rounds):
             subprocess.run(["ip", "-netns", ns, "xfrm", "policy", "flush"], check=True)
             real_add = min(real_add, _time(["ip", "-netns", ns, "-batch", batch]))
             real_list = min(real_list, _time(["ip", "-netns", ns, "xfrm", "policy", "list"]))
@@ -56,7 +70,7 @@ def run(quick: bool = False) -> list[dict]:
                  "t2 = time.perf_counter()\n"
                  "print(t1 - t0, t2 - t1, file=sys.stderr)\n")
         emu_add = emu_list = float("inf")
-        for _ in range(3):
+        for _ in range(rounds):
             p = subprocess.run(xfrmd + [sys.executable, "-c", timer], capture_output=True, text=True)
             if p.returncode:
                 raise RuntimeError(p.stderr[-500:])
@@ -64,6 +78,7 @@ def run(quick: bool = False) -> list[dict]:
             emu_add, emu_list = min(emu_add, a), min(emu_list, b)
         startup = min(_time(xfrmd + ["true"]) for _ in range(3))
     finally:
+        subprocess.run(["ip", "-netns", ns, "xfrm", "policy", "flush"])
         subprocess.run(["ip", "netns", "del", ns])
         os.unlink(batch)
     return [
@@ -79,5 +94,5 @@ def run(quick: bool = False) -> list[dict]:
 
 
 if __name__ == "__main__":
-    for row in run(quick="--quick" in sys.argv):
+    for row in run(quick="--quick" in sys.argv, long="--long" in sys.argv):
         print(row)
