@@ -38,7 +38,7 @@ def run(quick: bool = False, long: bool = False) -> list[dict]:
         return []
     rows = _pair(2000 if quick else 20000, 3)
     if long:
-        # the listing only (the adds: the 20k figure); issue 22's goal at 1M: ≤ 1.5×
+        # the listing only (the adds: the 20k figure); goal at 1M ≤ 1.5× (docs/performance.md)
         rows += [dict(_pair(1_000_000, 1)[1], goal="<= 1.5x")]
     return rows
 
