@@ -359,6 +359,30 @@ static int t_reuse(void)
     CHECK(!(fcntl(h3, F_GETFL) & O_NONBLOCK));
     ask_ack(h3, 61); answer_ack(h3, 61);
     close(h3);
+    /* the RELEASE of a kept connection waits for the next socket on it (docs/protocol.md):
+     * two closed sockets, the first holding this process's id; the next socket takes the
+     * second's connection, and its autobind still gets the id, the first having let go */
+    int p1 = nl_socket(0);
+    ask_ack(p1, 62); answer_ack(p1, 62);
+    CHECK(portid(p1) == (unsigned)getpid());
+    int p2 = nl_socket(0);
+    ask_ack(p2, 63); answer_ack(p2, 63);
+    CHECK(portid(p2) != (unsigned)getpid());
+    close(p1);
+    close(p2);
+    int p3 = nl_socket(0);
+    ask_ack(p3, 64); answer_ack(p3, 64);
+    CHECK(portid(p3) == (unsigned)getpid());
+    /* a reused socket closed before it said anything: its predecessor's RELEASE still
+     * reaches the server with the socket after it */
+    close(p3);
+    int p4 = nl_socket(0);
+    close(p4);
+    int p5 = nl_socket(0);
+    ask_ack(p5, 65); answer_ack(p5, 65);
+    CHECK(portid(p5) == (unsigned)getpid());
+    nothing_queued(p5);
+    close(p5);
     /* the program closes every fd above 2 (as daemons do): the next socket still works */
     CHECK(syscall(SYS_close_range, 3, ~0U, 0) == 0);
     int e = nl_socket(0);
@@ -504,13 +528,18 @@ def test_ip_batch_uses_one_connection(tmp_path):
     script = tmp_path / "b.ip"
     script.write_text("".join(f"xfrm policy add src 10.0.{i}.0/24 dst 198.51.100.0/24 dir out\n"
                               for i in range(5)) + "xfrm policy count\n")
-    p = run(["strace", "-f", "-qq", "-e", "trace=connect", "-o", str(tmp_path / "tr"),
+    p = run(["strace", "-f", "-qq", "-e", "trace=connect,sendto", "-o", str(tmp_path / "tr"),
              "ip", "-batch", str(script)])
     assert p.returncode == 0, p.stderr
     assert "SPD IN  0 OUT 5 FWD 0" in p.stdout
-    connects = [ln for ln in (tmp_path / "tr").read_text().splitlines() if "xfrmd.sock" in ln]
+    trace = (tmp_path / "tr").read_text().splitlines()
+    connects = [ln for ln in trace if "xfrmd.sock" in ln]
     # ip's own NETLINK_ROUTE handle (open for the whole batch) and one for the six lines
     assert len(connects) == 2, connects
+    # one write per line: a closed socket's RELEASE goes with the next line's request
+    # (BATCH), not on its own (a server wake-up per line for nothing)
+    releases = [ln for ln in trace if 'sendto(' in ln and '"\\0\\0\\0\\0\\1\\0\\t\\0", 8' in ln]
+    assert not releases, releases
 
 
 def test_server_gone_under_a_live_socket(prog):

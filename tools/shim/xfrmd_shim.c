@@ -90,6 +90,8 @@ struct nlsock {
     int nb;                  /* O_NONBLOCK as the program set it */
     int dumps;               /* dump requests sent whose NLMSG_DONE was not read yet */
     int hello_sent;          /* HELLO went ahead of the deferred records (a fresh connection) */
+    int release_owed;        /* a kept connection whose previous socket's RELEASE heads the
+                              * deferred records (see pool_put) */
     /* datagrams read, and the count the server was last told: it goes ahead of the next
      * request, so the server admits that request's answers against what is really unread
      * (docs/protocol.md, "Flow control") */
@@ -619,12 +621,17 @@ static size_t hex_decode(const char *hex, unsigned char *out, size_t n)
  * time (connect, and on the server accept, credentials, epoll registration, close), close()
  * sends RELEASE (the server closes the emulated socket, as netlink_release) and keeps the
  * connection; the next socket() of this process takes it and its HELLO goes with the first
- * datagram. Only a connection with nothing left to read is kept: the socket joined no group,
+ * datagram. The RELEASE itself waits too: it goes at the head of the next socket's first
+ * records on that connection (one server wake-up per `ip` command instead of two), or is
+ * sent when another kept connection is taken; a connection closed or dropped from the pool
+ * ends the emulated socket all the same. Until then only the port id stays taken, which
+ * only this process's next autobind would ask for.
+ * Only a connection with nothing left to read is kept: the socket joined no group,
  * each request asked for one final answer and all were read, no SYNC is outstanding, the
  * queue is empty, and the process has not forked since the socket was made. The kept fd sits
  * above POOL_FD_MIN with FD_CLOEXEC, so fd numbers the program sees are those Linux gives. */
 #define POOL_MAX 4
-struct pooled { int fd; ino_t ino; int nb; };
+struct pooled { int fd; ino_t ino; int nb; int owed; };
 static struct pooled pool[POOL_MAX];
 static int pool_n;
 static pid_t pool_pid;
@@ -639,6 +646,14 @@ static int poolable(int fd, struct nlsock *s)
     return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
+/* The RELEASEs the other kept connections owe, sent now: the new socket's autobind may
+ * predict this process's id, which one of them may still hold on the server. */
+static void pool_settle(void)
+{
+    for (int i = 0; i < pool_n; i++)
+        if (pool[i].owed && send_frame(pool[i].fd, F_RELEASE, NULL, 0) == 0) pool[i].owed = 0;
+}
+
 /* close() of the last fd of ``s``: 1 if the connection went to the pool */
 static int pool_put(int fd, struct nlsock *s)
 {
@@ -646,11 +661,12 @@ static int pool_put(int fd, struct nlsock *s)
     pthread_mutex_lock(&pool_lock);
     if (pool_pid != my_pid()) { pool_n = 0; pool_pid = my_pid(); }
     if (pool_n < POOL_MAX && poolable(fd, s)) {
-        int ok = s->ino && ((!s->announced && !s->hello_sent) ||
-                            send_frame(fd, F_RELEASE, NULL, 0) == 0);
-        int pfd = ok ? real_fcntl(fd, F_DUPFD_CLOEXEC, POOL_FD_MIN) : -1;
+        /* the server knows this socket: its RELEASE is owed; else the previous one's may
+         * still be (its records were never sent) */
+        int owed = (s->announced || s->hello_sent) ? 1 : s->release_owed;
+        int pfd = s->ino ? real_fcntl(fd, F_DUPFD_CLOEXEC, POOL_FD_MIN) : -1;
         if (pfd >= 0) {
-            pool[pool_n++] = (struct pooled){ pfd, (ino_t)s->ino, s->nb };
+            pool[pool_n++] = (struct pooled){ pfd, (ino_t)s->ino, s->nb, owed };
             kept = 1;
         }
     }
@@ -659,8 +675,9 @@ static int pool_put(int fd, struct nlsock *s)
     return kept;
 }
 
-/* a kept connection as the new socket's fd (lowest free number, as socket() gives), or -1 */
-static int pool_get(int type, uint64_t *ino)
+/* a kept connection as the new socket's fd (lowest free number, as socket() gives), or -1;
+ * ``*owed``: its previous socket's RELEASE must head the new socket's first records */
+static int pool_get(int type, uint64_t *ino, int *owed)
 {
     int fd = -1;
     pthread_mutex_lock(&pool_lock);
@@ -676,12 +693,14 @@ static int pool_get(int type, uint64_t *ino)
         if (fstat(p.fd, &st) < 0 || !S_ISSOCK(st.st_mode) || st.st_ino != p.ino) continue;
         fd = real_fcntl(p.fd, (type & SOCK_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, 0);
         *ino = (uint64_t)p.ino;
+        *owed = p.owed;
         real_close(p.fd);
         int nb = (type & SOCK_NONBLOCK) != 0;
         if (fd >= 0 && nb != p.nb && real_fcntl(fd, F_SETFL, nb ? O_NONBLOCK : 0) < 0) {
             real_close(fd); fd = -1;
         }
     }
+    if (fd >= 0) pool_settle();
     pthread_mutex_unlock(&pool_lock);
     return fd;
 }
@@ -1411,7 +1430,8 @@ int socket(int domain, int type, int protocol)
     int base = type & ~(SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (base != SOCK_RAW && base != SOCK_DGRAM) { errno = ESOCKTNOSUPPORT; return -1; }
     uint64_t ino = 0;
-    int fd = pool_get(type, &ino), fresh = fd < 0;
+    int owed = 0;
+    int fd = pool_get(type, &ino, &owed), fresh = fd < 0;
     if (fd < 0) {
         fd = server_dial(type & (SOCK_CLOEXEC | SOCK_NONBLOCK));
         struct stat st;
@@ -1432,8 +1452,14 @@ int socket(int domain, int type, int protocol)
             free(s); real_close(fd); errno = ECONNREFUSED; return -1;
         }
         s->hello_sent = 1;
-    } else if (!s || queue_record(s, hello, hlen) < 0) {
-        free(s); real_close(fd); errno = ENOMEM; return -1;
+    } else {
+        char rel[8];
+        if (!s || (owed && queue_record(s, rel, build_frame(rel, F_RELEASE, NULL, 0)) < 0) ||
+            queue_record(s, hello, hlen) < 0) {
+            if (s) free(s->out);
+            free(s); real_close(fd); errno = ENOMEM; return -1;
+        }
+        s->release_owed = owed;
     }
     s->protocol = protocol; s->type = base;
     s->rcvbuf = 212992; s->sndbuf = 212992;
