@@ -58,6 +58,7 @@ FD_RESERVE = 64            # fds kept for the server's own files (trace, pcap, p
 FILE_WRITE_MAX_RECORD, FILE_WRITE_MAX_RECORDS = 4096, 256   # a virtual file's write: 1 MiB
 NETNS_FDS_MAX = 256        # namespace fds remembered per socket (the shim sends at most 16)
 FRAMES_UNREAD_MAX = 4096   # answers to frames (queries, SYNC) a peer may leave unread
+QUERY_CACHE_MAX, QUERY_CACHE_BYTES = 256, 512   # parsed service queries kept (see _query)
 
 
 def default_max_clients() -> int:
@@ -235,6 +236,10 @@ class Server:
         self.ready = trio.Event()
         self._wake_r = self._wake_w = -1
         self._closing: list[pysocket.socket] = []
+        self._sends = 0             # answers sent by _send (see _readable)
+        # a program asks the same few questions again and again (charon: if_nametoindex and
+        # ETHTOOL_GFEATURES of one port per SA): the text of a query → its parsed request
+        self._parsed: dict[bytes, dict] = {}
 
     # -- listening ---------------------------------------------------------------------
 
@@ -419,12 +424,12 @@ class Server:
                 except Exception as e:
                     k.stats.internal_error(e, "deferred kernel work")
 
-    def _event(self, conn: Connection, ev: int) -> None:
+    def _event(self, conn: Connection, ev: int, drain: bool = False) -> None:
         try:
             if ev & select.EPOLLOUT:
                 self._flush(conn)
             if ev & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR):
-                self._readable(conn)
+                self._readable(conn, drain)
         except OSError:
             self._close(conn)
         except (struct.error, T.FrameError) as e:
@@ -535,11 +540,21 @@ class Server:
             inet_udp.close(conn.inet)
             conn.inet = None
 
-    def _readable(self, conn: Connection) -> None:
+    def _readable(self, conn: Connection, drain: bool = False) -> None:
         """What the client has written, up to a few records (epoll is level-triggered: the
-        rest is reported on the next round), so one busy client cannot starve the others."""
+        rest is reported on the next round), so one busy client cannot starve the others.
+
+        A record answered by a frame (a service query, a BIND or SYNC reply) ends the turn
+        unless ``drain``: the shim waits for that answer before it writes again, so the next
+        recv() would almost always find nothing (EAGAIN), a syscall per query for nothing;
+        if more is queued after all, epoll reports it on the next round. Netlink datagrams
+        are read on: their answers are admitted against the socket's receive buffer, and
+        what a program writes without reading is judged as one burst (tests/test_flow_control.py)."""
         for _ in range(16):
+            sends = self._sends
             if conn.fd not in self.by_fd or not self._record(conn):
+                return
+            if self._sends != sends and not drain:
                 return
 
     def _record(self, conn: Connection) -> bool:
@@ -700,13 +715,22 @@ class Server:
         _, kind, payload = T.parse_frame(rec)
         if kind != T.F_QUERY:
             return
-        try:
-            request = json.loads(payload)
-            if not isinstance(request, dict):
-                raise ValueError("a query is a JSON object")
-        except ValueError as e:
-            self._send(conn, T.answer({"errno": E.EINVAL, "error": f"xfrmd: malformed query: {e}"}))
-            return
+        parsed = self._parsed
+        request = parsed.get(payload)
+        if request is None:
+            try:
+                request = json.loads(payload.decode())
+                if not isinstance(request, dict):
+                    raise ValueError("a query is a JSON object")
+            except ValueError as e:    # UnicodeDecodeError included
+                self._send(conn, T.answer({"errno": E.EINVAL, "error": f"xfrmd: malformed query: {e}"}))
+                return
+            if len(payload) <= QUERY_CACHE_BYTES:
+                if len(parsed) >= QUERY_CACHE_MAX:
+                    parsed.clear()
+                parsed[payload] = request
+        # a copy: what a handler does with its request never reaches the next identical query
+        request = dict(request)
         try:
             if request.get("op") == "nlsock_state":
                 self._read_socket_of(request.get("ino"))
@@ -724,12 +748,12 @@ class Server:
         than this question, so read it first, as Linux applied it before exec returned."""
         for c in list(self.conns.values()):
             if c.sock is not None and c.sock.client_ino == ino and c.fd in self.by_fd:
-                self._event(c, select.EPOLLIN)
+                self._event(c, select.EPOLLIN, drain=True)
                 return
         # a socket passed by SCM_RIGHTS right after socket(): its HELLO may be unread yet
         for c in [c for c in self.by_fd.values() if c.kind is None]:
             if c.fd in self.by_fd:
-                self._event(c, select.EPOLLIN)
+                self._event(c, select.EPOLLIN, drain=True)
 
     def _adopted_by(self, asker: Connection, ino) -> None:
         """A process took over a netlink socket another one opened (SCM_RIGHTS): while it is
@@ -757,6 +781,7 @@ class Server:
     # -- sending -----------------------------------------------------------------------
 
     def _send(self, conn: Connection, data: bytes) -> None:
+        self._sends += 1
         if conn.pending:
             self._hold(conn, data, 0)
             return
@@ -939,7 +964,7 @@ class Server:
         if holder is not None:
             hc = self.conns.get(holder)
             if hc is not None and hc.pid == conn.pid and hc is not conn:
-                self._event(hc, select.EPOLLIN)
+                self._event(hc, select.EPOLLIN, drain=True)
         if portid == conn.pid & 0xFFFFFFFF:
             try:
                 k.bind(sock, portid, groups)
