@@ -213,3 +213,36 @@ def test_mutated_datagrams_through_the_server_socket(srv):
             if N.split_messages(d)[0].seq == 77:
                 break
         assert N.split_messages(d)[0].type == X.XfrmMsg.NEWSADINFO
+
+
+def test_service_answers_are_the_json_the_shim_parses(srv):
+    """A service connection's answers, the same query asked again and again (the server keeps
+    parsed queries, and writes flat answers itself): each is exactly ``json.dumps`` of the
+    answer, whatever a name holds; a changed link changes the next answer; a malformed
+    query is EINVAL and the connection goes on."""
+    import json
+    from xfrmd import transport as T
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.connect(srv.path)
+    s.send(T.hello(T.SERVICE_PROTOCOL, 0, "default"))
+
+    def ask(payload: bytes) -> bytes:
+        s.send(T.frame(T.F_QUERY, payload))
+        rec = s.recv(65536)
+        assert rec[:8] == T.frame(T.F_ANSWER)
+        return rec[8:]
+
+    q = b'{"op": "if_nametoindex", "name": "lo"}'
+    for _ in range(3):
+        assert ask(q) == json.dumps({"errno": 0, "index": 1}).encode()
+    assert ask(b'{"op": "if_indextoname", "index": 1}') == b'{"errno": 0, "name": "lo"}'
+    ns = srv.kernel.netns("default", create=False)
+    ns.links.rename(ns.links.by_name("lo"), "l\u00e9\"o")
+    assert ask(b'{"op": "if_indextoname", "index": 1}') == b'{"errno": 0, "name": "l\\u00e9\\"o"}'
+    assert ask(q) == b'{"errno": 0, "index": 0}'        # the same text, asked anew
+    bad = json.loads(ask(b'{"op": '))
+    assert bad["errno"] == E.EINVAL and "malformed query" in bad["error"]
+    assert json.loads(ask(b'[1]'))["errno"] == E.EINVAL
+    assert json.loads(ask(b'\xff'))["errno"] == E.EINVAL
+    assert json.loads(ask(b'{"op": "if_nameindex"}')) == {"errno": 0, "links": [[1, "l\u00e9\"o"]]}
+    s.close()
