@@ -119,7 +119,7 @@ def test_bad_requests(kernel):
 
 
 def test_ctl_verb_builds_the_query():
-    from xfrmd.xfrm import ctl
+    from xfrmd.ctl import xfrm as ctl
 
     class Svc:
         def query(self, op, **fields):

@@ -11,11 +11,6 @@ from collections.abc import Iterator
 
 from . import transport as T
 from .clock import SystemClock
-from .lagreport.cli import add_lagreport_parser
-from .replay.cli import add_replay_parser
-from .run import add_run_parser
-from .suites.cli import add_suites_parser
-from .userland.cli import add_userland_parser
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -99,7 +94,7 @@ def _leaves(group: BaseExceptionGroup) -> Iterator[BaseException]:
 def cmd_ctl(args: argparse.Namespace) -> int:
     # start-up time: the verb tables import every subsystem's ctl module and the client
     # imports trio (together about 0.1 s), which the other commands do not need
-    from .client import ServerRefused, Service
+    from .service_client import ServerRefused, Service
     from .ctl import run_ctl, usage
 
     if not args.verb or args.verb[0] in ("help", "-h", "--help"):
@@ -120,6 +115,22 @@ def cmd_ctl(args: argparse.Namespace) -> int:
 def cmd_trace(args: argparse.Namespace) -> int:
     from .trace import print_trace        # start-up time: the decoder loads the codec tables
     return print_trace(args.file, sys.stdout)
+
+
+def _add_tool_parsers(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    # start-up time: the run/replay/userland/lag-report/suites command lines import their
+    # runners (the kernel model among them, about 0.1 s); `xfrmd ctl`, which scripts call
+    # dozens of times, needs none of them
+    from .lagreport.cli import add_lagreport_parser
+    from .replay.cli import add_replay_parser
+    from .run import add_run_parser
+    from .suites.cli import add_suites_parser
+    from .userland.cli import add_userland_parser
+    add_run_parser(sub)
+    add_replay_parser(sub)
+    add_userland_parser(sub)
+    add_lagreport_parser(sub)
+    add_suites_parser(sub)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,11 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(fn=cmd_serve)
 
-    add_run_parser(sub)
-    add_replay_parser(sub)
-    add_userland_parser(sub)
-    add_lagreport_parser(sub)
-    add_suites_parser(sub)
+    if (sys.argv[1:] if argv is None else argv)[:1] != ["ctl"]:
+        _add_tool_parsers(sub)      # a ctl call neither shows nor parses them
 
     c = sub.add_parser("ctl", help="what a kernel needs root or hardware for (see `xfrmd ctl help`)")
     c.add_argument("--socket")

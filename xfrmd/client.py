@@ -28,6 +28,7 @@ from netlink_codec.netlink import (NETLINK_CAP_ACK, NETLINK_EXT_ACK, NETLINK_GEN
 from netlink_codec.xfrm import XFRM
 
 from . import transport as T
+from .service_client import Service, ServerRefused, _Closing, check_server  # noqa: F401
 
 SOL_SOCKET, SO_RCVBUF = 1, 8
 
@@ -39,22 +40,6 @@ class NetlinkError(OSError):
         super().__init__(errno, msg or os.strerror(errno))
         self.extack = msg
         self.offset = offset
-
-
-SO_PEERCRED = 17
-
-
-class ServerRefused(ConnectionRefusedError):
-    """The socket's server runs as another user (neither ours nor root): not our kernel,
-    and what we would send it (keys) is not for it (docs/security.md)."""
-
-
-def check_server(sock: socket.socket, path: str) -> None:
-    """After connect: the server's SO_PEERCRED uid must be ours or root's."""
-    uid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, SO_PEERCRED, 12))[1]
-    if uid not in (0, os.geteuid()):
-        sock.close()
-        raise ServerRefused(E.ECONNREFUSED, f"xfrmd: refusing server at {path} owned by uid {uid}")
 
 
 def refused_option(path: str, netns: str, protocol: int, level: int, optname: int,
@@ -84,20 +69,6 @@ def _family_for(protocol: int) -> Family | None:
     if protocol == NETLINK_GENERIC:
         return GENL
     return None
-
-
-class _Closing:
-    """A connection to the server that ``with`` closes."""
-    sock: Any
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class _Base:
@@ -366,24 +337,3 @@ class TrioNetlinkSocket(_Base):
                     final = True
             if final:
                 return out
-
-
-class Service(_Closing):
-    """Service queries and ``xfrmd ctl`` verbs over one service connection."""
-
-    def __init__(self, netns: str = "", path: str | None = None, timeout: float | None = 30.0):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.sock.settimeout(timeout)
-        path = path or T.default_socket_path()
-        self.sock.connect(path)
-        check_server(self.sock, path)
-        self.sock.send(T.hello(T.SERVICE_PROTOCOL, 0, netns or os.environ.get("XFRMD_NETNS", "")))
-
-    def query(self, op: str, **fields) -> dict:
-        self.sock.send(T.query({"op": op, **fields}))
-        rec = self.sock.recv(T.MAX_RECORD)
-        if not rec:
-            raise ConnectionResetError("xfrmd: server closed the connection")
-        _, kind, payload = T.parse_frame(rec)
-        return json.loads(payload)
-

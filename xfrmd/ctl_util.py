@@ -1,7 +1,6 @@
 """What every ``xfrmd ctl`` verb module shares: how an answer is reported and how a wrong
-call says its usage. The verb modules (``xfrmd/ctl.py``, ``xfrmd/*/ctl.py``, ``devices/ctl.py``,
-``bonding/ctl.py``, ``xfrmd/kconfig_ctl.py``) import these; :mod:`xfrmd.ctl` imports the verb
-modules and assembles their tables."""
+call says its usage. The verb modules (``xfrmd/ctl/*.py``) import these; :mod:`xfrmd.ctl`
+imports the verb modules and assembles their tables."""
 from __future__ import annotations
 
 import json

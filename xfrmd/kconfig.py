@@ -240,7 +240,7 @@ def from_config(symbols: dict[str, bool], names=None) -> dict[str, bool]:
     return {n: symbols.get(n, False) for n in (names or OPTIONS)}
 
 
-# the service op of `xfrmd ctl kconfig show|set` (xfrmd/kconfig_ctl.py)
+# the service op of `xfrmd ctl kconfig show|set` (xfrmd/ctl/kconfig.py)
 def kconfig_service(kernel: Any, ns: Any, req: dict[str, Any]) -> dict[str, Any]:
     """``show``: the options as .config text (all, or the ``names`` asked for); ``set``:
     ``values`` {NAME: y|n}, all or nothing."""

@@ -1,23 +1,20 @@
 """``xfrmd ctl VERB …``: each verb becomes one service query to the server.
 
-Each subsystem's ctl module declares its verbs in a ``VERBS`` table; :data:`VERBS` here
-assembles them in a fixed order, and ``xfrmd ctl help`` lists them."""
+Each subsystem's verbs sit in a module of this package named after it (``bonding``,
+``devices``, ``rtnl``, …) and declared in its ``VERBS`` table; :data:`VERBS` here assembles
+them in a fixed order, and ``xfrmd ctl help`` lists them. These modules import nothing of the
+kernel model (the subsystems' packages load the whole model on import): a ctl call is a
+short-lived client that a scenario script runs dozens of times, and its start-up is the cost
+(tests/test_ctl_startup.py, benchmarks/bench_startup.py)."""
 from __future__ import annotations
 
 import json
 import sys
 from typing import Any, cast
 
-import bonding.ctl
-import devices.ctl
-
-from . import kconfig_ctl
-from .ctl_util import Service, VerbTable, done, result, split_json, usage_error
-from .datapath import ctl as datapath_ctl
-from .genl import ctl as genl_ctl
-from .rtnl import ctl as rtnl_ctl
-from .stats import format_stats
-from .xfrm import ctl as xfrm_ctl
+from ..ctl_util import Service, VerbTable, done, result, split_json, usage_error
+from ..stats import format_stats
+from . import bonding, datapath, devices, genl, kconfig, rtnl, xfrm
 
 _USAGE_NETNS = ("netns add|del NAME [-v|--json] | netns list — add or delete an emulated network "
                 "namespace (says so on a terminal or with -v)")
@@ -167,9 +164,8 @@ CORE_VERBS: VerbTable = {
     "stats": (_stats, _USAGE_STATS),
 }
 # Each subsystem owns its verbs; the tables in this order (a name in two is a mistake).
-VERB_TABLES: tuple[VerbTable, ...] = (CORE_VERBS, xfrm_ctl.VERBS, rtnl_ctl.VERBS, genl_ctl.VERBS,
-                                      devices.ctl.VERBS, bonding.ctl.VERBS, datapath_ctl.VERBS,
-                                      kconfig_ctl.VERBS)
+VERB_TABLES: tuple[VerbTable, ...] = (CORE_VERBS, xfrm.VERBS, rtnl.VERBS, genl.VERBS,
+                                      devices.VERBS, bonding.VERBS, datapath.VERBS, kconfig.VERBS)
 
 
 def _assemble(tables: tuple[VerbTable, ...]) -> VerbTable:

@@ -3,7 +3,7 @@ read and changed at run time, and the service op behind it."""
 from __future__ import annotations
 
 
-from .ctl_util import Service, VerbTable, done, result, split_json, usage_error
+from ..ctl_util import Service, VerbTable, done, result, split_json, usage_error
 
 _USAGE = ("kconfig show [NAME…] | kconfig set NAME=y|n… [-v|--json] — the kernel's build "
           "options "
