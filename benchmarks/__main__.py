@@ -100,6 +100,8 @@ def main(argv: list[str]) -> int:
                     flag += " REGRESSED"
                     failed.append(f"{r['name']}: ratio {r['ratio']:.2f} vs baseline "
                                   f"{base[r['name']]:.2f}")
+            elif r.get("gate") and not update:
+                flag = "  [no baseline: not gated]"      # --update-baseline NAME adds it
             if r.get("gate"):
                 measured[r["name"]] = round(r["ratio"], 3)
             print(_fmt(r) + flag)

@@ -21,7 +21,8 @@ ALWAYS = ["codec_newsa_aead_offload_dir_decode_encode", "codec_newpolicy_one_tmp
           "esp_gcm128_1400B_encrypt_decrypt", "xmit_software_path_1400B",
           "newsa_decode_validate_insert_ack", "newpolicy_decode_validate_insert_ack",
           "rss_100k_sas_plus_100k_policies", "trace_tap_per_datagram",
-          "gc_longest_pause_loading_10k_sas"]
+          "gc_longest_pause_loading_10k_sas", "lag_report_full_matrix",
+          "bond_xmit_deliver_packets_per_s"]
 WITH_IP = ["ip_batch_2000_policy_adds", "ip_policy_list_2000", "xfrmd_run_true_startup"]
 
 
@@ -44,6 +45,8 @@ def test_quick_mode_prints_every_figure_and_passes():
                                 and (shutil.which("gcc") or shutil.which("cc"))):
         want += WITH_IP
     assert not [n for n in want if n not in names], p.stdout
+    # every figure with a same-run reference is gated: it has a baseline ratio
+    assert "[no baseline" not in p.stdout, p.stdout
     header = p.stdout.splitlines()[0].split()
     assert header[:7] == ["figure", "value", "unit", "reference", "ratio", "goal", "bar"]
 
@@ -66,3 +69,22 @@ def test_a_regression_of_more_than_half_fails_quick_mode(tmp_path):
     p, _ = _run("--quick", "esp", env=env)
     assert p.returncode == 1 and "xmit_software_path_1400B" in p.stderr, p.stdout + p.stderr
     assert "xmit_software_path_1400B" in base["quick"]
+
+
+@pytest.mark.bench
+def test_the_lag_figures_are_gated(tmp_path):
+    """bench_lag's two figures have baseline ratios, so --quick gates them: a baseline
+    without them prints them as not gated, one they cannot meet fails naming them."""
+    base = json.loads((ROOT / "benchmarks" / "baseline.json").read_text())["quick"]
+    assert {"lag_report_full_matrix", "bond_xmit_deliver_packets_per_s"} <= set(base)
+    p, _ = _run("--quick", "bench_lag")
+    assert p.returncode == 0 and "[no baseline" not in p.stdout, p.stdout + p.stderr
+    fake = tmp_path / "baseline.json"
+    fake.write_text(json.dumps({"quick": {"lag_report_full_matrix": 0.001,
+                                          "bond_xmit_deliver_packets_per_s": 1000.0}}))
+    p, _ = _run("--quick", "bench_lag", env=dict(os.environ, XFRMD_BENCH_BASELINE=str(fake)))
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "lag_report_full_matrix" in p.stderr and "bond_xmit_deliver_packets_per_s" in p.stderr
+    fake.write_text(json.dumps({"quick": {}}))
+    p, _ = _run("--quick", "bench_lag", env=dict(os.environ, XFRMD_BENCH_BASELINE=str(fake)))
+    assert p.stdout.count("[no baseline: not gated]") == 2, p.stdout
