@@ -156,6 +156,38 @@ def test_cli_active_backup_off_model_crypto_is_checked_by_the_stack(tmp_path):
         "dut: delivered 1 dropped 0"]
 
 
+AB_BACKUP_DROP = (
+    "bonding: the SA lives on the active slave s0 only; s1 is a backup port and its driver "
+    "holds no SA for it: SA 0x200 (reqid 1) packet-offloaded on bond0, arrived on s1; an "
+    "active-backup bond receives on its active slave only, under every LAG model: the link "
+    "partner must send to the active slave of bond0 (a failover moves the SAs to the new "
+    "active slave)")
+
+
+@pytest.mark.parametrize("pairing, model, context", [
+    (MLX5, "replicated", "none (s1 holds no hardware SA for it)"),
+    (SOE1, "shared", "core (xfrm_dev_packet_input_state_check on the xfrm_state)"),
+])
+def test_cli_active_backup_packet_offload_on_the_backup_port_is_dropped_saying_why(
+        tmp_path, pairing, model, context):
+    """Active-backup stays upstream under every model (bond_ipsec_add_sa offloads to the
+    active slave alone): ESP on the backup port finds no SA in its driver. The drop says so,
+    once, and does not send the user to another LAG model."""
+    topo = active_backup(lab_topology(pairing, model))
+    p = run(tmp_path, topo, f"""
+{PEER_SEND} count 2 --deliver dut | grep '^dut:'
+{PEER_SEND} count 1 --deliver dut --via s1 | grep '^dut:'
+""")
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[1:] == [
+        "dut: delivered 2 dropped 0",
+        f"dut: 1 dropped: on slave s1, replay checked by {context}; {AB_BACKUP_DROP}",
+        "dut: delivered 0 dropped 1"], p.stdout
+    assert lines[0].startswith("dut: 2 delivered: SA spi 0x00000200 reqid 1; packet-offload "
+                               "dev s0; seq 1-2; on slave s0"), lines[0]
+
+
 @pytest.mark.parametrize("via, why", [
     ("inner", "xfrmd: --via inner: not a slave of bond0 (the bond receiving 192.0.2.1 in dut); "
               "its slaves: s0, s1"),

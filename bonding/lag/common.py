@@ -240,6 +240,12 @@ class BondIpsec:
         """Upstream: the active slave holding the state checks it."""
         x = self.x
         real = x.xso.real_dev
+        if real is not None and real is not rx_dev and bond.mode == AB:
+            # bond_ipsec_add_sa offloads to curr_active_slave alone, under every LAG model
+            # (active-backup stays upstream): the backup port's driver has nothing to match
+            raise OffloadError(0, f"bonding: the SA lives on the active slave {real.name} "
+                                  f"only; {rx_dev.name} is a backup port and its driver holds "
+                                  "no SA for it")
         if real is None or real is not rx_dev:
             raise OffloadError(0, "bonding: the packet arrived on a slave without the state")
         lower_recv(real, x, seq, nbytes, account)

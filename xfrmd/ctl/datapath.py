@@ -108,7 +108,9 @@ def format_in_batch(b: dict) -> str:
     if b.get("policy"):
         parts.append(f"policy in index {b['policy']['index']}")
     if b["result"] != "delivered":
-        parts.append(f"{b.get('reason')}" + (f": {b['detail']}" if b.get("detail") else ""))
+        detail = b.get("detail")         # a drop without a MIB counter: reason is the text
+        parts.append(f"{b.get('reason')}" + (f": {detail}" if detail and detail != b.get("reason")
+                                             else ""))
     return head + ": " + "; ".join(parts)
 
 

@@ -83,6 +83,12 @@ def hw_hint(msg: str, x: Any, dev: Any) -> str:
     if "no usable slave" in m or "pinned slave" in m or "no active slave" in m:
         return (f"bring a slave of {name} holding the SA back (xfrmd ctl link SLAVE carrier on "
                 "or replug), or delete and re-add the SA")
+    if "is a backup port" in m:
+        # active-backup offloads to the active slave only, whatever the LAG model
+        # (bond_ipsec_add_sa; bond_change_active_slave moves the SAs on failover)
+        return (f"an active-backup bond receives on its active slave only, under every LAG "
+                f"model: the link partner must send to the active slave of {name} (a failover "
+                "moves the SAs to the new active slave)")
     if "without the state" in m or "no replica on" in m:
         return (f"the packet arrived on a slave of {name} that holds no copy of the SA: use a "
                 "LAG model that replicates SAs (xfrmd ctl lag-model)")
