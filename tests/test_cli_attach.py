@@ -140,3 +140,19 @@ def test_a_refusal_inside_an_exception_group_is_still_one_line():
     assert _system_exit(BaseExceptionGroup("", [BaseExceptionGroup("", [refusal])])) is refusal
     assert _system_exit(BaseExceptionGroup("", [refusal, ValueError()])) is None
     assert _system_exit(ExceptionGroup("", [ValueError()])) is None
+
+
+def test_python_m_xfrmd_is_the_console_script(xfrmd_server):
+    """``python3 -m xfrmd`` (xfrmd/__main__.py) runs the same main as ``xfrmd``: same help,
+    same usage error (exit 2), and ``run`` reaches a live server."""
+    pm = [sys.executable, "-m", "xfrmd"]
+    env = dict(os.environ, XFRMD_SOCKET=NOWHERE)
+    h = subprocess.run(pm + ["--help"], capture_output=True, text=True, timeout=60, env=env)
+    assert h.returncode == 0 and h.stdout == _xfrmd("--help").stdout, h.stderr
+    bad = subprocess.run(pm + ["no-such-command"], capture_output=True, text=True, timeout=60,
+                         env=env)
+    assert bad.returncode == 2 and "invalid choice: 'no-such-command'" in bad.stderr
+    require_shim("ip")
+    p = subprocess.run(pm + ["run", "--socket", xfrmd_server.path, "--", "ip", "-br", "link",
+                             "show", "nsim0"], capture_output=True, text=True, timeout=60, env=env)
+    assert p.returncode == 0 and p.stdout.startswith("nsim0 "), p.stderr
