@@ -46,6 +46,10 @@ class Bond:
         # must declare, in LAG_GUARANTEES order; () = off
         self.lag_require: tuple[str, ...] = ()
         self.in_feat_change = False     # bond->notifier_ctx: a slave's FEAT_CHANGE is handled
+        # slaves enslaved without carrier while neither miimon nor arp_interval ran: their
+        # slave->link is BOND_LINK_UP all the same (bond_enslave's initial state); they
+        # follow their carrier again once it comes on
+        self.link_up_without_carrier: set[NetDevice] = set()
 
     def lag_eligible(self) -> bool:
         """``bond_mode_can_use_lag_xfrm``: 802.3ad or balance-xor hashing layer3+4."""
@@ -58,6 +62,10 @@ class Bond:
         bond_ipsec_topology_begin(self, "enslave", slave)
         slave.master = self.dev
         self.slaves.append(slave)
+        if not slave.carrier and not self.miimon and not params(self).arp_interval:
+            # bond_enslave, "check for initial state": with no link monitor the new slave's
+            # link is taken as BOND_LINK_UP whatever its carrier, so it can become active
+            self.link_up_without_carrier.add(slave)
         if self.active is None and self._usable(slave):
             self.change_active(slave)
         bond_update_features(self)
@@ -71,6 +79,7 @@ class Bond:
         bond_ipsec_topology_begin(self, "release", slave)
         was_active = slave is self.active
         self.slaves.remove(slave)
+        self.link_up_without_carrier.discard(slave)
         if was_active:
             self.change_active(self._select())
         bond_ipsec_topology_end(self, "release", slave)
@@ -113,9 +122,9 @@ class Bond:
         self.lag_model = model
         bond_set_xfrm_features(self, entering_lag=self.lag_eligible())
 
-    @staticmethod
-    def _usable(slave: NetDevice) -> bool:
-        return slave.up and slave.carrier
+    def _usable(self, slave: NetDevice) -> bool:
+        """``slave->link == BOND_LINK_UP`` of a running slave."""
+        return slave.up and (slave.carrier or slave in self.link_up_without_carrier)
 
     def usable_slaves(self) -> list[NetDevice]:
         """Slaves that carry traffic: in 802.3ad those with carrier are in the aggregator."""
@@ -133,6 +142,8 @@ class Bond:
         LAG offload models react around the change (bonding.offload)."""
         if slave not in self.slaves:
             return
+        if slave.carrier:
+            self.link_up_without_carrier.discard(slave)
         bond_ipsec_topology_begin(self, event, slave)
         if slave is self.active and not self._usable(slave):
             self.change_active(self._select())
@@ -179,7 +190,9 @@ class Bond:
             lines += ["", f"Slave Interface: {s.name}",
                       f"MII Status: {'up' if self._usable(s) else 'down'}",
                       "Speed: 100000 Mbps", "Duplex: full", "Link Failure Count: 0",
-                      "Permanent HW addr: " + ":".join(f"{b:02x}" for b in s.address),
+                      # bond_info_show_slave: slave->perm_hwaddr, the address before enslaving
+                      "Permanent HW addr: " + ":".join(
+                          f"{b:02x}" for b in getattr(s, "perm_hwaddr", s.address)),
                       "Slave queue ID: 0"]
             if self.mode == "802.3ad":
                 lines.append(f"Aggregator ID: {1 if self._usable(s) else 2}")

@@ -138,3 +138,28 @@ xfrmd ctl lag-model bond0 bogus; echo "rc=$?"
 """)
     # the RFC leaves active-backup on the upstream single-slave path: offloaded as before
     assert p.stdout.splitlines() == ["rc=0", "1", "rc=1"], p.stderr
+
+
+BOND_NO_MONITOR = """
+ip link add b0 type bond mode active-backup miimon 0
+ip link add va type veth peer name pa
+ip link add vb type veth peer name pb
+ip link set va master b0
+ip link set vb master b0
+ip link set b0 up
+grep -E 'Active Slave|MII Status' /proc/net/bonding/b0
+ip link set pa up
+ip link set pb up
+grep -E 'Active Slave|MII Status' /proc/net/bonding/b0
+"""
+# bond_enslave with neither miimon nor arp_interval: each slave's link is BOND_LINK_UP
+# although its veth has no carrier yet, so the first one becomes active at once
+BOND_NO_MONITOR_TEXT = ["Currently Active Slave: va", "MII Status: up", "MII Status: up",
+                        "MII Status: up"] * 2
+
+
+def test_active_backup_without_miimon_picks_a_slave_without_carrier():
+    require_shim("ip", "sh", "grep")
+    p = xfrmd_run(BOND_NO_MONITOR, "bare")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines() == BOND_NO_MONITOR_TEXT
