@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import uuid
 
 from .conftest import require_shim, xfrmd_run
 
@@ -276,3 +277,31 @@ timeout 5 ip netns monitor; echo "monitor $?"
             in p.stderr)
     # the host's /run/netns is never watched in their place
     assert "xfrmd: watching /run/netns (ip netns monitor) is not emulated" in p.stderr
+
+
+def test_a_namespace_only_the_host_has_is_refused_under_xfrmd_run():
+    """XFRMD_HOST_NETNS=refuse (set by `xfrmd run`): `ip netns exec` of a host-only name fails
+    with ENOENT — ip's own line is the one Linux prints for a name without a namespace —
+    after one line saying why; XFRMD_HOST_NETNS=enter (the IKE harness) enters it."""
+    require_shim("ip", "sh", "true")
+    name = "xfrmd-hostonly-" + uuid.uuid4().hex[:6]
+    missing = "xfrmd-missing-" + uuid.uuid4().hex[:6]
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        p = xfrmd_run(f"ip netns exec {name} true", "bare")
+        lines = p.stderr.splitlines()
+        assert p.returncode != 0
+        assert lines[0] == (f'xfrmd shim: network namespace "{name}" exists only on the host, '
+                            "not in the emulated kernel: refused (XFRMD_HOST_NETNS=refuse; "
+                            "docs/protocol.md)")
+        assert lines[1] == f'Cannot open network namespace "{name}": No such file or directory'
+        # a name that exists nowhere: exactly the host ip's answer, no shim line
+        host = subprocess.run(["ip", "netns", "exec", missing, "true"], capture_output=True,
+                              text=True)
+        emu = xfrmd_run(f"ip netns exec {missing} true", "bare")
+        assert (emu.returncode, emu.stderr) == (host.returncode, host.stderr) != (0, "")
+        enter = xfrmd_run(f"ip netns exec {name} true", "bare",
+                          env=dict(os.environ, XFRMD_HOST_NETNS="enter"))
+        assert (enter.returncode, enter.stderr) == (0, "")
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)

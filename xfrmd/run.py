@@ -127,6 +127,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         env["XFRMD_SOCKET"] = path
         env["XFRMD_NETNS"] = args.netns or env.get("XFRMD_NETNS") or "default"
         env["LD_PRELOAD"] = (preload + " " + env["LD_PRELOAD"]) if env.get("LD_PRELOAD") else preload
+        # `ip netns exec NAME` of a namespace only the host has would leave netlink in the
+        # emulated one: refused with ENOENT unless the caller chose otherwise
+        # (docs/protocol.md "Host namespaces")
+        env.setdefault("XFRMD_HOST_NETNS", "refuse")
         try:
             child = subprocess.Popen(command, env=env)
         except OSError as e:

@@ -2656,6 +2656,25 @@ static int nsfd_placeholder(const char *name, int flags)
 static int proc_ns_net_pid(const char *path);
 static int pid_netns_name(int pid, char *out, size_t n);
 
+/* A namespace name the server does not know: with XFRMD_HOST_NETNS=refuse (what `xfrmd run`
+ * sets) a name that exists only on the host is refused with ENOENT, as entering it would
+ * leave netlink in the emulated namespace while the rest of the program moved (the shim's
+ * setns() answers netlink from the emulated namespace named by $XFRMD_NETNS). Unset or any
+ * other value (the IKE harness: `ip netns exec REAL charon`): -2, the real file is opened.
+ * ENOENT is what open() of /run/netns/NAME gives on Linux when no namespace has that name,
+ * so `ip netns exec` prints its usual "Cannot open network namespace" line after ours. */
+static int host_netns_open(const char *path, const char *name)
+{
+    const char *mode = getenv("XFRMD_HOST_NETNS");
+    if (!mode || strcmp(mode, "refuse")) return -2;
+    struct stat st;
+    if (stat(path, &st) == 0)
+        fprintf(stderr, "xfrmd shim: network namespace \"%s\" exists only on the host, not in "
+                "the emulated kernel: refused (XFRMD_HOST_NETNS=refuse; docs/protocol.md)\n", name);
+    errno = ENOENT;
+    return -1;
+}
+
 static int netns_open(const char *path, int flags)
 {
     const char *name = NULL;
@@ -2682,7 +2701,7 @@ static int netns_open(const char *path, int flags)
     if (!known && (flags & O_CREAT))
         /* `ip netns add`: the file the name will be bound on; only the mount names it */
         return memfd_create("xfrmd-netns-new", (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);
-    if (!known) return -2;
+    if (!known) return host_netns_open(path, name);
     return nsfd_placeholder(name, flags);
 }
 

@@ -207,8 +207,9 @@ class KernelPair:
 
     def env(self, side: str) -> dict:
         """What a daemon on ``side`` needs to see its emulated kernel."""
+        # the daemon runs under `ip netns exec <real namespace>`: the shim must enter it
         return {"LD_PRELOAD": self.shim, "XFRMD_SOCKET": self.handle.path,
-                "XFRMD_NETNS": side}
+                "XFRMD_NETNS": side, "XFRMD_HOST_NETNS": "enter"}
 
     def sad(self, side: str) -> list[dict]:
         return dump_states(self.handle.path, side)
