@@ -1812,13 +1812,18 @@ ssize_t send(int fd, const void *buf, size_t n, int flags)
     return nl_send(fd, s, &iov, 1, flags);
 }
 
+/* sysctl writes (/proc/sys), defined with the virtual files */
+static ssize_t sysctl_write(int fd, ssize_t written);
+static int sysctl_apply(int fd);
+static void sysctl_forget(int fd);
+
 ssize_t write(int fd, const void *buf, size_t n)
 {
     load_all();
     struct nlsock *s = nl_of(fd);
     if (!s) {
         struct inetsock *is = in_of(fd);
-        if (!is) return real_write(fd, buf, n);
+        if (!is) return sysctl_write(fd, real_write(fd, buf, n));
         struct iovec iov = { (void *)buf, n };
         return in_send(fd, is, &iov, 1, 0, NULL, 0);
     }
@@ -2070,7 +2075,11 @@ int close(int fd)
     }
     release(fd);
     in_release(fd);
-    return real_close(fd);
+    int bad = sysctl_apply(fd) < 0, e = errno;
+    sysctl_forget(fd);
+    int r = real_close(fd);
+    if (bad) { errno = e; return -1; }     /* closed all the same, as close() on Linux */
+    return r;
 }
 
 REAL(int, dup, (int));
@@ -2087,12 +2096,14 @@ int dup(int fd)
 int dup2(int fd, int fd2)
 {
     if (!real_dup2) real_dup2 = dlsym(RTLD_NEXT, "dup2");
+    if (fd != fd2) { sysctl_apply(fd2); sysctl_forget(fd2); }   /* the old fd2 closes */
     return share(fd, real_dup2(fd, fd2));
 }
 
 int dup3(int fd, int fd2, int flags)
 {
     if (!real_dup3) real_dup3 = dlsym(RTLD_NEXT, "dup3");
+    if (fd != fd2) { sysctl_apply(fd2); sysctl_forget(fd2); }
     return share(fd, real_dup3(fd, fd2, flags));
 }
 
@@ -2605,12 +2616,90 @@ static void json_escape(const char *s, size_t n, char *out, size_t on)
     out[o] = 0;
 }
 
+/* ---- sysctl writes (/proc/sys): Linux applies each write() at once and fails it with the
+ * handler's errno (proc_sys_call_handler -> proc_dointvec_minmax, ipv4_ping_group_range,
+ * addrconf_sysctl_mtu: EINVAL, the value unchanged); open() of a file without a write bit
+ * fails with EACCES (proc_sys_permission, root included). The fd is a memfd named after the
+ * file; what was written since the last apply is sent as service op write_file when the
+ * program writes through the PLT (write), flushes a FILE (fclose), closes the fd or dup2s
+ * over it — so `sysctl -w` sees the errno from fclose() and exits 1 as on Linux. A process
+ * that inherited the fd across exec finds it by the memfd's name. */
+#define SYSCTL_MEMFD "xfrmd-sysctl:"
+#define SYSCTL_FDS 1024
+static unsigned char sysctl_fds[SYSCTL_FDS / 8];   /* fds this process opened (write's check) */
+
+static int sysctl_open(const char *path, const char *esc, int flags)
+{
+    char q[1024], a[512], name[300];
+    snprintf(q, sizeof q, "{\"op\":\"stat_file\",\"path\":\"%s\"}", esc);
+    if (service_query(q, a, sizeof a) < 0) return -1;
+    long e = json_int(a, "errno", 0);
+    if (e) { errno = (int)e; return -1; }
+    if (!(json_int(a, "mode", 0) & 0200)) { errno = EACCES; return -1; }
+    snprintf(name, sizeof name, SYSCTL_MEMFD "%s", path);
+    int fd = memfd_create(name, (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);
+    if (fd >= 0 && fd < SYSCTL_FDS) sysctl_fds[fd / 8] |= (unsigned char)(1 << (fd % 8));
+    return fd;
+}
+
+/* the /proc/sys path a sysctl memfd stands for, or 0 (not one) */
+static int sysctl_fd_path(int fd, char *path, size_t n)
+{
+    struct stat st;
+    char link[64], target[400];
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 0) return 0;
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t l = readlink(link, target, sizeof target - 1);
+    if (l <= 0) return 0;
+    target[l] = 0;
+    const char *pre = "/memfd:" SYSCTL_MEMFD;
+    if (strncmp(target, pre, strlen(pre))) return 0;
+    char *d = strstr(target, " (deleted)");
+    if (d) *d = 0;
+    snprintf(path, n, "%s", target + strlen(pre));
+    return 1;
+}
+
+/* Apply what was written to sysctl memfd ``fd`` since the last apply: 0, or -1 with the
+ * handler's errno (the text is dropped either way, as Linux consumes a failed write). */
+static int sysctl_apply(int fd)
+{
+    char path[400];
+    if (!sysctl_fd_path(fd, path, sizeof path)) return 0;
+    char data[1024], esc[2200], pesc[900], q[3300], a[256];
+    ssize_t n = pread(fd, data, sizeof data - 1, 0);
+    if (n <= 0) return 0;
+    if (ftruncate(fd, 0) == 0) lseek(fd, 0, SEEK_SET);
+    json_escape(data, (size_t)n, esc, sizeof esc);
+    json_escape(path, strlen(path), pesc, sizeof pesc);
+    snprintf(q, sizeof q, "{\"op\":\"write_file\",\"path\":\"%s\",\"data\":\"%s\"}", pesc, esc);
+    if (service_query(q, a, sizeof a) < 0) return -1;
+    long e = json_int(a, "errno", 0);
+    if (e) { errno = (int)e; return -1; }
+    return 0;
+}
+
+/* write(): a sysctl fd this process opened is applied at once (one write, one handler call) */
+static ssize_t sysctl_write(int fd, ssize_t written)
+{
+    if (written <= 0 || fd < 0 || fd >= SYSCTL_FDS || !(sysctl_fds[fd / 8] & (1 << (fd % 8))))
+        return written;
+    return sysctl_apply(fd) < 0 ? -1 : written;
+}
+
+static void sysctl_forget(int fd)
+{
+    if (fd >= 0 && fd < SYSCTL_FDS) sysctl_fds[fd / 8] &= (unsigned char)~(1 << (fd % 8));
+}
+
 /* A readable fd holding the file's text, or a writable one whose content goes to the
  * server on close. */
 static int virtual_open(const char *path, int flags)
 {
     char q[1024], esc[900];
     json_escape(path, strlen(path), esc, sizeof esc);
+    if ((flags & O_ACCMODE) != O_RDONLY && under(path, "/proc/sys"))
+        return sysctl_open(path, esc, flags);
     if ((flags & O_ACCMODE) != O_RDONLY) {
         /* a FILE_WRITE connection: what is written goes to the server, which applies it
          * when the last reference closes (close, dup2 over it, or exit) */
@@ -3079,6 +3168,24 @@ static FILE *virtual_fopen(const char *path, const char *mode)
     return fdopen(fd, flags == O_RDONLY ? "r" : "w");
 }
 
+/* fclose(): stdio writes through libc's own write, so a sysctl FILE is applied here, after
+ * its buffer is flushed (procps sysctl reports the errno fclose() gives) */
+int fclose(FILE *f)
+{
+    static int (*real)(FILE *);
+    if (!real) real = dlsym(RTLD_NEXT, "fclose");
+    int fd = f ? fileno(f) : -1;
+    int bad = 0, e = 0;
+    if (fd >= 0) {
+        fflush(f);
+        bad = sysctl_apply(fd) < 0; e = errno;
+        sysctl_forget(fd);
+    }
+    int r = real(f);
+    if (bad) { errno = e; return EOF; }
+    return r;
+}
+
 FILE *fopen(const char *path, const char *mode)
 {
     load_all();
@@ -3101,11 +3208,13 @@ FILE *fopen64(const char *path, const char *mode)
 static int vstat_query(const char *path, int *is_dir, int *mode)
 {
     char q[1024], esc[900], a[256];
+    int saved = errno;      /* a stat that succeeds leaves errno alone, as the syscall does */
     json_escape(path, strlen(path), esc, sizeof esc);
     snprintf(q, sizeof q, "{\"op\":\"stat_file\",\"path\":\"%s\"}", esc);
     if (service_query(q, a, sizeof a) < 0) return -1;
     long e = json_int(a, "errno", 0);
     if (e) { errno = (int)e; return -1; }
+    errno = saved;
     *is_dir = (int)json_int(a, "dir", 0);
     *mode = (int)json_int(a, "mode", 0444);
     return 0;
