@@ -3176,7 +3176,8 @@ int fclose(FILE *f)
     if (!real) real = dlsym(RTLD_NEXT, "fclose");
     int fd = f ? fileno(f) : -1;
     int bad = 0, e = 0;
-    if (fd >= 0) {
+    char path[400];
+    if (fd >= 0 && sysctl_fd_path(fd, path, sizeof path)) {   /* other streams: untouched */
         fflush(f);
         bad = sysctl_apply(fd) < 0; e = errno;
         sysctl_forget(fd);
