@@ -1,7 +1,8 @@
 """NETLINK_GENERIC (net/netlink/genetlink.c): a registry of families by id, ``genl_rcv_msg``
 (family lookup, header length, command lookup, permissions, do/dump) and the nlctrl
-family that resolves names to ids (``core.py``). Families: nlctrl (``ctrl.py``) and
-ethtool (``ethtool.py``, with its SIOCETHTOOL ioctl in xfrmd/rtnl/ethtool.py). A family is
+family that resolves names to ids (``core.py``). Families: nlctrl (``ctrl.py``),
+ethtool (``ethtool.py``, with its SIOCETHTOOL ioctl in xfrmd/rtnl/ethtool.py) and wireguard
+(``wireguard.py``: the family without the link kind). A family is
 a :class:`GenlFamily` declaration: name, id, version, operations with their flags,
 multicast groups."""
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING
 from ..ioctl import SIOCETHTOOL
 from ..notifier import NETDEV_PRI_ETHTOOL
 from ..rtnl.ethtool import siocethtool
-from . import ctrl, ethtool, services
+from . import ctrl, ethtool, services, wireguard
 from .core import FamilyMaker, Genetlink, GenlFamily, GenlOp, GenlRequest
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["Genetlink", "GenlFamily", "GenlOp", "GenlRequest", "init"]
 
 # genl_init's families, in registration order (nlctrl first)
-FAMILIES: tuple[FamilyMaker, ...] = (ctrl.family, ethtool.family)
+FAMILIES: tuple[FamilyMaker, ...] = (ctrl.family, ethtool.family, wireguard.family)
 
 
 def init(kernel: "Kernel") -> None:
