@@ -96,11 +96,13 @@ echo "== building the userlands"
 python3 -m xfrmd.cli userland build trixie-strongswan trixie-libreswan ||
   echo "== a userland could not be built: the tests marked userland will fail" >&2
 
-# the kernel's net selftests (Debian's linux-source-6.12 of trixie) for tests/test_suites.py;
-# cached in $XDG_CACHE_HOME/xfrmd/kselftest. Not a step either, for the same reason.
-echo "== fetching the kernel's net selftests"
+# the other projects' suites for tests/test_suites*.py (docs/suites.md): the kernel's net
+# selftests (Debian's linux-source-6.12 of trixie), pyroute2's tests (Debian's pyroute2 source,
+# netaddr from PyPI) and iproute2's testsuite (Debian's source of the installed ip); cached in
+# $XDG_CACHE_HOME/xfrmd/{kselftest,pyroute2,iproute2}. Not a step either, for the same reason.
+echo "== fetching the kernel selftests, pyroute2's and iproute2's tests"
 python3 -m xfrmd.cli suites fetch >/dev/null ||
-  echo "== the kernel selftests could not be fetched: tests/test_suites.py will fail" >&2
+  echo "== a suite could not be fetched: tests/test_suites*.py will fail" >&2
 
 echo "== running the test suite"
 set +e

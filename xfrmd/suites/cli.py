@@ -1,20 +1,24 @@
-"""``xfrmd suites kselftest [--json] [-t TEST]… [--ipsec-processes N]``: fetch (once) and run the kernel's net
-selftests under xfrmd; one line per test, a summary, exit status 0 (the run itself worked:
-which tests pass is the report, not an error)."""
+"""``xfrmd suites kselftest|pyroute2|iproute2 [--json] [-t TEST]… [--ipsec-processes N]``:
+fetch (once) and run the kernel's net selftests, pyroute2's or iproute2's tests under xfrmd;
+one line per test, a summary, exit status 0 (the run itself worked: which tests pass is the
+report, not an error). ``xfrmd suites fetch`` fetches all three."""
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 
 
 def add_suites_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = sub.add_parser("suites", help="run other projects' test suites unmodified against "
                        "xfrmd (kselftest: the kernel's net selftests)")
-    p.add_argument("suite", choices=["kselftest", "fetch"],
-                   help="kselftest: run them; fetch: only download and unpack them")
+    p.add_argument("suite", choices=["kselftest", "pyroute2", "iproute2", "fetch"],
+                   help="kselftest, pyroute2, iproute2: run that suite; fetch: only download "
+                   "and unpack all three")
     p.add_argument("-t", dest="tests", action="append", metavar="TEST",
-                   help="only this test (rtnetlink.sh's name, or ipsec.c); repeatable")
+                   help="only this test (rtnetlink.sh's name or ipsec.c; pyroute2's FILE or "
+                   "FILE::TEST as printed; iproute2's ip/DIR/NAME.t); repeatable")
     p.add_argument("--json", action="store_true")
     p.add_argument("--ipsec-processes", type=int, default=8, metavar="N",
                    help="run ipsec.c's plan in N processes (its [nr_process] argument; "
@@ -27,24 +31,42 @@ def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+def _fetch_all(runners: dict) -> int:
+    failed = 0
+    for name, mod in runners.items():
+        try:
+            print(mod.fetch(progress=_say))
+        except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
+            _say(f"{name}: could not be fetched: {e}")
+            failed = 1
+    return failed
+
+
 def run(args: argparse.Namespace) -> int:
-    # start-up time: the runner loads only for this command
-    from . import kselftest
-    selftests = kselftest.fetch(progress=_say)
+    # start-up time: the runners load only for this command
+    from . import iproute2_suite, kselftest, pyroute2_suite
+    runners = {"kselftest": kselftest, "pyroute2": pyroute2_suite, "iproute2": iproute2_suite}
     if args.suite == "fetch":
-        print(selftests)
-        return 0
-    if not 1 <= args.ipsec_processes <= 64:
-        print("xfrmd suites: --ipsec-processes takes 1 to 64", file=sys.stderr)
-        return 2
-    results = kselftest.run_all(selftests, args.tests, progress=_say,
-                                ipsec_processes=args.ipsec_processes)
+        return _fetch_all(runners)
+    mod = runners[args.suite]
+    where = mod.fetch(progress=_say)
+    if args.suite == "kselftest":
+        if not 1 <= args.ipsec_processes <= 64:
+            print("xfrmd suites: --ipsec-processes takes 1 to 64", file=sys.stderr)
+            return 2
+        results = kselftest.run_all(where, args.tests, progress=_say,
+                                    ipsec_processes=args.ipsec_processes)
+    else:
+        results = mod.run_all(where, args.tests, progress=_say)
     if args.json:
         print(json.dumps([r.__dict__ for r in results], indent=2))
-    else:
-        for r in results:
-            print(f"{r.status:4} {r.name:<28} {r.seconds:5.1f} s  {r.detail}")
+        return 0
+    for r in results:
+        print(f"{r.status:4} {r.name:<28} {r.seconds:5.1f} s  {r.detail}")
+    if args.suite == "kselftest":
         counts = {s: sum(r.status == s for r in results) for s in ("PASS", "FAIL", "SKIP")}
         print(f"kselftest: {counts['PASS']} passed, {counts['FAIL']} failed, "
               f"{counts['SKIP']} skipped of {len(results)}")
+    else:
+        print("\n".join(mod.summary(results)))
     return 0
