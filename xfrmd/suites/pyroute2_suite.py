@@ -130,6 +130,9 @@ def run_file(tree: str, file: str) -> list[Result]:
         cmd = env + [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                      "-p", "no:xfrmd.testing", "--timeout", str(TEST_TIMEOUT),
                      "--basetemp", os.path.join(tmp, "base"), f"--junitxml={xml}",
+                     # as in pyroute2's noxfile, which runs pytest in tests/: the conftest
+                     # files from there down are loaded wherever the working directory is
+                     "--rootdir", tests, "--confcutdir", tests,
                      os.path.join(tests, "test_linux", file)]
         t = time.monotonic()
         try:
