@@ -11,9 +11,10 @@ environment's pyroute2 and its users (tests/test_pyroute2*.py) are untouched. Th
 dependency the environment lacks (netaddr) is installed from PyPI into a folder next to it.
 
 Each test file runs in its own ``xfrmd run`` (the default topology: a host with lo up and a
-default route, where pyroute2's tests expect to run; pytest with a 60 s limit per test); a test passes, fails (a failure or an error in its fixtures) or is skipped as pytest
-says. :data:`UNMODELLED` names the features xfrmd does not model: a failing test matching
-one is counted apart (docs/suites.md has the table)."""
+default route, where pyroute2's tests expect to run; pytest with a 60 s limit per test); a
+test passes, fails (a failure or an error in its fixtures) or is skipped as pytest says.
+:data:`UNMODELLED` names the features xfrmd does not model: a failing test matching one is
+counted apart (docs/suites.md has the table)."""
 from __future__ import annotations
 
 import os
@@ -89,8 +90,9 @@ def fetch(progress=print) -> str:
     tree = debsrc.unpack(mirror, tarball, vdir, ["pyroute2", "tests"])
     progress(f"pyroute2: installing {' '.join(DEPENDENCIES)} from PyPI beside it")
     site = os.path.join(vdir, "site.tmp")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                    "--target", site] + DEPENDENCIES, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "--disable-pip-version-check", "--target", site] + DEPENDENCIES,
+                   check=True, capture_output=True)
     os.rename(site, os.path.join(vdir, "site"))
     return tree
 
