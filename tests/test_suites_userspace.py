@@ -23,31 +23,42 @@ IPR_FILES = ["test_ipr/test_link.py", "test_ipr/test_link_create.py", "test_ipr/
              "test_ipr/test_route.py", "test_ipr/test_rule.py", "test_ipr/test_netns.py"]
 # what passes today (docs/suites.md has the tables): a test leaving a set is a regression
 PYROUTE2_PASSING = {f"{file}::{test}" for file, tests in {
-    "test_ipr/test_link.py": [
-        "test_link_arp_flag[target=local]", "test_link_filter[target=local]",
-        "test_link_legacy_nla[target=local]", "test_link_rename[target=local]",
-        "test_remove_link[target=local]", "test_symbolic_flags_ifinfmsg[target=local]",
-        "test_updown_link[target=local]"],
     "test_ipr/test_addr.py": [
-        "test_addr_add[target=local]", "test_addr_add_broadcast[target=local]",
-        "test_addr_add_broadcast_default[target=local]", "test_addr_add_local[target=local]",
-        "test_addr_filter[target=local]", "test_addr_flush[target=local]",
-        "test_addr_replace[target=local]", "test_fail_no_such_device[target=local]",
-        "test_symbolic_flags[target=local]"],
+        "test_addr_add[target=local]", "test_addr_add[target=netns]",
+        "test_addr_add_broadcast[target=local]", "test_addr_add_broadcast[target=netns]",
+        "test_addr_add_broadcast_default[target=local]",
+        "test_addr_add_broadcast_default[target=netns]", "test_addr_add_local[target=local]",
+        "test_addr_add_local[target=netns]", "test_addr_filter[target=local]",
+        "test_addr_filter[target=netns]", "test_addr_flush[target=local]",
+        "test_addr_flush[target=netns]", "test_addr_replace[target=local]",
+        "test_addr_replace[target=netns]", "test_fail_no_such_device[target=local]",
+        "test_fail_no_such_device[target=netns]", "test_symbolic_flags[target=local]",
+        "test_symbolic_flags[target=netns]",],
+    "test_ipr/test_link.py": [
+        "test_link_arp_flag[target=local]", "test_link_arp_flag[target=netns]",
+        "test_link_filter[target=local]", "test_link_filter[target=netns]",
+        "test_link_legacy_nla[target=local]", "test_link_legacy_nla[target=netns]",
+        "test_link_rename[target=local]", "test_link_rename[target=netns]",
+        "test_remove_link[target=local]", "test_remove_link[target=netns]",
+        "test_symbolic_flags_ifinfmsg[target=local]", "test_symbolic_flags_ifinfmsg[target=netns]",
+        "test_updown_link[target=local]", "test_updown_link[target=netns]",],
+    "test_ipr/test_netns.py": [
+        "test_get_netns_info",],
     "test_ipr/test_route.py": [
         "test_extended_error_on_route", "test_flush_routes", "test_route_change_existing",
         "test_route_change_not_existing_fail", "test_route_get_target",
         "test_route_get_target_default_ipv4", "test_route_get_target_default_ipv6",
-        "test_route_get_target_strict_check", "test_route_oif_as_iterable",
-        "test_route_proto[proto0]", "test_route_proto[proto1]", "test_route_proto[proto2]",
-        "test_route_proto[proto3]", "test_route_replace_existing",
-        "test_route_replace_not_existing"],
+        "test_route_get_target_strict_check", "test_route_multipath[normal]",
+        "test_route_multipath[raw]", "test_route_oif_as_iterable", "test_route_proto[proto0]",
+        "test_route_proto[proto1]", "test_route_proto[proto2]", "test_route_proto[proto3]",
+        "test_route_replace_existing", "test_route_replace_not_existing",],
     "test_ipr/test_rule.py": [
         "test_bad_table", "test_basic", "test_big_table", "test_flush_rules", "test_fwmark",
-        "test_fwmark_mask_normalized", "test_fwmark_mask_raw", "test_src_dst"],
+        "test_fwmark_mask_normalized", "test_fwmark_mask_raw", "test_src_dst",],
 }.items() for test in tests}
 IPROUTE2_PASSING = {"ip/link/add_type_xfrm.t", "ip/link/new_link.t",
-                    "ip/link/show_dev_wo_vf_rate.t", "ip/route/add_default_route.t",
+                    "ip/link/show_dev_wo_vf_rate.t", "ip/netns/set_nsid.t",
+                    "ip/netns/set_nsid_batch.t", "ip/route/add_default_route.t",
                     "ip/rule/dsfield.t"}
 
 

@@ -36,8 +36,6 @@ _LIB_SKIP = ("bpf_", "mnl_utils", "coverity", "cg_map")
 UNMODELLED = {
     "ip/link/add_type_bareudp.t": "the bareudp link kind",
     "ip/tunnel/add_tunnel.t": "ip tunnels (gre0 / ip6gre0 and SIOCADDTUNNEL)",
-    "ip/netns/set_nsid.t": "ip netns set: RTM_NEWNSID (rtnl_net_newid)",
-    "ip/netns/set_nsid_batch.t": "ip netns set: RTM_NEWNSID (rtnl_net_newid)",
 }
 
 

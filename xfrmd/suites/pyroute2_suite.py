@@ -50,12 +50,9 @@ FILE_TIMEOUT = 1200
 # errno), or the kernel's "Unknown device type" for a link kind
 UNMODELLED: list[tuple[str, str]] = [
     (r"test_create_ipvlan", "the ipvlan link kind"),
-    (r"::test_vlan\[", "the vlan link kind"),
-    (r"::test_vxlan\[", "the vxlan link kind"),
     (r"test_tunnel_endpoints_(up|down)\[", "gre, ipip and sit tunnels"),
     (r"mpls", "MPLS (AF_MPLS routes, RTA_VIA, RTA_NEWDST)"),
     (r"onlink|test_routes\.py::test_flags\[", "onlink nexthops (RTNH_F_ONLINK)"),
-    (r"multipath", "multipath routes (RTA_MULTIPATH)"),
     (r"metrics", "route metrics (RTA_METRICS)"),
 ]
 
