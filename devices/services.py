@@ -109,12 +109,15 @@ def _nsim_debugfs_ports(kernel: "Kernel") -> dict[int, dict[int, NetDevice]]:
     (bond_ipsec_offload.sh makes its ports with ``ip netns exec NS tee new_device`` and
     greps their files from outside)."""
     out: dict[int, dict[int, NetDevice]] = {}
-    for devices in _nsim_bus(kernel).values():
-        for dev_id, made in devices.items():
-            for dev in made:
-                nsim = dev.nsim
-                if dev.netns is not None and nsim is not None:
-                    out.setdefault(dev_id, {})[nsim[1]] = dev
+    # the topology's ports (in the namespaces it names) and the bus's (made by new_device
+    # in any namespace, also one without a name), wherever they live now
+    devices = [d for ns in kernel.namespaces.values() for d in ns.links]
+    devices += [d for by_id in _nsim_bus(kernel).values() for made in by_id.values()
+                for d in made]
+    for dev in devices:
+        nsim = dev.nsim
+        if dev.netns is not None and nsim is not None:
+            out.setdefault(nsim[0], {})[nsim[1]] = dev
     return out
 
 
