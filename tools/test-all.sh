@@ -36,8 +36,9 @@ step() {
   fi
 }
 
-# libreswan is extracted, not installed (it conflicts with strongSwan): its libraries are installed here
-PKGS="iproute2 iputils-ping strace gcc libc6-dev ethtool strongswan-charon strongswan-swanctl tshark mmdebstrap uidmap uuid-runtime libldns3 libevent-pthreads-2.1-7 libevent-core-2.1-7 libnss3-tools libunbound8 libcurl3-nss chromium"
+# libreswan is extracted, not installed (it conflicts with strongSwan): its libraries are installed here;
+# jq: bond_ipsec_offload.sh reads the active slave with it
+PKGS="iproute2 iputils-ping jq strace gcc libc6-dev ethtool strongswan-charon strongswan-swanctl tshark mmdebstrap uidmap uuid-runtime libldns3 libevent-pthreads-2.1-7 libevent-core-2.1-7 libnss3-tools libunbound8 libcurl3-nss chromium"
 # the system Python's venv module (Debian ships it apart), unless a venv is already active
 if [ -z "${VIRTUAL_ENV:-}" ]; then PKGS="$PKGS python3-venv"; fi
 
@@ -96,8 +97,9 @@ echo "== building the userlands"
 python3 -m xfrmd.cli userland build trixie-strongswan trixie-libreswan ||
   echo "== a userland could not be built: the tests marked userland will fail" >&2
 
-# the kernel's net selftests (Debian's linux-source-6.12 of trixie) for tests/test_suites.py;
-# cached in $XDG_CACHE_HOME/xfrmd/kselftest. Not a step either, for the same reason.
+# the kernel's net selftests (Debian's linux-source-6.12 of trixie) and bond_ipsec_offload.sh
+# (forky's newer linux-source) for tests/test_suites.py; cached in
+# $XDG_CACHE_HOME/xfrmd/kselftest. Not a step either, for the same reason.
 echo "== fetching the kernel's net selftests"
 python3 -m xfrmd.cli suites fetch >/dev/null ||
   echo "== the kernel selftests could not be fetched: tests/test_suites.py will fail" >&2

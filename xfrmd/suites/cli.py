@@ -14,7 +14,8 @@ def add_suites_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
     p.add_argument("suite", choices=["kselftest", "fetch"],
                    help="kselftest: run them; fetch: only download and unpack them")
     p.add_argument("-t", dest="tests", action="append", metavar="TEST",
-                   help="only this test (rtnetlink.sh's name, or ipsec.c); repeatable")
+                   help="only this test (rtnetlink.sh's name, ipsec.c or "
+                   "bond_ipsec_offload.sh); repeatable")
     p.add_argument("--json", action="store_true")
     p.add_argument("--ipsec-processes", type=int, default=8, metavar="N",
                    help="run ipsec.c's plan in N processes (its [nr_process] argument; "
@@ -31,14 +32,16 @@ def run(args: argparse.Namespace) -> int:
     # start-up time: the runner loads only for this command
     from . import kselftest
     selftests = kselftest.fetch(progress=_say)
+    bonding = kselftest.fetch(progress=_say, source=kselftest.BONDING)
     if args.suite == "fetch":
         print(selftests)
+        print(bonding)
         return 0
     if not 1 <= args.ipsec_processes <= 64:
         print("xfrmd suites: --ipsec-processes takes 1 to 64", file=sys.stderr)
         return 2
     results = kselftest.run_all(selftests, args.tests, progress=_say,
-                                ipsec_processes=args.ipsec_processes)
+                                ipsec_processes=args.ipsec_processes, bonding=bonding)
     if args.json:
         print(json.dumps([r.__dict__ for r in results], indent=2))
     else:
