@@ -1,13 +1,15 @@
 """The kernel's own net selftests (tools/testing/selftests/net) from Debian's
-``linux-source-6.12`` package of the trixie suite, run unmodified under ``xfrmd run``.
+``linux-source-6.12`` package of the trixie suite, and drivers/net/bonding's
+``bond_ipsec_offload.sh`` (Linux 6.15 on) from the newest ``linux-source-X.Y`` of forky, run
+unmodified under ``xfrmd run``.
 
-Fetching: the mirror the machine's apt sources name (never a host written here), its trixie
-``Packages`` index for the package's current file, the ``.deb`` (about 150 MB), and from its
-source tarball only the selftest folders, into ``<cache>/xfrmd/kselftest/<version>/``; a
-later run finds them there. Running: ``rtnetlink.sh -t TEST`` for each test its ALL_TESTS
-names (in a namespace like the host's initial one: lo up), and ``ipsec.c`` built with gcc
-(in 8 processes: :func:`run_ipsec`; it makes its own namespaces), each in its own
-``xfrmd run``; a test
+Fetching (:class:`Source`): the mirror the machine's apt sources name (never a host written
+here), the suite's ``Packages`` index for the package's current file, the ``.deb`` (about
+150 MB, streamed: unpacked as it downloads), and from its source tarball only the members
+needed, into ``<cache>/xfrmd/kselftest/[bonding/]<version>/``; a later run finds them there. Running: ``rtnetlink.sh -t TEST`` for each test its ALL_TESTS
+names (in a namespace like the host's initial one: lo up), ``ipsec.c`` built with gcc
+(in 8 processes: :func:`run_ipsec`; it makes its own namespaces) and
+``bond_ipsec_offload.sh`` (:func:`run_bond_ipsec`), each in its own ``xfrmd run``; a test
 passes when its output has a PASS line and no FAIL line (rtnetlink.sh) or when it bails out
 nowhere and every TAP line of its plan is "ok" (ipsec.c)."""
 from __future__ import annotations
