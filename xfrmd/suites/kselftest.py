@@ -8,11 +8,12 @@ here), the suite's ``Packages`` index for the package's current file, the ``.deb
 150 MB, streamed: unpacked as it downloads), and from its source tarball only the members
 needed, into ``<cache>/xfrmd/kselftest/[bonding/]<version>/``; a later run finds them there.
 Running: ``rtnetlink.sh -t TEST`` for each test its ALL_TESTS names (in a namespace like
-the host's initial one: lo up), ``ipsec.c`` built with gcc (in 8 processes: :func:`run_ipsec`; it makes its own namespaces) and
-``bond_ipsec_offload.sh`` (:func:`run_bond_ipsec`), each in its own ``xfrmd run``; a test
-passes when its output has a PASS line and no FAIL line (rtnetlink.sh) or when it bails out
-nowhere and every TAP line of its plan is "ok" (ipsec.c) or when it exits 0 with no
-"[FAIL]" TEST line (bond_ipsec_offload.sh)."""
+the host's initial one: lo up), ``ipsec.c`` built with gcc (in 8 processes:
+:func:`run_ipsec`; it makes its own namespaces) and ``bond_ipsec_offload.sh``
+(:func:`run_bond_ipsec`), each in its own ``xfrmd run``. A test passes when its output has
+a PASS line and no FAIL line (rtnetlink.sh), when it bails out nowhere and every TAP line of
+its plan is "ok" (ipsec.c), or when it exits 0 with no "[FAIL]" TEST line
+(bond_ipsec_offload.sh)."""
 from __future__ import annotations
 
 import lzma
