@@ -27,6 +27,7 @@ import threading
 import time
 import urllib.request
 from dataclasses import dataclass
+from typing import Callable
 
 from ..userland.sources import debian_mirror
 
@@ -100,7 +101,8 @@ _UNPACK = ('dir="$1"; shift; dpkg-deb --fsys-tarfile /dev/stdin | '
            'tar -xJ -C "$dir" --strip-components=3 --wildcards "$@"')
 
 
-def _stream(url: str, dest: str, patterns: list[str], label: str, progress) -> None:
+def _stream(url: str, dest: str, patterns: list[str], label: str,
+            progress: Callable[[str], None]) -> None:
     p = subprocess.Popen(["sh", "-c", _UNPACK, "sh", dest] + patterns,
                          stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE)
@@ -127,7 +129,7 @@ def _stream(url: str, dest: str, patterns: list[str], label: str, progress) -> N
         raise RuntimeError(f"unpacking {url.rsplit('/', 1)[-1]} failed: {err.strip()}")
 
 
-def fetch(progress=print, source: Source = NET) -> str:
+def fetch(progress: Callable[[str], None] = print, source: Source = NET) -> str:
     """The selftests folder, fetched into the cache if it is not there yet."""
     done = cached(source)
     if done is not None:
