@@ -85,7 +85,7 @@ def _nsim_ipsec(kernel: "Kernel", ns: "NetNamespace", path: str) -> str:
         port = int(parts[7])
     except (IndexError, ValueError):
         raise FileNotFoundError(path) from None
-    dev = _nsim_ports(ns).get(dev_id, {}).get(port)
+    dev = _nsim_debugfs_ports(kernel).get(dev_id, {}).get(port)
     if dev is None or not isinstance(dev.xfrmdev_ops, NsimIpsec):
         raise FileNotFoundError(path)
     return dev.xfrmdev_ops.debugfs()
@@ -97,6 +97,26 @@ def _nsim_ports(ns: "NetNamespace") -> dict[int, dict[int, NetDevice]]:
     for dev in ns.links:
         nsim = dev.nsim
         if nsim is not None:
+            out.setdefault(nsim[0], {})[nsim[1]] = dev
+    return out
+
+
+def _nsim_debugfs_ports(kernel: "Kernel") -> dict[int, dict[int, NetDevice]]:
+    """The ports debugfs shows: debugfs is one tree for the whole kernel, not per network
+    namespace (``nsim_dev_port_debugfs_init`` makes ``netdevsim<ID>/ports/<P>`` under the
+    device's directory wherever the port's netdev lives), so a program in the initial
+    namespace reads the ``ipsec`` file of a port created in, or moved to, another one
+    (bond_ipsec_offload.sh makes its ports with ``ip netns exec NS tee new_device`` and
+    greps their files from outside)."""
+    out: dict[int, dict[int, NetDevice]] = {}
+    # the topology's ports (in the namespaces it names) and the bus's (made by new_device
+    # in any namespace, also one without a name), wherever they live now
+    devices = [d for ns in kernel.namespaces.values() for d in ns.links]
+    devices += [d for by_id in _nsim_bus(kernel).values() for made in by_id.values()
+                for d in made]
+    for dev in devices:
+        nsim = dev.nsim
+        if dev.netns is not None and nsim is not None:
             out.setdefault(nsim[0], {})[nsim[1]] = dev
     return out
 
@@ -125,6 +145,7 @@ def _nsim_dirs(kernel: "Kernel", ns: "NetNamespace", path: str) -> list[tuple[st
         if len(rest) == 3 and rest[0] == "devices" and rest[2] == "net":
             return [(d.name, "dir") for d in dev_of(rest[1]).values()]
     elif parts[:4] == ["sys", "kernel", "debug", "netdevsim"]:
+        devs = _nsim_debugfs_ports(kernel)
         rest = parts[4:]
         if not rest:
             return [(f"netdevsim{i}", "dir") for i in devs]

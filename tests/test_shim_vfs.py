@@ -92,3 +92,26 @@ def test_directory_listings_follow_the_model(tmp_path):
         "cannot access '/sys/class/net/nosuch': No such file or directory",
     ], p.stdout + p.stderr
     assert list(tmp_path.iterdir()) == []        # the listing's temporary directories went
+
+
+def test_debugfs_is_one_tree_for_every_namespace():
+    """bond_ipsec_offload.sh's way: the ports are made from inside a namespace
+    (`ip netns exec NS tee new_device`), their sysfs `net` directory is seen there only, and
+    their debugfs files are read from the initial namespace (debugfs is not per namespace:
+    nsim_dev_port_debugfs_init); after del_device they are gone everywhere."""
+    p = run("ip netns add nsa; "
+            "echo '3 2' | ip netns exec nsa tee /sys/bus/netdevsim/new_device >/dev/null; "
+            "ip netns exec nsa ls /sys/bus/netdevsim/devices/netdevsim3/net | tr '\\n' ' '; echo; "
+            "ls /sys/bus/netdevsim/devices/netdevsim3/net 2>&1 | sed 's/^ls: //'; "
+            "ls /sys/kernel/debug/netdevsim/netdevsim3/ports | tr '\\n' ' '; echo; "
+            "cat /sys/kernel/debug/netdevsim/netdevsim3/ports/1/ipsec; "
+            "echo 3 | ip netns exec nsa tee /sys/bus/netdevsim/del_device >/dev/null; "
+            "cat /sys/kernel/debug/netdevsim/netdevsim3/ports/1/ipsec 2>&1 | sed 's/^cat: //'; "
+            "ip netns del nsa", topology="bare")
+    assert p.stdout.splitlines() == [
+        "eni3np1 eni3np2 ",
+        "cannot access '/sys/bus/netdevsim/devices/netdevsim3/net': No such file or directory",
+        "0 1 ",
+        "SA count=0 tx=0",
+        "/sys/kernel/debug/netdevsim/netdevsim3/ports/1/ipsec: No such file or directory",
+    ], p.stdout + p.stderr

@@ -36,8 +36,9 @@ step() {
   fi
 }
 
-# libreswan is extracted, not installed (it conflicts with strongSwan): its libraries are installed here
-PKGS="iproute2 iputils-ping strace gcc libc6-dev ethtool strongswan-charon strongswan-swanctl tshark mmdebstrap uidmap uuid-runtime libldns3 libevent-pthreads-2.1-7 libevent-core-2.1-7 libnss3-tools libunbound8 libcurl3-nss chromium"
+# libreswan is extracted, not installed (it conflicts with strongSwan): its libraries are installed here;
+# jq: bond_ipsec_offload.sh reads the active slave with it
+PKGS="iproute2 iputils-ping jq strace gcc libc6-dev ethtool strongswan-charon strongswan-swanctl tshark mmdebstrap uidmap uuid-runtime libldns3 libevent-pthreads-2.1-7 libevent-core-2.1-7 libnss3-tools libunbound8 libcurl3-nss chromium"
 # the system Python's venv module (Debian ships it apart), unless a venv is already active
 if [ -z "${VIRTUAL_ENV:-}" ]; then PKGS="$PKGS python3-venv"; fi
 
@@ -97,8 +98,9 @@ python3 -m xfrmd.cli userland build trixie-strongswan trixie-libreswan ||
   echo "== a userland could not be built: the tests marked userland will fail" >&2
 
 # the other projects' suites for tests/test_suites*.py (docs/suites.md): the kernel's net
-# selftests (Debian's linux-source-6.12 of trixie), pyroute2's tests (Debian's pyroute2 source,
-# netaddr from PyPI) and iproute2's testsuite (Debian's source of the installed ip); cached in
+# selftests (Debian's linux-source-6.12 of trixie) and bond_ipsec_offload.sh (forky's newer
+# linux-source), pyroute2's tests (Debian's pyroute2 source, netaddr from PyPI) and iproute2's
+# testsuite (Debian's source of the installed ip); cached in
 # $XDG_CACHE_HOME/xfrmd/{kselftest,pyroute2,iproute2}. Not a step either, for the same reason.
 echo "== fetching the kernel selftests, pyroute2's and iproute2's tests"
 python3 -m xfrmd.cli suites fetch >/dev/null ||

@@ -17,8 +17,9 @@ def add_suites_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
                    help="kselftest, pyroute2, iproute2: run that suite; fetch: only download "
                    "and unpack all three")
     p.add_argument("-t", dest="tests", action="append", metavar="TEST",
-                   help="only this test (rtnetlink.sh's name or ipsec.c; pyroute2's FILE or "
-                   "FILE::TEST as printed; iproute2's ip/DIR/NAME.t); repeatable")
+                   help="only this test (rtnetlink.sh's name, ipsec.c or bond_ipsec_offload.sh; "
+                   "pyroute2's FILE or FILE::TEST as printed; iproute2's ip/DIR/NAME.t); "
+                   "repeatable")
     p.add_argument("--json", action="store_true")
     p.add_argument("--ipsec-processes", type=int, default=8, metavar="N",
                    help="run ipsec.c's plan in N processes (its [nr_process] argument; "
@@ -33,9 +34,14 @@ def _say(text: str) -> None:
 
 def _fetch_all(runners: dict) -> int:
     failed = 0
-    for name, mod in runners.items():
+    fetchers = [(name, mod.fetch) for name, mod in runners.items()]
+    if "kselftest" in runners:      # bond_ipsec_offload.sh: a newer kernel's source
+        kselftest = runners["kselftest"]
+        fetchers.append(("bond_ipsec_offload.sh", lambda progress: kselftest.fetch(
+            progress=progress, source=kselftest.BONDING)))
+    for name, fetch in fetchers:
         try:
-            print(mod.fetch(progress=_say))
+            print(fetch(progress=_say))
         except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
             _say(f"{name}: could not be fetched: {e}")
             failed = 1
@@ -49,15 +55,21 @@ def run(args: argparse.Namespace) -> int:
     if args.suite == "fetch":
         return _fetch_all(runners)
     mod = runners[args.suite]
-    where = mod.fetch(progress=_say)
-    if args.suite == "kselftest":
+    if args.suite != "kselftest":
+        results = mod.run_all(mod.fetch(progress=_say), args.tests, progress=_say)
+    else:
         if not 1 <= args.ipsec_processes <= 64:
             print("xfrmd suites: --ipsec-processes takes 1 to 64", file=sys.stderr)
             return 2
-        results = kselftest.run_all(where, args.tests, progress=_say,
-                                    ipsec_processes=args.ipsec_processes)
-    else:
-        results = mod.run_all(where, args.tests, progress=_say)
+        selftests = kselftest.fetch(progress=_say)
+        try:
+            bonding: str | None = kselftest.fetch(progress=_say, source=kselftest.BONDING)
+        except (OSError, RuntimeError) as e:
+            # the net selftests still run; bond_ipsec_offload.sh's line is missing
+            _say(f"kselftest: bond_ipsec_offload.sh could not be fetched ({e}); not run")
+            bonding = None
+        results = kselftest.run_all(selftests, args.tests, progress=_say,
+                                    ipsec_processes=args.ipsec_processes, bonding=bonding)
     if args.json:
         print(json.dumps([r.__dict__ for r in results], indent=2))
         return 0

@@ -1,15 +1,19 @@
 """The kernel's own net selftests (tools/testing/selftests/net) from Debian's
-``linux-source-6.12`` package of the trixie suite, run unmodified under ``xfrmd run``.
+``linux-source-6.12`` package of the trixie suite, and drivers/net/bonding's
+``bond_ipsec_offload.sh`` (Linux 6.15 on) from the newest ``linux-source-X.Y`` of forky, run
+unmodified under ``xfrmd run``.
 
-Fetching: the mirror the machine's apt sources name (never a host written here), its trixie
-``Packages`` index for the package's current file, the ``.deb`` (about 150 MB), and from its
-source tarball only the selftest folders, into ``<cache>/xfrmd/kselftest/<version>/``; a
-later run finds them there. Running: ``rtnetlink.sh -t TEST`` for each test its ALL_TESTS
-names (in a namespace like the host's initial one: lo up), and ``ipsec.c`` built with gcc
-(in 8 processes: :func:`run_ipsec`; it makes its own namespaces), each in its own
-``xfrmd run``; a test
-passes when its output has a PASS line and no FAIL line (rtnetlink.sh) or when it bails out
-nowhere and every TAP line of its plan is "ok" (ipsec.c)."""
+Fetching (:class:`Source`): the mirror the machine's apt sources name (never a host written
+here), the suite's ``Packages`` index for the package's current file, the ``.deb`` (about
+150 MB, streamed: unpacked as it downloads), and from its source tarball only the members
+needed, into ``<cache>/xfrmd/kselftest/[bonding/]<version>/``; a later run finds them there.
+Running: ``rtnetlink.sh -t TEST`` for each test its ALL_TESTS names (in a namespace like
+the host's initial one: lo up), ``ipsec.c`` built with gcc (in 8 processes:
+:func:`run_ipsec`; it makes its own namespaces) and ``bond_ipsec_offload.sh``
+(:func:`run_bond_ipsec`), each in its own ``xfrmd run``. A test passes when its output has
+a PASS line and no FAIL line (rtnetlink.sh), when it bails out nowhere and every TAP line of
+its plan is "ok" (ipsec.c), or when it exits 0 with no "[FAIL]" TEST line
+(bond_ipsec_offload.sh)."""
 from __future__ import annotations
 
 import lzma
@@ -23,66 +27,122 @@ import threading
 import time
 import urllib.request
 from dataclasses import dataclass
+from typing import Callable
 
 from ..userland.sources import debian_mirror
 
-PACKAGE = "linux-source-6.12"
-SUITE = "trixie"
-FOLDERS = ("net/", "kselftest")      # below tools/testing/selftests/
+@dataclass(frozen=True)
+class Source:
+    """Where a set of selftest files comes from: a Debian suite, the ``linux-source-X.Y``
+    package (a regular expression; the newest X.Y of the suite's index wins), the members
+    below ``tools/testing/selftests/`` unpacked from its source tarball (prefixes; a folder
+    ends with "/"), and the cache folder below :func:`cache_root` (its versions under it)."""
+    suite: str
+    package: str
+    members: tuple[str, ...]
+    folder: str = ""
+
+
+# rtnetlink.sh and ipsec.c: the net selftests of trixie's kernel
+NET = Source("trixie", "linux-source-6.12", ("net/", "kselftest"))
+# bond_ipsec_offload.sh came with Linux 6.15 (it is not in 6.12's tree), so it comes from
+# the newer kernel of forky (testing): its folder and the library it sources
+# (net/lib.sh, which sources net/lib/sh/defer.sh)
+BONDING = Source("forky", r"linux-source-\d+\.\d+",
+                 ("drivers/net/bonding/", "net/lib.sh", "net/lib/sh/"), "bonding")
 XFRMD = [sys.executable, "-m", "xfrmd.cli"]
 
 
-def cache_root() -> str:
+def cache_root(source: Source = NET) -> str:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "xfrmd", "kselftest")
+    return os.path.join(base, "xfrmd", "kselftest", source.folder)
 
 
-def package_file(mirror: str) -> tuple[str, str]:
-    """(version, pool path) of the package in the suite's binary-all index."""
-    url = f"{mirror}/dists/{SUITE}/main/binary-all/Packages.xz"
+def _release(name: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", name))
+
+
+def package_file(mirror: str, source: Source = NET) -> tuple[str, str, str]:
+    """(package, version, pool path) from the suite's binary-all index: the first stanza of
+    the newest package name the pattern matches."""
+    url = f"{mirror}/dists/{source.suite}/main/binary-all/Packages.xz"
     with urllib.request.urlopen(url, timeout=60) as r:
         text = lzma.decompress(r.read()).decode()
+    found: dict[str, tuple[str, str]] = {}
     for stanza in text.split("\n\n"):
-        if re.search(rf"^Package: {re.escape(PACKAGE)}$", stanza, re.M):
-            version = re.search(r"^Version: (\S+)$", stanza, re.M)
-            filename = re.search(r"^Filename: (\S+)$", stanza, re.M)
-            if version and filename:
-                return version.group(1), filename.group(1)
-    raise RuntimeError(f"{PACKAGE} is not in the {SUITE} index of the apt mirror")
+        name = re.search(r"^Package: (\S+)$", stanza, re.M)
+        if not name or not re.fullmatch(source.package, name.group(1)):
+            continue
+        version = re.search(r"^Version: (\S+)$", stanza, re.M)
+        filename = re.search(r"^Filename: (\S+)$", stanza, re.M)
+        if version and filename:
+            found.setdefault(name.group(1), (version.group(1), filename.group(1)))
+    if not found:
+        raise RuntimeError(f"{source.package} is not in the {source.suite} index of the apt "
+                           "mirror")
+    package = max(found, key=_release)
+    return (package,) + found[package]
 
 
-def cached() -> str | None:
+def cached(source: Source = NET) -> str | None:
     """The selftests folder already in the cache (the newest version), or None."""
-    root = cache_root()
+    root = cache_root(source)
     found = [os.path.join(root, v, "selftests")
              for v in (sorted(os.listdir(root)) if os.path.isdir(root) else ())]
     found = [f for f in found if os.path.isdir(f)]
     return found[-1] if found else None
 
 
-def fetch(progress=print) -> str:
+# the .deb's data archive holds the source tarball; only the wanted members of that are
+# unpacked (tar strips linux-source-X.Y/tools/testing/). The .deb is read from stdin as it
+# downloads: nothing of it is stored
+_UNPACK = ('dir="$1"; shift; dpkg-deb --fsys-tarfile /dev/stdin | '
+           'tar -xO --wildcards "*.tar.xz" | '
+           'tar -xJ -C "$dir" --strip-components=3 --wildcards "$@"')
+
+
+def _stream(url: str, dest: str, patterns: list[str], label: str,
+            progress: Callable[[str], None]) -> None:
+    p = subprocess.Popen(["sh", "-c", _UNPACK, "sh", dest] + patterns,
+                         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE)
+    assert p.stdin is not None and p.stderr is not None
+    with urllib.request.urlopen(url, timeout=60) as r:
+        total = int(r.headers.get("Content-Length") or 0)
+        got, shown = 0, 0
+        try:
+            while chunk := r.read(1 << 20):
+                p.stdin.write(chunk)
+                got += len(chunk)
+                if total and got * 4 // total > shown:
+                    shown = got * 4 // total
+                    progress(f"kselftest: {label}: {got >> 20} of {total >> 20} MB")
+        except BrokenPipeError:
+            pass
+        finally:
+            try:
+                p.stdin.close()
+            except BrokenPipeError:
+                pass
+    err = p.stderr.read().decode(errors="replace")
+    if p.wait() != 0:
+        raise RuntimeError(f"unpacking {url.rsplit('/', 1)[-1]} failed: {err.strip()}")
+
+
+def fetch(progress: Callable[[str], None] = print, source: Source = NET) -> str:
     """The selftests folder, fetched into the cache if it is not there yet."""
-    done = cached()
+    done = cached(source)
     if done is not None:
         return done
-    root = cache_root()
+    root = cache_root(source)
     mirror = debian_mirror()
-    version, pool = package_file(mirror)
+    package, version, pool = package_file(mirror, source)
     os.makedirs(root, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root) as tmp:
-        deb = os.path.join(tmp, "src.deb")
-        progress(f"kselftest: downloading {PACKAGE} {version} (~150 MB)")
-        urllib.request.urlretrieve(f"{mirror}/{pool}", deb)
-        progress("kselftest: extracting tools/testing/selftests (about 30 s)")
-        # the .deb's data archive holds the source tarball; only the selftest folders of
-        # that are unpacked (tar strips linux-source-6.12/tools/testing/)
-        top = PACKAGE
-        patterns = [f"{top}/tools/testing/selftests/{f}*" for f in FOLDERS]
-        script = ('deb="$1"; dir="$2"; shift 2; dpkg-deb --fsys-tarfile "$deb" | '
-                  'tar -xO --wildcards "*.tar.xz" | '
-                  'tar -xJ -C "$dir" --strip-components=3 --wildcards "$@"')
-        subprocess.run(["sh", "-c", script, "sh", deb, tmp] + patterns, check=True,
-                       capture_output=True)
+        progress(f"kselftest: streaming {package} {version} from {source.suite} "
+                 f"(~150 MB; unpacking {', '.join(source.members)})")
+        patterns = [f"{package}/tools/testing/selftests/{m}*" for m in source.members]
+        _stream(f"{mirror}/{pool}", tmp, patterns, package, progress)
         final = os.path.join(root, version)
         os.makedirs(final, exist_ok=True)
         os.rename(os.path.join(tmp, "selftests"), os.path.join(final, "selftests"))
@@ -110,7 +170,15 @@ INIT_NETNS = '[[netns]]\nname = "default"\ndevice = []\n'
 
 
 def _run(args: list[str], cwd: str, timeout: int, topology: str = "bare") -> tuple[str, float]:
+    out, secs, _ = _run_status(args, cwd, timeout, topology)
+    return out, secs
+
+
+def _run_status(args: list[str], cwd: str, timeout: int,
+                topology: str = "bare") -> tuple[str, float, int | None]:
+    """The output, time and exit status (None: timed out) of ``xfrmd run -- ARGS``."""
     t = time.monotonic()
+    status: int | None = None
     with tempfile.NamedTemporaryFile("w", suffix=".toml") as topo:
         if topology == "init":
             topo.write(INIT_NETNS)
@@ -120,9 +188,10 @@ def _run(args: list[str], cwd: str, timeout: int, topology: str = "bare") -> tup
             p = subprocess.run(XFRMD + ["run", "--topology", topology, "--"] + args, cwd=cwd,
                                capture_output=True, text=True, timeout=timeout)
             out = p.stdout + p.stderr
+            status = p.returncode
         except subprocess.TimeoutExpired as e:
             out = f"{e.stdout or ''}{e.stderr or ''}\nTIMEOUT after {timeout} s"
-    return out, time.monotonic() - t
+    return out, time.monotonic() - t, status
 
 
 def run_rtnetlink(selftests: str, test: str, timeout: int = 120) -> Result:
@@ -138,6 +207,36 @@ def run_rtnetlink(selftests: str, test: str, timeout: int = 120) -> Result:
     if passes:
         return Result(test, "PASS", secs, passes[0])
     return Result(test, "SKIP", secs, skips[0] if skips else "no PASS or FAIL line")
+
+
+BOND_IPSEC = "bond_ipsec_offload.sh"
+KSFT_SKIP = 4
+
+
+def run_bond_ipsec(bonding: str, timeout: int = 120) -> Result:
+    """drivers/net/bonding/bond_ipsec_offload.sh (from :data:`BONDING`'s tree): it makes its
+    own namespace, so ``--topology bare``. Its verdict is its exit status (EXIT_STATUS:
+    its last check, "SA not removed from driver", prints no TEST line) and its TEST lines
+    (log_test: "[ OK ]" or "[FAIL]" and the reason on the next line)."""
+    out, secs, status = _run_status(["bash", f"./{BOND_IPSEC}"],
+                                    os.path.join(bonding, "drivers", "net", "bonding"),
+                                    timeout)
+    lines = out.splitlines()
+    tests = [ln for ln in lines if ln.startswith("TEST:")]
+    failed = next((i for i, ln in enumerate(lines) if ln.startswith("TEST:") and "[FAIL]" in ln),
+                  None)
+    if status is None:
+        return Result(BOND_IPSEC, "FAIL", secs, lines[-1])
+    if failed is not None:
+        why = lines[failed + 1].strip() if failed + 1 < len(lines) else lines[failed]
+        return Result(BOND_IPSEC, "FAIL", secs, why)
+    if status == KSFT_SKIP:
+        skip = next((ln for ln in lines if ln.startswith("SKIP")), "exit status 4 (skip)")
+        return Result(BOND_IPSEC, "SKIP", secs, skip)
+    if status != 0 or not tests:
+        tail = lines[-1] if lines else "no output"
+        return Result(BOND_IPSEC, "FAIL", secs, f"exit status {status}: {tail}")
+    return Result(BOND_IPSEC, "PASS", secs, f"{len(tests)} TEST lines OK")
 
 
 def build_ipsec(selftests: str, out_dir: str) -> str:
@@ -249,7 +348,7 @@ def run_ipsec(selftests: str, processes: int = IPSEC_PROCESSES,
 
 
 def run_all(selftests: str, only: list[str] | None = None, progress=None,
-            ipsec_processes: int = IPSEC_PROCESSES) -> list[Result]:
+            ipsec_processes: int = IPSEC_PROCESSES, bonding: str | None = None) -> list[Result]:
     tests = [t for t in rtnetlink_tests(selftests) if not only or t in only]
     out = []
     for t in tests:
@@ -261,4 +360,8 @@ def run_all(selftests: str, only: list[str] | None = None, progress=None,
             progress(f"kselftest: ipsec.c ({ipsec_processes} process"
                      f"{'es' if ipsec_processes > 1 else ''})")
         out.append(run_ipsec(selftests, ipsec_processes))
+    if bonding is not None and (not only or BOND_IPSEC in only):
+        if progress:
+            progress(f"kselftest: {BOND_IPSEC}")
+        out.append(run_bond_ipsec(bonding))
     return out
