@@ -2,7 +2,7 @@
 so the expected answers follow xfrm_interface_core.c (6.18): ``xfrmi_newlink``'s checks and
 extack ("if_id must be non zero", "link and if_id must be zero", EEXIST for a taken if_id
 or a second collect_md interface), ``xfrmi_changelink``'s ("collect_md can't be changed",
-EINVAL for a different link), ``xfrmi_dev_setup`` (ARPHRD_NONE, NOARP, no hardware
+"device can't be changed to collect_md", EINVAL for a different link), ``xfrmi_dev_setup`` (ARPHRD_NONE, NOARP, no hardware
 address) and ``xfrmi_fill_info`` as iproute2 6.1 prints it."""
 from __future__ import annotations
 
@@ -39,11 +39,33 @@ def test_newlink_and_changelink_checks():
     assert _add(rt, "x0", nla_u32(1, lo) + nla_u32(2, 9), change, x0.ifindex) == (0, None)
     assert x0.xfrmi.if_id == 9
     x1 = rt.links.by_name("x1")
-    assert _add(rt, "x1", nla_u32(2, 3), change, x1.ifindex) == \
+    assert _add(rt, "x1", nla(3, b"") + nla_u32(2, 3), change, x1.ifindex) == \
+        (-E.EINVAL, "collect_md can't be changed")
+    assert _add(rt, "x0", nla(3, b"") + nla_u32(2, 9), change, x0.ifindex) == \
         (-E.EINVAL, "collect_md can't be changed")
     assert _add(rt, "x0", nla_u32(1, lo), change, x0.ifindex) == \
         (-E.EINVAL, "if_id must be non zero")
     assert _add(rt, "x1", b"", change, x1.ifindex) == (0, None)   # no IFLA_INFO_DATA: no call
+    assert _add(rt, "x1", nla_u32(2, 9), change, x1.ifindex) == (-E.EEXIST, None)  # x0's
+
+
+def test_changelink_of_the_collect_md_interface_follows_xfrmi_update():
+    """xfrmi_changelink on the collect_md interface: xfrmi_locate finds no interface with the
+    if_id, so xfrmi_update gives it the if_id, keeps collect_md and links it on the if_id
+    hash; the same change again then finds it there and is refused."""
+    rt = Rt()
+    assert _add(rt, "x1", nla(3, b"")) == (0, None)
+    x1 = rt.links.by_name("x1")
+    change = N.NLM_F_REQUEST | N.NLM_F_ACK
+    assert _add(rt, "x1", nla_u32(2, 3), change, x1.ifindex) == (0, None)
+    assert (x1.xfrmi.if_id, x1.xfrmi.collect_md) == (3, True)
+    assert _add(rt, "x1", nla_u32(2, 3), change, x1.ifindex) == \
+        (-E.EINVAL, "device can't be changed to collect_md")
+    assert _add(rt, "x2", nla_u32(2, 3)) == (-E.EEXIST, None)     # on the hash now
+    assert _add(rt, "x2", nla(3, b"")) == (-E.EEXIST, None)       # still the collect_md one
+    assert _add(rt, "x1", nla_u32(1, 1) + nla_u32(2, 4), change, x1.ifindex) == \
+        (-E.EINVAL, None)                                         # xfrmi_change: link differs
+    assert x1.xfrmi.if_id == 3
 
 
 def test_fill_info_and_device_setup():
@@ -62,6 +84,21 @@ def test_fill_info_and_device_setup():
     info = {ra.type: bytes(li[ra.start:ra.end]) for ra in N.iter_attrs(li, 0, len(li))}
     assert info[1] == b"xfrm\0"
     assert info[2] == nla_u32(1, lo) + nla_u32(2, 5)
+
+
+def test_fill_info_of_the_collect_md_interface():
+    """xfrmi_fill_info: IFLA_XFRM_LINK 0 and IFLA_XFRM_IF_ID 0 are always written, then the
+    IFLA_XFRM_COLLECT_METADATA flag (an empty attribute); no IFLA_LINK (xfrmi_get_iflink 0)."""
+    rt = Rt()
+    assert _add(rt, "x1", nla(3, b"")) == (0, None)
+    x1 = rt.links.by_name("x1")
+    rt.k.deliver(rt.s, N.encode_msg(RTM_GETLINK, N.NLM_F_REQUEST, 51, 0, ifinfo(x1.ifindex)))
+    d = rt.k.recv(rt.s)
+    attrs = {ra.type: bytes(d[ra.start:ra.end]) for ra in N.iter_attrs(d, 32, len(d))}
+    assert 5 not in attrs
+    li = attrs[18]
+    info = {ra.type: bytes(li[ra.start:ra.end]) for ra in N.iter_attrs(li, 0, len(li))}
+    assert info[2] == bytes.fromhex("0800 0100 00000000 0800 0200 00000000 0400 0300")
 
 
 def test_ip_d_link_show_prints_the_interface():
@@ -160,3 +197,46 @@ def test_inbound_packets_arrive_on_the_interface_of_their_sas_if_id():
     assert rtnl(ifinfo(x0.ifindex, 0, 1), N.NLM_F_REQUEST | N.NLM_F_ACK) == 0   # down
     b = go()
     assert b["result"] == "dropped" and b["reason"] == "XfrmInNoPols"
+
+
+def test_collect_md_interface_in_the_data_path():
+    """Out: xfrmi_xmit2 needs the packet's xfrm metadata (set by tc/BPF, which xfrmd does not
+    model) and drops it with EINVAL. In: xfrmi_lookup falls back to the running collect_md
+    interface for an SA whose if_id has no interface of its own (xfrmi_rcv_cb)."""
+    from netlink_codec import xfrm as X
+    from xfrmd.clock import ManualClock
+    from xfrmd.datapath.input import deliver_packets
+    from xfrmd.datapath.output import xfrm_xmit
+    from xfrmd.kernel import Kernel
+    from xfrmd.topology import from_dict
+    from .datapath_helpers import TUNNEL, policy, sa
+    from .test_datapath_input import PAIR, L, R, nl
+    k = Kernel(ManualClock(), topology=from_dict(PAIR))
+    left, right = nl(k, "left"), nl(k, "right")
+    left.ok(sa(L, R, 0x1000))
+    left.ok(policy(L, R, X.XFRM_POLICY_OUT, [(L, R, 1, TUNNEL)]))
+    right.ok(_with_if_id(sa(L, R, 0x1000), 7))
+    right.ok(_with_if_id(policy(L, R, X.XFRM_POLICY_IN, [(L, R, 1, TUNNEL)]), 7))
+
+    def rtnl(ns, body, flags=CREATE):
+        s = k.socket(N.NETLINK_ROUTE, ns)
+        k.bind(s)
+        k.deliver(s, N.encode_msg(RTM_NEWLINK, flags, 1, 0, body))
+        return struct.unpack_from("=i", k.recv(s), 16)[0]
+    up = N.NLM_F_REQUEST | N.NLM_F_ACK
+    for ns in ("left", "right"):
+        assert rtnl(ns, ifinfo() + nla(3, b"ipsec0\0") + linkinfo("xfrm", nla(3, b""))) == 0
+        dev = k.netns(ns).links.by_name("ipsec0")
+        assert rtnl(ns, ifinfo(dev.ifindex, 1, 1), up) == 0
+    res = xfrm_xmit(k.netns("left"), L, R, 17, sport=1, dport=2, size=20, keep_packets=True)
+    b = deliver_packets(k.netns("right"), [p for p, _ in res.packets]).to_dict()["batches"][0]
+    assert b["result"] == "delivered" and b["xfrm_dev"] == "ipsec0"
+    rt = Rt("default")
+    assert _add(rt, "ipsec0", nla(3, b"")) == (0, None)
+    x = rt.links.by_name("ipsec0")
+    assert rt.req(RTM_NEWLINK, up, ifinfo(x.ifindex, 1, 1)) == (0, None)
+    assert _route(rt, "10.9.0.0", 24, x.ifindex) == (0, None)
+    [b] = xfrm_xmit(rt.k.netns("default"), "198.51.100.1", "10.9.0.5", 17, sport=1, dport=2,
+                    size=50).to_dict()["batches"]
+    assert b["result"] == "dropped" and b["reason"].startswith("xfrm interface ipsec0: ")
+    assert "no xfrm metadata" in b["reason"] and "tc/BPF" in b["reason"]

@@ -548,8 +548,13 @@ def xfrm_xmit(ns: NetNamespace, src: str, dst: str, proto: int = P.IPPROTO_UDP,
             continue
         if xfrmi is not None and (xfrmi.collect_md or pol is None):
             # xfrmi_xmit2: no metadata (a socket's packet on the collect_md interface) is
-            # -EINVAL; no state for the if_id is tx_err_link_failure (tx_carrier_errors)
-            why = ("no metadata for the collect_md interface" if xfrmi.collect_md
+            # -EINVAL; no state for the if_id is tx_err_link_failure (tx_carrier_errors).
+            # Only tc/BPF (bpf_skb_set_xfrm_info) or an lwtunnel xfrm encap gives a packet
+            # the metadata, and xfrmd models neither.
+            why = ("collect_md interface: the packet carries no xfrm metadata (if_id, link),"
+                   " which only a tc/BPF program (bpf_skb_set_xfrm_info) or a route's xfrm"
+                   " encap sets and xfrmd does not model; route through an interface with its"
+                   " own if_id instead" if xfrmi.collect_md
                    else f"no policy for if_id {if_id}")
             rec.drop(f"xfrm interface {rt_dev.name}: {why}",
                      "EINVAL" if xfrmi.collect_md else "EHOSTUNREACH")

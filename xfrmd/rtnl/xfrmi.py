@@ -36,6 +36,9 @@ class XfrmIfParms:
     link: int = 0
     if_id: int = 0
     collect_md: bool = False
+    # on xfrmn->xfrmi[] (xfrmi_link): every interface with its own if_id from birth; the
+    # collect_md one (xfrmn->collect_md_xfrmi) only after a changelink gave it an if_id
+    hashed: bool = False
 
 
 def xfrmi_dev_setup(dev: NetDevice) -> None:
@@ -72,6 +75,12 @@ def _others(ns: NetNamespace, dev: NetDevice) -> list[NetDevice]:
     return [d for d in ns.links if d is not dev and getattr(d, "xfrmi", None) is not None]
 
 
+def xfrmi_locate(ns: NetNamespace, if_id: int) -> NetDevice | None:
+    """``xfrmi_locate``: the interface on the if_id hash with this if_id."""
+    return next((d for d in ns.links if getattr(d, "xfrmi", None) is not None
+                 and d.xfrmi.hashed and d.xfrmi.if_id == if_id), None)
+
+
 def xfrmi_newlink(ns: NetNamespace, dev: NetDevice, buf: Any, data_ra: RawAttr | None) -> None:
     """``xfrmi_newlink``'s checks and parameters of a new interface (before the common
     attributes are applied); KernelError refuses it."""
@@ -79,32 +88,41 @@ def xfrmi_newlink(ns: NetNamespace, dev: NetDevice, buf: Any, data_ra: RawAttr |
     if p.collect_md:
         if p.link or p.if_id:
             raise KernelError(E.EINVAL, "link and if_id must be zero")
-        if any(d.xfrmi.collect_md for d in _others(ns, dev)):
+        if any(d.xfrmi.collect_md for d in _others(ns, dev)):   # xfrmn->collect_md_xfrmi
             raise KernelError(E.EEXIST)
     else:
         if not p.if_id:
             raise KernelError(E.EINVAL, "if_id must be non zero")
-        if any(not d.xfrmi.collect_md and d.xfrmi.if_id == p.if_id for d in _others(ns, dev)):
-            raise KernelError(E.EEXIST)              # xfrmi_locate
+        if xfrmi_locate(ns, p.if_id) is not None:
+            raise KernelError(E.EEXIST)
+    p.hashed = not p.collect_md                      # xfrmi_create
     dev.xfrmi = p
 
 
 def xfrmi_changelink(req: Request, dev: NetDevice, m: LinkMsg, data_ra: RawAttr) -> None:
-    """``xfrmi_changelink``: only the if_id changes; ``xfrmi_update`` announces a running
-    interface (netdev_state_change)."""
+    """``xfrmi_changelink``: only the if_id changes. The flag is refused, but a collect_md
+    interface given an if_id takes it, stays collect_md and joins the if_id hash
+    (``xfrmi_update`` → ``xfrmi_link``), so the next change to that if_id finds it there:
+    "device can't be changed to collect_md". ``xfrmi_update`` announces the device
+    (netdev_state_change, when up) even when ``xfrmi_change`` refuses a different link."""
     p = _parms(m.buf, data_ra)
     if not p.if_id:
         raise KernelError(E.EINVAL, "if_id must be non zero")
-    if p.collect_md or dev.xfrmi.collect_md:
+    if p.collect_md:
         raise KernelError(E.EINVAL, "collect_md can't be changed")
-    if any(not d.xfrmi.collect_md and d.xfrmi.if_id == p.if_id
-           for d in _others(req.netns, dev)):
+    xi = xfrmi_locate(req.netns, p.if_id)
+    if xi is not None and xi is not dev:
         raise KernelError(E.EEXIST)
-    if dev.xfrmi.link != p.link:                     # xfrmi_change
-        raise KernelError(E.EINVAL)
-    dev.xfrmi.if_id = p.if_id
+    if xi is not None and xi.xfrmi.collect_md:
+        raise KernelError(E.EINVAL, "device can't be changed to collect_md")
+    changed = dev.xfrmi.link == p.link               # xfrmi_change
+    if changed:
+        dev.xfrmi.if_id = p.if_id
+    dev.xfrmi.hashed = True                          # xfrmi_link
     if dev.up:
         rtmsg_ifinfo(dev)
+    if not changed:
+        raise KernelError(E.EINVAL)
 
 
 def xfrmi_fill_info(dev: NetDevice, cap_net_admin: bool = True) -> bytes:
@@ -131,6 +149,6 @@ def xfrmi_lookup(ns: NetNamespace, if_id: int) -> NetDevice | None:
     collect_md one, else None."""
     devs: list[NetDevice] = [d for d in ns.links if getattr(d, "xfrmi", None) is not None and d.up]
     for d in devs:
-        if not d.xfrmi.collect_md and d.xfrmi.if_id == if_id:
+        if d.xfrmi.hashed and d.xfrmi.if_id == if_id:
             return d
     return next((d for d in devs if d.xfrmi.collect_md), None)
