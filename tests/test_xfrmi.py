@@ -240,3 +240,16 @@ def test_collect_md_interface_in_the_data_path():
                     size=50).to_dict()["batches"]
     assert b["result"] == "dropped" and b["reason"].startswith("xfrm interface ipsec0: ")
     assert "no xfrm metadata" in b["reason"] and "tc/BPF" in b["reason"]
+
+
+def test_ip_link_set_on_the_collect_md_interface():
+    """iproute2 refuses `external` with an if_id itself; the kernel gives the collect_md
+    interface an if_id once (`ip -d link` still prints only `external`, as iproute2 returns
+    after it) and refuses the same change again with its extack."""
+    require_shim("ip")
+    p = xfrmd_run("ip link add x1 type xfrm external; ip link set x1 type xfrm if_id 3;"
+                  " ip -d link show x1; ip link set x1 type xfrm if_id 3;"
+                  " ip link add x2 type xfrm if_id 3", "bare")
+    assert "    xfrm external addrgenmode" in p.stdout and "if_id" not in p.stdout
+    assert p.stderr.splitlines() == ["Error: device can't be changed to collect_md.",
+                                     "RTNETLINK answers: File exists"]
