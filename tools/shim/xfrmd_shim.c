@@ -3506,6 +3506,60 @@ int eaccess(const char *path, int amode)
     return euidaccess(path, amode);
 }
 
+/* ---- extended attributes of virtual paths ------------------------------------------------
+ * `ls -l` asks lgetxattr(security.selinux) and getxattr(system.posix_acl_access) of every
+ * file; the real calls would answer ENOENT for an emulated device's file. A virtual file
+ * has no xattrs, and answers as its filesystem does: procfs has no xattr handlers
+ * (EOPNOTSUPP for every name, as vfs_getxattr without a handler); sysfs (kernfs_xattr_get
+ * behind kernfs_trusted/security/user handlers) gives ENODATA for trusted.*, security.*
+ * and user.* and EOPNOTSUPP for the rest (no POSIX ACLs). listxattr lists nothing. */
+#include <sys/xattr.h>
+
+static int vxattr_prefix(const char *name, const char *prefix)
+{
+    return !strncmp(name, prefix, strlen(prefix));
+}
+
+static ssize_t vgetxattr(const char *path, const char *name)
+{
+    int d, m;
+    if (vstat_query(path, &d, &m) < 0) return -1;
+    int kernfs = under(path, "/sys");
+    if (kernfs && (vxattr_prefix(name, "security.") || vxattr_prefix(name, "trusted.") ||
+                   vxattr_prefix(name, "user.")))
+        errno = ENODATA;
+    else
+        errno = EOPNOTSUPP;
+    return -1;
+}
+
+static ssize_t vlistxattr(const char *path)
+{
+    int d, m;
+    if (vstat_query(path, &d, &m) < 0) return -1;
+    return 0;
+}
+
+#define GETXATTR_WRAP(fn) \
+    ssize_t fn(const char *path, const char *name, void *value, size_t size) { \
+        static ssize_t (*real)(const char *, const char *, void *, size_t); \
+        if (!real) real = dlsym(RTLD_NEXT, #fn); \
+        if (is_virtual(path)) return vgetxattr(path, name); \
+        return real(path, name, value, size); \
+    }
+GETXATTR_WRAP(getxattr)
+GETXATTR_WRAP(lgetxattr)
+
+#define LISTXATTR_WRAP(fn) \
+    ssize_t fn(const char *path, char *list, size_t size) { \
+        static ssize_t (*real)(const char *, char *, size_t); \
+        if (!real) real = dlsym(RTLD_NEXT, #fn); \
+        if (is_virtual(path)) return vlistxattr(path); \
+        return real(path, list, size); \
+    }
+LISTXATTR_WRAP(listxattr)
+LISTXATTR_WRAP(llistxattr)
+
 /* opendir of a virtual directory: its entries, as the server lists them, are made in a
  * private temporary directory that the DIR reads; closedir removes it */
 #define VDIRS 16
