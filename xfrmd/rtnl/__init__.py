@@ -150,9 +150,10 @@ def init(kernel: Kernel) -> None:
     kernel.fib_lookup = fib.route_lookup     # what xfrm's offload path routes with
     kernel.netdev_chain.register(neigh.neigh_netdev_event, NETDEV_PRI_NEIGH)
     kernel.netdev_chain.register(procfs.procfs_netdev_event, NETDEV_PRI_PROCFS)
+    kernel.netdev_chain.register(netconf.netconf_netdev_event, NETDEV_PRI_PROCFS)
     kernel.netdev_chain.register(fib.fib_netdev_event, NETDEV_PRI_FIB)
     kernel.inetaddr_chain.register(fib.fib_inetaddr_event)
-    for pattern, read, write in procfs.VFS_FILES + services.VFS_FILES:
+    for pattern, read, write in netconf.VFS_FILES + procfs.VFS_FILES + services.VFS_FILES:
         kernel.vfs.register(pattern, read, write)
     for pattern, lister in procfs.VFS_DIRS + services.VFS_DIRS:
         kernel.vfs.register_dir(pattern, lister)

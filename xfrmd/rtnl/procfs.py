@@ -169,6 +169,11 @@ def _conf_write(kernel: Any, ns: Any, path: str, data: str) -> int | None:
     return None
 
 
+# what netconf.py reads and wraps (inet_netconf_fill_devconf reads the devconf; the
+# forwarding, rp_filter, proxy_arp/proxy_ndp and ignore_routes_with_linkdown handlers notify)
+devconf_value, conf_read, conf_write = _value, _conf_read, _conf_write
+
+
 # -- /proc/sys/net/ipv4/fib_multipath_hash_policy ------------------------------------------
 
 def multipath_hash_policy(ns: Any) -> int:
