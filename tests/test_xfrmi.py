@@ -2,8 +2,9 @@
 so the expected answers follow xfrm_interface_core.c (6.18): ``xfrmi_newlink``'s checks and
 extack ("if_id must be non zero", "link and if_id must be zero", EEXIST for a taken if_id
 or a second collect_md interface), ``xfrmi_changelink``'s ("collect_md can't be changed",
-"device can't be changed to collect_md", EINVAL for a different link), ``xfrmi_dev_setup`` (ARPHRD_NONE, NOARP, no hardware
-address) and ``xfrmi_fill_info`` as iproute2 6.1 prints it."""
+"device can't be changed to collect_md", EINVAL for a different link),
+``xfrmi_dev_setup`` (ARPHRD_NONE, NOARP, no hardware address) and ``xfrmi_fill_info`` as
+iproute2 6.1 prints it."""
 from __future__ import annotations
 
 import errno as E
