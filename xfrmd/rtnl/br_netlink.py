@@ -5,6 +5,7 @@ the settings ``br_setport`` changes (xfrmd/rtnl/bridge.py, the PF_BRIDGE message
 from __future__ import annotations
 
 import errno as E
+import struct
 from typing import TYPE_CHECKING, Any
 
 from devices.features import netdev_update_features
@@ -38,6 +39,8 @@ _BR_ID_AT = [BRIDGE_INFO_DATA.index(bytes.fromhex(h)) + 4
     1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 25, 27, 28,
     29, 30, 31, 32, 33, 35, 36, 37, 38, 39, 40, 41, 42, 43)
 BR_STATE_DISABLED, BR_STATE_FORWARDING = 0, 3
+BR_MAX_PATH_COST, BR_MAX_PORT_PRIORITY, BR_STATE_BLOCKING = 65535, 63, 4
+MDB_RTR_TYPE_TEMP = 3
 
 # the port flags br_setport sets from IFLA_BRPORT_* u8 attributes, with new_nbp's defaults
 BRPORT_FLAG_DEFAULTS = {
@@ -105,6 +108,63 @@ def br_port_fill_attrs(br: NetDevice, p: NetDevice) -> bytes:
         nla_u64(BRPORT_HOLD_TIMER, 0), u8(BRPORT_MULTICAST_ROUTER, cfg["mcast_router"]),
         nla_u32(BRPORT_MCAST_EHT_HOSTS_LIMIT, 512), nla_u32(BRPORT_MCAST_EHT_HOSTS_CNT, 0),
         nla_u32(BRPORT_MCAST_N_GROUPS, 0), nla_u32(BRPORT_MCAST_MAX_GROUPS, 0)])
+
+
+def _u(v: bytes, fmt: str) -> int:
+    n = struct.calcsize(fmt)
+    if len(v) < n:
+        raise KernelError(E.ERANGE)                  # br_port_policy: too short
+    value: int = struct.unpack_from(fmt, v)[0]
+    return value
+
+
+def br_setport(dev: NetDevice, tb: dict[int, bytes]) -> None:
+    """``br_setport``: the flags first (kept even when a later attribute fails, as the
+    kernel keeps them), then path cost, priority, state and multicast router type."""
+    cfg = brport(dev)
+    for t in BRPORT_FLAG_DEFAULTS:
+        if t in tb:
+            cfg[t] = 1 if _u(tb[t], "=B") else 0
+    if cfg[BRPORT_MAB] and not cfg[BRPORT_LEARNING]:
+        raise KernelError(E.EINVAL, "Cannot enable MAB on a port with learning disabled")
+    if cfg[BRPORT_MAB] and not cfg[BRPORT_LOCKED]:
+        raise KernelError(E.EINVAL, "Cannot enable MAB on an unlocked port")
+    if BRPORT_COST in tb:                           # br_stp_set_path_cost
+        cost = _u(tb[BRPORT_COST], "=I")
+        if cost < 1 or cost > BR_MAX_PATH_COST:
+            raise KernelError(E.ERANGE)
+        dev.br_port_cost = cost
+    if BRPORT_PRIORITY in tb:                       # br_stp_set_port_priority
+        prio = _u(tb[BRPORT_PRIORITY], "=H")
+        if prio > BR_MAX_PORT_PRIORITY:
+            raise KernelError(E.ERANGE)
+        cfg["priority"] = prio
+    if BRPORT_STATE in tb:                          # br_set_port_state
+        state = _u(tb[BRPORT_STATE], "=B")
+        if state > BR_STATE_BLOCKING:
+            raise KernelError(E.EINVAL)
+        if not dev.up or (not dev.carrier and state != 0):
+            raise KernelError(E.ENETDOWN)
+        raise KernelError(E.EOPNOTSUPP, "xfrmd: setting a bridge port's STP state is not "
+                          "modelled (STP is off: a running port forwards)")
+    if BRPORT_MULTICAST_ROUTER in tb:               # br_multicast_set_port_router
+        rtr = _u(tb[BRPORT_MULTICAST_ROUTER], "=B")
+        if rtr > MDB_RTR_TYPE_TEMP:
+            raise KernelError(E.EINVAL)
+        cfg["mcast_router"] = rtr
+    known = set(BRPORT_FLAG_DEFAULTS) | {BRPORT_COST, BRPORT_PRIORITY, BRPORT_STATE,
+                                         BRPORT_MULTICAST_ROUTER}
+    other = sorted(set(tb) - known)
+    if other:
+        raise KernelError(E.EOPNOTSUPP, f"xfrmd: bridge port attribute {other[0]} is not "
+                          "modelled")
+
+
+def br_port_slave_changelink(br: NetDevice, dev: NetDevice, tb: dict[int, bytes]) -> None:
+    """``br_port_slave_changelink``: IFLA_INFO_SLAVE_DATA of an RTM_NEWLINK on a port
+    (`ip link set D type bridge_slave cost 200`, pyroute2's ``brport('set')``) goes to
+    ``br_setport`` as IFLA_PROTINFO does; rtnl_newlink announces the port afterwards."""
+    br_setport(dev, tb)
 
 
 def br_fill_slave_info(br: NetDevice, p: NetDevice) -> bytes:
@@ -232,6 +292,7 @@ def br_changelink(req: Request, br: NetDevice, m: LinkMsg, data: RawAttr) -> Non
 BRIDGE_LINK_OPS = RtnlLinkOps(
     kind="bridge", driver="bridge", setup=br_dev_setup, changelink=br_changelink,
     fill_info=br_fill_info, slave_kind="bridge", fill_slave_info=br_fill_slave_info,
+    slave_changelink=br_port_slave_changelink,
     add_slave=br_add_if, del_slave=br_del_if, netns_immutable=True, open=br_dev_open,
     set_mac_address=br_set_mac_address, uninit=br_dev_delete,
     port_carrier_check=bridge_carrier, lower_updown=bridge_carrier)

@@ -15,9 +15,7 @@ from netlink_codec.netlink import (NETLINK_ROUTE, NLA_F_NESTED, NLM_F_MULTI, Raw
 
 from ..errors import KernelError
 from ..netlink.core import Reply
-from .br_netlink import (BRPORT_COST, BRPORT_FLAG_DEFAULTS, BRPORT_LEARNING, BRPORT_LOCKED,
-                         BRPORT_MAB, BRPORT_MULTICAST_ROUTER, BRPORT_PRIORITY, BRPORT_STATE,
-                         br_port_fill_attrs, brport)
+from .br_netlink import br_port_fill_attrs, br_setport
 from .link import IFINFOMSG, RTNLGRP_LINK, dev_net
 
 if TYPE_CHECKING:
@@ -30,8 +28,6 @@ IFLA_PROTINFO, IFLA_OPERSTATE, IFLA_EXT_MASK, IFLA_AF_SPEC = 12, 16, 29, 26
 IFLA_BRIDGE_FLAGS, BRIDGE_FLAGS_MASTER, BRIDGE_FLAGS_SELF = 0, 1, 2
 # the dump asks for VLAN / MRP / CFM data: the bridge device answers for itself too
 RTEXT_FILTER_BRIDGE_SELF = 0x2 | 0x10 | 0x20 | 0x40 | 0x80
-BR_MAX_PATH_COST, BR_MAX_PORT_PRIORITY, BR_STATE_BLOCKING = 65535, 63, 4
-MDB_RTR_TYPE_TEMP = 3
 
 
 def _attrs(buf: Any, start: int, end: int) -> list[RawAttr]:
@@ -84,56 +80,6 @@ def br_ifinfo_notify(dev: NetDevice) -> None:
     """``br_ifinfo_notify(RTM_NEWLINK, NULL, p)``: the port to RTNLGRP_LINK."""
     ns = dev_net(dev)
     ns.kernel.multicast(ns, NETLINK_ROUTE, RTNLGRP_LINK, br_fill_ifinfo(dev, 0, 0, 0))
-
-
-def _u(v: bytes, fmt: str) -> int:
-    n = struct.calcsize(fmt)
-    if len(v) < n:
-        raise KernelError(E.ERANGE)                  # br_port_policy: too short
-    value: int = struct.unpack_from(fmt, v)[0]
-    return value
-
-
-def br_setport(dev: NetDevice, tb: dict[int, bytes]) -> None:
-    """``br_setport``: the flags first (kept even when a later attribute fails, as the
-    kernel keeps them), then path cost, priority, state and multicast router type."""
-    cfg = brport(dev)
-    for t in BRPORT_FLAG_DEFAULTS:
-        if t in tb:
-            cfg[t] = 1 if _u(tb[t], "=B") else 0
-    if cfg[BRPORT_MAB] and not cfg[BRPORT_LEARNING]:
-        raise KernelError(E.EINVAL, "Cannot enable MAB on a port with learning disabled")
-    if cfg[BRPORT_MAB] and not cfg[BRPORT_LOCKED]:
-        raise KernelError(E.EINVAL, "Cannot enable MAB on an unlocked port")
-    if BRPORT_COST in tb:                           # br_stp_set_path_cost
-        cost = _u(tb[BRPORT_COST], "=I")
-        if cost < 1 or cost > BR_MAX_PATH_COST:
-            raise KernelError(E.ERANGE)
-        dev.br_port_cost = cost
-    if BRPORT_PRIORITY in tb:                       # br_stp_set_port_priority
-        prio = _u(tb[BRPORT_PRIORITY], "=H")
-        if prio > BR_MAX_PORT_PRIORITY:
-            raise KernelError(E.ERANGE)
-        cfg["priority"] = prio
-    if BRPORT_STATE in tb:                          # br_set_port_state
-        state = _u(tb[BRPORT_STATE], "=B")
-        if state > BR_STATE_BLOCKING:
-            raise KernelError(E.EINVAL)
-        if not dev.up or (not dev.carrier and state != 0):
-            raise KernelError(E.ENETDOWN)
-        raise KernelError(E.EOPNOTSUPP, "xfrmd: setting a bridge port's STP state is not "
-                          "modelled (STP is off: a running port forwards)")
-    if BRPORT_MULTICAST_ROUTER in tb:               # br_multicast_set_port_router
-        rtr = _u(tb[BRPORT_MULTICAST_ROUTER], "=B")
-        if rtr > MDB_RTR_TYPE_TEMP:
-            raise KernelError(E.EINVAL)
-        cfg["mcast_router"] = rtr
-    known = set(BRPORT_FLAG_DEFAULTS) | {BRPORT_COST, BRPORT_PRIORITY, BRPORT_STATE,
-                                         BRPORT_MULTICAST_ROUTER}
-    other = sorted(set(tb) - known)
-    if other:
-        raise KernelError(E.EOPNOTSUPP, f"xfrmd: bridge port attribute {other[0]} is not "
-                          "modelled")
 
 
 def rtnl_bridge_setlink(req: Request) -> Reply:

@@ -115,6 +115,8 @@ class RtnlLinkOps:
     fill_info: Callable[[NetDevice, bool], bytes | None] | None = None
     slave_kind: str | None = None    # IFLA_INFO_SLAVE_KIND of a lower device
     fill_slave_info: Callable[[NetDevice, NetDevice], bytes | None] | None = None
+    # ops->slave_changelink: a lower device's IFLA_INFO_SLAVE_DATA (type → payload)
+    slave_changelink: Callable[[NetDevice, NetDevice, dict[int, bytes]], None] | None = None
     add_slave: Callable[[NetDevice, NetDevice], None] | None = None   # ndo_add_slave
     del_slave: Callable[[NetDevice, NetDevice], None] | None = None   # ndo_del_slave
     netns_immutable: bool = False    # dev->netns_immutable (bond_setup, br_dev_setup)
@@ -708,8 +710,9 @@ def target_net(req: Request, m: LinkMsg | None) -> NetNamespace | None:
     return None
 
 
-def do_setlink(req: Request, dev: NetDevice, m: LinkMsg) -> None:
-    """``do_setlink`` in the kernel's order (raises KernelError)."""
+def do_setlink(req: Request, dev: NetDevice, m: LinkMsg, notify: bool = False) -> None:
+    """``do_setlink`` in the kernel's order (raises KernelError); ``notify``: the caller's
+    DO_SETLINK_NOTIFY status (a slave changelink before it)."""
     tgt_net = target_net(req, m)
     if tgt_net is not None:
         new_ifindex = struct.unpack_from("=i", m.buf, m.tb[IFLA_NEW_IFINDEX].start)[0] \
@@ -768,7 +771,7 @@ def do_setlink(req: Request, dev: NetDevice, m: LinkMsg) -> None:
                 raise KernelError(E.ERANGE)
             dev.txqlen = q
             rtmsg_ifinfo(dev)
-    if state_change and dev.up:
+    if (state_change or notify) and dev.up:
         rtmsg_ifinfo(dev)                          # DO_SETLINK_NOTIFY: netdev_state_change
 
 
@@ -781,6 +784,29 @@ def _changelink(req: Request, dev: NetDevice, m: LinkMsg, kind: str | None,
     if ops is None or kind != ops.kind or ops.changelink is None:
         raise KernelError(E.EOPNOTSUPP)             # rtnl_changelink: no ops->changelink
     ops.changelink(req, dev, m, data_ra)
+
+
+def _slave_changelink(dev: NetDevice, m: LinkMsg) -> bool:
+    """``rtnl_changelink``'s IFLA_INFO_SLAVE_DATA: to the master's ``slave_changelink``
+    (whatever IFLA_INFO_KIND says); no master or none of it → EOPNOTSUPP. True: changed."""
+    if IFLA_LINKINFO not in m.tb:
+        return False
+    linfo = m.parse_data(m.tb[IFLA_LINKINFO], IFLA_INFO_POLICY, 5)
+    ra = linfo.get(IFLA_INFO_SLAVE_DATA)
+    if ra is None:
+        return False
+    master = dev.master
+    mops = link_ops(master) if master is not None else None
+    if master is None or mops is None:
+        raise KernelError(E.EOPNOTSUPP)             # no master: no m_ops
+    if mops.slave_changelink is None:
+        raise KernelError(E.EOPNOTSUPP, f"xfrmd: {mops.kind} port options "
+                          "(IFLA_INFO_SLAVE_DATA) are not modelled")
+    # nla_parse_nested_deprecated: liberal, a repeated attribute's last copy counts
+    attrs = kernel_attrs(m.buf, ra.start, ra.end)[0]
+    tb = {a.type: bytes(m.buf[a.start:a.end]) for a in attrs}
+    mops.slave_changelink(master, dev, tb)
+    return True
 
 
 def _ifinfomsg(req: Request) -> LinkMsg:
@@ -823,7 +849,7 @@ def rtnl_newlink(req: Request) -> Reply:
         if kind is not None and ops is None and data_ra is not None:
             raise KernelError(E.EOPNOTSUPP)
         _changelink(req, dev, m, kind, data_ra)
-        do_setlink(req, dev, m)
+        do_setlink(req, dev, m, _slave_changelink(dev, m))
         return Reply()
     if not req.hdr.flags & NLM_F_CREATE:
         raise KernelError(E.ENODEV)                  # also the empty probe ip sends
