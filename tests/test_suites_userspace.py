@@ -35,6 +35,7 @@ PYROUTE2_PASSING = {f"{file}::{test}" for file, tests in {
         "test_fail_no_such_device[target=netns]", "test_symbolic_flags[target=local]",
         "test_symbolic_flags[target=netns]",],
     "test_ipr/test_link.py": [
+        "test_brport_basic[target=local]", "test_brport_basic[target=netns]",
         "test_link_arp_flag[target=local]", "test_link_arp_flag[target=netns]",
         "test_link_filter[target=local]", "test_link_filter[target=netns]",
         "test_link_legacy_nla[target=local]", "test_link_legacy_nla[target=netns]",

@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 from devices.features import netdev_update_features
 from devices.netdev import NetDevice, call_netdevice_notifiers
-from netlink_codec.netlink import RawAttr, nla, nla_u8, nla_u16, nla_u32, nla_u64
+from netlink_codec.netlink import (NETLINK_ROUTE, NLA_F_NESTED, RawAttr, encode_msg, nla,
+                                   nla_string, nla_u8, nla_u16, nla_u32, nla_u64)
 
 from ..errors import KernelError
 from .br_fdb import br_fdb_delete_by_port, br_fdb_flush
 from .ethtool import link_speed
-from .link import LinkMsg, RtnlLinkOps, dev_net, rtmsg_ifinfo
+from .link import IFINFOMSG, RTNLGRP_LINK, LinkMsg, RtnlLinkOps, dev_net, rtmsg_ifinfo
 from .linkdata import BRIDGE_INFO_DATA
 
 if TYPE_CHECKING:
@@ -24,6 +25,10 @@ if TYPE_CHECKING:
 # IFLA_BR_BRIDGE_ID / IFLA_BR_ROOT_ID in the captured br_fill_info: 8-byte ifla_bridge_id
 _BR_ID_AT = [BRIDGE_INFO_DATA.index(bytes.fromhex(h)) + 4
              for h in ("0c000b008000", "0c000a008000")]
+
+AF_BRIDGE, RTM_NEWLINK = 7, 16
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER = 1, 3, 4, 5, 10
+IFLA_PROTINFO, IFLA_OPERSTATE = 12, 16
 
 # IFLA_BRPORT_* (if_link.h)
 (BRPORT_STATE, BRPORT_PRIORITY, BRPORT_COST, BRPORT_MODE, BRPORT_GUARD, BRPORT_PROTECT,
@@ -158,6 +163,32 @@ def br_setport(dev: NetDevice, tb: dict[int, bytes]) -> None:
     if other:
         raise KernelError(E.EOPNOTSUPP, f"xfrmd: bridge port attribute {other[0]} is not "
                           "modelled")
+
+
+def is_port(dev: NetDevice) -> bool:
+    """``br_port_exists``: the device's master is a bridge."""
+    return dev.master is not None and dev.master.kind == "bridge"
+
+
+def br_fill_ifinfo(dev: NetDevice, seq: int, portid: int, flags: int) -> bytes:
+    """``br_fill_ifinfo``: the device in AF_BRIDGE form; a port with its IFLA_PROTINFO."""
+    br = dev.master if dev.master is not None and is_port(dev) else dev
+    body = IFINFOMSG.pack(AF_BRIDGE, dev.type, dev.ifindex, dev.dev_flags(), 0)
+    body += nla_string(IFLA_IFNAME, dev.name) + nla_u32(IFLA_MASTER, br.ifindex)
+    body += nla_u32(IFLA_MTU, dev.mtu) + nla_u8(IFLA_OPERSTATE, dev.operstate)
+    if dev.address:
+        body += nla(IFLA_ADDRESS, dev.address)
+    if dev.kind == "veth" and dev.peer is not None and dev.peer.netns is not None:
+        body += nla_u32(IFLA_LINK, dev.peer.ifindex)     # dev_get_iflink differs
+    if br is not dev:
+        body += nla(IFLA_PROTINFO | NLA_F_NESTED, br_port_fill_attrs(br, dev))
+    return encode_msg(RTM_NEWLINK, flags, seq, portid, body)
+
+
+def br_ifinfo_notify(dev: NetDevice) -> None:
+    """``br_ifinfo_notify(RTM_NEWLINK, NULL, p)``: the port to RTNLGRP_LINK."""
+    ns = dev_net(dev)
+    ns.kernel.multicast(ns, NETLINK_ROUTE, RTNLGRP_LINK, br_fill_ifinfo(dev, 0, 0, 0))
 
 
 def br_port_slave_changelink(br: NetDevice, dev: NetDevice, tb: dict[int, bytes]) -> None:
@@ -295,4 +326,5 @@ BRIDGE_LINK_OPS = RtnlLinkOps(
     slave_changelink=br_port_slave_changelink,
     add_slave=br_add_if, del_slave=br_del_if, netns_immutable=True, open=br_dev_open,
     set_mac_address=br_set_mac_address, uninit=br_dev_delete,
-    port_carrier_check=bridge_carrier, lower_updown=bridge_carrier)
+    port_carrier_check=bridge_carrier, port_state_change=br_ifinfo_notify,
+    lower_updown=bridge_carrier)

@@ -10,21 +10,19 @@ import struct
 from typing import TYPE_CHECKING, Any
 
 from devices.netdev import NetDevice
-from netlink_codec.netlink import (NETLINK_ROUTE, NLA_F_NESTED, NLM_F_MULTI, RawAttr,
-                                   encode_msg, kernel_attrs, nla, nla_string, nla_u8, nla_u32)
+from netlink_codec.netlink import NLA_F_NESTED, NLM_F_MULTI, RawAttr, kernel_attrs
 
 from ..errors import KernelError
 from ..netlink.core import Reply
-from .br_netlink import br_port_fill_attrs, br_setport
-from .link import IFINFOMSG, RTNLGRP_LINK, dev_net
+from .br_netlink import (AF_BRIDGE, IFLA_PROTINFO, is_port, br_fill_ifinfo, br_ifinfo_notify,
+                         br_setport)
+from .link import IFINFOMSG
 
 if TYPE_CHECKING:
     from ..netlink.core import Request
 
-AF_BRIDGE = 7
-RTM_NEWLINK, RTM_GETLINK, RTM_SETLINK = 16, 18, 19
-IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER = 1, 3, 4, 5, 10
-IFLA_PROTINFO, IFLA_OPERSTATE, IFLA_EXT_MASK, IFLA_AF_SPEC = 12, 16, 29, 26
+RTM_GETLINK, RTM_SETLINK = 18, 19
+IFLA_EXT_MASK, IFLA_AF_SPEC = 29, 26
 IFLA_BRIDGE_FLAGS, BRIDGE_FLAGS_MASTER, BRIDGE_FLAGS_SELF = 0, 1, 2
 # the dump asks for VLAN / MRP / CFM data: the bridge device answers for itself too
 RTEXT_FILTER_BRIDGE_SELF = 0x2 | 0x10 | 0x20 | 0x40 | 0x80
@@ -32,25 +30,6 @@ RTEXT_FILTER_BRIDGE_SELF = 0x2 | 0x10 | 0x20 | 0x40 | 0x80
 
 def _attrs(buf: Any, start: int, end: int) -> list[RawAttr]:
     return kernel_attrs(buf, start, end)[0]         # nla_for_each_attr: liberal
-
-
-def _is_port(dev: NetDevice) -> bool:
-    return dev.master is not None and dev.master.kind == "bridge"
-
-
-def br_fill_ifinfo(dev: NetDevice, seq: int, portid: int, flags: int) -> bytes:
-    """``br_fill_ifinfo``: the device in AF_BRIDGE form; a port with its IFLA_PROTINFO."""
-    br = dev.master if dev.master is not None and _is_port(dev) else dev
-    body = IFINFOMSG.pack(AF_BRIDGE, dev.type, dev.ifindex, dev.dev_flags(), 0)
-    body += nla_string(IFLA_IFNAME, dev.name) + nla_u32(IFLA_MASTER, br.ifindex)
-    body += nla_u32(IFLA_MTU, dev.mtu) + nla_u8(IFLA_OPERSTATE, dev.operstate)
-    if dev.address:
-        body += nla(IFLA_ADDRESS, dev.address)
-    if dev.kind == "veth" and dev.peer is not None and dev.peer.netns is not None:
-        body += nla_u32(IFLA_LINK, dev.peer.ifindex)     # dev_get_iflink differs
-    if br is not dev:
-        body += nla(IFLA_PROTINFO | NLA_F_NESTED, br_port_fill_attrs(br, dev))
-    return encode_msg(RTM_NEWLINK, flags, seq, portid, body)
 
 
 def _ext_mask(req: Request) -> int:
@@ -71,15 +50,9 @@ def rtnl_bridge_getlink(req: Request) -> object:
     seq, portid = req.hdr.seq, req.sock.portid
     msgs = []
     for dev in list(req.netns.links):
-        if _is_port(dev) or (dev.kind == "bridge" and mask & RTEXT_FILTER_BRIDGE_SELF):
+        if is_port(dev) or (dev.kind == "bridge" and mask & RTEXT_FILTER_BRIDGE_SELF):
             msgs.append(br_fill_ifinfo(dev, seq, portid, NLM_F_MULTI))
     return req.start_dump(msgs)
-
-
-def br_ifinfo_notify(dev: NetDevice) -> None:
-    """``br_ifinfo_notify(RTM_NEWLINK, NULL, p)``: the port to RTNLGRP_LINK."""
-    ns = dev_net(dev)
-    ns.kernel.multicast(ns, NETLINK_ROUTE, RTNLGRP_LINK, br_fill_ifinfo(dev, 0, 0, 0))
 
 
 def rtnl_bridge_setlink(req: Request) -> Reply:
@@ -107,7 +80,7 @@ def rtnl_bridge_setlink(req: Request) -> Reply:
             break
     if flags and not flags & BRIDGE_FLAGS_MASTER:
         raise KernelError(E.EOPNOTSUPP)             # self: no ndo_bridge_setlink here
-    if not _is_port(dev):
+    if not is_port(dev):
         raise KernelError(E.EOPNOTSUPP)
     protinfo = next((ra for ra in attrs if ra.type == IFLA_PROTINFO), None)
     if protinfo is None:

@@ -129,6 +129,9 @@ class RtnlLinkOps:
     uninit: Callable[[NetDevice], None] | None = None   # ndo_uninit: let the lower devices go
     # an upper device told of a lower device's carrier change (br_port_carrier_check)
     port_carrier_check: Callable[[NetDevice], None] | None = None
+    # an upper device told of netdev_state_change's NETDEV_CHANGE on a lower device whose
+    # carrier stayed (br_device_event: br_ifinfo_notify)
+    port_state_change: Callable[[NetDevice], None] | None = None
     # an upper device told that a lower device went up or down through do_setlink
     lower_updown: Callable[[NetDevice], None] | None = None
     # the device itself went up or down through do_setlink (bond_set_carrier)
@@ -710,6 +713,16 @@ def target_net(req: Request, m: LinkMsg | None) -> NetNamespace | None:
     return None
 
 
+def netdev_state_change(dev: NetDevice) -> None:
+    """``netdev_state_change`` of a running device: NETDEV_CHANGE (the master's port hook:
+    a bridge announces its port in AF_BRIDGE form first), then RTM_NEWLINK."""
+    master = dev.master
+    mops = link_ops(master) if master is not None else None
+    if mops is not None and mops.port_state_change is not None:
+        mops.port_state_change(dev)
+    rtmsg_ifinfo(dev)
+
+
 def do_setlink(req: Request, dev: NetDevice, m: LinkMsg, notify: bool = False) -> None:
     """``do_setlink`` in the kernel's order (raises KernelError); ``notify``: the caller's
     DO_SETLINK_NOTIFY status (a slave changelink before it)."""
@@ -772,7 +785,7 @@ def do_setlink(req: Request, dev: NetDevice, m: LinkMsg, notify: bool = False) -
             dev.txqlen = q
             rtmsg_ifinfo(dev)
     if (state_change or notify) and dev.up:
-        rtmsg_ifinfo(dev)                          # DO_SETLINK_NOTIFY: netdev_state_change
+        netdev_state_change(dev)                   # DO_SETLINK_NOTIFY
 
 
 def _changelink(req: Request, dev: NetDevice, m: LinkMsg, kind: str | None,
