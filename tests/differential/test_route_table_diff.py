@@ -258,7 +258,7 @@ def _lines(text: str) -> list[str]:
 
 def test_ip_monitor_route_prints_what_the_kernel_prints_for_both_families(tmp_path):
     needs_kernel("VETH")                        # the routes come with a veth pair
-    real, emu = run_monitor_both(tmp_path, "ip -d monitor route", MONITORED + ["sleep 0.3"])
+    real, emu = run_monitor_both(tmp_path, "ip -d monitor route", MONITORED)
     real, emu = _lines(real), _lines(emu)
     assert len(real) >= 35
     assert emu == real, "\n".join(["--- kernel", *real, "--- xfrmd", *emu])

@@ -17,7 +17,6 @@ import shutil
 import struct
 import subprocess
 import sys
-import time
 import uuid
 
 import pytest
@@ -267,14 +266,31 @@ def run_probe_both(tmp_path, setup: str, probe: str, args: str = ""):
     return run_in_both(["sh", str(script)])
 
 
+# the monitor's output file ($1) has not grown for 0.2 s (at most 5 s): xfrmd's messages
+# reach an emulated monitor through the server, a moment after the command that caused them
+DRAIN_SH = r'''
+drain() {
+  _drain_n=0; _drain_q=0; _drain_s=-1
+  while [ $_drain_q -lt 4 ] && [ $_drain_n -lt 100 ]; do
+    _drain_c=$(wc -c < "$1")
+    if [ "$_drain_c" = "$_drain_s" ]; then _drain_q=$((_drain_q + 1))
+    else _drain_q=0; _drain_s=$_drain_c; fi
+    _drain_n=$((_drain_n + 1)); sleep 0.05
+  done
+}
+'''
+
+
 def run_monitor_both(tmp_path, monitor: str, lines) -> tuple[str, str]:
     """monitor (e.g. `ip monitor route`) in the background while the shell lines run, on a
-    fresh real netns and through `xfrmd run` (`bare`, the running kernel's options): what it printed, (real, emu)."""
+    fresh real netns and through `xfrmd run` (`bare`, the running kernel's options): what it
+    printed, (real, emu). The monitor is stopped once its output stopped growing (DRAIN_SH),
+    so the lines need no trailing sleep for the last message to arrive."""
     _need_tools()
     script = tmp_path / "mon.sh"
-    script.write_text(SETTLE_SH + f"{monitor} > \"$1\" & M=$!; sleep 0.3\n"
+    script.write_text(SETTLE_SH + DRAIN_SH + f"{monitor} > \"$1\" & M=$!; sleep 0.3\n"
                       + "".join(f"{ln}\nsettle\n" for ln in lines)
-                      + "kill $M; wait $M 2>/dev/null; true\n")
+                      + "drain \"$1\"; kill $M; wait $M 2>/dev/null; true\n")
     real_out, emu_out = tmp_path / "real.txt", tmp_path / "emu.txt"
     ns = RealNetns()
     try:
@@ -284,7 +300,6 @@ def run_monitor_both(tmp_path, monitor: str, lines) -> tuple[str, str]:
     subprocess.run(XFRMD + ["run", "--topology", host_topology(), "--", "sh", str(script),
                             str(emu_out)],
                    capture_output=True, text=True, timeout=120)
-    time.sleep(0.1)
     return real_out.read_text(), emu_out.read_text()
 
 
