@@ -280,8 +280,8 @@ timeout 5 ip netns monitor; echo "monitor $?"
 
 
 def test_a_namespace_only_the_host_has_is_refused_under_xfrmd_run():
-    """XFRMD_HOST_NETNS=refuse (set by `xfrmd run`): `ip netns exec` of a host-only name fails
-    with ENOENT — ip's own line is the one Linux prints for a name without a namespace —
+    """XFRMD_HOST_NETNS=refuse (set by `xfrmd run`): `ip netns exec` and `ip netns del` of a
+    host-only name fail with ENOENT — ip's own line is the one Linux prints for a name without a namespace —
     after one line saying why; XFRMD_HOST_NETNS=enter (the IKE harness) enters it."""
     require_shim("ip", "sh", "true")
     name = "xfrmd-hostonly-" + uuid.uuid4().hex[:6]
@@ -303,5 +303,16 @@ def test_a_namespace_only_the_host_has_is_refused_under_xfrmd_run():
         enter = xfrmd_run(f"ip netns exec {name} true", "bare",
                           env=dict(os.environ, XFRMD_HOST_NETNS="enter"))
         assert (enter.returncode, enter.stderr) == (0, "")
+        # `ip netns del` of it is refused the same way, and the host keeps it
+        p = xfrmd_run(f"ip netns del {name}", "bare")
+        assert p.returncode == 1
+        assert p.stderr.splitlines() == [
+            lines[0], f'Cannot remove namespace file "/run/netns/{name}": '
+            "No such file or directory"]
+        assert name in _host_netns()
+        # a name that exists nowhere: the host ip's answer
+        host = subprocess.run(["ip", "netns", "del", missing], capture_output=True, text=True)
+        emu = xfrmd_run(f"ip netns del {missing}", "bare")
+        assert (emu.returncode, emu.stderr) == (host.returncode, host.stderr) != (0, "")
     finally:
         subprocess.run(["ip", "netns", "del", name], check=False)

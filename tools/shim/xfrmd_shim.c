@@ -2752,14 +2752,20 @@ static int pid_netns_name(int pid, char *out, size_t n);
  * other value (the IKE harness: `ip netns exec REAL charon`): -2, the real file is opened.
  * ENOENT is what open() of /run/netns/NAME gives on Linux when no namespace has that name,
  * so `ip netns exec` prints its usual "Cannot open network namespace" line after ours. */
-static int host_netns_open(const char *path, const char *name)
+static int host_netns_refused(const char *path, const char *name)
 {
     const char *mode = getenv("XFRMD_HOST_NETNS");
-    if (!mode || strcmp(mode, "refuse")) return -2;
+    if (!mode || strcmp(mode, "refuse")) return 0;
     struct stat st;
     if (stat(path, &st) == 0)
         fprintf(stderr, "xfrmd shim: network namespace \"%s\" exists only on the host, not in "
                 "the emulated kernel: refused (XFRMD_HOST_NETNS=refuse; docs/protocol.md)\n", name);
+    return 1;
+}
+
+static int host_netns_open(const char *path, const char *name)
+{
+    if (!host_netns_refused(path, name)) return -2;
     errno = ENOENT;
     return -1;
 }
@@ -2816,6 +2822,10 @@ static int netns_path(const char *path, const char **name)
 }
 
 static char netns_before[128];   /* the namespace before the last unshare() */
+/* the last name umount2 of /run/netns/NAME found not emulated, and whether it detached the
+ * host's namespace for real: the unlink that follows (`ip netns del`) does the same */
+static char netns_unlink_name[64];
+static int netns_unlink_real;
 static char inet_before[8];      /* XFRMD_INET then ("": unset) */
 
 /* after the namespace changed: connections made for the old one are not reused */
@@ -2942,7 +2952,18 @@ int umount2(const char *target, int flags)
     if (!netns_path(target, &name)) return real(target, flags);
     if (!*name) return 0;
     char a[512];
-    return netns_op("netns_del", name, a, sizeof a) < 0 ? -1 : 0;
+    if (netns_op("netns_del", name, a, sizeof a) == 0) return 0;
+    if (errno != ENOENT || strlen(name) >= sizeof netns_unlink_name) return -1;
+    /* not an emulated namespace (`ip netns del NAME`, then unlink): a host-only name is
+     * refused as its open is (XFRMD_HOST_NETNS=refuse: one line, ENOENT, nothing deleted),
+     * or detached for real when entering host namespaces is allowed; a name that exists
+     * nowhere fails as Linux's umount2 and unlink do (ENOENT) */
+    struct stat st;
+    netns_unlink_real = !host_netns_refused(target, name) && stat(target, &st) == 0;
+    snprintf(netns_unlink_name, sizeof netns_unlink_name, "%s", name);
+    if (netns_unlink_real) return real(target, flags);
+    errno = ENOENT;
+    return -1;
 }
 
 int umount(const char *target)
@@ -2971,7 +2992,13 @@ int unlink(const char *path)
     if (!real) real = dlsym(RTLD_NEXT, "unlink");
     load_all();
     const char *name;
-    if (netns_path(path, &name) && *name) return 0;   /* the file `ip netns add` made */
+    if (netns_path(path, &name) && *name) {
+        if (strcmp(name, netns_unlink_name)) return 0;   /* the file `ip netns add` made */
+        netns_unlink_name[0] = 0;         /* the name umount2 did not find emulated */
+        if (netns_unlink_real) return real(path);
+        errno = ENOENT;
+        return -1;
+    }
     return real(path);
 }
 
