@@ -316,3 +316,41 @@ def test_a_namespace_only_the_host_has_is_refused_under_xfrmd_run():
         assert (emu.returncode, emu.stderr) == (host.returncode, host.stderr) != (0, "")
     finally:
         subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def test_ip_netns_del_removes_the_name_and_the_last_process_the_namespace(tmp_path):
+    """`ip netns del` unmounts the name only: a process still in the namespace keeps it (its
+    veth end stays, the peer in `default` with it, and a command it runs afterwards still
+    lands there); when that process exits the namespace is destroyed (cleanup_net) and the
+    veth peer in `default` goes with it. The name can be taken again at once."""
+    require_shim("ip", "sh", "sleep")
+    go, ready = tmp_path / "go", tmp_path / "ready"
+    p = xfrmd_run(f"""
+ip netns add xfrmd-emu-red
+ip link add v0 type veth peer name v1 netns xfrmd-emu-red
+ip netns exec xfrmd-emu-red sh -c 'touch {ready}; while [ ! -e {go} ]; do sleep 0.05; done
+  echo "inside: $(ip -br link | cut -d" " -f1 | tr "\\n" " ")"' &
+while [ ! -e {ready} ]; do sleep 0.05; done
+ip netns del xfrmd-emu-red; echo "del $?"
+echo "list: $(ip netns list)"
+echo "while held: $(ip -br link | cut -d' ' -f1 | tr '\\n' ' ')"
+touch {go}; wait
+echo "after exit: $(ip -br link | cut -d' ' -f1 | tr '\\n' ' ')"
+ip netns add xfrmd-emu-red; echo "again: $(ip -n xfrmd-emu-red -br link | cut -d' ' -f1)"
+""", "bare")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines() == [
+        "del 0", "list: ", "while held: lo v0@if2 ", "inside: lo v1@if2 ",
+        "after exit: lo ", "again: lo"], p.stderr
+
+
+def test_an_unshared_namespace_goes_with_its_last_process():
+    """unshare(CLONE_NEWNET) without a name: when the process exits the namespace is
+    destroyed, and the veth end it moved into `default` goes with its peer."""
+    require_shim("ip", "python3")
+    p = xfrmd_run(PY + """unshare 'ip link add u0 type veth peer name u1 netns default'
+echo "default: $(ip -br link | cut -d' ' -f1 | tr '\\n' ' ')"
+echo "namespaces: $(xfrmd ctl netns list | tr '\\n' ' ')"
+""", "bare")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines() == ["unshare 0", "default: lo ", "namespaces: default "]

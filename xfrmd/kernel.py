@@ -22,6 +22,7 @@ from .capability import NONROOT_RECV_PROTOCOLS
 from .clock import Clock, ManualClock
 from .errors import KernelError
 from .fault import FaultTable
+from .net_namespace import note_pid, put_net, resolve
 from .netlink.core import MAX_RECVMSG_LEN, dump_alloc_size, dump_batch, netlink_rcv_skb
 from .netlink.socket import ENOBUFS, NetlinkSocket, rcvbuf_for, skb_truesize
 from .notifier import NotifierChain
@@ -66,6 +67,8 @@ class NetNamespace:
     xfrm: XfrmNet
     dying: bool
     unplugged: dict[str, Any]
+    refcounted: bool      # made by unshare(): lives while held (xfrmd/net_namespace.py)
+    former_name: str      # the name `ip netns del` removed while it was held
 
     def __init__(self, kernel: "Kernel", name: str):
         self.kernel = kernel
@@ -127,6 +130,11 @@ class Kernel:
         # when each of those processes started (the shim's /proc/PID/stat starttime): a later
         # process that reuses the pid is not taken for the one that moved
         self.pid_start: dict[int, int] = {}
+        # set by a server: watch process (pid, start) and call net_namespace.process_exit
+        # when it ends (the last process in an unshare()d namespace destroys it)
+        self.watch_process: Callable[[int, int], None] | None = None
+        # set by a server: the parent of a process (0 if unknown), for net_namespace.resolve
+        self.parent_of: Callable[[int], int] | None = None
         # the FIB's route lookup (``fib_lookup``), set by rtnetlink's init: lower layers
         # (xfrm's offload path) route through it without importing rtnl
         self.fib_lookup: Callable | None = None
@@ -188,11 +196,13 @@ class Kernel:
         return list(self.families.values()) + [o for o in self.pernet
                                                if o not in self.families.values()]
 
-    def unshare_netns(self, pid: int) -> NetNamespace:
+    def unshare_netns(self, pid: int, start: int = 0) -> NetNamespace:
         """``unshare(CLONE_NEWNET)`` by process ``pid`` (``copy_net_ns``): a new namespace
-        with no name yet (``ip netns list`` does not show it), the process's from now on."""
+        with no name yet (``ip netns list`` does not show it), the process's from now on;
+        it lives while held (xfrmd/net_namespace.py)."""
         ns = self.add_netns(f"{UNNAMED}{pid}-{next(self._unshared)}")
-        self.pid_netns[pid] = ns.name
+        ns.refcounted = True
+        note_pid(self, pid, start, ns.name)
         return ns
 
     def rename_netns(self, old: str, new: str) -> None:
@@ -241,7 +251,7 @@ class Kernel:
             # netlink_create: no kernel socket registered for this protocol (or switched off,
             # `xfrmd ctl genetlink off`, to make programs take their non-netlink path)
             raise KernelError(E.EPROTONOSUPPORT)
-        ns = self.netns(netns, create)
+        ns = self.netns(resolve(self, netns, pid), create)
         sock = NetlinkSocket(protocol, ns, pid=pid, uid=uid, sock_type=sock_type,
                              id=next(self._sock_ids))
         if cred is not None:
@@ -332,6 +342,8 @@ class Kernel:
                 del ports[sock.portid]
         sock.dump = None
         self.dirty.discard(sock)
+        if getattr(ns, "refcounted", False):     # sk_net's reference (sk_destruct → put_net)
+            put_net(self, ns.name)
 
     # -- data path ---------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ from .capability import peer_credentials
 from .inet import raw as inet_raw
 from .inet import udp as inet_udp
 from .kernel import Kernel, KernelError
+from .net_namespace import process_exit
 from .netlink.socket import sock_error_frame
 from .stats import INTERNAL_ERROR
 
@@ -139,6 +140,23 @@ def _peer_credentials(s: pysocket.socket, pid: int, uid: int, gid: int, owner_ui
     return peer_credentials(pid, uid, gid, owner_uid=owner_uid, status=status, same_userns=same)
 
 
+def _proc_stat(pid: int, field: int) -> int:
+    """Field ``field`` (1-based, as proc(5) counts) of /proc/PID/stat, 0 if unreadable."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[field - 3])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _proc_start(pid: int) -> int:
+    return _proc_stat(pid, 22)       # starttime, clock ticks since boot
+
+
+def _proc_ppid(pid: int) -> int:
+    return _proc_stat(pid, 4)
+
+
 def proc_comm(pid: int) -> str | None:
     """The command name of a peer process (its ``task->comm``)."""
     try:
@@ -240,6 +258,10 @@ class Server:
         # a program asks the same few questions again and again (charon: if_nametoindex and
         # ETHTOOL_GFEATURES of one port per SA): the text of a query → its parsed request
         self._parsed: dict[bytes, dict] = {}
+        # processes in an unshare()d namespace (net_namespace.note_pid): pidfd → pid, and
+        # the ones found gone while a request was handled
+        self._pidfds: dict[int, int] = {}
+        self._exited: list[int] = []
 
     # -- listening ---------------------------------------------------------------------
 
@@ -324,6 +346,8 @@ class Server:
         self.ep.register(listener.fileno(), select.EPOLLIN)
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.ep.register(self._wake_r, select.EPOLLIN)
+        self.kernel.watch_process = self._watch_process
+        self.kernel.parent_of = _proc_ppid
         done_r, done_w = os.pipe2(os.O_CLOEXEC)
         failure: list[BaseException] = []
 
@@ -350,8 +374,10 @@ class Server:
                 self._close(conn)
             while self._closing:
                 self._closing.pop().close()
-            for fd in (self._wake_r, self._wake_w, done_r, done_w):
+            self.kernel.watch_process = self.kernel.parent_of = None
+            for fd in [self._wake_r, self._wake_w, done_r, done_w, *self._pidfds]:
                 os.close(fd)
+            self._pidfds.clear()
             self.ep.close()
             listener.close()
             try:
@@ -403,6 +429,10 @@ class Server:
                 conn = self.by_fd.get(fd)
                 if conn is not None:
                     self._event(conn, ev)
+                elif fd in self._pidfds:
+                    self._process_exited(fd)
+            while self._exited:
+                process_exit(k, self._exited.pop())
             deadline = k.next_deadline()       # what this round's requests changed
             if deadline is not None and deadline <= k.clock.now():
                 try:
@@ -423,6 +453,34 @@ class Server:
                     k.run_idle_work()
                 except Exception as e:
                     k.stats.internal_error(e, "deferred kernel work")
+
+    def _watch_process(self, pid: int, start: int) -> None:
+        """A process moved into an emulated namespace: its pidfd joins the epoll set, and
+        its exit (the pidfd readable) is ``net_namespace.process_exit``. ``start`` (its
+        /proc/PID/stat start time) keeps a process that reused the pid from being watched."""
+        if pid <= 0 or pid in self._pidfds.values():
+            return
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            self._exited.append(pid)            # gone already
+            return
+        except OSError:
+            return                              # no pidfd: it stays until the server stops
+        if start and _proc_start(pid) != start:
+            os.close(fd)
+            return
+        self._pidfds[fd] = pid
+        self.ep.register(fd, select.EPOLLIN)
+
+    def _process_exited(self, fd: int) -> None:
+        pid = self._pidfds.pop(fd)
+        try:
+            self.ep.unregister(fd)
+        except (OSError, ValueError):
+            pass
+        os.close(fd)
+        self._exited.append(pid)
 
     def _event(self, conn: Connection, ev: int, drain: bool = False) -> None:
         try:

@@ -9,13 +9,14 @@ from . import ioctl, vfs
 from .capability import NONROOT_RECV_PROTOCOLS, ROOT, service_allowed
 from .errors import KernelError
 from .kconfig import kconfig_service
+from .net_namespace import netns_umount, note_pid, resolve
 from .stats import stats_service
 
 # ops that do not act on the connection's namespace (knobs of the whole kernel, or ops that
 # name their namespace in the request): they work whatever namespace the HELLO named, so
 # `xfrmd ctl clock advance` reaches a server whose topology has no "default"
 KERNEL_WIDE_OPS = frozenset({"clock_advance", "netns_add", "netns_del", "netns_list", "capable",
-                             "netns_unshare", "netns_bind", "netns_enter", "netns_pid",
+                             "netns_unshare", "netns_bind", "netns_umount", "netns_enter", "netns_pid",
                              "nlsock_state",
                              "xfrm_type", "crypto_alg", "genetlink",
                              "fault_add", "fault_list", "fault_clear"})
@@ -35,7 +36,7 @@ def handle(kernel, netns_name: str, request: dict, *, uid: int = 0, pid: int = 0
             return {"errno": E.EPERM, "error": f"xfrmd: {why}"}
     try:
         # never creates a namespace: only `netns add` and the topology do
-        ns = kernel.netns(netns_name, create=False)
+        ns = kernel.netns(resolve(kernel, netns_name, pid), create=False)
     except Exception as e:  # noqa: BLE001 - reported to the caller
         if not (op in KERNEL_WIDE_OPS or op in ("xmit", "xfrm_stat") and request.get("netns")):
             return {"errno": getattr(e, "errno", E.ENOENT), "error": str(e)}
@@ -76,10 +77,16 @@ def _netns_del(kernel, ns, request) -> dict:
     return {"errno": 0}
 
 
+def _netns_umount(kernel, ns, request) -> dict:
+    """The shim's ``umount2`` of /run/netns/NAME (``ip netns del``): the name goes; an
+    unshare()d namespace lives on while held (xfrmd/net_namespace.py)."""
+    netns_umount(kernel, str(request["name"]))
+    return {"errno": 0}
+
+
 def _netns_unshare(kernel, ns, request) -> dict:
     """The shim's ``unshare(CLONE_NEWNET)``: a fresh unnamed namespace for that process."""
-    new = kernel.unshare_netns(int(request["pid"]))
-    kernel.pid_start[int(request["pid"])] = int(request.get("start", 0))
+    new = kernel.unshare_netns(int(request["pid"]), int(request.get("start", 0)))
     return {"errno": 0, "name": new.name}
 
 
@@ -99,8 +106,7 @@ def _netns_enter(kernel, ns, request) -> dict:
     """The shim's ``setns()`` into /run/netns/NAME: that process is in NAME from now on."""
     name = str(request["name"])
     kernel.netns(name, create=False)
-    kernel.pid_netns[int(request["pid"])] = name
-    kernel.pid_start[int(request["pid"])] = int(request.get("start", 0))
+    note_pid(kernel, int(request["pid"]), int(request.get("start", 0)), name)
     return {"errno": 0}
 
 
@@ -189,6 +195,7 @@ CORE_SERVICES: dict[str, Callable] = {
     "netns_list": _netns_list,
     "netns_add": _netns_add,
     "netns_del": _netns_del,
+    "netns_umount": _netns_umount,
     "netns_unshare": _netns_unshare,
     "netns_bind": _netns_bind,
     "netns_enter": _netns_enter,

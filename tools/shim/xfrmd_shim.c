@@ -2952,7 +2952,7 @@ int umount2(const char *target, int flags)
     if (!netns_path(target, &name)) return real(target, flags);
     if (!*name) return 0;
     char a[512];
-    if (netns_op("netns_del", name, a, sizeof a) == 0) return 0;
+    if (netns_op("netns_umount", name, a, sizeof a) == 0) return 0;
     if (errno != ENOENT || strlen(name) >= sizeof netns_unlink_name) return -1;
     /* not an emulated namespace (`ip netns del NAME`, then unlink): a host-only name is
      * refused as its open is (XFRMD_HOST_NETNS=refuse: one line, ENOENT, nothing deleted),

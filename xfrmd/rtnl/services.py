@@ -13,6 +13,7 @@ from netlink_codec.netlink import NETLINK_ROUTE
 
 from .. import ioctl
 from ..errors import KernelError
+from ..net_namespace import process_exit
 from ..vfs import Lister, Reader, Writer
 from . import ethtool  # noqa: F401  (SIOCETHTOOL, transitional: registers on import)
 from .addr import IfAddr
@@ -276,8 +277,7 @@ def _netns_pid(kernel: Any, ns: Any, request: Answer) -> Answer:
     record of an earlier process with the same pid is forgotten."""
     pid, start = int(request["pid"]), int(request.get("start", 0))
     if start and kernel.pid_start.get(pid, start) != start:
-        kernel.pid_netns.pop(pid, None)
-        kernel.pid_start.pop(pid, None)
+        process_exit(kernel, pid)          # that process ended; this one reuses its pid
     found = get_net_ns_by_pid(kernel, pid)
     return {"errno": 0, "name": found.name if found is not None else ""}
 
