@@ -354,3 +354,23 @@ echo "namespaces: $(xfrmd ctl netns list | tr '\\n' ' ')"
 """, "bare")
     assert p.returncode == 0, p.stderr
     assert p.stdout.splitlines() == ["unshare 0", "default: lo ", "namespaces: default "]
+
+
+def test_a_child_started_in_the_namespace_holds_it_after_its_parent_exits(tmp_path):
+    """`ip netns exec NS sh -c 'sleep … &'`: sh ends at once, the sleep it started in NS
+    (never talking to the server) keeps the namespace after `ip netns del`; it goes when the
+    sleep ends."""
+    require_shim("ip", "sh", "sleep")
+    go = tmp_path / "go"
+    p = xfrmd_run(f"""
+ip netns add xfrmd-emu-green
+ip link add v0 type veth peer name v1 netns xfrmd-emu-green
+ip netns exec xfrmd-emu-green sh -c 'sh -c "while [ ! -e {go} ]; do sleep 0.05; done" &'
+ip netns del xfrmd-emu-green
+echo "held: $(ip -br link | cut -d' ' -f1 | tr '\\n' ' ')"
+touch {go}
+for i in $(seq 50); do ip link show v0 >/dev/null 2>&1 || break; sleep 0.1; done
+echo "gone: $(ip -br link | cut -d' ' -f1 | tr '\\n' ' ')"
+""", "bare")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines() == ["held: lo v0@if2 ", "gone: lo "], p.stderr

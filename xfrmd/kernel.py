@@ -135,6 +135,9 @@ class Kernel:
         self.watch_process: Callable[[int, int], None] | None = None
         # set by a server: the parent of a process (0 if unknown), for net_namespace.resolve
         self.parent_of: Callable[[int], int] | None = None
+        # set by a server: the (pid, start) of live processes whose environment puts them
+        # in one of the namespaces named, for net_namespace.put_net
+        self.find_processes: Callable[[set[str]], list[tuple[int, int]]] | None = None
         # the FIB's route lookup (``fib_lookup``), set by rtnetlink's init: lower layers
         # (xfrm's offload path) route through it without importing rtnl
         self.fib_lookup: Callable | None = None

@@ -10,8 +10,9 @@ with it, hardware ports back to init_net: ``default_device_exit_net``).
 The emulation counts what the server can see: the bound name, the processes the shim said
 moved into it (``netns_unshare``, ``netns_enter``; the server watches them and calls
 :func:`process_exit` when one ends) and the open netlink sockets made in it. Not counted,
-unlike Linux: a child forked by such a process that never talked to the server (it is the
-parent's exit that counts), and placeholder fds (``/proc/self/ns/net``, ``/run/netns/NAME``
+unlike Linux: a child forked by such a process that never talked to the server and was not
+started in it (``kernel.find_processes``: the server looks for processes whose environment
+says they are in it, $XFRMD_NETNS, when the last known holder goes), and placeholder fds (``/proc/self/ns/net``, ``/run/netns/NAME``
 opened and kept). Namespaces of the topology and of ``xfrmd ctl netns add`` are the owner's:
 they go only with ``xfrmd ctl netns del``."""
 from __future__ import annotations
@@ -43,8 +44,21 @@ def put_net(kernel: Kernel, name: str) -> None:
     """``put_net``: a reference to namespace ``name`` went away; the last one destroys it
     (``cleanup_net``: the pernet exits, ``default_device_exit_net``)."""
     ns = kernel.namespaces.get(name)
-    if ns is not None and not in_use(kernel, ns):
-        kernel.del_netns(name)
+    if ns is None or in_use(kernel, ns):
+        return
+    if kernel.find_processes is not None:
+        # a process that never talked to the server but was started in it (a forked and
+        # exec'd child: `ip netns exec NS sh -c 'daemon &'`) holds it from now on
+        names = {ns.name}
+        former = getattr(ns, "former_name", None)
+        if former and former not in kernel.namespaces:
+            names.add(former)
+        found = [(p, s) for p, s in kernel.find_processes(names) if p not in kernel.pid_netns]
+        if found:
+            for pid, start in found:
+                note_pid(kernel, pid, start, ns.name)
+            return
+    kernel.del_netns(name)
 
 
 def note_pid(kernel: Kernel, pid: int, start: int, name: str) -> None:
@@ -78,9 +92,6 @@ def netns_umount(kernel: Kernel, name: str) -> None:
         kernel.del_netns(name)
         return
     kernel.netns_bound.discard(name)
-    if not in_use(kernel, ns):
-        kernel.del_netns(name)
-        return
     new = f"{kernel.UNNAMED}detached-{next(_detached)}"
     del kernel.namespaces[name]
     ns.name = new
@@ -89,6 +100,7 @@ def netns_umount(kernel: Kernel, name: str) -> None:
     for pid, n in list(kernel.pid_netns.items()):
         if n == name:
             kernel.pid_netns[pid] = new
+    put_net(kernel, new)          # the mount's reference (nsfs_evict → put_net)
 
 
 def resolve(kernel: Kernel, name: str, pid: int) -> str:

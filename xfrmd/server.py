@@ -348,6 +348,7 @@ class Server:
         self.ep.register(self._wake_r, select.EPOLLIN)
         self.kernel.watch_process = self._watch_process
         self.kernel.parent_of = _proc_ppid
+        self.kernel.find_processes = self._processes_in
         done_r, done_w = os.pipe2(os.O_CLOEXEC)
         failure: list[BaseException] = []
 
@@ -374,7 +375,7 @@ class Server:
                 self._close(conn)
             while self._closing:
                 self._closing.pop().close()
-            self.kernel.watch_process = self.kernel.parent_of = None
+            self.kernel.watch_process = self.kernel.parent_of = self.kernel.find_processes = None
             for fd in [self._wake_r, self._wake_w, done_r, done_w, *self._pidfds]:
                 os.close(fd)
             self._pidfds.clear()
@@ -472,6 +473,28 @@ class Server:
             return
         self._pidfds[fd] = pid
         self.ep.register(fd, select.EPOLLIN)
+
+    def _processes_in(self, names: set[str]) -> list[tuple[int, int]]:
+        """Live processes (pid, start) started in one of the emulated namespaces ``names``:
+        /proc/PID/environ (what they were exec'd with) has XFRMD_NETNS=one of them and
+        XFRMD_SOCKET naming this server. Zombies (an empty environ) and other users'
+        processes (unreadable) are not found."""
+        mine, out = os.path.realpath(self.path), []
+        wanted = {b"XFRMD_NETNS=" + n.encode() for n in names}
+        for d in os.listdir("/proc"):
+            if not d.isdigit() or int(d) == os.getpid():
+                continue
+            try:
+                with open(f"/proc/{d}/environ", "rb") as f:
+                    env = f.read().split(b"\0")
+            except OSError:
+                continue
+            if not wanted.intersection(env):
+                continue
+            sock = next((e[13:] for e in env if e.startswith(b"XFRMD_SOCKET=")), None)
+            if sock is not None and os.path.realpath(os.fsdecode(sock)) == mine:
+                out.append((int(d), _proc_start(int(d))))
+        return out
 
     def _process_exited(self, fd: int) -> None:
         pid = self._pidfds.pop(fd)
