@@ -43,7 +43,7 @@ def test_ip_monitor_netconf_prints_what_the_kernel_announces(tmp_path):
     needs_kernel("VETH")
     # the emulated monitor subscribes and reads through the server: time for both
     lines = (["sleep 0.5"] + SETUP.splitlines() + [f"echo {v} > {P}/{f}" for v, f in WRITES]
-             + ["ip link del d0", "sleep 1"])           # RTM_DELNETCONF of d0 and d1
+             + ["ip link del d0"])                      # RTM_DELNETCONF of d0 and d1
     real, emu = run_monitor_both(tmp_path, "ip -d monitor netconf", lines)
     assert real.count("\n") >= 30 and "inet6 d0 ignore_routes_with_linkdown off" not in real
     assert "inet6 d1 forwarding off proxy_neigh off ignore_routes_with_linkdown off" in real
