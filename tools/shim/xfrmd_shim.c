@@ -1816,6 +1816,7 @@ ssize_t send(int fd, const void *buf, size_t n, int flags)
 static ssize_t sysctl_write(int fd, ssize_t written);
 static int sysctl_apply(int fd);
 static void sysctl_forget(int fd);
+static int sysctl_dup(int fd, int fd2);
 
 ssize_t write(int fd, const void *buf, size_t n)
 {
@@ -2090,21 +2091,21 @@ REAL(int, fcntl64, (int, int, ...));
 int dup(int fd)
 {
     if (!real_dup) real_dup = dlsym(RTLD_NEXT, "dup");
-    return share(fd, real_dup(fd));
+    return share(fd, sysctl_dup(fd, real_dup(fd)));
 }
 
 int dup2(int fd, int fd2)
 {
     if (!real_dup2) real_dup2 = dlsym(RTLD_NEXT, "dup2");
     if (fd != fd2) { sysctl_apply(fd2); sysctl_forget(fd2); }   /* the old fd2 closes */
-    return share(fd, real_dup2(fd, fd2));
+    return share(fd, sysctl_dup(fd, real_dup2(fd, fd2)));
 }
 
 int dup3(int fd, int fd2, int flags)
 {
     if (!real_dup3) real_dup3 = dlsym(RTLD_NEXT, "dup3");
     if (fd != fd2) { sysctl_apply(fd2); sysctl_forget(fd2); }
-    return share(fd, real_dup3(fd, fd2, flags));
+    return share(fd, sysctl_dup(fd, real_dup3(fd, fd2, flags)));
 }
 
 /* fcntl's third argument is an int or a pointer, or absent: passed on as the word it is,
@@ -2114,7 +2115,7 @@ static int fcntl_via(int (*real)(int, int, ...), int fd, int cmd, void *arg)
     int r = real(fd, cmd, arg);
     struct nlsock *s = nl_of(fd);
     if (s && cmd == F_SETFL && r == 0) s->nb = ((long)arg & O_NONBLOCK) != 0;
-    return (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) ? share(fd, r) : r;
+    return (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) ? share(fd, sysctl_dup(fd, r)) : r;
 }
 
 int fcntl(int fd, int cmd, ...)
@@ -2692,13 +2693,26 @@ static void sysctl_forget(int fd)
     if (fd >= 0 && fd < SYSCTL_FDS) sysctl_fds[fd / 8] &= (unsigned char)~(1 << (fd % 8));
 }
 
+/* a copy of a sysctl fd (a shell's `echo 1400 > FILE` dup2s it onto 1) applies its writes
+ * at once too; returns ``fd2`` */
+static int sysctl_dup(int fd, int fd2)
+{
+    if (fd >= 0 && fd < SYSCTL_FDS && fd2 >= 0 && fd2 < SYSCTL_FDS &&
+        (sysctl_fds[fd / 8] & (1 << (fd % 8))))
+        sysctl_fds[fd2 / 8] |= (unsigned char)(1 << (fd2 % 8));
+    return fd2;
+}
+
 /* A readable fd holding the file's text, or a writable one whose content goes to the
  * server on close. */
 static int virtual_open(const char *path, int flags)
 {
     char q[1024], esc[900];
     json_escape(path, strlen(path), esc, sizeof esc);
-    if ((flags & O_ACCMODE) != O_RDONLY && under(path, "/proc/sys"))
+    /* sysfs attributes too apply each write() at once (kernfs_fop_write_iter ->
+     * sysfs_kf_write -> the attribute's store) and fail it with the store's errno; a file
+     * without a store refuses the open with EACCES (kernfs_fop_open) */
+    if ((flags & O_ACCMODE) != O_RDONLY && (under(path, "/proc/sys") || under(path, "/sys/class/net")))
         return sysctl_open(path, esc, flags);
     if ((flags & O_ACCMODE) != O_RDONLY) {
         /* a FILE_WRITE connection: what is written goes to the server, which applies it
@@ -3195,17 +3209,39 @@ static FILE *virtual_fopen(const char *path, const char *mode)
     return fdopen(fd, flags == O_RDONLY ? "r" : "w");
 }
 
+static int (*real_fflush)(FILE *);
+
+/* fflush(): bash's echo builtin writes stdout through stdio and checks ferror() after
+ * fflush() (sh_chkwrite): on a sysctl or sysfs fd this process opened (or dup'ed from one)
+ * what was written is applied here, and a failed store sets the stream's error flag with
+ * the errno, as the failed write() would have */
+int fflush(FILE *f)
+{
+    if (!real_fflush) real_fflush = dlsym(RTLD_NEXT, "fflush");
+    int r = real_fflush(f);
+    int fd = f ? fileno(f) : -1;
+    if (r == 0 && fd >= 0 && fd < SYSCTL_FDS && (sysctl_fds[fd / 8] & (1 << (fd % 8))) &&
+        sysctl_apply(fd) < 0) {
+#ifdef _IO_ERR_SEEN
+        f->_flags |= _IO_ERR_SEEN;          /* glibc's FILE: what ferror() reads */
+#endif
+        return EOF;
+    }
+    return r;
+}
+
 /* fclose(): stdio writes through libc's own write, so a sysctl FILE is applied here, after
  * its buffer is flushed (procps sysctl reports the errno fclose() gives) */
 int fclose(FILE *f)
 {
     static int (*real)(FILE *);
     if (!real) real = dlsym(RTLD_NEXT, "fclose");
+    if (!real_fflush) real_fflush = dlsym(RTLD_NEXT, "fflush");
     int fd = f ? fileno(f) : -1;
     int bad = 0, e = 0;
     char path[400];
     if (fd >= 0 && sysctl_fd_path(fd, path, sizeof path)) {   /* other streams: untouched */
-        fflush(f);
+        real_fflush(f);
         bad = sysctl_apply(fd) < 0; e = errno;
         sysctl_forget(fd);
     }
