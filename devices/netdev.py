@@ -47,7 +47,8 @@ class NetDevice:
         "ifalias", "stats64", "nic", "options", "mac_set", "mtu_set", "linkwatch_pending",
         "defer_peer_carrier", "fix_features_hook", "set_features_hook", "notifier_ctx",
         "bond", "perm_hwaddr", "original_mtu", "nsim", "xfrmi", "bridge_id", "br_port_no",
-        "br_port_cost", "brport", "ip_devconf", "mc_solicit", "oper_nocarrier", "uc_list")
+        "br_port_cost", "brport", "ip_devconf", "mc_solicit", "oper_nocarrier", "uc_list",
+        "group", "gro_flush_timeout", "napi_defer_hard_irqs")
 
     ifindex: int
     name: str
@@ -144,6 +145,9 @@ class NetDevice:
         self.rtnl_link_ops = None
         self.addr_random = False
         self.ifalias = ""
+        self.group = 0                    # IFLA_GROUP (dev_set_group)
+        self.gro_flush_timeout = 0        # net-sysfs gro_flush_timeout (ns)
+        self.napi_defer_hard_irqs = 0
         self.stats64 = None
         self.nic = ""
         self.options = None
@@ -179,8 +183,8 @@ class NetDevice:
             # opened with the carrier just on: linkwatch has not run yet, the operstate is
             # still the one of a carrier-less veth (rtnl_fill_ifinfo reads dev->operstate)
             return self._kept_operstate()
-        if self.kind in ("loopback", "dummy", "vxlan"):   # never report a carrier event
-            return IF_OPER_UNKNOWN
+        if self.kind in ("loopback", "vxlan") or self.kind == "dummy" and not self.carrier_changes:
+            return IF_OPER_UNKNOWN          # never a carrier event (a dummy's: sysfs carrier)
         if self.carrier:
             return IF_OPER_UP
         return self._kept_operstate()
@@ -233,7 +237,7 @@ class NetDevice:
             f |= IFF_MASTER
         if self.master is not None and self.master.kind == "bond":
             f |= IFF_SLAVE
-        if self.up and (self.carrier or self.kind in ("loopback", "dummy")):
+        if self.up and (self.carrier or self.kind == "loopback"):
             f |= IFF_RUNNING | IFF_LOWER_UP
             if self.linkwatch_pending:
                 f &= ~IFF_RUNNING               # netif_oper_up() is false until linkwatch

@@ -234,7 +234,7 @@ def fill_ifinfo(dev: NetDevice, msg_type: int, seq: int, portid: int, flags: int
             nla_u8(IFLA_OPERSTATE, dev.operstate), nla_u8(IFLA_LINKMODE, 0),
             nla_u8(IFLA_NETNS_IMMUTABLE, 1 if netns_immutable(dev) else 0),
             nla_u32(IFLA_MTU, dev.mtu), nla_u32(IFLA_MIN_MTU, dev.min_mtu),
-            nla_u32(IFLA_MAX_MTU, dev.max_mtu), nla_u32(IFLA_GROUP, 0),
+            nla_u32(IFLA_MAX_MTU, dev.max_mtu), nla_u32(IFLA_GROUP, dev.group),
             nla_u32(IFLA_PROMISCUITY, dev.promiscuity), nla_u32(IFLA_ALLMULTI, dev.allmulti),
             nla_u32(IFLA_NUM_TX_QUEUES, dev.num_tx_queues), nla_u32(IFLA_GSO_MAX_SEGS, 65535),
             nla_u32(IFLA_GSO_MAX_SIZE, 65536), nla_u32(IFLA_GRO_MAX_SIZE, 65536),
@@ -415,6 +415,64 @@ def dev_set_mtu(dev: NetDevice, mtu: int, offset: int | None = None) -> None:
     dev.mtu = mtu
     rtmsg_ifinfo(dev)
     call_netdevice_notifiers("NETDEV_CHANGEMTU", dev)
+
+
+def dev_change_flags(dev: NetDevice, flags: int, change: int = 0xFFFFFFFF) -> None:
+    """``dev_change_flags`` for the bits in ``change``. ``__dev_change_flags``: the plain
+    flags first (IFF_NOARP: `ip link set arp off`), then open or close;
+    ``__dev_notify_flags`` announces all that changed in one message."""
+    mask = change & IFF_CHANGEABLE
+    old = dev.flags
+    dev.flags = (old & ~mask) | (flags & mask)
+    gchanges = old ^ dev.flags
+    if change & IFF_UP and bool(flags & IFF_UP) != dev.up:
+        if flags & IFF_UP:
+            dev_open(dev, gchanges)
+        else:
+            dev_close(dev, gchanges)
+    elif gchanges:
+        rtmsg_ifinfo(dev, change=gchanges)
+    if change & IFF_UP:
+        master = dev.master
+        mops = link_ops(master) if master is not None else None
+        if master is not None and mops is not None and mops.lower_updown is not None:
+            mops.lower_updown(master)
+        ops = link_ops(dev)
+        if ops is not None and ops.updown is not None:
+            ops.updown(dev)
+
+
+def dev_change_carrier(dev: NetDevice, on: bool) -> None:
+    """``dev_change_carrier``: only a driver with ``ndo_change_carrier`` (dummy:
+    ``dummy_change_carrier`` → netif_carrier_on/off) takes it, others EOPNOTSUPP. The
+    change reaches linkwatch (``linkwatch_do_dev``): the operstate is worked out again and,
+    while the device is up, ``netdev_state_change`` sends NETDEV_CHANGE and RTM_NEWLINK."""
+    if dev.kind != "dummy":
+        raise KernelError(E.EOPNOTSUPP)
+    if not dev.set_carrier(on):
+        return
+    if not on:
+        dev.linkwatch_operstate()
+    if dev.up:
+        call_netdevice_notifiers("NETDEV_CHANGE", dev)
+        netdev_state_change(dev)
+        port_carrier_check(dev)
+
+
+def dev_change_tx_queue_len(dev: NetDevice, new_len: int) -> None:
+    """``dev_change_tx_queue_len``: ERANGE beyond an unsigned int; a change goes out as
+    NETDEV_CHANGE_TX_QUEUE_LEN, which ``rtnetlink_event`` turns into RTM_NEWLINK."""
+    if not 0 <= new_len <= 0xFFFFFFFF:
+        raise KernelError(E.ERANGE)
+    if new_len == dev.txqlen:
+        return
+    dev.txqlen = new_len
+    rtmsg_ifinfo(dev)
+
+
+def dev_set_group(dev: NetDevice, group: int) -> None:
+    """``dev_set_group``: the number alone, no notification."""
+    dev.group = group & 0xFFFFFFFF
 
 
 def valid_name(name: str) -> bool:
@@ -751,39 +809,17 @@ def do_setlink(req: Request, dev: NetDevice, m: LinkMsg, notify: bool = False) -
         dev.ifalias = alias
         state_change = True
     if m.flags or m.change:
-        change = m.change or 0xFFFFFFFF           # rtnl_dev_combine_flags
-        # __dev_change_flags: the plain flags first (IFF_NOARP: `ip link set arp off`), then
-        # open or close; __dev_notify_flags announces all that changed in one message
-        mask = change & IFF_CHANGEABLE
-        old = dev.flags
-        dev.flags = (old & ~mask) | (m.flags & mask)
-        gchanges = old ^ dev.flags
-        if change & IFF_UP and bool(m.flags & IFF_UP) != dev.up:
-            if m.flags & IFF_UP:
-                dev_open(dev, gchanges)
-            else:
-                dev_close(dev, gchanges)
-        elif gchanges:
-            rtmsg_ifinfo(dev, change=gchanges)
-        if change & IFF_UP:
-            master = dev.master
-            mops = link_ops(master) if master is not None else None
-            if master is not None and mops is not None and mops.lower_updown is not None:
-                mops.lower_updown(master)
-            ops = link_ops(dev)
-            if ops is not None and ops.updown is not None:
-                ops.updown(dev)
+        dev_change_flags(dev, m.flags, m.change or 0xFFFFFFFF)   # rtnl_dev_combine_flags
     if IFLA_MASTER in m.tb:
         do_set_master(dev, m.u32(IFLA_MASTER))
     if IFLA_CARRIER in m.tb:
-        raise KernelError(E.EOPNOTSUPP)             # change_carrier: no ndo here
+        dev_change_carrier(dev, bool(m.u8(IFLA_CARRIER)))
     if IFLA_TXQLEN in m.tb:
         q = m.u32(IFLA_TXQLEN)
         if q != dev.txqlen:
             if q > 0x7FFFFFFF:
                 raise KernelError(E.ERANGE)
-            dev.txqlen = q
-            rtmsg_ifinfo(dev)
+            dev_change_tx_queue_len(dev, q)
     if (state_change or notify) and dev.up:
         netdev_state_change(dev)                   # DO_SETLINK_NOTIFY
 
