@@ -59,10 +59,10 @@ def test_stat_shows_sysfs_modes_and_sizes():
             "[ -f /sys/class/net/eth0 ] || echo 'eth0: not a file'")
     assert p.stdout.splitlines() == [
         "regular file 200 4096 root",
-        "regular file 444 4096 root",
+        "regular file 644 4096 root",               # mtu_store: writable
         "directory 755 0 root",
         "regular file 444 4096 root",
-        "regular file 444 4096 root",
+        "regular empty file 444 0 root",            # procfs files have no size
         "stat: cannot statx '/sys/class/net/nosuch': No such file or directory",
         "mtu: not executable",
         "class/net: searchable",
@@ -84,7 +84,8 @@ def test_directory_listings_follow_the_model(tmp_path):
             env=env)
     assert p.stdout.splitlines() == [
         "bond0 bond1 dummy0 eth0 eth1 eth2 lo nsim0 soe0 soe1 soe2 ",
-        "address carrier flags ifalias ifindex mtu operstate type ",
+        "address carrier flags gro_flush_timeout ifalias ifindex mtu napi_defer_hard_irqs "
+        "netdev_group operstate proto_down tx_queue_len type ",
         "/proc/net/bonding/bond0",
         "/proc/net/bonding/bond1",
         "0",

@@ -16,6 +16,7 @@ from ..errors import KernelError
 from ..net_namespace import process_exit
 from ..vfs import Lister, Reader, Writer
 from . import ethtool  # noqa: F401  (SIOCETHTOOL, transitional: registers on import)
+from . import net_sysfs
 from .addr import IfAddr
 from .link import (RTM_NEWLINK, br_port_carrier_check, dev_change_name, fill_ifinfo,
                    rtmsg_ifinfo, unregister_many)
@@ -147,10 +148,9 @@ def _sysfs(kernel: Any, ns: Any, path: str) -> str:
     if dev is None:
         raise FileNotFoundError(path)
     attr = parts[5]
-    values = {"ifindex": dev.ifindex, "mtu": dev.mtu, "flags": hex(dev.flags),
+    values = {"ifindex": dev.ifindex,
               "address": ":".join(f"{b:02x}" for b in dev.address), "type": dev.type,
-              "operstate": OPERSTATES[dev.operstate],
-              "carrier": int(dev.carrier)}
+              "operstate": OPERSTATES[dev.operstate]}
     if attr == "ifalias":                  # ifalias_show: nothing while there is none
         alias = getattr(dev, "ifalias", "")
         return f"{alias}\n" if alias else ""
@@ -187,7 +187,7 @@ def _if_inet6(kernel: Any, ns: Any, path: str) -> str:
     return "".join(lines)
 
 
-_SYSFS_ATTRS = ("address", "carrier", "flags", "ifalias", "ifindex", "mtu", "operstate", "type")
+_SYSFS_ATTRS = ("address", "ifalias", "ifindex", "operstate", "type", *net_sysfs.ATTRS)
 
 
 def _sysfs_dir(kernel: Any, ns: Any, path: str) -> list[tuple[str, str]]:
@@ -313,6 +313,7 @@ IOCTLS: dict[int, IoctlFn] = {
 # the virtual files (pattern, read, write) and directories (pattern, lister)
 VFS_FILES: tuple[tuple[str, Reader | None, Writer | None], ...] = (
     ("/sys/class/net/*/ifalias", _sysfs, _sysfs_ifalias_write),
+    *net_sysfs.VFS_FILES,
     ("/sys/class/net/*", _sysfs, None),
     ("/proc/net/if_inet6", _if_inet6, None),
 )

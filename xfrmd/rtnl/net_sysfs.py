@@ -1,0 +1,126 @@
+"""The writable attributes of /sys/class/net/DEV (net/core/net-sysfs.c): each store goes
+through ``netdev_store`` — the text parsed by ``kstrtoul`` (base 0: ``0x1003``, ``010``; one
+trailing newline; anything else EINVAL, beyond an unsigned long ERANGE) — then the
+attribute's change function, whose errno the writer's ``write()`` returns. The files are
+0644 because they have a store; what each prints is its ``*_show``."""
+from __future__ import annotations
+
+import errno as E
+import re
+from typing import Any, Callable
+
+from ..errors import KernelError
+from .link import (dev_change_carrier, dev_change_flags, dev_change_tx_queue_len, dev_set_group,
+                   dev_set_mtu)
+
+ULONG_MAX = (1 << 64) - 1
+S32_MAX = (1 << 31) - 1
+
+
+def _s32(v: int) -> int:
+    """An unsigned int printed with ``%d`` (fmt_dec)."""
+    return v - (1 << 32) if v >= 1 << 31 else v
+
+
+def kstrtoul(text: str) -> int:
+    """``kstrtoul(buf, 0, …)``: decimal, 0x hex or 0 octal, one trailing newline allowed."""
+    body = text[:-1] if text.endswith("\n") else text
+    m = re.fullmatch(r"\+?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)", body)
+    if m is None:
+        raise KernelError(E.EINVAL)
+    digits = m.group(1)
+    v = int(digits, 16) if digits[:2].lower() == "0x" else int(digits, 8) \
+        if digits.startswith("0") else int(digits)
+    if v > ULONG_MAX:
+        raise KernelError(E.ERANGE)
+    return v
+
+
+def change_mtu(dev: Any, new: int) -> None:
+    """``change_mtu`` → ``dev_set_mtu(dev, (int)new_mtu)``: its range checks, EINVAL."""
+    dev_set_mtu(dev, new & 0xFFFFFFFF)
+
+
+def change_flags(dev: Any, new: int) -> None:
+    """``change_flags`` → ``dev_change_flags(dev, (unsigned int)new_flags)``."""
+    dev_change_flags(dev, new & 0xFFFFFFFF)
+
+
+def change_carrier(dev: Any, new: int) -> None:
+    """``carrier_store``: EOPNOTSUPP without ``ndo_change_carrier`` (checked first), then
+    ``change_carrier``: EINVAL while the device is down, then ``dev_change_carrier``."""
+    if dev.kind != "dummy":
+        raise KernelError(E.EOPNOTSUPP)
+    if not dev.up:
+        raise KernelError(E.EINVAL)
+    dev_change_carrier(dev, bool(new))
+
+
+def change_tx_queue_len(dev: Any, new: int) -> None:
+    """``change_tx_queue_len``: ERANGE beyond an unsigned int, ``dev_change_tx_queue_len``."""
+    dev_change_tx_queue_len(dev, new)
+
+
+def change_proto_down(dev: Any, new: int) -> None:
+    """``proto_down_store``: EOPNOTSUPP unless the device has ``IFF_CHANGE_PROTO_DOWN``
+    (``dev_change_proto_down``); no modelled kind sets it (veth does not: 6.18 answers
+    EOPNOTSUPP for a veth too)."""
+    raise KernelError(E.EOPNOTSUPP)
+
+
+def change_gro_flush_timeout(dev: Any, new: int) -> None:
+    """``change_gro_flush_timeout``: any unsigned long, kept (nanoseconds)."""
+    dev.gro_flush_timeout = new
+
+
+def change_napi_defer_hard_irqs(dev: Any, new: int) -> None:
+    """``change_napi_defer_hard_irqs``: ERANGE above S32_MAX."""
+    if new > S32_MAX:
+        raise KernelError(E.ERANGE)
+    dev.napi_defer_hard_irqs = new
+
+
+def change_group(dev: Any, new: int) -> None:
+    """``change_group`` → ``dev_set_group(dev, (int)new_group)``."""
+    dev_set_group(dev, new)
+
+
+# attribute → (show, store)
+ATTRS: dict[str, tuple[Callable[[Any], str], Callable[[Any, int], None]]] = {
+    "mtu": (lambda d: f"{d.mtu}", change_mtu),
+    "flags": (lambda d: f"{d.flags:#x}", change_flags),
+    "carrier": (lambda d: f"{int(d.carrier)}", change_carrier),
+    "tx_queue_len": (lambda d: f"{_s32(d.txqlen)}", change_tx_queue_len),
+    "proto_down": (lambda d: "0", change_proto_down),
+    "gro_flush_timeout": (lambda d: f"{d.gro_flush_timeout}", change_gro_flush_timeout),
+    "napi_defer_hard_irqs": (lambda d: f"{d.napi_defer_hard_irqs}", change_napi_defer_hard_irqs),
+    "netdev_group": (lambda d: f"{_s32(d.group)}", change_group),
+}
+
+
+def _dev(ns: Any, path: str) -> Any:
+    parts = path.split("/")          # /sys/class/net/DEV/ATTR
+    dev = ns.links.by_name(parts[4]) if len(parts) == 6 else None
+    if dev is None or parts[5] not in ATTRS:
+        raise FileNotFoundError(path)
+    return dev
+
+
+def show(kernel: Any, ns: Any, path: str) -> str:
+    dev = _dev(ns, path)
+    return ATTRS[path.split("/")[5]][0](dev) + "\n"
+
+
+def store(kernel: Any, ns: Any, path: str, data: str) -> int | None:
+    """``netdev_store``: the errno of the parse or of the change, None when it took."""
+    dev = _dev(ns, path)
+    if not data:
+        return None                  # kernfs_fop_write_iter: nothing to store
+    try:
+        ATTRS[path.split("/")[5]][1](dev, kstrtoul(data))
+    except KernelError as e:
+        return e.errno
+    return None
+
+
+VFS_FILES = tuple((f"/sys/class/net/*/{attr}", show, store) for attr in ATTRS)
