@@ -2,7 +2,8 @@
 each write() is applied at once and fails with the change function's errno, which a shell's
 `echo` reports; ``stat`` shows 0644 for the attributes with a store and size 0 for procfs
 files. A dummy's carrier follows ``echo 0|1 > carrier`` (``dummy_change_carrier``, linkwatch:
-NO-CARRIER, operstate DOWN then UP). tests/differential/test_sysfs_write_diff.py compares
+NO-CARRIER, operstate DOWN then UP), as it does to `ip link set DEV carrier off`
+(IFLA_CARRIER, ``dev_change_carrier``). tests/differential/test_sysfs_write_diff.py compares
 the veth part with the host kernel."""
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ echo 1 > /sys/class/net/d0/carrier; ip -o link show d0
 ip link set d0 down; echo 0 > /sys/class/net/d0/carrier; echo "down rc=$?"
 ' 2>&1 | sed 's/link\/ether.*//'
 ip link show v0 | head -1
+ip link set d0 up; ip link set d0 carrier off; ip -o link show d0 | sed 's/link\/ether.*//'
+ip link set v0 carrier on 2>&1; echo "rc=$?"
 """
 
 TEXT = """\
@@ -56,6 +59,9 @@ d0 carrier 0
 bash: line 15: echo: write error: Invalid argument
 down rc=1
 3: v0@v1: <NO-CARRIER,BROADCAST,MULTICAST,UP,M-DOWN> mtu 1400 qdisc noqueue state LOWERLAYERDOWN mode DEFAULT group 5 qlen 1000
+4: d0: <NO-CARRIER,BROADCAST,NOARP,UP> mtu 1500 qdisc noqueue state DOWN mode DEFAULT group default qlen 1000\\    
+RTNETLINK answers: Operation not supported
+rc=2
 """
 
 

@@ -31,6 +31,9 @@ CASES = [
     f"bash -c 'echo 2147483648 > {D}/napi_defer_hard_irqs' 2>&1; cat {D}/napi_defer_hard_irqs",
     f"python3 -c \"import os; fd = os.open('{D}/mtu', os.O_WRONLY); print(os.write(fd, b'1300'), "
     f"os.write(fd, b'0x514\\n')); os.close(fd)\"; cat {D}/mtu",
+    # the same group through rtnetlink (rtnl_create_link, do_setlink: netif_set_group)
+    "ip link add w0 group 9 type veth peer name w1 group 4; ip link show group 4",
+    f"ip link set v0 group 6; cat {D}/netdev_group; ip link show group 6 | head -1",
 ]
 
 outputs, test_sysfs_write_line_matches_the_kernel = line_tests(CASES, "sysfs_write")
@@ -46,10 +49,24 @@ def test_sysfs_writes_are_announced(tmp_path):
         f"echo 70000 > {D}/mtu",
         f"echo 800 > {D}/tx_queue_len",
         f"echo 7 > {D}/netdev_group",
-        f"echo 0x1003 > {D}/flags",
+        f"echo 0x1082 > {D}/flags",               # IFF_NOARP (up: a veth's linkwatch races)
         f"echo 0x1002 > {D}/flags",
         "sleep 0.5",                            # the monitor has read the last one
     ])
-    strip = [ln.split("link/ether")[0] for ln in real.splitlines()]
+    strip = [ln.split("link/")[0] for ln in real.splitlines()]
     assert len(strip) >= 4, real
-    assert [ln.split("link/ether")[0] for ln in emu.splitlines()] == strip
+    assert [ln.split("link/")[0] for ln in emu.splitlines()] == strip
+
+
+def test_a_group_set_by_rtnetlink_is_announced_while_up(tmp_path):
+    """do_setlink's IFLA_GROUP: DO_SETLINK_NOTIFY, so ``netdev_state_change`` — a message
+    for an up device only."""
+    real, emu = run_monitor_both(tmp_path, "ip -o monitor link", [
+        "ip link set lo group 5",
+        "ip link set lo up",
+        "ip link set lo group 6",
+        "sleep 0.5",
+    ])
+    strip = [ln.split("link/")[0] for ln in real.splitlines()]
+    assert len(strip) == 2 and "group 5" in strip[0] and "group 6" in strip[1], real
+    assert [ln.split("link/")[0] for ln in emu.splitlines()] == strip

@@ -667,7 +667,7 @@ def _new_device(ops: RtnlLinkOps, name: str) -> NetDevice:
 
 
 def _apply_create_attrs(dev: NetDevice, m: LinkMsg) -> None:
-    """``rtnl_create_link``: MTU (validated), address, txqlen, queues."""
+    """``rtnl_create_link``: MTU (validated), address, txqlen, group, queues."""
     if IFLA_MTU in m.tb:
         mtu = m.u32(IFLA_MTU)
         if mtu >= 1 << 31:
@@ -689,6 +689,8 @@ def _apply_create_attrs(dev: NetDevice, m: LinkMsg) -> None:
         dev.mac_set = True
     if IFLA_TXQLEN in m.tb:
         dev.txqlen = m.u32(IFLA_TXQLEN)
+    if IFLA_GROUP in m.tb:
+        dev_set_group(dev, m.u32(IFLA_GROUP))
     for t, what in ((IFLA_NUM_TX_QUEUES, "transmit"), (IFLA_NUM_RX_QUEUES, "receive")):
         if t in m.tb:
             n = m.u32(t)
@@ -798,9 +800,12 @@ def do_setlink(req: Request, dev: NetDevice, m: LinkMsg, notify: bool = False) -
     if IFLA_MTU in m.tb:
         dev_set_mtu(dev, m.u32(IFLA_MTU), m.off(IFLA_MTU))
         dev.mtu_set = True
+    state_change = False
+    if IFLA_GROUP in m.tb:                          # netif_set_group, DO_SETLINK_NOTIFY
+        dev_set_group(dev, m.u32(IFLA_GROUP))
+        state_change = True
     if m.index > 0 and IFLA_IFNAME in m.tb:
         dev_change_name(dev, m.name() or "")
-    state_change = False
     if IFLA_IFALIAS in m.tb:                        # dev_set_alias; an empty one clears it
         alias = _str(m.buf, m.tb[IFLA_IFALIAS])
         if len(alias.encode()) >= IFALIASZ:         # ifla_policy: .len = IFALIASZ - 1
