@@ -63,8 +63,9 @@ def change_tx_queue_len(dev: Any, new: int) -> None:
 
 def change_proto_down(dev: Any, new: int) -> None:
     """``proto_down_store``: EOPNOTSUPP unless the device has ``IFF_CHANGE_PROTO_DOWN``
-    (``dev_change_proto_down``); no modelled kind sets it (veth does not: 6.18 answers
-    EOPNOTSUPP for a veth too)."""
+    (``dev_change_proto_down``). veth, dummy, bond, bridge and lo do not (6.18 answers
+    EOPNOTSUPP for them); vxlan does on Linux, but protodown (its carrier and linkwatch
+    messages) is not modelled: a vxlan refuses too, a known difference."""
     raise KernelError(E.EOPNOTSUPP)
 
 
