@@ -22,5 +22,5 @@ def init(kernel: "Kernel") -> None:
     for pattern, lister in services.DIRS:
         kernel.vfs.register_dir(pattern, lister)
     for pattern, read, write in services.FILES:
-        kernel.vfs.register(pattern, read, write)
+        kernel.vfs.register(pattern, read, write, services.MODES.get(pattern))
     kernel.services.update(services.SERVICES)

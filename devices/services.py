@@ -232,6 +232,9 @@ FILES: tuple[tuple[str, Callable[..., str] | None, Callable[..., int] | None], .
     ("/sys/bus/netdevsim/del_device", None, _nsim_del_device),
     ("/sys/kernel/debug/netdevsim/netdevsim*/ports/*/ipsec", _nsim_ipsec, None),
 )
+# files whose mode is not the usual 0444/0644/0200 (nsim_ipsec_init: debugfs_create_file
+# ("ipsec", 0400, …))
+MODES: dict[str, int] = {"/sys/kernel/debug/netdevsim/netdevsim*/ports/*/ipsec": 0o400}
 SERVICES: dict[str, Callable[..., dict[str, Any]]] = {
     "show_offload": _show_offload,
     "offload_traffic": _offload_traffic,

@@ -61,7 +61,7 @@ def test_stat_shows_sysfs_modes_and_sizes():
         "regular file 200 4096 root",
         "regular file 644 4096 root",               # mtu_store: writable
         "directory 755 0 root",
-        "regular file 444 4096 root",
+        "regular empty file 400 0 root",            # debugfs_create_file("ipsec", 0400)
         "regular empty file 444 0 root",            # procfs files have no size
         "stat: cannot statx '/sys/class/net/nosuch': No such file or directory",
         "mtu: not executable",

@@ -33,10 +33,15 @@ class Vfs:
     def __init__(self) -> None:
         self.files: list[tuple[str, Reader | None, Writer | None]] = []
         self.dirs: list[tuple[str, Lister]] = []
+        self.modes: dict[str, int] = {}
 
     def register(self, pattern: str, read: Reader | None = None,
-                 write: Writer | None = None) -> None:
+                 write: Writer | None = None, mode: int | None = None) -> None:
+        """``mode``: the permission bits the file was created with where they are not the
+        usual ones (``debugfs_create_file(name, 0400, …)``)."""
         self.files.append((pattern, read, write))
+        if mode is not None:
+            self.modes[pattern] = mode
 
     def register_dir(self, pattern: str, lister: Lister) -> None:
         self.dirs.append((pattern, lister))
@@ -76,14 +81,17 @@ class Vfs:
         if found is None:
             return E.ENOENT, "", 0
         read, write = found
+        mode = next((m for p, m in self.modes.items() if fnmatch.fnmatchcase(path, p)), None)
         if read is None:
-            return 0, "file", 0o200
+            return 0, "file", 0o200 if mode is None else mode
         try:
             read(kernel, ns, path)
         except FileNotFoundError:
             return E.ENOENT, "", 0
         except OSError:
             pass                            # there, but reading it fails (stable_secret)
+        if mode is not None:
+            return 0, "file", mode
         return 0, "file", 0o644 if write is not None else 0o444
 
     def read_file(self, kernel, ns, path: str) -> tuple[int, str]:

@@ -3267,8 +3267,8 @@ FILE *fopen64(const char *path, const char *mode)
 
 /* ---- stat, access and opendir of virtual paths ------------------------------------------
  * The server says what exists (service ops stat_file and list_dir); the shim fills in what
- * sysfs and debugfs show: directories 0755, files 0444/0644 (0200 write-only), size 4096
- * (0 under /proc), owned by root. */
+ * sysfs and debugfs show: directories 0755, files 0444/0644 (0200 write-only) unless the
+ * server says otherwise, size 4096 (0 for procfs and debugfs), owned by root. */
 static int vstat_query(const char *path, int *is_dir, int *mode)
 {
     char q[1024], esc[900], a[256];
@@ -3301,8 +3301,9 @@ static int vstat(const char *path, struct stat *st)
     st->st_mode = (mode_t)((d ? S_IFDIR : S_IFREG) | m);
     st->st_nlink = d ? 2 : 1;
     /* a sysfs attribute's inode has size PAGE_SIZE (sysfs_add_file_mode_ns); procfs files,
-     * /proc/sys ones included (proc_sys_make_inode), have none */
-    st->st_size = d || under(path, "/proc") ? 0 : 4096;
+     * /proc/sys ones included (proc_sys_make_inode), and debugfs ones (debugfs_create_file)
+     * have none */
+    st->st_size = d || under(path, "/proc") || under(path, "/sys/kernel/debug") ? 0 : 4096;
     st->st_blksize = 4096;
     struct timespec now; clock_gettime(CLOCK_REALTIME, &now);
     st->st_atim = st->st_mtim = st->st_ctim = now;
