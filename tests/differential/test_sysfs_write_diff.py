@@ -31,6 +31,11 @@ CASES = [
     f"bash -c 'echo 2147483648 > {D}/napi_defer_hard_irqs' 2>&1; cat {D}/napi_defer_hard_irqs",
     f"python3 -c \"import os; fd = os.open('{D}/mtu', os.O_WRONLY); print(os.write(fd, b'1300'), "
     f"os.write(fd, b'0x514\\n')); os.close(fd)\"; cat {D}/mtu",
+    # the read-only attributes beside them (0444): counters, iflink, EINVAL while not running
+    "for d in lo v1; do for a in carrier_changes carrier_up_count carrier_down_count iflink "
+    "addr_len broadcast addr_assign_type dev_id dev_port link_mode dormant testing; do "
+    "echo \"$d $a $(cat /sys/class/net/$d/$a 2>&1)\"; done; done",
+    f"stat -c '%s %A %n' {D}/carrier_changes {D}/iflink {D}/dormant",
     # the same group through rtnetlink (rtnl_create_link, do_setlink: netif_set_group)
     "ip link add w0 group 9 type veth peer name w1 group 4; ip link show group 4",
     f"ip link set v0 group 6; cat {D}/netdev_group; ip link show group 6 | head -1",

@@ -99,22 +99,67 @@ ATTRS: dict[str, tuple[Callable[[Any], str], Callable[[Any, int], None]]] = {
 }
 
 
-def _dev(ns: Any, path: str) -> Any:
+def _iflink(dev: Any) -> int:
+    """``dev_get_iflink``: ``ndo_get_iflink`` (a veth's peer), else the device's own index."""
+    ops = dev.rtnl_link_ops
+    get = getattr(ops, "get_iflink", None)
+    link = get(dev) if get is not None else None
+    return dev.ifindex if link is None else int(link)
+
+
+def _running_only(value: Callable[[Any], str]) -> Callable[[Any], str]:
+    """``dormant_show``/``testing_show``: EINVAL while the device is not running."""
+    def show(dev: Any) -> str:
+        if not dev.up:
+            raise OSError(E.EINVAL, "not running")
+        return value(dev)
+    return show
+
+
+def _addr_assign_type(dev: Any) -> str:
+    """NET_ADDR_PERM 0, NET_ADDR_RANDOM 1 (eth_hw_addr_random), NET_ADDR_SET 3
+    (dev_set_mac_address, an address given at creation)."""
+    return "3" if dev.mac_set else "1" if dev.addr_random else "0"
+
+
+# read-only attributes (0444): attribute → show
+SHOW: dict[str, Callable[[Any], str]] = {
+    "carrier_changes": lambda d: f"{d.carrier_changes}",
+    "carrier_up_count": lambda d: f"{d.carrier_up_count}",
+    "carrier_down_count": lambda d: f"{d.carrier_down_count}",
+    "iflink": lambda d: f"{_iflink(d)}",
+    "addr_len": lambda d: f"{len(d.address)}",
+    "broadcast": lambda d: ":".join(f"{b:02x}" for b in d.broadcast),
+    "addr_assign_type": _addr_assign_type,
+    "dev_id": lambda d: "0x0",
+    "dev_port": lambda d: "0",
+    "link_mode": lambda d: "0",
+    "dormant": _running_only(lambda d: "0"),
+    "testing": _running_only(lambda d: "0"),
+}
+
+
+def _dev(ns: Any, path: str, table: dict[str, Any]) -> Any:
     parts = path.split("/")          # /sys/class/net/DEV/ATTR
     dev = ns.links.by_name(parts[4]) if len(parts) == 6 else None
-    if dev is None or parts[5] not in ATTRS:
+    if dev is None or parts[5] not in table:
         raise FileNotFoundError(path)
     return dev
 
 
 def show(kernel: Any, ns: Any, path: str) -> str:
-    dev = _dev(ns, path)
+    dev = _dev(ns, path, ATTRS)
     return ATTRS[path.split("/")[5]][0](dev) + "\n"
+
+
+def show_ro(kernel: Any, ns: Any, path: str) -> str:
+    dev = _dev(ns, path, SHOW)
+    return SHOW[path.split("/")[5]](dev) + "\n"
 
 
 def store(kernel: Any, ns: Any, path: str, data: str) -> int | None:
     """``netdev_store``: the errno of the parse or of the change, None when it took."""
-    dev = _dev(ns, path)
+    dev = _dev(ns, path, ATTRS)
     if not data:
         return None                  # kernfs_fop_write_iter: nothing to store
     try:
@@ -124,4 +169,5 @@ def store(kernel: Any, ns: Any, path: str, data: str) -> int | None:
     return None
 
 
-VFS_FILES = tuple((f"/sys/class/net/*/{attr}", show, store) for attr in ATTRS)
+VFS_FILES = (tuple((f"/sys/class/net/*/{attr}", show, store) for attr in ATTRS)
+             + tuple((f"/sys/class/net/*/{attr}", show_ro, None) for attr in SHOW))

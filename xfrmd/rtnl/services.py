@@ -187,7 +187,8 @@ def _if_inet6(kernel: Any, ns: Any, path: str) -> str:
     return "".join(lines)
 
 
-_SYSFS_ATTRS = ("address", "ifalias", "ifindex", "operstate", "type", *net_sysfs.ATTRS)
+_SYSFS_ATTRS = ("address", "ifalias", "ifindex", "operstate", "type", *net_sysfs.ATTRS,
+                *net_sysfs.SHOW)
 
 
 def _sysfs_dir(kernel: Any, ns: Any, path: str) -> list[tuple[str, str]]:
