@@ -103,11 +103,6 @@ class Kernel:
         self.dirty: set[NetlinkSocket] = set()   # sockets with new datagrams queued
         # (socket, seq) of the NLM_F_ECHO request being handled, see multicast
         self.report: tuple[NetlinkSocket, int] | None = None
-        # work whose result nobody waits for (cached wire forms): a server sets this to a
-        # list and runs it after the answers went out; None without a server, where nothing
-        # is queued (it would never run, and would keep deleted objects alive) and the
-        # caches fill on first use
-        self.idle_work: list | None = None
         self._timers: list[tuple[float, int, Timer]] = []
         self._timer_seq = itertools.count()
         self._sock_ids = itertools.count(1)
@@ -452,11 +447,6 @@ class Kernel:
         t = Timer(self.clock.now() + delay, fn)
         heapq.heappush(self._timers, (t.when, next(self._timer_seq), t))
         return t
-
-    def run_idle_work(self, limit: int = 256) -> None:
-        work, self.idle_work = self.idle_work[:limit], self.idle_work[limit:]
-        for fn in work:
-            fn()
 
     def next_deadline(self) -> float | None:
         while self._timers and self._timers[0][2].cancelled:

@@ -244,8 +244,6 @@ class Server:
         self._accept_resume = 0.0   # listener out of the epoll set until then (EMFILE)
         self._accept_failing = False
         self._refusing = False
-        if kernel.idle_work is None:
-            kernel.idle_work = []
         self.path = path
         self.conns: dict[object, Connection] = {}   # NetlinkSocket → Connection
         self.by_fd: dict[int, Connection] = {}
@@ -449,11 +447,6 @@ class Server:
                 self._closing.pop().close()
             if self._accept_resume:
                 self._resume_accept(closed)
-            if k.idle_work:
-                try:
-                    k.run_idle_work()
-                except Exception as e:
-                    k.stats.internal_error(e, "deferred kernel work")
 
     def _watch_process(self, pid: int, start: int) -> None:
         """A process moved into an emulated namespace: its pidfd joins the epoll set, and

@@ -158,9 +158,9 @@ class PolicyDb:
         self.byidx[pol.index] = pol
         pol.curlft_add = self.kernel.clock.wall()
         pol.curlft_use = 0
-        # the cached wire form: built once the ACK is out, not in the first dump
-        if self.kernel.idle_work is not None:
-            self.kernel.idle_work.append(pol.wire_body)
+        # the wire form (Policy.wire_body) is built by the first dump or GETPOLICY that
+        # needs it, as dump_one_policy builds each message: building it for every insert
+        # cost the charon pair ~1,200 encodings that no reader asked for
         self._arm(pol, 1)
         if old is None:
             self._resize_check(pol.dir)
