@@ -125,7 +125,39 @@ def run(quick: bool = False) -> list[dict]:
     ] + rows
 
 
+def cold_rows(n: int = 1000, pauses_ms: tuple[float, ...] = (0.2, 2.0)) -> list[dict]:
+    """NEWSA and NEWPOLICY through ``Kernel.deliver`` back to back (caches warm) and with the
+    thread asleep between two requests, as the server's reactor sleeps in ``epoll_wait``
+    while a synchronous client (charon) handles the ACK and other tasks run on its CPU:
+    median thread CPU µs per request, GC off (``python -m benchmarks.bench_sad --cold``;
+    docs/performance.md, "Why a request costs more in situ")."""
+    rows = []
+    gc.disable()
+    try:
+        for kind, make in (("newsa", newsa_request), ("newpolicy", newpolicy_request)):
+            median = {}
+            for pause in (0.0,) + pauses_ms:
+                k, s = _kernel()
+                took = []
+                for r in [make(i) for i in range(n)]:
+                    if pause:
+                        time.sleep(pause / 1e3)
+                    t0 = time.thread_time_ns()
+                    k.deliver(s, r)
+                    s.pop()
+                    took.append(time.thread_time_ns() - t0)
+                median[pause] = statistics.median(took) / 1e3
+            warm = median.pop(0.0)
+            for pause, value in median.items():
+                rows.append({"name": f"{kind}_after_{pause:g}ms_asleep", "value": value,
+                             "unit": "µs", "reference": warm, "ratio": value / warm,
+                             "bar": f"(back to back {warm:.1f} µs)"})
+    finally:
+        gc.enable()
+    return rows
+
+
 if __name__ == "__main__":
     import sys
-    for row in run(quick="--quick" in sys.argv):
+    for row in (cold_rows() if "--cold" in sys.argv else run(quick="--quick" in sys.argv)):
         print(row)
