@@ -17,8 +17,8 @@ PROTOS = {"udp": IPPROTO_UDP, "tcp": IPPROTO_TCP, "icmp": IPPROTO_ICMP}
 _SWAP = sys.byteorder == "little"
 
 
-def _csum(data: bytes) -> int:
-    """The Internet checksum (RFC 1071) of ``data``."""
+def ip_compute_csum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071) of ``data`` (``ip_compute_csum``)."""
     if len(data) % 2:
         data += b"\0"
     words = array("H", data)
@@ -51,17 +51,17 @@ def l4_segment(proto: int, src: bytes, dst: bytes, sport: int, dport: int, size:
         size = len(payload)
     if proto == IPPROTO_UDP:
         hdr = struct.pack("!HHHH", sport, dport, 8 + size, 0)
-        c = _csum(_pseudo(src, dst, proto, 8 + size) + hdr + payload) or 0xFFFF
+        c = ip_compute_csum(_pseudo(src, dst, proto, 8 + size) + hdr + payload) or 0xFFFF
         return hdr[:6] + struct.pack("!H", c) + payload
     if proto == IPPROTO_TCP:
         hdr = struct.pack("!HHIIBBHHH", sport, dport, seq, 0, 5 << 4, 0x18, 65535, 0, 0)
-        c = _csum(_pseudo(src, dst, proto, 20 + size) + hdr + payload)
+        c = ip_compute_csum(_pseudo(src, dst, proto, 20 + size) + hdr + payload)
         return hdr[:16] + struct.pack("!H", c) + hdr[18:] + payload
     if proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
         v6 = proto == IPPROTO_ICMPV6
         hdr = struct.pack("!BBHHH", 128 if v6 else 8, 0, 0, sport or 1, seq & 0xFFFF)
         body = hdr + payload
-        c = _csum((_pseudo(src, dst, proto, len(body)) if v6 else b"") + body)
+        c = ip_compute_csum((_pseudo(src, dst, proto, len(body)) if v6 else b"") + body)
         return body[:2] + struct.pack("!H", c) + body[4:]
     return payload
 

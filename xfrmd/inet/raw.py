@@ -22,6 +22,8 @@ import ipaddress
 import struct
 from typing import TYPE_CHECKING, Any
 
+from ..datapath.packet import ip_compute_csum
+
 if TYPE_CHECKING:
     from ..kernel import NetNamespace
 
@@ -64,15 +66,6 @@ def filtered(sk: Any, icmp_type: int) -> bool:
     return bool(struct.unpack_from("=I", f, (icmp_type >> 5) * 4)[0] >> (icmp_type & 31) & 1)
 
 
-def _csum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
 def out_segment(sk: Any, src: str, daddr: str, data: bytes) -> bytes:
     """The ICMP message as it leaves: IPv4 untouched; ICMPv6 with its checksum computed over
     the pseudo header (``rawv6_push_pending_frames``, offset 2)."""
@@ -81,7 +74,7 @@ def out_segment(sk: Any, src: str, daddr: str, data: bytes) -> bytes:
     s, d = ipaddress.ip_address(src).packed, ipaddress.ip_address(daddr).packed
     body = data[:2] + b"\0\0" + data[4:]
     pseudo = s + d + struct.pack("!IxxxB", len(body), IPPROTO_ICMPV6)
-    return body[:2] + struct.pack("!H", _csum(pseudo + body)) + body[4:]
+    return body[:2] + struct.pack("!H", ip_compute_csum(pseudo + body)) + body[4:]
 
 
 def matches(sk: Any, family: int, proto: int, saddr: str, daddr: str, ifindex: int) -> bool:

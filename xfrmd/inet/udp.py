@@ -295,23 +295,13 @@ def _udp_packet(src: str, dst: str, sport: int, dport: int, data: bytes) -> byte
     return P.ip_header(s, d, P.IPPROTO_UDP, len(seg)) + seg
 
 
-def _csum(data: bytes) -> int:
-    """The Internet checksum (RFC 1071)."""
-    if len(data) % 2:
-        data += b"\0"
-    s: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
 def _icmp_segment(src: str, dst: str, typ: int, rest: bytes) -> bytes:
     """An ICMP (IPv4) or ICMPv6 message of ``typ`` (code 0) and ``rest`` (from the
     identifier on), checksummed (ICMPv6 over the pseudo header)."""
     body = bytes((typ, 0, 0, 0)) + rest
     s, d = ipaddress.ip_address(src).packed, ipaddress.ip_address(dst).packed
     pseudo = s + d + struct.pack("!IxxxB", len(body), IPPROTO_ICMPV6) if len(s) == 16 else b""
-    return body[:2] + struct.pack("!H", _csum(pseudo + body)) + body[4:]
+    return body[:2] + struct.pack("!H", P.ip_compute_csum(pseudo + body)) + body[4:]
 
 
 def _output(ns: NetNamespace, res: RouteResult, src: str, daddr: str, proto: int, sport: int, dport: int,
