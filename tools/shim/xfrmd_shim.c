@@ -2626,6 +2626,7 @@ static void json_escape(const char *s, size_t n, char *out, size_t on)
  * over it — so `sysctl -w` sees the errno from fclose() and exits 1 as on Linux. A process
  * that inherited the fd across exec finds it by the memfd's name. */
 #define SYSCTL_MEMFD "xfrmd-sysctl:"
+#define VFILE_MEMFD "xfrmd-vfile:"
 #define SYSCTL_FDS 1024
 static unsigned char sysctl_fds[SYSCTL_FDS / 8];   /* fds this process opened (write's check) */
 
@@ -2643,12 +2644,20 @@ static int sysctl_open(const char *path, const char *esc, int flags)
     return fd;
 }
 
+/* the libc fstat, without the virtual files' answer (see vfile_fstat) */
+static int raw_fstat(int fd, struct stat *st)
+{
+    static int (*real)(int, struct stat *);
+    if (!real) real = dlsym(RTLD_NEXT, "fstat");
+    return real(fd, st);
+}
+
 /* the /proc/sys path a sysctl memfd stands for, or 0 (not one) */
 static int sysctl_fd_path(int fd, char *path, size_t n)
 {
     struct stat st;
     char link[64], target[400];
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 0) return 0;
+    if (raw_fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 0) return 0;
     snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
     ssize_t l = readlink(link, target, sizeof target - 1);
     if (l <= 0) return 0;
@@ -2721,7 +2730,10 @@ static int virtual_open(const char *path, int flags)
         if (wfd < 0) complain("open");
         return wfd;
     }
-    int fd = memfd_create("xfrmd-vfile", (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);
+    /* named after the path, so that fstat() can answer what stat() does (vfile_fd_path) */
+    char mname[300];
+    snprintf(mname, sizeof mname, VFILE_MEMFD "%s", path);
+    int fd = memfd_create(mname, (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);
     if (fd < 0) return -1;
     char *a = malloc(RECORD_MAX), *text = malloc(RECORD_MAX);
     snprintf(q, sizeof q, "{\"op\":\"read_file\",\"path\":\"%s\"}", esc);
@@ -3437,13 +3449,52 @@ static int netns_vstat(const char *path, struct stat *st)
     return 0;
 }
 
+/* The virtual path an open virtual file's memfd stands for (read: VFILE_MEMFD, written:
+ * SYSCTL_MEMFD), or 0. ``st`` is what the real fstat said of the fd. */
+static int vfile_fd_path(int fd, const struct stat *st, char *path, size_t n)
+{
+    char link[64], target[400];
+    if (!S_ISREG(st->st_mode) || st->st_nlink != 0) return 0;      /* memfds only */
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    int saved = errno;
+    ssize_t l = readlink(link, target, sizeof target - 1);
+    errno = saved;
+    if (l <= 0) return 0;
+    target[l] = 0;
+    const char *pre[] = {"/memfd:" VFILE_MEMFD, "/memfd:" SYSCTL_MEMFD};
+    for (size_t i = 0; i < 2; i++) {
+        if (strncmp(target, pre[i], strlen(pre[i]))) continue;
+        char *d = strstr(target, " (deleted)");
+        if (d) *d = 0;
+        snprintf(path, n, "%s", target + strlen(pre[i]));
+        return 1;
+    }
+    return 0;
+}
+
+/* fstat of an open sysfs/procfs file says what stat of its path says (vstat): a sysfs
+ * attribute's inode is PAGE_SIZE long whatever its text (sysfs_add_file_mode_ns), a procfs
+ * one 0 — not the memfd's length. If the file went away meanwhile (its device deleted),
+ * the inode stays: the memfd's answer with that size. */
+static void vfile_fstat(int fd, struct stat *st)
+{
+    char path[400];
+    if (!vfile_fd_path(fd, st, path, sizeof path)) return;
+    struct stat v;
+    int saved = errno;
+    if (vstat(path, &v) == 0) { *st = v; return; }
+    errno = saved;
+    st->st_size = under(path, "/proc") || under(path, "/sys/kernel/debug") ? 0 : 4096;
+    st->st_nlink = 1;
+}
+
 int fstat(int fd, struct stat *st)
 {
-    static int (*real)(int, struct stat *);
-    if (!real) real = dlsym(RTLD_NEXT, "fstat");
     char name[64];
     if (nsfd_n && placeholder_name(fd, name, sizeof name)) { nsfs_stat(name, st); return 0; }
-    return real(fd, st);
+    int r = raw_fstat(fd, st);
+    if (r == 0) vfile_fstat(fd, st);
+    return r;
 }
 
 int fstat64(int fd, struct stat64 *st)
@@ -3455,7 +3506,9 @@ int fstat64(int fd, struct stat64 *st)
         nsfs_stat(name, (struct stat *)st);
         return 0;
     }
-    return real(fd, st);
+    int r = real(fd, st);
+    if (r == 0) vfile_fstat(fd, (struct stat *)st);
+    return r;
 }
 
 #define STAT_WRAP(name, type) \
