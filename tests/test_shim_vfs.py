@@ -118,3 +118,17 @@ def test_debugfs_is_one_tree_for_every_namespace():
         "SA count=0 tx=0",
         "/sys/kernel/debug/netdevsim/netdevsim3/ports/1/ipsec: No such file or directory",
     ], p.stdout + p.stderr
+
+
+def test_netdevsim_port_links_into_its_bus_device():
+    """A netdevsim port's /sys/class/net entry points into its bus device's directory
+    (``nsim_dev_port_add``: the port's netdev has the netdevsim device as parent), not into
+    /sys/devices/virtual/net; its attributes are there too."""
+    p = run("echo 3 > /sys/bus/netdevsim/new_device; readlink /sys/class/net/eni3np1; "
+            "readlink -f /sys/class/net/eni3np1; ls /sys/devices/netdevsim3 /sys/devices/netdevsim3/net; "
+            "cat /sys/devices/netdevsim3/net/eni3np1/ifindex; ls /sys/devices/virtual/net; "
+            "ls /sys/devices/netdevsim4 2>&1 | sed 's/.*: //'", topology="bare")
+    assert p.stdout.splitlines() == [
+        "../../devices/netdevsim3/net/eni3np1", "/sys/devices/netdevsim3/net/eni3np1",
+        "/sys/devices/netdevsim3:", "net", "", "/sys/devices/netdevsim3/net:", "eni3np1",
+        "2", "lo", "No such file or directory"], p.stdout + p.stderr

@@ -133,12 +133,20 @@ def _write_file(kernel, ns, request) -> dict:
 
 def _stat_file(kernel, ns, request) -> dict:
     err, kind, mode = vfs.stat(kernel, ns, request["path"])
-    return {"errno": err, "dir": int(kind == "dir"), "mode": mode} if not err else {"errno": err}
+    if err:
+        return {"errno": err}
+    answer = {"errno": 0, "dir": int(kind == "dir"), "mode": mode,
+              "path": vfs.realpath(kernel, ns, request["path"])}
+    lerr, target = vfs.readlink(kernel, ns, request["path"])
+    if not lerr:
+        answer["link"] = target          # the path itself is a link: what lstat/readlink see
+    return answer
 
 
 def _list_dir(kernel, ns, request) -> dict:
     err, entries = vfs.list_dir(kernel, ns, request["path"])
-    return {"errno": err, "entries": [[n, int(k == "dir")] for n, k in entries]} if not err else {"errno": err}
+    kinds = {"file": 0, "dir": 1, "link": 2}
+    return {"errno": err, "entries": [[n, kinds.get(k, 0)] for n, k in entries]} if not err else {"errno": err}
 
 
 def _ioctl(kernel, ns, request) -> dict:

@@ -7,7 +7,14 @@ the same tree a program would find on Linux (``[ -w /sys/bus/netdevsim/new_devic
 ``ls /sys/bus/netdevsim/devices/netdevsim0/net/``). Patterns are :mod:`fnmatch`-style
 globs (``*`` does not stop at ``/``: listers check their own depth); the first registered
 match wins, so register specific paths before wide ones. Service ops ``read_file`` /
-``write_file`` / ``stat_file`` / ``list_dir`` (docs/protocol.md) come here."""
+``write_file`` / ``stat_file`` / ``list_dir`` (docs/protocol.md) come here.
+
+Symbolic links (``register_link``: ``/sys/class/net/DEV`` → ``../../devices/virtual/net/DEV``,
+device_add_class_symlinks) are answered as such by ``stat(..., follow=False)`` and
+``readlink``; a path through one reaches the files of its target. Where the files of a
+directory are registered under another name than the directory's real path (a device's
+attributes under ``/sys/class/net/DEV``), an alias (``register_alias``: real path → the
+registered one, or None) lets the real path reach them."""
 from __future__ import annotations
 
 import errno as E
@@ -17,6 +24,8 @@ from typing import Callable
 Reader = Callable[..., str]
 Writer = Callable[..., "int | None"]
 Lister = Callable[..., list]
+Target = Callable[..., str]
+Alias = Callable[..., "str | None"]
 
 def _norm(path: str) -> str:
     parts = [p for p in path.split("/") if p and p != "."]
@@ -34,6 +43,8 @@ class Vfs:
         self.files: list[tuple[str, Reader | None, Writer | None]] = []
         self.dirs: list[tuple[str, Lister]] = []
         self.modes: dict[str, int] = {}
+        self.links: list[tuple[str, Target]] = []
+        self.aliases: list[Alias] = []
 
     def register(self, pattern: str, read: Reader | None = None,
                  write: Writer | None = None, mode: int | None = None) -> None:
@@ -46,8 +57,67 @@ class Vfs:
     def register_dir(self, pattern: str, lister: Lister) -> None:
         self.dirs.append((pattern, lister))
 
+    def register_link(self, pattern: str, target: Target) -> None:
+        """``target(kernel, ns, path) -> str``: the link's text, relative to its directory as
+        sysfs writes them (sysfs_create_link); FileNotFoundError where there is none."""
+        self.links.append((pattern, target))
+
+    def register_alias(self, alias: Alias) -> None:
+        """``alias(kernel, ns, path) -> str | None``: the registered path that serves real
+        path ``path`` (its attributes), or None when ``path`` is not one it knows."""
+        self.aliases.append(alias)
+
     def _dirs(self):
         return self.dirs
+
+    def _link(self, kernel, ns, path: str) -> str | None:
+        for pattern, target in self.links:
+            if fnmatch.fnmatchcase(path, pattern):
+                try:
+                    return target(kernel, ns, path)
+                except FileNotFoundError:
+                    continue
+        return None
+
+    def realpath(self, kernel, ns, path: str) -> str:
+        """``path`` with every link in it replaced by its target (``..`` taken lexically, as
+        sysfs links never point through another link)."""
+        done: list[str] = []
+        for part in _norm(path).split("/")[1:]:
+            if part == "..":
+                done = done[:-1]
+                continue
+            done.append(part)
+            target = self._link(kernel, ns, "/" + "/".join(done))
+            if target is not None:
+                done = done[:-1]
+                for t in target.split("/"):
+                    if t == "..":
+                        done = done[:-1]
+                    elif t and t != ".":
+                        done.append(t)
+        return "/" + "/".join(done)
+
+    def _serve(self, kernel, ns, path: str) -> str:
+        """The registered path that serves ``path``: its links resolved, then an alias."""
+        path = self.realpath(kernel, ns, path)
+        for alias in self.aliases:
+            served = alias(kernel, ns, path)
+            if served is not None:
+                return served
+        return path
+
+    def readlink(self, kernel, ns, path: str) -> tuple[int, str]:
+        """(errno, text) of link ``path`` (its last component not followed): EINVAL for a
+        file or directory that is no link, ENOENT for nothing."""
+        path = _norm(path)
+        parent, _, name = path.rpartition("/")
+        path = self.realpath(kernel, ns, parent or "/").rstrip("/") + "/" + name
+        target = self._link(kernel, ns, path)
+        if target is not None:
+            return 0, target
+        err = self.stat(kernel, ns, path)[0]
+        return (err or E.EINVAL), ""
 
     def lookup(self, path: str):
         for pattern, read, write in self.files:
@@ -56,8 +126,9 @@ class Vfs:
         return None
 
     def list_dir(self, kernel, ns, path: str) -> tuple[int, list]:
-        """(errno, [(name, kind), …]) of a virtual directory; ENOTDIR for a file, ENOENT else."""
-        path = _norm(path)
+        """(errno, [(name, kind), …]) of a virtual directory (kind "dir", "file" or "link");
+        ENOTDIR for a file, ENOENT else."""
+        path = self._serve(kernel, ns, path)
         for pattern, lister in self._dirs():
             if fnmatch.fnmatchcase(path, pattern):
                 try:
@@ -68,8 +139,9 @@ class Vfs:
 
     def stat(self, kernel, ns, path: str) -> tuple[int, str, int]:
         """(errno, "dir" | "file", permission bits) as sysfs/procfs/debugfs show them: files
-        that can be read 0444 (0644 if also written), write-only ones 0200, directories 0755."""
-        path = _norm(path)
+        that can be read 0444 (0644 if also written), write-only ones 0200, directories 0755;
+        links followed."""
+        path = self._serve(kernel, ns, path)
         for pattern, lister in self._dirs():
             if fnmatch.fnmatchcase(path, pattern):
                 try:
@@ -96,6 +168,7 @@ class Vfs:
 
     def read_file(self, kernel, ns, path: str) -> tuple[int, str]:
         """(errno, text): ENOENT for unknown paths, EACCES-like EINVAL for write-only files."""
+        path = self._serve(kernel, ns, path)
         found = self.lookup(path)
         if found is None:
             return E.ENOENT, ""
@@ -110,6 +183,7 @@ class Vfs:
             return e.errno or E.EIO, ""
 
     def write_file(self, kernel, ns, path: str, data: str) -> int:
+        path = self._serve(kernel, ns, path)
         found = self.lookup(path)
         if found is None:
             return E.ENOENT
@@ -136,3 +210,11 @@ def read_file(kernel, ns, path: str) -> tuple[int, str]:
 
 def write_file(kernel, ns, path: str, data: str) -> int:
     return kernel.vfs.write_file(kernel, ns, path, data)
+
+
+def readlink(kernel, ns, path: str) -> tuple[int, str]:
+    return kernel.vfs.readlink(kernel, ns, path)
+
+
+def realpath(kernel, ns, path: str) -> str:
+    return kernel.vfs.realpath(kernel, ns, path)

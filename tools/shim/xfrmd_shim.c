@@ -2593,7 +2593,36 @@ static int under(const char *path, const char *prefix)
     return !strncmp(path, prefix, n) && (path[n] == 0 || path[n] == '/');
 }
 
+static int is_virtual_tree(const char *path);
+
+/* A path with ``..`` in it is virtual when, taken lexically, it stays in the virtual tree
+ * (/sys/devices/virtual/net/.. is the host's /sys/devices/virtual); the server then
+ * resolves it through the links it crosses (/sys/class/net/DEV/.. is
+ * /sys/devices/virtual/net). */
 static int is_virtual(const char *path)
+{
+    if (!path || !strstr(path, "/..")) return is_virtual_tree(path);
+    char norm[1024];
+    size_t o = 0;
+    for (const char *p = path; *p;) {
+        while (*p == '/') p++;
+        const char *e = strchrnul(p, '/');
+        size_t n = (size_t)(e - p);
+        if (n == 2 && p[0] == '.' && p[1] == '.') {
+            while (o > 0 && norm[--o] != '/') ;
+        } else if (n && !(n == 1 && *p == '.')) {
+            if (o + n + 2 >= sizeof norm) return 0;
+            norm[o++] = '/';
+            memcpy(norm + o, p, n);
+            o += n;
+        }
+        p = e;
+    }
+    norm[o] = 0;
+    return is_virtual_tree(o ? norm : "/");
+}
+
+static int is_virtual_tree(const char *path)
 {
     return path && (!strcmp(path, "/proc/net/if_inet6") || !strcmp(path, "/proc/net/xfrm_stat") ||
                     !strcmp(path, "/proc/net/dev") || !strcmp(path, "/proc/self/net/dev") ||
@@ -2601,6 +2630,9 @@ static int is_virtual(const char *path)
                     !strcmp(path, "/proc/sys/net/ipv4/ping_group_range") ||
                     under(path, "/proc/sys/net/ipv4/conf") || under(path, "/proc/sys/net/ipv6/conf") ||
                     under(path, "/sys/class/net") || under(path, "/proc/net/bonding") ||
+                    /* the network devices' real directories (xfrmd/rtnl/sysfs_class.py) */
+                    under(path, "/sys/devices/virtual/net") ||
+                    !strncmp(path, "/sys/devices/netdevsim", 22) ||
                     under(path, "/sys/bus/netdevsim") || under(path, "/sys/kernel/debug/netdevsim"));
 }
 
@@ -3281,9 +3313,10 @@ FILE *fopen64(const char *path, const char *mode)
  * The server says what exists (service ops stat_file and list_dir); the shim fills in what
  * sysfs and debugfs show: directories 0755, files 0444/0644 (0200 write-only) unless the
  * server says otherwise, size 4096 (0 for procfs and debugfs), owned by root. */
-static int vstat_query(const char *path, int *is_dir, int *mode)
+static int vstat_query_x(const char *path, int *is_dir, int *mode, char *link, size_t ln,
+                         char *real, size_t rn)
 {
-    char q[1024], esc[900], a[256];
+    char q[1024], esc[900], a[2048];
     int saved = errno;      /* a stat that succeeds leaves errno alone, as the syscall does */
     json_escape(path, strlen(path), esc, sizeof esc);
     snprintf(q, sizeof q, "{\"op\":\"stat_file\",\"path\":\"%s\"}", esc);
@@ -3293,7 +3326,15 @@ static int vstat_query(const char *path, int *is_dir, int *mode)
     errno = saved;
     *is_dir = (int)json_int(a, "dir", 0);
     *mode = (int)json_int(a, "mode", 0444);
+    /* "link": the path itself is a symbolic link (its text); "path": links resolved */
+    if (link && (!ln || json_str(a, "link", link, ln) < 0)) { if (ln) link[0] = 0; }
+    if (real && json_str(a, "path", real, rn) < 0) snprintf(real, rn, "%s", path);
     return 0;
+}
+
+static int vstat_query(const char *path, int *is_dir, int *mode)
+{
+    return vstat_query_x(path, is_dir, mode, NULL, 0, NULL, 0);
 }
 
 static uint64_t path_ino(const char *p)
@@ -3303,13 +3344,25 @@ static uint64_t path_ino(const char *p)
     return h | 1;
 }
 
-static int vstat(const char *path, struct stat *st)
+/* lstat (follow 0) of a link says so: a sysfs link is 0777 and has size 0
+ * (kernfs_iop_getattr of a KERNFS_LINK node); stat follows it to its directory */
+static int vstat_f(const char *path, struct stat *st, int follow)
 {
     int d, m;
-    if (vstat_query(path, &d, &m) < 0) return -1;
+    char link[512] = "", real[512] = "";
+    if (vstat_query_x(path, &d, &m, link, sizeof link, real, sizeof real) < 0) return -1;
+    int is_link = !follow && link[0];
     memset(st, 0, sizeof *st);
     st->st_dev = 0x16;
-    st->st_ino = (ino_t)path_ino(path);
+    st->st_ino = (ino_t)path_ino(is_link ? path : real);
+    if (is_link) {
+        st->st_mode = S_IFLNK | 0777;
+        st->st_nlink = 1;
+        st->st_blksize = 4096;
+        struct timespec now; clock_gettime(CLOCK_REALTIME, &now);
+        st->st_atim = st->st_mtim = st->st_ctim = now;
+        return 0;
+    }
     st->st_mode = (mode_t)((d ? S_IFDIR : S_IFREG) | m);
     st->st_nlink = d ? 2 : 1;
     /* a sysfs attribute's inode has size PAGE_SIZE (sysfs_add_file_mode_ns); procfs files,
@@ -3320,6 +3373,23 @@ static int vstat(const char *path, struct stat *st)
     struct timespec now; clock_gettime(CLOCK_REALTIME, &now);
     st->st_atim = st->st_mtim = st->st_ctim = now;
     return 0;
+}
+
+static int vstat(const char *path, struct stat *st) { return vstat_f(path, st, 1); }
+static int vlstat(const char *path, struct stat *st) { return vstat_f(path, st, 0); }
+
+/* readlink(2) of a virtual path: the link's text, truncated to ``n`` without a NUL;
+ * EINVAL for a file or directory */
+static ssize_t vreadlink(const char *path, char *buf, size_t n)
+{
+    int d, m;
+    char link[512] = "";
+    if (vstat_query_x(path, &d, &m, link, sizeof link, NULL, 0) < 0) return -1;
+    if (!link[0]) { errno = EINVAL; return -1; }
+    size_t l = strlen(link);
+    if (l > n) l = n;
+    memcpy(buf, link, l);
+    return (ssize_t)l;
 }
 
 /* ---- which namespace a process is in: /proc/PID/ns/net and the nsfs identity -----------
@@ -3511,25 +3581,26 @@ int fstat64(int fd, struct stat64 *st)
     return r;
 }
 
-#define STAT_WRAP(name, type) \
+#define STAT_WRAP(name, type, vst) \
     int name(const char *path, type *st) { \
         static int (*real)(const char *, type *); \
         if (!real) real = dlsym(RTLD_NEXT, #name); \
-        if (is_virtual(path)) return vstat(path, (struct stat *)st); \
+        if (is_virtual(path)) return vst(path, (struct stat *)st); \
         int nr = netns_vstat(path, (struct stat *)st); \
         if (nr != -2) return nr; \
         return real(path, st); \
     }
-STAT_WRAP(stat, struct stat)
-STAT_WRAP(lstat, struct stat)
-STAT_WRAP(stat64, struct stat64)
-STAT_WRAP(lstat64, struct stat64)
+STAT_WRAP(stat, struct stat, vstat)
+STAT_WRAP(lstat, struct stat, vlstat)
+STAT_WRAP(stat64, struct stat64, vstat)
+STAT_WRAP(lstat64, struct stat64, vlstat)
 
 #define FSTATAT_WRAP(name, type) \
     int name(int dfd, const char *path, type *st, int flags) { \
         static int (*real)(int, const char *, type *, int); \
         if (!real) real = dlsym(RTLD_NEXT, #name); \
-        if (is_virtual(path)) return vstat(path, (struct stat *)st); \
+        if (is_virtual(path)) \
+            return vstat_f(path, (struct stat *)st, !(flags & AT_SYMLINK_NOFOLLOW)); \
         int nr = netns_vstat(path, (struct stat *)st); \
         if (nr != -2) return nr; \
         return real(dfd, path, st, flags); \
@@ -3538,25 +3609,25 @@ FSTATAT_WRAP(fstatat, struct stat)
 FSTATAT_WRAP(fstatat64, struct stat64)
 
 /* programs built against glibc before 2.33 call these */
-#define XSTAT_WRAP(name, type) \
+#define XSTAT_WRAP(name, type, vst) \
     int name(int ver, const char *path, type *st) { \
         static int (*real)(int, const char *, type *); \
         if (!real) real = dlsym(RTLD_NEXT, #name); \
-        if (is_virtual(path)) return vstat(path, (struct stat *)st); \
+        if (is_virtual(path)) return vst(path, (struct stat *)st); \
         int nr = netns_vstat(path, (struct stat *)st); \
         if (nr != -2) return nr; \
         return real(ver, path, st); \
     }
-XSTAT_WRAP(__xstat, struct stat)
-XSTAT_WRAP(__lxstat, struct stat)
-XSTAT_WRAP(__xstat64, struct stat64)
-XSTAT_WRAP(__lxstat64, struct stat64)
+XSTAT_WRAP(__xstat, struct stat, vstat)
+XSTAT_WRAP(__lxstat, struct stat, vlstat)
+XSTAT_WRAP(__xstat64, struct stat64, vstat)
+XSTAT_WRAP(__lxstat64, struct stat64, vlstat)
 
 int __fxstatat(int ver, int dfd, const char *path, struct stat *st, int flags)
 {
     static int (*real)(int, int, const char *, struct stat *, int);
     if (!real) real = dlsym(RTLD_NEXT, "__fxstatat");
-    if (is_virtual(path)) return vstat(path, st);
+    if (is_virtual(path)) return vstat_f(path, st, !(flags & AT_SYMLINK_NOFOLLOW));
     return real(ver, dfd, path, st, flags);
 }
 
@@ -3565,7 +3636,8 @@ int statx(int dfd, const char *path, int flags, unsigned int mask, struct statx 
     static int (*real)(int, const char *, int, unsigned int, struct statx *);
     if (!real) real = dlsym(RTLD_NEXT, "statx");
     struct stat st;
-    int nr = is_virtual(path) ? vstat(path, &st) : netns_vstat(path, &st);
+    int nr = is_virtual(path) ? vstat_f(path, &st, !(flags & AT_SYMLINK_NOFOLLOW))
+                              : netns_vstat(path, &st);
     if (nr == -2) return real(dfd, path, flags, mask, sx);
     if (nr < 0) return -1;
     memset(sx, 0, sizeof *sx);
@@ -3704,18 +3776,47 @@ static void rm_tree(const char *dir)
     rmdir(dir);
 }
 
+ssize_t readlink(const char *path, char *buf, size_t n)
+{
+    static ssize_t (*real)(const char *, char *, size_t);
+    if (!real) real = dlsym(RTLD_NEXT, "readlink");
+    if (is_virtual(path)) return vreadlink(path, buf, n);
+    return real(path, buf, n);
+}
+
+ssize_t readlinkat(int dfd, const char *path, char *buf, size_t n)
+{
+    static ssize_t (*real)(int, const char *, char *, size_t);
+    if (!real) real = dlsym(RTLD_NEXT, "readlinkat");
+    if (is_virtual(path)) return vreadlink(path, buf, n);
+    return real(dfd, path, buf, n);
+}
+
+ssize_t __readlink_chk(const char *path, char *buf, size_t n, size_t buflen)
+{
+    (void)buflen;
+    return readlink(path, buf, n);
+}
+
+ssize_t __readlinkat_chk(int dfd, const char *path, char *buf, size_t n, size_t buflen)
+{
+    (void)buflen;
+    return readlinkat(dfd, path, buf, n);
+}
+
 /* realpath resolves with readlink/lstat inside libc, where the virtual tree is not
  * visible: an emulated device's /proc/sys or /sys path would not resolve (sysctl checks
- * every path it reads this way). A virtual path that exists is its own real path. */
+ * every path it reads this way). The server resolves a virtual path (stat_file "path"): its
+ * links (/sys/class/net/DEV) replaced by their targets. */
 static char *virtual_realpath(const char *path, char *resolved)
 {
-    struct stat st;
-    if (vstat(path, &st) < 0) return NULL;
-    size_t n = strlen(path);
-    if (n >= PATH_MAX) { errno = ENAMETOOLONG; return NULL; }
+    int d, m;
+    char real[PATH_MAX];
+    if (vstat_query_x(path, &d, &m, NULL, 0, real, sizeof real) < 0) return NULL;
+    size_t n = strlen(real);
     char *out = resolved ? resolved : malloc(PATH_MAX);
     if (!out) { errno = ENOMEM; return NULL; }
-    memcpy(out, path, n + 1);
+    memcpy(out, real, n + 1);
     return out;
 }
 
@@ -3763,10 +3864,11 @@ DIR *opendir(const char *path)
         char name[256], full[512];
         p = json_str_at(p, name, sizeof name);
         while (*p == ',' || *p == ' ') p++;
-        int is_dir = (*p == '1');
+        int is_dir = (*p == '1'), is_link = (*p == '2');
         if (!name[0] || strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, "..")) continue;
         snprintf(full, sizeof full, "%s/%s", dir, name);
         if (is_dir) mkdir(full, 0755);
+        else if (is_link) { if (symlink(name, full) < 0) continue; }    /* readdir: DT_LNK */
         else { int f = real_open(full, O_CREAT | O_WRONLY | O_CLOEXEC, 0444); if (f >= 0) real_close(f); }
     }
     free(a);

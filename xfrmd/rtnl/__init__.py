@@ -17,7 +17,8 @@ from netlink_codec.netlink import NETLINK_ROUTE, NLM_F_DUMP, NLM_F_ECHO, ExtAck
 from ..errors import KernelError
 from ..netlink.core import OK, Reply, Request
 from ..notifier import NETDEV_PRI_FIB, NETDEV_PRI_NEIGH, NETDEV_PRI_PROCFS
-from . import addr, addrlabel, br_fdb, fib, links, neigh, netconf, netns, procfs, route, rule, services
+from . import (addr, addrlabel, br_fdb, fib, links, neigh, netconf, netns, procfs, route, rule, services,
+               sysfs_class)
 
 if TYPE_CHECKING:
     from ..kernel import Kernel
@@ -155,7 +156,10 @@ def init(kernel: Kernel) -> None:
     kernel.inetaddr_chain.register(fib.fib_inetaddr_event)
     for pattern, read, write in netconf.VFS_FILES + procfs.VFS_FILES + services.VFS_FILES:
         kernel.vfs.register(pattern, read, write)
-    for pattern, lister in procfs.VFS_DIRS + services.VFS_DIRS:
+    for pattern, lister in procfs.VFS_DIRS + services.VFS_DIRS + sysfs_class.VFS_DIRS:
         kernel.vfs.register_dir(pattern, lister)
+    for pattern, target in sysfs_class.VFS_LINKS:
+        kernel.vfs.register_link(pattern, target)
+    kernel.vfs.register_alias(sysfs_class.device_alias)
     kernel.services.update(services.SERVICES)
     kernel.ioctls.update(services.IOCTLS)

@@ -195,7 +195,7 @@ def _sysfs_dir(kernel: Any, ns: Any, path: str) -> list[tuple[str, str]]:
     """/sys/class/net: one entry per device; /sys/class/net/DEV: the attributes served."""
     parts = path.split("/")[1:]                    # sys class net [DEV]
     if len(parts) == 3:
-        return [(dev.name, "dir") for dev in ns.links]
+        return [(dev.name, "link") for dev in ns.links]     # device_add_class_symlinks
     if len(parts) == 4 and ns.links.by_name(parts[3]) is not None:
         return [(a, "file") for a in _SYSFS_ATTRS]
     raise FileNotFoundError(path)
