@@ -2162,6 +2162,8 @@ static void flush_all(void)
         if (nltab[fd] && nltab[fd]->outlen) flush_out(fd, nltab[fd]);
 }
 
+static char **vcwd_env(char *const e[]);
+
 #define EXEC_WRAP(name, params, args) \
     int name params { \
         static int (*real) params; \
@@ -2169,11 +2171,11 @@ static void flush_all(void)
         flush_all(); \
         return real args; \
     }
-EXEC_WRAP(execve, (const char *p, char *const a[], char *const e[]), (p, a, e))
+EXEC_WRAP(execve, (const char *p, char *const a[], char *const e[]), (p, a, vcwd_env(e)))
 EXEC_WRAP(execv, (const char *p, char *const a[]), (p, a))
 EXEC_WRAP(execvp, (const char *p, char *const a[]), (p, a))
-EXEC_WRAP(execvpe, (const char *p, char *const a[], char *const e[]), (p, a, e))
-EXEC_WRAP(fexecve, (int fd, char *const a[], char *const e[]), (fd, a, e))
+EXEC_WRAP(execvpe, (const char *p, char *const a[], char *const e[]), (p, a, vcwd_env(e)))
+EXEC_WRAP(fexecve, (int fd, char *const a[], char *const e[]), (fd, a, vcwd_env(e)))
 
 /* execl, execlp, execle: the arguments gathered, then the v form (wrapped above) */
 static char **gather(const char *arg0, va_list ap, char *const **envp)
@@ -2595,14 +2597,9 @@ static int under(const char *path, const char *prefix)
 
 static int is_virtual_tree(const char *path);
 
-/* A path with ``..`` in it is virtual when, taken lexically, it stays in the virtual tree
- * (/sys/devices/virtual/net/.. is the host's /sys/devices/virtual); the server then
- * resolves it through the links it crosses (/sys/class/net/DEV/.. is
- * /sys/devices/virtual/net). */
-static int is_virtual(const char *path)
+/* absolute ``path`` with "." and ".." taken lexically into ``norm``; 0 if too long */
+static int lexnorm(const char *path, char *norm, size_t size)
 {
-    if (!path || !strstr(path, "/..")) return is_virtual_tree(path);
-    char norm[1024];
     size_t o = 0;
     for (const char *p = path; *p;) {
         while (*p == '/') p++;
@@ -2611,16 +2608,61 @@ static int is_virtual(const char *path)
         if (n == 2 && p[0] == '.' && p[1] == '.') {
             while (o > 0 && norm[--o] != '/') ;
         } else if (n && !(n == 1 && *p == '.')) {
-            if (o + n + 2 >= sizeof norm) return 0;
+            if (o + n + 2 >= size) return 0;
             norm[o++] = '/';
             memcpy(norm + o, p, n);
             o += n;
         }
         p = e;
     }
+    if (!o) norm[o++] = '/';
     norm[o] = 0;
-    return is_virtual_tree(o ? norm : "/");
+    return 1;
 }
+
+/* A path with ``..`` in it is virtual when, taken lexically, it stays in the virtual tree
+ * (/sys/devices/virtual/net/.. is the host's /sys/devices/virtual); the server then
+ * resolves it through the links it crosses (/sys/class/net/DEV/.. is
+ * /sys/devices/virtual/net). */
+static int is_virtual(const char *path)
+{
+    if (!path || !strstr(path, "/..")) return is_virtual_tree(path);
+    char norm[1024];
+    return lexnorm(path, norm, sizeof norm) && is_virtual_tree(norm);
+}
+
+/* ---- a virtual working directory: `cd /sys/class/net/DEV; cat mtu` ---------------------
+ * The kernel cannot hold a virtual directory as a cwd: chdir() into one records its path
+ * (links resolved, as the kernel's d_path of the cwd would be) in ``vcwd`` and moves the
+ * real cwd to "/"; every wrapper below takes a relative path against ``vcwd`` (VPATH), and
+ * getcwd() answers it. Exec passes it on in XFRMD_VCWD (the image that follows reads it at
+ * load while its real cwd is still "/"). A chdir() elsewhere ends it. */
+static char vcwd[PATH_MAX];
+
+__attribute__((constructor)) static void vcwd_init(void)
+{
+    static char *(*real_getcwd)(char *, size_t);
+    const char *e = getenv("XFRMD_VCWD");
+    char here[8];
+    if (!e || e[0] != '/' || strlen(e) >= sizeof vcwd) return;
+    if (!real_getcwd) real_getcwd = dlsym(RTLD_NEXT, "getcwd");
+    if (real_getcwd && real_getcwd(here, sizeof here) && !strcmp(here, "/"))
+        snprintf(vcwd, sizeof vcwd, "%s", e);
+}
+
+/* ``path`` as the process means it: relative ones against the virtual cwd, into ``buf``
+ * (PATH_MAX) — the server resolves a virtual result, others are taken lexically (the real
+ * cwd is "/", not the directory the path is relative to) */
+static const char *vpath(int dirfd, const char *path, char *buf)
+{
+    if (!vcwd[0] || !path || !path[0] || path[0] == '/' || dirfd != AT_FDCWD) return path;
+    char joined[PATH_MAX];
+    if (snprintf(joined, sizeof joined, "%s/%s", vcwd, path) >= (int)sizeof joined) return path;
+    if (is_virtual(joined)) { memcpy(buf, joined, strlen(joined) + 1); return buf; }
+    return lexnorm(joined, buf, PATH_MAX) ? buf : path;
+}
+#define VPATH_AT(dirfd, path) char vbuf_[PATH_MAX]; path = vpath(dirfd, path, vbuf_)
+#define VPATH(path) VPATH_AT(AT_FDCWD, path)
 
 static int is_virtual_tree(const char *path)
 {
@@ -3198,6 +3240,7 @@ int open(const char *path, int flags, ...)
     va_list ap; va_start(ap, flags);
     mode_t mode = (flags & (O_CREAT | O_TMPFILE)) ? va_arg(ap, mode_t) : 0;
     va_end(ap);
+    VPATH(path);
     if (is_virtual(path)) return virtual_open(path, flags);
     int nfd = netns_open(path, flags);
     if (nfd != -2) return nfd;
@@ -3210,6 +3253,7 @@ int open64(const char *path, int flags, ...)
     va_list ap; va_start(ap, flags);
     mode_t mode = (flags & (O_CREAT | O_TMPFILE)) ? va_arg(ap, mode_t) : 0;
     va_end(ap);
+    VPATH(path);
     if (is_virtual(path)) return virtual_open(path, flags);
     int nfd = netns_open(path, flags);
     if (nfd != -2) return nfd;
@@ -3222,6 +3266,7 @@ int openat(int dirfd, const char *path, int flags, ...)
     va_list ap; va_start(ap, flags);
     mode_t mode = (flags & (O_CREAT | O_TMPFILE)) ? va_arg(ap, mode_t) : 0;
     va_end(ap);
+    VPATH_AT(dirfd, path);
     if (is_virtual(path)) return virtual_open(path, flags);
     int nfd = netns_open(path, flags);
     if (nfd != -2) return nfd;
@@ -3229,21 +3274,22 @@ int openat(int dirfd, const char *path, int flags, ...)
 }
 
 /* _FORTIFY_SOURCE builds (procps' sysctl) call the checking variants of open/openat */
-#define FORTIFIED_OPEN(name, params, args)                                               \
+#define FORTIFIED_OPEN(name, params, args, dirfd)                                        \
 int name params                                                                          \
 {                                                                                        \
     static int (*real) params;                                                           \
     if (!real) real = dlsym(RTLD_NEXT, #name);                                           \
     load_all();                                                                          \
+    VPATH_AT(dirfd, path);                                                               \
     if (is_virtual(path)) return virtual_open(path, flags);                              \
     int nfd = netns_open(path, flags);                                                   \
     if (nfd != -2) return nfd;                                                           \
     return real args;                                                                    \
 }
-FORTIFIED_OPEN(__open_2, (const char *path, int flags), (path, flags))
-FORTIFIED_OPEN(__open64_2, (const char *path, int flags), (path, flags))
-FORTIFIED_OPEN(__openat_2, (int dirfd, const char *path, int flags), (dirfd, path, flags))
-FORTIFIED_OPEN(__openat64_2, (int dirfd, const char *path, int flags), (dirfd, path, flags))
+FORTIFIED_OPEN(__open_2, (const char *path, int flags), (path, flags), AT_FDCWD)
+FORTIFIED_OPEN(__open64_2, (const char *path, int flags), (path, flags), AT_FDCWD)
+FORTIFIED_OPEN(__openat_2, (int dirfd, const char *path, int flags), (dirfd, path, flags), dirfd)
+FORTIFIED_OPEN(__openat64_2, (int dirfd, const char *path, int flags), (dirfd, path, flags), dirfd)
 
 static FILE *virtual_fopen(const char *path, const char *mode)
 {
@@ -3297,6 +3343,7 @@ int fclose(FILE *f)
 FILE *fopen(const char *path, const char *mode)
 {
     load_all();
+    VPATH(path);
     if (is_virtual(path)) return virtual_fopen(path, mode);
     return real_fopen(path, mode);
 }
@@ -3304,6 +3351,7 @@ FILE *fopen(const char *path, const char *mode)
 FILE *fopen64(const char *path, const char *mode)
 {
     load_all();
+    VPATH(path);
     if (is_virtual(path)) return virtual_fopen(path, mode);
     return real_fopen64(path, mode);
 }
@@ -3585,6 +3633,7 @@ int fstat64(int fd, struct stat64 *st)
     int name(const char *path, type *st) { \
         static int (*real)(const char *, type *); \
         if (!real) real = dlsym(RTLD_NEXT, #name); \
+        VPATH(path); \
         if (is_virtual(path)) return vst(path, (struct stat *)st); \
         int nr = netns_vstat(path, (struct stat *)st); \
         if (nr != -2) return nr; \
@@ -3599,6 +3648,7 @@ STAT_WRAP(lstat64, struct stat64, vlstat)
     int name(int dfd, const char *path, type *st, int flags) { \
         static int (*real)(int, const char *, type *, int); \
         if (!real) real = dlsym(RTLD_NEXT, #name); \
+        VPATH_AT(dfd, path); \
         if (is_virtual(path)) \
             return vstat_f(path, (struct stat *)st, !(flags & AT_SYMLINK_NOFOLLOW)); \
         int nr = netns_vstat(path, (struct stat *)st); \
@@ -3613,6 +3663,7 @@ FSTATAT_WRAP(fstatat64, struct stat64)
     int name(int ver, const char *path, type *st) { \
         static int (*real)(int, const char *, type *); \
         if (!real) real = dlsym(RTLD_NEXT, #name); \
+        VPATH(path); \
         if (is_virtual(path)) return vst(path, (struct stat *)st); \
         int nr = netns_vstat(path, (struct stat *)st); \
         if (nr != -2) return nr; \
@@ -3627,6 +3678,7 @@ int __fxstatat(int ver, int dfd, const char *path, struct stat *st, int flags)
 {
     static int (*real)(int, int, const char *, struct stat *, int);
     if (!real) real = dlsym(RTLD_NEXT, "__fxstatat");
+    VPATH_AT(dfd, path);
     if (is_virtual(path)) return vstat_f(path, st, !(flags & AT_SYMLINK_NOFOLLOW));
     return real(ver, dfd, path, st, flags);
 }
@@ -3636,6 +3688,7 @@ int statx(int dfd, const char *path, int flags, unsigned int mask, struct statx 
     static int (*real)(int, const char *, int, unsigned int, struct statx *);
     if (!real) real = dlsym(RTLD_NEXT, "statx");
     struct stat st;
+    VPATH_AT(dfd, path);
     int nr = is_virtual(path) ? vstat_f(path, &st, !(flags & AT_SYMLINK_NOFOLLOW))
                               : netns_vstat(path, &st);
     if (nr == -2) return real(dfd, path, flags, mask, sx);
@@ -3672,6 +3725,7 @@ int access(const char *path, int amode)
 {
     static int (*real)(const char *, int);
     if (!real) real = dlsym(RTLD_NEXT, "access");
+    VPATH(path);
     if (is_virtual(path)) return vaccess(path, amode, 0);
     return real(path, amode);
 }
@@ -3680,6 +3734,7 @@ int faccessat(int dfd, const char *path, int amode, int flags)
 {
     static int (*real)(int, const char *, int, int);
     if (!real) real = dlsym(RTLD_NEXT, "faccessat");
+    VPATH_AT(dfd, path);
     if (is_virtual(path)) return vaccess(path, amode, (flags & AT_EACCESS) != 0);
     return real(dfd, path, amode, flags);
 }
@@ -3688,6 +3743,7 @@ int euidaccess(const char *path, int amode)
 {
     static int (*real)(const char *, int);
     if (!real) real = dlsym(RTLD_NEXT, "euidaccess");
+    VPATH(path);
     if (is_virtual(path)) return vaccess(path, amode, 1);
     return real(path, amode);
 }
@@ -3735,6 +3791,7 @@ static ssize_t vlistxattr(const char *path)
     ssize_t fn(const char *path, const char *name, void *value, size_t size) { \
         static ssize_t (*real)(const char *, const char *, void *, size_t); \
         if (!real) real = dlsym(RTLD_NEXT, #fn); \
+        VPATH(path); \
         if (is_virtual(path)) return vgetxattr(path, name); \
         return real(path, name, value, size); \
     }
@@ -3745,6 +3802,7 @@ GETXATTR_WRAP(lgetxattr)
     ssize_t fn(const char *path, char *list, size_t size) { \
         static ssize_t (*real)(const char *, char *, size_t); \
         if (!real) real = dlsym(RTLD_NEXT, #fn); \
+        VPATH(path); \
         if (is_virtual(path)) return vlistxattr(path); \
         return real(path, list, size); \
     }
@@ -3780,6 +3838,7 @@ ssize_t readlink(const char *path, char *buf, size_t n)
 {
     static ssize_t (*real)(const char *, char *, size_t);
     if (!real) real = dlsym(RTLD_NEXT, "readlink");
+    VPATH(path);
     if (is_virtual(path)) return vreadlink(path, buf, n);
     return real(path, buf, n);
 }
@@ -3788,6 +3847,7 @@ ssize_t readlinkat(int dfd, const char *path, char *buf, size_t n)
 {
     static ssize_t (*real)(int, const char *, char *, size_t);
     if (!real) real = dlsym(RTLD_NEXT, "readlinkat");
+    VPATH_AT(dfd, path);
     if (is_virtual(path)) return vreadlink(path, buf, n);
     return real(dfd, path, buf, n);
 }
@@ -3802,6 +3862,87 @@ ssize_t __readlinkat_chk(int dfd, const char *path, char *buf, size_t n, size_t 
 {
     (void)buflen;
     return readlinkat(dfd, path, buf, n);
+}
+
+/* the environment an exec passes on: ``e`` with XFRMD_VCWD set to the virtual cwd, or
+ * without it when there is none (a shell builds its children's environment itself) */
+static char **vcwd_env(char *const e[])
+{
+    static __thread char var[PATH_MAX + 16];
+    size_t n = 0, o = 0;
+    int had = 0;
+    for (; e && e[n]; n++) had |= !strncmp(e[n], "XFRMD_VCWD=", 11);
+    if (!vcwd[0] && !had) return (char **)e;
+    char **v = malloc((n + 2) * sizeof *v);          /* the exec replaces the image */
+    if (!v) return (char **)e;
+    for (size_t i = 0; i < n; i++) if (strncmp(e[i], "XFRMD_VCWD=", 11)) v[o++] = e[i];
+    if (vcwd[0]) { snprintf(var, sizeof var, "XFRMD_VCWD=%s", vcwd); v[o++] = var; }
+    v[o] = NULL;
+    return v;
+}
+
+int chdir(const char *path)
+{
+    static int (*real)(const char *);
+    if (!real) real = dlsym(RTLD_NEXT, "chdir");
+    VPATH(path);
+    if (!is_virtual(path)) {
+        int r = real(path);
+        if (r == 0 && vcwd[0]) { vcwd[0] = 0; unsetenv("XFRMD_VCWD"); }
+        return r;
+    }
+    int d, m;
+    char where[PATH_MAX];
+    if (vstat_query_x(path, &d, &m, NULL, 0, where, sizeof where) < 0) return -1;
+    if (!d) { errno = ENOTDIR; return -1; }           /* path_lookupat: not a directory */
+    if (real("/") < 0) return -1;
+    snprintf(vcwd, sizeof vcwd, "%s", where);
+    setenv("XFRMD_VCWD", vcwd, 1);
+    return 0;
+}
+
+int fchdir(int fd)
+{
+    static int (*real)(int);
+    if (!real) real = dlsym(RTLD_NEXT, "fchdir");
+    int r = real(fd);
+    if (r == 0 && vcwd[0]) { vcwd[0] = 0; unsetenv("XFRMD_VCWD"); }
+    return r;
+}
+
+/* the virtual cwd, as the getcwd system call gives the real one (ERANGE if ``size`` is
+ * too small; glibc allocates when ``buf`` is NULL) */
+static char *vgetcwd(char *buf, size_t size)
+{
+    size_t n = strlen(vcwd) + 1;
+    if (!buf) {
+        buf = malloc(size > n ? size : n);
+        if (!buf) { errno = ENOMEM; return NULL; }
+        size = size > n ? size : n;
+    }
+    if (size < n) { errno = size ? ERANGE : EINVAL; return NULL; }
+    memcpy(buf, vcwd, n);
+    return buf;
+}
+
+char *getcwd(char *buf, size_t size)
+{
+    static char *(*real)(char *, size_t);
+    if (!real) real = dlsym(RTLD_NEXT, "getcwd");
+    return vcwd[0] ? vgetcwd(buf, size) : real(buf, size);
+}
+
+char *__getcwd_chk(char *buf, size_t size, size_t buflen)
+{
+    (void)buflen;
+    return getcwd(buf, size);
+}
+
+char *get_current_dir_name(void)
+{
+    static char *(*real)(void);
+    if (!real) real = dlsym(RTLD_NEXT, "get_current_dir_name");
+    return vcwd[0] ? vgetcwd(NULL, 0) : real();
 }
 
 /* realpath resolves with readlink/lstat inside libc, where the virtual tree is not
@@ -3825,6 +3966,7 @@ char *realpath(const char *path, char *resolved)
     static char *(*real)(const char *, char *);
     if (!real) real = dlsym(RTLD_NEXT, "realpath");
     load_all();
+    VPATH(path);
     if (is_virtual(path)) return virtual_realpath(path, resolved);
     return real(path, resolved);
 }
@@ -3834,6 +3976,7 @@ char *__realpath_chk(const char *path, char *resolved, size_t resolvedlen)
     static char *(*real)(const char *, char *, size_t);
     if (!real) real = dlsym(RTLD_NEXT, "__realpath_chk");
     load_all();
+    VPATH(path);
     if (is_virtual(path)) return virtual_realpath(path, resolved);
     return real(path, resolved, resolvedlen);
 }
@@ -3845,6 +3988,7 @@ DIR *opendir(const char *path)
     load_all();
     const char *nsname = NULL;
     int nsdir = netns_path(path, &nsname) && !*nsname;
+    VPATH(path);
     if (!is_virtual(path) && !nsdir) return real(path);
     char q[1024], esc[900];
     json_escape(nsdir ? "/run/netns" : path, strlen(nsdir ? "/run/netns" : path), esc, sizeof esc);
