@@ -132,3 +132,19 @@ def test_netdevsim_port_links_into_its_bus_device():
         "../../devices/netdevsim3/net/eni3np1", "/sys/devices/netdevsim3/net/eni3np1",
         "/sys/devices/netdevsim3:", "net", "", "/sys/devices/netdevsim3/net:", "eni3np1",
         "2", "lo", "No such file or directory"], p.stdout + p.stderr
+
+
+def test_a_virtual_directory_is_no_fd():
+    """open() of a virtual directory fails with EOPNOTSUPP (the kernel has no inode to give
+    an fd; docs/protocol.md), so `find`/fdopendir fail loudly instead of listing a stand-in;
+    opening one to write is EISDIR as on Linux (may_open), and fchdir to a real directory
+    ends a virtual cwd."""
+    p = run("python3 -c \"import os\n"
+            "for fl in (os.O_RDONLY, os.O_RDONLY | os.O_DIRECTORY):\n"
+            "    try: os.open('/sys/class/net/lo', fl)\n"
+            "    except OSError as e: print(e.errno)\n"
+            "os.chdir('/sys/class/net/lo'); print(os.getcwd()); fd = os.open('/tmp', os.O_RDONLY)\n"
+            "os.fchdir(fd); print(os.getcwd())\"; "
+            "echo x > /sys/class/net/lo; echo rc=$?", topology="bare")
+    assert p.stdout.splitlines() == ["95", "95", "/sys/devices/virtual/net/lo", "/tmp", "rc=2"]
+    assert "Is a directory" in p.stderr

@@ -169,6 +169,8 @@ class Vfs:
     def read_file(self, kernel, ns, path: str) -> tuple[int, str]:
         """(errno, text): ENOENT for unknown paths, EACCES-like EINVAL for write-only files."""
         path = self._serve(kernel, ns, path)
+        if self.stat(kernel, ns, path)[1] == "dir":
+            return E.EISDIR, ""                 # generic_read_dir
         found = self.lookup(path)
         if found is None:
             return E.ENOENT, ""

@@ -2711,6 +2711,7 @@ static int sysctl_open(const char *path, const char *esc, int flags)
     if (service_query(q, a, sizeof a) < 0) return -1;
     long e = json_int(a, "errno", 0);
     if (e) { errno = (int)e; return -1; }
+    if (json_int(a, "dir", 0)) { errno = EISDIR; return -1; }     /* do_open: may_open */
     if (!(json_int(a, "mode", 0) & 0200)) { errno = EACCES; return -1; }
     snprintf(name, sizeof name, SYSCTL_MEMFD "%s", path);
     int fd = memfd_create(name, (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);
@@ -2813,6 +2814,10 @@ static int virtual_open(const char *path, int flags)
     snprintf(q, sizeof q, "{\"op\":\"read_file\",\"path\":\"%s\"}", esc);
     if (!a || !text || service_query(q, a, RECORD_MAX) < 0) { free(a); free(text); real_close(fd); return -1; }
     long e = json_int(a, "errno", 0);
+    /* a virtual directory cannot be an fd: the kernel holds no inode for it, and a stand-in
+     * directory would answer openat/fstatat/getdents relative to it with the wrong tree
+     * (docs/protocol.md): EOPNOTSUPP rather than a silent empty listing */
+    if (e == EISDIR) e = EOPNOTSUPP;
     if (e) { free(a); free(text); real_close(fd); errno = (int)e; return -1; }
     text[0] = 0;
     const char *p = json_find(a, "data");
