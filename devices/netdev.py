@@ -34,6 +34,10 @@ def call_netdevice_notifiers(event: str, dev: "NetDevice", **info: Any) -> None:
         dev.netns.kernel.netdev_chain.call(event, dev, **info)
 
 
+# include/uapi/linux/netdevice.h: how a device's name was given (name_assign_type)
+NET_NAME_UNKNOWN, NET_NAME_ENUM, NET_NAME_PREDICTABLE, NET_NAME_USER, NET_NAME_RENAMED = range(5)
+
+
 class NetDevice:
     """``struct net_device``: every field the model keeps on a device is declared here
     (``__slots__``), with its default; a driver keeps its own state in ``priv``
@@ -48,7 +52,7 @@ class NetDevice:
         "defer_peer_carrier", "fix_features_hook", "set_features_hook", "notifier_ctx",
         "bond", "perm_hwaddr", "original_mtu", "nsim", "xfrmi", "bridge_id", "br_port_no",
         "br_port_cost", "brport", "ip_devconf", "mc_solicit", "oper_nocarrier", "uc_list",
-        "group", "gro_flush_timeout", "napi_defer_hard_irqs")
+        "group", "gro_flush_timeout", "napi_defer_hard_irqs", "name_assign_type")
 
     ifindex: int
     name: str
@@ -148,6 +152,8 @@ class NetDevice:
         self.group = 0                    # IFLA_GROUP (dev_set_group)
         self.gro_flush_timeout = 0        # net-sysfs gro_flush_timeout (ns)
         self.napi_defer_hard_irqs = 0
+        # NET_NAME_*: how the name came (alloc_netdev's argument; an "eth%d" driver ENUM)
+        self.name_assign_type = NET_NAME_ENUM
         self.stats64 = None
         self.nic = ""
         self.options = None
@@ -309,4 +315,5 @@ def loopback() -> NetDevice:
     dev = NetDevice("lo", "loopback", mtu=65536, flags=IFF_LOOPBACK, type=ARPHRD_LOOPBACK,
                     driver="")
     dev.features = NetdevFeatures(kind="loopback")
+    dev.name_assign_type = NET_NAME_PREDICTABLE       # loopback_net_init
     return dev

@@ -10,7 +10,7 @@ from typing import Any, Callable
 from .airoha_soe import SoeIpsec, soe_engine, soe_set_features
 from .features import ESP_FEATURES, NetdevFeatures
 from .mlx5 import DEFAULT_CAPS, Mlx5Ipsec
-from .netdev import NetDevice
+from .netdev import NET_NAME_RENAMED, NetDevice
 from .netdevsim import NsimIpsec
 from .xfrmdev import LAG_GUARANTEES
 
@@ -23,6 +23,8 @@ def _nsim_setup(dev: NetDevice, spec: dict[str, Any]) -> None:
     dev.xfrmdev_ops = NsimIpsec(dev_id, port)
     dev.bus_info = f"netdevsim{dev_id}"
     dev.nsim = (dev_id, port)
+    # nsim_create allocates "eth%d" with NET_NAME_UNKNOWN; eni<ID>np<N> is udev's rename
+    dev.name_assign_type = NET_NAME_RENAMED
     # NETIF_F_HW_ESP & co in features, not in hw_features: fixed on
     dev.features = NetdevFeatures(active=ESP_FEATURES, kind="netdevsim")
 

@@ -85,9 +85,9 @@ def test_directory_listings_follow_the_model(tmp_path):
     assert p.stdout.splitlines() == [
         "bond0 bond1 dummy0 eth0 eth1 eth2 lo nsim0 soe0 soe1 soe2 ",
         "addr_assign_type addr_len address broadcast carrier carrier_changes carrier_down_count "
-        "carrier_up_count dev_id dev_port dormant flags gro_flush_timeout ifalias ifindex iflink "
-        "link_mode mtu napi_defer_hard_irqs netdev_group operstate proto_down testing "
-        "tx_queue_len type ",
+        "carrier_up_count dev_id dev_port dormant duplex flags gro_flush_timeout ifalias ifindex "
+        "iflink link_mode mtu name_assign_type napi_defer_hard_irqs netdev_group operstate "
+        "proto_down speed statistics testing tx_queue_len type uevent ",
         "/proc/net/bonding/bond0",
         "/proc/net/bonding/bond1",
         "0",

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, Callable, cast
 
 from devices.features import NetdevFeatures
 from devices.netstats import stats32_bytes, stats64_bytes
-from devices.netdev import (IFF_BROADCAST, IFF_MULTICAST, IFF_NOARP, IFF_UP, LinkTable,
+from devices.netdev import (IFF_BROADCAST, IFF_MULTICAST, IFF_NOARP, IFF_UP, NET_NAME_ENUM,
+                            NET_NAME_RENAMED, NET_NAME_USER, LinkTable,
                             NetDevice, call_netdevice_notifiers)
 from netlink_codec.netlink import (NETLINK_ROUTE, NLM_F_MULTI, RawAttr, encode_msg,
                                    kernel_attrs, nla, nla_string, nla_u8, nla_u16, nla_u32)
@@ -490,6 +491,7 @@ def dev_change_name(dev: NetDevice, name: str) -> None:
     if links.by_name(name) is not None:
         raise KernelError(E.EEXIST)
     links.rename(dev, name)
+    dev.name_assign_type = NET_NAME_RENAMED
     rtmsg_ifinfo(dev)
 
 
@@ -726,6 +728,8 @@ def rtnl_newlink_create(req: Request, m: LinkMsg, ops: RtnlLinkOps,
         raise KernelError(E.EBUSY)
     name = name or alloc_name(links, ops.kind + "%d")
     dev = _new_device(ops, name)
+    # rtnl_create_link: NET_NAME_USER for a given IFLA_IFNAME, else NET_NAME_ENUM
+    dev.name_assign_type = NET_NAME_USER if m.name() is not None else NET_NAME_ENUM
     created: list[NetDevice] = []
     if ops.validate is not None:
         ops.validate(dest, dev, m.buf, data_ra)
@@ -984,6 +988,7 @@ def veth_newlink(nl: NewLink) -> None:
     peer_net = target_net(req, peer_m) or req.netns
     peer_links = peer_net.links
     peer = _new_device(VETH_LINK_OPS, peer_name or alloc_name(peer_links, "veth%d"))
+    peer.name_assign_type = NET_NAME_USER if peer_name is not None else NET_NAME_ENUM  # veth_newlink
     if peer_m is not None:
         _apply_create_attrs(peer, peer_m)
     dev.peer, peer.peer = peer, dev

@@ -9,7 +9,11 @@ import errno as E
 import re
 from typing import Any, Callable
 
+from devices.netdev import NET_NAME_UNKNOWN
+
 from ..errors import KernelError
+from . import net_sysfs_stats
+from .ethtool import DUPLEX_FULL, get_link_ksettings
 from .link import (dev_change_carrier, dev_change_flags, dev_change_tx_queue_len, dev_set_group,
                    dev_set_mtu)
 
@@ -122,6 +126,32 @@ def _addr_assign_type(dev: Any) -> str:
     return "3" if dev.mac_set else "1" if dev.addr_random else "0"
 
 
+def _name_assign_type(dev: Any) -> str:
+    """``name_assign_type_show``: EINVAL for NET_NAME_UNKNOWN."""
+    if dev.name_assign_type == NET_NAME_UNKNOWN:
+        raise OSError(E.EINVAL, "name assign type unknown")
+    return f"{dev.name_assign_type}"
+
+
+def _link_ksettings(dev: Any) -> tuple[int, int, int]:
+    """``speed_show``/``duplex_show``: EINVAL unless the device is running and its driver's
+    ``get_link_ksettings`` answers (``__ethtool_get_link_ksettings``: lo, dummy have none)."""
+    ks = get_link_ksettings(dev) if dev.up else None
+    if ks is None:
+        raise OSError(E.EINVAL, "no link settings")
+    return ks
+
+
+def _speed(dev: Any) -> str:
+    speed = _link_ksettings(dev)[1]
+    return f"{_s32(speed)}"                 # %d: SPEED_UNKNOWN is -1
+
+
+def _duplex(dev: Any) -> str:
+    duplex = _link_ksettings(dev)[2]
+    return "full" if duplex == DUPLEX_FULL else "half" if duplex == 0 else "unknown"
+
+
 # read-only attributes (0444): attribute → show
 SHOW: dict[str, Callable[[Any], str]] = {
     "carrier_changes": lambda d: f"{d.carrier_changes}",
@@ -136,6 +166,9 @@ SHOW: dict[str, Callable[[Any], str]] = {
     "link_mode": lambda d: "0",
     "dormant": _running_only(lambda d: "0"),
     "testing": _running_only(lambda d: "0"),
+    "name_assign_type": _name_assign_type,
+    "speed": _speed,
+    "duplex": _duplex,
 }
 
 
@@ -169,5 +202,33 @@ def store(kernel: Any, ns: Any, path: str, data: str) -> int | None:
     return None
 
 
+# kobject_synth_uevent: the actions a write to uevent may name
+UEVENT_ACTIONS = ("add", "remove", "change", "move", "online", "offline", "bind", "unbind")
+
+
+# SET_NETDEV_DEVTYPE of the kinds that set one: br_type, bond_type, vlan_type, vxlan_type
+DEVTYPES = {"bridge": "bridge", "bond": "bond", "vlan": "vlan", "vxlan": "vxlan"}
+
+
+def uevent_show(kernel: Any, ns: Any, path: str) -> str:
+    """``uevent_show``: DEVTYPE (``dev_uevent``, the device type's name) where the driver set
+    a type, then ``netdev_uevent``: INTERFACE and IFINDEX."""
+    dev = _dev(ns, path, {"uevent": None})
+    devtype = DEVTYPES.get(dev.kind)
+    return ((f"DEVTYPE={devtype}\n" if devtype else "")
+            + f"INTERFACE={dev.name}\nIFINDEX={dev.ifindex}\n")
+
+
+def uevent_store(kernel: Any, ns: Any, path: str, data: str) -> int | None:
+    """``uevent_store`` → ``kobject_synth_uevent``: a known action (no uevent is sent: there
+    is no udev to hear it), EINVAL for anything else."""
+    _dev(ns, path, {"uevent": None})
+    action = (data[:-1] if data.endswith("\n") else data).split(" ")[0]
+    return None if action in UEVENT_ACTIONS else E.EINVAL
+
+
 VFS_FILES = (tuple((f"/sys/class/net/*/{attr}", show, store) for attr in ATTRS)
-             + tuple((f"/sys/class/net/*/{attr}", show_ro, None) for attr in SHOW))
+             + tuple((f"/sys/class/net/*/{attr}", show_ro, None) for attr in SHOW)
+             + (("/sys/class/net/*/uevent", uevent_show, uevent_store),)
+             + net_sysfs_stats.VFS_FILES)
+VFS_DIRS = net_sysfs_stats.VFS_DIRS

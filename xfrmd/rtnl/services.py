@@ -187,7 +187,7 @@ def _if_inet6(kernel: Any, ns: Any, path: str) -> str:
     return "".join(lines)
 
 
-_SYSFS_ATTRS = ("address", "ifalias", "ifindex", "operstate", "type", *net_sysfs.ATTRS,
+_SYSFS_ATTRS = ("address", "ifalias", "ifindex", "operstate", "type", "uevent", *net_sysfs.ATTRS,
                 *net_sysfs.SHOW)
 
 
@@ -197,7 +197,7 @@ def _sysfs_dir(kernel: Any, ns: Any, path: str) -> list[tuple[str, str]]:
     if len(parts) == 3:
         return [(dev.name, "link") for dev in ns.links]     # device_add_class_symlinks
     if len(parts) == 4 and ns.links.by_name(parts[3]) is not None:
-        return [(a, "file") for a in _SYSFS_ATTRS]
+        return [(a, "file") for a in _SYSFS_ATTRS] + [("statistics", "dir")]
     raise FileNotFoundError(path)
 
 
@@ -321,4 +321,5 @@ VFS_FILES: tuple[tuple[str, Reader | None, Writer | None], ...] = (
 VFS_DIRS: tuple[tuple[str, Lister], ...] = (
     ("/sys/class/net", _sysfs_dir),
     ("/sys/class/net/*", _sysfs_dir),
+    *net_sysfs.VFS_DIRS,
 )
