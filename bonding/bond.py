@@ -131,11 +131,14 @@ class Bond:
         return [s for s in self.slaves if self._usable(s)]
 
     def _select(self) -> NetDevice | None:
-        """``bond_find_best_slave``: the first usable slave in enslave order."""
-        for s in self.slaves:
-            if self._usable(s):
-                return s
-        return None
+        """``bond_find_best_slave``: the first usable slave of the highest prio."""
+        return self.best_slave()
+
+    def best_slave(self) -> NetDevice | None:
+        """``bond_choose_primary_or_current``'s scan: among usable slaves in enslave order
+        the first of the highest ``slave->prio`` (set by IFLA_BOND_SLAVE_PRIO)."""
+        usable = self.usable_slaves()
+        return max(usable, key=lambda s: s.bond_prio) if usable else None
 
     def carrier_changed(self, slave: NetDevice, event: str = "NETDEV_CHANGE") -> None:
         """A slave's link went up or down (miimon / NETDEV_CHANGE, NETDEV_UP, NETDEV_DOWN).
@@ -193,7 +196,8 @@ class Bond:
                       # bond_info_show_slave: slave->perm_hwaddr, the address before enslaving
                       "Permanent HW addr: " + ":".join(
                           f"{b:02x}" for b in getattr(s, "perm_hwaddr", s.address)),
-                      "Slave queue ID: 0"]
+                      # slave->queue_id; no line for slave->prio (rtnetlink only)
+                      f"Slave queue ID: {s.bond_queue_id}"]
             if self.mode == "802.3ad":
                 lines.append(f"Aggregator ID: {1 if self._usable(s) else 2}")
         return "\n".join(lines) + "\n"

@@ -36,6 +36,7 @@ def bond_enslave(bond_dev: NetDevice, slave: NetDevice) -> None:
         bond_dev.addr_random = False
         rtmsg_ifinfo(bond_dev)
     slave.perm_hwaddr = slave.address
+    slave.bond_queue_id = slave.bond_prio = 0   # a new struct slave (bond_alloc_slave)
     slave.original_mtu = slave.mtu
     if slave.mtu != bond_dev.mtu:
         slave.mtu = bond_dev.mtu

@@ -380,8 +380,8 @@ def bond_fill_slave_info(bond: Bond, slave: NetDevice) -> bytes:
            nla_u8(IFLA_BOND_SLAVE_MII_STATUS, 0 if slave.carrier else 2),
            nla_u32(IFLA_BOND_SLAVE_LINK_FAILURE_COUNT, getattr(slave, "link_failure_count", 0)),
            nla(IFLA_BOND_SLAVE_PERM_HWADDR, perm),
-           nla_u16(IFLA_BOND_SLAVE_QUEUE_ID, 0),
-           nla_s32(IFLA_BOND_SLAVE_PRIO, 0)]
+           nla_u16(IFLA_BOND_SLAVE_QUEUE_ID, slave.bond_queue_id),
+           nla_s32(IFLA_BOND_SLAVE_PRIO, slave.bond_prio)]
     if mode == AD:
         lacp_fast = params(bond).lacp_fast
         # activity | aggregation | sync | defaulted (no LACP partner), timeout bit = lacp_rate
@@ -390,6 +390,71 @@ def bond_fill_slave_info(bond: Bond, slave: NetDevice) -> bytes:
                 nla_u8(IFLA_BOND_SLAVE_AD_ACTOR_OPER_PORT_STATE, state),
                 nla_u16(IFLA_BOND_SLAVE_AD_PARTNER_OPER_PORT_STATE, 1)]
     return b"".join(out)
+
+
+# ---------------------------------------------------------------------------------------
+# IFLA_INFO_SLAVE_DATA in: bond_slave_changelink
+
+# bond_slave_policy: QUEUE_ID NLA_U16, PRIO NLA_S32 (the other port attributes are dump-only
+# and ignored); a payload shorter than that fails validate_nla
+_SLAVE_POLICY_LEN = {IFLA_BOND_SLAVE_QUEUE_ID: 2, IFLA_BOND_SLAVE_PRIO: 4}
+
+
+def bond_option_queue_id_set(bond: Bond, slave: NetDevice, qid: int,
+                             off: int | None) -> None:
+    """``bond_option_queue_id_set`` (given "NAME:QID" by ``bond_slave_changelink``): a queue
+    id above the bond's real_num_tx_queues (16 is still taken: the kernel compares with
+    ``>``), or a non-zero id another port already has, is -EPERM, and
+    ``bond_opt_error_interpret`` sets no extack message for it."""
+    if qid > bond.dev.num_tx_queues:
+        raise _opt_error(E.EPERM, None, off)
+    if qid and any(s.bond_queue_id == qid for s in bond.slaves if s is not slave):
+        raise _opt_error(E.EPERM, None, off)
+    slave.bond_queue_id = qid
+
+
+def bond_option_prio_set(bond: Bond, slave: NetDevice, prio: int, off: int | None) -> None:
+    """``__bond_opt_set(BOND_OPT_PRIO)``: only active-backup, balance-tlb and balance-alb
+    (-EACCES, bond_opt_dep_print's message otherwise); ``bond_option_prio_set`` stores it
+    and, without a primary, reselects the active port (``bond_select_active_slave``)."""
+    if MODES.index(bond.mode) not in (AB, TLB, ALB):
+        raise _opt_error(E.EACCES, "option not supported in mode", off)
+    slave.bond_prio = prio
+    if bond.primary is None:
+        bond_select_active_slave(bond)
+
+
+def bond_select_active_slave(bond: Bond) -> None:
+    """``bond_select_active_slave`` → ``bond_choose_primary_or_current`` without a primary:
+    the first usable port of the highest prio; it replaces a running current one only
+    under primary_reselect always (the default: better compares speed and duplex, equal
+    for the ports here; failure keeps the current one)."""
+    best = bond.best_slave()
+    cur = bond.active
+    if best is None or best is cur:
+        return
+    if cur is not None and bond._usable(cur) and params(bond).primary_reselect != 0:
+        return
+    bond.change_active(best)
+
+
+def bond_slave_changelink(bond_dev: NetDevice, slave: NetDevice, tb: dict[int, bytes]) -> None:
+    """``bond_slave_changelink``: `ip link set D type bond_slave queue_id N prio P`. Queue
+    id first, then prio; the first failure ends it (a queue id set before stays).
+    rtnl_changelink then sets DO_SETLINK_NOTIFY: a running port is announced
+    (``netdev_state_change``)."""
+    bond = bond_dev.bond
+    offsets: dict[int, int] = getattr(tb, "offsets", {})
+    for t, size in _SLAVE_POLICY_LEN.items():        # validate_nla of bond_slave_policy
+        if t in tb and len(tb[t]) < size:
+            raise KernelError(E.ERANGE, "Attribute failed policy validation",
+                              offset=offsets.get(t))
+    if IFLA_BOND_SLAVE_QUEUE_ID in tb:
+        (qid,) = struct.unpack_from("=H", tb[IFLA_BOND_SLAVE_QUEUE_ID])
+        bond_option_queue_id_set(bond, slave, qid, offsets.get(IFLA_BOND_SLAVE_QUEUE_ID))
+    if IFLA_BOND_SLAVE_PRIO in tb:
+        (prio,) = struct.unpack_from("=i", tb[IFLA_BOND_SLAVE_PRIO])
+        bond_option_prio_set(bond, slave, prio, offsets.get(IFLA_BOND_SLAVE_PRIO))
 
 
 # ---------------------------------------------------------------------------------------
@@ -444,6 +509,6 @@ BOND_LINK_OPS = RtnlLinkOps(
     kind="bond", driver="bonding", setup=bond_setup, newlink=bond_newlink,
     changelink=bond_changelink_msg, policy=BOND_POLICY, maxtype=IFLA_BOND_MAX,
     fill_info=_fill_info, slave_kind="bond",
-    fill_slave_info=_fill_slave_info, add_slave=bond_enslave, del_slave=bond_release,
+    fill_slave_info=_fill_slave_info, slave_changelink=bond_slave_changelink, add_slave=bond_enslave, del_slave=bond_release,
     netns_immutable=True, uninit=bond_uninit, lower_updown=bond_set_carrier,
     updown=bond_set_carrier)

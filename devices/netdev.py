@@ -50,7 +50,7 @@ class NetDevice:
         "num_rx_queues", "tso_max_size", "peer", "rtnl_kind", "rtnl_link_ops", "addr_random",
         "ifalias", "stats64", "nic", "options", "mac_set", "mtu_set", "linkwatch_pending",
         "defer_peer_carrier", "fix_features_hook", "set_features_hook", "notifier_ctx",
-        "bond", "perm_hwaddr", "original_mtu", "nsim", "xfrmi", "bridge_id", "br_port_no",
+        "bond", "perm_hwaddr", "original_mtu", "bond_queue_id", "bond_prio", "nsim", "xfrmi", "bridge_id", "br_port_no",
         "br_port_cost", "brport", "ip_devconf", "mc_solicit", "oper_nocarrier", "uc_list",
         "group", "gro_flush_timeout", "napi_defer_hard_irqs", "name_assign_type")
 
@@ -103,6 +103,8 @@ class NetDevice:
     bond: Any                       # netdev_priv of a bond (bonding.bond.Bond)
     perm_hwaddr: bytes | None       # a bond slave's own address, restored on release
     original_mtu: int | None        # a bond slave's own MTU, restored on release
+    bond_queue_id: int              # a bond slave's slave->queue_id (IFLA_BOND_SLAVE_QUEUE_ID)
+    bond_prio: int                  # a bond slave's slave->prio (IFLA_BOND_SLAVE_PRIO)
     nsim: tuple[int, int] | None    # netdevsim (device id, port index)
     xfrmi: Any                      # an xfrm interface's parameters (xfrmd.rtnl.xfrmi)
     bridge_id: bytes                # a bridge's br->bridge_id address part
@@ -167,6 +169,8 @@ class NetDevice:
         self.bond = None
         self.perm_hwaddr = None
         self.original_mtu = None
+        self.bond_queue_id = 0
+        self.bond_prio = 0
         self.nsim = None
         self.xfrmi = None
         self.bridge_id = bytes(6)

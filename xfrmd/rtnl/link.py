@@ -844,6 +844,12 @@ def _changelink(req: Request, dev: NetDevice, m: LinkMsg, kind: str | None,
     ops.changelink(req, dev, m, data_ra)
 
 
+class SlaveData(dict[int, bytes]):
+    """IFLA_INFO_SLAVE_DATA as ``slave_changelink`` gets it: type → payload, and in
+    ``offsets`` each attribute's offset from the nlmsghdr (for NL_SET_ERR_MSG_ATTR)."""
+    offsets: dict[int, int] = {}
+
+
 def _slave_changelink(dev: NetDevice, m: LinkMsg) -> bool:
     """``rtnl_changelink``'s IFLA_INFO_SLAVE_DATA: to the master's ``slave_changelink``
     (whatever IFLA_INFO_KIND says); no master or none of it → EOPNOTSUPP. True: changed."""
@@ -862,7 +868,8 @@ def _slave_changelink(dev: NetDevice, m: LinkMsg) -> bool:
                           "(IFLA_INFO_SLAVE_DATA) are not modelled")
     # nla_parse_nested_deprecated: liberal, a repeated attribute's last copy counts
     attrs = kernel_attrs(m.buf, ra.start, ra.end)[0]
-    tb = {a.type: bytes(m.buf[a.start:a.end]) for a in attrs}
+    tb = SlaveData({a.type: bytes(m.buf[a.start:a.end]) for a in attrs})
+    tb.offsets = {a.type: a.offset - m.hdr_offset for a in attrs}
     mops.slave_changelink(master, dev, tb)
     return True
 
