@@ -123,3 +123,25 @@ def test_ip_link_set_type_bond_slave_prints_queue_id_and_prio():
     assert "Slave prio" not in p.stdout     # bond_info_show_slave prints no prio
     assert p.stdout.count("rc=2") == 2
     assert p.stderr.count("RTNETLINK answers: Operation not permitted") == 2
+
+
+def test_extack_points_at_the_refused_attribute():
+    """NL_SET_ERR_MSG_ATTR(bad_attr): the offset rtnl_changelink's slave data gives is the
+    attribute's own, from the nlmsghdr."""
+    import pytest
+
+    from bonding.rtnl import bond_slave_changelink
+    from xfrmd.errors import KernelError
+    from xfrmd.rtnl.link import SlaveData
+    rt = _bond(4)                                       # 802.3ad: prio not supported
+    tb = SlaveData({QUEUE_ID: struct.pack("=H", 1), PRIO: struct.pack("=i", 1)})
+    tb.offsets = {QUEUE_ID: 60, PRIO: 68}
+    with pytest.raises(KernelError) as ei:
+        bond_slave_changelink(rt.links.by_name("bond0"), rt.links.by_name("d1"), tb)
+    assert (ei.value.errno, ei.value.msg, ei.value.offset) == \
+        (E.EACCES, "option not supported in mode", 68)
+    assert rt.links.by_name("d1").bond_queue_id == 1    # queue id went first and stays
+    tb[QUEUE_ID] = struct.pack("=H", 1)
+    with pytest.raises(KernelError) as ei:              # d0 may not take d1's id: no text
+        bond_slave_changelink(rt.links.by_name("bond0"), rt.links.by_name("d0"), tb)
+    assert (ei.value.errno, ei.value.msg, ei.value.offset) == (E.EPERM, None, None)
