@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from xfrmd.errors import KernelError
 
+from .linkgen import link_changed
+
 if TYPE_CHECKING:
     from .netdev import NetDevice
 
@@ -87,6 +89,39 @@ class NetdevFeatures:
         self.hw_mask = avail | _mask(hw)
         self.wanted_mask = (req | _mask(active)) if wanted is None else _mask(wanted)
         self.last_error = 0       # the driver's errno of the last refused ndo_set_features
+
+    # every mask is set through a property that moves the link generation when its value
+    # changes: ETHTOOL_GFEATURES answers all three, and a `wanted`-only change (a refused
+    # or fixed-up `ethtool -K`) sends no notification the shim could see
+    @property
+    def hw_mask(self) -> int:
+        return self._hw
+
+    @hw_mask.setter
+    def hw_mask(self, v: int) -> None:
+        if getattr(self, "_hw", None) != v:
+            self._hw = v
+            link_changed()
+
+    @property
+    def wanted_mask(self) -> int:
+        return self._wanted
+
+    @wanted_mask.setter
+    def wanted_mask(self, v: int) -> None:
+        if getattr(self, "_wanted", None) != v:
+            self._wanted = v
+            link_changed()
+
+    @property
+    def active_mask(self) -> int:
+        return self._active
+
+    @active_mask.setter
+    def active_mask(self, v: int) -> None:
+        if getattr(self, "_active", None) != v:
+            self._active = v
+            link_changed()
 
     def active(self, name: str) -> bool:
         return bool(self.active_mask >> BIT[name] & 1)

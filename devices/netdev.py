@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from .features import NetdevFeatures
+from .linkgen import link_changed
 
 if TYPE_CHECKING:
     from xfrmd.kernel import NetNamespace
@@ -29,7 +30,9 @@ FixFeatures = Callable[["NetDevice", int], int]
 SetFeatures = Callable[["NetDevice", int], int]
 
 def call_netdevice_notifiers(event: str, dev: "NetDevice", **info: Any) -> None:
-    """``call_netdevice_notifiers``: the device's kernel's netdevice chain."""
+    """``call_netdevice_notifiers``: the device's kernel's netdevice chain. Every event
+    moves the link generation (the shim's cached if_nametoindex / GFEATURES answers)."""
+    link_changed()
     if dev.netns is not None:           # a device in no namespace has no kernel to tell
         dev.netns.kernel.netdev_chain.call(event, dev, **info)
 

@@ -36,6 +36,7 @@ from .capability import peer_credentials
 from .inet import raw as inet_raw
 from .inet import udp as inet_udp
 from .kernel import Kernel, KernelError
+from .linkgen_page import LinkgenPage
 from .net_namespace import process_exit
 from .netlink.socket import sock_error_frame
 from .stats import INTERNAL_ERROR
@@ -340,6 +341,9 @@ class Server:
             listener.listen(256)
         listener.setblocking(False)
         self.listener = listener
+        # the shim's cached link answers stay valid while this page's generation does
+        self.linkgen = LinkgenPage(self.path)
+        self.linkgen.open()
         self.ep = select.epoll()
         self.ep.register(listener.fileno(), select.EPOLLIN)
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -369,6 +373,7 @@ class Server:
         finally:
             os.write(self._wake_w, b"q")
             thread.join(10)
+            self.linkgen.close()
             for conn in list(self.by_fd.values()):
                 self._close(conn)
             while self._closing:
