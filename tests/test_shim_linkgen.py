@@ -179,6 +179,19 @@ def test_repeated_questions_do_not_reach_the_server(srv, counted):
         prog.close()
 
 
+def test_a_bonds_features_are_asked_every_time(srv, counted):
+    """bond_compute_features runs when GFEATURES is asked: that answer is not kept."""
+    sh(srv, "ip link add b0 type bond mode balance-xor")
+    prog = Program(shim_env(srv))
+    try:
+        first = prog.ask("f b0")
+        del counted[:]
+        assert prog.ask("f b0") == first and prog.ask("f b0") == first
+        assert counted.count("ioctl") == 2
+    finally:
+        prog.close()
+
+
 def test_without_a_page_every_question_is_asked(srv, counted):
     os.unlink(srv.path + ".linkgen")
     sh(srv, "ip link add d0 type veth peer name e0")

@@ -3,6 +3,7 @@ docs/protocol.md) and the ``xfrmd ctl`` verbs. Subsystems register their ops her
 from __future__ import annotations
 
 import errno as E
+import sys
 from typing import Callable
 
 from . import ioctl, vfs
@@ -149,10 +150,22 @@ def _list_dir(kernel, ns, request) -> dict:
     return {"errno": err, "entries": [[n, kinds.get(k, 0)] for n, k in entries]} if not err else {"errno": err}
 
 
+SIOCETHTOOL, ETHTOOL_GFEATURES = 0x8946, 0x3A
+
+
 def _ioctl(kernel, ns, request) -> dict:
     err, out = ioctl.handle(kernel, ns, int(request["request"]), request.get("ifname", ""),
                             bytes.fromhex(request.get("data", "")))
-    return {"errno": err, "data": out.hex()} if not err else {"errno": err}
+    if err:
+        return {"errno": err}
+    answer = {"errno": 0, "data": out.hex()}
+    # a bond's GFEATURES is recomputed from its slaves when asked (bond_compute_features):
+    # not an answer the shim may keep on the link generation (docs/protocol.md)
+    if int(request["request"]) == SIOCETHTOOL and out[:4] == ETHTOOL_GFEATURES.to_bytes(4, sys.byteorder):
+        dev = ns.links.by_name(request.get("ifname", "")) if hasattr(ns, "links") else None
+        if dev is None or dev.bond is not None:
+            answer["keep"] = 0
+    return answer
 
 
 def _nlsock_state(kernel, ns, request) -> dict:

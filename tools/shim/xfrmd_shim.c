@@ -506,7 +506,8 @@ __attribute__((constructor)) static void svc_lock_atfork(void)
  * service connection, query text), each with the generation the page showed before it was
  * asked; one is used again only while the page still shows that generation. The server
  * moves it on every device registered, unregistered, renamed or moved and every feature
- * mask that changes, before it answers anything else. No page (another user's file, an
+ * mask that changes, before it answers anything else; an answer with "keep":0 (a bond's
+ * GFEATURES, computed when asked) is not kept. No page (another user's file, an
  * older server): nothing is kept. Everything is dropped when the service connection is
  * made again (fork, setns/unshare, a new server). Under svc_lock. */
 #define LINKGEN_MAGIC 0x6E676C78u       /* "xlgn" */
@@ -577,7 +578,8 @@ static int service_query_link(const char *json, char *out, size_t outlen)
         r = service_query_locked(json, out, outlen);
         /* a connection made during the query mapped another page: g is not its generation */
         if (r == 0 && linkgen && epoch == svc_epoch && qn < LCACHE_Q &&
-            strlen(out) < LCACHE_A && json_int(out, "errno", 0) == 0) {
+            strlen(out) < LCACHE_A && json_int(out, "errno", 0) == 0 &&
+            json_int(out, "keep", 1) != 0) {
             struct lcache *c = &lcache[lcache_next];
             lcache_next = (lcache_next + 1) % LCACHE_N;
             c->used = 1; c->gen = g;
