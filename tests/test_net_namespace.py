@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from netlink_codec.netlink import NETLINK_ROUTE
 
-from xfrmd.net_namespace import netns_umount, process_exit, resolve
+from xfrmd.net_namespace import netns_umount, note_pid, process_exit, resolve
 
 
 def test_the_name_a_process_and_a_socket_each_hold_the_namespace(kernel):
@@ -42,3 +42,17 @@ def test_owner_namespaces_go_at_once_and_unnamed_ones_with_their_process(kernel)
     ns = kernel.unshare_netns(7)
     process_exit(kernel, 7)
     assert ns.name not in kernel.namespaces
+
+
+def test_a_namespace_left_by_setns_stays_until_the_process_exits(kernel):
+    """ipsec.c's parent: unshare() (A), keep /proc/self/ns/net's fd, setns() back, unshare()
+    again (B), setns() back, and later setns() into A and B through the kept fds. The fds are
+    not seen by the server, so a namespace a process left stays held until it exits."""
+    a = kernel.unshare_netns(300)
+    note_pid(kernel, 300, 0, "default")           # setns(original fd)
+    b = kernel.unshare_netns(300)
+    note_pid(kernel, 300, 0, "default")
+    assert a.name in kernel.namespaces and b.name in kernel.namespaces
+    note_pid(kernel, 300, 0, a.name)              # setns(fd of A) works
+    process_exit(kernel, 300)
+    assert a.name not in kernel.namespaces and b.name not in kernel.namespaces

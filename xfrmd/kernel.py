@@ -125,6 +125,10 @@ class Kernel:
         # when each of those processes started (the shim's /proc/PID/stat starttime): a later
         # process that reuses the pid is not taken for the one that moved
         self.pid_start: dict[int, int] = {}
+        # the namespaces a watched process has left by setns/unshare: it may keep an nsfs fd
+        # of each (ipsec.c opens /proc/self/ns/net, moves on, and setns()es back later), so
+        # each stays held until the process exits (net_namespace.in_use)
+        self.pid_held: dict[int, set[str]] = {}
         # set by a server: watch process (pid, start) and call net_namespace.process_exit
         # when it ends (the last process in an unshare()d namespace destroys it)
         self.watch_process: Callable[[int, int], None] | None = None
@@ -221,6 +225,14 @@ class Kernel:
         for pid, name in list(self.pid_netns.items()):
             if name == old:
                 self.pid_netns[pid] = new
+        self.rename_held(old, new)
+
+    def rename_held(self, old: str, new: str) -> None:
+        """A namespace held by processes that left it (``pid_held``) got a new name."""
+        for held in self.pid_held.values():
+            if old in held:
+                held.discard(old)
+                held.add(new)
 
     def del_netns(self, name: str) -> None:
         ns = self.namespaces.pop(name, None)
@@ -228,6 +240,8 @@ class Kernel:
             raise KernelError(E.ENOENT, f"no network namespace {name!r}")
         for pid in [p for p, n in self.pid_netns.items() if n == name]:
             del self.pid_netns[pid]
+        for held in self.pid_held.values():
+            held.discard(name)
         self.netns_bound.discard(name)
         for ops in self._pernet_ops():
             exit_ = getattr(ops, "exit_net", None)

@@ -12,8 +12,11 @@ moved into it (``netns_unshare``, ``netns_enter``; the server watches them and c
 :func:`process_exit` when one ends) and the open netlink sockets made in it. Not counted,
 unlike Linux: a child forked by such a process that never talked to the server and was not
 started in it (``kernel.find_processes``: the server looks for processes whose environment
-says they are in it, $XFRMD_NETNS, when the last known holder goes), and placeholder fds (``/proc/self/ns/net``, ``/run/netns/NAME``
-opened and kept). Namespaces of the topology and of ``xfrmd ctl netns add`` are the owner's:
+says they are in it, $XFRMD_NETNS, when the last known holder goes). A placeholder fd
+(``/proc/self/ns/net``, ``/run/netns/NAME`` opened and kept) is not seen either, so a
+process that leaves a namespace by setns/unshare is taken to keep one: the namespace it left
+stays held until that process exits (``kernel.pid_held``; ipsec.c's parent opens
+/proc/self/ns/net, unshare()s on and setns()es back later). Namespaces of the topology and of ``xfrmd ctl netns add`` are the owner's:
 they go only with ``xfrmd ctl netns del``."""
 from __future__ import annotations
 
@@ -37,6 +40,8 @@ def in_use(kernel: Kernel, ns: NetNamespace) -> bool:
         return True                    # the bind mount on /run/netns/NAME
     if any(name == ns.name for name in kernel.pid_netns.values()):
         return True                    # a process in it
+    if any(ns.name in held for held in kernel.pid_held.values()):
+        return True                    # a process that left it and may keep an nsfs fd
     return any(ns.sockets.values())    # an open socket made in it (sk_net)
 
 
@@ -70,15 +75,16 @@ def note_pid(kernel: Kernel, pid: int, start: int, name: str) -> None:
     if kernel.watch_process is not None:
         kernel.watch_process(pid, start)
     if old is not None and old != name:
-        put_net(kernel, old)
+        kernel.pid_held.setdefault(pid, set()).add(old)     # it may keep an fd of it
 
 
 def process_exit(kernel: Kernel, pid: int) -> None:
     """Process ``pid`` ended (``exit_task_namespaces``): its namespace loses a reference."""
     name = kernel.pid_netns.pop(pid, None)
     kernel.pid_start.pop(pid, None)
-    if name is not None:
-        put_net(kernel, name)
+    held = kernel.pid_held.pop(pid, set())
+    for n in ({name} | held) - {None}:
+        put_net(kernel, n)
 
 
 def netns_umount(kernel: Kernel, name: str) -> None:
@@ -100,6 +106,7 @@ def netns_umount(kernel: Kernel, name: str) -> None:
     for pid, n in list(kernel.pid_netns.items()):
         if n == name:
             kernel.pid_netns[pid] = new
+    kernel.rename_held(name, new)
     put_net(kernel, new)          # the mount's reference (nsfs_evict → put_net)
 
 
