@@ -249,7 +249,7 @@ def test_ip_netns_identify_pids_set_and_attach():
 ip netns add a; ip netns add b
 echo "self [$(ip netns identify)]"
 ip netns exec a ip netns identify
-XFRMD_SOCKET=/nonexistent/other.sock XFRMD_NETNS=b sleep 3 & other=$!
+XFRMD_SOCKET=./another-server.sock XFRMD_NETNS=b sleep 3 & other=$!
 ip netns exec b sh -c "sleep 3; true" & sleep 1
 echo "pids $(ip netns pids b | wc -l)"  # sh and its sleep, not another server's process
 ip netns identify $!

@@ -3138,8 +3138,7 @@ int mount(const char *src, const char *target, const char *fstype, unsigned long
     load_all();
     const char *name;
     if (!netns_path(target, &name)) return real(src, target, fstype, flags, data);
-    if ((flags & MS_BIND) && *name && src && !strncmp(src, "/proc/", 6) &&
-        strlen(src) > 7 && !strcmp(src + strlen(src) - 7, "/ns/net")) {
+    if ((flags & MS_BIND) && *name && proc_ns_net_pid(src)) {
         /* `ip netns add` / `attach`: the namespace of that process gets the name */
         char a[512], q[600];
         int pid = (int)my_pid();

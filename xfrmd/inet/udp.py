@@ -355,13 +355,10 @@ def sendmsg(sk: UdpSock, dest: bytes, data: bytes) -> int:
         return E.EMSGSIZE
     autobind(sk)
     ns = sk.ns
-    res = route_lookup(ns, daddr, src=sk.laddr, oif=sk.ifindex or None)
-    if isinstance(res, int):
-        return -res
-    src = sk.laddr or res.src
-    if src is None:
-        return E.EADDRNOTAVAIL
-    sk.sent += 1
+    routed = _route_output(sk, daddr)
+    if isinstance(routed, int):
+        return routed
+    res, src = routed
     if ping:
         # the identifier is the socket's; the kernel computes the checksum
         seg = _icmp_segment(src, daddr, data[0], struct.pack("!H", sk.lport) + data[6:])
@@ -369,11 +366,10 @@ def sendmsg(sk: UdpSock, dest: bytes, data: bytes) -> int:
     return _output(ns, res, src, daddr, IPPROTO_UDP, sk.lport, dport, data, sk.ifindex)
 
 
-def _raw_sendmsg(sk: UdpSock, daddr: str, data: bytes) -> int:
-    """``raw_sendmsg`` / ``rawv6_sendmsg`` (no IP_HDRINCL): the program's bytes are the ICMP
-    message; routed, sent as the socket's protocol (the destination's port is ignored)."""
-    if len(data) > R.RAW_MAX:
-        return E.EMSGSIZE
+def _route_output(sk: UdpSock, daddr: str) -> tuple[RouteResult, str] | int:
+    """``ip_route_output_flow`` for a datagram of ``sk`` to ``daddr``: the route and the
+    source address (the bound one, else the route's), or the errno the send fails with; a
+    datagram that gets a route counts as sent."""
     res = route_lookup(sk.ns, daddr, src=sk.laddr, oif=sk.ifindex or None)
     if isinstance(res, int):
         return -res
@@ -381,6 +377,18 @@ def _raw_sendmsg(sk: UdpSock, daddr: str, data: bytes) -> int:
     if src is None:
         return E.EADDRNOTAVAIL
     sk.sent += 1
+    return res, src
+
+
+def _raw_sendmsg(sk: UdpSock, daddr: str, data: bytes) -> int:
+    """``raw_sendmsg`` / ``rawv6_sendmsg`` (no IP_HDRINCL): the program's bytes are the ICMP
+    message; routed, sent as the socket's protocol (the destination's port is ignored)."""
+    if len(data) > R.RAW_MAX:
+        return E.EMSGSIZE
+    routed = _route_output(sk, daddr)
+    if isinstance(routed, int):
+        return routed
+    res, src = routed
     return _output(sk.ns, res, src, daddr, sk.proto, 0, 0, R.out_segment(sk, src, daddr, data),
                    sk.ifindex)
 
