@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import require_shim, xfrmd_run
 from tests.test_bonding import BOND_NO_MONITOR, BOND_NO_MONITOR_TEXT
+from tests.differential.kconfig_host import host_topology
 
 
 def _host(script: str) -> subprocess.CompletedProcess:
@@ -28,7 +29,7 @@ def test_active_backup_without_miimon_matches_the_host():
         pytest.skip("host kernel without bonding: " + probe.stderr.strip())
     require_shim("ip", "sh", "grep")
     host = _host(BOND_NO_MONITOR)
-    emu = xfrmd_run(BOND_NO_MONITOR, "bare")
+    emu = xfrmd_run(BOND_NO_MONITOR, host_topology())
     assert emu.returncode == host.returncode == 0, (emu.stderr, host.stderr)
     assert emu.stdout == host.stdout
     assert emu.stdout.splitlines() == BOND_NO_MONITOR_TEXT

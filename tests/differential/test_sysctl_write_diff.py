@@ -8,6 +8,7 @@ import uuid
 
 from tests.conftest import require_shim, xfrmd_run
 from tests.test_sysctl_write import SYSCTL_SCRIPT, SYSCTL_TEXT
+from tests.differential.kconfig_host import host_topology
 
 
 def test_sysctl_writes_match_the_host():
@@ -19,6 +20,6 @@ def test_sysctl_writes_match_the_host():
                               capture_output=True, text=True, timeout=60)
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
-    emu = xfrmd_run(SYSCTL_SCRIPT, "bare")
+    emu = xfrmd_run(SYSCTL_SCRIPT, host_topology())
     assert (emu.returncode, emu.stderr) == (host.returncode, host.stderr)
     assert emu.stdout == host.stdout == SYSCTL_TEXT
