@@ -1,7 +1,9 @@
 """The wheel carries the preload shim compiled for its platform, so that ``pip install`` of
 a wheel needs no C compiler (``xfrmd/shim/xfrmd_shim-<hash>.so``, the hash of its source),
 and the C source, from which :func:`xfrmd.shim.path` builds it at run time where no
-prebuilt one matches. Everything else is in pyproject.toml."""
+prebuilt one matches. It carries the hot paths' C extensions (xfrmd/cext.py) prebuilt the
+same way, next to their sources, when the interpreter's headers are there; without them the
+pure-Python paths run. Everything else is in pyproject.toml."""
 import hashlib
 import os
 import shutil
@@ -32,6 +34,22 @@ class build_py_with_shim(build_py):
         out = os.path.join(dest, f"xfrmd_shim-{digest}.so")
         subprocess.run([cc, "-O2", "-Wall", "-shared", "-fPIC", "-o", out, SRC, "-ldl"],
                        check=True)
+        self._build_extensions()
+
+    def _build_extensions(self):
+        """Each C extension of xfrmd/cext.py, built next to its copied source."""
+        sys.path.insert(0, os.path.abspath("."))
+        try:
+            from netlink_codec import cext
+            from xfrmd.cext import EXTENSIONS
+        finally:
+            sys.path.pop(0)
+        for name, rel in EXTENSIONS.items():
+            src = os.path.join(self.build_lib, rel)
+            try:
+                cext.build(name, src, out_dir=os.path.dirname(src))
+            except cext.BuildError as e:
+                print(f"xfrmd: {name} not prebuilt ({e})", file=sys.stderr)
 
 
 cmdclass = {"build_py": build_py_with_shim}

@@ -58,6 +58,10 @@ if ! PIP_DISABLE_PIP_VERSION_CHECK=1 "$VENV/bin/python" -m pip install -q -e "$s
   fail "pip install -e '$spec' failed"
 fi
 
+# the hot paths' C extensions (xfrmd/cext.py): without a compiler or the interpreter's
+# headers (Debian: python3-dev) their pure-Python versions run, so this never fails the install
+"$VENV/bin/python" -m xfrmd.cext build >/dev/null || true
+
 if [ $# -gt 0 ]; then
   export VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH"
   cd "$here"

@@ -36,9 +36,10 @@ step() {
   fi
 }
 
+# python3-dev: the interpreter's headers, for the C speedups (xfrmd/cext.py);
 # libreswan is extracted, not installed (it conflicts with strongSwan): its libraries are installed here;
 # jq: bond_ipsec_offload.sh reads the active slave with it
-PKGS="iproute2 iputils-ping jq strace gcc libc6-dev ethtool strongswan-charon strongswan-swanctl tshark mmdebstrap uidmap uuid-runtime libldns3 libevent-pthreads-2.1-7 libevent-core-2.1-7 libnss3-tools libunbound8 libcurl3-nss chromium"
+PKGS="iproute2 iputils-ping jq strace gcc libc6-dev python3-dev ethtool strongswan-charon strongswan-swanctl tshark mmdebstrap uidmap uuid-runtime libldns3 libevent-pthreads-2.1-7 libevent-core-2.1-7 libnss3-tools libunbound8 libcurl3-nss chromium"
 # the system Python's venv module (Debian ships it apart), unless a venv is already active
 if [ -z "${VIRTUAL_ENV:-}" ]; then PKGS="$PKGS python3-venv"; fi
 
@@ -89,6 +90,8 @@ case "$VENV" in /*) ;; *) VENV="$PWD/$VENV" ;; esac
 export VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH"
 
 step "building the preload shim" python3 -m xfrmd.shim build
+# the hot paths' C extensions; the suite runs with them and (tests/test_cext.py) without them
+step "building the C speedups (xfrmd/cext.py)" python3 -m xfrmd.cext build
 
 # the userlands (trixie: ip 6.15, charon 6.0.1, pluto 5.2) for the tests marked `userland`;
 # cached in $XDG_CACHE_HOME/xfrmd/userlands, rebuilt only when their package lists change.

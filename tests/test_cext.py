@@ -1,0 +1,121 @@
+"""The hot paths' C extensions (netlink_codec/cext.py, xfrmd/cext.py): built and loaded only
+for their exact source and interpreter, never loaded under ``XFRMD_PURE_PYTHON=1``, required
+in CI — and the pure-Python paths they replace pass the same suites (the last test runs them
+again with the extensions switched off)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import sysconfig
+
+import pytest
+
+from netlink_codec import cext
+from xfrmd import cext as registry
+
+from .conftest import IN_CI, require
+
+TINY = r"""
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+static PyObject *answer(PyObject *self, PyObject *noargs) { return PyLong_FromLong(%d); }
+static PyMethodDef methods[] = {{"answer", answer, METH_NOARGS, NULL}, {NULL, NULL, 0, NULL}};
+static struct PyModuleDef mod = {PyModuleDef_HEAD_INIT, "_tiny", NULL, -1, methods};
+PyMODINIT_FUNC PyInit__tiny(void) { return PyModule_Create(&mod); }
+"""
+
+# The files that exercise the hot paths with a C version: run again in pure Python.
+PURE_SUITE = [
+    "tests/test_cext.py",
+    "tests/test_codec_fuzz.py",
+    "tests/test_codec_vectors.py",
+    "tests/test_replay_errors.py",
+    "tests/test_server_semantics.py",
+    "tests/test_security.py",
+    "tests/test_sad.py",
+    "tests/test_esp_datapath.py",
+    "tests/test_datapath_batch.py",
+    "tests/test_datapath_input.py",
+    "tests/test_datapath_output.py",
+]
+
+
+def _headers_present() -> bool:
+    return os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h"))
+
+
+@pytest.fixture
+def tiny(tmp_path, monkeypatch):
+    monkeypatch.setenv("XFRMD_CEXT_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv(cext.PURE_ENV, raising=False)
+    require(_headers_present(), "needs the interpreter's headers (python3-dev)")
+    src = tmp_path / "_tiny.c"
+    src.write_text(TINY % 42)
+    return src
+
+
+def test_not_built_means_python(tiny):
+    assert cext.find("_tiny", str(tiny)) is None
+    assert cext.load("_tiny", str(tiny)) is None
+
+
+def test_built_loads_and_pure_env_refuses_it(tiny, monkeypatch):
+    path = cext.build("_tiny", str(tiny))
+    assert os.path.basename(path).startswith("_tiny-") and path.endswith(
+        sysconfig.get_config_var("EXT_SUFFIX"))
+    assert cext.load("_tiny", str(tiny)).answer() == 42
+    monkeypatch.setenv(cext.PURE_ENV, "1")
+    assert cext.load("_tiny", str(tiny)) is None
+
+
+def test_an_edited_source_is_never_loaded_stale(tiny):
+    cext.build("_tiny", str(tiny))
+    tiny.write_text(TINY % 7)
+    assert cext.load("_tiny", str(tiny)) is None     # the old build no longer matches
+    cext.build("_tiny", str(tiny))
+    assert cext.load("_tiny", str(tiny)).answer() == 7
+
+
+def test_a_source_that_does_not_compile_says_so_and_leaves_nothing(tiny):
+    tiny.write_text("this is not C;\n")
+    with pytest.raises(cext.BuildError, match="compiling _tiny.c failed"):
+        cext.build("_tiny", str(tiny))
+    assert not os.listdir(os.environ["XFRMD_CEXT_DIR"])
+
+
+def test_missing_compiler_is_one_line(tiny, monkeypatch):
+    monkeypatch.setenv("CC", "")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(cext.BuildError, match=r"no C compiler \(cc or gcc\)"):
+        cext.build("_tiny", str(tiny))
+
+
+def test_every_extension_is_built_in_ci():
+    """The README's test command builds them; in CI a missing one is a failure."""
+    if cext.pure_python():
+        pytest.skip("this run is the pure-Python one")
+    for name, path in registry.status():
+        require(path is not None, f"{name} is not built (python3 -m xfrmd.cext build)")
+        assert cext.load(name, registry.source(name)) is not None, name
+
+
+def test_status_names_the_path_each_runs():
+    env = {**os.environ, cext.PURE_ENV: "1"}
+    out = subprocess.run([sys.executable, "-m", "xfrmd.cext", "status"], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    assert out.count("pure Python (XFRMD_PURE_PYTHON)") == len(registry.EXTENSIONS)
+
+
+@pytest.mark.slow
+def test_the_pure_python_paths_pass_the_same_suites():
+    """CI runs both paths: the files above again, every extension switched off."""
+    if cext.pure_python():
+        pytest.skip("already the pure-Python run")
+    if not IN_CI and not registry.EXTENSIONS:
+        pytest.skip("no extension to switch off")
+    env = {**os.environ, cext.PURE_ENV: "1"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        "-x", *PURE_SUITE], cwd=root, env=env, capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-2000:]
