@@ -38,6 +38,7 @@ PURE_SUITE = [
     "tests/test_datapath_batch.py",
     "tests/test_datapath_input.py",
     "tests/test_datapath_output.py",
+    "tests/differential",       # errno, extack and bytes against the real kernel (~2.5 min)
 ]
 
 
