@@ -38,6 +38,9 @@ PURE_SUITE = [
     "tests/test_datapath_batch.py",
     "tests/test_datapath_input.py",
     "tests/test_datapath_output.py",
+    "tests/test_datapath_lag_replay.py",
+    "tests/test_lag_resolver.py",
+    "tests/test_espfast.py",
     "tests/differential",       # errno, extack and bytes against the real kernel (~2.5 min)
 ]
 

@@ -19,6 +19,7 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # dotted name -> source, relative to the checkout / site-packages
 EXTENSIONS: dict[str, str] = {
+    "xfrmd.datapath._espfast": "xfrmd/datapath/_espfast.c",
 }
 
 

@@ -17,6 +17,9 @@ class SequenceOverflow(Exception):
 
 
 class ReplayWindow:
+    # slots: the C fast path of esp.py (_espfast.c) reads and writes top, bitmap and oseq
+    __slots__ = ("window", "mask", "esn", "top", "bitmap", "oseq")
+
     def __init__(self, window: int, esn: bool = False):
         self.window = window        # in packets; 0 disables the check
         self.mask = (1 << window) - 1
