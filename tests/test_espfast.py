@@ -83,17 +83,22 @@ def test_encapsulate_matches_python(ops, oseq):
 
 @SETTINGS
 @given(payloads=st.lists(st.binary(max_size=70), max_size=6), nh=st.integers(0, 255),
-       first=st.one_of(st.integers(0, U32), st.sampled_from([U32 - 3, U32, U32 + 1, -1])))
-def test_encapsulate_batch_matches_python(payloads, nh, first):
+       first=st.one_of(st.integers(0, U32), st.sampled_from([U32 - 3, U32, U32 + 1, -1])),
+       outer=st.one_of(st.none(), st.lists(st.binary(max_size=24), max_size=7)))
+def test_encapsulate_batch_matches_python(payloads, nh, first, outer):
     c, py = twins(replay_window=0)
-    assert outcome(c.encapsulate_batch, payloads, nh, first) == \
-        outcome(EspGcmSA.encapsulate_batch, py, payloads, nh, first)
+    assert outcome(c.encapsulate_batch, payloads, nh, first, outer) == \
+        outcome(EspGcmSA.encapsulate_batch, py, payloads, nh, first, outer)
     assert state(c) == state(py)
     if payloads and first + len(payloads) - 1 <= U32 and first >= 0:
-        # and each packet is what encapsulate gives for its number
+        # and each packet is what encapsulate gives for its number, behind its header
         one, _ = twins(replay_window=0)
-        assert c.encapsulate_batch(payloads, nh, first) == \
-            [one.encapsulate(p, nh, seq) for seq, p in enumerate(payloads, first)]
+        heads = [bytes([i]) * i for i in range(len(payloads))]
+        assert c.encapsulate_batch(payloads, nh, first, heads) == \
+            [h + one.encapsulate(p, nh, seq) for h, (seq, p) in
+             zip(heads, enumerate(payloads, first))]
+        assert {len(e) - len(h) for h, e in zip(heads, c.encapsulate_batch(
+            payloads, nh, first, heads))} <= {c.esp_len(len(p)) for p in payloads}
 
 
 def _corrupt(pkt: bytes, how: int, where: int) -> bytes:

@@ -189,8 +189,8 @@ static int clear_for_python(void)
 
 /*
  * ESP header (SPI, sequence number) + IV + AES-GCM(payload + trailer) + ICV for `payload`,
- * numbered `seq`; NULL with an exception set, or with none when the AEAD call raised and the
- * caller is to hand back to Python.
+ * numbered `seq`, behind the bytes `outer` if not NULL; NULL with an exception set, or with
+ * none when the AEAD call raised and the caller is to hand back to Python.
  *
  *   IV      seqiv (crypto/seqiv.c): the 64-bit sequence number XOR the SA's salt
  *   nonce   the key's 4-byte salt + the IV (RFC 4106 §4)
@@ -199,7 +199,7 @@ static int clear_for_python(void)
  *           the pad length and the next header (RFC 4303 §2.4; esp_output_fill_trailer)
  */
 static PyObject *seal_one(EspObject *self, PyObject *payload, unsigned next_header,
-                          uint32_t seq)
+                          uint32_t seq, PyObject *outer)
 {
     const char *src = PyBytes_AS_STRING(payload);
     Py_ssize_t n = PyBytes_GET_SIZE(payload);
@@ -224,11 +224,15 @@ static PyObject *seal_one(EspObject *self, PyObject *payload, unsigned next_head
     /* header + IV + ciphertext and ICV, in one allocation: the AEAD writes its output in
      * place when it can (encrypt_into), else it is copied there */
     Py_ssize_t slen = n + pad + 2 + 16;
-    PyObject *out = PyBytes_FromStringAndSize(NULL, 16 + slen);
+    Py_ssize_t olen = outer == NULL ? 0 : PyBytes_GET_SIZE(outer);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, olen + 16 + slen);
     PyObject *args[4] = {bytes_of(nonce, 12), plain, bytes_of(hdr, 8), NULL};
     PyObject *sealed = NULL;
     if (out != NULL && args[0] != NULL && args[2] != NULL) {
         char *o = PyBytes_AS_STRING(out);
+        if (olen)
+            memcpy(o, PyBytes_AS_STRING(outer), olen);
+        o += olen;
         memcpy(o, hdr, 8);
         memcpy(o + 8, nonce + 4, 8);
         if (self->encrypt_into != NULL) {
@@ -299,7 +303,7 @@ static PyObject *Esp_encapsulate(EspObject *self, PyObject *const *args, Py_ssiz
         goto python;            /* out of the header's 32 bits: Python raises */
     }
 
-    PyObject *out = seal_one(self, payload, nh, (uint32_t)seq);
+    PyObject *out = seal_one(self, payload, nh, (uint32_t)seq, NULL);
     if (out == NULL) {
         if (PyErr_Occurred())
             return NULL;
@@ -318,22 +322,27 @@ python:
     return python_version(self->py_encapsulate, args, nargs, kwnames);
 }
 
-/* EspGcmSA.encapsulate_batch(payloads, next_header, first_seq): the numbers first_seq,
- * first_seq + 1, … (the caller's; no wrap check), the counters added once at the end. */
+/* EspGcmSA.encapsulate_batch(payloads, next_header, first_seq, outer=None): the numbers
+ * first_seq, first_seq + 1, … (the caller's; no wrap check), each packet behind its outer
+ * header if given, the counters added once at the end. */
 static PyObject *Esp_encapsulate_batch(EspObject *self, PyObject *const *args,
                                        Py_ssize_t nargs, PyObject *kwnames)
 {
-    if (kwnames != NULL || nargs != 3 || !PyList_CheckExact(args[0]))
+    if (kwnames != NULL || nargs < 3 || nargs > 4 || !PyList_CheckExact(args[0]))
         goto python;
     PyObject *payloads = args[0];
+    PyObject *outer = nargs == 4 && args[3] != Py_None ? args[3] : NULL;
     Py_ssize_t count = PyList_GET_SIZE(payloads);
     unsigned nh;
     uint64_t first;
     if (count == 0 || !next_header_of(args[1], &nh) ||
         !as_u64(args[2], 0xFFFFFFFFu, &first) || first + (uint64_t)count - 1 > 0xFFFFFFFFu)
         goto python;
+    if (outer != NULL && (!PyList_CheckExact(outer) || PyList_GET_SIZE(outer) != count))
+        goto python;
     for (Py_ssize_t i = 0; i < count; i++)
-        if (!PyBytes_CheckExact(PyList_GET_ITEM(payloads, i)))
+        if (!PyBytes_CheckExact(PyList_GET_ITEM(payloads, i)) ||
+            (outer != NULL && !PyBytes_CheckExact(PyList_GET_ITEM(outer, i))))
             goto python;
 
     PyObject *out = PyList_New(count);
@@ -341,13 +350,16 @@ static PyObject *Esp_encapsulate_batch(EspObject *self, PyObject *const *args,
         return NULL;
     Py_ssize_t nbytes = 0;
     for (Py_ssize_t i = 0; i < count; i++) {
-        /* the list may not change under us: the AEAD call runs no Python code that sees it,
-         * but hold the item anyway */
+        /* the AEAD call runs no Python code that could change the lists, but the items
+         * are held across it anyway */
         PyObject *p = PyList_GET_ITEM(payloads, i);
+        PyObject *h = outer == NULL ? NULL : PyList_GET_ITEM(outer, i);
         Py_INCREF(p);
-        PyObject *esp = seal_one(self, p, nh, (uint32_t)(first + i));
+        Py_XINCREF(h);
+        PyObject *esp = seal_one(self, p, nh, (uint32_t)(first + i), h);
         nbytes += PyBytes_GET_SIZE(p);
         Py_DECREF(p);
+        Py_XDECREF(h);
         if (esp == NULL) {
             Py_DECREF(out);
             if (PyErr_Occurred())
@@ -644,7 +656,8 @@ static PyMethodDef Esp_methods[] = {
     {"encapsulate", (PyCFunction)(void (*)(void))Esp_encapsulate_entry,
      METH_FASTCALL | METH_KEYWORDS, "EspGcmSA.encapsulate(payload, next_header, seq=None)"},
     {"encapsulate_batch", (PyCFunction)(void (*)(void))Esp_batch_entry,
-     METH_FASTCALL | METH_KEYWORDS, "EspGcmSA.encapsulate_batch(payloads, next_header, first_seq)"},
+     METH_FASTCALL | METH_KEYWORDS,
+     "EspGcmSA.encapsulate_batch(payloads, next_header, first_seq, outer=None)"},
     {"decapsulate", (PyCFunction)(void (*)(void))Esp_decapsulate_entry,
      METH_FASTCALL | METH_KEYWORDS, "EspGcmSA.decapsulate(packet)"},
     {NULL, NULL, 0, NULL}

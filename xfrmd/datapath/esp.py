@@ -150,28 +150,37 @@ class EspGcmSA:
         st.packets += 1
         return hdr + iv + sealed
 
-    def encapsulate_batch(self, payloads: list[bytes], next_header: int,
-                          first_seq: int) -> list[bytes]:
+    def esp_len(self, payload_len: int) -> int:
+        """The length of ``encapsulate``'s packet for a payload of ``payload_len`` bytes."""
+        return 16 + payload_len + (-(payload_len + 2) & 3) + 2 + self.icv_len
+
+    def encapsulate_batch(self, payloads: list[bytes], next_header: int, first_seq: int,
+                          outer: list[bytes] | None = None) -> list[bytes]:
         """``encapsulate`` of each payload with the sequence numbers ``first_seq``,
         ``first_seq + 1``, … (the caller numbered them: no wrap check here), the counters
-        added once for the batch. The per-packet work is the IV, the header, two
-        concatenations and the AEAD call, with everything else looked up once."""
+        added once for the batch; with ``outer``, each packet behind its header there (the
+        outer IP header: one allocation per packet in C). The per-packet work is the IV, the
+        header, two concatenations and the AEAD call, with everything else looked up once."""
         if self.esn or self.icv_len != 16 or self._ivsalt is None:
-            return [self.encapsulate(p, next_header, seq)
-                    for seq, p in enumerate(payloads, first_seq)]
-        encrypt, salt, ivsalt, spi = self._aead.encrypt, self._salt, self._ivsalt, self.spi
-        pack, trailers = _HDR.pack, _TRAILERS
-        out: list[bytes] = []
-        nbytes = 0
-        append = out.append
-        for seq, p in enumerate(payloads, first_seq):
-            iv = (seq ^ ivsalt).to_bytes(8, "big")
-            hdr = pack(spi, seq)
-            append(hdr + iv + encrypt(salt + iv, p + trailers[-(len(p) + 2) & 3][next_header], hdr))
-            nbytes += len(p)
-        st = self.stats
-        st.bytes += nbytes
-        st.packets += len(out)
+            out = [self.encapsulate(p, next_header, seq)
+                   for seq, p in enumerate(payloads, first_seq)]
+        else:
+            encrypt, salt, ivsalt, spi = self._aead.encrypt, self._salt, self._ivsalt, self.spi
+            pack, trailers = _HDR.pack, _TRAILERS
+            out = []
+            nbytes = 0
+            append = out.append
+            for seq, p in enumerate(payloads, first_seq):
+                iv = (seq ^ ivsalt).to_bytes(8, "big")
+                hdr = pack(spi, seq)
+                append(hdr + iv + encrypt(salt + iv, p + trailers[-(len(p) + 2) & 3][next_header],
+                                          hdr))
+                nbytes += len(p)
+            st = self.stats
+            st.bytes += nbytes
+            st.packets += len(out)
+        if outer is not None:
+            out = [h + esp for h, esp in zip(outer, out, strict=True)]
         return out
 
     def _aead_seal(self, iv: bytes, plain: bytes, aad: bytes) -> bytes:

@@ -676,11 +676,11 @@ def _software_batch(ns: NetNamespace, pol: Policy, states: list[Any], res: XmitR
         ids = [(first + j * step) & 0xFFFF for j in range(c, c + m)]
         bodies = [h + seg for h in P.ip_headers(s_raw, d_raw, proto, seg_len, ids)] \
             if tunnel else [seg] * m
-        esps = g.encapsulate_batch(bodies, nh, oseq + 1 + c)
-        # every ESP packet of the chunk has the same length (the same payload each time)
-        outs = [h + esp for h, esp in zip(
-            P.ip_headers(o_src, o_dst, esp_proto, len(esps[0]),
-                         [(i + step - 1) & 0xFFFF for i in ids]), esps)]
+        # every ESP packet of the chunk has the same length (the same payload each time):
+        # the outer headers first, each packet then made behind its own
+        outer = P.ip_headers(o_src, o_dst, esp_proto, g.esp_len(len(bodies[0])),
+                             [(i + step - 1) & 0xFFFF for i in ids])
+        outs = g.encapsulate_batch(bodies, nh, oseq + 1 + c, outer)
         if keep is not None:
             keep((out, True) for out in outs)
     seq = oseq + n
