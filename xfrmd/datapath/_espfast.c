@@ -34,7 +34,6 @@ typedef struct {
     /* output: EspGcmSA._seal = (encrypt, salt, ivsalt, spi, replay, stats); encrypt is NULL
      * when the SA has none (a caller's IV source) */
     PyObject *encrypt;
-    PyObject *encrypt_into;     /* AESGCM.encrypt_into (cryptography >= 45), else NULL */
     uint64_t ivsalt;            /* seqiv: IV = 64-bit sequence number XOR this */
     /* input: EspGcmSA._open = (decrypt, salt, spi, min_len, replay, window, mask, stats);
      * decrypt is NULL when the SA has none, or the window is wider than 64 packets (the
@@ -221,41 +220,35 @@ static PyObject *seal_one(EspObject *self, PyObject *payload, unsigned next_head
     t[n + pad] = (unsigned char)pad;
     t[n + pad + 1] = (unsigned char)next_header;
 
-    /* header + IV + ciphertext and ICV, in one allocation: the AEAD writes its output in
-     * place when it can (encrypt_into), else it is copied there */
-    Py_ssize_t slen = n + pad + 2 + 16;
+    PyObject *args[3] = {bytes_of(nonce, 12), plain, bytes_of(hdr, 8)};
+    PyObject *sealed = NULL;
+    if (args[0] != NULL && args[2] != NULL)
+        sealed = PyObject_Vectorcall(self->encrypt, args, 3, NULL);
+    for (int i = 0; i < 3; i++)
+        Py_XDECREF(args[i]);
+    if (sealed == NULL) {
+        clear_for_python();     /* cleared: the caller hands back; else it is raised */
+        return NULL;
+    }
+    if (!PyBytes_Check(sealed)) {
+        Py_DECREF(sealed);
+        PyErr_SetString(PyExc_TypeError, "AESGCM.encrypt returned no bytes");
+        return NULL;
+    }
+
+    /* outer header + ESP header + IV + ciphertext and ICV, in one allocation. (Letting the
+     * AEAD write into it, encrypt_into with a memoryview, measured 0.1-0.2 µs slower: the
+     * output buffer's checks cost more than the copy of 1.4 kB.) */
+    Py_ssize_t slen = PyBytes_GET_SIZE(sealed);
     Py_ssize_t olen = outer == NULL ? 0 : PyBytes_GET_SIZE(outer);
     PyObject *out = PyBytes_FromStringAndSize(NULL, olen + 16 + slen);
-    PyObject *args[4] = {bytes_of(nonce, 12), plain, bytes_of(hdr, 8), NULL};
-    PyObject *sealed = NULL;
-    if (out != NULL && args[0] != NULL && args[2] != NULL) {
+    if (out != NULL) {
         char *o = PyBytes_AS_STRING(out);
         if (olen)
             memcpy(o, PyBytes_AS_STRING(outer), olen);
-        o += olen;
-        memcpy(o, hdr, 8);
-        memcpy(o + 8, nonce + 4, 8);
-        if (self->encrypt_into != NULL) {
-            /* a writable view of the new bytes object, which nobody else sees yet */
-            args[3] = PyMemoryView_FromMemory(o + 16, slen, PyBUF_WRITE);
-            if (args[3] != NULL)
-                sealed = PyObject_Vectorcall(self->encrypt_into, args, 4, NULL);
-        } else {
-            sealed = PyObject_Vectorcall(self->encrypt, args, 3, NULL);
-            if (sealed != NULL && (!PyBytes_Check(sealed) || PyBytes_GET_SIZE(sealed) != slen)) {
-                Py_CLEAR(sealed);
-                PyErr_SetString(PyExc_ValueError, "AESGCM.encrypt: unexpected output");
-            }
-            if (sealed != NULL)
-                memcpy(o + 16, PyBytes_AS_STRING(sealed), slen);
-        }
-    }
-    for (int i = 0; i < 4; i++)
-        Py_XDECREF(args[i]);
-    if (sealed == NULL) {
-        Py_XDECREF(out);
-        clear_for_python();     /* cleared: the caller hands back; else it is raised */
-        return NULL;
+        memcpy(o + olen, hdr, 8);
+        memcpy(o + olen + 8, nonce + 4, 8);
+        memcpy(o + olen + 16, PyBytes_AS_STRING(sealed), slen);
     }
     Py_DECREF(sealed);
     return out;
@@ -536,12 +529,6 @@ static int Esp_init(EspObject *self, PyObject *args, PyObject *kwds)
         }
         self->ivsalt = iv;
         SET_REF(encrypt, encrypt);
-        /* encrypt_into of the same AESGCM object, where this cryptography has it */
-        PyObject *aead = PyObject_GetAttrString(encrypt, "__self__");
-        Py_XSETREF(self->encrypt_into,
-                   aead == NULL ? NULL : PyObject_GetAttrString(aead, "encrypt_into"));
-        Py_XDECREF(aead);
-        PyErr_Clear();
         SET_REF(replay, replay);
         SET_REF(stats, stats);
     }
@@ -582,7 +569,6 @@ static int Esp_init(EspObject *self, PyObject *args, PyObject *kwds)
 static int Esp_traverse(EspObject *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->encrypt);
-    Py_VISIT(self->encrypt_into);
     Py_VISIT(self->decrypt);
     Py_VISIT(self->replay);
     Py_VISIT(self->stats);
@@ -595,7 +581,6 @@ static int Esp_traverse(EspObject *self, visitproc visit, void *arg)
 static int Esp_clear(EspObject *self)
 {
     Py_CLEAR(self->encrypt);
-    Py_CLEAR(self->encrypt_into);
     Py_CLEAR(self->decrypt);
     Py_CLEAR(self->replay);
     Py_CLEAR(self->stats);
