@@ -84,11 +84,12 @@ def test_encapsulate_matches_python(ops, oseq):
 @SETTINGS
 @given(payloads=st.lists(st.binary(max_size=70), max_size=6), nh=st.integers(0, 255),
        first=st.one_of(st.integers(0, U32), st.sampled_from([U32 - 3, U32, U32 + 1, -1])),
-       outer=st.one_of(st.none(), st.lists(st.binary(max_size=24), max_size=7)))
-def test_encapsulate_batch_matches_python(payloads, nh, first, outer):
+       outer=st.one_of(st.none(), st.lists(st.binary(max_size=24), max_size=7)),
+       inner=st.one_of(st.none(), st.lists(st.binary(max_size=24), max_size=7)))
+def test_encapsulate_batch_matches_python(payloads, nh, first, outer, inner):
     c, py = twins(replay_window=0)
-    assert outcome(c.encapsulate_batch, payloads, nh, first, outer) == \
-        outcome(EspGcmSA.encapsulate_batch, py, payloads, nh, first, outer)
+    assert outcome(c.encapsulate_batch, payloads, nh, first, outer, inner) == \
+        outcome(EspGcmSA.encapsulate_batch, py, payloads, nh, first, outer, inner)
     assert state(c) == state(py)
     if payloads and first + len(payloads) - 1 <= U32 and first >= 0:
         # and each packet is what encapsulate gives for its number, behind its header
@@ -99,6 +100,9 @@ def test_encapsulate_batch_matches_python(payloads, nh, first, outer):
              zip(heads, enumerate(payloads, first))]
         assert {len(e) - len(h) for h, e in zip(heads, c.encapsulate_batch(
             payloads, nh, first, heads))} <= {c.esp_len(len(p)) for p in payloads}
+        assert c.encapsulate_batch(payloads, nh, first, None, heads) == \
+            [one.encapsulate(h + p, nh, seq) for h, (seq, p) in
+             zip(heads, enumerate(payloads, first))]
 
 
 def _corrupt(pkt: bytes, how: int, where: int) -> bytes:

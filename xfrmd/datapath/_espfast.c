@@ -187,9 +187,10 @@ static int clear_for_python(void)
 /* -- output: esp_output's framing (RFC 4303 §2, RFC 4106 §3-5) ---------------------------- */
 
 /*
- * ESP header (SPI, sequence number) + IV + AES-GCM(payload + trailer) + ICV for `payload`,
- * numbered `seq`, behind the bytes `outer` if not NULL; NULL with an exception set, or with
- * none when the AEAD call raised and the caller is to hand back to Python.
+ * ESP header (SPI, sequence number) + IV + AES-GCM(payload + trailer) + ICV for `payload`
+ * (behind the bytes `inner` if not NULL), numbered `seq`, the whole behind the bytes `outer`
+ * if not NULL; NULL with an exception set, or with none when the AEAD call raised and the
+ * caller is to hand back to Python.
  *
  *   IV      seqiv (crypto/seqiv.c): the 64-bit sequence number XOR the SA's salt
  *   nonce   the key's 4-byte salt + the IV (RFC 4106 §4)
@@ -198,10 +199,10 @@ static int clear_for_python(void)
  *           the pad length and the next header (RFC 4303 §2.4; esp_output_fill_trailer)
  */
 static PyObject *seal_one(EspObject *self, PyObject *payload, unsigned next_header,
-                          uint32_t seq, PyObject *outer)
+                          uint32_t seq, PyObject *inner, PyObject *outer)
 {
-    const char *src = PyBytes_AS_STRING(payload);
-    Py_ssize_t n = PyBytes_GET_SIZE(payload);
+    Py_ssize_t ilen = inner == NULL ? 0 : PyBytes_GET_SIZE(inner);
+    Py_ssize_t n = ilen + PyBytes_GET_SIZE(payload);
     Py_ssize_t pad = -(n + 2) & 3;
     unsigned char hdr[8], nonce[12];
 
@@ -214,7 +215,9 @@ static PyObject *seal_one(EspObject *self, PyObject *payload, unsigned next_head
     if (plain == NULL)
         return NULL;
     unsigned char *t = (unsigned char *)PyBytes_AS_STRING(plain);
-    memcpy(t, src, n);
+    if (ilen)
+        memcpy(t, PyBytes_AS_STRING(inner), ilen);
+    memcpy(t + ilen, PyBytes_AS_STRING(payload), n - ilen);
     for (Py_ssize_t i = 0; i < pad; i++)
         t[n + i] = (unsigned char)(i + 1);
     t[n + pad] = (unsigned char)pad;
@@ -296,7 +299,7 @@ static PyObject *Esp_encapsulate(EspObject *self, PyObject *const *args, Py_ssiz
         goto python;            /* out of the header's 32 bits: Python raises */
     }
 
-    PyObject *out = seal_one(self, payload, nh, (uint32_t)seq, NULL);
+    PyObject *out = seal_one(self, payload, nh, (uint32_t)seq, NULL, NULL);
     if (out == NULL) {
         if (PyErr_Occurred())
             return NULL;
@@ -315,28 +318,40 @@ python:
     return python_version(self->py_encapsulate, args, nargs, kwnames);
 }
 
-/* EspGcmSA.encapsulate_batch(payloads, next_header, first_seq, outer=None): the numbers
- * first_seq, first_seq + 1, … (the caller's; no wrap check), each packet behind its outer
- * header if given, the counters added once at the end. */
+/* A list of `count` exact bytes objects, or None (NULL). 0 for anything else. */
+static int bytes_list(PyObject *o, Py_ssize_t count, PyObject **list)
+{
+    *list = NULL;
+    if (o == Py_None)
+        return 1;
+    if (!PyList_CheckExact(o) || PyList_GET_SIZE(o) != count)
+        return 0;
+    for (Py_ssize_t i = 0; i < count; i++)
+        if (!PyBytes_CheckExact(PyList_GET_ITEM(o, i)))
+            return 0;
+    *list = o;
+    return 1;
+}
+
+/* EspGcmSA.encapsulate_batch(payloads, next_header, first_seq, outer=None, inner=None): the
+ * numbers first_seq, first_seq + 1, … (the caller's; no wrap check), each payload behind
+ * its inner header and each packet behind its outer header if given, the counters added
+ * once at the end. */
 static PyObject *Esp_encapsulate_batch(EspObject *self, PyObject *const *args,
                                        Py_ssize_t nargs, PyObject *kwnames)
 {
-    if (kwnames != NULL || nargs < 3 || nargs > 4 || !PyList_CheckExact(args[0]))
+    if (kwnames != NULL || nargs < 3 || nargs > 5 || !PyList_CheckExact(args[0]))
         goto python;
-    PyObject *payloads = args[0];
-    PyObject *outer = nargs == 4 && args[3] != Py_None ? args[3] : NULL;
+    PyObject *payloads = args[0], *outer, *inner;
     Py_ssize_t count = PyList_GET_SIZE(payloads);
     unsigned nh;
     uint64_t first;
     if (count == 0 || !next_header_of(args[1], &nh) ||
-        !as_u64(args[2], 0xFFFFFFFFu, &first) || first + (uint64_t)count - 1 > 0xFFFFFFFFu)
+        !as_u64(args[2], 0xFFFFFFFFu, &first) || first + (uint64_t)count - 1 > 0xFFFFFFFFu ||
+        !bytes_list(payloads, count, &payloads) ||
+        !bytes_list(nargs > 3 ? args[3] : Py_None, count, &outer) ||
+        !bytes_list(nargs > 4 ? args[4] : Py_None, count, &inner))
         goto python;
-    if (outer != NULL && (!PyList_CheckExact(outer) || PyList_GET_SIZE(outer) != count))
-        goto python;
-    for (Py_ssize_t i = 0; i < count; i++)
-        if (!PyBytes_CheckExact(PyList_GET_ITEM(payloads, i)) ||
-            (outer != NULL && !PyBytes_CheckExact(PyList_GET_ITEM(outer, i))))
-            goto python;
 
     PyObject *out = PyList_New(count);
     if (out == NULL)
@@ -346,12 +361,15 @@ static PyObject *Esp_encapsulate_batch(EspObject *self, PyObject *const *args,
         /* the AEAD call runs no Python code that could change the lists, but the items
          * are held across it anyway */
         PyObject *p = PyList_GET_ITEM(payloads, i);
-        PyObject *h = outer == NULL ? NULL : PyList_GET_ITEM(outer, i);
+        PyObject *o = outer == NULL ? NULL : PyList_GET_ITEM(outer, i);
+        PyObject *h = inner == NULL ? NULL : PyList_GET_ITEM(inner, i);
         Py_INCREF(p);
+        Py_XINCREF(o);
         Py_XINCREF(h);
-        PyObject *esp = seal_one(self, p, nh, (uint32_t)(first + i), h);
-        nbytes += PyBytes_GET_SIZE(p);
+        PyObject *esp = seal_one(self, p, nh, (uint32_t)(first + i), h, o);
+        nbytes += PyBytes_GET_SIZE(p) + (h == NULL ? 0 : PyBytes_GET_SIZE(h));
         Py_DECREF(p);
+        Py_XDECREF(o);
         Py_XDECREF(h);
         if (esp == NULL) {
             Py_DECREF(out);
@@ -642,7 +660,7 @@ static PyMethodDef Esp_methods[] = {
      METH_FASTCALL | METH_KEYWORDS, "EspGcmSA.encapsulate(payload, next_header, seq=None)"},
     {"encapsulate_batch", (PyCFunction)(void (*)(void))Esp_batch_entry,
      METH_FASTCALL | METH_KEYWORDS,
-     "EspGcmSA.encapsulate_batch(payloads, next_header, first_seq, outer=None)"},
+     "EspGcmSA.encapsulate_batch(payloads, next_header, first_seq, outer=None, inner=None)"},
     {"decapsulate", (PyCFunction)(void (*)(void))Esp_decapsulate_entry,
      METH_FASTCALL | METH_KEYWORDS, "EspGcmSA.decapsulate(packet)"},
     {NULL, NULL, 0, NULL}

@@ -155,12 +155,17 @@ class EspGcmSA:
         return 16 + payload_len + (-(payload_len + 2) & 3) + 2 + self.icv_len
 
     def encapsulate_batch(self, payloads: list[bytes], next_header: int, first_seq: int,
-                          outer: list[bytes] | None = None) -> list[bytes]:
+                          outer: list[bytes] | None = None,
+                          inner: list[bytes] | None = None) -> list[bytes]:
         """``encapsulate`` of each payload with the sequence numbers ``first_seq``,
         ``first_seq + 1``, … (the caller numbered them: no wrap check here), the counters
-        added once for the batch; with ``outer``, each packet behind its header there (the
-        outer IP header: one allocation per packet in C). The per-packet work is the IV, the
-        header, two concatenations and the AEAD call, with everything else looked up once."""
+        added once for the batch. With ``inner``, each payload is the header there followed
+        by ``payloads[i]`` (a tunnel's inner IP header); with ``outer``, each packet follows
+        its header there (the outer IP header): in C the plaintext and the packet are then one
+        allocation each. The per-packet work is the IV, the header, two concatenations and
+        the AEAD call, with everything else looked up once."""
+        if inner is not None:
+            payloads = [h + p for h, p in zip(inner, payloads, strict=True)]
         if self.esn or self.icv_len != 16 or self._ivsalt is None:
             out = [self.encapsulate(p, next_header, seq)
                    for seq, p in enumerate(payloads, first_seq)]

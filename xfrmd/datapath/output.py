@@ -674,13 +674,14 @@ def _software_batch(ns: NetNamespace, pol: Policy, states: list[Any], res: XmitR
     for c in range(0, n, _CHUNK):
         m = min(_CHUNK, n - c)
         ids = [(first + j * step) & 0xFFFF for j in range(c, c + m)]
-        bodies = [h + seg for h in P.ip_headers(s_raw, d_raw, proto, seg_len, ids)] \
-            if tunnel else [seg] * m
+        # tunnel: each packet's inner IP header goes in front of the segment inside the
+        # plaintext (encapsulate_batch's inner=)
+        inner = P.ip_headers(s_raw, d_raw, proto, seg_len, ids) if tunnel else None
         # every ESP packet of the chunk has the same length (the same payload each time):
         # the outer headers first, each packet then made behind its own
-        outer = P.ip_headers(o_src, o_dst, esp_proto, g.esp_len(len(bodies[0])),
+        outer = P.ip_headers(o_src, o_dst, esp_proto, g.esp_len(skb_len),
                              [(i + step - 1) & 0xFFFF for i in ids])
-        outs = g.encapsulate_batch(bodies, nh, oseq + 1 + c, outer)
+        outs = g.encapsulate_batch([seg] * m, nh, oseq + 1 + c, outer, inner)
         if keep is not None:
             keep((out, True) for out in outs)
     seq = oseq + n
