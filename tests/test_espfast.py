@@ -171,6 +171,20 @@ def test_odd_arguments_go_to_python():
     assert outcome(c.encapsulate_batch, (b"a", b"b"), 4, 1) == \
         outcome(EspGcmSA.encapsulate_batch, py, (b"a", b"b"), 4, 1)
     assert state(c) == state(py)
+    for attr in ("bytes", "packets"):               # a deleted counter: Python's error
+        c3, py3 = twins()
+        pkt = c3.encapsulate(b"x", 4)
+        EspGcmSA.encapsulate(py3, b"x", 4)
+        delattr(c3.stats, attr)
+        delattr(py3.stats, attr)
+        assert outcome(c3.encapsulate, b"x", 4) == outcome(EspGcmSA.encapsulate, py3, b"x", 4)
+        assert outcome(c3.encapsulate_batch, [b"x"], 4, 9) == \
+            outcome(EspGcmSA.encapsulate_batch, py3, [b"x"], 4, 9)
+        c4, py4 = twins()
+        delattr(c4.stats, attr)
+        delattr(py4.stats, attr)
+        assert outcome(c4.decapsulate, pkt) == outcome(EspGcmSA.decapsulate, py4, pkt)
+        assert (c3.replay.oseq, c4.replay.top) == (py3.replay.oseq, py4.replay.top)
 
 
 def test_an_icv_mismatch_counts_once_and_raises_the_python_error():

@@ -140,6 +140,13 @@ static int slot_add(PyObject *obj, Py_ssize_t off, Py_ssize_t n)
     return 0;
 }
 
+/* Both counters hold a value (a deleted one is the Python code's AttributeError). */
+static int counters_set(PyObject *stats, Py_ssize_t bytes, Py_ssize_t packets)
+{
+    return *(PyObject **)((char *)stats + bytes) != NULL &&
+           *(PyObject **)((char *)stats + packets) != NULL;
+}
+
 /* The offset of the __slots__ attribute `name` in objects of exactly obj's type: -1 with
  * TypeError when it is no such slot. */
 static Py_ssize_t slot_offset(PyObject *obj, const char *name)
@@ -285,7 +292,8 @@ static PyObject *Esp_encapsulate(EspObject *self, PyObject *const *args, Py_ssiz
     }
     PyObject *payload = args[0];
     unsigned nh;
-    if (!PyBytes_CheckExact(payload) || !next_header_of(args[1], &nh))
+    if (!PyBytes_CheckExact(payload) || !next_header_of(args[1], &nh) ||
+        !counters_set(self->stats, self->bytes, self->packets))
         goto python;
 
     uint64_t seq;
@@ -350,7 +358,8 @@ static PyObject *Esp_encapsulate_batch(EspObject *self, PyObject *const *args,
         !as_u64(args[2], 0xFFFFFFFFu, &first) || first + (uint64_t)count - 1 > 0xFFFFFFFFu ||
         !bytes_list(payloads, count, &payloads) ||
         !bytes_list(nargs > 3 ? args[3] : Py_None, count, &outer) ||
-        !bytes_list(nargs > 4 ? args[4] : Py_None, count, &inner))
+        !bytes_list(nargs > 4 ? args[4] : Py_None, count, &inner) ||
+        !counters_set(self->stats, self->bytes, self->packets))
         goto python;
 
     PyObject *out = PyList_New(count);
@@ -408,7 +417,8 @@ static PyObject *Esp_decapsulate(EspObject *self, PyObject *const *args, Py_ssiz
     PyObject *packet = args[0];
     const unsigned char *pkt = (const unsigned char *)PyBytes_AS_STRING(packet);
     Py_ssize_t len = PyBytes_GET_SIZE(packet);
-    if (len < self->min_len || get_be32(pkt) != self->spi)
+    if (len < self->min_len || get_be32(pkt) != self->spi ||
+        !counters_set(self->stats, self->bytes, self->packets))
         goto python;
     uint64_t seq = get_be32(pkt + 4), top, bitmap = 0;
     if (!slot_u64(self->replay, self->top, UINT64_MAX, &top) || !(seq > top))
