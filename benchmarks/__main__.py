@@ -9,7 +9,8 @@ benchmarks/baseline.json — never on absolute times, which depend on the machin
 a failing figure is run once more before the run fails (the machine may have been busy).
 ``--update-baseline`` runs the selected modules three times and records the worst of the three
 ratios of each gated figure as the new baseline for its mode (worst: the machine's noise is
-in the baseline then, not in a failing CI run).
+in the baseline then, not in a failing CI run). Under ``XFRMD_PURE_PYTHON=1`` (no C
+extensions) the modes are ``quick-pure`` and ``full-pure``, with baselines of their own.
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ import json
 import os
 import sys
 import traceback
+
+from netlink_codec import cext
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # $XFRMD_BENCH_BASELINE: another baseline file (the harness's own test uses one)
@@ -59,6 +62,10 @@ def main(argv: list[str]) -> int:
     quick = "--quick" in argv
     update = "--update-baseline" in argv
     mode = "quick" if quick else "full"
+    if cext.pure_python():
+        # the C paths (xfrmd/cext.py) make many same-run ratios better: the pure-Python
+        # paths are judged against their own baseline (XFRMD_PURE_PYTHON=1 … --update-baseline)
+        mode += "-pure"
     only = [a for a in argv if not a.startswith("-")]
     names = sorted(f[:-3] for f in os.listdir(HERE) if f.startswith("bench_") and f.endswith(".py"))
     baseline = {}
