@@ -171,7 +171,7 @@ class Connection:
     """One accepted unix connection; its kind is known once its HELLO arrived."""
     __slots__ = ("s", "fd", "pid", "uid", "kind", "netns", "sock", "open_error", "pending",
                  "pending_ts", "pending_frames", "out", "path", "chunks", "greeted", "born",
-                 "cred", "sent_ts", "sent_unread", "read_n", "inet")
+                 "cred", "sent_ts", "sent_unread", "read_n", "inet", "hello", "probe")
 
     def __init__(self, s: pysocket.socket, pid: int, uid: int):
         self.s = s
@@ -197,10 +197,17 @@ class Connection:
         self.sent_unread = 0        # their sum
         self.read_n = 0             # datagrams the peer said it has read (READ)
         self.inet: inet_udp.UdpSock | None = None   # INET: the emulated UDP socket
+        # a kept connection's HELLOs repeat (one per `ip -batch` line): the last one's
+        # payload and what it says, and the outq probe its sockets share
+        self.hello: tuple | None = None
+        self.probe = None
 
     def reads_reset(self) -> None:
         """A new emulated socket on this connection: the shim counts its reads from 0."""
-        self.sent_ts = collections.deque()
+        if self.sent_ts is not None:
+            self.sent_ts.clear()
+        else:
+            self.sent_ts = collections.deque()
         self.sent_unread = 0
         self.read_n = 0
 
@@ -254,6 +261,7 @@ class Server:
         self._wake_r = self._wake_w = -1
         self._closing: list[pysocket.socket] = []
         self._sends = 0             # answers sent by _send (see _readable)
+        self._batch_dgram = False   # the last record was a BATCH carrying a datagram
         # a program asks the same few questions again and again (charon: if_nametoindex and
         # ETHTOOL_GFEATURES of one port per SA): the text of a query → its parsed request
         self._parsed: dict[bytes, dict] = {}
@@ -631,9 +639,18 @@ class Server:
         what a program writes without reading is judged as one burst (tests/test_flow_control.py)."""
         for _ in range(16):
             sends = self._sends
+            self._batch_dgram = False
             if conn.fd not in self.by_fd or not self._record(conn):
                 return
-            if self._sends != sends and not drain:
+            if drain:
+                continue
+            if self._sends != sends:
+                return
+            if self._batch_dgram and conn.sock is not None and conn.sock.rx:
+                # a datagram that came in a BATCH (the shim's first datagram of a socket,
+                # or one after reads: its READ report rides along) and was answered: the
+                # shim now waits for that answer, so end the turn here too. A burst
+                # written without reading comes as plain datagrams and is still read on.
                 return
 
     def _record(self, conn: Connection) -> bool:
@@ -651,8 +668,11 @@ class Server:
         if rec[:4] == b"\0\0\0\0" and len(rec) >= 8 and rec[6:8] == _BATCH_KIND:
             one, by_fd = self._one, self.by_fd
             for sub in T.split_batch(rec[8:]):
-                if sub[:4] == b"\0\0\0\0" and sub[6:8] == _BATCH_KIND:
-                    raise T.FrameError("nested batch")
+                if sub[:4] == b"\0\0\0\0":
+                    if sub[6:8] == _BATCH_KIND:
+                        raise T.FrameError("nested batch")
+                else:
+                    self._batch_dgram = True
                 if not one(conn, sub) or conn.fd not in by_fd:
                     return False
             return True
@@ -713,6 +733,10 @@ class Server:
             self._close(conn)
             return False
         conn.greeted = True
+        h = conn.hello
+        if h is not None and h[0] == payload:
+            _, protocol, sock_type, conn.netns, ino = h
+            return self._hello_netlink(conn, protocol, sock_type, ino)
         protocol, sock_type, conn.netns = T.parse_hello(payload)
         if protocol == T.SERVICE_PROTOCOL:
             conn.kind = SERVICE
@@ -723,6 +747,11 @@ class Server:
             return True
         if protocol == T.INET_PROTOCOL:
             return self._hello_inet(conn, payload)
+        ino = T.hello_ino(payload)
+        conn.hello = (payload, protocol, sock_type, conn.netns, ino)
+        return self._hello_netlink(conn, protocol, sock_type, ino)
+
+    def _hello_netlink(self, conn: Connection, protocol: int, sock_type: int, ino: int) -> bool:
         conn.kind = NETLINK
         try:
             # a HELLO never makes a namespace: only `xfrmd ctl netns add` or the topology
@@ -735,9 +764,11 @@ class Server:
                 log.info("pid %d asked for network namespace %r, which does not exist "
                          "(create it with `xfrmd ctl netns add`)", conn.pid, conn.netns)
             return True
-        conn.sock.client_ino = T.hello_ino(payload)
+        conn.sock.client_ino = ino
         conn.reads_reset()
-        conn.sock.outq_probe = lambda: self._unread(conn)
+        if conn.probe is None:
+            conn.probe = lambda: self._unread(conn)
+        conn.sock.outq_probe = conn.probe
         self.conns[conn.sock] = conn
         return True
 
