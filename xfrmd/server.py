@@ -43,6 +43,8 @@ from .stats import INTERNAL_ERROR
 
 _BATCH_KIND = struct.pack("=H", T.F_BATCH)
 _U16 = struct.Struct("=H")
+_U32 = struct.Struct("=I")
+_SETSOCKOPT = struct.Struct("=IIi")
 
 log = logging.getLogger("xfrmd.server")
 
@@ -666,17 +668,47 @@ class Server:
     def _dispatch(self, conn: Connection, rec: bytes) -> bool:
         """One record: a frame, a datagram, or a BATCH of them (docs/protocol.md)."""
         if rec[:4] == b"\0\0\0\0" and len(rec) >= 8 and rec[6:8] == _BATCH_KIND:
-            one, by_fd = self._one, self.by_fd
-            for sub in T.split_batch(rec[8:]):
-                if sub[:4] == b"\0\0\0\0":
-                    if sub[6:8] == _BATCH_KIND:
-                        raise T.FrameError("nested batch")
-                else:
-                    self._batch_dgram = True
-                if not one(conn, sub) or conn.fd not in by_fd:
-                    return False
-            return True
+            return self._batch(conn, rec)
         return self._one(conn, rec)
+
+    def _batch(self, conn: Connection, rec: bytes) -> bool:
+        """The records of a BATCH, in order (docs/protocol.md). The frames a netlink socket's
+        batches carry every time — SETSOCKOPT, READ — are applied here without cutting
+        them out (one `ip -batch` line or charon request is one batch: this is its cost)."""
+        one, by_fd, k = self._one, self.by_fd, self.kernel
+        o, n = 8, len(rec)
+        while o < n:
+            if o + 4 > n:
+                raise T.FrameError("truncated batch")
+            (length,) = _U32.unpack_from(rec, o)
+            o += 4
+            end = o + length
+            if end > n:
+                raise T.FrameError("truncated batch")
+            if rec.startswith(b"\0\0\0\0", o):
+                if length >= 8:
+                    kind = _U16.unpack_from(rec, o + 6)[0]
+                    if kind == T.F_BATCH:
+                        raise T.FrameError("nested batch")
+                    sock = conn.sock
+                    if sock is not None:
+                        if kind == T.F_SETSOCKOPT and length >= 20:
+                            try:
+                                k.setsockopt(sock, *_SETSOCKOPT.unpack_from(rec, o + 8))
+                            except KernelError:
+                                pass   # the shim checked what it could (see _control)
+                            o = end
+                            continue
+                        if kind == T.F_READ and length >= 12:
+                            conn.read(_U32.unpack_from(rec, o + 8)[0])
+                            o = end
+                            continue
+            else:
+                self._batch_dgram = True
+            if not one(conn, rec[o:end]) or conn.fd not in by_fd:
+                return False
+            o = end
+        return True
 
     def _one(self, conn: Connection, rec: bytes) -> bool:
         kind = conn.kind
