@@ -2187,8 +2187,13 @@ int close(int fd)
         s->outlen = 0; s->outn = 0;          /* never sent: the server need not hear of it */
         pool_put(fd, s);
     }
-    release(fd);
-    in_release(fd);
+    if (s || in_of(fd)) {
+        /* a socket is no sysctl memfd: no fstat to find out (one per `ip -batch` line) */
+        release(fd);
+        in_release(fd);
+        sysctl_forget(fd);
+        return real_close(fd);
+    }
     int bad = sysctl_apply(fd) < 0, e = errno;
     sysctl_forget(fd);
     int r = real_close(fd);
