@@ -200,3 +200,52 @@ def test_batch_and_release_on_one_connection():
         assert second.groups == 0 and not second.ext_ack   # nothing carried over
         assert first not in ns.sockets[N.NETLINK_XFRM]
         raw.close()
+
+
+def test_a_kept_connection_repeats_its_opening_frames():
+    """`ip -batch` opens every socket on a kept connection with the same bytes (RELEASE,
+    HELLO, options, BIND_AUTO, then the request), which the server applies without parsing
+    them again: each line must still be a new socket with those options and the process's
+    port id, the old one closed; a line with other options gets those; and once the
+    namespace is gone, the same bytes open nothing (the request's read fails ENOENT)."""
+    import os
+    with running_server(make_kernel("bare")) as srv:
+        k = srv.kernel
+        k.add_netns("t1")
+        raw = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        raw.connect(srv.path)
+        raw.settimeout(5)
+        pid = os.getpid()
+        hello = T.hello(N.NETLINK_XFRM, 3, "t1")
+        raw.send(hello)
+
+        def line(seq: int, rcvbuf: int = 1 << 20, release: bool = True) -> list[bytes]:
+            opening = [T.frame(T.F_RELEASE), hello] if release else []
+            opening += [T.setsockopt(1, 8, rcvbuf), T.setsockopt(270, 11, 1),
+                        T.frame(T.F_BIND_AUTO, struct.pack("=II", pid, 0))]
+            req = N.encode_msg(X.XfrmMsg.GETSADINFO, N.NLM_F_REQUEST, seq, 0, b"\xff" * 4)
+            raw.send(T.batch(opening + [req]))
+            return struct.unpack_from("=IHHII", raw.recv(1000))[1:5]
+
+        ns = k.netns("t1")
+        seen = []
+        for seq in range(1, 7):
+            assert line(seq, release=seq > 1) == (X.XfrmMsg.NEWSADINFO, 0, seq, pid)
+            sock = ns.ports[N.NETLINK_XFRM][pid]
+            assert sock.ext_ack and sock.rcvbuf == 2 * 212992      # SO_RCVBUF: capped, doubled
+            assert all(s.closed for s in seen) and sock not in seen
+            seen.append(sock)
+        assert line(7, rcvbuf=4096) == (X.XfrmMsg.NEWSADINFO, 0, 7, pid)
+        assert ns.ports[N.NETLINK_XFRM][pid].rcvbuf == 8192
+        assert line(8) == (X.XfrmMsg.NEWSADINFO, 0, 8, pid)
+        assert ns.ports[N.NETLINK_XFRM][pid].rcvbuf == 2 * 212992
+        assert len([s for s in ns.sockets[N.NETLINK_XFRM] if not s.closed]) == 1
+        k.del_netns("t1")             # the reactor is idle: nothing else runs meanwhile
+        req = N.encode_msg(X.XfrmMsg.GETSADINFO, N.NLM_F_REQUEST, 9, 0, b"\xff" * 4)
+        raw.send(T.batch([T.frame(T.F_RELEASE), hello, T.setsockopt(1, 8, 1 << 20),
+                          T.setsockopt(270, 11, 1), T.frame(T.F_BIND_AUTO, struct.pack("=II", pid, 0)),
+                          req]))
+        err = raw.recv(1000)
+        assert T.parse_frame(err)[1] == T.F_SOCK_ERROR
+        assert struct.unpack_from("=i", err, 8)[0] == -errno.ENOENT
+        raw.close()

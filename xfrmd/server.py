@@ -45,6 +45,7 @@ _BATCH_KIND = struct.pack("=H", T.F_BATCH)
 _U16 = struct.Struct("=H")
 _U32 = struct.Struct("=I")
 _SETSOCKOPT = struct.Struct("=IIi")
+_BIND = struct.Struct("=II")
 
 log = logging.getLogger("xfrmd.server")
 
@@ -173,7 +174,8 @@ class Connection:
     """One accepted unix connection; its kind is known once its HELLO arrived."""
     __slots__ = ("s", "fd", "pid", "uid", "kind", "netns", "sock", "open_error", "pending",
                  "pending_ts", "pending_frames", "out", "path", "chunks", "greeted", "born",
-                 "cred", "sent_ts", "sent_unread", "read_n", "inet", "hello", "probe")
+                 "cred", "sent_ts", "sent_unread", "read_n", "inet", "hello", "probe",
+                 "prefix", "prefix_ops")
 
     def __init__(self, s: pysocket.socket, pid: int, uid: int):
         self.s = s
@@ -203,6 +205,8 @@ class Connection:
         # payload and what it says, and the outq probe its sockets share
         self.hello: tuple | None = None
         self.probe = None
+        self.prefix: bytes | None = None   # a kept connection's opening frames (Server._batch)
+        self.prefix_ops: list = []
 
     def reads_reset(self) -> None:
         """A new emulated socket on this connection: the shim counts its reads from 0."""
@@ -263,7 +267,6 @@ class Server:
         self._wake_r = self._wake_w = -1
         self._closing: list[pysocket.socket] = []
         self._sends = 0             # answers sent by _send (see _readable)
-        self._batch_dgram = False   # the last record was a BATCH carrying a datagram
         # a program asks the same few questions again and again (charon: if_nametoindex and
         # ETHTOOL_GFEATURES of one port per SA): the text of a query → its parsed request
         self._parsed: dict[bytes, dict] = {}
@@ -641,18 +644,9 @@ class Server:
         what a program writes without reading is judged as one burst (tests/test_flow_control.py)."""
         for _ in range(16):
             sends = self._sends
-            self._batch_dgram = False
             if conn.fd not in self.by_fd or not self._record(conn):
                 return
-            if drain:
-                continue
-            if self._sends != sends:
-                return
-            if self._batch_dgram and conn.sock is not None and conn.sock.rx:
-                # a datagram that came in a BATCH (the shim's first datagram of a socket,
-                # or one after reads: its READ report rides along) and was answered: the
-                # shim now waits for that answer, so end the turn here too. A burst
-                # written without reading comes as plain datagrams and is still read on.
+            if self._sends != sends and not drain:
                 return
 
     def _record(self, conn: Connection) -> bool:
@@ -674,9 +668,20 @@ class Server:
     def _batch(self, conn: Connection, rec: bytes) -> bool:
         """The records of a BATCH, in order (docs/protocol.md). The frames a netlink socket's
         batches carry every time — SETSOCKOPT, READ — are applied here without cutting
-        them out (one `ip -batch` line or charon request is one batch: this is its cost)."""
+        them out (one `ip -batch` line or charon request is one batch: this is its cost).
+
+        A kept connection opens each new socket with the same frames (`ip -batch`: RELEASE,
+        HELLO, SETSOCKOPT, SETSOCKOPT, BIND_AUTO, then the request): what they say is noted
+        the first time (``conn.prefix``) and a batch starting with the same bytes has them
+        applied without parsing them again (:meth:`_replay`)."""
         one, by_fd, k = self._one, self.by_fd, self.kernel
         o, n = 8, len(rec)
+        if conn.prefix is not None and conn.sock is not None and rec.startswith(conn.prefix):
+            o = self._replay(conn)
+            if o < 0:
+                return False
+        # the opening frames are noted only from a bound state the replay can check
+        ops: list | None = [] if o == 8 and conn.sock is not None else None
         while o < n:
             if o + 4 > n:
                 raise T.FrameError("truncated batch")
@@ -685,6 +690,7 @@ class Server:
             end = o + length
             if end > n:
                 raise T.FrameError("truncated batch")
+            op = None
             if rec.startswith(b"\0\0\0\0", o):
                 if length >= 8:
                     kind = _U16.unpack_from(rec, o + 6)[0]
@@ -693,22 +699,70 @@ class Server:
                     sock = conn.sock
                     if sock is not None:
                         if kind == T.F_SETSOCKOPT and length >= 20:
+                            args = _SETSOCKOPT.unpack_from(rec, o + 8)
                             try:
-                                k.setsockopt(sock, *_SETSOCKOPT.unpack_from(rec, o + 8))
+                                k.setsockopt(sock, *args)
                             except KernelError:
                                 pass   # the shim checked what it could (see _control)
+                            if ops is not None:
+                                ops.append((T.F_SETSOCKOPT, args, end))
                             o = end
                             continue
                         if kind == T.F_READ and length >= 12:
                             conn.read(_U32.unpack_from(rec, o + 8)[0])
+                            ops = None             # its count moves: never the same bytes
                             o = end
                             continue
-            else:
-                self._batch_dgram = True
+                        if kind == T.F_BIND_AUTO and length >= 16:
+                            op = (kind, _BIND.unpack_from(rec, o + 8), end)
+                        elif kind == T.F_RELEASE:
+                            op = (kind, None, end)
+                    elif kind == T.F_HELLO and conn.kind is None:
+                        op = (kind, None, end)
+            elif ops:
+                conn.prefix, conn.prefix_ops = rec[:o - 4], ops
+                ops = None
+            if ops is not None and op is None:
+                ops = None
             if not one(conn, rec[o:end]) or conn.fd not in by_fd:
                 return False
+            if ops is not None:
+                if op[0] == T.F_HELLO:
+                    if conn.sock is None:
+                        ops = None                 # what an unknown namespace does: as sent
+                    else:
+                        op = (op[0], conn.hello, end)
+                if ops is not None:
+                    ops.append(op)
             o = end
         return True
+
+    def _replay(self, conn: Connection) -> int:
+        """Apply the opening frames noted in ``conn.prefix_ops`` as :meth:`_one` would apply
+        them; the offset of the first record left to read, or -1 if the connection closed."""
+        k = self.kernel
+        for kind, args, end in conn.prefix_ops:
+            if kind == T.F_RELEASE:
+                self._release(conn)
+            elif kind == T.F_HELLO:
+                conn.greeted = True
+                _, protocol, sock_type, conn.netns, ino = args
+                self._hello_netlink(conn, protocol, sock_type, ino)
+                if conn.sock is None:
+                    return end              # the namespace went away: the rest as sent
+            elif kind == T.F_SETSOCKOPT:
+                try:
+                    k.setsockopt(conn.sock, *args)
+                except KernelError:
+                    pass
+            else:                            # BIND_AUTO
+                reply = self._bind_auto(conn.sock, conn, *args)
+                if reply is not None:
+                    self._flush(conn)
+                    self._send(conn, reply)
+                if conn.fd not in self.by_fd:
+                    return -1
+        return len(conn.prefix)
 
     def _one(self, conn: Connection, rec: bytes) -> bool:
         kind = conn.kind
