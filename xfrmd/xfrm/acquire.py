@@ -51,7 +51,7 @@ def xfrm_add_acquire(req: XfrmRequest) -> Reply:
     # xfrm_policy_construct: type, templates, sec ctx, mark, if_id, offload
     ptype = req.policy_type()
     family, pdir = struct.unpack_from("=H", info, 40)[0], info[160]
-    tmpls, _ = user_templates(req, family, pdir)
+    tmpls = list(user_templates(req, family, pdir)[0])
     if A.OFFLOAD_DEV in req.attrs:
         raise KernelError(E.EOPNOTSUPP, "xfrmd: XFRMA_OFFLOAD_DEV on XFRM_MSG_ACQUIRE is not modelled")
     pol = PolicyWire(info, tmpls, ptype, mark, req.if_id())
@@ -61,10 +61,11 @@ def xfrm_add_acquire(req: XfrmRequest) -> Reply:
     x.sel = X.XfrmSelector.from_buffer_copy(bytes(buf[off + 40:off + 96]))
     x.mark = mark
     x.pcpu_num = pcpu
-    for t in tmpls:
+    for i, t in enumerate(tmpls):
         x.id = StateId(t.daddr, t.spi, t.proto)
         x.props.mode, x.props.reqid, x.props.family = t.mode, t.reqid, t.family
-        t.aalgos, t.ealgos, t.calgos = aalgos, ealgos, calgos
+        # in place: the ACQUIRE's XFRMA_TMPL carries pol's templates as far as this one got
+        tmpls[i] = t = t._replace(aalgos=aalgos, ealgos=ealgos, calgos=calgos)
         x.km_seq = db.get_acqseq()
         db.km_query(x, t, pol)
     return req.ok()

@@ -146,7 +146,8 @@ def _state_migrate(db: StateDb, x: SecurityAssociation, m: Entry,
 def _policy_migrate(pol: Policy, entries: list[Entry]) -> bool:
     """``xfrm_policy_migrate``: tunnel/BEET templates take the new endpoints."""
     n = 0
-    for t in pol.templates:
+    tmpls = list(pol.templates)
+    for i, t in enumerate(tmpls):
         for m in entries:
             od, os_, nd, ns, proto, mode, _r, reqid, ofam, nfam = m
             if t.mode != mode or t.proto != proto or (reqid and t.reqid != reqid):
@@ -159,8 +160,9 @@ def _policy_migrate(pol: Policy, entries: list[Entry]) -> bool:
                 continue
             n += 1
             if t.mode in (X.XFRM_MODE_TUNNEL, X.XFRM_MODE_BEET):
-                t.daddr, t.saddr, t.family = nd, ns, nfam
+                tmpls[i] = t = t._replace(daddr=nd, saddr=ns, family=nfam)
     if n:
+        pol.templates = tuple(tmpls)
         pol.invalidate()        # the policy's cached wire form carries the templates
     return n > 0
 

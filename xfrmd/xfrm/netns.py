@@ -22,7 +22,7 @@ class XfrmNet:
         self.ns = ns
         # state_all / policy_all: insertion-ordered; dumps walk them newest first
         self.state_all: dict[int, SecurityAssociation] = {}
-        self.policy_all: dict[Policy, Policy] = {}
+        self.policy_all: dict[int, Policy] = {}   # by index (PolicyDb.byidx)
         self.state_hmask = 7          # xfrm_state_init: 8 buckets
         self.policy_idx_hmask = 7     # xfrm_policy_init: 8 index buckets
         self.hthresh4 = (32, 32)      # policy_hthresh lbits4/rbits4

@@ -339,6 +339,7 @@ def xfrm_dev_policy_delete(pol: Policy) -> None:
 def xfrm_dev_policy_free(pol: Policy) -> None:
     _dev_call(pol.xdo, lambda ops, dev: ops.xdo_dev_policy_free(dev, pol))
     pol.xdo = None
+    pol.invalidate()          # the cached dump body carried XFRMA_OFFLOAD_DEV
 
 
 def xfrm_dev_state_release(x: SecurityAssociation) -> None:

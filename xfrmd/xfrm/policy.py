@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from netlink_codec import netlink as N
 from netlink_codec import xfrm as X
 from netlink_codec.netlink import NLM_F_MULTI, encode_msg, nla, nla_u32
 
 from . import offload
-from .addrcache import shared
+from .addrcache import _SEEN, shared
 from .uapi import A, M
 
 if TYPE_CHECKING:
@@ -28,10 +28,12 @@ TMPL = struct.Struct("=16s4sB3xH2x16sIBBBxIII")
 assert TMPL.size == 64
 
 
-@dataclass(slots=True)
-class Template:
-    """``struct xfrm_tmpl`` (as XFRMA_TMPL carries it). Slotted: one per policy and
-    template, no ``__dict__`` each."""
+class Template(NamedTuple):
+    """``struct xfrm_tmpl`` (as XFRMA_TMPL carries it). A tuple: built by one C call from the
+    unpacked request (``Template._make``), one object per template where a slotted class
+    took a Python ``__init__``, and untracked by the collector once it has seen it (all its
+    fields are bytes and ints). Immutable: who changes a template (``validate_tmpl`` filling
+    the family, MIGRATE, the ACQUIRE algorithm masks) puts a ``_replace``d copy in its place."""
     daddr: bytes
     spi: int
     proto: int
@@ -58,12 +60,25 @@ class Template:
 
 def decode_templates(raw: bytes) -> list[Template]:
     """The XFRMA_TMPL payload: as many whole templates as it holds."""
-    whole = len(raw) - len(raw) % TMPL.size
-    return [Template(shared(d), int.from_bytes(spi, "big"), proto, fam, shared(s), reqid, mode,
-                     share, opt, _ANY if aa == _ANY else aa, _ANY if ea == _ANY else ea,
-                     _ANY if ca == _ANY else ca)
-            for d, spi, proto, fam, s, reqid, mode, share, opt, aa, ea, ca
-            in TMPL.iter_unpack(raw[:whole])]
+    return decode_templates_at(raw, 0, len(raw))
+
+
+def decode_templates_at(buf: bytes | bytearray, start: int, end: int) -> list[Template]:
+    """The whole templates of ``buf[start:end]``, read in place: addresses shared
+    (addrcache), the SPI an int, ~0 algorithm masks the one shared int."""
+    out = []
+    for o in range(start, end - TMPL.size + 1, TMPL.size):
+        d, spi, proto, fam, s, reqid, mode, share, opt, aa, ea, ca = _unpack_tmpl(buf, o)
+        out.append(_new(Template, (_seen(d) or shared(d), int.from_bytes(spi, "big"), proto,
+                                   fam, _seen(s) or shared(s), reqid, mode, share, opt,
+                                   _ANY if aa == _ANY else aa, _ANY if ea == _ANY else ea,
+                                   _ANY if ca == _ANY else ca)))
+    return out
+
+
+_unpack_tmpl = TMPL.unpack_from
+_new = tuple.__new__          # Template(...) without NamedTuple's Python-level __new__
+_seen = _SEEN.get
 
 
 # every algorithm allowed (~0 as `ip` sends it): one shared int, not three per template
@@ -154,44 +169,50 @@ def policy_id2dir(index: int) -> int:
     return index & 7
 
 
-class Policy:
-    __slots__ = ("sel", "family", "lft", "curlft_add", "curlft_use", "priority", "index",
-                 "dir", "action", "flags", "type", "templates", "mark", "if_id", "xdo",
-                 "dead", "timer", "hard_expired", "_wire", "_wire_key")
+# what xfrm_policy_insert_list / xfrm_policy_bysel_ctx compare, as one bytes object: the
+# whole selector (memcmp), direction, type, if_id, mark value and mask (no security context
+# without an LSM)
+POLICY_KEY = struct.Struct("=56sBBIII")
+policy_key = POLICY_KEY.pack
 
-    def __init__(self, sel: bytes, lft: tuple[int, ...], priority: int, index: int,
-                 action: int, flags: int, ptype: int, templates: list[Template],
-                 mark: tuple[int, int], if_id: int, dir: int):
-        self.sel = sel                 # the selector bytes as the user sent them
-        self.family = int.from_bytes(sel[40:42], "little")
+
+class Policy:
+    """``struct xfrm_policy``. Its selector lives in ``key`` (the by-selector index's key,
+    the selector its first 56 bytes): a lookup or a delete at a million policies touches one
+    key object, whose hash the bytes object keeps, where a key tuple was two objects more and
+    hashed again on every use."""
+    __slots__ = ("key", "family", "lft", "curlft_add", "curlft_use", "priority", "index",
+                 "dir", "action", "flags", "type", "templates", "mark", "if_id", "xdo",
+                 "dead", "timer", "_wire", "_wire_use")
+
+    def __init__(self, key: bytes, lft: tuple[int, ...], priority: int, index: int,
+                 action: int, flags: int, ptype: int, templates: tuple[Template, ...],
+                 mark: tuple[int, int], if_id: int, dir: int, family: int):
+        self.key = key                 # policy_key(sel, dir, ptype, if_id, *mark)
+        self.family = family           # the selector's
         self.lft = lft                 # the 8 lifetime_cfg values
         self.curlft_add = 0
         self.curlft_use = 0
         self.priority, self.index, self.action, self.flags = priority, index, action, flags
         self.type = ptype
-        self.templates: list[Template] = templates
+        self.templates = templates
         self.mark = mark               # (v, m), stored as given
         self.if_id = if_id
         self.dir = dir
         self.xdo: XfrmDevOffload | None = None   # offload state (xfrmd.xfrm.offload)
         self.dead = False
         self.timer: Timer | None = None
-        self.hard_expired = False
-        self._wire: bytes = b""        # cached dump body (userpolicy_info + attributes)
-        self._wire_key: tuple[Any, ...] | None = None
+        self._wire: bytes | None = None   # cached dump body (userpolicy_info + attributes)
+        self._wire_use = 0             # the curlft_use it was built with
 
-    # -- identity ---------------------------------------------------------------------
     @property
-    def key(self) -> tuple[int, int, int, bytes, tuple[int, int]]:
-        """What ``xfrm_policy_insert_list`` / ``xfrm_policy_bysel_ctx`` compare: type,
-        if_id, the whole selector (memcmp), mark value and mask, (no security context
-        without an LSM), within one direction."""
-        return (self.dir, self.type, self.if_id, self.sel, self.mark)
+    def sel(self) -> bytes:
+        """The selector bytes as the user sent them."""
+        return self.key[:SEL_LEN]
 
     # -- copy_to_user_policy ------------------------------------------------------------
     def userpolicy_info(self, dir: int | None = None) -> bytes:
-        sel = self.sel[:40] + struct.pack("=H", self.family) + self.sel[42:]
-        return sel + _INFO_TAIL.pack(*self.lft, 0, 0, self.curlft_add, self.curlft_use,
+        return self.key[:SEL_LEN] + _INFO_TAIL.pack(*self.lft, 0, 0, self.curlft_add, self.curlft_use,
                                      self.priority, self.index,
                                      self.dir if dir is None else dir, self.action,
                                      self.flags, X.XFRM_SHARE_ANY)
@@ -226,21 +247,23 @@ class Policy:
         return self.userpolicy_info(X.XFRM_POLICY_OUT)
 
     def invalidate(self) -> None:
-        """Something the cached wire form holds changed (templates moved by MIGRATE)."""
-        self._wire_key = None
+        """Something the cached wire form holds changed (templates moved by MIGRATE, the
+        offload binding)."""
+        self._wire = None
 
     def dump_message(self, seq: int, portid: int, flags: int = NLM_F_MULTI) -> bytes:
         """``dump_one_policy``: NEWPOLICY for dumps (NLM_F_MULTI) and GETPOLICY answers.
-        The body is cached: only the lifetimes' times and the offload binding can change it."""
+        The body is cached: only the use time and the offload binding change it (index and
+        add time are set once, by the insert, before anything reads it)."""
         return encode_msg(M.NEWPOLICY, flags, seq, portid, self.wire_body())
 
     def wire_body(self) -> bytes:
         """userpolicy_info + attributes, rebuilt only when something in them changed."""
-        key = (self.curlft_add, self.curlft_use, self.index, self.xdo)
-        if self._wire_key != key:
-            self._wire = self.userpolicy_info() + self._attrs()
-            self._wire_key = key
-        return self._wire
+        wire = self._wire
+        if wire is None or self._wire_use != self.curlft_use:
+            self._wire = wire = self.userpolicy_info() + self._attrs()
+            self._wire_use = self.curlft_use
+        return wire
 
     def notify_message(self, event: int, seq: int, pid: int, byid: bool = False) -> bytes:
         """``xfrm_notify_policy``."""
@@ -248,7 +271,7 @@ class Policy:
             if byid:
                 pid_part = bytes(SEL_LEN) + struct.pack("=IB3x", self.index, self.dir)
             else:
-                pid_part = self.sel + struct.pack("=IB3x", 0, self.dir)
+                pid_part = self.key[:SEL_LEN] + struct.pack("=IB3x", 0, self.dir)
             body = pid_part + nla(A.POLICY, self.userpolicy_info()) + self._attrs()
         else:
             body = self.userpolicy_info() + self._attrs()

@@ -15,7 +15,7 @@ from netlink_codec.netlink import RawAttr
 from ..errors import KernelError
 from ..netlink.core import Reply
 from . import offload
-from .policy import Policy, Template, decode_templates
+from .policy import SEL_LEN, Policy, Template, decode_templates_at, policy_key
 from .request import XfrmRequest
 from .uapi import A, M
 
@@ -24,6 +24,11 @@ _ID = struct.Struct("=56sIB")                 # xfrm_userpolicy_id
 _SEL_FAMILY = struct.Struct("=HBB")          # family, prefixlen_d, prefixlen_s
 _INFO_END = struct.Struct("=IBBBB")           # index, dir, action, flags, share
 _NO_LIMITS = (X.XFRM_INF,) * 4 + (0,) * 4     # xfrm_lifetime_cfg as `ip` sends it
+_NO_MARK = (0, 0)
+# xfrm_userpolicy_info as xfrm_add_policy reads it: (0) selector family, (1, 2) prefix
+# lengths, (3-10) lft, (11-14) curlft, (15) priority, (16) index, (17) dir, (18) action,
+# (19) flags, (20) share; the selector itself is taken as bytes
+_INFO_FIELDS = struct.Struct("=40xHBB12x8Q4QIIBBBB4x")
 
 
 # -- the policy checks of xfrm_user.c --------------------------------------------------------
@@ -32,9 +37,15 @@ def verify_newpolicy_info(info: bytes | bytearray, off: int = 0) -> None:
     """``verify_newpolicy_info`` on the xfrm_userpolicy_info at ``off`` in ``info``."""
     fam, plen_d, plen_s = _SEL_FAMILY.unpack_from(info, off + 40)
     index, pdir, action, _flags, share = _INFO_END.unpack_from(info, off + 156)
+    _verify_info(fam, plen_d, plen_s, index, pdir, action, share)
+
+
+def _verify_info(fam: int, plen_d: int, plen_s: int, index: int, pdir: int, action: int,
+                 share: int) -> None:
+    """``verify_newpolicy_info`` on the fields it reads, in its order."""
     if share > X.XFRM_SHARE_UNIQUE:
         raise KernelError(E.EINVAL, "Invalid policy share")
-    if action not in (X.XFRM_POLICY_ALLOW, X.XFRM_POLICY_BLOCK):
+    if action != X.XFRM_POLICY_ALLOW and action != X.XFRM_POLICY_BLOCK:
         raise KernelError(E.EINVAL, "Invalid policy action")
     if fam == X.AF_INET:
         if plen_d > 32 or plen_s > 32:
@@ -51,49 +62,63 @@ def verify_newpolicy_info(info: bytes | bytearray, off: int = 0) -> None:
 
 
 # xfrm_id_proto_valid: IPSEC_PROTO_ANY is not a template protocol (probed on 6.18)
-_TMPL_PROTOS = {X.IPPROTO_ESP, X.IPPROTO_AH, X.IPPROTO_COMP, X.IPPROTO_ROUTING,
-                X.IPPROTO_DSTOPTS}
+_TMPL_PROTOS = frozenset((X.IPPROTO_ESP, X.IPPROTO_AH, X.IPPROTO_COMP, X.IPPROTO_ROUTING,
+                          X.IPPROTO_DSTOPTS))
+_TUNNEL, _BEET, _IPTFS = X.XFRM_MODE_TUNNEL, X.XFRM_MODE_BEET, X.XFRM_MODE_IPTFS
+_INET, _INET6, _OUT = X.AF_INET, X.AF_INET6, X.XFRM_POLICY_OUT
 
 
-def validate_tmpl(tmpls: list[Template], family: int, pdir: int) -> None:
+def validate_tmpl(tmpls: list[Template], family: int, pdir: int) -> list[int]:
     """``validate_tmpl``; fills a template family of 0 with the policy's, as the kernel
-    does in the request itself."""
+    does in the request itself (the list gets the filled copy). Returns where it filled."""
     if len(tmpls) > X.XFRM_MAX_DEPTH:
         raise KernelError(E.EINVAL, "Template count must be <= XFRM_MAX_DEPTH (6)")
-    prev = family
-    for t in tmpls:
-        if not t.family:
-            t.family = family
-        if t.mode in (X.XFRM_MODE_TUNNEL, X.XFRM_MODE_BEET):
-            if t.optional and pdir == X.XFRM_POLICY_OUT:
-                raise KernelError(E.EINVAL, "Mode in optional template not allowed in outbound policy")
-        elif t.mode != X.XFRM_MODE_IPTFS and t.family != prev:
-            raise KernelError(E.EINVAL, "Mode in template doesn't support a family change")
-        if t.mode >= X.XFRM_MODE_MAX:
-            raise KernelError(E.EINVAL, "Mode in template must be < XFRM_MODE_MAX (6)")
-        prev = t.family
-        if t.family not in (X.AF_INET, X.AF_INET6):
-            raise KernelError(E.EINVAL, "Invalid family in template")
+    prev, filled = family, []
+    for i, t in enumerate(tmpls):
+        tfam, mode = t.family, t.mode
+        if not tfam:
+            tmpls[i] = t = t._replace(family=family)
+            tfam = family
+            filled.append(i)
+        if mode == _TUNNEL or mode == _BEET:
+            if t.optional and pdir == _OUT:
+                raise _Invalid(E.EINVAL, "Mode in optional template not allowed in outbound policy",
+                               filled)
+        elif mode != _IPTFS and tfam != prev:
+            raise _Invalid(E.EINVAL, "Mode in template doesn't support a family change", filled)
+        if mode >= X.XFRM_MODE_MAX:
+            raise _Invalid(E.EINVAL, "Mode in template must be < XFRM_MODE_MAX (6)", filled)
+        prev = tfam
+        if tfam != _INET and tfam != _INET6:
+            raise _Invalid(E.EINVAL, "Invalid family in template", filled)
         if t.proto not in _TMPL_PROTOS:
-            raise KernelError(E.EINVAL, "Invalid XFRM protocol in template")
+            raise _Invalid(E.EINVAL, "Invalid XFRM protocol in template", filled)
+    return filled
+
+
+class _Invalid(KernelError):
+    """A ``validate_tmpl`` error, with the templates whose family it had filled."""
+
+    def __init__(self, errno: int, msg: str, filled: list[int]):
+        super().__init__(errno, msg)
+        self.filled = filled
 
 
 def user_templates(req: XfrmRequest, family: int,
-                   pdir: int) -> tuple[list[Template], bytes | None]:
+                   pdir: int) -> tuple[tuple[Template, ...], bytes | None]:
     """XFRMA_TMPL through ``validate_tmpl``: (templates, echo). ``echo`` is the request
     with the template families validate_tmpl wrote into it (None if it wrote none): every
     error of the request from there on echoes that, this one's included."""
     ra = req.attrs.get(A.TMPL)
     if ra is None:
-        return [], None
-    tmpls = decode_templates(bytes(req.buf[ra.start:ra.end]))
-    filled = [i for i, t in enumerate(tmpls) if not t.family]
+        return (), None
+    tmpls = decode_templates_at(req.buf, ra.start, ra.end)
     try:
-        validate_tmpl(tmpls, family, pdir)
-    except KernelError as e:
-        e.echo = _with_families(req.buf, ra, tmpls, filled)
+        filled = validate_tmpl(tmpls, family, pdir)
+    except _Invalid as e:
+        e.echo = _with_families(req.buf, ra, tmpls, e.filled)
         raise
-    return tmpls, _with_families(req.buf, ra, tmpls, filled) if filled else None
+    return tuple(tmpls), _with_families(req.buf, ra, tmpls, filled) if filled else None
 
 
 def _with_families(buf: bytes | bytearray, ra: RawAttr, tmpls: list[Template],
@@ -115,22 +140,31 @@ def verify_policy_dir(dir: int) -> None:
 # -- handlers ---------------------------------------------------------------------------------
 
 def xfrm_add_policy(req: XfrmRequest) -> Reply:
-    off = req.payload_offset
-    f = _INFO.unpack_from(req.buf, off)
-    sel, lft, priority, index, dir, action, flags = f[0], f[1:9], f[13], f[14], f[15], \
-        f[16], f[17]
+    buf, off = req.buf, req.payload_offset
+    f = _INFO_FIELDS.unpack_from(buf, off)
+    fam, dir = f[0], f[17]
+    _verify_info(fam, f[1], f[2], f[16], dir, f[18], f[20])
+    attrs = req.attrs
+    ra = attrs.get(A.TMPL)
+    if len(attrs) == (ra is not None):
+        # templates or nothing: no security context, the main type, no mark, if_id, offload
+        ptype, mark, if_id, xuo = X.XFRM_POLICY_TYPE_MAIN, _NO_MARK, 0, None
+    else:
+        req.verify_sec_ctx_len()
+        ptype = req.policy_type()       # xfrm_policy_construct from here
+        mark, if_id = req.mark(), req.if_id()
+        xuo = req.attr_struct(A.OFFLOAD_DEV, X.XfrmUserOffload)
+    lft = f[3:11]
     if lft == _NO_LIMITS:
         lft = _NO_LIMITS          # shared: XFRM_INF is an int object of its own each time
-    verify_newpolicy_info(req.buf, off)
-    req.verify_sec_ctx_len()
-    # xfrm_policy_construct
-    ptype = req.policy_type()
     echo = None
     try:
-        tmpls, echo = user_templates(req, int.from_bytes(sel[40:42], "little"), dir)
-        pol = Policy(sel, lft, priority, index, action, flags, ptype, tmpls, req.mark(),
-                     req.if_id(), dir)
-        xuo = req.attr_struct(A.OFFLOAD_DEV, X.XfrmUserOffload)
+        if ra is None:
+            tmpls: tuple[Template, ...] = ()
+        else:
+            tmpls, echo = user_templates(req, fam, dir)
+        key = policy_key(bytes(buf[off:off + SEL_LEN]), dir, ptype, if_id, mark[0], mark[1])
+        pol = Policy(key, lft, f[15], f[16], f[18], f[19], ptype, tmpls, mark, if_id, dir, fam)
         if xuo is not None:
             offload.xfrm_dev_policy_add(req, pol, xuo, dir)
         db = req.xfrm.spd

@@ -1,6 +1,11 @@
-"""The Security Policy Database of one namespace (xfrm_policy.c): the policy_all list (dumps
-walk it newest first), the by-index and by-selector indexes, index generation, the per-
-direction counts and hash sizes GETSPDINFO reports, and the policy lifetime timers."""
+"""The Security Policy Database of one namespace (xfrm_policy.c): the by-index index, which is
+also the policy_all list (insertion-ordered; dumps walk it newest first), the by-selector
+index, index generation, the per-direction counts and hash sizes GETSPDINFO reports, and the
+policy lifetime timers.
+
+Two dicts per policy and one key object: what an operation on a million policies touches
+beyond the policy is a slot and an entry of each dict it uses and the key (docs/performance.md,
+"Scale")."""
 from __future__ import annotations
 
 import errno as E
@@ -10,7 +15,8 @@ from netlink_codec import xfrm as X
 from netlink_codec.netlink import NETLINK_XFRM
 
 from . import offload
-from .policy import Policy, PolicyWire, flush_message, host_selector, policy_id2dir, selector_match
+from .policy import (Policy, PolicyWire, flush_message, host_selector, policy_id2dir, policy_key,
+                     selector_match)
 from .uapi import G
 
 if TYPE_CHECKING:
@@ -30,9 +36,13 @@ class PolicyDb:
         self.xnet = xnet
         self.ns = xnet.ns
         self.kernel = xnet.ns.kernel
-        self.all: dict[Policy, Policy] = xnet.policy_all   # insertion order = oldest first
-        self.byidx: dict[int, Policy] = {}
-        self.by_selector: dict[tuple[Any, ...], Policy] = {}
+        # index → policy, insertion order = oldest first: xfrm_policy_byid's table and the
+        # policy_all list in one (a policy is linked to both and unlinked from both at once;
+        # an UPDPOLICY's policy takes the old one's index and goes to the end, the head of
+        # the dump, as __xfrm_policy_link puts it at the head of policy_all)
+        self.all: dict[int, Policy] = xnet.policy_all
+        self.byidx = self.all
+        self.by_selector: dict[bytes, Policy] = {}      # Policy.key → policy
         self.idx_generator = 0
         self.bydst_hmask = [7] * (2 * POLICY_MAX)
 
@@ -51,7 +61,7 @@ class PolicyDb:
     def bysel(self, mark: tuple[int, int], if_id: int, ptype: int, dir: int,
               sel: bytes) -> Policy | None:
         """``xfrm_policy_bysel_ctx``."""
-        return self.by_selector.get((dir, ptype, if_id, sel, tuple(mark)))
+        return self.by_selector.get(policy_key(sel, dir, ptype, if_id, mark[0], mark[1]))
 
     def walk_newest_first(self) -> Iterator[Policy]:
         return reversed(list(self.all.values()))
@@ -142,42 +152,40 @@ class PolicyDb:
         the old policy's index and place (it moves to the head of the dump). The mark value
         is stored masked first, as xfrm_policy_insert sanitizes it (lookups compare the
         user's mark unmasked, so a GETPOLICY with value 5 mask 0 misses what it added)."""
-        if pol.mark[0] & ~pol.mark[1]:
-            pol.mark = (pol.mark[0] & pol.mark[1], pol.mark[1])
+        mark = pol.mark
+        if mark[0] & ~mark[1]:
+            pol.mark = mark = (mark[0] & mark[1], mark[1])
+            pol.key = policy_key(pol.sel, pol.dir, pol.type, pol.if_id, mark[0], mark[1])
         key = pol.key
-        old = self.by_selector.get(key)
-        if old is not None and excl:
-            return -E.EEXIST
-        self._link(pol, key)
+        by_selector = self.by_selector
+        old = by_selector.get(key)
         if old is not None:
+            if excl:
+                return -E.EEXIST
             self._unlink(old)
             self._kill(old)
             pol.index = old.index
         else:
             pol.index = self.gen_index(pol.dir, pol.index)
+        by_selector[key] = pol
         self.byidx[pol.index] = pol
+        self.xnet.spd_counts[pol.dir] += 1
         pol.curlft_add = self.kernel.clock.wall()
         pol.curlft_use = 0
         # the wire form (Policy.wire_body) is built by the first dump or GETPOLICY that
         # needs it, as dump_one_policy builds each message: building it for every insert
         # cost the charon pair ~1,200 encodings that no reader asked for
-        self._arm(pol, 1)
+        if pol.timer is not None or pol.lft[4] or pol.lft[5] or pol.lft[6] or pol.lft[7]:
+            self._arm(pol, 1)
         if old is None:
             self._resize_check(pol.dir)
         return 0
 
-    def _link(self, pol: Policy, key: tuple[Any, ...]) -> None:
-        """Into the tables; ``key`` is ``pol.key`` (made once per insert)."""
-        self.all[pol] = pol       # keyed by itself: an id() would be an int object more
-        self.by_selector[key] = pol
-        self.xnet.spd_counts[pol.dir] += 1
-
     def _unlink(self, pol: Policy) -> None:
-        del self.all[pol]
+        """Out of both tables (the caller checked that it is linked)."""
+        del self.byidx[pol.index]
         if self.by_selector.get(pol.key) is pol:
             del self.by_selector[pol.key]
-        if self.byidx.get(pol.index) is pol:
-            del self.byidx[pol.index]
         self.xnet.spd_counts[pol.dir] -= 1
 
     def _kill(self, pol: Policy) -> None:
@@ -190,7 +198,7 @@ class PolicyDb:
 
     def delete(self, pol: Policy) -> int:
         """``xfrm_policy_delete``: ENOENT if it was already gone."""
-        if pol.dead or pol not in self.all:
+        if pol.dead or self.byidx.get(pol.index) is not pol:
             return -E.ENOENT
         self._unlink(pol)
         self._kill(pol)
