@@ -20,12 +20,17 @@ if TYPE_CHECKING:
     from ..kernel import Timer
     from .offload import XfrmDevOffload
 
-# xfrm_userpolicy_info without sel: lft (8 u64), curlft (4 u64), priority, index, dir,
-# action, flags, share
-_INFO_TAIL = struct.Struct("=8Q4QIIBBBB4x")   # 168 bytes with the tail padding
+# xfrm_userpolicy_info: the selector (the first 56 bytes of Policy.key), lft (8 u64), curlft
+# (4 u64), priority, index, dir, action, flags, share
+_USERPOLICY_INFO = struct.Struct("=56s8Q4QIIBBBB4x")   # 168 bytes with the tail padding
 SEL_LEN = 56
 TMPL = struct.Struct("=16s4sB3xH2x16sIBBBxIII")
 assert TMPL.size == 64
+# XFRMA_TMPL with one template, header included
+_TMPL_ATTR1 = struct.Struct("=HH" + TMPL.format[1:])
+# XFRMA_POLICY_TYPE of each type (copy_to_user_policy_type: type, reserved)
+_PTYPE_ATTR = {t: nla(A.POLICY_TYPE, struct.pack("=BxHBx", t, 0, 0))
+               for t in (X.XFRM_POLICY_TYPE_MAIN, X.XFRM_POLICY_TYPE_SUB)}
 
 
 class Template(NamedTuple):
@@ -53,9 +58,11 @@ class Template(NamedTuple):
         return cls(d, int.from_bytes(spi, "big"), proto, fam, s, reqid, mode, share, opt, aa, ea, ca)
 
     def encode(self) -> bytes:
-        return TMPL.pack(self.daddr, self.spi.to_bytes(4, "big"), self.proto, self.family,
-                         self.saddr, self.reqid, self.mode, self.share, self.optional,
-                         self.aalgos, self.ealgos, self.calgos)
+        return TMPL.pack(*self._wire())
+
+    def _wire(self) -> tuple[Any, ...]:
+        """The fields as ``TMPL`` packs them (the SPI back to network order)."""
+        return (self[0], self[1].to_bytes(4, "big")) + self[2:]
 
 
 def decode_templates(raw: bytes) -> list[Template]:
@@ -212,18 +219,22 @@ class Policy:
 
     # -- copy_to_user_policy ------------------------------------------------------------
     def userpolicy_info(self, dir: int | None = None) -> bytes:
-        return self.key[:SEL_LEN] + _INFO_TAIL.pack(*self.lft, 0, 0, self.curlft_add, self.curlft_use,
-                                     self.priority, self.index,
+        return _USERPOLICY_INFO.pack(self.key, *self.lft, 0, 0, self.curlft_add,
+                                     self.curlft_use, self.priority, self.index,
                                      self.dir if dir is None else dir, self.action,
                                      self.flags, X.XFRM_SHARE_ANY)
 
-    def _attrs(self, sec_ctx: bool = True) -> bytes:
+    def _attrs(self) -> bytes:
         """copy_to_user_tmpl, [copy_to_user_sec_ctx], copy_to_user_policy_type,
         xfrm_mark_put, xfrm_if_id_put, copy_user_offload. No LSM: no security context."""
-        out = b""
-        if self.templates:
-            out += nla(A.TMPL, b"".join(t.encode() for t in self.templates))
-        out += nla(A.POLICY_TYPE, struct.pack("=BxHBx", self.type, 0, 0))
+        tmpls = self.templates
+        if len(tmpls) == 1:
+            out = _TMPL_ATTR1.pack(4 + TMPL.size, A.TMPL, *tmpls[0]._wire()) + _PTYPE_ATTR[self.type]
+        elif tmpls:
+            out = (nla(A.TMPL, b"".join(t.encode() for t in tmpls))
+                   + _PTYPE_ATTR[self.type])
+        else:
+            out = _PTYPE_ATTR[self.type]
         if self.mark[0] or self.mark[1]:
             out += nla(A.MARK, struct.pack("=II", *self.mark))
         if self.if_id:
