@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 # (4 u64), priority, index, dir, action, flags, share
 _USERPOLICY_INFO = struct.Struct("=56s8Q4QIIBBBB4x")   # 168 bytes with the tail padding
 SEL_LEN = 56
+# xfrm_lifetime_cfg as `ip` sends it, no limits: the one tuple every such policy shares
+NO_LIMITS = (X.XFRM_INF,) * 4 + (0,) * 4
 TMPL = struct.Struct("=16s4sB3xH2x16sIBBBxIII")
 assert TMPL.size == 64
 # XFRMA_TMPL with one template, header included
@@ -37,8 +39,8 @@ class Template(NamedTuple):
     """``struct xfrm_tmpl`` (as XFRMA_TMPL carries it). A tuple: built by one C call from the
     unpacked request (``Template._make``), one object per template where a slotted class
     took a Python ``__init__``, and untracked by the collector once it has seen it (all its
-    fields are bytes and ints). Immutable: who changes a template (``validate_tmpl`` filling
-    the family, MIGRATE, the ACQUIRE algorithm masks) puts a ``_replace``d copy in its place."""
+    fields are bytes and ints). Immutable: who changes a template (MIGRATE, the ACQUIRE
+    algorithm masks) puts a ``_replace``d copy in its place."""
     daddr: bytes
     spi: int
     proto: int
@@ -71,16 +73,19 @@ def decode_templates(raw: bytes) -> list[Template]:
 
 
 def decode_templates_at(buf: bytes | bytearray, start: int, end: int) -> list[Template]:
-    """The whole templates of ``buf[start:end]``, read in place: addresses shared
-    (addrcache), the SPI an int, ~0 algorithm masks the one shared int."""
-    out = []
-    for o in range(start, end - TMPL.size + 1, TMPL.size):
-        d, spi, proto, fam, s, reqid, mode, share, opt, aa, ea, ca = _unpack_tmpl(buf, o)
-        out.append(_new(Template, (_seen(d) or shared(d), int.from_bytes(spi, "big"), proto,
-                                   fam, _seen(s) or shared(s), reqid, mode, share, opt,
-                                   _ANY if aa == _ANY else aa, _ANY if ea == _ANY else ea,
-                                   _ANY if ca == _ANY else ca)))
-    return out
+    """The whole templates of ``buf[start:end]``, read in place."""
+    return [make_template(*_unpack_tmpl(buf, o))
+            for o in range(start, end - TMPL.size + 1, TMPL.size)]
+
+
+def make_template(d: bytes, spi: bytes, proto: int, fam: int, s: bytes, reqid: int, mode: int,
+                  share: int, opt: int, aa: int, ea: int, ca: int) -> Template:
+    """A template from ``TMPL``'s fields: addresses shared (addrcache), the SPI an int, ~0
+    algorithm masks the one shared int."""
+    return _new(Template, (_seen(d) or shared(d), int.from_bytes(spi, "big"), proto, fam,
+                           _seen(s) or shared(s), reqid, mode, share, opt,
+                           _ANY if aa == _ANY else aa, _ANY if ea == _ANY else ea,
+                           _ANY if ca == _ANY else ca))
 
 
 _unpack_tmpl = TMPL.unpack_from

@@ -15,7 +15,7 @@ from netlink_codec.netlink import RawAttr
 from ..errors import KernelError
 from ..netlink.core import Reply
 from . import offload
-from .policy import SEL_LEN, Policy, Template, decode_templates_at, policy_key
+from .policy import NO_LIMITS, SEL_LEN, TMPL, Policy, Template, make_template, policy_key
 from .request import XfrmRequest
 from .uapi import A, M
 
@@ -23,7 +23,6 @@ _INFO = struct.Struct("=56s8Q4QIIBBBB4x")   # xfrm_userpolicy_info (168)
 _ID = struct.Struct("=56sIB")                 # xfrm_userpolicy_id
 _SEL_FAMILY = struct.Struct("=HBB")          # family, prefixlen_d, prefixlen_s
 _INFO_END = struct.Struct("=IBBBB")           # index, dir, action, flags, share
-_NO_LIMITS = (X.XFRM_INF,) * 4 + (0,) * 4     # xfrm_lifetime_cfg as `ip` sends it
 _NO_MARK = (0, 0)
 # xfrm_userpolicy_info as xfrm_add_policy reads it: (0) selector family, (1, 2) prefix
 # lengths, (3-10) lft, (11-14) curlft, (15) priority, (16) index, (17) dir, (18) action,
@@ -65,42 +64,49 @@ def _verify_info(fam: int, plen_d: int, plen_s: int, index: int, pdir: int, acti
 _TMPL_PROTOS = frozenset((X.IPPROTO_ESP, X.IPPROTO_AH, X.IPPROTO_COMP, X.IPPROTO_ROUTING,
                           X.IPPROTO_DSTOPTS))
 _TUNNEL, _BEET, _IPTFS = X.XFRM_MODE_TUNNEL, X.XFRM_MODE_BEET, X.XFRM_MODE_IPTFS
+TMPL_SIZE = TMPL.size
+_unpack_tmpl = TMPL.unpack_from
 _INET, _INET6, _OUT = X.AF_INET, X.AF_INET6, X.XFRM_POLICY_OUT
 
 
-def validate_tmpl(tmpls: list[Template], family: int, pdir: int) -> list[int]:
-    """``validate_tmpl``; fills a template family of 0 with the policy's, as the kernel
-    does in the request itself (the list gets the filled copy). Returns where it filled."""
-    if len(tmpls) > X.XFRM_MAX_DEPTH:
+def validate_tmpl(buf: bytes | bytearray, start: int, end: int, family: int,
+                  pdir: int) -> tuple[list[Template], list[int]]:
+    """``validate_tmpl`` over the XFRMA_TMPL payload ``buf[start:end]`` (its whole templates,
+    as ``copy_templates`` takes them), decoding each as it checks it: (the templates, the
+    positions of those whose family of 0 it filled with the policy's, as the kernel does in
+    the request itself). An error carries the positions filled so far (``_Invalid``)."""
+    end -= (end - start) % TMPL_SIZE
+    if end - start > X.XFRM_MAX_DEPTH * TMPL_SIZE:
         raise KernelError(E.EINVAL, "Template count must be <= XFRM_MAX_DEPTH (6)")
-    prev, filled = family, []
-    for i, t in enumerate(tmpls):
-        tfam, mode = t.family, t.mode
+    tmpls: list[Template] = []
+    filled: list[int] = []
+    prev = family
+    for o in range(start, end, TMPL_SIZE):
+        d, spi, proto, tfam, s, reqid, mode, share, opt, aa, ea, ca = _unpack_tmpl(buf, o)
         if not tfam:
-            tmpls[i] = t = t._replace(family=family)
             tfam = family
-            filled.append(i)
+            filled.append(len(tmpls))
+        tmpls.append(make_template(d, spi, proto, tfam, s, reqid, mode, share, opt, aa, ea, ca))
         if mode == _TUNNEL or mode == _BEET:
-            if t.optional and pdir == _OUT:
-                raise _Invalid(E.EINVAL, "Mode in optional template not allowed in outbound policy",
-                               filled)
+            if opt and pdir == _OUT:
+                raise _Invalid("Mode in optional template not allowed in outbound policy", filled)
         elif mode != _IPTFS and tfam != prev:
-            raise _Invalid(E.EINVAL, "Mode in template doesn't support a family change", filled)
+            raise _Invalid("Mode in template doesn't support a family change", filled)
         if mode >= X.XFRM_MODE_MAX:
-            raise _Invalid(E.EINVAL, "Mode in template must be < XFRM_MODE_MAX (6)", filled)
+            raise _Invalid("Mode in template must be < XFRM_MODE_MAX (6)", filled)
         prev = tfam
         if tfam != _INET and tfam != _INET6:
-            raise _Invalid(E.EINVAL, "Invalid family in template", filled)
-        if t.proto not in _TMPL_PROTOS:
-            raise _Invalid(E.EINVAL, "Invalid XFRM protocol in template", filled)
-    return filled
+            raise _Invalid("Invalid family in template", filled)
+        if proto not in _TMPL_PROTOS:
+            raise _Invalid("Invalid XFRM protocol in template", filled)
+    return tmpls, filled
 
 
 class _Invalid(KernelError):
-    """A ``validate_tmpl`` error, with the templates whose family it had filled."""
+    """A ``validate_tmpl`` error (EINVAL), with the templates whose family it had filled."""
 
-    def __init__(self, errno: int, msg: str, filled: list[int]):
-        super().__init__(errno, msg)
+    def __init__(self, msg: str, filled: list[int]):
+        super().__init__(E.EINVAL, msg)
         self.filled = filled
 
 
@@ -112,23 +118,22 @@ def user_templates(req: XfrmRequest, family: int,
     ra = req.attrs.get(A.TMPL)
     if ra is None:
         return (), None
-    tmpls = decode_templates_at(req.buf, ra.start, ra.end)
     try:
-        filled = validate_tmpl(tmpls, family, pdir)
+        tmpls, filled = validate_tmpl(req.buf, ra.start, ra.end, family, pdir)
     except _Invalid as e:
-        e.echo = _with_families(req.buf, ra, tmpls, e.filled)
+        e.echo = _with_families(req.buf, ra, family, e.filled)
         raise
-    return tuple(tmpls), _with_families(req.buf, ra, tmpls, filled) if filled else None
+    return tuple(tmpls), _with_families(req.buf, ra, family, filled) if filled else None
 
 
-def _with_families(buf: bytes | bytearray, ra: RawAttr, tmpls: list[Template],
+def _with_families(buf: bytes | bytearray, ra: RawAttr, family: int,
                    filled: list[int]) -> bytes | None:
     """The request with the template families validate_tmpl wrote into it."""
     if not filled:
         return None
     out = bytearray(buf)
     for i in filled:
-        struct.pack_into("=H", out, ra.start + 64 * i + 24, tmpls[i].family)
+        struct.pack_into("=H", out, ra.start + TMPL_SIZE * i + 24, family)
     return bytes(out)
 
 
@@ -155,8 +160,8 @@ def xfrm_add_policy(req: XfrmRequest) -> Reply:
         mark, if_id = req.mark(), req.if_id()
         xuo = req.attr_struct(A.OFFLOAD_DEV, X.XfrmUserOffload)
     lft = f[3:11]
-    if lft == _NO_LIMITS:
-        lft = _NO_LIMITS          # shared: XFRM_INF is an int object of its own each time
+    if lft == NO_LIMITS:
+        lft = NO_LIMITS           # shared: XFRM_INF is an int object of its own each time
     echo = None
     try:
         if ra is None:
@@ -168,7 +173,8 @@ def xfrm_add_policy(req: XfrmRequest) -> Reply:
         if xuo is not None:
             offload.xfrm_dev_policy_add(req, pol, xuo, dir)
         db = req.xfrm.spd
-        err = db.insert(pol, excl=req.hdr.type == M.NEWPOLICY)
+        hdr = req.hdr
+        err = db.insert(pol, excl=hdr.type == M.NEWPOLICY)
         if err:
             offload.xfrm_dev_policy_release(pol)
             raise KernelError(err)
@@ -176,7 +182,7 @@ def xfrm_add_policy(req: XfrmRequest) -> Reply:
         if echo is not None and e.echo is None:
             e.echo = echo
         raise
-    db.km_policy_notify(pol, req.hdr.type, req.hdr.seq, req.hdr.pid)
+    db.km_policy_notify(pol, hdr.type, hdr.seq, hdr.pid)
     return req.ok()
 
 

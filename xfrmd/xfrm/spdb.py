@@ -15,8 +15,8 @@ from netlink_codec import xfrm as X
 from netlink_codec.netlink import NETLINK_XFRM
 
 from . import offload
-from .policy import (Policy, PolicyWire, flush_message, host_selector, policy_id2dir, policy_key,
-                     selector_match)
+from .policy import (NO_LIMITS, Policy, PolicyWire, flush_message, host_selector, policy_id2dir,
+                     policy_key, selector_match)
 from .uapi import G
 
 if TYPE_CHECKING:
@@ -169,16 +169,18 @@ class PolicyDb:
             pol.index = self.gen_index(pol.dir, pol.index)
         by_selector[key] = pol
         self.byidx[pol.index] = pol
-        self.xnet.spd_counts[pol.dir] += 1
+        dir = pol.dir
+        counts = self.xnet.spd_counts
+        counts[dir] += 1
         pol.curlft_add = self.kernel.clock.wall()
         pol.curlft_use = 0
         # the wire form (Policy.wire_body) is built by the first dump or GETPOLICY that
         # needs it, as dump_one_policy builds each message: building it for every insert
         # cost the charon pair ~1,200 encodings that no reader asked for
-        if pol.timer is not None or pol.lft[4] or pol.lft[5] or pol.lft[6] or pol.lft[7]:
+        if pol.lft is not NO_LIMITS:
             self._arm(pol, 1)
-        if old is None:
-            self._resize_check(pol.dir)
+        if old is None and counts[dir] > self.bydst_hmask[dir]:
+            self._resize_check(dir)
         return 0
 
     def _unlink(self, pol: Policy) -> None:
@@ -288,7 +290,7 @@ class PolicyDb:
 
     def km_policy_notify(self, pol: Policy, event: int, seq: int, pid: int,
                          byid: bool = False) -> None:
-        if self.listening(G.POLICY):
+        if self.kernel.has_listeners(self.ns, NETLINK_XFRM, G.POLICY):
             self.multicast(G.POLICY, pol.notify_message(event, seq, pid, byid))
 
     def km_flush_notify(self, ptype: int, seq: int, pid: int) -> None:
