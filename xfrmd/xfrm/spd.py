@@ -24,10 +24,12 @@ _ID = struct.Struct("=56sIB")                 # xfrm_userpolicy_id
 _SEL_FAMILY = struct.Struct("=HBB")          # family, prefixlen_d, prefixlen_s
 _INFO_END = struct.Struct("=IBBBB")           # index, dir, action, flags, share
 _NO_MARK = (0, 0)
-# xfrm_userpolicy_info as xfrm_add_policy reads it: (0) selector family, (1, 2) prefix
-# lengths, (3-10) lft, (11-14) curlft, (15) priority, (16) index, (17) dir, (18) action,
-# (19) flags, (20) share; the selector itself is taken as bytes
-_INFO_FIELDS = struct.Struct("=40xHBB12x8Q4QIIBBBB4x")
+# xfrm_userpolicy_info as xfrm_add_policy reads it: selector family, prefix lengths, lft as
+# bytes (unpacked only when it is not NO_LIMITS), priority, index, dir, action, flags, share;
+# the selector itself is taken as bytes, curlft is ignored
+_INFO_FIELDS = struct.Struct("=40xHBB12x64s32xIIBBBB4x")
+_LFT = struct.Struct("=8Q")
+_NO_LIMITS_RAW = _LFT.pack(*NO_LIMITS)
 
 
 # -- the policy checks of xfrm_user.c --------------------------------------------------------
@@ -146,9 +148,9 @@ def verify_policy_dir(dir: int) -> None:
 
 def xfrm_add_policy(req: XfrmRequest) -> Reply:
     buf, off = req.buf, req.payload_offset
-    f = _INFO_FIELDS.unpack_from(buf, off)
-    fam, dir = f[0], f[17]
-    _verify_info(fam, f[1], f[2], f[16], dir, f[18], f[20])
+    fam, plen_d, plen_s, lft_raw, priority, index, dir, action, flags, share = \
+        _INFO_FIELDS.unpack_from(buf, off)
+    _verify_info(fam, plen_d, plen_s, index, dir, action, share)
     attrs = req.attrs
     ra = attrs.get(A.TMPL)
     if len(attrs) == (ra is not None):
@@ -159,17 +161,17 @@ def xfrm_add_policy(req: XfrmRequest) -> Reply:
         ptype = req.policy_type()       # xfrm_policy_construct from here
         mark, if_id = req.mark(), req.if_id()
         xuo = req.attr_struct(A.OFFLOAD_DEV, X.XfrmUserOffload)
-    lft = f[3:11]
-    if lft == NO_LIMITS:
-        lft = NO_LIMITS           # shared: XFRM_INF is an int object of its own each time
+    # no limits (as `ip` sends it): the shared tuple, not 8 ints of its own
+    lft = NO_LIMITS if lft_raw == _NO_LIMITS_RAW else _LFT.unpack(lft_raw)
     echo = None
     try:
         if ra is None:
             tmpls: tuple[Template, ...] = ()
         else:
             tmpls, echo = user_templates(req, fam, dir)
-        key = policy_key(bytes(buf[off:off + SEL_LEN]), dir, ptype, if_id, mark[0], mark[1])
-        pol = Policy(key, lft, f[15], f[16], f[18], f[19], ptype, tmpls, mark, if_id, dir, fam)
+        key = policy_key(buf[off:off + SEL_LEN], dir, ptype, if_id, mark[0], mark[1])
+        pol = Policy(key, lft, priority, index, action, flags, ptype, tmpls, mark, if_id, dir,
+                     fam)
         if xuo is not None:
             offload.xfrm_dev_policy_add(req, pol, xuo, dir)
         db = req.xfrm.spd
