@@ -124,7 +124,8 @@ def addr_match(a: bytes, b: bytes, plen: int) -> bool:
 
 
 def selector_match(sel: bytes, flow: bytes) -> bool:
-    """``xfrm_selector_match`` of a selector against a flow given as a host selector."""
+    """``xfrm_selector_match`` of a selector (the first 56 bytes of ``sel``: a policy key
+    will do) against a flow given as a host selector."""
     dp, dpm, sp, spm = struct.unpack_from(">HHHH", sel, 32)
     fdp, _, fsp, _ = struct.unpack_from(">HHHH", flow, 32)
     return (addr_match(flow[0:16], sel[0:16], sel[42]) and addr_match(flow[16:32], sel[16:32], sel[43])

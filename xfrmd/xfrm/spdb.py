@@ -83,7 +83,7 @@ class PolicyDb:
                         or (mark & pol.mark[1]) != pol.mark[0] or pol.if_id != if_id
                         or pol.dead):
                     continue
-                if not selector_match(pol.sel, flow):
+                if not selector_match(pol.key, flow):    # the key starts with the selector
                     continue
                 if pol.xdo is not None and pol.xdo.type == offload.XFRM_DEV_OFFLOAD_PACKET:
                     hw = pol                   # insertion order: the last one is the newest
