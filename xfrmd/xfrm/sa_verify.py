@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import errno as E
 import struct
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from netlink_codec import xfrm as X
 
@@ -17,8 +17,8 @@ from ..errors import KernelError
 from . import algos, iptfs, offload, types
 from .addrcache import shared
 from .request import XfrmRequest
-from .state import (DEFAULT_LFT, UINT_MAX, USERSA_INFO, Algo, LifetimeCfg, LifetimeCur, ReplayEsn,
-                    SecurityAssociation, StateId)
+from .state import (DEFAULT_LFT, UINT_MAX, USERSA_INFO, Algo, LifetimeCfg, LifetimeCur, Props,
+                    ReplayEsn, SecurityAssociation, StateId, sel_with_family)
 from .uapi import A
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ _IPTFS = frozenset((A.IPTFS_DROP_TIME, A.IPTFS_REORDER_WINDOW, A.IPTFS_DONT_FRAG
                     A.IPTFS_INIT_DELAY, A.IPTFS_MAX_QSIZE, A.IPTFS_PKT_SIZE))
 _AE_THRESH = ((A.ETIMER_THRESH, "replay_maxage"), (A.REPLAY_THRESH, "replay_maxdiff"),
               (A.MTIMER_THRESH, "mapping_maxage"))
+_ALG_68 = (A.ALG_AUTH, A.ALG_CRYPT, A.ALG_COMP)
 _AE = frozenset((A.REPLAY_ESN_VAL, A.REPLAY_VAL, A.LTIME_VAL, A.ETIMER_THRESH, A.REPLAY_THRESH,
                  A.MTIMER_THRESH))
 
@@ -38,20 +39,52 @@ _AE = frozenset((A.REPLAY_ESN_VAL, A.REPLAY_VAL, A.LTIME_VAL, A.ETIMER_THRESH, A
 _NO_PAD = bytes(3)      # xfrm_id's padding as nearly everyone sends it: one shared object
 
 
-class UsersaInfo:
-    """The fields of a request's xfrm_usersa_info that construction needs."""
-    __slots__ = ("sel", "daddr", "spi", "proto", "id_pad", "saddr", "lft", "curlft", "seq",
-                 "reqid", "family", "mode", "replay_window", "flags")
+class UsersaInfo(NamedTuple):
+    """A request's xfrm_usersa_info: the fields of :data:`~.state.USERSA_INFO` in its order
+    (one ``unpack_from``, made a named tuple without copying: :func:`usersa_info`)."""
+    sel: bytes          # struct xfrm_selector, 56 bytes (state.sel_family, …)
+    daddr: bytes        # xfrm_id
+    spi_be: bytes
+    proto: int
+    id_pad: bytes
+    saddr: bytes
+    soft_byte_limit: int   # lft (xfrm_lifetime_cfg): the slice ``lft``
+    hard_byte_limit: int
+    soft_packet_limit: int
+    hard_packet_limit: int
+    soft_add_expires_seconds: int
+    hard_add_expires_seconds: int
+    soft_use_expires_seconds: int
+    hard_use_expires_seconds: int
+    cur_bytes: int         # curlft (ignored by copy_from_user_state)
+    cur_packets: int
+    cur_add_time: int
+    cur_use_time: int
+    stats_replay_window: int    # stats (ignored)
+    stats_replay: int
+    stats_integrity_failed: int
+    seq: int
+    reqid: int
+    family: int
+    mode: int
+    replay_window: int
+    flags: int
 
-    def __init__(self, buf: bytes | bytearray, off: int) -> None:
-        f = USERSA_INFO.unpack_from(buf, off)
-        self.sel = X.XfrmSelector.from_buffer_copy(f[0])
-        self.daddr, self.spi, self.proto = shared(f[1]), int.from_bytes(f[2], "big"), f[3]
-        self.id_pad, self.saddr = f[4] if f[4] != _NO_PAD else _NO_PAD, shared(f[5])
-        self.lft = f[6:14]
-        self.curlft = f[14:18]
-        self.seq, self.reqid, self.family, self.mode = f[21], f[22], f[23], f[24]
-        self.replay_window, self.flags = f[25], f[26]
+    @property
+    def spi(self) -> int:
+        return int.from_bytes(self.spi_be, "big")
+
+    @property
+    def lft(self) -> tuple[int, ...]:
+        return self[6:14]
+
+
+_as = tuple.__new__
+
+
+def usersa_info(buf: bytes | bytearray, off: int) -> UsersaInfo:
+    """The xfrm_usersa_info at ``off``."""
+    return _as(UsersaInfo, USERSA_INFO.unpack_from(buf, off))
 
 
 def _err(msg: str | None = None, errno: int = EINVAL) -> KernelError:
@@ -112,17 +145,19 @@ def _alg_len(req: XfrmRequest, t: int, head: int) -> bool:
 def verify_newsa_info(req: XfrmRequest, p: UsersaInfo) -> None:
     """``verify_newsa_info``: EINVAL with the kernel's message, in its order."""
     at = req.attrs
-    sa_dir = req.attr_u32(A.SA_DIR, 1)
+    ra = at.get(A.SA_DIR)
+    sa_dir = 0 if ra is None else req.buf[ra.start]
     if p.family not in (X.AF_INET, X.AF_INET6):
         raise _err("Invalid address family")
-    family = p.sel.family
+    sel = p.sel
+    family = sel[40] | sel[41] << 8      # state.sel_family
     if not family and not p.flags & X.XFRM_STATE_AF_UNSPEC:
         family = p.family
     if family == X.AF_INET:
-        if p.sel.prefixlen_d > 32 or p.sel.prefixlen_s > 32:
+        if sel[42] > 32 or sel[43] > 32:   # prefixlen_d, prefixlen_s
             raise _err("Invalid prefix length in selector (must be <= 32 for IPv4)")
     elif family == X.AF_INET6:
-        if p.sel.prefixlen_d > 128 or p.sel.prefixlen_s > 128:
+        if sel[42] > 128 or sel[43] > 128:
             raise _err("Invalid prefix length in selector (must be <= 128 for IPv6)")
     elif family != 0:
         raise _err("Invalid address family in selector")
@@ -165,7 +200,7 @@ def verify_newsa_info(req: XfrmRequest, p: UsersaInfo) -> None:
         raise _err("Invalid AEAD attribute length")
     if A.ALG_AUTH_TRUNC in at and not _alg_len(req, A.ALG_AUTH_TRUNC, 72):
         raise _err("Invalid AUTH_TRUNC attribute length")
-    for t in (A.ALG_AUTH, A.ALG_CRYPT, A.ALG_COMP):
+    for t in _ALG_68:
         if t in at and not _alg_len(req, t, 68):
             raise _err("Invalid AUTH/CRYPT/COMP attribute length")
     if A.SEC_CTX in at:
@@ -239,9 +274,12 @@ def _attach(req: XfrmRequest, t: int, what: str, kernel: Kernel,
     buf, start, end = req.buf, ra.start, ra.end
     if end - start >= 72:
         key_len, second = _ALG_LENS.unpack_from(buf, start + 64)
+        raw = bytes(buf[start:start + 64])
     else:
-        key_len, second = _ALG_LENS.unpack_from(bytes(buf[start:end]).ljust(72, b"\0"), 64)
-    desc = get(algos.c_name(bytes(buf[start:min(start + 64, end)])), second, kernel)
+        raw = bytes(buf[start:end]).ljust(72, b"\0")
+        key_len, second = _ALG_LENS.unpack_from(raw, 64)
+        raw = raw[:64]
+    desc = get(algos.NAMES.get(raw) or algos.c_name_seen(raw), second, kernel)
     if desc is None:
         raise _err(f"Requested {what} algorithm not found", -E.ENOSYS)
     head = start + (72 if t == A.ALG_AEAD or t == A.ALG_AUTH_TRUNC else 68)
@@ -274,29 +312,35 @@ _COPIED_LATER = frozenset((A.TFCPAD, A.MARK, A.SET_MARK, A.IF_ID, A.SA_DIR,
 def state_construct(req: XfrmRequest, p: UsersaInfo, db: StateDb) -> SecurityAssociation:
     """``xfrm_state_construct``: the state, not yet inserted."""
     at = req.attrs
-    # most states carry the default limits: one shared tuple then (ints above 2**30 are
-    # objects of their own, four of them per lifetime)
-    x = db.alloc(DEFAULT_LFT if p.lft == DEFAULT_LFT else LifetimeCfg(*p.lft))
-    # copy_from_user_state
-    x.id = StateId(p.daddr, p.spi, p.proto)
-    x.id_pad = p.id_pad
-    x.sel = p.sel
-    pr = x.props
-    pr.mode, pr.reqid, pr.family, pr.saddr, pr.flags = p.mode, p.reqid, p.family, p.saddr, p.flags
-    pr.replay_window = min(p.replay_window, 32)
-    if not x.sel.family and not p.flags & X.XFRM_STATE_AF_UNSPEC:
-        x.sel.family = p.family
+    # copy_from_user_state. Most states carry the default limits: one shared tuple then
+    # (ints above 2**30 are objects of their own, four of them per lifetime); addresses are
+    # shared between states (addrcache)
+    lft = p[6:14]
+    sel = p.sel
+    if not (sel[40] or sel[41]) and not p.flags & X.XFRM_STATE_AF_UNSPEC:
+        sel = sel_with_family(sel, p.family)
+    x = SecurityAssociation(
+        DEFAULT_LFT if lft == DEFAULT_LFT else _as(LifetimeCfg, lft),
+        _as(StateId, (shared(p.daddr), int.from_bytes(p.spi_be, "big"), p.proto)), sel,
+        Props(p.family, shared(p.saddr), p.mode, p.reqid, min(p.replay_window, 32), p.flags),
+        db.kernel.clock.wall(), db)       # xfrm_state_alloc
+    if p.id_pad != _NO_PAD:
+        x.id_pad = p.id_pad
     if not _COPIED_FIRST.isdisjoint(at):
         _copy_first(req, x)
     _attach_algos(req, x, db.kernel)
     if not _COPIED_LATER.isdisjoint(at):
         _copy_later(req, x, db)
     types.init_state(x)
-    try:
-        _construct_rest(req, p, x, db)
-    except KernelError:
-        db.discard(x)      # nothing half-built stays behind (IPComp tunnel, offload)
-        raise
+    x.km_seq = p.seq
+    x.replay_maxdiff = db.aevent_rseqth
+    x.replay_maxage = db.aevent_maxage
+    if not _REST.isdisjoint(at) or p.mode == X.XFRM_MODE_IPTFS:
+        try:
+            _construct_rest(req, x, db)
+        except KernelError:
+            db.discard(x)      # nothing half-built stays behind (IPComp tunnel, offload)
+            raise
     return x
 
 
@@ -360,18 +404,19 @@ def _copy_later(req: XfrmRequest, x: SecurityAssociation, db: StateDb) -> None:
             raise _err("pCPU number too big", -E.ERANGE)
 
 
-def _construct_rest(req: XfrmRequest, p: UsersaInfo, x: SecurityAssociation,
-                    db: StateDb) -> None:
-    """``xfrm_state_construct`` after ``__xfrm_init_state``."""
+# what _construct_rest reads (an IP-TFS mode state always goes there)
+_REST = frozenset((A.REPLAY_ESN_VAL, A.OFFLOAD_DEV)) | _AE
+
+
+def _construct_rest(req: XfrmRequest, x: SecurityAssociation, db: StateDb) -> None:
+    """``xfrm_state_construct`` after ``__xfrm_init_state`` and the km seq / AE defaults,
+    for a request with any of :data:`_REST` or in IP-TFS mode."""
     at = req.attrs
     # SEC_CTX: no LSM is loaded, so security_xfrm_state_alloc accepts and stores nothing.
     if A.REPLAY_ESN_VAL in at:
         ra = at[A.REPLAY_ESN_VAL]
         x.replay_esn = ReplayEsn.decode(bytes(req.buf[ra.start:ra.end]))
         x.preplay_esn = x.replay_esn.copy()
-    x.km_seq = p.seq
-    x.replay_maxdiff = db.aevent_rseqth
-    x.replay_maxage = db.aevent_maxage
     init_replay(x)
     update_ae_params(req, x, update_esn=False)
     if A.OFFLOAD_DEV in at:

@@ -28,12 +28,13 @@ from netlink_codec import xfrm as X
 from netlink_codec.netlink import NETLINK_XFRM, encode_msg
 
 from . import offload
-from .addrcache import shared
+from .addrcache import SEEN, shared
 from .globals import xfrm_globals
 from .offload import XFRM_DEV_OFFLOAD_PACKET, xfrm_dev_state_acquire, xfrm_dev_state_acquire_abort
 from .policy import Policy, PolicyWire, Template, selector_match
 from .state import (HZ, XFRM_STATE_ACQ, XFRM_STATE_DEAD, XFRM_STATE_EXPIRED, XFRM_STATE_VALID,
-                    LifetimeCfg, SecurityAssociation, StateId, flush_message)
+                    DEFAULT_LFT, LifetimeCfg, SecurityAssociation, StateId, flush_message, host_sel,
+                    sel_family)
 from .uapi import G, M
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ Chains = dict[Any, tuple[SecurityAssociation, ...] | list[SecurityAssociation]]
 _SHORT_CHAIN = 8
 # xfrm_id_proto_match(proto, IPSEC_PROTO_ANY): the protocols that use SPIs
 _SPI_PROTOS = frozenset((X.IPPROTO_ESP, X.IPPROTO_AH, X.IPPROTO_COMP))
+_seen = SEEN.get     # addrcache.shared's lookup, without the call when the address is known
 
 
 def _stop_timers(x: SecurityAssociation) -> None:
@@ -89,6 +91,18 @@ def _chain_add(table: Chains, key: Hashable, x: SecurityAssociation) -> None:
         table[key] = chain + (x,)
     else:
         table[key] = [*chain, x]
+
+
+def _acq_in(chain: tuple[SecurityAssociation, ...] | list[SecurityAssociation],
+            mark: tuple[int, int], mode: int, if_id: int, pcpu_num: int,
+            proto: int) -> SecurityAssociation | None:
+    """The newest larval state of a bydst chain matching ``__find_acq_core``'s test."""
+    for x in reversed(chain):
+        if (x.props.mode == mode and x.km_state == XFRM_STATE_ACQ and x.id.spi == 0
+                and x.id.proto == proto and (mark[0] & mark[1]) == x.mark[0]
+                and x.mark[1] == mark[1] and x.if_id == if_id and x.pcpu_num == pcpu_num):
+            return x
+    return None
 
 
 def _chain_del(table: Chains, key: Hashable, x: SecurityAssociation) -> None:
@@ -142,9 +156,10 @@ class StateDb:
 
     @staticmethod
     def _dst_key(x: SecurityAssociation) -> tuple[bytes, bytes, int, int]:
-        f = x.props.family
-        return (shared(addr_key(x.id.daddr, f)), shared(addr_key(x.props.saddr, f)),
-                x.props.reqid, f)
+        p = x.props
+        f = p.family
+        d, s = (x.id.daddr[:4], p.saddr[:4]) if f == X.AF_INET else (x.id.daddr, p.saddr)
+        return (_seen(d) or shared(d), _seen(s) or shared(s), p.reqid, f)
 
     # -- lookups --------------------------------------------------------------------------
 
@@ -197,19 +212,12 @@ class StateDb:
                  create: bool) -> SecurityAssociation | None:
         """``__find_acq_core``: a matching larval state, or a new one when ``create``."""
         key = (addr_key(daddr, family), addr_key(saddr, family), reqid, family)
-        for x in reversed(self.bydst.get(key, ())):
-            if (x.props.mode == mode and x.km_state == XFRM_STATE_ACQ and x.id.spi == 0
-                    and x.id.proto == proto and (mark[0] & mark[1]) == x.mark[0]
-                    and x.mark[1] == mark[1] and x.if_id == if_id and x.pcpu_num == pcpu_num):
-                return x
-        if not create:
-            return None
+        x = _acq_in(self.bydst.get(key, ()), mark, mode, if_id, pcpu_num, proto)
+        if x is not None or not create:
+            return x
         x = self.alloc()
         width = 4 if family == X.AF_INET else 16
-        x.sel = X.XfrmSelector()
-        x.sel.daddr = X.XfrmAddress.of(daddr[:width])
-        x.sel.saddr = X.XfrmAddress.of(saddr[:width])
-        x.sel.prefixlen_d = x.sel.prefixlen_s = width * 8
+        x.sel = host_sel(daddr, saddr, family)
         x.props.saddr = saddr[:width].ljust(16, b"\0")
         x.id = x.id._replace(daddr=daddr[:width].ljust(16, b"\0"), proto=proto)
         x.pcpu_num = pcpu_num
@@ -260,8 +268,8 @@ class StateDb:
                 if x.km_state == XFRM_STATE_VALID:
                     # xfrm_state_look_at: the SA's selector must cover the flow; prefer one
                     # that is not dying, then the most recently added
-                    if x.sel.family and (x.sel.family != family
-                                         or not selector_match(bytes(x.sel), flow)):
+                    sf = sel_family(x.sel)
+                    if sf and (sf != family or not selector_match(x.sel, flow)):
                         continue
                     if (best is None or best.km_dying > x.km_dying or
                             (best.km_dying == x.km_dying
@@ -275,7 +283,7 @@ class StateDb:
             return None, -E.EAGAIN, False
         x = self.alloc()
         x.id = StateId(daddr, t.spi, t.proto)
-        x.sel = X.XfrmSelector.from_buffer_copy(bytes(sel))
+        x.sel = flow
         x.props.saddr, x.props.mode, x.props.reqid, x.props.family = saddr, t.mode, t.reqid, fam
         x.mark = pol.mark
         x.if_id = pol.if_id
@@ -300,26 +308,30 @@ class StateDb:
 
     def alloc(self, lft: LifetimeCfg | None = None) -> SecurityAssociation:
         """``xfrm_state_alloc``: add_time now, limits infinite (unless ``lft`` is given)."""
-        x = SecurityAssociation(lft)
-        x.curlft.add_time = self.kernel.clock.wall()
-        x.net = self
-        return x
+        return SecurityAssociation(lft, add_time=self.kernel.clock.wall(), net=self)
 
-    def _link(self, x: SecurityAssociation) -> None:
+    def _link(self, x: SecurityAssociation,
+              dst_key: tuple[bytes, bytes, int, int] | None = None) -> None:
         # Only the chains a lookup can use are kept: bysrc serves the address lookups of
         # protocols without SPI; bydst serves __find_acq_core and xfrm_state_find.
-        x.uid = next(self._ids)
-        self.all[x.uid] = x
+        # (``dst_key``: _dst_key(x) when the caller has it already.)
+        x.uid = uid = next(self._ids)
+        self.all[uid] = x
         xid = x.id
+        one = (x,)
         if xid.spi:
-            _chain_add(self.byspi, (xid.spi, xid.proto), x)
+            key = (xid.spi, xid.proto)
+            if self.byspi.setdefault(key, one) is not one:    # not the first in its chain
+                _chain_add(self.byspi, key, x)
         if xid.proto not in _SPI_PROTOS:     # not x.use_spi
             _chain_add(self.bysrc, self._src_key(x), x)
-        _chain_add(self.bydst, self._dst_key(x), x)
+        if dst_key is None:
+            dst_key = self._dst_key(x)
+        if self.bydst.setdefault(dst_key, one) is not one:
+            _chain_add(self.bydst, dst_key, x)
         if x.km_seq:
             _chain_add(self.byseq, x.km_seq, x)
-        xn = self.xnet
-        if len(self.all) > xn.state_hmask + 1:
+        if len(self.all) > self.xnet.state_hmask + 1:
             self._grow_check()
 
     def _unlink(self, x: SecurityAssociation) -> None:
@@ -343,14 +355,16 @@ class StateDb:
         if len(self.all) > xn.state_hmask + 1 and xn.state_hmask + 1 < xn.HASHMAX:
             xn.state_hmask = xn.state_hmask * 2 + 1
 
-    def insert(self, x: SecurityAssociation) -> None:
+    def insert(self, x: SecurityAssociation,
+               dst_key: tuple[bytes, bytes, int, int] | None = None) -> None:
         """``__xfrm_state_insert``: sanitize the mark, link, start the 1 s lifetime timer.
         Without add/use lifetimes that first run would find nothing to do and not rearm, so
         no timer is queued then (the datapath arms one when a byte/packet limit hits)."""
         if x.mark[0] & ~x.mark[1]:
             x.mark = (x.mark[0] & x.mark[1], x.mark[1])
-        self._link(x)
-        if x.lft.has_timeouts():
+        self._link(x, dst_key)
+        lft = x.lft
+        if lft is not DEFAULT_LFT and lft.has_timeouts():
             self._arm(x, 1)
         if x.replay_maxage:
             # mod_timer(&x->rtimer, jiffies + replay_maxage): recorded only; see aevent.py
@@ -358,19 +372,27 @@ class StateDb:
 
     def add(self, x: SecurityAssociation) -> int:
         """``xfrm_state_add``: 0 or -EEXIST; a matching larval state is removed."""
-        if self.locate(x) is not None:
+        xid, family = x.id, x.props.family
+        use_spi = xid.proto in _SPI_PROTOS
+        if use_spi:     # __xfrm_state_locate
+            x1 = self.lookup(x.mark[0] & x.mark[1], xid.daddr, xid.spi, xid.proto, family)
+        else:
+            x1 = self.lookup_byaddr(x.mark[0] & x.mark[1], xid.daddr, x.props.saddr, xid.proto,
+                                    family)
+        if x1 is not None:
             return -E.EEXIST
-        x1 = None
-        use_spi = x.id.proto in _SPI_PROTOS
+        dst_key = self._dst_key(x)
         if use_spi and x.km_seq:
             x1 = self.find_acq_byseq(x.mark[0] & x.mark[1], x.km_seq, x.pcpu_num)
-            if x1 is not None and (x1.id.proto != x.id.proto or
-                                   addr_key(x1.id.daddr, x.family) != addr_key(x.id.daddr, x.family)):
+            if x1 is not None and (x1.id.proto != xid.proto or
+                                   addr_key(x1.id.daddr, family) != addr_key(xid.daddr, family)):
                 x1 = None
         if use_spi and x1 is None:
-            x1 = self.find_acq(x.mark, x.family, x.props.mode, x.props.reqid, x.if_id,
-                               x.pcpu_num, x.id.proto, x.id.daddr, x.props.saddr, False)
-        self.insert(x)
+            # __find_acq_core(create=False): its key is the state's own bydst key
+            chain = self.bydst.get(dst_key)
+            if chain:
+                x1 = _acq_in(chain, x.mark, x.props.mode, x.if_id, x.pcpu_num, xid.proto)
+        self.insert(x, dst_key)
         if x1 is not None:
             self.delete(x1)
         return 0
@@ -560,7 +582,8 @@ class StateDb:
         return True
 
     def km_state_notify(self, x: SecurityAssociation, event: int, seq: int, pid: int) -> None:
-        if self.listening(G.SA):   # the message is only worth building for a listener
+        # the message is only worth building for a listener
+        if self.kernel.has_listeners(self.ns, NETLINK_XFRM, G.SA):
             self.multicast(G.SA, x.notify_message(event, seq, pid))
 
     def km_flush_notify(self, proto: int, seq: int, pid: int) -> None:

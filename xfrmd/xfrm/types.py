@@ -29,17 +29,19 @@ CRYPTO_FAIL = "Kernel was unable to initialize cryptographic operations"
 # profile (topology ``[kernel]``, ``xfrmd ctl kconfig set INET_ESP=n``, ``xfrm-type esp off``).
 DISABLED_TYPES: set[int] = set()
 
-_TUNNEL_FLAG_MODES = {X.XFRM_MODE_TUNNEL, X.XFRM_MODE_BEET, X.XFRM_MODE_IPTFS}
+_TUNNEL_FLAG_MODES = frozenset((X.XFRM_MODE_TUNNEL, X.XFRM_MODE_BEET, X.XFRM_MODE_IPTFS))
+# xfrm_get_mode: transport, tunnel, BEET and IP-TFS for both families; route optimisation
+# (and in-trigger) only for IPv6 with MIPv6
+_MODES = frozenset((X.XFRM_MODE_TRANSPORT, X.XFRM_MODE_TUNNEL, X.XFRM_MODE_BEET,
+                    X.XFRM_MODE_IPTFS))
+_MODES_V6 = _MODES | {X.XFRM_MODE_ROUTEOPTIMIZATION}
 
 
 def get_mode(mode: int, family: int) -> bool:
-    """``xfrm_get_mode``: transport, tunnel, BEET and IP-TFS for both families;
-    route optimisation (and in-trigger) only for IPv6 with MIPv6."""
-    if mode in (X.XFRM_MODE_TRANSPORT, X.XFRM_MODE_TUNNEL, X.XFRM_MODE_BEET, X.XFRM_MODE_IPTFS):
-        return family in (X.AF_INET, X.AF_INET6)
-    if mode == X.XFRM_MODE_ROUTEOPTIMIZATION:
-        return family == X.AF_INET6
-    return False
+    """``xfrm_get_mode``: is there a mode ``mode`` for ``family``?"""
+    if family == X.AF_INET:
+        return mode in _MODES
+    return family == X.AF_INET6 and mode in _MODES_V6
 
 
 def get_type(proto: int, family: int,
@@ -65,7 +67,7 @@ def init_state(x: SecurityAssociation, *, ip_no_pmtu_disc: bool = False) -> None
     family = x.props.family
     if family == X.AF_INET and ip_no_pmtu_disc:
         x.props.flags |= X.XFRM_STATE_NOPMTUDISC
-    sel_family = x.sel.family
+    sel_family = x.sel[40] | x.sel[41] << 8     # state.sel_family
     if sel_family != 0:
         if not get_mode(x.props.mode, sel_family):
             raise KernelError(E.EPROTONOSUPPORT, "Requested mode not found")
@@ -167,7 +169,7 @@ def ipcomp_tunnel_attach(x: SecurityAssociation) -> None:
             spi = db.tunnel6_alloc_spi(x.props.saddr)
         t = db.alloc()
         t.id = StateId(x.id.daddr, spi, proto)
-        t.sel = X.XfrmSelector.from_buffer_copy(bytes(x.sel))
+        t.sel = x.sel
         tp, xp = t.props, x.props
         tp.family, tp.mode, tp.saddr = family, xp.mode, xp.saddr
         tp.flags, tp.extra_flags = xp.flags, xp.extra_flags
