@@ -120,8 +120,10 @@ def _avail(d: AlgoDesc | None, kernel: Kernel | None = None) -> AlgoDesc | None:
         if name in kernel.drivers[XFRM_GLOBALS].unavailable_algos:
             return None
         opt = kconfig.ALGORITHM_OPTION.get(name)
-        if opt is not None and not kconfig.enabled(kernel, opt):
-            return None
+        if opt is not None:
+            cfg = getattr(kernel, "kconfig", None)      # kconfig.enabled
+            if cfg is not None and not cfg.values[opt]:
+                return None
     return d
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import errno as E
 import struct
-from typing import TYPE_CHECKING, Callable, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from netlink_codec import xfrm as X
 
@@ -31,7 +31,11 @@ _IPTFS = frozenset((A.IPTFS_DROP_TIME, A.IPTFS_REORDER_WINDOW, A.IPTFS_DONT_FRAG
                     A.IPTFS_INIT_DELAY, A.IPTFS_MAX_QSIZE, A.IPTFS_PKT_SIZE))
 _AE_THRESH = ((A.ETIMER_THRESH, "replay_maxage"), (A.REPLAY_THRESH, "replay_maxdiff"),
               (A.MTIMER_THRESH, "mapping_maxage"))
-_ALG_68 = (A.ALG_AUTH, A.ALG_CRYPT, A.ALG_COMP)
+_FAMILIES = frozenset((X.AF_INET, X.AF_INET6))
+_USER_MODES = frozenset((X.XFRM_MODE_TRANSPORT, X.XFRM_MODE_TUNNEL, X.XFRM_MODE_ROUTEOPTIMIZATION,
+                         X.XFRM_MODE_BEET))
+# what verify_newsa_info checks only when one is there
+_RARE = _IPTFS | {A.TFCPAD, A.SEC_CTX, A.REPLAY_ESN_VAL, A.MTIMER_THRESH, A.SA_PCPU}
 _AE = frozenset((A.REPLAY_ESN_VAL, A.REPLAY_VAL, A.LTIME_VAL, A.ETIMER_THRESH, A.REPLAY_THRESH,
                  A.MTIMER_THRESH))
 
@@ -79,6 +83,7 @@ class UsersaInfo(NamedTuple):
         return self[6:14]
 
 
+# a named tuple from a tuple of its fields, without the generated __new__'s Python frame
 _as = tuple.__new__
 
 
@@ -147,12 +152,14 @@ def verify_newsa_info(req: XfrmRequest, p: UsersaInfo) -> None:
     at = req.attrs
     ra = at.get(A.SA_DIR)
     sa_dir = 0 if ra is None else req.buf[ra.start]
-    if p.family not in (X.AF_INET, X.AF_INET6):
+    # the fields read here, in one step (a named tuple's field is a slow attribute on 3.11)
+    sel, proto = p[0], p[3]
+    sa_family, mode, replay_window, flags = p[23:27]
+    if sa_family not in _FAMILIES:
         raise _err("Invalid address family")
-    sel = p.sel
     family = sel[40] | sel[41] << 8      # state.sel_family
-    if not family and not p.flags & X.XFRM_STATE_AF_UNSPEC:
-        family = p.family
+    if not family and not flags & X.XFRM_STATE_AF_UNSPEC:
+        family = sa_family
     if family == X.AF_INET:
         if sel[42] > 32 or sel[43] > 32:   # prefixlen_d, prefixlen_s
             raise _err("Invalid prefix length in selector (must be <= 32 for IPv4)")
@@ -162,33 +169,38 @@ def verify_newsa_info(req: XfrmRequest, p: UsersaInfo) -> None:
     elif family != 0:
         raise _err("Invalid address family in selector")
 
-    auth = A.ALG_AUTH in at or A.ALG_AUTH_TRUNC in at
-    proto = p.proto
+    # which algorithms came, each looked up once; ``rare``: any of the attributes only a few
+    # requests carry, whose checks are skipped together otherwise (none can fail then)
+    aead, crypt, comp = A.ALG_AEAD in at, A.ALG_CRYPT in at, A.ALG_COMP in at
+    auth_only, auth_trunc = A.ALG_AUTH in at, A.ALG_AUTH_TRUNC in at
+    auth = auth_only or auth_trunc
+    rare = not _RARE.isdisjoint(at)
     if proto == X.IPPROTO_AH:
         if not auth:
             raise _err("Missing required attribute for AH: AUTH_TRUNC or AUTH")
-        if A.ALG_AEAD in at or A.ALG_CRYPT in at or A.ALG_COMP in at or A.TFCPAD in at:
+        if aead or crypt or comp or A.TFCPAD in at:
             raise _err("Invalid attributes for AH: AEAD, CRYPT, COMP, TFCPAD")
     elif proto == X.IPPROTO_ESP:
-        if A.ALG_COMP in at:
+        if comp:
             raise _err("Invalid attribute for ESP: COMP")
-        if not auth and A.ALG_CRYPT not in at and A.ALG_AEAD not in at:
+        if not auth and not crypt and not aead:
             raise _err("Missing required attribute for ESP: at least one of AUTH, AUTH_TRUNC, CRYPT, AEAD")
-        if (auth or A.ALG_CRYPT in at) and A.ALG_AEAD in at:
+        if (auth or crypt) and aead:
             raise _err("Invalid attribute combination for ESP: AEAD can't be used with AUTH, AUTH_TRUNC, CRYPT")
-        if A.TFCPAD in at and p.mode != X.XFRM_MODE_TUNNEL:
-            raise _err("TFC padding can only be used in tunnel mode")
-        if not _IPTFS.isdisjoint(at) and p.mode != X.XFRM_MODE_IPTFS:
-            raise _err("IP-TFS options can only be used in IP-TFS mode")
+        if rare:
+            if A.TFCPAD in at and mode != X.XFRM_MODE_TUNNEL:
+                raise _err("TFC padding can only be used in tunnel mode")
+            if not _IPTFS.isdisjoint(at) and mode != X.XFRM_MODE_IPTFS:
+                raise _err("IP-TFS options can only be used in IP-TFS mode")
     elif proto == X.IPPROTO_COMP:
-        if A.ALG_COMP not in at:
+        if not comp:
             raise _err("Missing required attribute for COMP: COMP")
-        if A.ALG_AEAD in at or auth or A.ALG_CRYPT in at or A.TFCPAD in at:
+        if aead or auth or crypt or A.TFCPAD in at:
             raise _err("Invalid attributes for COMP: AEAD, AUTH, AUTH_TRUNC, CRYPT, TFCPAD")
         if p.spi >= 0x10000:
             raise _err("SPI is too large for COMP (must be < 0x10000)")
     elif proto in (X.IPPROTO_DSTOPTS, X.IPPROTO_ROUTING):
-        if (A.ALG_COMP in at or auth or A.ALG_AEAD in at or A.ALG_CRYPT in at
+        if (comp or auth or aead or crypt
                 or A.ENCAP in at or A.SEC_CTX in at or A.TFCPAD in at):
             raise _err("Invalid attributes for DSTOPTS/ROUTING")
         if A.COADDR not in at:
@@ -196,39 +208,40 @@ def verify_newsa_info(req: XfrmRequest, p: UsersaInfo) -> None:
     else:
         raise _err("Unsupported protocol")
 
-    if A.ALG_AEAD in at and not _alg_len(req, A.ALG_AEAD, 72):
+    if aead and not _alg_len(req, A.ALG_AEAD, 72):
         raise _err("Invalid AEAD attribute length")
-    if A.ALG_AUTH_TRUNC in at and not _alg_len(req, A.ALG_AUTH_TRUNC, 72):
+    if auth_trunc and not _alg_len(req, A.ALG_AUTH_TRUNC, 72):
         raise _err("Invalid AUTH_TRUNC attribute length")
-    for t in _ALG_68:
-        if t in at and not _alg_len(req, t, 68):
-            raise _err("Invalid AUTH/CRYPT/COMP attribute length")
-    if A.SEC_CTX in at:
+    if ((auth_only and not _alg_len(req, A.ALG_AUTH, 68))
+            or (crypt and not _alg_len(req, A.ALG_CRYPT, 68))
+            or (comp and not _alg_len(req, A.ALG_COMP, 68))):
+        raise _err("Invalid AUTH/CRYPT/COMP attribute length")
+    if rare and A.SEC_CTX in at:
         req.verify_sec_ctx_len()
-    _verify_replay(req, p, sa_dir)
+    if rare or flags & X.XFRM_STATE_ESN:
+        _verify_replay(req, p, sa_dir)      # it reads REPLAY_ESN_VAL and the ESN flag
 
-    if p.mode == X.XFRM_MODE_IPTFS:
+    if mode == X.XFRM_MODE_IPTFS:
         if proto != X.IPPROTO_ESP:
             raise _err("IP-TFS mode only supported with ESP")
         if sa_dir == 0:
             raise _err("IP-TFS mode requires in or out direction attribute")
-    elif p.mode not in (X.XFRM_MODE_TRANSPORT, X.XFRM_MODE_TUNNEL,
-                        X.XFRM_MODE_ROUTEOPTIMIZATION, X.XFRM_MODE_BEET):
+    elif mode not in _USER_MODES:
         raise _err("Unsupported mode")
 
-    if A.MTIMER_THRESH in at:
+    if rare and A.MTIMER_THRESH in at:
         if A.ENCAP not in at:
             raise _err("MTIMER_THRESH attribute can only be set on ENCAP states")
         if sa_dir == X.XFRM_SA_DIR_OUT:
             raise _err("MTIMER_THRESH attribute should not be set on output SA")
     if sa_dir == X.XFRM_SA_DIR_OUT:
-        if p.flags & X.XFRM_STATE_DECAP_DSCP:
+        if flags & X.XFRM_STATE_DECAP_DSCP:
             raise _err("Flag DECAP_DSCP should not be set for output SA")
-        if p.flags & X.XFRM_STATE_ICMP:
+        if flags & X.XFRM_STATE_ICMP:
             raise _err("Flag ICMP should not be set for output SA")
-        if p.flags & X.XFRM_STATE_WILDRECV:
+        if flags & X.XFRM_STATE_WILDRECV:
             raise _err("Flag WILDRECV should not be set for output SA")
-        if p.replay_window:
+        if replay_window:
             raise _err("Replay window should be 0 for output SA")
         if A.IPTFS_DROP_TIME in at:
             raise _err("IP-TFS drop time should not be set for output SA")
@@ -240,7 +253,7 @@ def verify_newsa_info(req: XfrmRequest, p: UsersaInfo) -> None:
             if seq or bitmap:
                 raise _err("Replay seq and bitmap should be 0 for output SA")
     if sa_dir == X.XFRM_SA_DIR_IN:
-        if p.flags & X.XFRM_STATE_NOPMTUDISC:
+        if flags & X.XFRM_STATE_NOPMTUDISC:
             raise _err("Flag NOPMTUDISC should not be set for input SA")
         xflags = req.attr_int(A.SA_EXTRA_FLAGS)
         if xflags is not None:
@@ -252,7 +265,7 @@ def verify_newsa_info(req: XfrmRequest, p: UsersaInfo) -> None:
                         (A.IPTFS_MAX_QSIZE, "max queue size"), (A.IPTFS_PKT_SIZE, "packet size")):
             if t in at:
                 raise _err(f"IP-TFS {what} should not be set for input SA")
-    if not sa_dir and A.SA_PCPU in at:
+    if not sa_dir and rare and A.SA_PCPU in at:
         raise _err("SA_PCPU only supported with SA_DIR")
     return None
 
@@ -262,14 +275,10 @@ def verify_newsa_info(req: XfrmRequest, p: UsersaInfo) -> None:
 _ALG_LENS = struct.Struct("=II")      # alg_key_len, then alg_icv_len / alg_trunc_len
 
 
-def _attach(req: XfrmRequest, t: int, what: str, kernel: Kernel,
-            get: Callable[[str, int, Kernel], algos.AlgoDesc | None]
-            ) -> tuple[algos.AlgoDesc, int, bytes, int]:
-    """The algorithm attribute ``t`` looked up in its table (``get(name, second, kernel)``;
-    ENOSYS when the kernel lacks it): (desc, key bits, key, the ICV or truncation bits of the
-    attributes that have them). The key follows the 68-byte xfrm_algo head, or the 72-byte
-    head of xfrm_algo_aead / xfrm_algo_auth; a 68-byte attribute reads 0 as its second
-    field."""
+def _alg(req: XfrmRequest, t: int, head: int) -> tuple[str, int, bytes, int]:
+    """The algorithm attribute ``t``: (name, key bits, key, the ICV or truncation bits of the
+    attributes that have them). The key follows the ``head`` bytes: 68 of xfrm_algo, 72 of
+    xfrm_algo_aead / xfrm_algo_auth; a 68-byte attribute reads 0 as its second field."""
     ra = req.attrs[t]
     buf, start, end = req.buf, ra.start, ra.end
     if end - start >= 72:
@@ -279,27 +288,13 @@ def _attach(req: XfrmRequest, t: int, what: str, kernel: Kernel,
         raw = bytes(buf[start:end]).ljust(72, b"\0")
         key_len, second = _ALG_LENS.unpack_from(raw, 64)
         raw = raw[:64]
-    desc = get(algos.NAMES.get(raw) or algos.c_name_seen(raw), second, kernel)
-    if desc is None:
-        raise _err(f"Requested {what} algorithm not found", -E.ENOSYS)
-    head = start + (72 if t == A.ALG_AEAD or t == A.ALG_AUTH_TRUNC else 68)
-    return desc, key_len, bytes(buf[head:min(head + (key_len + 7) // 8, end)]), second
+    key = bytes(buf[start + head:min(start + head + (key_len + 7) // 8, end)])
+    return algos.NAMES.get(raw) or algos.c_name_seen(raw), key_len, key, second
 
 
-def _aead(name: str, icv: int, kernel: Kernel) -> algos.AlgoDesc | None:
-    return algos.aead_get_byname(name, icv, kernel)
-
-
-def _aalg(name: str, _: int, kernel: Kernel) -> algos.AlgoDesc | None:
-    return algos.aalg_get_byname(name, kernel)
-
-
-def _ealg(name: str, _: int, kernel: Kernel) -> algos.AlgoDesc | None:
-    return algos.ealg_get_byname(name, kernel)
-
-
-def _calg(name: str, _: int, kernel: Kernel) -> algos.AlgoDesc | None:
-    return algos.calg_get_byname(name, kernel)
+def _not_found(what: str) -> KernelError:
+    """The algorithm table (or this kernel's crypto API) lacks it: ENOSYS."""
+    return _err(f"Requested {what} algorithm not found", -E.ENOSYS)
 
 
 # the attributes state construction copies (besides the algorithms), each group skipped
@@ -315,27 +310,28 @@ def state_construct(req: XfrmRequest, p: UsersaInfo, db: StateDb) -> SecurityAss
     # copy_from_user_state. Most states carry the default limits: one shared tuple then
     # (ints above 2**30 are objects of their own, four of them per lifetime); addresses are
     # shared between states (addrcache)
+    sel, daddr, spi_be, proto, id_pad, saddr = p[:6]
     lft = p[6:14]
-    sel = p.sel
-    if not (sel[40] or sel[41]) and not p.flags & X.XFRM_STATE_AF_UNSPEC:
-        sel = sel_with_family(sel, p.family)
+    seq, reqid, family, mode, replay_window, flags = p[21:27]
+    if not (sel[40] or sel[41]) and not flags & X.XFRM_STATE_AF_UNSPEC:
+        sel = sel_with_family(sel, family)
     x = SecurityAssociation(
         DEFAULT_LFT if lft == DEFAULT_LFT else _as(LifetimeCfg, lft),
-        _as(StateId, (shared(p.daddr), int.from_bytes(p.spi_be, "big"), p.proto)), sel,
-        Props(p.family, shared(p.saddr), p.mode, p.reqid, min(p.replay_window, 32), p.flags),
+        _as(StateId, (shared(daddr), int.from_bytes(spi_be, "big"), proto)), sel,
+        Props(family, shared(saddr), mode, reqid, min(replay_window, 32), flags),
         db.kernel.clock.wall(), db)       # xfrm_state_alloc
-    if p.id_pad != _NO_PAD:
-        x.id_pad = p.id_pad
+    if id_pad != _NO_PAD:
+        x.id_pad = id_pad
     if not _COPIED_FIRST.isdisjoint(at):
         _copy_first(req, x)
     _attach_algos(req, x, db.kernel)
     if not _COPIED_LATER.isdisjoint(at):
         _copy_later(req, x, db)
     types.init_state(x)
-    x.km_seq = p.seq
+    x.km_seq = seq
     x.replay_maxdiff = db.aevent_rseqth
     x.replay_maxage = db.aevent_maxage
-    if not _REST.isdisjoint(at) or p.mode == X.XFRM_MODE_IPTFS:
+    if not _REST.isdisjoint(at) or mode == X.XFRM_MODE_IPTFS:
         try:
             _construct_rest(req, x, db)
         except KernelError:
@@ -359,25 +355,39 @@ def _attach_algos(req: XfrmRequest, x: SecurityAssociation, kernel: Kernel) -> N
     """attach_aead, attach_auth_trunc (or attach_auth), attach_crypt, attach_one_algo."""
     at = req.attrs
     if A.ALG_AEAD in at:  # attach_aead
-        desc, key_len, key, icv = _attach(req, A.ALG_AEAD, "AEAD", kernel, _aead)
-        x.aead = Algo(desc.name, key_len, key, icv_len=icv)
+        name, key_len, key, icv = _alg(req, A.ALG_AEAD, 72)
+        desc = algos.aead_get_byname(name, icv, kernel)
+        if desc is None:
+            raise _not_found("AEAD")
+        x.aead = _as(Algo, (desc.name, key_len, key, 0, icv))
         x.geniv = desc.geniv
     if A.ALG_AUTH_TRUNC in at:  # attach_auth_trunc
-        desc, key_len, key, trunc = _attach(req, A.ALG_AUTH_TRUNC, "AUTH_TRUNC", kernel,
-                                            _aalg)
+        name, key_len, key, trunc = _alg(req, A.ALG_AUTH_TRUNC, 72)
+        desc = algos.aalg_get_byname(name, kernel)
+        if desc is None:
+            raise _not_found("AUTH_TRUNC")
         if trunc > desc.icv_fullbits:
             raise _err("Invalid length requested for truncated ICV")
-        x.auth = Algo(desc.name, key_len, key, trunc_len=trunc or desc.icv_truncbits)
+        x.auth = _as(Algo, (desc.name, key_len, key, trunc or desc.icv_truncbits, 0))
     elif A.ALG_AUTH in at:  # attach_auth (only when no AUTH_TRUNC was attached)
-        desc, key_len, key, _ = _attach(req, A.ALG_AUTH, "AUTH", kernel, _aalg)
-        x.auth = Algo(desc.name, key_len, key, trunc_len=desc.icv_truncbits)
+        name, key_len, key, _ = _alg(req, A.ALG_AUTH, 68)
+        desc = algos.aalg_get_byname(name, kernel)
+        if desc is None:
+            raise _not_found("AUTH")
+        x.auth = _as(Algo, (desc.name, key_len, key, desc.icv_truncbits, 0))
     if A.ALG_CRYPT in at:  # attach_crypt
-        desc, key_len, key, _ = _attach(req, A.ALG_CRYPT, "CRYPT", kernel, _ealg)
-        x.enc = Algo(desc.name, key_len, key)
+        name, key_len, key, _ = _alg(req, A.ALG_CRYPT, 68)
+        desc = algos.ealg_get_byname(name, kernel)
+        if desc is None:
+            raise _not_found("CRYPT")
+        x.enc = _as(Algo, (desc.name, key_len, key, 0, 0))
         x.geniv = desc.geniv
     if A.ALG_COMP in at:  # attach_one_algo
-        desc, key_len, key, _ = _attach(req, A.ALG_COMP, "COMP", kernel, _calg)
-        x.comp = Algo(desc.name, key_len, key)
+        name, key_len, key, _ = _alg(req, A.ALG_COMP, 68)
+        desc = algos.calg_get_byname(name, kernel)
+        if desc is None:
+            raise _not_found("COMP")
+        x.comp = _as(Algo, (desc.name, key_len, key, 0, 0))
 
 
 def _copy_later(req: XfrmRequest, x: SecurityAssociation, db: StateDb) -> None:

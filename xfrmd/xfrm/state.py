@@ -81,17 +81,14 @@ def host_sel(daddr: bytes, saddr: bytes, family: int) -> bytes:
 _NO_REPLAY = (0, 0, 0)
 
 
-class Algo:
-    """An attached algorithm: ``xfrm_algo`` / ``xfrm_algo_auth`` / ``xfrm_algo_aead``."""
-    __slots__ = ("name", "key_len", "key", "trunc_len", "icv_len")
-
-    def __init__(self, name: str, key_len: int, key: bytes, trunc_len: int = 0,
-                 icv_len: int = 0) -> None:
-        self.name = name          # canonical name from the table
-        self.key_len = key_len    # bits
-        self.key = key            # (key_len + 7) // 8 bytes
-        self.trunc_len = trunc_len  # auth: ICV truncation bits
-        self.icv_len = icv_len      # aead: ICV bits
+class Algo(NamedTuple):
+    """An attached algorithm: ``xfrm_algo`` / ``xfrm_algo_auth`` / ``xfrm_algo_aead``.
+    Immutable (a tuple the collector stops tracking after its first pass)."""
+    name: str             # canonical name from the table
+    key_len: int          # bits
+    key: bytes            # (key_len + 7) // 8 bytes
+    trunc_len: int = 0    # auth: ICV truncation bits
+    icv_len: int = 0      # aead: ICV bits
 
     def head(self, extra: int | None = None) -> bytes:
         name = self.name.encode()[:63].ljust(64, b"\0")
