@@ -10,9 +10,11 @@ import errno as E
 import struct
 from typing import TYPE_CHECKING, NamedTuple
 
+from netlink_codec import cext
 from netlink_codec import xfrm as X
 
 from .. import kconfig
+from ..cext import source
 from ..errors import KernelError
 from . import algos, iptfs, offload, types
 from .addrcache import shared
@@ -43,30 +45,27 @@ _AE = frozenset((A.REPLAY_ESN_VAL, A.REPLAY_VAL, A.LTIME_VAL, A.ETIMER_THRESH, A
 _NO_PAD = bytes(3)      # xfrm_id's padding as nearly everyone sends it: one shared object
 
 
+# xfrm_usersa_info as a request is read: the selector, the lifetime limits, the current
+# lifetime and the statistics whole (copy_from_user_state ignores the last two); the
+# limits are then eight int objects only when they are not the default ones
+USERSA_INFO_IN = struct.Struct("=56s16s4sB3s16s64s32s12sIIHBBB7x")
+assert USERSA_INFO_IN.size == USERSA_INFO.size
+_LFT = struct.Struct("=8Q")
+_DEFAULT_LFT_RAW = _LFT.pack(*DEFAULT_LFT)
+
+
 class UsersaInfo(NamedTuple):
-    """A request's xfrm_usersa_info: the fields of :data:`~.state.USERSA_INFO` in its order
-    (one ``unpack_from``, made a named tuple without copying: :func:`usersa_info`)."""
+    """A request's xfrm_usersa_info: the fields of :data:`USERSA_INFO_IN` (one
+    ``unpack_from``, made a named tuple without copying: :func:`usersa_info`)."""
     sel: bytes          # struct xfrm_selector, 56 bytes (state.sel_family, …)
     daddr: bytes        # xfrm_id
     spi_be: bytes
     proto: int
     id_pad: bytes
     saddr: bytes
-    soft_byte_limit: int   # lft (xfrm_lifetime_cfg): the slice ``lft``
-    hard_byte_limit: int
-    soft_packet_limit: int
-    hard_packet_limit: int
-    soft_add_expires_seconds: int
-    hard_add_expires_seconds: int
-    soft_use_expires_seconds: int
-    hard_use_expires_seconds: int
-    cur_bytes: int         # curlft (ignored by copy_from_user_state)
-    cur_packets: int
-    cur_add_time: int
-    cur_use_time: int
-    stats_replay_window: int    # stats (ignored)
-    stats_replay: int
-    stats_integrity_failed: int
+    lft_raw: bytes      # xfrm_lifetime_cfg: ``lft``
+    curlft_raw: bytes   # xfrm_lifetime_cur, ignored
+    stats_raw: bytes    # xfrm_stats, ignored
     seq: int
     reqid: int
     family: int
@@ -79,8 +78,10 @@ class UsersaInfo(NamedTuple):
         return int.from_bytes(self.spi_be, "big")
 
     @property
-    def lft(self) -> tuple[int, ...]:
-        return self[6:14]
+    def lft(self) -> LifetimeCfg:
+        """The limits: the shared :data:`~.state.DEFAULT_LFT` when they are the default."""
+        raw = self.lft_raw
+        return DEFAULT_LFT if raw == _DEFAULT_LFT_RAW else _as(LifetimeCfg, _LFT.unpack(raw))
 
 
 # a named tuple from a tuple of its fields, without the generated __new__'s Python frame
@@ -89,7 +90,26 @@ _as = tuple.__new__
 
 def usersa_info(buf: bytes | bytearray, off: int) -> UsersaInfo:
     """The xfrm_usersa_info at ``off``."""
-    return _as(UsersaInfo, USERSA_INFO.unpack_from(buf, off))
+    return _as(UsersaInfo, USERSA_INFO_IN.unpack_from(buf, off))
+
+
+# the C half of checked_newsa_info (None: the Python path, XFRMD_PURE_PYTHON or not built)
+_safast = cext.load("xfrmd.xfrm._safast", source("xfrmd.xfrm._safast"))
+
+
+def checked_newsa_info(req: XfrmRequest) -> UsersaInfo:
+    """:func:`usersa_info` of a NEWSA/UPDSA, checked by :func:`verify_newsa_info`. The C
+    half (``_safast.c``) answers in one call for the requests it is sure the checks accept
+    (ESP or AH with the usual attributes); it leaves every other one, and every error, to
+    the Python path."""
+    if _safast is not None:
+        p: UsersaInfo | None = _safast.newsa_info(req.buf, req.payload_offset, req.attrs,
+                                                  UsersaInfo)
+        if p is not None:
+            return p
+    p = usersa_info(req.buf, req.payload_offset)
+    verify_newsa_info(req, p)
+    return p
 
 
 def _err(msg: str | None = None, errno: int = EINVAL) -> KernelError:
@@ -154,7 +174,7 @@ def verify_newsa_info(req: XfrmRequest, p: UsersaInfo) -> None:
     sa_dir = 0 if ra is None else req.buf[ra.start]
     # the fields read here, in one step (a named tuple's field is a slow attribute on 3.11)
     sel, proto = p[0], p[3]
-    sa_family, mode, replay_window, flags = p[23:27]
+    sa_family, mode, replay_window, flags = p[11:15]
     if sa_family not in _FAMILIES:
         raise _err("Invalid address family")
     family = sel[40] | sel[41] << 8      # state.sel_family
@@ -310,13 +330,12 @@ def state_construct(req: XfrmRequest, p: UsersaInfo, db: StateDb) -> SecurityAss
     # copy_from_user_state. Most states carry the default limits: one shared tuple then
     # (ints above 2**30 are objects of their own, four of them per lifetime); addresses are
     # shared between states (addrcache)
-    sel, daddr, spi_be, proto, id_pad, saddr = p[:6]
-    lft = p[6:14]
-    seq, reqid, family, mode, replay_window, flags = p[21:27]
+    sel, daddr, spi_be, proto, id_pad, saddr, lft_raw = p[:7]
+    seq, reqid, family, mode, replay_window, flags = p[9:15]
     if not (sel[40] or sel[41]) and not flags & X.XFRM_STATE_AF_UNSPEC:
         sel = sel_with_family(sel, family)
     x = SecurityAssociation(
-        DEFAULT_LFT if lft == DEFAULT_LFT else _as(LifetimeCfg, lft),
+        DEFAULT_LFT if lft_raw == _DEFAULT_LFT_RAW else _as(LifetimeCfg, _LFT.unpack(lft_raw)),
         _as(StateId, (shared(daddr), int.from_bytes(spi_be, "big"), proto)), sel,
         Props(family, shared(saddr), mode, reqid, min(replay_window, 32), flags),
         db.kernel.clock.wall(), db)       # xfrm_state_alloc

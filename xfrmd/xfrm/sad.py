@@ -16,8 +16,8 @@ from ..netlink.nlattr import parse_attrs
 from .policy import addr_match
 from .policy_table import STRICT_START_TYPE, XFRMA_POLICY
 from .request import XfrmRequest
-from .sa_verify import (replay_verify_len, state_construct, update_ae_params, usersa_info,
-                        verify_newsa_info)
+from .sa_verify import (checked_newsa_info, replay_verify_len, state_construct,
+                        update_ae_params, usersa_info)
 from .sadb import StateDb, addr_key, proto_match
 from .state import (XFRM_STATE_ACQ, XFRM_STATE_DEAD, XFRM_STATE_VALID, XFRM_STATE_VOID,
                     SecurityAssociation)
@@ -27,8 +27,7 @@ USERSA_ID = struct.Struct("=16s4sHB")
 
 
 def xfrm_add_sa(req: XfrmRequest) -> Reply:
-    p = usersa_info(req.buf, req.payload_offset)
-    verify_newsa_info(req, p)
+    p = checked_newsa_info(req)     # xfrm_usersa_info, verify_newsa_info
     db = req.xfrm.sad
     x = state_construct(req, p, db)
     event = req.hdr.type
