@@ -17,7 +17,7 @@ from .. import kconfig
 from ..cext import source
 from ..errors import KernelError
 from . import algos, iptfs, offload, types
-from .addrcache import shared
+from .addrcache import SEEN, shared
 from .request import XfrmRequest
 from .state import (DEFAULT_LFT, UINT_MAX, USERSA_INFO, Algo, LifetimeCfg, LifetimeCur, Props,
                     ReplayEsn, SecurityAssociation, StateId, sel_with_family)
@@ -42,6 +42,7 @@ _AE = frozenset((A.REPLAY_ESN_VAL, A.REPLAY_VAL, A.LTIME_VAL, A.ETIMER_THRESH, A
                  A.MTIMER_THRESH))
 
 
+_seen = SEEN.get     # addrcache.shared's lookup, without the call when the address is known
 _NO_PAD = bytes(3)      # xfrm_id's padding as nearly everyone sends it: one shared object
 
 
@@ -336,8 +337,9 @@ def state_construct(req: XfrmRequest, p: UsersaInfo, db: StateDb) -> SecurityAss
         sel = sel_with_family(sel, family)
     x = SecurityAssociation(
         DEFAULT_LFT if lft_raw == _DEFAULT_LFT_RAW else _as(LifetimeCfg, _LFT.unpack(lft_raw)),
-        _as(StateId, (shared(daddr), int.from_bytes(spi_be, "big"), proto)), sel,
-        Props(family, shared(saddr), mode, reqid, min(replay_window, 32), flags),
+        _as(StateId, (_seen(daddr) or shared(daddr), int.from_bytes(spi_be, "big"), proto)),
+        sel, Props(family, _seen(saddr) or shared(saddr), mode, reqid, min(replay_window, 32),
+                   flags),
         db.kernel.clock.wall(), db)       # xfrm_state_alloc
     if id_pad != _NO_PAD:
         x.id_pad = id_pad

@@ -317,13 +317,13 @@ class StateDb:
         # (``dst_key``: _dst_key(x) when the caller has it already.)
         x.uid = uid = next(self._ids)
         self.all[uid] = x
-        xid = x.id
+        _, spi, proto = x.id       # (a named tuple's fields are slow attributes on 3.11)
         one = (x,)
-        if xid.spi:
-            key = (xid.spi, xid.proto)
+        if spi:
+            key = (spi, proto)
             if self.byspi.setdefault(key, one) is not one:    # not the first in its chain
                 _chain_add(self.byspi, key, x)
-        if xid.proto not in _SPI_PROTOS:     # not x.use_spi
+        if proto not in _SPI_PROTOS:     # not x.use_spi
             _chain_add(self.bysrc, self._src_key(x), x)
         if dst_key is None:
             dst_key = self._dst_key(x)
@@ -372,26 +372,28 @@ class StateDb:
 
     def add(self, x: SecurityAssociation) -> int:
         """``xfrm_state_add``: 0 or -EEXIST; a matching larval state is removed."""
-        xid, family = x.id, x.props.family
-        use_spi = xid.proto in _SPI_PROTOS
-        if use_spi:     # __xfrm_state_locate
-            x1 = self.lookup(x.mark[0] & x.mark[1], xid.daddr, xid.spi, xid.proto, family)
+        daddr, spi, proto = x.id
+        family = x.props.family
+        use_spi = proto in _SPI_PROTOS
+        # __xfrm_state_locate (lookup's chain tested here first: a new SPI has none)
+        if use_spi:
+            x1 = (self.lookup(x.mark[0] & x.mark[1], daddr, spi, proto, family)
+                  if (spi, proto) in self.byspi else None)
         else:
-            x1 = self.lookup_byaddr(x.mark[0] & x.mark[1], xid.daddr, x.props.saddr, xid.proto,
-                                    family)
+            x1 = self.lookup_byaddr(x.mark[0] & x.mark[1], daddr, x.props.saddr, proto, family)
         if x1 is not None:
             return -E.EEXIST
         dst_key = self._dst_key(x)
         if use_spi and x.km_seq:
             x1 = self.find_acq_byseq(x.mark[0] & x.mark[1], x.km_seq, x.pcpu_num)
-            if x1 is not None and (x1.id.proto != xid.proto or
-                                   addr_key(x1.id.daddr, family) != addr_key(xid.daddr, family)):
+            if x1 is not None and (x1.id.proto != proto or
+                                   addr_key(x1.id.daddr, family) != addr_key(daddr, family)):
                 x1 = None
         if use_spi and x1 is None:
             # __find_acq_core(create=False): its key is the state's own bydst key
             chain = self.bydst.get(dst_key)
             if chain:
-                x1 = _acq_in(chain, x.mark, x.props.mode, x.if_id, x.pcpu_num, xid.proto)
+                x1 = _acq_in(chain, x.mark, x.props.mode, x.if_id, x.pcpu_num, proto)
         self.insert(x, dst_key)
         if x1 is not None:
             self.delete(x1)
