@@ -2,8 +2,9 @@
 
 Hash chains become dicts so that no operation walks the table:
 ``byspi`` (spi, proto) → states, ``bysrc`` (daddr, saddr, proto) → states,
-``byseq`` km.seq → larval states, ``bydst`` (daddr, saddr, reqid, family) → states. Each chain is
-a list with the newest state last (the kernel adds at the head; we walk it reversed).
+``byseq`` km.seq → larval states, ``bydst`` (daddr, saddr, reqid, family) → states. Each chain
+holds the newest state last (the kernel adds at the head; we walk it reversed): the state
+itself while it is alone, as most are (:func:`newest_first` reads any chain).
 ``state_all`` (``XfrmNet.state_all``) keeps insertion order for dumps (newest first).
 
 Timers follow ``xfrm_timer_handler``: armed 1 s after insert, rescheduled to the nearest
@@ -22,7 +23,7 @@ from __future__ import annotations
 import errno as E
 import itertools
 import struct
-from typing import TYPE_CHECKING, Any, Hashable
+from typing import TYPE_CHECKING, Any, Hashable, Iterable, Sequence
 
 from netlink_codec import xfrm as X
 from netlink_codec.netlink import NETLINK_XFRM, encode_msg
@@ -63,8 +64,11 @@ def proto_match(proto: int, userproto: int) -> bool:
     return proto == userproto
 
 
-# hash chains, oldest first: tuples while short, lists once long (_chain_add)
-Chains = dict[Any, tuple[SecurityAssociation, ...] | list[SecurityAssociation]]
+# hash chains, oldest first: the state alone, a tuple while short, a list once long
+# (_chain_add; one SA per SPI and per address pair and reqid is the common case, and a
+# tuple of one took 48 bytes and a tracked object more per chain)
+Chain = SecurityAssociation | tuple[SecurityAssociation, ...] | list[SecurityAssociation]
+Chains = dict[Any, Chain]
 _SHORT_CHAIN = 8
 # xfrm_id_proto_match(proto, IPSEC_PROTO_ANY): the protocols that use SPIs
 _SPI_PROTOS = frozenset((X.IPPROTO_ESP, X.IPPROTO_AH, X.IPPROTO_COMP))
@@ -79,12 +83,33 @@ def _stop_timers(x: SecurityAssociation) -> None:
     x.timer = x.rtimer = None
 
 
+def oldest_first(chain: Chain | None) -> Sequence[SecurityAssociation]:
+    """The states of a hash chain (None: no chain), oldest first."""
+    if chain is None:
+        return ()
+    if isinstance(chain, SecurityAssociation):
+        return (chain,)
+    return chain
+
+
+def newest_first(chain: Chain | None) -> Iterable[SecurityAssociation]:
+    """The states of a hash chain (None: no chain), newest first."""
+    if chain is None:
+        return ()
+    if isinstance(chain, SecurityAssociation):
+        return (chain,)
+    return reversed(chain)
+
+
 def _chain_add(table: Chains, key: Hashable, x: SecurityAssociation) -> None:
-    """Append ``x`` to its hash chain. A short chain is a tuple (one SA: 48 bytes, where a
-    list takes 88), a long one a list (appending to a tuple copies it)."""
+    """Append ``x`` to its hash chain. A chain of one is the state, a short chain a tuple
+    (48 bytes for two, where a list takes 88), a long one a list (appending to a tuple
+    copies it)."""
     chain = table.get(key)
     if chain is None:
-        table[key] = (x,)
+        table[key] = x
+    elif isinstance(chain, SecurityAssociation):
+        table[key] = (chain, x)
     elif isinstance(chain, list):
         chain.append(x)
     elif len(chain) < _SHORT_CHAIN:
@@ -93,11 +118,10 @@ def _chain_add(table: Chains, key: Hashable, x: SecurityAssociation) -> None:
         table[key] = [*chain, x]
 
 
-def _acq_in(chain: tuple[SecurityAssociation, ...] | list[SecurityAssociation],
-            mark: tuple[int, int], mode: int, if_id: int, pcpu_num: int,
+def _acq_in(chain: Chain | None, mark: tuple[int, int], mode: int, if_id: int, pcpu_num: int,
             proto: int) -> SecurityAssociation | None:
     """The newest larval state of a bydst chain matching ``__find_acq_core``'s test."""
-    for x in reversed(chain):
+    for x in newest_first(chain):
         if (x.props.mode == mode and x.km_state == XFRM_STATE_ACQ and x.id.spi == 0
                 and x.id.proto == proto and (mark[0] & mark[1]) == x.mark[0]
                 and x.mark[1] == mark[1] and x.if_id == if_id and x.pcpu_num == pcpu_num):
@@ -107,7 +131,11 @@ def _acq_in(chain: tuple[SecurityAssociation, ...] | list[SecurityAssociation],
 
 def _chain_del(table: Chains, key: Hashable, x: SecurityAssociation) -> None:
     chain = table.get(key)
-    if chain is None or x not in chain:
+    if chain is None or isinstance(chain, SecurityAssociation):
+        if chain is x:
+            del table[key]
+        return
+    if x not in chain:
         return
     if isinstance(chain, list):
         chain.remove(x)
@@ -115,7 +143,8 @@ def _chain_del(table: Chains, key: Hashable, x: SecurityAssociation) -> None:
             return
     elif len(chain) > 1:
         i = chain.index(x)
-        table[key] = chain[:i] + chain[i + 1:]
+        rest = chain[:i] + chain[i + 1:]
+        table[key] = rest[0] if len(rest) == 1 else rest
         return
     del table[key]
 
@@ -167,10 +196,10 @@ class StateDb:
                family: int) -> SecurityAssociation | None:
         """``__xfrm_state_lookup`` (byspi chain, newest first)."""
         chain = self.byspi.get((spi, proto))
-        if not chain:
+        if chain is None:
             return None
         d = addr_key(daddr, family)
-        for x in reversed(chain):
+        for x in newest_first(chain):
             if (x.props.family == family and addr_key(x.id.daddr, family) == d
                     and x.mark_match(mark)):
                 return x
@@ -180,9 +209,7 @@ class StateDb:
                       family: int) -> SecurityAssociation | None:
         """``__xfrm_state_lookup_byaddr`` (bysrc chain)."""
         chain = self.bysrc.get((addr_key(daddr, family), addr_key(saddr, family), proto))
-        if not chain:
-            return None
-        for x in reversed(chain):
+        for x in newest_first(chain):
             if x.props.family == family and x.mark_match(mark):
                 return x
         return None
@@ -201,7 +228,7 @@ class StateDb:
     def find_acq_byseq(self, mark: int, seq: int,
                        pcpu_num: int | None = None) -> SecurityAssociation | None:
         """``__xfrm_find_acq_byseq``."""
-        for x in reversed(self.byseq.get(seq, ())):
+        for x in newest_first(self.byseq.get(seq)):
             if (x.km_state == XFRM_STATE_ACQ and x.mark_match(mark)
                     and (pcpu_num is None or x.pcpu_num == pcpu_num)):
                 return x
@@ -212,7 +239,7 @@ class StateDb:
                  create: bool) -> SecurityAssociation | None:
         """``__find_acq_core``: a matching larval state, or a new one when ``create``."""
         key = (addr_key(daddr, family), addr_key(saddr, family), reqid, family)
-        x = _acq_in(self.bydst.get(key, ()), mark, mode, if_id, pcpu_num, proto)
+        x = _acq_in(self.bydst.get(key), mark, mode, if_id, pcpu_num, proto)
         if x is not None or not create:
             return x
         x = self.alloc()
@@ -252,7 +279,7 @@ class StateDb:
         flow = bytes(sel)
         xdo = pol.xdo
         pol_dev = xdo.dev if xdo is not None and xdo.type == XFRM_DEV_OFFLOAD_PACKET else None
-        for x in reversed(self.bydst.get(key, ())):
+        for x in newest_first(self.bydst.get(key)):
             # packet offload: a hardware policy only takes hardware states of its own device,
             # and a software lookup skips hardware states (xfrm_state_find under
             # CONFIG_XFRM_OFFLOAD; the kernel keeps HW states first in the chain and breaks at
@@ -318,16 +345,15 @@ class StateDb:
         x.uid = uid = next(self._ids)
         self.all[uid] = x
         _, spi, proto = x.id       # (a named tuple's fields are slow attributes on 3.11)
-        one = (x,)
         if spi:
             key = (spi, proto)
-            if self.byspi.setdefault(key, one) is not one:    # not the first in its chain
+            if self.byspi.setdefault(key, x) is not x:    # not the first in its chain
                 _chain_add(self.byspi, key, x)
         if proto not in _SPI_PROTOS:     # not x.use_spi
             _chain_add(self.bysrc, self._src_key(x), x)
         if dst_key is None:
             dst_key = self._dst_key(x)
-        if self.bydst.setdefault(dst_key, one) is not one:
+        if self.bydst.setdefault(dst_key, x) is not x:
             _chain_add(self.bydst, dst_key, x)
         if x.km_seq:
             _chain_add(self.byseq, x.km_seq, x)
