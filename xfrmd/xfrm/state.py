@@ -183,7 +183,7 @@ class SecurityAssociation:
     """``struct xfrm_state``. Addresses are 16-byte network-order strings; SPI in host order."""
     # Fields every state sets or the data path reads per packet are slots; the rarely set
     # ones are class attributes (their defaults) until a state sets one, which gives that
-    # state a __dict__. A state is built with 27 stores instead of 44 and is 120 bytes
+    # state a __dict__. A state is built with 27 stores instead of 44 and is 112 bytes
     # smaller; reading a default costs ~20 ns more than a slot.
     __slots__ = ("id", "props", "sel", "aead", "auth", "enc", "encap", "lft", "curlft",
                  "stats", "replay", "replay_esn", "replay_maxdiff", "replay_maxage", "mark",
