@@ -139,20 +139,23 @@ _ATTRS = [AEAD, CBC, AUTH, AH_TRUNC, SHORT_AEAD,
           N.nla(A.SEC_CTX, struct.pack("=HHBBH", 8, 0, 1, 1, 0))]
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                    HealthCheck.function_scoped_fixture])
-@given(proto=st.sampled_from([X.IPPROTO_ESP, X.IPPROTO_AH, X.IPPROTO_COMP, 43, 0]),
-       family=st.sampled_from([X.AF_INET, X.AF_INET6, 0, 7]),
+@given(proto=st.sampled_from([X.IPPROTO_ESP, X.IPPROTO_ESP, X.IPPROTO_AH, X.IPPROTO_COMP, 43, 0]),
+       family=st.sampled_from([X.AF_INET, X.AF_INET6, 7]),
        sel_family=st.sampled_from([0, X.AF_INET, X.AF_INET6, 3]),
-       plen=st.sampled_from([0, 32, 33, 128, 129]),
-       mode=st.integers(0, 6), flags=st.integers(0, 255), replay_window=st.sampled_from([0, 32]),
-       attrs=st.lists(st.sampled_from(_ATTRS), max_size=4))
+       plen=st.sampled_from([0, 24, 32, 33, 128, 129]),
+       mode=st.integers(0, 6), flags=st.sampled_from([0, 0, 1, 2, 4, 8, 16, 32, 64, 128, 255]),
+       replay_window=st.sampled_from([0, 32]),
+       algs=st.sampled_from([[AEAD], [CBC], [AUTH], [AH_TRUNC], [SHORT_AEAD], []]),
+       attrs=st.lists(st.sampled_from(_ATTRS), max_size=2))
 def test_what_the_c_half_accepts_the_python_path_accepts(fast, monkeypatch, proto, family,
                                                          sel_family, plen, mode, flags,
-                                                         replay_window, attrs):
-    info_family = family if family else X.AF_INET
-    req = newsa(*attrs, proto=proto, family=info_family if family != 7 else 7,
-                mode=mode, flags=flags, replay_window=replay_window,
+                                                         replay_window, algs, attrs):
+    """Requests near the usual ones (an algorithm or two, a field or an attribute off):
+    whatever the C half accepts, the Python path accepts with the same fields."""
+    req = newsa(*algs, *attrs, proto=proto, family=family, mode=mode, flags=flags,
+                replay_window=replay_window,
                 sel=selector(plen_d=plen, plen_s=plen, family=sel_family))
     c, py = _run(fast, monkeypatch, req)
     _agrees(c, py)
