@@ -163,6 +163,7 @@ class StateDb:
         self.byseq: Chains = {}
         self._ids = itertools.count(1)
         self.acq_expires = XFRM_ACQ_EXPIRES
+        self._acq_lft_shared = DEFAULT_LFT._replace(hard_add_expires_seconds=self.acq_expires)
         self.aevent_etime = XFRM_AEVENT_ETIME
         # what a new state's replay_maxage starts with: (etime * HZ) / XFRM_AE_ETH_M jiffies,
         # one int object for every state
@@ -246,16 +247,25 @@ class StateDb:
         width = 4 if family == X.AF_INET else 16
         x.sel = host_sel(daddr, saddr, family)
         x.props.saddr = saddr[:width].ljust(16, b"\0")
-        x.id = x.id._replace(daddr=daddr[:width].ljust(16, b"\0"), proto=proto)
+        x.id = StateId(daddr[:width].ljust(16, b"\0"), 0, proto)
         x.pcpu_num = pcpu_num
         x.km_state = XFRM_STATE_ACQ
         x.props.family, x.props.mode, x.props.reqid = family, mode, reqid
         x.if_id = if_id
         x.mark = mark
-        x.lft = x.lft._replace(hard_add_expires_seconds=self.acq_expires)
+        x.lft = self._acq_lft()
         self._link(x)
         self._arm(x, self.acq_expires)
         return x
+
+    def _acq_lft(self) -> LifetimeCfg:
+        """A larval state's limits: the default ones with a hard add expiry of acq_expires
+        (one tuple shared by the larval states while acq_expires stays)."""
+        lft = self._acq_lft_shared
+        if lft.hard_add_expires_seconds != self.acq_expires:
+            lft = self._acq_lft_shared = DEFAULT_LFT._replace(
+                hard_add_expires_seconds=self.acq_expires)
+        return lft
 
     def get_acqseq(self) -> int:
         """``xfrm_get_acqseq``: one counter for the whole kernel, never 0."""
@@ -326,7 +336,7 @@ class StateDb:
             return None, -E.ESRCH, False     # km_query: no key manager took it
         x.km_state = XFRM_STATE_ACQ
         x.dir = X.XFRM_SA_DIR_OUT
-        x.lft = x.lft._replace(hard_add_expires_seconds=self.acq_expires)
+        x.lft = self._acq_lft()
         self._link(x)
         self._arm(x, self.acq_expires)
         return None, -E.EAGAIN, True
@@ -362,15 +372,19 @@ class StateDb:
 
     def _unlink(self, x: SecurityAssociation) -> None:
         self.all.pop(x.uid, None)
-        _chain_del(self.byspi, self._spi_key(x), x)
-        _chain_del(self.bysrc, self._src_key(x), x)
+        _, spi, proto = x.id
+        if spi:         # the chains _link put it in
+            _chain_del(self.byspi, (spi, proto), x)
+        if proto not in _SPI_PROTOS:
+            _chain_del(self.bysrc, self._src_key(x), x)
         _chain_del(self.bydst, self._dst_key(x), x)
         if x.km_seq:
             _chain_del(self.byseq, x.km_seq, x)
 
     def set_spi(self, x: SecurityAssociation, spi: int) -> None:
         """``xfrm_alloc_spi`` inserting the chosen SPI into byspi."""
-        x.id = x.id._replace(spi=spi)
+        daddr, _, proto = x.id
+        x.id = StateId(daddr, spi, proto)
         _chain_add(self.byspi, self._spi_key(x), x)
 
     def _grow_check(self) -> None:
