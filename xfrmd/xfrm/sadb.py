@@ -135,6 +135,11 @@ def _chain_del(table: Chains, key: Hashable, x: SecurityAssociation) -> None:
         if chain is x:
             del table[key]
         return
+    if len(chain) == 2 and isinstance(chain, tuple):
+        # the larval state an UPDSA replaces and its successor: the other stays, alone
+        if chain[0] is x or chain[1] is x:
+            table[key] = chain[1] if chain[0] is x else chain[0]
+        return
     if x not in chain:
         return
     if isinstance(chain, list):
