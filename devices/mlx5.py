@@ -129,7 +129,7 @@ class Mlx5Ipsec(XfrmDevOps):
             refuse("Cannot offload xfrm states without geniv")
         if x.geniv != "seqiv":
             refuse("Cannot offload xfrm states with geniv other than seqiv")
-        if x.sel is not None and x.sel.proto not in (0, 6, 17):
+        if x.sel[44] not in (0, 6, 17):      # the selector's proto
             refuse("Device does not support upper protocol other than TCP/UDP")
         if x.props.mode not in (X.XFRM_MODE_TRANSPORT, X.XFRM_MODE_TUNNEL):
             refuse("Only transport and tunnel xfrm states may be offloaded")

@@ -19,7 +19,7 @@ from netlink_codec import rtnl as R
 from netlink_codec import xfrm as X
 from netlink_codec.cstruct import be16, be32, struct_format
 from xfrmd.rtnl import addr, link, neigh, route, rule
-from xfrmd.xfrm import acquire, migrate, spd, state
+from xfrmd.xfrm import acquire, migrate, sa_verify, spd, state
 
 from .conftest import require
 
@@ -141,6 +141,8 @@ def _expanded(fmt: str) -> list[str]:
 
 @pytest.mark.parametrize("fmt, cls, kw", [
     (state.USERSA_INFO.format, X.XfrmUsersaInfo, {"whole": ["sel"], "keep_padding": ["id"]}),
+    (sa_verify.USERSA_INFO_IN.format, X.XfrmUsersaInfo,
+     {"whole": ["sel", "lft", "curlft", "stats"], "keep_padding": ["id"]}),
     (state.USERSA_ID.format, X.XfrmUsersaId, {}),
     (state.REPLAY.format, X.XfrmReplayState, {}),
     (state.ESN_HEAD.format, X.XfrmReplayStateEsn, {}),

@@ -20,6 +20,7 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # dotted name -> source, relative to the checkout / site-packages
 EXTENSIONS: dict[str, str] = {
     "xfrmd.datapath._espfast": "xfrmd/datapath/_espfast.c",
+    "xfrmd.xfrm._safast": "xfrmd/xfrm/_safast.c",    # NEWSA/UPDSA: sa_verify.checked_newsa_info
 }
 
 

@@ -31,7 +31,7 @@ from ..xfrm.acquire import _sel_covers, host_selector, xfrm_policy_lookup
 from ..xfrm.offload import (XFRM_DEV_OFFLOAD_IN, XFRM_DEV_OFFLOAD_PACKET,
                             xfrm_dev_lower_dev_handle, xfrm_dev_state_advance_esn)
 from ..xfrm.sadb import sad
-from ..xfrm.state import XFRM_STATE_ACQ, XFRM_STATE_VALID
+from ..xfrm.state import XFRM_STATE_ACQ, XFRM_STATE_VALID, sel_family
 from . import packet as P
 from .mib import XFRM_INC_STATS
 from .output import Drop, dev_ops, esp_gcm, put_set
@@ -521,7 +521,7 @@ def xfrm_policy_check(ns: NetNamespace, pkt: bytes, sp: list[Any], if_id: int = 
     flow = bytes(host_selector(src.ljust(16, b"\0"), dst.ljust(16, b"\0"), family, proto,
                                sport, dport))
     for x in sp:
-        if x.sel is not None and x.sel.family and not _sel_covers(bytes(x.sel), flow):
+        if sel_family(x.sel) and not _sel_covers(x.sel, flow):
             raise Drop("XfrmInStateMismatch", 0, f"flow outside SA 0x{x.id.spi:08x}'s selector: "
                        f"the inner packet {sel_text(flow)} is not covered by {sa_name(x)}'s "
                        f"selector {sel_text(x.sel)}; widen the SA's `sel` or send within it")

@@ -43,7 +43,7 @@ from ..xfrm.esp import _authsize, _blksize, _ivsize
 from ..xfrm.offload import (XFRM_DEV_OFFLOAD_CRYPTO, XFRM_DEV_OFFLOAD_PACKET,
                             xfrm_dev_offload_ok, xfrm_dev_state_advance_esn,
                             xfrm_dev_state_update_stats, xfrm_dst_offload_ok)
-from ..xfrm.sadb import addr_key, sad
+from ..xfrm.sadb import addr_key, oldest_first, sad
 from ..xfrm.state import XFRM_STATE_VALID
 from . import packet as P
 from .esp import EspGcmSA
@@ -796,7 +796,7 @@ def offload_mismatch(db: StateDb, t: Template, pol: Policy, src: bytes, dst: byt
     fam = t.family or family
     xdo = pol.xdo
     pol_dev = xdo.dev if xdo is not None and xdo.type == XFRM_DEV_OFFLOAD_PACKET else None
-    for x in db.bydst.get((addr_key(daddr, fam), addr_key(saddr, fam), t.reqid, fam), ()):
+    for x in oldest_first(db.bydst.get((addr_key(daddr, fam), addr_key(saddr, fam), t.reqid, fam))):
         if x.id.proto != t.proto or x.props.mode != t.mode:
             continue
         xso = x.xso

@@ -58,7 +58,7 @@ def xfrm_add_acquire(req: XfrmRequest) -> Reply:
     aalgos, ealgos, calgos = struct.unpack_from("=III", buf, off + 264)
     x = db.alloc()
     x.props.saddr = bytes(buf[off + 24:off + 40])
-    x.sel = X.XfrmSelector.from_buffer_copy(bytes(buf[off + 40:off + 96]))
+    x.sel = bytes(buf[off + 40:off + 96])
     x.mark = mark
     x.pcpu_num = pcpu
     for i, t in enumerate(tmpls):

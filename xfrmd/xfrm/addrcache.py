@@ -7,15 +7,15 @@ keep goes through :func:`shared` first. The cache is bounded: full, it starts ag
 (an address seen again after that gets a new object, as before)."""
 from __future__ import annotations
 
-_SEEN: dict[bytes, bytes] = {}
+SEEN: dict[bytes, bytes] = {}
 _MAX = 4096
 
 
 def shared(addr: bytes) -> bytes:
     """``addr``, or the equal bytes object returned before."""
-    got = _SEEN.get(addr)
+    got = SEEN.get(addr)
     if got is None:
-        if len(_SEEN) >= _MAX:
-            _SEEN.clear()
-        _SEEN[addr] = got = addr
+        if len(SEEN) >= _MAX:
+            SEEN.clear()
+        SEEN[addr] = got = addr
     return got

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable
 
 from .. import kconfig
+from .globals import KEY as XFRM_GLOBALS
 from .globals import xfrm_globals
 
 if TYPE_CHECKING:
@@ -108,11 +109,21 @@ UNAVAILABLE: set[str] = set()
 
 
 def _avail(d: AlgoDesc | None, kernel: Kernel | None = None) -> AlgoDesc | None:
-    if d is None or d.name in UNAVAILABLE:
+    if d is None:
         return None
-    if kernel is not None and (d.name in xfrm_globals(kernel).unavailable_algos
-                               or not kconfig.algorithm_built(kernel, d.name)):
+    name = d.name
+    if name in UNAVAILABLE:
         return None
+    if kernel is not None:
+        # xfrm_globals(kernel).unavailable_algos and kconfig.algorithm_built, inline (every
+        # NEWSA asks; the drivers table holds objects: xfrm_globals casts)
+        if name in kernel.drivers[XFRM_GLOBALS].unavailable_algos:  # type: ignore[attr-defined]
+            return None
+        opt = kconfig.ALGORITHM_OPTION.get(name)
+        if opt is not None:
+            cfg = getattr(kernel, "kconfig", None)      # kconfig.enabled
+            if cfg is not None and not cfg.values[opt]:
+                return None
     return d
 
 
@@ -157,3 +168,17 @@ def c_name(raw: bytes) -> str:
     raw = raw[:63]
     n = raw.find(b"\0")
     return (raw if n < 0 else raw[:n]).decode("latin-1")
+
+
+# c_name of the 64-byte alg_name fields seen lately (a key manager sends the same few)
+NAMES: dict[bytes, str] = {}
+
+
+def c_name_seen(raw: bytes) -> str:
+    """:func:`c_name` of a whole 64-byte ``alg_name``, remembered (bounded: full, the cache
+    starts again empty). Callers try ``NAMES.get(raw)`` first."""
+    name = c_name(raw)
+    if len(NAMES) >= 256:
+        NAMES.clear()
+    NAMES[raw] = name
+    return name

@@ -117,7 +117,7 @@ def _state_migrate(db: StateDb, x: SecurityAssociation, m: Entry,
     _od, _os, nd, ns, _p, _mo, _r, _rq, _of, nfam = m
     xc = db.alloc(x.lft)
     xc.id = StateId(nd, x.id.spi, x.id.proto)
-    xc.sel = X.XfrmSelector.from_buffer_copy(bytes(x.sel))
+    xc.sel = x.sel
     p, q = x.props, xc.props
     q.family, q.saddr, q.mode, q.reqid = nfam, ns, p.mode, p.reqid
     q.replay_window, q.flags, q.extra_flags, q.smark = p.replay_window, p.flags, p.extra_flags, p.smark

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import errno as E
 import struct
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, NamedTuple
 
+from netlink_codec import cext
 from netlink_codec import xfrm as X
 
 from .. import kconfig
+from ..cext import source
 from ..errors import KernelError
 from . import algos, iptfs, offload, types
-from .addrcache import shared
+from .addrcache import SEEN, shared
 from .request import XfrmRequest
-from .state import (DEFAULT_LFT, UINT_MAX, USERSA_INFO, Algo, LifetimeCfg, LifetimeCur, ReplayEsn,
-                    SecurityAssociation, StateId)
+from .state import (DEFAULT_LFT, UINT_MAX, USERSA_INFO, Algo, LifetimeCfg, LifetimeCur, Props,
+                    ReplayEsn, SecurityAssociation, StateId, sel_with_family)
 from .uapi import A
 
 if TYPE_CHECKING:
@@ -31,27 +33,84 @@ _IPTFS = frozenset((A.IPTFS_DROP_TIME, A.IPTFS_REORDER_WINDOW, A.IPTFS_DONT_FRAG
                     A.IPTFS_INIT_DELAY, A.IPTFS_MAX_QSIZE, A.IPTFS_PKT_SIZE))
 _AE_THRESH = ((A.ETIMER_THRESH, "replay_maxage"), (A.REPLAY_THRESH, "replay_maxdiff"),
               (A.MTIMER_THRESH, "mapping_maxage"))
+_FAMILIES = frozenset((X.AF_INET, X.AF_INET6))
+_USER_MODES = frozenset((X.XFRM_MODE_TRANSPORT, X.XFRM_MODE_TUNNEL, X.XFRM_MODE_ROUTEOPTIMIZATION,
+                         X.XFRM_MODE_BEET))
+# what verify_newsa_info checks only when one is there
+_RARE = _IPTFS | {A.TFCPAD, A.SEC_CTX, A.REPLAY_ESN_VAL, A.MTIMER_THRESH, A.SA_PCPU}
 _AE = frozenset((A.REPLAY_ESN_VAL, A.REPLAY_VAL, A.LTIME_VAL, A.ETIMER_THRESH, A.REPLAY_THRESH,
                  A.MTIMER_THRESH))
 
 
+_seen = SEEN.get     # addrcache.shared's lookup, without the call when the address is known
 _NO_PAD = bytes(3)      # xfrm_id's padding as nearly everyone sends it: one shared object
 
 
-class UsersaInfo:
-    """The fields of a request's xfrm_usersa_info that construction needs."""
-    __slots__ = ("sel", "daddr", "spi", "proto", "id_pad", "saddr", "lft", "curlft", "seq",
-                 "reqid", "family", "mode", "replay_window", "flags")
+# xfrm_usersa_info as a request is read: the selector, the lifetime limits, the current
+# lifetime and the statistics whole (copy_from_user_state ignores the last two); the
+# limits are then eight int objects only when they are not the default ones
+USERSA_INFO_IN = struct.Struct("=56s16s4sB3s16s64s32s12sIIHBBB7x")
+assert USERSA_INFO_IN.size == USERSA_INFO.size
+_LFT = struct.Struct("=8Q")
+_DEFAULT_LFT_RAW = _LFT.pack(*DEFAULT_LFT)
 
-    def __init__(self, buf: bytes | bytearray, off: int) -> None:
-        f = USERSA_INFO.unpack_from(buf, off)
-        self.sel = X.XfrmSelector.from_buffer_copy(f[0])
-        self.daddr, self.spi, self.proto = shared(f[1]), int.from_bytes(f[2], "big"), f[3]
-        self.id_pad, self.saddr = f[4] if f[4] != _NO_PAD else _NO_PAD, shared(f[5])
-        self.lft = f[6:14]
-        self.curlft = f[14:18]
-        self.seq, self.reqid, self.family, self.mode = f[21], f[22], f[23], f[24]
-        self.replay_window, self.flags = f[25], f[26]
+
+class UsersaInfo(NamedTuple):
+    """A request's xfrm_usersa_info: the fields of :data:`USERSA_INFO_IN` (one
+    ``unpack_from``, made a named tuple without copying: :func:`usersa_info`)."""
+    sel: bytes          # struct xfrm_selector, 56 bytes (state.sel_family, …)
+    daddr: bytes        # xfrm_id
+    spi_be: bytes
+    proto: int
+    id_pad: bytes
+    saddr: bytes
+    lft_raw: bytes      # xfrm_lifetime_cfg: ``lft``
+    curlft_raw: bytes   # xfrm_lifetime_cur, ignored
+    stats_raw: bytes    # xfrm_stats, ignored
+    seq: int
+    reqid: int
+    family: int
+    mode: int
+    replay_window: int
+    flags: int
+
+    @property
+    def spi(self) -> int:
+        return int.from_bytes(self.spi_be, "big")
+
+    @property
+    def lft(self) -> LifetimeCfg:
+        """The limits: the shared :data:`~.state.DEFAULT_LFT` when they are the default."""
+        raw = self.lft_raw
+        return DEFAULT_LFT if raw == _DEFAULT_LFT_RAW else _as(LifetimeCfg, _LFT.unpack(raw))
+
+
+# a named tuple from a tuple of its fields, without the generated __new__'s Python frame
+_as = tuple.__new__
+
+
+def usersa_info(buf: bytes | bytearray, off: int) -> UsersaInfo:
+    """The xfrm_usersa_info at ``off``."""
+    return _as(UsersaInfo, USERSA_INFO_IN.unpack_from(buf, off))
+
+
+# the C half of checked_newsa_info (None: the Python path, XFRMD_PURE_PYTHON or not built)
+_safast = cext.load("xfrmd.xfrm._safast", source("xfrmd.xfrm._safast"))
+
+
+def checked_newsa_info(req: XfrmRequest) -> UsersaInfo:
+    """:func:`usersa_info` of a NEWSA/UPDSA, checked by :func:`verify_newsa_info`. The C
+    half (``_safast.c``) answers in one call for the requests it is sure the checks accept
+    (ESP or AH with the usual attributes); it leaves every other one, and every error, to
+    the Python path."""
+    if _safast is not None:
+        p: UsersaInfo | None = _safast.newsa_info(req.buf, req.payload_offset, req.attrs,
+                                                  UsersaInfo)
+        if p is not None:
+            return p
+    p = usersa_info(req.buf, req.payload_offset)
+    verify_newsa_info(req, p)
+    return p
 
 
 def _err(msg: str | None = None, errno: int = EINVAL) -> KernelError:
@@ -112,48 +171,57 @@ def _alg_len(req: XfrmRequest, t: int, head: int) -> bool:
 def verify_newsa_info(req: XfrmRequest, p: UsersaInfo) -> None:
     """``verify_newsa_info``: EINVAL with the kernel's message, in its order."""
     at = req.attrs
-    sa_dir = req.attr_u32(A.SA_DIR, 1)
-    if p.family not in (X.AF_INET, X.AF_INET6):
+    ra = at.get(A.SA_DIR)
+    sa_dir = 0 if ra is None else req.buf[ra.start]
+    # the fields read here, in one step (a named tuple's field is a slow attribute on 3.11)
+    sel, proto = p[0], p[3]
+    sa_family, mode, replay_window, flags = p[11:15]
+    if sa_family not in _FAMILIES:
         raise _err("Invalid address family")
-    family = p.sel.family
-    if not family and not p.flags & X.XFRM_STATE_AF_UNSPEC:
-        family = p.family
+    family = sel[40] | sel[41] << 8      # state.sel_family
+    if not family and not flags & X.XFRM_STATE_AF_UNSPEC:
+        family = sa_family
     if family == X.AF_INET:
-        if p.sel.prefixlen_d > 32 or p.sel.prefixlen_s > 32:
+        if sel[42] > 32 or sel[43] > 32:   # prefixlen_d, prefixlen_s
             raise _err("Invalid prefix length in selector (must be <= 32 for IPv4)")
     elif family == X.AF_INET6:
-        if p.sel.prefixlen_d > 128 or p.sel.prefixlen_s > 128:
+        if sel[42] > 128 or sel[43] > 128:
             raise _err("Invalid prefix length in selector (must be <= 128 for IPv6)")
     elif family != 0:
         raise _err("Invalid address family in selector")
 
-    auth = A.ALG_AUTH in at or A.ALG_AUTH_TRUNC in at
-    proto = p.proto
+    # which algorithms came, each looked up once; ``rare``: any of the attributes only a few
+    # requests carry, whose checks are skipped together otherwise (none can fail then)
+    aead, crypt, comp = A.ALG_AEAD in at, A.ALG_CRYPT in at, A.ALG_COMP in at
+    auth_only, auth_trunc = A.ALG_AUTH in at, A.ALG_AUTH_TRUNC in at
+    auth = auth_only or auth_trunc
+    rare = not _RARE.isdisjoint(at)
     if proto == X.IPPROTO_AH:
         if not auth:
             raise _err("Missing required attribute for AH: AUTH_TRUNC or AUTH")
-        if A.ALG_AEAD in at or A.ALG_CRYPT in at or A.ALG_COMP in at or A.TFCPAD in at:
+        if aead or crypt or comp or A.TFCPAD in at:
             raise _err("Invalid attributes for AH: AEAD, CRYPT, COMP, TFCPAD")
     elif proto == X.IPPROTO_ESP:
-        if A.ALG_COMP in at:
+        if comp:
             raise _err("Invalid attribute for ESP: COMP")
-        if not auth and A.ALG_CRYPT not in at and A.ALG_AEAD not in at:
+        if not auth and not crypt and not aead:
             raise _err("Missing required attribute for ESP: at least one of AUTH, AUTH_TRUNC, CRYPT, AEAD")
-        if (auth or A.ALG_CRYPT in at) and A.ALG_AEAD in at:
+        if (auth or crypt) and aead:
             raise _err("Invalid attribute combination for ESP: AEAD can't be used with AUTH, AUTH_TRUNC, CRYPT")
-        if A.TFCPAD in at and p.mode != X.XFRM_MODE_TUNNEL:
-            raise _err("TFC padding can only be used in tunnel mode")
-        if not _IPTFS.isdisjoint(at) and p.mode != X.XFRM_MODE_IPTFS:
-            raise _err("IP-TFS options can only be used in IP-TFS mode")
+        if rare:
+            if A.TFCPAD in at and mode != X.XFRM_MODE_TUNNEL:
+                raise _err("TFC padding can only be used in tunnel mode")
+            if not _IPTFS.isdisjoint(at) and mode != X.XFRM_MODE_IPTFS:
+                raise _err("IP-TFS options can only be used in IP-TFS mode")
     elif proto == X.IPPROTO_COMP:
-        if A.ALG_COMP not in at:
+        if not comp:
             raise _err("Missing required attribute for COMP: COMP")
-        if A.ALG_AEAD in at or auth or A.ALG_CRYPT in at or A.TFCPAD in at:
+        if aead or auth or crypt or A.TFCPAD in at:
             raise _err("Invalid attributes for COMP: AEAD, AUTH, AUTH_TRUNC, CRYPT, TFCPAD")
         if p.spi >= 0x10000:
             raise _err("SPI is too large for COMP (must be < 0x10000)")
     elif proto in (X.IPPROTO_DSTOPTS, X.IPPROTO_ROUTING):
-        if (A.ALG_COMP in at or auth or A.ALG_AEAD in at or A.ALG_CRYPT in at
+        if (comp or auth or aead or crypt
                 or A.ENCAP in at or A.SEC_CTX in at or A.TFCPAD in at):
             raise _err("Invalid attributes for DSTOPTS/ROUTING")
         if A.COADDR not in at:
@@ -161,39 +229,40 @@ def verify_newsa_info(req: XfrmRequest, p: UsersaInfo) -> None:
     else:
         raise _err("Unsupported protocol")
 
-    if A.ALG_AEAD in at and not _alg_len(req, A.ALG_AEAD, 72):
+    if aead and not _alg_len(req, A.ALG_AEAD, 72):
         raise _err("Invalid AEAD attribute length")
-    if A.ALG_AUTH_TRUNC in at and not _alg_len(req, A.ALG_AUTH_TRUNC, 72):
+    if auth_trunc and not _alg_len(req, A.ALG_AUTH_TRUNC, 72):
         raise _err("Invalid AUTH_TRUNC attribute length")
-    for t in (A.ALG_AUTH, A.ALG_CRYPT, A.ALG_COMP):
-        if t in at and not _alg_len(req, t, 68):
-            raise _err("Invalid AUTH/CRYPT/COMP attribute length")
-    if A.SEC_CTX in at:
+    if ((auth_only and not _alg_len(req, A.ALG_AUTH, 68))
+            or (crypt and not _alg_len(req, A.ALG_CRYPT, 68))
+            or (comp and not _alg_len(req, A.ALG_COMP, 68))):
+        raise _err("Invalid AUTH/CRYPT/COMP attribute length")
+    if rare and A.SEC_CTX in at:
         req.verify_sec_ctx_len()
-    _verify_replay(req, p, sa_dir)
+    if rare or flags & X.XFRM_STATE_ESN:
+        _verify_replay(req, p, sa_dir)      # it reads REPLAY_ESN_VAL and the ESN flag
 
-    if p.mode == X.XFRM_MODE_IPTFS:
+    if mode == X.XFRM_MODE_IPTFS:
         if proto != X.IPPROTO_ESP:
             raise _err("IP-TFS mode only supported with ESP")
         if sa_dir == 0:
             raise _err("IP-TFS mode requires in or out direction attribute")
-    elif p.mode not in (X.XFRM_MODE_TRANSPORT, X.XFRM_MODE_TUNNEL,
-                        X.XFRM_MODE_ROUTEOPTIMIZATION, X.XFRM_MODE_BEET):
+    elif mode not in _USER_MODES:
         raise _err("Unsupported mode")
 
-    if A.MTIMER_THRESH in at:
+    if rare and A.MTIMER_THRESH in at:
         if A.ENCAP not in at:
             raise _err("MTIMER_THRESH attribute can only be set on ENCAP states")
         if sa_dir == X.XFRM_SA_DIR_OUT:
             raise _err("MTIMER_THRESH attribute should not be set on output SA")
     if sa_dir == X.XFRM_SA_DIR_OUT:
-        if p.flags & X.XFRM_STATE_DECAP_DSCP:
+        if flags & X.XFRM_STATE_DECAP_DSCP:
             raise _err("Flag DECAP_DSCP should not be set for output SA")
-        if p.flags & X.XFRM_STATE_ICMP:
+        if flags & X.XFRM_STATE_ICMP:
             raise _err("Flag ICMP should not be set for output SA")
-        if p.flags & X.XFRM_STATE_WILDRECV:
+        if flags & X.XFRM_STATE_WILDRECV:
             raise _err("Flag WILDRECV should not be set for output SA")
-        if p.replay_window:
+        if replay_window:
             raise _err("Replay window should be 0 for output SA")
         if A.IPTFS_DROP_TIME in at:
             raise _err("IP-TFS drop time should not be set for output SA")
@@ -205,7 +274,7 @@ def verify_newsa_info(req: XfrmRequest, p: UsersaInfo) -> None:
             if seq or bitmap:
                 raise _err("Replay seq and bitmap should be 0 for output SA")
     if sa_dir == X.XFRM_SA_DIR_IN:
-        if p.flags & X.XFRM_STATE_NOPMTUDISC:
+        if flags & X.XFRM_STATE_NOPMTUDISC:
             raise _err("Flag NOPMTUDISC should not be set for input SA")
         xflags = req.attr_int(A.SA_EXTRA_FLAGS)
         if xflags is not None:
@@ -217,7 +286,7 @@ def verify_newsa_info(req: XfrmRequest, p: UsersaInfo) -> None:
                         (A.IPTFS_MAX_QSIZE, "max queue size"), (A.IPTFS_PKT_SIZE, "packet size")):
             if t in at:
                 raise _err(f"IP-TFS {what} should not be set for input SA")
-    if not sa_dir and A.SA_PCPU in at:
+    if not sa_dir and rare and A.SA_PCPU in at:
         raise _err("SA_PCPU only supported with SA_DIR")
     return None
 
@@ -227,41 +296,26 @@ def verify_newsa_info(req: XfrmRequest, p: UsersaInfo) -> None:
 _ALG_LENS = struct.Struct("=II")      # alg_key_len, then alg_icv_len / alg_trunc_len
 
 
-def _attach(req: XfrmRequest, t: int, what: str, kernel: Kernel,
-            get: Callable[[str, int, Kernel], algos.AlgoDesc | None]
-            ) -> tuple[algos.AlgoDesc, int, bytes, int]:
-    """The algorithm attribute ``t`` looked up in its table (``get(name, second, kernel)``;
-    ENOSYS when the kernel lacks it): (desc, key bits, key, the ICV or truncation bits of the
-    attributes that have them). The key follows the 68-byte xfrm_algo head, or the 72-byte
-    head of xfrm_algo_aead / xfrm_algo_auth; a 68-byte attribute reads 0 as its second
-    field."""
+def _alg(req: XfrmRequest, t: int, head: int) -> tuple[str, int, bytes, int]:
+    """The algorithm attribute ``t``: (name, key bits, key, the ICV or truncation bits of the
+    attributes that have them). The key follows the ``head`` bytes: 68 of xfrm_algo, 72 of
+    xfrm_algo_aead / xfrm_algo_auth; a 68-byte attribute reads 0 as its second field."""
     ra = req.attrs[t]
     buf, start, end = req.buf, ra.start, ra.end
     if end - start >= 72:
         key_len, second = _ALG_LENS.unpack_from(buf, start + 64)
+        raw = bytes(buf[start:start + 64])
     else:
-        key_len, second = _ALG_LENS.unpack_from(bytes(buf[start:end]).ljust(72, b"\0"), 64)
-    desc = get(algos.c_name(bytes(buf[start:min(start + 64, end)])), second, kernel)
-    if desc is None:
-        raise _err(f"Requested {what} algorithm not found", -E.ENOSYS)
-    head = start + (72 if t == A.ALG_AEAD or t == A.ALG_AUTH_TRUNC else 68)
-    return desc, key_len, bytes(buf[head:min(head + (key_len + 7) // 8, end)]), second
+        raw = bytes(buf[start:end]).ljust(72, b"\0")
+        key_len, second = _ALG_LENS.unpack_from(raw, 64)
+        raw = raw[:64]
+    key = bytes(buf[start + head:min(start + head + (key_len + 7) // 8, end)])
+    return algos.NAMES.get(raw) or algos.c_name_seen(raw), key_len, key, second
 
 
-def _aead(name: str, icv: int, kernel: Kernel) -> algos.AlgoDesc | None:
-    return algos.aead_get_byname(name, icv, kernel)
-
-
-def _aalg(name: str, _: int, kernel: Kernel) -> algos.AlgoDesc | None:
-    return algos.aalg_get_byname(name, kernel)
-
-
-def _ealg(name: str, _: int, kernel: Kernel) -> algos.AlgoDesc | None:
-    return algos.ealg_get_byname(name, kernel)
-
-
-def _calg(name: str, _: int, kernel: Kernel) -> algos.AlgoDesc | None:
-    return algos.calg_get_byname(name, kernel)
+def _not_found(what: str) -> KernelError:
+    """The algorithm table (or this kernel's crypto API) lacks it: ENOSYS."""
+    return _err(f"Requested {what} algorithm not found", -E.ENOSYS)
 
 
 # the attributes state construction copies (besides the algorithms), each group skipped
@@ -274,29 +328,36 @@ _COPIED_LATER = frozenset((A.TFCPAD, A.MARK, A.SET_MARK, A.IF_ID, A.SA_DIR,
 def state_construct(req: XfrmRequest, p: UsersaInfo, db: StateDb) -> SecurityAssociation:
     """``xfrm_state_construct``: the state, not yet inserted."""
     at = req.attrs
-    # most states carry the default limits: one shared tuple then (ints above 2**30 are
-    # objects of their own, four of them per lifetime)
-    x = db.alloc(DEFAULT_LFT if p.lft == DEFAULT_LFT else LifetimeCfg(*p.lft))
-    # copy_from_user_state
-    x.id = StateId(p.daddr, p.spi, p.proto)
-    x.id_pad = p.id_pad
-    x.sel = p.sel
-    pr = x.props
-    pr.mode, pr.reqid, pr.family, pr.saddr, pr.flags = p.mode, p.reqid, p.family, p.saddr, p.flags
-    pr.replay_window = min(p.replay_window, 32)
-    if not x.sel.family and not p.flags & X.XFRM_STATE_AF_UNSPEC:
-        x.sel.family = p.family
+    # copy_from_user_state. Most states carry the default limits: one shared tuple then
+    # (ints above 2**30 are objects of their own, four of them per lifetime); addresses are
+    # shared between states (addrcache)
+    sel, daddr, spi_be, proto, id_pad, saddr, lft_raw = p[:7]
+    seq, reqid, family, mode, replay_window, flags = p[9:15]
+    if not (sel[40] or sel[41]) and not flags & X.XFRM_STATE_AF_UNSPEC:
+        sel = sel_with_family(sel, family)
+    x = SecurityAssociation(
+        DEFAULT_LFT if lft_raw == _DEFAULT_LFT_RAW else _as(LifetimeCfg, _LFT.unpack(lft_raw)),
+        _as(StateId, (_seen(daddr) or shared(daddr), int.from_bytes(spi_be, "big"), proto)),
+        sel, Props(family, _seen(saddr) or shared(saddr), mode, reqid, min(replay_window, 32),
+                   flags),
+        db.kernel.clock.wall(), db)       # xfrm_state_alloc
+    if id_pad != _NO_PAD:
+        x.id_pad = id_pad
     if not _COPIED_FIRST.isdisjoint(at):
         _copy_first(req, x)
     _attach_algos(req, x, db.kernel)
     if not _COPIED_LATER.isdisjoint(at):
         _copy_later(req, x, db)
     types.init_state(x)
-    try:
-        _construct_rest(req, p, x, db)
-    except KernelError:
-        db.discard(x)      # nothing half-built stays behind (IPComp tunnel, offload)
-        raise
+    x.km_seq = seq
+    x.replay_maxdiff = db.aevent_rseqth
+    x.replay_maxage = db.aevent_maxage
+    if not _REST.isdisjoint(at) or mode == X.XFRM_MODE_IPTFS:
+        try:
+            _construct_rest(req, x, db)
+        except KernelError:
+            db.discard(x)      # nothing half-built stays behind (IPComp tunnel, offload)
+            raise
     return x
 
 
@@ -315,25 +376,39 @@ def _attach_algos(req: XfrmRequest, x: SecurityAssociation, kernel: Kernel) -> N
     """attach_aead, attach_auth_trunc (or attach_auth), attach_crypt, attach_one_algo."""
     at = req.attrs
     if A.ALG_AEAD in at:  # attach_aead
-        desc, key_len, key, icv = _attach(req, A.ALG_AEAD, "AEAD", kernel, _aead)
-        x.aead = Algo(desc.name, key_len, key, icv_len=icv)
+        name, key_len, key, icv = _alg(req, A.ALG_AEAD, 72)
+        desc = algos.aead_get_byname(name, icv, kernel)
+        if desc is None:
+            raise _not_found("AEAD")
+        x.aead = _as(Algo, (desc.name, key_len, key, 0, icv))
         x.geniv = desc.geniv
     if A.ALG_AUTH_TRUNC in at:  # attach_auth_trunc
-        desc, key_len, key, trunc = _attach(req, A.ALG_AUTH_TRUNC, "AUTH_TRUNC", kernel,
-                                            _aalg)
+        name, key_len, key, trunc = _alg(req, A.ALG_AUTH_TRUNC, 72)
+        desc = algos.aalg_get_byname(name, kernel)
+        if desc is None:
+            raise _not_found("AUTH_TRUNC")
         if trunc > desc.icv_fullbits:
             raise _err("Invalid length requested for truncated ICV")
-        x.auth = Algo(desc.name, key_len, key, trunc_len=trunc or desc.icv_truncbits)
+        x.auth = _as(Algo, (desc.name, key_len, key, trunc or desc.icv_truncbits, 0))
     elif A.ALG_AUTH in at:  # attach_auth (only when no AUTH_TRUNC was attached)
-        desc, key_len, key, _ = _attach(req, A.ALG_AUTH, "AUTH", kernel, _aalg)
-        x.auth = Algo(desc.name, key_len, key, trunc_len=desc.icv_truncbits)
+        name, key_len, key, _ = _alg(req, A.ALG_AUTH, 68)
+        desc = algos.aalg_get_byname(name, kernel)
+        if desc is None:
+            raise _not_found("AUTH")
+        x.auth = _as(Algo, (desc.name, key_len, key, desc.icv_truncbits, 0))
     if A.ALG_CRYPT in at:  # attach_crypt
-        desc, key_len, key, _ = _attach(req, A.ALG_CRYPT, "CRYPT", kernel, _ealg)
-        x.enc = Algo(desc.name, key_len, key)
+        name, key_len, key, _ = _alg(req, A.ALG_CRYPT, 68)
+        desc = algos.ealg_get_byname(name, kernel)
+        if desc is None:
+            raise _not_found("CRYPT")
+        x.enc = _as(Algo, (desc.name, key_len, key, 0, 0))
         x.geniv = desc.geniv
     if A.ALG_COMP in at:  # attach_one_algo
-        desc, key_len, key, _ = _attach(req, A.ALG_COMP, "COMP", kernel, _calg)
-        x.comp = Algo(desc.name, key_len, key)
+        name, key_len, key, _ = _alg(req, A.ALG_COMP, 68)
+        desc = algos.calg_get_byname(name, kernel)
+        if desc is None:
+            raise _not_found("COMP")
+        x.comp = _as(Algo, (desc.name, key_len, key, 0, 0))
 
 
 def _copy_later(req: XfrmRequest, x: SecurityAssociation, db: StateDb) -> None:
@@ -360,18 +435,19 @@ def _copy_later(req: XfrmRequest, x: SecurityAssociation, db: StateDb) -> None:
             raise _err("pCPU number too big", -E.ERANGE)
 
 
-def _construct_rest(req: XfrmRequest, p: UsersaInfo, x: SecurityAssociation,
-                    db: StateDb) -> None:
-    """``xfrm_state_construct`` after ``__xfrm_init_state``."""
+# what _construct_rest reads (an IP-TFS mode state always goes there)
+_REST = frozenset((A.REPLAY_ESN_VAL, A.OFFLOAD_DEV)) | _AE
+
+
+def _construct_rest(req: XfrmRequest, x: SecurityAssociation, db: StateDb) -> None:
+    """``xfrm_state_construct`` after ``__xfrm_init_state`` and the km seq / AE defaults,
+    for a request with any of :data:`_REST` or in IP-TFS mode."""
     at = req.attrs
     # SEC_CTX: no LSM is loaded, so security_xfrm_state_alloc accepts and stores nothing.
     if A.REPLAY_ESN_VAL in at:
         ra = at[A.REPLAY_ESN_VAL]
         x.replay_esn = ReplayEsn.decode(bytes(req.buf[ra.start:ra.end]))
         x.preplay_esn = x.replay_esn.copy()
-    x.km_seq = p.seq
-    x.replay_maxdiff = db.aevent_rseqth
-    x.replay_maxage = db.aevent_maxage
     init_replay(x)
     update_ae_params(req, x, update_esn=False)
     if A.OFFLOAD_DEV in at:

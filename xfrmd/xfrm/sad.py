@@ -16,8 +16,8 @@ from ..netlink.nlattr import parse_attrs
 from .policy import addr_match
 from .policy_table import STRICT_START_TYPE, XFRMA_POLICY
 from .request import XfrmRequest
-from .sa_verify import (UsersaInfo, replay_verify_len, state_construct, update_ae_params,
-                        verify_newsa_info)
+from .sa_verify import (checked_newsa_info, replay_verify_len, state_construct,
+                        update_ae_params, usersa_info)
 from .sadb import StateDb, addr_key, proto_match
 from .state import (XFRM_STATE_ACQ, XFRM_STATE_DEAD, XFRM_STATE_VALID, XFRM_STATE_VOID,
                     SecurityAssociation)
@@ -27,8 +27,7 @@ USERSA_ID = struct.Struct("=16s4sHB")
 
 
 def xfrm_add_sa(req: XfrmRequest) -> Reply:
-    p = UsersaInfo(req.buf, req.payload_offset)
-    verify_newsa_info(req, p)
+    p = checked_newsa_info(req)     # xfrm_usersa_info, verify_newsa_info
     db = req.xfrm.sad
     x = state_construct(req, p, db)
     event = req.hdr.type
@@ -67,7 +66,7 @@ def _state_update(db: StateDb, x: SecurityAssociation) -> int:
         return -E.EINVAL
     if x.coaddr is not None and x1.coaddr is not None:
         x1.coaddr = x.coaddr
-    if not x1.use_spi and bytes(x1.sel) != bytes(x.sel):
+    if not x1.use_spi and x1.sel != x.sel:
         x1.sel = x.sel
     x1.lft = x.lft
     x1.km_dying = 0
@@ -183,7 +182,7 @@ def _verify_spi_info(proto: int, lo: int, hi: int) -> None:
 
 
 def xfrm_alloc_userspi(req: XfrmRequest) -> Reply:
-    p = UsersaInfo(req.buf, req.payload_offset)
+    p = usersa_info(req.buf, req.payload_offset)
     lo, hi = struct.unpack_from("=II", req.buf, req.payload_offset + 224)
     _verify_spi_info(p.proto, lo, hi)
     db = req.xfrm.sad
@@ -267,7 +266,7 @@ def xfrm_new_ae(req: XfrmRequest) -> Reply:
 
 def xfrm_add_sa_expire(req: XfrmRequest) -> Reply:
     """A key manager forcing an expiry: EXPIRE event (pid = requester), hard also deletes."""
-    p = UsersaInfo(req.buf, req.payload_offset)
+    p = usersa_info(req.buf, req.payload_offset)
     hard = req.buf[req.payload_offset + 224]
     m = req.mark()
     db = req.xfrm.sad

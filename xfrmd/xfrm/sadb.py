@@ -2,8 +2,9 @@
 
 Hash chains become dicts so that no operation walks the table:
 ``byspi`` (spi, proto) → states, ``bysrc`` (daddr, saddr, proto) → states,
-``byseq`` km.seq → larval states, ``bydst`` (daddr, saddr, reqid, family) → states. Each chain is
-a list with the newest state last (the kernel adds at the head; we walk it reversed).
+``byseq`` km.seq → larval states, ``bydst`` (daddr, saddr, reqid, family) → states. Each chain
+holds the newest state last (the kernel adds at the head; we walk it reversed): the state
+itself while it is alone, as most are (:func:`newest_first` reads any chain).
 ``state_all`` (``XfrmNet.state_all``) keeps insertion order for dumps (newest first).
 
 Timers follow ``xfrm_timer_handler``: armed 1 s after insert, rescheduled to the nearest
@@ -22,18 +23,19 @@ from __future__ import annotations
 import errno as E
 import itertools
 import struct
-from typing import TYPE_CHECKING, Any, Hashable
+from typing import TYPE_CHECKING, Any, Hashable, Iterable, Sequence
 
 from netlink_codec import xfrm as X
 from netlink_codec.netlink import NETLINK_XFRM, encode_msg
 
 from . import offload
-from .addrcache import shared
+from .addrcache import SEEN, shared
 from .globals import xfrm_globals
 from .offload import XFRM_DEV_OFFLOAD_PACKET, xfrm_dev_state_acquire, xfrm_dev_state_acquire_abort
 from .policy import Policy, PolicyWire, Template, selector_match
 from .state import (HZ, XFRM_STATE_ACQ, XFRM_STATE_DEAD, XFRM_STATE_EXPIRED, XFRM_STATE_VALID,
-                    LifetimeCfg, SecurityAssociation, StateId, flush_message)
+                    DEFAULT_LFT, LifetimeCfg, SecurityAssociation, StateId, flush_message, host_sel,
+                    sel_family)
 from .uapi import G, M
 
 if TYPE_CHECKING:
@@ -62,11 +64,15 @@ def proto_match(proto: int, userproto: int) -> bool:
     return proto == userproto
 
 
-# hash chains, oldest first: tuples while short, lists once long (_chain_add)
-Chains = dict[Any, tuple[SecurityAssociation, ...] | list[SecurityAssociation]]
+# hash chains, oldest first: the state alone, a tuple while short, a list once long
+# (_chain_add; one SA per SPI and per address pair and reqid is the common case, and a
+# tuple of one took 48 bytes and a tracked object more per chain)
+Chain = SecurityAssociation | tuple[SecurityAssociation, ...] | list[SecurityAssociation]
+Chains = dict[Any, Chain]
 _SHORT_CHAIN = 8
 # xfrm_id_proto_match(proto, IPSEC_PROTO_ANY): the protocols that use SPIs
 _SPI_PROTOS = frozenset((X.IPPROTO_ESP, X.IPPROTO_AH, X.IPPROTO_COMP))
+_seen = SEEN.get     # addrcache.shared's lookup, without the call when the address is known
 
 
 def _stop_timers(x: SecurityAssociation) -> None:
@@ -77,12 +83,33 @@ def _stop_timers(x: SecurityAssociation) -> None:
     x.timer = x.rtimer = None
 
 
+def oldest_first(chain: Chain | None) -> Sequence[SecurityAssociation]:
+    """The states of a hash chain (None: no chain), oldest first."""
+    if chain is None:
+        return ()
+    if isinstance(chain, SecurityAssociation):
+        return (chain,)
+    return chain
+
+
+def newest_first(chain: Chain | None) -> Iterable[SecurityAssociation]:
+    """The states of a hash chain (None: no chain), newest first."""
+    if chain is None:
+        return ()
+    if isinstance(chain, SecurityAssociation):
+        return (chain,)
+    return reversed(chain)
+
+
 def _chain_add(table: Chains, key: Hashable, x: SecurityAssociation) -> None:
-    """Append ``x`` to its hash chain. A short chain is a tuple (one SA: 48 bytes, where a
-    list takes 88), a long one a list (appending to a tuple copies it)."""
+    """Append ``x`` to its hash chain. A chain of one is the state, a short chain a tuple
+    (48 bytes for two, where a list takes 88), a long one a list (appending to a tuple
+    copies it)."""
     chain = table.get(key)
     if chain is None:
-        table[key] = (x,)
+        table[key] = x
+    elif isinstance(chain, SecurityAssociation):
+        table[key] = (chain, x)
     elif isinstance(chain, list):
         chain.append(x)
     elif len(chain) < _SHORT_CHAIN:
@@ -91,9 +118,29 @@ def _chain_add(table: Chains, key: Hashable, x: SecurityAssociation) -> None:
         table[key] = [*chain, x]
 
 
+def _acq_in(chain: Chain | None, mark: tuple[int, int], mode: int, if_id: int, pcpu_num: int,
+            proto: int) -> SecurityAssociation | None:
+    """The newest larval state of a bydst chain matching ``__find_acq_core``'s test."""
+    for x in newest_first(chain):
+        if (x.props.mode == mode and x.km_state == XFRM_STATE_ACQ and x.id.spi == 0
+                and x.id.proto == proto and (mark[0] & mark[1]) == x.mark[0]
+                and x.mark[1] == mark[1] and x.if_id == if_id and x.pcpu_num == pcpu_num):
+            return x
+    return None
+
+
 def _chain_del(table: Chains, key: Hashable, x: SecurityAssociation) -> None:
     chain = table.get(key)
-    if chain is None or x not in chain:
+    if chain is None or isinstance(chain, SecurityAssociation):
+        if chain is x:
+            del table[key]
+        return
+    if len(chain) == 2 and isinstance(chain, tuple):
+        # the larval state an UPDSA replaces and its successor: the other stays, alone
+        if chain[0] is x or chain[1] is x:
+            table[key] = chain[1] if chain[0] is x else chain[0]
+        return
+    if x not in chain:
         return
     if isinstance(chain, list):
         chain.remove(x)
@@ -101,7 +148,8 @@ def _chain_del(table: Chains, key: Hashable, x: SecurityAssociation) -> None:
             return
     elif len(chain) > 1:
         i = chain.index(x)
-        table[key] = chain[:i] + chain[i + 1:]
+        rest = chain[:i] + chain[i + 1:]
+        table[key] = rest[0] if len(rest) == 1 else rest
         return
     del table[key]
 
@@ -120,6 +168,7 @@ class StateDb:
         self.byseq: Chains = {}
         self._ids = itertools.count(1)
         self.acq_expires = XFRM_ACQ_EXPIRES
+        self._acq_lft_shared = DEFAULT_LFT._replace(hard_add_expires_seconds=self.acq_expires)
         self.aevent_etime = XFRM_AEVENT_ETIME
         # what a new state's replay_maxage starts with: (etime * HZ) / XFRM_AE_ETH_M jiffies,
         # one int object for every state
@@ -142,9 +191,10 @@ class StateDb:
 
     @staticmethod
     def _dst_key(x: SecurityAssociation) -> tuple[bytes, bytes, int, int]:
-        f = x.props.family
-        return (shared(addr_key(x.id.daddr, f)), shared(addr_key(x.props.saddr, f)),
-                x.props.reqid, f)
+        p = x.props
+        f = p.family
+        d, s = (x.id.daddr[:4], p.saddr[:4]) if f == X.AF_INET else (x.id.daddr, p.saddr)
+        return (_seen(d) or shared(d), _seen(s) or shared(s), p.reqid, f)
 
     # -- lookups --------------------------------------------------------------------------
 
@@ -152,10 +202,10 @@ class StateDb:
                family: int) -> SecurityAssociation | None:
         """``__xfrm_state_lookup`` (byspi chain, newest first)."""
         chain = self.byspi.get((spi, proto))
-        if not chain:
+        if chain is None:
             return None
         d = addr_key(daddr, family)
-        for x in reversed(chain):
+        for x in newest_first(chain):
             if (x.props.family == family and addr_key(x.id.daddr, family) == d
                     and x.mark_match(mark)):
                 return x
@@ -165,9 +215,7 @@ class StateDb:
                       family: int) -> SecurityAssociation | None:
         """``__xfrm_state_lookup_byaddr`` (bysrc chain)."""
         chain = self.bysrc.get((addr_key(daddr, family), addr_key(saddr, family), proto))
-        if not chain:
-            return None
-        for x in reversed(chain):
+        for x in newest_first(chain):
             if x.props.family == family and x.mark_match(mark):
                 return x
         return None
@@ -186,7 +234,7 @@ class StateDb:
     def find_acq_byseq(self, mark: int, seq: int,
                        pcpu_num: int | None = None) -> SecurityAssociation | None:
         """``__xfrm_find_acq_byseq``."""
-        for x in reversed(self.byseq.get(seq, ())):
+        for x in newest_first(self.byseq.get(seq)):
             if (x.km_state == XFRM_STATE_ACQ and x.mark_match(mark)
                     and (pcpu_num is None or x.pcpu_num == pcpu_num)):
                 return x
@@ -197,30 +245,32 @@ class StateDb:
                  create: bool) -> SecurityAssociation | None:
         """``__find_acq_core``: a matching larval state, or a new one when ``create``."""
         key = (addr_key(daddr, family), addr_key(saddr, family), reqid, family)
-        for x in reversed(self.bydst.get(key, ())):
-            if (x.props.mode == mode and x.km_state == XFRM_STATE_ACQ and x.id.spi == 0
-                    and x.id.proto == proto and (mark[0] & mark[1]) == x.mark[0]
-                    and x.mark[1] == mark[1] and x.if_id == if_id and x.pcpu_num == pcpu_num):
-                return x
-        if not create:
-            return None
+        x = _acq_in(self.bydst.get(key), mark, mode, if_id, pcpu_num, proto)
+        if x is not None or not create:
+            return x
         x = self.alloc()
         width = 4 if family == X.AF_INET else 16
-        x.sel = X.XfrmSelector()
-        x.sel.daddr = X.XfrmAddress.of(daddr[:width])
-        x.sel.saddr = X.XfrmAddress.of(saddr[:width])
-        x.sel.prefixlen_d = x.sel.prefixlen_s = width * 8
+        x.sel = host_sel(daddr, saddr, family)
         x.props.saddr = saddr[:width].ljust(16, b"\0")
-        x.id = x.id._replace(daddr=daddr[:width].ljust(16, b"\0"), proto=proto)
+        x.id = StateId(daddr[:width].ljust(16, b"\0"), 0, proto)
         x.pcpu_num = pcpu_num
         x.km_state = XFRM_STATE_ACQ
         x.props.family, x.props.mode, x.props.reqid = family, mode, reqid
         x.if_id = if_id
         x.mark = mark
-        x.lft = x.lft._replace(hard_add_expires_seconds=self.acq_expires)
+        x.lft = self._acq_lft()
         self._link(x)
         self._arm(x, self.acq_expires)
         return x
+
+    def _acq_lft(self) -> LifetimeCfg:
+        """A larval state's limits: the default ones with a hard add expiry of acq_expires
+        (one tuple shared by the larval states while acq_expires stays)."""
+        lft = self._acq_lft_shared
+        if lft.hard_add_expires_seconds != self.acq_expires:
+            lft = self._acq_lft_shared = DEFAULT_LFT._replace(
+                hard_add_expires_seconds=self.acq_expires)
+        return lft
 
     def get_acqseq(self) -> int:
         """``xfrm_get_acqseq``: one counter for the whole kernel, never 0."""
@@ -244,7 +294,7 @@ class StateDb:
         flow = bytes(sel)
         xdo = pol.xdo
         pol_dev = xdo.dev if xdo is not None and xdo.type == XFRM_DEV_OFFLOAD_PACKET else None
-        for x in reversed(self.bydst.get(key, ())):
+        for x in newest_first(self.bydst.get(key)):
             # packet offload: a hardware policy only takes hardware states of its own device,
             # and a software lookup skips hardware states (xfrm_state_find under
             # CONFIG_XFRM_OFFLOAD; the kernel keeps HW states first in the chain and breaks at
@@ -260,8 +310,8 @@ class StateDb:
                 if x.km_state == XFRM_STATE_VALID:
                     # xfrm_state_look_at: the SA's selector must cover the flow; prefer one
                     # that is not dying, then the most recently added
-                    if x.sel.family and (x.sel.family != family
-                                         or not selector_match(bytes(x.sel), flow)):
+                    sf = sel_family(x.sel)
+                    if sf and (sf != family or not selector_match(x.sel, flow)):
                         continue
                     if (best is None or best.km_dying > x.km_dying or
                             (best.km_dying == x.km_dying
@@ -275,7 +325,7 @@ class StateDb:
             return None, -E.EAGAIN, False
         x = self.alloc()
         x.id = StateId(daddr, t.spi, t.proto)
-        x.sel = X.XfrmSelector.from_buffer_copy(bytes(sel))
+        x.sel = flow
         x.props.saddr, x.props.mode, x.props.reqid, x.props.family = saddr, t.mode, t.reqid, fam
         x.mark = pol.mark
         x.if_id = pol.if_id
@@ -291,7 +341,7 @@ class StateDb:
             return None, -E.ESRCH, False     # km_query: no key manager took it
         x.km_state = XFRM_STATE_ACQ
         x.dir = X.XFRM_SA_DIR_OUT
-        x.lft = x.lft._replace(hard_add_expires_seconds=self.acq_expires)
+        x.lft = self._acq_lft()
         self._link(x)
         self._arm(x, self.acq_expires)
         return None, -E.EAGAIN, True
@@ -300,39 +350,46 @@ class StateDb:
 
     def alloc(self, lft: LifetimeCfg | None = None) -> SecurityAssociation:
         """``xfrm_state_alloc``: add_time now, limits infinite (unless ``lft`` is given)."""
-        x = SecurityAssociation(lft)
-        x.curlft.add_time = self.kernel.clock.wall()
-        x.net = self
-        return x
+        return SecurityAssociation(lft, add_time=self.kernel.clock.wall(), net=self)
 
-    def _link(self, x: SecurityAssociation) -> None:
+    def _link(self, x: SecurityAssociation,
+              dst_key: tuple[bytes, bytes, int, int] | None = None) -> None:
         # Only the chains a lookup can use are kept: bysrc serves the address lookups of
         # protocols without SPI; bydst serves __find_acq_core and xfrm_state_find.
-        x.uid = next(self._ids)
-        self.all[x.uid] = x
-        xid = x.id
-        if xid.spi:
-            _chain_add(self.byspi, (xid.spi, xid.proto), x)
-        if xid.proto not in _SPI_PROTOS:     # not x.use_spi
+        # (``dst_key``: _dst_key(x) when the caller has it already.)
+        x.uid = uid = next(self._ids)
+        self.all[uid] = x
+        _, spi, proto = x.id       # (a named tuple's fields are slow attributes on 3.11)
+        if spi:
+            key = (spi, proto)
+            if self.byspi.setdefault(key, x) is not x:    # not the first in its chain
+                _chain_add(self.byspi, key, x)
+        if proto not in _SPI_PROTOS:     # not x.use_spi
             _chain_add(self.bysrc, self._src_key(x), x)
-        _chain_add(self.bydst, self._dst_key(x), x)
+        if dst_key is None:
+            dst_key = self._dst_key(x)
+        if self.bydst.setdefault(dst_key, x) is not x:
+            _chain_add(self.bydst, dst_key, x)
         if x.km_seq:
             _chain_add(self.byseq, x.km_seq, x)
-        xn = self.xnet
-        if len(self.all) > xn.state_hmask + 1:
+        if len(self.all) > self.xnet.state_hmask + 1:
             self._grow_check()
 
     def _unlink(self, x: SecurityAssociation) -> None:
         self.all.pop(x.uid, None)
-        _chain_del(self.byspi, self._spi_key(x), x)
-        _chain_del(self.bysrc, self._src_key(x), x)
+        _, spi, proto = x.id
+        if spi:         # the chains _link put it in
+            _chain_del(self.byspi, (spi, proto), x)
+        if proto not in _SPI_PROTOS:
+            _chain_del(self.bysrc, self._src_key(x), x)
         _chain_del(self.bydst, self._dst_key(x), x)
         if x.km_seq:
             _chain_del(self.byseq, x.km_seq, x)
 
     def set_spi(self, x: SecurityAssociation, spi: int) -> None:
         """``xfrm_alloc_spi`` inserting the chosen SPI into byspi."""
-        x.id = x.id._replace(spi=spi)
+        daddr, _, proto = x.id
+        x.id = StateId(daddr, spi, proto)
         _chain_add(self.byspi, self._spi_key(x), x)
 
     def _grow_check(self) -> None:
@@ -343,14 +400,16 @@ class StateDb:
         if len(self.all) > xn.state_hmask + 1 and xn.state_hmask + 1 < xn.HASHMAX:
             xn.state_hmask = xn.state_hmask * 2 + 1
 
-    def insert(self, x: SecurityAssociation) -> None:
+    def insert(self, x: SecurityAssociation,
+               dst_key: tuple[bytes, bytes, int, int] | None = None) -> None:
         """``__xfrm_state_insert``: sanitize the mark, link, start the 1 s lifetime timer.
         Without add/use lifetimes that first run would find nothing to do and not rearm, so
         no timer is queued then (the datapath arms one when a byte/packet limit hits)."""
         if x.mark[0] & ~x.mark[1]:
             x.mark = (x.mark[0] & x.mark[1], x.mark[1])
-        self._link(x)
-        if x.lft.has_timeouts():
+        self._link(x, dst_key)
+        lft = x.lft
+        if lft is not DEFAULT_LFT and lft.has_timeouts():
             self._arm(x, 1)
         if x.replay_maxage:
             # mod_timer(&x->rtimer, jiffies + replay_maxage): recorded only; see aevent.py
@@ -358,19 +417,29 @@ class StateDb:
 
     def add(self, x: SecurityAssociation) -> int:
         """``xfrm_state_add``: 0 or -EEXIST; a matching larval state is removed."""
-        if self.locate(x) is not None:
+        daddr, spi, proto = x.id
+        family = x.props.family
+        use_spi = proto in _SPI_PROTOS
+        # __xfrm_state_locate (lookup's chain tested here first: a new SPI has none)
+        if use_spi:
+            x1 = (self.lookup(x.mark[0] & x.mark[1], daddr, spi, proto, family)
+                  if (spi, proto) in self.byspi else None)
+        else:
+            x1 = self.lookup_byaddr(x.mark[0] & x.mark[1], daddr, x.props.saddr, proto, family)
+        if x1 is not None:
             return -E.EEXIST
-        x1 = None
-        use_spi = x.id.proto in _SPI_PROTOS
+        dst_key = self._dst_key(x)
         if use_spi and x.km_seq:
             x1 = self.find_acq_byseq(x.mark[0] & x.mark[1], x.km_seq, x.pcpu_num)
-            if x1 is not None and (x1.id.proto != x.id.proto or
-                                   addr_key(x1.id.daddr, x.family) != addr_key(x.id.daddr, x.family)):
+            if x1 is not None and (x1.id.proto != proto or
+                                   addr_key(x1.id.daddr, family) != addr_key(daddr, family)):
                 x1 = None
         if use_spi and x1 is None:
-            x1 = self.find_acq(x.mark, x.family, x.props.mode, x.props.reqid, x.if_id,
-                               x.pcpu_num, x.id.proto, x.id.daddr, x.props.saddr, False)
-        self.insert(x)
+            # __find_acq_core(create=False): its key is the state's own bydst key
+            chain = self.bydst.get(dst_key)
+            if chain:
+                x1 = _acq_in(chain, x.mark, x.props.mode, x.if_id, x.pcpu_num, proto)
+        self.insert(x, dst_key)
         if x1 is not None:
             self.delete(x1)
         return 0
@@ -560,7 +629,8 @@ class StateDb:
         return True
 
     def km_state_notify(self, x: SecurityAssociation, event: int, seq: int, pid: int) -> None:
-        if self.listening(G.SA):   # the message is only worth building for a listener
+        # the message is only worth building for a listener
+        if self.kernel.has_listeners(self.ns, NETLINK_XFRM, G.SA):
             self.multicast(G.SA, x.notify_message(event, seq, pid))
 
     def km_flush_notify(self, proto: int, seq: int, pid: int) -> None:

@@ -29,17 +29,20 @@ CRYPTO_FAIL = "Kernel was unable to initialize cryptographic operations"
 # profile (topology ``[kernel]``, ``xfrmd ctl kconfig set INET_ESP=n``, ``xfrm-type esp off``).
 DISABLED_TYPES: set[int] = set()
 
-_TUNNEL_FLAG_MODES = {X.XFRM_MODE_TUNNEL, X.XFRM_MODE_BEET, X.XFRM_MODE_IPTFS}
+_TUNNEL_FLAG_MODES = frozenset((X.XFRM_MODE_TUNNEL, X.XFRM_MODE_BEET, X.XFRM_MODE_IPTFS))
+# xfrm_get_mode: transport, tunnel, BEET and IP-TFS for both families; route optimisation
+# (and in-trigger) only for IPv6 with MIPv6
+_MODES = frozenset((X.XFRM_MODE_TRANSPORT, X.XFRM_MODE_TUNNEL, X.XFRM_MODE_BEET,
+                    X.XFRM_MODE_IPTFS))
+_MODES_V6 = _MODES | {X.XFRM_MODE_ROUTEOPTIMIZATION}
+
+
+_MODE_OK = frozenset([(m, X.AF_INET) for m in _MODES] + [(m, X.AF_INET6) for m in _MODES_V6])
 
 
 def get_mode(mode: int, family: int) -> bool:
-    """``xfrm_get_mode``: transport, tunnel, BEET and IP-TFS for both families;
-    route optimisation (and in-trigger) only for IPv6 with MIPv6."""
-    if mode in (X.XFRM_MODE_TRANSPORT, X.XFRM_MODE_TUNNEL, X.XFRM_MODE_BEET, X.XFRM_MODE_IPTFS):
-        return family in (X.AF_INET, X.AF_INET6)
-    if mode == X.XFRM_MODE_ROUTEOPTIMIZATION:
-        return family == X.AF_INET6
-    return False
+    """``xfrm_get_mode``: is there a mode ``mode`` for ``family``?"""
+    return (mode, family) in _MODE_OK
 
 
 def get_type(proto: int, family: int,
@@ -47,8 +50,13 @@ def get_type(proto: int, family: int,
     """``xfrm_get_type``: the init_state function, or None when no module provides it (for
     this family: esp4 and esp6 are separate modules). Mobile IPv6 (ROUTING/DSTOPTS) is not
     built into the emulated kernel."""
-    if proto in DISABLED_TYPES or not kconfig.xfrm_type_built(kernel, proto, family):
+    if proto in DISABLED_TYPES:
         return None
+    opts = kconfig.XFRM_TYPES.get(proto)       # kconfig.xfrm_type_built, inline
+    if opts is not None and kernel is not None:
+        cfg = getattr(kernel, "kconfig", None)
+        if cfg is not None and not cfg.values[opts[1] if family == X.AF_INET6 else opts[0]]:
+            return None
     return _TYPES.get(proto)
 
 
@@ -62,22 +70,24 @@ def set_type_enabled(kernel: Kernel, proto: int, enabled: bool) -> None:
 
 def init_state(x: SecurityAssociation, *, ip_no_pmtu_disc: bool = False) -> None:
     """``__xfrm_init_state``."""
-    family = x.props.family
+    props = x.props
+    family, mode = props.family, props.mode
     if family == X.AF_INET and ip_no_pmtu_disc:
-        x.props.flags |= X.XFRM_STATE_NOPMTUDISC
-    sel_family = x.sel.family
+        props.flags |= X.XFRM_STATE_NOPMTUDISC
+    sel_family = x.sel[40] | x.sel[41] << 8     # state.sel_family
+    # get_mode(mode, family) is (mode, family) in _MODE_OK
     if sel_family != 0:
-        if not get_mode(x.props.mode, sel_family):
+        if (mode, sel_family) not in _MODE_OK:
             raise KernelError(E.EPROTONOSUPPORT, "Requested mode not found")
-        if x.props.mode not in _TUNNEL_FLAG_MODES and family != sel_family:
+        if mode not in _TUNNEL_FLAG_MODES and family != sel_family:
             raise KernelError(E.EPROTONOSUPPORT, "Only tunnel modes can accommodate a change of family")
-    elif not get_mode(x.props.mode, family):
+    elif (mode, family) not in _MODE_OK:
         raise KernelError(E.EPROTONOSUPPORT, "Requested mode not found")
     type_init = get_type(x.id.proto, family, x.net.kernel if x.net is not None else None)
     if type_init is None:
         raise KernelError(E.EPROTONOSUPPORT, "Requested type not found")
     type_init(x)
-    if not get_mode(x.props.mode, family):
+    if (props.mode, family) not in _MODE_OK:
         raise KernelError(E.EPROTONOSUPPORT, "Requested mode not found")
     if x.nat_keepalive_interval:
         if x.dir != X.XFRM_SA_DIR_OUT:
@@ -94,12 +104,13 @@ def esp_init_state(x: SecurityAssociation) -> None:
     """``esp_init_state``: build the AEAD (``esp_init_aead``) or authenc transform
     (``esp_init_authenc``), then check the encapsulation."""
     if x.aead is not None:
-        desc = algos.aead_get_byname(x.aead.name, x.aead.icv_len)
-        name = f"{x.geniv}({x.aead.name})"
+        aead_name, _, key, _, icv_len = x.aead
+        desc = algos.aead_get_byname(aead_name, icv_len)
+        name = f"{x.geniv}({aead_name})"
         if len(name) >= CRYPTO_MAX_ALG_NAME:
             raise KernelError(E.ENAMETOOLONG, "Algorithm name is too long")
         # crypto_aead_setkey, then setauthsize(icv_len / 8)
-        if desc is None or not _key_ok(desc, x.aead.key):
+        if desc is None or (desc.keys is not None and len(key) not in desc.keys):
             raise KernelError(E.EINVAL, CRYPTO_FAIL)
     elif x.enc is not None:
         enc = algos.ealg_get_byname(x.enc.name)
@@ -167,7 +178,7 @@ def ipcomp_tunnel_attach(x: SecurityAssociation) -> None:
             spi = db.tunnel6_alloc_spi(x.props.saddr)
         t = db.alloc()
         t.id = StateId(x.id.daddr, spi, proto)
-        t.sel = X.XfrmSelector.from_buffer_copy(bytes(x.sel))
+        t.sel = x.sel
         tp, xp = t.props, x.props
         tp.family, tp.mode, tp.saddr = family, xp.mode, xp.saddr
         tp.flags, tp.extra_flags = xp.flags, xp.extra_flags
