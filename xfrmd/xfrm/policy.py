@@ -13,7 +13,7 @@ from netlink_codec import xfrm as X
 from netlink_codec.netlink import NLM_F_MULTI, encode_msg, nla, nla_u32
 
 from . import offload
-from .addrcache import _SEEN, shared
+from .addrcache import SEEN, shared
 from .uapi import A, M
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ def make_template(d: bytes, spi: bytes, proto: int, fam: int, s: bytes, reqid: i
 
 _unpack_tmpl = TMPL.unpack_from
 _new = tuple.__new__          # Template(...) without NamedTuple's Python-level __new__
-_seen = _SEEN.get
+_seen = SEEN.get
 
 
 # every algorithm allowed (~0 as `ip` sends it): one shared int, not three per template
