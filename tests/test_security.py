@@ -605,3 +605,87 @@ def test_ip_and_ethtool_as_nobody_say_what_the_kernel_says(public_dir):
     assert (emu.stdout, emu.stderr) == (real.stdout, real.stderr)
     assert real.stdout.count("rc=2") == 5                      # what the comparison covered
     assert "Cannot bind netlink socket: Operation not permitted" in real.stderr
+
+
+# -- the credentials read at accept (capget, or /proc/PID/status) ---------------------------
+
+_PEER = ("import socket, sys\n"
+         "s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)\n"
+         "s.connect(sys.argv[1])\n"
+         "s.recv(1)\n")                   # until the test has read what it wanted
+
+
+def _accepted_credentials(prefix: list[str], *, gone: bool = False):
+    """What the server reads of a peer started as ``prefix`` + python, once through capget
+    and once through /proc/PID/status (capget made unavailable): both (owner uid 0 and
+    1000). ``gone``: the peer exits (and is reaped) before the reads."""
+    import xfrmd.server as S
+    d = tempfile.mkdtemp(prefix="xfrmd-cred-")     # pytest's tmp_path is 0700 under 0700
+    os.chmod(d, 0o711)                             # nobody reaches the socket through it
+    path = os.path.join(d, "peer.sock")
+    lst = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    lst.bind(path)
+    os.chmod(path, 0o777)
+    lst.listen(1)
+    peer = subprocess.Popen(prefix + [SYS_PY, "-c", _PEER, path])
+    try:
+        s, _ = lst.accept()
+        pid, uid, gid = struct.unpack("3i", s.getsockopt(socket.SOL_SOCKET, S.SO_PEERCRED, 12))
+        assert pid == peer.pid                  # setpriv and unshare exec: the same process
+        if gone:
+            s.send(b"x")
+            peer.wait(10)
+        out = []
+        for capget in (True, False):
+            saved = S._CAPGET
+            if not capget:
+                S._CAPGET = False
+            try:
+                out.append([S._peer_credentials(s, pid, uid, gid, owner)
+                            for owner in (0, 1000)])
+            finally:
+                S._CAPGET = saved
+        s.close()
+        return out
+    finally:
+        lst.close()
+        peer.kill()
+        peer.wait(10)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _triples(creds):
+    return [(c.owner, c.net_admin, c.net_admin_init) for c in creds]
+
+
+@pytest.mark.parametrize("who, prefix, want", [
+    # root with its capabilities: everything, whoever owns the server
+    ("root", [], [(True, True, True), (True, True, True)]),
+    # root without CAP_NET_ADMIN: the owner of a root server (ctl, the namespace), but not
+    # CAP_NET_ADMIN of the init namespace; nothing of a server another uid owns
+    ("root -net_admin", ["setpriv", "--inh-caps=-net_admin", "--bounding-set=-net_admin"],
+     [(True, True, False), (True, False, False)]),
+    # nobody: no capabilities
+    ("nobody", SETPRIV, [(False, False, False), (False, False, False)]),
+    # root of a user namespace of its own (mapped to uid 0 here: SO_PEERCRED says 0): its
+    # capabilities count for nothing here, only the uid does
+    ("unshare -r", ["unshare", "-r"], [(True, True, False), (True, False, False)]),
+])
+def test_accept_reads_the_peers_capabilities_as_proc_status_says(who, prefix, want):
+    """capget(2), the accept path's read, decides as /proc/PID/status does (the path of
+    kernels without SO_PEERPIDFD), for each kind of peer."""
+    if prefix:
+        _need_setpriv()
+        require(shutil.which(prefix[0]) is not None, f"needs {prefix[0]}")
+    if prefix[:1] == ["unshare"] and subprocess.run(["unshare", "-r", "true"]).returncode:
+        pytest.skip("user namespaces are not available")
+    fast, status = _accepted_credentials(prefix)
+    assert _triples(fast) == _triples(status) == want, who
+
+
+def test_a_peer_gone_before_accept_lends_no_capabilities():
+    """A peer that exited before its credentials were read (its pid free for another
+    process): what its uid gives, no capabilities, on both paths."""
+    require(os.geteuid() == 0, "needs root (a peer with CAP_NET_ADMIN)")
+    fast, status = _accepted_credentials([], gone=True)
+    assert _triples(fast) == _triples(status) == [(True, True, False), (True, False, False)]

@@ -11,8 +11,9 @@ the server's own user namespace (the emulated "init" user namespace):
 
 Linux checks the opener's credentials (``netlink_ns_capable`` looks at the socket's file
 credentials, ``sk_ns_capable`` at ``sk->sk_socket->file->f_cred``); here they are read once,
-when the peer connects, from SO_PEERCRED and the peer's ``/proc/<pid>/status`` (the server
-does that I/O and hands the text to :func:`peer_credentials`).
+when the peer connects, from SO_PEERCRED and the peer's effective capability set
+(``capget(2)``, or ``/proc/<pid>/status``; the server does that I/O and hands the set to
+:func:`credentials`, the text to :func:`peer_credentials`).
 
 Which check lives where (each cites the kernel function):
 
@@ -83,6 +84,13 @@ def peer_credentials(pid: int, uid: int, gid: int, *, owner_uid: int, status: st
         euid, mask = cap_effective(status)
         if euid == uid:            # not another process that got the pid in the meantime
             caps = mask
+    return credentials(pid, uid, gid, owner_uid=owner_uid, caps=caps)
+
+
+def credentials(pid: int, uid: int, gid: int, *, owner_uid: int, caps: int) -> Credentials:
+    """The same decision from ``caps``: the peer's effective capability set as it counts in
+    the server's user namespace (0 when the peer lives in another one, or the set could not
+    be read or not be trusted to be the peer's)."""
     held = bool(caps >> CAP_NET_ADMIN & 1)
     owner = uid == owner_uid or uid == 0
     # the owner's uid has every capability in the namespace it owns; root is the owner of

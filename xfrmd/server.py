@@ -13,6 +13,7 @@ round trip: 59 µs vs 19 µs here), and `ip -batch` pays it three times per comm
 from __future__ import annotations
 
 import collections
+import ctypes
 import errno as E
 import fcntl
 import json
@@ -32,7 +33,7 @@ import trio
 from netlink_codec.netlink import ExtAck, encode_ack, kernel_messages
 
 from . import services, transport as T
-from .capability import peer_credentials
+from .capability import CAP_NET_ADMIN, credentials, peer_credentials
 from .inet import raw as inet_raw
 from .inet import udp as inet_udp
 from .kernel import Kernel, KernelError
@@ -46,6 +47,7 @@ _U16 = struct.Struct("=H")
 _U32 = struct.Struct("=I")
 _SETSOCKOPT = struct.Struct("=IIi")
 _BIND = struct.Struct("=II")
+_UCRED = struct.Struct("3i")             # struct ucred: pid, uid, gid
 
 log = logging.getLogger("xfrmd.server")
 
@@ -111,18 +113,65 @@ def _userns_same(pid: int) -> bool:
         return False
 
 
+def _capget(pid: int) -> int | None:
+    """The effective capability set of process ``pid`` by ``capget(2)`` (``cap_get_target_pid``
+    reads the same ``cred->cap_effective`` that /proc/PID/status prints as CapEff), None if
+    the call fails (the process is gone, an LSM refuses it, no libc)."""
+    global _CAPGET
+    if _CAPGET is None:
+        try:
+            _CAPGET = ctypes.CDLL(None, use_errno=True).capget
+        except (OSError, AttributeError):
+            _CAPGET = False
+    if not _CAPGET:
+        return None
+    head, data = _CapHeader(_LINUX_CAPABILITY_VERSION_3, pid), (_CapData * 2)()
+    if _CAPGET(ctypes.byref(head), data) != 0:
+        return None
+    return data[0].effective | data[1].effective << 32
+
+
+class _CapHeader(ctypes.Structure):         # struct __user_cap_header_struct
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):           # struct __user_cap_data_struct
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+_CAPGET = None
+
+
 def _peer_credentials(s: pysocket.socket, pid: int, uid: int, gid: int, owner_uid: int):
-    """A peer's capabilities from its /proc/<pid>/status (xfrmd/capability.py). The peer's
-    pidfd (SO_PEERPIDFD) guards against a pid reused between connect and this read: the
-    process must still be alive after the read."""
+    """A peer's capabilities (xfrmd/capability.py), read as the connection is accepted.
+
+    Its effective set comes from ``capget(2)``: one system call where /proc/PID/status is
+    an open, the kernel's formatting of 50 lines, a read, a close and their parsing (about
+    a third of the cost; this runs for every connection, two per `ip` command). The pid
+    may name another process by now; it only matters when the set holds CAP_NET_ADMIN (the
+    one capability the emulated kernel asks about: without it the answer is "none" whoever
+    holds the pid). Then the peer's pidfd (SO_PEERPIDFD) must still name a live process
+    after the reads — so the pid was not reused between connect and here — and the peer
+    must share the server's user namespace. Without pidfds (kernels before 6.5) or capget,
+    /proc/PID/status is read as before, its effective uid standing in for the pidfd."""
+    caps = _capget(pid)
+    if caps is not None and not caps >> CAP_NET_ADMIN & 1:
+        return credentials(pid, uid, gid, owner_uid=owner_uid, caps=0)
     pidfd = -1
     try:
         pidfd = s.getsockopt(pysocket.SOL_SOCKET, SO_PEERPIDFD)
     except OSError:
         pass                       # kernels before 6.5: the uid in the status must match
-    status = None
     try:
-        try:   # os.read: a third of what open().read() costs (accept is on every `ip`'s path)
+        if caps is not None and pidfd >= 0:
+            if not _userns_same(pid):
+                caps = 0
+            return credentials(pid, uid, gid, owner_uid=owner_uid,
+                               caps=caps if _alive(pidfd) else 0)
+        status = None
+        try:   # os.read: a third of what open().read() costs
             fd = os.open(f"/proc/{pid}/status", os.O_RDONLY | os.O_CLOEXEC)
             try:
                 status = os.read(fd, 8192).decode("ascii", "replace")
@@ -131,17 +180,23 @@ def _peer_credentials(s: pysocket.socket, pid: int, uid: int, gid: int, owner_ui
         except OSError:
             pass
         same = status is not None and _userns_same(pid)
-        if pidfd >= 0 and status is not None:
-            try:
-                signal.pidfd_send_signal(pidfd, 0)
-            except PermissionError:
-                pass               # alive, another user's
-            except OSError:
-                status = None      # gone: the pid may name another process by now
+        if pidfd >= 0 and status is not None and not _alive(pidfd):
+            status = None          # gone: the pid may name another process by now
     finally:
         if pidfd >= 0:
             os.close(pidfd)
     return peer_credentials(pid, uid, gid, owner_uid=owner_uid, status=status, same_userns=same)
+
+
+def _alive(pidfd: int) -> bool:
+    """Whether the process of ``pidfd`` has not exited (``pidfd_send_signal`` of signal 0)."""
+    try:
+        signal.pidfd_send_signal(pidfd, 0)
+    except PermissionError:
+        pass                       # alive, another user's
+    except OSError:
+        return False
+    return True
 
 
 def _proc_stat(pid: int, field: int) -> int:
@@ -535,43 +590,47 @@ class Server:
             self._close(conn)
 
     def _accept(self) -> None:
-        for _ in range(64):
-            try:
-                s, _ = self.listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as e:
-                # EMFILE, ENFILE, ENOBUFS, ENOMEM: the connection stays in the backlog and
-                # the listener stays readable; polling it now would spin. Rest it until a
-                # connection closes or ACCEPT_BACKOFF passed; say so once per episode.
-                self._accept_pause(e)
-                return
-            if self._accept_failing:
-                self._accept_failing = False
-                log.warning("accept works again (%d connections)", len(self.by_fd) + 1)
-            if len(self.by_fd) >= self.max_clients:
-                # refused: closed before anything is read (the client's first call fails,
-                # the shim says it cannot reach the server)
-                if not self._refusing:
-                    self._refusing = True
-                    log.warning("%d connections (--max-clients): refusing new ones",
-                                len(self.by_fd))
-                s.close()
-                continue
-            self._refusing = False
-            creds = s.getsockopt(pysocket.SOL_SOCKET, SO_PEERCRED, struct.calcsize("3i"))
-            pid, uid, gid = struct.unpack("3i", creds)
-            # left blocking: every recv and send says MSG_DONTWAIT (one syscall less here)
-            conn = Connection(s, pid, uid)
-            # what the peer may do, read once now as Linux checks the opener's credentials
-            conn.cred = _peer_credentials(s, pid, uid, gid, self.owner_uid)
-            self.by_fd[conn.fd] = conn
-            self.ep.register(conn.fd, select.EPOLLIN)
-            if self.hello_timeout:
-                self._unhello.append(conn)
-            # a client writes its HELLO right after connect(): read it now rather than on
-            # the next wake-up
-            self._event(conn, select.EPOLLIN)
+        """One connection per event: the listener is level-triggered, so another one that
+        waits is reported on the next round (accepting until EAGAIN cost a failing accept4
+        and its exception per connection: `ip` commands connect one at a time)."""
+        try:
+            # listener._accept: socket.accept() also converts the listener's family and
+            # type to AddressFamily and SocketKind enums for the new socket object
+            fd, _ = self.listener._accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            # EMFILE, ENFILE, ENOBUFS, ENOMEM: the connection stays in the backlog and
+            # the listener stays readable; polling it now would spin. Rest it until a
+            # connection closes or ACCEPT_BACKOFF passed; say so once per episode.
+            self._accept_pause(e)
+            return
+        s = pysocket.socket(pysocket.AF_UNIX, pysocket.SOCK_SEQPACKET, 0, fd)
+        if self._accept_failing:
+            self._accept_failing = False
+            log.warning("accept works again (%d connections)", len(self.by_fd) + 1)
+        if len(self.by_fd) >= self.max_clients:
+            # refused: closed before anything is read (the client's first call fails,
+            # the shim says it cannot reach the server)
+            if not self._refusing:
+                self._refusing = True
+                log.warning("%d connections (--max-clients): refusing new ones",
+                            len(self.by_fd))
+            s.close()
+            return
+        self._refusing = False
+        pid, uid, gid = _UCRED.unpack(s.getsockopt(pysocket.SOL_SOCKET, SO_PEERCRED, _UCRED.size))
+        # left blocking: every recv and send says MSG_DONTWAIT (one syscall less here)
+        conn = Connection(s, pid, uid)
+        # what the peer may do, read once now as Linux checks the opener's credentials
+        conn.cred = _peer_credentials(s, pid, uid, gid, self.owner_uid)
+        self.by_fd[conn.fd] = conn
+        self.ep.register(conn.fd, select.EPOLLIN)
+        if self.hello_timeout:
+            self._unhello.append(conn)
+        # a client writes its HELLO right after connect(): read it now rather than on
+        # the next wake-up
+        self._event(conn, select.EPOLLIN)
 
     def _accept_pause(self, e: OSError) -> None:
         if not self._accept_failing:
@@ -616,12 +675,11 @@ class Server:
     def _close(self, conn: Connection) -> None:
         if self.by_fd.pop(conn.fd, None) is None:
             return
-        try:
-            self.ep.unregister(conn.fd)
-        except (OSError, ValueError):
-            pass
         # the fd itself is closed after this round's answers went out: closing a unix
-        # socket is a slow syscall, and the next command's client is waiting for its ACK
+        # socket is a slow syscall, and the next command's client is waiting for its ACK.
+        # Its close also takes it out of the epoll set (the server holds the only reference
+        # to the file: accept4 gives it CLOEXEC, it is never passed on), so no EPOLL_CTL_DEL;
+        # what this round's events still say of the fd finds no connection in by_fd.
         self._closing.append(conn.s)
         if conn.sock is not None:
             self.conns.pop(conn.sock, None)

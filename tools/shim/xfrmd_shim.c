@@ -2010,14 +2010,20 @@ static ssize_t nl_recv(int fd, struct nlsock *s, struct iovec *iov, size_t iovcn
     }
 }
 
-/* XFRMD_SPIN_US (default 100): how long a read waiting for an answer polls before it sleeps */
+/* XFRMD_SPIN_US (default 150): how long a read waiting for an answer polls before it sleeps;
+ * 0 when this process may run on one CPU only, where polling would only delay the server (the
+ * server's own rule). The affinity is one system call; sysconf(_SC_NPROCESSORS_ONLN) opens,
+ * reads and closes /sys/devices/system/cpu/online, in every process's first read. */
 static long spin_ns(void)
 {
     static long v = -1;
     if (v < 0) {
         const char *e = getenv("XFRMD_SPIN_US");
+        cpu_set_t cpus;
         v = (e && *e) ? strtol(e, NULL, 10) * 1000L : 150000L;
-        if (v < 0 || sysconf(_SC_NPROCESSORS_ONLN) < 2) v = 0;   /* it would only delay the server */
+        int n = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus)
+                : (int)sysconf(_SC_NPROCESSORS_ONLN);        /* more than 1024 CPUs */
+        if (v < 0 || n < 2) v = 0;
     }
     return v;
 }
