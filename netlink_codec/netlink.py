@@ -1,12 +1,19 @@
 """Netlink framing: nlmsghdr, nlattr, NLMSG_ERROR and extended-ACK TLVs (linux/netlink.h)."""
 from __future__ import annotations
 
+import os
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple
 
+from . import cext
 from .cstruct import Buffer, CStruct, flat_struct, s32, u16, u32
 from .errors import DecodeError
+
+# The C versions of this module's per-request functions (kernel_messages, kernel_attrs,
+# encode_ack; xfrmd/netlink/nlattr.py uses its parse_attrs): None on the pure-Python path.
+# The Python versions (``*_py``) are the reference; the public names are whichever runs.
+_C = cext.load("netlink_codec._nlfast", os.path.join(os.path.dirname(__file__), "_nlfast.c"))
 
 # protocols (socket(AF_NETLINK, …, proto))
 NETLINK_ROUTE = 0
@@ -161,7 +168,7 @@ def encode_msg(type_: int, flags: int, seq: int, pid: int, payload: bytes = b"")
     return msg + _PADS[-n & 3] if n & 3 else msg    # align(n) - n bytes of padding
 
 
-def kernel_messages(buf: Buffer) -> Iterator[Header]:
+def kernel_messages_py(buf: Buffer) -> Iterator[Header]:
     """The messages the kernel would process in one sendmsg buffer (``netlink_rcv_skb``).
 
     Processing stops silently at the first header that is shorter than 16 bytes or claims
@@ -222,7 +229,7 @@ def iter_attrs(buf: Buffer, start: int, end: int) -> Iterator[RawAttr]:
         off += (nla_len + 3) & ~3       # NLA_ALIGN, inlined: this loop is the codec's hot path
 
 
-def kernel_attrs(buf: Buffer, start: int, end: int) -> tuple[list[RawAttr], int]:
+def kernel_attrs_py(buf: Buffer, start: int, end: int) -> tuple[list[RawAttr], int]:
     """Liberal walk as ``nla_for_each_attr`` does: stop at the first malformed attribute.
 
     Returns the well-formed attributes and the number of bytes left over (``nla_ok`` false),
@@ -327,7 +334,7 @@ def extack_tlvs(ext: ExtAck, error: int) -> bytes:
 _ERRNO = struct.Struct("=i")
 
 
-def encode_ack(request: bytes | memoryview, req: Header, error: int, portid: int, *,
+def encode_ack_py(request: bytes | memoryview, req: Header, error: int, portid: int, *,
                cap_ack: bool = False, ext_ack: bool = False, ext: ExtAck | None = None) -> bytes:
     """An NLMSG_ERROR answering ``req`` as ``netlink_ack`` builds it.
 
@@ -349,6 +356,15 @@ def encode_ack(request: bytes | memoryview, req: Header, error: int, portid: int
     if len(payload) % 4:
         payload += _PADS[-len(payload) & 3]
     return encode_msg(NLMSG_ERROR, flags, req.seq, portid, payload + tlvs)
+
+
+# the versions that run: C when built (same results, tests/test_nlfast.py), else Python
+kernel_messages: Callable[[Buffer], Iterable[Header]] = kernel_messages_py
+kernel_attrs: Callable[[Buffer, int, int], tuple[list[RawAttr], int]] = kernel_attrs_py
+encode_ack: Callable[..., bytes] = encode_ack_py
+if _C is not None:
+    _C.setup(Header, RawAttr, extack_tlvs)
+    kernel_messages, kernel_attrs, encode_ack = _C.kernel_messages, _C.kernel_attrs, _C.encode_ack
 
 
 def encode_done(seq: int, portid: int, error: int = 0, tlvs: bytes = b"") -> bytes:

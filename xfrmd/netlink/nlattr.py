@@ -12,7 +12,7 @@ import struct
 from dataclasses import dataclass
 
 from netlink_codec import netlink as N
-from netlink_codec.netlink import RawAttr, kernel_attrs, nla_u32, nla_u64
+from netlink_codec.netlink import RawAttr, kernel_attrs_py, nla_u32, nla_u64
 
 from .core import Reply
 
@@ -84,15 +84,15 @@ def validate_nla(buf, ra: RawAttr, pt: NlaPolicy, strict: bool, hdr_offset: int)
     return None
 
 
-def parse_attrs(buf, start: int, end: int, policy: dict[int, NlaPolicy], maxtype: int, *,
-                hdr_offset: int, strict_start_type: int = 0
-                ) -> tuple[dict[int, RawAttr], Reply | None, Reply | None]:
+def parse_attrs_py(buf, start: int, end: int, policy: dict[int, NlaPolicy], maxtype: int, *,
+                   hdr_offset: int, strict_start_type: int = 0
+                   ) -> tuple[dict[int, RawAttr], Reply | None, Reply | None]:
     """``nlmsg_parse_deprecated``: returns (attrs by type, error, warning).
 
     Types 0 and above ``maxtype`` are ignored; the last occurrence of a type wins; a malformed
     trailing attribute ends the walk with the warning "bytes leftover after parsing attributes".
     """
-    raws, leftover = kernel_attrs(buf, start, end)
+    raws, leftover = kernel_attrs_py(buf, start, end)
     tb: dict[int, RawAttr] = {}
     for ra in raws:
         t = ra.type
@@ -105,5 +105,76 @@ def parse_attrs(buf, start: int, end: int, policy: dict[int, NlaPolicy], maxtype
             if err is not None:
                 return tb, err, None
         tb[t] = ra
-    warning = Reply(0, "bytes leftover after parsing attributes") if leftover else None
+    warning = Reply(0, LEFTOVER) if leftover else None
     return tb, None, warning
+
+
+LEFTOVER = "bytes leftover after parsing attributes"
+
+# ---------------------------------------------------------------------------------------
+# The C version (netlink_codec/_nlfast.c): the walk and validate_nla's verdicts in C
+# against a table compiled once per policy; the Reply of a failure is still made above.
+
+_C = N._C
+# the kinds of check _nlfast.c knows (enum kind there)
+_K_OTHER, _K_U8, _K_U16, _K_U32, _K_U64, _K_S32, _K_FLAG, _K_STRING = range(1, 9)
+_KIND = {NLA_U8: _K_U8, NLA_U16: _K_U16, NLA_U32: _K_U32, NLA_U64: _K_U64, NLA_S32: _K_S32,
+         NLA_FLAG: _K_FLAG, NLA_STRING: _K_STRING}
+_U64_MAX = 0xFFFFFFFFFFFFFFFF
+
+
+def compile_policy(policy: dict[int, NlaPolicy]) -> bytes | None:
+    """The table _nlfast.c's parse_attrs reads, or None when the policy asks for a check it
+    does not make (a range on anything but u8–u64, or one reading past a shorter minimum
+    length, a bound outside u64): such a table is validated by the Python code."""
+    if _C is None:
+        return None
+    entries = []
+    for t, pt in policy.items():
+        if not 0 < t <= N.NLA_TYPE_MASK:
+            continue            # never looked up: type 0 and masked types are skipped
+        kind = _KIND.get(pt.type, _K_OTHER)
+        if not 0 <= pt.len <= 0xFFFFFFFF:
+            return None
+        if pt.min is not None or pt.max is not None:
+            fixed = _FIXED_LEN.get(pt.type)
+            if kind not in (_K_U8, _K_U16, _K_U32, _K_U64) or fixed is None or \
+                    (pt.len and pt.len < fixed) or \
+                    any(b is not None and not 0 <= b <= _U64_MAX for b in (pt.min, pt.max)):
+                return None
+        entries.append((int(t), kind, pt.len, pt.min, pt.max))
+    return _C.compile_policy(entries)
+
+
+# id(policy) -> (the policy, kept so that its id stays its own; its compiled table or None).
+# Policy tables are declared once and never changed.
+_compiled: dict[int, tuple[dict, bytes | None]] = {}
+
+
+def compiled_policy(policy: dict[int, NlaPolicy]) -> bytes | None:
+    c = _compiled.get(id(policy))
+    if c is None:
+        c = _compiled[id(policy)] = (policy, compile_policy(policy))
+    return c[1]
+
+
+def parse_attrs_c(buf, start: int, end: int, policy: dict[int, NlaPolicy], maxtype: int, *,
+                  hdr_offset: int, strict_start_type: int = 0
+                  ) -> tuple[dict[int, RawAttr], Reply | None, Reply | None]:
+    """:func:`parse_attrs_py` with the walk and the checks in C (same results)."""
+    c = _compiled.get(id(policy))
+    table = c[1] if c is not None else compiled_policy(policy)
+    if table is None:
+        return parse_attrs_py(buf, start, end, policy, maxtype, hdr_offset=hdr_offset,
+                              strict_start_type=strict_start_type)
+    tb, bad, leftover = _C.parse_attrs(buf, start, end, table, maxtype, strict_start_type)
+    if bad is not None:
+        t = bad.type
+        err = validate_nla(buf, bad, policy[t], bool(strict_start_type) and t >= strict_start_type,
+                           hdr_offset)
+        assert err is not None, "_nlfast.parse_attrs and validate_nla disagree"
+        return tb, err, None
+    return tb, None, Reply(0, LEFTOVER) if leftover else None
+
+
+parse_attrs = parse_attrs_c if _C is not None else parse_attrs_py
