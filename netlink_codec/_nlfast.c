@@ -17,6 +17,9 @@
  *                                   (errno, extack text, offset, policy TLV) from it, so
  *                                   those stay written once.
  *
+ *   Parser(compiled, maxtype, strict_start_type, slow)
+ *                                   parse_attrs bound to one policy: a family's parse
+ *
  * setup(Header, RawAttr, extack_tlvs) hands over the named tuple classes the results are
  * made of and the Python function that encodes extended-ACK TLVs (rare: errors, warnings).
  *
@@ -25,6 +28,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -355,6 +359,111 @@ nl_parse_attrs(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 }
 
 /* ---------------------------------------------------------------------------------------
+ * Parser(compiled, maxtype, strict_start_type, slow): parse_attrs with the policy bound, as
+ * a family parses every request (xfrmd/netlink/nlattr.py attr_parser). A call
+ * ``parser(buf, start, end, hdr_offset)`` returns (tb, None, None) when every attribute
+ * passes and none is left over; otherwise it returns ``slow(buf, start, end, hdr_offset)``,
+ * the Python function that makes the error or the warning (the rare case).
+ */
+typedef struct {
+    PyObject_HEAD
+    PyObject *compiled;             /* bytes: struct cpolicy[] */
+    long maxtype, strict_start;
+    PyObject *slow;
+    vectorcallfunc vectorcall;
+} Parser;
+
+static PyObject *
+parser_vectorcall(PyObject *self_, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Parser *self = (Parser *)self_;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs != 4 || kwnames != NULL) {
+        PyErr_SetString(PyExc_TypeError, "parser(buf, start, end, hdr_offset)");
+        return NULL;
+    }
+    PyObject *walk_args_[6] = {args[0], args[1], args[2], self->compiled, NULL, NULL};
+    PyObject *maxtype = PyLong_FromLong(self->maxtype);
+    PyObject *strict = PyLong_FromLong(self->strict_start);
+    PyObject *r = NULL;
+    if (maxtype != NULL && strict != NULL) {
+        walk_args_[4] = maxtype;
+        walk_args_[5] = strict;
+        r = nl_parse_attrs(NULL, walk_args_, 6);
+    }
+    Py_XDECREF(maxtype);
+    Py_XDECREF(strict);
+    if (r == NULL)
+        return NULL;
+    /* (tb, bad, leftover): the common case is (tb, None, 0) */
+    if (PyTuple_GET_ITEM(r, 1) == Py_None && PyLong_AsSsize_t(PyTuple_GET_ITEM(r, 2)) == 0) {
+        PyObject *tb = Py_NewRef(PyTuple_GET_ITEM(r, 0));
+        Py_DECREF(r);
+        return Py_BuildValue("(NOO)", tb, Py_None, Py_None);
+    }
+    Py_DECREF(r);
+    return PyObject_Vectorcall(self->slow, args, 4, NULL);
+}
+
+static PyObject *
+parser_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    PyObject *compiled, *slow;
+    long maxtype, strict_start;
+    if (!PyArg_ParseTuple(args, "O!llO:Parser", &PyBytes_Type, &compiled, &maxtype,
+                          &strict_start, &slow))
+        return NULL;
+    Parser *self = (Parser *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->compiled = Py_NewRef(compiled);
+    self->maxtype = maxtype;
+    self->strict_start = strict_start;
+    self->slow = Py_NewRef(slow);
+    self->vectorcall = parser_vectorcall;
+    return (PyObject *)self;
+}
+
+static void
+parser_dealloc(PyObject *self_)
+{
+    Parser *self = (Parser *)self_;
+    PyObject_GC_UnTrack(self_);
+    Py_CLEAR(self->compiled);
+    Py_CLEAR(self->slow);
+    Py_TYPE(self_)->tp_free(self_);
+}
+
+static int
+parser_traverse(PyObject *self_, visitproc visit, void *arg)
+{
+    Py_VISIT(((Parser *)self_)->slow);
+    return 0;
+}
+
+static int
+parser_clear(PyObject *self_)
+{
+    Py_CLEAR(((Parser *)self_)->slow);
+    return 0;
+}
+
+static PyTypeObject Parser_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "netlink_codec._nlfast.Parser",
+    .tp_doc = "Parser(compiled, maxtype, strict_start_type, slow):"
+              " parser(buf, start, end, hdr_offset) -> (tb, error, warning)",
+    .tp_basicsize = sizeof(Parser),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_new = parser_new,
+    .tp_dealloc = parser_dealloc,
+    .tp_traverse = parser_traverse,
+    .tp_clear = parser_clear,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(Parser, vectorcall),
+};
+
+/* ---------------------------------------------------------------------------------------
  * encode_ack: the NLMSG_ERROR netlink_ack builds. The request's nlmsghdr is echoed, and
  * its payload too for an error on a socket without NETLINK_CAP_ACK (else NLM_F_CAPPED);
  * the extended-ACK TLVs come from the Python extack_tlvs.
@@ -496,5 +605,10 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__nlfast(void)
 {
-    return PyModule_Create(&module);
+    if (PyType_Ready(&Parser_Type) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m != NULL && PyModule_AddObjectRef(m, "Parser", (PyObject *)&Parser_Type) < 0)
+        Py_CLEAR(m);
+    return m;
 }

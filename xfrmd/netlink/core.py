@@ -53,6 +53,7 @@ class NetlinkFamily(Protocol):
 
     protocol: int
     groups: int  # number of multicast groups
+    # optional ``request_type``: the Request subclass its rcv_msg takes (default Request)
 
     def rcv_msg(self, req: "Request") -> Reply | object: ...
 
@@ -114,7 +115,8 @@ def netlink_rcv_msg(kernel, sock: NetlinkSocket, buf, hdr: Header, family: Netli
     """One request: the family's handler (``cb``), then the ACK netlink_rcv_skb sends."""
     sock.reply_dropped = False
     try:
-        outcome = family.rcv_msg(Request(kernel, sock, buf, hdr))
+        # the family's own request class when it has one (XFRM: XfrmRequest), made once
+        outcome = family.rcv_msg(getattr(family, "request_type", Request)(kernel, sock, buf, hdr))
     except KernelError as err:   # the one conversion of a model error for netlink requests
         outcome = error_reply(err)
     except Exception as exc:  # noqa: BLE001 - a bug answers EINVAL, never kills the server
@@ -126,7 +128,12 @@ def netlink_rcv_msg(kernel, sock: NetlinkSocket, buf, hdr: Header, family: Netli
         # from netlink_attachskb), which netlink_rcv_skb then ACKs as the error
         outcome = Reply(-E.EAGAIN)
     if outcome.error or hdr.flags & NLM_F_ACK:
-        netlink_ack(kernel, sock, buf, hdr, outcome)
+        if outcome.ext is None and outcome.echo is None:
+            # netlink_ack without extack data: most ACKs, answered without the call
+            kernel.unicast(sock, encode_ack(buf, hdr, outcome.error, sock.portid,
+                                            cap_ack=sock.cap_ack))
+        else:
+            netlink_ack(kernel, sock, buf, hdr, outcome)
 
 
 def internal_error(kernel, exc: BaseException, what: str) -> Reply:

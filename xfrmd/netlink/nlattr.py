@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno as E
 import struct
 from dataclasses import dataclass
+from typing import Any, Callable
 
 from netlink_codec import netlink as N
 from netlink_codec.netlink import RawAttr, kernel_attrs_py, nla_u32, nla_u64
@@ -178,3 +179,23 @@ def parse_attrs_c(buf, start: int, end: int, policy: dict[int, NlaPolicy], maxty
 
 
 parse_attrs = parse_attrs_c if _C is not None else parse_attrs_py
+
+Parser = Callable[[Any, int, int, int], "tuple[dict[int, RawAttr], Reply | None, Reply | None]"]
+
+
+def attr_parser(policy: dict[int, NlaPolicy], maxtype: int, strict_start_type: int = 0) -> Parser:
+    """``parse(buf, start, end, hdr_offset)``: :func:`parse_attrs` with this policy bound,
+    its table compiled now (a family's per-request parse: one call, no keywords)."""
+    table = compiled_policy(policy)
+    if table is None:
+        def parse_py(buf, start: int, end: int, hdr_offset: int):
+            return parse_attrs_py(buf, start, end, policy, maxtype, hdr_offset=hdr_offset,
+                                  strict_start_type=strict_start_type)
+        return parse_py
+
+    def slow(buf, start: int, end: int, hdr_offset: int):
+        """The Parser's call when an attribute fails or bytes are left over: the Reply."""
+        return parse_attrs_c(buf, start, end, policy, maxtype, hdr_offset=hdr_offset,
+                             strict_start_type=strict_start_type)
+    parser: Parser = _C.Parser(table, maxtype, strict_start_type, slow)
+    return parser

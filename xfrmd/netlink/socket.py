@@ -55,6 +55,9 @@ def skb_truesize(size: int) -> int:
     return (1 << (need - 1).bit_length()) + _SKB_STRUCT
 
 
+_SMALL_TRUESIZE = _SKB_SMALL_HEAD + _SKB_STRUCT     # skb_truesize(0) … skb_truesize(256)
+
+
 def rcvbuf_for(value: int, force: bool, rmem_max: int = RMEM_MAX) -> int:
     """``sk_rcvbuf`` after ``setsockopt(SO_RCVBUF / SO_RCVBUFFORCE, value)``
     (``sock_setsockopt``, ``__sock_set_rcvbuf``): SO_RCVBUF compares ``value`` as an
@@ -161,8 +164,16 @@ class NetlinkSocket:
         ``nlmsg_unicast`` sends every reply, ACK and error): a datagram that does not fit is
         dropped and the socket overruns. ``truesize`` is what it is charged (default: an
         skb trimmed to its length)."""
-        if self._attach(datagram, truesize):
+        # _attach, inline (every ACK and reply comes this way); a datagram of up to 256
+        # bytes fits skb_truesize's small head
+        ts = truesize or (_SMALL_TRUESIZE if len(datagram) <= 256 else skb_truesize(len(datagram)))
+        rmem = self.rx_bytes + self.outq + ts
+        if not self.congested and (rmem == ts or rmem <= self.rcvbuf) or self._room(ts):
+            self.rx.append(datagram)
+            self.rx_truesize.append(ts)
+            self.rx_bytes += ts
             return True
+        self.overrun()
         self.reply_dropped = True
         return False
 
@@ -193,10 +204,14 @@ class NetlinkSocket:
     def pop(self) -> bytes | None:
         """A read (in-process users): the next datagram or frame; a read that empties the
         queue ends a congestion (``netlink_rcv_wake``)."""
-        r = self.pop_skb()
-        if not self.rx and self.outq == 0:
+        rx = self.rx
+        d = None
+        if rx:                  # pop_skb, inline
+            d = rx.popleft()
+            self.rx_bytes -= self.rx_truesize.popleft()
+        if not rx and self.outq == 0:
             self.congested = False
-        return None if r is None else r[0]
+        return d
 
     def member(self, group: int) -> bool:
         return group > 0 and bool(self.groups >> (group - 1) & 1)

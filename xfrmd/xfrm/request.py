@@ -28,15 +28,18 @@ S = TypeVar("S", bound=_Padded)
 
 class XfrmRequest(Request):
     """A request after parsing: ``attrs`` maps XFRMA_* to the last RawAttr of that type;
-    ``warning``: the extack message a success ACK carries (a parse warning, a driver's)."""
-    __slots__ = ("attrs", "warning")
+    ``warning``: the extack message a success ACK carries (a parse warning, a driver's).
 
-    def __init__(self, base: Request, attrs: dict[int, RawAttr] | None = None,
-                 warning: Reply | None = None) -> None:
-        # Request.__init__'s four fields, copied without the call (one per request)
-        self.kernel, self.sock, self.buf, self.hdr = base.kernel, base.sock, base.buf, base.hdr
-        self.attrs = attrs or {}
-        self.warning = warning
+    ``netlink_rcv_msg`` makes it with Request's four fields (``XfrmUser.request_type``);
+    ``xfrm_user_rcv_msg`` sets the two below before any handler sees it."""
+    __slots__ = ("attrs", "warning")
+    attrs: dict[int, RawAttr]
+    warning: Reply | None
+
+    @classmethod
+    def of(cls, base: Request) -> XfrmRequest:
+        """The XFRM request for a plain :class:`Request` (a caller that made its own)."""
+        return cls(base.kernel, base.sock, base.buf, base.hdr)
 
     @property
     def xfrm(self) -> XfrmNet:

@@ -16,7 +16,7 @@ from netlink_codec.netlink import NETLINK_XFRM, NLM_F_DUMP, RawAttr
 
 from ..errors import KernelError
 from ..netlink.core import Reply, Request
-from ..netlink.nlattr import parse_attrs
+from ..netlink.nlattr import attr_parser
 from .acquire import xfrm_add_acquire
 from .info import (xfrm_get_default, xfrm_get_sadinfo, xfrm_get_spdinfo, xfrm_set_default,
                    xfrm_set_spdinfo)
@@ -90,7 +90,11 @@ class XfrmUser:
     def exit_net(self, ns: NetNamespace) -> None:
         xfrm_net(ns).flush_all()
 
+    request_type = XfrmRequest
+
     def rcv_msg(self, req: Request) -> object:
+        if type(req) is not XfrmRequest:
+            req = XfrmRequest.of(req)
         hdr = req.hdr
         t = hdr.type
         if t > X.XFRM_MSG_MAX:
@@ -103,18 +107,15 @@ class XfrmUser:
             dumper = self.dumpit.get(t)
             if dumper is None:
                 raise KernelError(E.EINVAL)
-            return dumper(XfrmRequest(req))
+            req.attrs, req.warning = {}, None
+            return dumper(req)
         min_len = _MSG_MIN[t]
         if hdr.len - 16 < min_len:
             raise KernelError(E.EINVAL, "Invalid header length")
         # the attributes: after the nlmsghdr and the aligned fixed part, to the message's end
         start, end = hdr.offset + 16 + ((min_len + 3) & ~3), hdr.offset + hdr.len
-        if t == _NEWSPDINFO:
-            tb, err, warn = parse_attrs(req.buf, start, end, XFRMA_SPD_POLICY, X.XFRMA_SPD_MAX,
-                                        hdr_offset=hdr.offset)
-        else:
-            tb, err, warn = parse_attrs(req.buf, start, end, XFRMA_POLICY, X.XFRMA_MAX,
-                                        hdr_offset=hdr.offset, strict_start_type=STRICT_START_TYPE)
+        parse = _parse_spd_attrs if t == _NEWSPDINFO else _parse_attrs
+        tb, err, warn = parse(req.buf, start, end, hdr.offset)
         if err is not None:
             return err
         if t != _NEWSPDINFO and (_SA_DIR in tb or _SA_PCPU in tb):
@@ -122,7 +123,8 @@ class XfrmUser:
         doit = self.doit.get(t)
         if doit is None:
             raise KernelError(E.EINVAL)
-        return doit(XfrmRequest(req, tb, warn))
+        req.attrs, req.warning = tb, warn
+        return doit(req)
 
 
 # plain ints for the per-message path (IntEnum member access costs a dict lookup each)
@@ -130,6 +132,9 @@ _DUMPABLE = frozenset((int(X.XfrmMsg.GETSA), int(X.XfrmMsg.GETPOLICY)))
 _MSG_MIN = {int(k): v for k, v in X.MSG_MIN.items()}
 _NEWSPDINFO = int(X.XfrmMsg.NEWSPDINFO)
 _SA_DIR, _SA_PCPU = int(X.Xfrma.SA_DIR), int(X.Xfrma.SA_PCPU)
+# nlmsg_parse_deprecated with xfrma_policy / xfrma_spd_policy (their tables compiled once)
+_parse_attrs = attr_parser(XFRMA_POLICY, X.XFRMA_MAX, STRICT_START_TYPE)
+_parse_spd_attrs = attr_parser(XFRMA_SPD_POLICY, X.XFRMA_SPD_MAX)
 
 
 def _reject_unused_attr(t: int, tb: dict[int, RawAttr]) -> None:
