@@ -34,6 +34,8 @@ PURE_SUITE = [
     "tests/test_server_semantics.py",
     "tests/test_security.py",
     "tests/test_sad.py",
+    "tests/test_nlfast.py",
+    "tests/test_rtnl_new_fuzz.py",
     "tests/test_esp_datapath.py",
     "tests/test_datapath_batch.py",
     "tests/test_datapath_input.py",
