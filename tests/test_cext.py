@@ -34,6 +34,11 @@ PURE_SUITE = [
     "tests/test_server_semantics.py",
     "tests/test_security.py",
     "tests/test_sad.py",
+    "tests/test_sad_acquire.py",
+    "tests/test_sad_events.py",
+    "tests/test_spd_hw_first.py",
+    "tests/test_spd_lifetimes.py",
+    "tests/test_spd_tables.py",
     "tests/test_nlfast.py",
     "tests/test_rtnl_new_fuzz.py",
     "tests/test_esp_datapath.py",
@@ -43,6 +48,7 @@ PURE_SUITE = [
     "tests/test_datapath_lag_replay.py",
     "tests/test_lag_resolver.py",
     "tests/test_espfast.py",
+    "tests/test_benchmarks.py",   # --quick against the quick-pure baseline
     "tests/differential",       # errno, extack and bytes against the real kernel (~2.5 min)
 ]
 
