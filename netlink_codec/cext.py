@@ -95,29 +95,39 @@ def build_flags() -> list[str]:
             "-fno-strict-aliasing", "-shared", "-fPIC"]
 
 
+def find_cc() -> str | None:
+    """The C compiler: ``$CC``, else cc or gcc on PATH."""
+    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+
+
+def compile_to(out: str, args: list[str]) -> str | None:
+    """Run the compiler with ``args`` and ``-o`` a temporary file next to ``out``, renamed to
+    ``out`` when it worked (a concurrent loader never sees half a file); the compiler's
+    messages when it failed. The caller has checked :func:`find_cc`."""
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=os.path.splitext(out)[1], dir=os.path.dirname(out))
+    os.close(fd)
+    p = subprocess.run([find_cc() or "cc", *args, "-o", tmp], capture_output=True, text=True)
+    if p.returncode:
+        os.unlink(tmp)
+        return p.stderr.strip()
+    os.replace(tmp, out)
+    return None
+
+
 def build(name: str, src: str, out_dir: str | None = None) -> str:
     """Compile ``src`` for this interpreter (if not built yet); returns the built file.
-
-    Written under a temporary name and renamed, so a concurrent loader never sees half a
-    file. Raises :class:`BuildError` with one line saying what is missing."""
-    out_dir = out_dir or cache_dir()
-    out = os.path.join(out_dir, built_name(name, src))
+    Raises :class:`BuildError` with one line saying what is missing."""
+    out = os.path.join(out_dir or cache_dir(), built_name(name, src))
     if os.path.exists(out):
         return out
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if not cc:
+    if not find_cc():
         raise BuildError("no C compiler (cc or gcc): install gcc (Debian: apt-get install gcc)")
     include = sysconfig.get_paths()["include"]
     if not os.path.exists(os.path.join(include, "Python.h")):
         raise BuildError(f"no Python.h in {include}: install the interpreter's headers "
                          "(Debian: apt-get install python3-dev)")
-    os.makedirs(out_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=_ext_suffix(), dir=out_dir)
-    os.close(fd)
-    p = subprocess.run([cc, *build_flags(), f"-I{include}", "-o", tmp, src],
-                       capture_output=True, text=True)
-    if p.returncode:
-        os.unlink(tmp)
-        raise BuildError(f"compiling {os.path.basename(src)} failed:\n{p.stderr.strip()}")
-    os.replace(tmp, out)
+    err = compile_to(out, [*build_flags(), f"-I{include}", src])
+    if err is not None:
+        raise BuildError(f"compiling {os.path.basename(src)} failed:\n{err}")
     return out

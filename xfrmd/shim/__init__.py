@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import subprocess
-import tempfile
+
+from netlink_codec import cext
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _CANDIDATES = [os.path.join(_HERE, "xfrmd_shim.c"),
@@ -46,17 +45,10 @@ def path(build: bool = True) -> str:
     out = os.path.join(_cache_dir(), f"xfrmd_shim-{digest}.so")
     if os.path.exists(out) or not build:
         return out
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if not cc:
+    if not cext.find_cc():
         raise ShimError("xfrmd: a C compiler (cc or gcc) is needed to build the preload shim; "
                         "install gcc (Debian: apt-get install gcc libc6-dev)")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=os.path.dirname(out))
-    os.close(fd)
-    p = subprocess.run([cc, "-O2", "-Wall", "-shared", "-fPIC", "-o", tmp, src, "-ldl"],
-                       capture_output=True, text=True)
-    if p.returncode:
-        os.unlink(tmp)
-        raise ShimError(f"xfrmd: building the shim failed:\n{p.stderr}")
-    os.replace(tmp, out)
+    err = cext.compile_to(out, ["-O2", "-Wall", "-shared", "-fPIC", src, "-ldl"])
+    if err is not None:
+        raise ShimError(f"xfrmd: building the shim failed:\n{err}")
     return out
