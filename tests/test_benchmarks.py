@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from netlink_codec import cext
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # the figures every run prints (the ip ones need root, ip and a C compiler: CI has them)
@@ -25,6 +27,9 @@ ALWAYS = ["codec_newsa_aead_offload_dir_decode_encode", "codec_newpolicy_one_tmp
           "bond_xmit_deliver_packets_per_s", "xfrmd_ctl_call_cpu"]
 WITH_IP = ["ip_batch_2000_policy_adds", "ip_policy_list_2000", "xfrmd_run_true_startup",
            "ip_script_60_commands", "server_cpu_per_connection"]
+
+# the baseline section a run uses: a pure-Python run (XFRMD_PURE_PYTHON=1) has its own
+MODE = "quick-pure" if cext.pure_python() else "quick"
 
 
 def _run(*args: str, env=None) -> tuple[subprocess.CompletedProcess, float]:
@@ -65,27 +70,27 @@ def test_a_regression_of_more_than_half_fails_quick_mode(tmp_path):
     # end to end on the fast module: an unreachable baseline fails, naming the figure
     base = json.loads((ROOT / "benchmarks" / "baseline.json").read_text())
     fake = tmp_path / "baseline.json"
-    fake.write_text(json.dumps({"quick": {"xmit_software_path_1400B": 1000.0}}))
+    fake.write_text(json.dumps({MODE: {"xmit_software_path_1400B": 1000.0}}))
     env = dict(os.environ, XFRMD_BENCH_BASELINE=str(fake))
     p, _ = _run("--quick", "esp", env=env)
     assert p.returncode == 1 and "xmit_software_path_1400B" in p.stderr, p.stdout + p.stderr
-    assert "xmit_software_path_1400B" in base["quick"]
+    assert "xmit_software_path_1400B" in base[MODE]
 
 
 @pytest.mark.bench
 def test_the_lag_figures_are_gated(tmp_path):
     """bench_lag's two figures have baseline ratios, so --quick gates them: a baseline
     without them prints them as not gated, one they cannot meet fails naming them."""
-    base = json.loads((ROOT / "benchmarks" / "baseline.json").read_text())["quick"]
+    base = json.loads((ROOT / "benchmarks" / "baseline.json").read_text())[MODE]
     assert {"lag_report_full_matrix", "bond_xmit_deliver_packets_per_s"} <= set(base)
     p, _ = _run("--quick", "bench_lag")
     assert p.returncode == 0 and "[no baseline" not in p.stdout, p.stdout + p.stderr
     fake = tmp_path / "baseline.json"
-    fake.write_text(json.dumps({"quick": {"lag_report_full_matrix": 0.001,
+    fake.write_text(json.dumps({MODE: {"lag_report_full_matrix": 0.001,
                                           "bond_xmit_deliver_packets_per_s": 1000.0}}))
     p, _ = _run("--quick", "bench_lag", env=dict(os.environ, XFRMD_BENCH_BASELINE=str(fake)))
     assert p.returncode == 1, p.stdout + p.stderr
     assert "lag_report_full_matrix" in p.stderr and "bond_xmit_deliver_packets_per_s" in p.stderr
-    fake.write_text(json.dumps({"quick": {}}))
+    fake.write_text(json.dumps({MODE: {}}))
     p, _ = _run("--quick", "bench_lag", env=dict(os.environ, XFRMD_BENCH_BASELINE=str(fake)))
     assert p.stdout.count("[no baseline: not gated]") == 2, p.stdout
