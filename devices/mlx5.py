@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from netlink_codec import xfrm as X
 
 from xfrmd.xfrm.offload import xfrm_dev_lower_dev_handle
+from xfrmd.xfrm.state import DEFAULT_LFT as _NO_LIMITS
 
 from .xfrmdev import (XFRM_DEV_OFFLOAD_CRYPTO, XFRM_DEV_OFFLOAD_FLAG_ACQ, XFRM_DEV_OFFLOAD_IN,
                       XFRM_DEV_OFFLOAD_OUT, XFRM_DEV_OFFLOAD_PACKET, XFRMDEV_OPS_F_LOWER_HANDLE,
@@ -90,9 +91,12 @@ class Mlx5Ipsec(XfrmDevOps):
         self._next = 1
 
     def validate_state(self, x: Any) -> None:
-        """``mlx5e_xfrm_validate_state``: the first failing check's message."""
+        """``mlx5e_xfrm_validate_state``: the first failing check's message. (Each field read
+        once into a local: charon installs two offloaded states per Child SA.)"""
         c = self.caps
         t = x.xso.type
+        props = x.props
+        flags, mode = props.flags, props.mode
         if x.auth is not None:
             refuse("Cannot offload authenticated xfrm states")
         # props.ealgo is the SADB id of the matched algorithm: SADB_X_EALG_AES_GCM_ICV16 only
@@ -102,36 +106,37 @@ class Mlx5Ipsec(XfrmDevOps):
             refuse("Only AES-GCM-ICV16 xfrm state may be offloaded")
         if x.comp is not None:
             refuse("Cannot offload compressed xfrm states")
-        if x.props.flags & X.XFRM_STATE_ESN and not c["esn"]:
+        if flags & X.XFRM_STATE_ESN and not c["esn"]:
             refuse("Cannot offload ESN xfrm states")
-        if x.props.family not in (X.AF_INET, X.AF_INET6):
+        if props.family not in (X.AF_INET, X.AF_INET6):
             refuse("Only IPv4/6 xfrm states may be offloaded")
         if x.id.proto != X.IPPROTO_ESP:
             refuse("Only ESP xfrm state may be offloaded")
-        if x.encap is not None:
+        encap = x.encap
+        if encap is not None:
             if not c["espinudp"]:
                 refuse("Encapsulation is not supported")
-            if x.encap.encap_type != X.UDP_ENCAP_ESPINUDP:
+            if encap.encap_type != X.UDP_ENCAP_ESPINUDP:
                 refuse("Encapsulation other than UDP is not supported")
             if t != XFRM_DEV_OFFLOAD_PACKET:
                 refuse("Encapsulation is supported in packet offload mode only")
-            if x.props.mode != X.XFRM_MODE_TRANSPORT:
+            if mode != X.XFRM_MODE_TRANSPORT:
                 refuse("Encapsulation is supported in transport mode only")
-        if x.aead is None:
-            refuse("Cannot offload xfrm states without aead")
-        if x.aead.icv_len != 128:
-            refuse("Cannot offload xfrm states with AEAD ICV length other than 128bit")
-        if x.aead.key_len not in (160, 288):
+        # (x.aead is set and its ICV is 128 bits: the AES-GCM-ICV16 check above refused
+        # the rest — "Cannot offload xfrm states without aead" and "… with AEAD ICV length
+        # other than 128bit" cannot be reached)
+        if a.key_len not in (160, 288):
             refuse("Cannot offload xfrm states with AEAD key length other than 128/256 bit")
         if x.tfcpad:
             refuse("Cannot offload xfrm states with tfc padding")
-        if not x.geniv:
+        geniv = x.geniv
+        if not geniv:
             refuse("Cannot offload xfrm states without geniv")
-        if x.geniv != "seqiv":
+        if geniv != "seqiv":
             refuse("Cannot offload xfrm states with geniv other than seqiv")
         if x.sel[44] not in (0, 6, 17):      # the selector's proto
             refuse("Device does not support upper protocol other than TCP/UDP")
-        if x.props.mode not in (X.XFRM_MODE_TRANSPORT, X.XFRM_MODE_TUNNEL):
+        if mode not in (X.XFRM_MODE_TRANSPORT, X.XFRM_MODE_TUNNEL):
             refuse("Only transport and tunnel xfrm states may be offloaded")
         if t == XFRM_DEV_OFFLOAD_CRYPTO:
             if not c["crypto"]:
@@ -141,14 +146,16 @@ class Mlx5Ipsec(XfrmDevOps):
             refuse("Unsupported xfrm offload type")
         if not c["packet"]:
             refuse("Packet offload is not supported")
-        if x.props.mode == X.XFRM_MODE_TUNNEL and not c["tunnel"]:
+        if mode == X.XFRM_MODE_TUNNEL and not c["tunnel"]:
             refuse("Packet offload is not supported for tunnel mode")
         if (x.xso.dir == XFRM_DEV_OFFLOAD_IN and x.replay_esn is not None
                 and x.replay_esn.replay_window not in (32, 64, 128, 256)):
             refuse("Unsupported replay window size")
-        if not x.props.reqid:
+        if not props.reqid:
             refuse("Cannot offload without reqid")
         lft = x.lft
+        if lft is _NO_LIMITS:           # every limit infinite (charon's, ip's default)
+            return
         if lft.hard_byte_limit != INF and lft.soft_byte_limit >= lft.hard_byte_limit:
             refuse("Hard byte limit must be greater than soft one")
         if not lft.soft_byte_limit or not lft.hard_byte_limit:

@@ -29,11 +29,11 @@ from __future__ import annotations
 import errno as E
 import ipaddress
 import struct
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Protocol
 
 from devices.xfrmdev import XFRMDEV_OPS_F_LOWER_HANDLE, OffloadError, XfrmDevOps
 from netlink_codec import xfrm as X
-from netlink_codec.netlink import nla
+from netlink_codec.netlink import RawAttr, nla
 
 from .. import kconfig
 from ..errors import KernelError
@@ -51,6 +51,25 @@ XFRM_DEV_OFFLOAD_IN, XFRM_DEV_OFFLOAD_OUT, XFRM_DEV_OFFLOAD_FWD = 1, 2, 3
 XFRM_DEV_OFFLOAD_CRYPTO, XFRM_DEV_OFFLOAD_PACKET = 1, 2
 XFRM_DEV_OFFLOAD_FLAG_ACQ = 1
 _KNOWN_FLAGS = X.XFRM_OFFLOAD_IPV6 | X.XFRM_OFFLOAD_INBOUND | X.XFRM_OFFLOAD_PACKET
+
+
+class UserOffload(NamedTuple):
+    """``struct xfrm_user_offload`` as a request carries it (XFRMA_OFFLOAD_DEV)."""
+    ifindex: int
+    flags: int
+
+
+_USER_OFFLOAD = struct.Struct("=iB")
+
+
+def user_offload(buf: bytes | bytearray, ra: RawAttr) -> UserOffload:
+    """The XFRMA_OFFLOAD_DEV attribute ``ra`` of ``buf`` (a short one zero-padded, as
+    ``nla_data`` reads past a payload the policy let through). Two fields read with one
+    struct call: a ctypes structure took half a microsecond per offloaded SA or policy."""
+    if ra.end - ra.start >= _USER_OFFLOAD.size:
+        return tuple.__new__(UserOffload, _USER_OFFLOAD.unpack_from(buf, ra.start))
+    return tuple.__new__(UserOffload, _USER_OFFLOAD.unpack(
+        bytes(buf[ra.start:ra.end]).ljust(_USER_OFFLOAD.size, b"\0")))
 
 
 class XfrmDevOffload:
@@ -110,7 +129,7 @@ def _links_dev(req: XfrmRequest, ifindex: int) -> NetDevice | None:
 
 
 def xfrm_dev_state_add(req: XfrmRequest, x: SecurityAssociation,
-                       xuo: X.XfrmUserOffload) -> None:
+                       xuo: UserOffload) -> None:
     """``xfrm_dev_state_add``."""
     if not kconfig.enabled(req.netns.kernel, "XFRM_OFFLOAD"):
         return                      # the !CONFIG_XFRM_OFFLOAD stub: accepted, nothing offloaded
@@ -302,7 +321,7 @@ def xfrm_dev_state_update_stats(x: SecurityAssociation) -> None:
         ops.xdo_dev_state_update_stats(x)
 
 
-def xfrm_dev_policy_add(req: XfrmRequest, pol: Policy, xuo: X.XfrmUserOffload,
+def xfrm_dev_policy_add(req: XfrmRequest, pol: Policy, xuo: UserOffload,
                         dir: int) -> None:
     """``xfrm_dev_policy_add``."""
     if not kconfig.enabled(req.netns.kernel, "XFRM_OFFLOAD"):

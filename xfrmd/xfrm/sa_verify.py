@@ -451,9 +451,7 @@ def _construct_rest(req: XfrmRequest, x: SecurityAssociation, db: StateDb) -> No
     init_replay(x)
     update_ae_params(req, x, update_esn=False)
     if A.OFFLOAD_DEV in at:
-        xuo = req.attr_struct(A.OFFLOAD_DEV, X.XfrmUserOffload)
-        assert xuo is not None
-        offload.xfrm_dev_state_add(req, x, xuo)
+        offload.xfrm_dev_state_add(req, x, offload.user_offload(req.buf, at[A.OFFLOAD_DEV]))
     if x.props.mode == X.XFRM_MODE_IPTFS and kconfig.enabled(db.kernel, "XFRM_IPTFS"):
         # x->mode_cbs->user_init; without xfrm_iptfs, xfrm_get_mode_cbs finds no callbacks
         # and the SA is kept without its IP-TFS configuration

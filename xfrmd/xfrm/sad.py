@@ -216,10 +216,13 @@ def _alloc_spi(db: StateDb, req: XfrmRequest, x: SecurityAssociation, lo: int,
         raise KernelError(E.ENOENT, "Target ACQUIRE is in DEAD state")
     if x.id.spi:
         return
-    rnd = req.kernel.random
+    # randrange(lo, hi + 1) is what randint(lo, hi) returns, one Python frame fewer
+    randrange = req.kernel.random.randrange
+    proto = x.id.proto
+    byspi = db.byspi
     for _ in range(hi - lo + 1):
-        spi = lo if lo == hi else rnd.randint(lo, hi)
-        if not db.spi_in_use(spi, x.id.proto):
+        spi = lo if lo == hi else randrange(lo, hi + 1)
+        if not byspi.get((spi, proto)):         # db.spi_in_use
             db.set_spi(x, spi)
             return
         if lo == hi:

@@ -33,9 +33,9 @@ from .addrcache import SEEN, shared
 from .globals import xfrm_globals
 from .offload import XFRM_DEV_OFFLOAD_PACKET, xfrm_dev_state_acquire, xfrm_dev_state_acquire_abort
 from .policy import Policy, PolicyWire, Template, selector_match
-from .state import (HZ, XFRM_STATE_ACQ, XFRM_STATE_DEAD, XFRM_STATE_EXPIRED, XFRM_STATE_VALID,
-                    DEFAULT_LFT, LifetimeCfg, SecurityAssociation, StateId, flush_message, host_sel,
-                    sel_family)
+from .state import (HZ, UINT_MAX, XFRM_STATE_ACQ, XFRM_STATE_DEAD, XFRM_STATE_EXPIRED,
+                    XFRM_STATE_VALID, DEFAULT_LFT, LifetimeCfg, Props, SecurityAssociation,
+                    StateId, flush_message, host_sel, sel_family)
 from .uapi import G, M
 
 if TYPE_CHECKING:
@@ -73,14 +73,21 @@ _SHORT_CHAIN = 8
 # xfrm_id_proto_match(proto, IPSEC_PROTO_ANY): the protocols that use SPIs
 _SPI_PROTOS = frozenset((X.IPPROTO_ESP, X.IPPROTO_AH, X.IPPROTO_COMP))
 _seen = SEEN.get     # addrcache.shared's lookup, without the call when the address is known
+_as = tuple.__new__  # a named tuple from its fields, without the generated __new__'s frame
 
 
 def _stop_timers(x: SecurityAssociation) -> None:
-    """The lifetime and the replay timer of a state going away."""
-    for t in (x.timer, x.rtimer):
-        if t is not None:
-            t.cancel()
-    x.timer = x.rtimer = None
+    """The lifetime and the replay timer of a state going away. (``rtimer`` is a class
+    default until a state arms one: storing None on every state would give each a
+    ``__dict__`` of its own.)"""
+    t = x.timer
+    if t is not None:
+        t.cancel()
+        x.timer = None
+    t = x.rtimer
+    if t is not None:
+        t.cancel()
+        x.rtimer = None
 
 
 def oldest_first(chain: Chain | None) -> Sequence[SecurityAssociation]:
@@ -248,17 +255,20 @@ class StateDb:
         x = _acq_in(self.bydst.get(key), mark, mode, if_id, pcpu_num, proto)
         if x is not None or not create:
             return x
-        x = self.alloc()
+        # xfrm_state_alloc with the larval fields filled in one go (what alloc() and the
+        # stores after it gave); the addresses are the shared ones (addrcache), the bydst
+        # key is the one just looked up
         width = 4 if family == X.AF_INET else 16
-        x.sel = host_sel(daddr, saddr, family)
-        x.props.saddr = saddr[:width].ljust(16, b"\0")
-        x.id = StateId(daddr[:width].ljust(16, b"\0"), 0, proto)
-        x.pcpu_num = pcpu_num
+        d, s = daddr[:width].ljust(16, b"\0"), saddr[:width].ljust(16, b"\0")
+        x = SecurityAssociation(self._acq_lft(), _as(StateId, (_seen(d) or shared(d), 0, proto)),
+                                host_sel(daddr, saddr, family),
+                                Props(family, _seen(s) or shared(s), mode, reqid),
+                                self.kernel.clock.wall(), self)
+        if pcpu_num != UINT_MAX:
+            x.pcpu_num = pcpu_num
         x.km_state = XFRM_STATE_ACQ
-        x.props.family, x.props.mode, x.props.reqid = family, mode, reqid
         x.if_id = if_id
         x.mark = mark
-        x.lft = self._acq_lft()
         self._link(x)
         self._arm(x, self.acq_expires)
         return x
@@ -389,8 +399,10 @@ class StateDb:
     def set_spi(self, x: SecurityAssociation, spi: int) -> None:
         """``xfrm_alloc_spi`` inserting the chosen SPI into byspi."""
         daddr, _, proto = x.id
-        x.id = StateId(daddr, spi, proto)
-        _chain_add(self.byspi, self._spi_key(x), x)
+        x.id = _as(StateId, (daddr, spi, proto))
+        key = (spi, proto)
+        if self.byspi.setdefault(key, x) is not x:    # not the first in its chain
+            _chain_add(self.byspi, key, x)
 
     def _grow_check(self) -> None:
         # xfrm_hash_grow_check doubles the hash when an insert collides while the table
@@ -451,8 +463,10 @@ class StateDb:
         x.km_state = XFRM_STATE_DEAD
         self._unlink(x)
         _stop_timers(x)
-        offload.xfrm_dev_state_release(x)
-        self.delete_tunnel(x)
+        if x.xso is not None:       # (most states: neither offloaded nor an IPComp tunnel's)
+            offload.xfrm_dev_state_release(x)
+        if x.tunnel is not None:
+            self.delete_tunnel(x)
         if x.id.proto == 41 and x.tunnel_users:   # IPPROTO_IPV6: the xfrm6_tunnel state
             self.tunnel6_free_spi(x.props.saddr)
         return 0

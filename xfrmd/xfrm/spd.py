@@ -157,10 +157,16 @@ def xfrm_add_policy(req: XfrmRequest) -> Reply:
         # templates or nothing: no security context, the main type, no mark, if_id, offload
         ptype, mark, if_id, xuo = X.XFRM_POLICY_TYPE_MAIN, _NO_MARK, 0, None
     else:
-        req.verify_sec_ctx_len()
-        ptype = req.policy_type()       # xfrm_policy_construct from here
-        mark, if_id = req.mark(), req.if_id()
-        xuo = req.attr_struct(A.OFFLOAD_DEV, X.XfrmUserOffload)
+        # each read only when its attribute is there (charon's offloaded policies carry
+        # XFRMA_OFFLOAD_DEV alone beside the template)
+        if A.SEC_CTX in attrs:
+            req.verify_sec_ctx_len()
+        # xfrm_policy_construct from here
+        ptype = req.policy_type() if A.POLICY_TYPE in attrs else X.XFRM_POLICY_TYPE_MAIN
+        mark = req.mark() if A.MARK in attrs else _NO_MARK
+        if_id = req.if_id() if A.IF_ID in attrs else 0
+        ra_off = attrs.get(A.OFFLOAD_DEV)
+        xuo = None if ra_off is None else offload.user_offload(buf, ra_off)
     # no limits (as `ip` sends it): the shared tuple, not 8 ints of its own
     lft = NO_LIMITS if lft_raw == _NO_LIMITS_RAW else _LFT.unpack(lft_raw)
     echo = None

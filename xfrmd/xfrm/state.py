@@ -35,11 +35,17 @@ XFRM_STATE_ERROR, XFRM_STATE_EXPIRED, XFRM_STATE_DEAD = 3, 4, 5
 # copy_to_user_state copies it back, so a sender's padding reappears in dumps)
 USERSA_INFO = struct.Struct("=56s16s4sB3s16s8Q4Q3III HBBB7x".replace(" ", ""))
 assert USERSA_INFO.size == 224
+_pack_usersa_info = USERSA_INFO.pack
+_BE32 = struct.Struct(">I").pack
 USERSA_ID = struct.Struct("=16s4sHBx")
 AEVENT_ID_TAIL = struct.Struct("=16sII")
 REPLAY = struct.Struct("=III")
 ESN_HEAD = struct.Struct("=6I")
 LIFETIME_CUR = struct.Struct("=4Q")
+_pack_replay = REPLAY.pack
+# the attributes every state's reply ends with, their headers made once
+_REPLAY_VAL_HDR = struct.pack("=HH", 4 + REPLAY.size, A.REPLAY_VAL)
+_SA_DIR_ATTR = {d: nla_u8(A.SA_DIR, d) for d in (X.XFRM_SA_DIR_IN, X.XFRM_SA_DIR_OUT)}
 
 
 class StateId(NamedTuple):
@@ -73,9 +79,15 @@ def sel_with_family(sel: bytes, family: int) -> bytes:
 def host_sel(daddr: bytes, saddr: bytes, family: int) -> bytes:
     """A selector covering exactly ``daddr`` and ``saddr`` (family left 0), as
     ``__find_acq_core`` fills the larval state's."""
-    width = 4 if family == X.AF_INET else 16
-    return (daddr[:width].ljust(16, b"\0") + saddr[:width].ljust(16, b"\0") + bytes(10)
-            + bytes((width * 8, width * 8)) + bytes(12))
+    if family == X.AF_INET:
+        return _pack_host_sel4(daddr[:4], saddr[:4], 32, 32)
+    return daddr[:16].ljust(16, b"\0") + saddr[:16].ljust(16, b"\0") + _HOST_SEL6_TAIL
+
+
+# host_sel's selector: one pack for IPv4 (the addresses, prefix lengths 32/32); IPv6's tail
+# (ports, family 0, prefix lengths 128/128, proto, ifindex, user) made once
+_pack_host_sel4 = struct.Struct("=4s12x4s12x10xBB12x").pack
+_HOST_SEL6_TAIL = bytes(10) + bytes((128, 128)) + bytes(12)
 # the replay state an aevent last reported (x.preplay), read-only: one shared tuple until
 # the first aevent (xfrm_replay_notify copies x->replay there)
 _NO_REPLAY = (0, 0, 0)
@@ -266,11 +278,11 @@ class SecurityAssociation:
         if self.xso is not None:
             offload.xfrm_dev_state_update_stats(self)
         p, cur = self.props, self.curlft
-        return USERSA_INFO.pack(
-            self.sel, self.id.daddr, struct.pack(">I", self.id.spi), self.id.proto,
-            self.id_pad, p.saddr, *self.lft.values(),
-            cur.bytes, cur.packets, cur.add_time, cur.use_time,
-            self.stats[0], self.stats[1], self.stats[2],
+        daddr, spi, proto = self.id      # (a named tuple's fields are slow attributes on 3.11)
+        stats = self.stats
+        return _pack_usersa_info(
+            self.sel, daddr, _BE32(spi), proto, self.id_pad, p.saddr, *self.lft,
+            cur.bytes, cur.packets, cur.add_time, cur.use_time, stats[0], stats[1], stats[2],
             self.km_seq, p.reqid, p.family, p.mode, p.replay_window, p.flags)
 
     def usersa_id(self) -> bytes:
@@ -286,55 +298,59 @@ class SecurityAssociation:
         """``copy_to_user_state_extra`` after the fixed part; ``hdr_len`` is the message
         length so far (XFRMA_LASTUSED is 64-bit aligned with XFRMA_PAD, as
         ``nla_put_u64_64bit`` does on a platform that needs it — x86_64 does not)."""
-        out = []
+        out: list[bytes] = []
+        add = out.append
         p = self.props
         if p.extra_flags:
-            out.append(nla(A.SA_EXTRA_FLAGS, struct.pack("=I", p.extra_flags)))
+            add(nla(A.SA_EXTRA_FLAGS, struct.pack("=I", p.extra_flags)))
         if self.coaddr is not None:
-            out.append(nla(A.COADDR, self.coaddr))
+            add(nla(A.COADDR, self.coaddr))
         if self.lastused:
-            out.append(nla(A.LASTUSED, struct.pack("=Q", self.lastused)))
+            add(nla(A.LASTUSED, struct.pack("=Q", self.lastused)))
         if self.aead is not None:
             a = self.aead
-            out.append(nla(A.ALG_AEAD, a.head(a.icv_len) + a.key))
+            add(nla(A.ALG_AEAD, a.head(a.icv_len) + a.key))
         if self.auth is not None:
             a = self.auth
-            out.append(nla(A.ALG_AUTH, a.head() + a.key))
-            out.append(nla(A.ALG_AUTH_TRUNC, a.head(a.trunc_len) + a.key))
+            add(nla(A.ALG_AUTH, a.head() + a.key))
+            add(nla(A.ALG_AUTH_TRUNC, a.head(a.trunc_len) + a.key))
         if self.enc is not None:
             a = self.enc
-            out.append(nla(A.ALG_CRYPT, a.head() + a.key))
+            add(nla(A.ALG_CRYPT, a.head() + a.key))
         if self.comp is not None:
             # copy_to_user_calg: the bare struct, key length 0
-            out.append(nla(A.ALG_COMP, self.comp.name.encode()[:63].ljust(64, b"\0") + bytes(4)))
+            add(nla(A.ALG_COMP, self.comp.name.encode()[:63].ljust(64, b"\0") + bytes(4)))
         if self.encap is not None:
             e = self.encap
-            out.append(nla(A.ENCAP, struct.pack("=H2s2s2x16s", e.encap_type,
-                                                 struct.pack(">H", e.encap_sport),
-                                                 struct.pack(">H", e.encap_dport),
-                                                 bytes(e.encap_oa))))
+            add(nla(A.ENCAP, struct.pack("=H2s2s2x16s", e.encap_type,
+                                         struct.pack(">H", e.encap_sport),
+                                         struct.pack(">H", e.encap_dport),
+                                         bytes(e.encap_oa))))
         if self.tfcpad:
-            out.append(nla(A.TFCPAD, struct.pack("=I", self.tfcpad)))
+            add(nla(A.TFCPAD, struct.pack("=I", self.tfcpad)))
         if self.mark[0] | self.mark[1]:
-            out.append(nla(A.MARK, struct.pack("=II", *self.mark)))
+            add(nla(A.MARK, struct.pack("=II", *self.mark)))
         if p.smark[0] | p.smark[1]:
-            out.append(nla(A.SET_MARK, struct.pack("=I", p.smark[0])))
-            out.append(nla(A.SET_MARK_MASK, struct.pack("=I", p.smark[1])))
-        out.append(self.replay_attr())
+            add(nla(A.SET_MARK, struct.pack("=I", p.smark[0])))
+            add(nla(A.SET_MARK_MASK, struct.pack("=I", p.smark[1])))
+        if self.replay_esn is None:     # replay_attr(), without the call and nla()'s
+            add(_REPLAY_VAL_HDR + _pack_replay(*self.replay))
+        else:
+            add(self.replay_attr())
         if self.xso is not None:
-            out.append(offload.copy_user_offload(self))
+            add(offload.copy_user_offload(self))
         if self.if_id:
-            out.append(nla_u32(A.IF_ID, self.if_id))
+            add(nla_u32(A.IF_ID, self.if_id))
         if self.iptfs is not None:
-            out.append(iptfs.copy_to_user(self))
+            add(iptfs.copy_to_user(self))
         if self.mapping_maxage:
-            out.append(nla_u32(A.MTIMER_THRESH, self.mapping_maxage))
+            add(nla_u32(A.MTIMER_THRESH, self.mapping_maxage))
         if self.pcpu_num != UINT_MAX:
-            out.append(nla_u32(A.SA_PCPU, self.pcpu_num))
+            add(nla_u32(A.SA_PCPU, self.pcpu_num))
         if self.dir:
-            out.append(nla_u8(A.SA_DIR, self.dir))
+            add(_SA_DIR_ATTR.get(self.dir) or nla_u8(A.SA_DIR, self.dir))
         if self.nat_keepalive_interval:
-            out.append(nla_u32(A.NAT_KEEPALIVE_INTERVAL, self.nat_keepalive_interval))
+            add(nla_u32(A.NAT_KEEPALIVE_INTERVAL, self.nat_keepalive_interval))
         return b"".join(out)
 
     def dump_message(self, seq: int, portid: int, flags: int = NLM_F_MULTI) -> bytes:

@@ -135,13 +135,24 @@ _SA_DIR, _SA_PCPU = int(X.Xfrma.SA_DIR), int(X.Xfrma.SA_PCPU)
 # nlmsg_parse_deprecated with xfrma_policy / xfrma_spd_policy (their tables compiled once)
 _parse_attrs = attr_parser(XFRMA_POLICY, X.XFRMA_MAX, STRICT_START_TYPE)
 _parse_spd_attrs = attr_parser(XFRMA_SPD_POLICY, X.XFRMA_SPD_MAX)
+_ACQUIRE = int(X.XfrmMsg.ACQUIRE)
+
+
+# the messages SA_DIR / SA_PCPU mean something in (plain ints: charon sends SA_DIR in every
+# ALLOCSPI, NEWSA and UPDSA, so this runs three times per Child SA)
+_SA_DIR_OK = frozenset(int(m) for m in (M.NEWSA, M.UPDSA, M.ALLOCSPI))
+_SA_PCPU_OK = _SA_DIR_OK | {int(M.ACQUIRE)}
 
 
 def _reject_unused_attr(t: int, tb: dict[int, RawAttr]) -> None:
     """``xfrm_reject_unused_attr``: SA_DIR and SA_PCPU only where they mean something."""
-    if X.Xfrma.SA_DIR in tb and t not in (M.NEWSA, M.UPDSA, M.ALLOCSPI):
+    if t in _SA_PCPU_OK:
+        if t == _ACQUIRE and _SA_DIR in tb:
+            raise KernelError(E.EINVAL, "Invalid attribute SA_DIR")
+        return
+    if _SA_DIR in tb:
         raise KernelError(E.EINVAL, "Invalid attribute SA_DIR")
-    if X.Xfrma.SA_PCPU in tb and t not in (M.NEWSA, M.UPDSA, M.ALLOCSPI, M.ACQUIRE):
+    if _SA_PCPU in tb:
         raise KernelError(E.EINVAL, "Invalid attribute SA_PCPU")
 
 
