@@ -24,7 +24,8 @@ ALWAYS = ["codec_newsa_aead_offload_dir_decode_encode", "codec_newpolicy_one_tmp
           "newsa_decode_validate_insert_ack", "newpolicy_decode_validate_insert_ack",
           "rss_100k_sas_plus_100k_policies", "trace_tap_per_datagram",
           "gc_longest_pause_loading_10k_sas", "lag_report_full_matrix",
-          "bond_xmit_deliver_packets_per_s", "xfrmd_ctl_call_cpu"]
+          "bond_xmit_deliver_packets_per_s", "xfrmd_ctl_call_cpu",
+          "charon6_child_sa_mix_packet_offload"]
 WITH_IP = ["ip_batch_2000_policy_adds", "ip_policy_list_2000", "xfrmd_run_true_startup",
            "ip_script_60_commands", "server_cpu_per_connection"]
 
