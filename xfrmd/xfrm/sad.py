@@ -182,31 +182,39 @@ def _verify_spi_info(proto: int, lo: int, hi: int) -> None:
 
 
 def xfrm_alloc_userspi(req: XfrmRequest) -> Reply:
-    p = usersa_info(req.buf, req.payload_offset)
-    lo, hi = struct.unpack_from("=II", req.buf, req.payload_offset + 224)
-    _verify_spi_info(p.proto, lo, hi)
+    buf, off, attrs = req.buf, req.payload_offset, req.attrs
+    # the usersa_info's fields by position (a named tuple's fields are slow attributes on
+    # 3.11): sel, daddr, spi, proto, id pad, saddr, lft, curlft, stats, then these
+    p = usersa_info(buf, off)
+    daddr, proto, saddr = p[1], p[3], p[5]
+    seq, reqid, family, mode = p[9:13]
+    lo, hi = _SPI_RANGE.unpack_from(buf, off + 224)
+    _verify_spi_info(proto, lo, hi)
     db = req.xfrm.sad
-    m = req.mark()
-    if_id = req.if_id()
+    m = req.mark() if A.MARK in attrs else _NO_MARK
+    if_id = req.if_id() if A.IF_ID in attrs else 0
     pcpu = 0xFFFFFFFF
-    if A.SA_PCPU in req.attrs:
+    if A.SA_PCPU in attrs:
         pcpu = req.attr_u32(A.SA_PCPU)
         if pcpu >= db.num_possible_cpus:
             raise KernelError(E.EINVAL, "pCPU number too big")
     x = None
-    if p.seq:
-        x = db.find_acq_byseq(m[0] & m[1], p.seq, pcpu)
-        if x is not None and addr_key(x.id.daddr, p.family) != addr_key(p.daddr, p.family):
+    if seq:
+        x = db.find_acq_byseq(m[0] & m[1], seq, pcpu)
+        if x is not None and addr_key(x.id.daddr, family) != addr_key(daddr, family):
             x = None
     if x is None:
-        x = db.find_acq(m, p.family, p.mode, p.reqid, if_id, pcpu, p.proto, p.daddr,
-                        p.saddr, True)
+        x = db.find_acq(m, family, mode, reqid, if_id, pcpu, proto, daddr, saddr, True)
     assert x is not None        # find_acq creates one
     _alloc_spi(db, req, x, lo, hi)
-    if A.SA_DIR in req.attrs:
+    if A.SA_DIR in attrs:
         x.dir = req.attr_u32(A.SA_DIR, 1)
     req.unicast(x.dump_message(req.hdr.seq, req.sock.portid, flags=0))
     return req.ok()
+
+
+_SPI_RANGE = struct.Struct("=II")     # xfrm_userspi_info's min, max after the usersa_info
+_NO_MARK = (0, 0)
 
 
 def _alloc_spi(db: StateDb, req: XfrmRequest, x: SecurityAssociation, lo: int,
