@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import subprocess
 
+from tests.differential.kconfig_host import host_topology
 from tests.differential.test_rtnl_diff import RealNetns, XFRMD, _need_tools, _norm, line_tests
 
 
@@ -76,7 +77,7 @@ def test_lifetimes_run_out_like_the_kernels(tmp_path):
     try:
         real = subprocess.Popen(["ip", "netns", "exec", ns.name, "sh", str(script),
                                  str(tmp_path / "real.txt")], stdout=subprocess.PIPE, text=True)
-        emu = subprocess.run(XFRMD + ["run", "--topology", "bare", "--", "sh", str(script),
+        emu = subprocess.run(XFRMD + ["run", "--topology", host_topology(), "--", "sh", str(script),
                                       str(tmp_path / "emu.txt")],
                              capture_output=True, text=True, timeout=60)
         real_out, _ = real.communicate(timeout=60)
