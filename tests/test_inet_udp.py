@@ -7,36 +7,11 @@ import os
 import struct
 
 from .conftest import require_shim, xfrmd_run
+from .inet_scripts import ESP, LINK
 
-KEY = "0x0102030405060708090a0b0c0d0e0f1011121314"
-
-# two namespaces joined by a veth, an ESP tunnel (rfc4106(gcm(aes))) each way for IPv4,
-# IPv6 in the clear
-SETUP = f"""set -e
-ip netns add a; ip netns add b
-ip -n a link add va type veth peer name vb netns b
-ip -n a addr add 10.9.0.1/24 dev va; ip -n b addr add 10.9.0.2/24 dev vb
-for ns in a b; do ip -n $ns link set lo up; done
-ip -n a link set va up; ip -n b link set vb up
-# after both ends are up: an address of a link without carrier stays tentative here (the
-# emulated veth does not yet restart addrconf when its peer comes up)
-ip -n a addr add fd00::1/64 dev va nodad; ip -n b addr add fd00::2/64 dev vb nodad
-for ns in a b; do
-  ip -n $ns xfrm state add src 10.9.0.1 dst 10.9.0.2 proto esp spi 0x100 reqid 1 mode tunnel \\
-     aead 'rfc4106(gcm(aes))' {KEY} 128
-  ip -n $ns xfrm state add src 10.9.0.2 dst 10.9.0.1 proto esp spi 0x200 reqid 2 mode tunnel \\
-     aead 'rfc4106(gcm(aes))' {KEY} 128
-done
-for d in "a out" "b in"; do set -- $d
-  ip -n $1 xfrm policy add src 10.9.0.1 dst 10.9.0.2 dir $2 \\
-     tmpl src 10.9.0.1 dst 10.9.0.2 proto esp reqid 1 mode tunnel
-done
-for d in "b out" "a in"; do set -- $d
-  ip -n $1 xfrm policy add src 10.9.0.2 dst 10.9.0.1 dir $2 \\
-     tmpl src 10.9.0.2 dst 10.9.0.1 proto esp reqid 2 mode tunnel
-done
-set +e
-"""
+# two namespaces a and b joined by a veth, an ESP tunnel (rfc4106(gcm(aes))) each way for
+# IPv4, IPv6 in the clear
+SETUP = "A=a B=b\n" + LINK + ESP
 
 # server: bind ADDR PORT, answer N datagrams in upper case; client: bind SRC, send, print reply
 ECHO = '''
