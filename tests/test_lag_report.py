@@ -4,7 +4,6 @@ headless Chromium (its screenshot must show the plots; its DOM the bond trees)."
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -14,6 +13,8 @@ import pytest
 from xfrmd.lagreport.report import run_report
 from xfrmd.lagreport.lab import MODELS, PAIRINGS, Lab
 from xfrmd.lagreport.scenarios import SCENARIOS, Cell, esn_advance
+
+from .conftest import require
 
 XFRMD = [sys.executable, "-m", "xfrmd.cli"]
 
@@ -213,10 +214,7 @@ def test_the_esn_scenario_where_the_bond_admits_esn(model, mode):
 
 def _chromium() -> str:
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    if exe is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing (tools/test-all.sh installs it)")
-        pytest.skip("chromium is not installed")
+    require(exe is not None, "chromium is not installed (tools/test-all.sh installs it)")
     return exe
 
 

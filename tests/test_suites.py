@@ -4,13 +4,14 @@ without them a developer's run skips, CI fails."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
 from xfrmd.suites import kselftest
+
+from .conftest import require
 
 XFRMD = [sys.executable, "-m", "xfrmd.cli"]
 # what passes today (docs/suites.md has the table): a test leaving this set is a regression
@@ -24,22 +25,16 @@ PASSING = {"kci_test_polrouting", "kci_test_route_get", "kci_test_addrlft",
 @pytest.fixture(scope="module")
 def selftests():
     found = kselftest.cached()
-    if not found:
-        if os.environ.get("CI"):
-            pytest.fail("the kernel selftests are not fetched (tools/test-all.sh runs "
-                        "`xfrmd suites fetch`)")
-        pytest.skip("the kernel selftests are not fetched: xfrmd suites fetch")
+    require(bool(found), "the kernel selftests are not fetched: xfrmd suites fetch "
+                         "(tools/test-all.sh runs it)")
     return found
 
 
 @pytest.fixture(scope="module")
 def bonding(selftests):
     found = kselftest.cached(kselftest.BONDING)
-    if not found:
-        if os.environ.get("CI"):
-            pytest.fail("bond_ipsec_offload.sh is not fetched (tools/test-all.sh runs "
-                        "`xfrmd suites fetch`)")
-        pytest.skip("bond_ipsec_offload.sh is not fetched: xfrmd suites fetch")
+    require(bool(found), "bond_ipsec_offload.sh is not fetched: xfrmd suites fetch "
+                         "(tools/test-all.sh runs it)")
     return found
 
 

@@ -9,7 +9,6 @@ files are in the full ``xfrmd suites pyroute2`` run whose figures docs/suites.md
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -17,6 +16,8 @@ import sys
 import pytest
 
 from xfrmd.suites import iproute2_suite, pyroute2_suite
+
+from .conftest import require
 
 XFRMD = [sys.executable, "-m", "xfrmd.cli"]
 IPR_FILES = ["test_ipr/test_link.py", "test_ipr/test_link_create.py", "test_ipr/test_addr.py",
@@ -64,10 +65,7 @@ IPROUTE2_PASSING = {"ip/link/add_type_xfrm.t", "ip/link/new_link.t",
 
 
 def _need(found: str | None, what: str) -> str:
-    if not found:
-        if os.environ.get("CI"):
-            pytest.fail(f"{what} are not fetched (tools/test-all.sh runs `xfrmd suites fetch`)")
-        pytest.skip(f"{what} are not fetched: xfrmd suites fetch")
+    require(bool(found), f"{what} are not fetched: xfrmd suites fetch (tools/test-all.sh runs it)")
     return found
 
 
