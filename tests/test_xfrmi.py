@@ -161,14 +161,11 @@ def test_traffic_routed_through_the_interface_uses_its_if_id():
     assert b["result"] == "sent" and b.get("path") == "clear"
 
 
-def test_inbound_packets_arrive_on_the_interface_of_their_sas_if_id():
-    """xfrmi_rcv_cb / xfrmi_decode_session: the right side's SA and IN policy carry if_id 7;
-    the packet is accepted while the running interface with if_id 7 exists, and fails the
-    policy check (no IN policy for if_id 0 after a tunnel SA) when the interface is down."""
+def _pair_with_if_id_7():
+    """The data path's two namespaces (tests/test_datapath_input.py) with an ESP tunnel
+    left → right whose right-side SA and IN policy carry if_id 7."""
     from netlink_codec import xfrm as X
     from xfrmd.clock import ManualClock
-    from xfrmd.datapath.input import deliver_packets
-    from xfrmd.datapath.output import xfrm_xmit
     from xfrmd.kernel import Kernel
     from xfrmd.topology import from_dict
     from .datapath_helpers import TUNNEL, policy, sa
@@ -179,6 +176,17 @@ def test_inbound_packets_arrive_on_the_interface_of_their_sas_if_id():
     left.ok(policy(L, R, X.XFRM_POLICY_OUT, [(L, R, 1, TUNNEL)]))
     right.ok(_with_if_id(sa(L, R, 0x1000), 7))
     right.ok(_with_if_id(policy(L, R, X.XFRM_POLICY_IN, [(L, R, 1, TUNNEL)]), 7))
+    return k
+
+
+def test_inbound_packets_arrive_on_the_interface_of_their_sas_if_id():
+    """xfrmi_rcv_cb / xfrmi_decode_session: the right side's SA and IN policy carry if_id 7;
+    the packet is accepted while the running interface with if_id 7 exists, and fails the
+    policy check (no IN policy for if_id 0 after a tunnel SA) when the interface is down."""
+    from xfrmd.datapath.input import deliver_packets
+    from xfrmd.datapath.output import xfrm_xmit
+    from .test_datapath_input import L, R
+    k = _pair_with_if_id_7()
     rs = k.socket(N.NETLINK_ROUTE, "right")
     k.bind(rs)
 
@@ -204,20 +212,10 @@ def test_collect_md_interface_in_the_data_path():
     """Out: xfrmi_xmit2 needs the packet's xfrm metadata (set by tc/BPF, which xfrmd does not
     model) and drops it with EINVAL. In: xfrmi_lookup falls back to the running collect_md
     interface for an SA whose if_id has no interface of its own (xfrmi_rcv_cb)."""
-    from netlink_codec import xfrm as X
-    from xfrmd.clock import ManualClock
     from xfrmd.datapath.input import deliver_packets
     from xfrmd.datapath.output import xfrm_xmit
-    from xfrmd.kernel import Kernel
-    from xfrmd.topology import from_dict
-    from .datapath_helpers import TUNNEL, policy, sa
-    from .test_datapath_input import PAIR, L, R, nl
-    k = Kernel(ManualClock(), topology=from_dict(PAIR))
-    left, right = nl(k, "left"), nl(k, "right")
-    left.ok(sa(L, R, 0x1000))
-    left.ok(policy(L, R, X.XFRM_POLICY_OUT, [(L, R, 1, TUNNEL)]))
-    right.ok(_with_if_id(sa(L, R, 0x1000), 7))
-    right.ok(_with_if_id(policy(L, R, X.XFRM_POLICY_IN, [(L, R, 1, TUNNEL)]), 7))
+    from .test_datapath_input import L, R
+    k = _pair_with_if_id_7()
 
     def rtnl(ns, body, flags=CREATE):
         s = k.socket(N.NETLINK_ROUTE, ns)
