@@ -78,6 +78,22 @@ def _mask(names: Iterable[str]) -> int:
     return m
 
 
+class _LinkGenMask:
+    """A feature mask attribute of :class:`NetdevFeatures` whose change moves the link
+    generation (devices/linkgen.py), so the shim asks GFEATURES again."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = "_" + name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        return self if obj is None else getattr(obj, self.slot)
+
+    def __set__(self, obj: Any, v: int) -> None:
+        if getattr(obj, self.slot, None) != v:
+            setattr(obj, self.slot, v)
+            link_changed()
+
+
 class NetdevFeatures:
     """``hw_features``, ``wanted_features`` and ``features`` of one device, as 64-bit masks
     (``hw_mask``, ``wanted_mask``, ``active_mask``); the name-set views are for readers."""
@@ -90,38 +106,12 @@ class NetdevFeatures:
         self.wanted_mask = (req | _mask(active)) if wanted is None else _mask(wanted)
         self.last_error = 0       # the driver's errno of the last refused ndo_set_features
 
-    # every mask is set through a property that moves the link generation when its value
-    # changes: ETHTOOL_GFEATURES answers all three, and a `wanted`-only change (a refused
-    # or fixed-up `ethtool -K`) sends no notification the shim could see
-    @property
-    def hw_mask(self) -> int:
-        return self._hw
-
-    @hw_mask.setter
-    def hw_mask(self, v: int) -> None:
-        if getattr(self, "_hw", None) != v:
-            self._hw = v
-            link_changed()
-
-    @property
-    def wanted_mask(self) -> int:
-        return self._wanted
-
-    @wanted_mask.setter
-    def wanted_mask(self, v: int) -> None:
-        if getattr(self, "_wanted", None) != v:
-            self._wanted = v
-            link_changed()
-
-    @property
-    def active_mask(self) -> int:
-        return self._active
-
-    @active_mask.setter
-    def active_mask(self, v: int) -> None:
-        if getattr(self, "_active", None) != v:
-            self._active = v
-            link_changed()
+    # every mask moves the link generation when its value changes (_LinkGenMask):
+    # ETHTOOL_GFEATURES answers all three, and a `wanted`-only change (a refused or fixed-up
+    # `ethtool -K`) sends no notification the shim could see
+    hw_mask = _LinkGenMask()
+    wanted_mask = _LinkGenMask()
+    active_mask = _LinkGenMask()
 
     def active(self, name: str) -> bool:
         return bool(self.active_mask >> BIT[name] & 1)
