@@ -15,11 +15,11 @@ from netlink_codec.netlink import RawAttr
 from ..errors import KernelError
 from ..netlink.core import Reply
 from . import offload
-from .policy import NO_LIMITS, SEL_LEN, TMPL, Policy, Template, make_template, policy_key
+from .policy import (NO_LIMITS, SEL_LEN, TMPL, USERPOLICY_INFO, Policy, Template, make_template,
+                     policy_key)
 from .request import XfrmRequest
 from .uapi import A, M
 
-_INFO = struct.Struct("=56s8Q4QIIBBBB4x")   # xfrm_userpolicy_info (168)
 _ID = struct.Struct("=56sIB")                 # xfrm_userpolicy_id
 _SEL_FAMILY = struct.Struct("=HBB")          # family, prefixlen_d, prefixlen_s
 _INFO_END = struct.Struct("=IBBBB")           # index, dir, action, flags, share
@@ -240,9 +240,9 @@ def xfrm_flush_policy(req: XfrmRequest) -> Reply:
 
 
 def xfrm_add_pol_expire(req: XfrmRequest) -> Reply:
-    f = _INFO.unpack_from(req.buf, req.payload_offset)
+    f = USERPOLICY_INFO.unpack_from(req.buf, req.payload_offset)
     sel, index, dir = f[0], f[14], f[15]
-    hard = req.buf[req.payload_offset + _INFO.size]
+    hard = req.buf[req.payload_offset + USERPOLICY_INFO.size]
     pol = _lookup(req, sel, index, dir)
     if pol.dead:
         return req.ok()
