@@ -146,6 +146,7 @@ def _expanded(fmt: str) -> list[str]:
     (state.USERSA_ID.format, X.XfrmUsersaId, {}),
     (state.REPLAY.format, X.XfrmReplayState, {}),
     (state.ESN_HEAD.format, X.XfrmReplayStateEsn, {}),
+    (state.LIFETIME_CFG.format, X.XfrmLifetimeCfg, {}),
     (state.LIFETIME_CUR.format, X.XfrmLifetimeCur, {}),
     (policy.USERPOLICY_INFO.format, X.XfrmUserpolicyInfo, {"whole": ["sel"]}),
     (acquire.TMPL.format, X.XfrmUserTmpl, {}),

@@ -18,6 +18,7 @@ from . import offload
 from .policy import (NO_LIMITS, SEL_LEN, TMPL, USERPOLICY_INFO, Policy, Template, make_template,
                      policy_key)
 from .request import XfrmRequest
+from .state import LIFETIME_CFG
 from .uapi import A, M
 
 _ID = struct.Struct("=56sIB")                 # xfrm_userpolicy_id
@@ -28,8 +29,7 @@ _NO_MARK = (0, 0)
 # bytes (unpacked only when it is not NO_LIMITS), priority, index, dir, action, flags, share;
 # the selector itself is taken as bytes, curlft is ignored
 _INFO_FIELDS = struct.Struct("=40xHBB12x64s32xIIBBBB4x")
-_LFT = struct.Struct("=8Q")
-_NO_LIMITS_RAW = _LFT.pack(*NO_LIMITS)
+_NO_LIMITS_RAW = LIFETIME_CFG.pack(*NO_LIMITS)
 
 
 # -- the policy checks of xfrm_user.c --------------------------------------------------------
@@ -168,7 +168,7 @@ def xfrm_add_policy(req: XfrmRequest) -> Reply:
         ra_off = attrs.get(A.OFFLOAD_DEV)
         xuo = None if ra_off is None else offload.user_offload(buf, ra_off)
     # no limits (as `ip` sends it): the shared tuple, not 8 ints of its own
-    lft = NO_LIMITS if lft_raw == _NO_LIMITS_RAW else _LFT.unpack(lft_raw)
+    lft = NO_LIMITS if lft_raw == _NO_LIMITS_RAW else LIFETIME_CFG.unpack(lft_raw)
     echo = None
     try:
         if ra is None:
