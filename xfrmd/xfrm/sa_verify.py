@@ -63,7 +63,7 @@ class UsersaInfo(NamedTuple):
     proto: int
     id_pad: bytes
     saddr: bytes
-    lft_raw: bytes      # xfrm_lifetime_cfg: ``lft``
+    lft_raw: bytes      # xfrm_lifetime_cfg (state_construct unpacks it)
     curlft_raw: bytes   # xfrm_lifetime_cur, ignored
     stats_raw: bytes    # xfrm_stats, ignored
     seq: int
@@ -76,13 +76,6 @@ class UsersaInfo(NamedTuple):
     @property
     def spi(self) -> int:
         return int.from_bytes(self.spi_be, "big")
-
-    @property
-    def lft(self) -> LifetimeCfg:
-        """The limits: the shared :data:`~.state.DEFAULT_LFT` when they are the default."""
-        raw = self.lft_raw
-        return (DEFAULT_LFT if raw == _DEFAULT_LFT_RAW
-                else _as(LifetimeCfg, LIFETIME_CFG.unpack(raw)))
 
 
 # a named tuple from a tuple of its fields, without the generated __new__'s Python frame
