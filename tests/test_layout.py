@@ -19,7 +19,7 @@ from netlink_codec import rtnl as R
 from netlink_codec import xfrm as X
 from netlink_codec.cstruct import be16, be32, struct_format
 from xfrmd.rtnl import addr, link, neigh, route, rule
-from xfrmd.xfrm import acquire, migrate, sa_verify, spd, state
+from xfrmd.xfrm import acquire, migrate, policy, sa_verify, state
 
 from .conftest import require
 
@@ -146,8 +146,9 @@ def _expanded(fmt: str) -> list[str]:
     (state.USERSA_ID.format, X.XfrmUsersaId, {}),
     (state.REPLAY.format, X.XfrmReplayState, {}),
     (state.ESN_HEAD.format, X.XfrmReplayStateEsn, {}),
+    (state.LIFETIME_CFG.format, X.XfrmLifetimeCfg, {}),
     (state.LIFETIME_CUR.format, X.XfrmLifetimeCur, {}),
-    (spd._INFO.format, X.XfrmUserpolicyInfo, {"whole": ["sel"]}),
+    (policy.USERPOLICY_INFO.format, X.XfrmUserpolicyInfo, {"whole": ["sel"]}),
     (acquire.TMPL.format, X.XfrmUserTmpl, {}),
     (migrate.MIGRATE.format, X.XfrmUserMigrate, {}),
     (link.IFINFOMSG.format, R.IfInfoMsg, {}),

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from netlink_codec import cext
 from netlink_codec import netlink as N
 from netlink_codec import xfrm as X
 from xfrmd.clock import ManualClock
@@ -19,6 +20,9 @@ from xfrmd.xfrm import sa_verify, sad
 
 from .conftest import require
 from .sad_helpers import AEAD, CBC, GCM_KEY, M, algo, algo2, msg, selector, usersa_info
+
+if cext.pure_python():
+    pytest.skip("the pure-Python run: nothing to compare", allow_module_level=True)
 
 A = X.Xfrma
 
@@ -34,10 +38,10 @@ def fast():
     return sa_verify._safast
 
 
-def _run(fast, monkeypatch, request: bytes) -> tuple[object, object]:
-    """(what the C half answered, what the Python path answered: UsersaInfo or the error)
-    for one request delivered to a fresh kernel."""
-    seen: list[tuple[object, object]] = []
+def _run(fast, monkeypatch, request: bytes) -> tuple[object, object, object]:
+    """(what the C half answered, what the Python path answered, what NEWSA was served: each
+    a UsersaInfo or the error) for one request delivered to a fresh kernel."""
+    seen: list[tuple[object, object, object]] = []
 
     def spy(req):
         c = fast.newsa_info(req.buf, req.payload_offset, req.attrs, sa_verify.UsersaInfo)
@@ -48,15 +52,20 @@ def _run(fast, monkeypatch, request: bytes) -> tuple[object, object]:
             py: object = e
         else:
             py = p
-        seen.append((c, py))
-        return sa_verify.checked_newsa_info(req)
+        try:
+            real: object = sa_verify.checked_newsa_info(req)
+        except KernelError as e:
+            seen.append((c, py, e))
+            raise
+        seen.append((c, py, real))
+        return real
 
     monkeypatch.setattr(sad, "checked_newsa_info", spy)
     k = Kernel(ManualClock(), seed=1)
     s = k.socket(N.NETLINK_XFRM)
     k.bind(s)
     k.deliver(s, request)
-    return seen[0] if seen else (None, None)
+    return seen[0] if seen else (None, None, None)
 
 
 def _agrees(c: object, py: object) -> None:
@@ -81,9 +90,10 @@ COMMON = [
 
 @pytest.mark.parametrize("name, request_", COMMON, ids=[c[0] for c in COMMON])
 def test_a_key_managers_usual_requests_take_the_c_half(fast, monkeypatch, name, request_):
-    c, py = _run(fast, monkeypatch, request_)
+    c, py, real = _run(fast, monkeypatch, request_)
     assert c is not None, f"{name}: the C half left it to Python"
     _agrees(c, py)
+    assert type(real) is sa_verify.UsersaInfo and tuple(real) == tuple(c)
 
 
 SHORT_AEAD = N.nla(A.ALG_AEAD, algo2("rfc4106(gcm(aes))", GCM_KEY, 128, key_bits=400))
@@ -112,9 +122,11 @@ REJECTED = [
 
 @pytest.mark.parametrize("name, request_", REJECTED, ids=[c[0] for c in REJECTED])
 def test_every_error_is_the_python_paths(fast, monkeypatch, name, request_):
-    c, py = _run(fast, monkeypatch, request_)
+    c, py, real = _run(fast, monkeypatch, request_)
     assert isinstance(py, KernelError), f"{name}: the Python path accepts it"
     assert c is None
+    # what NEWSA answers is the Python path's error: the kernel's errno and message
+    assert isinstance(real, KernelError) and (real.errno, real.msg) == (py.errno, py.msg)
 
 
 def test_a_buffer_that_is_not_bytes_or_attributes_that_are_not_a_dict_go_to_python(fast):
@@ -157,5 +169,5 @@ def test_what_the_c_half_accepts_the_python_path_accepts(fast, monkeypatch, prot
     req = newsa(*algs, *attrs, proto=proto, family=family, mode=mode, flags=flags,
                 replay_window=replay_window,
                 sel=selector(plen_d=plen, plen_s=plen, family=sel_family))
-    c, py = _run(fast, monkeypatch, req)
+    c, py, _real = _run(fast, monkeypatch, req)
     _agrees(c, py)

@@ -25,9 +25,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from netlink_codec import cext
 
+from ..cext import source
 from .replay import ReplayError, ReplayWindow
 
-_C = cext.load("xfrmd.datapath._espfast", os.path.join(os.path.dirname(__file__), "_espfast.c"))
+_C = cext.load("xfrmd.datapath._espfast", source("xfrmd.datapath._espfast"))
 
 _HDR = struct.Struct(">II")
 _ESN_AAD = struct.Struct(">III")      # SPI, seq hi, seq lo (RFC 4303 §2.2.1 with ESN)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 # xfrm_userpolicy_info: the selector (the first 56 bytes of Policy.key), lft (8 u64), curlft
 # (4 u64), priority, index, dir, action, flags, share
-_USERPOLICY_INFO = struct.Struct("=56s8Q4QIIBBBB4x")   # 168 bytes with the tail padding
+USERPOLICY_INFO = struct.Struct("=56s8Q4QIIBBBB4x")   # 168 bytes with the tail padding
 SEL_LEN = 56
 # xfrm_lifetime_cfg as `ip` sends it, no limits: the one tuple every such policy shares
 NO_LIMITS = (X.XFRM_INF,) * 4 + (0,) * 4
@@ -228,7 +228,7 @@ class Policy:
 
     # -- copy_to_user_policy ------------------------------------------------------------
     def userpolicy_info(self, dir: int | None = None) -> bytes:
-        return _USERPOLICY_INFO.pack(self.key, *self.lft, 0, 0, self.curlft_add,
+        return USERPOLICY_INFO.pack(self.key, *self.lft, 0, 0, self.curlft_add,
                                      self.curlft_use, self.priority, self.index,
                                      self.dir if dir is None else dir, self.action,
                                      self.flags, X.XFRM_SHARE_ANY)

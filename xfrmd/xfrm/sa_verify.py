@@ -19,8 +19,8 @@ from ..errors import KernelError
 from . import algos, iptfs, offload, types
 from .addrcache import SEEN, shared
 from .request import XfrmRequest
-from .state import (DEFAULT_LFT, UINT_MAX, USERSA_INFO, Algo, LifetimeCfg, LifetimeCur, Props,
-                    ReplayEsn, SecurityAssociation, StateId, sel_with_family)
+from .state import (DEFAULT_LFT, LIFETIME_CFG, UINT_MAX, USERSA_INFO, Algo, LifetimeCfg,
+                    LifetimeCur, Props, ReplayEsn, SecurityAssociation, StateId, sel_with_family)
 from .uapi import A
 
 if TYPE_CHECKING:
@@ -51,8 +51,7 @@ _NO_PAD = bytes(3)      # xfrm_id's padding as nearly everyone sends it: one sha
 # limits are then eight int objects only when they are not the default ones
 USERSA_INFO_IN = struct.Struct("=56s16s4sB3s16s64s32s12sIIHBBB7x")
 assert USERSA_INFO_IN.size == USERSA_INFO.size
-_LFT = struct.Struct("=8Q")
-_DEFAULT_LFT_RAW = _LFT.pack(*DEFAULT_LFT)
+_DEFAULT_LFT_RAW = LIFETIME_CFG.pack(*DEFAULT_LFT)
 
 
 class UsersaInfo(NamedTuple):
@@ -64,7 +63,7 @@ class UsersaInfo(NamedTuple):
     proto: int
     id_pad: bytes
     saddr: bytes
-    lft_raw: bytes      # xfrm_lifetime_cfg: ``lft``
+    lft_raw: bytes      # xfrm_lifetime_cfg (state_construct unpacks it)
     curlft_raw: bytes   # xfrm_lifetime_cur, ignored
     stats_raw: bytes    # xfrm_stats, ignored
     seq: int
@@ -77,12 +76,6 @@ class UsersaInfo(NamedTuple):
     @property
     def spi(self) -> int:
         return int.from_bytes(self.spi_be, "big")
-
-    @property
-    def lft(self) -> LifetimeCfg:
-        """The limits: the shared :data:`~.state.DEFAULT_LFT` when they are the default."""
-        raw = self.lft_raw
-        return DEFAULT_LFT if raw == _DEFAULT_LFT_RAW else _as(LifetimeCfg, _LFT.unpack(raw))
 
 
 # a named tuple from a tuple of its fields, without the generated __new__'s Python frame
@@ -336,7 +329,8 @@ def state_construct(req: XfrmRequest, p: UsersaInfo, db: StateDb) -> SecurityAss
     if not (sel[40] or sel[41]) and not flags & X.XFRM_STATE_AF_UNSPEC:
         sel = sel_with_family(sel, family)
     x = SecurityAssociation(
-        DEFAULT_LFT if lft_raw == _DEFAULT_LFT_RAW else _as(LifetimeCfg, _LFT.unpack(lft_raw)),
+        (DEFAULT_LFT if lft_raw == _DEFAULT_LFT_RAW
+         else _as(LifetimeCfg, LIFETIME_CFG.unpack(lft_raw))),
         _as(StateId, (_seen(daddr) or shared(daddr), int.from_bytes(spi_be, "big"), proto)),
         sel, Props(family, _seen(saddr) or shared(saddr), mode, reqid, min(replay_window, 32),
                    flags),

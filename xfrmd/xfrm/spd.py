@@ -15,11 +15,12 @@ from netlink_codec.netlink import RawAttr
 from ..errors import KernelError
 from ..netlink.core import Reply
 from . import offload
-from .policy import NO_LIMITS, SEL_LEN, TMPL, Policy, Template, make_template, policy_key
+from .policy import (NO_LIMITS, SEL_LEN, TMPL, USERPOLICY_INFO, Policy, Template, make_template,
+                     policy_key)
 from .request import XfrmRequest
+from .state import LIFETIME_CFG
 from .uapi import A, M
 
-_INFO = struct.Struct("=56s8Q4QIIBBBB4x")   # xfrm_userpolicy_info (168)
 _ID = struct.Struct("=56sIB")                 # xfrm_userpolicy_id
 _SEL_FAMILY = struct.Struct("=HBB")          # family, prefixlen_d, prefixlen_s
 _INFO_END = struct.Struct("=IBBBB")           # index, dir, action, flags, share
@@ -28,8 +29,7 @@ _NO_MARK = (0, 0)
 # bytes (unpacked only when it is not NO_LIMITS), priority, index, dir, action, flags, share;
 # the selector itself is taken as bytes, curlft is ignored
 _INFO_FIELDS = struct.Struct("=40xHBB12x64s32xIIBBBB4x")
-_LFT = struct.Struct("=8Q")
-_NO_LIMITS_RAW = _LFT.pack(*NO_LIMITS)
+_NO_LIMITS_RAW = LIFETIME_CFG.pack(*NO_LIMITS)
 
 
 # -- the policy checks of xfrm_user.c --------------------------------------------------------
@@ -168,7 +168,7 @@ def xfrm_add_policy(req: XfrmRequest) -> Reply:
         ra_off = attrs.get(A.OFFLOAD_DEV)
         xuo = None if ra_off is None else offload.user_offload(buf, ra_off)
     # no limits (as `ip` sends it): the shared tuple, not 8 ints of its own
-    lft = NO_LIMITS if lft_raw == _NO_LIMITS_RAW else _LFT.unpack(lft_raw)
+    lft = NO_LIMITS if lft_raw == _NO_LIMITS_RAW else LIFETIME_CFG.unpack(lft_raw)
     echo = None
     try:
         if ra is None:
@@ -240,9 +240,9 @@ def xfrm_flush_policy(req: XfrmRequest) -> Reply:
 
 
 def xfrm_add_pol_expire(req: XfrmRequest) -> Reply:
-    f = _INFO.unpack_from(req.buf, req.payload_offset)
+    f = USERPOLICY_INFO.unpack_from(req.buf, req.payload_offset)
     sel, index, dir = f[0], f[14], f[15]
-    hard = req.buf[req.payload_offset + _INFO.size]
+    hard = req.buf[req.payload_offset + USERPOLICY_INFO.size]
     pol = _lookup(req, sel, index, dir)
     if pol.dead:
         return req.ok()

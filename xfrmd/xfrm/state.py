@@ -41,6 +41,7 @@ USERSA_ID = struct.Struct("=16s4sHBx")
 AEVENT_ID_TAIL = struct.Struct("=16sII")
 REPLAY = struct.Struct("=III")
 ESN_HEAD = struct.Struct("=6I")
+LIFETIME_CFG = struct.Struct("=8Q")      # xfrm_lifetime_cfg
 LIFETIME_CUR = struct.Struct("=4Q")
 _pack_replay = REPLAY.pack
 # the attributes every state's reply ends with, their headers made once
