@@ -301,30 +301,24 @@ attr_ok(const struct cpolicy *pt, const unsigned char *p, Py_ssize_t attrlen, in
     return 1;
 }
 
-/* parse_attrs(buf, start, end, compiled, maxtype, strict_start_type)
- *   -> (tb, failing RawAttr or None, bytes left over)
- * tb maps a type to the last RawAttr of that type (types 0 and above maxtype ignored); on
- * a failure it holds what came before, as nlmsg_parse_deprecated leaves it. */
+/* The walk and the checks of parse_attrs over args[0..2] (buf, start, end) with the table
+ * ``compiled``: returns tb (a new reference; NULL on an exception) and sets *bad to the
+ * failing RawAttr (a new reference) or NULL, *leftover to the bytes left over. */
 static PyObject *
-nl_parse_attrs(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+parse_walk(PyObject *const *args, PyObject *compiled, long maxtype, long strict_start,
+           PyObject **bad, Py_ssize_t *leftover)
 {
     Py_buffer view;
     Py_ssize_t start, end;
-    if (nargs != 6 || !PyBytes_Check(args[3])) {
-        PyErr_SetString(PyExc_TypeError,
-                        "parse_attrs(buf, start, end, compiled, maxtype, strict_start_type)");
+    *bad = NULL;
+    *leftover = 0;
+    if (!ready() || !walk_args(args, &view, &start, &end))
         return NULL;
-    }
-    long maxtype = PyLong_AsLong(args[4]);
-    long strict_start = PyLong_AsLong(args[5]);
-    if (PyErr_Occurred() || !ready() || !walk_args(args, &view, &start, &end))
-        return NULL;
-    const struct cpolicy *pol = (const struct cpolicy *)PyBytes_AS_STRING(args[3]);
-    long npol = (long)(PyBytes_GET_SIZE(args[3]) / sizeof(struct cpolicy));
+    const struct cpolicy *pol = (const struct cpolicy *)PyBytes_AS_STRING(compiled);
+    long npol = (long)(PyBytes_GET_SIZE(compiled) / sizeof(struct cpolicy));
     const unsigned char *b = view.buf;
     Py_ssize_t off = start;
     uint16_t len, type;
-    PyObject *bad = NULL;
     PyObject *tb = PyDict_New();
     while (tb != NULL && next_attr(b, off, end, &len, &type)) {
         long t = type & NLA_TYPE_MASK;
@@ -341,7 +335,7 @@ nl_parse_attrs(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             break;
         }
         if (!ok) {
-            bad = ra;
+            *bad = ra;
             break;
         }
         PyObject *key = PyLong_FromLong(t);
@@ -352,10 +346,36 @@ nl_parse_attrs(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     PyBuffer_Release(&view);
     if (tb == NULL)
+        Py_CLEAR(*bad);
+    else if (*bad == NULL && end - off > 0)
+        *leftover = end - off;
+    return tb;
+}
+
+/* parse_attrs(buf, start, end, compiled, maxtype, strict_start_type)
+ *   -> (tb, failing RawAttr or None, bytes left over)
+ * tb maps a type to the last RawAttr of that type (types 0 and above maxtype ignored); on
+ * a failure it holds what came before, as nlmsg_parse_deprecated leaves it. */
+static PyObject *
+nl_parse_attrs(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6 || !PyBytes_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "parse_attrs(buf, start, end, compiled, maxtype, strict_start_type)");
+        return NULL;
+    }
+    long maxtype = PyLong_AsLong(args[4]);
+    long strict_start = PyLong_AsLong(args[5]);
+    if (PyErr_Occurred())
+        return NULL;
+    PyObject *bad;
+    Py_ssize_t leftover;
+    PyObject *tb = parse_walk(args, args[3], maxtype, strict_start, &bad, &leftover);
+    if (tb == NULL)
         return NULL;
     if (bad != NULL)
         return Py_BuildValue("(NNn)", tb, bad, (Py_ssize_t)0);
-    return Py_BuildValue("(NOn)", tb, Py_None, end - off > 0 ? end - off : 0);
+    return Py_BuildValue("(NOn)", tb, Py_None, leftover);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -382,26 +402,16 @@ parser_vectorcall(PyObject *self_, PyObject *const *args, size_t nargsf, PyObjec
         PyErr_SetString(PyExc_TypeError, "parser(buf, start, end, hdr_offset)");
         return NULL;
     }
-    PyObject *walk_args_[6] = {args[0], args[1], args[2], self->compiled, NULL, NULL};
-    PyObject *maxtype = PyLong_FromLong(self->maxtype);
-    PyObject *strict = PyLong_FromLong(self->strict_start);
-    PyObject *r = NULL;
-    if (maxtype != NULL && strict != NULL) {
-        walk_args_[4] = maxtype;
-        walk_args_[5] = strict;
-        r = nl_parse_attrs(NULL, walk_args_, 6);
-    }
-    Py_XDECREF(maxtype);
-    Py_XDECREF(strict);
-    if (r == NULL)
+    PyObject *bad;
+    Py_ssize_t leftover;
+    PyObject *tb = parse_walk(args, self->compiled, self->maxtype, self->strict_start,
+                              &bad, &leftover);
+    if (tb == NULL)
         return NULL;
-    /* (tb, bad, leftover): the common case is (tb, None, 0) */
-    if (PyTuple_GET_ITEM(r, 1) == Py_None && PyLong_AsSsize_t(PyTuple_GET_ITEM(r, 2)) == 0) {
-        PyObject *tb = Py_NewRef(PyTuple_GET_ITEM(r, 0));
-        Py_DECREF(r);
+    if (bad == NULL && leftover == 0)       /* the common case */
         return Py_BuildValue("(NOO)", tb, Py_None, Py_None);
-    }
-    Py_DECREF(r);
+    Py_DECREF(tb);
+    Py_XDECREF(bad);
     return PyObject_Vectorcall(self->slow, args, 4, NULL);
 }
 

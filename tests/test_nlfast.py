@@ -282,6 +282,9 @@ def test_encode_ack_echo_and_capped():
     assert full[20:] == req and struct.unpack_from("=IHHII", full) == (20 + len(req), 2, 0, 7, 9)
     capped = C.encode_ack(req, hdr, -22, 9, cap_ack=True)
     assert capped[20:] == req[:16] and struct.unpack_from("=H", capped, 6)[0] == N.NLM_F_CAPPED
+    ok = C.encode_ack(req, hdr, 0, 9)
+    assert ok[20:] == req[:16] and struct.unpack_from("=IHHIIi", ok) == (36, 2, N.NLM_F_CAPPED,
+                                                                        7, 9, 0)
     with pytest.raises(TypeError):
         C.encode_ack(req, hdr, 0, 9, nonsense=True)
 

@@ -635,6 +635,12 @@ def _accepted_credentials(prefix: list[str], *, gone: bool = False):
         if gone:
             s.send(b"x")
             peer.wait(10)
+            assert S._capget(pid) is None           # nothing left to read: ESRCH
+        else:
+            # capget reads the set CapEff prints (a wrong decoding of its two words would
+            # still agree on the verdicts below whenever CAP_NET_ADMIN's bit survives)
+            with open(f"/proc/{pid}/status") as f:
+                assert S._capget(pid) == cap_effective(f.read())[1]
         out = []
         for capget in (True, False):
             saved = S._CAPGET

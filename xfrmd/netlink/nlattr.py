@@ -163,8 +163,7 @@ def parse_attrs_c(buf, start: int, end: int, policy: dict[int, NlaPolicy], maxty
                   hdr_offset: int, strict_start_type: int = 0
                   ) -> tuple[dict[int, RawAttr], Reply | None, Reply | None]:
     """:func:`parse_attrs_py` with the walk and the checks in C (same results)."""
-    c = _compiled.get(id(policy))
-    table = c[1] if c is not None else compiled_policy(policy)
+    table = compiled_policy(policy)
     if table is None:
         return parse_attrs_py(buf, start, end, policy, maxtype, hdr_offset=hdr_offset,
                               strict_start_type=strict_start_type)
