@@ -14,24 +14,25 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import select
 import shlex
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator
 from types import FrameType
-from typing import Any, ContextManager
 
-from . import transport as T
-from .userland import UserlandError, entry_argv, resolve, stage_dir
-
-# Start-up time: what `env` and `run` need beyond the parser loads when they run, not for
-# every `xfrmd` command (these functions are registered at start-up): the shim builder
-# (hashlib, tempfile, shutil: about 10 ms) and, for a private server, trio and the
-# kernel model (about 0.15 s).
+# Start-up time (issue 22: `xfrmd run -- true` ≤ 0.1 s): this module loads only what `run`
+# needs before CMD starts. The rest loads when it is used: the shim builder (hashlib and the
+# compiler driver) when the shim must be built, the userland (dataclasses, json) with
+# --userland, the transport's framing (dataclasses, typing: ≈ 20 ms) for `env` and
+# --socket, logging, trio and the kernel model (≈ 0.15 s) when the private server loads —
+# once CMD connects, or after LOAD_AFTER (below); `typing` only for the type checker.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, ContextManager
 
 
 def add_run_parser(sub: Any) -> None:
@@ -77,6 +78,7 @@ def _server_listens(path: str) -> bool:
 
 def cmd_env(args: argparse.Namespace) -> int:
     from . import shim                      # start-up time (top of the file)
+    from . import transport as T
     path = os.path.abspath(args.socket or T.default_socket_path())
     try:
         preload = shim.path()
@@ -112,6 +114,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     root = None
     if args.userland:
+        from .userland import UserlandError, resolve      # start-up time (top of the file)
         try:
             root = resolve(args.userland)
         except UserlandError as e:
@@ -121,6 +124,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if path is None:
             return 1
         if root:
+            from .userland import entry_argv
             command = entry_argv(root, stage, command, shim=preload,
                                  binds=(os.path.dirname(path),))
         env = dict(os.environ)
@@ -151,7 +155,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _userland_stage(root: str | None) -> ContextManager[Any]:
-    return stage_dir() if root else contextlib.nullcontext()
+    if not root:
+        return contextlib.nullcontext()
+    from .userland import stage_dir
+    return stage_dir()
 
 
 @contextlib.contextmanager
@@ -175,6 +182,7 @@ def _server(args: argparse.Namespace) -> Iterator[str | None]:
         return
     # start-up time (top of the file): the private server and its trace writers load only
     # when one starts, not for `xfrmd env`, `run --socket` or `--help`
+    _configure_logging()
     from .embedded import make_kernel, running_server, tune_gc
     from .pcap import PcapWriter
     from .trace import TraceWriter
@@ -203,15 +211,21 @@ def _server(args: argparse.Namespace) -> Iterator[str | None]:
                 tracer.out.close()
 
 
+# How long the private server waits for CMD's first connect before it loads the kernel model
+# anyway: a CMD that exits sooner without talking to the kernel (`xfrmd run -- true`) never
+# pays for the model, and one that starts slowly (charon, a Python script) still finds it
+# loaded, or loading, when it connects.
+LOAD_AFTER = 0.05
+
+
 @contextlib.contextmanager
 def _early_server(topology: str, netns: str | None) -> Iterator[str]:
-    """A private server whose socket listens before CMD starts and whose kernel model loads
-    (≈ 0.15 s of imports and set-up) while CMD starts: a connect waits in the listen backlog
-    and its first request is answered once the model is there; a CMD that never talks to
-    the kernel (``xfrmd run -- true``) does not wait for it at all. Only for the built-in
-    topologies, which cannot fail to load (a topology file's error is reported before CMD
-    runs, on the other path)."""
-    tmpdir = tempfile.mkdtemp(prefix="xfrmd-")
+    """A private server whose socket listens before CMD starts and whose kernel model
+    (≈ 0.15 s of imports and set-up) loads in a thread when CMD first connects, or after
+    LOAD_AFTER, while CMD runs: a connect waits in the listen backlog and its first request
+    is answered once the model is there. Only for the built-in topologies, which cannot
+    fail to load (a topology file's error is reported before CMD runs, on the other path)."""
+    tmpdir = _mkdtemp("xfrmd-")
     path = os.path.join(tmpdir, "xfrmd.sock")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     listener.bind(path)
@@ -221,7 +235,11 @@ def _early_server(topology: str, netns: str | None) -> Iterator[str]:
 
     def load_and_serve() -> None:
         try:
-            # start-up time: the kernel model loads in this thread while CMD starts
+            # readable: a connect is in the backlog (not accepted here: the server does)
+            select.select([listener], [], [], LOAD_AFTER)
+            if stop.is_set():
+                return
+            _configure_logging()
             from .embedded import make_kernel, running_server, tune_gc
             kernel = make_kernel(topology)
             tune_gc()
@@ -247,8 +265,30 @@ def _early_server(topology: str, netns: str | None) -> Iterator[str]:
         if ready.is_set():
             loader.join(10)     # the server stops and unlinks its socket
         else:
-            listener.close()    # still loading: nothing to stop, the thread ends with us
+            listener.close()    # waiting or loading: nothing to stop, the thread ends with us
         with contextlib.suppress(OSError):
             os.unlink(path)
         with contextlib.suppress(OSError):
             os.rmdir(tmpdir)
+
+
+def _configure_logging() -> None:
+    from .cli import configure_logging      # start-up time: logging loads with the server
+    configure_logging()
+
+
+def _mkdtemp(prefix: str) -> str:
+    """``tempfile.mkdtemp(prefix=prefix)`` in $TMPDIR or /tmp — a new 0700 directory with
+    a random name — without loading tempfile (start-up time: random, hashlib, shutil)."""
+    base = os.path.abspath(os.environ.get("TMPDIR") or "/tmp")
+    for _ in range(100):
+        path = os.path.join(base, prefix + os.urandom(6).hex())
+        try:
+            os.mkdir(path, 0o700)
+            return path
+        except FileExistsError:
+            continue
+        except OSError:
+            break
+    import tempfile         # an unusable $TMPDIR: tempfile's search of the usual places
+    return tempfile.mkdtemp(prefix=prefix)

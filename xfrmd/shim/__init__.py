@@ -7,10 +7,18 @@ so a changed source is rebuilt and concurrent users never see a half-written lib
 """
 from __future__ import annotations
 
-import hashlib
 import os
 
-from netlink_codec import cext
+# Start-up time (`xfrmd run`, issue 22): the sha256 of the interpreter's own module, not
+# hashlib's OpenSSL one (≈ 3 ms to load; the digest is the same), and the compiler driver
+# (netlink_codec.cext: sysconfig, tempfile) only when the shim must be built.
+try:
+    from _sha256 import sha256          # CPython ≤ 3.11
+except ImportError:
+    try:
+        from _sha2 import sha256        # CPython ≥ 3.12
+    except ImportError:
+        from hashlib import sha256
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _CANDIDATES = [os.path.join(_HERE, "xfrmd_shim.c"),
@@ -38,13 +46,14 @@ def path(build: bool = True) -> str:
     from the same source), else one compiled on first use into the cache directory."""
     src = source()
     with open(src, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()[:16]
+        digest = sha256(f.read()).hexdigest()[:16]
     prebuilt = os.path.join(_HERE, f"xfrmd_shim-{digest}.so")
     if os.path.exists(prebuilt):
         return prebuilt
     out = os.path.join(_cache_dir(), f"xfrmd_shim-{digest}.so")
     if os.path.exists(out) or not build:
         return out
+    from netlink_codec import cext
     if not cext.find_cc():
         raise ShimError("xfrmd: a C compiler (cc or gcc) is needed to build the preload shim; "
                         "install gcc (Debian: apt-get install gcc libc6-dev)")
