@@ -9,17 +9,6 @@ from __future__ import annotations
 
 import os
 
-# Start-up time (`xfrmd run`, issue 22): the sha256 of the interpreter's own module, not
-# hashlib's OpenSSL one (≈ 3 ms to load; the digest is the same), and the compiler driver
-# (netlink_codec.cext: sysconfig, tempfile) only when the shim must be built.
-try:
-    from _sha256 import sha256          # CPython ≤ 3.11
-except ImportError:
-    try:
-        from _sha2 import sha256        # CPython ≥ 3.12
-    except ImportError:
-        from hashlib import sha256
-
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _CANDIDATES = [os.path.join(_HERE, "xfrmd_shim.c"),
                os.path.join(_HERE, "..", "..", "tools", "shim", "xfrmd_shim.c")]
@@ -41,19 +30,50 @@ def _cache_dir() -> str:
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "xfrmd")
 
 
+def source_digest(src: str) -> str:
+    """The first 16 hex digits of the source's sha256: the shim's name carries it.
+
+    Start-up time (`xfrmd run`, issue 22): hashing the 170 kB source took ≈ 2 ms, and
+    loading hashlib's OpenSSL 3 ms more, at every run. The digest is kept beside the
+    built shims and used while the source's path, size and mtime are those it was taken
+    of, as CPython trusts a .pyc; it is taken again when they change or the file is
+    unreadable, and it is kept only when the directory is writable."""
+    st = os.stat(src)
+    key = f"{src}\0{st.st_size}\0{st.st_mtime_ns}\0"
+    stamp = os.path.join(_cache_dir(), "xfrmd_shim.digest")
+    try:
+        with open(stamp, encoding="utf-8") as f:
+            kept = f.read()
+        if kept.startswith(key) and len(kept) == len(key) + 16:
+            return kept[len(key):]
+    except (OSError, UnicodeDecodeError):
+        pass
+    import hashlib
+    with open(src, "rb") as f:
+        value = hashlib.sha256(f.read()).hexdigest()[:16]
+    try:                        # written whole and renamed: a reader never sees half of one
+        os.makedirs(os.path.dirname(stamp), exist_ok=True)
+        tmp = f"{stamp}.{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(key + value)
+        os.replace(tmp, stamp)
+    except OSError:
+        pass
+    return value
+
+
 def path(build: bool = True) -> str:
     """The shared object for LD_PRELOAD: the one a wheel carries (built for its platform
     from the same source), else one compiled on first use into the cache directory."""
     src = source()
-    with open(src, "rb") as f:
-        digest = sha256(f.read()).hexdigest()[:16]
+    digest = source_digest(src)
     prebuilt = os.path.join(_HERE, f"xfrmd_shim-{digest}.so")
     if os.path.exists(prebuilt):
         return prebuilt
     out = os.path.join(_cache_dir(), f"xfrmd_shim-{digest}.so")
     if os.path.exists(out) or not build:
         return out
-    from netlink_codec import cext
+    from netlink_codec import cext      # start-up time: sysconfig, tempfile, for a build only
     if not cext.find_cc():
         raise ShimError("xfrmd: a C compiler (cc or gcc) is needed to build the preload shim; "
                         "install gcc (Debian: apt-get install gcc libc6-dev)")
