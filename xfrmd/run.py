@@ -11,13 +11,13 @@ points every later ``ip``, ``ethtool`` or daemon of that shell at a running ``xf
 With ``--userland`` CMD runs inside that root filesystem (xfrmd.userland, docs/userland.md)."""
 from __future__ import annotations
 
+import _socket
 import argparse
 import contextlib
 import os
 import select
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,7 +29,8 @@ from types import FrameType
 # compiler driver) when the shim must be built, the userland (dataclasses, json) with
 # --userland, the transport's framing (dataclasses, typing: ≈ 20 ms) for `env` and
 # --socket, logging, trio and the kernel model (≈ 0.15 s) when the private server loads —
-# once CMD connects, or after LOAD_AFTER (below); `typing` only for the type checker.
+# once CMD connects, or after LOAD_AFTER (below); `typing` only for the type checker. The
+# sockets here are _socket's, the C module under `socket`, whose enums cost ≈ 2.5 ms.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, ContextManager
@@ -66,7 +67,7 @@ def add_run_parser(sub: Any) -> None:
 
 
 def _server_listens(path: str) -> bool:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     try:
         s.connect(path)
         return True
@@ -227,13 +228,14 @@ def _early_server(topology: str, netns: str | None) -> Iterator[str]:
     fail to load (a topology file's error is reported before CMD runs, on the other path)."""
     tmpdir = _mkdtemp("xfrmd-")
     path = os.path.join(tmpdir, "xfrmd.sock")
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     listener.bind(path)
     os.chmod(path, 0o600)       # as Server._restrict_path, in a directory only we can use
     listener.listen(256)
     ready, stop = threading.Event(), threading.Event()
 
     def load_and_serve() -> None:
+        sock = None
         try:
             # readable: a connect is in the backlog (not accepted here: the server does)
             select.select([listener], [], [], LOAD_AFTER)
@@ -248,13 +250,17 @@ def _early_server(topology: str, netns: str | None) -> Iterator[str]:
                 kernel.add_netns(name)
             if stop.is_set():
                 return
-            with running_server(kernel, path, listener=listener):
+            import socket                           # the server accepts on a socket.socket
+            sock = socket.socket(fileno=listener.detach())
+            with running_server(kernel, path, listener=sock):
                 ready.set()
                 stop.wait()
         except BaseException as e:  # noqa: BLE001 - CMD's connects are refused from here on
             if not stop.is_set():
                 print(f"xfrmd run: the private server failed: {e!r}", file=sys.stderr)
             listener.close()
+            if sock is not None:
+                sock.close()
 
     loader = threading.Thread(target=load_and_serve, name="xfrmd-load", daemon=True)
     loader.start()
