@@ -33,7 +33,7 @@ from types import FrameType
 # sockets here are _socket's, the C module under `socket`, whose enums cost ≈ 2.5 ms.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, ContextManager
+    from typing import Any
 
 
 def add_run_parser(sub: Any) -> None:
@@ -155,11 +155,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 128 - rc if rc < 0 else rc
 
 
-def _userland_stage(root: str | None) -> ContextManager[Any]:
+@contextlib.contextmanager
+def _userland_stage(root: str | None) -> Iterator[str | None]:
+    """An empty directory for the entry's overlay (xfrmd.userland.enter) when CMD runs in a
+    userland, removed afterwards (the mounts in it live in CMD's own mount namespace and go
+    with it)."""
     if not root:
-        return contextlib.nullcontext()
-    from .userland import stage_dir
-    return stage_dir()
+        yield None
+        return
+    stage = _mkdtemp("xfrmd-userland-")
+    try:
+        yield stage
+    finally:
+        with contextlib.suppress(OSError):
+            os.rmdir(stage)
 
 
 @contextlib.contextmanager
