@@ -1,8 +1,8 @@
 """``xfrmd ctl VERB`` start-up: the CPU time of one call (a scenario script makes dozens,
 tests/test_lag_scenarios_cli.py) against ``python3 -c pass`` in the same run (goal ≤ 0.1 s
-CPU); and the CPU time of ``xfrmd run -- true`` (its private server, CMD and the exit: issue
-22's ≤ 0.1 s, whose wall-clock row is bench_ip_batch's ``xfrmd_run_true_startup``) against
-the same reference. The children's CPU time (``RUSAGE_CHILDREN``), best of the rounds, interleaved; the
+CPU); and the CPU time of ``xfrmd run -- true`` (its private server, CMD and the exit; goal
+≤ 0.1 s, whose wall-clock row is bench_ip_batch's ``xfrmd_run_true_startup``) against the
+same reference. The children's CPU time (``RUSAGE_CHILDREN``), best of the rounds, interleaved; the
 server runs in a thread of this process, so its work is not counted. Before the verb modules
 left the subsystems' packages (xfrmd/ctl/), a call loaded the whole kernel model: 0.33 s."""
 from __future__ import annotations

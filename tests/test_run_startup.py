@@ -1,4 +1,4 @@
-"""``xfrmd run -- CMD`` start-up (issue 22: ``xfrmd run -- true`` ≤ 0.1 s): before CMD
+"""``xfrmd run -- CMD`` start-up (goal: ``xfrmd run -- true`` ≤ 0.1 s): before CMD
 starts, ``run`` loads neither the kernel model nor trio, the transport's framing, logging
 or the userland builder; the model loads when CMD first connects (or after
 ``xfrmd.run.LOAD_AFTER``); called as the program, run, env and ctl leave with os._exit,

@@ -129,8 +129,8 @@ def _add_tool_parsers(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
     """The run/replay/userland/lag-report/suites command lines: only the one ``command``
     names, else (``xfrmd --help``, a misspelt command) all of them, in the order of _TOOLS.
     Start-up time: each imports its runner (the userland builder, the replay engine…), and
-    `xfrmd run -- true` (issue 22: ≤ 0.1 s) needs only its own; `xfrmd ctl`, which scripts
-    call dozens of times, needs none of them."""
+    `xfrmd run -- true` (goal ≤ 0.1 s, docs/performance.md) needs only its own; `xfrmd
+    ctl`, which scripts call dozens of times, needs none of them."""
     import importlib
     wanted = [_TOOLS[command]] if command in _TOOLS else list(dict.fromkeys(_TOOLS.values()))
     for module, adder in wanted:
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
 # private server has stopped and its socket is gone, their files are closed. Called as the
 # program (argv None: the console script, `python -m xfrmd`), they leave with os._exit and
 # skip the interpreter's finalization — tearing down every module and collecting the heap,
-# ≈ 5 ms of the ≈ 60 ms of `xfrmd run -- true` (issue 22) and of a ctl call.
+# ≈ 5 ms of the ≈ 60 ms of `xfrmd run -- true` and of a ctl call (docs/performance.md).
 _LEAVE_AT_ONCE = ("run", "env", "ctl")
 
 

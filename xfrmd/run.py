@@ -24,13 +24,13 @@ import threading
 from collections.abc import Iterator
 from types import FrameType
 
-# Start-up time (issue 22: `xfrmd run -- true` ≤ 0.1 s): this module loads only what `run`
-# needs before CMD starts. The rest loads when it is used: the shim builder (hashlib and the
-# compiler driver) when the shim must be built, the userland (dataclasses, json) with
-# --userland, the transport's framing (dataclasses, typing: ≈ 20 ms) for `env` and
-# --socket, logging, trio and the kernel model (≈ 0.15 s) when the private server loads —
-# once CMD connects, or after LOAD_AFTER (below); `typing` only for the type checker. The
-# sockets here are _socket's, the C module under `socket`, whose enums cost ≈ 2.5 ms.
+# Start-up time (`xfrmd run -- true` ≤ 0.1 s, docs/performance.md): this module loads only
+# what `run` needs before CMD starts. The rest loads when it is used: the compiler driver
+# when the shim must be built, the userland module with --userland, the transport's framing
+# (dataclasses, typing: ≈ 20 ms) for `env`, and logging, trio and the kernel model (≈ 0.15 s)
+# when the private server loads — once CMD connects, or after LOAD_AFTER (below); `typing`
+# only for the type checker. The sockets here are _socket's, the C module under `socket`,
+# whose enums cost ≈ 2.5 ms.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any

@@ -33,7 +33,7 @@ def _cache_dir() -> str:
 def source_digest(src: str) -> str:
     """The first 16 hex digits of the source's sha256: the shim's name carries it.
 
-    Start-up time (`xfrmd run`, issue 22): hashing the 170 kB source took ≈ 2 ms, and
+    Start-up time of `xfrmd run`: hashing the 170 kB source took ≈ 2 ms, and
     loading hashlib's OpenSSL 3 ms more, at every run. The digest is kept beside the
     built shims and used while the source's path, size and mtime are those it was taken
     of, as CPython trusts a .pyc; it is taken again when they change or the file is
