@@ -102,23 +102,28 @@ def test_the_private_socket_directory_goes_away():
 
 
 def test_the_shim_name_follows_its_source(tmp_path, monkeypatch):
-    """The digest in the shim's name is kept between runs (start-up time) and taken again
-    when the source changes: new contents, even of the same size, give a new name."""
+    """The digest in the shim's name is kept beside the shims built in the cache directory
+    (start-up time) and taken again when the source changes: new contents, even of the same
+    size, give a new name; a damaged kept digest is taken again."""
     import hashlib
-    src = tmp_path / "xfrmd_shim.c"
+    src, cache = tmp_path / "xfrmd_shim.c", tmp_path / "cache"
     monkeypatch.setattr(shim, "_CANDIDATES", [str(src)])
-    monkeypatch.setenv("XFRMD_SHIM_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("XFRMD_SHIM_DIR", str(cache))
 
     def want() -> str:
         d = hashlib.sha256(src.read_bytes()).hexdigest()[:16]
-        return str(tmp_path / "cache" / f"xfrmd_shim-{d}.so")
+        return str(cache / f"xfrmd_shim-{d}.so")
 
     src.write_text("int a;\n")
     assert shim.path(build=False) == want()
-    assert (tmp_path / "cache" / "xfrmd_shim.digest").exists()
-    assert shim.path(build=False) == want()           # from the kept digest
+    assert not cache.exists()                          # nothing built: nothing written
+    cache.mkdir()
+    open(want(), "w").close()                          # as if built
+    assert shim.path(build=False) == want()
+    assert (cache / "xfrmd_shim.digest").exists()
+    assert shim.path(build=False) == want()            # from the kept digest
     src.write_text("int b;\n")                         # same size, a later mtime
     os.utime(src, ns=(time.time_ns(), time.time_ns() + 1_000_000))
     assert shim.path(build=False) == want()
-    (tmp_path / "cache" / "xfrmd_shim.digest").write_bytes(b"\xff garbage")
+    (cache / "xfrmd_shim.digest").write_bytes(b"\xff garbage")
     assert shim.path(build=False) == want()

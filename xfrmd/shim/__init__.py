@@ -30,48 +30,64 @@ def _cache_dir() -> str:
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "xfrmd")
 
 
-def source_digest(src: str) -> str:
-    """The first 16 hex digits of the source's sha256: the shim's name carries it.
+def _stamp() -> str:
+    return os.path.join(_cache_dir(), "xfrmd_shim.digest")
 
-    Start-up time of `xfrmd run`: hashing the 170 kB source took ≈ 2 ms, and
-    loading hashlib's OpenSSL 3 ms more, at every run. The digest is kept beside the
-    built shims and used while the source's path, size and mtime are those it was taken
-    of, as CPython trusts a .pyc; it is taken again when they change or the file is
-    unreadable, and it is kept only when the directory is writable."""
+
+def _source_key(src: str) -> str:
     st = os.stat(src)
-    key = f"{src}\0{st.st_size}\0{st.st_mtime_ns}\0"
-    stamp = os.path.join(_cache_dir(), "xfrmd_shim.digest")
+    return f"{src}\0{st.st_size}\0{st.st_mtime_ns}\0"
+
+
+def source_digest(src: str) -> tuple[str, bool]:
+    """The first 16 hex digits of the source's sha256 (the shim's name carries it), and
+    whether it is the one kept in the cache directory.
+
+    Start-up time of `xfrmd run`: hashing the 170 kB source took ≈ 2 ms, and loading
+    hashlib's OpenSSL 3 ms more, at every run. The digest is kept beside the shims built in
+    the cache directory (:func:`path`) and used while the source's path, size and mtime are
+    those it was taken of, as CPython trusts a .pyc; it is taken again when they change."""
+    key = _source_key(src)
     try:
-        with open(stamp, encoding="utf-8") as f:
+        with open(_stamp(), encoding="utf-8") as f:
             kept = f.read()
         if kept.startswith(key) and len(kept) == len(key) + 16:
-            return kept[len(key):]
+            return kept[len(key):], True
     except (OSError, UnicodeDecodeError):
         pass
     import hashlib
     with open(src, "rb") as f:
-        value = hashlib.sha256(f.read()).hexdigest()[:16]
-    try:                        # written whole and renamed: a reader never sees half of one
-        os.makedirs(os.path.dirname(stamp), exist_ok=True)
-        tmp = f"{stamp}.{os.getpid()}"
+        return hashlib.sha256(f.read()).hexdigest()[:16], False
+
+
+def _keep(src: str, digest: str) -> None:
+    """Written whole and renamed: a reader never sees half of one; not at all where the
+    directory is not writable."""
+    stamp = _stamp()
+    tmp = f"{stamp}.{os.getpid()}"
+    try:
         with open(tmp, "w", encoding="utf-8") as f:
-            f.write(key + value)
+            f.write(_source_key(src) + digest)
         os.replace(tmp, stamp)
     except OSError:
         pass
-    return value
 
 
 def path(build: bool = True) -> str:
     """The shared object for LD_PRELOAD: the one a wheel carries (built for its platform
-    from the same source), else one compiled on first use into the cache directory."""
+    from the same source), else one compiled on first use into the cache directory (the
+    only place a shim's digest is kept: a wheel's user has nothing written there)."""
     src = source()
-    digest = source_digest(src)
+    digest, kept = source_digest(src)
     prebuilt = os.path.join(_HERE, f"xfrmd_shim-{digest}.so")
     if os.path.exists(prebuilt):
         return prebuilt
     out = os.path.join(_cache_dir(), f"xfrmd_shim-{digest}.so")
-    if os.path.exists(out) or not build:
+    if os.path.exists(out):
+        if not kept:
+            _keep(src, digest)
+        return out
+    if not build:
         return out
     from netlink_codec import cext      # start-up time: sysconfig, tempfile, for a build only
     if not cext.find_cc():
@@ -80,4 +96,5 @@ def path(build: bool = True) -> str:
     err = cext.compile_to(out, ["-O2", "-Wall", "-shared", "-fPIC", src, "-ldl"])
     if err is not None:
         raise ShimError(f"xfrmd: building the shim failed:\n{err}")
+    _keep(src, digest)
     return out
