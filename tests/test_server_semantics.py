@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno as E
 import os
 import signal
+import stat
 import socket
 import struct
 import subprocess
@@ -174,6 +175,44 @@ def test_server_life_cycle(tmp_path):
         p.wait(timeout=20)
     assert p.returncode == 0
     assert not os.path.exists(path)
+
+
+def test_the_socket_path_appears_only_once_it_listens(tmp_path, monkeypatch):
+    """A harness that waits for the socket file and connects at once is never refused:
+    the server binds a hidden name, listens, then links the path (Server._listen). Checked
+    at the moment listen() is called — the path must not exist yet — and after: the path
+    accepts a connection, is 0600, and no hidden name is left; a second server on the live
+    path is refused without touching it."""
+    import types
+    from xfrmd import server as S
+    from xfrmd.kernel import Kernel
+    path = str(tmp_path / "x.sock")
+    seen = []
+
+    class Watched(socket.socket):
+        def listen(self, *a):
+            seen.append(os.path.exists(path))
+            return super().listen(*a)
+
+    fake = types.ModuleType("socket")
+    fake.__dict__.update(socket.__dict__)
+    fake.socket = Watched
+    monkeypatch.setattr(S, "pysocket", fake)
+    server = S.Server(Kernel(topology=None), path)
+    server._prepare_path()
+    lst = server._listen()
+    try:
+        assert seen == [False]                 # nobody could find it before it listened
+        c = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        c.connect(path)
+        c.close()
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        assert os.listdir(tmp_path) == ["x.sock"]
+        with pytest.raises(SystemExit, match="already listening"):
+            S.Server(Kernel(topology=None), path)._listen()
+        assert os.listdir(tmp_path) == ["x.sock"]
+    finally:
+        lst.close()
 
 
 def test_mutated_datagrams_through_the_server_socket(srv):

@@ -13,6 +13,7 @@ round trip: 59 µs vs 19 µs here), and `ip -batch` pays it three times per comm
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import errno as E
 import fcntl
@@ -384,19 +385,54 @@ class Server:
             probe.close()
         raise SystemExit(f"xfrmd: another server is already listening on {self.path}")
 
-    def _restrict_path(self) -> None:
+    def _restrict_path(self, path: str) -> None:
         """The socket is the owner's alone (0600), or 0660 with ``group``. Done before
         listen(): until then a connect is refused whatever the mode."""
         try:
             if self.group is not None:
-                os.chown(self.path, -1, self.group, follow_symlinks=False)
-                os.chmod(self.path, 0o660)
+                os.chown(path, -1, self.group, follow_symlinks=False)
+                os.chmod(path, 0o660)
             else:
-                os.chmod(self.path, 0o600)
+                os.chmod(path, 0o600)
         except OSError as e:          # e.g. a group the server's user is not a member of
-            os.unlink(self.path)
+            os.unlink(path)
             raise SystemExit(f"xfrmd: cannot give {self.path} to group {self.group}: "
                              f"{e.strerror}") from None
+
+    def _listen(self) -> pysocket.socket:
+        """The listening socket, whose path appears only once it listens: a client — or a
+        harness that waits for the file to exist — never finds a socket that refuses. It is
+        bound under a hidden name next to ``path``, restricted, set listening, then linked
+        to ``path`` (link(2) fails if the name exists: a server that started meanwhile is
+        never replaced, as bind() would not have replaced it)."""
+        d, base = os.path.split(os.path.abspath(self.path))
+        tmp = os.path.join(d, f".{base}.{os.getpid()}")
+        s = pysocket.socket(pysocket.AF_UNIX, pysocket.SOCK_SEQPACKET)
+        try:
+            if len(os.fsencode(tmp)) >= 108:      # sun_path
+                raise OSError(E.ENAMETOOLONG, tmp)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)                    # a crashed server's with our pid
+            s.bind(tmp)
+        except OSError:
+            # no hidden name to be had (too long, another user's file in a sticky
+            # directory): bind the name itself, as before
+            s.bind(self.path)
+            self._restrict_path(self.path)
+            s.listen(256)
+            return s
+        try:
+            self._restrict_path(tmp)
+            s.listen(256)
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                s.close()
+                raise SystemExit(f"xfrmd: another server is already listening on {self.path}") from None
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        return s
 
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED,
                     listener: pysocket.socket | None = None) -> None:
@@ -404,10 +440,7 @@ class Server:
         (``xfrmd run`` binds its private socket before the kernel model has loaded)."""
         if listener is None:
             self._prepare_path()
-            listener = pysocket.socket(pysocket.AF_UNIX, pysocket.SOCK_SEQPACKET)
-            listener.bind(self.path)
-            self._restrict_path()
-            listener.listen(256)
+            listener = self._listen()
         listener.setblocking(False)
         self.listener = listener
         # the shim's cached link answers stay valid while this page's generation does
