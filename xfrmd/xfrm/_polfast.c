@@ -1,7 +1,8 @@
 /* The C half of dump_one_policy (xfrmd/xfrm/policy.py keeps the reference Python:
  * Policy.dump_message, which caches the body it builds).
  *
- * setup(Policy, Template, fallback) learns where Policy's slots sit in its objects.
+ * setup(Policy, Template, NO_LIMITS, fallback) learns where Policy's slots sit in its
+ * objects.
  * message(pol, seq, portid[, flags]) then builds the NEWPOLICY message dump_one_policy puts
  * (nlmsghdr, copy_to_user_policy's xfrm_userpolicy_info, copy_to_user_tmpl,
  * copy_to_user_policy_type, xfrm_mark_put, xfrm_if_id_put) in one allocation, reading the
@@ -14,6 +15,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include <limits.h>
 #include <string.h>
 
 #define NLMSG_HDRLEN 16
@@ -40,17 +42,24 @@ static const char *const names[NSLOTS] = {
 static Py_ssize_t offsets[NSLOTS];
 static PyTypeObject *policy_type, *template_type;
 static PyObject *fallback;
+static PyObject *no_limits;                /* policy.NO_LIMITS, the lft `ip` policies share */
+static unsigned char no_limits_wire[64];
 
 static inline void put16(unsigned char *p, unsigned v) { uint16_t x = v; memcpy(p, &x, 2); }
 static inline void put32(unsigned char *p, unsigned long v) { uint32_t x = v; memcpy(p, &x, 4); }
 static inline void put64(unsigned char *p, unsigned long long v) { memcpy(p, &v, 8); }
 
-/* an int that fits `max` (struct's range check), else 0 with no error set */
+/* an int that fits `max` (struct's range check), else 0 with no error set.
+ * PyLong_AsUnsignedLong: a loop over the digits, where PyLong_AsUnsignedLongLong converts
+ * any int above 2^30 (XFRM_INF, a time, ~0 algorithm masks) byte by byte */
+#if ULONG_MAX < 0xFFFFFFFFFFFFFFFFULL
+#error "unsigned long is narrower than 64 bits"
+#endif
 static int uint_of(PyObject *o, unsigned long long max, unsigned long long *v)
 {
     if (!PyLong_Check(o))
         return 0;
-    *v = PyLong_AsUnsignedLongLong(o);
+    *v = PyLong_AsUnsignedLong(o);
     if (*v == (unsigned long long)-1 && PyErr_Occurred()) {
         PyErr_Clear();
         return 0;
@@ -128,9 +137,10 @@ static PyObject *build(PyObject *pol, unsigned long long seq, unsigned long long
     if (ntmpl > MAX_TMPLS)
         return NULL;
     unsigned long long lv[8], add, use, prio, index, dir, action, pflags, ptype, mv, mm, if_id;
-    for (int i = 0; i < 8; i++)
-        if (!uint_of(PyTuple_GET_ITEM(lft, i), ~0ULL, &lv[i]))
-            return NULL;
+    if (lft != no_limits)
+        for (int i = 0; i < 8; i++)
+            if (!uint_of(PyTuple_GET_ITEM(lft, i), ~0ULL, &lv[i]))
+                return NULL;
     if (!uint_of(s[CURLFT_ADD], ~0ULL, &add) || !uint_of(s[CURLFT_USE], ~0ULL, &use)
             || !uint_of(s[PRIORITY], 0xFFFFFFFFu, &prio)
             || !uint_of(s[INDEX], 0xFFFFFFFFu, &index) || !uint_of(s[DIR], 0xFF, &dir)
@@ -157,8 +167,11 @@ static PyObject *build(PyObject *pol, unsigned long long seq, unsigned long long
     p += NLMSG_HDRLEN;
     /* copy_to_user_policy: the selector, lft, curlft {bytes 0, packets 0, add, use}, ... */
     put_bytes(p, key, SEL_LEN);
-    for (int i = 0; i < 8; i++)
-        put64(p + 56 + 8 * i, lv[i]);
+    if (lft == no_limits)
+        memcpy(p + 56, no_limits_wire, 64);
+    else
+        for (int i = 0; i < 8; i++)
+            put64(p + 56 + 8 * i, lv[i]);
     put64(p + 120, 0);
     put64(p + 128, 0);
     put64(p + 136, add);
@@ -239,9 +252,10 @@ static int member_offset(PyTypeObject *type, const char *name, Py_ssize_t *off)
 
 static PyObject *setup(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3 || !PyType_Check(args[0]) || !PyType_Check(args[1])
-            || !PyCallable_Check(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "setup(Policy, Template, fallback)");
+    if (nargs != 4 || !PyType_Check(args[0]) || !PyType_Check(args[1])
+            || !PyTuple_CheckExact(args[2]) || PyTuple_GET_SIZE(args[2]) != 8
+            || !PyCallable_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "setup(Policy, Template, NO_LIMITS, fallback)");
         return NULL;
     }
     PyTypeObject *pt = (PyTypeObject *)args[0], *tt = (PyTypeObject *)args[1];
@@ -253,19 +267,30 @@ static PyObject *setup(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     for (int i = 0; i < NSLOTS; i++)
         if (!member_offset(pt, names[i], &off[i]))
             return NULL;
+    unsigned long long lv;
+    for (int i = 0; i < 8; i++) {
+        if (!uint_of(PyTuple_GET_ITEM(args[2], i), ~0ULL, &lv)) {
+            PyErr_SetString(PyExc_ValueError, "NO_LIMITS is not 8 u64");
+            return NULL;
+        }
+        put64(no_limits_wire + 8 * i, lv);
+    }
     memcpy(offsets, off, sizeof off);
     Py_INCREF(pt);
     Py_XSETREF(policy_type, pt);
     Py_INCREF(tt);
     Py_XSETREF(template_type, tt);
     Py_INCREF(args[2]);
-    Py_XSETREF(fallback, args[2]);
+    Py_XSETREF(no_limits, args[2]);
+    Py_INCREF(args[3]);
+    Py_XSETREF(fallback, args[3]);
     Py_RETURN_NONE;
 }
 
 static PyMethodDef methods[] = {
     {"setup", (PyCFunction)(void (*)(void))setup, METH_FASTCALL,
-     "setup(Policy, Template, fallback): where Policy keeps the fields message reads"},
+     "setup(Policy, Template, NO_LIMITS, fallback): where Policy keeps the fields message "
+     "reads"},
     {"message", (PyCFunction)(void (*)(void))message, METH_FASTCALL,
      "message(pol, seq, portid[, flags=NLM_F_MULTI]): dump_one_policy's NEWPOLICY message, "
      "from the fallback (Policy.dump_message) for anything uncommon"},
