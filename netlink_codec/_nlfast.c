@@ -17,6 +17,10 @@
  *                                   (errno, extack text, offset, policy TLV) from it, so
  *                                   those stay written once.
  *
+ *   dump_fill(iterator, parts, used, size)
+ *                                   netlink_codec/netlink.py dump_fill_py (the loop of
+ *                                   netlink_dump filling one skb with the dump's messages)
+ *
  *   Parser(compiled, maxtype, strict_start_type, slow)
  *                                   parse_attrs bound to one policy: a family's parse
  *
@@ -572,6 +576,44 @@ nl_encode_ack(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject 
     return out;
 }
 
+/* dump_fill(iterator, parts, used, size) -> (used, stop): dump_fill_py */
+static PyObject *
+nl_dump_fill(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !PyIter_Check(args[0]) || !PyList_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "dump_fill(iterator, parts: list, used, size)");
+        return NULL;
+    }
+    PyObject *it = args[0], *parts = args[1], *msg;
+    Py_ssize_t used = PyLong_AsSsize_t(args[2]), size = PyLong_AsSsize_t(args[3]);
+    if ((used == -1 || size == -1) && PyErr_Occurred())
+        return NULL;
+    while ((msg = PyIter_Next(it)) != NULL) {
+        /* anything but bytes (a Reply: the callback failed), or a message that does not fit
+         * in a step that has one already: the caller's */
+        if (!PyBytes_CheckExact(msg)
+                || (used + PyBytes_GET_SIZE(msg) > size && PyList_GET_SIZE(parts) > 0))
+            break;
+        if (PyList_Append(parts, msg) < 0) {
+            Py_DECREF(msg);
+            return NULL;
+        }
+        used += PyBytes_GET_SIZE(msg);
+        Py_DECREF(msg);
+    }
+    if (msg == NULL && PyErr_Occurred())
+        return NULL;
+    PyObject *n = PyLong_FromSsize_t(used);
+    if (n == NULL) {
+        Py_XDECREF(msg);
+        return NULL;
+    }
+    PyObject *out = PyTuple_Pack(2, n, msg == NULL ? Py_None : msg);
+    Py_DECREF(n);
+    Py_XDECREF(msg);
+    return out;
+}
+
 /* setup(Header, RawAttr, extack_tlvs) */
 static PyObject *
 nl_setup(PyObject *self, PyObject *args)
@@ -603,6 +645,8 @@ static PyMethodDef methods[] = {
      " -> (tb, failing attribute or None, bytes left over)"},
     {"encode_ack", (PyCFunction)(void (*)(void))nl_encode_ack, METH_FASTCALL | METH_KEYWORDS,
      "encode_ack(request, req, error, portid, *, cap_ack=False, ext_ack=False, ext=None)"},
+    {"dump_fill", (PyCFunction)(void (*)(void))nl_dump_fill, METH_FASTCALL,
+     "dump_fill(iterator, parts, used, size) -> (used, the item it stopped at or None)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Callable, Iterable, Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from . import cext
 from .cstruct import Buffer, CStruct, flat_struct, s32, u16, u32
@@ -358,13 +358,30 @@ def encode_ack_py(request: bytes | memoryview, req: Header, error: int, portid: 
     return encode_msg(NLMSG_ERROR, flags, req.seq, portid, payload + tlvs)
 
 
+def dump_fill_py(it: Iterator[Any], parts: list[bytes], used: int,
+                 size: int) -> tuple[int, Any]:
+    """The loop of ``netlink_dump`` filling one skb: the messages (bytes) of ``it`` go to
+    ``parts`` while they fit in ``size`` bytes with the ``used`` ones (the first of a step
+    always does). Returns the bytes used and where it stopped: None when ``it`` ended, else
+    the item it took and did not append -- a message that does not fit, or anything that is
+    not bytes (a dump callback's error) -- for the caller to handle."""
+    for msg in it:
+        if type(msg) is not bytes or (used + len(msg) > size and parts):
+            return used, msg
+        parts.append(msg)
+        used += len(msg)
+    return used, None
+
+
 # the versions that run: C when built (same results, tests/test_nlfast.py), else Python
 kernel_messages: Callable[[Buffer], Iterable[Header]] = kernel_messages_py
 kernel_attrs: Callable[[Buffer, int, int], tuple[list[RawAttr], int]] = kernel_attrs_py
 encode_ack: Callable[..., bytes] = encode_ack_py
+dump_fill: Callable[[Iterator[Any], list[bytes], int, int], tuple[int, Any]] = dump_fill_py
 if _C is not None:
     _C.setup(Header, RawAttr, extack_tlvs)
     kernel_messages, kernel_attrs, encode_ack = _C.kernel_messages, _C.kernel_attrs, _C.encode_ack
+    dump_fill = _C.dump_fill
 
 
 def encode_done(seq: int, portid: int, error: int = 0, tlvs: bytes = b"") -> bytes:

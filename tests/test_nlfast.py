@@ -290,12 +290,62 @@ def test_encode_ack_echo_and_capped():
 
 
 # ---------------------------------------------------------------------------------------
+# dump_fill: one dump step's skb fill
+
+class _Boom(Exception):
+    pass
+
+
+def _items(spec):
+    """A dump callback's output: messages (bytes), a bytearray, an error object, or raising."""
+    for kind, n in spec:
+        if kind == "raise":
+            raise _Boom(n)
+        yield {"bytes": lambda: bytes([n % 256]) * n, "bytearray": lambda: bytearray(n),
+               "reply": lambda: ("Reply", n)}[kind]()
+
+
+def _fill_outcome(fill, spec, parts, used, size):
+    it = _items(spec)
+    parts = list(parts)
+    out = _outcome(fill, it, parts, used, size)
+    return out, parts, _outcome(list, it) if out[0] == "value" else None
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.sampled_from(["bytes"] * 6 + ["bytearray", "reply", "raise"]),
+                          st.integers(0, 300)), max_size=30),
+       st.lists(st.binary(max_size=40), max_size=2), st.integers(0, 400),
+       st.integers(0, 2000))
+def test_dump_fill_same_parts_and_stop(spec, parts, used, size):
+    """The same messages appended, bytes used, item stopped at, and what the iterator still
+    holds (or the same exception) from C and Python."""
+    _need_c()
+    assert _fill_outcome(C.dump_fill, spec, parts, used, size) == \
+        _fill_outcome(N.dump_fill_py, spec, parts, used, size)
+
+
+def test_dump_fill_stops_at_what_does_not_fit():
+    """A step holds what fits; the first message of a step goes in however long it is."""
+    _need_c()
+    parts: list[bytes] = []
+    it = iter([b"a" * 100, b"b" * 100, b"c" * 100])
+    assert C.dump_fill(it, parts, 0, 250) == (200, b"c" * 100)
+    assert parts == [b"a" * 100, b"b" * 100]
+    parts = []
+    assert C.dump_fill(iter([b"x" * 50, b"y"]), parts, 0, 10) == (50, b"y")
+    assert parts == [b"x" * 50]
+    assert C.dump_fill(iter([]), parts, 50, 10) == (50, None)
+
+
+# ---------------------------------------------------------------------------------------
 # which path runs
 
 _WHICH = ("from netlink_codec import netlink as N; from xfrmd.netlink import nlattr as A;"
           "from xfrmd.xfrm import user as U;"
           "print(N.kernel_messages is N.kernel_messages_py, N.encode_ack is N.encode_ack_py,"
-          " A.parse_attrs is A.parse_attrs_py, type(U._parse_attrs).__name__)")
+          " A.parse_attrs is A.parse_attrs_py, type(U._parse_attrs).__name__,"
+          " N.dump_fill is N.dump_fill_py)")
 
 
 def _which(pure: bool) -> str:
@@ -306,9 +356,9 @@ def _which(pure: bool) -> str:
 
 
 def test_pure_python_runs_the_python_versions():
-    assert _which(True) == ["True", "True", "True", "function"]
+    assert _which(True) == ["True", "True", "True", "function", "True"]
 
 
 def test_the_built_extension_runs_the_c_versions():
     _need_c()
-    assert _which(False) == ["False", "False", "False", "Parser"]
+    assert _which(False) == ["False", "False", "False", "Parser", "False"]

@@ -8,7 +8,7 @@ from typing import Iterable, Protocol
 
 from netlink_codec.netlink import (NLM_F_ACK, NLM_F_DUMP_INTR, NLM_F_MULTI, NLM_F_REQUEST,
                                    NLMSG_HDRLEN, NLMSG_MIN_TYPE, ExtAck, Header, encode_ack,
-                                   encode_done, extack_tlvs, kernel_messages)
+                                   dump_fill, encode_done, extack_tlvs, kernel_messages)
 
 from ..errors import KernelError
 from ..stats import INTERNAL_ERROR
@@ -191,7 +191,13 @@ def dump_batch(sock: NetlinkSocket) -> bytes | None:
         used = len(st.pending)
         st.pending = None
     try:
-        for msg in st.iterator:
+        while True:
+            if intr:        # the message put next is marked: taken alone
+                msg = next(st.iterator, None)
+            else:           # the messages that fit, in one call (C when built)
+                used, msg = dump_fill(st.iterator, parts, used, size)
+            if msg is None:
+                break
             if isinstance(msg, Reply):  # the callback failed: NLMSG_DONE carries the error
                 _dump_error(st, msg)
                 break
