@@ -21,9 +21,6 @@ from xfrmd.xfrm.policy import NO_LIMITS, Policy, Template, policy_key
 
 from .conftest import require
 
-if cext.pure_python():
-    pytest.skip("the pure-Python run: nothing to compare", allow_module_level=True)
-
 U8, U16, U32, U64 = (st.integers(0, 2 ** b - 1) for b in (8, 16, 32, 64))
 ADDR = st.one_of(st.binary(min_size=4, max_size=4).map(lambda a: a.ljust(16, b"\0")),
                  st.binary(min_size=16, max_size=16))
@@ -31,8 +28,18 @@ ADDR = st.one_of(st.binary(min_size=4, max_size=4).map(lambda a: a.ljust(16, b"\
 
 @pytest.fixture(scope="module")
 def fast():
+    if cext.pure_python():
+        pytest.skip("the pure-Python run: nothing to compare")
     require(policy._polfast is not None, "needs the C extensions (python3 -m xfrmd.cext build)")
     return policy._polfast
+
+
+def test_which_builder_runs():
+    """XFRMD_PURE_PYTHON=1: the Python method; else the C half when it is built."""
+    if cext.pure_python():
+        assert policy._polfast is None and policy.dump_message is Policy.dump_message
+    else:
+        assert policy.dump_message is getattr(policy._polfast, "message", Policy.dump_message)
 
 
 def reference(pol: Policy, *args) -> bytes:
