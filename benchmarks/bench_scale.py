@@ -146,12 +146,12 @@ def curve(table: str, sizes: list[int]) -> tuple[dict, float, int, float]:
                 _batches(k, s, [new(i) for i in gone])
                 _batches(k, s, [ident(i, delete, N.NLM_F_ACK) for i in probe])
             out[size] = {op: statistics.median(b) for op, b in batches.items()}
-            # the SPD keeps each policy's message body once built (Policy.wire_body): the
-            # first dump builds those not yet built (all at 1k, 90 % of the table at the
-            # larger sizes, where the previous size's dumps built the rest), the second does
-            # the same work at every size; the lookups come after it, so that every one finds
-            # its body built (before, random lookups built it for ≈ 40 % of the 1k ones and
-            # for 99.9 % of the 1M ones: another cost)
+            # the SPD's pure-Python path keeps each policy's message body once built
+            # (Policy.wire_body): there the first dump builds those not yet built (all at 1k,
+            # 90 % of the table at the larger sizes, where the previous size's dumps built the
+            # rest), the second does the same work at every size; the lookups come after it,
+            # so that every one finds its body built. The C builder (_polfast) caches nothing:
+            # both dumps, and every lookup, build each message
             out[size]["first_dump_per_entry"], n = _dump(k, s, get)
             out[size]["dump_per_entry"], n = _dump(k, s, get)
             look: list[float] = []

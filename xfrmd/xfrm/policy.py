@@ -275,8 +275,9 @@ class Policy:
 
     def dump_message(self, seq: int, portid: int, flags: int = NLM_F_MULTI) -> bytes:
         """``dump_one_policy``: NEWPOLICY for dumps (NLM_F_MULTI) and GETPOLICY answers.
-        The body is cached: only the use time and the offload binding change it (index and
-        add time are set once, by the insert, before anything reads it)."""
+        The reference of the C builder (module-level :data:`dump_message`, which callers
+        use). The body is cached: only the use time and the offload binding change it
+        (index and add time are set once, by the insert, before anything reads it)."""
         return encode_msg(M.NEWPOLICY, flags, seq, portid, self.wire_body())
 
     def wire_body(self) -> bytes:
