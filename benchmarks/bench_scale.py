@@ -180,7 +180,7 @@ def run(quick: bool = False, long: bool = False,
                              "unit": "µs", "reference": base[op] * 1e6,
                              "ratio": sec / base[op],
                              "bar": "(vs the same at 1k)" if like else
-                             "(builds the bodies not built yet: all at 1k, 90 % above)",
+                             "(pure Python: builds the bodies not built yet, all at 1k, 90 % above)",
                              "goal": "<= 1.2x" if like else ""})
         top = sizes[-1]
         rows.append({"name": f"{table}_gc_longest_pause_loading_{top // 1000}k",
