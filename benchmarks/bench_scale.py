@@ -150,7 +150,7 @@ def curve(table: str, sizes: list[int]) -> tuple[dict, float, int, float]:
             # (Policy.wire_body): there the first dump builds those not yet built (all at 1k,
             # 90 % of the table at the larger sizes, where the previous size's dumps built the
             # rest), the second does the same work at every size; the lookups come after it,
-            # so that every one finds its body built. The C builder (_polfast) caches nothing:
+            # so that every one finds its body built. The C builder (_poldump) caches nothing:
             # both dumps, and every lookup, build each message
             out[size]["first_dump_per_entry"], n = _dump(k, s, get)
             out[size]["dump_per_entry"], n = _dump(k, s, get)

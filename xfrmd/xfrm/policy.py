@@ -307,20 +307,20 @@ class Policy:
 
 
 # the C half of dump_one_policy (None: the Python path, XFRMD_PURE_PYTHON or not built)
-_polfast = cext.load("xfrmd.xfrm._polfast", source("xfrmd.xfrm._polfast"))
-if _polfast is not None:
+_poldump = cext.load("xfrmd.xfrm._poldump", source("xfrmd.xfrm._poldump"))
+if _poldump is not None:
     try:
-        _polfast.setup(Policy, Template, NO_LIMITS, Policy.dump_message)
-    except (TypeError, ValueError):     # a slot it reads is gone: Python (test_polfast fails)
-        _polfast = None
+        _poldump.setup(Policy, Template, NO_LIMITS, Policy.dump_message)
+    except (TypeError, ValueError):     # a slot it reads is gone: Python (test_poldump fails)
+        _poldump = None
 
 #: ``dump_one_policy(pol, seq, portid, flags=NLM_F_MULTI)``: a policy's NEWPOLICY message for a
-#: dump or a GETPOLICY answer. The C half (``_polfast.c``) builds the common policies' message
+#: dump or a GETPOLICY answer. The C half (``_poldump.c``) builds the common policies' message
 #: in one allocation from the fields, cached nowhere, as the kernel builds it at dump time
 #: (the Python method's cached body cost ~2.6 µs per policy at its first dump, a NEWPOLICY
 #: that built it ~2 µs more); an offload binding, or anything it cannot be sure of, goes
 #: to :meth:`Policy.dump_message`.
-dump_message = Policy.dump_message if _polfast is None else _polfast.message
+dump_message = Policy.dump_message if _poldump is None else _poldump.message
 
 
 def flush_message(ptype: int, seq: int, pid: int) -> bytes:

@@ -10,7 +10,7 @@
  * Anything uncommon -- an offload binding (copy_user_offload), a policy type other than
  * main and sub, a field that is not an int of its C width, a slot not set, an object that is
  * not exactly a Policy -- goes to fallback(pol, seq, portid, flags), the Python method,
- * whose answer or exception is the result. Parity: tests/test_polfast.py.
+ * whose answer or exception is the result. Parity: tests/test_poldump.py.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -227,7 +227,7 @@ static PyObject *message(PyObject *self, PyObject *const *args, Py_ssize_t nargs
             return out;
     }
     if (fallback == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "_polfast.setup() was not called");
+        PyErr_SetString(PyExc_RuntimeError, "_poldump.setup() was not called");
         return NULL;
     }
     return PyObject_Vectorcall(fallback, args, nargs, NULL);
@@ -297,6 +297,6 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_polfast", NULL, -1, methods};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_poldump", NULL, -1, methods};
 
-PyMODINIT_FUNC PyInit__polfast(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__poldump(void) { return PyModule_Create(&module); }

@@ -1,4 +1,4 @@
-"""xfrmd/xfrm/_polfast.c, the C half of dump_one_policy: for any policy, the NEWPOLICY message
+"""xfrmd/xfrm/_poldump.c, the C half of dump_one_policy: for any policy, the NEWPOLICY message
 it answers is byte for byte the one the Python method (Policy.dump_message, the reference)
 builds -- selectors and templates of both families, lifetimes, use and add times, mark,
 if_id, the sub type, several templates -- and whatever it cannot build (an offload binding,
@@ -31,19 +31,19 @@ ADDR = st.one_of(st.binary(min_size=4, max_size=4).map(lambda a: a.ljust(16, b"\
 def fast():
     if cext.pure_python():
         pytest.skip("the pure-Python run: nothing to compare")
-    require(policy._polfast is not None, "needs the C extensions (python3 -m xfrmd.cext build)")
-    return policy._polfast
+    require(policy._poldump is not None, "needs the C extensions (python3 -m xfrmd.cext build)")
+    return policy._poldump
 
 
 def test_which_builder_runs():
     """XFRMD_PURE_PYTHON=1: the Python method; else the C half when it is built."""
     if cext.pure_python():
-        assert policy._polfast is None and policy.dump_message is Policy.dump_message
+        assert policy._poldump is None and policy.dump_message is Policy.dump_message
     else:
-        built = cext.find("xfrmd.xfrm._polfast", source("xfrmd.xfrm._polfast"))
+        built = cext.find("xfrmd.xfrm._poldump", source("xfrmd.xfrm._poldump"))
         require(built is not None, "needs the C extensions (python3 -m xfrmd.cext build)")
-        assert policy._polfast is not None, "built, but setup() refused Policy's slots"
-        assert policy.dump_message is policy._polfast.message
+        assert policy._poldump is not None, "built, but setup() refused Policy's slots"
+        assert policy.dump_message is policy._poldump.message
 
 
 def reference(pol: Policy, *args) -> bytes:
