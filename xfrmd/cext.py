@@ -23,6 +23,7 @@ EXTENSIONS: dict[str, str] = {
     "xfrmd.xfrm._safast": "xfrmd/xfrm/_safast.c",    # NEWSA/UPDSA: sa_verify.checked_newsa_info
     "xfrmd.xfrm._poldump": "xfrmd/xfrm/_poldump.c",  # dump_one_policy: policy.dump_message
     "netlink_codec._nlfast": "netlink_codec/_nlfast.c",
+    "xfrmd._hugeheap": "xfrmd/_hugeheap.c",          # pymalloc's arenas on huge pages: hugeheap
 }
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import trio
 
 from .client import NetlinkSocket, Service, TrioNetlinkSocket
+from . import hugeheap
 from .clock import SystemClock
 from .kernel import Kernel
 from .server import Server
@@ -48,7 +49,12 @@ def tune_gc() -> None:
     walks more than ≈ 30,000 objects: the longest pause loading 100k SAs went from ≈ 12 ms
     of CPU to ≈ 5.5 (docs/performance.md, ``python3 -m benchmarks gc``). The price: a cycle
     among frozen objects that becomes garbage later is not collected (the model breaks its
-    cycles when it deletes an entry: timers are cancelled and dropped)."""
+    cycles when it deletes an entry: timers are cancelled and dropped).
+
+    The heap too: the objects made from now on go to huge pages (:mod:`xfrmd.hugeheap`; a
+    lookup in a table of a million entries reads five or so objects at random, each a TLB
+    miss with 4 KiB pages)."""
+    hugeheap.install()
     gc.freeze()
     gc.set_threshold(10_000, 2, 100)
     if freeze_survivors not in gc.callbacks:
