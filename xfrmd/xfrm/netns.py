@@ -21,7 +21,7 @@ class XfrmNet:
     def __init__(self, ns: NetNamespace):
         self.ns = ns
         # state_all / policy_all: insertion-ordered; dumps walk them newest first
-        self.state_all: dict[int, SecurityAssociation] = {}
+        self.state_all: dict[SecurityAssociation, SecurityAssociation] = {}
         self.policy_all: dict[int, Policy] = {}   # by index (PolicyDb.byidx)
         self.state_hmask = 7          # xfrm_state_init: 8 buckets
         self.policy_idx_hmask = 7     # xfrm_policy_init: 8 index buckets

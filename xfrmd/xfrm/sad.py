@@ -227,10 +227,10 @@ def _alloc_spi(db: StateDb, req: XfrmRequest, x: SecurityAssociation, lo: int,
     # randrange(lo, hi + 1) is what randint(lo, hi) returns, one Python frame fewer
     randrange = req.kernel.random.randrange
     proto = x.id.proto
-    byspi = db.byspi
+    spi_in_use = db.spi_in_use
     for _ in range(hi - lo + 1):
         spi = lo if lo == hi else randrange(lo, hi + 1)
-        if not byspi.get((spi, proto)):         # db.spi_in_use
+        if not spi_in_use(spi, proto):
             db.set_spi(x, spi)
             return
         if lo == hi:

@@ -1,11 +1,17 @@
 """The per-namespace SA database: net/xfrm/xfrm_state.c.
 
 Hash chains become dicts so that no operation walks the table:
-``byspi`` (spi, proto) → states, ``bysrc`` (daddr, saddr, proto) → states,
+``byspi`` spi → states (of any protocol: the lookups test it, as the kernel's walk of its
+byspi bucket does), ``bysrc`` (daddr, saddr, proto) → states,
 ``byseq`` km.seq → larval states, ``bydst`` (daddr, saddr, reqid, family) → states. Each chain
 holds the newest state last (the kernel adds at the head; we walk it reversed): the state
 itself while it is alone, as most are (:func:`newest_first` reads any chain).
 ``state_all`` (``XfrmNet.state_all``) keeps insertion order for dumps (newest first).
+
+What a lookup or a delete at a million SAs touches beyond the state is memory, not steps
+(docs/performance.md, "Scale"): ``byspi`` is keyed by the SPI's int, the one in the state's
+``id`` (a (spi, proto) key was a tuple more per state to read and free), and ``state_all`` by
+the state itself (hashed by address: no id int to read, make or free).
 
 Timers follow ``xfrm_timer_handler``: armed 1 s after insert, rescheduled to the nearest
 soft/hard add/use deadline; soft → EXPIRE hard=0 (km.dying), hard → delete + EXPIRE hard=1.
@@ -21,7 +27,6 @@ policy, :meth:`xfrmd.xfrm.spdb.PolicyDb.tmpl_resolve`.
 from __future__ import annotations
 
 import errno as E
-import itertools
 import struct
 from typing import TYPE_CHECKING, Any, Hashable, Iterable, Sequence
 
@@ -168,12 +173,11 @@ class StateDb:
         self.xnet = xnet
         self.ns = xnet.ns
         self.kernel = xnet.ns.kernel
-        self.all = xnet.state_all         # id → SA, insertion order
+        self.all = xnet.state_all         # SA → SA, insertion order (a set that keeps it)
         self.byspi: Chains = {}
         self.bysrc: Chains = {}
         self.bydst: Chains = {}
         self.byseq: Chains = {}
-        self._ids = itertools.count(1)
         self.acq_expires = XFRM_ACQ_EXPIRES
         self._acq_lft_shared = DEFAULT_LFT._replace(hard_add_expires_seconds=self.acq_expires)
         self.aevent_etime = XFRM_AEVENT_ETIME
@@ -208,12 +212,13 @@ class StateDb:
     def lookup(self, mark: int, daddr: bytes, spi: int, proto: int,
                family: int) -> SecurityAssociation | None:
         """``__xfrm_state_lookup`` (byspi chain, newest first)."""
-        chain = self.byspi.get((spi, proto))
+        chain = self.byspi.get(spi)
         if chain is None:
             return None
         d = addr_key(daddr, family)
         for x in newest_first(chain):
-            if (x.props.family == family and addr_key(x.id.daddr, family) == d
+            xdaddr, _, xproto = x.id
+            if (xproto == proto and x.props.family == family and addr_key(xdaddr, family) == d
                     and x.mark_match(mark)):
                 return x
         return None
@@ -236,7 +241,12 @@ class StateDb:
 
     def spi_in_use(self, spi: int, proto: int) -> bool:
         """``xfrm_state_lookup_spi_proto``: any state, any daddr."""
-        return bool(self.byspi.get((spi, proto)))
+        chain = self.byspi.get(spi)
+        if chain is None:
+            return False
+        if isinstance(chain, SecurityAssociation):
+            return chain.id[2] == proto
+        return any(x.id[2] == proto for x in chain)
 
     def find_acq_byseq(self, mark: int, seq: int,
                        pcpu_num: int | None = None) -> SecurityAssociation | None:
@@ -367,13 +377,11 @@ class StateDb:
         # Only the chains a lookup can use are kept: bysrc serves the address lookups of
         # protocols without SPI; bydst serves __find_acq_core and xfrm_state_find.
         # (``dst_key``: _dst_key(x) when the caller has it already.)
-        x.uid = uid = next(self._ids)
-        self.all[uid] = x
+        self.all[x] = x
         _, spi, proto = x.id       # (a named tuple's fields are slow attributes on 3.11)
         if spi:
-            key = (spi, proto)
-            if self.byspi.setdefault(key, x) is not x:    # not the first in its chain
-                _chain_add(self.byspi, key, x)
+            if self.byspi.setdefault(spi, x) is not x:    # not the first in its chain
+                _chain_add(self.byspi, spi, x)
         if proto not in _SPI_PROTOS:     # not x.use_spi
             _chain_add(self.bysrc, self._src_key(x), x)
         if dst_key is None:
@@ -386,10 +394,10 @@ class StateDb:
             self._grow_check()
 
     def _unlink(self, x: SecurityAssociation) -> None:
-        self.all.pop(x.uid, None)
+        self.all.pop(x, None)
         _, spi, proto = x.id
         if spi:         # the chains _link put it in
-            _chain_del(self.byspi, (spi, proto), x)
+            _chain_del(self.byspi, spi, x)
         if proto not in _SPI_PROTOS:
             _chain_del(self.bysrc, self._src_key(x), x)
         _chain_del(self.bydst, self._dst_key(x), x)
@@ -400,9 +408,8 @@ class StateDb:
         """``xfrm_alloc_spi`` inserting the chosen SPI into byspi."""
         daddr, _, proto = x.id
         x.id = _as(StateId, (daddr, spi, proto))
-        key = (spi, proto)
-        if self.byspi.setdefault(key, x) is not x:    # not the first in its chain
-            _chain_add(self.byspi, key, x)
+        if self.byspi.setdefault(spi, x) is not x:    # not the first in its chain
+            _chain_add(self.byspi, spi, x)
 
     def _grow_check(self) -> None:
         # xfrm_hash_grow_check doubles the hash when an insert collides while the table
@@ -435,7 +442,7 @@ class StateDb:
         # __xfrm_state_locate (lookup's chain tested here first: a new SPI has none)
         if use_spi:
             x1 = (self.lookup(x.mark[0] & x.mark[1], daddr, spi, proto, family)
-                  if (spi, proto) in self.byspi else None)
+                  if spi in self.byspi else None)
         else:
             x1 = self.lookup_byaddr(x.mark[0] & x.mark[1], daddr, x.props.saddr, proto, family)
         if x1 is not None:
