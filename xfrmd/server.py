@@ -784,6 +784,12 @@ class Server:
             o = self._replay(conn)
             if o < 0:
                 return False
+            # what usually follows: the one request of an `ip` line, as _one takes it
+            sock = conn.sock
+            if sock is not None and o + 4 <= n and _U32.unpack_from(rec, o)[0] == n - o - 4 \
+                    and not rec.startswith(b"\0\0\0\0", o + 4):
+                self._deliver(conn, sock, rec[o + 4:])
+                return True
         # the opening frames are noted only from a bound state the replay can check
         ops: list | None = [] if o == 8 and conn.sock is not None else None
         while o < n:
@@ -883,7 +889,17 @@ class Server:
                 self.conns[sock] = conn
                 conn.sock = sock
             else:                            # BIND_AUTO
-                reply = self._bind_auto(conn.sock, conn, *args)
+                sock = conn.sock
+                portid, groups = args
+                # _bind_auto's usual case: the process's id, which nobody holds
+                if not sock.bound and portid == conn.pid & 0xFFFFFFFF \
+                        and portid not in sock.netns.ports.get(sock.protocol, ()):
+                    try:
+                        k.bind(sock, portid, groups)
+                        continue
+                    except KernelError:
+                        pass                 # _bind_auto says why
+                reply = self._bind_auto(sock, conn, portid, groups)
                 if reply is not None:
                     self._flush(conn)
                     self._send(conn, reply)
@@ -927,6 +943,11 @@ class Server:
                 self._flush(conn)          # keep the order of what is already queued
                 self._send(conn, reply)
             return True
+        self._deliver(conn, sock, rec)
+        return True
+
+    def _deliver(self, conn: Connection, sock, rec: bytes) -> None:
+        """A netlink datagram to the kernel (sendmsg), and its answer out."""
         k = self.kernel
         try:
             k.deliver(sock, rec)
@@ -941,7 +962,6 @@ class Server:
         # against what is still here, as before (tests/test_flow_control.py)
         if k.dirty and not sock.congested:
             self._after_kernel_work()
-        return True
 
     def _hello(self, conn: Connection, rec: bytes) -> bool:
         if not T.is_frame(rec):
