@@ -947,7 +947,8 @@ class Server:
         return True
 
     def _deliver(self, conn: Connection, sock, rec: bytes) -> None:
-        """A netlink datagram to the kernel (sendmsg), and its answer out."""
+        """A netlink datagram to the kernel (sendmsg); its answers go out at the end of the
+        round (_after_kernel_work)."""
         k = self.kernel
         try:
             k.deliver(sock, rec)
@@ -956,12 +957,6 @@ class Server:
             # server down; the kernel would have answered, so answer EINVAL rather than hang
             k.stats.internal_error(e, f"a datagram from pid {conn.pid}")
             self._internal_error(sock, rec)
-        # the answer goes out now, not at the end of the round: the client waits for it, and
-        # what is left of the round (the poll for more, the timers) then runs while it does.
-        # Not once the socket overran: what a burst's later datagrams may queue is then judged
-        # against what is still here, as before (tests/test_flow_control.py)
-        if k.dirty and not sock.congested:
-            self._after_kernel_work()
 
     def _hello(self, conn: Connection, rec: bytes) -> bool:
         if not T.is_frame(rec):
