@@ -882,6 +882,9 @@ class Server:
                     # the namespace went away: as _hello_netlink, then the rest as sent
                     conn.reads_reset()
                     conn.open_error = e.errno
+                    if e.errno == E.ENOENT:
+                        log.info("pid %d asked for network namespace %r, which does not exist",
+                                 conn.pid, conn.netns)
                     return end
                 sock.client_ino = ino
                 conn.reads_reset()
