@@ -249,3 +249,53 @@ def test_a_kept_connection_repeats_its_opening_frames():
         assert T.parse_frame(err)[1] == T.F_SOCK_ERROR
         assert struct.unpack_from("=i", err, 8)[0] == -errno.ENOENT
         raw.close()
+
+
+def test_a_replayed_line_whose_port_id_another_socket_holds():
+    """The replayed opening frames bind the process's id only while no other socket holds it:
+    while another connection of the same process holds it, each `ip -batch` line's socket gets
+    what autobind gives (a negative id) and the shim is told (BIND_REPLY), the line after the
+    first included (the replayed one); once that socket is closed, the same bytes bind the
+    process's id again, silently."""
+    import os
+    with running_server(make_kernel("bare")) as srv:
+        k = srv.kernel
+        pid = os.getpid()
+        hello = T.hello(N.NETLINK_XFRM, 3)
+        bind_auto = T.frame(T.F_BIND_AUTO, struct.pack("=II", pid, 0))
+
+        def connect() -> socket.socket:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            s.connect(srv.path)
+            s.settimeout(5)
+            s.send(hello)
+            return s
+
+        def request(s: socket.socket, opening: list[bytes], seq: int) -> tuple[int | None, int]:
+            """(the port id a BIND_REPLY gave, or None; the port id the answer went to)"""
+            req = N.encode_msg(X.XfrmMsg.GETSADINFO, N.NLM_F_REQUEST, seq, 0, b"\xff" * 4)
+            s.send(T.batch(opening + [req]))
+            told, rec = None, s.recv(1000)
+            if T.is_frame(rec):
+                assert T.parse_frame(rec)[1] == T.F_BIND_REPLY
+                err, told, _ = struct.unpack_from("=iII", rec, 8)
+                assert err == 0
+                rec = s.recv(1000)
+            _, kind, _, got_seq, portid = struct.unpack_from("=IHHII", rec)
+            assert (kind, got_seq) == (X.XfrmMsg.NEWSADINFO, seq)
+            return told, portid
+
+        holder = connect()
+        assert request(holder, [bind_auto], 1) == (None, pid)
+        kept = connect()
+        line = [T.frame(T.F_RELEASE), hello, T.setsockopt(270, 11, 1), bind_auto]
+        ids = [request(kept, line[2:], 2)] + [request(kept, line, seq) for seq in (3, 4, 5)]
+        for told, portid in ids:
+            assert told == portid and portid >= 0x80000000      # autobind: a negative id
+        ns = k.netns("default")
+        assert ns.ports[N.NETLINK_XFRM][pid].portid == pid    # the holder kept its id
+        holder.close()
+        time.sleep(0.2)                 # the holder's close is read by the reactor
+        assert request(kept, line, 6) == (None, pid)
+        assert request(kept, line, 7) == (None, pid)
+        kept.close()
