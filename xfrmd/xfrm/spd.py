@@ -10,14 +10,17 @@ import struct
 from itertools import repeat
 from typing import Iterator
 
+from netlink_codec import cext
 from netlink_codec import xfrm as X
 from netlink_codec.netlink import RawAttr
 
+from ..cext import source
 from ..errors import KernelError
 from ..netlink.core import Reply
 from . import offload
-from .policy import (NO_LIMITS, SEL_LEN, TMPL, USERPOLICY_INFO, Policy, Template, dump_message,
-                     make_template, policy_key)
+from .addrcache import SEEN, shared
+from .policy import (_ANY, NO_LIMITS, SEL_LEN, TMPL, USERPOLICY_INFO, Policy, Template,
+                     dump_message, make_template, policy_key)
 from .request import XfrmRequest
 from .state import LIFETIME_CFG
 from .uapi import A, M
@@ -148,6 +151,29 @@ def verify_policy_dir(dir: int) -> None:
 # -- handlers ---------------------------------------------------------------------------------
 
 def xfrm_add_policy(req: XfrmRequest) -> Reply:
+    """``xfrm_add_policy`` (NEWPOLICY, UPDPOLICY). The C half (``_polfast.c``) makes the
+    policy in one call when the checks surely accept the request (templates and an offload
+    device, as `ip` and charon send); every other request, and every error, takes
+    :func:`add_policy` (the reference)."""
+    got = _polfast.newpolicy(req.buf, req.payload_offset, req.attrs)
+    if got is None:
+        return add_policy(req)
+    pol, xuo = got
+    if xuo is not None:
+        offload.xfrm_dev_policy_add(req, pol, xuo, pol.dir)
+    db = req.sock.netns.xfrm.spd
+    hdr = req.hdr
+    err = db.insert(pol, excl=hdr.type == M.NEWPOLICY)
+    if err:
+        offload.xfrm_dev_policy_release(pol)
+        raise KernelError(err)
+    db.km_policy_notify(pol, hdr.type, hdr.seq, hdr.pid)
+    return req.ok()
+
+
+def add_policy(req: XfrmRequest) -> Reply:
+    """``xfrm_add_policy`` in Python: ``verify_newpolicy_info``, ``xfrm_policy_construct``,
+    the offload, ``xfrm_policy_insert``, the notification."""
     buf, off = req.buf, req.payload_offset
     fam, plen_d, plen_s, lft_raw, priority, index, dir, action, flags, share = \
         _INFO_FIELDS.unpack_from(buf, off)
@@ -193,6 +219,15 @@ def xfrm_add_policy(req: XfrmRequest) -> Reply:
         raise
     db.km_policy_notify(pol, hdr.type, hdr.seq, hdr.pid)
     return req.ok()
+
+
+# the C half of xfrm_add_policy (None: the Python path, XFRMD_PURE_PYTHON or not built)
+_polfast = cext.load("xfrmd.xfrm._polfast", source("xfrmd.xfrm._polfast"))
+if _polfast is None:
+    xfrm_add_policy = add_policy    # noqa: F811 (the dispatch table takes the Python one)
+else:
+    _polfast.setup(Policy, Template, offload.UserOffload, NO_LIMITS, _NO_MARK, _ANY, SEEN,
+                   shared)
 
 
 def _lookup(req: XfrmRequest, sel: bytes, index: int, dir: int) -> Policy:

@@ -1,0 +1,255 @@
+"""xfrmd/xfrm/_polfast.c, the C half of NEWPOLICY/UPDPOLICY: whatever it accepts, the Python
+path (spd.add_policy: verify_newpolicy_info, validate_tmpl, xfrm_policy_construct) accepts,
+with an equal policy; the requests `ip` and charon send take it; everything else, every
+error included, is left to the Python path. Each request is served twice, by a kernel with
+the C half and by one without, and everything a user can see must be the same: the answers
+(errno, extack, echo), the dump of the SPD afterwards, the driver's table."""
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from netlink_codec import cext
+from netlink_codec import netlink as N
+from netlink_codec import xfrm as X
+from xfrmd.clock import ManualClock
+from xfrmd.kernel import Kernel
+from xfrmd.topology import from_dict
+from xfrmd.xfrm import spd
+from xfrmd.xfrm.addrcache import SEEN
+from xfrmd.xfrm.policy import Policy, Template
+
+from .conftest import require
+
+if cext.pure_python():
+    pytest.skip("the pure-Python run: nothing to compare", allow_module_level=True)
+
+A = X.Xfrma
+M = X.XfrmMsg
+INF = X.XFRM_INF
+ESP = X.IPPROTO_ESP
+FLAGS = N.NLM_F_REQUEST | N.NLM_F_ACK
+SELECTOR = struct.Struct("=16s16sHHHHHBBB3xiI")
+TMPL = struct.Struct("=16s4sB3xH2x16sIBBBxIII")
+V4 = (bytes([10, 1, 0, 1]).ljust(16, b"\0"), bytes([10, 2, 0, 1]).ljust(16, b"\0"))
+V6 = (bytes.fromhex("20010db8000000000000000000000001"),
+      bytes.fromhex("20010db8000000000000000000000002"))
+GW = (bytes([192, 0, 2, 1]).ljust(16, b"\0"), bytes([192, 0, 2, 2]).ljust(16, b"\0"))
+NO_LIMITS = (INF, INF, INF, INF, 0, 0, 0, 0)
+IFINDEX = 2          # the mlx5-like port of _kernel()
+
+
+@pytest.fixture
+def fast():
+    require(spd._polfast is not None, "needs the C extensions (python3 -m xfrmd.cext build)")
+    return spd._polfast
+
+
+def info(family: int = X.AF_INET, plen: tuple[int, int] = (32, 32), dir: int = 0,
+         action: int = 0, share: int = 0, index: int = 0, priority: int = 0x059A7F,
+         lft: tuple[int, ...] = NO_LIMITS, flags: int = 0, proto: int = 0) -> bytes:
+    d, s = V6 if family == X.AF_INET6 else V4
+    sel = SELECTOR.pack(d, s, 0, 0, 0, 0, family, plen[0], plen[1], proto, 0, 0)
+    return sel + struct.pack("=8Q4QIIBBBB4x", *lft, 0, 0, 0, 0, priority, index, dir, action,
+                             flags, share)
+
+
+def tmpl(family: int = X.AF_INET, mode: int = X.XFRM_MODE_TUNNEL, proto: int = ESP,
+         optional: int = 0, reqid: int = 1, spi: int = 0, aalgos: int = 0xFFFFFFFF) -> bytes:
+    d, s = GW
+    return TMPL.pack(d, struct.pack(">I", spi), proto, family, s, reqid, mode, 0, optional,
+                     aalgos, 0xFFFFFFFF, 7)
+
+
+def offload(ifindex: int = IFINDEX, flags: int = X.XFRM_OFFLOAD_PACKET) -> bytes:
+    return N.nla(A.OFFLOAD_DEV, struct.pack("=iI", ifindex, flags))
+
+
+def newpolicy(body: bytes, *attrs: bytes, kind: int = M.NEWPOLICY, seq: int = 7) -> bytes:
+    return N.encode_msg(kind, FLAGS, seq, 0, body + b"".join(attrs))
+
+
+def _kernel() -> tuple[Kernel, object]:
+    topo = from_dict({"netns": [{"name": "default", "device": [
+        {"name": "p0", "kind": "mlx5", "addresses": ["192.0.2.2/24"]}]}]})
+    k = Kernel(ManualClock(), topology=topo, seed=1)
+    s = k.socket(N.NETLINK_XFRM)
+    k.bind(s)
+    return k, s
+
+
+class _Spy:
+    """Stands in for the C module: records what it answered (or answers None: Python)."""
+
+    def __init__(self, real: object | None):
+        self.real = real
+        self.answers: list[object] = []
+
+    def newpolicy(self, buf, off, attrs):
+        got = None if self.real is None else self.real.newpolicy(buf, off, attrs)
+        self.answers.append(got)
+        return got
+
+
+def _serve(monkeypatch, fast, requests: list[bytes]) -> tuple[list[bytes], list[bytes], list, _Spy]:
+    """(the answers, the dump afterwards, the policies, what the C half answered)."""
+    spy = _Spy(fast)
+    with monkeypatch.context() as m:
+        m.setattr(spd, "_polfast", spy)
+        k, s = _kernel()
+        answers = []
+        for r in requests:
+            k.deliver(s, r)
+            while (d := k.recv(s)) is not None:
+                answers.append(d)
+    k.deliver(s, N.encode_msg(M.GETPOLICY, N.NLM_F_REQUEST | N.NLM_F_DUMP, 99, 0, bytes(64)))
+    dump = []
+    while (d := k.recv(s)) is not None:
+        dump.append(d)
+    pols = list(k.netns("default").xfrm.spd.all.values())
+    return answers, dump, pols, spy
+
+
+def _fields(pol: Policy) -> dict:
+    return {f: getattr(pol, f) for f in Policy.__slots__ if f not in ("timer",)}
+
+
+def _same(monkeypatch, fast, requests: list[bytes]) -> _Spy:
+    """Serve ``requests`` with and without the C half: everything seen is the same."""
+    c_answers, c_dump, c_pols, spy = _serve(monkeypatch, fast, requests)
+    py_answers, py_dump, py_pols, _ = _serve(monkeypatch, None, requests)
+    assert c_answers == py_answers
+    assert c_dump == py_dump
+    assert len(c_pols) == len(py_pols)
+    for a, b in zip(c_pols, py_pols):
+        fa, fb = _fields(a), _fields(b)
+        xa, xb = fa.pop("xdo"), fb.pop("xdo")
+        assert fa == fb
+        assert (xa is None) == (xb is None)
+        if xa is not None:
+            assert (xa.dir, xa.type, xa.dev.ifindex) == (xb.dir, xb.type, xb.dev.ifindex)
+        assert all(type(t) is Template for t in a.templates)
+    # the C half's answers: accepted ones are what the Python path made
+    for got in spy.answers:
+        if got is not None:
+            pol, xuo = got
+            assert type(pol) is Policy and type(pol.templates) is tuple
+            assert all(t.daddr is SEEN.get(t.daddr) and t.saddr is SEEN.get(t.saddr)
+                       for t in pol.templates)
+    return spy
+
+
+def _errno(ack: bytes) -> int:
+    return struct.unpack_from("=i", ack, 16)[0]
+
+
+COMMON = [
+    ("ip: one template", [newpolicy(info(), N.nla(A.TMPL, tmpl()))]),
+    ("charon in, offloaded", [newpolicy(info(dir=0), N.nla(A.TMPL, tmpl()), offload())]),
+    ("charon out, offloaded", [newpolicy(info(dir=1), N.nla(A.TMPL, tmpl(spi=0xC2000001)),
+                                         offload())]),
+    ("fwd", [newpolicy(info(dir=2), N.nla(A.TMPL, tmpl()))]),
+    ("no template", [newpolicy(info(action=1))]),
+    ("v6, transport, two templates", [newpolicy(info(family=X.AF_INET6, plen=(128, 64)), N.nla(
+        A.TMPL, tmpl(X.AF_INET6, X.XFRM_MODE_TRANSPORT) + tmpl(X.AF_INET6, 0, X.IPPROTO_AH)))]),
+    ("lifetimes, index", [newpolicy(info(lft=(1, 2, 3, 4, 5, 6, 7, 8), index=0x11, dir=1),
+                                    N.nla(A.TMPL, tmpl()))]),
+    ("updpolicy", [newpolicy(info(), N.nla(A.TMPL, tmpl()), kind=M.UPDPOLICY),
+                   newpolicy(info(priority=3), N.nla(A.TMPL, tmpl(reqid=9)), kind=M.UPDPOLICY)]),
+]
+
+
+@pytest.mark.parametrize("name, requests", COMMON, ids=[c[0] for c in COMMON])
+def test_ip_and_charons_requests_take_the_c_half(fast, monkeypatch, name, requests):
+    spy = _same(monkeypatch, fast, requests)
+    assert spy.answers and all(a is not None for a in spy.answers), \
+        f"{name}: the C half left it to Python"
+
+
+def test_an_existing_policy_is_eexist_and_its_offload_is_given_back(fast, monkeypatch):
+    req = newpolicy(info(dir=1), N.nla(A.TMPL, tmpl()), offload())
+    _same(monkeypatch, fast, [req, req])
+    answers, _dump, pols, spy = _serve(monkeypatch, fast, [req, req])
+    assert [_errno(a) for a in answers] == [0, -17]
+    assert all(a is not None for a in spy.answers)
+    drv = pols[0].xdo.dev.xfrmdev_ops
+    assert list(drv.policies.values()) == pols      # the refused one's was released
+
+
+REJECTED = [
+    ("bad share", [newpolicy(info(share=4), N.nla(A.TMPL, tmpl()))]),
+    ("bad action", [newpolicy(info(action=2), N.nla(A.TMPL, tmpl()))]),
+    ("v4 prefix 33", [newpolicy(info(plen=(33, 32)), N.nla(A.TMPL, tmpl()))]),
+    ("selector family", [newpolicy(info(family=7), N.nla(A.TMPL, tmpl()))]),
+    ("direction 3", [newpolicy(info(dir=3), N.nla(A.TMPL, tmpl()))]),
+    ("index of another direction", [newpolicy(info(index=0x11), N.nla(A.TMPL, tmpl()))]),
+    ("seven templates", [newpolicy(info(), N.nla(A.TMPL, tmpl() * 7))]),
+    ("template family 0 then an error", [newpolicy(info(), N.nla(
+        A.TMPL, tmpl(0) + tmpl(X.AF_INET, X.XFRM_MODE_TRANSPORT, proto=17)))]),
+    ("template family 0, then EEXIST", [newpolicy(info(), N.nla(A.TMPL, tmpl(0)))] * 2),
+    ("optional tunnel out", [newpolicy(info(dir=1), N.nla(A.TMPL, tmpl(optional=1)))]),
+    ("family change in transport", [newpolicy(info(), N.nla(
+        A.TMPL, tmpl(X.AF_INET6, X.XFRM_MODE_TRANSPORT)))]),
+    ("mode 6", [newpolicy(info(), N.nla(A.TMPL, tmpl(mode=6)))]),
+    ("template protocol", [newpolicy(info(), N.nla(A.TMPL, tmpl(proto=17)))]),
+    ("offload of a forward policy", [newpolicy(info(dir=2), N.nla(A.TMPL, tmpl()), offload())]),
+    ("offload to no device", [newpolicy(info(), N.nla(A.TMPL, tmpl()), offload(ifindex=99))]),
+    ("crypto offload of a policy", [newpolicy(info(), N.nla(A.TMPL, tmpl()), offload(flags=0))]),
+    ("mark", [newpolicy(info(), N.nla(A.TMPL, tmpl()), N.nla(A.MARK, struct.pack("=II", 5, 1)))]),
+    ("sub policy", [newpolicy(info(), N.nla(A.TMPL, tmpl()),
+                              N.nla(A.POLICY_TYPE, struct.pack("=BxHBx", 1, 0, 0)))]),
+]
+
+
+@pytest.mark.parametrize("name, requests", REJECTED, ids=[c[0] for c in REJECTED])
+def test_every_error_and_every_uncommon_request_is_the_python_paths(fast, monkeypatch, name,
+                                                                    requests):
+    spy = _same(monkeypatch, fast, requests)
+    if name.startswith(("offload of", "offload to", "crypto")):
+        return          # the C half takes these: the driver's refusal is the Python code's
+    assert all(a is None for a in spy.answers), f"{name}: the C half took it"
+
+
+def test_a_buffer_that_is_not_bytes_or_attributes_that_are_not_a_dict_go_to_python(fast):
+    body = info()
+    assert fast.newpolicy(bytearray(body), 0, {}) is None
+    assert fast.newpolicy(body, 0, []) is None
+    assert fast.newpolicy(body, 1, {}) is None          # too short
+    assert fast.newpolicy(body, 0, {}) is not None
+
+
+_EXTRA = [N.nla(A.MARK, struct.pack("=II", 1, 3)), N.nla(A.IF_ID, struct.pack("=I", 7)),
+          N.nla(A.POLICY_TYPE, struct.pack("=BxHBx", 1, 0, 0)),
+          N.nla(A.SEC_CTX, struct.pack("=HHBBH", 8, 0, 1, 1, 0)), offload(),
+          offload(flags=X.XFRM_OFFLOAD_PACKET | X.XFRM_OFFLOAD_INBOUND), offload(ifindex=1),
+          N.nla(A.OFFLOAD_DEV, b"\x02\x00"), N.nla(A.SA_DIR, b"\x01")]
+_TMPL = st.builds(tmpl, family=st.sampled_from([X.AF_INET, X.AF_INET, X.AF_INET6, 0, 3]),
+                  mode=st.integers(0, 6), proto=st.sampled_from([ESP, ESP, 51, 108, 43, 60, 0, 17]),
+                  optional=st.integers(0, 1), reqid=st.sampled_from([0, 1]),
+                  aalgos=st.sampled_from([0xFFFFFFFF, 3]))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(family=st.sampled_from([X.AF_INET, X.AF_INET6, 0, 7]),
+       plen=st.sampled_from([(0, 0), (32, 32), (33, 0), (128, 128), (0, 129)]),
+       dir=st.integers(0, 3), action=st.integers(0, 2), share=st.sampled_from([0, 3, 4]),
+       index=st.sampled_from([0, 0, 8, 9, 0x12]), lft=st.sampled_from([NO_LIMITS, (1,) * 8]),
+       proto=st.sampled_from([0, 6, 50]),
+       tmpls=st.none() | st.lists(_TMPL, max_size=7),
+       tail=st.sampled_from([0, 0, 5]), extra=st.lists(st.sampled_from(_EXTRA), max_size=2),
+       kind=st.sampled_from([M.NEWPOLICY, M.UPDPOLICY]), twice=st.booleans())
+def test_what_the_c_half_accepts_the_python_path_accepts(fast, monkeypatch, family, plen, dir,
+                                                         action, share, index, lft, proto,
+                                                         tmpls, tail, extra, kind, twice):
+    """Requests near the usual ones (a field, a template or an attribute off): the C half
+    and the Python path answer the same and leave the same SPD."""
+    attrs = list(extra)
+    if tmpls is not None:
+        attrs.insert(0, N.nla(A.TMPL, b"".join(tmpls) + bytes(tail)))
+    req = newpolicy(info(family, plen, dir, action, share, index, lft=lft, proto=proto),
+                    *attrs, kind=kind)
+    _same(monkeypatch, fast, [req, req] if twice else [req])

@@ -1,0 +1,326 @@
+/* The C half of NEWPOLICY/UPDPOLICY (xfrmd/xfrm/spd.py keeps the reference Python).
+ *
+ * setup(Policy, Template, UserOffload, NO_LIMITS, NO_MARK, ANY, SEEN, shared) once at import, then
+ * newpolicy(buf, off, attrs) per request: the Policy xfrm_add_policy would make (its own
+ * __init__ called, with the key, the shared no-limits lifetime, the templates made as
+ * policy.make_template makes them) and the XFRMA_OFFLOAD_DEV as a UserOffload or None --
+ * (policy, offload) -- only when verify_newpolicy_info and validate_tmpl surely accept the
+ * request and it carries nothing but XFRMA_TMPL and XFRMA_OFFLOAD_DEV (what `ip` and charon
+ * send). Anything else -- every error, a template family of 0 (validate_tmpl writes the
+ * policy's into the request, and a later error echoes that), a security context, a policy
+ * type, a mark, an if_id, a short attribute, a buffer that is not bytes -- returns None and
+ * the Python path decides. It never rejects and changes nothing: parity is "accepted here
+ * implies accepted there, with an equal policy" (tests/test_polfast.py).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+#define INFO_LEN 168            /* xfrm_userpolicy_info */
+#define SEL_LEN 56
+#define KEY_LEN 70              /* policy.POLICY_KEY: selector, dir, type, if_id, mark */
+#define TMPL_LEN 64             /* xfrm_user_tmpl */
+#define MAX_DEPTH 6             /* XFRM_MAX_DEPTH */
+#define AF_INET_ 2
+#define AF_INET6_ 10
+#define XFRMA_TMPL 5
+#define XFRMA_OFFLOAD_DEV 28
+#define SHARE_UNIQUE 3
+#define POLICY_OUT 1
+#define POLICY_FWD 2
+#define MODE_TUNNEL 1
+#define MODE_BEET 4
+#define MODE_IPTFS 5
+#define MODE_MAX 6
+
+static PyObject *Policy_t, *Template_t, *UserOffload_t, *no_limits, *no_mark, *any_alg, *seen,
+    *shared;
+
+static inline unsigned u16(const unsigned char *p) { uint16_t v; memcpy(&v, p, 2); return v; }
+static inline unsigned long u32(const unsigned char *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+static inline unsigned long long u64(const unsigned char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+/* an attribute's payload bounds (RawAttr: type, flags, offset, start, end) */
+static int bounds(PyObject *ra, Py_ssize_t blen, Py_ssize_t *start, Py_ssize_t *end)
+{
+    if (!PyTuple_Check(ra) || PyTuple_GET_SIZE(ra) < 5)
+        return 0;
+    *start = PyLong_AsSsize_t(PyTuple_GET_ITEM(ra, 3));
+    *end = PyLong_AsSsize_t(PyTuple_GET_ITEM(ra, 4));
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return *start >= 0 && *end >= *start && *end <= blen;
+}
+
+/* policy.make_template's addresses: the object addrcache.SEEN holds, else shared(addr) */
+static PyObject *address(const unsigned char *p)
+{
+    PyObject *a = PyBytes_FromStringAndSize((const char *)p, 16);
+    if (a == NULL)
+        return NULL;
+    PyObject *got = PyDict_GetItemWithError(seen, a);
+    if (got != NULL) {
+        Py_INCREF(got);
+        Py_DECREF(a);
+        return got;
+    }
+    if (PyErr_Occurred()) {
+        Py_DECREF(a);
+        return NULL;
+    }
+    got = PyObject_CallOneArg(shared, a);
+    Py_DECREF(a);
+    return got;
+}
+
+static PyObject *mask(unsigned long v)
+{
+    if (v == 0xFFFFFFFFUL) {
+        Py_INCREF(any_alg);
+        return any_alg;
+    }
+    return PyLong_FromUnsignedLong(v);
+}
+
+/* one template, checked already: a Template (a tuple of its type) */
+static PyObject *template(const unsigned char *t)
+{
+    PyObject *items[12] = {
+        address(t), PyLong_FromUnsignedLong(((unsigned long)t[16] << 24) | (t[17] << 16)
+                                            | (t[18] << 8) | t[19]),
+        PyLong_FromLong(t[20]), PyLong_FromLong(u16(t + 24)), address(t + 28),
+        PyLong_FromUnsignedLong(u32(t + 44)), PyLong_FromLong(t[48]), PyLong_FromLong(t[49]),
+        PyLong_FromLong(t[50]), mask(u32(t + 52)), mask(u32(t + 56)), mask(u32(t + 60)),
+    };
+    PyObject *tp = NULL;
+    for (int i = 0; i < 12; i++)
+        if (items[i] == NULL)
+            goto fail;
+    tp = ((PyTypeObject *)Template_t)->tp_alloc((PyTypeObject *)Template_t, 12);
+    if (tp == NULL)
+        goto fail;
+    for (int i = 0; i < 12; i++)
+        PyTuple_SET_ITEM(tp, i, items[i]);
+    return tp;
+fail:
+    for (int i = 0; i < 12; i++)
+        Py_XDECREF(items[i]);
+    return NULL;
+}
+
+/* validate_tmpl's acceptance of the whole templates of b[start:end] (what copy_templates
+ * takes): 1 if it surely accepts them without writing a family, else 0 */
+static int tmpls_ok(const unsigned char *b, Py_ssize_t start, Py_ssize_t end, unsigned family,
+                    unsigned dir)
+{
+    unsigned prev = family;
+    for (Py_ssize_t o = start; o < end; o += TMPL_LEN) {
+        const unsigned char *t = b + o;
+        unsigned proto = t[20], tfam = u16(t + 24), mode = t[48], optional = t[50];
+        if (tfam == 0)
+            return 0;       /* validate_tmpl fills it in the request: the Python path */
+        if (mode == MODE_TUNNEL || mode == MODE_BEET) {
+            if (optional && dir == POLICY_OUT)
+                return 0;
+        } else if (mode != MODE_IPTFS && tfam != prev) {
+            return 0;
+        }
+        if (mode >= MODE_MAX)
+            return 0;
+        prev = tfam;
+        if (tfam != AF_INET_ && tfam != AF_INET6_)
+            return 0;
+        /* xfrm_id_proto_valid: ESP, AH, COMP, routing, destination options */
+        if (proto != 50 && proto != 51 && proto != 108 && proto != 43 && proto != 60)
+            return 0;
+    }
+    return 1;
+}
+
+static const unsigned char NO_LIMITS_RAW[64] = {
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+};
+
+static PyObject *lifetime(const unsigned char *p)
+{
+    if (memcmp(p, NO_LIMITS_RAW, 64) == 0) {
+        Py_INCREF(no_limits);
+        return no_limits;
+    }
+    PyObject *t = PyTuple_New(8);
+    if (t == NULL)
+        return NULL;
+    for (int i = 0; i < 8; i++) {
+        PyObject *v = PyLong_FromUnsignedLongLong(u64(p + 8 * i));
+        if (v == NULL) {
+            Py_DECREF(t);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(t, i, v);
+    }
+    return t;
+}
+
+static PyObject *newpolicy(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "newpolicy(buf, off, attrs)");
+        return NULL;
+    }
+    if (Policy_t == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_polfast.setup() was not called");
+        return NULL;
+    }
+    PyObject *buf = args[0], *attrs = args[2];
+    if (!PyBytes_CheckExact(buf) || !PyDict_CheckExact(attrs))
+        Py_RETURN_NONE;
+    Py_ssize_t off = PyLong_AsSsize_t(args[1]);
+    if (off == -1 && PyErr_Occurred())
+        return NULL;
+    const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(buf);
+    Py_ssize_t blen = PyBytes_GET_SIZE(buf);
+    if (off < 0 || off + INFO_LEN > blen)
+        Py_RETURN_NONE;
+    const unsigned char *p = b + off;
+
+    /* verify_newpolicy_info */
+    unsigned family = u16(p + 40), plen_d = p[42], plen_s = p[43];
+    unsigned long priority = u32(p + 152), index = u32(p + 156);
+    unsigned dir = p[160], action = p[161], flags = p[162], share = p[163];
+    if (share > SHARE_UNIQUE || action > 1)
+        Py_RETURN_NONE;
+    if (family == AF_INET_) {
+        if (plen_d > 32 || plen_s > 32)
+            Py_RETURN_NONE;
+    } else if (family == AF_INET6_) {
+        if (plen_d > 128 || plen_s > 128)
+            Py_RETURN_NONE;
+    } else {
+        Py_RETURN_NONE;
+    }
+    if (dir > POLICY_FWD || (index && (index & 7) != dir))
+        Py_RETURN_NONE;
+
+    /* the attributes: XFRMA_TMPL and XFRMA_OFFLOAD_DEV only */
+    Py_ssize_t pos = 0, t_start = 0, t_end = 0, o_start = -1, o_end = 0;
+    PyObject *key, *ra;
+    while (PyDict_Next(attrs, &pos, &key, &ra)) {
+        long t = PyLong_Check(key) ? PyLong_AsLong(key) : -1;
+        Py_ssize_t start, end;
+        if (!bounds(ra, blen, &start, &end)) {
+            PyErr_Clear();
+            Py_RETURN_NONE;
+        }
+        if (t == XFRMA_TMPL) {
+            t_start = start;
+            t_end = end;
+        } else if (t == XFRMA_OFFLOAD_DEV && end - start >= 5) {
+            o_start = start;
+            o_end = end;
+        } else {
+            PyErr_Clear();
+            Py_RETURN_NONE;
+        }
+    }
+    (void)o_end;
+    /* copy_templates takes the whole templates, at most XFRM_MAX_DEPTH of them */
+    t_end -= (t_end - t_start) % TMPL_LEN;
+    Py_ssize_t n = (t_end - t_start) / TMPL_LEN;
+    if (n > MAX_DEPTH || !tmpls_ok(b, t_start, t_end, family, dir))
+        Py_RETURN_NONE;
+
+    /* accepted: Policy(key, lft, priority, index, action, flags, ptype, templates, mark,
+     * if_id, dir, family), as xfrm_add_policy calls it */
+    PyObject *tmpls = PyTuple_New(n), *pol = NULL, *xuo = NULL, *ret = NULL;
+    if (tmpls == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *tp = template(b + t_start + i * TMPL_LEN);
+        if (tp == NULL)
+            goto out;
+        PyTuple_SET_ITEM(tmpls, i, tp);
+    }
+    unsigned char kb[KEY_LEN];
+    memcpy(kb, p, SEL_LEN);
+    memset(kb + SEL_LEN, 0, KEY_LEN - SEL_LEN);
+    kb[SEL_LEN] = (unsigned char)dir;          /* type MAIN, if_id 0, mark (0, 0) */
+    PyObject *a[12] = {
+        PyBytes_FromStringAndSize((const char *)kb, KEY_LEN), lifetime(p + 56),
+        PyLong_FromUnsignedLong(priority), PyLong_FromUnsignedLong(index),
+        PyLong_FromLong(action), PyLong_FromLong(flags), PyLong_FromLong(0), tmpls,
+        (Py_INCREF(no_mark), no_mark), PyLong_FromLong(0), PyLong_FromLong(dir),
+        PyLong_FromLong(family),
+    };
+    Py_INCREF(tmpls);
+    int ok = 1;
+    for (int i = 0; i < 12; i++)
+        if (a[i] == NULL)
+            ok = 0;
+    if (ok)
+        pol = PyObject_Vectorcall(Policy_t, a, 12, NULL);
+    for (int i = 0; i < 12; i++)
+        Py_XDECREF(a[i]);
+    if (pol == NULL)
+        goto out;
+    if (o_start >= 0) {
+        PyObject *ifindex = PyLong_FromLong((int32_t)u32(b + o_start));
+        PyObject *oflags = PyLong_FromLong(b[o_start + 4]);
+        if (ifindex != NULL && oflags != NULL) {
+            xuo = ((PyTypeObject *)UserOffload_t)->tp_alloc((PyTypeObject *)UserOffload_t, 2);
+        }
+        if (xuo == NULL) {
+            Py_XDECREF(ifindex);
+            Py_XDECREF(oflags);
+            goto out;
+        }
+        PyTuple_SET_ITEM(xuo, 0, ifindex);
+        PyTuple_SET_ITEM(xuo, 1, oflags);
+    } else {
+        xuo = Py_None;
+        Py_INCREF(xuo);
+    }
+    ret = PyTuple_Pack(2, pol, xuo);
+out:
+    Py_DECREF(tmpls);
+    Py_XDECREF(pol);
+    Py_XDECREF(xuo);
+    return ret;
+}
+
+static PyObject *setup(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 8 || !PyType_Check(args[1]) || !PyType_Check(args[2])
+            || !PyDict_CheckExact(args[6])) {
+        PyErr_SetString(PyExc_TypeError, "setup(Policy, Template, UserOffload, NO_LIMITS, "
+                        "NO_MARK, ANY, SEEN, shared)");
+        return NULL;
+    }
+    PyObject **slots[8] = {&Policy_t, &Template_t, &UserOffload_t, &no_limits, &no_mark,
+                           &any_alg, &seen, &shared};
+    for (int i = 0; i < 8; i++) {
+        Py_INCREF(args[i]);
+        Py_XSETREF(*slots[i], args[i]);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"newpolicy", (PyCFunction)(void (*)(void))newpolicy, METH_FASTCALL,
+     "newpolicy(buf, off, attrs): (Policy, UserOffload or None) when verify_newpolicy_info "
+     "and validate_tmpl would accept the request for sure, else None"},
+    {"setup", (PyCFunction)(void (*)(void))setup, METH_FASTCALL,
+     "setup(Policy, Template, UserOffload, NO_LIMITS, NO_MARK, ANY, SEEN, shared)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_polfast", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__polfast(void) { return PyModule_Create(&module); }
