@@ -25,6 +25,7 @@ DEFAULT_CAPS = {"crypto": True, "packet": True, "tunnel": True, "esn": True, "es
                 # packet-offload tunnel mode (mlx5_eswitch_block_encap fails)
                 "eswitch_mode_change": False, "eswitch_encap": False}
 INF = X.XFRM_INF
+_NO_ADDRS = bytes(32)           # a selector whose two addresses are 0
 MLX5E_IPSEC_ESN_SCOPE_MID = 0x80000000
 U32 = 0xFFFFFFFF
 XFRM_STATE_EXPIRED = 4
@@ -343,29 +344,33 @@ class Mlx5Ipsec(XfrmDevOps):
         self._synced.pop(x.xso.offload_handle, None)
 
     def validate_policy(self, pol: Any) -> None:
-        """``mlx5e_xfrm_validate_policy``."""
+        """``mlx5e_xfrm_validate_policy`` (each field read once: charon offloads two
+        policies per Child SA)."""
         if pol.type != X.XFRM_POLICY_TYPE_MAIN:
             refuse("Cannot offload non-main policy types")
-        if len(pol.templates) > 1:
+        tmpls = pol.templates
+        if len(tmpls) > 1:
             refuse("Cannot offload more than one template")
-        if pol.xdo.dir not in (XFRM_DEV_OFFLOAD_IN, XFRM_DEV_OFFLOAD_OUT):
+        xdo = pol.xdo
+        if xdo.dir != XFRM_DEV_OFFLOAD_IN and xdo.dir != XFRM_DEV_OFFLOAD_OUT:
             refuse("Cannot offload forward policy")
-        sel = pol.sel
-        addrs_zero = sel[:32] == bytes(32)
-        proto = sel[44]
-        reqid = pol.templates[0].reqid if pol.templates else 0     # xfrm_vec[0], zeroed
-        if not reqid and addrs_zero and not proto:
+        key = pol.key                  # the selector is its first 56 bytes
+        proto = key[44]
+        reqid = tmpls[0].reqid if tmpls else 0     # xfrm_vec[0], zeroed
+        if not reqid and not proto and key[:32] == _NO_ADDRS:
             refuse("Unsupported policy with reqid 0 without at least one of upper protocol "
                    "or ip addr(s) different than 0")
-        if pol.xdo.type != XFRM_DEV_OFFLOAD_PACKET:
+        if xdo.type != XFRM_DEV_OFFLOAD_PACKET:
             refuse("Unsupported xfrm offload type")
-        if proto not in (0, 6, 17):
+        if proto != 0 and proto != 6 and proto != 17:
             refuse("Device does not support upper protocol other than TCP/UDP")
-        if pol.priority and not self.caps["prio"]:
+        caps = self.caps
+        priority = pol.priority
+        if priority and not caps["prio"]:
             refuse("Device does not support policy priority")
-        if pol.priority == 0xFFFFFFFF:
+        if priority == 0xFFFFFFFF:
             refuse("Device does not support requested policy priority")
-        if not self.caps["packet"]:
+        if not caps["packet"]:
             refuse("Packet offload is not supported")
 
     def xdo_dev_policy_add(self, dev: "NetDevice", pol: Any) -> None:

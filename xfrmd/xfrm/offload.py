@@ -323,32 +323,36 @@ def xfrm_dev_state_update_stats(x: SecurityAssociation) -> None:
 
 def xfrm_dev_policy_add(req: XfrmRequest, pol: Policy, xuo: UserOffload,
                         dir: int) -> None:
-    """``xfrm_dev_policy_add``."""
-    if not kconfig.enabled(req.netns.kernel, "XFRM_OFFLOAD"):
+    """``xfrm_dev_policy_add``. Once per offloaded policy (twice per Child SA of charon with
+    packet offload): the config test, the device lookup and the ops test inline."""
+    ns = req.sock.netns
+    cfg = getattr(ns.kernel, "kconfig", None)        # kconfig.enabled
+    if cfg is not None and not cfg.values["XFRM_OFFLOAD"]:
         return                      # the !CONFIG_XFRM_OFFLOAD stub, as for states
-    if xuo.flags != X.XFRM_OFFLOAD_PACKET:
+    if xuo.flags != _PACKET:
         raise KernelError(E.EINVAL, "Unrecognized flags in offload request")
-    dev = _links_dev(req, xuo.ifindex)
+    links = getattr(ns, "links", None)
+    dev = links.by_index(xuo.ifindex) if links is not None else None
     if dev is None:
         raise KernelError(E.EINVAL)
-    ops = _ops(dev)
+    ops = getattr(dev, "xfrmdev_ops", None)
     if ops is None or not ops.has_policy_ops:
         raise KernelError(E.EINVAL, "Policy offload is not supported")
-    if dir == X.XFRM_POLICY_IN:
-        xdir = XFRM_DEV_OFFLOAD_IN
-    elif dir == X.XFRM_POLICY_OUT:
-        xdir = XFRM_DEV_OFFLOAD_OUT
-    elif dir == X.XFRM_POLICY_FWD:
-        xdir = XFRM_DEV_OFFLOAD_FWD
-    else:
+    if dir > X.XFRM_POLICY_FWD:
         raise KernelError(E.EINVAL, "Unrecognized offload direction")
-    pol.xdo = XfrmDevOffload(dev, xdir, XFRM_DEV_OFFLOAD_PACKET)
+    # XFRM_POLICY_IN/OUT/FWD -> XFRM_DEV_OFFLOAD_IN/OUT/FWD
+    pol.xdo = XfrmDevOffload(dev, _DEV_DIR[dir], XFRM_DEV_OFFLOAD_PACKET)
     try:
         ops.xdo_dev_policy_add(dev, pol)
     except (OffloadError, KernelError) as e:
         pol.xdo = None
         raise KernelError(e.errno, _mod(ops, e.msg, e.module)
                           or "Device failed to offload this policy") from e
+
+
+_PACKET = X.XFRM_OFFLOAD_PACKET
+_DEV_DIR = {X.XFRM_POLICY_IN: XFRM_DEV_OFFLOAD_IN, X.XFRM_POLICY_OUT: XFRM_DEV_OFFLOAD_OUT,
+            X.XFRM_POLICY_FWD: XFRM_DEV_OFFLOAD_FWD}
 
 
 def xfrm_dev_policy_delete(pol: Policy) -> None:

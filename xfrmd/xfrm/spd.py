@@ -16,7 +16,7 @@ from netlink_codec.netlink import RawAttr
 
 from ..cext import source
 from ..errors import KernelError
-from ..netlink.core import Reply
+from ..netlink.core import OK, Reply
 from . import offload
 from .addrcache import SEEN, shared
 from .policy import (_ANY, NO_LIMITS, SEL_LEN, TMPL, USERPOLICY_INFO, Policy, Template,
@@ -155,20 +155,20 @@ def xfrm_add_policy(req: XfrmRequest) -> Reply:
     policy in one call when the checks surely accept the request (templates and an offload
     device, as `ip` and charon send); every other request, and every error, takes
     :func:`add_policy` (the reference)."""
-    got = _polfast.newpolicy(req.buf, req.payload_offset, req.attrs)
+    hdr = req.hdr
+    got = _polfast.newpolicy(req.buf, hdr.offset + 16, req.attrs)    # req.payload_offset
     if got is None:
         return add_policy(req)
     pol, xuo = got
     if xuo is not None:
         offload.xfrm_dev_policy_add(req, pol, xuo, pol.dir)
     db = req.sock.netns.xfrm.spd
-    hdr = req.hdr
     err = db.insert(pol, excl=hdr.type == M.NEWPOLICY)
     if err:
         offload.xfrm_dev_policy_release(pol)
         raise KernelError(err)
     db.km_policy_notify(pol, hdr.type, hdr.seq, hdr.pid)
-    return req.ok()
+    return req.warning or OK          # req.ok(), inline
 
 
 def add_policy(req: XfrmRequest) -> Reply:
