@@ -98,7 +98,7 @@ def _serve(monkeypatch, fast, requests: list[bytes]) -> tuple[list[bytes], list[
     """(the answers, the dump afterwards, the policies, what the C half answered)."""
     spy = _Spy(fast)
     with monkeypatch.context() as m:
-        m.setattr(spd, "_polfast", spy)
+        m.setattr(spd, "_newpolicy", spy.newpolicy)
         k, s = _kernel()
         answers = []
         for r in requests:

@@ -156,7 +156,7 @@ def xfrm_add_policy(req: XfrmRequest) -> Reply:
     device, as `ip` and charon send); every other request, and every error, takes
     :func:`add_policy` (the reference)."""
     hdr = req.hdr
-    got = _polfast.newpolicy(req.buf, hdr.offset + 16, req.attrs)    # req.payload_offset
+    got = _newpolicy(req.buf, hdr.offset + 16, req.attrs)    # req.payload_offset
     if got is None:
         return add_policy(req)
     pol, xuo = got
@@ -228,6 +228,7 @@ if _polfast is None:
 else:
     _polfast.setup(Policy, Template, offload.UserOffload, NO_LIMITS, _NO_MARK, _ANY, SEEN,
                    shared)
+    _newpolicy = _polfast.newpolicy
 
 
 def _lookup(req: XfrmRequest, sel: bytes, index: int, dir: int) -> Policy:
