@@ -253,3 +253,43 @@ def test_what_the_c_half_accepts_the_python_path_accepts(fast, monkeypatch, fami
     req = newpolicy(info(family, plen, dir, action, share, index, lft=lft, proto=proto),
                     *attrs, kind=kind)
     _same(monkeypatch, fast, [req, req] if twice else [req])
+
+
+def _setup(fast, cls) -> bool:
+    from xfrmd.xfrm import offload, policy
+    from xfrmd.xfrm.addrcache import shared
+    return fast.setup(cls, Template, offload.UserOffload, policy.NO_LIMITS, spd._NO_MARK,
+                      policy._ANY, SEEN, shared)
+
+
+class _Computed:
+    """An __init__ that does more than store its arguments and constants."""
+    __slots__ = ("args", "seen")
+
+    def __init__(self, *args):
+        self.args = args
+        self.seen: list = []
+
+
+class _Stores:
+    __slots__ = ("key", "dir", "dead", "unset")
+
+    def __init__(self, key, lft, priority, index, action, flags, ptype, templates, mark, if_id,
+                 dir, family):
+        self.key, self.dir, self.dead = key, dir, False
+
+
+def test_policies_are_made_as_policy_init_makes_them_else_by_calling_it(fast):
+    assert spd._NO_INIT_FRAME, "the server's policies go through Policy.__init__"
+    body = info(dir=1)
+    try:
+        assert _setup(fast, _Computed) is False
+        a, b = fast.newpolicy(body, 0, {})[0], fast.newpolicy(body, 0, {})[0]
+        assert type(a) is _Computed and a.seen == [] and a.seen is not b.seen
+        assert a.args[0] == body[:56] + bytes([1]) + bytes(13) and a.args[10] == 1
+        assert _setup(fast, _Stores) is True
+        c = fast.newpolicy(body, 0, {})[0]
+        assert (c.key, c.dir, c.dead) == (a.args[0], 1, False)
+        assert not hasattr(c, "unset")
+    finally:
+        assert _setup(fast, Policy) is True

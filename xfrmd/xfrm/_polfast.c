@@ -1,9 +1,10 @@
 /* The C half of NEWPOLICY/UPDPOLICY (xfrmd/xfrm/spd.py keeps the reference Python).
  *
  * setup(Policy, Template, UserOffload, NO_LIMITS, NO_MARK, ANY, SEEN, shared) once at import, then
- * newpolicy(buf, off, attrs) per request: the Policy xfrm_add_policy would make (its own
- * __init__ called, with the key, the shared no-limits lifetime, the templates made as
- * policy.make_template makes them) and the XFRMA_OFFLOAD_DEV as a UserOffload or None --
+ * newpolicy(buf, off, attrs) per request: the Policy xfrm_add_policy would make (the key,
+ * the shared no-limits lifetime, the templates made as policy.make_template makes them;
+ * its slots filled as Policy.__init__ fills them, see learn_layout) and the
+ * XFRMA_OFFLOAD_DEV as a UserOffload or None --
  * (policy, offload) -- only when verify_newpolicy_info and validate_tmpl surely accept the
  * request and it carries nothing but XFRMA_TMPL and XFRMA_OFFLOAD_DEV (what `ip` and charon
  * send). Anything else -- every error, a template family of 0 (validate_tmpl writes the
@@ -14,6 +15,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <string.h>
 
 #define INFO_LEN 168            /* xfrm_userpolicy_info */
@@ -35,6 +37,85 @@
 
 static PyObject *Policy_t, *Template_t, *UserOffload_t, *no_limits, *no_mark, *any_alg, *seen,
     *shared;
+
+/* Policy.__init__ stores its arguments and constants in the object's slots, nothing else: a
+ * policy is made here without the Python frame, slot by slot as setup() saw __init__ fill
+ * them (learned from one Policy made with a sentinel for each argument; a slot left unset
+ * stays unset). Any other __init__ -- a computed value, a mutable default, a __dict__ --
+ * leaves n_slots at -1 and Policy is called. tests/test_polfast.py compares every slot. */
+#define POLICY_ARGS 12
+#define MAX_SLOTS 32
+static Py_ssize_t n_slots = -1;
+static Py_ssize_t slot_off[MAX_SLOTS];
+static int slot_arg[MAX_SLOTS];             /* the argument stored there, or -1: slot_const */
+static PyObject *slot_const[MAX_SLOTS];
+
+static int learn_layout(PyObject *cls)
+{
+    PyTypeObject *tp = (PyTypeObject *)cls;
+    PyObject *sentinels[POLICY_ARGS] = {NULL}, *probe = NULL, *names = NULL;
+    int ok = 0;
+    if (tp->tp_dictoffset != 0 || tp->tp_weaklistoffset != 0 || tp->tp_base != &PyBaseObject_Type)
+        return 0;
+    for (int i = 0; i < POLICY_ARGS; i++)
+        if ((sentinels[i] = PyBaseObject_Type.tp_alloc(&PyBaseObject_Type, 0)) == NULL)
+            goto out;
+    probe = PyObject_Vectorcall(cls, sentinels, POLICY_ARGS, NULL);
+    names = PyObject_GetAttrString(cls, "__slots__");
+    if (probe == NULL || names == NULL || !PyTuple_Check(names)
+            || PyTuple_GET_SIZE(names) > MAX_SLOTS)
+        goto out;
+    Py_ssize_t n = PyTuple_GET_SIZE(names);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *d = PyDict_GetItemWithError(tp->tp_dict, PyTuple_GET_ITEM(names, i));
+        if (d == NULL || Py_TYPE(d) != &PyMemberDescr_Type
+                || ((PyMemberDescrObject *)d)->d_member->type != T_OBJECT_EX)
+            goto out;
+        Py_ssize_t off = ((PyMemberDescrObject *)d)->d_member->offset;
+        PyObject *v = *(PyObject **)((char *)probe + off);
+        slot_off[i] = off;
+        slot_arg[i] = -1;
+        Py_XSETREF(slot_const[i], NULL);
+        for (int a = 0; a < POLICY_ARGS; a++)
+            if (v == sentinels[a])
+                slot_arg[i] = a;
+        if (slot_arg[i] >= 0 || v == NULL)
+            continue;
+        /* a constant: only what no one can change in place */
+        if (v != Py_None && v != Py_True && v != Py_False && !PyLong_CheckExact(v)
+                && !PyBytes_CheckExact(v) && !PyUnicode_CheckExact(v)
+                && !(PyTuple_CheckExact(v) && PyTuple_GET_SIZE(v) == 0))
+            goto out;
+        Py_INCREF(v);
+        slot_const[i] = v;
+    }
+    n_slots = n;
+    ok = 1;
+out:
+    PyErr_Clear();
+    for (int i = 0; i < POLICY_ARGS; i++)
+        Py_XDECREF(sentinels[i]);
+    Py_XDECREF(probe);
+    Py_XDECREF(names);
+    return ok;
+}
+
+/* Policy(*a) as learn_layout saw __init__ fill it (a: new references, kept by the caller) */
+static PyObject *make_policy(PyObject *const *a)
+{
+    if (n_slots < 0)
+        return PyObject_Vectorcall(Policy_t, a, POLICY_ARGS, NULL);
+    PyTypeObject *tp = (PyTypeObject *)Policy_t;
+    PyObject *pol = tp->tp_alloc(tp, 0);
+    if (pol == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n_slots; i++) {
+        PyObject *v = slot_arg[i] >= 0 ? a[slot_arg[i]] : slot_const[i];
+        Py_XINCREF(v);
+        *(PyObject **)((char *)pol + slot_off[i]) = v;
+    }
+    return pol;
+}
 
 static inline unsigned u16(const unsigned char *p) { uint16_t v; memcpy(&v, p, 2); return v; }
 static inline unsigned long u32(const unsigned char *p) { uint32_t v; memcpy(&v, p, 4); return v; }
@@ -265,7 +346,7 @@ static PyObject *newpolicy(PyObject *self, PyObject *const *args, Py_ssize_t nar
         if (a[i] == NULL)
             ok = 0;
     if (ok)
-        pol = PyObject_Vectorcall(Policy_t, a, 12, NULL);
+        pol = make_policy(a);
     for (int i = 0; i < 12; i++)
         Py_XDECREF(a[i]);
     if (pol == NULL)
@@ -309,7 +390,8 @@ static PyObject *setup(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         Py_INCREF(args[i]);
         Py_XSETREF(*slots[i], args[i]);
     }
-    Py_RETURN_NONE;
+    n_slots = -1;
+    return PyBool_FromLong(learn_layout(Policy_t));
 }
 
 static PyMethodDef methods[] = {
@@ -317,7 +399,8 @@ static PyMethodDef methods[] = {
      "newpolicy(buf, off, attrs): (Policy, UserOffload or None) when verify_newpolicy_info "
      "and validate_tmpl would accept the request for sure, else None"},
     {"setup", (PyCFunction)(void (*)(void))setup, METH_FASTCALL,
-     "setup(Policy, Template, UserOffload, NO_LIMITS, NO_MARK, ANY, SEEN, shared)"},
+     "setup(Policy, Template, UserOffload, NO_LIMITS, NO_MARK, ANY, SEEN, shared): True when "
+     "policies are made without calling Policy.__init__"},
     {NULL, NULL, 0, NULL},
 };
 

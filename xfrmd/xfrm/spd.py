@@ -226,7 +226,8 @@ _polfast = cext.load("xfrmd.xfrm._polfast", source("xfrmd.xfrm._polfast"))
 if _polfast is None:
     xfrm_add_policy = add_policy    # noqa: F811 (the dispatch table takes the Python one)
 else:
-    _polfast.setup(Policy, Template, offload.UserOffload, NO_LIMITS, _NO_MARK, _ANY, SEEN,
+    # True: policies are made without the Python frame of Policy.__init__ (_polfast.c)
+    _NO_INIT_FRAME = _polfast.setup(Policy, Template, offload.UserOffload, NO_LIMITS, _NO_MARK, _ANY, SEEN,
                    shared)
     _newpolicy = _polfast.newpolicy
 
