@@ -173,10 +173,16 @@ static PyObject *mask(unsigned long v)
 /* one template, checked already: a Template (a tuple of its type) */
 static PyObject *template(const unsigned char *t)
 {
+    /* the addresses first: shared() may run Python code, which must not see an error set */
+    PyObject *daddr = address(t), *saddr = daddr == NULL ? NULL : address(t + 28);
+    if (saddr == NULL) {
+        Py_XDECREF(daddr);
+        return NULL;
+    }
     PyObject *items[12] = {
-        address(t), PyLong_FromUnsignedLong(((unsigned long)t[16] << 24) | (t[17] << 16)
+        daddr, PyLong_FromUnsignedLong(((unsigned long)t[16] << 24) | (t[17] << 16)
                                             | (t[18] << 8) | t[19]),
-        PyLong_FromLong(t[20]), PyLong_FromLong(u16(t + 24)), address(t + 28),
+        PyLong_FromLong(t[20]), PyLong_FromLong(u16(t + 24)), saddr,
         PyLong_FromUnsignedLong(u32(t + 44)), PyLong_FromLong(t[48]), PyLong_FromLong(t[49]),
         PyLong_FromLong(t[50]), mask(u32(t + 52)), mask(u32(t + 56)), mask(u32(t + 60)),
     };
