@@ -73,8 +73,8 @@ def _state_update(db: StateDb, x: SecurityAssociation) -> int:
     db.rearm(x1)
     if x1.curlft.use_time:
         db.check_expire(x1)
-    if x.props.smark[0] or x.props.smark[1]:
-        x1.props.smark = x.props.smark
+    if x.smark[0] or x.smark[1]:
+        x1.smark = x.smark
     if x.if_id:
         x1.if_id = x.if_id
     # the request's state is discarded; it becomes DEAD after the notification
@@ -122,9 +122,9 @@ def _filter_match(x: SecurityAssociation, flt: X.XfrmAddressFilter | None) -> bo
     """``__xfrm_state_filter_match``."""
     if flt is None or flt.family not in (X.AF_INET, X.AF_INET6):
         return True
-    if x.props.family != flt.family:
+    if x.family != flt.family:
         return False
-    return (addr_match(x.props.saddr, bytes(flt.saddr), flt.splen)
+    return (addr_match(x.saddr, bytes(flt.saddr), flt.splen)
             and addr_match(x.id.daddr, bytes(flt.daddr), flt.dplen))
 
 
