@@ -422,8 +422,8 @@ def _copy_later(req: XfrmRequest, x: SecurityAssociation, db: StateDb) -> None:
         x.smark = (req.attr_u32(A.SET_MARK), 0xFFFFFFFF if smask is None else smask)
     if A.IF_ID in at:
         x.if_id = req.attr_u32(A.IF_ID)
-    if A.SA_DIR in at:
-        x.dir = req.attr_u32(A.SA_DIR, 1)
+    if A.SA_DIR in at:      # NLA_U8, its range checked by the policy
+        x.dir = req.buf[at[A.SA_DIR].start]
     if A.NAT_KEEPALIVE_INTERVAL in at:
         x.nat_keepalive_interval = req.attr_u32(A.NAT_KEEPALIVE_INTERVAL)
     if A.SA_PCPU in at:

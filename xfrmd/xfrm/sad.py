@@ -207,8 +207,8 @@ def xfrm_alloc_userspi(req: XfrmRequest) -> Reply:
         x = db.find_acq(m, family, mode, reqid, if_id, pcpu, proto, daddr, saddr, True)
     assert x is not None        # find_acq creates one
     _alloc_spi(db, req, x, lo, hi)
-    if A.SA_DIR in attrs:
-        x.dir = req.attr_u32(A.SA_DIR, 1)
+    if A.SA_DIR in attrs:       # NLA_U8, its range checked by the policy
+        x.dir = buf[attrs[A.SA_DIR].start]
     req.unicast(x.dump_message(req.hdr.seq, req.sock.portid, flags=0))
     return req.ok()
 

@@ -104,7 +104,11 @@ def esp_init_state(x: SecurityAssociation) -> None:
     (``esp_init_authenc``), then check the encapsulation."""
     if x.aead is not None:
         aead_name, _, key, _, icv_len = x.aead
-        desc = algos.aead_get_byname(aead_name, icv_len)
+        # crypto_alloc_aead: aead_get_byname without a kernel (the table entry unless the
+        # whole process lacks it), one call less
+        desc = algos.AEAD_BY_NAME_ICV.get((aead_name, icv_len))
+        if desc is not None and aead_name in algos.UNAVAILABLE:
+            desc = None
         name = f"{x.geniv}({aead_name})"
         if len(name) >= CRYPTO_MAX_ALG_NAME:
             raise KernelError(E.ENAMETOOLONG, "Algorithm name is too long")
