@@ -36,7 +36,10 @@ class SystemClock(Clock):
         return time.monotonic() + self.offset
 
     def wall(self) -> int:
-        return self._shared(int(time.time() + self.offset))
+        seconds = int(time.time() + self.offset)
+        if seconds != self._last_wall:      # _shared, without the call (every new state)
+            self._last_wall = seconds
+        return self._last_wall
 
     def wall_precise(self) -> float:
         return time.time() + self.offset
@@ -57,7 +60,10 @@ class ManualClock(Clock):
         return self._now
 
     def wall(self) -> int:
-        return self._shared(int(self._wall0 + (self._now - self._start)))
+        seconds = int(self._wall0 + (self._now - self._start))
+        if seconds != self._last_wall:      # _shared, without the call (every new state)
+            self._last_wall = seconds
+        return self._last_wall
 
     def advance(self, seconds: float) -> None:
         self._now += seconds

@@ -447,7 +447,7 @@ class StateDb:
         if x1 is not None:
             return -E.EEXIST
         dst_key = self._dst_key(x)
-        if use_spi and x.km_seq:
+        if use_spi and x.km_seq and x.km_seq in self.byseq:     # (a chain to look in)
             x1 = self.find_acq_byseq(x.mark[0] & x.mark[1], x.km_seq, x.pcpu_num)
             if x1 is not None and (x1.id.proto != proto or
                                    addr_key(x1.id.daddr, family) != addr_key(daddr, family)):
