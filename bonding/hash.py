@@ -102,11 +102,11 @@ def _swab16(port: int) -> int:
 def bond_ipsec_xfrm_hash(x: Any) -> int:
     """``bond_ipsec_xfrm_hash``: SPI ^ proto ^ family ^ the addresses (each __be32 read as
     the little-endian CPU holds it), the encap ports, folded >>16, >>8."""
-    h = _le_words(x.id.spi.to_bytes(4, "big")) ^ x.id.proto ^ x.props.family
-    if x.props.family == X.AF_INET:
-        h ^= _le_words(bytes(x.id.daddr[:4])) ^ _le_words(bytes(x.props.saddr[:4]))
-    elif x.props.family == X.AF_INET6:
-        h ^= _le_words(bytes(x.id.daddr[:16])) ^ _le_words(bytes(x.props.saddr[:16]))
+    h = _le_words(x.id.spi.to_bytes(4, "big")) ^ x.id.proto ^ x.family
+    if x.family == X.AF_INET:
+        h ^= _le_words(bytes(x.id.daddr[:4])) ^ _le_words(bytes(x.saddr[:4]))
+    elif x.family == X.AF_INET6:
+        h ^= _le_words(bytes(x.id.daddr[:16])) ^ _le_words(bytes(x.saddr[:16]))
     enc = getattr(x, "encap", None)
     if enc is not None:
         h ^= (_swab16(enc.encap_sport) << 16) ^ _swab16(enc.encap_dport)

@@ -57,7 +57,7 @@ def soe_replay_window(x: Any) -> int:
     if x.xso.dir != XFRM_DEV_OFFLOAD_IN:
         return 0
     r = x.replay_esn
-    w = int(r.replay_window if r is not None else x.props.replay_window)
+    w = int(r.replay_window if r is not None else x.replay_window)
     return 64 * (min((w - 1) // 64, 3) + 1) if w else 0
 
 
@@ -114,19 +114,19 @@ class SoeIpsec(XfrmDevOps):
             refuse("SOE supports in/out SAs only", EOPNOTSUPP)
         if x.id.proto != X.IPPROTO_ESP:
             refuse("SOE supports ESP only", EOPNOTSUPP)
-        if x.props.family != X.AF_INET:
+        if x.family != X.AF_INET:
             refuse("SOE bring-up supports IPv4 outer tunnel only", EOPNOTSUPP)
-        if x.props.mode != X.XFRM_MODE_TUNNEL:
+        if x.mode != X.XFRM_MODE_TUNNEL:
             refuse("SOE supports tunnel mode only", EOPNOTSUPP)
         if x.encap is not None and x.encap.encap_type != X.UDP_ENCAP_ESPINUDP:
             refuse("SOE supports native ESP or UDP_ENCAP_ESPINUDP", EOPNOTSUPP)
         if x.tfcpad:
             refuse("SOE does not support TFC padding", EOPNOTSUPP)
-        if x.props.flags & X.XFRM_STATE_NOECN:
+        if x.flags & X.XFRM_STATE_NOECN:
             refuse("SOE cannot disable ECN processing", EOPNOTSUPP)
-        if x.props.flags & ~_ALLOWED_FLAGS:
+        if x.flags & ~_ALLOWED_FLAGS:
             refuse("SOE does not support the requested SA flags", EOPNOTSUPP)
-        if x.props.extra_flags & ~X.XFRM_SA_XFLAG_DONT_ENCAP_DSCP:
+        if x.extra_flags & ~X.XFRM_SA_XFLAG_DONT_ENCAP_DSCP:
             refuse("SOE does not support the requested extra SA flags", EOPNOTSUPP)
         lft = x.lft
         # byte and packet limits are not refused: airoha_soe_build_sa programs them into the
@@ -162,7 +162,7 @@ class SoeIpsec(XfrmDevOps):
             else:
                 refuse("SOE supports HMAC-SHA1/SHA256 only", EOPNOTSUPP)
         # airoha_soe_build_replay (fbfe8f9): ESN by flag or replay mode, its own message
-        if x.props.flags & X.XFRM_STATE_ESN:
+        if x.flags & X.XFRM_STATE_ESN:
             refuse("SOE ESN is not supported yet", EOPNOTSUPP)
         r = x.replay_esn
         if (r is not None and (r.seq or r.oseq or r.seq_hi or r.oseq_hi)) or any(x.replay[:2]):

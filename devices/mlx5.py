@@ -10,6 +10,7 @@ from netlink_codec import xfrm as X
 
 from xfrmd.xfrm.offload import xfrm_dev_lower_dev_handle
 from xfrmd.xfrm.state import DEFAULT_LFT as _NO_LIMITS
+from xfrmd.xfrm.state import own_stats
 
 from .xfrmdev import (XFRM_DEV_OFFLOAD_CRYPTO, XFRM_DEV_OFFLOAD_FLAG_ACQ, XFRM_DEV_OFFLOAD_IN,
                       XFRM_DEV_OFFLOAD_OUT, XFRM_DEV_OFFLOAD_PACKET, XFRMDEV_OPS_F_LOWER_HANDLE,
@@ -37,13 +38,13 @@ def _oseq(x: Any) -> int:
     r = x.replay_esn
     if r is None:
         return int(x.replay[0])
-    return int(r.oseq_hi << 32 | r.oseq) if x.props.flags & X.XFRM_STATE_ESN else int(r.oseq)
+    return int(r.oseq_hi << 32 | r.oseq) if x.flags & X.XFRM_STATE_ESN else int(r.oseq)
 
 
 def _window(x: Any) -> int:
     """The replay window the hardware's ASO context is programmed with."""
     r = x.replay_esn
-    return int(r.replay_window if r is not None else x.props.replay_window)
+    return int(r.replay_window if r is not None else x.replay_window)
 
 
 def _replay_seqhi(r: Any, seq: int) -> int:
@@ -96,8 +97,7 @@ class Mlx5Ipsec(XfrmDevOps):
         once into a local: charon installs two offloaded states per Child SA.)"""
         c = self.caps
         t = x.xso.type
-        props = x.props
-        flags, mode = props.flags, props.mode
+        flags, mode = x.flags, x.mode
         if x.auth is not None:
             refuse("Cannot offload authenticated xfrm states")
         # props.ealgo is the SADB id of the matched algorithm: SADB_X_EALG_AES_GCM_ICV16 only
@@ -109,7 +109,7 @@ class Mlx5Ipsec(XfrmDevOps):
             refuse("Cannot offload compressed xfrm states")
         if flags & X.XFRM_STATE_ESN and not c["esn"]:
             refuse("Cannot offload ESN xfrm states")
-        if props.family not in (X.AF_INET, X.AF_INET6):
+        if x.family not in (X.AF_INET, X.AF_INET6):
             refuse("Only IPv4/6 xfrm states may be offloaded")
         if x.id.proto != X.IPPROTO_ESP:
             refuse("Only ESP xfrm state may be offloaded")
@@ -152,7 +152,7 @@ class Mlx5Ipsec(XfrmDevOps):
         if (x.xso.dir == XFRM_DEV_OFFLOAD_IN and x.replay_esn is not None
                 and x.replay_esn.replay_window not in (32, 64, 128, 256)):
             refuse("Unsupported replay window size")
-        if not props.reqid:
+        if not x.reqid:
             refuse("Cannot offload without reqid")
         lft = x.lft
         if lft is _NO_LIMITS:           # every limit infinite (charon's, ip's default)
@@ -177,7 +177,7 @@ class Mlx5Ipsec(XfrmDevOps):
         # offload needs the eswitch encap mode to allow it
         if self.caps["eswitch_mode_change"]:
             refuse(None, E.EBUSY)
-        if (x.xso.type == XFRM_DEV_OFFLOAD_PACKET and x.props.mode == X.XFRM_MODE_TUNNEL
+        if (x.xso.type == XFRM_DEV_OFFLOAD_PACKET and x.mode == X.XFRM_MODE_TUNNEL
                 and self.caps["eswitch_encap"]):
             refuse("Packet offload tunnel mode is disabled due to encap settings")
         h = self._next
@@ -189,7 +189,7 @@ class Mlx5Ipsec(XfrmDevOps):
                         "window": _window(x)}
         self._synced[h] = {}
         x.xso.offload_handle = h
-        if x.props.flags & X.XFRM_STATE_ESN and x.replay_esn is not None:
+        if x.flags & X.XFRM_STATE_ESN and x.replay_esn is not None:
             # mlx5e_xfrm_add_state: the ESN state the hardware is programmed with
             self.sadb[h].update(esn=0, esn_msb=0, overlap=0, esn_updates=0,
                                 rx_seq=(x.replay_esn.seq_hi << 32) | x.replay_esn.seq)
@@ -253,14 +253,14 @@ class Mlx5Ipsec(XfrmDevOps):
         decides; a replay is the hardware's replay drop (``replay_drops``, reported through
         update_stats as x->stats.replay)."""
         h, s = self._sa_of(rx_dev, x, 0)
-        if x.props.flags & X.XFRM_STATE_ESN:
+        if x.flags & X.XFRM_STATE_ESN:
             seq = _hw_esn_seq(s["rx_seq"], s["window"], seq)
         why, s["rx_seq"], s["rx_bitmap"] = hw_replay_window(s["rx_seq"], s["rx_bitmap"],
                                                             s["window"], seq)
         if why:
             self._count(h, 0, 0, replay_drops=1)
             refuse(f"mlx5_core: hardware replay drop on {rx_dev.name}: {why}", 0)
-        self._count(h, 1, nbytes + 14 + (20 if x.props.family == X.AF_INET else 40))
+        self._count(h, 1, nbytes + 14 + (20 if x.family == X.AF_INET else 40))
 
     def hw_xmit(self, dev: "NetDevice", x: Any, nbytes: int, account: Callable[[], Any] | None,
                 spray: Any = None) -> tuple["NetDevice", int | None]:
@@ -273,7 +273,7 @@ class Mlx5Ipsec(XfrmDevOps):
                                                 and s["packets"] >= lft.hard_packet_limit):
             refuse(f"mlx5_core: hardware drop rule on {dev.name} (hard lifetime reached: "
                    f"{s['packets']} packets counted on this port)", 0)
-        s["oseq"] = (s["oseq"] + 1) & ((1 << 64) - 1 if x.props.flags & X.XFRM_STATE_ESN else U32)
+        s["oseq"] = (s["oseq"] + 1) & ((1 << 64) - 1 if x.flags & X.XFRM_STATE_ESN else U32)
         self._count(h, 1, nbytes + 14)
         return dev, s["oseq"]
 
@@ -326,15 +326,15 @@ class Mlx5Ipsec(XfrmDevOps):
         rx = x.xso.dir == XFRM_DEV_OFFLOAD_IN
         if rx:
             auth = self._query(h, "auth_drops")
-            x.stats[2] += auth
+            own_stats(x)[2] += auth
         if x.xso.type != XFRM_DEV_OFFLOAD_PACKET:
             return
         if rx:
             replay = self._query(h, "replay_drops")
-            x.stats[1] += replay
+            own_stats(x)[1] += replay
         good = self._query(h, "packets") - auth - replay
         x.curlft.packets += good
-        headers = 14 + (20 if x.props.family == X.AF_INET else 40)
+        headers = 14 + (20 if x.family == X.AF_INET else 40)
         x.curlft.bytes += self._query(h, "bytes") - headers * good
 
     def xdo_dev_state_delete(self, dev: "NetDevice", x: Any) -> None:

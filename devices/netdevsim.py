@@ -78,7 +78,7 @@ class NsimIpsec(XfrmDevOps):
             refuse("Failed to get key data for SA table")
         s = NsimSA()
         s.used, s.rx = True, x.xso.dir == XFRM_DEV_OFFLOAD_IN
-        s.family = x.props.family
+        s.family = x.family
         s.ipaddr = x.id.daddr
         s.spi, s.proto = x.id.spi, x.id.proto
         s.key, s.salt = parsed

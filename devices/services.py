@@ -216,7 +216,7 @@ def _offload_traffic(kernel: "Kernel", ns: "NetNamespace", request: Request) -> 
         if "no usable slave" in msg or "not offloaded to a slave" in msg:
             msg += f": {datapath_words.hw_hint(msg, x, dev)}"
         return {"errno": errors[0].errno,
-                "error": f"{msg} (SA {x.id.spi:#x} reqid {x.props.reqid} on {dev.name})"}
+                "error": f"{msg} (SA {x.id.spi:#x} reqid {x.reqid} on {dev.name})"}
     return {"errno": 0}
 
 

@@ -407,7 +407,7 @@ def test_shared_pinning_hash_by_hand():
     ^ >>8 (0x030103) = 0x03020232."""
     from types import SimpleNamespace as NS
     x = NS(id=NS(spi=0x100, proto=50, daddr=bytes([203, 0, 113, 2]) + bytes(12)),
-           props=NS(family=2, saddr=bytes([203, 0, 113, 1]) + bytes(12)), encap=None)
+           family=2, saddr=bytes([203, 0, 113, 1]) + bytes(12), encap=None)
     assert bond_ipsec_xfrm_hash(x) == 0x03020232
     x.encap = NS(encap_sport=4500, encap_dport=4500)
     # 4500 = 0x1194 → LE u16 0x9411: ^ (0x9411 << 16) ^ 0x9411 before folding
@@ -450,7 +450,7 @@ def test_shared_acquire_state_refused(k):
     from xfrmd.xfrm.offload import XFRM_DEV_OFFLOAD_FLAG_ACQ, XfrmDevOffload
     model(k, "bonds", "shared")
     bond = dev(k, "bonds")
-    x = NS(xso=XfrmDevOffload(bond, 2, 2), props=NS(flags=0))
+    x = NS(xso=XfrmDevOffload(bond, 2, 2), flags=0)
     x.xso.flags = XFRM_DEV_OFFLOAD_FLAG_ACQ
     with pytest.raises(OffloadError) as ei:
         bond.xfrmdev_ops.xdo_dev_state_add(bond, x)

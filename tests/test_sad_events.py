@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from netlink_codec import netlink as N
 from netlink_codec import xfrm as X
+from xfrmd.xfrm.state import own_replay
 
 from .sad_helpers import AEAD, REQ_ACK, A, M, Nl, attrs_of, messages, msg, newsa, usersa_id, usersa_info
 
@@ -229,7 +230,7 @@ def test_replay_aevents_for_the_datapath(kernel, nl):
     x = sad(nl.s.netns.xfrm).lookup(0, usersa_info()[56:72], 0x1000, X.IPPROTO_ESP, X.AF_INET)
 
     def packet(n=1):
-        x.replay[1] += n                  # input: highest sequence number seen
+        own_replay(x)[1] += n                  # input: highest sequence number seen
         replay_advanced(x)
         return [(struct.unpack_from("=I", m[4], 16 + 40)[0], attrs_of(m[4], 48)[A.REPLAY_VAL])
                 for d in ae.recv_all() for m in messages(d)]
@@ -237,7 +238,7 @@ def test_replay_aevents_for_the_datapath(kernel, nl):
     assert packet() == [] and packet() == []                   # moved 2 < maxdiff 3
     assert packet() == [(X.XFRM_AE_CR, struct.pack("=III", 0, 3, 0))]
     # the replay timer (replay_maxage = 1 s) finds changes: XFRM_AE_CE from the timer
-    x.replay[1] += 1
+    own_replay(x)[1] += 1
     kernel.advance(1)
     got = [(struct.unpack_from("=I", m[4], 16 + 40)[0]) for d in ae.recv_all() for m in messages(d)]
     assert got == [X.XFRM_AE_CE]
@@ -255,7 +256,7 @@ def test_replay_events_need_a_listener_and_an_idle_sa_defers(kernel, nl):
     assert kernel.next_deadline() is None            # no timer per idle SA
     kernel.advance(5)
     ae = Nl(kernel, groups=(G.AEVENTS,), pid=778)
-    x.replay[1] += 1
+    own_replay(x)[1] += 1
     replay_advanced(x)                               # first expiry had deferred: CE at once
     (m,) = [m for d in ae.recv_all() for m in messages(d)]
     assert struct.unpack_from("=I", m[4], 16 + 40)[0] == X.XFRM_AE_CE

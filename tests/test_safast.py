@@ -171,3 +171,47 @@ def test_what_the_c_half_accepts_the_python_path_accepts(fast, monkeypatch, prot
                 sel=selector(plen_d=plen, plen_s=plen, family=sel_family))
     c, py, _real = _run(fast, monkeypatch, req)
     _agrees(c, py)
+
+
+def _alg_both(fast, monkeypatch, buf, start: int, end: int, head: int):
+    """(the C half's reading of the algorithm attribute at start:end, sa_verify._alg's
+    Python reading of it)."""
+    from types import SimpleNamespace
+    ra = N.RawAttr(A.ALG_AEAD, 0, start - 4, start, end)
+    req = SimpleNamespace(buf=buf, attrs={A.ALG_AEAD: ra})
+    c = fast.alg(buf, ra, head)
+    monkeypatch.setattr(sa_verify, "_safast", None)
+    try:
+        py = sa_verify._alg(req, A.ALG_AEAD, head)     # type: ignore[arg-type]
+    finally:
+        monkeypatch.undo()
+    return c, py
+
+
+@settings(max_examples=400, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.binary(max_size=70), key_len=st.sampled_from([0, 1, 7, 8, 160, 288, 2**31, 2**32 - 1]),
+       second=st.integers(0, 2**32 - 1), key=st.binary(max_size=48),
+       cut=st.integers(0, 140), lead=st.integers(0, 8), head=st.sampled_from([68, 72]))
+def test_an_algorithm_attribute_reads_the_same_in_c(fast, monkeypatch, name, key_len, second,
+                                                    key, cut, lead, head):
+    """_safast.alg reads name (to its NUL, at most 63 bytes, latin-1), key length, the
+    second field and the key of any attribute, short or truncated ones included, as the
+    Python path does (whatever the attach then makes of them)."""
+    payload = name.ljust(64, b"\0")[:64] + struct.pack("=II", key_len, second) + key
+    payload = payload[:cut] if cut < len(payload) else payload
+    buf = bytes(lead) + payload + bytes(3)
+    c, py = _alg_both(fast, monkeypatch, buf, lead, lead + len(payload), head)
+    assert c == py
+
+
+def test_an_algorithm_attribute_in_a_buffer_that_is_not_bytes_goes_to_python(fast,
+                                                                              monkeypatch):
+    """A bytearray (or a range outside the buffer) is the Python path's: None from C, and
+    the Python reading is what a request gets."""
+    payload = b"rfc4106(gcm(aes))".ljust(64, b"\0") + struct.pack("=II", 160, 128) + bytes(20)
+    ra = N.RawAttr(A.ALG_AEAD, 0, 0, 4, 4 + len(payload))
+    assert fast.alg(bytearray(4) + payload, ra, 72) is None
+    assert fast.alg(bytes(4) + payload[:-1], ra, 72) is None      # end past the buffer
+    c, py = _alg_both(fast, monkeypatch, bytes(4) + payload, 4, 4 + len(payload), 72)
+    assert c == py == ("rfc4106(gcm(aes))", 160, bytes(20), 128)

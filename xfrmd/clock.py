@@ -61,7 +61,10 @@ class ManualClock(Clock):
         return self._now
 
     def wall(self) -> int:
-        return self._shared(int(self._wall0 + (self._now - self._start)))
+        seconds = int(self._wall0 + (self._now - self._start))
+        if seconds != self._last_wall:      # _shared, without the call (every new state)
+            self._last_wall = seconds
+        return self._last_wall
 
     def advance(self, seconds: float) -> None:
         self._now += seconds

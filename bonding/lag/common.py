@@ -336,7 +336,7 @@ def lag_state_checks(b: Bonding, x: XState, *, refuse_acquire: bool) -> None:
         refuse("LAG supports only XFRM crypto or packet offload", E.EOPNOTSUPP)
     if refuse_acquire and x.xso.flags & XFRM_DEV_OFFLOAD_FLAG_ACQ:
         refuse("LAG does not support acquire offload states", E.EOPNOTSUPP)
-    if x.props.flags & XFRM_STATE_ESN:
+    if x.flags & XFRM_STATE_ESN:
         refuse("LAG does not support XFRM ESN offload", E.EOPNOTSUPP)
     if b.ipsec_lag_block_count:
         refuse("Bond LAG XFRM state add is blocked", E.EAGAIN)

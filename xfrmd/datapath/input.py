@@ -31,7 +31,7 @@ from ..xfrm.acquire import _sel_covers, host_selector, xfrm_policy_lookup
 from ..xfrm.offload import (XFRM_DEV_OFFLOAD_IN, XFRM_DEV_OFFLOAD_PACKET,
                             xfrm_dev_lower_dev_handle, xfrm_dev_state_advance_esn)
 from ..xfrm.sadb import sad
-from ..xfrm.state import XFRM_STATE_ACQ, XFRM_STATE_VALID, sel_family
+from ..xfrm.state import XFRM_STATE_ACQ, XFRM_STATE_VALID, own_replay, own_stats, sel_family
 from . import packet as P
 from .mib import XFRM_INC_STATS
 from .output import Drop, dev_ops, esp_gcm, put_set
@@ -53,12 +53,12 @@ UDP_ENCAP_ESPINUDP = 2
 def _mode(x: Any) -> str:
     if x.replay_esn is None:
         return "legacy"
-    return "esn" if x.props.flags & X.XFRM_STATE_ESN else "bmp"
+    return "esn" if x.flags & X.XFRM_STATE_ESN else "bmp"
 
 
 def xfrm_replay_seqhi(x: Any, seq: int) -> int:
     """``xfrm_replay_seqhi``: the high 32 bits an ESN receiver infers for ``seq``."""
-    if not x.props.flags & X.XFRM_STATE_ESN:
+    if not x.flags & X.XFRM_STATE_ESN:
         return 0
     r = x.replay_esn
     bottom = (r.seq - r.replay_window + 1) & U32
@@ -87,13 +87,13 @@ def xfrm_replay_check(x: Any, seq: int) -> None:
 
     def fail(what: str, counter: int | None) -> NoReturn:
         if counter is not None:
-            x.stats[counter] += 1
+            own_stats(x)[counter] += 1
         hint = ("a replayed or reordered packet; a larger replay-window (now "
                 f"{win}) tolerates more reordering") if counter is not None else \
             "a sender starts at sequence number 1"
         raise Drop("XfrmInStateSeqError", 0, f"{sa_name(x)}: {what}: {hint}")
     if mode == "legacy":
-        win = x.props.replay_window
+        win = x.replay_window
         if not win:
             return
         if seq == 0:
@@ -142,16 +142,17 @@ def xfrm_replay_advance(x: Any, seq: int) -> None:
     ``xfrm_dev_state_advance_esn``), then the NEWAE notification."""
     mode = _mode(x)
     if mode == "legacy":
-        win = x.props.replay_window
+        win = x.replay_window
         if not win:
             return
-        top = x.replay[1]
+        rp = own_replay(x)
+        top = rp[1]
         if seq > top:
             diff = seq - top
-            x.replay[2] = ((x.replay[2] << diff) | 1) & U32 if diff < win else 1
-            x.replay[1] = seq
+            rp[2] = ((rp[2] << diff) | 1) & U32 if diff < win else 1
+            rp[1] = seq
         else:
-            x.replay[2] |= 1 << (top - seq)
+            rp[2] |= 1 << (top - seq)
         aevent.replay_advanced(x)
         return
     r = x.replay_esn
@@ -231,7 +232,7 @@ class RxRecord:
 
     def took(self, hop: RxHop) -> None:
         if hop.x is not None:
-            self.spi, self.reqid = hop.x.id.spi, hop.x.props.reqid
+            self.spi, self.reqid = hop.x.id.spi, hop.x.reqid
         self.path, self.dev, self.dev_first = hop.path, hop.dev, hop.dev_first
         self.arrived(hop)
 
@@ -344,7 +345,7 @@ def _esp_decrypt(x: Any, esp: bytes, seq_lo: int) -> tuple[bytes, int]:
     try:
         plain = g.open_esp(esp, seq)
     except InvalidTag:
-        x.stats[2] += 1
+        own_stats(x)[2] += 1
         raise Drop("XfrmInStateProtoError", 0,
                    f"ICV mismatch (integrity failed) on {sa_name(x)}: the sender's key, "
                    "algorithm or ESN setting differs from this SA's") from None
@@ -462,7 +463,7 @@ def xfrm_input(ns: NetNamespace, pkt: bytes, rx_dev: NetDevice | None = None,
         hop.path = path
         hop.seq = (xfrm_replay_seqhi(x, seq_lo) << 32) | seq_lo if _mode(x) == "esn" else seq_lo
         sp.append(x)
-        if x.props.mode == X.XFRM_MODE_TUNNEL:
+        if x.mode == X.XFRM_MODE_TUNNEL:
             if nh not in (P.IPPROTO_IPIP, P.IPPROTO_IPV6):
                 raise Drop("XfrmInStateModeError", 0, f"{sa_name(x)} is tunnel mode but the "
                            f"packet carries next header {nh}: the sender uses transport mode; "
@@ -477,12 +478,12 @@ def _tmpl_ok(t: Template, x: Any, family: int) -> bool:
     w = 4 if family == X.AF_INET else 16
     if t.spi and t.spi != x.id.spi:
         return False
-    if t.proto != x.id.proto or (t.reqid and t.reqid != x.props.reqid) or t.mode != x.props.mode:
+    if t.proto != x.id.proto or (t.reqid and t.reqid != x.reqid) or t.mode != x.mode:
         return False
-    if x.props.mode != X.XFRM_MODE_TRANSPORT:
+    if x.mode != X.XFRM_MODE_TRANSPORT:
         if any(t.daddr[:w]) and t.daddr[:w] != x.id.daddr[:w]:
             return False
-        if any(t.saddr[:w]) and t.saddr[:w] != x.props.saddr[:w]:
+        if any(t.saddr[:w]) and t.saddr[:w] != x.saddr[:w]:
             return False
     return True
 
@@ -498,7 +499,7 @@ def _policy_ok(t: Template, sp: list[Any], start: int, family: int) -> int:
     while idx < len(sp):
         if _tmpl_ok(t, sp[idx], family):
             return idx + 1
-        if sp[idx].props.mode != X.XFRM_MODE_TRANSPORT:
+        if sp[idx].mode != X.XFRM_MODE_TRANSPORT:
             if start == -1:
                 start = -2 - idx
             break
@@ -537,8 +538,8 @@ def xfrm_policy_check(ns: NetNamespace, pkt: bytes, sp: list[Any], if_id: int = 
             raise Drop("XfrmInNoPols", 0, f"no IN policy and policy default in block: no in "
                        f"policy matches {sel_text(flow)}; add one or `ip xfrm policy setdefault "
                        "in accept`")
-        if any(x.props.mode != X.XFRM_MODE_TRANSPORT for x in sp):
-            t = next(x for x in sp if x.props.mode != X.XFRM_MODE_TRANSPORT)
+        if any(x.mode != X.XFRM_MODE_TRANSPORT for x in sp):
+            t = next(x for x in sp if x.mode != X.XFRM_MODE_TRANSPORT)
             raise Drop("XfrmInNoPols", 0, f"tunnel-mode SA but no IN policy: {sa_name(t)} "
                        f"decrypted the packet, but no in policy matches {sel_text(flow)}; add "
                        "a dir in policy with a template for this SA")
@@ -557,8 +558,8 @@ def xfrm_policy_check(ns: NetNamespace, pkt: bytes, sp: list[Any], if_id: int = 
                        f"SA matches template reqid {t.reqid}: the packet used {used}; make the "
                        "template's reqid, mode and addresses match the SA (or the template "
                        "optional: `level use`)")
-    if any(x.props.mode != X.XFRM_MODE_TRANSPORT for x in sp[k:]):
-        extra = ", ".join(sa_name(x) for x in sp[k:] if x.props.mode != X.XFRM_MODE_TRANSPORT)
+    if any(x.mode != X.XFRM_MODE_TRANSPORT for x in sp[k:]):
+        extra = ", ".join(sa_name(x) for x in sp[k:] if x.mode != X.XFRM_MODE_TRANSPORT)
         raise Drop("XfrmInTmplMismatch", 0, f"IN policy {pol.index} ({sel_text(pol.sel)}): "
                    f"tunnel SA not in the policy: it has no template for {extra}; add one")
     return pol

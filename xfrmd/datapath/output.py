@@ -44,7 +44,7 @@ from ..xfrm.offload import (XFRM_DEV_OFFLOAD_CRYPTO, XFRM_DEV_OFFLOAD_PACKET,
                             xfrm_dev_offload_ok, xfrm_dev_state_advance_esn,
                             xfrm_dev_state_update_stats, xfrm_dst_offload_ok)
 from ..xfrm.sadb import addr_key, oldest_first, sad
-from ..xfrm.state import XFRM_STATE_VALID
+from ..xfrm.state import XFRM_STATE_VALID, own_replay
 from . import packet as P
 from .esp import EspGcmSA
 from .mib import XFRM_INC_STATS
@@ -109,9 +109,9 @@ def xfrm_replay_overflow(x: Any, offload: bool = False) -> int:
     offload ESN variant calls ``xfrm_dev_state_advance_esn`` on every packet."""
     if x.id.proto not in (X.IPPROTO_ESP, X.IPPROTO_AH):      # XFRM_TYPE_REPLAY_PROT
         return 0
-    may_wrap = x.props.extra_flags & X.XFRM_SA_XFLAG_OSEQ_MAY_WRAP
+    may_wrap = x.extra_flags & X.XFRM_SA_XFLAG_OSEQ_MAY_WRAP
     r = x.replay_esn
-    if r is None or not x.props.flags & X.XFRM_STATE_ESN:
+    if r is None or not x.flags & X.XFRM_STATE_ESN:
         cur = x.replay[0] if r is None else r.oseq
         seq = (cur + 1) & U32
         if seq == 0 and not may_wrap:
@@ -120,7 +120,7 @@ def xfrm_replay_overflow(x: Any, offload: bool = False) -> int:
                        "oseq-may-wrap): the key manager must rekey before 2^32 packets, or add "
                        "the SA with `flag esn` (or `extra-flag oseq-may-wrap`)")
         if r is None:
-            x.replay[0] = seq
+            own_replay(x)[0] = seq
         else:
             r.oseq = seq
     else:
@@ -143,7 +143,7 @@ def xfrm_replay_overflow(x: Any, offload: bool = False) -> int:
 def oseq_of(x: Any) -> int:
     r = x.replay_esn
     seq: int = x.replay[0] if r is None else (
-        (r.oseq_hi << 32) | r.oseq if x.props.flags & X.XFRM_STATE_ESN else r.oseq)
+        (r.oseq_hi << 32) | r.oseq if x.flags & X.XFRM_STATE_ESN else r.oseq)
     return seq
 
 
@@ -161,7 +161,7 @@ def esp_gcm(x: Any) -> EspGcmSA | None:
     if sa is None or sa.key != a.key:
         try:
             sa = EspGcmSA(x.id.spi, bytes(a.key), icv_len=a.icv_len // 8, replay_window=0,
-                          esn=bool(x.props.flags & X.XFRM_STATE_ESN))
+                          esn=bool(x.flags & X.XFRM_STATE_ESN))
         except ValueError:
             return None
         _esp_cache[x] = sa
@@ -181,10 +181,10 @@ def esp_output(x: Any, pkt: bytes, seq: int) -> tuple[bytes, bool]:
     packet inside a new outer header; transport: the L4 segment, the IP header kept), and
     whether real crypto was applied. NAT-T adds the UDP header (RFC 3948)."""
     src, dst, proto, seg = P.split_ip(pkt)
-    w = 4 if x.props.family == X.AF_INET else 16
-    if x.props.mode == X.XFRM_MODE_TUNNEL:
+    w = 4 if x.family == X.AF_INET else 16
+    if x.mode == X.XFRM_MODE_TUNNEL:
         body, nh = pkt, (P.IPPROTO_IPIP if pkt[0] >> 4 == 4 else P.IPPROTO_IPV6)
-        src, dst = bytes(x.props.saddr[:w]), bytes(x.id.daddr[:w])
+        src, dst = bytes(x.saddr[:w]), bytes(x.id.daddr[:w])
     else:
         body, nh = seg, proto
     g = esp_gcm(x)
@@ -208,7 +208,7 @@ def esp_output(x: Any, pkt: bytes, seq: int) -> tuple[bytes, bool]:
 def skb_len_at_accounting(x: Any, pkt: bytes) -> int:
     """``skb->len`` when xfrm_output_one adds it to curlft: the outer mode has pulled the IP
     header in transport mode (the L4 segment is left); in tunnel mode the whole packet."""
-    if x.props.mode == X.XFRM_MODE_TUNNEL:
+    if x.mode == X.XFRM_MODE_TUNNEL:
         return len(pkt)
     return len(P.split_ip(pkt)[3])
 
@@ -253,7 +253,7 @@ class Hop:
 
     @classmethod
     def of(cls, x: Any) -> Hop:
-        return cls(x.id.spi, x.props.reqid, x.props.mode, crypto_name(x))
+        return cls(x.id.spi, x.reqid, x.mode, crypto_name(x))
 
     def to_dict(self) -> dict[str, object]:
         d: dict[str, object] = {
@@ -385,7 +385,7 @@ def _xfrm_output_state(ns: NetNamespace, x: Any, pkt: bytes, path_dev: NetDevice
     """``xfrm_output`` + ``xfrm_output_one`` for one state: returns (packet after ESP, crypto
     applied); fills ``hop`` with where it was processed and the sequence number."""
     xso = x.xso
-    if x.props.mode not in (X.XFRM_MODE_TRANSPORT, X.XFRM_MODE_TUNNEL):
+    if x.mode not in (X.XFRM_MODE_TRANSPORT, X.XFRM_MODE_TUNNEL):
         raise Drop(None, E.EOPNOTSUPP, f"xfrmd: {sa_name(x)}: only transport and tunnel mode "
                                         "are modelled on the data path (use mode transport "
                                         "or tunnel)")
@@ -485,8 +485,8 @@ def _outer_daddr(states: list[Any], dst: str) -> str:
     """The outermost tunnel endpoint of a bundle (``dst`` without a tunnel-mode state)."""
     outer = dst
     for x in states:
-        if x.props.mode == X.XFRM_MODE_TUNNEL:
-            outer = addr(x.id.daddr, x.props.family)
+        if x.mode == X.XFRM_MODE_TUNNEL:
+            outer = addr(x.id.daddr, x.family)
     return outer
 
 
@@ -638,11 +638,11 @@ def _software_batch(ns: NetNamespace, pol: Policy, states: list[Any], res: XmitR
     if x.xso is not None and not _core_numbered_offload(res):
         return 0
     if (g is None or x.encap is not None or g.esn
-            or x.props.flags & X.XFRM_STATE_ESN or x.km_state != XFRM_STATE_VALID
-            or x.props.mode not in (X.XFRM_MODE_TUNNEL, X.XFRM_MODE_TRANSPORT)
+            or x.flags & X.XFRM_STATE_ESN or x.km_state != XFRM_STATE_VALID
+            or x.mode not in (X.XFRM_MODE_TUNNEL, X.XFRM_MODE_TRANSPORT)
             or x.id.proto != X.IPPROTO_ESP or aevent._aevent_is_on(x.net)):
         return 0
-    tunnel = x.props.mode == X.XFRM_MODE_TUNNEL
+    tunnel = x.mode == X.XFRM_MODE_TUNNEL
     inner_len = (20 if len(s_raw) == 4 else 40) + len(seg)
     skb_len = inner_len if tunnel else len(seg)          # skb_len_at_accounting
     cur, lft = x.curlft, x.lft
@@ -659,10 +659,10 @@ def _software_batch(ns: NetNamespace, pol: Policy, states: list[Any], res: XmitR
                 room(cur.bytes, lft.soft_byte_limit, skb_len))
     if n <= 0:
         return 0
-    w = 4 if x.props.family == X.AF_INET else 16
+    w = 4 if x.family == X.AF_INET else 16
     if tunnel:
         nh = P.IPPROTO_IPIP if len(s_raw) == 4 else P.IPPROTO_IPV6
-        o_src, o_dst = bytes(x.props.saddr[:w]), bytes(x.id.daddr[:w])
+        o_src, o_dst = bytes(x.saddr[:w]), bytes(x.id.daddr[:w])
     else:
         nh, o_src, o_dst = proto, s_raw, d_raw
     esp_proto = P.IPPROTO_ESP
@@ -690,7 +690,7 @@ def _software_batch(ns: NetNamespace, pol: Policy, states: list[Any], res: XmitR
         dev_ops(x.xso.dev).hw_traffic(x.xso.dev, x, n, n * inner_len)
     # the counters, as n passes through _account and xfrm_replay_overflow would leave them
     if r is None:
-        x.replay[0] = seq
+        own_replay(x)[0] = seq
     else:
         r.oseq = seq
     cur.bytes += n * skb_len
@@ -759,7 +759,7 @@ def _tmpl_resolve(db: StateDb, sel: X.XfrmSelector, pol: Policy, src: bytes, dst
         if x is not None:
             states.append(x)
             if t.mode in (X.XFRM_MODE_TUNNEL, X.XFRM_MODE_BEET):
-                remote, local = x.id.daddr, x.props.saddr
+                remote, local = x.id.daddr, x.saddr
             continue
         if sent:
             if rec.acquire is None:
@@ -797,7 +797,7 @@ def offload_mismatch(db: StateDb, t: Template, pol: Policy, src: bytes, dst: byt
     xdo = pol.xdo
     pol_dev = xdo.dev if xdo is not None and xdo.type == XFRM_DEV_OFFLOAD_PACKET else None
     for x in oldest_first(db.bydst.get((addr_key(daddr, fam), addr_key(saddr, fam), t.reqid, fam))):
-        if x.id.proto != t.proto or x.props.mode != t.mode:
+        if x.id.proto != t.proto or x.mode != t.mode:
             continue
         xso = x.xso
         x_dev = xso.dev if xso is not None and xso.type == XFRM_DEV_OFFLOAD_PACKET else None

@@ -18,7 +18,7 @@ _KM_STATE = {XFRM_STATE_ACQ: "larval (an acquire is pending)", XFRM_STATE_ERROR:
 
 def sa_name(x: Any) -> str:
     """``SA 0x201 (reqid 2)``: how `ip xfrm state` users find the state."""
-    return f"SA 0x{x.id.spi:x} (reqid {x.props.reqid})"
+    return f"SA 0x{x.id.spi:x} (reqid {x.reqid})"
 
 
 def addr(raw: bytes, family: int) -> str:

@@ -8,6 +8,10 @@
  * list, a buffer that is not bytes -- returns None, and the Python path decides (and raises
  * the kernel's errno and message). It never rejects: parity is "accepted here implies
  * accepted there, with the same fields" (tests/test_safast.py).
+ *
+ * alg(buf, ra, head) reads an algorithm attribute as sa_verify._alg does (attach_aead,
+ * attach_auth*, attach_crypt): (alg_name up to its NUL, alg_key_len, the key, the second
+ * field); None (the Python path) for anything but a bytes buffer holding the attribute.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -197,7 +201,65 @@ fail:
     return NULL;
 }
 
+static PyObject *alg(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t start, end, head;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "alg(buf, ra, head)");
+        return NULL;
+    }
+    PyObject *buf = args[0];
+    head = PyLong_AsSsize_t(args[2]);
+    if (head == -1 && PyErr_Occurred())
+        return NULL;
+    if (!PyBytes_CheckExact(buf) || !bounds(args[1], &start, &end) || head < 0)
+        Py_RETURN_NONE;
+    const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(buf);
+    Py_ssize_t blen = PyBytes_GET_SIZE(buf);
+    if (start < 0 || end < start || end > blen)
+        Py_RETURN_NONE;
+    /* the fixed head, zero-padded to 72 bytes when the attribute is shorter */
+    unsigned char fixed[72] = {0};
+    memcpy(fixed, b + start, end - start < 72 ? (size_t)(end - start) : 72);
+    unsigned long key_len = u32(fixed + 64), second = u32(fixed + 68);
+    /* c_name: alg_name up to the first NUL, byte 63 forced to NUL */
+    const unsigned char *nul = memchr(fixed, 0, 63);
+    Py_ssize_t nlen = nul ? nul - fixed : 63;
+    /* the key: buf[start + head : min(start + head + (key_len + 7) / 8, end)] */
+    Py_ssize_t lo = start + head, hi = lo + (Py_ssize_t)((key_len + 7ULL) / 8);
+    if (hi > end)
+        hi = end;
+    if (lo > blen)
+        lo = blen;
+    PyObject *name = PyUnicode_DecodeLatin1((const char *)fixed, nlen, NULL);
+    PyObject *key = bytes_at(b + lo, hi > lo ? hi - lo : 0);
+    PyObject *kl = PyLong_FromUnsignedLong(key_len), *sec = PyLong_FromUnsignedLong(second);
+    if (name == NULL || key == NULL || kl == NULL || sec == NULL) {
+        Py_XDECREF(name);
+        Py_XDECREF(key);
+        Py_XDECREF(kl);
+        Py_XDECREF(sec);
+        return NULL;
+    }
+    PyObject *t = PyTuple_New(4);
+    if (t == NULL) {
+        Py_DECREF(name);
+        Py_DECREF(key);
+        Py_DECREF(kl);
+        Py_DECREF(sec);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(t, 0, name);
+    PyTuple_SET_ITEM(t, 1, kl);
+    PyTuple_SET_ITEM(t, 2, key);
+    PyTuple_SET_ITEM(t, 3, sec);
+    return t;
+}
+
 static PyMethodDef methods[] = {
+    {"alg", (PyCFunction)(void (*)(void))alg, METH_FASTCALL,
+     "alg(buf, ra, head): (alg_name, alg_key_len, key, second field) of an algorithm "
+     "attribute, as sa_verify._alg reads it; None for the Python path"},
     {"newsa_info", (PyCFunction)(void (*)(void))newsa_info, METH_FASTCALL,
      "newsa_info(buf, off, attrs, UsersaInfo): the xfrm_usersa_info when verify_newsa_info "
      "would accept the request for sure, else None"},

@@ -57,13 +57,13 @@ def xfrm_add_acquire(req: XfrmRequest) -> Reply:
     pol = PolicyWire(info, tmpls, ptype, mark, req.if_id())
     aalgos, ealgos, calgos = struct.unpack_from("=III", buf, off + 264)
     x = db.alloc()
-    x.props.saddr = bytes(buf[off + 24:off + 40])
+    x.saddr = bytes(buf[off + 24:off + 40])
     x.sel = bytes(buf[off + 40:off + 96])
     x.mark = mark
     x.pcpu_num = pcpu
     for i, t in enumerate(tmpls):
         x.id = StateId(t.daddr, t.spi, t.proto)
-        x.props.mode, x.props.reqid, x.props.family = t.mode, t.reqid, t.family
+        x.mode, x.reqid, x.family = t.mode, t.reqid, t.family
         # in place: the ACQUIRE's XFRMA_TMPL carries pol's templates as far as this one got
         tmpls[i] = t = t._replace(aalgos=aalgos, ealgos=ealgos, calgos=calgos)
         x.km_seq = db.get_acqseq()

@@ -63,7 +63,7 @@ def _moved(x: SecurityAssociation) -> bool:
         return bool(d) and ((lr[1] - lp[1]) & U32 >= d or (lr[0] - lp[0]) & U32 >= d)
     r, p = x.replay_esn, x.preplay_esn
     assert p is not None                           # set with replay_esn
-    if not x.props.flags & X.XFRM_STATE_ESN:       # bitmap mode
+    if not x.flags & X.XFRM_STATE_ESN:       # bitmap mode
         return bool(d) and ((r.seq - p.seq) & U32 >= d or (r.oseq - p.oseq) & U32 >= d)
     if not d:                                      # ESN mode
         return False

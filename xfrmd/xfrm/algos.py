@@ -99,7 +99,7 @@ def _index(table: Iterable[AlgoDesc]) -> dict[str, AlgoDesc]:
 _AUTH_BY_NAME = _index(AUTH)
 _CRYPT_BY_NAME = _index(CRYPT)
 _COMP_BY_NAME = _index(COMP)
-_AEAD_BY_NAME_ICV = {(d.name, d.icv_truncbits): d for d in AEAD}
+AEAD_BY_NAME_ICV = {(d.name, d.icv_truncbits): d for d in AEAD}
 
 # Names the emulated crypto API lacks in every kernel of this process (tests); one kernel's
 # own set is its ``XfrmGlobals.unavailable_algos`` (``xfrmd ctl crypto-alg off NAME``), and its
@@ -144,7 +144,7 @@ def calg_get_byname(name: str, kernel: Kernel | None = None) -> AlgoDesc | None:
 
 def aead_get_byname(name: str, icv_len: int, kernel: Kernel | None = None) -> AlgoDesc | None:
     """``xfrm_aead_get_byname(name, icv_len, probe=1)``: canonical name and ICV length."""
-    return _avail(_AEAD_BY_NAME_ICV.get((name, icv_len)), kernel)
+    return _avail(AEAD_BY_NAME_ICV.get((name, icv_len)), kernel)
 
 
 def canonical(name: str) -> str | None:
@@ -152,7 +152,7 @@ def canonical(name: str) -> str | None:
     for table in (_AUTH_BY_NAME, _CRYPT_BY_NAME, _COMP_BY_NAME):
         if name in table:
             return table[name].name
-    return name if any(n == name for n, _ in _AEAD_BY_NAME_ICV) else None
+    return name if any(n == name for n, _ in AEAD_BY_NAME_ICV) else None
 
 
 def set_available(kernel: Kernel, names: Iterable[str], available: bool) -> None:

@@ -37,8 +37,8 @@ def header_len(x: SecurityAssociation) -> int:
     """``x->props.header_len`` of an ESP state (esp_init_state): ESP header + IV, the outer
     IP header in tunnel mode, the UDP header with NAT-T."""
     n = 8 + _ivsize(x)
-    if x.props.mode == X.XFRM_MODE_TUNNEL:
-        n += 20 if x.props.family == X.AF_INET else 40
+    if x.mode == X.XFRM_MODE_TUNNEL:
+        n += 20 if x.family == X.AF_INET else 40
     if x.encap is not None:
         n += 8
     return n
@@ -47,6 +47,6 @@ def header_len(x: SecurityAssociation) -> int:
 def xfrm_state_mtu(x: SecurityAssociation, mtu: int) -> int:
     """``esp4_get_mtu`` / ``esp6_get_mtu``."""
     net_adj = 0
-    if x.props.mode != X.XFRM_MODE_TUNNEL:
-        net_adj = 20 if x.props.family == X.AF_INET else 40
+    if x.mode != X.XFRM_MODE_TUNNEL:
+        net_adj = 20 if x.family == X.AF_INET else 40
     return ((mtu - header_len(x) - _authsize(x) - net_adj) & ~(_blksize(x) - 1)) + net_adj - 2

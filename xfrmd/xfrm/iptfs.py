@@ -50,7 +50,7 @@ def header_len(x: SecurityAssociation) -> int:
     n = 8 + (_IVSIZE.get(alg.name, 0) if alg is not None else 0)
     if x.encap is not None:
         n += 8 if x.encap.encap_type == X.UDP_ENCAP_ESPINUDP else 2
-    return n + (20 if x.props.family == X.AF_INET else 40) + 4
+    return n + (20 if x.family == X.AF_INET else 40) + 4
 
 
 def user_init(req: XfrmRequest, x: SecurityAssociation) -> None:

@@ -101,11 +101,11 @@ def _state_find(db: StateDb, m: Entry, if_id: int) -> SecurityAssociation | None
     the addresses alone; mode and protocol must match."""
     od, os_, _nd, _ns, proto, mode, _r, reqid, ofam, _nf = m
     for x in reversed(list(db.all.values())):
-        if (x.props.mode != mode or x.id.proto != proto or (reqid and x.props.reqid != reqid)
-                or (if_id and x.if_id != if_id) or x.props.family != ofam):
+        if (x.mode != mode or x.id.proto != proto or (reqid and x.reqid != reqid)
+                or (if_id and x.if_id != if_id) or x.family != ofam):
             continue
         if addr_key(x.id.daddr, ofam) == addr_key(od, ofam) and \
-                addr_key(x.props.saddr, ofam) == addr_key(os_, ofam):
+                addr_key(x.saddr, ofam) == addr_key(os_, ofam):
             return x
     return None
 
@@ -118,9 +118,12 @@ def _state_migrate(db: StateDb, x: SecurityAssociation, m: Entry,
     xc = db.alloc(x.lft)
     xc.id = StateId(nd, x.id.spi, x.id.proto)
     xc.sel = x.sel
-    p, q = x.props, xc.props
-    q.family, q.saddr, q.mode, q.reqid = nfam, ns, p.mode, p.reqid
-    q.replay_window, q.flags, q.extra_flags, q.smark = p.replay_window, p.flags, p.extra_flags, p.smark
+    xc.family, xc.saddr, xc.mode, xc.reqid = nfam, ns, x.mode, x.reqid
+    xc.replay_window, xc.flags = x.replay_window, x.flags
+    if x.extra_flags:       # (class defaults until set: a store would give xc a __dict__)
+        xc.extra_flags = x.extra_flags
+    if x.smark != (0, 0):
+        xc.smark = x.smark
     for f in ("aead", "auth", "enc", "comp", "coaddr", "tfcpad", "mark", "if_id", "dir",
               "pcpu_num", "nat_keepalive_interval", "replay_maxdiff", "replay_maxage",
               "mapping_maxage", "lastused", "km_seq", "geniv", "iptfs", "id_pad"):

@@ -110,8 +110,8 @@ def _hw_esp(dev: NetDevice) -> bool:
 def _route_dev(req: XfrmRequest, x: SecurityAssociation, inbound: bool) -> NetDevice | None:
     """``__xfrm_dst_lookup`` for an offload request without a (known) device: the output
     route to the peer (through the rules and tables: the kernel's ``fib_lookup``)."""
-    width = 4 if x.props.family == X.AF_INET else 16
-    daddr = x.props.saddr if inbound else x.id.daddr
+    width = 4 if x.family == X.AF_INET else 16
+    daddr = x.saddr if inbound else x.id.daddr
     try:
         dst = ipaddress.ip_address(bytes(daddr[:width]))
     except ValueError:
@@ -152,7 +152,7 @@ def xfrm_dev_state_add(req: XfrmRequest, x: SecurityAssociation,
         if packet:
             raise KernelError(E.EINVAL)
         return
-    if not packet and x.props.flags & X.XFRM_STATE_ESN and not ops.has_advance_esn:
+    if not packet and x.flags & X.XFRM_STATE_ESN and not ops.has_advance_esn:
         raise KernelError(E.EINVAL, "Device doesn't support offload with ESN")
     if x.id.proto != X.IPPROTO_ESP:
         raise KernelError(E.EINVAL, "Type doesn't support offload")

@@ -20,7 +20,7 @@ from . import algos, iptfs, offload, types
 from .addrcache import SEEN, shared
 from .request import XfrmRequest
 from .state import (DEFAULT_LFT, LIFETIME_CFG, UINT_MAX, USERSA_INFO, Algo, LifetimeCfg,
-                    LifetimeCur, Props, ReplayEsn, SecurityAssociation, StateId, sel_with_family)
+                    LifetimeCur, ReplayEsn, SecurityAssociation, StateId, sel_with_family)
 from .uapi import A
 
 if TYPE_CHECKING:
@@ -294,7 +294,12 @@ def _alg(req: XfrmRequest, t: int, head: int) -> tuple[str, int, bytes, int]:
     attributes that have them). The key follows the ``head`` bytes: 68 of xfrm_algo, 72 of
     xfrm_algo_aead / xfrm_algo_auth; a 68-byte attribute reads 0 as its second field."""
     ra = req.attrs[t]
-    buf, start, end = req.buf, ra.start, ra.end
+    buf = req.buf
+    if _safast is not None:
+        got: tuple[str, int, bytes, int] | None = _safast.alg(buf, ra, head)
+        if got is not None:     # the same, in one call (a bytes buffer)
+            return got
+    start, end = ra.start, ra.end
     if end - start >= 72:
         key_len, second = _ALG_LENS.unpack_from(buf, start + 64)
         raw = bytes(buf[start:start + 64])
@@ -332,8 +337,7 @@ def state_construct(req: XfrmRequest, p: UsersaInfo, db: StateDb) -> SecurityAss
         (DEFAULT_LFT if lft_raw == _DEFAULT_LFT_RAW
          else _as(LifetimeCfg, LIFETIME_CFG.unpack(lft_raw))),
         _as(StateId, (_seen(daddr) or shared(daddr), int.from_bytes(spi_be, "big"), proto)),
-        sel, Props(family, _seen(saddr) or shared(saddr), mode, reqid, min(replay_window, 32),
-                   flags),
+        sel, family, _seen(saddr) or shared(saddr), mode, reqid, min(replay_window, 32), flags,
         db.kernel.clock.wall(), db)       # xfrm_state_alloc
     if id_pad != _NO_PAD:
         x.id_pad = id_pad
@@ -363,7 +367,7 @@ def _copy_first(req: XfrmRequest, x: SecurityAssociation) -> None:
     if A.COADDR in at:
         x.coaddr = bytes(req.buf[at[A.COADDR].start:at[A.COADDR].start + 16])
     if A.SA_EXTRA_FLAGS in at:
-        x.props.extra_flags = req.attr_u32(A.SA_EXTRA_FLAGS)
+        x.extra_flags = req.attr_u32(A.SA_EXTRA_FLAGS)
 
 
 def _attach_algos(req: XfrmRequest, x: SecurityAssociation, kernel: Kernel) -> None:
@@ -415,11 +419,11 @@ def _copy_later(req: XfrmRequest, x: SecurityAssociation, db: StateDb) -> None:
         x.mark = struct.unpack_from("=II", req.buf, at[A.MARK].start)
     if A.SET_MARK in at:
         smask = req.attr_int(A.SET_MARK_MASK)
-        x.props.smark = (req.attr_u32(A.SET_MARK), 0xFFFFFFFF if smask is None else smask)
+        x.smark = (req.attr_u32(A.SET_MARK), 0xFFFFFFFF if smask is None else smask)
     if A.IF_ID in at:
         x.if_id = req.attr_u32(A.IF_ID)
-    if A.SA_DIR in at:
-        x.dir = req.attr_u32(A.SA_DIR, 1)
+    if A.SA_DIR in at:      # NLA_U8, its range checked by the policy
+        x.dir = req.buf[at[A.SA_DIR].start]
     if A.NAT_KEEPALIVE_INTERVAL in at:
         x.nat_keepalive_interval = req.attr_u32(A.NAT_KEEPALIVE_INTERVAL)
     if A.SA_PCPU in at:
@@ -446,7 +450,7 @@ def _construct_rest(req: XfrmRequest, x: SecurityAssociation, db: StateDb) -> No
     update_ae_params(req, x, update_esn=False)
     if A.OFFLOAD_DEV in at:
         offload.xfrm_dev_state_add(req, x, offload.user_offload(req.buf, at[A.OFFLOAD_DEV]))
-    if x.props.mode == X.XFRM_MODE_IPTFS and kconfig.enabled(db.kernel, "XFRM_IPTFS"):
+    if x.mode == X.XFRM_MODE_IPTFS and kconfig.enabled(db.kernel, "XFRM_IPTFS"):
         # x->mode_cbs->user_init; without xfrm_iptfs, xfrm_get_mode_cbs finds no callbacks
         # and the SA is kept without its IP-TFS configuration
         iptfs.user_init(req, x)
@@ -459,7 +463,7 @@ def init_replay(x: SecurityAssociation) -> None:
         return
     if rs.replay_window > rs.bmp_len * 32:
         raise _err("ESN replay window is longer than the bitmap")
-    if (x.props.flags & X.XFRM_STATE_ESN and rs.replay_window == 0
+    if (x.flags & X.XFRM_STATE_ESN and rs.replay_window == 0
             and x.dir in (0, X.XFRM_SA_DIR_IN)):
         raise _err("ESN replay window must be > 0")
     return None

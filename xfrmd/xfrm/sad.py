@@ -73,8 +73,8 @@ def _state_update(db: StateDb, x: SecurityAssociation) -> int:
     db.rearm(x1)
     if x1.curlft.use_time:
         db.check_expire(x1)
-    if x.props.smark[0] or x.props.smark[1]:
-        x1.props.smark = x.props.smark
+    if x.smark[0] or x.smark[1]:
+        x1.smark = x.smark
     if x.if_id:
         x1.if_id = x.if_id
     # the request's state is discarded; it becomes DEAD after the notification
@@ -122,9 +122,9 @@ def _filter_match(x: SecurityAssociation, flt: X.XfrmAddressFilter | None) -> bo
     """``__xfrm_state_filter_match``."""
     if flt is None or flt.family not in (X.AF_INET, X.AF_INET6):
         return True
-    if x.props.family != flt.family:
+    if x.family != flt.family:
         return False
-    return (addr_match(x.props.saddr, bytes(flt.saddr), flt.splen)
+    return (addr_match(x.saddr, bytes(flt.saddr), flt.splen)
             and addr_match(x.id.daddr, bytes(flt.daddr), flt.dplen))
 
 
@@ -207,8 +207,8 @@ def xfrm_alloc_userspi(req: XfrmRequest) -> Reply:
         x = db.find_acq(m, family, mode, reqid, if_id, pcpu, proto, daddr, saddr, True)
     assert x is not None        # find_acq creates one
     _alloc_spi(db, req, x, lo, hi)
-    if A.SA_DIR in attrs:
-        x.dir = req.attr_u32(A.SA_DIR, 1)
+    if A.SA_DIR in attrs:       # NLA_U8, its range checked by the policy
+        x.dir = buf[attrs[A.SA_DIR].start]
     req.unicast(x.dump_message(req.hdr.seq, req.sock.portid, flags=0))
     return req.ok()
 

@@ -39,7 +39,7 @@ from .globals import xfrm_globals
 from .offload import XFRM_DEV_OFFLOAD_PACKET, xfrm_dev_state_acquire, xfrm_dev_state_acquire_abort
 from .policy import Policy, PolicyWire, Template, selector_match
 from .state import (HZ, UINT_MAX, XFRM_STATE_ACQ, XFRM_STATE_DEAD, XFRM_STATE_EXPIRED,
-                    XFRM_STATE_VALID, DEFAULT_LFT, LifetimeCfg, Props, SecurityAssociation,
+                    XFRM_STATE_VALID, DEFAULT_LFT, LifetimeCfg, SecurityAssociation,
                     StateId, flush_message, host_sel, sel_family)
 from .uapi import G, M
 
@@ -134,7 +134,7 @@ def _acq_in(chain: Chain | None, mark: tuple[int, int], mode: int, if_id: int, p
             proto: int) -> SecurityAssociation | None:
     """The newest larval state of a bydst chain matching ``__find_acq_core``'s test."""
     for x in newest_first(chain):
-        if (x.props.mode == mode and x.km_state == XFRM_STATE_ACQ and x.id.spi == 0
+        if (x.mode == mode and x.km_state == XFRM_STATE_ACQ and x.id.spi == 0
                 and x.id.proto == proto and (mark[0] & mark[1]) == x.mark[0]
                 and x.mark[1] == mark[1] and x.if_id == if_id and x.pcpu_num == pcpu_num):
             return x
@@ -197,15 +197,14 @@ class StateDb:
 
     @staticmethod
     def _src_key(x: SecurityAssociation) -> tuple[bytes, bytes, int]:
-        f = x.props.family
-        return (shared(addr_key(x.id.daddr, f)), shared(addr_key(x.props.saddr, f)), x.id.proto)
+        f = x.family
+        return (shared(addr_key(x.id.daddr, f)), shared(addr_key(x.saddr, f)), x.id.proto)
 
     @staticmethod
     def _dst_key(x: SecurityAssociation) -> tuple[bytes, bytes, int, int]:
-        p = x.props
-        f = p.family
-        d, s = (x.id.daddr[:4], p.saddr[:4]) if f == X.AF_INET else (x.id.daddr, p.saddr)
-        return (_seen(d) or shared(d), _seen(s) or shared(s), p.reqid, f)
+        f = x.family
+        d, s = (x.id.daddr[:4], x.saddr[:4]) if f == X.AF_INET else (x.id.daddr, x.saddr)
+        return (_seen(d) or shared(d), _seen(s) or shared(s), x.reqid, f)
 
     # -- lookups --------------------------------------------------------------------------
 
@@ -218,7 +217,7 @@ class StateDb:
         d = addr_key(daddr, family)
         for x in newest_first(chain):
             xdaddr, _, xproto = x.id
-            if (xproto == proto and x.props.family == family and addr_key(xdaddr, family) == d
+            if (xproto == proto and x.family == family and addr_key(xdaddr, family) == d
                     and x.mark_match(mark)):
                 return x
         return None
@@ -228,7 +227,7 @@ class StateDb:
         """``__xfrm_state_lookup_byaddr`` (bysrc chain)."""
         chain = self.bysrc.get((addr_key(daddr, family), addr_key(saddr, family), proto))
         for x in newest_first(chain):
-            if x.props.family == family and x.mark_match(mark):
+            if x.family == family and x.mark_match(mark):
                 return x
         return None
 
@@ -236,8 +235,8 @@ class StateDb:
         """``__xfrm_state_locate``: the state that would collide with ``x``."""
         mark = x.mark[0] & x.mark[1]
         if x.id.proto in _SPI_PROTOS:    # x.use_spi
-            return self.lookup(mark, x.id.daddr, x.id.spi, x.id.proto, x.props.family)
-        return self.lookup_byaddr(mark, x.id.daddr, x.props.saddr, x.id.proto, x.props.family)
+            return self.lookup(mark, x.id.daddr, x.id.spi, x.id.proto, x.family)
+        return self.lookup_byaddr(mark, x.id.daddr, x.saddr, x.id.proto, x.family)
 
     def spi_in_use(self, spi: int, proto: int) -> bool:
         """``xfrm_state_lookup_spi_proto``: any state, any daddr."""
@@ -271,8 +270,8 @@ class StateDb:
         width = 4 if family == X.AF_INET else 16
         d, s = daddr[:width].ljust(16, b"\0"), saddr[:width].ljust(16, b"\0")
         x = SecurityAssociation(self._acq_lft(), _as(StateId, (_seen(d) or shared(d), 0, proto)),
-                                host_sel(daddr, saddr, family),
-                                Props(family, _seen(s) or shared(s), mode, reqid),
+                                host_sel(daddr, saddr, family), family,
+                                _seen(s) or shared(s), mode, reqid, 0, 0,
                                 self.kernel.clock.wall(), self)
         if pcpu_num != UINT_MAX:
             x.pcpu_num = pcpu_num
@@ -323,9 +322,9 @@ class StateDb:
             x_dev = xso.dev if xso is not None and xso.type == XFRM_DEV_OFFLOAD_PACKET else None
             if x_dev is not pol_dev:
                 continue
-            if (x.props.family == fam and x.props.reqid == t.reqid and x.mark_match(mark)
-                    and x.if_id == pol.if_id and not x.props.flags & X.XFRM_STATE_WILDRECV
-                    and x.props.mode == t.mode and x.id.proto == t.proto
+            if (x.family == fam and x.reqid == t.reqid and x.mark_match(mark)
+                    and x.if_id == pol.if_id and not x.flags & X.XFRM_STATE_WILDRECV
+                    and x.mode == t.mode and x.id.proto == t.proto
                     and (not t.spi or t.spi == x.id.spi)):
                 if x.km_state == XFRM_STATE_VALID:
                     # xfrm_state_look_at: the SA's selector must cover the flow; prefer one
@@ -346,7 +345,7 @@ class StateDb:
         x = self.alloc()
         x.id = StateId(daddr, t.spi, t.proto)
         x.sel = flow
-        x.props.saddr, x.props.mode, x.props.reqid, x.props.family = saddr, t.mode, t.reqid, fam
+        x.saddr, x.mode, x.reqid, x.family = saddr, t.mode, t.reqid, fam
         x.mark = pol.mark
         x.if_id = pol.if_id
         x.km_seq = self.get_acqseq()    # build_acquire takes a number even if unheard
@@ -437,18 +436,18 @@ class StateDb:
     def add(self, x: SecurityAssociation) -> int:
         """``xfrm_state_add``: 0 or -EEXIST; a matching larval state is removed."""
         daddr, spi, proto = x.id
-        family = x.props.family
+        family = x.family
         use_spi = proto in _SPI_PROTOS
         # __xfrm_state_locate (lookup's chain tested here first: a new SPI has none)
         if use_spi:
             x1 = (self.lookup(x.mark[0] & x.mark[1], daddr, spi, proto, family)
                   if spi in self.byspi else None)
         else:
-            x1 = self.lookup_byaddr(x.mark[0] & x.mark[1], daddr, x.props.saddr, proto, family)
+            x1 = self.lookup_byaddr(x.mark[0] & x.mark[1], daddr, x.saddr, proto, family)
         if x1 is not None:
             return -E.EEXIST
         dst_key = self._dst_key(x)
-        if use_spi and x.km_seq:
+        if use_spi and x.km_seq and x.km_seq in self.byseq:     # (a chain to look in)
             x1 = self.find_acq_byseq(x.mark[0] & x.mark[1], x.km_seq, x.pcpu_num)
             if x1 is not None and (x1.id.proto != proto or
                                    addr_key(x1.id.daddr, family) != addr_key(daddr, family)):
@@ -457,7 +456,7 @@ class StateDb:
             # __find_acq_core(create=False): its key is the state's own bydst key
             chain = self.bydst.get(dst_key)
             if chain:
-                x1 = _acq_in(chain, x.mark, x.props.mode, x.if_id, x.pcpu_num, proto)
+                x1 = _acq_in(chain, x.mark, x.mode, x.if_id, x.pcpu_num, proto)
         self.insert(x, dst_key)
         if x1 is not None:
             self.delete(x1)
@@ -475,7 +474,7 @@ class StateDb:
         if x.tunnel is not None:
             self.delete_tunnel(x)
         if x.id.proto == 41 and x.tunnel_users:   # IPPROTO_IPV6: the xfrm6_tunnel state
-            self.tunnel6_free_spi(x.props.saddr)
+            self.tunnel6_free_spi(x.saddr)
         return 0
 
     def dev_flush(self, dev: NetDevice) -> list[SecurityAssociation]:
@@ -672,7 +671,7 @@ class StateDb:
         # xfrm_send_mapping / build_mapping
         if x.id.proto != X.IPPROTO_ESP or x.encap is None:
             return -E.EINVAL
-        body = (x.usersa_id() + struct.pack("=I", x.props.reqid) + x.props.saddr
+        body = (x.usersa_id() + struct.pack("=I", x.reqid) + x.saddr
                 + new_saddr.ljust(16, b"\0")[:16]
                 + struct.pack(">HH", x.encap.encap_sport, new_sport))
         self.multicast(G.MAPPING, encode_msg(M.MAPPING, 0, 0, 0, body))

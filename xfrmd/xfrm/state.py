@@ -44,6 +44,7 @@ ESN_HEAD = struct.Struct("=6I")
 LIFETIME_CFG = struct.Struct("=8Q")      # xfrm_lifetime_cfg
 LIFETIME_CUR = struct.Struct("=4Q")
 _pack_replay = REPLAY.pack
+_new_object = object.__new__
 # the attributes every state's reply ends with, their headers made once
 _REPLAY_VAL_HDR = struct.pack("=HH", 4 + REPLAY.size, A.REPLAY_VAL)
 _SA_DIR_ATTR = {d: nla_u8(A.SA_DIR, d) for d in (X.XFRM_SA_DIR_IN, X.XFRM_SA_DIR_OUT)}
@@ -111,23 +112,28 @@ class Algo(NamedTuple):
 
 
 _NO_ADDR = bytes(16)
+# the replay state and the statistics of a state that saw no packet: one shared tuple each
+# until the data path counts (xfrm_replay_state / xfrm_stats, see count_replay, count_stat)
+NO_REPLAY = (0, 0, 0)
+NO_STATS = (0, 0, 0)
 
 
-class Props:
-    """``x->props``."""
-    __slots__ = ("family", "saddr", "mode", "reqid", "replay_window", "flags", "extra_flags",
-                 "smark")
+def own_replay(x: SecurityAssociation) -> list[int]:
+    """``x.replay`` (oseq, seq, bitmap) to write in place: a state that never counted shares
+    :data:`NO_REPLAY`, and gets a list of its own at its first write."""
+    r = x.replay
+    if type(r) is not list:
+        r = x.replay = list(r)
+    return r
 
-    def __init__(self, family: int = 0, saddr: bytes = _NO_ADDR, mode: int = 0, reqid: int = 0,
-                 replay_window: int = 0, flags: int = 0) -> None:
-        self.family = family
-        self.saddr = saddr
-        self.mode = mode
-        self.reqid = reqid
-        self.replay_window = replay_window
-        self.flags = flags
-        self.extra_flags = 0
-        self.smark: tuple[int, int] = (0, 0)   # XFRMA_SET_MARK / _MASK
+
+def own_stats(x: SecurityAssociation) -> list[int]:
+    """``x.stats`` (replay_window, replay, integrity_failed) to count in: a list of the
+    state's own from its first count on (:data:`NO_STATS` before)."""
+    st = x.stats
+    if type(st) is not list:
+        st = x.stats = list(st)
+    return st
 
 
 class ReplayEsn:
@@ -198,7 +204,7 @@ class SecurityAssociation:
     # ones are class attributes (their defaults) until a state sets one, which gives that
     # state a __dict__. A state is built with 27 stores instead of 44 and is 112 bytes
     # smaller; reading a default costs ~20 ns more than a slot.
-    __slots__ = ("id", "props", "sel", "aead", "auth", "enc", "encap", "lft", "curlft",
+    __slots__ = ("id", "family", "saddr", "mode", "reqid", "replay_window", "flags", "sel", "aead", "auth", "enc", "encap", "lft", "curlft",
                  "stats", "replay", "replay_esn", "replay_maxdiff", "replay_maxage", "mark",
                  "if_id", "dir", "lastused", "km_state", "km_seq", "km_dying", "xso", "geniv",
                  "timer", "rtimer_when", "uid", "net", "__dict__", "__weakref__")
@@ -220,12 +226,22 @@ class SecurityAssociation:
     id_pad = b"\0\0\0"              # xfrm_id padding as the user sent it
     new_mapping = 0                 # km_new_mapping rate limit (seconds) and last port
     new_mapping_sport = 0
+    extra_flags = 0                 # x->props.extra_flags (XFRMA_SA_EXTRA_FLAGS)
+    smark: tuple[int, int] = (0, 0)   # x->props.smark (XFRMA_SET_MARK / _MASK)
 
     def __init__(self, lft: LifetimeCfg | None = None, xid: StateId = _NO_ID,
-                 sel: bytes = NO_SEL, props: Props | None = None, add_time: int = 0,
+                 sel: bytes = NO_SEL, family: int = 0, saddr: bytes = _NO_ADDR, mode: int = 0,
+                 reqid: int = 0, replay_window: int = 0, flags: int = 0, add_time: int = 0,
                  net: StateDb | None = None) -> None:
         self.id = xid
-        self.props = props if props is not None else Props()
+        # x->props: its fields are the state's own (one object less per state, one
+        # attribute step less per read); extra_flags and smark are class defaults
+        self.family = family
+        self.saddr = saddr
+        self.mode = mode
+        self.reqid = reqid
+        self.replay_window = replay_window
+        self.flags = flags
         self.sel = sel       # the 56 bytes of struct xfrm_selector (sel_family, …)
         self.aead: Algo | None = None
         self.auth: Algo | None = None
@@ -233,9 +249,13 @@ class SecurityAssociation:
         self.encap: X.XfrmEncapTmpl | None = None
         # xfrm_state_alloc: every limit infinite, no expiry
         self.lft = lft if lft is not None else DEFAULT_LFT
-        self.curlft = LifetimeCur(0, 0, add_time)
-        self.stats: list[int] = [0, 0, 0]   # replay_window, replay, integrity_failed
-        self.replay = [0, 0, 0]             # oseq, seq, bitmap
+        # LifetimeCur(0, 0, add_time) without the call of a Python __init__ (a frame and
+        # ≈ 2k instructions per state)
+        self.curlft = cur = _new_object(LifetimeCur)
+        cur.bytes = cur.packets = cur.use_time = 0
+        cur.add_time = add_time
+        self.stats: list[int] | tuple[int, ...] = NO_STATS   # replay_window, replay, integrity_failed
+        self.replay: list[int] | tuple[int, ...] = NO_REPLAY  # oseq, seq, bitmap
         self.replay_esn: ReplayEsn | None = None
         self.replay_maxdiff = 0
         self.replay_maxage = 0   # jiffies (HZ=1000 here), see build_aevent
@@ -253,11 +273,13 @@ class SecurityAssociation:
         self.uid = 0
         self.net = net
 
-    # -- identity ------------------------------------------------------------------------
-
     @property
-    def family(self) -> int:
-        return self.props.family
+    def props(self) -> SecurityAssociation:
+        """``x->props``: the state itself (its family, saddr, mode, reqid, replay_window,
+        flags, extra_flags and smark are the state's own fields)."""
+        return self
+
+    # -- identity ------------------------------------------------------------------------
 
     @property
     def use_spi(self) -> bool:
@@ -278,16 +300,16 @@ class SecurityAssociation:
         state first asks its driver for fresh counters (``xfrm_dev_state_update_stats``)."""
         if self.xso is not None:
             offload.xfrm_dev_state_update_stats(self)
-        p, cur = self.props, self.curlft
+        cur = self.curlft
         daddr, spi, proto = self.id      # (a named tuple's fields are slow attributes on 3.11)
         stats = self.stats
         return _pack_usersa_info(
-            self.sel, daddr, _BE32(spi), proto, self.id_pad, p.saddr, *self.lft,
+            self.sel, daddr, _BE32(spi), proto, self.id_pad, self.saddr, *self.lft,
             cur.bytes, cur.packets, cur.add_time, cur.use_time, stats[0], stats[1], stats[2],
-            self.km_seq, p.reqid, p.family, p.mode, p.replay_window, p.flags)
+            self.km_seq, self.reqid, self.family, self.mode, self.replay_window, self.flags)
 
     def usersa_id(self) -> bytes:
-        return USERSA_ID.pack(self.id.daddr, struct.pack(">I", self.id.spi), self.props.family,
+        return USERSA_ID.pack(self.id.daddr, struct.pack(">I", self.id.spi), self.family,
                               self.id.proto)
 
     def replay_attr(self) -> bytes:
@@ -301,9 +323,8 @@ class SecurityAssociation:
         ``nla_put_u64_64bit`` does on a platform that needs it — x86_64 does not)."""
         out: list[bytes] = []
         add = out.append
-        p = self.props
-        if p.extra_flags:
-            add(nla(A.SA_EXTRA_FLAGS, struct.pack("=I", p.extra_flags)))
+        if self.extra_flags:
+            add(nla(A.SA_EXTRA_FLAGS, struct.pack("=I", self.extra_flags)))
         if self.coaddr is not None:
             add(nla(A.COADDR, self.coaddr))
         if self.lastused:
@@ -331,9 +352,10 @@ class SecurityAssociation:
             add(nla(A.TFCPAD, struct.pack("=I", self.tfcpad)))
         if self.mark[0] | self.mark[1]:
             add(nla(A.MARK, struct.pack("=II", *self.mark)))
-        if p.smark[0] | p.smark[1]:
-            add(nla(A.SET_MARK, struct.pack("=I", p.smark[0])))
-            add(nla(A.SET_MARK_MASK, struct.pack("=I", p.smark[1])))
+        smark = self.smark
+        if smark[0] | smark[1]:
+            add(nla(A.SET_MARK, struct.pack("=I", smark[0])))
+            add(nla(A.SET_MARK_MASK, struct.pack("=I", smark[1])))
         if self.replay_esn is None:     # replay_attr(), without the call and nla()'s
             add(_REPLAY_VAL_HDR + _pack_replay(*self.replay))
         else:
@@ -391,7 +413,7 @@ class SecurityAssociation:
         + PCPU, for the larval state of template ``t`` of ``pol``."""
         ua = (struct.pack("=16s4sB3x", self.id.daddr, self.id.spi.to_bytes(4, "big"),
                           self.id.proto)
-              + self.props.saddr + self.sel + pol.out_info()
+              + self.saddr + self.sel + pol.out_info()
               + struct.pack("=IIII", t.aalgos, t.ealgos, t.calgos, self.km_seq))
         attrs = []
         if pol.templates:
@@ -411,7 +433,7 @@ class SecurityAssociation:
 
     def aevent_message(self, flags: int, seq: int, pid: int) -> bytes:
         """``build_aevent``: NEWAE with xfrm_aevent_id and the replay/lifetime state."""
-        head = self.usersa_id() + AEVENT_ID_TAIL.pack(self.props.saddr, flags, self.props.reqid)
+        head = self.usersa_id() + AEVENT_ID_TAIL.pack(self.saddr, flags, self.reqid)
         attrs = [self.replay_attr(), nla(A.LTIME_VAL, self.curlft.encode())]
         if flags & X.XFRM_AE_RTHR:
             attrs.append(nla_u32(A.REPLAY_THRESH, self.replay_maxdiff))

@@ -70,10 +70,9 @@ def set_type_enabled(kernel: Kernel, proto: int, enabled: bool) -> None:
 
 def init_state(x: SecurityAssociation, *, ip_no_pmtu_disc: bool = False) -> None:
     """``__xfrm_init_state``."""
-    props = x.props
-    family, mode = props.family, props.mode
+    family, mode = x.family, x.mode
     if family == X.AF_INET and ip_no_pmtu_disc:
-        props.flags |= X.XFRM_STATE_NOPMTUDISC
+        x.flags |= X.XFRM_STATE_NOPMTUDISC
     sel_family = x.sel[40] | x.sel[41] << 8     # state.sel_family
     # get_mode(mode, family) is (mode, family) in _MODE_OK
     if sel_family != 0:
@@ -87,7 +86,7 @@ def init_state(x: SecurityAssociation, *, ip_no_pmtu_disc: bool = False) -> None
     if type_init is None:
         raise KernelError(E.EPROTONOSUPPORT, "Requested type not found")
     type_init(x)
-    if (props.mode, family) not in _MODE_OK:
+    if (x.mode, family) not in _MODE_OK:
         raise KernelError(E.EPROTONOSUPPORT, "Requested mode not found")
     if x.nat_keepalive_interval:
         if x.dir != X.XFRM_SA_DIR_OUT:
@@ -105,7 +104,11 @@ def esp_init_state(x: SecurityAssociation) -> None:
     (``esp_init_authenc``), then check the encapsulation."""
     if x.aead is not None:
         aead_name, _, key, _, icv_len = x.aead
-        desc = algos.aead_get_byname(aead_name, icv_len)
+        # crypto_alloc_aead: aead_get_byname without a kernel (the table entry unless the
+        # whole process lacks it), one call less
+        desc = algos.AEAD_BY_NAME_ICV.get((aead_name, icv_len))
+        if desc is not None and aead_name in algos.UNAVAILABLE:
+            desc = None
         name = f"{x.geniv}({aead_name})"
         if len(name) >= CRYPTO_MAX_ALG_NAME:
             raise KernelError(E.ENAMETOOLONG, "Algorithm name is too long")
@@ -115,7 +118,7 @@ def esp_init_state(x: SecurityAssociation) -> None:
     elif x.enc is not None:
         enc = algos.ealg_get_byname(x.enc.name)
         auth_name = x.auth.name if x.auth is not None else "digest_null"
-        esn = "authencesn" if x.props.flags & X.XFRM_STATE_ESN else "authenc"
+        esn = "authencesn" if x.flags & X.XFRM_STATE_ESN else "authenc"
         name = f"{x.geniv}({esn}({auth_name},{x.enc.name}))" if x.geniv else \
             f"{esn}({auth_name},{x.enc.name})"
         if len(name) >= CRYPTO_MAX_ALG_NAME:
@@ -150,13 +153,13 @@ def ah_init_state(x: SecurityAssociation) -> None:
 
 def ipcomp_init_state(x: SecurityAssociation) -> None:
     """``ipcomp4_init_state`` / ``ipcomp6_init_state`` + ``ipcomp_init_state``."""
-    if x.props.mode not in (X.XFRM_MODE_TRANSPORT, X.XFRM_MODE_TUNNEL):
+    if x.mode not in (X.XFRM_MODE_TRANSPORT, X.XFRM_MODE_TUNNEL):
         raise KernelError(E.EINVAL, "Unsupported XFRM mode for IPcomp")
     if x.comp is None:
         raise KernelError(E.EINVAL, "Missing required compression algorithm")
     if x.encap is not None:
         raise KernelError(E.EINVAL, "IPComp is not compatible with encapsulation")
-    if x.props.mode == X.XFRM_MODE_TUNNEL:
+    if x.mode == X.XFRM_MODE_TUNNEL:
         ipcomp_tunnel_attach(x)
 
 
@@ -165,29 +168,30 @@ def ipcomp_tunnel_attach(x: SecurityAssociation) -> None:
     state — IPIP with spi = outer saddr for IPv4, IPv6-in-IPv6 with an xfrm6_tunnel SPI."""
     db = x.net
     assert db is not None       # allocated by a StateDb
-    family = x.props.family
+    family = x.family
     mark = x.mark[0] & x.mark[1]
     if family == X.AF_INET:
-        proto, spi = IPPROTO_IPIP, int.from_bytes(x.props.saddr[:4], "big")
+        proto, spi = IPPROTO_IPIP, int.from_bytes(x.saddr[:4], "big")
     else:
-        proto, spi = IPPROTO_IPV6, db.tunnel6_spi_lookup(x.props.saddr)
+        proto, spi = IPPROTO_IPV6, db.tunnel6_spi_lookup(x.saddr)
     t = db.lookup(mark, x.id.daddr, spi, proto, family) if spi else None
     if t is None:
         # ipcomp_tunnel_create
         if family == X.AF_INET6:
-            spi = db.tunnel6_alloc_spi(x.props.saddr)
+            spi = db.tunnel6_alloc_spi(x.saddr)
         t = db.alloc()
         t.id = StateId(x.id.daddr, spi, proto)
         t.sel = x.sel
-        tp, xp = t.props, x.props
-        tp.family, tp.mode, tp.saddr = family, xp.mode, xp.saddr
-        tp.flags, tp.extra_flags = xp.flags, xp.extra_flags
+        t.family, t.mode, t.saddr = family, x.mode, x.saddr
+        t.flags = x.flags
+        if x.extra_flags:       # (a class default until set)
+            t.extra_flags = x.extra_flags
         t.mark, t.if_id = x.mark, x.if_id
         try:
             init_state(t)
         except KernelError as e:
             if family == X.AF_INET6:
-                db.tunnel6_free_spi(x.props.saddr)
+                db.tunnel6_free_spi(x.saddr)
             raise KernelError(E.EINVAL, "Kernel error: failed to initialize the associated state") from e
         t.km_state = XFRM_STATE_VALID
         t.tunnel_users = 1
@@ -198,7 +202,7 @@ def ipcomp_tunnel_attach(x: SecurityAssociation) -> None:
 
 def tunnel_init_state(x: SecurityAssociation) -> None:
     """``ipip_init_state`` (xfrm4_tunnel.c) / ``xfrm6_tunnel_init_state``."""
-    if x.props.mode != X.XFRM_MODE_TUNNEL or x.encap is not None:
+    if x.mode != X.XFRM_MODE_TUNNEL or x.encap is not None:
         raise KernelError(E.EINVAL)
 
 
