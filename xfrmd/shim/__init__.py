@@ -55,6 +55,7 @@ def source_digest(src: str) -> tuple[str, bool]:
             return kept[len(key):], True
     except (OSError, UnicodeDecodeError):
         pass
+    # start-up time: hashlib only when the kept digest does not match the source
     import hashlib
     with open(src, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()[:16], False
