@@ -352,8 +352,22 @@ class Kernel:
         sock.bound = True
 
     def setsockopt(self, sock: NetlinkSocket, level: int, optname: int, value: int) -> None:
+        """``netlink_setsockopt`` (SOL_NETLINK) and ``sk_setsockopt``'s receive buffer
+        sizes. `ip` sets SO_RCVBUF and NETLINK_EXT_ACK on each socket: those come first."""
+        if level == SOL_SOCKET:
+            if optname == SO_RCVBUF:
+                sock.rcvbuf = rcvbuf_for(value, False)
+            elif optname == SO_RCVBUFFORCE:
+                if not sock.cap_net_admin_init:
+                    # sk_setsockopt: capable(CAP_NET_ADMIN) in the init user namespace, or
+                    # EPERM and nothing changes (docs/security.md)
+                    raise KernelError(E.EPERM)
+                sock.rcvbuf = rcvbuf_for(value, True)
+            return
         if level == N.SOL_NETLINK:
-            if optname == N.NETLINK_ADD_MEMBERSHIP or optname == N.NETLINK_DROP_MEMBERSHIP:
+            if optname == N.NETLINK_EXT_ACK:
+                sock.ext_ack = bool(value)
+            elif optname == N.NETLINK_ADD_MEMBERSHIP or optname == N.NETLINK_DROP_MEMBERSHIP:
                 fam = self.families[sock.protocol]
                 if not self._may_join(sock):
                     raise KernelError(E.EPERM)   # netlink_setsockopt: before the group check
@@ -363,8 +377,6 @@ class Kernel:
                     self.autobind(sock)
                 bit = 1 << (value - 1)
                 sock.groups = sock.groups | bit if optname == N.NETLINK_ADD_MEMBERSHIP else sock.groups & ~bit
-            elif optname == N.NETLINK_EXT_ACK:
-                sock.ext_ack = bool(value)
             elif optname == N.NETLINK_CAP_ACK:
                 sock.cap_ack = bool(value)
             elif optname == N.NETLINK_GET_STRICT_CHK:
@@ -373,12 +385,6 @@ class Kernel:
                 sock.no_enobufs = bool(value)
                 if value:                  # netlink_setsockopt: a congestion ends at once
                     sock.congested = False
-        elif level == SOL_SOCKET and optname == SO_RCVBUFFORCE and not sock.cap_net_admin_init:
-            # sk_setsockopt: capable(CAP_NET_ADMIN) in the init user namespace, or EPERM and
-            # nothing changes (docs/security.md)
-            raise KernelError(E.EPERM)
-        elif level == SOL_SOCKET and optname in (SO_RCVBUF, SO_RCVBUFFORCE):
-            sock.rcvbuf = rcvbuf_for(value, optname == SO_RCVBUFFORCE)
 
     def close(self, sock: NetlinkSocket) -> None:
         """``netlink_release``: out of the namespace's socket list and port table
