@@ -68,13 +68,16 @@ class NetNamespace:
     dying: bool
     unplugged: dict[str, Any]
     refcounted: bool      # made by unshare(): lives while held (xfrmd/net_namespace.py)
-    former_name: str      # the name `ip netns del` removed while it was held
+    former_name: str | None   # the name `ip netns del` removed while it was held
 
     def __init__(self, kernel: "Kernel", name: str):
         self.kernel = kernel
         self.name = name
         self.sockets: dict[int, set[NetlinkSocket]] = {}      # protocol → open sockets
         self.ports: dict[int, dict[int, NetlinkSocket]] = {}  # protocol → portid → socket
+        # instance attributes, not class defaults: each socket close reads ``refcounted``
+        self.refcounted = False
+        self.former_name = None     # Kernel.set_former_name keeps the index resolve reads
 
     def __repr__(self):
         return f"<netns {self.name}>"
@@ -144,6 +147,9 @@ class Kernel:
         # names bound in /run/netns (``ip netns add``): what ``ip netns list`` shows; a
         # topology's namespaces are not there, as on a host where a test made them otherwise
         self.netns_bound: set[str] = set()
+        # former name → how many live namespaces have it (NetNamespace.former_name): each
+        # socket() asks whether the name it was given is one (net_namespace.resolve)
+        self.former_names: dict[str, int] = {}
         for init in (_initcalls.INITCALLS if initcalls is None else initcalls):
             init(self)
         self.topology = topology
@@ -234,6 +240,21 @@ class Kernel:
                 held.discard(old)
                 held.add(new)
 
+    def set_former_name(self, ns: NetNamespace, name: str) -> None:
+        """``ns`` lost its name ``name`` to ``ip netns del`` while held
+        (net_namespace.netns_umount); ``former_names`` follows."""
+        if ns.former_name is not None:
+            self._count_former_name(ns.former_name, -1)
+        ns.former_name = name
+        self._count_former_name(name, 1)
+
+    def _count_former_name(self, name: str, delta: int) -> None:
+        n = self.former_names.get(name, 0) + delta
+        if n > 0:
+            self.former_names[name] = n
+        else:
+            self.former_names.pop(name, None)
+
     def del_netns(self, name: str) -> None:
         ns = self.namespaces.pop(name, None)
         if ns is None:
@@ -243,6 +264,8 @@ class Kernel:
         for held in self.pid_held.values():
             held.discard(name)
         self.netns_bound.discard(name)
+        if ns.former_name is not None:
+            self._count_former_name(ns.former_name, -1)
         for ops in self._pernet_ops():
             exit_ = getattr(ops, "exit_net", None)
             if exit_:
@@ -257,21 +280,31 @@ class Kernel:
         ``cred`` (:class:`~xfrmd.capability.Credentials`): what the opener may do (the
         server's peers); without it ``admin_uids`` decides. ``create=False``: an unknown
         namespace is ENOENT (a peer cannot make namespaces, docs/security.md)."""
-        if sock_type not in (SOCK_RAW, SOCK_DGRAM):
-            raise KernelError(E.ESOCKTNOSUPPORT)
-        if protocol not in self.families or getattr(self.families[protocol], "refuse_sockets", False):
+        # every `ip` line opens one (Server._replay): nothing here is done twice, nothing
+        # is allocated that is not kept
+        if sock_type != SOCK_RAW and sock_type != SOCK_DGRAM:
+            raise KernelError(E.ESOCKTNOSUPPORT)      # netlink_create
+        fam = self.families.get(protocol)
+        if fam is None or getattr(fam, "refuse_sockets", False):
             # netlink_create: no kernel socket registered for this protocol (or switched off,
             # `xfrmd ctl genetlink off`, to make programs take their non-netlink path)
             raise KernelError(E.EPROTONOSUPPORT)
-        ns = self.netns(resolve(self, netns, pid), create)
-        sock = NetlinkSocket(protocol, ns, pid=pid, uid=uid, sock_type=sock_type,
-                             id=next(self._sock_ids))
+        if pid and netns in self.former_names:
+            netns = resolve(self, netns, pid)         # a name `ip netns del` removed
+        ns = self.namespaces.get(netns)
+        if ns is None:
+            ns = self.netns(netns, create)
+        # __netlink_create: sk_alloc in the namespace, the socket's defaults
+        sock = NetlinkSocket(protocol, ns, pid, uid, sock_type, next(self._sock_ids))
         if cred is not None:
             sock.cap_net_admin = cred.net_admin
             sock.cap_net_admin_init = cred.net_admin_init
         else:
             sock.cap_net_admin = sock.cap_net_admin_init = self.admin_uids is None or uid in self.admin_uids
-        ns.sockets.setdefault(protocol, set()).add(sock)
+        socks = ns.sockets.get(protocol)
+        if socks is None:
+            socks = ns.sockets[protocol] = set()
+        socks.add(sock)
         return sock
 
     def bind(self, sock: NetlinkSocket, portid: int = 0, groups: int = 0) -> None:
@@ -282,7 +315,10 @@ class Kernel:
             if portid and portid != sock.portid:
                 raise KernelError(E.EINVAL)
         elif portid:
-            ports = sock.netns.ports.setdefault(sock.protocol, {})
+            # netlink_insert
+            ports = sock.netns.ports.get(sock.protocol)
+            if ports is None:
+                ports = sock.netns.ports[sock.protocol] = {}
             if portid in ports:
                 raise KernelError(E.EADDRINUSE)
             ports[portid] = sock
@@ -302,7 +338,9 @@ class Kernel:
         """``netlink_autobind``: the process id if free, else a unique negative id."""
         if sock.bound:
             return
-        ports = sock.netns.ports.setdefault(sock.protocol, {})
+        ports = sock.netns.ports.get(sock.protocol)
+        if ports is None:
+            ports = sock.netns.ports[sock.protocol] = {}
         portid = sock.pid
         if not portid or portid in ports:
             while True:
@@ -314,8 +352,22 @@ class Kernel:
         sock.bound = True
 
     def setsockopt(self, sock: NetlinkSocket, level: int, optname: int, value: int) -> None:
+        """``netlink_setsockopt`` (SOL_NETLINK) and ``sk_setsockopt``'s receive buffer
+        sizes. `ip` sets SO_RCVBUF and NETLINK_EXT_ACK on each socket: those come first."""
+        if level == SOL_SOCKET:
+            if optname == SO_RCVBUF:
+                sock.rcvbuf = rcvbuf_for(value, False)
+            elif optname == SO_RCVBUFFORCE:
+                if not sock.cap_net_admin_init:
+                    # sk_setsockopt: capable(CAP_NET_ADMIN) in the init user namespace, or
+                    # EPERM and nothing changes (docs/security.md)
+                    raise KernelError(E.EPERM)
+                sock.rcvbuf = rcvbuf_for(value, True)
+            return
         if level == N.SOL_NETLINK:
-            if optname == N.NETLINK_ADD_MEMBERSHIP or optname == N.NETLINK_DROP_MEMBERSHIP:
+            if optname == N.NETLINK_EXT_ACK:
+                sock.ext_ack = bool(value)
+            elif optname == N.NETLINK_ADD_MEMBERSHIP or optname == N.NETLINK_DROP_MEMBERSHIP:
                 fam = self.families[sock.protocol]
                 if not self._may_join(sock):
                     raise KernelError(E.EPERM)   # netlink_setsockopt: before the group check
@@ -325,8 +377,6 @@ class Kernel:
                     self.autobind(sock)
                 bit = 1 << (value - 1)
                 sock.groups = sock.groups | bit if optname == N.NETLINK_ADD_MEMBERSHIP else sock.groups & ~bit
-            elif optname == N.NETLINK_EXT_ACK:
-                sock.ext_ack = bool(value)
             elif optname == N.NETLINK_CAP_ACK:
                 sock.cap_ack = bool(value)
             elif optname == N.NETLINK_GET_STRICT_CHK:
@@ -335,26 +385,25 @@ class Kernel:
                 sock.no_enobufs = bool(value)
                 if value:                  # netlink_setsockopt: a congestion ends at once
                     sock.congested = False
-        elif level == SOL_SOCKET and optname == SO_RCVBUFFORCE and not sock.cap_net_admin_init:
-            # sk_setsockopt: capable(CAP_NET_ADMIN) in the init user namespace, or EPERM and
-            # nothing changes (docs/security.md)
-            raise KernelError(E.EPERM)
-        elif level == SOL_SOCKET and optname in (SO_RCVBUF, SO_RCVBUFFORCE):
-            sock.rcvbuf = rcvbuf_for(value, optname == SO_RCVBUFFORCE)
 
     def close(self, sock: NetlinkSocket) -> None:
+        """``netlink_release``: out of the namespace's socket list and port table
+        (``netlink_remove``), the dump dropped (``netlink_dump_done``). Group membership is
+        the socket's own ``groups``: nothing to leave (multicast walks ``ns.sockets``)."""
         if sock.closed:
             return
         sock.closed = True
         ns = sock.netns
-        ns.sockets.get(sock.protocol, set()).discard(sock)
+        socks = ns.sockets.get(sock.protocol)
+        if socks is not None:
+            socks.discard(sock)
         if sock.bound:
-            ports = ns.ports.get(sock.protocol, {})
-            if ports.get(sock.portid) is sock:
+            ports = ns.ports.get(sock.protocol)
+            if ports is not None and ports.get(sock.portid) is sock:
                 del ports[sock.portid]
         sock.dump = None
         self.dirty.discard(sock)
-        if getattr(ns, "refcounted", False):     # sk_net's reference (sk_destruct → put_net)
+        if ns.refcounted:                 # sk_net's reference (sk_destruct → put_net)
             put_net(self, ns.name)
 
     # -- data path ---------------------------------------------------------------------

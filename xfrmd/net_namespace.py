@@ -34,7 +34,7 @@ _detached = itertools.count(1)
 
 def in_use(kernel: Kernel, ns: NetNamespace) -> bool:
     """Whether anything the server sees still holds ``ns`` (``refcount_read(&net->ns.count)``)."""
-    if not getattr(ns, "refcounted", False):
+    if not ns.refcounted:
         return True                    # the owner's: topology, `xfrmd ctl netns add`
     if ns.name in kernel.netns_bound:
         return True                    # the bind mount on /run/netns/NAME
@@ -55,7 +55,7 @@ def put_net(kernel: Kernel, name: str) -> None:
         # a process that never talked to the server but was started in it (a forked and
         # exec'd child: `ip netns exec NS sh -c 'daemon &'`) holds it from now on
         names = {ns.name}
-        former = getattr(ns, "former_name", None)
+        former = ns.former_name
         if former and former not in kernel.namespaces:
             names.add(former)
         found = [(p, s) for p, s in kernel.find_processes(names) if p not in kernel.pid_netns]
@@ -94,14 +94,14 @@ def netns_umount(kernel: Kernel, name: str) -> None:
     ns = kernel.namespaces.get(name)
     if ns is None:
         raise KernelError(E.ENOENT, f"no network namespace {name!r}")
-    if not getattr(ns, "refcounted", False):
+    if not ns.refcounted:
         kernel.del_netns(name)
         return
     kernel.netns_bound.discard(name)
     new = f"{kernel.UNNAMED}detached-{next(_detached)}"
     del kernel.namespaces[name]
     ns.name = new
-    ns.former_name = name
+    kernel.set_former_name(ns, name)
     kernel.namespaces[new] = ns
     for pid, n in list(kernel.pid_netns.items()):
         if n == name:
@@ -115,15 +115,14 @@ def resolve(kernel: Kernel, name: str, pid: int) -> str:
     process still in a namespace whose name ``ip netns del`` removed keeps using it, and so
     does a descendant of such a process (``kernel.parent_of``: the server reads
     /proc/PID/stat), which holds the namespace from then on as its ancestor does."""
-    if not pid or not any(getattr(ns, "former_name", None) == name
-                          for ns in kernel.namespaces.values()):
+    if not pid or name not in kernel.former_names:     # kept by Kernel.set_former_name
         return name
     p = pid
     for _ in range(64):
         moved = kernel.pid_netns.get(p)
         if moved is not None:
             ns = kernel.namespaces.get(moved)
-            if ns is None or getattr(ns, "former_name", None) != name:
+            if ns is None or ns.former_name != name:
                 return name
             if p != pid:
                 note_pid(kernel, pid, 0, moved)

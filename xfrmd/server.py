@@ -1268,6 +1268,9 @@ class Server:
                     portid, groups = struct.unpack_from("=II", payload)
                     k.bind(sock, portid, groups)
                 else:
+                    # the process's id may still be held by its previous socket, whose
+                    # close is unread on another connection: read that first (_bind_auto)
+                    self._drain_holder(sock, conn, sock.pid & 0xFFFFFFFF)
                     k.autobind(sock)
                 err = 0
             except KernelError as e:
@@ -1299,6 +1302,14 @@ class Server:
         conn.pending_frames = 0
         conn.reads_reset()
 
+    def _drain_holder(self, sock, conn: Connection, portid: int) -> None:
+        """Read the connection of the socket of the same process that holds ``portid``."""
+        holder = sock.netns.ports.get(sock.protocol, {}).get(portid)
+        if holder is not None:
+            hc = self.conns.get(holder)
+            if hc is not None and hc.pid == conn.pid and hc is not conn:
+                self._event(hc, select.EPOLLIN, drain=True)
+
     def _bind_auto(self, sock, conn: Connection, portid: int, groups: int) -> bytes | None:
         """The shim predicted that ``netlink_autobind`` gives this socket its process id
         (the process has no other socket holding it) and did not wait. The id may still be
@@ -1308,11 +1319,7 @@ class Server:
         k = self.kernel
         if sock.bound:
             return None
-        holder = sock.netns.ports.get(sock.protocol, {}).get(portid)
-        if holder is not None:
-            hc = self.conns.get(holder)
-            if hc is not None and hc.pid == conn.pid and hc is not conn:
-                self._event(hc, select.EPOLLIN, drain=True)
+        self._drain_holder(sock, conn, portid)
         if portid == conn.pid & 0xFFFFFFFF:
             try:
                 k.bind(sock, portid, groups)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 ENOBUFS = 105
@@ -64,12 +64,17 @@ def rcvbuf_for(value: int, force: bool, rmem_max: int = RMEM_MAX) -> int:
     unsigned int with rmem_max (a negative value gets rmem_max); SO_RCVBUFFORCE takes a
     negative value as 0; the result is doubled, capped at INT_MAX and at least
     SOCK_MIN_RCVBUF."""
+    # conditionals, not min/max: ip sets SO_RCVBUF on every socket it opens
     if force:
-        v = max(value, 0)
+        v = value if value > 0 else 0
     else:
-        v = min(value & 0xFFFFFFFF, rmem_max)
-    v = min(v, 0x7FFFFFFF // 2)
-    return max(v * 2, SOCK_MIN_RCVBUF)
+        v = value & 0xFFFFFFFF
+        if v > rmem_max:
+            v = rmem_max
+    if v > 0x7FFFFFFF // 2:
+        v = 0x7FFFFFFF // 2
+    v *= 2
+    return v if v > SOCK_MIN_RCVBUF else SOCK_MIN_RCVBUF
 
 
 def sock_error_frame(errno: int) -> bytes:
@@ -88,37 +93,74 @@ class DumpState:
     intr: bool = False            # NLM_F_DUMP_INTR on the next message put (xfrmd.fault)
 
 
-@dataclass(eq=False, slots=True)
 class NetlinkSocket:
+    """``struct netlink_sock``. A plain class with ``__slots__`` and an ``__init__`` written
+    out (every `ip` line opens one: a generated dataclass ``__init__`` matching ~30 keyword
+    parameters was a tenth of an open/close). Extra keywords (``rcvbuf=…``, tests) set the
+    field of that name."""
+
+    __slots__ = ("protocol", "netns", "pid", "uid", "sock_type", "portid", "bound", "groups",
+                 "ext_ack", "cap_ack", "strict_chk", "no_enobufs", "cap_net_admin",
+                 "cap_net_admin_init", "rcvbuf", "max_recvmsg_len", "rx", "rx_truesize",
+                 "rx_bytes", "outq", "outq_probe", "congested", "drops", "reply_dropped",
+                 "dump", "closed", "id", "client_ino", "netns_fds")
+
     protocol: int
     netns: Any                    # the NetNamespace
-    pid: int = 0                  # creator's process id (SO_PEERCRED)
-    uid: int = 0
-    sock_type: int = 3            # SOCK_RAW
-    portid: int = 0
-    bound: bool = False
-    groups: int = 0               # bit (g-1) set = member of group g
-    ext_ack: bool = False
-    cap_ack: bool = False
-    strict_chk: bool = False
-    no_enobufs: bool = False
-    cap_net_admin: bool = True    # in the namespace's user namespace (xfrmd/capability.py)
-    cap_net_admin_init: bool = True   # in the init user namespace (SO_RCVBUFFORCE)
-    rcvbuf: int = RMEM_DEFAULT
-    max_recvmsg_len: int = 0
-    rx: deque = field(default_factory=deque)
-    rx_truesize: deque = field(default_factory=deque)  # what each datagram in rx is charged
-    rx_bytes: int = 0             # truesize charged for rx (sk_rmem_alloc, this side)
-    outq: int = 0                 # charged for what left rx but was not read (set by I/O)
-    outq_probe: Any = None        # I/O's exact count of that, called before a drop decision
-    congested: bool = False       # NETLINK_S_CONGESTED
-    drops: int = 0                # sk_drops
-    reply_dropped: bool = False   # a unicast to it was dropped while a request was handled
-    dump: DumpState | None = None
-    closed: bool = False
-    id: int = 0                   # unique per kernel, for logs and traces
-    client_ino: int = 0           # inode of the shim's end of the connection (found again after exec)
-    netns_fds: dict | None = None # fd → emulated namespace name, for IFLA_NET_NS_FD (F_NETNS_FD)
+    pid: int                      # creator's process id (SO_PEERCRED)
+    uid: int
+    sock_type: int                # SOCK_RAW or SOCK_DGRAM
+    portid: int
+    bound: bool
+    groups: int                   # bit (g-1) set = member of group g
+    ext_ack: bool
+    cap_ack: bool
+    strict_chk: bool
+    no_enobufs: bool
+    cap_net_admin: bool           # in the namespace's user namespace (xfrmd/capability.py)
+    cap_net_admin_init: bool      # in the init user namespace (SO_RCVBUFFORCE)
+    rcvbuf: int                   # sk_rcvbuf
+    max_recvmsg_len: int
+    rx: deque
+    rx_truesize: deque            # what each datagram in rx is charged
+    rx_bytes: int                 # truesize charged for rx (sk_rmem_alloc, this side)
+    outq: int                     # charged for what left rx but was not read (set by I/O)
+    outq_probe: Any               # I/O's exact count of that, called before a drop decision
+    congested: bool               # NETLINK_S_CONGESTED
+    drops: int                    # sk_drops
+    reply_dropped: bool           # a unicast to it was dropped while a request was handled
+    dump: DumpState | None
+    closed: bool
+    id: int                       # unique per kernel, for logs and traces
+    client_ino: int               # inode of the shim's end of the connection (found again after exec)
+    netns_fds: dict | None        # fd → emulated namespace name, for IFLA_NET_NS_FD (F_NETNS_FD)
+
+    def __init__(self, protocol: int, netns: Any, pid: int = 0, uid: int = 0,
+                 sock_type: int = 3, id: int = 0, **fields: Any):
+        self.protocol = protocol
+        self.netns = netns
+        self.pid = pid
+        self.uid = uid
+        self.sock_type = sock_type
+        self.id = id
+        self.portid = 0
+        self.bound = False
+        self.groups = 0
+        self.ext_ack = self.cap_ack = self.strict_chk = self.no_enobufs = False
+        self.cap_net_admin = self.cap_net_admin_init = True
+        self.rcvbuf = RMEM_DEFAULT
+        self.max_recvmsg_len = 0
+        self.rx = deque()
+        self.rx_truesize = deque()
+        self.rx_bytes = self.outq = self.drops = self.client_ino = 0
+        self.outq_probe = self.dump = self.netns_fds = None
+        self.congested = self.reply_dropped = self.closed = False
+        if fields:
+            for name, value in fields.items():
+                setattr(self, name, value)   # AttributeError for a name that is no field
+
+    def __repr__(self) -> str:
+        return f"<NetlinkSocket {self.id} protocol {self.protocol} portid {self.portid}>"
 
     def rmem(self) -> int:
         """``sk_rmem_alloc``: what is queued and not read yet."""
