@@ -24,7 +24,7 @@ from .errors import KernelError
 from .fault import FaultTable
 from .net_namespace import note_pid, put_net, resolve
 from .netlink.core import MAX_RECVMSG_LEN, dump_alloc_size, dump_batch, netlink_rcv_skb
-from .netlink.socket import ENOBUFS, NetlinkSocket, rcvbuf_for, skb_truesize
+from .netlink.socket import ENOBUFS, NetlinkSocket, rcvbuf_for, skb_truesize, update_listeners
 from .notifier import NotifierChain
 from .stats import Stats
 from .vfs import Vfs
@@ -75,6 +75,9 @@ class NetNamespace:
         self.name = name
         self.sockets: dict[int, set[NetlinkSocket]] = {}      # protocol → open sockets
         self.ports: dict[int, dict[int, NetlinkSocket]] = {}  # protocol → portid → socket
+        # protocol → OR of its open sockets' groups (nl_table[].listeners), kept by
+        # update_listeners wherever a socket's groups change or it closes
+        self.listeners: dict[int, int] = {}
         # instance attributes, not class defaults: each socket close reads ``refcounted``
         self.refcounted = False
         self.former_name = None     # Kernel.set_former_name keeps the index resolve reads
@@ -397,6 +400,8 @@ class Kernel:
         socks = ns.sockets.get(sock.protocol)
         if socks is not None:
             socks.discard(sock)
+        if sock._groups:                  # netlink_release → netlink_update_listeners
+            update_listeners(ns, sock.protocol)
         if sock.bound:
             ports = ns.ports.get(sock.protocol)
             if ports is not None and ports.get(sock.portid) is sock:
@@ -450,14 +455,13 @@ class Kernel:
                 else:
                     self.dirty.add(s)
 
-    def has_listeners(self, netns: NetNamespace, protocol: int, group: int) -> bool:
-        if group <= 0:
-            return False
-        bit = 1 << (group - 1)
-        for s in netns.sockets.get(protocol, ()):
-            if s.groups & bit:
-                return True
-        return False
+    @staticmethod
+    def has_listeners(netns: NetNamespace, protocol: int, group: int) -> bool:
+        """``netlink_has_listeners``: a test of the namespace's listeners mask, which
+        update_listeners keeps (xfrmd/netlink/socket.py); no walk of the sockets. The kernel's
+        bitmap is per protocol across namespaces; this one is per namespace, which only
+        spares building a message no member of this namespace would receive."""
+        return group > 0 and bool(netns.listeners.get(protocol, 0) >> (group - 1) & 1)
 
     def netlink_dump(self, sock: NetlinkSocket) -> int:
         """One step of ``netlink_dump``: 0, or -ENOBUFS when the step's skb does not fit

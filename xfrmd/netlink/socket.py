@@ -99,7 +99,7 @@ class NetlinkSocket:
     parameters was a tenth of an open/close). Extra keywords (``rcvbuf=…``, tests) set the
     field of that name."""
 
-    __slots__ = ("protocol", "netns", "pid", "uid", "sock_type", "portid", "bound", "groups",
+    __slots__ = ("protocol", "netns", "pid", "uid", "sock_type", "portid", "bound", "_groups",
                  "ext_ack", "cap_ack", "strict_chk", "no_enobufs", "cap_net_admin",
                  "cap_net_admin_init", "rcvbuf", "max_recvmsg_len", "rx", "rx_truesize",
                  "rx_bytes", "outq", "outq_probe", "congested", "drops", "reply_dropped",
@@ -145,7 +145,7 @@ class NetlinkSocket:
         self.id = id
         self.portid = 0
         self.bound = False
-        self.groups = 0
+        self._groups = 0               # not yet in ns.sockets: no listeners to update
         self.ext_ack = self.cap_ack = self.strict_chk = self.no_enobufs = False
         self.cap_net_admin = self.cap_net_admin_init = True
         self.rcvbuf = RMEM_DEFAULT
@@ -256,4 +256,29 @@ class NetlinkSocket:
         return d
 
     def member(self, group: int) -> bool:
-        return group > 0 and bool(self.groups >> (group - 1) & 1)
+        return group > 0 and bool(self._groups >> (group - 1) & 1)
+
+    @property
+    def groups(self) -> int:
+        return self._groups
+
+    @groups.setter
+    def groups(self, value: int) -> None:
+        # every change of membership refreshes the namespace's listeners mask, as each
+        # path that changes nlk->groups ends in netlink_update_listeners
+        self._groups = value
+        if not self.closed:
+            update_listeners(self.netns, self.protocol)
+
+
+def update_listeners(ns: Any, protocol: int) -> None:
+    """``netlink_update_listeners``: the OR of the groups of the open sockets of
+    ``protocol`` in ``ns``, kept in ``ns.listeners`` for ``Kernel.has_listeners``
+    (``netlink_has_listeners`` reads the table's listeners bitmap, never the sockets)."""
+    socks = getattr(ns, "sockets", None)
+    if socks is None:           # a bare socket made by a test, in no namespace
+        return
+    mask = 0
+    for s in socks.get(protocol, ()):
+        mask |= s._groups
+    ns.listeners[protocol] = mask

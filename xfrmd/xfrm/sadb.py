@@ -54,6 +54,8 @@ XFRM_ACQ_EXPIRES = 30
 XFRM_AEVENT_ETIME = 10   # units of 100 ms
 XFRM_AEVENT_RSEQTH = 2
 
+_SA_BIT = 1 << (G.SA - 1)      # the group's bit in NetNamespace.listeners
+
 
 def addr_key(addr: bytes, family: int) -> bytes:
     """``xfrm_addr_equal`` compares 4 bytes for AF_INET, 16 for AF_INET6."""
@@ -650,7 +652,8 @@ class StateDb:
 
     def km_state_notify(self, x: SecurityAssociation, event: int, seq: int, pid: int) -> None:
         # the message is only worth building for a listener
-        if self.kernel.has_listeners(self.ns, NETLINK_XFRM, G.SA):
+        # xfrm_nlmsg_multicast's gate, netlink_has_listeners inlined (Kernel.has_listeners)
+        if self.ns.listeners.get(NETLINK_XFRM, 0) & _SA_BIT:
             self.multicast(G.SA, x.notify_message(event, seq, pid))
 
     def km_flush_notify(self, proto: int, seq: int, pid: int) -> None:

@@ -28,6 +28,8 @@ XFRM_KM_TIMEOUT = 30
 POLICY_MAX = 3
 IPSEC_ULPROTO_ANY = 255
 
+_POLICY_BIT = 1 << (G.POLICY - 1)      # the group's bit in NetNamespace.listeners
+
 
 class PolicyDb:
     """``net->xfrm`` policy side."""
@@ -290,7 +292,8 @@ class PolicyDb:
 
     def km_policy_notify(self, pol: Policy, event: int, seq: int, pid: int,
                          byid: bool = False) -> None:
-        if self.kernel.has_listeners(self.ns, NETLINK_XFRM, G.POLICY):
+        # xfrm_nlmsg_multicast's gate, netlink_has_listeners inlined (Kernel.has_listeners)
+        if self.ns.listeners.get(NETLINK_XFRM, 0) & _POLICY_BIT:
             self.multicast(G.POLICY, pol.notify_message(event, seq, pid, byid))
 
     def km_flush_notify(self, ptype: int, seq: int, pid: int) -> None:
