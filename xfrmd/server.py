@@ -46,9 +46,36 @@ from .stats import INTERNAL_ERROR
 _BATCH_KIND = struct.pack("=H", T.F_BATCH)
 _U16 = struct.Struct("=H")
 _U32 = struct.Struct("=I")
+
 _SETSOCKOPT = struct.Struct("=IIi")
 _BIND = struct.Struct("=II")
 _UCRED = struct.Struct("3i")             # struct ucred: pid, uid, gid
+
+# the opening frames of a kept connection, as Server._replay applies them
+_F_SETSOCKOPT = T.F_SETSOCKOPT
+_REOPEN = -1                   # RELEASE then HELLO: the line's new socket replaces the last
+
+
+def _fuse_reopen(ops: list) -> list | None:
+    """The noted opening frames with each RELEASE and the HELLO after it made one REOPEN
+    (_replay does both at once); None if a RELEASE is not followed by a HELLO (the batch
+    has no socket left to replay on: it is not noted)."""
+    out: list = []
+    i = 0
+    while i < len(ops):
+        kind, args, end = ops[i]
+        if kind == T.F_RELEASE:
+            if i + 1 == len(ops) or ops[i + 1][0] != T.F_HELLO:
+                return None
+            out.append((_REOPEN, ops[i + 1][1], ops[i + 1][2]))
+            i += 2
+            continue
+        if kind == T.F_HELLO:
+            return None                # a HELLO is noted only after a RELEASE
+        out.append(ops[i])
+        i += 1
+    return out
+
 
 log = logging.getLogger("xfrmd.server")
 
@@ -830,7 +857,9 @@ class Server:
                     elif kind == T.F_HELLO and conn.kind is None:
                         op = (kind, None, end)
             elif ops:
-                conn.prefix, conn.prefix_ops = rec[:o - 4], ops
+                fused = _fuse_reopen(ops)
+                if fused is not None:
+                    conn.prefix, conn.prefix_ops = rec[:o - 4], fused
                 ops = None
             if ops is not None and op is None:
                 ops = None
@@ -850,46 +879,52 @@ class Server:
     def _replay(self, conn: Connection) -> int:
         """Apply the opening frames noted in ``conn.prefix_ops`` as :meth:`_one` would apply
         them; the offset of the first record left to read, or -1 if the connection closed.
-        RELEASE and HELLO are :meth:`_release` and :meth:`_hello_netlink` inline (one
-        `ip -batch` line is one of these replays: their calls were a tenth of its cost)."""
+        RELEASE+HELLO (:func:`_fuse_reopen`) is :meth:`_release` and :meth:`_hello_netlink`
+        inline: one `ip -batch` line is one of these replays, and their calls and the
+        bookkeeping between them were half of its cost."""
         k = self.kernel
         for kind, args, end in conn.prefix_ops:
-            if kind == T.F_SETSOCKOPT:
+            if kind == _F_SETSOCKOPT:
                 try:
                     k.setsockopt(conn.sock, *args)
                 except KernelError:
                     pass
-            elif kind == T.F_RELEASE:
-                sock = conn.sock
-                if sock is not None:
-                    self.conns.pop(sock, None)
-                    k.close(sock)
-                    conn.sock = None
-                conn.kind = None
-                conn.open_error = 0
+            elif kind == _REOPEN:
+                # _release: the old socket goes (netlink_release). A replay starts bound
+                # (_batch checks conn.sock), and a noted HELLO made the connection greeted
+                # and its probe: conn.greeted and conn.probe need no update.
+                conns = self.conns
+                old = conn.sock
+                conns.pop(old, None)
+                k.close(old)
                 if conn.pending:
                     conn.pending.clear()
                 conn.pending_ts = conn.pending_frames = 0
-                # reads_reset: by the HELLO that follows
-            elif kind == T.F_HELLO:
-                conn.greeted = True
+                # _hello_netlink: the new one, with what the noted HELLO said
                 _, protocol, sock_type, conn.netns, ino = args
                 conn.kind = NETLINK
+                # reads_reset, inline
+                q = conn.sent_ts
+                if q is None:
+                    conn.sent_ts = collections.deque()
+                elif q:
+                    q.clear()
+                conn.sent_unread = conn.read_n = 0
                 try:
                     sock = k.socket(protocol, conn.netns, pid=conn.pid, uid=conn.uid,
                                     sock_type=sock_type, cred=conn.cred, create=False)
                 except KernelError as e:
                     # the namespace went away: as _hello_netlink, then the rest as sent
-                    conn.reads_reset()
+                    conn.sock = None
                     conn.open_error = e.errno
                     if e.errno == E.ENOENT:
                         log.info("pid %d asked for network namespace %r, which does not exist",
                                  conn.pid, conn.netns)
                     return end
+                conn.open_error = 0
                 sock.client_ino = ino
-                conn.reads_reset()
                 sock.outq_probe = conn.probe
-                self.conns[sock] = conn
+                conns[sock] = conn
                 conn.sock = sock
             else:                            # BIND_AUTO
                 sock = conn.sock
