@@ -149,8 +149,12 @@ def test_interrupted_build_leaves_nothing(tmp_path):
     _require_mmdebstrap()
     for sig in (signal.SIGINT, signal.SIGTERM):
         env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path))
+        # SIGINT as a terminal's foreground job has it: a harness started in the background
+        # by a non-interactive shell inherits it ignored, and then only mmdebstrap (which
+        # sets its own handler) would see the Ctrl-C
         p = subprocess.Popen(XFRMD + ["userland", "build", "trixie-libreswan"], env=env,
-                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+                             stderr=subprocess.PIPE, text=True, start_new_session=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         seen = []
         for line in p.stderr:
             seen.append(line)
