@@ -76,7 +76,7 @@ def test_env_and_ctl_output_survives_the_quick_exit(tmp_path):
     assert len(p.stdout.splitlines()) > 10
 
 
-def test_run_exit_status_and_messages_after_the_quick_exit():
+def test_run_exit_status_and_messages_after_the_quick_exit(tmp_path):
     require_shim("sh")
     env = _unbuffered_off()
     p = subprocess.run(XFRMD + ["run", "--", "sh", "-c", "echo out; echo err >&2; exit 7"],
@@ -85,10 +85,11 @@ def test_run_exit_status_and_messages_after_the_quick_exit():
     p = subprocess.run(XFRMD + ["run", "--", "sh", "-c", "kill -TERM $$"],
                        capture_output=True, text=True, env=env, timeout=60)
     assert p.returncode == 128 + 15
-    p = subprocess.run(XFRMD + ["run", "--", "/nonexistent/cmd"], capture_output=True,
+    missing = str(tmp_path / "no-such-cmd")             # a command that does not exist
+    p = subprocess.run(XFRMD + ["run", "--", missing], capture_output=True,
                        text=True, env=env, timeout=60)
     assert p.returncode == 127
-    assert p.stderr == "xfrmd run: /nonexistent/cmd: No such file or directory\n"
+    assert p.stderr == f"xfrmd run: {missing}: No such file or directory\n"
 
 
 def test_the_private_socket_directory_goes_away():
