@@ -310,6 +310,64 @@ class Kernel:
         socks.add(sock)
         return sock
 
+    def reopen(self, sock: NetlinkSocket, protocol: int, netns: str, pid: int, uid: int,
+               sock_type: int, cred=None, portid: int = 0) -> NetlinkSocket:
+        """``close(sock)``, then ``socket(protocol, netns, pid=pid, uid=uid,
+        sock_type=sock_type, cred=cred, create=False)`` and, given ``portid``,
+        ``bind(new, portid)`` (a bind that fails leaves the new socket unbound: the caller's
+        BIND_AUTO path says why): a kept connection's RELEASE, HELLO and BIND_AUTO, once per
+        `ip -batch` line (Server._replay). Errors are socket()'s.
+
+        When nothing can tell the difference, ``sock`` itself becomes the new socket, reset in
+        place (:meth:`NetlinkSocket.fresh`) under a new ``id``: it is open, in no group, in
+        the namespace named, which is not refcounted (no put_net), with the protocol, type and
+        owner asked. As netlink_release does, its queue and dump are dropped and its port id
+        is freed — or kept when it is ``portid``, which netlink_insert would give it again.
+        Every other case is :meth:`close` and :meth:`socket`, the reference."""
+        ns = sock.netns
+        fam = self.families.get(protocol)
+        if (sock.closed or sock._groups or ns.refcounted or sock.protocol != protocol
+                or sock.sock_type != sock_type or sock.pid != pid or sock.uid != uid
+                or self.namespaces.get(netns) is not ns or fam is None
+                or getattr(fam, "refuse_sockets", False) or (pid and netns in self.former_names)):
+            self.close(sock)
+            sock = self.socket(protocol, netns, pid=pid, uid=uid, sock_type=sock_type,
+                               cred=cred, create=False)
+            if portid:
+                try:
+                    self.bind(sock, portid)
+                except KernelError:
+                    pass
+            return sock
+        keep = False
+        if sock.bound:                    # netlink_release → netlink_remove
+            ports = ns.ports.get(protocol)
+            if ports is not None and ports.get(sock.portid) is sock:
+                if sock.portid == portid:
+                    keep = True
+                else:
+                    del ports[sock.portid]
+        self.dirty.discard(sock)
+        if sock.rx:                       # skb_queue_purge
+            sock.rx.clear()
+            sock.rx_truesize.clear()
+        sock.fresh()                      # __netlink_create
+        sock.id = next(self._sock_ids)
+        if cred is not None:
+            sock.cap_net_admin = cred.net_admin
+            sock.cap_net_admin_init = cred.net_admin_init
+        else:
+            sock.cap_net_admin = sock.cap_net_admin_init = self.admin_uids is None or uid in self.admin_uids
+        if keep:
+            sock.portid = portid
+            sock.bound = True
+        elif portid:
+            try:
+                self.bind(sock, portid)
+            except KernelError:
+                pass
+        return sock
+
     def bind(self, sock: NetlinkSocket, portid: int = 0, groups: int = 0) -> None:
         """``netlink_bind``: assign or check the port id, then set the legacy group mask."""
         if groups and not self._may_join(sock):
@@ -329,7 +387,7 @@ class Kernel:
             sock.bound = True
         else:
             self.autobind(sock)
-        if groups or sock.groups & 0xFFFFFFFF:
+        if groups or sock._groups & 0xFFFFFFFF:     # the field: no property call when 0
             sock.groups = (sock.groups & ~0xFFFFFFFF) | (groups & 0xFFFFFFFF)
 
     @staticmethod

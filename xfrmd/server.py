@@ -40,7 +40,7 @@ from .inet import udp as inet_udp
 from .kernel import Kernel, KernelError
 from .linkgen_page import LinkgenPage
 from .net_namespace import process_exit
-from .netlink.socket import sock_error_frame
+from .netlink.socket import rcvbuf_for, sock_error_frame
 from .stats import INTERNAL_ERROR
 
 _BATCH_KIND = struct.pack("=H", T.F_BATCH)
@@ -54,25 +54,50 @@ _UCRED = struct.Struct("3i")             # struct ucred: pid, uid, gid
 # the opening frames of a kept connection, as Server._replay applies them
 _F_SETSOCKOPT = T.F_SETSOCKOPT
 _REOPEN = -1                   # RELEASE then HELLO: the line's new socket replaces the last
+_RCVBUF = -2                   # SETSOCKOPT SO_RCVBUF: sk_rcvbuf's new value, written
+_EXT_ACK = -3                  # SETSOCKOPT NETLINK_EXT_ACK: the flag, written
+_SOL_SOCKET, _SO_RCVBUF = 1, 8
+_SOL_NETLINK, _NETLINK_EXT_ACK = 270, 11
 
 
 def _fuse_reopen(ops: list) -> list | None:
-    """The noted opening frames with each RELEASE and the HELLO after it made one REOPEN
-    (_replay does both at once); None if a RELEASE is not followed by a HELLO (the batch
-    has no socket left to replay on: it is not noted)."""
+    """The noted opening frames as :meth:`Server._replay` applies them; None if a RELEASE
+    is not followed by a HELLO (the batch has no socket left to replay on: it is not noted).
+
+    * each RELEASE and the HELLO after it are one REOPEN (``Kernel.reopen``);
+    * the two options `ip` sets on every socket become the value written to the socket's
+      field: what ``Kernel.setsockopt`` writes for them depends on nothing but the value
+      (``rcvbuf_for``, ``bool``), and neither can fail;
+    * a group-less BIND_AUTO that follows a REOPEN with only those options between is
+      also handed to the REOPEN (its port id, last in its arguments), which binds the new
+      socket at once when the id is the process's (the options do not depend on the
+      binding). The BIND_AUTO stays: on a socket that is bound it does nothing
+      (``_bind_auto``), else it takes its usual way."""
     out: list = []
+    reopen = -1                        # the REOPEN that a BIND_AUTO may still join
     i = 0
     while i < len(ops):
         kind, args, end = ops[i]
         if kind == T.F_RELEASE:
             if i + 1 == len(ops) or ops[i + 1][0] != T.F_HELLO:
                 return None
-            out.append((_REOPEN, ops[i + 1][1], ops[i + 1][2]))
+            _, protocol, sock_type, netns, ino = ops[i + 1][1]
+            reopen = len(out)
+            out.append((_REOPEN, (protocol, sock_type, netns, ino, 0), ops[i + 1][2]))
             i += 2
             continue
         if kind == T.F_HELLO:
             return None                # a HELLO is noted only after a RELEASE
-        out.append(ops[i])
+        if kind == _F_SETSOCKOPT and args[0] == _SOL_SOCKET and args[1] == _SO_RCVBUF:
+            out.append((_RCVBUF, rcvbuf_for(args[2], False), end))
+        elif kind == _F_SETSOCKOPT and args[0] == _SOL_NETLINK and args[1] == _NETLINK_EXT_ACK:
+            out.append((_EXT_ACK, bool(args[2]), end))
+        else:
+            if kind == T.F_BIND_AUTO and reopen >= 0 and args[1] == 0:
+                k, a, e = out[reopen]
+                out[reopen] = (k, a[:4] + (args[0],), e)
+            reopen = -1
+            out.append(ops[i])
         i += 1
     return out
 
@@ -877,35 +902,24 @@ class Server:
         return True
 
     def _replay(self, conn: Connection) -> int:
-        """Apply the opening frames noted in ``conn.prefix_ops`` as :meth:`_one` would apply
-        them; the offset of the first record left to read, or -1 if the connection closed.
-        RELEASE+HELLO (:func:`_fuse_reopen`) is :meth:`_release` and :meth:`_hello_netlink`
-        inline: one `ip -batch` line is one of these replays, and their calls and the
-        bookkeeping between them were half of its cost."""
+        """Apply the opening frames noted in ``conn.prefix_ops`` (:func:`_fuse_reopen`) as
+        :meth:`_one` would apply them; the offset of the first record left to read, or -1 if
+        the connection closed. RELEASE+HELLO is :meth:`_release` and :meth:`_hello_netlink`
+        inline, the socket's close and open one ``Kernel.reopen``: one `ip -batch` line is
+        one of these replays, and their calls and the bookkeeping between them were half of
+        its cost."""
         k = self.kernel
-        setsockopt = k.setsockopt
+        sock = conn.sock
         for kind, args, end in conn.prefix_ops:
-            if kind == _F_SETSOCKOPT:
-                # positional, not *args: a call with a star costs a third more (`ip` sets
-                # two options on each socket)
-                level, optname, value = args
-                try:
-                    setsockopt(conn.sock, level, optname, value)
-                except KernelError:
-                    pass
-            elif kind == _REOPEN:
+            if kind == _REOPEN:
                 # _release: the old socket goes (netlink_release). A replay starts bound
                 # (_batch checks conn.sock), and a noted HELLO made the connection greeted
                 # and its probe: conn.greeted and conn.probe need no update.
-                conns = self.conns
-                old = conn.sock
-                conns.pop(old, None)
-                k.close(old)
                 if conn.pending:
                     conn.pending.clear()
                 conn.pending_ts = conn.pending_frames = 0
                 # _hello_netlink: the new one, with what the noted HELLO said
-                _, protocol, sock_type, conn.netns, ino = args
+                protocol, sock_type, conn.netns, ino, portid = args
                 conn.kind = NETLINK
                 # reads_reset, inline
                 q = conn.sent_ts
@@ -914,11 +928,16 @@ class Server:
                 elif q:
                     q.clear()
                 conn.sent_unread = conn.read_n = 0
+                pid = conn.pid
+                if portid != pid & 0xFFFFFFFF:
+                    portid = 0                # another id: _bind_auto's way (autobind)
+                old = sock
                 try:
-                    sock = k.socket(protocol, conn.netns, pid=conn.pid, uid=conn.uid,
-                                    sock_type=sock_type, cred=conn.cred, create=False)
+                    sock = k.reopen(old, protocol, conn.netns, pid, conn.uid, sock_type,
+                                    conn.cred, portid)
                 except KernelError as e:
                     # the namespace went away: as _hello_netlink, then the rest as sent
+                    self.conns.pop(old, None)
                     conn.sock = None
                     conn.open_error = e.errno
                     if e.errno == E.ENOENT:
@@ -928,14 +947,28 @@ class Server:
                 conn.open_error = 0
                 sock.client_ino = ino
                 sock.outq_probe = conn.probe
-                conns[sock] = conn
-                conn.sock = sock
+                if sock is not old:
+                    conns = self.conns
+                    conns.pop(old, None)
+                    conns[sock] = conn
+                    conn.sock = sock
+            elif kind == _RCVBUF:
+                sock.rcvbuf = args           # setsockopt(SO_RCVBUF), see _fuse_reopen
+            elif kind == _EXT_ACK:
+                sock.ext_ack = args          # setsockopt(NETLINK_EXT_ACK)
+            elif kind == _F_SETSOCKOPT:
+                level, optname, value = args
+                try:
+                    k.setsockopt(sock, level, optname, value)
+                except KernelError:
+                    pass
             else:                            # BIND_AUTO
-                sock = conn.sock
+                if sock.bound:
+                    continue                 # bound by the REOPEN (or before): nothing to do
                 portid, groups = args
                 # _bind_auto's usual case: the process's id, which nobody holds
                 # (a port someone holds is EADDRINUSE from bind: no need to look first)
-                if not sock.bound and portid == conn.pid & 0xFFFFFFFF:
+                if portid == conn.pid & 0xFFFFFFFF:
                     try:
                         k.bind(sock, portid, groups)
                         continue

@@ -143,21 +143,30 @@ class NetlinkSocket:
         self.uid = uid
         self.sock_type = sock_type
         self.id = id
-        self.portid = 0
-        self.bound = False
         self._groups = 0               # not yet in ns.sockets: no listeners to update
-        self.ext_ack = self.cap_ack = self.strict_chk = self.no_enobufs = False
         self.cap_net_admin = self.cap_net_admin_init = True
-        self.rcvbuf = RMEM_DEFAULT
-        self.max_recvmsg_len = 0
         self.rx = deque()
         self.rx_truesize = deque()
-        self.rx_bytes = self.outq = self.drops = self.client_ino = 0
-        self.outq_probe = self.dump = self.netns_fds = None
-        self.congested = self.reply_dropped = self.closed = False
+        self.closed = False
+        self.fresh()
         if fields:
             for name, value in fields.items():
                 setattr(self, name, value)   # AttributeError for a name that is no field
+
+    def fresh(self) -> None:
+        """The defaults ``__netlink_create`` gives every new socket, of what a program can
+        change on it: also what :meth:`Kernel.reopen <xfrmd.kernel.Kernel.reopen>` resets
+        when it reuses this object for the next socket. Not here (set by the caller): the
+        creation arguments, ``id``, the capabilities, the groups (0 on a reused socket), the
+        queue (emptied there) and ``closed``."""
+        self.portid = 0
+        self.bound = False
+        self.ext_ack = self.cap_ack = self.strict_chk = self.no_enobufs = False
+        self.rcvbuf = RMEM_DEFAULT
+        self.max_recvmsg_len = 0
+        self.rx_bytes = self.outq = self.drops = self.client_ino = 0
+        self.outq_probe = self.dump = self.netns_fds = None
+        self.congested = self.reply_dropped = False
 
     def __repr__(self) -> str:
         return f"<NetlinkSocket {self.id} protocol {self.protocol} portid {self.portid}>"
