@@ -409,6 +409,44 @@ static int t_reuse(void)
     return 0;
 }
 
+/* A kept connection stays open in the shim (above fd 512) while a socket reuses it: when that
+ * socket ends without being kept (it joined a group; dup2 put another file on its fd), the
+ * connection must end with it, or the server would keep its port id: the next socket's
+ * autobind then gets the process's id again. The numbers the program sees are Linux's. */
+static int t_keepfd(void)
+{
+    struct sockaddr_nl ga = { .nl_family = AF_NETLINK, .nl_groups = XFRMGRP_POLICY };
+    int a = nl_socket(0);
+    ask_ack(a, 80); answer_ack(a, 80);
+    close(a);                                   /* kept */
+    int b = nl_socket(0);                       /* takes it again */
+    CHECK(b == a);
+    CHECK(bind(b, (struct sockaddr *)&ga, sizeof ga) == 0);
+    ask_ack(b, 81); answer_ack(b, 81);
+    CHECK(portid(b) == (unsigned)getpid());
+    close(b);                                   /* in a group: not kept */
+    int n = open("/dev/null", O_RDONLY);
+    CHECK(n == a);
+    close(n);
+    int c = nl_socket(0);
+    ask_ack(c, 82); answer_ack(c, 82);
+    CHECK(portid(c) == (unsigned)getpid());     /* b's connection ended: its id is free */
+    close(c);                                   /* kept */
+    int d = nl_socket(0);                       /* takes it again */
+    ask_ack(d, 83); answer_ack(d, 83);
+    CHECK(portid(d) == (unsigned)getpid());
+    int nul = open("/dev/null", O_RDONLY);
+    CHECK(dup2(nul, d) == d);                   /* the socket's last fd: it ends */
+    close(nul);
+    close(d);
+    int e = nl_socket(0);
+    ask_ack(e, 84); answer_ack(e, 84);
+    CHECK(portid(e) == (unsigned)getpid());
+    close(e);
+    printf("keepfd ok\n");
+    return 0;
+}
+
 /* The server goes away under a live socket: calls fail with ECONNREFUSED, and the fd never
  * polls ready again (a hung-up connection would keep an event loop spinning) */
 static int t_gone(void)
@@ -444,6 +482,7 @@ int main(int argc, char **argv)
     if (argc > 1 && !strcmp(argv[1], "fork")) return t_fork();
     if (argc > 1 && !strcmp(argv[1], "dup")) return t_dup();
     if (argc > 1 && !strcmp(argv[1], "reuse")) return t_reuse();
+    if (argc > 1 && !strcmp(argv[1], "keepfd")) return t_keepfd();
     if (argc > 1 && !strcmp(argv[1], "gone")) return t_gone();
     if (argc > 1 && !strcmp(argv[1], "cloexec")) return t_cloexec(argv[0]);
     if (argc > 5 && !strcmp(argv[1], "after-exec"))
@@ -471,7 +510,7 @@ def run(argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("case", ["nonblock", "epoll", "fork", "cloexec", "dup", "reuse"])
+@pytest.mark.parametrize("case", ["nonblock", "epoll", "fork", "cloexec", "dup", "reuse", "keepfd"])
 def test_c_program(prog, case):
     p = run([prog, case])
     assert p.returncode == 0, p.stdout + p.stderr

@@ -86,6 +86,8 @@ struct nlsock {
     int unsure, syncs;
     unsigned gen;            /* fork generation it was created in */
     uint64_t ino;            /* inode of our end of the connection */
+    int keep_fd;             /* the shim's own copy of a kept connection (above POOL_FD_MIN)
+                              * while the program uses it, else -1: see pool_get */
     int gone;                /* the server went away: every call fails, nothing polls ready */
     int nb;                  /* O_NONBLOCK as the program set it */
     int dumps;               /* dump requests sent whose NLMSG_DONE was not read yet */
@@ -98,6 +100,12 @@ struct nlsock {
     uint32_t nread, nread_told;
 };
 static struct nlsock *nltab[MAXFD];
+static struct nlsock *nlsock_new(void)
+{
+    struct nlsock *s = calloc(1, sizeof *s);
+    if (s) s->keep_fd = -1;
+    return s;
+}
 static void release(int fd);
 static ssize_t scm_sendmsg(int fd, const struct msghdr *msg, int flags);
 static ssize_t scm_recvmsg(int fd, struct msghdr *msg, int flags);
@@ -742,7 +750,11 @@ static size_t hex_decode(const char *hex, unsigned char *out, size_t n)
  * Only a connection with nothing left to read is kept: the socket joined no group,
  * each request asked for one final answer and all were read, no SYNC is outstanding, the
  * queue is empty, and the process has not forked since the socket was made. The kept fd sits
- * above POOL_FD_MIN with FD_CLOEXEC, so fd numbers the program sees are those Linux gives. */
+ * above POOL_FD_MIN with FD_CLOEXEC, so fd numbers the program sees are those Linux gives.
+ * It stays open while the program uses the connection again (``keep_fd``): socket() makes
+ * the program's fd a copy of it and close() puts it back, one system call each, not three
+ * (a dup and a close more per `ip -batch` line); a close that does not keep the connection
+ * closes that copy too (release), so the server sees the connection end as before. */
 #define POOL_MAX 4
 struct pooled { int fd; ino_t ino; int nb; int owed; };
 static struct pooled pool[POOL_MAX];
@@ -777,9 +789,11 @@ static int pool_put(int fd, struct nlsock *s)
         /* the server knows this socket: its RELEASE is owed; else the previous one's may
          * still be (its records were never sent) */
         int owed = (s->announced || s->hello_sent) ? 1 : s->release_owed;
-        int pfd = s->ino ? real_fcntl(fd, F_DUPFD_CLOEXEC, POOL_FD_MIN) : -1;
+        int pfd = s->keep_fd >= 0 ? s->keep_fd
+                  : s->ino ? real_fcntl(fd, F_DUPFD_CLOEXEC, POOL_FD_MIN) : -1;
         if (pfd >= 0) {
             pool[pool_n++] = (struct pooled){ pfd, (ino_t)s->ino, s->nb, owed };
+            s->keep_fd = -1;             /* the pool's now */
             kept = 1;
         }
     }
@@ -789,8 +803,9 @@ static int pool_put(int fd, struct nlsock *s)
 }
 
 /* a kept connection as the new socket's fd (lowest free number, as socket() gives), or -1;
- * ``*owed``: its previous socket's RELEASE must head the new socket's first records */
-static int pool_get(int type, uint64_t *ino, int *owed)
+ * ``*owed``: its previous socket's RELEASE must head the new socket's first records;
+ * ``*keep``: the pool's fd of it, which stays open with the socket (nlsock.keep_fd) */
+static int pool_get(int type, uint64_t *ino, int *owed, int *keep)
 {
     int fd = -1;
     pthread_mutex_lock(&pool_lock);
@@ -807,11 +822,12 @@ static int pool_get(int type, uint64_t *ino, int *owed)
         fd = real_fcntl(p.fd, (type & SOCK_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, 0);
         *ino = (uint64_t)p.ino;
         *owed = p.owed;
-        real_close(p.fd);
         int nb = (type & SOCK_NONBLOCK) != 0;
         if (fd >= 0 && nb != p.nb && real_fcntl(fd, F_SETFL, nb ? O_NONBLOCK : 0) < 0) {
             real_close(fd); fd = -1;
         }
+        if (fd >= 0) *keep = p.fd;
+        else real_close(p.fd);
     }
     if (fd >= 0) pool_settle();
     pthread_mutex_unlock(&pool_lock);
@@ -1543,16 +1559,20 @@ int socket(int domain, int type, int protocol)
     int base = type & ~(SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (base != SOCK_RAW && base != SOCK_DGRAM) { errno = ESOCKTNOSUPPORT; return -1; }
     uint64_t ino = 0;
-    int owed = 0;
-    int fd = pool_get(type, &ino, &owed), fresh = fd < 0;
+    int owed = 0, keep = -1;
+    int fd = pool_get(type, &ino, &owed, &keep), fresh = fd < 0;
     if (fd < 0) {
         fd = server_dial(type & (SOCK_CLOEXEC | SOCK_NONBLOCK));
         struct stat st;
         if (fd >= 0 && fstat(fd, &st) == 0) ino = (uint64_t)st.st_ino;
     }
     if (fd < 0) { complain("socket(AF_NETLINK)"); return -1; }
-    if (fd >= MAXFD) { real_close(fd); errno = EMFILE; return -1; }
-    struct nlsock *s = calloc(1, sizeof *s);
+    if (fd >= MAXFD) {
+        real_close(fd);
+        if (keep >= 0) real_close(keep);
+        errno = EMFILE; return -1;
+    }
+    struct nlsock *s = nlsock_new();
     char hello[8 + 8 + 256 + 1024];
     size_t hlen = build_hello_ino(hello, (uint32_t)protocol, (uint32_t)base, NULL, ino);
     if (s && fresh) {
@@ -1570,7 +1590,9 @@ int socket(int domain, int type, int protocol)
         if (!s || (owed && queue_record(s, rel, build_frame(rel, F_RELEASE, NULL, 0)) < 0) ||
             queue_record(s, hello, hlen) < 0) {
             if (s) free(s->out);
-            free(s); real_close(fd); errno = ENOMEM; return -1;
+            free(s); real_close(fd);
+            if (keep >= 0) real_close(keep);
+            errno = ENOMEM; return -1;
         }
         s->release_owed = owed;
     }
@@ -1579,6 +1601,7 @@ int socket(int domain, int type, int protocol)
     s->refs = 1;
     s->gen = fork_gen;
     s->ino = ino;
+    s->keep_fd = keep;
     s->nb = (type & SOCK_NONBLOCK) != 0;
     release(fd);             /* a stale entry (the fd was closed behind our back) */
     nl_register(fd, s);
@@ -2164,6 +2187,14 @@ static void release(int fd)
     if (!s) return;
     nltab[fd] = NULL;
     if (--s->refs > 0) return;
+    if (s->keep_fd >= 0) {
+        /* the connection was not kept (pool_put took keep_fd otherwise): the shim's copy
+         * goes too, so the server sees it end; unless the program put a file of its own
+         * at that number meanwhile (dup2, close_range and a new open) */
+        struct stat st;
+        if (fstat(s->keep_fd, &st) == 0 && S_ISSOCK(st.st_mode) && (uint64_t)st.st_ino == s->ino)
+            real_close(s->keep_fd);
+    }
     auto_check_pid();
     if (s->bound && s->portid == (uint32_t)auto_pid) pid_ports[proto_slot(s->protocol)]--;
     free(s->out);
@@ -2363,7 +2394,7 @@ static void adopt(int fd, uint64_t ino)
     char q[128], a[1024];
     snprintf(q, sizeof q, "{\"op\":\"nlsock_state\",\"ino\":%llu}", (unsigned long long)ino);
     if (service_query(q, a, sizeof a) < 0 || json_int(a, "errno", 1) != 0) return;
-    struct nlsock *s = calloc(1, sizeof *s);
+    struct nlsock *s = nlsock_new();
     if (!s) return;
     s->protocol = (int)json_int(a, "protocol", 0);
     s->type = (int)json_int(a, "type", SOCK_RAW);
