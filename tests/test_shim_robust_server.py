@@ -302,3 +302,40 @@ def test_a_replayed_line_whose_port_id_another_socket_holds():
         assert request(kept, line, 6) == (None, pid)
         assert request(kept, line, 7) == (None, pid)
         kept.close()
+
+
+@pytest.mark.parametrize("order", ["other", "ip+"])
+def test_a_replayed_line_with_other_options_and_a_bind_later(order):
+    """Opening frames other than `ip`'s (an option the replay does not write directly first,
+    or `ip`'s frames and one more option after the BIND_AUTO): each line's socket still has
+    every option the frames set, the process's id, and its predecessor is gone."""
+    import os
+    with running_server(make_kernel("bare")) as srv:
+        k = srv.kernel
+        pid = os.getpid()
+        raw = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        raw.connect(srv.path)
+        raw.settimeout(5)
+        hello = T.hello(N.NETLINK_XFRM, 3)
+        raw.send(hello)
+        bind_auto = T.frame(T.F_BIND_AUTO, struct.pack("=II", pid, 0))
+        opts = [T.setsockopt(1, 8, 4096), T.setsockopt(270, 11, 1)]
+        if order == "other":
+            opts.insert(0, T.setsockopt(270, N.NETLINK_NO_ENOBUFS, 1))
+        line = [T.frame(T.F_RELEASE), hello] + opts + [
+            bind_auto, T.setsockopt(270, N.NETLINK_GET_STRICT_CHK, 1)]
+        ns = k.netns("default")
+        ids = []
+        for seq in range(1, 6):
+            opening = line if seq > 1 else line[2:]
+            req = N.encode_msg(X.XfrmMsg.GETSADINFO, N.NLM_F_REQUEST, seq, 0, b"\xff" * 4)
+            raw.send(T.batch(opening + [req]))
+            _, kind, _, got_seq, portid = struct.unpack_from("=IHHII", raw.recv(1000))
+            assert (kind, got_seq, portid) == (X.XfrmMsg.NEWSADINFO, seq, pid)
+            sock = ns.ports[N.NETLINK_XFRM][pid]
+            assert (sock.no_enobufs, sock.rcvbuf, sock.ext_ack, sock.strict_chk) == (
+                order == "other", 8192, True, True)
+            assert sock.id not in ids
+            assert [s.id for s in ns.sockets[N.NETLINK_XFRM] if not s.closed] == [sock.id]
+            ids.append(sock.id)
+        raw.close()

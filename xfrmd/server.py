@@ -54,8 +54,6 @@ _UCRED = struct.Struct("3i")             # struct ucred: pid, uid, gid
 # the opening frames of a kept connection, as Server._replay applies them
 _F_SETSOCKOPT = T.F_SETSOCKOPT
 _REOPEN = -1                   # RELEASE then HELLO: the line's new socket replaces the last
-_RCVBUF = -2                   # SETSOCKOPT SO_RCVBUF: sk_rcvbuf's new value, written
-_EXT_ACK = -3                  # SETSOCKOPT NETLINK_EXT_ACK: the flag, written
 _SOL_SOCKET, _SO_RCVBUF = 1, 8
 _SOL_NETLINK, _NETLINK_EXT_ACK = 270, 11
 
@@ -64,41 +62,49 @@ def _fuse_reopen(ops: list) -> list | None:
     """The noted opening frames as :meth:`Server._replay` applies them; None if a RELEASE
     is not followed by a HELLO (the batch has no socket left to replay on: it is not noted).
 
-    * each RELEASE and the HELLO after it are one REOPEN (``Kernel.reopen``);
-    * the two options `ip` sets on every socket become the value written to the socket's
-      field: what ``Kernel.setsockopt`` writes for them depends on nothing but the value
-      (``rcvbuf_for``, ``bool``), and neither can fail;
-    * a group-less BIND_AUTO that follows a REOPEN with only those options between is
-      also handed to the REOPEN (its port id, last in its arguments), which binds the new
-      socket at once when the id is the process's (the options do not depend on the
-      binding). The BIND_AUTO stays: on a socket that is bound it does nothing
-      (``_bind_auto``), else it takes its usual way."""
+    Each RELEASE and the HELLO after it are one REOPEN (``Kernel.reopen``), which also takes
+    what directly follows it on every `ip` line:
+
+    * SO_RCVBUF and NETLINK_EXT_ACK, as the values ``Kernel.setsockopt`` would write to the
+      socket's fields: they depend on nothing but the option's value (``rcvbuf_for``,
+      ``bool``), neither can fail, and nothing reads them before the request;
+    * then a group-less BIND_AUTO, whose port id the REOPEN binds at once when it is the
+      process's (the options do not depend on the binding); a socket left unbound takes the
+      BIND_AUTO's usual way (``_bind_auto``).
+
+    The REOPEN's arguments: protocol, type, namespace, inode (the HELLO's), then the
+    BIND_AUTO's (port id, groups) or None, sk_rcvbuf or 0, the EXT_ACK flag or None."""
     out: list = []
-    reopen = -1                        # the REOPEN that a BIND_AUTO may still join
     i = 0
     while i < len(ops):
         kind, args, end = ops[i]
-        if kind == T.F_RELEASE:
-            if i + 1 == len(ops) or ops[i + 1][0] != T.F_HELLO:
-                return None
-            _, protocol, sock_type, netns, ino = ops[i + 1][1]
-            reopen = len(out)
-            out.append((_REOPEN, (protocol, sock_type, netns, ino, 0), ops[i + 1][2]))
-            i += 2
-            continue
         if kind == T.F_HELLO:
             return None                # a HELLO is noted only after a RELEASE
-        if kind == _F_SETSOCKOPT and args[0] == _SOL_SOCKET and args[1] == _SO_RCVBUF:
-            out.append((_RCVBUF, rcvbuf_for(args[2], False), end))
-        elif kind == _F_SETSOCKOPT and args[0] == _SOL_NETLINK and args[1] == _NETLINK_EXT_ACK:
-            out.append((_EXT_ACK, bool(args[2]), end))
-        else:
-            if kind == T.F_BIND_AUTO and reopen >= 0 and args[1] == 0:
-                k, a, e = out[reopen]
-                out[reopen] = (k, a[:4] + (args[0],), e)
-            reopen = -1
+        if kind != T.F_RELEASE:
             out.append(ops[i])
-        i += 1
+            i += 1
+            continue
+        if i + 1 == len(ops) or ops[i + 1][0] != T.F_HELLO:
+            return None
+        _, protocol, sock_type, netns, ino = ops[i + 1][1]
+        end = ops[i + 1][2]
+        bind, rcvbuf, ext_ack = None, 0, None
+        i += 2
+        while i < len(ops) and ops[i][0] == _F_SETSOCKOPT:
+            level, optname, value = ops[i][1]
+            if level == _SOL_SOCKET and optname == _SO_RCVBUF:
+                rcvbuf = rcvbuf_for(value, False)
+            elif level == _SOL_NETLINK and optname == _NETLINK_EXT_ACK:
+                ext_ack = bool(value)
+            else:
+                break
+            end = ops[i][2]
+            i += 1
+        if i < len(ops) and ops[i][0] == T.F_BIND_AUTO and ops[i][1][1] == 0:
+            bind = ops[i][1]
+            end = ops[i][2]
+            i += 1
+        out.append((_REOPEN, (protocol, sock_type, netns, ino, bind, rcvbuf, ext_ack), end))
     return out
 
 
@@ -905,11 +911,10 @@ class Server:
         """Apply the opening frames noted in ``conn.prefix_ops`` (:func:`_fuse_reopen`) as
         :meth:`_one` would apply them; the offset of the first record left to read, or -1 if
         the connection closed. RELEASE+HELLO is :meth:`_release` and :meth:`_hello_netlink`
-        inline, the socket's close and open one ``Kernel.reopen``: one `ip -batch` line is
-        one of these replays, and their calls and the bookkeeping between them were half of
-        its cost."""
+        inline, the socket's close and open (and the usual bind) one ``Kernel.reopen``: one
+        `ip -batch` line is one of these replays, and their calls and the bookkeeping between
+        them were half of its cost."""
         k = self.kernel
-        sock = conn.sock
         for kind, args, end in conn.prefix_ops:
             if kind == _REOPEN:
                 # _release: the old socket goes (netlink_release). A replay starts bound
@@ -919,7 +924,7 @@ class Server:
                     conn.pending.clear()
                 conn.pending_ts = conn.pending_frames = 0
                 # _hello_netlink: the new one, with what the noted HELLO said
-                protocol, sock_type, conn.netns, ino, portid = args
+                protocol, sock_type, conn.netns, ino, bind, rcvbuf, ext_ack = args
                 conn.kind = NETLINK
                 # reads_reset, inline
                 q = conn.sent_ts
@@ -929,14 +934,16 @@ class Server:
                     q.clear()
                 conn.sent_unread = conn.read_n = 0
                 pid = conn.pid
-                if portid != pid & 0xFFFFFFFF:
-                    portid = 0                # another id: _bind_auto's way (autobind)
-                old = sock
+                # BIND_AUTO's usual case: the process's id (another: _bind_auto's autobind)
+                portid = bind[0] if bind is not None and bind[0] == pid & 0xFFFFFFFF else 0
+                old = conn.sock
                 try:
                     sock = k.reopen(old, protocol, conn.netns, pid, conn.uid, sock_type,
                                     conn.cred, portid)
                 except KernelError as e:
                     # the namespace went away: as _hello_netlink, then the rest as sent
+                    # (the options and BIND_AUTO this REOPEN took do nothing without a
+                    # socket, _one: its end is where the rest starts)
                     self.conns.pop(old, None)
                     conn.sock = None
                     conn.open_error = e.errno
@@ -952,35 +959,42 @@ class Server:
                     conns.pop(old, None)
                     conns[sock] = conn
                     conn.sock = sock
-            elif kind == _RCVBUF:
-                sock.rcvbuf = args           # setsockopt(SO_RCVBUF), see _fuse_reopen
-            elif kind == _EXT_ACK:
-                sock.ext_ack = args          # setsockopt(NETLINK_EXT_ACK)
+                if rcvbuf:
+                    sock.rcvbuf = rcvbuf         # setsockopt(SO_RCVBUF), see _fuse_reopen
+                if ext_ack is not None:
+                    sock.ext_ack = ext_ack       # setsockopt(NETLINK_EXT_ACK)
+                if bind is None or sock.bound:
+                    continue
+                if self._replay_bind(conn, sock, *bind) < 0:
+                    return -1
             elif kind == _F_SETSOCKOPT:
                 level, optname, value = args
                 try:
-                    k.setsockopt(sock, level, optname, value)
+                    k.setsockopt(conn.sock, level, optname, value)
                 except KernelError:
                     pass
-            else:                            # BIND_AUTO
-                if sock.bound:
-                    continue                 # bound by the REOPEN (or before): nothing to do
-                portid, groups = args
-                # _bind_auto's usual case: the process's id, which nobody holds
-                # (a port someone holds is EADDRINUSE from bind: no need to look first)
-                if portid == conn.pid & 0xFFFFFFFF:
-                    try:
-                        k.bind(sock, portid, groups)
-                        continue
-                    except KernelError:
-                        pass                 # _bind_auto says why
-                reply = self._bind_auto(sock, conn, portid, groups)
-                if reply is not None:
-                    self._flush(conn)
-                    self._send(conn, reply)
-                if conn.fd not in self.by_fd:
-                    return -1
+            elif self._replay_bind(conn, conn.sock, *args) < 0:     # BIND_AUTO
+                return -1
         return len(conn.prefix)
+
+    def _replay_bind(self, conn: Connection, sock, portid: int, groups: int) -> int:
+        """A replayed BIND_AUTO, as _one applies it (``_bind_auto``); -1 if the connection
+        closed."""
+        if sock.bound:
+            return 0                         # bound by the REOPEN (or before): nothing to do
+        # _bind_auto's usual case: the process's id, which nobody holds
+        # (a port someone holds is EADDRINUSE from bind: no need to look first)
+        if portid == conn.pid & 0xFFFFFFFF:
+            try:
+                self.kernel.bind(sock, portid, groups)
+                return 0
+            except KernelError:
+                pass                         # _bind_auto says why
+        reply = self._bind_auto(sock, conn, portid, groups)
+        if reply is not None:
+            self._flush(conn)
+            self._send(conn, reply)
+        return -1 if conn.fd not in self.by_fd else 0
 
     def _one(self, conn: Connection, rec: bytes) -> bool:
         kind = conn.kind
