@@ -3,10 +3,21 @@
 on the real kernel in a fresh netns, measured in one run. Bars: ≤ 3× each (goal ≤ 1.5×).
 With ``--long`` also 1,000,000 policies listed through `ip` against the kernel (one round each:
 minutes, ≈ 1 GiB of kernel memory and ≈ 1.5 GiB in xfrmd; goal ≤ 1.5×).
-Needs root, ip and a C compiler; reports nothing without them."""
+Needs root, ip and a C compiler; reports nothing without them.
+
+The rounds alternate (kernel, xfrmd, kernel, …) so that both sides see the same load; the
+wall figures are the best round of each side. The wall time of a line is a hand-over between
+two processes on a shared machine, so three figures of CPU time per line follow it, which the
+scheduler moves far less (docs/performance.md, "Following the `ip -batch` figure"): the
+kernel's is `ip`'s own user + system time (the kernel's netlink work runs in its system calls);
+xfrmd's is `ip`'s (under the preload shim) and the server's — the `xfrmd run` process's
+threads, /proc/PID/task/*/schedstat — in rounds of their own with ``XFRMD_SPIN_US=0``, so
+neither side's polling for the other is counted. ``python3 -m benchmarks.bench_ip_batch
+[--quick] [--rounds N] [-v]``: ``-v`` prints every round's figures on stderr."""
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -33,55 +44,110 @@ def _time(argv: list[str]) -> float:
     return time.perf_counter() - t0
 
 
-def run(quick: bool = False, long: bool = False) -> list[dict]:
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _timed(argv: list[str]) -> tuple[float, float]:
+    """Wall time and the CPU time (user + system) of a command."""
+    c0 = _children_cpu()
+    wall = _time(argv)
+    return wall, _children_cpu() - c0
+
+
+def run(quick: bool = False, long: bool = False, rounds: int = 3, verbose: bool = False) -> list[dict]:
     if os.geteuid() != 0 or not shutil.which("ip") or not (shutil.which("gcc") or shutil.which("cc")):
         return []
-    rows = _pair(2000 if quick else 20000, 3)
+    rows = _pair(2000 if quick else 20000, rounds, verbose=verbose)
     if long:
         # the listing only (the adds: the 20k figure); goal at 1M ≤ 1.5× (docs/performance.md)
-        rows += [dict(_pair(1_000_000, 1)[1], goal="<= 1.5x")]
+        rows += [dict(_pair(1_000_000, 1, cpu=False)[1], goal="<= 1.5x")]
     return rows
 
 
-def _pair(n: int, rounds: int) -> list[dict]:
-    """The figures of ``n`` policies, best of ``rounds`` on both sides."""
+# inside one xfrmd run: time the batch and then the listing of what it added; the first
+# request waits until the private server has loaded its kernel model (`xfrmd run` starts CMD
+# while it loads): not part of the batch's time. Prints the two wall times, `ip`'s CPU
+# time for the batch and the server's (the `xfrmd run` process is this script's parent).
+_TIMER = """
+import glob, os, resource, subprocess, sys, time
+def server_cpu():
+    t = 0
+    for f in glob.glob(f"/proc/{os.getppid()}/task/*/schedstat"):
+        try:
+            with open(f) as h:
+                t += int(h.read().split()[0])
+        except (OSError, ValueError):
+            pass
+    return t / 1e9
+def children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+subprocess.run(['ip', 'xfrm', 'state', 'list'], check=True)
+c0, s0 = children_cpu(), server_cpu()
+t0 = time.perf_counter()
+subprocess.run(['ip', '-batch', sys.argv[1]], check=True)
+t1 = time.perf_counter()
+c1, s1 = children_cpu(), server_cpu()
+subprocess.run(['ip', 'xfrm', 'policy', 'list'], check=True, stdout=subprocess.DEVNULL)
+t2 = time.perf_counter()
+print(t1 - t0, t2 - t1, c1 - c0, s1 - s0, file=sys.stderr)
+"""
+
+
+def _emu_round(batch: str, spin: str | None = None) -> tuple[float, float, float, float]:
+    """One `xfrmd run` of the batch and the listing: their wall times, `ip`'s CPU time for
+    the batch and the server's."""
+    env = dict(os.environ)
+    if spin is not None:
+        env["XFRMD_SPIN_US"] = spin
+    p = subprocess.run([sys.executable, "-m", "xfrmd.cli", "run", "--topology", "bare", "--",
+                        sys.executable, "-c", _TIMER, batch], capture_output=True, text=True, env=env)
+    if p.returncode:
+        raise RuntimeError(p.stderr[-500:])
+    a, b, c, d = (float(x) for x in p.stderr.split()[-4:])
+    return a, b, c, d
+
+
+def _pair(n: int, rounds: int, cpu: bool = True, verbose: bool = False) -> list[dict]:
+    """The figures of ``n`` policies, best of ``rounds`` on both sides, the rounds alternating."""
     with tempfile.NamedTemporaryFile("w", suffix=".ip", delete=False) as f:
         f.write(_lines(n))
         batch = f.name
     ns = "xfrmd-bench-" + uuid.uuid4().hex[:6]
     subprocess.run(["ip", "netns", "add", ns], check=True)
     xfrmd = [sys.executable, "-m", "xfrmd.cli", "run", "--topology", "bare", "--"]
-    # best of the rounds on both sides: this machine's timings are noisy (a VM)
+    inf = float("inf")
+    real_add = real_list = real_cpu = emu_add = emu_list = inf
+    emu_ip = emu_srv = inf
     try:
-        real_add = real_list = float("inf")
-        for _ in range(rounds):
+        for i in range(rounds):
             subprocess.run(["ip", "-netns", ns, "xfrm", "policy", "flush"], check=True)
-            real_add = min(real_add, _time(["ip", "-netns", ns, "-batch", batch]))
+            wall, c = _timed(["ip", "-netns", ns, "-batch", batch])
+            real_add, real_cpu = min(real_add, wall), min(real_cpu, c)
             real_list = min(real_list, _time(["ip", "-netns", ns, "xfrm", "policy", "list"]))
-        # inside one xfrmd run: time the batch and then the listing of what it added
-        # the first request waits until the private server has loaded its kernel model
-        # (`xfrmd run` starts CMD while it loads): not part of the batch's time
-        timer = ("import subprocess, sys, time\n"
-                 "subprocess.run(['ip', 'xfrm', 'state', 'list'], check=True)\n"
-                 "t0 = time.perf_counter()\n"
-                 f"subprocess.run(['ip', '-batch', {batch!r}], check=True)\n"
-                 "t1 = time.perf_counter()\n"
-                 "subprocess.run(['ip', 'xfrm', 'policy', 'list'], check=True, stdout=subprocess.DEVNULL)\n"
-                 "t2 = time.perf_counter()\n"
-                 "print(t1 - t0, t2 - t1, file=sys.stderr)\n")
-        emu_add = emu_list = float("inf")
-        for _ in range(rounds):
-            p = subprocess.run(xfrmd + [sys.executable, "-c", timer], capture_output=True, text=True)
-            if p.returncode:
-                raise RuntimeError(p.stderr[-500:])
-            a, b = (float(x) for x in p.stderr.split()[-2:])
+            a, b, _, _ = _emu_round(batch)
             emu_add, emu_list = min(emu_add, a), min(emu_list, b)
+            if verbose:
+                print(f"round {i}: kernel {wall:.3f} s (ip CPU {c:.3f} s), xfrmd {a:.3f} s: "
+                      f"{a / wall:.2f}x", file=sys.stderr)
+        if cpu:
+            # CPU per line, without either side's polling (XFRMD_SPIN_US=0): the round with
+            # the least of the two together, and its parts
+            for i in range(rounds):
+                _, _, c, d = _emu_round(batch, spin="0")
+                if c + d < emu_ip + emu_srv:
+                    emu_ip, emu_srv = c, d
+                if verbose:
+                    print(f"cpu round {i}: ip {c / n * 1e6:.1f} us/line, server "
+                          f"{d / n * 1e6:.1f} us/line", file=sys.stderr)
         startup = min(_time(xfrmd + ["true"]) for _ in range(3))
     finally:
         subprocess.run(["ip", "-netns", ns, "xfrm", "policy", "flush"])
         subprocess.run(["ip", "netns", "del", ns])
         os.unlink(batch)
-    return [
+    rows = [
         {"name": f"ip_batch_{n}_policy_adds", "value": emu_add, "unit": "s",
          "reference": real_add, "ratio": emu_add / real_add, "bar": "<= 3x",
          "goal": "<= 1.5x", "gate": "lower"},
@@ -91,8 +157,24 @@ def _pair(n: int, rounds: int) -> list[dict]:
         {"name": "xfrmd_run_true_startup", "value": startup, "unit": "s", "reference": 1.0,
          "ratio": startup / 1.0, "bar": "<= 1 s", "goal": "<= 0.1 s"},
     ]
+    if cpu:
+        # not gated: what follows the wall figure with less noise (see the docstring)
+        us = 1e6 / n
+        rows += [
+            {"name": f"ip_batch_{n}_cpu_per_line", "value": (emu_ip + emu_srv) * us, "unit": "us",
+             "reference": real_cpu * us, "ratio": (emu_ip + emu_srv) / real_cpu,
+             "bar": "(info)", "goal": "<= 1.5x"},
+            {"name": f"ip_batch_{n}_server_cpu_per_line", "value": emu_srv * us, "unit": "us",
+             "reference": real_cpu * us, "ratio": emu_srv / real_cpu, "bar": "(info)", "goal": ""},
+            {"name": f"ip_batch_{n}_ip_cpu_per_line", "value": emu_ip * us, "unit": "us",
+             "reference": real_cpu * us, "ratio": emu_ip / real_cpu, "bar": "(info)", "goal": ""},
+        ]
+    return rows
 
 
 if __name__ == "__main__":
-    for row in run(quick="--quick" in sys.argv, long="--long" in sys.argv):
+    argv = sys.argv[1:]
+    n_rounds = int(argv[argv.index("--rounds") + 1]) if "--rounds" in argv else 3
+    for row in run(quick="--quick" in argv, long="--long" in argv, rounds=n_rounds,
+                   verbose="-v" in argv):
         print(row)
