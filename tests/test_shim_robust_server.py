@@ -339,3 +339,43 @@ def test_a_replayed_line_with_other_options_and_a_bind_later(order):
             assert [s.id for s in ns.sockets[N.NETLINK_XFRM] if not s.closed] == [sock.id]
             ids.append(sock.id)
         raw.close()
+
+
+def test_a_replayed_line_after_the_socket_joined_a_group():
+    """A kept connection's socket that joined a group between two lines is closed and a new
+    object made (Kernel.reopen's general way): the next line's answer still reaches the
+    connection, the group is left (the listeners mask is empty again), and the new socket
+    has the process's id."""
+    import os
+    with running_server(make_kernel("bare")) as srv:
+        k = srv.kernel
+        pid = os.getpid()
+        raw = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        raw.connect(srv.path)
+        raw.settimeout(5)
+        hello = T.hello(N.NETLINK_XFRM, 3)
+        raw.send(hello)
+        line = [T.frame(T.F_RELEASE), hello, T.setsockopt(1, 8, 1 << 20), T.setsockopt(270, 11, 1),
+                T.frame(T.F_BIND_AUTO, struct.pack("=II", pid, 0))]
+        ns = k.netns("default")
+
+        def request(seq: int) -> None:
+            req = N.encode_msg(X.XfrmMsg.GETSADINFO, N.NLM_F_REQUEST, seq, 0, b"\xff" * 4)
+            raw.send(T.batch((line if seq > 1 else line[2:]) + [req]))
+            _, kind, _, got_seq, portid = struct.unpack_from("=IHHII", raw.recv(1000))
+            assert (kind, got_seq, portid) == (X.XfrmMsg.NEWSADINFO, seq, pid)
+
+        for seq in (1, 2, 3):
+            request(seq)
+        joined = ns.ports[N.NETLINK_XFRM][pid]
+        raw.send(T.setsockopt(270, N.NETLINK_ADD_MEMBERSHIP, X.XfrmNlGrp.POLICY))
+        deadline = time.monotonic() + 5
+        while not ns.listeners.get(N.NETLINK_XFRM) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert ns.listeners[N.NETLINK_XFRM] == 1 << (X.XfrmNlGrp.POLICY - 1)
+        request(4)
+        sock = ns.ports[N.NETLINK_XFRM][pid]
+        assert sock is not joined and joined.closed and sock.groups == 0
+        assert ns.listeners[N.NETLINK_XFRM] == 0
+        request(5)
+        raw.close()
