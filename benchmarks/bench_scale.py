@@ -2,7 +2,9 @@
 add (NEWSA / NEWPOLICY with ACK), lookup (GETSA by daddr+SPI, GETPOLICY by selector+dir),
 delete (DELSA / DELPOLICY) and dump (per entry) at 1k, 10k and 100k entries — 1k and 10k
 with --quick, 1M more with ``--long`` (``python3 -m benchmarks.bench_scale --long``: minutes and
-≈ 3 GiB). The reference of each figure is the same operation at 1k entries (goal ≤ 1.2×).
+≈ 3 GiB). The reference of each figure is the same operation on a table of 1k entries kept
+alongside, timed in the same window (goal ≤ 1.2×): batch by batch in turn with the large
+table's, and a dump of it right before and after each dump of the large one.
 Also the RSS growth and the longest garbage-collector pause (``gc.callbacks``) while the
 largest table is loaded (goal: no pause over 10 ms).
 
@@ -31,6 +33,7 @@ from .bench_sad import _kernel, _rss_kib, newpolicy_request, newsa_request
 M = X.XfrmMsg
 OPS = 200            # operations per pass, timed in batches of 20
 PASSES = 5           # passes per size, each with probes of its own: the median of 50 batches
+REF_SIZE = 1000      # the reference table's size
 
 
 class GcPauses:
@@ -75,18 +78,20 @@ TABLES = {
 
 def _batches(k, s, reqs: list[bytes]) -> list[float]:
     """Seconds per operation of each batch of 20; every answer is read and checked."""
+    return [_batch(k, s, reqs[j:j + 20]) for j in range(0, len(reqs), 20)]
+
+
+def _batch(k, s, batch: list[bytes]) -> float:
+    """Seconds per operation of one batch; every answer is read and checked."""
     deliver, recv = k.deliver, k.recv
-    samples = []
-    for j in range(0, len(reqs), 20):
-        batch = reqs[j:j + 20]
-        t0 = time.process_time()
-        for r in batch:
-            deliver(s, r)
-            a = recv(s)
-        samples.append((time.process_time() - t0) / len(batch))
-        t = struct.unpack_from("=H", a, 4)[0]
-        assert t != N.NLMSG_ERROR or struct.unpack_from("=i", a, 16)[0] == 0, a[:64]
-    return samples
+    t0 = time.process_time()
+    for r in batch:
+        deliver(s, r)
+        a = recv(s)
+    took = (time.process_time() - t0) / len(batch)
+    t = struct.unpack_from("=H", a, 4)[0]
+    assert t != N.NLMSG_ERROR or struct.unpack_from("=i", a, 16)[0] == 0, a[:64]
+    return took
 
 
 def _dump(k, s, msg: int) -> tuple[float, int]:
@@ -118,47 +123,108 @@ def _dump(k, s, msg: int) -> tuple[float, int]:
     return statistics.median(reads) + start / max(1, n), n
 
 
+class Table:
+    """One kernel's SAD or SPD at ``size`` entries (0 … size-1), and the requests of a pass:
+    OPS new entries added, then OPS random entries of the table deleted (an entry as cold as
+    the table's, not the one just added); untimed, the deleted ones come back and the new ones
+    go, so the table stays at its size."""
+
+    def __init__(self, table: str, rnd: random.Random):
+        self.new, self.ident, self.get, self.delete = TABLES[table]
+        self.k, self.s = _kernel()
+        self.size, self.rnd = 0, rnd
+
+    def grow(self, size: int) -> None:
+        k, s, new = self.k, self.s, self.new
+        for i in range(self.size, size):
+            k.deliver(s, new(i))
+            k.recv(s)
+        self.size = size
+
+    def run(self, reqs: list[bytes]) -> None:
+        _batches(self.k, self.s, reqs)
+
+    def pass_requests(self, p: int) -> dict[str, list[bytes]]:
+        probe = range(self.size + p * OPS, self.size + (p + 1) * OPS)
+        gone = self.rnd.sample(range(self.size), OPS)
+        ident, delete = self.ident, self.delete
+        return {"add": [self.new(i) for i in probe],
+                "delete": [ident(i, delete, N.NLM_F_ACK) for i in gone],
+                "put_back": [self.new(i) for i in gone],
+                "take_out": [ident(i, delete, N.NLM_F_ACK) for i in probe]}
+
+    def lookups(self) -> list[bytes]:
+        return [self.ident(self.rnd.randrange(self.size), self.get, 0) for _ in range(OPS)]
+
+
+def _paired(big: Table, ref: Table, reqs: list[bytes], ref_reqs: list[bytes],
+            out: dict[str, list[float]], op: str, flip: int) -> None:
+    """Each batch of 20 on ``big`` with one of the reference's right before or after it (in
+    turn): the two share the machine's load of that moment."""
+    for j in range(0, len(reqs), 20):
+        pair = ((ref, ref_reqs, "ref"), (big, reqs, "big"))
+        for t, rs, who in (pair if (j // 20 + flip) % 2 else pair[::-1]):
+            out[f"{op}/{who}"].append(_batch(t.k, t.s, rs[j:j + 20]))
+
+
 def curve(table: str, sizes: list[int]) -> tuple[dict, float, int, float]:
-    """{size: {op: seconds}}, the longest GC pause while loading, its count, RSS growth."""
-    new, ident, get, delete = TABLES[table]
+    """{size: {op: (seconds, reference seconds, [ratio of each pass])}}, the longest GC pause
+    while loading, its count, RSS growth. The reference of every figure is the same operation
+    on a 1k table kept alongside, timed in the same window: batch by batch, in turn before and
+    after the large table's (add, delete, lookup), and a dump of it right before and right
+    after each dump of the large one. (Measured once at the start, the 1k figure took the
+    machine's load of that minute, and the 1M one another: single runs of the SAD's 1M delete
+    read 1.42× and 2.11×.)"""
     gc.unfreeze()          # the previous table's kernel is garbage: let the collector see it
     gc.collect()
     gc.freeze()
-    k, s = _kernel()
-    rss0, have, out = _rss_kib(), 0, {}
     rnd = random.Random(1)
+    ref = Table(table, rnd)
+    ref.grow(REF_SIZE)
+    big = Table(table, rnd)
+    rss0, out = _rss_kib(), {}
     with GcPauses() as pauses:
         for size in sizes:
-            for j in range(have, size, 1000):
-                for i in range(j, min(size, j + 1000)):
-                    k.deliver(s, new(i))
-                    k.recv(s)
-            have = size
-            batches: dict[str, list[float]] = {"add": [], "delete": []}
+            big.grow(size)
+            times: dict[str, list[float]] = {f"{op}/{who}": [] for op in
+                                             ("add", "delete", "lookup") for who in ("ref", "big")}
+            per_pass: dict[str, list[float]] = {"add": [], "delete": [], "lookup": []}
             for p in range(PASSES):
-                # new entries added, then as many random ones of the table deleted (an entry
-                # as cold as the table's, not the one just added); untimed, the deleted ones
-                # come back and the new ones go: the table stays at size
-                probe = range(size + p * OPS, size + (p + 1) * OPS)
-                gone = rnd.sample(range(size), OPS)
-                batches["add"] += _batches(k, s, [new(i) for i in probe])
-                batches["delete"] += _batches(k, s, [ident(i, delete, N.NLM_F_ACK) for i in gone])
-                _batches(k, s, [new(i) for i in gone])
-                _batches(k, s, [ident(i, delete, N.NLM_F_ACK) for i in probe])
-            out[size] = {op: statistics.median(b) for op, b in batches.items()}
+                marks = {key: len(v) for key, v in times.items()}
+                rq, rr = big.pass_requests(p), ref.pass_requests(p)
+                for op in ("add", "delete"):
+                    _paired(big, ref, rq[op], rr[op], times, op, p)
+                for t, r in ((big, rq), (ref, rr)):
+                    t.run(r["put_back"])
+                    t.run(r["take_out"])
+                for op in per_pass:
+                    if op == "lookup":
+                        continue
+                    per_pass[op].append(statistics.median(times[f"{op}/big"][marks[f"{op}/big"]:])
+                                        / statistics.median(times[f"{op}/ref"][marks[f"{op}/ref"]:]))
+            res: dict[str, tuple[float, float, list[float]]] = {}
             # the SPD's pure-Python path keeps each policy's message body once built
             # (Policy.wire_body): there the first dump builds those not yet built (all at 1k,
             # 90 % of the table at the larger sizes, where the previous size's dumps built the
             # rest), the second does the same work at every size; the lookups come after it,
             # so that every one finds its body built. The C builder (_poldump) caches nothing:
-            # both dumps, and every lookup, build each message
-            out[size]["first_dump_per_entry"], n = _dump(k, s, get)
-            out[size]["dump_per_entry"], n = _dump(k, s, get)
-            look: list[float] = []
+            # both dumps, and every lookup, build each message. The reference's bodies are
+            # built from its first dump on.
+            for op in ("first_dump_per_entry", "dump_per_entry"):
+                before, _ = _dump(ref.k, ref.s, ref.get)
+                sec, n = _dump(big.k, big.s, big.get)
+                after, m = _dump(ref.k, ref.s, ref.get)
+                assert n == size and m == REF_SIZE, (table, n, size, m)
+                res[op] = (sec, (before + after) / 2, [])
             for p in range(PASSES):
-                look += _batches(k, s, [ident(rnd.randrange(size), get, 0) for _ in range(OPS)])
-            out[size]["lookup"] = statistics.median(look)
-            assert n == size, (table, n, size)
+                mark = len(times["lookup/big"]), len(times["lookup/ref"])
+                _paired(big, ref, big.lookups(), ref.lookups(), times, "lookup", p)
+                per_pass["lookup"].append(statistics.median(times["lookup/big"][mark[0]:])
+                                          / statistics.median(times["lookup/ref"][mark[1]:]))
+            for op, ratios in per_pass.items():
+                res[op] = (statistics.median(times[f"{op}/big"]),
+                           statistics.median(times[f"{op}/ref"]), ratios)
+            out[size] = res
     return out, pauses.longest, pauses.count, (_rss_kib() - rss0) * 1024
 
 
@@ -171,16 +237,16 @@ def run(quick: bool = False, long: bool = False,
     rows = []
     for table in tables:
         points, pause, collections, rss = curve(table, sizes)
-        base = points[sizes[0]]
         for size in sizes:
-            for op, sec in points[size].items():
+            for op, (sec, ref, ratios) in points[size].items():
                 # the SPD's first dump is not like for like (curve()); the SAD keeps no body
                 like = op != "first_dump_per_entry" or table != "spd"
+                spread = (f"; passes {min(ratios):.2f}-{max(ratios):.2f}x" if ratios else "")
                 rows.append({"name": f"{table}_{op}_at_{size // 1000}k", "value": sec * 1e6,
-                             "unit": "µs", "reference": base[op] * 1e6,
-                             "ratio": sec / base[op],
-                             "bar": "(vs the same at 1k)" if like else
-                             "(pure Python: builds the bodies not built yet, all at 1k, 90 % above)",
+                             "unit": "µs", "reference": ref * 1e6, "ratio": sec / ref,
+                             "bar": f"(vs the same on a 1k table, same window{spread})" if like
+                             else "(pure Python: builds the bodies not built yet, all at 1k, "
+                                  "90 % above)",
                              "goal": "<= 1.2x" if like else ""})
         top = sizes[-1]
         rows.append({"name": f"{table}_gc_longest_pause_loading_{top // 1000}k",
@@ -197,5 +263,14 @@ if __name__ == "__main__":
     from .__main__ import _fmt
     # --sad / --spd: only that table's curve (the SPD's 1M curve alone: ≈ 1 minute, 1.2 GiB)
     only = tuple(t for t in TABLES if f"--{t}" in sys.argv) or tuple(TABLES)
-    for row in run(quick="--quick" in sys.argv, long="--long" in sys.argv, tables=only):
+    rows = run(quick="--quick" in sys.argv, long="--long" in sys.argv, tables=only)
+    for row in rows:
         print(_fmt(row))
+    # the curves, one line per operation: each size's ratio to its own window's 1k
+    curves: dict[str, list[str]] = {}
+    for row in rows:
+        name, _, at = row["name"].rpartition("_at_")
+        if name and row.get("goal"):
+            curves.setdefault(name, []).append(f"{at} {row['ratio']:.2f}x")
+    for name, points in curves.items():
+        print(f"# {name:34} " + "  ".join(points))
