@@ -1,4 +1,4 @@
-"""One bytes object per distinct address among those seen lately.
+"""One bytes object per distinct address (or SA selector) among those seen lately.
 
 The kernel keeps an ``xfrm_address_t`` (16 bytes) inline in every state, template and hash
 key; here each is a bytes object of 49 bytes (37 for an IPv4 key), so a million SAs between

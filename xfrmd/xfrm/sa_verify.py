@@ -333,6 +333,9 @@ def state_construct(req: XfrmRequest, p: UsersaInfo, db: StateDb) -> SecurityAss
     seq, reqid, family, mode, replay_window, flags = p[9:15]
     if not (sel[40] or sel[41]) and not flags & X.XFRM_STATE_AF_UNSPEC:
         sel = sel_with_family(sel, family)
+    # the selector shared too: a tunnel-mode SA's is all zeros but the family (charon's,
+    # ip's without "sel"), a host pair's repeats per peer — one 89-byte object less per state
+    sel = _seen(sel) or shared(sel)
     x = SecurityAssociation(
         (DEFAULT_LFT if lft_raw == _DEFAULT_LFT_RAW
          else _as(LifetimeCfg, LIFETIME_CFG.unpack(lft_raw))),

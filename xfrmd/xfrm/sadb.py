@@ -187,6 +187,7 @@ class StateDb:
         # one int object for every state
         self.aevent_maxage = self.aevent_etime * HZ // 10
         self.aevent_rseqth = XFRM_AEVENT_RSEQTH
+        self._rtimer_jiffy, self._rtimer_at = -1, 0.0   # the last insert's rtimer expiry
         self.num_possible_cpus = 2
         self.tunnel6: dict[bytes, list[int]] = {}   # xfrm6_tunnel: saddr → [spi, refcount]
         self.tunnel6_spi = 0
@@ -431,9 +432,15 @@ class StateDb:
         lft = x.lft
         if lft is not DEFAULT_LFT and lft.has_timeouts():
             self._arm(x, 1)
-        if x.replay_maxage:
-            # mod_timer(&x->rtimer, jiffies + replay_maxage): recorded only; see aevent.py
-            x.rtimer_when = self.kernel.clock.now() + x.replay_maxage / HZ
+        maxage = x.replay_maxage
+        if maxage:
+            # mod_timer(&x->rtimer, jiffies + replay_maxage): recorded only (see aevent.py),
+            # in the jiffy it expires in; the states inserted in one jiffy share that float
+            # (one object less per state to make and, at a delete, to free)
+            when = int(self.kernel.clock.now() * HZ) + maxage
+            if when != self._rtimer_jiffy:
+                self._rtimer_jiffy, self._rtimer_at = when, when / HZ
+            x.rtimer_when = self._rtimer_at
 
     def add(self, x: SecurityAssociation) -> int:
         """``xfrm_state_add``: 0 or -EEXIST; a matching larval state is removed."""
