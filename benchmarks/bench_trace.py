@@ -1,5 +1,6 @@
 """The test harnesses' netlink trace: recording one 340-byte datagram with the kernel pair's
-and the xfrmd_server fixture's TraceTap (raw, buffered; JSON lines written when read) against
+and the xfrmd_server fixture's TraceTap (``TraceTap.record``, the call they install: a tuple
+appended to a list, spilled in bulk; JSON lines written when read) against
 ``xfrmd run --trace``'s TraceWriter (a JSON line per datagram, line-buffered), both measured in
 the same run; and what the tap's conversion costs when a failed test reads the trace."""
 from __future__ import annotations
@@ -27,7 +28,7 @@ def run(quick: bool = False) -> list[dict]:
     try:
         tap = TraceTap(os.path.join(tmp, "tap.jsonl"), kernel)
         writer = TraceWriter.open(os.path.join(tmp, "writer.jsonl"), kernel)
-        ours, ref = _best(lambda: tap("rx", sock, datagram),
+        ours, ref = _best(lambda: tap.record("rx", sock, datagram),
                           lambda: writer("rx", sock, datagram), n)
         t0 = time.process_time()
         tap.path                                   # noqa: B018 - converts what was recorded

@@ -109,6 +109,9 @@ class Kernel:
         self.dirty: set[NetlinkSocket] = set()   # sockets with new datagrams queued
         # (socket, seq) of the NLM_F_ECHO request being handled, see multicast
         self.report: tuple[NetlinkSocket, int] | None = None
+        # (socket id, extack TLVs) while netlink_ack sends an ACK whose extack the socket
+        # does not take (no NETLINK_EXT_ACK): the tracers show it (xfrmd/trace.py)
+        self.trace_note: tuple[int, bytes] | None = None
         self._timers: list[tuple[float, int, Timer]] = []
         self._timer_seq = itertools.count()
         self._sock_ids = itertools.count(1)

@@ -163,7 +163,7 @@ def xfrmd_server(request: pytest.FixtureRequest, tmp_path: Path,
     kernel = make_kernel(xfrmd_topology)
     path = str(tmp_path / "xfrmd.trace.jsonl")
     tap = TraceTap(path, kernel)
-    kernel.tracers.append(tap)
+    kernel.tracers.append(tap.record)
     with running_server(kernel) as handle:
         server = TestServer(handle)
         server.tap = tap

@@ -192,7 +192,7 @@ class KernelPair:
             fd, path = tempfile.mkstemp(prefix="xfrmd-pair-", suffix=".trace.jsonl")
             os.close(fd)
             self._tracer = TraceTap(path, self.kernel)
-            self.kernel.tracers.append(self._tracer)
+            self.kernel.tracers.append(self._tracer.record)
             self._server = running_server(self.kernel)
             self.handle = self._server.__enter__()
         except Exception:
