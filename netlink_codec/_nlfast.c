@@ -412,8 +412,11 @@ parser_vectorcall(PyObject *self_, PyObject *const *args, size_t nargsf, PyObjec
                               &bad, &leftover);
     if (tb == NULL)
         return NULL;
-    if (bad == NULL && leftover == 0)       /* the common case */
-        return Py_BuildValue("(NOO)", tb, Py_None, Py_None);
+    if (bad == NULL && leftover == 0) {     /* the common case (no format string parsed) */
+        PyObject *out = PyTuple_Pack(3, tb, Py_None, Py_None);
+        Py_DECREF(tb);
+        return out;
+    }
     Py_DECREF(tb);
     Py_XDECREF(bad);
     return PyObject_Vectorcall(self->slow, args, 4, NULL);

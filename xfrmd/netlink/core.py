@@ -20,6 +20,8 @@ NLMSG_GOODSIZE = 3776
 # the real kernel's dump datagrams never exceed 32448 bytes (checked by the policy differential)
 MAX_RECVMSG_LEN = 32768 - 320
 
+_new = object.__new__
+
 # Returned by a handler that started a dump: the kernel's -EINTR, which suppresses the ACK.
 DUMP_STARTED = object()
 
@@ -114,9 +116,16 @@ def netlink_rcv_skb(kernel, sock: NetlinkSocket, buf, family: NetlinkFamily) -> 
 def netlink_rcv_msg(kernel, sock: NetlinkSocket, buf, hdr: Header, family: NetlinkFamily) -> None:
     """One request: the family's handler (``cb``), then the ACK netlink_rcv_skb sends."""
     sock.reply_dropped = False
+    # the family's own request class when it has one (XFRM: XfrmRequest), its four fields
+    # stored here: calling the class would run Request.__init__ through slot_tp_init, a
+    # frame more per message (a request class adds no __init__ of its own)
+    req = _new(getattr(family, "request_type", Request))
+    req.kernel = kernel
+    req.sock = sock
+    req.buf = buf
+    req.hdr = hdr
     try:
-        # the family's own request class when it has one (XFRM: XfrmRequest), made once
-        outcome = family.rcv_msg(getattr(family, "request_type", Request)(kernel, sock, buf, hdr))
+        outcome = family.rcv_msg(req)
     except KernelError as err:   # the one conversion of a model error for netlink requests
         outcome = error_reply(err)
     except Exception as exc:  # noqa: BLE001 - a bug answers EINVAL, never kills the server

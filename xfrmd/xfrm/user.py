@@ -97,7 +97,7 @@ class XfrmUser:
             req = XfrmRequest.of(req)
         hdr = req.hdr
         t = hdr.type
-        if t > X.XFRM_MSG_MAX:
+        if t > _MSG_MAX:
             raise KernelError(E.EINVAL)
         if not req.sock.cap_net_admin:
             # xfrm_user_rcv_msg: "All operations require privileges, even GET"
@@ -130,6 +130,7 @@ class XfrmUser:
 # plain ints for the per-message path (IntEnum member access costs a dict lookup each)
 _DUMPABLE = frozenset((int(X.XfrmMsg.GETSA), int(X.XfrmMsg.GETPOLICY)))
 _MSG_MIN = {int(k): v for k, v in X.MSG_MIN.items()}
+_MSG_MAX = int(X.XFRM_MSG_MAX)
 _NEWSPDINFO = int(X.XfrmMsg.NEWSPDINFO)
 _SA_DIR, _SA_PCPU = int(X.Xfrma.SA_DIR), int(X.Xfrma.SA_PCPU)
 # nlmsg_parse_deprecated with xfrma_policy / xfrma_spd_policy (their tables compiled once)
