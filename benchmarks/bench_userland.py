@@ -25,31 +25,34 @@ def _best(argv, n=5, **kw) -> float:
     return best
 
 
+def _task_cpu(task_dir: str) -> float:
+    """CPU time of one thread, seconds: the scheduler's own sum (``schedstat``'s first field,
+    nanoseconds), not utime + stime, which /proc gives in 10 ms ticks: a side that used
+    0.1 s read ±10 %, so single runs of the share swung by points."""
+    try:
+        with open(f"{task_dir}/schedstat") as f:
+            return int(f.read().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def _cpu_of(pid: int) -> float:
-    """utime + stime of a live process, seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time of a live process: its threads' sum (charon runs a pool of them)."""
+    base = f"/proc/{pid}/task"
+    try:
+        tids = os.listdir(base)
+    except OSError:
+        return 0.0
+    return sum(_task_cpu(f"{base}/{t}") for t in tids)
 
 
 def _threads_cpu_but_main() -> float:
     """CPU of this process's threads other than the main one: the xfrmd server's (the
     harness's own polling and decoding run in the main thread and are left out)."""
     import threading
-    main, total = threading.main_thread().native_id, 0.0
-    for tid in os.listdir("/proc/self/task"):
-        if int(tid) != main:
-            total += _cpu_of_path(f"/proc/self/task/{tid}/stat")
-    return total
-
-
-def _cpu_of_path(path: str) -> float:
-    try:
-        with open(path) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    main = threading.main_thread().native_id
+    return sum(_task_cpu(f"/proc/self/task/{t}") for t in os.listdir("/proc/self/task")
+               if int(t) != main)
 
 
 def _sa_count(kp, side: str) -> int:
@@ -82,7 +85,9 @@ def charon_pair_200(children: int = 200) -> tuple[float, float, float]:
                                       userland="trixie-strongswan"))
             right, left = daemons
             right.start()
+            # both sides from the same moment: the right charon's start-up is before it
             cpu0, t0 = _threads_cpu_but_main(), time.perf_counter()
+            right_cpu0 = _cpu_of(right.proc.pid)
             left.start()              # loading the config starts every child
             # polled from the kernel model (a count, no request); the SADs are dumped once at
             # the end
@@ -91,7 +96,7 @@ def charon_pair_200(children: int = 200) -> tuple[float, float, float]:
                     raise RuntimeError(f"only {_sa_count(kp, 'left')} SAs after 300 s")
                 time.sleep(0.05)
             total, xfrmd_cpu = time.perf_counter() - t0, _threads_cpu_but_main() - cpu0
-            charon_cpu = sum(_cpu_of(d.proc.pid) for d in daemons)
+            charon_cpu = sum(_cpu_of(d.proc.pid) for d in daemons) - right_cpu0
             assert all(sa["offload"] for sa in kp.sad("left"))
             for d in daemons:
                 d.stop()
