@@ -25,6 +25,7 @@ EXTENSIONS: dict[str, str] = {
     "xfrmd.xfrm._polfast": "xfrmd/xfrm/_polfast.c",  # NEWPOLICY/UPDPOLICY: spd.xfrm_add_policy
     "netlink_codec._nlfast": "netlink_codec/_nlfast.c",
     "xfrmd._hugeheap": "xfrmd/_hugeheap.c",          # pymalloc's arenas on huge pages: hugeheap
+    "xfrmd._transport": "xfrmd/_transport.c",        # the reactor round: server._reactor_py
 }
 
 

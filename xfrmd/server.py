@@ -31,16 +31,18 @@ import time
 
 import trio
 
+from netlink_codec import cext
 from netlink_codec.netlink import ExtAck, encode_ack, kernel_messages
 
 from . import services, transport as T
+from .cext import source
 from .capability import CAP_NET_ADMIN, credentials, peer_credentials
 from .inet import raw as inet_raw
 from .inet import udp as inet_udp
 from .kernel import Kernel, KernelError
 from .linkgen_page import LinkgenPage
 from .net_namespace import process_exit
-from .netlink.socket import rcvbuf_for, sock_error_frame
+from .netlink.socket import NetlinkSocket, rcvbuf_for, sock_error_frame
 from .stats import INTERNAL_ERROR
 
 _BATCH_KIND = struct.pack("=H", T.F_BATCH)
@@ -109,6 +111,9 @@ def _fuse_reopen(ops: list) -> list | None:
 
 
 log = logging.getLogger("xfrmd.server")
+
+# the C half of the reactor round (None: _reactor_py, XFRMD_PURE_PYTHON or not built)
+_transport = cext.load("xfrmd._transport", source("xfrmd._transport"))
 
 SO_PEERCRED = 17
 # how long the reactor polls for the next request before it sleeps (0 on one CPU, where it
@@ -389,6 +394,7 @@ class Server:
         # the ones found gone while a request was handled
         self._pidfds: dict[int, int] = {}
         self._exited: list[int] = []
+        self._pump = None           # the C round (serve), None: _reactor_py
 
     # -- listening ---------------------------------------------------------------------
 
@@ -508,6 +514,9 @@ class Server:
         self.ep.register(listener.fileno(), select.EPOLLIN)
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.ep.register(self._wake_r, select.EPOLLIN)
+        self._pump = None if _transport is None else _transport.Pump(
+            self, self.kernel, self.ep.fileno(), listener.fileno(), self._wake_r, NETLINK,
+            KernelError, Connection, NetlinkSocket, T.MAX_RECORD, SENT_TRACK_MAX)
         self.kernel.watch_process = self._watch_process
         self.kernel.parent_of = _proc_ppid
         self.kernel.find_processes = self._processes_in
@@ -558,13 +567,21 @@ class Server:
     # else stalls.
 
     def _reactor(self) -> None:
-        ep, k = self.ep, self.kernel
-        lfd, wake = self.listener.fileno(), self._wake_r
-        deadline = k.next_deadline()
+        pump = self._pump
+        if pump is None:
+            self._reactor_py()
+        else:
+            self._reactor_c(pump)
+
+    def _reactor_py(self) -> None:
+        """The reactor in Python: the reference of _reactor_c and xfrmd/_transport.c."""
+        ep = self.ep
+        deadline = self.kernel.next_deadline()
         spin_until, spin_skip = 0.0, 0
         clock, yield_cpu = time.perf_counter, os.sched_yield
+        flush = self._after_kernel_work
         while True:
-            timeout = self._io_timeout(poll_timeout(deadline, k.clock.now()))
+            timeout = self._timeout(deadline)
             # a client that just got its answer usually sends its next request within tens
             # of microseconds (`ip -batch`): polling for it, rather than sleeping, saves the
             # cross-CPU wake-up that costs this much again on a VM (docs/architecture.md).
@@ -584,34 +601,95 @@ class Server:
             else:
                 spin_until = 0.0
                 spin_skip -= 1
-            for fd, ev in events:
-                if fd == lfd:
-                    self._accept()
-                    continue
-                if fd == wake:
-                    return
-                conn = self.by_fd.get(fd)
-                if conn is not None:
-                    self._event(conn, ev)
-                elif fd in self._pidfds:
-                    self._process_exited(fd)
-            while self._exited:
-                process_exit(k, self._exited.pop())
-            deadline = k.next_deadline()       # what this round's requests changed
-            if deadline is not None and deadline <= k.clock.now():
-                try:
-                    k.run_timers()
-                except Exception as e:   # one line and a count, as a handler's bug
-                    k.stats.internal_error(e, "a kernel timer")
-                deadline = k.next_deadline()
-            self._after_kernel_work()
-            if self._unhello:
-                self._close_silent()
-            closed = bool(self._closing)
+            if self._serve_events(events):
+                return
+            deadline = self._round_end(flush)
+
+    def _reactor_c(self, pump) -> None:
+        """_reactor_py with its round in C (xfrmd/_transport.c): ``pump.round`` waits as
+        ``ep.poll`` does and serves the events itself — a bound netlink connection's records
+        of the shapes the shim sends for a request in C, everything else by the same Python
+        (_accept, _event, _slow_record) — and ``pump.flush`` is _after_kernel_work
+        (docs/architecture.md, "The reactor")."""
+        deadline = self.kernel.next_deadline()
+        spin_until, spin_skip = 0.0, 0
+        clock, yield_cpu = time.perf_counter, os.sched_yield
+        serve, flush = pump.round, pump.flush
+        while True:
+            timeout = self._timeout(deadline)
+            n = serve(0.0) if spin_until else 0       # as _reactor_py's spin
+            while not n and spin_until:
+                if clock() >= spin_until:
+                    spin_skip = 32
+                    break
+                yield_cpu()
+                n = serve(0.0)
+            if not n:
+                n = serve(timeout)
+            if n < 0:
+                return                                # the wake pipe
+            if n and SPIN_SECONDS and spin_skip <= 0:
+                spin_until = clock() + SPIN_SECONDS
+            else:
+                spin_until = 0.0
+                spin_skip -= 1
+            deadline = self._round_end(flush)
+
+    def _timeout(self, deadline: float | None) -> float:
+        """epoll's timeout: the kernel's next deadline (poll_timeout, inline) or the next
+        I/O timer (_io_timeout), -1 for none."""
+        if deadline is None:
+            timeout = -1.0
+        else:
+            timeout = min(max(0.0, deadline - self.kernel.clock.now()), MAX_POLL_SECONDS)
+        if self._accept_resume or self._unhello:
+            timeout = self._io_timeout(timeout)
+        return timeout
+
+    def _serve_events(self, events: list) -> bool:
+        """One round's events, in epoll's order; True when the wake pipe says stop."""
+        lfd, wake = self.listener.fileno(), self._wake_r
+        for fd, ev in events:
+            if fd == lfd:
+                self._accept()
+                continue
+            if fd == wake:
+                return True
+            conn = self.by_fd.get(fd)
+            if conn is not None:
+                self._event(conn, ev)
+            elif fd in self._pidfds:
+                self._process_exited(fd)
+        return False
+
+    def _round_end(self, flush) -> float | None:
+        """What follows a round's events: exited processes, due timers, ``flush`` (what
+        the kernel queued goes out), silent and closed connections. The kernel's next
+        deadline."""
+        k = self.kernel
+        while self._exited:
+            process_exit(k, self._exited.pop())
+        # what this round's requests changed: k.next_deadline(), without its call when
+        # the first timer is live
+        timers = k._timers
+        deadline = timers[0][0] if timers and not timers[0][2].cancelled else k.next_deadline()
+        if deadline is not None and deadline <= k.clock.now():
+            try:
+                k.run_timers()
+            except Exception as e:   # one line and a count, as a handler's bug
+                k.stats.internal_error(e, "a kernel timer")
+            deadline = k.next_deadline()
+        flush()
+        if self._unhello:
+            self._close_silent()
+        closed = False
+        if self._closing:
+            closed = True
             while self._closing:
                 self._closing.pop().close()
-            if self._accept_resume:
-                self._resume_accept(closed)
+        if self._accept_resume:
+            self._resume_accept(closed)
+        return deadline
 
     def _watch_process(self, pid: int, start: int) -> None:
         """A process moved into an emulated namespace: its pidfd joins the epoll set, and
@@ -669,16 +747,38 @@ class Server:
                 self._flush(conn)
             if ev & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR):
                 self._readable(conn, drain)
-        except OSError:
+        except Exception as e:
+            self._event_error(conn, e)
+
+    def _event_error(self, conn: Connection, e: Exception) -> None:
+        """What a connection's record raised: it costs the connection, not the server."""
+        if isinstance(e, OSError):
             self._close(conn)
-        except (struct.error, T.FrameError) as e:
+        elif isinstance(e, (struct.error, T.FrameError)):
             # a control frame shorter than its kind's payload, a bad BATCH: the connection is
             # closed (docs/protocol.md), the server goes on
             self.kernel.stats.bad_frame(conn.pid, str(e))
             self._close(conn)
-        except Exception as e:   # a bug costs one connection, not the server
+        else:                    # a bug costs one connection, not the server
             self.kernel.stats.internal_error(e, f"a record from pid {conn.pid}")
             self._close(conn)
+
+    def _other_event(self, fd: int) -> None:
+        """An event of an fd that is no connection (the C round's fallback)."""
+        if fd in self._pidfds:
+            self._process_exited(fd)
+
+    def _slow_record(self, conn: Connection, rec: bytes) -> bool:
+        """A record the C turn does not take (xfrmd/_transport.c): :meth:`_dispatch` with
+        :meth:`_event`'s error handling; whether the turn goes on (:meth:`_readable`)."""
+        sends = self._sends
+        try:
+            if not self._dispatch(conn, rec):
+                return False
+        except Exception as e:
+            self._event_error(conn, e)
+            return False
+        return self._sends == sends
 
     def _accept(self) -> None:
         """One connection per event: the listener is level-triggered, so another one that
@@ -1038,14 +1138,16 @@ class Server:
     def _deliver(self, conn: Connection, sock, rec: bytes) -> None:
         """A netlink datagram to the kernel (sendmsg); its answers go out at the end of the
         round (_after_kernel_work)."""
-        k = self.kernel
         try:
-            k.deliver(sock, rec)
+            self.kernel.deliver(sock, rec)
         except Exception as e:
-            # a bug outside the handlers (which netlink_rcv_skb guards) must not take the
-            # server down; the kernel would have answered, so answer EINVAL rather than hang
-            k.stats.internal_error(e, f"a datagram from pid {conn.pid}")
-            self._internal_error(sock, rec)
+            self._deliver_failed(conn, sock, rec, e)
+
+    def _deliver_failed(self, conn: Connection, sock, rec: bytes, e: Exception) -> None:
+        # a bug outside the handlers (which netlink_rcv_skb guards) must not take the
+        # server down; the kernel would have answered, so answer EINVAL rather than hang
+        self.kernel.stats.internal_error(e, f"a datagram from pid {conn.pid}")
+        self._internal_error(sock, rec)
 
     def _hello(self, conn: Connection, rec: bytes) -> bool:
         if not T.is_frame(rec):
