@@ -75,13 +75,11 @@ class Harness:
 
     def py_round(self, _a=None, _b=None) -> None:
         srv = self.server
-        srv._timeout(None)               # what the reactor asks before it polls
         srv._serve_events(srv.ep.poll(0, 256))
         srv._round_end(srv._after_kernel_work)
 
     def c_round(self, _a=None, _b=None) -> None:
         srv = self.server
-        srv._timeout(None)
         self.pump.round(0.0)
         srv._round_end(self.pump.flush)
 

@@ -576,12 +576,12 @@ class Server:
     def _reactor_py(self) -> None:
         """The reactor in Python: the reference of _reactor_c and xfrmd/_transport.c."""
         ep = self.ep
-        deadline = self.kernel.next_deadline()
+        k = self.kernel
+        timeout = self._io_timeout(poll_timeout(k.next_deadline(), k.clock.now()))
         spin_until, spin_skip = 0.0, 0
         clock, yield_cpu = time.perf_counter, os.sched_yield
         flush = self._after_kernel_work
         while True:
-            timeout = self._timeout(deadline)
             # a client that just got its answer usually sends its next request within tens
             # of microseconds (`ip -batch`): polling for it, rather than sleeping, saves the
             # cross-CPU wake-up that costs this much again on a VM (docs/architecture.md).
@@ -603,7 +603,7 @@ class Server:
                 spin_skip -= 1
             if self._serve_events(events):
                 return
-            deadline = self._round_end(flush)
+            timeout = self._round_end(flush)
 
     def _reactor_c(self, pump) -> None:
         """_reactor_py with its round in C (xfrmd/_transport.c): ``pump.round`` waits as
@@ -611,12 +611,12 @@ class Server:
         of the shapes the shim sends for a request in C, everything else by the same Python
         (_accept, _event, _slow_record) — and ``pump.flush`` is _after_kernel_work
         (docs/architecture.md, "The reactor")."""
-        deadline = self.kernel.next_deadline()
+        k = self.kernel
+        timeout = self._io_timeout(poll_timeout(k.next_deadline(), k.clock.now()))
         spin_until, spin_skip = 0.0, 0
         clock, yield_cpu = time.perf_counter, os.sched_yield
         serve, flush = pump.round, pump.flush
         while True:
-            timeout = self._timeout(deadline)
             n = serve(0.0) if spin_until else 0       # as _reactor_py's spin
             while not n and spin_until:
                 if clock() >= spin_until:
@@ -633,18 +633,7 @@ class Server:
             else:
                 spin_until = 0.0
                 spin_skip -= 1
-            deadline = self._round_end(flush)
-
-    def _timeout(self, deadline: float | None) -> float:
-        """epoll's timeout: the kernel's next deadline (poll_timeout, inline) or the next
-        I/O timer (_io_timeout), -1 for none."""
-        if deadline is None:
-            timeout = -1.0
-        else:
-            timeout = min(max(0.0, deadline - self.kernel.clock.now()), MAX_POLL_SECONDS)
-        if self._accept_resume or self._unhello:
-            timeout = self._io_timeout(timeout)
-        return timeout
+            timeout = self._round_end(flush)
 
     def _serve_events(self, events: list) -> bool:
         """One round's events, in epoll's order; True when the wake pipe says stop."""
@@ -662,10 +651,11 @@ class Server:
                 self._process_exited(fd)
         return False
 
-    def _round_end(self, flush) -> float | None:
+    def _round_end(self, flush) -> float:
         """What follows a round's events: exited processes, due timers, ``flush`` (what
-        the kernel queued goes out), silent and closed connections. The kernel's next
-        deadline."""
+        the kernel queued goes out), silent and closed connections. Returns the next
+        round's epoll timeout (:meth:`_timeout`; the clock is read once, before the flush,
+        which makes the wait longer by the flush's microseconds: epoll counts in ms)."""
         k = self.kernel
         while self._exited:
             process_exit(k, self._exited.pop())
@@ -673,12 +663,16 @@ class Server:
         # the first timer is live
         timers = k._timers
         deadline = timers[0][0] if timers and not timers[0][2].cancelled else k.next_deadline()
-        if deadline is not None and deadline <= k.clock.now():
-            try:
-                k.run_timers()
-            except Exception as e:   # one line and a count, as a handler's bug
-                k.stats.internal_error(e, "a kernel timer")
-            deadline = k.next_deadline()
+        now = 0.0
+        if deadline is not None:
+            now = k.clock.now()
+            if deadline <= now:
+                try:
+                    k.run_timers()
+                except Exception as e:   # one line and a count, as a handler's bug
+                    k.stats.internal_error(e, "a kernel timer")
+                deadline = k.next_deadline()
+                now = k.clock.now()
         flush()
         if self._unhello:
             self._close_silent()
@@ -689,7 +683,11 @@ class Server:
                 self._closing.pop().close()
         if self._accept_resume:
             self._resume_accept(closed)
-        return deadline
+        # poll_timeout and _io_timeout, inline
+        timeout = -1.0 if deadline is None else min(max(0.0, deadline - now), MAX_POLL_SECONDS)
+        if self._accept_resume or self._unhello:
+            timeout = self._io_timeout(timeout)
+        return timeout
 
     def _watch_process(self, pid: int, start: int) -> None:
         """A process moved into an emulated namespace: its pidfd joins the epoll set, and
