@@ -56,7 +56,7 @@ static const char *sock_slots[S_N] = {"rx", "rx_truesize", "rx_bytes", "outq"};
 typedef struct {
     PyObject_HEAD
     PyObject *server, *kernel, *netlink, *kernel_error, *conn_t, *sock_t;
-    PyObject *by_fd, *conns;
+    PyObject *by_fd, *conns, *dirty;
     int epfd, lfd, wakefd;
     Py_ssize_t max_record, sent_track_max;
     Py_ssize_t coff[C_N], soff[S_N];
@@ -113,6 +113,7 @@ static void Pump_dealloc(Pump *p)
     Py_XDECREF(p->sock_t);
     Py_XDECREF(p->by_fd);
     Py_XDECREF(p->conns);
+    Py_XDECREF(p->dirty);
     PyMem_RawFree(p->buf);
     Py_TYPE(p)->tp_free((PyObject *)p);
 }
@@ -146,8 +147,19 @@ static int Pump_init(Pump *p, PyObject *args, PyObject *kw)
         PyErr_SetString(PyExc_TypeError, "server.by_fd and server.conns are dicts");
         return -1;
     }
+    /* kernel.dirty: made once by Kernel.__init__, only added to and cleared since */
+    PyObject *dirty = PyObject_GetAttr(kernel, s_dirty);
+    if (dirty == NULL || !PySet_CheckExact(dirty)) {
+        Py_XDECREF(dirty);
+        Py_DECREF(by_fd);
+        Py_DECREF(conns);
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "kernel.dirty is a set");
+        return -1;
+    }
     char *buf = PyMem_RawMalloc((size_t)max_record);
     if (buf == NULL) {
+        Py_DECREF(dirty);
         Py_DECREF(by_fd);
         Py_DECREF(conns);
         PyErr_NoMemory();
@@ -163,6 +175,7 @@ static int Pump_init(Pump *p, PyObject *args, PyObject *kw)
     Py_INCREF(sock_t); Py_XSETREF(p->sock_t, sock_t);
     Py_XSETREF(p->by_fd, by_fd);
     Py_XSETREF(p->conns, conns);
+    Py_XSETREF(p->dirty, dirty);
     p->epfd = epfd;
     p->lfd = lfd;
     p->wakefd = wakefd;
@@ -445,6 +458,8 @@ static int turn(Pump *p, PyObject *conn, PyObject *fdobj, int fd)
 
 static PyObject *Pump_round(Pump *p, PyObject *arg)
 {
+    if (p->by_fd == NULL)
+        return PyErr_Format(PyExc_RuntimeError, "Pump.__init__ was not called");
     double timeout = PyFloat_AsDouble(arg);
     if (timeout == -1.0 && PyErr_Occurred())
         return NULL;
@@ -572,24 +587,28 @@ static int flush_conn(Pump *p, PyObject *conn, PyObject *sock, int fd)
 
 static PyObject *Pump_flush(Pump *p, PyObject *noargs)
 {
-    PyObject *dirty = PyObject_GetAttr(p->kernel, s_dirty);
-    if (dirty == NULL)
-        return NULL;
-    if (!PySet_Check(dirty)) {
-        Py_DECREF(dirty);
-        PyErr_SetString(PyExc_TypeError, "kernel.dirty is a set");
-        return NULL;
-    }
-    if (PySet_GET_SIZE(dirty) == 0) {
-        Py_DECREF(dirty);
+    if (p->dirty == NULL)
+        return PyErr_Format(PyExc_RuntimeError, "Pump.__init__ was not called");
+    PyObject *dirty = p->dirty, *list;
+    Py_ssize_t size = PySet_GET_SIZE(dirty);
+    if (size == 0)
         Py_RETURN_NONE;
-    }
-    PyObject *list = PySequence_List(dirty);
-    int cleared = list ? PySet_Clear(dirty) : -1;
-    Py_DECREF(dirty);
-    if (cleared < 0) {
-        Py_XDECREF(list);
-        return NULL;
+    if (size == 1) {            /* list(dirty) and dirty.clear() of the usual one socket */
+        PyObject *only = PySet_Pop(dirty);
+        if (only == NULL)
+            return NULL;
+        list = PyList_New(1);
+        if (list == NULL) {
+            Py_DECREF(only);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, 0, only);
+    } else {
+        list = PySequence_List(dirty);
+        if (list == NULL || PySet_Clear(dirty) < 0) {
+            Py_XDECREF(list);
+            return NULL;
+        }
     }
     Py_ssize_t n = PyList_GET_SIZE(list);
     for (Py_ssize_t i = 0; i < n; i++) {
