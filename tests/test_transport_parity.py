@@ -12,6 +12,7 @@ import os
 import select
 import socket
 import struct
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -67,14 +68,14 @@ class Side:
         self.pump = S._transport.Pump(
             srv, k, srv.ep.fileno(), srv.listener.fileno(), srv._wake_r, S.NETLINK,
             S.KernelError, S.Connection, S.NetlinkSocket, T.MAX_RECORD,
-            S.SENT_TRACK_MAX) if c else None
+            S.SENT_TRACK_MAX, S.MAX_POLL_SECONDS) if c else None
 
     def rounds(self) -> None:
         srv = self.server
         for _ in range(64):
             if self.pump is not None:
                 n = self.pump.round(0.0)
-                srv._round_end(self.pump.flush)
+                self.pump.end()
             else:
                 events = srv.ep.poll(0, 256)
                 n = len(events)
@@ -307,3 +308,32 @@ def test_pure_python_runs_the_python_round():
                        env={**os.environ, "XFRMD_PURE_PYTHON": "1"}, capture_output=True,
                        text=True, check=True)
     assert r.stdout.strip() == "None"
+
+
+@needs_c
+def test_a_rounds_end_in_c_times_and_runs_timers_as_the_python_one():
+    """Pump.end is _round_end: the timeout is the first live timer's, a cancelled first
+    timer is popped (next_deadline), a due one runs, and what a timer queues goes out in
+    the same round; a silent connection's deadline shortens the wait (_io_timeout)."""
+    py, c = _pair()
+    try:
+        for side, end in ((py, lambda s=py: s.server._round_end(s.server._after_kernel_work)),
+                          (c, lambda s=c: s.pump.end())):
+            k, ran = side.kernel, []
+            assert end() == -1.0                                   # no timer
+            k.add_timer(0.01, lambda: ran.append("never")).cancel()    # first, cancelled
+            t = k.add_timer(0.05, lambda: (ran.append("due"), k.unicast(side.conn.sock, GETSADINFO)))
+            assert 0.0 < end() <= 0.05                              # the live one, behind
+            assert len(k._timers) == 1                              # the cancelled one popped
+            time.sleep(0.06)
+            assert end() == -1.0 and ran == ["due"] and t.cancelled
+            assert side.client.recv(4096, socket.MSG_DONTWAIT) == GETSADINFO   # flushed
+            k.add_timer(7200.0, lambda: None)
+            assert end() == S.MAX_POLL_SECONDS
+            side.server.hello_timeout = 1.0
+            side.server._unhello.append(side.conn)                  # greeted: popped, no timeout
+            side.conn.greeted = True
+            assert end() == S.MAX_POLL_SECONDS and not side.server._unhello
+    finally:
+        py.close()
+        c.close()

@@ -11,6 +11,9 @@
  *   .flush()         Server._after_kernel_work: what the kernel queued on each dirty socket
  *                    goes out; a connection with records held back (pending) is
  *                    server._flush's.
+ *   .end()           Server._round_end(self.flush) when no process exited, no timer is due,
+ *                    no connection is silent or closed and the listener listens (else the
+ *                    Python's): the flush, and the next round's epoll timeout.
  *
  * A connection's turn reads up to 16 records as _readable does (the next one is asked for
  * with a recv that may fail with EAGAIN: in C that costs what the poll(0) cost, without
@@ -57,13 +60,17 @@ typedef struct {
     PyObject_HEAD
     PyObject *server, *kernel, *netlink, *kernel_error, *conn_t, *sock_t;
     PyObject *by_fd, *conns, *dirty;
+    /* Server._exited, _unhello, _closing and Kernel._timers, clock: made once, then only
+     * changed in place */
+    PyObject *exited, *unhello, *closing, *timers, *clock;
     int epfd, lfd, wakefd;
     Py_ssize_t max_record, sent_track_max;
+    double max_poll;
     Py_ssize_t coff[C_N], soff[S_N];
     char *buf;
 } Pump;
 
-static PyObject *s_accept, *s_event, *s_other_event, *s_close, *s_slow_record, *s_event_error,
+static PyObject *s_now, *s_round_end, *s_round_after, *s_accept, *s_event, *s_other_event, *s_close, *s_slow_record, *s_event_error,
     *s_deliver_failed, *s_deliver, *s_setsockopt, *s_flush, *s_hold, *s_want_out, *s_dirty,
     *s_popleft, *s_append;
 
@@ -114,6 +121,11 @@ static void Pump_dealloc(Pump *p)
     Py_XDECREF(p->by_fd);
     Py_XDECREF(p->conns);
     Py_XDECREF(p->dirty);
+    Py_XDECREF(p->exited);
+    Py_XDECREF(p->unhello);
+    Py_XDECREF(p->closing);
+    Py_XDECREF(p->timers);
+    Py_XDECREF(p->clock);
     PyMem_RawFree(p->buf);
     Py_TYPE(p)->tp_free((PyObject *)p);
 }
@@ -123,9 +135,28 @@ static int Pump_init(Pump *p, PyObject *args, PyObject *kw)
     PyObject *server, *kernel, *netlink, *kerr, *conn_t, *sock_t;
     int epfd, lfd, wakefd;
     Py_ssize_t max_record, track;
-    if (!PyArg_ParseTuple(args, "OOiiiOOOOnn", &server, &kernel, &epfd, &lfd, &wakefd, &netlink,
-                          &kerr, &conn_t, &sock_t, &max_record, &track))
+    double max_poll;
+    if (!PyArg_ParseTuple(args, "OOiiiOOOOnnd", &server, &kernel, &epfd, &lfd, &wakefd, &netlink,
+                          &kerr, &conn_t, &sock_t, &max_record, &track, &max_poll))
         return -1;
+    PyObject *parts[5] = {NULL};
+    const char *part_names[5] = {"_exited", "_unhello", "_closing", "_timers", "clock"};
+    for (int i = 0; i < 5; i++) {
+        parts[i] = PyObject_GetAttrString(i < 3 ? server : kernel, part_names[i]);
+        if (parts[i] == NULL || (i != 1 && i != 4 && !PyList_CheckExact(parts[i]))) {
+            for (int j = 0; j <= i; j++)
+                Py_XDECREF(parts[j]);
+            if (!PyErr_Occurred())
+                PyErr_Format(PyExc_TypeError, "%s is a list", part_names[i]);
+            return -1;
+        }
+    }
+    Py_XSETREF(p->exited, parts[0]);
+    Py_XSETREF(p->unhello, parts[1]);
+    Py_XSETREF(p->closing, parts[2]);
+    Py_XSETREF(p->timers, parts[3]);
+    Py_XSETREF(p->clock, parts[4]);
+    p->max_poll = max_poll;
     if (max_record <= 0 || max_record > (1 << 24)) {
         PyErr_SetString(PyExc_ValueError, "max_record");
         return -1;
@@ -661,12 +692,106 @@ fail:
     return NULL;
 }
 
+/* Whether a rare part of a round's end has work: a process exited, a connection is
+ * silent or closed, the listener rests. -1 with an exception. */
+static int round_end_busy(Pump *p, int exited)
+{
+    if ((exited && PyList_GET_SIZE(p->exited)) || PyList_GET_SIZE(p->closing))
+        return 1;
+    int q = PyObject_IsTrue(p->unhello);
+    if (q)
+        return q;
+    PyObject *ar = PyObject_GetAttrString(p->server, "_accept_resume");
+    if (ar == NULL)
+        return -1;
+    int t = PyObject_IsTrue(ar);
+    Py_DECREF(ar);
+    return t;
+}
+
+/* Server._round_end(self.flush) for the usual round: nothing exited, no timer due, no
+ * silent or closed connection, the listener listening; anything else is the Python's. */
+static PyObject *Pump_end(Pump *p, PyObject *noargs)
+{
+    if (p->exited == NULL)
+        return PyErr_Format(PyExc_RuntimeError, "Pump.__init__ was not called");
+    int busy = round_end_busy(p, 1);
+    if (busy < 0)
+        return NULL;
+    double deadline = 0.0, now = 0.0;
+    int have = 0;
+    if (!busy && PyList_GET_SIZE(p->timers)) {
+        /* k.next_deadline() when the first timer is live; a cancelled one is popped by it */
+        PyObject *top = PyList_GET_ITEM(p->timers, 0);
+        if (!PyTuple_CheckExact(top) || PyTuple_GET_SIZE(top) < 3
+                || !PyFloat_CheckExact(PyTuple_GET_ITEM(top, 0))) {
+            busy = 1;
+        } else {
+            PyObject *c = PyObject_GetAttrString(PyTuple_GET_ITEM(top, 2), "cancelled");
+            if (c == NULL)
+                return NULL;
+            busy = PyObject_IsTrue(c);
+            Py_DECREF(c);
+            if (busy < 0)
+                return NULL;
+            if (!busy) {
+                deadline = PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(top, 0));
+                have = 1;
+                PyObject *argv[1] = {p->clock};
+                PyObject *t = PyObject_VectorcallMethod(s_now, argv,
+                                                        1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+                if (t == NULL)
+                    return NULL;
+                now = PyFloat_AsDouble(t);
+                Py_DECREF(t);
+                if (now == -1.0 && PyErr_Occurred())
+                    return NULL;
+                busy = deadline <= now;          /* due: run_timers */
+            }
+        }
+    }
+    if (busy) {
+        PyObject *flush = PyObject_GetAttrString((PyObject *)p, "flush");
+        if (flush == NULL)
+            return NULL;
+        PyObject *argv[2] = {p->server, flush};
+        PyObject *r = PyObject_VectorcallMethod(s_round_end, argv,
+                                                2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        Py_DECREF(flush);
+        return r;
+    }
+    PyObject *r = Pump_flush(p, NULL);
+    if (r == NULL)
+        return NULL;
+    Py_DECREF(r);
+    busy = round_end_busy(p, 0);          /* the flush may have closed a connection */
+    if (busy < 0)
+        return NULL;
+    if (busy) {
+        PyObject *d = have ? PyFloat_FromDouble(deadline) : Py_NewRef(Py_None);
+        PyObject *n = d ? PyFloat_FromDouble(now) : NULL;
+        PyObject *argv[3] = {p->server, d, n};
+        PyObject *t = n ? PyObject_VectorcallMethod(s_round_after, argv,
+                                                    3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL)
+                        : NULL;
+        Py_XDECREF(d);
+        Py_XDECREF(n);
+        return t;
+    }
+    if (!have)
+        return PyFloat_FromDouble(-1.0);
+    double t = deadline - now;
+    return PyFloat_FromDouble(t < 0.0 ? 0.0 : t > p->max_poll ? p->max_poll : t);
+}
+
 static PyMethodDef Pump_methods[] = {
     {"round", (PyCFunction)Pump_round, METH_O,
      "round(timeout) -> events: epoll_wait (seconds, < 0: no timeout) and serve them; -1: the "
      "wake pipe"},
     {"flush", (PyCFunction)Pump_flush, METH_NOARGS,
      "flush(): Server._after_kernel_work"},
+    {"end", (PyCFunction)Pump_end, METH_NOARGS,
+     "end() -> timeout: Server._round_end(self.flush), the next round's epoll timeout"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -693,7 +818,8 @@ PyMODINIT_FUNC PyInit__transport(void)
         {&s_event_error, "_event_error"}, {&s_deliver_failed, "_deliver_failed"},
         {&s_deliver, "deliver"}, {&s_setsockopt, "setsockopt"}, {&s_flush, "_flush"},
         {&s_hold, "_hold"}, {&s_want_out, "_want_out"}, {&s_dirty, "dirty"},
-        {&s_popleft, "popleft"}, {&s_append, "append"},
+        {&s_popleft, "popleft"}, {&s_append, "append"}, {&s_now, "now"},
+        {&s_round_end, "_round_end"}, {&s_round_after, "_round_after"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if ((*names[i].p = PyUnicode_InternFromString(names[i].s)) == NULL)

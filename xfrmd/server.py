@@ -516,7 +516,7 @@ class Server:
         self.ep.register(self._wake_r, select.EPOLLIN)
         self._pump = None if _transport is None else _transport.Pump(
             self, self.kernel, self.ep.fileno(), listener.fileno(), self._wake_r, NETLINK,
-            KernelError, Connection, NetlinkSocket, T.MAX_RECORD, SENT_TRACK_MAX)
+            KernelError, Connection, NetlinkSocket, T.MAX_RECORD, SENT_TRACK_MAX, MAX_POLL_SECONDS)
         self.kernel.watch_process = self._watch_process
         self.kernel.parent_of = _proc_ppid
         self.kernel.find_processes = self._processes_in
@@ -609,13 +609,13 @@ class Server:
         """_reactor_py with its round in C (xfrmd/_transport.c): ``pump.round`` waits as
         ``ep.poll`` does and serves the events itself — a bound netlink connection's records
         of the shapes the shim sends for a request in C, everything else by the same Python
-        (_accept, _event, _slow_record) — and ``pump.flush`` is _after_kernel_work
-        (docs/architecture.md, "The reactor")."""
+        (_accept, _event, _slow_record) — and ``pump.end`` is _round_end with ``pump.flush``
+        for _after_kernel_work (docs/architecture.md, "The reactor round in C")."""
         k = self.kernel
         timeout = self._io_timeout(poll_timeout(k.next_deadline(), k.clock.now()))
         spin_until, spin_skip = 0.0, 0
         clock, yield_cpu = time.perf_counter, os.sched_yield
-        serve, flush = pump.round, pump.flush
+        serve, end = pump.round, pump.end
         while True:
             n = serve(0.0) if spin_until else 0       # as _reactor_py's spin
             while not n and spin_until:
@@ -633,7 +633,7 @@ class Server:
             else:
                 spin_until = 0.0
                 spin_skip -= 1
-            timeout = self._round_end(flush)
+            timeout = end()               # _round_end with Pump.flush
 
     def _serve_events(self, events: list) -> bool:
         """One round's events, in epoll's order; True when the wake pipe says stop."""
@@ -674,6 +674,12 @@ class Server:
                 deadline = k.next_deadline()
                 now = k.clock.now()
         flush()
+        return self._round_after(deadline, now)
+
+    def _round_after(self, deadline: float | None, now: float) -> float:
+        """The end of :meth:`_round_end`, after the flush (``Pump.end`` calls it when a
+        connection is silent or closed, or the listener rests): the next round's epoll
+        timeout."""
         if self._unhello:
             self._close_silent()
         closed = False
