@@ -70,7 +70,7 @@ typedef struct {
     char *buf;
 } Pump;
 
-static PyObject *s_now, *s_round_end, *s_round_after, *s_accept, *s_event, *s_other_event, *s_close, *s_slow_record, *s_event_error,
+static PyObject *s_accept_resume, *s_cancelled, *s_now, *s_round_end, *s_round_after, *s_accept, *s_event, *s_other_event, *s_close, *s_slow_record, *s_event_error,
     *s_deliver_failed, *s_deliver, *s_setsockopt, *s_flush, *s_hold, *s_want_out, *s_dirty,
     *s_popleft, *s_append;
 
@@ -701,7 +701,7 @@ static int round_end_busy(Pump *p, int exited)
     int q = PyObject_IsTrue(p->unhello);
     if (q)
         return q;
-    PyObject *ar = PyObject_GetAttrString(p->server, "_accept_resume");
+    PyObject *ar = PyObject_GetAttr(p->server, s_accept_resume);
     if (ar == NULL)
         return -1;
     int t = PyObject_IsTrue(ar);
@@ -727,7 +727,7 @@ static PyObject *Pump_end(Pump *p, PyObject *noargs)
                 || !PyFloat_CheckExact(PyTuple_GET_ITEM(top, 0))) {
             busy = 1;
         } else {
-            PyObject *c = PyObject_GetAttrString(PyTuple_GET_ITEM(top, 2), "cancelled");
+            PyObject *c = PyObject_GetAttr(PyTuple_GET_ITEM(top, 2), s_cancelled);
             if (c == NULL)
                 return NULL;
             busy = PyObject_IsTrue(c);
@@ -820,6 +820,7 @@ PyMODINIT_FUNC PyInit__transport(void)
         {&s_hold, "_hold"}, {&s_want_out, "_want_out"}, {&s_dirty, "dirty"},
         {&s_popleft, "popleft"}, {&s_append, "append"}, {&s_now, "now"},
         {&s_round_end, "_round_end"}, {&s_round_after, "_round_after"},
+        {&s_accept_resume, "_accept_resume"}, {&s_cancelled, "cancelled"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if ((*names[i].p = PyUnicode_InternFromString(names[i].s)) == NULL)
