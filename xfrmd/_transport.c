@@ -110,22 +110,50 @@ static int learn_offsets(PyObject *cls, const char **names, int n, Py_ssize_t *o
     return 0;
 }
 
+/* the server holds its Pump (Server._pump) and the Pump its server: a cycle the collector
+ * must see */
+static int Pump_traverse(Pump *p, visitproc visit, void *arg)
+{
+    Py_VISIT(p->server);
+    Py_VISIT(p->kernel);
+    Py_VISIT(p->netlink);
+    Py_VISIT(p->kernel_error);
+    Py_VISIT(p->conn_t);
+    Py_VISIT(p->sock_t);
+    Py_VISIT(p->by_fd);
+    Py_VISIT(p->conns);
+    Py_VISIT(p->dirty);
+    Py_VISIT(p->exited);
+    Py_VISIT(p->unhello);
+    Py_VISIT(p->closing);
+    Py_VISIT(p->timers);
+    Py_VISIT(p->clock);
+    return 0;
+}
+
+static int Pump_clear(Pump *p)
+{
+    Py_CLEAR(p->server);
+    Py_CLEAR(p->kernel);
+    Py_CLEAR(p->netlink);
+    Py_CLEAR(p->kernel_error);
+    Py_CLEAR(p->conn_t);
+    Py_CLEAR(p->sock_t);
+    Py_CLEAR(p->by_fd);
+    Py_CLEAR(p->conns);
+    Py_CLEAR(p->dirty);
+    Py_CLEAR(p->exited);
+    Py_CLEAR(p->unhello);
+    Py_CLEAR(p->closing);
+    Py_CLEAR(p->timers);
+    Py_CLEAR(p->clock);
+    return 0;
+}
+
 static void Pump_dealloc(Pump *p)
 {
-    Py_XDECREF(p->server);
-    Py_XDECREF(p->kernel);
-    Py_XDECREF(p->netlink);
-    Py_XDECREF(p->kernel_error);
-    Py_XDECREF(p->conn_t);
-    Py_XDECREF(p->sock_t);
-    Py_XDECREF(p->by_fd);
-    Py_XDECREF(p->conns);
-    Py_XDECREF(p->dirty);
-    Py_XDECREF(p->exited);
-    Py_XDECREF(p->unhello);
-    Py_XDECREF(p->closing);
-    Py_XDECREF(p->timers);
-    Py_XDECREF(p->clock);
+    PyObject_GC_UnTrack(p);
+    Pump_clear(p);
     PyMem_RawFree(p->buf);
     Py_TYPE(p)->tp_free((PyObject *)p);
 }
@@ -212,6 +240,16 @@ static int Pump_init(Pump *p, PyObject *args, PyObject *kw)
     p->wakefd = wakefd;
     p->max_record = max_record;
     p->sent_track_max = track;
+    return 0;
+}
+
+/* Whether __init__ ran to its end (and nothing cleared the Pump since) */
+static int ready(Pump *p)
+{
+    if (p->server && p->kernel && p->by_fd && p->conns && p->dirty && p->exited && p->unhello
+            && p->closing && p->timers && p->clock && p->buf)
+        return 1;
+    PyErr_SetString(PyExc_RuntimeError, "Pump.__init__ was not called");
     return 0;
 }
 
@@ -489,8 +527,8 @@ static int turn(Pump *p, PyObject *conn, PyObject *fdobj, int fd)
 
 static PyObject *Pump_round(Pump *p, PyObject *arg)
 {
-    if (p->by_fd == NULL)
-        return PyErr_Format(PyExc_RuntimeError, "Pump.__init__ was not called");
+    if (!ready(p))
+        return NULL;
     double timeout = PyFloat_AsDouble(arg);
     if (timeout == -1.0 && PyErr_Occurred())
         return NULL;
@@ -618,8 +656,8 @@ static int flush_conn(Pump *p, PyObject *conn, PyObject *sock, int fd)
 
 static PyObject *Pump_flush(Pump *p, PyObject *noargs)
 {
-    if (p->dirty == NULL)
-        return PyErr_Format(PyExc_RuntimeError, "Pump.__init__ was not called");
+    if (!ready(p))
+        return NULL;
     PyObject *dirty = p->dirty, *list;
     Py_ssize_t size = PySet_GET_SIZE(dirty);
     if (size == 0)
@@ -713,8 +751,8 @@ static int round_end_busy(Pump *p, int exited)
  * silent or closed connection, the listener listening; anything else is the Python's. */
 static PyObject *Pump_end(Pump *p, PyObject *noargs)
 {
-    if (p->exited == NULL)
-        return PyErr_Format(PyExc_RuntimeError, "Pump.__init__ was not called");
+    if (!ready(p))
+        return NULL;
     int busy = round_end_busy(p, 1);
     if (busy < 0)
         return NULL;
@@ -799,11 +837,13 @@ static PyTypeObject PumpType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "xfrmd._transport.Pump",
     .tp_basicsize = sizeof(Pump),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_doc = "The C half of Server's reactor round (xfrmd/_transport.c)",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Pump_init,
     .tp_dealloc = (destructor)Pump_dealloc,
+    .tp_traverse = (traverseproc)Pump_traverse,
+    .tp_clear = (inquiry)Pump_clear,
     .tp_methods = Pump_methods,
 };
 

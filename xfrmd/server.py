@@ -542,6 +542,7 @@ class Server:
         finally:
             os.write(self._wake_w, b"q")
             thread.join(10)
+            self._pump = None           # it holds the server: no cycle left behind
             self.linkgen.close()
             for conn in list(self.by_fd.values()):
                 self._close(conn)
