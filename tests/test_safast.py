@@ -61,6 +61,8 @@ def _run(fast, monkeypatch, request: bytes) -> tuple[object, object, object]:
         return real
 
     monkeypatch.setattr(sad, "checked_newsa_info", spy)
+    # the whole construction in C (_sacons, tests/test_sacons.py) would bypass the spy
+    monkeypatch.setattr(sa_verify, "_sacons", None)
     k = Kernel(ManualClock(), seed=1)
     s = k.socket(N.NETLINK_XFRM)
     k.bind(s)

@@ -19,6 +19,7 @@ from ..errors import KernelError
 from . import algos, iptfs, offload, types
 from .addrcache import SEEN, shared
 from .request import XfrmRequest
+from .globals import KEY as XFRM_GLOBALS
 from .state import (DEFAULT_LFT, LIFETIME_CFG, UINT_MAX, USERSA_INFO, Algo, LifetimeCfg,
                     LifetimeCur, ReplayEsn, SecurityAssociation, StateId, sel_with_family)
 from .uapi import A
@@ -104,6 +105,37 @@ def checked_newsa_info(req: XfrmRequest) -> UsersaInfo:
     p = usersa_info(req.buf, req.payload_offset)
     verify_newsa_info(req, p)
     return p
+
+
+# the C half of checked_newsa_info + state_construct together (None: the Python path)
+_sacons = cext.load("xfrmd.xfrm._sacons", source("xfrmd.xfrm._sacons"))
+if _sacons is not None and not _sacons.setup(
+        SecurityAssociation, LifetimeCur, LifetimeCfg, StateId, Algo, DEFAULT_LFT, SEEN, shared,
+        algos.AEAD_BY_NAME_ICV, algos.UNAVAILABLE, kconfig.ALGORITHM_OPTION,
+        types.DISABLED_TYPES, kconfig.XFRM_TYPES[X.IPPROTO_ESP]):
+    _sacons = None      # SecurityAssociation.__init__ is not one it can follow
+
+
+def fast_state(req: XfrmRequest, db: StateDb) -> SecurityAssociation | None:
+    """:func:`checked_newsa_info` and :func:`state_construct` of the usual NEWSA/UPDSA
+    (ESP with an AEAD, maybe a direction and an offload device: charon's, ``ip``'s) in one C
+    call (``_sacons.c``), then the offload binding; None for every other request, and for
+    each the Python path would refuse before the offload binding (it then decides)."""
+    kernel = db.kernel
+    cfg = getattr(kernel, "kconfig", None)
+    x: SecurityAssociation | None = _sacons.construct(
+        req.buf, req.payload_offset, req.attrs, db, kernel.clock.wall(),
+        kernel.drivers[XFRM_GLOBALS].unavailable_algos, None if cfg is None else cfg.values,
+        db.aevent_rseqth, db.aevent_maxage)
+    if x is not None:
+        ra = req.attrs.get(A.OFFLOAD_DEV)
+        if ra is not None:      # _construct_rest: no replay state, no AE attribute to apply
+            try:
+                offload.xfrm_dev_state_add(req, x, offload.user_offload(req.buf, ra))
+            except KernelError:
+                db.discard(x)
+                raise
+    return x
 
 
 def _err(msg: str | None = None, errno: int = EINVAL) -> KernelError:

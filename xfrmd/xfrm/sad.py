@@ -16,7 +16,8 @@ from ..netlink.nlattr import parse_attrs
 from .policy import addr_match
 from .policy_table import STRICT_START_TYPE, XFRMA_POLICY
 from .request import XfrmRequest
-from .sa_verify import (checked_newsa_info, replay_verify_len, state_construct,
+from . import sa_verify
+from .sa_verify import (checked_newsa_info, fast_state, replay_verify_len, state_construct,
                         update_ae_params, usersa_info)
 from .sadb import StateDb, addr_key, proto_match
 from .state import (XFRM_STATE_ACQ, XFRM_STATE_DEAD, XFRM_STATE_VALID, XFRM_STATE_VOID,
@@ -27,9 +28,12 @@ USERSA_ID = struct.Struct("=16s4sHB")
 
 
 def xfrm_add_sa(req: XfrmRequest) -> Reply:
-    p = checked_newsa_info(req)     # xfrm_usersa_info, verify_newsa_info
     db = req.xfrm.sad
-    x = state_construct(req, p, db)
+    # the usual request in one C call (sa_verify.fast_state), any other in Python
+    x = fast_state(req, db) if sa_verify._sacons is not None else None
+    if x is None:
+        p = checked_newsa_info(req)     # xfrm_usersa_info, verify_newsa_info
+        x = state_construct(req, p, db)
     event = req.hdr.type
     err = db.add(x) if event == M.NEWSA else _state_update(db, x)
     if err < 0:
