@@ -2,8 +2,9 @@
  * Python: checked_newsa_info, then state_construct).
  *
  * setup(SecurityAssociation, LifetimeCur, LifetimeCfg, StateId, Algo, DEFAULT_LFT, SEEN,
- *       shared, AEAD_BY_NAME_ICV, UNAVAILABLE, ALGORITHM_OPTION, DISABLED_TYPES,
- *       ESP_OPTIONS) once at import, then per request
+ *       shared, AEADS, UNAVAILABLE, DISABLED_TYPES, ESP_OPTIONS) once at import (AEADS: the
+ *       algorithm table, (name, icv bits) -> (name, geniv, key sizes, kconfig option); it
+ *       never changes), then per request
  * construct(buf, off, attrs, db, wall, unavailable_algos, kconfig_values, rseqth, maxage):
  * the SecurityAssociation xfrm_state_construct would build, up to (not including) the
  * offload binding -- only when verify_newsa_info, the AEAD attach and __xfrm_init_state
@@ -41,7 +42,7 @@
 #define CRYPTO_MAX_ALG_NAME 128
 
 static PyObject *SA_t, *Cur_t, *Lft_t, *StateId_t, *Algo_t, *default_lft, *seen, *shared,
-    *aead_by, *unavailable, *alg_option, *disabled_types, *esp_opts;
+    *aead_by, *unavailable, *disabled_types, *esp_opts;
 
 /* SecurityAssociation.__init__ stores its arguments, constants and one fresh LifetimeCur
  * (curlft, add_time the argument) in slots, nothing else: learn_layout saw it fill them
@@ -292,41 +293,50 @@ static int option_on(PyObject *values, PyObject *name)
     return PyObject_IsTrue(v);
 }
 
-/* attach_aead + esp_init_state's checks of it: the AlgoDesc of (name, icv), when this kernel
- * has it and its key length is one the cipher takes; None (new ref) for the Python path */
-static PyObject *aead_desc(const unsigned char *a, Py_ssize_t keybytes, unsigned long icv,
-                           PyObject *unavail, PyObject *values)
+/* the last alg_name and ICV length looked up, and what the table had for them (a key
+ * manager sends the same one or two): the 64 bytes compared, no str or tuple made */
+static unsigned char memo_name[64];
+static unsigned long memo_icv;
+static PyObject *memo_entry;
+
+/* attach_aead + esp_init_state's checks of it: the table's entry (name, geniv, keys, kconfig
+ * option) for (alg_name, icv), when this kernel has the algorithm and the cipher takes the
+ * key length; None (new refs) for the Python path */
+static PyObject *aead_entry(const unsigned char *a, Py_ssize_t keybytes, unsigned long icv,
+                            PyObject *unavail, PyObject *values)
 {
-    const unsigned char *nul = memchr(a, 0, 63);
-    PyObject *name = PyUnicode_DecodeLatin1((const char *)a, nul ? nul - a : 63, NULL);
-    PyObject *icv_o = PyLong_FromUnsignedLong(icv);
-    PyObject *key = (name && icv_o) ? PyTuple_Pack(2, name, icv_o) : NULL;
-    Py_XDECREF(name);
-    Py_XDECREF(icv_o);
-    if (key == NULL)
-        return NULL;
-    PyObject *desc = PyDict_GetItemWithError(aead_by, key);
-    Py_DECREF(key);
-    if (desc == NULL)
-        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
-    Py_INCREF(desc);
-    PyObject *dname = PyObject_GetAttrString(desc, "name");
-    PyObject *geniv = dname ? PyObject_GetAttrString(desc, "geniv") : NULL;
-    PyObject *keys = geniv ? PyObject_GetAttrString(desc, "keys") : NULL;
-    PyObject *opt = NULL;
-    int ok = keys != NULL && PyUnicode_CheckExact(dname) && PyUnicode_CheckExact(geniv);
+    PyObject *entry;
+    if (memo_entry != NULL && icv == memo_icv && memcmp(a, memo_name, 64) == 0) {
+        entry = memo_entry;
+    } else {
+        const unsigned char *nul = memchr(a, 0, 63);
+        PyObject *name = PyUnicode_DecodeLatin1((const char *)a, nul ? nul - a : 63, NULL);
+        PyObject *icv_o = PyLong_FromUnsignedLong(icv);
+        PyObject *key = (name && icv_o) ? PyTuple_Pack(2, name, icv_o) : NULL;
+        Py_XDECREF(name);
+        Py_XDECREF(icv_o);
+        if (key == NULL)
+            return NULL;
+        entry = PyDict_GetItemWithError(aead_by, key);
+        Py_DECREF(key);
+        if (entry == NULL)
+            return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+        if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 4)
+            return Py_NewRef(Py_None);
+        Py_XSETREF(memo_entry, Py_NewRef(entry));
+        memcpy(memo_name, a, 64);
+        memo_icv = icv;
+    }
+    PyObject *dname = PyTuple_GET_ITEM(entry, 0), *geniv = PyTuple_GET_ITEM(entry, 1);
+    PyObject *keys = PyTuple_GET_ITEM(entry, 2), *opt = PyTuple_GET_ITEM(entry, 3);
+    int ok = PyUnicode_CheckExact(dname) && PyUnicode_CheckExact(geniv);
     /* algos._avail: not missing from the process, nor from this kernel, nor unbuilt */
     if (ok)
         ok = !PySet_Contains(unavailable, dname);
     if (ok == 1 && unavail != Py_None)
         ok = !PySequence_Contains(unavail, dname);
-    if (ok == 1) {
-        opt = PyDict_GetItemWithError(alg_option, dname);
-        if (opt != NULL)
-            ok = option_on(values, opt);
-        else if (PyErr_Occurred())
-            ok = -1;
-    }
+    if (ok == 1 && opt != Py_None)
+        ok = option_on(values, opt);
     /* esp_init_state: "geniv(name)" fits CRYPTO_MAX_ALG_NAME; setkey takes the key */
     if (ok == 1)
         ok = PyUnicode_GET_LENGTH(geniv) + PyUnicode_GET_LENGTH(dname) + 2 < CRYPTO_MAX_ALG_NAME;
@@ -335,18 +345,11 @@ static PyObject *aead_desc(const unsigned char *a, Py_ssize_t keybytes, unsigned
         ok = kb == NULL ? -1 : PySequence_Contains(keys, kb);
         Py_XDECREF(kb);
     }
-    Py_XDECREF(dname);
-    Py_XDECREF(geniv);
-    Py_XDECREF(keys);
     if (ok < 0 || PyErr_Occurred()) {
         PyErr_Clear();
         ok = 0;
     }
-    if (!ok) {
-        Py_DECREF(desc);
-        return Py_NewRef(Py_None);
-    }
-    return desc;
+    return Py_NewRef(ok ? entry : Py_None);
 }
 
 static int default_lft_raw(const unsigned char *l)
@@ -477,7 +480,7 @@ static PyObject *construct(PyObject *self, PyObject *const *args, Py_ssize_t nar
     const unsigned char *a = b + a_start;
     unsigned long key_len = u32(a + 64), icv = u32(a + 68);
     Py_ssize_t keybytes = (Py_ssize_t)((key_len + 7) / 8);
-    PyObject *desc = aead_desc(a, keybytes, icv, unavail, values);
+    PyObject *desc = aead_entry(a, keybytes, icv, unavail, values);
     if (desc == NULL)
         return NULL;
     if (desc == Py_None)
@@ -511,12 +514,11 @@ static PyObject *construct(PyObject *self, PyObject *const *args, Py_ssize_t nar
     x = make_state(sa);
     if (x == NULL)
         goto out;
-    PyObject *dname = PyObject_GetAttrString(desc, "name");
-    PyObject *al[5] = {dname, PyLong_FromUnsignedLong(key_len),
+    PyObject *al[5] = {Py_NewRef(PyTuple_GET_ITEM(desc, 0)), PyLong_FromUnsignedLong(key_len),
                        PyBytes_FromStringAndSize((const char *)a + 72, keybytes),
                        PyLong_FromLong(0), PyLong_FromUnsignedLong(icv)};
     PyObject *algo = named(Algo_t, al, 5);
-    PyObject *geniv = PyObject_GetAttrString(desc, "geniv");
+    PyObject *geniv = Py_NewRef(PyTuple_GET_ITEM(desc, 1));
     PyObject *seq = PyLong_FromUnsignedLong(u32(p + 204));
     PyObject *dir = sa_dir ? PyLong_FromLong(sa_dir) : NULL;
     if (algo == NULL || geniv == NULL || seq == NULL || (sa_dir && dir == NULL)) {
@@ -543,10 +545,10 @@ out:
 
 static PyObject *setup(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 13) {
+    if (nargs != 12) {
         PyErr_SetString(PyExc_TypeError, "setup(SecurityAssociation, LifetimeCur, LifetimeCfg, "
-                        "StateId, Algo, DEFAULT_LFT, SEEN, shared, AEAD_BY_NAME_ICV, UNAVAILABLE, "
-                        "ALGORITHM_OPTION, DISABLED_TYPES, ESP_OPTIONS)");
+                        "StateId, Algo, DEFAULT_LFT, SEEN, shared, AEADS, UNAVAILABLE, "
+                        "DISABLED_TYPES, ESP_OPTIONS)");
         return NULL;
     }
     for (int i = 0; i < 5; i++)
@@ -555,17 +557,17 @@ static PyObject *setup(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             return NULL;
         }
     if (!PyDict_Check(args[6]) || !PyDict_Check(args[8]) || !PySet_Check(args[9])
-            || !PyDict_Check(args[10]) || !PySet_Check(args[11]) || !PyTuple_Check(args[12])
-            || PyTuple_GET_SIZE(args[12]) != 2) {
-        PyErr_SetString(PyExc_TypeError, "setup: SEEN, AEAD_BY_NAME_ICV and ALGORITHM_OPTION "
-                        "are dicts, UNAVAILABLE and DISABLED_TYPES sets, ESP_OPTIONS a pair");
+            || !PySet_Check(args[10]) || !PyTuple_Check(args[11])
+            || PyTuple_GET_SIZE(args[11]) != 2) {
+        PyErr_SetString(PyExc_TypeError, "setup: SEEN and AEADS are dicts, UNAVAILABLE and "
+                        "DISABLED_TYPES sets, ESP_OPTIONS a pair");
         return NULL;
     }
-    PyObject **dst[13] = {&SA_t, &Cur_t, &Lft_t, &StateId_t, &Algo_t, &default_lft, &seen,
-                          &shared, &aead_by, &unavailable, &alg_option, &disabled_types,
-                          &esp_opts};
-    for (int i = 0; i < 13; i++)
+    PyObject **dst[12] = {&SA_t, &Cur_t, &Lft_t, &StateId_t, &Algo_t, &default_lft, &seen,
+                          &shared, &aead_by, &unavailable, &disabled_types, &esp_opts};
+    for (int i = 0; i < 12; i++)
         Py_XSETREF(*dst[i], Py_NewRef(args[i]));
+    Py_CLEAR(memo_entry);
     n_slots = -1;
     return PyBool_FromLong(learn_layout());
 }
@@ -573,7 +575,7 @@ static PyObject *setup(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 static PyMethodDef methods[] = {
     {"setup", (PyCFunction)(void (*)(void))setup, METH_FASTCALL,
      "setup(SecurityAssociation, LifetimeCur, LifetimeCfg, StateId, Algo, DEFAULT_LFT, SEEN, "
-     "shared, AEAD_BY_NAME_ICV, UNAVAILABLE, ALGORITHM_OPTION, DISABLED_TYPES, ESP_OPTIONS): "
+     "shared, AEADS, UNAVAILABLE, DISABLED_TYPES, ESP_OPTIONS): "
      "True when the state's layout was learned (construct() can answer)"},
     {"construct", (PyCFunction)(void (*)(void))construct, METH_FASTCALL,
      "construct(buf, off, attrs, db, wall, unavailable_algos, kconfig_values, rseqth, maxage): "

@@ -123,38 +123,38 @@ def _route_dev(req: XfrmRequest, x: SecurityAssociation, inbound: bool) -> NetDe
     return None if isinstance(res, int) else res.dev
 
 
-def _links_dev(req: XfrmRequest, ifindex: int) -> NetDevice | None:
-    links = getattr(req.netns, "links", None)
-    return links.by_index(ifindex) if links is not None else None
-
-
 def xfrm_dev_state_add(req: XfrmRequest, x: SecurityAssociation,
                        xuo: UserOffload) -> None:
-    """``xfrm_dev_state_add``."""
-    if not kconfig.enabled(req.netns.kernel, "XFRM_OFFLOAD"):
+    """``xfrm_dev_state_add``. Twice per Child SA of charon with packet offload: the config
+    test, the device lookup and the ops test inline (as xfrm_dev_policy_add has them)."""
+    ns = req.sock.netns
+    cfg = getattr(ns.kernel, "kconfig", None)        # kconfig.enabled
+    if cfg is not None and not cfg.values["XFRM_OFFLOAD"]:
         return                      # the !CONFIG_XFRM_OFFLOAD stub: accepted, nothing offloaded
-    flags = xuo.flags
+    ifindex, flags = xuo            # (a named tuple's fields are slow attributes on 3.11)
     if flags & ~_KNOWN_FLAGS:
         raise KernelError(E.EINVAL, "Unrecognized flags in offload request")
-    inbound = bool(flags & X.XFRM_OFFLOAD_INBOUND)
-    if (inbound and x.dir == X.XFRM_SA_DIR_OUT) or (not inbound and x.dir == X.XFRM_SA_DIR_IN):
+    inbound = flags & X.XFRM_OFFLOAD_INBOUND
+    sa_dir = x.dir
+    if (inbound and sa_dir == X.XFRM_SA_DIR_OUT) or (not inbound and sa_dir == X.XFRM_SA_DIR_IN):
         raise KernelError(E.EINVAL, "Mismatched SA and offload direction")
     if inbound and x.if_id:
         raise KernelError(E.EINVAL, "XFRM if_id is not supported in RX path")
     if x.tfcpad:
         raise KernelError(E.EINVAL, "TFC padding can't be offloaded")
-    packet = bool(flags & X.XFRM_OFFLOAD_PACKET)
-    dev = _links_dev(req, xuo.ifindex)
+    packet = flags & X.XFRM_OFFLOAD_PACKET
+    links = getattr(ns, "links", None)
+    dev = links.by_index(ifindex) if links is not None else None
     if dev is None:
-        dev = _route_dev(req, x, inbound)
-    ops = _ops(dev) if dev is not None else None
+        dev = _route_dev(req, x, bool(inbound))
+    ops = getattr(dev, "xfrmdev_ops", None) if dev is not None else None
     if dev is None or ops is None:  # no xdo_dev_state_add; the core never looks at features
         if packet:
             raise KernelError(E.EINVAL)
         return
     if not packet and x.flags & X.XFRM_STATE_ESN and not ops.has_advance_esn:
         raise KernelError(E.EINVAL, "Device doesn't support offload with ESN")
-    if x.id.proto != X.IPPROTO_ESP:
+    if x.id[2] != X.IPPROTO_ESP:
         raise KernelError(E.EINVAL, "Type doesn't support offload")
     x.xso = XfrmDevOffload(dev, XFRM_DEV_OFFLOAD_IN if inbound else XFRM_DEV_OFFLOAD_OUT,
                            XFRM_DEV_OFFLOAD_PACKET if packet else XFRM_DEV_OFFLOAD_CRYPTO)

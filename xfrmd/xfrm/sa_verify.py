@@ -111,8 +111,9 @@ def checked_newsa_info(req: XfrmRequest) -> UsersaInfo:
 _sacons = cext.load("xfrmd.xfrm._sacons", source("xfrmd.xfrm._sacons"))
 if _sacons is not None and not _sacons.setup(
         SecurityAssociation, LifetimeCur, LifetimeCfg, StateId, Algo, DEFAULT_LFT, SEEN, shared,
-        algos.AEAD_BY_NAME_ICV, algos.UNAVAILABLE, kconfig.ALGORITHM_OPTION,
-        types.DISABLED_TYPES, kconfig.XFRM_TYPES[X.IPPROTO_ESP]):
+        {k: (d.name, d.geniv, d.keys, kconfig.ALGORITHM_OPTION.get(d.name))
+         for k, d in algos.AEAD_BY_NAME_ICV.items()},
+        algos.UNAVAILABLE, types.DISABLED_TYPES, kconfig.XFRM_TYPES[X.IPPROTO_ESP]):
     _sacons = None      # SecurityAssociation.__init__ is not one it can follow
 
 
