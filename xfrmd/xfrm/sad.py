@@ -21,7 +21,7 @@ from .sa_verify import (checked_newsa_info, fast_state, replay_verify_len, state
                         update_ae_params, usersa_info)
 from .sadb import StateDb, addr_key, proto_match
 from .state import (XFRM_STATE_ACQ, XFRM_STATE_DEAD, XFRM_STATE_VALID, XFRM_STATE_VOID,
-                    SecurityAssociation)
+                    SecurityAssociation, dump_message)
 from .uapi import A, M
 
 USERSA_ID = struct.Struct("=16s4sHB")
@@ -118,7 +118,7 @@ def xfrm_del_sa(req: XfrmRequest) -> Reply:
 
 def xfrm_get_sa(req: XfrmRequest) -> Reply:
     x = user_state_lookup(req)
-    req.unicast(x.dump_message(req.hdr.seq, req.sock.portid, flags=0))
+    req.unicast(dump_message(x, req.hdr.seq, req.sock.portid, 0))
     return req.ok()
 
 
@@ -159,7 +159,7 @@ def xfrm_dump_sa(req: XfrmRequest) -> object:
             if x.km_state == XFRM_STATE_DEAD:
                 continue
             if proto_match(x.id.proto, proto) and _filter_match(x, flt):
-                yield x.dump_message(seq, portid)
+                yield dump_message(x, seq, portid)
     # a Reply among the messages ends the dump with its error (dump_batch)
     return req.start_dump(cast(Iterator[bytes], walk()))
 
@@ -213,7 +213,7 @@ def xfrm_alloc_userspi(req: XfrmRequest) -> Reply:
     _alloc_spi(db, req, x, lo, hi)
     if A.SA_DIR in attrs:       # NLA_U8, its range checked by the policy
         x.dir = buf[attrs[A.SA_DIR].start]
-    req.unicast(x.dump_message(req.hdr.seq, req.sock.portid, flags=0))
+    req.unicast(dump_message(x, req.hdr.seq, req.sock.portid, 0))
     return req.ok()
 
 

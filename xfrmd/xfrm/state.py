@@ -10,9 +10,11 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING, NamedTuple
 
+from netlink_codec import cext
 from netlink_codec import xfrm as X
 from netlink_codec.netlink import NLM_F_MULTI, encode_msg, nla, nla_u8, nla_u32
 
+from ..cext import source
 from . import iptfs, offload
 from .uapi import A, M
 
@@ -376,19 +378,22 @@ class SecurityAssociation:
             add(nla_u32(A.NAT_KEEPALIVE_INTERVAL, self.nat_keepalive_interval))
         return b"".join(out)
 
-    def dump_message(self, seq: int, portid: int, flags: int = NLM_F_MULTI) -> bytes:
-        """``dump_one_state``: a NEWSA message (dumps, GETSA and ALLOCSPI replies)."""
-        return encode_msg(M.NEWSA, flags, seq, portid, self.usersa_info() + self.extra_attrs(240))
+    def dump_message(self, seq: int, portid: int, flags: int = NLM_F_MULTI,
+                     msg_type: int = M.NEWSA) -> bytes:
+        """``dump_one_state``: a NEWSA message (dumps, GETSA and ALLOCSPI replies; with
+        ``msg_type``, the NEWSA/UPDSA event). The reference of the C builder: callers use
+        the module-level :data:`dump_message`."""
+        return encode_msg(msg_type, flags, seq, portid,
+                          self.usersa_info() + self.extra_attrs(240))
 
     # -- events ---------------------------------------------------------------------------
 
     def notify_message(self, event: int, seq: int, pid: int) -> bytes:
         """``xfrm_notify_sa``: NEWSA / UPDSA carry usersa_info; DELSA carries usersa_id and
         the usersa_info inside XFRMA_SA, then the usual attributes."""
-        if event == M.DELSA:
-            body = self.usersa_id() + nla(A.SA, self.usersa_info())
-        else:
-            body = self.usersa_info()
+        if event != M.DELSA:
+            return dump_message(self, seq, pid, 0, event)
+        body = self.usersa_id() + nla(A.SA, self.usersa_info())
         return encode_msg(event, 0, seq, pid, body + self.extra_attrs(16 + len(body)))
 
     def expire_message(self, hard: bool, pid: int) -> bytes:
@@ -444,6 +449,21 @@ class SecurityAssociation:
 
 
 HZ = 1000
+
+# the C half of dump_one_state (None: the Python path, XFRMD_PURE_PYTHON or not built)
+_sadump = cext.load("xfrmd.xfrm._sadump", source("xfrmd.xfrm._sadump"))
+if _sadump is not None:
+    try:
+        _sadump.setup(SecurityAssociation, LifetimeCur, Algo, SecurityAssociation.dump_message)
+    except (TypeError, ValueError):     # a slot it reads is gone: Python (test_sadump fails)
+        _sadump = None
+
+#: ``dump_one_state(x, seq, portid, flags=NLM_F_MULTI, msg_type=NEWSA)``: a state's NEWSA
+#: message for a dump, a GETSA or an ALLOCSPI answer (and the NEWSA/UPDSA event). The C
+#: half (``_sadump.c``) builds the usual state's in one allocation from its fields; a state
+#: with an offload binding, an encapsulation, ESN or a rare field of its own goes to
+#: :meth:`SecurityAssociation.dump_message`.
+dump_message = SecurityAssociation.dump_message if _sadump is None else _sadump.message
 
 
 def flush_message(proto: int, seq: int, pid: int) -> bytes:
