@@ -286,3 +286,43 @@ def test_what_the_c_half_builds_the_python_path_builds(fast, monkeypatch, kind, 
              src="2001:db8::1" if v6 else LOCAL, dst="2001:db8::2" if v6 else PEER,
              sel=selector(plen_d=plen, plen_s=plen, family=sel_family))
     _same(monkeypatch, fast, [req, req] if twice else [req])
+
+
+def test_a_larval_state_made_in_c_is_the_one_init_makes(fast):
+    """_sacons.state(*args), __find_acq_core's xfrm_state_alloc: every slot as
+    SecurityAssociation(*args) fills it."""
+    k, _s = _kernel()
+    db = k.netns("default").xfrm.sad
+    args = (db._acq_lft(), StateId(bytes(16), 0, 50), bytes(56), X.AF_INET, bytes(16), 1, 7, 0,
+            0, 1234, db)
+    a, b = fast.state(*args), SecurityAssociation(*args)
+    assert type(a) is SecurityAssociation
+    assert _fields(a) == _fields(b)
+    assert a.curlft is not b.curlft and a.lft is b.lft and a.net is db
+    with pytest.raises(TypeError):
+        fast.state(*args[:-1])
+
+
+@pytest.mark.parametrize("lo, hi", [(0xC0000000, 0xCFFFFFFF), (0x100, 0x103), (0x200, 0x200)])
+def test_allocspi_draws_the_spis_randrange_draws(fast, monkeypatch, lo, hi):
+    """ALLOCSPI's SPIs from a seeded kernel: the inlined draw gives randrange's sequence
+    (the generic path runs for a random source that is not a plain random.Random)."""
+    from xfrmd.xfrm import sad
+
+    def spis():
+        k, s = _kernel()
+        got = []
+        for i in range(6):
+            info = usersa_info(src=PEER, dst=LOCAL, spi=0, reqid=i, replay_window=0)
+            k.deliver(s, msg(M.ALLOCSPI, info + struct.pack("=II", lo, hi),
+                             flags=N.NLM_F_REQUEST, seq=i + 1))
+            d = k.recv(s)
+            t = struct.unpack_from("=H", d, 4)[0]
+            got.append(struct.unpack_from(">I", d, 16 + 72)[0] if t == M.NEWSA else
+                       ("error", _errno(d)))
+        return got
+
+    inlined = spis()
+    monkeypatch.setattr(sad, "Random", type("NotRandom", (), {}))
+    assert inlined == spis()
+    assert len({x for x in inlined if isinstance(x, int)}) == min(6, hi - lo + 1)

@@ -15,6 +15,9 @@
  * refuses, a buffer that is not bytes -- returns None and the Python path decides. It
  * changes nothing but addrcache (as the Python path would): parity is "built here implies
  * built there, equal in every slot" (tests/test_sacons.py).
+ *
+ * state(*args) is SecurityAssociation(*args) with its eleven arguments positional, made the
+ * same way (xfrm_state_alloc for __find_acq_core's larval state).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -198,7 +201,7 @@ static PyObject *new_curlft(PyObject *add_time)
 }
 
 /* SecurityAssociation(*a) as learn_layout saw __init__ fill it */
-static PyObject *make_state(PyObject *const *a)
+static PyObject *make_state(PyObject **a)
 {
     PyTypeObject *tp = (PyTypeObject *)SA_t;
     PyObject *x = tp->tp_alloc(tp, 0);
@@ -543,6 +546,22 @@ out:
     return x;
 }
 
+static PyObject *state(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != SA_ARGS) {
+        PyErr_SetString(PyExc_TypeError, "state(lft, xid, sel, family, saddr, mode, reqid, "
+                        "replay_window, flags, add_time, net)");
+        return NULL;
+    }
+    if (SA_t == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_sacons.setup() was not called");
+        return NULL;
+    }
+    if (n_slots < 0)
+        return PyObject_Vectorcall(SA_t, args, nargs, NULL);
+    return make_state((PyObject **)args);
+}
+
 static PyObject *setup(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 12) {
@@ -577,6 +596,9 @@ static PyMethodDef methods[] = {
      "setup(SecurityAssociation, LifetimeCur, LifetimeCfg, StateId, Algo, DEFAULT_LFT, SEEN, "
      "shared, AEADS, UNAVAILABLE, DISABLED_TYPES, ESP_OPTIONS): "
      "True when the state's layout was learned (construct() can answer)"},
+    {"state", (PyCFunction)(void (*)(void))state, METH_FASTCALL,
+     "state(lft, xid, sel, family, saddr, mode, reqid, replay_window, flags, add_time, net): "
+     "SecurityAssociation(...) (all eleven positional) without __init__'s Python frame"},
     {"construct", (PyCFunction)(void (*)(void))construct, METH_FASTCALL,
      "construct(buf, off, attrs, db, wall, unavailable_algos, kconfig_values, rseqth, maxage): "
      "the state xfrm_state_construct would build before its offload binding, or None for the "

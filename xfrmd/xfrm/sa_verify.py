@@ -116,6 +116,10 @@ if _sacons is not None and not _sacons.setup(
         algos.UNAVAILABLE, types.DISABLED_TYPES, kconfig.XFRM_TYPES[X.IPPROTO_ESP]):
     _sacons = None      # SecurityAssociation.__init__ is not one it can follow
 
+#: ``SecurityAssociation(lft, xid, sel, family, saddr, mode, reqid, replay_window, flags,
+#: add_time, net)``, the eleven positional: in C without __init__'s frame when it can
+new_state = SecurityAssociation if _sacons is None else _sacons.state
+
 
 def fast_state(req: XfrmRequest, db: StateDb) -> SecurityAssociation | None:
     """:func:`checked_newsa_info` and :func:`state_construct` of the usual NEWSA/UPDSA

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno as E
 import struct
+from random import Random
 from typing import Iterator, cast
 
 from netlink_codec import xfrm as X
@@ -187,14 +188,10 @@ def _verify_spi_info(proto: int, lo: int, hi: int) -> None:
 
 def xfrm_alloc_userspi(req: XfrmRequest) -> Reply:
     buf, off, attrs = req.buf, req.payload_offset, req.attrs
-    # the usersa_info's fields by position (a named tuple's fields are slow attributes on
-    # 3.11): sel, daddr, spi, proto, id pad, saddr, lft, curlft, stats, then these
-    p = usersa_info(buf, off)
-    daddr, proto, saddr = p[1], p[3], p[5]
-    seq, reqid, family, mode = p[9:13]
-    lo, hi = _SPI_RANGE.unpack_from(buf, off + 224)
+    # the usersa_info's fields ALLOCSPI reads and the SPI range after it, in one unpack
+    daddr, proto, saddr, seq, reqid, family, mode, lo, hi = _USERSPI_INFO.unpack_from(buf, off)
     _verify_spi_info(proto, lo, hi)
-    db = req.xfrm.sad
+    db = req.sock.netns.xfrm.sad
     m = req.mark() if A.MARK in attrs else _NO_MARK
     if_id = req.if_id() if A.IF_ID in attrs else 0
     pcpu = 0xFFFFFFFF
@@ -217,7 +214,10 @@ def xfrm_alloc_userspi(req: XfrmRequest) -> Reply:
     return req.ok()
 
 
-_SPI_RANGE = struct.Struct("=II")     # xfrm_userspi_info's min, max after the usersa_info
+# xfrm_userspi_info: of the usersa_info daddr, proto, saddr, seq, reqid, family, mode; then
+# the SPI range (min, max)
+_USERSPI_INFO = struct.Struct("=56x16s4xB3x16s108xIIHB9xII")
+assert _USERSPI_INFO.size == 224 + 8
 _NO_MARK = (0, 0)
 
 
@@ -228,13 +228,28 @@ def _alloc_spi(db: StateDb, req: XfrmRequest, x: SecurityAssociation, lo: int,
         raise KernelError(E.ENOENT, "Target ACQUIRE is in DEAD state")
     if x.id.spi:
         return
-    # randrange(lo, hi + 1) is what randint(lo, hi) returns, one Python frame fewer
-    randrange = req.kernel.random.randrange
+    rng = req.kernel.random
     proto = x.id.proto
+    byspi = db.byspi
     spi_in_use = db.spi_in_use
-    for _ in range(hi - lo + 1):
-        spi = lo if lo == hi else randrange(lo, hi + 1)
-        if not spi_in_use(spi, proto):
+    width = hi - lo + 1
+    if type(rng) is Random:
+        # randrange(lo, hi + 1), without its two Python frames: Random._randbelow's
+        # getrandbits loop (the same draws, so the same SPIs)
+        getrandbits, k = rng.getrandbits, width.bit_length()
+    else:
+        randrange = rng.randrange
+    for _ in range(width):
+        if lo == hi:
+            spi = lo
+        elif type(rng) is Random:
+            r = getrandbits(k)
+            while r >= width:
+                r = getrandbits(k)
+            spi = lo + r
+        else:
+            spi = randrange(lo, hi + 1)
+        if spi not in byspi or not spi_in_use(spi, proto):
             db.set_spi(x, spi)
             return
         if lo == hi:

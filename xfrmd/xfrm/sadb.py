@@ -41,6 +41,7 @@ from .policy import Policy, PolicyWire, Template, selector_match
 from .state import (HZ, UINT_MAX, XFRM_STATE_ACQ, XFRM_STATE_DEAD, XFRM_STATE_EXPIRED,
                     XFRM_STATE_VALID, DEFAULT_LFT, LifetimeCfg, SecurityAssociation,
                     StateId, flush_message, host_sel, sel_family)
+from .sa_verify import new_state
 from .uapi import G, M
 
 if TYPE_CHECKING:
@@ -263,25 +264,26 @@ class StateDb:
                  pcpu_num: int, proto: int, daddr: bytes, saddr: bytes,
                  create: bool) -> SecurityAssociation | None:
         """``__find_acq_core``: a matching larval state, or a new one when ``create``."""
-        key = (addr_key(daddr, family), addr_key(saddr, family), reqid, family)
+        # the bydst key (addr_key's addresses), made of the shared objects _dst_key uses:
+        # the lookup's and, when one is made, the larval state's
+        d, s = (daddr[:4], saddr[:4]) if family == X.AF_INET else (daddr, saddr)
+        key = (_seen(d) or shared(d), _seen(s) or shared(s), reqid, family)
         x = _acq_in(self.bydst.get(key), mark, mode, if_id, pcpu_num, proto)
         if x is not None or not create:
             return x
         # xfrm_state_alloc with the larval fields filled in one go (what alloc() and the
-        # stores after it gave); the addresses are the shared ones (addrcache), the bydst
-        # key is the one just looked up
+        # stores after it gave); the addresses are the shared ones (addrcache)
         width = 4 if family == X.AF_INET else 16
         d, s = daddr[:width].ljust(16, b"\0"), saddr[:width].ljust(16, b"\0")
-        x = SecurityAssociation(self._acq_lft(), _as(StateId, (_seen(d) or shared(d), 0, proto)),
-                                host_sel(daddr, saddr, family), family,
-                                _seen(s) or shared(s), mode, reqid, 0, 0,
-                                self.kernel.clock.wall(), self)
+        x = new_state(self._acq_lft(), _as(StateId, (_seen(d) or shared(d), 0, proto)),
+                      host_sel(daddr, saddr, family), family, _seen(s) or shared(s), mode,
+                      reqid, 0, 0, self.kernel.clock.wall(), self)
         if pcpu_num != UINT_MAX:
             x.pcpu_num = pcpu_num
         x.km_state = XFRM_STATE_ACQ
         x.if_id = if_id
         x.mark = mark
-        self._link(x)
+        self._link(x, key)
         self._arm(x, self.acq_expires)
         return x
 
