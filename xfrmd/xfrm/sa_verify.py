@@ -143,6 +143,7 @@ def fast_state(req: XfrmRequest, db: StateDb) -> SecurityAssociation | None:
     return x
 
 
+
 def _err(msg: str | None = None, errno: int = EINVAL) -> KernelError:
     return KernelError(errno, msg)
 

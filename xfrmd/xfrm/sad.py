@@ -26,6 +26,7 @@ from .state import (XFRM_STATE_ACQ, XFRM_STATE_DEAD, XFRM_STATE_VALID, XFRM_STAT
 from .uapi import A, M
 
 USERSA_ID = struct.Struct("=16s4sHB")
+_SPI_PROTOS = frozenset((X.IPPROTO_ESP, X.IPPROTO_AH, X.IPPROTO_COMP))   # x.use_spi
 
 
 def xfrm_add_sa(req: XfrmRequest) -> Reply:
@@ -50,7 +51,12 @@ def xfrm_add_sa(req: XfrmRequest) -> Reply:
 
 def _state_update(db: StateDb, x: SecurityAssociation) -> int:
     """``xfrm_state_update``: replace a larval state, or modify a VALID one in place."""
-    x1 = db.locate(x)
+    daddr, spi, proto = x.id
+    mark = x.mark
+    if proto in _SPI_PROTOS:    # __xfrm_state_locate, the byspi chain tested first
+        x1 = db.lookup(mark[0] & mark[1], daddr, spi, proto, x.family) if spi in db.byspi else None
+    else:
+        x1 = db.locate(x)
     if x1 is None:
         return -E.ESRCH
     if x1.tunnel_users:
