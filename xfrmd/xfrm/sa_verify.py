@@ -19,7 +19,7 @@ from ..errors import KernelError
 from . import algos, iptfs, offload, types
 from .addrcache import SEEN, shared
 from .request import XfrmRequest
-from .globals import KEY as XFRM_GLOBALS
+from .globals import xfrm_globals
 from .state import (DEFAULT_LFT, LIFETIME_CFG, UINT_MAX, USERSA_INFO, Algo, LifetimeCfg,
                     LifetimeCur, ReplayEsn, SecurityAssociation, StateId, sel_with_family)
 from .uapi import A
@@ -128,9 +128,10 @@ def fast_state(req: XfrmRequest, db: StateDb) -> SecurityAssociation | None:
     each the Python path would refuse before the offload binding (it then decides)."""
     kernel = db.kernel
     cfg = getattr(kernel, "kconfig", None)
+    assert _sacons is not None          # (the caller tests it)
     x: SecurityAssociation | None = _sacons.construct(
         req.buf, req.payload_offset, req.attrs, db, kernel.clock.wall(),
-        kernel.drivers[XFRM_GLOBALS].unavailable_algos, None if cfg is None else cfg.values,
+        xfrm_globals(kernel).unavailable_algos, None if cfg is None else cfg.values,
         db.aevent_rseqth, db.aevent_maxage)
     if x is not None:
         ra = req.attrs.get(A.OFFLOAD_DEV)
