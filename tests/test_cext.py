@@ -41,6 +41,7 @@ PURE_SUITE = [
     "tests/test_spd_lifetimes.py",
     "tests/test_spd_tables.py",
     "tests/test_poldump.py",
+    "tests/test_sadump.py",
     "tests/test_nlfast.py",
     "tests/test_rtnl_new_fuzz.py",
     "tests/test_esp_datapath.py",
