@@ -880,7 +880,12 @@ class Server:
         if conn.sock is not None:
             self.conns.pop(conn.sock, None)
             self.kernel.close(conn.sock)
+            conn.sock.outq_probe = None
             conn.sock = None
+        # the outq probe is a closure over the connection (a cycle): broken here, so the
+        # connection is freed when it goes, not left to a collection that tune_gc's
+        # freezing may have made it miss (it would stay for the server's lifetime)
+        conn.probe = None
         if conn.kind == FILE_WRITE:
             self._file_written(conn)
         if conn.inet is not None:
