@@ -134,6 +134,8 @@ def fast_state(req: XfrmRequest, db: StateDb) -> SecurityAssociation | None:
         xfrm_globals(kernel).unavailable_algos, None if cfg is None else cfg.values,
         db.aevent_rseqth, db.aevent_maxage)
     if x is not None:
+        sel = x.sel             # shared as state_construct shares it (addrcache)
+        x.sel = _seen(sel) or shared(sel)
         ra = req.attrs.get(A.OFFLOAD_DEV)
         if ra is not None:      # _construct_rest: no replay state, no AE attribute to apply
             try:
