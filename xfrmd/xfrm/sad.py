@@ -64,8 +64,7 @@ def _state_update(db: StateDb, x: SecurityAssociation) -> int:
     if x1.km_state == XFRM_STATE_ACQ:
         if x.dir and x1.dir != x.dir:
             return -E.ESRCH
-        db.insert(x)
-        db.delete(x1)
+        db.replace_larval(x, x1)
         return 0
     if x1.dir != x.dir:
         return -E.ESRCH

@@ -473,6 +473,64 @@ class StateDb:
             self.delete(x1)
         return 0
 
+    def replace_larval(self, x: SecurityAssociation, x1: SecurityAssociation) -> None:
+        """``xfrm_state_update`` of a larval state: ``__xfrm_state_insert(x)`` then
+        ``__xfrm_state_delete(x1)`` (``x1`` found by ``x``'s SPI), the tables left as those
+        two leave them. Where ``x1`` is alone in the slot ``x`` goes to (byspi always for
+        charon's UPDSA of its ALLOCSPI; bydst when the larval state had the reqid), ``x``
+        takes its place: no two-state chain made and undone."""
+        _, spi, proto = x.id
+        if (not spi or proto not in _SPI_PROTOS or x1.km_state == XFRM_STATE_DEAD
+                or x1.xso is not None or x1.tunnel is not None):
+            self.insert(x)
+            self.delete(x1)
+            return
+        # insert(x): __xfrm_state_insert, with _link inline
+        if x.mark[0] & ~x.mark[1]:
+            x.mark = (x.mark[0] & x.mark[1], x.mark[1])
+        all_ = self.all
+        all_[x] = x
+        byspi, bydst = self.byspi, self.bydst
+        if byspi.get(spi) is x1:
+            byspi[spi] = x
+            x1_spi = False                  # x1 is out of byspi already
+        else:
+            if byspi.setdefault(spi, x) is not x:
+                _chain_add(byspi, spi, x)
+            x1_spi = True
+        dst_key = self._dst_key(x)
+        if bydst.get(dst_key) is x1:
+            bydst[dst_key] = x
+            x1_dst = False
+        else:
+            if bydst.setdefault(dst_key, x) is not x:
+                _chain_add(bydst, dst_key, x)
+            x1_dst = True
+        if x.km_seq:
+            _chain_add(self.byseq, x.km_seq, x)
+        if len(all_) > self.xnet.state_hmask + 1:
+            self._grow_check()              # (x1 still counted, as in insert-then-delete)
+        lft = x.lft
+        if lft is not DEFAULT_LFT and lft.has_timeouts():
+            self._arm(x, 1)
+        maxage = x.replay_maxage
+        if maxage:          # as insert() records it
+            when = int(self.kernel.clock.now() * HZ) + maxage
+            if when != self._rtimer_jiffy:
+                self._rtimer_jiffy, self._rtimer_at = when, when / HZ
+            x.rtimer_when = self._rtimer_at
+        # delete(x1): __xfrm_state_delete of a larval state (no offload, no tunnel): DEAD,
+        # unlinked from the chains x did not take over, its acquire timer off
+        x1.km_state = XFRM_STATE_DEAD
+        del all_[x1]
+        if x1_spi:
+            _chain_del(byspi, x1.id[1], x1)
+        if x1_dst:
+            _chain_del(bydst, self._dst_key(x1), x1)
+        if x1.km_seq:
+            _chain_del(self.byseq, x1.km_seq, x1)
+        _stop_timers(x1)
+
     def delete(self, x: SecurityAssociation) -> int:
         """``__xfrm_state_delete``: DEAD, unlinked, offload removed. -ESRCH if already dead."""
         if x.km_state == XFRM_STATE_DEAD:
