@@ -26,6 +26,11 @@ DEFAULT_CAPS = {"crypto": True, "packet": True, "tunnel": True, "esn": True, "es
                 # packet-offload tunnel mode (mlx5_eswitch_block_encap fails)
                 "eswitch_mode_change": False, "eswitch_encap": False}
 INF = X.XFRM_INF
+# module constants for validate_state (twice per offloaded Child SA): no X.… attribute load
+_ESN, _ESP, _ESPINUDP = X.XFRM_STATE_ESN, X.IPPROTO_ESP, X.UDP_ENCAP_ESPINUDP
+_TRANSPORT, _TUNNEL = X.XFRM_MODE_TRANSPORT, X.XFRM_MODE_TUNNEL
+_FAMILIES = frozenset((X.AF_INET, X.AF_INET6))
+_MODES = frozenset((_TRANSPORT, _TUNNEL))
 _NO_ADDRS = bytes(32)           # a selector whose two addresses are 0
 MLX5E_IPSEC_ESN_SCOPE_MID = 0x80000000
 U32 = 0xFFFFFFFF
@@ -102,7 +107,8 @@ class Mlx5Ipsec(XfrmDevOps):
         """``mlx5e_xfrm_validate_state``: the first failing check's message. (Each field read
         once into a local: charon installs two offloaded states per Child SA.)"""
         c = self.caps
-        t = x.xso.type
+        xso = x.xso
+        t = xso.type
         flags, mode = x.flags, x.mode
         if x.auth is not None:
             refuse("Cannot offload authenticated xfrm states")
@@ -113,21 +119,21 @@ class Mlx5Ipsec(XfrmDevOps):
             refuse("Only AES-GCM-ICV16 xfrm state may be offloaded")
         if x.comp is not None:
             refuse("Cannot offload compressed xfrm states")
-        if flags & X.XFRM_STATE_ESN and not c["esn"]:
+        if flags & _ESN and not c["esn"]:
             refuse("Cannot offload ESN xfrm states")
-        if x.family not in (X.AF_INET, X.AF_INET6):
+        if x.family not in _FAMILIES:
             refuse("Only IPv4/6 xfrm states may be offloaded")
-        if x.id.proto != X.IPPROTO_ESP:
+        if x.id[2] != _ESP:
             refuse("Only ESP xfrm state may be offloaded")
         encap = x.encap
         if encap is not None:
             if not c["espinudp"]:
                 refuse("Encapsulation is not supported")
-            if encap.encap_type != X.UDP_ENCAP_ESPINUDP:
+            if encap.encap_type != _ESPINUDP:
                 refuse("Encapsulation other than UDP is not supported")
             if t != XFRM_DEV_OFFLOAD_PACKET:
                 refuse("Encapsulation is supported in packet offload mode only")
-            if mode != X.XFRM_MODE_TRANSPORT:
+            if mode != _TRANSPORT:
                 refuse("Encapsulation is supported in transport mode only")
         # (x.aead is set and its ICV is 128 bits: the AES-GCM-ICV16 check above refused
         # the rest — "Cannot offload xfrm states without aead" and "… with AEAD ICV length
@@ -143,7 +149,7 @@ class Mlx5Ipsec(XfrmDevOps):
             refuse("Cannot offload xfrm states with geniv other than seqiv")
         if x.sel[44] not in (0, 6, 17):      # the selector's proto
             refuse("Device does not support upper protocol other than TCP/UDP")
-        if mode not in (X.XFRM_MODE_TRANSPORT, X.XFRM_MODE_TUNNEL):
+        if mode not in _MODES:
             refuse("Only transport and tunnel xfrm states may be offloaded")
         if t == XFRM_DEV_OFFLOAD_CRYPTO:
             if not c["crypto"]:
@@ -153,10 +159,11 @@ class Mlx5Ipsec(XfrmDevOps):
             refuse("Unsupported xfrm offload type")
         if not c["packet"]:
             refuse("Packet offload is not supported")
-        if mode == X.XFRM_MODE_TUNNEL and not c["tunnel"]:
+        if mode == _TUNNEL and not c["tunnel"]:
             refuse("Packet offload is not supported for tunnel mode")
-        if (x.xso.dir == XFRM_DEV_OFFLOAD_IN and x.replay_esn is not None
-                and x.replay_esn.replay_window not in (32, 64, 128, 256)):
+        r = x.replay_esn
+        if (r is not None and xso.dir == XFRM_DEV_OFFLOAD_IN
+                and r.replay_window not in (32, 64, 128, 256)):
             refuse("Unsupported replay window size")
         if not x.reqid:
             refuse("Cannot offload without reqid")
@@ -186,7 +193,7 @@ class Mlx5Ipsec(XfrmDevOps):
         if caps["eswitch_mode_change"]:
             refuse(None, E.EBUSY)
         packet = xso.type == XFRM_DEV_OFFLOAD_PACKET
-        if packet and x.mode == X.XFRM_MODE_TUNNEL and caps["eswitch_encap"]:
+        if packet and x.mode == _TUNNEL and caps["eswitch_encap"]:
             refuse("Packet offload tunnel mode is disabled due to encap settings")
         h = self._next
         self._next += 1
@@ -208,7 +215,7 @@ class Mlx5Ipsec(XfrmDevOps):
             s["window"] = _window(x)
         self._synced[h] = {}
         xso.offload_handle = h
-        if x.flags & X.XFRM_STATE_ESN and r is not None:
+        if x.flags & _ESN and r is not None:
             # mlx5e_xfrm_add_state: the ESN state the hardware is programmed with
             s.update(esn=0, esn_msb=0, overlap=0, esn_updates=0,
                      rx_seq=(r.seq_hi << 32) | r.seq)

@@ -89,6 +89,13 @@ class XfrmDevOffload:
         self.upper_priv: Any = None
 
 
+_new_xso = object.__new__
+# xfrm_dev_state_add's constants (twice per offloaded Child SA): no X.… attribute load
+_INBOUND = X.XFRM_OFFLOAD_INBOUND        # (_PACKET: below)
+_SA_DIR_IN, _SA_DIR_OUT = X.XFRM_SA_DIR_IN, X.XFRM_SA_DIR_OUT
+_ESN, _ESP = X.XFRM_STATE_ESN, X.IPPROTO_ESP
+
+
 class _Offloaded(Protocol):
     """A state (``xso``) or a policy (``xdo``): what ``copy_user_offload`` reads."""
     @property
@@ -134,15 +141,15 @@ def xfrm_dev_state_add(req: XfrmRequest, x: SecurityAssociation,
     ifindex, flags = xuo            # (a named tuple's fields are slow attributes on 3.11)
     if flags & ~_KNOWN_FLAGS:
         raise KernelError(E.EINVAL, "Unrecognized flags in offload request")
-    inbound = flags & X.XFRM_OFFLOAD_INBOUND
+    inbound = flags & _INBOUND
     sa_dir = x.dir
-    if (inbound and sa_dir == X.XFRM_SA_DIR_OUT) or (not inbound and sa_dir == X.XFRM_SA_DIR_IN):
+    if (inbound and sa_dir == _SA_DIR_OUT) or (not inbound and sa_dir == _SA_DIR_IN):
         raise KernelError(E.EINVAL, "Mismatched SA and offload direction")
     if inbound and x.if_id:
         raise KernelError(E.EINVAL, "XFRM if_id is not supported in RX path")
     if x.tfcpad:
         raise KernelError(E.EINVAL, "TFC padding can't be offloaded")
-    packet = flags & X.XFRM_OFFLOAD_PACKET
+    packet = flags & _PACKET
     links = getattr(ns, "links", None)
     dev = links.by_index(ifindex) if links is not None else None
     if dev is None:
@@ -152,12 +159,17 @@ def xfrm_dev_state_add(req: XfrmRequest, x: SecurityAssociation,
         if packet:
             raise KernelError(E.EINVAL)
         return
-    if not packet and x.flags & X.XFRM_STATE_ESN and not ops.has_advance_esn:
+    if not packet and x.flags & _ESN and not ops.has_advance_esn:
         raise KernelError(E.EINVAL, "Device doesn't support offload with ESN")
-    if x.id[2] != X.IPPROTO_ESP:
+    if x.id[2] != _ESP:
         raise KernelError(E.EINVAL, "Type doesn't support offload")
-    x.xso = XfrmDevOffload(dev, XFRM_DEV_OFFLOAD_IN if inbound else XFRM_DEV_OFFLOAD_OUT,
-                           XFRM_DEV_OFFLOAD_PACKET if packet else XFRM_DEV_OFFLOAD_CRYPTO)
+    # XfrmDevOffload(dev, dir, type), its fields stored here (no __init__ frame)
+    x.xso = xso = _new_xso(XfrmDevOffload)
+    xso.dev = xso.real_dev = dev
+    xso.dir = XFRM_DEV_OFFLOAD_IN if inbound else XFRM_DEV_OFFLOAD_OUT
+    xso.type = XFRM_DEV_OFFLOAD_PACKET if packet else XFRM_DEV_OFFLOAD_CRYPTO
+    xso.flags = xso.offload_handle = 0
+    xso.priv = xso.upper_priv = None
     try:
         ops.xdo_dev_state_add(dev, x)
     except (OffloadError, KernelError) as e:

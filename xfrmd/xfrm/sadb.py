@@ -526,7 +526,11 @@ class StateDb:
         if x1_spi:
             _chain_del(byspi, x1.id[1], x1)
         if x1_dst:
-            _chain_del(bydst, self._dst_key(x1), x1)
+            # x1's bydst key: x's but for the reqid when the saddr is the same (the daddr
+            # and family are, as the SPI lookup matched them): _dst_key not made again
+            k1 = ((dst_key[0], dst_key[1], x1.reqid, dst_key[3]) if x1.saddr == x.saddr
+                  else self._dst_key(x1))
+            _chain_del(bydst, k1, x1)
         if x1.km_seq:
             _chain_del(self.byseq, x1.km_seq, x1)
         _stop_timers(x1)
