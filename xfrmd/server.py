@@ -120,6 +120,13 @@ SO_PEERCRED = 17
 # would only keep the client from running)
 SPIN_SECONDS = (float(os.environ.get("XFRMD_SPIN_US", "150")) / 1e6
                 if len(os.sched_getaffinity(0)) > 1 else 0.0)
+# a poll that found the next request only after this long cost more CPU than the sleep and
+# wake-up it saved (30-60 µs on a VM): polling goes off for the next rounds, as when it
+# found nothing. `ip -batch`'s next line comes within ~20 µs; a daemon's next request (charon
+# between two Child SA messages) after 100 µs or more, and polling for it was 2 points of
+# xfrmd's share of the CPU in the charon pair (docs/performance.md)
+SPIN_WORTH = float(os.environ.get("XFRMD_SPIN_WORTH_US", "50")) / 1e6
+SPIN_SKIP = 32              # rounds without polling after a poll that did not pay
 NETLINK, SERVICE, FILE_WRITE, INET = "netlink", "service", "file", "inet"
 SIOCOUTQ = 0x5411          # TIOCOUTQ: what the peer has not read yet (unix_outq_len)
 SENT_TRACK_MAX = 8192       # unreported datagrams after which a peer counts as not reporting
@@ -589,12 +596,18 @@ class Server:
             # Yield while polling (the client may share this CPU); a poll that found nothing
             # turns polling off for the next rounds.
             events = ep.poll(0, 256) if spin_until else None
-            while not events and spin_until:
-                if clock() >= spin_until:
-                    spin_skip = 32
-                    break
-                yield_cpu()
-                events = ep.poll(0, 256)
+            if not events and spin_until:
+                while True:
+                    now = clock()
+                    if now >= spin_until:
+                        spin_skip = SPIN_SKIP
+                        break
+                    yield_cpu()
+                    events = ep.poll(0, 256)
+                    if events:
+                        if now - (spin_until - SPIN_SECONDS) > SPIN_WORTH:
+                            spin_skip = SPIN_SKIP         # found, but late: not worth it
+                        break
             if not events:
                 events = ep.poll(timeout, 256)
             if events and SPIN_SECONDS and spin_skip <= 0:
@@ -619,12 +632,18 @@ class Server:
         serve, end = pump.round, pump.end
         while True:
             n = serve(0.0) if spin_until else 0       # as _reactor_py's spin
-            while not n and spin_until:
-                if clock() >= spin_until:
-                    spin_skip = 32
-                    break
-                yield_cpu()
-                n = serve(0.0)
+            if not n and spin_until:
+                while True:
+                    now = clock()
+                    if now >= spin_until:
+                        spin_skip = SPIN_SKIP
+                        break
+                    yield_cpu()
+                    n = serve(0.0)
+                    if n:
+                        if now - (spin_until - SPIN_SECONDS) > SPIN_WORTH:
+                            spin_skip = SPIN_SKIP         # found, but late: not worth it
+                        break
             if not n:
                 n = serve(timeout)
             if n < 0:
