@@ -127,6 +127,22 @@ SPIN_SECONDS = (float(os.environ.get("XFRMD_SPIN_US", "150")) / 1e6
 # xfrmd's share of the CPU in the charon pair (docs/performance.md)
 SPIN_WORTH = float(os.environ.get("XFRMD_SPIN_WORTH_US", "50")) / 1e6
 SPIN_SKIP = 32              # rounds without polling after a poll that did not pay
+
+
+def _spin(poll0, spin_until: float):
+    """The reactor's poll for the next request: ``poll0()`` (epoll with timeout 0), yielding
+    the CPU in between, until it returns something or ``spin_until`` passes. Returns what it
+    returned (falsy when nothing came) and whether polling paid: something came, within
+    SPIN_WORTH of the start."""
+    clock, start = time.perf_counter, spin_until - SPIN_SECONDS
+    while True:
+        now = clock()
+        if now >= spin_until:
+            return None, False
+        os.sched_yield()
+        got = poll0()
+        if got:
+            return got, now - start <= SPIN_WORTH
 NETLINK, SERVICE, FILE_WRITE, INET = "netlink", "service", "file", "inet"
 SIOCOUTQ = 0x5411          # TIOCOUTQ: what the peer has not read yet (unix_outq_len)
 SENT_TRACK_MAX = 8192       # unreported datagrams after which a peer counts as not reporting
@@ -587,8 +603,12 @@ class Server:
         k = self.kernel
         timeout = self._io_timeout(poll_timeout(k.next_deadline(), k.clock.now()))
         spin_until, spin_skip = 0.0, 0
-        clock, yield_cpu = time.perf_counter, os.sched_yield
+        clock = time.perf_counter
         flush = self._after_kernel_work
+
+        def poll0() -> list:
+            return ep.poll(0, 256)
+
         while True:
             # a client that just got its answer usually sends its next request within tens
             # of microseconds (`ip -batch`): polling for it, rather than sleeping, saves the
@@ -597,17 +617,9 @@ class Server:
             # turns polling off for the next rounds.
             events = ep.poll(0, 256) if spin_until else None
             if not events and spin_until:
-                while True:
-                    now = clock()
-                    if now >= spin_until:
-                        spin_skip = SPIN_SKIP
-                        break
-                    yield_cpu()
-                    events = ep.poll(0, 256)
-                    if events:
-                        if now - (spin_until - SPIN_SECONDS) > SPIN_WORTH:
-                            spin_skip = SPIN_SKIP         # found, but late: not worth it
-                        break
+                events, paid = _spin(poll0, spin_until)
+                if not paid:
+                    spin_skip = SPIN_SKIP
             if not events:
                 events = ep.poll(timeout, 256)
             if events and SPIN_SECONDS and spin_skip <= 0:
@@ -628,22 +640,18 @@ class Server:
         k = self.kernel
         timeout = self._io_timeout(poll_timeout(k.next_deadline(), k.clock.now()))
         spin_until, spin_skip = 0.0, 0
-        clock, yield_cpu = time.perf_counter, os.sched_yield
+        clock = time.perf_counter
         serve, end = pump.round, pump.end
+
+        def serve0() -> int:
+            return serve(0.0)
+
         while True:
             n = serve(0.0) if spin_until else 0       # as _reactor_py's spin
             if not n and spin_until:
-                while True:
-                    now = clock()
-                    if now >= spin_until:
-                        spin_skip = SPIN_SKIP
-                        break
-                    yield_cpu()
-                    n = serve(0.0)
-                    if n:
-                        if now - (spin_until - SPIN_SECONDS) > SPIN_WORTH:
-                            spin_skip = SPIN_SKIP         # found, but late: not worth it
-                        break
+                n, paid = _spin(serve0, spin_until)
+                if not paid:
+                    spin_skip = SPIN_SKIP
             if not n:
                 n = serve(timeout)
             if n < 0:
