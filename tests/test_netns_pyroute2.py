@@ -94,11 +94,11 @@ NR_UNSHARE, NR_SETNS = {"x86_64": (272, 308), "aarch64": (97, 268)}[os.uname().m
 libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 real = lambda: os.readlink("/proc/self/ns/net")   # the host namespace: not emulated
 before = real()
-print("unshare", libc.unshare(0x40000000), real() == before)
-print("syscall unshare", libc.syscall(NR_UNSHARE, 0x40000000), real() == before)
+print("unshare", libc.unshare(0x40000000), real() == before, flush=True)
+print("syscall unshare", libc.syscall(NR_UNSHARE, 0x40000000), real() == before, flush=True)
 os.system("ip -br link show | cut -d' ' -f1")
 fd = os.open("/run/netns/xfrmd-p2-blue", os.O_RDONLY)
-print("syscall setns", libc.syscall(NR_SETNS, fd, 0x40000000), real() == before)
+print("syscall setns", libc.syscall(NR_SETNS, fd, 0x40000000), real() == before, flush=True)
 os.system("ip -br link show | cut -d' ' -f1")
 '''
 
