@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import os
-import select
 import socket
 import statistics
 import struct
@@ -28,9 +27,7 @@ import time
 from netlink_codec import netlink as N
 from netlink_codec import xfrm as X
 
-from xfrmd import server as S
 from xfrmd import transport as T
-from xfrmd.capability import credentials
 
 GETSADINFO = N.encode_msg(X.XfrmMsg.GETSADINFO, N.NLM_F_REQUEST, 1, 0, b"\xff" * 4)
 
@@ -39,44 +36,25 @@ class Harness:
     """A Server that never serves: one connection on a socketpair, its rounds driven here."""
 
     def __init__(self) -> None:
-        from xfrmd.embedded import make_kernel
-        self.kernel = k = make_kernel("bare")
-        self.server = srv = S.Server(k, "/nonexistent/xfrmd.sock")
-        srv.ep = select.epoll()
-        srv._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        srv.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)  # never listens
-        a, self.client = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        conn = S.Connection(a, os.getpid(), os.geteuid())
-        conn.cred = credentials(os.getpid(), os.geteuid(), os.getegid(),
-                                owner_uid=srv.owner_uid, caps=0)
-        srv.by_fd[conn.fd] = conn
-        srv.ep.register(conn.fd, select.EPOLLIN)
-        self.conn = conn
-        self.pump = None if S._transport is None else S._transport.Pump(
-            srv, k, srv.ep.fileno(), srv.listener.fileno(), srv._wake_r, S.NETLINK,
-            S.KernelError, S.Connection, S.NetlinkSocket, T.MAX_RECORD, S.SENT_TRACK_MAX, S.MAX_POLL_SECONDS)
+        from xfrmd.embedded import DrivenServer, make_kernel
+        d = self.driven = DrivenServer(make_kernel("bare"), os.getpid())
+        self.kernel, self.server, self.client = d.kernel, d.server, d.client
+        self.conn, self.pump = d.conn, d.pump
         self.client.send(T.hello(N.NETLINK_XFRM))
         self.client.send(T.bind(0, 0))
         self.py_round()
         assert T.parse_frame(self.client.recv(4096))[1] == T.F_BIND_REPLY
         self.reads = 0
-        self.sock = conn.sock
+        self.sock = self.conn.sock
 
     def close(self) -> None:
-        self.client.close()
-        self.conn.s.close()
-        self.server.listener.close()
-        self.server.ep.close()
-        os.close(self.server._wake_r)
-        os.close(self._wake_w)
+        self.driven.close()
 
     def request(self) -> bytes:
         return T.batch([T.read_report(self.reads), GETSADINFO])
 
     def py_round(self, _a=None, _b=None) -> None:
-        srv = self.server
-        srv._serve_events(srv.ep.poll(0, 256))
-        srv._round_end(srv._after_kernel_work)
+        self.driven.py_round()
 
     def c_round(self, _a=None, _b=None) -> None:
         srv = self.server

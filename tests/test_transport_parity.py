@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno as E
 import os
-import select
 import socket
 import struct
 import time
@@ -22,8 +21,7 @@ from netlink_codec import netlink as N
 from netlink_codec import xfrm as X
 from xfrmd import server as S
 from xfrmd import transport as T
-from xfrmd.capability import credentials
-from xfrmd.embedded import make_kernel, running_server
+from xfrmd.embedded import DrivenServer, make_kernel, running_server
 from xfrmd.netlink.socket import skb_truesize
 
 
@@ -55,20 +53,9 @@ class Side:
     (``pump``) or in Python."""
 
     def __init__(self, c: bool):
-        self.kernel = k = make_kernel("bare")
-        self.server = srv = S.Server(k, "/nonexistent/xfrmd.sock")
-        srv.ep = select.epoll()
-        srv._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        srv.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        a, self.client = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.conn = conn = S.Connection(a, 4242, os.geteuid())
-        conn.cred = credentials(4242, os.geteuid(), os.getegid(), owner_uid=srv.owner_uid, caps=0)
-        srv.by_fd[conn.fd] = conn
-        srv.ep.register(conn.fd, select.EPOLLIN)
-        self.pump = S._transport.Pump(
-            srv, k, srv.ep.fileno(), srv.listener.fileno(), srv._wake_r, S.NETLINK,
-            S.KernelError, S.Connection, S.NetlinkSocket, T.MAX_RECORD,
-            S.SENT_TRACK_MAX, S.MAX_POLL_SECONDS) if c else None
+        d = DrivenServer(make_kernel("bare"), 4242, c)
+        self.driven, self.kernel, self.server = d, d.kernel, d.server
+        self.client, self.conn, self.pump = d.client, d.conn, d.pump
 
     def rounds(self) -> None:
         srv = self.server
@@ -120,12 +107,7 @@ class Side:
                 self.kernel.stats.datagrams)
 
     def close(self) -> None:
-        self.client.close()
-        self.conn.s.close()
-        self.server.listener.close()
-        self.server.ep.close()
-        os.close(self.server._wake_r)
-        os.close(self._wake_w)
+        self.driven.close()
 
 
 def _c_built() -> bool:

@@ -7,6 +7,7 @@ import contextlib
 import functools
 import gc
 import os
+import select
 import socket
 import tempfile
 import threading
@@ -19,7 +20,8 @@ from .client import NetlinkSocket, Service, TrioNetlinkSocket
 from . import hugeheap
 from .clock import SystemClock
 from .kernel import Kernel
-from .server import Server
+from .capability import credentials
+from .server import Connection, Server
 from .topology import load_topology
 
 
@@ -123,3 +125,38 @@ def running_server(kernel: Kernel | None = None, path: str | None = None,
         if tmpdir:
             with contextlib.suppress(OSError):
                 os.rmdir(tmpdir)
+
+
+class DrivenServer:
+    """A Server that never listens or serves on its own: one connection on a socketpair
+    (``client`` is the peer's end), its rounds driven by the caller (``pump.round`` /
+    ``pump.end`` in C, or :meth:`py_round`). For tests and benchmarks of the reactor round
+    (tests/test_transport_parity.py, benchmarks/bench_transport.py)."""
+
+    def __init__(self, kernel: Kernel, pid: int, c: bool = True):
+        self.kernel = kernel
+        # the path is never bound: the server does not listen
+        self.server = srv = Server(kernel, "unbound.sock")
+        srv.ep = select.epoll()
+        srv._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        srv.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)   # never listens
+        a, self.client = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.conn = conn = Connection(a, pid, os.geteuid())
+        conn.cred = credentials(pid, os.geteuid(), os.getegid(), owner_uid=srv.owner_uid, caps=0)
+        srv.by_fd[conn.fd] = conn
+        srv.ep.register(conn.fd, select.EPOLLIN)
+        self.pump = srv.make_pump() if c else None
+
+    def py_round(self) -> None:
+        """One round of the Python reactor: this round's events, then its end."""
+        srv = self.server
+        srv._serve_events(srv.ep.poll(0, 256))
+        srv._round_end(srv._after_kernel_work)
+
+    def close(self) -> None:
+        self.client.close()
+        self.conn.s.close()
+        self.server.listener.close()
+        self.server.ep.close()
+        os.close(self.server._wake_r)
+        os.close(self._wake_w)

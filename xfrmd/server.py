@@ -550,9 +550,7 @@ class Server:
         self.ep.register(listener.fileno(), select.EPOLLIN)
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.ep.register(self._wake_r, select.EPOLLIN)
-        self._pump = None if _transport is None else _transport.Pump(
-            self, self.kernel, self.ep.fileno(), listener.fileno(), self._wake_r, NETLINK,
-            KernelError, Connection, NetlinkSocket, T.MAX_RECORD, SENT_TRACK_MAX, MAX_POLL_SECONDS)
+        self._pump = self.make_pump()
         self.kernel.watch_process = self._watch_process
         self.kernel.parent_of = _proc_ppid
         self.kernel.find_processes = self._processes_in
@@ -609,6 +607,15 @@ class Server:
             self._reactor_py()
         else:
             self._reactor_c(pump)
+
+    def make_pump(self):
+        """The C half of the reactor round (xfrmd/_transport.c) over this server's epoll set,
+        listener and wake pipe; None when it is not built (or XFRMD_PURE_PYTHON)."""
+        if _transport is None:
+            return None
+        return _transport.Pump(
+            self, self.kernel, self.ep.fileno(), self.listener.fileno(), self._wake_r, NETLINK,
+            KernelError, Connection, NetlinkSocket, T.MAX_RECORD, SENT_TRACK_MAX, MAX_POLL_SECONDS)
 
     def _reactor_py(self) -> None:
         """The reactor in Python: the reference of _reactor_c and xfrmd/_transport.c."""
