@@ -122,13 +122,26 @@ def test_status_names_the_path_each_runs():
     assert out.count("pure Python (XFRMD_PURE_PYTHON)") == len(registry.EXTENSIONS)
 
 
+# the rerun in parts, each under pytest's per-test timeout (pyproject: 300 s) on a loaded
+# 2-core machine: the differential suite alone takes ~2.5 min
+PURE_PARTS = {
+    "differential": [f for f in PURE_SUITE if f == "tests/differential"],
+    "benchmarks": [f for f in PURE_SUITE if f == "tests/test_benchmarks.py"],
+    "unit": [f for f in PURE_SUITE
+             if f not in ("tests/differential", "tests/test_benchmarks.py")],
+}
+
+
 @pytest.mark.slow
-def test_the_pure_python_paths_pass_the_same_suites():
+@pytest.mark.parametrize("part", sorted(PURE_PARTS))
+def test_the_pure_python_paths_pass_the_same_suites(part):
     """CI runs both paths: the files above again, every extension switched off."""
     if cext.pure_python():
         pytest.skip("already the pure-Python run")
+    assert sum(map(len, PURE_PARTS.values())) == len(PURE_SUITE)     # none left out
     env = {**os.environ, cext.PURE_ENV: "1"}
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                        "-x", *PURE_SUITE], cwd=root, env=env, capture_output=True, text=True)
+                        "-x", *PURE_PARTS[part]], cwd=root, env=env, capture_output=True,
+                       text=True)
     assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-2000:]
