@@ -53,8 +53,8 @@ enum { C_FD, C_KIND, C_SOCK, C_PENDING, C_OUT, C_PREFIX, C_SENT_TS, C_SENT_UNREA
        C_N };
 static const char *conn_slots[C_N] = {"fd", "kind", "sock", "pending", "out", "prefix",
                                       "sent_ts", "sent_unread", "read_n"};
-enum { S_RX, S_RX_TRUESIZE, S_RX_BYTES, S_OUTQ, S_N };
-static const char *sock_slots[S_N] = {"rx", "rx_truesize", "rx_bytes", "outq"};
+enum { S_RX, S_RX_TRUESIZE, S_RX_BYTES, S_OUTQ, S_DROPS, S_N };
+static const char *sock_slots[S_N] = {"rx", "rx_truesize", "rx_bytes", "outq", "drops"};
 
 typedef struct {
     PyObject_HEAD
@@ -459,6 +459,32 @@ static int apply_common(Pump *p, PyObject *conn, PyObject *sock, const char *b, 
     return ret;
 }
 
+/* server._in_step, after a record of the common shape: 1 when the turn ends without asking
+ * for another record (the record's READ moved read_n from rn0 and left nothing unread,
+ * nothing is held back, and its answers dropped nothing: sock.drops is still drops0),
+ * 0 to go on, -1 with an exception. */
+static int answered_in_step(Pump *p, PyObject *conn, PyObject *sock, PyObject *rn0,
+                            PyObject *drops0)
+{
+    PyObject *ts = slot(conn, p->coff[C_SENT_TS]), *su = slot(conn, p->coff[C_SENT_UNREAD]);
+    PyObject *pending = slot(conn, p->coff[C_PENDING]), *rn = slot(conn, p->coff[C_READ_N]);
+    PyObject *drops = slot(sock, p->soff[S_DROPS]);
+    if (ts == NULL || ts == Py_None || su == NULL || pending == NULL || rn == NULL
+            || rn0 == NULL || drops == NULL || drops0 == NULL
+            || slot(conn, p->coff[C_SOCK]) != sock)
+        return 0;
+    int t = PyObject_IsTrue(su);
+    if (t)
+        return t < 0 ? -1 : 0;
+    t = PyObject_IsTrue(pending);
+    if (t)
+        return t < 0 ? -1 : 0;
+    t = PyObject_RichCompareBool(rn, rn0, Py_NE);
+    if (t <= 0)
+        return t;
+    return PyObject_RichCompareBool(drops, drops0, Py_EQ);
+}
+
 /* Whether conn is still the connection served on fd (Python: conn.fd in by_fd) */
 static int still_open(Pump *p, PyObject *conn, PyObject *fdobj)
 {
@@ -502,7 +528,16 @@ static int turn(Pump *p, PyObject *conn, PyObject *fdobj, int fd)
             dg = common_shape(b, n);
         if (dg >= 0) {
             Py_INCREF(sock);
+            PyObject *rn0 = Py_XNewRef(slot(conn, p->coff[C_READ_N]));
+            PyObject *drops0 = Py_XNewRef(slot(sock, p->soff[S_DROPS]));
             int r = apply_common(p, conn, sock, b, n, dg);
+            if (r == 0) {
+                r = answered_in_step(p, conn, sock, rn0, drops0);
+                if (r < 0)
+                    r = event_error(p, conn);      /* as _readable's raise in _event */
+            }
+            Py_XDECREF(rn0);
+            Py_XDECREF(drops0);
             Py_DECREF(sock);
             if (r)
                 return r < 0 ? -1 : 0;

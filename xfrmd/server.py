@@ -142,6 +142,22 @@ def _collect_young() -> None:
         gc.collect(0)
 
 
+def _in_step(conn: Connection, sock, drops: int) -> bool:
+    """Whether a connection's turn ends, without asking for another record, after one whose
+    READ moved its count (the caller checked that): the program had read every datagram
+    this connection sent it when it wrote the record (the READ left nothing unread, nothing
+    waits here for room), and the record's answers dropped nothing (``sock.drops`` as
+    before it). Such a program reads each answer before it asks again (charon, which puts a
+    READ ahead of every request), so the recv() that asks for more would find EAGAIN: a
+    syscall per request for nothing. If more is queued after all, epoll (level-triggered)
+    reports it next round, after this record's answers went out; as between records of
+    two rounds, an overrun the next one causes is then reported after these answers
+    (docs/protocol.md, "Flow control", Order). A burst that overruns still goes on in one
+    turn: its ENOBUFS comes first and once (tests/test_flow_control.py)."""
+    return (sock is not None and conn.sock is sock and conn.sent_ts is not None
+            and not conn.sent_unread and not conn.pending and sock.drops == drops)
+
+
 def _spin(poll0, spin_until: float):
     """The reactor's poll for the next request: ``poll0()`` (epoll with timeout 0), yielding
     the CPU in between, until it returns something or ``spin_until`` passes. Returns what it
@@ -832,13 +848,16 @@ class Server:
         """A record the C turn does not take (xfrmd/_transport.c): :meth:`_dispatch` with
         :meth:`_event`'s error handling; whether the turn goes on (:meth:`_readable`)."""
         sends = self._sends
+        sock, read_n = conn.sock, conn.read_n
+        drops = sock.drops if sock is not None else 0
         try:
             if not self._dispatch(conn, rec):
                 return False
         except Exception as e:
             self._event_error(conn, e)
             return False
-        return self._sends == sends
+        return self._sends == sends and not (conn.read_n != read_n and
+                                             _in_step(conn, sock, drops))
 
     def _accept(self) -> None:
         """One connection per event: the listener is level-triggered, so another one that
@@ -957,7 +976,8 @@ class Server:
         if more is queued after all, epoll reports it on the next round. Netlink datagrams
         are read on: their answers are admitted against the socket's receive buffer, and
         what a program writes without reading is judged as one burst (tests/test_flow_control.py);
-        whether more is there is asked with poll(0), not with a recv() that fails."""
+        whether more is there is asked with poll(0), not with a recv() that fails — except
+        after a datagram answered in step (:meth:`_in_step`: charon's every request)."""
         for i in range(16):
             sends = self._sends
             if conn.fd not in self.by_fd:
@@ -971,9 +991,13 @@ class Server:
                     poller.register(conn.fd, select.POLLIN)
                 if not poller.poll(0):
                     return
+            sock, read_n = conn.sock, conn.read_n
+            drops = sock.drops if sock is not None else 0
             if not self._record(conn):
                 return
-            if self._sends != sends and not drain:
+            if drain:
+                continue
+            if self._sends != sends or (conn.read_n != read_n and _in_step(conn, sock, drops)):
                 return
 
     def _record(self, conn: Connection) -> bool:
