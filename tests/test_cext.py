@@ -33,6 +33,7 @@ PURE_SUITE = [
     "tests/test_replay_errors.py",
     "tests/test_server_semantics.py",
     "tests/test_transport_parity.py",    # the reactor round (xfrmd/_transport.c)
+    "tests/test_transport_in_step.py",   # its turn after a request in step
     "tests/test_security.py",
     "tests/test_sad.py",
     "tests/test_sad_acquire.py",

@@ -17,7 +17,9 @@
  *
  * A connection's turn reads up to 16 records as _readable does (the next one is asked for
  * with a recv that may fail with EAGAIN: in C that costs what the poll(0) cost, without
- * Python). A record is taken here only in the shapes the shim sends for a request:
+ * Python), and ends, as _readable does, after a record answered in step (server._in_step:
+ * its READ left nothing unread and its answers dropped nothing; charon's every request),
+ * without that recv. A record is taken here only in the shapes the shim sends for a request:
  *   a bare netlink datagram (its first 4 bytes are not zero), or
  *   a BATCH of READ and SETSOCKOPT frames with at least one READ, then one datagram that
  *   ends the record.
