@@ -977,7 +977,7 @@ class Server:
         are read on: their answers are admitted against the socket's receive buffer, and
         what a program writes without reading is judged as one burst (tests/test_flow_control.py);
         whether more is there is asked with poll(0), not with a recv() that fails — except
-        after a datagram answered in step (:meth:`_in_step`: charon's every request)."""
+        after a datagram answered in step (:func:`_in_step`: charon's every request)."""
         for i in range(16):
             sends = self._sends
             if conn.fd not in self.by_fd:
