@@ -28,6 +28,7 @@ EXTENSIONS: dict[str, str] = {
     "netlink_codec._nlfast": "netlink_codec/_nlfast.c",
     "xfrmd._hugeheap": "xfrmd/_hugeheap.c",          # pymalloc's arenas on huge pages: hugeheap
     "xfrmd._transport": "xfrmd/_transport.c",        # the reactor round: server._reactor_py
+    "xfrmd.netlink._reopen": "xfrmd/netlink/_reopen.c",  # the `ip -batch` line: Kernel.reopen
 }
 
 

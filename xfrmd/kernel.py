@@ -15,10 +15,12 @@ import logging
 import random
 from typing import TYPE_CHECKING, Any, Callable
 
+from netlink_codec import cext
 from netlink_codec import netlink as N
 
 from . import initcalls as _initcalls
 from .capability import NONROOT_RECV_PROTOCOLS
+from .cext import source
 from .clock import Clock, ManualClock
 from .errors import KernelError
 from .fault import FaultTable
@@ -39,6 +41,14 @@ SOL_SOCKET, SO_RCVBUF, SO_RCVBUFFORCE = 1, 8, 33
 log = logging.getLogger("xfrmd.kernel")
 
 SOCK_DGRAM, SOCK_RAW = 2, 3
+
+# the C half of Kernel.reopen's in-place case (None: the Python, XFRMD_PURE_PYTHON or not
+# built); setup learns NetlinkSocket's slots and what fresh() writes (False: never in place)
+_reopen_c = cext.load("xfrmd.netlink._reopen", source("xfrmd.netlink._reopen"))
+_reopen = _reopen_c.reopen if _reopen_c is not None and _reopen_c.setup(NetlinkSocket) else None
+# for Server._replay, which calls it without Kernel.reopen's frame (the same arguments,
+# then the kernel's tables: namespaces, families, former_names, dirty, _sock_ids, admin_uids)
+reopen_in_place = _reopen
 UNNAMED = "~unshared-"     # an unshare()d namespace before a bind mount names it
 
 
@@ -326,7 +336,21 @@ class Kernel:
         the namespace named, which is not refcounted (no put_net), with the protocol, type and
         owner asked. As netlink_release does, its queue and dump are dropped and its port id
         is freed — or kept when it is ``portid``, which netlink_insert would give it again.
-        Every other case is :meth:`close` and :meth:`socket`, the reference."""
+        Every other case is :meth:`close` and :meth:`socket`, the reference.
+
+        The in-place case runs in C when built (``xfrmd/netlink/_reopen.c``: the same tests
+        and stores, without this frame; anything else it leaves untouched to the Python
+        below); a ``portid`` it did not keep is bound here."""
+        if _reopen is not None and _reopen(sock, protocol, netns, pid, uid, sock_type, cred,
+                                           portid, self.namespaces, self.families,
+                                           self.former_names, self.dirty, self._sock_ids,
+                                           self.admin_uids):
+            if portid and not sock.bound:
+                try:
+                    self.bind(sock, portid)
+                except KernelError:
+                    pass
+            return sock
         ns = sock.netns
         fam = self.families.get(protocol)
         if (sock.closed or sock._groups or ns.refcounted or sock.protocol != protocol

@@ -40,7 +40,7 @@ from .cext import source
 from .capability import CAP_NET_ADMIN, credentials, peer_credentials
 from .inet import raw as inet_raw
 from .inet import udp as inet_udp
-from .kernel import Kernel, KernelError
+from .kernel import Kernel, KernelError, reopen_in_place
 from .linkgen_page import LinkgenPage
 from .net_namespace import process_exit
 from .netlink.socket import NetlinkSocket, rcvbuf_for, sock_error_frame
@@ -1125,10 +1125,21 @@ class Server:
                 pid = conn.pid
                 # BIND_AUTO's usual case: the process's id (another: _bind_auto's autobind)
                 portid = bind[0] if bind is not None and bind[0] == pid & 0xFFFFFFFF else 0
-                old = conn.sock
+                old = sock = conn.sock
                 try:
-                    sock = k.reopen(old, protocol, conn.netns, pid, conn.uid, sock_type,
-                                    conn.cred, portid)
+                    # Kernel.reopen's in-place case straight into C (one Python frame less
+                    # per line); the rest, and a port id it did not keep, as Kernel.reopen
+                    if reopen_in_place is None or not reopen_in_place(
+                            old, protocol, conn.netns, pid, conn.uid, sock_type, conn.cred,
+                            portid, k.namespaces, k.families, k.former_names, k.dirty,
+                            k._sock_ids, k.admin_uids):
+                        sock = k.reopen(old, protocol, conn.netns, pid, conn.uid, sock_type,
+                                        conn.cred, portid)
+                    elif portid and not sock.bound:
+                        try:
+                            k.bind(sock, portid)
+                        except KernelError:
+                            pass
                 except KernelError as e:
                     # the namespace went away: as _hello_netlink, then the rest as sent
                     # (the options and BIND_AUTO this REOPEN took do nothing without a

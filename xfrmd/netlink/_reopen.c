@@ -1,0 +1,293 @@
+/* The C half of Kernel.reopen (xfrmd/kernel.py keeps the reference Python): an `ip -batch`
+ * line's RELEASE + HELLO + BIND_AUTO on a kept connection, when the old socket object may
+ * become the new socket in place.
+ *
+ * setup(NetlinkSocket) once at import; then reopen(sock, protocol, netns, pid, uid,
+ * sock_type, cred, portid, and the kernel's namespaces, families, former_names, dirty,
+ * _sock_ids, admin_uids) per line: True when it reset ``sock`` in place as the Python
+ * in-place branch does (netlink_release, then __netlink_create's defaults under a new id,
+ * the port id kept when it is ``portid``), False when anything is not the usual case --
+ * a subclass, a field of an unexpected type, a socket that is closed or in a group, a
+ * refcounted or replaced namespace, another protocol, type or owner, a family that refuses
+ * sockets or is missing, a former namespace name, a queue or dump to drop, credentials
+ * without their two flags -- and then it has changed nothing: the Python decides. A bind
+ * to ``portid`` that is not kept is left to the caller (Kernel.bind, which may fail).
+ *
+ * The defaults are learned, not written here: setup() calls NetlinkSocket.fresh on a probe
+ * whose slots all hold sentinels and keeps what fresh stored in each (only None, bools and
+ * ints); fresh stays the one place they are written (tests/test_netlink_reopen.py compares
+ * the whole kernel after reopen with close + socket + bind, on this path and without it). */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+#define MAX_SLOTS 48
+
+static PyTypeObject *Sock_t;
+static Py_ssize_t n_fresh = -1;                 /* -1: setup failed, never in place */
+static Py_ssize_t fresh_off[MAX_SLOTS];
+static PyObject *fresh_val[MAX_SLOTS];
+
+/* the slots read or written here, by name */
+enum { S_CLOSED, S_GROUPS, S_NETNS, S_PROTOCOL, S_TYPE, S_PID, S_UID, S_BOUND, S_PORTID,
+       S_RX, S_DUMP, S_ID, S_ADMIN, S_ADMIN_INIT, S_N };
+static const char *slot_names[S_N] = {
+    "closed", "_groups", "netns", "protocol", "sock_type", "pid", "uid", "bound", "portid",
+    "rx", "dump", "id", "cap_net_admin", "cap_net_admin_init" };
+static Py_ssize_t off[S_N];
+
+static PyObject *s_refcounted, *s_ports, *s_refuse, *s_net_admin, *s_net_admin_init,
+    *s_fresh;
+
+#define SLOT(o, i) (*(PyObject **)((char *)(o) + off[i]))
+
+static Py_ssize_t member_offset(PyTypeObject *tp, PyObject *name)
+{
+    PyObject *d = PyDict_GetItemWithError(tp->tp_dict, name);
+    if (d == NULL || Py_TYPE(d) != &PyMemberDescr_Type
+            || ((PyMemberDescrObject *)d)->d_member->type != T_OBJECT_EX)
+        return -1;
+    return ((PyMemberDescrObject *)d)->d_member->offset;
+}
+
+/* an attribute or NULL without an exception when it is missing (getattr(o, name, None)) */
+static PyObject *lookup(PyObject *o, PyObject *name)
+{
+    PyObject *v = NULL;
+#if PY_VERSION_HEX >= 0x030D0000
+    if (PyObject_GetOptionalAttr(o, name, &v) < 0)
+        PyErr_Clear();
+#else
+    if (_PyObject_LookupAttr(o, name, &v) < 0)
+        PyErr_Clear();
+#endif
+    return v;
+}
+
+static PyObject *setup(PyObject *self, PyObject *cls)
+{
+    PyObject *names = NULL, *probe = NULL, *r = NULL, *sentinel[MAX_SLOTS] = {NULL};
+    Py_ssize_t n = 0;
+    n_fresh = -1;
+    if (!PyType_Check(cls))
+        return PyErr_Format(PyExc_TypeError, "a class");
+    PyTypeObject *tp = (PyTypeObject *)cls;
+    if (tp->tp_dictoffset != 0)
+        Py_RETURN_FALSE;
+    for (int i = 0; i < S_N; i++) {
+        PyObject *nm = PyUnicode_InternFromString(slot_names[i]);
+        if (nm == NULL)
+            return NULL;
+        off[i] = member_offset(tp, nm);
+        Py_DECREF(nm);
+        if (off[i] < 0) {
+            PyErr_Clear();
+            Py_RETURN_FALSE;
+        }
+    }
+    names = PyObject_GetAttrString(cls, "__slots__");
+    if (names == NULL || !PyTuple_Check(names) || PyTuple_GET_SIZE(names) > MAX_SLOTS)
+        goto out;
+    n = PyTuple_GET_SIZE(names);
+    probe = tp->tp_alloc(tp, 0);
+    if (probe == NULL)
+        goto out;
+    Py_ssize_t offs[MAX_SLOTS];
+    for (Py_ssize_t i = 0; i < n; i++) {
+        offs[i] = member_offset(tp, PyTuple_GET_ITEM(names, i));
+        if (offs[i] < 0 || (sentinel[i] = PyBaseObject_Type.tp_alloc(&PyBaseObject_Type, 0)) == NULL)
+            goto out;
+        Py_INCREF(sentinel[i]);
+        *(PyObject **)((char *)probe + offs[i]) = sentinel[i];
+    }
+    r = PyObject_CallMethodNoArgs(probe, s_fresh);
+    if (r == NULL)
+        goto out;
+    Py_ssize_t k = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = *(PyObject **)((char *)probe + offs[i]);
+        if (v == sentinel[i])
+            continue;                           /* not fresh's */
+        if (v == NULL || !(v == Py_None || PyBool_Check(v) || PyLong_CheckExact(v)))
+            goto out;                           /* deleted, or a value one could change */
+        fresh_off[k] = offs[i];
+        Py_INCREF(v);
+        Py_XSETREF(fresh_val[k], v);
+        k++;
+    }
+    Py_INCREF(cls);
+    Py_XSETREF(Sock_t, tp);
+    n_fresh = k;
+out:
+    PyErr_Clear();
+    for (Py_ssize_t i = 0; i < n; i++)
+        Py_XDECREF(sentinel[i]);
+    Py_XDECREF(probe);                          /* its slots (the sentinels) go with it */
+    Py_XDECREF(names);
+    Py_XDECREF(r);
+    return PyBool_FromLong(n_fresh >= 0);
+}
+
+static int is_zero(PyObject *v)
+{
+    int over = 0;
+    return PyLong_CheckExact(v) && PyLong_AsLongAndOverflow(v, &over) == 0 && !over;
+}
+
+static int same_int(PyObject *a, PyObject *b)
+{
+    if (a == b)
+        return 1;
+    if (!PyLong_CheckExact(a) || !PyLong_CheckExact(b))
+        return -1;
+    return PyObject_RichCompareBool(a, b, Py_EQ);
+}
+
+static PyObject *reopen(PyObject *self, PyObject *const *a, Py_ssize_t na)
+{
+    if (na != 14)
+        return PyErr_Format(PyExc_TypeError, "reopen takes 14 arguments");
+    /* the kernel's tables come from the caller: a specialised attribute load there costs
+     * a tenth of a generic one here */
+    PyObject *sock = a[0], *protocol = a[1], *netns = a[2], *pid = a[3], *uid = a[4],
+             *sock_type = a[5], *cred = a[6], *portid = a[7], *namespaces = a[8],
+             *families = a[9], *former = a[10], *dirty = a[11], *ids = a[12];
+    PyObject *ns, *ports = NULL, *admin = NULL, *admin_init = NULL, *fam, *v, *newid = NULL;
+    int ok = 0, keep = 0;
+    if (n_fresh < 0 || Py_TYPE(sock) != Sock_t)
+        Py_RETURN_FALSE;
+    for (int i = 0; i < S_N; i++)
+        if (SLOT(sock, i) == NULL)
+            Py_RETURN_FALSE;
+    /* the Python branch's tests, each on the types it sees in practice */
+    if (SLOT(sock, S_CLOSED) != Py_False || !is_zero(SLOT(sock, S_GROUPS))
+            || (SLOT(sock, S_BOUND) != Py_True && SLOT(sock, S_BOUND) != Py_False)
+            || SLOT(sock, S_DUMP) != Py_None || !PyUnicode_CheckExact(netns)
+            || !PyDict_CheckExact(namespaces) || !PyDict_CheckExact(families)
+            || !PyDict_CheckExact(former) || !PySet_CheckExact(dirty))
+        Py_RETURN_FALSE;
+    ns = SLOT(sock, S_NETNS);
+    v = lookup(ns, s_refcounted);
+    if (v != Py_False) {
+        Py_XDECREF(v);
+        Py_RETURN_FALSE;
+    }
+    Py_DECREF(v);
+    if (same_int(SLOT(sock, S_PROTOCOL), protocol) != 1 || same_int(SLOT(sock, S_TYPE), sock_type) != 1
+            || same_int(SLOT(sock, S_PID), pid) != 1 || same_int(SLOT(sock, S_UID), uid) != 1)
+        goto out;
+    if (PyDict_GetItemWithError(namespaces, netns) != ns || PyErr_Occurred())
+        goto out;
+    fam = PyDict_GetItemWithError(families, protocol);
+    if (fam == NULL || fam == Py_None)
+        goto out;
+    v = lookup(fam, s_refuse);
+    if (v != NULL && v != Py_False) {
+        Py_DECREF(v);
+        goto out;
+    }
+    Py_XDECREF(v);
+    if (!is_zero(pid) && (PyDict_GetItemWithError(former, netns) != NULL || PyErr_Occurred()))
+        goto out;
+    /* the capabilities, computed before anything changes */
+    if (cred != Py_None) {
+        admin = lookup(cred, s_net_admin);
+        admin_init = lookup(cred, s_net_admin_init);
+        if (admin == NULL || admin_init == NULL)
+            goto out;
+    } else {
+        PyObject *uids = a[13];
+        int in = 1;
+        if (uids != Py_None)
+            in = (PySet_Check(uids) || PyFrozenSet_Check(uids)) ? PySet_Contains(uids, uid) : -1;
+        if (in < 0)
+            goto out;
+        admin = PyBool_FromLong(in);
+        Py_INCREF(admin);
+        admin_init = admin;
+    }
+    /* netlink_release → netlink_remove: the port table, looked at before anything changes */
+    PyObject *own = SLOT(sock, S_PORTID);
+    if (SLOT(sock, S_BOUND) == Py_True) {
+        PyObject *tables = lookup(ns, s_ports);
+        if (tables == NULL || !PyDict_CheckExact(tables)) {
+            Py_XDECREF(tables);
+            goto out;
+        }
+        ports = PyDict_GetItemWithError(tables, protocol);
+        Py_XINCREF(ports);
+        Py_DECREF(tables);
+        if (ports != NULL) {
+            if (!PyDict_CheckExact(ports))
+                goto out;
+            if (PyDict_GetItemWithError(ports, own) != sock)
+                Py_CLEAR(ports);                /* not in the table: nothing to remove */
+            else if ((keep = same_int(own, portid)) < 0)
+                goto out;
+        }
+        if (PyErr_Occurred())
+            goto out;
+    }
+    if (PyObject_IsTrue(SLOT(sock, S_RX)) != 0)
+        goto out;                               /* skb_queue_purge: the Python's */
+    newid = PyIter_Next(ids);
+    if (newid == NULL)
+        goto out;
+    /* from here on, what the Python in-place branch does */
+    Py_INCREF(own);
+    if (ports != NULL && !keep && PyDict_DelItem(ports, own) < 0) {
+        Py_DECREF(own);
+        goto out;                               /* cannot happen: it was just there */
+    }
+    if (PySet_Discard(dirty, sock) < 0) {
+        PyErr_Clear();
+    }
+    for (Py_ssize_t i = 0; i < n_fresh; i++) {
+        PyObject **p = (PyObject **)((char *)sock + fresh_off[i]);
+        Py_INCREF(fresh_val[i]);
+        Py_XSETREF(*p, fresh_val[i]);
+    }
+    Py_XSETREF(SLOT(sock, S_ID), newid);
+    newid = NULL;
+    Py_INCREF(admin);
+    Py_XSETREF(SLOT(sock, S_ADMIN), admin);
+    Py_INCREF(admin_init);
+    Py_XSETREF(SLOT(sock, S_ADMIN_INIT), admin_init);
+    if (keep) {
+        Py_XSETREF(SLOT(sock, S_PORTID), own);    /* the reference taken above */
+        Py_INCREF(Py_True);
+        Py_XSETREF(SLOT(sock, S_BOUND), Py_True);
+    } else {
+        Py_DECREF(own);
+    }
+    ok = 1;
+out:
+    PyErr_Clear();
+    Py_XDECREF(ports);
+    Py_XDECREF(admin);
+    Py_XDECREF(admin_init);
+    Py_XDECREF(newid);
+    return PyBool_FromLong(ok);
+}
+
+static PyMethodDef methods[] = {
+    {"setup", setup, METH_O, "setup(NetlinkSocket): learn the slots and fresh()'s defaults"},
+    {"reopen", (PyCFunction)(void (*)(void))reopen, METH_FASTCALL,
+     "reopen(sock, protocol, netns, pid, uid, sock_type, cred, portid, namespaces, families, "
+     "former_names, dirty, sock_ids, admin_uids) -> bool"},
+    {NULL, NULL, 0, NULL}
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_reopen", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__reopen(void)
+{
+#define INTERN(var, s) if ((var = PyUnicode_InternFromString(s)) == NULL) return NULL
+    INTERN(s_refcounted, "refcounted");
+    INTERN(s_ports, "ports");
+    INTERN(s_refuse, "refuse_sockets");
+    INTERN(s_net_admin, "net_admin");
+    INTERN(s_net_admin_init, "net_admin_init");
+    INTERN(s_fresh, "fresh");
+    return PyModule_Create(&module);
+}
