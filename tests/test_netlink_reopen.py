@@ -5,6 +5,7 @@ of it — the same socket ids, port ids, queues, options, listeners masks, names
 from __future__ import annotations
 
 import errno
+import itertools
 
 import pytest
 from hypothesis import given, settings
@@ -159,3 +160,61 @@ def test_a_namespace_that_went_away_is_enoent_and_the_old_socket_closed():
     with pytest.raises(KernelError) as e:
         k.reopen(s, N.NETLINK_XFRM, "blue", PID, 0, 3, None, PID)
     assert e.value.errno == errno.ENOENT and s.closed
+
+
+def _in_place(k: Kernel, s: NetlinkSocket, cred=None, portid: int = PID) -> bool:
+    from xfrmd import kernel as K
+    return K.reopen_in_place(s, N.NETLINK_XFRM, "default", PID, 0, 3, cred, portid,
+                             k.namespaces, k.families, k.former_names, k.dirty, k._sock_ids,
+                             k.admin_uids)
+
+
+def test_the_c_in_place_path_is_taken_when_built():
+    """Server._replay calls the C half directly: built, it must take `ip`'s usual line
+    (else every line silently pays the Python again)."""
+    from xfrmd import kernel as K
+    if K._reopen_c is None:
+        pytest.skip("C extensions not built (or XFRMD_PURE_PYTHON)")
+    assert K.reopen_in_place is not None
+    k = kernel()
+    s = k.socket(N.NETLINK_XFRM, "default", pid=PID)
+    k.bind(s, PID)
+    k.setsockopt(s, N.SOL_NETLINK, N.NETLINK_EXT_ACK, 1)
+    first = s.id
+    assert _in_place(k, s, Credentials(net_admin=True, net_admin_init=True))
+    assert s.id > first and s.bound and s.portid == PID and not s.ext_ack
+    assert s.cap_net_admin and k.netns("default").ports[N.NETLINK_XFRM][PID] is s
+
+
+@pytest.mark.parametrize("setup", ["queue", "dump", "group", "subclass", "refcounted"])
+def test_what_the_c_path_refuses_it_leaves_untouched(setup):
+    """A queue to purge, a dump to drop, a group, a subclass, a refcounted namespace: the
+    C half says no and changes nothing (Kernel.reopen's Python decides)."""
+    from xfrmd import kernel as K
+    if K._reopen_c is None:
+        pytest.skip("C extensions not built (or XFRMD_PURE_PYTHON)")
+    k = kernel()
+    if setup == "subclass":
+        class Sub(NetlinkSocket):
+            __slots__ = ()
+        s = Sub(N.NETLINK_XFRM, k.netns("default"), PID, 0, 3, 999)
+    else:
+        s = k.socket(N.NETLINK_XFRM, "default", pid=PID)
+    k.bind(s, PID)
+    if setup == "queue":
+        s.queue(b"y" * 40)
+    elif setup == "dump":
+        s.dump = DumpState(seq=1, iterator=iter(()))
+    elif setup == "group":
+        k.setsockopt(s, N.SOL_NETLINK, N.NETLINK_ADD_MEMBERSHIP, 3)
+    elif setup == "refcounted":
+        k.netns("default").refcounted = True
+    before = view(k)                           # takes the next id: 500 after it
+    k._sock_ids = itertools.count(500)
+    fields = {f: getattr(s, f) for f in NetlinkSocket.__slots__}
+    assert not _in_place(k, s)
+    assert {f: getattr(s, f) for f in NetlinkSocket.__slots__} == fields
+    after = view(k)
+    assert after.pop("next_id") == 500
+    before.pop("next_id")
+    assert after == before

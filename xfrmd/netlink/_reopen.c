@@ -164,7 +164,7 @@ static PyObject *reopen(PyObject *self, PyObject *const *a, Py_ssize_t na)
             || (SLOT(sock, S_BOUND) != Py_True && SLOT(sock, S_BOUND) != Py_False)
             || SLOT(sock, S_DUMP) != Py_None || !PyUnicode_CheckExact(netns)
             || !PyDict_CheckExact(namespaces) || !PyDict_CheckExact(families)
-            || !PyDict_CheckExact(former) || !PySet_CheckExact(dirty))
+            || !PyDict_CheckExact(former) || !PySet_CheckExact(dirty) || !PyIter_Check(ids))
         Py_RETURN_FALSE;
     ns = SLOT(sock, S_NETNS);
     v = lookup(ns, s_refcounted);
