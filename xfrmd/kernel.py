@@ -44,11 +44,12 @@ SOCK_DGRAM, SOCK_RAW = 2, 3
 
 # the C half of Kernel.reopen's in-place case (None: the Python, XFRMD_PURE_PYTHON or not
 # built); setup learns NetlinkSocket's slots and what fresh() writes (False: never in place)
-_reopen_c = cext.load("xfrmd.netlink._reopen", source("xfrmd.netlink._reopen"))
-_reopen = _reopen_c.reopen if _reopen_c is not None and _reopen_c.setup(NetlinkSocket) else None
-# for Server._replay, which calls it without Kernel.reopen's frame (the same arguments,
-# then the kernel's tables: namespaces, families, former_names, dirty, _sock_ids, admin_uids)
-reopen_in_place = _reopen
+reopen_c = cext.load("xfrmd.netlink._reopen", source("xfrmd.netlink._reopen"))
+if reopen_c is not None and not reopen_c.setup(NetlinkSocket):
+    reopen_c = None
+# the same arguments, then the kernel's tables: namespaces, families, former_names, dirty,
+# _sock_ids, admin_uids (Server._replay's REOPEN op uses the module too: server.py)
+reopen_in_place = reopen_c.reopen if reopen_c is not None else None
 UNNAMED = "~unshared-"     # an unshare()d namespace before a bind mount names it
 
 
@@ -341,10 +342,9 @@ class Kernel:
         The in-place case runs in C when built (``xfrmd/netlink/_reopen.c``: the same tests
         and stores, without this frame; anything else it leaves untouched to the Python
         below); a ``portid`` it did not keep is bound here."""
-        if _reopen is not None and _reopen(sock, protocol, netns, pid, uid, sock_type, cred,
-                                           portid, self.namespaces, self.families,
-                                           self.former_names, self.dirty, self._sock_ids,
-                                           self.admin_uids):
+        if reopen_in_place is not None and reopen_in_place(
+                sock, protocol, netns, pid, uid, sock_type, cred, portid, self.namespaces,
+                self.families, self.former_names, self.dirty, self._sock_ids, self.admin_uids):
             if portid and not sock.bound:
                 try:
                     self.bind(sock, portid)

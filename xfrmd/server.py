@@ -40,7 +40,7 @@ from .cext import source
 from .capability import CAP_NET_ADMIN, credentials, peer_credentials
 from .inet import raw as inet_raw
 from .inet import udp as inet_udp
-from .kernel import Kernel, KernelError, reopen_in_place
+from .kernel import Kernel, KernelError, reopen_c
 from .linkgen_page import LinkgenPage
 from .net_namespace import process_exit
 from .netlink.socket import NetlinkSocket, rcvbuf_for, sock_error_frame
@@ -413,6 +413,11 @@ class Connection:
             return
         for _ in range(k):
             self.sent_unread -= q.popleft()
+
+
+# Server._replay's REOPEN op in C (None: the Python, XFRMD_PURE_PYTHON or not built)
+replay_reopen = (reopen_c.replay_reopen if reopen_c is not None
+                 and reopen_c.setup_conn(Connection, NETLINK, collections.deque) else None)
 
 
 class Server:
@@ -1106,6 +1111,12 @@ class Server:
         k = self.kernel
         for kind, args, end in conn.prefix_ops:
             if kind == _REOPEN:
+                # the usual line, the whole op in C (xfrmd/netlink/_reopen.c: what follows,
+                # with the socket reopened in place and its port id kept); else as follows
+                if replay_reopen is not None and replay_reopen(
+                        conn, args, k.namespaces, k.families, k.former_names, k.dirty,
+                        k._sock_ids, k.admin_uids):
+                    continue
                 # _release: the old socket goes (netlink_release). A replay starts bound
                 # (_batch checks conn.sock), and a noted HELLO made the connection greeted
                 # and its probe: conn.greeted and conn.probe need no update.
@@ -1125,21 +1136,10 @@ class Server:
                 pid = conn.pid
                 # BIND_AUTO's usual case: the process's id (another: _bind_auto's autobind)
                 portid = bind[0] if bind is not None and bind[0] == pid & 0xFFFFFFFF else 0
-                old = sock = conn.sock
+                old = conn.sock
                 try:
-                    # Kernel.reopen's in-place case straight into C (one Python frame less
-                    # per line); the rest, and a port id it did not keep, as Kernel.reopen
-                    if reopen_in_place is None or not reopen_in_place(
-                            old, protocol, conn.netns, pid, conn.uid, sock_type, conn.cred,
-                            portid, k.namespaces, k.families, k.former_names, k.dirty,
-                            k._sock_ids, k.admin_uids):
-                        sock = k.reopen(old, protocol, conn.netns, pid, conn.uid, sock_type,
-                                        conn.cred, portid)
-                    elif portid and not sock.bound:
-                        try:
-                            k.bind(sock, portid)
-                        except KernelError:
-                            pass
+                    sock = k.reopen(old, protocol, conn.netns, pid, conn.uid, sock_type,
+                                    conn.cred, portid)
                 except KernelError as e:
                     # the namespace went away: as _hello_netlink, then the rest as sent
                     # (the options and BIND_AUTO this REOPEN took do nothing without a

@@ -143,34 +143,35 @@ static int same_int(PyObject *a, PyObject *b)
     return PyObject_RichCompareBool(a, b, Py_EQ);
 }
 
-static PyObject *reopen(PyObject *self, PyObject *const *a, Py_ssize_t na)
+/* what the caller checks once the socket may be reopened in place (``keep``: its port id
+ * stays), and does once it was: for Server._replay's REOPEN, the connection's part */
+typedef int (*extra_fn)(void *ctx, int keep);
+
+/* a[]: reopen's 14 arguments. 1: reopened in place (then ``apply`` ran), 0: nothing changed */
+static int reopen_core(PyObject *const *a, extra_fn check, extra_fn apply, void *ctx)
 {
-    if (na != 14)
-        return PyErr_Format(PyExc_TypeError, "reopen takes 14 arguments");
-    /* the kernel's tables come from the caller: a specialised attribute load there costs
-     * a tenth of a generic one here */
     PyObject *sock = a[0], *protocol = a[1], *netns = a[2], *pid = a[3], *uid = a[4],
              *sock_type = a[5], *cred = a[6], *portid = a[7], *namespaces = a[8],
              *families = a[9], *former = a[10], *dirty = a[11], *ids = a[12];
     PyObject *ns, *ports = NULL, *admin = NULL, *admin_init = NULL, *fam, *v, *newid = NULL;
     int ok = 0, keep = 0;
     if (n_fresh < 0 || Py_TYPE(sock) != Sock_t)
-        Py_RETURN_FALSE;
+        return 0;
     for (int i = 0; i < S_N; i++)
         if (SLOT(sock, i) == NULL)
-            Py_RETURN_FALSE;
+            return 0;
     /* the Python branch's tests, each on the types it sees in practice */
     if (SLOT(sock, S_CLOSED) != Py_False || !is_zero(SLOT(sock, S_GROUPS))
             || (SLOT(sock, S_BOUND) != Py_True && SLOT(sock, S_BOUND) != Py_False)
             || SLOT(sock, S_DUMP) != Py_None || !PyUnicode_CheckExact(netns)
             || !PyDict_CheckExact(namespaces) || !PyDict_CheckExact(families)
             || !PyDict_CheckExact(former) || !PySet_CheckExact(dirty) || !PyIter_Check(ids))
-        Py_RETURN_FALSE;
+        return 0;
     ns = SLOT(sock, S_NETNS);
     v = lookup(ns, s_refcounted);
     if (v != Py_False) {
         Py_XDECREF(v);
-        Py_RETURN_FALSE;
+        return 0;
     }
     Py_DECREF(v);
     if (same_int(SLOT(sock, S_PROTOCOL), protocol) != 1 || same_int(SLOT(sock, S_TYPE), sock_type) != 1
@@ -230,6 +231,8 @@ static PyObject *reopen(PyObject *self, PyObject *const *a, Py_ssize_t na)
     }
     if (PyObject_IsTrue(SLOT(sock, S_RX)) != 0)
         goto out;                               /* skb_queue_purge: the Python's */
+    if (check != NULL && !check(ctx, keep))
+        goto out;
     newid = PyIter_Next(ids);
     if (newid == NULL)
         goto out;
@@ -260,6 +263,8 @@ static PyObject *reopen(PyObject *self, PyObject *const *a, Py_ssize_t na)
     } else {
         Py_DECREF(own);
     }
+    if (apply != NULL)
+        apply(ctx, keep);
     ok = 1;
 out:
     PyErr_Clear();
@@ -267,11 +272,171 @@ out:
     Py_XDECREF(admin);
     Py_XDECREF(admin_init);
     Py_XDECREF(newid);
-    return PyBool_FromLong(ok);
+    return ok;
+}
+
+static PyObject *reopen(PyObject *self, PyObject *const *a, Py_ssize_t na)
+{
+    /* the kernel's tables come from the caller: a specialised attribute load there costs
+     * a tenth of a generic one here */
+    if (na != 14)
+        return PyErr_Format(PyExc_TypeError, "reopen takes 14 arguments");
+    return PyBool_FromLong(reopen_core(a, NULL, NULL, NULL));
+}
+
+/* ---- Server._replay's REOPEN op (xfrmd/server.py keeps the reference Python) ------------
+ * setup_conn(Connection, NETLINK, deque) once; then replay_reopen(conn, args, namespaces,
+ * families, former_names, dirty, sock_ids, admin_uids) per line: True when it did all the
+ * op does -- the old socket's pending records and read counts dropped, the connection's
+ * kind and namespace, the socket reopened in place with the port id BIND_AUTO asks kept,
+ * then the inode, outq probe, SO_RCVBUF and NETLINK_EXT_ACK the op carries -- and False,
+ * having changed nothing, for everything else: records still pending, a socket that is
+ * not reopened in place, a BIND_AUTO that would need a bind (Server._replay_bind). */
+enum { C_PENDING, C_PENDING_TS, C_PENDING_FRAMES, C_NETNS, C_KIND, C_SENT_TS, C_SENT_UNREAD,
+       C_READ_N, C_PID, C_UID, C_CRED, C_SOCK, C_OPEN_ERROR, C_PROBE, C_N };
+static const char *conn_names[C_N] = {
+    "pending", "pending_ts", "pending_frames", "netns", "kind", "sent_ts", "sent_unread",
+    "read_n", "pid", "uid", "cred", "sock", "open_error", "probe" };
+static Py_ssize_t coff[C_N];
+enum { X_INO, X_PROBE, X_RCVBUF, X_EXT_ACK, X_N };
+static const char *xsock_names[X_N] = { "client_ino", "outq_probe", "rcvbuf", "ext_ack" };
+static Py_ssize_t xoff[X_N];
+static PyTypeObject *Conn_t, *Deque_t;
+static PyObject *netlink_kind, *zero;
+static PyObject *s_clear;
+
+#define CSLOT(o, i) (*(PyObject **)((char *)(o) + coff[i]))
+#define XSLOT(o, i) (*(PyObject **)((char *)(o) + xoff[i]))
+
+static PyObject *setup_conn(PyObject *self, PyObject *const *a, Py_ssize_t na)
+{
+    if (na != 3 || !PyType_Check(a[0]) || !PyType_Check(a[2]))
+        return PyErr_Format(PyExc_TypeError, "setup_conn(Connection, NETLINK, deque)");
+    Py_CLEAR(Conn_t);
+    if (Sock_t == NULL)
+        Py_RETURN_FALSE;
+    for (int i = 0; i < C_N; i++) {
+        PyObject *nm = PyUnicode_InternFromString(conn_names[i]);
+        if (nm == NULL)
+            return NULL;
+        coff[i] = member_offset((PyTypeObject *)a[0], nm);
+        Py_DECREF(nm);
+        if (coff[i] < 0) {
+            PyErr_Clear();
+            Py_RETURN_FALSE;
+        }
+    }
+    for (int i = 0; i < X_N; i++) {
+        PyObject *nm = PyUnicode_InternFromString(xsock_names[i]);
+        if (nm == NULL)
+            return NULL;
+        xoff[i] = member_offset(Sock_t, nm);
+        Py_DECREF(nm);
+        if (xoff[i] < 0) {
+            PyErr_Clear();
+            Py_RETURN_FALSE;
+        }
+    }
+    Py_INCREF(a[1]);
+    Py_XSETREF(netlink_kind, a[1]);
+    Py_INCREF(a[2]);
+    Py_XSETREF(Deque_t, (PyTypeObject *)a[2]);
+    Py_INCREF(a[0]);
+    Conn_t = (PyTypeObject *)a[0];
+    Py_RETURN_TRUE;
+}
+
+struct op { PyObject *conn, *sock, *netns, *ino, *bind, *rcvbuf, *ext_ack; };
+
+static int op_check(void *ctx, int keep)
+{
+    struct op *o = ctx;
+    return o->bind == Py_None || keep;          /* else a bind is left: _replay_bind's */
+}
+
+static void set_slot(PyObject *obj, Py_ssize_t offset, PyObject *v)
+{
+    PyObject **p = (PyObject **)((char *)obj + offset);
+    Py_INCREF(v);
+    Py_XSETREF(*p, v);
+}
+
+static int op_apply(void *ctx, int keep)
+{
+    struct op *o = ctx;
+    PyObject *conn = o->conn, *sock = o->sock, *q = CSLOT(conn, C_SENT_TS);
+    set_slot(conn, coff[C_PENDING_TS], zero);
+    set_slot(conn, coff[C_PENDING_FRAMES], zero);
+    set_slot(conn, coff[C_NETNS], o->netns);
+    set_slot(conn, coff[C_KIND], netlink_kind);
+    if (PyObject_IsTrue(q) > 0) {               /* reads_reset */
+        PyObject *r = PyObject_CallMethodNoArgs(q, s_clear);
+        if (r == NULL)
+            PyErr_Clear();
+        Py_XDECREF(r);
+    }
+    set_slot(conn, coff[C_SENT_UNREAD], zero);
+    set_slot(conn, coff[C_READ_N], zero);
+    set_slot(conn, coff[C_OPEN_ERROR], zero);
+    set_slot(sock, xoff[X_INO], o->ino);
+    set_slot(sock, xoff[X_PROBE], CSLOT(conn, C_PROBE));
+    if (!is_zero(o->rcvbuf))
+        set_slot(sock, xoff[X_RCVBUF], o->rcvbuf);
+    if (o->ext_ack != Py_None)
+        set_slot(sock, xoff[X_EXT_ACK], o->ext_ack);
+    return 1;
+}
+
+static PyObject *replay_reopen(PyObject *self, PyObject *const *a, Py_ssize_t na)
+{
+    if (na != 8)
+        return PyErr_Format(PyExc_TypeError, "replay_reopen takes 8 arguments");
+    PyObject *conn = a[0], *args = a[1];
+    if (Conn_t == NULL || Py_TYPE(conn) != Conn_t || !PyTuple_CheckExact(args)
+            || PyTuple_GET_SIZE(args) != 7)
+        Py_RETURN_FALSE;
+    for (int i = 0; i < C_N; i++)
+        if (CSLOT(conn, i) == NULL)
+            Py_RETURN_FALSE;
+    PyObject *pending = CSLOT(conn, C_PENDING), *q = CSLOT(conn, C_SENT_TS);
+    if (Py_TYPE(pending) != Deque_t || PyObject_IsTrue(pending) != 0 || Py_TYPE(q) != Deque_t)
+        Py_RETURN_FALSE;                        /* records to drop, or no read counts: Python */
+    struct op o = { conn, CSLOT(conn, C_SOCK), PyTuple_GET_ITEM(args, 2),
+                    PyTuple_GET_ITEM(args, 3), PyTuple_GET_ITEM(args, 4),
+                    PyTuple_GET_ITEM(args, 5), PyTuple_GET_ITEM(args, 6) };
+    PyObject *pid = CSLOT(conn, C_PID), *portid = zero;
+    if (!PyLong_CheckExact(pid) || !PyLong_CheckExact(o.rcvbuf)
+            || (o.ext_ack != Py_None && !PyBool_Check(o.ext_ack)))
+        Py_RETURN_FALSE;
+    if (o.bind != Py_None) {
+        /* BIND_AUTO's usual case: the process's id */
+        if (!PyTuple_CheckExact(o.bind) || PyTuple_GET_SIZE(o.bind) != 2
+                || !PyLong_CheckExact(PyTuple_GET_ITEM(o.bind, 0)))
+            Py_RETURN_FALSE;
+        unsigned long long want = PyLong_AsUnsignedLongLongMask(pid) & 0xFFFFFFFFull;
+        int over = 0;
+        long long got = PyLong_AsLongLongAndOverflow(PyTuple_GET_ITEM(o.bind, 0), &over);
+        if (PyErr_Occurred()) {
+            PyErr_Clear();
+            Py_RETURN_FALSE;
+        }
+        if (over || got < 0 || (unsigned long long)got != want)
+            Py_RETURN_FALSE;                    /* another id: _replay_bind's autobind */
+        portid = PyTuple_GET_ITEM(o.bind, 0);
+    }
+    PyObject *ra[14] = { o.sock, PyTuple_GET_ITEM(args, 0), o.netns, pid, CSLOT(conn, C_UID),
+                         PyTuple_GET_ITEM(args, 1), CSLOT(conn, C_CRED), portid,
+                         a[2], a[3], a[4], a[5], a[6], a[7] };
+    return PyBool_FromLong(reopen_core(ra, op_check, op_apply, &o));
 }
 
 static PyMethodDef methods[] = {
     {"setup", setup, METH_O, "setup(NetlinkSocket): learn the slots and fresh()'s defaults"},
+    {"setup_conn", (PyCFunction)(void (*)(void))setup_conn, METH_FASTCALL,
+     "setup_conn(Connection, NETLINK, deque): learn the connection's slots"},
+    {"replay_reopen", (PyCFunction)(void (*)(void))replay_reopen, METH_FASTCALL,
+     "replay_reopen(conn, args, namespaces, families, former_names, dirty, sock_ids, "
+     "admin_uids) -> bool"},
     {"reopen", (PyCFunction)(void (*)(void))reopen, METH_FASTCALL,
      "reopen(sock, protocol, netns, pid, uid, sock_type, cred, portid, namespaces, families, "
      "former_names, dirty, sock_ids, admin_uids) -> bool"},
@@ -289,5 +454,8 @@ PyMODINIT_FUNC PyInit__reopen(void)
     INTERN(s_net_admin, "net_admin");
     INTERN(s_net_admin_init, "net_admin_init");
     INTERN(s_fresh, "fresh");
+    INTERN(s_clear, "clear");
+    if ((zero = PyLong_FromLong(0)) == NULL)
+        return NULL;
     return PyModule_Create(&module);
 }
