@@ -22,7 +22,7 @@ class XfrmNet:
         self.ns = ns
         # state_all / policy_all: insertion-ordered; dumps walk them newest first
         self.state_all: dict[SecurityAssociation, SecurityAssociation] = {}
-        self.policy_all: dict[int, Policy] = {}   # by index (PolicyDb.byidx)
+        self.policy_all: dict[bytes, Policy] = {}   # by selector (PolicyDb.by_selector)
         self.state_hmask = 7          # xfrm_state_init: 8 buckets
         self.policy_idx_hmask = 7     # xfrm_policy_init: 8 index buckets
         self.hthresh4 = (32, 32)      # policy_hthresh lbits4/rbits4
@@ -37,6 +37,8 @@ class XfrmNet:
         self.sad.destroy()            # the SAD's indexes and timers (xfrm_state_fini)
         self.state_all.clear()
         self.policy_all.clear()
+        self.spd.rcu_barrier()
+        self.spd.byidx.clear()
 
 
 def xfrm_net(ns: NetNamespace) -> XfrmNet:
