@@ -133,3 +133,24 @@ def test_flush_and_namespace_teardown(kernel, nl):
         nl.ok(a)
     xnet.flush_all()
     assert not xnet.policy_all and not xnet.spd.byidx
+
+
+def test_the_server_ends_the_grace_period_on_its_own(xfrmd_server):
+    """Through the real server: the deleted policies' by-index entries and memory go on the
+    server's timer, with no request after the deletes."""
+    import time
+
+    from tests.differential.test_policy_diff import info
+    db = xfrmd_server.kernel.netns("default").xfrm.spd
+    sels = [sel(dst=f"10.9.{i}.0") for i in range(3)]
+    with xfrmd_server.netlink(N.NETLINK_XFRM) as c:
+        for s in sels:
+            c.request(M.NEWPOLICY, N.NLM_F_ACK, info(s=s) + TMPL1)
+        for s in sels[:2]:
+            c.request(M.DELPOLICY, N.NLM_F_ACK, pid(s))
+        deadline = time.monotonic() + 5
+        while len(db.byidx) > 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(db.byidx) == 1 and len(db.all) == 1
+        (reply,) = c.request(M.GETPOLICY, 0, pid(sels[2]))
+        assert reply.type == M.NEWPOLICY
