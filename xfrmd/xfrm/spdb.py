@@ -55,7 +55,7 @@ class PolicyDb:
         self.all: dict[bytes, Policy] = xnet.policy_all
         self.by_selector = self.all
         # index → policy (xfrm_policy_byid's table). A deleted policy stays here, dead,
-        # until its grace period ends (_destroy): readers skip dead entries (byid,
+        # until its grace period ends (rcu_barrier): readers skip dead entries (byid,
         # gen_index), and the delete does not pay this table's cold slot, entry and int
         self.byidx: dict[int, Policy] = {}
         self._rcu: list[Policy] = []       # deleted, waiting for xfrm_policy_destroy_rcu
@@ -162,7 +162,7 @@ class PolicyDb:
             if idx == 0:
                 idx = 8
             p = self.byidx.get(idx)
-            if p is None or p.dead:        # a dead one's entry is taken over (_destroy)
+            if p is None or p.dead:        # a dead one's entry is taken over (rcu_barrier)
                 return idx
 
     def insert(self, pol: Policy, excl: bool) -> int:
@@ -203,8 +203,8 @@ class PolicyDb:
 
     def _unlink(self, pol: Policy) -> None:
         """Out of the by-selector table and the counts (the caller checked that it is
-        linked). Its by-index entry goes with the policy (_destroy), or to the policy that
-        takes its index (an UPDPOLICY)."""
+        linked). Its by-index entry goes to the policy that takes its index (an UPDPOLICY),
+        or at the end of its grace period (delete, rcu_barrier)."""
         del self.by_selector[pol.key]
         self.xnet.spd_counts[pol.dir] -= 1
 
@@ -240,8 +240,8 @@ class PolicyDb:
         kernel timer armed by the first delete, or ``rcu_barrier`` itself): each dead
         policy's by-index entry goes, unless a new policy took the index, and with its last
         reference the policy, its key, templates and index. At a million policies each is a
-        cold slot, entry and int and a free into a cold pool (≈ 0.9 µs more than at 1k),
-        paid here, between requests, and not by the DELPOLICY."""
+        cold slot, entry and int and a free into a cold pool (bench_scale: ≈ 0.5 µs more
+        than at 1k), paid here, between requests, and not by the DELPOLICY."""
         if self._rcu_timer is not None:
             self._rcu_timer.cancel()
             self._rcu_timer = None
