@@ -26,6 +26,7 @@ EXTENSIONS: dict[str, str] = {
     "xfrmd.xfrm._poldump": "xfrmd/xfrm/_poldump.c",  # dump_one_policy: policy.dump_message
     "xfrmd.xfrm._polfast": "xfrmd/xfrm/_polfast.c",  # NEWPOLICY/UPDPOLICY: spd.xfrm_add_policy
     "netlink_codec._nlfast": "netlink_codec/_nlfast.c",
+    "xfrmd.netlink._rcvfast": "xfrmd/netlink/_rcvfast.c",  # an XFRM request: Kernel.deliver
     "xfrmd._hugeheap": "xfrmd/_hugeheap.c",          # pymalloc's arenas on huge pages: hugeheap
     "xfrmd._transport": "xfrmd/_transport.c",        # the reactor round: server._reactor_py
     "xfrmd.netlink._reopen": "xfrmd/netlink/_reopen.c",  # the `ip -batch` line: Kernel.reopen

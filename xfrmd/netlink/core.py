@@ -126,12 +126,24 @@ def netlink_rcv_msg(kernel, sock: NetlinkSocket, buf, hdr: Header, family: Netli
     req.hdr = hdr
     try:
         outcome = family.rcv_msg(req)
-    except KernelError as err:   # the one conversion of a model error for netlink requests
-        outcome = error_reply(err)
     except Exception as exc:  # noqa: BLE001 - a bug answers EINVAL, never kills the server
-        outcome = internal_error(kernel, exc, f"message type {hdr.type} (protocol {sock.protocol})")
+        outcome = handler_failed(kernel, sock, hdr, exc)
     if outcome is DUMP_STARTED:
         return
+    netlink_rcv_done(kernel, sock, buf, hdr, outcome)
+
+
+def handler_failed(kernel, sock: NetlinkSocket, hdr: Header, exc: Exception) -> Reply:
+    """The outcome of a handler that raised: a :class:`KernelError` is the one conversion of
+    a model error for netlink requests; anything else is a bug, answered EINVAL."""
+    if isinstance(exc, KernelError):
+        return error_reply(exc)
+    return internal_error(kernel, exc, f"message type {hdr.type} (protocol {sock.protocol})")
+
+
+def netlink_rcv_done(kernel, sock: NetlinkSocket, buf, hdr: Header, outcome: Reply) -> None:
+    """What netlink_rcv_skb does with a doit's outcome: the ACK or the error, if any (also
+    the C receive's way out for every outcome but a plain one: xfrmd/netlink/_rcvfast.c)."""
     if sock.reply_dropped and not outcome.error:
         # a doit returns what nlmsg_unicast said: its reply found no room (-EAGAIN
         # from netlink_attachskb), which netlink_rcv_skb then ACKs as the error

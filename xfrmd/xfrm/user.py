@@ -9,13 +9,17 @@ kernel's ``xfrm_dispatch[]``) says which one serves a message type. Each takes a
 from __future__ import annotations
 
 import errno as E
+from collections import deque
 from typing import TYPE_CHECKING, Callable, NamedTuple
 
+from netlink_codec import cext
 from netlink_codec import xfrm as X
-from netlink_codec.netlink import NETLINK_XFRM, NLM_F_DUMP, RawAttr
+from netlink_codec.netlink import NETLINK_XFRM, NLM_F_DUMP, Header, RawAttr
 
+from ..cext import source
 from ..errors import KernelError
-from ..netlink.core import Reply, Request
+from ..netlink.core import DUMP_STARTED, Reply, Request, handler_failed, netlink_rcv_done
+from ..netlink.socket import NetlinkSocket
 from ..netlink.nlattr import attr_parser
 from .acquire import xfrm_add_acquire
 from .info import (xfrm_get_default, xfrm_get_sadinfo, xfrm_get_spdinfo, xfrm_set_default,
@@ -83,6 +87,10 @@ class XfrmUser:
         self.kernel = kernel
         self.doit = HANDLERS
         self.dumpit = DUMPERS
+        if _rcvfast is not None:
+            # the kernel's deliver takes an XFRM request's common case in C (the C pump
+            # and every caller look deliver up on the kernel); the rest is Kernel.deliver's
+            setattr(kernel, "deliver", _rcvfast.Deliver(kernel, type(kernel).deliver))
 
     def init_net(self, ns: NetNamespace) -> None:
         setattr(ns, "xfrm", XfrmNet(ns))    # net->xfrm
@@ -155,6 +163,18 @@ def _reject_unused_attr(t: int, tb: dict[int, RawAttr]) -> None:
         raise KernelError(E.EINVAL, "Invalid attribute SA_DIR")
     if _SA_PCPU in tb:
         raise KernelError(E.EINVAL, "Invalid attribute SA_PCPU")
+
+
+# The framework of a request in C (xfrmd/netlink/_rcvfast.c: Kernel.deliver, netlink_rcv_skb,
+# netlink_rcv_msg and rcv_msg above for the common case, the ACK queued), None in pure Python
+_rcvfast = cext.load("xfrmd.netlink._rcvfast", source("xfrmd.netlink._rcvfast"))
+if _rcvfast is not None:
+    _rcvfast.setup(
+        NetlinkSocket=NetlinkSocket, XfrmRequest=XfrmRequest, Header=Header, Reply=Reply,
+        XfrmUser=XfrmUser, rcv_msg=XfrmUser.rcv_msg, DUMP_STARTED=DUMP_STARTED,
+        handler_failed=handler_failed, netlink_rcv_done=netlink_rcv_done, msg_min=_MSG_MIN,
+        msg_max=_MSG_MAX, dumpable=_DUMPABLE, newspdinfo=_NEWSPDINFO, sa_dir=_SA_DIR,
+        sa_pcpu=_SA_PCPU, sa_pcpu_ok=_SA_PCPU_OK, acquire=_ACQUIRE, parser=_parse_attrs, deque=deque)
 
 
 def not_modelled(name: str) -> Handler:
