@@ -411,7 +411,8 @@ deliver_vectorcall(PyObject *self_, PyObject *const *args, size_t nargsf, PyObje
     }
     PyObject *sock = args[0], *dg = args[1], *kernel = d->kernel;
     if (!ready || !Py_IS_TYPE(sock, (PyTypeObject *)sock_t) || !PyBytes_CheckExact(dg)
-            || slot(sock, soff[S_BOUND]) != Py_True)
+            || slot(sock, soff[S_BOUND]) != Py_True || slot(sock, soff[S_CLOSED]) == NULL
+            || slot(sock, soff[S_CAP_ACK]) == NULL)
         return call_slow(d, args);
     PyObject *proto = slot(sock, soff[S_PROTOCOL]);
     if (proto == NULL || !PyLong_CheckExact(proto) || PyLong_AsLong(proto) != NETLINK_XFRM) {
