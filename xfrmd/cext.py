@@ -30,6 +30,7 @@ EXTENSIONS: dict[str, str] = {
     "xfrmd._hugeheap": "xfrmd/_hugeheap.c",          # pymalloc's arenas on huge pages: hugeheap
     "xfrmd._transport": "xfrmd/_transport.c",        # the reactor round: server._reactor_py
     "xfrmd.netlink._reopen": "xfrmd/netlink/_reopen.c",  # the `ip -batch` line: Kernel.reopen
+    "xfrmd._taprec": "xfrmd/_taprec.c",              # the trace tap: trace_tap._record
 }
 
 

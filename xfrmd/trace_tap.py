@@ -33,6 +33,11 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from netlink_codec import cext
+
+from .cext import source
+from .clock import SystemClock
+
 if TYPE_CHECKING:
     from .kernel import Kernel
     from .netlink.socket import NetlinkSocket
@@ -52,6 +57,26 @@ class _Stopped(list):
         pass
 
 
+# the record step in C (xfrmd/_taprec.c; _record below is the reference), or None
+_taprec = cext.load("xfrmd._taprec", source("xfrmd._taprec"))
+_Base: Any = object if _taprec is None else _taprec.Tap
+
+
+def _record(self: TraceTap, direction: str, sock: NetlinkSocket, datagram: bytes) -> None:
+    """:meth:`TraceTap.record` (the C one, xfrmd/_taprec.c, does the same steps in the same
+    order)."""
+    if type(datagram) is not bytes:   # a caller's buffer may change after the call
+        datagram = bytes(datagram)
+    sid = sock.id
+    if sid not in self.socks:
+        self.socks[sid] = (sock.netns.name, sock.protocol)
+    pending = self._pending
+    pending.append((self._now(), direction, sid, sock.portid, sock.ext_ack, datagram,
+                    self.kernel.trace_note))
+    if len(pending) >= self._spill_at:
+        self.spill()
+
+
 _live: "weakref.WeakSet[TraceTap]" = weakref.WeakSet()    # taps with records to keep
 
 
@@ -65,7 +90,7 @@ def _spill_all() -> None:
             pass
 
 
-class TraceTap:
+class TraceTap(_Base):
     """A kernel tracer (``kernel.tracers``; :meth:`record` is the same call without the
     instance call's dispatch). :attr:`path` is the JSON-lines trace, brought up to date on
     each read; :meth:`close` stops recording; :meth:`keep` converts the rest and drops the raw
@@ -77,28 +102,20 @@ class TraceTap:
         self._raw_path = path + ".raw"           # written only when records spill
         open(path, "w").close()
         self._now = kernel.clock.now
+        # the C record reads a SystemClock's time without the call (the pair's clock)
+        self._clock = kernel.clock if type(kernel.clock) is SystemClock else None
         # the reactor thread appends; a spill or a reader takes the oldest records with a
         # slice and a del of that slice (each one step under the GIL: an append that lands
         # between them is past the slice, and stays)
         self._pending: list = []
+        self._spill_at = SPILL_AT
         self._held = self._pending               # still ours after close()
         self.socks: dict[int, tuple[str, int]] = {}     # socket id → (netns, protocol)
         self._done = 0                    # raw bytes already written as JSON lines
         self._lock = threading.Lock()     # one spill or reader at a time
         _live.add(self)
 
-    def record(self, direction: str, sock: NetlinkSocket, datagram: bytes) -> None:
-        if type(datagram) is not bytes:   # a caller's buffer may change after the call
-            datagram = bytes(datagram)
-        sid = sock.id
-        if sid not in self.socks:
-            self.socks[sid] = (sock.netns.name, sock.protocol)
-        pending = self._pending
-        pending.append((self._now(), direction, sid, sock.portid, sock.ext_ack, datagram,
-                        self.kernel.trace_note))
-        if len(pending) >= SPILL_AT:
-            self.spill()
-
+    record = _record if _taprec is None else _taprec.Tap.record
     __call__ = record
 
     def _take(self) -> list:
