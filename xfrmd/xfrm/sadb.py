@@ -27,6 +27,7 @@ policy, :meth:`xfrmd.xfrm.spdb.PolicyDb.tmpl_resolve`.
 from __future__ import annotations
 
 import errno as E
+import heapq
 import struct
 from typing import TYPE_CHECKING, Any, Hashable, Iterable, Sequence
 
@@ -642,9 +643,20 @@ class StateDb:
     # -- timers (xfrm_timer_handler) -------------------------------------------------------
 
     def _arm(self, x: SecurityAssociation, seconds: float) -> None:
-        if x.timer is not None:
-            x.timer.cancel()
-        x.timer = self.kernel.add_timer(seconds, lambda: self._timer(x))
+        """``hrtimer_start(&x->mtimer, seconds)``: the larval state's ``sysctl_acq_expires``
+        (``__find_acq_core``, ``xfrm_state_find``), 1 s after an insert or update, a
+        deadline of ``xfrm_timer_handler``. The timer is Kernel.add_timer's, armed without
+        its two calls and closure (:class:`_StateTimer`): same deadline, same heap order."""
+        t = x.timer
+        if t is not None:
+            t.cancel()
+        k = self.kernel
+        x.timer = t = _new_timer(_StateTimer)
+        t.when = when = k.clock.now() + seconds
+        t.db = self
+        t.x = x
+        t.cancelled = False
+        _heappush(k._timers, (when, next(k._timer_seq), t))
 
     def rearm(self, x: SecurityAssociation) -> None:
         """``xfrm_state_update`` restarts the timer 1 s from now."""
@@ -753,6 +765,29 @@ class StateDb:
 
     def km_aevent(self, x: SecurityAssociation, flags: int, seq: int, pid: int) -> None:
         self.multicast(G.AEVENTS, x.aevent_message(flags, seq, pid))
+
+
+class _StateTimer:
+    """A state's timer in the kernel's heap (Kernel.add_timer's Timer, duck-typed: ``when``,
+    ``cancelled``, ``cancel()``, ``fn()``). ``fn`` is a method that runs the state's
+    ``xfrm_timer_handler``: arming one makes no closure (a lambda and its cells per ALLOCSPI
+    were a third of what the larval state's timer cost)."""
+    __slots__ = ("when", "db", "x", "cancelled")
+
+    when: float
+    db: StateDb
+    x: SecurityAssociation
+    cancelled: bool
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def fn(self) -> None:
+        self.db._timer(self.x)
+
+
+_new_timer = object.__new__
+_heappush = heapq.heappush
 
 
 def sad(xnet: XfrmNet) -> StateDb:
