@@ -36,6 +36,8 @@ PURE_SUITE = [
     "tests/test_transport_in_step.py",   # its turn after a request in step
     "tests/test_netlink_reopen.py",      # Kernel.reopen's in-place case (xfrmd/netlink/_reopen.c)
     "tests/test_shim_robust_server.py",  # Server._replay's REOPEN op (the same C file)
+    "tests/test_trace_tap.py",           # the tap's record (xfrmd/_taprec.c)
+    "tests/test_trace_tap_parity.py",
     "tests/test_security.py",
     "tests/test_sad.py",
     "tests/test_sad_acquire.py",
