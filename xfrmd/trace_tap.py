@@ -21,7 +21,9 @@ What a reader is promised:
 Recording costs about 0.35 µs per datagram, its spill included (0.8 µs when each record was
 packed and written at once), against ~8 µs for a JSON line written through a line-buffered
 file; a passing test, which discards its trace, never pays
-the conversion (benchmarks/bench_trace.py, docs/performance.md)."""
+the conversion (benchmarks/bench_trace.py, docs/performance.md). The record step itself is C
+(xfrmd/_taprec.c: :class:`TraceTap`'s base holds what a record reads; ≈ 1.3k instructions a
+record against 3.7k for :func:`_record`, the reference, which ``XFRMD_PURE_PYTHON=1`` runs)."""
 from __future__ import annotations
 
 import atexit

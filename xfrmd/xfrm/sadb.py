@@ -647,16 +647,18 @@ class StateDb:
         (``__find_acq_core``, ``xfrm_state_find``), 1 s after an insert or update, a
         deadline of ``xfrm_timer_handler``. The timer is Kernel.add_timer's, armed without
         its two calls and closure (:class:`_StateTimer`): same deadline, same heap order."""
-        t = x.timer
-        if t is not None:
-            t.cancel()
+        old = x.timer
+        if old is not None:
+            old.cancel()
         k = self.kernel
-        x.timer = t = _new_timer(_StateTimer)
+        t: _StateTimer = _new_timer(_StateTimer)
         t.when = when = k.clock.now() + seconds
         t.db = self
         t.x = x
         t.cancelled = False
-        _heappush(k._timers, (when, next(k._timer_seq), t))
+        # duck-typed: the heap runs it as a Timer (typing.cast would be a call)
+        x.timer = t                                             # type: ignore[assignment]
+        _heappush(k._timers, (when, next(k._timer_seq), t))     # type: ignore[misc]
 
     def rearm(self, x: SecurityAssociation) -> None:
         """``xfrm_state_update`` restarts the timer 1 s from now."""
