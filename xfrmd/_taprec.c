@@ -24,6 +24,19 @@
 #include <stdint.h>
 #include <time.h>
 
+/* A type's version tag that says "unchanged since": valid, and the same number. */
+#ifdef Py_TPFLAGS_VALID_VERSION_TAG
+#define TAG_VALID(tp) ((tp)->tp_version_tag != 0 && PyType_HasFeature(tp, Py_TPFLAGS_VALID_VERSION_TAG))
+#else
+#define TAG_VALID(tp) ((tp)->tp_version_tag != 0)
+#endif
+/* the instance-dict read below uses two private functions of CPython 3.11-3.13 */
+#if PY_VERSION_HEX < 0x030E0000
+#define DICT_FAST 1
+#else
+#define DICT_FAST 0
+#endif
+
 typedef struct {
     PyObject_HEAD
     PyObject *pending;      /* _pending: the list the records go to */
@@ -68,15 +81,13 @@ static int slot_offset(PyTypeObject *tp, PyObject *name, Py_ssize_t *off)
 /* 1 when the three slots of `tp` can be read at their offsets */
 static int sock_slots(PyTypeObject *tp)
 {
-    if (tp == sock_type && tp->tp_version_tag == sock_tag
-            && PyType_HasFeature(tp, Py_TPFLAGS_VALID_VERSION_TAG))
+    if (tp == sock_type && tp->tp_version_tag == sock_tag && TAG_VALID(tp))
         return 1;
     if (tp->tp_getattro != PyObject_GenericGetAttr)
         return 0;
     Py_ssize_t a, b, c;
     if (!slot_offset(tp, s_id, &a) || !slot_offset(tp, s_portid, &b)
-            || !slot_offset(tp, s_ext_ack, &c)
-            || !PyType_HasFeature(tp, Py_TPFLAGS_VALID_VERSION_TAG))
+            || !slot_offset(tp, s_ext_ack, &c) || !TAG_VALID(tp))
         return 0;
     Py_INCREF(tp);
     Py_XSETREF(sock_type, tp);
@@ -98,11 +109,11 @@ static dict_attr_t note_attr, offset_attr;
 
 static PyObject *dict_attr(PyObject *obj, PyObject *name, dict_attr_t *c)
 {
+#if DICT_FAST
     PyTypeObject *tp = Py_TYPE(obj);
-    if (!(tp == c->type && tp->tp_version_tag == c->tag
-            && PyType_HasFeature(tp, Py_TPFLAGS_VALID_VERSION_TAG))) {
+    if (!(tp == c->type && tp->tp_version_tag == c->tag && TAG_VALID(tp))) {
         if (tp->tp_getattro != PyObject_GenericGetAttr || _PyType_Lookup(tp, name) != NULL
-                || !PyType_HasFeature(tp, Py_TPFLAGS_VALID_VERSION_TAG))
+                || !TAG_VALID(tp))
             return PyObject_GetAttr(obj, name);
         Py_INCREF(tp);
         Py_XSETREF(c->type, tp);
@@ -118,6 +129,7 @@ static PyObject *dict_attr(PyObject *obj, PyObject *name, dict_attr_t *c)
         if (PyErr_Occurred())
             return NULL;
     }
+#endif
     return PyObject_GetAttr(obj, name);
 }
 
