@@ -15,6 +15,11 @@
  * clock's now() is called. Anything else than a plain list in _pending (a closed tap's
  * _Stopped) gets its append() called.
  *
+ * The kernel's trace_note and the clock's offset are read with PyObject_GetAttr: reading
+ * them from the instance dict (_PyObject_GetDictPtr) was cheaper here but made the dict of
+ * the Kernel and the clock, and every other read of their attributes dearer (ALLOCSPI in
+ * situ +1.7k instructions).
+ *
  * Like the Python record it runs under the GIL: the append is one step that a spill's or a
  * reader's slice-and-del of the list cannot split.
  */
@@ -30,13 +35,6 @@
 #else
 #define TAG_VALID(tp) ((tp)->tp_version_tag != 0)
 #endif
-/* the instance-dict read below uses two private functions of CPython 3.11-3.13 */
-#if PY_VERSION_HEX < 0x030E0000
-#define DICT_FAST 1
-#else
-#define DICT_FAST 0
-#endif
-
 typedef struct {
     PyObject_HEAD
     PyObject *pending;      /* _pending: the list the records go to */
@@ -96,43 +94,6 @@ static int sock_slots(PyTypeObject *tp)
     return 1;
 }
 
-/* An attribute read from the instance's __dict__, for the kernel's trace_note and the
- * clock's offset: valid while the type is the one checked (same version tag, the generic
- * getattr, no class attribute of that name that could shadow or be the value). A miss, or
- * another type, goes through PyObject_GetAttr. */
-typedef struct {
-    PyTypeObject *type;
-    unsigned int tag;
-} dict_attr_t;
-
-static dict_attr_t note_attr, offset_attr;
-
-static PyObject *dict_attr(PyObject *obj, PyObject *name, dict_attr_t *c)
-{
-#if DICT_FAST
-    PyTypeObject *tp = Py_TYPE(obj);
-    if (!(tp == c->type && tp->tp_version_tag == c->tag && TAG_VALID(tp))) {
-        if (tp->tp_getattro != PyObject_GenericGetAttr || _PyType_Lookup(tp, name) != NULL
-                || !TAG_VALID(tp))
-            return PyObject_GetAttr(obj, name);
-        Py_INCREF(tp);
-        Py_XSETREF(c->type, tp);
-        c->tag = tp->tp_version_tag;
-    }
-    PyObject **dp = _PyObject_GetDictPtr(obj);
-    if (dp != NULL && *dp != NULL && PyDict_CheckExact(*dp)) {
-        PyObject *v = PyDict_GetItemWithError(*dp, name);
-        if (v != NULL) {
-            Py_INCREF(v);
-            return v;
-        }
-        if (PyErr_Occurred())
-            return NULL;
-    }
-#endif
-    return PyObject_GetAttr(obj, name);
-}
-
 /* sock.<name>: the slot at `off` (a new reference) when `fast`, else the attribute */
 static inline PyObject *sock_attr(PyObject *sock, int fast, Py_ssize_t off, PyObject *name)
 {
@@ -160,7 +121,7 @@ static PyObject *system_now(PyObject *clock)
         d = (double)ns;
         d /= 1e9;
     }
-    PyObject *off = dict_attr(clock, s_offset, &offset_attr);
+    PyObject *off = PyObject_GetAttr(clock, s_offset);
     if (off == NULL)
         return NULL;
     PyObject *r;
@@ -255,7 +216,7 @@ static PyObject *Tap_record(Tap *self, PyObject *const *args, Py_ssize_t nargs)
     PyTuple_SET_ITEM(rec, 5, datagram);
     datagram = NULL;
     if (need(self->kernel, "kernel") == NULL
-            || (v = dict_attr(self->kernel, s_trace_note, &note_attr)) == NULL)
+            || (v = PyObject_GetAttr(self->kernel, s_trace_note)) == NULL)
         goto fail_p;
     PyTuple_SET_ITEM(rec, 6, v);
     Py_ssize_t n;
