@@ -68,8 +68,14 @@ def _sa_count(kp, side: str) -> int:
 
 def charon_pair_200(children: int = 200) -> tuple[float, float, float]:
     """(seconds until all SAs are in, xfrmd's CPU seconds, both charons' CPU seconds)"""
+    from xfrmd.embedded import tune_gc
     from xfrmd.ike.charon import Charon
     from xfrmd.ike.pair import KernelPair
+    # the server's collector settings, as `xfrmd serve` / `xfrmd run` set them (and as
+    # bench_scale does, which `python3 -m benchmarks` ran before this one in the same
+    # process): under the defaults the server thread made ~20 collections a run, ≈ 3 % of its
+    # CPU, and `--charon` alone read differently from the whole run
+    tune_gc()
     tmp = tempfile.mkdtemp(prefix="xfrmd-bench-")
     try:
         with KernelPair(device_kind="mlx5") as kp:

@@ -56,8 +56,9 @@ def tune_gc() -> None:
     The price: a cycle alive at a collection that becomes garbage later is not collected
     (the model breaks its cycles when it deletes an entry: timers are cancelled and dropped).
 
-    Not bounded by this: a container made young with a million references in it (a dump's
-    snapshot of a 1M-entry table) is walked whole by the next collection, ≈ 20–30 ms.
+    Not bounded by this: a container made young with a million references in it is walked
+    whole by the next collection, ≈ 20–30 ms (a dump's snapshot of a large SAD is frozen
+    when it is made for that reason: ``xfrm_dump_sa``).
 
     The heap too: the objects made from now on go to huge pages (:mod:`xfrmd.hugeheap`; a
     lookup in a table of a million entries reads five or so objects at random, each a TLB
