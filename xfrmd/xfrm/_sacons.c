@@ -245,7 +245,8 @@ static int bounds(PyObject *ra, Py_ssize_t blen, Py_ssize_t *start, Py_ssize_t *
     return *start >= 0 && *end >= *start && *end <= blen;
 }
 
-/* state_construct's addresses: the object addrcache.SEEN holds, else shared(addr) */
+/* state_construct's addresses and selector: the object addrcache.SEEN holds, else
+ * shared(addr) */
 static PyObject *address(const unsigned char *p, Py_ssize_t n)
 {
     PyObject *a = PyBytes_FromStringAndSize((const char *)p, n);
@@ -496,9 +497,9 @@ static PyObject *construct(PyObject *self, PyObject *const *args, Py_ssize_t nar
         uint16_t f = (uint16_t)family;
         memcpy(s, sel, 56);
         memcpy(s + 40, &f, 2);
-        sel_o = PyBytes_FromStringAndSize((const char *)s, 56);
+        sel_o = address(s, 56);
     } else {
-        sel_o = PyBytes_FromStringAndSize((const char *)sel, 56);
+        sel_o = address(sel, 56);
     }
     PyObject *daddr = address(p + 56, 16);
     PyObject *id_items[3] = {

@@ -142,8 +142,8 @@ def xfrm_dev_state_add(req: XfrmRequest, x: SecurityAssociation,
     if flags & ~_KNOWN_FLAGS:
         raise KernelError(E.EINVAL, "Unrecognized flags in offload request")
     inbound = flags & _INBOUND
-    sa_dir = x.dir
-    if (inbound and sa_dir == _SA_DIR_OUT) or (not inbound and sa_dir == _SA_DIR_IN):
+    # (inbound and dir OUT) or (outbound and dir IN)
+    if x.dir == (_SA_DIR_OUT if inbound else _SA_DIR_IN):
         raise KernelError(E.EINVAL, "Mismatched SA and offload direction")
     if inbound and x.if_id:
         raise KernelError(E.EINVAL, "XFRM if_id is not supported in RX path")
@@ -155,7 +155,8 @@ def xfrm_dev_state_add(req: XfrmRequest, x: SecurityAssociation,
     if dev is None:
         dev = _route_dev(req, x, bool(inbound))
     ops = getattr(dev, "xfrmdev_ops", None) if dev is not None else None
-    if dev is None or ops is None:  # no xdo_dev_state_add; the core never looks at features
+    if ops is None:                 # no device, or no xdo_dev_state_add (the core never
+        # looks at features)
         if packet:
             raise KernelError(E.EINVAL)
         return

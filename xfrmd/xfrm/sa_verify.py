@@ -19,7 +19,7 @@ from ..errors import KernelError
 from . import algos, iptfs, offload, types
 from .addrcache import SEEN, shared
 from .request import XfrmRequest
-from .globals import xfrm_globals
+from .globals import KEY as XFRM_GLOBALS_KEY, xfrm_globals
 from .state import (DEFAULT_LFT, LIFETIME_CFG, UINT_MAX, USERSA_INFO, Algo, LifetimeCfg,
                     LifetimeCur, ReplayEsn, SecurityAssociation, StateId, sel_with_family)
 from .uapi import A
@@ -128,23 +128,35 @@ def fast_state(req: XfrmRequest, db: StateDb) -> SecurityAssociation | None:
     each the Python path would refuse before the offload binding (it then decides)."""
     kernel = db.kernel
     cfg = getattr(kernel, "kconfig", None)
+    attrs = req.attrs
+    buf = req.buf
     assert _sacons is not None          # (the caller tests it)
+    # (req.payload_offset and xfrm_globals(kernel) inline: a frame each)
     x: SecurityAssociation | None = _sacons.construct(
-        req.buf, req.payload_offset, req.attrs, db, kernel.clock.wall(),
-        xfrm_globals(kernel).unavailable_algos, None if cfg is None else cfg.values,
+        buf, req.hdr.offset + 16, attrs, db, kernel.clock.wall(),
+        kernel.drivers[_XFRM_GLOBALS].unavailable_algos, None if cfg is None else cfg.values,
         db.aevent_rseqth, db.aevent_maxage)
     if x is not None:
-        sel = x.sel             # shared as state_construct shares it (addrcache)
-        x.sel = _seen(sel) or shared(sel)
-        ra = req.attrs.get(A.OFFLOAD_DEV)
+        # (the selector is the shared object state_construct's is: _sacons.c took it from
+        # addrcache)
+        ra = attrs.get(_OFFLOAD_DEV)
         if ra is not None:      # _construct_rest: no replay state, no AE attribute to apply
+            _, _, _, start, end = ra
+            # offload.user_offload, inline for a whole xfrm_user_offload
+            xuo = (_as(_UserOffload, _USER_OFFLOAD(buf, start)) if end - start >= 5
+                   else offload.user_offload(buf, ra))
             try:
-                offload.xfrm_dev_state_add(req, x, offload.user_offload(req.buf, ra))
+                offload.xfrm_dev_state_add(req, x, xuo)
             except KernelError:
                 db.discard(x)
                 raise
     return x
 
+
+_OFFLOAD_DEV = A.OFFLOAD_DEV
+_UserOffload = offload.UserOffload
+_USER_OFFLOAD = struct.Struct("=iB").unpack_from      # offload.user_offload's two fields
+_XFRM_GLOBALS = XFRM_GLOBALS_KEY
 
 
 def _err(msg: str | None = None, errno: int = EINVAL) -> KernelError:

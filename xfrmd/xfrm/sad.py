@@ -10,7 +10,7 @@ from random import Random
 from typing import Iterator, cast
 
 from netlink_codec import xfrm as X
-from netlink_codec.netlink import NLM_F_REPLACE
+from netlink_codec.netlink import NETLINK_XFRM, NLM_F_REPLACE
 
 from ..errors import KernelError
 from ..netlink.core import Reply
@@ -24,38 +24,58 @@ from .sa_verify import (checked_newsa_info, fast_state, replay_verify_len, state
 from .sadb import StateDb, addr_key, proto_match
 from .state import (XFRM_STATE_ACQ, XFRM_STATE_DEAD, XFRM_STATE_VALID, XFRM_STATE_VOID,
                     SecurityAssociation, dump_message)
-from .uapi import A, M
+from .uapi import A, G, M
 
 USERSA_ID = struct.Struct("=16s4sHB")
 _SPI_PROTOS = frozenset((X.IPPROTO_ESP, X.IPPROTO_AH, X.IPPROTO_COMP))   # x.use_spi
+_NEWSA = int(M.NEWSA)
+_SA_BIT = 1 << (G.SA - 1)      # XFRMNLGRP_SA's bit in NetNamespace.listeners
 
 
 def xfrm_add_sa(req: XfrmRequest) -> Reply:
-    db = req.xfrm.sad
+    db = req.sock.netns.xfrm.sad
     # the usual request in one C call (sa_verify.fast_state), any other in Python
     x = fast_state(req, db) if sa_verify._sacons is not None else None
     if x is None:
         p = checked_newsa_info(req)     # xfrm_usersa_info, verify_newsa_info
         x = state_construct(req, p, db)
-    event = req.hdr.type
-    err = db.add(x) if event == M.NEWSA else _state_update(db, x)
+    hdr = req.hdr
+    event = hdr.type
+    err = db.add(x) if event == _NEWSA else _state_update(db, x)
     if err < 0:
         db.discard(x)
         raise KernelError(err)
     if x.km_state == XFRM_STATE_VOID:
         x.km_state = XFRM_STATE_VALID
     # km_state_notify with the request's seq and nlmsg_pid; for an in-place update the
-    # message describes the state built from the request (which the kernel then drops)
-    db.km_state_notify(x, event, req.hdr.seq, req.hdr.pid)
+    # message describes the state built from the request (which the kernel then drops).
+    # Its listener gate first (netlink_has_listeners, as km_state_notify tests it): the
+    # header's fields are read only for a listener
+    if db.ns.listeners.get(NETLINK_XFRM, 0) & _SA_BIT:
+        db.km_state_notify(x, event, hdr.seq, hdr.pid)
     return req.ok()
 
 
 def _state_update(db: StateDb, x: SecurityAssociation) -> int:
     """``xfrm_state_update``: replace a larval state, or modify a VALID one in place."""
     daddr, spi, proto = x.id
-    mark = x.mark
     if proto in _SPI_PROTOS:    # __xfrm_state_locate, the byspi chain tested first
-        x1 = db.lookup(mark[0] & mark[1], daddr, spi, proto, x.family) if spi in db.byspi else None
+        chain = db.byspi.get(spi)
+        if chain is None:
+            x1 = None
+        elif type(chain) is SecurityAssociation:
+            # a chain of one (charon's larval state): __xfrm_state_lookup's test inline
+            mark = x.mark
+            xdaddr, _, xproto = chain.id
+            family = x.family
+            x1m = chain.mark
+            x1 = chain if (xproto == proto and chain.family == family
+                           and (xdaddr == daddr if family != X.AF_INET
+                                else xdaddr[:4] == daddr[:4])
+                           and (mark[0] & mark[1] & x1m[1]) == x1m[0]) else None
+        else:
+            mark = x.mark
+            x1 = db.lookup(mark[0] & mark[1], daddr, spi, proto, x.family)
     else:
         x1 = db.locate(x)
     if x1 is None:
@@ -220,29 +240,42 @@ def _verify_spi_info(proto: int, lo: int, hi: int) -> None:
 
 
 def xfrm_alloc_userspi(req: XfrmRequest) -> Reply:
-    buf, off, attrs = req.buf, req.payload_offset, req.attrs
+    buf, attrs = req.buf, req.attrs
     # the usersa_info's fields ALLOCSPI reads and the SPI range after it, in one unpack
-    daddr, proto, saddr, seq, reqid, family, mode, lo, hi = _USERSPI_INFO.unpack_from(buf, off)
-    _verify_spi_info(proto, lo, hi)
+    # (req.payload_offset inline)
+    daddr, proto, saddr, seq, reqid, family, mode, lo, hi = _USERSPI_INFO.unpack_from(
+        buf, req.hdr.offset + 16)
+    if proto != _ESP or lo > hi:        # (an ESP range in order passes verify_spi_info)
+        _verify_spi_info(proto, lo, hi)
     db = req.sock.netns.xfrm.sad
-    m = req.mark() if A.MARK in attrs else _NO_MARK
-    if_id = req.if_id() if A.IF_ID in attrs else 0
-    pcpu = 0xFFFFFFFF
-    if A.SA_PCPU in attrs:
-        pcpu = req.attr_u32(A.SA_PCPU)
-        if pcpu >= db.num_possible_cpus:
-            raise KernelError(E.EINVAL, "pCPU number too big")
+    if attrs.keys() <= _DIR_ONLY:       # no mark, if_id or pCPU (charon's): their defaults
+        m, if_id, pcpu = _NO_MARK, 0, _NO_PCPU
+    else:
+        m = req.mark() if A.MARK in attrs else _NO_MARK
+        if_id = req.if_id() if A.IF_ID in attrs else 0
+        pcpu = _NO_PCPU
+        if A.SA_PCPU in attrs:
+            pcpu = req.attr_u32(A.SA_PCPU)
+            if pcpu >= db.num_possible_cpus:
+                raise KernelError(E.EINVAL, "pCPU number too big")
     x = None
     if seq:
         x = db.find_acq_byseq(m[0] & m[1], seq, pcpu)
         if x is not None and addr_key(x.id.daddr, family) != addr_key(daddr, family):
             x = None
     if x is None:
-        x = db.find_acq(m, family, mode, reqid, if_id, pcpu, proto, daddr, saddr, True)
-    assert x is not None        # find_acq creates one
-    _alloc_spi(db, req, x, lo, hi)
-    if A.SA_DIR in attrs:       # NLA_U8, its range checked by the policy
-        x.dir = buf[attrs[A.SA_DIR].start]
+        # xfrm_find_acq then xfrm_alloc_spi. The larval state __find_acq_core finds has no
+        # SPI and one it makes has none, and neither is in byspi, so the draw (the same
+        # draws, the same answer) is made first and the state found or made takes its SPI
+        # at once (find_acq: no second StateId, no set_spi); with none free it keeps 0
+        spi = _draw_spi(db, req.kernel.random, proto, lo, hi)
+        x = db.find_acq(m, family, mode, reqid, if_id, pcpu, proto, daddr, saddr, True, spi)
+        if not spi:
+            raise KernelError(E.ENOENT, "No SPI available in the requested range")
+    else:
+        _alloc_spi(db, req, x, lo, hi)
+    if _SA_DIR in attrs:        # NLA_U8, its range checked by the policy
+        x.dir = buf[attrs[_SA_DIR][3]]
     req.unicast(dump_message(x, req.hdr.seq, req.sock.portid, 0))
     return req.ok()
 
@@ -252,42 +285,50 @@ def xfrm_alloc_userspi(req: XfrmRequest) -> Reply:
 _USERSPI_INFO = struct.Struct("=56x16s4xB3x16s108xIIHB9xII")
 assert _USERSPI_INFO.size == 224 + 8
 _NO_MARK = (0, 0)
+_NO_PCPU = 0xFFFFFFFF
+_ESP = X.IPPROTO_ESP
+_SA_DIR = A.SA_DIR
+_DIR_ONLY = frozenset((A.SA_DIR,))
 
 
-def _alloc_spi(db: StateDb, req: XfrmRequest, x: SecurityAssociation, lo: int,
-               hi: int) -> None:
-    """``xfrm_alloc_spi`` (6.18): up to range tries, SPIs unique per protocol."""
-    if x.km_state == XFRM_STATE_DEAD:
-        raise KernelError(E.ENOENT, "Target ACQUIRE is in DEAD state")
-    if x.id.spi:
-        return
-    rng = req.kernel.random
-    proto = x.id.proto
+def _draw_spi(db: StateDb, rng: Random, proto: int, lo: int, hi: int) -> int:
+    """``xfrm_alloc_spi``'s draw (6.18): up to range tries of a SPI no state of ``proto``
+    has (any daddr); 0 when there is none."""
     byspi = db.byspi
-    spi_in_use = db.spi_in_use
+    if lo == hi:
+        return lo if lo not in byspi or not db.spi_in_use(lo, proto) else 0
     width = hi - lo + 1
     if type(rng) is Random:
         # randrange(lo, hi + 1), without its two Python frames: Random._randbelow's
         # getrandbits loop (the same draws, so the same SPIs)
         getrandbits, k = rng.getrandbits, width.bit_length()
-    else:
-        randrange = rng.randrange
-    for _ in range(width):
-        if lo == hi:
-            spi = lo
-        elif type(rng) is Random:
+        for _ in range(width):
             r = getrandbits(k)
             while r >= width:
                 r = getrandbits(k)
             spi = lo + r
-        else:
-            spi = randrange(lo, hi + 1)
-        if spi not in byspi or not spi_in_use(spi, proto):
-            db.set_spi(x, spi)
-            return
-        if lo == hi:
-            break
-    raise KernelError(E.ENOENT, "No SPI available in the requested range")
+            if spi not in byspi or not db.spi_in_use(spi, proto):
+                return spi
+        return 0
+    randrange = rng.randrange
+    for _ in range(width):
+        spi = randrange(lo, hi + 1)
+        if spi not in byspi or not db.spi_in_use(spi, proto):
+            return spi
+    return 0
+
+
+def _alloc_spi(db: StateDb, req: XfrmRequest, x: SecurityAssociation, lo: int,
+               hi: int) -> None:
+    """``xfrm_alloc_spi`` (6.18) for the larval state found by its sequence number."""
+    if x.km_state == XFRM_STATE_DEAD:
+        raise KernelError(E.ENOENT, "Target ACQUIRE is in DEAD state")
+    if x.id.spi:
+        return
+    spi = _draw_spi(db, req.kernel.random, x.id.proto, lo, hi)
+    if not spi:
+        raise KernelError(E.ENOENT, "No SPI available in the requested range")
+    db.set_spi(x, spi)
 
 
 # -- async events: NEWAE / GETAE ----------------------------------------------------------------

@@ -42,6 +42,7 @@ from .policy import Policy, PolicyWire, Template, selector_match
 from .state import (HZ, UINT_MAX, XFRM_STATE_ACQ, XFRM_STATE_DEAD, XFRM_STATE_EXPIRED,
                     XFRM_STATE_VALID, DEFAULT_LFT, LifetimeCfg, SecurityAssociation,
                     StateId, flush_message, host_sel, sel_family)
+from .state import _pack_host_sel4     # host_sel's IPv4 selector
 from .sa_verify import new_state
 from .uapi import G, M
 
@@ -82,6 +83,8 @@ _SHORT_CHAIN = 8
 # xfrm_id_proto_match(proto, IPSEC_PROTO_ANY): the protocols that use SPIs
 _SPI_PROTOS = frozenset((X.IPPROTO_ESP, X.IPPROTO_AH, X.IPPROTO_COMP))
 _seen = SEEN.get     # addrcache.shared's lookup, without the call when the address is known
+_AF_INET = X.AF_INET
+_PAD12 = bytes(12)
 _as = tuple.__new__  # a named tuple from its fields, without the generated __new__'s frame
 
 
@@ -262,29 +265,61 @@ class StateDb:
         return None
 
     def find_acq(self, mark: tuple[int, int], family: int, mode: int, reqid: int, if_id: int,
-                 pcpu_num: int, proto: int, daddr: bytes, saddr: bytes,
-                 create: bool) -> SecurityAssociation | None:
-        """``__find_acq_core``: a matching larval state, or a new one when ``create``."""
+                 pcpu_num: int, proto: int, daddr: bytes, saddr: bytes, create: bool,
+                 spi: int = 0) -> SecurityAssociation | None:
+        """``__find_acq_core``: a matching larval state, or a new one when ``create``.
+        ``spi``: xfrm_alloc_spi's choice, drawn beforehand (ALLOCSPI): the state found or
+        made gets it (and its byspi link) at once."""
         # the bydst key (addr_key's addresses), made of the shared objects _dst_key uses:
         # the lookup's and, when one is made, the larval state's
-        d, s = (daddr[:4], saddr[:4]) if family == X.AF_INET else (daddr, saddr)
+        if family == _AF_INET:
+            d, s = daddr[:4], saddr[:4]
+        else:
+            d, s = daddr, saddr
         key = (_seen(d) or shared(d), _seen(s) or shared(s), reqid, family)
-        x = _acq_in(self.bydst.get(key), mark, mode, if_id, pcpu_num, proto)
-        if x is not None or not create:
-            return x
+        bydst = self.bydst
+        chain = bydst.get(key)
+        if chain is not None:
+            x = _acq_in(chain, mark, mode, if_id, pcpu_num, proto)
+            if x is not None:
+                if spi:
+                    self.set_spi(x, spi)
+                return x
+        if not create:
+            return None
         # xfrm_state_alloc with the larval fields filled in one go (what alloc() and the
         # stores after it gave); the addresses are the shared ones (addrcache)
-        width = 4 if family == X.AF_INET else 16
-        d, s = daddr[:width].ljust(16, b"\0"), saddr[:width].ljust(16, b"\0")
-        x = new_state(self._acq_lft(), _as(StateId, (_seen(d) or shared(d), 0, proto)),
-                      host_sel(daddr, saddr, family), family, _seen(s) or shared(s), mode,
-                      reqid, 0, 0, self.kernel.clock.wall(), self)
+        if family == _AF_INET:
+            d, s = key[0] + _PAD12, key[1] + _PAD12
+            sel = _pack_host_sel4(key[0], key[1], 32, 32)     # host_sel, inline
+        else:
+            d, s = daddr[:16].ljust(16, b"\0"), saddr[:16].ljust(16, b"\0")
+            sel = host_sel(daddr, saddr, family)
+        x = new_state(self._acq_lft(), _as(StateId, (_seen(d) or shared(d), spi, proto)),
+                      sel, family, _seen(s) or shared(s), mode, reqid, 0, 0,
+                      self.kernel.clock.wall(), self)
         if pcpu_num != UINT_MAX:
             x.pcpu_num = pcpu_num
         x.km_state = XFRM_STATE_ACQ
-        x.if_id = if_id
-        x.mark = mark
-        self._link(x, key)
+        if if_id:                   # (0 is the state's own)
+            x.if_id = if_id
+        if mark[0] or mark[1]:      # ((0, 0) is the state's own)
+            x.mark = mark
+        # _link(x, key), inline: a new larval state has no km_seq; its chain is known
+        all_ = self.all
+        all_[x] = x
+        if spi:
+            byspi = self.byspi
+            if byspi.setdefault(spi, x) is not x:     # not the first in its chain
+                _chain_add(byspi, spi, x)
+        if proto not in _SPI_PROTOS:     # not x.use_spi
+            _chain_add(self.bysrc, self._src_key(x), x)
+        if chain is None:
+            bydst[key] = x
+        else:
+            _chain_add(bydst, key, x)
+        if len(all_) > self.xnet.state_hmask + 1:
+            self._grow_check()
         self._arm(x, self.acq_expires)
         return x
 
@@ -449,29 +484,57 @@ class StateDb:
         """``xfrm_state_add``: 0 or -EEXIST; a matching larval state is removed."""
         daddr, spi, proto = x.id
         family = x.family
-        use_spi = proto in _SPI_PROTOS
+        mark = x.mark
+        if proto not in _SPI_PROTOS:
+            if self.lookup_byaddr(mark[0] & mark[1], daddr, x.saddr, proto, family) is not None:
+                return -E.EEXIST
+            self.insert(x)
+            return 0
         # __xfrm_state_locate (lookup's chain tested here first: a new SPI has none)
-        if use_spi:
-            x1 = (self.lookup(x.mark[0] & x.mark[1], daddr, spi, proto, family)
-                  if spi in self.byspi else None)
-        else:
-            x1 = self.lookup_byaddr(x.mark[0] & x.mark[1], daddr, x.saddr, proto, family)
-        if x1 is not None:
+        byspi = self.byspi
+        if spi in byspi and self.lookup(mark[0] & mark[1], daddr, spi, proto, family) is not None:
             return -E.EEXIST
-        dst_key = self._dst_key(x)
-        if use_spi and x.km_seq and x.km_seq in self.byseq:     # (a chain to look in)
-            x1 = self.find_acq_byseq(x.mark[0] & x.mark[1], x.km_seq, x.pcpu_num)
+        # _dst_key(x), inline
+        saddr = x.saddr
+        d, s = (daddr[:4], saddr[:4]) if family == _AF_INET else (daddr, saddr)
+        dst_key = (_seen(d) or shared(d), _seen(s) or shared(s), x.reqid, family)
+        x1 = None
+        km_seq = x.km_seq
+        if km_seq and km_seq in self.byseq:     # (a chain to look in)
+            x1 = self.find_acq_byseq(mark[0] & mark[1], km_seq, x.pcpu_num)
             if x1 is not None and (x1.id.proto != proto or
                                    addr_key(x1.id.daddr, family) != addr_key(daddr, family)):
                 x1 = None
-        if use_spi and x1 is None:
+        bydst = self.bydst
+        chain = bydst.get(dst_key)
+        if x1 is None and chain is not None:
             # __find_acq_core(create=False): its key is the state's own bydst key
-            chain = self.bydst.get(dst_key)
-            if chain:
-                x1 = _acq_in(chain, x.mark, x.mode, x.if_id, x.pcpu_num, proto)
-        self.insert(x, dst_key)
-        if x1 is not None:
-            self.delete(x1)
+            x1 = _acq_in(chain, mark, x.mode, x.if_id, x.pcpu_num, proto)
+        if x1 is not None or chain is not None or km_seq:
+            self.insert(x, dst_key)
+            if x1 is not None:
+                self.delete(x1)
+            return 0
+        # insert(x, dst_key) of a state alone in its bydst chain, _link inline: the mark
+        # sanitized, linked (byspi, bydst; no bysrc for ESP, AH, IPComp), its timers
+        if mark[0] & ~mark[1]:
+            x.mark = (mark[0] & mark[1], mark[1])
+        all_ = self.all
+        all_[x] = x
+        if spi and byspi.setdefault(spi, x) is not x:     # not the first in its chain
+            _chain_add(byspi, spi, x)
+        bydst[dst_key] = x
+        if len(all_) > self.xnet.state_hmask + 1:
+            self._grow_check()
+        lft = x.lft
+        if lft is not DEFAULT_LFT and lft.has_timeouts():
+            self._arm(x, 1)
+        maxage = x.replay_maxage
+        if maxage:          # as insert() records it
+            when = int(self.kernel.clock.now() * HZ) + maxage
+            if when != self._rtimer_jiffy:
+                self._rtimer_jiffy, self._rtimer_at = when, when / HZ
+            x.rtimer_when = self._rtimer_at
         return 0
 
     def replace_larval(self, x: SecurityAssociation, x1: SecurityAssociation) -> None:
@@ -486,9 +549,10 @@ class StateDb:
             self.insert(x)
             self.delete(x1)
             return
-        # insert(x): __xfrm_state_insert, with _link inline
-        if x.mark[0] & ~x.mark[1]:
-            x.mark = (x.mark[0] & x.mark[1], x.mark[1])
+        # insert(x): __xfrm_state_insert, with _link and _dst_key inline
+        mark = x.mark
+        if mark[0] & ~mark[1]:
+            x.mark = (mark[0] & mark[1], mark[1])
         all_ = self.all
         all_[x] = x
         byspi, bydst = self.byspi, self.bydst
@@ -499,7 +563,15 @@ class StateDb:
             if byspi.setdefault(spi, x) is not x:
                 _chain_add(byspi, spi, x)
             x1_spi = True
-        dst_key = self._dst_key(x)
+        f = x.family
+        saddr = x.saddr
+        if f == _AF_INET:
+            d, s = x.id[0][:4], saddr[:4]
+        else:
+            d, s = x.id[0], saddr
+        d = _seen(d) or shared(d)
+        s = _seen(s) or shared(s)
+        dst_key = (d, s, x.reqid, f)
         if bydst.get(dst_key) is x1:
             bydst[dst_key] = x
             x1_dst = False
@@ -529,12 +601,20 @@ class StateDb:
         if x1_dst:
             # x1's bydst key: x's but for the reqid when the saddr is the same (the daddr
             # and family are, as the SPI lookup matched them): _dst_key not made again
-            k1 = ((dst_key[0], dst_key[1], x1.reqid, dst_key[3]) if x1.saddr == x.saddr
-                  else self._dst_key(x1))
-            _chain_del(bydst, k1, x1)
+            k1 = (d, s, x1.reqid, f) if x1.saddr == saddr else self._dst_key(x1)
+            if bydst.get(k1) is x1:         # alone in its chain (charon's: reqid 0)
+                del bydst[k1]
+            else:
+                _chain_del(bydst, k1, x1)
         if x1.km_seq:
             _chain_del(self.byseq, x1.km_seq, x1)
-        _stop_timers(x1)
+        # _stop_timers(x1), inline
+        t = x1.timer
+        if t is not None:
+            t.cancel()
+            x1.timer = None
+        if x1.rtimer is not None:
+            _stop_timers(x1)
 
     def delete(self, x: SecurityAssociation) -> int:
         """``__xfrm_state_delete``: DEAD, unlinked, offload removed. -ESRCH if already dead."""
