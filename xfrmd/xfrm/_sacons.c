@@ -16,6 +16,14 @@
  * changes nothing but addrcache (as the Python path would): parity is "built here implies
  * built there, equal in every slot" (tests/test_sacons.py).
  *
+ * With links (the namespace's LinkTable; optional tenth argument) and XFRMA_OFFLOAD_DEV,
+ * construct also does xfrm_dev_state_add's part before the driver (xfrmd/xfrm/offload.py
+ * keeps the reference): CONFIG_XFRM_OFFLOAD on, known flags, the direction matching the
+ * SA's, the device found by its ifindex (links.by_index) and having xfrmdev_ops; then the
+ * state's xso is the XfrmDevOffload the Python path makes, and the caller hands it to the
+ * driver (offload.xfrm_dev_state_add_driver). A request failing any of those, or one
+ * without the device (the route lookup), is left whole to the Python path (None).
+ *
  * state(*args) is SecurityAssociation(*args) with its eleven arguments positional, made the
  * same way (xfrm_state_alloc for __find_acq_core's larval state).
  */
@@ -43,9 +51,16 @@
 #define XFRMA_OFFLOAD_DEV 28
 #define XFRMA_SA_DIR 33
 #define CRYPTO_MAX_ALG_NAME 128
+#define OFFLOAD_IPV6 1          /* struct xfrm_user_offload's flags */
+#define OFFLOAD_INBOUND 2
+#define OFFLOAD_PACKET 4
+#define DEV_OFFLOAD_IN 1        /* struct xfrm_dev_offload's dir and type */
+#define DEV_OFFLOAD_OUT 2
+#define DEV_OFFLOAD_CRYPTO 1
+#define DEV_OFFLOAD_PACKET 2
 
 static PyObject *SA_t, *Cur_t, *Lft_t, *StateId_t, *Algo_t, *default_lft, *seen, *shared,
-    *aead_by, *unavailable, *disabled_types, *esp_opts;
+    *aead_by, *unavailable, *disabled_types, *esp_opts, *Xso_t;
 
 /* SecurityAssociation.__init__ stores its arguments, constants and one fresh LifetimeCur
  * (curlft, add_time the argument) in slots, nothing else: learn_layout saw it fill them
@@ -63,6 +78,37 @@ static PyObject *slot_const[MAX_SLOTS];
 /* the slots construct() sets after __init__, and LifetimeCur's four */
 static Py_ssize_t off_aead = -1, off_geniv, off_dir, off_km_seq, off_maxdiff, off_maxage;
 static Py_ssize_t cur_bytes = -1, cur_packets, cur_add_time, cur_use_time;
+/* XfrmDevOffload's slots (xso_dev < 0: no offload binding here) */
+static Py_ssize_t xso_dev = -1, xso_real_dev, xso_dir, xso_type, xso_flags, xso_handle,
+    xso_priv, xso_upper_priv, off_xso;
+
+static Py_ssize_t member_offset(PyTypeObject *tp, const char *name);
+
+static void learn_xso(void)
+{
+    xso_dev = -1;
+    if (Xso_t == NULL || !PyType_Check(Xso_t))
+        return;
+    PyTypeObject *tp = (PyTypeObject *)Xso_t;
+    /* all eight slots, no __dict__, no __init__ of a base that would set more */
+    if (tp->tp_dictoffset != 0 || tp->tp_base != &PyBaseObject_Type)
+        return;
+    Py_ssize_t o[8];
+    const char *names[8] = {"dev", "real_dev", "dir", "type", "flags", "offload_handle",
+                            "priv", "upper_priv"};
+    for (int i = 0; i < 8; i++)
+        if ((o[i] = member_offset(tp, names[i])) < 0)
+            return;
+    PyObject *slots = PyObject_GetAttrString(Xso_t, "__slots__");
+    Py_ssize_t n = slots != NULL && PyTuple_Check(slots) ? PyTuple_GET_SIZE(slots) : -1;
+    Py_XDECREF(slots);
+    PyErr_Clear();
+    if (n != 8 || (off_xso = member_offset((PyTypeObject *)SA_t, "xso")) < 0)
+        return;
+    xso_real_dev = o[1], xso_dir = o[2], xso_type = o[3], xso_flags = o[4];
+    xso_handle = o[5], xso_priv = o[6], xso_upper_priv = o[7];
+    xso_dev = o[0];
+}
 
 static Py_ssize_t member_offset(PyTypeObject *tp, const char *name)
 {
@@ -379,9 +425,9 @@ static PyObject *lifetime(const unsigned char *l)
 
 static PyObject *construct(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 9) {
+    if (nargs != 9 && nargs != 10) {
         PyErr_SetString(PyExc_TypeError, "construct(buf, off, attrs, db, wall, "
-                        "unavailable_algos, kconfig_values, rseqth, maxage)");
+                        "unavailable_algos, kconfig_values, rseqth, maxage[, links])");
         return NULL;
     }
     if (SA_t == NULL) {
@@ -424,7 +470,7 @@ static PyObject *construct(PyObject *self, PyObject *const *args, Py_ssize_t nar
         Py_RETURN_NONE;
     if (mode != MODE_TRANSPORT && mode != MODE_TUNNEL && mode != MODE_BEET)
         Py_RETURN_NONE;
-    Py_ssize_t pos = 0, a_start = -1, a_end = 0;
+    Py_ssize_t pos = 0, a_start = -1, a_end = 0, o_start = -1, o_end = 0;
     PyObject *k, *ra;
     int sa_dir = 0;
     while (PyDict_Next(attrs, &pos, &k, &ra)) {
@@ -444,7 +490,10 @@ static PyObject *construct(PyObject *self, PyObject *const *args, Py_ssize_t nar
             if (end <= start)
                 Py_RETURN_NONE;
             sa_dir = b[start];
-        } else if (t != XFRMA_OFFLOAD_DEV) {
+        } else if (t == XFRMA_OFFLOAD_DEV) {
+            o_start = start;
+            o_end = end;
+        } else {
             Py_RETURN_NONE;
         }
     }
@@ -480,15 +529,62 @@ static PyObject *construct(PyObject *self, PyObject *const *args, Py_ssize_t nar
         Py_RETURN_NONE;
     }
 
+    /* xfrm_dev_state_add before the driver (after the type init, which is surely accepted
+     * here): every refusal, and every case it does not follow, is the Python path's */
+    PyObject *dev = NULL;
+    int inbound = 0, packet = 0;
+    if (o_start >= 0) {
+        PyObject *links = nargs == 10 ? args[9] : Py_None;
+        if (xso_dev < 0 || links == Py_None || o_end - o_start < 5)
+            Py_RETURN_NONE;
+        /* CONFIG_XFRM_OFFLOAD (values None: every option on) */
+        if (values != Py_None) {
+            PyObject *opt = PyDict_GetItemString(values, "XFRM_OFFLOAD");
+            int on = opt == NULL ? 0 : PyObject_IsTrue(opt);
+            if (on != 1) {
+                PyErr_Clear();
+                Py_RETURN_NONE;
+            }
+        }
+        int ifindex;
+        memcpy(&ifindex, b + o_start, 4);
+        unsigned oflags = b[o_start + 4];
+        if (oflags & ~(OFFLOAD_IPV6 | OFFLOAD_INBOUND | OFFLOAD_PACKET))
+            Py_RETURN_NONE;
+        inbound = (oflags & OFFLOAD_INBOUND) != 0;
+        packet = (oflags & OFFLOAD_PACKET) != 0;
+        if (sa_dir == (inbound ? SA_DIR_OUT : SA_DIR_IN))
+            Py_RETURN_NONE;     /* "Mismatched SA and offload direction" */
+        /* (if_id and TFC padding: never in a request of this shape) */
+        PyObject *ix = PyLong_FromLong(ifindex), *name = PyUnicode_FromString("by_index");
+        PyObject *cargs[2] = {links, ix};
+        dev = (ix && name) ? PyObject_VectorcallMethod(name, cargs,
+                                                       2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL)
+                           : NULL;
+        Py_XDECREF(ix);
+        Py_XDECREF(name);
+        if (dev == NULL)
+            return NULL;
+        PyObject *ops = dev == Py_None ? NULL : PyObject_GetAttrString(dev, "xfrmdev_ops");
+        int has_ops = ops != NULL && ops != Py_None;
+        Py_XDECREF(ops);
+        PyErr_Clear();
+        if (!has_ops) {         /* the route lookup, or no xdo_dev_state_add: Python */
+            Py_DECREF(dev);
+            Py_RETURN_NONE;
+        }
+        /* (ESN and a protocol other than ESP: never in a request of this shape) */
+    }
+
     /* attach_aead */
     const unsigned char *a = b + a_start;
     unsigned long key_len = u32(a + 64), icv = u32(a + 68);
     Py_ssize_t keybytes = (Py_ssize_t)((key_len + 7) / 8);
     PyObject *desc = aead_entry(a, keybytes, icv, unavail, values);
-    if (desc == NULL)
-        return NULL;
-    if (desc == Py_None)
+    if (desc == NULL || desc == Py_None) {
+        Py_XDECREF(dev);
         return desc;
+    }
 
     /* copy_from_user_state and xfrm_state_alloc */
     PyObject *sel_o;
@@ -540,7 +636,33 @@ static PyObject *construct(PyObject *self, PyObject *const *args, Py_ssize_t nar
     set_slot(x, off_km_seq, seq);
     set_slot(x, off_maxdiff, Py_NewRef(args[7]));
     set_slot(x, off_maxage, Py_NewRef(args[8]));
+    if (dev != NULL) {
+        /* XfrmDevOffload(dev, dir, type): its eight slots as xfrm_dev_state_add fills them */
+        PyTypeObject *xt = (PyTypeObject *)Xso_t;
+        PyObject *xso = xt->tp_alloc(xt, 0);
+        PyObject *d = PyLong_FromLong(inbound ? DEV_OFFLOAD_IN : DEV_OFFLOAD_OUT);
+        PyObject *ty = PyLong_FromLong(packet ? DEV_OFFLOAD_PACKET : DEV_OFFLOAD_CRYPTO);
+        PyObject *zero = PyLong_FromLong(0);
+        if (xso == NULL || d == NULL || ty == NULL || zero == NULL) {
+            Py_XDECREF(xso);
+            Py_XDECREF(d);
+            Py_XDECREF(ty);
+            Py_XDECREF(zero);
+            Py_CLEAR(x);
+            goto out;
+        }
+        set_slot(xso, xso_dev, Py_NewRef(dev));
+        set_slot(xso, xso_real_dev, Py_NewRef(dev));
+        set_slot(xso, xso_dir, d);
+        set_slot(xso, xso_type, ty);
+        set_slot(xso, xso_flags, Py_NewRef(zero));
+        set_slot(xso, xso_handle, zero);
+        set_slot(xso, xso_priv, Py_NewRef(Py_None));
+        set_slot(xso, xso_upper_priv, Py_NewRef(Py_None));
+        set_slot(x, off_xso, xso);
+    }
 out:
+    Py_XDECREF(dev);
     Py_DECREF(desc);
     for (int i = 0; i < SA_ARGS; i++)
         Py_XDECREF(sa[i]);
@@ -565,10 +687,10 @@ static PyObject *state(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 
 static PyObject *setup(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 12) {
+    if (nargs != 12 && nargs != 13) {
         PyErr_SetString(PyExc_TypeError, "setup(SecurityAssociation, LifetimeCur, LifetimeCfg, "
                         "StateId, Algo, DEFAULT_LFT, SEEN, shared, AEADS, UNAVAILABLE, "
-                        "DISABLED_TYPES, ESP_OPTIONS)");
+                        "DISABLED_TYPES, ESP_OPTIONS[, XfrmDevOffload])");
         return NULL;
     }
     for (int i = 0; i < 5; i++)
@@ -587,23 +709,27 @@ static PyObject *setup(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                           &shared, &aead_by, &unavailable, &disabled_types, &esp_opts};
     for (int i = 0; i < 12; i++)
         Py_XSETREF(*dst[i], Py_NewRef(args[i]));
+    Py_XSETREF(Xso_t, nargs == 13 ? Py_NewRef(args[12]) : NULL);
     Py_CLEAR(memo_entry);
     n_slots = -1;
-    return PyBool_FromLong(learn_layout());
+    int ok = learn_layout();
+    if (ok)
+        learn_xso();
+    return PyBool_FromLong(ok);
 }
 
 static PyMethodDef methods[] = {
     {"setup", (PyCFunction)(void (*)(void))setup, METH_FASTCALL,
      "setup(SecurityAssociation, LifetimeCur, LifetimeCfg, StateId, Algo, DEFAULT_LFT, SEEN, "
-     "shared, AEADS, UNAVAILABLE, DISABLED_TYPES, ESP_OPTIONS): "
+     "shared, AEADS, UNAVAILABLE, DISABLED_TYPES, ESP_OPTIONS[, XfrmDevOffload]): "
      "True when the state's layout was learned (construct() can answer)"},
     {"state", (PyCFunction)(void (*)(void))state, METH_FASTCALL,
      "state(lft, xid, sel, family, saddr, mode, reqid, replay_window, flags, add_time, net): "
      "SecurityAssociation(...) (all eleven positional) without __init__'s Python frame"},
     {"construct", (PyCFunction)(void (*)(void))construct, METH_FASTCALL,
-     "construct(buf, off, attrs, db, wall, unavailable_algos, kconfig_values, rseqth, maxage): "
-     "the state xfrm_state_construct would build before its offload binding, or None for the "
-     "Python path"},
+     "construct(buf, off, attrs, db, wall, unavailable_algos, kconfig_values, rseqth, maxage"
+     "[, links]): the state xfrm_state_construct would build before the driver's part of its "
+     "offload binding, or None for the Python path"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -171,6 +171,14 @@ def xfrm_dev_state_add(req: XfrmRequest, x: SecurityAssociation,
     xso.type = XFRM_DEV_OFFLOAD_PACKET if packet else XFRM_DEV_OFFLOAD_CRYPTO
     xso.flags = xso.offload_handle = 0
     xso.priv = xso.upper_priv = None
+    xfrm_dev_state_add_driver(req, x, dev, ops, packet)
+
+
+def xfrm_dev_state_add_driver(req: XfrmRequest, x: SecurityAssociation, dev: NetDevice,
+                              ops: XfrmDevOps, packet: int) -> None:
+    """The end of ``xfrm_dev_state_add``: ``x.xso`` made, the driver's ``xdo_dev_state_add``
+    and what its refusal becomes (the state unbound; an error, or for crypto offload's
+    EOPNOTSUPP the software fallback). Also the caller of _sacons.c's binding."""
     try:
         ops.xdo_dev_state_add(dev, x)
     except (OffloadError, KernelError) as e:

@@ -113,7 +113,8 @@ if _sacons is not None and not _sacons.setup(
         SecurityAssociation, LifetimeCur, LifetimeCfg, StateId, Algo, DEFAULT_LFT, SEEN, shared,
         {k: (d.name, d.geniv, d.keys, kconfig.ALGORITHM_OPTION.get(d.name))
          for k, d in algos.AEAD_BY_NAME_ICV.items()},
-        algos.UNAVAILABLE, types.DISABLED_TYPES, kconfig.XFRM_TYPES[X.IPPROTO_ESP]):
+        algos.UNAVAILABLE, types.DISABLED_TYPES, kconfig.XFRM_TYPES[X.IPPROTO_ESP],
+        offload.XfrmDevOffload):
     _sacons = None      # SecurityAssociation.__init__ is not one it can follow
 
 #: ``SecurityAssociation(lft, xid, sel, family, saddr, mode, reqid, replay_window, flags,
@@ -124,38 +125,36 @@ new_state = SecurityAssociation if _sacons is None else _sacons.state
 def fast_state(req: XfrmRequest, db: StateDb) -> SecurityAssociation | None:
     """:func:`checked_newsa_info` and :func:`state_construct` of the usual NEWSA/UPDSA
     (ESP with an AEAD, maybe a direction and an offload device: charon's, ``ip``'s) in one C
-    call (``_sacons.c``), then the offload binding; None for every other request, and for
-    each the Python path would refuse before the offload binding (it then decides)."""
+    call (``_sacons.c``), with the offload binding's core checks and ``x.xso`` (the device
+    found by its ifindex, with xfrmdev ops), then the driver's part of the binding; None for
+    every other request, and for each the Python path would refuse before the driver (it
+    then decides)."""
     kernel = db.kernel
     cfg = getattr(kernel, "kconfig", None)
-    attrs = req.attrs
     buf = req.buf
+    ns = db.ns
     assert _sacons is not None          # (the caller tests it)
     # (req.payload_offset and xfrm_globals(kernel) inline: a frame each)
     x: SecurityAssociation | None = _sacons.construct(
-        buf, req.hdr.offset + 16, attrs, db, kernel.clock.wall(),
+        buf, req.hdr.offset + 16, req.attrs, db, kernel.clock.wall(),
         kernel.drivers[_XFRM_GLOBALS].unavailable_algos, None if cfg is None else cfg.values,
-        db.aevent_rseqth, db.aevent_maxage)
+        db.aevent_rseqth, db.aevent_maxage, getattr(ns, "links", None))
     if x is not None:
         # (the selector is the shared object state_construct's is: _sacons.c took it from
         # addrcache)
-        ra = attrs.get(_OFFLOAD_DEV)
-        if ra is not None:      # _construct_rest: no replay state, no AE attribute to apply
-            _, _, _, start, end = ra
-            # offload.user_offload, inline for a whole xfrm_user_offload
-            xuo = (_as(_UserOffload, _USER_OFFLOAD(buf, start)) if end - start >= 5
-                   else offload.user_offload(buf, ra))
+        xso = x.xso
+        if xso is not None:     # XFRMA_OFFLOAD_DEV: _sacons.c made the binding, the driver's
+            dev = xso.dev       # turn now (_construct_rest: no replay state, no AE attribute)
             try:
-                offload.xfrm_dev_state_add(req, x, xuo)
+                offload.xfrm_dev_state_add_driver(req, x, dev, dev.xfrmdev_ops,
+                                                  xso.type == _PACKET)
             except KernelError:
                 db.discard(x)
                 raise
     return x
 
 
-_OFFLOAD_DEV = A.OFFLOAD_DEV
-_UserOffload = offload.UserOffload
-_USER_OFFLOAD = struct.Struct("=iB").unpack_from      # offload.user_offload's two fields
+_PACKET = offload.XFRM_DEV_OFFLOAD_PACKET
 _XFRM_GLOBALS = XFRM_GLOBALS_KEY
 
 
