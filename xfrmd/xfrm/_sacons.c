@@ -685,6 +685,96 @@ static PyObject *state(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return make_state((PyObject **)args);
 }
 
+/* dst_key(daddr, saddr, reqid, family): the SAD's bydst key (sadb._dst_key_py, the
+ * reference): addr_key's addresses (4 bytes for AF_INET, all of them else), each the object
+ * addrcache holds; None for addresses that are not bytes (the Python key then). */
+static PyObject *dst_key(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "dst_key(daddr, saddr, reqid, family)");
+        return NULL;
+    }
+    if (seen == NULL)
+        Py_RETURN_NONE;
+    PyObject *d = args[0], *s = args[1];
+    if (!PyBytes_CheckExact(d) || !PyBytes_CheckExact(s) || !PyLong_CheckExact(args[3]))
+        Py_RETURN_NONE;
+    int inet = PyLong_AsLong(args[3]) == AF_INET_;
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t dn = PyBytes_GET_SIZE(d), sn = PyBytes_GET_SIZE(s);
+    if (inet) {
+        dn = dn < 4 ? dn : 4;
+        sn = sn < 4 ? sn : 4;
+    }
+    PyObject *k[4] = {address((const unsigned char *)PyBytes_AS_STRING(d), dn),
+                      address((const unsigned char *)PyBytes_AS_STRING(s), sn),
+                      Py_NewRef(args[2]), Py_NewRef(args[3])};
+    if (k[0] == NULL || k[1] == NULL) {
+        for (int i = 0; i < 4; i++)
+            Py_XDECREF(k[i]);
+        return NULL;
+    }
+    PyObject *t = PyTuple_New(4);
+    if (t == NULL) {
+        for (int i = 0; i < 4; i++)
+            Py_DECREF(k[i]);
+        return NULL;
+    }
+    for (int i = 0; i < 4; i++)
+        PyTuple_SET_ITEM(t, i, k[i]);
+    return t;
+}
+
+/* larval(lft, key, proto, mode, spi, add_time, net): __find_acq_core's new state
+ * (xfrm_state_alloc, the larval fields) for the bydst key (daddr, saddr, reqid, family) it
+ * looked in -- the addresses the key's (4 bytes for AF_INET, 16 for AF_INET6), padded to 16
+ * and shared (addrcache), a selector of exactly the two hosts (state.host_sel), the SPI
+ * ALLOCSPI drew. None for anything else (sadb.find_acq's Python builds it then). */
+static PyObject *larval(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError, "larval(lft, key, proto, mode, spi, add_time, net)");
+        return NULL;
+    }
+    PyObject *key = args[1];
+    if (n_slots < 0 || !PyTuple_CheckExact(key) || PyTuple_GET_SIZE(key) != 4)
+        Py_RETURN_NONE;
+    PyObject *d = PyTuple_GET_ITEM(key, 0), *s = PyTuple_GET_ITEM(key, 1);
+    PyObject *reqid = PyTuple_GET_ITEM(key, 2), *fam = PyTuple_GET_ITEM(key, 3);
+    if (!PyLong_CheckExact(fam) || !PyBytes_CheckExact(d) || !PyBytes_CheckExact(s))
+        Py_RETURN_NONE;
+    long family = PyLong_AsLong(fam);
+    Py_ssize_t w = family == AF_INET_ ? 4 : family == AF_INET6_ ? 16 : -1;
+    if (w < 0 || PyBytes_GET_SIZE(d) != w || PyBytes_GET_SIZE(s) != w) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    unsigned char d16[16] = {0}, s16[16] = {0}, sel[56] = {0};
+    memcpy(d16, PyBytes_AS_STRING(d), w);
+    memcpy(s16, PyBytes_AS_STRING(s), w);
+    memcpy(sel, d16, 16);
+    memcpy(sel + 16, s16, 16);
+    sel[42] = sel[43] = (unsigned char)(w * 8);     /* prefixlen_d, prefixlen_s */
+    PyObject *id_items[3] = {address(d16, 16), Py_NewRef(args[4]), Py_NewRef(args[2])};
+    PyObject *a[SA_ARGS] = {
+        Py_NewRef(args[0]), named(StateId_t, id_items, 3),
+        PyBytes_FromStringAndSize((const char *)sel, 56), Py_NewRef(fam), address(s16, 16),
+        Py_NewRef(args[3]), Py_NewRef(reqid), PyLong_FromLong(0), PyLong_FromLong(0),
+        Py_NewRef(args[5]), Py_NewRef(args[6])};
+    PyObject *x = NULL;
+    for (int i = 0; i < SA_ARGS; i++)
+        if (a[i] == NULL)
+            goto out;
+    x = make_state(a);
+out:
+    for (int i = 0; i < SA_ARGS; i++)
+        Py_XDECREF(a[i]);
+    return x;
+}
+
 static PyObject *setup(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 12 && nargs != 13) {
@@ -726,6 +816,12 @@ static PyMethodDef methods[] = {
     {"state", (PyCFunction)(void (*)(void))state, METH_FASTCALL,
      "state(lft, xid, sel, family, saddr, mode, reqid, replay_window, flags, add_time, net): "
      "SecurityAssociation(...) (all eleven positional) without __init__'s Python frame"},
+    {"dst_key", (PyCFunction)(void (*)(void))dst_key, METH_FASTCALL,
+     "dst_key(daddr, saddr, reqid, family): the SAD's bydst key, its addresses shared; None "
+     "for the Python one"},
+    {"larval", (PyCFunction)(void (*)(void))larval, METH_FASTCALL,
+     "larval(lft, key, proto, mode, spi, add_time, net): __find_acq_core's new state for its "
+     "bydst key, or None for the Python path"},
     {"construct", (PyCFunction)(void (*)(void))construct, METH_FASTCALL,
      "construct(buf, off, attrs, db, wall, unavailable_algos, kconfig_values, rseqth, maxage"
      "[, links]): the state xfrm_state_construct would build before the driver's part of its "

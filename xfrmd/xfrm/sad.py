@@ -302,7 +302,13 @@ def _draw_spi(db: StateDb, rng: Random, proto: int, lo: int, hi: int) -> int:
         # randrange(lo, hi + 1), without its two Python frames: Random._randbelow's
         # getrandbits loop (the same draws, so the same SPIs)
         getrandbits, k = rng.getrandbits, width.bit_length()
-        for _ in range(width):
+        r = getrandbits(k)              # the first try (a SPI no state has, nearly always)
+        while r >= width:
+            r = getrandbits(k)
+        spi = lo + r
+        if spi not in byspi or not db.spi_in_use(spi, proto):
+            return spi
+        for _ in range(width - 1):      # the other tries
             r = getrandbits(k)
             while r >= width:
                 r = getrandbits(k)

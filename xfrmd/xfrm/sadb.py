@@ -43,7 +43,7 @@ from .state import (HZ, UINT_MAX, XFRM_STATE_ACQ, XFRM_STATE_DEAD, XFRM_STATE_EX
                     XFRM_STATE_VALID, DEFAULT_LFT, LifetimeCfg, SecurityAssociation,
                     StateId, flush_message, host_sel, sel_family)
 from .state import _pack_host_sel4     # host_sel's IPv4 selector
-from .sa_verify import new_state
+from .sa_verify import _sacons, new_state
 from .uapi import G, M
 
 if TYPE_CHECKING:
@@ -85,6 +85,22 @@ _SPI_PROTOS = frozenset((X.IPPROTO_ESP, X.IPPROTO_AH, X.IPPROTO_COMP))
 _seen = SEEN.get     # addrcache.shared's lookup, without the call when the address is known
 _AF_INET = X.AF_INET
 _PAD12 = bytes(12)
+_larval = _sacons.larval if _sacons is not None else None    # find_acq's new state in C
+
+
+def _dst_key_py(daddr: bytes, saddr: bytes, reqid: int,
+                family: int) -> tuple[bytes, bytes, int, int]:
+    """The bydst key: addr_key's addresses, the objects addrcache holds (as _dst_key)."""
+    d, s = (daddr[:4], saddr[:4]) if family == _AF_INET else (daddr, saddr)
+    return (_seen(d) or shared(d), _seen(s) or shared(s), reqid, family)
+
+
+def _no_key(daddr: bytes, saddr: bytes, reqid: int, family: int) -> None:
+    return None
+
+
+# the same key in C (_sacons.dst_key; None: not bytes, then _dst_key_py)
+bydst_key = _sacons.dst_key if _sacons is not None else _no_key
 _as = tuple.__new__  # a named tuple from its fields, without the generated __new__'s frame
 
 
@@ -272,11 +288,7 @@ class StateDb:
         made gets it (and its byspi link) at once."""
         # the bydst key (addr_key's addresses), made of the shared objects _dst_key uses:
         # the lookup's and, when one is made, the larval state's
-        if family == _AF_INET:
-            d, s = daddr[:4], saddr[:4]
-        else:
-            d, s = daddr, saddr
-        key = (_seen(d) or shared(d), _seen(s) or shared(s), reqid, family)
+        key = bydst_key(daddr, saddr, reqid, family) or _dst_key_py(daddr, saddr, reqid, family)
         bydst = self.bydst
         chain = bydst.get(key)
         if chain is not None:
@@ -288,16 +300,19 @@ class StateDb:
         if not create:
             return None
         # xfrm_state_alloc with the larval fields filled in one go (what alloc() and the
-        # stores after it gave); the addresses are the shared ones (addrcache)
-        if family == _AF_INET:
-            d, s = key[0] + _PAD12, key[1] + _PAD12
-            sel = _pack_host_sel4(key[0], key[1], 32, 32)     # host_sel, inline
-        else:
-            d, s = daddr[:16].ljust(16, b"\0"), saddr[:16].ljust(16, b"\0")
-            sel = host_sel(daddr, saddr, family)
-        x = new_state(self._acq_lft(), _as(StateId, (_seen(d) or shared(d), spi, proto)),
-                      sel, family, _seen(s) or shared(s), mode, reqid, 0, 0,
-                      self.kernel.clock.wall(), self)
+        # stores after it gave); the addresses are the shared ones (addrcache). In C when
+        # it can (sa_verify._sacons.larval), this Python the reference
+        lft, wall = self._acq_lft(), self.kernel.clock.wall()
+        x = _larval(lft, key, proto, mode, spi, wall, self) if _larval is not None else None
+        if x is None:
+            if family == _AF_INET:
+                d, s = key[0] + _PAD12, key[1] + _PAD12
+                sel = _pack_host_sel4(key[0], key[1], 32, 32)     # host_sel, inline
+            else:
+                d, s = daddr[:16].ljust(16, b"\0"), saddr[:16].ljust(16, b"\0")
+                sel = host_sel(daddr, saddr, family)
+            x = new_state(lft, _as(StateId, (_seen(d) or shared(d), spi, proto)), sel, family,
+                          _seen(s) or shared(s), mode, reqid, 0, 0, wall, self)
         if pcpu_num != UINT_MAX:
             x.pcpu_num = pcpu_num
         x.km_state = XFRM_STATE_ACQ
@@ -494,10 +509,9 @@ class StateDb:
         byspi = self.byspi
         if spi in byspi and self.lookup(mark[0] & mark[1], daddr, spi, proto, family) is not None:
             return -E.EEXIST
-        # _dst_key(x), inline
-        saddr = x.saddr
-        d, s = (daddr[:4], saddr[:4]) if family == _AF_INET else (daddr, saddr)
-        dst_key = (_seen(d) or shared(d), _seen(s) or shared(s), x.reqid, family)
+        # _dst_key(x), in C when it can
+        saddr, reqid = x.saddr, x.reqid
+        key = bydst_key(daddr, saddr, reqid, family) or _dst_key_py(daddr, saddr, reqid, family)
         x1 = None
         km_seq = x.km_seq
         if km_seq and km_seq in self.byseq:     # (a chain to look in)
@@ -506,12 +520,12 @@ class StateDb:
                                    addr_key(x1.id.daddr, family) != addr_key(daddr, family)):
                 x1 = None
         bydst = self.bydst
-        chain = bydst.get(dst_key)
+        chain = bydst.get(key)
         if x1 is None and chain is not None:
             # __find_acq_core(create=False): its key is the state's own bydst key
             x1 = _acq_in(chain, mark, x.mode, x.if_id, x.pcpu_num, proto)
         if x1 is not None or chain is not None or km_seq:
-            self.insert(x, dst_key)
+            self.insert(x, key)
             if x1 is not None:
                 self.delete(x1)
             return 0
@@ -523,7 +537,7 @@ class StateDb:
         all_[x] = x
         if spi and byspi.setdefault(spi, x) is not x:     # not the first in its chain
             _chain_add(byspi, spi, x)
-        bydst[dst_key] = x
+        bydst[key] = x
         if len(all_) > self.xnet.state_hmask + 1:
             self._grow_check()
         lft = x.lft
@@ -565,13 +579,9 @@ class StateDb:
             x1_spi = True
         f = x.family
         saddr = x.saddr
-        if f == _AF_INET:
-            d, s = x.id[0][:4], saddr[:4]
-        else:
-            d, s = x.id[0], saddr
-        d = _seen(d) or shared(d)
-        s = _seen(s) or shared(s)
-        dst_key = (d, s, x.reqid, f)
+        daddr = x.id[0]
+        dst_key = bydst_key(daddr, saddr, x.reqid, f) or _dst_key_py(daddr, saddr, x.reqid, f)
+        d, s = dst_key[0], dst_key[1]
         if bydst.get(dst_key) is x1:
             bydst[dst_key] = x
             x1_dst = False
