@@ -114,8 +114,8 @@ class Mlx5Ipsec(XfrmDevOps):
             refuse("Cannot offload authenticated xfrm states")
         # props.ealgo is the SADB id of the matched algorithm: SADB_X_EALG_AES_GCM_ICV16 only
         # for rfc4106(gcm(aes)) with a 128-bit ICV (96 → ICV12, CBC, CCM, ChaCha: others)
-        a = x.aead
-        if a is None or a.name != "rfc4106(gcm(aes))" or a.icv_len != 128:
+        a = x.aead                      # (Algo by index: name 0, key_len 1, icv_len 4)
+        if a is None or a[0] != "rfc4106(gcm(aes))" or a[4] != 128:
             refuse("Only AES-GCM-ICV16 xfrm state may be offloaded")
         if x.comp is not None:
             refuse("Cannot offload compressed xfrm states")
@@ -138,7 +138,7 @@ class Mlx5Ipsec(XfrmDevOps):
         # (x.aead is set and its ICV is 128 bits: the AES-GCM-ICV16 check above refused
         # the rest — "Cannot offload xfrm states without aead" and "… with AEAD ICV length
         # other than 128bit" cannot be reached)
-        if a.key_len not in (160, 288):
+        if a[1] not in (160, 288):
             refuse("Cannot offload xfrm states with AEAD key length other than 128/256 bit")
         if x.tfcpad:
             refuse("Cannot offload xfrm states with tfc padding")

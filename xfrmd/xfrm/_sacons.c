@@ -61,6 +61,9 @@
 
 static PyObject *SA_t, *Cur_t, *Lft_t, *StateId_t, *Algo_t, *default_lft, *seen, *shared,
     *aead_by, *unavailable, *disabled_types, *esp_opts, *Xso_t;
+/* the names the offload binding looks up, interned once (the type's attribute cache is
+ * keyed by the name object) */
+static PyObject *s_xfrm_offload, *s_by_index, *s_by_index_table, *s_xfrmdev_ops;
 
 /* SecurityAssociation.__init__ stores its arguments, constants and one fresh LifetimeCur
  * (curlft, add_time the argument) in slots, nothing else: learn_layout saw it fill them
@@ -539,7 +542,7 @@ static PyObject *construct(PyObject *self, PyObject *const *args, Py_ssize_t nar
             Py_RETURN_NONE;
         /* CONFIG_XFRM_OFFLOAD (values None: every option on) */
         if (values != Py_None) {
-            PyObject *opt = PyDict_GetItemString(values, "XFRM_OFFLOAD");
+            PyObject *opt = PyDict_GetItemWithError(values, s_xfrm_offload);
             int on = opt == NULL ? 0 : PyObject_IsTrue(opt);
             if (on != 1) {
                 PyErr_Clear();
@@ -556,16 +559,28 @@ static PyObject *construct(PyObject *self, PyObject *const *args, Py_ssize_t nar
         if (sa_dir == (inbound ? SA_DIR_OUT : SA_DIR_IN))
             Py_RETURN_NONE;     /* "Mismatched SA and offload direction" */
         /* (if_id and TFC padding: never in a request of this shape) */
-        PyObject *ix = PyLong_FromLong(ifindex), *name = PyUnicode_FromString("by_index");
-        PyObject *cargs[2] = {links, ix};
-        dev = (ix && name) ? PyObject_VectorcallMethod(name, cargs,
-                                                       2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL)
-                           : NULL;
-        Py_XDECREF(ix);
-        Py_XDECREF(name);
+        /* links.by_index(ifindex): its table read here when it is the plain dict
+         * LinkTable keeps (devices/netdev.py), the method called otherwise */
+        PyObject *ix = PyLong_FromLong(ifindex);
+        if (ix == NULL)
+            return NULL;
+        PyObject *table = PyObject_GetAttr(links, s_by_index_table);
+        if (table != NULL && PyDict_CheckExact(table)) {
+            dev = PyDict_GetItemWithError(table, ix);
+            if (dev == NULL && !PyErr_Occurred())
+                dev = Py_None;
+            Py_XINCREF(dev);
+        } else {
+            PyErr_Clear();
+            PyObject *cargs[2] = {links, ix};
+            dev = PyObject_VectorcallMethod(s_by_index, cargs,
+                                            2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        }
+        Py_XDECREF(table);
+        Py_DECREF(ix);
         if (dev == NULL)
             return NULL;
-        PyObject *ops = dev == Py_None ? NULL : PyObject_GetAttrString(dev, "xfrmdev_ops");
+        PyObject *ops = dev == Py_None ? NULL : PyObject_GetAttr(dev, s_xfrmdev_ops);
         int has_ops = ops != NULL && ops != Py_None;
         Py_XDECREF(ops);
         PyErr_Clear();
@@ -831,4 +846,12 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_sacons", NULL, -1, methods};
 
-PyMODINIT_FUNC PyInit__sacons(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__sacons(void)
+{
+    if ((s_xfrm_offload = PyUnicode_InternFromString("XFRM_OFFLOAD")) == NULL
+            || (s_by_index = PyUnicode_InternFromString("by_index")) == NULL
+            || (s_by_index_table = PyUnicode_InternFromString("_by_index")) == NULL
+            || (s_xfrmdev_ops = PyUnicode_InternFromString("xfrmdev_ops")) == NULL)
+        return NULL;
+    return PyModule_Create(&module);
+}
