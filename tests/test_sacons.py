@@ -19,7 +19,7 @@ from xfrmd import kconfig
 from xfrmd.clock import ManualClock
 from xfrmd.kernel import Kernel
 from xfrmd.topology import from_dict
-from xfrmd.xfrm import algos, sa_verify, types
+from xfrmd.xfrm import algos, sa_verify, sadb, types
 from xfrmd.xfrm.addrcache import SEEN
 from xfrmd.xfrm.state import Algo, LifetimeCfg, SecurityAssociation, StateId
 
@@ -101,6 +101,9 @@ def _serve(monkeypatch, fast, requests: list[bytes], configure=None):
     spy = _Spy(fast)
     with monkeypatch.context() as m:
         m.setattr(sa_verify, "_sacons", spy if fast is not None else None)
+        if fast is None:        # the SAD's C pieces too: the larval state, the bydst key
+            m.setattr(sadb, "_larval", None)
+            m.setattr(sadb, "bydst_key", sadb._no_key)
         k, s = _kernel(configure)
         answers = []
         for r in requests:
@@ -113,7 +116,7 @@ def _serve(monkeypatch, fast, requests: list[bytes], configure=None):
         dump.append(d)
     states = list(k.netns("default").xfrm.sad.all.values())
     drv = k.netns("default").links.by_index(IFINDEX).xfrmdev_ops
-    table = [{f: v for f, v in e.items()} for e in drv.sadb.values()]
+    table = [] if drv is None else [{f: v for f, v in e.items()} for e in drv.sadb.values()]
     return answers, dump, states, table, spy
 
 
@@ -326,3 +329,58 @@ def test_allocspi_draws_the_spis_randrange_draws(fast, monkeypatch, lo, hi):
     monkeypatch.setattr(sad, "Random", type("NotRandom", (), {}))
     assert inlined == spis()
     assert len({x for x in inlined if isinstance(x, int)}) == min(6, hi - lo + 1)
+
+
+def test_charons_requests_carry_the_binding_the_python_path_makes(fast, monkeypatch):
+    """The offload binding in C (xfrm_dev_state_add before the driver): charon's two states
+    take it, and the device, its direction and type are the Python path's."""
+    spy = _same(monkeypatch, fast, [allocspi(), charon_in(), charon_out()])
+    built = [x for x in spy.answers if x is not None]
+    assert len(built) == 2
+    assert [(x.xso.dev.ifindex, x.xso.dir, x.xso.type) for x in built] == [
+        (IFINDEX, 1, 2), (IFINDEX, 2, 2)]
+
+
+@pytest.mark.parametrize("configure", [
+    lambda k: kconfig.configure(k, {"XFRM_OFFLOAD": False}),
+    lambda k: setattr(k.netns("default").links.by_index(IFINDEX), "xfrmdev_ops", None)],
+    ids=["no CONFIG_XFRM_OFFLOAD", "a device without xfrmdev ops"])
+def test_an_offload_the_c_binding_does_not_follow_is_pythons(fast, monkeypatch, configure):
+    """No CONFIG_XFRM_OFFLOAD (the stub accepts, nothing bound) or a device without ops
+    (packet offload: EINVAL): the whole request is the Python path's, the same answers."""
+    spy = _same(monkeypatch, fast, [charon_out(), sa(AEAD, OUT, offload(0), replay_window=0,
+                                                     src=LOCAL, dst=PEER, spi=0x2000)],
+                configure)
+    assert spy.answers == [None, None]
+
+
+@settings(max_examples=200, deadline=None)
+@given(d=st.binary(max_size=20), s=st.binary(max_size=20), reqid=st.integers(0, 2**32 - 1),
+       family=st.sampled_from([X.AF_INET, X.AF_INET6, 0, 7]))
+def test_the_bydst_key_in_c_is_the_python_key(d, s, reqid, family):
+    """_sacons.dst_key: addr_key's addresses (4 bytes for AF_INET), each the object
+    addrcache holds, as sadb._dst_key_py makes them; anything not bytes: None."""
+    fast = sa_verify._sacons
+    require(fast is not None, "needs the C extensions (python3 -m xfrmd.cext build)")
+    got = fast.dst_key(d, s, reqid, family)
+    want = sadb._dst_key_py(d, s, reqid, family)
+    assert got == want and got[0] is want[0] and got[1] is want[1]
+    assert got[0] is SEEN.get(got[0]) and got[1] is SEEN.get(got[1])
+    assert fast.dst_key(bytearray(d), s, reqid, family) is None
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(v6=st.booleans(), host=st.integers(1, 250), reqid=st.sampled_from([0, 3]),
+       mode=st.sampled_from([0, 1, 4]), lo=st.sampled_from([0, 0x100, 0xC0000000]),
+       again=st.booleans())
+def test_a_larval_state_made_by_find_acq_in_c_is_pythons(fast, monkeypatch, v6, host, reqid,
+                                                       mode, lo, again):
+    """ALLOCSPI's larval state (_sacons.larval, the bydst key in C) against find_acq's
+    Python: every answer, the dump, every slot, for IPv4 and IPv6, a SPI range that may draw
+    0 (ENOENT, the state kept), the same request twice (the larval state found again)."""
+    src, dst = (f"2001:db8::{host:x}", "2001:db8::1") if v6 else (f"10.0.0.{host}", LOCAL)
+    info = usersa_info(src=src, dst=dst, spi=0, reqid=reqid, replay_window=0, mode=mode)
+    req = msg(M.ALLOCSPI, info + struct.pack("=II", lo, lo + 1) + IN, flags=N.NLM_F_REQUEST,
+              seq=3)
+    _same(monkeypatch, fast, [req, req] if again else [req])
