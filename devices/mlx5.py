@@ -207,9 +207,9 @@ class Mlx5Ipsec(XfrmDevOps):
             s["type"] = "crypto"
         s["port"] = dev.name
         r = x.replay_esn
-        if r is None:                   # _oseq and _window without the calls
-            s["oseq"] = int(x.replay[0])
-            s["window"] = int(x.replay_window)
+        if r is None:                   # _oseq and _window without the calls (their
+            s["oseq"] = x.replay[0]     # int(): the fields are ints already)
+            s["window"] = x.replay_window
         else:
             s["oseq"] = _oseq(x)
             s["window"] = _window(x)
