@@ -217,6 +217,18 @@ def test_allocspi_exact_value_makes_larval_state(nl, kernel):
     assert len(dump(nl)[0]) == 3
 
 
+def test_allocspi_of_spi_zero_is_no_spi(nl):
+    """xfrm_alloc_spi installs the SPI only when it is not 0 (``if (x->id.spi)``): a range
+    of 0 alone answers ENOENT and leaves the larval state without an SPI, findable again."""
+    payload = usersa_info(spi=0, reqid=4) + struct.pack("=II", 0, 0)
+    assert nl.errno_of(msg(M.ALLOCSPI, payload)) == (-E.ENOENT, "No SPI available in the requested range")
+    msgs, _ = dump(nl)
+    assert len(msgs) == 1 and X.XfrmUsersaInfo.decode(msgs[0][4], 16).id.spi == 0
+    # the same request again finds that larval state (no second one) and gives it an SPI
+    out = allocspi(nl, 0x400, 0x400, reqid=4)
+    assert X.XfrmUsersaInfo.decode(out[0][4], 16).id.spi == 0x400 and len(dump(nl)[0]) == 1
+
+
 def test_allocspi_random_within_range_and_unique(nl):
     seen = set()
     for reqid in range(1, 21):
