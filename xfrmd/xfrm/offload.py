@@ -155,8 +155,7 @@ def xfrm_dev_state_add(req: XfrmRequest, x: SecurityAssociation,
     if dev is None:
         dev = _route_dev(req, x, bool(inbound))
     ops = getattr(dev, "xfrmdev_ops", None) if dev is not None else None
-    if ops is None:                 # no device, or no xdo_dev_state_add (the core never
-        # looks at features)
+    if dev is None or ops is None:  # no xdo_dev_state_add; the core never looks at features
         if packet:
             raise KernelError(E.EINVAL)
         return

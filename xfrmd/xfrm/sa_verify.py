@@ -137,7 +137,8 @@ def fast_state(req: XfrmRequest, db: StateDb) -> SecurityAssociation | None:
     # (req.payload_offset and xfrm_globals(kernel) inline: a frame each)
     x: SecurityAssociation | None = _sacons.construct(
         buf, req.hdr.offset + 16, req.attrs, db, kernel.clock.wall(),
-        kernel.drivers[_XFRM_GLOBALS].unavailable_algos, None if cfg is None else cfg.values,
+        kernel.drivers[_XFRM_GLOBALS].unavailable_algos,  # type: ignore[attr-defined]
+        None if cfg is None else cfg.values,
         db.aevent_rseqth, db.aevent_maxage, getattr(ns, "links", None))
     if x is not None:
         # (the selector is the shared object state_construct's is: _sacons.c took it from
@@ -146,7 +147,8 @@ def fast_state(req: XfrmRequest, db: StateDb) -> SecurityAssociation | None:
         if xso is not None:     # XFRMA_OFFLOAD_DEV: _sacons.c made the binding, the driver's
             dev = xso.dev       # turn now (_construct_rest: no replay state, no AE attribute)
             try:
-                offload.xfrm_dev_state_add_driver(req, x, dev, dev.xfrmdev_ops,
+                # (a device with ops: _sacons.c binds no other)
+                offload.xfrm_dev_state_add_driver(req, x, dev, dev.xfrmdev_ops,  # type: ignore[arg-type]
                                                   xso.type == _PACKET)
             except KernelError:
                 db.discard(x)
