@@ -382,6 +382,193 @@ out:
     return ret;
 }
 
+/* -- xfrm_policy_insert's common case ------------------------------------------------------
+ * insert(db, pol), spdb.PolicyDb.insert being the reference: a policy made by
+ * newpolicy() (the shared no-limits lifetime and no mark: nothing to sanitize, no timer to
+ * arm) whose selector is new to the SPD, and whose direction's bydst table needs no resize,
+ * is linked as the Python insert links it -- the index xfrm_gen_index gives, both tables,
+ * the direction's count, the add time -- and 0 returned. Anything else (an EEXIST, an
+ * UPDPOLICY replacing a policy, a lifetime, a mark, a resize, an object it does not know)
+ * returns None before anything changed: the Python insert decides. */
+static Py_ssize_t off_key = -1, off_mark, off_lft, off_dir, off_index, off_add, off_use;
+static PyObject *s_by_selector, *s_byidx, *s_idx_generator, *s_xnet, *s_spd_counts,
+    *s_bydst_hmask, *s_kernel, *s_clock, *s_wall;
+
+#define SLOT(o, off) (*(PyObject **)((char *)(o) + (off)))
+
+/* the offset of Policy's slot `name` (a T_OBJECT_EX member), or -1 */
+static Py_ssize_t slot_named(PyTypeObject *tp, const char *name)
+{
+    PyObject *d = PyDict_GetItemString(tp->tp_dict, name);
+    if (d == NULL || Py_TYPE(d) != &PyMemberDescr_Type
+            || ((PyMemberDescrObject *)d)->d_member->type != T_OBJECT_EX)
+        return -1;
+    return ((PyMemberDescrObject *)d)->d_member->offset;
+}
+
+static int learn_insert(PyTypeObject *tp)
+{
+    Py_ssize_t *offs[7] = {&off_key, &off_mark, &off_lft, &off_dir, &off_index, &off_add, &off_use};
+    const char *names[7] = {"key", "mark", "lft", "dir", "index", "curlft_add", "curlft_use"};
+    off_key = -1;
+    for (int i = 0; i < 7; i++) {
+        Py_ssize_t o = slot_named(tp, names[i]);
+        if (o < 0) {
+            off_key = -1;
+            return 0;
+        }
+        *offs[i] = o;
+    }
+    PyObject **strs[9] = {&s_by_selector, &s_byidx, &s_idx_generator, &s_xnet, &s_spd_counts,
+                          &s_bydst_hmask, &s_kernel, &s_clock, &s_wall};
+    const char *snames[9] = {"by_selector", "byidx", "idx_generator", "xnet", "spd_counts",
+                             "bydst_hmask", "kernel", "clock", "wall"};
+    for (int i = 0; i < 9; i++)
+        if (*strs[i] == NULL && (*strs[i] = PyUnicode_InternFromString(snames[i])) == NULL) {
+            off_key = -1;
+            return -1;
+        }
+    return 1;
+}
+
+/* an attribute of `o` that must be of type `tp` (exactly): a new reference, or NULL with
+ * no error set when it is something else */
+static PyObject *attr_of(PyObject *o, PyObject *name, PyTypeObject *tp)
+{
+    PyObject *v = PyObject_GetAttr(o, name);
+    if (v != NULL && Py_TYPE(v) != tp) {
+        Py_DECREF(v);
+        return NULL;
+    }
+    PyErr_Clear();
+    return v;
+}
+
+/* a list's item `i` as a C long, or -1 (not an int, or out of range) */
+static long list_long(PyObject *list, long i)
+{
+    if (i >= PyList_GET_SIZE(list) || !PyLong_CheckExact(PyList_GET_ITEM(list, i)))
+        return -1;
+    long v = PyLong_AsLong(PyList_GET_ITEM(list, i));
+    if (v < 0)
+        PyErr_Clear();
+    return v < 0 ? -1 : v;
+}
+
+static PyObject *insert(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "insert(db, pol)");
+        return NULL;
+    }
+    PyObject *db = args[0], *pol = args[1];
+    if (off_key < 0 || Py_TYPE(pol) != (PyTypeObject *)Policy_t)
+        Py_RETURN_NONE;
+    PyObject *key = SLOT(pol, off_key), *dir_o = SLOT(pol, off_dir), *index_o = SLOT(pol, off_index);
+    if (key == NULL || !PyBytes_CheckExact(key) || SLOT(pol, off_mark) != no_mark
+            || SLOT(pol, off_lft) != no_limits || dir_o == NULL || !PyLong_CheckExact(dir_o)
+            || index_o == NULL || !PyLong_CheckExact(index_o))
+        Py_RETURN_NONE;
+    long dir = PyLong_AsLong(dir_o);
+    unsigned long index = PyLong_AsUnsignedLong(index_o);
+    if (PyErr_Occurred() || dir < 0 || dir > 5 || index > 0xFFFFFFFFUL) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    PyObject *ret = Py_None, *by_selector = NULL, *byidx = NULL, *gen_o = NULL, *xnet = NULL,
+        *counts = NULL, *hmask = NULL, *kernel = NULL, *clock = NULL, *now = NULL, *idx_o = NULL,
+        *count_o = NULL;
+    Py_INCREF(ret);
+    if ((by_selector = attr_of(db, s_by_selector, &PyDict_Type)) == NULL
+            || (byidx = attr_of(db, s_byidx, &PyDict_Type)) == NULL
+            || (gen_o = attr_of(db, s_idx_generator, &PyLong_Type)) == NULL
+            || (xnet = PyObject_GetAttr(db, s_xnet)) == NULL
+            || (counts = attr_of(xnet, s_spd_counts, &PyList_Type)) == NULL
+            || (hmask = attr_of(db, s_bydst_hmask, &PyList_Type)) == NULL) {
+        PyErr_Clear();
+        goto out;
+    }
+    /* the selector is taken: EEXIST or UPDPOLICY's replacement, Python's */
+    PyObject *old = PyDict_GetItemWithError(by_selector, key);
+    if (old != NULL || PyErr_Occurred())
+        goto out;
+    long count = list_long(counts, dir), mask = list_long(hmask, dir);
+    if (count < 0 || mask < 0 || count + 1 > mask)
+        goto out;       /* xfrm_bydst_should_resize: Python's _resize_check */
+    unsigned long gen = PyLong_AsUnsignedLong(gen_o), gen0 = gen;
+    if (PyErr_Occurred() || gen > 0xFFFFFFFFUL) {
+        PyErr_Clear();
+        goto out;
+    }
+    /* ktime_get_real_seconds, before anything changes (Python code: it may raise) */
+    if ((kernel = PyObject_GetAttr(db, s_kernel)) == NULL
+            || (clock = PyObject_GetAttr(kernel, s_clock)) == NULL
+            || (now = PyObject_CallMethodNoArgs(clock, s_wall)) == NULL) {
+        Py_CLEAR(ret);
+        goto out;
+    }
+    /* xfrm_gen_index: the user's index if free, else (generator | dir), stepping by 8 */
+    for (;;) {
+        unsigned long idx;
+        if (!index) {
+            idx = gen | (unsigned long)dir;
+            gen = (gen + 8) & 0xFFFFFFFFUL;
+        } else {
+            idx = index;
+            index = 0;
+        }
+        if (idx == 0)
+            idx = 8;
+        Py_XSETREF(idx_o, PyLong_FromUnsignedLong(idx));
+        int taken = idx_o == NULL ? -1 : PyDict_Contains(byidx, idx_o);
+        if (taken < 0) {
+            Py_CLEAR(ret);
+            goto out;
+        }
+        if (!taken)
+            break;
+    }
+    if ((count_o = PyLong_FromLong(count + 1)) == NULL) {
+        Py_CLEAR(ret);
+        goto out;
+    }
+    if (gen != gen0) {
+        PyObject *g = PyLong_FromUnsignedLong(gen);
+        int err = g == NULL ? -1 : PyObject_SetAttr(db, s_idx_generator, g);
+        Py_XDECREF(g);
+        if (err < 0) {
+            Py_CLEAR(ret);
+            goto out;
+        }
+    }
+    /* linked: as PolicyDb.insert links it, in its order */
+    Py_INCREF(idx_o);
+    Py_SETREF(SLOT(pol, off_index), idx_o);
+    if (PyDict_SetItem(by_selector, key, pol) < 0 || PyDict_SetItem(byidx, idx_o, pol) < 0) {
+        Py_CLEAR(ret);
+        goto out;
+    }
+    PyList_SetItem(counts, dir, count_o);        /* steals count_o */
+    count_o = NULL;
+    Py_INCREF(now);
+    Py_XSETREF(SLOT(pol, off_add), now);
+    Py_XSETREF(SLOT(pol, off_use), PyLong_FromLong(0));
+    Py_SETREF(ret, PyLong_FromLong(0));
+out:
+    Py_XDECREF(by_selector);
+    Py_XDECREF(byidx);
+    Py_XDECREF(gen_o);
+    Py_XDECREF(xnet);
+    Py_XDECREF(counts);
+    Py_XDECREF(hmask);
+    Py_XDECREF(kernel);
+    Py_XDECREF(clock);
+    Py_XDECREF(now);
+    Py_XDECREF(idx_o);
+    Py_XDECREF(count_o);
+    return ret;
+}
+
 static PyObject *setup(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 8 || !PyType_Check(args[1]) || !PyType_Check(args[2])
@@ -397,6 +584,8 @@ static PyObject *setup(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         Py_XSETREF(*slots[i], args[i]);
     }
     n_slots = -1;
+    if (learn_insert((PyTypeObject *)Policy_t) < 0)
+        return NULL;
     return PyBool_FromLong(learn_layout(Policy_t));
 }
 
@@ -404,6 +593,9 @@ static PyMethodDef methods[] = {
     {"newpolicy", (PyCFunction)(void (*)(void))newpolicy, METH_FASTCALL,
      "newpolicy(buf, off, attrs): (Policy, UserOffload or None) when verify_newpolicy_info "
      "and validate_tmpl would accept the request for sure, else None"},
+    {"insert", (PyCFunction)(void (*)(void))insert, METH_FASTCALL,
+     "insert(db, pol): 0 when xfrm_policy_insert's common case linked the policy, "
+     "else None (nothing changed: PolicyDb.insert decides)"},
     {"setup", (PyCFunction)(void (*)(void))setup, METH_FASTCALL,
      "setup(Policy, Template, UserOffload, NO_LIMITS, NO_MARK, ANY, SEEN, shared): True when "
      "policies are made without calling Policy.__init__"},

@@ -12,6 +12,7 @@ from typing import Iterator
 
 from netlink_codec import cext
 from netlink_codec import xfrm as X
+from netlink_codec.netlink import NETLINK_XFRM as _NETLINK_XFRM
 from netlink_codec.netlink import RawAttr
 
 from ..cext import source
@@ -23,7 +24,7 @@ from .policy import (_ANY, NO_LIMITS, SEL_LEN, TMPL, USERPOLICY_INFO, Policy, Te
                      dump_message, make_template, policy_key)
 from .request import XfrmRequest
 from .state import LIFETIME_CFG
-from .uapi import A, M
+from .uapi import A, G, M
 
 _ID = struct.Struct("=56sIB")                 # xfrm_userpolicy_id
 _SEL_FAMILY = struct.Struct("=HBB")          # family, prefixlen_d, prefixlen_s
@@ -162,12 +163,18 @@ def xfrm_add_policy(req: XfrmRequest) -> Reply:
     pol, xuo = got
     if xuo is not None:
         offload.xfrm_dev_policy_add(req, pol, xuo, pol.dir)
-    db = req.sock.netns.xfrm.spd
-    err = db.insert(pol, excl=hdr.type == M.NEWPOLICY)
-    if err:
-        offload.xfrm_dev_policy_release(pol)
-        raise KernelError(err)
-    db.km_policy_notify(pol, hdr.type, hdr.seq, hdr.pid)
+    ns = req.sock.netns
+    db = ns.xfrm.spd
+    # xfrm_policy_insert: the common case in C (_polfast.insert), else the reference
+    err = _insert(db, pol)
+    if err is None:
+        err = db.insert(pol, hdr.type == _NEWPOLICY)
+        if err:
+            offload.xfrm_dev_policy_release(pol)
+            raise KernelError(err)
+    # km_policy_notify behind its gate (netlink_has_listeners): no call without a listener
+    if ns.listeners.get(_NETLINK_XFRM, 0) & _POLICY_BIT:
+        db.km_policy_notify(pol, hdr.type, hdr.seq, hdr.pid)
     return req.warning or OK          # req.ok(), inline
 
 
@@ -230,6 +237,9 @@ else:
     _NO_INIT_FRAME = _polfast.setup(Policy, Template, offload.UserOffload, NO_LIMITS, _NO_MARK, _ANY, SEEN,
                    shared)
     _newpolicy = _polfast.newpolicy
+    _insert = _polfast.insert
+_NEWPOLICY = int(M.NEWPOLICY)
+_POLICY_BIT = 1 << (G.POLICY - 1)      # the group's bit in NetNamespace.listeners
 
 
 def _lookup(req: XfrmRequest, sel: bytes, index: int, dir: int) -> Policy:
