@@ -140,8 +140,41 @@ static int bounds(PyObject *ra, Py_ssize_t blen, Py_ssize_t *start, Py_ssize_t *
     return *start >= 0 && *end >= *start && *end <= blen;
 }
 
+/* the last addresses address() returned: a template's two addresses are those of the few
+ * gateways the SPD names, and a hit here spares a bytes object and its hash (SEEN is asked
+ * with the cached object, whose hash it keeps, whether it still holds it) */
+static PyObject *address_seen(const unsigned char *p);
+#define RECENT 4
+static PyObject *recent[RECENT];
+static int recent_next;
+
 /* policy.make_template's addresses: the object addrcache.SEEN holds, else shared(addr) */
 static PyObject *address(const unsigned char *p)
+{
+    for (int i = 0; i < RECENT; i++) {
+        PyObject *r = recent[i];
+        if (r != NULL && memcmp(PyBytes_AS_STRING(r), p, 16) == 0) {
+            PyObject *got = PyDict_GetItemWithError(seen, r);
+            if (got == r) {
+                Py_INCREF(got);
+                return got;
+            }
+            if (PyErr_Occurred())
+                return NULL;
+            break;
+        }
+    }
+    PyObject *got = address_seen(p);
+    if (got != NULL && PyBytes_CheckExact(got) && PyBytes_GET_SIZE(got) == 16) {
+        Py_INCREF(got);
+        Py_XSETREF(recent[recent_next], got);
+        recent_next = (recent_next + 1) % RECENT;
+    }
+    return got;
+}
+
+/* the object SEEN holds for the address at p, else shared(addr) */
+static PyObject *address_seen(const unsigned char *p)
 {
     PyObject *a = PyBytes_FromStringAndSize((const char *)p, 16);
     if (a == NULL)
@@ -410,7 +443,14 @@ static int learn_insert(PyTypeObject *tp)
 {
     Py_ssize_t *offs[7] = {&off_key, &off_mark, &off_lft, &off_dir, &off_index, &off_add, &off_use};
     const char *names[7] = {"key", "mark", "lft", "dir", "index", "curlft_add", "curlft_use"};
+    PyObject **strs[9] = {&s_by_selector, &s_byidx, &s_idx_generator, &s_xnet, &s_spd_counts,
+                          &s_bydst_hmask, &s_kernel, &s_clock, &s_wall};
+    const char *snames[9] = {"by_selector", "byidx", "idx_generator", "xnet", "spd_counts",
+                             "bydst_hmask", "kernel", "clock", "wall"};
     off_key = -1;
+    for (int i = 0; i < 9; i++)
+        if (*strs[i] == NULL && (*strs[i] = PyUnicode_InternFromString(snames[i])) == NULL)
+            return -1;
     for (int i = 0; i < 7; i++) {
         Py_ssize_t o = slot_named(tp, names[i]);
         if (o < 0) {
@@ -419,15 +459,6 @@ static int learn_insert(PyTypeObject *tp)
         }
         *offs[i] = o;
     }
-    PyObject **strs[9] = {&s_by_selector, &s_byidx, &s_idx_generator, &s_xnet, &s_spd_counts,
-                          &s_bydst_hmask, &s_kernel, &s_clock, &s_wall};
-    const char *snames[9] = {"by_selector", "byidx", "idx_generator", "xnet", "spd_counts",
-                             "bydst_hmask", "kernel", "clock", "wall"};
-    for (int i = 0; i < 9; i++)
-        if (*strs[i] == NULL && (*strs[i] = PyUnicode_InternFromString(snames[i])) == NULL) {
-            off_key = -1;
-            return -1;
-        }
     return 1;
 }
 
@@ -453,6 +484,72 @@ static long list_long(PyObject *list, long i)
     if (v < 0)
         PyErr_Clear();
     return v < 0 ? -1 : v;
+}
+
+/* ktime_get_real_seconds: clock.wall(). The server's clock (SystemClock) inline -- its
+ * Python frame was a sixth of a NEWPOLICY -- as its wall() computes it: int(time.time() +
+ * offset), the int object of the last call when the second has not changed. Any other clock,
+ * a SystemClock whose wall() is not that one, an offset that is not a float: wall() is
+ * called. tests/test_polfast.py compares the two. */
+static PyObject *SystemClock_t, *system_wall, *s_offset, *s_last_wall;
+
+static PyObject *setup_clock(PyObject *self, PyObject *cls)
+{
+    if (!PyType_Check(cls)) {
+        PyErr_SetString(PyExc_TypeError, "setup_clock(SystemClock)");
+        return NULL;
+    }
+    PyObject *w = _PyType_Lookup((PyTypeObject *)cls, s_wall);
+    if (w == NULL || !PyFunction_Check(w))
+        Py_RETURN_FALSE;
+    if ((s_offset == NULL && (s_offset = PyUnicode_InternFromString("offset")) == NULL)
+            || (s_last_wall == NULL
+                && (s_last_wall = PyUnicode_InternFromString("_last_wall")) == NULL))
+        return NULL;
+    Py_INCREF(cls);
+    Py_XSETREF(SystemClock_t, cls);
+    Py_INCREF(w);
+    Py_XSETREF(system_wall, w);
+    Py_RETURN_TRUE;
+}
+
+static PyObject *wall(PyObject *clock)
+{
+    if (SystemClock_t == NULL || Py_TYPE(clock) != (PyTypeObject *)SystemClock_t
+            || _PyType_Lookup(Py_TYPE(clock), s_wall) != system_wall)
+        return PyObject_CallMethodNoArgs(clock, s_wall);
+    PyObject *offset = PyObject_GetAttr(clock, s_offset);
+    if (offset == NULL || !PyFloat_CheckExact(offset)) {
+        Py_XDECREF(offset);
+        PyErr_Clear();
+        return PyObject_CallMethodNoArgs(clock, s_wall);
+    }
+    /* time.time() + self.offset, int() of it */
+    double t = _PyTime_AsSecondsDouble(_PyTime_GetSystemClock()) + PyFloat_AS_DOUBLE(offset);
+    Py_DECREF(offset);
+    PyObject *seconds = PyLong_FromDouble(t), *last = NULL;
+    if (seconds == NULL || (last = PyObject_GetAttr(clock, s_last_wall)) == NULL)
+        goto fail;
+    int differ = PyObject_RichCompareBool(seconds, last, Py_NE);
+    if (differ < 0)
+        goto fail;
+    if (!differ) {
+        Py_DECREF(seconds);
+        return last;
+    }
+    Py_DECREF(last);
+    if (PyObject_SetAttr(clock, s_last_wall, seconds) < 0)
+        goto fail;
+    return seconds;
+fail:
+    Py_XDECREF(seconds);
+    Py_XDECREF(last);
+    return NULL;
+}
+
+static PyObject *py_wall(PyObject *self, PyObject *clock)
+{
+    return wall(clock);
 }
 
 static PyObject *insert(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
@@ -503,7 +600,7 @@ static PyObject *insert(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     /* ktime_get_real_seconds, before anything changes (Python code: it may raise) */
     if ((kernel = PyObject_GetAttr(db, s_kernel)) == NULL
             || (clock = PyObject_GetAttr(kernel, s_clock)) == NULL
-            || (now = PyObject_CallMethodNoArgs(clock, s_wall)) == NULL) {
+            || (now = wall(clock)) == NULL) {
         Py_CLEAR(ret);
         goto out;
     }
@@ -569,6 +666,141 @@ out:
     return ret;
 }
 
+/* -- xfrm_dev_policy_add up to the driver ---------------------------------------------------
+ * dev_policy_add(ns, pol, xuo), offload.xfrm_dev_policy_add being the reference: when
+ * CONFIG_XFRM_OFFLOAD is on, the flags are XFRM_OFFLOAD_PACKET, the namespace has a device
+ * of that ifindex whose xfrmdev ops have the policy ops, and the direction is IN, OUT or FWD
+ * -- its checks in the kernel's order all pass -- pol.xdo is bound to the device as the
+ * Python function binds it (an XfrmDevOffload, its slots as __init__ fills them) and the
+ * device returned: the caller calls the driver's xdo_dev_policy_add. Anything else returns
+ * None with nothing changed, and the Python function decides (and raises). */
+#define XDO_SLOTS 8
+static PyObject *XfrmDevOffload_t, *s_kernel_, *s_kconfig, *s_values, *s_xfrm_offload,
+    *s_links, *s_by_index, *s_xfrmdev_ops, *s_has_policy_ops;
+static Py_ssize_t off_xdo = -1, xdo_off[XDO_SLOTS];
+static const char *xdo_names[XDO_SLOTS] = {"dev", "real_dev", "dir", "type", "flags",
+                                           "offload_handle", "priv", "upper_priv"};
+
+static PyObject *setup_offload(PyObject *self, PyObject *cls)
+{
+    if (!PyType_Check(cls) || Policy_t == NULL) {
+        PyErr_SetString(PyExc_TypeError, "setup_offload(XfrmDevOffload), after setup()");
+        return NULL;
+    }
+    PyTypeObject *tp = (PyTypeObject *)cls;
+    off_xdo = -1;
+    PyObject *names = PyObject_GetAttrString(cls, "__slots__");
+    int ok = names != NULL && PyTuple_Check(names) && PyTuple_GET_SIZE(names) == XDO_SLOTS
+        && tp->tp_dictoffset == 0 && tp->tp_base == &PyBaseObject_Type;
+    /* exactly the slots __init__ fills (a new one would be left unset here) */
+    for (int i = 0; ok && i < XDO_SLOTS; i++) {
+        ok = PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(names, i), xdo_names[i]) == 0;
+        if (ok)
+            ok = (xdo_off[i] = slot_named(tp, xdo_names[i])) >= 0;
+    }
+    Py_XDECREF(names);
+    PyErr_Clear();
+    PyObject **strs[8] = {&s_kernel_, &s_kconfig, &s_values, &s_xfrm_offload, &s_links,
+                          &s_by_index, &s_xfrmdev_ops, &s_has_policy_ops};
+    const char *snames[8] = {"kernel", "kconfig", "values", "XFRM_OFFLOAD", "links",
+                             "by_index", "xfrmdev_ops", "has_policy_ops"};
+    for (int i = 0; i < 8; i++)
+        if (*strs[i] == NULL && (*strs[i] = PyUnicode_InternFromString(snames[i])) == NULL)
+            return NULL;
+    if (ok)
+        ok = (off_xdo = slot_named((PyTypeObject *)Policy_t, "xdo")) >= 0;
+    Py_INCREF(cls);
+    Py_XSETREF(XfrmDevOffload_t, cls);
+    return PyBool_FromLong(ok);
+}
+
+/* getattr(o, name, None), as a new reference (None for any error) */
+static PyObject *attr_or_none(PyObject *o, PyObject *name)
+{
+    PyObject *v = PyObject_GetAttr(o, name);
+    if (v == NULL) {
+        PyErr_Clear();
+        Py_INCREF(Py_None);
+        v = Py_None;
+    }
+    return v;
+}
+
+static PyObject *dev_policy_add(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "dev_policy_add(ns, pol, xuo)");
+        return NULL;
+    }
+    PyObject *ns = args[0], *pol = args[1], *xuo = args[2];
+    if (off_xdo < 0 || Py_TYPE(pol) != (PyTypeObject *)Policy_t
+            || Py_TYPE(xuo) != (PyTypeObject *)UserOffload_t || PyTuple_GET_SIZE(xuo) != 2
+            || SLOT(pol, off_xdo) != Py_None)
+        Py_RETURN_NONE;
+    PyObject *dir_o = SLOT(pol, off_dir);
+    long flags = PyLong_AsLong(PyTuple_GET_ITEM(xuo, 1));
+    long dir = dir_o != NULL ? PyLong_AsLong(dir_o) : -1;
+    if (PyErr_Occurred())
+        PyErr_Clear();
+    /* (the !CONFIG_XFRM_OFFLOAD stub and every check that fails: the Python function) */
+    if (flags != 4 /* XFRM_OFFLOAD_PACKET */ || dir < 0 || dir > POLICY_FWD)
+        Py_RETURN_NONE;
+    PyObject *ret = NULL, *kernel = NULL, *cfg = NULL, *links = NULL, *dev = NULL, *ops = NULL,
+        *xdo = NULL;
+    kernel = attr_or_none(ns, s_kernel_);
+    cfg = attr_or_none(kernel, s_kconfig);
+    if (cfg != Py_None) {                       /* kconfig.enabled("XFRM_OFFLOAD") */
+        PyObject *values = attr_or_none(cfg, s_values);
+        PyObject *on = PyDict_Check(values) ? PyDict_GetItemWithError(values, s_xfrm_offload) : NULL;
+        int yes = on == Py_True;
+        Py_DECREF(values);
+        PyErr_Clear();
+        if (!yes)
+            goto python;
+    }
+    links = attr_or_none(ns, s_links);
+    if (links == Py_None)
+        goto python;
+    dev = PyObject_CallMethodOneArg(links, s_by_index, PyTuple_GET_ITEM(xuo, 0));
+    if (dev == NULL || dev == Py_None)
+        goto python;
+    ops = attr_or_none(dev, s_xfrmdev_ops);
+    if (ops == Py_None)
+        goto python;
+    PyObject *has = attr_or_none(ops, s_has_policy_ops);
+    int yes = has == Py_True;
+    Py_DECREF(has);
+    if (!yes)
+        goto python;
+    /* XfrmDevOffload(dev, XFRM_DEV_OFFLOAD_IN/OUT/FWD, XFRM_DEV_OFFLOAD_PACKET) */
+    xdo = ((PyTypeObject *)XfrmDevOffload_t)->tp_alloc((PyTypeObject *)XfrmDevOffload_t, 0);
+    PyObject *vals[XDO_SLOTS] = {dev, dev, PyLong_FromLong(dir + 1), PyLong_FromLong(2),
+                                 PyLong_FromLong(0), PyLong_FromLong(0), Py_None, Py_None};
+    if (xdo == NULL)
+        goto out;
+    for (int i = 0; i < XDO_SLOTS; i++) {
+        Py_INCREF(vals[i]);             /* (small ints: never NULL) */
+        SLOT(xdo, xdo_off[i]) = vals[i];
+    }
+    Py_SETREF(SLOT(pol, off_xdo), xdo);
+    xdo = NULL;
+    Py_INCREF(dev);
+    ret = dev;
+    goto out;
+python:
+    PyErr_Clear();
+    Py_INCREF(Py_None);
+    ret = Py_None;
+out:
+    Py_XDECREF(kernel);
+    Py_XDECREF(cfg);
+    Py_XDECREF(links);
+    Py_XDECREF(dev);
+    Py_XDECREF(ops);
+    Py_XDECREF(xdo);
+    return ret;
+}
+
 static PyObject *setup(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 8 || !PyType_Check(args[1]) || !PyType_Check(args[2])
@@ -596,6 +828,14 @@ static PyMethodDef methods[] = {
     {"insert", (PyCFunction)(void (*)(void))insert, METH_FASTCALL,
      "insert(db, pol): 0 when xfrm_policy_insert's common case linked the policy, "
      "else None (nothing changed: PolicyDb.insert decides)"},
+    {"dev_policy_add", (PyCFunction)(void (*)(void))dev_policy_add, METH_FASTCALL,
+     "dev_policy_add(ns, pol, xuo): the device pol.xdo was bound to when every check of "
+     "xfrm_dev_policy_add passes (the caller calls the driver), else None (nothing changed)"},
+    {"setup_clock", (PyCFunction)setup_clock, METH_O,
+     "setup_clock(SystemClock): True when insert() reads that clock without its wall()"},
+    {"wall", (PyCFunction)py_wall, METH_O, "wall(clock): clock.wall(), as insert() reads it"},
+    {"setup_offload", (PyCFunction)setup_offload, METH_O,
+     "setup_offload(XfrmDevOffload): True when dev_policy_add binds policies"},
     {"setup", (PyCFunction)(void (*)(void))setup, METH_FASTCALL,
      "setup(Policy, Template, UserOffload, NO_LIMITS, NO_MARK, ANY, SEEN, shared): True when "
      "policies are made without calling Policy.__init__"},

@@ -10,12 +10,14 @@ import struct
 from itertools import repeat
 from typing import Iterator
 
+from devices.xfrmdev import OffloadError
 from netlink_codec import cext
 from netlink_codec import xfrm as X
 from netlink_codec.netlink import NETLINK_XFRM as _NETLINK_XFRM
 from netlink_codec.netlink import RawAttr
 
 from ..cext import source
+from ..clock import SystemClock
 from ..errors import KernelError
 from ..netlink.core import OK, Reply
 from . import offload
@@ -161,9 +163,18 @@ def xfrm_add_policy(req: XfrmRequest) -> Reply:
     if got is None:
         return add_policy(req)
     pol, xuo = got
-    if xuo is not None:
-        offload.xfrm_dev_policy_add(req, pol, xuo, pol.dir)
     ns = req.sock.netns
+    if xuo is not None:
+        # xfrm_dev_policy_add: its checks and the binding in C (_polfast.dev_policy_add), the
+        # driver's op here; the Python function when a check fails (it raises)
+        dev = _dev_policy_add(ns, pol, xuo)
+        if dev is None:
+            offload.xfrm_dev_policy_add(req, pol, xuo, pol.dir)
+        else:
+            try:
+                dev.xfrmdev_ops.xdo_dev_policy_add(dev, pol)
+            except (OffloadError, KernelError) as e:
+                offload.xfrm_dev_policy_refused(pol, e)
     db = ns.xfrm.spd
     # xfrm_policy_insert: the common case in C (_polfast.insert), else the reference
     err = _insert(db, pol)
@@ -238,6 +249,11 @@ else:
                    shared)
     _newpolicy = _polfast.newpolicy
     _insert = _polfast.insert
+    # True: offloaded policies are bound in C (_polfast.c)
+    _DEV_IN_C = _polfast.setup_offload(offload.XfrmDevOffload)
+    _dev_policy_add = _polfast.dev_policy_add
+    # True: the server's clock is read without the Python frame of its wall() (_polfast.c)
+    _WALL_IN_C = _polfast.setup_clock(SystemClock)
 _NEWPOLICY = int(M.NEWPOLICY)
 _POLICY_BIT = 1 << (G.POLICY - 1)      # the group's bit in NetNamespace.listeners
 
