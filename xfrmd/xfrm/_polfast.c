@@ -1,17 +1,22 @@
 /* The C half of NEWPOLICY/UPDPOLICY (xfrmd/xfrm/spd.py keeps the reference Python).
  *
- * setup(Policy, Template, UserOffload, NO_LIMITS, NO_MARK, ANY, SEEN, shared) once at import, then
- * newpolicy(buf, off, attrs) per request: the Policy xfrm_add_policy would make (the key,
- * the shared no-limits lifetime, the templates made as policy.make_template makes them;
- * its slots filled as Policy.__init__ fills them, see learn_layout) and the
- * XFRMA_OFFLOAD_DEV as a UserOffload or None --
- * (policy, offload) -- only when verify_newpolicy_info and validate_tmpl surely accept the
+ * setup(Policy, Template, UserOffload, NO_LIMITS, NO_MARK, ANY, SEEN, shared),
+ * setup_offload(XfrmDevOffload) and setup_clock(SystemClock) once at import, then per request:
+ *
+ * newpolicy(buf, off, attrs, ns): the Policy xfrm_add_policy would make (the key, the shared
+ * no-limits lifetime, the templates made as policy.make_template makes them; its slots filled
+ * as Policy.__init__ fills them, see learn_layout), with an XFRMA_OFFLOAD_DEV bound to its
+ * device as xfrm_dev_policy_add binds it up to the driver's op (bind_offload) -- only when
+ * verify_newpolicy_info, validate_tmpl and xfrm_dev_policy_add's checks surely accept the
  * request and it carries nothing but XFRMA_TMPL and XFRMA_OFFLOAD_DEV (what `ip` and charon
  * send). Anything else -- every error, a template family of 0 (validate_tmpl writes the
  * policy's into the request, and a later error echoes that), a security context, a policy
- * type, a mark, an if_id, a short attribute, a buffer that is not bytes -- returns None and
- * the Python path decides. It never rejects and changes nothing: parity is "accepted here
- * implies accepted there, with an equal policy" (tests/test_polfast.py).
+ * type, a mark, an if_id, a short attribute, a buffer that is not bytes, an offload the
+ * device or the config refuses -- returns None and the Python path decides. It never
+ * rejects and changes nothing: parity is "accepted here implies accepted there, with an
+ * equal policy" (tests/test_polfast.py).
+ *
+ * insert(db, pol): xfrm_policy_insert's common case, or None (PolicyDb.insert decides).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -289,17 +294,19 @@ static PyObject *lifetime(const unsigned char *p)
     return t;
 }
 
+static int bind_offload(PyObject *ns, PyObject *pol, PyObject *ifindex, long flags, long dir);
+
 static PyObject *newpolicy(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "newpolicy(buf, off, attrs)");
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "newpolicy(buf, off, attrs, ns)");
         return NULL;
     }
     if (Policy_t == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "_polfast.setup() was not called");
         return NULL;
     }
-    PyObject *buf = args[0], *attrs = args[2];
+    PyObject *buf = args[0], *attrs = args[2], *ns = args[3];
     if (!PyBytes_CheckExact(buf) || !PyDict_CheckExact(attrs))
         Py_RETURN_NONE;
     Py_ssize_t off = PyLong_AsSsize_t(args[1]);
@@ -359,7 +366,7 @@ static PyObject *newpolicy(PyObject *self, PyObject *const *args, Py_ssize_t nar
 
     /* accepted: Policy(key, lft, priority, index, action, flags, ptype, templates, mark,
      * if_id, dir, family), as xfrm_add_policy calls it */
-    PyObject *tmpls = PyTuple_New(n), *pol = NULL, *xuo = NULL, *ret = NULL;
+    PyObject *tmpls = PyTuple_New(n), *pol = NULL, *ret = NULL;
     if (tmpls == NULL)
         return NULL;
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -391,27 +398,23 @@ static PyObject *newpolicy(PyObject *self, PyObject *const *args, Py_ssize_t nar
     if (pol == NULL)
         goto out;
     if (o_start >= 0) {
+        /* xfrm_dev_policy_add (struct xfrm_user_offload: ifindex, flags) */
         PyObject *ifindex = PyLong_FromLong((int32_t)u32(b + o_start));
-        PyObject *oflags = PyLong_FromLong(b[o_start + 4]);
-        if (ifindex != NULL && oflags != NULL) {
-            xuo = ((PyTypeObject *)UserOffload_t)->tp_alloc((PyTypeObject *)UserOffload_t, 2);
-        }
-        if (xuo == NULL) {
-            Py_XDECREF(ifindex);
-            Py_XDECREF(oflags);
+        int bound = ifindex == NULL ? -1 : bind_offload(ns, pol, ifindex, b[o_start + 4], dir);
+        Py_XDECREF(ifindex);
+        if (bound < 0)
+            goto out;
+        if (bound == 0) {           /* a check fails: the Python path */
+            Py_INCREF(Py_None);
+            ret = Py_None;
             goto out;
         }
-        PyTuple_SET_ITEM(xuo, 0, ifindex);
-        PyTuple_SET_ITEM(xuo, 1, oflags);
-    } else {
-        xuo = Py_None;
-        Py_INCREF(xuo);
     }
-    ret = PyTuple_Pack(2, pol, xuo);
+    ret = pol;
+    pol = NULL;
 out:
     Py_DECREF(tmpls);
     Py_XDECREF(pol);
-    Py_XDECREF(xuo);
     return ret;
 }
 
@@ -585,10 +588,6 @@ static PyObject *insert(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_Clear();
         goto out;
     }
-    /* the selector is taken: EEXIST or UPDPOLICY's replacement, Python's */
-    PyObject *old = PyDict_GetItemWithError(by_selector, key);
-    if (old != NULL || PyErr_Occurred())
-        goto out;
     long count = list_long(counts, dir), mask = list_long(hmask, dir);
     if (count < 0 || mask < 0 || count + 1 > mask)
         goto out;       /* xfrm_bydst_should_resize: Python's _resize_check */
@@ -629,6 +628,14 @@ static PyObject *insert(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         Py_CLEAR(ret);
         goto out;
     }
+    /* by_selector[key] = pol, unless the selector is taken (EEXIST, or UPDPOLICY's
+     * replacement: Python's, and nothing has changed yet): one lookup for both */
+    PyObject *old = PyDict_SetDefault(by_selector, key, pol);
+    if (old != pol) {
+        if (old == NULL)
+            Py_CLEAR(ret);
+        goto out;
+    }
     if (gen != gen0) {
         PyObject *g = PyLong_FromUnsignedLong(gen);
         int err = g == NULL ? -1 : PyObject_SetAttr(db, s_idx_generator, g);
@@ -641,7 +648,7 @@ static PyObject *insert(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     /* linked: as PolicyDb.insert links it, in its order */
     Py_INCREF(idx_o);
     Py_SETREF(SLOT(pol, off_index), idx_o);
-    if (PyDict_SetItem(by_selector, key, pol) < 0 || PyDict_SetItem(byidx, idx_o, pol) < 0) {
+    if (PyDict_SetItem(byidx, idx_o, pol) < 0) {
         Py_CLEAR(ret);
         goto out;
     }
@@ -667,17 +674,18 @@ out:
 }
 
 /* -- xfrm_dev_policy_add up to the driver ---------------------------------------------------
- * dev_policy_add(ns, pol, xuo), offload.xfrm_dev_policy_add being the reference: when
+ * newpolicy()'s XFRMA_OFFLOAD_DEV, offload.xfrm_dev_policy_add being the reference: when
  * CONFIG_XFRM_OFFLOAD is on, the flags are XFRM_OFFLOAD_PACKET, the namespace has a device
  * of that ifindex whose xfrmdev ops have the policy ops, and the direction is IN, OUT or FWD
  * -- its checks in the kernel's order all pass -- pol.xdo is bound to the device as the
- * Python function binds it (an XfrmDevOffload, its slots as __init__ fills them) and the
- * device returned: the caller calls the driver's xdo_dev_policy_add. Anything else returns
- * None with nothing changed, and the Python function decides (and raises). */
+ * Python function binds it (an XfrmDevOffload, its slots as __init__ fills them): the caller
+ * calls the driver's xdo_dev_policy_add. Anything else leaves the policy as it was and
+ * newpolicy() returns None: the Python path decides (and raises). */
 #define XDO_SLOTS 8
 static PyObject *XfrmDevOffload_t, *s_kernel_, *s_kconfig, *s_values, *s_xfrm_offload,
     *s_links, *s_by_index, *s_xfrmdev_ops, *s_has_policy_ops;
 static Py_ssize_t off_xdo = -1, xdo_off[XDO_SLOTS];
+static PyObject *xdo_policy_t;     /* the Policy type off_xdo belongs to (borrowed: Policy_t's) */
 static const char *xdo_names[XDO_SLOTS] = {"dev", "real_dev", "dir", "type", "flags",
                                            "offload_handle", "priv", "upper_priv"};
 
@@ -709,6 +717,7 @@ static PyObject *setup_offload(PyObject *self, PyObject *cls)
             return NULL;
     if (ok)
         ok = (off_xdo = slot_named((PyTypeObject *)Policy_t, "xdo")) >= 0;
+    xdo_policy_t = Policy_t;
     Py_INCREF(cls);
     Py_XSETREF(XfrmDevOffload_t, cls);
     return PyBool_FromLong(ok);
@@ -726,27 +735,16 @@ static PyObject *attr_or_none(PyObject *o, PyObject *name)
     return v;
 }
 
-static PyObject *dev_policy_add(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+static int bind_offload(PyObject *ns, PyObject *pol, PyObject *ifindex, long flags, long dir)
 {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "dev_policy_add(ns, pol, xuo)");
-        return NULL;
-    }
-    PyObject *ns = args[0], *pol = args[1], *xuo = args[2];
-    if (off_xdo < 0 || Py_TYPE(pol) != (PyTypeObject *)Policy_t
-            || Py_TYPE(xuo) != (PyTypeObject *)UserOffload_t || PyTuple_GET_SIZE(xuo) != 2
+    if (off_xdo < 0 || Py_TYPE(pol) != (PyTypeObject *)xdo_policy_t
             || SLOT(pol, off_xdo) != Py_None)
-        Py_RETURN_NONE;
-    PyObject *dir_o = SLOT(pol, off_dir);
-    long flags = PyLong_AsLong(PyTuple_GET_ITEM(xuo, 1));
-    long dir = dir_o != NULL ? PyLong_AsLong(dir_o) : -1;
-    if (PyErr_Occurred())
-        PyErr_Clear();
+        return 0;
     /* (the !CONFIG_XFRM_OFFLOAD stub and every check that fails: the Python function) */
     if (flags != 4 /* XFRM_OFFLOAD_PACKET */ || dir < 0 || dir > POLICY_FWD)
-        Py_RETURN_NONE;
-    PyObject *ret = NULL, *kernel = NULL, *cfg = NULL, *links = NULL, *dev = NULL, *ops = NULL,
-        *xdo = NULL;
+        return 0;
+    int ret = 0;
+    PyObject *kernel = NULL, *cfg = NULL, *links = NULL, *dev = NULL, *ops = NULL;
     kernel = attr_or_none(ns, s_kernel_);
     cfg = attr_or_none(kernel, s_kconfig);
     if (cfg != Py_None) {                       /* kconfig.enabled("XFRM_OFFLOAD") */
@@ -754,50 +752,45 @@ static PyObject *dev_policy_add(PyObject *self, PyObject *const *args, Py_ssize_
         PyObject *on = PyDict_Check(values) ? PyDict_GetItemWithError(values, s_xfrm_offload) : NULL;
         int yes = on == Py_True;
         Py_DECREF(values);
-        PyErr_Clear();
         if (!yes)
-            goto python;
+            goto out;
     }
     links = attr_or_none(ns, s_links);
     if (links == Py_None)
-        goto python;
-    dev = PyObject_CallMethodOneArg(links, s_by_index, PyTuple_GET_ITEM(xuo, 0));
+        goto out;
+    dev = PyObject_CallMethodOneArg(links, s_by_index, ifindex);     /* dev_get_by_index */
     if (dev == NULL || dev == Py_None)
-        goto python;
+        goto out;
     ops = attr_or_none(dev, s_xfrmdev_ops);
     if (ops == Py_None)
-        goto python;
+        goto out;
     PyObject *has = attr_or_none(ops, s_has_policy_ops);
     int yes = has == Py_True;
     Py_DECREF(has);
     if (!yes)
-        goto python;
+        goto out;
     /* XfrmDevOffload(dev, XFRM_DEV_OFFLOAD_IN/OUT/FWD, XFRM_DEV_OFFLOAD_PACKET) */
-    xdo = ((PyTypeObject *)XfrmDevOffload_t)->tp_alloc((PyTypeObject *)XfrmDevOffload_t, 0);
+    PyObject *xdo = ((PyTypeObject *)XfrmDevOffload_t)->tp_alloc((PyTypeObject *)XfrmDevOffload_t, 0);
+    if (xdo == NULL) {
+        ret = -1;
+        goto out;
+    }
     PyObject *vals[XDO_SLOTS] = {dev, dev, PyLong_FromLong(dir + 1), PyLong_FromLong(2),
                                  PyLong_FromLong(0), PyLong_FromLong(0), Py_None, Py_None};
-    if (xdo == NULL)
-        goto out;
     for (int i = 0; i < XDO_SLOTS; i++) {
         Py_INCREF(vals[i]);             /* (small ints: never NULL) */
         SLOT(xdo, xdo_off[i]) = vals[i];
     }
     Py_SETREF(SLOT(pol, off_xdo), xdo);
-    xdo = NULL;
-    Py_INCREF(dev);
-    ret = dev;
-    goto out;
-python:
-    PyErr_Clear();
-    Py_INCREF(Py_None);
-    ret = Py_None;
+    ret = 1;
 out:
+    if (ret == 0)
+        PyErr_Clear();
     Py_XDECREF(kernel);
     Py_XDECREF(cfg);
     Py_XDECREF(links);
     Py_XDECREF(dev);
     Py_XDECREF(ops);
-    Py_XDECREF(xdo);
     return ret;
 }
 
@@ -823,19 +816,17 @@ static PyObject *setup(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 
 static PyMethodDef methods[] = {
     {"newpolicy", (PyCFunction)(void (*)(void))newpolicy, METH_FASTCALL,
-     "newpolicy(buf, off, attrs): (Policy, UserOffload or None) when verify_newpolicy_info "
-     "and validate_tmpl would accept the request for sure, else None"},
+     "newpolicy(buf, off, attrs, ns): the Policy (an offload bound to its device) when "
+     "verify_newpolicy_info, validate_tmpl and xfrm_dev_policy_add's checks would accept the "
+     "request for sure, else None"},
     {"insert", (PyCFunction)(void (*)(void))insert, METH_FASTCALL,
      "insert(db, pol): 0 when xfrm_policy_insert's common case linked the policy, "
      "else None (nothing changed: PolicyDb.insert decides)"},
-    {"dev_policy_add", (PyCFunction)(void (*)(void))dev_policy_add, METH_FASTCALL,
-     "dev_policy_add(ns, pol, xuo): the device pol.xdo was bound to when every check of "
-     "xfrm_dev_policy_add passes (the caller calls the driver), else None (nothing changed)"},
     {"setup_clock", (PyCFunction)setup_clock, METH_O,
      "setup_clock(SystemClock): True when insert() reads that clock without its wall()"},
     {"wall", (PyCFunction)py_wall, METH_O, "wall(clock): clock.wall(), as insert() reads it"},
     {"setup_offload", (PyCFunction)setup_offload, METH_O,
-     "setup_offload(XfrmDevOffload): True when dev_policy_add binds policies"},
+     "setup_offload(XfrmDevOffload): True when newpolicy binds offloaded policies"},
     {"setup", (PyCFunction)(void (*)(void))setup, METH_FASTCALL,
      "setup(Policy, Template, UserOffload, NO_LIMITS, NO_MARK, ANY, SEEN, shared): True when "
      "policies are made without calling Policy.__init__"},

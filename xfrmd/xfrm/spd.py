@@ -156,27 +156,23 @@ def verify_policy_dir(dir: int) -> None:
 def xfrm_add_policy(req: XfrmRequest) -> Reply:
     """``xfrm_add_policy`` (NEWPOLICY, UPDPOLICY). The C half (``_polfast.c``) makes the
     policy in one call when the checks surely accept the request (templates and an offload
-    device, as `ip` and charon send); every other request, and every error, takes
-    :func:`add_policy` (the reference)."""
+    device, as `ip` and charon send), binds its offload, and links it in the common case of
+    ``xfrm_policy_insert``; every other request, and every error, takes :func:`add_policy`
+    (the reference), every other insert :meth:`PolicyDb.insert`."""
     hdr = req.hdr
-    got = _newpolicy(req.buf, hdr.offset + 16, req.attrs)    # req.payload_offset
-    if got is None:
-        return add_policy(req)
-    pol, xuo = got
     ns = req.sock.netns
-    if xuo is not None:
-        # xfrm_dev_policy_add: its checks and the binding in C (_polfast.dev_policy_add), the
-        # driver's op here; the Python function when a check fails (it raises)
-        dev = _dev_policy_add(ns, pol, xuo)
-        if dev is None:
-            offload.xfrm_dev_policy_add(req, pol, xuo, pol.dir)
-        else:
-            try:
-                dev.xfrmdev_ops.xdo_dev_policy_add(dev, pol)
-            except (OffloadError, KernelError) as e:
-                offload.xfrm_dev_policy_refused(pol, e)
+    pol = _newpolicy(req.buf, hdr.offset + 16, req.attrs, ns)    # req.payload_offset
+    if pol is None:
+        return add_policy(req)
+    xdo = pol.xdo
+    if xdo is not None:
+        # xfrm_dev_policy_add: its checks passed and the binding made in C, the driver's op
+        dev = xdo.dev
+        try:
+            dev.xfrmdev_ops.xdo_dev_policy_add(dev, pol)
+        except (OffloadError, KernelError) as e:
+            offload.xfrm_dev_policy_refused(pol, e)
     db = ns.xfrm.spd
-    # xfrm_policy_insert: the common case in C (_polfast.insert), else the reference
     err = _insert(db, pol)
     if err is None:
         err = db.insert(pol, hdr.type == _NEWPOLICY)
@@ -251,7 +247,6 @@ else:
     _insert = _polfast.insert
     # True: offloaded policies are bound in C (_polfast.c)
     _DEV_IN_C = _polfast.setup_offload(offload.XfrmDevOffload)
-    _dev_policy_add = _polfast.dev_policy_add
     # True: the server's clock is read without the Python frame of its wall() (_polfast.c)
     _WALL_IN_C = _polfast.setup_clock(SystemClock)
 _NEWPOLICY = int(M.NEWPOLICY)
