@@ -15,11 +15,13 @@ from hypothesis import strategies as st
 from netlink_codec import cext
 from netlink_codec import netlink as N
 from netlink_codec import xfrm as X
-from xfrmd.clock import ManualClock
+from xfrmd import kconfig
+from xfrmd.clock import ManualClock, SystemClock
 from xfrmd.kernel import Kernel
 from xfrmd.topology import from_dict
 from xfrmd.xfrm import spd
 from xfrmd.xfrm.addrcache import SEEN
+from xfrmd.xfrm.offload import XfrmDevOffload
 from xfrmd.xfrm.policy import Policy, Template
 
 from .conftest import require
@@ -72,10 +74,12 @@ def newpolicy(body: bytes, *attrs: bytes, kind: int = M.NEWPOLICY, seq: int = 7)
     return N.encode_msg(kind, FLAGS, seq, 0, body + b"".join(attrs))
 
 
-def _kernel() -> tuple[Kernel, object]:
+def _kernel(clock=None, **options) -> tuple[Kernel, object]:
     topo = from_dict({"netns": [{"name": "default", "device": [
         {"name": "p0", "kind": "mlx5", "addresses": ["192.0.2.2/24"]}]}]})
-    k = Kernel(ManualClock(), topology=topo, seed=1)
+    k = Kernel(clock or ManualClock(), topology=topo, seed=1)
+    if options:
+        kconfig.configure(k, options)
     s = k.socket(N.NETLINK_XFRM)
     k.bind(s)
     return k, s
@@ -94,12 +98,16 @@ class _Spy:
         return got
 
 
-def _serve(monkeypatch, fast, requests: list[bytes]) -> tuple[list[bytes], list[bytes], list, _Spy]:
-    """(the answers, the dump afterwards, the policies, what the C half answered)."""
+def _serve(monkeypatch, fast, requests: list[bytes],
+           **options) -> tuple[list[bytes], list[bytes], list, _Spy]:
+    """(the answers, the dump afterwards, the policies, what the C half answered). Without
+    the C half, its insert is Python's too."""
     spy = _Spy(fast)
     with monkeypatch.context() as m:
         m.setattr(spd, "_newpolicy", spy.newpolicy)
-        k, s = _kernel()
+        if fast is None:
+            m.setattr(spd, "_insert", lambda db, pol: None)
+        k, s = _kernel(**options)
         answers = []
         for r in requests:
             k.deliver(s, r)
@@ -109,7 +117,12 @@ def _serve(monkeypatch, fast, requests: list[bytes]) -> tuple[list[bytes], list[
     dump = []
     while (d := k.recv(s)) is not None:
         dump.append(d)
-    pols = list(k.netns("default").xfrm.spd.all.values())
+    db = k.netns("default").xfrm.spd
+    pols = list(db.all.values())
+    # what GETSPDINFO reports and the next index depends on
+    assert not hasattr(spy, "tables")
+    spy.tables = (list(db.xnet.spd_counts), list(db.bydst_hmask), db.xnet.policy_idx_hmask,
+                  db.idx_generator, list(db.by_selector.items()), list(db.byidx.items()))
     return answers, dump, pols, spy
 
 
@@ -117,20 +130,34 @@ def _fields(pol: Policy) -> dict:
     return {f: getattr(pol, f) for f in Policy.__slots__ if f not in ("timer",)}
 
 
-def _same(monkeypatch, fast, requests: list[bytes]) -> _Spy:
+def _tables(spy: _Spy) -> tuple:
+    """The SPD's tables with each policy as its index (the objects differ between runs)."""
+    counts, hmask, idx_hmask, gen, by_sel, by_idx = spy.tables
+    return (counts, hmask, idx_hmask, gen, [(k, p.index) for k, p in by_sel],
+            [(i, p.index, p.key) for i, p in by_idx])
+
+
+def _xdo(x) -> dict | None:
+    """An offload binding's slots, the device as its ifindex."""
+    if x is None:
+        return None
+    return {f: (getattr(x, f).ifindex if f in ("dev", "real_dev") else getattr(x, f))
+            for f in XfrmDevOffload.__slots__}
+
+
+def _same(monkeypatch, fast, requests: list[bytes], **options) -> _Spy:
     """Serve ``requests`` with and without the C half: everything seen is the same."""
-    c_answers, c_dump, c_pols, spy = _serve(monkeypatch, fast, requests)
-    py_answers, py_dump, py_pols, _ = _serve(monkeypatch, None, requests)
+    c_answers, c_dump, c_pols, spy = _serve(monkeypatch, fast, requests, **options)
+    py_answers, py_dump, py_pols, py_spy = _serve(monkeypatch, None, requests, **options)
     assert c_answers == py_answers
     assert c_dump == py_dump
+    assert _tables(spy) == _tables(py_spy)
     assert len(c_pols) == len(py_pols)
     for a, b in zip(c_pols, py_pols):
         fa, fb = _fields(a), _fields(b)
         xa, xb = fa.pop("xdo"), fb.pop("xdo")
         assert fa == fb
-        assert (xa is None) == (xb is None)
-        if xa is not None:
-            assert (xa.dir, xa.type, xa.dev.ifindex) == (xb.dir, xb.type, xb.dev.ifindex)
+        assert _xdo(xa) == _xdo(xb)
         assert all(type(t) is Template for t in a.templates)
     # the C half's answers: accepted ones are what the Python path made
     for pol in spy.answers:
@@ -292,3 +319,124 @@ def test_policies_are_made_as_policy_init_makes_them_else_by_calling_it(fast):
         assert not hasattr(c, "unset")
     finally:
         assert _setup(fast, Policy) is True
+
+
+# -- xfrm_policy_insert's common case in C (_polfast.insert) ----------------------------------
+
+def _policy_at(i: int, dir: int, index: int = 0, lft: tuple[int, ...] = NO_LIMITS,
+               kind: int = M.NEWPOLICY, off: bool = False) -> bytes:
+    """A policy whose selector is the i-th /32 source (distinct selectors for distinct i)."""
+    body = bytearray(info(dir=dir, index=index, lft=lft))
+    body[16:20] = bytes([10, 9, i >> 8, i & 255])
+    attrs = [N.nla(A.TMPL, tmpl())] + ([offload()] if off else [])
+    return newpolicy(bytes(body), *attrs, kind=kind)
+
+
+def test_a_direction_past_its_bydst_mask_is_resized_as_the_python_insert_resizes_it(fast,
+                                                                                 monkeypatch):
+    """The ninth policy of a direction is the Python insert's (xfrm_bydst_should_resize);
+    the others are linked in C with the indexes xfrm_gen_index gives."""
+    reqs = [_policy_at(i, 1) for i in range(20)] + [_policy_at(100 + i, 0) for i in range(3)]
+    spy = _same(monkeypatch, fast, reqs)
+    counts, hmask, *_ = spy.tables
+    assert counts[:2] == [3, 20] and hmask[1] == 31 and hmask[0] == 7
+
+
+def test_a_taken_user_index_gets_the_generators_as_in_python(fast, monkeypatch):
+    """xfrm_gen_index: the user's index when free, else the generator's; an index of 0
+    becomes 8."""
+    reqs = [_policy_at(1, 1, index=0x11), _policy_at(2, 1, index=0x11), _policy_at(3, 0),
+            _policy_at(4, 0, index=8), _policy_at(5, 0)]
+    spy = _same(monkeypatch, fast, reqs)
+    assert [i for i, _p, _k in _tables(spy)[5]] == [0x11, 1, 8, 0x10, 0x18]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(reqs=st.lists(st.tuples(st.integers(0, 11), st.integers(0, 2),
+                               st.sampled_from([0, 0, 0, 0x10, 0x11, 0x1A, 0x22]),
+                               st.sampled_from([NO_LIMITS, NO_LIMITS, (1,) * 8]),
+                               st.sampled_from([M.NEWPOLICY, M.NEWPOLICY, M.UPDPOLICY]),
+                               st.booleans()), min_size=1, max_size=24))
+def test_what_the_c_insert_links_the_python_insert_links(fast, monkeypatch, reqs):
+    """Sequences of adds and updates over a few selectors, with user indexes (free, taken,
+    of another direction), lifetimes, offloads and enough policies of one direction to
+    resize it: the same answers, policies and tables."""
+    requests = []
+    for i, dir, index, lft, kind, off in reqs:
+        if index and index & 7 != dir:
+            index = (index & ~7) | dir
+        requests.append(_policy_at(i, dir, index, lft, kind, off))
+    _same(monkeypatch, fast, requests)
+
+
+def test_the_c_insert_leaves_what_it_does_not_know_to_python(fast):
+    """insert() returns None and changes nothing for a policy it did not make, one with a
+    mark or a lifetime, an SPD whose tables are not the ones it knows."""
+    k, _s = _kernel()
+    db = k.netns("default").xfrm.spd
+    body = info(dir=1)
+    pol = fast.newpolicy(body, 0, {}, None)
+    other = fast.newpolicy(info(dir=1, lft=(1,) * 8), 0, {}, None)
+    marked = fast.newpolicy(info(dir=0), 0, {}, None)
+    marked.mark = (1, 1)
+    before = (dict(db.by_selector), dict(db.byidx), list(db.xnet.spd_counts))
+    assert fast.insert(db, object()) is None
+    assert fast.insert(db, other) is None and fast.insert(db, marked) is None
+    assert (dict(db.by_selector), dict(db.byidx), list(db.xnet.spd_counts)) == before
+    assert fast.insert(db, pol) == 0
+    assert db.by_selector[pol.key] is pol and db.byidx[pol.index] is pol
+    assert fast.insert(db, fast.newpolicy(body, 0, {}, None)) is None   # EEXIST: Python's
+    assert len(db.byidx) == 1
+
+
+def test_offloads_the_config_or_the_device_refuses_are_the_python_paths(fast, monkeypatch):
+    """XFRM_OFFLOAD off (accepted, not offloaded), a device without policy offload, a
+    FWD policy the driver refuses: the same answers and SPD either way."""
+    reqs = [_policy_at(1, 1, off=True), _policy_at(2, 0, off=True), _policy_at(3, 2, off=True)]
+    spy = _same(monkeypatch, fast, reqs, XFRM_OFFLOAD=False)
+    assert spy.answers == [None] * 3
+    spy = _same(monkeypatch, fast, reqs)
+    assert all(a is not None for a in spy.answers)         # the driver refuses FWD itself
+
+
+def test_a_listener_of_the_policy_group_hears_the_c_halfs_policies(fast):
+    k, s = _kernel()
+    lis = k.socket(N.NETLINK_XFRM)
+    k.bind(lis, groups=1 << (X.XfrmNlGrp.POLICY - 1))
+    k.deliver(s, _policy_at(1, 1, off=True))
+    assert _errno(k.recv(s)) == 0
+    note = k.recv(lis)
+    assert note is not None and struct.unpack_from("=H", note, 4)[0] == M.NEWPOLICY
+    assert k.recv(lis) is None
+
+
+# -- the server's clock read in C (_polfast.wall) ----------------------------------------------
+
+def test_the_system_clocks_wall_is_read_as_its_python_reads_it(fast):
+    """The same seconds, the same shared int object, after an advance too; any other clock
+    (a ManualClock, a subclass) is asked."""
+    assert spd._WALL_IN_C
+    c = SystemClock()
+    for step in (0.0, 3600.25, 0.5, 86400 * 365.0):
+        c.advance(step)
+        a = fast.wall(c)
+        assert a == c.wall() and a is c.wall() and a is c._last_wall
+    m = ManualClock(wall_start=1_234)
+    m.advance(7.9)
+    assert fast.wall(m) == 1_241
+
+    class Later(SystemClock):
+        def wall(self) -> int:
+            return 5
+    assert fast.wall(Later()) == 5
+
+
+def test_policies_added_under_the_system_clock_carry_its_add_time(fast, monkeypatch):
+    clock = SystemClock()
+    clock.advance(-1_000_000.0)
+    k, s = _kernel(clock)
+    k.deliver(s, _policy_at(1, 1))
+    assert _errno(k.recv(s)) == 0
+    pol = next(iter(k.netns("default").xfrm.spd.all.values()))
+    assert pol.curlft_add == clock.wall() and pol.curlft_add is clock._last_wall
