@@ -365,13 +365,13 @@ def xfrm_dev_policy_add(req: XfrmRequest, pol: Policy, xuo: UserOffload,
     try:
         ops.xdo_dev_policy_add(dev, pol)
     except (OffloadError, KernelError) as e:
-        xfrm_dev_policy_refused(pol, e)
+        xfrm_dev_policy_refused(pol, ops, e)
 
 
-def xfrm_dev_policy_refused(pol: Policy, e: OffloadError | KernelError) -> None:
+def xfrm_dev_policy_refused(pol: Policy, ops: XfrmDevOps,
+                            e: OffloadError | KernelError) -> None:
     """The driver's xdo_dev_policy_add failed: the binding undone, its error raised (the
     driver's message, else the core's NL_SET_ERR_MSG_WEAK)."""
-    ops = pol.xdo.dev.xfrmdev_ops
     pol.xdo = None
     raise KernelError(e.errno, _mod(ops, e.msg, e.module)
                       or "Device failed to offload this policy") from e

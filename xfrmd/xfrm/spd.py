@@ -168,10 +168,11 @@ def xfrm_add_policy(req: XfrmRequest) -> Reply:
     if xdo is not None:
         # xfrm_dev_policy_add: its checks passed and the binding made in C, the driver's op
         dev = xdo.dev
+        ops = dev.xfrmdev_ops
         try:
-            dev.xfrmdev_ops.xdo_dev_policy_add(dev, pol)
+            ops.xdo_dev_policy_add(dev, pol)
         except (OffloadError, KernelError) as e:
-            offload.xfrm_dev_policy_refused(pol, e)
+            offload.xfrm_dev_policy_refused(pol, ops, e)
     db = ns.xfrm.spd
     err = _insert(db, pol)
     if err is None:
