@@ -440,3 +440,15 @@ def test_policies_added_under_the_system_clock_carry_its_add_time(fast, monkeypa
     assert _errno(k.recv(s)) == 0
     pol = next(iter(k.netns("default").xfrm.spd.all.values()))
     assert pol.curlft_add == clock.wall() and pol.curlft_add is clock._last_wall
+
+
+def test_a_deleted_policys_index_is_taken_over_as_in_python(fast, monkeypatch):
+    """A DELPOLICY leaves the policy's by-index entry, dead, until its grace period ends:
+    xfrm_gen_index takes a dead entry's index (the user's, or the generator's) as free."""
+    def delete(i: int, dir: int) -> bytes:
+        sel = _policy_at(i, dir)[16:16 + 56]
+        return N.encode_msg(M.DELPOLICY, FLAGS, 7, 0, sel + struct.pack("=IB3x", 0, dir))
+    reqs = [_policy_at(1, 1), _policy_at(2, 1), delete(1, 1), _policy_at(3, 1, index=1),
+            delete(2, 1), _policy_at(4, 1), _policy_at(5, 1, index=9)]
+    spy = _same(monkeypatch, fast, reqs)
+    assert [i for i, _p, _k in _tables(spy)[5]] == [1, 9, 0x11]

@@ -550,6 +550,25 @@ fail:
     return NULL;
 }
 
+/* gen_index's test of an index: 1 when a live policy holds it, 0 when none or a dead one
+ * (PolicyDb.byidx keeps a deleted policy until its grace period ends), -1 on error */
+static PyObject *s_dead;
+
+static int index_taken(PyObject *byidx, PyObject *idx)
+{
+    PyObject *p = PyDict_GetItemWithError(byidx, idx);
+    if (p == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    if (s_dead == NULL && (s_dead = PyUnicode_InternFromString("dead")) == NULL)
+        return -1;
+    PyObject *dead = PyObject_GetAttr(p, s_dead);
+    if (dead == NULL)
+        return -1;
+    int is_dead = PyObject_IsTrue(dead);
+    Py_DECREF(dead);
+    return is_dead < 0 ? -1 : !is_dead;
+}
+
 static PyObject *py_wall(PyObject *self, PyObject *clock)
 {
     return wall(clock);
@@ -616,7 +635,8 @@ static PyObject *insert(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         if (idx == 0)
             idx = 8;
         Py_XSETREF(idx_o, PyLong_FromUnsignedLong(idx));
-        int taken = idx_o == NULL ? -1 : PyDict_Contains(byidx, idx_o);
+        /* free, or a dead policy's entry waiting for its grace period (taken over) */
+        int taken = idx_o == NULL ? -1 : index_taken(byidx, idx_o);
         if (taken < 0) {
             Py_CLEAR(ret);
             goto out;
