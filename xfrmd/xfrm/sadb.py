@@ -482,6 +482,12 @@ class StateDb:
         if x.mark[0] & ~x.mark[1]:
             x.mark = (x.mark[0] & x.mark[1], x.mark[1])
         self._link(x, dst_key)
+        self._start_timers(x)
+
+    def _start_timers(self, x: SecurityAssociation) -> None:
+        """The end of ``__xfrm_state_insert`` (insert, and add/replace_larval's inline
+        links): the 1 s lifetime timer when there are add/use lifetimes, and the replay
+        timer."""
         lft = x.lft
         if lft is not DEFAULT_LFT and lft.has_timeouts():
             self._arm(x, 1)
@@ -540,15 +546,7 @@ class StateDb:
         bydst[key] = x
         if len(all_) > self.xnet.state_hmask + 1:
             self._grow_check()
-        lft = x.lft
-        if lft is not DEFAULT_LFT and lft.has_timeouts():
-            self._arm(x, 1)
-        maxage = x.replay_maxage
-        if maxage:          # as insert() records it
-            when = int(self.kernel.clock.now() * HZ) + maxage
-            if when != self._rtimer_jiffy:
-                self._rtimer_jiffy, self._rtimer_at = when, when / HZ
-            x.rtimer_when = self._rtimer_at
+        self._start_timers(x)
         return 0
 
     def replace_larval(self, x: SecurityAssociation, x1: SecurityAssociation) -> None:
@@ -593,15 +591,7 @@ class StateDb:
             _chain_add(self.byseq, x.km_seq, x)
         if len(all_) > self.xnet.state_hmask + 1:
             self._grow_check()              # (x1 still counted, as in insert-then-delete)
-        lft = x.lft
-        if lft is not DEFAULT_LFT and lft.has_timeouts():
-            self._arm(x, 1)
-        maxage = x.replay_maxage
-        if maxage:          # as insert() records it
-            when = int(self.kernel.clock.now() * HZ) + maxage
-            if when != self._rtimer_jiffy:
-                self._rtimer_jiffy, self._rtimer_at = when, when / HZ
-            x.rtimer_when = self._rtimer_at
+        self._start_timers(x)
         # delete(x1): __xfrm_state_delete of a larval state (no offload, no tunnel): DEAD,
         # unlinked from the chains x did not take over, its acquire timer off
         x1.km_state = XFRM_STATE_DEAD
