@@ -72,33 +72,42 @@ def run(quick: bool = False, long: bool = False, rounds: int = 3, verbose: bool 
 # time for the batch and the server's (the `xfrmd run` process is this script's parent).
 _TIMER = """
 import glob, os, resource, subprocess, sys, time
-def server_cpu():
-    t = 0
-    for f in glob.glob(f"/proc/{os.getppid()}/task/*/schedstat"):
+def server():
+    t = v = i = 0
+    for d in glob.glob(f"/proc/{os.getppid()}/task/*"):
         try:
-            with open(f) as h:
+            with open(d + "/schedstat") as h:
                 t += int(h.read().split()[0])
+            with open(d + "/status") as h:
+                for line in h:
+                    if line.startswith("voluntary_ctxt_switches"):
+                        v += int(line.split()[1])
+                    elif line.startswith("nonvoluntary_ctxt_switches"):
+                        i += int(line.split()[1])
         except (OSError, ValueError):
             pass
-    return t / 1e9
-def children_cpu():
+    return t / 1e9, v, i
+def children():
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
+    return r.ru_utime + r.ru_stime, r.ru_nvcsw, r.ru_nivcsw
 subprocess.run(['ip', 'xfrm', 'state', 'list'], check=True)
-c0, s0 = children_cpu(), server_cpu()
+c0, s0 = children(), server()
 t0 = time.perf_counter()
 subprocess.run(['ip', '-batch', sys.argv[1]], check=True)
 t1 = time.perf_counter()
-c1, s1 = children_cpu(), server_cpu()
+c1, s1 = children(), server()
 subprocess.run(['ip', 'xfrm', 'policy', 'list'], check=True, stdout=subprocess.DEVNULL)
 t2 = time.perf_counter()
-print(t1 - t0, t2 - t1, c1 - c0, s1 - s0, file=sys.stderr)
+print(t1 - t0, t2 - t1, c1[0] - c0[0], s1[0] - s0[0],
+      *(b - a for a, b in zip(c0[1:] + s0[1:], c1[1:] + s1[1:])), file=sys.stderr)
 """
 
 
-def _emu_round(batch: str, spin: str | None = None) -> tuple[float, float, float, float]:
+def _emu_round(batch: str, spin: str | None = None) -> tuple[float, ...]:
     """One `xfrmd run` of the batch and the listing: their wall times, `ip`'s CPU time for
-    the batch and the server's."""
+    the batch and the server's, and the context switches during the batch: `ip`'s voluntary
+    and involuntary ones, then the server's (``-v`` prints them per line: they tell the
+    scheduler's placement, docs/performance.md "`ip -batch` in situ (session 12)")."""
     env = dict(os.environ)
     if spin is not None:
         env["XFRMD_SPIN_US"] = spin
@@ -106,8 +115,7 @@ def _emu_round(batch: str, spin: str | None = None) -> tuple[float, float, float
                         sys.executable, "-c", _TIMER, batch], capture_output=True, text=True, env=env)
     if p.returncode:
         raise RuntimeError(p.stderr[-500:])
-    a, b, c, d = (float(x) for x in p.stderr.split()[-4:])
-    return a, b, c, d
+    return tuple(float(x) for x in p.stderr.split()[-8:])
 
 
 def _pair(n: int, rounds: int, cpu: bool = True, verbose: bool = False) -> list[dict]:
@@ -127,16 +135,21 @@ def _pair(n: int, rounds: int, cpu: bool = True, verbose: bool = False) -> list[
             wall, c = _timed(["ip", "-netns", ns, "-batch", batch])
             real_add, real_cpu = min(real_add, wall), min(real_cpu, c)
             real_list = min(real_list, _time(["ip", "-netns", ns, "xfrm", "policy", "list"]))
-            a, b, _, _ = _emu_round(batch)
+            a, b, _, _, *cs = _emu_round(batch)
             emu_add, emu_list = min(emu_add, a), min(emu_list, b)
             if verbose:
+                # switches per line: ~1 involuntary a side is both on one CPU handing over
+                # with sched_yield; ~0 is one CPU each, both polling; voluntary ones are
+                # sleeps, each a wake-up the other side paid for
                 print(f"round {i}: kernel {wall:.3f} s (ip CPU {c:.3f} s), xfrmd {a:.3f} s: "
-                      f"{a / wall:.2f}x", file=sys.stderr)
+                      f"{a / wall:.2f}x; switches per line, voluntary+involuntary: ip "
+                      f"{cs[0] / n:.2f}+{cs[1] / n:.2f}, server {cs[2] / n:.2f}+{cs[3] / n:.2f}",
+                      file=sys.stderr)
         if cpu:
             # CPU per line, without either side's polling (XFRMD_SPIN_US=0): the round with
             # the least of the two together, and its parts
             for i in range(rounds):
-                _, _, c, d = _emu_round(batch, spin="0")
+                _, _, c, d, *_ = _emu_round(batch, spin="0")
                 if c + d < emu_ip + emu_srv:
                     emu_ip, emu_srv = c, d
                 if verbose:
