@@ -137,10 +137,24 @@ odd_frames = st.sampled_from([
     _frame(99, b""), b"\0\0\0\0\1\0", _frame(T.F_BATCH, b"")])
 
 
+# what a kept connection opens each `ip -batch` line's socket with (docs/protocol.md):
+# noted by the server the first time, replayed after (Server._batch, _replay)
+OPENING = [T.frame(T.F_RELEASE), T.hello(N.NETLINK_XFRM, 3, ""),
+           T.setsockopt(SOL_SOCKET, SO_RCVBUF, 32768),
+           T.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1),
+           T.frame(T.F_BIND_AUTO, struct.pack("=II", 4242, 0))]
+
+
+def ip_line(datagram: bytes) -> bytes:
+    return T.batch(OPENING + [datagram])
+
+
 @st.composite
 def records(draw):
     """One record: mostly the shapes the shim sends, sometimes anything else."""
-    shape = draw(st.integers(0, 9))
+    shape = draw(st.integers(0, 10))
+    if shape == 10:
+        return ip_line(draw(datagrams))
     if shape <= 2:
         return draw(datagrams)
     if shape <= 6:
@@ -196,6 +210,32 @@ def test_a_charon_request_is_taken_in_c_and_reads_are_accounted():
         # the last ACK is unread: it is what the connection still counts
         assert c.conn.read_n == 4 and c.conn.sent_unread == skb_truesize(len(a[0]))
         assert c.conn.sock.rcvbuf == 8192
+    finally:
+        py.close()
+        c.close()
+
+
+@needs_c
+def test_an_ip_batch_line_is_taken_in_c_once_its_opening_frames_are_noted(monkeypatch):
+    """The C turn replays a noted line's opening frames and delivers its request without
+    Server._slow_record; a line whose REOPEN the C op declines (a datagram still queued on
+    the old socket) is the Python's. Both answer and account as the Python round."""
+    py, c = _pair()
+    slow = []
+    take = c.server._slow_record
+    monkeypatch.setattr(c.server, "_slow_record",
+                        lambda conn, rec: slow.append(rec) or take(conn, rec))
+    try:
+        for i in range(6):
+            if i == 4:
+                for side in (py, c):
+                    side.kernel.unicast(side.conn.sock, N.encode_msg(N.NLMSG_NOOP, 0, 0, 0, b""))
+            rec = ip_line(newpolicy(i))
+            a, b = c.send([rec]), py.send([rec])
+            assert a == b and len(a) == 1
+            assert struct.unpack_from("=i", a[0], 16)[0] == 0      # the ACK
+            assert c.state() == py.state()
+        assert slow == [ip_line(newpolicy(0)), ip_line(newpolicy(4))]
     finally:
         py.close()
         c.close()

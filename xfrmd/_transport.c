@@ -2,7 +2,7 @@
  * Server._reactor_py, _event, _readable, _record, _dispatch, _batch, _flush).
  *
  * Pump(server, kernel, epoll_fd, listener_fd, wake_fd, NETLINK, KernelError, Connection,
- *      NetlinkSocket, max_record, sent_track_max)
+ *      NetlinkSocket, max_record, sent_track_max, max_poll[, replay_reopen])
  *   .round(timeout)  epoll_wait, then each event in epoll's order: the listener is
  *                    server._accept(), the wake pipe ends the round (-1), a connection's
  *                    EPOLLIN is read here when it is a bound netlink connection (else
@@ -22,7 +22,11 @@
  * without that recv. A record is taken here only in the shapes the shim sends for a request:
  *   a bare netlink datagram (its first 4 bytes are not zero), or
  *   a BATCH of READ and SETSOCKOPT frames with at least one READ, then one datagram that
- *   ends the record.
+ *   ends the record, or
+ *   a kept connection's noted opening frames (``conn.prefix``, byte for byte) when they are
+ *   one REOPEN op, then one datagram that ends the record (an `ip -batch` line): the op is
+ *   ``replay_reopen`` (xfrmd/netlink/_reopen.c, as Server._replay calls it), and when it
+ *   declines (having changed nothing) the record goes to server._slow_record as any other.
  * The whole record is checked before anything is applied; every other record (any other
  * frame, a truncated BATCH, a kept connection's noted opening frames) goes whole to
  * server._slow_record, which is _dispatch with _event's error handling. Errors: an
@@ -52,9 +56,9 @@
 
 /* the slots used, by name */
 enum { C_FD, C_KIND, C_SOCK, C_PENDING, C_OUT, C_PREFIX, C_SENT_TS, C_SENT_UNREAD, C_READ_N,
-       C_N };
+       C_PREFIX_OPS, C_N };
 static const char *conn_slots[C_N] = {"fd", "kind", "sock", "pending", "out", "prefix",
-                                      "sent_ts", "sent_unread", "read_n"};
+                                      "sent_ts", "sent_unread", "read_n", "prefix_ops"};
 enum { S_RX, S_RX_TRUESIZE, S_RX_BYTES, S_OUTQ, S_DROPS, S_N };
 static const char *sock_slots[S_N] = {"rx", "rx_truesize", "rx_bytes", "outq", "drops"};
 
@@ -65,6 +69,7 @@ typedef struct {
     /* Server._exited, _unhello, _closing and Kernel._timers, clock: made once, then only
      * changed in place */
     PyObject *exited, *unhello, *closing, *timers, *clock;
+    PyObject *replay;           /* server.replay_reopen, or NULL: no noted line in C */
     int epfd, lfd, wakefd;
     Py_ssize_t max_record, sent_track_max;
     double max_poll;
@@ -74,7 +79,8 @@ typedef struct {
 
 static PyObject *s_accept_resume, *s_cancelled, *s_now, *s_round_end, *s_round_after, *s_accept, *s_event, *s_other_event, *s_close, *s_slow_record, *s_event_error,
     *s_deliver_failed, *s_deliver, *s_setsockopt, *s_flush, *s_hold, *s_want_out, *s_dirty,
-    *s_popleft, *s_append;
+    *s_popleft, *s_append, *s_namespaces, *s_families, *s_former_names, *s_sock_ids,
+    *s_admin_uids, *s_sends;
 
 static inline PyObject *slot(PyObject *o, Py_ssize_t off)        /* borrowed, maybe NULL */
 {
@@ -130,6 +136,7 @@ static int Pump_traverse(Pump *p, visitproc visit, void *arg)
     Py_VISIT(p->closing);
     Py_VISIT(p->timers);
     Py_VISIT(p->clock);
+    Py_VISIT(p->replay);
     return 0;
 }
 
@@ -149,6 +156,7 @@ static int Pump_clear(Pump *p)
     Py_CLEAR(p->closing);
     Py_CLEAR(p->timers);
     Py_CLEAR(p->clock);
+    Py_CLEAR(p->replay);
     return 0;
 }
 
@@ -162,13 +170,18 @@ static void Pump_dealloc(Pump *p)
 
 static int Pump_init(Pump *p, PyObject *args, PyObject *kw)
 {
-    PyObject *server, *kernel, *netlink, *kerr, *conn_t, *sock_t;
+    PyObject *server, *kernel, *netlink, *kerr, *conn_t, *sock_t, *replay = Py_None;
     int epfd, lfd, wakefd;
     Py_ssize_t max_record, track;
     double max_poll;
-    if (!PyArg_ParseTuple(args, "OOiiiOOOOnnd", &server, &kernel, &epfd, &lfd, &wakefd, &netlink,
-                          &kerr, &conn_t, &sock_t, &max_record, &track, &max_poll))
+    if (!PyArg_ParseTuple(args, "OOiiiOOOOnnd|O", &server, &kernel, &epfd, &lfd, &wakefd,
+                          &netlink, &kerr, &conn_t, &sock_t, &max_record, &track, &max_poll,
+                          &replay))
         return -1;
+    if (replay != Py_None && !PyCallable_Check(replay)) {
+        PyErr_SetString(PyExc_TypeError, "replay_reopen is callable or None");
+        return -1;
+    }
     PyObject *parts[5] = {NULL};
     const char *part_names[5] = {"_exited", "_unhello", "_closing", "_timers", "clock"};
     for (int i = 0; i < 5; i++) {
@@ -237,6 +250,7 @@ static int Pump_init(Pump *p, PyObject *args, PyObject *kw)
     Py_XSETREF(p->by_fd, by_fd);
     Py_XSETREF(p->conns, conns);
     Py_XSETREF(p->dirty, dirty);
+    Py_XSETREF(p->replay, replay == Py_None ? NULL : Py_NewRef(replay));
     p->epfd = epfd;
     p->lfd = lfd;
     p->wakefd = wakefd;
@@ -396,6 +410,8 @@ static Py_ssize_t common_shape(const char *b, Py_ssize_t n)
     return -1;                                  /* no datagram, or a truncated length */
 }
 
+static int deliver(Pump *p, PyObject *conn, PyObject *sock, const char *d, Py_ssize_t len);
+
 /* Apply a record of the common shape (datagram at ``dg``). 0: go on; 1: the turn ends;
  * -1: an exception to leave the round with. */
 static int apply_common(Pump *p, PyObject *conn, PyObject *sock, const char *b, Py_ssize_t n,
@@ -429,7 +445,14 @@ static int apply_common(Pump *p, PyObject *conn, PyObject *sock, const char *b, 
         }
         o = start + len;
     }
-    PyObject *rec = PyBytes_FromStringAndSize(b + dg, n - dg);
+    return deliver(p, conn, sock, b + dg, n - dg);
+}
+
+/* kernel.deliver(sock, datagram) as Server._deliver: 0, 1 (the turn ends), or -1 with an
+ * exception to leave the round with */
+static int deliver(Pump *p, PyObject *conn, PyObject *sock, const char *d, Py_ssize_t len)
+{
+    PyObject *rec = PyBytes_FromStringAndSize(d, len);
     if (rec == NULL)
         return event_error(p, conn);
     PyObject *argv[3] = {p->kernel, sock, rec};
@@ -487,6 +510,78 @@ static int answered_in_step(Pump *p, PyObject *conn, PyObject *sock, PyObject *r
     return PyObject_RichCompareBool(drops, drops0, Py_EQ);
 }
 
+/* A record that starts with the connection's noted opening frames (``plen`` bytes, checked
+ * by the caller) when they are one REOPEN op and one datagram ends the record: Server._batch's
+ * replay and _deliver, and _slow_record's answer whether the turn goes on. 2: not this shape,
+ * or replay_reopen declined having changed nothing (server._slow_record takes the record);
+ * 0: go on; 1: the turn ends; -1: an exception to leave the round with. */
+static int noted_line(Pump *p, PyObject *conn, PyObject *sock, const char *b, Py_ssize_t n,
+                      Py_ssize_t plen)
+{
+    if (plen < 8 || plen + 8 > n || rd32(b + plen) != (uint32_t)(n - plen - 4)
+            || zero4(b + plen + 4))
+        return 2;
+    PyObject *ops = slot(conn, p->coff[C_PREFIX_OPS]);
+    if (ops == NULL || !PyList_CheckExact(ops) || PyList_GET_SIZE(ops) != 1)
+        return 2;
+    PyObject *op = PyList_GET_ITEM(ops, 0);
+    int overflow = 1;
+    if (!PyTuple_CheckExact(op) || PyTuple_GET_SIZE(op) != 3
+            || !PyLong_CheckExact(PyTuple_GET_ITEM(op, 0))
+            || PyLong_AsLongAndOverflow(PyTuple_GET_ITEM(op, 0), &overflow) != -1 || overflow)
+        return 2;                                                   /* not server._REOPEN */
+    /* what _slow_record notes before _dispatch: its answer after it */
+    PyObject *sends0 = PyObject_GetAttr(p->server, s_sends);
+    if (sends0 == NULL)
+        return -1;
+    PyObject *rn0 = Py_XNewRef(slot(conn, p->coff[C_READ_N]));
+    PyObject *drops0 = Py_XNewRef(slot(sock, p->soff[S_DROPS]));
+    PyObject *argv[9] = {NULL, conn, PyTuple_GET_ITEM(op, 1), NULL, NULL, NULL, p->dirty,
+                         NULL, NULL};
+    PyObject *names[4] = {s_namespaces, s_families, s_former_names, s_sock_ids};
+    int ret = 0;
+    int got = 1;
+    for (int i = 0; i < 4 && got; i++)
+        got = (argv[i < 3 ? 3 + i : 7] = PyObject_GetAttr(p->kernel, names[i])) != NULL;
+    if (got)
+        got = (argv[8] = PyObject_GetAttr(p->kernel, s_admin_uids)) != NULL;
+    PyObject *done = NULL;
+    if (got)
+        done = PyObject_Vectorcall(p->replay, argv + 1, 8 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    for (int i = 3; i < 9; i++)
+        if (i != 6)
+            Py_XDECREF(argv[i]);
+    if (done == NULL)
+        ret = event_error(p, conn);             /* _slow_record's except clause */
+    else if (done == Py_False)
+        ret = 2;
+    else if (done != NULL && done != Py_True) {
+        PyErr_SetString(PyExc_TypeError, "replay_reopen returns a bool");
+        ret = event_error(p, conn);
+    }
+    Py_XDECREF(done);
+    if (ret == 0) {
+        /* the socket was reopened in place: conn.sock is still sock */
+        ret = deliver(p, conn, sock, b + plen + 4, n - plen - 4);
+        if (ret == 0) {
+            PyObject *sends = PyObject_GetAttr(p->server, s_sends);
+            if (sends == NULL)
+                ret = -1;
+            else {
+                int same = PyObject_RichCompareBool(sends, sends0, Py_EQ);
+                Py_DECREF(sends);
+                ret = same < 0 ? -1 : !same ? 1 : answered_in_step(p, conn, sock, rn0, drops0);
+                if (ret < 0)
+                    ret = event_error(p, conn);
+            }
+        }
+    }
+    Py_DECREF(sends0);
+    Py_XDECREF(rn0);
+    Py_XDECREF(drops0);
+    return ret;
+}
+
 /* Whether conn is still the connection served on fd (Python: conn.fd in by_fd) */
 static int still_open(Pump *p, PyObject *conn, PyObject *fdobj)
 {
@@ -522,12 +617,23 @@ static int turn(Pump *p, PyObject *conn, PyObject *fdobj, int fd)
         PyObject *prefix = slot(conn, p->coff[C_PREFIX]);
         Py_ssize_t dg = -1;
         if (sock != NULL && Py_TYPE(sock) == (PyTypeObject *)p->sock_t
-                && slot(conn, p->coff[C_KIND]) == p->netlink
-                && (prefix == Py_None || (prefix != NULL && PyBytes_CheckExact(prefix)
-                                          && !(PyBytes_GET_SIZE(prefix) <= n
-                                               && memcmp(PyBytes_AS_STRING(prefix), b,
-                                                         PyBytes_GET_SIZE(prefix)) == 0))))
-            dg = common_shape(b, n);
+                && slot(conn, p->coff[C_KIND]) == p->netlink) {
+            int noted = prefix != NULL && prefix != Py_None && PyBytes_CheckExact(prefix)
+                && PyBytes_GET_SIZE(prefix) <= n
+                && memcmp(PyBytes_AS_STRING(prefix), b, PyBytes_GET_SIZE(prefix)) == 0;
+            if (noted && p->replay != NULL) {
+                Py_INCREF(sock);
+                int r = noted_line(p, conn, sock, b, n, PyBytes_GET_SIZE(prefix));
+                Py_DECREF(sock);
+                if (r < 2) {
+                    if (r)
+                        return r < 0 ? -1 : 0;
+                    continue;
+                }
+            } else if (prefix == Py_None
+                       || (prefix != NULL && PyBytes_CheckExact(prefix) && !noted))
+                dg = common_shape(b, n);
+        }
         if (dg >= 0) {
             Py_INCREF(sock);
             PyObject *rn0 = Py_XNewRef(slot(conn, p->coff[C_READ_N]));
@@ -893,7 +999,9 @@ PyMODINIT_FUNC PyInit__transport(void)
         {&s_accept, "_accept"}, {&s_event, "_event"}, {&s_other_event, "_other_event"},
         {&s_close, "_close"}, {&s_slow_record, "_slow_record"},
         {&s_event_error, "_event_error"}, {&s_deliver_failed, "_deliver_failed"},
-        {&s_deliver, "deliver"}, {&s_setsockopt, "setsockopt"}, {&s_flush, "_flush"},
+        {&s_deliver, "deliver"}, {&s_namespaces, "namespaces"}, {&s_families, "families"},
+        {&s_former_names, "former_names"}, {&s_sock_ids, "_sock_ids"},
+        {&s_admin_uids, "admin_uids"}, {&s_sends, "_sends"}, {&s_setsockopt, "setsockopt"}, {&s_flush, "_flush"},
         {&s_hold, "_hold"}, {&s_want_out, "_want_out"}, {&s_dirty, "dirty"},
         {&s_popleft, "popleft"}, {&s_append, "append"}, {&s_now, "now"},
         {&s_round_end, "_round_end"}, {&s_round_after, "_round_after"},

@@ -636,7 +636,8 @@ class Server:
             return None
         return _transport.Pump(
             self, self.kernel, self.ep.fileno(), self.listener.fileno(), self._wake_r, NETLINK,
-            KernelError, Connection, NetlinkSocket, T.MAX_RECORD, SENT_TRACK_MAX, MAX_POLL_SECONDS)
+            KernelError, Connection, NetlinkSocket, T.MAX_RECORD, SENT_TRACK_MAX, MAX_POLL_SECONDS,
+            replay_reopen)
 
     def _reactor_py(self) -> None:
         """The reactor in Python: the reference of _reactor_c and xfrmd/_transport.c."""
