@@ -28,7 +28,7 @@
  *   ``replay_reopen`` (xfrmd/netlink/_reopen.c, as Server._replay calls it), and when it
  *   declines (having changed nothing) the record goes to server._slow_record as any other.
  * The whole record is checked before anything is applied; every other record (any other
- * frame, a truncated BATCH, a kept connection's noted opening frames) goes whole to
+ * frame, a truncated BATCH, other noted opening frames) goes whole to
  * server._slow_record, which is _dispatch with _event's error handling. Errors: an
  * exception of kernel.deliver is server._deliver_failed's (as _deliver); any other
  * exception while a record is applied is server._event_error's (as _event's except
@@ -1001,7 +1001,8 @@ PyMODINIT_FUNC PyInit__transport(void)
         {&s_event_error, "_event_error"}, {&s_deliver_failed, "_deliver_failed"},
         {&s_deliver, "deliver"}, {&s_namespaces, "namespaces"}, {&s_families, "families"},
         {&s_former_names, "former_names"}, {&s_sock_ids, "_sock_ids"},
-        {&s_admin_uids, "admin_uids"}, {&s_sends, "_sends"}, {&s_setsockopt, "setsockopt"}, {&s_flush, "_flush"},
+        {&s_admin_uids, "admin_uids"}, {&s_sends, "_sends"}, {&s_setsockopt, "setsockopt"},
+        {&s_flush, "_flush"},
         {&s_hold, "_hold"}, {&s_want_out, "_want_out"}, {&s_dirty, "dirty"},
         {&s_popleft, "popleft"}, {&s_append, "append"}, {&s_now, "now"},
         {&s_round_end, "_round_end"}, {&s_round_after, "_round_after"},
