@@ -23,6 +23,7 @@ EXTENSIONS: dict[str, str] = {
     "xfrmd.xfrm._safast": "xfrmd/xfrm/_safast.c",    # NEWSA/UPDSA: sa_verify.checked_newsa_info
     "xfrmd.xfrm._sacons": "xfrmd/xfrm/_sacons.c",    # NEWSA/UPDSA: sa_verify.fast_state
     "xfrmd.xfrm._sadump": "xfrmd/xfrm/_sadump.c",    # dump_one_state: state.dump_message
+    "xfrmd.xfrm._spitab": "xfrmd/xfrm/_spitab.c",    # the SAD's byspi: sadb.StateDb (a dict)
     "xfrmd.xfrm._poldump": "xfrmd/xfrm/_poldump.c",  # dump_one_policy: policy.dump_message
     "xfrmd.xfrm._polfast": "xfrmd/xfrm/_polfast.c",  # NEWPOLICY/UPDPOLICY: spd.xfrm_add_policy
     "netlink_codec._nlfast": "netlink_codec/_nlfast.c",

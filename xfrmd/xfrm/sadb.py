@@ -31,9 +31,11 @@ import heapq
 import struct
 from typing import TYPE_CHECKING, Any, Hashable, Iterable, Sequence
 
+from netlink_codec import cext
 from netlink_codec import xfrm as X
 from netlink_codec.netlink import NETLINK_XFRM, encode_msg
 
+from ..cext import source
 from . import offload
 from .addrcache import SEEN, shared
 from .globals import xfrm_globals
@@ -86,6 +88,10 @@ _seen = SEEN.get     # addrcache.shared's lookup, without the call when the addr
 _AF_INET = X.AF_INET
 _PAD12 = bytes(12)
 _larval = _sacons.larval if _sacons is not None else None    # find_acq's new state in C
+# byspi with its entries inline (_spitab.c: one slot's line per lookup at a million SAs, where
+# a dict reads an index slot, an entry and the key's int); a dict is the reference
+_spitab = cext.load("xfrmd.xfrm._spitab", source("xfrmd.xfrm._spitab"))
+_spi_table: Any = _spitab.SpiTable if _spitab is not None else dict
 
 
 def _dst_key_py(daddr: bytes, saddr: bytes, reqid: int,
@@ -197,7 +203,7 @@ class StateDb:
         self.ns = xnet.ns
         self.kernel = xnet.ns.kernel
         self.all = xnet.state_all         # SA → SA, insertion order (a set that keeps it)
-        self.byspi: Chains = {}
+        self.byspi: Chains = _spi_table()     # SPI → chain (a dict, or _spitab's table)
         self.bysrc: Chains = {}
         self.bydst: Chains = {}
         self.byseq: Chains = {}
