@@ -27,6 +27,7 @@ from netlink_codec import netlink as N
 from netlink_codec import xfrm as X
 
 from xfrmd.embedded import tune_gc
+from xfrmd.xfrm.sadb import STATE_GC_GRACE
 from xfrmd.xfrm.spdb import RCU_GRACE
 
 from .bench_sad import _kernel, _rss_kib, newpolicy_request, newsa_request
@@ -134,13 +135,14 @@ class Table:
         self.new, self.ident, self.get, self.delete = TABLES[table]
         self.k, self.s = _kernel()
         self.size, self.rnd = 0, rnd
-        self.grace = RCU_GRACE if table == "spd" else 0.0
+        self.grace = RCU_GRACE if table == "spd" else STATE_GC_GRACE
 
     def idle(self) -> float | None:
-        """The server's idle time after a batch, untimed in it: the SPD's deferred work
-        (the grace period's end: deleted policies' by-index entries and frees, spdb.py
-        ``rcu_barrier``) runs on the kernel's timer as the server's round runs it. Returns
-        its CPU seconds (None for a table with none)."""
+        """The server's idle time after a batch, untimed in it: the deferred work of the
+        grace period's end (the SPD: deleted policies' by-index entries and frees, spdb.py
+        ``rcu_barrier``; the SAD: deleted states' state_all entries and frees, sadb.py
+        ``gc_task``) runs on the kernel's timer as the server's round runs it. Returns its
+        CPU seconds (None for a table with none)."""
         if not self.grace:
             return None
         t0 = time.process_time()
@@ -179,7 +181,7 @@ def _paired(big: Table, ref: Table, reqs: list[bytes], ref_reqs: list[bytes],
         pair = ((ref, ref_reqs, "ref"), (big, reqs, "big"))
         for t, rs, who in (pair if (j // 20 + flip) % 2 else pair[::-1]):
             out[f"{op}/{who}"].append(_batch(t.k, t.s, rs[j:j + 20]))
-            took = t.idle()         # the SPD's deferred work, per entry of the batch
+            took = t.idle()         # the deferred work (grace period), per entry of the batch
             if took is not None:
                 out.setdefault(f"{op}_deferred/{who}", []).append(took / len(rs[j:j + 20]))
 
@@ -241,7 +243,7 @@ def curve(table: str, sizes: list[int]) -> tuple[dict, float, int, float]:
             for op, ratios in per_pass.items():
                 res[op] = (statistics.median(times[f"{op}/big"]),
                            statistics.median(times[f"{op}/ref"]), ratios)
-            if "delete_deferred/big" in times:   # the SPD: what its deletes left for later
+            if "delete_deferred/big" in times:   # what the deletes left for later
                 res["delete_deferred"] = (statistics.median(times["delete_deferred/big"]),
                                           statistics.median(times["delete_deferred/ref"]), [])
             out[size] = res

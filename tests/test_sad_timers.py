@@ -9,6 +9,7 @@ import struct
 
 from netlink_codec import netlink as N
 from netlink_codec import xfrm as X
+from xfrmd.xfrm import sadb
 
 from .sad_helpers import INF, M, Nl, messages, msg, newsa, usersa_info
 
@@ -46,6 +47,9 @@ def test_the_larval_state_expires_at_acq_expires(kernel):
     assert kernel.next_deadline() == kernel.clock.now() + 0.25
     kernel.advance(0.25)
     assert _expires(km) == [(7, 1)]
+    # what is left is the deleted state's grace period (sadb.StateDb.gc_task), then nothing
+    assert kernel.next_deadline() == kernel.clock.now() + sadb.STATE_GC_GRACE
+    assert kernel.advance(sadb.STATE_GC_GRACE) == 1
     assert kernel.next_deadline() is None
     # gone from the SAD: a second ALLOCSPI for the same flow makes a new larval state
     _spi(km, allocspi(reqid=7))
@@ -57,8 +61,9 @@ def test_an_updsa_of_the_larval_state_leaves_no_timer(kernel):
     km = Nl(kernel, groups=(G.EXPIRE,))
     spi = _spi(km, allocspi(reqid=3))
     km.ok(newsa(t=M.UPDSA, spi=spi, reqid=3, seq=9))
-    assert kernel.next_deadline() is None          # the larval state's timer was cancelled
-    assert kernel.advance(60) == 0                 # nothing ran
+    # the larval state's timer was cancelled: what is left is its grace period (gc_task)
+    assert kernel.next_deadline() == kernel.clock.now() + sadb.STATE_GC_GRACE
+    assert kernel.advance(60) == 1                 # that ran, and nothing else
     assert _expires(km) == []
 
 

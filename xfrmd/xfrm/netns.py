@@ -20,8 +20,8 @@ class XfrmNet:
 
     def __init__(self, ns: NetNamespace):
         self.ns = ns
-        # state_all / policy_all: insertion-ordered; dumps walk them newest first
-        self.state_all: dict[SecurityAssociation, SecurityAssociation] = {}
+        # state_all (the SAD's, below) / policy_all: insertion-ordered; dumps walk them
+        # newest first
         self.policy_all: dict[bytes, Policy] = {}   # by selector (PolicyDb.by_selector)
         self.state_hmask = 7          # xfrm_state_init: 8 buckets
         self.policy_idx_hmask = 7     # xfrm_policy_init: 8 index buckets
@@ -32,6 +32,12 @@ class XfrmNet:
         self.spd_counts = [0] * 6     # policy_count[dir] for IN OUT FWD and the socket dirs
         self.sad = StateDb(self)      # xfrm_state_init
         self.spd = PolicyDb(self)     # xfrm_policy_init
+
+    @property
+    def state_all(self) -> dict[SecurityAssociation, SecurityAssociation]:
+        """Every state not deleted, insertion order (``StateDb.all``: the deleted ones of
+        the current grace period are let go first)."""
+        return self.sad.all
 
     def flush_all(self) -> None:
         self.sad.destroy()            # the SAD's indexes and timers (xfrm_state_fini)

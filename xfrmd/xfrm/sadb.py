@@ -6,7 +6,11 @@ byspi bucket does), ``bysrc`` (daddr, saddr, proto) → states,
 ``byseq`` km.seq → larval states, ``bydst`` (daddr, saddr, reqid, family) → states. Each chain
 holds the newest state last (the kernel adds at the head; we walk it reversed): the state
 itself while it is alone, as most are (:func:`newest_first` reads any chain).
-``state_all`` (``XfrmNet.state_all``) keeps insertion order for dumps (newest first).
+``state_all`` (``XfrmNet.state_all``, ``StateDb.all``) keeps insertion order for dumps (newest
+first). A deleted state leaves it, and frees its memory, at the end of a grace period, as the
+kernel's ``xfrm_state_gc_task`` frees deleted states after ``synchronize_rcu`` (:meth:`StateDb.
+gc_task`: one timer for every delete in it); ``all`` runs what is pending first, so that no
+reader sees a dead state or counts one.
 
 What a lookup or a delete at a million SAs touches beyond the state is memory, not steps
 (docs/performance.md, "Scale"): ``byspi`` is keyed by the SPI's int, the one in the state's
@@ -51,6 +55,8 @@ from .uapi import G, M
 if TYPE_CHECKING:
     from devices.netdev import NetDevice
 
+    from ..kernel import Timer
+
     from .netns import XfrmNet
 
 
@@ -60,6 +66,12 @@ XFRM_AEVENT_ETIME = 10   # units of 100 ms
 XFRM_AEVENT_RSEQTH = 2
 
 _SA_BIT = 1 << (G.SA - 1)      # the group's bit in NetNamespace.listeners
+# the deleted states' grace period (xfrm_state_gc_task after synchronize_rcu): their
+# state_all entries and memory go when the server is idle, at most this long after the
+# delete; past STATE_GC_QHIMARK waiting, the next delete ends it at once (as spdb's
+# RCU_GRACE / RCU_QHIMARK: a process whose clock never moves holds at most that many)
+STATE_GC_GRACE = 0.01
+STATE_GC_QHIMARK = 10_000
 
 
 def addr_key(addr: bytes, family: int) -> bytes:
@@ -202,7 +214,11 @@ class StateDb:
         self.xnet = xnet
         self.ns = xnet.ns
         self.kernel = xnet.ns.kernel
-        self.all = xnet.state_all         # SA → SA, insertion order (a set that keeps it)
+        # SA → SA, insertion order (a set that keeps it): state_all, with the states deleted
+        # in the current grace period still in it (``all`` is the view without them)
+        self._all: dict[SecurityAssociation, SecurityAssociation] = {}
+        self._gc: list[SecurityAssociation] = []     # xfrm_state_gc_list
+        self._gc_timer: Timer | None = None
         self.byspi: Chains = _spi_table()     # SPI → chain (a dict, or _spitab's table)
         self.bysrc: Chains = {}
         self.bydst: Chains = {}
@@ -327,7 +343,7 @@ class StateDb:
         if mark[0] or mark[1]:      # ((0, 0) is the state's own)
             x.mark = mark
         # _link(x, key), inline: a new larval state has no km_seq; its chain is known
-        all_ = self.all
+        all_ = self._all
         all_[x] = x
         if spi:
             byspi = self.byspi
@@ -438,7 +454,7 @@ class StateDb:
         # Only the chains a lookup can use are kept: bysrc serves the address lookups of
         # protocols without SPI; bydst serves __find_acq_core and xfrm_state_find.
         # (``dst_key``: _dst_key(x) when the caller has it already.)
-        self.all[x] = x
+        self._all[x] = x
         _, spi, proto = x.id       # (a named tuple's fields are slow attributes on 3.11)
         if spi:
             if self.byspi.setdefault(spi, x) is not x:    # not the first in its chain
@@ -451,11 +467,12 @@ class StateDb:
             _chain_add(self.bydst, dst_key, x)
         if x.km_seq:
             _chain_add(self.byseq, x.km_seq, x)
-        if len(self.all) > self.xnet.state_hmask + 1:
+        if len(self._all) > self.xnet.state_hmask + 1:
             self._grow_check()
 
     def _unlink(self, x: SecurityAssociation) -> None:
-        self.all.pop(x, None)
+        """Out of the hash chains; out of state_all at the end of the grace period
+        (:meth:`gc_task`)."""
         _, spi, proto = x.id
         if spi:         # the chains _link put it in
             _chain_del(self.byspi, spi, x)
@@ -477,7 +494,8 @@ class StateDb:
         # holds more states than hmask; a collision is certain once states > buckets, which
         # is when the probed kernel grows (9th, 17th, 33rd larval state).
         xn = self.xnet
-        if len(self.all) > xn.state_hmask + 1 and xn.state_hmask + 1 < xn.HASHMAX:
+        live = len(self._all) - len(self._gc)       # net->xfrm.state_num
+        if live > xn.state_hmask + 1 and xn.state_hmask + 1 < xn.HASHMAX:
             xn.state_hmask = xn.state_hmask * 2 + 1
 
     def insert(self, x: SecurityAssociation,
@@ -545,7 +563,7 @@ class StateDb:
         # sanitized, linked (byspi, bydst; no bysrc for ESP, AH, IPComp), its timers
         if mark[0] & ~mark[1]:
             x.mark = (mark[0] & mark[1], mark[1])
-        all_ = self.all
+        all_ = self._all
         all_[x] = x
         if spi and byspi.setdefault(spi, x) is not x:     # not the first in its chain
             _chain_add(byspi, spi, x)
@@ -571,7 +589,7 @@ class StateDb:
         mark = x.mark
         if mark[0] & ~mark[1]:
             x.mark = (mark[0] & mark[1], mark[1])
-        all_ = self.all
+        all_ = self._all
         all_[x] = x
         byspi, bydst = self.byspi, self.bydst
         if byspi.get(spi) is x1:
@@ -601,7 +619,7 @@ class StateDb:
         # delete(x1): __xfrm_state_delete of a larval state (no offload, no tunnel): DEAD,
         # unlinked from the chains x did not take over, its acquire timer off
         x1.km_state = XFRM_STATE_DEAD
-        del all_[x1]
+        self._free(x1)              # out of state_all with the grace period (gc_task)
         if x1_spi:
             _chain_del(byspi, x1.id[1], x1)
         if x1_dst:
@@ -628,6 +646,7 @@ class StateDb:
             return -E.ESRCH
         x.km_state = XFRM_STATE_DEAD
         self._unlink(x)
+        self._free(x)
         _stop_timers(x)
         if x.xso is not None:       # (most states: neither offloaded nor an IPComp tunnel's)
             offload.xfrm_dev_state_release(x)
@@ -636,6 +655,40 @@ class StateDb:
         if x.id.proto == 41 and x.tunnel_users:   # IPPROTO_IPV6: the xfrm6_tunnel state
             self.tunnel6_free_spi(x.saddr)
         return 0
+
+    def _free(self, x: SecurityAssociation) -> None:
+        """``xfrm_state_put`` of a deleted state: onto ``xfrm_state_gc_list``, whose end of
+        grace period (:meth:`gc_task`) takes it out of state_all, dropping the last
+        reference. At a million SAs that is a cold dict slot and entry and the frees of the
+        state's objects into cold pools (docs/performance.md, "The SAD's 1M curve"), paid
+        between requests rather than by the DELSA."""
+        gc_ = self._gc
+        gc_.append(x)
+        if len(gc_) == 1:
+            self._gc_timer = self.kernel.add_timer(STATE_GC_GRACE, self.gc_task)
+        elif len(gc_) >= STATE_GC_QHIMARK:
+            self.gc_task()
+
+    def gc_task(self) -> None:
+        """``xfrm_state_gc_task``: the deleted states leave state_all, and with their last
+        reference their memory goes (the timer the first delete of the grace period armed,
+        or any reader of :attr:`all`)."""
+        if self._gc_timer is not None:
+            self._gc_timer.cancel()
+            self._gc_timer = None
+        all_, gc_ = self._all, self._gc
+        for x in gc_:
+            all_.pop(x, None)
+        gc_.clear()
+
+    @property
+    def all(self) -> dict[SecurityAssociation, SecurityAssociation]:
+        """state_all: every state not deleted, in insertion order (``XfrmNet.state_all``).
+        Ends the grace period first (:meth:`gc_task`), so that no reader sees a dead state
+        or counts one."""
+        if self._gc:
+            self.gc_task()
+        return self._all
 
     def dev_flush(self, dev: NetDevice) -> list[SecurityAssociation]:
         """``xfrm_dev_state_flush`` (NETDEV_DOWN / UNREGISTER, feature off): delete every
@@ -670,7 +723,7 @@ class StateDb:
             _stop_timers(x)
             x.km_state = XFRM_STATE_DEAD
             offload.xfrm_dev_state_release(x)
-        for table in (self.all, self.byspi, self.bysrc, self.bydst, self.byseq, self.tunnel6):
+        for table in (self._all, self.byspi, self.bysrc, self.bydst, self.byseq, self.tunnel6):
             table.clear()
 
     # -- xfrm6_tunnel SPIs (net/ipv6/xfrm6_tunnel.c) -----------------------------------------
