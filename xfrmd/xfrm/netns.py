@@ -8,7 +8,7 @@ from netlink_codec import xfrm as X
 from .policy import Policy
 from .sadb import StateDb
 from .spdb import PolicyDb
-from .state import SecurityAssociation
+from .state_list import StateList
 
 if TYPE_CHECKING:
     from ..kernel import NetNamespace
@@ -34,7 +34,7 @@ class XfrmNet:
         self.spd = PolicyDb(self)     # xfrm_policy_init
 
     @property
-    def state_all(self) -> dict[SecurityAssociation, SecurityAssociation]:
+    def state_all(self) -> StateList:
         """Every state not deleted, insertion order (``StateDb.all``: the deleted ones of
         the current grace period are let go first)."""
         return self.sad.all

@@ -171,9 +171,9 @@ def _snapshot(db: StateDb) -> list[SecurityAssociation]:
     frozen as soon as it is made, after a young collection, so that what is young and
     garbage now is collected rather than frozen with it."""
     if len(db.all) < SNAPSHOT_FREEZE or not gc.isenabled() or not _freezes_survivors():
-        return list(db.all.values())
+        return db.all.values()          # (a copy)
     gc.collect(0)
-    states = list(db.all.values())
+    states = db.all.values()
     gc.freeze()
     return states
 

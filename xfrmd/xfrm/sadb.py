@@ -50,6 +50,7 @@ from .state import (HZ, UINT_MAX, XFRM_STATE_ACQ, XFRM_STATE_DEAD, XFRM_STATE_EX
                     StateId, flush_message, host_sel, sel_family)
 from .state import _pack_host_sel4     # host_sel's IPv4 selector
 from .sa_verify import _sacons, new_state
+from .state_list import StateList
 from .uapi import G, M
 
 if TYPE_CHECKING:
@@ -214,9 +215,9 @@ class StateDb:
         self.xnet = xnet
         self.ns = xnet.ns
         self.kernel = xnet.ns.kernel
-        # SA → SA, insertion order (a set that keeps it): state_all, with the states deleted
-        # in the current grace period still in it (``all`` is the view without them)
-        self._all: dict[SecurityAssociation, SecurityAssociation] = {}
+        # state_all, insertion order (state_list.py), with the states deleted in the current
+        # grace period still in it (``all`` is the view without them)
+        self._all = StateList()
         self._gc: list[SecurityAssociation] = []     # xfrm_state_gc_list
         self._gc_timer: Timer | None = None
         self.byspi: Chains = _spi_table()     # SPI → chain (a dict, or _spitab's table)
@@ -343,8 +344,10 @@ class StateDb:
         if mark[0] or mark[1]:      # ((0, 0) is the state's own)
             x.mark = mark
         # _link(x, key), inline: a new larval state has no km_seq; its chain is known
-        all_ = self._all
-        all_[x] = x
+        all_ = self._all            # all_.append(x), inline (state_list.py)
+        slots = all_.slots
+        x.all_pos = len(slots)
+        slots.append(x)
         if spi:
             byspi = self.byspi
             if byspi.setdefault(spi, x) is not x:     # not the first in its chain
@@ -355,7 +358,7 @@ class StateDb:
             bydst[key] = x
         else:
             _chain_add(bydst, key, x)
-        if len(all_) > self.xnet.state_hmask + 1:
+        if len(slots) - all_.holes > self.xnet.state_hmask + 1:
             self._grow_check()
         self._arm(x, self.acq_expires)
         return x
@@ -454,7 +457,7 @@ class StateDb:
         # Only the chains a lookup can use are kept: bysrc serves the address lookups of
         # protocols without SPI; bydst serves __find_acq_core and xfrm_state_find.
         # (``dst_key``: _dst_key(x) when the caller has it already.)
-        self._all[x] = x
+        self._all.append(x)
         _, spi, proto = x.id       # (a named tuple's fields are slow attributes on 3.11)
         if spi:
             if self.byspi.setdefault(spi, x) is not x:    # not the first in its chain
@@ -563,12 +566,14 @@ class StateDb:
         # sanitized, linked (byspi, bydst; no bysrc for ESP, AH, IPComp), its timers
         if mark[0] & ~mark[1]:
             x.mark = (mark[0] & mark[1], mark[1])
-        all_ = self._all
-        all_[x] = x
+        all_ = self._all            # all_.append(x), inline (state_list.py)
+        slots = all_.slots
+        x.all_pos = len(slots)
+        slots.append(x)
         if spi and byspi.setdefault(spi, x) is not x:     # not the first in its chain
             _chain_add(byspi, spi, x)
         bydst[key] = x
-        if len(all_) > self.xnet.state_hmask + 1:
+        if len(slots) - all_.holes > self.xnet.state_hmask + 1:
             self._grow_check()
         self._start_timers(x)
         return 0
@@ -589,8 +594,10 @@ class StateDb:
         mark = x.mark
         if mark[0] & ~mark[1]:
             x.mark = (mark[0] & mark[1], mark[1])
-        all_ = self._all
-        all_[x] = x
+        all_ = self._all            # all_.append(x), inline (state_list.py)
+        slots = all_.slots
+        x.all_pos = len(slots)
+        slots.append(x)
         byspi, bydst = self.byspi, self.bydst
         if byspi.get(spi) is x1:
             byspi[spi] = x
@@ -613,7 +620,7 @@ class StateDb:
             x1_dst = True
         if x.km_seq:
             _chain_add(self.byseq, x.km_seq, x)
-        if len(all_) > self.xnet.state_hmask + 1:
+        if len(slots) - all_.holes > self.xnet.state_hmask + 1:
             self._grow_check()              # (x1 still counted, as in insert-then-delete)
         self._start_timers(x)
         # delete(x1): __xfrm_state_delete of a larval state (no offload, no tunnel): DEAD,
@@ -676,13 +683,12 @@ class StateDb:
         if self._gc_timer is not None:
             self._gc_timer.cancel()
             self._gc_timer = None
-        all_, gc_ = self._all, self._gc
-        for x in gc_:
-            all_.pop(x, None)
+        gc_ = self._gc
+        self._all.remove_all(gc_)
         gc_.clear()
 
     @property
-    def all(self) -> dict[SecurityAssociation, SecurityAssociation]:
+    def all(self) -> StateList:
         """state_all: every state not deleted, in insertion order (``XfrmNet.state_all``).
         Ends the grace period first (:meth:`gc_task`), so that no reader sees a dead state
         or counts one."""

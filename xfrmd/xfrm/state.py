@@ -209,7 +209,7 @@ class SecurityAssociation:
     __slots__ = ("id", "family", "saddr", "mode", "reqid", "replay_window", "flags", "sel", "aead", "auth", "enc", "encap", "lft", "curlft",
                  "stats", "replay", "replay_esn", "replay_maxdiff", "replay_maxage", "mark",
                  "if_id", "dir", "lastused", "km_state", "km_seq", "km_dying", "xso", "geniv",
-                 "timer", "rtimer_when", "uid", "net", "__dict__", "__weakref__")
+                 "timer", "rtimer_when", "uid", "net", "all_pos", "__dict__", "__weakref__")
 
     comp: Algo | None = None
     coaddr: bytes | None = None     # 16 bytes
@@ -274,6 +274,7 @@ class SecurityAssociation:
         self.rtimer_when: float | None = None   # the replay timer's first expiry, kept lazily until the datapath runs
         self.uid = 0
         self.net = net
+        self.all_pos = -1       # its place in state_all (state_list.py) once inserted
 
     @property
     def props(self) -> SecurityAssociation:
