@@ -48,9 +48,9 @@ class StateList:
 
     def compact(self) -> None:
         """The list without its holes, every state's position renumbered."""
-        live = [x for x in self.slots if x is not None]
+        live: list[SecurityAssociation | None] = [x for x in self.slots if x is not None]
         for i, x in enumerate(live):
-            x.all_pos = i
+            x.all_pos = i                   # type: ignore[union-attr]
         self.slots, self.holes = live, 0
 
     def clear(self) -> None:
