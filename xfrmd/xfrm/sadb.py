@@ -666,9 +666,9 @@ class StateDb:
     def _free(self, x: SecurityAssociation) -> None:
         """``xfrm_state_put`` of a deleted state: onto ``xfrm_state_gc_list``, whose end of
         grace period (:meth:`gc_task`) takes it out of state_all, dropping the last
-        reference. At a million SAs that is a cold dict slot and entry and the frees of the
-        state's objects into cold pools (docs/performance.md, "The SAD's 1M curve"), paid
-        between requests rather than by the DELSA."""
+        reference. At a million SAs that is a cold slot of state_all and the frees of the
+        state's objects into cold pools (docs/performance.md, "The SAD's 1M curve (session
+        12)"), paid between requests rather than by the DELSA."""
         gc_ = self._gc
         gc_.append(x)
         if len(gc_) == 1:
