@@ -23,6 +23,7 @@ from xfrmd.xfrm import spd
 from xfrmd.xfrm.addrcache import SEEN
 from xfrmd.xfrm.offload import XfrmDevOffload
 from xfrmd.xfrm.policy import Policy, Template
+from xfrmd.xfrm.spdb import idx_key
 
 from .conftest import require
 
@@ -127,12 +128,14 @@ def _serve(monkeypatch, fast, requests: list[bytes],
 
 
 def _fields(pol: Policy) -> dict:
-    return {f: getattr(pol, f) for f in Policy.__slots__ if f not in ("timer",)}
+    slots = [f for c in type(pol).__mro__ for f in getattr(c, "__slots__", ())]   # bases' too
+    return {f: getattr(pol, f) for f in slots if f not in ("timer",)}
 
 
 def _tables(spy: _Spy) -> tuple:
     """The SPD's tables with each policy as its index (the objects differ between runs)."""
     counts, hmask, idx_hmask, gen, by_sel, by_idx = spy.tables
+    assert all(k == idx_key(p.index) for k, p in by_idx)   # the by-index table's key
     return (counts, hmask, idx_hmask, gen, [(k, p.index) for k, p in by_sel],
             [(i, p.index, p.key) for i, p in by_idx])
 
@@ -282,10 +285,9 @@ def test_what_the_c_half_accepts_the_python_path_accepts(fast, monkeypatch, fami
 
 
 def _setup(fast, cls) -> bool:
-    from xfrmd.xfrm import offload, policy
+    from xfrmd.xfrm import policy
     from xfrmd.xfrm.addrcache import shared
-    return fast.setup(cls, Template, offload.UserOffload, policy.NO_LIMITS, spd._NO_MARK,
-                      policy._ANY, SEEN, shared)
+    return fast.setup(cls, Template, policy.NO_LIMITS, spd._NO_MARK, policy._ANY, SEEN, shared)
 
 
 class _Computed:
@@ -348,7 +350,7 @@ def test_a_taken_user_index_gets_the_generators_as_in_python(fast, monkeypatch):
     reqs = [_policy_at(1, 1, index=0x11), _policy_at(2, 1, index=0x11), _policy_at(3, 0),
             _policy_at(4, 0, index=8), _policy_at(5, 0)]
     spy = _same(monkeypatch, fast, reqs)
-    assert [i for i, _p, _k in _tables(spy)[5]] == [0x11, 1, 8, 0x10, 0x18]
+    assert [i for _k, i, _s in _tables(spy)[5]] == [0x11, 1, 8, 0x10, 0x18]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
@@ -385,7 +387,7 @@ def test_the_c_insert_leaves_what_it_does_not_know_to_python(fast):
     assert fast.insert(db, other) is None and fast.insert(db, marked) is None
     assert (dict(db.by_selector), dict(db.byidx), list(db.xnet.spd_counts)) == before
     assert fast.insert(db, pol) == 0
-    assert db.by_selector[pol.key] is pol and db.byidx[pol.index] is pol
+    assert db.by_selector[pol.key] is pol and db.byidx[idx_key(pol.index)] is pol
     assert fast.insert(db, fast.newpolicy(body, 0, {}, None)) is None   # EEXIST: Python's
     assert len(db.byidx) == 1
 
@@ -451,4 +453,4 @@ def test_a_deleted_policys_index_is_taken_over_as_in_python(fast, monkeypatch):
     reqs = [_policy_at(1, 1), _policy_at(2, 1), delete(1, 1), _policy_at(3, 1, index=1),
             delete(2, 1), _policy_at(4, 1), _policy_at(5, 1, index=9)]
     spy = _same(monkeypatch, fast, reqs)
-    assert [i for i, _p, _k in _tables(spy)[5]] == [1, 9, 0x11]
+    assert [i for _k, i, _s in _tables(spy)[5]] == [1, 9, 0x11]

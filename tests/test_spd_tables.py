@@ -80,3 +80,27 @@ def test_filled_template_family_shows_in_the_dump_and_in_an_error_echo(nl):
     assert [struct.unpack_from("=H", echo, at + 64 * i + 24)[0] for i in range(2)] == \
         [X.AF_INET, X.AF_INET]
     assert echo[:at + 24] == bad[:at + 24]
+
+
+
+# user indices that share all but the direction bits, or all but the top bits
+INDICES = [0x10, 0x11, 0x12, 0x20000001, 0xFFFFFFF9, 0xFFFFFFFA]
+
+
+def test_users_indices_that_differ_in_few_bits_stay_apart(nl):
+    """The by-index table is keyed by the index rotated (spdb.idx_key): each policy is found
+    and deleted by its own index, the others staying."""
+    sels = {i: sel(dst=f"10.0.9.{n}") for n, i in enumerate(INDICES)}
+    for i in INDICES:
+        nl.ok(add(TMPL1, s=sels[i], index=i, dir=i & 7))
+    assert sorted(i for _, _, i in dump(nl)) == sorted(INDICES)
+    left = list(INDICES)
+    for i in INDICES:
+        for j in left:
+            t, raw = get(nl, pid(index=j, dir=j & 7))
+            assert t == M.NEWPOLICY and raw[16:16 + 56] == sels[j]
+            assert struct.unpack_from("=I", raw, 16 + 156)[0] == j
+        nl.ok(m(M.DELPOLICY, pid(index=i, dir=i & 7)))
+        left.remove(i)
+        assert nl.errno_of(m(M.GETPOLICY, pid(index=i, dir=i & 7)))[0] == -E.ENOENT
+    assert dump(nl) == []

@@ -236,7 +236,11 @@ static PyObject *message(PyObject *self, PyObject *const *args, Py_ssize_t nargs
 /* the offset of a member descriptor's object slot (a __slots__ entry) */
 static int member_offset(PyTypeObject *type, const char *name, Py_ssize_t *off)
 {
-    PyObject *d = PyDict_GetItemString(type->tp_dict, name);
+    PyObject *n = PyUnicode_InternFromString(name);
+    PyObject *d = n == NULL ? NULL : _PyType_Lookup(type, n);   /* its own or a base's */
+    Py_XDECREF(n);
+    if (d == NULL && PyErr_Occurred())
+        return 0;
     if (d == NULL || Py_TYPE(d) != &PyMemberDescr_Type) {
         PyErr_Format(PyExc_TypeError, "%s.%s is not a slot", type->tp_name, name);
         return 0;

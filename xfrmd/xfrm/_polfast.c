@@ -1,6 +1,6 @@
 /* The C half of NEWPOLICY/UPDPOLICY (xfrmd/xfrm/spd.py keeps the reference Python).
  *
- * setup(Policy, Template, UserOffload, NO_LIMITS, NO_MARK, ANY, SEEN, shared),
+ * setup(Policy, Template, NO_LIMITS, NO_MARK, ANY, SEEN, shared),
  * setup_offload(XfrmDevOffload) and setup_clock(SystemClock) once at import, then per request:
  *
  * newpolicy(buf, off, attrs, ns): the Policy xfrm_add_policy would make (the key, the shared
@@ -40,8 +40,7 @@
 #define MODE_IPTFS 5
 #define MODE_MAX 6
 
-static PyObject *Policy_t, *Template_t, *UserOffload_t, *no_limits, *no_mark, *any_alg, *seen,
-    *shared;
+static PyObject *Policy_t, *Template_t, *no_limits, *no_mark, *any_alg, *seen, *shared;
 
 /* Policy.__init__ stores its arguments and constants in the object's slots, nothing else: a
  * policy is made here without the Python frame, slot by slot as setup() saw __init__ fill
@@ -55,24 +54,46 @@ static Py_ssize_t slot_off[MAX_SLOTS];
 static int slot_arg[MAX_SLOTS];             /* the argument stored there, or -1: slot_const */
 static PyObject *slot_const[MAX_SLOTS];
 
+/* the names of every slot of tp and of its bases (policy.Policy keeps what a delete reads in
+ * a base of its own, policy._PolicyHead), as a new list; NULL with no error set when a class
+ * on the way is not a plain slotted one of single inheritance */
+static PyObject *slot_names(PyTypeObject *tp)
+{
+    PyObject *all = PyList_New(0);
+    if (all == NULL)
+        return NULL;
+    for (PyTypeObject *t = tp; t != &PyBaseObject_Type; t = t->tp_base) {
+        PyObject *names = t == NULL ? NULL : PyDict_GetItemString(t->tp_dict, "__slots__");
+        if (names == NULL || !PyTuple_Check(names) || t->tp_dictoffset != 0
+                || t->tp_weaklistoffset != 0 || PyTuple_GET_SIZE(t->tp_bases) != 1)
+            goto fail;
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(names); i++)
+            if (PyList_Append(all, PyTuple_GET_ITEM(names, i)) < 0)
+                goto fail;
+    }
+    return all;
+fail:
+    PyErr_Clear();
+    Py_DECREF(all);
+    return NULL;
+}
+
 static int learn_layout(PyObject *cls)
 {
     PyTypeObject *tp = (PyTypeObject *)cls;
     PyObject *sentinels[POLICY_ARGS] = {NULL}, *probe = NULL, *names = NULL;
     int ok = 0;
-    if (tp->tp_dictoffset != 0 || tp->tp_weaklistoffset != 0 || tp->tp_base != &PyBaseObject_Type)
-        return 0;
+    if ((names = slot_names(tp)) == NULL || PyList_GET_SIZE(names) > MAX_SLOTS)
+        goto out;
     for (int i = 0; i < POLICY_ARGS; i++)
         if ((sentinels[i] = PyBaseObject_Type.tp_alloc(&PyBaseObject_Type, 0)) == NULL)
             goto out;
-    probe = PyObject_Vectorcall(cls, sentinels, POLICY_ARGS, NULL);
-    names = PyObject_GetAttrString(cls, "__slots__");
-    if (probe == NULL || names == NULL || !PyTuple_Check(names)
-            || PyTuple_GET_SIZE(names) > MAX_SLOTS)
+    if ((probe = PyObject_Vectorcall(cls, sentinels, POLICY_ARGS, NULL)) == NULL)
         goto out;
-    Py_ssize_t n = PyTuple_GET_SIZE(names);
+    Py_ssize_t n = PyList_GET_SIZE(names);
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *d = PyDict_GetItemWithError(tp->tp_dict, PyTuple_GET_ITEM(names, i));
+        PyObject *name = PyList_GET_ITEM(names, i);
+        PyObject *d = PyUnicode_Check(name) ? _PyType_Lookup(tp, name) : NULL;
         if (d == NULL || Py_TYPE(d) != &PyMemberDescr_Type
                 || ((PyMemberDescrObject *)d)->d_member->type != T_OBJECT_EX)
             goto out;
@@ -435,7 +456,10 @@ static PyObject *s_by_selector, *s_byidx, *s_idx_generator, *s_xnet, *s_spd_coun
 /* the offset of Policy's slot `name` (a T_OBJECT_EX member), or -1 */
 static Py_ssize_t slot_named(PyTypeObject *tp, const char *name)
 {
-    PyObject *d = PyDict_GetItemString(tp->tp_dict, name);
+    PyObject *n = PyUnicode_InternFromString(name);
+    PyObject *d = n == NULL ? NULL : _PyType_Lookup(tp, n);     /* its own or a base's */
+    Py_XDECREF(n);
+    PyErr_Clear();
     if (d == NULL || Py_TYPE(d) != &PyMemberDescr_Type
             || ((PyMemberDescrObject *)d)->d_member->type != T_OBJECT_EX)
         return -1;
@@ -550,8 +574,9 @@ fail:
     return NULL;
 }
 
-/* gen_index's test of an index: 1 when a live policy holds it, 0 when none or a dead one
- * (PolicyDb.byidx keeps a deleted policy until its grace period ends), -1 on error */
+/* gen_index's test of an index (given as its spdb.idx_key): 1 when a live policy holds it, 0
+ * when none or a dead one (PolicyDb.byidx keeps a deleted policy until its grace period
+ * ends), -1 on error */
 static PyObject *s_dead;
 
 static int index_taken(PyObject *byidx, PyObject *idx)
@@ -596,7 +621,7 @@ static PyObject *insert(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     PyObject *ret = Py_None, *by_selector = NULL, *byidx = NULL, *gen_o = NULL, *xnet = NULL,
         *counts = NULL, *hmask = NULL, *kernel = NULL, *clock = NULL, *now = NULL, *idx_o = NULL,
-        *count_o = NULL;
+        *count_o = NULL, *key_o = NULL;
     Py_INCREF(ret);
     if ((by_selector = attr_of(db, s_by_selector, &PyDict_Type)) == NULL
             || (byidx = attr_of(db, s_byidx, &PyDict_Type)) == NULL
@@ -635,8 +660,11 @@ static PyObject *insert(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         if (idx == 0)
             idx = 8;
         Py_XSETREF(idx_o, PyLong_FromUnsignedLong(idx));
+        /* the table's key, spdb.idx_key: the index rotated right by 3 */
+        Py_XSETREF(key_o, idx_o == NULL ? NULL
+                   : PyLong_FromUnsignedLong(((idx >> 3) | (idx << 29)) & 0xFFFFFFFFUL));
         /* free, or a dead policy's entry waiting for its grace period (taken over) */
-        int taken = idx_o == NULL ? -1 : index_taken(byidx, idx_o);
+        int taken = key_o == NULL ? -1 : index_taken(byidx, key_o);
         if (taken < 0) {
             Py_CLEAR(ret);
             goto out;
@@ -668,7 +696,7 @@ static PyObject *insert(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     /* linked: as PolicyDb.insert links it, in its order */
     Py_INCREF(idx_o);
     Py_SETREF(SLOT(pol, off_index), idx_o);
-    if (PyDict_SetItem(byidx, idx_o, pol) < 0) {
+    if (PyDict_SetItem(byidx, key_o, pol) < 0) {
         Py_CLEAR(ret);
         goto out;
     }
@@ -689,6 +717,7 @@ out:
     Py_XDECREF(clock);
     Py_XDECREF(now);
     Py_XDECREF(idx_o);
+    Py_XDECREF(key_o);
     Py_XDECREF(count_o);
     return ret;
 }
@@ -816,15 +845,15 @@ out:
 
 static PyObject *setup(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 8 || !PyType_Check(args[1]) || !PyType_Check(args[2])
-            || !PyDict_CheckExact(args[6])) {
-        PyErr_SetString(PyExc_TypeError, "setup(Policy, Template, UserOffload, NO_LIMITS, "
-                        "NO_MARK, ANY, SEEN, shared)");
+    if (nargs != 7 || !PyType_Check(args[0]) || !PyType_Check(args[1])
+            || !PyDict_CheckExact(args[5])) {
+        PyErr_SetString(PyExc_TypeError, "setup(Policy, Template, NO_LIMITS, NO_MARK, ANY, "
+                        "SEEN, shared)");
         return NULL;
     }
-    PyObject **slots[8] = {&Policy_t, &Template_t, &UserOffload_t, &no_limits, &no_mark,
-                           &any_alg, &seen, &shared};
-    for (int i = 0; i < 8; i++) {
+    PyObject **slots[7] = {&Policy_t, &Template_t, &no_limits, &no_mark, &any_alg, &seen,
+                           &shared};
+    for (int i = 0; i < 7; i++) {
         Py_INCREF(args[i]);
         Py_XSETREF(*slots[i], args[i]);
     }
@@ -848,7 +877,7 @@ static PyMethodDef methods[] = {
     {"setup_offload", (PyCFunction)setup_offload, METH_O,
      "setup_offload(XfrmDevOffload): True when newpolicy binds offloaded policies"},
     {"setup", (PyCFunction)(void (*)(void))setup, METH_FASTCALL,
-     "setup(Policy, Template, UserOffload, NO_LIMITS, NO_MARK, ANY, SEEN, shared): True when "
+     "setup(Policy, Template, NO_LIMITS, NO_MARK, ANY, SEEN, shared): True when "
      "policies are made without calling Policy.__init__"},
     {NULL, NULL, 0, NULL},
 };

@@ -191,17 +191,26 @@ POLICY_KEY = struct.Struct("=56sBBIII")
 policy_key = POLICY_KEY.pack
 
 
-class Policy:
+class _PolicyHead:
+    """The slots of :class:`Policy` a DELPOLICY reads (``xfrm_policy_delete``,
+    ``xfrm_policy_kill``; the grace period's end reads the index), in the first cache line
+    of the policy: a policy is a 192-byte pymalloc block whose object starts on a line
+    (the collector's header sits in the line before), refcount and type, then these six.
+    CPython lays a class's slots out after its base's, each class's in the order of their
+    sorted names: in one class with the others they were spread over the object's three
+    lines (``dead`` in the first, ``key`` and ``dir`` in the second, ``timer`` and ``xdo``
+    in the third), two cold lines more per delete at a million policies."""
+    __slots__ = ("dead", "dir", "index", "key", "timer", "xdo")
+
+
+class Policy(_PolicyHead):
     """``struct xfrm_policy``. Its selector lives in ``key`` (the by-selector index's key,
     the selector its first 56 bytes): a lookup or a delete at a million policies touches one
     key object, whose hash the bytes object keeps, where a key tuple was two objects more and
-    hashed again on every use."""
-    # in the order of the object's memory: what a GETPOLICY or dump of a built body reads
-    # (the refcount, key, body, use time) shares the first cache line, what a delete reads
-    # the second; building a body reads the rest
-    __slots__ = ("key", "_wire", "_wire_use", "curlft_use", "index", "dir", "dead", "timer",
-                 "xdo", "type", "if_id", "mark", "family", "lft", "curlft_add", "priority",
-                 "action", "flags", "templates")
+    hashed again on every use. Its slots: :class:`_PolicyHead`'s, then these (a GETPOLICY's
+    message, _poldump, reads all three lines, side by side)."""
+    __slots__ = ("curlft_use", "type", "if_id", "mark", "lft", "curlft_add", "priority",
+                 "action", "flags", "templates", "_wire", "_wire_use", "family")
 
     def __init__(self, key: bytes, lft: tuple[int, ...], priority: int, index: int,
                  action: int, flags: int, ptype: int, templates: tuple[Template, ...],

@@ -242,8 +242,7 @@ if _polfast is None:
     xfrm_add_policy = add_policy    # noqa: F811 (the dispatch table takes the Python one)
 else:
     # True: policies are made without the Python frame of Policy.__init__ (_polfast.c)
-    _NO_INIT_FRAME = _polfast.setup(Policy, Template, offload.UserOffload, NO_LIMITS, _NO_MARK, _ANY, SEEN,
-                   shared)
+    _NO_INIT_FRAME = _polfast.setup(Policy, Template, NO_LIMITS, _NO_MARK, _ANY, SEEN, shared)
     _newpolicy = _polfast.newpolicy
     _insert = _polfast.insert
     # True: offloaded policies are bound in C (_polfast.c)

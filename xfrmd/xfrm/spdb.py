@@ -41,6 +41,16 @@ IPSEC_ULPROTO_ANY = 255
 _POLICY_BIT = 1 << (G.POLICY - 1)      # the group's bit in NetNamespace.listeners
 
 
+def idx_key(index: int) -> int:
+    """The by-index table's key of ``index``: the index rotated right by 3 bits (the
+    direction, its low bits, on top). xfrm_gen_index steps by 8 and an int's hash is its
+    value: keyed by the index itself, every policy of a direction started its probe in the
+    same eighth of the dict's slots, and a new index's probe read the entries of older ones
+    (≈ 3 cold entries per NEWPOLICY at a million policies, docs/performance.md "The SPD's
+    1M curve (session 12)"). Rotated, consecutive indices take consecutive slots."""
+    return ((index >> 3) | (index << 29)) & 0xFFFFFFFF
+
+
 class PolicyDb:
     """``net->xfrm`` policy side."""
 
@@ -54,7 +64,7 @@ class PolicyDb:
         # policy_all). Only live policies.
         self.all: dict[bytes, Policy] = xnet.policy_all
         self.by_selector = self.all
-        # index → policy (xfrm_policy_byid's table). A deleted policy stays here, dead,
+        # idx_key(index) → policy (xfrm_policy_byid's table). A deleted policy stays here, dead,
         # until its grace period ends (rcu_barrier): readers skip dead entries (byid,
         # gen_index), and the delete does not pay this table's cold slot, entry and int
         self.byidx: dict[int, Policy] = {}
@@ -70,7 +80,7 @@ class PolicyDb:
         (value and mask) match and the index belongs to ``dir``."""
         if policy_id2dir(index) != dir:
             return None
-        p = self.byidx.get(index)
+        p = self.byidx.get(idx_key(index))
         if p is None or p.dead or p.type != ptype or p.if_id != if_id or p.mark != tuple(mark):
             return None
         return p
@@ -161,7 +171,7 @@ class PolicyDb:
                 idx, index = index, 0
             if idx == 0:
                 idx = 8
-            p = self.byidx.get(idx)
+            p = self.byidx.get(idx_key(idx))
             if p is None or p.dead:        # a dead one's entry is taken over (rcu_barrier)
                 return idx
 
@@ -186,7 +196,7 @@ class PolicyDb:
         else:
             pol.index = self.gen_index(pol.dir, pol.index)
         by_selector[key] = pol
-        self.byidx[pol.index] = pol
+        self.byidx[idx_key(pol.index)] = pol
         dir = pol.dir
         counts = self.xnet.spd_counts
         counts[dir] += 1
@@ -247,8 +257,9 @@ class PolicyDb:
             self._rcu_timer = None
         byidx, rcu = self.byidx, self._rcu
         for p in rcu:
-            if byidx.get(p.index) is p:
-                del byidx[p.index]
+            k = idx_key(p.index)
+            if byidx.get(k) is p:
+                del byidx[k]
         rcu.clear()
 
     def flush(self, ptype: int) -> list[Policy]:
