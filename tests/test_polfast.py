@@ -454,3 +454,36 @@ def test_a_deleted_policys_index_is_taken_over_as_in_python(fast, monkeypatch):
             delete(2, 1), _policy_at(4, 1), _policy_at(5, 1, index=9)]
     spy = _same(monkeypatch, fast, reqs)
     assert [i for _k, i, _s in _tables(spy)[5]] == [1, 9, 0x11]
+
+
+@given(st.binary(min_size=56, max_size=56), st.integers(0, 255))
+def test_ahead_makes_the_key_of_a_request_without_attributes(sel, dir):
+    """_polfast.ahead's key is policy_key(sel, dir, MAIN, 0, 0, 0), whatever the table."""
+    from xfrmd.xfrm.policy import policy_key
+    require(spd._polfast is not None, "needs the C extensions (python3 -m xfrmd.cext build)")
+    fast = spd._polfast
+    want = policy_key(sel, dir, X.XFRM_POLICY_TYPE_MAIN, 0, 0, 0)
+    for table in ({}, {want: 1}, {i: i for i in range(300)}, {i.to_bytes(2, "little") * 35: i for i in range(3000)}):
+        key = fast.ahead(table, sel, dir)
+        assert key == want and hash(key) == hash(want)
+        assert fast.ahead_entry(table, key) is None
+    assert fast.ahead({}, sel[:55], dir) is None and fast.ahead({}, sel, 256) is None
+
+
+def test_a_lookup_by_selector_with_attributes_takes_the_python_key():
+    """A GETPOLICY with a mark finds the marked policy, not the unmarked one ahead's key
+    names (the key made ahead is used only for a request without attributes)."""
+    k, s = _kernel()
+    mark = N.nla(A.MARK, struct.pack("=II", 5, 0xF))
+    plain = newpolicy(info(dir=1, priority=1), N.nla(A.TMPL, tmpl()))
+    marked = newpolicy(info(dir=1, priority=9), N.nla(A.TMPL, tmpl()), mark)
+    for r in (plain, marked):
+        k.deliver(s, r)
+        assert struct.unpack_from("=i", k.recv(s), 16)[0] == 0
+    sel = info(dir=1)[:56]
+    for attrs, prio in ((b"", 1), (mark, 9)):
+        body = sel + struct.pack("=IB3x", 0, 1) + attrs
+        k.deliver(s, N.encode_msg(M.GETPOLICY, N.NLM_F_REQUEST, 1, 0, body))
+        got = k.recv(s)
+        assert struct.unpack_from("=H", got, 4)[0] == M.NEWPOLICY
+        assert struct.unpack_from("=I", got, 16 + 152)[0] == prio

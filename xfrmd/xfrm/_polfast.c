@@ -19,9 +19,11 @@
  * insert(db, pol): xfrm_policy_insert's common case, or None (PolicyDb.insert decides).
  */
 #define PY_SSIZE_T_CLEAN
+#define Py_BUILD_CORE_MODULE        /* ahead(): the dict's table, pycore_dict.h */
 #include <Python.h>
 #include <structmember.h>
 #include <string.h>
+#include "internal/pycore_dict.h"
 
 #define INFO_LEN 168            /* xfrm_userpolicy_info */
 #define SEL_LEN 56
@@ -843,6 +845,84 @@ out:
     return ret;
 }
 
+/* -- the by-selector lookup's memory, fetched ahead ------------------------------------------
+ * A DELPOLICY or GETPOLICY by selector at a million policies waits for three cold lines one
+ * after the other: the dict's index slot, the entry it names, then the stored key and the
+ * policy (read side by side). Their addresses are known early -- the slot from the key's
+ * hash, the entry from the slot -- while the handler still has the request's checks to run
+ * (xfrm_get_policy, _lookup: policy type, direction, security context). So:
+ *
+ * ahead(table, sel, dir): the key of a request with no attributes, policy.policy_key(sel,
+ * dir, MAIN, 0, 0, 0), its hash taken and its slot in `table` (a dict) fetched; None when
+ * sel is not 56 bytes.
+ * ahead_entry(table, key): the entry that slot names fetched (nothing when it names none).
+ *
+ * Hints only: nothing is read but the dict's own table, nothing changes, and the lookup
+ * itself is the dict's (docs/performance.md, "The SPD's 1M curve (session 12)"). */
+static PyDictKeysObject *general_keys(PyObject *table)
+{
+    if (!PyDict_CheckExact(table))
+        return NULL;
+    PyDictKeysObject *dk = ((PyDictObject *)table)->ma_keys;
+    return dk->dk_kind == DICT_KEYS_GENERAL && ((PyDictObject *)table)->ma_values == NULL ? dk : NULL;
+}
+
+/* the address of slot i of dk's index table, and its width in bytes */
+static const char *slot_at(PyDictKeysObject *dk, size_t i, int *width)
+{
+    *width = 1 << (dk->dk_log2_index_bytes - dk->dk_log2_size);
+    return dk->dk_indices + i * (size_t)*width;
+}
+
+static PyObject *ahead(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyBytes_CheckExact(args[1]) || !PyLong_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "ahead(table, sel: bytes, dir: int)");
+        return NULL;
+    }
+    long dir = PyLong_AsLong(args[2]);
+    if (PyBytes_GET_SIZE(args[1]) != SEL_LEN || dir < 0 || dir > 0xFF) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    unsigned char kb[KEY_LEN];
+    memcpy(kb, PyBytes_AS_STRING(args[1]), SEL_LEN);
+    memset(kb + SEL_LEN, 0, KEY_LEN - SEL_LEN);
+    kb[SEL_LEN] = (unsigned char)dir;          /* type MAIN, if_id 0, mark (0, 0) */
+    PyObject *key = PyBytes_FromStringAndSize((const char *)kb, KEY_LEN);
+    if (key == NULL)
+        return NULL;
+    Py_hash_t hash = PyObject_Hash(key);       /* kept in the object: the lookup's */
+    PyDictKeysObject *dk = general_keys(args[0]);
+    if (hash != -1 && dk != NULL) {
+        int width;
+        __builtin_prefetch(slot_at(dk, (size_t)hash & (size_t)(DK_SIZE(dk) - 1), &width));
+    }
+    PyErr_Clear();
+    return key;
+}
+
+static PyObject *ahead_entry(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyBytes_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "ahead_entry(table, key: bytes)");
+        return NULL;
+    }
+    PyDictKeysObject *dk = general_keys(args[0]);
+    Py_hash_t hash = PyObject_Hash(args[1]);
+    if (dk == NULL || hash == -1) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    int width;
+    const char *at = slot_at(dk, (size_t)hash & (size_t)(DK_SIZE(dk) - 1), &width);
+    Py_ssize_t ix = width == 1 ? *(const int8_t *)at : width == 2 ? *(const int16_t *)at
+                    : width == 4 ? *(const int32_t *)at : *(const int64_t *)at;
+    if (ix >= 0 && ix < dk->dk_nentries)
+        __builtin_prefetch(&DK_ENTRIES(dk)[ix]);
+    Py_RETURN_NONE;
+}
+
 static PyObject *setup(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 7 || !PyType_Check(args[0]) || !PyType_Check(args[1])
@@ -871,6 +951,11 @@ static PyMethodDef methods[] = {
     {"insert", (PyCFunction)(void (*)(void))insert, METH_FASTCALL,
      "insert(db, pol): 0 when xfrm_policy_insert's common case linked the policy, "
      "else None (nothing changed: PolicyDb.insert decides)"},
+    {"ahead", (PyCFunction)(void (*)(void))ahead, METH_FASTCALL,
+     "ahead(table, sel, dir): policy_key(sel, dir, 0, 0, 0, 0), its slot in the dict table "
+     "fetched ahead; None for a selector that is not 56 bytes"},
+    {"ahead_entry", (PyCFunction)(void (*)(void))ahead_entry, METH_FASTCALL,
+     "ahead_entry(table, key): the dict entry key's slot names fetched ahead"},
     {"setup_clock", (PyCFunction)setup_clock, METH_O,
      "setup_clock(SystemClock): True when insert() reads that clock without its wall()"},
     {"wall", (PyCFunction)py_wall, METH_O, "wall(clock): clock.wall(), as insert() reads it"},

@@ -238,9 +238,12 @@ def add_policy(req: XfrmRequest) -> Reply:
 
 # the C half of xfrm_add_policy (None: the Python path, XFRMD_PURE_PYTHON or not built)
 _polfast = cext.load("xfrmd.xfrm._polfast", source("xfrmd.xfrm._polfast"))
+_ahead = _ahead_entry = None
 if _polfast is None:
     xfrm_add_policy = add_policy    # noqa: F811 (the dispatch table takes the Python one)
 else:
+    # the by-selector lookup's slot and entry fetched while the checks run (_polfast.c)
+    _ahead, _ahead_entry = _polfast.ahead, _polfast.ahead_entry
     # True: policies are made without the Python frame of Policy.__init__ (_polfast.c)
     _NO_INIT_FRAME = _polfast.setup(Policy, Template, NO_LIMITS, _NO_MARK, _ANY, SEEN, shared)
     _newpolicy = _polfast.newpolicy
@@ -253,17 +256,25 @@ _NEWPOLICY = int(M.NEWPOLICY)
 _POLICY_BIT = 1 << (G.POLICY - 1)      # the group's bit in NetNamespace.listeners
 
 
-def _lookup(req: XfrmRequest, sel: bytes, index: int, dir: int) -> Policy:
+def _lookup(req: XfrmRequest, sel: bytes, index: int, dir: int,
+            key: bytes | None = None) -> Policy:
     """The GET/DEL/POLEXPIRE lookup, after the policy type and direction checks: by index
-    when one is given, else by selector. ENOENT when there is none."""
+    when one is given, else by selector. ENOENT when there is none. ``key``: the
+    by-selector key of a request without attributes, made by ``_polfast.ahead`` (which
+    fetched its slot in the table), or None."""
     ptype = req.policy_type()
     verify_policy_dir(dir)
     db = req.xfrm.spd
+    if key is not None:
+        _ahead_entry(db.by_selector, key)      # the entry the slot names, while checks run
     if index:
         pol = db.byid(req.mark(), req.if_id(), ptype, dir, index)
     else:
         req.verify_sec_ctx_len()
-        pol = db.bysel(req.mark(), req.if_id(), ptype, dir, sel)
+        if key is not None and not req.attrs:   # main type, no mark, no if_id: the key made
+            pol = db.by_selector.get(key)
+        else:
+            pol = db.bysel(req.mark(), req.if_id(), ptype, dir, sel)
     if pol is None:
         raise KernelError(E.ENOENT)
     return pol
@@ -271,8 +282,12 @@ def _lookup(req: XfrmRequest, sel: bytes, index: int, dir: int) -> Policy:
 
 def xfrm_get_policy(req: XfrmRequest) -> Reply:
     sel, index, dir = _ID.unpack_from(req.buf, req.payload_offset)
-    pol = _lookup(req, sel, index, dir)
     db = req.xfrm.spd
+    # by selector: the table's slot fetched now, its entry in _lookup, each while Python runs
+    # the request's checks (at a million policies, two cold lines not waited for one after
+    # the other; docs/performance.md, "The SPD's 1M curve (session 12)")
+    key = None if index or _ahead is None else _ahead(db.by_selector, sel, dir)
+    pol = _lookup(req, sel, index, dir, key)
     if req.hdr.type == M.GETPOLICY:
         # xfrm_policy_netlink: a NEWPOLICY to the requester, flags 0
         req.unicast(dump_message(pol, req.hdr.seq, req.sock.portid, 0))
