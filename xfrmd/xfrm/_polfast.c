@@ -853,9 +853,9 @@ out:
  * (xfrm_get_policy, _lookup: policy type, direction, security context). So:
  *
  * ahead(table, sel, dir): the key of a request with no attributes, policy.policy_key(sel,
- * dir, MAIN, 0, 0, 0), its hash taken and its slot in `table` (a dict) fetched; None when
- * sel is not 56 bytes.
- * ahead_entry(table, key): the entry that slot names fetched (nothing when it names none).
+ * dir, MAIN, 0, 0, 0), its hash taken and the first two slots the lookup probes for it in
+ * `table` (a dict) fetched; None when sel is not 56 bytes.
+ * ahead_entry(table, key): the entries those slots name fetched.
  *
  * Hints only: nothing is read but the dict's own table, nothing changes, and the lookup
  * itself is the dict's (docs/performance.md, "The SPD's 1M curve (session 12)"). */
@@ -872,6 +872,17 @@ static const char *slot_at(PyDictKeysObject *dk, size_t i, int *width)
 {
     *width = 1 << (dk->dk_log2_index_bytes - dk->dk_log2_size);
     return dk->dk_indices + i * (size_t)*width;
+}
+
+/* the first two slots the dict's lookup probes for `hash` (dictobject.c's open addressing:
+ * i = hash & mask, then perturb >>= 5, i = (i * 5 + perturb + 1) & mask): at the table's
+ * load a third of the keys are not in their first slot */
+static void probe_slots(PyDictKeysObject *dk, Py_hash_t hash, size_t slot[2])
+{
+    size_t mask = (size_t)DK_SIZE(dk) - 1, perturb = (size_t)hash;
+    slot[0] = (size_t)hash & mask;
+    perturb >>= 5;
+    slot[1] = (slot[0] * 5 + perturb + 1) & mask;
 }
 
 static PyObject *ahead(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
@@ -896,7 +907,10 @@ static PyObject *ahead(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     PyDictKeysObject *dk = general_keys(args[0]);
     if (hash != -1 && dk != NULL) {
         int width;
-        __builtin_prefetch(slot_at(dk, (size_t)hash & (size_t)(DK_SIZE(dk) - 1), &width));
+        size_t slot[2];
+        probe_slots(dk, hash, slot);
+        for (int p = 0; p < 2; p++)
+            __builtin_prefetch(slot_at(dk, slot[p], &width));
     }
     PyErr_Clear();
     return key;
@@ -915,11 +929,15 @@ static PyObject *ahead_entry(PyObject *self, PyObject *const *args, Py_ssize_t n
         Py_RETURN_NONE;
     }
     int width;
-    const char *at = slot_at(dk, (size_t)hash & (size_t)(DK_SIZE(dk) - 1), &width);
-    Py_ssize_t ix = width == 1 ? *(const int8_t *)at : width == 2 ? *(const int16_t *)at
-                    : width == 4 ? *(const int32_t *)at : *(const int64_t *)at;
-    if (ix >= 0 && ix < dk->dk_nentries)
-        __builtin_prefetch(&DK_ENTRIES(dk)[ix]);
+    size_t slot[2];
+    probe_slots(dk, hash, slot);
+    for (int p = 0; p < 2; p++) {
+        const char *at = slot_at(dk, slot[p], &width);
+        Py_ssize_t ix = width == 1 ? *(const int8_t *)at : width == 2 ? *(const int16_t *)at
+                        : width == 4 ? *(const int32_t *)at : *(const int64_t *)at;
+        if (ix >= 0 && ix < dk->dk_nentries)
+            __builtin_prefetch(&DK_ENTRIES(dk)[ix]);
+    }
     Py_RETURN_NONE;
 }
 
