@@ -864,7 +864,9 @@ static PyDictKeysObject *general_keys(PyObject *table)
     if (!PyDict_CheckExact(table))
         return NULL;
     PyDictKeysObject *dk = ((PyDictObject *)table)->ma_keys;
-    return dk->dk_kind == DICT_KEYS_GENERAL && ((PyDictObject *)table)->ma_values == NULL ? dk : NULL;
+    if (dk->dk_kind != DICT_KEYS_GENERAL || ((PyDictObject *)table)->ma_values != NULL)
+        return NULL;
+    return dk;
 }
 
 /* the address of slot i of dk's index table, and its width in bytes */

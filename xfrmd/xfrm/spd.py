@@ -8,7 +8,7 @@ from __future__ import annotations
 import errno as E
 import struct
 from itertools import repeat
-from typing import Iterator
+from typing import Callable, Iterator
 
 from devices.xfrmdev import OffloadError
 from netlink_codec import cext
@@ -238,7 +238,9 @@ def add_policy(req: XfrmRequest) -> Reply:
 
 # the C half of xfrm_add_policy (None: the Python path, XFRMD_PURE_PYTHON or not built)
 _polfast = cext.load("xfrmd.xfrm._polfast", source("xfrmd.xfrm._polfast"))
-_ahead = _ahead_entry = None
+# (table, sel, dir) -> the key, (table, key) -> None: _polfast.ahead, ahead_entry
+_ahead: Callable[[dict[bytes, Policy], bytes, int], bytes | None] | None = None
+_ahead_entry: Callable[[dict[bytes, Policy], bytes], None] | None = None
 if _polfast is None:
     xfrm_add_policy = add_policy    # noqa: F811 (the dispatch table takes the Python one)
 else:
@@ -265,8 +267,8 @@ def _lookup(req: XfrmRequest, sel: bytes, index: int, dir: int,
     ptype = req.policy_type()
     verify_policy_dir(dir)
     db = req.xfrm.spd
-    if key is not None:
-        _ahead_entry(db.by_selector, key)      # the entry the slot names, while checks run
+    if key is not None and _ahead_entry is not None:
+        _ahead_entry(db.by_selector, key)      # the entries the slots name, while checks run
     if index:
         pol = db.byid(req.mark(), req.if_id(), ptype, dir, index)
     else:
