@@ -19,11 +19,18 @@
  * insert(db, pol): xfrm_policy_insert's common case, or None (PolicyDb.insert decides).
  */
 #define PY_SSIZE_T_CLEAN
-#define Py_BUILD_CORE_MODULE        /* ahead(): the dict's table, pycore_dict.h */
 #include <Python.h>
 #include <structmember.h>
 #include <string.h>
+/* ahead(): where a dict keeps its table (CPython 3.11's layout; read as the core reads it,
+ * this header alone). Without it ahead() fetches nothing. */
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000 \
+    && defined(__has_include) && __has_include("internal/pycore_dict.h")
+#define Py_BUILD_CORE
 #include "internal/pycore_dict.h"
+#undef Py_BUILD_CORE
+#define DICT_TABLE 1
+#endif
 
 #define INFO_LEN 168            /* xfrm_userpolicy_info */
 #define SEL_LEN 56
@@ -859,6 +866,7 @@ out:
  *
  * Hints only: nothing is read but the dict's own table, nothing changes, and the lookup
  * itself is the dict's (docs/performance.md, "The SPD's 1M curve (session 12)"). */
+#ifdef DICT_TABLE
 static PyDictKeysObject *general_keys(PyObject *table)
 {
     if (!PyDict_CheckExact(table))
@@ -886,6 +894,7 @@ static void probe_slots(PyDictKeysObject *dk, Py_hash_t hash, size_t slot[2])
     perturb >>= 5;
     slot[1] = (slot[0] * 5 + perturb + 1) & mask;
 }
+#endif
 
 static PyObject *ahead(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -906,6 +915,7 @@ static PyObject *ahead(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     if (key == NULL)
         return NULL;
     Py_hash_t hash = PyObject_Hash(key);       /* kept in the object: the lookup's */
+#ifdef DICT_TABLE
     PyDictKeysObject *dk = general_keys(args[0]);
     if (hash != -1 && dk != NULL) {
         int width;
@@ -914,6 +924,8 @@ static PyObject *ahead(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         for (int p = 0; p < 2; p++)
             __builtin_prefetch(slot_at(dk, slot[p], &width));
     }
+#endif
+    (void)hash;
     PyErr_Clear();
     return key;
 }
@@ -924,6 +936,7 @@ static PyObject *ahead_entry(PyObject *self, PyObject *const *args, Py_ssize_t n
         PyErr_SetString(PyExc_TypeError, "ahead_entry(table, key: bytes)");
         return NULL;
     }
+#ifdef DICT_TABLE
     PyDictKeysObject *dk = general_keys(args[0]);
     Py_hash_t hash = PyObject_Hash(args[1]);
     if (dk == NULL || hash == -1) {
@@ -940,6 +953,7 @@ static PyObject *ahead_entry(PyObject *self, PyObject *const *args, Py_ssize_t n
         if (ix >= 0 && ix < dk->dk_nentries)
             __builtin_prefetch(&DK_ENTRIES(dk)[ix]);
     }
+#endif
     Py_RETURN_NONE;
 }
 
