@@ -263,7 +263,7 @@ def _lookup(req: XfrmRequest, sel: bytes, index: int, dir: int,
     """The GET/DEL/POLEXPIRE lookup, after the policy type and direction checks: by index
     when one is given, else by selector. ENOENT when there is none. ``key``: the
     by-selector key of a request without attributes, made by ``_polfast.ahead`` (which
-    fetched its slot in the table), or None."""
+    fetched its slots in the table), or None."""
     ptype = req.policy_type()
     verify_policy_dir(dir)
     db = req.xfrm.spd
@@ -273,7 +273,8 @@ def _lookup(req: XfrmRequest, sel: bytes, index: int, dir: int,
         pol = db.byid(req.mark(), req.if_id(), ptype, dir, index)
     else:
         req.verify_sec_ctx_len()
-        if key is not None and not req.attrs:   # main type, no mark, no if_id: the key made
+        if key is not None and not req.attrs:
+            # main type, no mark, no if_id: the key made ahead is policy_key's
             pol = db.by_selector.get(key)
         else:
             pol = db.bysel(req.mark(), req.if_id(), ptype, dir, sel)
