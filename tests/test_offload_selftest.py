@@ -7,6 +7,8 @@ port's SAs, and the file shows tx=3 as the selftest expects."""
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -51,12 +53,24 @@ SA count=0 tx=3
 Device "eni0np1" does not exist.
 """
 
+# The scripts' `xfrmd` is this interpreter's: a shell function, which sh finds before any
+# PATH lookup. On PATH, `xfrmd` is the venv's console script only when the venv's bin is
+# there: an interpreter started by its path (a run not activated: "sh: xfrmd: not found")
+# has none, and another checkout's venv would run that checkout's console script.
+XFRMD_FN = "xfrmd() { " + shlex.join([sys.executable, "-m", "xfrmd.cli"]) + ' "$@"; }\n'
+# PATH without the directories of an `xfrmd` console script (that are not also the shell's),
+# so that these tests show the scripts do not need one
+ENV = {**os.environ, "PATH": os.pathsep.join(
+    d for d in os.environ.get("PATH", "").split(os.pathsep)
+    if not os.path.exists(os.path.join(d, "xfrmd")) or os.path.exists(os.path.join(d, "sh")))}
+
 
 def test_rtnetlink_sh_ipsec_offload_flow():
     require(shutil.which("ip") is not None, "needs iproute2")
     require(shutil.which("gcc") or shutil.which("cc"), "needs a C compiler for the shim")
     p = subprocess.run([sys.executable, "-m", "xfrmd.cli", "run", "--topology", "bare", "--",
-                        "sh", "-c", SCRIPT], capture_output=True, text=True, timeout=60)
+                        "sh", "-c", XFRMD_FN + SCRIPT], capture_output=True, text=True,
+                       timeout=60, env=ENV)
     assert p.returncode == 0, p.stderr
     assert p.stdout + p.stderr == EXPECTED
 
@@ -67,7 +81,7 @@ def test_show_offload_verb():
               "mode transport aead 'rfc4106(gcm(aes))' 0x0102030405060708090a0b0c0d0e0f1011121314 "
               "128 offload dev nsim0 dir out && xfrmd ctl show-offload nsim0 && "
               "xfrmd ctl show-offload --json soe2")
-    p = xfrmd_run(script)
+    p = xfrmd_run(XFRMD_FN + script, env=ENV)
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
     assert lines[:2] == ["nsim0: driver netdevsim, esp-hw-offload on",
@@ -88,7 +102,7 @@ def test_mlx5_hardware_counters_reach_ip_xfrm_state():
         "xfrmd ctl offload-traffic eth2 0x500 5 3500 --json && "
         "ip -s xfrm state list | grep -A1 'lifetime current' && "
         "ip -s xfrm state list | grep -A1 'lifetime current'")
-    p = xfrmd_run(script)
+    p = xfrmd_run(XFRMD_FN + script, env=ENV)
     assert p.returncode == 0, p.stderr
     # 5 frames, 3500 bytes on the wire, less (14 + 20) header bytes each; read twice, no doubling
     lines = p.stdout.splitlines()
