@@ -5,7 +5,8 @@ pass the same tests (``XFRMD_PURE_PYTHON=1`` selects the Python one everywhere; 
 suites both ways). The C source sits next to the module that uses it. It is compiled by
 ``python3 -m xfrmd.cext build`` (the README's install commands run it) — never on import,
 which must stay fast — into the cache directory under a name carrying the hash of the source
-and of the interpreter's ABI, so an edited source or another Python is never loaded stale;
+(with the local headers it includes) and of the interpreter's ABI, so an edited source or
+header or another Python is never loaded stale;
 a wheel may carry it prebuilt next to the source under the same name (setup.py).
 
 :func:`load` returns the module, or None when the Python version is to be used: asked for,
@@ -18,6 +19,7 @@ import hashlib
 import importlib.machinery
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -46,12 +48,34 @@ def _ext_suffix() -> str:
     return sysconfig.get_config_var("EXT_SUFFIX") or ".so"
 
 
+# ``#include "file"``: a header of the checkout (``<file>`` ones are the system's)
+_LOCAL_INCLUDE = re.compile(rb'^[ \t]*#[ \t]*include[ \t]*"([^"]+)"', re.M)
+
+
+def source_files(src: str) -> list[str]:
+    """``src`` and the local headers it includes, and those they include, each once, in the
+    order first met; a header's path is taken from the including file's directory, where the
+    compiler looks first for a quoted include."""
+    files, i = [os.path.normpath(src)], 0
+    while i < len(files):
+        with open(files[i], "rb") as f:
+            text = f.read()
+        for inc in _LOCAL_INCLUDE.findall(text):
+            p = os.path.normpath(os.path.join(os.path.dirname(files[i]), inc.decode()))
+            if p not in files:
+                files.append(p)
+        i += 1
+    return files
+
+
 def built_name(name: str, src: str) -> str:
-    """``_nlfast-<hash>.cpython-311-x86_64-linux-gnu.so``: the hash covers the source and the
-    interpreter it is built for."""
+    """``_nlfast-<hash>.cpython-311-x86_64-linux-gnu.so``: the hash covers the source, the
+    local headers it includes (:func:`source_files`: an edited header rebuilds every
+    extension that includes it) and the interpreter it is built for."""
     h = hashlib.sha256()
-    with open(src, "rb") as f:
-        h.update(f.read())
+    for path in source_files(src):
+        with open(path, "rb") as f:
+            h.update(f.read())
     h.update(f"{sys.implementation.cache_tag} {sys.version} {_ext_suffix()}".encode())
     return f"{name.rpartition('.')[2]}-{h.hexdigest()[:16]}{_ext_suffix()}"
 

@@ -97,6 +97,42 @@ def test_an_edited_source_is_never_loaded_stale(tiny):
     assert cext.load("_tiny", str(tiny)).answer() == 7
 
 
+def test_an_edited_local_header_is_never_loaded_stale(tiny):
+    """A header the source includes with quotes is part of the build key."""
+    header = tiny.parent / "inc" / "answer.h"
+    header.parent.mkdir()
+    header.write_text("#define ANSWER 5\n")
+    tiny.write_text((TINY % 0).replace("#include <Python.h>", '#include <Python.h>\n#include "inc/answer.h"')
+                    .replace("PyLong_FromLong(0)", "PyLong_FromLong(ANSWER)"))
+    cext.build("_tiny", str(tiny))
+    assert cext.load("_tiny", str(tiny)).answer() == 5
+    header.write_text("#define ANSWER 6\n")
+    assert cext.load("_tiny", str(tiny)) is None     # the old build no longer matches
+    cext.build("_tiny", str(tiny))
+    assert cext.load("_tiny", str(tiny)).answer() == 6
+
+
+def test_the_slots_header_keys_both_extensions_that_include_it(tmp_path):
+    """learn_offsets lives in xfrmd/_slots.h, included by _rcvfast.c and _transport.c: an
+    edit of it changes the build key of both, and of no other extension."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for name in registry.EXTENSIONS:
+        for path in cext.source_files(registry.source(name)):
+            copy = tmp_path / os.path.relpath(path, root)
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            copy.write_bytes(open(path, "rb").read())
+
+    def keys():
+        return {name: cext.built_name(name, str(tmp_path / rel))
+                for name, rel in registry.EXTENSIONS.items()}
+
+    before = keys()
+    header = tmp_path / "xfrmd" / "_slots.h"
+    header.write_text(header.read_text() + "/* edited */\n")
+    after = keys()
+    assert {n for n in before if before[n] != after[n]} == {"xfrmd.netlink._rcvfast",
+                                                            "xfrmd._transport"}
+
 def test_a_source_that_does_not_compile_says_so_and_leaves_nothing(tiny):
     tiny.write_text("this is not C;\n")
     with pytest.raises(cext.BuildError, match="compiling _tiny.c failed"):

@@ -42,6 +42,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include "_slots.h"         /* learn_offsets */
 #include <errno.h>
 #include <math.h>
 #include <string.h>
@@ -93,29 +94,6 @@ static inline void slot_set(PyObject *o, Py_ssize_t off, PyObject *v)   /* steal
     PyObject *old = *p;
     *p = v;
     Py_XDECREF(old);
-}
-
-static int learn_offsets(PyObject *cls, const char **names, int n, Py_ssize_t *off)
-{
-    if (!PyType_Check(cls)) {
-        PyErr_SetString(PyExc_TypeError, "a class");
-        return -1;
-    }
-    for (int i = 0; i < n; i++) {
-        PyObject *d = PyObject_GetAttrString(cls, names[i]);
-        if (d == NULL)
-            return -1;
-        int ok = Py_TYPE(d) == &PyMemberDescr_Type
-            && ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX;
-        if (ok)
-            off[i] = ((PyMemberDescrObject *)d)->d_member->offset;
-        Py_DECREF(d);
-        if (!ok) {
-            PyErr_Format(PyExc_TypeError, "%s is not a plain slot", names[i]);
-            return -1;
-        }
-    }
-    return 0;
 }
 
 /* the server holds its Pump (Server._pump) and the Pump its server: a cycle the collector

@@ -7,6 +7,7 @@ built and loaded; docs/performance.md why they exist).
 
 Each entry: the extension's dotted name and its C source, next to the Python module whose
 hot path it replaces (that module keeps the pure-Python version: ``XFRMD_PURE_PYTHON=1``).
+A source's local headers (``#include "…"``, e.g. ``_slots.h``) are part of its build key.
 """
 from __future__ import annotations
 

@@ -36,6 +36,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include "../_slots.h"      /* learn_offsets */
 #include <stdint.h>
 #include <string.h>
 
@@ -93,29 +94,6 @@ static uint16_t get_u16(const unsigned char *p) { uint16_t v; memcpy(&v, p, 2); 
 static uint32_t get_u32(const unsigned char *p) { uint32_t v; memcpy(&v, p, 4); return v; }
 static void put_u16(unsigned char *p, uint16_t v) { memcpy(p, &v, 2); }
 static void put_u32(unsigned char *p, uint32_t v) { memcpy(p, &v, 4); }
-
-static int learn_offsets(PyObject *cls, const char **names, int n, Py_ssize_t *off)
-{
-    if (!PyType_Check(cls)) {
-        PyErr_SetString(PyExc_TypeError, "a class");
-        return -1;
-    }
-    for (int i = 0; i < n; i++) {
-        PyObject *d = PyObject_GetAttrString(cls, names[i]);
-        if (d == NULL)
-            return -1;
-        int ok = Py_TYPE(d) == &PyMemberDescr_Type
-            && ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX;
-        if (ok)
-            off[i] = ((PyMemberDescrObject *)d)->d_member->offset;
-        Py_DECREF(d);
-        if (!ok) {
-            PyErr_Format(PyExc_TypeError, "%s is not a plain slot", names[i]);
-            return -1;
-        }
-    }
-    return 0;
-}
 
 /* An instance's __dict__ (borrowed), or NULL. The attributes read here are plain instance
  * attributes (no class of theirs has a descriptor of the name): looking them up in the
