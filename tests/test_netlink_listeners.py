@@ -5,15 +5,19 @@ says a member listens. A stale mask would either lose a monitor's events or buil
 nobody."""
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from netlink_codec import netlink as N
 from netlink_codec import xfrm as X
-from tests.differential.test_policy_diff import add, m, pid
-from tests.sad_helpers import M, Nl, messages
+from tests.differential.test_policy_diff import MARK, add, m, pid, tmpl
+from tests.sad_helpers import M, Nl, messages, msg, newsa, usersa_id
 from xfrmd.clock import ManualClock
 from xfrmd.kernel import Kernel, KernelError
 from xfrmd.topology import load_topology
+from xfrmd.xfrm import sa_verify, spd
+from xfrmd.xfrm.policy import Policy
+from xfrmd.xfrm.state import SecurityAssociation
 
 G = X.XfrmNlGrp
 PROTOCOLS = (N.NETLINK_XFRM, N.NETLINK_ROUTE)
@@ -96,3 +100,77 @@ def test_monitor_joining_after_an_add_gets_the_next_newpolicy(kernel):
     nl.ok(m(M.DELPOLICY, pid()))
     nl.ok(add())
     assert newpolicies(mon) == []
+
+
+# -- the listener gate of NEWSA/UPDSA and NEWPOLICY/UPDPOLICY --------------------------------
+# xfrm_add_sa, and xfrm_add_policy's C path, test the group's listener bit themselves and then
+# notify without testing it again (xfrm_notify_sa, xfrm_notify_policy); the Python path of a
+# policy (add_policy) and the deletes go through km_*_notify's own gate. Each way: the group's
+# member gets the event, alone in its namespace with that group (a gate on the wrong bit would
+# find no listener); the group's member in another namespace gets nothing, and once the member
+# has left the group, neither it nor a socket in every other group gets anything.
+
+OTHER_GROUPS = [g for g in G if g != G.NONE]
+TMPL_INET = N.nla(X.Xfrma.TMPL, tmpl(family=X.AF_INET))
+
+
+def _types(kernel, sock):
+    out = []
+    while (d := kernel.recv(sock)) is not None:
+        out += [t for (t, _f, _s, _p, _raw) in messages(d)]
+    return out
+
+
+def _only_member_hears(kernel, group, requests, expect):
+    nl = Nl(kernel)
+    member = Nl(kernel, groups=(group,), pid=777)
+    blue = kernel.socket(N.NETLINK_XFRM, "blue", create=True)
+    kernel.setsockopt(blue, N.SOL_NETLINK, N.NETLINK_ADD_MEMBERSHIP, group)
+    for r in requests[:-1]:
+        nl.ok(r)
+    assert [m[:3] for d in member.recv_all() for m in messages(d)] == expect
+    assert _types(kernel, blue) == []
+    assert nl.recv_all() == []                          # the sender: its ACKs only
+    kernel.setsockopt(member.s, N.SOL_NETLINK, N.NETLINK_DROP_MEMBERSHIP, group)
+    others = Nl(kernel, groups=[g for g in OTHER_GROUPS if g != group], pid=778)
+    nl.ok(requests[-1])
+    assert _types(kernel, member.s) == [] and _types(kernel, others.s) == []
+
+
+@pytest.mark.parametrize("path", ["as built", "python"])
+def test_sa_events_reach_the_sa_group_only(kernel, monkeypatch, path):
+    if path == "python":
+        monkeypatch.setattr(sa_verify, "_sacons", None)     # state_construct, not fast_state
+    _only_member_hears(kernel, G.SA, [
+        newsa(), newsa(t=M.UPDSA, seq=2), newsa(spi=0x2000, seq=3),
+        msg(M.DELSA, usersa_id(), seq=4), newsa(spi=0x3000, seq=5)],
+        [(M.NEWSA, 0, 1), (M.UPDSA, 0, 2), (M.NEWSA, 0, 3), (M.DELSA, 0, 4)])
+
+
+@pytest.mark.parametrize("path", ["as built", "python"])
+def test_policy_events_reach_the_policy_group_only(kernel, monkeypatch, path):
+    calls = []
+    python_path = spd.add_policy
+    monkeypatch.setattr(spd, "add_policy", lambda req: calls.append(1) or python_path(req))
+    # a template of the policy's family: the C path takes it when built; a mark: the Python
+    mark = MARK if path == "python" else b""
+    _only_member_hears(kernel, G.POLICY, [
+        add(mark, TMPL_INET), add(mark, TMPL_INET, t=M.UPDPOLICY),
+        add(mark, TMPL_INET, dir=X.XFRM_POLICY_IN), add(mark, TMPL_INET, dir=X.XFRM_POLICY_FWD)],
+        [(M.NEWPOLICY, 0, 7), (M.UPDPOLICY, 0, 7), (M.NEWPOLICY, 0, 7)])
+    if spd._polfast is not None:     # (else the dispatch table holds add_policy itself)
+        assert len(calls) == (4 if path == "python" else 0)
+
+
+def test_without_a_member_no_event_is_made(kernel, monkeypatch):
+    """No listener: the events are not even built (the gate is before the message)."""
+    def built(*a):
+        raise AssertionError("a message built for nobody")
+    monkeypatch.setattr(SecurityAssociation, "notify_message", built)
+    monkeypatch.setattr(Policy, "notify_message", built)
+    nl = Nl(kernel)
+    Nl(kernel, groups=[g for g in OTHER_GROUPS if g not in (G.SA, G.POLICY)], pid=778)
+    nl.ok(newsa())
+    nl.ok(newsa(t=M.UPDSA))
+    nl.ok(add(TMPL_INET))
+    nl.ok(add(MARK, TMPL_INET))

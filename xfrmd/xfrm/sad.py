@@ -49,10 +49,10 @@ def xfrm_add_sa(req: XfrmRequest) -> Reply:
         x.km_state = XFRM_STATE_VALID
     # km_state_notify with the request's seq and nlmsg_pid; for an in-place update the
     # message describes the state built from the request (which the kernel then drops).
-    # Its listener gate first (netlink_has_listeners, as km_state_notify tests it): the
-    # header's fields are read only for a listener
+    # Its listener gate here (netlink_has_listeners, inlined), then the notification without
+    # it: without a listener no call, and the header's fields are not read
     if db.ns.listeners.get(NETLINK_XFRM, 0) & _SA_BIT:
-        db.km_state_notify(x, event, hdr.seq, hdr.pid)
+        db.xfrm_notify_sa(x, event, hdr.seq, hdr.pid)
     return req.ok()
 
 

@@ -180,9 +180,10 @@ def xfrm_add_policy(req: XfrmRequest) -> Reply:
         if err:
             offload.xfrm_dev_policy_release(pol)
             raise KernelError(err)
-    # km_policy_notify behind its gate (netlink_has_listeners): no call without a listener
+    # km_policy_notify: its gate here (netlink_has_listeners, inlined), then the notification
+    # without it: no call without a listener
     if ns.listeners.get(_NETLINK_XFRM, 0) & _POLICY_BIT:
-        db.km_policy_notify(pol, hdr.type, hdr.seq, hdr.pid)
+        db.xfrm_notify_policy(pol, hdr.type, hdr.seq, hdr.pid)
     return req.warning or OK          # req.ok(), inline
 
 

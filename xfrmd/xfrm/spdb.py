@@ -349,7 +349,13 @@ class PolicyDb:
                          byid: bool = False) -> None:
         # xfrm_nlmsg_multicast's gate, netlink_has_listeners inlined (Kernel.has_listeners)
         if self.ns.listeners.get(NETLINK_XFRM, 0) & _POLICY_BIT:
-            self.multicast(G.POLICY, pol.notify_message(event, seq, pid, byid))
+            self.xfrm_notify_policy(pol, event, seq, pid, byid)
+
+    def xfrm_notify_policy(self, pol: Policy, event: int, seq: int, pid: int,
+                           byid: bool = False) -> None:
+        """:meth:`km_policy_notify` past its listener gate, for a caller that has tested it
+        (``xfrm_add_policy``'s C path: without a listener, not a call more per NEWPOLICY)."""
+        self.multicast(G.POLICY, pol.notify_message(event, seq, pid, byid))
 
     def km_flush_notify(self, ptype: int, seq: int, pid: int) -> None:
         self.multicast(G.POLICY, flush_message(ptype, seq, pid))
