@@ -1,5 +1,6 @@
 """Shared fixtures. ``xfrmd.testing`` provides xfrmd_server / xfrmd_trio_server."""
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,26 @@ from xfrmd.topology import load_topology
 pytest_plugins = ["xfrmd.testing"]
 
 IN_CI = os.environ.get("CI") == "true"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def xfrmd_command(tmp_path_factory):
+    """``xfrmd`` in the tests' shell scripts (``xfrmd ctl``, ``xfrmd replay``) is this
+    interpreter's ``xfrmd.cli``, whatever PATH holds: a wrapper goes first on PATH for the
+    session. Found on PATH alone, it is the venv's console script only when the venv's bin
+    is there, which it is not for an interpreter started by its path without activating
+    the venv (the scripts then fail with "sh: xfrmd: not found")."""
+    d = tmp_path_factory.mktemp("bin")
+    wrapper = d / "xfrmd"
+    wrapper.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m xfrmd.cli "$@"\n')
+    wrapper.chmod(0o755)
+    old = os.environ.get("PATH")
+    os.environ["PATH"] = f"{d}{os.pathsep}{old if old is not None else os.defpath}"
+    yield str(wrapper)
+    if old is None:
+        os.environ.pop("PATH", None)
+    else:
+        os.environ["PATH"] = old
 
 
 def require(condition: bool, why: str) -> None:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import shutil
 import subprocess
 import sys
+
+import pytest
 
 from .conftest import require, xfrmd_run
 
@@ -53,35 +54,36 @@ SA count=0 tx=3
 Device "eni0np1" does not exist.
 """
 
-# The scripts' `xfrmd` is this interpreter's: a shell function, which sh finds before any
-# PATH lookup. On PATH, `xfrmd` is the venv's console script only when the venv's bin is
-# there: an interpreter started by its path (a run not activated: "sh: xfrmd: not found")
-# has none, and another checkout's venv would run that checkout's console script.
-XFRMD_FN = "xfrmd() { " + shlex.join([sys.executable, "-m", "xfrmd.cli"]) + ' "$@"; }\n'
-# PATH without the directories of an `xfrmd` console script (that are not also the shell's),
-# so that these tests show the scripts do not need one
-ENV = {**os.environ, "PATH": os.pathsep.join(
-    d for d in os.environ.get("PATH", "").split(os.pathsep)
-    if not os.path.exists(os.path.join(d, "xfrmd")) or os.path.exists(os.path.join(d, "sh")))}
+
+@pytest.fixture
+def env(xfrmd_command):
+    """PATH with no `xfrmd` but the session's (conftest.xfrmd_command, this interpreter's):
+    these scripts pass whether or not a venv's bin is on PATH (they once failed with
+    "sh: xfrmd: not found" where it was not)."""
+    mine = os.path.dirname(xfrmd_command)
+    return {**os.environ, "PATH": os.pathsep.join(
+        d for d in os.environ["PATH"].split(os.pathsep)
+        if d == mine or not os.path.exists(os.path.join(d, "xfrmd"))
+        or os.path.exists(os.path.join(d, "sh")))}
 
 
-def test_rtnetlink_sh_ipsec_offload_flow():
+def test_rtnetlink_sh_ipsec_offload_flow(env):
     require(shutil.which("ip") is not None, "needs iproute2")
     require(shutil.which("gcc") or shutil.which("cc"), "needs a C compiler for the shim")
     p = subprocess.run([sys.executable, "-m", "xfrmd.cli", "run", "--topology", "bare", "--",
-                        "sh", "-c", XFRMD_FN + SCRIPT], capture_output=True, text=True,
-                       timeout=60, env=ENV)
+                        "sh", "-c", SCRIPT], capture_output=True, text=True, timeout=60,
+                       env=env)
     assert p.returncode == 0, p.stderr
     assert p.stdout + p.stderr == EXPECTED
 
 
-def test_show_offload_verb():
+def test_show_offload_verb(env):
     require(shutil.which("ip") is not None, "needs iproute2")
     script = ("ip xfrm state add src 203.0.113.1 dst 203.0.113.2 proto esp spi 0x300 reqid 4 "
               "mode transport aead 'rfc4106(gcm(aes))' 0x0102030405060708090a0b0c0d0e0f1011121314 "
               "128 offload dev nsim0 dir out && xfrmd ctl show-offload nsim0 && "
               "xfrmd ctl show-offload --json soe2")
-    p = xfrmd_run(XFRMD_FN + script, env=ENV)
+    p = xfrmd_run(script, env=env)
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
     assert lines[:2] == ["nsim0: driver netdevsim, esp-hw-offload on",
@@ -91,7 +93,7 @@ def test_show_offload_verb():
                  "sas": [], "esp-hw-offload": True}}
 
 
-def test_mlx5_hardware_counters_reach_ip_xfrm_state():
+def test_mlx5_hardware_counters_reach_ip_xfrm_state(env):
     """Packets through the mlx5-like hardware SA show in the real `ip -s xfrm state list`
     (update_stats on readback). ip 6.1 cannot parse `offload packet`: xfrmd replay adds it."""
     require(shutil.which("ip") is not None, "needs iproute2")
@@ -102,7 +104,7 @@ def test_mlx5_hardware_counters_reach_ip_xfrm_state():
         "xfrmd ctl offload-traffic eth2 0x500 5 3500 --json && "
         "ip -s xfrm state list | grep -A1 'lifetime current' && "
         "ip -s xfrm state list | grep -A1 'lifetime current'")
-    p = xfrmd_run(XFRMD_FN + script, env=ENV)
+    p = xfrmd_run(script, env=env)
     assert p.returncode == 0, p.stderr
     # 5 frames, 3500 bytes on the wire, less (14 + 20) header bytes each; read twice, no doubling
     lines = p.stdout.splitlines()
