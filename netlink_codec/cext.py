@@ -54,15 +54,16 @@ _LOCAL_INCLUDE = re.compile(rb'^[ \t]*#[ \t]*include[ \t]*"([^"]+)"', re.M)
 
 def source_files(src: str) -> list[str]:
     """``src`` and the local headers it includes, and those they include, each once, in the
-    order first met; a header's path is taken from the including file's directory, where the
-    compiler looks first for a quoted include."""
+    order first met. A quoted include is looked for in the including file's directory, as
+    the compiler looks first; one not there is the interpreter's (``"internal/…"``, found on
+    the include path) and is not followed: the interpreter is in the key already."""
     files, i = [os.path.normpath(src)], 0
     while i < len(files):
         with open(files[i], "rb") as f:
             text = f.read()
         for inc in _LOCAL_INCLUDE.findall(text):
             p = os.path.normpath(os.path.join(os.path.dirname(files[i]), inc.decode()))
-            if p not in files:
+            if p not in files and os.path.isfile(p):
                 files.append(p)
         i += 1
     return files

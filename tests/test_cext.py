@@ -112,6 +112,14 @@ def test_an_edited_local_header_is_never_loaded_stale(tiny):
     assert cext.load("_tiny", str(tiny)).answer() == 6
 
 
+def test_a_quoted_include_not_beside_the_source_is_the_interpreters(tmp_path):
+    """``#include "internal/pycore_dict.h"`` (_polfast.c) is found on the include path, not
+    next to the source: not part of the key, and no error."""
+    src, mine = tmp_path / "_x.c", tmp_path / "mine.h"
+    src.write_text('#include "internal/pycore_dict.h"\n#include "mine.h"\n')
+    mine.write_text("")
+    assert cext.source_files(str(src)) == [str(src), str(mine)]
+
 def test_the_slots_header_keys_both_extensions_that_include_it(tmp_path):
     """learn_offsets lives in xfrmd/_slots.h, included by _rcvfast.c and _transport.c: an
     edit of it changes the build key of both, and of no other extension."""
