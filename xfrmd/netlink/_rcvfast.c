@@ -352,8 +352,8 @@ take(Deliver *d, PyObject *sock, PyObject *dg, PyObject *fd, PyObject **tb, PyOb
     }
     PyObject *t = PyTuple_GET_ITEM(res, 0);
     int has_dir = PyDict_Contains(t, key_sa_dir), has_pcpu = PyDict_Contains(t, key_sa_pcpu);
-    if (has_dir < 0 || has_pcpu < 0 || (has_dir || has_pcpu) &&
-            (!sa_pcpu_ok[type] || (type == acquire && has_dir))) {
+    if (has_dir < 0 || has_pcpu < 0 || ((has_dir || has_pcpu) &&
+            (!sa_pcpu_ok[type] || (type == acquire && has_dir)))) {
         PyErr_Clear();
         Py_DECREF(res);
         return NULL;                            /* _reject_unused_attr raises */
