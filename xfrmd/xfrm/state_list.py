@@ -47,11 +47,17 @@ class StateList:
             self.compact()
 
     def compact(self) -> None:
-        """The list without its holes, every state's position renumbered."""
-        live: list[SecurityAssociation | None] = [x for x in self.slots if x is not None]
-        for i, x in enumerate(live):
-            x.all_pos = i                   # type: ignore[union-attr]
-        self.slots, self.holes = live, 0
+        """The list without its holes, every state's position renumbered. In place: a new
+        list of a million states would be a young object the next collection walks whole
+        (an old or frozen one is not walked by it)."""
+        slots, n = self.slots, 0
+        for x in slots:
+            if x is not None:
+                x.all_pos = n
+                slots[n] = x
+                n += 1
+        del slots[n:]
+        self.holes = 0
 
     def clear(self) -> None:
         self.slots, self.holes = [], 0
