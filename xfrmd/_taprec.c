@@ -26,6 +26,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include "_slots.h"         /* slot_offset */
 #include <stdint.h>
 #include <time.h>
 
@@ -60,22 +61,6 @@ static PyTypeObject *sock_type;
 static unsigned int sock_tag;
 static Py_ssize_t off_id, off_portid, off_ext_ack;
 
-static int slot_offset(PyTypeObject *tp, PyObject *name, Py_ssize_t *off)
-{
-    PyObject *d = PyObject_GetAttr((PyObject *)tp, name);  /* the class's descriptor */
-    if (d == NULL) {
-        PyErr_Clear();
-        return 0;
-    }
-    int ok = Py_IS_TYPE(d, &PyMemberDescr_Type)
-             && ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX
-             && PyDescr_TYPE(d) == tp;
-    if (ok)
-        *off = ((PyMemberDescrObject *)d)->d_member->offset;
-    Py_DECREF(d);
-    return ok;
-}
-
 /* 1 when the three slots of `tp` can be read at their offsets */
 static int sock_slots(PyTypeObject *tp)
 {
@@ -83,9 +68,9 @@ static int sock_slots(PyTypeObject *tp)
         return 1;
     if (tp->tp_getattro != PyObject_GenericGetAttr)
         return 0;
-    Py_ssize_t a, b, c;
-    if (!slot_offset(tp, s_id, &a) || !slot_offset(tp, s_portid, &b)
-            || !slot_offset(tp, s_ext_ack, &c) || !TAG_VALID(tp))
+    Py_ssize_t a = slot_offset(tp, s_id), b = slot_offset(tp, s_portid),
+        c = slot_offset(tp, s_ext_ack);
+    if (a < 0 || b < 0 || c < 0 || !TAG_VALID(tp))
         return 0;
     Py_INCREF(tp);
     Py_XSETREF(sock_type, tp);

@@ -22,7 +22,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <structmember.h>       /* T_OBJECT_EX, READONLY: the __slots__ members */
+#include "../_slots.h"          /* learn_offsets: the __slots__ members */
 #include <stdint.h>
 #include <string.h>
 
@@ -145,26 +145,6 @@ static int counters_set(PyObject *stats, Py_ssize_t bytes, Py_ssize_t packets)
 {
     return *(PyObject **)((char *)stats + bytes) != NULL &&
            *(PyObject **)((char *)stats + packets) != NULL;
-}
-
-/* The offset of the __slots__ attribute `name` in objects of exactly obj's type: -1 with
- * TypeError when it is no such slot. */
-static Py_ssize_t slot_offset(PyObject *obj, const char *name)
-{
-    PyObject *d = PyObject_GetAttrString((PyObject *)Py_TYPE(obj), name);
-    if (d == NULL)
-        return -1;
-    Py_ssize_t off = -1;
-    if (Py_IS_TYPE(d, &PyMemberDescr_Type)) {
-        PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
-        if (m->type == T_OBJECT_EX && !(m->flags & READONLY))
-            off = m->offset;
-    }
-    Py_DECREF(d);
-    if (off < 0)
-        PyErr_Format(PyExc_TypeError, "%s.%s is not a writable __slots__ attribute",
-                     Py_TYPE(obj)->tp_name, name);
-    return off;
 }
 
 /* A new bytes object of `len` bytes copied from `p`. */
@@ -585,12 +565,15 @@ static int Esp_init(EspObject *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_ValueError, "Esp needs the seal or the open tuple");
         return -1;
     }
-    if ((self->oseq = slot_offset(self->replay, "oseq")) < 0 ||
-        (self->top = slot_offset(self->replay, "top")) < 0 ||
-        (self->bitmap = slot_offset(self->replay, "bitmap")) < 0 ||
-        (self->bytes = slot_offset(self->stats, "bytes")) < 0 ||
-        (self->packets = slot_offset(self->stats, "packets")) < 0)
+    /* where the window and the counters are in objects of exactly their types (TypeError
+     * when one is not a plain slot) */
+    const char *rnames[3] = {"oseq", "top", "bitmap"}, *snames[2] = {"bytes", "packets"};
+    Py_ssize_t r[3], c[2];
+    if (learn_offsets((PyObject *)Py_TYPE(self->replay), rnames, 3, r) < 0
+            || learn_offsets((PyObject *)Py_TYPE(self->stats), snames, 2, c) < 0)
         return -1;
+    self->oseq = r[0], self->top = r[1], self->bitmap = r[2];
+    self->bytes = c[0], self->packets = c[1];
     return 0;
 }
 
