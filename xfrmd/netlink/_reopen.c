@@ -19,7 +19,7 @@
  * the whole kernel after reopen with close + socket + bind, on this path and without it). */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <structmember.h>
+#include "../_slots.h"      /* slot_offset */
 
 #define MAX_SLOTS 48
 
@@ -40,15 +40,6 @@ static PyObject *s_refcounted, *s_ports, *s_refuse, *s_net_admin, *s_net_admin_i
     *s_fresh;
 
 #define SLOT(o, i) (*(PyObject **)((char *)(o) + off[i]))
-
-static Py_ssize_t member_offset(PyTypeObject *tp, PyObject *name)
-{
-    PyObject *d = PyDict_GetItemWithError(tp->tp_dict, name);
-    if (d == NULL || Py_TYPE(d) != &PyMemberDescr_Type
-            || ((PyMemberDescrObject *)d)->d_member->type != T_OBJECT_EX)
-        return -1;
-    return ((PyMemberDescrObject *)d)->d_member->offset;
-}
 
 /* an attribute or NULL without an exception when it is missing (getattr(o, name, None)) */
 static PyObject *lookup(PyObject *o, PyObject *name)
@@ -72,19 +63,13 @@ static PyObject *setup(PyObject *self, PyObject *cls)
     if (!PyType_Check(cls))
         return PyErr_Format(PyExc_TypeError, "a class");
     PyTypeObject *tp = (PyTypeObject *)cls;
-    if (tp->tp_dictoffset != 0)
+    /* its own slots only: the probe below sees cls.__slots__, and a base's slots that
+     * fresh() set would go unseen */
+    if (tp->tp_dictoffset != 0 || tp->tp_base != &PyBaseObject_Type)
         Py_RETURN_FALSE;
-    for (int i = 0; i < S_N; i++) {
-        PyObject *nm = PyUnicode_InternFromString(slot_names[i]);
-        if (nm == NULL)
-            return NULL;
-        off[i] = member_offset(tp, nm);
-        Py_DECREF(nm);
-        if (off[i] < 0) {
-            PyErr_Clear();
+    for (int i = 0; i < S_N; i++)
+        if ((off[i] = slot_offset_s(tp, slot_names[i])) < 0)
             Py_RETURN_FALSE;
-        }
-    }
     names = PyObject_GetAttrString(cls, "__slots__");
     if (names == NULL || !PyTuple_Check(names) || PyTuple_GET_SIZE(names) > MAX_SLOTS)
         goto out;
@@ -94,7 +79,7 @@ static PyObject *setup(PyObject *self, PyObject *cls)
         goto out;
     Py_ssize_t offs[MAX_SLOTS];
     for (Py_ssize_t i = 0; i < n; i++) {
-        offs[i] = member_offset(tp, PyTuple_GET_ITEM(names, i));
+        offs[i] = slot_offset(tp, PyTuple_GET_ITEM(names, i));
         if (offs[i] < 0 || (sentinel[i] = PyBaseObject_Type.tp_alloc(&PyBaseObject_Type, 0)) == NULL)
             goto out;
         Py_INCREF(sentinel[i]);
@@ -315,28 +300,12 @@ static PyObject *setup_conn(PyObject *self, PyObject *const *a, Py_ssize_t na)
     Py_CLEAR(Conn_t);
     if (Sock_t == NULL)
         Py_RETURN_FALSE;
-    for (int i = 0; i < C_N; i++) {
-        PyObject *nm = PyUnicode_InternFromString(conn_names[i]);
-        if (nm == NULL)
-            return NULL;
-        coff[i] = member_offset((PyTypeObject *)a[0], nm);
-        Py_DECREF(nm);
-        if (coff[i] < 0) {
-            PyErr_Clear();
+    for (int i = 0; i < C_N; i++)
+        if ((coff[i] = slot_offset_s((PyTypeObject *)a[0], conn_names[i])) < 0)
             Py_RETURN_FALSE;
-        }
-    }
-    for (int i = 0; i < X_N; i++) {
-        PyObject *nm = PyUnicode_InternFromString(xsock_names[i]);
-        if (nm == NULL)
-            return NULL;
-        xoff[i] = member_offset(Sock_t, nm);
-        Py_DECREF(nm);
-        if (xoff[i] < 0) {
-            PyErr_Clear();
+    for (int i = 0; i < X_N; i++)
+        if ((xoff[i] = slot_offset_s(Sock_t, xsock_names[i])) < 0)
             Py_RETURN_FALSE;
-        }
-    }
     Py_INCREF(a[1]);
     Py_XSETREF(netlink_kind, a[1]);
     Py_INCREF(a[2]);
