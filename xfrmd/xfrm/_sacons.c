@@ -29,7 +29,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <structmember.h>
+#include "../_slots.h"      /* slot_offset */
 #include <string.h>
 
 #define INFO_LEN 224            /* xfrm_usersa_info */
@@ -85,8 +85,6 @@ static Py_ssize_t cur_bytes = -1, cur_packets, cur_add_time, cur_use_time;
 static Py_ssize_t xso_dev = -1, xso_real_dev, xso_dir, xso_type, xso_flags, xso_handle,
     xso_priv, xso_upper_priv, off_xso;
 
-static Py_ssize_t member_offset(PyTypeObject *tp, const char *name);
-
 static void learn_xso(void)
 {
     xso_dev = -1;
@@ -100,26 +98,17 @@ static void learn_xso(void)
     const char *names[8] = {"dev", "real_dev", "dir", "type", "flags", "offload_handle",
                             "priv", "upper_priv"};
     for (int i = 0; i < 8; i++)
-        if ((o[i] = member_offset(tp, names[i])) < 0)
+        if ((o[i] = slot_offset_s(tp, names[i])) < 0)
             return;
     PyObject *slots = PyObject_GetAttrString(Xso_t, "__slots__");
     Py_ssize_t n = slots != NULL && PyTuple_Check(slots) ? PyTuple_GET_SIZE(slots) : -1;
     Py_XDECREF(slots);
     PyErr_Clear();
-    if (n != 8 || (off_xso = member_offset((PyTypeObject *)SA_t, "xso")) < 0)
+    if (n != 8 || (off_xso = slot_offset_s((PyTypeObject *)SA_t, "xso")) < 0)
         return;
     xso_real_dev = o[1], xso_dir = o[2], xso_type = o[3], xso_flags = o[4];
     xso_handle = o[5], xso_priv = o[6], xso_upper_priv = o[7];
     xso_dev = o[0];
-}
-
-static Py_ssize_t member_offset(PyTypeObject *tp, const char *name)
-{
-    PyObject *d = PyDict_GetItemString(tp->tp_dict, name);
-    if (d == NULL || Py_TYPE(d) != &PyMemberDescr_Type
-            || ((PyMemberDescrObject *)d)->d_member->type != T_OBJECT_EX)
-        return -1;
-    return ((PyMemberDescrObject *)d)->d_member->offset;
 }
 
 /* a constant no one can change in place: None, an int, bytes, str, or a tuple of those */
@@ -138,10 +127,10 @@ static int immutable(PyObject *v)
 static int learn_cur(void)
 {
     PyTypeObject *tp = (PyTypeObject *)Cur_t;
-    cur_bytes = member_offset(tp, "bytes");
-    cur_packets = member_offset(tp, "packets");
-    cur_add_time = member_offset(tp, "add_time");
-    cur_use_time = member_offset(tp, "use_time");
+    cur_bytes = slot_offset_s(tp, "bytes");
+    cur_packets = slot_offset_s(tp, "packets");
+    cur_add_time = slot_offset_s(tp, "add_time");
+    cur_use_time = slot_offset_s(tp, "use_time");
     return cur_bytes >= 0 && cur_packets >= 0 && cur_add_time >= 0 && cur_use_time >= 0
         && tp->tp_dictoffset == 0 && tp->tp_base == &PyBaseObject_Type;
 }
@@ -175,7 +164,7 @@ static int learn_layout(void)
         if (PyUnicode_CompareWithASCIIString(name, "__dict__") == 0
                 || PyUnicode_CompareWithASCIIString(name, "__weakref__") == 0)
             continue;
-        Py_ssize_t off = member_offset(tp, PyUnicode_AsUTF8(name));
+        Py_ssize_t off = slot_offset(tp, name);
         if (off < 0)
             goto out;
         PyObject *v0 = *(PyObject **)((char *)probe[0] + off);
@@ -207,12 +196,12 @@ static int learn_layout(void)
         }
         n++;
     }
-    off_aead = member_offset(tp, "aead");
-    off_geniv = member_offset(tp, "geniv");
-    off_dir = member_offset(tp, "dir");
-    off_km_seq = member_offset(tp, "km_seq");
-    off_maxdiff = member_offset(tp, "replay_maxdiff");
-    off_maxage = member_offset(tp, "replay_maxage");
+    off_aead = slot_offset_s(tp, "aead");
+    off_geniv = slot_offset_s(tp, "geniv");
+    off_dir = slot_offset_s(tp, "dir");
+    off_km_seq = slot_offset_s(tp, "km_seq");
+    off_maxdiff = slot_offset_s(tp, "replay_maxdiff");
+    off_maxage = slot_offset_s(tp, "replay_maxage");
     if (off_aead < 0 || off_geniv < 0 || off_dir < 0 || off_km_seq < 0 || off_maxdiff < 0
             || off_maxage < 0)
         goto out;

@@ -16,7 +16,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <structmember.h>
+#include "../_slots.h"      /* slot_offset_s */
 #include <string.h>
 
 #define NLMSG_HDRLEN 16
@@ -300,16 +300,6 @@ static PyObject *message(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     return PyObject_Vectorcall(fallback, args, nargs, NULL);
 }
 
-/* the offset of a member descriptor's object slot (a __slots__ entry), or -1 */
-static Py_ssize_t member_offset(PyTypeObject *tp, const char *name)
-{
-    PyObject *d = PyDict_GetItemString(tp->tp_dict, name);
-    if (d == NULL || Py_TYPE(d) != &PyMemberDescr_Type
-            || ((PyMemberDescrObject *)d)->d_member->type != T_OBJECT_EX)
-        return -1;
-    return ((PyMemberDescrObject *)d)->d_member->offset;
-}
-
 static PyObject *setup(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 4 || !PyType_Check(args[0]) || !PyType_Check(args[1]) || !PyType_Check(args[2])
@@ -320,12 +310,12 @@ static PyObject *setup(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     PyTypeObject *st = (PyTypeObject *)args[0], *ct = (PyTypeObject *)args[1];
     for (int i = 0; i < NSLOTS; i++)
-        if ((off[i] = member_offset(st, names[i])) < 0) {
+        if ((off[i] = slot_offset_s(st, names[i])) < 0) {
             PyErr_Format(PyExc_ValueError, "SecurityAssociation has no slot %s", names[i]);
             return NULL;
         }
     for (int i = 0; i < NCUR; i++)
-        if ((cur_off[i] = member_offset(ct, cur_names[i])) < 0) {
+        if ((cur_off[i] = slot_offset_s(ct, cur_names[i])) < 0) {
             PyErr_Format(PyExc_ValueError, "LifetimeCur has no slot %s", cur_names[i]);
             return NULL;
         }
