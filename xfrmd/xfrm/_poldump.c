@@ -14,7 +14,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <structmember.h>
+#include "../_slots.h"      /* slot_offset_s */
 #include <limits.h>
 #include <string.h>
 
@@ -233,27 +233,6 @@ static PyObject *message(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     return PyObject_Vectorcall(fallback, args, nargs, NULL);
 }
 
-/* the offset of a member descriptor's object slot (a __slots__ entry) */
-static int member_offset(PyTypeObject *type, const char *name, Py_ssize_t *off)
-{
-    PyObject *n = PyUnicode_InternFromString(name);
-    PyObject *d = n == NULL ? NULL : _PyType_Lookup(type, n);   /* its own or a base's */
-    Py_XDECREF(n);
-    if (d == NULL && PyErr_Occurred())
-        return 0;
-    if (d == NULL || Py_TYPE(d) != &PyMemberDescr_Type) {
-        PyErr_Format(PyExc_TypeError, "%s.%s is not a slot", type->tp_name, name);
-        return 0;
-    }
-    PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
-    if (m->type != T_OBJECT_EX) {
-        PyErr_Format(PyExc_TypeError, "%s.%s is not an object slot", type->tp_name, name);
-        return 0;
-    }
-    *off = m->offset;
-    return 1;
-}
-
 static PyObject *setup(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 4 || !PyType_Check(args[0]) || !PyType_Check(args[1])
@@ -268,9 +247,10 @@ static PyObject *setup(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     Py_ssize_t off[NSLOTS];
-    for (int i = 0; i < NSLOTS; i++)
-        if (!member_offset(pt, names[i], &off[i]))
-            return NULL;
+    for (int i = 0; i < NSLOTS; i++)       /* Policy's own or _PolicyHead's */
+        if ((off[i] = slot_offset_s(pt, names[i])) < 0)
+            return PyErr_Format(PyExc_TypeError, "%s.%s is not a plain slot", pt->tp_name,
+                                names[i]);
     unsigned long long lv;
     for (int i = 0; i < 8; i++) {
         if (!uint_of(PyTuple_GET_ITEM(args[2], i), ~0ULL, &lv)) {

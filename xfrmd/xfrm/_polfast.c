@@ -20,7 +20,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <structmember.h>
+#include "../_slots.h"      /* slot_offset */
 #include <string.h>
 /* ahead(): where a dict keeps its table (CPython 3.11's layout; read as the core reads it,
  * this header alone). Without it ahead() fetches nothing. */
@@ -102,11 +102,9 @@ static int learn_layout(PyObject *cls)
     Py_ssize_t n = PyList_GET_SIZE(names);
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *name = PyList_GET_ITEM(names, i);
-        PyObject *d = PyUnicode_Check(name) ? _PyType_Lookup(tp, name) : NULL;
-        if (d == NULL || Py_TYPE(d) != &PyMemberDescr_Type
-                || ((PyMemberDescrObject *)d)->d_member->type != T_OBJECT_EX)
+        Py_ssize_t off = slot_offset(tp, name);     /* Policy's own or _PolicyHead's */
+        if (off < 0)
             goto out;
-        Py_ssize_t off = ((PyMemberDescrObject *)d)->d_member->offset;
         PyObject *v = *(PyObject **)((char *)probe + off);
         slot_off[i] = off;
         slot_arg[i] = -1;
@@ -462,19 +460,6 @@ static PyObject *s_by_selector, *s_byidx, *s_idx_generator, *s_xnet, *s_spd_coun
 
 #define SLOT(o, off) (*(PyObject **)((char *)(o) + (off)))
 
-/* the offset of Policy's slot `name` (a T_OBJECT_EX member), or -1 */
-static Py_ssize_t slot_named(PyTypeObject *tp, const char *name)
-{
-    PyObject *n = PyUnicode_InternFromString(name);
-    PyObject *d = n == NULL ? NULL : _PyType_Lookup(tp, n);     /* its own or a base's */
-    Py_XDECREF(n);
-    PyErr_Clear();
-    if (d == NULL || Py_TYPE(d) != &PyMemberDescr_Type
-            || ((PyMemberDescrObject *)d)->d_member->type != T_OBJECT_EX)
-        return -1;
-    return ((PyMemberDescrObject *)d)->d_member->offset;
-}
-
 static int learn_insert(PyTypeObject *tp)
 {
     Py_ssize_t *offs[7] = {&off_key, &off_mark, &off_lft, &off_dir, &off_index, &off_add, &off_use};
@@ -488,7 +473,7 @@ static int learn_insert(PyTypeObject *tp)
         if (*strs[i] == NULL && (*strs[i] = PyUnicode_InternFromString(snames[i])) == NULL)
             return -1;
     for (int i = 0; i < 7; i++) {
-        Py_ssize_t o = slot_named(tp, names[i]);
+        Py_ssize_t o = slot_offset_s(tp, names[i]);
         if (o < 0) {
             off_key = -1;
             return 0;
@@ -762,7 +747,7 @@ static PyObject *setup_offload(PyObject *self, PyObject *cls)
     for (int i = 0; ok && i < XDO_SLOTS; i++) {
         ok = PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(names, i), xdo_names[i]) == 0;
         if (ok)
-            ok = (xdo_off[i] = slot_named(tp, xdo_names[i])) >= 0;
+            ok = (xdo_off[i] = slot_offset_s(tp, xdo_names[i])) >= 0;
     }
     Py_XDECREF(names);
     PyErr_Clear();
@@ -774,7 +759,7 @@ static PyObject *setup_offload(PyObject *self, PyObject *cls)
         if (*strs[i] == NULL && (*strs[i] = PyUnicode_InternFromString(snames[i])) == NULL)
             return NULL;
     if (ok)
-        ok = (off_xdo = slot_named((PyTypeObject *)Policy_t, "xdo")) >= 0;
+        ok = (off_xdo = slot_offset_s((PyTypeObject *)Policy_t, "xdo")) >= 0;
     xdo_policy_t = Policy_t;
     Py_INCREF(cls);
     Py_XSETREF(XfrmDevOffload_t, cls);
