@@ -120,9 +120,10 @@ def test_a_quoted_include_not_beside_the_source_is_the_interpreters(tmp_path):
     mine.write_text("")
     assert cext.source_files(str(src)) == [str(src), str(mine)]
 
-def test_the_slots_header_keys_both_extensions_that_include_it(tmp_path):
-    """learn_offsets lives in xfrmd/_slots.h, included by _rcvfast.c and _transport.c: an
-    edit of it changes the build key of both, and of no other extension."""
+def test_the_slots_header_keys_every_extension_that_includes_it(tmp_path):
+    """slot_offset and learn_offsets live in xfrmd/_slots.h, included by the nine extensions
+    that read slots at their offsets: an edit of it changes the build key of each of them,
+    and of no other extension."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     for name in registry.EXTENSIONS:
         for path in cext.source_files(registry.source(name)):
@@ -138,8 +139,10 @@ def test_the_slots_header_keys_both_extensions_that_include_it(tmp_path):
     header = tmp_path / "xfrmd" / "_slots.h"
     header.write_text(header.read_text() + "/* edited */\n")
     after = keys()
-    assert {n for n in before if before[n] != after[n]} == {"xfrmd.netlink._rcvfast",
-                                                            "xfrmd._transport"}
+    assert {n for n in before if before[n] != after[n]} == {
+        "xfrmd.netlink._rcvfast", "xfrmd._transport", "xfrmd._taprec", "xfrmd.netlink._reopen",
+        "xfrmd.datapath._espfast", "xfrmd.xfrm._sacons", "xfrmd.xfrm._sadump",
+        "xfrmd.xfrm._polfast", "xfrmd.xfrm._poldump"}
 
 def test_a_source_that_does_not_compile_says_so_and_leaves_nothing(tiny):
     tiny.write_text("this is not C;\n")
