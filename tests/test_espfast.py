@@ -212,3 +212,32 @@ def test_the_output_path_numbers_through_c():
     assert c.encapsulate(b"body", 4, seq=7) == \
         EspGcmSA.encapsulate(py, b"body", 4, seq=7)
     assert state(c) == state(py)
+
+
+def test_a_window_not_in_plain_slots_is_refused_and_a_base_class_slot_is_not():
+    """The C half reads oseq, top and bitmap at their slots' offsets (xfrmd/_slots.h): a
+    window class whose oseq is a property is refused with TypeError (the caller keeps the
+    Python methods); one whose slots are its base's numbers as the Python does."""
+    sa, twin = twins()
+    Window = type(sa.replay)
+
+    class Sub(Window):
+        __slots__ = ()
+
+    class Prop(Window):
+        __slots__ = ()
+        oseq = property(lambda self: 0)
+
+    def esp_with(replay):
+        seal = sa._seal[:4] + (replay,) + sa._seal[5:]
+        return esp._C.Esp(seal, None, twin.encapsulate, twin.decapsulate,
+                          twin.encapsulate_batch)
+
+    with pytest.raises(TypeError, match="oseq"):
+        esp_with(Prop.__new__(Prop))
+    sub = Sub.__new__(Sub)
+    for f in ("oseq", "top", "bitmap"):
+        setattr(sub, f, getattr(sa.replay, f))
+    fast = esp_with(sub)
+    assert fast.encapsulate(b"x" * 20, 4) == twin.encapsulate(b"x" * 20, 4)
+    assert sub.oseq == twin.replay.oseq == 1

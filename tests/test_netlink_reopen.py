@@ -218,3 +218,20 @@ def test_what_the_c_path_refuses_it_leaves_untouched(setup):
     assert after.pop("next_id") == 500
     before.pop("next_id")
     assert after == before
+
+
+def test_setup_learns_only_a_class_whose_slots_are_its_own():
+    """The C half learns which slots NetlinkSocket.fresh sets by probing the class's own
+    __slots__: a subclass (its slots a base's, found by xfrmd/_slots.h's slot_offset) is
+    declined, as fresh() would set slots the probe never saw; NetlinkSocket itself is
+    learned again."""
+    from xfrmd import kernel as K
+    if K.reopen_c is None:
+        pytest.skip("C extensions not built (or XFRMD_PURE_PYTHON)")
+
+    class Sub(NetlinkSocket):
+        __slots__ = ()
+    try:
+        assert K.reopen_c.setup(Sub) is False
+    finally:
+        assert K.reopen_c.setup(NetlinkSocket) is True
