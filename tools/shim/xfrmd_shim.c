@@ -2105,11 +2105,13 @@ static ssize_t nl_recv1(int fd, struct nlsock *s, struct iovec *iov, size_t iovc
     if (!(flags & MSG_PEEK)) {
         if (s) s->nread++;
         count_finals(s, buf, (size_t)n);
-        /* netlink_recvmsg runs the next step of a running dump on any read */
-        if (is_dump_part(buf, n) || s->dumps > 0) {
-            uint32_t b = (uint32_t)(want > 32768 ? 32768 : want);
-            send_frame(fd, F_RECVD, &b, 4);
-        }
+    }
+    /* netlink_recvmsg runs the next step of a running dump on every receive, a MSG_PEEK
+     * too, sized by max_recvmsg_len as it stands then: `ip`'s first peek (a 0-byte buffer)
+     * is why the kernel's second dump datagram is NLMSG_GOODSIZE and not 32k */
+    if (s && (is_dump_part(buf, n) || s->dumps > 0)) {
+        uint32_t b = (uint32_t)(want > 32768 ? 32768 : want);
+        send_frame(fd, F_RECVD, &b, 4);
     }
     free(buf);
     return (flags & MSG_TRUNC) ? n : (ssize_t)copy;
