@@ -98,6 +98,7 @@ struct nlsock {
      * request, so the server admits that request's answers against what is really unread
      * (docs/protocol.md, "Flow control") */
     uint32_t nread, nread_told;
+    uint32_t recvd_max;      /* the largest buffer told in F_RECVD: the server's max_recvmsg_len */
 };
 static struct nlsock *nltab[MAXFD];
 static struct nlsock *nlsock_new(void)
@@ -2108,9 +2109,14 @@ static ssize_t nl_recv1(int fd, struct nlsock *s, struct iovec *iov, size_t iovc
     }
     /* netlink_recvmsg runs the next step of a running dump on every receive, a MSG_PEEK
      * too, sized by max_recvmsg_len as it stands then: `ip`'s first peek (a 0-byte buffer)
-     * is why the kernel's second dump datagram is NLMSG_GOODSIZE and not 32k */
-    if (s && (is_dump_part(buf, n) || s->dumps > 0)) {
+     * is why the kernel's second dump datagram is NLMSG_GOODSIZE and not 32k. Once that
+     * length is at its cap (SKB_WITH_OVERHEAD(32768)) every step has the same size, and a
+     * peek's step only runs ahead of the read's: the boundaries are the same without it,
+     * and the server is spared a wake-up a datagram */
+    if (s && (is_dump_part(buf, n) || s->dumps > 0)
+            && (!(flags & MSG_PEEK) || s->recvd_max < 32768 - 320)) {
         uint32_t b = (uint32_t)(want > 32768 ? 32768 : want);
+        if (b > s->recvd_max) s->recvd_max = b;
         send_frame(fd, F_RECVD, &b, 4);
     }
     free(buf);
