@@ -304,6 +304,22 @@ def _peer_credentials(s: pysocket.socket, pid: int, uid: int, gid: int, owner_ui
     return peer_credentials(pid, uid, gid, owner_uid=owner_uid, status=status, same_userns=same)
 
 
+def _pid_free(sock) -> int:
+    """BIND_REPLY's fourth word (docs/protocol.md): when an autobind gave the socket its
+    process's id, the protocols (bit N: protocol N < 32) in whose table of the namespace no
+    socket holds that id now — what the shim's optimistic autobind of that process's first
+    socket of another protocol predicts from (`ip` opens NETLINK_ROUTE, then NETLINK_XFRM:
+    one round trip less per command). 0 when the socket got another id."""
+    pid = sock.pid & 0xFFFFFFFF
+    if sock.portid != pid:
+        return 0
+    free = 0xFFFFFFFF
+    for protocol, table in sock.netns.ports.items():
+        if protocol < 32 and pid in table:
+            free &= ~(1 << protocol)
+    return free
+
+
 def _alive(pidfd: int) -> bool:
     """Whether the process of ``pidfd`` has not exited (``pidfd_send_signal`` of signal 0)."""
     try:
@@ -1566,7 +1582,8 @@ class Server:
                 err = -e.errno
             if was_bound and kind == T.F_BIND and err == 0:
                 return None  # later binds only update groups; the shim does not wait
-            return T.bind_reply(err, sock.portid, sock.groups)
+            return T.bind_reply(err, sock.portid, sock.groups,
+                                0 if err or was_bound else _pid_free(sock))
         if kind == T.F_READ:
             # the shim's count of datagrams read, sent ahead of its next request: what the
             # request's answers are admitted against (netlink_rcv_wake ran on those reads)

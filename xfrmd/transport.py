@@ -111,8 +111,10 @@ def bind(portid: int, groups: int) -> bytes:
     return frame(F_BIND, struct.pack("=II", portid & 0xFFFFFFFF, groups & 0xFFFFFFFF))
 
 
-def bind_reply(error: int, portid: int, groups: int) -> bytes:
-    return frame(F_BIND_REPLY, struct.pack("=iII", error, portid & 0xFFFFFFFF, groups & 0xFFFFFFFF))
+def bind_reply(error: int, portid: int, groups: int, free: int = 0) -> bytes:
+    """``free``: the protocols whose table does not hold the process's id (Server._control)."""
+    return frame(F_BIND_REPLY, struct.pack("=iIII", error, portid & 0xFFFFFFFF,
+                                           groups & 0xFFFFFFFF, free))
 
 
 def setsockopt(level: int, optname: int, value: int) -> bytes:

@@ -466,7 +466,16 @@ static int bind_exchange(int fd, struct nlsock *s, uint16_t kind, uint32_t porti
             s->bound = 1; s->portid = pid; s->groups = grp;
             auto_check_pid();
             if (portid == 0) auto_ok[proto_slot(s->protocol)] = 1;
-            if (pid == (uint32_t)auto_pid) pid_ports[proto_slot(s->protocol)]++;
+            if (pid == (uint32_t)auto_pid) {
+                pid_ports[proto_slot(s->protocol)]++;
+                /* the protocols whose table does not hold this process's id either (the
+                 * reply's fourth word): their first autobind is predicted too (`ip`'s
+                 * NETLINK_XFRM socket after its NETLINK_ROUTE one: one round trip less) */
+                uint32_t freem = 0;
+                if (portid == 0 && n >= 24) memcpy(&freem, buf + 20, 4);
+                if (freem >> NETLINK_XFRM & 1) auto_ok[proto_slot(NETLINK_XFRM)] = 1;
+                if (freem >> NETLINK_ROUTE & 1) auto_ok[proto_slot(NETLINK_ROUTE)] = 1;
+            }
             return 0;
         }
     }
