@@ -344,10 +344,8 @@ class StateDb:
         if mark[0] or mark[1]:      # ((0, 0) is the state's own)
             x.mark = mark
         # _link(x, key), inline: a new larval state has no km_seq; its chain is known
-        all_ = self._all            # all_.append(x), inline (state_list.py)
-        slots = all_.slots
-        x.all_pos = len(slots)
-        slots.append(x)
+        all_ = self._all
+        all_.append(x)
         if spi:
             byspi = self.byspi
             if byspi.setdefault(spi, x) is not x:     # not the first in its chain
@@ -358,7 +356,7 @@ class StateDb:
             bydst[key] = x
         else:
             _chain_add(bydst, key, x)
-        if len(slots) - all_.holes > self.xnet.state_hmask + 1:
+        if len(all_) > self.xnet.state_hmask + 1:
             self._grow_check()
         self._arm(x, self.acq_expires)
         return x
@@ -566,14 +564,12 @@ class StateDb:
         # sanitized, linked (byspi, bydst; no bysrc for ESP, AH, IPComp), its timers
         if mark[0] & ~mark[1]:
             x.mark = (mark[0] & mark[1], mark[1])
-        all_ = self._all            # all_.append(x), inline (state_list.py)
-        slots = all_.slots
-        x.all_pos = len(slots)
-        slots.append(x)
+        all_ = self._all
+        all_.append(x)
         if spi and byspi.setdefault(spi, x) is not x:     # not the first in its chain
             _chain_add(byspi, spi, x)
         bydst[key] = x
-        if len(slots) - all_.holes > self.xnet.state_hmask + 1:
+        if len(all_) > self.xnet.state_hmask + 1:
             self._grow_check()
         self._start_timers(x)
         return 0
@@ -594,10 +590,8 @@ class StateDb:
         mark = x.mark
         if mark[0] & ~mark[1]:
             x.mark = (mark[0] & mark[1], mark[1])
-        all_ = self._all            # all_.append(x), inline (state_list.py)
-        slots = all_.slots
-        x.all_pos = len(slots)
-        slots.append(x)
+        all_ = self._all
+        all_.append(x)
         byspi, bydst = self.byspi, self.bydst
         if byspi.get(spi) is x1:
             byspi[spi] = x
@@ -620,7 +614,7 @@ class StateDb:
             x1_dst = True
         if x.km_seq:
             _chain_add(self.byseq, x.km_seq, x)
-        if len(slots) - all_.holes > self.xnet.state_hmask + 1:
+        if len(all_) > self.xnet.state_hmask + 1:
             self._grow_check()              # (x1 still counted, as in insert-then-delete)
         self._start_timers(x)
         # delete(x1): __xfrm_state_delete of a larval state (no offload, no tunnel): DEAD,

@@ -30,7 +30,7 @@ class StateList:
         self.holes = 0
 
     def append(self, x: SecurityAssociation) -> None:
-        """At the end (the hot paths of sadb.StateDb inline these two lines)."""
+        """At the end, its place recorded on the state."""
         slots = self.slots
         x.all_pos = len(slots)
         slots.append(x)
